@@ -1,0 +1,3 @@
+from mjvault.cli.main import main
+
+main()

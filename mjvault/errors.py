@@ -1,0 +1,96 @@
+"""Every expected failure is one of these: a one-line message and an exit code.
+
+The CLI maps them to output; library callers catch them by type. Nothing else prints.
+"""
+
+from __future__ import annotations
+
+# Documented exit codes (docs/usage.md). Kept stable: scripts depend on them.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTEGRITY = 3
+EXIT_PARTIAL = 4
+EXIT_INTERRUPTED = 130
+
+
+class MjvaultError(Exception):
+    """Base of all expected failures. ``str(err)`` is the one line shown to the user."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class UsageError(MjvaultError):
+    exit_code = EXIT_USAGE
+
+
+class VaultNotFound(MjvaultError):
+    """No vault at the given or discovered location."""
+
+
+class VaultExists(MjvaultError):
+    """``init`` into a directory that already holds something."""
+
+
+class UnsupportedFormat(MjvaultError):
+    """The vault was written by a newer format version than this code understands."""
+
+
+class VaultLocked(MjvaultError):
+    """Another writer holds the vault's lock."""
+
+
+class PassphraseRequired(MjvaultError):
+    """An encrypted vault was opened without a way to get its passphrase."""
+
+
+class WrongPassphrase(MjvaultError):
+    """No key file of the vault opens with the given passphrase."""
+
+
+class ObjectNotFound(MjvaultError):
+    exit_code = EXIT_INTEGRITY
+
+
+class CorruptObject(MjvaultError):
+    """An object failed its hash, its AEAD tag, or its framing."""
+
+    exit_code = EXIT_INTEGRITY
+
+
+class IntegrityError(MjvaultError):
+    """A structural problem: a ref, manifest or tree that does not parse or points nowhere."""
+
+    exit_code = EXIT_INTEGRITY
+
+
+class JobNotFound(MjvaultError):
+    pass
+
+
+class ImportProblem(MjvaultError):
+    exit_code = EXIT_PARTIAL
+
+
+class ConfigError(MjvaultError):
+    exit_code = EXIT_USAGE
+
+
+class SourceError(MjvaultError):
+    """The Midjourney source failed in a way a retry will not fix (auth, challenge page, …)."""
+
+
+class AuthError(SourceError):
+    """The session cookie is missing, expired or refused."""
+
+
+class Interrupted(MjvaultError):
+    exit_code = EXIT_INTERRUPTED

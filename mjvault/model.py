@@ -1,0 +1,172 @@
+"""A Midjourney job as mjvault understands it, parsed from any generation's raw record. Pure.
+
+The raw record (JSON bytes exactly as the source gave them) is what the vault stores; a
+:class:`Job` is derived from it on demand, so a better parser later re-reads old archives.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from mjvault.errors import MjvaultError
+from mjvault.params import ParamValue, parse_full_command
+
+# Job types whose image is the parent grid's image (no image of their own on the CDN).
+VIRTUAL_UPSAMPLE_MARKERS = ("virtual_upsample", "_virtual", "virtual_upscale")
+
+
+class RecordError(MjvaultError):
+    """A record that is not a usable Midjourney job (no id, not an object, not JSON)."""
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    """One image or video of a job, as a path relative to the CDN base (``{job}/0_1.png``)."""
+
+    index: int
+    path: str
+    kind: str  # "image" | "video"
+
+    @property
+    def ext(self) -> str:
+        return self.path.rsplit(".", 1)[-1].lower()
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    enqueue_time: datetime | None
+    type: str
+    job_type: str | None
+    event_type: str | None
+    prompt: str
+    full_command: str
+    params: dict[str, ParamValue] = field(default_factory=dict)
+    width: int | None = None
+    height: int | None = None
+    batch_size: int | None = None
+    parent_id: str | None = None
+    parent_grid: int | None = None
+    username: str | None = None
+    user_id: str | None = None
+    image_paths: tuple[str, ...] | None = None
+
+    @property
+    def is_video(self) -> bool:
+        jt = (self.job_type or "").lower()
+        et = (self.event_type or "").lower()
+        return jt.startswith("vid") or et.startswith("video")
+
+    @property
+    def is_virtual_upsample(self) -> bool:
+        jt = (self.job_type or self.type or "").lower()
+        return any(marker in jt for marker in VIRTUAL_UPSAMPLE_MARKERS)
+
+    def media(self) -> list[MediaRef]:
+        """The full-size images (or videos) of this job, as CDN-relative paths."""
+        if self.image_paths:
+            refs = []
+            for i, url in enumerate(self.image_paths):
+                path = _cdn_relative(url)
+                refs.append(MediaRef(i, path, "video" if path.endswith(".mp4") else "image"))
+            return refs
+        if self.is_video:
+            count = self.batch_size or 1
+            return [MediaRef(i, f"video/{self.id}/{i}.mp4", "video") for i in range(count)]
+        if self.is_virtual_upsample and self.parent_id is not None:
+            grid = self.parent_grid or 0
+            return [MediaRef(0, f"{self.parent_id}/0_{grid}.png", "image")]
+        if self.type in ("upscale",) or (self.event_type or "") == "upscale":
+            return [MediaRef(0, f"{self.id}/0_0.png", "image")]
+        count = self.batch_size or 1
+        return [MediaRef(i, f"{self.id}/0_{i}.png", "image") for i in range(count)]
+
+
+def _cdn_relative(url: str) -> str:
+    """``https://cdn.midjourney.com/ID/0_1.png`` -> ``ID/0_1.png``; also the old GCS bucket."""
+    rest = url.split("://", 1)[-1]
+    rest = rest.split("/", 1)[1] if "/" in rest else rest
+    prefix = "dream-machines-output/"
+    if rest.startswith(prefix):
+        rest = rest[len(prefix) :]
+    return rest.split("?", 1)[0]
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Midjourney times: ``2023-05-26 07:38:42.209596`` (v1, UTC) or ISO 8601 (v2/v3)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value != "" else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def job_from_record(record: Any) -> Job:
+    """Build a :class:`Job` from a decoded record of any listing generation."""
+    if not isinstance(record, dict):
+        raise RecordError("record is not a JSON object")
+    job_id = record.get("id")
+    if not isinstance(job_id, str) or not job_id.strip():
+        raise RecordError("record has no job id")
+    full_command = record.get("full_command")
+    if not isinstance(full_command, str):
+        full_command = record.get("prompt") if isinstance(record.get("prompt"), str) else ""
+    parsed = parse_full_command(full_command)
+    prompt = record.get("prompt")
+    prompt = " ".join(prompt.split()) if isinstance(prompt, str) else parsed.prompt
+    event = record.get("event") if isinstance(record.get("event"), dict) else {}
+    job_type = _str_or_none(record.get("job_type")) or _str_or_none(record.get("_job_type"))
+    event_type = _str_or_none(record.get("event_type")) or _str_or_none(event.get("eventType"))
+    kind = _str_or_none(record.get("type")) or event_type or job_type or "unknown"
+    paths = record.get("image_paths")
+    image_paths = (
+        tuple(p for p in paths if isinstance(p, str)) if isinstance(paths, list) and paths else None
+    )
+    return Job(
+        id=job_id.strip(),
+        enqueue_time=parse_time(record.get("enqueue_time")),
+        type=kind,
+        job_type=job_type,
+        event_type=event_type,
+        prompt=prompt,
+        full_command=full_command,
+        params=parsed.params,
+        width=_int_or_none(record.get("width")) or _int_or_none(event.get("width")),
+        height=_int_or_none(record.get("height")) or _int_or_none(event.get("height")),
+        batch_size=_int_or_none(record.get("batch_size")) or _int_or_none(event.get("batchSize")),
+        parent_id=_str_or_none(record.get("parent_id")),
+        parent_grid=_int_or_none(record.get("parent_grid")),
+        username=_str_or_none(record.get("username")),
+        user_id=_str_or_none(record.get("user_id")),
+        image_paths=image_paths,
+    )
+
+
+def job_from_json(raw: bytes) -> Job:
+    try:
+        record = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecordError(f"not valid JSON: {exc}") from None
+    return job_from_record(record)
