@@ -1,0 +1,1 @@
+"""Where jobs come from: one subpackage per source."""
