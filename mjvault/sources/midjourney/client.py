@@ -12,6 +12,7 @@ Everything here is safe to use from several threads: listing is one thread's ite
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -254,7 +255,8 @@ class MidjourneyClient:
         job is not yielded). ``since`` ends the listing after the page in which a job older than
         it appears (older jobs are not yielded); ``until`` skips jobs newer than it.
         ``job_type`` filters on the server where the generation can (v1), else here.
-        The generation is resolved (and auth errors raised) here, not at the first ``next``.
+        The generation is resolved and the first page fetched (so auth errors are raised)
+        here, not at the first ``next``.
         """
         generation = self.generation()
         fetch = self._fetcher(generation)
@@ -264,9 +266,18 @@ class MidjourneyClient:
             job_type=job_type if generation.filters_job_type else None,
             until=until if generation.filters_until else None,
         )
+        pages = generation.pages(fetch, query)
+        # The first page is fetched now, so a refused session or an unreachable service is
+        # raised by this call rather than by the caller's first `next`.
+        first = next(pages, None)
         listing = Listing(generation.name)
         listing._jobs = self._walk(
-            listing, generation.pages(fetch, query), stop, job_type, since, until,
+            listing,
+            itertools.chain([first] if first else [], pages),
+            stop,
+            job_type,
+            since,
+            until,
             filter_type=not generation.filters_job_type,
         )
         return listing
@@ -333,9 +344,7 @@ class MidjourneyClient:
         if page is None:
             return None
         listing = Listing(generation.name)
-        listing._jobs = self._walk(
-            listing, iter([page]), None, None, None, None, filter_type=False
-        )
+        listing._jobs = self._walk(listing, iter([page]), None, None, None, None, filter_type=False)
         return listing
 
     # -- media -----------------------------------------------------------------------------
@@ -363,7 +372,10 @@ class MidjourneyClient:
         else:
             kind = "image"
         return download_to(
-            self.transport, self.media_url(path_or_url), sink, expected_kind=kind,
+            self.transport,
+            self.media_url(path_or_url),
+            sink,
+            expected_kind=kind,
             on_chunk=on_chunk,
         )
 
@@ -382,18 +394,29 @@ class MidjourneyClient:
                 self._generation = self._generation or generation
         except ListingShapeError as exc:
             return AuthStatus(
-                False, None, self.settings.user_id, "error",
-                f"the listing answered with JSON of an unexpected shape ({exc})", cookie_name,
+                False,
+                None,
+                self.settings.user_id,
+                "error",
+                f"the listing answered with JSON of an unexpected shape ({exc})",
+                cookie_name,
             )
         except EndpointMissing as exc:
             return AuthStatus(False, None, self.settings.user_id, "error", str(exc), cookie_name)
         except SourceError as exc:
             return AuthStatus(
-                False, None, self.settings.user_id, _reason(exc),
-                self.transport.redact(str(exc)), cookie_name,
+                False,
+                None,
+                self.settings.user_id,
+                _reason(exc),
+                self.transport.redact(str(exc)),
+                cookie_name,
             )
         return AuthStatus(
-            True, generation.name, user_id, None,
+            True,
+            generation.name,
+            user_id,
+            None,
             f"the session works with listing API {generation.describe()}",
             generation.session_cookie,
         )

@@ -207,9 +207,7 @@ class _Transfer:
                     chunk, head = head, b""
                 self._deliver(chunk)
         except httpx.TransportError as exc:
-            raise Retryable(
-                f"{describe_exception(exc)} after {self.written} bytes"
-            ) from None
+            raise Retryable(f"{describe_exception(exc)} after {self.written} bytes") from None
         if skip:
             raise Retryable(f"connection ended while re-reading ({skip} bytes short)")
         if head:

@@ -231,8 +231,12 @@ class V1RecentJobs(ListingGeneration):
             if not capped or window_new == 0 or oldest is None:
                 return
             next_anchor = format_from_date(oldest)
-            log.info("%s: listing window ended after %d jobs; continuing from %s",
-                     self.name, window_total, next_anchor)
+            log.info(
+                "%s: listing window ended after %d jobs; continuing from %s",
+                self.name,
+                window_total,
+                next_anchor,
+            )
             anchor = next_anchor
 
 

@@ -124,8 +124,10 @@ class ClientSettings:
         object.__setattr__(self, "web_base", self.web_base.rstrip("/"))
         object.__setattr__(self, "cdn_base", self.cdn_base.rstrip("/"))
         if self.api not in API_CHOICES:
-            raise ConfigError(f"unknown Midjourney API generation {self.api!r}; use one of "
-                              + ", ".join(API_CHOICES))
+            raise ConfigError(
+                f"unknown Midjourney API generation {self.api!r}; use one of "
+                + ", ".join(API_CHOICES)
+            )
         for name in ("max_rps", "timeout", "concurrency"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
@@ -138,9 +140,7 @@ class ClientSettings:
         return replace(self, **changes)
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> ClientSettings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClientSettings:
         """Settings from the documented environment variables; ``overrides`` win over them."""
         values = settings_values_from_env(os.environ if environ is None else environ)
         values.update({k: v for k, v in overrides.items() if v is not None})
