@@ -281,11 +281,9 @@ def test_auto_with_every_generation_refusing_names_the_current_cookie(
 ) -> None:
     for path in ("/api/imagine", "/api/pg/thomas-jobs", "/api/app/recent-jobs/"):
         scripted.route(path, Answer(401))
-    with (
-        MidjourneyClient(make_settings(scripted, api="auto")) as client,
-        pytest.raises(AuthError) as err,
-    ):
-        client.list_jobs()
+    with MidjourneyClient(make_settings(scripted, api="auto")) as client:
+        with pytest.raises(AuthError) as err:  # noqa: SIM117 - the client outlives the raise
+            client.list_jobs()
         assert V3_ID_COOKIE in str(err.value)
         status = client.check_auth()
     assert not status.ok and status.reason == "refused"
