@@ -148,7 +148,9 @@ class _Transfer:
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
         if status in RETRY_STATUSES:
-            raise Retryable(f"HTTP {status}")
+            raise Retryable(
+                f"HTTP {status}", retry_after=parse_retry_after(response.headers.get("retry-after"))
+            )
         if status in (401, 403) or (status == 200 and "html" in self._ctype(response)):
             page_start = self._read_some(response, 8192)
             if is_challenge(response.headers, page_start):

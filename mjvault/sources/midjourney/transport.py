@@ -301,7 +301,10 @@ class Transport:
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
         if status in RETRY_STATUSES:
-            raise Retryable(f"HTTP {status}")
+            # A 503 may say when to come back; otherwise the backoff decides.
+            raise Retryable(
+                f"HTTP {status}", retry_after=parse_retry_after(response.headers.get("retry-after"))
+            )
         if status in (401, 403):
             raise messages.refused(cookie_name)
         if 300 <= status < 400:
