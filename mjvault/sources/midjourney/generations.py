@@ -136,10 +136,18 @@ class V3Imagine(CursorGeneration):
         The endpoint is not documented; any answer that is not the listing's own shape (or a
         404) gives None, and the caller falls back to an incremental listing.
         """
-        params = {"user_id": query.user_id, "checkpoint": checkpoint}
+        size = self.page_size(query)
+        params: dict[str, str | int] = {
+            "user_id": query.user_id,
+            "checkpoint": checkpoint,
+            "page_size": size,
+        }
         try:
             split = split_listing(fetch(self.update_path, params), "data")
         except ListingShapeError:
+            return None
+        if len(split.records) >= size:
+            # Possibly cut short, and its checkpoint would skip what was cut: list instead.
             return None
         return Page(split.records, split.meta)
 

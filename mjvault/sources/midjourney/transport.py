@@ -274,6 +274,8 @@ class Transport:
                 response = self.client.get(url, params=dict(params), headers=headers)
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 raise ConfigError(f"bad web base URL {self.settings.web_base!r}: {exc}") from None
+            except httpx.LocalProtocolError:
+                raise messages.bad_header() from None
             except httpx.TransportError as exc:
                 raise Retryable(describe_exception(exc)) from None
             log.debug("GET %s -> %s (%d bytes)", path, response.status_code, len(response.content))
@@ -330,6 +332,8 @@ class Transport:
             return self.client.send(request, stream=True, follow_redirects=True)
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise ConfigError(f"bad CDN URL {url!r}: {exc}") from None
+        except httpx.LocalProtocolError:
+            raise messages.bad_header() from None
         except httpx.TransportError as exc:
             raise Retryable(describe_exception(exc)) from None
 
