@@ -176,7 +176,7 @@ class Index:
         old = txn.get(job_id.encode("utf-8"), db=self.db[b"jobs"])
         if old is None:
             return
-        for table, key in JobSummary.unpack(job_id, old).postings():
+        for table, key in JobSummary.unpack(job_id, bytes(old)).postings():
             txn.delete(key, db=self.db[table])
         txn.delete(job_id.encode("utf-8"), db=self.db[b"jobs"])
 
@@ -198,7 +198,7 @@ class Index:
     def iter_summaries(self) -> Iterator[JobSummary]:
         with self.env.begin(db=self.db[b"jobs"]) as txn:
             for key, value in txn.cursor():
-                yield JobSummary.unpack(bytes(key).decode("utf-8"), bytes(value))  # type: ignore[arg-type]
+                yield JobSummary.unpack(bytes(key).decode("utf-8"), bytes(value))
 
     def _prefix_ids(self, table: bytes, prefix: bytes) -> set[str]:
         found: set[str] = set()
