@@ -16,6 +16,7 @@ from mjvault.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, MjvaultErro
 # Each entry: module under mjvault.cli, attribute holding the click command or group.
 # One module per command group; adding a group is one line here.
 COMMANDS: list[tuple[str, str]] = [
+    ("devserver", "dev_server"),
 ]
 
 EPILOG = """\b
