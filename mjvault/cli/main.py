@@ -26,6 +26,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("keys", "key_group"),
     ("lock", "unlock_command"),
     ("devserver", "dev_server"),
+    ("auth", "auth_group"),
 ]
 
 EPILOG = """\b
