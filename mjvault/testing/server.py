@@ -324,7 +324,8 @@ class FakeMidjourney:
             if (
                 faults.add_jobs_count
                 and not self._jobs_scheduled_done
-                and self.stats.total_listing_requests() >= faults.add_jobs_after_listing_request
+                # The Kth listing is answered as it was; the next one sees the new jobs.
+                and self.stats.total_listing_requests() > faults.add_jobs_after_listing_request
             ):
                 self._jobs_scheduled_done = True
                 add = faults.add_jobs_count

@@ -447,8 +447,10 @@ def test_jobs_appear_after_the_kth_listing_request() -> None:
     time_before = account.jobs[0].enqueue_time
     faults = Faults(add_jobs_after_listing_request=2, add_jobs_count=5)
     with FakeMidjourney(account, faults) as server, v1_client(server) as client:
+        before = [job.id for job in account.image_jobs()]
         assert recent_jobs(client, server, 1).json()[0]["id"] == newest
-        recent_jobs(client, server, 2)
+        assert [r["id"] for r in recent_jobs(client, server, 2).json()] == before[50:100]
+        assert server.stats.jobs_added == 0
         top = recent_jobs(client, server, 1).json()
     assert server.stats.jobs_added == 5
     assert len(account) == 105
