@@ -332,6 +332,13 @@ class FakeMidjourney:
         if add:
             self.add_jobs(add)
 
+    def track_connection(self, connection: socket.socket, *, open_: bool) -> None:
+        with self._lock:
+            if open_:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
     def count_api_request(self) -> int:
         with self._lock:
             self.stats.api_requests += 1
@@ -365,12 +372,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        with self.app._lock:
-            self.app._connections.add(self.connection)
+        self.app.track_connection(self.connection, open_=True)
 
     def finish(self) -> None:
-        with self.app._lock:
-            self.app._connections.discard(self.connection)
+        self.app.track_connection(self.connection, open_=False)
         with contextlib.suppress(OSError):
             super().finish()
 
@@ -390,7 +395,7 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         kind = "cdn" if split.path.startswith(CDN_PREFIX + "/") else "api"
         faults = app.faults
-        if faults.latency > 0:
+        if faults.latency > 0 and kind in faults.targets:
             time.sleep(faults.latency)
         try:
             fault_mode = self._transient_faults(kind, faults)
