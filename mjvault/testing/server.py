@@ -154,8 +154,7 @@ class _ListingIndex:
             self._by_type[scope] = [
                 job
                 for job in self.image_jobs
-                if job.record_v1()["type"] == scope
-                or job.record_v1().get("_job_type") == scope
+                if job.record_v1()["type"] == scope or job.record_v1().get("_job_type") == scope
             ]
         return self._by_type[scope]
 
@@ -482,9 +481,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Close with RST rather than FIN: what a dropped connection looks like to the peer."""
         self.close_connection = True
         with contextlib.suppress(OSError):
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
     # -- helpers -----------------------------------------------------------------------------
     def _cookies(self) -> dict[str, str]:
