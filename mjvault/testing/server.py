@@ -323,12 +323,20 @@ class FakeMidjourney:
             if (
                 faults.add_jobs_count
                 and not self._jobs_scheduled_done
-                and self.stats.total_listing_requests() >= faults.add_jobs_after_listing_request
+                # The Kth listing is answered as it was; the next one sees the new jobs.
+                and self.stats.total_listing_requests() > faults.add_jobs_after_listing_request
             ):
                 self._jobs_scheduled_done = True
                 add = faults.add_jobs_count
         if add:
             self.add_jobs(add)
+
+    def track_connection(self, connection: socket.socket, *, open_: bool) -> None:
+        with self._lock:
+            if open_:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
 
     def count_api_request(self) -> int:
         with self._lock:
@@ -363,12 +371,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        with self.app._lock:
-            self.app._connections.add(self.connection)
+        self.app.track_connection(self.connection, open_=True)
 
     def finish(self) -> None:
-        with self.app._lock:
-            self.app._connections.discard(self.connection)
+        self.app.track_connection(self.connection, open_=False)
         with contextlib.suppress(OSError):
             super().finish()
 
@@ -388,7 +394,7 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         kind = "cdn" if split.path.startswith(CDN_PREFIX + "/") else "api"
         faults = app.faults
-        if faults.latency > 0:
+        if faults.latency > 0 and kind in faults.targets:
             time.sleep(faults.latency)
         try:
             fault_mode = self._transient_faults(kind, faults)
