@@ -1,1 +1,1 @@
-"""Where jobs come from: one subpackage per source."""
+"""Where jobs come from: the Midjourney web API, and folders written by earlier archivers."""
