@@ -356,3 +356,14 @@ def test_limit_rate_against_the_server(server: FakeMidjourney) -> None:
         elapsed = time.monotonic() - start
     # Two sets are one second of transfer at `rate`, less the quarter second of burst.
     assert 0.7 <= elapsed < 5
+
+
+def test_more_threads_than_connections_wait_for_the_pool(server: FakeMidjourney) -> None:
+    """A caller's pool larger than `concurrency` queues for connections instead of failing."""
+    server.faults = Faults(latency=0.2)
+    jobs = server.account.image_jobs()[:5]
+    settings = settings_for(server, concurrency=1, timeout=0.35, max_retries=0)
+    with MidjourneyClient(settings) as client:
+        results = download_all(client, server, jobs, threads=8)
+    assert len(results) >= 8
+    assert all(data == server.account.media_bytes(path) for path, (_, data) in results.items())

@@ -140,7 +140,8 @@ class Transport:
             raise ConfigError("HTTP/2 needs the `h2` package: pip install 'mjvault[http2]'")
         self.client = httpx.Client(
             http2=use_http2,
-            timeout=httpx.Timeout(settings.timeout),
+            # Waiting for a free connection of our own pool is not a network fault: no limit.
+            timeout=httpx.Timeout(settings.timeout, pool=None),
             limits=httpx.Limits(
                 max_connections=settings.concurrency + 2,
                 max_keepalive_connections=settings.concurrency + 2,
