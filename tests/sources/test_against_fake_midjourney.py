@@ -132,6 +132,12 @@ def test_listing_survives_faults(server: FakeMidjourney, generation: str, fault:
         assert server.stats.jobs_added == FAULTS[fault].add_jobs_count
 
 
+def test_v1_page_size_beyond_the_server_maximum(server: FakeMidjourney) -> None:
+    with MidjourneyClient(settings_for(server, "v1", page_size=500)) as client:
+        listed = list(client.list_jobs())
+    assert_exact_listing(server, "v1", listed, listed_jobs(server, "v1"))
+
+
 def test_v1_goes_past_the_2500_job_window() -> None:
     account = Account.generate(11, 2620)
     expected = account.image_jobs()
@@ -304,15 +310,19 @@ def test_downloads_are_byte_exact(server: FakeMidjourney, fault: Faults) -> None
         assert result.detected_ext == path.rsplit(".", 1)[-1]  # type: ignore[attr-defined]
 
 
-def test_model_media_paths_download(server: FakeMidjourney) -> None:
-    """What a sync does: list, derive media from each record, download into the vault."""
-    with MidjourneyClient(settings_for(server, "v1")) as client:
-        for item in list(client.list_jobs())[:20]:
+@pytest.mark.parametrize("generation", ["v1", "v2", "v3"])
+def test_model_media_paths_download(server: FakeMidjourney, generation: str) -> None:
+    """What a sync does: list, derive media from each record, download them."""
+    kinds: set[str] = set()
+    with MidjourneyClient(settings_for(server, generation)) as client:
+        for item in list(client.list_jobs())[:60]:
             for ref in item.job().media():
                 sink = io.BytesIO()
                 result = client.download(ref, sink)
                 assert not result.missing, ref.path
                 assert sink.getvalue() == server.account.media_bytes(ref.path)
+                kinds.add(ref.kind)
+    assert kinds == ({"image", "video"} if generation == "v3" else {"image"})
 
 
 def test_missing_media_is_reported_not_raised(server: FakeMidjourney) -> None:

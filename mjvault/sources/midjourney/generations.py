@@ -178,6 +178,9 @@ class V1RecentJobs(ListingGeneration):
     path = "/api/app/recent-jobs/"
     session_cookie = NEXT_AUTH_COOKIE
     default_page_size = 50
+    # The most it was seen to return per page. A larger `amount` would come back as short pages,
+    # which this walk takes for the end of the listing, so it is never asked for.
+    max_page_size = 50
     window_cap = 2500
     filters_job_type = True
     filters_until = True
@@ -205,7 +208,7 @@ class V1RecentJobs(ListingGeneration):
         return Page(split.records)
 
     def pages(self, fetch: PageFetcher, query: ListingQuery) -> Iterator[Page]:
-        amount = self.page_size(query)
+        amount = min(self.page_size(query), self.max_page_size)
         anchor = format_from_date(query.until) if query.until else None
         seen: set[str] = set()
         oldest: datetime | None = None
