@@ -276,7 +276,7 @@ class MidjourneyClient:
         listing = Listing(generation.name)
         listing._jobs = self._walk(
             listing,
-            itertools.chain([first] if first else [], pages),
+            itertools.chain([first] if first is not None else [], pages),
             stop,
             job_type,
             since,
