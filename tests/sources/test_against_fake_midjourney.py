@@ -338,6 +338,27 @@ def test_missing_media_is_reported_not_raised(server: FakeMidjourney) -> None:
             assert not client.download(other, io.BytesIO()).missing
 
 
+def test_a_share_of_missing_media_is_reported_exactly(server: FakeMidjourney) -> None:
+    server.faults = Faults(missing_fraction=0.3)
+    jobs = server.account.image_jobs()[:20]
+    with MidjourneyClient(settings_for(server)) as client:
+        results = download_all(client, server, jobs)
+    missing = {path for path, (result, _) in results.items() if result.missing}  # type: ignore[attr-defined]
+    assert missing == {path for path in results if server.is_missing(path)}
+    assert 0 < len(missing) < len(results)
+
+
+def test_session_expiring_at_a_time(server: FakeMidjourney) -> None:
+    server.faults = Faults(expire_at=time.time() - 1)
+    with MidjourneyClient(settings_for(server, "v2")) as client:
+        status = client.check_auth()
+    assert (
+        not status.ok
+        and status.reason == "refused"
+        and "MIDJOURNEY_SESSION_TOKEN" in status.message
+    )
+
+
 def test_cdn_refusing_a_non_browser_agent(server: FakeMidjourney) -> None:
     server.faults = Faults(cdn_requires_browser_ua=True)
     path = server.account.image_jobs()[0].media_paths[0]
