@@ -31,8 +31,9 @@ TOKEN = "fake-session-9b1e7c0d5a3f"
 GENERATION_NUMBER = {"v1": 1, "v2": 2, "v3": 3}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def account() -> Account:
+    # A fresh account per test: tests add jobs to it, and generating one takes milliseconds.
     return Account.generate(5, 260)
 
 
