@@ -102,7 +102,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning expected failures into one line and an exit code."""
     show_traceback = any(a in ("-v", "-vv", "--verbose") for a in (argv or sys.argv[1:]))
     try:
-        cli.main(args=argv, prog_name="mjvault", standalone_mode=False)
+        # Without standalone mode click returns ctx.exit()'s code instead of exiting with it.
+        code = cli.main(args=argv, prog_name="mjvault", standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except MjvaultError as err:
         if show_traceback:
             traceback.print_exc()
