@@ -232,9 +232,18 @@ def parse_document(doc: Mapping[str, Any], path: Path, layer: Layer) -> ParsedFi
 
 
 def check_file(path: Path, layer: Layer) -> ParsedFile:
-    """Validate a config file as the loader would (used after `config edit` and `set`)."""
+    """Validate a config file as the loader would."""
     doc = read_toml(path)
     return parse_document(doc or {}, path, layer)
+
+
+def check_text(text: str, path: Path, layer: Layer) -> ParsedFile:
+    """Validate ``text`` as the future content of ``path`` (`config edit` before it writes)."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return parse_document(doc, path, layer)
 
 
 # -- the environment and the command line ----------------------------------------------------

@@ -19,6 +19,17 @@ from mjvault.config.schema import SETTINGS, Setting
 from mjvault.config.suggest import did_you_mean
 from mjvault.errors import ConfigError
 
+NEW_FILE_HEADER = """\
+# mjvault configuration. Every key, its type and default: docs/configuration.md,
+# or `mjvault config show` for the effective values and where they come from.
+#
+# [sync]
+# jobs = 4
+#
+# [profile.work.source]
+# user_id = "48d7667d-4177-49e2-adc1-5674bdde9593"
+"""
+
 
 def lookup(key: str) -> Setting:
     spec = SETTINGS.get(key)
