@@ -54,7 +54,9 @@ def _profile(app: AppContext) -> str | None:
 def _target_file(app: AppContext, target: str) -> tuple[Path, Layer]:
     if target == "vault":
         vault_dir = app.vault_path()
-        if not (vault_dir / "config").is_file():
+        from mjvault.vault import is_vault
+
+        if not is_vault(vault_dir):
             raise VaultNotFound(f"{vault_dir} is not a vault", hint="create it with `mjvault init`")
         return vault_config_path(vault_dir), Layer.VAULT
     return user_config_path(os.environ), Layer.USER
@@ -85,10 +87,10 @@ def show(app: AppContext) -> None:
     def human() -> None:
         if loaded.profile:
             click.echo(f"# profile {loaded.profile}")
-        width = max(len(row.key) + len(row.text) for row in rows) + 3
-        for row in rows:
-            line = f"{row.key} = {row.text}" if row.text else f"{row.key} ="
-            click.echo(f"{line:<{width}} # {row.origin}")
+        lines = [f"{row.key} = {row.text}" if row.text else f"{row.key} =" for row in rows]
+        width = min(max(map(len, lines)), 60)  # a long User-Agent must not push every comment
+        for line, row in zip(lines, rows, strict=True):
+            click.echo(f"{line:<{width}}  # {row.origin}")
 
     app.emit(data, human)
 

@@ -313,8 +313,12 @@ def load_config(
     profile: str | None = None,
     vault_dir: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
+    strict_profile: bool = True,
 ) -> LoadedConfig:
-    """The effective configuration. ``profile`` falls back to ``MJVAULT_PROFILE``."""
+    """The effective configuration. ``profile`` falls back to ``MJVAULT_PROFILE``.
+
+    A profile no file defines is an error unless ``strict_profile`` is off (setup creates one).
+    """
     environ = os.environ if environ is None else environ
     profile = profile or environ.get("MJVAULT_PROFILE") or None
     files = config_files(environ, vault_dir)
@@ -339,7 +343,7 @@ def load_config(
         if profile and profile in parsed.profiles:
             apply(parsed.profiles[profile], Origin(config_file.layer, source, profile))
 
-    if profile and profile not in known_profiles:
+    if profile and strict_profile and profile not in known_profiles:
         hint = (
             f"known profiles: {', '.join(sorted(known_profiles))}"
             if known_profiles
