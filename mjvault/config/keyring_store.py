@@ -25,14 +25,15 @@ def account(profile: str | None) -> str:
 def _keyring() -> Any | None:
     try:
         import keyring
-        from keyring.backends import fail
+        from keyring.backends import fail, null
     except ImportError:
         return None
     try:
         backend = keyring.get_keyring()
     except Exception:  # a broken backend configuration is a missing keyring to us
         return None
-    if isinstance(backend, fail.Keyring):
+    # `fail` raises on every call and `null` silently forgets: neither keeps a token.
+    if isinstance(backend, fail.Keyring | null.Keyring):
         return None
     return keyring
 

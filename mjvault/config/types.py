@@ -235,6 +235,10 @@ class Date(ValueType):
 _COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 6265 token
 
 
+def _is_control(char: str) -> bool:
+    return ord(char) < 0x20 or ord(char) == 0x7F
+
+
 class CookieMap(ValueType):
     """Cookie name -> value; as text in the ``Cookie:`` header form ``a=1; b=2``."""
 
@@ -249,7 +253,7 @@ class CookieMap(ValueType):
                 name, sep, value = part.partition("=")
                 if not sep:
                     raise ValueError(f"expected name=value; name2=value2, got {part.strip()!r}")
-                pairs[name.strip()] = value.strip()
+                pairs[name.strip(" ")] = value.strip(" ")
             raw = pairs
         _expect(raw, Mapping, "a table of cookie names and values")
         assert isinstance(raw, Mapping)
@@ -257,8 +261,10 @@ class CookieMap(ValueType):
         for name, value in raw.items():
             if not _COOKIE_NAME.match(str(name)):
                 raise ValueError(f"{name!r} is not a valid cookie name")
-            if not isinstance(value, str) or any(c in value for c in ";\r\n\0"):
-                raise ValueError(f"cookie {name!r} needs a string value without ';' or newlines")
+            if not isinstance(value, str) or any(c == ";" or _is_control(c) for c in value):
+                raise ValueError(
+                    f"cookie {name!r} needs a string value without ';' or control characters"
+                )
             cookies[str(name)] = value
         return cookies
 
