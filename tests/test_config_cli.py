@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from config_helpers import Result, World, isolate, run_cli
+
 from mjvault import Vault
 
 UID = "48d7667d-4177-49e2-adc1-5674bdde9593"
@@ -96,7 +96,7 @@ def test_show_reports_origins_and_profile(world: World, cli, monkeypatch: pytest
     assert [f["layer"] for f in data["files"]] == ["system", "user"]
     human = cli("--profile", "work", "config", "show").out
     assert "# profile work" in human
-    assert f"sync.jobs = 6" in human and f"# user {world.user_file} [profile.work]" in human
+    assert "sync.jobs = 6" in human and f"# user {world.user_file} [profile.work]" in human
 
 
 def test_vault_target_and_discovery(world: World, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from config_helpers import World, isolate, run_cli
 from hypothesis import given
 from hypothesis import strategies as st
 
-from config_helpers import World, isolate, run_cli
 from mjvault.cli.logs import setup_logging
 from mjvault.redact import MASK, forget_secrets, redact, register_secret
 

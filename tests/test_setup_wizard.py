@@ -13,10 +13,10 @@ from pathlib import Path
 import keyring
 import pexpect
 import pytest
+from config_helpers import World, isolate, run_cli
 from keyring.backend import KeyringBackend
 from keyring.backends import fail
 
-from config_helpers import World, isolate, run_cli
 from mjvault.config import load_config
 from mjvault.vault import is_vault
 

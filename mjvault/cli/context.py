@@ -40,6 +40,7 @@ class AppContext:
     _open_vaults: list[Vault] = field(default_factory=list)
     _base: LoadedConfig | None = None
     _loaded: LoadedConfig | None = None
+    _vault_dir: tuple[Path | None] | None = None  # found once per command; (None,) = no vault
 
     # -- configuration -----------------------------------------------------------------------
     @property
@@ -72,7 +73,7 @@ class AppContext:
         given = {k: v for k, v in values.items() if v is not None}
         if given:
             self.overrides.update(given)
-            self._base = self._loaded = None
+            self._base = self._loaded = self._vault_dir = None
 
     def _load(self, vault_dir: Path | None) -> LoadedConfig:
         overrides = dict(self.overrides)
@@ -83,8 +84,10 @@ class AppContext:
     # -- vault discovery -------------------------------------------------------------------
     def find_vault_dir(self) -> Path | None:
         """The vault this command is about, or None (see resolve_vault_dir for the order)."""
-        found, _why = resolve_vault_dir(self.base_config, Path.cwd(), default_vault_finder())
-        return found
+        if self._vault_dir is None:
+            found, _why = resolve_vault_dir(self.base_config, Path.cwd(), default_vault_finder())
+            self._vault_dir = (found,)
+        return self._vault_dir[0]
 
     def vault_path(self) -> Path:
         """--vault, MJVAULT_VAULT, a profile's vault.path, the enclosing vault, vault.path."""

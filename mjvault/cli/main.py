@@ -14,6 +14,7 @@ import click
 from mjvault import __version__
 from mjvault.cli.context import AppContext
 from mjvault.cli.logs import setup_logging
+from mjvault.config.resolve import register_environment_secrets
 from mjvault.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, MjvaultError
 from mjvault.redact import redact
 
@@ -86,6 +87,7 @@ def cli(
     app.verbosity = -1 if quiet else verbose
     app.passphrase_file = passphrase_file
     ctx.call_on_close(app.close)
+    register_environment_secrets(os.environ)
     setup_logging(app.verbosity, log_file)
     app.apply_output_settings(ctx, no_color=no_color)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from mjvault.config import keyring_store
-from mjvault.config.loader import Layer, LoadedConfig, Origin
+from mjvault.config.loader import COOKIE_ENV, Layer, LoadedConfig, Origin
+from mjvault.config.schema import SETTINGS
 from mjvault.redact import register_secret
 
 VaultFinder = Callable[[Path], "Path | None"]
@@ -54,6 +55,13 @@ def session_token(loaded: LoadedConfig) -> tuple[str | None, Origin | None]:
         register_secret(token)
         return token, Origin(Layer.USER, "keyring", loaded.profile)
     return None, None
+
+
+def register_environment_secrets(environ: Mapping[str, str]) -> None:
+    """Mask secret values the environment holds, before any configuration is loaded."""
+    names = [n for spec in SETTINGS.values() if spec.secret for n in spec.env]
+    for name in (*names, *COOKIE_ENV, "MJVAULT_PASSPHRASE"):
+        register_secret(environ.get(name))
 
 
 def register_config_secrets(loaded: LoadedConfig) -> None:
