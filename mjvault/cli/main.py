@@ -21,6 +21,16 @@ from mjvault.redact import redact
 # Each entry: module under mjvault.cli, attribute holding the click command or group.
 # One module per command group; adding a group is one line here.
 COMMANDS: list[tuple[str, str]] = [
+    ("init", "init_command"),
+    ("ingest", "import_command"),
+    ("inspect", "log_command"),
+    ("inspect", "show_command"),
+    ("inspect", "cat_command"),
+    ("integrity", "verify_command"),
+    ("integrity", "index_group"),
+    ("keys", "key_group"),
+    ("lock", "unlock_command"),
+    ("devserver", "dev_server"),
     ("config", "config"),
     ("completion", "completion"),
     ("setup", "setup"),
