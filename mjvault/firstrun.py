@@ -139,14 +139,17 @@ def check_connection(
     settings = client_settings(loaded, token=token, user_id=user_id)
     client = MidjourneyClient(settings)
     try:
-        outcome = client.check_auth()
+        # An AuthStatus (ok, message, …): the client reports refusals rather than raising.
+        status = client.check_auth()
     except MjvaultError as err:
         return ConnectionResult(False, redact(str(err)))
     except Exception as exc:  # a network failure is an answer here, not a crash
         return ConnectionResult(False, redact(f"{type(exc).__name__}: {exc}"))
     finally:
-        close = getattr(client, "close", None)
-        if callable(close):
-            close()
-    detail = f" ({outcome})" if isinstance(outcome, str) and outcome else ""
-    return ConnectionResult(True, "the session cookie works" + redact(detail))
+        client.close()
+    ok = bool(getattr(status, "ok", False))
+    message = str(getattr(status, "message", "") or "")
+    if ok:
+        generation = getattr(status, "generation", None)
+        message = "the session cookie works" + (f" (API {generation})" if generation else "")
+    return ConnectionResult(ok, redact(message or "the API refused the session cookie"))

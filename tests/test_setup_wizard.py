@@ -42,7 +42,7 @@ class _Refuse(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def refusing_server() -> Iterator[str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refuse)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -215,7 +215,7 @@ def test_token_in_the_keyring_per_profile(
         )
         assert result.code == 0, result.err
         assert "in the system keyring" in result.out
-        assert backend.entries == {("mjvault", "session-token:home"): TOKEN}
+        assert backend.entries == {("mjvault", "midjourney-session-token:home"): TOKEN}
         assert TOKEN not in world.user_file.read_text()
         shown = run_cli(capsys, "--profile", "home", "--json", "config", "show").json()
         assert shown["settings"]["source.session_token"] == {

@@ -18,8 +18,12 @@ log = logging.getLogger(__name__)
 SERVICE = "mjvault"
 
 
+# The entry `mjvault auth login` uses for the default profile; a named profile adds its name.
+TOKEN_ACCOUNT = "midjourney-session-token"
+
+
 def account(profile: str | None) -> str:
-    return f"session-token:{profile or 'default'}"
+    return f"{TOKEN_ACCOUNT}:{profile}" if profile else TOKEN_ACCOUNT
 
 
 def _keyring() -> Any | None:
