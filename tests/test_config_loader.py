@@ -238,6 +238,11 @@ def test_cookie_map_round_trips_through_header_text(cookies: dict[str, str]) -> 
     assert kind.parse(kind.to_text(cookies), from_text=True) == cookies
 
 
+def test_unknown_home_directory_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="no such user"):
+        SETTINGS["vault.path"].type.parse("~no-such-user-here/x", from_text=True)
+
+
 def test_cookie_values_with_control_characters_are_refused() -> None:
     with pytest.raises(ValueError, match="control characters"):
         CookieMap().parse("a=\x1fb", from_text=True)

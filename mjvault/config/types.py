@@ -167,7 +167,10 @@ class FilePath(ValueType):
             raise ValueError("must not be empty")
         if "\0" in raw:
             raise ValueError("a path cannot contain a NUL character")
-        return Path(raw).expanduser()
+        try:
+            return Path(raw).expanduser()
+        except RuntimeError:  # `~name` of a user this machine does not know
+            raise ValueError(f"cannot expand {raw.split('/')[0]!r}: no such user") from None
 
     def to_toml(self, value: Any) -> str:
         return str(value)
