@@ -31,6 +31,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("keys", "key_group"),
     ("lock", "unlock_command"),
     ("devserver", "dev_server"),
+    ("auth", "auth_group"),
     ("config", "config"),
     ("completion", "completion"),
     ("setup", "setup"),
