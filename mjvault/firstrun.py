@@ -122,7 +122,7 @@ def write_user_settings(values: Mapping[str, Any], *, profile: str | None) -> Pa
 
 @dataclass(frozen=True)
 class ConnectionResult:
-    ok: bool | None  # None: not tested
+    ok: bool | None  # None: not tested (--skip-test)
     message: str
 
 
@@ -130,13 +130,12 @@ def check_connection(
     loaded: LoadedConfig, *, token: str | None, user_id: str | None
 ) -> ConnectionResult:
     """Ask the Midjourney API whether the cookie works (``MidjourneyClient.check_auth``)."""
-    try:
-        from mjvault.sources.midjourney import MidjourneyClient
-    except ImportError:
-        return ConnectionResult(None, "skipped: this build has no Midjourney client")
+    from mjvault.sources.midjourney import MidjourneyClient
+
     if not token:
         return ConnectionResult(False, "no session cookie to test")
-    settings = client_settings(loaded, token=token, user_id=user_id)
+    # A person is waiting: one retry and a short timeout, not a sync's patience.
+    settings = client_settings(loaded, token=token, user_id=user_id, max_retries=1, timeout=15.0)
     client = MidjourneyClient(settings)
     try:
         # An AuthStatus (ok, message, …): the client reports refusals rather than raising.

@@ -45,7 +45,7 @@ class Wizard:
         self.say(click.style(text, bold=True))
 
     # -- the vault ---------------------------------------------------------------------------
-    def choose_vault(self, given: Path | None, default: Path) -> tuple[Path, VaultState | None]:
+    def choose_vault(self, given: Path | None, default: Path) -> tuple[Path, VaultState]:
         path = given
         while True:
             if path is None:
@@ -55,10 +55,7 @@ class Wizard:
                     else default
                 )
             path = path.expanduser().absolute()
-            try:
-                state = firstrun.vault_state(path)
-            except ImportError:
-                return path, None
+            state = firstrun.vault_state(path)
             if state is not VaultState.OCCUPIED:
                 return path, state
             message = f"{path} holds files and is not a vault; choose a new or empty directory"
@@ -176,9 +173,7 @@ def setup(
     given_dir = vault_dir or (Path(app.vault_option) if app.vault_option else None)
     path, state = wizard.choose_vault(given_dir, current.vault_path)
     created = False
-    if state is None:
-        wizard.say("This build cannot create vaults; create it later with `mjvault init`.")
-    elif state is VaultState.EXISTING:
+    if state is VaultState.EXISTING:
         wizard.say(f"Using the existing vault at {path}.")
     else:
         if encrypt is None:

@@ -9,7 +9,7 @@ import tomlkit
 
 from mjvault.config.loader import LoadedConfig, Origin
 from mjvault.config.resolve import session_token
-from mjvault.config.schema import SETTINGS, Setting
+from mjvault.config.schema import SETTINGS
 
 MASK = "********"
 
@@ -30,7 +30,7 @@ class SettingRow:
         }
 
 
-def _masked(spec: Setting, value: Any) -> tuple[Any, str]:
+def _masked(value: Any) -> tuple[Any, str]:
     if isinstance(value, dict):  # cookie names are not secret, their values are
         masked = {name: MASK for name in value}
         return masked, tomlkit.item(masked).as_string() if masked else ""
@@ -48,7 +48,7 @@ def setting_row(loaded: LoadedConfig, key: str, *, look_in_keyring: bool = True)
     if value is None or value == {}:
         return SettingRow(key, None if value is None else {}, "", origin, spec.secret)
     if spec.secret:
-        shown, text = _masked(spec, value)
+        shown, text = _masked(value)
         return SettingRow(key, shown, text, origin, True)
     return SettingRow(
         key,

@@ -14,12 +14,10 @@ from mjvault.redact import register_secret
 VaultFinder = Callable[[Path], "Path | None"]
 
 
-def default_vault_finder() -> VaultFinder | None:
-    """``mjvault.vault.find_vault`` when the vault core is installed, else None."""
-    try:
-        from mjvault.vault import find_vault
-    except ImportError:
-        return None
+def default_vault_finder() -> VaultFinder:
+    """``mjvault.vault.find_vault``, imported only when a command needs a vault."""
+    from mjvault.vault import find_vault
+
     return find_vault
 
 
