@@ -171,3 +171,20 @@ def test_colour_follows_setting_and_no_color(world: World, cli, monkeypatch: pyt
     assert "\x1b[" not in cli("--no-color", *args).out
     monkeypatch.setenv("NO_COLOR", "1")
     assert "\x1b[" not in cli(*args).out
+
+
+def test_progress_setting_and_colour_choice(world: World, cli) -> None:  # type: ignore[no-untyped-def]
+    import click
+
+    from mjvault.cli.context import AppContext, color_choice
+
+    ctx = click.Context(click.Command("x"))
+    app = AppContext(progress_enabled=True)
+    assert cli("config", "set", "output.progress", "never").code == 0
+    app.apply_output_settings(ctx, no_color=False)
+    assert app.progress_enabled is False and ctx.color is None
+
+    assert color_choice(no_color=False, environ={}, configured="always") is True
+    assert color_choice(no_color=False, environ={"NO_COLOR": ""}, configured="always") is True
+    assert color_choice(no_color=False, environ={"NO_COLOR": "1"}, configured="always") is False
+    assert color_choice(no_color=True, environ={}, configured="auto") is False

@@ -54,15 +54,14 @@ def test_log_file_gets_masked_key_value_lines(tmp_path: Path) -> None:
     assert "Traceback" in text and "server said ***" in text
 
 
-def test_cli_log_file_and_quiet(world: World, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_cli_log_file_and_quiet(
+    world: World, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     world.user_file.parent.mkdir(parents=True)
     world.user_file.write_text("[sync]\njobs = 1\n")
     log_file = tmp_path / "run.log"
-    os.environ["MJVAULT_SYNC_JOB"] = "2"  # a misspelt variable is warned about in the log
-    try:
-        result = run_cli(capsys, "-q", "--log-file", str(log_file), "config", "get", "sync.jobs")
-    finally:
-        del os.environ["MJVAULT_SYNC_JOB"]
+    monkeypatch.setenv("MJVAULT_SYNC_JOB", "2")  # a misspelt variable is warned about in the log
+    result = run_cli(capsys, "-q", "--log-file", str(log_file), "config", "get", "sync.jobs")
     assert result.code == 0 and result.out == "1\n" and result.err == ""
     assert "level=warning logger=mjvault.config.loader" in log_file.read_text()
     (tmp_path / "plain-file").write_text("")

@@ -87,6 +87,7 @@ def show(app: AppContext) -> None:
     def human() -> None:
         if loaded.profile:
             click.echo(f"# profile {loaded.profile}")
+        click.echo(f"# vault {vault_dir}" if vault_dir else "# no vault here")
         lines = [f"{row.key} = {row.text}" if row.text else f"{row.key} =" for row in rows]
         width = min(max(map(len, lines)), 60)  # a long User-Agent must not push every comment
         for line, row in zip(lines, rows, strict=True):
