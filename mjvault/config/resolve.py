@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from mjvault.config import keyring_store
 from mjvault.config.loader import COOKIE_ENV, Layer, LoadedConfig, Origin
 from mjvault.config.schema import SETTINGS
 from mjvault.redact import register_secret
+
+if TYPE_CHECKING:
+    from mjvault.sources.midjourney.settings import ClientSettings
 
 VaultFinder = Callable[[Path], "Path | None"]
 
@@ -69,30 +73,39 @@ def register_config_secrets(loaded: LoadedConfig) -> None:
         register_secret(value)
 
 
-def client_settings(loaded: LoadedConfig, **overrides: Any) -> Any:
+def client_settings(loaded: LoadedConfig, **overrides: Any) -> ClientSettings:
     """``ClientSettings`` for the Midjourney client from the effective configuration.
 
-    Only the fields the client declares are passed, so either side can grow a setting without
-    breaking the other. Raises ImportError when the client is not installed.
+    Credentials follow the client's own precedence: a session cookie in ``source.cookies_file``
+    beats the token (environment, private config file, keyring); the user ID falls back to the
+    one `mjvault auth login` keeps in the keyring. ``overrides`` (client fields) win over all.
     """
-    import dataclasses
-
+    from mjvault.sources.midjourney.auth import SESSION_COOKIES, keyring_load, read_cookies_file
     from mjvault.sources.midjourney.settings import ClientSettings
 
-    config = loaded.config
+    source = loaded.config.source
     token, _ = session_token(loaded)
-    candidates: dict[str, Any] = {
-        "web_base": config.source.web_base,
-        "cdn_base": config.source.cdn_base,
-        "api": config.source.api,
-        "user_id": config.source.user_id,
+    file_cookies: dict[str, Any] = {}
+    if source.cookies_file is not None:
+        host = urlsplit(source.web_base).hostname
+        file_cookies = read_cookies_file(source.cookies_file, [host] if host else [])
+        if any(name in file_cookies for name in SESSION_COOKIES):
+            token = None  # the browser's own session cookie is sent as it is
+    user_id = source.user_id
+    if user_id is None and loaded.profile is None:
+        stored = keyring_load()
+        user_id = stored.user_id if stored else None
+    values: dict[str, Any] = {
+        "web_base": source.web_base,
+        "cdn_base": source.cdn_base,
+        "api": source.api,
+        "user_id": user_id,
         "token": token,
-        "extra_cookies": dict(config.source.extra_cookies),
-        "user_agent": config.source.user_agent,
-        "max_rps": config.sync.max_rps,
-        "limit_rate": config.sync.limit_rate,
-        "concurrency": config.sync.jobs,
-        **overrides,
+        "extra_cookies": {**file_cookies, **source.extra_cookies},
+        "user_agent": source.user_agent,
+        "max_rps": loaded.config.sync.max_rps,
+        "limit_rate": loaded.config.sync.limit_rate,
+        "concurrency": loaded.config.sync.jobs,
     }
-    accepted = {f.name for f in dataclasses.fields(ClientSettings)}
-    return ClientSettings(**{k: v for k, v in candidates.items() if k in accepted})
+    values.update(overrides)
+    return ClientSettings(**values)
