@@ -48,7 +48,8 @@ user_id = "0b6c4d8e-1f2a-4c3d-9e8f-7a6b5c4d3e2f"
 A `[profile.NAME]` section holds the same sections as the file itself and overrides them when
 the profile is chosen with `--profile NAME` or `MJVAULT_PROFILE`. Each file is read as its own
 keys with its profile section laid over them, so a profile in your user file beats your user
-file but not the vault's own config. Choosing a profile that no file defines is an error. A
+file but not the vault's own config. Choosing a profile that no file defines is an error, except
+in `mjvault setup` and `mjvault config set`, which create it. A
 profile that sets `vault.path` picks that vault even inside another vault's directory, so one
 account's jobs never land in another account's vault by accident.
 
