@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from mjvault.cli.main import main
+from mjvault.config import loader
 
 SETTING_ENV_PREFIXES = ("MJVAULT_", "MIDJOURNEY_")
 
@@ -37,6 +38,7 @@ def isolate(monkeypatch: pytest.MonkeyPatch, root: Path) -> World:
     # No desktop keyring in tests unless a test installs one on purpose.
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
     monkeypatch.chdir(root)
+    monkeypatch.setattr(loader, "_warned", set())  # each test sees its own warnings
     return world
 
 

@@ -275,13 +275,17 @@ def env_values(environ: Mapping[str, str]) -> dict[str, tuple[Any, Origin]]:
     return values
 
 
+_warned: set[str] = set()
+
+
 def _warn_misspelt_env(environ: Mapping[str, str]) -> None:
     known = {n for spec in SETTINGS.values() for n in spec.env} | OTHER_ENV | set(COOKIE_ENV)
     for name in environ:
         if name.startswith("MJVAULT_") and name not in known:
             # Only near misses: other parts of the project may read MJVAULT_ names of their own.
             match = closest(name, known, cutoff=0.85)
-            if match:
+            if match and name not in _warned:
+                _warned.add(name)  # the layers are loaded more than once per command
                 log.warning("unknown environment variable %s (did you mean %s?)", name, match)
 
 
