@@ -94,4 +94,3 @@ def logout_command(app: AppContext) -> None:
             "removed the stored Midjourney session" if removed else "no stored session to remove"
         ),
     )
-

@@ -13,55 +13,132 @@ FAULT_TARGETS = ("api", "cdn")
 
 
 @click.command("dev-server")
-@click.option("--jobs", "n_jobs", type=click.IntRange(min=0), default=500, show_default=True,
-              help="Jobs in the generated account.")
+@click.option(
+    "--jobs",
+    "n_jobs",
+    type=click.IntRange(min=0),
+    default=500,
+    show_default=True,
+    help="Jobs in the generated account.",
+)
 @click.option("--seed", type=int, default=1, show_default=True, help="Account seed.")
-@click.option("--port", type=click.IntRange(0, 65535), default=0,
-              help="Port to listen on (default: a free one).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="Port to listen on (default: a free one).",
+)
 @click.option("--user-id", help="The account's user id (default: derived from the seed).")
 @click.option("--large", is_flag=True, help="Realistic image sizes (PNG ~700 KB).")
-@click.option("--rewrite-image-urls", is_flag=True,
-              help="Point v1 image_paths at this server instead of the real CDN hosts.")
+@click.option(
+    "--rewrite-image-urls",
+    is_flag=True,
+    help="Point v1 image_paths at this server instead of the real CDN hosts.",
+)
 @click.option("--latency", type=click.FloatRange(min=0), default=0.0, help="Seconds per answer.")
 @click.option("--bandwidth", type=click.IntRange(min=1), help="Bytes/s per connection.")
-@click.option("--rate-limit-every", type=click.IntRange(min=0), default=0,
-              help="Of every N requests, the last --rate-limit-burst answer 429.")
+@click.option(
+    "--rate-limit-every",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Of every N requests, the last --rate-limit-burst answer 429.",
+)
 @click.option("--rate-limit-burst", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--retry-after", type=click.IntRange(min=0), default=1, show_default=True)
-@click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0,
-              help="Probability of a 5xx answer (seeded).")
+@click.option(
+    "--error-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Probability of a 5xx answer (seeded).",
+)
 @click.option("--error-seed", type=int, default=0)
-@click.option("--drop-every", type=click.IntRange(min=0), default=0,
-              help="Every Nth answer: half the body, then a reset connection.")
-@click.option("--short-body-every", type=click.IntRange(min=0), default=0,
-              help="Every Nth answer: Content-Length larger than the body.")
-@click.option("--fault-targets", default="api,cdn", show_default=True,
-              help="Where the transient faults above apply: api, cdn or both.")
-@click.option("--missing-fraction", type=click.FloatRange(0, 1), default=0.0,
-              help="Share of images that answer 404.")
-@click.option("--expire-after", type=click.IntRange(min=0),
-              help="The cookie expires after N API requests.")
-@click.option("--auth-failure-style", default="json401", show_default=True,
-              type=click.Choice(["json401", "html403", "html200", "redirect"]))
-@click.option("--html-every", type=click.IntRange(min=0), default=0,
-              help="Every Nth API request answers a login page (200, text/html).")
+@click.option(
+    "--drop-every",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Every Nth answer: half the body, then a reset connection.",
+)
+@click.option(
+    "--short-body-every",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Every Nth answer: Content-Length larger than the body.",
+)
+@click.option(
+    "--fault-targets",
+    default="api,cdn",
+    show_default=True,
+    help="Where the transient faults above apply: api, cdn or both.",
+)
+@click.option(
+    "--missing-fraction",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share of images that answer 404.",
+)
+@click.option(
+    "--expire-after", type=click.IntRange(min=0), help="The cookie expires after N API requests."
+)
+@click.option(
+    "--auth-failure-style",
+    default="json401",
+    show_default=True,
+    type=click.Choice(["json401", "html403", "html200", "redirect"]),
+)
+@click.option(
+    "--html-every",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Every Nth API request answers a login page (200, text/html).",
+)
 @click.option("--cf-clearance", help="Challenge API requests without this cf_clearance cookie.")
-@click.option("--cdn-browser-only", is_flag=True,
-              help="The CDN answers 403 without a browser User-Agent and Sec-Fetch headers.")
-@click.option("--duplicate-records", type=click.IntRange(min=0), default=0,
-              help="Pages after the first repeat the previous page's last N records.")
-@click.option("--add-jobs", type=click.IntRange(min=0), default=0,
-              help="New jobs that appear after --add-jobs-after listing requests.")
+@click.option(
+    "--cdn-browser-only",
+    is_flag=True,
+    help="The CDN answers 403 without a browser User-Agent and Sec-Fetch headers.",
+)
+@click.option(
+    "--duplicate-records",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Pages after the first repeat the previous page's last N records.",
+)
+@click.option(
+    "--add-jobs",
+    type=click.IntRange(min=0),
+    default=0,
+    help="New jobs that appear after --add-jobs-after listing requests.",
+)
 @click.option("--add-jobs-after", type=click.IntRange(min=0), default=1, show_default=True)
 @click.pass_context
-def dev_server(ctx: click.Context, n_jobs: int, seed: int, port: int, user_id: str | None,
-               large: bool, rewrite_image_urls: bool, latency: float, bandwidth: int | None,
-               rate_limit_every: int, rate_limit_burst: int, retry_after: int,
-               error_rate: float, error_seed: int, drop_every: int, short_body_every: int,
-               fault_targets: str, missing_fraction: float, expire_after: int | None,
-               auth_failure_style: str, html_every: int, cf_clearance: str | None,
-               cdn_browser_only: bool, duplicate_records: int, add_jobs: int,
-               add_jobs_after: int) -> None:
+def dev_server(
+    ctx: click.Context,
+    n_jobs: int,
+    seed: int,
+    port: int,
+    user_id: str | None,
+    large: bool,
+    rewrite_image_urls: bool,
+    latency: float,
+    bandwidth: int | None,
+    rate_limit_every: int,
+    rate_limit_burst: int,
+    retry_after: int,
+    error_rate: float,
+    error_seed: int,
+    drop_every: int,
+    short_body_every: int,
+    fault_targets: str,
+    missing_fraction: float,
+    expire_after: int | None,
+    auth_failure_style: str,
+    html_every: int,
+    cf_clearance: str | None,
+    cdn_browser_only: bool,
+    duplicate_records: int,
+    add_jobs: int,
+    add_jobs_after: int,
+) -> None:
     """Serve a generated Midjourney account on 127.0.0.1 until Ctrl-C.
 
     Prints the settings a client needs as `export` lines (web base, CDN base, token, user id).
@@ -109,8 +186,9 @@ def dev_server(ctx: click.Context, n_jobs: int, seed: int, port: int, user_id: s
         add_jobs_count=add_jobs,
     )
     app = ctx.find_object(AppContext) or AppContext()
-    account = Account.generate(seed, n_jobs, user_id=user_id,
-                               image_size="large" if large else "small")
+    account = Account.generate(
+        seed, n_jobs, user_id=user_id, image_size="large" if large else "small"
+    )
     server = FakeMidjourney(
         account,
         faults,

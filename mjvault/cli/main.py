@@ -32,6 +32,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("lock", "unlock_command"),
     ("devserver", "dev_server"),
     ("auth", "auth_group"),
+    ("sync", "sync_command"),
     ("config", "config"),
     ("completion", "completion"),
     ("setup", "setup"),

@@ -1,9 +1,9 @@
 """The Midjourney source options, defined once for every command that talks to Midjourney.
 
-    @click.command()
-    @midjourney_options
-    def sync(source: SourceOptions) -> None:
-        with MidjourneyClient(source.settings()) as client: ...
+@click.command()
+@midjourney_options
+def sync(source: SourceOptions) -> None:
+    with MidjourneyClient(source.settings()) as client: ...
 """
 
 from __future__ import annotations

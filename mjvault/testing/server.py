@@ -154,8 +154,7 @@ class _ListingIndex:
             self._by_type[scope] = [
                 job
                 for job in self.image_jobs
-                if job.record_v1()["type"] == scope
-                or job.record_v1().get("_job_type") == scope
+                if job.record_v1()["type"] == scope or job.record_v1().get("_job_type") == scope
             ]
         return self._by_type[scope]
 
@@ -324,12 +323,20 @@ class FakeMidjourney:
             if (
                 faults.add_jobs_count
                 and not self._jobs_scheduled_done
-                and self.stats.total_listing_requests() >= faults.add_jobs_after_listing_request
+                # The Kth listing is answered as it was; the next one sees the new jobs.
+                and self.stats.total_listing_requests() > faults.add_jobs_after_listing_request
             ):
                 self._jobs_scheduled_done = True
                 add = faults.add_jobs_count
         if add:
             self.add_jobs(add)
+
+    def track_connection(self, connection: socket.socket, *, open_: bool) -> None:
+        with self._lock:
+            if open_:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
 
     def count_api_request(self) -> int:
         with self._lock:
@@ -364,12 +371,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        with self.app._lock:
-            self.app._connections.add(self.connection)
+        self.app.track_connection(self.connection, open_=True)
 
     def finish(self) -> None:
-        with self.app._lock:
-            self.app._connections.discard(self.connection)
+        self.app.track_connection(self.connection, open_=False)
         with contextlib.suppress(OSError):
             super().finish()
 
@@ -389,7 +394,7 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         kind = "cdn" if split.path.startswith(CDN_PREFIX + "/") else "api"
         faults = app.faults
-        if faults.latency > 0:
+        if faults.latency > 0 and kind in faults.targets:
             time.sleep(faults.latency)
         try:
             fault_mode = self._transient_faults(kind, faults)
@@ -476,9 +481,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Close with RST rather than FIN: what a dropped connection looks like to the peer."""
         self.close_connection = True
         with contextlib.suppress(OSError):
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
     # -- helpers -----------------------------------------------------------------------------
     def _cookies(self) -> dict[str, str]:

@@ -447,8 +447,10 @@ def test_jobs_appear_after_the_kth_listing_request() -> None:
     time_before = account.jobs[0].enqueue_time
     faults = Faults(add_jobs_after_listing_request=2, add_jobs_count=5)
     with FakeMidjourney(account, faults) as server, v1_client(server) as client:
+        before = [job.id for job in account.image_jobs()]
         assert recent_jobs(client, server, 1).json()[0]["id"] == newest
-        recent_jobs(client, server, 2)
+        assert [r["id"] for r in recent_jobs(client, server, 2).json()] == before[50:100]
+        assert server.stats.jobs_added == 0
         top = recent_jobs(client, server, 1).json()
     assert server.stats.jobs_added == 5
     assert len(account) == 105
@@ -494,3 +496,16 @@ def test_stop_closes_the_listener_and_open_keep_alive_connections(account: Accou
             client.get(f"/{path}")
     with pytest.raises(httpx.ConnectError):
         httpx.get(base + "/api/app/recent-jobs/", timeout=2)
+
+
+def test_transient_faults_hit_listings_too_when_targeted(account: Account) -> None:
+    faults = Faults(targets=frozenset({"api"}), drop_every=3, rate_limit_every=4)
+    path = account.jobs[0].media_paths[0]
+    with FakeMidjourney(account, faults) as server, v1_client(server) as client:
+        assert recent_jobs(client, server, 1).status_code == 200
+        assert recent_jobs(client, server, 1).status_code == 200
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            recent_jobs(client, server, 1)
+        assert recent_jobs(client, server, 1).status_code == 429
+        assert client.get(f"{server.cdn_base}/{path}").status_code == 200  # CDN untouched
+    assert server.stats.dropped == 1 and server.stats.rate_limited == 1
