@@ -62,7 +62,9 @@ def test_bad_value_is_refused_and_nothing_written(world: World, cli) -> None:  #
 
 
 def test_secret_never_from_argv_and_always_masked(
-    world: World, cli, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+    world: World,
+    cli,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
 ) -> None:
     token = "tok-very-secret-value"
     refused = cli("config", "set", "source.session_token", token)
@@ -81,7 +83,9 @@ def test_secret_never_from_argv_and_always_masked(
     assert cli("config", "get", "source.session_token").out == "********\n"
 
 
-def test_show_reports_origins_and_profile(world: World, cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_show_reports_origins_and_profile(
+    world: World, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     assert cli("--profile", "work", "config", "set", "sync.jobs", "6").code == 0
     assert "[profile.work.sync]" in world.user_file.read_text()
     monkeypatch.setenv("MJVAULT_SYNC_MAX_RPS", "0.5")
@@ -99,7 +103,9 @@ def test_show_reports_origins_and_profile(world: World, cli, monkeypatch: pytest
     assert "sync.jobs = 6" in human and f"# user {world.user_file} [profile.work]" in human
 
 
-def test_vault_target_and_discovery(world: World, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_vault_target_and_discovery(
+    world: World, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     missing = cli("config", "set", "--vault", "checkout.link", "copy")
     assert missing.code == 1 and "no vault here" in missing.err
 
@@ -114,19 +120,22 @@ def test_vault_target_and_discovery(world: World, cli, tmp_path: Path, monkeypat
     personal = cli("config", "set", "--vault", "output.color", "never")
     assert personal.code == 2 and "cannot be set in a vault's config" in personal.err
     paths = cli("config", "path", "--json").json()
-    assert paths[-1] == {"layer": "vault", "path": str(tmp_path / "v" / "config.toml"), "exists": True}
+    assert paths[-1] == {
+        "layer": "vault",
+        "path": str(tmp_path / "v" / "config.toml"),
+        "exists": True,
+    }
 
 
 def _editor(tmp_path: Path, new_text: str) -> str:
     script = tmp_path / "editor.py"
-    script.write_text(
-        "import sys, pathlib\n"
-        f"pathlib.Path(sys.argv[1]).write_text({new_text!r})\n"
-    )
+    script.write_text(f"import sys, pathlib\npathlib.Path(sys.argv[1]).write_text({new_text!r})\n")
     return f"{sys.executable} {script}"
 
 
-def test_edit_saves_valid_and_refuses_invalid(world: World, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_edit_saves_valid_and_refuses_invalid(
+    world: World, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("EDITOR", _editor(tmp_path, "[sync]\njobs = 12\n"))
     assert cli("config", "edit").code == 0
     assert world.user_file.read_text() == "[sync]\njobs = 12\n"
@@ -164,7 +173,9 @@ def test_usage_errors_exit_2(world: World, cli) -> None:  # type: ignore[no-unty
     assert cli("--version").out.startswith("mjvault, version ")
 
 
-def test_colour_follows_setting_and_no_color(world: World, cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_colour_follows_setting_and_no_color(
+    world: World, cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     args = ("setup", "--yes", "--skip-test", "--vault-dir", str(tmp_path / "v"))
     assert cli("config", "set", "output.color", "always").code == 0
     assert "\x1b[1m" in cli(*args).out

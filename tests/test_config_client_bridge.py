@@ -19,7 +19,9 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> World:
 
 def cookies_txt(path: Path, *cookies: tuple[str, str, str]) -> Path:
     lines = ["# Netscape HTTP Cookie File"]
-    lines += [f"{domain}\tTRUE\t/\tTRUE\t2000000000\t{name}\t{value}" for domain, name, value in cookies]
+    lines += [
+        f"{domain}\tTRUE\t/\tTRUE\t2000000000\t{name}\t{value}" for domain, name, value in cookies
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -32,9 +34,12 @@ def test_settings_follow_every_layer(world: World) -> None:
         "[sync]\njobs = 6\nmax_rps = 0.5\nlimit_rate = '1M'\n"
     )
     world.user_file.chmod(0o600)
-    loaded = load_config(environ={
-        "MJVAULT_CONFIG": str(world.user_file), "MIDJOURNEY_SESSION_TOKEN": "tok-from-env",
-    })
+    loaded = load_config(
+        environ={
+            "MJVAULT_CONFIG": str(world.user_file),
+            "MIDJOURNEY_SESSION_TOKEN": "tok-from-env",
+        }
+    )
     settings = client_settings(loaded, timeout=5.0)
     assert settings.web_base == "http://127.0.0.1:8080" and settings.api == "v2"
     assert settings.user_id == UID
@@ -52,11 +57,17 @@ def test_session_cookie_from_cookies_file_beats_the_token(world: World, tmp_path
         (".midjourney.com", "cf_clearance", "cf-browser"),
         (".example.org", "other", "never-sent"),
     )
-    loaded = load_config(environ={
-        "MJVAULT_SOURCE_COOKIES_FILE": str(jar), "MIDJOURNEY_SESSION_TOKEN": "tok-from-env",
-        "MJVAULT_CF_CLEARANCE": "cf-env",
-    })
+    loaded = load_config(
+        environ={
+            "MJVAULT_SOURCE_COOKIES_FILE": str(jar),
+            "MIDJOURNEY_SESSION_TOKEN": "tok-from-env",
+            "MJVAULT_CF_CLEARANCE": "cf-env",
+        }
+    )
     settings = client_settings(loaded)
     assert settings.token is None
     cookies = {k: v.reveal() for k, v in settings.extra_cookies.items()}
-    assert cookies == {"__Host-Midjourney.AuthUserTokenV3_i": "from-browser", "cf_clearance": "cf-env"}
+    assert cookies == {
+        "__Host-Midjourney.AuthUserTokenV3_i": "from-browser",
+        "cf_clearance": "cf-env",
+    }

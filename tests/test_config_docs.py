@@ -30,6 +30,8 @@ def test_every_setting_and_variable_is_documented() -> None:
 def test_generator_check_mode(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "gen_config_docs.py"), "--check"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert done.returncode == 0, done.stderr

@@ -44,10 +44,13 @@ def test_each_layer_beats_the_one_before(world: World, tmp_path: Path) -> None:
     vault = tmp_path / "v"
     write(vault / "config.toml", "[sync]\njobs = 5\n", 0o644)
 
-    loaded = load_config(vault_dir=vault, environ={
-        "MJVAULT_CONFIG": str(world.user_file),
-        "MJVAULT_SYSTEM_CONFIG": str(world.system_file),
-    })
+    loaded = load_config(
+        vault_dir=vault,
+        environ={
+            "MJVAULT_CONFIG": str(world.user_file),
+            "MJVAULT_SYSTEM_CONFIG": str(world.system_file),
+        },
+    )
     assert loaded.config.sync.jobs == 5
     assert loaded.origin("sync.jobs").layer is Layer.VAULT
     assert loaded.config.sync.max_rps == 3.0
@@ -70,12 +73,14 @@ def test_each_layer_beats_the_one_before(world: World, tmp_path: Path) -> None:
 
 
 def test_older_tools_environment_names_are_honoured(world: World) -> None:
-    loaded = load_config(environ={
-        "MIDJOURNEY_SESSION_TOKEN": "tok-123456",
-        "MIDJOURNEY_USER_ID": UID.upper(),
-        "MJVAULT_WEB_BASE": "http://127.0.0.1:8080/",
-        "MJVAULT_CF_CLEARANCE": "cfvalue",
-    })
+    loaded = load_config(
+        environ={
+            "MIDJOURNEY_SESSION_TOKEN": "tok-123456",
+            "MIDJOURNEY_USER_ID": UID.upper(),
+            "MJVAULT_WEB_BASE": "http://127.0.0.1:8080/",
+            "MJVAULT_CF_CLEARANCE": "cfvalue",
+        }
+    )
     source = loaded.config.source
     assert source.session_token == "tok-123456"
     assert source.user_id == UID
@@ -87,14 +92,17 @@ def test_older_tools_environment_names_are_honoured(world: World) -> None:
 
 
 def test_profile_overrides_its_own_file_but_not_later_layers(world: World, tmp_path: Path) -> None:
-    write(world.user_file, f"""
+    write(
+        world.user_file,
+        f"""
 [sync]
 jobs = 3
 [profile.work.sync]
 jobs = 6
 [profile.work.source]
 user_id = "{UID}"
-""")
+""",
+    )
     vault = tmp_path / "v"
     write(vault / "config.toml", "[checkout]\nlink = 'copy'\n", 0o644)
     assert load_config().config.sync.jobs == 3
@@ -103,9 +111,12 @@ user_id = "{UID}"
     assert work.origin("sync.jobs").profile == "work"
     assert work.config.source.user_id == UID
     assert work.config.checkout.link == "copy"
-    assert load_config(environ={
-        "MJVAULT_CONFIG": str(world.user_file), "MJVAULT_PROFILE": "work"
-    }).config.sync.jobs == 6
+    assert (
+        load_config(
+            environ={"MJVAULT_CONFIG": str(world.user_file), "MJVAULT_PROFILE": "work"}
+        ).config.sync.jobs
+        == 6
+    )
 
 
 def test_unknown_profile_suggests_the_close_one(world: World) -> None:
@@ -119,13 +130,22 @@ def test_unknown_profile_suggests_the_close_one(world: World) -> None:
     ("text", "message"),
     [
         ("[sync]\njob = 3\n", r"config.toml: unknown key sync.job \(did you mean sync.jobs\?\)"),
-        ("[sync]\nweb_base = 'x'\n", r"unknown key sync.web_base \(did you mean source.web_base\?\)"),
+        (
+            "[sync]\nweb_base = 'x'\n",
+            r"unknown key sync.web_base \(did you mean source.web_base\?\)",
+        ),
         ("[snyc]\njobs = 3\n", r"unknown section \[snyc\] \(did you mean sync\?\)"),
         ("[sync]\njobs = '8'\n", r"sync.jobs: expected an integer, got a string"),
         ("[sync]\njobs = true\n", r"sync.jobs: expected an integer, got a boolean"),
         ("[sync]\njobs = 0\n", r"sync.jobs: must be from 1 to 64, not 0"),
-        ("[checkout]\nlink = 'simlink'\n", r"'simlink' is not one of .* \(did you mean symlink\?\)"),
-        ("[source]\nweb_base = 'ftp://x'\n", r"source.web_base: expected an http:// or https:// URL"),
+        (
+            "[checkout]\nlink = 'simlink'\n",
+            r"'simlink' is not one of .* \(did you mean symlink\?\)",
+        ),
+        (
+            "[source]\nweb_base = 'ftp://x'\n",
+            r"source.web_base: expected an http:// or https:// URL",
+        ),
         ("[source]\nuser_id = 'bob'\n", r"source.user_id: expected a UUID"),
         ("[sync]\nlimit_rate = 'fast'\n", r"sync.limit_rate: expected a rate such as 500K"),
         ("[sync]\nsince = '2024-13-01'\n", r"sync.since: expected a date YYYY-MM-DD"),
@@ -143,11 +163,15 @@ def test_mistakes_name_file_key_and_suggestion(world: World, text: str, message:
 
 
 def test_environment_mistakes_name_the_variable(world: World) -> None:
-    with pytest.raises(ConfigError, match=r"environment MJVAULT_SYNC_JOBS: sync.jobs: expected an integer"):
+    with pytest.raises(
+        ConfigError, match=r"environment MJVAULT_SYNC_JOBS: sync.jobs: expected an integer"
+    ):
         load_config(environ={"MJVAULT_SYNC_JOBS": "many"})
 
 
-def test_misspelt_environment_variable_is_warned(world: World, caplog: pytest.LogCaptureFixture) -> None:
+def test_misspelt_environment_variable_is_warned(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     load_config(environ={"MJVAULT_SYNC_JOB": "3", "MJVAULT_SOMETHING_ELSE_ENTIRELY": "1"})
     assert "MJVAULT_SYNC_JOB (did you mean MJVAULT_SYNC_JOBS?)" in caplog.text
     assert "SOMETHING_ELSE" not in caplog.text
@@ -162,7 +186,9 @@ def test_secret_in_a_readable_file_is_refused(world: World) -> None:
     assert load_config().config.source.session_token == "tok-abcdef"
 
 
-def test_vault_config_cannot_hold_secrets_or_personal_settings(world: World, tmp_path: Path) -> None:
+def test_vault_config_cannot_hold_secrets_or_personal_settings(
+    world: World, tmp_path: Path
+) -> None:
     vault = tmp_path / "v"
     write(vault / "config.toml", "[source]\nsession_token = 'tok-abcdef'\n")
     with pytest.raises(ConfigError, match="cannot be set in a vault's config"):
@@ -180,8 +206,11 @@ def test_relative_paths_are_taken_from_the_file(world: World) -> None:
 
 
 def test_typed_toml_values(world: World) -> None:
-    write(world.user_file, "[sync]\nsince = 2024-02-29\nlimit_rate = 500000\n"
-                           "[source.extra_cookies]\ncf_clearance = 'x'\n")
+    write(
+        world.user_file,
+        "[sync]\nsince = 2024-02-29\nlimit_rate = 500000\n"
+        "[source.extra_cookies]\ncf_clearance = 'x'\n",
+    )
     config = load_config().config
     assert config.sync.since == dt.date(2024, 2, 29)
     assert config.sync.limit_rate == 500000
@@ -196,8 +225,10 @@ def test_secret_never_in_repr(world: World) -> None:
 def test_vault_resolution_order(world: World, tmp_path: Path) -> None:
     inside = tmp_path / "current"
     configured = tmp_path / "configured"
-    write(world.user_file, f"[vault]\npath = '{configured}'\n"
-                           f"[profile.work.vault]\npath = '{tmp_path / 'work'}'\n")
+    write(
+        world.user_file,
+        f"[vault]\npath = '{configured}'\n[profile.work.vault]\npath = '{tmp_path / 'work'}'\n",
+    )
 
     def finder(start: Path) -> Path | None:
         return inside if start == inside else None
@@ -227,7 +258,9 @@ cookie_names = st.text(
     max_size=20,
 )
 cookie_values = st.text(
-    alphabet=st.characters(blacklist_characters=";\r\n\0 \t", blacklist_categories=("Cs", "Zs", "Cc")),
+    alphabet=st.characters(
+        blacklist_characters=";\r\n\0 \t", blacklist_categories=("Cs", "Zs", "Cc")
+    ),
     max_size=30,
 )
 

@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 from mjvault.cli.logs import setup_logging
 from mjvault.redact import MASK, forget_secrets, redact, register_secret
 
-TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+TOKEN = (
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+)
 
 
 @pytest.fixture
@@ -49,13 +51,18 @@ def test_log_file_gets_masked_key_value_lines(tmp_path: Path) -> None:
         assert secret not in text
     lines = text.splitlines()
     # INFO reaches the file even though stderr shows warnings only.
-    assert lines[0].endswith('level=info logger=mjvault.test msg="request sent" job="abc 1" cookie="cf_clearance=***"')
+    assert lines[0].endswith(
+        'level=info logger=mjvault.test msg="request sent" job="abc 1" cookie="cf_clearance=***"'
+    )
     assert "__Host-Midjourney.AuthUserTokenV3_i=***; other=1" in lines[1]
     assert "Traceback" in text and "server said ***" in text
 
 
 def test_cli_log_file_and_quiet(
-    world: World, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    world: World,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     world.user_file.parent.mkdir(parents=True)
     world.user_file.write_text("[sync]\njobs = 1\n")
@@ -69,7 +76,11 @@ def test_cli_log_file_and_quiet(
     assert bad.code == 2 and "cannot write the log file" in bad.err
 
 
-@given(st.text(min_size=6, max_size=30).filter(lambda s: s.strip() == s and "*" not in s), st.text(max_size=40), st.text(max_size=40))
+@given(
+    st.text(min_size=6, max_size=30).filter(lambda s: s.strip() == s and "*" not in s),
+    st.text(max_size=40),
+    st.text(max_size=40),
+)
 def test_registered_secret_never_survives(secret: str, before: str, after: str) -> None:
     register_secret(secret)
     try:
@@ -95,7 +106,11 @@ def test_credential_patterns_are_masked(text: str) -> None:
 
 
 def test_completion_scripts(world: World, capsys: pytest.CaptureFixture[str]) -> None:
-    for shell, marker in (("bash", "complete -o nosort -F"), ("zsh", "#compdef mjvault"), ("fish", "complete --no-files --command mjvault")):
+    for shell, marker in (
+        ("bash", "complete -o nosort -F"),
+        ("zsh", "#compdef mjvault"),
+        ("fish", "complete --no-files --command mjvault"),
+    ):
         result = run_cli(capsys, "completion", shell)
         assert result.code == 0 and marker in result.out and "_MJVAULT_COMPLETE" in result.out
     assert run_cli(capsys, "completion", "tcsh").code == 2
@@ -103,8 +118,15 @@ def test_completion_scripts(world: World, capsys: pytest.CaptureFixture[str]) ->
 
 def test_completion_completes_commands_and_keys(world: World) -> None:
     def complete(words: str) -> list[str]:
-        env = dict(os.environ, _MJVAULT_COMPLETE="bash_complete", COMP_WORDS=words, COMP_CWORD=str(len(words.split()) - (0 if words.endswith(" ") else 1)))
-        out = subprocess.run([sys.executable, "-m", "mjvault"], env=env, capture_output=True, text=True, timeout=30)
+        env = dict(
+            os.environ,
+            _MJVAULT_COMPLETE="bash_complete",
+            COMP_WORDS=words,
+            COMP_CWORD=str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+        )
+        out = subprocess.run(
+            [sys.executable, "-m", "mjvault"], env=env, capture_output=True, text=True, timeout=30
+        )
         return [line.split(",", 1)[1] for line in out.stdout.splitlines()]
 
     assert "config" in complete("mjvault con")

@@ -30,19 +30,40 @@ def run(*args: str | Path, cwd: Path) -> str:
 
 
 def test_wheel_installs_and_runs_in_a_fresh_venv(tmp_path: Path) -> None:
-    run(sys.executable, "-m", "pip", "wheel", ROOT, "--no-deps", "-q", "-w", tmp_path / "dist",
-        cwd=tmp_path)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        ROOT,
+        "--no-deps",
+        "-q",
+        "-w",
+        tmp_path / "dist",
+        cwd=tmp_path,
+    )
     (wheel,) = (tmp_path / "dist").glob("mjvault-*.whl")
 
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path)
     python = venv / "bin" / "python"
-    site = run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
-               cwd=tmp_path).strip()
+    site = run(
+        python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=tmp_path
+    ).strip()
     # Dependencies from this environment, after the venv's own packages (a .pth appends).
     Path(site, "_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q", wheel,
-        cwd=tmp_path)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        python,
+        "install",
+        "--no-deps",
+        "-q",
+        wheel,
+        cwd=tmp_path,
+    )
 
     assert run(venv / "bin" / "mjvault", "--version", cwd=tmp_path) == (
         f"mjvault, version {mjvault.__version__}\n"

@@ -139,14 +139,29 @@ def test_ctrl_c_stops_with_130_and_saves_nothing(world: World) -> None:
 
 
 def test_scripted_setup_without_a_terminal(
-    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    world: World,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO(TOKEN + "\n"))
     monkeypatch.setenv("MJVAULT_PASSPHRASE", "correct horse battery staple")
     result = run_cli(
         capsys,
-        "--json", "--profile", "work", "setup", "--yes", "--vault-dir", str(tmp_path / "v"),
-        "--encrypt", "--user-id", UID, "--token-stdin", "--token-storage", "config", "--skip-test",
+        "--json",
+        "--profile",
+        "work",
+        "setup",
+        "--yes",
+        "--vault-dir",
+        str(tmp_path / "v"),
+        "--encrypt",
+        "--user-id",
+        UID,
+        "--token-stdin",
+        "--token-storage",
+        "config",
+        "--skip-test",
     )
     assert result.code == 0, result.err
     assert TOKEN not in result.out + result.err
@@ -168,7 +183,10 @@ def test_scripted_setup_without_a_terminal(
 
 
 def test_scripted_setup_reports_a_refused_cookie(
-    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    world: World,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("MIDJOURNEY_SESSION_TOKEN", TOKEN)
     result = run_cli(capsys, "setup", "--yes", "--vault-dir", str(tmp_path / "v"), "--user-id", UID)
@@ -177,7 +195,9 @@ def test_scripted_setup_reports_a_refused_cookie(
     assert load_config().config.source.user_id == UID  # saved all the same
 
 
-def test_occupied_directory_is_refused(world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_occupied_directory_is_refused(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "photo.png").write_bytes(b"x")
     result = run_cli(capsys, "setup", "--yes", "--skip-test", "--vault-dir", str(tmp_path / "full"))
@@ -202,15 +222,25 @@ class _MemoryKeyring(KeyringBackend):
 
 
 def test_token_in_the_keyring_per_profile(
-    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    world: World,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     backend = _MemoryKeyring()
     keyring.set_keyring(backend)
     try:
         monkeypatch.setattr(sys, "stdin", io.StringIO(TOKEN + "\n"))
         result = run_cli(
-            capsys, "--profile", "home", "setup", "--yes", "--skip-test",
-            "--vault-dir", str(tmp_path / "v"), "--token-stdin",
+            capsys,
+            "--profile",
+            "home",
+            "setup",
+            "--yes",
+            "--skip-test",
+            "--vault-dir",
+            str(tmp_path / "v"),
+            "--token-stdin",
         )
         assert result.code == 0, result.err
         assert "in the system keyring" in result.out

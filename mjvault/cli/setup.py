@@ -65,7 +65,11 @@ class Wizard:
             path = None
 
     def passphrase(self) -> str:
-        if self.interactive and not self.app.passphrase_file and "MJVAULT_PASSPHRASE" not in os.environ:
+        if (
+            self.interactive
+            and not self.app.passphrase_file
+            and "MJVAULT_PASSPHRASE" not in os.environ
+        ):
             self.say("The passphrase cannot be recovered: keep it in a password manager.")
         return passphrase_source(self.app.passphrase_file, confirm=True)()
 
@@ -200,8 +204,10 @@ def setup(
         result = firstrun.check_connection(current.loaded, token=token, user_id=chosen_user_id)
     status = {True: "ok", False: "failed", None: "not run"}[result.ok]
     wizard.say(f"Connection test {status}: {result.message}")
-    if result.ok is False and interactive and not click.confirm(
-        "Save the settings anyway?", default=True
+    if (
+        result.ok is False
+        and interactive
+        and not click.confirm("Save the settings anyway?", default=True)
     ):
         raise ConfigError("setup stopped; no settings were saved")
 

@@ -1,8 +1,8 @@
 """mjvault's layered, typed configuration (docs/configuration.md).
 
-    from mjvault.config import load_config
-    loaded = load_config(profile="work", vault_dir=Path("~/mj-vault").expanduser())
-    loaded.config.sync.jobs, loaded.origin("sync.jobs")
+from mjvault.config import load_config
+loaded = load_config(profile="work", vault_dir=Path("~/mj-vault").expanduser())
+loaded.config.sync.jobs, loaded.origin("sync.jobs")
 """
 
 from __future__ import annotations
