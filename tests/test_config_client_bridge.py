@@ -71,3 +71,32 @@ def test_session_cookie_from_cookies_file_beats_the_token(world: World, tmp_path
         "__Host-Midjourney.AuthUserTokenV3_i": "from-browser",
         "cf_clearance": "cf-env",
     }
+
+
+def test_sync_takes_its_source_and_limits_from_the_config_file(
+    world: World,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from config_helpers import run_cli
+
+    from mjvault import Vault
+    from mjvault.testing.accounts import Account
+    from mjvault.testing.server import FakeMidjourney
+
+    Vault.init(tmp_path / "vault").close()
+    with FakeMidjourney(Account.generate(7, 12)) as server:
+        world.user_file.parent.mkdir(parents=True)
+        world.user_file.write_text(
+            f"[profile.fake.vault]\npath = '{tmp_path / 'vault'}'\n"
+            f"[profile.fake.source]\nweb_base = '{server.web_base}'\n"
+            f"cdn_base = '{server.cdn_base}'\nuser_id = '{server.user_id}'\n"
+            "[profile.fake.sync]\njobs = 2\n"
+        )
+        monkeypatch.setenv("MIDJOURNEY_SESSION_TOKEN", server.token)
+        # No --web-base, --vault or --user-id: all of it comes from the profile.
+        result = run_cli(capsys, "--profile", "fake", "--json", "sync", "--dry-run")
+        assert result.code == 0, result.err
+        assert len(result.json()["would_fetch"]) == 12
+        assert server.stats.requests > 0

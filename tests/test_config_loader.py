@@ -33,7 +33,7 @@ def write(path: Path, text: str, mode: int = 0o600) -> Path:
 
 def test_defaults_without_any_file(world: World) -> None:
     loaded = load_config()
-    assert loaded.config.sync.jobs == 4
+    assert loaded.config.sync.jobs == 8
     assert loaded.config.source.web_base == "https://www.midjourney.com"
     assert loaded.origin("sync.jobs").layer is Layer.DEFAULT
 

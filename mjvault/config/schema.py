@@ -122,7 +122,7 @@ class SourceSection:
 
 @dataclass(frozen=True)
 class SyncSection:
-    jobs: int = setting(4, t.Integer(1, 64), "Downloads at once.")
+    jobs: int = setting(8, t.Integer(1, 64), "Downloads at once.")
     max_rps: float = setting(
         2.0, t.PositiveNumber(), "Requests per second at most, over all downloads."
     )
