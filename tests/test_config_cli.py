@@ -171,6 +171,9 @@ def test_usage_errors_exit_2(world: World, cli) -> None:  # type: ignore[no-unty
     assert cli("config", "set", "--user", "--vault").code == 2
     assert cli().code == 2  # no command: help and a usage exit
     assert cli("--version").out.startswith("mjvault, version ")
+    as_json = cli("--json", "config", "set", "sync.jobs")
+    assert as_json.code == 2
+    assert as_json.json()["error"]["message"] == "Missing argument 'VALUE'."
 
 
 def test_colour_follows_setting_and_no_color(

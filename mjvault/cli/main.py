@@ -115,19 +115,23 @@ def _wants_traceback(app: AppContext, argv: Sequence[str]) -> bool:
     return any(a == "--verbose" or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in argv)
 
 
+def _json_error(app: AppContext, kind: str, message: str, hint: str | None, code: int) -> None:
+    """Under --json a failure is also one JSON object on stdout (docs/usage.md)."""
+    if app.json_output:
+        error = {
+            "type": kind,
+            "message": redact(message),
+            "hint": redact(hint) if hint else None,
+            "exit_code": code,
+        }
+        click.echo(json.dumps({"error": error}, ensure_ascii=False))
+
+
 def _fail(app: AppContext, err: MjvaultError, argv: Sequence[str]) -> None:
     if _wants_traceback(app, argv):
         click.echo(redact(traceback.format_exc()), err=True, nl=False)
-    message = redact(str(err))
-    click.echo(f"mjvault: error: {message}", err=True)
-    if app.json_output:
-        error = {
-            "type": type(err).__name__,
-            "message": redact(err.message),
-            "hint": redact(err.hint) if err.hint else None,
-            "exit_code": err.exit_code,
-        }
-        click.echo(json.dumps({"error": error}, ensure_ascii=False))
+    click.echo(f"mjvault: error: {redact(str(err))}", err=True)
+    _json_error(app, type(err).__name__, err.message, err.hint, err.exit_code)
     sys.exit(err.exit_code)
 
 
@@ -142,11 +146,14 @@ def main(argv: list[str] | None = None) -> None:
     except (click.exceptions.Abort, KeyboardInterrupt):
         # Commands write atomically and checkpoint; what is stored stays, a rerun resumes.
         click.echo("\nmjvault: interrupted; the vault is consistent, rerun to resume", err=True)
+        _json_error(app, "Interrupted", "interrupted", "rerun to resume", EXIT_INTERRUPTED)
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:
         # Usage errors (bad option, missing argument, no command) are click's and exit 2.
         exc.show()
-        sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
+        code = exc.exit_code or EXIT_USAGE
+        _json_error(app, "UsageError", exc.format_message(), None, code)
+        sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except BrokenPipeError:
