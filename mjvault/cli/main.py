@@ -144,8 +144,10 @@ def main(argv: list[str] | None = None) -> None:
     except MjvaultError as err:
         _fail(app, err, args)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        # Commands write atomically and checkpoint; what is stored stays, a rerun resumes.
-        click.echo("\nmjvault: interrupted; the vault is consistent, rerun to resume", err=True)
+        # click turns Ctrl-C into Abort. Writers checkpoint on the way out, so say so.
+        if _wants_traceback(app, args):
+            click.echo(redact(traceback.format_exc()), err=True, nl=False)
+        click.echo("mjvault: interrupted; the vault is consistent, rerun to resume", err=True)
         _json_error(app, "Interrupted", "interrupted", "rerun to resume", EXIT_INTERRUPTED)
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:
