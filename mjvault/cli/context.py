@@ -96,7 +96,7 @@ class AppContext:
             raise VaultNotFound(
                 "no vault here or in any parent directory",
                 hint="pass --vault DIR, set MJVAULT_VAULT or vault.path, "
-                "or create one with `mjvault setup`",
+                "or create one with `mjvault init DIR` or `mjvault setup`",
             )
         return found
 
