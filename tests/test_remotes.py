@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,13 +16,16 @@ from pathlib import Path
 import pytest
 
 from mjvault import Vault
+from mjvault.remotes.backend import RemoteError
 from mjvault.remotes.clone import clone
 from mjvault.remotes.config import RemoteSpec, normalise_url, open_backend
 from mjvault.remotes.pull import pull
 from mjvault.remotes.push import push
+from mjvault.remotes.remote import object_key
 from mjvault.remotes.session import connect
-from mjvault.testing.objectstore import MotoServer, moto_executable
-from tests.conftest import CHEAP_KDF, PASSPHRASE, png_bytes, record_json
+from mjvault.remotes.verify import verify_remote
+from mjvault.testing.objectstore import FaultProxy, MotoServer, moto_executable
+from tests.conftest import CHEAP_KDF, PASSPHRASE, png_bytes, record_json, run_cli
 
 pytestmark = pytest.mark.skipif(moto_executable() is None, reason="moto[server] not installed")
 
@@ -158,3 +166,191 @@ def test_two_vaults_pushing_at_once_keep_both_snapshots(spec: RemoteSpec, tmp_pa
     copy.close()
     for v in vaults:
         v.close()
+
+
+# -- verify --remote ------------------------------------------------------------------------
+def test_verify_remote_finds_deleted_and_corrupted_objects(
+    spec: RemoteSpec, tmp_path: Path
+) -> None:
+    source = Vault.init(tmp_path / "src")
+    add_jobs(source, 20)
+    push_to(source, spec)
+    with connect(source, spec) as link:
+        assert verify_remote(link, read_data=True).ok
+        images = [e.images[0] for e in source.entries()]
+        deleted, corrupted = images[0], images[1]
+        backend = link.backend
+        backend.delete(object_key(deleted))  # type: ignore[arg-type]
+        data = bytearray(backend.get(object_key(corrupted)))  # type: ignore[arg-type]
+        data[-1] ^= 0xFF
+        backend.put(object_key(corrupted), bytes(data))  # type: ignore[arg-type]
+        structural = verify_remote(link)
+        assert [(p.kind, p.object_id) for p in structural.problems] == [("missing", deleted)]
+        full = verify_remote(link, read_data=True)
+        assert {(p.kind, p.object_id) for p in full.problems} == {
+            ("missing", deleted),
+            ("corrupt", corrupted),
+        }
+        # An ordinary push trusts published snapshots; --full walks them and sends what is
+        # missing. A corrupted object is listed, so it is not overwritten blindly.
+        assert push(source, link).objects_sent == 0
+        assert push(source, link, full=True).objects_sent == 1
+        assert {p.object_id for p in verify_remote(link, read_data=True).problems} == {corrupted}
+    source.close()
+
+
+def test_cli_remote_push_verify_clone(tmp_path: Path) -> None:
+    vault_dir = tmp_path / "vault"
+    source = Vault.init(vault_dir)
+    add_jobs(source, 12)
+    head = source.head()
+    source.close()
+    remote_dir = tmp_path / "drive" / "mj"
+    v = ("--vault", str(vault_dir))
+    added = run_cli(*v, "remote", "add", "drive", str(remote_dir))
+    assert added.returncode == 0, added.stderr
+    listed = run_cli(*v, "--json", "remote", "list")
+    assert b'"name": "drive"' in listed.stdout
+    pushed = run_cli(*v, "--json", "push", "drive")
+    assert pushed.returncode == 0, pushed.stderr
+    assert b'"snapshots_sent": 1' in pushed.stdout
+    checked = run_cli(*v, "verify", "--remote", "drive", "--read-data")
+    assert checked.returncode == 0 and b"no problems found" in checked.stdout
+    next(remote_dir.glob("objects/*/*")).unlink()
+    damaged = run_cli(*v, "verify", "--remote", "drive")
+    assert damaged.returncode == 3 and b"missing" in damaged.stderr
+    assert run_cli(*v, "push", "--full", "drive").returncode == 0
+    cloned = run_cli("--json", "clone", str(remote_dir), str(tmp_path / "copy"))
+    assert cloned.returncode == 0, cloned.stderr
+    with Vault.open(tmp_path / "copy") as copy:
+        assert copy.head() == head
+    assert run_cli("--vault", str(tmp_path / "copy"), "verify").returncode == 0
+    removed = run_cli(*v, "remote", "remove", "drive")
+    assert removed.returncode == 0 and remote_dir.joinpath("config").exists()
+    unknown = run_cli(*v, "push", "drive")
+    assert unknown.returncode == 2 and unknown.stderr.count(b"\n") == 1
+
+
+# -- faults ---------------------------------------------------------------------------------
+def test_wrong_credentials_give_one_clear_line(tmp_path: Path) -> None:
+    # Authentication on: the first request (creating the bucket) is free, the rest are checked.
+    with MotoServer(env={"INITIAL_NO_AUTH_ACTION_COUNT": "1"}) as strict:
+        strict.create_bucket("guarded")
+        vault_dir = tmp_path / "vault"
+        Vault.init(vault_dir).close()
+        env = S3_ENV | {
+            "AWS_ACCESS_KEY_ID": "AKIAWRONGWRONGWRONG0",
+            "AWS_SECRET_ACCESS_KEY": "nope",
+        }
+        result = run_cli(
+            "--vault", str(vault_dir), "remote", "add", "cloud", "s3://guarded/mj",
+            "--endpoint-url", strict.endpoint, env=env,
+        )  # fmt: skip
+    assert result.returncode == 1
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "refused the credentials" in lines[0]
+    assert "nope" not in lines[0]
+
+
+def test_wrong_passphrase_for_an_encrypted_remote(moto: MotoServer, tmp_path: Path) -> None:
+    spec = s3_spec(moto, encrypt=True)
+    source = Vault.init(tmp_path / "src")
+    add_jobs(source, 3)
+    push_to(source, spec)
+    from mjvault.errors import WrongPassphrase
+
+    with pytest.raises(WrongPassphrase):
+        clone(spec, tmp_path / "copy", passphrase="not it")
+    assert not (tmp_path / "copy").exists()
+    source.close()
+
+
+def test_503s_and_slow_responses_are_retried(moto: MotoServer, tmp_path: Path) -> None:
+    with FaultProxy(moto.port) as proxy:
+        proxy.fail_every = 4
+        proxy.delay = 0.005
+        spec = s3_spec(moto, endpoint=proxy.endpoint)
+        source = Vault.init(tmp_path / "src")
+        add_jobs(source, 40)
+        report = push_to(source, spec)
+        assert report.ok and proxy.failures > 10
+        copy, pulled = clone(spec, tmp_path / "copy")
+        assert pulled.ok and copy.head() == source.head()
+    copy.close()
+    source.close()
+
+
+def test_server_gone_mid_push_then_back_resumes(
+    moto: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MJVAULT_REMOTE_RETRY_SECONDS", "1")
+    with FaultProxy(moto.port) as proxy:
+        spec = s3_spec(moto, endpoint=proxy.endpoint)
+        direct = open_backend(RemoteSpec(**{**spec.to_json(), "endpoint_url": moto.endpoint}))  # type: ignore[arg-type]
+        source = Vault.init(tmp_path / "src")
+        add_jobs(source, 60)
+        proxy.delay = 0.02
+        outcome: list[object] = []
+
+        def run() -> None:
+            try:
+                outcome.append(push_to(source, spec))
+            except RemoteError as exc:
+                outcome.append(exc)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        deadline = time.monotonic() + 20
+        while sum(1 for _ in direct.list("objects/")) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proxy.stop()
+        worker.join(30)
+        assert isinstance(outcome[0], RemoteError)
+        arrived = sum(1 for _ in direct.list("objects/"))
+        assert 20 <= arrived < 60 * 2 and not list(direct.list("snapshots/"))
+        proxy.delay = 0
+        proxy.start()
+        report = push_to(source, spec)
+        assert report.ok and report.snapshots_sent == 1
+        assert report.objects_skipped >= arrived - 1 and report.objects_sent < 60 * 2
+        with connect(source, spec) as link:
+            assert verify_remote(link, read_data=True).ok
+    source.close()
+
+
+def test_kill_9_during_push_then_resume(moto: MotoServer, tmp_path: Path) -> None:
+    with FaultProxy(moto.port) as proxy:
+        proxy.delay = 0.03
+        spec = s3_spec(moto, endpoint=proxy.endpoint)
+        direct = open_backend(RemoteSpec(**{**spec.to_json(), "endpoint_url": moto.endpoint}))  # type: ignore[arg-type]
+        vault_dir = tmp_path / "vault"
+        source = Vault.init(vault_dir)
+        add_jobs(source, 80)
+        source.close()
+        v = ("--vault", str(vault_dir))
+        env = S3_ENV
+        added = run_cli(
+            *v, "remote", "add", "cloud", spec.url, "--endpoint-url", proxy.endpoint, env=env
+        )
+        assert added.returncode == 0, added.stderr
+        full_env = {k: val for k, val in os.environ.items() if not k.startswith("MJVAULT_")} | env
+        child = subprocess.Popen(
+            [sys.executable, "-m", "mjvault", *v, "push", "cloud"],
+            env=full_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while sum(1 for _ in direct.list("objects/")) < 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        arrived = sum(1 for _ in direct.list("objects/"))
+        assert arrived < 160 and not list(direct.list("snapshots/"))
+        proxy.delay = 0
+        resumed = run_cli(*v, "--json", "push", "cloud", env=env)
+        assert resumed.returncode == 0, resumed.stderr
+        summary = json.loads(resumed.stdout)
+        assert summary["snapshots_sent"] == 1 and summary["objects_skipped"] >= arrived - 8
+        assert summary["objects_sent"] < 80 * 2 + 2 - arrived + 8
+        assert run_cli(*v, "verify", "--remote", "cloud", "--read-data", env=env).returncode == 0

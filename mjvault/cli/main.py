@@ -28,6 +28,10 @@ COMMANDS: list[tuple[str, str]] = [
     ("devserver", "dev_server"),
     ("auth", "auth_group"),
     ("sync", "sync_command"),
+    ("remote", "remote_group"),
+    ("remote", "push_command"),
+    ("remote", "pull_command"),
+    ("remote", "clone_command"),
 ]
 
 EPILOG = """\b

@@ -89,16 +89,21 @@ def push(
     threads: int = DEFAULT_THREADS,
     progress: ProgressFn | None = None,
     on_plan: Callable[[int, int], None] | None = None,
+    full: bool = False,
 ) -> PushReport:
-    """Send what ``link``'s remote lacks. ``on_plan(objects, bytes)`` is told the work first."""
+    """Send what ``link``'s remote lacks. ``on_plan(objects, bytes)`` is told the work first.
+
+    ``full`` trusts nothing the remote already has but its object listing: every snapshot is
+    walked whole, so objects deleted from the remote behind our back are sent again.
+    """
     started = time.monotonic()
     report = PushReport()
     remote_have = link.remote.object_ids()
     remote_snapshots = link.remote.snapshot_ids()
-    planner = _Planner(vault, link, remote_have, report)
+    planner = _Planner(vault, link, remote_have, report, full=full)
     for snapshot in _local_snapshots_oldest_first(vault, report):
         remote_id = planner.remote_snapshot_id(snapshot)
-        if remote_id is not None and remote_id in remote_snapshots:
+        if remote_id is not None and remote_id in remote_snapshots and not full:
             report.snapshots_present += 1
             continue
         planner.plan_snapshot(snapshot)
@@ -140,7 +145,10 @@ def _local_size(vault: Vault, object_id: str) -> int:
 class _Planner:
     """Walks local snapshots and lists what to send, translating ids for an encrypting remote."""
 
-    def __init__(self, vault: Vault, link: Link, remote_have: set[str], report: PushReport):
+    def __init__(
+        self, vault: Vault, link: Link, remote_have: set[str], report: PushReport, *, full: bool
+    ):
+        self.full = full
         self.vault = vault
         self.link = link
         self.remote_have = remote_have
@@ -185,7 +193,7 @@ class _Planner:
         if local_id in self._done:
             return self._done[local_id]
         known = self._known_remote_id(local_id)
-        if known is not None and known in self.remote_have:
+        if known is not None and known in self.remote_have and (kind == BLOB or not self.full):
             # Present on the remote, and (by the upload order) so is all it references.
             self.plan.skipped += 1
             self._done[local_id] = (known, -1)

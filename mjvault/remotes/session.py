@@ -135,3 +135,22 @@ def _connect(
 
 def vault_state_path(vault: Vault, name: str) -> Path:
     return state_dir(vault.path, name)
+
+
+def add_remote(
+    vault: Vault,
+    spec: RemoteSpec,
+    *,
+    passphrase: PassphraseSource = None,
+    kdf: KdfParams | None = None,
+) -> RemoteInfo:
+    """Reach the remote, set it up when new (or check it suits this vault), then save it."""
+    from mjvault.errors import ConfigError
+    from mjvault.remotes.config import list_specs, save_spec
+
+    if any(s.name == spec.name for s in list_specs(vault.path)):
+        raise ConfigError(f"a remote named {spec.name} exists", hint="remove it first")
+    with connect(vault, spec, passphrase=passphrase, create=True, kdf=kdf) as link:
+        info = link.info
+    save_spec(vault.path, spec)
+    return info

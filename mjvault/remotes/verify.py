@@ -16,9 +16,12 @@ from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError
 from mjvault.integrity.verify import Problem, SubsetFilter, VerifyReport, parse_subset
 from mjvault.remotes.backend import RemoteNotFound
-from mjvault.remotes.session import Link
+from mjvault.remotes.config import load_spec
+from mjvault.remotes.remote import PassphraseSource
+from mjvault.remotes.session import Link, connect
 from mjvault.snapshots import Snapshot, decode_manifest
 from mjvault.tree import Inner, decode_node
+from mjvault.vault import Vault
 
 READ_THREADS = 8
 DAMAGE = (RemoteNotFound, CorruptObject, IntegrityError)
@@ -135,3 +138,17 @@ def _read_data(
                 report.problems.append(Problem("corrupt", str(error), object_id))
             if on_object:
                 on_object(size)
+
+
+def verify_named_remote(
+    vault: Vault,
+    *,
+    name: str,
+    passphrase: PassphraseSource = None,
+    read_data: bool = False,
+    subset: str | None = None,
+    on_object: Callable[[int], None] | None = None,
+) -> VerifyReport:
+    """``mjvault verify --remote NAME``: :func:`verify_remote` on one of the vault's remotes."""
+    with connect(vault, load_spec(vault.path, name), passphrase=passphrase) as link:
+        return verify_remote(link, read_data=read_data, subset=subset, on_object=on_object)
