@@ -354,3 +354,29 @@ def test_kill_9_during_push_then_resume(moto: MotoServer, tmp_path: Path) -> Non
         assert summary["snapshots_sent"] == 1 and summary["objects_skipped"] >= arrived - 8
         assert summary["objects_sent"] < 80 * 2 + 2 - arrived + 8
         assert run_cli(*v, "verify", "--remote", "cloud", "--read-data", env=env).returncode == 0
+
+
+def test_cli_encrypting_remote_round_trip(tmp_path: Path) -> None:
+    vault_dir = tmp_path / "vault"
+    source = Vault.init(vault_dir)
+    add_jobs(source, 6)
+    head = source.head()
+    source.close()
+    secret_file = tmp_path / "pass"
+    secret_file.write_text("a long remote passphrase\n")
+    v = ("--vault", str(vault_dir), "--passphrase-file", str(secret_file))
+    remote_dir = tmp_path / "remote"
+    assert run_cli(*v, "remote", "add", "--encrypt", "sealed", str(remote_dir)).returncode == 0
+    pushed = run_cli(*v, "push", "sealed")
+    assert pushed.returncode == 0, pushed.stderr
+    assert b"a long remote passphrase" not in pushed.stdout + pushed.stderr
+    copy_dir = tmp_path / "copy"
+    args = ("clone", str(remote_dir), str(copy_dir), "--passphrase-file", str(secret_file))
+    cloned = run_cli(*args)
+    assert cloned.returncode == 0, cloned.stderr
+    with Vault.open(copy_dir) as copy:
+        assert not copy.encrypted and copy.head() == head
+    again = run_cli("--json", *args)  # the same clone again finishes (here: nothing to do)
+    assert again.returncode == 0 and json.loads(again.stdout)["objects_received"] == 0
+    wrong = run_cli("clone", str(remote_dir), str(tmp_path / "x"), env={"MJVAULT_PASSPHRASE": "no"})
+    assert wrong.returncode == 1 and wrong.stderr.count(b"\n") == 1

@@ -75,14 +75,16 @@ def main() -> None:
         for round_ in range(2):
             run(
                 "obstore",
-                lambda i, p: obstore.put(store, f"o/{round_}/{i}", p),
-                lambda i: len(obstore.get(store, f"o/{round_}/{i}").bytes()),
+                lambda i, p, r=round_: obstore.put(store, f"o/{r}/{i}", p),
+                lambda i, r=round_: len(obstore.get(store, f"o/{r}/{i}").bytes()),
                 payloads,
             )
             run(
                 "boto3",
-                lambda i, p: s3.put_object(Bucket="bench", Key=f"b/{round_}/{i}", Body=p),
-                lambda i: len(s3.get_object(Bucket="bench", Key=f"b/{round_}/{i}")["Body"].read()),
+                lambda i, p, r=round_: s3.put_object(Bucket="bench", Key=f"b/{r}/{i}", Body=p),
+                lambda i, r=round_: len(
+                    s3.get_object(Bucket="bench", Key=f"b/{r}/{i}")["Body"].read()
+                ),
                 payloads,
             )
     finally:
