@@ -225,6 +225,11 @@ def test_cli_remote_push_verify_clone(tmp_path: Path) -> None:
     with Vault.open(tmp_path / "copy") as copy:
         assert copy.head() == head
     assert run_cli("--vault", str(tmp_path / "copy"), "verify").returncode == 0
+    next(vault_dir.glob("objects/*/*")).unlink()
+    assert run_cli(*v, "verify").returncode == 3
+    repaired = run_cli(*v, "--json", "pull", "--repair", "drive")
+    assert repaired.returncode == 0 and len(json.loads(repaired.stdout)["repaired"]) == 1
+    assert run_cli(*v, "verify", "--read-data").returncode == 0
     removed = run_cli(*v, "remote", "remove", "drive")
     assert removed.returncode == 0 and remote_dir.joinpath("config").exists()
     unknown = run_cli(*v, "push", "drive")
@@ -380,3 +385,28 @@ def test_cli_encrypting_remote_round_trip(tmp_path: Path) -> None:
     assert again.returncode == 0 and json.loads(again.stdout)["objects_received"] == 0
     wrong = run_cli("clone", str(remote_dir), str(tmp_path / "x"), env={"MJVAULT_PASSPHRASE": "no"})
     assert wrong.returncode == 1 and wrong.stderr.count(b"\n") == 1
+
+
+@pytest.mark.parametrize("encrypt", [False, True])
+def test_pull_repair_replaces_damaged_local_objects(encrypt: bool, tmp_path: Path) -> None:
+    from mjvault.integrity.verify import verify
+    from mjvault.remotes.pull import repair_objects
+
+    source = Vault.init(tmp_path / "src")
+    add_jobs(source, 8)
+    spec = folder_spec(tmp_path, encrypt=encrypt)
+    push_to(source, spec)
+    entries = list(source.entries())
+    lost, damaged = entries[0].images[0], entries[1].record
+    assert lost and damaged
+    source.object_path(lost).unlink()
+    path = source.object_path(damaged)
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes()[:-1] + b"\x00")
+    problems = verify(source, read_data=True).problems
+    assert {p.object_id for p in problems} == {lost, damaged}
+    with connect(source, spec, passphrase=PASSPHRASE) as link:
+        report = repair_objects(source, link, [lost, damaged])
+    assert sorted(report.repaired) == sorted([lost, damaged]) and not report.unavailable
+    assert verify(source, read_data=True).ok
+    source.close()

@@ -184,12 +184,21 @@ def push_command(app: AppContext, name: str, threads: int, full: bool) -> None:
 @click.option(
     "--threads", type=click.IntRange(1, 64), default=8, show_default=True, help=THREADS_HELP
 )
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Instead: re-check every local object (verify --read-data) and replace the missing "
+    "or damaged ones with the remote's copies.",
+)
 @pass_app
-def pull_command(app: AppContext, name: str, threads: int) -> None:
+def pull_command(app: AppContext, name: str, threads: int, repair: bool) -> None:
     """Fetch from remote NAME the snapshots and objects this vault lacks.
 
     HEAD moves to the newest fetched snapshot when that one descends from it.
     """
+    if repair:
+        _repair(app, name)
+        return
     from mjvault.cli.passphrase import passphrase_source
     from mjvault.remotes.config import load_spec
     from mjvault.remotes.pull import pull
@@ -261,6 +270,33 @@ def clone_command(
         )
     vault.close()
     _report_pull(app, report, cloned=directory)
+
+
+def _repair(app: AppContext, name: str) -> None:
+    from mjvault.cli.passphrase import passphrase_source
+    from mjvault.integrity.verify import verify
+    from mjvault.remotes.config import load_spec
+    from mjvault.remotes.pull import repair_objects
+    from mjvault.remotes.session import connect
+
+    vault = app.open_vault()
+    with app.progress(None, "checking local objects", unit="B") as bar:
+        checked = verify(vault, read_data=True, on_object=bar.update)
+    damaged = [
+        p.object_id for p in checked.problems if p.kind in ("missing", "corrupt") and p.object_id
+    ]
+    spec = load_spec(vault.path, name)
+    with connect(vault, spec, passphrase=passphrase_source(app.passphrase_file)) as link:
+        report = repair_objects(vault, link, damaged)
+
+    def human() -> None:
+        click.echo(f"{len(damaged)} damaged or missing objects, {len(report.repaired)} repaired")
+        for object_id in report.unavailable:
+            click.echo(f"  not on the remote either: {object_id}", err=True)
+
+    app.emit(report.to_json() | {"found": len(damaged)}, human)
+    if report.unavailable:
+        sys.exit(EXIT_PARTIAL)
 
 
 def _report_pull(app: AppContext, report: Any, cloned: str | None = None) -> None:

@@ -15,7 +15,7 @@ report says the histories diverged (both sets of snapshots are kept).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -324,3 +324,46 @@ def _descends_from(vault: Vault, snapshot: Snapshot, ancestor: str) -> bool:
             return False
         current = decode_manifest(current.parent, vault.store.read(current.parent))
     return False
+
+
+@dataclass
+class RepairReport:
+    repaired: list[str] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {"repaired": self.repaired, "unavailable": self.unavailable}
+
+
+def repair_objects(vault: Vault, link: Link, object_ids: Iterable[str]) -> RepairReport:
+    """Replace missing or damaged local objects with the remote's checked copies.
+
+    The only time an object file is replaced: the damaged file is removed and the good copy
+    staged and published through a write batch (durable before visible), under the lock.
+    """
+    report = RepairReport()
+    with vault.write_lock():
+        batch = vault.store.batch()
+        for local_id in dict.fromkeys(object_ids):
+            remote_id = local_id if link.idmap is None else link.idmap.remote_of(local_id)
+            if remote_id is None:
+                report.unavailable.append(local_id)
+                continue
+            try:
+                data, plaintext = link.remote.fetch(remote_id)
+            except REMOTE_DAMAGE:
+                report.unavailable.append(local_id)
+                continue
+            if vault.store.name_of(plaintext) != local_id:
+                report.unavailable.append(local_id)
+                continue
+            vault.store.path(local_id).unlink(missing_ok=True)
+            if link.idmap is None:
+                batch.put_checked_file(local_id, data)
+            elif media_kind(plaintext[:16]) is not None:
+                batch.put_media(plaintext)
+            else:
+                batch.put(plaintext)
+            report.repaired.append(local_id)
+        batch.flush()
+    return report
