@@ -410,3 +410,27 @@ def test_pull_repair_replaces_damaged_local_objects(encrypt: bool, tmp_path: Pat
     assert sorted(report.repaired) == sorted([lost, damaged]) and not report.unavailable
     assert verify(source, read_data=True).ok
     source.close()
+
+
+def test_a_remote_refuses_a_vault_it_does_not_suit(tmp_path: Path) -> None:
+    from mjvault.remotes.remote import RemoteMismatch
+
+    plain = Vault.init(tmp_path / "plain")
+    sealed = Vault.init(tmp_path / "sealed", encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
+    other = Vault.init(tmp_path / "other", encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
+    add_jobs(plain, 2)
+    add_jobs(sealed, 2)
+    plain_remote = RemoteSpec("p", normalise_url(str(tmp_path / "r1")))
+    sealed_remote = RemoteSpec("s", normalise_url(str(tmp_path / "r2")))
+    push_to(plain, plain_remote)
+    push_to(sealed, sealed_remote)
+    with pytest.raises(RemoteMismatch, match="encrypted"):
+        connect(plain, sealed_remote)
+    with pytest.raises(RemoteMismatch, match="another vault"):
+        connect(other, sealed_remote)
+    with pytest.raises(RemoteMismatch):
+        connect(sealed, plain_remote)
+    with pytest.raises(RemoteMismatch, match="already sealed"):
+        connect(sealed, RemoteSpec("e", plain_remote.url, encrypt=True))
+    for v in (plain, sealed, other):
+        v.close()

@@ -102,10 +102,13 @@ def _connect(
     vault_keys = vault.store.keys
     if vault_keys is not None:
         if info is None:
+            # Key files first: a config without them would be a remote nobody can open.
+            upload_keyfiles(backend, local_keyfiles(vault.path / "keys"))
             info = publish_info(backend, RemoteInfo.new(vault_keys, "encrypted"))
         if not info.encrypted or info.encryption.get("key_check") != key_check(vault_keys):  # type: ignore[union-attr]
             raise RemoteMismatch(f"{where} belongs to another vault (its keys differ)")
-        # The vault's key files travel with its objects: a clone opens with the same passphrase.
+        # The vault's key files travel with its objects: a clone opens with the same
+        # passphrases, including ones added since the last push.
         upload_keyfiles(backend, local_keyfiles(vault.path / "keys"))
         return Link(spec, backend, info, RemoteObjects(backend, vault_keys), None)
     if not spec.encrypt:
