@@ -57,5 +57,8 @@ class Backend(ABC):
     def delete(self, key: str) -> None:
         """Remove ``key``; absent keys are not an error."""
 
+    def sweep(self) -> None:  # noqa: B027 - optional hook
+        """Remove leftovers of writers killed long ago (a folder's old temp files)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from mjvault.remotes.backend import Backend, RemoteError, RemoteNotFound
 from mjvault.store.fsutil import fsync_dir
 
 TMP_DIR = "tmp"
+# A temp file this old belongs to a writer that died: no put takes a day between create and link.
+STALE_TMP_SECONDS = 24 * 3600
 
 
 class FolderBackend(Backend):
@@ -80,6 +83,14 @@ class FolderBackend(Backend):
             return True
         except OSError as exc:
             raise RemoteError(f"cannot write {key} to {self.root}: {exc.strerror}") from None
+
+    def sweep(self) -> None:
+        tmp_dir = self.root / TMP_DIR
+        cutoff = time.time() - STALE_TMP_SECONDS
+        for entry in os.scandir(tmp_dir) if tmp_dir.is_dir() else ():
+            with contextlib.suppress(OSError):
+                if entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()

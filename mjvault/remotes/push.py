@@ -98,6 +98,7 @@ def push(
     """
     started = time.monotonic()
     report = PushReport()
+    link.backend.sweep()
     remote_have = link.remote.object_ids()
     remote_snapshots = link.remote.snapshot_ids()
     planner = _Planner(vault, link, remote_have, report, full=full)
