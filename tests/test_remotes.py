@@ -449,3 +449,18 @@ def test_push_sweeps_a_dead_writers_temp_files_from_a_folder_remote(tmp_path: Pa
     push_to(source, spec)
     assert not old.exists() and fresh.exists()
     source.close()
+
+
+def test_pull_of_another_vaults_history_keeps_head_and_says_so(tmp_path: Path) -> None:
+    mine, theirs = Vault.init(tmp_path / "mine"), Vault.init(tmp_path / "theirs")
+    add_jobs(mine, 3)
+    add_jobs(theirs, 3, start=100)
+    spec = folder_spec(tmp_path)
+    push_to(theirs, spec)  # newer than mine, and not descended from it
+    head = mine.head()
+    with connect(mine, spec) as link:
+        report = pull(mine, link)
+    assert report.diverged and not report.head_moved and mine.head() == head
+    assert {s.id for s in mine.snapshots()} == {head.id, theirs.head().id}  # type: ignore[union-attr]
+    mine.close()
+    theirs.close()
