@@ -165,6 +165,9 @@ def push_command(app: AppContext, name: str, threads: int, full: bool) -> None:
             )
 
     def human() -> None:
+        if report.ok and not report.objects_sent and not report.snapshots_sent:
+            click.echo(f"up to date: the remote holds all {report.snapshots_present} snapshots")
+            return
         mb = report.bytes_sent / 1e6
         rate = mb / report.seconds if report.seconds else 0.0
         click.echo(
