@@ -36,6 +36,10 @@ COMMANDS: list[tuple[str, str]] = [
     ("config", "config"),
     ("completion", "completion"),
     ("setup", "setup"),
+    ("remote", "remote_group"),
+    ("remote", "push_command"),
+    ("remote", "pull_command"),
+    ("remote", "clone_command"),
 ]
 
 EPILOG = """\b
