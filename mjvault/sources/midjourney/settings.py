@@ -113,7 +113,6 @@ class ClientSettings:
     breaker_threshold: int = 10  # failures in a row (all threads) that stop the client
     breaker_cooldown: float = 60.0  # seconds the stopped client refuses before one trial request
     page_size: int = 0  # 0 = each generation's own default (v1: 50, v2/v3: 1000)
-    chunk_size: int = 64 * 1024  # download read size
     http2: bool | None = None  # None = use HTTP/2 when the `h2` package is installed
 
     def __post_init__(self) -> None:
