@@ -92,7 +92,7 @@ def sync_command(
     )
     vault = app.open_vault()
     with (
-        MidjourneyClient(source.settings()) as client,
+        MidjourneyClient(source.settings(concurrency=concurrency)) as client,
         app.progress(None, "jobs", unit="job") as jobs_bar,
         app.progress(None, "download", unit="B") as bytes_bar,
     ):
