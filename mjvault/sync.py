@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mjvault.concurrency import bounded_map
-from mjvault.errors import DownloadError, Interrupted, MjvaultError, SourceError
+from mjvault.errors import CdnRefused, DownloadError, Interrupted, MjvaultError, SourceError
 from mjvault.model import Job, MediaRef, RecordError
 from mjvault.sources.midjourney import ListedJob, MidjourneyClient, stop_after_known
 from mjvault.store.fsutil import atomic_write
@@ -79,6 +79,7 @@ class SyncReport:
     images_deduplicated: int = 0
     images_reused: int = 0  # virtual upsamples served from the parent already held
     images_missing: int = 0
+    videos_downloaded: int = 0  # of images_downloaded: MP4s of video jobs
     bytes_downloaded: int = 0
     listing_pages: int = 0
     stopped_early: bool = False
@@ -292,6 +293,10 @@ def _download(
         sink = new_sink()
         try:
             result = client.download(ref, sink)  # type: ignore[arg-type]  # a file-like sink
+        except CdnRefused:
+            # Not this file's problem: every download would be turned away the same way.
+            sink.discard()
+            raise
         except DownloadError as exc:
             sink.discard()
             fetched.missing.append(MissingMedia(item.job.id, ref.index, ref.path, str(exc)))
@@ -320,6 +325,8 @@ def _store(writer: ArchiveWriter, fetched: _Fetched, report: SyncReport) -> None
             images.append(writer.adopt_media(slot))
             if writer.stats.media_new > before:
                 report.images_downloaded += 1
+                if fetched.job.is_video:
+                    report.videos_downloaded += 1
             else:
                 report.images_deduplicated += 1
         else:

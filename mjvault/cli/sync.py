@@ -14,6 +14,10 @@ from mjvault.errors import EXIT_PARTIAL, UsageError
 MAX_MISSING_SHOWN = 10
 
 
+def _megabytes(count: int) -> str:
+    return f"{count / 1e6:.1f}"
+
+
 def parse_day(value: str | None, *, end: bool = False) -> datetime | None:
     """``2024-05-01`` or a full ISO time; a bare date as --until means the end of that day."""
     if value is None:
@@ -118,19 +122,29 @@ def sync_command(
         click.echo(
             f"jobs: {report.jobs_new} new, {report.jobs_updated} updated, "
             f"{report.jobs_unchanged} unchanged ({report.jobs_listed} listed, "
-            f"{report.listing_pages} pages, {report.generation})"
+            f"{report.listing_pages} listing pages, API {report.generation})"
         )
+        videos = f" ({report.videos_downloaded} videos)" if report.videos_downloaded else ""
         click.echo(
-            f"images: {report.images_downloaded} downloaded, {report.images_deduplicated} "
-            f"already held, {report.images_reused} reused, {report.images_missing} missing; "
-            f"{report.bytes_downloaded / 1e6:.1f} MB in {report.seconds:.1f} s"
+            f"images: {report.images_downloaded} downloaded{videos}, "
+            f"{report.images_deduplicated} deduplicated, {report.images_reused} reused from "
+            f"parent jobs, {report.images_missing} missing"
         )
-        click.echo(f"snapshot {report.snapshot[:12]}" if report.snapshot else "already up to date")
+        click.echo(f"bytes: {_megabytes(report.bytes_downloaded)} MB in {report.seconds:.1f} s")
+        click.echo(
+            f"snapshot {report.snapshot[:12]}" if report.snapshot else "vault already up to date"
+        )
         for gone in report.missing[:MAX_MISSING_SHOWN]:
             click.echo(f"  missing: job {gone.job_id} image {gone.index}: {gone.reason}", err=True)
         if len(report.missing) > MAX_MISSING_SHOWN:
             click.echo(
                 f"  … and {len(report.missing) - MAX_MISSING_SHOWN} more (--json lists all)",
+                err=True,
+            )
+        if report.missing:
+            click.echo(
+                "  the jobs are kept without those files; `mjvault sync --retry-missing --full` "
+                "asks for them again",
                 err=True,
             )
 
