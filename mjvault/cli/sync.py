@@ -62,6 +62,13 @@ Examples:
 @click.option("--dry-run", is_flag=True, help="List what would be fetched; change nothing.")
 @click.option("--full", is_flag=True, help="Read the whole listing, not only what is new.")
 @click.option("--retry-missing", is_flag=True, help="Try again images that were missing before.")
+@click.option(
+    "--checkpoint-jobs",
+    type=click.IntRange(1),
+    default=2000,
+    hidden=True,  # a tuning knob for tests and very slow links, not for everyday use
+    help="Make progress durable every N jobs.",
+)
 @pass_app
 def sync_command(
     app: AppContext,
@@ -74,6 +81,7 @@ def sync_command(
     dry_run: bool,
     full: bool,
     retry_missing: bool,
+    checkpoint_jobs: int,
 ) -> None:
     """Fetch every job of your Midjourney account — records, full-size images and videos.
 
@@ -93,6 +101,7 @@ def sync_command(
         dry_run=dry_run,
         full=full,
         retry_missing=retry_missing,
+        checkpoint_jobs=checkpoint_jobs,
     )
     vault = app.open_vault()
     with (
