@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from mjvault.cli.context import AppContext, pass_app
-from mjvault.demo import DemoJob
+
+if TYPE_CHECKING:  # the demo pulls in the test server: imported only when the command runs
+    from mjvault.demo import DemoJob
 
 # What to try next, shown only for the commands this installation has.
 NEXT_STEPS: list[tuple[str, str, str]] = [
