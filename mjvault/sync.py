@@ -292,7 +292,7 @@ def _download(
     for ref in item.needed:
         sink = new_sink()
         try:
-            result = client.download(ref, sink)  # type: ignore[arg-type]  # a file-like sink
+            result = client.download(ref, sink)
         except CdnRefused:
             # Not this file's problem: every download would be turned away the same way.
             sink.discard()

@@ -31,8 +31,9 @@ TOKEN = "fake-session-9b1e7c0d5a3f"
 GENERATION_NUMBER = {"v1": 1, "v2": 2, "v3": 3}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def account() -> Account:
+    # A fresh account per test: tests add jobs to it, and generating one takes milliseconds.
     return Account.generate(5, 260)
 
 
@@ -130,6 +131,12 @@ def test_listing_survives_faults(server: FakeMidjourney, generation: str, fault:
         assert listing.duplicates > 0
     if FAULTS[fault].add_jobs_count:
         assert server.stats.jobs_added == FAULTS[fault].add_jobs_count
+
+
+def test_v1_page_size_beyond_the_server_maximum(server: FakeMidjourney) -> None:
+    with MidjourneyClient(settings_for(server, "v1", page_size=500)) as client:
+        listed = list(client.list_jobs())
+    assert_exact_listing(server, "v1", listed, listed_jobs(server, "v1"))
 
 
 def test_v1_goes_past_the_2500_job_window() -> None:
@@ -304,15 +311,19 @@ def test_downloads_are_byte_exact(server: FakeMidjourney, fault: Faults) -> None
         assert result.detected_ext == path.rsplit(".", 1)[-1]  # type: ignore[attr-defined]
 
 
-def test_model_media_paths_download(server: FakeMidjourney) -> None:
-    """What a sync does: list, derive media from each record, download into the vault."""
-    with MidjourneyClient(settings_for(server, "v1")) as client:
-        for item in list(client.list_jobs())[:20]:
+@pytest.mark.parametrize("generation", ["v1", "v2", "v3"])
+def test_model_media_paths_download(server: FakeMidjourney, generation: str) -> None:
+    """What a sync does: list, derive media from each record, download them."""
+    kinds: set[str] = set()
+    with MidjourneyClient(settings_for(server, generation)) as client:
+        for item in list(client.list_jobs())[:60]:
             for ref in item.job().media():
                 sink = io.BytesIO()
                 result = client.download(ref, sink)
                 assert not result.missing, ref.path
                 assert sink.getvalue() == server.account.media_bytes(ref.path)
+                kinds.add(ref.kind)
+    assert kinds == ({"image", "video"} if generation == "v3" else {"image"})
 
 
 def test_missing_media_is_reported_not_raised(server: FakeMidjourney) -> None:
@@ -326,6 +337,27 @@ def test_missing_media_is_reported_not_raised(server: FakeMidjourney) -> None:
         other = job.media_paths[-1] if len(job.media_paths) > 1 else None
         if other:
             assert not client.download(other, io.BytesIO()).missing
+
+
+def test_a_share_of_missing_media_is_reported_exactly(server: FakeMidjourney) -> None:
+    server.faults = Faults(missing_fraction=0.3)
+    jobs = server.account.image_jobs()[:20]
+    with MidjourneyClient(settings_for(server)) as client:
+        results = download_all(client, server, jobs)
+    missing = {path for path, (result, _) in results.items() if result.missing}  # type: ignore[attr-defined]
+    assert missing == {path for path in results if server.is_missing(path)}
+    assert 0 < len(missing) < len(results)
+
+
+def test_session_expiring_at_a_time(server: FakeMidjourney) -> None:
+    server.faults = Faults(expire_at=time.time() - 1)
+    with MidjourneyClient(settings_for(server, "v2")) as client:
+        status = client.check_auth()
+    assert (
+        not status.ok
+        and status.reason == "refused"
+        and "MIDJOURNEY_SESSION_TOKEN" in status.message
+    )
 
 
 def test_cdn_refusing_a_non_browser_agent(server: FakeMidjourney) -> None:
@@ -356,3 +388,14 @@ def test_limit_rate_against_the_server(server: FakeMidjourney) -> None:
         elapsed = time.monotonic() - start
     # Two sets are one second of transfer at `rate`, less the quarter second of burst.
     assert 0.7 <= elapsed < 5
+
+
+def test_more_threads_than_connections_wait_for_the_pool(server: FakeMidjourney) -> None:
+    """A caller's pool larger than `concurrency` queues for connections instead of failing."""
+    server.faults = Faults(latency=0.2)
+    jobs = server.account.image_jobs()[:5]
+    settings = settings_for(server, concurrency=1, timeout=0.35, max_retries=0)
+    with MidjourneyClient(settings) as client:
+        results = download_all(client, server, jobs, threads=8)
+    assert len(results) >= 8
+    assert all(data == server.account.media_bytes(path) for path, (_, data) in results.items())

@@ -82,3 +82,22 @@ def test_source_options_precedence() -> None:
     assert settings.user_id == "flag-user" and settings.api == "v1"
     assert settings.token == Secret(VALUE) and settings.web_base == "http://127.0.0.1:5"
     assert settings.limit_rate == 1024**2
+
+
+@pytest.mark.parametrize("bad", ["two words", "line\nbreak", "semi;colon", "tab\there"])
+def test_token_http_cannot_carry_is_refused_without_showing_it(bad: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        ClientSettings(token=bad)
+    assert bad not in str(err.value) and "copy the cookie's value again" in str(err.value)
+    with pytest.raises(ConfigError):
+        ClientSettings(extra_cookies={"cf_clearance": bad})
+
+
+def test_a_user_agent_http_cannot_carry(scripted) -> None:  # type: ignore[no-untyped-def]
+    from mjvault.sources.midjourney import MidjourneyClient
+
+    settings = ClientSettings(
+        web_base=scripted.base, api="v3", user_id="u", token="tok", user_agent="bad\nagent"
+    )
+    with MidjourneyClient(settings) as client, pytest.raises(ConfigError, match="header"):
+        client.list_jobs()

@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any
 
 from mjvault.errors import AuthError, ChallengeError, SourceError, SourceUnavailable
 from mjvault.model import Job, MediaRef, job_from_record, parse_time
 from mjvault.sources.midjourney import messages
-from mjvault.sources.midjourney.download import DownloadResult, MediaKind, media_url
+from mjvault.sources.midjourney.download import ByteSink, DownloadResult, MediaKind, media_url
 from mjvault.sources.midjourney.download import download as download_to
 from mjvault.sources.midjourney.generations import (
     AUTO_ORDER,
@@ -276,7 +276,7 @@ class MidjourneyClient:
         listing = Listing(generation.name)
         listing._jobs = self._walk(
             listing,
-            itertools.chain([first] if first else [], pages),
+            itertools.chain([first] if first is not None else [], pages),
             stop,
             job_type,
             since,
@@ -357,7 +357,7 @@ class MidjourneyClient:
     def download(
         self,
         path_or_url: MediaRef | str,
-        sink: BinaryIO,
+        sink: ByteSink,
         *,
         expected_kind: MediaKind | None = None,
         on_chunk: Callable[[bytes], None] | None = None,

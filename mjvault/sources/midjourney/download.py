@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Literal
+from typing import Literal, Protocol
 
 import httpx
 
@@ -36,6 +36,14 @@ from mjvault.sources.midjourney.transport import (
 log = logging.getLogger("mjvault.sources.midjourney")
 
 MediaKind = Literal["image", "video"]
+
+
+class ByteSink(Protocol):
+    """Where a download's bytes go: a file, a hashing object writer, a BytesIO."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
 # Enough bytes to recognise every format below.
 MAGIC_BYTES = 16
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)", re.IGNORECASE)
@@ -104,7 +112,7 @@ class _Transfer:
         self,
         transport: Transport,
         url: str,
-        sink: BinaryIO,
+        sink: ByteSink,
         kind: MediaKind,
         on_chunk: Callable[[bytes], None] | None,
     ) -> None:
@@ -306,7 +314,7 @@ def _int_header(response: httpx.Response, name: str) -> int | None:
 def download(
     transport: Transport,
     url: str,
-    sink: BinaryIO,
+    sink: ByteSink,
     *,
     expected_kind: MediaKind = "image",
     on_chunk: Callable[[bytes], None] | None = None,

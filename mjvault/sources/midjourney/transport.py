@@ -140,7 +140,8 @@ class Transport:
             raise ConfigError("HTTP/2 needs the `h2` package: pip install 'mjvault[http2]'")
         self.client = httpx.Client(
             http2=use_http2,
-            timeout=httpx.Timeout(settings.timeout),
+            # Waiting for a free connection of our own pool is not a network fault: no limit.
+            timeout=httpx.Timeout(settings.timeout, pool=None),
             limits=httpx.Limits(
                 max_connections=settings.concurrency + 2,
                 max_keepalive_connections=settings.concurrency + 2,
@@ -274,6 +275,8 @@ class Transport:
                 response = self.client.get(url, params=dict(params), headers=headers)
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 raise ConfigError(f"bad web base URL {self.settings.web_base!r}: {exc}") from None
+            except httpx.LocalProtocolError:
+                raise messages.bad_header() from None
             except httpx.TransportError as exc:
                 raise Retryable(describe_exception(exc)) from None
             log.debug("GET %s -> %s (%d bytes)", path, response.status_code, len(response.content))
@@ -333,6 +336,8 @@ class Transport:
             return self.client.send(request, stream=True, follow_redirects=True)
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise ConfigError(f"bad CDN URL {url!r}: {exc}") from None
+        except httpx.LocalProtocolError:
+            raise messages.bad_header() from None
         except httpx.TransportError as exc:
             raise Retryable(describe_exception(exc)) from None
 
