@@ -412,14 +412,20 @@ def test_expired_token_mid_sync_checkpoints_and_resumes(
 
 
 # -- filters and dry runs ------------------------------------------------------------------
-def test_type_filter(server: FakeMidjourney, account: Account, vault_path: Path) -> None:
-    report = run_sync(vault_path, server, SyncOptions(job_type="upscale"))
+@pytest.mark.parametrize(
+    ("word", "kinds"),
+    [("upscale", {"upscale", "virtual_upsample"}), ("grid", {"grid"}), ("video", {"video"})],
+)
+def test_type_filter(
+    server: FakeMidjourney, account: Account, vault_path: Path, word: str, kinds: set[str]
+) -> None:
+    report = run_sync(vault_path, server, SyncOptions(job_type=word))
     vault = Vault.open(vault_path)
     try:
         held = {entry.job_id for entry in vault.entries()}
     finally:
         vault.close()
-    wanted = {job.id for job in account.jobs if job.kind in ("upscale", "virtual_upsample")}
+    wanted = {job.id for job in account.jobs if job.kind in kinds}
     assert wanted and held == wanted
     assert report.jobs_new == len(held)
     assert not report.history_complete
