@@ -15,6 +15,7 @@ jobs behind.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -64,6 +65,9 @@ class MissingMedia:
     index: int
     path: str
     reason: str
+    # True: the CDN says the file does not exist (404). False: it could not be fetched intact
+    # this time (retries exhausted, bad content); the next sync asks for it again by itself.
+    gone: bool = True
 
 
 @dataclass
@@ -162,9 +166,22 @@ def sync(
         report.seconds = time.monotonic() - started
         return report
 
+    retry = _load_retry(state.account(key))
+    handled: set[str] = set()
     writer = vault.writer("midjourney", checkpoint_jobs=options.checkpoint_jobs)
     writer.start()
     report.resumed = writer.stats.resumed_from_checkpoint
+
+    def remember_failures() -> None:
+        """Files that failed this time (not 404s) are asked for again by the next sync."""
+        pending = {job_id: idx for job_id, idx in retry.items() if job_id not in handled}
+        for gone in report.missing:
+            if not gone.gone:
+                pending.setdefault(gone.job_id, [])
+                if gone.index not in pending[gone.job_id]:
+                    pending[gone.job_id].append(gone.index)
+        state.update(key, retry=pending)
+
     try:
         stop = None
         if history_complete and not options.full:
@@ -174,7 +191,11 @@ def sync(
         )
         report.generation = listing.generation
         writer.source = report.source = f"midjourney:{listing.generation}:{client.settings.user_id}"
-        candidates = _limited(_plan(listing, writer, options, report), options.limit, report)
+        listed_ids: set[str] = set()
+        planned = _plan(listing, writer, options, report, retry, listed_ids)
+        if not options.filtered:
+            planned = itertools.chain(planned, _plan_retries(vault, writer, retry, listed_ids))
+        candidates = _limited(planned, options.limit, report)
         with ThreadPoolExecutor(max(1, options.concurrency)) as pool:
             try:
                 fetched = bounded_map(
@@ -185,6 +206,7 @@ def sync(
                 )
                 for result in fetched:
                     _store(writer, result, report)
+                    handled.add(result.job.id)
                     if on_job:
                         on_job(result.job.id)
                     if should_stop and should_stop():
@@ -199,6 +221,7 @@ def sync(
         report.history_complete = history_complete
     except (SourceError, Interrupted, KeyboardInterrupt) as exc:
         writer.abort()
+        remember_failures()
         report.seconds = time.monotonic() - started
         log.info("sync stopped after %d new jobs: checkpoint kept", report.jobs_new)
         if isinstance(exc, KeyboardInterrupt):
@@ -213,6 +236,7 @@ def sync(
         writer.abort()
         raise
     snapshot = writer.commit()
+    remember_failures()
     state.update(
         key,
         history_complete=history_complete,
@@ -233,11 +257,30 @@ class _Planned:
     is_new: bool
 
 
+def _load_retry(account_state: dict[str, Any]) -> dict[str, list[int]]:
+    value = account_state.get("retry")
+    if not isinstance(value, dict):
+        return {}
+    return {
+        str(job_id): [i for i in indexes if isinstance(i, int)]
+        for job_id, indexes in value.items()
+        if isinstance(indexes, list)
+    }
+
+
 def _plan(
-    listing: Iterator[ListedJob], writer: ArchiveWriter, options: SyncOptions, report: SyncReport
+    listing: Iterator[ListedJob],
+    writer: ArchiveWriter,
+    options: SyncOptions,
+    report: SyncReport,
+    retry: dict[str, list[int]] | None = None,
+    listed_ids: set[str] | None = None,
 ) -> Iterator[_Planned]:
     """Diff each listed job against the vault: which of its media must be downloaded."""
+    retry = retry or {}
     for listed in listing:
+        if listed_ids is not None and listed.id in retry:
+            listed_ids.add(listed.id)  # only these: the set stays small on a 500k-job listing
         report.jobs_listed += 1
         try:
             job = listed.job()
@@ -258,12 +301,46 @@ def _plan(
                 slots[0] = parent.images[grid]
                 report.images_reused += 1
         if existing is not None and not options.retry_missing:
+            again = set(retry.get(job.id, ()))
             needed = [
-                m for m in media if slots[m.index] is None and m.index >= len(existing.images)
+                m
+                for m in media
+                if slots[m.index] is None and (m.index >= len(existing.images) or m.index in again)
             ]
         else:
             needed = [m for m in media if slots[m.index] is None]
         yield _Planned(listed, job, slots, needed, is_new=existing is None)
+
+
+def _plan_retries(
+    vault: Vault, writer: ArchiveWriter, retry: dict[str, list[int]], listed_ids: set[str]
+) -> Iterator[_Planned]:
+    """Files that failed in an earlier sync, for jobs this run's listing did not reach.
+
+    Runs after the listing is exhausted; their records come from the vault, where the jobs
+    were stored back then.
+    """
+    for job_id, indexes in list(retry.items()):
+        if job_id in listed_ids:
+            continue  # planned with its retries from the listing
+        entry = writer.current(job_id)
+        if entry is None:
+            continue
+        try:
+            raw = vault.record_json(entry)
+            record = json.loads(raw)
+            listed = ListedJob(job_id, record, raw, "vault", None)
+            job = listed.job()
+        except (MjvaultError, RecordError, ValueError) as exc:
+            log.warning("cannot retry the files of job %s: %s", job_id, exc)
+            continue
+        media = job.media()
+        slots: list[str | None] = [None] * len(media)
+        for i, held in enumerate(entry.images[: len(media)]):
+            slots[i] = held
+        needed = [m for m in media if slots[m.index] is None and m.index in set(indexes)]
+        if needed:
+            yield _Planned(listed, job, slots, needed, is_new=False)
 
 
 def _limited(
@@ -299,7 +376,9 @@ def _download(
             raise
         except DownloadError as exc:
             sink.discard()
-            fetched.missing.append(MissingMedia(item.job.id, ref.index, ref.path, str(exc)))
+            fetched.missing.append(
+                MissingMedia(item.job.id, ref.index, ref.path, str(exc), gone=False)
+            )
             continue
         except BaseException:
             sink.discard()

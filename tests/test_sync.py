@@ -347,6 +347,26 @@ def test_missing_images_are_recorded_and_fetched_later(
     assert_complete(vault_path, account)
 
 
+def test_files_that_failed_are_fetched_by_the_next_sync(
+    server: FakeMidjourney, account: Account, vault_path: Path
+) -> None:
+    # No retries: about a quarter of the downloads fail and are recorded as not fetched.
+    server.faults = Faults(error_rate=0.25, error_seed=5, targets=frozenset({"cdn"}))
+    first = run_sync(vault_path, server, max_retries=0, breaker_threshold=1000)
+    assert first.images_missing > 10
+    assert not any(gone.gone for gone in first.missing)
+    server.faults = Faults()
+    server.reset_stats()
+    second = run_sync(vault_path, server, page_size=10)
+    # An incremental run (one page of known jobs) still goes back for every failed file.
+    assert server.stats.total_listing_requests() < 11
+    assert second.jobs_updated == len({gone.job_id for gone in first.missing})
+    assert server.stats.media_requests == first.images_missing - second.images_reused
+    assert_complete(vault_path, account)
+    third = run_sync(vault_path, server)
+    assert third.jobs_updated == third.images_downloaded == 0
+
+
 # -- faults that stop a sync with one line --------------------------------------------------
 STOPPING = {
     "expired_cookie": (Faults(expired=True), {}, ("session",)),

@@ -151,10 +151,16 @@ def sync_command(
                 f"  … and {len(report.missing) - MAX_MISSING_SHOWN} more (--json lists all)",
                 err=True,
             )
-        if report.missing:
+        if any(gone.gone for gone in report.missing):
             click.echo(
-                "  the jobs are kept without those files; `mjvault sync --retry-missing --full` "
-                "asks for them again",
+                "  files gone from the CDN (404): their jobs are kept without them; "
+                "`mjvault sync --retry-missing --full` asks for them again",
+                err=True,
+            )
+        if any(not gone.gone for gone in report.missing):
+            click.echo(
+                "  files that could not be fetched this time: the next `mjvault sync` tries "
+                "them again",
                 err=True,
             )
 
