@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -196,11 +197,12 @@ def sync(
         if not options.filtered:
             planned = itertools.chain(planned, _plan_retries(vault, writer, retry, listed_ids))
         candidates = _limited(planned, options.limit, report)
+        stopping = threading.Event()
         with ThreadPoolExecutor(max(1, options.concurrency)) as pool:
             try:
                 fetched = bounded_map(
                     pool,
-                    lambda item: _download(client, writer.media_sink, item, on_bytes),
+                    lambda item: _download(client, writer.media_sink, item, on_bytes, stopping),
                     candidates,
                     window=max(2, options.concurrency * 2),
                 )
@@ -212,6 +214,7 @@ def sync(
                     if should_stop and should_stop():
                         raise Interrupted("interrupted; rerun `mjvault sync` to resume")
             except BaseException:
+                stopping.set()  # downloads in flight give up at their next chunk
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
         report.listing_pages = listing.pages
@@ -362,6 +365,7 @@ def _download(
     new_sink: Callable[[], MediaSink],
     item: _Planned,
     on_bytes: Callable[[int], None] | None,
+    stopping: threading.Event | None = None,
 ) -> _Fetched:
     """Runs in a pool thread: fetch the media a job lacks into fresh sinks."""
     slots: list[str | MediaSink | None] = list(item.slots)
@@ -369,7 +373,7 @@ def _download(
     for ref in item.needed:
         sink = new_sink()
         try:
-            result = client.download(ref, sink)
+            result = client.download(ref, sink, on_chunk=_stop_check(stopping))
         except CdnRefused:
             # Not this file's problem: every download would be turned away the same way.
             sink.discard()
@@ -393,6 +397,21 @@ def _download(
         if on_bytes:
             on_bytes(result.bytes)
     return fetched
+
+
+class _Stopped(Exception):
+    """Raised inside a download when the run is stopping (Ctrl-C, an error elsewhere)."""
+
+
+def _stop_check(stopping: threading.Event | None) -> Callable[[bytes], None] | None:
+    if stopping is None:
+        return None
+
+    def check(_chunk: bytes) -> None:
+        if stopping.is_set():
+            raise _Stopped
+
+    return check
 
 
 def _store(writer: ArchiveWriter, fetched: _Fetched, report: SyncReport) -> None:

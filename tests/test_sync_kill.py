@@ -125,3 +125,19 @@ def test_ctrl_c_keeps_what_was_fetched_and_says_how_to_resume(
     _, err = final.communicate(timeout=120)
     assert final.returncode == 0, err.decode()
     assert_complete(vault_path, server.account)
+
+
+def test_ctrl_c_does_not_wait_for_slow_downloads(server: FakeMidjourney, tmp_path: Path) -> None:
+    vault_path = tmp_path / "vault"
+    Vault.init(vault_path).close()
+    # ~2 KB images at 1 KB/s per connection: each download takes about two seconds.
+    server.faults = Faults(bandwidth=1000, targets=frozenset({"cdn"}))
+    process = start_sync(vault_path, server)
+    wait_for_media_requests(server, process, 4)
+    time.sleep(0.3)
+    interrupted = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err.decode()
+    assert time.monotonic() - interrupted < 1.5
+    assert_verifies(vault_path)
