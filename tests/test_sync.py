@@ -215,6 +215,22 @@ def test_cli_sync_summary_show_raw_and_json(
     assert checked.returncode == 0, checked.stdout.decode()
 
 
+def test_token_never_appears_even_in_debug_logs(
+    server: FakeMidjourney, vault_path: Path, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "sync.log"
+    server.faults = Faults(expire_after_api_requests=1)  # a refused session mid-listing, too
+    args = ["--vault", str(vault_path), "-vv", "--log-file", str(log_file), "sync"]
+    result = run_cli(*args, env=cli_env(server, MJVAULT_MIDJOURNEY_API="v1"))
+    assert result.returncode == 1
+    server.faults = Faults()
+    again = run_cli(*args, "--dry-run", env=cli_env(server))
+    assert again.returncode == 0
+    everything = result.stdout + result.stderr + again.stdout + again.stderr
+    assert b"GET" in everything or log_file.stat().st_size > 0  # the debug log did run
+    assert TOKEN.encode() not in everything + log_file.read_bytes()
+
+
 # -- each listing generation ---------------------------------------------------------------
 @pytest.mark.parametrize("api", ["v1", "v2", "v3", "auto"])
 def test_every_generation(
