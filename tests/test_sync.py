@@ -27,7 +27,7 @@ from mjvault.sync import SyncOptions, SyncReport, sync
 from mjvault.testing.accounts import Account, GeneratedJob
 from mjvault.testing.faults import Faults
 from mjvault.testing.server import FakeMidjourney
-from tests.conftest import run_cli
+from tests.conftest import CHEAP_KDF, PASSPHRASE, run_cli
 
 TOKEN = "sess-7f3e9a1c44d0b2e8aa51"
 GENERATION_NUMBER = {"v1": 1, "v2": 2, "v3": 3}
@@ -231,6 +231,26 @@ def test_token_never_appears_even_in_debug_logs(
     assert TOKEN.encode() not in everything + log_file.read_bytes()
 
 
+def test_sync_into_an_encrypted_vault(
+    server: FakeMidjourney, account: Account, tmp_path: Path
+) -> None:
+    path = tmp_path / "sealed"
+    Vault.init(path, encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF).close()
+    vault = Vault.open(path, passphrase=PASSPHRASE)
+    try:
+        with MidjourneyClient(settings_for(server)) as client:
+            report = sync(vault, client, SyncOptions(concurrency=4))
+        assert report.jobs_new == len(account.jobs) and report.images_missing == 0
+        for job in account.jobs:
+            entry = vault.entry(job.id)
+            for path_, object_id in zip(job.media_paths, entry.images, strict=True):
+                assert object_id is not None
+                assert vault.read_object(object_id) == account.media_bytes(path_)
+        assert verify(vault, read_data=True).ok
+    finally:
+        vault.close()
+
+
 # -- each listing generation ---------------------------------------------------------------
 @pytest.mark.parametrize("api", ["v1", "v2", "v3", "auto"])
 def test_every_generation(
@@ -252,12 +272,13 @@ def test_v1_listing_cap_is_passed_by_reanchoring(account: Account, vault_path: P
 
 
 # -- incremental ---------------------------------------------------------------------------
+@pytest.mark.parametrize("api", ["v1", "v2", "v3"])
 def test_up_to_date_sync_reads_one_page_and_downloads_nothing(
-    server: FakeMidjourney, vault_path: Path
+    server: FakeMidjourney, vault_path: Path, api: str
 ) -> None:
-    run_sync(vault_path, server, page_size=0)  # the API's own page size
+    run_sync(vault_path, server, api=api, page_size=0)  # the API's own page size
     server.reset_stats()
-    report = run_sync(vault_path, server, page_size=0)
+    report = run_sync(vault_path, server, api=api, page_size=0)
     assert server.stats.total_listing_requests() == 1
     assert server.stats.media_requests == 0
     assert report.jobs_new == report.images_downloaded == 0 and report.snapshot is None
