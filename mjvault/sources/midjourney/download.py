@@ -23,7 +23,6 @@ import httpx
 
 from mjvault.errors import CdnRefused, DownloadError
 from mjvault.model import MediaRef
-from mjvault.store.codec import media_kind
 from mjvault.sources.midjourney import messages
 from mjvault.sources.midjourney.resilience import parse_retry_after
 from mjvault.sources.midjourney.transport import (
@@ -33,6 +32,7 @@ from mjvault.sources.midjourney.transport import (
     describe_exception,
     is_challenge,
 )
+from mjvault.store.codec import media_kind
 
 log = logging.getLogger("mjvault.sources.midjourney")
 
