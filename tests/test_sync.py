@@ -19,7 +19,7 @@ import blake3
 import pytest
 
 from mjvault import Vault
-from mjvault.errors import EXIT_PARTIAL, AuthError
+from mjvault.errors import EXIT_PARTIAL, AuthError, SourceUnavailable
 from mjvault.integrity.verify import verify
 from mjvault.model import job_from_record
 from mjvault.sources.midjourney import ClientSettings, MidjourneyClient
@@ -438,6 +438,26 @@ def test_sync_stops_with_one_line(server: FakeMidjourney, vault_path: Path, name
 def assert_vault_clean_but_maybe_checkpointed(vault: Vault) -> None:
     report = verify(vault, read_data=True)
     assert report.ok, report.problems
+
+
+@pytest.mark.parametrize("target", ["api", "cdn"])
+def test_a_failing_service_trips_the_breaker(
+    server: FakeMidjourney, account: Account, vault_path: Path, target: str
+) -> None:
+    server.faults = Faults(error_rate=1.0, targets=frozenset({target}))
+    with pytest.raises(SourceUnavailable) as stopped:
+        run_sync(vault_path, server, breaker_threshold=6, breaker_cooldown=60.0)
+    assert "in a row" in str(stopped.value) and "rerun" in str(stopped.value)
+    # Stopped instead of hammering: a few requests past the threshold (threads in flight).
+    assert server.stats.server_errors <= 6 + 12
+    vault = Vault.open(vault_path)
+    try:
+        assert_vault_clean_but_maybe_checkpointed(vault)
+    finally:
+        vault.close()
+    server.faults = Faults()
+    run_sync(vault_path, server)
+    assert_complete(vault_path, account)
 
 
 def test_expired_token_mid_sync_checkpoints_and_resumes(
