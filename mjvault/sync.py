@@ -20,6 +20,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -111,6 +112,67 @@ class _Fetched:
     slots: list[str | MediaSink | None]
     missing: list[MissingMedia]
     downloaded_bytes: int = 0
+    shares: str | None = None  # see _Planned
+    borrowed: dict[int, str] = field(default_factory=dict)
+
+
+_CLAIMED = object()  # a shared file whose download has not been stored yet
+_GONE = object()  # a shared file the CDN does not have (404)
+
+
+class _SharedFiles:
+    """One download for a file several jobs show.
+
+    A virtual upsample's image is its parent grid's ``0_{grid}.png``. Newest first, the
+    upsample is listed before its parent: the first job to need the file claims (downloads)
+    it, and every later one in this run borrows the object it stored instead of fetching the
+    same bytes again. Results reach the writer in listing order, so the claimer's is stored
+    before a borrower asks for it. Bounded: the oldest claims nobody borrowed are forgotten
+    (that file is then downloaded twice and deduplicated).
+    """
+
+    LIMIT = 20_000
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, object] = OrderedDict()
+        self._borrowers: dict[str, int] = {}
+
+    def claim(self, path: str) -> bool:
+        """True if this job should download ``path``; False if another one already does."""
+        if path in self._entries:
+            return False
+        self._entries[path] = _CLAIMED
+        while len(self._entries) > self.LIMIT:
+            oldest = next(iter(self._entries))
+            if oldest in self._borrowers:
+                break  # still owed to a borrower
+            del self._entries[oldest]
+        return True
+
+    def borrow(self, path: str) -> bool:
+        """True if another job of this run downloads ``path``: do not fetch it again."""
+        if path not in self._entries:
+            return False
+        self._borrowers[path] = self._borrowers.get(path, 0) + 1
+        return True
+
+    def stored(self, path: str, object_id: str | None, *, gone: bool = False) -> None:
+        if path in self._entries:
+            self._entries[path] = _GONE if gone else object_id
+
+    def take(self, path: str) -> str | None | bool:
+        """The object the claiming job stored; False if the CDN has no such file, None if the
+        download failed otherwise."""
+        value = self._entries.get(path)
+        left = self._borrowers.get(path, 1) - 1
+        if left > 0:
+            self._borrowers[path] = left
+        else:
+            self._borrowers.pop(path, None)
+            self._entries.pop(path, None)
+        if value is _GONE:
+            return False
+        return value if isinstance(value, str) else None
 
 
 class SyncState:
@@ -193,7 +255,8 @@ def sync(
         report.generation = listing.generation
         writer.source = report.source = f"midjourney:{listing.generation}:{client.settings.user_id}"
         listed_ids: set[str] = set()
-        planned = _plan(listing, writer, options, report, retry, listed_ids)
+        shared = _SharedFiles()
+        planned = _plan(listing, writer, options, report, retry, listed_ids, shared)
         if not options.filtered:
             planned = itertools.chain(planned, _plan_retries(vault, writer, retry, listed_ids))
         candidates = _limited(planned, options.limit, report)
@@ -207,7 +270,7 @@ def sync(
                     window=max(2, options.concurrency * 2),
                 )
                 for result in fetched:
-                    _store(writer, result, report)
+                    _store(writer, result, report, shared)
                     handled.add(result.job.id)
                     if on_job:
                         on_job(result.job.id)
@@ -258,6 +321,8 @@ class _Planned:
     slots: list[str | None]
     needed: list[MediaRef]
     is_new: bool
+    shares: str | None = None  # a virtual upsample: the parent's file it downloads for both
+    borrowed: dict[int, str] = field(default_factory=dict)  # index -> path another job fetches
 
 
 def _load_retry(account_state: dict[str, Any]) -> dict[str, list[int]]:
@@ -278,9 +343,11 @@ def _plan(
     report: SyncReport,
     retry: dict[str, list[int]] | None = None,
     listed_ids: set[str] | None = None,
+    shared: _SharedFiles | None = None,
 ) -> Iterator[_Planned]:
     """Diff each listed job against the vault: which of its media must be downloaded."""
     retry = retry or {}
+    shared = shared or _SharedFiles()
     for listed in listing:
         if listed_ids is not None and listed.id in retry:
             listed_ids.add(listed.id)  # only these: the set stays small on a 500k-job listing
@@ -312,7 +379,16 @@ def _plan(
             ]
         else:
             needed = [m for m in media if slots[m.index] is None]
-        yield _Planned(listed, job, slots, needed, is_new=existing is None)
+        item = _Planned(listed, job, slots, needed, is_new=existing is None)
+        if job.is_virtual_upsample and len(needed) == 1 and shared.claim(needed[0].path):
+            item.shares = needed[0].path
+        else:
+            for ref in needed:
+                if shared.borrow(ref.path):
+                    item.borrowed[ref.index] = ref.path
+            if item.borrowed:
+                item.needed = [ref for ref in needed if ref.index not in item.borrowed]
+        yield item
 
 
 def _plan_retries(
@@ -369,7 +445,7 @@ def _download(
 ) -> _Fetched:
     """Runs in a pool thread: fetch the media a job lacks into fresh sinks."""
     slots: list[str | MediaSink | None] = list(item.slots)
-    fetched = _Fetched(item.listed, item.job, slots, [])
+    fetched = _Fetched(item.listed, item.job, slots, [], shares=item.shares, borrowed=item.borrowed)
     for ref in item.needed:
         sink = new_sink()
         try:
@@ -414,8 +490,26 @@ def _stop_check(stopping: threading.Event | None) -> Callable[[bytes], None] | N
     return check
 
 
-def _store(writer: ArchiveWriter, fetched: _Fetched, report: SyncReport) -> None:
+def _store(
+    writer: ArchiveWriter,
+    fetched: _Fetched,
+    report: SyncReport,
+    shared: _SharedFiles | None = None,
+) -> None:
     """In the writer's thread: stage downloaded media and record the job."""
+    if shared is not None:
+        for index, path in fetched.borrowed.items():
+            object_id = shared.take(path)
+            if isinstance(object_id, str):
+                fetched.slots[index] = object_id
+                report.images_reused += 1
+            elif object_id is False:
+                fetched.missing.append(MissingMedia(fetched.job.id, index, path, "404 on the CDN"))
+            else:
+                reason = "not fetched: the download shared with another job failed"
+                fetched.missing.append(
+                    MissingMedia(fetched.job.id, index, path, reason, gone=False)
+                )
     images: list[str | None] = []
     for slot in fetched.slots:
         if isinstance(slot, MediaSink):
@@ -429,6 +523,10 @@ def _store(writer: ArchiveWriter, fetched: _Fetched, report: SyncReport) -> None
                 report.images_deduplicated += 1
         else:
             images.append(slot)
+    if shared is not None and fetched.shares is not None:
+        index = next(i for i, ref in enumerate(fetched.job.media()) if ref.path == fetched.shares)
+        gone = any(m.index == index and m.gone for m in fetched.missing)
+        shared.stored(fetched.shares, images[index], gone=gone)
     report.bytes_downloaded += fetched.downloaded_bytes
     report.missing.extend(fetched.missing)
     report.images_missing += len(fetched.missing)

@@ -177,6 +177,10 @@ def test_full_sync_is_complete_and_correct_with_videos(
     total = sum(len(job.media_paths) for job in account.jobs)
     assert report.images_downloaded + report.images_deduplicated + report.images_reused == total
     assert report.bytes_downloaded == server.stats.media_bytes_sent
+    # A virtual upsample shows its parent's file: fetched once for both.
+    distinct = {path for job in account.jobs for path in job.media_paths}
+    assert len(distinct) < total
+    assert server.stats.media_requests == len(distinct) == report.images_downloaded
     assert_complete(vault_path, account)
 
 
