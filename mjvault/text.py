@@ -1,7 +1,8 @@
 """Prompt text normalisation for full-text search. Pure.
 
 Words are NFKC-normalised and case-folded, so "Ｆｏｘ", "FOX" and "fox" match; accents are
-kept (they change meaning in many languages). Scripts written without spaces (Han, Hiragana,
+kept by ``tokenize`` (they change meaning in many languages), and ``fold`` removes them where
+search wants "cafe" to find "café". Scripts written without spaces (Han, Hiragana,
 Katakana, Thai …) have no word boundaries to split on, so each of their characters is a
 token and a query for 猫耳 matches as the two characters in sequence would.
 """
@@ -51,3 +52,21 @@ def tokenize(text: str) -> list[str]:
         else:
             tokens.append(word[:_MAX_TOKEN])
     return tokens
+
+
+def fold(token: str) -> str:
+    """``token`` without its combining accents (U+0300–U+036F): "café" -> "cafe".
+
+    Only the general diacritics are removed: the kana voicing marks (U+3099, U+309A) and
+    other script-specific marks change the letter itself and stay.
+    """
+    if token.isascii():
+        return token
+    decomposed = unicodedata.normalize("NFD", token)
+    stripped = "".join(c for c in decomposed if not 0x0300 <= ord(c) <= 0x036F)
+    return unicodedata.normalize("NFC", stripped)
+
+
+def search_tokens(text: str) -> list[str]:
+    """The tokens search compares: ``tokenize`` then ``fold``."""
+    return [fold(token) for token in tokenize(text)]

@@ -28,6 +28,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("devserver", "dev_server"),
     ("auth", "auth_group"),
     ("sync", "sync_command"),
+    ("search", "search_command"),
 ]
 
 EPILOG = """\b

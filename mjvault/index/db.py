@@ -10,10 +10,11 @@ import os
 import struct
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lmdb
 import msgpack
@@ -21,10 +22,11 @@ import msgpack
 from mjvault.errors import IntegrityError
 from mjvault.model import Job
 from mjvault.params import param_index_value
-from mjvault.text import tokenize
+from mjvault.text import fold, tokenize
 from mjvault.tree import JobEntry
 
-INDEX_FORMAT = b"1"
+# 2: the words table also holds each word's accent-folded form (mjvault.text.fold).
+INDEX_FORMAT = b"2"
 MAP_SIZE = 1 << 36  # address space only: LMDB files are sparse and grow as needed
 SEP = b"\x00"
 MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
@@ -89,7 +91,8 @@ class JobSummary:
     def postings(self) -> Iterator[tuple[bytes, bytes]]:
         """(table, key) pairs this job contributes to the secondary tables."""
         jid = self.job_id.encode("utf-8")
-        for word in sorted(set(tokenize(self.prompt))):
+        words = set(tokenize(self.prompt))
+        for word in sorted(words | {fold(w) for w in words}):
             yield b"words", _part(word) + SEP + jid
         yield b"dates", _date_key(self.time) + jid
         yield b"types", _part(self.type) + SEP + jid
@@ -293,8 +296,80 @@ class Index:
             return [job_id for _, job_id in sorted(ordered, reverse=True)]
         return list(reversed(list(self.jobs_between(since, until))))
 
+    @contextmanager
+    def reader(self) -> Iterator[IndexReader]:
+        """One read transaction for a whole query: a consistent view, and no per-call setup."""
+        with self.env.begin() as txn:
+            yield IndexReader(txn, self.db)
+
     def stats(self) -> dict[str, Any]:
         size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
         with self.env.begin() as txn:
             counts = {name.decode(): int(txn.stat(self.db[name])["entries"]) for name in TABLES}
         return {"path": os.fspath(self.path), "bytes": size, "entries": counts}
+
+
+class IndexReader:
+    """Raw reads inside one transaction, in job ids as bytes, for the search engine.
+
+    Posting keys are ``part SEP job id`` (words, types, params): everything here works on the
+    ``part`` before the first separator, which never contains one (``_part`` replaces it).
+    """
+
+    def __init__(self, txn: lmdb.Transaction, dbs: dict[bytes, Any]) -> None:
+        self.txn = txn
+        self.dbs = dbs
+        self._cursors: dict[bytes, lmdb.Cursor] = {}
+
+    def _cursor(self, table: bytes) -> lmdb.Cursor:
+        cursor = self._cursors.get(table)
+        if cursor is None:
+            cursor = self._cursors[table] = self.txn.cursor(db=self.dbs[table])
+        return cursor
+
+    def job_count(self) -> int:
+        return int(self.txn.stat(self.dbs[b"jobs"])["entries"])
+
+    def postings(self, table: bytes, part: bytes) -> Iterator[bytes]:
+        """Job ids under one exact ``part`` (a word, a type, a ``name=value``)."""
+        prefix = part + SEP
+        cursor = self.txn.cursor(db=self.dbs[table])
+        if not cursor.set_range(prefix):
+            return
+        size = len(prefix)
+        keys = cast(Iterator[bytes], cursor.iternext(keys=True, values=False))
+        for key in keys:
+            if not key.startswith(prefix):
+                break
+            yield key[size:]
+
+    def has(self, table: bytes, part: bytes, job_id: bytes) -> bool:
+        return bool(self._cursor(table).set_key(part + SEP + job_id))
+
+    def parts_with_prefix(self, table: bytes, prefix: bytes) -> Iterator[bytes]:
+        """Distinct parts starting with ``prefix``, jumping over each part's postings."""
+        cursor = self.txn.cursor(db=self.dbs[table])
+        position = prefix
+        while cursor.set_range(position):
+            key = bytes(cursor.key())
+            if not key.startswith(prefix):
+                return
+            part = key[: key.index(SEP)]
+            yield part
+            position = part + b"\x01"  # the first key after every "part SEP …"
+
+    def summary(self, job_id: bytes) -> dict[str, Any] | None:
+        data = self.txn.get(job_id, db=self.dbs[b"jobs"])
+        return msgpack.unpackb(data) if data is not None else None
+
+    def dates(self, low: int | None = None, high: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """(µs since epoch, job id) within [low, high], oldest first; 0 stands for unknown."""
+        cursor = self.txn.cursor(db=self.dbs[b"dates"])
+        if not cursor.set_range(struct.pack(">q", low) if low is not None else b""):
+            return
+        keys = cast(Iterator[bytes], cursor.iternext(keys=True, values=False))
+        for key in keys:
+            micros = struct.unpack(">q", key[:8])[0]
+            if high is not None and micros > high:
+                return
+            yield micros, key[8:]

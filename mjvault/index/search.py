@@ -1,0 +1,265 @@
+"""Evaluate a :class:`~mjvault.index.query.Query` against the LMDB index.
+
+Every positive condition becomes a *source*: a union of exact posting lists (a word; each word
+a prefix ``cat*`` expands to; each stored value a comparison ``s>100`` accepts). Sources are
+read in turns until the shortest one ends; its jobs are the candidates, and every other source
+is then *probed* per candidate (one B-tree lookup each) instead of read whole, so a query costs
+about the size of its most selective condition, not of its broadest one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import islice
+from typing import Literal
+
+from mjvault.errors import UsageError
+from mjvault.index.db import Index, IndexReader, _part
+from mjvault.index.query import VERSIONED_PARAMS, FieldFilter, Query, Term, compare, param_number
+from mjvault.text import search_tokens
+
+SortOrder = Literal["newest", "oldest", "relevance"]
+SORT_ORDERS: tuple[SortOrder, ...] = ("newest", "oldest", "relevance")
+# Probe candidates one by one while that costs fewer lookups than this; else read the list.
+PROBE_BUDGET = 60_000
+RACE_CHUNK = 64
+BM25_K1 = 1.2
+BM25_B = 0.75
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    total: int
+    job_ids: list[str]
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A union of exact posting lists in one table."""
+
+    table: bytes
+    parts: tuple[bytes, ...]
+
+    def scan(self, reader: IndexReader) -> Iterator[bytes]:
+        for part in self.parts:
+            yield from reader.postings(self.table, part)
+
+    def probe(self, reader: IndexReader, job_id: bytes) -> bool:
+        return any(reader.has(self.table, part, job_id) for part in self.parts)
+
+
+def _word_sources(reader: IndexReader, term: Term) -> list[_Source]:
+    sources = []
+    for position, token in enumerate(term.tokens):
+        if term.prefix and position == len(term.tokens) - 1:
+            parts = tuple(reader.parts_with_prefix(b"words", _part(token)))
+        else:
+            parts = (_part(token),)
+        sources.append(_Source(b"words", parts))
+    return sources
+
+
+def _filter_source(reader: IndexReader, f: FieldFilter) -> _Source | None:
+    """The postings of a type or parameter filter; None for ``user:`` (not indexed)."""
+    if f.field == "user":
+        return None
+    if f.field == "type":
+        return _Source(b"types", (_part(f.value),))
+    head = _part(f"{f.field}=")
+    if f.op == "=" and f.field not in VERSIONED_PARAMS:
+        return _Source(b"params", (_part(f"{f.field}={f.value}"),))
+    wanted = param_number(f.field, f.value)
+    parts = []
+    for part in reader.parts_with_prefix(b"params", head):
+        value = part[len(head) :].decode("utf-8", "replace")
+        if f.op == "=":
+            # v:6 is 6, 6.0, 6.1 …: the version family, not only the literal "6"
+            if value == f.value or value.startswith(f.value + "."):
+                parts.append(part)
+            continue
+        number = param_number(f.field, value)
+        if number is not None and wanted is not None and compare(f.op, number, wanted):
+            parts.append(part)
+    return _Source(b"params", tuple(parts))
+
+
+def _shortest(reader: IndexReader, sources: list[_Source]) -> tuple[int, set[bytes]]:
+    """Read all sources in turns; the first to end is the shortest. Returns it and its jobs."""
+    iterators = [source.scan(reader) for source in sources]
+    seen: list[list[bytes]] = [[] for _ in sources]
+    while True:
+        for i, iterator in enumerate(iterators):
+            chunk = list(islice(iterator, RACE_CHUNK))
+            seen[i].extend(chunk)
+            if len(chunk) < RACE_CHUNK:
+                return i, set(seen[i])
+
+
+def _restrict(
+    reader: IndexReader, candidates: set[bytes], source: _Source, *, keep: bool
+) -> set[bytes]:
+    """Candidates in ``source`` (keep=True) or not in it (keep=False)."""
+    if not candidates:
+        return candidates
+    if len(candidates) * max(1, len(source.parts)) <= PROBE_BUDGET:
+        return {j for j in candidates if source.probe(reader, j) == keep}
+    members = set(source.scan(reader))
+    return candidates & members if keep else candidates - members
+
+
+def _contains_sequence(tokens: list[str], wanted: tuple[str, ...], prefix: bool) -> bool:
+    size = len(wanted)
+    for start in range(len(tokens) - size + 1):
+        window = tokens[start : start + size]
+        if window[:-1] == list(wanted[:-1]) and (
+            window[-1].startswith(wanted[-1]) if prefix else window[-1] == wanted[-1]
+        ):
+            return True
+    return False
+
+
+def _micros(moment: datetime | None) -> int | None:
+    return int(moment.timestamp() * 1_000_000) if moment is not None else None
+
+
+def search(
+    index: Index, query: Query, *, sort: SortOrder = "newest", limit: int | None = None
+) -> SearchResult:
+    """The jobs matching ``query``, in ``sort`` order, at most ``limit`` of them."""
+    if sort not in SORT_ORDERS:
+        raise UsageError(f"unknown sort order {sort!r}", hint="newest, oldest or relevance")
+    with index.reader() as reader:
+        return _search(reader, query, sort, limit)
+
+
+def _search(reader: IndexReader, query: Query, sort: SortOrder, limit: int | None) -> SearchResult:
+    if query.empty and query.unsearchable:
+        return SearchResult(0, [])  # "🦊" alone must not list every job
+    low, high = _micros(query.since), _micros(query.until)
+    positive: list[_Source] = []
+    for term in query.terms:
+        if not term.negated:
+            positive.extend(_word_sources(reader, term))
+    for f in query.filters:
+        if not f.negated:
+            source = _filter_source(reader, f)
+            if source is not None:
+                positive.append(source)
+
+    times: dict[bytes, int] = {}
+    if positive:
+        first, candidates = _shortest(reader, positive)
+        for i, source in enumerate(positive):
+            if i != first:
+                candidates = _restrict(reader, candidates, source, keep=True)
+    else:
+        # Nothing narrows by postings: the date table is the list of all jobs (in range).
+        ranged = low is not None or high is not None
+        for micros, job_id in reader.dates(low, high):
+            if micros or not ranged:  # an unknown time is outside every range
+                times[job_id] = micros
+        candidates = set(times)
+
+    for term in query.terms:
+        if term.negated:
+            excluded = _negated_term_jobs(reader, candidates, term)
+            candidates -= excluded
+    for f in query.filters:
+        if f.negated:
+            source = _filter_source(reader, f)
+            if source is not None:
+                candidates = _restrict(reader, candidates, source, keep=False)
+
+    # Conditions the postings cannot answer alone need the job's summary.
+    phrases = [t for t in query.terms if not t.negated and t.is_phrase]
+    users = [f for f in query.filters if f.field == "user"]
+    needs_summary = bool(phrases or users) or sort == "relevance"
+    needs_time = positive and (low is not None or high is not None or sort != "relevance")
+    prompts: dict[bytes, list[str]] = {}
+    if needs_summary:
+        kept = set()
+        for job_id in candidates:
+            doc = reader.summary(job_id)
+            if doc is None:
+                continue
+            tokens = search_tokens(doc.get("p") or "")
+            if any(not _contains_sequence(tokens, t.tokens, t.prefix) for t in phrases):
+                continue
+            if any(_user_matches(doc.get("u"), f.value) == f.negated for f in users):
+                continue
+            times[job_id] = doc.get("ts") or 0
+            prompts[job_id] = tokens
+            kept.add(job_id)
+        candidates = kept
+    elif needs_time:
+        for job_id in candidates:
+            doc = reader.summary(job_id)
+            if doc is not None:
+                times[job_id] = doc.get("ts") or 0
+        candidates = {j for j in candidates if j in times}
+
+    if positive and (low is not None or high is not None):
+        candidates = {j for j in candidates if _in_range(times.get(j, 0), low, high)}
+
+    if sort == "relevance":
+        scores = _bm25(reader, query, candidates, prompts)
+        ordered = sorted(candidates, key=lambda j: (scores[j], times.get(j, 0), j), reverse=True)
+    else:
+        ordered = sorted(candidates, key=lambda j: (times.get(j, 0), j), reverse=(sort == "newest"))
+    chosen = ordered[:limit] if limit is not None else ordered
+    return SearchResult(total=len(ordered), job_ids=[j.decode("utf-8") for j in chosen])
+
+
+def _in_range(micros: int, low: int | None, high: int | None) -> bool:
+    if micros == 0:  # unknown time: outside every range
+        return False
+    return (low is None or micros >= low) and (high is None or micros <= high)
+
+
+def _user_matches(username: str | None, wanted: str) -> bool:
+    return username is not None and username.casefold() == wanted.casefold()
+
+
+def _negated_term_jobs(reader: IndexReader, candidates: set[bytes], term: Term) -> set[bytes]:
+    """The candidates that contain ``term`` (a word, prefix or phrase)."""
+    inside = set(candidates)
+    for source in _word_sources(reader, term):
+        inside = _restrict(reader, inside, source, keep=True)
+    if not term.is_phrase:
+        return inside
+    confirmed = set()
+    for job_id in inside:
+        doc = reader.summary(job_id)
+        if doc and _contains_sequence(search_tokens(doc.get("p") or ""), term.tokens, term.prefix):
+            confirmed.add(job_id)
+    return confirmed
+
+
+def _bm25(
+    reader: IndexReader, query: Query, candidates: set[bytes], prompts: dict[bytes, list[str]]
+) -> dict[bytes, float]:
+    """Okapi BM25 over prompt words; the average length is the candidates' (close enough)."""
+    words = query.positive_words()
+    total = max(1, reader.job_count())
+    idf = {}
+    for word in words:
+        df = sum(1 for _ in reader.postings(b"words", _part(word)))
+        idf[word] = math.log(1 + (total - df + 0.5) / (df + 0.5))
+    lengths = [len(prompts.get(j, ())) for j in candidates]
+    average = (sum(lengths) / len(lengths)) if lengths else 1.0
+    scores: dict[bytes, float] = {}
+    for job_id in candidates:
+        tokens = prompts.get(job_id, [])
+        counts = Counter(tokens)
+        norm = BM25_K1 * (1 - BM25_B + BM25_B * len(tokens) / max(average, 1.0))
+        score = 0.0
+        for word in words:
+            tf = counts.get(word, 0)
+            if tf:
+                score += idf[word] * tf * (BM25_K1 + 1) / (tf + norm)
+        scores[job_id] = score
+    return scores
