@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -304,9 +304,16 @@ class Index:
 
     def stats(self) -> dict[str, Any]:
         size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+        used = 0
+        counts = {}
         with self.env.begin() as txn:
-            counts = {name.decode(): int(txn.stat(self.db[name])["entries"]) for name in TABLES}
-        return {"path": os.fspath(self.path), "bytes": size, "entries": counts}
+            for name in TABLES:
+                st = txn.stat(self.db[name])
+                counts[name.decode()] = int(st["entries"])
+                pages = st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+                used += int(pages * st["psize"])
+        # The file also holds pages freed by earlier transactions, reused by later ones.
+        return {"path": os.fspath(self.path), "bytes": size, "used_bytes": used, "entries": counts}
 
 
 class IndexReader:
@@ -345,6 +352,23 @@ class IndexReader:
 
     def has(self, table: bytes, part: bytes, job_id: bytes) -> bool:
         return bool(self._cursor(table).set_key(part + SEP + job_id))
+
+    def prober(self, table: bytes) -> Callable[[bytes], bool]:
+        """``has`` for full keys, as one bound C method: search probes thousands per query."""
+        return cast(Callable[[bytes], bool], self._cursor(table).set_key)
+
+    def time_of(self, job_id: bytes) -> int:
+        """µs since epoch of a job's enqueue time; 0 when unknown or no such job."""
+        doc = self.summary(job_id)
+        return int(doc.get("ts") or 0) if doc else 0
+
+    def dates_newest_first(self) -> Iterator[tuple[int, bytes]]:
+        cursor = self.txn.cursor(db=self.dbs[b"dates"])
+        if not cursor.last():
+            return
+        keys = cast(Iterator[bytes], cursor.iterprev(keys=True, values=False))
+        for key in keys:
+            yield struct.unpack(">q", key[:8])[0], key[8:]
 
     def parts_with_prefix(self, table: bytes, prefix: bytes) -> Iterator[bytes]:
         """Distinct parts starting with ``prefix``, jumping over each part's postings."""

@@ -18,7 +18,7 @@ from itertools import islice
 from typing import Literal
 
 from mjvault.errors import UsageError
-from mjvault.index.db import Index, IndexReader, _part
+from mjvault.index.db import SEP, Index, IndexReader, _part
 from mjvault.index.query import VERSIONED_PARAMS, FieldFilter, Query, Term, compare, param_number
 from mjvault.text import search_tokens
 
@@ -37,29 +37,77 @@ class SearchResult:
     job_ids: list[str]
 
 
-@dataclass(frozen=True)
 class _Source:
-    """A union of exact posting lists in one table."""
+    """A set of jobs the index can list (``scan``) and test candidates against (``restrict``)."""
 
-    table: bytes
-    parts: tuple[bytes, ...]
+    def scan(self, reader: IndexReader) -> Iterator[bytes]:
+        raise NotImplementedError
+
+    def restrict(self, reader: IndexReader, candidates: set[bytes], keep: bool) -> set[bytes]:
+        """The candidates in this set (keep=True) or not in it (keep=False)."""
+        raise NotImplementedError
+
+
+class _Postings(_Source):
+    """A union of exact posting lists (``parts``) in one table."""
+
+    def __init__(self, table: bytes, parts: tuple[bytes, ...]) -> None:
+        self.table = table
+        self.parts = parts
 
     def scan(self, reader: IndexReader) -> Iterator[bytes]:
         for part in self.parts:
             yield from reader.postings(self.table, part)
 
-    def probe(self, reader: IndexReader, job_id: bytes) -> bool:
-        return any(reader.has(self.table, part, job_id) for part in self.parts)
+    def restrict(self, reader: IndexReader, candidates: set[bytes], keep: bool) -> set[bytes]:
+        if not candidates or not self.parts:
+            return candidates if not keep else set()
+        if len(candidates) * len(self.parts) > PROBE_BUDGET:
+            members = set(self.scan(reader))
+            return candidates & members if keep else candidates - members
+        has = reader.prober(self.table)
+        if len(self.parts) == 1:
+            head = self.parts[0] + SEP
+            if keep:
+                return {j for j in candidates if has(head + j)}
+            return {j for j in candidates if not has(head + j)}
+        heads = [part + SEP for part in self.parts]
+        return {j for j in candidates if any(has(h + j) for h in heads) == keep}
+
+
+class _DateRange(_Source):
+    """Jobs enqueued within [low, high]; remembers every time it learns in ``times``."""
+
+    def __init__(self, low: int | None, high: int | None, times: dict[bytes, int]) -> None:
+        self.low = low
+        self.high = high
+        self.times = times
+
+    def scan(self, reader: IndexReader) -> Iterator[bytes]:
+        for micros, job_id in reader.dates(self.low, self.high):
+            if micros:  # an unknown time is outside every range
+                self.times[job_id] = micros
+                yield job_id
+
+    def restrict(self, reader: IndexReader, candidates: set[bytes], keep: bool) -> set[bytes]:
+        kept = set()
+        for job_id in candidates:
+            micros = self.times.get(job_id)
+            if micros is None:
+                micros = self.times[job_id] = reader.time_of(job_id)
+            if _in_range(micros, self.low, self.high) == keep:
+                kept.add(job_id)
+        return kept
 
 
 def _word_sources(reader: IndexReader, term: Term) -> list[_Source]:
-    sources = []
+    sources: list[_Source] = []
     for position, token in enumerate(term.tokens):
         if term.prefix and position == len(term.tokens) - 1:
             parts = tuple(reader.parts_with_prefix(b"words", _part(token)))
         else:
             parts = (_part(token),)
-        sources.append(_Source(b"words", parts))
+        sources.append(_Postings(b"words", parts))
     return sources
 
 
@@ -68,10 +116,10 @@ def _filter_source(reader: IndexReader, f: FieldFilter) -> _Source | None:
     if f.field == "user":
         return None
     if f.field == "type":
-        return _Source(b"types", (_part(f.value),))
+        return _Postings(b"types", (_part(f.value),))
     head = _part(f"{f.field}=")
     if f.op == "=" and f.field not in VERSIONED_PARAMS:
-        return _Source(b"params", (_part(f"{f.field}={f.value}"),))
+        return _Postings(b"params", (_part(f"{f.field}={f.value}"),))
     wanted = param_number(f.field, f.value)
     parts = []
     for part in reader.parts_with_prefix(b"params", head):
@@ -84,7 +132,7 @@ def _filter_source(reader: IndexReader, f: FieldFilter) -> _Source | None:
         number = param_number(f.field, value)
         if number is not None and wanted is not None and compare(f.op, number, wanted):
             parts.append(part)
-    return _Source(b"params", tuple(parts))
+    return _Postings(b"params", tuple(parts))
 
 
 def _shortest(reader: IndexReader, sources: list[_Source]) -> tuple[int, set[bytes]]:
@@ -97,18 +145,6 @@ def _shortest(reader: IndexReader, sources: list[_Source]) -> tuple[int, set[byt
             seen[i].extend(chunk)
             if len(chunk) < RACE_CHUNK:
                 return i, set(seen[i])
-
-
-def _restrict(
-    reader: IndexReader, candidates: set[bytes], source: _Source, *, keep: bool
-) -> set[bytes]:
-    """Candidates in ``source`` (keep=True) or not in it (keep=False)."""
-    if not candidates:
-        return candidates
-    if len(candidates) * max(1, len(source.parts)) <= PROBE_BUDGET:
-        return {j for j in candidates if source.probe(reader, j) == keep}
-    members = set(source.scan(reader))
-    return candidates & members if keep else candidates - members
 
 
 def _contains_sequence(tokens: list[str], wanted: tuple[str, ...], prefix: bool) -> bool:
@@ -140,6 +176,7 @@ def _search(reader: IndexReader, query: Query, sort: SortOrder, limit: int | Non
     if query.empty and query.unsearchable:
         return SearchResult(0, [])  # "🦊" alone must not list every job
     low, high = _micros(query.since), _micros(query.until)
+    times: dict[bytes, int] = {}
     positive: list[_Source] = []
     for term in query.terms:
         if not term.negated:
@@ -149,38 +186,34 @@ def _search(reader: IndexReader, query: Query, sort: SortOrder, limit: int | Non
             source = _filter_source(reader, f)
             if source is not None:
                 positive.append(source)
+    if low is not None or high is not None:
+        positive.append(_DateRange(low, high, times))
 
-    times: dict[bytes, int] = {}
     if positive:
         first, candidates = _shortest(reader, positive)
         for i, source in enumerate(positive):
             if i != first:
-                candidates = _restrict(reader, candidates, source, keep=True)
+                candidates = source.restrict(reader, candidates, keep=True)
     else:
-        # Nothing narrows by postings: the date table is the list of all jobs (in range).
-        ranged = low is not None or high is not None
-        for micros, job_id in reader.dates(low, high):
-            if micros or not ranged:  # an unknown time is outside every range
-                times[job_id] = micros
+        # Nothing narrows: the date table lists every job, with its time.
+        for micros, job_id in reader.dates():
+            times[job_id] = micros
         candidates = set(times)
 
     for term in query.terms:
         if term.negated:
-            excluded = _negated_term_jobs(reader, candidates, term)
-            candidates -= excluded
+            candidates -= _negated_term_jobs(reader, candidates, term)
     for f in query.filters:
         if f.negated:
             source = _filter_source(reader, f)
             if source is not None:
-                candidates = _restrict(reader, candidates, source, keep=False)
+                candidates = source.restrict(reader, candidates, keep=False)
 
-    # Conditions the postings cannot answer alone need the job's summary.
+    # Phrases, users and relevance need the job's summary: read it once, keep what it tells.
     phrases = [t for t in query.terms if not t.negated and t.is_phrase]
     users = [f for f in query.filters if f.field == "user"]
-    needs_summary = bool(phrases or users) or sort == "relevance"
-    needs_time = positive and (low is not None or high is not None or sort != "relevance")
     prompts: dict[bytes, list[str]] = {}
-    if needs_summary:
+    if phrases or users or sort == "relevance":
         kept = set()
         for job_id in candidates:
             doc = reader.summary(job_id)
@@ -195,23 +228,46 @@ def _search(reader: IndexReader, query: Query, sort: SortOrder, limit: int | Non
             prompts[job_id] = tokens
             kept.add(job_id)
         candidates = kept
-    elif needs_time:
-        for job_id in candidates:
-            doc = reader.summary(job_id)
-            if doc is not None:
-                times[job_id] = doc.get("ts") or 0
-        candidates = {j for j in candidates if j in times}
 
-    if positive and (low is not None or high is not None):
-        candidates = {j for j in candidates if _in_range(times.get(j, 0), low, high)}
-
+    total = len(candidates)
     if sort == "relevance":
         scores = _bm25(reader, query, candidates, prompts)
         ordered = sorted(candidates, key=lambda j: (scores[j], times.get(j, 0), j), reverse=True)
+    elif limit is not None and _walk_is_cheaper(reader, candidates, times, limit):
+        ordered = _first_by_date(reader, candidates, limit, newest=(sort == "newest"))
     else:
-        ordered = sorted(candidates, key=lambda j: (times.get(j, 0), j), reverse=(sort == "newest"))
+        for job_id in candidates:
+            if job_id not in times:
+                times[job_id] = reader.time_of(job_id)
+        ordered = sorted(candidates, key=lambda j: (times[j], j), reverse=(sort == "newest"))
     chosen = ordered[:limit] if limit is not None else ordered
-    return SearchResult(total=len(ordered), job_ids=[j.decode("utf-8") for j in chosen])
+    return SearchResult(total=total, job_ids=[j.decode("utf-8") for j in chosen])
+
+
+def _walk_is_cheaper(
+    reader: IndexReader, candidates: set[bytes], times: dict[bytes, int], limit: int
+) -> bool:
+    """Walking the date table until ``limit`` candidates turn up takes about
+    ``limit * jobs / candidates`` steps; looking each candidate's time up takes one read
+    (and an unpack, about four steps' worth) per candidate whose time is not known yet."""
+    unknown = sum(1 for j in candidates if j not in times)
+    if unknown == 0 or not candidates:
+        return False
+    walk_steps = limit * reader.job_count() / len(candidates)
+    return walk_steps < 4 * unknown
+
+
+def _first_by_date(
+    reader: IndexReader, candidates: set[bytes], limit: int, *, newest: bool
+) -> list[bytes]:
+    found: list[bytes] = []
+    walk = reader.dates_newest_first() if newest else reader.dates()
+    for _, job_id in walk:
+        if job_id in candidates:
+            found.append(job_id)
+            if len(found) >= limit:
+                break
+    return found
 
 
 def _in_range(micros: int, low: int | None, high: int | None) -> bool:
@@ -228,7 +284,7 @@ def _negated_term_jobs(reader: IndexReader, candidates: set[bytes], term: Term) 
     """The candidates that contain ``term`` (a word, prefix or phrase)."""
     inside = set(candidates)
     for source in _word_sources(reader, term):
-        inside = _restrict(reader, inside, source, keep=True)
+        inside = source.restrict(reader, inside, keep=True)
     if not term.is_phrase:
         return inside
     confirmed = set()
