@@ -29,6 +29,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("auth", "auth_group"),
     ("sync", "sync_command"),
     ("search", "search_command"),
+    ("export", "export_command"),
 ]
 
 EPILOG = """\b
