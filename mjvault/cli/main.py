@@ -30,6 +30,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("sync", "sync_command"),
     ("search", "search_command"),
     ("export", "export_command"),
+    ("stats", "stats_command"),
 ]
 
 EPILOG = """\b

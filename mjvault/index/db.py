@@ -362,6 +362,26 @@ class IndexReader:
         doc = self.summary(job_id)
         return int(doc.get("ts") or 0) if doc else 0
 
+    def image_references(self) -> Iterator[tuple[str, int]]:
+        """(image object id, number of jobs showing it), by id: runs of the images table."""
+        cursor = self.txn.cursor(db=self.dbs[b"images"])
+        current, count = b"", 0
+        keys = cast(Iterator[bytes], cursor.iternext(keys=True, values=False))
+        for key in keys:
+            image = key[:32]
+            if image != current:
+                if count:
+                    yield current.hex(), count
+                current, count = image, 0
+            count += 1
+        if count:
+            yield current.hex(), count
+
+    def is_image(self, object_id: str) -> bool:
+        cursor = self._cursor(b"images")
+        raw = bytes.fromhex(object_id)
+        return bool(cursor.set_range(raw)) and bytes(cursor.key()).startswith(raw)
+
     def dates_newest_first(self) -> Iterator[tuple[int, bytes]]:
         cursor = self.txn.cursor(db=self.dbs[b"dates"])
         if not cursor.last():
