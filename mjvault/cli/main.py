@@ -31,6 +31,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("search", "search_command"),
     ("export", "export_command"),
     ("stats", "stats_command"),
+    ("gallery", "gallery_command"),
 ]
 
 EPILOG = """\b
