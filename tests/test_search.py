@@ -228,3 +228,22 @@ def test_search_in_an_encrypted_vault(encrypted_vault: Vault, tmp_path: Path) ->
     with encrypted_vault.writer("test") as writer:
         writer.add_job(_record(*JOBS[0]), [])
     assert ids(encrypted_vault, "misty") == ["j1"]
+
+
+@pytest.mark.skipif(not views_available(), reason="checkout views are not in this build")
+def test_cli_paths_lists_the_files_of_a_view(tmp_path: Path) -> None:
+    from mjvault.testing.images import make_png
+
+    vault = Vault.init(tmp_path / "vault")
+    with vault.writer("test") as writer:
+        image = writer.put_media(make_png(1, 32, 32))
+        for row in JOBS[:2]:
+            writer.add_job(_record(*row), [image])
+    vault.close()
+    where = str(tmp_path / "vault")
+    made = run_cli("--vault", where, "checkout", str(tmp_path / "view"), "--name", "mine")
+    assert made.returncode == 0, made.stderr
+    listed = run_cli("--vault", where, "search", "--paths", "mine", "misty")
+    paths = listed.stdout.decode().splitlines()
+    assert len(paths) == 2 and all(Path(p).is_file() for p in paths)
+    assert all(str(tmp_path / "view") in p for p in paths)
