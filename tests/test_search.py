@@ -247,3 +247,28 @@ def test_cli_paths_lists_the_files_of_a_view(tmp_path: Path) -> None:
     paths = listed.stdout.decode().splitlines()
     assert len(paths) == 2 and all(Path(p).is_file() for p in paths)
     assert all(str(tmp_path / "view") in p for p in paths)
+
+
+def test_list_lengths_and_times_follow_changes(tmp_path: Path) -> None:
+    """The counts and times tables stay exact through additions, updates and removals."""
+    vault = Vault.init(tmp_path / "vault")
+    with vault.writer("one") as writer:
+        for row in JOBS:
+            writer.add_job(_record(*row), [])
+    with vault.writer("two") as writer:
+        writer.remove_job("j2")
+        writer.add_job(_record("j1", "a blue fox --v 7", "2025-01-01 00:00:00", "grid", None), [])
+        writer.add_job(_record("j7", "fox again --v 7", "2025-02-01 00:00:00", "pan", None), [])
+    index = vault.index
+    with index.reader() as reader:
+        for table in (b"words", b"types", b"params"):
+            parts = list(reader.parts_with_prefix(table, b""))
+            assert parts
+            for part in parts:
+                assert reader.count(table, part) == sum(1 for _ in reader.postings(table, part))
+        assert reader.count(b"words", b"misty") == 0  # j1 lost it, j2 is gone
+        assert reader.count(b"words", b"fox") == 3  # j1, j5, j7
+        assert reader.time_of(b"j1") == 1735689600 * 1_000_000
+        assert reader.time_of(b"j2") == 0 and reader.time_of(b"j6") == 0
+    assert ids(vault, "fox v:7") == ["j7", "j1"]
+    vault.close()

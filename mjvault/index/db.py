@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,7 +26,8 @@ from mjvault.params import param_index_value
 from mjvault.text import fold, tokenize
 from mjvault.tree import JobEntry
 
-# 2: the words table also holds each word's accent-folded form (mjvault.text.fold).
+# 2: the words table also holds each word's accent-folded form (mjvault.text.fold), and the
+#    counts and times tables exist.
 INDEX_FORMAT = b"2"
 MAP_SIZE = 1 << 36  # address space only: LMDB files are sparse and grow as needed
 SEP = b"\x00"
@@ -108,12 +110,29 @@ def _part(text: str) -> bytes:
     return raw.replace(SEP, b" ")
 
 
+def _count_key(table: bytes, posting: bytes) -> bytes:
+    """``table 00 part``: the counts table's key for the list a posting key belongs to."""
+    return table + SEP + posting[: posting.index(SEP)]
+
+
 def _date_key(moment: datetime | None) -> bytes:
     micros = int(moment.timestamp() * 1_000_000) if moment else 0
     return struct.pack(">q", micros)
 
 
-TABLES = (b"meta", b"jobs", b"words", b"dates", b"types", b"params", b"images")
+TABLES = (
+    b"meta",
+    b"jobs",
+    b"words",
+    b"dates",
+    b"types",
+    b"params",
+    b"images",
+    b"counts",
+    b"times",
+)
+# Posting tables whose lists search wants the length of before reading any of them.
+COUNTED = (b"words", b"types", b"params")
 
 
 # LMDB allows one environment per file per process; vaults opened twice share it.
@@ -178,10 +197,12 @@ class Index:
     def apply(self, changes: Iterable[tuple[str, JobSummary | None]], tree: str | None) -> None:
         """Set or remove jobs and record which tree the index now reflects, in one transaction."""
         with self.env.begin(write=True) as txn:
+            deltas: Counter[bytes] = Counter()
             for job_id, summary in changes:
-                self._remove(txn, job_id)
+                self._remove(txn, job_id, deltas)
                 if summary is not None:
-                    self._add(txn, summary)
+                    self._add(txn, summary, deltas)
+            self._apply_counts(txn, deltas)
             meta = self.db[b"meta"]
             txn.put(b"format", INDEX_FORMAT, db=meta)
             if tree is None:
@@ -198,18 +219,37 @@ class Index:
             for name in TABLES:
                 txn.drop(self.db[name], delete=False)
 
-    def _remove(self, txn: lmdb.Transaction, job_id: str) -> None:
-        old = txn.get(job_id.encode("utf-8"), db=self.db[b"jobs"])
+    def _remove(self, txn: lmdb.Transaction, job_id: str, deltas: Counter[bytes]) -> None:
+        jid = job_id.encode("utf-8")
+        old = txn.get(jid, db=self.db[b"jobs"])
         if old is None:
             return
         for table, key in JobSummary.unpack(job_id, bytes(old)).postings():
-            txn.delete(key, db=self.db[table])
-        txn.delete(job_id.encode("utf-8"), db=self.db[b"jobs"])
+            if txn.delete(key, db=self.db[table]) and table in COUNTED:
+                deltas[_count_key(table, key)] -= 1
+        txn.delete(jid, db=self.db[b"jobs"])
+        txn.delete(jid, db=self.db[b"times"])
 
-    def _add(self, txn: lmdb.Transaction, summary: JobSummary) -> None:
-        txn.put(summary.job_id.encode("utf-8"), summary.pack(), db=self.db[b"jobs"])
+    def _add(self, txn: lmdb.Transaction, summary: JobSummary, deltas: Counter[bytes]) -> None:
+        jid = summary.job_id.encode("utf-8")
+        txn.put(jid, summary.pack(), db=self.db[b"jobs"])
+        txn.put(jid, _date_key(summary.time), db=self.db[b"times"])
         for table, key in summary.postings():
-            txn.put(key, b"", db=self.db[table])
+            if txn.put(key, b"", db=self.db[table], overwrite=False) and table in COUNTED:
+                deltas[_count_key(table, key)] += 1
+
+    def _apply_counts(self, txn: lmdb.Transaction, deltas: Counter[bytes]) -> None:
+        """Add a batch's changes to the list lengths: one read and write per list touched."""
+        counts = self.db[b"counts"]
+        for key, delta in deltas.items():
+            if delta == 0:
+                continue
+            old = txn.get(key, db=counts)
+            value = (struct.unpack(">Q", old)[0] if old is not None else 0) + delta
+            if value > 0:
+                txn.put(key, struct.pack(">Q", value), db=counts)
+            else:
+                txn.delete(key, db=counts)
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, job_id: str) -> JobSummary | None:
@@ -359,8 +399,28 @@ class IndexReader:
 
     def time_of(self, job_id: bytes) -> int:
         """µs since epoch of a job's enqueue time; 0 when unknown or no such job."""
-        doc = self.summary(job_id)
-        return int(doc.get("ts") or 0) if doc else 0
+        value = self.txn.get(job_id, db=self.dbs[b"times"])
+        return int(struct.unpack(">q", value)[0]) if value is not None else 0
+
+    def timer(self) -> Callable[[bytes], bytes | None]:
+        """The raw ``times`` lookup as one bound C method, for loops over many candidates."""
+        cursor = self.txn.cursor(db=self.dbs[b"times"])
+        return cast(Callable[[bytes], bytes | None], cursor.get)
+
+    def count(self, table: bytes, part: bytes) -> int:
+        """How many jobs a posting list holds, without reading it."""
+        value = self.txn.get(table + SEP + part, db=self.dbs[b"counts"])
+        return int(struct.unpack(">Q", value)[0]) if value is not None else 0
+
+    def time_span(self) -> tuple[int, int] | None:
+        """The oldest and newest known enqueue times (µs), for estimating a range's size."""
+        cursor = self.txn.cursor(db=self.dbs[b"dates"])
+        if not cursor.set_range(struct.pack(">q", 1)) or not cursor.key():
+            return None
+        oldest = struct.unpack(">q", bytes(cursor.key())[:8])[0]
+        cursor.last()
+        newest = struct.unpack(">q", bytes(cursor.key())[:8])[0]
+        return oldest, newest
 
     def image_references(self) -> Iterator[tuple[str, int]]:
         """(image object id, number of jobs showing it), by id: runs of the images table."""

@@ -1,20 +1,21 @@
 """Evaluate a :class:`~mjvault.index.query.Query` against the LMDB index.
 
 Every positive condition becomes a *source*: a union of exact posting lists (a word; each word
-a prefix ``cat*`` expands to; each stored value a comparison ``s>100`` accepts). Sources are
-read in turns until the shortest one ends; its jobs are the candidates, and every other source
-is then *probed* per candidate (one B-tree lookup each) instead of read whole, so a query costs
-about the size of its most selective condition, not of its broadest one.
+a prefix ``cat*`` expands to; each stored value a comparison ``s>100`` accepts), or a date
+range. The index keeps each list's length (the ``counts`` table), so the shortest source is
+read whole and every other one is *probed* per candidate (one B-tree lookup each), shortest
+first, instead of read: a query costs about the size of its most selective condition, not of
+its broadest one.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import islice
 from typing import Literal
 
 from mjvault.errors import UsageError
@@ -24,9 +25,7 @@ from mjvault.text import search_tokens
 
 SortOrder = Literal["newest", "oldest", "relevance"]
 SORT_ORDERS: tuple[SortOrder, ...] = ("newest", "oldest", "relevance")
-# Probe candidates one by one while that costs fewer lookups than this; else read the list.
-PROBE_BUDGET = 60_000
-RACE_CHUNK = 64
+_MICROS = struct.Struct(">q")
 BM25_K1 = 1.2
 BM25_B = 0.75
 
@@ -41,6 +40,10 @@ class _Source:
     """A set of jobs the index can list (``scan``) and test candidates against (``restrict``)."""
 
     def scan(self, reader: IndexReader) -> Iterator[bytes]:
+        raise NotImplementedError
+
+    def size(self, reader: IndexReader) -> int:
+        """How many jobs ``scan`` yields (exact for postings, estimated for a date range)."""
         raise NotImplementedError
 
     def restrict(self, reader: IndexReader, candidates: set[bytes], keep: bool) -> set[bytes]:
@@ -59,10 +62,14 @@ class _Postings(_Source):
         for part in self.parts:
             yield from reader.postings(self.table, part)
 
+    def size(self, reader: IndexReader) -> int:
+        return sum(reader.count(self.table, part) for part in self.parts)
+
     def restrict(self, reader: IndexReader, candidates: set[bytes], keep: bool) -> set[bytes]:
         if not candidates or not self.parts:
             return candidates if not keep else set()
-        if len(candidates) * len(self.parts) > PROBE_BUDGET:
+        # A probe (one B-tree descent) costs about two steps of a scan.
+        if len(candidates) * len(self.parts) > 2 * self.size(reader):
             members = set(self.scan(reader))
             return candidates & members if keep else candidates - members
         has = reader.prober(self.table)
@@ -89,15 +96,30 @@ class _DateRange(_Source):
                 self.times[job_id] = micros
                 yield job_id
 
+    def size(self, reader: IndexReader) -> int:
+        # Jobs are spread over time unevenly, but a linear guess orders sources well enough.
+        span = reader.time_span()
+        if span is None:
+            return 0
+        oldest, newest = span
+        low = max(oldest, self.low if self.low is not None else oldest)
+        high = min(newest, self.high if self.high is not None else newest)
+        if high < low:
+            return 0
+        return int(reader.job_count() * (high - low + 1) / max(1, newest - oldest + 1)) + 1
+
     def restrict(self, reader: IndexReader, candidates: set[bytes], keep: bool) -> set[bytes]:
-        kept = set()
-        for job_id in candidates:
-            micros = self.times.get(job_id)
-            if micros is None:
-                micros = self.times[job_id] = reader.time_of(job_id)
-            if _in_range(micros, self.low, self.high) == keep:
-                kept.add(job_id)
-        return kept
+        _learn_times(reader, candidates, self.times)
+        times = self.times
+        return {j for j in candidates if _in_range(times[j], self.low, self.high) == keep}
+
+
+def _learn_times(reader: IndexReader, job_ids: Iterable[bytes], times: dict[bytes, int]) -> None:
+    get = reader.timer()
+    for job_id in job_ids:
+        if job_id not in times:
+            value = get(job_id)
+            times[job_id] = _MICROS.unpack(value)[0] if value is not None else 0
 
 
 def _word_sources(reader: IndexReader, term: Term) -> list[_Source]:
@@ -133,18 +155,6 @@ def _filter_source(reader: IndexReader, f: FieldFilter) -> _Source | None:
         if number is not None and wanted is not None and compare(f.op, number, wanted):
             parts.append(part)
     return _Postings(b"params", tuple(parts))
-
-
-def _shortest(reader: IndexReader, sources: list[_Source]) -> tuple[int, set[bytes]]:
-    """Read all sources in turns; the first to end is the shortest. Returns it and its jobs."""
-    iterators = [source.scan(reader) for source in sources]
-    seen: list[list[bytes]] = [[] for _ in sources]
-    while True:
-        for i, iterator in enumerate(iterators):
-            chunk = list(islice(iterator, RACE_CHUNK))
-            seen[i].extend(chunk)
-            if len(chunk) < RACE_CHUNK:
-                return i, set(seen[i])
 
 
 def _contains_sequence(tokens: list[str], wanted: tuple[str, ...], prefix: bool) -> bool:
@@ -190,10 +200,14 @@ def _search(reader: IndexReader, query: Query, sort: SortOrder, limit: int | Non
         positive.append(_DateRange(low, high, times))
 
     if positive:
-        first, candidates = _shortest(reader, positive)
-        for i, source in enumerate(positive):
-            if i != first:
-                candidates = source.restrict(reader, candidates, keep=True)
+        # Read the shortest list whole; test its jobs against the others, shortest first,
+        # so the candidates shrink as early as they can.
+        ordered_sources = sorted(positive, key=lambda source: source.size(reader))
+        candidates = set(ordered_sources[0].scan(reader))
+        for source in ordered_sources[1:]:
+            if not candidates:
+                break
+            candidates = source.restrict(reader, candidates, keep=True)
     else:
         # Nothing narrows: the date table lists every job, with its time.
         for micros, job_id in reader.dates():
@@ -236,9 +250,7 @@ def _search(reader: IndexReader, query: Query, sort: SortOrder, limit: int | Non
     elif limit is not None and _walk_is_cheaper(reader, candidates, times, limit):
         ordered = _first_by_date(reader, candidates, limit, newest=(sort == "newest"))
     else:
-        for job_id in candidates:
-            if job_id not in times:
-                times[job_id] = reader.time_of(job_id)
+        _learn_times(reader, candidates, times)
         ordered = sorted(candidates, key=lambda j: (times[j], j), reverse=(sort == "newest"))
     chosen = ordered[:limit] if limit is not None else ordered
     return SearchResult(total=total, job_ids=[j.decode("utf-8") for j in chosen])
@@ -249,12 +261,12 @@ def _walk_is_cheaper(
 ) -> bool:
     """Walking the date table until ``limit`` candidates turn up takes about
     ``limit * jobs / candidates`` steps; looking each candidate's time up takes one read
-    (and an unpack, about four steps' worth) per candidate whose time is not known yet."""
+    (about two steps' worth) per candidate whose time is not known yet."""
     unknown = sum(1 for j in candidates if j not in times)
     if unknown == 0 or not candidates:
         return False
     walk_steps = limit * reader.job_count() / len(candidates)
-    return walk_steps < 4 * unknown
+    return walk_steps < 2 * unknown
 
 
 def _first_by_date(
@@ -303,7 +315,7 @@ def _bm25(
     total = max(1, reader.job_count())
     idf = {}
     for word in words:
-        df = sum(1 for _ in reader.postings(b"words", _part(word)))
+        df = reader.count(b"words", _part(word))
         idf[word] = math.log(1 + (total - df + 0.5) / (df + 0.5))
     lengths = [len(prompts.get(j, ())) for j in candidates]
     average = (sum(lengths) / len(lengths)) if lengths else 1.0
