@@ -12,20 +12,17 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_WORD = re.compile(r"\w+", re.UNICODE)
 _MAX_TOKEN = 64  # longer "words" are URLs or noise; cut them so index keys stay small
 
 
-def _is_unspaced(char: str) -> bool:
-    code = ord(char)
-    return (
-        0x3040 <= code <= 0x30FF  # Hiragana, Katakana
-        or 0x3400 <= code <= 0x4DBF  # CJK extension A
-        or 0x4E00 <= code <= 0x9FFF  # CJK unified
-        or 0xF900 <= code <= 0xFAFF  # CJK compatibility
-        or 0x0E00 <= code <= 0x0E7F  # Thai
-        or 0x20000 <= code <= 0x2FA1F  # CJK extensions B+
-    )
+# Hiragana and Katakana, CJK extension A, unified and compatibility ideographs, Thai, and
+# CJK extensions B and later: scripts written without spaces between words.
+_UNSPACED_CLASS = (
+    "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u0e00-\u0e7f\U00020000-\U0002fa1f"
+)
+# One regex does what splitting ``\w+`` runs at unspaced characters does, in C: a word
+# character of an unspaced script alone, or a run of the other word characters.
+_TOKEN = re.compile(f"(?=\\w)[{_UNSPACED_CLASS}]|[^\\W{_UNSPACED_CLASS}]+")
 
 
 def normalize(text: str) -> str:
@@ -34,24 +31,7 @@ def normalize(text: str) -> str:
 
 def tokenize(text: str) -> list[str]:
     """The searchable words of ``text``, in order, duplicates kept."""
-    tokens: list[str] = []
-    for match in _WORD.finditer(normalize(text)):
-        word = match.group(0)
-        if any(_is_unspaced(c) for c in word):
-            run = ""
-            for char in word:
-                if _is_unspaced(char):
-                    if run:
-                        tokens.append(run[:_MAX_TOKEN])
-                        run = ""
-                    tokens.append(char)
-                else:
-                    run += char
-            if run:
-                tokens.append(run[:_MAX_TOKEN])
-        else:
-            tokens.append(word[:_MAX_TOKEN])
-    return tokens
+    return [token[:_MAX_TOKEN] for token in _TOKEN.findall(normalize(text))]
 
 
 def fold(token: str) -> str:
