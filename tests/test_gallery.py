@@ -157,3 +157,13 @@ def test_gallery_in_chromium(vault: Vault, tmp_path: Path) -> None:
         finally:
             browser.close()
     assert (tmp_path / "lightbox.png").stat().st_size > 1000
+
+
+def test_a_shared_image_gets_one_thumbnail(vault: Vault, tmp_path: Path) -> None:
+    with vault.writer("test") as writer:
+        image = writer.put_media(make_png(9, 100, 100))
+        for i in range(12):
+            writer.add_job(json.dumps({"id": f"s{i}", "full_command": "same"}).encode(), [image])
+    report = build_gallery(vault, tmp_path / "g", workers=4)
+    assert (report.images, report.thumbs_made, report.thumbs_cached) == (12, 1, 11)
+    assert len({job[5][0][0] for job in _data(tmp_path / "g")["jobs"]}) == 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -107,6 +108,7 @@ def build_gallery(
         (directory / "media").mkdir(exist_ok=True)
         (directory / "thumbs").mkdir(exist_ok=True)
     cache = ThumbCache(vault.path)
+    made = _Made()
     with vault.write_lock():
         batch = vault.store.batch()
         try:
@@ -114,7 +116,14 @@ def build_gallery(
                 summaries = (s for s in map(index.get, job_ids) if s is not None)
                 prepared = bounded_map(
                     pool,
-                    lambda s: (s, [_prepare(vault, cache, i, thumb_size) for i in s.images if i]),
+                    lambda s: (
+                        s,
+                        [
+                            _prepare(vault, directory, cache, made, i, thumb_size)
+                            for i in s.images
+                            if i
+                        ],
+                    ),
                     summaries,
                     window=16,  # an encrypted vault holds each window's plaintexts
                 )
@@ -135,9 +144,30 @@ def build_gallery(
     return report
 
 
-def _prepare(vault: Vault, cache: ThumbCache, source: str, size: int) -> _Image:
+class _Made:
+    """Thumbnails made during this build, so jobs sharing an image do not make it again."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.thumbs: dict[str, bytes | None] = {}
+
+
+def _prepare(
+    vault: Vault, directory: Path, cache: ThumbCache, made: _Made, source: str, size: int
+) -> _Image:
     """Worker-thread part: what the image is, and its thumbnail (cached or made now)."""
     image = _Image(source)
+    cached = cache.get(source, size)
+    if cached is not None and vault.store.exists(cached[0]):
+        # Known from an earlier gallery: no need to open the image at all, unless an
+        # encrypted vault's decrypted copy is missing from this gallery.
+        image.thumb, image.kind = cached
+        if vault.encrypted and not (directory / "media" / f"{source}.{image.kind}").exists():
+            try:
+                image.plaintext = vault.read_object(source)
+            except (OSError, ObjectNotFound, CorruptObject):
+                image.kind = None
+        return image
     try:
         if vault.encrypted:
             image.plaintext = vault.read_object(source)
@@ -150,12 +180,14 @@ def _prepare(vault: Vault, cache: ThumbCache, source: str, size: int) -> _Image:
     image.kind = media_kind(head)
     if image.kind is None or image.kind == "mp4":
         return image
-    cached = cache.get(source, size)
-    if cached and vault.store.exists(cached):
-        image.thumb = cached
-        return image
-    data = image.plaintext if image.plaintext is not None else vault.read_object(source)
-    image.thumb_bytes = make_thumbnail(data, size)
+    with made.lock:
+        known = source in made.thumbs
+        image.thumb_bytes = made.thumbs.get(source)
+    if not known:
+        data = image.plaintext if image.plaintext is not None else vault.read_object(source)
+        image.thumb_bytes = make_thumbnail(data, size)
+        with made.lock:
+            made.thumbs[source] = image.thumb_bytes
     if image.thumb_bytes is None:
         image.kind = None
     return image
@@ -189,12 +221,15 @@ def _rows(
             if image.kind is None:
                 report.unreadable.append(image.source)
                 continue
-            if image.thumb_bytes is not None:
+            known = cache.get(image.source, size)
+            if image.thumb_bytes is not None and known is None:
                 image.thumb, _ = batch.put_media(image.thumb_bytes)
-                cache.put(image.source, size, image.thumb)
+                cache.put(image.source, size, image.thumb, image.kind)
                 report.thumbs_made += 1
                 staged += 1
-            elif image.thumb is not None:
+            else:
+                if image.thumb is None and known is not None:
+                    image.thumb = known[0]  # made for an earlier job of this build
                 report.thumbs_cached += 1
             full, thumb = _locations(vault, directory, image, report)
             shown.append([thumb, full, "video" if image.kind == "mp4" else "image"])

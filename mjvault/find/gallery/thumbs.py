@@ -1,7 +1,8 @@
 """Thumbnails: WebP images made once per (source object, size) and kept as vault objects.
 
 Which object is the thumbnail of which is remembered in ``<vault>/cache/thumbs.json``
-(``{"v": 1, "thumbs": {"<source id>:<size>": "<thumbnail id>"}}``), a cache like the index:
+(``{"v": 1, "thumbs": {"<source id>:<size>": ["<thumbnail id>", "<source kind>"]}}``, the
+kind being ``png``, ``jpg``, ``webp`` or ``gif`` so a later gallery need not open the source), a cache like the index:
 losing it, or the thumbnail objects (nothing in a snapshot refers to them, so a gc may remove
 them), only means they are made again.
 """
@@ -43,7 +44,7 @@ class ThumbCache:
 
     def __init__(self, vault_path: Path) -> None:
         self.path = vault_path / CACHE_FILE
-        self.entries: dict[str, str] = {}
+        self.entries: dict[str, tuple[str, str]] = {}
         self.changed = False
         try:
             doc = json.loads(self.path.read_bytes())
@@ -52,17 +53,22 @@ class ThumbCache:
         if isinstance(doc, dict) and doc.get("v") == CACHE_VERSION:
             thumbs = doc.get("thumbs")
             if isinstance(thumbs, dict):
-                self.entries = {str(k): str(v) for k, v in thumbs.items()}
+                self.entries = {
+                    str(k): (str(v[0]), str(v[1]))
+                    for k, v in thumbs.items()
+                    if isinstance(v, list) and len(v) == 2
+                }
 
     @staticmethod
     def key(source: str, size: int) -> str:
         return f"{source}:{size}"
 
-    def get(self, source: str, size: int) -> str | None:
+    def get(self, source: str, size: int) -> tuple[str, str] | None:
+        """(thumbnail object id, source kind) when known."""
         return self.entries.get(self.key(source, size))
 
-    def put(self, source: str, size: int, thumb: str) -> None:
-        self.entries[self.key(source, size)] = thumb
+    def put(self, source: str, size: int, thumb: str, kind: str) -> None:
+        self.entries[self.key(source, size)] = (thumb, kind)
         self.changed = True
 
     def forget(self, source: str, size: int) -> None:
@@ -73,7 +79,7 @@ class ThumbCache:
         if not self.changed:
             return
         self.path.parent.mkdir(mode=0o700, exist_ok=True)
-        doc = {"v": CACHE_VERSION, "thumbs": self.entries}
+        doc = {"v": CACHE_VERSION, "thumbs": {k: list(v) for k, v in self.entries.items()}}
         atomic_write(self.path, json.dumps(doc, separators=(",", ":")).encode(), mode=0o600)
         os.chmod(self.path, 0o600)
         self.changed = False
