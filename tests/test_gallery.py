@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from mjvault import Vault
-from mjvault.find.gallery import build_gallery
+from mjvault.find.gallery import build_gallery, image_paths
 from mjvault.find.gallery.thumbs import ThumbCache, make_thumbnail
 from mjvault.testing.images import make_png
 from tests.conftest import run_cli
@@ -53,8 +53,8 @@ def test_plain_gallery_points_at_objects_and_caches_thumbnails(
     newest = data["jobs"][0]
     assert newest[3] == 'café at night, neon "quoted"'
     assert newest[4] == "--ar 3:2 --version 6.1"
-    thumb, full, kind = newest[5][0]
-    assert kind == "image"
+    thumb, full = image_paths(data, newest[5][0])
+    assert newest[5][0][2] == "png"
     assert (out / full).resolve() == vault.object_path(images[4]).resolve()
     with Image.open(out / thumb) as picture:
         assert picture.format == "WEBP" and max(picture.size) <= 320
@@ -71,8 +71,9 @@ def test_encrypted_gallery_writes_decrypted_copies(encrypted_vault: Vault, tmp_p
     assert report.decrypted_dir == out / "media"
     assert report.decrypted_copies == 10  # 5 images and their 5 thumbnails
     for job in _data(out)["jobs"]:
-        for thumb, full, _ in job[5]:
-            assert not full.startswith("..")  # never into the vault: its objects are ciphertext
+        for image in job[5]:
+            thumb, full = image_paths(_data(out), image)
+            assert full.startswith("media/")  # never into the vault: its objects are ciphertext
             with Image.open(out / full) as picture:
                 assert picture.size == (240, 160)
             with Image.open(out / thumb) as picture:
@@ -167,3 +168,4 @@ def test_a_shared_image_gets_one_thumbnail(vault: Vault, tmp_path: Path) -> None
     report = build_gallery(vault, tmp_path / "g", workers=4)
     assert (report.images, report.thumbs_made, report.thumbs_cached) == (12, 1, 11)
     assert len({job[5][0][0] for job in _data(tmp_path / "g")["jobs"]}) == 1
+    assert all(job[5][0][0] for job in _data(tmp_path / "g")["jobs"])

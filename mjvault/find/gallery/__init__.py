@@ -128,9 +128,14 @@ def build_gallery(
                     window=16,  # an encrypted vault holds each window's plaintexts
                 )
                 rows = _rows(vault, directory, batch, cache, thumb_size, prepared, report, on_job)
-                _write_data(
-                    directory / "data.js", rows, title or f"mjvault: {vault.path.name}", query
-                )
+                head = {
+                    "title": title or f"mjvault: {vault.path.name}",
+                    "query": query or "",
+                    "layout": "copies" if encrypted else "objects",
+                    # Plain vault: image URLs are this prefix + id[:2]/id (relative to DIR).
+                    "objects": "" if encrypted else _url(directory, vault.store.objects_dir) + "/",
+                }
+                _write_data(directory / "data.js", rows, head)
             batch.flush()
         except BaseException:
             batch.discard()
@@ -231,8 +236,8 @@ def _rows(
                 if image.thumb is None and known is not None:
                     image.thumb = known[0]  # made for an earlier job of this build
                 report.thumbs_cached += 1
-            full, thumb = _locations(vault, directory, image, report)
-            shown.append([thumb, full, "video" if image.kind == "mp4" else "image"])
+            _copy_out(vault, directory, image, report)
+            shown.append([image.thumb or "", image.source, image.kind])
             report.images += image.kind != "mp4"
             report.videos += image.kind == "mp4"
         if staged >= FLUSH_EVERY:
@@ -253,19 +258,25 @@ def _rows(
         ]
 
 
-def _locations(
-    vault: Vault, directory: Path, image: _Image, report: GalleryReport
-) -> tuple[str, str]:
-    """(full image URL, thumbnail URL or "") relative to the gallery."""
+def image_paths(head: dict[str, Any], image: list[str]) -> tuple[str, str]:
+    """(thumbnail URL or "", full URL) of a data.js image ``[thumb id, source id, kind]``;
+    the same rule gallery.js applies."""
+    thumb, source, kind = image
+    if head["layout"] == "objects":
+        prefix = head["objects"]
+        full = f"{prefix}{source[:2]}/{source}"
+        return (f"{prefix}{thumb[:2]}/{thumb}" if thumb else ""), full
+    return (f"thumbs/{thumb}.webp" if thumb else ""), f"media/{source}.{kind}"
+
+
+def _copy_out(vault: Vault, directory: Path, image: _Image, report: GalleryReport) -> None:
+    """Encrypted vault: write the decrypted image and thumbnail the page shows, if missing."""
     if not vault.encrypted:
-        full = _url(directory, vault.object_path(image.source))
-        thumb = _url(directory, vault.object_path(image.thumb)) if image.thumb else ""
-        return full, thumb
+        return
     full_path = directory / "media" / f"{image.source}.{image.kind}"
     if image.plaintext is not None and not _same_size(full_path, len(image.plaintext)):
         _write_copy(full_path, image.plaintext)
         report.decrypted_copies += 1
-    thumb = ""
     if image.thumb:
         thumb_path = directory / "thumbs" / f"{image.thumb}.webp"
         if not thumb_path.exists():
@@ -276,8 +287,6 @@ def _locations(
             )
             _write_copy(thumb_path, data)
             report.decrypted_copies += 1
-        thumb = _url(directory, thumb_path)
-    return _url(directory, full_path), thumb
 
 
 def _same_size(path: Path, size: int) -> bool:
@@ -294,11 +303,13 @@ def _write_copy(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _write_data(path: Path, rows: Iterator[list[Any]], title: str, query: str | None) -> None:
-    """``data.js``, one job per line, written as the rows come (never held whole)."""
-    head = {
-        "title": title,
-        "query": query or "",
+def _write_data(path: Path, rows: Iterator[list[Any]], head: dict[str, Any]) -> None:
+    """``data.js``, one job per line, written as the rows come (never held whole).
+
+    Each job is ``[id, time, type, prompt, params, images]``, each image ``[thumbnail id or
+    "", image id, kind]``: ids, not paths, keep 100k jobs to tens of megabytes.
+    """
+    head = head | {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "columns": ["id", "time", "type", "prompt", "params", "images"],
     }

@@ -10,6 +10,17 @@
     return text.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").toLowerCase();
   }
 
+  // Image URLs from ids: the vault's object files (plain vault) or decrypted copies.
+  function thumbUrl(image) {
+    if (!image[0]) return "";
+    if (data.layout === "objects") return data.objects + image[0].slice(0, 2) + "/" + image[0];
+    return "thumbs/" + image[0] + ".webp";
+  }
+  function fullUrl(image) {
+    if (data.layout === "objects") return data.objects + image[1].slice(0, 2) + "/" + image[1];
+    return "media/" + image[1] + "." + image[2];
+  }
+
   var jobs = data.jobs.map(function (row) {
     return {
       id: row[0], time: row[1], type: row[2], prompt: row[3], params: row[4], images: row[5],
@@ -42,15 +53,15 @@
     el.className = "tile";
     el.dataset.k = k;
     el.title = job.prompt;
-    if (image[2] === "video" || !image[0]) {
+    if (image[2] === "mp4" || !image[0]) {
       el.classList.add("video");
-      el.textContent = image[2] === "video" ? "▶" : "?";
+      el.textContent = image[2] === "mp4" ? "▶" : "?";
     } else {
       var img = document.createElement("img");
       img.loading = "lazy";
       img.decoding = "async";
       img.alt = job.prompt;
-      img.src = image[0];
+      img.src = thumbUrl(image);
       el.appendChild(img);
     }
     if (job.images.length > 1) {
@@ -126,18 +137,19 @@
     if (k < 0 || k >= shown.length) return;
     current = k;
     var entry = shown[k], job = jobs[entry[0]], image = job.images[entry[1]];
-    var isVideo = image[2] === "video";
+    var isVideo = image[2] === "mp4";
     full.hidden = isVideo;
     video.hidden = !isVideo;
-    if (isVideo) { full.removeAttribute("src"); video.src = image[1]; }
-    else { video.removeAttribute("src"); full.src = image[1]; full.alt = job.prompt; }
+    var src = fullUrl(image);
+    if (isVideo) { full.removeAttribute("src"); video.src = src; }
+    else { video.removeAttribute("src"); full.src = src; full.alt = job.prompt; }
     document.getElementById("prompt").textContent = job.prompt;
     document.getElementById("params").textContent = job.params;
     document.getElementById("date").textContent = job.time ? job.time.replace("T", " ").replace("+00:00", " UTC") : "unknown";
     document.getElementById("type").textContent = job.type;
     document.getElementById("job").textContent = job.id;
     document.getElementById("which").textContent = (entry[1] + 1) + " of " + job.images.length;
-    document.getElementById("open").href = image[1];
+    document.getElementById("open").href = src;
     document.getElementById("copy").textContent = "Copy prompt";
     box.hidden = false;
   }
