@@ -79,7 +79,7 @@ def _print_human(doc: dict[str, Any]) -> None:
             echo(f"  {name:<24} {count:>7}")
     for title, key in (("top prompt words", "top_words"), ("top parameters", "top_params")):
         echo(f"\n{title}")
-        echo("  " + ", ".join(f"{name} ({count})" for name, count in doc[key]))
+        echo("  " + (", ".join(f"{name} ({count})" for name, count in doc[key]) or "(none)"))
     storage = doc.get("storage")
     if storage:
         echo("\nstorage")
