@@ -93,7 +93,12 @@ def main() -> None:
               f" -> {page.inner_text('#count')}")
         started = time.perf_counter()
         page.click(".tile >> nth=0")
-        page.wait_for_function("full.complete && full.naturalWidth > 0", polling=10)
+        page.wait_for_selector("#lightbox:not([hidden])")
+        page.wait_for_function(
+            "document.getElementById('full').complete"
+            " && document.getElementById('full').naturalWidth > 0",
+            polling=10,
+        )
         print(f"lightbox with full image: {(time.perf_counter() - started) * 1000:.0f} ms")
         heap = page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : 0")
         if heap:
