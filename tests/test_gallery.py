@@ -62,6 +62,7 @@ def test_plain_gallery_points_at_objects_and_caches_thumbnails(
     assert (again.jobs, again.thumbs_made, again.thumbs_cached) == (1, 0, 2)
     cache = ThumbCache(vault.path)
     assert cache.get(images[0], 320) is not None
+    assert len(cache.object_ids()) == 5 and all(vault.store.exists(t) for t in cache.object_ids())
 
 
 def test_encrypted_gallery_writes_decrypted_copies(encrypted_vault: Vault, tmp_path: Path) -> None:

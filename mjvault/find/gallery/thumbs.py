@@ -71,6 +71,11 @@ class ThumbCache:
         self.entries[self.key(source, size)] = (thumb, kind)
         self.changed = True
 
+    def object_ids(self) -> set[str]:
+        """Every thumbnail object the cache names: what a gc keeps if galleries are to stay
+        whole (a plain vault's gallery links to these object files)."""
+        return {thumb for thumb, _ in self.entries.values()}
+
     def forget(self, source: str, size: int) -> None:
         if self.entries.pop(self.key(source, size), None) is not None:
             self.changed = True
