@@ -32,7 +32,7 @@ def test_a_word_the_tokenizer_splits_is_a_phrase() -> None:
 
 
 def test_parameter_filters_use_canonical_names() -> None:
-    q = parse_query("ar:16:9 v:6 version:6.1 niji:6 style:RAW s>100 chaos<=20 --no")
+    q = parse_query("ar:16:9 v:6 version:6.1 niji:6 style:RAW s>100 chaos<=20 --nope")
     assert q.filters == (
         FieldFilter("ar", "=", "16:9"),
         FieldFilter("version", "=", "6"),
@@ -42,7 +42,19 @@ def test_parameter_filters_use_canonical_names() -> None:
         FieldFilter("stylize", ">", "100"),
         FieldFilter("chaos", "<=", "20"),
     )
-    assert q.terms == (Term(("no",), negated=True),)
+    assert q.terms == (Term(("nope",), negated=True),)
+
+
+def test_parameters_pasted_from_midjourney_are_filters() -> None:
+    q = parse_query("fox --ar 16:9 --V 6 --tile --raw --no cars -snow")
+    assert q.terms == (Term(("fox",)), Term(("snow",), negated=True))
+    assert q.filters == (
+        FieldFilter("ar", "=", "16:9"),
+        FieldFilter("version", "=", "6"),
+        FieldFilter("tile", "=", "true"),
+        FieldFilter("style", "=", "raw"),
+        FieldFilter("no", "=", "cars"),
+    )
 
 
 def test_type_user_and_negated_filters() -> None:

@@ -89,6 +89,8 @@ def ids(vault: Vault, text: str, **options: object) -> list[str]:
         ('misty -"misty forest"', ["j2"]),
         ("fox -cub*", ["j1", "j5"]),
         ("nothing-like-this", []),
+        ("fox --ar 16:9 --v 6", ["j1"]),
+        ("--raw", ["j3"]),
     ],
 )
 def test_each_construct(small_vault: Vault, text: str, expected: list[str]) -> None:

@@ -22,6 +22,7 @@ Query language (all conditions must hold):
   type:upscale        job type                     user:NAME        who made it
   ar:16:9 v:6 niji:6 style:raw chaos:50            parameter values (v:6 also finds 6.1)
   s>100 chaos<=20 ar>1                             numeric comparisons
+  --ar 16:9 --v 6 --tile                           parameters as typed in Midjourney
   since:2024-01-01 until:2024-06 date:2024-03      dates (YYYY, YYYY-MM, YYYY-MM-DD)
 \b
 Examples:

@@ -11,6 +11,7 @@
 * ``type:T``, ``user:NAME``, and any Midjourney parameter by name or alias (``ar:16:9``,
   ``v:6``, ``niji:6``, ``style:raw``, ``chaos:50``): equality. ``v:6`` also matches ``6.1``.
 * ``s>100``, ``chaos<=20``, ``ar>1`` — numeric comparisons (``ar`` compares width/height).
+* ``--ar 16:9``, ``--v 6``, ``--tile``: parameters as typed in Midjourney are filters too.
 * ``since:DATE``, ``until:DATE``, ``date:DATE`` with ``DATE`` a year, ``YYYY-MM``, a day or an
   ISO date-time; ``until`` includes the whole year, month or day it names.
 """
@@ -162,7 +163,25 @@ def parse_query(text: str) -> Query:
     since: datetime | None = None
     until: datetime | None = None
     unsearchable: list[str] = []
-    for negated, raw, quoted in _split(text):
+    chunks = _split(text)
+    position = 0
+    while position < len(chunks):
+        negated, raw, quoted = chunks[position]
+        position += 1
+        pasted = _pasted_parameter(negated, raw, quoted)
+        if pasted == "raw":  # --raw is --style raw
+            filters.append(FieldFilter("style", "=", "raw"))
+            continue
+        if pasted is not None:
+            # "--ar 16:9" as Midjourney takes it: the next chunk is the value, unless it is
+            # another parameter (then this one is a flag such as --tile).
+            following = chunks[position] if position < len(chunks) else None
+            if following is not None and not following[0] and not following[2]:
+                value, position = following[1], position + 1
+            else:
+                value = "true"
+            filters.append(_field_filter(pasted, "=", value, False, f"--{pasted} {value}"))
+            continue
         if quoted:
             tokens = tuple(search_tokens(raw))
             if tokens:
@@ -194,6 +213,14 @@ def parse_query(text: str) -> Query:
         else:
             unsearchable.append(raw)
     return Query(tuple(terms), tuple(filters), since, until, text, tuple(unsearchable))
+
+
+def _pasted_parameter(negated: bool, raw: str, quoted: bool) -> str | None:
+    """The alias in ``--name`` (split as "-" and "-name"), when it is a Midjourney parameter."""
+    if quoted or not negated or not raw.startswith("-"):
+        return None
+    name = raw[1:].lower()
+    return name if name in ALIASES else None
 
 
 def _field_filter(name: str, op: str, value: str, negated: bool, raw: str) -> FieldFilter:
