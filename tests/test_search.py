@@ -216,6 +216,16 @@ def test_cli_table_ids_json_and_errors(small_vault: Vault) -> None:
     as_json = run_cli("--vault", where, "search", "--json", '"misty forest"')
     doc = json.loads(as_json.stdout)
     assert doc["total"] == 1 and doc["jobs"][0]["params"]["stylize"] == "250"
+    # Exclusions and pasted parameters are query words, not options; a word the shell
+    # grouped is a phrase; options may come after the query.
+    words = run_cli("--vault", where, "search", "-fox", "-nature", "--ar", "9:16", "--ids")
+    assert words.stdout.decode().split() == ["j4"], words.stderr
+    phrase = run_cli("--vault", where, "search", "--ids", "forest misty")
+    assert phrase.stdout == b""
+    phrase = run_cli("--vault", where, "search", "misty forest", "--limit", "5", "--ids")
+    assert phrase.stdout.decode().split() == ["j1"]
+    exported = run_cli("--vault", where, "export", "fox", "-cubs", "-f", "jsonl")
+    assert [json.loads(x)["id"] for x in exported.stdout.splitlines()] == ["j1", "j5"]
     bad = run_cli("--vault", where, "search", "since:someday")
     assert bad.returncode == 2 and b"not a date" in bad.stderr and b"Traceback" not in bad.stderr
 

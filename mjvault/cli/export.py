@@ -9,11 +9,12 @@ from pathlib import Path
 import click
 
 from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.query_args import QueryCommand, query_text
 from mjvault.errors import UsageError
 from mjvault.find.export import EXPORT_FORMATS, count_jobs, export
 
 
-@click.command("export")
+@click.command("export", cls=QueryCommand)
 @click.argument("query", nargs=-1)
 @click.option(
     "-f", "--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="jsonl", show_default=True
@@ -49,7 +50,7 @@ def export_command(
       mjvault export --format parquet -o foxes.parquet fox v:6
       mjvault export type:upscale | jq -r .prompt
     """
-    text = " ".join([*query, search_text or ""]).strip() or None
+    text = query_text(query, search_text) or None
     if fmt == "parquet" and output is None:
         raise UsageError("Parquet is a binary file format: give -o FILE")
     vault = app.open_vault()

@@ -7,10 +7,11 @@ from pathlib import Path
 import click
 
 from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.query_args import QueryCommand, query_text
 from mjvault.find.gallery import DEFAULT_THUMB_SIZE, build_gallery
 
 
-@click.command("gallery")
+@click.command("gallery", cls=QueryCommand)
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("query", nargs=-1)
 @click.option(
@@ -46,7 +47,7 @@ def gallery_command(
       mjvault gallery ~/mj-gallery
       mjvault gallery ~/foxes fox v:6 since:2024
     """
-    text = " ".join([*query, search_text or ""]).strip() or None
+    text = query_text(query, search_text) or None
     vault = app.open_vault()
     total = vault.index.job_count()
     with app.progress(total if text is None else None, "gallery", unit="job") as bar:

@@ -7,6 +7,7 @@ import json
 import click
 
 from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.query_args import QueryCommand, query_text
 from mjvault.errors import UsageError
 from mjvault.find.results import find, summaries, summary_json, table_lines
 from mjvault.find.views import view_paths
@@ -32,7 +33,7 @@ Examples:
 """
 
 
-@click.command("search", epilog=EPILOG)
+@click.command("search", epilog=EPILOG, cls=QueryCommand)
 @click.argument("query", nargs=-1)
 @click.option(
     "--sort",
@@ -74,7 +75,8 @@ def search_command(
     table = not (as_json or as_ids or view is not None)
     vault = app.open_vault()
     paths = view_paths(vault, view) if view is not None else None
-    parsed = parse_query(" ".join(query))
+    text = query_text(query)
+    parsed = parse_query(text)
     if parsed.unsearchable:
         app.info("ignored (no letters or digits to search for): " + " ".join(parsed.unsearchable))
     result = find(vault, parsed, sort=sort, limit=limit or (TABLE_LIMIT if table else None))
@@ -90,7 +92,7 @@ def search_command(
     rows = list(summaries(vault, result.job_ids))
     if as_json:
         doc = {
-            "query": " ".join(query),
+            "query": text,
             "total": result.total,
             "jobs": [summary_json(r) for r in rows],
         }

@@ -36,7 +36,7 @@ DATE_FIELDS = ("since", "until", "date")
 PLAIN_FIELDS = ("type", "user")
 # Parameters whose values are versions: "6" also means "6.1", "6.0".
 VERSIONED_PARAMS = frozenset({"version", "niji"})
-_FIELD = re.compile(r"([A-Za-z_]+)(<=|>=|<|>|=|:)(.*)\Z", re.DOTALL)
+FIELD_PATTERN = _FIELD = re.compile(r"([A-Za-z_]+)(<=|>=|<|>|=|:)(.*)\Z", re.DOTALL)
 
 
 @dataclass(frozen=True)
