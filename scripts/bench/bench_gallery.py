@@ -62,8 +62,10 @@ def main() -> None:
         started = time.perf_counter()
         report = build_gallery(vault, out)
         elapsed = time.perf_counter() - started
-        print(f"{label}: {elapsed:.1f} s, {report.jobs} jobs, {report.images} images, "
-              f"thumbnails made {report.thumbs_made}, cached {report.thumbs_cached}")
+        print(
+            f"{label}: {elapsed:.1f} s, {report.jobs} jobs, {report.images} images, "
+            f"thumbnails made {report.thumbs_made}, cached {report.thumbs_cached}"
+        )
     print(f"data.js {(out / 'data.js').stat().st_size / 2**20:.1f} MiB")
     vault.close()
     chromium = shutil.which("chromium")
@@ -88,9 +90,13 @@ def main() -> None:
         before = page.inner_text("#count")
         started = time.perf_counter()
         page.fill("#search", "golden hour")
-        page.wait_for_function(f"document.getElementById('count').textContent !== {before!r}", polling=10)
-        print(f"search as you type (incl. 120 ms debounce): {(time.perf_counter() - started) * 1000:.0f} ms"
-              f" -> {page.inner_text('#count')}")
+        page.wait_for_function(
+            f"document.getElementById('count').textContent !== {before!r}", polling=10
+        )
+        print(
+            f"search as you type (incl. 120 ms debounce): {(time.perf_counter() - started) * 1000:.0f} ms"
+            f" -> {page.inner_text('#count')}"
+        )
         started = time.perf_counter()
         page.click(".tile >> nth=0")
         page.wait_for_selector("#lightbox:not([hidden])")

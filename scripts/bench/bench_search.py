@@ -106,19 +106,27 @@ def main() -> None:
         matches.append(result.total)
     slowest = max(range(len(queries)), key=lambda i: latencies[i])
     jobs = max(1, index.job_count())
-    print(f"jobs {index.job_count()}, index file {stats['bytes'] / 2**20:.1f} MiB "
-          f"({stats['bytes'] / jobs:.0f} B/job), in use {stats['used_bytes'] / 2**20:.1f} MiB "
-          f"({stats['used_bytes'] / jobs:.0f} B/job)")
+    print(
+        f"jobs {index.job_count()}, index file {stats['bytes'] / 2**20:.1f} MiB "
+        f"({stats['bytes'] / jobs:.0f} B/job), in use {stats['used_bytes'] / 2**20:.1f} MiB "
+        f"({stats['used_bytes'] / jobs:.0f} B/job)"
+    )
     print(f"entries {stats['entries']}")
     print(f"{len(queries)} queries (two words + one filter, sort {args.sort}, limit {args.limit})")
-    print(f"latency ms: p50 {percentile(latencies, 0.5):.2f}  p90 {percentile(latencies, 0.9):.2f}  "
-          f"p99 {percentile(latencies, 0.99):.2f}  max {max(latencies):.2f}  "
-          f"mean {statistics.mean(latencies):.2f}")
+    print(
+        f"latency ms: p50 {percentile(latencies, 0.5):.2f}  p90 {percentile(latencies, 0.9):.2f}  "
+        f"p99 {percentile(latencies, 0.99):.2f}  max {max(latencies):.2f}  "
+        f"mean {statistics.mean(latencies):.2f}"
+    )
     # CPU time is what the query costs without other processes competing for the cores.
-    print(f"cpu ms:     p50 {percentile(cpu, 0.5):.2f}  p90 {percentile(cpu, 0.9):.2f}  "
-          f"p99 {percentile(cpu, 0.99):.2f}  max {max(cpu):.2f}  (load {os.getloadavg()[0]:.1f})")
-    print(f"matches: median {statistics.median(matches):.0f}, max {max(matches)}, "
-          f"empty {sum(1 for m in matches if m == 0)}")
+    print(
+        f"cpu ms:     p50 {percentile(cpu, 0.5):.2f}  p90 {percentile(cpu, 0.9):.2f}  "
+        f"p99 {percentile(cpu, 0.99):.2f}  max {max(cpu):.2f}  (load {os.getloadavg()[0]:.1f})"
+    )
+    print(
+        f"matches: median {statistics.median(matches):.0f}, max {max(matches)}, "
+        f"empty {sum(1 for m in matches if m == 0)}"
+    )
     print(f"slowest: {queries[slowest]!r} {latencies[slowest]:.1f} ms, {matches[slowest]} matches")
     vault.close()
 
