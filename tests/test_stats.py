@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from PIL import Image
+
 from mjvault import Vault
 from mjvault.find.stats import chart_html, vault_stats, version_label
 from tests.conftest import png_bytes, run_cli
@@ -84,6 +86,11 @@ def test_cli_json_and_chart(vault: Vault, tmp_path: Path) -> None:
     assert json.loads(done.stdout)["jobs"] == 4
     page = chart.read_text(encoding="utf-8")
     assert page.startswith("<!doctype html>") and "2024-03: 2 jobs" in page
+    png = tmp_path / "chart.png"
+    drawn = run_cli("--vault", str(vault.path), "stats", "--no-storage", "--chart", str(png))
+    assert drawn.returncode == 0, drawn.stderr
+    with Image.open(png) as picture:
+        assert picture.format == "PNG" and picture.size == (1200, 500)
     human = run_cli("--vault", str(vault.path), "stats", "--no-storage")
     assert b"by model version" in human.stdout and b"storage" not in human.stdout
 

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from mjvault.cli.context import AppContext, pass_app
-from mjvault.find.stats import chart_html, vault_stats
+from mjvault.find.stats import chart_html, chart_png, vault_stats
 
 
 def _size(n: int) -> str:
@@ -27,8 +27,8 @@ def _size(n: int) -> str:
     "--chart",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    metavar="FILE.html",
-    help="Also write an HTML page with a chart of jobs and images per month.",
+    metavar="FILE.html|FILE.png",
+    help="Also write a chart of jobs and images per month: a PNG for .png, else an HTML page.",
 )
 @click.option(
     "--top",
@@ -54,7 +54,10 @@ def stats_command(
         with app.progress(None, "objects", unit="obj") as bar:
             doc["storage"] = storage_stats(vault, on_object=bar.update)
     if chart is not None:
-        chart.write_text(chart_html(doc), encoding="utf-8")
+        if chart.suffix.lower() == ".png":
+            chart.write_bytes(chart_png(doc))
+        else:
+            chart.write_text(chart_html(doc), encoding="utf-8")
         app.info(f"chart written to {chart}")
     if as_json or app.json_output:
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
