@@ -36,7 +36,7 @@ DATE_FIELDS = ("since", "until", "date")
 PLAIN_FIELDS = ("type", "user")
 # Parameters whose values are versions: "6" also means "6.1", "6.0".
 VERSIONED_PARAMS = frozenset({"version", "niji"})
-FIELD_PATTERN = _FIELD = re.compile(r"([A-Za-z_]+)(<=|>=|<|>|=|:)(.*)\Z", re.DOTALL)
+FIELD_PATTERN = re.compile(r"([A-Za-z_]+)(<=|>=|<|>|=|:)(.*)\Z", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ def parse_query(text: str) -> Query:
             elif raw.strip():
                 unsearchable.append(raw)
             continue
-        match = _FIELD.match(raw)
+        match = FIELD_PATTERN.match(raw)
         name = match.group(1).lower() if match else ""
         if match and (name in DATE_FIELDS or name in PLAIN_FIELDS or name in ALIASES):
             op, value = match.group(2), match.group(3)
