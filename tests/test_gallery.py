@@ -149,6 +149,10 @@ def test_gallery_in_chromium(vault: Vault, tmp_path: Path) -> None:
             page.screenshot(path=str(tmp_path / "lightbox.png"))
             page.keyboard.press("Escape")
             assert page.is_hidden("#lightbox")
+            # Field filters as in `mjvault search`: v:6 is the 6 family, s:25 is not 250.
+            for query, tiles in (("v:6 ar:3:2 type:grid", 5), ("v:7", 0), ("-v:6.1", 0)):
+                page.fill("#search", query)
+                wait_until(f"document.querySelectorAll('.tile').length === {tiles}")
             page.fill("#search", "-fox")
             wait_until("document.querySelectorAll('.tile').length === 3")
             page.click(".tile >> nth=2")  # ramen's second image, then back to its first

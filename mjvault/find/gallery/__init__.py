@@ -29,6 +29,7 @@ from mjvault.find.gallery.thumbs import ThumbCache, make_thumbnail
 from mjvault.index.db import JobSummary
 from mjvault.index.query import parse_query
 from mjvault.index.search import search
+from mjvault.params import ALIASES
 from mjvault.store.codec import media_kind
 
 if TYPE_CHECKING:
@@ -132,6 +133,8 @@ def build_gallery(
                     "title": title or f"mjvault: {vault.path.name}",
                     "query": query or "",
                     "layout": "copies" if encrypted else "objects",
+                    # Parameter names and aliases, for the page's v:6-style filters.
+                    "aliases": ALIASES,
                     # Plain vault: image URLs are this prefix + id[:2]/id (relative to DIR).
                     "objects": "" if encrypted else _url(directory, vault.store.objects_dir) + "/",
                 }

@@ -24,6 +24,7 @@
   var jobs = data.jobs.map(function (row) {
     return {
       id: row[0], time: row[1], type: row[2], prompt: row[3], params: row[4], images: row[5],
+      paramsText: fold(row[4]),
       text: fold([row[3], row[4], row[2], row[0], row[1].slice(0, 10)].join(" "))
     };
   });
@@ -99,17 +100,33 @@
     fillScreen();
   }
 
+  // "name:value" filters as in `mjvault search`: type:upscale, ar:16:9, v:6 (also 6.1), s:250.
+  var aliases = data.aliases || {};
+  function escapeRegExp(text) { return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"); }
+
+  function predicate(word) {
+    var field = word.match(/^([a-z_]+):(.+)$/);
+    if (field && field[1] === "type") {
+      return function (job) { return fold(job.type) === field[2]; };
+    }
+    if (field && aliases[field[1]]) {
+      // The value, then a space, the end, or a "." (so v:6 finds 6.1 and s:25 not 250).
+      var pattern = new RegExp("(^|\\s)--" + aliases[field[1]] + " " + escapeRegExp(field[2]) + "(?=[\\s.]|$)");
+      return function (job) { return pattern.test(job.paramsText); };
+    }
+    return function (job) { return job.text.indexOf(word) >= 0; };
+  }
+
   function filter(query) {
     var words = fold(query).split(/\s+/).filter(Boolean);
     if (!words.length) return all;
-    var wanted = words.filter(function (w) { return w[0] !== "-" || w.length === 1; });
-    var unwanted = words.filter(function (w) { return w[0] === "-" && w.length > 1; })
-      .map(function (w) { return w.slice(1); });
+    var tests = words.map(function (w) {
+      var negated = w[0] === "-" && w.length > 1;
+      return { negated: negated, test: predicate(negated ? w.slice(1) : w) };
+    });
     var matching = new Uint8Array(jobs.length);
     jobs.forEach(function (job, j) {
-      var text = job.text;
-      for (var a = 0; a < wanted.length; a++) if (text.indexOf(wanted[a]) < 0) return;
-      for (var b = 0; b < unwanted.length; b++) if (text.indexOf(unwanted[b]) >= 0) return;
+      for (var t = 0; t < tests.length; t++) if (tests[t].test(job) === tests[t].negated) return;
       matching[j] = 1;
     });
     return all.filter(function (e) { return matching[e[0]]; });
