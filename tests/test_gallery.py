@@ -14,7 +14,7 @@ from mjvault import Vault
 from mjvault.find.gallery import build_gallery, image_paths
 from mjvault.find.gallery.thumbs import ThumbCache, make_thumbnail
 from mjvault.testing.images import make_png
-from tests.conftest import run_cli
+from tests.conftest import CHEAP_KDF, PASSPHRASE, run_cli
 
 PROMPTS = ["a red fox in the misty forest", "a bowl of ramen", "café at night, neon"]
 
@@ -101,11 +101,16 @@ def test_cli_reports_and_refuses_the_vault_itself(vault: Vault, tmp_path: Path) 
 
 
 # -- a real browser ------------------------------------------------------------------------
-def test_gallery_in_chromium(vault: Vault, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["plain", "encrypted"])
+def test_gallery_in_chromium(kind: str, tmp_path: Path) -> None:
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if kind == "plain":
+        vault = Vault.init(tmp_path / "vault")
+    else:
+        vault = Vault.init(tmp_path / "vault", encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
     _fill(vault)
     out = tmp_path / "gallery"
     build_gallery(vault, out)
@@ -162,6 +167,7 @@ def test_gallery_in_chromium(vault: Vault, tmp_path: Path) -> None:
             assert errors == []
         finally:
             browser.close()
+    vault.close()
     assert (tmp_path / "lightbox.png").stat().st_size > 1000
 
 
