@@ -1,7 +1,7 @@
 """mjvault: a Git-style, content-addressed vault for Midjourney archives.
 
-    from mjvault import Vault
-    vault = Vault.open("~/mj-vault")
+from mjvault import Vault
+vault = Vault.open("~/mj-vault")
 """
 
 from __future__ import annotations

@@ -130,13 +130,20 @@ def job_from_record(record: Any) -> Job:
     job_id = record.get("id")
     if not isinstance(job_id, str) or not job_id.strip():
         raise RecordError("record has no job id")
-    full_command = record.get("full_command")
-    if not isinstance(full_command, str):
-        full_command = record.get("prompt") if isinstance(record.get("prompt"), str) else ""
+    command_field = record.get("full_command")
+    prompt_field = record.get("prompt")
+    full_command: str = (
+        command_field
+        if isinstance(command_field, str)
+        else prompt_field
+        if isinstance(prompt_field, str)
+        else ""
+    )
     parsed = parse_full_command(full_command)
     prompt = record.get("prompt")
     prompt = " ".join(prompt.split()) if isinstance(prompt, str) else parsed.prompt
-    event = record.get("event") if isinstance(record.get("event"), dict) else {}
+    event_field = record.get("event")
+    event: dict[str, Any] = event_field if isinstance(event_field, dict) else {}
     job_type = _str_or_none(record.get("job_type")) or _str_or_none(record.get("_job_type"))
     event_type = _str_or_none(record.get("event_type")) or _str_or_none(event.get("eventType"))
     kind = _str_or_none(record.get("type")) or event_type or job_type or "unknown"

@@ -67,7 +67,9 @@ ALIASES: dict[str, str] = {
     "width": "width",
 }
 
-INTEGER_PARAMS = frozenset({"stylize", "chaos", "weird", "seed", "stop", "repeat", "sw", "cw", "ow", "exp"})
+INTEGER_PARAMS = frozenset(
+    {"stylize", "chaos", "weird", "seed", "stop", "repeat", "sw", "cw", "ow", "exp"}
+)
 FLOAT_PARAMS = frozenset({"quality", "iw"})
 
 # A parameter starts after whitespace (or at the start) with "--" or an em/en dash and a letter.

@@ -11,12 +11,11 @@ import click
 
 from mjvault import __version__
 from mjvault.cli.context import AppContext
-from mjvault.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, MjvaultError
+from mjvault.errors import EXIT_ERROR, EXIT_INTERRUPTED, MjvaultError
 
 # Each entry: module under mjvault.cli, attribute holding the click command or group.
 # One module per command group; adding a group is one line here.
-COMMANDS: list[tuple[str, str]] = [
-]
+COMMANDS: list[tuple[str, str]] = []
 
 EPILOG = """\b
 Examples:
@@ -102,9 +101,6 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("mjvault: interrupted; the vault is consistent, rerun to resume", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    except click.exceptions.NoArgsIsHelp as exc:
-        exc.show()
-        sys.exit(EXIT_USAGE)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -1,0 +1,277 @@
+"""LMDB tables that map jobs, words, dates, types, parameters and images (docs/FORMAT.md, "Index").
+
+The index is a cache of one tree (``meta/tree``): everything in it can be recomputed from the
+objects, so a missing, stale or damaged index is rebuilt, never trusted over the snapshots.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import msgpack
+
+from mjvault.errors import IntegrityError
+from mjvault.model import Job
+from mjvault.params import param_index_value
+from mjvault.text import tokenize
+from mjvault.tree import JobEntry
+
+INDEX_FORMAT = b"1"
+MAP_SIZE = 1 << 36  # address space only: LMDB files are sparse and grow as needed
+SEP = b"\x00"
+MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """What the index keeps per job: enough to list and filter without reading objects."""
+
+    job_id: str
+    record: str
+    images: tuple[str | None, ...]
+    time: datetime | None
+    type: str
+    prompt: str
+    params: dict[str, str] = field(default_factory=dict)
+    username: str | None = None
+
+    def pack(self) -> bytes:
+        micros = int(self.time.timestamp() * 1_000_000) if self.time else None
+        return msgpack.packb(
+            {
+                "r": self.record,
+                "i": list(self.images),
+                "ts": micros,
+                "ty": self.type,
+                "p": self.prompt,
+                "pa": self.params,
+                "u": self.username,
+            }
+        )
+
+    @classmethod
+    def unpack(cls, job_id: str, data: bytes) -> JobSummary:
+        doc = msgpack.unpackb(data)
+        micros = doc.get("ts")
+        moment = datetime.fromtimestamp(micros / 1_000_000, UTC) if micros is not None else None
+        return cls(
+            job_id=job_id,
+            record=doc["r"],
+            images=tuple(doc["i"]),
+            time=moment,
+            type=doc["ty"],
+            prompt=doc["p"],
+            params=dict(doc.get("pa") or {}),
+            username=doc.get("u"),
+        )
+
+    @classmethod
+    def of(cls, entry: JobEntry, job: Job) -> JobSummary:
+        return cls(
+            job_id=entry.job_id,
+            record=entry.record,
+            images=entry.images,
+            time=job.enqueue_time,
+            type=job.type,
+            prompt=job.prompt,
+            params={k: param_index_value(v) for k, v in job.params.items()},
+            username=job.username,
+        )
+
+    def postings(self) -> Iterator[tuple[bytes, bytes]]:
+        """(table, key) pairs this job contributes to the secondary tables."""
+        jid = self.job_id.encode("utf-8")
+        for word in sorted(set(tokenize(self.prompt))):
+            yield b"words", _part(word) + SEP + jid
+        yield b"dates", _date_key(self.time) + jid
+        yield b"types", _part(self.type) + SEP + jid
+        for name, value in self.params.items():
+            yield b"params", _part(f"{name}={value}") + SEP + jid
+        for image in self.images:
+            if image is not None:
+                yield b"images", bytes.fromhex(image) + jid
+
+
+def _part(text: str) -> bytes:
+    raw = text.encode("utf-8")[:MAX_KEY_PART]
+    return raw.replace(SEP, b" ")
+
+
+def _date_key(moment: datetime | None) -> bytes:
+    micros = int(moment.timestamp() * 1_000_000) if moment else 0
+    return struct.pack(">q", micros)
+
+
+TABLES = (b"meta", b"jobs", b"words", b"dates", b"types", b"params", b"images")
+
+
+class Index:
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        if not readonly:
+            path.mkdir(mode=0o700, exist_ok=True)
+        try:
+            self.env = lmdb.open(
+                str(path),
+                map_size=MAP_SIZE,
+                max_dbs=len(TABLES),
+                readonly=readonly,
+                subdir=True,
+                create=not readonly,
+                lock=True,
+                readahead=False,
+                mode=0o600,
+            )
+            self.db = {name: self.env.open_db(name, create=not readonly) for name in TABLES}
+        except lmdb.Error as exc:
+            raise IntegrityError(f"the index at {path} cannot be opened: {exc}") from None
+
+    def close(self) -> None:
+        self.env.close()
+
+    # -- state -----------------------------------------------------------------------------
+    def indexed_tree(self) -> str | None:
+        with self.env.begin(db=self.db[b"meta"]) as txn:
+            if txn.get(b"format") not in (None, INDEX_FORMAT):
+                return None
+            value = txn.get(b"tree")
+        return value.decode("ascii") if value else None
+
+    def job_count(self) -> int:
+        with self.env.begin() as txn:
+            return int(txn.stat(self.db[b"jobs"])["entries"])
+
+    # -- writing ---------------------------------------------------------------------------
+    def apply(self, changes: Iterable[tuple[str, JobSummary | None]], tree: str | None) -> None:
+        """Set or remove jobs and record which tree the index now reflects, in one transaction."""
+        with self.env.begin(write=True) as txn:
+            for job_id, summary in changes:
+                self._remove(txn, job_id)
+                if summary is not None:
+                    self._add(txn, summary)
+            meta = self.db[b"meta"]
+            txn.put(b"format", INDEX_FORMAT, db=meta)
+            if tree is None:
+                txn.delete(b"tree", db=meta)
+            else:
+                txn.put(b"tree", tree.encode("ascii"), db=meta)
+
+    def mark_dirty(self) -> None:
+        """Forget which tree is indexed, so an interrupted rebuild is never taken as complete."""
+        self.apply((), None)
+
+    def clear(self) -> None:
+        with self.env.begin(write=True) as txn:
+            for name in TABLES:
+                txn.drop(self.db[name], delete=False)
+
+    def _remove(self, txn: lmdb.Transaction, job_id: str) -> None:
+        old = txn.get(job_id.encode("utf-8"), db=self.db[b"jobs"])
+        if old is None:
+            return
+        for table, key in JobSummary.unpack(job_id, old).postings():
+            txn.delete(key, db=self.db[table])
+        txn.delete(job_id.encode("utf-8"), db=self.db[b"jobs"])
+
+    def _add(self, txn: lmdb.Transaction, summary: JobSummary) -> None:
+        txn.put(summary.job_id.encode("utf-8"), summary.pack(), db=self.db[b"jobs"])
+        for table, key in summary.postings():
+            txn.put(key, b"", db=self.db[table])
+
+    # -- reading ---------------------------------------------------------------------------
+    def get(self, job_id: str) -> JobSummary | None:
+        with self.env.begin(db=self.db[b"jobs"]) as txn:
+            data = txn.get(job_id.encode("utf-8"))
+        return JobSummary.unpack(job_id, data) if data is not None else None
+
+    def entry(self, job_id: str) -> JobEntry | None:
+        summary = self.get(job_id)
+        return JobEntry(job_id, summary.record, summary.images) if summary else None
+
+    def iter_summaries(self) -> Iterator[JobSummary]:
+        with self.env.begin(db=self.db[b"jobs"]) as txn:
+            for key, value in txn.cursor():
+                yield JobSummary.unpack(bytes(key).decode("utf-8"), bytes(value))  # type: ignore[arg-type]
+
+    def _prefix_ids(self, table: bytes, prefix: bytes) -> set[str]:
+        found: set[str] = set()
+        with self.env.begin(db=self.db[table]) as txn:
+            cursor = txn.cursor()
+            if not cursor.set_range(prefix):
+                return found
+            for key in cursor.iternext(keys=True, values=False):
+                key = bytes(key)
+                if not key.startswith(prefix):
+                    break
+                found.add(key[len(prefix) :].decode("utf-8"))
+        return found
+
+    def jobs_with_word(self, word: str) -> set[str]:
+        return self._prefix_ids(b"words", _part(word) + SEP)
+
+    def jobs_with_type(self, job_type: str) -> set[str]:
+        return self._prefix_ids(b"types", _part(job_type) + SEP)
+
+    def jobs_with_param(self, name: str, value: str) -> set[str]:
+        return self._prefix_ids(b"params", _part(f"{name}={value}") + SEP)
+
+    def jobs_with_image(self, image_id: str) -> set[str]:
+        return self._prefix_ids(b"images", bytes.fromhex(image_id))
+
+    def jobs_between(self, since: datetime | None, until: datetime | None) -> Iterator[str]:
+        """Job ids by enqueue time, oldest first, within [since, until]."""
+        low = _date_key(since) if since else b""
+        high = _date_key(until) if until else None
+        with self.env.begin(db=self.db[b"dates"]) as txn:
+            cursor = txn.cursor()
+            if not cursor.set_range(low):
+                return
+            for key in cursor.iternext(keys=True, values=False):
+                key = bytes(key)
+                if high is not None and key[:8] > high:
+                    break
+                yield key[8:].decode("utf-8")
+
+    def search(
+        self,
+        *,
+        words: Iterable[str] = (),
+        job_type: str | None = None,
+        params: dict[str, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[str]:
+        """Job ids matching every condition, newest first."""
+        sets: list[set[str]] = [self.jobs_with_word(w) for q in words for w in tokenize(q)]
+        if job_type:
+            sets.append(self.jobs_with_type(job_type))
+        for name, value in (params or {}).items():
+            sets.append(self.jobs_with_param(name, value))
+        if sets:
+            sets.sort(key=len)
+            matches = set.intersection(*sets)
+            ordered = []
+            for job_id in matches:
+                summary = self.get(job_id)
+                if summary is None:
+                    continue
+                if since and (summary.time is None or summary.time < since):
+                    continue
+                if until and (summary.time is None or summary.time > until):
+                    continue
+                ordered.append((summary.time or datetime.min.replace(tzinfo=UTC), job_id))
+            return [job_id for _, job_id in sorted(ordered, reverse=True)]
+        return list(reversed(list(self.jobs_between(since, until))))
+
+    def stats(self) -> dict[str, Any]:
+        size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+        with self.env.begin() as txn:
+            counts = {name.decode(): int(txn.stat(self.db[name])["entries"]) for name in TABLES}
+        return {"path": os.fspath(self.path), "bytes": size, "entries": counts}

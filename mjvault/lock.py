@@ -1,0 +1,138 @@
+"""The single-writer lock. Readers never take it: objects are immutable and refs are replaced
+atomically, so a reader always sees a consistent vault.
+
+The lock is an ``flock`` on ``<vault>/lock``, which the kernel drops when its process dies, plus
+a note of the holder (pid, host, time, command) for error messages. A note left by a process
+that died without cleaning up is a stale lock: it is reported, and taken over only when its
+process is provably gone (same host, pid not running).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from mjvault.errors import VaultLocked
+
+log = logging.getLogger(__name__)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_holder(path: Path) -> dict[str, object] | None:
+    try:
+        text = path.read_text("utf-8").strip()
+        return json.loads(text) if text else None
+    except (OSError, ValueError):
+        return None
+
+
+def describe_holder(holder: dict[str, object] | None) -> str:
+    if not holder:
+        return "another process"
+    started = holder.get("time")
+    when = (
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(started)))
+        if isinstance(started, (int, float))
+        else "?"
+    )
+    return f"pid {holder.get('pid')} on {holder.get('host')} ({holder.get('command', '?')}, since {when})"
+
+
+class WriteLock:
+    def __init__(self, vault_root: Path, command: str | None = None) -> None:
+        self.path = vault_root / "lock"
+        self.command = command or " ".join(os.path.basename(a) for a in sys.argv[:2])
+        self._fd: int | None = None
+        self.stale_holder: dict[str, object] | None = None
+
+    def acquire(self) -> WriteLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = read_holder(self.path)
+            raise VaultLocked(
+                f"the vault is locked by {describe_holder(holder)}",
+                hint="wait for it to finish; if that process is gone for good, run `mjvault unlock`",
+            ) from None
+        previous = read_holder(self.path)
+        if previous and not self._is_ours(previous):
+            # We hold the flock, so the note's process no longer does: it died mid-write.
+            self.stale_holder = previous
+            log.warning("took over a stale lock left by %s", describe_holder(previous))
+        note = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "time": time.time(),
+            "command": self.command,
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(note).encode("utf-8"), 0)
+        self._fd = fd
+        return self
+
+    def _is_ours(self, holder: dict[str, object]) -> bool:
+        return holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> WriteLock:
+        return self.acquire()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def break_lock(vault_root: Path) -> dict[str, object] | None:
+    """``mjvault unlock``: remove the lock note of a holder that is gone. Refuses a live local holder."""
+    path = vault_root / "lock"
+    holder = read_holder(path)
+    if holder is None:
+        return None
+    same_host = holder.get("host") == socket.gethostname()
+    pid = holder.get("pid")
+    if same_host and isinstance(pid, int) and _pid_alive(pid):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise VaultLocked(
+                f"the lock is held by a running process: {describe_holder(holder)}",
+                hint="stop that process first",
+            ) from None
+        finally:
+            os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return holder

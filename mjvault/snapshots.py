@@ -1,0 +1,161 @@
+"""Snapshot manifests and refs (docs/FORMAT.md, "Snapshots" and "Refs").
+
+A snapshot is an object: who wrote it, when, from where, and the root of its tree. Which
+snapshots exist is told by empty marker files ``refs/snapshots/<id>`` (so forgetting one is
+removing one file, and two writers never fight over a list); ``refs/HEAD`` names the newest.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from mjvault.errors import IntegrityError, MjvaultError
+from mjvault.store.fsutil import atomic_write, fsync_dir
+from mjvault.store.objects import is_object_id
+
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    time: datetime
+    tree: str
+    parent: str | None
+    source: str
+    host: str
+    tool: str
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "time": self.time.isoformat(),
+            "tree": self.tree,
+            "parent": self.parent,
+            "source": self.source,
+            "host": self.host,
+            "tool": self.tool,
+            "stats": dict(self.stats),
+        }
+
+
+def encode_manifest(
+    *,
+    time: datetime,
+    tree: str,
+    parent: str | None,
+    source: str,
+    host: str,
+    tool: str,
+    stats: dict[str, int],
+) -> bytes:
+    return msgpack.packb(
+        {
+            "t": "snapshot",
+            "v": MANIFEST_VERSION,
+            "time": time.astimezone(UTC).isoformat(timespec="microseconds"),
+            "tree": bytes.fromhex(tree),
+            "parent": bytes.fromhex(parent) if parent else None,
+            "source": source,
+            "host": host,
+            "tool": tool,
+            "stats": stats,
+        }
+    )
+
+
+def decode_manifest(snapshot_id: str, data: bytes) -> Snapshot:
+    try:
+        doc = msgpack.unpackb(data)
+        if doc.get("t") != "snapshot":
+            raise IntegrityError(f"object {snapshot_id} is not a snapshot manifest")
+        if doc.get("v") != MANIFEST_VERSION:
+            raise IntegrityError(
+                f"snapshot {snapshot_id[:12]} has unsupported version {doc.get('v')}"
+            )
+        return Snapshot(
+            id=snapshot_id,
+            time=datetime.fromisoformat(doc["time"]),
+            tree=bytes(doc["tree"]).hex(),
+            parent=bytes(doc["parent"]).hex() if doc.get("parent") else None,
+            source=str(doc.get("source", "")),
+            host=str(doc.get("host", "")),
+            tool=str(doc.get("tool", "")),
+            stats={str(k): int(v) for k, v in dict(doc.get("stats") or {}).items()},
+        )
+    except IntegrityError:
+        raise
+    except Exception as exc:
+        raise IntegrityError(f"snapshot {snapshot_id[:12]} manifest is malformed: {exc}") from None
+
+
+class Refs:
+    """``refs/HEAD``, ``refs/snapshots/<id>`` and the writer's ``refs/checkpoint``."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "refs"
+        self.snapshots_dir = self.dir / "snapshots"
+
+    def head(self) -> str | None:
+        try:
+            text = (self.dir / "HEAD").read_text("ascii").strip()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise IntegrityError(f"refs/HEAD is unreadable: {exc}") from None
+        if not text:
+            return None
+        if not is_object_id(text):
+            raise IntegrityError("refs/HEAD does not hold a snapshot id")
+        return text
+
+    def set_head(self, snapshot_id: str) -> None:
+        atomic_write(self.dir / "HEAD", (snapshot_id + "\n").encode("ascii"))
+
+    def add_snapshot(self, snapshot_id: str) -> None:
+        self.snapshots_dir.mkdir(parents=True, exist_ok=True)
+        marker = self.snapshots_dir / snapshot_id
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT, 0o644)
+        os.fsync(fd)
+        os.close(fd)
+        fsync_dir(self.snapshots_dir)
+
+    def remove_snapshot(self, snapshot_id: str) -> None:
+        try:
+            os.unlink(self.snapshots_dir / snapshot_id)
+        except FileNotFoundError:
+            return
+        fsync_dir(self.snapshots_dir)
+
+    def snapshot_ids(self) -> list[str]:
+        if not self.snapshots_dir.is_dir():
+            return []
+        return sorted(n for n in os.listdir(self.snapshots_dir) if is_object_id(n))
+
+    def resolve(self, prefix: str) -> str:
+        """A snapshot id from ``HEAD`` or a unique prefix of at least 4 hex digits."""
+        if prefix in ("HEAD", "latest"):
+            head = self.head()
+            if head is None:
+                raise MjvaultError("the vault has no snapshot yet")
+            return head
+        prefix = prefix.lower()
+        if len(prefix) < 4:
+            raise MjvaultError("a snapshot id needs at least 4 hex digits")
+        matches = [s for s in self.snapshot_ids() if s.startswith(prefix)]
+        if not matches:
+            raise MjvaultError(f"no snapshot {prefix}")
+        if len(matches) > 1:
+            raise MjvaultError(f"snapshot prefix {prefix} is ambiguous ({len(matches)} match)")
+        return matches[0]

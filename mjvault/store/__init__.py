@@ -1,0 +1,1 @@
+"""The object store: naming, encoding, encryption and atomic loose files. Knows nothing of Midjourney."""

@@ -1,0 +1,200 @@
+"""Keys and AEAD for encrypted vaults (docs/FORMAT.md, "Encryption").
+
+A vault has one random 32-byte master secret. Two subkeys are derived from it with HKDF-SHA256:
+one encrypts objects (AES-256-GCM), one keys the BLAKE3 that names them, so names say nothing
+about content. The master secret is stored only wrapped: each key file under ``keys/`` holds it
+encrypted under a key derived from one passphrase with Argon2id. Adding, removing or changing a
+passphrase rewrites a key file and never touches an object.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from mjvault.errors import CorruptObject, MjvaultError, WrongPassphrase
+from mjvault.store.codec import (
+    CIPHER_AES_256_GCM,
+    FRAME_VERSION,
+    MAGIC_ENCRYPTED,
+    NONCE_SIZE,
+    decode_payload,
+    encode_payload,
+)
+from mjvault.store.fsutil import atomic_write
+
+KEYFILE_VERSION = 1
+MASTER_SIZE = 32
+OBJECT_AD_PREFIX = b"mjvault object v1\x00"
+KEYFILE_AD = b"mjvault keyfile v1"
+
+
+@dataclass(frozen=True)
+class KdfParams:
+    """Argon2id cost. The defaults follow RFC 9106's second recommended option (64 MiB)."""
+
+    iterations: int = 3
+    lanes: int = 4
+    memory_cost_kib: int = 64 * 1024
+
+    def derive(self, passphrase: str, salt: bytes) -> bytes:
+        kdf = Argon2id(
+            salt=salt,
+            length=32,
+            iterations=self.iterations,
+            lanes=self.lanes,
+            memory_cost=self.memory_cost_kib,
+        )
+        return kdf.derive(passphrase.encode("utf-8"))
+
+
+class VaultKeys:
+    """The subkeys of an opened encrypted vault. Never printed, never logged."""
+
+    __slots__ = ("_aead", "naming_key")
+
+    def __init__(self, master: bytes) -> None:
+        self.naming_key = _hkdf(master, b"mjvault v1 object naming")
+        self._aead = AESGCM(_hkdf(master, b"mjvault v1 object encryption"))
+
+    def __repr__(self) -> str:
+        return "VaultKeys(<secret>)"
+
+    def seal(self, object_id: str, plaintext: bytes, *, compress: bool) -> bytes:
+        encoding, payload = encode_payload(plaintext, compress=compress)
+        nonce = os.urandom(NONCE_SIZE)
+        sealed = self._aead.encrypt(nonce, bytes((encoding,)) + payload, _object_ad(object_id))
+        return MAGIC_ENCRYPTED + bytes((FRAME_VERSION, CIPHER_AES_256_GCM)) + nonce + sealed
+
+    def open(self, object_id: str, data: bytes) -> bytes:
+        header = 4 + 2 + NONCE_SIZE
+        if data[:4] != MAGIC_ENCRYPTED or len(data) < header + 16:
+            raise CorruptObject(f"object {object_id} is not an encrypted object")
+        if data[4] != FRAME_VERSION or data[5] != CIPHER_AES_256_GCM:
+            raise CorruptObject(f"object {object_id} has an unknown frame version or cipher")
+        nonce = data[6:header]
+        try:
+            inner = self._aead.decrypt(nonce, data[header:], _object_ad(object_id))
+        except InvalidTag:
+            raise CorruptObject(
+                f"object {object_id} failed authentication (damaged or swapped)"
+            ) from None
+        return decode_payload(inner[0], inner[1:])
+
+
+def _object_ad(object_id: str) -> bytes:
+    # Binding the name means a valid object copied under another name fails to open.
+    return OBJECT_AD_PREFIX + object_id.encode("ascii")
+
+
+def _hkdf(master: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(master)
+
+
+def new_master_secret() -> bytes:
+    return secrets.token_bytes(MASTER_SIZE)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def write_keyfile(
+    keys_dir: Path, master: bytes, passphrase: str, *, label: str = "", kdf: KdfParams | None = None
+) -> str:
+    """Wrap ``master`` under ``passphrase`` into a new key file (mode 0600); returns its id."""
+    if not passphrase:
+        raise MjvaultError("the passphrase must not be empty")
+    params = kdf or KdfParams()
+    salt = os.urandom(16)
+    nonce = os.urandom(NONCE_SIZE)
+    wrapping_key = params.derive(passphrase, salt)
+    key_id = secrets.token_hex(8)
+    wrapped = AESGCM(wrapping_key).encrypt(nonce, master, KEYFILE_AD + key_id.encode("ascii"))
+    document = {
+        "version": KEYFILE_VERSION,
+        "id": key_id,
+        "label": label,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "kdf": {
+            "name": "argon2id",
+            "salt": _b64(salt),
+            "iterations": params.iterations,
+            "lanes": params.lanes,
+            "memory_cost_kib": params.memory_cost_kib,
+        },
+        "cipher": "aes-256-gcm",
+        "nonce": _b64(nonce),
+        "wrapped": _b64(wrapped),
+    }
+    keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    atomic_write(keys_dir / key_id, json.dumps(document, indent=2).encode("utf-8"), mode=0o600)
+    return key_id
+
+
+@dataclass(frozen=True)
+class KeyFileInfo:
+    id: str
+    label: str
+    created: str
+    path: Path
+
+
+def list_keyfiles(keys_dir: Path) -> list[KeyFileInfo]:
+    infos = []
+    for path in sorted(keys_dir.iterdir()) if keys_dir.is_dir() else []:
+        if path.name.startswith("."):
+            continue
+        try:
+            doc = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            continue
+        infos.append(
+            KeyFileInfo(
+                str(doc.get("id", path.name)), doc.get("label", ""), doc.get("created", ""), path
+            )
+        )
+    return infos
+
+
+def unwrap_master(keys_dir: Path, passphrase: str) -> tuple[bytes, str]:
+    """Try every key file; the first that opens with ``passphrase`` gives the master secret."""
+    tried = 0
+    for info in list_keyfiles(keys_dir):
+        try:
+            doc = json.loads(info.path.read_bytes())
+            kdf_doc = doc["kdf"]
+            if kdf_doc["name"] != "argon2id" or doc["cipher"] != "aes-256-gcm":
+                continue
+            params = KdfParams(
+                iterations=int(kdf_doc["iterations"]),
+                lanes=int(kdf_doc["lanes"]),
+                memory_cost_kib=int(kdf_doc["memory_cost_kib"]),
+            )
+            wrapping_key = params.derive(passphrase, _unb64(kdf_doc["salt"]))
+            ad = KEYFILE_AD + str(doc["id"]).encode("ascii")
+            master = AESGCM(wrapping_key).decrypt(_unb64(doc["nonce"]), _unb64(doc["wrapped"]), ad)
+        except InvalidTag:
+            tried += 1
+            continue
+        except (KeyError, TypeError, ValueError):
+            continue
+        return master, info.id
+    if tried == 0:
+        raise MjvaultError(f"no readable key file in {keys_dir}: the vault cannot be opened")
+    raise WrongPassphrase("wrong passphrase: no key of this vault opens with it")

@@ -1,0 +1,266 @@
+"""Loose objects under a two-hex-character fan-out, written in durable batches.
+
+Write path, designed around the cost of file-system calls rather than hashing: each object is
+read once and hashed from memory, written to ``tmp/`` without an fsync, and only at
+:meth:`WriteBatch.flush` is the whole batch synced with one ``syncfs`` and renamed into
+``objects/``. An object therefore appears under its name only after its bytes are on disk:
+a crash leaves complete objects or none, never a torn one under a valid name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import blake3
+
+from mjvault.errors import CorruptObject, ObjectNotFound
+from mjvault.store.codec import can_store_raw, frame_plain, unframe_plain
+from mjvault.store.crypto import VaultKeys
+from mjvault.store.fsutil import sync_filesystem
+
+OBJECT_ID_LEN = 64
+# Larger media are hashed and written in chunks so memory stays flat for long videos.
+STREAM_THRESHOLD = 64 * 1024 * 1024
+CHUNK = 1024 * 1024
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_object_id(text: str) -> bool:
+    return len(text) == OBJECT_ID_LEN and set(text) <= _HEX
+
+
+class ObjectStore:
+    """Named, immutable objects. In an encrypted vault names are keyed BLAKE3 and files are sealed."""
+
+    def __init__(self, root: Path, keys: VaultKeys | None) -> None:
+        self.root = root
+        self.objects_dir = root / "objects"
+        self.tmp_dir = root / "tmp"
+        self.keys = keys
+
+    @property
+    def encrypted(self) -> bool:
+        return self.keys is not None
+
+    def hasher(self) -> blake3.blake3:
+        if self.keys is not None:
+            return blake3.blake3(key=self.keys.naming_key)
+        return blake3.blake3()
+
+    def name_of(self, plaintext: bytes) -> str:
+        hasher = self.hasher()
+        hasher.update(plaintext)
+        return hasher.hexdigest()
+
+    def path(self, object_id: str) -> Path:
+        return self.objects_dir / object_id[:2] / object_id
+
+    def exists(self, object_id: str) -> bool:
+        return os.path.exists(self.path(object_id))
+
+    def read_file(self, object_id: str) -> bytes:
+        try:
+            with open(self.path(object_id), "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            raise ObjectNotFound(f"object {object_id} is missing") from None
+
+    def read(self, object_id: str) -> bytes:
+        """The object's plaintext, checked against its name (and AEAD tag when encrypted)."""
+        data = self.read_file(object_id)
+        plaintext = self.keys.open(object_id, data) if self.keys else unframe_plain(data)
+        if self.name_of(plaintext) != object_id:
+            raise CorruptObject(f"object {object_id} does not match its name (damaged)")
+        return plaintext
+
+    def check(self, object_id: str) -> int:
+        """Verify one object without keeping it in memory longer than needed; returns its size."""
+        path = self.path(object_id)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise ObjectNotFound(f"object {object_id} is missing") from None
+        if self.keys is None and size > STREAM_THRESHOLD:
+            hasher = self.hasher()
+            with open(path, "rb") as handle:
+                head = handle.read(8)
+                if head[:4] in (b"MJVO", b"MJVE"):
+                    self.read(object_id)
+                    return size
+                hasher.update(head)
+                while chunk := handle.read(CHUNK):
+                    hasher.update(chunk)
+            if hasher.hexdigest() != object_id:
+                raise CorruptObject(f"object {object_id} does not match its name (damaged)")
+            return size
+        self.read(object_id)
+        return size
+
+    def iter_ids(self) -> Iterator[str]:
+        """Every object id on disk, in fan-out order. Skips stray files."""
+        if not self.objects_dir.is_dir():
+            return
+        for fan in sorted(os.listdir(self.objects_dir)):
+            if len(fan) != 2:
+                continue
+            fan_dir = self.objects_dir / fan
+            try:
+                names = sorted(os.listdir(fan_dir))
+            except NotADirectoryError:
+                continue
+            for name in names:
+                if is_object_id(name) and name.startswith(fan):
+                    yield name
+
+    def batch(self) -> WriteBatch:
+        return WriteBatch(self)
+
+
+class WriteBatch:
+    """Objects written to ``tmp/`` and published together by :meth:`flush`."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self._pending: dict[str, Path] = {}
+        self.pending_bytes = 0
+        self.written_objects = 0
+        self.written_bytes = 0
+        self._known_fans: set[str] = set()
+        store.tmp_dir.mkdir(exist_ok=True)
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def has(self, object_id: str) -> bool:
+        return object_id in self._pending or self.store.exists(object_id)
+
+    def read(self, object_id: str) -> bytes:
+        """Plaintext of an object, whether already published or still staged in this batch."""
+        staged = self._pending.get(object_id)
+        if staged is None:
+            return self.store.read(object_id)
+        data = staged.read_bytes()
+        keys = self.store.keys
+        return keys.open(object_id, data) if keys else unframe_plain(data)
+
+    # -- writing ---------------------------------------------------------------------------
+    def put(self, plaintext: bytes, *, compress: bool = True) -> str:
+        """Store metadata (or any bytes); returns the object id. Existing objects are untouched."""
+        object_id = self.store.name_of(plaintext)
+        if not self.has(object_id):
+            self._stage(object_id, self._encode(object_id, plaintext, compress=compress))
+        return object_id
+
+    def put_media(self, data: bytes) -> tuple[str, bool]:
+        """Store an image or video held in memory; returns (id, newly written)."""
+        object_id = self.store.name_of(data)
+        if self.has(object_id):
+            return object_id, False
+        self._stage(object_id, self._encode(object_id, data, compress=False, media=True))
+        return object_id, True
+
+    def put_media_file(self, path: Path) -> tuple[str, int, bool]:
+        """Store the file at ``path``; returns (id, size, newly written). One read, no second pass."""
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size <= STREAM_THRESHOLD or self.store.keys is not None:
+                data = handle.read()
+                object_id, new = self.put_media(data)
+                return object_id, len(data), new
+            return self._put_stream(iter(lambda: handle.read(CHUNK), b""))
+
+    def put_media_stream(self, chunks: Iterable[bytes]) -> tuple[str, int, bool]:
+        if self.store.keys is not None:
+            return self._put_sealed_stream(chunks)
+        return self._put_stream(iter(chunks))
+
+    def _put_sealed_stream(self, chunks: Iterable[bytes]) -> tuple[str, int, bool]:
+        # AES-GCM here is one-shot: an encrypted object is sealed whole, bounded by its own size.
+        data = b"".join(chunks)
+        object_id, new = self.put_media(data)
+        return object_id, len(data), new
+
+    def _put_stream(self, chunks: Iterator[bytes]) -> tuple[str, int, bool]:
+        """Plain vault, large media: hash while writing to a temp file, name it afterwards."""
+        tmp = self._tmp_path("stream")
+        hasher = self.store.hasher()
+        size = 0
+        first = True
+        with open(tmp, "wb") as out:
+            for chunk in chunks:
+                if first and not can_store_raw(chunk[:16]):
+                    out.close()
+                    os.unlink(tmp)
+                    rest = b"".join(chunks)
+                    object_id, new = self.put_media(chunk + rest)
+                    return object_id, len(chunk) + len(rest), new
+                first = False
+                hasher.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+        object_id = hasher.hexdigest()
+        if self.has(object_id):
+            os.unlink(tmp)
+            return object_id, size, False
+        os.chmod(tmp, 0o444)
+        self._pending[object_id] = tmp
+        self.pending_bytes += size
+        return object_id, size, True
+
+    def _encode(
+        self, object_id: str, plaintext: bytes, *, compress: bool, media: bool = False
+    ) -> bytes:
+        if self.store.keys is not None:
+            return self.store.keys.seal(object_id, plaintext, compress=compress)
+        if media and can_store_raw(plaintext[:16]):
+            return plaintext
+        return frame_plain(plaintext, compress=compress)
+
+    def _tmp_path(self, hint: str) -> Path:
+        return self.store.tmp_dir / f"{hint[:16]}.{secrets.token_hex(6)}.tmp"
+
+    def _stage(self, object_id: str, data: bytes) -> None:
+        tmp = self._tmp_path(object_id)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        finally:
+            os.close(fd)
+        self._pending[object_id] = tmp
+        self.pending_bytes += len(data)
+
+    # -- publishing ------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Make every staged object durable, then visible under its name."""
+        if not self._pending:
+            return
+        sync_filesystem(self.store.tmp_dir)
+        for object_id, tmp in self._pending.items():
+            fan = object_id[:2]
+            if fan not in self._known_fans:
+                (self.store.objects_dir / fan).mkdir(parents=True, exist_ok=True)
+                self._known_fans.add(fan)
+            final = self.store.path(object_id)
+            if os.path.exists(final):
+                os.unlink(tmp)  # never rewrite an existing object
+                continue
+            os.rename(tmp, final)
+            self.written_objects += 1
+        self.written_bytes += self.pending_bytes
+        sync_filesystem(self.store.objects_dir)
+        self._pending.clear()
+        self.pending_bytes = 0
+
+    def discard(self) -> None:
+        for tmp in self._pending.values():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        self._pending.clear()
+        self.pending_bytes = 0

@@ -1,0 +1,264 @@
+"""The snapshot tree: job id -> (record object, image objects), stored as content-addressed nodes.
+
+A hash array mapped trie. A job's position is given by the hex digits of BLAKE3(job id): a
+node at depth d splits its jobs by digit d into up to 16 children. A subtree holding at most
+``LEAF_MAX`` jobs is always a single leaf, so a given set of jobs has exactly one tree and
+one root id, however it was built. Consequences that the rest of mjvault relies on:
+
+* a change of k jobs rewrites about k leaves and their ancestors, never the whole manifest;
+* two snapshots share every unchanged subtree, and :func:`diff` skips those by id alone;
+* any snapshot's full job list is readable directly, with no chain of deltas to replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import blake3
+import msgpack
+
+from mjvault.errors import IntegrityError
+
+LEAF_MAX = 128
+NODE_VERSION = 1
+MAX_DEPTH = 63  # 64 hex digits; never reached in practice
+
+
+@dataclass(frozen=True, slots=True)
+class JobEntry:
+    """What a snapshot holds for one job. ``images[i]`` is None when image i could not be had."""
+
+    job_id: str
+    record: str
+    images: tuple[str | None, ...]
+
+    def to_wire(self) -> list[object]:
+        return [
+            self.job_id,
+            bytes.fromhex(self.record),
+            [bytes.fromhex(i) if i is not None else None for i in self.images],
+        ]
+
+    @classmethod
+    def from_wire(cls, item: object) -> JobEntry:
+        try:
+            fields: list[Any] = list(item)  # type: ignore[call-overload]
+            job_id, record, images = fields
+            return cls(
+                str(job_id),
+                bytes(record).hex(),
+                tuple(bytes(i).hex() if i is not None else None for i in images),
+            )
+        except (TypeError, ValueError) as exc:
+            raise IntegrityError(f"malformed tree entry: {exc}") from None
+
+
+def key_digits(job_id: str) -> str:
+    return blake3.blake3(job_id.encode("utf-8")).hexdigest()
+
+
+# A node store: read(oid) -> plaintext bytes, write(plaintext) -> oid.
+Reader = Callable[[str], bytes]
+Writer = Callable[[bytes], str]
+
+
+@dataclass(frozen=True)
+class Leaf:
+    entries: tuple[JobEntry, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.entries)
+
+
+@dataclass(frozen=True)
+class Inner:
+    depth: int
+    count: int
+    children: tuple[tuple[int, str, int], ...]  # (digit, child id, jobs below)
+
+
+Node = Leaf | Inner
+
+
+def encode_node(node: Node) -> bytes:
+    if isinstance(node, Leaf):
+        ordered = sorted(node.entries, key=lambda e: e.job_id)
+        return msgpack.packb({"t": "leaf", "v": NODE_VERSION, "e": [e.to_wire() for e in ordered]})
+    return msgpack.packb(
+        {
+            "t": "node",
+            "v": NODE_VERSION,
+            "d": node.depth,
+            "n": node.count,
+            "c": [[digit, bytes.fromhex(child), count] for digit, child, count in node.children],
+        }
+    )
+
+
+def decode_node(data: bytes) -> Node:
+    try:
+        doc = msgpack.unpackb(data)
+        kind = doc["t"]
+        if doc.get("v") != NODE_VERSION:
+            raise IntegrityError(f"tree node version {doc.get('v')} is not supported")
+        if kind == "leaf":
+            return Leaf(tuple(JobEntry.from_wire(item) for item in doc["e"]))
+        if kind == "node":
+            children = tuple((int(d), bytes(c).hex(), int(n)) for d, c, n in doc["c"])
+            return Inner(int(doc["d"]), int(doc["n"]), children)
+    except IntegrityError:
+        raise
+    except Exception as exc:  # any shape error in stored bytes is an integrity problem
+        raise IntegrityError(f"malformed tree node: {exc}") from None
+    raise IntegrityError(f"unknown tree node type {kind!r}")
+
+
+class Tree:
+    """Operations on trees stored through a reader/writer pair (the object store)."""
+
+    def __init__(self, read: Reader, write: Writer, *, cache_size: int = 4096) -> None:
+        self._read = read
+        self._write = write
+        self._cache: dict[str, Node] = {}
+        self._cache_size = cache_size
+
+    def load(self, node_id: str) -> Node:
+        node = self._cache.get(node_id)
+        if node is None:
+            node = decode_node(self._read(node_id))
+            if len(self._cache) >= self._cache_size:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[node_id] = node
+        return node
+
+    def store(self, node: Node) -> str:
+        node_id = self._write(encode_node(node))
+        self._cache[node_id] = node
+        return node_id
+
+    def empty(self) -> str:
+        return self.store(Leaf(()))
+
+    # -- reading ---------------------------------------------------------------------------
+    def count(self, root: str) -> int:
+        return self.load(root).count
+
+    def get(self, root: str, job_id: str) -> JobEntry | None:
+        digits = key_digits(job_id)
+        node = self.load(root)
+        while isinstance(node, Inner):
+            digit = int(digits[node.depth], 16)
+            child = next((c for d, c, _ in node.children if d == digit), None)
+            if child is None:
+                return None
+            node = self.load(child)
+        return next((e for e in node.entries if e.job_id == job_id), None)
+
+    def walk(self, root: str) -> Iterator[JobEntry]:
+        node = self.load(root)
+        if isinstance(node, Leaf):
+            yield from sorted(node.entries, key=lambda e: e.job_id)
+            return
+        for _, child, _ in node.children:
+            yield from self.walk(child)
+
+    def node_ids(self, root: str) -> Iterator[str]:
+        """Every node id of the tree (for gc marking and structural verification)."""
+        yield root
+        node = self.load(root)
+        if isinstance(node, Inner):
+            for _, child, _ in node.children:
+                yield from self.node_ids(child)
+
+    # -- writing ---------------------------------------------------------------------------
+    def apply(self, root: str, changes: Mapping[str, JobEntry | None]) -> str:
+        """A new root with ``changes`` applied (an entry sets a job, None removes it)."""
+        if not changes:
+            return root
+        keyed = {job_id: (key_digits(job_id), entry) for job_id, entry in changes.items()}
+        return self._apply(root, 0, keyed)
+
+    def _apply(
+        self, node_id: str | None, depth: int, changes: dict[str, tuple[str, JobEntry | None]]
+    ) -> str:
+        node = self.load(node_id) if node_id is not None else Leaf(())
+        if isinstance(node, Leaf):
+            merged = {e.job_id: e for e in node.entries}
+            for job_id, (_, entry) in changes.items():
+                if entry is None:
+                    merged.pop(job_id, None)
+                else:
+                    merged[job_id] = entry
+            return self._build(list(merged.values()), depth)
+        by_digit: dict[int, dict[str, tuple[str, JobEntry | None]]] = {}
+        for job_id, (digits, entry) in changes.items():
+            by_digit.setdefault(int(digits[depth], 16), {})[job_id] = (digits, entry)
+        children = {d: (c, n) for d, c, n in node.children}
+        for digit, sub in by_digit.items():
+            old = children.get(digit)
+            new_id = self._apply(old[0] if old else None, depth + 1, sub)
+            new_count = self.load(new_id).count
+            if new_count == 0:
+                children.pop(digit, None)
+            else:
+                children[digit] = (new_id, new_count)
+        total = sum(n for _, n in children.values())
+        if total <= LEAF_MAX:
+            # Canonical form: a small subtree is a leaf, whatever history produced it.
+            entries = [e for _, (c, _) in sorted(children.items()) for e in self.walk(c)]
+            return self.store(Leaf(tuple(entries)))
+        return self.store(
+            Inner(depth, total, tuple((d, c, n) for d, (c, n) in sorted(children.items())))
+        )
+
+    def _build(self, entries: list[JobEntry], depth: int) -> str:
+        if len(entries) <= LEAF_MAX or depth >= MAX_DEPTH:
+            return self.store(Leaf(tuple(entries)))
+        groups: dict[int, list[JobEntry]] = {}
+        for entry in entries:
+            groups.setdefault(int(key_digits(entry.job_id)[depth], 16), []).append(entry)
+        children = []
+        for digit in sorted(groups):
+            child_entries = groups[digit]
+            children.append((digit, self._build(child_entries, depth + 1), len(child_entries)))
+        return self.store(Inner(depth, len(entries), tuple(children)))
+
+    # -- comparing -------------------------------------------------------------------------
+    def diff(
+        self, old: str | None, new: str | None
+    ) -> Iterator[tuple[str, JobEntry | None, JobEntry | None]]:
+        """(job id, old entry, new entry) for every job that differs; shared subtrees are skipped."""
+        if old == new:
+            return
+        old_node = self.load(old) if old else Leaf(())
+        new_node = self.load(new) if new else Leaf(())
+        if (
+            isinstance(old_node, Inner)
+            and isinstance(new_node, Inner)
+            and old_node.depth == new_node.depth
+        ):
+            old_children = {d: c for d, c, _ in old_node.children}
+            new_children = {d: c for d, c, _ in new_node.children}
+            for digit in sorted(old_children.keys() | new_children.keys()):
+                yield from self.diff(old_children.get(digit), new_children.get(digit))
+            return
+        # At least one side is a leaf (at most LEAF_MAX jobs): hold it, stream the other.
+        if isinstance(old_node, Leaf):
+            held = {e.job_id: e for e in old_node.entries}
+            for entry in self.walk(new) if new else ():
+                before = held.pop(entry.job_id, None)
+                if before != entry:
+                    yield entry.job_id, before, entry
+            for job_id in sorted(held):
+                yield job_id, held[job_id], None
+        else:
+            held = {e.job_id: e for e in new_node.entries}  # type: ignore[union-attr]
+            for entry in self.walk(old) if old else ():
+                after = held.pop(entry.job_id, None)
+                if after != entry:
+                    yield entry.job_id, entry, after
+            for job_id in sorted(held):
+                yield job_id, None, held[job_id]

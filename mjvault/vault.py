@@ -1,0 +1,352 @@
+"""The library's front door: ``Vault`` opens or creates a vault and composes its parts.
+
+from mjvault import Vault
+vault = Vault.open("~/mj-vault")
+for entry in vault.entries():
+    job = vault.job(entry)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mjvault.errors import (
+    JobNotFound,
+    MjvaultError,
+    PassphraseRequired,
+    UnsupportedFormat,
+    VaultExists,
+    VaultLocked,
+    VaultNotFound,
+)
+from mjvault.index import Index, JobSummary
+from mjvault.lock import WriteLock
+from mjvault.model import Job, job_from_json
+from mjvault.records import decode_record
+from mjvault.snapshots import Refs, Snapshot, decode_manifest
+from mjvault.store.crypto import (
+    KdfParams,
+    VaultKeys,
+    list_keyfiles,
+    new_master_secret,
+    unwrap_master,
+    write_keyfile,
+)
+from mjvault.store.fsutil import atomic_write
+from mjvault.store.objects import ObjectStore
+from mjvault.tree import JobEntry, Tree
+
+if TYPE_CHECKING:
+    from mjvault.writer import ArchiveWriter
+
+FORMAT_NAME = "mjvault"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config"
+
+PassphraseSource = str | Callable[[], str] | None
+ProgressCallback = Callable[[int], None]
+
+
+def is_vault(path: Path) -> bool:
+    try:
+        doc = json.loads((path / CONFIG_FILE).read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("format") == FORMAT_NAME
+
+
+def find_vault(start: Path) -> Path | None:
+    """The nearest directory at or above ``start`` that is a vault, as git finds a repository."""
+    for candidate in (start, *start.parents):
+        if is_vault(candidate):
+            return candidate
+    return None
+
+
+def _resolve_passphrase(passphrase: PassphraseSource) -> str:
+    if passphrase is None:
+        raise PassphraseRequired(
+            "this vault is encrypted and no passphrase was given",
+            hint="set MJVAULT_PASSPHRASE or pass --passphrase-file FILE",
+        )
+    return passphrase() if callable(passphrase) else passphrase
+
+
+class Vault:
+    def __init__(
+        self, path: Path, config: dict[str, Any], keys: VaultKeys | None, master: bytes | None
+    ):
+        self.path = path
+        self.config = config
+        self._master = master
+        self.store = ObjectStore(path, keys)
+        self.refs = Refs(path)
+        self.tree = Tree(self._read_node, self._write_node_unbuffered)
+        self._index: Index | None = None
+
+    # -- creating and opening --------------------------------------------------------------
+    @classmethod
+    def init(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        encrypt: bool = False,
+        passphrase: PassphraseSource = None,
+        kdf: KdfParams | None = None,
+    ) -> Vault:
+        root = Path(path).expanduser()
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            if is_vault(root):
+                raise VaultExists(f"{root} is already a vault")
+            raise VaultExists(
+                f"{root} exists and is not empty", hint="choose a new or empty directory"
+            )
+        root.mkdir(parents=True, exist_ok=True)
+        master: bytes | None = None
+        if encrypt:
+            secret = _resolve_passphrase(passphrase)
+            master = new_master_secret()
+            write_keyfile(root / "keys", master, secret, label="initial", kdf=kdf)
+        for sub in ("objects", "refs/snapshots", "tmp"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        config = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "id": uuid.uuid4().hex,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "encryption": (
+                {"cipher": "aes-256-gcm", "naming": "blake3-keyed", "kdf": "argon2id"}
+                if encrypt
+                else None
+            ),
+        }
+        # Written last: a directory is a vault only once everything it needs exists.
+        atomic_write(root / CONFIG_FILE, json.dumps(config, indent=2).encode("utf-8"))
+        if encrypt:
+            os.chmod(root, 0o700)
+        return cls.open(root, passphrase=(lambda: secret) if encrypt else None)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, passphrase: PassphraseSource = None) -> Vault:
+        root = Path(path).expanduser()
+        try:
+            config = json.loads((root / CONFIG_FILE).read_bytes())
+        except FileNotFoundError:
+            raise VaultNotFound(f"{root} is not a vault (no {CONFIG_FILE} file)") from None
+        except (OSError, ValueError) as exc:
+            raise VaultNotFound(f"{root}/{CONFIG_FILE} is unreadable: {exc}") from None
+        if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
+            raise VaultNotFound(f"{root} is not an mjvault vault")
+        if config.get("version") != FORMAT_VERSION:
+            raise UnsupportedFormat(
+                f"vault format version {config.get('version')} is not supported by this mjvault",
+                hint="upgrade mjvault",
+            )
+        keys = master = None
+        if config.get("encryption"):
+            master, _ = unwrap_master(root / "keys", _resolve_passphrase(passphrase))
+            keys = VaultKeys(master)
+        return cls(root, config, keys, master)
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def encrypted(self) -> bool:
+        return self.store.encrypted
+
+    @property
+    def id(self) -> str:
+        return str(self.config["id"])
+
+    # -- objects ---------------------------------------------------------------------------
+    def read_object(self, object_id: str) -> bytes:
+        return self.store.read(object_id)
+
+    def object_path(self, object_id: str) -> Path:
+        """The loose file. In a plain vault an image object's file is the image itself."""
+        return self.store.path(object_id)
+
+    def _read_node(self, object_id: str) -> bytes:
+        return self.store.read(object_id)
+
+    def _write_node_unbuffered(self, plaintext: bytes) -> str:
+        raise MjvaultError("tree writes need an open writer (vault.writer())")
+
+    # -- snapshots -------------------------------------------------------------------------
+    def head(self) -> Snapshot | None:
+        head = self.refs.head()
+        return self.snapshot(head) if head else None
+
+    def snapshot(self, ref: str) -> Snapshot:
+        snapshot_id = self.refs.resolve(ref)
+        return decode_manifest(snapshot_id, self.store.read(snapshot_id))
+
+    def snapshots(self) -> list[Snapshot]:
+        """All snapshots, newest first."""
+        found = [decode_manifest(s, self.store.read(s)) for s in self.refs.snapshot_ids()]
+        return sorted(found, key=lambda s: s.time, reverse=True)
+
+    # -- jobs ------------------------------------------------------------------------------
+    def _tree_of(self, snapshot: Snapshot | str | None) -> str | None:
+        if snapshot is None:
+            head = self.head()
+            return head.tree if head else None
+        if isinstance(snapshot, Snapshot):
+            return snapshot.tree
+        return self.snapshot(snapshot).tree
+
+    def entries(self, snapshot: Snapshot | str | None = None) -> Iterator[JobEntry]:
+        """Every job of a snapshot (default HEAD), straight from the objects."""
+        root = self._tree_of(snapshot)
+        if root is not None:
+            yield from self.tree.walk(root)
+
+    def entry(self, job_id: str, snapshot: Snapshot | str | None = None) -> JobEntry:
+        root = self._tree_of(snapshot)
+        found = self.tree.get(root, job_id) if root else None
+        if found is None:
+            raise JobNotFound(f"no job {job_id} in the vault")
+        return found
+
+    def diff(
+        self, old_tree: str | None, new_tree: str | None
+    ) -> Iterator[tuple[str, JobEntry | None, JobEntry | None]]:
+        return self.tree.diff(old_tree, new_tree)
+
+    def record_json(self, entry: JobEntry) -> bytes:
+        """The job's record exactly as its source gave it."""
+        return decode_record(entry.record, self.store.read(entry.record))
+
+    def job(self, entry: JobEntry) -> Job:
+        return job_from_json(self.record_json(entry))
+
+    def find_job(self, prefix: str) -> JobEntry:
+        """A job by its id or a unique prefix of it (HEAD)."""
+        try:
+            return self.entry(prefix)
+        except JobNotFound:
+            pass
+        if len(prefix) >= 6:
+            matches = [s.job_id for s in self.index.iter_summaries() if s.job_id.startswith(prefix)]
+            if len(matches) == 1:
+                return self.entry(matches[0])
+            if len(matches) > 1:
+                raise JobNotFound(f"job prefix {prefix} is ambiguous ({len(matches)} jobs)")
+        raise JobNotFound(f"no job {prefix} in the vault")
+
+    # -- index -----------------------------------------------------------------------------
+    def _open_index(self) -> Index:
+        if self._index is None:
+            self._index = Index(self.path / "index")
+        return self._index
+
+    @property
+    def index(self) -> Index:
+        """The index, brought up to HEAD first when no writer is busy (it is only a cache)."""
+        index = self._open_index()
+        head = self.head()
+        target = head.tree if head else None
+        if index.indexed_tree() != target and target is not None:
+            try:
+                with self.write_lock():
+                    self.sync_index(target)
+            except VaultLocked:
+                pass  # a writer is at work and keeps the index current itself
+        return index
+
+    def sync_index(self, target: str | None, progress: ProgressCallback | None = None) -> int:
+        """Bring the index to ``target`` by diffing trees; returns the number of jobs changed."""
+        index = self._open_index()
+        current = index.indexed_tree()
+        if current == target:
+            return 0
+        if current is not None and not self.store.exists(current):
+            current = None
+        if current is None:
+            index.clear()
+        index.mark_dirty()
+        changed = 0
+        batch: list[tuple[str, JobSummary | None]] = []
+        for job_id, _, new in self.tree.diff(current, target):
+            batch.append((job_id, JobSummary.of(new, self.job(new)) if new else None))
+            if len(batch) >= 2000:
+                index.apply(batch, None)
+                changed += len(batch)
+                if progress:
+                    progress(len(batch))
+                batch = []
+        index.apply(batch, target)
+        if progress and batch:
+            progress(len(batch))
+        return changed + len(batch)
+
+    def rebuild_index(self, progress: ProgressCallback | None = None) -> int:
+        """``mjvault index rebuild``: recreate the index from the objects alone."""
+        with self.write_lock():
+            index = self._open_index()
+            index.clear()
+            head = self.head()
+            return self.sync_index(head.tree if head else None, progress)
+
+    # -- writing ---------------------------------------------------------------------------
+    def write_lock(self) -> WriteLock:
+        return WriteLock(self.path)
+
+    def writer(self, source: str, **options: Any) -> ArchiveWriter:
+        from mjvault.writer import ArchiveWriter
+
+        return ArchiveWriter(self, source, **options)
+
+    # -- keys ------------------------------------------------------------------------------
+    def _require_master(self) -> bytes:
+        if self._master is None:
+            raise MjvaultError("this vault is not encrypted: it has no keys")
+        return self._master
+
+    def list_keys(self) -> list[dict[str, str]]:
+        self._require_master()
+        return [
+            {"id": k.id, "label": k.label, "created": k.created}
+            for k in list_keyfiles(self.path / "keys")
+        ]
+
+    def add_key(self, passphrase: str, *, label: str = "", kdf: KdfParams | None = None) -> str:
+        return write_keyfile(
+            self.path / "keys", self._require_master(), passphrase, label=label, kdf=kdf
+        )
+
+    def remove_key(self, key_id: str) -> None:
+        self._require_master()
+        keys = list_keyfiles(self.path / "keys")
+        target = [k for k in keys if k.id == key_id]
+        if not target:
+            raise MjvaultError(f"no key {key_id}")
+        if len(keys) == 1:
+            raise MjvaultError(
+                "refusing to remove the last key: the vault would be unreadable forever"
+            )
+        target[0].path.unlink()
+
+    def change_passphrase(
+        self, old_passphrase: str, new_passphrase: str, *, kdf: KdfParams | None = None
+    ) -> str:
+        """Replace the key that ``old_passphrase`` opens; objects are not re-encrypted."""
+        master, key_id = unwrap_master(self.path / "keys", old_passphrase)
+        new_id = write_keyfile(self.path / "keys", master, new_passphrase, label="changed", kdf=kdf)
+        (self.path / "keys" / key_id).unlink()
+        return new_id

@@ -1,0 +1,309 @@
+"""ArchiveWriter: the one way jobs and images enter a vault (import and sync both use it).
+
+    with vault.writer(source="import:/home/me/mj") as writer:
+        image = writer.put_media_file(path)
+        writer.add_job(raw_json, [image])
+    # leaving the block commits one snapshot
+
+Work is grouped into checkpoints. At each, staged objects are made durable (one syncfs), the
+tree is updated, ``refs/checkpoint`` records the partial tree, and the index follows. A run
+killed at any moment resumes from its last checkpoint: the next writer starts from that tree
+(if HEAD has not moved since), so nothing already stored is fetched or hashed again in vain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+from mjvault import __version__
+from mjvault.index import JobSummary
+from mjvault.model import Job, job_from_json
+from mjvault.records import encode_record
+from mjvault.snapshots import Snapshot, decode_manifest, encode_manifest
+from mjvault.store.fsutil import atomic_write
+from mjvault.tree import JobEntry, Tree
+
+JobStatus = Literal["new", "updated", "unchanged"]
+CHECKPOINT_FILE = "checkpoint"
+
+
+@dataclass
+class WriteStats:
+    jobs_new: int = 0
+    jobs_updated: int = 0
+    jobs_unchanged: int = 0
+    jobs_removed: int = 0
+    media_new: int = 0
+    media_deduplicated: int = 0
+    media_bytes: int = 0
+    objects_written: int = 0
+    bytes_written: int = 0
+    resumed_from_checkpoint: bool = False
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if k != "extra"} | self.extra
+
+
+class ArchiveWriter:
+    def __init__(
+        self,
+        vault: object,
+        source: str,
+        *,
+        checkpoint_jobs: int = 2000,
+        checkpoint_bytes: int = 256 * 1024 * 1024,
+        merge_images: bool = True,
+    ) -> None:
+        from mjvault.vault import Vault
+
+        assert isinstance(vault, Vault)
+        self.vault = vault
+        self.source = source
+        self.checkpoint_jobs = checkpoint_jobs
+        self.checkpoint_bytes = checkpoint_bytes
+        self.merge_images = merge_images
+        self.stats = WriteStats()
+        self.snapshot: Snapshot | None = None
+        self._lock = vault.write_lock()
+        self._pending: dict[str, tuple[JobEntry | None, Job | None]] = {}
+        self._open = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> ArchiveWriter:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def start(self) -> None:
+        self._lock.acquire()
+        try:
+            self._batch = self.vault.store.batch()
+            self._tree = Tree(self._batch.read, self._batch.put)
+            head = self.vault.head()
+            self._base = head
+            self._root = head.tree if head else self._tree.empty()
+            saved = self._read_checkpoint()
+            if saved and saved.get("base") == (head.id if head else None):
+                tree = saved.get("tree")
+                if isinstance(tree, str) and self.vault.store.exists(tree):
+                    self._root = tree
+                    self.stats.resumed_from_checkpoint = True
+            self._base_tree = head.tree if head else None
+            self._batch.flush()
+            self.vault.sync_index(self._root)
+            self._open = True
+        except BaseException:
+            self._lock.release()
+            raise
+
+    @property
+    def _checkpoint_path(self) -> Path:
+        return self.vault.refs.dir / CHECKPOINT_FILE
+
+    def _read_checkpoint(self) -> dict[str, object] | None:
+        try:
+            doc = json.loads(self._checkpoint_path.read_bytes())
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    # -- adding ----------------------------------------------------------------------------
+    def current(self, job_id: str) -> JobEntry | None:
+        """The job as the vault will hold it once this writer commits (None if absent)."""
+        if job_id in self._pending:
+            return self._pending[job_id][0]
+        return self.vault._open_index().entry(job_id)
+
+    def put_media(self, data: bytes) -> str:
+        object_id, new = self._batch.put_media(data)
+        self._count_media(len(data), new)
+        return object_id
+
+    def put_media_file(self, path: Path) -> str:
+        object_id, size, new = self._batch.put_media_file(path)
+        self._count_media(size, new)
+        return object_id
+
+    def put_media_stream(self, chunks: Iterable[bytes]) -> str:
+        object_id, size, new = self._batch.put_media_stream(chunks)
+        self._count_media(size, new)
+        return object_id
+
+    def has_object(self, object_id: str) -> bool:
+        return self._batch.has(object_id)
+
+    def _count_media(self, size: int, new: bool) -> None:
+        if new:
+            self.stats.media_new += 1
+            self.stats.media_bytes += size
+        else:
+            self.stats.media_deduplicated += 1
+
+    def add_job(
+        self, raw_json: bytes, images: Sequence[str | None], job: Job | None = None
+    ) -> JobStatus:
+        """Record a job (its raw JSON and its image objects, None for one that could not be had)."""
+        job = job or job_from_json(raw_json)
+        record_id = self._batch.put(encode_record(raw_json))
+        existing = self.current(job.id)
+        slots = list(images)
+        if self.merge_images and existing is not None:
+            # An image we already hold is never dropped because a later fetch failed.
+            for i, held in enumerate(existing.images):
+                if i < len(slots) and slots[i] is None and held is not None:
+                    slots[i] = held
+                elif i >= len(slots) and held is not None:
+                    slots.append(held)
+        entry = JobEntry(job.id, record_id, tuple(slots))
+        if existing == entry:
+            self.stats.jobs_unchanged += 1
+            return "unchanged"
+        self._pending[job.id] = (entry, job)
+        status: JobStatus = "new" if existing is None else "updated"
+        if status == "new":
+            self.stats.jobs_new += 1
+        else:
+            self.stats.jobs_updated += 1
+        self._maybe_checkpoint()
+        return status
+
+    def remove_job(self, job_id: str) -> bool:
+        if self.current(job_id) is None:
+            return False
+        self._pending[job_id] = (None, None)
+        self.stats.jobs_removed += 1
+        self._maybe_checkpoint()
+        return True
+
+    def _maybe_checkpoint(self) -> None:
+        if (
+            len(self._pending) >= self.checkpoint_jobs
+            or self._batch.pending_bytes >= self.checkpoint_bytes
+        ):
+            self.checkpoint()
+
+    def flush_objects_if_large(self) -> None:
+        """Publish staged media early when a long run holds many bytes but few finished jobs."""
+        if self._batch.pending_bytes >= self.checkpoint_bytes:
+            self.checkpoint()
+
+    # -- durability ------------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        """Make everything so far durable and resumable."""
+        if not self._pending and not len(self._batch):
+            return
+        changes = {job_id: entry for job_id, (entry, _) in self._pending.items()}
+        new_root = self._tree.apply(self._root, changes)
+        self._batch.flush()
+        atomic_write(
+            self._checkpoint_path,
+            json.dumps(
+                {
+                    "base": self._base.id if self._base else None,
+                    "tree": new_root,
+                    "source": self.source,
+                    "time": datetime.now(UTC).isoformat(),
+                    "pid": os.getpid(),
+                }
+            ).encode("utf-8"),
+        )
+        summaries = [
+            (job_id, JobSummary.of(entry, job) if entry is not None and job is not None else None)
+            for job_id, (entry, job) in self._pending.items()
+        ]
+        self.vault._open_index().apply(summaries, new_root)
+        self._root = new_root
+        self._pending.clear()
+
+    def commit(self) -> Snapshot | None:
+        """Write one snapshot if the archive changed, move HEAD, and release the lock."""
+        if not self._open:
+            return None
+        try:
+            self.checkpoint()
+            if self._root == self._base_tree or (
+                self._base_tree is None and self._tree.count(self._root) == 0
+            ):
+                self._clear_checkpoint()
+                return None
+            self.snapshot = self._write_snapshot()
+            self._clear_checkpoint()
+            return self.snapshot
+        finally:
+            self._close()
+
+    def abort(self) -> None:
+        """Keep what is done for the next run (a checkpoint), release the lock."""
+        if not self._open:
+            return
+        try:
+            self.checkpoint()
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        self.stats.objects_written = self._batch.written_objects
+        self.stats.bytes_written = self._batch.written_bytes
+        self._open = False
+        self._lock.release()
+
+    def _clear_checkpoint(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._checkpoint_path)
+
+    def _write_snapshot(self) -> Snapshot:
+        added = updated = removed = images_delta = 0
+        for _, old, new in self._tree.diff(self._base_tree, self._root):
+            if old is None:
+                added += 1
+            elif new is None:
+                removed += 1
+            else:
+                updated += 1
+            images_delta += _image_count(new) - _image_count(old)
+        base_images = self._base.stats.get("images", 0) if self._base else 0
+        stats = {
+            "jobs": self._tree.count(self._root),
+            "images": base_images + images_delta,
+            "added": added,
+            "updated": updated,
+            "removed": removed,
+        }
+        manifest = encode_manifest(
+            time=datetime.now(UTC),
+            tree=self._root,
+            parent=self._base.id if self._base else None,
+            source=self.source,
+            host=socket.gethostname(),
+            tool=f"mjvault {__version__}",
+            stats=stats,
+        )
+        snapshot_id = self._batch.put(manifest)
+        self._batch.flush()
+        self.vault.refs.add_snapshot(snapshot_id)
+        self.vault.refs.set_head(snapshot_id)
+        return decode_manifest(snapshot_id, self.vault.store.read(snapshot_id))
+
+
+def _image_count(entry: JobEntry | None) -> int:
+    return 0 if entry is None else sum(1 for i in entry.images if i is not None)
