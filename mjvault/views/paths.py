@@ -15,8 +15,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Mapping
-from typing import TypeVar
+from collections.abc import Container, Iterable, Mapping
 
 MAX_COMPONENT_BYTES = 255
 # macOS' PATH_MAX is 1024 bytes for DIR and the rendered path together; keep room for DIR.
@@ -37,8 +36,6 @@ _FORBIDDEN = re.compile(
     r'[<>:"|?*\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff]'
 )
 _SEPARATOR = re.compile(r"[/\\]")
-
-K = TypeVar("K", bound=Hashable)
 
 
 def safe_component(name: str, *, limit: int = MAX_COMPONENT_BYTES) -> str:
@@ -135,19 +132,23 @@ def disambiguation_suffix(job_id: str, index: int, *, full: bool = False) -> str
 
 
 def resolve_collisions(
-    wanted: Mapping[tuple[str, int], str], taken: Iterable[str] = ()
+    wanted: Mapping[tuple[str, int], str],
+    taken: Iterable[str] = (),
+    *,
+    taken_folded: Container[str] = frozenset(),
 ) -> dict[tuple[str, int], str]:
     """Give each image ``(job_id, index)`` a distinct path, however the set is ordered.
 
     Images whose paths collide (case-insensitively) are sorted by ``(job_id, index)``; the
     first keeps the plain path, the others get ``~<short job id>_<index>`` before the
     extension (the full job id if even that is taken). ``taken`` are paths already in use by
-    something else (files of the view that this call does not cover).
+    something else (files of the view that this call does not cover); ``taken_folded`` the
+    same as :func:`fold` keys, for callers that keep them (a view's 100k files).
     """
     groups: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for key, path in wanted.items():
         groups[fold(path)].append(key)
-    used = {fold(p) for p in taken}
+    used = _Used(taken_folded, {fold(p) for p in taken})
     result: dict[tuple[str, int], str] = {}
     losers: list[tuple[str, int]] = []
     # Winners first, over the whole set, so a suffixed name never displaces a plain one.
@@ -164,7 +165,21 @@ def resolve_collisions(
     return result
 
 
-def _free_variant(path: str, key: tuple[str, int], used: set[str]) -> str:
+class _Used:
+    """Folded names in use: a caller's (read-only, possibly large) set plus this call's own."""
+
+    def __init__(self, base: Container[str], extra: set[str]) -> None:
+        self.base = base
+        self.extra = extra
+
+    def __contains__(self, folded: str) -> bool:
+        return folded in self.extra or folded in self.base
+
+    def add(self, folded: str) -> None:
+        self.extra.add(folded)
+
+
+def _free_variant(path: str, key: tuple[str, int], used: _Used) -> str:
     job_id, index = key
     candidates = [
         with_suffix_before_ext(path, disambiguation_suffix(job_id, index)),

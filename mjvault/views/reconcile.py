@@ -1,0 +1,642 @@
+"""Rendering a view and keeping it in step with the vault.
+
+A refresh compares what the view should show with what it shows and does only the
+difference. Which jobs to look at comes from the tree diff between the tree the view last
+rendered and the new one (shared subtrees are skipped by id), so after a sync that added 1%
+of jobs a refresh reads 1% of the records and touches 1% of the files. A full pass over the
+snapshot happens only when the definition changed (template, filters, link type …), the old
+tree is gone, or the vault moved (its symlinks must be re-targeted).
+
+Safety rules, in order of importance:
+
+* a file is removed only if the view created it and it is still what the view made (a
+  symlink to the same object, or a file of the same size and modification time); anything
+  else at that path is the user's and is left alone and reported;
+* a file is never created over something that exists: that image is reported as a conflict
+  and retried at every refresh until the way is clear;
+* the state is saved every few thousand operations and on interruption, still naming the
+  old tree, so a killed refresh resumes and finds the work already done as unchanged.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mjvault.errors import JobNotFound, MjvaultError, UsageError
+from mjvault.model import Job
+from mjvault.snapshots import Snapshot
+from mjvault.tree import JobEntry
+from mjvault.views.links import (
+    LinkKind,
+    NameTaken,
+    place_bytes,
+    place_file,
+    prune_empty_dirs,
+)
+from mjvault.views.paths import fold, resolve_collisions, safe_relpath
+from mjvault.views.registry import FileRecord, View, ViewDefinition, ViewRegistry
+from mjvault.views.template import Template
+
+if TYPE_CHECKING:
+    from mjvault.vault import Vault
+
+Key = tuple[str, int]
+Progress = Callable[[int], None]
+SAVE_EVERY = 5000
+MAX_LISTED = 50  # paths listed in a report; counts are always complete
+
+
+@dataclass
+class RefreshReport:
+    view: str
+    directory: str
+    snapshot: str | None
+    mode: str = "incremental"  # "incremental" | "full" | "up-to-date" | "removed"
+    link: str = ""
+    jobs_examined: int = 0
+    added: int = 0
+    removed: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    conflicts: int = 0
+    kept: int = 0
+    conflict_paths: list[str] = field(default_factory=list)
+    kept_paths: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def note(self, message: str) -> None:
+        if message not in self.notes:
+            self.notes.append(message)
+
+
+@dataclass
+class _Want:
+    plain: str
+    oid: str
+    job: Job
+
+
+class _Reconciler:
+    def __init__(
+        self,
+        vault: Vault,
+        registry: ViewRegistry,
+        view: View,
+        report: RefreshReport,
+        progress: Progress | None,
+        *,
+        snapshot: Snapshot | None,
+        embed_changed: bool = False,
+        vault_moved: bool = False,
+    ) -> None:
+        self.vault = vault
+        self.snapshot = snapshot
+        self.embed_changed = embed_changed
+        self.vault_moved = vault_moved
+        self.registry = registry
+        self.view = view
+        self.report = report
+        self.progress = progress
+        definition = view.definition
+        self.template = Template.parse(definition.template)
+        self.root = definition.directory
+        self.kind = LinkKind.COPY if vault.encrypted else definition.link
+        self.objects_root = vault.path.resolve()
+        self.ops_since_save = 0
+        # Index of the whole current state, built once: O(n) dictionary work, no I/O.
+        self.used: dict[str, Key] = {}
+        self.groups: dict[str, set[Key]] = defaultdict(set)
+        for job_id, index, record in view.iter_files():
+            self._claim((job_id, index), record)
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def _claim(self, key: Key, record: FileRecord) -> None:
+        self.used[fold(record.path)] = key
+        self.groups[fold(record.wanted_path)].add(key)
+
+    def _release(self, key: Key, record: FileRecord) -> None:
+        if self.used.get(fold(record.path)) == key:
+            del self.used[fold(record.path)]
+        members = self.groups.get(fold(record.wanted_path))
+        if members is not None:
+            members.discard(key)
+            if not members:
+                del self.groups[fold(record.wanted_path)]
+
+    def _record(self, key: Key) -> FileRecord | None:
+        return self.view.files.get(key[0], {}).get(key[1])
+
+    def _set_record(self, key: Key, record: FileRecord | None) -> None:
+        job_id, index = key
+        if record is None:
+            images = self.view.files.get(job_id)
+            if images is not None:
+                images.pop(index, None)
+                if not images:
+                    del self.view.files[job_id]
+        else:
+            self.view.files.setdefault(job_id, {})[index] = record
+
+    # -- what should be there --------------------------------------------------------------
+    def wanted(self, entry: JobEntry | None) -> dict[Key, _Want]:
+        if entry is None:
+            return {}
+        try:
+            job = self.vault.job(entry)
+        except MjvaultError as exc:
+            self.report.skipped += sum(1 for i in entry.images if i is not None)
+            self.report.note(f"job {entry.job_id} skipped: {exc}")
+            return {}
+        if not self.view.definition.filter.matches(job):
+            return {}
+        media = job.media()
+        out: dict[Key, _Want] = {}
+        for index, oid in enumerate(entry.images):
+            if oid is None:
+                self.report.skipped += 1
+                continue
+            ext = media[index].ext if index < len(media) else "png"
+            plain = safe_relpath(self.template.render(job, index, ext))
+            out[(entry.job_id, index)] = _Want(plain, oid, job)
+        return out
+
+    # -- the pass --------------------------------------------------------------------------
+    def run(self, changes: Iterator[tuple[str, JobEntry | None]]) -> None:
+        batch: list[tuple[str, JobEntry | None]] = []
+        for change in changes:
+            batch.append(change)
+            if len(batch) >= 1000:
+                self._apply(batch)
+                batch = []
+        self._apply(batch)
+
+    def _apply(self, batch: list[tuple[str, JobEntry | None]]) -> None:
+        if not batch:
+            return
+        desired: dict[Key, _Want] = {}
+        touched: set[str] = set()
+        for job_id, entry in batch:
+            touched.add(job_id)
+            desired.update(self.wanted(entry))
+            self.view.blocked.pop(job_id, None)  # retried below with everything else
+        self.report.jobs_examined += len(batch)
+
+        removals: list[tuple[Key, FileRecord]] = []
+        replacements: list[tuple[Key, FileRecord, _Want]] = []
+        placements: dict[Key, _Want] = {}
+        for job_id in touched:
+            for index, record in list(self.view.files.get(job_id, {}).items()):
+                key = (job_id, index)
+                want = desired.get(key)
+                if want is None or want.plain != record.wanted_path:
+                    removals.append((key, record))
+                elif want.oid != record.oid or self._needs_remake(record):
+                    replacements.append((key, record, want))
+        removed_keys = {key for key, _ in removals}
+        for key, want in desired.items():
+            if self._record(key) is None or key in removed_keys:
+                placements[key] = want
+
+        for key, record in removals:
+            self._remove(key, record)
+        for key, record, want in replacements:
+            self._replace(key, record, want)
+        for key, path, want, is_move in self._assign(placements):
+            self._place(key, path, want, moved=is_move)
+        if self.progress:
+            self.progress(len(batch))
+        self._maybe_save()
+
+    def _assign(self, placements: dict[Key, _Want]) -> list[tuple[Key, str, _Want, bool]]:
+        """Paths for new images, as ``(key, path, want, is_move)``.
+
+        A name nobody else wants is taken as it is (the common case, no extra work). When
+        names collide, the whole collision group is re-resolved, so the result is the same
+        whatever order the images arrived in; an earlier image may have to give its plain
+        name to one that sorts before it, and moves to its suffixed name.
+        """
+        affected: dict[str, dict[Key, str]] = defaultdict(dict)
+        for key, want in placements.items():
+            affected[fold(want.plain)][key] = want.plain
+        result: list[tuple[Key, str, _Want, bool]] = []
+        for folded, new_members in affected.items():
+            existing = {k for k in self.groups.get(folded, ()) if k not in new_members}
+            if not existing and len(new_members) == 1 and folded not in self.used:
+                ((key, plain),) = new_members.items()
+                result.append((key, plain, placements[key], False))
+                continue
+            members = dict(new_members)
+            own: set[str] = set()
+            for key in existing:
+                record = self._record(key)
+                if record is not None:
+                    members[key] = record.wanted_path
+                    own.add(fold(record.path))
+            assigned = resolve_collisions(members, taken_folded=_Without(self.used, own))
+            for key, path in sorted(assigned.items()):
+                if key in new_members:
+                    result.append((key, path, placements[key], False))
+                    continue
+                record = self._record(key)
+                if record is not None and record.path != path:
+                    want = _Want(record.wanted_path, record.oid, self._job_of(key))
+                    # Removed now, so the freed name exists before anything is placed on it.
+                    self._remove(key, record, counted=False)
+                    result.append((key, path, want, True))
+        return result
+
+    def _job_of(self, key: Key) -> Job:
+        return self.vault.job(self.vault.entry(key[0], self.snapshot))
+
+    def _needs_remake(self, record: FileRecord) -> bool:
+        """Must an unchanged image's file be made again (link type changed, vault moved)?"""
+        if record.kind is not self.kind and not (
+            self.kind is LinkKind.REFLINK and record.kind is LinkKind.COPY
+        ):
+            return True
+        if self.embed_changed and record.kind in (LinkKind.COPY, LinkKind.REFLINK):
+            return True
+        return self.vault_moved and record.kind is LinkKind.SYMLINK
+
+    # -- file operations -------------------------------------------------------------------
+    def _source(self, oid: str) -> Path:
+        return self.objects_root / os.path.relpath(self.vault.object_path(oid), self.vault.path)
+
+    def _make(self, path: Path, want: _Want, replace: bool) -> FileRecord:
+        if self.kind in (LinkKind.SYMLINK, LinkKind.HARDLINK) and not self.vault.encrypted:
+            used = place_file(self._source(want.oid), path, self.kind, replace=replace)
+        elif self.view.definition.embed_metadata or self.vault.encrypted:
+            data = self.vault.read_object(want.oid)
+            if self.view.definition.embed_metadata:
+                from mjvault.views.embed import embed_metadata
+
+                data = embed_metadata(data, want.job)
+            used = place_bytes(data, path, replace=replace)
+        else:
+            used = place_file(self._source(want.oid), path, self.kind, replace=replace)
+        if used is not self.kind:
+            self.report.note(
+                f"{self.kind.value} is not possible on this file system: made copies instead"
+            )
+        stat = os.lstat(path)
+        return FileRecord(
+            path=os.path.relpath(path, self.root).replace(os.sep, "/"),
+            oid=want.oid,
+            kind=used,
+            plain=None,
+            size=stat.st_size,
+            mtime_ns=stat.st_mtime_ns,
+        )
+
+    def _place(self, key: Key, relpath: str, want: _Want, *, moved: bool = False) -> None:
+        path = self.root / relpath
+        try:
+            record = self._make(path, want, replace=False)
+        except (NameTaken, FileExistsError, NotADirectoryError):
+            self._block(key, relpath, want)
+            return
+        except OSError as exc:
+            if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+                self._block(key, relpath, want)
+                return
+            raise
+        except MjvaultError as exc:
+            if isinstance(exc, UsageError):
+                raise
+            self.report.skipped += 1
+            self.report.note(f"image {key[1]} of job {key[0]} skipped: {exc}")
+            return
+        record = _with_plain(record, relpath, want.plain)
+        self._set_record(key, record)
+        self._claim(key, record)
+        if moved:
+            self.report.updated += 1
+        else:
+            self.report.added += 1
+        self.ops_since_save += 1
+
+    def _replace(self, key: Key, record: FileRecord, want: _Want) -> None:
+        path = self.root / record.path
+        if os.path.lexists(path) and not self._is_ours(path, record):
+            self._forget(key, record, kept=path)
+            self._place(key, record.path, want)
+            return
+        try:
+            new = self._make(path, want, replace=True)
+        except MjvaultError as exc:
+            if isinstance(exc, UsageError):
+                raise
+            self.report.skipped += 1
+            self.report.note(f"image {key[1]} of job {key[0]} skipped: {exc}")
+            return
+        self._release(key, record)
+        new = _with_plain(new, record.path, want.plain)
+        self._set_record(key, new)
+        self._claim(key, new)
+        self.report.updated += 1
+        self.ops_since_save += 1
+
+    def _remove(self, key: Key, record: FileRecord, *, counted: bool = True) -> None:
+        path = self.root / record.path
+        if os.path.lexists(path):
+            if not self._is_ours(path, record):
+                self._forget(key, record, kept=path)
+                return
+            os.unlink(path)
+            prune_empty_dirs(path.parent, self.root)
+        self._forget(key, record)
+        if counted:
+            self.report.removed += 1
+        self.ops_since_save += 1
+
+    def _forget(self, key: Key, record: FileRecord, *, kept: Path | None = None) -> None:
+        self._release(key, record)
+        self._set_record(key, None)
+        if kept is not None:
+            self.report.kept += 1
+            if len(self.report.kept_paths) < MAX_LISTED:
+                self.report.kept_paths.append(str(kept))
+
+    def _block(self, key: Key, relpath: str, want: _Want) -> None:
+        plain = want.plain if want.plain != relpath else None
+        record = FileRecord(relpath, want.oid, self.kind, plain)
+        self.view.blocked.setdefault(key[0], {})[key[1]] = record
+        self.report.conflicts += 1
+        if len(self.report.conflict_paths) < MAX_LISTED:
+            self.report.conflict_paths.append(str(self.root / relpath))
+
+    def _is_ours(self, path: Path, record: FileRecord) -> bool:
+        """Is the file at ``path`` still exactly what this view made there?"""
+        try:
+            if record.kind is LinkKind.SYMLINK:
+                return os.path.basename(os.readlink(path)) == record.oid
+            stat = os.lstat(path)
+        except OSError:
+            return False
+        return (
+            not os.path.islink(path)
+            and stat.st_size == record.size
+            and stat.st_mtime_ns == record.mtime_ns
+        )
+
+    def _maybe_save(self) -> None:
+        if self.ops_since_save >= SAVE_EVERY:
+            self.registry.save(self.view)
+            self.ops_since_save = 0
+
+
+class _Without:
+    """``base`` minus a few names (a collision group's own current paths)."""
+
+    def __init__(self, base: dict[str, Key], without: set[str]) -> None:
+        self.base = base
+        self.without = without
+
+    def __contains__(self, folded: object) -> bool:
+        return folded in self.base and folded not in self.without
+
+
+def _with_plain(record: FileRecord, relpath: str, plain: str) -> FileRecord:
+    return FileRecord(
+        path=relpath,
+        oid=record.oid,
+        kind=record.kind,
+        plain=plain if plain != relpath else None,
+        size=record.size,
+        mtime_ns=record.mtime_ns,
+    )
+
+
+# -- the library API -----------------------------------------------------------------------
+
+
+def target_snapshot(vault: Vault, definition: ViewDefinition) -> Snapshot | None:
+    return vault.snapshot(definition.snapshot) if definition.snapshot else vault.head()
+
+
+def refresh_view(
+    vault: Vault,
+    view: View,
+    *,
+    registry: ViewRegistry | None = None,
+    progress: Progress | None = None,
+    previous: ViewDefinition | None = None,
+) -> RefreshReport:
+    """Bring one view's files in line with its definition and snapshot; saves its state.
+
+    ``previous`` is the definition the files were made with, when the caller just changed it.
+    The caller holds ``registry.lock()``.
+    """
+    registry = registry or ViewRegistry(vault)
+    definition = view.definition
+    snapshot = target_snapshot(vault, definition)
+    new_tree = snapshot.tree if snapshot else None
+    kind = LinkKind.COPY if vault.encrypted else definition.link
+    report = RefreshReport(
+        view=definition.name,
+        directory=str(definition.directory),
+        snapshot=snapshot.id if snapshot else None,
+        link=kind.value,
+    )
+    if vault.encrypted and definition.link is not LinkKind.COPY:
+        report.note(
+            "this vault is encrypted: links would show ciphertext, so the view holds "
+            "decrypted copies"
+        )
+    fingerprint = definition.fingerprint()
+    vault_path = str(vault.path.resolve())
+    vault_moved = view.vault_path is not None and view.vault_path != vault_path
+    old_tree_gone = view.tree is not None and not vault.store.exists(view.tree)
+    full = view.fingerprint != fingerprint or vault_moved or old_tree_gone
+    if not full and view.tree == new_tree and not view.blocked:
+        report.mode = "up-to-date"
+        report.unchanged = view.file_count()
+        return report
+    report.mode = "full" if full else "incremental"
+    before = view.file_count()
+    reconciler = _Reconciler(
+        vault,
+        registry,
+        view,
+        report,
+        progress,
+        snapshot=snapshot,
+        embed_changed=previous is not None and previous.embed_metadata != definition.embed_metadata,
+        vault_moved=vault_moved,
+    )
+    changes = (
+        _all_jobs(vault, view, snapshot) if full else _changed_jobs(vault, view, snapshot, new_tree)
+    )
+    try:
+        reconciler.run(changes)
+    except BaseException:
+        registry.save(view)  # what is done stays known; the old tree makes the next run redo
+        raise
+    view.fingerprint = fingerprint
+    view.tree = new_tree
+    view.snapshot_id = snapshot.id if snapshot else None
+    view.vault_path = vault_path
+    registry.save(view)
+    report.unchanged = max(0, before - report.removed - report.updated)
+    return report
+
+
+def _all_jobs(
+    vault: Vault, view: View, snapshot: Snapshot | None
+) -> Iterator[tuple[str, JobEntry | None]]:
+    seen: set[str] = set()
+    if snapshot is not None:
+        for entry in vault.entries(snapshot):
+            seen.add(entry.job_id)
+            yield entry.job_id, entry
+    for job_id in [*view.files, *view.blocked]:
+        if job_id not in seen:
+            seen.add(job_id)
+            yield job_id, None
+
+
+def _changed_jobs(
+    vault: Vault, view: View, snapshot: Snapshot | None, new_tree: str | None
+) -> Iterator[tuple[str, JobEntry | None]]:
+    seen: set[str] = set()
+    for job_id, _old, new in vault.diff(view.tree, new_tree):
+        seen.add(job_id)
+        yield job_id, new
+    for job_id in list(view.blocked):  # a user file was in the way last time: try again
+        if job_id not in seen:
+            yield job_id, _entry_or_none(vault, job_id, snapshot)
+
+
+def _entry_or_none(vault: Vault, job_id: str, snapshot: Snapshot | None) -> JobEntry | None:
+    if snapshot is None:
+        return None
+    try:
+        return vault.entry(job_id, snapshot)
+    except JobNotFound:
+        return None
+
+
+def _check_directory(vault: Vault, directory: Path) -> None:
+    vault_root = vault.path.resolve()
+    if directory == vault_root or vault_root in directory.parents:
+        raise UsageError(f"{directory} is inside the vault; choose a directory outside it")
+    if directory in vault_root.parents:
+        raise UsageError(f"{directory} contains the vault; choose a directory beside it")
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory} exists and is not a directory")
+
+
+def checkout(
+    vault: Vault,
+    definition: ViewDefinition,
+    *,
+    progress: Progress | None = None,
+) -> RefreshReport:
+    """Define (or redefine) a view and render it. Library form of ``mjvault checkout DIR``."""
+    Template.parse(definition.template)  # a bad template fails before anything is touched
+    definition.directory = definition.directory.expanduser().resolve()
+    _check_directory(vault, definition.directory)
+    if definition.snapshot:
+        definition.snapshot = vault.snapshot(definition.snapshot).id
+    registry = ViewRegistry(vault)
+    with registry.lock():
+        previous: ViewDefinition | None = None
+        if registry.exists(definition.name):
+            view = registry.load(definition.name)
+            previous = view.definition
+            if previous.directory != definition.directory:
+                raise UsageError(
+                    f"view {definition.name!r} already shows {previous.directory}",
+                    hint="choose another --name, or `mjvault checkout --remove` it first",
+                )
+            view.definition = definition
+        else:
+            other = registry.find_by_directory(definition.directory)
+            if other is not None:
+                raise UsageError(
+                    f"{definition.directory} is already the view {other.name!r}",
+                    hint=f"refresh it with `mjvault checkout`, or use --name {other.name}",
+                )
+            view = View(definition=definition)
+        return refresh_view(vault, view, registry=registry, progress=progress, previous=previous)
+
+
+@dataclass
+class ViewsReport:
+    """The outcome of refreshing several views (``mjvault checkout`` with no arguments)."""
+
+    views: list[RefreshReport] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def totals(self) -> dict[str, int]:
+        names = ("added", "removed", "updated", "unchanged", "skipped", "conflicts", "kept")
+        return {n: sum(getattr(r, n) for r in self.views) for n in names}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "views": [r.to_json() for r in self.views],
+            "errors": self.errors,
+            "totals": self.totals(),
+        }
+
+
+def refresh_views(
+    vault: Vault,
+    *,
+    auto_only: bool = False,
+    progress: Progress | None = None,
+) -> ViewsReport:
+    """Refresh every view of the vault; ``auto_only`` skips views that opted out (for sync).
+
+    A view that fails (its disk is not mounted, say) is reported and the others still run.
+    """
+    registry = ViewRegistry(vault)
+    result = ViewsReport()
+    if not registry.names():
+        return result
+    with registry.lock():
+        for name in registry.names():
+            try:
+                view = registry.load(name)
+                if auto_only and not view.definition.auto_refresh:
+                    continue
+                result.views.append(refresh_view(vault, view, registry=registry, progress=progress))
+            except (MjvaultError, OSError) as exc:
+                result.errors[name] = str(exc)
+    return result
+
+
+def remove_view(vault: Vault, name: str) -> RefreshReport:
+    """Delete a view: its own files (never one the user changed) and its registry entry."""
+    registry = ViewRegistry(vault)
+    with registry.lock():
+        view = registry.load(name)
+        report = RefreshReport(
+            view=name,
+            directory=str(view.definition.directory),
+            snapshot=view.snapshot_id,
+            mode="removed",
+            link=view.definition.link.value,
+        )
+        reconciler = _Reconciler(vault, registry, view, report, None, snapshot=None)
+        try:
+            reconciler.run((job_id, None) for job_id in [*view.files, *view.blocked])
+        except BaseException:
+            registry.save(view)
+            raise
+        registry.delete(name)
+        return report
+
+
+def list_views(vault: Vault) -> list[View]:
+    return ViewRegistry(vault).all()
