@@ -9,7 +9,9 @@ for entry in vault.entries():
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mjvault.errors import (
+    IntegrityError,
     JobNotFound,
     MjvaultError,
     PassphraseRequired,
@@ -44,6 +47,8 @@ from mjvault.tree import JobEntry, Tree
 
 if TYPE_CHECKING:
     from mjvault.writer import ArchiveWriter
+
+log = logging.getLogger(__name__)
 
 FORMAT_NAME = "mjvault"
 FORMAT_VERSION = 1
@@ -252,7 +257,13 @@ class Vault:
     # -- index -----------------------------------------------------------------------------
     def _open_index(self) -> Index:
         if self._index is None:
-            self._index = Index(self.path / "index")
+            try:
+                self._index = Index(self.path / "index")
+            except IntegrityError as exc:
+                # The index is only a cache: a damaged one is discarded and rebuilt from objects.
+                log.warning("%s; discarding it, it will be rebuilt", exc)
+                shutil.rmtree(self.path / "index", ignore_errors=True)
+                self._index = Index(self.path / "index")
         return self._index
 
     @property
@@ -298,8 +309,10 @@ class Vault:
     def rebuild_index(self, progress: ProgressCallback | None = None) -> int:
         """``mjvault index rebuild``: recreate the index from the objects alone."""
         with self.write_lock():
-            index = self._open_index()
-            index.clear()
+            if self._index is not None:
+                self._index.close()
+                self._index = None
+            shutil.rmtree(self.path / "index", ignore_errors=True)
             head = self.head()
             return self.sync_index(head.tree if head else None, progress)
 

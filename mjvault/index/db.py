@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -112,29 +113,51 @@ def _date_key(moment: datetime | None) -> bytes:
 TABLES = (b"meta", b"jobs", b"words", b"dates", b"types", b"params", b"images")
 
 
+# LMDB allows one environment per file per process; vaults opened twice share it.
+_OPEN_ENVS: dict[str, tuple[lmdb.Environment, dict[bytes, Any], int]] = {}
+_ENVS_LOCK = threading.Lock()
+
+
 class Index:
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        if not readonly:
-            path.mkdir(mode=0o700, exist_ok=True)
-        try:
-            self.env = lmdb.open(
-                str(path),
-                map_size=MAP_SIZE,
-                max_dbs=len(TABLES),
-                readonly=readonly,
-                subdir=True,
-                create=not readonly,
-                lock=True,
-                readahead=False,
-                mode=0o600,
-            )
-            self.db = {name: self.env.open_db(name, create=not readonly) for name in TABLES}
-        except lmdb.Error as exc:
-            raise IntegrityError(f"the index at {path} cannot be opened: {exc}") from None
+        self._key = os.path.realpath(path)
+        with _ENVS_LOCK:
+            shared = _OPEN_ENVS.get(self._key)
+            if shared is None:
+                path.mkdir(mode=0o700, exist_ok=True)
+                try:
+                    env = lmdb.open(
+                        str(path),
+                        map_size=MAP_SIZE,
+                        max_dbs=len(TABLES),
+                        subdir=True,
+                        create=True,
+                        lock=True,
+                        readahead=False,
+                        mode=0o600,
+                    )
+                    dbs = {name: env.open_db(name, create=True) for name in TABLES}
+                except lmdb.Error as exc:
+                    raise IntegrityError(f"the index at {path} cannot be opened: {exc}") from None
+                shared = (env, dbs, 0)
+            env, dbs, users = shared
+            _OPEN_ENVS[self._key] = (env, dbs, users + 1)
+        self.env = env
+        self.db = dbs
+        self._closed = False
 
     def close(self) -> None:
-        self.env.close()
+        if self._closed:
+            return
+        self._closed = True
+        with _ENVS_LOCK:
+            env, dbs, users = _OPEN_ENVS[self._key]
+            if users <= 1:
+                del _OPEN_ENVS[self._key]
+                env.close()
+            else:
+                _OPEN_ENVS[self._key] = (env, dbs, users - 1)
 
     # -- state -----------------------------------------------------------------------------
     def indexed_tree(self) -> str | None:
@@ -176,7 +199,7 @@ class Index:
         old = txn.get(job_id.encode("utf-8"), db=self.db[b"jobs"])
         if old is None:
             return
-        for table, key in JobSummary.unpack(job_id, old).postings():
+        for table, key in JobSummary.unpack(job_id, bytes(old)).postings():
             txn.delete(key, db=self.db[table])
         txn.delete(job_id.encode("utf-8"), db=self.db[b"jobs"])
 
@@ -198,7 +221,7 @@ class Index:
     def iter_summaries(self) -> Iterator[JobSummary]:
         with self.env.begin(db=self.db[b"jobs"]) as txn:
             for key, value in txn.cursor():
-                yield JobSummary.unpack(bytes(key).decode("utf-8"), bytes(value))  # type: ignore[arg-type]
+                yield JobSummary.unpack(bytes(key).decode("utf-8"), bytes(value))
 
     def _prefix_ids(self, table: bytes, prefix: bytes) -> set[str]:
         found: set[str] = set()

@@ -1,0 +1,64 @@
+"""``mjvault import``: bring in folders written by earlier archivers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from mjvault.cli.context import AppContext, pass_app
+from mjvault.errors import EXIT_PARTIAL
+
+MAX_PROBLEMS_SHOWN = 20
+
+
+@click.command(
+    "import",
+    epilog="""\b
+Examples:
+  mjvault import ~/midjourney-archive
+  mjvault --json import ~/midjourney-archive > report.json
+""",
+)
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@pass_app
+def import_command(app: AppContext, directory: Path) -> None:
+    """Import an archive written by the original midjourney-archiver scripts.
+
+    Reads YYYY/YYYY-MM/YYYY-MM-DD/<stamp>_<job_id>.json records with their images and
+    .prompt.txt files. Lossless and idempotent: importing twice adds nothing. Files that
+    cannot be imported are listed at the end (exit code 4) and never stop the rest.
+    """
+    from mjvault.sources.importer import count_records, import_archive
+
+    vault = app.open_vault()
+    total = count_records(directory) if app.progress_enabled and not app.json_output else None
+    with app.progress(total, "importing", unit="job") as bar:
+        report = import_archive(vault, directory, on_job=lambda: bar.update(1))
+
+    def human() -> None:
+        s = report.stats
+        click.echo(
+            f"{report.jobs_seen} jobs: {s.jobs_new} new, {s.jobs_updated} updated, "
+            f"{s.jobs_unchanged} unchanged; {report.images_seen} images: {s.media_new} stored, "
+            f"{s.media_deduplicated} already held; {report.images_missing} missing"
+        )
+        click.echo(
+            f"snapshot {report.snapshot[:12]}"
+            if report.snapshot
+            else "nothing changed: no snapshot"
+        )
+        if report.problems:
+            click.echo(f"{len(report.problems)} files were not imported:", err=True)
+            for problem in report.problems[:MAX_PROBLEMS_SHOWN]:
+                click.echo(f"  {problem.path}: {problem.reason}", err=True)
+            if len(report.problems) > MAX_PROBLEMS_SHOWN:
+                click.echo(
+                    f"  … and {len(report.problems) - MAX_PROBLEMS_SHOWN} more (--json lists all)",
+                    err=True,
+                )
+
+    app.emit(report.to_json(), human)
+    if report.problems:
+        sys.exit(EXIT_PARTIAL)

@@ -1,0 +1,1 @@
+"""Checking a vault: structure, data, and (later) repair and garbage collection."""

@@ -1,0 +1,266 @@
+"""``mjvault verify``: is every snapshot whole, and is every object what its name says?
+
+The structural pass reads refs, manifests and tree nodes (each distinct node once, so shared
+subtrees cost nothing extra) and checks that every object they name exists; it takes seconds
+because it reads no image. ``read_data`` then re-hashes object files — all of them or a subset
+— decrypting and checking the AEAD tag in encrypted vaults.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from mjvault.concurrency import bounded_map
+from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, ObjectNotFound, UsageError
+from mjvault.snapshots import Snapshot, decode_manifest
+from mjvault.tree import Inner, Leaf, decode_node
+from mjvault.vault import Vault
+
+READ_THREADS = 4
+
+
+@dataclass
+class Problem:
+    kind: str  # missing | corrupt | malformed | ref | index
+    message: str
+    object_id: str | None = None
+    jobs: list[str] = field(default_factory=list)
+    snapshots: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "message": self.message,
+            "object": self.object_id,
+            "jobs": self.jobs,
+            "snapshots": self.snapshots,
+        }
+
+
+@dataclass
+class VerifyReport:
+    snapshots: int = 0
+    tree_nodes: int = 0
+    jobs_checked: int = 0
+    objects_referenced: int = 0
+    objects_read: int = 0
+    bytes_read: int = 0
+    seconds: float = 0.0
+    subset: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "snapshots": self.snapshots,
+            "tree_nodes": self.tree_nodes,
+            "jobs_checked": self.jobs_checked,
+            "objects_referenced": self.objects_referenced,
+            "objects_read": self.objects_read,
+            "bytes_read": self.bytes_read,
+            "seconds": round(self.seconds, 3),
+            "subset": self.subset,
+            "problems": [p.to_json() for p in self.problems],
+        }
+
+
+SubsetFilter = Callable[[str], bool]
+
+
+def parse_subset(spec: str) -> tuple[str, SubsetFilter]:
+    """``5%`` (a random sample each run) or ``n/m`` (part n of m fixed parts: all m cover all)."""
+    spec = spec.strip()
+    if match := re.fullmatch(r"(\d+(?:\.\d+)?)%", spec):
+        share = float(match.group(1)) / 100
+        if not 0 < share <= 1:
+            raise UsageError("--read-data-subset percentage must be in (0, 100]")
+        rng = random.Random()
+        return spec, lambda _oid: rng.random() < share
+    if match := re.fullmatch(r"(\d+)/(\d+)", spec):
+        part, parts = int(match.group(1)), int(match.group(2))
+        if not 1 <= part <= parts:
+            raise UsageError("--read-data-subset n/m needs 1 <= n <= m")
+        return spec, lambda oid: int(oid[:8], 16) % parts == part - 1
+    raise UsageError("--read-data-subset takes a percentage (5%) or a part (n/m)")
+
+
+def verify(
+    vault: Vault,
+    *,
+    read_data: bool = False,
+    subset: str | None = None,
+    on_object: Callable[[int], None] | None = None,
+) -> VerifyReport:
+    started = time.monotonic()
+    report = VerifyReport()
+    snapshots = _check_refs(vault, report)
+    _check_trees(vault, snapshots, report)
+    _check_index(vault, snapshots, report)
+    if read_data or subset:
+        chooser: SubsetFilter | None = None
+        if subset:
+            report.subset, chooser = parse_subset(subset)
+        _read_data(vault, report, chooser, on_object)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _check_refs(vault: Vault, report: VerifyReport) -> list[Snapshot]:
+    snapshots: list[Snapshot] = []
+    for snapshot_id in vault.refs.snapshot_ids():
+        try:
+            snapshots.append(decode_manifest(snapshot_id, vault.store.read(snapshot_id)))
+        except ObjectNotFound:
+            report.problems.append(
+                Problem(
+                    "missing", "snapshot manifest is missing", snapshot_id, snapshots=[snapshot_id]
+                )
+            )
+        except (CorruptObject, IntegrityError) as exc:
+            report.problems.append(
+                Problem("corrupt", str(exc), snapshot_id, snapshots=[snapshot_id])
+            )
+    report.snapshots = len(snapshots)
+    try:
+        head = vault.refs.head()
+    except IntegrityError as exc:
+        report.problems.append(Problem("ref", str(exc)))
+        return snapshots
+    if head is not None and head not in vault.refs.snapshot_ids():
+        report.problems.append(
+            Problem("ref", "refs/HEAD names a snapshot that is not listed", head)
+        )
+    return snapshots
+
+
+def _check_trees(vault: Vault, snapshots: list[Snapshot], report: VerifyReport) -> None:
+    visited: set[str] = set()
+    for snapshot in snapshots:
+        stack = [snapshot.tree]
+        while stack:
+            node_id = stack.pop()
+            if node_id in visited:
+                continue
+            visited.add(node_id)
+            report.tree_nodes += 1
+            try:
+                node = decode_node(vault.store.read(node_id))
+            except ObjectNotFound:
+                report.problems.append(
+                    Problem("missing", "tree node is missing", node_id, snapshots=[snapshot.id])
+                )
+                continue
+            except (CorruptObject, IntegrityError) as exc:
+                report.problems.append(
+                    Problem("corrupt", str(exc), node_id, snapshots=[snapshot.id])
+                )
+                continue
+            if isinstance(node, Inner):
+                stack.extend(child for _, child, _ in node.children)
+                continue
+            assert isinstance(node, Leaf)
+            for entry in node.entries:
+                report.jobs_checked += 1
+                for role, object_id in _referenced(entry.record, entry.images):
+                    report.objects_referenced += 1
+                    if not vault.store.exists(object_id):
+                        report.problems.append(
+                            Problem(
+                                "missing",
+                                f"{role} of job {entry.job_id} is missing",
+                                object_id,
+                                jobs=[entry.job_id],
+                                snapshots=[snapshot.id],
+                            )
+                        )
+
+
+def _referenced(record: str, images: tuple[str | None, ...]) -> Iterator[tuple[str, str]]:
+    yield "record", record
+    for i, image in enumerate(images):
+        if image is not None:
+            yield f"image {i}", image
+
+
+def _check_index(vault: Vault, snapshots: list[Snapshot], report: VerifyReport) -> None:
+    head_id = None
+    try:
+        head_id = vault.refs.head()
+    except IntegrityError:
+        return
+    head = next((s for s in snapshots if s.id == head_id), None)
+    if head is None:
+        return
+    try:
+        index = vault._open_index()
+        indexed = index.indexed_tree()
+        count = index.job_count()
+    except MjvaultError as exc:
+        report.problems.append(Problem("index", f"{exc} (run `mjvault index rebuild`)"))
+        return
+    except Exception as exc:  # a damaged LMDB file can fail in many ways; all mean "rebuild"
+        report.problems.append(
+            Problem("index", f"the index is damaged: {exc} (run `mjvault index rebuild`)")
+        )
+        return
+    expected = head.stats.get("jobs")
+    if indexed != head.tree:
+        report.problems.append(
+            Problem("index", "the index does not match HEAD (run `mjvault index rebuild`)")
+        )
+    elif expected is not None and count != expected:
+        report.problems.append(
+            Problem(
+                "index",
+                f"the index holds {count} jobs, HEAD {expected} (run `mjvault index rebuild`)",
+            )
+        )
+
+
+def _read_data(
+    vault: Vault,
+    report: VerifyReport,
+    chooser: SubsetFilter | None,
+    on_object: Callable[[int], None] | None,
+) -> None:
+    ids = (oid for oid in vault.store.iter_ids() if chooser is None or chooser(oid))
+
+    def check(object_id: str) -> tuple[str, int, Exception | None]:
+        try:
+            return object_id, vault.store.check(object_id), None
+        except (CorruptObject, ObjectNotFound) as exc:
+            return object_id, 0, exc
+
+    damaged: list[tuple[str, Exception]] = []
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        for object_id, size, error in bounded_map(pool, check, ids):
+            report.objects_read += 1
+            report.bytes_read += size
+            if error is not None:
+                damaged.append((object_id, error))
+            if on_object:
+                on_object(size)
+    for object_id, error in damaged:
+        jobs = _jobs_using(vault, object_id)
+        report.problems.append(Problem("corrupt", str(error), object_id, jobs=jobs))
+
+
+def _jobs_using(vault: Vault, object_id: str) -> list[str]:
+    """Which jobs (of HEAD, via the index) refer to ``object_id``; used only for damaged objects."""
+    try:
+        index = vault._open_index()
+        jobs = set(index.jobs_with_image(object_id))
+        if not jobs:
+            jobs = {s.job_id for s in index.iter_summaries() if s.record == object_id}
+        return sorted(jobs)
+    except Exception:
+        return []

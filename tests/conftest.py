@@ -1,0 +1,71 @@
+"""Shared fixtures: real vaults on real files, and a real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mjvault import Vault
+from mjvault.store.crypto import KdfParams
+
+# Argon2id at its real cost takes ~0.2 s a derivation; tests use a cheap one. Production code
+# never reads this: it is passed explicitly, and the CLI always uses KdfParams().
+CHEAP_KDF = KdfParams(iterations=1, lanes=1, memory_cost_kib=8 * 1024)
+PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Iterator[Vault]:
+    v = Vault.init(tmp_path / "vault")
+    yield v
+    v.close()
+
+
+@pytest.fixture
+def encrypted_vault(tmp_path: Path) -> Iterator[Vault]:
+    v = Vault.init(tmp_path / "vault", encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
+    yield v
+    v.close()
+
+
+def record_json(job_id: str, prompt: str = "a red fox", **extra: object) -> bytes:
+    record = {
+        "id": job_id,
+        "enqueue_time": "2023-05-26 07:38:42.209596",
+        "type": "grid",
+        "full_command": f"{prompt} --ar 16:9 --v 6",
+        "prompt": prompt,
+        "batch_size": 4,
+    } | extra
+    return json.dumps(record, indent=2).encode("utf-8")
+
+
+def png_bytes(seed: int, size: int = 256) -> bytes:
+    """Bytes that look like a PNG to magic-number sniffing (content is not decoded here)."""
+    body = seed.to_bytes(8, "big") * (size // 8 + 1)
+    return b"\x89PNG\r\n\x1a\n" + body[:size]
+
+
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    input: bytes | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """The real `mjvault` command in a child process, as a user or a script runs it."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "mjvault", *args],
+        capture_output=True,
+        env=full_env,
+        input=input,
+        cwd=cwd,
+        timeout=120,
+    )
