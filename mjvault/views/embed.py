@@ -127,9 +127,14 @@ def _embed_jpeg(data: bytes, job: Job) -> bytes:
     segment = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
     position = 2
     # After JFIF (APP0) and EXIF (APP1) headers, where readers expect XMP.
-    while position + 4 <= len(data) and data[position] == 0xFF and data[position + 1] in (
-        0xE0,
-        0xE1,
+    while (
+        position + 4 <= len(data)
+        and data[position] == 0xFF
+        and data[position + 1]
+        in (
+            0xE0,
+            0xE1,
+        )
     ):
         (length,) = struct.unpack(">H", data[position + 2 : position + 4])
         position += 2 + length

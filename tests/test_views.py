@@ -1,0 +1,244 @@
+"""Checkout views against real vaults, real files and real symlinks."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mjvault import Vault
+from mjvault.errors import UsageError
+from mjvault.views.filters import ViewFilter
+from mjvault.views.links import LinkKind
+from mjvault.views.reconcile import (
+    checkout,
+    list_views,
+    refresh_views,
+    remove_view,
+)
+from mjvault.views.registry import ViewDefinition, ViewRegistry
+from tests.conftest import png_bytes, record_json
+
+TEMPLATE = "{prompt:30}_{job_id}_{index}.{ext}"
+
+
+def add_jobs(vault: Vault, ids: range | list[int], *, images: int = 2, prompt: str = "fox") -> None:
+    with vault.writer("test") as writer:
+        for n in ids:
+            oids = [writer.put_media(png_bytes(n * 10 + i)) for i in range(images)]
+            writer.add_job(record_json(f"job-{n:04d}", f"{prompt} number {n}"), oids)
+
+
+def remove_jobs(vault: Vault, ids: list[int]) -> None:
+    with vault.writer("test") as writer:
+        for n in ids:
+            writer.remove_job(f"job-{n:04d}")
+
+
+def define(tmp_path: Path, name: str = "all", **options: object) -> ViewDefinition:
+    fields: dict[str, object] = {
+        "name": name,
+        "directory": tmp_path / "views" / name,
+        "template": TEMPLATE,
+        "link": LinkKind.SYMLINK,
+    } | options
+    return ViewDefinition(**fields)  # type: ignore[arg-type]
+
+
+def files_in(root: Path) -> dict[str, Path]:
+    out = {}
+    for path in root.rglob("*"):
+        if path.is_symlink() or path.is_file():
+            out[path.relative_to(root).as_posix()] = path
+    return out
+
+
+def test_checkout_creates_relative_symlinks_to_the_images(vault: Vault, tmp_path: Path) -> None:
+    add_jobs(vault, range(5))
+    report = checkout(vault, define(tmp_path))
+    assert (report.added, report.removed, report.conflicts, report.mode) == (10, 0, 0, "full")
+    root = tmp_path / "views" / "all"
+    found = files_in(root)
+    assert len(found) == 10
+    link = found["fox number 3_job-0003_1.png"]
+    assert link.is_symlink() and not os.path.isabs(os.readlink(link))
+    assert link.read_bytes() == png_bytes(31)
+
+
+def test_refresh_after_adding_jobs_touches_only_new_files(vault: Vault, tmp_path: Path) -> None:
+    add_jobs(vault, range(20))
+    checkout(vault, define(tmp_path))
+    root = tmp_path / "views" / "all"
+    before = {name: os.lstat(p).st_mtime_ns for name, p in files_in(root).items()}
+    inodes = {name: os.lstat(p).st_ino for name, p in files_in(root).items()}
+    add_jobs(vault, range(20, 23))
+    report = refresh_views(vault).views[0]
+    assert report.mode == "incremental"
+    assert report.jobs_examined == 3  # the tree diff, not a walk of all 23 jobs
+    assert (report.added, report.removed, report.unchanged) == (6, 0, 40)
+    after = files_in(root)
+    assert len(after) == 46
+    for name, mtime in before.items():
+        assert os.lstat(after[name]).st_mtime_ns == mtime
+        assert os.lstat(after[name]).st_ino == inodes[name]
+    again = refresh_views(vault).views[0]
+    assert again.mode == "up-to-date" and again.jobs_examined == 0
+
+
+def test_removed_jobs_leave_the_view(vault: Vault, tmp_path: Path) -> None:
+    add_jobs(vault, range(6))
+    checkout(vault, define(tmp_path, template="{job_id}/{index}.{ext}"))
+    remove_jobs(vault, [1, 4])
+    report = refresh_views(vault).views[0]
+    assert (report.removed, report.added) == (4, 0)
+    root = tmp_path / "views" / "all"
+    assert not (root / "job-0001").exists()  # emptied directories go too
+    assert sorted(files_in(root)) == [f"job-000{n}/{i}.png" for n in (0, 2, 3, 5) for i in (0, 1)]
+
+
+def test_user_file_in_the_way_is_kept_and_retried(vault: Vault, tmp_path: Path) -> None:
+    add_jobs(vault, range(3))
+    root = tmp_path / "views" / "all"
+    root.mkdir(parents=True)
+    mine = root / "fox number 1_job-0001_0.png"
+    mine.write_bytes(b"my own edit")
+    (root / "notes.txt").write_text("mine too")
+    report = checkout(vault, define(tmp_path))
+    assert report.conflicts == 1 and report.added == 5
+    assert report.conflict_paths == [str(mine)]
+    assert mine.read_bytes() == b"my own edit"
+    # Still in the way: still reported, still untouched.
+    add_jobs(vault, [9])
+    assert refresh_views(vault).views[0].conflicts == 1
+    # Out of the way: the next refresh fills the gap.
+    mine.unlink()
+    report = refresh_views(vault).views[0]
+    assert report.conflicts == 0 and report.added == 1
+    assert mine.is_symlink()
+    # Removing the view removes its files only.
+    removed = remove_view(vault, "all")
+    assert removed.removed == 8
+    assert sorted(files_in(root)) == ["notes.txt"]
+    assert list_views(vault) == []
+
+
+def test_a_file_the_user_replaced_is_never_removed(vault: Vault, tmp_path: Path) -> None:
+    add_jobs(vault, range(2))
+    checkout(vault, define(tmp_path, link=LinkKind.COPY))
+    root = tmp_path / "views" / "all"
+    edited = root / "fox number 0_job-0000_0.png"
+    edited.write_bytes(b"retouched by hand")
+    remove_jobs(vault, [0])
+    report = refresh_views(vault).views[0]
+    assert report.kept == 1 and report.removed == 1
+    assert edited.read_bytes() == b"retouched by hand"
+
+
+def test_view_of_an_older_snapshot_stays_put(vault: Vault, tmp_path: Path) -> None:
+    add_jobs(vault, range(3))
+    old = vault.head()
+    assert old is not None
+    add_jobs(vault, range(3, 5))
+    remove_jobs(vault, [0])
+    report = checkout(vault, define(tmp_path, name="then", snapshot=old.id[:8]))
+    assert report.added == 6 and report.snapshot == old.id
+    root = tmp_path / "views" / "then"
+    assert (
+        sorted(p.split("_")[1] for p in files_in(root))
+        == ["job-0000"] * 2 + ["job-0001"] * 2 + ["job-0002"] * 2
+    )
+    add_jobs(vault, [7])
+    assert refresh_views(vault).views[0].mode == "up-to-date"
+
+
+def test_filters_select_jobs(vault: Vault, tmp_path: Path) -> None:
+    add_jobs(vault, range(3), prompt="red fox")
+    add_jobs(vault, range(3, 5), prompt="blue whale")
+    view_filter = ViewFilter.build(search="FOX", params={"ar": "16:9", "version": "6"})
+    report = checkout(vault, define(tmp_path, name="foxes", filter=view_filter))
+    assert report.added == 6
+    none = checkout(
+        vault, define(tmp_path, name="none", filter=ViewFilter.build(params={"ar": "1:1"}))
+    )
+    assert none.added == 0
+
+
+def test_redefining_the_template_moves_files(vault: Vault, tmp_path: Path) -> None:
+    add_jobs(vault, range(3))
+    checkout(vault, define(tmp_path))
+    report = checkout(vault, define(tmp_path, template="{date:%Y/%m}/{job_id}_{index}.{ext}"))
+    assert report.mode == "full" and (report.added, report.removed) == (6, 6)
+    root = tmp_path / "views" / "all"
+    assert sorted(files_in(root))[0] == "2023/05/job-0000_0.png"
+
+
+def test_colliding_names_are_told_apart_whatever_the_order(vault: Vault, tmp_path: Path) -> None:
+    add_jobs(vault, [5, 2], images=1)
+    checkout(vault, define(tmp_path, template="{prompt:3}.{ext}"))
+    add_jobs(vault, [1], images=1)  # sorts first: takes the plain name, job-0002 moves
+    report = refresh_views(vault).views[0]
+    assert report.conflicts == 0
+    root = tmp_path / "views" / "all"
+    found = files_in(root)
+    assert sorted(found) == ["fox.png", "fox~job0002_0.png", "fox~job0005_0.png"]
+    assert found["fox.png"].read_bytes() == png_bytes(10)
+
+    # The same set of jobs checked out in one go gives the same names.
+    fresh = checkout(vault, define(tmp_path, name="fresh", template="{prompt:3}.{ext}"))
+    assert fresh.added == 3
+    assert sorted(files_in(tmp_path / "views" / "fresh")) == sorted(found)
+
+
+def test_encrypted_vault_makes_decrypted_copies(encrypted_vault: Vault, tmp_path: Path) -> None:
+    add_jobs(encrypted_vault, range(2))
+    report = checkout(encrypted_vault, define(tmp_path))
+    assert report.link == "copy" and any("encrypted" in note for note in report.notes)
+    found = files_in(tmp_path / "views" / "all")
+    assert len(found) == 4
+    for path in found.values():
+        assert not path.is_symlink()
+    assert found["fox number 1_job-0001_0.png"].read_bytes() == png_bytes(10)
+    # The view's own state file names prompts, so it is sealed too.
+    state = (encrypted_vault.path / "views" / "all.view").read_bytes()
+    assert b"fox number" not in state
+
+
+def test_hardlinks_share_the_object(vault: Vault, tmp_path: Path) -> None:
+    add_jobs(vault, range(1))
+    checkout(vault, define(tmp_path, link=LinkKind.HARDLINK))
+    path = tmp_path / "views" / "all" / "fox number 0_job-0000_0.png"
+    entry = vault.entry("job-0000")
+    assert entry.images[0] is not None
+    assert os.path.samefile(path, vault.object_path(entry.images[0]))
+
+
+def test_embed_metadata_in_copies(vault: Vault, tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), "red").save(buffer, "PNG")
+    with vault.writer("test") as writer:
+        oid = writer.put_media(buffer.getvalue())
+        writer.add_job(record_json("job-x", "a quiet harbour at dawn"), [oid])
+    checkout(vault, define(tmp_path, link=LinkKind.COPY, embed_metadata=True))
+    path = tmp_path / "views" / "all" / "a quiet harbour at dawn_job-x_0.png"
+    with Image.open(path) as image:
+        assert image.text["Description"] == "a quiet harbour at dawn"
+        assert image.text["job_id"] == "job-x"
+        assert "--ar 16:9" in image.text["full_command"]
+        assert image.getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_views_are_remembered_and_validated(vault: Vault, tmp_path: Path) -> None:
+    add_jobs(vault, range(1))
+    checkout(vault, define(tmp_path, name="a"))
+    with pytest.raises(UsageError):
+        checkout(vault, define(tmp_path, name="b", directory=tmp_path / "views" / "a"))
+    with pytest.raises(UsageError):
+        checkout(vault, define(tmp_path, name="c", directory=vault.path / "inside"))
+    with pytest.raises(UsageError):
+        checkout(vault, define(tmp_path, name="d", template="{nope}"))
+    views = ViewRegistry(vault).all()
+    assert [v.name for v in views] == ["a"]
+    assert views[0].file_count() == 2 and len(views[0].object_ids()) == 2
