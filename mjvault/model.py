@@ -172,6 +172,10 @@ def job_from_record(record: Any) -> Job:
 
 
 def job_from_json(raw: bytes) -> Job:
+    if raw.lstrip()[:1] == b"<":
+        raise RecordError("an HTML page, not a JSON record (a login or error page saved as .json?)")
+    if not raw.strip():
+        raise RecordError("empty file")
     try:
         record = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -97,6 +97,7 @@ class ArchiveWriter:
     def start(self) -> None:
         self._lock.acquire()
         try:
+            self._remove_stale_temp_files()
             self._batch = self.vault.store.batch()
             self._tree = Tree(self._batch.read, self._batch.put)
             head = self.vault.head()
@@ -115,6 +116,16 @@ class ArchiveWriter:
         except BaseException:
             self._lock.release()
             raise
+
+    def _remove_stale_temp_files(self) -> int:
+        """Temp files of a writer that died: only writers make them, and we hold the lock."""
+        removed = 0
+        tmp_dir = self.vault.store.tmp_dir
+        for name in os.listdir(tmp_dir) if tmp_dir.is_dir() else ():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_dir / name)
+                removed += 1
+        return removed
 
     @property
     def _checkpoint_path(self) -> Path:

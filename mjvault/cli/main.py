@@ -15,7 +15,17 @@ from mjvault.errors import EXIT_ERROR, EXIT_INTERRUPTED, MjvaultError
 
 # Each entry: module under mjvault.cli, attribute holding the click command or group.
 # One module per command group; adding a group is one line here.
-COMMANDS: list[tuple[str, str]] = []
+COMMANDS: list[tuple[str, str]] = [
+    ("init", "init_command"),
+    ("ingest", "import_command"),
+    ("inspect", "log_command"),
+    ("inspect", "show_command"),
+    ("inspect", "cat_command"),
+    ("integrity", "verify_command"),
+    ("integrity", "index_group"),
+    ("keys", "key_group"),
+    ("lock", "unlock_command"),
+]
 
 EPILOG = """\b
 Examples:

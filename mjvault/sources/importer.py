@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mjvault.errors import MjvaultError
 from mjvault.model import RecordError, job_from_json
@@ -112,12 +113,13 @@ def import_archive(
     *,
     on_job: Callable[[], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    **writer_options: Any,
 ) -> ImportReport:
     root = Path(root)
     if not root.is_dir():
         raise MjvaultError(f"{root} is not a directory")
     report = ImportReport(source=f"import:{root.resolve()}")
-    with vault.writer(report.source) as writer:
+    with vault.writer(report.source, **writer_options) as writer:
         for directory, dirnames, filenames in os.walk(root):
             dirnames.sort()
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]

@@ -13,6 +13,8 @@ A plaintext that itself starts with a magic is never stored raw, so the rule is 
 
 from __future__ import annotations
 
+import threading
+
 import zstandard
 
 from mjvault.errors import CorruptObject
@@ -60,14 +62,27 @@ def can_store_raw(head: bytes) -> bool:
     return media_kind(head) is not None and head[:4] not in (MAGIC_FRAMED, MAGIC_ENCRYPTED)
 
 
-_compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-_decompressor = zstandard.ZstdDecompressor()
+# zstandard's (de)compressor objects are not safe to share between threads (verify and sync
+# use pools), and building one per call costs more than the small records they handle.
+_local = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    if not hasattr(_local, "compressor"):
+        _local.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return _local.compressor
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    if not hasattr(_local, "decompressor"):
+        _local.decompressor = zstandard.ZstdDecompressor()
+    return _local.decompressor
 
 
 def encode_payload(plaintext: bytes, *, compress: bool) -> tuple[int, bytes]:
     """Pick the encoding for ``plaintext``: zstd when asked and when it actually shrinks it."""
     if compress and len(plaintext) >= MIN_COMPRESS_SIZE:
-        packed = _compressor.compress(plaintext)
+        packed = _compressor().compress(plaintext)
         if len(packed) < len(plaintext):
             return ENCODING_ZSTD, packed
     return ENCODING_IDENTITY, plaintext
@@ -79,7 +94,7 @@ def decode_payload(encoding: int, payload: bytes) -> bytes:
     if encoding == ENCODING_ZSTD:
         try:
             # Frames written by encode_payload always carry their content size.
-            return _decompressor.decompress(payload)
+            return _decompressor().decompress(payload)
         except zstandard.ZstdError as exc:
             raise CorruptObject(f"zstd payload does not decode: {exc}") from None
     raise CorruptObject(f"unknown encoding {encoding}")

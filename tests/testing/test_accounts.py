@@ -78,13 +78,29 @@ def test_record_shapes_per_generation(account: Account) -> None:
     assert v3["enqueue_time"].endswith("+00:00")
     assert "prompt" not in v3 and "image_paths" not in v3
     assert list(v3) == [
-        "id", "enqueue_time", "parent_id", "video_segments", "rating", "job_type", "event_type",
-        "parent_grid", "full_command", "batch_size", "width", "height", "published", "shown",
-        "user_hidden", "template", "vid_framecount",
+        "id",
+        "enqueue_time",
+        "parent_id",
+        "video_segments",
+        "rating",
+        "job_type",
+        "event_type",
+        "parent_grid",
+        "full_command",
+        "batch_size",
+        "width",
+        "height",
+        "published",
+        "shown",
+        "user_hidden",
+        "template",
+        "vid_framecount",
     ]
     oldest = account.jobs[-1].record_v1()
     assert "_job_type" not in oldest  # 2022 records predate these fields
-    assert oldest["image_paths"][0].startswith("https://storage.googleapis.com/dream-machines-output/")
+    assert oldest["image_paths"][0].startswith(
+        "https://storage.googleapis.com/dream-machines-output/"
+    )
 
 
 def test_prompts_cover_what_parsers_meet_and_parse_back() -> None:
@@ -96,8 +112,17 @@ def test_prompts_cover_what_parsers_meet_and_parse_back() -> None:
     assert any(re.search(r"[\U0001F300-\U0001FAFF]", p) for p in prompts)
     assert any(len(p) >= 2000 for p in prompts)
     commands = " ".join(job.full_command for job in jobs)
-    for flag in ("--ar 16:9", "--v 6.1", "--style raw", "--chaos", "--q", "--tile", "--weird",
-                 "--niji 6", "--no "):
+    for flag in (
+        "--ar 16:9",
+        "--v 6.1",
+        "--style raw",
+        "--chaos",
+        "--q",
+        "--tile",
+        "--weird",
+        "--niji 6",
+        "--no ",
+    ):
         assert flag in commands
     for job in jobs:
         if job.kind != "video":

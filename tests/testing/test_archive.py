@@ -57,8 +57,11 @@ def test_layout_records_prompts_and_images_follow_the_scripts(tmp_path: Path) ->
         prompt = path.with_name(path.name[: -len(".json")] + ".prompt.txt").read_text()
         assert prompt.startswith("Prompt:\n    ") and "\nFull command:\n    " in prompt
         stem = path.name[: -len(".json")]
-        images = sorted(p for p in path.parent.iterdir() if p.name.startswith(stem) and
-                        p.suffix in (".png", ".webp", ".jpg"))
+        images = sorted(
+            p
+            for p in path.parent.iterdir()
+            if p.name.startswith(stem) and p.suffix in (".png", ".webp", ".jpg")
+        )
         expected = len(job.media())
         assert len(images) == expected
         if expected == 4:
@@ -96,14 +99,26 @@ def test_refuses_a_non_empty_directory(tmp_path: Path) -> None:
 
 def test_script_prints_a_summary(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts/make_sample_archive.py"), str(tmp_path / "x"),
-         "--jobs", "5", "--seed", "1", "--with-problems", "--json"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            str(ROOT / "scripts/make_sample_archive.py"),
+            str(tmp_path / "x"),
+            "--jobs",
+            "5",
+            "--seed",
+            "1",
+            "--with-problems",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     summary = json.loads(out.stdout)
     assert summary["jobs"] == 5 and summary["images"] >= 5 and len(summary["problems"]) == 5
     again = subprocess.run(
         [sys.executable, str(ROOT / "scripts/make_sample_archive.py"), str(tmp_path / "x")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert again.returncode != 0 and "not an empty directory" in again.stderr
