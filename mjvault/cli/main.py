@@ -25,6 +25,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("integrity", "index_group"),
     ("keys", "key_group"),
     ("lock", "unlock_command"),
+    ("checkout", "checkout_command"),
 ]
 
 EPILOG = """\b
