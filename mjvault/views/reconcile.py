@@ -37,6 +37,8 @@ from mjvault.views.links import (
     NameTaken,
     place_bytes,
     place_file,
+    place_hardlink,
+    place_symlink,
     prune_empty_dirs,
 )
 from mjvault.views.paths import fold, resolve_collisions, safe_relpath
@@ -111,7 +113,10 @@ class _Reconciler:
         self.template = Template.parse(definition.template)
         self.root = definition.directory
         self.kind = LinkKind.COPY if vault.encrypted else definition.link
-        self.objects_root = vault.path.resolve()
+        self.root_str = os.fspath(self.root)
+        self.objects_root = os.fspath(vault.path.resolve())
+        self.vault_prefix = os.fspath(vault.path) + os.sep
+        self.link_prefixes: dict[str, str] = {}
         self.ops_since_save = 0
         # Index of the whole current state, built once: O(n) dictionary work, no I/O.
         self.used: dict[str, Key] = {}
@@ -269,39 +274,50 @@ class _Reconciler:
         return self.vault_moved and record.kind is LinkKind.SYMLINK
 
     # -- file operations -------------------------------------------------------------------
-    def _source(self, oid: str) -> Path:
-        return self.objects_root / os.path.relpath(self.vault.object_path(oid), self.vault.path)
+    def _source(self, oid: str) -> str:
+        """The object's file, under the vault's resolved path (symlinks need a real path)."""
+        path = os.fspath(self.vault.object_path(oid))
+        if path.startswith(self.vault_prefix):
+            return self.objects_root + path[len(self.vault_prefix) - 1 :]
+        return os.path.realpath(path)
 
-    def _make(self, path: Path, want: _Want, replace: bool) -> FileRecord:
-        if self.kind in (LinkKind.SYMLINK, LinkKind.HARDLINK) and not self.vault.encrypted:
-            used = place_file(self._source(want.oid), path, self.kind, replace=replace)
+    def _symlink_target(self, relpath: str, oid: str) -> str:
+        # One relpath() per directory, not per file: it is the costliest step of a checkout.
+        parent = os.path.dirname(relpath)
+        prefix = self.link_prefixes.get(parent)
+        if prefix is None:
+            prefix = os.path.relpath(self.objects_root, os.path.join(self.root_str, parent))
+            self.link_prefixes[parent] = prefix
+        return prefix + self._source(oid)[len(self.objects_root) :]
+
+    def _make(self, relpath: str, want: _Want, replace: bool) -> FileRecord:
+        dest = os.path.join(self.root_str, relpath)
+        if self.kind is LinkKind.SYMLINK:
+            place_symlink(self._symlink_target(relpath, want.oid), dest, replace=replace)
+            # A symlink is recognised by its target, so no stat is needed (or spent).
+            return FileRecord(relpath, want.oid, LinkKind.SYMLINK)
+        if self.kind is LinkKind.HARDLINK:
+            place_hardlink(self._source(want.oid), dest, replace=replace)
+            used = LinkKind.HARDLINK
         elif self.view.definition.embed_metadata or self.vault.encrypted:
             data = self.vault.read_object(want.oid)
             if self.view.definition.embed_metadata:
                 from mjvault.views.embed import embed_metadata
 
                 data = embed_metadata(data, want.job)
-            used = place_bytes(data, path, replace=replace)
+            used = place_bytes(data, Path(dest), replace=replace)
         else:
-            used = place_file(self._source(want.oid), path, self.kind, replace=replace)
+            used = place_file(Path(self._source(want.oid)), Path(dest), self.kind, replace=replace)
         if used is not self.kind:
             self.report.note(
                 f"{self.kind.value} is not possible on this file system: made copies instead"
             )
-        stat = os.lstat(path)
-        return FileRecord(
-            path=os.path.relpath(path, self.root).replace(os.sep, "/"),
-            oid=want.oid,
-            kind=used,
-            plain=None,
-            size=stat.st_size,
-            mtime_ns=stat.st_mtime_ns,
-        )
+        stat = os.lstat(dest)
+        return FileRecord(relpath, want.oid, used, None, stat.st_size, stat.st_mtime_ns)
 
     def _place(self, key: Key, relpath: str, want: _Want, *, moved: bool = False) -> None:
-        path = self.root / relpath
         try:
-            record = self._make(path, want, replace=False)
+            record = self._make(relpath, want, replace=False)
         except (NameTaken, FileExistsError, NotADirectoryError):
             self._block(key, relpath, want)
             return
@@ -332,7 +348,7 @@ class _Reconciler:
             self._place(key, record.path, want)
             return
         try:
-            new = self._make(path, want, replace=True)
+            new = self._make(record.path, want, replace=True)
         except MjvaultError as exc:
             if isinstance(exc, UsageError):
                 raise
