@@ -36,10 +36,20 @@ _FORBIDDEN = re.compile(
     r'[<>:"|?*\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff]'
 )
 _SEPARATOR = re.compile(r"[/\\]")
+# Printable ASCII without forbidden characters, not starting or ending with a dot or space.
+_END = r"\x21\x23-\x29\x2b-\x2d\x30-\x39\x3b\x3d\x40-\x5b\x5d-\x7b\x7d\x7e"
+_PLAIN_ASCII = re.compile(f"[{_END}](?:[{_END}\\x20\\x2e]*[{_END}])?")
 
 
 def safe_component(name: str, *, limit: int = MAX_COMPONENT_BYTES) -> str:
     """One path component made valid everywhere; never empty, ``.`` or ``..``."""
+    if (
+        limit == MAX_COMPONENT_BYTES
+        and len(name) <= limit
+        and _PLAIN_ASCII.fullmatch(name)
+        and name.split(".", 1)[0].rstrip(" ").upper() not in _WINDOWS_DEVICES
+    ):
+        return name  # the common case, decided by one regex: printable ASCII, nothing to fix
     text = unicodedata.normalize("NFC", _FORBIDDEN.sub(REPLACEMENT, name))
     text = _FORBIDDEN.sub(REPLACEMENT, text)  # NFC never creates these; cheap to be sure
     text = text.strip(" .")

@@ -117,6 +117,12 @@ class _Reconciler:
         self.objects_root = os.fspath(vault.path.resolve())
         self.vault_prefix = os.fspath(vault.path) + os.sep
         self.link_prefixes: dict[str, str] = {}
+        # Building a Path per object costs more than the symlink itself; use the store's
+        # layout directly when it is the one we know (checked, not assumed).
+        probe = "ab" * 32
+        self.fan_out_layout = os.sep == "/" and os.fspath(vault.object_path(probe)) == (
+            f"{vault.path}/objects/ab/{probe}"
+        )
         self.ops_since_save = 0
         # Index of the whole current state, built once: O(n) dictionary work, no I/O.
         self.used: dict[str, Key] = {}
@@ -165,13 +171,14 @@ class _Reconciler:
         if not self.view.definition.filter.matches(job):
             return {}
         media = job.media()
+        render = self.template.bind(job)
         out: dict[Key, _Want] = {}
         for index, oid in enumerate(entry.images):
             if oid is None:
                 self.report.skipped += 1
                 continue
             ext = media[index].ext if index < len(media) else "png"
-            plain = safe_relpath(self.template.render(job, index, ext))
+            plain = safe_relpath(render(index, ext))
             out[(entry.job_id, index)] = _Want(plain, oid, job)
         return out
 
@@ -276,6 +283,8 @@ class _Reconciler:
     # -- file operations -------------------------------------------------------------------
     def _source(self, oid: str) -> str:
         """The object's file, under the vault's resolved path (symlinks need a real path)."""
+        if self.fan_out_layout:
+            return f"{self.objects_root}/objects/{oid[:2]}/{oid}"
         path = os.fspath(self.vault.object_path(oid))
         if path.startswith(self.vault_prefix):
             return self.objects_root + path[len(self.vault_prefix) - 1 :]

@@ -61,6 +61,7 @@ _SAMPLE_TIME = datetime(2024, 2, 29, 13, 45, 30, tzinfo=UTC)
 PARAMETER_FIELDS: dict[str, str] = dict(ALIASES)
 _TEXT_FIELDS = ("username", "job_type", "width", "height")
 _PLAIN_FIELDS = ("index", "ext", "type")
+_PER_IMAGE = frozenset({"index", "ext"})
 
 
 @dataclass(frozen=True)
@@ -103,13 +104,23 @@ class Template:
 
     def render(self, job: Job, index: int, ext: str) -> str:
         """The raw relative path (``/``-separated) for image ``index`` of ``job``."""
-        parts: list[str] = []
+        return self.bind(job)(index, ext)
+
+    def bind(self, job: Job) -> Callable[[int, str], str]:
+        """``render`` with the job's own fields worked out once, for all of its images."""
+        fixed: list[str | Field] = []
         for segment in self.segments:
-            if isinstance(segment, str):
-                parts.append(segment)
+            if isinstance(segment, Field) and segment.name not in _PER_IMAGE:
+                fixed.append(_render_field(segment, job, 0, ""))
             else:
-                parts.append(_render_field(segment, job, index, ext))
-        return "".join(parts)
+                fixed.append(segment)
+
+        def render_image(index: int, ext: str) -> str:
+            return "".join(
+                s if isinstance(s, str) else _render_field(s, job, index, ext) for s in fixed
+            )
+
+        return render_image
 
 
 def _literal_separators(segment: Segment) -> int:
