@@ -24,6 +24,7 @@ import errno
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 Key = tuple[str, int]
 Progress = Callable[[int], None]
 SAVE_EVERY = 5000
+BATCH_JOBS = 500
 MAX_LISTED = 50  # paths listed in a report; counts are always complete
 
 
@@ -131,18 +133,25 @@ class _Reconciler:
             self._claim((job_id, index), record)
 
     # -- bookkeeping -----------------------------------------------------------------------
-    def _claim(self, key: Key, record: FileRecord) -> None:
-        self.used[fold(record.path)] = key
-        self.groups[fold(record.wanted_path)].add(key)
+    def _claim(self, key: Key, record: FileRecord, folded_plain: str | None = None) -> None:
+        folded = fold(record.path)
+        self.used[folded] = key
+        if record.plain is None:
+            group = folded
+        else:
+            group = folded_plain if folded_plain is not None else fold(record.plain)
+        self.groups[group].add(key)
 
     def _release(self, key: Key, record: FileRecord) -> None:
-        if self.used.get(fold(record.path)) == key:
-            del self.used[fold(record.path)]
-        members = self.groups.get(fold(record.wanted_path))
+        folded = fold(record.path)
+        if self.used.get(folded) == key:
+            del self.used[folded]
+        group = folded if record.plain is None else fold(record.plain)
+        members = self.groups.get(group)
         if members is not None:
             members.discard(key)
             if not members:
-                del self.groups[fold(record.wanted_path)]
+                del self.groups[group]
 
     def _record(self, key: Key) -> FileRecord | None:
         return self.view.files.get(key[0], {}).get(key[1])
@@ -184,13 +193,23 @@ class _Reconciler:
 
     # -- the pass --------------------------------------------------------------------------
     def run(self, changes: Iterator[tuple[str, JobEntry | None]]) -> None:
-        batch: list[tuple[str, JobEntry | None]] = []
-        for change in changes:
-            batch.append(change)
-            if len(batch) >= 1000:
-                self._apply(batch)
-                batch = []
-        self._apply(batch)
+        # New symlinks are made by one worker thread while this one reads and renders the
+        # next batch: symlink(2) releases the GIL, so on a real disk the two overlap and a
+        # checkout costs little more than the system calls alone.
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mjvault-view")
+        try:
+            batch: list[tuple[str, JobEntry | None]] = []
+            for change in changes:
+                batch.append(change)
+                if len(batch) >= BATCH_JOBS:
+                    self._apply(batch)
+                    batch = []
+            self._apply(batch)
+        finally:
+            try:
+                self._drain()
+            finally:
+                self.worker.shutdown(wait=True)
 
     def _apply(self, batch: list[tuple[str, JobEntry | None]]) -> None:
         if not batch:
@@ -219,15 +238,66 @@ class _Reconciler:
             if self._record(key) is None or key in removed_keys:
                 placements[key] = want
 
+        if removals or replacements:
+            self._drain()  # a removal may prune a directory a pending link goes into
         for key, record in removals:
             self._remove(key, record)
         for key, record, want in replacements:
             self._replace(key, record, want)
+        quick: list[tuple[Key, str, _Want]] = []
         for key, path, want, is_move in self._assign(placements):
-            self._place(key, path, want, moved=is_move)
+            if self.kind is LinkKind.SYMLINK and not is_move:
+                quick.append((key, path, want))
+            else:
+                self._place(key, path, want, moved=is_move)
+        self._dispatch_symlinks(quick)
         if self.progress:
             self.progress(len(batch))
         self._maybe_save()
+
+    # -- symlinks made by the worker thread ------------------------------------------------
+    worker: ThreadPoolExecutor | None = None
+    pending: Future[list[tuple[int, BaseException]]] | None = None
+    pending_items: list[tuple[Key, str, _Want]] = []
+
+    def _dispatch_symlinks(self, items: list[tuple[Key, str, _Want]]) -> None:
+        """Hand new symlinks to the worker; book them now, undo the few that fail at drain."""
+        self._drain()
+        if not items:
+            return
+        jobs: list[tuple[str, str]] = []
+        for key, relpath, want in items:
+            record = FileRecord(relpath, want.oid, LinkKind.SYMLINK)
+            record = _with_plain(record, relpath, want.plain)
+            self._set_record(key, record)
+            self._claim(key, record)
+            jobs.append(
+                (self._symlink_target(relpath, want.oid), os.path.join(self.root_str, relpath))
+            )
+        self.report.added += len(items)
+        self.ops_since_save += len(items)
+        assert self.worker is not None
+        self.pending = self.worker.submit(_make_symlinks, jobs)
+        self.pending_items = items
+
+    def _drain(self) -> None:
+        """Wait for the worker's batch and settle its failures (a name taken meanwhile)."""
+        if self.pending is None:
+            return
+        pending, items = self.pending, self.pending_items
+        self.pending, self.pending_items = None, []
+        failures = pending.result()
+        for position, error in failures:
+            key, relpath, want = items[position]
+            record = self._record(key)
+            if record is not None:
+                self._release(key, record)
+                self._set_record(key, None)
+            self.report.added -= 1
+            if isinstance(error, NameTaken | FileExistsError | NotADirectoryError):
+                self._block(key, relpath, want)
+            else:
+                raise error
 
     def _assign(self, placements: dict[Key, _Want]) -> list[tuple[Key, str, _Want, bool]]:
         """Paths for new images, as ``(key, path, want, is_move)``.
@@ -416,8 +486,20 @@ class _Reconciler:
 
     def _maybe_save(self) -> None:
         if self.ops_since_save >= SAVE_EVERY:
+            self._drain()  # the saved state names only files that exist
             self.registry.save(self.view)
             self.ops_since_save = 0
+
+
+def _make_symlinks(jobs: list[tuple[str, str]]) -> list[tuple[int, BaseException]]:
+    """Runs in the worker thread: make each link, report the ones that failed."""
+    failures: list[tuple[int, BaseException]] = []
+    for position, (target, dest) in enumerate(jobs):
+        try:
+            place_symlink(target, dest)
+        except (MjvaultError, OSError) as exc:
+            failures.append((position, exc))
+    return failures
 
 
 class _Without:
