@@ -242,3 +242,42 @@ def test_views_are_remembered_and_validated(vault: Vault, tmp_path: Path) -> Non
     views = ViewRegistry(vault).all()
     assert [v.name for v in views] == ["a"]
     assert views[0].file_count() == 2 and len(views[0].object_ids()) == 2
+
+
+def test_an_unreadable_record_keeps_its_files(vault: Vault, tmp_path: Path) -> None:
+    add_jobs(vault, range(2))
+    checkout(vault, define(tmp_path))
+    record_file = vault.object_path(vault.entry("job-0000").record)
+    os.chmod(record_file, 0o644)
+    record_file.write_bytes(b"damaged")
+    report = checkout(vault, define(tmp_path, template="{job_id}_{index}.{ext}"))
+    assert report.skipped == 2 and any("job-0000" in note for note in report.notes)
+    assert sorted(files_in(tmp_path / "views" / "all")) == [
+        "fox number 0_job-0000_0.png",
+        "fox number 0_job-0000_1.png",
+        "job-0001_0.png",
+        "job-0001_1.png",
+    ]
+
+
+def test_an_interrupted_checkout_resumes_without_conflicts(
+    vault: Vault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mjvault.views import reconcile
+
+    add_jobs(vault, range(10))
+    monkeypatch.setattr(reconcile, "BATCH_JOBS", 2)
+    calls: list[int] = []
+
+    def interrupt_after_two(jobs: int) -> None:
+        calls.append(jobs)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        checkout(vault, define(tmp_path), progress=interrupt_after_two)
+    made = files_in(tmp_path / "views" / "all")
+    assert 0 < len(made) < 20
+    report = refresh_views(vault).views[0]
+    assert report.conflicts == 0 and report.added == 20 - len(made)
+    assert len(files_in(tmp_path / "views" / "all")) == 20

@@ -1,7 +1,7 @@
 """Checkout views: directories of links or copies of a vault's images, laid out by templates.
 
-    from mjvault.views import checkout, refresh_views
-    report = refresh_views(vault, auto_only=True)   # what a sync calls when it ends
+from mjvault.views import checkout, refresh_views
+report = refresh_views(vault, auto_only=True)   # what a sync calls when it ends
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ class RefreshReport:
         return dict(self.__dict__)
 
     def note(self, message: str) -> None:
-        if message not in self.notes:
+        if message not in self.notes and len(self.notes) < MAX_LISTED:
             self.notes.append(message)
 
 
@@ -168,15 +168,17 @@ class _Reconciler:
             self.view.files.setdefault(job_id, {})[index] = record
 
     # -- what should be there --------------------------------------------------------------
-    def wanted(self, entry: JobEntry | None) -> dict[Key, _Want]:
+    def wanted(self, entry: JobEntry | None) -> dict[Key, _Want] | None:
+        """The files ``entry`` should have; None when its record cannot be read."""
         if entry is None:
             return {}
         try:
             job = self.vault.job(entry)
         except MjvaultError as exc:
+            # Unknown is not "gone": the job's existing files stay until it can be read.
             self.report.skipped += sum(1 for i in entry.images if i is not None)
             self.report.note(f"job {entry.job_id} skipped: {exc}")
-            return {}
+            return None
         if not self.view.definition.filter.matches(job):
             return {}
         media = job.media()
@@ -217,8 +219,11 @@ class _Reconciler:
         desired: dict[Key, _Want] = {}
         touched: set[str] = set()
         for job_id, entry in batch:
+            wanted = self.wanted(entry)
+            if wanted is None:
+                continue
             touched.add(job_id)
-            desired.update(self.wanted(entry))
+            desired.update(wanted)
             self.view.blocked.pop(job_id, None)  # retried below with everything else
         self.report.jobs_examined += len(batch)
 
