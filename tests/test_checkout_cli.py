@@ -55,3 +55,22 @@ def test_options_change_only_what_is_given(tmp_path: Path) -> None:
     report = json.loads(done.stdout)
     assert report["link"] == "copy" and report["updated"] == 6
     assert (view / "job-0_0.png").is_file() and not (view / "job-0_0.png").is_symlink()
+
+
+def test_same_directory_names_and_unpinning(tmp_path: Path) -> None:
+    vault = _vault(tmp_path, jobs=1)
+    with Vault.open(vault) as opened:
+        first = opened.head()
+        assert first is not None
+        with opened.writer("test") as writer:
+            writer.add_job(record_json("job-9", "late owl"), [writer.put_media(png_bytes(99))])
+    a, b = tmp_path / "a" / "pics", tmp_path / "b" / "pics"
+    pinned = run_cli(
+        "--vault", str(vault), "--json", "checkout", str(a), "--snapshot", first.id[:8]
+    )
+    assert json.loads(pinned.stdout)["added"] == 2
+    run_cli("--vault", str(vault), "checkout", str(b))
+    listed = json.loads(run_cli("--vault", str(vault), "--json", "checkout", "--list").stdout)
+    assert sorted(v["name"] for v in listed) == ["pics", "pics-2"]
+    unpinned = run_cli("--vault", str(vault), "--json", "checkout", str(a), "--snapshot", "latest")
+    assert json.loads(unpinned.stdout)["added"] == 1

@@ -55,7 +55,11 @@ Template fields: {job_id} {index} {ext} {type} {job_type} {date:%Y/%m} {prompt:6
 @click.option(
     "--param", "params", multiple=True, metavar="NAME=VALUE", help="Only jobs with this parameter."
 )
-@click.option("--snapshot", metavar="ID", help="Show this snapshot, not the newest, for good.")
+@click.option(
+    "--snapshot",
+    metavar="ID",
+    help="Show this snapshot, not the newest, for good ('latest' follows the newest again).",
+)
 @click.option(
     "--no-auto-refresh", is_flag=True, help="A sync does not refresh this view when it ends."
 )
@@ -161,7 +165,7 @@ def _definition(
     """The new definition: the existing view's for DIR, with only the given options changed."""
     from mjvault.views.filters import ViewFilter
     from mjvault.views.links import LinkKind, parse_link_kind
-    from mjvault.views.registry import ViewDefinition, check_name, default_name
+    from mjvault.views.registry import ViewDefinition, check_name
     from mjvault.views.template import DEFAULT_TEMPLATE
 
     resolved = directory.expanduser().resolve()
@@ -179,16 +183,32 @@ def _definition(
             params=_param_filters(filter_options),
         )
     default_link = LinkKind.COPY if encrypted else LinkKind.SYMLINK
+    if snapshot in ("latest", "HEAD"):
+        pinned = None  # follow the newest snapshot again
+    else:
+        pinned = snapshot or (base.snapshot if base else None)
     return ViewDefinition(
-        name=check_name(name or (base.name if base else default_name(resolved))),
+        name=check_name(name or (base.name if base else _free_name(registry, resolved))),
         directory=resolved,
         template=template or (base.template if base else DEFAULT_TEMPLATE),
         link=parse_link_kind(link) if link else (base.link if base else default_link),
         filter=view_filter,
-        snapshot=snapshot or (base.snapshot if base else None),
+        snapshot=pinned,
         auto_refresh=not no_auto_refresh and (base.auto_refresh if base else True),
         embed_metadata=embed_metadata or (base.embed_metadata if base else False),
     )
+
+
+def _free_name(registry: ViewRegistry, directory: Path) -> str:
+    """DIR's own name, or ``name-2``, ``name-3`` … when another view already has it."""
+    from mjvault.views.registry import default_name
+
+    base = default_name(directory)
+    candidate, counter = base, 2
+    while registry.exists(candidate):
+        candidate = f"{base[:60]}-{counter}"
+        counter += 1
+    return candidate
 
 
 def _any_filter(options: dict[str, Any]) -> bool:

@@ -680,6 +680,7 @@ def checkout(
                     hint=f"refresh it with `mjvault checkout`, or use --name {other.name}",
                 )
             view = View(definition=definition)
+        definition.directory.mkdir(parents=True, exist_ok=True)
         return refresh_view(vault, view, registry=registry, progress=progress, previous=previous)
 
 
