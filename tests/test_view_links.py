@@ -101,3 +101,17 @@ def test_parse_link_kind() -> None:
     assert parse_link_kind("Symlink") is LinkKind.SYMLINK
     with pytest.raises(UsageError):
         parse_link_kind("junction")
+
+
+@pytest.mark.skipif(
+    not os.environ.get("MJVAULT_REFLINK_DIR"),
+    reason="set MJVAULT_REFLINK_DIR to a directory on Btrfs or XFS to test real reflinks",
+)
+def test_reflink_really_clones_on_a_capable_file_system() -> None:
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(dir=os.environ["MJVAULT_REFLINK_DIR"]))
+    source = root / "object"
+    source.write_bytes(os.urandom(1 << 20))
+    assert place_file(source, root / "view" / "x.png", LinkKind.REFLINK) is LinkKind.REFLINK
+    assert (root / "view" / "x.png").read_bytes() == source.read_bytes()
