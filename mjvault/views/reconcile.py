@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
 
 Key = tuple[str, int]
 Progress = Callable[[int], None]
-SAVE_EVERY = 5000
+SAVE_SECONDS = 15.0
 BATCH_JOBS = 500
 MAX_LISTED = 50  # paths listed in a report; counts are always complete
 
@@ -126,6 +127,7 @@ class _Reconciler:
             f"{vault.path}/objects/ab/{probe}"
         )
         self.ops_since_save = 0
+        self.saved_at = time.monotonic()
         # Index of the whole current state, built once: O(n) dictionary work, no I/O.
         self.used: dict[str, Key] = {}
         self.groups: dict[str, set[Key]] = defaultdict(set)
@@ -490,10 +492,13 @@ class _Reconciler:
         )
 
     def _maybe_save(self) -> None:
-        if self.ops_since_save >= SAVE_EVERY:
+        # By time, not by count: saving a 100k-file state every few thousand files would
+        # make a checkout quadratic; every SAVE_SECONDS bounds what an interruption redoes.
+        if self.ops_since_save and time.monotonic() - self.saved_at >= SAVE_SECONDS:
             self._drain()  # the saved state names only files that exist
             self.registry.save(self.view)
             self.ops_since_save = 0
+            self.saved_at = time.monotonic()
 
 
 def _make_symlinks(jobs: list[tuple[str, str]]) -> list[tuple[int, BaseException]]:

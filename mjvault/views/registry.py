@@ -66,8 +66,9 @@ class FileRecord:
         return self.plain if self.plain is not None else self.path
 
     def pack(self, job_id: str, index: int) -> list[Any]:
-        return [job_id, index, self.path, self.oid, self.kind.value, self.plain, self.size,
-                self.mtime_ns]  # fmt: skip
+        # str(kind), not kind.value: an Enum property costs more than the rest of the row.
+        kind = str.__str__(self.kind)
+        return [job_id, index, self.path, self.oid, kind, self.plain, self.size, self.mtime_ns]
 
     @classmethod
     def unpack(cls, row: list[Any]) -> tuple[str, int, FileRecord]:
@@ -129,15 +130,32 @@ class View:
     tree: str | None = None
     snapshot_id: str | None = None
     vault_path: str | None = None
-    files: JobFiles = field(default_factory=dict)
     blocked: JobFiles = field(default_factory=dict)  # wanted, but something else is there
     refreshed: str | None = None
+    # The file list is decoded on first use: `checkout --list` and an up-to-date refresh of
+    # a 100k-file view need only the header.
+    _files: JobFiles | None = field(default=None, repr=False)
+    _files_blob: bytes | None = field(default=None, repr=False)
+    _file_count: int = field(default=0, repr=False)
 
     @property
     def name(self) -> str:
         return self.definition.name
 
+    @property
+    def files(self) -> JobFiles:
+        if self._files is None:
+            self._files = {}
+            if self._files_blob is not None:
+                for row in msgpack.unpackb(self._files_blob, raw=False):
+                    job_id, index, record = FileRecord.unpack(row)
+                    self._files.setdefault(job_id, {})[index] = record
+                self._files_blob = None
+        return self._files
+
     def file_count(self) -> int:
+        if self._files is None and self._files_blob is not None:
+            return self._file_count
         return sum(len(images) for images in self.files.values())
 
     def iter_files(self) -> Iterator[tuple[str, int, FileRecord]]:
@@ -165,7 +183,8 @@ class View:
             "tree": self.tree,
             "snapshot_id": self.snapshot_id,
             "vault_path": self.vault_path,
-            "files": [r.pack(j, i) for j, i, r in self.iter_files()],
+            "file_count": self.file_count(),
+            "files": msgpack.packb([r.pack(j, i) for j, i, r in self.iter_files()]),
             "blocked": [r.pack(j, i) for j, imgs in self.blocked.items() for i, r in imgs.items()],
             "refreshed": self.refreshed,
         }
@@ -182,10 +201,14 @@ class View:
             vault_path=doc.get("vault_path"),
             refreshed=doc.get("refreshed"),
         )
-        for target, rows in ((view.files, doc.get("files") or []), (view.blocked, doc.get("blocked") or [])):  # fmt: skip
-            for row in rows:
-                job_id, index, record = FileRecord.unpack(row)
-                target.setdefault(job_id, {})[index] = record
+        files = doc.get("files")
+        if files is not None and not isinstance(files, bytes):
+            raise IntegrityError("view state has a malformed file list")
+        view._files_blob = files
+        view._file_count = int(doc.get("file_count") or 0)
+        for row in doc.get("blocked") or []:
+            job_id, index, record = FileRecord.unpack(row)
+            view.blocked.setdefault(job_id, {})[index] = record
         return view
 
 
