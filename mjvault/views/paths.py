@@ -121,6 +121,8 @@ def _shorten(parts: list[str], max_bytes: int) -> list[str]:
 
 def fold(path: str) -> str:
     """The key under which two paths are the same file on a case-insensitive file system."""
+    if path.isascii():
+        return path.lower()  # what NFC + casefold give for ASCII, many times faster
     return unicodedata.normalize("NFC", path).casefold()
 
 

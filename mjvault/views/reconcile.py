@@ -128,32 +128,45 @@ class _Reconciler:
         )
         self.ops_since_save = 0
         self.saved_at = time.monotonic()
-        # Index of the whole current state, built once: O(n) dictionary work, no I/O.
+        # Index of the whole current state, built once: dictionary work, no I/O. `used` maps
+        # every file's folded path to its image; `suffixed` holds the few images that lost a
+        # collision, under the folded plain path they wanted.
         self.used: dict[str, Key] = {}
-        self.groups: dict[str, set[Key]] = defaultdict(set)
-        for job_id, index, record in view.iter_files():
-            self._claim((job_id, index), record)
+        self.suffixed: dict[str, set[Key]] = defaultdict(set)
+        used = self.used
+        for job_id, images in view.files.items():
+            for index, record in images.items():
+                used[fold(record.path)] = (job_id, index)
+                if record.plain is not None:
+                    self.suffixed[fold(record.plain)].add((job_id, index))
 
     # -- bookkeeping -----------------------------------------------------------------------
-    def _claim(self, key: Key, record: FileRecord, folded_plain: str | None = None) -> None:
-        folded = fold(record.path)
-        self.used[folded] = key
-        if record.plain is None:
-            group = folded
-        else:
-            group = folded_plain if folded_plain is not None else fold(record.plain)
-        self.groups[group].add(key)
+    def _claim(self, key: Key, record: FileRecord) -> None:
+        self.used[fold(record.path)] = key
+        if record.plain is not None:
+            self.suffixed[fold(record.plain)].add(key)
 
     def _release(self, key: Key, record: FileRecord) -> None:
         folded = fold(record.path)
         if self.used.get(folded) == key:
             del self.used[folded]
-        group = folded if record.plain is None else fold(record.plain)
-        members = self.groups.get(group)
-        if members is not None:
-            members.discard(key)
-            if not members:
-                del self.groups[group]
+        if record.plain is not None:
+            group = fold(record.plain)
+            members = self.suffixed.get(group)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del self.suffixed[group]
+
+    def _group(self, folded: str) -> set[Key]:
+        """The images whose template path folds to ``folded`` (a collision group)."""
+        members = set(self.suffixed.get(folded, ()))
+        holder = self.used.get(folded)
+        if holder is not None:
+            record = self._record(holder)
+            if record is not None and record.plain is None:
+                members.add(holder)
+        return members
 
     def _record(self, key: Key) -> FileRecord | None:
         return self.view.files.get(key[0], {}).get(key[1])
@@ -319,7 +332,7 @@ class _Reconciler:
             affected[fold(want.plain)][key] = want.plain
         result: list[tuple[Key, str, _Want, bool]] = []
         for folded, new_members in affected.items():
-            existing = {k for k in self.groups.get(folded, ()) if k not in new_members}
+            existing = {k for k in self._group(folded) if k not in new_members}
             if not existing and len(new_members) == 1 and folded not in self.used:
                 ((key, plain),) = new_members.items()
                 result.append((key, plain, placements[key], False))
