@@ -281,3 +281,42 @@ def test_an_interrupted_checkout_resumes_without_conflicts(
     report = refresh_views(vault).views[0]
     assert report.conflicts == 0 and report.added == 20 - len(made)
     assert len(files_in(tmp_path / "views" / "all")) == 20
+
+
+def test_changed_image_replaces_the_link_even_if_its_directory_was_removed(
+    vault: Vault, tmp_path: Path
+) -> None:
+    add_jobs(vault, range(1), images=1)
+    checkout(vault, define(tmp_path, template="{job_id}/{index}.{ext}"))
+    root = tmp_path / "views" / "all"
+    (root / "job-0000" / "0.png").unlink()
+    (root / "job-0000").rmdir()
+    with vault.writer("test") as writer:  # the same job, a new image
+        writer.add_job(record_json("job-0000", "fox number 0"), [writer.put_media(b"new image")])
+    report = refresh_views(vault).views[0]
+    assert report.updated == 1
+    assert (root / "job-0000" / "0.png").read_bytes() == b"new image"
+
+
+def test_real_type_decides_the_extension_and_how_the_file_is_made(
+    vault: Vault, tmp_path: Path
+) -> None:
+    webp = io.BytesIO()
+    Image.new("RGB", (4, 4), "blue").save(webp, "WEBP")
+    with vault.writer("test") as writer:
+        images = [writer.put_media(webp.getvalue()), writer.put_media(b"<html>not an image")]
+        writer.add_job(record_json("job-w", "mixed"), images)  # the record says png
+        missing = writer.put_media(png_bytes(77))
+        writer.add_job(record_json("job-m", "gone"), [missing])
+    os.chmod(vault.object_path(missing), 0o644)
+    vault.object_path(missing).unlink()
+    report = checkout(vault, define(tmp_path, template="{job_id}_{index}.{ext}"))
+    found = files_in(tmp_path / "views" / "all")
+    assert sorted(found) == ["job-w_0.webp", "job-w_1.png"]
+    assert found["job-w_0.webp"].is_symlink()
+    # A framed object is not the image itself: it is decoded into a copy, never linked.
+    assert not found["job-w_1.png"].is_symlink()
+    assert found["job-w_1.png"].read_bytes() == b"<html>not an image"
+    # A missing object is reported, and no dangling link is made.
+    assert report.skipped == 1 and any("missing" in note for note in report.notes)
+    assert refresh_views(vault).views[0].mode == "up-to-date"

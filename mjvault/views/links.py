@@ -117,7 +117,11 @@ def _link_with_parent(make: Callable[[str], object], dest: str, replace: bool) -
     if replace:
         tmp = os.path.join(os.path.dirname(dest), TEMP_PREFIX + secrets.token_hex(8))
         try:
-            make(tmp)
+            try:
+                make(tmp)
+            except FileNotFoundError:  # the directory went away since the file was made
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                make(tmp)
             os.replace(tmp, dest)
         finally:
             with contextlib.suppress(FileNotFoundError):

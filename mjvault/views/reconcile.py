@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from mjvault.errors import JobNotFound, MjvaultError, UsageError
 from mjvault.model import Job
 from mjvault.snapshots import Snapshot
+from mjvault.store.codec import MAGIC_ENCRYPTED, MAGIC_FRAMED, media_kind
 from mjvault.tree import JobEntry
 from mjvault.views.links import (
     LinkKind,
@@ -89,6 +90,7 @@ class _Want:
     plain: str
     oid: str
     job: Job
+    raw: bool = True  # the object's file is the image itself (links can point at it)
 
 
 class _Reconciler:
@@ -128,6 +130,9 @@ class _Reconciler:
         )
         self.ops_since_save = 0
         self.saved_at = time.monotonic()
+        self.worker: ThreadPoolExecutor | None = None
+        self.pending: Future[list[tuple[int, BaseException]]] | None = None
+        self.pending_items: list[tuple[Key, str, _Want]] = []
         # Index of the whole current state, built once: dictionary work, no I/O. `used` maps
         # every file's folded path to its image; `suffixed` holds the few images that lost a
         # collision, under the folded plain path they wanted.
@@ -203,10 +208,38 @@ class _Reconciler:
             if oid is None:
                 self.report.skipped += 1
                 continue
-            ext = media[index].ext if index < len(media) else "png"
+            kind, raw = self._sniff(oid)
+            if kind == "missing":
+                self.report.skipped += 1
+                self.report.note(f"image {index} of job {entry.job_id}: object {oid} is missing")
+                continue
+            ext = kind or (media[index].ext if index < len(media) else "png")
             plain = safe_relpath(render(index, ext))
-            out[(entry.job_id, index)] = _Want(plain, oid, job)
+            out[(entry.job_id, index)] = _Want(plain, oid, job, raw)
         return out
+
+    def _sniff(self, oid: str) -> tuple[str | None, bool]:
+        """The image's real type from its first bytes, and whether a link can show it.
+
+        Midjourney records say ``png`` for images that may be WebP or JPEG, and a plain
+        vault stores an object raw (the file is the image) only when it is recognisable
+        media; anything else is framed and must be decoded into a copy. 16 bytes of one
+        read answer both, and catch a missing object before a dangling link is made.
+        """
+        if self.vault.encrypted:
+            return None, False
+        try:
+            fd = os.open(self._source(oid), os.O_RDONLY)
+        except FileNotFoundError:
+            return "missing", False
+        try:
+            head = os.read(fd, 16)
+        finally:
+            os.close(fd)
+        if head[:4] in (MAGIC_FRAMED, MAGIC_ENCRYPTED):
+            return None, False
+        kind = media_kind(head)
+        return kind, kind is not None
 
     # -- the pass --------------------------------------------------------------------------
     def run(self, changes: Iterator[tuple[str, JobEntry | None]]) -> None:
@@ -251,7 +284,7 @@ class _Reconciler:
                 want = desired.get(key)
                 if want is None or want.plain != record.wanted_path:
                     removals.append((key, record))
-                elif want.oid != record.oid or self._needs_remake(record):
+                elif want.oid != record.oid or self._needs_remake(record, want):
                     replacements.append((key, record, want))
         removed_keys = {key for key, _ in removals}
         for key, want in desired.items():
@@ -266,7 +299,7 @@ class _Reconciler:
             self._replace(key, record, want)
         quick: list[tuple[Key, str, _Want]] = []
         for key, path, want, is_move in self._assign(placements):
-            if self.kind is LinkKind.SYMLINK and not is_move:
+            if self._kind_for(want) is LinkKind.SYMLINK and not is_move:
                 quick.append((key, path, want))
             else:
                 self._place(key, path, want, moved=is_move)
@@ -276,9 +309,6 @@ class _Reconciler:
         self._maybe_save()
 
     # -- symlinks made by the worker thread ------------------------------------------------
-    worker: ThreadPoolExecutor | None = None
-    pending: Future[list[tuple[int, BaseException]]] | None = None
-    pending_items: list[tuple[Key, str, _Want]] = []
 
     def _dispatch_symlinks(self, items: list[tuple[Key, str, _Want]]) -> None:
         """Hand new symlinks to the worker; book them now, undo the few that fail at drain."""
@@ -351,8 +381,10 @@ class _Reconciler:
                     continue
                 record = self._record(key)
                 if record is not None and record.path != path:
-                    want = _Want(record.wanted_path, record.oid, self._job_of(key))
+                    kind, raw = self._sniff(record.oid)
+                    want = _Want(record.wanted_path, record.oid, self._job_of(key), raw)
                     # Removed now, so the freed name exists before anything is placed on it.
+                    self._drain()
                     self._remove(key, record, counted=False)
                     result.append((key, path, want, True))
         return result
@@ -360,10 +392,14 @@ class _Reconciler:
     def _job_of(self, key: Key) -> Job:
         return self.vault.job(self.vault.entry(key[0], self.snapshot))
 
-    def _needs_remake(self, record: FileRecord) -> bool:
+    def _kind_for(self, want: _Want) -> LinkKind:
+        return self.kind if want.raw else LinkKind.COPY
+
+    def _needs_remake(self, record: FileRecord, want: _Want) -> bool:
         """Must an unchanged image's file be made again (link type changed, vault moved)?"""
-        if record.kind is not self.kind and not (
-            self.kind is LinkKind.REFLINK and record.kind is LinkKind.COPY
+        expected = self._kind_for(want)
+        if record.kind is not expected and not (
+            expected is LinkKind.REFLINK and record.kind is LinkKind.COPY
         ):
             return True
         if self.embed_changed and record.kind in (LinkKind.COPY, LinkKind.REFLINK):
@@ -391,14 +427,15 @@ class _Reconciler:
 
     def _make(self, relpath: str, want: _Want, replace: bool) -> FileRecord:
         dest = os.path.join(self.root_str, relpath)
-        if self.kind is LinkKind.SYMLINK:
+        kind = self._kind_for(want)
+        if kind is LinkKind.SYMLINK:
             place_symlink(self._symlink_target(relpath, want.oid), dest, replace=replace)
             # A symlink is recognised by its target, so no stat is needed (or spent).
             return FileRecord(relpath, want.oid, LinkKind.SYMLINK)
-        if self.kind is LinkKind.HARDLINK:
+        if kind is LinkKind.HARDLINK:
             place_hardlink(self._source(want.oid), dest, replace=replace)
             used = LinkKind.HARDLINK
-        elif self.view.definition.embed_metadata or self.vault.encrypted:
+        elif self.view.definition.embed_metadata or not want.raw:
             data = self.vault.read_object(want.oid)
             if self.view.definition.embed_metadata:
                 from mjvault.views.embed import embed_metadata
@@ -407,9 +444,11 @@ class _Reconciler:
             used = place_bytes(data, Path(dest), replace=replace)
         else:
             used = place_file(Path(self._source(want.oid)), Path(dest), self.kind, replace=replace)
-        if used is not self.kind:
+        if used is not self.kind and not self.vault.encrypted:
             self.report.note(
                 f"{self.kind.value} is not possible on this file system: made copies instead"
+                if want.raw
+                else "some objects are not stored as plain images: they are decoded copies"
             )
         stat = os.lstat(dest)
         return FileRecord(relpath, want.oid, used, None, stat.st_size, stat.st_mtime_ns)
