@@ -92,5 +92,17 @@ class AuthError(SourceError):
     """The session cookie is missing, expired or refused."""
 
 
+class ChallengeError(SourceError):
+    """Cloudflare answered with its browser challenge instead of the API or the image."""
+
+
+class SourceUnavailable(SourceError):
+    """Too many failures in a row: the client stopped instead of hammering the service."""
+
+
+class DownloadError(SourceError):
+    """One file could not be fetched intact; a sync records it and goes on with the others."""
+
+
 class Interrupted(MjvaultError):
     exit_code = EXIT_INTERRUPTED

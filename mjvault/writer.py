@@ -30,6 +30,7 @@ from mjvault.model import Job, job_from_json
 from mjvault.records import encode_record
 from mjvault.snapshots import Snapshot, decode_manifest, encode_manifest
 from mjvault.store.fsutil import atomic_write
+from mjvault.store.objects import MediaSink
 from mjvault.tree import JobEntry, Tree
 
 JobStatus = Literal["new", "updated", "unchanged"]
@@ -157,6 +158,15 @@ class ArchiveWriter:
 
     def put_media_stream(self, chunks: Iterable[bytes]) -> str:
         object_id, size, new = self._batch.put_media_stream(chunks)
+        self._count_media(size, new)
+        return object_id
+
+    def media_sink(self) -> MediaSink:
+        """A sink a download thread can fill; hand it back with :meth:`adopt_media`."""
+        return self._batch.media_sink()
+
+    def adopt_media(self, sink: MediaSink) -> str:
+        object_id, size, new = self._batch.adopt(sink)
         self._count_media(size, new)
         return object_id
 

@@ -25,6 +25,9 @@ COMMANDS: list[tuple[str, str]] = [
     ("integrity", "index_group"),
     ("keys", "key_group"),
     ("lock", "unlock_command"),
+    ("devserver", "dev_server"),
+    ("auth", "auth_group"),
+    ("sync", "sync_command"),
     ("checkout", "checkout_command"),
 ]
 
@@ -106,10 +109,10 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         click.echo(f"mjvault: error: {err}", err=True)
         sys.exit(err.exit_code)
-    except click.exceptions.Abort:
-        click.echo("mjvault: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        # click turns Ctrl-C into Abort. Writers checkpoint on the way out, so say so.
+        if show_traceback:
+            traceback.print_exc()
         click.echo("mjvault: interrupted; the vault is consistent, rerun to resume", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:

@@ -1,1 +1,1 @@
-"""Where jobs come from: Midjourney's web API, and folders written by earlier archivers."""
+"""Where jobs come from: the Midjourney web API, and folders written by earlier archivers."""

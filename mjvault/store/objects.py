@@ -236,6 +236,32 @@ class WriteBatch:
         self._pending[object_id] = tmp
         self.pending_bytes += len(data)
 
+    def media_sink(self) -> MediaSink:
+        """A file-like sink for a download: hashed as it is written, staged by :meth:`adopt`.
+
+        Sinks are independent of each other and of the batch, so downloads may fill them from
+        many threads; only :meth:`adopt` (called from the writer's thread) touches the batch.
+        """
+        return MediaSink(self.store, self._tmp_path("download"))
+
+    def adopt(self, sink: MediaSink) -> tuple[str, int, bool]:
+        """Stage a finished sink's content as an object; returns (id, size, newly written)."""
+        object_id = sink.hasher.hexdigest()
+        size = sink.size
+        if self.has(object_id):
+            sink.discard()
+            return object_id, size, False
+        if self.store.keys is not None or not can_store_raw(sink.head):
+            data = sink.read_back()
+            sink.discard()
+            self._stage(object_id, self._encode(object_id, data, compress=False, media=True))
+            return object_id, size, True
+        sink.close()
+        os.chmod(sink.path, 0o444)
+        self._pending[object_id] = sink.path
+        self.pending_bytes += size
+        return object_id, size, True
+
     # -- publishing ------------------------------------------------------------------------
     def flush(self) -> None:
         """Make every staged object durable, then visible under its name."""
@@ -264,3 +290,51 @@ class WriteBatch:
                 os.unlink(tmp)
         self._pending.clear()
         self.pending_bytes = 0
+
+
+class MediaSink:
+    """Bytes of one download, written to a temp file and hashed on the way (no second read).
+
+    In an encrypted vault the name is a keyed hash and the file is sealed whole, so the sink
+    keeps the plaintext in memory instead; one image is a few MB at most.
+    """
+
+    def __init__(self, store: ObjectStore, path: Path) -> None:
+        self.path = path
+        self.hasher = store.hasher()
+        self.size = 0
+        self.head = b""
+        self._buffer: bytearray | None = bytearray() if store.keys is not None else None
+        self._file = None if self._buffer is not None else open(path, "wb")  # noqa: SIM115
+
+    def write(self, data: bytes) -> int:
+        if len(self.head) < 16:
+            self.head += data[: 16 - len(self.head)]
+        self.hasher.update(data)
+        self.size += len(data)
+        if self._buffer is not None:
+            self._buffer += data
+        else:
+            assert self._file is not None
+            self._file.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def read_back(self) -> bytes:
+        if self._buffer is not None:
+            return bytes(self._buffer)
+        self.close()
+        return self.path.read_bytes()
+
+    def close(self) -> None:
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+
+    def discard(self) -> None:
+        self.close()
+        self._buffer = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)

@@ -1,0 +1,96 @@
+"""`mjvault auth`: store, check and forget the Midjourney session. Never prints the token."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.source_options import TOKEN_HELP, SourceOptions, midjourney_options
+from mjvault.errors import SourceError, UsageError
+from mjvault.sources.midjourney.auth import keyring_delete, keyring_store
+from mjvault.sources.midjourney.client import AuthStatus, MidjourneyClient
+from mjvault.sources.midjourney.settings import Secret
+
+
+@click.group("auth", epilog=TOKEN_HELP)
+def auth_group() -> None:
+    """Manage the Midjourney session used by `mjvault sync`."""
+
+
+def _read_secret_line(prompt: str) -> str:
+    """A prompt without echo on a terminal; one line of stdin otherwise (for scripts)."""
+    if sys.stdin.isatty():
+        value: str = click.prompt(prompt, hide_input=True, err=True)
+        return value.strip()
+    return sys.stdin.readline().strip()
+
+
+def _report(app: AppContext, status: AuthStatus) -> None:
+    """Print the status; a failed one also ends the command with its one-line error."""
+    if status.ok:
+        app.emit(
+            status.to_dict(),
+            lambda: click.echo(f"ok: signed in as user {status.user_id} ({status.message})"),
+        )
+        return
+    if app.json_output:
+        app.emit(status.to_dict())
+    raise SourceError(status.message)
+
+
+@auth_group.command("login")
+@midjourney_options
+@click.option("--no-check", is_flag=True, help="Store without checking the session first.")
+@pass_app
+def login_command(app: AppContext, source: SourceOptions, no_check: bool) -> None:
+    """Ask for the session token and user id (without echo) and keep them in the keyring.
+
+    The token is the value of the `__Host-Midjourney.AuthUserTokenV3_i` cookie (or, for older
+    accounts, `__Secure-next-auth.session-token`) from your browser: Developer tools ->
+    Application -> Cookies -> midjourney.com.
+    """
+    token = _read_secret_line("Midjourney session token")
+    if not token:
+        raise UsageError("no token given")
+    user_id = source.user_id or _read_secret_line("Midjourney user id")
+    if not user_id:
+        raise UsageError("no user id given")
+    if not no_check:
+        settings = source.settings(use_keyring=False, token=Secret(token), user_id=user_id)
+        with MidjourneyClient(settings) as client:
+            status = client.check_auth()
+        if not status.ok:
+            _report(app, status)
+    keyring_store(Secret(token), user_id)
+    app.emit(
+        {"stored": True, "user_id": user_id},
+        lambda: click.echo(f"stored the Midjourney session of user {user_id} in the keyring"),
+    )
+
+
+@auth_group.command("status")
+@midjourney_options
+@click.option("--json", "json_flag", is_flag=True, help="Machine-readable JSON on stdout.")
+@pass_app
+def status_command(app: AppContext, source: SourceOptions, json_flag: bool) -> None:
+    """Check the session with one listing request. Exit status 1 when it does not work."""
+    if json_flag:
+        app.json_output = True
+    with MidjourneyClient(source.settings()) as client:
+        status = client.check_auth()
+    _report(app, status)
+
+
+@auth_group.command("logout")
+@pass_app
+def logout_command(app: AppContext) -> None:
+    """Forget the session stored in the keyring."""
+    removed = keyring_delete()
+    app.emit(
+        {"removed": removed},
+        lambda: click.echo(
+            "removed the stored Midjourney session" if removed else "no stored session to remove"
+        ),
+    )

@@ -1,0 +1,139 @@
+"""``mjvault sync``: bring every job of a Midjourney account into the vault."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+
+import click
+
+from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.source_options import SourceOptions, midjourney_options
+from mjvault.errors import EXIT_PARTIAL, UsageError
+
+MAX_MISSING_SHOWN = 10
+
+
+def parse_day(value: str | None, *, end: bool = False) -> datetime | None:
+    """``2024-05-01`` or a full ISO time; a bare date as --until means the end of that day."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"cannot read the date {value!r}; use YYYY-MM-DD") from None
+    if end and len(value) <= 10:
+        moment = moment.replace(hour=23, minute=59, second=59, microsecond=999_999)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@click.command(
+    "sync",
+    epilog="""\b
+Examples:
+  export MIDJOURNEY_SESSION_TOKEN=...  MIDJOURNEY_USER_ID=...
+  mjvault sync                       everything new since the last sync
+  mjvault sync --dry-run             what would be fetched
+  mjvault sync --since 2024-01-01 --type upscale
+  mjvault sync --cookies cookies.txt --jobs 4 --max-rps 2
+  mjvault --json sync > summary.json
+""",
+)
+@midjourney_options
+@click.option(
+    "-j",
+    "--jobs",
+    "concurrency",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Downloads at once.",
+)
+@click.option(
+    "--type", "job_type", metavar="TYPE", help="Only jobs of this type (grid, upscale, video, …)."
+)
+@click.option("--since", metavar="DATE", help="Only jobs enqueued on or after DATE.")
+@click.option("--until", metavar="DATE", help="Only jobs enqueued on or before DATE.")
+@click.option("--limit", type=click.IntRange(1), help="At most N new jobs this run.")
+@click.option("--dry-run", is_flag=True, help="List what would be fetched; change nothing.")
+@click.option("--full", is_flag=True, help="Read the whole listing, not only what is new.")
+@click.option("--retry-missing", is_flag=True, help="Try again images that were missing before.")
+@pass_app
+def sync_command(
+    app: AppContext,
+    source: SourceOptions,
+    concurrency: int,
+    job_type: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int | None,
+    dry_run: bool,
+    full: bool,
+    retry_missing: bool,
+) -> None:
+    """Fetch every job of your Midjourney account — records, full-size images and videos.
+
+    Incremental and resumable: an interrupted or failed sync keeps what it fetched and the
+    next run continues from there. Credentials come from MIDJOURNEY_SESSION_TOKEN and
+    MIDJOURNEY_USER_ID, --cookies FILE, or `mjvault auth login`.
+    """
+    from mjvault.sources.midjourney import MidjourneyClient
+    from mjvault.sync import SyncOptions, sync
+
+    options = SyncOptions(
+        concurrency=concurrency,
+        job_type=job_type,
+        since=parse_day(since),
+        until=parse_day(until, end=True),
+        limit=limit,
+        dry_run=dry_run,
+        full=full,
+        retry_missing=retry_missing,
+    )
+    vault = app.open_vault()
+    with (
+        MidjourneyClient(source.settings()) as client,
+        app.progress(None, "jobs", unit="job") as jobs_bar,
+        app.progress(None, "download", unit="B") as bytes_bar,
+    ):
+        bytes_bar.unit_scale = True
+        report = sync(
+            vault,
+            client,
+            options,
+            on_job=lambda _job_id: jobs_bar.update(1),
+            on_bytes=bytes_bar.update,
+        )
+
+    def human() -> None:
+        if report.dry_run:
+            click.echo(
+                f"{len(report.would_fetch)} jobs would be fetched ({report.jobs_listed} listed):"
+            )
+            for job in report.would_fetch[:50]:
+                click.echo(
+                    f"  {job['id']}  {job['time'] or '?'}  {len(job['media'])} files  {job['prompt'][:60]}"
+                )
+            return
+        click.echo(
+            f"jobs: {report.jobs_new} new, {report.jobs_updated} updated, "
+            f"{report.jobs_unchanged} unchanged ({report.jobs_listed} listed, "
+            f"{report.listing_pages} pages, {report.generation})"
+        )
+        click.echo(
+            f"images: {report.images_downloaded} downloaded, {report.images_deduplicated} "
+            f"already held, {report.images_reused} reused, {report.images_missing} missing; "
+            f"{report.bytes_downloaded / 1e6:.1f} MB in {report.seconds:.1f} s"
+        )
+        click.echo(f"snapshot {report.snapshot[:12]}" if report.snapshot else "already up to date")
+        for gone in report.missing[:MAX_MISSING_SHOWN]:
+            click.echo(f"  missing: job {gone.job_id} image {gone.index}: {gone.reason}", err=True)
+        if len(report.missing) > MAX_MISSING_SHOWN:
+            click.echo(
+                f"  … and {len(report.missing) - MAX_MISSING_SHOWN} more (--json lists all)",
+                err=True,
+            )
+
+    app.emit(report.to_json(), human)
+    if report.missing:
+        sys.exit(EXIT_PARTIAL)

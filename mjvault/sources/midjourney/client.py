@@ -1,0 +1,422 @@
+"""The library interface of the Midjourney source: list jobs, download media, check the session.
+
+    with MidjourneyClient(ClientSettings.from_env()) as client:
+        for listed in client.list_jobs(stop=stop_after_known(vault.has_job, run=100)):
+            store(listed.raw)
+            for ref in listed.job().media():
+                result = client.download(ref, sink, expected_kind=ref.kind)
+
+Everything here is safe to use from several threads: listing is one thread's iterator, while
+``download`` may run ``concurrency`` times at once on the shared connection pool.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, BinaryIO
+
+from mjvault.errors import AuthError, ChallengeError, SourceError, SourceUnavailable
+from mjvault.model import Job, MediaRef, job_from_record, parse_time
+from mjvault.sources.midjourney import messages
+from mjvault.sources.midjourney.download import DownloadResult, MediaKind, media_url
+from mjvault.sources.midjourney.download import download as download_to
+from mjvault.sources.midjourney.generations import (
+    AUTO_ORDER,
+    GENERATIONS,
+    ListingGeneration,
+    ListingQuery,
+    Page,
+    PageFetcher,
+    V3Imagine,
+)
+from mjvault.sources.midjourney.rawjson import ListingShapeError
+from mjvault.sources.midjourney.settings import ClientSettings, Secret
+from mjvault.sources.midjourney.transport import EndpointMissing, Transport
+
+log = logging.getLogger("mjvault.sources.midjourney")
+
+
+@dataclass(frozen=True)
+class ListedJob:
+    """One job of a listing. ``raw`` is the record's exact JSON text as the server sent it."""
+
+    id: str
+    record: dict[str, Any]
+    raw: bytes
+    generation: str
+    enqueue_time: datetime | None
+
+    def job(self) -> Job:
+        return job_from_record(self.record)
+
+
+StopRule = Callable[[ListedJob], bool]
+
+
+def stop_after_known(is_known: Callable[[str], bool], run: int = 50) -> StopRule:
+    """A ``stop`` rule for incremental syncs: end the listing after ``run`` known jobs in a row.
+
+    Newest-first order means that once a long run of jobs is already in the vault, everything
+    older is too. A run (not the first known job) tolerates a few jobs that were stored out of
+    order by an interrupted earlier sync.
+    """
+    if run < 1:
+        raise ValueError("run must be at least 1")
+    known_in_a_row = 0
+
+    def stop(job: ListedJob) -> bool:
+        nonlocal known_in_a_row
+        known_in_a_row = known_in_a_row + 1 if is_known(job.id) else 0
+        return known_in_a_row >= run
+
+    return stop
+
+
+def matches_job_type(record: Mapping[str, Any], wanted: str) -> bool:
+    """Client-side ``job_type`` filter for generations whose endpoint has none.
+
+    ``upscale`` matches v1's ``type`` as well as ``v6_upscale`` (job_type) and ``upscale``
+    (event_type), so one word works across generations.
+    """
+    wanted = wanted.lower()
+    for key in ("type", "job_type", "_job_type", "event_type"):
+        value = record.get(key)
+        if isinstance(value, str):
+            value = value.lower()
+            if value == wanted or value.endswith("_" + wanted):
+                return True
+    return False
+
+
+class Listing(Iterator[ListedJob]):
+    """An iterator of :class:`ListedJob` that also tells how the listing went."""
+
+    def __init__(self, generation: str) -> None:
+        self.generation = generation
+        self.pages = 0
+        self.duplicates = 0  # records dropped because their id came earlier in this listing
+        self.skipped = 0  # records without an id (e.g. v1's {"msg": "No jobs found."})
+        self.checkpoint: str | None = None  # v3: the first page's checkpoint, for updates()
+        self.stopped_early = False
+        self._jobs: Iterator[ListedJob] = iter(())
+
+    def __next__(self) -> ListedJob:
+        return next(self._jobs)
+
+
+@dataclass(frozen=True)
+class AuthStatus:
+    """The answer of :meth:`MidjourneyClient.check_auth`. Never holds the token."""
+
+    ok: bool
+    generation: str | None
+    user_id: str | None
+    # None when ok; else "missing-credentials", "refused", "login-page", "challenge",
+    # "unavailable" or "error".
+    reason: str | None
+    message: str
+    cookie_name: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _reason(err: SourceError) -> str:
+    if isinstance(err, messages.MissingCredentials):
+        return "missing-credentials"
+    if isinstance(err, messages.LoginPage):
+        return "login-page"
+    if isinstance(err, AuthError):
+        return "refused"
+    if isinstance(err, ChallengeError):
+        return "challenge"
+    if isinstance(err, SourceUnavailable):
+        return "unavailable"
+    return "error"
+
+
+class MidjourneyClient:
+    """Lists a Midjourney account's jobs and downloads their media (see the module doc)."""
+
+    def __init__(self, settings: ClientSettings, *, transport: Transport | None = None) -> None:
+        self.settings = settings
+        self.transport = transport or Transport(settings)
+        self._generation: ListingGeneration | None = None
+        self._detect_lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> MidjourneyClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MidjourneyClient(web_base={self.settings.web_base!r}, api={self.settings.api!r})"
+
+    # -- generations -----------------------------------------------------------------------
+    def _cookies(self, generation: ListingGeneration) -> dict[str, Secret]:
+        cookies = dict(self.settings.extra_cookies)
+        if self.settings.token:
+            cookies[generation.session_cookie] = self.settings.token
+        return cookies
+
+    def _fetcher(self, generation: ListingGeneration) -> PageFetcher:
+        cookies = self._cookies(generation)
+        if not cookies.get(generation.session_cookie):
+            raise messages.missing_token(generation.session_cookie)
+
+        def fetch(path: str, params: Mapping[str, str | int]) -> bytes:
+            return self.transport.get_api(
+                path,
+                params,
+                cookies=cookies,
+                cookie_name=generation.session_cookie,
+                extra_headers=generation.headers,
+            ).body
+
+        return fetch
+
+    def _user_id(self) -> str:
+        if not self.settings.user_id:
+            raise messages.missing_user_id()
+        return self.settings.user_id
+
+    def generation(self) -> ListingGeneration:
+        """The listing generation in use; with ``api="auto"`` the first that answers properly."""
+        with self._detect_lock:
+            if self._generation is None:
+                if self.settings.api == "auto":
+                    self._generation = self._detect()
+                else:
+                    self._generation = GENERATIONS[self.settings.api]()
+            return self._generation
+
+    def _detect(self) -> ListingGeneration:
+        """Try each generation newest first with one small request; keep the first that fits.
+
+        A 404, a redirect/HTML/401 (a cookie this generation does not accept) or JSON of
+        another shape moves on to the next; a Cloudflare challenge or an unreachable service
+        stops at once, since every generation sits behind the same front.
+        """
+        query = ListingQuery(user_id=self._user_id())
+        refusals: list[AuthError] = []
+        for name in AUTO_ORDER:
+            candidate = GENERATIONS[name]()
+            try:
+                candidate.probe(self._fetcher(candidate), query)
+            except (EndpointMissing, ListingShapeError) as exc:
+                log.info("%s does not answer here (%s)", candidate.describe(), exc)
+                continue
+            except ChallengeError:
+                raise
+            except AuthError as exc:
+                log.info("%s refused the session (%s)", candidate.describe(), type(exc).__name__)
+                refusals.append(exc)
+                continue
+            log.info("using listing API %s", candidate.describe())
+            return candidate
+        if refusals:
+            raise refusals[0]  # the newest generation's cookie: the one the site wants today
+        tried = ", ".join(GENERATIONS[name]().describe() for name in AUTO_ORDER)
+        raise SourceError(
+            f"none of the known Midjourney listing APIs ({tried}) answered at "
+            f"{self.settings.web_base}; the site may have changed: pass --api to force one, or "
+            "update mjvault"
+        )
+
+    # -- listing ---------------------------------------------------------------------------
+    def list_jobs(
+        self,
+        *,
+        stop: StopRule | None = None,
+        job_type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page_size: int | None = None,
+    ) -> Listing:
+        """Every job of the account, newest first, each once.
+
+        ``stop(job)`` is asked before each job is yielded; True ends the listing there (that
+        job is not yielded). ``since`` ends the listing after the page in which a job older than
+        it appears (older jobs are not yielded); ``until`` skips jobs newer than it.
+        ``job_type`` filters on the server where the generation can (v1), else here.
+        The generation is resolved and the first page fetched (so auth errors are raised)
+        here, not at the first ``next``.
+        """
+        generation = self.generation()
+        fetch = self._fetcher(generation)
+        query = ListingQuery(
+            user_id=self._user_id(),
+            page_size=page_size or self.settings.page_size,
+            job_type=job_type if generation.filters_job_type else None,
+            until=until if generation.filters_until else None,
+        )
+        pages = generation.pages(fetch, query)
+        # The first page is fetched now, so a refused session or an unreachable service is
+        # raised by this call rather than by the caller's first `next`.
+        first = next(pages, None)
+        listing = Listing(generation.name)
+        listing._jobs = self._walk(
+            listing,
+            itertools.chain([first] if first else [], pages),
+            stop,
+            job_type,
+            since,
+            until,
+            filter_type=not generation.filters_job_type,
+        )
+        return listing
+
+    def _walk(
+        self,
+        listing: Listing,
+        pages: Iterator[Page],
+        stop: StopRule | None,
+        job_type: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        *,
+        filter_type: bool,
+    ) -> Iterator[ListedJob]:
+        seen: set[str] = set()
+        for page in pages:
+            listing.pages += 1
+            if listing.checkpoint is None:
+                listing.checkpoint = page.checkpoint
+            reached_since = False
+            for record in page.records:
+                value = record.value
+                job_id = value.get("id") if isinstance(value, dict) else None
+                if not isinstance(job_id, str) or not job_id:
+                    listing.skipped += 1
+                    continue
+                if job_id in seen:
+                    listing.duplicates += 1
+                    continue
+                seen.add(job_id)
+                moment = parse_time(value.get("enqueue_time"))
+                if until is not None and moment is not None and moment > until:
+                    continue
+                if since is not None and moment is not None and moment < since:
+                    reached_since = True
+                    continue
+                if job_type and filter_type and not matches_job_type(value, job_type):
+                    continue
+                listed = ListedJob(job_id, value, record.raw, listing.generation, moment)
+                if stop is not None and stop(listed):
+                    listing.stopped_early = True
+                    return
+                yield listed
+            if reached_since:
+                listing.stopped_early = True
+                return
+
+    def updates(self, checkpoint: str) -> Listing | None:
+        """Jobs new since a v3 ``checkpoint`` (from an earlier :class:`Listing`), or None.
+
+        None means "cannot tell cheaply" (not v3, or the endpoint did not answer in the
+        expected shape): the caller then runs an incremental ``list_jobs``.
+        """
+        generation = self.generation()
+        if not isinstance(generation, V3Imagine):
+            return None
+        try:
+            page = generation.updates(
+                self._fetcher(generation), ListingQuery(user_id=self._user_id()), checkpoint
+            )
+        except EndpointMissing:
+            return None
+        if page is None:
+            return None
+        listing = Listing(generation.name)
+        listing._jobs = self._walk(listing, iter([page]), None, None, None, None, filter_type=False)
+        return listing
+
+    # -- media -----------------------------------------------------------------------------
+    def media_url(self, ref: MediaRef | str) -> str:
+        return media_url(self.settings.cdn_base, ref)
+
+    def download(
+        self,
+        path_or_url: MediaRef | str,
+        sink: BinaryIO,
+        *,
+        expected_kind: MediaKind | None = None,
+        on_chunk: Callable[[bytes], None] | None = None,
+    ) -> DownloadResult:
+        """Stream one file into ``sink``; see :mod:`mjvault.sources.midjourney.download`.
+
+        Returns :class:`MediaMissing` for a 404. Raises DownloadError when this one file could
+        not be fetched intact, AuthError/ChallengeError/SourceUnavailable when nothing can.
+        """
+        kind: MediaKind
+        if expected_kind is not None:
+            kind = expected_kind
+        elif isinstance(path_or_url, MediaRef) and path_or_url.kind == "video":
+            kind = "video"
+        else:
+            kind = "image"
+        return download_to(
+            self.transport,
+            self.media_url(path_or_url),
+            sink,
+            expected_kind=kind,
+            on_chunk=on_chunk,
+        )
+
+    # -- auth ------------------------------------------------------------------------------
+    def check_auth(self) -> AuthStatus:
+        """One cheap listing request: does the session work? Never raises for auth problems."""
+        cookie_name: str | None = None
+        try:
+            user_id = self._user_id()
+            if self.settings.api == "auto":
+                generation = self.generation()
+            else:
+                generation = GENERATIONS[self.settings.api]()
+                cookie_name = generation.session_cookie
+                generation.probe(self._fetcher(generation), ListingQuery(user_id=user_id))
+                self._generation = self._generation or generation
+        except ListingShapeError as exc:
+            return AuthStatus(
+                False,
+                None,
+                self.settings.user_id,
+                "error",
+                f"the listing answered with JSON of an unexpected shape ({exc})",
+                cookie_name,
+            )
+        except EndpointMissing as exc:
+            return AuthStatus(False, None, self.settings.user_id, "error", str(exc), cookie_name)
+        except SourceError as exc:
+            return AuthStatus(
+                False,
+                None,
+                self.settings.user_id,
+                _reason(exc),
+                self.transport.redact(str(exc)),
+                cookie_name,
+            )
+        return AuthStatus(
+            True,
+            generation.name,
+            user_id,
+            None,
+            f"the session works with listing API {generation.describe()}",
+            generation.session_cookie,
+        )

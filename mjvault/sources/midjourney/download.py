@@ -1,0 +1,309 @@
+"""Fetch one image or video from the CDN into the caller's sink, intact or not at all.
+
+The caller owns the sink (a temporary file, a hasher, an object writer) and sees every byte
+exactly once, in order: a dropped connection resumes with ``Range: bytes=N-``; a server that
+ignores the range and sends the whole file again has its first N bytes checked against what was
+already written and skipped, so the sink never sees a byte twice. Before the first byte reaches
+the sink the file's magic bytes are checked, so an HTML page never lands in a vault as an image.
+
+A 404 is an answer, not a failure: the image is gone from the CDN while its job stays listed.
+It comes back as :class:`MediaMissing` so a sync records it and goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO, Literal
+
+import httpx
+
+from mjvault.errors import DownloadError
+from mjvault.model import MediaRef
+from mjvault.sources.midjourney import messages
+from mjvault.sources.midjourney.resilience import parse_retry_after
+from mjvault.sources.midjourney.transport import (
+    RETRY_STATUSES,
+    Retryable,
+    Transport,
+    describe_exception,
+    is_challenge,
+)
+
+log = logging.getLogger("mjvault.sources.midjourney")
+
+MediaKind = Literal["image", "video"]
+# Enough bytes to recognise every format below.
+MAGIC_BYTES = 16
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
+
+IMAGE_EXTS = frozenset({"png", "jpg", "webp", "gif"})
+VIDEO_EXTS = frozenset({"mp4", "webm"})
+
+
+def detect_ext(head: bytes) -> str | None:
+    """The file type from its first bytes: png, jpg, webp, gif, mp4, webm, html, or None."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[4:8] == b"ftyp":
+        return "mp4"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "webm"
+    if head.lstrip().startswith(b"<"):
+        return "html"
+    return None
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """What one download delivered. ``status`` is the HTTP status of the last answer."""
+
+    url: str
+    bytes: int
+    content_type: str | None
+    detected_ext: str | None
+    status: int
+    resumed: int = 0  # how many times the transfer continued after a drop or a short body
+
+    @property
+    def missing(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class MediaMissing(DownloadResult):
+    """The CDN says the file does not exist (404/410); nothing was written to the sink."""
+
+    @property
+    def missing(self) -> bool:
+        return True
+
+
+def media_url(cdn_base: str, path_or_url: str | MediaRef) -> str:
+    """An absolute URL for a CDN-relative path (``{job}/0_1.png``); absolute URLs unchanged."""
+    path = path_or_url.path if isinstance(path_or_url, MediaRef) else path_or_url
+    if path.startswith(("http://", "https://")):
+        return path
+    return f"{cdn_base.rstrip('/')}/{path.lstrip('/')}"
+
+
+class _Transfer:
+    """The state of one download across its attempts (one per call; never shared)."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        url: str,
+        sink: BinaryIO,
+        kind: MediaKind,
+        on_chunk: Callable[[bytes], None] | None,
+    ) -> None:
+        self.transport = transport
+        self.url = url
+        self.sink = sink
+        self.kind = kind
+        self.on_chunk = on_chunk
+        self.written = 0  # bytes handed to the sink
+        self.total: int | None = None
+        self.etag: str | None = None
+        self.content_type: str | None = None
+        self.detected: str | None = None
+        self.attempts = 0
+        self.written_digest = hashlib.blake2b(digest_size=16)
+
+    # One attempt: fetch from `written` on, or raise Retryable/DownloadError/...
+    def attempt(self) -> DownloadResult:
+        self.attempts += 1
+        headers = self.transport.cdn_headers(self.url, self.kind)
+        # Byte accounting and ranges must refer to the file itself, not a compressed stream.
+        headers["Accept-Encoding"] = "identity"
+        if self.written:
+            headers["Range"] = f"bytes={self.written}-"
+            if self.etag:
+                headers["If-Range"] = self.etag
+        response = self.transport.open_cdn(self.url, headers)
+        try:
+            return self._receive(response)
+        finally:
+            response.close()
+
+    def _receive(self, response: httpx.Response) -> DownloadResult:
+        status = response.status_code
+        if status in (404, 410):
+            log.info("missing on the CDN: %s (HTTP %d)", self.url, status)
+            return MediaMissing(self.url, 0, None, None, status, self.attempts - 1)
+        if status == 429:
+            raise Retryable(
+                "HTTP 429 (rate limited)",
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+        if status in RETRY_STATUSES:
+            raise Retryable(f"HTTP {status}")
+        if status in (401, 403) or (status == 200 and "html" in self._ctype(response)):
+            page_start = self._read_some(response, 8192)
+            if is_challenge(response.headers, page_start):
+                raise messages.challenge(f"the image request for {self._short()}")
+            if status != 200:
+                raise DownloadError(
+                    f"the CDN refused {self._short()} (HTTP {status}); it turns away requests "
+                    "that do not look like a browser's: set --user-agent or MJVAULT_USER_AGENT "
+                    "to your browser's exact User-Agent"
+                )
+            raise DownloadError(f"the CDN sent an HTML page instead of {self._short()}")
+        if status == 416 and self.written and self.total is not None and self.written >= self.total:
+            return self._result(status)
+        skip = 0
+        if status == 206 and self.written:
+            start, total = self._content_range(response)
+            if start > self.written:
+                raise DownloadError(f"the CDN resumed {self._short()} at the wrong offset")
+            skip = self.written - start
+            if self.total is not None and total is not None and total != self.total:
+                raise DownloadError(f"{self._short()} changed on the CDN during the download")
+        elif status == 200:
+            if self.written:
+                # The range was ignored (or If-Range saw a new version): the whole file again.
+                log.info("%s: server ignored the range; re-reading from the start", self._short())
+                skip = self.written
+            announced = _int_header(response, "content-length")
+            if self.written and None not in (announced, self.total) and announced != self.total:
+                raise DownloadError(f"{self._short()} changed on the CDN during the download")
+            self.total = announced
+            self.etag = response.headers.get("etag") or self.etag
+            self.content_type = response.headers.get("content-type")
+        else:
+            raise DownloadError(f"the CDN answered HTTP {status} for {self._short()}")
+        self._stream(response, skip)
+        return self._result(200 if status == 416 else status)
+
+    def _stream(self, response: httpx.Response, skip: int) -> None:
+        skipped_digest = hashlib.blake2b(digest_size=16)
+        head = b""
+        expected_skip = skip
+        try:
+            for chunk in response.iter_raw(self.transport.settings.chunk_size):
+                if skip:
+                    taken, chunk = chunk[:skip], chunk[skip:]
+                    skipped_digest.update(taken)
+                    skip -= len(taken)
+                    if not skip:
+                        self._check_prefix(skipped_digest, expected_skip)
+                    if not chunk:
+                        continue
+                if self.written == 0 and self.detected is None:
+                    head += chunk
+                    if len(head) < MAGIC_BYTES:
+                        continue
+                    self._check_magic(head)
+                    chunk, head = head, b""
+                self._deliver(chunk)
+        except httpx.TransportError as exc:
+            raise Retryable(f"{describe_exception(exc)} after {self.written} bytes") from None
+        if skip:
+            raise Retryable(f"connection ended while re-reading ({skip} bytes short)")
+        if head:
+            # A file shorter than the magic window: still checked before it is written.
+            if self.total is not None and len(head) < self.total:
+                raise Retryable(f"short body: {len(head)} of {self.total} bytes")
+            self._check_magic(head)
+            self._deliver(head)
+        if self.total is not None and self.written < self.total:
+            raise Retryable(f"short body: {self.written} of {self.total} bytes")
+        if self.total is not None and self.written > self.total:
+            raise DownloadError(f"the CDN sent more than the announced size of {self._short()}")
+        if self.written == 0:
+            raise DownloadError(f"the CDN sent an empty body for {self._short()}")
+
+    def _deliver(self, chunk: bytes) -> None:
+        self.transport.throttle_bytes(len(chunk))
+        self.sink.write(chunk)
+        if self.on_chunk is not None:
+            self.on_chunk(chunk)
+        self.written_digest.update(chunk)
+        self.written += len(chunk)
+
+    def _check_prefix(self, skipped: hashlib.blake2b, length: int) -> None:
+        if skipped.digest() != self.written_digest.digest() or length != self.written:
+            raise DownloadError(
+                f"{self._short()} changed on the CDN during the download; download it again"
+            )
+
+    def _check_magic(self, head: bytes) -> None:
+        detected = detect_ext(head)
+        if detected == "html":
+            if is_challenge({}, head):
+                raise messages.challenge(f"the image request for {self._short()}")
+            raise DownloadError(f"the CDN sent an HTML page instead of {self._short()}")
+        allowed = VIDEO_EXTS if self.kind == "video" else IMAGE_EXTS
+        if detected not in allowed:
+            raise DownloadError(
+                f"{self._short()} is not a{'' if self.kind == 'video' else 'n'} {self.kind} "
+                f"(found {detected or 'unknown data'})"
+            )
+        self.detected = detected
+
+    def _content_range(self, response: httpx.Response) -> tuple[int, int | None]:
+        match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
+        if not match:
+            raise DownloadError(f"the CDN sent a part without a range for {self._short()}")
+        total = None if match.group(3) == "*" else int(match.group(3))
+        if total is not None and self.total is None:
+            self.total = total
+        return int(match.group(1)), total
+
+    def _read_some(self, response: httpx.Response, limit: int) -> bytes:
+        data = b""
+        try:
+            for chunk in response.iter_raw(4096):
+                data += chunk
+                if len(data) >= limit:
+                    break
+        except httpx.TransportError:
+            pass
+        return data[:limit]
+
+    def _result(self, status: int) -> DownloadResult:
+        return DownloadResult(
+            self.url, self.written, self.content_type, self.detected, status, self.attempts - 1
+        )
+
+    def _short(self) -> str:
+        return self.url.split("://", 1)[-1].split("/", 1)[-1]
+
+    @staticmethod
+    def _ctype(response: httpx.Response) -> str:
+        return response.headers.get("content-type", "").lower()
+
+
+def _int_header(response: httpx.Response, name: str) -> int | None:
+    value = response.headers.get(name)
+    return int(value) if value is not None and value.strip().isdigit() else None
+
+
+def download(
+    transport: Transport,
+    url: str,
+    sink: BinaryIO,
+    *,
+    expected_kind: MediaKind = "image",
+    on_chunk: Callable[[bytes], None] | None = None,
+) -> DownloadResult:
+    """Stream ``url`` into ``sink`` (see module doc). Safe to call from many threads at once."""
+    if expected_kind not in ("image", "video"):
+        raise ValueError("expected_kind is 'image' or 'video'")
+    transfer = _Transfer(transport, url, sink, expected_kind, on_chunk)
+    return transport.with_retries(
+        transfer.attempt,
+        what=f"download {transfer._short()}",
+        give_up=DownloadError,
+        progress=lambda: transfer.written,
+    )

@@ -1,0 +1,379 @@
+"""``mjvault sync``: listing → diff against the vault → concurrent downloads → objects → snapshot.
+
+The listing is read newest first and streamed: jobs are diffed against what the vault holds
+as they arrive, the media they lack are downloaded by a pool of threads (each into its own
+hashed temp file), and the writer's thread stages the results and adds the jobs in listing
+order. The writer checkpoints every few thousand jobs, so a run that is killed, interrupted or
+stopped by an expired session resumes from its last checkpoint on the next run.
+
+Incremental: once the account's whole history has been read to its end (recorded per account
+in ``state/sync.json``), a sync stops the listing after a run of jobs the vault already holds;
+an up-to-date vault costs one listing page. Until then each sync reads the whole listing,
+skipping known jobs without downloading them, so an interrupted first sync never leaves older
+jobs behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mjvault.concurrency import bounded_map
+from mjvault.errors import DownloadError, Interrupted, MjvaultError, SourceError
+from mjvault.model import Job, MediaRef, RecordError
+from mjvault.sources.midjourney import ListedJob, MidjourneyClient, stop_after_known
+from mjvault.store.fsutil import atomic_write
+from mjvault.store.objects import MediaSink
+from mjvault.vault import Vault
+from mjvault.writer import ArchiveWriter
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = Path("state") / "sync.json"
+KNOWN_RUN = 50  # known jobs in a row that end an incremental listing
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    concurrency: int = 8
+    job_type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int | None = None
+    dry_run: bool = False
+    full: bool = False
+    retry_missing: bool = False
+    checkpoint_jobs: int = 2000
+
+    @property
+    def filtered(self) -> bool:
+        """A filtered run never proves the whole history was read."""
+        return bool(self.job_type or self.since or self.until or self.limit)
+
+
+@dataclass
+class MissingMedia:
+    job_id: str
+    index: int
+    path: str
+    reason: str
+
+
+@dataclass
+class SyncReport:
+    source: str = ""
+    generation: str | None = None
+    jobs_listed: int = 0
+    jobs_new: int = 0
+    jobs_updated: int = 0
+    jobs_unchanged: int = 0
+    jobs_skipped: int = 0  # records that are not usable jobs
+    images_downloaded: int = 0
+    images_deduplicated: int = 0
+    images_reused: int = 0  # virtual upsamples served from the parent already held
+    images_missing: int = 0
+    bytes_downloaded: int = 0
+    listing_pages: int = 0
+    stopped_early: bool = False
+    history_complete: bool = False
+    resumed: bool = False
+    seconds: float = 0.0
+    snapshot: str | None = None
+    dry_run: bool = False
+    would_fetch: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[MissingMedia] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+@dataclass
+class _Fetched:
+    """One job after its downloads: what to hand to the writer."""
+
+    listed: ListedJob
+    job: Job
+    slots: list[str | MediaSink | None]
+    missing: list[MissingMedia]
+    downloaded_bytes: int = 0
+
+
+class SyncState:
+    """Per-account facts a sync needs next time (``<vault>/state/sync.json``)."""
+
+    def __init__(self, vault: Vault) -> None:
+        self.path = vault.path / STATE_FILE
+
+    def load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_bytes())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def account(self, key: str) -> dict[str, Any]:
+        value = self.load().get(key)
+        return value if isinstance(value, dict) else {}
+
+    def update(self, key: str, **values: Any) -> None:
+        data = self.load()
+        current = data.get(key)
+        entry: dict[str, Any] = current if isinstance(current, dict) else {}
+        entry.update(values)
+        data[key] = entry
+        self.path.parent.mkdir(exist_ok=True)
+        atomic_write(self.path, json.dumps(data, indent=2).encode("utf-8"))
+
+
+def account_key(client: MidjourneyClient) -> str:
+    settings = client.settings
+    return f"{settings.web_base.rstrip('/')}|{settings.user_id or ''}"
+
+
+def sync(
+    vault: Vault,
+    client: MidjourneyClient,
+    options: SyncOptions | None = None,
+    *,
+    on_job: Callable[[str], None] | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SyncReport:
+    """Bring the account's jobs into ``vault``. Raises SourceError (after checkpointing) when
+    the service stops answering usefully; what was fetched until then stays in the vault."""
+    options = options or SyncOptions()
+    started = time.monotonic()
+    report = SyncReport(dry_run=options.dry_run)
+    state = SyncState(vault)
+    key = account_key(client)
+    history_complete = bool(state.account(key).get("history_complete"))
+    if options.dry_run:
+        _dry_run(vault, client, options, report, history_complete)
+        report.seconds = time.monotonic() - started
+        return report
+
+    writer = vault.writer("midjourney", checkpoint_jobs=options.checkpoint_jobs)
+    writer.start()
+    report.resumed = writer.stats.resumed_from_checkpoint
+    try:
+        stop = None
+        if history_complete and not options.full:
+            stop = stop_after_known(lambda job_id: writer.current(job_id) is not None, KNOWN_RUN)
+        listing = client.list_jobs(
+            stop=stop, job_type=options.job_type, since=options.since, until=options.until
+        )
+        report.generation = listing.generation
+        writer.source = report.source = f"midjourney:{listing.generation}:{client.settings.user_id}"
+        candidates = _limited(_plan(listing, writer, options, report), options.limit, report)
+        with ThreadPoolExecutor(max(1, options.concurrency)) as pool:
+            try:
+                fetched = bounded_map(
+                    pool,
+                    lambda item: _download(client, writer.media_sink, item, on_bytes),
+                    candidates,
+                    window=max(2, options.concurrency * 2),
+                )
+                for result in fetched:
+                    _store(writer, result, report)
+                    if on_job:
+                        on_job(result.job.id)
+                    if should_stop and should_stop():
+                        raise Interrupted("interrupted; rerun `mjvault sync` to resume")
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        report.listing_pages = listing.pages
+        report.stopped_early = listing.stopped_early
+        if not listing.stopped_early and not options.filtered:
+            history_complete = True
+        report.history_complete = history_complete
+    except (SourceError, Interrupted, KeyboardInterrupt) as exc:
+        writer.abort()
+        report.seconds = time.monotonic() - started
+        log.info("sync stopped after %d new jobs: checkpoint kept", report.jobs_new)
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted(
+                f"interrupted after {report.jobs_new} new jobs; they are kept: "
+                "rerun `mjvault sync` to resume"
+            ) from None
+        if isinstance(exc, SourceError):
+            exc.message = f"{exc.message} — {report.jobs_new} new jobs fetched before that are kept; rerun `mjvault sync` to resume"
+        raise
+    except BaseException:
+        writer.abort()
+        raise
+    snapshot = writer.commit()
+    state.update(
+        key,
+        history_complete=history_complete,
+        last_sync=datetime.now(UTC).isoformat(timespec="seconds"),
+        generation=report.generation,
+    )
+    report.snapshot = snapshot.id if snapshot else None
+    report.seconds = time.monotonic() - started
+    return report
+
+
+@dataclass
+class _Planned:
+    listed: ListedJob
+    job: Job
+    slots: list[str | None]
+    needed: list[MediaRef]
+    is_new: bool
+
+
+def _plan(
+    listing: Iterator[ListedJob], writer: ArchiveWriter, options: SyncOptions, report: SyncReport
+) -> Iterator[_Planned]:
+    """Diff each listed job against the vault: which of its media must be downloaded."""
+    for listed in listing:
+        report.jobs_listed += 1
+        try:
+            job = listed.job()
+        except RecordError as exc:
+            report.jobs_skipped += 1
+            log.warning("skipping a listed record: %s", exc)
+            continue
+        media = job.media()
+        existing = writer.current(job.id)
+        slots: list[str | None] = [None] * len(media)
+        if existing is not None:
+            for i, held in enumerate(existing.images[: len(media)]):
+                slots[i] = held
+        if job.is_virtual_upsample and slots and slots[0] is None and job.parent_id:
+            parent = writer.current(job.parent_id)
+            grid = job.parent_grid or 0
+            if parent is not None and grid < len(parent.images) and parent.images[grid]:
+                slots[0] = parent.images[grid]
+                report.images_reused += 1
+        if existing is not None and not options.retry_missing:
+            needed = [
+                m for m in media if slots[m.index] is None and m.index >= len(existing.images)
+            ]
+        else:
+            needed = [m for m in media if slots[m.index] is None]
+        yield _Planned(listed, job, slots, needed, is_new=existing is None)
+
+
+def _limited(
+    items: Iterator[_Planned], limit: int | None, report: SyncReport
+) -> Iterator[_Planned]:
+    """``--limit N``: at most N jobs not yet in the vault."""
+    new = 0
+    for item in items:
+        if limit is not None and item.is_new:
+            if new >= limit:
+                report.stopped_early = True
+                return
+            new += 1
+        yield item
+
+
+def _download(
+    client: MidjourneyClient,
+    new_sink: Callable[[], MediaSink],
+    item: _Planned,
+    on_bytes: Callable[[int], None] | None,
+) -> _Fetched:
+    """Runs in a pool thread: fetch the media a job lacks into fresh sinks."""
+    slots: list[str | MediaSink | None] = list(item.slots)
+    fetched = _Fetched(item.listed, item.job, slots, [])
+    for ref in item.needed:
+        sink = new_sink()
+        try:
+            result = client.download(ref, sink)  # type: ignore[arg-type]  # a file-like sink
+        except DownloadError as exc:
+            sink.discard()
+            fetched.missing.append(MissingMedia(item.job.id, ref.index, ref.path, str(exc)))
+            continue
+        except BaseException:
+            sink.discard()
+            raise
+        if result.missing:
+            sink.discard()
+            fetched.missing.append(MissingMedia(item.job.id, ref.index, ref.path, "404 on the CDN"))
+            continue
+        sink.close()
+        slots[ref.index] = sink
+        fetched.downloaded_bytes += result.bytes
+        if on_bytes:
+            on_bytes(result.bytes)
+    return fetched
+
+
+def _store(writer: ArchiveWriter, fetched: _Fetched, report: SyncReport) -> None:
+    """In the writer's thread: stage downloaded media and record the job."""
+    images: list[str | None] = []
+    for slot in fetched.slots:
+        if isinstance(slot, MediaSink):
+            before = writer.stats.media_new
+            images.append(writer.adopt_media(slot))
+            if writer.stats.media_new > before:
+                report.images_downloaded += 1
+            else:
+                report.images_deduplicated += 1
+        else:
+            images.append(slot)
+    report.bytes_downloaded += fetched.downloaded_bytes
+    report.missing.extend(fetched.missing)
+    report.images_missing += len(fetched.missing)
+    status = writer.add_job(fetched.listed.raw, images, fetched.job)
+    if status == "new":
+        report.jobs_new += 1
+    elif status == "updated":
+        report.jobs_updated += 1
+    else:
+        report.jobs_unchanged += 1
+
+
+def _dry_run(
+    vault: Vault,
+    client: MidjourneyClient,
+    options: SyncOptions,
+    report: SyncReport,
+    history_complete: bool,
+) -> None:
+    """List what a sync would fetch, touching nothing."""
+    index = vault.index
+
+    def known(job_id: str) -> bool:
+        return index.get(job_id) is not None
+
+    stop = stop_after_known(known, KNOWN_RUN) if history_complete and not options.full else None
+    listing = client.list_jobs(
+        stop=stop, job_type=options.job_type, since=options.since, until=options.until
+    )
+    report.generation = listing.generation
+    for listed in listing:
+        report.jobs_listed += 1
+        if known(listed.id):
+            report.jobs_unchanged += 1
+            continue
+        try:
+            job = listed.job()
+        except (RecordError, MjvaultError):
+            report.jobs_skipped += 1
+            continue
+        if options.limit is not None and len(report.would_fetch) >= options.limit:
+            report.stopped_early = True
+            break
+        report.would_fetch.append(
+            {
+                "id": job.id,
+                "time": job.enqueue_time.isoformat() if job.enqueue_time else None,
+                "type": job.type,
+                "media": [m.path for m in job.media()],
+                "prompt": job.prompt,
+            }
+        )
+    report.listing_pages = listing.pages
