@@ -320,3 +320,24 @@ def test_real_type_decides_the_extension_and_how_the_file_is_made(
     # A missing object is reported, and no dangling link is made.
     assert report.skipped == 1 and any("missing" in note for note in report.notes)
     assert refresh_views(vault).views[0].mode == "up-to-date"
+
+
+def test_check_views_finds_every_kind_of_damage(vault: Vault, tmp_path: Path) -> None:
+    from mjvault.views.check import check_views, referenced_objects
+
+    add_jobs(vault, range(3), images=1)
+    checkout(vault, define(tmp_path, name="links", template="{job_id}.{ext}"))
+    checkout(vault, define(tmp_path, name="copies", template="{job_id}.{ext}", link=LinkKind.COPY))
+    assert list(check_views(vault)) == []
+    links, copies = tmp_path / "views" / "links", tmp_path / "views" / "copies"
+    (links / "job-0000.png").unlink()
+    (links / "job-0001.png").unlink()
+    (links / "job-0001.png").symlink_to(copies / "job-0001.png")
+    (copies / "job-0002.png").write_bytes(b"tampered")
+    problems = {(p.view, p.job_id, p.problem) for p in check_views(vault)}
+    assert problems == {
+        ("links", "job-0000", "missing"),
+        ("links", "job-0001", "points elsewhere"),
+        ("copies", "job-0002", "differs"),
+    }
+    assert len(referenced_objects(vault)) == 3
