@@ -74,3 +74,23 @@ def test_same_directory_names_and_unpinning(tmp_path: Path) -> None:
     assert sorted(v["name"] for v in listed) == ["pics", "pics-2"]
     unpinned = run_cli("--vault", str(vault), "--json", "checkout", str(a), "--snapshot", "latest")
     assert json.loads(unpinned.stdout)["added"] == 1
+
+
+def test_encrypted_vault_checkout_says_it_makes_copies(tmp_path: Path) -> None:
+    from tests.conftest import CHEAP_KDF, PASSPHRASE
+
+    path = tmp_path / "vault"
+    with (
+        Vault.init(path, encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF) as vault,
+        vault.writer("test") as writer,
+    ):
+        writer.add_job(record_json("job-1", "secret owl"), [writer.put_media(png_bytes(5))])
+    done = run_cli(
+        "--vault", str(path), "checkout", str(tmp_path / "v"),
+        env={"MJVAULT_PASSPHRASE": PASSPHRASE},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert b"encrypted" in done.stderr and b"copies" in done.stderr
+    assert b"(copy, full)" in done.stdout
+    (image,) = [p for p in (tmp_path / "v").rglob("*.png")]
+    assert not image.is_symlink() and image.read_bytes() == png_bytes(5)

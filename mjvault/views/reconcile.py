@@ -617,11 +617,6 @@ def refresh_view(
         snapshot=snapshot.id if snapshot else None,
         link=kind.value,
     )
-    if vault.encrypted and definition.link is not LinkKind.COPY:
-        report.note(
-            "this vault is encrypted: links would show ciphertext, so the view holds "
-            "decrypted copies"
-        )
     fingerprint = definition.fingerprint()
     vault_path = str(vault.path.resolve())
     vault_moved = view.vault_path is not None and view.vault_path != vault_path
@@ -632,6 +627,11 @@ def refresh_view(
         report.unchanged = view.file_count()
         return report
     report.mode = "full" if full else "incremental"
+    if vault.encrypted:
+        report.note(
+            "this vault is encrypted: links would show ciphertext, so the view holds "
+            f"decrypted copies (unencrypted on disk in {definition.directory})"
+        )
     before = view.file_count()
     reconciler = _Reconciler(
         vault,
