@@ -119,7 +119,9 @@ def checkout_command(
 
     with app.progress(None, "checkout", unit="job") as bar:
         if directory is None:
-            result = reconcile.refresh_views(vault, progress=bar.update)
+            result = reconcile.refresh_views(
+                vault, progress=bar.update, on_total=lambda total: _restart(bar, total)
+            )
             app.emit(result.to_json(), lambda: _print_all(result))
             if result.errors:
                 sys.exit(EXIT_PARTIAL)
@@ -145,8 +147,15 @@ def checkout_command(
             no_auto_refresh=no_auto_refresh,
             embed_metadata=embed_metadata,
         )
-        report = reconcile.checkout(vault, definition, progress=bar.update)
+        report = reconcile.checkout(
+            vault, definition, progress=bar.update, on_total=lambda total: _restart(bar, total)
+        )
     app.emit(report.to_json(), lambda: _print_report(report))
+
+
+def _restart(bar: Any, total: int) -> None:
+    """A full pass knows how many jobs it will visit: show a bar with an end."""
+    bar.reset(total=total)
 
 
 def _definition(

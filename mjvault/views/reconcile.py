@@ -600,6 +600,7 @@ def refresh_view(
     registry: ViewRegistry | None = None,
     progress: Progress | None = None,
     previous: ViewDefinition | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> RefreshReport:
     """Bring one view's files in line with its definition and snapshot; saves its state.
 
@@ -627,6 +628,8 @@ def refresh_view(
         report.unchanged = view.file_count()
         return report
     report.mode = "full" if full else "incremental"
+    if full and on_total is not None and snapshot is not None:
+        on_total(int(snapshot.stats.get("jobs", 0)))  # a full pass visits every job once
     if vault.encrypted:
         report.note(
             "this vault is encrypted: links would show ciphertext, so the view holds "
@@ -710,6 +713,7 @@ def checkout(
     definition: ViewDefinition,
     *,
     progress: Progress | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> RefreshReport:
     """Define (or redefine) a view and render it. Library form of ``mjvault checkout DIR``."""
     Template.parse(definition.template)  # a bad template fails before anything is touched
@@ -738,7 +742,9 @@ def checkout(
                 )
             view = View(definition=definition)
         definition.directory.mkdir(parents=True, exist_ok=True)
-        return refresh_view(vault, view, registry=registry, progress=progress, previous=previous)
+        return refresh_view(
+            vault, view, registry=registry, progress=progress, previous=previous, on_total=on_total
+        )
 
 
 @dataclass
@@ -765,6 +771,7 @@ def refresh_views(
     *,
     auto_only: bool = False,
     progress: Progress | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> ViewsReport:
     """Refresh every view of the vault; ``auto_only`` skips views that opted out (for sync).
 
@@ -780,7 +787,11 @@ def refresh_views(
                 view = registry.load(name)
                 if auto_only and not view.definition.auto_refresh:
                     continue
-                result.views.append(refresh_view(vault, view, registry=registry, progress=progress))
+                result.views.append(
+                    refresh_view(
+                        vault, view, registry=registry, progress=progress, on_total=on_total
+                    )
+                )
             except (MjvaultError, OSError) as exc:
                 result.errors[name] = str(exc)
     return result
