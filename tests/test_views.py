@@ -341,3 +341,19 @@ def test_check_views_finds_every_kind_of_damage(vault: Vault, tmp_path: Path) ->
         ("copies", "job-0002", "differs"),
     }
     assert len(referenced_objects(vault)) == 3
+
+
+def test_a_damaged_view_file_blocks_nothing_else(vault: Vault, tmp_path: Path) -> None:
+    add_jobs(vault, range(1), images=1)
+    checkout(vault, define(tmp_path, name="a"))
+    state = vault.path / "views" / "a.view"
+    state.write_bytes(state.read_bytes()[:20])
+    registry = ViewRegistry(vault)
+    assert "damaged" in registry.summaries()[0]["error"]
+    assert checkout(vault, define(tmp_path, name="b")).added == 1
+    result = refresh_views(vault)
+    assert list(result.errors) == ["a"] and [r.view for r in result.views] == ["b"]
+    removed = remove_view(vault, "a")
+    assert removed.removed == 0 and "left in place" in removed.notes[0]
+    assert (tmp_path / "views" / "a" / "fox number 0_job-0000_0.png").is_symlink()
+    assert registry.names() == ["b"]

@@ -109,7 +109,7 @@ def checkout_command(
 
     vault = app.open_vault()
     if list_views_flag:
-        views = [v.summary() for v in reconcile.list_views(vault)]
+        views = ViewRegistry(vault).summaries()
         app.emit(views, lambda: _print_views(views))
         return
     if remove_name:
@@ -281,6 +281,9 @@ def _print_views(views: list[dict[str, object]]) -> None:
     if not views:
         click.echo("no views yet: create one with `mjvault checkout DIR`")
     for view in views:
+        if "error" in view:
+            click.echo(f"{view['name']}: error: {view['error']}")
+            continue
         pinned = f" snapshot {str(view['snapshot'])[:12]}" if view.get("snapshot") else ""
         auto = "" if view.get("auto_refresh") else " (no auto-refresh)"
         click.echo(

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mjvault.errors import JobNotFound, MjvaultError, UsageError
+from mjvault.errors import IntegrityError, JobNotFound, MjvaultError, UsageError
 from mjvault.model import Job
 from mjvault.snapshots import Snapshot
 from mjvault.store.codec import MAGIC_ENCRYPTED, MAGIC_FRAMED, media_kind
@@ -801,7 +801,14 @@ def remove_view(vault: Vault, name: str) -> RefreshReport:
     """Delete a view: its own files (never one the user changed) and its registry entry."""
     registry = ViewRegistry(vault)
     with registry.lock():
-        view = registry.load(name)
+        try:
+            view = registry.load(name)
+        except IntegrityError as exc:
+            # Without its file list the view cannot tell its files from yours: keep them all.
+            registry.delete(name)
+            report = RefreshReport(view=name, directory="?", snapshot=None, mode="removed")
+            report.note(f"{exc}; the view is forgotten and its files were left in place")
+            return report
         report = RefreshReport(
             view=name,
             directory=str(view.definition.directory),

@@ -274,10 +274,24 @@ class ViewRegistry:
         return [self.load(name) for name in self.names()]
 
     def find_by_directory(self, directory: Path) -> View | None:
-        for view in self.all():
+        for name in self.names():
+            try:
+                view = self.load(name)
+            except IntegrityError:
+                continue  # a damaged view file must not block creating other views
             if view.definition.directory == directory:
                 return view
         return None
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """What ``checkout --list`` shows; a damaged view file is listed with its error."""
+        out: list[dict[str, Any]] = []
+        for name in self.names():
+            try:
+                out.append(self.load(name).summary())
+            except IntegrityError as exc:
+                out.append({"name": name, "error": str(exc)})
+        return out
 
     def save(self, view: View) -> None:
         self.dir.mkdir(exist_ok=True)
