@@ -20,6 +20,7 @@ from mjvault.views.reconcile import (
     remove_view,
 )
 from mjvault.views.registry import ViewDefinition, ViewRegistry
+from mjvault.views.template import Template
 from tests.conftest import png_bytes, record_json
 
 TEMPLATE = "{prompt:30}_{job_id}_{index}.{ext}"
@@ -250,7 +251,9 @@ def test_an_unreadable_record_keeps_its_files(vault: Vault, tmp_path: Path) -> N
     record_file = vault.object_path(vault.entry("job-0000").record)
     os.chmod(record_file, 0o644)
     record_file.write_bytes(b"damaged")
-    report = checkout(vault, define(tmp_path, template="{job_id}_{index}.{ext}"))
+    # A type filter needs the record itself (the index's summary would render without it).
+    grids = ViewFilter.build(types=("grid",))
+    report = checkout(vault, define(tmp_path, template="{job_id}_{index}.{ext}", filter=grids))
     assert report.skipped == 2 and any("job-0000" in note for note in report.notes)
     assert sorted(files_in(tmp_path / "views" / "all")) == [
         "fox number 0_job-0000_0.png",
@@ -357,3 +360,35 @@ def test_a_damaged_view_file_blocks_nothing_else(vault: Vault, tmp_path: Path) -
     assert removed.removed == 0 and "left in place" in removed.notes[0]
     assert (tmp_path / "views" / "a" / "fox number 0_job-0000_0.png").is_symlink()
     assert registry.names() == ["b"]
+
+
+def test_index_and_records_render_the_same_names(vault: Vault, tmp_path: Path) -> None:
+    from mjvault.views import reconcile
+
+    webp = io.BytesIO()
+    Image.new("RGB", (4, 4), "blue").save(webp, "WEBP")
+    with vault.writer("test") as writer:
+        for n, (prompt, params) in enumerate(
+            [
+                ("Ｆｏｘ in the snow", "--ar 16:9 --v 6.1 --s 250 --style raw"),
+                ("猫耳 portrait", "--niji 6 --tile --seed 42 --q .5"),
+                ("https://s.mj.run/abc a/b c:d", "--no trees, cars --iw 1.5"),
+            ]
+        ):
+            images = [writer.put_media(webp.getvalue()), writer.put_media(png_bytes(n))]
+            command = f"{prompt} {params}"
+            record = record_json(f"job-{n}", prompt, full_command=command, username=f"ü{n}")
+            writer.add_job(record, images)
+    template = "{username}/{date:%Y}/{prompt:20}_{ar}_{version}_{niji}_{style}_{stylize}_{tile}_{seed}_{quality}_{param:no}_{iw}_{type}_{index}.{ext}"
+    via_index = checkout(vault, define(tmp_path, name="index", template=template))
+    assert reconcile._usable_index(vault, define(tmp_path), Template.parse(template)) is not None
+    everything = ViewFilter.build(types=("image",))  # forces the records
+    via_records = checkout(
+        vault, define(tmp_path, name="records", template=template, filter=everything)
+    )
+    assert via_index.added == via_records.added == 6
+    names = sorted(files_in(tmp_path / "views" / "index"))
+    assert "ü1/2023/猫耳 portrait_none_none_6_none_none_true_42_0.5_none_none_grid_0.webp" in names
+    assert sorted(files_in(tmp_path / "views" / "index")) == sorted(
+        files_in(tmp_path / "views" / "records")
+    )

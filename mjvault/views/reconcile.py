@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mjvault.errors import IntegrityError, JobNotFound, MjvaultError, UsageError
-from mjvault.model import Job
+from mjvault.model import Job, MediaRef
 from mjvault.snapshots import Snapshot
 from mjvault.store.codec import MAGIC_ENCRYPTED, MAGIC_FRAMED, media_kind
 from mjvault.tree import JobEntry
@@ -49,12 +49,15 @@ from mjvault.views.registry import FileRecord, View, ViewDefinition, ViewRegistr
 from mjvault.views.template import Template
 
 if TYPE_CHECKING:
+    from mjvault.index import Index
     from mjvault.vault import Vault
 
 Key = tuple[str, int]
 Progress = Callable[[int], None]
 SAVE_SECONDS = 15.0
 BATCH_JOBS = 500
+# Template fields the index's job summaries do not hold: views using them read records.
+RECORD_ONLY_FIELDS = frozenset({"job_type", "width", "height"})
 MAX_LISTED = 50  # paths listed in a report; counts are always complete
 
 
@@ -130,6 +133,7 @@ class _Reconciler:
         )
         self.ops_since_save = 0
         self.saved_at = time.monotonic()
+        self.index = _usable_index(vault, view.definition, self.template)
         self.worker: ThreadPoolExecutor | None = None
         self.pending: Future[list[tuple[int, BaseException]]] | None = None
         self.pending_items: list[tuple[Key, str, _Want]] = []
@@ -192,31 +196,71 @@ class _Reconciler:
         """The files ``entry`` should have; None when its record cannot be read."""
         if entry is None:
             return {}
-        try:
-            job = self.vault.job(entry)
-        except MjvaultError as exc:
-            # Unknown is not "gone": the job's existing files stay until it can be read.
-            self.report.skipped += sum(1 for i in entry.images if i is not None)
-            self.report.note(f"job {entry.job_id} skipped: {exc}")
-            return None
-        if not self.view.definition.filter.matches(job):
-            return {}
-        media = job.media()
+        view_filter = self.view.definition.filter
+        job = self._job_from_index(entry)
+        if job is not None and not view_filter.matches(job):
+            return {}  # decided without touching the record or the images
+        sniffed = [self._sniff(oid) if oid is not None else (None, False) for oid in entry.images]
+        if job is None or any(
+            oid is not None and kind is None
+            for oid, (kind, _) in zip(entry.images, sniffed, strict=True)
+        ):
+            # No usable summary, or an image whose type only the record can tell.
+            try:
+                job = self.vault.job(entry)
+            except MjvaultError as exc:
+                # Unknown is not "gone": the job's existing files stay until it can be read.
+                self.report.skipped += sum(1 for i in entry.images if i is not None)
+                self.report.note(f"job {entry.job_id} skipped: {exc}")
+                return None
+            if not view_filter.matches(job):
+                return {}
+        media: list[MediaRef] | None = None
         render = self.template.bind(job)
         out: dict[Key, _Want] = {}
-        for index, oid in enumerate(entry.images):
+        for index, (oid, (kind, raw)) in enumerate(zip(entry.images, sniffed, strict=True)):
             if oid is None:
                 self.report.skipped += 1
                 continue
-            kind, raw = self._sniff(oid)
             if kind == "missing":
                 self.report.skipped += 1
                 self.report.note(f"image {index} of job {entry.job_id}: object {oid} is missing")
                 continue
-            ext = kind or (media[index].ext if index < len(media) else "png")
-            plain = safe_relpath(render(index, ext))
+            if kind is None:
+                media = media if media is not None else job.media()
+                kind = media[index].ext if index < len(media) else "png"
+            plain = safe_relpath(render(index, kind))
             out[(entry.job_id, index)] = _Want(plain, oid, job, raw)
         return out
+
+    def _job_from_index(self, entry: JobEntry) -> Job | None:
+        """The job from the index when its summary is of this very entry, else None.
+
+        A summary is the record already parsed (about a tenth of the cost of reading and
+        parsing the record again). It is used only when it holds every field the view needs
+        and describes the same record and images as the tree entry, so the files are the same
+        whichever source rendered them.
+        """
+        if self.index is None:
+            return None
+        try:
+            summary = self.index.get(entry.job_id)
+        except MjvaultError:
+            self.index = None
+            return None
+        if summary is None or summary.record != entry.record or summary.images != entry.images:
+            return None
+        return Job(
+            id=summary.job_id,
+            enqueue_time=summary.time,
+            type=summary.type,
+            job_type=None,
+            event_type=None,
+            prompt=summary.prompt,
+            full_command="",
+            params=dict(summary.params),
+            username=summary.username,
+        )
 
     def _sniff(self, oid: str) -> tuple[str | None, bool]:
         """The image's real type from its first bytes, and whether a link can show it.
@@ -551,6 +595,21 @@ class _Reconciler:
             self.registry.save(self.view)
             self.ops_since_save = 0
             self.saved_at = time.monotonic()
+
+
+def _usable_index(vault: Vault, definition: ViewDefinition, template: Template) -> Index | None:
+    """The index, when its summaries carry everything this view renders and filters by."""
+    if (
+        vault.encrypted  # types come from decrypting anyway; records are as cheap
+        or definition.embed_metadata  # needs the full command
+        or definition.filter.types  # needs job and event types
+        or template.field_names & RECORD_ONLY_FIELDS
+    ):
+        return None
+    try:
+        return vault.index
+    except MjvaultError:
+        return None
 
 
 def _make_symlinks(jobs: list[tuple[str, str]]) -> list[tuple[int, BaseException]]:
