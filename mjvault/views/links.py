@@ -201,15 +201,6 @@ def _clone_or_copy(source: Path, dest: Path) -> LinkKind:
     return LinkKind.COPY
 
 
-def remove_file(path: Path) -> bool:
-    """Remove a view file and any directories it leaves empty (never the view root's own)."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return False
-    return True
-
-
 def prune_empty_dirs(start: Path, root: Path) -> None:
     """Remove ``start`` and its parents while they are empty, stopping at ``root``."""
     current = start
