@@ -183,3 +183,12 @@ def test_collision_winner_keeps_plain_name() -> None:
     assert out == {("aaaa1111", 1): "Cat.png", ("bbbb2222", 0): "cat~bbbb2222_0.png"}
     taken = resolve_collisions({("aaaa1111", 1): "cat.png"}, taken=["CAT.png"])
     assert taken == {("aaaa1111", 1): "cat~aaaa1111_1.png"}
+
+
+def test_suffixed_names_stay_within_limits() -> None:
+    long_dir = "/".join(["d" * 200] * 3)
+    plain = safe_relpath(f"{long_dir}/{'n' * 250}.png")
+    out = resolve_collisions({("job-a", 0): plain, ("job-b", 1): plain})
+    for path in out.values():
+        assert_valid_everywhere(path)
+    assert out[("job-b", 1)].endswith("~jobb_1.png")

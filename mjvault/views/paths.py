@@ -133,7 +133,9 @@ def with_suffix_before_ext(path: str, suffix: str) -> str:
     if not dot or not stem or len(ext.encode("utf-8")) > MAX_EXT_BYTES:
         stem, ext = name, ""
     tail = suffix + (f".{ext}" if ext else "")
-    room = MAX_COMPONENT_BYTES - len(tail.encode("utf-8"))
+    head_bytes = len(head.encode("utf-8")) + len(slash)
+    room = min(MAX_COMPONENT_BYTES, MAX_PATH_BYTES - head_bytes) - len(tail.encode("utf-8"))
+    room = max(room, 1)
     stem = _cut_utf8(stem, room).rstrip(" .") or REPLACEMENT
     return f"{head}{slash}{stem}{tail}"
 
