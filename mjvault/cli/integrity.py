@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 
 import click
 
@@ -20,12 +21,16 @@ Examples:
   mjvault verify --read-data              rehash every object
   mjvault verify --read-data-subset 5%    a random 5% (cheap regular audits)
   mjvault verify --read-data-subset 3/7   part 3 of 7: seven runs cover everything
+  mjvault verify --remote nas --read-data the copy on remote nas instead
 """,
 )
 @click.option("--read-data", is_flag=True, help="Re-hash (and decrypt) every object.")
 @click.option("--read-data-subset", metavar="SPEC", help="Re-hash a subset: 5% or n/m.")
+@click.option("--remote", "remote_name", metavar="NAME", help="Check remote NAME, not the vault.")
 @pass_app
-def verify_command(app: AppContext, read_data: bool, read_data_subset: str | None) -> None:
+def verify_command(
+    app: AppContext, read_data: bool, read_data_subset: str | None, remote_name: str | None
+) -> None:
     """Check that every snapshot is whole and every object is what its name says.
 
     Exits 3 when a problem is found; each problem names the jobs and snapshots it affects.
@@ -34,6 +39,15 @@ def verify_command(app: AppContext, read_data: bool, read_data_subset: str | Non
 
     vault = app.open_vault()
     with app.progress(None, "reading objects", unit="B") as bar:
+        if remote_name:
+            from mjvault.cli.passphrase import passphrase_source
+            from mjvault.remotes.verify import verify_named_remote
+
+            verify = partial(  # noqa: F811 - same report, read from the remote
+                verify_named_remote,
+                name=remote_name,
+                passphrase=passphrase_source(app.passphrase_file),
+            )
         report = verify(
             vault,
             read_data=read_data,
