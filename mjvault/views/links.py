@@ -54,10 +54,6 @@ class LinkKind(StrEnum):
     COPY = "copy"
 
 
-class PlacementError(MjvaultError):
-    """A view file could not be created (permissions, a full disk, a cross-device hardlink)."""
-
-
 class NameTaken(MjvaultError):
     """Something already exists where a view file should go; it is never overwritten."""
 
