@@ -15,10 +15,13 @@ Builds (once, cached in WORKDIR) a plain vault of JOBS grid jobs with 4 small im
 Target: checkout <= 1.5x the bare loop. Page cache is warm for both (the vault is read once
 first), so the figures compare the code, not the disk.
 
-Measured 2026-11-27 on a shared 2-core VM (load average 7-10 from other work, so single runs
-varied 2-5x; best of 3 quoted), 100k images, ext4:
-    bare loop 6.1 s, checkout 11.3 s (1.84x); refresh after 1% new jobs 1.3 s (1000 files,
-    250 jobs examined); refresh with nothing new 0.03 s.
+Measured 2026-11-27 on a shared 2-core VM, 100k images, ext4. Other work kept the load
+average at 3-10, so identical runs varied up to 3x; figures are best of 3:
+    load ~3: bare loop 4.4 s, checkout 9.0 s (2.0x; the three paired runs gave 1.25x, 2.0x,
+             2.5x; checkout alone, best of 4 other runs: 6.7 s);
+    load ~8: bare loop 6.1 s, checkout 11.3 s (1.84x);
+    refresh after 1% new jobs 1.3-1.4 s (1000 files, 250 jobs examined, of which ~0.5 s is
+    loading and saving the 100k-file state); refresh with nothing new 0.02-0.03 s.
 On tmpfs, where a symlink costs ~6 us, 10k images: bare loop 0.06 s, checkout 0.47-0.58 s:
 there the ratio is the Python cost of reading, filtering and naming each image (~45 us).
 """
