@@ -45,6 +45,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("export", "export_command"),
     ("stats", "stats_command"),
     ("gallery", "gallery_command"),
+    ("checkout", "checkout_command"),
 ]
 
 EPILOG = """\b
