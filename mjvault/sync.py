@@ -227,9 +227,14 @@ def sync(
     report = SyncReport(dry_run=options.dry_run)
     state = SyncState(vault)
     key = account_key(client)
-    history_complete = bool(state.account(key).get("history_complete"))
+    account = state.account(key)
+    history_complete = bool(account.get("history_complete"))
+    # Stopping at known jobs is safe only while the vault holds every job older than the
+    # newest it knows: a run that was interrupted or filtered may have stored newer jobs and
+    # left a gap below them, so it marks a gap that only a complete, unfiltered run closes.
+    incremental = history_complete and not account.get("gap") and not options.full
     if options.dry_run:
-        _dry_run(vault, client, options, report, history_complete)
+        _dry_run(vault, client, options, report, incremental)
         report.seconds = time.monotonic() - started
         return report
 
@@ -237,6 +242,7 @@ def sync(
     handled: set[str] = set()
     writer = vault.writer("midjourney", checkpoint_jobs=options.checkpoint_jobs)
     writer.start()
+    state.update(key, gap=True)
     report.resumed = writer.stats.resumed_from_checkpoint
 
     def remember_failures() -> None:
@@ -251,7 +257,7 @@ def sync(
 
     try:
         stop = None
-        if history_complete and not options.full:
+        if incremental:
             stop = stop_after_known(lambda job_id: writer.current(job_id) is not None, KNOWN_RUN)
         listing = client.list_jobs(
             stop=stop, job_type=options.job_type, since=options.since, until=options.until
@@ -286,7 +292,8 @@ def sync(
                 raise
         report.listing_pages = listing.pages
         report.stopped_early = listing.stopped_early
-        if not listing.stopped_early and not options.filtered:
+        gap_closed = not options.filtered
+        if gap_closed and not listing.stopped_early:
             history_complete = True
         report.history_complete = history_complete
     except (SourceError, Interrupted, KeyboardInterrupt) as exc:
@@ -310,6 +317,7 @@ def sync(
     state.update(
         key,
         history_complete=history_complete,
+        gap=not gap_closed,
         last_sync=datetime.now(UTC).isoformat(timespec="seconds"),
         generation=report.generation,
     )
@@ -553,7 +561,7 @@ def _dry_run(
     client: MidjourneyClient,
     options: SyncOptions,
     report: SyncReport,
-    history_complete: bool,
+    incremental: bool,
 ) -> None:
     """List what a sync would fetch, touching nothing."""
     index = vault.index
@@ -561,7 +569,7 @@ def _dry_run(
     def known(job_id: str) -> bool:
         return index.get(job_id) is not None
 
-    stop = stop_after_known(known, KNOWN_RUN) if history_complete and not options.full else None
+    stop = stop_after_known(known, KNOWN_RUN) if incremental else None
     listing = client.list_jobs(
         stop=stop, job_type=options.job_type, since=options.since, until=options.until
     )

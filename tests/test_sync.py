@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -613,3 +613,44 @@ def test_a_sync_that_changes_the_vault_refreshes_auto_views(tmp_path: Path) -> N
         files = [p for p in view_dir.iterdir()]
         assert len(files) == report.views["totals"]["added"]
         assert all(p.is_symlink() and p.resolve().exists() for p in files)
+
+
+@pytest.mark.parametrize("how", ["limit", "interrupt"])
+def test_a_partial_run_leaves_no_gap_that_incremental_syncs_skip(how: str, tmp_path: Path) -> None:
+    """Once the history was read whole, a limited or interrupted run stores the newest jobs
+    first; the next plain sync must still fetch the older new ones below them."""
+    from mjvault.errors import Interrupted
+
+    account = Account.generate(53, 100)
+    with FakeMidjourney(account, token=TOKEN) as server:
+        path = tmp_path / "v"
+        Vault.init(path).close()
+
+        def run(options: SyncOptions, stop: Callable[[], bool] | None = None) -> SyncReport:
+            with (
+                Vault.open(path) as vault,
+                MidjourneyClient(settings_for(server, "v3", page_size=20)) as client,
+            ):
+                return sync(vault, client, options, should_stop=stop)
+
+        run(SyncOptions(concurrency=4))
+        server.add_jobs(300)
+        if how == "limit":
+            assert run(SyncOptions(concurrency=4, limit=120)).jobs_new == 120
+        else:
+            calls = [0]
+
+            def stop() -> bool:
+                calls[0] += 1
+                return calls[0] >= 120
+
+            with pytest.raises(Interrupted):
+                run(SyncOptions(concurrency=4, checkpoint_jobs=50), stop)
+        follow_up = run(SyncOptions(concurrency=4))
+        with Vault.open(path) as vault:
+            held = {entry.job_id for entry in vault.entries()}
+        assert {job.id for job in account.jobs} <= held
+        assert follow_up.history_complete
+        again = run(SyncOptions(concurrency=4))
+        # Incremental once more: a run of known jobs (3 pages of 20) ends the listing.
+        assert again.jobs_new == 0 and again.jobs_listed < 60 and again.stopped_early
