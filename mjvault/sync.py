@@ -291,7 +291,7 @@ def _download(
     for ref in item.needed:
         sink = new_sink()
         try:
-            result = client.download(ref, sink)  # type: ignore[arg-type]  # a file-like sink
+            result = client.download(ref, sink)
         except DownloadError as exc:
             sink.discard()
             fetched.missing.append(MissingMedia(item.job.id, ref.index, ref.path, str(exc)))

@@ -58,7 +58,7 @@ def login_command(app: AppContext, source: SourceOptions, no_check: bool) -> Non
     if not user_id:
         raise UsageError("no user id given")
     if not no_check:
-        settings = source.settings(use_keyring=False, token=Secret(token), user_id=user_id)
+        settings = source.settings_for(app, token=Secret(token), user_id=user_id)
         with MidjourneyClient(settings) as client:
             status = client.check_auth()
         if not status.ok:
@@ -78,7 +78,7 @@ def status_command(app: AppContext, source: SourceOptions, json_flag: bool) -> N
     """Check the session with one listing request. Exit status 1 when it does not work."""
     if json_flag:
         app.json_output = True
-    with MidjourneyClient(source.settings()) as client:
+    with MidjourneyClient(source.settings_for(app)) as client:
         status = client.check_auth()
     _report(app, status)
 

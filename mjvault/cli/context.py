@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mjvault.errors import VaultNotFound
+from mjvault.config import (
+    Config,
+    LoadedConfig,
+    default_vault_finder,
+    load_config,
+    register_config_secrets,
+    resolve_vault_dir,
+)
+from mjvault.errors import ConfigError, VaultNotFound
 
 if TYPE_CHECKING:
     from mjvault.vault import Vault
@@ -26,21 +34,69 @@ class AppContext:
     verbosity: int = 0
     passphrase_file: str | None = None
     progress_enabled: bool = field(default_factory=lambda: sys.stderr.isatty())
+    profile: str | None = None
+    #: Command-line values of settings by dotted key (the last layer); see :meth:`override`.
+    overrides: dict[str, Any] = field(default_factory=dict)
     _open_vaults: list[Vault] = field(default_factory=list)
+    _base: LoadedConfig | None = None
+    _loaded: LoadedConfig | None = None
+    _vault_dir: tuple[Path | None] | None = None  # found once per command; (None,) = no vault
+
+    # -- configuration -----------------------------------------------------------------------
+    @property
+    def config(self) -> Config:
+        """The effective typed configuration, loaded on first use (docs/configuration.md)."""
+        return self.loaded_config.config
+
+    @property
+    def loaded_config(self) -> LoadedConfig:
+        """The effective configuration with the origin of every value, vault layer included."""
+        if self._loaded is None:
+            vault_dir = self.find_vault_dir()
+            self._loaded = self._load(vault_dir) if vault_dir is not None else self.base_config
+            register_config_secrets(self._loaded)
+        return self._loaded
+
+    @property
+    def base_config(self) -> LoadedConfig:
+        """Every layer but the vault's own: enough to find the vault and to choose output."""
+        if self._base is None:
+            self._base = self._load(None)
+        return self._base
+
+    def override(self, values: dict[str, Any]) -> None:
+        """Add command-line values (None = option not given) as the top layer.
+
+        A command calls this with its own options before it reads :attr:`config`, e.g.
+        ``app.override({"sync.jobs": jobs})``.
+        """
+        given = {k: v for k, v in values.items() if v is not None}
+        if given:
+            self.overrides.update(given)
+            self._base = self._loaded = self._vault_dir = None
+
+    def _load(self, vault_dir: Path | None) -> LoadedConfig:
+        overrides = dict(self.overrides)
+        if self.vault_option:
+            overrides["vault.path"] = self.vault_option
+        return load_config(profile=self.profile, vault_dir=vault_dir, overrides=overrides)
 
     # -- vault discovery -------------------------------------------------------------------
-    def vault_path(self) -> Path:
-        """--vault, else MJVAULT_VAULT, else the current directory or its nearest vault parent."""
-        from mjvault.vault import find_vault
+    def find_vault_dir(self) -> Path | None:
+        """The vault this command is about, or None (see resolve_vault_dir for the order)."""
+        if self._vault_dir is None:
+            found, _why = resolve_vault_dir(self.base_config, Path.cwd(), default_vault_finder())
+            self._vault_dir = (found,)
+        return self._vault_dir[0]
 
-        explicit = self.vault_option or os.environ.get("MJVAULT_VAULT")
-        if explicit:
-            return Path(explicit)
-        found = find_vault(Path.cwd())
+    def vault_path(self) -> Path:
+        """--vault, MJVAULT_VAULT, a profile's vault.path, the enclosing vault, vault.path."""
+        found = self.find_vault_dir()
         if found is None:
             raise VaultNotFound(
                 "no vault here or in any parent directory",
-                hint="pass --vault DIR, set MJVAULT_VAULT, or create one with `mjvault init DIR`",
+                hint="pass --vault DIR, set MJVAULT_VAULT or vault.path, "
+                "or create one with `mjvault init DIR` or `mjvault setup`",
             )
         return found
 
@@ -75,6 +131,21 @@ class AppContext:
         if not self.json_output and self.verbosity >= 0:
             click.echo(message, err=True)
 
+    def apply_output_settings(self, ctx: click.Context, *, no_color: bool) -> None:
+        """Colour and progress bars from --no-color, NO_COLOR and the output.* settings.
+
+        A broken configuration must not stop `config edit` from running to fix it, so here it
+        is ignored; the command that reads the configuration reports it.
+        """
+        try:
+            output = self.base_config.config.output
+            color, progress = output.color, output.progress
+        except ConfigError:
+            color = progress = "auto"
+        ctx.color = color_choice(no_color=no_color, environ=os.environ, configured=color)
+        if progress != "auto":
+            self.progress_enabled = progress == "always"
+
     @contextmanager
     def progress(self, total: int | None, desc: str, unit: str = "it") -> Iterator[Any]:
         """A tqdm bar on a terminal; a no-op object elsewhere (pipes, --json, -q, CI)."""
@@ -96,4 +167,28 @@ class AppContext:
             bar.close()
 
 
+def color_choice(*, no_color: bool, environ: Mapping[str, str], configured: str) -> bool | None:
+    """True/False to force colour on/off, None for click's default (a terminal only)."""
+    if no_color or environ.get("NO_COLOR"):  # https://no-color.org: any non-empty value
+        return False
+    return {"always": True, "never": False}.get(configured)
+
+
 pass_app = click.make_pass_decorator(AppContext)
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(AppContext).json_output = True
+
+
+def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--json`` after the command name too (``mjvault config show --json``), same effect."""
+    return click.option(
+        "--json",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_json,
+        help="Machine-readable JSON on stdout.",
+    )(command)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import logging
+import json
+import os
 import sys
 import traceback
+from collections.abc import Sequence
 from importlib import import_module
 
 import click
 
 from mjvault import __version__
 from mjvault.cli.context import AppContext
-from mjvault.errors import EXIT_ERROR, EXIT_INTERRUPTED, MjvaultError
+from mjvault.cli.logs import setup_logging
+from mjvault.config.resolve import register_environment_secrets
+from mjvault.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, MjvaultError
+from mjvault.redact import redact
 
 # Each entry: module under mjvault.cli, attribute holding the click command or group.
 # One module per command group; adding a group is one line here.
@@ -30,15 +35,24 @@ COMMANDS: list[tuple[str, str]] = [
     ("devserver", "dev_server"),
     ("auth", "auth_group"),
     ("sync", "sync_command"),
+    ("config", "config"),
+    ("completion", "completion"),
+    ("setup", "setup"),
 ]
 
 EPILOG = """\b
 Examples:
+  mjvault setup                           first run: vault, cookie, connection test
   mjvault init ~/mj-vault                 create a plain vault
   mjvault --vault ~/mj-vault import ~/old-archive
   mjvault log                             snapshots, newest first
   mjvault show 012e8f80-7e9b-48fe-8839-37a5b61a14aa
   mjvault verify --read-data              rehash every object
+  mjvault --profile work config show      effective settings of the `work` profile
+
+\b
+Exit codes: 0 ok, 1 error, 2 usage or configuration, 3 integrity problem,
+4 partial success, 130 interrupted (docs/usage.md).
 """
 
 
@@ -50,77 +64,106 @@ Examples:
     metavar="DIR",
     help="The vault to use (default: $MJVAULT_VAULT, else this or the nearest parent vault).",
 )
+@click.option(
+    "--profile",
+    metavar="NAME",
+    help="Use the [profile.NAME] sections of the config files (default: $MJVAULT_PROFILE).",
+)
 @click.option("--json", "json_output", is_flag=True, help="Machine-readable JSON on stdout.")
 @click.option("-v", "--verbose", count=True, help="More detail; -v shows tracebacks.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.option("--no-color", is_flag=True, help="No colours (also: NO_COLOR=1).")
 @click.option("--log-file", type=click.Path(dir_okay=False), help="Also write logs to FILE.")
 @click.option(
     "--passphrase-file",
     type=click.Path(dir_okay=False),
-    help="Read an encrypted vault's passphrase from FILE (else $MJVAULT_PASSPHRASE, else a prompt).",
+    help="Read an encrypted vault's passphrase from FILE "
+    "(else $MJVAULT_PASSPHRASE, else a prompt).",
 )
 @click.pass_context
 def cli(
     ctx: click.Context,
     vault_option: str | None,
+    profile: str | None,
     json_output: bool,
     verbose: int,
     quiet: bool,
+    no_color: bool,
     log_file: str | None,
     passphrase_file: str | None,
 ) -> None:
     """mjvault: a content-addressed, verifiable vault for Midjourney archives."""
-    app = AppContext(
-        vault_option=vault_option,
-        json_output=json_output,
-        verbosity=-1 if quiet else verbose,
-        passphrase_file=passphrase_file,
-    )
-    ctx.obj = app
+    # main() hands in the object so that it can still see --json and -v when a command fails.
+    app = ctx.ensure_object(AppContext)
+    app.vault_option = vault_option
+    app.profile = profile
+    app.json_output = json_output
+    app.verbosity = -1 if quiet else verbose
+    app.passphrase_file = passphrase_file
     ctx.call_on_close(app.close)
-    _setup_logging(app.verbosity, log_file)
-
-
-def _setup_logging(verbosity: int, log_file: str | None) -> None:
-    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    if verbosity < 0:
-        level = logging.ERROR
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-    logging.basicConfig(
-        level=level,
-        handlers=handlers,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+    register_environment_secrets(os.environ)
+    setup_logging(app.verbosity, log_file)
+    app.apply_output_settings(ctx, no_color=no_color)
 
 
 for _module, _attr in COMMANDS:
     cli.add_command(getattr(import_module(f"mjvault.cli.{_module}"), _attr))
 
 
+def _wants_traceback(app: AppContext, argv: Sequence[str]) -> bool:
+    if app.verbosity > 0:
+        return True
+    # The failure may come before the root options were applied (a bad option value).
+    return any(a == "--verbose" or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in argv)
+
+
+def _json_error(app: AppContext, kind: str, message: str, hint: str | None, code: int) -> None:
+    """Under --json a failure is also one JSON object on stdout (docs/usage.md)."""
+    if app.json_output:
+        error = {
+            "type": kind,
+            "message": redact(message),
+            "hint": redact(hint) if hint else None,
+            "exit_code": code,
+        }
+        click.echo(json.dumps({"error": error}, ensure_ascii=False))
+
+
+def _fail(app: AppContext, err: MjvaultError, argv: Sequence[str]) -> None:
+    if _wants_traceback(app, argv):
+        click.echo(redact(traceback.format_exc()), err=True, nl=False)
+    click.echo(f"mjvault: error: {redact(str(err))}", err=True)
+    _json_error(app, type(err).__name__, err.message, err.hint, err.exit_code)
+    sys.exit(err.exit_code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning expected failures into one line and an exit code."""
-    show_traceback = any(a in ("-v", "-vv", "--verbose") for a in (argv or sys.argv[1:]))
+    args = sys.argv[1:] if argv is None else argv
+    app = AppContext()
     try:
-        cli.main(args=argv, prog_name="mjvault", standalone_mode=False)
+        result = cli.main(args=args, prog_name="mjvault", standalone_mode=False, obj=app)
     except MjvaultError as err:
-        if show_traceback:
-            traceback.print_exc()
-        click.echo(f"mjvault: error: {err}", err=True)
-        sys.exit(err.exit_code)
-    except click.exceptions.Abort:
-        click.echo("mjvault: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except KeyboardInterrupt:
+        _fail(app, err, args)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        # click turns Ctrl-C into Abort. Writers checkpoint on the way out, so say so.
+        if _wants_traceback(app, args):
+            click.echo(redact(traceback.format_exc()), err=True, nl=False)
         click.echo("mjvault: interrupted; the vault is consistent, rerun to resume", err=True)
+        _json_error(app, "Interrupted", "interrupted", "rerun to resume", EXIT_INTERRUPTED)
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:
+        # Usage errors (bad option, missing argument, no command) are click's and exit 2.
         exc.show()
-        sys.exit(exc.exit_code)
+        code = exc.exit_code or EXIT_USAGE
+        _json_error(app, "UsageError", exc.format_message(), None, code)
+        sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except BrokenPipeError:
+        # `mjvault log | head`: the reader left. Quiet, as cat and git are; pointing stdout at
+        # /dev/null stops Python's own complaint when it flushes at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(EXIT_ERROR)
-    sys.exit(0)
+    # Without standalone mode, click returns ctx.exit(N)'s code instead of exiting.
+    sys.exit(result if isinstance(result, int) else EXIT_OK)

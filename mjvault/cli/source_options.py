@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import click
 
+from mjvault.cli.context import AppContext
+from mjvault.config import client_settings
 from mjvault.errors import UsageError
 from mjvault.sources.midjourney.auth import Credentials, resolve_credentials
 from mjvault.sources.midjourney.settings import (
@@ -70,6 +72,28 @@ class SourceOptions:
             extra_hosts=[host] if host else [],
             use_keyring=use_keyring,
         )
+
+    def config_overrides(self) -> dict[str, Any]:
+        """These options as the command-line layer of the configuration (None = not given)."""
+        return {
+            "source.web_base": self.web_base,
+            "source.cdn_base": self.cdn_base,
+            "source.api": self.api,
+            "source.cookies_file": self.cookies_file,
+            "source.user_agent": self.user_agent,
+            "source.user_id": self.user_id,
+            "sync.max_rps": self.max_rps,
+            "sync.limit_rate": self.limit_rate,
+        }
+
+    def settings_for(self, app: AppContext, **overrides: Any) -> ClientSettings:
+        """ClientSettings from the layered configuration, these options its top layer.
+
+        Config files, profiles and MJVAULT_* variables reach the client this way; the
+        environment names of the original scripts are part of the configuration's schema.
+        """
+        app.override(self.config_overrides())
+        return client_settings(app.loaded_config, **overrides)
 
     def settings(
         self,

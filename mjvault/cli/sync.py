@@ -45,9 +45,7 @@ Examples:
     "--jobs",
     "concurrency",
     type=click.IntRange(1, 64),
-    default=8,
-    show_default=True,
-    help="Downloads at once.",
+    help="Downloads at once (default: sync.jobs, 8).",
 )
 @click.option(
     "--type", "job_type", metavar="TYPE", help="Only jobs of this type (grid, upscale, video, …)."
@@ -62,7 +60,7 @@ Examples:
 def sync_command(
     app: AppContext,
     source: SourceOptions,
-    concurrency: int,
+    concurrency: int | None,
     job_type: str | None,
     since: str | None,
     until: str | None,
@@ -80,10 +78,13 @@ def sync_command(
     from mjvault.sources.midjourney import MidjourneyClient
     from mjvault.sync import SyncOptions, sync
 
+    app.override({"sync.jobs": concurrency})
+    settings = source.settings_for(app, concurrency=app.config.sync.jobs)
+    configured_since = app.config.sync.since
     options = SyncOptions(
-        concurrency=concurrency,
+        concurrency=app.config.sync.jobs,
         job_type=job_type,
-        since=parse_day(since),
+        since=parse_day(since or (configured_since.isoformat() if configured_since else None)),
         until=parse_day(until, end=True),
         limit=limit,
         dry_run=dry_run,
@@ -92,7 +93,7 @@ def sync_command(
     )
     vault = app.open_vault()
     with (
-        MidjourneyClient(source.settings()) as client,
+        MidjourneyClient(settings) as client,
         app.progress(None, "jobs", unit="job") as jobs_bar,
         app.progress(None, "download", unit="B") as bytes_bar,
     ):

@@ -164,6 +164,15 @@ def test_breaker_stops_hammering(scripted: ScriptedServer) -> None:
     assert len(scripted.requests) == 4
 
 
+def test_a_single_html_page_is_a_glitch_not_a_logout(scripted: ScriptedServer) -> None:
+    good = json.dumps({"data": [job(1)], "cursor": None}).encode()
+    scripted.route(
+        "/api/imagine", [Answer(200, LOGIN_PAGE, {"Content-Type": "text/html"}), Answer(200, good)]
+    )
+    with MidjourneyClient(make_settings(scripted)) as client:
+        assert [j.id for j in client.list_jobs()] == [job(1)["id"]]
+
+
 def test_dropped_connection_on_listing_is_retried(scripted: ScriptedServer) -> None:
     full = json.dumps({"data": [job(1)], "cursor": None}).encode()
     scripted.route("/api/imagine", [Answer(200, full, cut_at=10), Answer(200, full)])
@@ -202,7 +211,8 @@ def test_auth_failures_give_the_promised_line(scripted: ScriptedServer, case: st
         assert "Developer tools -> Application -> Cookies -> midjourney.com" in message
         if case in ("html", "redirect"):
             assert "login page" in message
-    assert len(scripted.hits("/api/imagine")) == 1  # never retried
+    # Never retried, except a 200 HTML page: once may be a glitch, twice is the login page.
+    assert len(scripted.hits("/api/imagine")) == (2 if case == "html" else 1)
 
 
 def test_missing_credentials(scripted: ScriptedServer) -> None:
@@ -497,5 +507,5 @@ def test_limit_rate_paces_concurrent_downloads(scripted: ScriptedServer) -> None
             results = list(pool.map(lambda i: client.download(f"c{i}/0_0.png", sinks[i]), range(6)))
         elapsed = time.monotonic() - start
     assert all(s.getvalue() == PNG for s in sinks) and all(r.bytes == len(PNG) for r in results)
-    # 1.8 MB at 1 MB/s with a 1 MB burst: at least 0.8 s.
-    assert elapsed >= 0.75
+    # 1.8 MB at 1 MB/s with a quarter-second burst: at least 1.55 s.
+    assert elapsed >= 1.5

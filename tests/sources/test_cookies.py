@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mjvault.errors import ConfigError
@@ -39,6 +39,7 @@ cookies = st.builds(
 )
 
 
+@settings(max_examples=60, deadline=None)
 @given(st.lists(cookies, max_size=8))
 def test_round_trip(original: list[NetscapeCookie]) -> None:
     assert parse_cookies_txt(format_cookies_txt(original)) == original

@@ -56,7 +56,7 @@ def listing_bodies(draw: st.DrawFn) -> tuple[bytes, list[bytes], str | None]:
     return body.encode("utf-8"), [p.encode("utf-8") for p in pieces], key
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(listing_bodies())
 def test_any_serialisation_slices_back_to_exact_text(case: tuple[bytes, list[bytes], str | None]):
     body, pieces, key = case

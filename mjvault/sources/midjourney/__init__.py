@@ -14,11 +14,12 @@ from mjvault.sources.midjourney.client import (
     StopRule,
     stop_after_known,
 )
-from mjvault.sources.midjourney.download import DownloadResult, MediaMissing
+from mjvault.sources.midjourney.download import ByteSink, DownloadResult, MediaMissing
 from mjvault.sources.midjourney.settings import ClientSettings, Secret
 
 __all__ = [
     "AuthStatus",
+    "ByteSink",
     "ClientSettings",
     "Credentials",
     "DownloadResult",

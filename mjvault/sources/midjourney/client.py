@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any
 
 from mjvault.errors import AuthError, ChallengeError, SourceError, SourceUnavailable
 from mjvault.model import Job, MediaRef, job_from_record, parse_time
 from mjvault.sources.midjourney import messages
-from mjvault.sources.midjourney.download import DownloadResult, MediaKind, media_url
+from mjvault.sources.midjourney.download import ByteSink, DownloadResult, MediaKind, media_url
 from mjvault.sources.midjourney.download import download as download_to
 from mjvault.sources.midjourney.generations import (
     AUTO_ORDER,
@@ -213,6 +213,9 @@ class MidjourneyClient:
         another shape moves on to the next; a Cloudflare challenge or an unreachable service
         stops at once, since every generation sits behind the same front.
         """
+        sessions = {GENERATIONS[name].session_cookie for name in AUTO_ORDER}
+        if not self.settings.token and not sessions & set(self.settings.extra_cookies):
+            raise messages.missing_token(GENERATIONS[AUTO_ORDER[0]].session_cookie)
         query = ListingQuery(user_id=self._user_id())
         refusals: list[AuthError] = []
         for name in AUTO_ORDER:
@@ -273,7 +276,7 @@ class MidjourneyClient:
         listing = Listing(generation.name)
         listing._jobs = self._walk(
             listing,
-            itertools.chain([first] if first else [], pages),
+            itertools.chain([first] if first is not None else [], pages),
             stop,
             job_type,
             since,
@@ -354,7 +357,7 @@ class MidjourneyClient:
     def download(
         self,
         path_or_url: MediaRef | str,
-        sink: BinaryIO,
+        sink: ByteSink,
         *,
         expected_kind: MediaKind | None = None,
         on_chunk: Callable[[bytes], None] | None = None,
@@ -384,14 +387,15 @@ class MidjourneyClient:
         """One cheap listing request: does the session work? Never raises for auth problems."""
         cookie_name: str | None = None
         try:
-            user_id = self._user_id()
             if self.settings.api == "auto":
                 generation = self.generation()
+                user_id = self._user_id()
             else:
                 generation = GENERATIONS[self.settings.api]()
                 cookie_name = generation.session_cookie
-                generation.probe(self._fetcher(generation), ListingQuery(user_id=user_id))
-                self._generation = self._generation or generation
+                fetch = self._fetcher(generation)
+                user_id = self._user_id()
+                generation.probe(fetch, ListingQuery(user_id=user_id))
         except ListingShapeError as exc:
             return AuthStatus(
                 False,

@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Literal
+from typing import Literal, Protocol
 
 import httpx
 
@@ -36,8 +36,17 @@ from mjvault.sources.midjourney.transport import (
 log = logging.getLogger("mjvault.sources.midjourney")
 
 MediaKind = Literal["image", "video"]
+
+
+class ByteSink(Protocol):
+    """Where a download's bytes go: a file, a hashing object writer, a BytesIO."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
 # Enough bytes to recognise every format below.
 MAGIC_BYTES = 16
+_UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)", re.IGNORECASE)
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 
 IMAGE_EXTS = frozenset({"png", "jpg", "webp", "gif"})
@@ -103,7 +112,7 @@ class _Transfer:
         self,
         transport: Transport,
         url: str,
-        sink: BinaryIO,
+        sink: ByteSink,
         kind: MediaKind,
         on_chunk: Callable[[bytes], None] | None,
     ) -> None:
@@ -147,7 +156,9 @@ class _Transfer:
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
         if status in RETRY_STATUSES:
-            raise Retryable(f"HTTP {status}")
+            raise Retryable(
+                f"HTTP {status}", retry_after=parse_retry_after(response.headers.get("retry-after"))
+            )
         if status in (401, 403) or (status == 200 and "html" in self._ctype(response)):
             page_start = self._read_some(response, 8192)
             if is_challenge(response.headers, page_start):
@@ -159,8 +170,14 @@ class _Transfer:
                     "to your browser's exact User-Agent"
                 )
             raise DownloadError(f"the CDN sent an HTML page instead of {self._short()}")
-        if status == 416 and self.written and self.total is not None and self.written >= self.total:
-            return self._result(status)
+        if status == 416 and self.written:
+            # "Nothing from there on": if the file's size is where we stand, we have it all
+            # (an earlier answer announced more than it had).
+            size = _UNSATISFIED_RANGE.match(response.headers.get("content-range", ""))
+            if size and int(size.group(1)) == self.written:
+                self.total = self.written
+                return self._result(200)
+            raise DownloadError(f"{self._short()} changed on the CDN during the download")
         skip = 0
         if status == 206 and self.written:
             start, total = self._content_range(response)
@@ -168,7 +185,10 @@ class _Transfer:
                 raise DownloadError(f"the CDN resumed {self._short()} at the wrong offset")
             skip = self.written - start
             if self.total is not None and total is not None and total != self.total:
-                raise DownloadError(f"{self._short()} changed on the CDN during the download")
+                if not self.etag:
+                    raise DownloadError(f"{self._short()} changed on the CDN during the download")
+                # If-Range vouched for the same version: the first answer's length was wrong.
+                self.total = total
         elif status == 200:
             if self.written:
                 # The range was ignored (or If-Range saw a new version): the whole file again.
@@ -183,14 +203,16 @@ class _Transfer:
         else:
             raise DownloadError(f"the CDN answered HTTP {status} for {self._short()}")
         self._stream(response, skip)
-        return self._result(200 if status == 416 else status)
+        return self._result(status)
 
     def _stream(self, response: httpx.Response, skip: int) -> None:
         skipped_digest = hashlib.blake2b(digest_size=16)
         head = b""
         expected_skip = skip
         try:
-            for chunk in response.iter_raw(self.transport.settings.chunk_size):
+            # No chunk size: httpx would hold bytes back to fill a chunk, and lose them when
+            # the connection drops. Each network read goes to the sink as it arrives.
+            for chunk in response.iter_raw():
                 if skip:
                     taken, chunk = chunk[:skip], chunk[skip:]
                     skipped_digest.update(taken)
@@ -292,7 +314,7 @@ def _int_header(response: httpx.Response, name: str) -> int | None:
 def download(
     transport: Transport,
     url: str,
-    sink: BinaryIO,
+    sink: ByteSink,
     *,
     expected_kind: MediaKind = "image",
     on_chunk: Callable[[bytes], None] | None = None,

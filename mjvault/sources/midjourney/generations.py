@@ -136,10 +136,18 @@ class V3Imagine(CursorGeneration):
         The endpoint is not documented; any answer that is not the listing's own shape (or a
         404) gives None, and the caller falls back to an incremental listing.
         """
-        params = {"user_id": query.user_id, "checkpoint": checkpoint}
+        size = self.page_size(query)
+        params: dict[str, str | int] = {
+            "user_id": query.user_id,
+            "checkpoint": checkpoint,
+            "page_size": size,
+        }
         try:
             split = split_listing(fetch(self.update_path, params), "data")
         except ListingShapeError:
+            return None
+        if len(split.records) >= size:
+            # Possibly cut short, and its checkpoint would skip what was cut: list instead.
             return None
         return Page(split.records, split.meta)
 
@@ -170,6 +178,9 @@ class V1RecentJobs(ListingGeneration):
     path = "/api/app/recent-jobs/"
     session_cookie = NEXT_AUTH_COOKIE
     default_page_size = 50
+    # The most it was seen to return per page. A larger `amount` would come back as short pages,
+    # which this walk takes for the end of the listing, so it is never asked for.
+    max_page_size = 50
     window_cap = 2500
     filters_job_type = True
     filters_until = True
@@ -197,7 +208,7 @@ class V1RecentJobs(ListingGeneration):
         return Page(split.records)
 
     def pages(self, fetch: PageFetcher, query: ListingQuery) -> Iterator[Page]:
-        amount = self.page_size(query)
+        amount = min(self.page_size(query), self.max_page_size)
         anchor = format_from_date(query.until) if query.until else None
         seen: set[str] = set()
         oldest: datetime | None = None

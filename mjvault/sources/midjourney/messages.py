@@ -6,7 +6,7 @@ of these ever includes a cookie value: they name cookies, never show them.
 
 from __future__ import annotations
 
-from mjvault.errors import AuthError, ChallengeError, SourceError
+from mjvault.errors import AuthError, ChallengeError, ConfigError, SourceError
 from mjvault.sources.midjourney.settings import ENV_CF_CLEARANCE, ENV_TOKEN, ENV_USER_AGENT
 
 BROWSER_COOKIES = "Developer tools -> Application -> Cookies -> midjourney.com"
@@ -77,3 +77,11 @@ def gave_up(what: str, attempts: int, problem: str) -> SourceError:
 
 def unexpected_status(status: int, what: str) -> SourceError:
     return SourceError(f"Midjourney answered HTTP {status} to {what}")
+
+
+def bad_header() -> ConfigError:
+    # Never the library's own message: it would quote the header, cookie value and all.
+    return ConfigError(
+        "a request header could not be sent: the User-Agent or a cookie holds characters HTTP "
+        "does not allow"
+    )

@@ -87,6 +87,18 @@ def as_secret(value: str | Secret | None) -> Secret | None:
     return Secret(value)
 
 
+def _check_cookie_value(name: str, value: Secret | None) -> None:
+    """Refuse a value HTTP cannot carry, before an HTTP library quotes it in an error."""
+    if value is None:
+        return
+    text = value.reveal()
+    if any(ord(ch) < 0x21 or ord(ch) == 0x7F or ch == ";" for ch in text):
+        raise ConfigError(
+            f"the {name} holds spaces, line breaks or other characters a cookie cannot carry; "
+            "copy the cookie's value again, without quotes or surrounding text"
+        )
+
+
 @dataclass(frozen=True)
 class ClientSettings:
     """Every knob of :class:`~mjvault.sources.midjourney.client.MidjourneyClient`."""
@@ -113,7 +125,6 @@ class ClientSettings:
     breaker_threshold: int = 10  # failures in a row (all threads) that stop the client
     breaker_cooldown: float = 60.0  # seconds the stopped client refuses before one trial request
     page_size: int = 0  # 0 = each generation's own default (v1: 50, v2/v3: 1000)
-    chunk_size: int = 64 * 1024  # download read size
     http2: bool | None = None  # None = use HTTP/2 when the `h2` package is installed
 
     def __post_init__(self) -> None:
@@ -121,6 +132,9 @@ class ClientSettings:
         object.__setattr__(self, "token", as_secret(self.token))
         cookies = {name: as_secret(value) for name, value in dict(self.extra_cookies).items()}
         object.__setattr__(self, "extra_cookies", cookies)
+        _check_cookie_value("session token", self.token)
+        for name, value in cookies.items():
+            _check_cookie_value(f"cookie {name}", value)
         object.__setattr__(self, "web_base", self.web_base.rstrip("/"))
         object.__setattr__(self, "cdn_base", self.cdn_base.rstrip("/"))
         if self.api not in API_CHOICES:

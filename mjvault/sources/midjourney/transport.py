@@ -48,6 +48,10 @@ class Retryable(Exception):
         self.retry_after = retry_after
 
 
+class HtmlInsteadOfJson(Retryable):
+    """A 200 page of HTML: a login page if it happens twice in a row, else a passing glitch."""
+
+
 class EndpointMissing(SourceError):
     """The API path answered 404: this listing generation is not served there."""
 
@@ -136,7 +140,8 @@ class Transport:
             raise ConfigError("HTTP/2 needs the `h2` package: pip install 'mjvault[http2]'")
         self.client = httpx.Client(
             http2=use_http2,
-            timeout=httpx.Timeout(settings.timeout),
+            # Waiting for a free connection of our own pool is not a network fault: no limit.
+            timeout=httpx.Timeout(settings.timeout, pool=None),
             limits=httpx.Limits(
                 max_connections=settings.concurrency + 2,
                 max_keepalive_connections=settings.concurrency + 2,
@@ -148,8 +153,9 @@ class Transport:
             follow_redirects=False,
         )
         self.requests = TokenBucket(settings.max_rps, max(1.0, float(settings.burst)), sleep=sleep)
+        # A quarter second of saved-up bytes: a limit that holds over any second of transfer.
         self.bytes: TokenBucket | None = (
-            TokenBucket(settings.limit_rate, settings.limit_rate, sleep=sleep)
+            TokenBucket(settings.limit_rate, settings.limit_rate / 4, sleep=sleep)
             if settings.limit_rate
             else None
         )
@@ -260,17 +266,29 @@ class Transport:
         """
         url = f"{self.settings.web_base}{path}"
         headers = self.api_headers(cookies, extra_headers or {})
+        html_answers = 0
 
         def attempt() -> ApiAnswer:
+            nonlocal html_answers
             self.requests.acquire()
             try:
                 response = self.client.get(url, params=dict(params), headers=headers)
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 raise ConfigError(f"bad web base URL {self.settings.web_base!r}: {exc}") from None
+            except httpx.LocalProtocolError:
+                raise messages.bad_header() from None
             except httpx.TransportError as exc:
                 raise Retryable(describe_exception(exc)) from None
             log.debug("GET %s -> %s (%d bytes)", path, response.status_code, len(response.content))
-            return self._classify_api(response, cookie_name, path)
+            try:
+                return self._classify_api(response, cookie_name, path)
+            except HtmlInsteadOfJson:
+                # One HTML page can be a hiccup of the site's front end; two in a row for the
+                # same request is the login page of a session that is no longer accepted.
+                html_answers += 1
+                if html_answers > 1:
+                    raise messages.login_page(cookie_name) from None
+                raise
 
         return self.with_retries(attempt, what=f"listing {path}")
 
@@ -286,7 +304,10 @@ class Transport:
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
         if status in RETRY_STATUSES:
-            raise Retryable(f"HTTP {status}")
+            # A 503 may say when to come back; otherwise the backoff decides.
+            raise Retryable(
+                f"HTTP {status}", retry_after=parse_retry_after(response.headers.get("retry-after"))
+            )
         if status in (401, 403):
             raise messages.refused(cookie_name)
         if 300 <= status < 400:
@@ -297,7 +318,7 @@ class Transport:
         if status != 200:
             raise messages.unexpected_status(status, path)
         if looks_like_html(content_type, body[:512]):
-            raise messages.login_page(cookie_name)
+            raise HtmlInsteadOfJson("an HTML page instead of JSON")
         return ApiAnswer(status, content_type, body, str(response.url))
 
     # -- CDN -------------------------------------------------------------------------------
@@ -312,6 +333,8 @@ class Transport:
             return self.client.send(request, stream=True, follow_redirects=True)
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise ConfigError(f"bad CDN URL {url!r}: {exc}") from None
+        except httpx.LocalProtocolError:
+            raise messages.bad_header() from None
         except httpx.TransportError as exc:
             raise Retryable(describe_exception(exc)) from None
 

@@ -1,0 +1,242 @@
+"""The one typed schema of mjvault's settings.
+
+Every command reads a :class:`Config`; every setting is one dataclass field whose metadata says
+how it is parsed, documented, named in the environment and whether it is a secret. The loader,
+``config show``, the environment mapping and ``docs/configuration.md`` are all derived from here,
+so a new setting is one field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mjvault.config import types as t
+
+DEFAULT_WEB_BASE = "https://www.midjourney.com"
+DEFAULT_CDN_BASE = "https://cdn.midjourney.com"
+# A current desktop Chrome: Cloudflare and the CDN turn away clients that do not look like a
+# browser, and a `cf_clearance` cookie only works with the exact User-Agent it was issued to.
+DEFAULT_USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36"
+)
+DEFAULT_TEMPLATE = "{date:%Y/%Y-%m}/{prompt:60}_{job_id}_{index}.{ext}"
+
+
+def setting(
+    default: Any,
+    value_type: t.ValueType,
+    doc: str,
+    *,
+    env: tuple[str, ...] = (),
+    secret: bool = False,
+    vault_scope: bool = True,
+) -> Any:
+    """One setting: a dataclass field carrying what the loader and the reference need.
+
+    ``env`` lists extra environment names (older tools' names) after the canonical
+    ``MJVAULT_<SECTION>_<NAME>``. ``vault_scope=False`` keeps a setting out of a vault's own
+    ``config.toml``: secrets must not travel with a vault, and output manners belong to a person.
+    """
+    metadata = {
+        "type": value_type,
+        "doc": doc,
+        "env": env,
+        "secret": secret,
+        "vault_scope": vault_scope and not secret,
+    }
+    if isinstance(default, Mapping):
+        frozen = dict(default)
+        return dataclasses.field(
+            default_factory=lambda: dict(frozen), metadata=metadata, repr=not secret
+        )
+    return dataclasses.field(default=default, metadata=metadata, repr=not secret)
+
+
+@dataclass(frozen=True)
+class VaultSection:
+    path: Path | None = setting(
+        None,
+        t.FilePath(),
+        "The vault used when neither `--vault` nor `MJVAULT_VAULT` names one and the current "
+        "directory is not inside a vault. Set in a profile, it wins over the current directory.",
+        env=("MJVAULT_VAULT",),
+        vault_scope=False,
+    )
+
+
+@dataclass(frozen=True)
+class SourceSection:
+    web_base: str = setting(
+        DEFAULT_WEB_BASE, t.Url(), "Base URL of the Midjourney web API.", env=("MJVAULT_WEB_BASE",)
+    )
+    cdn_base: str = setting(
+        DEFAULT_CDN_BASE, t.Url(), "Base URL of the image CDN.", env=("MJVAULT_CDN_BASE",)
+    )
+    api: str = setting(
+        "auto",
+        t.Choice("auto", "v3", "v2", "v1"),
+        "Listing generation of the web API; `auto` tries the newest first.",
+        env=("MJVAULT_MIDJOURNEY_API",),
+    )
+    user_id: str | None = setting(
+        None,
+        t.Uuid(),
+        "Your Midjourney user ID (the page's `__NEXT_DATA__` has it at "
+        "`props.initialAuthUser.midjourney_id`).",
+        env=("MIDJOURNEY_USER_ID",),
+    )
+    user_agent: str = setting(
+        DEFAULT_USER_AGENT,
+        t.Text(),
+        "User-Agent sent with every request; must be your browser's exact one when you pass "
+        "its `cf_clearance` cookie.",
+        env=("MJVAULT_USER_AGENT",),
+    )
+    cookies_file: Path | None = setting(
+        None,
+        t.FilePath(),
+        "A Netscape `cookies.txt` export of your browser's midjourney.com cookies.",
+    )
+    extra_cookies: Mapping[str, str] = setting(
+        {},
+        t.CookieMap(),
+        "Further cookies sent with every API request, such as `cf_clearance`. Secret: masked "
+        "in output; allowed only in files no other user can read.",
+        secret=True,
+    )
+    session_token: str | None = setting(
+        None,
+        t.Text(),
+        "The session cookie's value. Secret: best kept in the system keyring (`mjvault setup`) "
+        "or the environment; allowed only in files no other user can read.",
+        env=("MIDJOURNEY_SESSION_TOKEN",),
+        secret=True,
+    )
+
+
+@dataclass(frozen=True)
+class SyncSection:
+    jobs: int = setting(8, t.Integer(1, 64), "Downloads at once.")
+    max_rps: float = setting(
+        2.0, t.PositiveNumber(), "Requests per second at most, over all downloads."
+    )
+    limit_rate: int | None = setting(
+        None, t.ByteRate(), "Download bandwidth cap; unset means no limit."
+    )
+    since: dt.date | None = setting(
+        None, t.Date(), "Only sync jobs enqueued on or after this date."
+    )
+
+
+@dataclass(frozen=True)
+class CheckoutSection:
+    default_template: str = setting(
+        DEFAULT_TEMPLATE, t.Text(), "Path template of a new checkout view."
+    )
+    link: str = setting(
+        "auto",
+        t.Choice("auto", "symlink", "hardlink", "reflink", "copy"),
+        "How a view's files point at the vault; `auto` symlinks in a plain vault and copies "
+        "from an encrypted one.",
+    )
+
+
+@dataclass(frozen=True)
+class OutputSection:
+    color: str = setting(
+        "auto",
+        t.Choice("auto", "always", "never"),
+        "Coloured output; `auto` colours a terminal only. `NO_COLOR` and `--no-color` win.",
+        vault_scope=False,
+    )
+    progress: str = setting(
+        "auto",
+        t.Choice("auto", "always", "never"),
+        "Progress bars; `auto` shows them on a terminal only, never under `--json` or `-q`.",
+        vault_scope=False,
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective settings every command reads (``app.config``)."""
+
+    vault: VaultSection = dataclasses.field(default_factory=VaultSection)
+    source: SourceSection = dataclasses.field(default_factory=SourceSection)
+    sync: SyncSection = dataclasses.field(default_factory=SyncSection)
+    checkout: CheckoutSection = dataclasses.field(default_factory=CheckoutSection)
+    output: OutputSection = dataclasses.field(default_factory=OutputSection)
+
+    def get(self, key: str) -> Any:
+        section, name = split_key(key)
+        return getattr(getattr(self, section), name)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What the schema says about one key, e.g. ``sync.jobs``."""
+
+    section: str
+    name: str
+    type: t.ValueType
+    default: Any
+    doc: str
+    env: tuple[str, ...]
+    secret: bool
+    vault_scope: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.section}.{self.name}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    section, _, name = key.partition(".")
+    return section, name
+
+
+def _collect() -> dict[str, Setting]:
+    defaults = Config()
+    found: dict[str, Setting] = {}
+    for section_field in dataclasses.fields(Config):
+        section_defaults = getattr(defaults, section_field.name)
+        for field in dataclasses.fields(section_defaults):
+            meta = field.metadata
+            canonical = f"MJVAULT_{section_field.name}_{field.name}".upper()
+            found[f"{section_field.name}.{field.name}"] = Setting(
+                section=section_field.name,
+                name=field.name,
+                type=meta["type"],
+                default=getattr(section_defaults, field.name),
+                doc=meta["doc"],
+                env=(canonical, *meta["env"]),
+                secret=meta["secret"],
+                vault_scope=meta["vault_scope"],
+            )
+    return found
+
+
+#: Every setting by dotted key, in schema order.
+SETTINGS: dict[str, Setting] = _collect()
+SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(s.section for s in SETTINGS.values()))
+SECRET_KEYS: frozenset[str] = frozenset(k for k, s in SETTINGS.items() if s.secret)
+
+
+def build_config(values: Mapping[str, Any]) -> Config:
+    """A Config from parsed values by dotted key; keys not given keep their defaults."""
+    by_section: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    for key, value in values.items():
+        section, name = split_key(key)
+        by_section[section][name] = value
+    defaults = Config()
+    sections = {
+        name: dataclasses.replace(getattr(defaults, name), **fields)
+        for name, fields in by_section.items()
+    }
+    return Config(**sections)

@@ -1,0 +1,174 @@
+"""`mjvault auth` end to end: the real CLI against the Midjourney test server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mjvault.cli.main import main
+from mjvault.testing.accounts import Account
+from mjvault.testing.faults import Faults
+from mjvault.testing.server import FakeMidjourney
+
+TOKEN = "cli-session-token-77aa31"
+ENV_NAMES = (
+    "MIDJOURNEY_SESSION_TOKEN",
+    "MIDJOURNEY_USER_ID",
+    "MJVAULT_WEB_BASE",
+    "MJVAULT_CDN_BASE",
+    "MJVAULT_MIDJOURNEY_API",
+    "MJVAULT_USER_AGENT",
+    "MJVAULT_CF_CLEARANCE",
+)
+
+
+@pytest.fixture
+def server() -> Iterator[FakeMidjourney]:
+    with FakeMidjourney(Account.generate(3, 30), token=TOKEN) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def memory_keyring() -> Iterator[dict[tuple[str, str], str]]:
+    keyring = pytest.importorskip("keyring")
+    from keyring.backend import KeyringBackend
+    from keyring.errors import PasswordDeleteError
+
+    store: dict[tuple[str, str], str] = {}
+
+    class MemoryKeyring(KeyringBackend):
+        priority = 1  # type: ignore[assignment]
+
+        def get_password(self, service: str, username: str) -> str | None:
+            return store.get((service, username))
+
+        def set_password(self, service: str, username: str, password: str) -> None:
+            store[(service, username)] = password
+
+        def delete_password(self, service: str, username: str) -> None:
+            if store.pop((service, username), None) is None:
+                raise PasswordDeleteError(username)
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(MemoryKeyring())
+    try:
+        yield store
+    finally:
+        keyring.set_keyring(previous)
+
+
+def run(
+    args: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stdin: str = "",
+) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    out, err = capsys.readouterr()
+    code = exited.value.code
+    return (code if isinstance(code, int) else 1), out, err
+
+
+def fast(server: FakeMidjourney) -> list[str]:
+    return ["--web-base", server.web_base, "--cdn-base", server.cdn_base, "--max-rps", "500"]
+
+
+def test_status_ok_human_and_json(
+    server: FakeMidjourney, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MIDJOURNEY_SESSION_TOKEN", TOKEN)
+    monkeypatch.setenv("MIDJOURNEY_USER_ID", server.user_id)
+    code, out, err = run(["auth", "status", *fast(server)], capsys, monkeypatch)
+    assert code == 0 and out.startswith(f"ok: signed in as user {server.user_id}")
+    code, out, err = run(["auth", "status", "--json", *fast(server)], capsys, monkeypatch)
+    status = json.loads(out)
+    assert code == 0 and status["ok"] and status["generation"] == "v3"
+    assert TOKEN not in out + err
+
+
+def test_status_expired_is_one_line_and_exit_1(
+    server: FakeMidjourney, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.faults = Faults(expired=True)
+    monkeypatch.setenv("MIDJOURNEY_SESSION_TOKEN", TOKEN)
+    monkeypatch.setenv("MIDJOURNEY_USER_ID", server.user_id)
+    code, out, err = run(
+        ["-v", "auth", "status", "--api", "v2", *fast(server)], capsys, monkeypatch
+    )
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith("mjvault: error:")]
+    assert len(lines) == 1
+    assert "copy a fresh `__Secure-next-auth.session-token`" in lines[0]
+    assert TOKEN not in out + err
+    code, out, err = run(["--json", "auth", "status", *fast(server)], capsys, monkeypatch)
+    assert code == 1 and json.loads(out)["reason"] == "refused" and TOKEN not in out + err
+
+
+def test_status_with_a_cookies_file(
+    server: FakeMidjourney, capsys: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    server.faults = Faults(cf_clearance="clear-1")
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text(
+        "# Netscape HTTP Cookie File\n"
+        f"#HttpOnly_127.0.0.1\tFALSE\t/\tTRUE\t0\t__Host-Midjourney.AuthUserTokenV3_i\t{TOKEN}\n"
+        "127.0.0.1\tFALSE\t/\tFALSE\t0\tcf_clearance\tclear-1\n"
+    )
+    monkeypatch.setenv("MIDJOURNEY_USER_ID", server.user_id)
+    monkeypatch.setenv("MIDJOURNEY_SESSION_TOKEN", "an-old-token-the-file-overrides")
+    args = ["auth", "status", "--cookies", str(cookies), *fast(server)]
+    code, out, err = run(args, capsys, monkeypatch)
+    assert code == 0, err
+    code, out, err = run(["auth", "status", *fast(server)], capsys, monkeypatch)
+    assert code == 1 and "cf_clearance" in err and "Just a moment..." in err
+
+
+def test_login_status_logout_with_the_keyring(
+    server: FakeMidjourney,
+    capsys: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    memory_keyring: dict[tuple[str, str], str],
+) -> None:
+    code, out, err = run(
+        ["auth", "login", *fast(server)],
+        capsys,
+        monkeypatch,
+        stdin=f"wrong-token\n{server.user_id}\n",
+    )
+    assert code == 1 and "refused or has expired" in err and memory_keyring == {}
+    code, out, err = run(
+        ["auth", "login", *fast(server)], capsys, monkeypatch, stdin=f"{TOKEN}\n{server.user_id}\n"
+    )
+    assert code == 0 and "stored" in out and TOKEN not in out + err
+    assert memory_keyring[("mjvault", "midjourney-session-token")] == TOKEN
+    code, out, err = run(["auth", "status", *fast(server)], capsys, monkeypatch)
+    assert code == 0 and server.user_id in out
+    code, out, err = run(["auth", "logout"], capsys, monkeypatch)
+    assert code == 0 and "removed" in out and memory_keyring == {}
+    code, out, err = run(["auth", "status", *fast(server)], capsys, monkeypatch)
+    assert code == 1 and "no Midjourney session token" in err
+
+
+def test_without_the_keyring_package(capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "keyring", None)  # as if not installed
+    code, out, err = run(["auth", "logout"], capsys, monkeypatch)
+    assert code != 0
+    assert err.strip().splitlines() == [
+        "mjvault: error: the system keyring needs the optional `keyring` package: "
+        "pip install 'mjvault[keyring]' (or set MIDJOURNEY_SESSION_TOKEN and "
+        "MIDJOURNEY_USER_ID instead)"
+    ]

@@ -1,0 +1,256 @@
+"""`mjvault setup` as a person meets it (a pseudo-terminal) and as a script runs it."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import keyring
+import pexpect
+import pytest
+from config_helpers import World, isolate, run_cli
+from keyring.backend import KeyringBackend
+from keyring.backends import fail
+
+from mjvault.config import load_config
+from mjvault.vault import is_vault
+
+UID = "48d7667d-4177-49e2-adc1-5674bdde9593"
+TOKEN = "tok-0123456789-abcdefghij"
+
+
+class _Refuse(http.server.BaseHTTPRequestHandler):
+    """A Midjourney stand-in that refuses every cookie, as it does an expired one."""
+
+    def do_GET(self) -> None:
+        body = b'{"error": "unauthorized"}'
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def refusing_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refuse)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, refusing_server: str) -> World:
+    world = isolate(monkeypatch, tmp_path)
+    # Whatever client is installed, its connection test only ever reaches 127.0.0.1.
+    monkeypatch.setenv("MJVAULT_WEB_BASE", refusing_server)
+    monkeypatch.setenv("MJVAULT_CDN_BASE", refusing_server)
+    return world
+
+
+def spawn(*args: str) -> pexpect.spawn:
+    env = dict(os.environ, COLUMNS="100", TERM="dumb")
+    child = pexpect.spawn(
+        sys.executable, ["-m", "mjvault", *args], env=env, encoding="utf-8", timeout=20
+    )
+    child.logfile_read = io.StringIO()  # everything the person saw
+    return child
+
+
+def finish_connection_step(child: pexpect.spawn) -> None:
+    """The stand-in refuses the cookie (401); the wizard says so and asks whether to save."""
+    child.expect("Connection test failed: ")
+    child.expect("Save the settings anyway\\?")
+    child.sendline("y")
+
+
+def test_first_run_and_rerun_in_a_terminal(world: World, tmp_path: Path) -> None:
+    vault_dir = tmp_path / "my vault"
+    child = spawn("setup")
+    child.expect(r"Vault directory \[.*mj-vault\]: ")
+    child.sendline(str(vault_dir))
+    child.expect(r"Encrypt the vault\? .*\[y/N\]: ")
+    child.sendline("")
+    child.expect("Created a plain vault at")
+    child.expect("__Host-Midjourney.AuthUserTokenV3_i")
+    child.expect("__NEXT_DATA__.props.initialAuthUser.midjourney_id")
+    child.expect(r"Session cookie value \(hidden\): ")
+    child.sendline(TOKEN)
+    child.expect("User ID: ")
+    child.sendline("not-a-uuid")
+    child.expect("expected a UUID")
+    child.expect("User ID: ")
+    child.sendline(UID.upper())
+    child.expect("no system keyring found")
+    child.expect(r"Keep it in \(config, env\) \[env\]: ")
+    child.sendline("config")
+    finish_connection_step(child)
+    child.expect("Saved")
+    child.expect("mjvault sync")
+    child.expect(pexpect.EOF)
+    child.close()
+    transcript = child.logfile_read.getvalue()
+    assert child.exitstatus == 0, transcript
+    assert TOKEN not in transcript  # typed hidden, never echoed or repeated
+
+    assert is_vault(vault_dir)
+    config = load_config().config
+    assert config.vault.path == vault_dir
+    assert config.source.user_id == UID
+    assert config.source.session_token == TOKEN
+    assert world.user_file.stat().st_mode & 0o777 == 0o600
+
+    # A rerun offers everything that is set now; Enter keeps it all.
+    child = spawn("setup")
+    child.expect(r"Vault directory \[" + str(vault_dir).replace(" ", r"\s") + r"\]: ")
+    child.sendline("")
+    child.expect("Using the existing vault")
+    child.expect(r"Session cookie value \(Enter keeps the one from user .*\): ")
+    child.sendline("")
+    child.expect(r"User ID \[" + UID + r"\]: ")
+    child.sendline("")
+    finish_connection_step(child)
+    child.expect("Saved")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert load_config().config.source.session_token == TOKEN
+
+
+def test_ctrl_c_stops_with_130_and_saves_nothing(world: World) -> None:
+    child = spawn("setup")
+    child.expect("Vault directory")
+    child.sendintr()
+    child.expect("interrupted")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    assert not world.user_file.exists()
+
+
+def test_scripted_setup_without_a_terminal(
+    world: World,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(TOKEN + "\n"))
+    monkeypatch.setenv("MJVAULT_PASSPHRASE", "correct horse battery staple")
+    result = run_cli(
+        capsys,
+        "--json",
+        "--profile",
+        "work",
+        "setup",
+        "--yes",
+        "--vault-dir",
+        str(tmp_path / "v"),
+        "--encrypt",
+        "--user-id",
+        UID,
+        "--token-stdin",
+        "--token-storage",
+        "config",
+        "--skip-test",
+    )
+    assert result.code == 0, result.err
+    assert TOKEN not in result.out + result.err
+    summary = result.json()
+    assert summary == {
+        "profile": "work",
+        "vault": str(tmp_path / "v"),
+        "vault_created": True,
+        "encrypted": True,
+        "config_file": str(world.user_file),
+        "user_id": UID,
+        "token_storage": "config",
+        "connection": {"ok": None, "message": "skipped (--skip-test)"},
+    }
+    assert is_vault(tmp_path / "v")
+    assert "[profile.work.source]" in world.user_file.read_text()
+    work = load_config(profile="work").config
+    assert work.source.session_token == TOKEN and work.vault.path == tmp_path / "v"
+
+
+def test_scripted_setup_reports_a_refused_cookie(
+    world: World,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MIDJOURNEY_SESSION_TOKEN", TOKEN)
+    result = run_cli(capsys, "setup", "--yes", "--vault-dir", str(tmp_path / "v"), "--user-id", UID)
+    assert result.code == 1
+    assert "connection test failed" in result.err and TOKEN not in result.err
+    assert load_config().config.source.user_id == UID  # saved all the same
+
+
+def test_occupied_directory_is_refused(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "photo.png").write_bytes(b"x")
+    result = run_cli(capsys, "setup", "--yes", "--skip-test", "--vault-dir", str(tmp_path / "full"))
+    assert result.code == 2 and "is not a vault" in result.err
+
+
+class _MemoryKeyring(KeyringBackend):
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.entries.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.entries[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        del self.entries[(service, username)]
+
+
+def test_token_in_the_keyring_per_profile(
+    world: World,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backend = _MemoryKeyring()
+    keyring.set_keyring(backend)
+    try:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(TOKEN + "\n"))
+        result = run_cli(
+            capsys,
+            "--profile",
+            "home",
+            "setup",
+            "--yes",
+            "--skip-test",
+            "--vault-dir",
+            str(tmp_path / "v"),
+            "--token-stdin",
+        )
+        assert result.code == 0, result.err
+        assert "in the system keyring" in result.out
+        assert backend.entries == {("mjvault", "midjourney-session-token:home"): TOKEN}
+        assert TOKEN not in world.user_file.read_text()
+        shown = run_cli(capsys, "--profile", "home", "--json", "config", "show").json()
+        assert shown["settings"]["source.session_token"] == {
+            "value": "********",
+            "origin": {"layer": "user", "source": "keyring", "profile": "home"},
+            "secret": True,
+        }
+    finally:
+        keyring.set_keyring(fail.Keyring())
