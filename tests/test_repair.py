@@ -254,3 +254,42 @@ def test_repair_waits_or_fails_on_the_lock(vault: Vault) -> None:
             repair(vault)
     finally:
         writer.commit()
+
+
+def test_repair_rebuilds_a_damaged_index_and_relists_head(vault: Vault) -> None:
+    add_jobs(vault, range(3))
+    vault.index.search(words=["prompt"])
+    head = vault.refs.head()
+    assert head is not None
+    vault.refs.remove_snapshot(head)
+    path = vault.path
+    vault.close()
+    with open(path / "index" / "data.mdb", "r+b") as handle:
+        handle.write(b"\x00" * 8192)
+    with Vault.open(path) as damaged:
+        assert {p.kind for p in verify(damaged).problems} == {"ref"}  # index: once HEAD is listed
+        report = repair(damaged)
+        assert report.ok, report.to_json()
+        assert report.index_rebuilt and damaged.refs.snapshot_ids() == [head]
+        assert damaged.index.search(words=["prompt", "2"]) == ["job-2"]
+
+
+def test_an_unrepairable_snapshot_can_be_forgotten_by_id(vault: Vault) -> None:
+    from mjvault.errors import IntegrityError
+    from mjvault.integrity.forget import KeepPolicy, forget_snapshots
+    from mjvault.integrity.gc import gc
+
+    add_jobs(vault, range(2))
+    add_jobs(vault, range(2, 4))
+    older = vault.snapshots()[1]
+    flip(vault.object_path(older.id))
+    report = repair(vault)
+    assert [a.object_id for a in report.unrepaired] == [older.id]
+    with pytest.raises(IntegrityError, match="verify --repair"):
+        gc(vault)  # it will not sweep while a snapshot cannot be read
+    with pytest.raises(IntegrityError):
+        forget_snapshots(vault, policy=KeepPolicy(last=1))
+    forget_snapshots(vault, snapshot_ids=[older.id[:12]])
+    assert verify(vault, read_data=True).ok
+    gc(vault, grace_seconds=0)
+    assert verify(vault, read_data=True).ok

@@ -22,9 +22,16 @@ from datetime import datetime
 from typing import Any
 
 from mjvault import __version__
-from mjvault.errors import JobNotFound, MjvaultError, UsageError
+from mjvault.errors import (
+    CorruptObject,
+    IntegrityError,
+    JobNotFound,
+    MjvaultError,
+    ObjectNotFound,
+    UsageError,
+)
 from mjvault.integrity.gc import acquire_lock
-from mjvault.snapshots import Snapshot, encode_manifest
+from mjvault.snapshots import Snapshot, decode_manifest, encode_manifest
 from mjvault.store.fsutil import atomic_write
 from mjvault.tree import JobEntry, Tree
 from mjvault.vault import Vault
@@ -152,13 +159,23 @@ def forget_snapshots(
     dry_run: bool = False,
     wait: float | None = None,
 ) -> ForgetSnapshotsReport:
-    """Remove snapshot markers chosen by ``policy`` or named in ``snapshot_ids``."""
+    """Remove snapshot markers chosen by ``policy`` or named in ``snapshot_ids``.
+
+    A snapshot named by id is forgotten even if its manifest is unreadable (that is how a
+    snapshot that cannot be repaired is let go); a policy needs every manifest readable.
+    """
     report = ForgetSnapshotsReport(dry_run=dry_run)
     with acquire_lock(vault, wait, "mjvault forget"):
         protected = protected_snapshots(vault)
-        snapshots = vault.snapshots()
+        readable, unreadable = _read_snapshots(vault)
         if policy is not None:
-            report.decisions = apply_policy(snapshots, policy, protected=protected)
+            if unreadable:
+                raise IntegrityError(
+                    f"snapshot {unreadable[0][:12]} cannot be read, so no policy can place it",
+                    hint="run `mjvault verify --repair`, or forget it by id",
+                )
+            report.decisions = apply_policy(readable, policy, protected=protected)
+            doomed = [d.snapshot.id for d in report.decisions if not d.keep]
         else:
             named = {vault.refs.resolve(ref) for ref in snapshot_ids}
             for snapshot_id in named:
@@ -167,15 +184,25 @@ def forget_snapshots(
                         f"snapshot {snapshot_id[:12]} is {protected[snapshot_id]}: not forgotten"
                     )
             report.decisions = [
-                Decision(s, [] if s.id in named else ["not named"]) for s in snapshots
+                Decision(s, [] if s.id in named else ["not named"]) for s in readable
             ]
-        for decision in report.decisions:
-            if decision.keep:
-                continue
-            report.forgotten.append(decision.snapshot.id)
+            doomed = sorted(named)
+        for snapshot_id in doomed:
+            report.forgotten.append(snapshot_id)
             if not dry_run:
-                vault.refs.remove_snapshot(decision.snapshot.id)
+                vault.refs.remove_snapshot(snapshot_id)
     return report
+
+
+def _read_snapshots(vault: Vault) -> tuple[list[Snapshot], list[str]]:
+    readable: list[Snapshot] = []
+    unreadable: list[str] = []
+    for snapshot_id in vault.refs.snapshot_ids():
+        try:
+            readable.append(decode_manifest(snapshot_id, vault.store.read(snapshot_id)))
+        except (ObjectNotFound, CorruptObject, IntegrityError):
+            unreadable.append(snapshot_id)
+    return readable, unreadable
 
 
 # -- forgetting jobs -----------------------------------------------------------------------

@@ -156,6 +156,7 @@ def repair(
             # A repaired node may name objects the first pass could not see.
             problems = verify(vault).problems
         report.actions = list(actions.values())
+        _relist_head(vault, report)
     try:
         vault.rebuild_index()
         report.index_rebuilt = True
@@ -163,6 +164,23 @@ def repair(
         report.notes.append(f"the index could not be rebuilt: {exc}")
     report.after = verify(vault)
     return report
+
+
+def _relist_head(vault: Vault, report: RepairReport) -> None:
+    """A HEAD whose marker is gone (a crash between the two writes, or a hand edit) but whose
+    manifest reads fine is listed again: the snapshot exists, only its marker was lost."""
+    try:
+        head = vault.refs.head()
+    except IntegrityError:
+        return
+    if head is None or head in vault.refs.snapshot_ids():
+        return
+    try:
+        decode_manifest(head, vault.store.read(head))
+    except MjvaultError:
+        return
+    vault.refs.add_snapshot(head)
+    report.notes.append(f"listed snapshot {head[:12]} again: refs/HEAD names it")
 
 
 def _set_aside(vault: Vault, action: RepairAction) -> bool:
