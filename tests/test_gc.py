@@ -251,9 +251,11 @@ def test_unfinished_sync_checkpoint_survives_gc_and_resumes(vault: Vault, tmp_pa
 
 GC_SCRIPT = """
 import sys
+from pathlib import Path
 from mjvault import Vault
 from mjvault.integrity.gc import gc
-gc(Vault.open(sys.argv[1]), grace_seconds=0)
+sweeping = Path(sys.argv[2])
+gc(Vault.open(sys.argv[1]), grace_seconds=0, on_object=lambda: sweeping.touch())
 """
 
 
@@ -270,29 +272,41 @@ def test_sigkill_during_gc_never_damages_the_vault(tmp_path: Path) -> None:
         add_jobs(vault, range(30), images=1)
         make_garbage(vault, range(1000, 1200))
     rng = random.Random(5)
-    work = tmp_path / "work"
+    work, sweeping = tmp_path / "work", tmp_path / "sweeping"
     fresh_copy(template, work)
     started = time.monotonic()
-    subprocess.run([sys.executable, "-c", GC_SCRIPT, str(work)], cwd=ROOT, check=True)
-    duration = time.monotonic() - started
-    partial = 0
-    for _trial in range(10):
+    child = subprocess.Popen([sys.executable, "-c", GC_SCRIPT, str(work), str(sweeping)], cwd=ROOT)
+    while not sweeping.exists():
+        time.sleep(0.001)
+    sweep_started = time.monotonic()
+    child.wait()
+    duration, sweep = time.monotonic() - started, time.monotonic() - sweep_started
+    midway = 0
+    for trial in range(12):
         fresh_copy(template, work)
+        sweeping.unlink(missing_ok=True)
         before = len(list((work / "objects").rglob("*")))
-        child = subprocess.Popen([sys.executable, "-c", GC_SCRIPT, str(work)], cwd=ROOT)
-        time.sleep(rng.uniform(0.1, duration))
+        child = subprocess.Popen(
+            [sys.executable, "-c", GC_SCRIPT, str(work), str(sweeping)], cwd=ROOT
+        )
+        if trial % 2:  # any moment of the run, start-up and marking included
+            time.sleep(rng.uniform(0.05, duration))
+        else:  # a moment of the sweep, where files are being removed
+            while not sweeping.exists() and child.poll() is None:
+                time.sleep(0.001)
+            time.sleep(rng.uniform(0, sweep * 0.8))
         child.send_signal(signal.SIGKILL)
         child.wait()
         after = len(list((work / "objects").rglob("*")))
-        partial += before > after
         with Vault.open(work) as vault:
             report = verify(vault, read_data=True)
             assert report.ok, [p.to_json() for p in report.problems]
             assert vault.head() is not None and sum(1 for _ in vault.entries()) == 30
+            midway += before > after and bool(unreachable(vault))
             gc(vault, grace_seconds=0)  # the next gc finishes the job
             assert not unreachable(vault)
             assert verify(vault, read_data=True).ok
-    assert partial >= 1  # at least some kills landed mid-sweep (or after it)
+    assert midway >= 1  # kills really landed in the middle of sweeps (2-4 of 12 typically)
 
 
 # -- forget --------------------------------------------------------------------------------
