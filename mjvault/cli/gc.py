@@ -140,7 +140,7 @@ def forget_command(
         raise UsageError("give exactly one of: --keep-* options, snapshot ids, or --job JOB_ID")
     grace_seconds = parse_duration(grace)
     vault = app.open_vault()
-    data: dict[str, object]
+    job_report = snap_report = swept = None
     if job_ids:
         job_report = forget_jobs(vault, list(job_ids), dry_run=dry_run, wait=_wait_seconds(wait))
         data = job_report.to_json()
@@ -154,30 +154,41 @@ def forget_command(
         )
         data = snap_report.to_json()
     if prune and not dry_run:
-        data["gc"] = gc(vault, grace_seconds=grace_seconds, wait=_wait_seconds(wait)).to_json()
+        swept = gc(vault, grace_seconds=grace_seconds, wait=_wait_seconds(wait))
+        data["gc"] = swept.to_json()
 
     def human() -> None:
         verb = "would" if dry_run else "did"
-        if job_ids:
+        if job_report is not None:
             click.echo(
-                f"{verb} rewrite {len(data['rewritten'])} snapshots "  # type: ignore[arg-type]
-                f"without {', '.join(job_ids)}"
+                f"{verb} rewrite {len(job_report.rewritten)} snapshots without "
+                f"{', '.join(job_ids)}"
+                + (
+                    " and the unfinished sync's checkpoint"
+                    if job_report.checkpoint_rewritten
+                    else ""
+                )
             )
-            for note in data.get("notes", []):  # type: ignore[attr-defined]
+            for note in job_report.notes:
                 click.echo(f"  {note}")
-        else:
-            for row in data["snapshots"]:  # type: ignore[attr-defined]
-                mark = "keep  " if row["keep"] else "forget"
-                reasons = ", ".join(row["reasons"])
-                click.echo(f"{mark} {row['id'][:12]}  {row['time'][:19]}  {reasons}")
-            click.echo(
-                f"{verb} forget {len(data['forgotten'])} snapshots"  # type: ignore[arg-type]
-            )
-        if "gc" in data:
-            swept = data["gc"]
-            click.echo(
-                f"gc removed {swept['removed']} objects, "  # type: ignore[index]
-                f"{swept['removed_bytes'] / 1e6:.1f} MB"  # type: ignore[index]
-            )
+            if job_report.views_refreshed:
+                click.echo(f"refreshed views: {', '.join(job_report.views_refreshed)}")
+        if snap_report is not None:
+            for decision in snap_report.decisions:
+                mark = "keep  " if decision.keep else "forget"
+                click.echo(
+                    f"{mark} {decision.snapshot.short_id}  "
+                    f"{decision.snapshot.time.astimezone():%Y-%m-%d %H:%M}  "
+                    f"{', '.join(decision.reasons)}"
+                )
+            listed = {d.snapshot.id for d in snap_report.decisions}
+            for snapshot_id in snap_report.forgotten:
+                if snapshot_id not in listed:
+                    click.echo(f"forget {snapshot_id[:12]}  (its manifest cannot be read)")
+            click.echo(f"{verb} forget {len(snap_report.forgotten)} snapshots")
+        if swept is not None:
+            click.echo(f"gc removed {swept.removed} objects, {swept.removed_bytes / 1e6:.1f} MB")
+        elif not dry_run:
+            click.echo("run `mjvault gc` to reclaim the space")
 
     app.emit(data, human)
