@@ -293,3 +293,23 @@ def test_an_unrepairable_snapshot_can_be_forgotten_by_id(vault: Vault) -> None:
     assert verify(vault, read_data=True).ok
     gc(vault, grace_seconds=0)
     assert verify(vault, read_data=True).ok
+
+
+def test_repair_takes_objects_from_any_fetcher_but_checks_them(tmp_path: Path) -> None:
+    with Vault.init(tmp_path / "a") as a, Vault.init(tmp_path / "b") as b:
+        add_jobs(a, range(3))
+        add_jobs(b, range(3))
+        images = [a.entry(f"job-{n}").images[0] or "" for n in range(2)]
+        for oid in images:
+            flip(a.object_path(oid))
+
+        def liar(ids: set[str]) -> list[tuple[str, bytes, str]]:
+            return [(oid, b"\x89PNG\r\n\x1a\nnot the image", "liar") for oid in ids]
+
+        def honest(ids: set[str]) -> list[tuple[str, bytes, str]]:
+            return [(oid, b.read_object(oid), "remote b") for oid in ids if oid == images[0]]
+
+        report = repair(a, fetchers=[liar, honest])
+        assert {x.object_id: x.source for x in report.repaired} == {images[0]: "remote b"}
+        assert [x.object_id for x in report.unrepaired] == [images[1]]
+        assert a.read_object(images[0]) == b.read_object(images[0])

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +50,11 @@ from mjvault.vault import Vault
 
 if TYPE_CHECKING:
     from mjvault.sources.midjourney import MidjourneyClient
+
+# Any other place that can hand back objects by id (a configured remote, say): called with the
+# ids still wanted, yields (object id, plaintext, where from). Whatever it yields is checked
+# against the id before it is stored, so a fetcher need not be trusted.
+ObjectSource = Callable[[set[str]], Iterable[tuple[str, bytes, str]]]
 
 QUARANTINE_DIR = "quarantine"
 MAX_ROUNDS = 4
@@ -115,6 +120,7 @@ def repair(
     *,
     sources: Sequence[Path] = (),
     midjourney: MidjourneyClient | None = None,
+    fetchers: Sequence[ObjectSource] = (),
     read_data: bool = True,
     subset: str | None = None,
     wait: float | None = None,
@@ -127,7 +133,7 @@ def repair(
     with acquire_lock(vault, wait, "mjvault verify --repair"):
         before = verify(vault, read_data=read_data, subset=subset, on_object=on_object)
         report = RepairReport(before=before)
-        fetcher = Refetcher(vault, sources, midjourney, report.notes)
+        fetcher = Refetcher(vault, sources, midjourney, report.notes, fetchers)
         actions: dict[str, RepairAction] = {}
         problems = before.problems
         for _round in range(MAX_ROUNDS):
@@ -149,7 +155,9 @@ def repair(
             for action in wanted.values():
                 if action.source is None:
                     action.reason = "no good copy found" + (
-                        "" if sources or midjourney else " (give --from DIR or --from-midjourney)"
+                        ""
+                        if sources or midjourney or fetchers
+                        else " (give --from DIR or --from-midjourney)"
                     )
             if not found:
                 break
@@ -222,11 +230,13 @@ class Refetcher:
         sources: Sequence[Path],
         midjourney: MidjourneyClient | None,
         notes: list[str],
+        fetchers: Sequence[ObjectSource] = (),
     ) -> None:
         self.vault = vault
         self.sources = list(sources)
         self.midjourney = midjourney
         self.notes = notes
+        self.fetchers = list(fetchers)
 
     def fetch(self, wanted: set[str]) -> dict[str, str]:
         """Store every object of ``wanted`` that can be found; returns id -> where from."""
@@ -240,6 +250,13 @@ class Refetcher:
                 found |= self._from_object_store(batch, source, remaining)
             else:
                 found |= self._from_folder(batch, source, remaining)
+        for source_fetcher in self.fetchers:
+            remaining = wanted - found.keys()
+            if not remaining:
+                break
+            for oid, plaintext, where in source_fetcher(set(remaining)):
+                if oid in remaining and oid not in found and self._accept(batch, oid, plaintext):
+                    found[oid] = where
         remaining = wanted - found.keys()
         if remaining and self.midjourney is not None:
             found |= self._from_midjourney(batch, remaining)
