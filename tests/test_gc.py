@@ -432,3 +432,27 @@ def test_forget_and_gc_from_the_command_line(vault: Vault) -> None:
     assert none.returncode == 2 and b"exactly one of" in none.stderr
     checked = run_cli("--vault", path, "verify", "--read-data")
     assert checked.returncode == 0, checked.stderr
+
+
+ids = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
+
+
+@settings(max_examples=100, deadline=None)
+@given(marked=st.lists(ids, max_size=60), others=st.lists(ids, max_size=60), data=st.data())
+def test_marks_answer_like_a_set_in_any_order(
+    marked: list[str], others: list[str], data: st.DataObject
+) -> None:
+    from mjvault.integrity.reachability import Marks
+
+    marks = Marks()
+    half = len(marked) // 2
+    for object_id in marked[:half]:
+        marks.add(object_id)
+    probes = data.draw(st.permutations(marked[:half] + others))
+    for probe in probes:  # queries between additions: arrays are re-sorted as needed
+        assert (probe in marks) == (probe[:16] in {m[:16] for m in marked[:half]})
+    for object_id in marked[half:]:
+        marks.add(object_id)
+    for probe in data.draw(st.permutations(marked + others)):
+        assert (probe in marks) == (probe[:16] in {m[:16] for m in marked})
+    assert marks.references == len(marked)

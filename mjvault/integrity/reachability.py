@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -28,27 +29,32 @@ CHECKPOINT_FILE = "checkpoint"
 
 
 class Marks:
-    """A compact set of object ids (by 64-bit prefix), filled in any order, queried by fan."""
+    """A compact set of object ids (by 64-bit prefix): append while marking, then query.
+
+    Each fan's array is sorted once, on its first query, and searched by bisection, so
+    membership costs O(log n) in any order of queries and no per-id Python object is kept.
+    """
 
     def __init__(self) -> None:
         self._by_fan: list[array[int]] = [array("Q") for _ in range(256)]
-        self._frozen: dict[int, frozenset[int]] = {}
+        self._sorted = [True] * 256
         self.references = 0
 
     def add(self, object_id: str) -> None:
-        self._by_fan[int(object_id[:2], 16)].append(int(object_id[:16], 16))
+        fan = int(object_id[:2], 16)
+        self._by_fan[fan].append(int(object_id[:16], 16))
+        self._sorted[fan] = False
         self.references += 1
 
-    def fan(self, fan: int) -> frozenset[int]:
-        """The marks of one fan-out directory as a set (built on demand, ~1/256 of the total)."""
-        found = self._frozen.get(fan)
-        if found is None:
-            found = frozenset(self._by_fan[fan])
-            self._frozen = {fan: found}  # hold one fan's set at a time
-        return found
-
     def __contains__(self, object_id: str) -> bool:
-        return int(object_id[:16], 16) in self.fan(int(object_id[:2], 16))
+        fan = int(object_id[:2], 16)
+        marks = self._by_fan[fan]
+        if not self._sorted[fan]:
+            marks = self._by_fan[fan] = array("Q", sorted(set(marks)))
+            self._sorted[fan] = True
+        key = int(object_id[:16], 16)
+        at = bisect_left(marks, key)
+        return at < len(marks) and marks[at] == key
 
     def memory_bytes(self) -> int:
         return sum(a.itemsize * len(a) for a in self._by_fan)
