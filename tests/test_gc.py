@@ -456,3 +456,23 @@ def test_marks_answer_like_a_set_in_any_order(
     for probe in data.draw(st.permutations(marked + others)):
         assert (probe in marks) == (probe[:16] in {m[:16] for m in marked})
     assert marks.references == len(marked)
+
+
+def test_forget_job_rewrites_an_unfinished_sync_checkpoint(vault: Vault, tmp_path: Path) -> None:
+    add_jobs(vault, range(3))
+    child, _ = start_writer(vault.path, tmp_path, stop=True)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    with Vault.open(vault.path) as other:
+        # job-1 is in HEAD and in the checkpoint; sync-3 only in the checkpoint.
+        report = forget_jobs(other, ["job-1", "sync-3"])
+        assert report.checkpoint_rewritten and len(report.rewritten) == 1
+        writer = other.writer("midjourney:test")
+        writer.start()
+        assert writer.stats.resumed_from_checkpoint  # its base followed HEAD's rewrite
+        snapshot = writer.commit()
+        assert snapshot is not None
+        held = {e.job_id for e in other.entries()}
+        assert {"job-0", "job-2", "sync-0", "sync-19"} <= held
+        assert not {"job-1", "sync-3"} & held
+        assert verify(other, read_data=True).ok
