@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 class AppContext:
     vault_option: str | None = None
     json_output: bool = False
+    emitted_json: bool = False
     verbosity: int = 0
     passphrase_file: str | None = None
     progress_enabled: bool = field(default_factory=lambda: sys.stderr.isatty())
@@ -121,6 +122,7 @@ class AppContext:
         """Print ``data`` as JSON under --json, else call ``human`` (or print data plainly)."""
         if self.json_output:
             click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+            self.emitted_json = True
         elif human is not None:
             human()
         else:

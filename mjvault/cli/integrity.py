@@ -30,6 +30,7 @@ Examples:
   mjvault verify --read-data-subset 3/7   part 3 of 7: seven runs cover everything
   mjvault verify --views                  every checkout view file still shows its object
   mjvault verify --repair --from /mnt/backup-vault --from ~/old-archive
+  mjvault verify --remote nas --read-data the copy on remote nas instead
 """,
 )
 @click.option("--read-data", is_flag=True, help="Re-hash (and decrypt) every object.")
@@ -54,6 +55,7 @@ Examples:
     help="With --repair: download damaged images again (needs `mjvault auth login`).",
 )
 @click.option("--wait", is_flag=True, help="With --repair: wait for a running sync to finish.")
+@click.option("--remote", "remote_name", metavar="NAME", help="Check remote NAME, not the vault.")
 @pass_app
 def verify_command(
     app: AppContext,
@@ -64,6 +66,7 @@ def verify_command(
     sources: tuple[Path, ...],
     from_midjourney: bool,
     wait: bool,
+    remote_name: str | None,
 ) -> None:
     """Check that every snapshot is whole and every object is what its name says.
 
@@ -75,7 +78,15 @@ def verify_command(
 
     if (sources or from_midjourney or wait) and not repair:
         raise UsageError("--from, --from-midjourney and --wait go with --repair")
+    if remote_name and (repair or check_views):
+        raise UsageError(
+            "--remote checks the remote's copy alone",
+            hint="to repair the vault from a remote, use `mjvault pull --repair`",
+        )
     vault = app.open_vault()
+    if remote_name:
+        _verify_remote(app, vault, remote_name, read_data, read_data_subset)
+        return
     if repair:
         _repair(app, vault, read_data_subset, check_views, sources, from_midjourney, wait)
         return
@@ -92,6 +103,26 @@ def verify_command(
         _print_report(report)
 
     app.emit(report.to_json(), human)
+    if not report.ok:
+        sys.exit(EXIT_INTEGRITY)
+
+
+def _verify_remote(
+    app: AppContext, vault: Vault, name: str, read_data: bool, subset: str | None
+) -> None:
+    from mjvault.cli.passphrase import passphrase_source
+    from mjvault.remotes.verify import verify_named_remote
+
+    with app.progress(None, "reading objects", unit="B") as bar:
+        report = verify_named_remote(
+            vault,
+            name=name,
+            passphrase=passphrase_source(app.passphrase_file),
+            read_data=read_data,
+            subset=subset,
+            on_object=lambda size: bar.update(size),
+        )
+    app.emit(report.to_json(), lambda: _print_report(report))
     if not report.ok:
         sys.exit(EXIT_INTEGRITY)
 

@@ -38,6 +38,10 @@ COMMANDS: list[tuple[str, str]] = [
     ("config", "config"),
     ("completion", "completion"),
     ("setup", "setup"),
+    ("remote", "remote_group"),
+    ("remote", "push_command"),
+    ("remote", "pull_command"),
+    ("remote", "clone_command"),
 ]
 
 EPILOG = """\b
@@ -119,7 +123,9 @@ def _wants_traceback(app: AppContext, argv: Sequence[str]) -> bool:
 
 def _json_error(app: AppContext, kind: str, message: str, hint: str | None, code: int) -> None:
     """Under --json a failure is also one JSON object on stdout (docs/usage.md)."""
-    if app.json_output:
+    # A command that already printed its JSON answer (e.g. a status with ok: false) keeps
+    # stdout one document; the error still goes to stderr as a line.
+    if app.json_output and not app.emitted_json:
         error = {
             "type": kind,
             "message": redact(message),

@@ -33,17 +33,8 @@ ZSTD_LEVEL = 3
 # Below this a zstd frame rarely pays for its own header.
 MIN_COMPRESS_SIZE = 64
 
-_MEDIA_SIGNATURES: tuple[tuple[int, bytes], ...] = (
-    (0, b"\x89PNG\r\n\x1a\n"),
-    (0, b"\xff\xd8\xff"),
-    (8, b"WEBP"),  # RIFF....WEBP
-    (4, b"ftyp"),  # MP4 / MOV
-    (0, b"GIF8"),
-)
-
-
 def media_kind(head: bytes) -> str | None:
-    """``png``, ``jpg``, ``webp``, ``mp4`` or ``gif`` from the first bytes, else None."""
+    """``png``, ``jpg``, ``webp``, ``gif``, ``mp4`` or ``webm`` from the first bytes, else None."""
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "png"
     if head.startswith(b"\xff\xd8\xff"):
@@ -52,8 +43,10 @@ def media_kind(head: bytes) -> str | None:
         return "webp"
     if head[4:8] == b"ftyp":
         return "mp4"
-    if head.startswith(b"GIF8"):
+    if head[:6] in (b"GIF87a", b"GIF89a"):
         return "gif"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "webm"
     return None
 
 

@@ -211,6 +211,14 @@ class WriteBatch:
         self.pending_bytes += size
         return object_id, size, True
 
+    def put_checked_file(self, object_id: str, data: bytes) -> bool:
+        """Stage an object file's bytes, already checked against ``object_id`` by the caller
+        (a copy fetched from a remote keeps its framing); False when the object is here."""
+        if self.has(object_id):
+            return False
+        self._stage(object_id, data)
+        return True
+
     def _encode(
         self, object_id: str, plaintext: bytes, *, compress: bool, media: bool = False
     ) -> bytes:

@@ -32,6 +32,7 @@ from mjvault.sources.midjourney.transport import (
     describe_exception,
     is_challenge,
 )
+from mjvault.store.codec import media_kind
 
 log = logging.getLogger("mjvault.sources.midjourney")
 
@@ -54,19 +55,14 @@ VIDEO_EXTS = frozenset({"mp4", "webm"})
 
 
 def detect_ext(head: bytes) -> str | None:
-    """The file type from its first bytes: png, jpg, webp, gif, mp4, webm, html, or None."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpg"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if head[4:8] == b"ftyp":
-        return "mp4"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return "webm"
+    """The file type from its first bytes: png, jpg, webp, gif, mp4, webm, html, or None.
+
+    Media types are the store's own (:func:`mjvault.store.codec.media_kind`), so whatever a
+    download accepts as an image is also what the vault stores raw.
+    """
+    kind = media_kind(head)
+    if kind is not None:
+        return kind
     if head.lstrip().startswith(b"<"):
         return "html"
     return None

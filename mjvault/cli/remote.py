@@ -1,0 +1,329 @@
+"""``mjvault remote``, ``push``, ``pull`` and ``clone``: offsite copies of a vault."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from mjvault.cli.context import AppContext, pass_app
+from mjvault.errors import EXIT_PARTIAL
+
+THREADS_HELP = "Requests in flight at once."
+
+
+def s3_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options for s3:// URLs; credentials only ever come from the AWS_* environment."""
+    fn = click.option(
+        "--virtual-hosted",
+        is_flag=True,
+        help="bucket.host style URLs (default: path style, as MinIO-like servers want).",
+    )(fn)
+    fn = click.option(
+        "--allow-http", is_flag=True, help="Allow a plain-HTTP endpoint (local MinIO, moto)."
+    )(fn)
+    fn = click.option("--region", metavar="REGION", help="Region (else $AWS_REGION).")(fn)
+    fn = click.option(
+        "--endpoint-url", metavar="URL", help="S3-compatible endpoint (else $AWS_ENDPOINT_URL)."
+    )(fn)
+    return fn
+
+
+@click.group(
+    "remote",
+    epilog="""\b
+Examples:
+  mjvault remote add nas /mnt/nas/mj-vault
+  mjvault remote add b2 s3://my-bucket/mj --endpoint-url https://s3.eu-central-003.backblazeb2.com
+  mjvault remote add cloud s3://my-bucket/mj --encrypt     plain vault, sealed remote
+  mjvault remote list
+""",
+)
+def remote_group() -> None:
+    """Named offsite copies: folders (drives, NAS) and S3-compatible object stores.
+
+    S3 credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and
+    AWS_SESSION_TOKEN); they are never stored in the vault.
+    """
+
+
+@remote_group.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option(
+    "--encrypt",
+    is_flag=True,
+    help="Plain vault only: seal and rename every object with the remote's own key "
+    "(asks for a new passphrase).",
+)
+@s3_options
+@pass_app
+def remote_add_command(
+    app: AppContext,
+    name: str,
+    url: str,
+    encrypt: bool,
+    endpoint_url: str | None,
+    region: str | None,
+    allow_http: bool,
+    virtual_hosted: bool,
+) -> None:
+    """Add remote NAME at URL (a folder, file://… or s3://bucket/prefix) and set it up."""
+    from mjvault.cli.passphrase import passphrase_source
+    from mjvault.remotes.config import RemoteSpec, check_name, normalise_url
+    from mjvault.remotes.session import add_remote
+
+    vault = app.open_vault()
+    spec = RemoteSpec(
+        check_name(name),
+        normalise_url(url),
+        encrypt=encrypt,
+        endpoint_url=endpoint_url,
+        region=region,
+        allow_http=allow_http,
+        virtual_hosted=virtual_hosted,
+    )
+    info = add_remote(vault, spec, passphrase=passphrase_source(app.passphrase_file, confirm=True))
+    app.emit(
+        {"name": spec.name, "url": spec.url, "encrypted": info.encrypted, "remote_id": info.id},
+        lambda: click.echo(
+            f"added remote {spec.name} -> {spec.url}{' (encrypted)' if info.encrypted else ''}"
+        ),
+    )
+
+
+@remote_group.command("list")
+@pass_app
+def remote_list_command(app: AppContext) -> None:
+    """The vault's remotes."""
+    from mjvault.remotes.config import list_specs
+
+    specs = list_specs(app.vault_path())
+
+    def human() -> None:
+        for s in specs:
+            click.echo(f"{s.name}\t{s.url}{'  (encrypting)' if s.encrypt else ''}")
+
+    app.emit([s.to_json() for s in specs], human)
+
+
+@remote_group.command("remove")
+@click.argument("name")
+@pass_app
+def remote_remove_command(app: AppContext, name: str) -> None:
+    """Forget remote NAME (its data on the remote is left untouched)."""
+    from mjvault.remotes.config import delete_spec
+
+    delete_spec(app.vault_path(), name)
+    app.emit({"removed": name}, lambda: click.echo(f"removed remote {name}"))
+
+
+@click.command(
+    "push",
+    epilog="""\b
+Examples:
+  mjvault push nas            send what the remote lacks; rerun to resume
+  mjvault --json push cloud   a summary for scripts
+  mjvault push --full nas     resend what `verify --remote nas` found missing
+""",
+)
+@click.argument("name")
+@click.option(
+    "--threads", type=click.IntRange(1, 64), default=8, show_default=True, help=THREADS_HELP
+)
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Walk every snapshot, even published ones, and resend objects missing on the remote.",
+)
+@pass_app
+def push_command(app: AppContext, name: str, threads: int, full: bool) -> None:
+    """Upload to remote NAME every object and snapshot it lacks.
+
+    Snapshots appear on the remote only after all they reference has arrived. An
+    interrupted push resumes where it stopped when run again.
+    """
+    from mjvault.cli.passphrase import passphrase_source
+    from mjvault.remotes.config import load_spec
+    from mjvault.remotes.push import push
+    from mjvault.remotes.session import connect
+
+    vault = app.open_vault()
+    spec = load_spec(vault.path, name)
+    with connect(vault, spec, passphrase=passphrase_source(app.passphrase_file)) as link:
+        app.info(f"pushing to {link.backend.describe()}")
+        with app.progress(None, "uploading", unit="B") as bar:
+
+            def planned(objects: int, size: int) -> None:
+                bar.total = size
+                bar.refresh()
+
+            report = push(
+                vault, link, threads=threads, progress=bar.update, on_plan=planned, full=full
+            )
+
+    def human() -> None:
+        if report.ok and not report.objects_sent and not report.snapshots_sent:
+            click.echo(f"up to date: the remote holds all {report.snapshots_present} snapshots")
+            return
+        mb = report.bytes_sent / 1e6
+        rate = mb / report.seconds if report.seconds else 0.0
+        click.echo(
+            f"sent {report.objects_sent} objects ({mb:.1f} MB, {rate:.1f} MB/s), "
+            f"{report.objects_skipped} already there; {report.snapshots_sent} snapshots published"
+        )
+        for problem in report.problems:
+            click.echo(f"  problem: {problem}", err=True)
+
+    app.emit(report.to_json(), human)
+    if not report.ok:
+        sys.exit(EXIT_PARTIAL)
+
+
+@click.command("pull")
+@click.argument("name")
+@click.option(
+    "--threads", type=click.IntRange(1, 64), default=8, show_default=True, help=THREADS_HELP
+)
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Instead: re-check every local object (verify --read-data) and replace the missing "
+    "or damaged ones with the remote's copies.",
+)
+@pass_app
+def pull_command(app: AppContext, name: str, threads: int, repair: bool) -> None:
+    """Fetch from remote NAME the snapshots and objects this vault lacks.
+
+    HEAD moves to the newest fetched snapshot when that one descends from it.
+    """
+    if repair:
+        _repair(app, name)
+        return
+    from mjvault.cli.passphrase import passphrase_source
+    from mjvault.remotes.config import load_spec
+    from mjvault.remotes.pull import pull
+    from mjvault.remotes.session import connect
+
+    vault = app.open_vault()
+    spec = load_spec(vault.path, name)
+    with (
+        connect(vault, spec, passphrase=passphrase_source(app.passphrase_file)) as link,
+        app.progress(None, "downloading", unit="B") as bar,
+    ):
+        report = pull(vault, link, threads=threads, progress=bar.update)
+    _report_pull(app, report)
+
+
+@click.command(
+    "clone",
+    epilog="""\b
+Examples:
+  mjvault clone /mnt/nas/mj-vault ~/mj-vault
+  mjvault clone s3://my-bucket/mj ~/mj-vault --passphrase-file ~/.mj-pass
+""",
+)
+@click.argument("url")
+@click.argument("directory", type=click.Path(file_okay=False))
+@s3_options
+@click.option(
+    "--passphrase-file",
+    "clone_passphrase_file",
+    type=click.Path(dir_okay=False),
+    help="Passphrase of an encrypted remote (else $MJVAULT_PASSPHRASE, else a prompt).",
+)
+@click.option(
+    "--threads", type=click.IntRange(1, 64), default=8, show_default=True, help=THREADS_HELP
+)
+@pass_app
+def clone_command(
+    app: AppContext,
+    url: str,
+    directory: str,
+    endpoint_url: str | None,
+    region: str | None,
+    allow_http: bool,
+    virtual_hosted: bool,
+    clone_passphrase_file: str | None,
+    threads: int,
+) -> None:
+    """Make DIRECTORY a complete vault from the remote at URL alone (index included).
+
+    The remote becomes the new vault's `origin`. Run the same command again to finish
+    an interrupted clone.
+    """
+    from mjvault.cli.passphrase import passphrase_source
+    from mjvault.remotes.clone import clone
+    from mjvault.remotes.config import RemoteSpec, normalise_url
+
+    spec = RemoteSpec(
+        "origin",
+        normalise_url(url),
+        endpoint_url=endpoint_url,
+        region=region,
+        allow_http=allow_http,
+        virtual_hosted=virtual_hosted,
+    )
+    source = passphrase_source(clone_passphrase_file or app.passphrase_file)
+    with app.progress(None, "downloading", unit="B") as bar:
+        vault, report = clone(
+            spec, directory, passphrase=source, threads=threads, progress=bar.update
+        )
+    vault.close()
+    _report_pull(app, report, cloned=directory)
+
+
+def _repair(app: AppContext, name: str) -> None:
+    from mjvault.cli.passphrase import passphrase_source
+    from mjvault.integrity.verify import verify
+    from mjvault.remotes.config import load_spec
+    from mjvault.remotes.pull import repair_objects
+    from mjvault.remotes.session import connect
+
+    vault = app.open_vault()
+    with app.progress(None, "checking local objects", unit="B") as bar:
+        checked = verify(vault, read_data=True, on_object=bar.update)
+    damaged = [
+        p.object_id for p in checked.problems if p.kind in ("missing", "corrupt") and p.object_id
+    ]
+    spec = load_spec(vault.path, name)
+    with connect(vault, spec, passphrase=passphrase_source(app.passphrase_file)) as link:
+        report = repair_objects(vault, link, damaged)
+
+    def human() -> None:
+        click.echo(f"{len(damaged)} damaged or missing objects, {len(report.repaired)} repaired")
+        for object_id in report.unavailable:
+            click.echo(f"  not on the remote either: {object_id}", err=True)
+
+    app.emit(report.to_json() | {"found": len(damaged)}, human)
+    if report.unavailable:
+        sys.exit(EXIT_PARTIAL)
+
+
+def _report_pull(app: AppContext, report: Any, cloned: str | None = None) -> None:
+    data = report.to_json() | ({"vault": cloned} if cloned else {})
+
+    def human() -> None:
+        mb = report.bytes_received / 1e6
+        click.echo(
+            f"received {report.objects_received} objects ({mb:.1f} MB), "
+            f"{report.snapshots_received} snapshots"
+        )
+        if report.head:
+            click.echo(f"HEAD {report.head[:12]}{' (moved)' if report.head_moved else ''}")
+        if report.diverged:
+            click.echo(
+                "the remote's newest snapshot does not descend from this vault's HEAD; "
+                "HEAD was kept (both histories are in the vault)",
+                err=True,
+            )
+        if cloned:
+            click.echo(f"vault ready at {cloned}")
+        for problem in report.problems:
+            click.echo(f"  problem: {problem}", err=True)
+
+    app.emit(data, human)
+    if not report.ok:
+        sys.exit(EXIT_PARTIAL)

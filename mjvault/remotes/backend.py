@@ -1,0 +1,64 @@
+"""The small interface every remote storage speaks: named immutable blobs under one root.
+
+Keys are ``/``-separated paths relative to the remote's root (``objects/ab/<id>``,
+``snapshots/<id>``, ``config``, ``keys/<key-id>``). Implementations: :mod:`.folder` (a local
+or mounted directory) and :mod:`.s3` (S3-compatible object stores through obstore).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+
+from mjvault.errors import MjvaultError
+
+
+class RemoteError(MjvaultError):
+    """The remote could not be reached or refused a request (after retries)."""
+
+
+class RemoteAuthError(RemoteError):
+    """The remote refused our credentials."""
+
+
+class RemoteNotFound(RemoteError):
+    """A key the remote should hold is absent."""
+
+
+class Backend(ABC):
+    """Blobs by key. Thread-safe: push and pull call it from a pool."""
+
+    #: Whether :meth:`put` with ``create_only`` is enforced by the storage (not check-then-put).
+    atomic_create: bool = True
+
+    @abstractmethod
+    def describe(self) -> str:
+        """A human name for messages: a path or ``s3://bucket/prefix`` (never a credential)."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> Iterator[str]:
+        """Every key starting with ``prefix`` (unordered)."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes:
+        """The blob; :class:`RemoteNotFound` when absent."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes, *, create_only: bool = False) -> bool:
+        """Store ``data`` at ``key`` atomically (readers see all of it or nothing).
+
+        With ``create_only`` an existing key is left as it is and False is returned.
+        """
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key``; absent keys are not an error."""
+
+    def sweep(self) -> None:  # noqa: B027 - optional hook
+        """Remove leftovers of writers killed long ago (a folder's old temp files)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

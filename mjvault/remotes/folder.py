@@ -1,0 +1,100 @@
+"""A remote that is a directory: an external drive, a NAS mount, ``file://`` URLs.
+
+Writes go to a temp file beside the target, are fsynced, then linked into place with
+``link(2)``, which fails if the name exists: that is both the atomic publish and the
+create-only test, with no window in which a reader sees a partial file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from mjvault.remotes.backend import Backend, RemoteError, RemoteNotFound
+from mjvault.store.fsutil import fsync_dir
+
+TMP_DIR = "tmp"
+# A temp file this old belongs to a writer that died: no put takes a day between create and link.
+STALE_TMP_SECONDS = 24 * 3600
+
+
+class FolderBackend(Backend):
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def list(self, prefix: str) -> Iterator[str]:
+        # Walk only the directory named by the prefix up to its last "/", then filter.
+        base = prefix.rpartition("/")[0]
+        start = self.root / base if base else self.root
+        if not start.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(start):
+            rel = Path(dirpath).relative_to(self.root).as_posix()
+            if rel.split("/")[0] == TMP_DIR:
+                dirnames[:] = []
+                continue
+            rel = "" if rel == "." else rel + "/"
+            for name in filenames:
+                key = rel + name
+                if key.startswith(prefix) and not name.startswith("."):
+                    yield key
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise RemoteNotFound(f"{key} is missing from {self.root}") from None
+        except OSError as exc:
+            raise RemoteError(f"cannot read {key} from {self.root}: {exc.strerror}") from None
+
+    def put(self, key: str, data: bytes, *, create_only: bool = False) -> bool:
+        target = self._path(key)
+        tmp_dir = self.root / TMP_DIR
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp_dir.mkdir(exist_ok=True)
+            tmp = tmp_dir / f"{secrets.token_hex(8)}.tmp"
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                if create_only:
+                    try:
+                        os.link(tmp, target)
+                    except FileExistsError:
+                        return False
+                else:
+                    os.replace(tmp, target)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            fsync_dir(target.parent)
+            return True
+        except OSError as exc:
+            raise RemoteError(f"cannot write {key} to {self.root}: {exc.strerror}") from None
+
+    def sweep(self) -> None:
+        tmp_dir = self.root / TMP_DIR
+        cutoff = time.time() - STALE_TMP_SECONDS
+        for entry in os.scandir(tmp_dir) if tmp_dir.is_dir() else ():
+            with contextlib.suppress(OSError):
+                if entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(key))

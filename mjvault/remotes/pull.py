@@ -1,0 +1,369 @@
+"""``mjvault pull``: fetch the snapshots a remote has and the vault lacks, checked on arrival.
+
+The reverse of push, with the same guarantee locally: objects are staged through the store's
+write batch (durable before visible), snapshot markers are added only once everything they
+reference is in the vault, and a pull that is killed resumes by skipping what arrived. Every
+fetched object is checked against its name (and AEAD tag) before it is kept; for an
+encrypting remote, nodes and manifests are translated back to the vault's plain ids, which
+gives back byte-identical objects and therefore the same tree and snapshot ids.
+
+HEAD moves like a fast-forward: to the newest fetched snapshot when the vault has none or
+when the current HEAD is among its ancestors; otherwise the vault keeps its HEAD and the
+report says the histories diverged (both sets of snapshots are kept).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from mjvault.concurrency import bounded_map
+from mjvault.errors import CorruptObject, IntegrityError
+from mjvault.remotes.backend import RemoteNotFound
+from mjvault.remotes.crypto import rewrite_ids
+from mjvault.remotes.session import Link
+from mjvault.snapshots import Snapshot, decode_manifest
+from mjvault.store.codec import media_kind
+from mjvault.store.objects import WriteBatch
+from mjvault.tree import Inner, decode_node
+from mjvault.vault import Vault
+
+DEFAULT_THREADS = 8
+FLUSH_OBJECTS = 2000
+FLUSH_BYTES = 256 * 1024 * 1024
+REMOTE_DAMAGE = (RemoteNotFound, CorruptObject, IntegrityError)
+
+
+@dataclass
+class PullReport:
+    objects_received: int = 0
+    bytes_received: int = 0
+    snapshots_received: int = 0
+    head: str | None = None
+    head_moved: bool = False
+    diverged: bool = False
+    jobs_indexed: int = 0
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "objects_received": self.objects_received,
+            "bytes_received": self.bytes_received,
+            "snapshots_received": self.snapshots_received,
+            "head": self.head,
+            "head_moved": self.head_moved,
+            "diverged": self.diverged,
+            "problems": self.problems,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+ProgressFn = Callable[[int], None]
+
+
+class _Fetched(NamedTuple):
+    remote_id: str
+    data: bytes
+    plaintext: bytes
+    error: Exception | None
+
+
+def _safe_fetch(link: Link, remote_id: str) -> _Fetched:
+    try:
+        data, plaintext = link.remote.fetch(remote_id)
+        return _Fetched(remote_id, data, plaintext, None)
+    except REMOTE_DAMAGE as exc:
+        return _Fetched(remote_id, b"", b"", exc)
+
+
+class _Fetcher:
+    def __init__(
+        self,
+        vault: Vault,
+        link: Link,
+        pool: ThreadPoolExecutor,
+        threads: int,
+        report: PullReport,
+        progress: ProgressFn | None,
+    ) -> None:
+        self.vault = vault
+        self.link = link
+        self.pool = pool
+        self.window = threads * 4
+        self.report = report
+        self.progress = progress
+        self.batch: WriteBatch = vault.store.batch()
+        self.pairs: list[tuple[str, str]] = []
+        self.local_of: dict[str, str] = {}  # remote id -> local id, this run
+
+    # -- ids -------------------------------------------------------------------------------
+    def local_id(self, remote_id: str) -> str | None:
+        """The local id of a remote object when the vault already has it, else None."""
+        if self.link.idmap is None:
+            return remote_id if self.batch.has(remote_id) else None
+        local = self.local_of.get(remote_id) or self.link.idmap.plain_of(remote_id)
+        return local if local is not None and self.batch.has(local) else None
+
+    # -- keeping ---------------------------------------------------------------------------
+    def keep(self, remote_id: str, data: bytes, plaintext: bytes, *, compress: bool) -> str:
+        """Stage a fetched object in the vault; returns its local id."""
+        if self.link.idmap is None:
+            self.batch.put_checked_file(remote_id, data)
+            local = remote_id
+        elif compress:
+            local = self.batch.put(plaintext)
+        else:
+            local, _ = self.batch.put_media(plaintext)
+        if self.link.idmap is not None:
+            self.local_of[remote_id] = local
+            self.pairs.append((local, remote_id))
+        if len(self.batch) >= FLUSH_OBJECTS or self.batch.pending_bytes >= FLUSH_BYTES:
+            self.flush()
+        return local
+
+    def flush(self) -> None:
+        self.batch.flush()
+        if self.link.idmap is not None and self.pairs:
+            self.link.idmap.add(self.pairs)
+            self.pairs = []
+
+    def translate(self, plaintext: bytes) -> bytes:
+        """A fetched node or manifest with remote ids replaced by the vault's."""
+
+        def back(remote: bytes) -> bytes | None:
+            local = self.local_id(remote.hex())
+            return bytes.fromhex(local) if local is not None else None
+
+        return rewrite_ids(plaintext, back)
+
+
+def pull(
+    vault: Vault,
+    link: Link,
+    *,
+    threads: int = DEFAULT_THREADS,
+    progress: ProgressFn | None = None,
+    update_index: bool = True,
+) -> PullReport:
+    started = time.monotonic()
+    report = PullReport()
+    with vault.write_lock(), ThreadPoolExecutor(threads) as pool:
+        fetcher = _Fetcher(vault, link, pool, threads, report, progress)
+        local_snapshots = set(vault.refs.snapshot_ids())
+        wanted = sorted(
+            r for r in link.remote.snapshot_ids() if fetcher.local_id(r) not in local_snapshots
+        )
+        manifests: dict[str, tuple[bytes, bytes, Snapshot]] = {}
+        for remote_id in wanted:
+            try:
+                data, plaintext = link.remote.fetch(remote_id)
+                report.objects_received += 1
+                report.bytes_received += len(data)
+                manifests[remote_id] = (data, plaintext, decode_manifest(remote_id, plaintext))
+            except REMOTE_DAMAGE as exc:
+                report.problems.append(f"snapshot {remote_id[:12]} not pulled: {exc}")
+        nodes, blobs = _fetch_nodes(fetcher, [m[2].tree for m in manifests.values()], report)
+        broken = _fetch_blobs(fetcher, blobs, report)
+        fetched: list[Snapshot] = []
+        keep_node = _node_keeper(fetcher, nodes, broken)
+        for remote_id, (data, plaintext, snapshot) in sorted(
+            manifests.items(), key=lambda item: item[1][2].time
+        ):
+            try:
+                if not keep_node(snapshot.tree):
+                    raise IntegrityError("part of its tree is missing or damaged on the remote")
+                if link.idmap is None:
+                    local = fetcher.keep(remote_id, data, plaintext, compress=True)
+                else:
+                    local = fetcher.keep(
+                        remote_id, data, fetcher.translate(plaintext), compress=True
+                    )
+            except REMOTE_DAMAGE as exc:
+                report.problems.append(f"snapshot {remote_id[:12]} not pulled: {exc}")
+                continue
+            fetched.append(decode_manifest(local, fetcher.batch.read(local)))
+        fetcher.flush()
+        for snapshot in fetched:
+            vault.refs.add_snapshot(snapshot.id)
+        report.snapshots_received = len(fetched)
+        _move_head(vault, fetched, report)
+        if update_index and report.head is not None:
+            head = vault.snapshot(report.head)
+            report.jobs_indexed = vault.sync_index(head.tree)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _fetch_nodes(
+    fetcher: _Fetcher, roots: list[str], report: PullReport
+) -> tuple[dict[str, tuple[bytes, bytes] | None], list[str]]:
+    """Every tree node the vault lacks, level by level; and the blob ids their leaves name."""
+    nodes: dict[str, tuple[bytes, bytes] | None] = {}  # None: missing or damaged on the remote
+    blobs: list[str] = []
+    seen_blobs: set[str] = set()
+    level = [r for r in dict.fromkeys(roots) if fetcher.local_id(r) is None]
+    while level:
+        next_level: list[str] = []
+
+        for remote_id, data, plaintext, error in bounded_map(
+            fetcher.pool,
+            lambda r: _safe_fetch(fetcher.link, r),
+            level,
+            window=fetcher.window,
+        ):
+            if error is not None:
+                nodes[remote_id] = None
+                report.problems.append(f"tree node {remote_id[:16]}: {error}")
+                continue
+            report.objects_received += 1
+            report.bytes_received += len(data)
+            nodes[remote_id] = (data, plaintext)
+            node = decode_node(plaintext)
+            if isinstance(node, Inner):
+                for _, child, _ in node.children:
+                    if child not in nodes and fetcher.local_id(child) is None:
+                        next_level.append(child)
+                continue
+            for entry in node.entries:
+                for blob in (entry.record, *entry.images):
+                    if blob is not None and blob not in seen_blobs:
+                        seen_blobs.add(blob)
+                        if fetcher.local_id(blob) is None:
+                            blobs.append(blob)
+        level = [n for n in dict.fromkeys(next_level) if n not in nodes]
+    return nodes, blobs
+
+
+def _fetch_blobs(fetcher: _Fetcher, blobs: list[str], report: PullReport) -> set[str]:
+    broken: set[str] = set()
+
+    for remote_id, data, plaintext, error in bounded_map(
+        fetcher.pool, lambda r: _safe_fetch(fetcher.link, r), blobs, window=fetcher.window
+    ):
+        if error is not None:
+            broken.add(remote_id)
+            report.problems.append(f"object {remote_id[:16]}: {error}")
+            continue
+        report.objects_received += 1
+        report.bytes_received += len(data)
+        if fetcher.progress:
+            fetcher.progress(len(data))
+        fetcher.keep(remote_id, data, plaintext, compress=media_kind(plaintext[:16]) is None)
+    return broken
+
+
+def _node_keeper(
+    fetcher: _Fetcher, nodes: dict[str, tuple[bytes, bytes] | None], broken: set[str]
+) -> Callable[[str], bool]:
+    """Stage fetched nodes children-first; a node whose subtree is incomplete is not kept."""
+    done: dict[str, bool] = {}
+
+    def keep(remote_id: str) -> bool:
+        if remote_id in done:
+            return done[remote_id]
+        if remote_id not in nodes:
+            ok = fetcher.local_id(remote_id) is not None
+            done[remote_id] = ok
+            return ok
+        fetched = nodes[remote_id]
+        ok = fetched is not None
+        if fetched is not None:
+            data, plaintext = fetched
+            node = decode_node(plaintext)
+            if isinstance(node, Inner):
+                ok = all([keep(child) for _, child, _ in node.children])
+            else:
+                ok = all(
+                    blob not in broken and fetcher.local_id(blob) is not None
+                    for entry in node.entries
+                    for blob in (entry.record, *entry.images)
+                    if blob is not None
+                )
+            if ok:
+                translated = (
+                    plaintext if fetcher.link.idmap is None else fetcher.translate(plaintext)
+                )
+                fetcher.keep(remote_id, data, translated, compress=True)
+        done[remote_id] = ok
+        return ok
+
+    return keep
+
+
+def _move_head(vault: Vault, fetched: list[Snapshot], report: PullReport) -> None:
+    current = vault.refs.head()
+    report.head = current
+    if not fetched:
+        return
+    newest = max(fetched, key=lambda s: s.time)
+    if current is not None and not _descends_from(vault, newest, current):
+        report.diverged = newest.id != current
+        return
+    vault.refs.set_head(newest.id)
+    report.head = newest.id
+    report.head_moved = newest.id != current
+
+
+def _descends_from(vault: Vault, snapshot: Snapshot, ancestor: str) -> bool:
+    seen = set()
+    current: Snapshot | None = snapshot
+    while current is not None and current.id not in seen:
+        if current.id == ancestor:
+            return True
+        seen.add(current.id)
+        if current.parent is None or not vault.store.exists(current.parent):
+            return False
+        current = decode_manifest(current.parent, vault.store.read(current.parent))
+    return False
+
+
+@dataclass
+class RepairReport:
+    repaired: list[str] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {"repaired": self.repaired, "unavailable": self.unavailable}
+
+
+def repair_objects(vault: Vault, link: Link, object_ids: Iterable[str]) -> RepairReport:
+    """Replace missing or damaged local objects with the remote's checked copies.
+
+    The only time an object file is replaced: the damaged file is removed and the good copy
+    staged and published through a write batch (durable before visible), under the lock.
+    """
+    report = RepairReport()
+    with vault.write_lock():
+        batch = vault.store.batch()
+        for local_id in dict.fromkeys(object_ids):
+            remote_id = local_id if link.idmap is None else link.idmap.remote_of(local_id)
+            if remote_id is None:
+                report.unavailable.append(local_id)
+                continue
+            try:
+                data, plaintext = link.remote.fetch(remote_id)
+            except REMOTE_DAMAGE:
+                report.unavailable.append(local_id)
+                continue
+            if vault.store.name_of(plaintext) != local_id:
+                report.unavailable.append(local_id)
+                continue
+            vault.store.path(local_id).unlink(missing_ok=True)
+            if link.idmap is None:
+                batch.put_checked_file(local_id, data)
+            elif media_kind(plaintext[:16]) is not None:
+                batch.put_media(plaintext)
+            else:
+                batch.put(plaintext)
+            report.repaired.append(local_id)
+        batch.flush()
+    return report

@@ -1,0 +1,159 @@
+"""Connecting a vault to one of its remotes: open storage, create or check the remote's config.
+
+Which kind of remote goes with which vault:
+
+| vault     | remote added as | remote objects                      | ids on the remote |
+|-----------|-----------------|-------------------------------------|-------------------|
+| plain     | (default)       | the vault's files as they are       | the vault's       |
+| plain     | ``--encrypt``   | sealed with the remote's own key    | translated        |
+| encrypted | (any)           | the vault's files (already sealed)  | the vault's       |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mjvault.remotes.backend import Backend
+from mjvault.remotes.config import RemoteSpec, open_backend, state_dir
+from mjvault.remotes.crypto import IdMap
+from mjvault.remotes.remote import (
+    PassphraseSource,
+    RemoteInfo,
+    RemoteMismatch,
+    RemoteObjects,
+    key_check,
+    local_keyfiles,
+    new_remote_keyfiles,
+    publish_info,
+    read_info,
+    resolve_passphrase,
+    unlock_remote,
+    upload_keyfiles,
+)
+from mjvault.store.crypto import KdfParams
+from mjvault.vault import Vault
+
+
+@dataclass
+class Link:
+    """An open connection between a vault and a remote."""
+
+    spec: RemoteSpec
+    backend: Backend
+    info: RemoteInfo
+    remote: RemoteObjects
+    #: Set for a plain vault's encrypting remote: every id is translated through it.
+    idmap: IdMap | None
+
+    @property
+    def translating(self) -> bool:
+        return self.idmap is not None
+
+    def close(self) -> None:
+        if self.idmap is not None:
+            self.idmap.close()
+            self.idmap = None
+        self.backend.close()
+
+    def __enter__(self) -> Link:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(
+    vault: Vault,
+    spec: RemoteSpec,
+    *,
+    passphrase: PassphraseSource = None,
+    create: bool = False,
+    kdf: KdfParams | None = None,
+) -> Link:
+    """Open ``spec`` for ``vault``; with ``create`` an uninitialised remote is set up first."""
+    backend = open_backend(spec)
+    try:
+        return _connect(vault, spec, backend, passphrase, create, kdf)
+    except BaseException:
+        backend.close()
+        raise
+
+
+def _connect(
+    vault: Vault,
+    spec: RemoteSpec,
+    backend: Backend,
+    passphrase: PassphraseSource,
+    create: bool,
+    kdf: KdfParams | None,
+) -> Link:
+    where = backend.describe()
+    if vault.encrypted and spec.encrypt:
+        raise RemoteMismatch(
+            "an encrypted vault's objects are already sealed: add the remote without --encrypt"
+        )
+    info = read_info(backend)
+    if info is None and not create:
+        raise RemoteMismatch(
+            f"{where} holds no mjvault remote",
+            hint=f"`mjvault remote remove {spec.name}` and add it again to set it up",
+        )
+    vault_keys = vault.store.keys
+    if vault_keys is not None:
+        if info is None:
+            # Key files first: a config without them would be a remote nobody can open.
+            upload_keyfiles(backend, local_keyfiles(vault.path / "keys"))
+            info = publish_info(backend, RemoteInfo.new(vault_keys, "encrypted"))
+        if not info.encrypted or info.encryption.get("key_check") != key_check(vault_keys):  # type: ignore[union-attr]
+            raise RemoteMismatch(f"{where} belongs to another vault (its keys differ)")
+        # The vault's key files travel with its objects: a clone opens with the same
+        # passphrases, including ones added since the last push.
+        upload_keyfiles(backend, local_keyfiles(vault.path / "keys"))
+        return Link(spec, backend, info, RemoteObjects(backend, vault_keys), None)
+    if not spec.encrypt:
+        if info is None:
+            info = publish_info(backend, RemoteInfo.new(None, "plain"))
+        if info.encrypted:
+            raise RemoteMismatch(
+                f"{where} is encrypted: add it with --encrypt to push a plain vault to it"
+            )
+        return Link(spec, backend, info, RemoteObjects(backend, None), None)
+    if info is None:
+        secret = resolve_passphrase(passphrase, f"the new encrypted remote {spec.name}")
+        keys, keyfiles = new_remote_keyfiles(secret, kdf)
+        # Key files first: a config without them would be a remote nobody can open.
+        upload_keyfiles(backend, keyfiles)
+        info = publish_info(backend, RemoteInfo.new(keys, "plain"))
+        if info.encryption is None or info.encryption.get("key_check") != key_check(keys):
+            keys = unlock_remote(backend, info, secret)  # another machine set it up first
+    else:
+        if not info.encrypted:
+            raise RemoteMismatch(f"{where} is a plain remote: add it without --encrypt")
+        keys = unlock_remote(backend, info, passphrase)
+    # The map belongs to one remote key: a remote set up again under a new key gets a new map.
+    idmap = IdMap(state_dir(vault.path, spec.name) / f"idmap-{key_check(keys)[:16]}")
+    return Link(spec, backend, info, RemoteObjects(backend, keys), idmap)
+
+
+def vault_state_path(vault: Vault, name: str) -> Path:
+    return state_dir(vault.path, name)
+
+
+def add_remote(
+    vault: Vault,
+    spec: RemoteSpec,
+    *,
+    passphrase: PassphraseSource = None,
+    kdf: KdfParams | None = None,
+) -> RemoteInfo:
+    """Reach the remote, set it up when new (or check it suits this vault), then save it."""
+    from mjvault.errors import ConfigError
+    from mjvault.remotes.config import list_specs, save_spec
+
+    if any(s.name == spec.name for s in list_specs(vault.path)):
+        raise ConfigError(f"a remote named {spec.name} exists", hint="remove it first")
+    with connect(vault, spec, passphrase=passphrase, create=True, kdf=kdf) as link:
+        info = link.info
+    save_spec(vault.path, spec)
+    return info

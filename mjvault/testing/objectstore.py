@@ -1,0 +1,183 @@
+"""A real S3-compatible server for tests and benchmarks, and a fault-injecting proxy before it.
+
+``MotoServer`` runs moto's standalone server (``moto_server`` from ``moto[server]``) as a child
+process on a free 127.0.0.1 port. ``FaultProxy`` forwards HTTP to it unchanged and can answer
+503s, delay requests, or refuse connections altogether (a server that went away), which moto
+itself cannot do: its state lives in memory, so stopping moto would also wipe the bucket.
+"""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def moto_executable() -> str | None:
+    beside = Path(sys.executable).with_name("moto_server")
+    return str(beside) if beside.exists() else shutil.which("moto_server")
+
+
+class MotoServer:
+    """``with MotoServer() as s3: s3.endpoint`` -> ``http://127.0.0.1:PORT``."""
+
+    def __init__(self, *, env: dict[str, str] | None = None) -> None:
+        exe = moto_executable()
+        if exe is None:
+            raise RuntimeError("moto_server is not installed (pip install 'moto[server]')")
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        import os
+
+        self._proc = subprocess.Popen(
+            [exe, "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+        )
+        try:
+            _wait_for_port(self.port)
+        except RuntimeError:
+            self.stop()
+            raise
+
+    def create_bucket(self, name: str) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("PUT", f"/{name}")
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"creating bucket {name}: HTTP {response.status}")
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+    def __enter__(self) -> MotoServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class FaultProxy:
+    """HTTP forwarder on 127.0.0.1 with switchable faults.
+
+    ``fail_every``: every Nth request is answered 503 without reaching the server;
+    ``delay``: seconds to wait before forwarding each request; ``stop()``/``start()``: the
+    listening socket goes away and comes back on the same port.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.fail_every = 0
+        self.delay = 0.0
+        self.requests = 0
+        self.failures = 0
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.start()
+
+    def _decide(self) -> bool:
+        with self._lock:
+            self.requests += 1
+            fail = self.fail_every > 0 and self.requests % self.fail_every == 0
+            if fail:
+                self.failures += 1
+            return fail
+
+    def start(self) -> None:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                if proxy._server is None:
+                    # Stopped: drop kept-alive connections too, as a dead server would.
+                    self.close_connection = True
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if proxy.delay:
+                    time.sleep(proxy.delay)
+                if proxy._decide():
+                    message = b"<Error><Code>ServiceUnavailable</Code></Error>"
+                    self.send_response(503)
+                    self.send_header("Content-Length", str(len(message)))
+                    self.end_headers()
+                    self.wfile.write(message)
+                    return
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
+                try:
+                    headers = {k: v for k, v in self.headers.items()}
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    response = conn.getresponse()
+                    data = response.read()
+                finally:
+                    conn.close()
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FaultProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
