@@ -313,3 +313,28 @@ def test_repair_takes_objects_from_any_fetcher_but_checks_them(tmp_path: Path) -
         assert {x.object_id: x.source for x in report.repaired} == {images[0]: "remote b"}
         assert [x.object_id for x in report.unrepaired] == [images[1]]
         assert a.read_object(images[0]) == b.read_object(images[0])
+
+
+@pytest.mark.parametrize("encrypt", [False, True], ids=["plain-remote", "sealed-remote"])
+def test_verify_repair_refetches_from_a_configured_remote(tmp_path: Path, encrypt: bool) -> None:
+    with Vault.init(tmp_path / "v") as vault:
+        add_jobs(vault, range(4))
+        images = [vault.entry(f"job-{n}").images[1] or "" for n in range(2)]
+    path = str(tmp_path / "v")
+    env = {"MJVAULT_PASSPHRASE": "remote passphrase"}
+    added = run_cli(
+        "--vault", path, "remote", "add", "nas", str(tmp_path / "nas"),
+        *(["--encrypt"] if encrypt else []), env=env,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    pushed = run_cli("--vault", path, "push", "nas", env=env)
+    assert pushed.returncode == 0, pushed.stderr
+    with Vault.open(path) as vault:
+        flip(vault.object_path(images[0]))
+        vault.object_path(images[1]).unlink()
+    fixed = run_cli("--vault", path, "verify", "--repair", "--from-remote", "nas", env=env)
+    assert fixed.returncode == 0, fixed.stderr
+    assert fixed.stdout.count(b"from remote nas") == 2
+    with Vault.open(path) as vault:
+        assert verify(vault, read_data=True).ok
+        assert set(quarantined(vault)) == {images[0]}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -50,6 +51,13 @@ Examples:
     help="With --repair: another vault, folder remote or imported archive to refetch from.",
 )
 @click.option(
+    "--from-remote",
+    "remotes",
+    multiple=True,
+    metavar="NAME",
+    help="With --repair: a configured remote to refetch from (`mjvault remote add`).",
+)
+@click.option(
     "--from-midjourney",
     is_flag=True,
     help="With --repair: download damaged images again (needs `mjvault auth login`).",
@@ -64,6 +72,7 @@ def verify_command(
     check_views: bool,
     repair: bool,
     sources: tuple[Path, ...],
+    remotes: tuple[str, ...],
     from_midjourney: bool,
     wait: bool,
     remote_name: str | None,
@@ -76,8 +85,8 @@ def verify_command(
     """
     from mjvault.integrity.verify import verify
 
-    if (sources or from_midjourney or wait) and not repair:
-        raise UsageError("--from, --from-midjourney and --wait go with --repair")
+    if (sources or remotes or from_midjourney or wait) and not repair:
+        raise UsageError("--from, --from-remote, --from-midjourney and --wait go with --repair")
     if remote_name and (repair or check_views):
         raise UsageError(
             "--remote checks the remote's copy alone",
@@ -88,7 +97,7 @@ def verify_command(
         _verify_remote(app, vault, remote_name, read_data, read_data_subset)
         return
     if repair:
-        _repair(app, vault, read_data_subset, check_views, sources, from_midjourney, wait)
+        _repair(app, vault, read_data_subset, check_views, sources, remotes, from_midjourney, wait)
         return
     with app.progress(None, "reading objects", unit="B") as bar:
         report = verify(
@@ -165,26 +174,28 @@ def _repair(
     subset: str | None,
     check_views: bool,
     sources: tuple[Path, ...],
+    remotes: tuple[str, ...],
     from_midjourney: bool,
     wait: bool,
 ) -> None:
-    from mjvault.integrity.repair import repair
+    from mjvault.integrity.repair import remote_source, repair
 
     client = _midjourney_client() if from_midjourney else None
-    try:
+    with contextlib.ExitStack() as stack:
+        if client is not None:
+            stack.callback(client.close)
+        links = [stack.enter_context(_connect_remote(app, vault, name)) for name in remotes]
         with app.progress(None, "reading objects", unit="B") as bar:
             report = repair(
                 vault,
                 sources=list(sources),
+                fetchers=[remote_source(link) for link in links],
                 midjourney=client,
                 read_data=True,
                 subset=subset,
                 wait=math.inf if wait else None,
                 on_object=lambda size: bar.update(size),
             )
-    finally:
-        if client is not None:
-            client.close()
     views_report = None
     if check_views:
         from mjvault.integrity.viewcheck import check_views as run_view_check
@@ -228,6 +239,16 @@ def _repair(
     app.emit(data, human)
     if not report.ok or (views_report is not None and views_report.problems):
         sys.exit(EXIT_INTEGRITY)
+
+
+def _connect_remote(app: AppContext, vault: Vault, name: str) -> Any:
+    from mjvault.cli.passphrase import passphrase_source
+    from mjvault.remotes.config import load_spec
+    from mjvault.remotes.session import connect
+
+    return connect(
+        vault, load_spec(vault.path, name), passphrase=passphrase_source(app.passphrase_file)
+    )
 
 
 def _midjourney_client() -> MidjourneyClient | None:

@@ -371,3 +371,27 @@ def _image_slots(vault: Vault, wanted: set[str]) -> Iterator[tuple[str, str, int
                 for index, image in enumerate(entry.images):
                     if image is not None and image in wanted:
                         yield image, entry.job_id, index, entry.record
+
+
+def remote_source(link: Any) -> ObjectSource:
+    """An :data:`ObjectSource` reading from a connected remote (``mjvault.remotes``).
+
+    Ids are translated through the remote's id map when it renames objects (a plain vault's
+    encrypting remote); a copy the remote cannot produce intact is simply not yielded.
+    """
+    from mjvault.remotes.pull import REMOTE_DAMAGE
+
+    where = f"remote {link.spec.name}"
+
+    def fetch(wanted: set[str]) -> Iterator[tuple[str, bytes, str]]:
+        for local_id in sorted(wanted):
+            remote_id = local_id if link.idmap is None else link.idmap.remote_of(local_id)
+            if remote_id is None:
+                continue
+            try:
+                _data, plaintext = link.remote.fetch(remote_id)
+            except REMOTE_DAMAGE:
+                continue
+            yield local_id, plaintext, where
+
+    return fetch
