@@ -338,3 +338,30 @@ def test_verify_repair_refetches_from_a_configured_remote(tmp_path: Path, encryp
     with Vault.open(path) as vault:
         assert verify(vault, read_data=True).ok
         assert set(quarantined(vault)) == {images[0]}
+
+
+def test_sealed_object_check_without_copies_catches_every_damage(encrypted_vault: Vault) -> None:
+    from mjvault.errors import CorruptObject
+    from mjvault.store.objects import REUSED_BUFFER_MAX
+
+    big = png_bytes(5, REUSED_BUFFER_MAX + 1000)  # beyond the reused per-thread buffers
+    with encrypted_vault.writer("t") as writer:
+        media = [writer.put_media(png_bytes(n, 5000)) for n in range(4)] + [writer.put_media(big)]
+        writer.add_job(record_json("j", "a prompt " * 50), media)
+    store = encrypted_vault.store
+    record = encrypted_vault.entry("j").record  # zstd inside the seal
+    for oid in [*media, record]:
+        assert store.check(oid) == store.path(oid).stat().st_size
+    damage = {
+        media[0]: lambda d: d[:-1] + bytes([d[-1] ^ 1]),  # tag
+        media[1]: lambda d: d[:10] + bytes([d[10] ^ 1]) + d[11:],  # nonce
+        media[2]: lambda d: d[:20],  # shorter than header and tag
+        media[3]: lambda d: b"MJVO" + d[4:],  # not sealed
+        media[4]: lambda d: d[:5000] + bytes([d[5000] ^ 1]) + d[5001:],  # ciphertext
+        record: lambda d: d[:-100],
+    }
+    for oid, spoil in damage.items():
+        path = writable(store.path(oid))
+        path.write_bytes(spoil(path.read_bytes()))
+        with pytest.raises(CorruptObject):
+            store.check(oid)

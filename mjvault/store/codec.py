@@ -33,6 +33,7 @@ ZSTD_LEVEL = 3
 # Below this a zstd frame rarely pays for its own header.
 MIN_COMPRESS_SIZE = 64
 
+
 def media_kind(head: bytes) -> str | None:
     """``png``, ``jpg``, ``webp``, ``gif``, ``mp4`` or ``webm`` from the first bytes, else None."""
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
