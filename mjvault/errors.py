@@ -104,5 +104,9 @@ class DownloadError(SourceError):
     """One file could not be fetched intact; a sync records it and goes on with the others."""
 
 
+class CdnRefused(DownloadError):
+    """The CDN turned the request away (401/403): every other file would fail the same way."""
+
+
 class Interrupted(MjvaultError):
     exit_code = EXIT_INTERRUPTED

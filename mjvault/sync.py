@@ -15,9 +15,12 @@ jobs behind.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mjvault.concurrency import bounded_map
-from mjvault.errors import DownloadError, Interrupted, MjvaultError, SourceError
+from mjvault.errors import CdnRefused, DownloadError, Interrupted, MjvaultError, SourceError
 from mjvault.model import Job, MediaRef, RecordError
 from mjvault.sources.midjourney import ListedJob, MidjourneyClient, stop_after_known
 from mjvault.store.fsutil import atomic_write
@@ -64,6 +67,9 @@ class MissingMedia:
     index: int
     path: str
     reason: str
+    # True: the CDN says the file does not exist (404). False: it could not be fetched intact
+    # this time (retries exhausted, bad content); the next sync asks for it again by itself.
+    gone: bool = True
 
 
 @dataclass
@@ -79,6 +85,7 @@ class SyncReport:
     images_deduplicated: int = 0
     images_reused: int = 0  # virtual upsamples served from the parent already held
     images_missing: int = 0
+    videos_downloaded: int = 0  # of images_downloaded: MP4s of video jobs
     bytes_downloaded: int = 0
     listing_pages: int = 0
     stopped_early: bool = False
@@ -105,6 +112,67 @@ class _Fetched:
     slots: list[str | MediaSink | None]
     missing: list[MissingMedia]
     downloaded_bytes: int = 0
+    shares: str | None = None  # see _Planned
+    borrowed: dict[int, str] = field(default_factory=dict)
+
+
+_CLAIMED = object()  # a shared file whose download has not been stored yet
+_GONE = object()  # a shared file the CDN does not have (404)
+
+
+class _SharedFiles:
+    """One download for a file several jobs show.
+
+    A virtual upsample's image is its parent grid's ``0_{grid}.png``. Newest first, the
+    upsample is listed before its parent: the first job to need the file claims (downloads)
+    it, and every later one in this run borrows the object it stored instead of fetching the
+    same bytes again. Results reach the writer in listing order, so the claimer's is stored
+    before a borrower asks for it. Bounded: the oldest claims nobody borrowed are forgotten
+    (that file is then downloaded twice and deduplicated).
+    """
+
+    LIMIT = 20_000
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, object] = OrderedDict()
+        self._borrowers: dict[str, int] = {}
+
+    def claim(self, path: str) -> bool:
+        """True if this job should download ``path``; False if another one already does."""
+        if path in self._entries:
+            return False
+        self._entries[path] = _CLAIMED
+        while len(self._entries) > self.LIMIT:
+            oldest = next(iter(self._entries))
+            if oldest in self._borrowers:
+                break  # still owed to a borrower
+            del self._entries[oldest]
+        return True
+
+    def borrow(self, path: str) -> bool:
+        """True if another job of this run downloads ``path``: do not fetch it again."""
+        if path not in self._entries:
+            return False
+        self._borrowers[path] = self._borrowers.get(path, 0) + 1
+        return True
+
+    def stored(self, path: str, object_id: str | None, *, gone: bool = False) -> None:
+        if path in self._entries:
+            self._entries[path] = _GONE if gone else object_id
+
+    def take(self, path: str) -> str | None | bool:
+        """The object the claiming job stored; False if the CDN has no such file, None if the
+        download failed otherwise."""
+        value = self._entries.get(path)
+        left = self._borrowers.get(path, 1) - 1
+        if left > 0:
+            self._borrowers[path] = left
+        else:
+            self._borrowers.pop(path, None)
+            self._entries.pop(path, None)
+        if value is _GONE:
+            return False
+        return value if isinstance(value, str) else None
 
 
 class SyncState:
@@ -161,9 +229,22 @@ def sync(
         report.seconds = time.monotonic() - started
         return report
 
+    retry = _load_retry(state.account(key))
+    handled: set[str] = set()
     writer = vault.writer("midjourney", checkpoint_jobs=options.checkpoint_jobs)
     writer.start()
     report.resumed = writer.stats.resumed_from_checkpoint
+
+    def remember_failures() -> None:
+        """Files that failed this time (not 404s) are asked for again by the next sync."""
+        pending = {job_id: idx for job_id, idx in retry.items() if job_id not in handled}
+        for gone in report.missing:
+            if not gone.gone:
+                pending.setdefault(gone.job_id, [])
+                if gone.index not in pending[gone.job_id]:
+                    pending[gone.job_id].append(gone.index)
+        state.update(key, retry=pending)
+
     try:
         stop = None
         if history_complete and not options.full:
@@ -173,22 +254,30 @@ def sync(
         )
         report.generation = listing.generation
         writer.source = report.source = f"midjourney:{listing.generation}:{client.settings.user_id}"
-        candidates = _limited(_plan(listing, writer, options, report), options.limit, report)
+        listed_ids: set[str] = set()
+        shared = _SharedFiles()
+        planned = _plan(listing, writer, options, report, retry, listed_ids, shared)
+        if not options.filtered:
+            planned = itertools.chain(planned, _plan_retries(vault, writer, retry, listed_ids))
+        candidates = _limited(planned, options.limit, report)
+        stopping = threading.Event()
         with ThreadPoolExecutor(max(1, options.concurrency)) as pool:
             try:
                 fetched = bounded_map(
                     pool,
-                    lambda item: _download(client, writer.media_sink, item, on_bytes),
+                    lambda item: _download(client, writer.media_sink, item, on_bytes, stopping),
                     candidates,
                     window=max(2, options.concurrency * 2),
                 )
                 for result in fetched:
-                    _store(writer, result, report)
+                    _store(writer, result, report, shared)
+                    handled.add(result.job.id)
                     if on_job:
                         on_job(result.job.id)
                     if should_stop and should_stop():
                         raise Interrupted("interrupted; rerun `mjvault sync` to resume")
             except BaseException:
+                stopping.set()  # downloads in flight give up at their next chunk
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
         report.listing_pages = listing.pages
@@ -198,6 +287,7 @@ def sync(
         report.history_complete = history_complete
     except (SourceError, Interrupted, KeyboardInterrupt) as exc:
         writer.abort()
+        remember_failures()
         report.seconds = time.monotonic() - started
         log.info("sync stopped after %d new jobs: checkpoint kept", report.jobs_new)
         if isinstance(exc, KeyboardInterrupt):
@@ -212,6 +302,7 @@ def sync(
         writer.abort()
         raise
     snapshot = writer.commit()
+    remember_failures()
     state.update(
         key,
         history_complete=history_complete,
@@ -230,13 +321,36 @@ class _Planned:
     slots: list[str | None]
     needed: list[MediaRef]
     is_new: bool
+    shares: str | None = None  # a virtual upsample: the parent's file it downloads for both
+    borrowed: dict[int, str] = field(default_factory=dict)  # index -> path another job fetches
+
+
+def _load_retry(account_state: dict[str, Any]) -> dict[str, list[int]]:
+    value = account_state.get("retry")
+    if not isinstance(value, dict):
+        return {}
+    return {
+        str(job_id): [i for i in indexes if isinstance(i, int)]
+        for job_id, indexes in value.items()
+        if isinstance(indexes, list)
+    }
 
 
 def _plan(
-    listing: Iterator[ListedJob], writer: ArchiveWriter, options: SyncOptions, report: SyncReport
+    listing: Iterator[ListedJob],
+    writer: ArchiveWriter,
+    options: SyncOptions,
+    report: SyncReport,
+    retry: dict[str, list[int]] | None = None,
+    listed_ids: set[str] | None = None,
+    shared: _SharedFiles | None = None,
 ) -> Iterator[_Planned]:
     """Diff each listed job against the vault: which of its media must be downloaded."""
+    retry = retry or {}
+    shared = shared or _SharedFiles()
     for listed in listing:
+        if listed_ids is not None and listed.id in retry:
+            listed_ids.add(listed.id)  # only these: the set stays small on a 500k-job listing
         report.jobs_listed += 1
         try:
             job = listed.job()
@@ -257,12 +371,55 @@ def _plan(
                 slots[0] = parent.images[grid]
                 report.images_reused += 1
         if existing is not None and not options.retry_missing:
+            again = set(retry.get(job.id, ()))
             needed = [
-                m for m in media if slots[m.index] is None and m.index >= len(existing.images)
+                m
+                for m in media
+                if slots[m.index] is None and (m.index >= len(existing.images) or m.index in again)
             ]
         else:
             needed = [m for m in media if slots[m.index] is None]
-        yield _Planned(listed, job, slots, needed, is_new=existing is None)
+        item = _Planned(listed, job, slots, needed, is_new=existing is None)
+        if job.is_virtual_upsample and len(needed) == 1 and shared.claim(needed[0].path):
+            item.shares = needed[0].path
+        else:
+            for ref in needed:
+                if shared.borrow(ref.path):
+                    item.borrowed[ref.index] = ref.path
+            if item.borrowed:
+                item.needed = [ref for ref in needed if ref.index not in item.borrowed]
+        yield item
+
+
+def _plan_retries(
+    vault: Vault, writer: ArchiveWriter, retry: dict[str, list[int]], listed_ids: set[str]
+) -> Iterator[_Planned]:
+    """Files that failed in an earlier sync, for jobs this run's listing did not reach.
+
+    Runs after the listing is exhausted; their records come from the vault, where the jobs
+    were stored back then.
+    """
+    for job_id, indexes in list(retry.items()):
+        if job_id in listed_ids:
+            continue  # planned with its retries from the listing
+        entry = writer.current(job_id)
+        if entry is None:
+            continue
+        try:
+            raw = vault.record_json(entry)
+            record = json.loads(raw)
+            listed = ListedJob(job_id, record, raw, "vault", None)
+            job = listed.job()
+        except (MjvaultError, RecordError, ValueError) as exc:
+            log.warning("cannot retry the files of job %s: %s", job_id, exc)
+            continue
+        media = job.media()
+        slots: list[str | None] = [None] * len(media)
+        for i, held in enumerate(entry.images[: len(media)]):
+            slots[i] = held
+        needed = [m for m in media if slots[m.index] is None and m.index in set(indexes)]
+        if needed:
+            yield _Planned(listed, job, slots, needed, is_new=False)
 
 
 def _limited(
@@ -284,17 +441,24 @@ def _download(
     new_sink: Callable[[], MediaSink],
     item: _Planned,
     on_bytes: Callable[[int], None] | None,
+    stopping: threading.Event | None = None,
 ) -> _Fetched:
     """Runs in a pool thread: fetch the media a job lacks into fresh sinks."""
     slots: list[str | MediaSink | None] = list(item.slots)
-    fetched = _Fetched(item.listed, item.job, slots, [])
+    fetched = _Fetched(item.listed, item.job, slots, [], shares=item.shares, borrowed=item.borrowed)
     for ref in item.needed:
         sink = new_sink()
         try:
-            result = client.download(ref, sink)
+            result = client.download(ref, sink, on_chunk=_stop_check(stopping))
+        except CdnRefused:
+            # Not this file's problem: every download would be turned away the same way.
+            sink.discard()
+            raise
         except DownloadError as exc:
             sink.discard()
-            fetched.missing.append(MissingMedia(item.job.id, ref.index, ref.path, str(exc)))
+            fetched.missing.append(
+                MissingMedia(item.job.id, ref.index, ref.path, str(exc), gone=False)
+            )
             continue
         except BaseException:
             sink.discard()
@@ -311,8 +475,41 @@ def _download(
     return fetched
 
 
-def _store(writer: ArchiveWriter, fetched: _Fetched, report: SyncReport) -> None:
+class _Stopped(Exception):
+    """Raised inside a download when the run is stopping (Ctrl-C, an error elsewhere)."""
+
+
+def _stop_check(stopping: threading.Event | None) -> Callable[[bytes], None] | None:
+    if stopping is None:
+        return None
+
+    def check(_chunk: bytes) -> None:
+        if stopping.is_set():
+            raise _Stopped
+
+    return check
+
+
+def _store(
+    writer: ArchiveWriter,
+    fetched: _Fetched,
+    report: SyncReport,
+    shared: _SharedFiles | None = None,
+) -> None:
     """In the writer's thread: stage downloaded media and record the job."""
+    if shared is not None:
+        for index, path in fetched.borrowed.items():
+            object_id = shared.take(path)
+            if isinstance(object_id, str):
+                fetched.slots[index] = object_id
+                report.images_reused += 1
+            elif object_id is False:
+                fetched.missing.append(MissingMedia(fetched.job.id, index, path, "404 on the CDN"))
+            else:
+                reason = "not fetched: the download shared with another job failed"
+                fetched.missing.append(
+                    MissingMedia(fetched.job.id, index, path, reason, gone=False)
+                )
     images: list[str | None] = []
     for slot in fetched.slots:
         if isinstance(slot, MediaSink):
@@ -320,10 +517,16 @@ def _store(writer: ArchiveWriter, fetched: _Fetched, report: SyncReport) -> None
             images.append(writer.adopt_media(slot))
             if writer.stats.media_new > before:
                 report.images_downloaded += 1
+                if fetched.job.is_video:
+                    report.videos_downloaded += 1
             else:
                 report.images_deduplicated += 1
         else:
             images.append(slot)
+    if shared is not None and fetched.shares is not None:
+        index = next(i for i, ref in enumerate(fetched.job.media()) if ref.path == fetched.shares)
+        gone = any(m.index == index and m.gone for m in fetched.missing)
+        shared.stored(fetched.shares, images[index], gone=gone)
     report.bytes_downloaded += fetched.downloaded_bytes
     report.missing.extend(fetched.missing)
     report.images_missing += len(fetched.missing)

@@ -42,6 +42,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("remote", "push_command"),
     ("remote", "pull_command"),
     ("remote", "clone_command"),
+    ("demo", "demo_command"),
 ]
 
 EPILOG = """\b

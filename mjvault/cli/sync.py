@@ -14,6 +14,10 @@ from mjvault.errors import EXIT_PARTIAL, UsageError
 MAX_MISSING_SHOWN = 10
 
 
+def _megabytes(count: int) -> str:
+    return f"{count / 1e6:.1f}"
+
+
 def parse_day(value: str | None, *, end: bool = False) -> datetime | None:
     """``2024-05-01`` or a full ISO time; a bare date as --until means the end of that day."""
     if value is None:
@@ -56,6 +60,13 @@ Examples:
 @click.option("--dry-run", is_flag=True, help="List what would be fetched; change nothing.")
 @click.option("--full", is_flag=True, help="Read the whole listing, not only what is new.")
 @click.option("--retry-missing", is_flag=True, help="Try again images that were missing before.")
+@click.option(
+    "--checkpoint-jobs",
+    type=click.IntRange(1),
+    default=2000,
+    hidden=True,  # a tuning knob for tests and very slow links, not for everyday use
+    help="Make progress durable every N jobs.",
+)
 @pass_app
 def sync_command(
     app: AppContext,
@@ -68,6 +79,7 @@ def sync_command(
     dry_run: bool,
     full: bool,
     retry_missing: bool,
+    checkpoint_jobs: int,
 ) -> None:
     """Fetch every job of your Midjourney account — records, full-size images and videos.
 
@@ -90,6 +102,7 @@ def sync_command(
         dry_run=dry_run,
         full=full,
         retry_missing=retry_missing,
+        checkpoint_jobs=checkpoint_jobs,
     )
     vault = app.open_vault()
     with (
@@ -119,19 +132,35 @@ def sync_command(
         click.echo(
             f"jobs: {report.jobs_new} new, {report.jobs_updated} updated, "
             f"{report.jobs_unchanged} unchanged ({report.jobs_listed} listed, "
-            f"{report.listing_pages} pages, {report.generation})"
+            f"{report.listing_pages} listing pages, API {report.generation})"
         )
+        videos = f" ({report.videos_downloaded} videos)" if report.videos_downloaded else ""
         click.echo(
-            f"images: {report.images_downloaded} downloaded, {report.images_deduplicated} "
-            f"already held, {report.images_reused} reused, {report.images_missing} missing; "
-            f"{report.bytes_downloaded / 1e6:.1f} MB in {report.seconds:.1f} s"
+            f"images: {report.images_downloaded} downloaded{videos}, "
+            f"{report.images_deduplicated} deduplicated, {report.images_reused} reused from "
+            f"parent jobs, {report.images_missing} missing"
         )
-        click.echo(f"snapshot {report.snapshot[:12]}" if report.snapshot else "already up to date")
+        click.echo(f"bytes: {_megabytes(report.bytes_downloaded)} MB in {report.seconds:.1f} s")
+        click.echo(
+            f"snapshot {report.snapshot[:12]}" if report.snapshot else "vault already up to date"
+        )
         for gone in report.missing[:MAX_MISSING_SHOWN]:
             click.echo(f"  missing: job {gone.job_id} image {gone.index}: {gone.reason}", err=True)
         if len(report.missing) > MAX_MISSING_SHOWN:
             click.echo(
                 f"  … and {len(report.missing) - MAX_MISSING_SHOWN} more (--json lists all)",
+                err=True,
+            )
+        if any(gone.gone for gone in report.missing):
+            click.echo(
+                "  files gone from the CDN (404): their jobs are kept without them; "
+                "`mjvault sync --retry-missing --full` asks for them again",
+                err=True,
+            )
+        if any(not gone.gone for gone in report.missing):
+            click.echo(
+                "  files that could not be fetched this time: the next `mjvault sync` tries "
+                "them again",
                 err=True,
             )
 

@@ -328,7 +328,10 @@ class WriteBatch:
                 self._known_fans.add(fan)
             final = self.store.path(object_id)
             if os.path.exists(final):
-                os.unlink(tmp)  # never rewrite an existing object
+                # Never rewrite an existing object. The temp file may be gone already: a flush
+                # interrupted (Ctrl-C) after this rename leaves the entry pending for the next.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
                 continue
             os.rename(tmp, final)
             self.written_objects += 1

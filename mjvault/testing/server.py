@@ -186,11 +186,14 @@ class FakeMidjourney:
         host: str = "127.0.0.1",
         port: int = 0,
         rewrite_image_urls: bool = False,
+        v1_listing_cap: int = V1_LISTING_CAP,
     ) -> None:
         self.account = account
         self.token = token
         self.user_id = user_id or account.user_id
         self.rewrite_image_urls = rewrite_image_urls
+        # Tests lower it to reach v1's re-anchoring without generating thousands of jobs.
+        self.v1_listing_cap = v1_listing_cap
         self.stats = ServerStats()
         self._host = host
         self._requested_port = port
@@ -570,9 +573,10 @@ class _Handler(BaseHTTPRequestHandler):
         if from_date:
             start = index.start_at_or_before(scope, _parse_from_date(from_date))
         offset = (page - 1) * amount
-        if offset >= V1_LISTING_CAP:
+        cap = self.app.v1_listing_cap
+        if offset >= cap:
             return _json_answer(200, NO_JOBS)
-        stop = min(offset + amount, V1_LISTING_CAP)
+        stop = min(offset + amount, cap)
         selected = jobs[start + offset : start + stop]
         if not selected:
             return _json_answer(200, NO_JOBS)

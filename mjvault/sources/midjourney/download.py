@@ -21,7 +21,7 @@ from typing import Literal, Protocol
 
 import httpx
 
-from mjvault.errors import DownloadError
+from mjvault.errors import CdnRefused, DownloadError
 from mjvault.model import MediaRef
 from mjvault.sources.midjourney import messages
 from mjvault.sources.midjourney.resilience import parse_retry_after
@@ -160,7 +160,7 @@ class _Transfer:
             if is_challenge(response.headers, page_start):
                 raise messages.challenge(f"the image request for {self._short()}")
             if status != 200:
-                raise DownloadError(
+                raise CdnRefused(
                     f"the CDN refused {self._short()} (HTTP {status}); it turns away requests "
                     "that do not look like a browser's: set --user-agent or MJVAULT_USER_AGENT "
                     "to your browser's exact User-Agent"

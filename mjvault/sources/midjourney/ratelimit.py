@@ -65,3 +65,12 @@ class TokenBucket:
         """Hold every caller back for ``seconds`` (a 429's Retry-After applies to all threads)."""
         with self._lock:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def wait_for_pause(self) -> float:
+        """Sleep out a :meth:`pause` without taking a token (for requests the rate does not cover)."""
+        with self._lock:
+            wait = self._paused_until - self._clock()
+        if wait > 0:
+            self._sleep(wait)
+            return wait
+        return 0.0

@@ -1,7 +1,7 @@
 """The one HTTP connection pool of the client, with its manners and its fault handling.
 
-Every request to Midjourney goes through :class:`Transport`: it waits for the request bucket
-(``max_rps``), sends browser-like headers, turns answers into either data, a retry, or one of
+Every request to Midjourney goes through :class:`Transport`: API requests wait for the request
+bucket (``max_rps``; CDN downloads are bounded by the pool and ``limit_rate`` instead), sends browser-like headers, turns answers into either data, a retry, or one of
 the errors in messages.py, and feeds the circuit breaker. Listing and downloading differ only in
 what they do with a good answer.
 """
@@ -326,8 +326,11 @@ class Transport:
         """Send one streamed GET to the CDN (redirects followed); the caller closes it.
 
         Network failures become :class:`Retryable`; status handling is the caller's.
+        ``max_rps`` is a politeness limit of the web API and does not apply here: the CDN is
+        bounded by the pool size (``concurrency``) and ``limit_rate``. A pause asked for by a
+        429 (``Retry-After``) still holds back CDN requests too.
         """
-        self.requests.acquire()
+        self.requests.wait_for_pause()
         try:
             request = self.client.build_request("GET", url, headers=dict(headers))
             return self.client.send(request, stream=True, follow_redirects=True)
