@@ -476,3 +476,12 @@ def test_forget_job_rewrites_an_unfinished_sync_checkpoint(vault: Vault, tmp_pat
         assert {"job-0", "job-2", "sync-0", "sync-19"} <= held
         assert not {"job-1", "sync-3"} & held
         assert verify(other, read_data=True).ok
+
+
+@settings(max_examples=100, deadline=None)
+@given(parts=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from("smhdw")), min_size=1, max_size=5))  # fmt: skip
+def test_parse_duration_adds_its_parts(parts: list[tuple[int, str]]) -> None:
+    text = "".join(f"{n}{unit}" for n, unit in parts)
+    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    assert parse_duration(text) == sum(n * seconds[u] for n, u in parts)
+    assert parse_duration(text.upper()) == parse_duration(text)
