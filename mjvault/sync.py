@@ -54,6 +54,9 @@ class SyncOptions:
     full: bool = False
     retry_missing: bool = False
     checkpoint_jobs: int = 2000
+    refresh_views: bool = (
+        True  # views defined with auto-refresh follow a sync that changed something
+    )
 
     @property
     def filtered(self) -> bool:
@@ -96,6 +99,7 @@ class SyncReport:
     dry_run: bool = False
     would_fetch: list[dict[str, Any]] = field(default_factory=list)
     missing: list[MissingMedia] = field(default_factory=list)
+    views: dict[str, Any] | None = None  # what refreshing the auto-refresh views did
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -310,6 +314,11 @@ def sync(
         generation=report.generation,
     )
     report.snapshot = snapshot.id if snapshot else None
+    if snapshot is not None and options.refresh_views:
+        from mjvault.views import refresh_views
+
+        # One broken view (an unmounted disk) is reported there, never fails the sync.
+        report.views = refresh_views(vault, auto_only=True).to_json()
     report.seconds = time.monotonic() - started
     return report
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,11 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     (wheel,) = (tmp_path / "dist").glob("mjvault-*.whl")
+    # Package data: the gallery's page, script and style are copied from the installed package.
+    static = {
+        f"mjvault/find/gallery/static/{n}" for n in ("index.html", "gallery.css", "gallery.js")
+    }
+    assert static <= set(zipfile.ZipFile(wheel).namelist())
 
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path)

@@ -582,3 +582,34 @@ def test_since_parses_dates_on_the_command_line(
         "--vault", str(vault_path), "sync", "--since", "last tuesday", env=cli_env(server)
     )
     assert bad.returncode == 2 and b"YYYY-MM-DD" in bad.stderr
+
+
+def test_a_sync_that_changes_the_vault_refreshes_auto_views(tmp_path: Path) -> None:
+    from mjvault import Vault
+    from mjvault.sources.midjourney import ClientSettings, MidjourneyClient
+    from mjvault.sync import SyncOptions, sync
+    from mjvault.testing.accounts import Account
+    from mjvault.testing.server import FakeMidjourney
+    from mjvault.views import checkout, list_views
+    from mjvault.views.links import LinkKind
+    from mjvault.views.registry import ViewDefinition
+
+    account = Account.generate(31, 12)
+    with FakeMidjourney(account) as server, Vault.init(tmp_path / "v") as vault:
+        settings = ClientSettings(
+            web_base=server.web_base,
+            cdn_base=server.cdn_base,
+            token=server.token,
+            user_id=server.user_id,
+            api="v3",
+        )
+        view_dir = tmp_path / "view"
+        checkout(vault, ViewDefinition("all", view_dir, "{job_id}_{index}.{ext}", LinkKind.SYMLINK))
+        assert list(view_dir.iterdir()) == []
+        assert [v.name for v in list_views(vault)] == ["all"]
+        with MidjourneyClient(settings) as client:
+            report = sync(vault, client, SyncOptions(concurrency=4))
+        assert report.views is not None and report.views["totals"]["added"] > 0
+        files = [p for p in view_dir.iterdir()]
+        assert len(files) == report.views["totals"]["added"]
+        assert all(p.is_symlink() and p.resolve().exists() for p in files)

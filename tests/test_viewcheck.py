@@ -68,15 +68,18 @@ def test_verify_views_finds_dangling_wrong_and_changed_files(vault: Vault, tmp_p
     (hard_dir / "job-3_0.png").write_bytes(png_bytes(999, 2000))
     problems = view_problems(vault)
     joined = "\n".join(problems)
-    assert "dangling symlink" in joined and "job-0_0.png" in joined
-    assert "points at another file" in joined and "job-1_0.png" in joined
-    assert "differs from its object" in joined and "job-3_1.png" in joined
-    assert "is missing" in joined and "job-2_0.png" in joined
-    assert "hard/job-3_0.png" in joined
-    # Exactly those: the copy and hardlink of the deleted object are still whole on their own.
-    assert len(problems) == 5, problems
+    assert "job-0_0.png (image 0) is a dangling link" in joined
+    assert "job-1_0.png (image 0) points at another file" in joined
+    assert "job-3_1.png (image 1) differs from its object" in joined
+    assert "job-2_0.png (image 0) is missing" in joined
+    assert "hard/job-3_0.png (image 0) points at another file" in joined
+    # The copy of the deleted object is still whole on its own; its hardlink is no longer
+    # the object's inode (there is none).
+    assert "hard/job-0_0.png (image 0) is a dangling link" in joined
+    assert len(problems) == 6, problems
     vault.object_path(target).write_bytes(saved)
-    assert len(view_problems(vault)) == 4
+    # A restored object makes the symlink whole again, not the hardlink (another inode now).
+    assert len(view_problems(vault)) == 5
     cli = run_cli("--vault", str(vault.path), "verify", "--views")
     assert cli.returncode == 3 and b"view" in cli.stderr
 

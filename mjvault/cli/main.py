@@ -43,6 +43,11 @@ COMMANDS: list[tuple[str, str]] = [
     ("remote", "pull_command"),
     ("remote", "clone_command"),
     ("demo", "demo_command"),
+    ("search", "search_command"),
+    ("export", "export_command"),
+    ("stats", "stats_command"),
+    ("gallery", "gallery_command"),
+    ("checkout", "checkout_command"),
 ]
 
 EPILOG = """\b

@@ -144,6 +144,14 @@ def sync_command(
         click.echo(
             f"snapshot {report.snapshot[:12]}" if report.snapshot else "vault already up to date"
         )
+        if report.views and report.views["views"]:
+            totals = report.views["totals"]
+            click.echo(
+                f"views: {len(report.views['views'])} refreshed, {totals['added']} files added, "
+                f"{totals['removed']} removed"
+            )
+        for name, problem in (report.views or {}).get("errors", {}).items():
+            click.echo(f"  view {name} not refreshed: {problem}", err=True)
         for gone in report.missing[:MAX_MISSING_SHOWN]:
             click.echo(f"  missing: job {gone.job_id} image {gone.index}: {gone.reason}", err=True)
         if len(report.missing) > MAX_MISSING_SHOWN:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lmdb
 import msgpack
@@ -21,10 +23,12 @@ import msgpack
 from mjvault.errors import IntegrityError
 from mjvault.model import Job
 from mjvault.params import param_index_value
-from mjvault.text import tokenize
+from mjvault.text import fold, tokenize
 from mjvault.tree import JobEntry
 
-INDEX_FORMAT = b"1"
+# 2: the words table also holds each word's accent-folded form (mjvault.text.fold), and the
+#    counts and times tables exist.
+INDEX_FORMAT = b"2"
 MAP_SIZE = 1 << 36  # address space only: LMDB files are sparse and grow as needed
 SEP = b"\x00"
 MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
@@ -89,7 +93,8 @@ class JobSummary:
     def postings(self) -> Iterator[tuple[bytes, bytes]]:
         """(table, key) pairs this job contributes to the secondary tables."""
         jid = self.job_id.encode("utf-8")
-        for word in sorted(set(tokenize(self.prompt))):
+        words = set(tokenize(self.prompt))
+        for word in sorted(words | {fold(w) for w in words}):
             yield b"words", _part(word) + SEP + jid
         yield b"dates", _date_key(self.time) + jid
         yield b"types", _part(self.type) + SEP + jid
@@ -105,12 +110,29 @@ def _part(text: str) -> bytes:
     return raw.replace(SEP, b" ")
 
 
+def _count_key(table: bytes, posting: bytes) -> bytes:
+    """``table 00 part``: the counts table's key for the list a posting key belongs to."""
+    return table + SEP + posting[: posting.index(SEP)]
+
+
 def _date_key(moment: datetime | None) -> bytes:
     micros = int(moment.timestamp() * 1_000_000) if moment else 0
     return struct.pack(">q", micros)
 
 
-TABLES = (b"meta", b"jobs", b"words", b"dates", b"types", b"params", b"images")
+TABLES = (
+    b"meta",
+    b"jobs",
+    b"words",
+    b"dates",
+    b"types",
+    b"params",
+    b"images",
+    b"counts",
+    b"times",
+)
+# Posting tables whose lists search wants the length of before reading any of them.
+COUNTED = (b"words", b"types", b"params")
 
 
 # LMDB allows one environment per file per process; vaults opened twice share it.
@@ -175,10 +197,12 @@ class Index:
     def apply(self, changes: Iterable[tuple[str, JobSummary | None]], tree: str | None) -> None:
         """Set or remove jobs and record which tree the index now reflects, in one transaction."""
         with self.env.begin(write=True) as txn:
+            deltas: Counter[bytes] = Counter()
             for job_id, summary in changes:
-                self._remove(txn, job_id)
+                self._remove(txn, job_id, deltas)
                 if summary is not None:
-                    self._add(txn, summary)
+                    self._add(txn, summary, deltas)
+            self._apply_counts(txn, deltas)
             meta = self.db[b"meta"]
             txn.put(b"format", INDEX_FORMAT, db=meta)
             if tree is None:
@@ -195,18 +219,37 @@ class Index:
             for name in TABLES:
                 txn.drop(self.db[name], delete=False)
 
-    def _remove(self, txn: lmdb.Transaction, job_id: str) -> None:
-        old = txn.get(job_id.encode("utf-8"), db=self.db[b"jobs"])
+    def _remove(self, txn: lmdb.Transaction, job_id: str, deltas: Counter[bytes]) -> None:
+        jid = job_id.encode("utf-8")
+        old = txn.get(jid, db=self.db[b"jobs"])
         if old is None:
             return
         for table, key in JobSummary.unpack(job_id, bytes(old)).postings():
-            txn.delete(key, db=self.db[table])
-        txn.delete(job_id.encode("utf-8"), db=self.db[b"jobs"])
+            if txn.delete(key, db=self.db[table]) and table in COUNTED:
+                deltas[_count_key(table, key)] -= 1
+        txn.delete(jid, db=self.db[b"jobs"])
+        txn.delete(jid, db=self.db[b"times"])
 
-    def _add(self, txn: lmdb.Transaction, summary: JobSummary) -> None:
-        txn.put(summary.job_id.encode("utf-8"), summary.pack(), db=self.db[b"jobs"])
+    def _add(self, txn: lmdb.Transaction, summary: JobSummary, deltas: Counter[bytes]) -> None:
+        jid = summary.job_id.encode("utf-8")
+        txn.put(jid, summary.pack(), db=self.db[b"jobs"])
+        txn.put(jid, _date_key(summary.time), db=self.db[b"times"])
         for table, key in summary.postings():
-            txn.put(key, b"", db=self.db[table])
+            if txn.put(key, b"", db=self.db[table], overwrite=False) and table in COUNTED:
+                deltas[_count_key(table, key)] += 1
+
+    def _apply_counts(self, txn: lmdb.Transaction, deltas: Counter[bytes]) -> None:
+        """Add a batch's changes to the list lengths: one read and write per list touched."""
+        counts = self.db[b"counts"]
+        for key, delta in deltas.items():
+            if delta == 0:
+                continue
+            old = txn.get(key, db=counts)
+            value = (struct.unpack(">Q", old)[0] if old is not None else 0) + delta
+            if value > 0:
+                txn.put(key, struct.pack(">Q", value), db=counts)
+            else:
+                txn.delete(key, db=counts)
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, job_id: str) -> JobSummary | None:
@@ -293,8 +336,144 @@ class Index:
             return [job_id for _, job_id in sorted(ordered, reverse=True)]
         return list(reversed(list(self.jobs_between(since, until))))
 
+    @contextmanager
+    def reader(self) -> Iterator[IndexReader]:
+        """One read transaction for a whole query: a consistent view, and no per-call setup."""
+        with self.env.begin() as txn:
+            yield IndexReader(txn, self.db)
+
     def stats(self) -> dict[str, Any]:
         size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+        used = 0
+        counts = {}
         with self.env.begin() as txn:
-            counts = {name.decode(): int(txn.stat(self.db[name])["entries"]) for name in TABLES}
-        return {"path": os.fspath(self.path), "bytes": size, "entries": counts}
+            for name in TABLES:
+                st = txn.stat(self.db[name])
+                counts[name.decode()] = int(st["entries"])
+                pages = st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+                used += int(pages * st["psize"])
+        # The file also holds pages freed by earlier transactions, reused by later ones.
+        return {"path": os.fspath(self.path), "bytes": size, "used_bytes": used, "entries": counts}
+
+
+class IndexReader:
+    """Raw reads inside one transaction, in job ids as bytes, for the search engine.
+
+    Posting keys are ``part SEP job id`` (words, types, params): everything here works on the
+    ``part`` before the first separator, which never contains one (``_part`` replaces it).
+    """
+
+    def __init__(self, txn: lmdb.Transaction, dbs: dict[bytes, Any]) -> None:
+        self.txn = txn
+        self.dbs = dbs
+        self._cursors: dict[bytes, lmdb.Cursor] = {}
+
+    def _cursor(self, table: bytes) -> lmdb.Cursor:
+        cursor = self._cursors.get(table)
+        if cursor is None:
+            cursor = self._cursors[table] = self.txn.cursor(db=self.dbs[table])
+        return cursor
+
+    def job_count(self) -> int:
+        return int(self.txn.stat(self.dbs[b"jobs"])["entries"])
+
+    def postings(self, table: bytes, part: bytes) -> Iterator[bytes]:
+        """Job ids under one exact ``part`` (a word, a type, a ``name=value``)."""
+        prefix = part + SEP
+        cursor = self.txn.cursor(db=self.dbs[table])
+        if not cursor.set_range(prefix):
+            return
+        size = len(prefix)
+        keys = cast(Iterator[bytes], cursor.iternext(keys=True, values=False))
+        for key in keys:
+            if not key.startswith(prefix):
+                break
+            yield key[size:]
+
+    def has(self, table: bytes, part: bytes, job_id: bytes) -> bool:
+        return bool(self._cursor(table).set_key(part + SEP + job_id))
+
+    def prober(self, table: bytes) -> Callable[[bytes], bool]:
+        """``has`` for full keys, as one bound C method: search probes thousands per query."""
+        return cast(Callable[[bytes], bool], self._cursor(table).set_key)
+
+    def time_of(self, job_id: bytes) -> int:
+        """µs since epoch of a job's enqueue time; 0 when unknown or no such job."""
+        value = self.txn.get(job_id, db=self.dbs[b"times"])
+        return int(struct.unpack(">q", value)[0]) if value is not None else 0
+
+    def timer(self) -> Callable[[bytes], bytes | None]:
+        """The raw ``times`` lookup as one bound C method, for loops over many candidates."""
+        cursor = self.txn.cursor(db=self.dbs[b"times"])
+        return cast(Callable[[bytes], bytes | None], cursor.get)
+
+    def count(self, table: bytes, part: bytes) -> int:
+        """How many jobs a posting list holds, without reading it."""
+        value = self.txn.get(table + SEP + part, db=self.dbs[b"counts"])
+        return int(struct.unpack(">Q", value)[0]) if value is not None else 0
+
+    def time_span(self) -> tuple[int, int] | None:
+        """The oldest and newest known enqueue times (µs), for estimating a range's size."""
+        cursor = self.txn.cursor(db=self.dbs[b"dates"])
+        if not cursor.set_range(struct.pack(">q", 1)) or not cursor.key():
+            return None
+        oldest = struct.unpack(">q", bytes(cursor.key())[:8])[0]
+        cursor.last()
+        newest = struct.unpack(">q", bytes(cursor.key())[:8])[0]
+        return oldest, newest
+
+    def image_references(self) -> Iterator[tuple[str, int]]:
+        """(image object id, number of jobs showing it), by id: runs of the images table."""
+        cursor = self.txn.cursor(db=self.dbs[b"images"])
+        current, count = b"", 0
+        keys = cast(Iterator[bytes], cursor.iternext(keys=True, values=False))
+        for key in keys:
+            image = key[:32]
+            if image != current:
+                if count:
+                    yield current.hex(), count
+                current, count = image, 0
+            count += 1
+        if count:
+            yield current.hex(), count
+
+    def is_image(self, object_id: str) -> bool:
+        cursor = self._cursor(b"images")
+        raw = bytes.fromhex(object_id)
+        return bool(cursor.set_range(raw)) and bytes(cursor.key()).startswith(raw)
+
+    def dates_newest_first(self) -> Iterator[tuple[int, bytes]]:
+        cursor = self.txn.cursor(db=self.dbs[b"dates"])
+        if not cursor.last():
+            return
+        keys = cast(Iterator[bytes], cursor.iterprev(keys=True, values=False))
+        for key in keys:
+            yield struct.unpack(">q", key[:8])[0], key[8:]
+
+    def parts_with_prefix(self, table: bytes, prefix: bytes) -> Iterator[bytes]:
+        """Distinct parts starting with ``prefix``, jumping over each part's postings."""
+        cursor = self.txn.cursor(db=self.dbs[table])
+        position = prefix
+        while cursor.set_range(position):
+            key = bytes(cursor.key())
+            if not key.startswith(prefix):
+                return
+            part = key[: key.index(SEP)]
+            yield part
+            position = part + b"\x01"  # the first key after every "part SEP …"
+
+    def summary(self, job_id: bytes) -> dict[str, Any] | None:
+        data = self.txn.get(job_id, db=self.dbs[b"jobs"])
+        return msgpack.unpackb(data) if data is not None else None
+
+    def dates(self, low: int | None = None, high: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """(µs since epoch, job id) within [low, high], oldest first; 0 stands for unknown."""
+        cursor = self.txn.cursor(db=self.dbs[b"dates"])
+        if not cursor.set_range(struct.pack(">q", low) if low is not None else b""):
+            return
+        keys = cast(Iterator[bytes], cursor.iternext(keys=True, values=False))
+        for key in keys:
+            micros = struct.unpack(">q", key[:8])[0]
+            if high is not None and micros > high:
+                return
+            yield micros, key[8:]

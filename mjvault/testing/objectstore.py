@@ -96,7 +96,9 @@ class FaultProxy:
 
     ``fail_every``: every Nth request is answered 503 without reaching the server;
     ``delay``: seconds to wait before forwarding each request; ``stop()``/``start()``: the
-    listening socket goes away and comes back on the same port.
+    listening socket goes away and comes back on the same port; ``dead_after``: once that many
+    requests were forwarded, every further one is dropped unanswered, as by a server that died
+    mid-way (deterministic, unlike stopping it from another thread at the right moment).
     """
 
     def __init__(self, upstream_port: int) -> None:
@@ -105,12 +107,17 @@ class FaultProxy:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.fail_every = 0
         self.delay = 0.0
+        self.dead_after: int | None = None
         self.requests = 0
         self.failures = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.start()
+
+    def _gone(self) -> bool:
+        with self._lock:
+            return self.dead_after is not None and self.requests >= self.dead_after
 
     def _decide(self) -> bool:
         with self._lock:
@@ -130,7 +137,7 @@ class FaultProxy:
                 pass
 
             def _forward(self) -> None:
-                if proxy._server is None:
+                if proxy._server is None or proxy._gone():
                     # Stopped: drop kept-alive connections too, as a dead server would.
                     self.close_connection = True
                     return

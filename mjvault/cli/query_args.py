@@ -1,0 +1,63 @@
+"""Commands whose arguments are a search query: ``-snow`` and ``--ar 16:9`` are query words.
+
+click would read ``-snow`` as the short options ``-s -n -o -w`` (and ``-o`` would swallow
+``w`` as a file name). A :class:`QueryCommand` hands click only what is exactly one of its
+own options (and the value after it); every other word starting with a dash is marked as a
+query word before parsing, and :func:`query_words` removes the mark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import click
+
+from mjvault.index.query import DATE_FIELDS, FIELD_PATTERN, PLAIN_FIELDS
+from mjvault.params import ALIASES
+
+KNOWN_FIELDS = frozenset((*DATE_FIELDS, *PLAIN_FIELDS, *ALIASES))
+
+_MARK = "\x1f"  # a control character no query or shell word contains
+
+
+class QueryCommand(click.Command):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value: dict[str, bool] = {}
+        for param in self.get_params(ctx):
+            if isinstance(param, click.Option):
+                for name in (*param.opts, *param.secondary_opts):
+                    takes_value[name] = not (param.is_flag or param.count)
+        marked: list[str] = []
+        expect_value = False
+        for arg in args:
+            if expect_value:
+                marked.append(arg)
+                expect_value = False
+                continue
+            name = arg.split("=", 1)[0]
+            if name in takes_value:
+                marked.append(arg)
+                expect_value = takes_value[name] and "=" not in arg
+            elif arg.startswith("-") and len(arg) > 1 and arg != "--":
+                marked.append(_MARK + arg)
+            else:
+                marked.append(arg)
+        return super().parse_args(ctx, marked)
+
+
+def query_text(words: Iterable[str], extra: str | None = None) -> str:
+    """The query the words spell. A word holding spaces was quoted in the shell, so it is a
+    phrase (``"misty forest"``) or a field's value (``user:"Ann Lee"``)."""
+    parts = []
+    for word in words:
+        word = word.removeprefix(_MARK)
+        if any(c.isspace() for c in word) and '"' not in word:
+            field = FIELD_PATTERN.match(word)
+            if field and field.group(1).lower() in KNOWN_FIELDS:
+                word = f'{field.group(1)}{field.group(2)}"{field.group(3)}"'
+            else:
+                word = f'"{word}"'
+        parts.append(word)
+    if extra:
+        parts.append(extra)
+    return " ".join(parts).strip()

@@ -1,0 +1,105 @@
+"""``mjvault search``: find jobs by prompt words, phrases, parameters, type and date."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.query_args import QueryCommand, query_text
+from mjvault.errors import UsageError
+from mjvault.find.results import find, summaries, summary_json, table_lines
+from mjvault.find.views import view_paths
+from mjvault.index.query import parse_query
+from mjvault.index.search import SORT_ORDERS, SortOrder
+
+TABLE_LIMIT = 50
+
+EPILOG = """\b
+Query language (all conditions must hold):
+  fox forest          both words, in any order     "misty forest"   this phrase
+  cat*                words starting with cat      -snow            without snow
+  type:upscale        job type                     user:NAME        who made it
+  ar:16:9 v:6 niji:6 style:raw chaos:50            parameter values (v:6 also finds 6.1)
+  s>100 chaos<=20 ar>1                             numeric comparisons
+  --ar 16:9 --v 6 --tile                           parameters as typed in Midjourney
+  since:2024-01-01 until:2024-06 date:2024-03      dates (YYYY, YYYY-MM, YYYY-MM-DD)
+\b
+Examples:
+  mjvault search fox "misty forest" ar:16:9 v:6 since:2024
+  mjvault search --ids type:upscale s>250 | xargs -n1 mjvault show
+  mjvault search --paths my-view cat* -dog
+"""
+
+
+@click.command("search", epilog=EPILOG, cls=QueryCommand)
+@click.argument("query", nargs=-1)
+@click.option(
+    "--sort",
+    type=click.Choice(SORT_ORDERS),
+    default="newest",
+    show_default=True,
+    help="newest or oldest first, or by relevance (BM25 over prompt words).",
+)
+@click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"At most N jobs (default {TABLE_LIMIT} in the table, all with --ids/--paths/--json).",
+)
+@click.option("--json", "as_json", is_flag=True, help="The matching jobs as JSON.")
+@click.option("--ids", "as_ids", is_flag=True, help="Only job ids, one per line (for pipes).")
+@click.option(
+    "--paths",
+    "view",
+    metavar="VIEW",
+    default=None,
+    help="The files of checked-out view VIEW that show the matching jobs, one per line.",
+)
+@pass_app
+def search_command(
+    app: AppContext,
+    query: tuple[str, ...],
+    sort: SortOrder,
+    limit: int | None,
+    as_json: bool,
+    as_ids: bool,
+    view: str | None,
+) -> None:
+    """Search the vault's jobs (see the query language below)."""
+    as_json = as_json or app.json_output
+    if sum((as_json, as_ids, view is not None)) > 1:
+        raise UsageError("choose one of --json, --ids and --paths")
+    table = not (as_json or as_ids or view is not None)
+    vault = app.open_vault()
+    paths = view_paths(vault, view) if view is not None else None
+    text = query_text(query)
+    parsed = parse_query(text)
+    if parsed.unsearchable:
+        app.info("ignored (no letters or digits to search for): " + " ".join(parsed.unsearchable))
+    result = find(vault, parsed, sort=sort, limit=limit or (TABLE_LIMIT if table else None))
+    if as_ids:
+        for job_id in result.job_ids:
+            click.echo(job_id)
+        return
+    if paths is not None:
+        for job_id in result.job_ids:
+            for path in paths.get(job_id, ()):
+                click.echo(path)
+        return
+    rows = list(summaries(vault, result.job_ids))
+    if as_json:
+        doc = {
+            "query": text,
+            "total": result.total,
+            "jobs": [summary_json(r) for r in rows],
+        }
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        return
+    for line in table_lines(rows):
+        click.echo(line)
+    shown = len(rows)
+    more = f" (showing {shown}; --limit N for more)" if shown < result.total else ""
+    app.info(f"{result.total} job{'s' if result.total != 1 else ''}{more}")

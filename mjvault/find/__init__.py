@@ -1,0 +1,1 @@
+"""Finding and showing what a vault holds: search results, exports, statistics, galleries."""

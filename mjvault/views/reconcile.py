@@ -1,0 +1,889 @@
+"""Rendering a view and keeping it in step with the vault.
+
+A refresh compares what the view should show with what it shows and does only the
+difference. Which jobs to look at comes from the tree diff between the tree the view last
+rendered and the new one (shared subtrees are skipped by id), so after a sync that added 1%
+of jobs a refresh reads 1% of the records and touches 1% of the files. A full pass over the
+snapshot happens only when the definition changed (template, filters, link type …), the old
+tree is gone, or the vault moved (its symlinks must be re-targeted).
+
+Safety rules, in order of importance:
+
+* a file is removed only if the view created it and it is still what the view made (a
+  symlink to the same object, or a file of the same size and modification time); anything
+  else at that path is the user's and is left alone and reported;
+* a file is never created over something that exists: that image is reported as a conflict
+  and retried at every refresh until the way is clear;
+* the state is saved every few thousand operations and on interruption, still naming the
+  old tree, so a killed refresh resumes and finds the work already done as unchanged.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mjvault.errors import IntegrityError, JobNotFound, MjvaultError, UsageError
+from mjvault.model import Job, MediaRef
+from mjvault.snapshots import Snapshot
+from mjvault.store.codec import MAGIC_ENCRYPTED, MAGIC_FRAMED, media_kind
+from mjvault.tree import JobEntry
+from mjvault.views.links import (
+    LinkKind,
+    NameTaken,
+    place_bytes,
+    place_file,
+    place_hardlink,
+    place_symlink,
+    prune_empty_dirs,
+)
+from mjvault.views.paths import fold, resolve_collisions, safe_relpath
+from mjvault.views.registry import FileRecord, View, ViewDefinition, ViewRegistry
+from mjvault.views.template import Template
+
+if TYPE_CHECKING:
+    from mjvault.index import Index
+    from mjvault.vault import Vault
+
+Key = tuple[str, int]
+Progress = Callable[[int], None]
+SAVE_SECONDS = 15.0
+BATCH_JOBS = 500
+# Template fields the index's job summaries do not hold: views using them read records.
+RECORD_ONLY_FIELDS = frozenset({"job_type", "width", "height"})
+MAX_LISTED = 50  # paths listed in a report; counts are always complete
+
+
+@dataclass
+class RefreshReport:
+    view: str
+    directory: str
+    snapshot: str | None
+    mode: str = "incremental"  # "incremental" | "full" | "up-to-date" | "removed"
+    link: str = ""
+    jobs_examined: int = 0
+    added: int = 0
+    removed: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    conflicts: int = 0
+    kept: int = 0
+    conflict_paths: list[str] = field(default_factory=list)
+    kept_paths: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def note(self, message: str) -> None:
+        if message not in self.notes and len(self.notes) < MAX_LISTED:
+            self.notes.append(message)
+
+
+@dataclass
+class _Want:
+    plain: str
+    oid: str
+    job: Job
+    raw: bool = True  # the object's file is the image itself (links can point at it)
+
+
+class _Reconciler:
+    def __init__(
+        self,
+        vault: Vault,
+        registry: ViewRegistry,
+        view: View,
+        report: RefreshReport,
+        progress: Progress | None,
+        *,
+        snapshot: Snapshot | None,
+        embed_changed: bool = False,
+        vault_moved: bool = False,
+    ) -> None:
+        self.vault = vault
+        self.snapshot = snapshot
+        self.embed_changed = embed_changed
+        self.vault_moved = vault_moved
+        self.registry = registry
+        self.view = view
+        self.report = report
+        self.progress = progress
+        definition = view.definition
+        self.template = Template.parse(definition.template)
+        self.root = definition.directory
+        self.kind = LinkKind.COPY if vault.encrypted else definition.link
+        self.root_str = os.fspath(self.root)
+        self.objects_root = os.fspath(vault.path.resolve())
+        self.vault_prefix = os.fspath(vault.path) + os.sep
+        self.link_prefixes: dict[str, str] = {}
+        # Building a Path per object costs more than the symlink itself; use the store's
+        # layout directly when it is the one we know (checked, not assumed).
+        probe = "ab" * 32
+        self.fan_out_layout = os.sep == "/" and os.fspath(vault.object_path(probe)) == (
+            f"{vault.path}/objects/ab/{probe}"
+        )
+        self.ops_since_save = 0
+        self.saved_at = time.monotonic()
+        self.index = _usable_index(vault, view.definition, self.template)
+        self.worker: ThreadPoolExecutor | None = None
+        self.pending: Future[list[tuple[int, BaseException]]] | None = None
+        self.pending_items: list[tuple[Key, str, _Want]] = []
+        # Index of the whole current state, built once: dictionary work, no I/O. `used` maps
+        # every file's folded path to its image; `suffixed` holds the few images that lost a
+        # collision, under the folded plain path they wanted.
+        self.used: dict[str, Key] = {}
+        self.suffixed: dict[str, set[Key]] = defaultdict(set)
+        used = self.used
+        for job_id, images in view.files.items():
+            for index, record in images.items():
+                used[fold(record.path)] = (job_id, index)
+                if record.plain is not None:
+                    self.suffixed[fold(record.plain)].add((job_id, index))
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def _claim(self, key: Key, record: FileRecord) -> None:
+        self.used[fold(record.path)] = key
+        if record.plain is not None:
+            self.suffixed[fold(record.plain)].add(key)
+
+    def _release(self, key: Key, record: FileRecord) -> None:
+        folded = fold(record.path)
+        if self.used.get(folded) == key:
+            del self.used[folded]
+        if record.plain is not None:
+            group = fold(record.plain)
+            members = self.suffixed.get(group)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del self.suffixed[group]
+
+    def _group(self, folded: str) -> set[Key]:
+        """The images whose template path folds to ``folded`` (a collision group)."""
+        members = set(self.suffixed.get(folded, ()))
+        holder = self.used.get(folded)
+        if holder is not None:
+            record = self._record(holder)
+            if record is not None and record.plain is None:
+                members.add(holder)
+        return members
+
+    def _record(self, key: Key) -> FileRecord | None:
+        return self.view.files.get(key[0], {}).get(key[1])
+
+    def _set_record(self, key: Key, record: FileRecord | None) -> None:
+        job_id, index = key
+        if record is None:
+            images = self.view.files.get(job_id)
+            if images is not None:
+                images.pop(index, None)
+                if not images:
+                    del self.view.files[job_id]
+        else:
+            self.view.files.setdefault(job_id, {})[index] = record
+
+    # -- what should be there --------------------------------------------------------------
+    def wanted(self, entry: JobEntry | None) -> dict[Key, _Want] | None:
+        """The files ``entry`` should have; None when its record cannot be read."""
+        if entry is None:
+            return {}
+        view_filter = self.view.definition.filter
+        job = self._job_from_index(entry)
+        if job is not None and not view_filter.matches(job):
+            return {}  # decided without touching the record or the images
+        sniffed = [self._sniff(oid) if oid is not None else (None, False) for oid in entry.images]
+        if job is None or any(
+            oid is not None and kind is None
+            for oid, (kind, _) in zip(entry.images, sniffed, strict=True)
+        ):
+            # No usable summary, or an image whose type only the record can tell.
+            try:
+                job = self.vault.job(entry)
+            except MjvaultError as exc:
+                # Unknown is not "gone": the job's existing files stay until it can be read.
+                self.report.skipped += sum(1 for i in entry.images if i is not None)
+                self.report.note(f"job {entry.job_id} skipped: {exc}")
+                return None
+            if not view_filter.matches(job):
+                return {}
+        media: list[MediaRef] | None = None
+        render = self.template.bind(job)
+        out: dict[Key, _Want] = {}
+        for index, (oid, (kind, raw)) in enumerate(zip(entry.images, sniffed, strict=True)):
+            if oid is None:
+                self.report.skipped += 1
+                continue
+            if kind == "missing":
+                self.report.skipped += 1
+                self.report.note(f"image {index} of job {entry.job_id}: object {oid} is missing")
+                continue
+            if kind is None:
+                media = media if media is not None else job.media()
+                kind = media[index].ext if index < len(media) else "png"
+            plain = safe_relpath(render(index, kind))
+            out[(entry.job_id, index)] = _Want(plain, oid, job, raw)
+        return out
+
+    def _job_from_index(self, entry: JobEntry) -> Job | None:
+        """The job from the index when its summary is of this very entry, else None.
+
+        A summary is the record already parsed (about a tenth of the cost of reading and
+        parsing the record again). It is used only when it holds every field the view needs
+        and describes the same record and images as the tree entry, so the files are the same
+        whichever source rendered them.
+        """
+        if self.index is None:
+            return None
+        try:
+            summary = self.index.get(entry.job_id)
+        except MjvaultError:
+            self.index = None
+            return None
+        if summary is None or summary.record != entry.record or summary.images != entry.images:
+            return None
+        return Job(
+            id=summary.job_id,
+            enqueue_time=summary.time,
+            type=summary.type,
+            job_type=None,
+            event_type=None,
+            prompt=summary.prompt,
+            full_command="",
+            params=dict(summary.params),
+            username=summary.username,
+        )
+
+    def _sniff(self, oid: str) -> tuple[str | None, bool]:
+        """The image's real type from its first bytes, and whether a link can show it.
+
+        Midjourney records say ``png`` for images that may be WebP or JPEG, and a plain
+        vault stores an object raw (the file is the image) only when it is recognisable
+        media; anything else is framed and must be decoded into a copy. 16 bytes of one
+        read answer both, and catch a missing object before a dangling link is made.
+        """
+        if self.vault.encrypted:
+            return None, False
+        try:
+            fd = os.open(self._source(oid), os.O_RDONLY)
+        except FileNotFoundError:
+            return "missing", False
+        try:
+            head = os.read(fd, 16)
+        finally:
+            os.close(fd)
+        if head[:4] in (MAGIC_FRAMED, MAGIC_ENCRYPTED):
+            return None, False
+        kind = media_kind(head)
+        return kind, kind is not None
+
+    # -- the pass --------------------------------------------------------------------------
+    def run(self, changes: Iterator[tuple[str, JobEntry | None]]) -> None:
+        # New symlinks are made by one worker thread while this one reads and renders the
+        # next batch: symlink(2) releases the GIL, so on a real disk the two overlap and a
+        # checkout costs little more than the system calls alone.
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mjvault-view")
+        try:
+            batch: list[tuple[str, JobEntry | None]] = []
+            for change in changes:
+                batch.append(change)
+                if len(batch) >= BATCH_JOBS:
+                    self._apply(batch)
+                    batch = []
+            self._apply(batch)
+        finally:
+            try:
+                self._drain()
+            finally:
+                self.worker.shutdown(wait=True)
+
+    def _apply(self, batch: list[tuple[str, JobEntry | None]]) -> None:
+        if not batch:
+            return
+        desired: dict[Key, _Want] = {}
+        touched: set[str] = set()
+        for job_id, entry in batch:
+            wanted = self.wanted(entry)
+            if wanted is None:
+                continue
+            touched.add(job_id)
+            desired.update(wanted)
+            self.view.blocked.pop(job_id, None)  # retried below with everything else
+        self.report.jobs_examined += len(batch)
+
+        removals: list[tuple[Key, FileRecord]] = []
+        replacements: list[tuple[Key, FileRecord, _Want]] = []
+        placements: dict[Key, _Want] = {}
+        for job_id in touched:
+            for index, record in list(self.view.files.get(job_id, {}).items()):
+                key = (job_id, index)
+                want = desired.get(key)
+                if want is None or want.plain != record.wanted_path:
+                    removals.append((key, record))
+                elif want.oid != record.oid or self._needs_remake(record, want):
+                    replacements.append((key, record, want))
+        removed_keys = {key for key, _ in removals}
+        for key, want in desired.items():
+            if self._record(key) is None or key in removed_keys:
+                placements[key] = want
+
+        if removals or replacements:
+            self._drain()  # a removal may prune a directory a pending link goes into
+        for key, record in removals:
+            self._remove(key, record)
+        for key, record, want in replacements:
+            self._replace(key, record, want)
+        quick: list[tuple[Key, str, _Want]] = []
+        for key, path, want, is_move in self._assign(placements):
+            if self._kind_for(want) is LinkKind.SYMLINK and not is_move:
+                quick.append((key, path, want))
+            else:
+                self._place(key, path, want, moved=is_move)
+        self._dispatch_symlinks(quick)
+        if self.progress:
+            self.progress(len(batch))
+        self._maybe_save()
+
+    # -- symlinks made by the worker thread ------------------------------------------------
+
+    def _dispatch_symlinks(self, items: list[tuple[Key, str, _Want]]) -> None:
+        """Hand new symlinks to the worker; book them now, undo the few that fail at drain."""
+        self._drain()
+        if not items:
+            return
+        jobs: list[tuple[str, str]] = []
+        for key, relpath, want in items:
+            record = FileRecord(relpath, want.oid, LinkKind.SYMLINK)
+            record = _with_plain(record, relpath, want.plain)
+            self._set_record(key, record)
+            self._claim(key, record)
+            jobs.append(
+                (self._symlink_target(relpath, want.oid), os.path.join(self.root_str, relpath))
+            )
+        self.report.added += len(items)
+        self.ops_since_save += len(items)
+        assert self.worker is not None
+        self.pending = self.worker.submit(_make_symlinks, jobs)
+        self.pending_items = items
+
+    def _drain(self) -> None:
+        """Wait for the worker's batch and settle its failures (a name taken meanwhile)."""
+        if self.pending is None:
+            return
+        pending, items = self.pending, self.pending_items
+        self.pending, self.pending_items = None, []
+        failures = pending.result()
+        for position, error in failures:
+            key, relpath, want = items[position]
+            record = self._record(key)
+            if record is not None:
+                self._release(key, record)
+                self._set_record(key, None)
+            self.report.added -= 1
+            if isinstance(error, NameTaken | FileExistsError | NotADirectoryError):
+                self._block(key, relpath, want)
+            else:
+                raise error
+
+    def _assign(self, placements: dict[Key, _Want]) -> list[tuple[Key, str, _Want, bool]]:
+        """Paths for new images, as ``(key, path, want, is_move)``.
+
+        A name nobody else wants is taken as it is (the common case, no extra work). When
+        names collide, the whole collision group is re-resolved, so the result is the same
+        whatever order the images arrived in; an earlier image may have to give its plain
+        name to one that sorts before it, and moves to its suffixed name.
+        """
+        affected: dict[str, dict[Key, str]] = defaultdict(dict)
+        for key, want in placements.items():
+            affected[fold(want.plain)][key] = want.plain
+        result: list[tuple[Key, str, _Want, bool]] = []
+        for folded, new_members in affected.items():
+            existing = {k for k in self._group(folded) if k not in new_members}
+            if not existing and len(new_members) == 1 and folded not in self.used:
+                ((key, plain),) = new_members.items()
+                result.append((key, plain, placements[key], False))
+                continue
+            members = dict(new_members)
+            own: set[str] = set()
+            for key in existing:
+                record = self._record(key)
+                if record is not None:
+                    members[key] = record.wanted_path
+                    own.add(fold(record.path))
+            assigned = resolve_collisions(members, taken_folded=_Without(self.used, own))
+            for key, path in sorted(assigned.items()):
+                if key in new_members:
+                    result.append((key, path, placements[key], False))
+                    continue
+                record = self._record(key)
+                if record is not None and record.path != path:
+                    kind, raw = self._sniff(record.oid)
+                    want = _Want(record.wanted_path, record.oid, self._job_of(key), raw)
+                    # Removed now, so the freed name exists before anything is placed on it.
+                    self._drain()
+                    self._remove(key, record, counted=False)
+                    result.append((key, path, want, True))
+        return result
+
+    def _job_of(self, key: Key) -> Job:
+        return self.vault.job(self.vault.entry(key[0], self.snapshot))
+
+    def _kind_for(self, want: _Want) -> LinkKind:
+        return self.kind if want.raw else LinkKind.COPY
+
+    def _needs_remake(self, record: FileRecord, want: _Want) -> bool:
+        """Must an unchanged image's file be made again (link type changed, vault moved)?"""
+        expected = self._kind_for(want)
+        if record.kind is not expected and not (
+            expected is LinkKind.REFLINK and record.kind is LinkKind.COPY
+        ):
+            return True
+        if self.embed_changed and record.kind in (LinkKind.COPY, LinkKind.REFLINK):
+            return True
+        return self.vault_moved and record.kind is LinkKind.SYMLINK
+
+    # -- file operations -------------------------------------------------------------------
+    def _source(self, oid: str) -> str:
+        """The object's file, under the vault's resolved path (symlinks need a real path)."""
+        if self.fan_out_layout:
+            return f"{self.objects_root}/objects/{oid[:2]}/{oid}"
+        path = os.fspath(self.vault.object_path(oid))
+        if path.startswith(self.vault_prefix):
+            return self.objects_root + path[len(self.vault_prefix) - 1 :]
+        return os.path.realpath(path)
+
+    def _symlink_target(self, relpath: str, oid: str) -> str:
+        # One relpath() per directory, not per file: it is the costliest step of a checkout.
+        parent = os.path.dirname(relpath)
+        prefix = self.link_prefixes.get(parent)
+        if prefix is None:
+            prefix = os.path.relpath(self.objects_root, os.path.join(self.root_str, parent))
+            self.link_prefixes[parent] = prefix
+        return prefix + self._source(oid)[len(self.objects_root) :]
+
+    def _make(self, relpath: str, want: _Want, replace: bool) -> FileRecord:
+        dest = os.path.join(self.root_str, relpath)
+        kind = self._kind_for(want)
+        if kind is LinkKind.SYMLINK:
+            place_symlink(self._symlink_target(relpath, want.oid), dest, replace=replace)
+            # A symlink is recognised by its target, so no stat is needed (or spent).
+            return FileRecord(relpath, want.oid, LinkKind.SYMLINK)
+        if kind is LinkKind.HARDLINK:
+            place_hardlink(self._source(want.oid), dest, replace=replace)
+            used = LinkKind.HARDLINK
+        elif self.view.definition.embed_metadata or not want.raw:
+            data = self.vault.read_object(want.oid)
+            if self.view.definition.embed_metadata:
+                from mjvault.views.embed import embed_metadata
+
+                data = embed_metadata(data, want.job)
+            used = place_bytes(data, Path(dest), replace=replace)
+        else:
+            used = place_file(Path(self._source(want.oid)), Path(dest), self.kind, replace=replace)
+        if used is not self.kind and not self.vault.encrypted:
+            self.report.note(
+                f"{self.kind.value} is not possible on this file system: made copies instead"
+                if want.raw
+                else "some objects are not stored as plain images: they are decoded copies"
+            )
+        stat = os.lstat(dest)
+        return FileRecord(relpath, want.oid, used, None, stat.st_size, stat.st_mtime_ns)
+
+    def _place(self, key: Key, relpath: str, want: _Want, *, moved: bool = False) -> None:
+        try:
+            record = self._make(relpath, want, replace=False)
+        except (NameTaken, FileExistsError, NotADirectoryError):
+            self._block(key, relpath, want)
+            return
+        except OSError as exc:
+            if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+                self._block(key, relpath, want)
+                return
+            raise
+        except MjvaultError as exc:
+            if isinstance(exc, UsageError):
+                raise
+            self.report.skipped += 1
+            self.report.note(f"image {key[1]} of job {key[0]} skipped: {exc}")
+            return
+        record = _with_plain(record, relpath, want.plain)
+        self._set_record(key, record)
+        self._claim(key, record)
+        if moved:
+            self.report.updated += 1
+        else:
+            self.report.added += 1
+        self.ops_since_save += 1
+
+    def _replace(self, key: Key, record: FileRecord, want: _Want) -> None:
+        path = self.root / record.path
+        if os.path.lexists(path) and not self._is_ours(path, record):
+            self._forget(key, record, kept=path)
+            self._place(key, record.path, want)
+            return
+        try:
+            new = self._make(record.path, want, replace=True)
+        except MjvaultError as exc:
+            if isinstance(exc, UsageError):
+                raise
+            self.report.skipped += 1
+            self.report.note(f"image {key[1]} of job {key[0]} skipped: {exc}")
+            return
+        self._release(key, record)
+        new = _with_plain(new, record.path, want.plain)
+        self._set_record(key, new)
+        self._claim(key, new)
+        self.report.updated += 1
+        self.ops_since_save += 1
+
+    def _remove(self, key: Key, record: FileRecord, *, counted: bool = True) -> None:
+        path = self.root / record.path
+        if os.path.lexists(path):
+            if not self._is_ours(path, record):
+                self._forget(key, record, kept=path)
+                return
+            os.unlink(path)
+            prune_empty_dirs(path.parent, self.root)
+        self._forget(key, record)
+        if counted:
+            self.report.removed += 1
+        self.ops_since_save += 1
+
+    def _forget(self, key: Key, record: FileRecord, *, kept: Path | None = None) -> None:
+        self._release(key, record)
+        self._set_record(key, None)
+        if kept is not None:
+            self.report.kept += 1
+            if len(self.report.kept_paths) < MAX_LISTED:
+                self.report.kept_paths.append(str(kept))
+
+    def _block(self, key: Key, relpath: str, want: _Want) -> None:
+        plain = want.plain if want.plain != relpath else None
+        record = FileRecord(relpath, want.oid, self.kind, plain)
+        self.view.blocked.setdefault(key[0], {})[key[1]] = record
+        self.report.conflicts += 1
+        if len(self.report.conflict_paths) < MAX_LISTED:
+            self.report.conflict_paths.append(str(self.root / relpath))
+
+    def _is_ours(self, path: Path, record: FileRecord) -> bool:
+        """Is the file at ``path`` still exactly what this view made there?"""
+        try:
+            if record.kind is LinkKind.SYMLINK:
+                return os.path.basename(os.readlink(path)) == record.oid
+            stat = os.lstat(path)
+        except OSError:
+            return False
+        return (
+            not os.path.islink(path)
+            and stat.st_size == record.size
+            and stat.st_mtime_ns == record.mtime_ns
+        )
+
+    def _maybe_save(self) -> None:
+        # By time, not by count: saving a 100k-file state every few thousand files would
+        # make a checkout quadratic; every SAVE_SECONDS bounds what an interruption redoes.
+        if self.ops_since_save and time.monotonic() - self.saved_at >= SAVE_SECONDS:
+            self._drain()  # the saved state names only files that exist
+            self.registry.save(self.view)
+            self.ops_since_save = 0
+            self.saved_at = time.monotonic()
+
+
+def _usable_index(vault: Vault, definition: ViewDefinition, template: Template) -> Index | None:
+    """The index, when its summaries carry everything this view renders and filters by."""
+    if (
+        vault.encrypted  # types come from decrypting anyway; records are as cheap
+        or definition.embed_metadata  # needs the full command
+        or definition.filter.types  # needs job and event types
+        or template.field_names & RECORD_ONLY_FIELDS
+    ):
+        return None
+    try:
+        return vault.index
+    except MjvaultError:
+        return None
+
+
+def _make_symlinks(jobs: list[tuple[str, str]]) -> list[tuple[int, BaseException]]:
+    """Runs in the worker thread: make each link, report the ones that failed."""
+    failures: list[tuple[int, BaseException]] = []
+    for position, (target, dest) in enumerate(jobs):
+        try:
+            place_symlink(target, dest)
+        except (MjvaultError, OSError) as exc:
+            failures.append((position, exc))
+    return failures
+
+
+class _Without:
+    """``base`` minus a few names (a collision group's own current paths)."""
+
+    def __init__(self, base: dict[str, Key], without: set[str]) -> None:
+        self.base = base
+        self.without = without
+
+    def __contains__(self, folded: object) -> bool:
+        return folded in self.base and folded not in self.without
+
+
+def _with_plain(record: FileRecord, relpath: str, plain: str) -> FileRecord:
+    return FileRecord(
+        path=relpath,
+        oid=record.oid,
+        kind=record.kind,
+        plain=plain if plain != relpath else None,
+        size=record.size,
+        mtime_ns=record.mtime_ns,
+    )
+
+
+# -- the library API -----------------------------------------------------------------------
+
+
+def target_snapshot(vault: Vault, definition: ViewDefinition) -> Snapshot | None:
+    return vault.snapshot(definition.snapshot) if definition.snapshot else vault.head()
+
+
+def refresh_view(
+    vault: Vault,
+    view: View,
+    *,
+    registry: ViewRegistry | None = None,
+    progress: Progress | None = None,
+    previous: ViewDefinition | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> RefreshReport:
+    """Bring one view's files in line with its definition and snapshot; saves its state.
+
+    ``previous`` is the definition the files were made with, when the caller just changed it.
+    The caller holds ``registry.lock()``.
+    """
+    registry = registry or ViewRegistry(vault)
+    definition = view.definition
+    snapshot = target_snapshot(vault, definition)
+    new_tree = snapshot.tree if snapshot else None
+    kind = LinkKind.COPY if vault.encrypted else definition.link
+    report = RefreshReport(
+        view=definition.name,
+        directory=str(definition.directory),
+        snapshot=snapshot.id if snapshot else None,
+        link=kind.value,
+    )
+    fingerprint = definition.fingerprint()
+    vault_path = str(vault.path.resolve())
+    vault_moved = view.vault_path is not None and view.vault_path != vault_path
+    old_tree_gone = view.tree is not None and not vault.store.exists(view.tree)
+    full = view.fingerprint != fingerprint or vault_moved or old_tree_gone
+    if not full and view.tree == new_tree and not view.blocked:
+        report.mode = "up-to-date"
+        report.unchanged = view.file_count()
+        return report
+    report.mode = "full" if full else "incremental"
+    if full and on_total is not None and snapshot is not None:
+        on_total(int(snapshot.stats.get("jobs", 0)))  # a full pass visits every job once
+    if vault.encrypted:
+        report.note(
+            "this vault is encrypted: links would show ciphertext, so the view holds "
+            f"decrypted copies (unencrypted on disk in {definition.directory})"
+        )
+    before = view.file_count()
+    reconciler = _Reconciler(
+        vault,
+        registry,
+        view,
+        report,
+        progress,
+        snapshot=snapshot,
+        embed_changed=previous is not None and previous.embed_metadata != definition.embed_metadata,
+        vault_moved=vault_moved,
+    )
+    changes = (
+        _all_jobs(vault, view, snapshot) if full else _changed_jobs(vault, view, snapshot, new_tree)
+    )
+    try:
+        reconciler.run(changes)
+    except BaseException:
+        registry.save(view)  # what is done stays known; the old tree makes the next run redo
+        raise
+    view.fingerprint = fingerprint
+    view.tree = new_tree
+    view.snapshot_id = snapshot.id if snapshot else None
+    view.vault_path = vault_path
+    registry.save(view)
+    report.unchanged = max(0, before - report.removed - report.updated)
+    return report
+
+
+def _all_jobs(
+    vault: Vault, view: View, snapshot: Snapshot | None
+) -> Iterator[tuple[str, JobEntry | None]]:
+    seen: set[str] = set()
+    if snapshot is not None:
+        for entry in vault.entries(snapshot):
+            seen.add(entry.job_id)
+            yield entry.job_id, entry
+    for job_id in [*view.files, *view.blocked]:
+        if job_id not in seen:
+            seen.add(job_id)
+            yield job_id, None
+
+
+def _changed_jobs(
+    vault: Vault, view: View, snapshot: Snapshot | None, new_tree: str | None
+) -> Iterator[tuple[str, JobEntry | None]]:
+    seen: set[str] = set()
+    for job_id, _old, new in vault.diff(view.tree, new_tree):
+        seen.add(job_id)
+        yield job_id, new
+    for job_id in list(view.blocked):  # a user file was in the way last time: try again
+        if job_id not in seen:
+            yield job_id, _entry_or_none(vault, job_id, snapshot)
+
+
+def _entry_or_none(vault: Vault, job_id: str, snapshot: Snapshot | None) -> JobEntry | None:
+    if snapshot is None:
+        return None
+    try:
+        return vault.entry(job_id, snapshot)
+    except JobNotFound:
+        return None
+
+
+def _check_directory(vault: Vault, directory: Path) -> None:
+    vault_root = vault.path.resolve()
+    if directory == vault_root or vault_root in directory.parents:
+        raise UsageError(f"{directory} is inside the vault; choose a directory outside it")
+    if directory in vault_root.parents:
+        raise UsageError(f"{directory} contains the vault; choose a directory beside it")
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory} exists and is not a directory")
+
+
+def checkout(
+    vault: Vault,
+    definition: ViewDefinition,
+    *,
+    progress: Progress | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> RefreshReport:
+    """Define (or redefine) a view and render it. Library form of ``mjvault checkout DIR``."""
+    Template.parse(definition.template)  # a bad template fails before anything is touched
+    definition.directory = definition.directory.expanduser().resolve()
+    _check_directory(vault, definition.directory)
+    if definition.snapshot:
+        definition.snapshot = vault.snapshot(definition.snapshot).id
+    registry = ViewRegistry(vault)
+    with registry.lock():
+        previous: ViewDefinition | None = None
+        if registry.exists(definition.name):
+            view = registry.load(definition.name)
+            previous = view.definition
+            if previous.directory != definition.directory:
+                raise UsageError(
+                    f"view {definition.name!r} already shows {previous.directory}",
+                    hint="choose another --name, or `mjvault checkout --remove` it first",
+                )
+            view.definition = definition
+        else:
+            other = registry.find_by_directory(definition.directory)
+            if other is not None:
+                raise UsageError(
+                    f"{definition.directory} is already the view {other.name!r}",
+                    hint=f"refresh it with `mjvault checkout`, or use --name {other.name}",
+                )
+            view = View(definition=definition)
+        definition.directory.mkdir(parents=True, exist_ok=True)
+        return refresh_view(
+            vault, view, registry=registry, progress=progress, previous=previous, on_total=on_total
+        )
+
+
+@dataclass
+class ViewsReport:
+    """The outcome of refreshing several views (``mjvault checkout`` with no arguments)."""
+
+    views: list[RefreshReport] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def totals(self) -> dict[str, int]:
+        names = ("added", "removed", "updated", "unchanged", "skipped", "conflicts", "kept")
+        return {n: sum(getattr(r, n) for r in self.views) for n in names}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "views": [r.to_json() for r in self.views],
+            "errors": self.errors,
+            "totals": self.totals(),
+        }
+
+
+def refresh_views(
+    vault: Vault,
+    *,
+    auto_only: bool = False,
+    progress: Progress | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> ViewsReport:
+    """Refresh every view of the vault; ``auto_only`` skips views that opted out (for sync).
+
+    A view that fails (its disk is not mounted, say) is reported and the others still run.
+    """
+    registry = ViewRegistry(vault)
+    result = ViewsReport()
+    if not registry.names():
+        return result
+    with registry.lock():
+        for name in registry.names():
+            try:
+                view = registry.load(name)
+                if auto_only and not view.definition.auto_refresh:
+                    continue
+                result.views.append(
+                    refresh_view(
+                        vault, view, registry=registry, progress=progress, on_total=on_total
+                    )
+                )
+            except (MjvaultError, OSError) as exc:
+                result.errors[name] = str(exc)
+    return result
+
+
+def remove_view(vault: Vault, name: str) -> RefreshReport:
+    """Delete a view: its own files (never one the user changed) and its registry entry."""
+    registry = ViewRegistry(vault)
+    with registry.lock():
+        try:
+            view = registry.load(name)
+        except IntegrityError as exc:
+            # Without its file list the view cannot tell its files from yours: keep them all.
+            registry.delete(name)
+            report = RefreshReport(view=name, directory="?", snapshot=None, mode="removed")
+            report.note(f"{exc}; the view is forgotten and its files were left in place")
+            return report
+        report = RefreshReport(
+            view=name,
+            directory=str(view.definition.directory),
+            snapshot=view.snapshot_id,
+            mode="removed",
+            link=view.definition.link.value,
+        )
+        reconciler = _Reconciler(vault, registry, view, report, None, snapshot=None)
+        try:
+            reconciler.run((job_id, None) for job_id in [*view.files, *view.blocked])
+        except BaseException:
+            registry.save(view)
+            raise
+        registry.delete(name)
+        return report
+
+
+def list_views(vault: Vault) -> list[View]:
+    return ViewRegistry(vault).all()

@@ -1,0 +1,339 @@
+"""Views remembered in the vault: one file per view under ``<vault>/views/``.
+
+A view file holds the definition (directory, template, link type, filters, pinned snapshot,
+options) and the state of its last render: the tree it showed and every file it created,
+with the object each file shows. That list is what lets a refresh remove exactly its own
+files and nothing else, and lets ``verify --views`` and ``gc`` see what views refer to.
+
+The file is msgpack compressed with zstd. In an encrypted vault it is sealed with the vault's
+keys like an object: its file names are made of prompts, which must not lie in the clear
+beside the ciphertext (a vault directory is what people copy to cloud storage).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import msgpack
+import zstandard
+
+from mjvault.errors import IntegrityError, UsageError
+from mjvault.lock import WriteLock
+from mjvault.store.fsutil import atomic_write
+from mjvault.views.filters import ViewFilter
+from mjvault.views.links import LinkKind
+
+if TYPE_CHECKING:
+    from mjvault.vault import Vault
+
+VIEWS_DIR = "views"
+VIEW_SUFFIX = ".view"
+STATE_VERSION = 1
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+_MAGIC = b"MJVW"
+_KINDS = {kind.value: kind for kind in LinkKind}
+
+
+class ViewNotFound(UsageError):
+    """No view of that name in this vault."""
+
+
+class FileRecord(NamedTuple):
+    """One file a view created: where, showing which object, made how.
+
+    ``plain`` is the path the template gave before collisions were resolved (None when it is
+    ``path`` itself); ``size``/``mtime_ns`` fingerprint a copy, so a copy the user has since
+    edited is recognised as theirs and never removed. A named tuple: a view holds 100k of
+    them, and a frozen dataclass is several times slower to build.
+    """
+
+    path: str
+    oid: str
+    kind: LinkKind
+    plain: str | None = None
+    size: int = 0
+    mtime_ns: int = 0
+
+    @property
+    def wanted_path(self) -> str:
+        return self.plain if self.plain is not None else self.path
+
+    def pack(self, job_id: str, index: int) -> list[Any]:
+        # str(kind), not kind.value: an Enum property costs more than the rest of the row.
+        kind = str.__str__(self.kind)
+        return [job_id, index, self.path, self.oid, kind, self.plain, self.size, self.mtime_ns]
+
+    @staticmethod
+    def unpack(row: list[Any]) -> tuple[str, int, FileRecord]:
+        job_id, index, path, oid, kind, plain, size, mtime_ns = row
+        try:
+            link = _KINDS[kind]  # a dict lookup: LinkKind(kind) is slow for 100k rows
+        except KeyError:
+            raise ValueError(f"unknown link kind {kind!r}") from None
+        return job_id, index, FileRecord(path, oid, link, plain, size, mtime_ns)
+
+
+JobFiles = dict[str, dict[int, FileRecord]]
+
+
+@dataclass
+class ViewDefinition:
+    name: str
+    directory: Path
+    template: str
+    link: LinkKind
+    filter: ViewFilter = field(default_factory=ViewFilter)
+    snapshot: str | None = None  # a pinned snapshot id; None follows HEAD
+    auto_refresh: bool = True
+    embed_metadata: bool = False
+
+    def fingerprint(self) -> str:
+        """Changes whenever a change of definition means every file must be re-rendered."""
+        doc = self.to_json() | {"auto_refresh": None, "name": None}
+        return hashlib.blake2b(json.dumps(doc, sort_keys=True).encode(), digest_size=16).hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "directory": str(self.directory),
+            "template": self.template,
+            "link": self.link.value,
+            "filter": self.filter.to_json(),
+            "snapshot": self.snapshot,
+            "auto_refresh": self.auto_refresh,
+            "embed_metadata": self.embed_metadata,
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> ViewDefinition:
+        return cls(
+            name=doc["name"],
+            directory=Path(doc["directory"]),
+            template=doc["template"],
+            link=LinkKind(doc["link"]),
+            filter=ViewFilter.from_json(doc.get("filter") or {}),
+            snapshot=doc.get("snapshot"),
+            auto_refresh=bool(doc.get("auto_refresh", True)),
+            embed_metadata=bool(doc.get("embed_metadata", False)),
+        )
+
+
+@dataclass
+class View:
+    """A definition and the state of its last render."""
+
+    definition: ViewDefinition
+    fingerprint: str | None = None  # of the definition the files were rendered with
+    tree: str | None = None
+    snapshot_id: str | None = None
+    vault_path: str | None = None
+    blocked: JobFiles = field(default_factory=dict)  # wanted, but something else is there
+    refreshed: str | None = None
+    # The file list is decoded on first use: `checkout --list` and an up-to-date refresh of
+    # a 100k-file view need only the header.
+    _files: JobFiles | None = field(default=None, repr=False)
+    _files_blob: bytes | None = field(default=None, repr=False)
+    _file_count: int = field(default=0, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def files(self) -> JobFiles:
+        if self._files is None:
+            self._files = {}
+            if self._files_blob is not None:
+                try:
+                    for row in msgpack.unpackb(self._files_blob, raw=False):
+                        job_id, index, record = FileRecord.unpack(row)
+                        self._files.setdefault(job_id, {})[index] = record
+                except (ValueError, TypeError, msgpack.UnpackException) as exc:
+                    raise IntegrityError(f"view {self.name}: damaged file list: {exc}") from None
+                self._files_blob = None
+        return self._files
+
+    def file_count(self) -> int:
+        if self._files is None and self._files_blob is not None:
+            return self._file_count
+        return sum(len(images) for images in self.files.values())
+
+    def iter_files(self) -> Iterator[tuple[str, int, FileRecord]]:
+        for job_id, images in self.files.items():
+            for index, record in images.items():
+                yield job_id, index, record
+
+    def object_ids(self) -> set[str]:
+        """Every object a file of this view shows (for gc's mark phase and verify)."""
+        return {record.oid for _, _, record in self.iter_files()}
+
+    def summary(self) -> dict[str, Any]:
+        return self.definition.to_json() | {
+            "files": self.file_count(),
+            "blocked": sum(len(v) for v in self.blocked.values()),
+            "snapshot_rendered": self.snapshot_id,
+            "refreshed": self.refreshed,
+        }
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "v": STATE_VERSION,
+            "definition": self.definition.to_json(),
+            "fingerprint": self.fingerprint,
+            "tree": self.tree,
+            "snapshot_id": self.snapshot_id,
+            "vault_path": self.vault_path,
+            "file_count": self.file_count(),
+            "files": msgpack.packb([r.pack(j, i) for j, i, r in self.iter_files()]),
+            "blocked": [r.pack(j, i) for j, imgs in self.blocked.items() for i, r in imgs.items()],
+            "refreshed": self.refreshed,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> View:
+        if doc.get("v") != STATE_VERSION:
+            raise IntegrityError(f"view state version {doc.get('v')} is not supported")
+        view = cls(
+            definition=ViewDefinition.from_json(doc["definition"]),
+            fingerprint=doc.get("fingerprint"),
+            tree=doc.get("tree"),
+            snapshot_id=doc.get("snapshot_id"),
+            vault_path=doc.get("vault_path"),
+            refreshed=doc.get("refreshed"),
+        )
+        files = doc.get("files")
+        if files is not None and not isinstance(files, bytes):
+            raise IntegrityError("view state has a malformed file list")
+        view._files_blob = files
+        view._file_count = int(doc.get("file_count") or 0)
+        for row in doc.get("blocked") or []:
+            job_id, index, record = FileRecord.unpack(row)
+            view.blocked.setdefault(job_id, {})[index] = record
+        return view
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise UsageError(
+            f"view name {name!r} is not usable",
+            hint="letters, digits, '.', '_' and '-', at most 64, starting with a letter or digit",
+        )
+    return name
+
+
+def default_name(directory: Path) -> str:
+    """A view's name when none is given: its directory's name, made a valid view name."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", directory.name).strip("-._")[:64]
+    return cleaned or "view"
+
+
+class ViewRegistry:
+    """The views of one vault."""
+
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
+        self.dir = vault.path / VIEWS_DIR
+
+    def lock(self) -> WriteLock:
+        """Refreshes of views exclude each other, but not a sync: they only read the vault."""
+        self.dir.mkdir(exist_ok=True)
+        return WriteLock(self.dir, command="mjvault checkout")
+
+    def _path(self, name: str) -> Path:
+        return self.dir / f"{check_name(name)}{VIEW_SUFFIX}"
+
+    def names(self) -> list[str]:
+        if not self.dir.is_dir():
+            return []
+        return sorted(
+            n[: -len(VIEW_SUFFIX)]
+            for n in os.listdir(self.dir)
+            if n.endswith(VIEW_SUFFIX) and _NAME.match(n[: -len(VIEW_SUFFIX)])
+        )
+
+    def exists(self, name: str) -> bool:
+        return self._path(name).exists()
+
+    def load(self, name: str) -> View:
+        path = self._path(name)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ViewNotFound(f"no view named {name!r}") from None
+        return View.from_doc(self._decode(name, data))
+
+    def all(self) -> list[View]:
+        return [self.load(name) for name in self.names()]
+
+    def find_by_directory(self, directory: Path) -> View | None:
+        for name in self.names():
+            try:
+                view = self.load(name)
+            except IntegrityError:
+                continue  # a damaged view file must not block creating other views
+            if view.definition.directory == directory:
+                return view
+        return None
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """What ``checkout --list`` shows; a damaged view file is listed with its error."""
+        out: list[dict[str, Any]] = []
+        for name in self.names():
+            try:
+                out.append(self.load(name).summary())
+            except IntegrityError as exc:
+                out.append({"name": name, "error": str(exc)})
+        return out
+
+    def save(self, view: View) -> None:
+        self.dir.mkdir(exist_ok=True)
+        view.refreshed = datetime.now(UTC).isoformat(timespec="seconds")
+        atomic_write(self._path(view.name), self._encode(view.name, view.to_doc()), mode=0o600)
+
+    def delete(self, name: str) -> None:
+        try:
+            self._path(name).unlink()
+        except FileNotFoundError:
+            raise ViewNotFound(f"no view named {name!r}") from None
+
+    # -- encoding --------------------------------------------------------------------------
+    def _seal_id(self, name: str) -> str:
+        # Binds the sealed state to its view name: one view's file cannot stand in for another.
+        return hashlib.blake2b(f"mjvault view {name}".encode(), digest_size=32).hexdigest()
+
+    def _encode(self, name: str, doc: dict[str, Any]) -> bytes:
+        packed = msgpack.packb(doc, use_bin_type=True)
+        keys = self.vault.store.keys
+        if keys is not None:
+            return _MAGIC + b"E" + keys.seal(self._seal_id(name), packed, compress=True)
+        return _MAGIC + b"Z" + zstandard.ZstdCompressor(level=1).compress(packed)
+
+    def _decode(self, name: str, data: bytes) -> dict[str, Any]:
+        try:
+            if data[:4] != _MAGIC:
+                raise ValueError("not a view file")
+            if data[4:5] == b"E":
+                keys = self.vault.store.keys
+                if keys is None:
+                    raise ValueError("sealed view file in a plain vault")
+                packed = keys.open(self._seal_id(name), data[5:])
+            elif data[4:5] == b"Z":
+                packed = zstandard.ZstdDecompressor().decompress(data[5:])
+            else:
+                raise ValueError("unknown view file encoding")
+            doc = msgpack.unpackb(packed, raw=False, strict_map_key=False)
+            if not isinstance(doc, dict):
+                raise ValueError("not a map")
+            return doc
+        except IntegrityError:
+            raise
+        except Exception as exc:  # any decoding failure of stored bytes is damage
+            raise IntegrityError(f"view file {name}{VIEW_SUFFIX} is damaged: {exc}") from None

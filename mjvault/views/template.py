@@ -1,0 +1,287 @@
+"""View path templates: ``{date:%Y/%Y-%m}/{prompt:60}_{job_id}_{index}.{ext}``. Pure.
+
+A template is parsed once, when a view is defined, so an unknown field or a stray brace is a
+one-line :class:`UsageError` then and never a surprise half-way through a checkout of 100k
+images. Rendering gives a *raw* relative path: only the template's own literal text (and the
+``/`` inside a ``{date:...}`` format) makes directories; every other field value has its
+separators replaced, so a prompt like ``cats/dogs`` cannot invent a directory. Making the
+result safe for real file systems is :mod:`mjvault.views.paths`' job.
+
+Fields (see ``docs/usage.md``):
+
+``{job_id}`` / ``{job_id:N}``   the job id (its first N characters)
+``{index}``                     image number within the job, from 0
+``{ext}``                       file extension without the dot (``png``, ``webp``, ``mp4``)
+``{type}``, ``{job_type}``      the job's type and job type as Midjourney reports them
+``{date}`` / ``{date:FMT}``     enqueue time (UTC) through ``strftime`` (default ``%Y-%m-%d``);
+                                a job without a time renders ``unknown-date``
+``{prompt}`` / ``{prompt:N}``   the prompt, URLs dropped, made safe and cut to N characters
+                                (default 60); an empty prompt renders ``untitled``
+``{username}``                  the author; ``unknown-user`` when the record has none
+``{width}``, ``{height}``       pixel size when known, else ``none``
+``{ar}``, ``{version}``, ``{niji}``, ``{style}``, ``{stylize}``, ``{chaos}``, ``{quality}``,
+``{weird}``, ``{seed}`` … every parameter name mjvault knows (and its aliases, ``{v}``, ``{s}``)
+``{param:NAME}``                any other parameter by its name, as typed after ``--``
+
+A missing parameter renders ``none``; ``{style:default}`` renders ``default`` instead. Flag
+parameters (``--tile``) render ``true``. ``{ar}`` renders ``16x9``: ``:`` is not allowed in file
+names on Windows or macOS. Literal braces are written ``{{`` and ``}}``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from mjvault.errors import UsageError
+from mjvault.model import Job
+from mjvault.params import ALIASES, param_index_value
+
+DEFAULT_TEMPLATE = "{date:%Y/%Y-%m}/{prompt:60}_{job_id}_{index}.{ext}"
+DEFAULT_DATE_FORMAT = "%Y-%m-%d"
+DEFAULT_PROMPT_LENGTH = 60
+MAX_PROMPT_LENGTH = 255
+# Deeper templates cannot be shortened to fit a path limit; nobody browses 32 levels deep.
+MAX_DEPTH = 32
+MISSING = "none"
+UNKNOWN_DATE = "unknown-date"
+UNKNOWN_USER = "unknown-user"
+UNTITLED = "untitled"
+
+_FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
+_URL = re.compile(r"<?\b[a-z][a-z0-9+.-]*://\S*", re.IGNORECASE)
+# Characters that may not appear in a file name on one of Linux, macOS and Windows.
+_UNSAFE_IN_NAME = re.compile(r'[\x00-\x1f\x7f-\x9f<>:"/\\|?*]')
+_SEPARATORS = re.compile(r"[/\\]")
+_SAMPLE_TIME = datetime(2024, 2, 29, 13, 45, 30, tzinfo=UTC)
+
+# The parameters with a field of their own: every canonical name and alias mjvault parses.
+PARAMETER_FIELDS: dict[str, str] = dict(ALIASES)
+_TEXT_FIELDS = ("username", "job_type", "width", "height")
+_PLAIN_FIELDS = ("index", "ext", "type")
+_PER_IMAGE = frozenset({"index", "ext"})
+
+
+@dataclass(frozen=True)
+class Field:
+    """One ``{name:arg}`` in a template; ``arg`` is None when no ``:`` was written."""
+
+    name: str
+    arg: str | None
+
+
+Segment = str | Field
+
+
+@dataclass(frozen=True)
+class Template:
+    """A parsed template. ``text`` is what the user wrote and what the view registry stores."""
+
+    text: str
+    segments: tuple[Segment, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Template:
+        segments = tuple(_parse_segments(text))
+        if not any(isinstance(s, Field) for s in segments):
+            raise UsageError(
+                f"template {text!r} has no fields, so every image would get the same name",
+                hint="use fields such as {job_id} and {index}",
+            )
+        for segment in segments:
+            if isinstance(segment, Field):
+                _check_field(segment)
+        depth = sum(_literal_separators(s) for s in segments) + 1
+        if depth > MAX_DEPTH:
+            raise UsageError(f"template {text!r} is {depth} directories deep (at most {MAX_DEPTH})")
+        return cls(text=text, segments=segments)
+
+    @property
+    def field_names(self) -> frozenset[str]:
+        return frozenset(s.name for s in self.segments if isinstance(s, Field))
+
+    def render(self, job: Job, index: int, ext: str) -> str:
+        """The raw relative path (``/``-separated) for image ``index`` of ``job``."""
+        return self.bind(job)(index, ext)
+
+    def bind(self, job: Job) -> Callable[[int, str], str]:
+        """``render`` with the job's own fields worked out once, for all of its images."""
+        fixed: list[str | Field] = []
+        for segment in self.segments:
+            if isinstance(segment, Field) and segment.name not in _PER_IMAGE:
+                fixed.append(_render_field(segment, job, 0, ""))
+            else:
+                fixed.append(segment)
+
+        def render_image(index: int, ext: str) -> str:
+            return "".join(
+                s if isinstance(s, str) else _render_field(s, job, index, ext) for s in fixed
+            )
+
+        return render_image
+
+
+def _literal_separators(segment: Segment) -> int:
+    if isinstance(segment, str):
+        return len(_SEPARATORS.findall(segment))
+    if segment.name == "date" and segment.arg:
+        return len(_SEPARATORS.findall(segment.arg))
+    return 0
+
+
+def _parse_segments(text: str) -> list[Segment]:
+    segments: list[Segment] = []
+    literal: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "{" and text.startswith("{{", i):
+            literal.append("{")
+            i += 2
+        elif char == "}" and text.startswith("}}", i):
+            literal.append("}")
+            i += 2
+        elif char == "}":
+            raise UsageError(
+                f"template {text!r}: '}}' at position {i} closes nothing (write '}}}}')"
+            )
+        elif char == "{":
+            end = text.find("}", i + 1)
+            nested = text.find("{", i + 1)
+            if end < 0 or (0 <= nested < end):
+                raise UsageError(f"template {text!r}: '{{' at position {i} is never closed")
+            body = text[i + 1 : end]
+            name, colon, arg = body.partition(":")
+            if not _FIELD_NAME.match(name):
+                raise UsageError(f"template {text!r}: {{{body}}} is not a field name")
+            if literal:
+                segments.append("".join(literal))
+                literal = []
+            segments.append(Field(name=name, arg=arg if colon else None))
+            i = end + 1
+        else:
+            literal.append(char)
+            i += 1
+    if literal:
+        segments.append("".join(literal))
+    return segments
+
+
+def _known_fields() -> str:
+    names = ["job_id", "index", "ext", "type", "date", "prompt", *_TEXT_FIELDS, "param:NAME"]
+    return ", ".join(f"{{{n}}}" for n in names) + " and parameters such as {ar} {version}"
+
+
+def _check_field(field: Field) -> None:
+    name, arg = field.name, field.arg
+    if name in _PLAIN_FIELDS:
+        if arg is not None:
+            raise UsageError(f"template field {{{name}}} takes no argument (got {{{name}:{arg}}})")
+    elif name in ("job_id", "prompt"):
+        if arg is not None and not (arg.isdigit() and 1 <= int(arg) <= MAX_PROMPT_LENGTH):
+            raise UsageError(
+                f"template field {{{name}:{arg}}}: the length must be a number "
+                f"from 1 to {MAX_PROMPT_LENGTH}"
+            )
+    elif name == "date":
+        fmt = arg if arg is not None else DEFAULT_DATE_FORMAT
+        if "%" not in fmt:
+            raise UsageError(f"template field {{date:{fmt}}} has no strftime directive like %Y")
+        try:
+            rendered = _SAMPLE_TIME.strftime(fmt)
+        except ValueError as exc:
+            raise UsageError(f"template field {{date:{fmt}}}: {exc}") from None
+        if not rendered.strip():
+            raise UsageError(f"template field {{date:{fmt}}} renders nothing")
+    elif name == "param":
+        if not arg or not _FIELD_NAME.match(arg.lower()):
+            raise UsageError(
+                "template field {param:NAME} needs a parameter name, e.g. {param:sref}"
+            )
+    elif name not in _TEXT_FIELDS and name not in PARAMETER_FIELDS:
+        raise UsageError(f"unknown template field {{{name}}}", hint=f"known: {_known_fields()}")
+
+
+def _render_field(field: Field, job: Job, index: int, ext: str) -> str:
+    renderer = _RENDERERS.get(field.name)
+    if renderer is not None:
+        return renderer(field, job, index, ext)
+    if field.name == "param":
+        assert field.arg is not None  # checked at parse time
+        raw_name = field.arg.lower()
+        return _param(job, ALIASES.get(raw_name, raw_name), MISSING)
+    return _param(job, PARAMETER_FIELDS[field.name], field.arg or MISSING)
+
+
+def _param(job: Job, name: str, missing: str) -> str:
+    value = job.params.get(name)
+    if value is None:
+        return missing
+    text = param_index_value(value)
+    if name == "ar":
+        text = text.replace(":", "x")
+    return field_text(text) or missing
+
+
+def field_text(value: str) -> str:
+    """A field value with nothing that could split it into directories or break a name."""
+    return _UNSAFE_IN_NAME.sub("_", value)
+
+
+def prompt_text(prompt: str, length: int) -> str:
+    """The prompt as a file-name fragment: URLs dropped, unsafe runs to one space, cut."""
+    text = _URL.sub(" ", prompt)
+    text = _UNSAFE_IN_NAME.sub(" ", text)
+    text = " ".join(text.split())[:length].rstrip(" .")
+    return text or UNTITLED
+
+
+def _render_date(field: Field, job: Job, index: int, ext: str) -> str:
+    if job.enqueue_time is None:
+        return UNKNOWN_DATE
+    fmt = field.arg if field.arg is not None else DEFAULT_DATE_FORMAT
+    moment = job.enqueue_time.astimezone(UTC)
+    # The format's own '/' makes directories; anything else unsafe (a locale's month name
+    # can hold anything) is neutralised like any other value.
+    return "/".join(field_text(part) for part in moment.strftime(fmt).split("/"))
+
+
+def _render_job_id(field: Field, job: Job, index: int, ext: str) -> str:
+    text = field_text(job.id)
+    return text[: int(field.arg)] if field.arg else text
+
+
+def _render_prompt(field: Field, job: Job, index: int, ext: str) -> str:
+    return prompt_text(job.prompt, int(field.arg) if field.arg else DEFAULT_PROMPT_LENGTH)
+
+
+def _render_text(value: str | int | None, missing: str) -> str:
+    if value is None:
+        return missing
+    return field_text(str(value)) or missing
+
+
+_Renderer = Callable[[Field, Job, int, str], str]
+_RENDERERS: dict[str, _Renderer] = {
+    "job_id": _render_job_id,
+    "index": lambda f, job, index, ext: str(index),
+    "ext": lambda f, job, index, ext: field_text(ext.lower()) or "bin",
+    "type": lambda f, job, index, ext: _render_text(job.type, MISSING),
+    "date": _render_date,
+    "prompt": _render_prompt,
+    "username": lambda f, job, index, ext: _render_text(job.username, f.arg or UNKNOWN_USER),
+    "job_type": lambda f, job, index, ext: _render_text(job.job_type, f.arg or MISSING),
+    "width": lambda f, job, index, ext: _render_text(
+        job.width if job.width is not None else _param_int(job, "width"), f.arg or MISSING
+    ),
+    "height": lambda f, job, index, ext: _render_text(
+        job.height if job.height is not None else _param_int(job, "height"), f.arg or MISSING
+    ),
+}
+
+
+def _param_int(job: Job, name: str) -> int | None:
+    value = job.params.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -1,0 +1,182 @@
+"""The static gallery: its files, its thumbnail cache, encrypted vaults, and a real browser."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from mjvault import Vault
+from mjvault.find.gallery import build_gallery, image_paths
+from mjvault.find.gallery.thumbs import ThumbCache, make_thumbnail
+from mjvault.testing.images import make_png
+from tests.conftest import CHEAP_KDF, PASSPHRASE, run_cli
+
+PROMPTS = ["a red fox in the misty forest", "a bowl of ramen", "café at night, neon"]
+
+
+def _fill(vault: Vault) -> list[str]:
+    with vault.writer("test") as writer:
+        images = [writer.put_media(make_png(i, 240, 160)) for i in range(5)]
+        for i, prompt in enumerate(PROMPTS):
+            record = {
+                "id": f"job-{i}",
+                "full_command": f'{prompt} "quoted" --ar 3:2 --v 6.1',
+                "enqueue_time": f"2024-0{i + 1}-15 12:00:00",
+                "type": "grid",
+            }
+            writer.add_job(json.dumps(record).encode(), images[2 * i : 2 * i + 2])
+    return images
+
+
+def _data(directory: Path) -> dict[str, Any]:
+    text = (directory / "data.js").read_text(encoding="utf-8")
+    prefix = "window.MJVAULT_GALLERY = "
+    assert text.startswith(prefix) and text.rstrip().endswith(";")
+    return json.loads(text[len(prefix) :].rstrip().rstrip(";"))  # type: ignore[no-any-return]
+
+
+def test_plain_gallery_points_at_objects_and_caches_thumbnails(
+    vault: Vault, tmp_path: Path
+) -> None:
+    images = _fill(vault)
+    out = tmp_path / "gallery"
+    report = build_gallery(vault, out)
+    assert (report.jobs, report.images, report.thumbs_made) == (3, 5, 5)
+    assert {p.name for p in out.iterdir()} == {"index.html", "gallery.css", "gallery.js", "data.js"}
+    data = _data(out)
+    assert [job[0] for job in data["jobs"]] == ["job-2", "job-1", "job-0"]
+    newest = data["jobs"][0]
+    assert newest[3] == 'café at night, neon "quoted"'
+    assert newest[4] == "--ar 3:2 --version 6.1"
+    thumb, full = image_paths(data, newest[5][0])
+    assert newest[5][0][2] == "png"
+    assert (out / full).resolve() == vault.object_path(images[4]).resolve()
+    with Image.open(out / thumb) as picture:
+        assert picture.format == "WEBP" and max(picture.size) <= 320
+    again = build_gallery(vault, tmp_path / "second", "fox")
+    assert (again.jobs, again.thumbs_made, again.thumbs_cached) == (1, 0, 2)
+    cache = ThumbCache(vault.path)
+    assert cache.get(images[0], 320) is not None
+    assert len(cache.object_ids()) == 5 and all(vault.store.exists(t) for t in cache.object_ids())
+
+
+def test_encrypted_gallery_writes_decrypted_copies(encrypted_vault: Vault, tmp_path: Path) -> None:
+    _fill(encrypted_vault)
+    out = tmp_path / "gallery"
+    report = build_gallery(encrypted_vault, out)
+    assert report.decrypted_dir == out / "media"
+    assert report.decrypted_copies == 10  # 5 images and their 5 thumbnails
+    for job in _data(out)["jobs"]:
+        for image in job[5]:
+            thumb, full = image_paths(_data(out), image)
+            assert full.startswith("media/")  # never into the vault: its objects are ciphertext
+            with Image.open(out / full) as picture:
+                assert picture.size == (240, 160)
+            with Image.open(out / thumb) as picture:
+                assert picture.format == "WEBP"
+    assert build_gallery(encrypted_vault, out).decrypted_copies == 0
+
+
+def test_unreadable_images_are_left_out(vault: Vault, tmp_path: Path) -> None:
+    with vault.writer("test") as writer:
+        broken = writer.put_media(b"\x89PNG\r\n\x1a\n" + b"not really" * 10)
+        writer.add_job(json.dumps({"id": "x", "full_command": "broken"}).encode(), [broken])
+    report = build_gallery(vault, tmp_path / "g")
+    assert report.unreadable == [broken] and report.jobs == 0
+    assert make_thumbnail(b"nothing", 64) is None
+
+
+def test_cli_reports_and_refuses_the_vault_itself(vault: Vault, tmp_path: Path) -> None:
+    _fill(vault)
+    done = run_cli("--vault", str(vault.path), "gallery", str(tmp_path / "g"), "ramen")
+    assert done.returncode == 0, done.stderr
+    assert b"1 jobs, 2 images" in done.stdout
+    inside = run_cli("--vault", str(vault.path), "gallery", str(vault.path / "g"))
+    assert inside.returncode == 2 and b"outside the vault" in inside.stderr
+
+
+# -- a real browser ------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["plain", "encrypted"])
+def test_gallery_in_chromium(kind: str, tmp_path: Path) -> None:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if kind == "plain":
+        vault = Vault.init(tmp_path / "vault")
+    else:
+        vault = Vault.init(tmp_path / "vault", encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
+    _fill(vault)
+    out = tmp_path / "gallery"
+    build_gallery(vault, out)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto((out / "index.html").as_uri())
+
+            def wait_until(expression: str) -> None:
+                # Poll on a timer: requestAnimationFrame polling stalls in a headless page.
+                page.wait_for_function(expression, polling=50, timeout=15_000)
+
+            wait_until("document.querySelectorAll('.tile').length === 5")
+            assert "5 images · 3 jobs" in page.inner_text("#count")
+            # Every thumbnail decoded.
+            wait_until(
+                "[...document.querySelectorAll('.tile img')]"
+                ".every(i => i.complete && i.naturalWidth > 0)"
+            )
+            page.fill("#search", "CAFE")  # case- and accent-insensitive
+            wait_until("document.querySelectorAll('.tile').length === 1")
+            page.click(".tile")
+            page.wait_for_selector("#lightbox:not([hidden])")
+            wait_until("document.getElementById('full').complete && full.naturalWidth > 0")
+            assert page.eval_on_selector("#full", "i => i.naturalWidth") == 240
+            assert page.inner_text("#prompt") == 'café at night, neon "quoted"'
+            assert page.inner_text("#params") == "--ar 3:2 --version 6.1"
+            assert page.inner_text("#which") == "1 of 1"
+            assert "2024-03-15" in page.inner_text("#date")
+            page.screenshot(path=str(tmp_path / "lightbox.png"))
+            page.keyboard.press("Escape")
+            assert page.is_hidden("#lightbox")
+            # Field filters as in `mjvault search`: v:6 is the 6 family, s:25 is not 250.
+            for query, tiles in (("v:6 ar:3:2 type:grid", 5), ("v:7", 0), ("-v:6.1", 0)):
+                page.fill("#search", query)
+                wait_until(f"document.querySelectorAll('.tile').length === {tiles}")
+            page.fill("#search", "-fox")
+            wait_until("document.querySelectorAll('.tile').length === 3")
+            page.click(".tile >> nth=2")  # ramen's second image, then back to its first
+            wait_until("document.getElementById('which').textContent === '2 of 2'")
+            page.keyboard.press("ArrowLeft")
+            wait_until("document.getElementById('which').textContent === '1 of 2'")
+            assert errors == []
+        finally:
+            browser.close()
+    vault.close()
+    assert (tmp_path / "lightbox.png").stat().st_size > 1000
+
+
+def test_a_shared_image_gets_one_thumbnail(vault: Vault, tmp_path: Path) -> None:
+    with vault.writer("test") as writer:
+        image = writer.put_media(make_png(9, 100, 100))
+        for i in range(12):
+            writer.add_job(json.dumps({"id": f"s{i}", "full_command": "same"}).encode(), [image])
+    report = build_gallery(vault, tmp_path / "g", workers=4)
+    assert (report.images, report.thumbs_made, report.thumbs_cached) == (12, 1, 11)
+    assert len({job[5][0][0] for job in _data(tmp_path / "g")["jobs"]}) == 1
+    assert all(job[5][0][0] for job in _data(tmp_path / "g")["jobs"])

@@ -1,0 +1,117 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from mjvault.errors import UsageError
+from mjvault.views.links import (
+    LinkKind,
+    NameTaken,
+    parse_link_kind,
+    place_bytes,
+    place_file,
+    points_to,
+    prune_empty_dirs,
+)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "vault" / "objects" / "ab" / "cdef"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x89PNG fake image bytes")
+    return path
+
+
+def _leftover_temps(root: Path) -> list[Path]:
+    return [p for p in root.rglob(".mjvault-tmp-*")]
+
+
+@pytest.mark.parametrize("kind", list(LinkKind))
+def test_each_kind_shows_the_source(tmp_path: Path, source: Path, kind: LinkKind) -> None:
+    dest = tmp_path / "view" / "2024" / "cat.png"
+    used = place_file(source, dest, kind)
+    assert dest.read_bytes() == source.read_bytes()
+    assert points_to(dest, source, used)
+    if kind is LinkKind.SYMLINK:
+        assert dest.is_symlink() and not os.path.isabs(os.readlink(dest))
+    if kind is LinkKind.HARDLINK:
+        assert os.path.samefile(dest, source)
+    if kind in (LinkKind.COPY, LinkKind.REFLINK):
+        assert not dest.is_symlink() and not os.path.samefile(dest, source)
+        assert used in (LinkKind.REFLINK, LinkKind.COPY)
+    assert _leftover_temps(tmp_path) == []
+
+
+def test_relative_symlink_survives_moving_vault_and_view_together(
+    tmp_path: Path, source: Path
+) -> None:
+    dest = tmp_path / "view" / "cat.png"
+    place_file(source, dest, LinkKind.SYMLINK)
+    moved = tmp_path.parent / (tmp_path.name + "-moved")
+    tmp_path.rename(moved)
+    try:
+        assert (moved / "view" / "cat.png").read_bytes() == b"\x89PNG fake image bytes"
+    finally:
+        moved.rename(tmp_path)
+
+
+@pytest.mark.parametrize("kind", list(LinkKind))
+def test_never_overwrites_an_existing_file(tmp_path: Path, source: Path, kind: LinkKind) -> None:
+    dest = tmp_path / "view" / "cat.png"
+    dest.parent.mkdir()
+    dest.write_bytes(b"the user's own file")
+    with pytest.raises(NameTaken):
+        place_file(source, dest, kind)
+    assert dest.read_bytes() == b"the user's own file"
+    assert _leftover_temps(tmp_path) == []
+
+
+def test_replace_swaps_atomically(tmp_path: Path, source: Path) -> None:
+    other = source.with_name("other")
+    other.write_bytes(b"new")
+    dest = tmp_path / "view" / "cat.png"
+    place_file(source, dest, LinkKind.SYMLINK)
+    place_file(other, dest, LinkKind.SYMLINK, replace=True)
+    assert dest.read_bytes() == b"new"
+    place_bytes(b"decrypted", dest, replace=True)
+    assert dest.read_bytes() == b"decrypted" and not dest.is_symlink()
+    with pytest.raises(NameTaken):
+        place_bytes(b"again", dest)
+    assert _leftover_temps(tmp_path) == []
+
+
+def test_reflink_falls_back_to_copy_where_unsupported(tmp_path: Path, source: Path) -> None:
+    # ext4 and tmpfs cannot clone; btrfs and XFS can. Either way the bytes must arrive.
+    used = place_file(source, tmp_path / "v" / "x.png", LinkKind.REFLINK)
+    assert used in (LinkKind.REFLINK, LinkKind.COPY)
+    assert (tmp_path / "v" / "x.png").read_bytes() == source.read_bytes()
+
+
+def test_prune_stops_at_root(tmp_path: Path) -> None:
+    deep = tmp_path / "view" / "a" / "b"
+    deep.mkdir(parents=True)
+    (tmp_path / "view" / "keep.txt").write_text("x")
+    prune_empty_dirs(deep, tmp_path / "view")
+    assert not (tmp_path / "view" / "a").exists()
+    assert (tmp_path / "view").is_dir()
+
+
+def test_parse_link_kind() -> None:
+    assert parse_link_kind("Symlink") is LinkKind.SYMLINK
+    with pytest.raises(UsageError):
+        parse_link_kind("junction")
+
+
+@pytest.mark.skipif(
+    not os.environ.get("MJVAULT_REFLINK_DIR"),
+    reason="set MJVAULT_REFLINK_DIR to a directory on Btrfs or XFS to test real reflinks",
+)
+def test_reflink_really_clones_on_a_capable_file_system() -> None:
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(dir=os.environ["MJVAULT_REFLINK_DIR"]))
+    source = root / "object"
+    source.write_bytes(os.urandom(1 << 20))
+    assert place_file(source, root / "view" / "x.png", LinkKind.REFLINK) is LinkKind.REFLINK
+    assert (root / "view" / "x.png").read_bytes() == source.read_bytes()

@@ -1,0 +1,93 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from mjvault.errors import UsageError
+from mjvault.model import job_from_record
+from mjvault.views.template import DEFAULT_TEMPLATE, Template
+
+
+def _job(**overrides: object):
+    record: dict[str, object] = {
+        "id": "0a1b2c3d-1111-2222-3333-444455556666",
+        "enqueue_time": "2024-03-05 07:38:42.209596",
+        "type": "grid",
+        "full_command": "a red fox in snow --ar 16:9 --v 6.1 --s 250 --style raw --tile",
+        "username": "ada",
+        "job_type": "v6_diffusion",
+    }
+    record.update(overrides)
+    return job_from_record(record)
+
+
+def test_default_template_renders_dated_tree() -> None:
+    path = Template.parse(DEFAULT_TEMPLATE).render(_job(), 2, "png")
+    assert path == "2024/2024-03/a red fox in snow_0a1b2c3d-1111-2222-3333-444455556666_2.png"
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{ar}", "16x9"),
+        ("{version}", "6.1"),
+        ("{v}", "6.1"),
+        ("{stylize}", "250"),
+        ("{style}", "raw"),
+        ("{tile}", "true"),
+        ("{chaos}", "none"),
+        ("{chaos:zero}", "zero"),
+        ("{param:tile}", "true"),
+        ("{param:sref}", "none"),
+        ("{username}", "ada"),
+        ("{job_type}", "v6_diffusion"),
+        ("{type}", "grid"),
+        ("{job_id:8}", "0a1b2c3d"),
+        ("{prompt:5}", "a red"),
+        ("{date:%Y/%m/%d}", "2024/03/05"),
+        ("{date}", "2024-03-05"),
+        ("{{{index}}}", "{3}"),
+        ("{ext}", "webp"),
+    ],
+)
+def test_fields(template: str, expected: str) -> None:
+    assert Template.parse(template).render(_job(), 3, "WEBP") == expected
+
+
+def test_missing_values_have_placeholders() -> None:
+    job = _job(enqueue_time=None, username=None, full_command="https://s.mj.run/abc", prompt=None)
+    rendered = Template.parse("{date:%Y}|{username}|{prompt}|{version}").render(job, 0, "png")
+    assert rendered == "unknown-date_unknown-user_untitled_none".replace("_", "|")
+
+
+def test_field_values_never_make_directories() -> None:
+    job = _job(full_command="cats/dogs\\birds ../../etc --style a/b", username="x/../y")
+    rendered = Template.parse("{prompt}-{style}-{username}").render(job, 0, "png")
+    assert "/" not in rendered and "\\" not in rendered
+
+
+def test_date_is_utc() -> None:
+    job = _job(enqueue_time="2024-03-05T23:30:00-05:00")
+    assert Template.parse("{date:%Y-%m-%d %H}").render(job, 0, "png") == "2024-03-06 04"
+    assert job.enqueue_time == datetime(2024, 3, 6, 4, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "{nope}",
+        "{job_id",
+        "job}",
+        "{index:3}",
+        "{prompt:abc}",
+        "{prompt:0}",
+        "{date:plain}",
+        "{param:}",
+        "plain-name.png",
+        "{a{b}}",
+        "/".join(["{index}"] * 40),
+    ],
+)
+def test_bad_templates_fail_when_defined(bad: str) -> None:
+    with pytest.raises(UsageError) as info:
+        Template.parse(bad)
+    assert "\n" not in str(info.value)
