@@ -114,3 +114,17 @@ def test_gc_never_leaves_a_view_link_dangling(vault: Vault, tmp_path: Path) -> N
     views.refresh_views(vault)  # the view lets go of job-1 ...
     assert shown in gc(vault, grace_seconds=0).removed_ids  # ... and gc can take it
     assert verify(vault, views=True, read_data=True).ok
+
+
+def test_a_damaged_view_file_is_reported_and_stops_gc(vault: Vault, tmp_path: Path) -> None:
+    from mjvault.integrity.reachability import UnreadableGraph
+
+    add_jobs(vault, range(2))
+    make_view(vault, tmp_path / "one", "symlink", "one")
+    make_view(vault, tmp_path / "two", "symlink", "two")
+    (vault.path / "views" / "one.view").write_bytes(b"MJVWZ not zstd")
+    report = verify(vault, views=True)
+    assert report.views is not None and report.views["views"] == 1  # "two" still checked
+    assert [p.kind for p in report.problems] == ["view"] and "one" in report.problems[0].message
+    with pytest.raises(UnreadableGraph, match="view one"):
+        gc(vault, grace_seconds=0)  # its files' objects are unknown: nothing may go
