@@ -28,6 +28,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("inspect", "cat_command"),
     ("integrity", "verify_command"),
     ("integrity", "index_group"),
+    ("gc", "gc_command"),
+    ("gc", "forget_command"),
     ("keys", "key_group"),
     ("lock", "unlock_command"),
     ("devserver", "dev_server"),

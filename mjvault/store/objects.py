@@ -12,13 +12,20 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import blake3
 
 from mjvault.errors import CorruptObject, ObjectNotFound
-from mjvault.store.codec import can_store_raw, frame_plain, unframe_plain
+from mjvault.store.codec import (
+    ENCODING_IDENTITY,
+    can_store_raw,
+    decode_payload,
+    frame_plain,
+    unframe_plain,
+)
 from mjvault.store.crypto import VaultKeys
 from mjvault.store.fsutil import sync_filesystem
 
@@ -27,6 +34,22 @@ OBJECT_ID_LEN = 64
 STREAM_THRESHOLD = 64 * 1024 * 1024
 CHUNK = 1024 * 1024
 _HEX = frozenset("0123456789abcdef")
+
+
+_thread_buffers = threading.local()
+REUSED_BUFFER_MAX = 32 * 1024 * 1024  # larger objects get buffers of their own, freed after
+
+
+def _buffers(size: int) -> tuple[memoryview, memoryview]:
+    """Two writable views of ``size`` bytes (file, plaintext), kept per thread when small."""
+    if size > REUSED_BUFFER_MAX:
+        return memoryview(bytearray(size)), memoryview(bytearray(size))
+    held: tuple[bytearray, bytearray] | None = getattr(_thread_buffers, "held", None)
+    if held is None or len(held[0]) < size:
+        capacity = max(size, 1024 * 1024)
+        held = (bytearray(capacity), bytearray(capacity))
+        _thread_buffers.held = held
+    return memoryview(held[0])[:size], memoryview(held[1])[:size]
 
 
 def is_object_id(text: str) -> bool:
@@ -84,7 +107,10 @@ class ObjectStore:
             size = path.stat().st_size
         except FileNotFoundError:
             raise ObjectNotFound(f"object {object_id} is missing") from None
-        if self.keys is None and size > STREAM_THRESHOLD:
+        if self.keys is not None:
+            self._check_sealed(object_id, path, size)
+            return size
+        if size > STREAM_THRESHOLD:
             hasher = self.hasher()
             with open(path, "rb") as handle:
                 head = handle.read(8)
@@ -99,6 +125,25 @@ class ObjectStore:
             return size
         self.read(object_id)
         return size
+
+    def _check_sealed(self, object_id: str, path: Path, size: int) -> None:
+        """Decrypt and rehash into per-thread buffers reused from object to object."""
+        assert self.keys is not None
+        raw, out = _buffers(size)
+        try:
+            with open(path, "rb", buffering=0) as handle:
+                got = handle.readinto(raw)
+        except FileNotFoundError:
+            raise ObjectNotFound(f"object {object_id} is missing") from None
+        data = raw[:got]
+        inner = self.keys.open_into(object_id, data, out)
+        hasher = self.hasher()
+        if inner[0] == ENCODING_IDENTITY:
+            hasher.update(inner[1:])
+        else:
+            hasher.update(decode_payload(inner[0], bytes(inner[1:])))
+        if got != size or hasher.hexdigest() != object_id:
+            raise CorruptObject(f"object {object_id} does not match its name (damaged)")
 
     def iter_ids(self) -> Iterator[str]:
         """Every object id on disk, in fan-out order. Skips stray files."""

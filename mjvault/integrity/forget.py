@@ -1,0 +1,357 @@
+"""``mjvault forget``: drop snapshots (by restic-style keep policy or by id), or drop jobs.
+
+Forgetting removes snapshot markers (``refs/snapshots/<id>``); the objects stay until
+``mjvault gc`` finds them unreferenced. HEAD's snapshot is never forgotten, nor a snapshot a
+checkout view is pinned to.
+
+Forgetting a *job* rewrites every snapshot that holds it as a new snapshot without it (same
+time, source and host; ``stats["forgotten"]`` counts jobs removed this way), publishes the new
+markers, moves HEAD, removes the old markers, rewrites an unfinished sync's checkpoint, brings
+the index up to date and refreshes views, so that gc can then remove the job's record and
+images. Copies already pushed to remotes, and files in ``quarantine/``, are not touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from mjvault import __version__
+from mjvault.errors import (
+    CorruptObject,
+    IntegrityError,
+    JobNotFound,
+    MjvaultError,
+    ObjectNotFound,
+    UsageError,
+)
+from mjvault.integrity.gc import acquire_lock
+from mjvault.snapshots import Snapshot, decode_manifest, encode_manifest
+from mjvault.store.fsutil import atomic_write
+from mjvault.tree import JobEntry, Tree
+from mjvault.vault import Vault
+
+CHECKPOINT_FILE = "checkpoint"
+
+# -- keep policies -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeepPolicy:
+    last: int | None = None
+    hourly: int | None = None
+    daily: int | None = None
+    weekly: int | None = None
+    monthly: int | None = None
+    yearly: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        return all(v is None for v in self.__dict__.values())
+
+
+_BUCKETS: list[tuple[str, Callable[[datetime], tuple[int, ...]]]] = [
+    ("hourly", lambda t: (t.year, t.month, t.day, t.hour)),
+    ("daily", lambda t: (t.year, t.month, t.day)),
+    ("weekly", lambda t: t.isocalendar()[:2]),
+    ("monthly", lambda t: (t.year, t.month)),
+    ("yearly", lambda t: (t.year,)),
+]
+
+
+@dataclass
+class Decision:
+    snapshot: Snapshot
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def keep(self) -> bool:
+        return bool(self.reasons)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.snapshot.id,
+            "time": self.snapshot.time.isoformat(),
+            "source": self.snapshot.source,
+            "jobs": self.snapshot.stats.get("jobs"),
+            "keep": self.keep,
+            "reasons": self.reasons,
+        }
+
+
+def apply_policy(
+    snapshots: Iterable[Snapshot],
+    policy: KeepPolicy,
+    *,
+    protected: dict[str, str] | None = None,
+) -> list[Decision]:
+    """Which snapshots a policy keeps, newest first, with the rules that keep each.
+
+    restic's rules: ``last`` keeps the N newest; each period rule walks the snapshots newest
+    first and keeps the newest snapshot of each of the N most recent periods (hours, days,
+    ISO weeks, months, years, in local time) that have one. A snapshot is kept if any rule or
+    ``protected`` (id -> reason, e.g. HEAD) keeps it.
+    """
+    if policy.empty:
+        raise UsageError("no keep policy given (--keep-last, --keep-daily, …)")
+    ordered = sorted(snapshots, key=lambda s: (s.time, s.id), reverse=True)
+    decisions = [Decision(s) for s in ordered]
+    for decision in decisions:
+        if protected and decision.snapshot.id in protected:
+            decision.reasons.append(protected[decision.snapshot.id])
+    if policy.last:
+        for decision in decisions[: policy.last]:
+            decision.reasons.append("last")
+    for name, bucket_of in _BUCKETS:
+        wanted = getattr(policy, name)
+        if not wanted:
+            continue
+        seen: set[tuple[int, ...]] = set()
+        for decision in decisions:
+            bucket = bucket_of(decision.snapshot.time.astimezone())
+            if bucket in seen:
+                continue
+            if len(seen) >= wanted:
+                break
+            seen.add(bucket)
+            decision.reasons.append(name)
+    return decisions
+
+
+@dataclass
+class ForgetSnapshotsReport:
+    dry_run: bool
+    decisions: list[Decision] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "dry_run": self.dry_run,
+            "snapshots": [d.to_json() for d in self.decisions],
+            "forgotten": self.forgotten,
+        }
+
+
+def protected_snapshots(vault: Vault) -> dict[str, str]:
+    """Snapshots that are never forgotten: HEAD, and those a checkout view is pinned to."""
+    protected: dict[str, str] = {}
+    head = vault.refs.head()
+    if head:
+        protected[head] = "HEAD"
+    for view in _views(vault):
+        pinned = getattr(view.definition, "snapshot", None)
+        if pinned:
+            with contextlib.suppress(MjvaultError):
+                protected.setdefault(vault.refs.resolve(pinned), f"view {view.name}")
+    return protected
+
+
+def forget_snapshots(
+    vault: Vault,
+    *,
+    policy: KeepPolicy | None = None,
+    snapshot_ids: Sequence[str] = (),
+    dry_run: bool = False,
+    wait: float | None = None,
+) -> ForgetSnapshotsReport:
+    """Remove snapshot markers chosen by ``policy`` or named in ``snapshot_ids``.
+
+    A snapshot named by id is forgotten even if its manifest is unreadable (that is how a
+    snapshot that cannot be repaired is let go); a policy needs every manifest readable.
+    """
+    report = ForgetSnapshotsReport(dry_run=dry_run)
+    with acquire_lock(vault, wait, "mjvault forget"):
+        protected = protected_snapshots(vault)
+        readable, unreadable = _read_snapshots(vault)
+        if policy is not None:
+            if unreadable:
+                raise IntegrityError(
+                    f"snapshot {unreadable[0][:12]} cannot be read, so no policy can place it",
+                    hint="run `mjvault verify --repair`, or forget it by id",
+                )
+            report.decisions = apply_policy(readable, policy, protected=protected)
+            doomed = [d.snapshot.id for d in report.decisions if not d.keep]
+        else:
+            named = {vault.refs.resolve(ref) for ref in snapshot_ids}
+            for snapshot_id in named:
+                if snapshot_id in protected:
+                    raise UsageError(
+                        f"snapshot {snapshot_id[:12]} is {protected[snapshot_id]}: not forgotten"
+                    )
+            report.decisions = [
+                Decision(s, [] if s.id in named else ["not named"]) for s in readable
+            ]
+            doomed = sorted(named)
+        for snapshot_id in doomed:
+            report.forgotten.append(snapshot_id)
+            if not dry_run:
+                vault.refs.remove_snapshot(snapshot_id)
+    return report
+
+
+def _read_snapshots(vault: Vault) -> tuple[list[Snapshot], list[str]]:
+    readable: list[Snapshot] = []
+    unreadable: list[str] = []
+    for snapshot_id in vault.refs.snapshot_ids():
+        try:
+            readable.append(decode_manifest(snapshot_id, vault.store.read(snapshot_id)))
+        except (ObjectNotFound, CorruptObject, IntegrityError):
+            unreadable.append(snapshot_id)
+    return readable, unreadable
+
+
+# -- forgetting jobs -----------------------------------------------------------------------
+
+
+@dataclass
+class ForgetJobsReport:
+    jobs: list[str]
+    dry_run: bool
+    rewritten: dict[str, str] = field(default_factory=dict)  # old snapshot id -> new id
+    head: str | None = None
+    checkpoint_rewritten: bool = False
+    views_refreshed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def forget_jobs(
+    vault: Vault,
+    job_ids: Sequence[str],
+    *,
+    dry_run: bool = False,
+    wait: float | None = None,
+) -> ForgetJobsReport:
+    """Remove ``job_ids`` from every snapshot (and checkpoint, index and views)."""
+    if not job_ids:
+        raise UsageError("no job id given")
+    report = ForgetJobsReport(jobs=list(job_ids), dry_run=dry_run)
+    with acquire_lock(vault, wait, "mjvault forget --job"):
+        batch = vault.store.batch()
+        tree = Tree(batch.read, batch.put)
+        removal: dict[str, JobEntry | None] = dict.fromkeys(job_ids)
+        # Oldest first, so a rewritten snapshot's parent can point at its parent's rewrite.
+        snapshots = sorted(vault.snapshots(), key=lambda s: (s.time, s.id))
+        found: set[str] = set()
+        new_manifests: list[tuple[Snapshot, str]] = []
+        for snapshot in snapshots:
+            held = [e for e in (tree.get(snapshot.tree, j) for j in job_ids) if e is not None]
+            if not held:
+                continue
+            found |= {e.job_id for e in held}
+            if dry_run:
+                report.rewritten[snapshot.id] = "(dry run)"
+                continue
+            new_root = tree.apply(snapshot.tree, removal)
+            stats = dict(snapshot.stats)
+            stats["jobs"] = stats.get("jobs", 0) - len(held)
+            stats["images"] = stats.get("images", 0) - sum(
+                sum(1 for i in e.images if i is not None) for e in held
+            )
+            stats["forgotten"] = stats.get("forgotten", 0) + len(held)
+            parent = snapshot.parent
+            manifest = encode_manifest(
+                time=snapshot.time,
+                tree=new_root,
+                parent=report.rewritten.get(parent, parent) if parent else None,
+                source=snapshot.source,
+                host=snapshot.host or socket.gethostname(),
+                tool=snapshot.tool or f"mjvault {__version__}",
+                stats=stats,
+            )
+            new_id = batch.put(manifest)
+            report.rewritten[snapshot.id] = new_id
+            new_manifests.append((snapshot, new_id))
+        missing = [j for j in job_ids if j not in found]
+        checkpoint = _read_checkpoint(vault)
+        checkpoint_tree = checkpoint.get("tree") if checkpoint else None
+        checkpoint_holds = isinstance(checkpoint_tree, str) and any(
+            _tree_holds(vault, tree, checkpoint_tree, j) for j in job_ids
+        )
+        if missing and not checkpoint_holds:
+            raise JobNotFound(f"no snapshot holds job {', '.join(missing)}")
+        if dry_run:
+            report.checkpoint_rewritten = checkpoint_holds
+            return report
+        if checkpoint and checkpoint_holds:
+            assert isinstance(checkpoint_tree, str)
+            checkpoint["tree"] = tree.apply(checkpoint_tree, removal)
+        # Publish in the writer's order: objects durable, new markers, HEAD, then old markers.
+        batch.flush()
+        for _, new_id in new_manifests:
+            vault.refs.add_snapshot(new_id)
+        head = vault.refs.head()
+        if head in report.rewritten:
+            vault.refs.set_head(report.rewritten[head])
+        for old, _ in new_manifests:
+            vault.refs.remove_snapshot(old.id)
+        if checkpoint:
+            base = checkpoint.get("base")
+            if isinstance(base, str) and base in report.rewritten:
+                checkpoint["base"] = report.rewritten[base]
+            if checkpoint_holds or checkpoint.get("base") != base:
+                atomic_write(vault.refs.dir / CHECKPOINT_FILE, json.dumps(checkpoint).encode())
+                report.checkpoint_rewritten = True
+        report.head = vault.refs.head()
+        new_head = vault.head()
+        vault.sync_index(new_head.tree if new_head else None)
+    report.views_refreshed = _refresh_views_after(vault, report)
+    return report
+
+
+def _tree_holds(vault: Vault, tree: Tree, root: str, job_id: str) -> bool:
+    if not vault.store.exists(root):
+        return False
+    return tree.get(root, job_id) is not None
+
+
+def _read_checkpoint(vault: Vault) -> dict[str, Any] | None:
+    try:
+        doc = json.loads((vault.refs.dir / CHECKPOINT_FILE).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _views(vault: Vault) -> list[Any]:
+    try:
+        from mjvault.views.registry import ViewRegistry
+    except ImportError:  # views are an optional part of the package
+        return []
+    registry = ViewRegistry(vault)
+    views = []
+    for name in registry.names():
+        with contextlib.suppress(MjvaultError):
+            views.append(registry.load(name))
+    return views
+
+
+def _refresh_views_after(vault: Vault, report: ForgetJobsReport) -> list[str]:
+    """Re-pin views pinned to a rewritten snapshot, then refresh every view."""
+    try:
+        from mjvault.views import refresh_views
+        from mjvault.views.registry import ViewRegistry
+    except ImportError:
+        return []
+    registry = ViewRegistry(vault)
+    if not registry.names():
+        return []
+    with registry.lock():
+        for view in _views(vault):
+            pinned = view.definition.snapshot
+            old = next((o for o in report.rewritten if pinned and o.startswith(pinned)), None)
+            if old is not None:
+                view.definition.snapshot = report.rewritten[old]
+                registry.save(view)
+                report.notes.append(f"view {view.name} now pinned to {report.rewritten[old][:12]}")
+    result = refresh_views(vault)
+    for name, error in result.errors.items():
+        report.notes.append(f"view {name} could not be refreshed: {error}")
+    return [v.view for v in result.views]

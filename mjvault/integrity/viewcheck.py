@@ -1,0 +1,81 @@
+"""``mjvault verify --views``: does every file of every checkout view still show its object?
+
+The file checks themselves belong to the views (:func:`mjvault.views.check.check_view`: a
+symlink must point at its object and the object exist, a hard link must be the object's own
+inode, a copy must hash to the object's name, or be unchanged since it was made when it
+carries embedded metadata). This module runs them view by view — a view file that cannot be
+read is one problem, not the end of the check — and reports what they find as verify
+problems of kind ``view``.
+
+Without the views package there is nothing to check, and :func:`check_views` says so
+(``available`` is False).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mjvault.errors import MjvaultError
+from mjvault.integrity.verify import Problem
+from mjvault.vault import Vault
+
+# What each problem the views report means, in a sentence a user can act on.
+EXPLAINED = {
+    "missing": "is missing",
+    "dangling": "is a dangling link (its object is gone, or the vault moved)",
+    "points elsewhere": "points at another file than its object (replaced by hand?)",
+    "differs": "differs from its object (damaged or edited)",
+    "changed": "was changed since it was made (size or time differ)",
+}
+
+
+@dataclass
+class ViewCheckReport:
+    available: bool = True
+    views: int = 0
+    files: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"available": self.available, "views": self.views, "files": self.files}
+
+
+def check_views(
+    vault: Vault, *, read_data: bool = True, on_view: Callable[[str], None] | None = None
+) -> ViewCheckReport:
+    """Check every file of every view; ``read_data=False`` skips hashing copies."""
+    try:
+        from mjvault.views.check import check_view
+        from mjvault.views.registry import ViewRegistry
+    except ImportError:  # views are an optional part of the package
+        return ViewCheckReport(available=False)
+    report = ViewCheckReport()
+    registry = ViewRegistry(vault)
+    for name in registry.names():
+        if on_view:
+            on_view(name)
+        try:
+            view = registry.load(name)
+        except MjvaultError as exc:
+            report.problems.append(Problem("view", f"view {name}: {exc}"))
+            continue
+        report.views += 1
+        report.files += view.file_count()
+        try:
+            found = list(check_view(vault, view, read_data=read_data))
+        except OSError as exc:  # an unmounted disk, a directory without permission
+            report.problems.append(Problem("view", f"view {name}: cannot be read: {exc}"))
+            continue
+        for item in found:
+            report.problems.append(
+                Problem(
+                    "view",
+                    f"view {item.view}: {item.path} (image {item.index}) "
+                    f"{EXPLAINED.get(item.problem, item.problem)}",
+                    item.object_id,
+                    jobs=[item.job_id],
+                )
+            )
+    return report
