@@ -9,7 +9,6 @@ process is provably gone (same host, pid not running).
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import logging
@@ -23,16 +22,6 @@ from types import TracebackType
 from mjvault.errors import VaultLocked
 
 log = logging.getLogger(__name__)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def read_holder(path: Path) -> dict[str, object] | None:
@@ -115,15 +104,18 @@ class WriteLock:
 
 
 def break_lock(vault_root: Path) -> dict[str, object] | None:
-    """``mjvault unlock``: remove the lock note of a holder that is gone. Refuses a live local holder."""
+    """``mjvault unlock``: clear the note of a holder that is gone. Refuses while one holds it.
+
+    The file is never unlinked: a writer that holds the flock on it (or is about to) would keep
+    a lock on a deleted inode while the next writer locks a new file, and two would run. The
+    note is cleared under the flock instead, which also proves nobody holds it.
+    """
     path = vault_root / "lock"
     holder = read_holder(path)
     if holder is None:
         return None
-    same_host = holder.get("host") == socket.gethostname()
-    pid = holder.get("pid")
-    if same_host and isinstance(pid, int) and _pid_alive(pid):
-        fd = os.open(path, os.O_RDWR)
+    fd = os.open(path, os.O_RDWR)
+    try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -131,8 +123,8 @@ def break_lock(vault_root: Path) -> dict[str, object] | None:
                 f"the lock is held by a running process: {describe_holder(holder)}",
                 hint="stop that process first",
             ) from None
-        finally:
-            os.close(fd)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+        os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
     return holder

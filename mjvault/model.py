@@ -7,6 +7,7 @@ The raw record (JSON bytes exactly as the source gave them) is what the vault st
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,10 @@ from mjvault.params import ParamValue, parse_full_command
 
 # Job types whose image is the parent grid's image (no image of their own on the CDN).
 VIRTUAL_UPSAMPLE_MARKERS = ("virtual_upsample", "_virtual", "virtual_upscale")
+
+
+MAX_JOB_ID_BYTES = 200
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class RecordError(MjvaultError):
@@ -102,15 +107,24 @@ def parse_time(value: Any) -> datetime | None:
     text = value.strip().replace("Z", "+00:00")
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # year 1 at +01:00 overflows when moved to UTC
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+
+
+def _clean(text: str) -> str:
+    """Lone surrogates (from JSON escapes such as a half emoji) become U+FFFD.
+
+    JSON allows them, UTF-8 cannot carry them, and every later consumer (the index, msgpack,
+    file names) encodes to UTF-8. The record object keeps the source's bytes untouched.
+    """
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) and value != "" else None
+    return _clean(value) if isinstance(value, str) and value != "" else None
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -118,7 +132,8 @@ def _int_or_none(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isdigit():
+    # isascii: "²".isdigit() is True, but int("²") fails.
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
         return int(value)
     return None
 
@@ -130,9 +145,17 @@ def job_from_record(record: Any) -> Job:
     job_id = record.get("id")
     if not isinstance(job_id, str) or not job_id.strip():
         raise RecordError("record has no job id")
+    # Ids are UUIDs; anything long, with control characters or with lone surrogates (a JSON
+    # "\ud800" escape) cannot be an index key or a file name, and is not a Midjourney job.
+    if (
+        _clean(job_id) != job_id
+        or len(job_id.encode("utf-8")) > MAX_JOB_ID_BYTES
+        or any(ord(c) < 32 for c in job_id)
+    ):
+        raise RecordError("record has a malformed job id (too long or odd characters)")
     command_field = record.get("full_command")
     prompt_field = record.get("prompt")
-    full_command: str = (
+    full_command: str = _clean(
         command_field
         if isinstance(command_field, str)
         else prompt_field
@@ -140,8 +163,9 @@ def job_from_record(record: Any) -> Job:
         else ""
     )
     parsed = parse_full_command(full_command)
-    prompt = record.get("prompt")
-    prompt = " ".join(prompt.split()) if isinstance(prompt, str) else parsed.prompt
+    prompt = (
+        " ".join(_clean(prompt_field).split()) if isinstance(prompt_field, str) else parsed.prompt
+    )
     event_field = record.get("event")
     event: dict[str, Any] = event_field if isinstance(event_field, dict) else {}
     job_type = _str_or_none(record.get("job_type")) or _str_or_none(record.get("_job_type"))
@@ -149,7 +173,9 @@ def job_from_record(record: Any) -> Job:
     kind = _str_or_none(record.get("type")) or event_type or job_type or "unknown"
     paths = record.get("image_paths")
     image_paths = (
-        tuple(p for p in paths if isinstance(p, str)) if isinstance(paths, list) and paths else None
+        tuple(_clean(p) for p in paths if isinstance(p, str))
+        if isinstance(paths, list) and paths
+        else None
     )
     return Job(
         id=job_id.strip(),
@@ -178,6 +204,8 @@ def job_from_json(raw: bytes) -> Job:
         raise RecordError("empty file")
     try:
         record = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int too long
         raise RecordError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise RecordError("not valid JSON: nested too deeply") from None
     return job_from_record(record)

@@ -281,7 +281,8 @@ def sync(
                 )
                 for result in fetched:
                     _store(writer, result, report, shared)
-                    handled.add(result.job.id)
+                    if result.job.id in retry:  # only these matter, and the set stays small
+                        handled.add(result.job.id)
                     if on_job:
                         on_job(result.job.id)
                     if should_stop and should_stop():

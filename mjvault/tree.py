@@ -129,15 +129,19 @@ class Tree:
         node = self._cache.get(node_id)
         if node is None:
             node = decode_node(self._read(node_id))
-            if len(self._cache) >= self._cache_size:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[node_id] = node
+            self._remember(node_id, node)
         return node
 
     def store(self, node: Node) -> str:
         node_id = self._write(encode_node(node))
-        self._cache[node_id] = node
+        self._remember(node_id, node)
         return node_id
+
+    def _remember(self, node_id: str, node: Node) -> None:
+        # Bounded, oldest first out: a long import writes millions of nodes over its life.
+        if node_id not in self._cache and len(self._cache) >= self._cache_size:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[node_id] = node
 
     def empty(self) -> str:
         return self.store(Leaf(()))

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mjvault.errors import (
+    CorruptObject,
     IntegrityError,
     JobNotFound,
     MjvaultError,
+    ObjectNotFound,
     PassphraseRequired,
     UnsupportedFormat,
     VaultExists,
@@ -202,8 +204,15 @@ class Vault:
         return decode_manifest(snapshot_id, self.store.read(snapshot_id))
 
     def snapshots(self) -> list[Snapshot]:
-        """All snapshots, newest first."""
-        found = [decode_manifest(s, self.store.read(s)) for s in self.refs.snapshot_ids()]
+        """All snapshots that can be read, newest first (`verify` reports the others)."""
+        found = []
+        for snapshot_id in self.refs.snapshot_ids():
+            try:
+                found.append(decode_manifest(snapshot_id, self.store.read(snapshot_id)))
+            except (ObjectNotFound, CorruptObject, IntegrityError) as exc:
+                log.warning(
+                    "skipping snapshot %s: %s (run `mjvault verify`)", snapshot_id[:12], exc
+                )
         return sorted(found, key=lambda s: s.time, reverse=True)
 
     # -- jobs ------------------------------------------------------------------------------
@@ -271,11 +280,11 @@ class Vault:
         """The index, brought up to HEAD first when no writer is busy (it is only a cache)."""
         index = self._open_index()
         head = self.head()
-        target = head.tree if head else None
-        if index.indexed_tree() != target and target is not None:
+        if index.indexed_tree() != (head.tree if head else None):
             try:
                 with self.write_lock():
-                    self.sync_index(target)
+                    head = self.head()  # a writer may have committed before we got the lock
+                    self.sync_index(head.tree if head else None)
             except VaultLocked:
                 pass  # a writer is at work and keeps the index current itself
         return index

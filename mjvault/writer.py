@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 from collections.abc import Iterable, Sequence
@@ -25,6 +26,7 @@ from types import TracebackType
 from typing import Literal
 
 from mjvault import __version__
+from mjvault.errors import MjvaultError
 from mjvault.index import JobSummary
 from mjvault.model import Job, job_from_json
 from mjvault.records import encode_record
@@ -32,6 +34,8 @@ from mjvault.snapshots import Snapshot, decode_manifest, encode_manifest
 from mjvault.store.fsutil import atomic_write
 from mjvault.store.objects import MediaSink
 from mjvault.tree import JobEntry, Tree
+
+log = logging.getLogger(__name__)
 
 JobStatus = Literal["new", "updated", "unchanged"]
 CHECKPOINT_FILE = "checkpoint"
@@ -112,7 +116,18 @@ class ArchiveWriter:
                     self.stats.resumed_from_checkpoint = True
             self._base_tree = head.tree if head else None
             self._batch.flush()
-            self.vault.sync_index(self._root)
+            try:
+                self.vault.sync_index(self._root)
+            except MjvaultError as exc:
+                if not self.stats.resumed_from_checkpoint:
+                    raise
+                # A checkpoint that cannot be indexed would block every writer for good:
+                # start from HEAD instead (its objects stay, a rerun re-adds the jobs).
+                log.warning("dropping an unusable checkpoint: %s", exc)
+                self._clear_checkpoint()
+                self._root = head.tree if head else self._tree.empty()
+                self.stats.resumed_from_checkpoint = False
+                self.vault.sync_index(self._root)
             self._open = True
         except BaseException:
             self._lock.release()

@@ -67,7 +67,14 @@ def jobs(draw: st.DrawFn):
     command = draw(nasty_text) + "".join(f" --{n} {v}" for n, v in params)
     return job_from_record(
         {
-            "id": draw(st.text(nasty_alphabet, min_size=1, max_size=80)).strip() or "x",
+            # Still hostile for paths (slashes, dots, reserved names), but a job id the model
+            # accepts: no control characters, at most 200 bytes (mjvault.model).
+            "id": "".join(
+                c
+                for c in draw(st.text(nasty_alphabet, min_size=1, max_size=50))
+                if ord(c) >= 32 and not 0xD800 <= ord(c) <= 0xDFFF
+            ).strip()
+            or "x",
             "enqueue_time": draw(st.one_of(st.none(), st.datetimes().map(str))),
             "type": draw(nasty_text),
             "full_command": command,

@@ -177,5 +177,10 @@ def main(argv: list[str] | None = None) -> None:
         # /dev/null stops Python's own complaint when it flushes at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(EXIT_ERROR)
+    except OSError as exc:
+        # Disk full, permission denied, a file where a folder should be: the system's own words
+        # and the path, in one line. Writers have already checkpointed on the way out.
+        where = f": {exc.filename}" if exc.filename else ""
+        _fail(app, MjvaultError(f"{exc.strerror or exc}{where}"), args)
     # Without standalone mode, click returns ctx.exit(N)'s code instead of exiting.
     sys.exit(result if isinstance(result, int) else EXIT_OK)

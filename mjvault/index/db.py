@@ -196,19 +196,22 @@ class Index:
     # -- writing ---------------------------------------------------------------------------
     def apply(self, changes: Iterable[tuple[str, JobSummary | None]], tree: str | None) -> None:
         """Set or remove jobs and record which tree the index now reflects, in one transaction."""
-        with self.env.begin(write=True) as txn:
-            deltas: Counter[bytes] = Counter()
-            for job_id, summary in changes:
-                self._remove(txn, job_id, deltas)
-                if summary is not None:
-                    self._add(txn, summary, deltas)
-            self._apply_counts(txn, deltas)
-            meta = self.db[b"meta"]
-            txn.put(b"format", INDEX_FORMAT, db=meta)
-            if tree is None:
-                txn.delete(b"tree", db=meta)
-            else:
-                txn.put(b"tree", tree.encode("ascii"), db=meta)
+        try:
+            with self.env.begin(write=True) as txn:
+                deltas: Counter[bytes] = Counter()
+                for job_id, summary in changes:
+                    self._remove(txn, job_id, deltas)
+                    if summary is not None:
+                        self._add(txn, summary, deltas)
+                self._apply_counts(txn, deltas)
+                meta = self.db[b"meta"]
+                txn.put(b"format", INDEX_FORMAT, db=meta)
+                if tree is None:
+                    txn.delete(b"tree", db=meta)
+                else:
+                    txn.put(b"tree", tree.encode("ascii"), db=meta)
+        except lmdb.Error as exc:  # the transaction was aborted: the index is as it was
+            raise IntegrityError(f"the index refused an update: {exc}") from None
 
     def mark_dirty(self) -> None:
         """Forget which tree is indexed, so an interrupted rebuild is never taken as complete."""

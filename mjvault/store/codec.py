@@ -30,6 +30,8 @@ CIPHER_AES_256_GCM = 1
 NONCE_SIZE = 12
 
 ZSTD_LEVEL = 3
+# Only metadata is compressed (records, tree nodes, manifests, view state): far below this.
+MAX_DECOMPRESSED = 1 << 30
 # Below this a zstd frame rarely pays for its own header.
 MIN_COMPRESS_SIZE = 64
 
@@ -87,9 +89,13 @@ def decode_payload(encoding: int, payload: bytes) -> bytes:
         return payload
     if encoding == ENCODING_ZSTD:
         try:
-            # Frames written by encode_payload always carry their content size.
+            # Frames written by encode_payload always carry their content size; a damaged
+            # header could claim terabytes, so the claim is checked before any allocation.
+            size = zstandard.frame_content_size(payload)
+            if size < 0 or size > MAX_DECOMPRESSED:  # -1: no size in the header
+                raise CorruptObject(f"zstd payload claims an impossible size ({size})")
             return _decompressor().decompress(payload)
-        except zstandard.ZstdError as exc:
+        except (zstandard.ZstdError, MemoryError) as exc:
             raise CorruptObject(f"zstd payload does not decode: {exc}") from None
     raise CorruptObject(f"unknown encoding {encoding}")
 

@@ -56,7 +56,12 @@ class KdfParams:
             lanes=self.lanes,
             memory_cost=self.memory_cost_kib,
         )
-        return kdf.derive(passphrase.encode("utf-8"))
+        try:
+            secret = passphrase.encode("utf-8")
+        except UnicodeEncodeError:
+            # Say nothing of where or what: the message must not leak a byte of the secret.
+            raise MjvaultError("the passphrase is not valid UTF-8 text") from None
+        return kdf.derive(secret)
 
 
 class VaultKeys:
@@ -187,6 +192,8 @@ def list_keyfiles(keys_dir: Path) -> list[KeyFileInfo]:
         try:
             doc = json.loads(path.read_bytes())
         except (OSError, ValueError):
+            continue
+        if not isinstance(doc, dict):
             continue
         infos.append(
             KeyFileInfo(

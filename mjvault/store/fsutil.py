@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import os
 import secrets
 from pathlib import Path
@@ -37,8 +38,13 @@ def sync_filesystem(path: Path) -> None:
         try:
             if _syncfs(fd) == 0:
                 return
+            err = ctypes.get_errno()
         finally:
             os.close(fd)
+        # Linux 5.8+ reports writeback errors (EIO, ENOSPC) here: the batch is not durable and
+        # must not be published. Only a kernel without syncfs falls back to sync(2).
+        if err != errno.ENOSYS:
+            raise OSError(err, os.strerror(err), str(path))
     os.sync()
 
 
