@@ -31,6 +31,7 @@ from mjvault.errors import (
     VaultNotFound,
 )
 from mjvault.index import Index, JobSummary
+from mjvault.index.db import IndexDamaged
 from mjvault.lock import WriteLock
 from mjvault.model import Job, job_from_json
 from mjvault.records import decode_record
@@ -268,8 +269,9 @@ class Vault:
         if self._index is None:
             try:
                 self._index = Index(self.path / "index")
-            except IntegrityError as exc:
+            except IndexDamaged as exc:
                 # The index is only a cache: a damaged one is discarded and rebuilt from objects.
+                # Other failures (a busy reader table, a read-only disk) are reported instead.
                 log.warning("%s; discarding it, it will be rebuilt", exc)
                 shutil.rmtree(self.path / "index", ignore_errors=True)
                 self._index = Index(self.path / "index")

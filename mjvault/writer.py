@@ -81,6 +81,7 @@ class ArchiveWriter:
         self.snapshot: Snapshot | None = None
         self._lock = vault.write_lock()
         self._pending: dict[str, tuple[JobEntry | None, Job | None]] = {}
+        self._resumed_source = ""
         self._open = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -114,6 +115,8 @@ class ArchiveWriter:
                 if isinstance(tree, str) and self.vault.store.exists(tree):
                     self._root = tree
                     self.stats.resumed_from_checkpoint = True
+                    # An import resumed by a sync (or the reverse) commits both runs' jobs.
+                    self._resumed_source = str(saved.get("source") or "")
             self._base_tree = head.tree if head else None
             self._batch.flush()
             try:
@@ -307,6 +310,9 @@ class ArchiveWriter:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._checkpoint_path)
 
+    def _snapshot_source(self) -> str:
+        return _joined_sources(self._resumed_source, self.source)
+
     def _write_snapshot(self) -> Snapshot:
         added = updated = removed = images_delta = 0
         for _, old, new in self._tree.diff(self._base_tree, self._root):
@@ -329,7 +335,7 @@ class ArchiveWriter:
             time=datetime.now(UTC),
             tree=self._root,
             parent=self._base.id if self._base else None,
-            source=self.source,
+            source=self._snapshot_source(),
             host=socket.gethostname(),
             tool=f"mjvault {__version__}",
             stats=stats,
@@ -339,6 +345,10 @@ class ArchiveWriter:
         self.vault.refs.add_snapshot(snapshot_id)
         self.vault.refs.set_head(snapshot_id)
         return decode_manifest(snapshot_id, self.vault.store.read(snapshot_id))
+
+
+def _joined_sources(earlier: str, current: str) -> str:
+    return current if not earlier or earlier == current else f"{earlier}; {current}"
 
 
 def _image_count(entry: JobEntry | None) -> int:

@@ -396,6 +396,8 @@ def test_pull_repair_replaces_damaged_local_objects(encrypt: bool, tmp_path: Pat
         report = repair_objects(source, link, [lost, damaged])
     assert sorted(report.repaired) == sorted([lost, damaged]) and not report.unavailable
     assert verify(source, read_data=True).ok
+    kept = list((source.path / "quarantine").rglob(damaged))
+    assert len(kept) == 1 and kept[0].read_bytes().endswith(b"\x00")  # damaged bytes kept
     source.close()
 
 

@@ -107,3 +107,17 @@ def test_lock_held_by_another_process_names_it(vault: Vault, tmp_path: Path) -> 
     with WriteLock(vault.path) as lock:  # the kernel dropped the dead holder's flock
         assert lock.stale_holder is not None and lock.stale_holder["pid"] == holder.pid
     assert os.path.exists(vault.path / "lock")
+
+
+def test_a_resumed_checkpoint_of_another_source_is_named_in_the_snapshot(vault: Vault) -> None:
+    from tests.conftest import record_json
+
+    first = vault.writer("import:/old")
+    first.start()
+    first.add_job(record_json("from-import"), [])
+    first.abort()  # a killed import: checkpoint kept
+    with vault.writer("midjourney:v3:u") as second:
+        second.add_job(record_json("from-sync"), [])
+    head = vault.head()
+    assert head is not None and head.source == "import:/old; midjourney:v3:u"
+    assert {e.job_id for e in vault.entries()} == {"from-import", "from-sync"}

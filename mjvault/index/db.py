@@ -135,6 +135,20 @@ TABLES = (
 COUNTED = (b"words", b"types", b"params")
 
 
+class IndexDamaged(IntegrityError):
+    """The LMDB files are not a valid environment: safe to discard, it is only a cache."""
+
+
+_DAMAGE = (
+    lmdb.InvalidError,
+    lmdb.CorruptedError,
+    lmdb.VersionMismatchError,
+    lmdb.PageNotFoundError,
+    lmdb.PanicError,
+    lmdb.IncompatibleError,
+    lmdb.BadChecksumError,
+)
+
 # LMDB allows one environment per file per process; vaults opened twice share it.
 _OPEN_ENVS: dict[str, tuple[lmdb.Environment, dict[bytes, Any], int]] = {}
 _ENVS_LOCK = threading.Lock()
@@ -160,7 +174,9 @@ class Index:
                         mode=0o600,
                     )
                     dbs = {name: env.open_db(name, create=True) for name in TABLES}
-                except lmdb.Error as exc:
+                except _DAMAGE as exc:
+                    raise IndexDamaged(f"the index at {path} is damaged: {exc}") from None
+                except lmdb.Error as exc:  # busy, read-only, permissions: not ours to delete
                     raise IntegrityError(f"the index at {path} cannot be opened: {exc}") from None
                 shared = (env, dbs, 0)
             env, dbs, users = shared

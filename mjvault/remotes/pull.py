@@ -357,7 +357,11 @@ def repair_objects(vault: Vault, link: Link, object_ids: Iterable[str]) -> Repai
             if vault.store.name_of(plaintext) != local_id:
                 report.unavailable.append(local_id)
                 continue
-            vault.store.path(local_id).unlink(missing_ok=True)
+            if vault.store.path(local_id).exists():
+                # Never delete: the damaged bytes go to quarantine/, as verify --repair does.
+                from mjvault.integrity.repair import quarantine
+
+                quarantine(vault, local_id)
             if link.idmap is None:
                 batch.put_checked_file(local_id, data)
             elif media_kind(plaintext[:16]) is not None:
