@@ -69,6 +69,29 @@ def is_vault(path: Path) -> bool:
     return isinstance(doc, dict) and doc.get("format") == FORMAT_NAME
 
 
+def lay_out_vault(root: Path, *, encrypted: bool) -> None:
+    """The directories and ``config`` of an empty vault (key files, if any, already in place).
+
+    ``config`` is written last: a directory is a vault only once everything it needs exists.
+    """
+    for sub in ("objects", "refs/snapshots", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    config = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "id": uuid.uuid4().hex,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "encryption": (
+            {"cipher": "aes-256-gcm", "naming": "blake3-keyed", "kdf": "argon2id"}
+            if encrypted
+            else None
+        ),
+    }
+    atomic_write(root / CONFIG_FILE, json.dumps(config, indent=2).encode("utf-8"))
+    if encrypted:
+        os.chmod(root, 0o700)
+
+
 def find_vault(start: Path) -> Path | None:
     """The nearest directory at or above ``start`` that is a vault, as git finds a repository."""
     for candidate in (start, *start.parents):
@@ -121,23 +144,7 @@ class Vault:
             secret = _resolve_passphrase(passphrase)
             master = new_master_secret()
             write_keyfile(root / "keys", master, secret, label="initial", kdf=kdf)
-        for sub in ("objects", "refs/snapshots", "tmp"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        config = {
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
-            "id": uuid.uuid4().hex,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "encryption": (
-                {"cipher": "aes-256-gcm", "naming": "blake3-keyed", "kdf": "argon2id"}
-                if encrypt
-                else None
-            ),
-        }
-        # Written last: a directory is a vault only once everything it needs exists.
-        atomic_write(root / CONFIG_FILE, json.dumps(config, indent=2).encode("utf-8"))
-        if encrypt:
-            os.chmod(root, 0o700)
+        lay_out_vault(root, encrypted=encrypt)
         return cls.open(root, passphrase=(lambda: secret) if encrypt else None)
 
     @classmethod

@@ -9,11 +9,8 @@ back, so the HEAD tree id is the one the original vault had. The remote is regis
 
 from __future__ import annotations
 
-import json
 import os
-import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 from mjvault.errors import VaultExists
@@ -29,7 +26,7 @@ from mjvault.remotes.remote import (
 )
 from mjvault.remotes.session import connect
 from mjvault.store.fsutil import atomic_write
-from mjvault.vault import CONFIG_FILE, FORMAT_NAME, FORMAT_VERSION, Vault, is_vault
+from mjvault.vault import Vault, is_vault, lay_out_vault
 
 ORIGIN = "origin"
 
@@ -97,18 +94,4 @@ def _init_vault(root: Path, *, encryption: bool, keyfiles: dict[str, bytes]) -> 
         keys_dir.mkdir(mode=0o700, exist_ok=True)
         for key_id, data in keyfiles.items():
             atomic_write(keys_dir / key_id, data, mode=0o600)
-        os.chmod(root, 0o700)
-    for sub in ("objects", "refs/snapshots", "tmp"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    config = {
-        "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "id": uuid.uuid4().hex,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "encryption": (
-            {"cipher": "aes-256-gcm", "naming": "blake3-keyed", "kdf": "argon2id"}
-            if encryption
-            else None
-        ),
-    }
-    atomic_write(root / CONFIG_FILE, json.dumps(config, indent=2).encode("utf-8"))
+    lay_out_vault(root, encrypted=encryption)
