@@ -180,13 +180,16 @@ def existing_views(vault: Vault) -> list[View]:
     return views
 
 
-def view_directory_problem(vault: Vault, directory: Path) -> str | None:
-    """Why ``directory`` cannot hold a view of ``vault`` (inside it, around it, a file), or None."""
+def view_directory_problem(vault_path: Path, directory: Path) -> str | None:
+    """Why ``directory`` cannot hold a view of the vault (inside it, around it, a file), or None.
+
+    Needs only the vault's path, so a script's ``--view`` is refused before a vault is created.
+    """
     from mjvault.errors import UsageError
-    from mjvault.views.reconcile import _check_directory
+    from mjvault.views.reconcile import check_view_directory
 
     try:
-        _check_directory(vault, directory.expanduser().resolve())
+        check_view_directory(vault_path, directory.expanduser().resolve())
     except UsageError as err:
         return str(err)
     return None

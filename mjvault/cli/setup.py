@@ -159,7 +159,7 @@ class Wizard:
         if given is not None or not self.interactive:
             chosen = given if given is not None else (None if has_views else DEFAULT_VIEW_DIR)
             if chosen is not None:
-                problem = firstrun.view_directory_problem(vault, chosen)
+                problem = firstrun.view_directory_problem(vault.path, chosen)
                 if problem:
                     raise UsageError(problem, hint="choose another --view DIR, or --no-view")
             return chosen
@@ -178,7 +178,7 @@ class Wizard:
             return None
         while True:
             path = Path(click.prompt("View directory", default=str(DEFAULT_VIEW_DIR)))
-            problem = firstrun.view_directory_problem(vault, path)
+            problem = firstrun.view_directory_problem(vault.path, path)
             if problem is None:
                 return path
             self.say(f"  {problem}")
@@ -269,6 +269,8 @@ def setup(
     wizard.heading("1. The vault")
     given_dir = vault_dir or (Path(app.vault_option) if app.vault_option else None)
     path, state = wizard.choose_vault(given_dir, current.vault_path)
+    if view_dir is not None and (problem := firstrun.view_directory_problem(path, view_dir)):
+        raise UsageError(problem, hint="choose another --view DIR, or --no-view")
     with ExitStack() as closing:
         created_vault: Vault | None = None
         if state is VaultState.EXISTING:
@@ -308,6 +310,7 @@ def setup(
         wizard.heading("4. A first view")
         vault: Vault | None = None
         view_path: Path | None = None
+        views: list[View] = []
         run_sync = False
         if no_view:
             wizard.say("No view (--no-view).")
@@ -369,7 +372,7 @@ def setup(
     else:
         sync_note = "fetch what is new (run it regularly, see docs/usage.md)"
     wizard.say(f"  {prefix} sync                               {sync_note}")
-    if view_report is None:
+    if view_report is None and not views:
         wizard.say(f"  {prefix} checkout ~/Pictures/Midjourney     browse them as files")
     else:
         wizard.say(f"  {prefix} checkout --list                    your views")
