@@ -117,7 +117,7 @@ def test_first_run_and_rerun_in_a_terminal(
     child.expect(r"View directory \[~/Pictures/Midjourney\]: ")
     child.sendline("")
     # The cookie was refused, so no first sync is offered: the next sync fills the view.
-    child.expect("View Midjourney in " + re.escape(str(view_dir)) + r": 0 files \(symlink\)")
+    child.expect("View Midjourney in " + re.escape(str(view_dir)) + ": 0 files, as symbolic links")
     child.expect("Saved")
     child.expect("Your images: " + re.escape(str(view_dir)))
     child.expect(r"mjvault sync +fetch every job and image, filling the view")

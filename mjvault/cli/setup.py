@@ -332,7 +332,7 @@ def setup(
         view_report = None
         if vault is not None and view_path is not None:
             view_report = firstrun.first_view(vault, view_path, template=template)
-            wizard.say(_view_line(view_report))
+            wizard.say(_view_line(view_report, vault.encrypted))
         sync_report = None
         if vault is not None and run_sync:
             wizard.say("First sync (Ctrl-C stops it; the next `mjvault sync` continues):")
@@ -403,11 +403,22 @@ def setup(
         sys.exit(EXIT_PARTIAL)
 
 
-def _view_line(report: RefreshReport) -> str:
+_LINK_WORDS = {
+    "symlink": "symbolic links into the vault",
+    "hardlink": "hard links into the vault",
+    "reflink": "reflinked copies",
+    "copy": "copies",
+}
+
+
+def _view_line(report: RefreshReport, encrypted: bool) -> str:
     if report.mode == "up-to-date":
         return f"The view {report.view} in {report.directory} is kept ({report.unchanged} files)."
     files = report.added + report.updated + report.unchanged
-    return f"View {report.view} in {report.directory}: {files} files ({report.link})."
+    how = _LINK_WORDS.get(report.link, report.link)
+    if report.link == "copy" and encrypted:
+        how += " (the vault is encrypted, so links could not show the images)"
+    return f"View {report.view} in {report.directory}: {files} files, as {how}."
 
 
 def _view_json(report: RefreshReport | None) -> dict[str, Any] | None:
