@@ -355,6 +355,53 @@ def test_view_is_filled_by_the_next_sync_or_by_a_first_sync(
         (view,) = listed_views(capsys, tmp_path / "b")
         assert view["files"] == len(images)
 
+        # A first sync needs no view.
+        result = run_cli(
+            capsys, "--json", *common, "--vault-dir", str(tmp_path / "c"), "--no-view", "--sync"
+        )
+        assert result.code == 0, result.err
+        assert result.json()["view"] is None
+        assert result.json()["first_sync"]["jobs_new"] == len(account.jobs)
+        assert listed_views(capsys, tmp_path / "c") == []
+
+
+def test_first_sync_asked_in_a_terminal_fills_the_chosen_directory(
+    world: World,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    account = Account.generate(11, 4)
+    view_dir = tmp_path / "pics"
+    with FakeMidjourney(account, token=TOKEN) as server:
+        monkeypatch.setenv("MJVAULT_WEB_BASE", server.web_base)
+        monkeypatch.setenv("MJVAULT_CDN_BASE", server.cdn_base)
+        monkeypatch.setenv("MIDJOURNEY_SESSION_TOKEN", TOKEN)
+        child = spawn(
+            "setup", "--vault-dir", str(tmp_path / "v"), "--no-encrypt", "--user-id", server.user_id
+        )
+        child.expect(r"Session cookie value \(Enter keeps the one from env.*\): ")
+        child.sendline("")
+        child.expect("Connection test ok")
+        child.expect(r"Create a folder view\? \[Y/n\]: ")
+        child.sendline("y")
+        child.expect(r"View directory \[~/Pictures/Midjourney\]: ")
+        child.sendline(str(tmp_path / "v" / "inside"))
+        child.expect("is inside the vault")
+        child.expect("View directory")
+        child.sendline(str(view_dir))
+        child.expect("the next `mjvault sync` fetches them and fills the view")
+        child.expect(r"Run the first sync now\? \[y/N\]: ")
+        child.sendline("y")
+        child.expect(f"First sync: {len(account.jobs)} jobs")
+        child.expect(r"mjvault sync +fetch what is new")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0, child.logfile_read.getvalue()
+    (view,) = listed_views(capsys, tmp_path / "v")
+    assert view["directory"] == str(view_dir) and view["files"] > 0
+    assert len([p for p in view_dir.rglob("*") if p.is_symlink()]) == view["files"]
+
 
 @pytest.mark.parametrize(
     ("args", "words"),

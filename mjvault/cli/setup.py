@@ -183,7 +183,7 @@ class Wizard:
                 return path
             self.say(f"  {problem}")
 
-    def sync_now(self, given: bool | None, connection_ok: bool | None) -> bool:
+    def sync_now(self, given: bool | None, connection_ok: bool | None, *, has_view: bool) -> bool:
         if connection_ok is False:
             if given:
                 self.say("No first sync: the connection test failed.")
@@ -191,7 +191,8 @@ class Wizard:
         if given is not None or not self.interactive:
             return bool(given)
         self.say("A first sync fetches every job and image; for a large account it takes hours.")
-        self.say("Without it now, the next `mjvault sync` fetches them and fills the view.")
+        fills = " and fills the view" if has_view else ""
+        self.say(f"Without it now, the next `mjvault sync` fetches them{fills}.")
         return click.confirm("Run the first sync now?", default=False)
 
 
@@ -320,8 +321,9 @@ def setup(
             views = firstrun.existing_views(vault)
             wizard.show_views(views)
             view_path = wizard.view_directory(vault, view_dir, no_view, bool(views))
-        if vault is not None:
-            run_sync = wizard.sync_now(sync_now, result.ok)
+        run_sync = wizard.sync_now(sync_now, result.ok, has_view=bool(view_path or views))
+        if run_sync and vault is None:
+            vault = created_vault or app.open_vault(path)
 
         config_file = firstrun.write_user_settings(
             {"vault.path": path, "source.user_id": chosen_user_id}, profile=profile
