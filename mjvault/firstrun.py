@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mjvault.config import (
     Layer,
@@ -25,7 +25,14 @@ from mjvault.config.writer import set_value
 from mjvault.errors import MjvaultError
 from mjvault.redact import redact, register_secret
 
+if TYPE_CHECKING:
+    from mjvault.sync import SyncReport
+    from mjvault.vault import Vault
+    from mjvault.views.reconcile import RefreshReport
+    from mjvault.views.registry import View
+
 DEFAULT_VAULT = Path("~/mj-vault")
+DEFAULT_VIEW_DIR = Path("~/Pictures/Midjourney")
 
 BROWSER_STEPS = """\
 How to find your session cookie and user ID (Chrome, Edge, Brave; Firefox alike):
@@ -87,10 +94,11 @@ def vault_state(path: Path) -> VaultState:
     return VaultState.OCCUPIED
 
 
-def create_vault(path: Path, *, encrypt: bool, passphrase: str | None) -> None:
+def create_vault(path: Path, *, encrypt: bool, passphrase: str | None) -> Vault:
+    """The new vault, open: the caller closes it (opening again would rerun the slow KDF)."""
     from mjvault.vault import Vault
 
-    Vault.init(path, encrypt=encrypt, passphrase=passphrase).close()
+    return Vault.init(path, encrypt=encrypt, passphrase=passphrase)
 
 
 def keyring_available() -> bool:
@@ -152,3 +160,86 @@ def check_connection(
         generation = getattr(status, "generation", None)
         message = "the session cookie works" + (f" (API {generation})" if generation else "")
     return ConnectionResult(ok, redact(message or "the API refused the session cookie"))
+
+
+# -- the first view ------------------------------------------------------------------------------
+
+
+def existing_views(vault: Vault) -> list[View]:
+    """The views the vault has now, damaged view files left out (verify reports those)."""
+    from mjvault.errors import IntegrityError
+    from mjvault.views.registry import ViewRegistry
+
+    registry = ViewRegistry(vault)
+    views = []
+    for name in registry.names():
+        try:
+            views.append(registry.load(name))
+        except IntegrityError:
+            continue
+    return views
+
+
+def view_directory_problem(vault_path: Path, directory: Path) -> str | None:
+    """Why ``directory`` cannot hold a view of the vault (inside it, around it, a file), or None.
+
+    Needs only the vault's path, so a script's ``--view`` is refused before a vault is created.
+    """
+    from mjvault.errors import UsageError
+    from mjvault.views.reconcile import check_view_directory
+
+    try:
+        check_view_directory(vault_path, directory.expanduser().resolve())
+    except UsageError as err:
+        return str(err)
+    return None
+
+
+def first_view(vault: Vault, directory: Path, *, template: str | None = None) -> RefreshReport:
+    """Create the view in ``directory`` (or refresh the one already there) and render it.
+
+    The view follows every sync (auto-refresh), so one made before the first sync is filled by
+    it. Symlinks in a plain vault; an encrypted vault's objects are ciphertext, so copies there.
+    A view already showing ``directory`` is kept, with only its template changed if one is given:
+    rerunning the wizard never makes a second view of the same directory.
+    """
+    from mjvault.views.links import LinkKind
+    from mjvault.views.reconcile import checkout
+    from mjvault.views.registry import ViewDefinition, ViewRegistry
+    from mjvault.views.template import DEFAULT_TEMPLATE
+
+    registry = ViewRegistry(vault)
+    resolved = directory.expanduser().resolve()
+    existing = registry.find_by_directory(resolved)
+    if existing is not None:
+        definition = existing.definition
+        if template is not None:
+            definition.template = template
+    else:
+        definition = ViewDefinition(
+            name=registry.free_name(resolved),
+            directory=resolved,
+            template=template or DEFAULT_TEMPLATE,
+            link=LinkKind.COPY if vault.encrypted else LinkKind.SYMLINK,
+            auto_refresh=True,
+        )
+    return checkout(vault, definition)
+
+
+def first_sync(
+    vault: Vault,
+    loaded: LoadedConfig,
+    *,
+    token: str | None,
+    user_id: str | None,
+    on_job: Callable[[str], None] | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> SyncReport:
+    """A complete sync with the wizard's answers; it refreshes the auto-refresh views at its end."""
+    from mjvault.sources.midjourney import MidjourneyClient
+    from mjvault.sync import SyncOptions, sync
+
+    settings = client_settings(loaded, token=token, user_id=user_id)
+    options = SyncOptions(concurrency=loaded.config.sync.jobs)
+    with MidjourneyClient(settings) as client:
+        return sync(vault, client, options, on_job=on_job, on_bytes=on_bytes)

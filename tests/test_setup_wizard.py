@@ -5,10 +5,12 @@ from __future__ import annotations
 import http.server
 import io
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import keyring
 import pexpect
@@ -18,7 +20,10 @@ from keyring.backend import KeyringBackend
 from keyring.backends import fail
 
 from mjvault.config import load_config
+from mjvault.testing.accounts import Account
+from mjvault.testing.server import FakeMidjourney
 from mjvault.vault import is_vault
+from mjvault.views.template import DEFAULT_TEMPLATE
 
 UID = "48d7667d-4177-49e2-adc1-5674bdde9593"
 TOKEN = "tok-0123456789-abcdefghij"
@@ -74,8 +79,18 @@ def finish_connection_step(child: pexpect.spawn) -> None:
     child.sendline("y")
 
 
-def test_first_run_and_rerun_in_a_terminal(world: World, tmp_path: Path) -> None:
+def listed_views(capsys: pytest.CaptureFixture[str], vault: Path) -> list[dict[str, Any]]:
+    result = run_cli(capsys, "--vault", str(vault), "--json", "checkout", "--list")
+    assert result.code == 0, result.err
+    views: list[dict[str, Any]] = result.json()
+    return views
+
+
+def test_first_run_and_rerun_in_a_terminal(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     vault_dir = tmp_path / "my vault"
+    view_dir = tmp_path / "home" / "Pictures" / "Midjourney"
     child = spawn("setup")
     child.expect(r"Vault directory \[.*mj-vault\]: ")
     child.sendline(str(vault_dir))
@@ -95,13 +110,23 @@ def test_first_run_and_rerun_in_a_terminal(world: World, tmp_path: Path) -> None
     child.expect(r"Keep it in \(config, env\) \[env\]: ")
     child.sendline("config")
     finish_connection_step(child)
+    child.expect("4. A first view")
+    child.expect("symbolic links into the vault")
+    child.expect(r"Create a folder view\? \[Y/n\]: ")
+    child.sendline("")
+    child.expect(r"View directory \[~/Pictures/Midjourney\]: ")
+    child.sendline("")
+    # The cookie was refused, so no first sync is offered: the next sync fills the view.
+    child.expect("View Midjourney in " + re.escape(str(view_dir)) + ": 0 files, as symbolic links")
     child.expect("Saved")
-    child.expect("mjvault sync")
+    child.expect("Your images: " + re.escape(str(view_dir)))
+    child.expect(r"mjvault sync +fetch every job and image, filling the view")
     child.expect(pexpect.EOF)
     child.close()
     transcript = child.logfile_read.getvalue()
     assert child.exitstatus == 0, transcript
     assert TOKEN not in transcript  # typed hidden, never echoed or repeated
+    assert "first sync now" not in transcript
 
     assert is_vault(vault_dir)
     config = load_config().config
@@ -109,6 +134,10 @@ def test_first_run_and_rerun_in_a_terminal(world: World, tmp_path: Path) -> None
     assert config.source.user_id == UID
     assert config.source.session_token == TOKEN
     assert world.user_file.stat().st_mode & 0o777 == 0o600
+    assert (vault_dir / "views" / "Midjourney.view").is_file()
+    (view,) = listed_views(capsys, vault_dir)
+    assert view["directory"] == str(view_dir) and view["link"] == "symlink"
+    assert view["auto_refresh"] is True and view["template"] == DEFAULT_TEMPLATE
 
     # A rerun offers everything that is set now; Enter keeps it all.
     child = spawn("setup")
@@ -120,11 +149,17 @@ def test_first_run_and_rerun_in_a_terminal(world: World, tmp_path: Path) -> None
     child.expect(r"User ID \[" + UID + r"\]: ")
     child.sendline("")
     finish_connection_step(child)
+    child.expect("This vault already has a view:")
+    child.expect(r"Midjourney: " + re.escape(str(view_dir)) + r" \[symlink\] 0 files")
+    child.expect(r"Create another folder view\? \[y/N\]: ")
+    child.sendline("")
     child.expect("Saved")
+    child.expect(r"checkout --list +your views")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
     assert load_config().config.source.session_token == TOKEN
+    assert [v["directory"] for v in listed_views(capsys, vault_dir)] == [str(view_dir)]
 
 
 def test_ctrl_c_stops_with_130_and_saves_nothing(world: World) -> None:
@@ -144,6 +179,7 @@ def test_scripted_setup_without_a_terminal(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    view_dir = tmp_path / "home" / "Pictures" / "Midjourney"
     monkeypatch.setattr(sys, "stdin", io.StringIO(TOKEN + "\n"))
     monkeypatch.setenv("MJVAULT_PASSPHRASE", "correct horse battery staple")
     result = run_cli(
@@ -175,11 +211,28 @@ def test_scripted_setup_without_a_terminal(
         "user_id": UID,
         "token_storage": "config",
         "connection": {"ok": None, "message": "skipped (--skip-test)"},
+        "view": {"name": "Midjourney", "directory": str(view_dir), "link": "copy", "files": 0},
+        "first_sync": None,
     }
     assert is_vault(tmp_path / "v")
     assert "[profile.work.source]" in world.user_file.read_text()
     work = load_config(profile="work").config
     assert work.source.session_token == TOKEN and work.vault.path == tmp_path / "v"
+    # The view file is sealed like the vault's objects; its listing needs the passphrase.
+    assert (tmp_path / "v" / "views" / "Midjourney.view").read_bytes()[:5] == b"MJVWE"
+    (view,) = listed_views(capsys, tmp_path / "v")
+    assert view["directory"] == str(view_dir) and view["link"] == "copy"
+
+    # Rerun twice: with defaults (the view is kept), then naming the same directory again.
+    for again in ([], ["--view", str(view_dir), "--template", "{job_id}_{index}.{ext}"]):
+        rerun = run_cli(
+            capsys, "--json", "--profile", "work", "setup", "--yes", "--skip-test", *again
+        )
+        assert rerun.code == 0, rerun.err
+        shown = rerun.json()["view"]
+        assert (shown and shown["directory"]) == (str(view_dir) if again else None)
+        assert [v["name"] for v in listed_views(capsys, tmp_path / "v")] == ["Midjourney"]
+    assert listed_views(capsys, tmp_path / "v")[0]["template"] == "{job_id}_{index}.{ext}"
 
 
 def test_scripted_setup_reports_a_refused_cookie(
@@ -254,3 +307,115 @@ def test_token_in_the_keyring_per_profile(
         }
     finally:
         keyring.set_keyring(fail.Keyring())
+
+
+def test_view_is_filled_by_the_next_sync_or_by_a_first_sync(
+    world: World,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    account = Account.generate(7, 6)
+    with FakeMidjourney(account, token=TOKEN) as server:
+        monkeypatch.setenv("MJVAULT_WEB_BASE", server.web_base)
+        monkeypatch.setenv("MJVAULT_CDN_BASE", server.cdn_base)
+        monkeypatch.setenv("MIDJOURNEY_SESSION_TOKEN", TOKEN)
+        common = ["setup", "--yes", "--user-id", server.user_id]
+
+        # Default: no first sync; the view is registered empty and the next sync fills it.
+        later = tmp_path / "later"
+        result = run_cli(
+            capsys, "--json", *common, "--vault-dir", str(tmp_path / "a"), "--view", str(later)
+        )
+        assert result.code == 0, result.err
+        summary = result.json()
+        assert summary["connection"]["ok"] is True and summary["first_sync"] is None
+        assert summary["view"]["files"] == 0 and not any(later.rglob("*.png"))
+        synced = run_cli(capsys, "--vault", str(tmp_path / "a"), "sync")
+        assert synced.code == 0, synced.err
+        images = sorted(p.name for p in later.rglob("*") if p.is_symlink())
+        assert images and all(p.resolve().is_file() for p in later.rglob("*") if p.is_symlink())
+
+        # --sync: the first sync runs in the wizard and the view shows the same images.
+        now = tmp_path / "now"
+        result = run_cli(
+            capsys,
+            "--json",
+            *common,
+            "--vault-dir",
+            str(tmp_path / "b"),
+            "--view",
+            str(now),
+            "--sync",
+        )
+        assert result.code == 0, result.err
+        first_sync = result.json()["first_sync"]
+        assert first_sync["jobs_new"] == len(account.jobs) and first_sync["images_missing"] == 0
+        assert sorted(p.name for p in now.rglob("*") if p.is_symlink()) == images
+        (view,) = listed_views(capsys, tmp_path / "b")
+        assert view["files"] == len(images)
+
+        # A first sync needs no view.
+        result = run_cli(
+            capsys, "--json", *common, "--vault-dir", str(tmp_path / "c"), "--no-view", "--sync"
+        )
+        assert result.code == 0, result.err
+        assert result.json()["view"] is None
+        assert result.json()["first_sync"]["jobs_new"] == len(account.jobs)
+        assert listed_views(capsys, tmp_path / "c") == []
+
+
+def test_first_sync_asked_in_a_terminal_fills_the_chosen_directory(
+    world: World,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    account = Account.generate(11, 4)
+    view_dir = tmp_path / "pics"
+    with FakeMidjourney(account, token=TOKEN) as server:
+        monkeypatch.setenv("MJVAULT_WEB_BASE", server.web_base)
+        monkeypatch.setenv("MJVAULT_CDN_BASE", server.cdn_base)
+        monkeypatch.setenv("MIDJOURNEY_SESSION_TOKEN", TOKEN)
+        child = spawn(
+            "setup", "--vault-dir", str(tmp_path / "v"), "--no-encrypt", "--user-id", server.user_id
+        )
+        child.expect(r"Session cookie value \(Enter keeps the one from env.*\): ")
+        child.sendline("")
+        child.expect("Connection test ok")
+        child.expect(r"Create a folder view\? \[Y/n\]: ")
+        child.sendline("y")
+        child.expect(r"View directory \[~/Pictures/Midjourney\]: ")
+        child.sendline(str(tmp_path / "v" / "inside"))
+        child.expect("is inside the vault")
+        child.expect("View directory")
+        child.sendline(str(view_dir))
+        child.expect("the next `mjvault sync` fetches them and fills the view")
+        child.expect(r"Run the first sync now\? \[y/N\]: ")
+        child.sendline("y")
+        child.expect(f"First sync: {len(account.jobs)} jobs")
+        child.expect(r"mjvault sync +fetch what is new")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0, child.logfile_read.getvalue()
+    (view,) = listed_views(capsys, tmp_path / "v")
+    assert view["directory"] == str(view_dir) and view["files"] > 0
+    assert len([p for p in view_dir.rglob("*") if p.is_symlink()]) == view["files"]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--no-view", "--view", "x"], "--no-view takes neither"),
+        (["--template", "flat.png"], "has no fields"),
+        (["--view", "{vault}/inside"], "inside the vault"),
+    ],
+)
+def test_bad_view_options_are_one_line_errors(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], words: str
+) -> None:
+    vault = tmp_path / "v"
+    args = [arg.replace("{vault}", str(vault)) for arg in args]
+    result = run_cli(capsys, "setup", "--yes", "--skip-test", "--vault-dir", str(vault), *args)
+    assert result.code == 2 and words in result.err and "Traceback" not in result.err
+    assert not world.user_file.exists() and not is_vault(vault)  # refused before any change

@@ -197,7 +197,7 @@ def _definition(
     else:
         pinned = snapshot or (base.snapshot if base else None)
     return ViewDefinition(
-        name=check_name(name or (base.name if base else _free_name(registry, resolved))),
+        name=check_name(name or (base.name if base else registry.free_name(resolved))),
         directory=resolved,
         template=template or (base.template if base else DEFAULT_TEMPLATE),
         link=parse_link_kind(link) if link else (base.link if base else default_link),
@@ -206,18 +206,6 @@ def _definition(
         auto_refresh=not no_auto_refresh and (base.auto_refresh if base else True),
         embed_metadata=embed_metadata or (base.embed_metadata if base else False),
     )
-
-
-def _free_name(registry: ViewRegistry, directory: Path) -> str:
-    """DIR's own name, or ``name-2``, ``name-3`` … when another view already has it."""
-    from mjvault.views.registry import default_name
-
-    base = default_name(directory)
-    candidate, counter = base, 2
-    while registry.exists(candidate):
-        candidate = f"{base[:60]}-{counter}"
-        counter += 1
-    return candidate
 
 
 def _any_filter(options: dict[str, Any]) -> bool:

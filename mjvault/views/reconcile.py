@@ -758,7 +758,12 @@ def _entry_or_none(vault: Vault, job_id: str, snapshot: Snapshot | None) -> JobE
 
 
 def _check_directory(vault: Vault, directory: Path) -> None:
-    vault_root = vault.path.resolve()
+    check_view_directory(vault.path, directory)
+
+
+def check_view_directory(vault_path: Path, directory: Path) -> None:
+    """A view's (resolved) directory must lie beside the vault, neither in it nor around it."""
+    vault_root = vault_path.resolve()
     if directory == vault_root or vault_root in directory.parents:
         raise UsageError(f"{directory} is inside the vault; choose a directory outside it")
     if directory in vault_root.parents:

@@ -262,6 +262,15 @@ class ViewRegistry:
     def exists(self, name: str) -> bool:
         return self._path(name).exists()
 
+    def free_name(self, directory: Path) -> str:
+        """DIR's own name, or ``name-2``, ``name-3`` … when another view already has it."""
+        base = default_name(directory)
+        candidate, counter = base, 2
+        while self.exists(candidate):
+            candidate = f"{base[:60]}-{counter}"
+            counter += 1
+        return candidate
+
     def load(self, name: str) -> View:
         path = self._path(name)
         try:
