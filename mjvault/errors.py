@@ -76,6 +76,10 @@ class JobNotFound(MjvaultError):
     pass
 
 
+class VaultWriteError(MjvaultError):
+    """Writing an object into the vault failed (disk full, I/O error): nothing is published."""
+
+
 class ImportProblem(MjvaultError):
     exit_code = EXIT_PARTIAL
 

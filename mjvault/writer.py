@@ -174,6 +174,12 @@ class ArchiveWriter:
         self._count_media(size, new)
         return object_id
 
+    def put_media_fd(self, fd: int, size: int) -> tuple[str, int]:
+        """Store the rest of open file ``fd`` (``size`` from fstat); returns (id, bytes read)."""
+        object_id, read, new = self._batch.put_media_fd(fd, size)
+        self._count_media(read, new)
+        return object_id, read
+
     def put_media_stream(self, chunks: Iterable[bytes]) -> str:
         object_id, size, new = self._batch.put_media_stream(chunks)
         self._count_media(size, new)

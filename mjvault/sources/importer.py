@@ -18,7 +18,6 @@ from typing import Any
 from mjvault.errors import MjvaultError
 from mjvault.model import RecordError, job_from_json
 from mjvault.store.codec import media_kind
-from mjvault.store.objects import CHUNK, STREAM_THRESHOLD
 from mjvault.vault import Vault
 from mjvault.writer import WriteStats
 
@@ -157,16 +156,14 @@ def _import_group(writer: object, group: _Group, report: ImportReport) -> None:
     images: list[str | None] = [None] * slots
     for index, path in sorted(group.images.items()):
         try:
-            with open(path, "rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
-                if size > STREAM_THRESHOLD:
-                    head = handle.read(16)
-                    handle.seek(0)
-                    images[index] = writer.put_media_stream(iter(lambda: handle.read(CHUNK), b""))
-                else:
-                    data = handle.read()
-                    head = data[:16]
-                    images[index] = writer.put_media(data)
+            # Raw descriptors: a buffered open() adds an ioctl, an lseek and a fresh buffer per
+            # image, and the writer reads the whole file into a buffer reused from image to image.
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                head = os.pread(fd, 16, 0)
+                images[index], size = writer.put_media_fd(fd, os.fstat(fd).st_size)
+            finally:
+                os.close(fd)
             if media_kind(head) is None:
                 report.problems.append(Problem(str(path), "not a PNG, WebP, JPEG or MP4 file"))
             report.images_seen += 1

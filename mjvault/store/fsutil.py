@@ -12,6 +12,10 @@ from pathlib import Path
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 _syncfs = getattr(_libc, "syncfs", None)
+_sync_file_range = getattr(_libc, "sync_file_range", None)
+if _sync_file_range is not None:
+    _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+SYNC_FILE_RANGE_WRITE = 2
 
 
 def fsync_dir(path: Path) -> None:
@@ -46,6 +50,16 @@ def sync_filesystem(path: Path) -> None:
         if err != errno.ENOSYS:
             raise OSError(err, os.strerror(err), str(path))
     os.sync()
+
+
+def start_writeback(fd: int) -> None:
+    """Ask the kernel to begin writing ``fd``'s dirty pages to disk, without waiting.
+
+    Only a head start for a later :func:`sync_filesystem`, never a durability guarantee (it
+    does not flush metadata or the disk's cache), so failure or absence is ignored.
+    """
+    if _sync_file_range is not None:
+        _sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:

@@ -13,12 +13,14 @@ import contextlib
 import os
 import secrets
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import blake3
 
-from mjvault.errors import CorruptObject, ObjectNotFound
+from mjvault.errors import CorruptObject, ObjectNotFound, VaultWriteError
 from mjvault.store.codec import (
     ENCODING_IDENTITY,
     can_store_raw,
@@ -27,13 +29,22 @@ from mjvault.store.codec import (
     unframe_plain,
 )
 from mjvault.store.crypto import VaultKeys
-from mjvault.store.fsutil import sync_filesystem
+from mjvault.store.fsutil import start_writeback, sync_filesystem
 
 OBJECT_ID_LEN = 64
 # Larger media are hashed and written in chunks so memory stays flat for long videos.
 STREAM_THRESHOLD = 64 * 1024 * 1024
 CHUNK = 1024 * 1024
 _HEX = frozenset("0123456789abcdef")
+# Temp files are written by one background thread so the caller reads and hashes the next
+# file while the kernel creates this one (an ext4 create can wait milliseconds on a journal
+# commit). At most this many staged bytes wait in memory for that thread.
+STAGE_AHEAD_BYTES = 32 * 1024 * 1024
+# Media files are read into a few buffers reused from file to file: a fresh ``bytes`` per file
+# costs page faults, zeroing and munmap in the kernel for every image. A buffer goes back to
+# the pool once the background thread has written it.
+READ_BUFFERS = 4
+POOLED_READ_MAX = 8 * 1024 * 1024  # larger files are read into memory of their own
 
 
 _thread_buffers = threading.local()
@@ -74,7 +85,7 @@ class ObjectStore:
             return blake3.blake3(key=self.keys.naming_key)
         return blake3.blake3()
 
-    def name_of(self, plaintext: bytes) -> str:
+    def name_of(self, plaintext: bytes | memoryview) -> str:
         hasher = self.hasher()
         hasher.update(plaintext)
         return hasher.hexdigest()
@@ -175,6 +186,12 @@ class WriteBatch:
         self.written_objects = 0
         self.written_bytes = 0
         self._known_fans: set[str] = set()
+        self._stager: ThreadPoolExecutor | None = None
+        self._in_flight: deque[tuple[Future[None], int, bytearray | None]] = deque()
+        self._free_buffers: list[bytearray] = []
+        self._buffer_count = 0
+        self._in_flight_bytes = 0
+        self._failure: BaseException | None = None
         store.tmp_dir.mkdir(exist_ok=True)
 
     def __len__(self) -> int:
@@ -188,6 +205,7 @@ class WriteBatch:
         staged = self._pending.get(object_id)
         if staged is None:
             return self.store.read(object_id)
+        self._wait_for_stager()
         data = staged.read_bytes()
         keys = self.store.keys
         return keys.open(object_id, data) if keys else unframe_plain(data)
@@ -210,13 +228,56 @@ class WriteBatch:
 
     def put_media_file(self, path: Path) -> tuple[str, int, bool]:
         """Store the file at ``path``; returns (id, size, newly written). One read, no second pass."""
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size <= STREAM_THRESHOLD or self.store.keys is not None:
-                data = handle.read()
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return self.put_media_fd(fd, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+
+    def put_media_fd(self, fd: int, size: int) -> tuple[str, int, bool]:
+        """Store the rest of open file ``fd`` (``size`` is its length as fstat saw it, a hint:
+        a file that grows or shrinks meanwhile is stored as read). Returns (id, size, new)."""
+        if size > STREAM_THRESHOLD:
+            return self.put_media_stream(iter(lambda: os.read(fd, CHUNK), b""))
+        if self.store.keys is not None or size >= POOLED_READ_MAX:
+            data = _read_to_end(fd, size)
+            object_id, new = self.put_media(data)
+            return object_id, len(data), new
+        buffer = self._read_buffer(size + 1)
+        staged_in_place = False
+        try:
+            got = os.readv(fd, [memoryview(buffer)[: size + 1]])
+            view = memoryview(buffer)[:got]
+            if got > size:  # the file grew while we read it: take it whole, off the pool
+                data = bytes(view) + _read_to_end(fd, CHUNK)
                 object_id, new = self.put_media(data)
                 return object_id, len(data), new
-            return self._put_stream(iter(lambda: handle.read(CHUNK), b""))
+            object_id = self.store.name_of(view)
+            if self.has(object_id):
+                return object_id, got, False
+            if can_store_raw(bytes(view[:16])):
+                self._stage(object_id, view, buffer)  # back to the pool once written
+                staged_in_place = True
+            else:
+                self._stage(object_id, frame_plain(bytes(view), compress=False))
+            return object_id, got, True
+        finally:
+            if not staged_in_place:
+                self._free_buffers.append(buffer)
+
+    def _read_buffer(self, size: int) -> bytearray:
+        """A pooled buffer of at least ``size`` bytes, waiting for the writer thread if needed."""
+        while True:
+            for i, buffer in enumerate(self._free_buffers):
+                if len(buffer) >= size:
+                    return self._free_buffers.pop(i)
+            if self._free_buffers:
+                self._free_buffers.pop(0)  # too small: replaced by a larger one
+                return bytearray(max(size, 1024 * 1024))
+            if sum(1 for entry in self._in_flight if entry[2] is not None) < READ_BUFFERS:
+                return bytearray(max(size, 1024 * 1024))
+            self._retire_oldest()
+            self._raise_failure()
 
     def put_media_stream(self, chunks: Iterable[bytes]) -> tuple[str, int, bool]:
         if self.store.keys is not None:
@@ -276,18 +337,56 @@ class WriteBatch:
     def _tmp_path(self, hint: str) -> Path:
         return self.store.tmp_dir / f"{hint[:16]}.{secrets.token_hex(6)}.tmp"
 
-    def _stage(self, object_id: str, data: bytes) -> None:
+    def _stage(
+        self, object_id: str, data: bytes | memoryview, buffer: bytearray | None = None
+    ) -> None:
+        """Queue ``data`` to be written to a temp file; :meth:`flush` waits for every write.
+
+        ``data`` must not change until then, unless it lies in ``buffer``, a pooled read
+        buffer that is reused only once the write is done.
+        """
+        while self._in_flight and self._in_flight_bytes + len(data) > STAGE_AHEAD_BYTES:
+            self._retire_oldest()
+        self._raise_failure()
+        if self._stager is None:
+            self._stager = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mjvault-stage")
         tmp = self._tmp_path(object_id)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-        finally:
-            os.close(fd)
+        future = self._stager.submit(_write_new_file, tmp, data)
+        self._in_flight.append((future, len(data), buffer))
+        self._in_flight_bytes += len(data)
         self._pending[object_id] = tmp
         self.pending_bytes += len(data)
+
+    def _retire_oldest(self) -> None:
+        future, size, buffer = self._in_flight[0]
+        try:
+            future.result()  # an interrupt here leaves the entry in flight, to wait for again
+        except OSError as exc:
+            # Sticky: a batch with a missing or partial temp file must never be published.
+            if self._failure is None:
+                self._failure = VaultWriteError(f"cannot write to the vault: {exc.strerror or exc}")
+        except Exception as exc:
+            if self._failure is None:
+                self._failure = exc
+        self._in_flight.popleft()
+        self._in_flight_bytes -= size
+        if buffer is not None:
+            self._free_buffers.append(buffer)
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _wait_for_stager(self) -> None:
+        """Every queued temp file written (or the first write error raised)."""
+        while self._in_flight:
+            self._retire_oldest()
+        self._raise_failure()
+
+    def _stop_stager(self) -> None:
+        if self._stager is not None:
+            self._stager.shutdown(wait=True)
+            self._stager = None
 
     def media_sink(self) -> MediaSink:
         """A file-like sink for a download: hashed as it is written, staged by :meth:`adopt`.
@@ -318,6 +417,8 @@ class WriteBatch:
     # -- publishing ------------------------------------------------------------------------
     def flush(self) -> None:
         """Make every staged object durable, then visible under its name."""
+        self._wait_for_stager()
+        self._stop_stager()
         if not self._pending:
             return
         sync_filesystem(self.store.tmp_dir)
@@ -341,11 +442,36 @@ class WriteBatch:
         self.pending_bytes = 0
 
     def discard(self) -> None:
+        while self._in_flight:
+            self._retire_oldest()
+        self._stop_stager()
+        self._failure = None
         for tmp in self._pending.values():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         self._pending.clear()
         self.pending_bytes = 0
+
+
+def _read_to_end(fd: int, size_hint: int) -> bytes:
+    parts = []
+    while chunk := os.read(fd, max(size_hint, CHUNK)):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _write_new_file(path: Path, data: bytes | memoryview) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        # Let the disk start on these bytes now, while the next files are read and hashed,
+        # so the batch's syncfs mostly waits for writes already under way.
+        start_writeback(fd)
+    finally:
+        os.close(fd)
 
 
 class MediaSink:
