@@ -153,7 +153,8 @@ class _Reconciler:
         used = self.used
         for job_id, images in view.files.items():
             for index, record in images.items():
-                used[fold(record.path)] = (job_id, index)
+                path = record.path
+                used[path.lower() if path.isascii() else fold(path)] = (job_id, index)
                 if record.plain is not None:
                     self.suffixed[fold(record.plain)].add((job_id, index))
 
@@ -407,14 +408,32 @@ class _Reconciler:
         if not items:
             return
         jobs: list[tuple[str, str]] = []
+        # _set_record, _claim and _symlink_target inlined: this loop runs once per image.
+        files, used, suffixed = self.view.files, self.used, self.suffixed
+        root = self.root_str if self.root_str.endswith(os.sep) else self.root_str + os.sep
+        symlink = LinkKind.SYMLINK
         for key, relpath, want in items:
-            record = FileRecord(relpath, want.oid, LinkKind.SYMLINK)
-            record = _with_plain(record, relpath, want.plain)
-            self._set_record(key, record)
-            self._claim(key, record)
-            jobs.append(
-                (self._symlink_target(relpath, want.oid), os.path.join(self.root_str, relpath))
-            )
+            plain: str | None = want.plain
+            if plain == relpath:
+                plain = None
+            oid = want.oid
+            job_id, index = key
+            images = files.get(job_id)
+            if images is None:
+                images = files[job_id] = {}
+            images[index] = FileRecord(relpath, oid, symlink, plain)
+            used[fold(relpath)] = key
+            if plain is not None:
+                suffixed[fold(plain)].add(key)
+            if self.fan_out_layout:
+                parent = relpath.rpartition("/")[0]
+                prefix = self.link_prefixes.get(parent)
+                if prefix is None:
+                    prefix = self._link_prefix(parent)
+                target = f"{prefix}/objects/{oid[:2]}/{oid}"
+            else:
+                target = self._symlink_target(relpath, oid)
+            jobs.append((target, root + relpath))
         self.report.added += len(items)
         self.ops_since_save += len(items)
         assert self.worker is not None
@@ -453,6 +472,11 @@ class _Reconciler:
             affected[fold(want.plain)][key] = want.plain
         result: list[tuple[Key, str, _Want, bool]] = []
         for folded, new_members in affected.items():
+            if len(new_members) == 1 and folded not in self.used and folded not in self.suffixed:
+                # Nobody holds or wants this name: the common case, decided by two lookups.
+                ((key, plain),) = new_members.items()
+                result.append((key, plain, placements[key], False))
+                continue
             existing = {k for k in self._group(folded) if k not in new_members}
             if not existing and len(new_members) == 1 and folded not in self.used:
                 ((key, plain),) = new_members.items()
@@ -512,9 +536,13 @@ class _Reconciler:
         parent = os.path.dirname(relpath)
         prefix = self.link_prefixes.get(parent)
         if prefix is None:
-            prefix = os.path.relpath(self.objects_root, os.path.join(self.root_str, parent))
-            self.link_prefixes[parent] = prefix
+            prefix = self._link_prefix(parent)
         return prefix + self._source(oid)[len(self.objects_root) :]
+
+    def _link_prefix(self, parent: str) -> str:
+        prefix = os.path.relpath(self.objects_root, os.path.join(self.root_str, parent))
+        self.link_prefixes[parent] = prefix
+        return prefix
 
     def _make(self, relpath: str, want: _Want, replace: bool) -> FileRecord:
         dest = os.path.join(self.root_str, relpath)
