@@ -379,8 +379,10 @@ class _Reconciler:
                 elif want.oid != record.oid or self._needs_remake(record, want):
                     replacements.append((key, record, want))
         removed_keys = {key for key, _ in removals}
+        files = self.view.files
         for key, want in desired.items():
-            if self._record(key) is None or key in removed_keys:
+            images = files.get(key[0])
+            if images is None or key[1] not in images or key in removed_keys:
                 placements[key] = want
 
         if removals or replacements:
@@ -390,8 +392,9 @@ class _Reconciler:
         for key, record, want in replacements:
             self._replace(key, record, want)
         quick: list[tuple[Key, str, _Want]] = []
+        symlinks = self.kind is LinkKind.SYMLINK  # _kind_for(want) is SYMLINK iff want.raw
         for key, path, want, is_move in self._assign(placements):
-            if self._kind_for(want) is LinkKind.SYMLINK and not is_move:
+            if symlinks and want.raw and not is_move:
                 quick.append((key, path, want))
             else:
                 self._place(key, path, want, moved=is_move)
@@ -412,6 +415,7 @@ class _Reconciler:
         files, used, suffixed = self.view.files, self.used, self.suffixed
         root = self.root_str if self.root_str.endswith(os.sep) else self.root_str + os.sep
         symlink = LinkKind.SYMLINK
+        new_tuple = tuple.__new__
         for key, relpath, want in items:
             plain: str | None = want.plain
             if plain == relpath:
@@ -421,8 +425,9 @@ class _Reconciler:
             images = files.get(job_id)
             if images is None:
                 images = files[job_id] = {}
-            images[index] = FileRecord(relpath, oid, symlink, plain)
-            used[fold(relpath)] = key
+            # tuple.__new__: a NamedTuple's own constructor is a Python function.
+            images[index] = new_tuple(FileRecord, (relpath, oid, symlink, plain, 0, 0))
+            used[relpath.lower() if relpath.isascii() else fold(relpath)] = key
             if plain is not None:
                 suffixed[fold(plain)].add(key)
             if self.fan_out_layout:
@@ -469,7 +474,8 @@ class _Reconciler:
         """
         affected: dict[str, dict[Key, str]] = defaultdict(dict)
         for key, want in placements.items():
-            affected[fold(want.plain)][key] = want.plain
+            plain = want.plain
+            affected[plain.lower() if plain.isascii() else fold(plain)][key] = plain
         result: list[tuple[Key, str, _Want, bool]] = []
         for folded, new_members in affected.items():
             if len(new_members) == 1 and folded not in self.used and folded not in self.suffixed:
