@@ -6,11 +6,12 @@ import io
 import os
 from pathlib import Path
 
+import msgpack
 import pytest
 from PIL import Image
 
 from mjvault import Vault
-from mjvault.errors import UsageError
+from mjvault.errors import IntegrityError, UsageError
 from mjvault.views.filters import ViewFilter
 from mjvault.views.links import LinkKind
 from mjvault.views.reconcile import (
@@ -19,7 +20,7 @@ from mjvault.views.reconcile import (
     refresh_views,
     remove_view,
 )
-from mjvault.views.registry import ViewDefinition, ViewRegistry
+from mjvault.views.registry import STATE_VERSION, ViewDefinition, ViewRegistry
 from mjvault.views.template import Template
 from tests.conftest import png_bytes, record_json
 
@@ -392,3 +393,38 @@ def test_index_and_records_render_the_same_names(vault: Vault, tmp_path: Path) -
     assert sorted(files_in(tmp_path / "views" / "index")) == sorted(
         files_in(tmp_path / "views" / "records")
     )
+
+
+def test_a_view_file_of_state_version_1_is_read_and_rewritten(vault: Vault, tmp_path: Path) -> None:
+    add_jobs(vault, range(3))
+    checkout(vault, define(tmp_path))
+    registry = ViewRegistry(vault)
+    view = registry.load("all")
+    before = {(j, i): r for j, i, r in view.iter_files()}
+    # The file list as version 1 wrote it: one row per file.
+    doc = view.to_doc() | {
+        "v": 1,
+        "files": msgpack.packb([r.pack(j, i) for (j, i), r in before.items()]),
+    }
+    state = vault.path / "views" / "all.view"
+    state.write_bytes(registry._encode("all", doc))
+    old = registry.load("all")
+    assert {(j, i): r for j, i, r in old.iter_files()} == before
+    add_jobs(vault, range(3, 4))
+    report = refresh_views(vault).views[0]
+    assert (report.mode, report.added, report.removed, report.kept) == ("incremental", 2, 0, 0)
+    assert registry._decode("all", state.read_bytes())["v"] == STATE_VERSION
+    assert len(files_in(tmp_path / "views" / "all")) == 8
+
+
+def test_a_file_list_whose_columns_disagree_is_damage(vault: Vault, tmp_path: Path) -> None:
+    add_jobs(vault, range(2))
+    checkout(vault, define(tmp_path))
+    registry = ViewRegistry(vault)
+    doc = registry.load("all").to_doc()
+    columns = msgpack.unpackb(doc["files"])
+    columns[1][0] += 1  # a job claims one file more than the list holds
+    state = vault.path / "views" / "all.view"
+    state.write_bytes(registry._encode("all", doc | {"files": msgpack.packb(columns)}))
+    with pytest.raises(IntegrityError, match="damaged file list"):
+        list(registry.load("all").iter_files())

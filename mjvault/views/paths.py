@@ -39,6 +39,9 @@ _SEPARATOR = re.compile(r"[/\\]")
 # Printable ASCII without forbidden characters, not starting or ending with a dot or space.
 _END = r"\x21\x23-\x29\x2b-\x2d\x30-\x39\x3b\x3d\x40-\x5b\x5d-\x7b\x7d\x7e"
 _PLAIN_ASCII = re.compile(f"[{_END}](?:[{_END}\\x20\\x2e]*[{_END}])?")
+# safe_component() of directory names already seen (it is pure); bounded, cleared when full.
+_DIRECTORY_NAMES: dict[str, str] = {}
+_DIRECTORY_NAMES_MAX = 65536
 
 
 def safe_component(name: str, *, limit: int = MAX_COMPONENT_BYTES) -> str:
@@ -93,8 +96,27 @@ def safe_relpath(raw: str, *, max_bytes: int = MAX_PATH_BYTES) -> str:
     ``..``, ``.`` and empty components cannot climb or vanish silently: empty ones are
     dropped (``a//b``), dot-only ones become ``_``. An absolute path becomes relative.
     """
-    components = [c for c in _SEPARATOR.split(raw) if c != ""]
-    parts = [safe_component(c) for c in components] or [REPLACEMENT]
+    components = _SEPARATOR.split(raw) if "\\" in raw else raw.split("/")
+    last = len(components) - 1
+    parts: list[str] = []
+    for position, component in enumerate(components):
+        if not component:
+            continue
+        if position == last:
+            parts.append(safe_component(component))
+            continue
+        # Directory names repeat across a view (dates, versions …): decide each once.
+        safe = _DIRECTORY_NAMES.get(component)
+        if safe is None:
+            if len(_DIRECTORY_NAMES) >= _DIRECTORY_NAMES_MAX:
+                _DIRECTORY_NAMES.clear()
+            safe = _DIRECTORY_NAMES[component] = safe_component(component)
+        parts.append(safe)
+    if not parts:
+        parts = [REPLACEMENT]
+    joined = "/".join(parts)
+    if len(joined) <= max_bytes and (joined.isascii() or len(joined.encode()) <= max_bytes):
+        return joined  # fits as it is: _shorten would change nothing
     return "/".join(_shorten(parts, max_bytes))
 
 

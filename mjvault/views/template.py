@@ -107,18 +107,29 @@ class Template:
         return self.bind(job)(index, ext)
 
     def bind(self, job: Job) -> Callable[[int, str], str]:
-        """``render`` with the job's own fields worked out once, for all of its images."""
-        fixed: list[str | Field] = []
+        """``render`` with the job's own fields worked out once, for all of its images.
+
+        The result is one ``str.format`` call per image: the job's fields are already text
+        in the format string, and only ``{index}`` and ``{ext}`` remain as slots.
+        """
+        pieces: list[str] = []
         for segment in self.segments:
-            if isinstance(segment, Field) and segment.name not in _PER_IMAGE:
-                fixed.append(_render_field(segment, job, 0, ""))
+            if isinstance(segment, str):
+                pieces.append(segment.replace("{", "{{").replace("}", "}}"))
+            elif segment.name == "index":
+                pieces.append("{0}")
+            elif segment.name == "ext":
+                pieces.append("{1}")
             else:
-                fixed.append(segment)
+                text = _render_field(segment, job, 0, "")
+                pieces.append(text.replace("{", "{{").replace("}", "}}"))
+        fill = "".join(pieces).format
 
         def render_image(index: int, ext: str) -> str:
-            return "".join(
-                s if isinstance(s, str) else _render_field(s, job, index, ext) for s in fixed
-            )
+            text = _EXT_TEXT.get(ext)
+            if text is None:
+                text = _ext_text(ext)
+            return fill(index, text)
 
         return render_image
 
@@ -267,7 +278,7 @@ _Renderer = Callable[[Field, Job, int, str], str]
 _RENDERERS: dict[str, _Renderer] = {
     "job_id": _render_job_id,
     "index": lambda f, job, index, ext: str(index),
-    "ext": lambda f, job, index, ext: field_text(ext.lower()) or "bin",
+    "ext": lambda f, job, index, ext: _ext_text(ext),
     "type": lambda f, job, index, ext: _render_text(job.type, MISSING),
     "date": _render_date,
     "prompt": _render_prompt,
@@ -280,6 +291,18 @@ _RENDERERS: dict[str, _Renderer] = {
         job.height if job.height is not None else _param_int(job, "height"), f.arg or MISSING
     ),
 }
+
+
+def _ext_text(ext: str) -> str:
+    text = _EXT_TEXT.get(ext)
+    if text is None:
+        text = field_text(ext.lower()) or "bin"
+        if len(_EXT_TEXT) < 1024:  # a handful of extensions in practice; bounded all the same
+            _EXT_TEXT[ext] = text
+    return text
+
+
+_EXT_TEXT: dict[str, str] = {}
 
 
 def _param_int(job: Job, name: str) -> int | None:
