@@ -93,8 +93,10 @@ def demo_command(app: AppContext, directory: Path | None, job_count: int, seed: 
             "BLAKE3 hash; records, trees and snapshots sit beside them."
         )
         click.echo("Try next:")
-        root = click.get_current_context().find_root().command
-        available = set(root.commands) if isinstance(root, click.Group) else set()
+        root_ctx = click.get_current_context().find_root()
+        root = root_ctx.command
+        # list_commands, not .commands: the root group loads command modules on demand.
+        available = set(root.list_commands(root_ctx)) if isinstance(root, click.Group) else set()
         job = result.samples[0].id[:8] if result.samples else "JOB_ID"  # a unique prefix will do
         word = _a_prompt_word(result.samples)
         for command, template, why in NEXT_STEPS:

@@ -18,37 +18,56 @@ from mjvault.config.resolve import register_environment_secrets
 from mjvault.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, MjvaultError
 from mjvault.redact import redact
 
-# Each entry: module under mjvault.cli, attribute holding the click command or group.
+# Each entry: command name -> (module under mjvault.cli, attribute holding the click command).
 # One module per command group; adding a group is one line here.
-COMMANDS: list[tuple[str, str]] = [
-    ("init", "init_command"),
-    ("ingest", "import_command"),
-    ("inspect", "log_command"),
-    ("inspect", "show_command"),
-    ("inspect", "cat_command"),
-    ("integrity", "verify_command"),
-    ("integrity", "index_group"),
-    ("gc", "gc_command"),
-    ("gc", "forget_command"),
-    ("keys", "key_group"),
-    ("lock", "unlock_command"),
-    ("devserver", "dev_server"),
-    ("auth", "auth_group"),
-    ("sync", "sync_command"),
-    ("config", "config"),
-    ("completion", "completion"),
-    ("setup", "setup"),
-    ("remote", "remote_group"),
-    ("remote", "push_command"),
-    ("remote", "pull_command"),
-    ("remote", "clone_command"),
-    ("demo", "demo_command"),
-    ("search", "search_command"),
-    ("export", "export_command"),
-    ("stats", "stats_command"),
-    ("gallery", "gallery_command"),
-    ("checkout", "checkout_command"),
-]
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("init", "init_command"),
+    "import": ("ingest", "import_command"),
+    "log": ("inspect", "log_command"),
+    "show": ("inspect", "show_command"),
+    "cat": ("inspect", "cat_command"),
+    "verify": ("integrity", "verify_command"),
+    "index": ("integrity", "index_group"),
+    "gc": ("gc", "gc_command"),
+    "forget": ("gc", "forget_command"),
+    "key": ("keys", "key_group"),
+    "unlock": ("lock", "unlock_command"),
+    "dev-server": ("devserver", "dev_server"),
+    "auth": ("auth", "auth_group"),
+    "sync": ("sync", "sync_command"),
+    "config": ("config", "config"),
+    "completion": ("completion", "completion"),
+    "setup": ("setup", "setup"),
+    "remote": ("remote", "remote_group"),
+    "push": ("remote", "push_command"),
+    "pull": ("remote", "pull_command"),
+    "clone": ("remote", "clone_command"),
+    "demo": ("demo", "demo_command"),
+    "search": ("search", "search_command"),
+    "export": ("export", "export_command"),
+    "stats": ("stats", "stats_command"),
+    "gallery": ("gallery", "gallery_command"),
+    "checkout": ("checkout", "checkout_command"),
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a command's module only when that command runs (or help lists them all).
+
+    Importing every command group up front (httpx, the views, the remotes…) cost about 0.16 s
+    of every invocation, a third of a small command's run time.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            module, attribute = COMMANDS[cmd_name]
+            command = getattr(import_module(f"mjvault.cli.{module}"), attribute)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
 
 EPILOG = """\b
 Examples:
@@ -66,7 +85,7 @@ Exit codes: 0 ok, 1 error, 2 usage or configuration, 3 integrity problem,
 """
 
 
-@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mjvault")
 @click.option(
     "--vault",
@@ -114,10 +133,6 @@ def cli(
     register_environment_secrets(os.environ)
     setup_logging(app.verbosity, log_file)
     app.apply_output_settings(ctx, no_color=no_color)
-
-
-for _module, _attr in COMMANDS:
-    cli.add_command(getattr(import_module(f"mjvault.cli.{_module}"), _attr))
 
 
 def _wants_traceback(app: AppContext, argv: Sequence[str]) -> bool:
