@@ -333,27 +333,23 @@ class Index:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[str]:
-        """Job ids matching every condition, newest first."""
-        sets: list[set[str]] = [self.jobs_with_word(w) for q in words for w in tokenize(q)]
+        """Job ids matching every condition, newest first.
+
+        A keyword face over the query engine (:mod:`mjvault.index.search`), for library callers
+        that have values rather than query text; there is one evaluator, not two.
+        """
+        from mjvault.index.query import parse_query
+        from mjvault.index.search import search
+
+        parts = [w for q in words for w in tokenize(q)]
         if job_type:
-            sets.append(self.jobs_with_type(job_type))
-        for name, value in (params or {}).items():
-            sets.append(self.jobs_with_param(name, value))
-        if sets:
-            sets.sort(key=len)
-            matches = set.intersection(*sets)
-            ordered = []
-            for job_id in matches:
-                summary = self.get(job_id)
-                if summary is None:
-                    continue
-                if since and (summary.time is None or summary.time < since):
-                    continue
-                if until and (summary.time is None or summary.time > until):
-                    continue
-                ordered.append((summary.time or datetime.min.replace(tzinfo=UTC), job_id))
-            return [job_id for _, job_id in sorted(ordered, reverse=True)]
-        return list(reversed(list(self.jobs_between(since, until))))
+            parts.append(f"type:{job_type}")
+        parts += [f"{name}:{value}" for name, value in (params or {}).items()]
+        if since:
+            parts.append(f"since:{since.isoformat()}")
+        if until:
+            parts.append(f"until:{until.isoformat()}")
+        return list(search(self, parse_query(" ".join(parts))).job_ids)
 
     @contextmanager
     def reader(self) -> Iterator[IndexReader]:
