@@ -165,3 +165,74 @@ def test_cut_videos_and_many_cut_images_do_not_stop_the_sync(
         assert all(m["gone"] and "damaged at the source" in m["reason"] for m in summary["missing"])
         assert any(m["path"].endswith(".mp4") for m in summary["missing"])
     assert all(image is None for images in stored(vault_path).values() for image in images)
+
+
+# -- item 7: redirects to other hosts, cookies, and paths that climb out ------------------------
+def test_a_redirect_to_another_host_is_not_followed_and_gets_no_cookie(
+    account: Account, vault_path: Path, offhost: OffHostServer
+) -> None:
+    faults = Faults(redirect_images_to=offhost.base + "/stolen", api_sets_session_cookie=True)
+    with FakeMidjourney(account, faults, token=TOKEN) as server:
+        result = sync_cli(vault_path, server, api="v1")
+        err = no_traceback(result)
+        assert result.returncode == EXIT_PARTIAL, err
+        host = offhost.base.split("://", 1)[1]
+        assert f"to {host}, which is not an allowed CDN host" in err
+        assert "source.cdn_hosts" in err
+        assert server.stats.redirects > 0
+        server.faults.redirect_images_to = offhost.base + "/again"
+        result = sync_json(vault_path, server, api="v1")
+        assert result.returncode == EXIT_PARTIAL, no_traceback(result)
+    assert offhost.hits == []
+    summary = json.loads(result.stdout)
+    assert summary["images_downloaded"] == 0
+    assert all(not m["gone"] for m in summary["missing"])  # asked again by the next sync
+
+
+def test_an_allowed_cdn_host_is_followed_without_cookies(
+    account: Account, vault_path: Path, offhost: OffHostServer
+) -> None:
+    faults = Faults(redirect_images_to=offhost.base + "/mirror", api_sets_session_cookie=True)
+    host = offhost.base.split("://", 1)[1]
+    with FakeMidjourney(account, faults, token=TOKEN) as server:
+        result = sync_cli(vault_path, server, api="v1", MJVAULT_SOURCE_CDN_HOSTS=host)
+        assert result.returncode == 0, no_traceback(result)
+    assert offhost.hits and all(hit.path.startswith("/mirror/") for hit in offhost.hits)
+    assert all(hit.cookie is None for hit in offhost.hits)
+    same = blake3.blake3(offhost.body).hexdigest()
+    assert {i for images in stored(vault_path).values() for i in images} == {same}
+
+
+def test_the_cdn_never_gets_the_session_cookie(account: Account, vault_path: Path) -> None:
+    """Even when the web API sets cookies, image requests (same host here) carry none."""
+    with FakeMidjourney(account, Faults(api_sets_session_cookie=True), token=TOKEN) as server:
+        result = sync_cli(vault_path, server, api="v1")
+        assert result.returncode == 0, no_traceback(result)
+        assert server.stats.media_requests > 0
+        assert server.stats.cdn_cookies == 0
+
+
+def test_record_paths_that_climb_out_of_the_cdn_base_are_refused(
+    account: Account, vault_path: Path, tmp_path: Path
+) -> None:
+    victims = [job.id for job in account.image_jobs()[:2]]
+    faults = Faults(escaping_image_paths=frozenset(victims))
+    other_vault = tmp_path / "other"
+    Vault.init(other_vault).close()
+    with FakeMidjourney(account, faults, token=TOKEN) as server:
+        result = sync_cli(vault_path, server, api="v1")
+        err = no_traceback(result)
+        assert result.returncode == EXIT_PARTIAL, err
+        assert "leaves the CDN base" in err and "/etc/passwd" in err
+        summary_run = sync_json(other_vault, server, api="v1")
+        assert summary_run.returncode == EXIT_PARTIAL, no_traceback(summary_run)
+        assert server.stats.stray_requests == 0  # nothing outside the CDN was asked for
+    summary = json.loads(summary_run.stdout)
+    assert sorted(m["job_id"] for m in summary["missing"]) == sorted(victims)
+    assert all(m["gone"] for m in summary["missing"])  # the record will not change its mind
+    held = stored(vault_path)
+    for job_id in victims:
+        job = account.job(job_id)
+        assert job is not None
+        expected = [served_id(account, p) for p in job.media_paths] + [None]
+        assert held[job_id] == expected

@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
+from urllib.parse import unquote
 
 import httpx
 
@@ -114,12 +115,42 @@ class _Damaged(DownloadError):
     """One complete answer failed the structure check (internal: ``download`` retries it)."""
 
 
+class UnsafeMediaPath(DownloadError):
+    """A record's media path that would leave the CDN base (``../``) or hide a separator."""
+
+
 def media_url(cdn_base: str, path_or_url: str | MediaRef) -> str:
-    """An absolute URL for a CDN-relative path (``{job}/0_1.png``); absolute URLs unchanged."""
+    """An absolute URL for a CDN-relative path (``{job}/0_1.png``); absolute URLs unchanged
+    (the transport still holds them to the allowed CDN hosts).
+
+    The path is normalised (``.`` and ``..`` resolved) and refused with
+    :class:`UnsafeMediaPath` if it climbs above the CDN base.
+    """
     path = path_or_url.path if isinstance(path_or_url, MediaRef) else path_or_url
     if path.startswith(("http://", "https://")):
         return path
-    return f"{cdn_base.rstrip('/')}/{path.lstrip('/')}"
+    segments = _normalised_segments(path)
+    return f"{cdn_base.rstrip('/')}/{'/'.join(segments)}"
+
+
+def _normalised_segments(path: str) -> list[str]:
+    segments: list[str] = []
+    for raw in path.split("/"):
+        # Servers decode %2e%2e and %2f; what they would read is what counts.
+        decoded = unquote(raw)
+        if "/" in decoded or "\\" in decoded:
+            raise UnsafeMediaPath(f"refused: the image path {path!r} hides a path separator")
+        if decoded in ("", "."):
+            continue
+        if decoded == "..":
+            if not segments:
+                raise UnsafeMediaPath(f"refused: the image path {path!r} leaves the CDN base")
+            segments.pop()
+            continue
+        segments.append(raw)
+    if not segments:
+        raise UnsafeMediaPath(f"refused: the image path {path!r} names no file")
+    return segments
 
 
 class _Transfer:
