@@ -236,3 +236,16 @@ def test_record_paths_that_climb_out_of_the_cdn_base_are_refused(
         assert job is not None
         expected = [served_id(account, p) for p in job.media_paths] + [None]
         assert held[job_id] == expected
+
+
+# -- item 8: a CDN base with a path -------------------------------------------------------------
+@pytest.mark.parametrize("prefix", ["/cdn", "/mirror/mj"])
+def test_image_urls_already_under_a_cdn_base_with_a_path_are_used_as_they_are(
+    account: Account, vault_path: Path, prefix: str
+) -> None:
+    with FakeMidjourney(account, token=TOKEN, rewrite_image_urls=True, cdn_prefix=prefix) as server:
+        assert server.cdn_base.endswith(prefix)
+        result = sync_cli(vault_path, server, api="v1")
+        assert result.returncode == 0, no_traceback(result)
+        assert server.stats.not_found == 0 and server.stats.stray_requests == 0
+    assert_intact_except(vault_path, account, account.image_jobs(), set())

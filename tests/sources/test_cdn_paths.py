@@ -24,7 +24,9 @@ CDN = "https://cdn.midjourney.com"
         (CDN, "j/0_0.png", f"{CDN}/j/0_0.png"),
         (CDN, "/j/./0_0.png", f"{CDN}/j/0_0.png"),
         (CDN, "x/../j/0_0.png", f"{CDN}/j/0_0.png"),
+        ("http://h/cdn", "cdn/j/0_0.png", "http://h/cdn/j/0_0.png"),
         ("http://h/cdn/", "j/0_0.png", "http://h/cdn/j/0_0.png"),
+        ("http://h/a/b", "a/b/j/0_0.png", "http://h/a/b/j/0_0.png"),
         ("http://h/a/b", "a/j/0_0.png", "http://h/a/b/a/j/0_0.png"),  # not the whole base path
         (CDN, "https://elsewhere/x.png", "https://elsewhere/x.png"),  # the transport judges it
     ],

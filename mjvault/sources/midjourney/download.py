@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -124,12 +124,18 @@ def media_url(cdn_base: str, path_or_url: str | MediaRef) -> str:
     (the transport still holds them to the allowed CDN hosts).
 
     The path is normalised (``.`` and ``..`` resolved) and refused with
-    :class:`UnsafeMediaPath` if it climbs above the CDN base.
+    :class:`UnsafeMediaPath` if it climbs above the CDN base. A path that already starts with
+    the base's own path (a record pointing at a mirror under ``http://host/cdn``: ``cdn/{job}
+    /0_1.png``) is under the base already and is not prefixed a second time.
     """
     path = path_or_url.path if isinstance(path_or_url, MediaRef) else path_or_url
     if path.startswith(("http://", "https://")):
         return path
     segments = _normalised_segments(path)
+    base_segments = [part for part in urlsplit(cdn_base).path.split("/") if part]
+    depth = len(base_segments)
+    if depth and segments[:depth] == base_segments and len(segments) > depth:
+        segments = segments[depth:]
     return f"{cdn_base.rstrip('/')}/{'/'.join(segments)}"
 
 
