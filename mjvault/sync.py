@@ -31,7 +31,7 @@ from typing import Any
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CdnRefused, DownloadError, Interrupted, MjvaultError, SourceError
 from mjvault.model import Job, MediaRef, RecordError
-from mjvault.sources.midjourney import ListedJob, MidjourneyClient, stop_after_known
+from mjvault.sources.midjourney import ListedJob, MediaMissing, MidjourneyClient, stop_after_known
 from mjvault.store.fsutil import atomic_write
 from mjvault.store.objects import MediaSink
 from mjvault.vault import Vault
@@ -121,7 +121,13 @@ class _Fetched:
 
 
 _CLAIMED = object()  # a shared file whose download has not been stored yet
-_GONE = object()  # a shared file the CDN does not have (404)
+
+
+@dataclass(frozen=True)
+class _Gone:
+    """A shared file the CDN has no usable copy of (404, damaged there), and why."""
+
+    reason: str
 
 
 class _SharedFiles:
@@ -160,13 +166,14 @@ class _SharedFiles:
         self._borrowers[path] = self._borrowers.get(path, 0) + 1
         return True
 
-    def stored(self, path: str, object_id: str | None, *, gone: bool = False) -> None:
+    def stored(self, path: str, object_id: str | None, *, gone: str | None = None) -> None:
+        """``gone``: why the CDN has no usable copy of the file, if it has none."""
         if path in self._entries:
-            self._entries[path] = _GONE if gone else object_id
+            self._entries[path] = _Gone(gone) if gone is not None else object_id
 
-    def take(self, path: str) -> str | None | bool:
-        """The object the claiming job stored; False if the CDN has no such file, None if the
-        download failed otherwise."""
+    def take(self, path: str) -> str | _Gone | None:
+        """The object the claiming job stored; _Gone if the CDN has no usable copy, None if
+        the download failed otherwise."""
         value = self._entries.get(path)
         left = self._borrowers.get(path, 1) - 1
         if left > 0:
@@ -174,9 +181,7 @@ class _SharedFiles:
         else:
             self._borrowers.pop(path, None)
             self._entries.pop(path, None)
-        if value is _GONE:
-            return False
-        return value if isinstance(value, str) else None
+        return value if isinstance(value, str | _Gone) else None
 
 
 class SyncState:
@@ -481,9 +486,9 @@ def _download(
         except BaseException:
             sink.discard()
             raise
-        if result.missing:
+        if isinstance(result, MediaMissing):  # 404, or damaged at the source
             sink.discard()
-            fetched.missing.append(MissingMedia(item.job.id, ref.index, ref.path, "404 on the CDN"))
+            fetched.missing.append(MissingMedia(item.job.id, ref.index, ref.path, result.reason))
             continue
         sink.close()
         slots[ref.index] = sink
@@ -521,8 +526,8 @@ def _store(
             if isinstance(object_id, str):
                 fetched.slots[index] = object_id
                 report.images_reused += 1
-            elif object_id is False:
-                fetched.missing.append(MissingMedia(fetched.job.id, index, path, "404 on the CDN"))
+            elif isinstance(object_id, _Gone):
+                fetched.missing.append(MissingMedia(fetched.job.id, index, path, object_id.reason))
             else:
                 reason = "not fetched: the download shared with another job failed"
                 fetched.missing.append(
@@ -543,7 +548,7 @@ def _store(
             images.append(slot)
     if shared is not None and fetched.shares is not None:
         index = next(i for i, ref in enumerate(fetched.job.media()) if ref.path == fetched.shares)
-        gone = any(m.index == index and m.gone for m in fetched.missing)
+        gone = next((m.reason for m in fetched.missing if m.index == index and m.gone), None)
         shared.stored(fetched.shares, images[index], gone=gone)
     report.bytes_downloaded += fetched.downloaded_bytes
     report.missing.extend(fetched.missing)

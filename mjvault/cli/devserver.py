@@ -110,6 +110,27 @@ FAULT_TARGETS = ("api", "cdn")
     help="New jobs that appear after --add-jobs-after listing requests.",
 )
 @click.option("--add-jobs-after", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option(
+    "--cut-fraction",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share of files served cut short with a Content-Length that agrees.",
+)
+@click.option(
+    "--cut-first-requests",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Cut only a file's first N requests (default: every one).",
+)
+@click.option("--redirect-images-to", metavar="URL", help="Redirect every CDN request there.")
+@click.option(
+    "--escaping-image-paths",
+    type=click.IntRange(min=0),
+    default=0,
+    help="The N newest image jobs' v1 records list a path with ../ out of the CDN.",
+)
+@click.option("--api-sets-cookie", is_flag=True, help="API answers refresh the session cookie.")
+@click.option("--cdn-prefix", default="/cdn", show_default=True, help="Path of the CDN.")
 @click.pass_context
 def dev_server(
     ctx: click.Context,
@@ -138,6 +159,12 @@ def dev_server(
     duplicate_records: int,
     add_jobs: int,
     add_jobs_after: int,
+    cut_fraction: float,
+    cut_first_requests: int,
+    redirect_images_to: str | None,
+    escaping_image_paths: int,
+    api_sets_cookie: bool,
+    cdn_prefix: str,
 ) -> None:
     """Serve a generated Midjourney account on 127.0.0.1 until Ctrl-C.
 
@@ -184,17 +211,24 @@ def dev_server(
         duplicate_records=duplicate_records,
         add_jobs_after_listing_request=add_jobs_after,
         add_jobs_count=add_jobs,
+        cut_fraction=cut_fraction,
+        cut_first_requests=cut_first_requests,
+        redirect_images_to=redirect_images_to,
+        api_sets_session_cookie=api_sets_cookie,
     )
     app = ctx.find_object(AppContext) or AppContext()
     account = Account.generate(
         seed, n_jobs, user_id=user_id, image_size="large" if large else "small"
     )
+    escaping = [job.id for job in account.image_jobs()[:escaping_image_paths]]
+    faults.escaping_image_paths = frozenset(escaping)
     server = FakeMidjourney(
         account,
         faults,
         token=os.environ.get(DEV_TOKEN_VARIABLE) or DEFAULT_DEV_TOKEN,
         port=port,
         rewrite_image_urls=rewrite_image_urls,
+        cdn_prefix=cdn_prefix,
     )
 
     def ready(running: FakeMidjourney) -> None:

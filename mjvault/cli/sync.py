@@ -161,8 +161,8 @@ def sync_command(
             )
         if any(gone.gone for gone in report.missing):
             click.echo(
-                "  files gone from the CDN (404): their jobs are kept without them; "
-                "`mjvault sync --retry-missing --full` asks for them again",
+                "  files gone from the CDN (404) or damaged there: their jobs are kept without "
+                "them; `mjvault sync --retry-missing --full` asks for them again",
                 err=True,
             )
         if any(not gone.gone for gone in report.missing):

@@ -98,6 +98,7 @@ def client_settings(loaded: LoadedConfig, **overrides: Any) -> ClientSettings:
     values: dict[str, Any] = {
         "web_base": source.web_base,
         "cdn_base": source.cdn_base,
+        "cdn_hosts": source.cdn_hosts,
         "api": source.api,
         "user_id": user_id,
         "token": token,

@@ -78,6 +78,12 @@ class SourceSection:
     cdn_base: str = setting(
         DEFAULT_CDN_BASE, t.Url(), "Base URL of the image CDN.", env=("MJVAULT_CDN_BASE",)
     )
+    cdn_hosts: tuple[str, ...] = setting(
+        ("cdn.midjourney.com",),
+        t.HostList(),
+        "Hosts an image download may be redirected to (`host` or `host:port`), besides the "
+        "host of `source.cdn_base`, which always may. A redirect anywhere else is refused.",
+    )
     api: str = setting(
         "auto",
         t.Choice("auto", "v3", "v2", "v1"),

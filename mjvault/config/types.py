@@ -276,3 +276,43 @@ class CookieMap(ValueType):
 
     def to_text(self, value: Any) -> str:
         return "; ".join(f"{k}={v}" for k, v in value.items())
+
+
+def parse_host(entry: str) -> str:
+    """``host`` or ``host:port``, lower case; ValueError for anything else (a URL, a path)."""
+    text = entry.strip().lower()
+    problem = ValueError(f"{entry!r} is not a host name or host:port (as in cdn.midjourney.com)")
+    try:
+        parts = urlsplit(f"//{text}")
+        _ = parts.port  # a port that is not a number raises here
+    except ValueError:
+        raise problem from None
+    if not parts.hostname or parts.path or parts.query or parts.fragment:
+        raise problem
+    if "@" in text or text.endswith(":"):
+        raise problem
+    return text
+
+
+class HostList(ValueType):
+    """Host names (``host`` or ``host:port``); as text, separated by commas or spaces."""
+
+    description = "list of host names or host:port (as text: `a.example, b.example:8443`)"
+
+    def parse(self, raw: object, *, from_text: bool) -> tuple[str, ...]:
+        if isinstance(raw, str):
+            raw = [part for part in re.split(r"[,\s]+", raw) if part]
+        _expect(raw, (list, tuple), "an array of host names")
+        assert isinstance(raw, list | tuple)
+        hosts: list[str] = []
+        for entry in raw:
+            if not isinstance(entry, str):
+                raise ValueError(f"expected host names as strings, got {_type_name(entry)}")
+            hosts.append(parse_host(entry))
+        return tuple(hosts)
+
+    def to_toml(self, value: Any) -> Any:
+        return list(value)
+
+    def to_text(self, value: Any) -> str:
+        return ", ".join(value)

@@ -36,6 +36,17 @@ class Faults:
     missing_fraction: float = 0.0  # share of image stems that 404 (chosen by hash, stable)
     cdn_requires_browser_ua: bool = False  # 403 unless User-Agent starts with "Mozilla/"
     cdn_requires_sec_fetch: bool = False  # 403 unless Sec-Fetch-Mode/-Dest headers are sent
+    # A CDN that lies: these paths (by stem, as missing_images) or this share of stems are
+    # served cut to two thirds, with a Content-Length (and ranges) that agree with the cut.
+    cut_images: frozenset[str] = frozenset()
+    cut_fraction: float = 0.0
+    cut_first_requests: int = 0  # 0: always cut; N: only a file's first N requests are cut
+    # Every CDN request answers 302 to this base URL + the same path (another host, say).
+    redirect_images_to: str | None = None
+    # v1 records of these job ids list one more image path, ``{job}/../../../etc/passwd``.
+    escaping_image_paths: frozenset[str] = frozenset()
+    # API answers refresh the session cookie (Set-Cookie), as the real site does.
+    api_sets_session_cookie: bool = False
 
     # -- authentication and interstitials (API only) --------------------------------------------
     expire_after_api_requests: int | None = None  # from the N+1th API request on: auth fails

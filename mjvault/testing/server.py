@@ -78,6 +78,10 @@ class ServerStats:
     challenges: int = 0
     html_pages: int = 0  # 200 login pages instead of JSON
     jobs_added: int = 0
+    cut_images: int = 0  # answers cut short with an agreeing Content-Length
+    redirects: int = 0  # CDN answers redirected elsewhere (redirect_images_to)
+    stray_requests: int = 0  # paths neither the API nor the CDN serves (e.g. /etc/passwd)
+    cdn_cookies: int = 0  # CDN requests that carried a Cookie header (the CDN needs none)
 
     def total_listing_requests(self) -> int:
         return sum(self.listing_requests.values())
@@ -187,6 +191,7 @@ class FakeMidjourney:
         port: int = 0,
         rewrite_image_urls: bool = False,
         v1_listing_cap: int = V1_LISTING_CAP,
+        cdn_prefix: str = CDN_PREFIX,
     ) -> None:
         self.account = account
         self.token = token
@@ -194,6 +199,9 @@ class FakeMidjourney:
         self.rewrite_image_urls = rewrite_image_urls
         # Tests lower it to reach v1's re-anchoring without generating thousands of jobs.
         self.v1_listing_cap = v1_listing_cap
+        # Where the CDN lives on this port: a mirror or proxy may put it under any path.
+        self.cdn_prefix = "/" + cdn_prefix.strip("/")
+        self._media_hits: Counter[str] = Counter()
         self.stats = ServerStats()
         self._host = host
         self._requested_port = port
@@ -262,7 +270,7 @@ class FakeMidjourney:
 
     @property
     def cdn_base(self) -> str:
-        return f"{self.web_base}{CDN_PREFIX}"
+        return f"{self.web_base}{self.cdn_prefix}"
 
     # -- runtime control ---------------------------------------------------------------------
     @property
@@ -356,6 +364,21 @@ class FakeMidjourney:
             return int.from_bytes(digest, "big") / 2**64 < faults.missing_fraction
         return False
 
+    def is_cut(self, relative: str) -> bool:
+        """Serve this file cut short (``cut_images`` / ``cut_fraction``) this time?"""
+        faults = self._faults
+        stem = relative.rsplit(".", 1)[0]
+        chosen = any(path.rsplit(".", 1)[0] == stem for path in faults.cut_images)
+        if not chosen and faults.cut_fraction > 0:
+            digest = hashlib.blake2b(f"cut:{stem}".encode(), digest_size=8).digest()
+            chosen = int.from_bytes(digest, "big") / 2**64 < faults.cut_fraction
+        if not chosen:
+            return False
+        with self._lock:
+            self._media_hits[relative] += 1
+            hits = self._media_hits[relative]
+        return not faults.cut_first_requests or hits <= faults.cut_first_requests
+
     def image_url(self, url: str) -> str:
         if not self.rewrite_image_urls:
             return url
@@ -395,20 +418,23 @@ class _Handler(BaseHTTPRequestHandler):
         app = self.app
         app.count(requests=1)
         split = urlsplit(self.path)
-        kind = "cdn" if split.path.startswith(CDN_PREFIX + "/") else "api"
+        kind = "cdn" if split.path.startswith(app.cdn_prefix + "/") else "api"
         faults = app.faults
         if faults.latency > 0 and kind in faults.targets:
             time.sleep(faults.latency)
         try:
             fault_mode = self._transient_faults(kind, faults)
             if kind == "cdn":
-                answer = self._cdn(split.path[len(CDN_PREFIX) + 1 :], faults)
+                answer = self._cdn(split.path[len(app.cdn_prefix) + 1 :], faults)
             else:
                 answer = self._api(split.path, parse_qs(split.query), faults)
         except _Answer as raised:
             answer, fault_mode = raised, None
         except Exception as error:  # a bug here must still answer, not hang the client
             answer, fault_mode = _json_answer(500, {"error": type(error).__name__}), None
+        if kind == "api" and faults.api_sets_session_cookie and answer.status == 200:
+            name = V3_SESSION_COOKIE if split.path.startswith("/api/imagine") else V1_SESSION_COOKIE
+            answer.headers["Set-Cookie"] = f"{name}={app.token}; Path=/; HttpOnly"
         bandwidth = faults.bandwidth if kind in faults.targets else None
         self._send(answer, head=head, fault_mode=fault_mode, bandwidth=bandwidth)
 
@@ -509,6 +535,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/api/imagine-update": (3, "v3-update"),
         }
         if path not in routes:
+            app.count(stray_requests=1)
             return _json_answer(404, {"error": "Not found"})
         generation, endpoint = routes[path]
         cookies = self._cookies()
@@ -586,6 +613,9 @@ class _Handler(BaseHTTPRequestHandler):
         records = []
         for job in selected:
             record = job.record_v1()
+            if job.id in faults.escaping_image_paths:
+                base = record["image_paths"][0].rsplit("/", 2)[0]
+                record["image_paths"].append(f"{base}/{job.id}/../../../etc/passwd")
             record["image_paths"] = [self.app.image_url(url) for url in record["image_paths"]]
             records.append(record)
         return _json_answer(200, records)
@@ -639,6 +669,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _cdn(self, relative: str, faults: Faults) -> _Answer:
         app = self.app
         app.count(media_requests=1)
+        if self.headers.get("Cookie"):
+            app.count(cdn_cookies=1)
         agent = self.headers.get("User-Agent") or ""
         if faults.cdn_requires_browser_ua and not agent.startswith("Mozilla/"):
             return _Answer(403, b"<html><body>Forbidden</body></html>", "text/html")
@@ -646,10 +678,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.headers.get("Sec-Fetch-Mode") and self.headers.get("Sec-Fetch-Dest")
         ):
             return _Answer(403, b"<html><body>Forbidden</body></html>", "text/html")
+        if faults.redirect_images_to:
+            app.count(redirects=1)
+            location = f"{faults.redirect_images_to.rstrip('/')}/{relative}"
+            return _Answer(302, b"", "text/plain", {"Location": location})
         data = None if app.is_missing(relative) else app.account.media_bytes(relative)
         if data is None:
             app.count(not_found=1)
             return _Answer(404, b"<?xml version='1.0'?><Error>NoSuchKey</Error>", "application/xml")
+        if app.is_cut(relative):
+            # The lie is consistent: length, ranges and 416s all describe the cut file.
+            app.count(cut_images=1)
+            data = data[: len(data) * 2 // 3]
         content_type = _CONTENT_TYPES[relative.rsplit(".", 1)[-1]]
         headers = {"Accept-Ranges": "bytes", "Cache-Control": "public, max-age=31536000"}
         requested = self.headers.get("Range")

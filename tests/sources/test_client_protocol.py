@@ -14,8 +14,10 @@ import pytest
 from mj_scripted_server import Answer, ScriptedServer, Seen
 
 from mjvault.errors import AuthError, ChallengeError, DownloadError, SourceError, SourceUnavailable
-from mjvault.sources.midjourney import ClientSettings, MediaMissing, MidjourneyClient
+from mjvault.sources.midjourney import ClientSettings, MediaDamaged, MediaMissing, MidjourneyClient
+from mjvault.sources.midjourney.download import DAMAGED_ATTEMPTS
 from mjvault.sources.midjourney.generations import NEXT_AUTH_COOKIE, V3_ID_COOKIE
+from mjvault.testing.images import make_mp4, make_png
 
 TOKEN = "tok-SECRET-4f9a1c77e2"
 USER = "48d7667d-4177-49e2-adc1-5674bdde9593"
@@ -368,8 +370,9 @@ def test_v1_new_jobs_mid_listing_do_not_shift_pages(scripted: ScriptedServer) ->
 
 
 # -- downloads -------------------------------------------------------------------------------
-PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(300_000)
-MP4 = b"\x00\x00\x00\x20ftypisom" + os.urandom(50_000)
+# Real files: a download checks that a file ends where its own structure says it does.
+PNG = make_png(int.from_bytes(os.urandom(4), "big"), 64, 64, size_hint=300_000)
+MP4 = make_mp4(int.from_bytes(os.urandom(4), "big"), payload_size=50_000)
 
 
 def ranged(body: bytes, *, honour_range: bool = True, cut_first: int | None = None):
@@ -472,6 +475,38 @@ def test_download_refuses_what_is_not_the_file(
     with MidjourneyClient(make_settings(scripted)) as client, pytest.raises(error, match=text):
         client.download("j5/0_0.png", sink)
     assert sink.getvalue() == b""
+
+
+def test_download_cut_short_with_an_agreeing_length_is_damaged(scripted: ScriptedServer) -> None:
+    # Content-Length says 200,000 and 200,000 bytes come: only the PNG itself shows the cut.
+    scripted.route("/cdn/j7/0_0.png", Answer(200, PNG[:200_000], {"Content-Type": "image/png"}))
+    sink = io.BytesIO()
+    settings = make_settings(scripted, breaker_threshold=1)  # a damaged file is no outage
+    with MidjourneyClient(settings) as client:
+        result = client.download("j7/0_0.png", sink)
+    assert isinstance(result, MediaDamaged) and result.missing
+    assert result.reason.startswith("damaged at the source: the PNG ends without its IEND")
+    assert len(scripted.hits("/cdn/j7/0_0.png")) == DAMAGED_ATTEMPTS
+    assert all("range" not in hit.headers for hit in scripted.hits("/cdn/j7/0_0.png"))
+    assert sink.getvalue() == PNG[:200_000]  # each byte once; the caller discards the sink
+
+
+def test_download_cut_once_continues_with_the_whole_file(scripted: ScriptedServer) -> None:
+    scripted.route(
+        "/cdn/j8/0_0.png",
+        [Answer(200, PNG[:120_000], {"ETag": '"a"'}), Answer(200, PNG, {"ETag": '"a"'})],
+    )
+    sink = io.BytesIO()
+    with MidjourneyClient(make_settings(scripted)) as client:
+        result = client.download("j8/0_0.png", sink)
+    assert not result.missing and sink.getvalue() == PNG and result.bytes == len(PNG)
+
+
+def test_download_cut_video_is_damaged(scripted: ScriptedServer) -> None:
+    scripted.route("/cdn/video/v9/0.mp4", Answer(200, MP4[:-7], {"Content-Type": "video/mp4"}))
+    with MidjourneyClient(make_settings(scripted)) as client:
+        result = client.download("video/v9/0.mp4", io.BytesIO(), expected_kind="video")
+    assert isinstance(result, MediaDamaged) and "MP4" in result.reason
 
 
 def test_download_short_body_every_time_gives_up(scripted: ScriptedServer) -> None:

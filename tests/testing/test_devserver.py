@@ -94,3 +94,46 @@ def test_dev_server_bad_options_are_one_line_errors() -> None:
         )
     assert busy.returncode != 0 and "Traceback" not in busy.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+
+
+def test_dev_server_lying_cdn_options() -> None:
+    process = _start(
+        "--json",
+        "dev-server",
+        "--jobs",
+        "6",
+        "--rewrite-image-urls",
+        "--cdn-prefix",
+        "/mirror/mj",
+        "--cut-fraction",
+        "1",
+        "--escaping-image-paths",
+        "1",
+        "--api-sets-cookie",
+    )
+    try:
+        assert process.stdout is not None
+        lines = []
+        while not lines or lines[-1] != "}\n":
+            lines.append(process.stdout.readline())
+        settings = json.loads("".join(lines))["settings"]
+        assert settings["MJVAULT_CDN_BASE"] == settings["MJVAULT_WEB_BASE"] + "/mirror/mj"
+        token = settings["MIDJOURNEY_SESSION_TOKEN"]
+        response = httpx.get(
+            settings["MJVAULT_WEB_BASE"] + "/api/app/recent-jobs/",
+            params={"userId": settings["MIDJOURNEY_USER_ID"]},
+            cookies={V1_SESSION_COOKIE: token},
+        )
+        assert token in response.headers["set-cookie"]
+        paths = [p for record in response.json() for p in record["image_paths"]]
+        assert any(p.endswith("/../../../etc/passwd") for p in paths)
+        image = next(p for p in paths if p.endswith(".png"))
+        assert image.startswith(settings["MJVAULT_CDN_BASE"] + "/")
+        served = httpx.get(image)
+        assert served.status_code == 200
+        assert int(served.headers["content-length"]) == len(served.content)
+        assert not served.content.endswith(b"IEND\xaeB`\x82")  # cut, and the length agrees
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+    assert process.returncode == 0

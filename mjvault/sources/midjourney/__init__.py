@@ -2,6 +2,7 @@
 
 Public interface: :class:`MidjourneyClient`, :class:`ClientSettings`, :class:`Secret`,
 :class:`ListedJob`, :class:`Listing`, :class:`DownloadResult`, :class:`MediaMissing`,
+:class:`MediaDamaged`,
 :class:`AuthStatus`, :func:`stop_after_known`, :func:`resolve_credentials`.
 """
 
@@ -14,7 +15,12 @@ from mjvault.sources.midjourney.client import (
     StopRule,
     stop_after_known,
 )
-from mjvault.sources.midjourney.download import ByteSink, DownloadResult, MediaMissing
+from mjvault.sources.midjourney.download import (
+    ByteSink,
+    DownloadResult,
+    MediaDamaged,
+    MediaMissing,
+)
 from mjvault.sources.midjourney.settings import ClientSettings, Secret
 
 __all__ = [
@@ -25,6 +31,7 @@ __all__ = [
     "DownloadResult",
     "ListedJob",
     "Listing",
+    "MediaDamaged",
     "MediaMissing",
     "MidjourneyClient",
     "Secret",

@@ -24,7 +24,14 @@ from typing import Any
 from mjvault.errors import AuthError, ChallengeError, SourceError, SourceUnavailable
 from mjvault.model import Job, MediaRef, job_from_record, parse_time
 from mjvault.sources.midjourney import messages
-from mjvault.sources.midjourney.download import ByteSink, DownloadResult, MediaKind, media_url
+from mjvault.sources.midjourney.download import (
+    ByteSink,
+    DownloadResult,
+    MediaKind,
+    MediaMissing,
+    UnsafeMediaPath,
+    media_url,
+)
 from mjvault.sources.midjourney.download import download as download_to
 from mjvault.sources.midjourney.generations import (
     AUTO_ORDER,
@@ -374,7 +381,8 @@ class MidjourneyClient:
     ) -> DownloadResult:
         """Stream one file into ``sink``; see :mod:`mjvault.sources.midjourney.download`.
 
-        Returns :class:`MediaMissing` for a 404. Raises DownloadError when this one file could
+        Returns :class:`MediaMissing` for a 404 or a path that would leave the CDN base, and
+        :class:`MediaDamaged` for a file that stays cut short. Raises DownloadError when this one file could
         not be fetched intact, AuthError/ChallengeError/SourceUnavailable when nothing can.
         """
         kind: MediaKind
@@ -384,9 +392,15 @@ class MidjourneyClient:
             kind = "video"
         else:
             kind = "image"
+        try:
+            url = self.media_url(path_or_url)
+        except UnsafeMediaPath as refused:
+            # The record itself is at fault: asking again cannot help, like a 404.
+            path = path_or_url.path if isinstance(path_or_url, MediaRef) else path_or_url
+            return MediaMissing(path, 0, None, None, 0, 0, str(refused))
         return download_to(
             self.transport,
-            self.media_url(path_or_url),
+            url,
             sink,
             expected_kind=kind,
             on_chunk=on_chunk,

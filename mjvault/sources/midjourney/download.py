@@ -5,9 +5,13 @@ exactly once, in order: a dropped connection resumes with ``Range: bytes=N-``; a
 ignores the range and sends the whole file again has its first N bytes checked against what was
 already written and skipped, so the sink never sees a byte twice. Before the first byte reaches
 the sink the file's magic bytes are checked, so an HTML page never lands in a vault as an image.
+After the last byte the file's own structure is checked (:mod:`mjvault.mediacheck`): a file
+cut short whose Content-Length agrees is asked for again from the start (its bytes checked
+against those already written) and, if it stays cut, reported as damaged at the source.
 
 A 404 is an answer, not a failure: the image is gone from the CDN while its job stays listed.
-It comes back as :class:`MediaMissing` so a sync records it and goes on.
+It comes back as :class:`MediaMissing` so a sync records it and goes on; so does a file that is
+damaged at the source (:class:`MediaDamaged`).
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
 from mjvault.errors import CdnRefused, DownloadError
+from mjvault.mediacheck import StructureCheck
 from mjvault.model import MediaRef
 from mjvault.sources.midjourney import messages
 from mjvault.sources.midjourney.resilience import parse_retry_after
@@ -52,6 +58,9 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 
 IMAGE_EXTS = frozenset({"png", "jpg", "webp", "gif"})
 VIDEO_EXTS = frozenset({"mp4", "webm"})
+# Answers for one file that its structure shows to be cut short, before it counts as damaged
+# at the source. A cut that a cache or proxy made once is usually gone on the next request.
+DAMAGED_ATTEMPTS = 3
 
 
 def detect_ext(head: bytes) -> str | None:
@@ -86,19 +95,68 @@ class DownloadResult:
 
 @dataclass(frozen=True)
 class MediaMissing(DownloadResult):
-    """The CDN says the file does not exist (404/410); nothing was written to the sink."""
+    """The source has no usable copy: the CDN says the file does not exist (404/410), or the
+    record's path cannot be fetched safely. Nothing usable reached the sink: discard it."""
+
+    reason: str = "404 on the CDN"
 
     @property
     def missing(self) -> bool:
         return True
 
 
+@dataclass(frozen=True)
+class MediaDamaged(MediaMissing):
+    """Every answer for the file was cut short (its own structure says so), whatever its
+    Content-Length claimed. The sink holds the damaged bytes: discard it."""
+
+
+class _Damaged(DownloadError):
+    """One complete answer failed the structure check (internal: ``download`` retries it)."""
+
+
+class UnsafeMediaPath(DownloadError):
+    """A record's media path that would leave the CDN base (``../``) or hide a separator."""
+
+
 def media_url(cdn_base: str, path_or_url: str | MediaRef) -> str:
-    """An absolute URL for a CDN-relative path (``{job}/0_1.png``); absolute URLs unchanged."""
+    """An absolute URL for a CDN-relative path (``{job}/0_1.png``); absolute URLs unchanged
+    (the transport still holds them to the allowed CDN hosts).
+
+    The path is normalised (``.`` and ``..`` resolved) and refused with
+    :class:`UnsafeMediaPath` if it climbs above the CDN base. A path that already starts with
+    the base's own path (a record pointing at a mirror under ``http://host/cdn``: ``cdn/{job}
+    /0_1.png``) is under the base already and is not prefixed a second time.
+    """
     path = path_or_url.path if isinstance(path_or_url, MediaRef) else path_or_url
     if path.startswith(("http://", "https://")):
         return path
-    return f"{cdn_base.rstrip('/')}/{path.lstrip('/')}"
+    segments = _normalised_segments(path)
+    base_segments = [part for part in urlsplit(cdn_base).path.split("/") if part]
+    depth = len(base_segments)
+    if depth and segments[:depth] == base_segments and len(segments) > depth:
+        segments = segments[depth:]
+    return f"{cdn_base.rstrip('/')}/{'/'.join(segments)}"
+
+
+def _normalised_segments(path: str) -> list[str]:
+    segments: list[str] = []
+    for raw in path.split("/"):
+        # Servers decode %2e%2e and %2f; what they would read is what counts.
+        decoded = unquote(raw)
+        if "/" in decoded or "\\" in decoded:
+            raise UnsafeMediaPath(f"refused: the image path {path!r} hides a path separator")
+        if decoded in ("", "."):
+            continue
+        if decoded == "..":
+            if not segments:
+                raise UnsafeMediaPath(f"refused: the image path {path!r} leaves the CDN base")
+            segments.pop()
+            continue
+        segments.append(raw)
+    if not segments:
+        raise UnsafeMediaPath(f"refused: the image path {path!r} names no file")
+    return segments
 
 
 class _Transfer:
@@ -124,6 +182,17 @@ class _Transfer:
         self.detected: str | None = None
         self.attempts = 0
         self.written_digest = hashlib.blake2b(digest_size=16)
+        self.structure: StructureCheck | None = None
+        self.whole_again = False  # the next attempt asks for the whole file, not a range
+
+    def refetch_whole(self) -> None:
+        """Ask again from byte 0: the last answer was complete by its length but cut short.
+
+        Bytes already written are compared, not written again; a longer answer that starts
+        with them continues the file. Its length may differ from the cut one's.
+        """
+        self.whole_again = True
+        self.total = None
 
     # One attempt: fetch from `written` on, or raise Retryable/DownloadError/...
     def attempt(self) -> DownloadResult:
@@ -131,21 +200,27 @@ class _Transfer:
         headers = self.transport.cdn_headers(self.url, self.kind)
         # Byte accounting and ranges must refer to the file itself, not a compressed stream.
         headers["Accept-Encoding"] = "identity"
-        if self.written:
+        if self.written and not self.whole_again:
             headers["Range"] = f"bytes={self.written}-"
             if self.etag:
                 headers["If-Range"] = self.etag
         response = self.transport.open_cdn(self.url, headers)
         try:
-            return self._receive(response)
+            result = self._receive(response)
         finally:
             response.close()
+        problem = self.structure.problem() if self.structure and not result.missing else None
+        if problem is not None:
+            raise _Damaged(problem)
+        return result
 
     def _receive(self, response: httpx.Response) -> DownloadResult:
         status = response.status_code
         if status in (404, 410):
             log.info("missing on the CDN: %s (HTTP %d)", self.url, status)
-            return MediaMissing(self.url, 0, None, None, status, self.attempts - 1)
+            return MediaMissing(
+                self.url, 0, None, None, status, self.attempts - 1, f"{status} on the CDN"
+            )
         if status == 429:
             raise Retryable(
                 "HTTP 429 (rate limited)",
@@ -186,6 +261,7 @@ class _Transfer:
                 # If-Range vouched for the same version: the first answer's length was wrong.
                 self.total = total
         elif status == 200:
+            self.whole_again = False
             if self.written:
                 # The range was ignored (or If-Range saw a new version): the whole file again.
                 log.info("%s: server ignored the range; re-reading from the start", self._short())
@@ -244,6 +320,8 @@ class _Transfer:
     def _deliver(self, chunk: bytes) -> None:
         self.transport.throttle_bytes(len(chunk))
         self.sink.write(chunk)
+        if self.structure is not None:
+            self.structure.update(chunk)
         if self.on_chunk is not None:
             self.on_chunk(chunk)
         self.written_digest.update(chunk)
@@ -268,6 +346,7 @@ class _Transfer:
                 f"(found {detected or 'unknown data'})"
             )
         self.detected = detected
+        self.structure = StructureCheck(detected)
 
     def _content_range(self, response: httpx.Response) -> tuple[int, int | None]:
         match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
@@ -319,9 +398,27 @@ def download(
     if expected_kind not in ("image", "video"):
         raise ValueError("expected_kind is 'image' or 'video'")
     transfer = _Transfer(transport, url, sink, expected_kind, on_chunk)
-    return transport.with_retries(
-        transfer.attempt,
-        what=f"download {transfer._short()}",
-        give_up=DownloadError,
-        progress=lambda: transfer.written,
+    problem = ""
+    # A cut-short answer is a definite answer, not a failing service: it is retried here,
+    # outside the transport's retry loop, so it never trips the circuit breaker.
+    for _ in range(DAMAGED_ATTEMPTS):
+        try:
+            return transport.with_retries(
+                transfer.attempt,
+                what=f"download {transfer._short()}",
+                give_up=DownloadError,
+                progress=lambda: transfer.written,
+            )
+        except _Damaged as damaged:
+            problem = str(damaged)
+            log.info("%s: %s; asking for the whole file again", transfer._short(), problem)
+            transfer.refetch_whole()
+    return MediaDamaged(
+        url,
+        transfer.written,
+        transfer.content_type,
+        transfer.detected,
+        200,
+        transfer.attempts - 1,
+        f"damaged at the source: {problem}",
     )

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
+from mjvault.config.types import parse_host
 from mjvault.errors import ConfigError
 
 ApiGeneration = Literal["v1", "v2", "v3", "auto"]
@@ -20,6 +21,9 @@ API_CHOICES: tuple[str, ...] = ("auto", "v3", "v2", "v1")
 
 DEFAULT_WEB_BASE = "https://www.midjourney.com"
 DEFAULT_CDN_BASE = "https://cdn.midjourney.com"
+# Hosts an image download may be redirected to, besides the CDN base's own host (always
+# allowed): Midjourney's real CDN, so a mirror or proxy in cdn_base may hand over to it.
+DEFAULT_CDN_HOSTS: tuple[str, ...] = ("cdn.midjourney.com",)
 
 # A current desktop Chrome on Windows. Cloudflare and the CDN turn away clients that do not look
 # like a browser; when a `cf_clearance` cookie is used, the User-Agent must be the exact one of
@@ -99,12 +103,22 @@ def _check_cookie_value(name: str, value: Secret | None) -> None:
         )
 
 
+def check_host(entry: str) -> str:
+    """``host`` or ``host:port``, lower case; ConfigError for anything else."""
+    try:
+        return parse_host(entry)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class ClientSettings:
     """Every knob of :class:`~mjvault.sources.midjourney.client.MidjourneyClient`."""
 
     web_base: str = DEFAULT_WEB_BASE
     cdn_base: str = DEFAULT_CDN_BASE
+    # `host` or `host:port` an image request may be redirected to (cdn_base's host always is).
+    cdn_hosts: tuple[str, ...] = DEFAULT_CDN_HOSTS
     api: ApiGeneration = "auto"
     user_id: str | None = None
     # Sent as the session cookie of the listing generation in use (see generations.py).
@@ -137,6 +151,7 @@ class ClientSettings:
             _check_cookie_value(f"cookie {name}", value)
         object.__setattr__(self, "web_base", self.web_base.rstrip("/"))
         object.__setattr__(self, "cdn_base", self.cdn_base.rstrip("/"))
+        object.__setattr__(self, "cdn_hosts", tuple(check_host(h) for h in self.cdn_hosts))
         if self.api not in API_CHOICES:
             raise ConfigError(
                 f"unknown Midjourney API generation {self.api!r}; use one of "

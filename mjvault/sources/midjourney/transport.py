@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from mjvault.errors import ConfigError, MjvaultError, SourceError
+from mjvault.errors import ConfigError, DownloadError, MjvaultError, SourceError
 from mjvault.sources.midjourney import messages
 from mjvault.sources.midjourney.ratelimit import TokenBucket
 from mjvault.sources.midjourney.resilience import (
@@ -37,6 +37,8 @@ T = TypeVar("T")
 # 520-524 and 530 are Cloudflare's "origin unreachable" family.
 RETRY_STATUSES = frozenset({408, 425, 500, 502, 503, 504, 520, 521, 522, 523, 524, 530})
 CHALLENGE_MARKERS = (b"Just a moment...", b"challenge-platform", b"cf-chl", b"cf_chl_opt")
+MAX_CDN_REDIRECTS = 5
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class Retryable(Exception):
@@ -106,6 +108,44 @@ def site_relation(page_url: str, resource_url: str) -> str:
     return "same-site" if page_site == res_site and page.scheme == res.scheme else "cross-site"
 
 
+class CdnHosts:
+    """The hosts image requests may go to: the CDN base's own, and ``cdn_hosts``.
+
+    An entry without a port allows the default ports (80, 443) only, so the CDN base
+    ``http://127.0.0.1:8080`` does not let a redirect reach another service on 127.0.0.1.
+    """
+
+    def __init__(self, cdn_base: str, extra: Iterable[str]) -> None:
+        self._allowed: set[tuple[str, int | None]] = set()
+        base = _host_and_port(cdn_base)
+        if base is not None:
+            self._allowed.add(base)
+        for entry in extra:
+            parts = urlsplit(f"//{entry}")
+            if parts.hostname:
+                self._allowed.add((parts.hostname, parts.port))
+
+    def allows(self, url: str) -> bool:
+        found = _host_and_port(url)
+        if found is None:
+            return False
+        host, port = found
+        default = port in _DEFAULT_PORTS.values()
+        return (host, port) in self._allowed or (default and (host, None) in self._allowed)
+
+
+def _host_and_port(url: str) -> tuple[str, int] | None:
+    """``(host, port)`` of an http(s) URL, the scheme's port if none is written; else None."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    return parts.hostname, port if port is not None else _DEFAULT_PORTS[parts.scheme]
+
+
 class Redactor:
     """Replaces every known secret value in a text by ``***``: the last line of defence."""
 
@@ -165,6 +205,7 @@ class Transport:
             what=urlsplit(settings.web_base).netloc or settings.web_base,
         )
         self.redact = Redactor([settings.token, *settings.extra_cookies.values()])
+        self.cdn_hosts = CdnHosts(settings.cdn_base, settings.cdn_hosts)
 
     def close(self) -> None:
         self.client.close()
@@ -323,17 +364,42 @@ class Transport:
 
     # -- CDN -------------------------------------------------------------------------------
     def open_cdn(self, url: str, headers: Mapping[str, str]) -> httpx.Response:
-        """Send one streamed GET to the CDN (redirects followed); the caller closes it.
+        """Send one streamed GET to the CDN; the caller closes the answer.
 
+        Redirects are followed only to the allowed CDN hosts (:class:`CdnHosts`), and no
+        request to the CDN carries a cookie: the session stays with the web host.
         Network failures become :class:`Retryable`; status handling is the caller's.
         ``max_rps`` is a politeness limit of the web API and does not apply here: the CDN is
         bounded by the pool size (``concurrency``) and ``limit_rate``. A pause asked for by a
         429 (``Retry-After``) still holds back CDN requests too.
         """
         self.requests.wait_for_pause()
+        target = url
+        for _ in range(MAX_CDN_REDIRECTS + 1):
+            if not self.cdn_hosts.allows(target):
+                raise self._off_host(url, target)
+            response = self._send_cdn(target, headers)
+            if not response.has_redirect_location:
+                return response
+            location = response.headers["location"]
+            response.close()
+            try:
+                target = str(response.url.join(location))
+            except httpx.InvalidURL:
+                raise DownloadError(
+                    f"the CDN redirected {_path_of(url)} to an unusable address"
+                ) from None
+        raise DownloadError(
+            f"the CDN redirected {_path_of(url)} more than {MAX_CDN_REDIRECTS} times"
+        )
+
+    def _send_cdn(self, url: str, headers: Mapping[str, str]) -> httpx.Response:
         try:
             request = self.client.build_request("GET", url, headers=dict(headers))
-            return self.client.send(request, stream=True, follow_redirects=True)
+            # The client's cookie jar keeps what the web API set (a refreshed session):
+            # it must not travel to the CDN, nor to wherever the CDN redirects.
+            request.headers.pop("Cookie", None)
+            return self.client.send(request, stream=True, follow_redirects=False)
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise ConfigError(f"bad CDN URL {url!r}: {exc}") from None
         except httpx.LocalProtocolError:
@@ -341,6 +407,22 @@ class Transport:
         except httpx.TransportError as exc:
             raise Retryable(describe_exception(exc)) from None
 
+    @staticmethod
+    def _off_host(url: str, target: str) -> DownloadError:
+        where = urlsplit(target).netloc or target
+        if target == url:
+            return DownloadError(
+                f"{url} is not on an allowed CDN host (source.cdn_base, source.cdn_hosts)"
+            )
+        return DownloadError(
+            f"the CDN redirected {_path_of(url)} to {where}, which is not an allowed CDN host "
+            "(add it to source.cdn_hosts only if you trust it)"
+        )
+
     def throttle_bytes(self, amount: int) -> None:
         if self.bytes is not None and amount > 0:
             self.bytes.acquire(amount)
+
+
+def _path_of(url: str) -> str:
+    return urlsplit(url).path.lstrip("/") or url
