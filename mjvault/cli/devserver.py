@@ -110,6 +110,38 @@ FAULT_TARGETS = ("api", "cdn")
     help="New jobs that appear after --add-jobs-after listing requests.",
 )
 @click.option("--add-jobs-after", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option(
+    "--lying-batch-size",
+    type=click.IntRange(min=0),
+    default=0,
+    help="v2/v3 grids claim this batch_size (e.g. 100000000).",
+)
+@click.option(
+    "--truncated-page", type=click.IntRange(min=0), default=0, help="Listing page N is cut in half."
+)
+@click.option(
+    "--non-object-page",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Listing page N answers JSON of the wrong shape ([], v1 {}).",
+)
+@click.option(
+    "--non-object-items",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Every listing page carries N more items that are not objects (1, 2, …).",
+)
+@click.option(
+    "--endless-cursors",
+    is_flag=True,
+    help="v2/v3 listings start over at their end, under new cursors, forever.",
+)
+@click.option(
+    "--oversized-page",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Every listing page streams this many bytes of JSON, without Content-Length.",
+)
 @click.pass_context
 def dev_server(
     ctx: click.Context,
@@ -138,6 +170,12 @@ def dev_server(
     duplicate_records: int,
     add_jobs: int,
     add_jobs_after: int,
+    lying_batch_size: int,
+    truncated_page: int,
+    non_object_page: int,
+    non_object_items: int,
+    endless_cursors: bool,
+    oversized_page: int,
 ) -> None:
     """Serve a generated Midjourney account on 127.0.0.1 until Ctrl-C.
 
@@ -184,6 +222,12 @@ def dev_server(
         duplicate_records=duplicate_records,
         add_jobs_after_listing_request=add_jobs_after,
         add_jobs_count=add_jobs,
+        lying_batch_size=lying_batch_size,
+        truncated_page=truncated_page,
+        non_object_page=non_object_page,
+        non_object_items=non_object_items,
+        endless_cursors=endless_cursors,
+        oversized_page=oversized_page,
     )
     app = ctx.find_object(AppContext) or AppContext()
     account = Account.generate(
