@@ -20,6 +20,11 @@ VIRTUAL_UPSAMPLE_MARKERS = ("virtual_upsample", "_virtual", "virtual_upscale")
 
 
 MAX_JOB_ID_BYTES = 200
+# The most files a job of each kind can have: a grid is 2x2 and a video job makes at most four
+# clips. A record claiming more (``batch_size: 100000000``) is believed only as far as these,
+# unless its ``image_paths`` list the files themselves.
+MAX_IMAGES_PER_JOB = 4
+MAX_VIDEOS_PER_JOB = 4
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -70,6 +75,31 @@ class Job:
         jt = (self.job_type or self.type or "").lower()
         return any(marker in jt for marker in VIRTUAL_UPSAMPLE_MARKERS)
 
+    @property
+    def _claim_limit(self) -> int | None:
+        """The most files ``batch_size`` may claim for this job; None when it is not used."""
+        if self.image_paths:
+            return None  # the record lists its files: what it proves, not what it claims
+        if self.is_video:
+            return MAX_VIDEOS_PER_JOB
+        if self.is_virtual_upsample and self.parent_id is not None:
+            return None
+        if self.type in ("upscale",) or (self.event_type or "") == "upscale":
+            return None
+        return MAX_IMAGES_PER_JOB
+
+    @property
+    def malformed(self) -> str | None:
+        """Why this record cannot be taken at its word, or None. Its media are bounded anyway."""
+        limit = self._claim_limit
+        if limit is None or self.batch_size is None or self.batch_size <= limit:
+            return None
+        kind = "a video job" if self.is_video else "an image job"
+        return (
+            f"job {self.id} claims batch_size {self.batch_size}, more than {kind} can have; "
+            f"kept with at most {limit} files"
+        )
+
     def media(self) -> list[MediaRef]:
         """The full-size images (or videos) of this job, as CDN-relative paths."""
         if self.image_paths:
@@ -78,15 +108,15 @@ class Job:
                 path = _cdn_relative(url)
                 refs.append(MediaRef(i, path, "video" if path.endswith(".mp4") else "image"))
             return refs
+        limit = self._claim_limit
+        count = min(self.batch_size or 1, limit) if limit is not None else 1
         if self.is_video:
-            count = self.batch_size or 1
             return [MediaRef(i, f"video/{self.id}/{i}.mp4", "video") for i in range(count)]
         if self.is_virtual_upsample and self.parent_id is not None:
             grid = self.parent_grid or 0
             return [MediaRef(0, f"{self.parent_id}/0_{grid}.png", "image")]
         if self.type in ("upscale",) or (self.event_type or "") == "upscale":
             return [MediaRef(0, f"{self.id}/0_0.png", "image")]
-        count = self.batch_size or 1
         return [MediaRef(i, f"{self.id}/0_{i}.png", "image") for i in range(count)]
 
 

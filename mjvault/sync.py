@@ -31,7 +31,13 @@ from typing import Any
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CdnRefused, DownloadError, Interrupted, MjvaultError, SourceError
 from mjvault.model import Job, MediaRef, RecordError
-from mjvault.sources.midjourney import ListedJob, MediaMissing, MidjourneyClient, stop_after_known
+from mjvault.sources.midjourney import (
+    ListedJob,
+    Listing,
+    MediaMissing,
+    MidjourneyClient,
+    stop_after_known,
+)
 from mjvault.store.fsutil import atomic_write
 from mjvault.store.objects import MediaSink
 from mjvault.vault import Vault
@@ -41,6 +47,7 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = Path("state") / "sync.json"
 KNOWN_RUN = 50  # known jobs in a row that end an incremental listing
+MALFORMED_SHOWN = 20  # malformed records described in a report; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,11 @@ class SyncReport:
     jobs_updated: int = 0
     jobs_unchanged: int = 0
     jobs_skipped: int = 0  # records that are not usable jobs
+    # Records the source got wrong: the skipped ones above, and jobs kept whose claims were
+    # bounded (a batch_size no job can have). ``malformed`` describes the first few.
+    records_malformed: int = 0
+    malformed: list[str] = field(default_factory=list)
+    listing_cut_short: str | None = None  # the listing was ended early, and why
     images_downloaded: int = 0
     images_deduplicated: int = 0
     images_reused: int = 0  # virtual upsamples served from the parent already held
@@ -105,6 +117,16 @@ class SyncReport:
         data = asdict(self)
         data["seconds"] = round(self.seconds, 3)
         return data
+
+    def note_malformed(self, note: str, count: int = 1) -> None:
+        """Count malformed records; the first is warned about, the rest only counted."""
+        if count <= 0:
+            return
+        if self.records_malformed == 0:
+            log.warning("%s (further malformed records are counted in the summary)", note)
+        self.records_malformed += count
+        if len(self.malformed) < MALFORMED_SHOWN:
+            self.malformed.append(note)
 
 
 @dataclass
@@ -274,7 +296,8 @@ def sync(
         planned = _plan(listing, writer, options, report, retry, listed_ids, shared)
         if not options.filtered:
             planned = itertools.chain(planned, _plan_retries(vault, writer, retry, listed_ids))
-        candidates = _limited(planned, options.limit, report)
+        listing_failed: list[SourceError] = []
+        candidates = _until_listing_fails(_limited(planned, options.limit, report), listing_failed)
         stopping = threading.Event()
         with ThreadPoolExecutor(max(1, options.concurrency)) as pool:
             try:
@@ -292,13 +315,18 @@ def sync(
                         on_job(result.job.id)
                     if should_stop and should_stop():
                         raise Interrupted("interrupted; rerun `mjvault sync` to resume")
+                if listing_failed:
+                    raise listing_failed[0]  # after storing every job fetched before it
             except BaseException:
                 stopping.set()  # downloads in flight give up at their next chunk
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
         report.listing_pages = listing.pages
         report.stopped_early = listing.stopped_early
-        gap_closed = not options.filtered
+        report.listing_cut_short = listing.cut_short
+        _count_listing_malformed(report, listing)
+        # A listing ended because the server repeated itself may have missed older jobs.
+        gap_closed = not options.filtered and listing.cut_short is None
         if gap_closed and not listing.stopped_early:
             history_complete = True
         report.history_complete = history_complete
@@ -379,8 +407,10 @@ def _plan(
             job = listed.job()
         except RecordError as exc:
             report.jobs_skipped += 1
-            log.warning("skipping a listed record: %s", exc)
+            report.note_malformed(f"a listed record was skipped: {exc}")
             continue
+        if job.malformed:
+            report.note_malformed(job.malformed)
         media = job.media()
         existing = writer.current(job.id)
         slots: list[str | None] = [None] * len(media)
@@ -443,6 +473,27 @@ def _plan_retries(
         needed = [m for m in media if slots[m.index] is None and m.index in set(indexes)]
         if needed:
             yield _Planned(listed, job, slots, needed, is_new=False)
+
+
+def _until_listing_fails(
+    items: Iterator[_Planned], failed: list[SourceError]
+) -> Iterator[_Planned]:
+    """``items`` until the listing fails; the failure is kept for after the downloads in
+    flight are stored, so a bad page loses nothing fetched before it."""
+    try:
+        yield from items
+    except SourceError as exc:
+        failed.append(exc)
+
+
+def _count_listing_malformed(report: SyncReport, listing: Listing) -> None:
+    """Items of the listing that were not job records (counted by the client as it walked)."""
+    report.jobs_skipped += listing.skipped
+    for note in listing.malformed:
+        report.note_malformed(note)
+    report.note_malformed(
+        "further listed items were not job records", listing.skipped - len(listing.malformed)
+    )
 
 
 def _limited(
@@ -587,9 +638,12 @@ def _dry_run(
             continue
         try:
             job = listed.job()
-        except (RecordError, MjvaultError):
+        except (RecordError, MjvaultError) as exc:
             report.jobs_skipped += 1
+            report.note_malformed(f"a listed record was skipped: {exc}")
             continue
+        if job.malformed:
+            report.note_malformed(job.malformed)
         if options.limit is not None and len(report.would_fetch) >= options.limit:
             report.stopped_early = True
             break
@@ -603,3 +657,5 @@ def _dry_run(
             }
         )
     report.listing_pages = listing.pages
+    report.listing_cut_short = listing.cut_short
+    _count_listing_malformed(report, listing)

@@ -131,6 +131,38 @@ FAULT_TARGETS = ("api", "cdn")
 )
 @click.option("--api-sets-cookie", is_flag=True, help="API answers refresh the session cookie.")
 @click.option("--cdn-prefix", default="/cdn", show_default=True, help="Path of the CDN.")
+@click.option(
+    "--lying-batch-size",
+    type=click.IntRange(min=0),
+    default=0,
+    help="v2/v3 grids claim this batch_size (e.g. 100000000).",
+)
+@click.option(
+    "--truncated-page", type=click.IntRange(min=0), default=0, help="Listing page N is cut in half."
+)
+@click.option(
+    "--non-object-page",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Listing page N answers JSON of the wrong shape ([], v1 {}).",
+)
+@click.option(
+    "--non-object-items",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Every listing page carries N more items that are not objects (1, 2, …).",
+)
+@click.option(
+    "--endless-cursors",
+    is_flag=True,
+    help="v2/v3 listings start over at their end, under new cursors, forever.",
+)
+@click.option(
+    "--oversized-page",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Every listing page streams this many bytes of JSON, without Content-Length.",
+)
 @click.pass_context
 def dev_server(
     ctx: click.Context,
@@ -165,6 +197,12 @@ def dev_server(
     escaping_image_paths: int,
     api_sets_cookie: bool,
     cdn_prefix: str,
+    lying_batch_size: int,
+    truncated_page: int,
+    non_object_page: int,
+    non_object_items: int,
+    endless_cursors: bool,
+    oversized_page: int,
 ) -> None:
     """Serve a generated Midjourney account on 127.0.0.1 until Ctrl-C.
 
@@ -215,6 +253,12 @@ def dev_server(
         cut_first_requests=cut_first_requests,
         redirect_images_to=redirect_images_to,
         api_sets_session_cookie=api_sets_cookie,
+        lying_batch_size=lying_batch_size,
+        truncated_page=truncated_page,
+        non_object_page=non_object_page,
+        non_object_items=non_object_items,
+        endless_cursors=endless_cursors,
+        oversized_page=oversized_page,
     )
     app = ctx.find_object(AppContext) or AppContext()
     account = Account.generate(

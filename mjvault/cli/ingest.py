@@ -49,6 +49,12 @@ def import_command(app: AppContext, directory: Path) -> None:
             if report.snapshot
             else "nothing changed: no snapshot"
         )
+        if report.jobs_malformed:
+            click.echo(
+                f"{report.jobs_malformed} malformed records: imported as they are, with their "
+                "claims bounded",
+                err=True,
+            )
         if report.problems:
             click.echo(f"{len(report.problems)} files were not imported:", err=True)
             for problem in report.problems[:MAX_PROBLEMS_SHOWN]:
@@ -60,5 +66,5 @@ def import_command(app: AppContext, directory: Path) -> None:
                 )
 
     app.emit(report.to_json(), human)
-    if report.problems:
+    if report.problems or report.jobs_malformed:
         sys.exit(EXIT_PARTIAL)

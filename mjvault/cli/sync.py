@@ -171,7 +171,17 @@ def sync_command(
                 "them again",
                 err=True,
             )
+        if report.records_malformed:
+            click.echo(
+                f"  {report.records_malformed} malformed records from the listing: "
+                f"{report.jobs_skipped} skipped (not job records), "
+                f"{report.records_malformed - report.jobs_skipped} kept with their claims "
+                "bounded (--json lists the first ones)",
+                err=True,
+            )
+        if report.listing_cut_short:
+            click.echo(f"  {report.listing_cut_short}", err=True)
 
     app.emit(report.to_json(), human)
-    if report.missing:
+    if report.missing or report.records_malformed or report.listing_cut_short:
         sys.exit(EXIT_PARTIAL)

@@ -107,6 +107,7 @@ def client_settings(loaded: LoadedConfig, **overrides: Any) -> ClientSettings:
         "max_rps": loaded.config.sync.max_rps,
         "limit_rate": loaded.config.sync.limit_rate,
         "concurrency": loaded.config.sync.jobs,
+        "max_page_bytes": loaded.config.sync.max_page_bytes,
     }
     values.update(overrides)
     return ClientSettings(**values)

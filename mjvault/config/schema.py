@@ -138,6 +138,12 @@ class SyncSection:
     since: dt.date | None = setting(
         None, t.Date(), "Only sync jobs enqueued on or after this date."
     )
+    max_page_bytes: int = setting(
+        16 * 1024 * 1024,
+        t.ByteSize(),
+        "The largest listing page read, in bytes; a larger answer ends the sync with an error "
+        "instead of filling memory. A real page of 1,000 jobs is 1-5 MB.",
+    )
 
 
 @dataclass(frozen=True)

@@ -213,6 +213,18 @@ class ByteRate(ValueType):
         return value
 
 
+class ByteSize(ByteRate):
+    """A size in bytes: an integer, or text such as ``512K``, ``16M``, ``1G``."""
+
+    description = "bytes: an integer or `512K`, `16M`, `1G`"
+
+    def parse(self, raw: object, *, from_text: bool) -> int:
+        try:
+            return super().parse(raw, from_text=from_text)
+        except ValueError:
+            raise ValueError(f"expected a size above 0 such as 512K or 16M, got {raw!r}") from None
+
+
 class Date(ValueType):
     description = "date `YYYY-MM-DD`"
 

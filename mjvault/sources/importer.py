@@ -9,6 +9,7 @@ silence, and never stops the rest.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from mjvault.model import RecordError, job_from_json
 from mjvault.store.codec import media_kind
 from mjvault.vault import Vault
 from mjvault.writer import WriteStats
+
+log = logging.getLogger(__name__)
 
 MEDIA_EXTENSIONS = frozenset({".png", ".webp", ".jpg", ".jpeg", ".gif", ".mp4"})
 PROMPT_SUFFIX = ".prompt.txt"
@@ -38,6 +41,8 @@ class ImportReport:
     images_seen: int = 0
     images_missing: int = 0
     bytes_read: int = 0
+    # Records imported as they are whose claims were bounded (a batch_size no job can have).
+    jobs_malformed: int = 0
     problems: list[Problem] = field(default_factory=list)
     stats: WriteStats = field(default_factory=WriteStats)
     snapshot: str | None = None
@@ -50,6 +55,7 @@ class ImportReport:
             "images_seen": self.images_seen,
             "images_missing": self.images_missing,
             "bytes_read": self.bytes_read,
+            "jobs_malformed": self.jobs_malformed,
             **self.stats.to_json(),
             "problems": [{"path": p.path, "reason": p.reason} for p in self.problems],
         }
@@ -152,6 +158,10 @@ def _import_group(writer: object, group: _Group, report: ImportReport) -> None:
         _report_orphans(group, report)
         return
     report.bytes_read += len(raw)
+    if job.malformed:
+        if not report.jobs_malformed:  # warned once; the summary counts the others
+            log.warning("%s: %s", group.json_path, job.malformed)
+        report.jobs_malformed += 1
     slots = max(len(job.media()), max(group.images, default=-1) + 1)
     images: list[str | None] = [None] * slots
     for index, path in sorted(group.images.items()):

@@ -60,3 +60,13 @@ class Faults:
     duplicate_records: int = 0  # every page after the first repeats the previous page's last N
     add_jobs_after_listing_request: int = 0  # after the Kth listing request …
     add_jobs_count: int = 0  # … this many new jobs appear (once)
+
+    # -- a server that lies (listing answers) ---------------------------------------------------
+    # "Page N" counts from 1 in each listing walk: v1's `page`, or offset / page_size + 1 of a
+    # v2/v3 cursor (the one-record probe of `--api auto` is page 1 too).
+    lying_batch_size: int = 0  # grids without image_paths (v2/v3) claim this `batch_size`
+    truncated_page: int = 0  # listing page N is cut in half (HTTP intact, the JSON not)
+    non_object_page: int = 0  # listing page N answers JSON of the wrong shape: `[]` (v1: `{}`)
+    non_object_items: int = 0  # every listing page carries N more items: 1, 2, … (not objects)
+    endless_cursors: bool = False  # past its end a v2/v3 listing starts over, new cursors forever
+    oversized_page: int = 0  # bytes: every listing page streams this much JSON, no Content-Length

@@ -23,6 +23,7 @@ import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.cookies import CookieError, SimpleCookie
@@ -98,6 +99,8 @@ class _Answer(Exception):
         self.body = body
         self.content_type = content_type
         self.headers = headers or {}
+        # A body generated while it is sent, without Content-Length (``oversized_page``).
+        self.stream: Iterator[bytes] | None = None
 
 
 def _json_answer(status: int, data: Any, headers: dict[str, str] | None = None) -> _Answer:
@@ -192,6 +195,7 @@ class FakeMidjourney:
         rewrite_image_urls: bool = False,
         v1_listing_cap: int = V1_LISTING_CAP,
         cdn_prefix: str = CDN_PREFIX,
+        max_page_size: int = V2_MAX_PAGE_SIZE,
     ) -> None:
         self.account = account
         self.token = token
@@ -202,6 +206,8 @@ class FakeMidjourney:
         # Where the CDN lives on this port: a mirror or proxy may put it under any path.
         self.cdn_prefix = "/" + cdn_prefix.strip("/")
         self._media_hits: Counter[str] = Counter()
+        # v2/v3 clamp `page_size` to this: tests get several pages from a client asking 1,000.
+        self.max_page_size = max_page_size
         self.stats = ServerStats()
         self._host = host
         self._requested_port = port
@@ -462,6 +468,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(
         self, answer: _Answer, *, head: bool, fault_mode: str | None, bandwidth: int | None
     ) -> None:
+        if answer.stream is not None:
+            self._send_stream(answer, head=head)
+            return
         body = answer.body
         declared = len(body)
         if fault_mode == "short":
@@ -487,6 +496,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.app.count_status(answer.status, sent)
         if answer.content_type in _CONTENT_TYPES.values() and answer.status in (200, 206):
             self.app.count(media_bytes_sent=sent)
+
+    def _send_stream(self, answer: _Answer, *, head: bool) -> None:
+        """A body of unknown length: it ends when the connection closes (HTTP/1.1 allows it)."""
+        assert answer.stream is not None
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.content_type)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        sent = 0
+        if not head:
+            try:
+                for chunk in answer.stream:
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client stopped reading: what a refusal looks like from here
+        self.app.count_status(answer.status, sent)
 
     def _write_body(self, payload: bytes, bandwidth: int | None) -> int:
         try:
@@ -602,15 +629,15 @@ class _Handler(BaseHTTPRequestHandler):
         offset = (page - 1) * amount
         cap = self.app.v1_listing_cap
         if offset >= cap:
-            return _json_answer(200, NO_JOBS)
+            return _lie(_json_answer(200, NO_JOBS), page, 1, faults)
         stop = min(offset + amount, cap)
         selected = jobs[start + offset : start + stop]
         if not selected:
-            return _json_answer(200, NO_JOBS)
+            return _lie(_json_answer(200, NO_JOBS), page, 1, faults)
         if page > 1 and faults.duplicate_records > 0:
             lead = start + offset
             selected = jobs[max(start, lead - faults.duplicate_records) : lead] + selected
-        records = []
+        records: list[Any] = []
         for job in selected:
             record = job.record_v1()
             if job.id in faults.escaping_image_paths:
@@ -618,12 +645,13 @@ class _Handler(BaseHTTPRequestHandler):
                 record["image_paths"].append(f"{base}/{job.id}/../../../etc/passwd")
             record["image_paths"] = [self.app.image_url(url) for url in record["image_paths"]]
             records.append(record)
-        return _json_answer(200, records)
+        records.extend(range(1, faults.non_object_items + 1))
+        return _lie(_json_answer(200, records), page, 1, faults)
 
     def _cursor_listing(
         self, generation: int, query: dict[str, list[str]], faults: Faults
     ) -> _Answer:
-        page_size = min(_int_param(query, "page_size", 1000, minimum=1), V2_MAX_PAGE_SIZE)
+        page_size = min(_int_param(query, "page_size", 1000, minimum=1), self.app.max_page_size)
         scope = "all" if generation == 3 else "images"
         index = self.app.index()
         jobs = index.jobs(scope)
@@ -638,16 +666,28 @@ class _Handler(BaseHTTPRequestHandler):
             anchor = _micros(jobs[0].enqueue_time) if jobs else 0
             offset = 0
         start = index.start_at_or_before(scope, anchor) if jobs else 0
+        page = offset // page_size + 1
+        listed, asked = len(jobs) - start, offset
+        if faults.endless_cursors and listed > 0:
+            # Starts over from the newest job instead of ending, under a cursor never seen.
+            offset %= listed
         selected = jobs[start + offset : start + offset + page_size]
         if not selected:
-            return _json_answer(200, {"data": [], "cursor": None, "checkpoint": None})
+            empty: dict[str, Any] = {"data": [], "cursor": None, "checkpoint": None}
+            return _lie(_json_answer(200, empty), page, generation, faults)
         if offset > 0 and faults.duplicate_records > 0:
             lead = start + offset
             selected = jobs[max(start, lead - faults.duplicate_records) : lead] + selected
-        data = [job.record(generation) for job in selected]
-        next_cursor = _encode_token({"g": generation, "a": anchor, "o": offset + page_size})
+        data: list[Any] = [job.record(generation) for job in selected]
+        if faults.lying_batch_size:
+            for record in data:
+                if record.get("batch_size") == 4 and not record.get("image_paths"):
+                    record["batch_size"] = faults.lying_batch_size
+        data.extend(range(1, faults.non_object_items + 1))
+        next_cursor = _encode_token({"g": generation, "a": anchor, "o": asked + page_size})
         checkpoint = _encode_token({"t": anchor}) if generation == 3 else None
-        return _json_answer(200, {"data": data, "cursor": next_cursor, "checkpoint": checkpoint})
+        answer = _json_answer(200, {"data": data, "cursor": next_cursor, "checkpoint": checkpoint})
+        return _lie(answer, page, generation, faults)
 
     def _imagine_update(self, query: dict[str, list[str]]) -> _Answer:
         token = _one(query, "checkpoint")
@@ -702,6 +742,29 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Content-Range"] = f"bytes {first}-{last}/{len(data)}"
             return _Answer(206, data[first : last + 1], content_type, headers)
         return _Answer(200, data, content_type, headers)
+
+
+def _lie(answer: _Answer, page: int, generation: int, faults: Faults) -> _Answer:
+    """Listing page ``page`` as a lying server sends it (the listing lies of :class:`Faults`)."""
+    if faults.oversized_page:
+        answer.stream = _oversized_listing(faults.oversized_page, bare=generation == 1)
+    elif faults.truncated_page == page:
+        answer.body = answer.body[: len(answer.body) // 2]
+    elif faults.non_object_page == page:
+        answer.body = b"{}" if generation == 1 else b"[]"
+    return answer
+
+
+def _oversized_listing(size: int, *, bare: bool) -> Iterator[bytes]:
+    """About ``size`` bytes of valid listing JSON, generated as it is sent (never held whole)."""
+    item = b'{"pad": "' + b"x" * 4000 + b'"},'
+    chunk = item * 16
+    yield b"[" if bare else b'{"data": ['
+    sent = 0
+    while sent < size:
+        yield chunk
+        sent += len(chunk)
+    yield b'{"pad": ""}]' if bare else b'{"pad": ""}], "cursor": null}'
 
 
 def _one(query: dict[str, list[str]], name: str) -> str | None:

@@ -13,6 +13,7 @@ Everything here is safe to use from several threads: listing is one thread's ite
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -64,6 +65,11 @@ class ListedJob:
 
 
 StopRule = Callable[[ListedJob], bool]
+
+# Pages in a row that bring no job both unseen and older than every job before them: a listing
+# that keeps answering under new cursors but no longer moves back in time is repeating itself.
+STALL_PAGES = 3
+MALFORMED_NOTES = 20  # the first few malformed items are described; the rest only counted
 
 
 def stop_after_known(is_known: Callable[[str], bool], run: int = 50) -> StopRule:
@@ -118,9 +124,11 @@ class Listing(Iterator[ListedJob]):
         self.generation = generation
         self.pages = 0
         self.duplicates = 0  # records dropped because their id came earlier in this listing
-        self.skipped = 0  # records without an id (e.g. v1's {"msg": "No jobs found."})
+        self.skipped = 0  # malformed items: not a JSON object, or no job id
+        self.malformed: list[str] = []  # the first MALFORMED_NOTES of them, described
         self.checkpoint: str | None = None  # v3: the first page's checkpoint, for updates()
         self.stopped_early = False
+        self.cut_short: str | None = None  # why the listing was ended before its end
         self._jobs: Iterator[ListedJob] = iter(())
 
     def __next__(self) -> ListedJob:
@@ -156,6 +164,14 @@ def _reason(err: SourceError) -> str:
     if isinstance(err, SourceUnavailable):
         return "unavailable"
     return "error"
+
+
+def _not_a_job(value: Any) -> str:
+    """What a listed item that is not a job record is, in a few words."""
+    if not isinstance(value, dict):
+        shown = json.dumps(value)[:40] if not isinstance(value, list) else "[…]"
+        return f"not a JSON object: {shown}"
+    return "an object without a job id"
 
 
 class MidjourneyClient:
@@ -235,12 +251,17 @@ class MidjourneyClient:
             raise messages.missing_token(GENERATIONS[AUTO_ORDER[0]].session_cookie)
         query = ListingQuery(user_id=self._user_id())
         refusals: list[AuthError] = []
+        shapes: list[str] = []  # JSON of the wrong shape: said in the error if none answers
         for name in AUTO_ORDER:
             candidate = GENERATIONS[name]()
             try:
                 candidate.probe(self._fetcher(candidate), query)
+            except messages.PageTooLarge as exc:
+                raise messages.bad_page(candidate.path, 1, str(exc)) from None
             except (EndpointMissing, ListingShapeError) as exc:
                 log.info("%s does not answer here (%s)", candidate.describe(), exc)
+                if isinstance(exc, ListingShapeError):
+                    shapes.append(f"{candidate.describe()} page 1: {exc}")
                 continue
             except ChallengeError:
                 raise
@@ -253,10 +274,11 @@ class MidjourneyClient:
         if refusals:
             raise refusals[0]  # the newest generation's cookie: the one the site wants today
         tried = ", ".join(GENERATIONS[name]().describe() for name in AUTO_ORDER)
+        answers = f" (answers not usable: {'; '.join(shapes)})" if shapes else ""
         raise SourceError(
             f"none of the known Midjourney listing APIs ({tried}) answered at "
-            f"{self.settings.web_base}; the site may have changed: pass --api to force one, or "
-            "update mjvault"
+            f"{self.settings.web_base}{answers}; the site may have changed: pass --api to force "
+            "one, or update mjvault"
         )
 
     # -- listing ---------------------------------------------------------------------------
@@ -314,22 +336,34 @@ class MidjourneyClient:
         filter_type: bool,
     ) -> Iterator[ListedJob]:
         seen: set[str] = set()
+        oldest: datetime | None = None
+        stalled = 0
         for page in pages:
             listing.pages += 1
             if listing.checkpoint is None:
                 listing.checkpoint = page.checkpoint
             reached_since = False
-            for record in page.records:
+            progress = False
+            page_oldest = oldest
+            for number, record in enumerate(page.records, 1):
                 value = record.value
                 job_id = value.get("id") if isinstance(value, dict) else None
                 if not isinstance(job_id, str) or not job_id:
                     listing.skipped += 1
+                    if len(listing.malformed) < MALFORMED_NOTES:
+                        listing.malformed.append(
+                            f"listing page {listing.pages}, item {number} is {_not_a_job(value)}"
+                        )
                     continue
                 if job_id in seen:
                     listing.duplicates += 1
                     continue
                 seen.add(job_id)
                 moment = parse_time(value.get("enqueue_time"))
+                if moment is None or oldest is None or moment < oldest:
+                    progress = True
+                if moment is not None and (page_oldest is None or moment < page_oldest):
+                    page_oldest = moment
                 if until is not None and moment is not None and moment > until:
                     continue
                 if since is not None and moment is not None and moment < since:
@@ -344,6 +378,17 @@ class MidjourneyClient:
                 yield listed
             if reached_since:
                 listing.stopped_early = True
+                return
+            oldest = page_oldest
+            stalled = 0 if progress or not page.records else stalled + 1
+            if stalled >= STALL_PAGES:
+                listing.stopped_early = True
+                listing.cut_short = (
+                    f"listing pages {listing.pages - stalled + 1}-{listing.pages} brought nothing "
+                    "new (no job unseen and older than those before): the server repeats itself "
+                    "under new cursors, so the listing was ended there"
+                )
+                log.info("%s", listing.cut_short)
                 return
 
     def updates(self, checkpoint: str) -> Listing | None:

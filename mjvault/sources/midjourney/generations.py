@@ -7,6 +7,7 @@ here and one entry in :data:`GENERATIONS` (and in :data:`AUTO_ORDER` if ``auto``
 
 from __future__ import annotations
 
+import itertools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
@@ -15,7 +16,13 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
 from mjvault.model import parse_time
-from mjvault.sources.midjourney.rawjson import ListingShapeError, RawRecord, split_listing
+from mjvault.sources.midjourney import messages
+from mjvault.sources.midjourney.rawjson import (
+    ListingShapeError,
+    RawRecord,
+    SplitListing,
+    split_listing,
+)
 
 log = logging.getLogger("mjvault.sources.midjourney")
 
@@ -80,10 +87,29 @@ class ListingGeneration(ABC):
     def describe(self) -> str:
         return f"{self.name} {self.path}"
 
+    def _page(
+        self,
+        fetch: PageFetcher,
+        params: Mapping[str, str | int],
+        number: int,
+        array_key: str | None,
+    ) -> SplitListing:
+        """Page ``number`` of the walk; one that cannot be used ends it, naming the page."""
+        try:
+            return split_listing(fetch(self.path, params), array_key)
+        except (ListingShapeError, messages.PageTooLarge) as exc:
+            raise messages.bad_page(self.path, number, str(exc)) from None
+
 
 def _is_job(record: RawRecord) -> bool:
     value = record.value
     return isinstance(value, dict) and isinstance(value.get("id"), str) and bool(value["id"])
+
+
+def _is_end_marker(record: RawRecord) -> bool:
+    """v1's ``{"msg": "No jobs found."}``: an object with a message and no job id."""
+    value = record.value
+    return isinstance(value, dict) and "msg" in value and "id" not in value
 
 
 class CursorGeneration(ListingGeneration):
@@ -105,8 +131,8 @@ class CursorGeneration(ListingGeneration):
         size = self.page_size(query)
         cursor: str | None = None
         used: set[str] = set()
-        while True:
-            split = split_listing(fetch(self.path, self._params(query, size, cursor)), "data")
+        for number in itertools.count(1):
+            split = self._page(fetch, self._params(query, size, cursor), number, "data")
             yield Page(split.records, split.meta)
             if not split.records:
                 return
@@ -216,10 +242,13 @@ class V1RecentJobs(ListingGeneration):
             page_number, window_total, window_new, last_full = 1, 0, 0, False
             while True:
                 params = self._params(query, amount, page_number, anchor)
-                split = split_listing(fetch(self.path, params), None)
+                split = self._page(fetch, params, page_number, None)
                 # `[{"msg": "No jobs found."}]` is the end too: it holds no job.
                 jobs = [record for record in split.records if _is_job(record)]
                 if not jobs:
+                    junk = [record for record in split.records if not _is_end_marker(record)]
+                    if junk:
+                        yield Page(junk)  # for the walk to count: `[1, 2, 3]` is no end marker
                     break
                 if anchor is None:
                     first_time = parse_time(jobs[0].value.get("enqueue_time"))
@@ -233,7 +262,8 @@ class V1RecentJobs(ListingGeneration):
                     if moment is not None and (oldest is None or moment < oldest):
                         oldest = moment
                 window_total += len(split.records)
-                yield Page(jobs)
+                # Every item, not only the jobs: the walk counts those that are not jobs.
+                yield Page(split.records)
                 last_full = len(split.records) >= amount
                 if not last_full:
                     break  # a short page is the end of the window

@@ -85,3 +85,31 @@ def bad_header() -> ConfigError:
         "a request header could not be sent: the User-Agent or a cookie holds characters HTTP "
         "does not allow"
     )
+
+
+class BadListingPage(SourceError):
+    """A listing page that cannot be used: not JSON of the listing's shape, or far too large."""
+
+
+class PageTooLarge(SourceError):
+    """An API answer larger than ``sync.max_page_bytes``; refused while it was being read."""
+
+
+def byte_size(count: int) -> str:
+    """``16777216`` -> ``16M``: sizes as `sync.max_page_bytes` is written."""
+    for unit, size in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if count >= size and count % size == 0:
+            return f"{count // size}{unit}"
+    return f"{count} bytes"
+
+
+def page_too_large(limit: int) -> PageTooLarge:
+    return PageTooLarge(
+        f"the answer is larger than sync.max_page_bytes ({byte_size(limit)}), far more than a "
+        "real listing page; reading stopped there (raise the setting only if pages really are "
+        "that large)"
+    )
+
+
+def bad_page(path: str, number: int, problem: str) -> BadListingPage:
+    return BadListingPage(f"listing page {number} from {path} is not usable: {problem}")

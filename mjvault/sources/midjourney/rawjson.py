@@ -15,6 +15,10 @@ from typing import Any
 
 _WHITESPACE = " \t\n\r"
 _DECODER = json.JSONDecoder()
+# Far above any real page (the client asks for 1,000; 10,000 is the most seen). Each item costs a
+# few hundred bytes of Python objects beyond its text, so a page of tiny items (`{"data":
+# [1,1,1,…]}`) would need far more memory than its size in bytes: it is refused instead.
+MAX_PAGE_ITEMS = 50_000
 
 
 class ListingShapeError(ValueError):
@@ -58,6 +62,10 @@ def _decode_at(text: str, pos: int) -> tuple[Any, int]:
         return _DECODER.raw_decode(text, pos)
     except json.JSONDecodeError as exc:
         raise ListingShapeError(f"invalid JSON at offset {exc.pos}: {exc.msg}") from None
+    except ValueError as exc:  # an integer too long to convert
+        raise ListingShapeError(f"invalid JSON at offset {pos}: {exc}") from None
+    except RecursionError:
+        raise ListingShapeError(f"JSON nested too deeply at offset {pos}") from None
 
 
 def _walk_array(text: str, pos: int) -> tuple[list[RawRecord], int]:
@@ -67,6 +75,8 @@ def _walk_array(text: str, pos: int) -> tuple[list[RawRecord], int]:
     if pos < len(text) and text[pos] == "]":
         return records, pos + 1
     while True:
+        if len(records) >= MAX_PAGE_ITEMS:
+            raise ListingShapeError(f"more than {MAX_PAGE_ITEMS:,} items in one page")
         pos = _skip_ws(text, pos)
         value, end = _decode_at(text, pos)
         records.append(RawRecord(value, text[pos:end].encode("utf-8")))
@@ -134,7 +144,7 @@ def split_listing(body: bytes, array_key: str | None = None) -> SplitListing:
 def _fallback(body: bytes, array_key: str | None) -> SplitListing:
     try:
         value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, …
         raise ListingShapeError(f"not JSON: {exc}") from None
     if array_key is None:
         if not isinstance(value, list):
@@ -145,5 +155,7 @@ def _fallback(body: bytes, array_key: str | None) -> SplitListing:
             raise ListingShapeError(f"expected an object with a {array_key!r} array")
         items = value[array_key]
         meta = {k: v for k, v in value.items() if k != array_key}
+    if len(items) > MAX_PAGE_ITEMS:
+        raise ListingShapeError(f"more than {MAX_PAGE_ITEMS:,} items in one page")
     records = [RawRecord(item, compact_json(item)) for item in items]
     return SplitListing(records, meta, sliced=False)

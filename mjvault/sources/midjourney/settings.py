@@ -139,6 +139,9 @@ class ClientSettings:
     breaker_threshold: int = 10  # failures in a row (all threads) that stop the client
     breaker_cooldown: float = 60.0  # seconds the stopped client refuses before one trial request
     page_size: int = 0  # 0 = each generation's own default (v1: 50, v2/v3: 1000)
+    # The largest API answer read (a 1,000-job page is 1-5 MB): memory stays bounded whatever
+    # a server sends. Config: sync.max_page_bytes.
+    max_page_bytes: int = 16 * 1024 * 1024
     http2: bool | None = None  # None = use HTTP/2 when the `h2` package is installed
 
     def __post_init__(self) -> None:
@@ -162,6 +165,8 @@ class ClientSettings:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
         if self.limit_rate is not None and self.limit_rate <= 0:
             raise ConfigError(f"limit_rate must be positive or None, not {self.limit_rate!r}")
+        if self.max_page_bytes <= 0:
+            raise ConfigError(f"max_page_bytes must be positive, not {self.max_page_bytes!r}")
         if self.max_retries < 0 or self.breaker_threshold < 1 or self.page_size < 0:
             raise ConfigError("max_retries, breaker_threshold and page_size must not be negative")
 

@@ -313,16 +313,23 @@ class Transport:
             nonlocal html_answers
             self.requests.acquire()
             try:
-                response = self.client.get(url, params=dict(params), headers=headers)
+                request = self.client.build_request(
+                    "GET", url, params=dict(params), headers=headers
+                )
+                response = self.client.send(request, stream=True)
+                try:
+                    body = self._read_capped(response)
+                finally:
+                    response.close()
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 raise ConfigError(f"bad web base URL {self.settings.web_base!r}: {exc}") from None
             except httpx.LocalProtocolError:
                 raise messages.bad_header() from None
             except httpx.TransportError as exc:
                 raise Retryable(describe_exception(exc)) from None
-            log.debug("GET %s -> %s (%d bytes)", path, response.status_code, len(response.content))
+            log.debug("GET %s -> %s (%d bytes)", path, response.status_code, len(body))
             try:
-                return self._classify_api(response, cookie_name, path)
+                return self._classify_api(response, body, cookie_name, path)
             except HtmlInsteadOfJson:
                 # One HTML page can be a hiccup of the site's front end; two in a row for the
                 # same request is the login page of a session that is no longer accepted.
@@ -333,9 +340,26 @@ class Transport:
 
         return self.with_retries(attempt, what=f"listing {path}")
 
-    def _classify_api(self, response: httpx.Response, cookie_name: str, path: str) -> ApiAnswer:
+    def _read_capped(self, response: httpx.Response) -> bytes:
+        """The body, read as it arrives and refused beyond ``max_page_bytes`` (decoded size, so
+        a small compressed answer cannot unpack into gigabytes either)."""
+        limit = self.settings.max_page_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise messages.page_too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise messages.page_too_large(limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _classify_api(
+        self, response: httpx.Response, body: bytes, cookie_name: str, path: str
+    ) -> ApiAnswer:
         status = response.status_code
-        body = response.content
         content_type = response.headers.get("content-type", "")
         if is_challenge(response.headers, body[:8192]):
             raise messages.challenge(f"the listing request {path}")
