@@ -132,6 +132,12 @@ class SyncSection:
     since: dt.date | None = setting(
         None, t.Date(), "Only sync jobs enqueued on or after this date."
     )
+    checkpoint_seconds: float = setting(
+        10.0,
+        t.PositiveNumber(),
+        "Seconds of downloading between two checkpoints: a killed sync loses at most about "
+        "this much work. A checkpoint also falls due after 2,000 jobs or 256 MB of new files.",
+    )
 
 
 @dataclass(frozen=True)
