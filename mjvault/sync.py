@@ -3,8 +3,10 @@
 The listing is read newest first and streamed: jobs are diffed against what the vault holds
 as they arrive, the media they lack are downloaded by a pool of threads (each into its own
 hashed temp file), and the writer's thread stages the results and adds the jobs in listing
-order. The writer checkpoints every few thousand jobs, so a run that is killed, interrupted or
-stopped by an expired session resumes from its last checkpoint on the next run.
+order. The writer checkpoints every few thousand jobs and every ``checkpoint_seconds`` (10 s by
+default, ``sync.checkpoint_seconds``), so a run that is killed, interrupted or stopped by an
+expired session resumes from its last checkpoint on the next run, having lost seconds of
+downloads at most.
 
 Incremental: once the account's whole history has been read to its end (recorded per account
 in ``state/sync.json``), a sync stops the listing after a run of jobs the vault already holds;
@@ -61,6 +63,7 @@ class SyncOptions:
     full: bool = False
     retry_missing: bool = False
     checkpoint_jobs: int = 2000
+    checkpoint_seconds: float | None = 10.0  # None: only the job and byte counts checkpoint
     refresh_views: bool = (
         True  # views defined with auto-refresh follow a sync that changed something
     )
@@ -267,7 +270,11 @@ def sync(
 
     retry = _load_retry(state.account(key))
     handled: set[str] = set()
-    writer = vault.writer("midjourney", checkpoint_jobs=options.checkpoint_jobs)
+    writer = vault.writer(
+        "midjourney",
+        checkpoint_jobs=options.checkpoint_jobs,
+        checkpoint_seconds=options.checkpoint_seconds,
+    )
     writer.start()
     state.update(key, gap=True)
     report.resumed = writer.stats.resumed_from_checkpoint

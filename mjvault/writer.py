@@ -9,6 +9,9 @@ Work is grouped into checkpoints. At each, staged objects are made durable (one 
 tree is updated, ``refs/checkpoint`` records the partial tree, and the index follows. A run
 killed at any moment resumes from its last checkpoint: the next writer starts from that tree
 (if HEAD has not moved since), so nothing already stored is fetched or hashed again in vain.
+A checkpoint falls due after ``checkpoint_jobs`` jobs, ``checkpoint_bytes`` of staged media or,
+if set, ``checkpoint_seconds`` since the last one (a sync on a slow link reaches neither count
+for minutes). Its cost follows the work since the previous one, not the archive's size.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,6 +71,7 @@ class ArchiveWriter:
         *,
         checkpoint_jobs: int = 2000,
         checkpoint_bytes: int = 256 * 1024 * 1024,
+        checkpoint_seconds: float | None = None,
         merge_images: bool = True,
     ) -> None:
         from mjvault.vault import Vault
@@ -76,6 +81,8 @@ class ArchiveWriter:
         self.source = source
         self.checkpoint_jobs = checkpoint_jobs
         self.checkpoint_bytes = checkpoint_bytes
+        self.checkpoint_seconds = checkpoint_seconds
+        self._last_checkpoint = time.monotonic()
         self.merge_images = merge_images
         self.stats = WriteStats()
         self.snapshot: Snapshot | None = None
@@ -131,6 +138,7 @@ class ArchiveWriter:
                 self._root = head.tree if head else self._tree.empty()
                 self.stats.resumed_from_checkpoint = False
                 self.vault.sync_index(self._root)
+            self._last_checkpoint = time.monotonic()
             self._open = True
         except BaseException:
             self._lock.release()
@@ -244,8 +252,17 @@ class ArchiveWriter:
         if (
             len(self._pending) >= self.checkpoint_jobs
             or self._batch.pending_bytes >= self.checkpoint_bytes
+            or self._checkpoint_overdue()
         ):
             self.checkpoint()
+
+    def _checkpoint_overdue(self) -> bool:
+        # Timed from the end of the last checkpoint, so however slow one is (a syncfs behind
+        # a busy disk), at least ``checkpoint_seconds`` of work separate two of them.
+        return (
+            self.checkpoint_seconds is not None
+            and time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds
+        )
 
     def flush_objects_if_large(self) -> None:
         """Publish staged media early when a long run holds many bytes but few finished jobs."""
@@ -279,6 +296,7 @@ class ArchiveWriter:
         self.vault._open_index().apply(summaries, new_root)
         self._root = new_root
         self._pending.clear()
+        self._last_checkpoint = time.monotonic()
 
     def commit(self) -> Snapshot | None:
         """Write one snapshot if the archive changed, move HEAD, and release the lock."""

@@ -33,13 +33,21 @@ def server() -> Iterator[FakeMidjourney]:
         yield running
 
 
-def start_sync(vault_path: Path, server: FakeMidjourney, *extra: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")}
-    env.update(cli_env(server))
-    command = [sys.executable, "-m", "mjvault", "--vault", str(vault_path), "sync"]
+def start_sync(
+    vault_path: Path,
+    server: FakeMidjourney,
+    *extra: str,
+    checkpoint_jobs: int | None = 6,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")}
+    environ.update(cli_env(server), **(env or {}))
+    command = [sys.executable, "-m", "mjvault", "--vault", str(vault_path), "sync", "--jobs", "4"]
+    if checkpoint_jobs is not None:
+        command += ["--checkpoint-jobs", str(checkpoint_jobs)]
     return subprocess.Popen(
-        [*command, "--jobs", "4", "--checkpoint-jobs", "6", *extra],
-        env=env,
+        [*command, *extra],
+        env=environ,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -143,3 +151,50 @@ def test_ctrl_c_does_not_wait_for_slow_downloads(server: FakeMidjourney, tmp_pat
     assert process.returncode == 130, err.decode()
     assert time.monotonic() - interrupted < 1.5
     assert_verifies(vault_path)
+
+
+CHECKPOINT_SECONDS = 0.5  # the test's sync.checkpoint_seconds: a 10 s interval, scaled down
+WINDOW_FILES = 2 * 4 * 4  # jobs in flight (2 x --jobs 4), four files each at most
+
+
+@pytest.mark.slow
+def test_a_killed_sync_loses_seconds_of_downloads_not_the_run(tmp_path: Path) -> None:
+    """Far fewer jobs than a count checkpoint (2,000): only the time checkpoint saves work."""
+    account = Account.generate(61, 360)
+    unique_files = len({path for job in account.jobs for path in job.media_paths})
+    vault_path = tmp_path / "vault"
+    Vault.init(vault_path).close()
+    rng = random.Random(20261210)
+    extra_env = {"MJVAULT_SYNC_CHECKPOINT_SECONDS": str(CHECKPOINT_SECONDS)}
+    # ~30 ms a file and four at once: a whole sync takes ~10 s, so each kill lands mid-run.
+    faults = Faults(latency=0.03, targets=frozenset({"cdn"}))
+    bound = 0.0
+    kills = 0
+    with FakeMidjourney(account, faults, token=TOKEN) as server:
+        for _round in range(4):
+            before = server.stats.media_requests
+            process = start_sync(vault_path, server, checkpoint_jobs=None, env=extra_env)
+            wait_for_media_requests(server, process, before + 1)
+            downloading = time.monotonic()
+            time.sleep(rng.uniform(1.5, 2.5))
+            if process.poll() is not None:
+                continue  # the rest of the work fitted in this run
+            process.send_signal(signal.SIGKILL)
+            seconds = time.monotonic() - downloading
+            process.communicate(timeout=60)
+            kills += 1
+            rate = (server.stats.media_requests - before) / seconds
+            # A kill loses the jobs stored since the last checkpoint (one interval, and the
+            # time to reach the next stored job) and those in flight; never the whole run.
+            bound += rate * (CHECKPOINT_SECONDS + 0.25) + WINDOW_FILES
+            assert_verifies(vault_path)
+        final = start_sync(vault_path, server, checkpoint_jobs=None, env=extra_env)
+        _, err = final.communicate(timeout=120)
+        assert final.returncode == 0, err.decode()
+        assert kills >= 3
+        refetched = server.stats.media_requests - unique_files
+        assert refetched <= bound, (
+            f"{refetched} files fetched again after {kills} kills (bound {bound:.0f})"
+        )
+    assert_verifies(vault_path)
+    assert_complete(vault_path, account)

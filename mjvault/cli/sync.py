@@ -103,6 +103,7 @@ def sync_command(
         full=full,
         retry_missing=retry_missing,
         checkpoint_jobs=checkpoint_jobs,
+        checkpoint_seconds=app.config.sync.checkpoint_seconds,
     )
     vault = app.open_vault()
     with (

@@ -144,6 +144,12 @@ class SyncSection:
         "The largest listing page read, in bytes; a larger answer ends the sync with an error "
         "instead of filling memory. A real page of 1,000 jobs is 1-5 MB.",
     )
+    checkpoint_seconds: float = setting(
+        10.0,
+        t.PositiveNumber(),
+        "Seconds of downloading between two checkpoints: a killed sync loses at most about "
+        "this much work. A checkpoint also falls due after 2,000 jobs or 256 MB of new files.",
+    )
 
 
 @dataclass(frozen=True)

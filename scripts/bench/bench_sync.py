@@ -3,6 +3,7 @@
 
     python scripts/bench/bench_sync.py [--jobs 650] [--latency 0.05] [--bandwidth 8M]
                                        [--concurrency 16] [--noop-jobs 10000] [--skip-baseline]
+                                       [--checkpoint-jobs 100000] [--checkpoint-seconds 10 1]
 
 (a) ``mjvault sync`` of a generated account with realistic image sizes (650 jobs ≈ 2,000
     files ≈ 1.3 GB) from ``mjvault dev-server --large --latency 0.05 --bandwidth 8M`` into a
@@ -11,6 +12,14 @@
     ``requests.get``). Target: sync >= 8x faster.
 (b) A no-op sync of an up-to-date 10k-job archive (records + small images). Target: < 1 s of
     local work. The archive is built by a real sync first (its time is printed too).
+(c) What one checkpoint costs in an archive of 100k jobs (and of 1k, for comparison: what
+    grows with the archive): a writer adds N new jobs with three 16 KB images each, then its
+    checkpoint is timed part by part (tree nodes, the batch's syncfs + renames, refs/checkpoint,
+    the index transaction). The archive (records and tree; image ids without bytes) is built
+    once and cached in the workdir.
+(d) Sync throughput of (a)'s account with the time checkpoint off (only the 2,000-job and
+    256 MB checkpoints) and at each ``--checkpoint-seconds`` interval, in alternating rounds
+    (``--checkpoint-runs``, best of each printed last).
 
 Each contender runs as a child process: wall seconds, files/s, MB/s and peak RSS (from the
 kernel's accounting of that child) are printed side by side. The server gets its own process
@@ -200,7 +209,152 @@ def bench_noop(args: argparse.Namespace, workdir: Path) -> None:
         server.stop()
 
 
+CHECKPOINT_PROBE = """
+import json, os, statistics, sys, time
+from mjvault import Vault
+
+vault_path, batches, per_batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+parts = {"tree": [], "flush": [], "ref": [], "index": [], "total": [], "nodes": []}
+with Vault.open(vault_path) as vault:
+    writer = vault.writer("bench-checkpoint", checkpoint_jobs=10**9, checkpoint_bytes=2**62)
+    writer.start()
+    tree, batch, index = writer._tree, writer._batch, vault._open_index()
+    archive_jobs = vault.tree.count(writer._root)
+
+    def timed(name, fn):
+        def run(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                parts[name][-1] += time.perf_counter() - started
+        return run
+
+    tree.apply = timed("tree", tree.apply)
+    batch.flush = timed("flush", batch.flush)
+    index.apply = timed("index", index.apply)
+    run_tag = os.urandom(4).hex()
+    for number in range(batches):
+        for job in range(per_batch):
+            record = json.dumps({
+                "id": f"ckpt-{run_tag}-{number}-{job}", "enqueue_time": "2024-06-01 00:00:00",
+                "type": "grid", "full_command": f"checkpoint bench {job} --ar 1:1",
+                "prompt": f"checkpoint bench {job}",
+            }).encode()
+            writer.add_job(record, [writer.put_media(os.urandom(16384)) for _ in range(3)])
+        for values in parts.values():
+            values.append(0.0)
+        objects_before = len(batch)
+        nodes_before = batch.written_objects
+        started = time.perf_counter()
+        writer.checkpoint()
+        parts["total"][-1] = time.perf_counter() - started
+        # Objects published by this checkpoint beyond the jobs' records and images: tree nodes.
+        parts["nodes"][-1] = batch.written_objects - nodes_before - objects_before
+        parts["ref"][-1] = parts["total"][-1] - parts["tree"][-1] - parts["flush"][-1] - parts["index"][-1]
+    # Leave the archive as built: drop the checkpoint, and a writer that starts brings the
+    # index back to HEAD (the jobs' objects stay behind as garbage for gc).
+    writer.abort()
+    os.unlink(os.path.join(vault_path, "refs", "checkpoint"))
+    with vault.writer("bench-reset"):
+        pass
+summary = {k: statistics.median(v) for k, v in parts.items()}
+summary |= {"jobs": archive_jobs, "min": min(parts["total"]), "max": max(parts["total"])}
+print(json.dumps(summary))
+"""
+
+
+def bench_checkpoint(args: argparse.Namespace, workdir: Path) -> None:
+    per_batch = args.checkpoint_batch
+    print(
+        f"\n(c) one checkpoint after {per_batch} new jobs (3 x 16 KB images each), median of 7",
+        flush=True,
+    )
+    for size in sorted({1_000, args.checkpoint_jobs}):
+        vault = workdir / f"vault-ckpt-{size}"
+        if not (vault / ".bench-ready").exists():
+            print(f"building an archive of {size} jobs in {vault} …", flush=True)
+            shutil.rmtree(vault, ignore_errors=True)
+            subprocess.run([sys.executable, __file__, "_build", str(vault), str(size)], check=True)
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        out = subprocess.run(
+            [sys.executable, "-c", CHECKPOINT_PROBE, str(vault), "7", str(per_batch)],
+            env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        r = json.loads(out.stdout)
+        print(
+            f"archive of {r['jobs']:>7} jobs: checkpoint {r['total'] * 1000:7.1f} ms "
+            f"(min {r['min'] * 1000:.1f}, max {r['max'] * 1000:.1f}) = tree "
+            f"{r['tree'] * 1000:.1f} ms ({r['nodes']:.0f} nodes) + objects syncfs/rename "
+            f"{r['flush'] * 1000:.1f} ms + refs/checkpoint {r['ref'] * 1000:.1f} ms + index "
+            f"{r['index'] * 1000:.1f} ms",
+            flush=True,
+        )
+
+
+def build_archive(path: Path, jobs: int) -> None:
+    """Records and tree of ``jobs`` jobs, four image ids each (no image bytes: not needed)."""
+    sys.path.insert(0, str(ROOT))
+    from mjvault import Vault
+
+    with Vault.init(path) as vault, vault.writer("bench", checkpoint_jobs=5000) as writer:
+        for n in range(jobs):
+            record = json.dumps(
+                {
+                    "id": f"{n:08d}-bench",
+                    "enqueue_time": "2024-01-01 00:00:00",
+                    "type": "grid",
+                    "full_command": f"bench prompt {n} --ar 1:1",
+                    "prompt": f"bench prompt {n}",
+                }
+            ).encode()
+            writer.add_job(record, [os.urandom(32).hex() for _ in range(4)])
+    (path / ".bench-ready").touch()
+
+
+def bench_checkpoint_throughput(args: argparse.Namespace, workdir: Path) -> None:
+    bandwidth = parse_rate(args.bandwidth)
+    print(
+        f"\n(d) sync of (a)'s {args.jobs} jobs with the time checkpoint off and on, "
+        f"{args.checkpoint_runs} alternating rounds",
+        flush=True,
+    )
+    server = DevServer(
+        "--jobs", str(args.jobs), "--seed", str(SEED), "--large",
+        "--latency", str(args.latency), "--bandwidth", str(bandwidth),
+    )  # fmt: skip
+    # 1e9 s: never due, so only the 2,000-job and 256 MB checkpoints remain ("off").
+    settings = ["1e9", *args.checkpoint_seconds]
+    best: dict[str, Run] = {}
+    try:
+        # Alternating, so a busy spell of a shared machine hurts every setting alike.
+        for _ in range(args.checkpoint_runs):
+            for seconds in settings:
+                env = os.environ | server.settings | {"MJVAULT_SYNC_CHECKPOINT_SECONDS": seconds}
+                vault = fresh_vault(workdir / "vault-d")
+                wall, rss, out = run_child("sync", sync_command(vault, args.concurrency), env)
+                summary = json.loads(out)
+                name = (
+                    "time checkpoint off" if seconds == "1e9" else f"checkpoint every {seconds} s"
+                )
+                run = Run(
+                    name, wall, summary["images_downloaded"] + summary["images_deduplicated"],
+                    summary["bytes_downloaded"], rss,
+                )  # fmt: skip
+                print("  " + run.line(), flush=True)
+                if seconds not in best or run.seconds < best[seconds].seconds:
+                    best[seconds] = run
+    finally:
+        server.stop()
+    print("best of each:")
+    for seconds in settings:
+        print(best[seconds].line())
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "_build":
+        build_archive(Path(sys.argv[2]), int(sys.argv[3]))
+        return
     if len(sys.argv) == 4 and sys.argv[1] == "_sequential":
         sequential_download(Path(sys.argv[2]), Path(sys.argv[3]))
         return
@@ -216,6 +370,14 @@ def main() -> None:
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-noop", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--checkpoint-jobs", type=int, default=100_000, help="archive for (c)")
+    parser.add_argument("--checkpoint-batch", type=int, default=100, help="new jobs per (c)")
+    parser.add_argument(
+        "--checkpoint-seconds", nargs="*", default=["10", "1"], help="intervals for (d)"
+    )
+    parser.add_argument("--skip-checkpoint", action="store_true")
+    parser.add_argument("--skip-checkpoint-sync", action="store_true")
+    parser.add_argument("--checkpoint-runs", type=int, default=3, help="rounds of (d)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -223,6 +385,10 @@ def main() -> None:
         bench_throughput(args, args.workdir)
     if not args.skip_noop:
         bench_noop(args, args.workdir)
+    if not args.skip_checkpoint:
+        bench_checkpoint(args, args.workdir)
+    if not args.skip_checkpoint_sync:
+        bench_checkpoint_throughput(args, args.workdir)
 
 
 if __name__ == "__main__":
