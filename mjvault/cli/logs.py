@@ -74,9 +74,14 @@ def level_for(verbosity: int) -> int:
 def _private_file_handler(path: str) -> logging.Handler:
     # Created owner-only: even masked, a log says what someone archives and when.
     target = Path(path).expanduser()
+    # As git and restic do, a missing folder is refused, not made: a typo in the path must
+    # not silently grow a directory tree that nobody reads.
+    folder = target.parent
+    if not folder.is_dir():
+        why = "is not a folder" if folder.exists() else "does not exist"
+        raise UsageError(f"cannot write the log file: the folder {folder} {why}")
     try:
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
             os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
         return logging.FileHandler(target, encoding="utf-8")
     except OSError as exc:
