@@ -86,7 +86,7 @@ def test_log_file_in_a_missing_folder_is_refused_not_created(
     assert bad.code == 2 and bad.out == ""
     assert (
         bad.err
-        == f"mjvault: error: cannot write the log file: the folder {missing} does not exist\n"
+        == f"mjvault: error: cannot write the log file {missing / 'x.log'}: the folder {missing} does not exist\n"
     )
     assert not (tmp_path / "lgos").exists()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.outputs import check_output_file
 from mjvault.cli.query_args import QueryCommand, query_text
 from mjvault.errors import UsageError
 from mjvault.find.export import EXPORT_FORMATS, count_jobs, export
@@ -53,6 +54,8 @@ def export_command(
     text = query_text(query, search_text) or None
     if fmt == "parquet" and output is None:
         raise UsageError("Parquet is a binary file format: give -o FILE")
+    if output is not None:
+        check_output_file(output, "the export")
     vault = app.open_vault()
     total = count_jobs(vault, text)
     with app.progress(total, "export", unit="job") as bar:

@@ -73,13 +73,12 @@ def level_for(verbosity: int) -> int:
 
 def _private_file_handler(path: str) -> logging.Handler:
     # Created owner-only: even masked, a log says what someone archives and when.
+    from mjvault.cli.outputs import check_output_file
+
+    if not path.strip():
+        raise UsageError("--log-file was given an empty file name")
     target = Path(path).expanduser()
-    # As git and restic do, a missing folder is refused, not made: a typo in the path must
-    # not silently grow a directory tree that nobody reads.
-    folder = target.parent
-    if not folder.is_dir():
-        why = "is not a folder" if folder.exists() else "does not exist"
-        raise UsageError(f"cannot write the log file: the folder {folder} {why}")
+    check_output_file(Path(path), "the log file")
     try:
         if not target.exists():
             os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
@@ -97,7 +96,7 @@ def setup_logging(verbosity: int, log_file: str | None = None) -> None:
     formatter = KeyValueFormatter()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     handlers[0].setLevel(level)
-    if log_file:
+    if log_file is not None:  # an empty name is refused, not taken for "no log file"
         file_handler = _private_file_handler(log_file)
         file_handler.setLevel(min(level, logging.INFO))
         handlers.append(file_handler)

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.outputs import check_output_file
 from mjvault.find.stats import chart_html, chart_png, vault_stats
 
 
@@ -44,6 +45,8 @@ def stats_command(
 ) -> None:
     """Jobs and images per month, by type and model version, top prompt words and parameters,
     storage (objects, bytes, dedup savings, metadata compression) and snapshot history."""
+    if chart is not None:
+        check_output_file(chart, "the chart")
     vault = app.open_vault()
     jobs = vault.index.job_count()
     with app.progress(jobs, "jobs", unit="job") as bar:

@@ -1,0 +1,25 @@
+"""Files a command writes where the user says (--log-file, export -o, stats --chart).
+
+Checked before any work: the folder must exist (as git and restic do, a typo in a path is
+refused, not grown into a directory tree), and the file must not lie inside a vault, where it
+could replace the vault's own ``config`` or sit among its objects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mjvault.errors import UsageError
+
+
+def check_output_file(path: Path, what: str) -> None:
+    """A one-line UsageError unless ``path`` can be written as ``what`` (e.g. "the log file")."""
+    from mjvault.vault import find_vault  # lazy: --log-file is read before any command loads
+
+    folder = path.expanduser().parent
+    if not folder.is_dir():
+        why = "is not a folder" if folder.exists() else "does not exist"
+        raise UsageError(f"cannot write {what} {path}: the folder {folder} {why}")
+    vault = find_vault(folder.resolve())
+    if vault is not None:
+        raise UsageError(f"cannot write {what} {path}: it is inside the vault {vault}")
