@@ -9,7 +9,10 @@ must hold: the thing that is wrong, named.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -38,6 +41,7 @@ CASES: list[tuple[tuple[str, ...], str]] = [
     (("clone", "relative", "copy"), "absolute path"),
     (("clone", "/nonexistent/remote", "copy"), "holds no mjvault remote"),
     (("clone", "/dev/null", "copy"), "/dev/null"),
+    (("clone", "/nonexistent/remote", ""), "the path is empty"),
     # config
     ((*V, "config", "set", "nonsense", "1"), "unknown setting nonsense"),
     ((*V, "config", "set", "sync.jobs", "lots"), "sync.jobs"),
@@ -57,6 +61,7 @@ CASES: list[tuple[tuple[str, ...], str]] = [
     ((*V, "checkout", "--template", "", "out"), "template"),
     ((*V, "checkout", "--template", "{job_id:99999999999999999999}", "out"), "length"),
     ((*V, "checkout", "afile"), "afile"),
+    ((*V, "checkout", ""), "the path is empty"),
     ((*V, "checkout", "v"), "inside the vault"),
     ((*V, "checkout", "v/objects"), "inside the vault"),
     ((*V, "checkout", "/dev/null"), "not a directory"),
@@ -81,6 +86,8 @@ CASES: list[tuple[tuple[str, ...], str]] = [
     ((*V, "search", "-n", "0", "fox"), "--limit"),
     # export
     ((*V, "export", "-o", "adir"), "adir"),
+    ((*V, "export", "-o", ""), "the path is empty"),
+    ((*V, "export", "-o", "tovault"), "inside the vault"),
     ((*V, "export", "-o", "nodir/out.csv"), "nodir"),
     ((*V, "export", "-o", "afile/out.csv"), "afile"),
     ((*V, "export", "-o", "v/config"), "inside the vault"),
@@ -89,11 +96,14 @@ CASES: list[tuple[tuple[str, ...], str]] = [
     ((*V, "export", "-f", "xml"), "xml"),
     # gallery
     ((*V, "gallery", "afile"), "afile"),
+    ((*V, "gallery", ""), "the path is empty"),
     ((*V, "gallery", "v"), "outside the vault"),
     ((*V, "gallery", "/dev/null"), "/dev/null"),
     ((*V, "gallery", "--thumb-size", "0", "g"), "--thumb-size"),
     # stats
     ((*V, "stats", "--chart", "adir"), "adir"),
+    ((*V, "stats", "--chart", ""), "the path is empty"),
+    ((*V, "stats", "--chart", "nodir/c.html"), "nodir"),
     ((*V, "stats", "--chart", "v/config"), "inside the vault"),
     ((*V, "stats", "--top", "0"), "--top"),
     # keys and passphrases
@@ -126,6 +136,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "binary").write_bytes(b"\xff\xfe\x00\x81 not text")
     (root / "wrongpass").write_text("wrong\n")
     (root / "big").write_bytes(b"a" * (2 << 20))
+    (root / "tovault").symlink_to("v/config")
     return root
 
 
@@ -165,5 +176,32 @@ def test_a_bad_command_line_is_one_line_and_harmless(
     assert len(errors) == 1, result.err
     assert says in errors[0], errors[0]
     assert {name: fingerprint(world / name) for name in ("v", "e")} == before
-    for leftover in ("copy", "out", "g"):
-        assert not (world / leftover).exists() or leftover == "out"
+    assert not (world / "copy").exists() and not (world / "g").exists()
+    assert not (world / "index.html").exists()  # an empty DIR is not the current directory
+
+
+def test_export_writes_through_a_link_and_into_a_pipe(
+    pristine: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    world = tmp_path / "w"
+    shutil.copytree(pristine, world, symlinks=True)
+    isolate(monkeypatch, world)
+    (world / "real.jsonl").write_text("")
+    (world / "link.jsonl").symlink_to("real.jsonl")
+    assert run_cli(capsys, *V, "export", "-o", "link.jsonl").code == 0
+    assert (world / "link.jsonl").is_symlink()
+    assert len((world / "real.jsonl").read_text().splitlines()) == 3
+
+    # A pipe stands in for /dev/stdout: renaming a file over it would replace the device.
+    os.mkfifo(world / "pipe")
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append((world / "pipe").read_bytes()))
+    reader.start()
+    result = run_cli(capsys, *V, "export", "-o", "pipe")
+    reader.join(timeout=30)
+    assert result.code == 0, result
+    assert stat.S_ISFIFO((world / "pipe").lstat().st_mode)
+    assert len(received[0].splitlines()) == 3

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.path_args import NonEmptyPath
 from mjvault.errors import EXIT_PARTIAL, UsageError
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ Template fields: {job_id} {index} {ext} {type} {job_type} {date:%Y/%m} {prompt:6
   renders "default"). See docs/usage.md, "Checkout views".
 """,
 )
-@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", required=False, type=NonEmptyPath(file_okay=False, path_type=Path))
 @click.option("--template", "-t", help="Path template (default: the view's, else a dated tree).")
 @click.option(
     "--link",

@@ -73,7 +73,7 @@ def level_for(verbosity: int) -> int:
 
 def _private_file_handler(path: str) -> logging.Handler:
     # Created owner-only: even masked, a log says what someone archives and when.
-    from mjvault.cli.outputs import check_output_file
+    from mjvault.cli.path_args import check_output_file
 
     if not path.strip():
         raise UsageError("--log-file was given an empty file name")

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.path_args import NonEmptyPath
 from mjvault.errors import EXIT_PARTIAL
 
 THREADS_HELP = "Requests in flight at once."
@@ -239,7 +240,7 @@ Examples:
 """,
 )
 @click.argument("url")
-@click.argument("directory", type=click.Path(file_okay=False))
+@click.argument("directory", type=NonEmptyPath(file_okay=False))
 @s3_options
 @click.option(
     "--passphrase-file",
