@@ -35,6 +35,7 @@ def _restore_logging() -> object:
 
 def test_log_file_gets_masked_key_value_lines(tmp_path: Path) -> None:
     log_file = tmp_path / "logs" / "mjvault.log"
+    log_file.parent.mkdir()
     setup_logging(0, str(log_file))
     register_secret("plain-secret-value")
     log = logging.getLogger("mjvault.test")
@@ -74,6 +75,20 @@ def test_cli_log_file_and_quiet(
     (tmp_path / "plain-file").write_text("")
     bad = run_cli(capsys, "--log-file", str(tmp_path / "plain-file" / "x.log"), "config", "path")
     assert bad.code == 2 and "cannot write the log file" in bad.err
+
+
+def test_log_file_in_a_missing_folder_is_refused_not_created(
+    world: World, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # As git and restic do: a typo in a path must not silently grow a directory tree.
+    missing = tmp_path / "lgos" / "daily"
+    bad = run_cli(capsys, "--log-file", str(missing / "x.log"), "config", "path")
+    assert bad.code == 2 and bad.out == ""
+    assert (
+        bad.err
+        == f"mjvault: error: cannot write the log file {missing / 'x.log'}: the folder {missing} does not exist\n"
+    )
+    assert not (tmp_path / "lgos").exists()
 
 
 @given(

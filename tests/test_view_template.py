@@ -91,3 +91,26 @@ def test_bad_templates_fail_when_defined(bad: str) -> None:
     with pytest.raises(UsageError) as info:
         Template.parse(bad)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ("{date:%Q%}/{job_id}", "%Q is not a strftime directive"),
+        ("{date:%Y-%Q}/{job_id}", "%Q is not a strftime directive"),
+        ("{date:%Y%}/{job_id}", "ends with a lone '%'"),
+        ("{date:%Y-%m-%}_{job_id}", "ends with a lone '%'"),
+        ("{date:%E}/{job_id}", "%E is not a strftime directive"),
+        ("{date:%:z}/{job_id}", "%: is not a strftime directive"),
+        ("{date:%n}/{job_id}", "%n is not a strftime directive"),
+    ],
+)
+def test_unknown_strftime_directives_are_refused(bad: str, says: str) -> None:
+    with pytest.raises(UsageError) as info:
+        Template.parse(bad)
+    assert says in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("good", ["%Y/%m", "%Y-%m-%d %H.%M.%S", "100%% %Y", "%-d %b", "%G-W%V"])
+def test_known_strftime_directives_are_accepted(good: str) -> None:
+    Template.parse(f"{{date:{good}}}/{{job_id}}")

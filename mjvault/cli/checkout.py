@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.path_args import NonEmptyPath
 from mjvault.errors import EXIT_PARTIAL, UsageError
 
 if TYPE_CHECKING:
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
 
 MAX_PATHS_SHOWN = 10
 LINK_CHOICES = ["symlink", "hardlink", "reflink", "copy"]
+_ASPECT_RATIO = re.compile(r"0*[1-9][0-9]{0,4}:0*[1-9][0-9]{0,4}")
 
 
 @click.command(
@@ -38,7 +41,7 @@ Template fields: {job_id} {index} {ext} {type} {job_type} {date:%Y/%m} {prompt:6
   renders "default"). See docs/usage.md, "Checkout views".
 """,
 )
-@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", required=False, type=NonEmptyPath(file_okay=False, path_type=Path))
 @click.option("--template", "-t", help="Path template (default: the view's, else a dated tree).")
 @click.option(
     "--link",
@@ -98,9 +101,27 @@ def checkout_command(
     from mjvault.views import reconcile
     from mjvault.views.registry import ViewRegistry
 
+    # An empty value is a typo to refuse, not an option left out (`--remove ''` once
+    # refreshed every view).
+    texts = {
+        "--template": template,
+        "--name": name,
+        "--since": since,
+        "--until": until,
+        "--search": search,
+        "--ar": ar,
+        "--version": version,
+        "--snapshot": snapshot,
+        "--remove": remove_name,
+    }
+    for option, value in texts.items():
+        if value is not None and not value.strip():
+            raise UsageError(f"{option} was given an empty value")
     defining = any(
         [template, link, name, types, since, until, search, ar, version, params, snapshot]
     ) or (no_auto_refresh or embed_metadata)
+    if ar is not None and not _ASPECT_RATIO.fullmatch(ar):
+        raise UsageError(f"--ar {ar!r} is not an aspect ratio like 16:9")
     if list_views_flag or remove_name:
         if directory is not None or defining or (list_views_flag and remove_name):
             raise UsageError("--list and --remove take no other arguments")

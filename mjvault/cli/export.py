@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.path_args import NonEmptyPath, check_output_file
 from mjvault.cli.query_args import QueryCommand, query_text
 from mjvault.errors import UsageError
 from mjvault.find.export import EXPORT_FORMATS, count_jobs, export
+
+if TYPE_CHECKING:
+    from mjvault.vault import Vault
 
 
 @click.command("export", cls=QueryCommand)
@@ -29,7 +34,7 @@ from mjvault.find.export import EXPORT_FORMATS, count_jobs, export
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NonEmptyPath(dir_okay=False, path_type=Path),
     default=None,
     help="Write to FILE (default stdout; required for parquet).",
 )
@@ -53,6 +58,8 @@ def export_command(
     text = query_text(query, search_text) or None
     if fmt == "parquet" and output is None:
         raise UsageError("Parquet is a binary file format: give -o FILE")
+    if output is not None:
+        check_output_file(output, "the export")
     vault = app.open_vault()
     total = count_jobs(vault, text)
     with app.progress(total, "export", unit="job") as bar:
@@ -60,13 +67,26 @@ def export_command(
             rows = export(vault, sys.stdout.buffer, fmt, text, on_row=lambda: bar.update(1))
             sys.stdout.buffer.flush()
         else:
-            # Written beside the target and renamed into place: a failed export leaves no
-            # half-written file under the name the user asked for.
-            partial = output.with_name(f".{output.name}.partial")
-            try:
-                with open(partial, "wb") as out:
+            # A link is written through, not replaced by a file of its own.
+            target = output.resolve() if output.is_symlink() else output
+            if target.exists() and not target.is_file():
+                # A pipe or device (/dev/stdout, a FIFO): written in place; renaming a file
+                # over it would replace the device itself.
+                with open(target, "wb") as out:
                     rows = export(vault, out, fmt, text, on_row=lambda: bar.update(1))
-                os.replace(partial, output)
-            finally:
-                partial.unlink(missing_ok=True)
+            else:
+                rows = _export_to_file(vault, target, fmt, text, on_row=lambda: bar.update(1))
     app.info(f"exported {rows} job{'s' if rows != 1 else ''}" + (f" to {output}" if output else ""))
+
+
+def _export_to_file(vault: Vault, target: Path, fmt: str, text: str | None, **kw: Any) -> int:
+    # Written beside the target and renamed into place: a failed export leaves no
+    # half-written file under the name the user asked for.
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with open(partial, "wb") as out:
+            rows = export(vault, out, fmt, text, **kw)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return rows

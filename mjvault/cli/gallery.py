@@ -7,12 +7,13 @@ from pathlib import Path
 import click
 
 from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.path_args import NonEmptyPath
 from mjvault.cli.query_args import QueryCommand, query_text
 from mjvault.find.gallery import DEFAULT_THUMB_SIZE, build_gallery
 
 
 @click.command("gallery", cls=QueryCommand)
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", type=NonEmptyPath(file_okay=False, path_type=Path))
 @click.argument("query", nargs=-1)
 @click.option(
     "--search",

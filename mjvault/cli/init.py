@@ -8,6 +8,7 @@ import click
 
 from mjvault.cli.context import AppContext, pass_app
 from mjvault.cli.passphrase import passphrase_source
+from mjvault.cli.path_args import NonEmptyPath
 
 
 @click.command(
@@ -19,7 +20,7 @@ Examples:
   mjvault --passphrase-file ~/.mjpass init --encrypt /mnt/usb/mj
 """,
 )
-@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", required=False, type=NonEmptyPath(file_okay=False, path_type=Path))
 @click.option(
     "--encrypt",
     is_flag=True,

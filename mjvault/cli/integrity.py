@@ -87,13 +87,13 @@ def verify_command(
 
     if (sources or remotes or from_midjourney or wait) and not repair:
         raise UsageError("--from, --from-remote, --from-midjourney and --wait go with --repair")
-    if remote_name and (repair or check_views):
+    if remote_name is not None and (repair or check_views):
         raise UsageError(
             "--remote checks the remote's copy alone",
             hint="to repair the vault from a remote, use `mjvault pull --repair`",
         )
     vault = app.open_vault()
-    if remote_name:
+    if remote_name is not None:  # `--remote ''` is a bad name, not "check the vault"
         _verify_remote(app, vault, remote_name, read_data, read_data_subset)
         return
     if repair:

@@ -73,10 +73,14 @@ def level_for(verbosity: int) -> int:
 
 def _private_file_handler(path: str) -> logging.Handler:
     # Created owner-only: even masked, a log says what someone archives and when.
+    from mjvault.cli.path_args import check_output_file
+
+    if not path.strip():
+        raise UsageError("--log-file was given an empty file name")
     target = Path(path).expanduser()
+    check_output_file(Path(path), "the log file")
     try:
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
             os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
         return logging.FileHandler(target, encoding="utf-8")
     except OSError as exc:
@@ -92,7 +96,7 @@ def setup_logging(verbosity: int, log_file: str | None = None) -> None:
     formatter = KeyValueFormatter()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     handlers[0].setLevel(level)
-    if log_file:
+    if log_file is not None:  # an empty name is refused, not taken for "no log file"
         file_handler = _private_file_handler(log_file)
         file_handler.setLevel(min(level, logging.INFO))
         handlers.append(file_handler)

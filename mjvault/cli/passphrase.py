@@ -8,18 +8,31 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import click
 
 from mjvault.errors import PassphraseRequired
 
+# A passphrase file holds one line; reading more (a wrong path such as /dev/zero or a disk
+# image) would only burn memory before failing.
+MAX_PASSPHRASE_FILE = 64 * 1024
+
 
 def read_passphrase_file(path: str) -> str:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_PASSPHRASE_FILE + 1)
     except OSError as exc:
         raise PassphraseRequired(f"cannot read passphrase file {path}: {exc.strerror}") from None
+    if len(data) > MAX_PASSPHRASE_FILE:
+        raise PassphraseRequired(
+            f"passphrase file {path} is larger than {MAX_PASSPHRASE_FILE // 1024} KiB: "
+            "is it the right file?"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PassphraseRequired(f"passphrase file {path} is not UTF-8 text") from None
     # A trailing newline is an editor's habit, not part of the secret.
     return text.rstrip("\r\n")
 

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.path_args import NonEmptyPath
 from mjvault.errors import EXIT_PARTIAL
 
 THREADS_HELP = "Requests in flight at once."
@@ -72,19 +73,21 @@ def remote_add_command(
 ) -> None:
     """Add remote NAME at URL (a folder, file://… or s3://bucket/prefix) and set it up."""
     from mjvault.cli.passphrase import passphrase_source
-    from mjvault.remotes.config import RemoteSpec, check_name, normalise_url
+    from mjvault.remotes.config import RemoteSpec, check_spec
     from mjvault.remotes.session import add_remote
 
-    vault = app.open_vault()
-    spec = RemoteSpec(
-        check_name(name),
-        normalise_url(url),
-        encrypt=encrypt,
-        endpoint_url=endpoint_url,
-        region=region,
-        allow_http=allow_http,
-        virtual_hosted=virtual_hosted,
+    spec = check_spec(
+        RemoteSpec(
+            name,
+            url,
+            encrypt=encrypt,
+            endpoint_url=endpoint_url,
+            region=region,
+            allow_http=allow_http,
+            virtual_hosted=virtual_hosted,
+        )
     )
+    vault = app.open_vault()
     info = add_remote(vault, spec, passphrase=passphrase_source(app.passphrase_file, confirm=True))
     app.emit(
         {"name": spec.name, "url": spec.url, "encrypted": info.encrypted, "remote_id": info.id},
@@ -98,15 +101,26 @@ def remote_add_command(
 @pass_app
 def remote_list_command(app: AppContext) -> None:
     """The vault's remotes."""
-    from mjvault.remotes.config import list_specs
+    from mjvault.errors import ConfigError
+    from mjvault.remotes.config import load_spec, remote_names
 
-    specs = list_specs(app.vault_path())
+    vault_path = app.vault_path()
+    # A remote that no longer loads is listed with why, not hidden: it can then be removed.
+    entries: list[dict[str, Any]] = []
+    for name in remote_names(vault_path):
+        try:
+            entries.append(load_spec(vault_path, name).to_json())
+        except ConfigError as exc:
+            entries.append({"name": name, "invalid": exc.message})
 
     def human() -> None:
-        for s in specs:
-            click.echo(f"{s.name}\t{s.url}{'  (encrypting)' if s.encrypt else ''}")
+        for e in entries:
+            if "invalid" in e:
+                click.echo(f"{e['name']}\t(invalid: {e['invalid']})")
+            else:
+                click.echo(f"{e['name']}\t{e['url']}{'  (encrypting)' if e['encrypt'] else ''}")
 
-    app.emit([s.to_json() for s in specs], human)
+    app.emit(entries, human)
 
 
 @remote_group.command("remove")
@@ -226,7 +240,7 @@ Examples:
 """,
 )
 @click.argument("url")
-@click.argument("directory", type=click.Path(file_okay=False))
+@click.argument("directory", type=NonEmptyPath(file_okay=False))
 @s3_options
 @click.option(
     "--passphrase-file",
@@ -256,15 +270,17 @@ def clone_command(
     """
     from mjvault.cli.passphrase import passphrase_source
     from mjvault.remotes.clone import clone
-    from mjvault.remotes.config import RemoteSpec, normalise_url
+    from mjvault.remotes.config import RemoteSpec, check_spec
 
-    spec = RemoteSpec(
-        "origin",
-        normalise_url(url),
-        endpoint_url=endpoint_url,
-        region=region,
-        allow_http=allow_http,
-        virtual_hosted=virtual_hosted,
+    spec = check_spec(
+        RemoteSpec(
+            "origin",
+            url,
+            endpoint_url=endpoint_url,
+            region=region,
+            allow_http=allow_http,
+            virtual_hosted=virtual_hosted,
+        )
     )
     source = passphrase_source(clone_passphrase_file or app.passphrase_file)
     with app.progress(None, "downloading", unit="B") as bar:

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.path_args import NonEmptyPath, check_output_file
 from mjvault.find.stats import chart_html, chart_png, vault_stats
 
 
@@ -25,7 +26,7 @@ def _size(n: int) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Everything as one JSON document.")
 @click.option(
     "--chart",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NonEmptyPath(dir_okay=False, path_type=Path),
     default=None,
     metavar="FILE.html|FILE.png",
     help="Also write a chart of jobs and images per month: a PNG for .png, else an HTML page.",
@@ -44,6 +45,8 @@ def stats_command(
 ) -> None:
     """Jobs and images per month, by type and model version, top prompt words and parameters,
     storage (objects, bytes, dedup savings, metadata compression) and snapshot history."""
+    if chart is not None:
+        check_output_file(chart, "the chart")
     vault = app.open_vault()
     jobs = vault.index.job_count()
     with app.progress(jobs, "jobs", unit="job") as bar:

@@ -3,6 +3,11 @@
 Writes go to a temp file beside the target, are fsynced, then linked into place with
 ``link(2)``, which fails if the name exists: that is both the atomic publish and the
 create-only test, with no window in which a reader sees a partial file.
+
+Everything the remote creates is owner-only (directories 0700, files 0600), as restic's
+local backend does: key files wrap the master secret and invite offline guessing, and a plain
+remote's objects are as private as the archive they copy. A root folder that already exists
+(a mount point, a folder the user made) keeps its own mode.
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ from mjvault.remotes.backend import Backend, RemoteError, RemoteNotFound
 from mjvault.store.fsutil import fsync_dir
 
 TMP_DIR = "tmp"
+KEYS_DIR = "keys"
+CONFIG_FILE = "config"
+DIR_MODE = 0o700
+FILE_MODE = 0o600
 # A temp file this old belongs to a writer that died: no put takes a day between create and link.
 STALE_TMP_SECONDS = 24 * 3600
 
@@ -61,10 +70,11 @@ class FolderBackend(Backend):
         target = self._path(key)
         tmp_dir = self.root / TMP_DIR
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp_dir.mkdir(exist_ok=True)
+            _make_dirs(target.parent)
+            _make_dirs(tmp_dir)
             tmp = tmp_dir / f"{secrets.token_hex(8)}.tmp"
-            with open(tmp, "wb") as handle:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -85,6 +95,7 @@ class FolderBackend(Backend):
             raise RemoteError(f"cannot write {key} to {self.root}: {exc.strerror}") from None
 
     def sweep(self) -> None:
+        self._tighten()
         tmp_dir = self.root / TMP_DIR
         cutoff = time.time() - STALE_TMP_SECONDS
         for entry in os.scandir(tmp_dir) if tmp_dir.is_dir() else ():
@@ -92,9 +103,35 @@ class FolderBackend(Backend):
                 if entry.stat().st_mtime < cutoff:
                     os.unlink(entry.path)
 
+    def _tighten(self) -> None:
+        """Make an older remote's key files and config owner-only (they were 0644 in 0755)."""
+        keys = self.root / KEYS_DIR
+        paths = [(keys, DIR_MODE), (self.root / CONFIG_FILE, FILE_MODE)]
+        if keys.is_dir():
+            paths += [(Path(e.path), FILE_MODE) for e in os.scandir(keys) if e.is_file()]
+        for path, mode in paths:
+            # Not ours to change (another user's files on a shared drive): leave it be.
+            with contextlib.suppress(OSError):
+                if path.stat().st_mode & 0o777 != mode:
+                    os.chmod(path, mode)
+
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(key))
+
+
+def _make_dirs(path: Path) -> None:
+    """``mkdir -p`` with every directory it creates owner-only (``Path.mkdir`` gives parents
+    the default mode whatever ``mode`` says)."""
+    if path.is_dir():
+        return
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another writer made it first
+            directory.mkdir(mode=DIR_MODE)

@@ -44,15 +44,6 @@ class S3Location:
         return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
 
 
-def parse_s3_url(url: str) -> tuple[str, str]:
-    """``s3://bucket/some/prefix`` -> (bucket, "some/prefix")."""
-    rest = url[len("s3://") :]
-    bucket, _, prefix = rest.partition("/")
-    if not bucket:
-        raise RemoteError(f"{url}: an s3 URL needs a bucket (s3://bucket/prefix)")
-    return bucket, prefix.strip("/")
-
-
 def _one_line(exc: BaseException) -> str:
     """obstore errors carry a multi-line chain; the user gets its most telling line."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]

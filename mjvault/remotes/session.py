@@ -149,10 +149,17 @@ def add_remote(
 ) -> RemoteInfo:
     """Reach the remote, set it up when new (or check it suits this vault), then save it."""
     from mjvault.errors import ConfigError
-    from mjvault.remotes.config import list_specs, save_spec
+    from mjvault.remotes.config import check_spec, parse_remote_url, save_spec, spec_path
 
-    if any(s.name == spec.name for s in list_specs(vault.path)):
+    spec = check_spec(spec)
+    if spec_path(vault.path, spec.name).exists():
         raise ConfigError(f"a remote named {spec.name} exists", hint="remove it first")
+    url = parse_remote_url(spec.url)
+    if url.scheme == "file":
+        # The remote's objects/, config and keys/ would land among the vault's own files.
+        folder, home = Path(url.path).resolve(), vault.path.resolve()
+        if folder == home or home in folder.parents:
+            raise ConfigError(f"remote {spec.name}: {url.path} is inside the vault {home}")
     with connect(vault, spec, passphrase=passphrase, create=True, kdf=kdf) as link:
         info = link.info
     save_spec(vault.path, spec)

@@ -56,6 +56,13 @@ _URL = re.compile(r"<?\b[a-z][a-z0-9+.-]*://\S*", re.IGNORECASE)
 _UNSAFE_IN_NAME = re.compile(r'[\x00-\x1f\x7f-\x9f<>:"/\\|?*]')
 _SEPARATORS = re.compile(r"[/\\]")
 _SAMPLE_TIME = datetime(2024, 2, 29, 13, 45, 30, tzinfo=UTC)
+# strftime directives Python documents plus the C99 ones every platform has. Anything else
+# (%Q, %E alone, %:z before 3.12) is copied literally by one C library and refused by another;
+# %n and %t would put a newline or tab in a file name.
+STRFTIME_DIRECTIVES = frozenset("aAbBcCdDeFgGhHIjmMpRSTuUVwWxXyYzZf%")
+# glibc and BSD pad flags (%-d: no padding); only before a directive.
+_STRFTIME_FLAGS = "-_0^#"
+_DIRECTIVE = re.compile(r"%([" + re.escape(_STRFTIME_FLAGS) + r"]?)(.?)", re.DOTALL)
 
 # The parameters with a field of their own: every canonical name and alias mjvault parses.
 PARAMETER_FIELDS: dict[str, str] = dict(ALIASES)
@@ -200,6 +207,7 @@ def _check_field(field: Field) -> None:
         fmt = arg if arg is not None else DEFAULT_DATE_FORMAT
         if "%" not in fmt:
             raise UsageError(f"template field {{date:{fmt}}} has no strftime directive like %Y")
+        _check_directives(fmt)
         try:
             rendered = _SAMPLE_TIME.strftime(fmt)
         except ValueError as exc:
@@ -213,6 +221,20 @@ def _check_field(field: Field) -> None:
             )
     elif name not in _TEXT_FIELDS and name not in PARAMETER_FIELDS:
         raise UsageError(f"unknown template field {{{name}}}", hint=f"known: {_known_fields()}")
+
+
+def _check_directives(fmt: str) -> None:
+    for match in _DIRECTIVE.finditer(fmt):
+        flag, letter = match.groups()
+        if not letter:
+            raise UsageError(
+                f"template field {{date:{fmt}}} ends with a lone '%' (write %% for a percent sign)"
+            )
+        if letter not in STRFTIME_DIRECTIVES or (flag and letter == "%"):
+            raise UsageError(
+                f"template field {{date:{fmt}}}: %{flag}{letter} is not a strftime directive",
+                hint="use %Y %m %d %H %M %S %j %b %a …; %% for a percent sign",
+            )
 
 
 def _render_field(field: Field, job: Job, index: int, ext: str) -> str:
