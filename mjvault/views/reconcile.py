@@ -840,14 +840,16 @@ def refresh_view(
         report.note(_plaintext_note(definition.directory, private))
     if private:
         modes.protect_root(definition.directory)
-    if view.private_files != private:
+    modes_changed = view.private_files != private
+    if modes_changed:
         # Files made before the setting changed (or by a version without it) follow it now.
         modes.apply(
             definition.directory, ((r.path, r.kind) for _, _, r in view.iter_files()), private
         )
         view.private_files = private
-        registry.save(view)
     if not full and view.tree == new_tree and not view.blocked and not view.unfinished:
+        if modes_changed:
+            registry.save(view)
         report.mode = "up-to-date"
         report.unchanged = view.file_count()
         return report
