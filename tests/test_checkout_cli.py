@@ -94,3 +94,41 @@ def test_encrypted_vault_checkout_says_it_makes_copies(tmp_path: Path) -> None:
     assert b"(copy, full)" in done.stdout
     (image,) = [p for p in (tmp_path / "v").rglob("*.png")]
     assert not image.is_symlink() and image.read_bytes() == png_bytes(5)
+
+
+def test_encrypted_vault_view_is_owner_only_and_says_it_is_plaintext(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from tests.conftest import CHEAP_KDF, PASSPHRASE
+
+    path = tmp_path / "vault"
+    with (
+        Vault.init(path, encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF) as vault,
+        vault.writer("test") as writer,
+    ):
+        writer.add_job(record_json("job-1", "secret owl"), [writer.put_media(png_bytes(5))])
+    view = tmp_path / "v"
+    env = {"MJVAULT_PASSPHRASE": PASSPHRASE}
+
+    def modes() -> set[int]:
+        found = {stat.S_IMODE(os.lstat(view).st_mode)}
+        for folder, dirs, files in os.walk(view):
+            found |= {stat.S_IMODE(os.lstat(os.path.join(folder, n)).st_mode) for n in dirs + files}
+        return found
+
+    done = run_cli("--vault", str(path), "checkout", str(view), "-t", "{job_id}/{index}.{ext}",
+                   env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.decode().splitlines()
+    assert [line for line in lines if "plaintext" in line] == lines and len(lines) == 1
+    assert "readable by you alone" in lines[0]
+    assert modes() == {0o700, 0o600}
+    opted_out = run_cli("--vault", str(path), "checkout", str(view), "--no-private", env=env)
+    assert opted_out.returncode == 0, opted_out.stderr
+    assert b"--no-private" in opted_out.stderr and 0o600 not in modes()
+    listed = json.loads(run_cli("--vault", str(path), "--json", "checkout", "--list",
+                                env=env).stdout)  # fmt: skip
+    assert listed[0]["private"] is False  # remembered: a plain refresh keeps it
+    assert run_cli("--vault", str(path), "checkout", env=env).returncode == 0
+    assert 0o600 not in modes()

@@ -128,3 +128,31 @@ def test_a_damaged_view_file_is_reported_and_stops_gc(vault: Vault, tmp_path: Pa
     assert [p.kind for p in report.problems] == ["view"] and "one" in report.problems[0].message
     with pytest.raises(UnreadableGraph, match="view one"):
         gc(vault, grace_seconds=0)  # its files' objects are unknown: nothing may go
+
+
+def test_verify_views_notices_state_and_files_that_disagree(vault: Vault, tmp_path: Path) -> None:
+    add_jobs(vault, range(4))
+    make_view(vault, tmp_path / "links", "symlink", "links")
+    views_registry = registry.ViewRegistry(vault)
+    view = views_registry.load("links")
+    # What a killed checkout leaves: a link made but never recorded, one recorded as "in the
+    # way" though it is the view's own, a temp file, and a state still marked unfinished.
+    unrecorded = view.files["job-1"].pop(0)
+    view.blocked["job-2"] = {1: view.files["job-2"].pop(1)}
+    view.unfinished = True
+    view.tree = None  # a killed first checkout's state names no tree yet
+    views_registry.save(view)
+    temp = tmp_path / "links" / (links.TEMP_PREFIX + "00112233aabbccdd")
+    temp.write_bytes(b"half an image")
+    problems = view_problems(vault)
+    assert len(problems) == 4, problems
+    joined = "\n".join(problems)
+    assert "interrupted" in joined and str(temp) in joined
+    assert f"{tmp_path / 'links' / unrecorded.path} is a link into the vault" in joined
+    assert "job-2_1.png (image 1) is exactly the view's image" in joined
+    done = run_cli("--vault", str(vault.path), "verify", "--views")
+    assert done.returncode == 3 and b"interrupted" in done.stderr
+    # The next checkout settles it all.
+    report = views.refresh_views(vault).views[0]
+    assert (report.adopted, report.conflicts) == (2, 0)
+    assert view_problems(vault) == []

@@ -69,6 +69,11 @@ Template fields: {job_id} {index} {ext} {type} {job_type} {date:%Y/%m} {prompt:6
 @click.option(
     "--embed-metadata", is_flag=True, help="Copies carry prompt and parameters in the image."
 )
+@click.option(
+    "--private/--no-private",
+    default=None,
+    help="Files 0600 and folders 0700 (default in an encrypted vault: its views are plaintext).",
+)
 @click.option("--list", "list_views_flag", is_flag=True, help="List the views of this vault.")
 @click.option("--remove", "remove_name", metavar="NAME", help="Remove a view and its files.")
 @pass_app
@@ -88,6 +93,7 @@ def checkout_command(
     snapshot: str | None,
     no_auto_refresh: bool,
     embed_metadata: bool,
+    private: bool | None,
     list_views_flag: bool,
     remove_name: str | None,
 ) -> None:
@@ -119,7 +125,7 @@ def checkout_command(
             raise UsageError(f"{option} was given an empty value")
     defining = any(
         [template, link, name, types, since, until, search, ar, version, params, snapshot]
-    ) or (no_auto_refresh or embed_metadata)
+    ) or (no_auto_refresh or embed_metadata or private is not None)
     if ar is not None and not _ASPECT_RATIO.fullmatch(ar):
         raise UsageError(f"--ar {ar!r} is not an aspect ratio like 16:9")
     if list_views_flag or remove_name:
@@ -167,6 +173,7 @@ def checkout_command(
             snapshot=snapshot,
             no_auto_refresh=no_auto_refresh,
             embed_metadata=embed_metadata,
+            private=private,
         )
         report = reconcile.checkout(
             vault, definition, progress=bar.update, on_total=lambda total: _restart(bar, total)
@@ -191,6 +198,7 @@ def _definition(
     snapshot: str | None,
     no_auto_refresh: bool,
     embed_metadata: bool,
+    private: bool | None = None,
 ) -> ViewDefinition:
     """The new definition: the existing view's for DIR, with only the given options changed."""
     from mjvault.views.filters import ViewFilter
@@ -226,6 +234,7 @@ def _definition(
         snapshot=pinned,
         auto_refresh=not no_auto_refresh and (base.auto_refresh if base else True),
         embed_metadata=embed_metadata or (base.embed_metadata if base else False),
+        private=private if private is not None else (base.private if base else None),
     )
 
 
@@ -261,6 +270,7 @@ def _print_report(report: RefreshReport) -> None:
             f"{report.added} added, {report.removed} removed, {report.updated} updated, "
             f"{report.unchanged} unchanged"
             + (f", {report.skipped} images not in the vault" if report.skipped else "")
+            + (f", {report.adopted} adopted from an interrupted run" if report.adopted else "")
         )
     for note in report.notes[:MAX_PATHS_SHOWN]:
         click.echo(f"  note: {note}", err=True)

@@ -3,7 +3,8 @@
 The file checks themselves belong to the views (:func:`mjvault.views.check.check_view`: a
 symlink must point at its object and the object exist, a hard link must be the object's own
 inode, a copy must hash to the object's name, or be unchanged since it was made when it
-carries embedded metadata). This module runs them view by view — a view file that cannot be
+carries embedded metadata; and the view's state must agree with its directory, which a
+checkout killed midway can leave otherwise). This module runs them view by view — a view file that cannot be
 read is one problem, not the end of the check — and reports what they find as verify
 problems of kind ``view``.
 
@@ -28,6 +29,13 @@ EXPLAINED = {
     "points elsewhere": "points at another file than its object (replaced by hand?)",
     "differs": "differs from its object (damaged or edited)",
     "changed": "was changed since it was made (size or time differ)",
+    # The view's state and its files disagree (a checkout was killed midway):
+    "unfinished": "is a view whose last checkout was interrupted: its state may not list "
+    "all its files",
+    "temp file": "is a temporary file left by an interrupted checkout",
+    "unrecorded": "is a link into the vault that the view does not list (an interrupted "
+    "checkout? if the view does not want it, remove it)",
+    "not blocked": "is exactly the view's image, yet the view counts it as a file in the way",
 }
 
 
@@ -69,13 +77,14 @@ def check_views(
             report.problems.append(Problem("view", f"view {name}: cannot be read: {exc}"))
             continue
         for item in found:
+            image = f" (image {item.index})" if item.index >= 0 else ""
             report.problems.append(
                 Problem(
                     "view",
-                    f"view {item.view}: {item.path} (image {item.index}) "
+                    f"view {item.view}: {item.path}{image} "
                     f"{EXPLAINED.get(item.problem, item.problem)}",
-                    item.object_id,
-                    jobs=[item.job_id],
+                    item.object_id or None,
+                    jobs=[item.job_id] if item.job_id else [],
                 )
             )
     return report

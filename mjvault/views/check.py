@@ -7,16 +7,23 @@ Each file a view made is checked against the object it was made from:
 * a copy must hold the object's bytes (its hash is the object's name) — unless it was made
   with embedded metadata, which changes the bytes by design: then it must be unchanged since
   it was made (same size and modification time).
+
+And the view's state must agree with its directory: no refresh left unfinished, no temp
+file left behind, no link into the vault the state does not list, no image recorded as
+blocked by a file that is in fact exactly the view's. A checkout killed midway leaves such
+disagreements; the next ``mjvault checkout`` settles them (:func:`is_exactly` is how it
+recognises its own files).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mjvault.views.links import LinkKind
+from mjvault.errors import MjvaultError
+from mjvault.views.links import LinkKind, temp_files
 from mjvault.views.registry import FileRecord, View, ViewRegistry
 
 if TYPE_CHECKING:
@@ -30,7 +37,10 @@ class ViewProblem:
     job_id: str
     index: int
     object_id: str
-    problem: str  # "missing" | "dangling" | "points elsewhere" | "differs" | "changed"
+    # "missing" | "dangling" | "points elsewhere" | "differs" | "changed" for a file of the
+    # view; "unfinished" | "temp file" | "unrecorded" | "not blocked" where state and files
+    # disagree ("unfinished" is about the whole view: index -1, no object).
+    problem: str
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -57,6 +67,92 @@ def check_view(vault: Vault, view: View, *, read_data: bool = True) -> Iterator[
         problem = _check_file(vault, view, path, record, read_data)
         if problem is not None:
             yield ViewProblem(view.name, str(path), job_id, index, record.oid, problem)
+    yield from check_state(vault, view)
+
+
+def check_state(vault: Vault, view: View) -> Iterator[ViewProblem]:
+    """Where the view's state and its directory disagree (one walk of the directory)."""
+    root = view.definition.directory
+    if view.unfinished:
+        yield ViewProblem(view.name, str(root), "", -1, "", "unfinished")
+    if not root.is_dir():
+        return
+    for temp in temp_files(root):
+        yield ViewProblem(view.name, str(temp), "", -1, "", "temp file")
+    for job_id, images in view.blocked.items():
+        if view.definition.embed_metadata:
+            break  # such copies differ from their objects by design: only a refresh can tell
+        for index, record in images.items():
+            where = os.fspath(root / record.path)
+            source = os.path.realpath(vault.object_path(record.oid))
+            oid = record.oid
+            copy = record.kind in (LinkKind.COPY, LinkKind.REFLINK)
+            expected = _reader(vault, oid) if copy else None
+            if is_exactly(vault, where, record.kind, source, oid, expected):
+                yield ViewProblem(view.name, where, job_id, index, oid, "not blocked")
+    listed = {record.path for _, _, record in view.iter_files()}
+    listed.update(record.path for images in view.blocked.values() for record in images.values())
+    objects = os.path.join(os.path.realpath(vault.path), "objects") + os.sep
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            if os.path.relpath(path, root) in listed or not os.path.islink(path):
+                continue
+            target = os.path.normpath(os.path.join(folder, os.readlink(path)))
+            if target.startswith(objects):
+                yield ViewProblem(view.name, path, "", -1, os.path.basename(target), "unrecorded")
+
+
+def is_exactly(
+    vault: Vault,
+    path: str,
+    kind: LinkKind,
+    source: str,
+    oid: str,
+    expected: Callable[[], bytes] | None = None,
+) -> bool:
+    """Is the file at ``path`` exactly what a view makes to show object ``oid`` by ``kind``?
+
+    ``source`` is the object's file. A symlink must resolve to it; a hard link must be its
+    inode; a copy (or reflink) must hold its bytes: size first, then the hash, which is the
+    object's name. ``expected`` gives the bytes a copy should hold when they are not the
+    object file's own (a decrypted or decoded object, embedded metadata); they are made only
+    when the sizes could match.
+    """
+    try:
+        if kind is LinkKind.SYMLINK:
+            target = os.readlink(path)
+            resolved = os.path.normpath(os.path.join(os.path.dirname(path), target))
+            return resolved == os.path.normpath(source) and os.path.exists(source)
+        stat = os.lstat(path)
+        if not os.path.isfile(path) or os.path.islink(path):
+            return False
+        if kind is LinkKind.HARDLINK:
+            other = os.stat(source)
+            return (stat.st_dev, stat.st_ino) == (other.st_dev, other.st_ino)
+        if expected is None:
+            if stat.st_size != os.stat(source).st_size:
+                return False
+            return _hash_file(vault, path) == oid
+        data = expected()
+        if stat.st_size != len(data):
+            return False
+        with open(path, "rb") as handle:
+            return handle.read(len(data) + 1) == data
+    except (OSError, MjvaultError):  # unreadable, or the object itself is: not the view's
+        return False
+
+
+def _reader(vault: Vault, oid: str) -> Callable[[], bytes]:
+    return lambda: vault.read_object(oid)
+
+
+def _hash_file(vault: Vault, path: os.PathLike[str] | str) -> str:
+    hasher = vault.store.hasher()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            hasher.update(chunk)
+    return hasher.hexdigest()
 
 
 def _check_file(
@@ -80,8 +176,4 @@ def _check_file(
         stat = os.stat(path)
         unchanged = stat.st_size == record.size and stat.st_mtime_ns == record.mtime_ns
         return None if unchanged else "changed"
-    hasher = vault.store.hasher()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            hasher.update(chunk)
-    return None if hasher.hexdigest() == record.oid else "differs"
+    return None if _hash_file(vault, path) == record.oid else "differs"

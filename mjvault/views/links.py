@@ -23,10 +23,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 
@@ -35,6 +36,8 @@ from mjvault.errors import MjvaultError, UsageError
 # linux/fs.h: _IOW(0x94, 9, int). Python's fcntl only names it from 3.12 on.
 FICLONE = 0x40049409
 TEMP_PREFIX = ".mjvault-tmp-"
+# Exactly the names _temp_name makes: a sweep never takes a file of the user's for one.
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"[0-9a-f]{16}\Z")
 # errno values meaning "this file system (pair) cannot clone"; anything else is a real error.
 _NO_CLONE = {
     errno.EOPNOTSUPP,
@@ -177,6 +180,24 @@ def _create(
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def temp_files(root: Path) -> Iterator[Path]:
+    """Temp files a killed checkout left under ``root`` (never a directory, never followed)."""
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            if _TEMP_NAME.match(name):
+                yield Path(folder, name)
+
+
+def remove_temp_files(root: Path) -> int:
+    """Remove what :func:`temp_files` finds; the caller holds the views' lock."""
+    removed = 0
+    for path in list(temp_files(root)):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+    return removed
 
 
 def _clone_or_copy(source: Path, dest: Path) -> LinkKind:

@@ -13,9 +13,13 @@ Safety rules, in order of importance:
   symlink to the same object, or a file of the same size and modification time); anything
   else at that path is the user's and is left alone and reported;
 * a file is never created over something that exists: that image is reported as a conflict
-  and retried at every refresh until the way is clear;
-* the state is saved every few thousand operations and on interruption, still naming the
-  old tree, so a killed refresh resumes and finds the work already done as unchanged.
+  and retried at every refresh until the way is clear — unless the file is exactly what the
+  view would put there (a link to the same object, a copy with the same bytes): a run killed
+  before it could record its files made it, and it is adopted;
+* the state is saved every few seconds and on interruption, still naming the old tree, so a
+  killed refresh resumes and finds the work already done as unchanged; it is marked
+  unfinished before the first file is touched, so a rerun (and ``verify --views``) knows to
+  look for unrecorded files and temp files.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from mjvault.model import Job, MediaRef
 from mjvault.snapshots import Snapshot
 from mjvault.store.codec import MAGIC_ENCRYPTED, MAGIC_FRAMED, media_kind
 from mjvault.tree import JobEntry
+from mjvault.views import modes
+from mjvault.views.check import is_exactly
 from mjvault.views.links import (
     LinkKind,
     NameTaken,
@@ -43,6 +49,7 @@ from mjvault.views.links import (
     place_hardlink,
     place_symlink,
     prune_empty_dirs,
+    remove_temp_files,
 )
 from mjvault.views.paths import fold, resolve_collisions, safe_relpath
 from mjvault.views.registry import FileRecord, View, ViewDefinition, ViewRegistry
@@ -83,6 +90,7 @@ class RefreshReport:
     skipped: int = 0
     conflicts: int = 0
     kept: int = 0
+    adopted: int = 0  # files an interrupted run made and could not record, taken as the view's
     conflict_paths: list[str] = field(default_factory=list)
     kept_paths: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -128,6 +136,7 @@ class _Reconciler:
         self.template = Template.parse(definition.template)
         self.root = definition.directory
         self.kind = LinkKind.COPY if vault.encrypted else definition.link
+        self.private = definition.is_private(vault.encrypted)
         self.root_str = os.fspath(self.root)
         self.objects_root = os.fspath(vault.path.resolve())
         self.vault_prefix = os.fspath(vault.path) + os.sep
@@ -460,7 +469,8 @@ class _Reconciler:
                 self._set_record(key, None)
             self.report.added -= 1
             if isinstance(error, NameTaken | FileExistsError | NotADirectoryError):
-                self._block(key, relpath, want)
+                if not self._adopt(key, relpath, want):
+                    self._block(key, relpath, want)
             else:
                 raise error
 
@@ -560,13 +570,8 @@ class _Reconciler:
         if kind is LinkKind.HARDLINK:
             place_hardlink(self._source(want.oid), dest, replace=replace)
             used = LinkKind.HARDLINK
-        elif self.view.definition.embed_metadata or not want.raw:
-            data = self.vault.read_object(want.oid)
-            if self.view.definition.embed_metadata:
-                from mjvault.views.embed import embed_metadata
-
-                data = embed_metadata(data, want.job)
-            used = place_bytes(data, Path(dest), replace=replace)
+        elif self._decoded(want):
+            used = place_bytes(self._copy_bytes(want), Path(dest), replace=replace)
         else:
             used = place_file(Path(self._source(want.oid)), Path(dest), self.kind, replace=replace)
         if used is not self.kind and not self.vault.encrypted:
@@ -578,15 +583,59 @@ class _Reconciler:
         stat = os.lstat(dest)
         return FileRecord(relpath, want.oid, used, None, stat.st_size, stat.st_mtime_ns)
 
+    def _decoded(self, want: _Want) -> bool:
+        """Is the view's file made of bytes other than the object file's own?"""
+        return self.view.definition.embed_metadata or not want.raw
+
+    def _copy_bytes(self, want: _Want) -> bytes:
+        """What a copy holds when it is not the object file's bytes: decoded, maybe embedded."""
+        data = self.vault.read_object(want.oid)
+        if self.view.definition.embed_metadata:
+            from mjvault.views.embed import embed_metadata
+
+            data = embed_metadata(data, want.job)
+        return data
+
+    def _adopt(self, key: Key, relpath: str, want: _Want) -> bool:
+        """Take the file in the way at ``relpath`` as the view's own, if it is exactly that.
+
+        A run killed after making a file and before saving its state leaves such files; they
+        are what this run would make, so recording them is safe, and anything else (a file of
+        the user's, an image that differs by one byte) is still left alone and reported.
+        """
+        dest = os.path.join(self.root_str, relpath)
+        kind = self._kind_for(want)
+        expected: Callable[[], bytes] | None = None
+        if kind in (LinkKind.COPY, LinkKind.REFLINK) and self._decoded(want):
+            expected = lambda: self._copy_bytes(want)  # noqa: E731 - made only when needed
+        if not is_exactly(self.vault, dest, kind, self._source(want.oid), want.oid, expected):
+            return False
+        if kind is LinkKind.SYMLINK:
+            record = FileRecord(relpath, want.oid, kind)
+        else:
+            if self.private and kind is not LinkKind.HARDLINK:
+                modes.protect_file(Path(dest))  # made by an older version, before modes
+            stat = os.lstat(dest)
+            made = LinkKind.COPY if kind is LinkKind.REFLINK else kind  # shared extents or not
+            record = FileRecord(relpath, want.oid, made, None, stat.st_size, stat.st_mtime_ns)
+        record = _with_plain(record, relpath, want.plain)
+        self._set_record(key, record)
+        self._claim(key, record)
+        self.report.adopted += 1
+        self.ops_since_save += 1
+        return True
+
     def _place(self, key: Key, relpath: str, want: _Want, *, moved: bool = False) -> None:
         try:
             record = self._make(relpath, want, replace=False)
         except (NameTaken, FileExistsError, NotADirectoryError):
-            self._block(key, relpath, want)
+            if not self._adopt(key, relpath, want):
+                self._block(key, relpath, want)
             return
         except OSError as exc:
             if exc.errno in (errno.ENOTDIR, errno.EEXIST):
-                self._block(key, relpath, want)
+                if not self._adopt(key, relpath, want):
+                    self._block(key, relpath, want)
                 return
             raise
         except MjvaultError as exc:
@@ -607,6 +656,8 @@ class _Reconciler:
     def _replace(self, key: Key, record: FileRecord, want: _Want) -> None:
         path = self.root / record.path
         if os.path.lexists(path) and not self._is_ours(path, record):
+            if self._adopt(key, record.path, want):
+                return  # a killed run replaced it already
             self._forget(key, record, kept=path)
             self._place(key, record.path, want)
             return
@@ -784,18 +835,35 @@ def refresh_view(
     vault_moved = view.vault_path is not None and view.vault_path != vault_path
     old_tree_gone = view.tree is not None and not vault.store.exists(view.tree)
     full = view.fingerprint != fingerprint or vault_moved or old_tree_gone
-    if not full and view.tree == new_tree and not view.blocked:
+    private = definition.is_private(vault.encrypted)
+    if vault.encrypted:
+        report.note(_plaintext_note(definition.directory, private))
+    if private:
+        modes.protect_root(definition.directory)
+    modes_changed = view.private_files != private
+    if modes_changed:
+        # Files made before the setting changed (or by a version without it) follow it now.
+        modes.apply(
+            definition.directory, ((r.path, r.kind) for _, _, r in view.iter_files()), private
+        )
+        view.private_files = private
+    if not full and view.tree == new_tree and not view.blocked and not view.unfinished:
+        if modes_changed:
+            registry.save(view)
         report.mode = "up-to-date"
         report.unchanged = view.file_count()
         return report
     report.mode = "full" if full else "incremental"
     if full and on_total is not None and snapshot is not None:
         on_total(int(snapshot.stats.get("jobs", 0)))  # a full pass visits every job once
-    if vault.encrypted:
-        report.note(
-            "this vault is encrypted: links would show ciphertext, so the view holds "
-            f"decrypted copies (unencrypted on disk in {definition.directory})"
-        )
+    interrupted = view.unfinished
+    view.unfinished = True
+    registry.save(view)  # before the first file is touched: a kill from here on is known
+    if interrupted or full or view.blocked:
+        # A killed run's temp files: only ours (exact names), and we hold the views' lock.
+        swept = remove_temp_files(definition.directory)
+        if swept:
+            report.note(f"removed {swept} temporary files left by an interrupted checkout")
     before = view.file_count()
     reconciler = _Reconciler(
         vault,
@@ -811,10 +879,12 @@ def refresh_view(
         _all_jobs(vault, view, snapshot) if full else _changed_jobs(vault, view, snapshot, new_tree)
     )
     try:
-        reconciler.run(changes)
+        with modes.creating(private):
+            reconciler.run(changes)
     except BaseException:
         registry.save(view)  # what is done stays known; the old tree makes the next run redo
         raise
+    view.unfinished = False
     view.fingerprint = fingerprint
     view.tree = new_tree
     view.snapshot_id = snapshot.id if snapshot else None
@@ -822,6 +892,15 @@ def refresh_view(
     registry.save(view)
     report.unchanged = max(0, before - report.removed - report.updated)
     return report
+
+
+def _plaintext_note(directory: Path, private: bool) -> str:
+    readers = (
+        "readable by you alone (files 0600, folders 0700)"
+        if private
+        else "readable as your umask allows (--no-private)"
+    )
+    return f"{directory} is plaintext: decrypted copies of this encrypted vault's images, {readers}"
 
 
 def _all_jobs(
@@ -921,7 +1000,9 @@ class ViewsReport:
     errors: dict[str, str] = field(default_factory=dict)
 
     def totals(self) -> dict[str, int]:
-        names = ("added", "removed", "updated", "unchanged", "skipped", "conflicts", "kept")
+        names = (
+            "added", "removed", "updated", "unchanged", "skipped", "conflicts", "kept", "adopted"
+        )  # fmt: skip
         return {n: sum(getattr(r, n) for r in self.views) for n in names}
 
     def to_json(self) -> dict[str, Any]:

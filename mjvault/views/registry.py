@@ -97,10 +97,13 @@ class ViewDefinition:
     snapshot: str | None = None  # a pinned snapshot id; None follows HEAD
     auto_refresh: bool = True
     embed_metadata: bool = False
+    # Files 0600 and directories 0700; None: so in an encrypted vault (its views are plaintext).
+    private: bool | None = None
 
     def fingerprint(self) -> str:
         """Changes whenever a change of definition means every file must be re-rendered."""
         doc = self.to_json() | {"auto_refresh": None, "name": None}
+        del doc["private"]  # modes change in place; and views made before it keep their hash
         return hashlib.blake2b(json.dumps(doc, sort_keys=True).encode(), digest_size=16).hexdigest()
 
     def to_json(self) -> dict[str, Any]:
@@ -113,6 +116,7 @@ class ViewDefinition:
             "snapshot": self.snapshot,
             "auto_refresh": self.auto_refresh,
             "embed_metadata": self.embed_metadata,
+            "private": self.private,
         }
 
     @classmethod
@@ -126,7 +130,11 @@ class ViewDefinition:
             snapshot=doc.get("snapshot"),
             auto_refresh=bool(doc.get("auto_refresh", True)),
             embed_metadata=bool(doc.get("embed_metadata", False)),
+            private=None if doc.get("private") is None else bool(doc["private"]),
         )
+
+    def is_private(self, encrypted: bool) -> bool:
+        return self.private if self.private is not None else encrypted
 
 
 @dataclass
@@ -140,6 +148,10 @@ class View:
     vault_path: str | None = None
     blocked: JobFiles = field(default_factory=dict)  # wanted, but something else is there
     refreshed: str | None = None
+    # A refresh began and has not finished: files may exist that the list does not name yet
+    # (and temp files). Saved before the first file is touched, cleared by the last save.
+    unfinished: bool = False
+    private_files: bool = False  # the files were made owner-only (see ViewDefinition.private)
     # The file list is decoded on first use: `checkout --list` and an up-to-date refresh of
     # a 100k-file view need only the header.
     _files: JobFiles | None = field(default=None, repr=False)
@@ -201,10 +213,21 @@ class View:
             "snapshot_id": self.snapshot_id,
             "vault_path": self.vault_path,
             "file_count": self.file_count(),
-            "files": msgpack.packb(_files_to_columns(self.files)),
+            "files": self._packed_files(),
             "blocked": [r.pack(j, i) for j, imgs in self.blocked.items() for i, r in imgs.items()],
             "refreshed": self.refreshed,
+            "unfinished": self.unfinished,
+            "private_files": self.private_files,
         }
+
+    def _packed_files(self) -> bytes:
+        # Not decoded yet: the stored bytes are the list (saving the "unfinished" mark at the
+        # start of a refresh then costs no packing of 100k rows).
+        blob = self._files_blob
+        if self._files is None and blob is not None and self._files_version == STATE_VERSION:
+            return blob
+        packed: bytes = msgpack.packb(_files_to_columns(self.files))
+        return packed
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> View:
@@ -217,6 +240,8 @@ class View:
             snapshot_id=doc.get("snapshot_id"),
             vault_path=doc.get("vault_path"),
             refreshed=doc.get("refreshed"),
+            unfinished=bool(doc.get("unfinished", False)),
+            private_files=bool(doc.get("private_files", False)),
         )
         files = doc.get("files")
         if files is not None and not isinstance(files, bytes):
