@@ -81,6 +81,7 @@ class WriteLock:
         self.command = command or " ".join(os.path.basename(a) for a in sys.argv[:2])
         self._fd: int | None = None
         self.stale_holder: dict[str, object] | None = None
+        self.note_error: str | None = None  # why the note could not be written, if it could not
 
     def acquire(self) -> WriteLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -104,10 +105,24 @@ class WriteLock:
             "time": time.time(),
             "command": self.command,
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(note).encode("utf-8"), 0)
         self._fd = fd
+        self._write_note(fd, note)
         return self
+
+    def _write_note(self, fd: int, note: dict[str, object]) -> None:
+        """Leave a note for error messages; without one the lock holds all the same.
+
+        The flock is what excludes other writers; the note is only information. On a full
+        disk the note cannot be written, and refusing to start then would also stop `gc`,
+        the command that frees space. Truncating first needs no space and drops the last
+        holder's note, so an old note never names the wrong process.
+        """
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(note).encode("utf-8"), 0)
+        except OSError as exc:
+            self.note_error = f"{exc.strerror or exc}: {self.path}"
+            log.debug("the lock note was not written (%s); the lock is held", self.note_error)
 
     def _is_ours(self, holder: dict[str, object]) -> bool:
         return holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()

@@ -326,7 +326,11 @@ class Vault:
 
     def rebuild_index(self, progress: ProgressCallback | None = None) -> int:
         """``mjvault index rebuild``: recreate the index from the objects alone."""
+        from mjvault.store.tempfiles import remove_stale_temp_files
+
         with self.write_lock():
+            # On a full disk, what dead writers left may be the space the new index needs.
+            remove_stale_temp_files(self.path)
             if self._index is not None:
                 self._index.close()
                 self._index = None

@@ -6,6 +6,7 @@ objects, so a missing, stale or damaged index is rebuilt, never trusted over the
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import threading
@@ -32,6 +33,7 @@ INDEX_FORMAT = b"2"
 MAP_SIZE = 1 << 36  # address space only: LMDB files are sparse and grow as needed
 SEP = b"\x00"
 MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
+NEW_ENV_ROOM = 256 << 10  # free bytes a new environment needs: its lock file and first pages
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,26 @@ _DAMAGE = (
     lmdb.BadChecksumError,
 )
 
+
+def _disk_full(path: Path) -> OSError:
+    """LMDB's ENOSPC names no file; the CLI shows an OSError as "<reason>: <path>"."""
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
+
+
+def _check_room_for_new_environment(path: Path) -> None:
+    """Refuse to create an environment on a (nearly) full disk, with the usual message.
+
+    LMDB creates ``lock.mdb`` sparse and writes to it through a shared mapping: on a disk
+    with no room for those pages the kernel kills the process (SIGBUS) instead of failing
+    the write. An existing environment's lock pages are already allocated.
+    """
+    if (path / "lock.mdb").exists():
+        return
+    stat = os.statvfs(path)
+    if stat.f_bavail * stat.f_frsize < NEW_ENV_ROOM:
+        raise _disk_full(path)
+
+
 # LMDB allows one environment per file per process; vaults opened twice share it.
 _OPEN_ENVS: dict[str, tuple[lmdb.Environment, dict[bytes, Any], int]] = {}
 _ENVS_LOCK = threading.Lock()
@@ -162,6 +184,7 @@ class Index:
             shared = _OPEN_ENVS.get(self._key)
             if shared is None:
                 path.mkdir(mode=0o700, exist_ok=True)
+                _check_room_for_new_environment(path)
                 try:
                     env = lmdb.open(
                         str(path),
@@ -176,6 +199,8 @@ class Index:
                     dbs = {name: env.open_db(name, create=True) for name in TABLES}
                 except _DAMAGE as exc:
                     raise IndexDamaged(f"the index at {path} is damaged: {exc}") from None
+                except lmdb.DiskError:
+                    raise _disk_full(path) from None
                 except lmdb.Error as exc:  # busy, read-only, permissions: not ours to delete
                     raise IntegrityError(f"the index at {path} cannot be opened: {exc}") from None
                 shared = (env, dbs, 0)
@@ -226,6 +251,8 @@ class Index:
                     txn.delete(b"tree", db=meta)
                 else:
                     txn.put(b"tree", tree.encode("ascii"), db=meta)
+        except lmdb.DiskError:
+            raise _disk_full(self.path) from None
         except lmdb.Error as exc:  # the transaction was aborted: the index is as it was
             raise IntegrityError(f"the index refused an update: {exc}") from None
 
@@ -234,9 +261,12 @@ class Index:
         self.apply((), None)
 
     def clear(self) -> None:
-        with self.env.begin(write=True) as txn:
-            for name in TABLES:
-                txn.drop(self.db[name], delete=False)
+        try:
+            with self.env.begin(write=True) as txn:
+                for name in TABLES:
+                    txn.drop(self.db[name], delete=False)
+        except lmdb.DiskError:
+            raise _disk_full(self.path) from None
 
     def _remove(self, txn: lmdb.Transaction, job_id: str, deltas: Counter[bytes]) -> None:
         jid = job_id.encode("utf-8")
