@@ -35,7 +35,7 @@ from mjvault.index.db import IndexDamaged
 from mjvault.lock import WriteLock
 from mjvault.model import Job, job_from_json
 from mjvault.records import decode_record
-from mjvault.snapshots import Refs, Snapshot, decode_manifest
+from mjvault.snapshots import HeadDamaged, Refs, Snapshot, decode_manifest
 from mjvault.store.crypto import (
     KdfParams,
     VaultKeys,
@@ -205,7 +205,13 @@ class Vault:
     # -- snapshots -------------------------------------------------------------------------
     def head(self) -> Snapshot | None:
         head = self.refs.head()
-        return self.snapshot(head) if head else None
+        if head is None:
+            return None
+        try:
+            return decode_manifest(head, self.store.read(head))
+        except (ObjectNotFound, IntegrityError) as exc:
+            # A damaged manifest (CorruptObject) is an object to refetch; this is the ref's.
+            raise HeadDamaged(f"names snapshot {head[:12]}, which cannot be read: {exc}") from None
 
     def snapshot(self, ref: str) -> Snapshot:
         snapshot_id = self.refs.resolve(ref)
