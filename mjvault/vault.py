@@ -280,14 +280,25 @@ class Vault:
     # -- index -----------------------------------------------------------------------------
     def _open_index(self) -> Index:
         if self._index is None:
+            index: Index | None = None
             try:
-                self._index = Index(self.path / "index")
+                index = Index(self.path / "index")
+                index.probe()
             except IndexDamaged as exc:
                 # The index is only a cache: a damaged one is discarded and rebuilt from objects.
                 # Other failures (a busy reader table, a read-only disk) are reported instead.
-                log.warning("%s; discarding it, it will be rebuilt", exc)
+                log.warning("%s; discarding it, it will be rebuilt", exc.message)
+                if index is not None:
+                    index.close()
                 shutil.rmtree(self.path / "index", ignore_errors=True)
-                self._index = Index(self.path / "index")
+                try:
+                    index = Index(self.path / "index")
+                except IndexDamaged as again:
+                    raise IntegrityError(
+                        f"the index at {self.path / 'index'} cannot be created: {again.message} "
+                        "(even a new, empty one fails: the cause is this machine, not the file)"
+                    ) from None
+            self._index = index
         return self._index
 
     @property
