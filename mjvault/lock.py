@@ -9,6 +9,7 @@ process is provably gone (same host, pid not running).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -24,24 +25,54 @@ from mjvault.errors import VaultLocked
 log = logging.getLogger(__name__)
 
 
+MAX_NOTE_BYTES = 4096  # a note is about 120 bytes; anything longer was not written by a lock
+_FIELD_CHARS = 80  # of a host or command shown in a message
+
+
 def read_holder(path: Path) -> dict[str, object] | None:
+    """The holder a note names, or None when there is no note or it is not one.
+
+    Any content at all may be found here (a hand edit, a damaged disk, a note of another
+    tool): only a JSON object of bounded size counts; everything else is no holder.
+    """
     try:
-        text = path.read_text("utf-8").strip()
-        return json.loads(text) if text else None
-    except (OSError, ValueError):
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_NOTE_BYTES + 1)
+    except OSError:
         return None
+    return parse_note(data)
+
+
+def parse_note(data: bytes) -> dict[str, object] | None:
+    if len(data) > MAX_NOTE_BYTES or not data.strip():
+        return None
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _shown(value: object) -> str:
+    """A note's field as one short printable line, whatever its type."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return "?"
+    text = "".join(c if c.isprintable() else "?" for c in str(value)[:_FIELD_CHARS])
+    return text or "?"
 
 
 def describe_holder(holder: dict[str, object] | None) -> str:
     if not holder:
         return "another process"
     started = holder.get("time")
-    when = (
-        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(started)))
-        if isinstance(started, (int, float))
-        else "?"
+    when = "?"
+    if isinstance(started, (int, float)):
+        with contextlib.suppress(ValueError, OverflowError, OSError):  # nan, 1e300, …
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+    return (
+        f"pid {_shown(holder.get('pid'))} on {_shown(holder.get('host'))} "
+        f"({_shown(holder.get('command', '?'))}, since {when})"
     )
-    return f"pid {holder.get('pid')} on {holder.get('host')} ({holder.get('command', '?')}, since {when})"
 
 
 class WriteLock:
@@ -50,6 +81,7 @@ class WriteLock:
         self.command = command or " ".join(os.path.basename(a) for a in sys.argv[:2])
         self._fd: int | None = None
         self.stale_holder: dict[str, object] | None = None
+        self.note_error: str | None = None  # why the note could not be written, if it could not
 
     def acquire(self) -> WriteLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -73,10 +105,24 @@ class WriteLock:
             "time": time.time(),
             "command": self.command,
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(note).encode("utf-8"), 0)
         self._fd = fd
+        self._write_note(fd, note)
         return self
+
+    def _write_note(self, fd: int, note: dict[str, object]) -> None:
+        """Leave a note for error messages; without one the lock holds all the same.
+
+        The flock is what excludes other writers; the note is only information. On a full
+        disk the note cannot be written, and refusing to start then would also stop `gc`,
+        the command that frees space. Truncating first needs no space and drops the last
+        holder's note, so an old note never names the wrong process.
+        """
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(note).encode("utf-8"), 0)
+        except OSError as exc:
+            self.note_error = f"{exc.strerror or exc}: {self.path}"
+            log.debug("the lock note was not written (%s); the lock is held", self.note_error)
 
     def _is_ours(self, holder: dict[str, object]) -> bool:
         return holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()
@@ -106,25 +152,31 @@ class WriteLock:
 def break_lock(vault_root: Path) -> dict[str, object] | None:
     """``mjvault unlock``: clear the note of a holder that is gone. Refuses while one holds it.
 
+    Returns the holder the note named, ``{}`` for a note that named none (unreadable), or
+    None when there was no note at all.
+
     The file is never unlinked: a writer that holds the flock on it (or is about to) would keep
     a lock on a deleted inode while the next writer locks a new file, and two would run. The
     note is cleared under the flock instead, which also proves nobody holds it.
     """
     path = vault_root / "lock"
-    holder = read_holder(path)
-    if holder is None:
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
         return None
-    fd = os.open(path, os.O_RDWR)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise VaultLocked(
-                f"the lock is held by a running process: {describe_holder(holder)}",
+                f"the lock is held by a running process: {describe_holder(read_holder(path))}",
                 hint="stop that process first",
             ) from None
+        data = os.pread(fd, MAX_NOTE_BYTES + 1, 0)
+        if not data:
+            return None
         os.ftruncate(fd, 0)
         fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
-    return holder
+    return parse_note(data) or {}

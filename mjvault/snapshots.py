@@ -20,6 +20,15 @@ from mjvault.store.fsutil import atomic_write, fsync_dir
 from mjvault.store.objects import is_object_id
 
 MANIFEST_VERSION = 1
+HEAD_MAX_BYTES = 256  # an id and a newline; anything longer is damage, and never read whole
+REPAIR_HEAD_HINT = "run `mjvault verify --repair` to restore it from refs/snapshots/"
+
+
+class HeadDamaged(IntegrityError):
+    """``refs/HEAD`` does not name a readable snapshot; the markers still tell which exist."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"refs/HEAD {problem}", hint=REPAIR_HEAD_HINT)
 
 
 @dataclass(frozen=True)
@@ -108,16 +117,26 @@ class Refs:
         self.snapshots_dir = self.dir / "snapshots"
 
     def head(self) -> str | None:
+        """HEAD's snapshot id; None only in a vault without snapshots. Raises HeadDamaged."""
         try:
-            text = (self.dir / "HEAD").read_text("ascii").strip()
+            with open(self.dir / "HEAD", "rb") as handle:
+                data = handle.read(HEAD_MAX_BYTES + 1)
         except FileNotFoundError:
+            # Before the first snapshot; or a writer was killed between publishing its first
+            # marker and HEAD, and its checkpoint lets the next one finish (verify --repair
+            # also restores it).
             return None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise IntegrityError(f"refs/HEAD is unreadable: {exc}") from None
-        if not text:
+        except OSError as exc:
+            raise HeadDamaged(f"is unreadable: {exc.strerror or exc}") from None
+        if not data.strip():
+            # No writer leaves an empty HEAD (it is replaced atomically). Read as "no snapshot",
+            # the vault would look empty and the next sync would drop every job from HEAD.
+            if self.snapshot_ids():
+                raise HeadDamaged("is empty, though refs/snapshots/ lists snapshots")
             return None
-        if not is_object_id(text):
-            raise IntegrityError("refs/HEAD does not hold a snapshot id")
+        text = data.decode("ascii", errors="replace").strip()
+        if len(data) > HEAD_MAX_BYTES or not is_object_id(text):
+            raise HeadDamaged("does not hold a snapshot id")
         return text
 
     def set_head(self, snapshot_id: str) -> None:

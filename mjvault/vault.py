@@ -35,7 +35,7 @@ from mjvault.index.db import IndexDamaged
 from mjvault.lock import WriteLock
 from mjvault.model import Job, job_from_json
 from mjvault.records import decode_record
-from mjvault.snapshots import Refs, Snapshot, decode_manifest
+from mjvault.snapshots import HeadDamaged, Refs, Snapshot, decode_manifest
 from mjvault.store.crypto import (
     KdfParams,
     VaultKeys,
@@ -205,7 +205,13 @@ class Vault:
     # -- snapshots -------------------------------------------------------------------------
     def head(self) -> Snapshot | None:
         head = self.refs.head()
-        return self.snapshot(head) if head else None
+        if head is None:
+            return None
+        try:
+            return decode_manifest(head, self.store.read(head))
+        except (ObjectNotFound, IntegrityError) as exc:
+            # A damaged manifest (CorruptObject) is an object to refetch; this is the ref's.
+            raise HeadDamaged(f"names snapshot {head[:12]}, which cannot be read: {exc}") from None
 
     def snapshot(self, ref: str) -> Snapshot:
         snapshot_id = self.refs.resolve(ref)
@@ -274,14 +280,25 @@ class Vault:
     # -- index -----------------------------------------------------------------------------
     def _open_index(self) -> Index:
         if self._index is None:
+            index: Index | None = None
             try:
-                self._index = Index(self.path / "index")
+                index = Index(self.path / "index")
+                index.probe()
             except IndexDamaged as exc:
                 # The index is only a cache: a damaged one is discarded and rebuilt from objects.
                 # Other failures (a busy reader table, a read-only disk) are reported instead.
-                log.warning("%s; discarding it, it will be rebuilt", exc)
+                log.warning("%s; discarding it, it will be rebuilt", exc.message)
+                if index is not None:
+                    index.close()
                 shutil.rmtree(self.path / "index", ignore_errors=True)
-                self._index = Index(self.path / "index")
+                try:
+                    index = Index(self.path / "index")
+                except IndexDamaged as again:
+                    raise IntegrityError(
+                        f"the index at {self.path / 'index'} cannot be created: {again.message} "
+                        "(even a new, empty one fails: the cause is this machine, not the file)"
+                    ) from None
+            self._index = index
         return self._index
 
     @property
@@ -326,7 +343,11 @@ class Vault:
 
     def rebuild_index(self, progress: ProgressCallback | None = None) -> int:
         """``mjvault index rebuild``: recreate the index from the objects alone."""
+        from mjvault.store.tempfiles import remove_stale_temp_files
+
         with self.write_lock():
+            # On a full disk, what dead writers left may be the space the new index needs.
+            remove_stale_temp_files(self.path)
             if self._index is not None:
                 self._index.close()
                 self._index = None

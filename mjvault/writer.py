@@ -146,13 +146,9 @@ class ArchiveWriter:
 
     def _remove_stale_temp_files(self) -> int:
         """Temp files of a writer that died: only writers make them, and we hold the lock."""
-        removed = 0
-        tmp_dir = self.vault.store.tmp_dir
-        for name in os.listdir(tmp_dir) if tmp_dir.is_dir() else ():
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_dir / name)
-                removed += 1
-        return removed
+        from mjvault.store.tempfiles import remove_stale_temp_files
+
+        return remove_stale_temp_files(self.vault.path).files
 
     @property
     def _checkpoint_path(self) -> Path:

@@ -66,6 +66,13 @@ def gc_command(app: AppContext, dry_run: bool, grace: str, wait: bool) -> None:
             + (", unfinished sync protected" if report.checkpoint_protected else "")
         )
         click.echo(f"{verb} {report.removed} objects, {report.removed_bytes / 1e6:.1f} MB")
+        if report.temp_files_removed:
+            click.echo(
+                f"{verb} {report.temp_files_removed} temp files of writers that died, "
+                f"{report.temp_bytes_removed / 1e6:.1f} MB"
+            )
+        for note in report.notes:
+            click.echo(f"note: {note}")
         if report.kept_young:
             click.echo(
                 f"kept {report.kept_young} unreferenced objects younger than the grace period "

@@ -18,8 +18,9 @@ from mjvault.store.objects import is_object_id
 def log_command(app: AppContext, limit: int | None) -> None:
     """List snapshots, newest first, with their job and image counts."""
     vault = app.open_vault()
+    current = vault.head()  # a damaged HEAD stops here, pointing at `verify --repair`
+    head = current.id if current else None
     snapshots = vault.snapshots()[:limit] if limit else vault.snapshots()
-    head = vault.refs.head()
 
     def human() -> None:
         if not snapshots:

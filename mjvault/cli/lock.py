@@ -17,8 +17,10 @@ def unlock_command(app: AppContext) -> None:
     app.emit(
         {"removed": holder},
         lambda: click.echo(
-            f"removed the lock of {describe_holder(holder)}"
+            "the vault was not locked"
+            if holder is None
+            else f"removed the lock of {describe_holder(holder)}"
             if holder
-            else "the vault was not locked"
+            else "cleared an unreadable lock note"
         ),
     )

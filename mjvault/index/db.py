@@ -6,6 +6,7 @@ objects, so a missing, stale or damaged index is rebuilt, never trusted over the
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import threading
@@ -32,6 +33,7 @@ INDEX_FORMAT = b"2"
 MAP_SIZE = 1 << 36  # address space only: LMDB files are sparse and grow as needed
 SEP = b"\x00"
 MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
+NEW_ENV_ROOM = 256 << 10  # free bytes a new environment needs: its lock file and first pages
 
 
 @dataclass(frozen=True)
@@ -135,8 +137,14 @@ TABLES = (
 COUNTED = (b"words", b"types", b"params")
 
 
+REBUILD_HINT = "the index is only a cache of the snapshots: rebuild it with `mjvault index rebuild`"
+
+
 class IndexDamaged(IntegrityError):
     """The LMDB files are not a valid environment: safe to discard, it is only a cache."""
+
+    def __init__(self, message: str, *, hint: str | None = REBUILD_HINT) -> None:
+        super().__init__(message, hint=hint)
 
 
 _DAMAGE = (
@@ -148,6 +156,36 @@ _DAMAGE = (
     lmdb.IncompatibleError,
     lmdb.BadChecksumError,
 )
+
+
+# Failures of the surroundings (permissions, a read-only disk, a busy reader table), not of the
+# index's files: deleting the index would not help, and may not be ours to do.
+_ENVIRONMENT = (lmdb.ReadonlyError, lmdb.LockError, lmdb.ReadersFullError, lmdb.TlsFullError)
+
+
+def _reason(exc: lmdb.Error) -> str:
+    """LMDB's words without the path it repeats ("/x/index: Cannot allocate memory")."""
+    return str(exc).rsplit(": ", 1)[-1].strip() or type(exc).__name__
+
+
+def _disk_full(path: Path) -> OSError:
+    """LMDB's ENOSPC names no file; the CLI shows an OSError as "<reason>: <path>"."""
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
+
+
+def _check_room_for_new_environment(path: Path) -> None:
+    """Refuse to create an environment on a (nearly) full disk, with the usual message.
+
+    LMDB creates ``lock.mdb`` sparse and writes to it through a shared mapping: on a disk
+    with no room for those pages the kernel kills the process (SIGBUS) instead of failing
+    the write. An existing environment's lock pages are already allocated.
+    """
+    if (path / "lock.mdb").exists():
+        return
+    stat = os.statvfs(path)
+    if stat.f_bavail * stat.f_frsize < NEW_ENV_ROOM:
+        raise _disk_full(path)
+
 
 # LMDB allows one environment per file per process; vaults opened twice share it.
 _OPEN_ENVS: dict[str, tuple[lmdb.Environment, dict[bytes, Any], int]] = {}
@@ -162,6 +200,7 @@ class Index:
             shared = _OPEN_ENVS.get(self._key)
             if shared is None:
                 path.mkdir(mode=0o700, exist_ok=True)
+                _check_room_for_new_environment(path)
                 try:
                     env = lmdb.open(
                         str(path),
@@ -175,9 +214,18 @@ class Index:
                     )
                     dbs = {name: env.open_db(name, create=True) for name in TABLES}
                 except _DAMAGE as exc:
-                    raise IndexDamaged(f"the index at {path} is damaged: {exc}") from None
-                except lmdb.Error as exc:  # busy, read-only, permissions: not ours to delete
+                    raise IndexDamaged(f"the index at {path} is damaged: {_reason(exc)}") from None
+                except lmdb.DiskError:
+                    raise _disk_full(path) from None
+                except _ENVIRONMENT as exc:  # busy, read-only, permissions: not ours to delete
                     raise IntegrityError(f"the index at {path} cannot be opened: {exc}") from None
+                except lmdb.Error as exc:
+                    # A damaged header makes LMDB map far past the file ("Cannot allocate
+                    # memory"), resize, or refuse a format; discarding it shows whether a new,
+                    # empty index opens (the cause was the file) or fails alike (the machine).
+                    raise IndexDamaged(
+                        f"the index at {path} is damaged: LMDB cannot open it ({_reason(exc)})"
+                    ) from None
                 shared = (env, dbs, 0)
             env, dbs, users = shared
             _OPEN_ENVS[self._key] = (env, dbs, users + 1)
@@ -197,16 +245,39 @@ class Index:
             else:
                 _OPEN_ENVS[self._key] = (env, dbs, users - 1)
 
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """LMDB's errors in one line that says what they mean here: a damaged cache."""
+        try:
+            yield
+        except lmdb.DiskError:
+            raise _disk_full(self.path) from None
+        except _ENVIRONMENT:
+            raise
+        except lmdb.Error as exc:
+            raise IndexDamaged(f"the index at {self.path} is damaged: {_reason(exc)}") from None
+
+    def probe(self) -> None:
+        """Open every table and read its ends: most damage shows here, before a command
+        relies on the index, so the command can discard and rebuild it instead of failing."""
+        with self._reading(), self.env.begin() as txn:
+            for name in TABLES:
+                db = self.db[name]
+                txn.stat(db)
+                cursor = txn.cursor(db=db)
+                cursor.first()
+                cursor.last()
+
     # -- state -----------------------------------------------------------------------------
     def indexed_tree(self) -> str | None:
-        with self.env.begin(db=self.db[b"meta"]) as txn:
+        with self._reading(), self.env.begin(db=self.db[b"meta"]) as txn:
             if txn.get(b"format") not in (None, INDEX_FORMAT):
                 return None
             value = txn.get(b"tree")
         return value.decode("ascii") if value else None
 
     def job_count(self) -> int:
-        with self.env.begin() as txn:
+        with self._reading(), self.env.begin() as txn:
             return int(txn.stat(self.db[b"jobs"])["entries"])
 
     # -- writing ---------------------------------------------------------------------------
@@ -226,17 +297,26 @@ class Index:
                     txn.delete(b"tree", db=meta)
                 else:
                     txn.put(b"tree", tree.encode("ascii"), db=meta)
+        except lmdb.DiskError:
+            raise _disk_full(self.path) from None
+        except _ENVIRONMENT as exc:
+            raise IntegrityError(f"the index at {self.path} refused an update: {exc}") from None
         except lmdb.Error as exc:  # the transaction was aborted: the index is as it was
-            raise IntegrityError(f"the index refused an update: {exc}") from None
+            raise IndexDamaged(
+                f"the index at {self.path} refused an update: {_reason(exc)}"
+            ) from None
 
     def mark_dirty(self) -> None:
         """Forget which tree is indexed, so an interrupted rebuild is never taken as complete."""
         self.apply((), None)
 
     def clear(self) -> None:
-        with self.env.begin(write=True) as txn:
-            for name in TABLES:
-                txn.drop(self.db[name], delete=False)
+        try:
+            with self.env.begin(write=True) as txn:
+                for name in TABLES:
+                    txn.drop(self.db[name], delete=False)
+        except lmdb.DiskError:
+            raise _disk_full(self.path) from None
 
     def _remove(self, txn: lmdb.Transaction, job_id: str, deltas: Counter[bytes]) -> None:
         jid = job_id.encode("utf-8")
@@ -272,7 +352,7 @@ class Index:
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, job_id: str) -> JobSummary | None:
-        with self.env.begin(db=self.db[b"jobs"]) as txn:
+        with self._reading(), self.env.begin(db=self.db[b"jobs"]) as txn:
             data = txn.get(job_id.encode("utf-8"))
         return JobSummary.unpack(job_id, data) if data is not None else None
 
@@ -281,13 +361,13 @@ class Index:
         return JobEntry(job_id, summary.record, summary.images) if summary else None
 
     def iter_summaries(self) -> Iterator[JobSummary]:
-        with self.env.begin(db=self.db[b"jobs"]) as txn:
+        with self._reading(), self.env.begin(db=self.db[b"jobs"]) as txn:
             for key, value in txn.cursor():
                 yield JobSummary.unpack(bytes(key).decode("utf-8"), bytes(value))
 
     def _prefix_ids(self, table: bytes, prefix: bytes) -> set[str]:
         found: set[str] = set()
-        with self.env.begin(db=self.db[table]) as txn:
+        with self._reading(), self.env.begin(db=self.db[table]) as txn:
             cursor = txn.cursor()
             if not cursor.set_range(prefix):
                 return found
@@ -314,7 +394,7 @@ class Index:
         """Job ids by enqueue time, oldest first, within [since, until]."""
         low = _date_key(since) if since else b""
         high = _date_key(until) if until else None
-        with self.env.begin(db=self.db[b"dates"]) as txn:
+        with self._reading(), self.env.begin(db=self.db[b"dates"]) as txn:
             cursor = txn.cursor()
             if not cursor.set_range(low):
                 return
@@ -354,7 +434,7 @@ class Index:
     @contextmanager
     def reader(self) -> Iterator[IndexReader]:
         """One read transaction for a whole query: a consistent view, and no per-call setup."""
-        with self.env.begin() as txn:
+        with self._reading(), self.env.begin() as txn:
             yield IndexReader(txn, self.db)
 
     def stats(self) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """``mjvault gc``: remove objects nothing refers to any more.
 
-Mark, then sweep, both under the vault's write lock:
+Clear, mark, then sweep, all under the vault's write lock:
 
+* **clear** the temp files dead writers left (:mod:`mjvault.store.tempfiles`) before anything
+  else, so that gc runs on a disk that is full;
 * **mark** every object reachable from a snapshot marker, from ``refs/checkpoint`` (an
   unfinished sync's work, which its next run resumes from) and from checkout views
   (:mod:`mjvault.integrity.reachability`);
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from mjvault.errors import UsageError, VaultLocked
 from mjvault.integrity.reachability import mark_reachable
 from mjvault.lock import WriteLock
+from mjvault.store.tempfiles import remove_stale_temp_files
 from mjvault.vault import Vault
 
 DEFAULT_GRACE_SECONDS = 3600.0
@@ -65,9 +68,11 @@ class GcReport:
     removed: int = 0
     removed_bytes: int = 0
     temp_files_removed: int = 0
+    temp_bytes_removed: int = 0
     mark_memory_bytes: int = 0
     seconds: float = 0.0
     removed_ids: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__) | {"seconds": round(self.seconds, 3)}
@@ -106,7 +111,13 @@ def gc(
         raise UsageError("the grace period cannot be negative")
     started = time.monotonic()
     report = GcReport(dry_run=dry_run, grace_seconds=grace_seconds)
-    with acquire_lock(vault, wait, "mjvault gc"):
+    with acquire_lock(vault, wait, "mjvault gc") as lock:
+        if lock.note_error:
+            report.notes.append(f"the lock note was not written ({lock.note_error}); gc went on")
+        # First, and whatever their age: on a full disk they may be the space gc needs, and
+        # holding the lock proves no live writer owns them.
+        temp = remove_stale_temp_files(vault.path, dry_run=dry_run)
+        report.temp_files_removed, report.temp_bytes_removed = temp.files, temp.bytes
         marks, marked = mark_reachable(vault)
         report.snapshots = marked.snapshots
         report.tree_nodes = marked.tree_nodes
@@ -141,8 +152,6 @@ def gc(
             report.removed_bytes += info.st_size
             if len(report.removed_ids) < MAX_LISTED:
                 report.removed_ids.append(object_id)
-        if not dry_run:
-            report.temp_files_removed = _remove_stale_temp_files(vault, cutoff)
     report.seconds = time.monotonic() - started
     return report
 
@@ -151,17 +160,3 @@ def _object_files(vault: Vault) -> Iterator[tuple[str, str]]:
     root = os.fspath(vault.store.objects_dir)
     for object_id in vault.store.iter_ids():
         yield object_id, os.path.join(root, object_id[:2], object_id)
-
-
-def _remove_stale_temp_files(vault: Vault, cutoff: float) -> int:
-    """Temp files of a writer that died (we hold the lock, so no live writer owns any)."""
-    removed = 0
-    tmp_dir = vault.store.tmp_dir
-    if not tmp_dir.is_dir():
-        return 0
-    for entry in os.scandir(tmp_dir):
-        with contextlib.suppress(FileNotFoundError):
-            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime <= cutoff:
-                os.unlink(entry.path)
-                removed += 1
-    return removed

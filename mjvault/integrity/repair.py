@@ -42,7 +42,7 @@ from mjvault.integrity.gc import acquire_lock
 from mjvault.integrity.verify import Problem, VerifyReport, verify
 from mjvault.model import job_from_json
 from mjvault.records import decode_record, encode_record
-from mjvault.snapshots import decode_manifest
+from mjvault.snapshots import HeadDamaged, Snapshot, decode_manifest
 from mjvault.store.codec import MAGIC_ENCRYPTED, MAGIC_FRAMED, media_kind, unframe_plain
 from mjvault.store.objects import WriteBatch
 from mjvault.tree import Inner, Leaf, decode_node
@@ -165,6 +165,7 @@ def repair(
             problems = verify(vault).problems
         report.actions = list(actions.values())
         _relist_head(vault, report)
+        _restore_head(vault, report)
     try:
         vault.rebuild_index()
         report.index_rebuilt = True
@@ -189,6 +190,33 @@ def _relist_head(vault: Vault, report: RepairReport) -> None:
         return
     vault.refs.add_snapshot(head)
     report.notes.append(f"listed snapshot {head[:12]} again: refs/HEAD names it")
+
+
+def _restore_head(vault: Vault, report: RepairReport) -> None:
+    """A HEAD that names no readable snapshot points again at the newest one the markers list
+    (by manifest time): markers are written before HEAD, so none is newer than HEAD was."""
+    try:
+        if vault.head() is not None or not vault.refs.snapshot_ids():
+            return
+        problem = "refs/HEAD is missing"
+    except (HeadDamaged, CorruptObject) as exc:
+        problem = exc.message
+    newest: Snapshot | None = None
+    for snapshot_id in vault.refs.snapshot_ids():
+        try:
+            snapshot = decode_manifest(snapshot_id, vault.store.read(snapshot_id))
+        except MjvaultError:
+            continue
+        if newest is None or snapshot.time > newest.time:
+            newest = snapshot
+    if newest is None:
+        report.notes.append(f"{problem}, and no snapshot in refs/snapshots/ can be read")
+        return
+    vault.refs.set_head(newest.id)
+    report.notes.append(
+        f"restored refs/HEAD to snapshot {newest.short_id} "
+        f"({newest.time.astimezone():%Y-%m-%d %H:%M}), the newest in refs/snapshots/: {problem}"
+    )
 
 
 def _set_aside(vault: Vault, action: RepairAction) -> bool:

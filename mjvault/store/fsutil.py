@@ -7,6 +7,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -16,6 +17,31 @@ _sync_file_range = getattr(_libc, "sync_file_range", None)
 if _sync_file_range is not None:
     _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
 SYNC_FILE_RANGE_WRITE = 2
+# errno values that are always about the file being written, never the one being read.
+WRITE_SIDE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+def naming(exc: OSError, path: str | os.PathLike[str]) -> OSError:
+    """``exc`` naming ``path`` if it names no file, for re-raising.
+
+    write(2), fsync(2) and close(2) name no file, so "No space left on device" would reach the
+    user without saying which disk is full.
+    """
+    if exc.filename is None:
+        exc.filename = os.fspath(path)
+    return exc
+
+
+def blaming_written(exc: OSError, written: str | os.PathLike[str]) -> OSError:
+    """``exc`` of a copy into ``written``, naming it when the error is the destination's.
+
+    A copy's error names its source (shutil.copyfile), which on a full disk blames the file
+    that was only read.
+    """
+    if exc.errno in WRITE_SIDE_ERRNOS:
+        exc.filename, exc.filename2 = os.fspath(written), None
+        return exc
+    return naming(exc, written)
 
 
 def fsync_dir(path: Path) -> None:
@@ -62,6 +88,14 @@ def start_writeback(fd: int) -> None:
         _sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
 
 
+_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
+
+
+def is_temp_name(name: str) -> bool:
+    """Is ``name`` one of :func:`atomic_write`'s temp files (``.<name>.<12 hex>.tmp``)?"""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` so a crash leaves the old file or the new, never a mix."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
@@ -73,9 +107,11 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = 
                 handle.flush()
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise naming(exc, path) from None
         raise
     if durable:
         fsync_dir(path.parent)

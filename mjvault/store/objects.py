@@ -29,7 +29,7 @@ from mjvault.store.codec import (
     unframe_plain,
 )
 from mjvault.store.crypto import VaultKeys
-from mjvault.store.fsutil import start_writeback, sync_filesystem
+from mjvault.store.fsutil import naming, start_writeback, sync_filesystem
 
 OBJECT_ID_LEN = 64
 # Larger media are hashed and written in chunks so memory stays flat for long videos.
@@ -295,19 +295,30 @@ class WriteBatch:
         tmp = self._tmp_path("stream")
         hasher = self.store.hasher()
         size = 0
-        first = True
-        with open(tmp, "wb") as out:
+        framed_head: bytes | None = None
+        with _writing(tmp):
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            # Errors reading ``chunks`` are the source's; only the writes are the vault's.
             for chunk in chunks:
-                if first and not can_store_raw(chunk[:16]):
-                    out.close()
-                    os.unlink(tmp)
-                    rest = b"".join(chunks)
-                    object_id, new = self.put_media(chunk + rest)
-                    return object_id, len(chunk) + len(rest), new
-                first = False
+                if framed_head is None and size == 0 and not can_store_raw(chunk[:16]):
+                    framed_head = chunk
+                    break
                 hasher.update(chunk)
-                out.write(chunk)
+                with _writing(tmp):
+                    _write_all(fd, chunk)
                 size += len(chunk)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        os.close(fd)
+        if framed_head is not None:
+            os.unlink(tmp)
+            rest = b"".join(chunks)
+            object_id, new = self.put_media(framed_head + rest)
+            return object_id, len(framed_head) + len(rest), new
         object_id = hasher.hexdigest()
         if self.has(object_id):
             os.unlink(tmp)
@@ -364,7 +375,7 @@ class WriteBatch:
         except OSError as exc:
             # Sticky: a batch with a missing or partial temp file must never be published.
             if self._failure is None:
-                self._failure = VaultWriteError(f"cannot write to the vault: {exc.strerror or exc}")
+                self._failure = write_failure(exc)
         except Exception as exc:
             if self._failure is None:
                 self._failure = exc
@@ -460,16 +471,38 @@ def _read_to_end(fd: int, size_hint: int) -> bytes:
     return b"".join(parts)
 
 
+def write_failure(exc: OSError, path: Path | None = None) -> VaultWriteError:
+    """One line naming what failed and where (a full disk must say which)."""
+    where = exc.filename or path
+    return VaultWriteError(
+        f"cannot write to the vault: {exc.strerror or exc}" + (f": {where}" if where else "")
+    )
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise write_failure(exc, path) from None
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
 def _write_new_file(path: Path, data: bytes | memoryview) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        _write_all(fd, data)
         # Let the disk start on these bytes now, while the next files are read and hashed,
         # so the batch's syncfs mostly waits for writes already under way.
         start_writeback(fd)
+    except OSError as exc:
+        raise naming(exc, path) from None
     finally:
         os.close(fd)
 
@@ -487,7 +520,10 @@ class MediaSink:
         self.size = 0
         self.head = b""
         self._buffer: bytearray | None = bytearray() if store.keys is not None else None
-        self._file = None if self._buffer is not None else open(path, "wb")  # noqa: SIM115
+        self._file = None
+        if self._buffer is None:
+            with _writing(path):
+                self._file = open(path, "wb")  # noqa: SIM115
 
     def write(self, data: bytes) -> int:
         if len(self.head) < 16:
@@ -498,12 +534,14 @@ class MediaSink:
             self._buffer += data
         else:
             assert self._file is not None
-            self._file.write(data)
+            with _writing(self.path):
+                self._file.write(data)
         return len(data)
 
     def flush(self) -> None:
         if self._file is not None:
-            self._file.flush()
+            with _writing(self.path):
+                self._file.flush()
 
     def read_back(self) -> bytes:
         if self._buffer is not None:
@@ -513,10 +551,12 @@ class MediaSink:
 
     def close(self) -> None:
         if self._file is not None and not self._file.closed:
-            self._file.close()
+            with _writing(self.path):
+                self._file.close()
 
     def discard(self) -> None:
-        self.close()
+        with contextlib.suppress(VaultWriteError):  # the bytes are dropped anyway
+            self.close()
         self._buffer = None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)

@@ -32,6 +32,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from mjvault.errors import MjvaultError, UsageError
+from mjvault.store.fsutil import blaming_written
 
 # linux/fs.h: _IOW(0x94, 9, int). Python's fcntl only names it from 3.12 on.
 FICLONE = 0x40049409
@@ -162,7 +163,10 @@ def _create(
         return
     tmp = _temp_name(dest)
     try:
-        make(tmp)
+        try:
+            make(tmp)
+        except OSError as exc:  # a full view disk is the view's, not the vault's (the source)
+            raise blaming_written(exc, dest) from None
         if replace:
             os.replace(tmp, dest)
             return
