@@ -180,3 +180,15 @@ def test_a_shared_image_gets_one_thumbnail(vault: Vault, tmp_path: Path) -> None
     assert (report.images, report.thumbs_made, report.thumbs_cached) == (12, 1, 11)
     assert len({job[5][0][0] for job in _data(tmp_path / "g")["jobs"]}) == 1
     assert all(job[5][0][0] for job in _data(tmp_path / "g")["jobs"])
+
+
+def test_the_count_names_jobs_without_images(vault: Vault, tmp_path: Path) -> None:
+    _fill(vault)
+    with vault.writer("test") as writer:
+        record = {"id": "job-bare", "full_command": "a fox with no images", "type": "grid"}
+        writer.add_job(json.dumps(record).encode(), [None, None])
+    report = build_gallery(vault, tmp_path / "g")
+    assert (report.jobs, report.jobs_without_images) == (3, 1)
+    done = run_cli("--vault", str(vault.path), "gallery", str(tmp_path / "g2"))
+    assert done.returncode == 0, done.stderr
+    assert b"3 jobs (1 more without images, not shown), 5 images" in done.stdout

@@ -44,7 +44,8 @@ FLUSH_EVERY = 500  # thumbnails staged before they are published (bounds tmp/ an
 @dataclass
 class GalleryReport:
     directory: Path
-    jobs: int = 0
+    jobs: int = 0  # jobs shown (with at least one image)
+    jobs_without_images: int = 0  # matched but not shown: nothing to show
     images: int = 0
     videos: int = 0
     thumbs_made: int = 0
@@ -58,6 +59,7 @@ class GalleryReport:
             "directory": os.fspath(self.directory),
             "index": os.fspath(self.directory / "index.html"),
             "jobs": self.jobs,
+            "jobs_without_images": self.jobs_without_images,
             "images": self.images,
             "videos": self.videos,
             "thumbs_made": self.thumbs_made,
@@ -248,6 +250,7 @@ def _rows(
             cache.save()
             staged = 0
         if not shown:
+            report.jobs_without_images += 1
             continue
         report.jobs += 1
         when = summary.time.astimezone(UTC).isoformat(timespec="seconds") if summary.time else ""
