@@ -307,7 +307,8 @@ def sync(
                 f"interrupted after {report.jobs_new} new jobs; they are kept: "
                 "rerun `mjvault sync` to resume"
             ) from None
-        if isinstance(exc, SourceError):
+        if isinstance(exc, SourceError) and (report.jobs_listed or report.jobs_new):
+            # Only once something came in: before the first page there is nothing to keep.
             exc.message = f"{exc.message} — {report.jobs_new} new jobs fetched before that are kept; rerun `mjvault sync` to resume"
         raise
     except BaseException:
