@@ -378,7 +378,9 @@ def setup(
         wizard.say("Session cookie: not saved. Before syncing: export MIDJOURNEY_SESSION_TOKEN=...")
     if view_report is not None:
         wizard.say(f"Your images: {view_report.directory} (view {view_report.view})")
-    prefix = f"mjvault --profile {profile}" if profile else "mjvault"
+    from mjvault.cli.invocation import program
+
+    prefix = f"{program()} --profile {profile}" if profile else program()
     wizard.say("Next:")
     if storage is TokenStorage.ENV and new_token and not os.environ.get("MIDJOURNEY_SESSION_TOKEN"):
         # The cookie just tested was kept nowhere: a sync run next would have none.
