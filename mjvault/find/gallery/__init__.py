@@ -29,6 +29,7 @@ from mjvault.find.gallery.thumbs import ThumbCache, make_thumbnail
 from mjvault.index.db import JobSummary
 from mjvault.index.query import parse_query
 from mjvault.index.search import search
+from mjvault.jobtypes import TYPE_ALIASES
 from mjvault.params import ALIASES
 from mjvault.store.codec import media_kind
 
@@ -137,6 +138,7 @@ def build_gallery(
                     "layout": "copies" if encrypted else "objects",
                     # Parameter names and aliases, for the page's v:6-style filters.
                     "aliases": ALIASES,
+                    "type_aliases": TYPE_ALIASES,  # type:video is video_diffusion too
                     # Plain vault: image URLs are this prefix + id[:2]/id (relative to DIR).
                     "objects": "" if encrypted else _url(directory, vault.store.objects_dir) + "/",
                 }
