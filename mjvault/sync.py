@@ -32,6 +32,7 @@ from mjvault.concurrency import bounded_map
 from mjvault.errors import CdnRefused, DownloadError, Interrupted, MjvaultError, SourceError
 from mjvault.model import Job, MediaRef, RecordError
 from mjvault.sources.midjourney import ListedJob, MidjourneyClient, stop_after_known
+from mjvault.sources.midjourney.messages import MissingCredentials
 from mjvault.store.fsutil import atomic_write
 from mjvault.store.objects import MediaSink
 from mjvault.vault import Vault
@@ -307,8 +308,8 @@ def sync(
                 f"interrupted after {report.jobs_new} new jobs; they are kept: "
                 "rerun `mjvault sync` to resume"
             ) from None
-        if isinstance(exc, SourceError) and (report.jobs_listed or report.jobs_new):
-            # Only once something came in: before the first page there is nothing to keep.
+        if isinstance(exc, SourceError) and not isinstance(exc, MissingCredentials):
+            # Missing credentials stop the sync before its first request: nothing to keep.
             exc.message = f"{exc.message} — {report.jobs_new} new jobs fetched before that are kept; rerun `mjvault sync` to resume"
         raise
     except BaseException:

@@ -54,7 +54,7 @@ def import_command(app: AppContext, directory: Path) -> None:
         )
         if report.images_missing:
             click.echo(
-                f"{report.images_missing} images missing: the folder has no file for them "
+                f"{report.images_missing} images missing: the folder has no image file for them "
                 "(`mjvault sync` can fetch them from Midjourney)"
             )
         if report.records_repeated:
