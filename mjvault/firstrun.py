@@ -132,6 +132,7 @@ def write_user_settings(values: Mapping[str, Any], *, profile: str | None) -> Pa
 class ConnectionResult:
     ok: bool | None  # None: not tested (--skip-test)
     message: str
+    url: str | None = None  # the API base URL asked, so a person sees which server answered
 
 
 def check_connection(
@@ -144,14 +145,15 @@ def check_connection(
         return ConnectionResult(False, "no session cookie to test")
     # A person is waiting: one retry and a short timeout, not a sync's patience.
     settings = client_settings(loaded, token=token, user_id=user_id, max_retries=1, timeout=15.0)
+    url = settings.web_base
     client = MidjourneyClient(settings)
     try:
         # An AuthStatus (ok, message, …): the client reports refusals rather than raising.
         status = client.check_auth()
     except MjvaultError as err:
-        return ConnectionResult(False, redact(str(err)))
+        return ConnectionResult(False, redact(str(err)), url)
     except Exception as exc:  # a network failure is an answer here, not a crash
-        return ConnectionResult(False, redact(f"{type(exc).__name__}: {exc}"))
+        return ConnectionResult(False, redact(f"{type(exc).__name__}: {exc}"), url)
     finally:
         client.close()
     ok = bool(getattr(status, "ok", False))
@@ -159,7 +161,17 @@ def check_connection(
     if ok:
         generation = getattr(status, "generation", None)
         message = "the session cookie works" + (f" (API {generation})" if generation else "")
-    return ConnectionResult(ok, redact(message or "the API refused the session cookie"))
+    return ConnectionResult(ok, redact(message or "the API refused the session cookie"), url)
+
+
+def has_synced(vault_path: Path) -> bool:
+    """Whether the vault holds a snapshot (a sync or an import ran): a sync is then no "first
+    sync" that takes hours but one of what is new. The markers are plain names in every vault,
+    so no passphrase is needed (docs/FORMAT.md §7)."""
+    try:
+        return any((vault_path / "refs" / "snapshots").iterdir())
+    except OSError:
+        return False
 
 
 # -- the first view ------------------------------------------------------------------------------

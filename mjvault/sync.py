@@ -40,6 +40,7 @@ from mjvault.sources.midjourney import (
     MidjourneyClient,
     stop_after_known,
 )
+from mjvault.sources.midjourney.messages import MissingCredentials
 from mjvault.store.fsutil import atomic_write
 from mjvault.store.objects import MediaSink
 from mjvault.vault import Vault
@@ -347,7 +348,8 @@ def sync(
                 f"interrupted after {report.jobs_new} new jobs; they are kept: "
                 "rerun `mjvault sync` to resume"
             ) from None
-        if isinstance(exc, SourceError):
+        if isinstance(exc, SourceError) and not isinstance(exc, MissingCredentials):
+            # Missing credentials stop the sync before its first request: nothing to keep.
             exc.message = f"{exc.message} — {report.jobs_new} new jobs fetched before that are kept; rerun `mjvault sync` to resume"
         raise
     except BaseException:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from mjvault import Vault
 from mjvault.demo import DEMO_JOBS, run_demo
@@ -46,3 +52,63 @@ def test_run_demo_as_a_library(tmp_path: Path) -> None:
     result = run_demo(tmp_path / "v", jobs=12, seed=3)
     assert result.created and result.jobs_in_vault == 12
     assert all(Path(f).is_file() for sample in result.samples for f in sample.files)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _sandbox(tmp_path: Path) -> dict[str, str]:
+    """A directory laid out like a checkout after the README's set-up (``.venv/bin/mjvault``,
+    ``scripts/``) and a PATH without that venv, as in a new user's shell."""
+    script = Path(sys.prefix) / "bin" / "mjvault"
+    if not script.is_file():
+        pytest.skip("mjvault's console script is not installed in this environment")
+    (tmp_path / ".venv").symlink_to(sys.prefix)
+    (tmp_path / "scripts").symlink_to(ROOT / "scripts")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MJVAULT_", "MIDJOURNEY_"))}
+    env["PATH"] = "/usr/bin:/bin"
+    env["TMPDIR"] = str(tmp_path)
+    return env
+
+
+def _sh(line: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_try_next_commands_run_as_printed(tmp_path: Path) -> None:
+    env = _sandbox(tmp_path)
+    done = _sh(".venv/bin/mjvault demo --jobs 12", tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    after = done.stdout.split("Try next:", 1)[1].splitlines()
+    steps = [line for line in after if line.startswith("  ")]
+    commands = [re.split(r"\s{2,}", step.strip())[0] for step in steps]
+    assert commands and all(c.startswith(".venv/bin/mjvault --vault ") for c in commands), steps
+    assert "source .venv/bin/activate" in done.stdout  # or activate, and type plain `mjvault`
+    for command in commands:  # pasted into the same shell, each one works
+        ran = _sh(command, tmp_path, env)
+        assert ran.returncode == 0, (command, ran.stderr)
+
+
+def test_try_next_says_plain_mjvault_when_it_is_on_path(tmp_path: Path) -> None:
+    env = _sandbox(tmp_path)
+    env["PATH"] = f"{tmp_path / '.venv' / 'bin'}:/usr/bin:/bin"
+    done = _sh("mjvault demo --jobs 12", tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert "\n  mjvault --vault ./mjvault-demo log " in done.stdout
+    assert "activate" not in done.stdout
+
+
+def _readme_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"```sh\n(.*?)```", text, flags=re.DOTALL)
+
+
+def test_readme_import_block_can_be_run_twice(tmp_path: Path) -> None:
+    env = _sandbox(tmp_path)
+    block = next(b for b in _readme_blocks() if "make_sample_archive" in b)
+    for attempt in (1, 2):
+        ran = _sh(block, tmp_path, env)
+        assert ran.returncode == 0, (attempt, ran.stderr)
+        assert "import:" in ran.stdout  # the log shows the import's snapshot

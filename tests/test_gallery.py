@@ -180,3 +180,47 @@ def test_a_shared_image_gets_one_thumbnail(vault: Vault, tmp_path: Path) -> None
     assert (report.images, report.thumbs_made, report.thumbs_cached) == (12, 1, 11)
     assert len({job[5][0][0] for job in _data(tmp_path / "g")["jobs"]}) == 1
     assert all(job[5][0][0] for job in _data(tmp_path / "g")["jobs"])
+
+
+def test_the_count_names_jobs_without_images(vault: Vault, tmp_path: Path) -> None:
+    _fill(vault)
+    with vault.writer("test") as writer:
+        record = {"id": "job-bare", "full_command": "a fox with no images", "type": "grid"}
+        writer.add_job(json.dumps(record).encode(), [None, None])
+    report = build_gallery(vault, tmp_path / "g")
+    assert (report.jobs, report.jobs_without_images) == (3, 1)
+    done = run_cli("--vault", str(vault.path), "gallery", str(tmp_path / "g2"))
+    assert done.returncode == 0, done.stderr
+    assert b"3 jobs (1 more without images, not shown), 5 images" in done.stdout
+
+
+def test_gallery_type_filter_takes_the_words_search_takes(tmp_path: Path) -> None:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    vault = Vault.init(tmp_path / "vault")
+    with vault.writer("test") as writer:
+        for i, (key, kind) in enumerate(
+            [("event_type", "video_diffusion"), ("event_type", "diffusion"), ("type", "grid")]
+        ):
+            image = writer.put_media(make_png(i, 64, 64))
+            record = {"id": f"job-{i}", "full_command": f"fox {i}", key: kind}
+            writer.add_job(json.dumps(record).encode(), [image])
+    out = tmp_path / "gallery"
+    build_gallery(vault, out)
+    vault.close()
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto((out / "index.html").as_uri())
+            for query, tiles in (("type:video", 1), ("type:grid", 2), ("-type:grid", 1)):
+                page.fill("#search", query)
+                page.wait_for_function(
+                    f"document.querySelectorAll('.tile').length === {tiles}",
+                    polling=50,
+                    timeout=5_000,
+                )
+        finally:
+            browser.close()

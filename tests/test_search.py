@@ -14,6 +14,7 @@ from mjvault import Vault
 from mjvault.find.results import find, table_lines
 from mjvault.find.views import views_available
 from mjvault.index.query import Query, compare, param_number, parse_query
+from mjvault.jobtypes import type_matches
 from mjvault.model import Job, job_from_record
 from mjvault.params import param_index_value
 from mjvault.testing.accounts import Account
@@ -133,7 +134,7 @@ def _oracle(job: Job, query: Query) -> bool:
             return False
     for f in query.filters:
         if f.field == "type":
-            ok = job.type == f.value
+            ok = type_matches(job.type, f.value)  # the words `sync --type` takes
         elif f.field == "user":
             ok = (job.username or "").casefold() == f.value.casefold() and job.username is not None
         elif f.field not in params:
@@ -283,4 +284,44 @@ def test_list_lengths_and_times_follow_changes(tmp_path: Path) -> None:
         assert reader.time_of(b"j1") == 1735689600 * 1_000_000
         assert reader.time_of(b"j2") == 0 and reader.time_of(b"j6") == 0
     assert ids(vault, "fox v:7") == ["j7", "j1"]
+    vault.close()
+
+
+def test_type_words_are_the_ones_sync_type_takes(tmp_path: Path) -> None:
+    vault = Vault.init(tmp_path / "vault")
+    records = [
+        {"id": "v1", "full_command": "a fox running", "event_type": "video_diffusion"},
+        {"id": "v2", "full_command": "a fox turning", "event_type": "video_start_end"},
+        {"id": "g1", "full_command": "a fox", "event_type": "diffusion"},
+        {"id": "g2", "full_command": "a fox", "type": "grid"},
+        {"id": "u1", "full_command": "a fox", "job_type": "v6_upscale"},
+    ]
+    with vault.writer("test") as writer:
+        for record in records:
+            writer.add_job(json.dumps(record).encode(), [])
+    assert sorted(ids(vault, "type:video")) == ["v1", "v2"]
+    assert sorted(ids(vault, "type:grid")) == ["g1", "g2"]
+    assert sorted(ids(vault, "type:upscale")) == ["u1"]
+    assert sorted(ids(vault, "fox -type:video")) == ["g1", "g2", "u1"]
+    assert sorted(ids(vault, "type:video_diffusion")) == ["v1"]  # the exact word still works
+    vault.close()
+
+
+def test_the_table_shows_the_text_prompt_not_image_urls(tmp_path: Path) -> None:
+    vault = Vault.init(tmp_path / "vault")
+    command = (
+        "https://s.mj.run/AbCdEf123 https://cdn.midjourney.com/u/0_0.png "
+        "a red fox in the snow --v 6"
+    )
+    with vault.writer("test") as writer:
+        writer.add_job(json.dumps({"id": "img-prompt", "full_command": command}).encode(), [])
+        writer.add_job(
+            json.dumps({"id": "only-url", "full_command": "https://s.mj.run/Zz9 --v 6"}).encode(),
+            [],
+        )
+    rows = [s for s in (vault.index.get(i) for i in ("img-prompt", "only-url")) if s]
+    first, second = table_lines(rows, width=120)
+    assert first.endswith("a red fox in the snow [+2 image URLs]"), first
+    assert "https" not in first and "s.mj.run" not in first
+    assert second.endswith("[1 image URL]"), second
     vault.close()

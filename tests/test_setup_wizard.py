@@ -210,7 +210,7 @@ def test_scripted_setup_without_a_terminal(
         "config_file": str(world.user_file),
         "user_id": UID,
         "token_storage": "config",
-        "connection": {"ok": None, "message": "skipped (--skip-test)"},
+        "connection": {"ok": None, "message": "skipped (--skip-test)", "url": None},
         "view": {"name": "Midjourney", "directory": str(view_dir), "link": "copy", "files": 0},
         "first_sync": None,
     }
@@ -419,3 +419,68 @@ def test_bad_view_options_are_one_line_errors(
     result = run_cli(capsys, "setup", "--yes", "--skip-test", "--vault-dir", str(vault), *args)
     assert result.code == 2 and words in result.err and "Traceback" not in result.err
     assert not world.user_file.exists() and not is_vault(vault)  # refused before any change
+
+
+def test_without_a_keyring_next_says_to_export_the_cookie_and_sync_says_nothing_was_fetched(
+    world: World,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    account = Account.generate(5, 3)
+    with FakeMidjourney(account, token=TOKEN) as server:
+        monkeypatch.setenv("MJVAULT_WEB_BASE", server.web_base)
+        monkeypatch.setenv("MJVAULT_CDN_BASE", server.cdn_base)
+        monkeypatch.setattr(sys, "stdin", io.StringIO(TOKEN + "\n"))
+        vault = tmp_path / "v"
+        result = run_cli(
+            capsys, "setup", "--yes", "--vault-dir", str(vault), "--user-id", server.user_id,
+            "--token-stdin", "--no-view",
+        )  # fmt: skip
+        assert result.code == 0, result.err
+        # The base URL the test reached is named, so a person sees which server said yes.
+        tested = re.search(r"Connection test ok: the session cookie works.*", result.out)
+        assert tested and tested.group(0).endswith(f" at {server.web_base}"), result.out
+        assert "Session cookie: not saved" in result.out
+        steps = result.out.split("Next:", 1)[1].strip().splitlines()
+        # No keyring, nothing saved: the cookie must be exported before a sync can use it.
+        assert "export MIDJOURNEY_SESSION_TOKEN=" in steps[0], steps
+        assert "sync" in steps[1], steps
+        assert TOKEN not in result.out
+
+        # Skipping that step: the sync tried nothing, and must not speak of jobs kept.
+        requests = server.stats.requests
+        synced = run_cli(capsys, "--vault", str(vault), "sync")
+        assert synced.code == 1 and "no Midjourney session token" in synced.err
+        assert "fetched before" not in synced.err and "resume" not in synced.err, synced.err
+        assert server.stats.requests == requests  # nothing was asked of the server
+
+
+def test_a_rerun_over_a_synced_vault_offers_a_sync_of_what_is_new(
+    world: World,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    account = Account.generate(13, 4)
+    with FakeMidjourney(account, token=TOKEN) as server:
+        monkeypatch.setenv("MJVAULT_WEB_BASE", server.web_base)
+        monkeypatch.setenv("MJVAULT_CDN_BASE", server.cdn_base)
+        monkeypatch.setenv("MIDJOURNEY_SESSION_TOKEN", TOKEN)
+        vault = tmp_path / "v"
+        common = ["setup", "--vault-dir", str(vault), "--user-id", server.user_id, "--no-view"]
+        first = run_cli(capsys, *common, "--yes", "--sync")
+        assert first.code == 0, first.err
+        child = spawn(*common)
+        child.expect(r"Session cookie value \(Enter keeps the one from env.*\): ")
+        child.sendline("")
+        child.expect("Connection test ok")
+        child.expect(r"Sync now\? \[y/N\]: ")
+        child.sendline("")
+        child.expect(r"mjvault sync +fetch what is new")
+        child.expect(pexpect.EOF)
+        child.close()
+        transcript = child.logfile_read.getvalue()
+        assert child.exitstatus == 0, transcript
+        assert "first sync" not in transcript.lower() and "hours" not in transcript
+        assert "fetch every job" not in transcript

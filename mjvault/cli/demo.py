@@ -92,6 +92,9 @@ def demo_command(app: AppContext, directory: Path | None, job_count: int, seed: 
             f"Images and videos are files under {result.vault / 'objects'}, named by their "
             "BLAKE3 hash; records, trees and snapshots sit beside them."
         )
+        from mjvault.cli.invocation import activate_hint, program
+
+        mjvault = program()
         click.echo("Try next:")
         root_ctx = click.get_current_context().find_root()
         root = root_ctx.command
@@ -101,8 +104,11 @@ def demo_command(app: AppContext, directory: Path | None, job_count: int, seed: 
         word = _a_prompt_word(result.samples)
         for command, template, why in NEXT_STEPS:
             if command in available:
-                line = f"mjvault --vault {vault_arg} " + template.format(job=job, word=word)
+                line = f"{mjvault} --vault {vault_arg} " + template.format(job=job, word=word)
                 click.echo(f"  {line:<70}  {why}")
+        hint = activate_hint()
+        if hint:
+            click.echo(f"(or `{hint}` first, then type plain `mjvault`)")
 
     app.emit(result.to_json(), human)
 

@@ -58,8 +58,10 @@ def gallery_command(
 
     def human() -> None:
         click.echo(f"gallery: {report.directory / 'index.html'}")
+        bare = report.jobs_without_images
+        without = f" ({bare} more without images, not shown)" if bare else ""
         click.echo(
-            f"  {report.jobs} jobs, {report.images} images, {report.videos} videos; "
+            f"  {report.jobs} jobs{without}, {report.images} images, {report.videos} videos; "
             f"thumbnails {report.thumbs_made} made, {report.thumbs_cached} cached"
         )
         if report.unreadable:

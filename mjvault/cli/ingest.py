@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from mjvault.cli.context import AppContext, pass_app
-from mjvault.errors import EXIT_PARTIAL
+from mjvault.errors import EXIT_PARTIAL, MjvaultError
 
 MAX_PROBLEMS_SHOWN = 20
 
@@ -28,7 +28,9 @@ def import_command(app: AppContext, directory: Path) -> None:
 
     Reads YYYY/YYYY-MM/YYYY-MM-DD/<stamp>_<job_id>.json records with their images and
     .prompt.txt files. Lossless and idempotent: importing twice adds nothing. Files that
-    cannot be imported are listed at the end (exit code 4) and never stop the rest.
+    cannot be imported are listed at the end (exit code 4) and never stop the rest; images
+    the folder never had are counted as missing (exit code 0: `mjvault sync` can fetch them).
+    A folder without a single record is an error (exit code 1).
     """
     from mjvault.sources.importer import count_records, import_archive
 
@@ -36,6 +38,12 @@ def import_command(app: AppContext, directory: Path) -> None:
     total = count_records(directory) if app.progress_enabled and not app.json_output else None
     with app.progress(total, "importing", unit="job") as bar:
         report = import_archive(vault, directory, on_job=lambda: bar.update(1))
+    if report.records_found == 0:
+        # Most likely the wrong folder: succeeding quietly would hide that nothing was imported.
+        raise MjvaultError(
+            f"no archiver records in {directory}",
+            hint="expected YYYY/YYYY-MM/YYYY-MM-DD/<stamp>_<job_id>.json files",
+        )
 
     def human() -> None:
         s = report.stats
@@ -44,6 +52,13 @@ def import_command(app: AppContext, directory: Path) -> None:
             f"{s.jobs_unchanged} unchanged; {report.images_seen} images: {s.media_new} stored, "
             f"{s.media_deduplicated} already held; {report.images_missing} missing"
         )
+        if report.images_missing:
+            click.echo(
+                f"{report.images_missing} images missing: the folder has no image file for them "
+                "(`mjvault sync` can fetch them from Midjourney)"
+            )
+        if report.records_repeated:
+            click.echo(f"{report.records_repeated} records were copies of one already read")
         click.echo(
             f"snapshot {report.snapshot[:12]}"
             if report.snapshot

@@ -8,6 +8,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from importlib import import_module
+from typing import Any
 
 import click
 
@@ -15,7 +16,7 @@ from mjvault import __version__
 from mjvault.cli.context import AppContext
 from mjvault.cli.logs import setup_logging
 from mjvault.config.resolve import register_environment_secrets
-from mjvault.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, MjvaultError
+from mjvault.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, MjvaultError
 from mjvault.redact import redact
 
 # Each entry: command name -> (module under mjvault.cli, attribute holding the click command).
@@ -51,6 +52,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class ReaderLeft(Exception):
+    """stdout's reader closed the pipe (`mjvault search fox | head -2`).
+
+    click turns EPIPE into exit 1 itself, so the group hands it on under a name click leaves
+    alone and main() answers it once, for every command: success, as cat and git do.
+    """
+
+
 class LazyGroup(click.Group):
     """Imports a command's module only when that command runs (or help lists them all).
 
@@ -67,6 +76,18 @@ class LazyGroup(click.Group):
             command = getattr(import_module(f"mjvault.cli.{module}"), attribute)
             self.add_command(command, cmd_name)
         return super().get_command(ctx, cmd_name)
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:  # --help and --version print while the arguments are parsed
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError as exc:
+            raise ReaderLeft from exc
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            raise ReaderLeft from exc
 
 
 EPILOG = """\b
@@ -164,8 +185,26 @@ def _fail(app: AppContext, err: MjvaultError, argv: Sequence[str]) -> None:
     sys.exit(err.exit_code)
 
 
+def _detach_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered for a reader that left goes nowhere,
+    and Python's own flush at exit has nothing to complain about."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning expected failures into one line and an exit code."""
+    try:
+        _main(argv)
+    finally:
+        # Output into a pipe is buffered: a reader that left may show only in this last flush.
+        # The exit code stays the command's own.
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _detach_stdout()
+
+
+def _main(argv: list[str] | None) -> None:
     args = sys.argv[1:] if argv is None else argv
     app = AppContext()
     try:
@@ -187,11 +226,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except BrokenPipeError:
-        # `mjvault log | head`: the reader left. Quiet, as cat and git are; pointing stdout at
-        # /dev/null stops Python's own complaint when it flushes at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(EXIT_ERROR)
+    except (ReaderLeft, BrokenPipeError):
+        # `mjvault log | head`: the reader left, having read what it wanted. Quiet, as cat and
+        # git are.
+        _detach_stdout()
+        sys.exit(EXIT_OK)
     except OSError as exc:
         # Disk full, permission denied, a file where a folder should be: the system's own words
         # and the path, in one line. Writers have already checkpointed on the way out.

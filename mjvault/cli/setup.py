@@ -183,13 +183,19 @@ class Wizard:
                 return path
             self.say(f"  {problem}")
 
-    def sync_now(self, given: bool | None, connection_ok: bool | None, *, has_view: bool) -> bool:
+    def sync_now(
+        self, given: bool | None, connection_ok: bool | None, *, has_view: bool, synced: bool
+    ) -> bool:
         if connection_ok is False:
             if given:
-                self.say("No first sync: the connection test failed.")
+                self.say("No sync: the connection test failed.")
             return False
         if given is not None or not self.interactive:
             return bool(given)
+        if synced:
+            # A vault that holds jobs: a sync fetches only what is new, no hours-long first run.
+            self.say("This vault has been filled before: a sync now fetches what is new.")
+            return click.confirm("Sync now?", default=False)
         self.say("A first sync fetches every job and image; for a large account it takes hours.")
         fills = " and fills the view" if has_view else ""
         self.say(f"Without it now, the next `mjvault sync` fetches them{fills}.")
@@ -300,7 +306,8 @@ def setup(
         else:
             result = firstrun.check_connection(current.loaded, token=token, user_id=chosen_user_id)
         status = {True: "ok", False: "failed", None: "not run"}[result.ok]
-        wizard.say(f"Connection test {status}: {result.message}")
+        where = f" at {result.url}" if result.url else ""
+        wizard.say(f"Connection test {status}: {result.message}{where}")
         if (
             result.ok is False
             and interactive
@@ -321,7 +328,10 @@ def setup(
             views = firstrun.existing_views(vault)
             wizard.show_views(views)
             view_path = wizard.view_directory(vault, view_dir, no_view, bool(views))
-        run_sync = wizard.sync_now(sync_now, result.ok, has_view=bool(view_path or views))
+        synced = firstrun.has_synced(path)
+        run_sync = wizard.sync_now(
+            sync_now, result.ok, has_view=bool(view_path or views), synced=synced
+        )
         if run_sync and vault is None:
             vault = created_vault or app.open_vault(path)
 
@@ -337,7 +347,8 @@ def setup(
             wizard.say(_view_line(view_report, vault.encrypted))
         sync_report = None
         if vault is not None and run_sync:
-            wizard.say("First sync (Ctrl-C stops it; the next `mjvault sync` continues):")
+            which = "Sync" if synced else "First sync"
+            wizard.say(f"{which} (Ctrl-C stops it; the next `mjvault sync` continues):")
             with (
                 app.progress(None, "jobs", unit="job") as jobs_bar,
                 app.progress(None, "download", unit="B") as bytes_bar,
@@ -352,7 +363,7 @@ def setup(
                     on_bytes=bytes_bar.update,
                 )
             wizard.say(
-                f"First sync: {sync_report.jobs_new} jobs, "
+                f"{which}: {sync_report.jobs_new} {'new ' if synced else ''}jobs, "
                 f"{sync_report.images_downloaded} images downloaded, "
                 f"{sync_report.images_missing} missing."
             )
@@ -367,9 +378,16 @@ def setup(
         wizard.say("Session cookie: not saved. Before syncing: export MIDJOURNEY_SESSION_TOKEN=...")
     if view_report is not None:
         wizard.say(f"Your images: {view_report.directory} (view {view_report.view})")
-    prefix = f"mjvault --profile {profile}" if profile else "mjvault"
+    from mjvault.cli.invocation import program
+
+    prefix = f"{program()} --profile {profile}" if profile else program()
     wizard.say("Next:")
-    if sync_report is None:
+    if storage is TokenStorage.ENV and new_token and not os.environ.get("MIDJOURNEY_SESSION_TOKEN"):
+        # The cookie just tested was kept nowhere: a sync run next would have none.
+        wizard.say(
+            "  export MIDJOURNEY_SESSION_TOKEN=...           the cookie you pasted (not saved)"
+        )
+    if sync_report is None and not synced:
         sync_note = "fetch every job and image" + (", filling the view" if view_report else "")
     else:
         sync_note = "fetch what is new (run it regularly, see docs/usage.md)"
@@ -390,7 +408,7 @@ def setup(
             "config_file": str(config_file),
             "user_id": chosen_user_id,
             "token_storage": storage.value if storage else None,
-            "connection": {"ok": result.ok, "message": result.message},
+            "connection": {"ok": result.ok, "message": result.message, "url": result.url},
             "view": _view_json(view_report),
             "first_sync": _sync_json(sync_report),
         },

@@ -10,7 +10,7 @@ import click
 
 from mjvault.cli.context import AppContext, pass_app
 from mjvault.cli.path_args import NonEmptyPath, check_output_file
-from mjvault.find.stats import chart_html, chart_png, vault_stats
+from mjvault.find.stats import chart_html, chart_png, date_span, month_series, vault_stats
 
 
 def _size(n: int) -> str:
@@ -46,6 +46,7 @@ def stats_command(
     """Jobs and images per month, by type and model version, top prompt words and parameters,
     storage (objects, bytes, dedup savings, metadata compression) and snapshot history."""
     if chart is not None:
+        # Before the counting, which takes a while on a large vault; never made up silently.
         check_output_file(chart, "the chart")
     vault = app.open_vault()
     jobs = vault.index.job_count()
@@ -73,10 +74,11 @@ def _print_human(doc: dict[str, Any]) -> None:
     echo(
         f"jobs      {doc['jobs']}   images {doc['images']}   missing images {doc['missing_images']}"
     )
-    echo(f"span      {doc['first'] or '?'}  to  {doc['last'] or '?'}")
+    echo(f"span      {date_span(doc).replace(' to ', '  to  ')}")
     echo("\nper month (jobs / images)")
     peak = max((m["jobs"] for m in doc["per_month"]), default=1) or 1
-    for m in doc["per_month"]:
+    undated = [m for m in doc["per_month"] if m["month"] == "unknown"]
+    for m in month_series(doc["per_month"]) + undated:
         bar = "#" * max(1, round(m["jobs"] / peak * 40)) if m["jobs"] else ""
         echo(f"  {m['month']:<8} {m['jobs']:>7} {m['images']:>8}  {bar}")
     for title, key in (("by type", "by_type"), ("by model version", "by_version")):

@@ -73,6 +73,18 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
 
+def table_prompt(prompt: str) -> str:
+    """The prompt's text for a table column: image-prompt URLs (``https://s.mj.run/…``) say
+    nothing at a glance and would push the words out of the column, so they are counted."""
+    words = prompt.split()
+    text = [w for w in words if "://" not in w]
+    urls = len(words) - len(text)
+    if not urls:
+        return " ".join(words)
+    note = f"[{'+' if text else ''}{urls} image URL{'s' if urls != 1 else ''}]"
+    return " ".join([*text, note])
+
+
 def table_lines(rows: Sequence[JobSummary], width: int | None = None) -> list[str]:
     """One line per job: short id, date, type, parameters, the prompt cut to ``width``."""
     width = width or shutil.get_terminal_size((120, 24)).columns
@@ -84,5 +96,5 @@ def table_lines(rows: Sequence[JobSummary], width: int | None = None) -> list[st
         date = row.time.strftime("%Y-%m-%d") if row.time else "????-??-??"
         head = f"{row.job_id[:8]}  {date}  {_cut(row.type, type_width):<{type_width}}  "
         head += f"{_cut(param, param_width):<{param_width}}  "
-        lines.append(head + _cut(row.prompt, width - len(head)))
+        lines.append(head + _cut(table_prompt(row.prompt), width - len(head)))
     return lines

@@ -11,6 +11,7 @@ import html
 import os
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import zstandard
@@ -221,48 +222,171 @@ def vault_stats(
     return doc
 
 
-def chart_html(stats: dict[str, Any], title: str = "mjvault: jobs per month") -> str:
-    """A self-contained HTML page with an SVG bar chart of jobs and images per month."""
-    months = [m for m in stats["per_month"] if m["month"] != "unknown"]
-    peak = max((max(m["jobs"], m["images"]) for m in months), default=1) or 1
-    bar, gap, height, left, bottom = 14, 6, 320, 60, 70
-    width = left + len(months) * (2 * bar + gap) + 20
+def month_series(per_month: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every month from the first to the last dated one, the empty ones as zeros: a chart
+    that skipped them would draw a quiet half-year as if it were not there."""
+    known = {m["month"]: m for m in per_month if m["month"] != "unknown"}
+    if not known:
+        return []
+    last = max(known)
+    year, month = int(min(known)[:4]), int(min(known)[5:7])
+    series = []
+    while True:
+        key = f"{year:04d}-{month:02d}"
+        series.append(known.get(key, {"month": key, "jobs": 0, "images": 0}))
+        if key >= last:
+            return series
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+def integer_ticks(peak: int, most: int = 5) -> list[int]:
+    """0 up to at least ``peak`` in at most ``most`` equal whole steps of 1, 2 or 5 × 10^k:
+    counts are whole, so a tick reading 2.25 (or two ticks both reading 2) says nothing."""
+    peak = max(peak, 1)
+    step = 1
+    while -(-peak // step) > most:
+        step = step * 5 // 2 if str(step)[0] == "2" else step * 2
+    top = -(-peak // step) * step
+    return list(range(0, top + 1, step))
+
+
+def date_span(stats: dict[str, Any]) -> str:
+    """``2023-05-26 to 2024-03-03``: days, not ISO timestamps with microseconds."""
+
+    def day(value: str | None) -> str:
+        if not value:
+            return "?"
+        try:
+            return datetime.fromisoformat(value).date().isoformat()
+        except ValueError:
+            return value[:10]
+
+    return f"{day(stats.get('first'))} to {day(stats.get('last'))}"
+
+
+_COLOURS = (("jobs", "#4e79a7"), ("images", "#f28e2b"))
+
+
+def _chart_svg(months: list[dict[str, Any]], title: str) -> str:
+    ticks = integer_ticks(max((max(m["jobs"], m["images"]) for m in months), default=0))
+    top = ticks[-1]
+    left, right, head, height = 56, 16, 16, 300
+    # At least 28 units a month; below ~960 units the chart stretches to the page instead.
+    width = max(960, left + right + 28 * len(months))
+    slot = (width - left - right) / max(1, len(months))
+    bar = min(slot * 0.4, 44.0)
+    base = head + height
+    upright = slot >= 60  # room for a month's label written across
+    label_room = 30 if upright else 64
     parts = []
+    for value in ticks:
+        y = base - value / top * height
+        parts.append(
+            f'<line x1="{left - 4}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="{"#999" if value == 0 else "#e3e3e3"}"/>'
+            f'<text class="tick" x="{left - 8}" y="{y + 4:.1f}" font-size="12" '
+            f'text-anchor="end" fill="#555">{value}</text>'
+        )
     for i, m in enumerate(months):
-        x = left + i * (2 * bar + gap)
-        for j, (key, colour) in enumerate((("jobs", "#4e79a7"), ("images", "#f28e2b"))):
-            h = m[key] / peak * height
+        middle = left + (i + 0.5) * slot
+        for j, (key, colour) in enumerate(_COLOURS):
+            h = m[key] / top * height
             parts.append(
-                f'<rect x="{x + j * bar}" y="{20 + height - h:.1f}" width="{bar - 1}" height="{h:.1f}" '
-                f'fill="{colour}"><title>{html.escape(m["month"])}: {m[key]} {key}</title></rect>'
+                f'<rect class="bar" x="{middle - bar + j * bar:.1f}" y="{base - h:.1f}" '
+                f'width="{bar - 1:.1f}" height="{h:.1f}" fill="{colour}">'
+                f"<title>{html.escape(m['month'])}: {m[key]} {key}</title></rect>"
             )
-        parts.append(
-            f'<text x="{x + bar}" y="{20 + height + 12}" font-size="10" text-anchor="end" '
-            f'transform="rotate(-60 {x + bar} {20 + height + 12})">{html.escape(m["month"])}</text>'
-        )
-    for k in range(5):
-        value = peak * k / 4
-        y = 20 + height - height * k / 4
-        parts.append(
-            f'<line x1="{left - 4}" x2="{width}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
-        )
-        parts.append(
-            f'<text x="{left - 8}" y="{y + 4:.1f}" font-size="10" text-anchor="end">{value:.0f}</text>'
-        )
-    svg = (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 20 + bottom}" '
-        f'role="img" aria-label="{html.escape(title)}">{"".join(parts)}</svg>'
-    )
-    summary = f"{stats['jobs']} jobs, {stats['images']} images, {stats['first'] or '?'} to {stats['last'] or '?'}"
+        label = html.escape(m["month"])
+        if upright:
+            parts.append(
+                f'<text x="{middle:.1f}" y="{base + 18}" font-size="12" text-anchor="middle" '
+                f'fill="#333">{label}</text>'
+            )
+        else:
+            parts.append(
+                f'<text x="{middle + 4:.1f}" y="{base + 12}" font-size="11" text-anchor="end" '
+                f'fill="#333" transform="rotate(-55 {middle + 4:.1f} {base + 12})">{label}</text>'
+            )
+    # Stretched to the page's width; a long span keeps 28 units a month and scrolls instead.
+    size = "width:100%;height:auto" + (f";min-width:{width}px" if width > 960 else "")
     return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title>"
-        "<style>body{font-family:system-ui,sans-serif;margin:2em}"
-        ".key span{display:inline-block;width:1em;height:1em;margin:0 .3em 0 1em;vertical-align:middle}</style>"
-        f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>"
-        "<p class='key'><span style='background:#4e79a7'></span>jobs"
-        "<span style='background:#f28e2b'></span>images</p>"
-        f"<div style='overflow-x:auto'>{svg}</div></body></html>\n"
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {base + label_room}" '
+        f'style="{size}" role="img" aria-label="{html.escape(title)}">{"".join(parts)}</svg>'
+    )
+
+
+def _panel(title: str, rows: list[tuple[str, int]]) -> str:
+    peak = max((count for _, count in rows), default=0) or 1
+    body = "".join(
+        f"<tr><td>{html.escape(name)}</td><td class='n'>{count}</td>"
+        f"<td class='b'><i style='width:{100 * count / peak:.0f}%'></i></td></tr>"
+        for name, count in rows
+    )
+    return (
+        f"<section class='panel'><h2>{html.escape(title)}</h2>"
+        f"<table>{body or '<tr><td>(none)</td></tr>'}</table></section>"
+    )
+
+
+_PAGE_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:0;background:#f4f5f7;color:#222}"
+    "main{max-width:1400px;margin:0 auto;padding:1.5em 2em}"
+    "h1{font-size:1.5em;margin:0 0 .6em}h2{font-size:1em;margin:0 0 .6em}"
+    ".figures{display:flex;flex-wrap:wrap;gap:1em;margin-bottom:1em}"
+    ".figures div,.chart,.panel{background:#fff;border-radius:8px;"
+    "box-shadow:0 1px 3px rgba(0,0,0,.12)}"
+    ".figures div{padding:.6em 1.2em;min-width:8em}"
+    ".figures b{display:block;font-size:1.6em}"
+    ".chart{padding:1em;overflow-x:auto}"
+    ".key{margin:0 0 .5em}.key span{display:inline-block;width:1em;height:1em;"
+    "margin:0 .3em 0 1em;vertical-align:middle;border-radius:2px}"
+    ".note{color:#666;font-size:.9em;margin:.5em 0 0}"
+    ".panels{display:grid;grid-template-columns:repeat(auto-fit,minmax(280px,1fr));"
+    "gap:1em;margin-top:1em}"
+    ".panel{padding:1em}.panel table{width:100%;border-collapse:collapse;font-size:.9em}"
+    ".panel td{padding:.15em .3em}.panel td.n{text-align:right;width:4em}"
+    ".panel td.b{width:40%}.panel td.b i{display:block;height:.7em;background:#4e79a7;"
+    "border-radius:2px}"
+)
+
+
+def chart_html(stats: dict[str, Any], title: str = "mjvault: jobs per month") -> str:
+    """A self-contained HTML page: the vault's figures, an SVG bar chart of jobs and images in
+    every month of its span, and its breakdowns by type, model, prompt word and parameter."""
+    months = month_series(stats["per_month"])
+    undated = sum(m["jobs"] for m in stats["per_month"] if m["month"] == "unknown")
+    figures = (
+        ("jobs", stats["jobs"]),
+        ("images", stats["images"]),
+        ("missing images", stats.get("missing_images", 0)),
+        ("months", len(months)),
+        ("span", date_span(stats)),
+    )
+    note = (
+        f"<p class='note'>{undated} job{'s' if undated != 1 else ''} without a date: counted "
+        "above, not in the chart.</p>"
+        if undated
+        else ""
+    )
+    panels = "".join(
+        _panel(name, [(str(k), int(v)) for k, v in rows])
+        for name, rows in (
+            ("by type", list(stats.get("by_type", {}).items())),
+            ("by model version", list(stats.get("by_version", {}).items())),
+            ("top prompt words", stats.get("top_words", [])),
+            ("top parameters", stats.get("top_params", [])),
+        )
+    )
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        f"<title>{html.escape(title)}</title><style>{_PAGE_STYLE}</style></head><body><main>"
+        f"<h1>{html.escape(title)}</h1><div class='figures'>"
+        + "".join(f"<div>{html.escape(k)}<b>{html.escape(str(v))}</b></div>" for k, v in figures)
+        + "</div><div class='chart'><p class='key'>"
+        + "".join(f"<span style='background:{c}'></span>{k}" for k, c in _COLOURS)
+        + f"</p>{_chart_svg(months, title)}{note}</div>"
+        f"<div class='panels'>{panels}</div></main></body></html>\n"
     )
 
 
@@ -272,19 +396,22 @@ def chart_png(stats: dict[str, Any], *, width: int = 1200, height: int = 500) ->
 
     from PIL import Image, ImageDraw
 
-    months = [m for m in stats["per_month"] if m["month"] != "unknown"]
-    peak = max((max(m["jobs"], m["images"]) for m in months), default=1) or 1
+    months = month_series(stats["per_month"])
+    ticks = integer_ticks(max((max(m["jobs"], m["images"]) for m in months), default=0))
+    peak = ticks[-1]
     left, right, top, bottom = 60, 20, 40, 70
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     draw.text(
-        (left, 10), f"jobs (blue) and images (orange) per month, {stats['jobs']} jobs", fill="black"
+        (left, 10),
+        f"jobs (blue) and images (orange) per month, {stats['jobs']} jobs, {date_span(stats)}",
+        fill="black",
     )
     plot_w, plot_h = width - left - right, height - top - bottom
-    for k in range(5):
-        y = top + plot_h - plot_h * k / 4
+    for value in ticks:
+        y = top + plot_h - plot_h * value / peak
         draw.line([(left, y), (width - right, y)], fill="#dddddd")
-        draw.text((4, y - 6), f"{peak * k / 4:.0f}", fill="#555555")
+        draw.text((4, y - 6), str(value), fill="#555555")
     slot = plot_w / max(1, len(months))
     bar = max(1.0, slot / 2 - 1)
     for i, m in enumerate(months):

@@ -21,6 +21,7 @@ from typing import Literal
 from mjvault.errors import UsageError
 from mjvault.index.db import SEP, Index, IndexReader, _part
 from mjvault.index.query import VERSIONED_PARAMS, FieldFilter, Query, Term, compare, param_number
+from mjvault.jobtypes import type_matches
 from mjvault.text import search_tokens
 
 SortOrder = Literal["newest", "oldest", "relevance"]
@@ -138,7 +139,12 @@ def _filter_source(reader: IndexReader, f: FieldFilter) -> _Source | None:
     if f.field == "user":
         return None
     if f.field == "type":
-        return _Postings(b"types", (_part(f.value),))
+        # The same words as `sync --type`: type:video is video_diffusion and video_start_end.
+        types = reader.parts_with_prefix(b"types", b"")  # a few dozen distinct types at most
+        return _Postings(
+            b"types",
+            tuple(t for t in types if type_matches(t.decode("utf-8", "replace"), f.value)),
+        )
     head = _part(f"{f.field}=")
     if f.op == "=" and f.field not in VERSIONED_PARAMS:
         return _Postings(b"params", (_part(f"{f.field}={f.value}"),))

@@ -5,10 +5,16 @@ Layout: ``YYYY/YYYY-MM/YYYY-MM-DD/<YYYYMMDD-HHMMSS>_<job_id>.json`` (the raw API
 (``.webp`` and ``.jpg`` too). Lossless (the JSON is kept byte for byte) and idempotent
 (importing twice adds nothing). Whatever cannot be imported is reported, never dropped in
 silence, and never stops the rest.
+
+A job id found in two records (a copied folder) is imported once: the record first in path
+order (folders and names sorted, as the walk reads them) is kept. A later copy with the same
+bytes is counted in ``records_repeated``; one with different bytes is reported as a conflict
+naming both paths, and neither it nor its images are imported.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -37,7 +43,9 @@ class Problem:
 @dataclass
 class ImportReport:
     source: str
-    jobs_seen: int = 0
+    records_found: int = 0  # .json files, readable or not
+    jobs_seen: int = 0  # distinct jobs read from them
+    records_repeated: int = 0  # byte-identical copies of a record already read
     images_seen: int = 0
     images_missing: int = 0
     bytes_read: int = 0
@@ -51,7 +59,9 @@ class ImportReport:
         return {
             "source": self.source,
             "snapshot": self.snapshot,
+            "records_found": self.records_found,
             "jobs_seen": self.jobs_seen,
+            "records_repeated": self.records_repeated,
             "images_seen": self.images_seen,
             "images_missing": self.images_missing,
             "bytes_read": self.bytes_read,
@@ -124,6 +134,8 @@ def import_archive(
     if not root.is_dir():
         raise MjvaultError(f"{root} is not a directory")
     report = ImportReport(source=f"import:{root.resolve()}")
+    # job id -> (path of the record kept, digest of its bytes): the first record of a job wins.
+    kept: dict[str, tuple[str, bytes]] = {}
     with vault.writer(report.source, **writer_options) as writer:
         for directory, dirnames, filenames in os.walk(root):
             dirnames.sort()
@@ -133,7 +145,7 @@ def import_archive(
             for stem in sorted(groups):
                 if should_stop and should_stop():
                     raise KeyboardInterrupt
-                _import_group(writer, groups[stem], report)
+                _import_group(writer, groups[stem], report, kept)
                 if on_job:
                     on_job()
     report.stats = writer.stats
@@ -141,11 +153,13 @@ def import_archive(
     return report
 
 
-def _import_group(writer: object, group: _Group, report: ImportReport) -> None:
+def _import_group(
+    writer: object, group: _Group, report: ImportReport, kept: dict[str, tuple[str, bytes]]
+) -> None:
     from mjvault.writer import ArchiveWriter
 
     assert isinstance(writer, ArchiveWriter) and group.json_path is not None
-    report.jobs_seen += 1
+    report.records_found += 1
     try:
         raw = group.json_path.read_bytes()
         job = job_from_json(raw)
@@ -157,6 +171,23 @@ def _import_group(writer: object, group: _Group, report: ImportReport) -> None:
         report.problems.append(Problem(str(group.json_path), f"not a Midjourney record: {exc}"))
         _report_orphans(group, report)
         return
+    digest = hashlib.blake2b(raw, digest_size=16).digest()
+    first = kept.get(job.id)
+    if first is not None:
+        if first[1] == digest:
+            report.records_repeated += 1
+        else:
+            report.problems.append(
+                Problem(
+                    str(group.json_path),
+                    f"job {job.id} is also in {first[0]} with a different record; "
+                    f"kept {first[0]} (the first in path order), this one not imported",
+                )
+            )
+            _report_orphans(group, report, "image of a record that was not kept")
+        return
+    kept[job.id] = (str(group.json_path), digest)
+    report.jobs_seen += 1
     report.bytes_read += len(raw)
     if job.malformed:
         if not report.jobs_malformed:  # warned once; the summary counts the others
@@ -171,11 +202,14 @@ def _import_group(writer: object, group: _Group, report: ImportReport) -> None:
             fd = os.open(path, os.O_RDONLY)
             try:
                 head = os.pread(fd, 16, 0)
+                if media_kind(head) is None:
+                    # Stored, it would be listed by `show` and linked by `checkout` as an image.
+                    reason = f"not a PNG, WebP, JPEG, GIF or MP4 file (starts {head[:8]!r}), "
+                    report.problems.append(Problem(str(path), reason + "not imported"))
+                    continue
                 images[index], size = writer.put_media_fd(fd, os.fstat(fd).st_size)
             finally:
                 os.close(fd)
-            if media_kind(head) is None:
-                report.problems.append(Problem(str(path), "not a PNG, WebP, JPEG or MP4 file"))
             report.images_seen += 1
             report.bytes_read += size
         except OSError as exc:
@@ -186,6 +220,8 @@ def _import_group(writer: object, group: _Group, report: ImportReport) -> None:
     writer.add_job(raw, images, job)
 
 
-def _report_orphans(group: _Group, report: ImportReport) -> None:
+def _report_orphans(
+    group: _Group, report: ImportReport, reason: str = "image of a record that could not be read"
+) -> None:
     for path in [*group.images.values(), *group.extra_images]:
-        report.problems.append(Problem(str(path), "image of a record that could not be read"))
+        report.problems.append(Problem(str(path), reason))

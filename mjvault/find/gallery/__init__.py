@@ -29,6 +29,7 @@ from mjvault.find.gallery.thumbs import ThumbCache, make_thumbnail
 from mjvault.index.db import JobSummary
 from mjvault.index.query import parse_query
 from mjvault.index.search import search
+from mjvault.jobtypes import TYPE_ALIASES
 from mjvault.params import ALIASES
 from mjvault.store.codec import media_kind
 
@@ -44,7 +45,8 @@ FLUSH_EVERY = 500  # thumbnails staged before they are published (bounds tmp/ an
 @dataclass
 class GalleryReport:
     directory: Path
-    jobs: int = 0
+    jobs: int = 0  # jobs shown (with at least one image)
+    jobs_without_images: int = 0  # matched but not shown: nothing to show
     images: int = 0
     videos: int = 0
     thumbs_made: int = 0
@@ -58,6 +60,7 @@ class GalleryReport:
             "directory": os.fspath(self.directory),
             "index": os.fspath(self.directory / "index.html"),
             "jobs": self.jobs,
+            "jobs_without_images": self.jobs_without_images,
             "images": self.images,
             "videos": self.videos,
             "thumbs_made": self.thumbs_made,
@@ -135,6 +138,7 @@ def build_gallery(
                     "layout": "copies" if encrypted else "objects",
                     # Parameter names and aliases, for the page's v:6-style filters.
                     "aliases": ALIASES,
+                    "type_aliases": TYPE_ALIASES,  # type:video is video_diffusion too
                     # Plain vault: image URLs are this prefix + id[:2]/id (relative to DIR).
                     "objects": "" if encrypted else _url(directory, vault.store.objects_dir) + "/",
                 }
@@ -248,6 +252,7 @@ def _rows(
             cache.save()
             staged = 0
         if not shown:
+            report.jobs_without_images += 1
             continue
         report.jobs += 1
         when = summary.time.astimezone(UTC).isoformat(timespec="seconds") if summary.time else ""

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from mjvault.errors import AuthError, ChallengeError, SourceError, SourceUnavailable
+from mjvault.jobtypes import type_matches
 from mjvault.model import Job, MediaRef, job_from_record, parse_time
 from mjvault.sources.midjourney import messages
 from mjvault.sources.midjourney.download import (
@@ -91,29 +92,16 @@ def stop_after_known(is_known: Callable[[str], bool], run: int = 50) -> StopRule
     return stop
 
 
-# Words v2/v3 records use for what v1 called a `type`: a grid is a "diffusion" there, and video
-# jobs say "video_diffusion" / "video_start_end" (event_type), so `--type grid` and
-# `--type video` find them in every generation.
-TYPE_ALIASES: dict[str, tuple[str, ...]] = {
-    "grid": ("diffusion",),
-    "video": ("video_diffusion", "video_start_end"),
-}
-
-
 def matches_job_type(record: Mapping[str, Any], wanted: str) -> bool:
     """Client-side ``job_type`` filter for generations whose endpoint has none.
 
     ``upscale`` matches v1's ``type`` as well as ``v6_upscale`` (job_type) and ``upscale``
-    (event_type), so one word works across generations; see TYPE_ALIASES for the others.
+    (event_type), so one word works across generations; see mjvault.jobtypes for the others.
     """
-    wanted = wanted.lower()
-    aliases = TYPE_ALIASES.get(wanted, ())
     for key in ("type", "job_type", "_job_type", "event_type"):
         value = record.get(key)
-        if isinstance(value, str):
-            value = value.lower()
-            if value == wanted or value.endswith("_" + wanted) or value in aliases:
-                return True
+        if isinstance(value, str) and type_matches(value, wanted):
+            return True
     return False
 
 

@@ -107,7 +107,12 @@
   function predicate(word) {
     var field = word.match(/^([a-z_]+):(.+)$/);
     if (field && field[1] === "type") {
-      return function (job) { return fold(job.type) === field[2]; };
+      // The words `mjvault search type:` and `sync --type` take (mjvault/jobtypes.py).
+      var wanted = field[2], also = (data.type_aliases || {})[wanted] || [];
+      return function (job) {
+        var type = fold(job.type);
+        return type === wanted || type.endsWith("_" + wanted) || also.indexOf(type) >= 0;
+      };
     }
     if (field && aliases[field[1]]) {
       // The value, then a space, the end, or a "." (so v:6 finds 6.1 and s:25 not 250).
