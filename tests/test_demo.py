@@ -24,6 +24,10 @@ def test_demo_creates_syncs_and_reuses(tmp_path: Path) -> None:
     assert f"Synced: {DEMO_JOBS} new jobs" in out
     assert "Try next:" in out and "mjvault --vault ./mjvault-demo log" in out
     assert "(8 videos)" in out
+    # The newest jobs are shown by their words, as search shows them: an image prompt's URL
+    # says nothing (the generated account's newest video job is prompted by an image alone).
+    newest = out.split("The newest:", 1)[1].split("Images and videos", 1)[0]
+    assert "://" not in newest and "image URL]" in newest
     vault = Vault.open(tmp_path / "mjvault-demo")
     try:
         assert sum(1 for _ in vault.entries()) == DEMO_JOBS

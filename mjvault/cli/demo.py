@@ -79,10 +79,11 @@ def demo_command(app: AppContext, directory: Path | None, job_count: int, seed: 
             f"({report.videos_downloaded} videos), {report.images_deduplicated} deduplicated, "
             f"{report.bytes_downloaded / 1e6:.1f} MB in {report.seconds:.1f} s"
         )
+        from mjvault.find.results import cut, table_prompt
+
         click.echo(f"The vault holds {result.jobs_in_vault} jobs. The newest:")
         for sample in result.samples:
-            prompt = " ".join(sample.prompt.split())
-            prompt = prompt if len(prompt) <= 70 else prompt[:69] + "…"
+            prompt = cut(table_prompt(sample.prompt), 70)
             click.echo(f"  {sample.id}  {sample.time or '?'}  {sample.type or '?'}")
             click.echo(f"      {prompt}")
             if sample.files:

@@ -66,7 +66,7 @@ def params_text(params: dict[str, str]) -> str:
     return " ".join(parts)
 
 
-def _cut(text: str, width: int) -> str:
+def cut(text: str, width: int) -> str:
     text = " ".join(text.split())
     if width <= 0:
         return ""
@@ -94,7 +94,7 @@ def table_lines(rows: Sequence[JobSummary], width: int | None = None) -> list[st
     lines = []
     for row, param in zip(rows, params, strict=True):
         date = row.time.strftime("%Y-%m-%d") if row.time else "????-??-??"
-        head = f"{row.job_id[:8]}  {date}  {_cut(row.type, type_width):<{type_width}}  "
-        head += f"{_cut(param, param_width):<{param_width}}  "
-        lines.append(head + _cut(table_prompt(row.prompt), width - len(head)))
+        head = f"{row.job_id[:8]}  {date}  {cut(row.type, type_width):<{type_width}}  "
+        head += f"{cut(param, param_width):<{param_width}}  "
+        lines.append(head + cut(table_prompt(row.prompt), width - len(head)))
     return lines
