@@ -61,7 +61,11 @@ def _run_into_closed_pipe(args: list[str], read_lines: int) -> subprocess.Comple
 def test_a_reader_that_leaves_is_success(vault_dir: Path, args: list[str], read_lines: int) -> None:
     result = _run_into_closed_pipe(["--vault", str(vault_dir), *args], read_lines)
     assert result.returncode == 0, result.stderr.decode()
-    assert result.stderr == b""  # neither a traceback nor "Exception ignored … BrokenPipeError"
+    # Neither a traceback nor "Exception ignored … BrokenPipeError". Stderr may still carry a
+    # command's own footer ("1500 jobs (showing 50 …)"): a table smaller than the pipe's
+    # buffer is written whole before the reader leaves, so whether the pipe breaks is a race.
+    for noise in (b"Traceback", b"Exception", b"BrokenPipe", b"error"):
+        assert noise not in result.stderr, result.stderr.decode()
 
 
 def test_a_failure_keeps_its_exit_code_when_the_reader_leaves(tmp_path: Path) -> None:

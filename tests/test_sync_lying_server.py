@@ -3,7 +3,7 @@ on 127.0.0.1 with its listing lies switched on (docs/testing-server.md, "a serve
 
 Each case asserts what a user sees (exit code, one clear line, no traceback), that the vault
 holds what was fetched before the lie and resumes from it, and, where memory is the point,
-the child's peak RSS (``wait4``). The child runs under an address-space budget for its data
+the child's own peak RSS (tests/peak_rss.py). The child runs under an address-space budget for its data
 (RLIMIT_DATA), so a regression fails quickly instead of eating the machine's memory.
 """
 
@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import resource
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +27,8 @@ from mjvault.sources.midjourney.rawjson import MAX_PAGE_ITEMS, ListingShapeError
 from mjvault.testing.accounts import Account
 from mjvault.testing.faults import Faults
 from mjvault.testing.server import FakeMidjourney
+from tests.peak_rss import TimedOut
+from tests.peak_rss import run_measured as measure
 from tests.test_sync import TOKEN, assert_complete, assert_vault_clean, cli_env
 
 SEED, JOBS = 53, 100  # v3 lists all 100, v1/v2 the 98 image jobs
@@ -67,37 +66,20 @@ class Run:
         return self.stderr.decode("utf-8", "replace")
 
 
-def _limit_data() -> None:
-    resource.setrlimit(resource.RLIMIT_DATA, (DATA_BUDGET, DATA_BUDGET))
-
-
 def run_measured(*args: str, env: dict[str, str], tmp_path: Path, timeout: float = 60) -> Run:
-    """The real `mjvault` in a child process; its own peak RSS from ``wait4``."""
+    """The real `mjvault` in a child process, with its own peak RSS (tests/peak_rss.py)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")} | env
-    out, err = tmp_path / "stdout", tmp_path / "stderr"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        child = subprocess.Popen(
+    try:
+        done = measure(
             [sys.executable, "-m", "mjvault", *args],
-            stdout=stdout,
-            stderr=stderr,
+            workdir=tmp_path,
             env=full_env,
-            preexec_fn=_limit_data,  # noqa: PLW1509 (no threads are started before exec)
+            timeout=timeout,
+            data_limit=DATA_BUDGET,
         )
-        deadline = time.monotonic() + timeout
-        while True:
-            # wait4, not wait(): it gives this child's own peak RSS.
-            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                child.kill()
-                os.wait4(child.pid, 0)
-                child.returncode = -9
-                pytest.fail(f"`mjvault {' '.join(args)}` still ran after {timeout} s")
-            time.sleep(0.02)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    peak_mb = usage.ru_maxrss / 1024  # Linux reports KiB
-    return Run(child.returncode, out.read_bytes(), err.read_bytes(), peak_mb)
+    except TimedOut as exc:
+        pytest.fail(str(exc))
+    return Run(done.returncode, done.stdout, done.stderr, done.peak_rss_mb)
 
 
 def sync_cli(vault_path: Path, server: FakeMidjourney, tmp_path: Path, api: str, **env: str) -> Run:
