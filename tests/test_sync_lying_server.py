@@ -3,7 +3,7 @@ on 127.0.0.1 with its listing lies switched on (docs/testing-server.md, "a serve
 
 Each case asserts what a user sees (exit code, one clear line, no traceback), that the vault
 holds what was fetched before the lie and resumes from it, and, where memory is the point,
-the child's peak RSS (``wait4``). The child runs under an address-space budget for its data
+the child's peak RSS (its own VmHWM). The child runs under an address-space budget for its data
 (RLIMIT_DATA), so a regression fails quickly instead of eating the machine's memory.
 """
 
@@ -14,7 +14,6 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,32 +70,43 @@ def _limit_data() -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (DATA_BUDGET, DATA_BUDGET))
 
 
+# `python -m mjvault` that writes its own peak RSS (VmHWM, KiB) to the file named first. Not
+# wait4's ru_maxrss: Linux carries into it the RSS of the forked copy of this test process
+# from before exec, so late in a full test run every child "peaks" at pytest's own size.
+_MEASURED_MAIN = """
+import atexit, runpy, sys
+
+def report(path=sys.argv.pop(1)):
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(path, "w") as out:
+        out.write(peak)
+
+atexit.register(report)
+runpy.run_module("mjvault", run_name="__main__", alter_sys=True)
+"""
+
+
 def run_measured(*args: str, env: dict[str, str], tmp_path: Path, timeout: float = 60) -> Run:
-    """The real `mjvault` in a child process; its own peak RSS from ``wait4``."""
+    """The real `mjvault` in a child process, and the child's own peak RSS."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")} | env
-    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    out, err, peak = tmp_path / "stdout", tmp_path / "stderr", tmp_path / "peak-kib"
+    peak.unlink(missing_ok=True)
     with out.open("wb") as stdout, err.open("wb") as stderr:
         child = subprocess.Popen(
-            [sys.executable, "-m", "mjvault", *args],
+            [sys.executable, "-c", _MEASURED_MAIN, str(peak), *args],
             stdout=stdout,
             stderr=stderr,
             env=full_env,
             preexec_fn=_limit_data,  # noqa: PLW1509 (no threads are started before exec)
         )
-        deadline = time.monotonic() + timeout
-        while True:
-            # wait4, not wait(): it gives this child's own peak RSS.
-            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                child.kill()
-                os.wait4(child.pid, 0)
-                child.returncode = -9
-                pytest.fail(f"`mjvault {' '.join(args)}` still ran after {timeout} s")
-            time.sleep(0.02)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    peak_mb = usage.ru_maxrss / 1024  # Linux reports KiB
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            pytest.fail(f"`mjvault {' '.join(args)}` still ran after {timeout} s")
+    peak_mb = int(peak.read_text()) / 1024
     return Run(child.returncode, out.read_bytes(), err.read_bytes(), peak_mb)
 
 
