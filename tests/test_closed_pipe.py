@@ -61,7 +61,11 @@ def _run_into_closed_pipe(args: list[str], read_lines: int) -> subprocess.Comple
 def test_a_reader_that_leaves_is_success(vault_dir: Path, args: list[str], read_lines: int) -> None:
     result = _run_into_closed_pipe(["--vault", str(vault_dir), *args], read_lines)
     assert result.returncode == 0, result.stderr.decode()
-    assert result.stderr == b""  # neither a traceback nor "Exception ignored … BrokenPipeError"
+    # Neither a traceback nor "Exception ignored … BrokenPipeError". A command's own notes on
+    # stderr (search's "1500 jobs (… for more)") may come or not: whether the reader left before
+    # the command finished writing is a race, and both outcomes are success.
+    for complaint in (b"Traceback", b"Exception ignored", b"BrokenPipe", b"error"):
+        assert complaint not in result.stderr, result.stderr.decode()
 
 
 def test_a_failure_keeps_its_exit_code_when_the_reader_leaves(tmp_path: Path) -> None:
