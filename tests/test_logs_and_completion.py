@@ -91,6 +91,18 @@ def test_log_file_in_a_missing_folder_is_refused_not_created(
     assert not (tmp_path / "lgos").exists()
 
 
+def test_log_file_that_is_a_link_loop_is_one_line(
+    world: World, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Path.resolve raises RuntimeError on a loop (before Python 3.13): it was a traceback.
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    bad = run_cli(capsys, "--log-file", str(tmp_path / "a"), "config", "path")
+    assert bad.code not in (0, -1) and "Traceback" not in bad.err
+    assert bad.err.startswith(f"mjvault: error: cannot write the log file {tmp_path / 'a'}: ")
+    assert len(bad.err.splitlines()) == 1
+
+
 @given(
     st.text(min_size=6, max_size=30).filter(lambda s: s.strip() == s and "*" not in s),
     st.text(max_size=40),

@@ -68,7 +68,7 @@ def export_command(
             sys.stdout.buffer.flush()
         else:
             # A link is written through, not replaced by a file of its own.
-            target = output.resolve() if output.is_symlink() else output
+            target = Path(os.path.realpath(output)) if output.is_symlink() else output
             if target.exists() and not target.is_file():
                 # A pipe or device (/dev/stdout, a FIFO): written in place; renaming a file
                 # over it would replace the device itself.

@@ -9,6 +9,7 @@ could replace the vault's own ``config`` or sit among its objects.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ def check_output_file(path: Path, what: str) -> None:
         why = "is not a folder" if folder.exists() else "does not exist"
         raise UsageError(f"cannot write {what} {path}: the folder {folder} {why}")
     # Resolved whole: a link named anywhere that points into a vault is refused too.
-    vault = find_vault(path.expanduser().resolve().parent)
+    # os.path.realpath, not Path.resolve: a link loop must reach the open, which names it,
+    # not raise RuntimeError here.
+    vault = find_vault(Path(os.path.realpath(path.expanduser())).parent)
     if vault is not None:
         raise UsageError(f"cannot write {what} {path}: it is inside the vault {vault}")

@@ -6,6 +6,7 @@ of these ever includes a cookie value: they name cookies, never show them.
 
 from __future__ import annotations
 
+from mjvault.config.types import ByteSize
 from mjvault.errors import AuthError, ChallengeError, ConfigError, SourceError
 from mjvault.sources.midjourney.settings import ENV_CF_CLEARANCE, ENV_TOKEN, ENV_USER_AGENT
 
@@ -95,17 +96,9 @@ class PageTooLarge(SourceError):
     """An API answer larger than ``sync.max_page_bytes``; refused while it was being read."""
 
 
-def byte_size(count: int) -> str:
-    """``16777216`` -> ``16M``: sizes as `sync.max_page_bytes` is written."""
-    for unit, size in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
-        if count >= size and count % size == 0:
-            return f"{count // size}{unit}"
-    return f"{count} bytes"
-
-
 def page_too_large(limit: int) -> PageTooLarge:
     return PageTooLarge(
-        f"the answer is larger than sync.max_page_bytes ({byte_size(limit)}), far more than a "
+        f"the answer is larger than sync.max_page_bytes ({ByteSize().to_text(limit)}), far more than a "
         "real listing page; reading stopped there (raise the setting only if pages really are "
         "that large)"
     )
