@@ -24,6 +24,7 @@ from mjvault.errors import IntegrityError
 LEAF_MAX = 128
 NODE_VERSION = 1
 MAX_DEPTH = 63  # 64 hex digits; never reached in practice
+CACHE_ENTRIES = 2048  # job entries a Tree keeps decoded (under 2 MB); see Tree._remember
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +120,20 @@ def decode_node(data: bytes) -> Node:
 class Tree:
     """Operations on trees stored through a reader/writer pair (the object store)."""
 
-    def __init__(self, read: Reader, write: Writer, *, cache_size: int = 4096) -> None:
+    def __init__(
+        self,
+        read: Reader,
+        write: Writer,
+        *,
+        cache_size: int = 4096,
+        cache_entries: int = CACHE_ENTRIES,
+    ) -> None:
         self._read = read
         self._write = write
         self._cache: dict[str, Node] = {}
         self._cache_size = cache_size
+        self._cache_entries = cache_entries
+        self._cached_entries = 0
 
     def load(self, node_id: str) -> Node:
         node = self._cache.get(node_id)
@@ -138,10 +148,21 @@ class Tree:
         return node_id
 
     def _remember(self, node_id: str, node: Node) -> None:
-        # Bounded, oldest first out: a long import writes millions of nodes over its life.
-        if node_id not in self._cache and len(self._cache) >= self._cache_size:
-            self._cache.pop(next(iter(self._cache)))
+        # Bounded, oldest first out: a long import writes millions of nodes over its life. The
+        # bound is in job entries too, as leaves hold up to LEAF_MAX each: 4,096 full leaves
+        # would keep half a million jobs' entries, the whole archive of most users.
+        if node_id in self._cache:
+            return
+        weight = len(node.entries) if isinstance(node, Leaf) else 0
+        while self._cache and (
+            len(self._cache) >= self._cache_size
+            or self._cached_entries + weight > self._cache_entries
+        ):
+            oldest = self._cache.pop(next(iter(self._cache)))
+            if isinstance(oldest, Leaf):
+                self._cached_entries -= len(oldest.entries)
         self._cache[node_id] = node
+        self._cached_entries += weight
 
     def empty(self) -> str:
         return self.store(Leaf(()))

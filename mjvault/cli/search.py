@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import textwrap
+from collections.abc import Iterable
 
 import click
 
@@ -11,8 +13,9 @@ from mjvault.cli.query_args import QueryCommand, query_text
 from mjvault.errors import UsageError
 from mjvault.find.results import find, summaries, summary_json, table_lines
 from mjvault.find.views import view_paths
+from mjvault.index.db import JobSummary
 from mjvault.index.query import parse_query
-from mjvault.index.search import SORT_ORDERS, SortOrder
+from mjvault.index.search import SORT_ORDERS, SortOrder, count_matches, iter_search
 
 TABLE_LIMIT = 50
 
@@ -79,27 +82,36 @@ def search_command(
     parsed = parse_query(text)
     if parsed.unsearchable:
         app.info("ignored (no letters or digits to search for): " + " ".join(parsed.unsearchable))
-    result = find(vault, parsed, sort=sort, limit=limit or (TABLE_LIMIT if table else None))
-    if as_ids:
-        for job_id in result.job_ids:
-            click.echo(job_id)
+    if not table:
+        # Streamed: a search matching most of a large vault holds no list of its jobs.
+        matches = iter_search(vault.index, parsed, sort=sort, limit=limit)
+        if as_ids:
+            for job_id in matches:
+                click.echo(job_id)
+        elif paths is not None:
+            for job_id in matches:
+                for path in paths.get(job_id, ()):
+                    click.echo(path)
+        else:
+            total = count_matches(vault.index, parsed)
+            _echo_json(text, total, summaries(vault, matches))
         return
-    if paths is not None:
-        for job_id in result.job_ids:
-            for path in paths.get(job_id, ()):
-                click.echo(path)
-        return
+    result = find(vault, parsed, sort=sort, limit=limit or TABLE_LIMIT)
     rows = list(summaries(vault, result.job_ids))
-    if as_json:
-        doc = {
-            "query": text,
-            "total": result.total,
-            "jobs": [summary_json(r) for r in rows],
-        }
-        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
-        return
     for line in table_lines(rows):
         click.echo(line)
     shown = len(rows)
     more = f" (showing {shown}; --limit N for more)" if shown < result.total else ""
     app.info(f"{result.total} job{'s' if result.total != 1 else ''}{more}")
+
+
+def _echo_json(query: str, total: int, rows: Iterable[JobSummary]) -> None:
+    """``{"query", "total", "jobs"}`` as ``json.dumps(indent=2)`` writes it, a job at a time."""
+    head = json.dumps({"query": query, "total": total}, indent=2, ensure_ascii=False)
+    click.echo(head[: -len("\n}")] + ',\n  "jobs": [', nl=False)
+    first = True
+    for row in rows:
+        job = json.dumps(summary_json(row), indent=2, ensure_ascii=False)
+        click.echo(("\n" if first else ",\n") + textwrap.indent(job, "    "), nl=False)
+        first = False
+    click.echo("]\n}" if first else "\n  ]\n}")

@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 from mjvault.errors import MjvaultError, UsageError
 from mjvault.find.views import ViewPaths, all_view_paths
 from mjvault.index.query import parse_query
-from mjvault.index.search import search
+from mjvault.index.search import count_matches, iter_search
 
 if TYPE_CHECKING:
     from mjvault.tree import JobEntry
@@ -75,16 +75,15 @@ def job_rows(
 def count_jobs(vault: Vault, query: str | None = None) -> int:
     if not query or not query.strip():
         return vault.index.job_count()
-    return search(vault.index, parse_query(query), limit=0).total
+    return count_matches(vault.index, parse_query(query))
 
 
 def _entries(vault: Vault, query: str | None) -> Iterator[JobEntry]:
     if not query or not query.strip():
         yield from vault.entries()
         return
-    result = search(vault.index, parse_query(query))
     index = vault.index
-    for job_id in result.job_ids:
+    for job_id in iter_search(index, parse_query(query)):
         entry = index.entry(job_id)
         if entry is not None:
             yield entry

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mjvault.index.db import JobSummary
@@ -33,7 +33,7 @@ def find(
     return search(vault.index, parsed, sort=sort, limit=limit)
 
 
-def summaries(vault: Vault, job_ids: Sequence[str]) -> Iterator[JobSummary]:
+def summaries(vault: Vault, job_ids: Iterable[str]) -> Iterator[JobSummary]:
     index = vault.index
     for job_id in job_ids:
         summary = index.get(job_id)

@@ -6,9 +6,13 @@ objects, so a missing, stale or damaged index is rebuilt, never trusted over the
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
+import mmap
 import os
 import struct
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -34,6 +38,7 @@ MAP_SIZE = 1 << 36  # address space only: LMDB files are sparse and grow as need
 SEP = b"\x00"
 MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
 NEW_ENV_ROOM = 256 << 10  # free bytes a new environment needs: its lock file and first pages
+RELEASE_EVERY = 16  # lookups between two releases of the map's resident pages
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,68 @@ def _check_room_for_new_environment(path: Path) -> None:
         raise _disk_full(path)
 
 
+class _MappedPages:
+    """Lets go of the pages of an index file that this process has mapped in.
+
+    LMDB reads through a shared, read-only map of ``data.mdb``. Every page a lookup touches
+    stays in this process's resident set (with the kernel's fault-around, its neighbours too)
+    until the map is closed: a sync that looks up each job, or a search that walks the dates
+    table, ends up with the whole file resident, so its peak RSS grows with the archive (about
+    4 KB per job). The pages are the kernel's page cache, not ours: MADV_DONTNEED drops them
+    from this process's page tables and the next access maps the cached page in again, with
+    the same bytes. It is safe at any moment, even inside a read transaction on another thread,
+    because the map is shared and file-backed (nothing is discarded). Linux only: elsewhere
+    this does nothing.
+    """
+
+    def __init__(self, data_file: Path) -> None:
+        self._file = os.path.realpath(data_file)
+        self._lookups = 0
+        self._range: tuple[int, int] | None = None
+        self._madvise: Any = None
+        if sys.platform.startswith("linux") and hasattr(mmap, "MADV_DONTNEED"):
+            with _suppress_os():
+                libc = ctypes.CDLL(None, use_errno=True)
+                libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+                self._madvise = libc.madvise
+
+    def close(self) -> None:
+        """The environment may be closed and its address reused: never advise it again."""
+        self._madvise = None
+
+    def touched(self, count: int = 1) -> None:
+        """Count lookups; every RELEASE_EVERY of them, release the map's pages."""
+        self._lookups += count
+        if self._lookups >= RELEASE_EVERY:
+            self.release()
+
+    def release(self) -> None:
+        self._lookups = 0
+        if self._madvise is None:
+            return
+        if self._range is None:
+            self._range = self._find_range()
+        if self._range is not None:
+            self._madvise(self._range[0], self._range[1], mmap.MADV_DONTNEED)
+
+    def _find_range(self) -> tuple[int, int] | None:
+        """Where LMDB mapped the file. It stays there while the environment is open (the map
+        size never changes), and an Index keeps its environment open until it is closed."""
+        with _suppress_os(), open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                fields = line.split(None, 5)
+                if len(fields) == 6 and fields[5].rstrip("\n") == self._file:
+                    start, end = (int(x, 16) for x in fields[0].split("-"))
+                    return start, end - start
+        return None
+
+
+def _suppress_os() -> contextlib.suppress:
+    # Releasing pages is an economy: whatever stops it (no /proc, no libc) leaves the index
+    # working as before.
+    return contextlib.suppress(OSError, AttributeError, ValueError)
+
+
 # LMDB allows one environment per file per process; vaults opened twice share it.
 _OPEN_ENVS: dict[str, tuple[lmdb.Environment, dict[bytes, Any], int]] = {}
 _ENVS_LOCK = threading.Lock()
@@ -232,11 +299,13 @@ class Index:
         self.env = env
         self.db = dbs
         self._closed = False
+        self.pages = _MappedPages(path / "data.mdb")
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self.pages.close()
         with _ENVS_LOCK:
             env, dbs, users = _OPEN_ENVS[self._key]
             if users <= 1:
@@ -305,6 +374,7 @@ class Index:
             raise IndexDamaged(
                 f"the index at {self.path} refused an update: {_reason(exc)}"
             ) from None
+        self.pages.release()  # a checkpoint's worth of pages at most stays resident
 
     def mark_dirty(self) -> None:
         """Forget which tree is indexed, so an interrupted rebuild is never taken as complete."""
@@ -354,6 +424,7 @@ class Index:
     def get(self, job_id: str) -> JobSummary | None:
         with self._reading(), self.env.begin(db=self.db[b"jobs"]) as txn:
             data = txn.get(job_id.encode("utf-8"))
+        self.pages.touched()
         return JobSummary.unpack(job_id, data) if data is not None else None
 
     def entry(self, job_id: str) -> JobEntry | None:
@@ -363,6 +434,7 @@ class Index:
     def iter_summaries(self) -> Iterator[JobSummary]:
         with self._reading(), self.env.begin(db=self.db[b"jobs"]) as txn:
             for key, value in txn.cursor():
+                self.pages.touched()
                 yield JobSummary.unpack(bytes(key).decode("utf-8"), bytes(value))
 
     def _prefix_ids(self, table: bytes, prefix: bytes) -> set[str]:

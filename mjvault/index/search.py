@@ -29,6 +29,8 @@ SORT_ORDERS: tuple[SortOrder, ...] = ("newest", "oldest", "relevance")
 _MICROS = struct.Struct(">q")
 BM25_K1 = 1.2
 BM25_B = 0.75
+STREAM_ABOVE = 50_000  # matches a search may hold as a set (a few MB); more are streamed
+WALK_CHUNK = 256  # jobs of the dates table tested together when streaming
 
 
 @dataclass(frozen=True)
@@ -191,19 +193,8 @@ def search(
 def _search(reader: IndexReader, query: Query, sort: SortOrder, limit: int | None) -> SearchResult:
     if query.empty and query.unsearchable:
         return SearchResult(0, [])  # "🦊" alone must not list every job
-    low, high = _micros(query.since), _micros(query.until)
     times: dict[bytes, int] = {}
-    positive: list[_Source] = []
-    for term in query.terms:
-        if not term.negated:
-            positive.extend(_word_sources(reader, term))
-    for f in query.filters:
-        if not f.negated:
-            source = _filter_source(reader, f)
-            if source is not None:
-                positive.append(source)
-    if low is not None or high is not None:
-        positive.append(_DateRange(low, high, times))
+    positive = _positive_sources(reader, query, times)
 
     if positive:
         # Read the shortest list whole; test its jobs against the others, shortest first,
@@ -219,35 +210,8 @@ def _search(reader: IndexReader, query: Query, sort: SortOrder, limit: int | Non
         for micros, job_id in reader.dates():
             times[job_id] = micros
         candidates = set(times)
-
-    for term in query.terms:
-        if term.negated:
-            candidates -= _negated_term_jobs(reader, candidates, term)
-    for f in query.filters:
-        if f.negated:
-            source = _filter_source(reader, f)
-            if source is not None:
-                candidates = source.restrict(reader, candidates, keep=False)
-
-    # Phrases, users and relevance need the job's summary: read it once, keep what it tells.
-    phrases = [t for t in query.terms if not t.negated and t.is_phrase]
-    users = [f for f in query.filters if f.field == "user"]
     prompts: dict[bytes, list[str]] = {}
-    if phrases or users or sort == "relevance":
-        kept = set()
-        for job_id in candidates:
-            doc = reader.summary(job_id)
-            if doc is None:
-                continue
-            tokens = search_tokens(doc.get("p") or "")
-            if any(not _contains_sequence(tokens, t.tokens, t.prefix) for t in phrases):
-                continue
-            if any(_user_matches(doc.get("u"), f.value) == f.negated for f in users):
-                continue
-            times[job_id] = doc.get("ts") or 0
-            prompts[job_id] = tokens
-            kept.add(job_id)
-        candidates = kept
+    candidates = _refine(reader, query, candidates, times, prompts, sort == "relevance")
 
     total = len(candidates)
     if sort == "relevance":
@@ -260,6 +224,132 @@ def _search(reader: IndexReader, query: Query, sort: SortOrder, limit: int | Non
         ordered = sorted(candidates, key=lambda j: (times[j], j), reverse=(sort == "newest"))
     chosen = ordered[:limit] if limit is not None else ordered
     return SearchResult(total=total, job_ids=[j.decode("utf-8") for j in chosen])
+
+
+def _positive_sources(reader: IndexReader, query: Query, times: dict[bytes, int]) -> list[_Source]:
+    """What the query's positive conditions select; a date range learns times into ``times``."""
+    low, high = _micros(query.since), _micros(query.until)
+    positive: list[_Source] = []
+    for term in query.terms:
+        if not term.negated:
+            positive.extend(_word_sources(reader, term))
+    for f in query.filters:
+        if not f.negated:
+            source = _filter_source(reader, f)
+            if source is not None:
+                positive.append(source)
+    if low is not None or high is not None:
+        positive.append(_DateRange(low, high, times))
+    return positive
+
+
+def _refine(
+    reader: IndexReader,
+    query: Query,
+    candidates: set[bytes],
+    times: dict[bytes, int],
+    prompts: dict[bytes, list[str]],
+    relevance: bool,
+) -> set[bytes]:
+    """The candidates that pass the negated conditions, phrases and ``user:``."""
+    for term in query.terms:
+        if term.negated:
+            candidates -= _negated_term_jobs(reader, candidates, term)
+    for f in query.filters:
+        if f.negated:
+            source = _filter_source(reader, f)
+            if source is not None:
+                candidates = source.restrict(reader, candidates, keep=False)
+
+    # Phrases, users and relevance need the job's summary: read it once, keep what it tells.
+    phrases = [t for t in query.terms if not t.negated and t.is_phrase]
+    users = [f for f in query.filters if f.field == "user"]
+    if phrases or users or relevance:
+        kept = set()
+        for job_id in candidates:
+            doc = reader.summary(job_id)
+            if doc is None:
+                continue
+            tokens = search_tokens(doc.get("p") or "")
+            if any(not _contains_sequence(tokens, t.tokens, t.prefix) for t in phrases):
+                continue
+            if any(_user_matches(doc.get("u"), f.value) == f.negated for f in users):
+                continue
+            times[job_id] = doc.get("ts") or 0
+            if relevance:
+                prompts[job_id] = tokens
+            kept.add(job_id)
+        candidates = kept
+    return candidates
+
+
+def iter_search(
+    index: Index, query: Query, *, sort: SortOrder = "newest", limit: int | None = None
+) -> Iterator[str]:
+    """The ids :func:`search` returns, in the same order, without holding them all.
+
+    A search holds its matches as a set to sort them; past STREAM_ABOVE matches (or with no
+    positive condition, which matches every job) it walks the dates table in the order asked
+    instead and tests each chunk of WALK_CHUNK jobs against the conditions, so memory stays
+    flat however many jobs match. Relevance needs every score before the first answer: it is
+    not streamed.
+    """
+    if sort not in SORT_ORDERS:
+        raise UsageError(f"unknown sort order {sort!r}", hint="newest, oldest or relevance")
+    if sort == "relevance" or (limit is not None and limit <= STREAM_ABOVE):
+        yield from search(index, query, sort=sort, limit=limit).job_ids
+        return
+    with index.reader() as reader:
+        if query.empty and query.unsearchable:
+            return
+        times: dict[bytes, int] = {}
+        positive = _positive_sources(reader, query, times)
+        sizes = [source.size(reader) for source in positive]
+        if positive and min(sizes) <= STREAM_ABOVE:
+            yield from _search(reader, query, sort, limit).job_ids
+            return
+        ordered = [source for _, source in sorted(zip(sizes, positive, strict=True), key=_first)]
+        walk = reader.dates_newest_first() if sort == "newest" else reader.dates()
+        left = limit
+        for chunk in _chunks(walk, WALK_CHUNK):
+            times.clear()
+            times.update((job_id, micros) for micros, job_id in chunk)
+            candidates = set(times)
+            for source in ordered:
+                if not candidates:
+                    break
+                candidates = source.restrict(reader, candidates, keep=True)
+            candidates = _refine(reader, query, candidates, times, {}, False)
+            index.pages.touched(len(chunk))
+            for _, job_id in chunk:
+                if job_id in candidates:
+                    yield job_id.decode("utf-8")
+                    if left is not None:
+                        left -= 1
+                        if left <= 0:
+                            return
+
+
+def count_matches(index: Index, query: Query) -> int:
+    """How many jobs match ``query``, in flat memory (see :func:`iter_search`)."""
+    if query.empty and not query.unsearchable:
+        return index.job_count()
+    return sum(1 for _ in iter_search(index, query, sort="oldest"))
+
+
+def _first(pair: tuple[int, _Source]) -> int:
+    return pair[0]
+
+
+def _chunks(walk: Iterator[tuple[int, bytes]], size: int) -> Iterator[list[tuple[int, bytes]]]:
+    chunk: list[tuple[int, bytes]] = []
+    for item in walk:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _walk_is_cheaper(

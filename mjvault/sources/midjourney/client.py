@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import threading
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -71,6 +72,41 @@ StopRule = Callable[[ListedJob], bool]
 # that keeps answering under new cursors but no longer moves back in time is repeating itself.
 STALL_PAGES = 3
 MALFORMED_NOTES = 20  # the first few malformed items are described; the rest only counted
+SEEN_IDS = 10_000  # ids of earlier pages kept for duplicate detection, beyond the last page
+
+
+class _RecentIds:
+    """The ids of a listing's latest pages: this one, the one before, and older ones while
+    they hold fewer than ``keep`` ids together.
+
+    Why a window is enough: a cursor listing repeats a record when jobs are added or removed
+    while it is read, which shifts items across the boundary between two pages; v1's
+    re-anchored window repeats the oldest job of the page before. Both lie within the window.
+    A record repeated from further back is yielded again, and the vault's own index (what a
+    sync asks before storing) finds it already held: counted as unchanged, not fetched again.
+    A listing that repeats itself at length is ended by the stall rule (STALL_PAGES), which
+    compares times, not ids. Bounded: ``keep`` + two pages (a page is at most MAX_PAGE_ITEMS),
+    where a set of every id seen would grow with the account.
+    """
+
+    def __init__(self, keep: int = SEEN_IDS) -> None:
+        self._keep = keep
+        self._ids: OrderedDict[str, None] = OrderedDict()  # listing order: oldest out first
+        self._pages: deque[int] = deque([0])  # ids per page held, the current page last
+
+    def __contains__(self, job_id: str) -> bool:
+        return job_id in self._ids
+
+    def add(self, job_id: str) -> None:
+        self._ids[job_id] = None
+        self._pages[-1] += 1
+
+    def next_page(self) -> None:
+        self._pages.append(0)
+        # Keep the page before the new one whatever its size; older ones within ``keep``.
+        while len(self._pages) > 2 and len(self._ids) - self._pages[-2] > self._keep:
+            for _ in range(self._pages.popleft()):
+                self._ids.popitem(last=False)
 
 
 def stop_after_known(is_known: Callable[[str], bool], run: int = 50) -> StopRule:
@@ -323,10 +359,11 @@ class MidjourneyClient:
         *,
         filter_type: bool,
     ) -> Iterator[ListedJob]:
-        seen: set[str] = set()
+        seen = _RecentIds()
         oldest: datetime | None = None
         stalled = 0
         for page in pages:
+            seen.next_page()
             listing.pages += 1
             if listing.checkpoint is None:
                 listing.checkpoint = page.checkpoint

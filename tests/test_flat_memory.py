@@ -1,0 +1,136 @@
+"""Flat memory: sync, search and export hold nothing per job for the whole run.
+
+The real `mjvault` runs in child processes against vaults of two sizes synced from the bundled
+server; each command's peak RSS (``wait4``) at the larger size must stay within a constant of
+its peak at the smaller one. A Python object kept per job or per image (a set of seen ids,
+a cache of tree leaves, a result list, LMDB pages left mapped) shows as a few KB per job,
+which the size gap turns into tens of MB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mjvault import Vault
+from mjvault.testing.accounts import Account
+from mjvault.testing.server import FakeMidjourney
+from tests.test_sync import TOKEN, cli_env
+
+SMALL, LARGE = 1_000, 5_000
+# What a command may grow by between the two sizes: dict and allocator slack, LMDB's own
+# bookkeeping. Holding 1 KB per job would be 4.5 MB; the seen ids, tree leaves and result
+# lists this test was written against held 2-12 KB per job.
+SLACK_MB = 4.0
+
+
+@dataclass
+class Measured:
+    command: str
+    returncode: int
+    peak_rss_mb: float
+    seconds: float
+    stdout: bytes
+    stderr: bytes
+
+
+# Linux gives a process the peak RSS of the process it was forked from (the fork's copy of
+# its pages counts until exec), so `mjvault` is started by this small launcher, not by the
+# test process with its own tens of MB: it runs the command and reports its child's wait4.
+LAUNCHER = """
+import json, os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:], stdout=open(os.environ["OUT"], "wb"),
+                         stderr=open(os.environ["ERR"], "wb"))
+_, status, usage = os.wait4(child.pid, 0)
+print(json.dumps([os.waitstatus_to_exitcode(status), usage.ru_maxrss]))
+"""
+
+
+def _measure(name: str, args: list[str], env: dict[str, str], out: Path) -> Measured:
+    """One `mjvault` child process; its own peak RSS from the kernel (``wait4``)."""
+    stdout, stderr = out / f"{name}.out", out / f"{name}.err"
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")} | env
+    full_env |= {"OUT": str(stdout), "ERR": str(stderr)}
+    started = time.monotonic()
+    launched = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, sys.executable, "-m", "mjvault", *args],
+        env=full_env,
+        capture_output=True,
+        check=True,
+    )
+    returncode, peak_kib = json.loads(launched.stdout)
+    return Measured(
+        name,
+        returncode,
+        peak_kib / 1024,  # Linux reports KiB
+        time.monotonic() - started,
+        stdout.read_bytes(),
+        stderr.read_bytes(),
+    )
+
+
+def _run_all(jobs: int, workdir: Path) -> dict[str, Measured]:
+    account = Account.generate(11, jobs)
+    vault = workdir / "vault"
+    Vault.init(vault).close()
+    with FakeMidjourney(account, token=TOKEN) as server:
+        env = cli_env(server, "v3")
+        base = ["--vault", str(vault)]
+        commands = {
+            "first sync": [*base, "sync"],
+            "sync --full": [*base, "sync", "--full"],
+            "sync": [*base, "sync"],
+            "search --ids": [*base, "search", "--ids"],
+            "search --json": [*base, "search", "--json"],
+            "export jsonl": [*base, "export", "--format", "jsonl", "-o", str(workdir / "e.jsonl")],
+        }
+        results = {}
+        for name, args in commands.items():
+            run = _measure(name.replace(" ", "_"), args, env, workdir)
+            assert run.returncode == 0, (name, run.stderr.decode()[-2000:])
+            results[name] = run
+    assert results["search --ids"].stdout.count(b"\n") == jobs
+    assert sum(1 for _ in (workdir / "e.jsonl").open("rb")) == jobs
+    return results
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[int, dict[str, Measured]]]:
+    yield {size: _run_all(size, tmp_path_factory.mktemp(f"flat{size}")) for size in (SMALL, LARGE)}
+
+
+# Still growing: a first sync about 6 KB per job, `sync --full` about 2 KB per job, outside
+# the Python heap (tracemalloc sees neither), so not yet found. Strict: fixing them fails here.
+STILL_GROWING = pytest.mark.xfail(
+    strict=True, reason="peak RSS still grows with the archive (docs/design.md, flat memory)"
+)
+COMMANDS = [
+    pytest.param("first sync", marks=STILL_GROWING),
+    pytest.param("sync --full", marks=STILL_GROWING),
+    "sync",
+    "search --ids",
+    "search --json",
+    "export jsonl",
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_peak_memory_does_not_grow_with_the_archive(
+    measured: dict[int, dict[str, Measured]], command: str
+) -> None:
+    small, large = measured[SMALL][command], measured[LARGE][command]
+    grown = large.peak_rss_mb - small.peak_rss_mb
+    assert grown <= SLACK_MB, (
+        f"`{command}` peak RSS {small.peak_rss_mb:.1f} MB at {SMALL} jobs, "
+        f"{large.peak_rss_mb:.1f} MB at {LARGE} jobs: +{grown:.1f} MB "
+        f"({grown * 1024 / (LARGE - SMALL):.2f} KB per job; {small.seconds:.1f} s and "
+        f"{large.seconds:.1f} s)"
+    )
