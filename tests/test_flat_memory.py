@@ -1,7 +1,7 @@
 """Flat memory: sync, search and export hold nothing per job for the whole run.
 
 The real `mjvault` runs in child processes against vaults of two sizes synced from the bundled
-server; each command's peak RSS (``wait4``) at the larger size must stay within a constant of
+server; each command's own peak RSS (tests/peak_rss.py) at the larger size must stay within a constant of
 its peak at the smaller one. A Python object kept per job or per image (a set of seen ids,
 a cache of tree leaves, a result list, LMDB pages left mapped) shows as a few KB per job,
 which the size gap turns into tens of MB.
@@ -9,9 +9,7 @@ which the size gap turns into tens of MB.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -23,6 +21,7 @@ import pytest
 from mjvault import Vault
 from mjvault.testing.accounts import Account
 from mjvault.testing.server import FakeMidjourney
+from tests.peak_rss import run_measured
 from tests.test_sync import TOKEN, cli_env
 
 SMALL, LARGE = 1_000, 5_000
@@ -42,38 +41,22 @@ class Measured:
     stderr: bytes
 
 
-# Linux gives a process the peak RSS of the process it was forked from (the fork's copy of
-# its pages counts until exec), so `mjvault` is started by this small launcher, not by the
-# test process with its own tens of MB: it runs the command and reports its child's wait4.
-LAUNCHER = """
-import json, os, subprocess, sys
-child = subprocess.Popen(sys.argv[1:], stdout=open(os.environ["OUT"], "wb"),
-                         stderr=open(os.environ["ERR"], "wb"))
-_, status, usage = os.wait4(child.pid, 0)
-print(json.dumps([os.waitstatus_to_exitcode(status), usage.ru_maxrss]))
-"""
-
-
 def _measure(name: str, args: list[str], env: dict[str, str], out: Path) -> Measured:
-    """One `mjvault` child process; its own peak RSS from the kernel (``wait4``)."""
-    stdout, stderr = out / f"{name}.out", out / f"{name}.err"
+    """One `mjvault` child process and its own peak RSS (tests/peak_rss.py)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")} | env
-    full_env |= {"OUT": str(stdout), "ERR": str(stderr)}
+    workdir = out / name
+    workdir.mkdir()
     started = time.monotonic()
-    launched = subprocess.run(
-        [sys.executable, "-c", LAUNCHER, sys.executable, "-m", "mjvault", *args],
-        env=full_env,
-        capture_output=True,
-        check=True,
+    done = run_measured(
+        [sys.executable, "-m", "mjvault", *args], workdir=workdir, env=full_env, timeout=300
     )
-    returncode, peak_kib = json.loads(launched.stdout)
     return Measured(
         name,
-        returncode,
-        peak_kib / 1024,  # Linux reports KiB
+        done.returncode,
+        done.peak_rss_mb,
         time.monotonic() - started,
-        stdout.read_bytes(),
-        stderr.read_bytes(),
+        done.stdout,
+        done.stderr,
     )
 
 
