@@ -314,7 +314,71 @@ def _new_id(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
-class Account:
+class MediaServing:
+    """What the CDN serves for an account: media bytes derived per request from
+    ``(seed, job id, index, extension)``. Subclasses say how a job is found by its id."""
+
+    seed: int
+    image_size: ImageSize
+
+    def job(self, job_id: str) -> GeneratedJob | None:
+        raise NotImplementedError
+
+    def content_seed(self, job_id: str, index: int, variant: str = "") -> int:
+        digest = hashlib.blake2b(
+            f"{self.seed}:{job_id}:{index}:{variant}".encode(), digest_size=8
+        ).digest()
+        return int.from_bytes(digest, "big")
+
+    def image_dimensions(self, job: GeneratedJob) -> tuple[int, int]:
+        grid_side, single_side = _IMAGE_SIDES[self.image_size]
+        side = grid_side if job.batch_size > 1 else single_side
+        long = max(job.width, job.height)
+        return max(1, job.width * side // long), max(1, job.height * side // long)
+
+    def image_bytes(self, job: GeneratedJob, index: int, ext: str) -> bytes:
+        """Image ``index`` of ``job`` encoded as ``ext`` (png, webp, jpg): same picture, any
+        extension. Works for any image job; ``media_bytes`` decides what the CDN serves."""
+        width, height = self.image_dimensions(job)
+        hint = LARGE_SIZE_HINTS.get(ext.lower()) if self.image_size == "large" else None
+        seed = self.content_seed(job.id, index)
+        return images.media_for_extension(ext, seed, width, height, size_hint=hint)
+
+    def media_bytes(self, cdn_relative_path: str) -> bytes | None:
+        """The bytes the CDN serves at ``{job}/0_{i}.png|webp``, ``{job}/0_{i}_{N}_N.webp``
+        or ``video/{job}/{i}.mp4``; ``None`` when there is no such file."""
+        path = cdn_relative_path.lstrip("/").split("?", 1)[0]
+        video = _VIDEO_PATH.match(path)
+        if video:
+            job = self.job(video["job"])
+            index = int(video["index"])
+            if job is None or not job.is_video or index >= job.batch_size:
+                return None
+            return images.make_mp4(self.content_seed(job.id, index, "mp4"))
+        match = _IMAGE_PATH.match(path)
+        if not match:
+            return None
+        job = self.job(match["job"])
+        index = int(match["index"])
+        if job is None or job.is_video or job.kind == "virtual_upsample":
+            return None
+        if index >= job.batch_size:
+            return None
+        rendition = match["rendition"]
+        if rendition is not None:
+            if match["ext"] != "webp" or int(rendition) not in (32, 128, 384, 640):
+                return None
+            width, height = self.image_dimensions(job)
+            scale = int(rendition) / max(width, height)
+            return images.make_webp(
+                self.content_seed(job.id, index),
+                max(1, round(width * scale)),
+                max(1, round(height * scale)),
+            )
+        return self.image_bytes(job, index, match["ext"])
+
+
+class Account(MediaServing):
     """A deterministic Midjourney account. Build with :meth:`generate`."""
 
     def __init__(
@@ -394,60 +458,6 @@ class Account:
         for job in self.jobs:
             yield from job.own_media_paths
 
-    # -- media ---------------------------------------------------------------------------------
-    def content_seed(self, job_id: str, index: int, variant: str = "") -> int:
-        digest = hashlib.blake2b(
-            f"{self.seed}:{job_id}:{index}:{variant}".encode(), digest_size=8
-        ).digest()
-        return int.from_bytes(digest, "big")
-
-    def image_dimensions(self, job: GeneratedJob) -> tuple[int, int]:
-        grid_side, single_side = _IMAGE_SIDES[self.image_size]
-        side = grid_side if job.batch_size > 1 else single_side
-        long = max(job.width, job.height)
-        return max(1, job.width * side // long), max(1, job.height * side // long)
-
-    def image_bytes(self, job: GeneratedJob, index: int, ext: str) -> bytes:
-        """Image ``index`` of ``job`` encoded as ``ext`` (png, webp, jpg): same picture, any
-        extension. Works for any image job; ``media_bytes`` decides what the CDN serves."""
-        width, height = self.image_dimensions(job)
-        hint = LARGE_SIZE_HINTS.get(ext.lower()) if self.image_size == "large" else None
-        seed = self.content_seed(job.id, index)
-        return images.media_for_extension(ext, seed, width, height, size_hint=hint)
-
-    def media_bytes(self, cdn_relative_path: str) -> bytes | None:
-        """The bytes the CDN serves at ``{job}/0_{i}.png|webp``, ``{job}/0_{i}_{N}_N.webp``
-        or ``video/{job}/{i}.mp4``; ``None`` when there is no such file."""
-        path = cdn_relative_path.lstrip("/").split("?", 1)[0]
-        video = _VIDEO_PATH.match(path)
-        if video:
-            job = self.job(video["job"])
-            index = int(video["index"])
-            if job is None or not job.is_video or index >= job.batch_size:
-                return None
-            return images.make_mp4(self.content_seed(job.id, index, "mp4"))
-        match = _IMAGE_PATH.match(path)
-        if not match:
-            return None
-        job = self.job(match["job"])
-        index = int(match["index"])
-        if job is None or job.is_video or job.kind == "virtual_upsample":
-            return None
-        if index >= job.batch_size:
-            return None
-        rendition = match["rendition"]
-        if rendition is not None:
-            if match["ext"] != "webp" or int(rendition) not in (32, 128, 384, 640):
-                return None
-            width, height = self.image_dimensions(job)
-            scale = int(rendition) / max(width, height)
-            return images.make_webp(
-                self.content_seed(job.id, index),
-                max(1, round(width * scale)),
-                max(1, round(height * scale)),
-            )
-        return self.image_bytes(job, index, match["ext"])
-
 
 class _CommonFields(TypedDict):
     id: str
@@ -500,72 +510,82 @@ class _JobBuilder:
             detail_seed=detail_seed,
         )
         if parent is not None and roll < 0.45:
-            return self._child(parent, rng.randrange(4), fraction, common)
-        generation = generation_at(fraction, rng)
-        draft = generation.has_draft and rng.random() < 0.25
-        parameters, aspect = make_parameters(rng, generation, draft=draft)
-        width, height = dimensions(aspect, generation.base_side)
-        job = GeneratedJob(
-            kind="draft" if draft else "grid",
-            generation=generation,
-            prompt=make_prompt(rng),
-            parameters=parameters,
-            width=width,
-            height=height,
-            batch_size=4,
-            parent_id=None,
-            parent_grid=None,
-            **common,
-        )
-        self.parents.append(job)
-        if len(self.parents) > 40:
-            self.parents.pop(0)
-        return job
-
-    def _child(
-        self, parent: GeneratedJob, grid: int, fraction: float, common: _CommonFields
-    ) -> GeneratedJob:
-        rng = self.rng
-        generation = parent.generation
-        roll = rng.random()
-        kind: JobKind
-        if fraction >= 0.85 and roll < 0.05:
-            kind = "video"
-        elif roll < 0.6:
-            virtual = generation.has_virtual_upsample and rng.random() < 0.75
-            kind = "virtual_upsample" if virtual else "upscale"
-        elif roll < 0.8:
-            kind = "variation"
-        elif roll < 0.9:
-            kind = "pan"
+            job = child_job(rng, parent, rng.randrange(4), fraction, common)
         else:
-            kind = "outpaint"
-        width, height, parameters = parent.width, parent.height, parent.parameters
-        prompt = parent.prompt
-        if kind == "video":
-            motion = rng.choice(("low", "high"))
-            prompt = f"{CDN_BASE}/{parent.id}/0_{grid}.png {parent.prompt}"
-            parameters = f"--motion {motion} --video 1"
-            width, height = parent.width * 13 // 16 // 8 * 8, parent.height * 13 // 16 // 8 * 8
-        elif kind == "pan":
-            width = parent.width + parent.width // 2
-        elif kind == "outpaint":
-            parameters = f"{parent.parameters} --zoom 2".strip()
-        batch = 1 if kind in ("upscale", "virtual_upsample") else 4
-        job = GeneratedJob(
-            kind=kind,
-            generation=generation,
-            prompt=prompt,
-            parameters=parameters,
-            width=width,
-            height=height,
-            batch_size=batch,
-            parent_id=parent.id,
-            parent_grid=grid,
-            **common,
-        )
-        if kind in FOUR_IMAGE_KINDS:
+            job = root_job(rng, fraction, common)
+        if job.kind in FOUR_IMAGE_KINDS:
             self.parents.append(job)
             if len(self.parents) > 40:
                 self.parents.pop(0)
         return job
+
+
+def root_job(rng: random.Random, fraction: float, common: _CommonFields) -> GeneratedJob:
+    """A fresh grid (or draft) job ``fraction`` of the way through the account's history."""
+    generation = generation_at(fraction, rng)
+    draft = generation.has_draft and rng.random() < 0.25
+    parameters, aspect = make_parameters(rng, generation, draft=draft)
+    width, height = dimensions(aspect, generation.base_side)
+    return GeneratedJob(
+        kind="draft" if draft else "grid",
+        generation=generation,
+        prompt=make_prompt(rng),
+        parameters=parameters,
+        width=width,
+        height=height,
+        batch_size=4,
+        parent_id=None,
+        parent_grid=None,
+        **common,
+    )
+
+
+def child_job(
+    rng: random.Random,
+    parent: GeneratedJob,
+    grid: int,
+    fraction: float,
+    common: _CommonFields,
+    *,
+    video: bool | None = None,
+) -> GeneratedJob:
+    """A job made from image ``grid`` of ``parent``. ``video`` forces (True) or forbids (False)
+    a video; ``None`` lets the draw decide, late in the account's history."""
+    generation = parent.generation
+    roll = rng.random()
+    kind: JobKind
+    if video or (video is None and fraction >= 0.85 and roll < 0.05):
+        kind = "video"
+    elif roll < 0.6:
+        virtual = generation.has_virtual_upsample and rng.random() < 0.75
+        kind = "virtual_upsample" if virtual else "upscale"
+    elif roll < 0.8:
+        kind = "variation"
+    elif roll < 0.9:
+        kind = "pan"
+    else:
+        kind = "outpaint"
+    width, height, parameters = parent.width, parent.height, parent.parameters
+    prompt = parent.prompt
+    if kind == "video":
+        motion = rng.choice(("low", "high"))
+        prompt = f"{CDN_BASE}/{parent.id}/0_{grid}.png {parent.prompt}"
+        parameters = f"--motion {motion} --video 1"
+        width, height = parent.width * 13 // 16 // 8 * 8, parent.height * 13 // 16 // 8 * 8
+    elif kind == "pan":
+        width = parent.width + parent.width // 2
+    elif kind == "outpaint":
+        parameters = f"{parent.parameters} --zoom 2".strip()
+    batch = 1 if kind in ("upscale", "virtual_upsample") else 4
+    return GeneratedJob(
+        kind=kind,
+        generation=generation,
+        prompt=prompt,
+        parameters=parameters,
+        width=width,
+        height=height,
+        batch_size=batch,
+        parent_id=parent.id,
+        parent_grid=grid,
+        **common,
+    )

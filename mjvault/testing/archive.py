@@ -20,13 +20,14 @@ import os
 import random
 import textwrap
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from mjvault.errors import UsageError
-from mjvault.testing.accounts import Account, GeneratedJob, ImageSize
+from mjvault.testing.accounts import Account, GeneratedJob, ImageSize, MediaServing
+from mjvault.testing.scaled import VIDEO_EVERY, ScaledAccount
 
 _PROMPT_WRAPPER = textwrap.TextWrapper(
     width=80,
@@ -56,6 +57,8 @@ class ArchiveSummary:
     job_ids: list[str] = field(default_factory=list)
     # relative path -> what is wrong with it (only with ``with_problems``)
     problems: dict[str, str] = field(default_factory=dict)
+    # Off for a million-job archive: the list would be the only thing that grows.
+    keep_job_ids: bool = True
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -96,7 +99,7 @@ def image_extension(job: GeneratedJob) -> str:
     return "png" if roll < 0.8 else "webp" if roll < 0.95 else "jpg"
 
 
-def image_files(account: Account, job: GeneratedJob) -> list[tuple[str, bytes]]:
+def image_files(account: MediaServing, job: GeneratedJob) -> list[tuple[str, bytes]]:
     """``(file name, bytes)`` of the images the scripts saved beside ``job``'s JSON."""
     ext = image_extension(job)
     stem = job_stem(job)
@@ -114,8 +117,18 @@ def image_files(account: Account, job: GeneratedJob) -> list[tuple[str, bytes]]:
     return files
 
 
-def _write(path: Path, data: bytes, moment: datetime, summary: ArchiveSummary) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write(
+    path: Path,
+    data: bytes,
+    moment: datetime,
+    summary: ArchiveSummary,
+    made: set[Path] | None = None,
+) -> None:
+    # ``made`` remembers the day folders already there: one mkdir per day, not per file.
+    if made is None or path.parent not in made:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if made is not None:
+            made.add(path.parent)
     path.write_bytes(data)
     stamp = moment.timestamp()
     os.utime(path, (stamp, stamp))
@@ -161,19 +174,80 @@ def write_sample_archive(
 
 
 def _write_job(
-    out_dir: Path, job: GeneratedJob, files: list[tuple[str, bytes]], summary: ArchiveSummary
+    out_dir: Path,
+    job: GeneratedJob,
+    files: list[tuple[str, bytes]],
+    summary: ArchiveSummary,
+    made: set[Path] | None = None,
 ) -> None:
     record = job.record_v1()
     folder = out_dir / job_folder(job.enqueue_time)
     stem = job_stem(job)
     when = job.enqueue_time
-    _write(folder / f"{stem}.json", json.dumps(record, indent=2).encode(), when, summary)
-    _write(folder / f"{stem}.prompt.txt", prompt_text(record).encode(), when, summary)
+    _write(folder / f"{stem}.json", json.dumps(record, indent=2).encode(), when, summary, made)
+    _write(folder / f"{stem}.prompt.txt", prompt_text(record).encode(), when, summary, made)
     for name, data in files:
-        _write(folder / name, data, when, summary)
+        _write(folder / name, data, when, summary, made)
         summary.images += 1
     summary.jobs += 1
-    summary.job_ids.append(job.id)
+    if summary.keep_job_ids:
+        summary.job_ids.append(job.id)
+
+
+def scaled_account_for_archive(seed: int, jobs: int) -> ScaledAccount:
+    """The scaled account whose image jobs (videos never reached the scripts' listing) number
+    ``jobs``."""
+    size = jobs + jobs // (VIDEO_EVERY - 1)
+    while size - size // VIDEO_EVERY < jobs:
+        size += 1
+    return ScaledAccount(seed, size)
+
+
+def write_scaled_archive(
+    out_dir: Path, *, jobs: int, seed: int, workers: int = 1
+) -> ArchiveSummary:
+    """An archive of ``jobs`` image jobs of ``ScaledAccount(seed, …)``, in the layout of
+    :func:`write_sample_archive`, written as generated: memory stays flat at a million jobs.
+
+    ``workers`` processes each write a share of the jobs (oldest first within a share); the
+    tree is the same whatever their number. Job ids are not collected (``keep_job_ids``).
+    """
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise UsageError(f"{out_dir} exists and is not an empty directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = ArchiveSummary(root=out_dir, keep_job_ids=False)
+    shares = max(1, min(workers, jobs // 100))
+    bounds = [jobs * share // shares for share in range(shares + 1)]
+    ranges = list(zip(bounds, bounds[1:], strict=False))
+    if shares == 1:
+        parts = [_write_scaled_share(out_dir, seed, jobs, *ranges[0])]
+    else:
+        with ProcessPoolExecutor(max_workers=shares) as pool:
+            futures = [
+                pool.submit(_write_scaled_share, out_dir, seed, jobs, first, stop)
+                for first, stop in ranges
+            ]
+            parts = [future.result() for future in futures]
+    for part in parts:
+        summary.jobs += part.jobs
+        summary.images += part.images
+        summary.files += part.files
+        summary.bytes += part.bytes
+    return summary
+
+
+def _write_scaled_share(
+    out_dir: Path, seed: int, jobs: int, first: int, stop: int
+) -> ArchiveSummary:
+    """Write image jobs ``first`` to ``stop`` (0 is the oldest) of the scaled archive."""
+    account = scaled_account_for_archive(seed, jobs)
+    listed = account.image_jobs()
+    summary = ArchiveSummary(root=out_dir, keep_job_ids=False)
+    made: set[Path] = set()  # day folders: about a thousand over three years
+    for ordinal in range(first, stop):
+        job = listed[len(listed) - 1 - ordinal]
+        _write_job(out_dir, job, image_files(account, job), summary, made)
+    return summary
 
 
 def _write_problems(

@@ -34,6 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from mjvault.testing.accounts import CDN_BASE, LEGACY_BUCKET_BASE, Account, GeneratedJob
 from mjvault.testing.faults import Faults
+from mjvault.testing.scaled import ScaledAccount, ScaledListing
 
 V1_SESSION_COOKIE = "__Secure-next-auth.session-token"
 V3_SESSION_COOKIE = "__Host-Midjourney.AuthUserTokenV3_i"
@@ -180,12 +181,19 @@ class _ListingIndex:
         return bisect.bisect_left(self._keys(scope), -micros)
 
 
+def _listing_index(account: Account | ScaledAccount) -> _ListingIndex | ScaledListing:
+    # A scaled account answers listings from its indexes alone: no list of its jobs is built.
+    if isinstance(account, ScaledAccount):
+        return account.listing()
+    return _ListingIndex(account.jobs)
+
+
 class FakeMidjourney:
     """The fake site. Use as a context manager, or call :meth:`start` and :meth:`stop`."""
 
     def __init__(
         self,
-        account: Account,
+        account: Account | ScaledAccount,
         faults: Faults | None = None,
         *,
         token: str = "test-token",
@@ -216,7 +224,7 @@ class FakeMidjourney:
         self._error_rng = random.Random(self._faults.error_seed)
         self._fault_counter = 0
         self._jobs_scheduled_done = False
-        self._index = _ListingIndex(account.jobs)
+        self._index = _listing_index(account)
         self._index_size = len(account)
         self._connections: set[socket.socket] = set()
         self._httpd: ThreadingHTTPServer | None = None
@@ -309,10 +317,10 @@ class FakeMidjourney:
         return cookies
 
     # -- internals used by the handler -------------------------------------------------------
-    def index(self) -> _ListingIndex:
+    def index(self) -> _ListingIndex | ScaledListing:
         with self._lock:
             if len(self.account) != self._index_size:
-                self._index = _ListingIndex(self.account.jobs)
+                self._index = _listing_index(self.account)
                 self._index_size = len(self.account)
             return self._index
 

@@ -1,0 +1,427 @@
+#!/usr/bin/env python3
+"""Every command at 100k-1M jobs: the baseline of the million-jobs work (docs/design.md).
+
+    python scripts/bench/bench_scale.py --jobs 100000 [--workdir DIR] [--budget 600]
+                                        [--only NAME ...] [--rerun NAME ...] [--list]
+
+Against a scaled account (``mjvault.testing.scaled``: jobs derived from (seed, index) on
+demand, about 3.2 tiny distinct images per job) served by the bundled Midjourney-compatible
+server in its own process, and a scaled archive folder of the same size, it runs each command
+below as a child process and prints wall time, CPU time (user + system), peak RSS (the
+kernel's accounting of that child alone), bytes on disk (``du``: allocated blocks) of what the
+command leaves, and for push and pull the requests the local S3 server (moto) received:
+
+    sync-first      first sync from the server into an empty vault (``--api v3``)
+    sync-noop       sync with nothing new
+    sync-full-noop  ``sync --full`` with nothing new
+    archive         (set-up) write the archive folder, streamed (not an mjvault command)
+    import          import the archive into an empty vault
+    reimport        import it again: nothing new
+    checkout        a symlink view of every image of the synced vault
+    search-ids      ``search --ids a``: about three jobs out of four match
+    export          ``export -f csv`` of every job
+    gallery         a static gallery of every job
+    verify          ``verify``
+    verify-data     ``verify --read-data``
+    gc              ``gc`` (nothing to remove)
+    push            ``push`` to a fresh bucket on moto_server (requests counted by a proxy)
+    clone           ``clone`` of that bucket into a new vault
+    pull            ``pull`` with nothing new
+
+A command that runs past ``--budget`` seconds is interrupted (SIGINT, then SIGKILL) and
+reported as stopped, with its figures up to then. Resumable: results and the vaults built are
+kept in ``--workdir``/jobs-N (results.json); a rerun skips what is recorded unless named with
+``--rerun``, and a stopped first sync or import picks up where it stopped. push, clone and pull
+run together (moto keeps its buckets in memory only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = 7
+MJ = [sys.executable, "-m", "mjvault"]
+STEPS = (
+    "sync-first", "sync-noop", "sync-full-noop", "archive", "import", "reimport", "checkout",
+    "search-ids", "export", "gallery", "verify", "verify-data", "gc", "push", "clone", "pull",
+)  # fmt: skip
+NEWLINE = b"\n"
+SEARCH_QUERY = "a"  # in about three prompts out of four
+
+
+@dataclass
+class Result:
+    step: str
+    status: str  # ok, stopped (budget), failed (exit N)
+    wall: float
+    cpu: float
+    peak_rss_kib: int
+    disk_bytes: int | None = None
+    requests: int | None = None
+    note: str = ""
+
+    def line(self) -> str:
+        disk = "" if self.disk_bytes is None else f"{self.disk_bytes / 1e6:9.0f} MB"
+        requests = "" if self.requests is None else f"{self.requests:>9}"
+        return (
+            f"{self.step:<15} {self.status:<10} {self.wall:8.1f} s {self.cpu:8.1f} s "
+            f"{self.peak_rss_kib / 1024:8.0f} MB {disk:>12} {requests:>9}  {self.note}"
+        )
+
+
+HEADER = (
+    f"{'command':<15} {'status':<10} {'wall':>10} {'cpu':>10} {'peak RSS':>11} "
+    f"{'on disk':>12} {'requests':>9}"
+)
+
+
+def run_child(
+    step: str, command: list[str], env: dict[str, str], budget: float, log: Path
+) -> tuple[Result, bytes]:
+    """Run ``command``; stop it at ``budget`` seconds. Its own rusage, whatever happens."""
+    started = time.perf_counter()
+    stdout = log.with_name(f"{step}.out")
+    with open(log, "ab") as err, open(stdout, "wb") as out:
+        err.write(f"\n== {step}: {' '.join(command)}\n".encode())
+        err.flush()
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=err)
+        deadline = started + budget
+        stopped = False
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            now = time.perf_counter()
+            if not stopped and now > deadline:
+                stopped = True
+                process.send_signal(signal.SIGINT)  # a clean stop: the vault stays whole
+                deadline = now + 60
+            elif stopped and now > deadline:
+                process.kill()
+                deadline = now + 3600
+            time.sleep(0.1)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.perf_counter() - started
+    code = process.returncode
+    state = "stopped" if stopped else "ok" if code == 0 else f"exit {code}"
+    result = Result(step, state, elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
+    return result, stdout.read_bytes()
+
+
+def disk_usage(*paths: Path) -> int:
+    """Allocated bytes (``du -s``: 4 KiB blocks count, as they cost)."""
+    existing = [str(path) for path in paths if path.exists()]
+    if not existing:
+        return 0
+    out = subprocess.run(["du", "-s", "-B1", "-c", *existing], capture_output=True, text=True)
+    return int(out.stdout.strip().splitlines()[-1].split()[0])
+
+
+class Server:
+    """The bundled server with a scaled account, in its own process (its GIL is its own)."""
+
+    def __init__(self, jobs: int) -> None:
+        self.token = secrets.token_urlsafe(16)
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "_serve", str(SEED), str(jobs), self.token],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.settings: dict[str, str] = json.loads(self.process.stdout.readline())
+
+    def stop(self) -> int:
+        """Stop it; its peak RSS in KiB (flat whatever the account's size, or not)."""
+        self.process.send_signal(signal.SIGINT)
+        _, _, usage = os.wait4(self.process.pid, 0)
+        return int(usage.ru_maxrss)
+
+
+def serve(seed: int, jobs: int, token: str) -> None:
+    sys.path.insert(0, str(ROOT))
+    from mjvault.testing.devserver import connection_settings
+    from mjvault.testing.scaled import ScaledAccount
+    from mjvault.testing.server import FakeMidjourney
+
+    server = FakeMidjourney(ScaledAccount(seed, jobs), token=token, rewrite_image_urls=True)
+    with server:
+        print(json.dumps(connection_settings(server)), flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.work: Path = args.workdir / f"jobs-{args.jobs}"
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.results_file = self.work / "results.json"
+        self.results: dict[str, dict[str, object]] = (
+            json.loads(self.results_file.read_text()) if self.results_file.exists() else {}
+        )
+        self.log = self.work / "bench.log"
+        self.synced = self.work / "vault-sync"
+        self.imported = self.work / "vault-import"
+        self.archive = self.work / "archive"
+        # Beside the archive, not in it: import would report it as an unknown file.
+        self.archive_done = self.work / "archive.complete"
+        self.env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
+        self.env["AWS_REGION"] = "us-east-1"
+        self.env.pop("MJVAULT_VAULT", None)
+        self.server: Server | None = None
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+    def wanted(self, step: str) -> bool:
+        if self.args.only and step not in self.args.only:
+            return False
+        return (
+            step in self.args.rerun
+            or step not in self.results
+            or (self.results[step]["status"] == "stopped" and step in ("sync-first", "import"))
+        )
+
+    def record(self, result: Result) -> None:
+        self.results[result.step] = asdict(result)
+        self.results_file.write_text(json.dumps(self.results, indent=2))
+        print(result.line(), flush=True)
+
+    def skip(self, step: str, why: str) -> None:
+        if self.args.only and step not in self.args.only:
+            return
+        self.record(Result(step, "not run", 0, 0, 0, note=why))
+
+    def run(
+        self,
+        step: str,
+        command: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        disk: Callable[[], int] | None = None,
+        budget: float | None = None,
+    ) -> tuple[Result, bytes]:
+        budget = budget or self.args.budgets.get(step, self.args.budget)
+        result, out = run_child(step, command, env or self.env, budget, self.log)
+        if result.status.startswith("exit"):
+            tail = self.log.read_text(errors="replace").strip().splitlines()[-1:]
+            result.note = " ".join(tail)[:120]
+        elif result.status == "stopped":
+            result.note = f"budget {budget:.0f} s"
+        if disk is not None:
+            result.disk_bytes = disk()
+        return result, out
+
+    def ok(self, step: str) -> bool:
+        return self.results.get(step, {}).get("status") == "ok"
+
+    def mj(self, vault: Path, *args: str) -> list[str]:
+        return [*MJ, "--vault", str(vault), *args]
+
+    # -- steps ---------------------------------------------------------------------------------
+    def sync_steps(self) -> None:
+        wanted = [s for s in ("sync-first", "sync-noop", "sync-full-noop") if self.wanted(s)]
+        if not wanted:
+            return
+        self.server = Server(self.args.jobs)
+        env = self.env | self.server.settings
+        sync = ["--json", "sync", "--api", "v3", "--jobs", "16", "--max-rps", "100000"]
+        try:
+            if "sync-first" in wanted:
+                if not (self.synced / "config").exists():
+                    subprocess.run([*MJ, "init", str(self.synced)], check=True, env=self.env,
+                                   capture_output=True)  # fmt: skip
+                result, _ = self.run("sync-first", self.mj(self.synced, *sync), env=env,
+                                     disk=lambda: disk_usage(self.synced))  # fmt: skip
+                self.record(result)
+            for step, extra in (("sync-noop", []), ("sync-full-noop", ["--full"])):
+                if step not in wanted:
+                    continue
+                if not self.ok("sync-first"):
+                    self.skip(step, "first sync did not finish")
+                    continue
+                result, _ = self.run(step, self.mj(self.synced, *sync, *extra), env=env)
+                self.record(result)
+        finally:
+            server_rss = self.server.stop()
+            self.server = None
+        print(f"{'':15} (the server's own peak RSS: {server_rss / 1024:.0f} MB)", flush=True)
+        self.results["server-peak-rss-kib"] = {"status": "info", "value": server_rss}
+        self.results_file.write_text(json.dumps(self.results, indent=2))
+
+    def import_steps(self) -> None:
+        if self.wanted("archive") and not self.archive_done.exists():
+            shutil.rmtree(self.archive, ignore_errors=True)
+            command = [sys.executable, str(ROOT / "scripts" / "make_sample_archive.py"),
+                       str(self.archive), "--jobs", str(self.args.jobs), "--seed", str(SEED),
+                       "--scaled", "--workers", str(self.args.archive_workers)]  # fmt: skip
+            result, _ = self.run("archive", command, disk=lambda: disk_usage(self.archive))
+            result.note = f"{self.args.archive_workers} worker processes (RSS: the largest)"
+            if result.status == "ok":
+                self.archive_done.touch()
+            self.record(result)
+        if not self.archive_done.exists():
+            for step in ("import", "reimport"):
+                self.skip(step, "no complete archive")
+            return
+        for step in ("import", "reimport"):
+            if not self.wanted(step):
+                continue
+            if step == "import" and step in self.args.rerun:
+                shutil.rmtree(self.imported, ignore_errors=True)
+            if not (self.imported / "config").exists():
+                subprocess.run([*MJ, "init", str(self.imported)], check=True, env=self.env,
+                               capture_output=True)  # fmt: skip
+            if step == "reimport" and not self.ok("import"):
+                self.skip(step, "first import did not finish")
+                continue
+            command = self.mj(self.imported, "--json", "import", str(self.archive))
+            result, _ = self.run(step, command, disk=lambda: disk_usage(self.imported))
+            self.record(result)
+
+    def vault_steps(self) -> None:
+        vault = self.synced
+        view = self.work / "view"
+        export = self.work / "export.csv"
+        gallery = self.work / "gallery"
+        steps: list[tuple[str, list[str], Callable[[], int] | None, Callable[[], None]]] = [
+            ("checkout", self.mj(vault, "checkout", str(view), "--name", "bench",
+                                 "--link", "symlink"),
+             lambda: disk_usage(view),
+             lambda: self._remove_view(vault, view)),
+            ("search-ids", self.mj(vault, "search", "--ids", SEARCH_QUERY), None, lambda: None),
+            ("export", self.mj(vault, "export", "-f", "csv", "-o", str(export)),
+             lambda: disk_usage(export), lambda: export.unlink(missing_ok=True)),
+            ("gallery", self.mj(vault, "gallery", str(gallery)), lambda: disk_usage(gallery),
+             lambda: shutil.rmtree(gallery, ignore_errors=True)),
+            ("verify", self.mj(vault, "verify"), None, lambda: None),
+            ("verify-data", self.mj(vault, "verify", "--read-data"), None, lambda: None),
+            ("gc", self.mj(vault, "gc"), lambda: disk_usage(vault), lambda: None),
+        ]  # fmt: skip
+        for step, command, disk, prepare in steps:
+            if not self.wanted(step):
+                continue
+            if not self.ok("sync-first"):
+                self.skip(step, "no synced vault (first sync did not finish)")
+                continue
+            prepare()
+            result, out = self.run(step, command, disk=disk)
+            if step == "search-ids":
+                result.note = f"{out.count(NEWLINE)} ids"
+            self.record(result)
+
+    def _remove_view(self, vault: Path, view: Path) -> None:
+        subprocess.run(self.mj(vault, "checkout", "--remove", "bench"), env=self.env,
+                       capture_output=True)  # fmt: skip
+        shutil.rmtree(view, ignore_errors=True)
+
+    def remote_steps(self) -> None:
+        if not any(self.wanted(step) for step in ("push", "clone", "pull")):
+            return
+        if not self.ok("sync-first"):
+            for step in ("push", "clone", "pull"):
+                self.skip(step, "no synced vault (first sync did not finish)")
+            return
+        sys.path.insert(0, str(ROOT))
+        from mjvault.testing.objectstore import FaultProxy, MotoServer
+
+        clone = self.work / "vault-clone"
+        with MotoServer() as s3:
+            proxy = FaultProxy(s3.port)  # forwards unchanged; counts requests
+            try:
+                bucket = f"bench{secrets.token_hex(4)}"
+                s3.create_bucket(bucket)
+                url = f"s3://{bucket}/mj"
+                subprocess.run(self.mj(self.synced, "remote", "remove", "bench"), env=self.env,
+                               capture_output=True)  # fmt: skip
+                subprocess.run(self.mj(self.synced, "remote", "add", "bench", url,
+                                       "--endpoint-url", proxy.endpoint, "--allow-http"),
+                               env=self.env, check=True, capture_output=True)  # fmt: skip
+                proxy.requests = 0
+                result, _ = self.run("push", self.mj(self.synced, "--json", "push", "bench"))
+                result.requests = proxy.requests
+                if result.status == "stopped":
+                    result.note += f", {proxy.requests / result.wall:.0f} requests/s"
+                self.record(result)
+                if result.status != "ok":
+                    self.skip("clone", "push did not finish")
+                    self.skip("pull", "push did not finish")
+                    return
+                shutil.rmtree(clone, ignore_errors=True)
+                proxy.requests = 0
+                command = [*MJ, "--json", "clone", url, str(clone), "--endpoint-url",
+                           proxy.endpoint, "--allow-http"]  # fmt: skip
+                result, _ = self.run("clone", command, disk=lambda: disk_usage(clone))
+                result.requests = proxy.requests
+                self.record(result)
+                proxy.requests = 0
+                result, _ = self.run("pull", self.mj(self.synced, "--json", "pull", "bench"))
+                result.requests = proxy.requests
+                self.record(result)
+            finally:
+                proxy.stop()
+                shutil.rmtree(clone, ignore_errors=True)
+
+    def report(self) -> None:
+        print(f"\n{self.args.jobs} jobs, results in {self.results_file}")
+        print(HEADER)
+        for step in STEPS:
+            if step in self.results:
+                print(Result(**self.results[step]).line())  # type: ignore[arg-type]
+        server = self.results.get("server-peak-rss-kib")
+        if server:
+            print(f"server peak RSS: {int(server['value']) / 1024:.0f} MB")  # type: ignore[call-overload]
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "_serve":
+        serve(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+        return
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, default=100_000, help="jobs (1M is the goal)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/mjvault-bench-scale"))
+    parser.add_argument("--budget", type=float, default=600, help="seconds per command")
+    parser.add_argument(
+        "--budget-for",
+        action="append",
+        default=[],
+        metavar="STEP=SECONDS",
+        help="another budget for one command (repeatable), e.g. push=300",
+    )
+    parser.add_argument("--archive-workers", type=int, default=2)
+    parser.add_argument("--only", nargs="*", default=[], choices=STEPS, metavar="STEP")
+    parser.add_argument("--rerun", nargs="*", default=[], choices=STEPS, metavar="STEP")
+    parser.add_argument("--list", action="store_true", help="print the recorded table only")
+    args = parser.parse_args()
+    args.budgets = {}
+    for item in args.budget_for:
+        step, _, seconds = item.partition("=")
+        if step not in STEPS or not seconds:
+            parser.error(f"--budget-for {item!r}: want STEP=SECONDS with STEP one of {STEPS}")
+        args.budgets[step] = float(seconds)
+    bench = Bench(args)
+    if not args.list:
+        print(f"{args.jobs} jobs in {bench.work}; budget {args.budget:.0f} s per command")
+        print(HEADER, flush=True)
+        bench.sync_steps()
+        bench.import_steps()
+        bench.vault_steps()
+        bench.remote_steps()
+    bench.report()
+
+
+if __name__ == "__main__":
+    main()
