@@ -6,14 +6,17 @@ objects, so a missing, stale or damaged index is rebuilt, never trusted over the
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import functools
 import os
 import struct
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -29,7 +32,8 @@ from mjvault.tree import JobEntry
 
 # 2: the words table also holds each word's accent-folded form (mjvault.text.fold), and the
 #    counts and times tables exist.
-INDEX_FORMAT = b"2"
+# 3: each job summary holds its images' media kinds ("k"), so a checkout reads no image.
+INDEX_FORMAT = b"3"
 MAP_SIZE = 1 << 36  # address space only: LMDB files are sparse and grow as needed
 SEP = b"\x00"
 MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
@@ -48,6 +52,10 @@ class JobSummary:
     prompt: str
     params: dict[str, str] = field(default_factory=dict)
     username: str | None = None
+    # Per image: its type ("png", "jpg", …) when the object's file is that image itself (a
+    # view may link to it), None when it is stored framed or sealed (only decoding shows it)
+    # or absent. None for the whole tuple: not looked up yet (filled in by Index.apply).
+    kinds: tuple[str | None, ...] | None = None
 
     def pack(self) -> bytes:
         micros = int(self.time.timestamp() * 1_000_000) if self.time else None
@@ -60,6 +68,7 @@ class JobSummary:
                 "p": self.prompt,
                 "pa": self.params,
                 "u": self.username,
+                "k": list(self.kinds) if self.kinds is not None else None,
             }
         )
 
@@ -77,6 +86,7 @@ class JobSummary:
             prompt=doc["p"],
             params=dict(doc.get("pa") or {}),
             username=doc.get("u"),
+            kinds=tuple(doc["k"]) if doc.get("k") is not None else None,
         )
 
     @classmethod
@@ -187,6 +197,40 @@ def _check_room_for_new_environment(path: Path) -> None:
         raise _disk_full(path)
 
 
+_MADV_DONTNEED = 4
+
+
+def release_mapping(path: str) -> None:
+    """``madvise(MADV_DONTNEED)`` over this process's read-only mappings of ``path``."""
+    if not sys.platform.startswith("linux"):
+        return
+    # Looked up every time (a fraction of a millisecond): an address remembered from an
+    # earlier call could belong to another mapping by now, and this must never touch one.
+    libc = _libc()
+    for start, length in _mappings_of(path):
+        libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), _MADV_DONTNEED)
+
+
+def _mappings_of(path: str) -> list[tuple[int, int]]:
+    found: list[tuple[int, int]] = []
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                fields = line.split(maxsplit=5)
+                # Read-only and shared: LMDB's map without MDB_WRITEMAP. Never a writable one.
+                if len(fields) == 6 and fields[5].rstrip("\n") == path and fields[1] == "r--s":
+                    low, high = (int(x, 16) for x in fields[0].split("-"))
+                    found.append((low, high - low))
+    except OSError:
+        pass
+    return found
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
 # LMDB allows one environment per file per process; vaults opened twice share it.
 _OPEN_ENVS: dict[str, tuple[lmdb.Environment, dict[bytes, Any], int]] = {}
 _ENVS_LOCK = threading.Lock()
@@ -232,6 +276,8 @@ class Index:
         self.env = env
         self.db = dbs
         self._closed = False
+        # Set by the vault: an image object's media kind (MediaKinds), filled into summaries.
+        self.media_kinds: Callable[[tuple[str | None, ...]], tuple[str | None, ...]] | None = None
 
     def close(self) -> None:
         if self._closed:
@@ -256,6 +302,17 @@ class Index:
             raise
         except lmdb.Error as exc:
             raise IndexDamaged(f"the index at {self.path} is damaged: {_reason(exc)}") from None
+
+    def release_pages(self) -> None:
+        """Unmap the pages of the index a long read has touched (they stay in the page cache).
+
+        LMDB reads through a shared mapping, and the kernel maps a file's cached neighbours
+        around every page read (64 KiB): reading one summary per job of a 100k-job index
+        maps nearly all of it, counted in the process's RSS. Dropping the mapping's page
+        table entries now and then keeps that flat; the next read faults a page back in from
+        the cache. Linux only (elsewhere a no-op).
+        """
+        release_mapping(os.path.join(self._key, "data.mdb"))
 
     def probe(self) -> None:
         """Open every table and read its ends: most damage shows here, before a command
@@ -331,6 +388,8 @@ class Index:
 
     def _add(self, txn: lmdb.Transaction, summary: JobSummary, deltas: Counter[bytes]) -> None:
         jid = summary.job_id.encode("utf-8")
+        if summary.kinds is None and self.media_kinds is not None:
+            summary = replace(summary, kinds=self.media_kinds(summary.images))
         txn.put(jid, summary.pack(), db=self.db[b"jobs"])
         txn.put(jid, _date_key(summary.time), db=self.db[b"times"])
         for table, key in summary.postings():
