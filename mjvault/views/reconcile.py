@@ -44,6 +44,8 @@ from mjvault.views.check import is_exactly
 from mjvault.views.links import (
     LinkKind,
     NameTaken,
+    copy_new,
+    copy_workers,
     place_bytes,
     place_file,
     place_hardlink,
@@ -159,6 +161,10 @@ class _Reconciler:
         self.reader: ThreadPoolExecutor | None = None
         self.pending: Future[list[tuple[int, BaseException]]] | None = None
         self.pending_items: list[tuple[Key, str, _Want]] = []
+        self.copiers: ThreadPoolExecutor | None = None
+        self.pending_copies: list[
+            tuple[Future[list[CopyResult]], list[tuple[Key, str, _Want]]]
+        ] = []
         # The file list, looked up by image and by folded path batch by batch, never loaded
         # whole (mjvault.views.state).
         self.table: FileTable = view.table
@@ -318,6 +324,8 @@ class _Reconciler:
             try:
                 self._drain()
             finally:
+                if self.copiers is not None:
+                    self.copiers.shutdown(wait=True)
                 self.worker.shutdown(wait=True)
                 if self.reader is not None:
                     self.reader.shutdown(wait=True)
@@ -388,12 +396,18 @@ class _Reconciler:
             self._replace(key, record, want)
         quick: list[tuple[Key, str, _Want]] = []
         symlinks = self.kind is LinkKind.SYMLINK  # _kind_for(want) is SYMLINK iff want.raw
+        # Plain copies of the object files: made by a pool of threads (_make_copies).
+        copies = self.kind is LinkKind.COPY and not self.view.definition.embed_metadata
+        self._drain()  # what the workers made is in the list before names are chosen
         for key, path, want, is_move in self._assign(placements):
-            if symlinks and want.raw and not is_move:
+            if (symlinks or copies) and want.raw and not is_move:
                 quick.append((key, path, want))
             else:
                 self._place(key, path, want, moved=is_move)
-        self._dispatch_symlinks(quick)
+        if copies:
+            self._dispatch_copies(quick)
+        else:
+            self._dispatch_symlinks(quick)
         if self.index is not None:
             self.index.release_pages()
         if self.progress:
@@ -438,8 +452,53 @@ class _Reconciler:
         self.pending = self.worker.submit(_make_symlinks, jobs)
         self.pending_items = items
 
+    def _dispatch_copies(self, items: list[tuple[Key, str, _Want]]) -> None:
+        """Hand new copies to the copy threads, a share each; booked when they are done."""
+        self._drain()
+        if not items:
+            return
+        if self.copiers is None:
+            workers = copy_workers(self.root)
+            self.copiers = ThreadPoolExecutor(workers, thread_name_prefix="mjvault-copy")
+        root = self.root_str if self.root_str.endswith(os.sep) else self.root_str + os.sep
+        jobs = [(self._source(want.oid), root + relpath) for _, relpath, want in items]
+        share = -(-len(jobs) // self.copiers._max_workers)
+        self.pending_copies = [
+            (self.copiers.submit(_make_copies, jobs[i : i + share]), items[i : i + share])
+            for i in range(0, len(jobs), share)
+        ]
+
+    def _drain_copies(self) -> None:
+        pending, self.pending_copies = self.pending_copies, []
+        results = [(future.result(), items) for future, items in pending]  # all, then settle
+        rows: list[tuple[Key, FileRecord]] = []
+        failed: list[tuple[Key, str, _Want, BaseException]] = []
+        copy = LinkKind.COPY
+        for made, items in results:
+            for (key, relpath, want), result in zip(items, made, strict=True):
+                if isinstance(result, BaseException):
+                    failed.append((key, relpath, want, result))
+                    continue
+                plain = want.plain if want.plain != relpath else None
+                record = FileRecord(relpath, want.oid, copy, plain, result[0], result[1])
+                rows.append((key, record))
+        self.table.put_many(rows, new=True)
+        self.report.added += len(rows)
+        self.ops_since_save += len(rows)
+        for key, relpath, want, error in failed:
+            if isinstance(error, _ObjectMissing):
+                self.report.skipped += 1
+                self.report.note(f"image {key[1]} of job {key[0]}: object {want.oid} is missing")
+            elif _in_the_way(error):
+                if not self._adopt(key, relpath, want):
+                    self._block(key, relpath, want)
+            else:
+                raise error
+
     def _drain(self) -> None:
-        """Wait for the worker's batch and settle its failures (a name taken meanwhile)."""
+        """Wait for the workers' batch and settle its failures (a name taken meanwhile)."""
+        if self.pending_copies:
+            self._drain_copies()
         if self.pending is None:
             return
         pending, items = self.pending, self.pending_items
@@ -758,6 +817,30 @@ def _known(entry: JobEntry, kinds: Kinds) -> dict[str, Sniffed]:
         for oid, kind in zip(entry.images, kinds, strict=True)
         if oid is not None
     }
+
+
+def _in_the_way(error: BaseException) -> bool:
+    """Does ``error`` mean something else already holds the name (or a folder on its path)?"""
+    if isinstance(error, NameTaken | FileExistsError | NotADirectoryError):
+        return True
+    return isinstance(error, OSError) and error.errno in (errno.ENOTDIR, errno.EEXIST)
+
+
+CopyResult = tuple[int, int] | BaseException  # (size, mtime_ns) of the copy, or why not
+
+
+def _make_copies(jobs: list[tuple[str, str]]) -> list[CopyResult]:
+    """Runs in a copy thread: copy each object file to its new name (see links.copy_new)."""
+    out: list[CopyResult] = []
+    for source, dest in jobs:
+        try:
+            stat = copy_new(source, dest)
+            out.append((stat.st_size, stat.st_mtime_ns))
+        except FileNotFoundError as exc:
+            out.append(_ObjectMissing(source) if exc.filename == source else exc)
+        except (MjvaultError, OSError) as exc:
+            out.append(exc)
+    return out
 
 
 def _make_symlinks(jobs: list[tuple[str, str, str]]) -> list[tuple[int, BaseException]]:
