@@ -200,19 +200,22 @@ def _check_room_for_new_environment(path: Path) -> None:
 _MADV_DONTNEED = 4
 
 
-def release_mapping(path: str) -> None:
-    """``madvise(MADV_DONTNEED)`` over this process's read-only mappings of ``path``."""
-    if not sys.platform.startswith("linux"):
+_MAPPED: dict[str, list[tuple[int, int]]] = {}
+
+
+def release_ranges(ranges: list[tuple[int, int]]) -> None:
+    """``madvise(MADV_DONTNEED)`` over read-only shared mappings (see Index.release_pages)."""
+    if not ranges:
         return
-    # Looked up every time (a fraction of a millisecond): an address remembered from an
-    # earlier call could belong to another mapping by now, and this must never touch one.
     libc = _libc()
-    for start, length in _mappings_of(path):
+    for start, length in ranges:
         libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), _MADV_DONTNEED)
 
 
 def _mappings_of(path: str) -> list[tuple[int, int]]:
     found: list[tuple[int, int]] = []
+    if not sys.platform.startswith("linux"):
+        return found
     try:
         with open("/proc/self/maps") as maps:
             for line in maps:
@@ -287,6 +290,7 @@ class Index:
             env, dbs, users = _OPEN_ENVS[self._key]
             if users <= 1:
                 del _OPEN_ENVS[self._key]
+                _MAPPED.pop(os.path.join(self._key, "data.mdb"), None)
                 env.close()
             else:
                 _OPEN_ENVS[self._key] = (env, dbs, users - 1)
@@ -312,7 +316,20 @@ class Index:
         table entries now and then keeps that flat; the next read faults a page back in from
         the cache. Linux only (elsewhere a no-op).
         """
-        release_mapping(os.path.join(self._key, "data.mdb"))
+        if self._closed:
+            return
+        path = os.path.join(self._key, "data.mdb")
+        with _ENVS_LOCK:
+            # Found once per open environment (its map never moves: MAP_SIZE is fixed) and
+            # forgotten when it closes: an address must never outlive its mapping.
+            ranges = _MAPPED.get(path)
+            if ranges is None:
+                ranges = _MAPPED[path] = _mappings_of(path)
+        try:
+            size = os.stat(path).st_size  # the map reserves MAP_SIZE; only the file is mapped
+        except OSError:
+            return
+        release_ranges([(start, min(length, size)) for start, length in ranges])
 
     def probe(self) -> None:
         """Open every table and read its ends: most damage shows here, before a command

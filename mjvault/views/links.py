@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import re
 import secrets
@@ -30,6 +31,7 @@ import sys
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from mjvault.errors import MjvaultError, UsageError
 from mjvault.store.fsutil import blaming_written
@@ -279,7 +281,7 @@ def copy_new(source: str, dest: str) -> os.stat_result:
                     raise blaming_written(exc, Path(dest)) from None
                 stat = os.fstat(out)
                 try:
-                    os.link(f"/proc/self/fd/{out}", dest, follow_symlinks=True)
+                    _link_fd(out, dest)
                     return stat
                 except FileExistsError:
                     raise NameTaken(f"{dest} already exists") from None
@@ -312,6 +314,35 @@ def _open_nameless(folder: str) -> int:
             _tmpfile_works = False  # the file system answers alike for every folder
             return -1
         raise
+
+
+_AT_FDCWD, _AT_EMPTY_PATH = -100, 0x1000
+
+
+@functools.cache
+def _libc() -> Any:
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+_empty_path_works = sys.platform.startswith("linux")
+
+
+def _link_fd(fd: int, dest: str) -> None:
+    """Give the nameless file ``fd`` the name ``dest`` (fails if it exists)."""
+    global _empty_path_works
+    if _empty_path_works:
+        import ctypes
+
+        libc = _libc()
+        if libc.linkat(fd, b"", _AT_FDCWD, os.fsencode(dest), _AT_EMPTY_PATH) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.ENOENT, errno.EPERM, errno.EINVAL, errno.ENOSYS):
+            raise OSError(code, os.strerror(code), dest)
+        _empty_path_works = False  # needs a capability this process lacks: /proc instead
+    os.link(f"/proc/self/fd/{fd}", dest, follow_symlinks=True)
 
 
 def _copy_fd(src: int, out: int) -> None:
