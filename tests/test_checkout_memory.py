@@ -13,9 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from mjvault import Vault
-from tests.conftest import png_bytes, record_json
-
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/status").exists(), reason="reads the peak from /proc (Linux)"
 )
@@ -44,11 +41,26 @@ print(report.added, hwm)
 """
 
 
+BUILD = """
+import sys
+from pathlib import Path
+from mjvault import Vault
+from tests.conftest import png_bytes, record_json
+
+jobs = int(sys.argv[2])
+with Vault.init(Path(sys.argv[1])) as vault, vault.writer("test", checkpoint_jobs=jobs) as writer:
+    for n in range(jobs):
+        images = [writer.put_media(png_bytes(n * 4 + i, size=64)) for i in range(4)]
+        writer.add_job(record_json(f"job-{n:06d}", f"fox {n}"), images)
+"""
+
+
 def build(path: Path, jobs: int) -> Path:
-    with Vault.init(path) as vault, vault.writer("test", checkpoint_jobs=jobs) as writer:
-        for n in range(jobs):
-            images = [writer.put_media(png_bytes(n * 4 + i, size=64)) for i in range(4)]
-            writer.add_job(record_json(f"job-{n:06d}", f"fox {n}"), images)
+    # In a child too: the test process stays small for the tests that run after this one
+    # (a child's peak is measured from /proc, but others read ru_maxrss, which a forked
+    # child inherits from its parent).
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", BUILD, str(path), str(jobs)], check=True, cwd=root)
     return path
 
 

@@ -983,6 +983,7 @@ def refresh_view(
     view.vault_path = vault_path
     registry.save(view)
     report.unchanged = max(0, before - report.removed - report.updated)
+    view.release()
     return report
 
 
@@ -1166,6 +1167,7 @@ def remove_view(vault: Vault, name: str) -> RefreshReport:
         except BaseException:
             registry.save(view)
             raise
+        view.release()
         registry.delete(name)
         return report
 

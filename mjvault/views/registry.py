@@ -199,6 +199,14 @@ class View:
             out.setdefault(job_id, {})[index] = record
         return out
 
+    def release(self) -> None:
+        """Close the file list's store (it reopens on next use); what was saved stays."""
+        from mjvault.views.state import MemoryTable
+
+        if self._table is not None and not isinstance(self._table, MemoryTable):
+            self._table.close()
+            self._table = None
+
     def _decoded_files(self) -> JobFiles:
         if self._files is None:
             self._files = {}
