@@ -1,28 +1,25 @@
 #!/usr/bin/env python3
-"""Checkout benchmark: ``mjvault checkout`` as symlinks vs a bare ``os.symlink`` loop.
+"""Checkout benchmark: ``mjvault checkout`` against the floors it cannot beat.
 
-    python scripts/bench/bench_checkout.py [--jobs 25000] [--workdir /tmp/mjvault-bench-views]
+    python scripts/bench/bench_checkout.py [--jobs 25000] [--runs 5] [--workdir DIR]
 
 Builds (once, cached in WORKDIR) a plain vault of JOBS grid jobs with 4 small images each
-(100k images for the default), then measures, best of ``--runs``:
+(100k images for the default). WORKDIR defaults to a tmpfs (mounted at /mnt/mjvault-bench
+when run as root, else /dev/shm), where a file costs only its system calls, so the figures
+compare the code. Then, alternating, ``--runs`` times:
 
-* a full checkout of every image as a symlink into an empty directory (default template),
-  through the library, as ``mjvault checkout DIR`` runs it;
-* the floor: a bare loop of ``os.makedirs`` (once per directory) and ``os.symlink`` over the
-  very same (target, path) pairs, which reads nothing from the vault;
-* a refresh after 1% new jobs (incremental: the tree diff, not a walk).
+* the floor for links: a bare loop of ``os.makedirs`` (once per directory) and
+  ``os.symlink`` over the very same (target, path) pairs, which reads nothing from the vault;
+* a full symlink checkout into an empty directory (default template), in a child process
+  (its wall and CPU time around ``checkout()`` and its peak RSS, VmHWM);
+* the floor for copies: ``cp -rL`` of the symlink view;
+* a full copy checkout, likewise in a child process.
 
-Target: checkout <= 1.5x the bare loop. Page cache is warm for both (the vault is read once
-first), so the figures compare the code, not the disk.
-
-Measured 2026-11-27 on a shared 2-core VM, 100k images, ext4, load average 2-5 (identical
-runs varied up to 3x; best of 3-4, see docs/design.md for the table):
-    bare loop 4.6 s, checkout 5.5 s (1.20x; the first implementation: 4.0 s vs 9.2 s, 2.29x);
-    refresh after 1% new jobs 0.71 s (1000 files, 250 jobs examined; 1.08 s before the file
-    list was stored as columns); refresh with nothing new 0.03 s.
-On tmpfs, where a symlink costs ~6 us: bare loop 0.63 s, checkout 2.97 s (4.20 s before):
-there the ratio is the Python cost of reading, filtering and naming each image (~23 us,
-from ~36 us).
+It prints best and median of each, the paired ratios (each checkout against the floor timed
+just before it: on a shared machine whose load swings, these say more than two minima taken
+minutes apart) and peak RSS; then a refresh after 1% new jobs (the tree diff, not a walk)
+and one with nothing new. Targets: symlinks <= 2x the bare loop, copies <= 1.5x cp -rL,
+peak RSS < 100 MB. Figures: docs/design.md.
 """
 
 from __future__ import annotations
