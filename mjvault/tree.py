@@ -183,7 +183,9 @@ class Tree:
         return next((e for e in node.entries if e.job_id == job_id), None)
 
     def walk(self, root: str) -> Iterator[JobEntry]:
-        node = self.load(root)
+        # Not through the cache: a walk reads every node once, and remembering them would
+        # hold up to cache_size leaves of entries (hundreds of MB at a million jobs).
+        node = self._cache.get(root) or decode_node(self._read(root))
         if isinstance(node, Leaf):
             yield from sorted(node.entries, key=lambda e: e.job_id)
             return

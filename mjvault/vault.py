@@ -32,6 +32,7 @@ from mjvault.errors import (
 )
 from mjvault.index import Index, JobSummary
 from mjvault.index.db import IndexDamaged
+from mjvault.index.kinds import kind_reader
 from mjvault.lock import WriteLock
 from mjvault.model import Job, job_from_json
 from mjvault.records import decode_record
@@ -298,6 +299,7 @@ class Vault:
                         f"the index at {self.path / 'index'} cannot be created: {again.message} "
                         "(even a new, empty one fails: the cause is this machine, not the file)"
                     ) from None
+            index.media_kinds = kind_reader(self.store)
             self._index = index
         return self._index
 

@@ -1,9 +1,12 @@
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from mjvault.errors import UsageError
+from mjvault.views import links
 from mjvault.views.links import (
     LinkKind,
     NameTaken,
@@ -115,3 +118,32 @@ def test_reflink_really_clones_on_a_capable_file_system() -> None:
     source.write_bytes(os.urandom(1 << 20))
     assert place_file(source, root / "view" / "x.png", LinkKind.REFLINK) is LinkKind.REFLINK
     assert (root / "view" / "x.png").read_bytes() == source.read_bytes()
+
+
+@pytest.mark.parametrize("where", ["tmp", "shm"])
+def test_copy_new_makes_a_whole_file_atomically_and_never_over_one(
+    tmp_path: Path, where: str
+) -> None:
+    # /dev/shm (tmpfs) takes the nameless-file path (O_TMPFILE + link); the test's own
+    # directory may refuse it and take the temp-name path: both must behave alike.
+    if where == "shm":
+        if not os.path.isdir("/dev/shm"):
+            pytest.skip("no /dev/shm")
+        base = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    else:
+        base = tmp_path
+    try:
+        source = base / "object"
+        source.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40)
+        dest = base / "view" / "deep" / "cat.png"
+        stat = links.copy_new(os.fspath(source), os.fspath(dest))
+        assert dest.read_bytes() == source.read_bytes()
+        assert (stat.st_size, stat.st_mtime_ns) == (dest.stat().st_size, dest.stat().st_mtime_ns)
+        dest.write_bytes(b"the user's")
+        with pytest.raises(links.NameTaken):
+            links.copy_new(os.fspath(source), os.fspath(dest))
+        assert dest.read_bytes() == b"the user's"
+        assert sorted(p.name for p in dest.parent.iterdir()) == ["cat.png"]  # no temp left
+    finally:
+        if where == "shm":
+            shutil.rmtree(base)

@@ -137,8 +137,11 @@ def test_verify_views_notices_state_and_files_that_disagree(vault: Vault, tmp_pa
     view = views_registry.load("links")
     # What a killed checkout leaves: a link made but never recorded, one recorded as "in the
     # way" though it is the view's own, a temp file, and a state still marked unfinished.
-    unrecorded = view.files["job-1"].pop(0)
-    view.blocked["job-2"] = {1: view.files["job-2"].pop(1)}
+    unrecorded, blocked = view.table.get(("job-1", 0)), view.table.get(("job-2", 1))
+    assert unrecorded is not None and blocked is not None
+    view.table.delete(("job-1", 0))
+    view.table.delete(("job-2", 1))
+    view.blocked["job-2"] = {1: blocked}
     view.unfinished = True
     view.tree = None  # a killed first checkout's state names no tree yet
     views_registry.save(view)

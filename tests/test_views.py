@@ -421,7 +421,7 @@ def test_a_file_list_whose_columns_disagree_is_damage(vault: Vault, tmp_path: Pa
     add_jobs(vault, range(2))
     checkout(vault, define(tmp_path))
     registry = ViewRegistry(vault)
-    doc = registry.load("all").to_doc()
+    doc = registry.load("all").to_doc(inline=True)  # version 2: the list in the view file
     columns = msgpack.unpackb(doc["files"])
     columns[1][0] += 1  # a job claims one file more than the list holds
     state = vault.path / "views" / "all.view"

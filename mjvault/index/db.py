@@ -17,7 +17,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -33,7 +33,8 @@ from mjvault.tree import JobEntry
 
 # 2: the words table also holds each word's accent-folded form (mjvault.text.fold), and the
 #    counts and times tables exist.
-INDEX_FORMAT = b"2"
+# 3: each job summary holds its images' media kinds ("k"), so a checkout reads no image.
+INDEX_FORMAT = b"3"
 MAP_SIZE = 1 << 36  # address space only: LMDB files are sparse and grow as needed
 SEP = b"\x00"
 MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
@@ -53,6 +54,10 @@ class JobSummary:
     prompt: str
     params: dict[str, str] = field(default_factory=dict)
     username: str | None = None
+    # Per image: its type ("png", "jpg", …) when the object's file is that image itself (a
+    # view may link to it), None when it is stored framed or sealed (only decoding shows it)
+    # or absent. None for the whole tuple: not looked up yet (filled in by Index.apply).
+    kinds: tuple[str | None, ...] | None = None
 
     def pack(self) -> bytes:
         micros = int(self.time.timestamp() * 1_000_000) if self.time else None
@@ -65,6 +70,7 @@ class JobSummary:
                 "p": self.prompt,
                 "pa": self.params,
                 "u": self.username,
+                "k": list(self.kinds) if self.kinds is not None else None,
             }
         )
 
@@ -82,6 +88,7 @@ class JobSummary:
             prompt=doc["p"],
             params=dict(doc.get("pa") or {}),
             username=doc.get("u"),
+            kinds=tuple(doc["k"]) if doc.get("k") is not None else None,
         )
 
     @classmethod
@@ -242,7 +249,12 @@ class _MappedPages:
         with _suppress_os(), open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
             for line in maps:
                 fields = line.split(None, 5)
-                if len(fields) == 6 and fields[5].rstrip("\n") == self._file:
+                # Read-only and shared (LMDB's map without MDB_WRITEMAP), never a writable one.
+                if (
+                    len(fields) == 6
+                    and fields[1] == "r--s"
+                    and fields[5].rstrip("\n") == self._file
+                ):
                     start, end = (int(x, 16) for x in fields[0].split("-"))
                     return start, end - start
         return None
@@ -300,6 +312,8 @@ class Index:
         self.db = dbs
         self._closed = False
         self.pages = _MappedPages(path / "data.mdb")
+        # Set by the vault: an image object's media kind (MediaKinds), filled into summaries.
+        self.media_kinds: Callable[[tuple[str | None, ...]], tuple[str | None, ...]] | None = None
 
     def close(self) -> None:
         if self._closed:
@@ -325,6 +339,12 @@ class Index:
             raise
         except lmdb.Error as exc:
             raise IndexDamaged(f"the index at {self.path} is damaged: {_reason(exc)}") from None
+
+    def release_pages(self) -> None:
+        """Unmap the pages of the index a long read has touched (they stay in the page cache):
+        see _MappedPages. For readers that walk summaries in their own batches (checkout)."""
+        if not self._closed:
+            self.pages.release()
 
     def probe(self) -> None:
         """Open every table and read its ends: most damage shows here, before a command
@@ -401,6 +421,8 @@ class Index:
 
     def _add(self, txn: lmdb.Transaction, summary: JobSummary, deltas: Counter[bytes]) -> None:
         jid = summary.job_id.encode("utf-8")
+        if summary.kinds is None and self.media_kinds is not None:
+            summary = replace(summary, kinds=self.media_kinds(summary.images))
         txn.put(jid, summary.pack(), db=self.db[b"jobs"])
         txn.put(jid, _date_key(summary.time), db=self.db[b"times"])
         for table, key in summary.postings():

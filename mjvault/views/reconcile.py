@@ -44,6 +44,8 @@ from mjvault.views.check import is_exactly
 from mjvault.views.links import (
     LinkKind,
     NameTaken,
+    copy_new,
+    copy_workers,
     place_bytes,
     place_file,
     place_hardlink,
@@ -53,6 +55,7 @@ from mjvault.views.links import (
 )
 from mjvault.views.paths import fold, resolve_collisions, safe_relpath
 from mjvault.views.registry import FileRecord, View, ViewDefinition, ViewRegistry
+from mjvault.views.state import FileTable
 from mjvault.views.template import Template
 
 if TYPE_CHECKING:
@@ -60,6 +63,7 @@ if TYPE_CHECKING:
     from mjvault.vault import Vault
 
 Key = tuple[str, int]
+Kinds = tuple[str | None, ...]
 # An object's type from its head, and whether its file is the image itself (linkable).
 Sniffed = tuple[str | None, bool]
 _NO_HEAD: Sniffed = (None, False)
@@ -70,6 +74,9 @@ SNIFF_PARALLEL_MIN = 256
 Progress = Callable[[int], None]
 SAVE_SECONDS = 15.0
 BATCH_JOBS = 500
+# Index summaries read between two releases of the index's mapped pages (Index.release_pages):
+# each read maps ~64 KiB around it, so this bounds what reading the index adds to RSS.
+RELEASE_EVERY = 64
 # Template fields the index's job summaries do not hold: views using them read records.
 RECORD_ONLY_FIELDS = frozenset({"job_type", "width", "height"})
 MAX_LISTED = 50  # paths listed in a report; counts are always complete
@@ -154,41 +161,19 @@ class _Reconciler:
         self.reader: ThreadPoolExecutor | None = None
         self.pending: Future[list[tuple[int, BaseException]]] | None = None
         self.pending_items: list[tuple[Key, str, _Want]] = []
-        # Index of the whole current state, built once: dictionary work, no I/O. `used` maps
-        # every file's folded path to its image; `suffixed` holds the few images that lost a
-        # collision, under the folded plain path they wanted.
-        self.used: dict[str, Key] = {}
-        self.suffixed: dict[str, set[Key]] = defaultdict(set)
-        used = self.used
-        for job_id, images in view.files.items():
-            for index, record in images.items():
-                path = record.path
-                used[path.lower() if path.isascii() else fold(path)] = (job_id, index)
-                if record.plain is not None:
-                    self.suffixed[fold(record.plain)].add((job_id, index))
+        self.copiers: ThreadPoolExecutor | None = None
+        self.pending_copies: list[
+            tuple[Future[list[CopyResult]], list[tuple[Key, str, _Want]]]
+        ] = []
+        # The file list, looked up by image and by folded path batch by batch, never loaded
+        # whole (mjvault.views.state).
+        self.table: FileTable = view.table
 
     # -- bookkeeping -----------------------------------------------------------------------
-    def _claim(self, key: Key, record: FileRecord) -> None:
-        self.used[fold(record.path)] = key
-        if record.plain is not None:
-            self.suffixed[fold(record.plain)].add(key)
-
-    def _release(self, key: Key, record: FileRecord) -> None:
-        folded = fold(record.path)
-        if self.used.get(folded) == key:
-            del self.used[folded]
-        if record.plain is not None:
-            group = fold(record.plain)
-            members = self.suffixed.get(group)
-            if members is not None:
-                members.discard(key)
-                if not members:
-                    del self.suffixed[group]
-
     def _group(self, folded: str) -> set[Key]:
         """The images whose template path folds to ``folded`` (a collision group)."""
-        members = set(self.suffixed.get(folded, ()))
-        holder = self.used.get(folded)
+        members = self.table.wanting(folded)
+        holder = self.table.holder(folded)
         if holder is not None:
             record = self._record(holder)
             if record is not None and record.plain is None:
@@ -196,18 +181,13 @@ class _Reconciler:
         return members
 
     def _record(self, key: Key) -> FileRecord | None:
-        return self.view.files.get(key[0], {}).get(key[1])
+        return self.table.get(key)
 
     def _set_record(self, key: Key, record: FileRecord | None) -> None:
-        job_id, index = key
         if record is None:
-            images = self.view.files.get(job_id)
-            if images is not None:
-                images.pop(index, None)
-                if not images:
-                    del self.view.files[job_id]
+            self.table.delete(key)
         else:
-            self.view.files.setdefault(job_id, {})[index] = record
+            self.table.put(key, record)
 
     # -- what should be there --------------------------------------------------------------
     def wanted(
@@ -225,9 +205,12 @@ class _Reconciler:
             return {}
         view_filter = self.view.definition.filter
         if job is None:
-            job = self._job_from_index(entry)
+            found = self._job_from_index(entry)
+            job = found[0] if found is not None else None
             if job is not None and not view_filter.matches(job):
                 return {}  # decided without touching the record or the images
+            if found is not None and found[1] is not None and sniffed is None:
+                sniffed = _known(entry, found[1])
         if sniffed is None:
             sniffed = self._sniff_many([oid for oid in entry.images if oid is not None])
         heads = [sniffed[oid] if oid is not None else _NO_HEAD for oid in entry.images]
@@ -263,8 +246,9 @@ class _Reconciler:
             out[(entry.job_id, index)] = _Want(plain, oid, job, raw)
         return out
 
-    def _job_from_index(self, entry: JobEntry) -> Job | None:
-        """The job from the index when its summary is of this very entry, else None.
+    def _job_from_index(self, entry: JobEntry) -> tuple[Job, Kinds | None] | None:
+        """The job (and its images' kinds) from the index when its summary is of this very
+        entry, else None.
 
         A summary is the record already parsed (about a tenth of the cost of reading and
         parsing the record again). It is used only when it holds every field the view needs
@@ -280,7 +264,7 @@ class _Reconciler:
             return None
         if summary is None or summary.record != entry.record or summary.images != entry.images:
             return None
-        return Job(
+        job = Job(
             id=summary.job_id,
             enqueue_time=summary.time,
             type=summary.type,
@@ -291,6 +275,7 @@ class _Reconciler:
             params=dict(summary.params),
             username=summary.username,
         )
+        return job, summary.kinds
 
     def _sniff(self, oid: str) -> Sniffed:
         """The image's real type from its first bytes, and whether a link can show it.
@@ -339,6 +324,8 @@ class _Reconciler:
             try:
                 self._drain()
             finally:
+                if self.copiers is not None:
+                    self.copiers.shutdown(wait=True)
                 self.worker.shutdown(wait=True)
                 if self.reader is not None:
                     self.reader.shutdown(wait=True)
@@ -354,16 +341,23 @@ class _Reconciler:
         jobs: list[Job | None] = []
         filtered_out: set[int] = set()
         oids: list[str] = []
+        sniffed: dict[str, Sniffed] = {}
         for position, (_job_id, entry) in enumerate(batch):
             job = None
             if entry is not None:
-                job = self._job_from_index(entry)
+                if self.index is not None and position % RELEASE_EVERY == RELEASE_EVERY - 1:
+                    self.index.release_pages()
+                found = self._job_from_index(entry)
+                job = found[0] if found is not None else None
                 if job is not None and not view_filter.matches(job):
                     filtered_out.add(position)
+                elif found is not None and found[1] is not None:
+                    sniffed.update(_known(entry, found[1]))  # kept in the index: no read
                 else:
                     oids.extend(oid for oid in entry.images if oid is not None)
             jobs.append(job)
-        sniffed = self._sniff_many(oids)
+        if oids:
+            sniffed.update(self._sniff_many(oids))
         for position, ((job_id, entry), job) in enumerate(zip(batch, jobs, strict=True)):
             if position in filtered_out:
                 wanted: dict[Key, _Want] | None = {}
@@ -379,8 +373,9 @@ class _Reconciler:
         removals: list[tuple[Key, FileRecord]] = []
         replacements: list[tuple[Key, FileRecord, _Want]] = []
         placements: dict[Key, _Want] = {}
+        files = self.table.of_jobs(touched)
         for job_id in touched:
-            for index, record in list(self.view.files.get(job_id, {}).items()):
+            for index, record in files.get(job_id, {}).items():
                 key = (job_id, index)
                 want = desired.get(key)
                 if want is None or want.plain != record.wanted_path:
@@ -388,7 +383,6 @@ class _Reconciler:
                 elif want.oid != record.oid or self._needs_remake(record, want):
                     replacements.append((key, record, want))
         removed_keys = {key for key, _ in removals}
-        files = self.view.files
         for key, want in desired.items():
             images = files.get(key[0])
             if images is None or key[1] not in images or key in removed_keys:
@@ -402,12 +396,20 @@ class _Reconciler:
             self._replace(key, record, want)
         quick: list[tuple[Key, str, _Want]] = []
         symlinks = self.kind is LinkKind.SYMLINK  # _kind_for(want) is SYMLINK iff want.raw
+        # Plain copies of the object files: made by a pool of threads (_make_copies).
+        copies = self.kind is LinkKind.COPY and not self.view.definition.embed_metadata
+        self._drain()  # what the workers made is in the list before names are chosen
         for key, path, want, is_move in self._assign(placements):
-            if symlinks and want.raw and not is_move:
+            if (symlinks or copies) and want.raw and not is_move:
                 quick.append((key, path, want))
             else:
                 self._place(key, path, want, moved=is_move)
-        self._dispatch_symlinks(quick)
+        if copies:
+            self._dispatch_copies(quick)
+        else:
+            self._dispatch_symlinks(quick)
+        if self.index is not None:
+            self.index.release_pages()
         if self.progress:
             self.progress(len(batch))
         self._maybe_save()
@@ -419,43 +421,84 @@ class _Reconciler:
         self._drain()
         if not items:
             return
-        jobs: list[tuple[str, str]] = []
-        # _set_record, _claim and _symlink_target inlined: this loop runs once per image.
-        files, used, suffixed = self.view.files, self.used, self.suffixed
+        jobs: list[tuple[str, str, str]] = []
+        rows: list[tuple[Key, FileRecord]] = []
+        # _set_record and _symlink_target inlined: this loop runs once per image.
         root = self.root_str if self.root_str.endswith(os.sep) else self.root_str + os.sep
         symlink = LinkKind.SYMLINK
         new_tuple = tuple.__new__
+        objects = self.objects_root
         for key, relpath, want in items:
             plain: str | None = want.plain
             if plain == relpath:
                 plain = None
             oid = want.oid
-            job_id, index = key
-            images = files.get(job_id)
-            if images is None:
-                images = files[job_id] = {}
             # tuple.__new__: a NamedTuple's own constructor is a Python function.
-            images[index] = new_tuple(FileRecord, (relpath, oid, symlink, plain, 0, 0))
-            used[relpath.lower() if relpath.isascii() else fold(relpath)] = key
-            if plain is not None:
-                suffixed[fold(plain)].add(key)
+            rows.append((key, new_tuple(FileRecord, (relpath, oid, symlink, plain, 0, 0))))
             if self.fan_out_layout:
                 parent = relpath.rpartition("/")[0]
                 prefix = self.link_prefixes.get(parent)
                 if prefix is None:
                     prefix = self._link_prefix(parent)
-                target = f"{prefix}/objects/{oid[:2]}/{oid}"
+                tail = f"/objects/{oid[:2]}/{oid}"
+                target, source = prefix + tail, objects + tail
             else:
-                target = self._symlink_target(relpath, oid)
-            jobs.append((target, root + relpath))
+                target, source = self._symlink_target(relpath, oid), self._source(oid)
+            jobs.append((target, root + relpath, source))
+        self.table.put_many(rows, new=True)  # placements: images the list did not hold
         self.report.added += len(items)
         self.ops_since_save += len(items)
         assert self.worker is not None
         self.pending = self.worker.submit(_make_symlinks, jobs)
         self.pending_items = items
 
+    def _dispatch_copies(self, items: list[tuple[Key, str, _Want]]) -> None:
+        """Hand new copies to the copy threads, a share each; booked when they are done."""
+        self._drain()
+        if not items:
+            return
+        if self.copiers is None:
+            workers = copy_workers(self.root)
+            self.copiers = ThreadPoolExecutor(workers, thread_name_prefix="mjvault-copy")
+        root = self.root_str if self.root_str.endswith(os.sep) else self.root_str + os.sep
+        jobs = [(self._source(want.oid), root + relpath) for _, relpath, want in items]
+        share = -(-len(jobs) // self.copiers._max_workers)
+        self.pending_copies = [
+            (self.copiers.submit(_make_copies, jobs[i : i + share]), items[i : i + share])
+            for i in range(0, len(jobs), share)
+        ]
+
+    def _drain_copies(self) -> None:
+        pending, self.pending_copies = self.pending_copies, []
+        results = [(future.result(), items) for future, items in pending]  # all, then settle
+        rows: list[tuple[Key, FileRecord]] = []
+        failed: list[tuple[Key, str, _Want, BaseException]] = []
+        copy = LinkKind.COPY
+        for made, items in results:
+            for (key, relpath, want), result in zip(items, made, strict=True):
+                if isinstance(result, BaseException):
+                    failed.append((key, relpath, want, result))
+                    continue
+                plain = want.plain if want.plain != relpath else None
+                record = FileRecord(relpath, want.oid, copy, plain, result[0], result[1])
+                rows.append((key, record))
+        self.table.put_many(rows, new=True)
+        self.report.added += len(rows)
+        self.ops_since_save += len(rows)
+        for key, relpath, want, error in failed:
+            if isinstance(error, _ObjectMissing):
+                self.report.skipped += 1
+                self.report.note(f"image {key[1]} of job {key[0]}: object {want.oid} is missing")
+            elif _in_the_way(error):
+                if not self._adopt(key, relpath, want):
+                    self._block(key, relpath, want)
+            else:
+                raise error
+
     def _drain(self) -> None:
-        """Wait for the worker's batch and settle its failures (a name taken meanwhile)."""
+        """Wait for the workers' batch and settle its failures (a name taken meanwhile)."""
+        if self.pending_copies:
+            self._drain_copies()
         if self.pending is None:
             return
         pending, items = self.pending, self.pending_items
@@ -463,12 +506,12 @@ class _Reconciler:
         failures = pending.result()
         for position, error in failures:
             key, relpath, want = items[position]
-            record = self._record(key)
-            if record is not None:
-                self._release(key, record)
-                self._set_record(key, None)
+            self._set_record(key, None)
             self.report.added -= 1
-            if isinstance(error, NameTaken | FileExistsError | NotADirectoryError):
+            if isinstance(error, _ObjectMissing):
+                self.report.skipped += 1
+                self.report.note(f"image {key[1]} of job {key[0]}: object {want.oid} is missing")
+            elif isinstance(error, NameTaken | FileExistsError | NotADirectoryError):
                 if not self._adopt(key, relpath, want):
                     self._block(key, relpath, want)
             else:
@@ -487,14 +530,15 @@ class _Reconciler:
             plain = want.plain
             affected[plain.lower() if plain.isascii() else fold(plain)][key] = plain
         result: list[tuple[Key, str, _Want, bool]] = []
+        taken = self.table.taken(affected)  # one query for the batch, not one per image
         for folded, new_members in affected.items():
-            if len(new_members) == 1 and folded not in self.used and folded not in self.suffixed:
+            if len(new_members) == 1 and folded not in taken:
                 # Nobody holds or wants this name: the common case, decided by two lookups.
                 ((key, plain),) = new_members.items()
                 result.append((key, plain, placements[key], False))
                 continue
             existing = {k for k in self._group(folded) if k not in new_members}
-            if not existing and len(new_members) == 1 and folded not in self.used:
+            if not existing and len(new_members) == 1 and self.table.holder(folded) is None:
                 ((key, plain),) = new_members.items()
                 result.append((key, plain, placements[key], False))
                 continue
@@ -505,7 +549,7 @@ class _Reconciler:
                 if record is not None:
                     members[key] = record.wanted_path
                     own.add(fold(record.path))
-            assigned = resolve_collisions(members, taken_folded=_Without(self.used, own))
+            assigned = resolve_collisions(members, taken_folded=_Without(self.table, own))
             for key, path in sorted(assigned.items()):
                 if key in new_members:
                     result.append((key, path, placements[key], False))
@@ -620,7 +664,6 @@ class _Reconciler:
             record = FileRecord(relpath, want.oid, made, None, stat.st_size, stat.st_mtime_ns)
         record = _with_plain(record, relpath, want.plain)
         self._set_record(key, record)
-        self._claim(key, record)
         self.report.adopted += 1
         self.ops_since_save += 1
         return True
@@ -646,7 +689,6 @@ class _Reconciler:
             return
         record = _with_plain(record, relpath, want.plain)
         self._set_record(key, record)
-        self._claim(key, record)
         if moved:
             self.report.updated += 1
         else:
@@ -669,10 +711,8 @@ class _Reconciler:
             self.report.skipped += 1
             self.report.note(f"image {key[1]} of job {key[0]} skipped: {exc}")
             return
-        self._release(key, record)
         new = _with_plain(new, record.path, want.plain)
         self._set_record(key, new)
-        self._claim(key, new)
         self.report.updated += 1
         self.ops_since_save += 1
 
@@ -690,7 +730,6 @@ class _Reconciler:
         self.ops_since_save += 1
 
     def _forget(self, key: Key, record: FileRecord, *, kept: Path | None = None) -> None:
-        self._release(key, record)
         self._set_record(key, None)
         if kept is not None:
             self.report.kept += 1
@@ -765,10 +804,59 @@ def _read_heads(paths: list[str]) -> list[Sniffed]:
     return out
 
 
-def _make_symlinks(jobs: list[tuple[str, str]]) -> list[tuple[int, BaseException]]:
-    """Runs in the worker thread: make each link, report the ones that failed."""
+class _ObjectMissing(Exception):
+    """The object a link would point at is not in the vault (no dangling link is made)."""
+
+
+def _known(entry: JobEntry, kinds: Kinds) -> dict[str, Sniffed]:
+    """What :meth:`_Reconciler._sniff` would read, from the kinds the index keeps."""
+    if len(kinds) != len(entry.images):
+        return {oid: _NO_HEAD for oid in entry.images if oid is not None}
+    return {
+        oid: (kind, True) if kind is not None else _NO_HEAD
+        for oid, kind in zip(entry.images, kinds, strict=True)
+        if oid is not None
+    }
+
+
+def _in_the_way(error: BaseException) -> bool:
+    """Does ``error`` mean something else already holds the name (or a folder on its path)?"""
+    if isinstance(error, NameTaken | FileExistsError | NotADirectoryError):
+        return True
+    return isinstance(error, OSError) and error.errno in (errno.ENOTDIR, errno.EEXIST)
+
+
+CopyResult = tuple[int, int] | BaseException  # (size, mtime_ns) of the copy, or why not
+
+
+def _make_copies(jobs: list[tuple[str, str]]) -> list[CopyResult]:
+    """Runs in a copy thread: copy each object file to its new name (see links.copy_new)."""
+    out: list[CopyResult] = []
+    for source, dest in jobs:
+        try:
+            stat = copy_new(source, dest)
+            out.append((stat.st_size, stat.st_mtime_ns))
+        except FileNotFoundError as exc:
+            out.append(_ObjectMissing(source) if exc.filename == source else exc)
+        except (MjvaultError, OSError) as exc:
+            out.append(exc)
+    return out
+
+
+def _make_symlinks(jobs: list[tuple[str, str, str]]) -> list[tuple[int, BaseException]]:
+    """Runs in the worker thread: make each link, report the ones that failed.
+
+    A stat of the object first: the image's kind came from the index, so this is the one
+    system call that catches an object gone since (cheaper than the read it replaces).
+    """
     failures: list[tuple[int, BaseException]] = []
-    for position, (target, dest) in enumerate(jobs):
+    stat = os.stat
+    for position, (target, dest, source) in enumerate(jobs):
+        try:
+            stat(source)
+        except FileNotFoundError:
+            failures.append((position, _ObjectMissing(source)))
+            continue
         try:
             place_symlink(target, dest)
         except (MjvaultError, OSError) as exc:
@@ -777,14 +865,18 @@ def _make_symlinks(jobs: list[tuple[str, str]]) -> list[tuple[int, BaseException
 
 
 class _Without:
-    """``base`` minus a few names (a collision group's own current paths)."""
+    """The paths the view's files hold, minus a few (a collision group's own current paths)."""
 
-    def __init__(self, base: dict[str, Key], without: set[str]) -> None:
-        self.base = base
+    def __init__(self, table: FileTable, without: set[str]) -> None:
+        self.table = table
         self.without = without
 
     def __contains__(self, folded: object) -> bool:
-        return folded in self.base and folded not in self.without
+        return (
+            isinstance(folded, str)
+            and folded not in self.without
+            and self.table.holder(folded) is not None
+        )
 
 
 def _with_plain(record: FileRecord, relpath: str, plain: str) -> FileRecord:
@@ -891,6 +983,7 @@ def refresh_view(
     view.vault_path = vault_path
     registry.save(view)
     report.unchanged = max(0, before - report.removed - report.updated)
+    view.release()
     return report
 
 
@@ -906,15 +999,19 @@ def _plaintext_note(directory: Path, private: bool) -> str:
 def _all_jobs(
     vault: Vault, view: View, snapshot: Snapshot | None
 ) -> Iterator[tuple[str, JobEntry | None]]:
-    seen: set[str] = set()
+    table = view.table
+    batch: list[str] = []
     if snapshot is not None:
         for entry in vault.entries(snapshot):
-            seen.add(entry.job_id)
+            batch.append(entry.job_id)
+            if len(batch) >= BATCH_JOBS:
+                table.mark_seen(batch)  # in the table's store: no set of every job id
+                batch = []
             yield entry.job_id, entry
-    for job_id in [*view.files, *view.blocked]:
-        if job_id not in seen:
-            seen.add(job_id)
-            yield job_id, None
+    table.mark_seen(batch)
+    # Jobs with files that the snapshot no longer has (their files go), then blocked ones.
+    for job_id in table.unseen_jobs([*view.blocked]):
+        yield job_id, None
 
 
 def _changed_jobs(
@@ -1065,10 +1162,12 @@ def remove_view(vault: Vault, name: str) -> RefreshReport:
         )
         reconciler = _Reconciler(vault, registry, view, report, None, snapshot=None)
         try:
-            reconciler.run((job_id, None) for job_id in [*view.files, *view.blocked])
+            gone = dict.fromkeys([*view.table.job_ids(), *view.blocked])
+            reconciler.run((job_id, None) for job_id in gone)
         except BaseException:
             registry.save(view)
             raise
+        view.release()
         registry.delete(name)
         return report
 

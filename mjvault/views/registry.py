@@ -7,7 +7,9 @@ files and nothing else, and lets ``verify --views`` and ``gc`` see what views re
 
 The file is msgpack compressed with zstd. In an encrypted vault it is sealed with the vault's
 keys like an object: its file names are made of prompts, which must not lie in the clear
-beside the ciphertext (a vault directory is what people copy to cloud storage).
+beside the ciphertext (a vault directory is what people copy to cloud storage), and it holds
+the file list too. In a plain vault the file list is an SQLite file beside it
+(``<name>.files``, :mod:`mjvault.views.state`), so no refresh holds it whole in memory.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import repeat
@@ -34,12 +36,16 @@ from mjvault.views.links import LinkKind
 
 if TYPE_CHECKING:
     from mjvault.vault import Vault
+    from mjvault.views.state import FileTable
 
 VIEWS_DIR = "views"
 VIEW_SUFFIX = ".view"
-STATE_VERSION = 2
-# Version 1 kept the file list as one row per file; still read, rewritten as 2 on save.
-READABLE_VERSIONS = (1, 2)
+STATE_VERSION = 3
+# Version 1 kept the file list as one row per file, 2 as columns in the view file (still how an
+# encrypted vault's views keep it); 3 keeps it in <name>.files. All are read; a plain vault's
+# view is rewritten as 3 on save.
+READABLE_VERSIONS = (1, 2, 3)
+SEALED_VERSION = 2
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _MAGIC = b"MJVW"
 _KINDS = {kind.value: kind for kind in LinkKind}
@@ -158,13 +164,50 @@ class View:
     _files_blob: bytes | None = field(default=None, repr=False)
     _file_count: int = field(default=0, repr=False)
     _files_version: int = field(default=STATE_VERSION, repr=False)
+    # The file list as a refresh uses it (see mjvault.views.state), opened on first use.
+    _table: FileTable | None = field(default=None, repr=False)
+    _opener: Callable[[], FileTable] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
         return self.definition.name
 
     @property
+    def table(self) -> FileTable:
+        if self._table is None:
+            from mjvault.views.state import MemoryTable
+
+            if self._opener is not None and self._files_blob is None:
+                self._table = self._opener()
+            else:  # an encrypted vault's list, or one an older version kept in the view file
+                self._table = MemoryTable(self._decoded_files())
+        return self._table
+
+    @property
     def files(self) -> JobFiles:
+        """The whole file list as dictionaries: for small views and tests, never a refresh.
+
+        Changing it changes the view only where the list is kept in memory (encrypted vaults).
+        """
+        from mjvault.views.state import MemoryTable
+
+        table = self.table
+        if isinstance(table, MemoryTable):
+            return table.files
+        out: JobFiles = {}
+        for job_id, index, record in table.iter_files():
+            out.setdefault(job_id, {})[index] = record
+        return out
+
+    def release(self) -> None:
+        """Close the file list's store (it reopens on next use); what was saved stays."""
+        from mjvault.views.state import MemoryTable
+
+        if self._table is not None and not isinstance(self._table, MemoryTable):
+            self._table.close()
+            self._table = None
+
+    def _decoded_files(self) -> JobFiles:
         if self._files is None:
             self._files = {}
             if self._files_blob is not None:
@@ -183,14 +226,12 @@ class View:
         return self._files
 
     def file_count(self) -> int:
-        if self._files is None and self._files_blob is not None:
+        if self._table is None and (self._files_blob is not None or self._opener is not None):
             return self._file_count
-        return sum(len(images) for images in self.files.values())
+        return self.table.count()
 
     def iter_files(self) -> Iterator[tuple[str, int, FileRecord]]:
-        for job_id, images in self.files.items():
-            for index, record in images.items():
-                yield job_id, index, record
+        return self.table.iter_files()
 
     def object_ids(self) -> set[str]:
         """Every object a file of this view shows (for gc's mark phase and verify)."""
@@ -204,16 +245,22 @@ class View:
             "refreshed": self.refreshed,
         }
 
-    def to_doc(self) -> dict[str, Any]:
+    def to_doc(self, *, inline: bool | None = None) -> dict[str, Any]:
+        """The view file's contents; ``inline`` puts the file list in it (version 2).
+
+        By default the list is inline unless it lives in its own file (a plain vault's).
+        """
+        if inline is None:
+            inline = self._opener is None
         return {
-            "v": STATE_VERSION,
+            "v": SEALED_VERSION if inline else STATE_VERSION,
             "definition": self.definition.to_json(),
             "fingerprint": self.fingerprint,
             "tree": self.tree,
             "snapshot_id": self.snapshot_id,
             "vault_path": self.vault_path,
             "file_count": self.file_count(),
-            "files": self._packed_files(),
+            "files": self._packed_files() if inline else None,
             "blocked": [r.pack(j, i) for j, imgs in self.blocked.items() for i, r in imgs.items()],
             "refreshed": self.refreshed,
             "unfinished": self.unfinished,
@@ -224,7 +271,7 @@ class View:
         # Not decoded yet: the stored bytes are the list (saving the "unfinished" mark at the
         # start of a refresh then costs no packing of 100k rows).
         blob = self._files_blob
-        if self._files is None and blob is not None and self._files_version == STATE_VERSION:
+        if self._files is None and blob is not None and self._files_version == SEALED_VERSION:
             return blob
         packed: bytes = msgpack.packb(_files_to_columns(self.files))
         return packed
@@ -244,6 +291,8 @@ class View:
             private_files=bool(doc.get("private_files", False)),
         )
         files = doc.get("files")
+        if doc["v"] == STATE_VERSION:
+            files = None  # in <name>.files
         if files is not None and not isinstance(files, bytes):
             raise IntegrityError("view state has a malformed file list")
         view._files_blob = files
@@ -350,7 +399,26 @@ class ViewRegistry:
             data = path.read_bytes()
         except FileNotFoundError:
             raise ViewNotFound(f"no view named {name!r}") from None
-        return View.from_doc(self._decode(name, data))
+        view = View.from_doc(self._decode(name, data))
+        self.bind(view, fresh=False)
+        return view
+
+    def bind(self, view: View, *, fresh: bool = True) -> None:
+        """Give a plain vault's view its file-list store; ``fresh`` empties one left over.
+
+        A view loaded from a version-1/2 file keeps its inline list until it is saved.
+        """
+        if self.vault.encrypted or view._opener is not None:
+            return
+        from mjvault.views.state import SqliteTable
+
+        path = self._files_path(view.name)
+        view._opener = lambda: SqliteTable(path, fresh=fresh)
+
+    def _files_path(self, name: str) -> Path:
+        from mjvault.views.state import FILES_SUFFIX
+
+        return self.dir / f"{check_name(name)}{FILES_SUFFIX}"
 
     def all(self) -> list[View]:
         return [self.load(name) for name in self.names()]
@@ -376,15 +444,36 @@ class ViewRegistry:
         return out
 
     def save(self, view: View) -> None:
+        """Commit the file list, then write the header that names it (in that order: a
+        header never names a tree whose files the list does not hold yet)."""
+        from mjvault.views.state import MemoryTable, SqliteTable
+
         self.dir.mkdir(exist_ok=True)
+        self.bind(view)
+        if not self.vault.encrypted and (view._files_blob is not None or view._files is not None):
+            # A list kept inline by an older version: moved to its own file, once.
+            rows = [((j, i), r) for j, i, r in view.table.iter_files()]
+            table = SqliteTable(self._files_path(view.name), fresh=True)
+            table.put_many(rows)
+            view._table, view._files, view._files_blob = table, None, None
+        inline = self.vault.encrypted
+        if not inline:
+            view.table.commit()
+        elif view._table is not None and not isinstance(view._table, MemoryTable):
+            raise IntegrityError(f"view {view.name}: an encrypted vault's list must be inline")
+        view._file_count = view.file_count()
         view.refreshed = datetime.now(UTC).isoformat(timespec="seconds")
-        atomic_write(self._path(view.name), self._encode(view.name, view.to_doc()), mode=0o600)
+        doc = view.to_doc(inline=inline)
+        atomic_write(self._path(view.name), self._encode(view.name, doc), mode=0o600)
 
     def delete(self, name: str) -> None:
+        from mjvault.views.state import remove_table
+
         try:
             self._path(name).unlink()
         except FileNotFoundError:
             raise ViewNotFound(f"no view named {name!r}") from None
+        remove_table(self._files_path(name))
 
     # -- encoding --------------------------------------------------------------------------
     def _seal_id(self, name: str) -> str:

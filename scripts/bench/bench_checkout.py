@@ -1,28 +1,25 @@
 #!/usr/bin/env python3
-"""Checkout benchmark: ``mjvault checkout`` as symlinks vs a bare ``os.symlink`` loop.
+"""Checkout benchmark: ``mjvault checkout`` against the floors it cannot beat.
 
-    python scripts/bench/bench_checkout.py [--jobs 25000] [--workdir /tmp/mjvault-bench-views]
+    python scripts/bench/bench_checkout.py [--jobs 25000] [--runs 5] [--workdir DIR]
 
 Builds (once, cached in WORKDIR) a plain vault of JOBS grid jobs with 4 small images each
-(100k images for the default), then measures, best of ``--runs``:
+(100k images for the default). WORKDIR defaults to a tmpfs (mounted at /mnt/mjvault-bench
+when run as root, else /dev/shm), where a file costs only its system calls, so the figures
+compare the code. Then, alternating, ``--runs`` times:
 
-* a full checkout of every image as a symlink into an empty directory (default template),
-  through the library, as ``mjvault checkout DIR`` runs it;
-* the floor: a bare loop of ``os.makedirs`` (once per directory) and ``os.symlink`` over the
-  very same (target, path) pairs, which reads nothing from the vault;
-* a refresh after 1% new jobs (incremental: the tree diff, not a walk).
+* the floor for links: a bare loop of ``os.makedirs`` (once per directory) and
+  ``os.symlink`` over the very same (target, path) pairs, which reads nothing from the vault;
+* a full symlink checkout into an empty directory (default template), in a child process
+  (its wall and CPU time around ``checkout()`` and its peak RSS, VmHWM);
+* the floor for copies: ``cp -rL`` of the symlink view;
+* a full copy checkout, likewise in a child process.
 
-Target: checkout <= 1.5x the bare loop. Page cache is warm for both (the vault is read once
-first), so the figures compare the code, not the disk.
-
-Measured 2026-11-27 on a shared 2-core VM, 100k images, ext4, load average 2-5 (identical
-runs varied up to 3x; best of 3-4, see docs/design.md for the table):
-    bare loop 4.6 s, checkout 5.5 s (1.20x; the first implementation: 4.0 s vs 9.2 s, 2.29x);
-    refresh after 1% new jobs 0.71 s (1000 files, 250 jobs examined; 1.08 s before the file
-    list was stored as columns); refresh with nothing new 0.03 s.
-On tmpfs, where a symlink costs ~6 us: bare loop 0.63 s, checkout 2.97 s (4.20 s before):
-there the ratio is the Python cost of reading, filtering and naming each image (~23 us,
-from ~36 us).
+It prints best and median of each, the paired ratios (each checkout against the floor timed
+just before it: on a shared machine whose load swings, these say more than two minima taken
+minutes apart) and peak RSS; then a refresh after 1% new jobs (the tree diff, not a walk)
+and one with nothing new. Targets: symlinks <= 2x the bare loop, copies <= 1.5x cp -rL,
+peak RSS < 100 MB. Figures: docs/design.md.
 """
 
 from __future__ import annotations
@@ -31,6 +28,8 @@ import argparse
 import json
 import os
 import shutil
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -64,12 +63,57 @@ def add_jobs(vault: object, start: int, count: int) -> None:
             writer.add_job(record(n), oids)
 
 
-def timed(label: str, func: object) -> float:
-    started = time.perf_counter()
-    func()  # type: ignore[operator]
-    elapsed = time.perf_counter() - started
-    print(f"  {label:<44} {elapsed:8.2f} s", flush=True)
-    return elapsed
+CHILD = """
+import json, os, sys, time
+from pathlib import Path
+from mjvault import Vault
+from mjvault.views.links import LinkKind
+from mjvault.views.reconcile import checkout
+from mjvault.views.registry import ViewDefinition
+from mjvault.views.template import DEFAULT_TEMPLATE
+
+vault = Vault.open(Path(sys.argv[1]))
+vault.index  # current before timing: the index is not the checkout
+definition = ViewDefinition(sys.argv[3], Path(sys.argv[2]), DEFAULT_TEMPLATE, LinkKind(sys.argv[4]))
+wall, cpu = time.perf_counter(), time.process_time()
+report = checkout(vault, definition)
+wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+# VmHWM, not ru_maxrss: the latter keeps the forking parent's peak across exec.
+hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]
+print(json.dumps({"wall": wall, "cpu": cpu, "rss_mb": int(hwm) / 1024, "added": report.added}))
+"""
+
+
+def tmpfs_workdir() -> Path:
+    """A tmpfs, where a file costs only its system calls: the code is what is measured."""
+    mount = Path("/mnt/mjvault-bench")
+    if os.geteuid() == 0 and sys.platform.startswith("linux"):
+        mount.mkdir(exist_ok=True)
+        if not os.path.ismount(mount):
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=8g", "tmpfs", str(mount)], check=True
+            )
+        return mount
+    return Path("/dev/shm/mjvault-bench")
+
+
+def fresh(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def run_checkout(vault_dir: Path, view_dir: Path, name: str, link: str) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(vault_dir), str(view_dir), name, link],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def stats(values: list[float]) -> str:
+    return f"best {min(values):6.2f} s  median {statistics.median(values):6.2f} s"
 
 
 def main() -> None:
@@ -77,17 +121,17 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--jobs", type=int, default=25_000)
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/mjvault-bench-views"))
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=None, help="default: a tmpfs")
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from mjvault import Vault
-    from mjvault.views.links import LinkKind
-    from mjvault.views.reconcile import checkout, refresh_views
-    from mjvault.views.registry import ViewDefinition, ViewRegistry
-    from mjvault.views.template import DEFAULT_TEMPLATE
+    from mjvault.views.reconcile import refresh_views
+    from mjvault.views.registry import ViewRegistry
 
-    vault_dir = args.workdir / f"vault-{args.jobs}"
+    workdir = args.workdir or tmpfs_workdir()
+    workdir.mkdir(parents=True, exist_ok=True)
+    vault_dir = workdir / f"vault-{args.jobs}"
     if not vault_dir.exists():
         print(f"building a vault of {args.jobs} jobs in {vault_dir} …", flush=True)
         started = time.perf_counter()
@@ -95,32 +139,23 @@ def main() -> None:
             add_jobs(vault, 0, args.jobs)
         print(f"  built in {time.perf_counter() - started:.1f} s", flush=True)
     vault = Vault.open(vault_dir)
+    vault.index  # noqa: B018 - brought up to date (and rebuilt if its format is old) once
     registry = ViewRegistry(vault)
     for name in registry.names():
         registry.delete(name)
     head = vault.head()
     assert head is not None
     images = head.stats.get("images", 0)
-    view_dir = args.workdir / "view"
-    floor_dir = args.workdir / "floor"
-
-    def fresh(path: Path) -> None:
-        shutil.rmtree(path, ignore_errors=True)
-        # Write back the deletions now, so neither contender pays for the other's leftovers.
-        os.sync()
-
-    def define(name: str) -> ViewDefinition:
-        return ViewDefinition(name, view_dir, DEFAULT_TEMPLATE, LinkKind.SYMLINK)
+    view_dir, floor_dir, copy_dir = workdir / "view", workdir / "floor", workdir / "copy"
 
     # Warm-up: reads every record once and gives the paths the floor loop will use.
     fresh(view_dir)
-    checkout(vault, define("warmup"))
-    view = registry.load("warmup")
+    run_checkout(vault_dir, view_dir, "links", "symlink")
     pairs = [
-        (os.readlink(view_dir / record.path), record.path) for _, _, record in view.iter_files()
+        (os.readlink(view_dir / record.path), record.path)
+        for _, _, record in registry.load("links").iter_files()
     ]
-    registry.delete("warmup")
-    print(f"{images} images in {head.stats.get('jobs')} jobs; {len(pairs)} paths", flush=True)
+    print(f"{images} images in {head.stats.get('jobs')} jobs; {len(pairs)} paths; {workdir}")
 
     def bare_loop() -> None:
         made: set[str] = set()
@@ -132,43 +167,74 @@ def main() -> None:
                 made.add(parent)
             os.symlink(target, path)
 
-    floor_times, checkout_times = [], []
+    def cp_rl() -> None:
+        subprocess.run(["cp", "-rL", str(view_dir), str(floor_dir)], check=True)
+
+    results: dict[str, list[dict[str, float]]] = {k: [] for k in ("floor", "links", "cp", "copy")}
     for run in range(args.runs):
-        print(f"run {run + 1}/{args.runs}", flush=True)
+        # Alternating, each contender right after its floor: on a shared machine whose load
+        # swings, paired ratios say more than minima taken minutes apart.
         fresh(floor_dir)
-        floor_times.append(timed("bare os.makedirs + os.symlink loop", bare_loop))
-        fresh(view_dir)
-        for name in registry.names():
-            registry.delete(name)
-        checkout_times.append(
-            timed("mjvault checkout (full, symlinks)", lambda: checkout(vault, define("bench")))
+        wall, cpu = time.perf_counter(), time.process_time()
+        bare_loop()
+        results["floor"].append(
+            {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
         )
+        registry.delete("links")
+        fresh(view_dir)
+        results["links"].append(run_checkout(vault_dir, view_dir, "links", "symlink"))
+        fresh(floor_dir)
+        wall = time.perf_counter()
+        cp_rl()
+        results["cp"].append({"wall": time.perf_counter() - wall})
+        fresh(floor_dir)
+        fresh(copy_dir)
+        results["copy"].append(run_checkout(vault_dir, copy_dir, "copies", "copy"))
+        registry.delete("copies")
+        line = "  ".join(f"{k} {v[-1]['wall']:.2f}s" for k, v in results.items())
+        print(f"run {run + 1}/{args.runs}: {line}", flush=True)
     fresh(floor_dir)
+    fresh(copy_dir)
+
+    def walls(key: str) -> list[float]:
+        return [r["wall"] for r in results[key]]
+
+    def paired(num: str, den: str) -> list[float]:
+        return sorted(n / d for n, d in zip(walls(num), walls(den), strict=True))
+
+    print()
+    print(f"images                        {images}")
+    print(f"bare os.symlink loop          {stats(walls('floor'))}")
+    print(f"checkout, symlinks            {stats(walls('links'))}")
+    print(f"  CPU                         {stats([r['cpu'] for r in results['links']])}")
+    print(f"  peak RSS                    {max(r['rss_mb'] for r in results['links']):.0f} MB")
+    ratios = paired("links", "floor")
+    print(
+        f"  / bare loop (paired)        best {ratios[0]:.2f}x  median {statistics.median(ratios):.2f}x  (target <= 2x)"
+    )
+    print(f"cp -rL                        {stats(walls('cp'))}")
+    print(f"checkout, copies              {stats(walls('copy'))}")
+    print(f"  peak RSS                    {max(r['rss_mb'] for r in results['copy']):.0f} MB")
+    ratios = paired("copy", "cp")
+    print(
+        f"  / cp -rL (paired)           best {ratios[0]:.2f}x  median {statistics.median(ratios):.2f}x  (target <= 1.5x)"
+    )
 
     new_jobs = max(1, args.jobs // 100)
     add_jobs(vault, args.jobs, new_jobs)
     result: list[object] = []
-    refresh = timed(
-        f"refresh after {new_jobs} new jobs (1%)", lambda: result.append(refresh_views(vault))
-    )
+    started = time.perf_counter()
+    result.append(refresh_views(vault))
+    refresh = time.perf_counter() - started
     report = result[0].views[0]  # type: ignore[attr-defined]
-    unchanged = timed("refresh with nothing new", lambda: refresh_views(vault))
-
-    best_floor, best_checkout = min(floor_times), min(checkout_times)
-    print()
-    print(f"images                       {images}")
-    print(f"bare symlink loop            {best_floor:.2f} s  ({images / best_floor:,.0f} /s)")
-    print(f"checkout                     {best_checkout:.2f} s  ({images / best_checkout:,.0f} /s)")
-    print(f"ratio                        {best_checkout / best_floor:.2f}x  (target <= 1.5x)")
-    # Each run times the floor and the checkout back to back: on a shared machine whose load
-    # swings, these paired ratios say more than two minima taken minutes apart.
-    paired = sorted(c / f for f, c in zip(floor_times, checkout_times, strict=True))
-    print(f"paired ratios                {', '.join(f'{r:.2f}x' for r in paired)}")
+    started = time.perf_counter()
+    refresh_views(vault)
+    unchanged = time.perf_counter() - started
     print(
-        f"refresh after 1% new jobs    {refresh:.2f} s  "
+        f"refresh after 1% new jobs     {refresh:.2f} s  "
         f"(+{report.added} files, {report.jobs_examined} jobs examined, mode {report.mode})"
     )
-    print(f"refresh, nothing new         {unchanged:.3f} s")
+    print(f"refresh, nothing new          {unchanged:.3f} s")
     # The vault is kept for the next run; the 1% jobs are removed again so it stays comparable.
     with vault.writer("bench") as writer:
         for n in range(args.jobs, args.jobs + new_jobs):

@@ -1,0 +1,382 @@
+"""A view's file list: which file it made for each image, looked up by image or by path.
+
+A refresh asks three things of the list, batch by batch: the files of these jobs, who holds
+this (case-folded) path, and which images wanted this plain path and got a suffixed one (a
+collision group). Held as Python objects the list costs ~2 KB per image for the whole run,
+GBs for a million images; so a plain vault keeps it in an SQLite file beside the view's
+header (``views/<name>.files``), read and written through a bounded page cache: a checkout's
+memory is the same for 10k images as for 1M.
+
+An encrypted vault's list stays in its sealed view file (:class:`MemoryTable`): its paths are
+made of prompts, which must not lie in the clear in the vault directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import blake3
+
+from mjvault.errors import IntegrityError
+from mjvault.views.links import LinkKind
+from mjvault.views.paths import fold
+from mjvault.views.registry import FileRecord, JobFiles
+
+Key = tuple[str, int]
+
+FILES_SUFFIX = ".files"
+# Pages SQLite may keep in memory (KiB when negative): what bounds a checkout's footprint.
+CACHE_KIB = 4096
+_IN_CHUNK = 500  # bound parameters per IN (...) query; SQLite allows at least 999
+_KINDS = {kind.value: kind for kind in LinkKind}
+TABLE_VERSION = 1
+# jk: job_key(job); fh / ph: path_key of the folded path / plain path (None when no plain).
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    jk INTEGER NOT NULL, job TEXT NOT NULL, idx INTEGER NOT NULL, path TEXT NOT NULL,
+    oid TEXT NOT NULL, kind TEXT NOT NULL, plain TEXT, size INTEGER NOT NULL,
+    mtime INTEGER NOT NULL, fh INTEGER NOT NULL, ph INTEGER
+);
+CREATE INDEX IF NOT EXISTS files_job ON files (jk);
+CREATE INDEX IF NOT EXISTS files_path ON files (fh);
+CREATE INDEX IF NOT EXISTS files_plain ON files (ph) WHERE ph IS NOT NULL;
+PRAGMA user_version = 1;
+"""
+_SEEN = "CREATE TEMP TABLE IF NOT EXISTS seen (jk INTEGER, job TEXT, PRIMARY KEY (jk, job))"
+_COLUMNS = "job, idx, path, oid, kind, plain, size, mtime"
+
+
+class FileTable(Protocol):
+    """What a refresh needs of a view's file list (both stores behave alike)."""
+
+    def of_jobs(self, job_ids: Iterable[str]) -> JobFiles: ...
+    def get(self, key: Key) -> FileRecord | None: ...
+    def put(self, key: Key, record: FileRecord) -> None: ...
+    def put_many(self, rows: list[tuple[Key, FileRecord]], *, new: bool = False) -> None: ...
+    def delete(self, key: Key) -> None: ...
+    def holder(self, folded: str) -> Key | None: ...
+    def wanting(self, folded: str) -> set[Key]: ...
+    def taken(self, folded: Iterable[str]) -> set[str]: ...
+    def job_ids(self) -> list[str]: ...
+    def mark_seen(self, job_ids: Iterable[str]) -> None: ...
+    def unseen_jobs(self, extra: Iterable[str] = ()) -> list[str]: ...
+    def iter_files(self) -> Iterator[tuple[str, int, FileRecord]]: ...
+    def count(self) -> int: ...
+    def commit(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def _folded(record: FileRecord) -> str:
+    path = record.path
+    return path.lower() if path.isascii() else fold(path)
+
+
+class MemoryTable:
+    """The list as dictionaries (an encrypted vault's views, and views of older versions)."""
+
+    def __init__(self, files: JobFiles | None = None) -> None:
+        self.files: JobFiles = files if files is not None else {}
+        self.used: dict[str, Key] = {}
+        self.suffixed: dict[str, set[Key]] = defaultdict(set)
+        self.seen: set[str] = set()
+        for job_id, images in self.files.items():
+            for index, record in images.items():
+                self._claim((job_id, index), record)
+
+    def _claim(self, key: Key, record: FileRecord) -> None:
+        self.used[_folded(record)] = key
+        if record.plain is not None:
+            self.suffixed[fold(record.plain)].add(key)
+
+    def _release(self, key: Key, record: FileRecord) -> None:
+        folded = _folded(record)
+        if self.used.get(folded) == key:
+            del self.used[folded]
+        if record.plain is not None:
+            group = fold(record.plain)
+            members = self.suffixed.get(group)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del self.suffixed[group]
+
+    def of_jobs(self, job_ids: Iterable[str]) -> JobFiles:
+        files = self.files
+        return {j: dict(files[j]) for j in job_ids if j in files}
+
+    def get(self, key: Key) -> FileRecord | None:
+        return self.files.get(key[0], {}).get(key[1])
+
+    def put(self, key: Key, record: FileRecord) -> None:
+        old = self.get(key)
+        if old is not None:
+            self._release(key, old)
+        self.files.setdefault(key[0], {})[key[1]] = record
+        self._claim(key, record)
+
+    def put_many(self, rows: list[tuple[Key, FileRecord]], *, new: bool = False) -> None:
+        for key, record in rows:
+            self.put(key, record)
+
+    def delete(self, key: Key) -> None:
+        images = self.files.get(key[0])
+        if images is None or key[1] not in images:
+            return
+        self._release(key, images.pop(key[1]))
+        if not images:
+            del self.files[key[0]]
+
+    def holder(self, folded: str) -> Key | None:
+        return self.used.get(folded)
+
+    def wanting(self, folded: str) -> set[Key]:
+        return set(self.suffixed.get(folded, ()))
+
+    def taken(self, folded: Iterable[str]) -> set[str]:
+        used, suffixed = self.used, self.suffixed
+        return {f for f in folded if f in used or f in suffixed}
+
+    def job_ids(self) -> list[str]:
+        return list(self.files)
+
+    def mark_seen(self, job_ids: Iterable[str]) -> None:
+        self.seen.update(job_ids)
+
+    def unseen_jobs(self, extra: Iterable[str] = ()) -> list[str]:
+        """Jobs with files (or in ``extra``) that :meth:`mark_seen` did not name."""
+        found = dict.fromkeys(j for j in [*self.files, *extra] if j not in self.seen)
+        self.seen.clear()
+        return list(found)
+
+    def iter_files(self) -> Iterator[tuple[str, int, FileRecord]]:
+        for job_id, images in list(self.files.items()):
+            for index, record in list(images.items()):
+                yield job_id, index, record
+
+    def count(self) -> int:
+        return sum(len(images) for images in self.files.values())
+
+    def commit(self) -> None:
+        pass  # saved with the view's header
+
+    def close(self) -> None:
+        pass
+
+
+def _record(row: tuple[Any, ...]) -> tuple[str, int, FileRecord]:
+    job, idx, path, oid, kind, plain, size, mtime = row
+    try:
+        link = _KINDS[kind]
+    except KeyError:
+        raise IntegrityError(f"unknown link kind {kind!r} in a view's file list") from None
+    return job, idx, FileRecord(path, oid, link, plain, size, mtime)
+
+
+def _chunks(items: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
+
+
+def job_key(job_id: str) -> int:
+    """A job's place in tree order (the tree's own key, 63 bits): a full pass, which walks
+    the tree, then appends to the table's job index instead of inserting all over it."""
+    return int.from_bytes(blake3.blake3(job_id.encode("utf-8")).digest(8)) >> 1
+
+
+def path_key(folded: str) -> int:
+    """A folded path as 63 bits: an index of small integers stays in the page cache where one
+    of paths would not. Two checksums, not a hash function: this runs twice per image, and
+    equal keys are always confirmed against the path itself."""
+    data = folded.encode("utf-8")
+    return (zlib.crc32(data) << 31) ^ zlib.adler32(data)
+
+
+class SqliteTable:
+    """The list in an SQLite file: one row per file, indexed by job and by folded path.
+
+    The first change opens a transaction and :meth:`commit` ends it (a refresh commits
+    whenever it saves its header, so a killed run loses at most what it did since); reads
+    outside one hold no lock, so an idle connection never blocks another process's writes.
+    """
+
+    def __init__(self, path: Path, *, fresh: bool = False) -> None:
+        self.path = path
+        if fresh:
+            remove_table(path)
+        try:
+            self.db = sqlite3.connect(
+                os.fspath(path), isolation_level=None, check_same_thread=False
+            )
+            self.db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            # A view is derived data a checkout rebuilds: a rollback journal survives a killed
+            # process whatever this says; only a power cut could cost the list (then rebuilt).
+            self.db.execute("PRAGMA synchronous = OFF")
+            self.db.execute("PRAGMA temp_store = FILE")
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, TABLE_VERSION):
+                raise sqlite3.DatabaseError(f"format {version} is not supported")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise IntegrityError(f"view file list {path} is damaged: {exc}") from None
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o600)
+
+    def _rows(self, sql: str, params: Iterable[object] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self.db.execute(sql, tuple(params)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise IntegrityError(f"view file list {self.path} is damaged: {exc}") from None
+
+    def _begin(self) -> None:
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
+
+    def of_jobs(self, job_ids: Iterable[str]) -> JobFiles:
+        wanted = set(job_ids)
+        out: JobFiles = {}
+        for chunk in _chunks([job_key(j) for j in wanted]):
+            marks = ",".join("?" * len(chunk))
+            for row in self._rows(f"SELECT {_COLUMNS} FROM files WHERE jk IN ({marks})", chunk):
+                job, idx, record = _record(row)
+                if job in wanted:
+                    out.setdefault(job, {})[idx] = record
+        return out
+
+    def get(self, key: Key) -> FileRecord | None:
+        rows = self._rows(
+            f"SELECT {_COLUMNS} FROM files WHERE jk = ? AND job = ? AND idx = ?",
+            (job_key(key[0]), *key),
+        )
+        return _record(rows[0])[2] if rows else None
+
+    def put(self, key: Key, record: FileRecord) -> None:
+        self.put_many([(key, record)])
+
+    def put_many(self, rows: list[tuple[Key, FileRecord]], *, new: bool = False) -> None:
+        """Record files; ``new``: the caller knows none of these images has a row yet."""
+        self._begin()
+        if not new:
+            self.db.executemany(
+                "DELETE FROM files WHERE jk = ? AND job = ? AND idx = ?",
+                [(job_key(job), job, idx) for (job, idx), _ in rows],
+            )
+        keys: dict[str, int] = {}
+        self.db.executemany(
+            "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    keys[job] if job in keys else keys.setdefault(job, job_key(job)),
+                    job,
+                    idx,
+                    r.path,
+                    r.oid,
+                    str.__str__(r.kind),
+                    r.plain,
+                    r.size,
+                    r.mtime_ns,
+                    path_key(r.path.lower() if r.path.isascii() else fold(r.path)),
+                    None if r.plain is None else path_key(fold(r.plain)),
+                )
+                for (job, idx), r in rows
+            ],
+        )
+
+    def delete(self, key: Key) -> None:
+        self._begin()
+        self.db.execute(
+            "DELETE FROM files WHERE jk = ? AND job = ? AND idx = ?", (job_key(key[0]), *key)
+        )
+
+    def holder(self, folded: str) -> Key | None:
+        for job, idx, path in self._rows(
+            "SELECT job, idx, path FROM files WHERE fh = ?", (path_key(folded),)
+        ):
+            if fold(path) == folded:
+                return str(job), int(idx)
+        return None
+
+    def wanting(self, folded: str) -> set[Key]:
+        rows = self._rows("SELECT job, idx, plain FROM files WHERE ph = ?", (path_key(folded),))
+        return {(str(job), int(idx)) for job, idx, plain in rows if fold(plain) == folded}
+
+    def taken(self, folded: Iterable[str]) -> set[str]:
+        """Those of ``folded`` some file holds or wanted (a rare false positive is possible:
+        callers confirm with :meth:`holder` and :meth:`wanting`)."""
+        by_key = {path_key(f): f for f in folded}
+        found: set[str] = set()
+        for chunk in _chunks(list(by_key)):
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                f"SELECT fh FROM files WHERE fh IN ({marks}) "
+                f"UNION SELECT ph FROM files WHERE ph IN ({marks})"
+            )
+            found.update(by_key[row[0]] for row in self._rows(sql, chunk + chunk))
+        return found
+
+    def job_ids(self) -> list[str]:
+        return [str(row[0]) for row in self._rows("SELECT DISTINCT job FROM files")]
+
+    def mark_seen(self, job_ids: Iterable[str]) -> None:
+        # A temporary table (on disk, not in memory): a full pass's jobs, for unseen_jobs.
+        self._begin()
+        self.db.execute(_SEEN)
+        self.db.executemany(
+            "INSERT OR IGNORE INTO seen VALUES (?, ?)", ((job_key(j), j) for j in job_ids)
+        )
+
+    def unseen_jobs(self, extra: Iterable[str] = ()) -> list[str]:
+        self.db.execute(_SEEN)
+        rows = self._rows(
+            "SELECT DISTINCT job FROM files f WHERE NOT EXISTS "
+            "(SELECT 1 FROM seen s WHERE s.jk = f.jk AND s.job = f.job)"
+        )
+        found = dict.fromkeys(str(row[0]) for row in rows)
+        for job_id in extra:
+            if not self._rows(
+                "SELECT 1 FROM seen WHERE jk = ? AND job = ?", (job_key(job_id), job_id)
+            ):
+                found[job_id] = None
+        self.db.execute("DELETE FROM seen")
+        return list(found)
+
+    def iter_files(self) -> Iterator[tuple[str, int, FileRecord]]:
+        # A cursor of its own, read in pages: the list is never held whole.
+        cursor = self.db.execute(f"SELECT {_COLUMNS} FROM files")
+        while True:
+            try:
+                rows = cursor.fetchmany(1000)
+            except sqlite3.DatabaseError as exc:
+                raise IntegrityError(f"view file list {self.path} is damaged: {exc}") from None
+            if not rows:
+                return
+            for row in rows:
+                yield _record(row)
+
+    def count(self) -> int:
+        return int(self._rows("SELECT count(*) FROM files")[0][0])
+
+    def commit(self) -> None:
+        try:
+            if self.db.in_transaction:
+                self.db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            raise OSError(f"cannot save {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")  # what was not committed was not saved
+        self.db.close()
+
+
+def remove_table(path: Path) -> None:
+    for name in (path, path.with_name(path.name + "-journal")):
+        with contextlib.suppress(FileNotFoundError):
+            name.unlink()
