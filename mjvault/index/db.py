@@ -6,6 +6,7 @@ objects, so a missing, stale or damaged index is rebuilt, never trusted over the
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import struct
@@ -133,6 +134,9 @@ TABLES = (
     b"counts",
     b"times",
 )
+# Tables that are no cache of the tree, so clear() and the tree's format leave them alone: the
+# import stat cache (mjvault/index/statcache.py). Created by their first writer, not before.
+OTHER_TABLES = (b"stat",)
 # Posting tables whose lists search wants the length of before reading any of them.
 COUNTED = (b"words", b"types", b"params")
 
@@ -205,7 +209,7 @@ class Index:
                     env = lmdb.open(
                         str(path),
                         map_size=MAP_SIZE,
-                        max_dbs=len(TABLES),
+                        max_dbs=len(TABLES) + len(OTHER_TABLES),
                         subdir=True,
                         create=True,
                         lock=True,
@@ -213,6 +217,9 @@ class Index:
                         mode=0o600,
                     )
                     dbs = {name: env.open_db(name, create=True) for name in TABLES}
+                    for name in OTHER_TABLES:
+                        with contextlib.suppress(lmdb.NotFoundError):
+                            dbs[name] = env.open_db(name, create=False)
                 except _DAMAGE as exc:
                     raise IndexDamaged(f"the index at {path} is damaged: {_reason(exc)}") from None
                 except lmdb.DiskError:
@@ -261,12 +268,29 @@ class Index:
         """Open every table and read its ends: most damage shows here, before a command
         relies on the index, so the command can discard and rebuild it instead of failing."""
         with self._reading(), self.env.begin() as txn:
-            for name in TABLES:
+            for name in TABLES + tuple(n for n in OTHER_TABLES if n in self.db):
                 db = self.db[name]
                 txn.stat(db)
                 cursor = txn.cursor(db=db)
                 cursor.first()
                 cursor.last()
+
+    def other_table(self, name: bytes, *, create: bool = False) -> Any | None:
+        """One of OTHER_TABLES; None if it does not exist yet and ``create`` is false."""
+        db = self.db.get(name)
+        if db is None and create:
+            with _ENVS_LOCK:
+                db = self.db.get(name)
+                if db is None:
+                    try:
+                        db = self.db[name] = self.env.open_db(name, create=True)
+                    except lmdb.DiskError:
+                        raise _disk_full(self.path) from None
+                    except lmdb.Error as exc:
+                        raise IndexDamaged(
+                            f"the index at {self.path} is damaged: {_reason(exc)}"
+                        ) from None
+        return db
 
     # -- state -----------------------------------------------------------------------------
     def indexed_tree(self) -> str | None:

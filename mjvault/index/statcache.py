@@ -1,0 +1,191 @@
+"""The import stat cache: source path -> (size, mtime, ctime, inode, read time, object id).
+
+A re-import trusts a row, and reads nothing of its file, when the file's present stat equals
+the row's, the row is not racy (below) and its object is still in the vault. Like git's index
+and restic's parent-snapshot check, it trades reading for a ``stat``: a re-import of an
+unchanged archive costs a walk, a stat per file and per object, and an LMDB lookup per file.
+
+Racy rows (git's rule). A file changed twice within one tick of its file system's clock keeps
+its timestamps; if the import read it between the two changes, its stat would match a row of
+the older content. So a row is trusted only if the file's newest timestamp is older than the
+moment its file was read by more than the timestamp granularity (:func:`racy`). A racy row is
+read again next time, and its new row, read later, is trusted.
+
+The cache lives in the index's LMDB environment (table ``stat``, docs/FORMAT.md §9) and, like
+the index, is only a cache: deleting ``index/`` costs one slower re-import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import NamedTuple
+
+import lmdb
+import msgpack
+
+from mjvault.errors import IntegrityError
+from mjvault.index.db import _ENVIRONMENT, Index, IndexDamaged, _disk_full, _reason
+
+# Window beyond a file's newest timestamp within which a read of it is racy. Nanosecond file
+# systems (ext4, XFS, Btrfs, tmpfs) stamp files from the kernel's coarse clock, which lags the
+# real clock by up to a jiffy (1-10 ms): 100 ms covers that with room to spare. Timestamps in
+# whole seconds mean a file system of 1 s (ext3, HFS+, some NFS) or 2 s (FAT) granularity.
+FINE_WINDOW_NS = 100_000_000
+COARSE_WINDOW_NS = 2_000_000_000
+_SECOND = 1_000_000_000
+
+IMAGE, RECORD = 0, 1
+MAX_KEY = 480  # LMDB keys are at most 511 bytes
+_HASHED_PREFIX = MAX_KEY - 33  # prefix, a NUL (no path holds one), a 32-byte digest
+
+
+def racy(mtime_ns: int, ctime_ns: int, seen_ns: int) -> bool:
+    """True if a file with these timestamps, read at ``seen_ns``, may change unseen."""
+    coarse = mtime_ns % _SECOND == 0 or ctime_ns % _SECOND == 0
+    window = COARSE_WINDOW_NS if coarse else FINE_WINDOW_NS
+    return seen_ns <= max(mtime_ns, ctime_ns) + window
+
+
+class Row(NamedTuple):
+    """One file as an import last read it. Record rows carry what the importer needs to place
+    the record without its bytes: the job id, a digest of the bytes (to tell a copy from a
+    conflicting record of the same job), why it was malformed, if it was, and how many images
+    it lists."""
+
+    kind: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    ino: int
+    seen_ns: int
+    object_id: str
+    job_id: str = ""
+    digest: bytes = b""
+    malformed: str = ""
+    media: int = 0  # how many images the record lists: the job's slots, with the files'
+
+    def pack(self) -> bytes:
+        fields: list[object] = [
+            self.kind,
+            self.size,
+            self.mtime_ns,
+            self.ctime_ns,
+            self.ino,
+            self.seen_ns,
+            bytes.fromhex(self.object_id),
+        ]
+        if self.kind == RECORD:
+            fields += [self.job_id, self.digest, self.malformed, self.media]
+        return msgpack.packb(fields)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Row | None:
+        """None for anything not a row of this layout: a cache is re-read, never trusted."""
+        try:
+            fields = msgpack.unpackb(data)
+            kind, size, mtime, ctime, ino, seen, oid = fields[:7]
+            row = cls(kind, size, mtime, ctime, ino, seen, bytes(oid).hex(), *fields[7:])
+        except (ValueError, TypeError, msgpack.UnpackException):
+            return None
+        return row if kind in (IMAGE, RECORD) and len(oid) == 32 else None
+
+    def matches(self, st: os.stat_result) -> bool:
+        """The file is, by every stat field we keep, the one read, and was not read racily."""
+        return (
+            st.st_size == self.size
+            and st.st_mtime_ns == self.mtime_ns
+            and st.st_ctime_ns == self.ctime_ns
+            and st.st_ino == self.ino
+            and not racy(self.mtime_ns, self.ctime_ns, self.seen_ns)
+        )
+
+    @classmethod
+    def of(
+        cls,
+        kind: int,
+        st: os.stat_result,
+        seen_ns: int,
+        object_id: str,
+        *,
+        job_id: str = "",
+        digest: bytes = b"",
+        malformed: str = "",
+        media: int = 0,
+    ) -> Row:
+        return cls(
+            kind,
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+            st.st_ino,
+            seen_ns,
+            object_id,
+            job_id,
+            digest,
+            malformed,
+            media,
+        )
+
+
+def path_key(path: str | bytes | os.PathLike[str]) -> bytes:
+    """The absolute path's bytes; a path too long for an LMDB key keeps a prefix and a hash."""
+    raw = os.fsencode(os.path.abspath(path))
+    if len(raw) <= MAX_KEY:
+        return raw
+    return raw[:_HASHED_PREFIX] + b"\x00" + hashlib.blake2b(raw, digest_size=32).digest()
+
+
+class StatCache:
+    def __init__(self, index: Index) -> None:
+        self.index = index
+
+    key = staticmethod(path_key)
+
+    def get(self, path: str | os.PathLike[str]) -> Row | None:
+        with self.reader() as lookup:
+            return lookup(path_key(path))
+
+    @contextmanager
+    def reader(self) -> Iterator[Callable[[bytes], Row | None]]:
+        """Lookups by key inside one read transaction (keep it short: an open reader holds
+        pages a writer would otherwise reuse)."""
+        db = self.index.other_table(b"stat")
+        if db is None:  # nothing cached yet
+            yield lambda key: None
+            return
+        with self.index._reading(), self.index.env.begin(db=db) as txn:
+            get = txn.get
+
+            def lookup(key: bytes) -> Row | None:
+                data = get(key)
+                return Row.unpack(data) if data is not None else None
+
+            yield lookup
+
+    def put_rows(self, rows: Iterable[tuple[bytes, bytes]]) -> None:
+        """Write (key, packed row) pairs in one transaction."""
+        try:
+            db = self.index.other_table(b"stat", create=True)
+            with self.index.env.begin(write=True, db=db) as txn:
+                for key, value in sorted(rows):
+                    txn.put(key, value)
+        except lmdb.DiskError:
+            raise _disk_full(self.index.path) from None
+        except _ENVIRONMENT as exc:
+            raise IntegrityError(
+                f"the index at {self.index.path} refused an update: {exc}"
+            ) from None
+        except lmdb.Error as exc:
+            raise IndexDamaged(
+                f"the index at {self.index.path} refused an update: {_reason(exc)}"
+            ) from None
+
+    def __len__(self) -> int:
+        db = self.index.other_table(b"stat")
+        if db is None:
+            return 0
+        with self.index._reading(), self.index.env.begin() as txn:
+            return int(txn.stat(db)["entries"])
