@@ -381,8 +381,14 @@ class Index:
         return JobSummary.unpack(job_id, data) if data is not None else None
 
     def entry(self, job_id: str) -> JobEntry | None:
-        summary = self.get(job_id)
-        return JobEntry(job_id, summary.record, summary.images) if summary else None
+        # Only the ids: writers ask per job (a re-import for every job it holds), and a whole
+        # summary's time and parameters cost more than the lookup.
+        with self._reading(), self.env.begin(db=self.db[b"jobs"]) as txn:
+            data = txn.get(job_id.encode("utf-8"))
+        if data is None:
+            return None
+        doc = msgpack.unpackb(data)
+        return JobEntry(job_id, doc["r"], tuple(doc["i"]))
 
     def iter_summaries(self) -> Iterator[JobSummary]:
         with self._reading(), self.env.begin(db=self.db[b"jobs"]) as txn:

@@ -130,9 +130,14 @@ class Row(NamedTuple):
         )
 
 
-def path_key(path: str | bytes | os.PathLike[str]) -> bytes:
-    """The absolute path's bytes; a path too long for an LMDB key keeps a prefix and a hash."""
-    raw = os.fsencode(os.path.abspath(path))
+def path_key(path: str | os.PathLike[str]) -> bytes:
+    """A file's key: the bytes of its absolute path (see :func:`short_key`)."""
+    return short_key(os.fsencode(os.path.abspath(path)))
+
+
+def short_key(raw: bytes) -> bytes:
+    """``raw``, or if too long for an LMDB key its prefix, a NUL (no path holds one) and its
+    BLAKE2b-256."""
     if len(raw) <= MAX_KEY:
         return raw
     return raw[:_HASHED_PREFIX] + b"\x00" + hashlib.blake2b(raw, digest_size=32).digest()

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mjvault.errors import MjvaultError
-from mjvault.index.statcache import IMAGE, RECORD, Row, StatCache, path_key
+from mjvault.index.statcache import IMAGE, RECORD, Row, StatCache, short_key
 from mjvault.model import Job, RecordError, job_from_json
 from mjvault.store.codec import media_kind
 from mjvault.vault import Vault
@@ -85,30 +85,32 @@ class ImportReport:
 class _Group:
     """One job's files in one directory."""
 
-    json_path: Path | None = None
-    images: dict[int, Path] = field(default_factory=dict)
-    extra_images: list[Path] = field(default_factory=list)
+    json_path: str | None = None
+    images: dict[int, str] = field(default_factory=dict)
+    extra_images: list[str] = field(default_factory=list)
 
 
-def _classify(directory: Path, names: list[str]) -> tuple[dict[str, _Group], list[Problem]]:
+def _classify(directory: str, names: list[str]) -> tuple[dict[str, _Group], list[Problem]]:
+    # Paths as strings: pathlib's joins cost more than a stat, and a re-import does little else.
+    folder = os.path.join(directory, "")
     stems = {n[:-5] for n in names if n.endswith(".json")}
-    groups: dict[str, _Group] = {s: _Group(json_path=directory / f"{s}.json") for s in stems}
+    groups: dict[str, _Group] = {s: _Group(json_path=f"{folder}{s}.json") for s in stems}
     problems: list[Problem] = []
     for name in names:
-        path = directory / name
+        path = folder + name
         if name.endswith(".json"):
             continue
         if name.endswith(PROMPT_SUFFIX):
             if name[: -len(PROMPT_SUFFIX)] not in stems:
-                problems.append(Problem(str(path), "prompt file without a JSON record beside it"))
+                problems.append(Problem(path, "prompt file without a JSON record beside it"))
             continue
         base, ext = os.path.splitext(name)
         if ext.lower() not in MEDIA_EXTENSIONS:
-            problems.append(Problem(str(path), "unknown file, not imported"))
+            problems.append(Problem(path, "unknown file, not imported"))
             continue
         stem, index = _image_slot(base, stems)
         if stem is None:
-            problems.append(Problem(str(path), "image without a JSON record, not imported"))
+            problems.append(Problem(path, "image without a JSON record, not imported"))
             continue
         group = groups[stem]
         if index in group.images:
@@ -142,10 +144,14 @@ class _Rows:
         self.batch_jobs = writer.checkpoint_jobs
         self.pending: list[tuple[bytes, bytes]] = []
         self.jobs = 0
+        self._folder = 0  # the current directory: its length as the walk names it, and
+        self._absolute = b""  # its absolute path with a final separator
         self._lookup: Callable[[bytes], Row | None] = lambda key: None
 
     @contextmanager
-    def directory(self) -> Iterator[None]:
+    def directory(self, directory: str) -> Iterator[None]:
+        self._folder = len(os.path.join(directory, ""))
+        self._absolute = os.fsencode(os.path.join(os.path.abspath(directory), ""))
         if self.cache is None:
             yield
             return
@@ -156,7 +162,11 @@ class _Rows:
             finally:
                 self._lookup = lambda key: None
 
-    def trusted(self, key: bytes, path: Path, kind: int) -> Row | None:
+    def key(self, path: str) -> bytes:
+        """The cache key of a file of the current directory (its absolute path)."""
+        return short_key(self._absolute + os.fsencode(path[self._folder :]))
+
+    def trusted(self, key: bytes, path: str, kind: int) -> Row | None:
         """The row of an unchanged file whose object the vault still holds, else None."""
         if self.cache is None:
             return None
@@ -208,9 +218,9 @@ def import_archive(
             for directory, dirnames, filenames in os.walk(root):
                 dirnames.sort()
                 dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-                groups, problems = _classify(Path(directory), sorted(filenames))
+                groups, problems = _classify(directory, sorted(filenames))
                 report.problems.extend(problems)
-                with rows.directory():
+                with rows.directory(directory):
                     for stem in sorted(groups):
                         if should_stop and should_stop():
                             raise KeyboardInterrupt
@@ -228,23 +238,23 @@ def import_archive(
     return report
 
 
-def _read_job(path: Path, report: ImportReport) -> tuple[bytes, os.stat_result, Job] | None:
+def _read_job(path: str, report: ImportReport) -> tuple[bytes, os.stat_result, Job] | None:
     """The record's bytes, the stat taken before reading them, and the job; None if it cannot
     be read or is not a record (the problem is reported)."""
     try:
         raw, st = _read_record(path)
         job = job_from_json(raw)
     except OSError as exc:
-        report.problems.append(Problem(str(path), f"unreadable: {exc.strerror}"))
+        report.problems.append(Problem(path, f"unreadable: {exc.strerror}"))
         return None
     except RecordError as exc:
-        report.problems.append(Problem(str(path), f"not a Midjourney record: {exc}"))
+        report.problems.append(Problem(path, f"not a Midjourney record: {exc}"))
         return None
     report.bytes_read += len(raw)
     return raw, st, job
 
 
-def _read_record(path: Path) -> tuple[bytes, os.stat_result]:
+def _read_record(path: str) -> tuple[bytes, os.stat_result]:
     fd = os.open(path, os.O_RDONLY)
     try:
         st = os.fstat(fd)
@@ -270,7 +280,7 @@ def _import_group(
     assert group.json_path is not None
     report.records_found += 1
     seen_ns = time.time_ns()  # before any file of the group is read: see statcache.racy
-    record_key = path_key(group.json_path)
+    record_key = rows.key(group.json_path)
     cached = rows.trusted(record_key, group.json_path, RECORD)
     raw: bytes | None = None
     job: Job | None = None
@@ -292,14 +302,14 @@ def _import_group(
         else:
             report.problems.append(
                 Problem(
-                    str(group.json_path),
+                    group.json_path,
                     f"job {job_id} is also in {first[0]} with a different record; "
                     f"kept {first[0]} (the first in path order), this one not imported",
                 )
             )
             _report_orphans(group, report, "image of a record that was not kept")
         return
-    kept[job_id] = (str(group.json_path), digest)
+    kept[job_id] = (group.json_path, digest)
     report.jobs_seen += 1
     if cached is not None:
         report.records_unchanged += 1
@@ -312,7 +322,7 @@ def _import_group(
     for index, path in sorted(group.images.items()):
         images[index] = _import_image(writer, path, report, rows, seen_ns)
     for path in group.extra_images:
-        report.problems.append(Problem(str(path), "a second file for the same image, not imported"))
+        report.problems.append(Problem(path, "a second file for the same image, not imported"))
     if cached is not None:
         if writer.keep_unchanged(job_id, cached.object_id, images):
             report.images_missing += sum(1 for i in images if i is None)
@@ -345,10 +355,10 @@ def _import_group(
 
 
 def _import_image(
-    writer: ArchiveWriter, path: Path, report: ImportReport, rows: _Rows, seen_ns: int
+    writer: ArchiveWriter, path: str, report: ImportReport, rows: _Rows, seen_ns: int
 ) -> str | None:
     """The image's object id (None if it was not imported: the problem is reported)."""
-    key = path_key(path)
+    key = rows.key(path)
     cached = rows.trusted(key, path, IMAGE)
     if cached is not None:
         report.images_seen += 1
@@ -364,13 +374,13 @@ def _import_image(
             if media_kind(head) is None:
                 # Stored, it would be listed by `show` and linked by `checkout` as an image.
                 reason = f"not a PNG, WebP, JPEG, GIF or MP4 file (starts {head[:8]!r}), "
-                report.problems.append(Problem(str(path), reason + "not imported"))
+                report.problems.append(Problem(path, reason + "not imported"))
                 return None
             object_id, size = writer.put_media_fd(fd, st.st_size)
         finally:
             os.close(fd)
     except OSError as exc:
-        report.problems.append(Problem(str(path), f"unreadable: {exc.strerror}"))
+        report.problems.append(Problem(path, f"unreadable: {exc.strerror}"))
         return None
     report.images_seen += 1
     report.bytes_read += size
@@ -383,4 +393,4 @@ def _report_orphans(
     group: _Group, report: ImportReport, reason: str = "image of a record that could not be read"
 ) -> None:
     for path in [*group.images.values(), *group.extra_images]:
-        report.problems.append(Problem(str(path), reason))
+        report.problems.append(Problem(path, reason))
