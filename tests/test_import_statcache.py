@@ -269,3 +269,15 @@ def test_the_cache_can_be_turned_off(vault: Vault, tmp_path: Path) -> None:
     _settle()
     import_archive(vault, root)
     assert import_archive(vault, root, stat_cache=False).bytes_read >= 12 * IMAGE_SIZE
+
+
+def test_an_encrypted_vault_reimports_without_reading(
+    encrypted_vault: Vault, tmp_path: Path
+) -> None:
+    root = _folder(tmp_path / "mj")
+    _settle()
+    import_archive(encrypted_vault, root)
+    again = import_archive(encrypted_vault, root)
+    assert again.bytes_read == 0 and again.stats.jobs_unchanged == 6
+    # Like the rest of the index, the cache sits in the owner-only index directory.
+    assert (encrypted_vault.path / "index").stat().st_mode & 0o077 == 0
