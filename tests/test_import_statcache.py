@@ -281,3 +281,23 @@ def test_an_encrypted_vault_reimports_without_reading(
     assert again.bytes_read == 0 and again.stats.jobs_unchanged == 6
     # Like the rest of the index, the cache sits in the owner-only index directory.
     assert (encrypted_vault.path / "index").stat().st_mode & 0o077 == 0
+
+
+def test_a_job_found_again_batches_later_is_still_a_copy_or_a_conflict(
+    vault: Vault, tmp_path: Path
+) -> None:
+    """The jobs an import has read are kept in LMDB, not memory: a later batch still sees them."""
+    root = _folder(tmp_path / "mj")
+    later = root / "2024/2024-01/2024-01-01"
+    later.mkdir(parents=True)
+    shutil.copy(_record(root, 0), later / "20240101-000000_job-0.json")
+    (later / "20240101-000001_job-1.json").write_bytes(record_json("job-1", prompt="other"))
+    (later / "20240101-000001_job-1-1.png").write_bytes(png_bytes(4242))
+    report = import_archive(vault, root, checkpoint_jobs=2)
+    assert report.records_repeated == 1 and report.jobs_seen == 6
+    reasons = {Path(p.path).name: p.reason for p in report.problems}
+    assert "also in" in reasons["20240101-000001_job-1.json"]
+    assert str(_record(root, 1)) in reasons["20240101-000001_job-1.json"]
+    assert "not kept" in reasons["20240101-000001_job-1-1.png"]
+    # A new run starts afresh: its own first records, not the last run's.
+    assert import_archive(vault, root).records_repeated == 1

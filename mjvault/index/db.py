@@ -135,8 +135,9 @@ TABLES = (
     b"times",
 )
 # Tables that are no cache of the tree, so clear() and the tree's format leave them alone: the
-# import stat cache (mjvault/index/statcache.py). Created by their first writer, not before.
-OTHER_TABLES = (b"stat",)
+# import stat cache and the running import's jobs (mjvault/index/statcache.py). Created by
+# their first writer, not before.
+OTHER_TABLES = (b"stat", b"import_jobs")
 # Posting tables whose lists search wants the length of before reading any of them.
 COUNTED = (b"words", b"types", b"params")
 

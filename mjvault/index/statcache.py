@@ -21,7 +21,7 @@ import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import lmdb
 import msgpack
@@ -188,9 +188,106 @@ class StatCache:
                 f"the index at {self.index.path} refused an update: {_reason(exc)}"
             ) from None
 
+    def session(self, *, rows: bool = True) -> ImportSession:
+        return ImportSession(self.index, rows=rows)
+
     def __len__(self) -> int:
         db = self.index.other_table(b"stat")
         if db is None:
             return 0
         with self.index._reading(), self.index.env.begin() as txn:
             return int(txn.stat(db)["entries"])
+
+
+class ImportSession:
+    """One import's use of the stat cache and of ``import_jobs``, the jobs it has read so far
+    (job id -> digest of the record kept and its path), so that neither is held in memory
+    whole: new entries wait in memory for one batch at most, then :meth:`flush` writes them.
+
+    Reads go through one read transaction, renewed by each flush so that it sees what was
+    written; an open reader only keeps the pages of one batch from being reused meanwhile.
+    ``rows=False`` neither reads nor writes stat rows (the cache turned off).
+    """
+
+    def __init__(self, index: Index, *, rows: bool = True) -> None:
+        self.index = index
+        self.rows_enabled = rows
+        self._stat = index.other_table(b"stat", create=rows)
+        jobs = index.other_table(b"import_jobs", create=True)
+        assert jobs is not None
+        self._jobs: Any = jobs
+        self._txn: lmdb.Transaction | None = None
+        self._new_rows: list[tuple[bytes, bytes]] = []
+        self._new_jobs: dict[bytes, bytes] = {}
+        self._write(lambda txn: txn.drop(self._jobs, delete=False))  # a killed run's leftovers
+
+    def _reader(self) -> lmdb.Transaction:
+        if self._txn is None:
+            self._txn = self.index.env.begin()
+        return self._txn
+
+    def _get(self, db: Any, key: bytes) -> bytes | None:
+        try:
+            return cast(bytes | None, self._reader().get(key, db=db))
+        except lmdb.Error as exc:
+            raise IndexDamaged(
+                f"the index at {self.index.path} is damaged: {_reason(exc)}"
+            ) from None
+
+    def row(self, key: bytes) -> Row | None:
+        if not self.rows_enabled or self._stat is None:
+            return None
+        data = self._get(self._stat, key)
+        return Row.unpack(data) if data is not None else None
+
+    def add_row(self, key: bytes, row: Row) -> None:
+        if self.rows_enabled:
+            self._new_rows.append((key, row.pack()))
+
+    def first(self, job_id: str) -> tuple[str, bytes] | None:
+        """(path, digest) of the record this import kept for ``job_id``, if any yet."""
+        jid = job_id.encode("utf-8")
+        data = self._new_jobs.get(jid) or self._get(self._jobs, jid)
+        if data is None:
+            return None
+        return os.fsdecode(data[16:]), data[:16]
+
+    def add_first(self, job_id: str, path: str, digest: bytes) -> None:
+        self._new_jobs[job_id.encode("utf-8")] = digest + os.fsencode(path)
+
+    def flush(self) -> None:
+        self.close()
+        if not self._new_rows and not self._new_jobs:
+            return
+
+        def write(txn: lmdb.Transaction) -> None:
+            for key, value in sorted(self._new_rows):
+                txn.put(key, value, db=self._stat)
+            for key, value in sorted(self._new_jobs.items()):
+                txn.put(key, value, db=self._jobs)
+
+        if self._new_rows and self._stat is None:
+            self._stat = self.index.other_table(b"stat", create=True)
+        self._write(write)
+        self._new_rows.clear()
+        self._new_jobs.clear()
+
+    def close(self) -> None:
+        if self._txn is not None:
+            self._txn.abort()
+            self._txn = None
+
+    def _write(self, work: Callable[[lmdb.Transaction], None]) -> None:
+        try:
+            with self.index.env.begin(write=True) as txn:
+                work(txn)
+        except lmdb.DiskError:
+            raise _disk_full(self.index.path) from None
+        except _ENVIRONMENT as exc:
+            raise IntegrityError(
+                f"the index at {self.index.path} refused an update: {exc}"
+            ) from None
+        except lmdb.Error as exc:
+            raise IndexDamaged(
+                f"the index at {self.index.path} refused an update: {_reason(exc)}"
+            ) from None

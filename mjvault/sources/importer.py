@@ -21,8 +21,8 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,32 +135,20 @@ def count_records(root: Path) -> int:
 
 
 class _Rows:
-    """The stat cache as one import uses it: lookups in a read transaction per directory, new
-    rows written in batches of the writer's checkpoint size (flat memory at any size)."""
+    """The stat cache as one import uses it, and the jobs it has read so far: both in LMDB,
+    written in batches of the writer's checkpoint size (flat memory at any size)."""
 
     def __init__(self, writer: ArchiveWriter, enabled: bool) -> None:
-        self.cache = StatCache(writer.vault._open_index()) if enabled else None
+        self.session = StatCache(writer.vault._open_index()).session(rows=enabled)
         self.has_object = writer.has_object
         self.batch_jobs = writer.checkpoint_jobs
-        self.pending: list[tuple[bytes, bytes]] = []
         self.jobs = 0
         self._folder = 0  # the current directory: its length as the walk names it, and
         self._absolute = b""  # its absolute path with a final separator
-        self._lookup: Callable[[bytes], Row | None] = lambda key: None
 
-    @contextmanager
-    def directory(self, directory: str) -> Iterator[None]:
+    def directory(self, directory: str) -> None:
         self._folder = len(os.path.join(directory, ""))
         self._absolute = os.fsencode(os.path.join(os.path.abspath(directory), ""))
-        if self.cache is None:
-            yield
-            return
-        with self.cache.reader() as lookup:
-            self._lookup = lookup
-            try:
-                yield
-            finally:
-                self._lookup = lambda key: None
 
     def key(self, path: str) -> bytes:
         """The cache key of a file of the current directory (its absolute path)."""
@@ -168,9 +156,7 @@ class _Rows:
 
     def trusted(self, key: bytes, path: str, kind: int) -> Row | None:
         """The row of an unchanged file whose object the vault still holds, else None."""
-        if self.cache is None:
-            return None
-        row = self._lookup(key)
+        row = self.session.row(key)
         if row is None or row.kind != kind:
             return None
         try:
@@ -182,8 +168,7 @@ class _Rows:
         return row
 
     def add(self, key: bytes, row: Row) -> None:
-        if self.cache is not None:
-            self.pending.append((key, row.pack()))
+        self.session.add_row(key, row)
 
     def job_done(self) -> None:
         self.jobs += 1
@@ -191,9 +176,7 @@ class _Rows:
             self.flush()
 
     def flush(self) -> None:
-        if self.cache is not None and self.pending:
-            self.cache.put_rows(self.pending)
-        self.pending.clear()
+        self.session.flush()
         self.jobs = 0
 
 
@@ -210,29 +193,35 @@ def import_archive(
     if not root.is_dir():
         raise MjvaultError(f"{root} is not a directory")
     report = ImportReport(source=f"import:{root.resolve()}")
-    # job id -> (path of the record kept, digest of its bytes): the first record of a job wins.
-    kept: dict[str, tuple[str, bytes]] = {}
     with vault.writer(report.source, **writer_options) as writer:
         rows = _Rows(writer, stat_cache)
+        finished = False
         try:
             for directory, dirnames, filenames in os.walk(root):
                 dirnames.sort()
                 dirnames[:] = [d for d in dirnames if not d.startswith(".")]
                 groups, problems = _classify(directory, sorted(filenames))
                 report.problems.extend(problems)
-                with rows.directory(directory):
-                    for stem in sorted(groups):
-                        if should_stop and should_stop():
-                            raise KeyboardInterrupt
-                        _import_group(writer, groups[stem], report, kept, rows)
-                        rows.job_done()
-                        if on_job:
-                            on_job()
+                rows.directory(directory)
+                for stem in sorted(groups):
+                    if should_stop and should_stop():
+                        raise KeyboardInterrupt
+                    _import_group(writer, groups[stem], report, rows)
+                    rows.job_done()
+                    if on_job:
+                        on_job()
+            finished = True
         finally:
-            # Rows name objects by id and are trusted only while their object exists, so they
-            # may be written before the writer's batch is durable, and kept when a run stops.
-            with suppress(MjvaultError):
-                rows.flush()
+            try:
+                if finished:
+                    rows.flush()
+                else:
+                    # Rows name objects by id and are trusted only while their object exists,
+                    # so those of a run that stops are kept, although its batch is not durable.
+                    with suppress(MjvaultError):
+                        rows.flush()
+            finally:
+                rows.session.close()
     report.stats = writer.stats
     report.snapshot = writer.snapshot.id if writer.snapshot else None
     return report
@@ -274,7 +263,6 @@ def _import_group(
     writer: ArchiveWriter,
     group: _Group,
     report: ImportReport,
-    kept: dict[str, tuple[str, bytes]],
     rows: _Rows,
 ) -> None:
     assert group.json_path is not None
@@ -295,7 +283,7 @@ def _import_group(
         raw, st, job = read
         job_id, malformed, media_count = job.id, job.malformed or "", len(job.media())
         digest = hashlib.blake2b(raw, digest_size=16).digest()
-    first = kept.get(job_id)
+    first = rows.session.first(job_id)  # the first record of a job, in path order, wins
     if first is not None:
         if first[1] == digest:
             report.records_repeated += 1
@@ -309,7 +297,7 @@ def _import_group(
             )
             _report_orphans(group, report, "image of a record that was not kept")
         return
-    kept[job_id] = (group.json_path, digest)
+    rows.session.add_first(job_id, group.json_path, digest)
     report.jobs_seen += 1
     if cached is not None:
         report.records_unchanged += 1
