@@ -7,6 +7,7 @@ objects, so a missing, stale or damaged index is rebuilt, never trusted over the
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import struct
@@ -293,6 +294,10 @@ class Index:
                         ) from None
         return db
 
+    def release_pages(self) -> None:
+        """Unmap from this process the pages of the index it has read (see release_mapping)."""
+        release_mapping(self.path / "data.mdb")
+
     # -- state -----------------------------------------------------------------------------
     def indexed_tree(self) -> str | None:
         with self._reading(), self.env.begin(db=self.db[b"meta"]) as txn:
@@ -480,6 +485,47 @@ class Index:
                 used += int(pages * st["psize"])
         # The file also holds pages freed by earlier transactions, reused by later ones.
         return {"path": os.fspath(self.path), "bytes": size, "used_bytes": used, "entries": counts}
+
+
+_MADV_DONTNEED = 4
+
+
+def release_mapping(data_file: Path) -> int:
+    """Drop this process's page-table entries for its mappings of ``data_file``; returns bytes.
+
+    LMDB maps its whole file, so a long run that reads a table in order (a re-import reads one
+    row per file) would have every page it touched counted in its RSS, growing with the
+    archive. The pages stay in the page cache: a later read of one costs a minor fault. Linux
+    only (elsewhere a no-op); safe because LMDB's map is a read-only shared file mapping.
+    """
+    target = os.path.realpath(data_file)
+    released = 0
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            spans = [line.split(None, 5) for line in maps if line.rstrip().endswith(target)]
+    except OSError:
+        return 0
+    for fields in spans:
+        if len(fields) < 6 or fields[5].strip() != target:
+            continue
+        start, end = (int(part, 16) for part in fields[0].split("-"))
+        if (
+            _libc().madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_DONTNEED)
+            == 0
+        ):
+            released += end - start
+    return released
+
+
+def _libc() -> Any:
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+        _LIBC.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return _LIBC
+
+
+_LIBC: Any = None
 
 
 class IndexReader:

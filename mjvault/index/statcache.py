@@ -257,6 +257,7 @@ class ImportSession:
 
     def flush(self) -> None:
         self.close()
+        self.index.release_pages()  # rows read stay in the page cache, out of our RSS
         if not self._new_rows and not self._new_jobs:
             return
 
