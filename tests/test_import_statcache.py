@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mjvault import Vault
-from mjvault.index.statcache import FINE_WINDOW_NS, StatCache, racy
+from mjvault.index.statcache import FINE_WINDOW_NS, IMAGE, RECORD, Row, StatCache, racy
 from mjvault.integrity.forget import forget_jobs
 from mjvault.integrity.gc import gc
 from mjvault.integrity.repair import quarantine
@@ -301,3 +301,13 @@ def test_a_job_found_again_batches_later_is_still_a_copy_or_a_conflict(
     assert "not kept" in reasons["20240101-000001_job-1-1.png"]
     # A new run starts afresh: its own first records, not the last run's.
     assert import_archive(vault, root).records_repeated == 1
+
+
+def test_rows_round_trip_and_garbage_is_not_a_row() -> None:
+    st = os.stat(__file__)
+    record = Row.of(RECORD, st, 5, "ab" * 32, job_id="jöb-1", digest=b"d" * 16, media=4)
+    assert Row.unpack(record.pack()) == record._replace(malformed="")
+    image = Row.of(IMAGE, st, 5, "cd" * 32)
+    assert Row.unpack(image.pack()) == image
+    for bad in (b"", b"\x07" + image.pack()[1:], image.pack()[:-1], record.pack()[:80]):
+        assert Row.unpack(bad) is None

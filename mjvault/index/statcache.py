@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple, cast
 
 import lmdb
-import msgpack
 
 from mjvault.errors import IntegrityError
 from mjvault.index.db import _ENVIRONMENT, Index, IndexDamaged, _disk_full, _reason
@@ -40,6 +40,10 @@ _SECOND = 1_000_000_000
 IMAGE, RECORD = 0, 1
 MAX_KEY = 480  # LMDB keys are at most 511 bytes
 _HASHED_PREFIX = MAX_KEY - 33  # prefix, a NUL (no path holds one), a 32-byte digest
+# Row values (docs/FORMAT.md §9.1): kind, size, mtime, ctime, inode, read time, object id; then
+# for records the digest, the image count and the job id's length, the job id, the note.
+_HEAD = struct.Struct("<BQqqQq32s")
+_RECORD = struct.Struct("<16sIH")
 
 
 def racy(mtime_ns: int, ctime_ns: int, seen_ns: int) -> bool:
@@ -68,7 +72,7 @@ class Row(NamedTuple):
     media: int = 0  # how many images the record lists: the job's slots, with the files'
 
     def pack(self) -> bytes:
-        fields: list[object] = [
+        head = _HEAD.pack(
             self.kind,
             self.size,
             self.mtime_ns,
@@ -76,21 +80,31 @@ class Row(NamedTuple):
             self.ino,
             self.seen_ns,
             bytes.fromhex(self.object_id),
-        ]
-        if self.kind == RECORD:
-            fields += [self.job_id, self.digest, self.malformed, self.media]
-        return msgpack.packb(fields)
+        )
+        if self.kind != RECORD:
+            return head
+        job_id = self.job_id.encode("utf-8")
+        tail = _RECORD.pack(self.digest, self.media, len(job_id))
+        return head + tail + job_id + self.malformed.encode("utf-8")
 
     @classmethod
     def unpack(cls, data: bytes) -> Row | None:
         """None for anything not a row of this layout: a cache is re-read, never trusted."""
         try:
-            fields = msgpack.unpackb(data)
-            kind, size, mtime, ctime, ino, seen, oid = fields[:7]
-            row = cls(kind, size, mtime, ctime, ino, seen, bytes(oid).hex(), *fields[7:])
-        except (ValueError, TypeError, msgpack.UnpackException):
+            kind, size, mtime, ctime, ino, seen, oid = _HEAD.unpack_from(data)
+            if kind == IMAGE and len(data) == _HEAD.size:
+                return cls(kind, size, mtime, ctime, ino, seen, oid.hex())
+            if kind != RECORD:
+                return None
+            digest, media, length = _RECORD.unpack_from(data, _HEAD.size)
+            at = _HEAD.size + _RECORD.size
+            job_id = data[at : at + length].decode("utf-8")
+            malformed = data[at + length :].decode("utf-8")
+        except (struct.error, UnicodeDecodeError):
             return None
-        return row if kind in (IMAGE, RECORD) and len(oid) == 32 else None
+        if len(job_id.encode("utf-8")) != length:
+            return None
+        return cls(kind, size, mtime, ctime, ino, seen, oid.hex(), job_id, digest, malformed, media)
 
     def matches(self, st: os.stat_result) -> bool:
         """The file is, by every stat field we keep, the one read, and was not read racily."""
