@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mjvault import Vault
+from mjvault.index import statcache
 from mjvault.index.statcache import FINE_WINDOW_NS, IMAGE, RECORD, Row, StatCache, racy
 from mjvault.integrity.forget import forget_jobs
 from mjvault.integrity.gc import gc
@@ -284,9 +285,10 @@ def test_an_encrypted_vault_reimports_without_reading(
 
 
 def test_a_job_found_again_batches_later_is_still_a_copy_or_a_conflict(
-    vault: Vault, tmp_path: Path
+    vault: Vault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The jobs an import has read are kept in LMDB, not memory: a later batch still sees them."""
+    """Past a few jobs, those an import has read move to LMDB: a later batch still sees them."""
+    monkeypatch.setattr(statcache, "JOBS_IN_MEMORY", 3)
     root = _folder(tmp_path / "mj")
     later = root / "2024/2024-01/2024-01-01"
     later.mkdir(parents=True)
@@ -299,8 +301,18 @@ def test_a_job_found_again_batches_later_is_still_a_copy_or_a_conflict(
     assert "also in" in reasons["20240101-000001_job-1.json"]
     assert str(_record(root, 1)) in reasons["20240101-000001_job-1.json"]
     assert "not kept" in reasons["20240101-000001_job-1-1.png"]
+    assert statcache_jobs(vault) == 6
     # A new run starts afresh: its own first records, not the last run's.
+    assert import_archive(vault, root, checkpoint_jobs=2).records_repeated == 1
+    monkeypatch.setattr(statcache, "JOBS_IN_MEMORY", 20_000)
     assert import_archive(vault, root).records_repeated == 1
+
+
+def statcache_jobs(vault: Vault) -> int:
+    index = vault._open_index()
+    db = index.other_table(b"import_jobs")
+    with index.env.begin() as txn:
+        return int(txn.stat(db)["entries"]) if db is not None else 0
 
 
 def test_rows_round_trip_and_garbage_is_not_a_row() -> None:

@@ -213,10 +213,18 @@ class StatCache:
             return int(txn.stat(db)["entries"])
 
 
+# Jobs an import remembers in memory (~0.4 KB each) before it moves them to ``import_jobs``:
+# an archive of fewer jobs is re-imported without writing to the index at all.
+JOBS_IN_MEMORY = 20_000
+
+
 class ImportSession:
-    """One import's use of the stat cache and of ``import_jobs``, the jobs it has read so far
-    (job id -> digest of the record kept and its path), so that neither is held in memory
-    whole: new entries wait in memory for one batch at most, then :meth:`flush` writes them.
+    """One import's use of the stat cache and of the jobs it has read so far (job id -> digest
+    of the record kept and its path), so that neither is held in memory whole.
+
+    New rows wait in memory for one batch, then :meth:`flush` writes them. The jobs stay in a
+    dict up to ``JOBS_IN_MEMORY``; past that they move to the ``import_jobs`` table (emptied
+    first: a killed run's leftovers), and each later batch's follow them there.
 
     Reads go through one read transaction, renewed by each flush so that it sees what was
     written; an open reader only keeps the pages of one batch from being reused meanwhile.
@@ -226,14 +234,11 @@ class ImportSession:
     def __init__(self, index: Index, *, rows: bool = True) -> None:
         self.index = index
         self.rows_enabled = rows
-        self._stat = index.other_table(b"stat", create=rows)
-        jobs = index.other_table(b"import_jobs", create=True)
-        assert jobs is not None
-        self._jobs: Any = jobs
+        self._stat = index.other_table(b"stat")
+        self._jobs: Any = None  # the import_jobs table, once the jobs have moved there
         self._txn: lmdb.Transaction | None = None
         self._new_rows: list[tuple[bytes, bytes]] = []
         self._new_jobs: dict[bytes, bytes] = {}
-        self._write(lambda txn: txn.drop(self._jobs, delete=False))  # a killed run's leftovers
 
     def _reader(self) -> lmdb.Transaction:
         if self._txn is None:
@@ -261,7 +266,9 @@ class ImportSession:
     def first(self, job_id: str) -> tuple[str, bytes] | None:
         """(path, digest) of the record this import kept for ``job_id``, if any yet."""
         jid = job_id.encode("utf-8")
-        data = self._new_jobs.get(jid) or self._get(self._jobs, jid)
+        data = self._new_jobs.get(jid)
+        if data is None and self._jobs is not None:
+            data = self._get(self._jobs, jid)
         if data is None:
             return None
         return os.fsdecode(data[16:]), data[:16]
@@ -272,20 +279,28 @@ class ImportSession:
     def flush(self) -> None:
         self.close()
         self.index.release_pages()  # rows read stay in the page cache, out of our RSS
-        if not self._new_rows and not self._new_jobs:
+        move_jobs = self._jobs is not None or len(self._new_jobs) >= JOBS_IN_MEMORY
+        if not self._new_rows and not move_jobs:
             return
+        if self._new_rows and self._stat is None:
+            self._stat = self.index.other_table(b"stat", create=True)
+        first_move = move_jobs and self._jobs is None
+        if first_move:
+            self._jobs = self.index.other_table(b"import_jobs", create=True)
 
         def write(txn: lmdb.Transaction) -> None:
             for key, value in sorted(self._new_rows):
                 txn.put(key, value, db=self._stat)
-            for key, value in sorted(self._new_jobs.items()):
-                txn.put(key, value, db=self._jobs)
+            if first_move:
+                txn.drop(self._jobs, delete=False)
+            if move_jobs:
+                for key, value in sorted(self._new_jobs.items()):
+                    txn.put(key, value, db=self._jobs)
 
-        if self._new_rows and self._stat is None:
-            self._stat = self.index.other_table(b"stat", create=True)
         self._write(write)
         self._new_rows.clear()
-        self._new_jobs.clear()
+        if move_jobs:
+            self._new_jobs.clear()
 
     def close(self) -> None:
         if self._txn is not None:
