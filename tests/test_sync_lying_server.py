@@ -84,9 +84,12 @@ def run_measured(*args: str, env: dict[str, str], tmp_path: Path, timeout: float
             preexec_fn=_limit_data,  # noqa: PLW1509 (no threads are started before exec)
         )
         deadline = time.monotonic() + timeout
+        peak_kib = 0
         while True:
-            # wait4, not wait(): it gives this child's own peak RSS.
-            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            # The child's own high-water mark: wait4's ru_maxrss would include this (pytest's)
+            # process's RSS at the fork, which the kernel keeps across exec.
+            peak_kib = max(peak_kib, _vm_hwm_kib(child.pid))
+            pid, status, _ = os.wait4(child.pid, os.WNOHANG)
             if pid:
                 break
             if time.monotonic() > deadline:
@@ -96,8 +99,18 @@ def run_measured(*args: str, env: dict[str, str], tmp_path: Path, timeout: float
                 pytest.fail(f"`mjvault {' '.join(args)}` still ran after {timeout} s")
             time.sleep(0.02)
     child.returncode = os.waitstatus_to_exitcode(status)
-    peak_mb = usage.ru_maxrss / 1024  # Linux reports KiB
-    return Run(child.returncode, out.read_bytes(), err.read_bytes(), peak_mb)
+    return Run(child.returncode, out.read_bytes(), err.read_bytes(), peak_kib / 1024)
+
+
+def _vm_hwm_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def sync_cli(vault_path: Path, server: FakeMidjourney, tmp_path: Path, api: str, **env: str) -> Run:
