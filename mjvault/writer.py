@@ -215,15 +215,7 @@ class ArchiveWriter:
         job = job or job_from_json(raw_json)
         record_id = self._batch.put(encode_record(raw_json))
         existing = self.current(job.id)
-        slots = list(images)
-        if self.merge_images and existing is not None:
-            # An image we already hold is never dropped because a later fetch failed.
-            for i, held in enumerate(existing.images):
-                if i < len(slots) and slots[i] is None and held is not None:
-                    slots[i] = held
-                elif i >= len(slots) and held is not None:
-                    slots.append(held)
-        entry = JobEntry(job.id, record_id, tuple(slots))
+        entry = JobEntry(job.id, record_id, self._merged(existing, images))
         if existing == entry:
             self.stats.jobs_unchanged += 1
             return "unchanged"
@@ -235,6 +227,28 @@ class ArchiveWriter:
             self.stats.jobs_updated += 1
         self._maybe_checkpoint()
         return status
+
+    def keep_unchanged(self, job_id: str, record_id: str, images: Sequence[str | None]) -> bool:
+        """Count a job unchanged, without its record's bytes, if adding it would change nothing
+        (a record known by its id: the import stat cache); False means: call :meth:`add_job`."""
+        existing = self.current(job_id)
+        if existing != JobEntry(job_id, record_id, self._merged(existing, images)):
+            return False
+        self.stats.jobs_unchanged += 1
+        return True
+
+    def _merged(
+        self, existing: JobEntry | None, images: Sequence[str | None]
+    ) -> tuple[str | None, ...]:
+        slots = list(images)
+        if self.merge_images and existing is not None:
+            # An image we already hold is never dropped because a later fetch failed.
+            for i, held in enumerate(existing.images):
+                if i < len(slots) and slots[i] is None and held is not None:
+                    slots[i] = held
+                elif i >= len(slots) and held is not None:
+                    slots.append(held)
+        return tuple(slots)
 
     def remove_job(self, job_id: str) -> bool:
         if self.current(job_id) is None:

@@ -27,7 +27,8 @@ def import_command(app: AppContext, directory: Path) -> None:
     """Import an archive written by the original midjourney-archiver scripts.
 
     Reads YYYY/YYYY-MM/YYYY-MM-DD/<stamp>_<job_id>.json records with their images and
-    .prompt.txt files. Lossless and idempotent: importing twice adds nothing. Files that
+    .prompt.txt files. Lossless and idempotent: importing twice adds nothing, and files
+    unchanged since the last import (same size, times and inode) are not read again. Files that
     cannot be imported are listed at the end (exit code 4) and never stop the rest; images
     the folder never had are counted as missing (exit code 0: `mjvault sync` can fetch them).
     A folder without a single record is an error (exit code 1).
@@ -56,6 +57,11 @@ def import_command(app: AppContext, directory: Path) -> None:
             click.echo(
                 f"{report.images_missing} images missing: the folder has no image file for them "
                 "(`mjvault sync` can fetch them from Midjourney)"
+            )
+        if report.records_unchanged or report.images_unchanged:
+            click.echo(
+                f"{report.records_unchanged} records and {report.images_unchanged} images "
+                "unchanged since the last import: not read again"
             )
         if report.records_repeated:
             click.echo(f"{report.records_repeated} records were copies of one already read")

@@ -145,6 +145,10 @@ TABLES = (
     b"counts",
     b"times",
 )
+# Tables that are no cache of the tree, so clear() and the tree's format leave them alone: the
+# import stat cache and the running import's jobs (mjvault/index/statcache.py). Created by
+# their first writer, not before.
+OTHER_TABLES = (b"stat", b"import_jobs")
 # Posting tables whose lists search wants the length of before reading any of them.
 COUNTED = (b"words", b"types", b"params")
 
@@ -284,7 +288,7 @@ class Index:
                     env = lmdb.open(
                         str(path),
                         map_size=MAP_SIZE,
-                        max_dbs=len(TABLES),
+                        max_dbs=len(TABLES) + len(OTHER_TABLES),
                         subdir=True,
                         create=True,
                         lock=True,
@@ -292,6 +296,9 @@ class Index:
                         mode=0o600,
                     )
                     dbs = {name: env.open_db(name, create=True) for name in TABLES}
+                    for name in OTHER_TABLES:
+                        with contextlib.suppress(lmdb.NotFoundError):
+                            dbs[name] = env.open_db(name, create=False)
                 except _DAMAGE as exc:
                     raise IndexDamaged(f"the index at {path} is damaged: {_reason(exc)}") from None
                 except lmdb.DiskError:
@@ -350,12 +357,29 @@ class Index:
         """Open every table and read its ends: most damage shows here, before a command
         relies on the index, so the command can discard and rebuild it instead of failing."""
         with self._reading(), self.env.begin() as txn:
-            for name in TABLES:
+            for name in TABLES + tuple(n for n in OTHER_TABLES if n in self.db):
                 db = self.db[name]
                 txn.stat(db)
                 cursor = txn.cursor(db=db)
                 cursor.first()
                 cursor.last()
+
+    def other_table(self, name: bytes, *, create: bool = False) -> Any | None:
+        """One of OTHER_TABLES; None if it does not exist yet and ``create`` is false."""
+        db = self.db.get(name)
+        if db is None and create:
+            with _ENVS_LOCK:
+                db = self.db.get(name)
+                if db is None:
+                    try:
+                        db = self.db[name] = self.env.open_db(name, create=True)
+                    except lmdb.DiskError:
+                        raise _disk_full(self.path) from None
+                    except lmdb.Error as exc:
+                        raise IndexDamaged(
+                            f"the index at {self.path} is damaged: {_reason(exc)}"
+                        ) from None
+        return db
 
     # -- state -----------------------------------------------------------------------------
     def indexed_tree(self) -> str | None:
@@ -450,8 +474,14 @@ class Index:
         return JobSummary.unpack(job_id, data) if data is not None else None
 
     def entry(self, job_id: str) -> JobEntry | None:
-        summary = self.get(job_id)
-        return JobEntry(job_id, summary.record, summary.images) if summary else None
+        # Only the ids: writers ask per job (a re-import for every job it holds), and a whole
+        # summary's time and parameters cost more than the lookup.
+        with self._reading(), self.env.begin(db=self.db[b"jobs"]) as txn:
+            data = txn.get(job_id.encode("utf-8"))
+        if data is None:
+            return None
+        doc = msgpack.unpackb(data)
+        return JobEntry(job_id, doc["r"], tuple(doc["i"]))
 
     def iter_summaries(self) -> Iterator[JobSummary]:
         with self._reading(), self.env.begin(db=self.db[b"jobs"]) as txn:
