@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from mjvault.testing.httpd import QuietHTTPServer
 from mjvault.testing.images import make_png
 
 
@@ -52,7 +53,7 @@ class OffHostServer:
                 with contextlib.suppress(OSError):
                     self.wfile.write(app.body)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, args=(0.02,), name="off-host", daemon=True

@@ -34,6 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from mjvault.testing.accounts import CDN_BASE, LEGACY_BUCKET_BASE, Account, GeneratedJob
 from mjvault.testing.faults import Faults
+from mjvault.testing.httpd import QuietHTTPServer
 from mjvault.testing.scaled import ScaledAccount, ScaledListing
 
 V1_SESSION_COOKIE = "__Secure-next-auth.session-token"
@@ -235,7 +236,7 @@ class FakeMidjourney:
         if self._httpd is not None:
             return self
         handler = type("BoundHandler", (_Handler,), {"app": self})
-        httpd = ThreadingHTTPServer((self._host, self._requested_port), handler)
+        httpd = QuietHTTPServer((self._host, self._requested_port), handler)
         httpd.daemon_threads = True
         self._httpd = httpd
         # A short poll interval makes stop() quick: tests start and stop many servers.
