@@ -544,3 +544,37 @@ def test_limit_rate_paces_concurrent_downloads(scripted: ScriptedServer) -> None
     assert all(s.getvalue() == PNG for s in sinks) and all(r.bytes == len(PNG) for r in results)
     # 1.8 MB at 1 MB/s with a quarter-second burst: at least 1.55 s.
     assert elapsed >= 1.5
+
+
+def test_a_repeat_from_beyond_the_seen_window_never_ends_an_incremental_listing(
+    scripted: ScriptedServer,
+) -> None:
+    # Newest first, one second apart: more jobs than the listing keeps ids of, then the server
+    # serves the first 60 again (a cursor gone back) before the older jobs. The repeats are
+    # held already, but they are no sign of having caught up: the older jobs must be listed.
+    from datetime import UTC, datetime, timedelta
+
+    from mjvault.sources.midjourney import stop_after_known
+    from mjvault.sources.midjourney.client import SEEN_IDS
+
+    start = datetime(2025, 8, 14, tzinfo=UTC)
+    count = SEEN_IDS + 2_100
+    jobs = [
+        {
+            "id": f"00000000-0000-4000-8000-{i:012d}",
+            "enqueue_time": (start - timedelta(seconds=i)).isoformat(),
+            "job_type": "v7_diffusion",
+            "full_command": f"prompt {i}",
+            "batch_size": 4,
+        }
+        for i in range(count)
+    ]
+    served = jobs[: SEEN_IDS + 2_000] + jobs[:60] + jobs[SEEN_IDS + 2_000 :]
+    scripted.route("/api/imagine", cursor_listing(served, page_size=1_000))
+    listed: set[str] = set()  # what a sync holds by then: every job listed so far
+    with MidjourneyClient(make_settings(scripted)) as client:
+        listing = client.list_jobs(stop=stop_after_known(listed.__contains__, run=50))
+        for item in listing:
+            listed.add(item.id)
+    assert listed == {str(j["id"]) for j in jobs}
+    assert not listing.stopped_early and listing.cut_short is None

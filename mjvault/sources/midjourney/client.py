@@ -83,7 +83,8 @@ class _RecentIds:
     while it is read, which shifts items across the boundary between two pages; v1's
     re-anchored window repeats the oldest job of the page before. Both lie within the window.
     A record repeated from further back is yielded again, and the vault's own index (what a
-    sync asks before storing) finds it already held: counted as unchanged, not fetched again.
+    sync asks before storing) finds it already held: counted as unchanged, not fetched again,
+    and never counted by a stop rule (it lies behind the listing's oldest time).
     A listing that repeats itself at length is ended by the stall rule (STALL_PAGES), which
     compares times, not ids. Bounded: ``keep`` + two pages (a page is at most MAX_PAGE_ITEMS),
     where a set of every id seen would grow with the account.
@@ -397,7 +398,11 @@ class MidjourneyClient:
                 if job_type and filter_type and not matches_job_type(value, job_type):
                     continue
                 listed = ListedJob(job_id, value, record.raw, listing.generation, moment)
-                if stop is not None and stop(listed):
+                # A job newer than an earlier page's oldest is a repeat from beyond the seen
+                # window (or out of order): held already, it is no sign of having caught up,
+                # and counted by the stop rule it could end the listing before older jobs.
+                behind = oldest is not None and moment is not None and moment > oldest
+                if stop is not None and not behind and stop(listed):
                     listing.stopped_early = True
                     return
                 yield listed
