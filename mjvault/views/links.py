@@ -346,18 +346,23 @@ def _link_fd(fd: int, dest: str) -> None:
 
 
 def _copy_fd(src: int, out: int) -> None:
+    size = os.fstat(src).st_size
     copy_range = getattr(os, "copy_file_range", None)
     if copy_range is not None:
         try:
             while copy_range(src, out, _COPY_CHUNK):
                 pass
-            return
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
                 raise
-    while True:  # between file systems copy_file_range may refuse; sendfile cannot
-        if not os.sendfile(out, src, None, _COPY_CHUNK):
+        # Some file systems (overlay, NFS, CIFS on older kernels) answer 0 before the end:
+        # both offsets have moved by what was copied, so sendfile goes on from there.
+        if os.fstat(out).st_size == size:
             return
+    while os.sendfile(out, src, None, _COPY_CHUNK):  # between file systems, where
+        pass  # copy_file_range may refuse
+    if os.fstat(out).st_size != size:
+        raise OSError(errno.EIO, f"the copy ended at {os.fstat(out).st_size} of {size} bytes")
 
 
 def copy_workers(root: Path) -> int:
