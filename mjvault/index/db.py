@@ -347,6 +347,22 @@ class Index:
         except lmdb.Error as exc:
             raise IndexDamaged(f"the index at {self.path} is damaged: {_reason(exc)}") from None
 
+    @contextmanager
+    def writing(self, db: Any = None) -> Iterator[lmdb.Transaction]:
+        """One write transaction, LMDB's errors in one line. A failed transaction is aborted,
+        so the index stays as it was."""
+        try:
+            with self.env.begin(write=True, db=db) as txn:
+                yield txn
+        except lmdb.DiskError:
+            raise _disk_full(self.path) from None
+        except _ENVIRONMENT as exc:
+            raise IntegrityError(f"the index at {self.path} refused an update: {exc}") from None
+        except lmdb.Error as exc:
+            raise IndexDamaged(
+                f"the index at {self.path} refused an update: {_reason(exc)}"
+            ) from None
+
     def release_pages(self) -> None:
         """Unmap the pages of the index a long read has touched (they stay in the page cache):
         see _MappedPages. For readers that walk summaries in their own batches (checkout)."""
@@ -396,28 +412,19 @@ class Index:
     # -- writing ---------------------------------------------------------------------------
     def apply(self, changes: Iterable[tuple[str, JobSummary | None]], tree: str | None) -> None:
         """Set or remove jobs and record which tree the index now reflects, in one transaction."""
-        try:
-            with self.env.begin(write=True) as txn:
-                deltas: Counter[bytes] = Counter()
-                for job_id, summary in changes:
-                    self._remove(txn, job_id, deltas)
-                    if summary is not None:
-                        self._add(txn, summary, deltas)
-                self._apply_counts(txn, deltas)
-                meta = self.db[b"meta"]
-                txn.put(b"format", INDEX_FORMAT, db=meta)
-                if tree is None:
-                    txn.delete(b"tree", db=meta)
-                else:
-                    txn.put(b"tree", tree.encode("ascii"), db=meta)
-        except lmdb.DiskError:
-            raise _disk_full(self.path) from None
-        except _ENVIRONMENT as exc:
-            raise IntegrityError(f"the index at {self.path} refused an update: {exc}") from None
-        except lmdb.Error as exc:  # the transaction was aborted: the index is as it was
-            raise IndexDamaged(
-                f"the index at {self.path} refused an update: {_reason(exc)}"
-            ) from None
+        with self.writing() as txn:
+            deltas: Counter[bytes] = Counter()
+            for job_id, summary in changes:
+                self._remove(txn, job_id, deltas)
+                if summary is not None:
+                    self._add(txn, summary, deltas)
+            self._apply_counts(txn, deltas)
+            meta = self.db[b"meta"]
+            txn.put(b"format", INDEX_FORMAT, db=meta)
+            if tree is None:
+                txn.delete(b"tree", db=meta)
+            else:
+                txn.put(b"tree", tree.encode("ascii"), db=meta)
         self.pages.release()  # a checkpoint's worth of pages at most stays resident
 
     def mark_dirty(self) -> None:

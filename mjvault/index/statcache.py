@@ -26,8 +26,7 @@ from typing import Any, NamedTuple, cast
 
 import lmdb
 
-from mjvault.errors import IntegrityError
-from mjvault.index.db import _ENVIRONMENT, Index, IndexDamaged, _disk_full, _reason
+from mjvault.index.db import Index, IndexDamaged, _reason
 
 # Window beyond a file's newest timestamp within which a read of it is racy. Nanosecond file
 # systems (ext4, XFS, Btrfs, tmpfs) stamp files from the kernel's coarse clock, which lags the
@@ -186,21 +185,10 @@ class StatCache:
 
     def put_rows(self, rows: Iterable[tuple[bytes, bytes]]) -> None:
         """Write (key, packed row) pairs in one transaction."""
-        try:
-            db = self.index.other_table(b"stat", create=True)
-            with self.index.env.begin(write=True, db=db) as txn:
-                for key, value in sorted(rows):
-                    txn.put(key, value)
-        except lmdb.DiskError:
-            raise _disk_full(self.index.path) from None
-        except _ENVIRONMENT as exc:
-            raise IntegrityError(
-                f"the index at {self.index.path} refused an update: {exc}"
-            ) from None
-        except lmdb.Error as exc:
-            raise IndexDamaged(
-                f"the index at {self.index.path} refused an update: {_reason(exc)}"
-            ) from None
+        db = self.index.other_table(b"stat", create=True)
+        with self.index.writing(db) as txn:
+            for key, value in sorted(rows):
+                txn.put(key, value)
 
     def session(self, *, rows: bool = True) -> ImportSession:
         return ImportSession(self.index, rows=rows)
@@ -308,16 +296,5 @@ class ImportSession:
             self._txn = None
 
     def _write(self, work: Callable[[lmdb.Transaction], None]) -> None:
-        try:
-            with self.index.env.begin(write=True) as txn:
-                work(txn)
-        except lmdb.DiskError:
-            raise _disk_full(self.index.path) from None
-        except _ENVIRONMENT as exc:
-            raise IntegrityError(
-                f"the index at {self.index.path} refused an update: {exc}"
-            ) from None
-        except lmdb.Error as exc:
-            raise IndexDamaged(
-                f"the index at {self.index.path} refused an update: {_reason(exc)}"
-            ) from None
+        with self.index.writing() as txn:
+            work(txn)
