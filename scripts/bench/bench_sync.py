@@ -293,23 +293,10 @@ def bench_checkpoint(args: argparse.Namespace, workdir: Path) -> None:
 
 
 def build_archive(path: Path, jobs: int) -> None:
-    """Records and tree of ``jobs`` jobs, four image ids each (no image bytes: not needed)."""
-    sys.path.insert(0, str(ROOT))
-    from mjvault import Vault
+    """Records and tree of ``jobs`` jobs, four image ids each: the vault bench_gc.py builds."""
+    from bench_gc import build  # this script's folder is on sys.path when it runs
 
-    with Vault.init(path) as vault, vault.writer("bench", checkpoint_jobs=5000) as writer:
-        for n in range(jobs):
-            record = json.dumps(
-                {
-                    "id": f"{n:08d}-bench",
-                    "enqueue_time": "2024-01-01 00:00:00",
-                    "type": "grid",
-                    "full_command": f"bench prompt {n} --ar 1:1",
-                    "prompt": f"bench prompt {n}",
-                }
-            ).encode()
-            writer.add_job(record, [os.urandom(32).hex() for _ in range(4)])
-    (path / ".bench-ready").touch()
+    build(path, jobs)
 
 
 def bench_checkpoint_throughput(args: argparse.Namespace, workdir: Path) -> None:
