@@ -2,7 +2,7 @@
 
 Each checkout runs in a child process of its own, so its peak RSS is its own and nothing the
 test process holds; the two vaults differ eightfold in size, and their checkouts' peaks must
-stay within a small constant of each other (a few KB per image would show as tens of MB).
+stay within a small constant of each other (measured as tests/peak_rss.py does) (a few KB per image would show as tens of MB).
 """
 
 from __future__ import annotations
@@ -11,11 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-pytestmark = pytest.mark.skipif(
-    not Path("/proc/self/status").exists(), reason="reads the peak from /proc (Linux)"
-)
+from tests.peak_rss import run_measured
 
 SMALL_JOBS, LARGE_JOBS = 500, 4000  # 2,000 and 16,000 images
 # What may differ between the two: the tree walk's bounded node cache and SQLite's bounded
@@ -35,9 +31,7 @@ with Vault.open(Path(sys.argv[1])) as vault:
     report = checkout(
         vault, ViewDefinition("all", Path(sys.argv[2]), "{job_id}_{index}.{ext}", LinkKind.SYMLINK)
     )
-# VmHWM, not ru_maxrss: the latter keeps the forking parent's peak across exec.
-hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]
-print(report.added, hwm)
+print(report.added)
 """
 
 
@@ -56,29 +50,25 @@ with Vault.init(Path(sys.argv[1])) as vault, vault.writer("test", checkpoint_job
 
 
 def build(path: Path, jobs: int) -> Path:
-    # In a child too: the test process stays small for the tests that run after this one
-    # (a child's peak is measured from /proc, but others read ru_maxrss, which a forked
-    # child inherits from its parent).
+    # In a child too: the test process stays small for the tests that run after this one.
     root = Path(__file__).resolve().parents[1]
     subprocess.run([sys.executable, "-c", BUILD, str(path), str(jobs)], check=True, cwd=root)
     return path
 
 
-def peak_mb(vault: Path, view: Path, images: int) -> float:
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(vault), str(view)],
-        capture_output=True,
-        text=True,
-        check=True,
+def peak_mb(vault: Path, view: Path, images: int, workdir: Path) -> float:
+    workdir.mkdir()
+    done = run_measured(
+        [sys.executable, "-c", CHILD, str(vault), str(view)], workdir=workdir, timeout=300
     )
-    added, maxrss_kb = (int(x) for x in done.stdout.split())
-    assert added == images
-    return maxrss_kb / 1024
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert int(done.stdout) == images
+    return done.peak_rss_mb
 
 
 def test_checkout_peak_memory_does_not_grow_with_the_number_of_images(tmp_path: Path) -> None:
     small = build(tmp_path / "small", SMALL_JOBS)
     large = build(tmp_path / "large", LARGE_JOBS)
-    small_mb = peak_mb(small, tmp_path / "view-small", SMALL_JOBS * 4)
-    large_mb = peak_mb(large, tmp_path / "view-large", LARGE_JOBS * 4)
+    small_mb = peak_mb(small, tmp_path / "view-small", SMALL_JOBS * 4, tmp_path / "run-small")
+    large_mb = peak_mb(large, tmp_path / "view-large", LARGE_JOBS * 4, tmp_path / "run-large")
     assert large_mb - small_mb < ALLOWED_GROWTH_MB, (small_mb, large_mb)
