@@ -55,7 +55,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "mjvault"
-FORMAT_VERSION = 1
+# 2: the vault may keep small objects in packs/ (FORMAT.md, "Packs"). A version 1 vault is
+# read as it is and marked 2 just before its first pack is written, so an older mjvault,
+# which would not find packed objects, refuses it instead of calling them missing.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 CONFIG_FILE = "config"
 
 PassphraseSource = str | Callable[[], str] | None
@@ -117,7 +121,7 @@ class Vault:
         self.path = path
         self.config = config
         self._master = master
-        self.store = ObjectStore(path, keys)
+        self.store = ObjectStore(path, keys, before_first_pack=self._allow_packs)
         self.refs = Refs(path)
         self.tree = Tree(self._read_node, self._write_node_unbuffered)
         self._index: Index | None = None
@@ -159,7 +163,7 @@ class Vault:
             raise VaultNotFound(f"{root}/{CONFIG_FILE} is unreadable: {exc}") from None
         if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
             raise VaultNotFound(f"{root} is not an mjvault vault")
-        if config.get("version") != FORMAT_VERSION:
+        if config.get("version") not in READABLE_VERSIONS:
             raise UnsupportedFormat(
                 f"vault format version {config.get('version')} is not supported by this mjvault",
                 hint="upgrade mjvault",
@@ -174,6 +178,15 @@ class Vault:
         if self._index is not None:
             self._index.close()
             self._index = None
+        self.store.close()
+
+    def _allow_packs(self) -> None:
+        """Mark a version 1 vault as version 2 before its first pack file appears."""
+        if self.config.get("version") == FORMAT_VERSION:
+            return
+        upgraded = dict(self.config, version=FORMAT_VERSION)
+        atomic_write(self.path / CONFIG_FILE, json.dumps(upgraded, indent=2).encode("utf-8"))
+        self.config = upgraded
 
     def __enter__(self) -> Vault:
         return self

@@ -374,7 +374,7 @@ class ArchiveWriter:
             tool=f"mjvault {__version__}",
             stats=stats,
         )
-        snapshot_id = self._batch.put(manifest)
+        snapshot_id = self._batch.put(manifest, loose=True)
         self._batch.flush()
         self.vault.refs.add_snapshot(snapshot_id)
         self.vault.refs.set_head(snapshot_id)

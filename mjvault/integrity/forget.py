@@ -266,7 +266,7 @@ def forget_jobs(
                 tool=snapshot.tool or f"mjvault {__version__}",
                 stats=stats,
             )
-            new_id = batch.put(manifest)
+            new_id = batch.put(manifest, loose=True)
             report.rewritten[snapshot.id] = new_id
             new_manifests.append((snapshot, new_id))
         missing = [j for j in job_ids if j not in found]

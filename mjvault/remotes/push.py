@@ -138,8 +138,8 @@ def _local_snapshots_oldest_first(vault: Vault, report: PushReport) -> list[str]
 
 def _local_size(vault: Vault, object_id: str) -> int:
     try:
-        return vault.store.path(object_id).stat().st_size
-    except OSError:
+        return vault.store.stored_size(object_id)
+    except (OSError, ObjectNotFound):
         return 0
 
 

@@ -25,6 +25,10 @@ FRAME_VERSION = 1
 
 ENCODING_IDENTITY = 0
 ENCODING_ZSTD = 1
+# zstd with a trained dictionary: only inside a pack, whose trailer names the dictionary object
+# (docs/FORMAT.md, "Packs"). A loose object never uses it, so every loose file stays readable
+# alone.
+ENCODING_ZSTD_DICT = 2
 
 CIPHER_AES_256_GCM = 1
 NONCE_SIZE = 12
@@ -75,42 +79,94 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return _local.decompressor
 
 
-def encode_payload(plaintext: bytes, *, compress: bool) -> tuple[int, bytes]:
-    """Pick the encoding for ``plaintext``: zstd when asked and when it actually shrinks it."""
+class Dictionary:
+    """A trained zstd dictionary and the id of the object that stores it.
+
+    Its (de)compressors are built once per thread, like the plain ones: building one costs
+    more than the small records it is used for.
+    """
+
+    def __init__(self, object_id: str, content: bytes) -> None:
+        self.object_id = object_id
+        self.content = content
+        try:
+            self._dict = zstandard.ZstdCompressionDict(content)
+            self._dict.precompute_compress(level=ZSTD_LEVEL)
+        except zstandard.ZstdError as exc:
+            raise CorruptObject(f"dictionary {object_id} does not load: {exc}") from None
+        self._local = threading.local()
+
+    def compressor(self) -> zstandard.ZstdCompressor:
+        if not hasattr(self._local, "compressor"):
+            self._local.compressor = zstandard.ZstdCompressor(
+                level=ZSTD_LEVEL, dict_data=self._dict, write_dict_id=False
+            )
+        return self._local.compressor
+
+    def decompressor(self) -> zstandard.ZstdDecompressor:
+        if not hasattr(self._local, "decompressor"):
+            self._local.decompressor = zstandard.ZstdDecompressor(dict_data=self._dict)
+        return self._local.decompressor
+
+
+def train_dictionary(samples: list[bytes], size: int) -> bytes | None:
+    """A zstd dictionary of at most ``size`` bytes trained on ``samples``; None when zstd finds
+    too little in common (few or tiny samples)."""
+    try:
+        chosen: list[bytes | bytearray | memoryview] = list(samples)
+        return zstandard.train_dictionary(size, chosen, level=ZSTD_LEVEL).as_bytes()
+    except zstandard.ZstdError:
+        return None
+
+
+def encode_payload(
+    plaintext: bytes, *, compress: bool, dictionary: Dictionary | None = None
+) -> tuple[int, bytes]:
+    """Pick the encoding for ``plaintext``: zstd when asked and when it actually shrinks it,
+    with ``dictionary`` when one is given (inside a pack only)."""
     if compress and len(plaintext) >= MIN_COMPRESS_SIZE:
+        if dictionary is not None:
+            packed = dictionary.compressor().compress(plaintext)
+            if len(packed) < len(plaintext):
+                return ENCODING_ZSTD_DICT, packed
         packed = _compressor().compress(plaintext)
         if len(packed) < len(plaintext):
             return ENCODING_ZSTD, packed
     return ENCODING_IDENTITY, plaintext
 
 
-def decode_payload(encoding: int, payload: bytes) -> bytes:
+def decode_payload(encoding: int, payload: bytes, dictionary: Dictionary | None = None) -> bytes:
     if encoding == ENCODING_IDENTITY:
         return payload
-    if encoding == ENCODING_ZSTD:
+    if encoding in (ENCODING_ZSTD, ENCODING_ZSTD_DICT):
+        if encoding == ENCODING_ZSTD_DICT and dictionary is None:
+            raise CorruptObject("payload needs a dictionary and its pack names none")
         try:
             # Frames written by encode_payload always carry their content size; a damaged
             # header could claim terabytes, so the claim is checked before any allocation.
             size = zstandard.frame_content_size(payload)
             if size < 0 or size > MAX_DECOMPRESSED:  # -1: no size in the header
                 raise CorruptObject(f"zstd payload claims an impossible size ({size})")
+            if encoding == ENCODING_ZSTD_DICT:
+                assert dictionary is not None
+                return dictionary.decompressor().decompress(payload)
             return _decompressor().decompress(payload)
         except (zstandard.ZstdError, MemoryError) as exc:
             raise CorruptObject(f"zstd payload does not decode: {exc}") from None
     raise CorruptObject(f"unknown encoding {encoding}")
 
 
-def frame_plain(plaintext: bytes, *, compress: bool) -> bytes:
-    encoding, payload = encode_payload(plaintext, compress=compress)
+def frame_plain(plaintext: bytes, *, compress: bool, dictionary: Dictionary | None = None) -> bytes:
+    encoding, payload = encode_payload(plaintext, compress=compress, dictionary=dictionary)
     return MAGIC_FRAMED + bytes((FRAME_VERSION, encoding)) + payload
 
 
-def unframe_plain(data: bytes) -> bytes:
+def unframe_plain(data: bytes, dictionary: Dictionary | None = None) -> bytes:
     """Plaintext of a plain-vault object file (raw or ``MJVO``)."""
     if data[:4] == MAGIC_FRAMED:
         if len(data) < 6 or data[4] != FRAME_VERSION:
             raise CorruptObject("bad object frame header")
-        return decode_payload(data[5], data[6:])
+        return decode_payload(data[5], data[6:], dictionary)
     if data[:4] == MAGIC_ENCRYPTED:
         raise CorruptObject("encrypted object in a plain vault")
     return data

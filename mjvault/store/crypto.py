@@ -29,6 +29,7 @@ from mjvault.store.codec import (
     FRAME_VERSION,
     MAGIC_ENCRYPTED,
     NONCE_SIZE,
+    Dictionary,
     decode_payload,
     encode_payload,
 )
@@ -76,13 +77,20 @@ class VaultKeys:
     def __repr__(self) -> str:
         return "VaultKeys(<secret>)"
 
-    def seal(self, object_id: str, plaintext: bytes, *, compress: bool) -> bytes:
-        encoding, payload = encode_payload(plaintext, compress=compress)
+    def seal(
+        self,
+        object_id: str,
+        plaintext: bytes,
+        *,
+        compress: bool,
+        dictionary: Dictionary | None = None,
+    ) -> bytes:
+        encoding, payload = encode_payload(plaintext, compress=compress, dictionary=dictionary)
         nonce = os.urandom(NONCE_SIZE)
         sealed = self._aead.encrypt(nonce, bytes((encoding,)) + payload, _object_ad(object_id))
         return MAGIC_ENCRYPTED + bytes((FRAME_VERSION, CIPHER_AES_256_GCM)) + nonce + sealed
 
-    def open(self, object_id: str, data: bytes) -> bytes:
+    def open(self, object_id: str, data: bytes, dictionary: Dictionary | None = None) -> bytes:
         header = 4 + 2 + NONCE_SIZE
         if data[:4] != MAGIC_ENCRYPTED or len(data) < header + 16:
             raise CorruptObject(f"object {object_id} is not an encrypted object")
@@ -95,7 +103,7 @@ class VaultKeys:
             raise CorruptObject(
                 f"object {object_id} failed authentication (damaged or swapped)"
             ) from None
-        return decode_payload(inner[0], inner[1:])
+        return decode_payload(inner[0], inner[1:], dictionary)
 
     def open_into(self, object_id: str, data: memoryview, out: memoryview) -> memoryview:
         """:meth:`open` without copies, for checking: decrypts ``data`` into ``out`` (at least

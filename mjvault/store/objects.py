@@ -14,7 +14,7 @@ import os
 import secrets
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,6 +23,9 @@ import blake3
 from mjvault.errors import CorruptObject, ObjectNotFound, VaultWriteError
 from mjvault.store.codec import (
     ENCODING_IDENTITY,
+    ENCODING_ZSTD_DICT,
+    MAGIC_ENCRYPTED,
+    Dictionary,
     can_store_raw,
     decode_payload,
     frame_plain,
@@ -30,6 +33,8 @@ from mjvault.store.codec import (
 )
 from mjvault.store.crypto import VaultKeys
 from mjvault.store.fsutil import naming, start_writeback, sync_filesystem
+from mjvault.store.packfile import Trailer
+from mjvault.store.packs import MAX_PACKED_OBJECT, PackBuilder, PackReader, new_dictionary
 
 OBJECT_ID_LEN = 64
 # Larger media are hashed and written in chunks so memory stays flat for long videos.
@@ -68,13 +73,29 @@ def is_object_id(text: str) -> bool:
 
 
 class ObjectStore:
-    """Named, immutable objects. In an encrypted vault names are keyed BLAKE3 and files are sealed."""
+    """Named, immutable objects. In an encrypted vault names are keyed BLAKE3 and files are sealed.
 
-    def __init__(self, root: Path, keys: VaultKeys | None) -> None:
+    An object is a loose file under ``objects/`` or an entry of a pack under ``packs/``
+    (:mod:`mjvault.store.packs`); readers look in that order. ``before_first_pack`` is called
+    once, before the first pack file of the vault is published (the vault marks its format).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        keys: VaultKeys | None,
+        *,
+        before_first_pack: Callable[[], None] | None = None,
+    ) -> None:
         self.root = root
         self.objects_dir = root / "objects"
         self.tmp_dir = root / "tmp"
         self.keys = keys
+        self.packs = PackReader(root)
+        self.before_first_pack = before_first_pack
+
+    def close(self) -> None:
+        self.packs.close()
 
     @property
     def encrypted(self) -> bool:
@@ -95,22 +116,78 @@ class ObjectStore:
 
     def exists(self, object_id: str) -> bool:
         # A string join: pathlib's costs more than the stat, and a re-import asks per file.
+        if os.path.exists(f"{self.objects_dir}/{object_id[:2]}/{object_id}"):
+            return True
+        return self.packs.contains(object_id)
+
+    def is_loose(self, object_id: str) -> bool:
         return os.path.exists(f"{self.objects_dir}/{object_id[:2]}/{object_id}")
 
     def read_file(self, object_id: str) -> bytes:
+        """The object as a loose file would hold it: its own bytes, or a packed entry's, made
+        readable alone when the pack's dictionary encoded it (FORMAT.md: loose files never
+        use one)."""
         try:
             with open(self.path(object_id), "rb") as handle:
                 return handle.read()
         except FileNotFoundError:
-            raise ObjectNotFound(f"object {object_id} is missing") from None
+            pass
+        found = self.packs.read_entry(object_id)
+        if found is None:
+            raise ObjectNotFound(f"object {object_id} is missing")
+        data, location = found
+        if location.dictionary is None or not self._uses_dictionary(object_id, data):
+            return data
+        plaintext = self._open(object_id, data, self._dictionary(location.dictionary))
+        if self.keys is not None:
+            return self.keys.seal(object_id, plaintext, compress=True)
+        return frame_plain(plaintext, compress=True)
+
+    def _uses_dictionary(self, object_id: str, data: bytes) -> bool:
+        if data[:4] == MAGIC_ENCRYPTED:
+            return True  # the encoding byte is sealed: re-seal to be sure
+        return len(data) > 5 and data[5] == ENCODING_ZSTD_DICT
+
+    def stored_size(self, object_id: str) -> int:
+        """Bytes the object takes where it is stored (its file, or its pack entry)."""
+        try:
+            return os.stat(self.path(object_id)).st_size
+        except FileNotFoundError:
+            pass
+        location = self.packs.locate(object_id)
+        if location is None:
+            raise ObjectNotFound(f"object {object_id} is missing")
+        return location.length
+
+    def _dictionary(self, dictionary_id: str) -> Dictionary:
+        return self.packs.dictionary(dictionary_id, self.read)
+
+    def _open(self, object_id: str, data: bytes, dictionary: Dictionary | None) -> bytes:
+        if self.keys is not None:
+            return self.keys.open(object_id, data, dictionary)
+        return unframe_plain(data, dictionary)
 
     def read(self, object_id: str) -> bytes:
         """The object's plaintext, checked against its name (and AEAD tag when encrypted)."""
-        data = self.read_file(object_id)
-        plaintext = self.keys.open(object_id, data) if self.keys else unframe_plain(data)
+        dictionary = None
+        try:
+            with open(self.path(object_id), "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            data, dictionary = self._packed_entry(object_id)
+        plaintext = self._open(object_id, data, dictionary)
         if self.name_of(plaintext) != object_id:
             raise CorruptObject(f"object {object_id} does not match its name (damaged)")
         return plaintext
+
+    def _packed_entry(self, object_id: str) -> tuple[bytes, Dictionary | None]:
+        found = self.packs.read_entry(object_id)
+        if found is None:
+            raise ObjectNotFound(f"object {object_id} is missing")
+        data, location = found
+        if data[:4] not in (b"MJVO", MAGIC_ENCRYPTED):
+            raise CorruptObject(f"object {object_id} is not framed in its pack (damaged)")
+        return data, self._dictionary(location.dictionary) if location.dictionary else None
 
     def check(self, object_id: str) -> int:
         """Verify one object without keeping it in memory longer than needed; returns its size."""
@@ -118,7 +195,11 @@ class ObjectStore:
         try:
             size = path.stat().st_size
         except FileNotFoundError:
-            raise ObjectNotFound(f"object {object_id} is missing") from None
+            location = self.packs.locate(object_id)
+            if location is None:
+                raise ObjectNotFound(f"object {object_id} is missing") from None
+            self.read(object_id)
+            return location.length
         if self.keys is not None:
             self._check_sealed(object_id, path, size)
             return size
@@ -158,7 +239,14 @@ class ObjectStore:
             raise CorruptObject(f"object {object_id} does not match its name (damaged)")
 
     def iter_ids(self) -> Iterator[str]:
-        """Every object id on disk, in fan-out order. Skips stray files."""
+        """Every object id on disk: loose ones in fan-out order, then packed ones in id order
+        (an object stored both ways, as a pack migration leaves it until it removes the loose
+        file, comes twice)."""
+        yield from self.iter_loose_ids()
+        yield from self.packs.iter_ids()
+
+    def iter_loose_ids(self) -> Iterator[str]:
+        """Every loose object id, in fan-out order. Skips stray files."""
         if not self.objects_dir.is_dir():
             return
         for fan in sorted(os.listdir(self.objects_dir)):
@@ -193,16 +281,24 @@ class WriteBatch:
         self._buffer_count = 0
         self._in_flight_bytes = 0
         self._failure: BaseException | None = None
+        self._builder = PackBuilder()
+        self._ready_packs: list[tuple[str, Path, Trailer, str | None]] = []
+        self.written_packs = 0
         store.tmp_dir.mkdir(exist_ok=True)
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._builder)
 
     def has(self, object_id: str) -> bool:
-        return object_id in self._pending or self.store.exists(object_id)
+        return (
+            object_id in self._pending or object_id in self._builder or self.store.exists(object_id)
+        )
 
     def read(self, object_id: str) -> bytes:
         """Plaintext of an object, whether already published or still staged in this batch."""
+        packing = self._builder.read(object_id)
+        if packing is not None:
+            return packing
         staged = self._pending.get(object_id)
         if staged is None:
             return self.store.read(object_id)
@@ -212,11 +308,21 @@ class WriteBatch:
         return keys.open(object_id, data) if keys else unframe_plain(data)
 
     # -- writing ---------------------------------------------------------------------------
-    def put(self, plaintext: bytes, *, compress: bool = True) -> str:
-        """Store metadata (or any bytes); returns the object id. Existing objects are untouched."""
+    def put(self, plaintext: bytes, *, compress: bool = True, loose: bool = False) -> str:
+        """Store metadata (or any bytes); returns the object id. Existing objects are untouched.
+
+        Small objects go into the next pack, unless ``loose`` (snapshot manifests, which refs
+        name and are read one at a time, stay files of their own).
+        """
         object_id = self.store.name_of(plaintext)
-        if not self.has(object_id):
+        if self.has(object_id):
+            return object_id
+        if loose or len(plaintext) > MAX_PACKED_OBJECT:
             self._stage(object_id, self._encode(object_id, plaintext, compress=compress))
+            return object_id
+        self._builder.add(object_id, plaintext, compress=compress)
+        if self._builder.full:
+            self.flush()
         return object_id
 
     def put_media(self, data: bytes) -> tuple[str, bool]:
@@ -431,9 +537,84 @@ class WriteBatch:
         """Make every staged object durable, then visible under its name."""
         self._wait_for_stager()
         self._stop_stager()
-        if not self._pending:
+        if self._builder:
+            # Kept until published: a flush interrupted past this point publishes it next time.
+            self._ready_packs.append(self._finish_pack())
+        if not self._pending and not self._ready_packs:
             return
         sync_filesystem(self.store.tmp_dir)
+        # Loose first: a pack's dictionary is a loose object and must be there before it.
+        self._publish_loose()
+        for pack in self._ready_packs:
+            self._publish_pack(*pack)
+        sync_filesystem(self.store.objects_dir)
+        while self._ready_packs:
+            name, _, trailer, dictionary_id = self._ready_packs[0]
+            self.store.packs.map().add(
+                name,
+                ((e.object_id, e.offset, e.length) for e in trailer.entries),
+                dictionary_id,
+            )
+            self._ready_packs.pop(0)
+        self._pending.clear()
+        self.pending_bytes = 0
+
+    def _finish_pack(self) -> tuple[str, Path, Trailer, str | None]:
+        """Encode the gathered small objects into a pack file in ``tmp/`` (not yet synced)."""
+        dictionary = self._pack_dictionary()
+        name, data, trailer = self._builder.finish(self.store.keys, dictionary)
+        tmp = self._tmp_path("pack-" + name)
+        try:
+            _write_new_file(tmp, data)
+        except OSError as exc:
+            raise write_failure(exc, tmp) from None
+        self.pending_bytes += len(data)
+        return name, tmp, trailer, dictionary.object_id if dictionary else None
+
+    def _pack_dictionary(self) -> Dictionary | None:
+        """The vault's dictionary; trained now from this pack's records if it has none yet and
+        this pack has enough of them (staged as a loose object, published before the pack)."""
+        packmap = self.store.packs.map() if self.store.packs.present() else None
+        current = packmap.dictionary() if packmap is not None else None
+        if current is not None:
+            return self.store._dictionary(current)
+        samples = self._builder.training_samples()
+        if samples is None:
+            return None
+        content = new_dictionary(samples)
+        if content is None:
+            return None
+        dictionary_id = self.store.name_of(content)
+        if not self.has(dictionary_id):
+            tmp = self._tmp_path(dictionary_id)
+            try:
+                _write_new_file(tmp, self._encode(dictionary_id, content, compress=False))
+            except OSError as exc:
+                raise write_failure(exc, tmp) from None
+            self._pending[dictionary_id] = tmp
+        return Dictionary(dictionary_id, content)
+
+    def _publish_pack(self, name: str, tmp: Path, trailer: Trailer, _: str | None) -> None:
+        packs_dir = self.store.packs.dir
+        if not packs_dir.is_dir():
+            if self.store.before_first_pack is not None:
+                self.store.before_first_pack()
+            packs_dir.mkdir(exist_ok=True)
+        final = packs_dir / name
+        if os.path.exists(final):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            return
+        try:
+            os.rename(tmp, final)
+        except FileNotFoundError:
+            if os.path.exists(final):  # renamed by a flush that was interrupted just after
+                return
+            raise
+        self.written_objects += len(trailer.entries)
+        self.written_packs += 1
+
+    def _publish_loose(self) -> None:
         for object_id, tmp in self._pending.items():
             fan = object_id[:2]
             if fan not in self._known_fans:
@@ -449,15 +630,17 @@ class WriteBatch:
             os.rename(tmp, final)
             self.written_objects += 1
         self.written_bytes += self.pending_bytes
-        sync_filesystem(self.store.objects_dir)
-        self._pending.clear()
-        self.pending_bytes = 0
 
     def discard(self) -> None:
         while self._in_flight:
             self._retire_oldest()
         self._stop_stager()
         self._failure = None
+        self._builder = PackBuilder()
+        for _, tmp, _, _ in self._ready_packs:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        self._ready_packs.clear()
         for tmp in self._pending.values():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

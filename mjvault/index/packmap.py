@@ -1,0 +1,276 @@
+"""Which pack holds each packed object: an LMDB cache of the packs' trailers.
+
+``index/packs/`` (docs/FORMAT.md, "Packs"). Like the index it is derived data: deleting it
+loses nothing, and :meth:`PackMap.add` rebuilds it pack by pack from their trailers. A pack is
+numbered when it is added, so each object costs a 32-byte key and a 12-byte value (pack
+number, offset, length), and a million records about 60 MB of map, paged in only as looked up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+from mjvault.errors import IntegrityError
+from mjvault.index.db import (
+    _DAMAGE,
+    _ENVIRONMENT,
+    MAP_SIZE,
+    IndexDamaged,
+    _check_room_for_new_environment,
+    _disk_full,
+    _MappedPages,
+    _reason,
+)
+
+LOCATION = struct.Struct(">III")  # pack number, offset, length
+PACK_ROW = struct.Struct(">II")  # pack number, object count
+NUMBER = struct.Struct(">I")
+NO_DICTIONARY = bytes(32)
+MAP_FORMAT = b"1"
+TABLES = (b"meta", b"objects", b"packs", b"numbers")
+
+_OPEN: dict[str, tuple[lmdb.Environment, dict[bytes, Any], int]] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    pack: str
+    offset: int
+    length: int
+    dictionary: str | None  # the pack's zstd dictionary object, if it has one
+
+
+class PackMap:
+    """Object id -> :class:`Location`, and the set of packs it has read.
+
+    Tables: ``objects`` id (32 bytes) -> pack number, offset, length; ``packs`` pack name
+    (32 bytes) -> number, object count; ``numbers`` number -> pack name and its dictionary
+    id (32 zero bytes for none); ``meta`` ``format``, ``next`` number, ``dictionary`` (hex).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._key = os.path.realpath(path)
+        with _OPEN_LOCK:
+            shared = _OPEN.get(self._key)
+            if shared is None:
+                shared = (*self._open(path), 0)
+            env, dbs, users = shared
+            _OPEN[self._key] = (env, dbs, users + 1)
+        self.env = env
+        self.db = dbs
+        self._closed = False
+        self.pages = _MappedPages(path / "data.mdb")
+        self._names: dict[int, tuple[str, str | None]] = {}
+
+    @staticmethod
+    def _open(path: Path) -> tuple[lmdb.Environment, dict[bytes, Any]]:
+        try:
+            # The index's folder is private (prompts in plaintext): create it so, not 0755.
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            path.mkdir(mode=0o700, exist_ok=True)
+            _check_room_for_new_environment(path)
+            env = lmdb.open(
+                str(path),
+                map_size=MAP_SIZE,
+                max_dbs=len(TABLES),
+                subdir=True,
+                create=True,
+                lock=True,
+                readahead=False,
+                mode=0o600,
+            )
+            dbs = {name: env.open_db(name, create=True) for name in TABLES}
+            with env.begin(write=True) as txn:
+                found = txn.get(b"format", db=dbs[b"meta"])
+                if found not in (None, MAP_FORMAT):
+                    raise IndexDamaged(f"the pack map at {path} has an unknown format")
+                txn.put(b"format", MAP_FORMAT, db=dbs[b"meta"])
+        except _DAMAGE as exc:
+            raise IndexDamaged(f"the pack map at {path} is damaged: {_reason(exc)}") from None
+        except lmdb.DiskError:
+            raise _disk_full(path) from None
+        except _ENVIRONMENT as exc:
+            raise IntegrityError(f"the pack map at {path} cannot be opened: {exc}") from None
+        except lmdb.Error as exc:
+            raise IndexDamaged(
+                f"the pack map at {path} is damaged: LMDB cannot open it ({_reason(exc)})"
+            ) from None
+        return env, dbs
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.pages.close()
+        with _OPEN_LOCK:
+            env, dbs, users = _OPEN[self._key]
+            if users <= 1:
+                del _OPEN[self._key]
+                env.close()
+            else:
+                _OPEN[self._key] = (env, dbs, users - 1)
+
+    @contextlib.contextmanager
+    def _txn(self, *, write: bool = False) -> Iterator[lmdb.Transaction]:
+        try:
+            with self.env.begin(write=write) as txn:
+                yield txn
+        except _DAMAGE as exc:
+            raise IndexDamaged(f"the pack map at {self.path} is damaged: {_reason(exc)}") from None
+        except lmdb.MapFullError:
+            raise _disk_full(self.path) from None
+        except lmdb.DiskError:
+            raise _disk_full(self.path) from None
+
+    # -- lookups -----------------------------------------------------------------------------
+    def locate(self, object_id: bytes) -> Location | None:
+        """Where a packed object is, or None."""
+        self.pages.touched()
+        with self._txn() as txn:
+            value = txn.get(object_id, db=self.db[b"objects"])
+            if value is None:
+                return None
+            number, offset, length = LOCATION.unpack(value)
+            named = self._names.get(number)
+            if named is None:
+                raw = txn.get(NUMBER.pack(number), db=self.db[b"numbers"])
+                if raw is None:
+                    return None
+                raw = bytes(raw)
+                dictionary = raw[32:64]
+                named = (raw[:32].hex(), dictionary.hex() if dictionary.strip(b"\0") else None)
+                self._names[number] = named
+        return Location(named[0], offset, length, named[1])
+
+    def contains(self, object_id: bytes) -> bool:
+        self.pages.touched()
+        with self._txn() as txn:
+            return txn.get(object_id, db=self.db[b"objects"]) is not None
+
+    def packs(self) -> set[str]:
+        """Names of every pack the map has read (a few thousand at a million jobs)."""
+        with self._txn() as txn:
+            return {
+                bytes(key).hex() for key in txn.cursor(db=self.db[b"packs"]).iternext(values=False)
+            }
+
+    def iter_ids(self) -> Iterator[bytes]:
+        """Every packed object's id, in id order, read in slices so no snapshot is held long."""
+        after = b""
+        while True:
+            with self._txn() as txn:
+                cursor = txn.cursor(db=self.db[b"objects"])
+                found = cursor.set_range(after) if after else cursor.first()
+                chunk: list[bytes] = []
+                while found and len(chunk) < 4096:
+                    key = bytes(cursor.key())
+                    if key != after:
+                        chunk.append(key)
+                    found = cursor.next()
+            self.pages.release()
+            if not chunk:
+                return
+            yield from chunk
+            after = chunk[-1]
+
+    def forget_number(self, pack: str) -> None:
+        """Forget a pack whose file is gone, and every object the map placed in it."""
+        name = bytes.fromhex(pack)
+        with self._txn(write=True) as txn:
+            row = txn.get(name, db=self.db[b"packs"])
+            if row is None:
+                return
+            number = PACK_ROW.unpack(row)[0]
+            objects = self.db[b"objects"]
+            # A pack holds a bounded number of objects, so its keys fit in memory.
+            doomed = [
+                bytes(key)
+                for key, value in txn.cursor(db=objects)
+                if LOCATION.unpack(value)[0] == number
+            ]
+            for key in doomed:
+                txn.delete(key, db=objects)
+            txn.delete(name, db=self.db[b"packs"])
+            txn.delete(NUMBER.pack(number), db=self.db[b"numbers"])
+        self._names.pop(number, None)
+
+    def object_count(self) -> int:
+        with self._txn() as txn:
+            return int(txn.stat(self.db[b"objects"])["entries"])
+
+    def dictionary(self) -> str | None:
+        """The dictionary new packs use: the one the newest dictionary pack named."""
+        with self._txn() as txn:
+            value = txn.get(b"dictionary", db=self.db[b"meta"])
+        return bytes(value).decode("ascii") if value else None
+
+    # -- changes -------------------------------------------------------------------------------
+    def add(
+        self,
+        pack: str,
+        entries: Iterable[tuple[bytes, int, int]],
+        dictionary: str | None,
+    ) -> None:
+        """Record a pack's objects. An object already mapped elsewhere now points here (both
+        copies are the same object; a repack adds its new pack, then removes the old one)."""
+        name = bytes.fromhex(pack)
+        with self._txn(write=True) as txn:
+            if txn.get(name, db=self.db[b"packs"]) is not None:
+                return
+            raw_next = txn.get(b"next", db=self.db[b"meta"])
+            number = NUMBER.unpack(raw_next)[0] if raw_next else 1
+            txn.put(b"next", NUMBER.pack(number + 1), db=self.db[b"meta"])
+            count = 0
+            objects = self.db[b"objects"]
+            for object_id, offset, length in entries:
+                txn.put(
+                    object_id, LOCATION.pack(number, offset, length), db=objects, overwrite=False
+                )
+                count += 1
+            txn.put(name, PACK_ROW.pack(number, count), db=self.db[b"packs"])
+            txn.put(
+                NUMBER.pack(number),
+                name + (bytes.fromhex(dictionary) if dictionary else NO_DICTIONARY),
+                db=self.db[b"numbers"],
+            )
+            if dictionary:
+                txn.put(b"dictionary", dictionary.encode("ascii"), db=self.db[b"meta"])
+
+    def move(self, pack: str, entries: Iterable[tuple[bytes, int, int]]) -> None:
+        """Point ``entries`` at ``pack`` (already added), whatever pack held them before."""
+        name = bytes.fromhex(pack)
+        with self._txn(write=True) as txn:
+            row = txn.get(name, db=self.db[b"packs"])
+            if row is None:
+                raise KeyError(pack)
+            number = PACK_ROW.unpack(row)[0]
+            for object_id, offset, length in entries:
+                txn.put(object_id, LOCATION.pack(number, offset, length), db=self.db[b"objects"])
+
+    def remove(self, pack: str, object_ids: Iterable[bytes]) -> None:
+        """Forget a pack, and those of ``object_ids`` that the map still places in it."""
+        name = bytes.fromhex(pack)
+        with self._txn(write=True) as txn:
+            row = txn.get(name, db=self.db[b"packs"])
+            if row is None:
+                return
+            number = PACK_ROW.unpack(row)[0]
+            objects = self.db[b"objects"]
+            for object_id in object_ids:
+                value = txn.get(object_id, db=objects)
+                if value is not None and LOCATION.unpack(value)[0] == number:
+                    txn.delete(object_id, db=objects)
+            txn.delete(name, db=self.db[b"packs"])
+            txn.delete(NUMBER.pack(number), db=self.db[b"numbers"])
+        self._names.pop(number, None)

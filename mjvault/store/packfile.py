@@ -1,0 +1,150 @@
+"""The bytes of one pack file (docs/FORMAT.md, "Packs"): many small objects and their index.
+
+A pack is ``MJVP``, a version byte, a flags byte, then the objects' framed bytes one after
+another, then a trailer that indexes them::
+
+    entries   per object, sorted by id: id (32 bytes) | offset (u64) | length (u32)
+    dict      id of the zstd dictionary entries of encoding 2 use, or 32 zero bytes
+    count     number of entries (u32)
+    checksum  first 16 bytes of BLAKE3 of the trailer up to here
+    size      trailer length in bytes, this field and the end magic included (u32)
+    ``MJVP``
+
+All integers are big-endian. The pack's name is the BLAKE3-256 of the whole file, so the file
+is checked as a whole by hashing it and each object by its own name, like a loose one. The
+trailer is read from the end alone (one ``pread``), so listing a pack's objects never reads
+its entries.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import blake3
+
+from mjvault.errors import CorruptObject
+
+PACK_MAGIC = b"MJVP"
+PACK_VERSION = 1
+HEADER = PACK_MAGIC + bytes((PACK_VERSION, 0))
+ENTRY = struct.Struct(">32sQI")
+TAIL = struct.Struct(">32sI16sI4s")  # dict, count, checksum, size, magic
+NO_DICTIONARY = bytes(32)
+CHECKSUM_LEN = 16
+# An entry larger than this is never packed (media stay loose): bounds what a damaged
+# length field can make a reader allocate.
+MAX_ENTRY = 64 * 1024 * 1024
+# A damaged trailer cannot claim more entries than a pack of the largest size could hold.
+MAX_ENTRIES = 4 * 1024 * 1024
+
+
+class PackDamaged(CorruptObject):
+    """A pack's header or trailer does not parse or does not match its checksum."""
+
+
+@dataclass(frozen=True, slots=True)
+class PackEntry:
+    object_id: bytes  # 32 bytes
+    offset: int
+    length: int
+
+    @property
+    def hex_id(self) -> str:
+        return self.object_id.hex()
+
+
+@dataclass(frozen=True, slots=True)
+class Trailer:
+    entries: list[PackEntry]
+    dictionary_id: str | None
+    data_end: int  # where the entries end and the trailer begins
+
+
+def is_pack_id(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def encode_pack(
+    entries: list[tuple[bytes, bytes]], dictionary_id: str | None
+) -> tuple[bytes, Trailer]:
+    """A whole pack from ``(32-byte id, framed object bytes)`` pairs (any order, no repeats),
+    and its trailer."""
+    parts = [HEADER]
+    index: list[tuple[bytes, int, int]] = []
+    offset = len(HEADER)
+    for object_id, framed in entries:
+        if len(object_id) != 32 or len(framed) > MAX_ENTRY:
+            raise ValueError("a pack entry needs a 32-byte id and at most 64 MiB of bytes")
+        index.append((object_id, offset, len(framed)))
+        parts.append(framed)
+        offset += len(framed)
+    index.sort()
+    if any(a[0] == b[0] for a, b in zip(index, index[1:], strict=False)):
+        raise ValueError("a pack cannot hold the same object twice")
+    body = b"".join(ENTRY.pack(*item) for item in index)
+    dictionary = bytes.fromhex(dictionary_id) if dictionary_id else NO_DICTIONARY
+    head = body + dictionary + struct.pack(">I", len(index))
+    checksum = blake3.blake3(head).digest()[:CHECKSUM_LEN]
+    size = len(head) + CHECKSUM_LEN + 4 + 4
+    parts.append(head + checksum + struct.pack(">I", size) + PACK_MAGIC)
+    trailer = Trailer([PackEntry(*item) for item in index], dictionary_id, offset)
+    return b"".join(parts), trailer
+
+
+def pack_name(data: bytes | memoryview) -> str:
+    return blake3.blake3(data).hexdigest()
+
+
+def read_trailer(fd: int, file_size: int, name: str = "pack") -> Trailer:
+    """The trailer of the open pack ``fd``, checked; :class:`PackDamaged` if it is not sound."""
+    minimum = len(HEADER) + TAIL.size
+    if file_size < minimum:
+        raise PackDamaged(f"{name} is too short to be a pack ({file_size} bytes)")
+    tail = os.pread(fd, TAIL.size, file_size - TAIL.size)
+    dictionary, count, checksum, size, magic = TAIL.unpack(tail)
+    if magic != PACK_MAGIC:
+        raise PackDamaged(f"{name} does not end like a pack")
+    if count > MAX_ENTRIES or size != count * ENTRY.size + TAIL.size:
+        raise PackDamaged(f"{name} has a damaged trailer (size or count)")
+    if size > file_size - len(HEADER):
+        raise PackDamaged(f"{name} has a trailer longer than the file")
+    start = file_size - size
+    raw = os.pread(fd, size, start)
+    if len(raw) != size:
+        raise PackDamaged(f"{name} was cut short while being read")
+    head = os.pread(fd, len(HEADER), 0)
+    if head[:4] != PACK_MAGIC or head[4] != PACK_VERSION:
+        raise PackDamaged(f"{name} does not start like a version {PACK_VERSION} pack")
+    checked = raw[: size - CHECKSUM_LEN - 8]
+    if blake3.blake3(checked).digest()[:CHECKSUM_LEN] != checksum:
+        raise PackDamaged(f"{name} has a damaged trailer (checksum)")
+    entries = []
+    previous = b""
+    for object_id, offset, length in ENTRY.iter_unpack(raw[: count * ENTRY.size]):
+        if object_id <= previous:
+            raise PackDamaged(f"{name} lists its objects out of order")
+        if offset < len(HEADER) or offset + length > start or length > MAX_ENTRY:
+            raise PackDamaged(f"{name} lists an object outside its data")
+        entries.append(PackEntry(object_id, offset, length))
+        previous = object_id
+    return Trailer(entries, None if dictionary == NO_DICTIONARY else dictionary.hex(), start)
+
+
+def read_trailer_of(path: str) -> Trailer:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return read_trailer(fd, os.fstat(fd).st_size, os.path.basename(path))
+    finally:
+        os.close(fd)
+
+
+def iter_entry_bytes(fd: int, trailer: Trailer) -> Iterator[tuple[PackEntry, bytes]]:
+    """Each entry with its bytes, in file order (sequential reads, whatever the id order)."""
+    for entry in sorted(trailer.entries, key=lambda e: e.offset):
+        data = os.pread(fd, entry.length, entry.offset)
+        if len(data) != entry.length:
+            raise PackDamaged("pack was cut short while being read")
+        yield entry, data

@@ -1,0 +1,232 @@
+"""Small objects kept many to a file: ``packs/<name>`` (docs/FORMAT.md, "Packs").
+
+Records and tree nodes are a few hundred bytes each; as loose files a million of them cost a
+million inodes, 4 KiB of disk apiece and a million requests to copy offsite. A writer gathers
+them in a :class:`PackBuilder` and publishes one pack file of tens of MB at each flush, as
+durably as loose objects (written to ``tmp/``, synced, renamed). :class:`PackReader` finds an
+object through the pack map (``mjvault.index.packmap``), a cache of the packs' trailers that is
+rebuilt from them whenever it misses a pack on disk.
+
+Records compress well against each other but not alone, so a pack's entries may use a zstd
+dictionary trained on the vault's first large batch of records; the dictionary is itself an
+object (loose), and each pack's trailer names the one its entries use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mjvault.errors import CorruptObject
+from mjvault.store.codec import Dictionary, frame_plain, train_dictionary
+from mjvault.store.packfile import (
+    PackDamaged,
+    Trailer,
+    encode_pack,
+    is_pack_id,
+    pack_name,
+    read_trailer_of,
+)
+
+if TYPE_CHECKING:
+    from mjvault.index.packmap import Location, PackMap
+    from mjvault.store.crypto import VaultKeys
+
+PACKS_DIR = "packs"
+PACK_MAP_DIR = "index/packs"
+# A builder publishes a pack once this much plaintext waits in it (it also does at every
+# flush): packs of a few MB to tens of MB once compressed, and bounded memory meanwhile.
+PACK_PLAINTEXT_LIMIT = 48 * 1024 * 1024
+# Objects larger than this stay loose even when small-object code stores them.
+MAX_PACKED_OBJECT = 4 * 1024 * 1024
+# A dictionary is trained once, from the first pack with enough records to learn from.
+DICTIONARY_SIZE = 32 * 1024
+DICTIONARY_MIN_SAMPLES = 500
+DICTIONARY_MAX_SAMPLE_BYTES = 8 * 1024 * 1024
+
+ReadObject = Callable[[str], bytes]
+
+
+class PackReader:
+    """Finds and reads packed objects. Opens the pack map only once a pack exists."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / PACKS_DIR
+        self.map_path = root / PACK_MAP_DIR
+        self._map: PackMap | None = None
+        self._reconciled = False
+        self._dictionaries: dict[str, Dictionary] = {}
+
+    def present(self) -> bool:
+        return self._map is not None or self.dir.is_dir()
+
+    def map(self) -> PackMap:
+        if self._map is None:
+            from mjvault.index.packmap import PackMap  # the index package imports the store
+
+            self._map = PackMap(self.map_path)
+        return self._map
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+
+    def names(self) -> list[str]:
+        """Names of the pack files on disk, sorted."""
+        try:
+            return sorted(name for name in os.listdir(self.dir) if is_pack_id(name))
+        except FileNotFoundError:
+            return []
+
+    def path(self, pack: str) -> Path:
+        return self.dir / pack
+
+    def locate(self, object_id: str, *, fresh: bool = False) -> Location | None:
+        """Where the object is packed. A miss looks at the packs on disk once per reader (a
+        writer asks for every new object), or every time with ``fresh`` (a read that is
+        about to fail: the pack may have come since, from a writer that died before mapping
+        it)."""
+        if not self.present():
+            return None
+        key = bytes.fromhex(object_id)
+        found = self.map().locate(key)
+        if found is None and (fresh or not self._reconciled):
+            self.reconcile()
+            found = self.map().locate(key)
+        return found
+
+    def contains(self, object_id: str) -> bool:
+        return self.locate(object_id) is not None
+
+    def reconcile(self) -> list[str]:
+        """Bring the map up to the packs on disk: read the trailers of packs it lacks, forget
+        packs that are gone. Returns the names of damaged packs it could not read."""
+        self._reconciled = True
+        if not self.present():
+            return []
+        packmap = self.map()
+        on_disk = set(self.names())
+        known = packmap.packs()
+        damaged = []
+        for name in sorted(on_disk - known):
+            try:
+                trailer = read_trailer_of(os.fspath(self.path(name)))
+            except FileNotFoundError:
+                continue
+            except PackDamaged:
+                damaged.append(name)
+                continue
+            packmap.add(name, _map_entries(trailer), trailer.dictionary_id)
+        for name in sorted(known - on_disk):
+            packmap.forget_number(name)
+        return damaged
+
+    def read_entry(self, object_id: str) -> tuple[bytes, Location] | None:
+        """The packed object's framed bytes and where they were, or None if it is not packed."""
+        for attempt in range(2):
+            location = self.locate(object_id, fresh=True)
+            if location is None:
+                return None
+            try:
+                fd = os.open(self.path(location.pack), os.O_RDONLY)
+            except FileNotFoundError:
+                # A repack moved it between the lookup and the open: look again, once.
+                if attempt == 0:
+                    self.reconcile()
+                    continue
+                raise CorruptObject(f"object {object_id} is in a pack that is gone") from None
+            try:
+                data = os.pread(fd, location.length, location.offset)
+            finally:
+                os.close(fd)
+            if len(data) != location.length:
+                raise CorruptObject(f"object {object_id} is cut short in pack {location.pack}")
+            return data, location
+        return None
+
+    def dictionary(self, dictionary_id: str, read_object: ReadObject) -> Dictionary:
+        found = self._dictionaries.get(dictionary_id)
+        if found is None:
+            found = Dictionary(dictionary_id, read_object(dictionary_id))
+            self._dictionaries[dictionary_id] = found
+        return found
+
+    def iter_ids(self) -> Iterator[str]:
+        if not self.present():
+            return
+        if not self._reconciled:
+            self.reconcile()
+        for key in self.map().iter_ids():
+            yield key.hex()
+
+
+def _map_entries(trailer: Trailer) -> Iterator[tuple[bytes, int, int]]:
+    return ((entry.object_id, entry.offset, entry.length) for entry in trailer.entries)
+
+
+class PackBuilder:
+    """Small objects gathered for one pack, kept as plaintext until :meth:`finish` encodes them
+    (so the first large pack of a vault can train the dictionary on its own records)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, bool]] = {}  # id -> (plaintext, compress)
+        self.plaintext_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    def __contains__(self, object_id: str) -> bool:
+        return object_id in self.objects
+
+    def add(self, object_id: str, plaintext: bytes, *, compress: bool) -> None:
+        self.objects[object_id] = (plaintext, compress)
+        self.plaintext_bytes += len(plaintext)
+
+    def read(self, object_id: str) -> bytes | None:
+        found = self.objects.get(object_id)
+        return None if found is None else found[0]
+
+    @property
+    def full(self) -> bool:
+        return self.plaintext_bytes >= PACK_PLAINTEXT_LIMIT
+
+    def training_samples(self) -> list[bytes] | None:
+        """Enough compressible plaintexts to train a dictionary on, or None."""
+        samples: list[bytes] = []
+        total = 0
+        for plaintext, compress in self.objects.values():
+            if compress and 64 <= len(plaintext) <= 64 * 1024:
+                samples.append(plaintext)
+                total += len(plaintext)
+                if total >= DICTIONARY_MAX_SAMPLE_BYTES:
+                    break
+        return samples if len(samples) >= DICTIONARY_MIN_SAMPLES else None
+
+    def finish(
+        self, keys: VaultKeys | None, dictionary: Dictionary | None
+    ) -> tuple[str, bytes, Trailer]:
+        """Encode every object (with ``dictionary`` where it helps) into one pack."""
+        entries = []
+        for object_id, (plaintext, compress) in self.objects.items():
+            if keys is not None:
+                framed = keys.seal(object_id, plaintext, compress=compress, dictionary=dictionary)
+            else:
+                framed = frame_plain(plaintext, compress=compress, dictionary=dictionary)
+            entries.append((bytes.fromhex(object_id), framed))
+        self.objects.clear()
+        self.plaintext_bytes = 0
+        data, trailer = encode_pack(entries, dictionary.object_id if dictionary else None)
+        return pack_name(data), data, trailer
+
+
+def new_dictionary(samples: list[bytes]) -> bytes | None:
+    return train_dictionary(samples, DICTIONARY_SIZE)
+
+
+def remove_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

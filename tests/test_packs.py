@@ -1,0 +1,174 @@
+"""Packs for small objects: the file format, the store that reads them, the writer that makes
+them, and vaults written before packs existed (docs/FORMAT.md §10)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mjvault import Vault
+from mjvault.errors import CorruptObject, UnsupportedFormat
+from mjvault.store.codec import ENCODING_ZSTD_DICT, unframe_plain
+from mjvault.store.packfile import PackDamaged, encode_pack, pack_name, read_trailer
+from tests.conftest import PASSPHRASE, png_bytes, record_json
+
+ids = st.binary(min_size=32, max_size=32)
+entries = st.dictionaries(ids, st.binary(min_size=1, max_size=300), max_size=40)
+
+
+def _trailer_of(data: bytes, tmp_path: Path) -> object:
+    path = tmp_path / pack_name(data)
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return read_trailer(fd, len(data))
+    finally:
+        os.close(fd)
+        path.unlink()
+
+
+@settings(max_examples=60, deadline=None)
+@given(entries, st.one_of(st.none(), ids.filter(any).map(bytes.hex)))
+def test_a_pack_round_trips(
+    tmp_path_factory: pytest.TempPathFactory, objects: dict[bytes, bytes], dictionary: str | None
+) -> None:
+    tmp_path = tmp_path_factory.mktemp("pack")
+    data, built = encode_pack(list(objects.items()), dictionary)
+    read = _trailer_of(data, tmp_path)
+    assert read == built
+    assert read.dictionary_id == dictionary
+    assert {e.object_id: data[e.offset : e.offset + e.length] for e in read.entries} == objects
+
+
+@settings(max_examples=60, deadline=None)
+@given(entries.filter(bool), st.data())
+def test_any_cut_or_flipped_trailer_byte_is_detected(
+    tmp_path_factory: pytest.TempPathFactory, objects: dict[bytes, bytes], data: st.DataObject
+) -> None:
+    tmp_path = tmp_path_factory.mktemp("pack")
+    pack, built = encode_pack(list(objects.items()), None)
+    cut = data.draw(st.integers(0, len(pack) - 1))
+    with pytest.raises(PackDamaged):
+        _trailer_of(pack[:cut], tmp_path)
+    where = data.draw(st.integers(built.data_end, len(pack) - 1))
+    bit = data.draw(st.integers(0, 7))
+    flipped = bytearray(pack)
+    flipped[where] ^= 1 << bit
+    with pytest.raises(PackDamaged):
+        _trailer_of(bytes(flipped), tmp_path)
+
+
+def add_jobs(vault: Vault, count: int, start: int = 0) -> None:
+    with vault.writer("test") as writer:
+        for n in range(start, start + count):
+            slots = [writer.put_media(png_bytes(n, 300))]
+            writer.add_job(
+                record_json(f"job-{n:05d}", f"a red fox number {n} in the snow --ar 3:2"), slots
+            )
+
+
+def loose_files(vault: Vault) -> int:
+    return sum(len(files) for _, _, files in os.walk(vault.path / "objects"))
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_records_and_nodes_go_to_packs_with_a_trained_dictionary(
+    request: pytest.FixtureRequest, encrypted: bool
+) -> None:
+    chosen: Vault = request.getfixturevalue("encrypted_vault" if encrypted else "vault")
+    add_jobs(chosen, 800)
+    packs = chosen.store.packs.names()
+    # One pack for the run, and one the vault's first writer made for the empty tree.
+    assert len(packs) == 2
+    # 800 images, one manifest and one dictionary are loose; 800 records and the nodes packed.
+    assert loose_files(chosen) == 802
+    dictionary = chosen.store.packs.map().dictionary()
+    assert dictionary is not None and chosen.store.is_loose(dictionary)
+    for entry in chosen.entries():
+        assert chosen.job(entry).prompt.startswith("a red fox number")
+    # A second vault object (a fresh reader) finds everything through the same map.
+    reopened = Vault.open(chosen.path, passphrase=PASSPHRASE)
+    assert sum(1 for _ in reopened.entries()) == 800
+    reopened.close()
+    # Records are small on disk: the point of packs.
+    size = sum((chosen.store.packs.dir / name).stat().st_size for name in packs)
+    assert size / 800 < 400
+
+
+def test_a_dictionary_entry_stands_alone_once_read_out(vault: Vault) -> None:
+    add_jobs(vault, 600)
+    record = vault.entry("job-00007").record
+    location = vault.store.packs.locate(record)
+    assert location is not None and location.dictionary is not None
+    entry, _ = vault.store.packs.read_entry(record)  # type: ignore[misc]
+    assert entry[5] == ENCODING_ZSTD_DICT
+    alone = vault.store.read_file(record)
+    assert unframe_plain(alone) == vault.store.read(record)
+
+
+def test_a_flipped_byte_in_a_packed_record_is_damage(vault: Vault) -> None:
+    add_jobs(vault, 50)
+    record = vault.entry("job-00003").record
+    location = vault.store.packs.locate(record)
+    assert location is not None
+    path = vault.store.packs.path(location.pack)
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as handle:
+        handle.seek(location.offset + location.length - 3)
+        byte = handle.read(1)[0]
+        handle.seek(-1, os.SEEK_CUR)
+        handle.write(bytes((byte ^ 0x10,)))
+    with pytest.raises(CorruptObject):
+        vault.store.read(record)
+
+
+def test_the_pack_map_is_a_cache_rebuilt_from_the_trailers(vault: Vault) -> None:
+    add_jobs(vault, 40)
+    add_jobs(vault, 40, start=40)
+    assert len(vault.store.packs.names()) == 3
+    vault.close()
+    shutil.rmtree(vault.path / "index")
+    again = Vault.open(vault.path)
+    assert sorted(e.job_id for e in again.entries())[-1] == "job-00079"
+    assert again.store.packs.map().packs() == set(again.store.packs.names())
+    again.close()
+
+
+def test_a_pack_published_but_not_mapped_is_found(vault: Vault, tmp_path: Path) -> None:
+    """A writer killed between renaming a pack in and recording it in the map."""
+    add_jobs(vault, 30)
+    before = set(vault.store.packs.names())
+    add_jobs(vault, 30, start=30)
+    (new,) = set(vault.store.packs.names()) - before
+    record = vault.entry("job-00045").record
+    vault.store.packs.map().forget_number(new)
+    assert vault.store.packs.map().locate(bytes.fromhex(record)) is None
+    assert b"number 45" in vault.store.read(record)
+    assert vault.store.packs.map().locate(bytes.fromhex(record)) is not None
+
+
+def test_a_version_1_vault_is_read_and_marked_2_before_its_first_pack(tmp_path: Path) -> None:
+    vault = Vault.init(tmp_path / "v")
+    config_path = vault.path / "config"
+    config = json.loads(config_path.read_bytes())
+    assert config["version"] == 2
+    config["version"] = 1
+    os.chmod(config_path, 0o644)
+    config_path.write_text(json.dumps(config))
+    vault.close()
+    old = Vault.open(tmp_path / "v")
+    assert not (old.path / "packs").exists()
+    add_jobs(old, 5)
+    assert json.loads(config_path.read_bytes())["version"] == 2
+    assert old.store.packs.names()
+    old.close()
+    config["version"] = 3
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(UnsupportedFormat):
+        Vault.open(tmp_path / "v")
