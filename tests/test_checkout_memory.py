@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.peak_rss import run_measured
 
 SMALL_JOBS, LARGE_JOBS = 500, 4000  # 2,000 and 16,000 images
@@ -26,7 +28,7 @@ from mjvault.views.links import LinkKind
 from mjvault.views.reconcile import checkout
 from mjvault.views.registry import ViewDefinition
 
-with Vault.open(Path(sys.argv[1])) as vault:
+with Vault.open(Path(sys.argv[1]), passphrase="correct horse battery staple") as vault:
     vault.index  # brought up to date before measuring: the index is not the checkout
     report = checkout(
         vault, ViewDefinition("all", Path(sys.argv[2]), "{job_id}_{index}.{ext}", LinkKind.SYMLINK)
@@ -39,20 +41,25 @@ BUILD = """
 import sys
 from pathlib import Path
 from mjvault import Vault
-from tests.conftest import png_bytes, record_json
+from tests.conftest import CHEAP_KDF, PASSPHRASE, png_bytes, record_json
 
 jobs = int(sys.argv[2])
-with Vault.init(Path(sys.argv[1])) as vault, vault.writer("test", checkpoint_jobs=jobs) as writer:
+sealed = dict(encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF) if sys.argv[3] == "1" else {}
+with (
+    Vault.init(Path(sys.argv[1]), **sealed) as vault,
+    vault.writer("test", checkpoint_jobs=jobs) as writer,
+):
     for n in range(jobs):
         images = [writer.put_media(png_bytes(n * 4 + i, size=64)) for i in range(4)]
         writer.add_job(record_json(f"job-{n:06d}", f"fox {n}"), images)
 """
 
 
-def build(path: Path, jobs: int) -> Path:
+def build(path: Path, jobs: int, *, encrypted: bool = False) -> Path:
     # In a child too: the test process stays small for the tests that run after this one.
     root = Path(__file__).resolve().parents[1]
-    subprocess.run([sys.executable, "-c", BUILD, str(path), str(jobs)], check=True, cwd=root)
+    command = [sys.executable, "-c", BUILD, str(path), str(jobs), "1" if encrypted else "0"]
+    subprocess.run(command, check=True, cwd=root)
     return path
 
 
@@ -66,9 +73,14 @@ def peak_mb(vault: Path, view: Path, images: int, workdir: Path) -> float:
     return done.peak_rss_mb
 
 
-def test_checkout_peak_memory_does_not_grow_with_the_number_of_images(tmp_path: Path) -> None:
-    small = build(tmp_path / "small", SMALL_JOBS)
-    large = build(tmp_path / "large", LARGE_JOBS)
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+def test_checkout_peak_memory_does_not_grow_with_the_number_of_images(
+    tmp_path: Path, encrypted: bool
+) -> None:
+    """An encrypted vault's views copy (decrypted) files and seal their list's paths; its
+    list is a table on disk all the same."""
+    small = build(tmp_path / "small", SMALL_JOBS, encrypted=encrypted)
+    large = build(tmp_path / "large", LARGE_JOBS, encrypted=encrypted)
     small_mb = peak_mb(small, tmp_path / "view-small", SMALL_JOBS * 4, tmp_path / "run-small")
     large_mb = peak_mb(large, tmp_path / "view-large", LARGE_JOBS * 4, tmp_path / "run-large")
     assert large_mb - small_mb < ALLOWED_GROWTH_MB, (small_mb, large_mb)

@@ -203,9 +203,50 @@ def test_encrypted_vault_makes_decrypted_copies(encrypted_vault: Vault, tmp_path
     for path in found.values():
         assert not path.is_symlink()
     assert found["fox number 1_job-0001_0.png"].read_bytes() == png_bytes(10)
-    # The view's own state file names prompts, so it is sealed too.
+    # The view's own state and its file list name prompts, so they are sealed too.
     state = (encrypted_vault.path / "views" / "all.view").read_bytes()
     assert b"fox number" not in state
+    listed = (encrypted_vault.path / "views" / "all.files").read_bytes()
+    assert b"fox" not in listed and b"number" not in listed
+
+
+def test_an_encrypted_vaults_list_finds_collisions_by_sealed_path(
+    encrypted_vault: Vault, tmp_path: Path
+) -> None:
+    """Lookups by path go through keyed checksums and sealed values, as a plain list's do
+    through plain ones: same names, whatever the order jobs arrive in."""
+    add_jobs(encrypted_vault, [5, 2], images=1)
+    checkout(encrypted_vault, define(tmp_path, template="{prompt:3}.{ext}"))
+    add_jobs(encrypted_vault, [1], images=1)
+    report = refresh_views(encrypted_vault).views[0]
+    assert report.conflicts == 0
+    found = files_in(tmp_path / "views" / "all")
+    assert sorted(found) == ["fox.png", "fox~job0002_0.png", "fox~job0005_0.png"]
+    listed = (encrypted_vault.path / "views" / "all.files").read_bytes()
+    assert b"fox" not in listed
+
+
+def test_an_encrypted_vaults_inline_list_moves_to_a_sealed_table(
+    encrypted_vault: Vault, tmp_path: Path
+) -> None:
+    add_jobs(encrypted_vault, range(3))
+    checkout(encrypted_vault, define(tmp_path))
+    registry = ViewRegistry(encrypted_vault)
+    view = registry.load("all")
+    before = {(j, i): r for j, i, r in view.iter_files()}
+    # As version 2 kept it: the list inside the sealed view file, no table beside it.
+    doc = view.to_doc(inline=True)
+    view.release()
+    (encrypted_vault.path / "views" / "all.files").unlink()
+    state = encrypted_vault.path / "views" / "all.view"
+    state.write_bytes(registry._encode("all", doc))
+    assert {(j, i): r for j, i, r in registry.load("all").iter_files()} == before
+    add_jobs(encrypted_vault, range(3, 4))
+    report = refresh_views(encrypted_vault).views[0]
+    assert (report.mode, report.added, report.removed) == ("incremental", 2, 0)
+    assert registry._decode("all", state.read_bytes())["v"] == STATE_VERSION
+    assert b"fox" not in (encrypted_vault.path / "views" / "all.files").read_bytes()
+    assert len(files_in(tmp_path / "views" / "all")) == 8
 
 
 def test_hardlinks_share_the_object(vault: Vault, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import blake3
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -68,11 +69,15 @@ class KdfParams:
 class VaultKeys:
     """The subkeys of an opened encrypted vault. Never printed, never logged."""
 
-    __slots__ = ("_aead", "naming_key")
+    __slots__ = ("_aead", "_text_aead", "_text_naming", "naming_key")
 
     def __init__(self, master: bytes) -> None:
         self.naming_key = _hkdf(master, b"mjvault v1 object naming")
         self._aead = AESGCM(_hkdf(master, b"mjvault v1 object encryption"))
+        # Small texts kept outside objects (a view's file paths): their own keys, so nothing
+        # sealed there can be passed off as an object, or the reverse.
+        self._text_aead = AESGCM(_hkdf(master, b"mjvault v1 text encryption"))
+        self._text_naming = _hkdf(master, b"mjvault v1 text naming")
 
     def __repr__(self) -> str:
         return "VaultKeys(<secret>)"
@@ -128,6 +133,25 @@ class VaultKeys:
         if not inner:
             raise CorruptObject(f"object {object_id} has no encoding byte")
         return inner
+
+    def seal_text(self, text: str, context: bytes) -> bytes:
+        """``text`` sealed (nonce || AES-256-GCM output), bound to ``context``: a sealed
+        value moved to another row or column fails to open."""
+        nonce = os.urandom(NONCE_SIZE)
+        return nonce + self._text_aead.encrypt(nonce, text.encode("utf-8"), context)
+
+    def open_text(self, sealed: bytes, context: bytes) -> str:
+        try:
+            plain = self._text_aead.decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], context)
+            return plain.decode("utf-8")
+        except (InvalidTag, UnicodeDecodeError, ValueError):
+            raise CorruptObject("a sealed text failed authentication (damaged or moved)") from None
+
+    def text_key(self, text: str) -> int:
+        """A 63-bit keyed checksum of ``text``: equal texts, equal keys, and nothing else
+        learnt without the key (lookups by a sealed value)."""
+        digest = blake3.blake3(text.encode("utf-8"), key=self._text_naming).digest(8)
+        return int.from_bytes(digest) >> 1
 
 
 def _object_ad(object_id: str) -> bytes:

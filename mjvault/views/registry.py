@@ -41,9 +41,9 @@ if TYPE_CHECKING:
 VIEWS_DIR = "views"
 VIEW_SUFFIX = ".view"
 STATE_VERSION = 3
-# Version 1 kept the file list as one row per file, 2 as columns in the view file (still how an
-# encrypted vault's views keep it); 3 keeps it in <name>.files. All are read; a plain vault's
-# view is rewritten as 3 on save.
+# Version 1 kept the file list as one row per file, 2 as columns in the view file (how an
+# encrypted vault's views kept it until 3 covered them); 3 keeps it in <name>.files (sealed paths
+# in an encrypted vault). All are read; a view is rewritten as 3 on save.
 READABLE_VERSIONS = (1, 2, 3)
 SEALED_VERSION = 2
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
@@ -187,7 +187,8 @@ class View:
     def files(self) -> JobFiles:
         """The whole file list as dictionaries: for small views and tests, never a refresh.
 
-        Changing it changes the view only where the list is kept in memory (encrypted vaults).
+        Changing it changes the view only where the list is kept in memory (a list an older
+        version kept inline, until the view is saved).
         """
         from mjvault.views.state import MemoryTable
 
@@ -408,12 +409,18 @@ class ViewRegistry:
 
         A view loaded from a version-1/2 file keeps its inline list until it is saved.
         """
-        if self.vault.encrypted or view._opener is not None:
+        if view._opener is not None:
             return
-        from mjvault.views.state import SqliteTable
-
         path = self._files_path(view.name)
-        view._opener = lambda: SqliteTable(path, fresh=fresh)
+        view._opener = lambda: self._open_table(path, fresh=fresh)
+
+    def _open_table(self, path: Path, *, fresh: bool) -> FileTable:
+        from mjvault.views.state import SealedSqliteTable, SqliteTable
+
+        keys = self.vault.store.keys
+        if keys is not None:
+            return SealedSqliteTable(path, keys, fresh=fresh)
+        return SqliteTable(path, fresh=fresh)
 
     def _files_path(self, name: str) -> Path:
         from mjvault.views.state import FILES_SUFFIX
@@ -446,24 +453,18 @@ class ViewRegistry:
     def save(self, view: View) -> None:
         """Commit the file list, then write the header that names it (in that order: a
         header never names a tree whose files the list does not hold yet)."""
-        from mjvault.views.state import MemoryTable, SqliteTable
-
         self.dir.mkdir(exist_ok=True)
         self.bind(view)
-        if not self.vault.encrypted and (view._files_blob is not None or view._files is not None):
+        if view._files_blob is not None or view._files is not None:
             # A list kept inline by an older version: moved to its own file, once.
             rows = [((j, i), r) for j, i, r in view.table.iter_files()]
-            table = SqliteTable(self._files_path(view.name), fresh=True)
+            table = self._open_table(self._files_path(view.name), fresh=True)
             table.put_many(rows)
             view._table, view._files, view._files_blob = table, None, None
-        inline = self.vault.encrypted
-        if not inline:
-            view.table.commit()
-        elif view._table is not None and not isinstance(view._table, MemoryTable):
-            raise IntegrityError(f"view {view.name}: an encrypted vault's list must be inline")
+        view.table.commit()
         view._file_count = view.file_count()
         view.refreshed = datetime.now(UTC).isoformat(timespec="seconds")
-        doc = view.to_doc(inline=inline)
+        doc = view.to_doc(inline=False)
         atomic_write(self._path(view.name), self._encode(view.name, doc), mode=0o600)
 
     def delete(self, name: str) -> None:

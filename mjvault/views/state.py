@@ -7,8 +7,10 @@ GBs for a million images; so a plain vault keeps it in an SQLite file beside the
 header (``views/<name>.files``), read and written through a bounded page cache: a checkout's
 memory is the same for 10k images as for 1M.
 
-An encrypted vault's list stays in its sealed view file (:class:`MemoryTable`): its paths are
-made of prompts, which must not lie in the clear in the vault directory.
+An encrypted vault's list is the same table with its paths sealed and its path keys keyed
+(:class:`SealedSqliteTable`): paths are made of prompts, which must not lie in the clear in
+the vault directory. :class:`MemoryTable` holds lists that older versions kept inline in the
+view file, until the view is next saved.
 """
 
 from __future__ import annotations
@@ -20,14 +22,17 @@ import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import blake3
 
-from mjvault.errors import IntegrityError
+from mjvault.errors import CorruptObject, IntegrityError
 from mjvault.views.links import LinkKind
 from mjvault.views.paths import fold
 from mjvault.views.registry import FileRecord, JobFiles
+
+if TYPE_CHECKING:
+    from mjvault.store.crypto import VaultKeys
 
 Key = tuple[str, int]
 
@@ -228,6 +233,23 @@ class SqliteTable:
         with contextlib.suppress(OSError):
             os.chmod(path, 0o600)
 
+    # -- what a sealed table changes ------------------------------------------------------------
+    def _path_key(self, folded: str) -> int:
+        return path_key(folded)
+
+    def _stored(self, text: str, column: bytes, job: str, idx: int) -> Any:
+        return text
+
+    def _text(self, value: Any, column: bytes, job: str, idx: int) -> str:
+        return str(value)
+
+    def _record(self, row: tuple[Any, ...]) -> tuple[str, int, FileRecord]:
+        job, idx, path, oid, kind, plain, size, mtime = row
+        path = self._text(path, b"path", job, idx)
+        if plain is not None:
+            plain = self._text(plain, b"plain", job, idx)
+        return _record((job, idx, path, oid, kind, plain, size, mtime))
+
     def _rows(self, sql: str, params: Iterable[object] = ()) -> list[tuple[Any, ...]]:
         try:
             return self.db.execute(sql, tuple(params)).fetchall()
@@ -244,7 +266,7 @@ class SqliteTable:
         for chunk in _chunks([job_key(j) for j in wanted]):
             marks = ",".join("?" * len(chunk))
             for row in self._rows(f"SELECT {_COLUMNS} FROM files WHERE jk IN ({marks})", chunk):
-                job, idx, record = _record(row)
+                job, idx, record = self._record(row)
                 if job in wanted:
                     out.setdefault(job, {})[idx] = record
         return out
@@ -254,7 +276,7 @@ class SqliteTable:
             f"SELECT {_COLUMNS} FROM files WHERE jk = ? AND job = ? AND idx = ?",
             (job_key(key[0]), *key),
         )
-        return _record(rows[0])[2] if rows else None
+        return self._record(rows[0])[2] if rows else None
 
     def put(self, key: Key, record: FileRecord) -> None:
         self.put_many([(key, record)])
@@ -268,6 +290,7 @@ class SqliteTable:
                 [(job_key(job), job, idx) for (job, idx), _ in rows],
             )
         keys: dict[str, int] = {}
+        stored, key_of = self._stored, self._path_key
         self.db.executemany(
             "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -275,14 +298,14 @@ class SqliteTable:
                     keys[job] if job in keys else keys.setdefault(job, job_key(job)),
                     job,
                     idx,
-                    r.path,
+                    stored(r.path, b"path", job, idx),
                     r.oid,
                     str.__str__(r.kind),
-                    r.plain,
+                    None if r.plain is None else stored(r.plain, b"plain", job, idx),
                     r.size,
                     r.mtime_ns,
-                    path_key(r.path.lower() if r.path.isascii() else fold(r.path)),
-                    None if r.plain is None else path_key(fold(r.plain)),
+                    key_of(r.path.lower() if r.path.isascii() else fold(r.path)),
+                    None if r.plain is None else key_of(fold(r.plain)),
                 )
                 for (job, idx), r in rows
             ],
@@ -296,20 +319,26 @@ class SqliteTable:
 
     def holder(self, folded: str) -> Key | None:
         for job, idx, path in self._rows(
-            "SELECT job, idx, path FROM files WHERE fh = ?", (path_key(folded),)
+            "SELECT job, idx, path FROM files WHERE fh = ?", (self._path_key(folded),)
         ):
-            if fold(path) == folded:
+            if fold(self._text(path, b"path", job, idx)) == folded:
                 return str(job), int(idx)
         return None
 
     def wanting(self, folded: str) -> set[Key]:
-        rows = self._rows("SELECT job, idx, plain FROM files WHERE ph = ?", (path_key(folded),))
-        return {(str(job), int(idx)) for job, idx, plain in rows if fold(plain) == folded}
+        rows = self._rows(
+            "SELECT job, idx, plain FROM files WHERE ph = ?", (self._path_key(folded),)
+        )
+        return {
+            (str(job), int(idx))
+            for job, idx, plain in rows
+            if fold(self._text(plain, b"plain", job, idx)) == folded
+        }
 
     def taken(self, folded: Iterable[str]) -> set[str]:
         """Those of ``folded`` some file holds or wanted (a rare false positive is possible:
         callers confirm with :meth:`holder` and :meth:`wanting`)."""
-        by_key = {path_key(f): f for f in folded}
+        by_key = {self._path_key(f): f for f in folded}
         found: set[str] = set()
         for chunk in _chunks(list(by_key)):
             marks = ",".join("?" * len(chunk))
@@ -357,7 +386,7 @@ class SqliteTable:
             if not rows:
                 return
             for row in rows:
-                yield _record(row)
+                yield self._record(row)
 
     def count(self) -> int:
         return int(self._rows("SELECT count(*) FROM files")[0][0])
@@ -374,6 +403,36 @@ class SqliteTable:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")  # what was not committed was not saved
         self.db.close()
+
+
+class SealedSqliteTable(SqliteTable):
+    """An encrypted vault's list: the same rows, with ``path`` and ``plain`` sealed (AES-GCM,
+    bound to their job, image and column) and ``fh``/``ph`` keyed checksums, so the file shows
+    no prompt and lookups by path still use the index."""
+
+    def __init__(self, path: Path, keys: VaultKeys, *, fresh: bool = False) -> None:
+        self.keys = keys
+        super().__init__(path, fresh=fresh)
+
+    def _path_key(self, folded: str) -> int:
+        return self.keys.text_key(folded)
+
+    def _stored(self, text: str, column: bytes, job: str, idx: int) -> Any:
+        return self.keys.seal_text(text, _context(column, job, idx))
+
+    def _text(self, value: Any, column: bytes, job: str, idx: int) -> str:
+        if not isinstance(value, bytes):
+            raise IntegrityError(f"view file list {self.path} holds an unsealed path")
+        try:
+            return self.keys.open_text(value, _context(column, job, idx))
+        except CorruptObject:
+            raise IntegrityError(
+                f"view file list {self.path} is damaged: a path does not open"
+            ) from None
+
+
+def _context(column: bytes, job: str, idx: int) -> bytes:
+    return b"mjvault view file\0%s\0%s\0%d" % (column, job.encode("utf-8"), idx)
 
 
 def remove_table(path: Path) -> None:
