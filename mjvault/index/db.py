@@ -245,7 +245,13 @@ class _MappedPages:
         if self._range is None:
             self._range = self._find_range()
         if self._range is not None:
-            self._madvise(self._range[0], self._range[1], mmap.MADV_DONTNEED)
+            # Only as far as the file goes: the map reserves 64 GiB of address space, and
+            # walking its empty page tables made each release cost ~0.5 ms.
+            try:
+                used = -(-os.path.getsize(self._file) // mmap.PAGESIZE) * mmap.PAGESIZE
+            except OSError:
+                used = self._range[1]
+            self._madvise(self._range[0], min(self._range[1], used), mmap.MADV_DONTNEED)
 
     def _find_range(self) -> tuple[int, int] | None:
         """Where LMDB mapped the file. It stays there while the environment is open (the map
@@ -479,6 +485,22 @@ class Index:
             data = txn.get(job_id.encode("utf-8"))
         self.pages.touched()
         return JobSummary.unpack(job_id, data) if data is not None else None
+
+    def get_many(self, job_ids: Iterable[str]) -> dict[str, JobSummary]:
+        """Summaries of many jobs in one read transaction, looked up in key order (neighbours
+        share pages), the map's pages released as :meth:`get` would."""
+        found: dict[str, JobSummary] = {}
+        keys = sorted({job_id.encode("utf-8") for job_id in job_ids})
+        with self._reading(), self.env.begin(db=self.db[b"jobs"]) as txn:
+            for n, key in enumerate(keys, 1):
+                data = txn.get(key)
+                if data is not None:
+                    job_id = key.decode("utf-8")
+                    found[job_id] = JobSummary.unpack(job_id, data)
+                if n % RELEASE_EVERY == 0:
+                    self.pages.release()
+        self.pages.touched(len(keys) % RELEASE_EVERY)
+        return found
 
     def entry(self, job_id: str) -> JobEntry | None:
         # Only the ids: writers ask per job (a re-import for every job it holds), and a whole

@@ -28,7 +28,7 @@ import errno
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +60,7 @@ from mjvault.views.template import Template
 
 if TYPE_CHECKING:
     from mjvault.index import Index
+    from mjvault.index.db import JobSummary
     from mjvault.vault import Vault
 
 Key = tuple[str, int]
@@ -74,9 +75,6 @@ SNIFF_PARALLEL_MIN = 256
 Progress = Callable[[int], None]
 SAVE_SECONDS = 15.0
 BATCH_JOBS = 500
-# Index summaries read between two releases of the index's mapped pages (Index.release_pages):
-# each read maps ~64 KiB around it, so this bounds what reading the index adds to RSS.
-RELEASE_EVERY = 64
 # Template fields the index's job summaries do not hold: views using them read records.
 RECORD_ONLY_FIELDS = frozenset({"job_type", "width", "height"})
 MAX_LISTED = 50  # paths listed in a report; counts are always complete
@@ -246,7 +244,19 @@ class _Reconciler:
             out[(entry.job_id, index)] = _Want(plain, oid, job, raw)
         return out
 
-    def _job_from_index(self, entry: JobEntry) -> tuple[Job, Kinds | None] | None:
+    def _summaries(self, entries: Iterable[JobEntry | None]) -> dict[str, JobSummary] | None:
+        """A batch's summaries in one go (one transaction, key order), None without an index."""
+        if self.index is None:
+            return None
+        try:
+            return self.index.get_many(e.job_id for e in entries if e is not None)
+        except MjvaultError:
+            self.index = None
+            return None
+
+    def _job_from_index(
+        self, entry: JobEntry, summaries: dict[str, JobSummary] | None = None
+    ) -> tuple[Job, Kinds | None] | None:
         """The job (and its images' kinds) from the index when its summary is of this very
         entry, else None.
 
@@ -257,11 +267,14 @@ class _Reconciler:
         """
         if self.index is None:
             return None
-        try:
-            summary = self.index.get(entry.job_id)
-        except MjvaultError:
-            self.index = None
-            return None
+        if summaries is not None:
+            summary = summaries.get(entry.job_id)
+        else:
+            try:
+                summary = self.index.get(entry.job_id)
+            except MjvaultError:
+                self.index = None
+                return None
         if summary is None or summary.record != entry.record or summary.images != entry.images:
             return None
         job = Job(
@@ -342,12 +355,11 @@ class _Reconciler:
         filtered_out: set[int] = set()
         oids: list[str] = []
         sniffed: dict[str, Sniffed] = {}
+        summaries = self._summaries(entry for _, entry in batch)
         for position, (_job_id, entry) in enumerate(batch):
             job = None
             if entry is not None:
-                if self.index is not None and position % RELEASE_EVERY == RELEASE_EVERY - 1:
-                    self.index.release_pages()
-                found = self._job_from_index(entry)
+                found = self._job_from_index(entry, summaries)
                 job = found[0] if found is not None else None
                 if job is not None and not view_filter.matches(job):
                     filtered_out.add(position)
