@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import blake3
 
@@ -35,6 +36,9 @@ from mjvault.store.crypto import VaultKeys
 from mjvault.store.fsutil import naming, start_writeback, sync_filesystem
 from mjvault.store.packfile import Trailer
 from mjvault.store.packs import MAX_PACKED_OBJECT, PackBuilder, PackReader, new_dictionary
+
+if TYPE_CHECKING:
+    from mjvault.index.packmap import Location
 
 OBJECT_ID_LEN = 64
 # Larger media are hashed and written in chunks so memory stays flat for long videos.
@@ -170,11 +174,17 @@ class ObjectStore:
     def read(self, object_id: str) -> bytes:
         """The object's plaintext, checked against its name (and AEAD tag when encrypted)."""
         dictionary = None
-        try:
-            with open(self.path(object_id), "rb") as handle:
-                data = handle.read()
-        except FileNotFoundError:
-            data, dictionary = self._packed_entry(object_id)
+        # Packs first, when there are any: most objects read by id are records and tree
+        # nodes, and a failed open of a loose path costs more than a pack map lookup.
+        found = self.packs.read_entry(object_id, fresh=False) if self.packs.present() else None
+        if found is not None:
+            data, dictionary = self._framed_entry(object_id, *found)
+        else:
+            try:
+                with open(f"{self.objects_dir}/{object_id[:2]}/{object_id}", "rb") as handle:
+                    data = handle.read()
+            except FileNotFoundError:
+                data, dictionary = self._packed_entry(object_id)
         plaintext = self._open(object_id, data, dictionary)
         if self.name_of(plaintext) != object_id:
             raise CorruptObject(f"object {object_id} does not match its name (damaged)")
@@ -184,7 +194,11 @@ class ObjectStore:
         found = self.packs.read_entry(object_id)
         if found is None:
             raise ObjectNotFound(f"object {object_id} is missing")
-        data, location = found
+        return self._framed_entry(object_id, *found)
+
+    def _framed_entry(
+        self, object_id: str, data: bytes, location: Location
+    ) -> tuple[bytes, Dictionary | None]:
         if data[:4] not in (b"MJVO", MAGIC_ENCRYPTED):
             raise CorruptObject(f"object {object_id} is not framed in its pack (damaged)")
         return data, self._dictionary(location.dictionary) if location.dictionary else None

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,6 +49,9 @@ DICTIONARY_SIZE = 32 * 1024
 DICTIONARY_MIN_SAMPLES = 500
 DICTIONARY_MAX_SAMPLE_BYTES = 8 * 1024 * 1024
 
+# Pack files a reader keeps open (a few thousand packs hold a million jobs' metadata).
+OPEN_PACKS = 64
+
 ReadObject = Callable[[str], bytes]
 
 
@@ -56,9 +61,15 @@ class PackReader:
     def __init__(self, root: Path) -> None:
         self.dir = root / PACKS_DIR
         self.map_path = root / PACK_MAP_DIR
+        self._dir_text = os.fspath(self.dir)
         self._map: PackMap | None = None
         self._reconciled = False
         self._dictionaries: dict[str, Dictionary] = {}
+        # Open packs, most recently used last: reading a pack's objects one by one must not
+        # cost an open and a close each. A pack never changes under its name, so a cached
+        # descriptor always reads the right bytes, even after gc removed the file.
+        self._open: OrderedDict[str, int] = OrderedDict()
+        self._open_lock = threading.Lock()
 
     def present(self) -> bool:
         return self._map is not None or self.dir.is_dir()
@@ -71,9 +82,24 @@ class PackReader:
         return self._map
 
     def close(self) -> None:
+        with self._open_lock:
+            while self._open:
+                os.close(self._open.popitem()[1])
         if self._map is not None:
             self._map.close()
             self._map = None
+
+    def _descriptor(self, pack: str) -> int:
+        with self._open_lock:
+            fd = self._open.get(pack)
+            if fd is not None:
+                self._open.move_to_end(pack)
+                return fd
+            fd = os.open(f"{self._dir_text}/{pack}", os.O_RDONLY | os.O_CLOEXEC)
+            self._open[pack] = fd
+            if len(self._open) > OPEN_PACKS:
+                os.close(self._open.popitem(last=False)[1])
+            return fd
 
     def names(self) -> list[str]:
         """Names of the pack files on disk, sorted."""
@@ -125,24 +151,22 @@ class PackReader:
             packmap.forget_number(name)
         return damaged
 
-    def read_entry(self, object_id: str) -> tuple[bytes, Location] | None:
-        """The packed object's framed bytes and where they were, or None if it is not packed."""
+    def read_entry(self, object_id: str, *, fresh: bool = True) -> tuple[bytes, Location] | None:
+        """The packed object's framed bytes and where they were, or None if it is not packed
+        (``fresh``: see :meth:`locate`)."""
         for attempt in range(2):
-            location = self.locate(object_id, fresh=True)
+            location = self.locate(object_id, fresh=fresh)
             if location is None:
                 return None
             try:
-                fd = os.open(self.path(location.pack), os.O_RDONLY)
+                fd = self._descriptor(location.pack)
             except FileNotFoundError:
                 # A repack moved it between the lookup and the open: look again, once.
                 if attempt == 0:
                     self.reconcile()
                     continue
                 raise CorruptObject(f"object {object_id} is in a pack that is gone") from None
-            try:
-                data = os.pread(fd, location.length, location.offset)
-            finally:
-                os.close(fd)
+            data = os.pread(fd, location.length, location.offset)
             if len(data) != location.length:
                 raise CorruptObject(f"object {object_id} is cut short in pack {location.pack}")
             return data, location

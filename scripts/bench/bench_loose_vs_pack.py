@@ -1,20 +1,24 @@
 #!/usr/bin/env python3
-"""Metadata storage shape: loose objects (what mjvault does) against one pack file.
+"""Small objects loose (one file each, as mjvault stored them before packs) against packs.
 
-    python scripts/bench/bench_loose_vs_pack.py [--records 100000] [--workdir /tmp/mjv-packs]
+    python scripts/bench/bench_loose_vs_pack.py [--records 100000] [--rounds 3]
+                                                [--workdir /tmp/mjv-packs]
 
-Writes N realistic job records (~1.5 KB JSON, msgpack+zstd framed as mjvault frames them)
-both ways, durably (one syncfs per 2000 objects for loose files, one fsync per 2000 records
-for the pack), then reads 10,000 at random, and reports time and disk use for each.
+Both shapes go through mjvault's own write path (``WriteBatch``: ``put(loose=True)`` and
+``put()``), durably (a flush every 2,000 records, as a writer's checkpoint does), with N
+distinct job records of the scaled account (``mjvault.testing.scaled``, v1 shape, as an
+import stores them). Then, for each: 10,000 reads at random by id, a full pass reading and
+checking every record by id (what ``verify --read-data`` does per object), and the bytes on
+disk (``du``: allocated blocks). Rounds alternate loose and packed; best and median.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -29,82 +33,69 @@ def du(path: Path) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mjv-packs"))
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from mjvault.records import encode_record
-    from mjvault.store.codec import frame_plain, unframe_plain
     from mjvault.store.objects import ObjectStore
-    from mjvault.testing.accounts import Account
+    from mjvault.testing.scaled import ScaledAccount
 
-    account = Account.generate(7, min(args.records, 5000))
-    templates = [json.dumps(job.record_v1(), indent=2).encode() for job in account.jobs]
-    records = [
-        encode_record(
-            templates[i % len(templates)].replace(b'"id": "', f'"id": "{i:08d}'.encode(), 1)
-        )
-        for i in range(args.records)
-    ]
-    raw_bytes = sum(len(r) for r in records)
-    shutil.rmtree(args.workdir, ignore_errors=True)
-    args.workdir.mkdir(parents=True)
-
-    # Loose: mjvault's own write path.
-    loose_root = args.workdir / "loose"
-    loose_root.mkdir()
-    store = ObjectStore(loose_root, None)
-    started = time.perf_counter()
-    batch = store.batch()
-    ids = []
-    for n, plaintext in enumerate(records, 1):
-        ids.append(batch.put(plaintext))
-        if n % 2000 == 0:
+    account = ScaledAccount.generate(7, args.records)
+    records = [encode_record(json.dumps(job.record_v1()).encode()) for job in account.jobs]
+    raw = sum(len(r) for r in records)
+    figures: dict[str, dict[str, list[float]]] = {
+        shape: {"write": [], "reads": [], "check": [], "disk": []} for shape in ("loose", "packed")
+    }
+    for _ in range(args.rounds):
+        for shape in ("loose", "packed"):
+            root = args.workdir / shape
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+            store = ObjectStore(root, None)
+            started = time.perf_counter()
+            batch = store.batch()
+            ids = []
+            for n, plaintext in enumerate(records, 1):
+                ids.append(batch.put(plaintext, loose=shape == "loose"))
+                if n % 2000 == 0:
+                    batch.flush()
             batch.flush()
-    batch.flush()
-    loose_write = time.perf_counter() - started
-    sample = random.Random(1).sample(range(len(ids)), min(10_000, len(ids)))
-    os.system("sync")
-    started = time.perf_counter()
-    for i in sample:
-        store.read(ids[i])
-    loose_read = time.perf_counter() - started
-
-    # Pack: one append-only file plus an in-memory offset table (what a pack index would hold).
-    pack_path = args.workdir / "pack" / "records.pack"
-    pack_path.parent.mkdir()
-    started = time.perf_counter()
-    offsets = []
-    with open(pack_path, "wb") as pack:
-        for n, plaintext in enumerate(records, 1):
-            framed = frame_plain(plaintext, compress=True)
-            offsets.append((pack.tell(), len(framed)))
-            pack.write(framed)
-            if n % 2000 == 0:
-                pack.flush()
-                os.fsync(pack.fileno())
-        pack.flush()
-        os.fsync(pack.fileno())
-    pack_write = time.perf_counter() - started
-    started = time.perf_counter()
-    with open(pack_path, "rb") as pack:
-        for i in sample:
-            offset, size = offsets[i]
-            pack.seek(offset)
-            unframe_plain(pack.read(size))
-    pack_read = time.perf_counter() - started
+            store.close()
+            figures[shape]["write"].append(time.perf_counter() - started)
+            sample = random.Random(1).sample(ids, min(10_000, len(ids)))
+            store = ObjectStore(root, None)  # a fresh reader, as a new command would be
+            started = time.perf_counter()
+            for object_id in sample:
+                store.read(object_id)
+            figures[shape]["reads"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            for object_id in ids:
+                store.check(object_id)
+            figures[shape]["check"].append(time.perf_counter() - started)
+            store.close()
+            kept = root / ("objects" if shape == "loose" else "packs")
+            figures[shape]["disk"].append(du(kept) + du(root / "objects") * (shape == "packed"))
+            shutil.rmtree(root, ignore_errors=True)
 
     n = len(records)
-    print(f"{n} records, {raw_bytes / 1e6:.1f} MB of msgpack before compression")
-    print(f"{'shape':<8}{'write s':>9}{'records/s':>11}{'10k reads s':>13}{'disk MB':>9}")
     print(
-        f"{'loose':<8}{loose_write:>9.2f}{n / loose_write:>11.0f}{loose_read:>13.2f}{du(loose_root / 'objects') / 1e6:>9.1f}"
+        f"{n} records, {raw / n:.0f} bytes each before compression; best / median of {args.rounds}"
     )
     print(
-        f"{'pack':<8}{pack_write:>9.2f}{n / pack_write:>11.0f}{pack_read:>13.2f}{du(pack_path.parent) / 1e6:>9.1f}"
+        f"{'shape':<8}{'write s':>16}{'records/s':>11}{'10k reads s':>16}{'check /s':>10}{'disk B/rec':>12}"
     )
-    shutil.rmtree(args.workdir, ignore_errors=True)
+    for shape, got in figures.items():
+        write, reads, check = got["write"], got["reads"], got["check"]
+        print(
+            f"{shape:<8}{min(write):>7.2f} /{statistics.median(write):>6.2f}"
+            f"{n / min(write):>11.0f}{min(reads):>7.2f} /{statistics.median(reads):>6.2f}"
+            f"{n / min(check):>10.0f}{min(got['disk']) / n:>12.0f}"
+        )
 
 
 if __name__ == "__main__":
