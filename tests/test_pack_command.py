@@ -212,6 +212,53 @@ def test_import_and_gc_merge_small_packs_once_they_pile_up(
     assert run_cli(capsys, "--vault", str(path), "verify", "--read-data").code == 0
 
 
+def damage_an_entry(vault: Vault, pack_name: str) -> str:
+    """Flip a byte inside one packed object (its pack's trailer stays sound)."""
+    path = vault.store.packs.path(pack_name)
+    entry = read_trailer_of(str(path)).entries[0]
+    data = bytearray(path.read_bytes())
+    data[entry.offset + entry.length - 2] ^= 0xFF
+    os.chmod(path, 0o644)
+    path.write_bytes(bytes(data))
+    return entry.hex_id
+
+
+def test_pack_leaves_a_damaged_pack_as_it_is_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    isolate(monkeypatch, tmp_path)
+    path = tmp_path / "vault"
+    with Vault.init(path) as vault:
+        for day in range(3):
+            add_jobs(vault, range(day * 5, day * 5 + 5), source=f"day {day}")
+        victim = sorted(vault.store.packs.names())[0]
+        damage_an_entry(vault, victim)
+    result = run_cli(capsys, "--vault", str(path), "pack")
+    assert result.code == 3 and "Traceback" not in result.err
+    assert f"pack {victim[:12]} not merged" in result.err and "verify --repair" in result.err
+    with Vault.open(path) as vault:
+        names = vault.store.packs.names()
+        assert victim in names and len(names) == 2  # the others were merged
+
+
+def test_gc_stops_before_sweeping_when_a_pack_trailer_is_damaged(vault: Vault) -> None:
+    from mjvault.errors import IntegrityError
+
+    add_jobs(vault, range(5))
+    add_jobs(vault, range(5, 10), source="two")
+    forget_jobs(vault, ["job-00001"])
+    victim = vault.store.packs.path(vault.store.packs.names()[0])
+    os.chmod(victim, 0o644)
+    with victim.open("r+b") as handle:
+        handle.seek(-30, os.SEEK_END)
+        handle.write(b"\0" * 8)
+    vault.store.packs.map().forget_number(victim.name)  # as a fresh map would see it
+    loose = set(vault.store.iter_loose_ids())
+    with pytest.raises(IntegrityError, match="damaged"):
+        gc(vault, grace_seconds=0)
+    assert set(vault.store.iter_loose_ids()) == loose and victim.exists()
+
+
 # -- kills ---------------------------------------------------------------------------------
 
 # Runs `pack` or a repacking gc, killed with SIGKILL on the Nth call of a chosen step (or not at

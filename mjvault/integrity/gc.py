@@ -267,21 +267,19 @@ def _repack(vault: Vault, marks: Marks, plan: PackPlan, report: GcReport) -> Non
     repacker = Repacker(store)
     try:
         for name, old in plan.rewrite:
+            # Streamed into the repacker: a pack's plaintexts are never all held twice.
             try:
                 trailer = read_trailer_of(os.fspath(store.packs.path(name)))
-                kept = [
-                    (e.hex_id, store.read(e.hex_id))
-                    for e in trailer.entries
-                    if not old or e.hex_id in marks
-                ]
+                for entry in trailer.entries:
+                    if not old or entry.hex_id in marks:
+                        repacker.add(entry.hex_id, store.read(entry.hex_id))
             except FileNotFoundError:
                 continue
             except (CorruptObject, ObjectNotFound) as exc:
-                # Kept whole: verify reports it and repair may still save its other objects.
+                # Kept whole (what was copied is a harmless duplicate): verify reports it and
+                # repair may still save its other objects.
                 report.notes.append(f"pack {name[:12]} kept: {exc}")
                 continue
-            for object_id, plaintext in kept:
-                repacker.add(object_id, plaintext)
             repacker.retire_pack(name)
         repacker.flush()
     except BaseException:

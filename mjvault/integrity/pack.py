@@ -152,23 +152,22 @@ def _merge(
     except CorruptObject as exc:
         _note(report, f"pack {candidate.name[:12]} not merged: {exc}")
         return
-    plaintexts = []
     try:
         for entry in trailer.entries:
             if on_object:
                 on_object()
-            plaintexts.append((entry.hex_id, vault.store.read(entry.hex_id)))
+            plaintext = vault.store.read(entry.hex_id)
+            if repacker is not None:
+                repacker.add(entry.hex_id, plaintext)
     except (CorruptObject, ObjectNotFound) as exc:
-        # Left as it is: verify reports it and repair may still save its other objects.
+        # Left as it is (what was copied is a harmless duplicate): verify reports it and
+        # repair may still save its other objects.
         report.damaged += 1
         _note(report, f"pack {candidate.name[:12]} not merged: {exc}")
         return
     report.packs_merged += 1
-    if repacker is None:
-        return
-    for object_id, plaintext in plaintexts:
-        repacker.add(object_id, plaintext)
-    repacker.retire_pack(candidate.name)
+    if repacker is not None:
+        repacker.retire_pack(candidate.name)
 
 
 def _pack_loose(

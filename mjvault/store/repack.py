@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import msgpack
@@ -31,6 +32,7 @@ SMALL_PACK_BYTES = 4 * 1024 * 1024
 # Kinds of plaintext that belong in packs: records and tree nodes (records.py, tree.py).
 # Snapshot manifests stay loose (refs name them), as do media and dictionaries.
 PACKED_KINDS = frozenset({"record", "leaf", "node"})
+UNLINK_THREADS = 8
 _HEAD = 22  # MJVO header (6 bytes) and enough of an identity payload to tell media
 
 
@@ -151,8 +153,15 @@ class Repacker:
         while self._packs:
             self._remove_pack(self._packs[0])
             self._packs.pop(0)
-        while self._loose:
-            self._remove_loose(self._loose.pop())
+        if self._loose:
+            # Unlinking a synced file costs milliseconds on ext4 (directory and inode blocks
+            # read back), and overlaps well: a few threads make it ten times faster.
+            with ThreadPoolExecutor(UNLINK_THREADS, thread_name_prefix="mjvault-unlink") as pool:
+                for size in pool.map(self._remove_loose, self._loose):
+                    if size is not None:
+                        self.counts.loose_removed += 1
+                        self.counts.loose_bytes_removed += size
+            self._loose.clear()
 
     def discard(self) -> None:
         """Drop what is not yet published (temp files); nothing old is removed."""
@@ -174,12 +183,12 @@ class Repacker:
         self.counts.packs_removed += 1
         self.counts.pack_bytes_removed += size
 
-    def _remove_loose(self, object_id: str) -> None:
+    def _remove_loose(self, object_id: str) -> int | None:
+        """Remove one loose file; its size, or None if it was gone already."""
         path = self.store.path(object_id)
         try:
             size = os.lstat(path).st_size
             os.unlink(path)
         except FileNotFoundError:
-            return
-        self.counts.loose_removed += 1
-        self.counts.loose_bytes_removed += size
+            return None
+        return size
