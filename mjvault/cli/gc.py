@@ -51,6 +51,7 @@ def gc_command(app: AppContext, dry_run: bool, grace: str, wait: bool) -> None:
             dry_run=dry_run,
             wait=_wait_seconds(wait),
             on_object=lambda: bar.update(1),
+            auto_pack_after=app.config.pack.auto_after,
         )
 
     def human() -> None:
@@ -66,6 +67,17 @@ def gc_command(app: AppContext, dry_run: bool, grace: str, wait: bool) -> None:
             + (", unfinished sync protected" if report.checkpoint_protected else "")
         )
         click.echo(f"{verb} {report.removed} objects, {report.removed_bytes / 1e6:.1f} MB")
+        if report.packs_rewritten:
+            click.echo(
+                f"{'would rewrite' if dry_run else 'rewrote'} {report.packs_rewritten} packs"
+                + (
+                    ""
+                    if dry_run
+                    else f" into {report.packs_written} "
+                    f"({report.pack_bytes_written / 1e6:.1f} MB written, "
+                    f"{report.pack_bytes_removed / 1e6:.1f} MB freed)"
+                )
+            )
         if report.temp_files_removed:
             click.echo(
                 f"{verb} {report.temp_files_removed} temp files of writers that died, "
@@ -161,7 +173,12 @@ def forget_command(
         )
         data = snap_report.to_json()
     if prune and not dry_run:
-        swept = gc(vault, grace_seconds=grace_seconds, wait=_wait_seconds(wait))
+        swept = gc(
+            vault,
+            grace_seconds=grace_seconds,
+            wait=_wait_seconds(wait),
+            auto_pack_after=app.config.pack.auto_after,
+        )
         data["gc"] = swept.to_json()
 
     def human() -> None:

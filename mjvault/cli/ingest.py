@@ -86,6 +86,16 @@ def import_command(app: AppContext, directory: Path) -> None:
                     err=True,
                 )
 
-    app.emit(report.to_json(), human)
+    from mjvault.cli.pack import pack_after_write
+
+    data = report.to_json()
+    packed = pack_after_write(app, vault, data)
+
+    def human_and_packing() -> None:
+        human()
+        if packed:
+            click.echo(packed)
+
+    app.emit(data, human_and_packing)
     if report.problems or report.jobs_malformed:
         sys.exit(EXIT_PARTIAL)

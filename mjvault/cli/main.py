@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "index": ("integrity", "index_group"),
     "gc": ("gc", "gc_command"),
     "forget": ("gc", "forget_command"),
+    "pack": ("pack", "pack_command"),
     "key": ("keys", "key_group"),
     "unlock": ("lock", "unlock_command"),
     "dev-server": ("devserver", "dev_server"),

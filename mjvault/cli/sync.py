@@ -183,6 +183,16 @@ def sync_command(
         if report.listing_cut_short:
             click.echo(f"  {report.listing_cut_short}", err=True)
 
-    app.emit(report.to_json(), human)
+    from mjvault.cli.pack import pack_after_write
+
+    data = report.to_json()
+    packed = None if report.dry_run else pack_after_write(app, vault, data)
+
+    def human_and_packing() -> None:
+        human()
+        if packed:
+            click.echo(packed)
+
+    app.emit(data, human_and_packing)
     if report.missing or report.records_malformed or report.listing_cut_short:
         sys.exit(EXIT_PARTIAL)

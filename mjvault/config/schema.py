@@ -182,6 +182,16 @@ class OutputSection:
 
 
 @dataclass(frozen=True)
+class PackSection:
+    auto_after: int = setting(
+        32,
+        t.Integer(0, 1_000_000),
+        "How many small packs (under 4 MB, one per sync or import) may pile up before "
+        "`sync`, `import` and `gc` merge them into larger ones; 0 leaves that to `mjvault pack`.",
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The effective settings every command reads (``app.config``)."""
 
@@ -190,6 +200,7 @@ class Config:
     sync: SyncSection = dataclasses.field(default_factory=SyncSection)
     checkout: CheckoutSection = dataclasses.field(default_factory=CheckoutSection)
     output: OutputSection = dataclasses.field(default_factory=OutputSection)
+    pack: PackSection = dataclasses.field(default_factory=PackSection)
 
     def get(self, key: str) -> Any:
         section, name = split_key(key)

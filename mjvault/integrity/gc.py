@@ -8,7 +8,12 @@ Clear, mark, then sweep, all under the vault's write lock:
   unfinished sync's work, which its next run resumes from) and from checkout views
   (:mod:`mjvault.integrity.reachability`);
 * **sweep** every object file in ``objects/`` that is not marked *and* whose modification time
-  is older than the grace period (default one hour).
+  is older than the grace period (default one hour), except the dictionaries packs name;
+* **repack**, before that sweep, every pack holding unmarked objects when the pack file itself
+  is older than the grace period (a pack is never modified, so its mtime is the age of all it
+  holds): its marked objects go to a new pack (:mod:`mjvault.store.repack`), which is synced
+  and mapped before the old pack is removed. Small packs are merged the same way once more
+  than ``auto_pack_after`` pile up (young ones whole, unmarked objects included).
 
 Two guards keep a running sync's objects safe. The lock: a sync holds it from start to
 commit, so gc either waits for it (``wait``) or stops with the lock message, as restic's
@@ -27,9 +32,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from mjvault.errors import UsageError, VaultLocked
-from mjvault.integrity.reachability import mark_reachable
+from mjvault.errors import (
+    CorruptObject,
+    IntegrityError,
+    ObjectNotFound,
+    UsageError,
+    VaultLocked,
+)
+from mjvault.integrity.reachability import Marks, mark_reachable
 from mjvault.lock import WriteLock
+from mjvault.store.packfile import read_trailer_of
+from mjvault.store.repack import SMALL_PACK_BYTES, Repacker, pack_files
 from mjvault.store.tempfiles import remove_stale_temp_files
 from mjvault.vault import Vault
 
@@ -67,6 +80,12 @@ class GcReport:
     kept_young_bytes: int = 0
     removed: int = 0
     removed_bytes: int = 0
+    packs_seen: int = 0
+    packs_rewritten: int = 0
+    packs_written: int = 0
+    pack_bytes_written: int = 0
+    packs_removed: int = 0
+    pack_bytes_removed: int = 0
     temp_files_removed: int = 0
     temp_bytes_removed: int = 0
     mark_memory_bytes: int = 0
@@ -105,6 +124,7 @@ def gc(
     wait: float | None = None,
     on_object: Callable[[], None] | None = None,
     now: float | None = None,
+    auto_pack_after: int = 0,
 ) -> GcReport:
     """Remove unreferenced objects older than ``grace_seconds``; see the module docstring."""
     if grace_seconds < 0:
@@ -127,11 +147,14 @@ def gc(
         report.mark_memory_bytes = marks.memory_bytes()
         # Taken after marking: anything written after this instant is younger than the cutoff.
         cutoff = (time.time() if now is None else now) - grace_seconds
+        plan = _plan_packs(vault, marks, cutoff, auto_pack_after, report, on_object)
+        if not dry_run:
+            _repack(vault, marks, plan, report)
         for object_id, path in _object_files(vault):
             report.objects_seen += 1
             if on_object:
                 on_object()
-            if object_id in marks:
+            if object_id in marks or object_id in plan.dictionaries:
                 report.objects_kept += 1
                 continue
             report.unreferenced += 1
@@ -158,5 +181,114 @@ def gc(
 
 def _object_files(vault: Vault) -> Iterator[tuple[str, str]]:
     root = os.fspath(vault.store.objects_dir)
-    for object_id in vault.store.iter_ids():
+    for object_id in vault.store.iter_loose_ids():
         yield object_id, os.path.join(root, object_id[:2], object_id)
+
+
+@dataclass
+class PackPlan:
+    rewrite: list[tuple[str, bool]] = field(default_factory=list)  # (pack, old enough)
+    dictionaries: set[str] = field(default_factory=set)  # loose objects packs need
+
+
+def _plan_packs(
+    vault: Vault,
+    marks: Marks,
+    cutoff: float,
+    auto_pack_after: int,
+    report: GcReport,
+    on_object: Callable[[], None] | None,
+) -> PackPlan:
+    """Which packs to rewrite, counting what goes; reads each trailer once, one at a time."""
+    plan = PackPlan()
+    store = vault.store
+    if not store.packs.present():
+        return plan
+    damaged = store.packs.reconcile()
+    if damaged:
+        # Its trailer names its dictionary and its objects: sweeping could take what it needs.
+        raise IntegrityError(
+            f"pack {damaged[0]} is damaged, so gc cannot tell what it needs",
+            hint="run `mjvault verify --repair` first",
+        )
+    current = store.packs.map().dictionary()
+    if current:
+        plan.dictionaries.add(current)  # the next pack written will use it
+    files = list(pack_files(store))
+    small = {p.name for p in files if p.size < SMALL_PACK_BYTES}
+    merge_small = 0 < auto_pack_after < len(small)
+    for pack in files:
+        try:
+            trailer = read_trailer_of(os.fspath(store.packs.path(pack.name)))
+        except FileNotFoundError:
+            continue
+        except CorruptObject as exc:
+            raise IntegrityError(
+                f"pack {pack.name} is damaged ({exc}), so gc cannot tell what it needs",
+                hint="run `mjvault verify --repair` first",
+            ) from None
+        report.packs_seen += 1
+        old = pack.mtime <= cutoff
+        dead = []
+        for entry in trailer.entries:
+            report.objects_seen += 1
+            if on_object:
+                on_object()
+            if entry.hex_id in marks:
+                report.objects_kept += 1
+            else:
+                dead.append(entry)
+        report.unreferenced += len(dead)
+        rewrite = (bool(dead) and old) or (merge_small and pack.name in small)
+        if rewrite:
+            plan.rewrite.append((pack.name, old))
+            report.packs_rewritten += 1
+        if trailer.dictionary_id:
+            # Kept even for a pack being rewritten: it may survive (a damaged entry), and an
+            # unused dictionary costs 32 KiB until the next gc.
+            plan.dictionaries.add(trailer.dictionary_id)
+        if dead and not (rewrite and old):
+            report.kept_young += len(dead)
+            report.kept_young_bytes += sum(e.length for e in dead)
+            continue
+        for entry in dead:
+            report.removed += 1
+            report.removed_bytes += entry.length
+            if len(report.removed_ids) < MAX_LISTED:
+                report.removed_ids.append(entry.hex_id)
+    return plan
+
+
+def _repack(vault: Vault, marks: Marks, plan: PackPlan, report: GcReport) -> None:
+    """Each planned pack's kept objects into new packs, then the old pack removed."""
+    if not plan.rewrite:
+        return
+    store = vault.store
+    repacker = Repacker(store)
+    try:
+        for name, old in plan.rewrite:
+            # Streamed into the repacker: a pack's plaintexts are never all held twice.
+            try:
+                trailer = read_trailer_of(os.fspath(store.packs.path(name)))
+                for entry in trailer.entries:
+                    if not old or entry.hex_id in marks:
+                        repacker.add(entry.hex_id, store.read(entry.hex_id))
+            except FileNotFoundError:
+                continue
+            except (CorruptObject, ObjectNotFound) as exc:
+                # Kept whole (what was copied is a harmless duplicate): verify reports it and
+                # repair may still save its other objects.
+                report.notes.append(f"pack {name[:12]} kept: {exc}")
+                continue
+            repacker.retire_pack(name)
+        repacker.flush()
+    except BaseException:
+        repacker.discard()
+        raise
+    finally:
+        counts = repacker.counts
+        report.packs_written = counts.packs_written
+        report.pack_bytes_written = counts.bytes_written
+        report.packs_removed = counts.packs_removed
+        report.pack_bytes_removed = counts.pack_bytes_removed
+        plan.dictionaries |= repacker.dictionaries

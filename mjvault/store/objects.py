@@ -54,6 +54,9 @@ STAGE_AHEAD_BYTES = 32 * 1024 * 1024
 # the pool once the background thread has written it.
 READ_BUFFERS = 4
 POOLED_READ_MAX = 8 * 1024 * 1024  # larger files are read into memory of their own
+# False writes every object loose, as version 1 of the format did: tests and benchmarks use it
+# to build the old vaults that `mjvault pack` migrates. Never turned off in normal use.
+PACK_SMALL_OBJECTS = True
 
 
 _thread_buffers = threading.local()
@@ -298,6 +301,9 @@ class WriteBatch:
         self._builder = PackBuilder()
         self._ready_packs: list[tuple[str, Path, Trailer, str | None]] = []
         self.written_packs = 0
+        # Called for each pack once it is durable and mapped (packing and gc point the map at
+        # it before they remove the copies it replaces).
+        self.on_pack: Callable[[str, Trailer], None] | None = None
         store.tmp_dir.mkdir(exist_ok=True)
 
     def __len__(self) -> int:
@@ -331,13 +337,25 @@ class WriteBatch:
         object_id = self.store.name_of(plaintext)
         if self.has(object_id):
             return object_id
-        if loose or len(plaintext) > MAX_PACKED_OBJECT:
+        if loose or not PACK_SMALL_OBJECTS or len(plaintext) > MAX_PACKED_OBJECT:
             self._stage(object_id, self._encode(object_id, plaintext, compress=compress))
             return object_id
         self._builder.add(object_id, plaintext, compress=compress)
         if self._builder.full:
             self.flush()
         return object_id
+
+    def put_packed(self, object_id: str, plaintext: bytes, *, compress: bool = True) -> None:
+        """Add an object that is stored already (loose, or in a pack about to go) to the next
+        pack: how `mjvault pack` and gc move objects. Never flushes by itself: the caller
+        flushes when :attr:`pack_full`, and removes the old copies only after :meth:`flush`
+        returned (the new pack durable and mapped)."""
+        if object_id not in self._builder:
+            self._builder.add(object_id, plaintext, compress=compress)
+
+    @property
+    def pack_full(self) -> bool:
+        return self._builder.full
 
     def put_media(self, data: bytes) -> tuple[str, bool]:
         """Store an image or video held in memory; returns (id, newly written)."""
@@ -569,6 +587,8 @@ class WriteBatch:
                 ((e.object_id, e.offset, e.length) for e in trailer.entries),
                 dictionary_id,
             )
+            if self.on_pack is not None:
+                self.on_pack(name, trailer)
             self._ready_packs.pop(0)
         self._pending.clear()
         self.pending_bytes = 0
