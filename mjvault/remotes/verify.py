@@ -1,7 +1,9 @@
 """``mjvault verify --remote NAME``: does the remote hold every object of every snapshot?
 
-Structure first: list the remote's objects once, read each snapshot's manifest and tree nodes
-from the remote (each distinct node once) and check that every object they name is listed.
+Structure first: list the remote's objects once (loose ones, and packed ones from every
+pack's trailer, read again rather than taken from the local cache), read each snapshot's
+manifest and tree nodes from the remote (each distinct node once) and check that every object
+they name is listed.
 ``read_data`` / ``subset`` then downloads objects and checks each against its name and, on an
 encrypted remote, its AEAD tag — the same checks ``mjvault verify --read-data`` makes locally.
 """
@@ -131,6 +133,9 @@ def _read_data(
             data, _ = link.remote.fetch(object_id)
             return object_id, len(data), None
         except DAMAGE as exc:
+            pack = link.remote.packs.index.locate(object_id) if link.remote.packs else None
+            if pack is not None:  # the file to delete before `push --full` sends it again
+                return object_id, 0, CorruptObject(f"{exc} (in remote pack packs/{pack})")
             return object_id, 0, exc
 
     chosen = (oid for oid in ids if chooser is None or chooser(oid))
