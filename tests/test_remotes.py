@@ -386,10 +386,16 @@ def test_pull_repair_replaces_damaged_local_objects(encrypt: bool, tmp_path: Pat
     entries = list(source.entries())
     lost, damaged = entries[0].images[0], entries[1].record
     assert lost and damaged
+    original = source.read_object(damaged)
     source.object_path(lost).unlink()
-    path = source.object_path(damaged)
+    # The record is packed: damage its last byte inside the pack file.
+    where = source.store.packs.locate(damaged)
+    assert where is not None and not source.store.is_loose(damaged)
+    path = source.store.packs.path(where.pack)
     path.chmod(0o644)
-    path.write_bytes(path.read_bytes()[:-1] + b"\x00")
+    data = bytearray(path.read_bytes())
+    data[where.offset + where.length - 1] ^= 0xFF
+    path.write_bytes(bytes(data))
     problems = verify(source, read_data=True).problems
     assert {p.object_id for p in problems} == {lost, damaged}
     with connect(source, spec, passphrase=PASSPHRASE) as link:
@@ -397,7 +403,9 @@ def test_pull_repair_replaces_damaged_local_objects(encrypt: bool, tmp_path: Pat
     assert sorted(report.repaired) == sorted([lost, damaged]) and not report.unavailable
     assert verify(source, read_data=True).ok
     kept = list((source.path / "quarantine").rglob(damaged))
-    assert len(kept) == 1 and kept[0].read_bytes().endswith(b"\x00")  # damaged bytes kept
+    bad = bytes(data[where.offset : where.offset + where.length])
+    assert len(kept) == 1 and kept[0].read_bytes() == bad  # damaged bytes kept
+    assert source.read_object(damaged) == original and source.store.is_loose(damaged)
     source.close()
 
 

@@ -43,6 +43,18 @@ class Backend(ABC):
     def get(self, key: str) -> bytes:
         """The blob; :class:`RemoteNotFound` when absent."""
 
+    def get_tail(self, key: str, length: int) -> tuple[bytes, int]:
+        """The last ``length`` bytes of the blob (all of it when shorter) and its full size.
+
+        Storage that can read a range overrides this; the fallback fetches the whole blob.
+        """
+        data = self.get(key)
+        return data[-length:], len(data)
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` up to ``end`` (exclusive) of the blob."""
+        return self.get(key)[start:end]
+
     @abstractmethod
     def put(self, key: str, data: bytes, *, create_only: bool = False) -> bool:
         """Store ``data`` at ``key`` atomically (readers see all of it or nothing).

@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from mjvault.remotes.backend import Backend, RemoteError, RemoteNotFound
 from mjvault.store.fsutil import fsync_dir
@@ -61,6 +62,25 @@ class FolderBackend(Backend):
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise RemoteNotFound(f"{key} is missing from {self.root}") from None
+        except OSError as exc:
+            raise RemoteError(f"cannot read {key} from {self.root}: {exc.strerror}") from None
+
+    def get_tail(self, key: str, length: int) -> tuple[bytes, int]:
+        with self._open(key) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            return os.pread(handle.fileno(), min(length, size), max(0, size - length)), size
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        with self._open(key) as handle:
+            return os.pread(handle.fileno(), max(0, end - start), start)
+
+    @contextlib.contextmanager
+    def _open(self, key: str) -> Iterator[BinaryIO]:
+        try:
+            with open(self._path(key), "rb") as handle:
+                yield handle
         except FileNotFoundError:
             raise RemoteNotFound(f"{key} is missing from {self.root}") from None
         except OSError as exc:

@@ -32,7 +32,9 @@ from mjvault.tree import Inner, decode_node
 from mjvault.vault import Vault
 
 DEFAULT_THREADS = 8
-FLUSH_OBJECTS = 2000
+# Loose media and packed records and nodes alike: a flush publishes one local pack of what
+# arrived, so flushing seldom keeps packs large (a pack also goes out whenever it is full).
+FLUSH_OBJECTS = 20000
 FLUSH_BYTES = 256 * 1024 * 1024
 REMOTE_DAMAGE = (RemoteNotFound, CorruptObject, IntegrityError)
 
@@ -114,15 +116,20 @@ class _Fetcher:
         return local if local is not None and self.batch.has(local) else None
 
     # -- keeping ---------------------------------------------------------------------------
-    def keep(self, remote_id: str, data: bytes, plaintext: bytes, *, compress: bool) -> str:
-        """Stage a fetched object in the vault; returns its local id."""
-        if self.link.idmap is None:
+    def keep(
+        self, remote_id: str, data: bytes, plaintext: bytes, *, compress: bool, loose: bool = False
+    ) -> str:
+        """Stage a fetched object in the vault; returns its local id. Records and tree nodes
+        go into the vault's packs whether the remote held them loose or packed."""
+        if compress:
+            local = self.batch.put(plaintext, loose=loose)
+        elif self.link.idmap is None:
             self.batch.put_checked_file(remote_id, data)
             local = remote_id
-        elif compress:
-            local = self.batch.put(plaintext)
         else:
             local, _ = self.batch.put_media(plaintext)
+        if self.link.idmap is None and local != remote_id:
+            raise CorruptObject(f"remote object {remote_id} does not match its name (damaged)")
         if self.link.idmap is not None:
             self.local_of[remote_id] = local
             self.pairs.append((local, remote_id))
@@ -181,12 +188,9 @@ def pull(
             try:
                 if not keep_node(snapshot.tree):
                     raise IntegrityError("part of its tree is missing or damaged on the remote")
-                if link.idmap is None:
-                    local = fetcher.keep(remote_id, data, plaintext, compress=True)
-                else:
-                    local = fetcher.keep(
-                        remote_id, data, fetcher.translate(plaintext), compress=True
-                    )
+                if link.idmap is not None:
+                    plaintext = fetcher.translate(plaintext)
+                local = fetcher.keep(remote_id, data, plaintext, compress=True, loose=True)
             except REMOTE_DAMAGE as exc:
                 report.problems.append(f"snapshot {remote_id[:12]} not pulled: {exc}")
                 continue
@@ -205,10 +209,11 @@ def pull(
 
 def _fetch_nodes(
     fetcher: _Fetcher, roots: list[str], report: PullReport
-) -> tuple[dict[str, tuple[bytes, bytes] | None], list[str]]:
-    """Every tree node the vault lacks, level by level; and the blob ids their leaves name."""
+) -> tuple[dict[str, tuple[bytes, bytes] | None], list[tuple[str, bool]]]:
+    """Every tree node the vault lacks, level by level; and the blob ids their leaves name,
+    each with whether it is a record (else an image or video)."""
     nodes: dict[str, tuple[bytes, bytes] | None] = {}  # None: missing or damaged on the remote
-    blobs: list[str] = []
+    blobs: list[tuple[str, bool]] = []
     seen_blobs: set[str] = set()
     level = [r for r in dict.fromkeys(roots) if fetcher.local_id(r) is None]
     while level:
@@ -238,16 +243,19 @@ def _fetch_nodes(
                     if blob is not None and blob not in seen_blobs:
                         seen_blobs.add(blob)
                         if fetcher.local_id(blob) is None:
-                            blobs.append(blob)
+                            blobs.append((blob, blob == entry.record))
         level = [n for n in dict.fromkeys(next_level) if n not in nodes]
     return nodes, blobs
 
 
-def _fetch_blobs(fetcher: _Fetcher, blobs: list[str], report: PullReport) -> set[str]:
+def _fetch_blobs(fetcher: _Fetcher, blobs: list[tuple[str, bool]], report: PullReport) -> set[str]:
     broken: set[str] = set()
 
-    for remote_id, data, plaintext, error in bounded_map(
-        fetcher.pool, lambda r: _safe_fetch(fetcher.link, r), blobs, window=fetcher.window
+    def fetch(blob: tuple[str, bool]) -> tuple[_Fetched, bool]:
+        return _safe_fetch(fetcher.link, blob[0]), blob[1]
+
+    for (remote_id, data, plaintext, error), is_record in bounded_map(
+        fetcher.pool, fetch, blobs, window=fetcher.window
     ):
         if error is not None:
             broken.add(remote_id)
@@ -257,7 +265,8 @@ def _fetch_blobs(fetcher: _Fetcher, blobs: list[str], report: PullReport) -> set
         report.bytes_received += len(data)
         if fetcher.progress:
             fetcher.progress(len(data))
-        fetcher.keep(remote_id, data, plaintext, compress=media_kind(plaintext[:16]) is None)
+        # Records go to packs; media stay loose files (views link to them) whatever their kind.
+        fetcher.keep(remote_id, data, plaintext, compress=is_record)
     return broken
 
 
@@ -357,17 +366,37 @@ def repair_objects(vault: Vault, link: Link, object_ids: Iterable[str]) -> Repai
             if vault.store.name_of(plaintext) != local_id:
                 report.unavailable.append(local_id)
                 continue
-            if vault.store.path(local_id).exists():
-                # Never delete: the damaged bytes go to quarantine/, as verify --repair does.
+            # Never delete: the damaged bytes go to quarantine/, as verify --repair does.
+            if vault.store.is_loose(local_id):
                 from mjvault.integrity.repair import quarantine
 
                 quarantine(vault, local_id)
-            if link.idmap is None:
-                batch.put_checked_file(local_id, data)
-            elif media_kind(plaintext[:16]) is not None:
-                batch.put_media(plaintext)
             else:
-                batch.put(plaintext)
+                _quarantine_packed(vault, local_id)
+            # Loose, even for a record: the good copy shadows a damaged entry in a pack.
+            batch.put_loose_copy(plaintext, media=media_kind(plaintext[:16]) is not None)
             report.repaired.append(local_id)
         batch.flush()
     return report
+
+
+def _quarantine_packed(vault: Vault, object_id: str) -> None:
+    """Copy a packed object's (damaged) entry bytes to ``quarantine/<YYYY-MM-DD>/<id>``; the
+    pack itself is left as it is (gc rewrites packs)."""
+    from datetime import UTC, datetime
+
+    from mjvault.integrity.repair import QUARANTINE_DIR
+    from mjvault.store.fsutil import atomic_write
+
+    try:
+        found = vault.store.packs.read_entry(object_id)
+    except CorruptObject:
+        return
+    if found is None:
+        return
+    folder = vault.path / QUARANTINE_DIR / datetime.now(UTC).strftime("%Y-%m-%d")
+    folder.mkdir(parents=True, exist_ok=True)
+    target, n = folder / object_id, 1
+    while target.exists():
+        target, n = folder / f"{object_id}.{n}", n + 1
+    atomic_write(target, found[0])

@@ -2,36 +2,50 @@
 
 Order is what keeps a remote readable at every instant, even with a push killed halfway:
 
-1. media and records (any order, concurrently);
-2. tree nodes by height — leaves, then their parents, … — each level only after the level
-   below has fully arrived;
-3. snapshot manifests; 4. snapshot markers.
+1. media, loose (any order, concurrently);
+2. records and tree nodes in packs built for the remote (docs/FORMAT.md §11.3), filled in
+   order of height — records, leaves, their parents, … — and a pack is uploaded only once
+   every earlier pack that may hold a child of one of its objects has arrived (a pack is one
+   atomic PUT, so objects inside one pack arrive together);
+3. snapshot manifests, loose; 4. snapshot markers.
 
 So whenever the remote holds a tree node it holds the whole subtree below it. Planning uses
 that: a subtree whose root the remote already has is skipped without reading it, and a push
 after a small change costs about what the change does. Resuming a killed push is the same
-operation: the listing shows what arrived and only the rest is sent.
+operation: the listings (and the trailers of packs the local cache lacks) show what arrived
+and only the rest is sent.
+
+Remote packs name no zstd dictionary: an entry is the object's file exactly as a loose one
+would be (a vault entry encoded with the vault's dictionary is re-encoded without it), so a
+remote pack is readable with nothing but itself and an encrypting remote never holds the
+vault's dictionary (trained on prompts) under any name.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError, ObjectNotFound
 from mjvault.remotes.crypto import rewrite_ids
-from mjvault.remotes.remote import object_key, snapshot_key
+from mjvault.remotes.packs import pack_key
+from mjvault.remotes.remote import Present, allow_packs, object_key, snapshot_key
 from mjvault.remotes.session import Link
 from mjvault.snapshots import decode_manifest
+from mjvault.store.packfile import encode_pack, pack_name
 from mjvault.tree import Inner, decode_node
 from mjvault.vault import Vault
 
 DEFAULT_THREADS = 8
-BLOB, NODE, MANIFEST = "blob", "node", "manifest"
+BLOB, RECORD, NODE, MANIFEST = "blob", "record", "node", "manifest"
+LEAF_KINDS = (BLOB, RECORD)
+# Bytes of objects per remote pack, and packs built or uploading at once: tens of MB of
+# memory at most, and a million records in a few dozen PUTs.
+PACK_TARGET_BYTES = 16 * 1024 * 1024
+PACKS_IN_FLIGHT = 2
 LOCAL_DAMAGE = (ObjectNotFound, CorruptObject, IntegrityError)
 
 
@@ -39,6 +53,8 @@ LOCAL_DAMAGE = (ObjectNotFound, CorruptObject, IntegrityError)
 class PushReport:
     objects_sent: int = 0
     bytes_sent: int = 0
+    #: Packs uploaded (their objects count in ``objects_sent``).
+    packs_sent: int = 0
     objects_skipped: int = 0
     snapshots_sent: int = 0
     snapshots_present: int = 0
@@ -54,6 +70,7 @@ class PushReport:
             "ok": self.ok,
             "objects_sent": self.objects_sent,
             "bytes_sent": self.bytes_sent,
+            "packs_sent": self.packs_sent,
             "objects_skipped": self.objects_skipped,
             "snapshots_sent": self.snapshots_sent,
             "snapshots_present": self.snapshots_present,
@@ -93,13 +110,16 @@ def push(
 ) -> PushReport:
     """Send what ``link``'s remote lacks. ``on_plan(objects, bytes)`` is told the work first.
 
-    ``full`` trusts nothing the remote already has but its object listing: every snapshot is
-    walked whole, so objects deleted from the remote behind our back are sent again.
+    ``full`` trusts nothing the remote already has but its object listing and its packs'
+    trailers (all read again): every snapshot is walked whole, so objects deleted from the
+    remote behind our back are sent again.
     """
     started = time.monotonic()
     report = PushReport()
     link.backend.sweep()
-    remote_have = link.remote.object_ids()
+    if link.remote.packs is not None:
+        link.remote.packs.refresh(reread=full)
+    remote_have = link.remote.listing()
     remote_snapshots = link.remote.snapshot_ids()
     planner = _Planner(vault, link, remote_have, report, full=full)
     for snapshot in _local_snapshots_oldest_first(vault, report):
@@ -147,7 +167,7 @@ class _Planner:
     """Walks local snapshots and lists what to send, translating ids for an encrypting remote."""
 
     def __init__(
-        self, vault: Vault, link: Link, remote_have: set[str], report: PushReport, *, full: bool
+        self, vault: Vault, link: Link, remote_have: Present, report: PushReport, *, full: bool
     ):
         self.full = full
         self.vault = vault
@@ -194,16 +214,23 @@ class _Planner:
         if local_id in self._done:
             return self._done[local_id]
         known = self._known_remote_id(local_id)
-        if known is not None and known in self.remote_have and (kind == BLOB or not self.full):
+        if (
+            known is not None
+            and known in self.remote_have
+            and (kind in LEAF_KINDS or not self.full)
+        ):
             # Present on the remote, and (by the upload order) so is all it references.
             self.plan.skipped += 1
             self._done[local_id] = (known, -1)
             return known, -1
-        result = self._blob(local_id, known) if kind == BLOB else self._container(local_id, kind)
+        if kind in LEAF_KINDS:
+            result = self._blob(local_id, known, kind)
+        else:
+            result = self._container(local_id, kind)
         self._done[local_id] = result
         return result
 
-    def _blob(self, local_id: str, known: str | None) -> tuple[str, int]:
+    def _blob(self, local_id: str, known: str | None, kind: str) -> tuple[str, int]:
         if self.link.idmap is None:
             if not self.vault.store.exists(local_id):
                 raise ObjectNotFound(f"object {local_id} is missing locally")
@@ -216,7 +243,7 @@ class _Planner:
             if remote_id in self.remote_have:
                 self.plan.skipped += 1
                 return remote_id, -1
-        self.plan.items[local_id] = _Item(local_id, remote_id, BLOB, -1, [])
+        self.plan.items[local_id] = _Item(local_id, remote_id, kind, -1, [])
         return remote_id, -1
 
     def _container(self, local_id: str, kind: str) -> tuple[str, int]:
@@ -231,7 +258,7 @@ class _Planner:
                 children.extend((child, NODE) for _, child, _ in node.children)
             else:
                 for entry in node.entries:
-                    children.append((entry.record, BLOB))
+                    children.append((entry.record, RECORD))
                     children.extend((i, BLOB) for i in entry.images if i is not None)
         mapping: dict[bytes, bytes] = {}
         height = 0
@@ -271,51 +298,20 @@ def _send(
     report: PushReport,
     progress: ProgressFn | None,
 ) -> set[str]:
-    """Upload level by level; returns the local ids that could not be sent (and snapshots)."""
-    by_height: dict[int, list[_Item]] = defaultdict(list)
-    for item in plan.items.values():
-        by_height[item.height].append(item)
-    failed: set[str] = set()
-    keys = link.remote.keys
-
-    def encode(item: _Item) -> bytes:
-        if link.idmap is None:
-            data = vault.store.read_file(item.local_id)
-            link.remote.open(item.local_id, data)  # never spread local damage to the remote
-            return data
-        assert keys is not None
-        plaintext = item.plaintext
-        if plaintext is None:
-            plaintext = vault.store.read(item.local_id)
-            if link.remote.name_of(plaintext) != item.remote_id:
-                raise CorruptObject(f"object {item.local_id} no longer matches its remote id")
-        return keys.seal(
-            item.remote_id, plaintext, compress=item.kind != BLOB or _compressible(plaintext)
-        )
-
-    def send(item: _Item) -> tuple[_Item, int, Exception | None]:
-        if any(dep in failed for dep in item.deps):
-            return item, 0, IntegrityError("it references an object that could not be sent")
-        try:
-            data = encode(item)
-        except LOCAL_DAMAGE as exc:
-            return item, 0, exc
-        link.backend.put(object_key(item.remote_id), data)
-        return item, len(data), None
-
+    """Upload in the order of the module's docstring; returns the local ids that could not be
+    sent (and the snapshots that therefore cannot be published)."""
+    items = list(plan.items.values())
+    media = [i for i in items if i.kind == BLOB]
+    small = sorted((i for i in items if i.kind in (RECORD, NODE)), key=lambda i: i.height)
+    manifests = [i for i in items if i.kind == MANIFEST]
+    sender = _Sender(vault, link, threads, report, progress)
     with ThreadPoolExecutor(threads) as pool:
-        for height in sorted(by_height):
-            # A level starts only when the one below is complete: the remote never holds a
-            # node without its subtree, even if this process is killed right here.
-            for item, size, error in bounded_map(pool, send, by_height[height], window=threads * 4):
-                if error is not None:
-                    failed.add(item.local_id)
-                    report.problems.append(f"object {item.local_id[:16]} not sent: {error}")
-                    continue
-                report.objects_sent += 1
-                report.bytes_sent += size
-                if progress:
-                    progress(size)
+        sender.send_loose(pool, media)
+        if small:
+            link.info = allow_packs(link.backend, link.info)
+            sender.send_packs(pool, small)
+        sender.send_loose(pool, manifests)
+    failed = sender.failed
     for snapshot_id in plan.snapshots:
         manifest = plan.items.get(snapshot_id)
         if snapshot_id in failed or (
@@ -323,6 +319,126 @@ def _send(
         ):
             failed.add(snapshot_id)
     return failed
+
+
+class _Sender:
+    def __init__(
+        self,
+        vault: Vault,
+        link: Link,
+        threads: int,
+        report: PushReport,
+        progress: ProgressFn | None,
+    ) -> None:
+        self.vault = vault
+        self.link = link
+        self.window = threads * 4
+        self.report = report
+        self.progress = progress
+        self.failed: set[str] = set()
+
+    def encode(self, item: _Item) -> bytes:
+        """The object's file as the remote holds it, loose or as a pack entry (no dictionary)."""
+        link = self.link
+        if link.idmap is None:
+            data = self.vault.store.read_file(item.local_id)
+            link.remote.open(item.local_id, data)  # never spread local damage to the remote
+            return data
+        keys = link.remote.keys
+        assert keys is not None
+        plaintext = item.plaintext
+        if plaintext is None:
+            plaintext = self.vault.store.read(item.local_id)
+            if link.remote.name_of(plaintext) != item.remote_id:
+                raise CorruptObject(f"object {item.local_id} no longer matches its remote id")
+        return keys.seal(
+            item.remote_id, plaintext, compress=item.kind != BLOB or _compressible(plaintext)
+        )
+
+    def _encoded(self, item: _Item) -> tuple[_Item, bytes, Exception | None]:
+        if any(dep in self.failed for dep in item.deps):
+            return item, b"", IntegrityError("it references an object that could not be sent")
+        try:
+            return item, self.encode(item), None
+        except LOCAL_DAMAGE as exc:
+            return item, b"", exc
+
+    def _fail(self, item: _Item, error: Exception) -> None:
+        self.failed.add(item.local_id)
+        self.report.problems.append(f"object {item.local_id[:16]} not sent: {error}")
+
+    def _sent(self, objects: int, size: int) -> None:
+        self.report.objects_sent += objects
+        self.report.bytes_sent += size
+        if self.progress:
+            self.progress(size)
+
+    def send_loose(self, pool: ThreadPoolExecutor, items: list[_Item]) -> None:
+        def send(item: _Item) -> tuple[_Item, int, Exception | None]:
+            item, data, error = self._encoded(item)
+            if error is None:
+                self.link.backend.put(object_key(item.remote_id), data)
+            return item, len(data), error
+
+        for item, size, error in bounded_map(pool, send, items, window=self.window):
+            if error is not None:
+                self._fail(item, error)
+            else:
+                self._sent(1, size)
+
+    def send_packs(self, pool: ThreadPoolExecutor, items: list[_Item]) -> None:
+        """``items`` sorted by height into packs of about :data:`PACK_TARGET_BYTES`."""
+        uploads: list[tuple[int, Future[tuple[int, int]]]] = []  # (lowest height, upload)
+        entries: list[tuple[bytes, bytes]] = []
+        in_pack: set[bytes] = set()
+        size, lowest, highest = 0, 0, 0
+
+        def upload() -> None:
+            # Any earlier pack holding an object lower than this pack's highest may hold a
+            # child of one of its objects: it must have arrived first.
+            for low, future in list(uploads):
+                if low < highest or future.done() or len(uploads) >= PACKS_IN_FLIGHT:
+                    self._pack_sent(future)
+                    uploads.remove((low, future))
+            data, trailer = encode_pack(entries, None)
+            ids = [e.object_id for e in trailer.entries]
+            uploads.append((lowest, pool.submit(self._put_pack, data, ids)))
+
+        # Local damage is found (and a parent of a damaged object dropped) in height order,
+        # here on one thread, so a parent is never packed once its child has failed.
+        for item, data, error in bounded_map(pool, self._encoded, items, window=self.window):
+            if error is None and any(dep in self.failed for dep in item.deps):
+                error = IntegrityError("it references an object that could not be sent")
+            if error is not None:
+                self._fail(item, error)
+                continue
+            remote = bytes.fromhex(item.remote_id)
+            if remote in in_pack:
+                continue
+            if not entries:
+                lowest = item.height
+            entries.append((remote, data))
+            in_pack.add(remote)
+            highest = item.height
+            size += len(data)
+            if size >= PACK_TARGET_BYTES:
+                upload()
+                entries, in_pack, size = [], set(), 0
+        if entries:
+            upload()
+        for _, future in uploads:
+            self._pack_sent(future)
+
+    def _pack_sent(self, upload: Future[tuple[int, int]]) -> None:
+        self._sent(*upload.result())
+        self.report.packs_sent += 1
+
+    def _put_pack(self, data: bytes, ids: list[bytes]) -> tuple[int, int]:
+        name = pack_name(data)
+        self.link.backend.put(pack_key(name), data)
+        if self.link.remote.packs is not None:
+            self.link.remote.packs.uploaded(name, ids)
+        return len(ids), len(data)
 
 
 def _compressible(plaintext: bytes) -> bool:

@@ -12,8 +12,8 @@ import json
 import secrets
 import tempfile
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,15 @@ import blake3
 
 from mjvault.errors import CorruptObject, MjvaultError, UnsupportedFormat
 from mjvault.remotes.backend import Backend, RemoteNotFound
+from mjvault.remotes.packs import RemotePacks
 from mjvault.store.codec import unframe_plain
 from mjvault.store.crypto import KdfParams, VaultKeys, unwrap_master, write_keyfile
 from mjvault.store.objects import is_object_id
 
 REMOTE_FORMAT = "mjvault-remote"
-REMOTE_VERSION = 1
+# Version 2 remotes may hold packs/ (§11.3); version 1 ones hold loose objects only.
+REMOTE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 CONFIG_KEY = "config"
 KEYS_PREFIX = "keys/"
 OBJECTS_PREFIX = "objects/"
@@ -63,6 +66,8 @@ class RemoteInfo:
     encryption: dict[str, Any] | None
     #: What ``clone`` makes by default: "plain" (ids translated back) or "encrypted".
     clone_as: str
+    #: 1: loose objects only (made before packs); 2: may hold packs.
+    version: int = REMOTE_VERSION
 
     @property
     def encrypted(self) -> bool:
@@ -71,7 +76,7 @@ class RemoteInfo:
     def to_json(self) -> dict[str, Any]:
         return {
             "format": REMOTE_FORMAT,
-            "version": REMOTE_VERSION,
+            "version": self.version,
             "id": self.id,
             "created": self.created,
             "encryption": self.encryption,
@@ -102,15 +107,35 @@ def read_info(backend: Backend) -> RemoteInfo | None:
         doc = json.loads(raw)
         if doc.get("format") != REMOTE_FORMAT:
             raise MjvaultError(f"{backend.describe()} is not an mjvault remote")
-        if doc.get("version") != REMOTE_VERSION:
+        if doc.get("version") not in READABLE_VERSIONS:
             raise UnsupportedFormat(
                 f"{backend.describe()}: remote format version {doc.get('version')} is not "
                 "supported by this mjvault",
                 hint="upgrade mjvault",
             )
-        return RemoteInfo(doc["id"], doc["created"], doc.get("encryption"), doc["clone_as"])
+        return RemoteInfo(
+            doc["id"], doc["created"], doc.get("encryption"), doc["clone_as"], doc["version"]
+        )
     except (ValueError, KeyError, AttributeError) as exc:
         raise MjvaultError(f"{backend.describe()}/config is malformed: {exc}") from None
+
+
+def allow_packs(backend: Backend, info: RemoteInfo) -> RemoteInfo:
+    """Mark a version 1 remote version 2 before its first pack is uploaded, so an mjvault
+    that predates packs refuses the remote instead of reporting its packed objects missing.
+
+    The one rewrite of ``config`` there is: only ``version`` changes (every other key is
+    kept as stored), and two machines doing it at once write the same bytes.
+    """
+    if info.version >= 2:
+        return info
+    doc = json.loads(backend.get(CONFIG_KEY))
+    if doc.get("id") != info.id:
+        raise MjvaultError(f"{backend.describe()}/config changed while in use")
+    if doc.get("version") == 1:
+        doc["version"] = 2
+        backend.put(CONFIG_KEY, json.dumps(doc, indent=2).encode("utf-8"))
+    return replace(info, version=2)
 
 
 def publish_info(backend: Backend, info: RemoteInfo) -> RemoteInfo:
@@ -181,12 +206,37 @@ def new_remote_keyfiles(
     return VaultKeys(master), {key_id: blob}
 
 
-class RemoteObjects:
-    """Reading and naming objects on a remote under the remote's keys (None: plain)."""
+class Present:
+    """What a remote holds: its loose objects (listed) and its packs' (the local cache)."""
 
-    def __init__(self, backend: Backend, keys: VaultKeys | None) -> None:
+    def __init__(self, loose: set[str], packs: RemotePacks | None) -> None:
+        self.loose = loose
+        self.packs = packs
+
+    def __contains__(self, object_id: object) -> bool:
+        if object_id in self.loose:
+            return True
+        return self.packs is not None and object_id in self.packs
+
+    def __iter__(self) -> Iterator[str]:
+        """Loose ids in id order, then packed ones in id order (an id may come twice)."""
+        yield from sorted(self.loose)
+        if self.packs is not None:
+            yield from self.packs.iter_ids()
+
+
+class RemoteObjects:
+    """Reading and naming objects on a remote under the remote's keys (None: plain).
+
+    An object is a loose file or an entry of one of ``packs`` (read the same way, §11.3).
+    """
+
+    def __init__(
+        self, backend: Backend, keys: VaultKeys | None, packs: RemotePacks | None = None
+    ) -> None:
         self.backend = backend
         self.keys = keys
+        self.packs = packs
 
     def name_of(self, plaintext: bytes) -> str:
         if self.keys is not None:
@@ -201,9 +251,18 @@ class RemoteObjects:
         return plaintext
 
     def fetch(self, object_id: str) -> tuple[bytes, bytes]:
-        """(file bytes, checked plaintext) of a remote object."""
-        data = self.backend.get(object_key(object_id))
+        """(file bytes, checked plaintext) of a remote object, loose or packed."""
+        data = self.packs.read_entry(object_id) if self.packs is not None else None
+        if data is None:
+            data = self.backend.get(object_key(object_id))
         return data, self.open(object_id, data)
+
+    def packed(self, object_id: str) -> bool:
+        return self.packs is not None and self.packs.has(object_id)
+
+    def listing(self) -> Present:
+        """Every object the remote holds: one listing of its loose objects, and its packs'."""
+        return Present(self.object_ids(), self.packs)
 
     def object_ids(self) -> set[str]:
         ids = set()

@@ -138,6 +138,25 @@ class S3Backend(Backend):
         except Exception as exc:
             raise self._fail("read", key, exc) from None
 
+    def get_tail(self, key: str, length: int) -> tuple[bytes, int]:
+        import obstore
+
+        try:
+            result = obstore.get(self._store, key, options={"range": {"suffix": length}})
+            return bytes(result.bytes()), int(result.meta["size"])
+        except Exception as exc:
+            raise self._fail("read", key, exc) from None
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        import obstore
+
+        if end <= start:
+            return b""
+        try:
+            return bytes(obstore.get_range(self._store, key, start=start, end=end))
+        except Exception as exc:
+            raise self._fail("read", key, exc) from None
+
     def put(self, key: str, data: bytes, *, create_only: bool = False) -> bool:
         import obstore
         from obstore.exceptions import AlreadyExistsError, PreconditionError

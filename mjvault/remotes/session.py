@@ -17,6 +17,7 @@ from pathlib import Path
 from mjvault.remotes.backend import Backend
 from mjvault.remotes.config import RemoteSpec, open_backend, state_dir
 from mjvault.remotes.crypto import IdMap
+from mjvault.remotes.packs import RemotePacks
 from mjvault.remotes.remote import (
     PassphraseSource,
     RemoteInfo,
@@ -51,6 +52,8 @@ class Link:
         return self.idmap is not None
 
     def close(self) -> None:
+        if self.remote.packs is not None:
+            self.remote.packs.close()
         if self.idmap is not None:
             self.idmap.close()
             self.idmap = None
@@ -110,7 +113,8 @@ def _connect(
         # The vault's key files travel with its objects: a clone opens with the same
         # passphrases, including ones added since the last push.
         upload_keyfiles(backend, local_keyfiles(vault.path / "keys"))
-        return Link(spec, backend, info, RemoteObjects(backend, vault_keys), None)
+        packs = _packs(vault, spec, backend, info)
+        return Link(spec, backend, info, RemoteObjects(backend, vault_keys, packs), None)
     if not spec.encrypt:
         if info is None:
             info = publish_info(backend, RemoteInfo.new(None, "plain"))
@@ -118,7 +122,8 @@ def _connect(
             raise RemoteMismatch(
                 f"{where} is encrypted: add it with --encrypt to push a plain vault to it"
             )
-        return Link(spec, backend, info, RemoteObjects(backend, None), None)
+        packs = _packs(vault, spec, backend, info)
+        return Link(spec, backend, info, RemoteObjects(backend, None, packs), None)
     if info is None:
         secret = resolve_passphrase(passphrase, f"the new encrypted remote {spec.name}")
         keys, keyfiles = new_remote_keyfiles(secret, kdf)
@@ -133,7 +138,13 @@ def _connect(
         keys = unlock_remote(backend, info, passphrase)
     # The map belongs to one remote key: a remote set up again under a new key gets a new map.
     idmap = IdMap(state_dir(vault.path, spec.name) / f"idmap-{key_check(keys)[:16]}")
-    return Link(spec, backend, info, RemoteObjects(backend, keys), idmap)
+    packs = _packs(vault, spec, backend, info)
+    return Link(spec, backend, info, RemoteObjects(backend, keys, packs), idmap)
+
+
+def _packs(vault: Vault, spec: RemoteSpec, backend: Backend, info: RemoteInfo) -> RemotePacks:
+    # Keyed by the remote's id: a remote set up again at the same URL gets a new cache.
+    return RemotePacks(backend, state_dir(vault.path, spec.name) / f"packs-{info.id}")
 
 
 def vault_state_path(vault: Vault, name: str) -> Path:

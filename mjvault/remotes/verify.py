@@ -1,7 +1,9 @@
 """``mjvault verify --remote NAME``: does the remote hold every object of every snapshot?
 
-Structure first: list the remote's objects once, read each snapshot's manifest and tree nodes
-from the remote (each distinct node once) and check that every object they name is listed.
+Structure first: list the remote's objects once (loose ones, and packed ones from every
+pack's trailer, read again rather than taken from the local cache), read each snapshot's
+manifest and tree nodes from the remote (each distinct node once) and check that every object
+they name is listed.
 ``read_data`` / ``subset`` then downloads objects and checks each against its name and, on an
 encrypted remote, its AEAD tag — the same checks ``mjvault verify --read-data`` makes locally.
 """
@@ -9,7 +11,7 @@ encrypted remote, its AEAD tag — the same checks ``mjvault verify --read-data`
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from mjvault.concurrency import bounded_map
@@ -17,7 +19,7 @@ from mjvault.errors import CorruptObject, IntegrityError
 from mjvault.integrity.verify import Problem, SubsetFilter, VerifyReport, parse_subset
 from mjvault.remotes.backend import RemoteNotFound
 from mjvault.remotes.config import load_spec
-from mjvault.remotes.remote import PassphraseSource
+from mjvault.remotes.remote import PassphraseSource, Present
 from mjvault.remotes.session import Link, connect
 from mjvault.snapshots import Snapshot, decode_manifest
 from mjvault.tree import Inner, decode_node
@@ -36,19 +38,23 @@ def verify_remote(
 ) -> VerifyReport:
     started = time.monotonic()
     report = VerifyReport()
-    listed = link.remote.object_ids()
+    if link.remote.packs is not None:
+        link.remote.packs.refresh(reread=True)  # what the packs hold, not what we remember
+        for name in link.remote.packs.damaged:
+            report.problems.append(Problem("corrupt", f"remote pack {name} is damaged", name))
+    listed = link.remote.listing()
     snapshots = _manifests(link, listed, report)
     _trees(link, listed, snapshots, report)
     if read_data or subset:
         chooser: SubsetFilter | None = None
         if subset:
             report.subset, chooser = parse_subset(subset)
-        _read_data(link, sorted(listed), chooser, report, on_object)
+        _read_data(link, listed, chooser, report, on_object)
     report.seconds = time.monotonic() - started
     return report
 
 
-def _manifests(link: Link, listed: set[str], report: VerifyReport) -> list[Snapshot]:
+def _manifests(link: Link, listed: Present, report: VerifyReport) -> list[Snapshot]:
     found = []
     for snapshot_id in sorted(link.remote.snapshot_ids()):
         if snapshot_id not in listed:
@@ -69,7 +75,7 @@ def _manifests(link: Link, listed: set[str], report: VerifyReport) -> list[Snaps
     return found
 
 
-def _trees(link: Link, listed: set[str], snapshots: list[Snapshot], report: VerifyReport) -> None:
+def _trees(link: Link, listed: Present, snapshots: list[Snapshot], report: VerifyReport) -> None:
     visited: set[str] = set()
     referenced: set[str] = set()
     for snapshot in snapshots:
@@ -117,7 +123,7 @@ def _trees(link: Link, listed: set[str], snapshots: list[Snapshot], report: Veri
 
 def _read_data(
     link: Link,
-    ids: list[str],
+    ids: Iterable[str],
     chooser: SubsetFilter | None,
     report: VerifyReport,
     on_object: Callable[[int], None] | None,
@@ -127,6 +133,9 @@ def _read_data(
             data, _ = link.remote.fetch(object_id)
             return object_id, len(data), None
         except DAMAGE as exc:
+            pack = link.remote.packs.index.locate(object_id) if link.remote.packs else None
+            if pack is not None:  # the file to delete before `push --full` sends it again
+                return object_id, 0, CorruptObject(f"{exc} (in remote pack packs/{pack})")
             return object_id, 0, exc
 
     chosen = (oid for oid in ids if chooser is None or chooser(oid))

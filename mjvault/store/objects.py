@@ -475,6 +475,15 @@ class WriteBatch:
         self._stage(object_id, data)
         return True
 
+    def put_loose_copy(self, plaintext: bytes, *, media: bool) -> str:
+        """Stage ``plaintext`` as a loose file even when a pack holds the object: a good copy
+        that shadows a damaged packed entry (readers look in ``objects/`` first)."""
+        object_id = self.store.name_of(plaintext)
+        if object_id not in self._pending and not self.store.is_loose(object_id):
+            encoded = self._encode(object_id, plaintext, compress=not media, media=media)
+            self._stage(object_id, encoded)
+        return object_id
+
     def _encode(
         self, object_id: str, plaintext: bytes, *, compress: bool, media: bool = False
     ) -> bytes:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import blake3
@@ -39,6 +39,8 @@ CHECKSUM_LEN = 16
 MAX_ENTRY = 64 * 1024 * 1024
 # A damaged trailer cannot claim more entries than a pack of the largest size could hold.
 MAX_ENTRIES = 4 * 1024 * 1024
+
+Pread = Callable[[int, int], bytes]  # (length, offset) -> bytes, as os.pread without the fd
 
 
 class PackDamaged(CorruptObject):
@@ -100,10 +102,16 @@ def pack_name(data: bytes | memoryview) -> str:
 
 def read_trailer(fd: int, file_size: int, name: str = "pack") -> Trailer:
     """The trailer of the open pack ``fd``, checked; :class:`PackDamaged` if it is not sound."""
+    return parse_trailer(lambda length, offset: os.pread(fd, length, offset), file_size, name)
+
+
+def parse_trailer(pread: Pread, file_size: int, name: str = "pack") -> Trailer:
+    """:func:`read_trailer` over any ``pread(length, offset)``: a pack in memory, or on a
+    remote read with ranged requests."""
     minimum = len(HEADER) + TAIL.size
     if file_size < minimum:
         raise PackDamaged(f"{name} is too short to be a pack ({file_size} bytes)")
-    tail = os.pread(fd, TAIL.size, file_size - TAIL.size)
+    tail = pread(TAIL.size, file_size - TAIL.size)
     dictionary, count, checksum, size, magic = TAIL.unpack(tail)
     if magic != PACK_MAGIC:
         raise PackDamaged(f"{name} does not end like a pack")
@@ -112,10 +120,10 @@ def read_trailer(fd: int, file_size: int, name: str = "pack") -> Trailer:
     if size > file_size - len(HEADER):
         raise PackDamaged(f"{name} has a trailer longer than the file")
     start = file_size - size
-    raw = os.pread(fd, size, start)
+    raw = pread(size, start)
     if len(raw) != size:
         raise PackDamaged(f"{name} was cut short while being read")
-    head = os.pread(fd, len(HEADER), 0)
+    head = pread(len(HEADER), 0)
     if head[:4] != PACK_MAGIC or head[4] != PACK_VERSION:
         raise PackDamaged(f"{name} does not start like a version {PACK_VERSION} pack")
     checked = raw[: size - CHECKSUM_LEN - 8]

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -111,6 +112,8 @@ class FaultProxy:
         self.delay = 0.0
         self.dead_after: int | None = None
         self.requests = 0
+        #: Requests by what they touched: "objects", "packs", "snapshots" or "other".
+        self.by_area: Counter[str] = Counter()
         self.failures = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -121,9 +124,11 @@ class FaultProxy:
         with self._lock:
             return self.dead_after is not None and self.requests >= self.dead_after
 
-    def _decide(self) -> bool:
+    def _decide(self, path: str = "") -> bool:
         with self._lock:
             self.requests += 1
+            area = next((a for a in ("objects", "packs", "snapshots") if f"/{a}/" in path), None)
+            self.by_area[area or "other"] += 1
             fail = self.fail_every > 0 and self.requests % self.fail_every == 0
             if fail:
                 self.failures += 1
@@ -147,7 +152,7 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else b""
                 if proxy.delay:
                     time.sleep(proxy.delay)
-                if proxy._decide():
+                if proxy._decide(self.path):
                     message = b"<Error><Code>ServiceUnavailable</Code></Error>"
                     self.send_response(503)
                     self.send_header("Content-Length", str(len(message)))

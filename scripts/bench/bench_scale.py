@@ -349,8 +349,17 @@ class Bench:
                                        "--endpoint-url", proxy.endpoint, "--allow-http"),
                                env=self.env, check=True, capture_output=True)  # fmt: skip
                 proxy.requests = 0
-                result, _ = self.run("push", self.mj(self.synced, "--json", "push", "bench"))
+                proxy.by_area.clear()
+                result, out = self.run("push", self.mj(self.synced, "--json", "push", "bench"))
                 result.requests = proxy.requests
+                # Media are loose (a PUT each); the metadata is what packs are for.
+                areas = ", ".join(f"{k} {v}" for k, v in sorted(proxy.by_area.items()))
+                result.note += ("; " if result.note else "") + f"requests: {areas}"
+                with contextlib.suppress(ValueError):
+                    pushed = json.loads(out)
+                    result.note += (
+                        f"; {pushed['packs_sent']} packs of {pushed['objects_sent']} objects sent"
+                    )
                 if result.status == "stopped":
                     result.note += f", {proxy.requests / result.wall:.0f} requests/s"
                 self.record(result)

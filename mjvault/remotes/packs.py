@@ -1,0 +1,259 @@
+"""Packs on a remote (docs/FORMAT.md §11.3): which objects each holds, and reading them.
+
+A remote keeps records and tree nodes in ``packs/<name>`` files of the vault's pack format, so
+a push of a million records is a few dozen PUTs. To know what the remote holds without reading
+every pack, the vault keeps a cache, ``remotes/<name>/packs-<remote id>/`` (LMDB: object id →
+the remote packs holding it), filled by the pushes that upload packs and brought up to the
+remote at each connection: one listing of ``packs/``, the trailer of each pack the cache lacks
+read with ranged requests (the end of the file, then the rest of the trailer and the header if
+they are not in that first read), and packs gone from the remote forgotten. Deleting the cache
+loses nothing.
+
+Pull downloads a pack whole the first time it needs one of its objects (a pack is mostly
+metadata the vault lacks) into a spool folder beside the cache, and reads entries from there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import lmdb
+
+from mjvault.remotes.backend import Backend, RemoteNotFound
+from mjvault.store.packfile import PackDamaged, Trailer, is_pack_id, parse_trailer
+
+PACKS_PREFIX = "packs/"
+# One ranged read from the end of a pack usually holds its whole trailer (44 bytes an entry).
+TAIL_READ = 256 * 1024
+MAP_SIZE = 1 << 34  # sparse; far beyond any remote
+# A spool folder this old belongs to a pull that was killed.
+STALE_SPOOL_SECONDS = 24 * 3600
+# Parsed trailers of downloaded packs kept in memory (the rest are re-read from the spool).
+OPEN_TRAILERS = 4
+
+
+def pack_key(name: str) -> str:
+    return PACKS_PREFIX + name
+
+
+def read_remote_trailer(backend: Backend, name: str) -> Trailer:
+    """A remote pack's checked trailer, read from its end (:class:`PackDamaged` if unsound)."""
+    key = pack_key(name)
+    tail, size = backend.get_tail(key, TAIL_READ)
+    base = size - len(tail)
+
+    def pread(length: int, offset: int) -> bytes:
+        if offset >= base:
+            return tail[offset - base : offset - base + length]
+        return backend.get_range(key, offset, offset + length)
+
+    return parse_trailer(pread, size, key)
+
+
+class RemotePackIndex:
+    """The cache: object id → remote pack names (32-byte keys), and each pack's ids."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=2, subdir=True, lock=True)
+        self._objects = self._env.open_db(b"objects", dupsort=True)
+        self._packs = self._env.open_db(b"packs")
+
+    def close(self) -> None:
+        self._env.close()
+
+    def packs(self) -> set[str]:
+        with self._env.begin(db=self._packs) as txn:
+            return {bytes(k).hex() for k in txn.cursor().iternext(values=False)}
+
+    def locate(self, object_id: str) -> str | None:
+        with self._env.begin(db=self._objects) as txn:
+            found = txn.get(bytes.fromhex(object_id))
+        return bytes(found).hex() if found is not None else None
+
+    def add(self, name: str, ids: Iterable[bytes]) -> None:
+        pack = bytes.fromhex(name)
+        listed = b"".join(ids)
+        with self._env.begin(write=True) as txn:
+            for i in range(0, len(listed), 32):
+                txn.put(listed[i : i + 32], pack, db=self._objects)
+            txn.put(pack, listed, db=self._packs)
+
+    def forget(self, name: str) -> None:
+        pack = bytes.fromhex(name)
+        with self._env.begin(write=True) as txn:
+            listed = txn.get(pack, db=self._packs)
+            if listed is None:
+                return
+            listed = bytes(listed)
+            for i in range(0, len(listed), 32):
+                txn.delete(listed[i : i + 32], pack, db=self._objects)
+            txn.delete(pack, db=self._packs)
+
+    def iter_ids(self) -> Iterator[str]:
+        """Every object id held by a known pack, once each, in id order."""
+        with self._env.begin(db=self._objects) as txn:
+            for key in txn.cursor().iternext_nodup(values=False):
+                yield bytes(key).hex()
+
+
+class _Spooled:
+    """A downloaded pack: its file in the spool, and its entries found by bisection."""
+
+    def __init__(self, path: Path, trailer: Trailer) -> None:
+        self.path = path
+        self.ids = [e.object_id for e in trailer.entries]
+        self.entries = trailer.entries
+
+    def read(self, object_id: bytes) -> bytes | None:
+        import bisect
+
+        i = bisect.bisect_left(self.ids, object_id)
+        if i == len(self.ids) or self.ids[i] != object_id:
+            return None
+        entry = self.entries[i]
+        with open(self.path, "rb") as handle:
+            return os.pread(handle.fileno(), entry.length, entry.offset)
+
+
+class RemotePacks:
+    """One connection's view of a remote's packs. Thread-safe for reading."""
+
+    def __init__(self, backend: Backend, cache_dir: Path) -> None:
+        self.backend = backend
+        self.cache_dir = cache_dir
+        self._index: RemotePackIndex | None = None
+        self._refreshed = False
+        #: Remote packs whose trailer could not be read: their objects count as absent.
+        self.damaged: list[str] = []
+        self._lock = threading.Lock()
+        self._pack_locks: dict[str, threading.Lock] = {}
+        self._spool: Path | None = None
+        self._spooled: set[str] = set()
+        self._open: OrderedDict[str, _Spooled] = OrderedDict()
+        self.bytes_downloaded = 0
+
+    @property
+    def index(self) -> RemotePackIndex:
+        if self._index is None:
+            self._index = RemotePackIndex(self.cache_dir)
+        return self._index
+
+    def refresh(self, *, reread: bool = False) -> None:
+        """Bring the cache up to the remote: list ``packs/``, read the trailers it lacks
+        (every trailer with ``reread``), forget packs that are gone."""
+        listed = set()
+        for key in self.backend.list(PACKS_PREFIX):
+            name = key[len(PACKS_PREFIX) :]
+            if is_pack_id(name):
+                listed.add(name)
+        index = self.index
+        known = index.packs()
+        for name in known - listed if not reread else known:
+            index.forget(name)
+        if reread:
+            known = set()
+        self.damaged = []
+        for name in sorted(listed - known):
+            try:
+                trailer = read_remote_trailer(self.backend, name)
+            except (PackDamaged, RemoteNotFound):
+                self.damaged.append(name)
+                continue
+            index.add(name, (e.object_id for e in trailer.entries))
+        self._refreshed = True
+
+    def _ready(self) -> RemotePackIndex:
+        if not self._refreshed:
+            with self._lock:
+                if not self._refreshed:
+                    self.refresh()
+        return self.index
+
+    def has(self, object_id: str) -> bool:
+        return self._ready().locate(object_id) is not None
+
+    def __contains__(self, object_id: object) -> bool:
+        return isinstance(object_id, str) and self.has(object_id)
+
+    def iter_ids(self) -> Iterator[str]:
+        return self._ready().iter_ids()
+
+    def count(self) -> int:
+        return len(self._ready().packs())
+
+    def uploaded(self, name: str, ids: Iterable[bytes]) -> None:
+        """Record a pack this process just uploaded."""
+        self.index.add(name, ids)
+
+    # -- reading ---------------------------------------------------------------------------
+    def read_entry(self, object_id: str) -> bytes | None:
+        """The packed object's bytes (unchecked: the caller opens them), or None if no known
+        pack holds it. Downloads its pack whole the first time."""
+        name = self._ready().locate(object_id)
+        if name is None:
+            return None
+        return self._spooled_pack(name).read(bytes.fromhex(object_id))
+
+    def _spooled_pack(self, name: str) -> _Spooled:
+        with self._lock:
+            found = self._open.get(name)
+            if found is not None:
+                self._open.move_to_end(name)
+                return found
+            lock = self._pack_locks.setdefault(name, threading.Lock())
+        with lock:
+            path = self._spool_dir() / name
+            if name not in self._spooled:
+                data = self.backend.get(pack_key(name))
+                # A scratch copy, not part of the vault: no sync; a crash loses only the spool.
+                path.write_bytes(data)
+                self.bytes_downloaded += len(data)
+                self._spooled.add(name)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                trailer = parse_trailer(
+                    lambda n, offset: os.pread(fd, n, offset), os.fstat(fd).st_size, name
+                )
+            finally:
+                os.close(fd)
+            spooled = _Spooled(path, trailer)
+        with self._lock:
+            self._open[name] = spooled
+            while len(self._open) > OPEN_TRAILERS:
+                self._open.popitem(last=False)
+        return spooled
+
+    def _spool_dir(self) -> Path:
+        with self._lock:
+            if self._spool is None:
+                parent = self.cache_dir.parent
+                _remove_stale_spools(parent)
+                self._spool = parent / f"spool-{secrets.token_hex(6)}"
+                self._spool.mkdir(mode=0o700, parents=True)
+            return self._spool
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+        if self._spool is not None:
+            shutil.rmtree(self._spool, ignore_errors=True)
+            self._spool = None
+
+
+def _remove_stale_spools(parent: Path) -> None:
+    cutoff = time.time() - STALE_SPOOL_SECONDS
+    for entry in os.scandir(parent) if parent.is_dir() else ():
+        if entry.name.startswith("spool-"):
+            with contextlib.suppress(OSError):
+                if entry.stat().st_mtime < cutoff:
+                    shutil.rmtree(entry.path, ignore_errors=True)
