@@ -176,18 +176,24 @@ class ObjectStore:
 
     def read(self, object_id: str) -> bytes:
         """The object's plaintext, checked against its name (and AEAD tag when encrypted)."""
-        dictionary = None
         # Packs first, when there are any: most objects read by id are records and tree
         # nodes, and a failed open of a loose path costs more than a pack map lookup.
         found = self.packs.read_entry(object_id, fresh=False) if self.packs.present() else None
         if found is not None:
-            data, dictionary = self._framed_entry(object_id, *found)
-        else:
             try:
-                with open(f"{self.objects_dir}/{object_id[:2]}/{object_id}", "rb") as handle:
-                    data = handle.read()
-            except FileNotFoundError:
-                data, dictionary = self._packed_entry(object_id)
+                return self._checked(object_id, *self._framed_entry(object_id, *found))
+            except CorruptObject:
+                # A good loose copy may stand beside a damaged entry (a repair puts it there).
+                if not self.is_loose(object_id):
+                    raise
+        try:
+            with open(f"{self.objects_dir}/{object_id[:2]}/{object_id}", "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            return self._checked(object_id, *self._packed_entry(object_id))
+        return self._checked(object_id, data, None)
+
+    def _checked(self, object_id: str, data: bytes, dictionary: Dictionary | None) -> bytes:
         plaintext = self._open(object_id, data, dictionary)
         if self.name_of(plaintext) != object_id:
             raise CorruptObject(f"object {object_id} does not match its name (damaged)")
