@@ -234,9 +234,7 @@ class PackMap:
             count = 0
             objects = self.db[b"objects"]
             for object_id, offset, length in entries:
-                txn.put(
-                    object_id, LOCATION.pack(number, offset, length), db=objects, overwrite=False
-                )
+                txn.put(object_id, LOCATION.pack(number, offset, length), db=objects)
                 count += 1
             txn.put(name, PACK_ROW.pack(number, count), db=self.db[b"packs"])
             txn.put(
