@@ -165,6 +165,8 @@ def _print_problems(problems: list[Problem]) -> None:
         if p.snapshots:
             affects += f" [snapshots: {', '.join(s[:12] for s in p.snapshots[:5])}]"
         obj = f"{p.object_id[:16]}… " if p.object_id else ""
+        if p.pack and p.object_id:
+            affects += f" [in pack {p.pack[:12]}]"
         click.echo(f"  {p.kind}: {obj}{p.message}{affects}", err=True)
 
 
