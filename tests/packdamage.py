@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mjvault import Vault
+from mjvault.store.packfile import encode_pack, pack_name, read_trailer_of
 
 
 def packed_path(vault: Vault, object_id: str) -> tuple[Path, int, int]:
@@ -43,3 +44,21 @@ def flip_packed(vault: Vault, object_id: str, at: int = -1) -> Path:
         return bytes(out)
 
     return spoil_packed(vault, object_id, flip)
+
+
+def drop_packed(vault: Vault, object_id: str) -> None:
+    """Lose ``object_id``: its pack is rewritten without it (the others keep their bytes),
+    as if it had never been written there."""
+    path, _, _ = packed_path(vault, object_id)
+    trailer = read_trailer_of(os.fspath(path))
+    data = path.read_bytes()
+    kept = [
+        (e.object_id, data[e.offset : e.offset + e.length])
+        for e in trailer.entries
+        if e.hex_id != object_id
+    ]
+    rewritten, _ = encode_pack(kept, trailer.dictionary_id)
+    (path.parent / pack_name(rewritten)).write_bytes(rewritten)
+    path.unlink()
+    vault.store.packs.reconcile()
+    assert not vault.store.exists(object_id)

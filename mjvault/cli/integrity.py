@@ -226,6 +226,11 @@ def _repair(
                 f"{action.reason}{where}{jobs}",
                 err=True,
             )
+        for pack in report.packs:
+            click.echo(
+                f"  damaged pack {pack.pack[:16]}… quarantined to {pack.quarantined} "
+                f"({pack.restored} good objects stored anew, {pack.damaged} damaged)"
+            )
         if report.index_rebuilt:
             click.echo("index rebuilt")
         for note in report.notes:

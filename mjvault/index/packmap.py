@@ -205,6 +205,26 @@ class PackMap:
             txn.delete(NUMBER.pack(number), db=self.db[b"numbers"])
         self._names.pop(number, None)
 
+    def entries_of(self, pack: str) -> tuple[list[tuple[bytes, int, int]], str | None] | None:
+        """The objects the map places in ``pack`` (id, offset, length) and its dictionary, or
+        None if it does not know the pack: what a repair can still read of a pack whose
+        trailer is damaged. Scans the map, as :meth:`forget_number` does."""
+        name = bytes.fromhex(pack)
+        with self._txn() as txn:
+            row = txn.get(name, db=self.db[b"packs"])
+            if row is None:
+                return None
+            number = PACK_ROW.unpack(row)[0]
+            named = txn.get(NUMBER.pack(number), db=self.db[b"numbers"])
+            dictionary = bytes(named[32:64]) if named is not None else NO_DICTIONARY
+            # A pack holds a bounded number of objects, so its entries fit in memory.
+            found = []
+            for key, value in txn.cursor(db=self.db[b"objects"]):
+                at, offset, length = LOCATION.unpack(value)
+                if at == number:
+                    found.append((bytes(key), offset, length))
+        return found, dictionary.hex() if dictionary != NO_DICTIONARY else None
+
     def object_count(self) -> int:
         with self._txn() as txn:
             return int(txn.stat(self.db[b"objects"])["entries"])
