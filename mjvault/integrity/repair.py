@@ -379,7 +379,8 @@ def retire_pack(
     finally:
         os.close(fd)
     restored = len(good)
-    rebuilt = _rebuilt_pack(store, good)
+    # Only a pack whose every entry is restored can encode again to its own name.
+    rebuilt = _rebuilt_pack(store, good) if good and len(good) == len(listed) else None
     if rebuilt is not None and rebuilt[0] == pack:
         # Every entry was good and encodes again to the very bytes the pack is named by (its
         # damage lay outside the entries): the damaged file is kept in quarantine and the
@@ -387,6 +388,7 @@ def retire_pack(
         target = _quarantine_copy(vault, path, pack)
         atomic_write(path, rebuilt[1], mode=0o444)
         return _Retired(PackRetired(pack, str(target), restored, 0), unreadable)
+    rebuilt = None  # memory: a pack's worth of bytes, not needed by the batch
     batch = store.batch()
     for _, plaintext in good:
         batch.put(plaintext, again=True)
