@@ -530,7 +530,8 @@ class Refetcher:
             path = folder / name
             try:
                 trailer = read_trailer_of(os.fspath(path))
-                here = [e for e in trailer.entries if e.hex_id in wanted - found.keys()]
+                remaining = wanted - found.keys()
+                here = [e for e in trailer.entries if e.hex_id in remaining]
                 if not here:
                     continue
                 dictionary = None
