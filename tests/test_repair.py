@@ -16,6 +16,7 @@ from mjvault.integrity.verify import verify
 from mjvault.sources.importer import import_archive
 from mjvault.testing.archive import write_sample_archive
 from tests.conftest import CHEAP_KDF, PASSPHRASE, png_bytes, record_json, run_cli
+from tests.packdamage import drop_packed, flip_packed, spoil_packed
 
 
 def add_jobs(vault: Vault, numbers: range) -> None:
@@ -36,6 +37,12 @@ def flip(path: Path, offset: int = -1) -> None:
     path.write_bytes(bytes(data))
 
 
+def pack_of(vault: Vault, object_id: str) -> str:
+    location = vault.store.packs.locate(object_id)
+    assert location is not None
+    return location.pack
+
+
 def quarantined(vault: Vault) -> dict[str, bytes]:
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     folder = vault.path / "quarantine" / day
@@ -49,7 +56,7 @@ def test_verify_detects_damaged_record_and_missing_manifest(vault: Vault) -> Non
     add_jobs(vault, range(5))
     add_jobs(vault, range(5, 7))
     record = vault.entry("job-3").record
-    flip(vault.object_path(record))
+    flip_packed(vault, record)
     report = verify(vault, read_data=True)
     assert [(p.kind, p.object_id, p.jobs) for p in report.problems] == [
         ("corrupt", record, ["job-3"])
@@ -136,20 +143,26 @@ def test_repair_refetches_from_another_vault(tmp_path: Path) -> None:
         entries = [a.entry(f"job-{n}") for n in (3, 4, 5)]
         image, record, lost = entries[0].images[0], entries[1].record, entries[2].images[1]
         assert image and lost
-        flip(a.object_path(image))  # flipped byte
-        writable(a.object_path(record)).write_bytes(b"MJVO\x01\x00short")  # wrong content
-        a.object_path(lost).unlink()  # deleted
         leaf = next(n for n in a.tree.node_ids(head.tree) if n != head.tree)
         a.tree._cache.clear()
         below = list(a.tree.walk(leaf))
-        truncated = a.object_path(leaf)
-        writable(truncated).write_bytes(truncated.read_bytes()[:20])  # a tree node
-        a.object_path(below[0].record).unlink()  # hidden below the damaged node
+        drop_packed(a, below[0].record)  # lost, and hidden below the damaged node
+        packs_before = set(a.store.packs.names())
+        packed_before = set(a.store.packs.iter_ids())
+        flip(a.object_path(image))  # flipped byte
+        # Records and tree nodes are packed: damage their entries in place.
+        spoil_packed(a, record, lambda d: b"MJVO\x01\x00short".ljust(len(d), b"!"))  # wrong
+        spoil_packed(a, leaf, lambda d: d[:20] + bytes(len(d) - 20))  # a tree node, cut
+        damaged_packs = {pack_of(a, record), pack_of(a, leaf)}
+        a.object_path(lost).unlink()  # deleted
         report = repair(a, sources=[b.path])
         assert report.ok, report.to_json()
         fixed = {x.object_id for x in report.repaired}
         assert {image, record, lost, leaf, below[0].record} <= fixed
-        assert set(quarantined(a)) == {image, record, leaf}
+        # The damaged packs went to quarantine whole; every object they held is still here.
+        assert set(quarantined(a)) == {image, *damaged_packs}
+        assert not damaged_packs & set(a.store.packs.names()) and damaged_packs <= packs_before
+        assert packed_before | {below[0].record} <= set(a.store.packs.iter_ids())
         assert report.index_rebuilt
         assert verify(a, read_data=True).ok
         assert a.index.get("job-5") is not None
@@ -165,7 +178,7 @@ def test_repair_rehashes_the_original_archive_folder(tmp_path: Path) -> None:
         record = entries[4].record
         for oid in lost:
             vault.object_path(oid).unlink()
-        flip(vault.object_path(record))
+        flip_packed(vault, record)
         report = repair(vault, sources=[archive])
         assert report.ok, report.to_json()
         sources = {a.object_id: a.source for a in report.repaired}
@@ -350,18 +363,22 @@ def test_sealed_object_check_without_copies_catches_every_damage(encrypted_vault
         writer.add_job(record_json("j", "a prompt " * 50), media)
     store = encrypted_vault.store
     record = encrypted_vault.entry("j").record  # zstd inside the seal
-    for oid in [*media, record]:
+    for oid in media:
         assert store.check(oid) == store.path(oid).stat().st_size
+    assert store.check(record) == store.stored_size(record)  # packed: its entry's length
     damage = {
         media[0]: lambda d: d[:-1] + bytes([d[-1] ^ 1]),  # tag
         media[1]: lambda d: d[:10] + bytes([d[10] ^ 1]) + d[11:],  # nonce
         media[2]: lambda d: d[:20],  # shorter than header and tag
         media[3]: lambda d: b"MJVO" + d[4:],  # not sealed
         media[4]: lambda d: d[:5000] + bytes([d[5000] ^ 1]) + d[5001:],  # ciphertext
-        record: lambda d: d[:-100],
     }
     for oid, spoil in damage.items():
         path = writable(store.path(oid))
         path.write_bytes(spoil(path.read_bytes()))
         with pytest.raises(CorruptObject):
             store.check(oid)
+    # The record's entry in its pack: its second half zeroed (ciphertext and tag).
+    spoil_packed(encrypted_vault, record, lambda d: d[: len(d) // 2] + bytes(len(d) - len(d) // 2))
+    with pytest.raises(CorruptObject):
+        store.check(record)

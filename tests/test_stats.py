@@ -75,6 +75,28 @@ def test_encrypted_vault(encrypted_vault: Vault) -> None:
     _check(encrypted_vault)
 
 
+def test_packed_objects_are_counted_with_their_packs(vault: Vault) -> None:
+    """Records and tree nodes live in packs: counted by kind, their bytes and the packs'."""
+    _fill(vault)
+    storage = vault_stats(vault)["storage"]
+    store = vault.store
+    packed = list(store.packs.iter_ids())
+    assert packed and not any(store.is_loose(oid) for oid in packed)
+    loose = list(store.iter_loose_ids())
+    assert storage["objects"] == len(packed) + len(loose)
+    # Every packed object is metadata here (media stay loose), at its entry's size.
+    with vault.index.reader() as reader:
+        manifests_and_dictionaries = [oid for oid in loose if not reader.is_image(oid)]
+    assert storage["metadata"]["objects"] == len(packed) + len(manifests_and_dictionaries)
+    assert storage["metadata"]["bytes"] == sum(store.stored_size(oid) for oid in packed) + sum(
+        store.path(oid).stat().st_size for oid in manifests_and_dictionaries
+    )
+    sizes = [store.packs.path(name).stat() for name in store.packs.names()]
+    assert storage["packs"] == {"files": len(sizes), "bytes": sum(s.st_size for s in sizes)}
+    loose_disk = sum(store.path(oid).stat().st_blocks * 512 for oid in loose)
+    assert storage["disk_bytes"] == loose_disk + sum(s.st_blocks * 512 for s in sizes)
+
+
 def test_version_labels() -> None:
     assert version_label({"version": "7"}) == "v 7"
     assert version_label({"niji": "true"}) == "niji"

@@ -20,6 +20,7 @@ from mjvault.errors import (
 )
 from mjvault.integrity.verify import verify
 from tests.conftest import CHEAP_KDF, PASSPHRASE, png_bytes, record_json
+from tests.packdamage import spoil_packed
 
 
 def add_jobs(vault: Vault, count: int, start: int = 0, source: str = "test") -> None:
@@ -132,9 +133,8 @@ def test_verify_detects_damaged_manifest_and_tree_node(vault: Vault) -> None:
     add_jobs(vault, 5)
     head = vault.head()
     assert head is not None
-    tree_path = vault.object_path(head.tree)
-    os.chmod(tree_path, 0o644)
-    tree_path.write_bytes(tree_path.read_bytes()[:-3])
+    # The root node is packed: its last bytes in the pack are spoiled (zeroed).
+    spoil_packed(vault, head.tree, lambda data: data[:-3] + bytes(3))
     problems = verify(vault).problems
     assert any(p.object_id == head.tree and head.id in p.snapshots for p in problems)
     manifest = vault.object_path(head.id)

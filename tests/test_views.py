@@ -23,6 +23,7 @@ from mjvault.views.reconcile import (
 from mjvault.views.registry import STATE_VERSION, ViewDefinition, ViewRegistry
 from mjvault.views.template import Template
 from tests.conftest import png_bytes, record_json
+from tests.packdamage import spoil_packed
 
 TEMPLATE = "{prompt:30}_{job_id}_{index}.{ext}"
 
@@ -290,9 +291,8 @@ def test_views_are_remembered_and_validated(vault: Vault, tmp_path: Path) -> Non
 def test_an_unreadable_record_keeps_its_files(vault: Vault, tmp_path: Path) -> None:
     add_jobs(vault, range(2))
     checkout(vault, define(tmp_path))
-    record_file = vault.object_path(vault.entry("job-0000").record)
-    os.chmod(record_file, 0o644)
-    record_file.write_bytes(b"damaged")
+    # The record is packed: its entry's bytes in the pack are overwritten.
+    spoil_packed(vault, vault.entry("job-0000").record, lambda d: b"damaged".ljust(len(d), b"\0"))
     # A type filter needs the record itself (the index's summary would render without it).
     grids = ViewFilter.build(types=("grid",))
     report = checkout(vault, define(tmp_path, template="{job_id}_{index}.{ext}", filter=grids))

@@ -165,6 +165,8 @@ def _print_problems(problems: list[Problem]) -> None:
         if p.snapshots:
             affects += f" [snapshots: {', '.join(s[:12] for s in p.snapshots[:5])}]"
         obj = f"{p.object_id[:16]}… " if p.object_id else ""
+        if p.pack and p.object_id:
+            affects += f" [in pack {p.pack[:12]}]"
         click.echo(f"  {p.kind}: {obj}{p.message}{affects}", err=True)
 
 
@@ -223,6 +225,11 @@ def _repair(
                 f"  NOT repaired {action.problem} {action.object_id[:16]}…: "
                 f"{action.reason}{where}{jobs}",
                 err=True,
+            )
+        for pack in report.packs:
+            click.echo(
+                f"  damaged pack {pack.pack[:16]}… quarantined to {pack.quarantined} "
+                f"({pack.restored} good objects stored anew, {pack.damaged} damaged)"
             )
         if report.index_rebuilt:
             click.echo("index rebuilt")

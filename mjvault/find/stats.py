@@ -1,12 +1,15 @@
 """What a vault holds, counted: jobs and images over time, by type and model, the words and
 parameters used most, storage and deduplication, and the history of syncs and imports.
 
-Everything but storage comes from the index, one summary at a time; storage walks the object
-files (one ``stat`` each, and the header of each metadata object), so memory stays flat.
+Everything but storage comes from the index, one summary at a time; storage walks the loose
+object files (one ``stat`` each, and the header of each metadata object) and reads each pack
+front to back once (its entries are counted like loose objects, its file's size is what it
+takes on disk), so memory stays flat.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 from collections import Counter
@@ -16,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import zstandard
 
-from mjvault.store.codec import ENCODING_ZSTD, FRAME_VERSION, MAGIC_FRAMED
+from mjvault.errors import MjvaultError, ObjectNotFound
+from mjvault.store.codec import ENCODING_ZSTD, ENCODING_ZSTD_DICT, FRAME_VERSION, MAGIC_FRAMED
+from mjvault.store.packfile import PackDamaged, Trailer, iter_entry_bytes, read_trailer
 from mjvault.text import search_tokens
 
 if TYPE_CHECKING:
@@ -137,31 +142,60 @@ def storage_stats(
     """Objects on disk: media and metadata, bytes and disk use, compression and dedup."""
     media = {"objects": 0, "bytes": 0}
     meta = {"objects": 0, "bytes": 0, "plain_bytes": 0}
+    packs = {"files": 0, "bytes": 0}
     disk = 0
-    sizes_of_images: dict[str, int] = {}
+    counted = 0
+
+    def count(oid: str, size: int) -> bool:
+        """Count one object by kind; True for metadata (whose plaintext size is added)."""
+        nonlocal counted
+        counted += 1
+        if on_object is not None and counted % PROGRESS_EVERY == 0:
+            on_object(PROGRESS_EVERY)
+        kind = media if reader.is_image(oid) else meta
+        kind["objects"] += 1
+        kind["bytes"] += size
+        return kind is meta
+
+    store = vault.store
     with vault.index.reader() as reader:
-        for n, oid in enumerate(vault.store.iter_ids(), 1):
-            path = vault.store.path(oid)
+        for oid in store.iter_loose_ids():
+            path = store.path(oid)
             try:
                 info = os.stat(path)
             except FileNotFoundError:
                 continue  # removed by a concurrent gc
             disk += info.st_blocks * 512
-            if reader.is_image(oid):
-                media["objects"] += 1
-                media["bytes"] += info.st_size
-                sizes_of_images[oid] = info.st_size
-            else:
-                meta["objects"] += 1
-                meta["bytes"] += info.st_size
+            if count(oid, info.st_size):
                 meta["plain_bytes"] += _plain_size(vault, oid, path, info.st_size)
-            if on_object is not None and n % PROGRESS_EVERY == 0:
-                on_object(PROGRESS_EVERY)
+        for name in store.packs.names():
+            try:
+                fd = os.open(store.packs.path(name), os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # removed by a concurrent gc or repack
+            try:
+                info = os.fstat(fd)
+                disk += info.st_blocks * 512
+                packs["files"] += 1
+                packs["bytes"] += info.st_size
+                try:
+                    trailer = read_trailer(fd, info.st_size, f"pack {name}")
+                    for entry, data in iter_entry_bytes(fd, trailer):
+                        if count(entry.hex_id, entry.length):
+                            meta["plain_bytes"] += _entry_plain_size(
+                                vault, entry.hex_id, data, trailer
+                            )
+                except PackDamaged:
+                    continue  # `mjvault verify` reports it; its objects are not counted
+            finally:
+                os.close(fd)
         refs = unique = saved = 0
-        for oid, count in reader.image_references():
-            refs += count
+        for oid, references in reader.image_references():
+            refs += references
             unique += 1
-            saved += (count - 1) * sizes_of_images.get(oid, 0)
+            if references > 1:  # sizes looked up only for shared images: no map of them all
+                with contextlib.suppress(ObjectNotFound):
+                    saved += (references - 1) * store.stored_size(oid)
     return {
         "objects": media["objects"] + meta["objects"],
         "bytes": media["bytes"] + meta["bytes"],
@@ -174,6 +208,7 @@ def storage_stats(
             else None
         },
         "dedup": {"image_references": refs, "unique_images": unique, "saved_bytes": saved},
+        "packs": packs,
         "index_bytes": vault.index.stats()["bytes"],
     }
 
@@ -182,15 +217,27 @@ def _plain_size(vault: Vault, oid: str, path: os.PathLike[str] | str, stored: in
     """The plaintext size of a metadata object, from its header (zstd frames carry it)."""
     if vault.store.keys is None:
         with open(path, "rb") as handle:
-            head = handle.read(32)
-        if head[:4] != MAGIC_FRAMED or len(head) < 6 or head[4] != FRAME_VERSION:
-            return stored
-        if head[5] != ENCODING_ZSTD:
-            return stored - 6
-        size = zstandard.frame_content_size(head[6:])
-        return size if size >= 0 else stored
+            return _framed_plain_size(handle.read(32), stored)
     # Encrypted: the size is inside the AEAD, so decrypt (metadata objects are small).
     return len(vault.store.read(oid))
+
+
+def _entry_plain_size(vault: Vault, oid: str, data: bytes, trailer: Trailer) -> int:
+    if vault.store.keys is None:
+        return _framed_plain_size(data[:32], len(data))
+    try:
+        return len(vault.store.open_entry(oid, data, trailer.dictionary_id))
+    except MjvaultError:
+        return len(data)  # damaged: `mjvault verify` says so; counted as stored
+
+
+def _framed_plain_size(head: bytes, stored: int) -> int:
+    if head[:4] != MAGIC_FRAMED or len(head) < 6 or head[4] != FRAME_VERSION:
+        return stored
+    if head[5] not in (ENCODING_ZSTD, ENCODING_ZSTD_DICT):
+        return stored - 6
+    size = zstandard.frame_content_size(head[6:])
+    return size if size >= 0 else stored
 
 
 def history_stats(vault: Vault, *, recent: int = 10) -> dict[str, Any]:

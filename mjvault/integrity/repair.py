@@ -1,12 +1,15 @@
 """``mjvault verify --repair``: put damaged objects aside, fetch good copies, rebuild the index.
 
 Nothing is ever deleted. A damaged object file is moved to ``<vault>/quarantine/<date>/``
-(named by its id), where it stays until the user removes it. Then every missing or
+(named by its id), where it stays until the user removes it. A damaged packed object has no
+file of its own: its pack (named by the pack) is what goes to quarantine, but only once every
+good object it holds has been copied into a new pack, published durably and mapped (so the
+new copy is the one read); the damaged pack then leaves the pack map. Then every missing or
 quarantined object is looked for, by id, in:
 
 * other vaults or folder remotes given with ``--from DIR`` (any directory with mjvault's
-  ``objects/<xx>/<id>`` layout: a copy is accepted only if it reads back under *this* vault's
-  keys to exactly the named plaintext);
+  ``objects/<xx>/<id>`` layout, and its ``packs/``: a copy is accepted only if it reads back
+  under *this* vault's keys to exactly the named plaintext);
 * plain folders given with ``--from DIR``, such as the archive a vault was imported from:
   every file is rehashed (images as media objects, ``.json`` files as job records) until
   all wanted ids are found;
@@ -24,7 +27,9 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,8 +48,17 @@ from mjvault.integrity.verify import Problem, VerifyReport, verify
 from mjvault.model import job_from_json
 from mjvault.records import decode_record, encode_record
 from mjvault.snapshots import HeadDamaged, Snapshot, decode_manifest
-from mjvault.store.codec import MAGIC_ENCRYPTED, MAGIC_FRAMED, media_kind, unframe_plain
-from mjvault.store.objects import WriteBatch
+from mjvault.store.codec import (
+    MAGIC_ENCRYPTED,
+    MAGIC_FRAMED,
+    Dictionary,
+    media_kind,
+    unframe_plain,
+)
+from mjvault.store.fsutil import atomic_write, fsync_dir
+from mjvault.store.objects import ObjectStore, WriteBatch
+from mjvault.store.packfile import PackDamaged, is_pack_id, read_trailer, read_trailer_of
+from mjvault.store.packs import PACKS_DIR, PackBuilder
 from mjvault.tree import Inner, Leaf, decode_node
 from mjvault.vault import Vault
 
@@ -67,7 +81,7 @@ class RepairAction:
     problem: str  # "corrupt" | "missing"
     jobs: list[str] = field(default_factory=list)
     snapshots: list[str] = field(default_factory=list)
-    quarantined: str | None = None  # where the damaged file went
+    quarantined: str | None = None  # where the damaged file (or the pack holding it) went
     source: str | None = None  # where a good copy came from; None = not repaired
     reason: str | None = None  # why not repaired
 
@@ -86,6 +100,7 @@ class RepairReport:
     actions: list[RepairAction] = field(default_factory=list)
     index_rebuilt: bool = False
     notes: list[str] = field(default_factory=list)
+    packs: list[PackRetired] = field(default_factory=list)  # damaged packs quarantined
 
     @property
     def repaired(self) -> list[RepairAction]:
@@ -112,7 +127,21 @@ class RepairReport:
             "index_rebuilt": self.index_rebuilt,
             "remaining_problems": [p.to_json() for p in self.remaining],
             "notes": self.notes,
+            "packs_quarantined": [p.to_json() for p in self.packs],
         }
+
+
+@dataclass
+class PackRetired:
+    """A damaged pack moved to quarantine once its good objects were stored anew."""
+
+    pack: str
+    quarantined: str
+    restored: int  # good objects copied into a new pack
+    damaged: int  # objects it held that could not be read back
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 def repair(
@@ -138,16 +167,36 @@ def repair(
         problems = before.problems
         for _round in range(MAX_ROUNDS):
             wanted: dict[str, RepairAction] = {}
+            damaged_packs: dict[str, set[str]] = {}  # pack -> its damaged objects
             for problem in problems:
                 oid = problem.object_id
+                if problem.kind == "corrupt" and problem.pack is not None:
+                    damaged_packs.setdefault(problem.pack, set())
                 if problem.kind not in ("missing", "corrupt") or oid is None or oid in actions:
                     continue
                 action = RepairAction(oid, problem.kind, problem.jobs, problem.snapshots)
                 actions[oid] = action
-                if problem.kind == "corrupt" and not _set_aside(vault, action):
+                if problem.kind == "corrupt" and not _set_aside(
+                    vault, action, problem.pack, damaged_packs
+                ):
                     continue
                 wanted[oid] = action
+            for pack, damaged in damaged_packs.items():
+                retired = retire_pack(vault, pack, damaged, set(damaged_packs))
+                if retired is None:
+                    continue
+                report.packs.append(retired.summary)
+                for oid in damaged | retired.unreadable:
+                    held = actions.get(oid)
+                    if held is None:  # damage the first pass did not see (a subset)
+                        held = actions[oid] = wanted[oid] = RepairAction(oid, "corrupt")
+                    held.quarantined = retired.summary.quarantined
+            _found_in_vault(vault, wanted)
+            wanted = {oid: a for oid, a in wanted.items() if not a.repaired}
             if not wanted:
+                if damaged_packs:
+                    problems = verify(vault).problems
+                    continue
                 break
             found = fetcher.fetch(set(wanted))
             for oid, where in found.items():
@@ -219,16 +268,29 @@ def _restore_head(vault: Vault, report: RepairReport) -> None:
     )
 
 
-def _set_aside(vault: Vault, action: RepairAction) -> bool:
-    """Move a damaged object file to quarantine; False if it is intact but malformed."""
+def _set_aside(
+    vault: Vault, action: RepairAction, pack: str | None, damaged_packs: dict[str, set[str]]
+) -> bool:
+    """Move a damaged object file to quarantine, or note the damaged pack holding it (moved
+    by :func:`retire_pack`); False if the object is intact but malformed."""
     oid = action.object_id
+    if pack is not None:  # the damage is this pack's copy, whatever other copy there is
+        damaged_packs.setdefault(pack, set()).add(oid)
+        return True
     try:
         vault.store.check(oid)
     except ObjectNotFound:
         action.problem = "missing"
         return True
     except CorruptObject:
-        action.quarantined = str(quarantine(vault, oid))
+        if vault.store.is_loose(oid):
+            action.quarantined = str(quarantine(vault, oid))
+            return True
+        location = vault.store.packs.locate(oid)
+        if location is None:  # gone since it was read
+            action.problem = "missing"
+            return True
+        damaged_packs.setdefault(location.pack, set()).add(oid)
         return True
     # The bytes are what the name says, yet they do not parse: another copy would be the same.
     action.reason = "the object matches its name but is malformed; no copy can differ"
@@ -237,16 +299,155 @@ def _set_aside(vault: Vault, action: RepairAction) -> bool:
 
 def quarantine(vault: Vault, object_id: str) -> Path:
     """Move one object file to ``quarantine/<YYYY-MM-DD>/<id>`` (never over another file)."""
+    return _quarantine_file(vault, vault.store.path(object_id), object_id)
+
+
+def _quarantine_file(vault: Vault, path: Path, name: str) -> Path:
+    target = _quarantine_target(vault, name)
+    os.rename(path, target)
+    return target
+
+
+def _quarantine_target(vault: Vault, name: str) -> Path:
+    """``quarantine/<YYYY-MM-DD>/<name>``, or ``<name>.<n>`` if that is taken."""
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     folder = vault.path / QUARANTINE_DIR / day
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / object_id
+    target = folder / name
     n = 1
     while target.exists():
-        target = folder / f"{object_id}.{n}"
+        target = folder / f"{name}.{n}"
         n += 1
-    os.rename(vault.store.path(object_id), target)
     return target
+
+
+def _found_in_vault(vault: Vault, wanted: dict[str, RepairAction]) -> None:
+    """Objects whose damaged copy was set aside while another copy stays (loose and packed,
+    or in two packs): that copy, read and checked, is the repair."""
+    for oid, action in wanted.items():
+        if not vault.store.exists(oid):
+            continue
+        try:
+            vault.store.read(oid)
+        except MjvaultError:
+            continue  # damaged as well: the next round's verify names it
+        action.source = "its other copy in this vault"
+
+
+@dataclass
+class _Retired:
+    summary: PackRetired
+    unreadable: set[str]  # objects found damaged while copying, beyond those named
+
+
+def retire_pack(
+    vault: Vault, pack: str, damaged: set[str], damaged_packs: AbstractSet[str] = frozenset()
+) -> _Retired | None:
+    """Copy the good objects of damaged ``pack`` into a new pack, then quarantine it.
+
+    An object is copied unless ``damaged`` names it, it does not read back under its name, or
+    a copy outside the damaged packs exists (a loose file, another pack). The new pack is
+    published durably and mapped (a later pack wins in the map) before the damaged one is
+    moved to ``quarantine/<date>/<pack>`` and forgotten by the map, so a good object is never
+    left without a copy, and the damaged bytes are kept. Which objects a pack holds comes from
+    its trailer, or from the pack map if the trailer is damaged; objects neither knows are
+    reported missing by verify and refetched like any other. None if the pack is gone.
+    """
+    store = vault.store
+    path = store.packs.path(pack)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    unreadable: set[str] = set()
+    listed: list[bytes] = []
+    good: list[tuple[str, bytes]] = []  # bounded by the pack's size
+    try:
+        entries, dictionary_id = _entries_of(store, fd, pack)
+        for object_id, offset, length in sorted(entries, key=lambda e: e[1]):
+            listed.append(object_id)
+            oid = object_id.hex()
+            if oid in damaged or _held_elsewhere(store, oid, pack, damaged_packs):
+                continue
+            data = os.pread(fd, length, offset)
+            try:
+                if len(data) != length:
+                    raise CorruptObject(f"object {oid} is cut short in pack {pack}")
+                good.append((oid, store.open_entry(oid, data, dictionary_id)))
+            except CorruptObject:
+                unreadable.add(oid)
+    finally:
+        os.close(fd)
+    restored = len(good)
+    # Only a pack whose every entry is restored can encode again to its own name.
+    rebuilt = _rebuilt_pack(store, good) if good and len(good) == len(listed) else None
+    if rebuilt is not None and rebuilt[0] == pack:
+        # Every entry was good and encodes again to the very bytes the pack is named by (its
+        # damage lay outside the entries): the damaged file is kept in quarantine and the
+        # good bytes replace it under the same name, atomically.
+        target = _quarantine_copy(vault, path, pack)
+        atomic_write(path, rebuilt[1], mode=0o444)
+        return _Retired(PackRetired(pack, str(target), restored, 0), unreadable)
+    rebuilt = None  # memory: a pack's worth of bytes, not needed by the batch
+    batch = store.batch()
+    for _, plaintext in good:
+        batch.put(plaintext, again=True)
+    # Durable and mapped before the damaged pack leaves: never the only copy moved away.
+    batch.flush()
+    for oid, _ in good:
+        location = store.packs.locate(oid)
+        if location is None or location.pack == pack:
+            raise IntegrityError(f"the objects of damaged pack {pack} could not be stored anew")
+    target = _quarantine_file(vault, path, pack)
+    store.packs.map().remove(pack, listed)
+    summary = PackRetired(pack, str(target), restored, len(damaged | unreadable))
+    return _Retired(summary, unreadable)
+
+
+def _rebuilt_pack(store: ObjectStore, good: list[tuple[str, bytes]]) -> tuple[str, bytes] | None:
+    """The name and bytes a pack of ``good`` objects would have, encoded as a batch would."""
+    if not good:
+        return None
+    builder = PackBuilder()
+    for oid, plaintext in good:
+        builder.add(oid, plaintext, compress=True)
+    current = store.packs.map().dictionary()
+    dictionary = store.packs.dictionary(current, store.read) if current else None
+    name, data, _ = builder.finish(store.keys, dictionary)
+    return name, data
+
+
+def _quarantine_copy(vault: Vault, path: Path, name: str) -> Path:
+    """A durable copy of ``path`` in quarantine (a hard link where the file system allows)."""
+    target = _quarantine_target(vault, name)
+    try:
+        os.link(path, target)
+    except OSError:
+        shutil.copyfile(path, target)
+        with open(target, "rb") as handle:
+            os.fsync(handle.fileno())
+    fsync_dir(target.parent)
+    return target
+
+
+def _entries_of(
+    store: ObjectStore, fd: int, pack: str
+) -> tuple[list[tuple[bytes, int, int]], str | None]:
+    try:
+        trailer = read_trailer(fd, os.fstat(fd).st_size, f"pack {pack}")
+    except PackDamaged:
+        known = store.packs.map().entries_of(pack)
+        return known if known is not None else ([], None)
+    return [(e.object_id, e.offset, e.length) for e in trailer.entries], trailer.dictionary_id
+
+
+def _held_elsewhere(
+    store: ObjectStore, oid: str, pack: str, damaged_packs: AbstractSet[str]
+) -> bool:
+    if store.is_loose(oid):
+        return True
+    location = store.packs.locate(oid)
+    return location is not None and location.pack != pack and location.pack not in damaged_packs
 
 
 class Refetcher:
@@ -302,24 +503,74 @@ class Refetcher:
 
     def _from_object_store(self, batch: WriteBatch, root: Path, wanted: set[str]) -> dict[str, str]:
         found: dict[str, str] = {}
-        keys = self.vault.store.keys
         for oid in sorted(wanted):
             candidate = root / "objects" / oid[:2] / oid
             try:
-                data = candidate.read_bytes()
-                if keys is not None:
-                    plaintext = keys.open(oid, data)
-                elif data[:4] == MAGIC_ENCRYPTED:
-                    continue  # another vault's sealed object: not readable with our keys
-                elif data[:4] == MAGIC_FRAMED:
-                    plaintext = unframe_plain(data)
-                else:
-                    plaintext = data
+                plaintext = self._foreign_plaintext(oid, candidate.read_bytes(), None)
             except (OSError, MjvaultError):
                 continue
-            if self._accept(batch, oid, plaintext):
+            if plaintext is not None and self._accept(batch, oid, plaintext):
                 found[oid] = str(candidate)
+        if len(found) < len(wanted):
+            found |= self._from_packs(batch, root, wanted - found.keys())
         return found
+
+    def _from_packs(self, batch: WriteBatch, root: Path, wanted: set[str]) -> dict[str, str]:
+        """Wanted objects packed in another vault: each pack's trailer read (never its pack
+        map: that vault's files are only read), and the entries wanted read from it."""
+        found: dict[str, str] = {}
+        folder = root / PACKS_DIR
+        try:
+            names = sorted(n for n in os.listdir(folder) if is_pack_id(n))
+        except OSError:
+            return found
+        for name in names:
+            if len(found) == len(wanted):
+                break
+            path = folder / name
+            try:
+                trailer = read_trailer_of(os.fspath(path))
+                remaining = wanted - found.keys()
+                here = [e for e in trailer.entries if e.hex_id in remaining]
+                if not here:
+                    continue
+                dictionary = None
+                if trailer.dictionary_id is not None:
+                    dictionary = self._foreign_dictionary(root, trailer.dictionary_id)
+                with open(path, "rb") as handle:
+                    for entry in here:
+                        handle.seek(entry.offset)
+                        data = handle.read(entry.length)
+                        try:
+                            plaintext = self._foreign_plaintext(entry.hex_id, data, dictionary)
+                        except MjvaultError:
+                            continue
+                        if plaintext is not None and self._accept(batch, entry.hex_id, plaintext):
+                            found[entry.hex_id] = f"{path} (packed)"
+            except (OSError, MjvaultError):
+                continue
+        return found
+
+    def _foreign_dictionary(self, root: Path, dictionary_id: str) -> Dictionary | None:
+        data = (root / "objects" / dictionary_id[:2] / dictionary_id).read_bytes()
+        content = self._foreign_plaintext(dictionary_id, data, None)
+        if content is None or self.vault.store.name_of(content) != dictionary_id:
+            return None
+        return Dictionary(dictionary_id, content)
+
+    def _foreign_plaintext(
+        self, oid: str, data: bytes, dictionary: Dictionary | None
+    ) -> bytes | None:
+        """The plaintext another vault's object bytes hold under this vault's keys, or None
+        when they cannot be read with them (unchecked: :meth:`_accept` checks the name)."""
+        keys = self.vault.store.keys
+        if keys is not None:
+            return keys.open(oid, data, dictionary)
+        if data[:4] == MAGIC_ENCRYPTED:
+            return None  # another vault's sealed object: not readable with our keys
+        if data[:4] == MAGIC_FRAMED:
+            return unframe_plain(data, dictionary)
+        return data
 
     def _from_folder(self, batch: WriteBatch, root: Path, wanted: set[str]) -> dict[str, str]:
         found: dict[str, str] = {}

@@ -1,9 +1,14 @@
 """``mjvault verify``: is every snapshot whole, and is every object what its name says?
 
 The structural pass reads refs, manifests and tree nodes (each distinct node once, so shared
-subtrees cost nothing extra) and checks that every object they name exists; it takes seconds
-because it reads no image. ``read_data`` then re-hashes object files — all of them or a subset
-— decrypting and checking the AEAD tag in encrypted vaults.
+subtrees cost nothing extra) and checks that every object they name exists, loose or packed,
+and that every pack's trailer is sound; it takes seconds because it reads no image.
+``read_data`` then re-hashes loose object files and packs, pack by pack
+(:mod:`mjvault.integrity.packcheck`) — all of them or a subset — decrypting and checking the
+AEAD tag in encrypted vaults.
+
+Memory: the ids of the tree nodes already walked (one string per distinct node, a
+hundredth of the jobs or less), and the problems found; objects are streamed.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ class Problem:
     object_id: str | None = None
     jobs: list[str] = field(default_factory=list)
     snapshots: list[str] = field(default_factory=list)
+    # The pack whose bytes are damaged: with no object_id, the pack as a whole (its trailer
+    # or its name); with one, that object's entry in it.
+    pack: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -39,6 +47,7 @@ class Problem:
             "object": self.object_id,
             "jobs": self.jobs,
             "snapshots": self.snapshots,
+            "pack": self.pack,
         }
 
 
@@ -50,6 +59,7 @@ class VerifyReport:
     objects_referenced: int = 0
     objects_read: int = 0
     bytes_read: int = 0
+    packs: int = 0
     seconds: float = 0.0
     subset: str | None = None
     views: dict[str, object] | None = None  # what `views=True` checked
@@ -68,6 +78,7 @@ class VerifyReport:
             "objects_referenced": self.objects_referenced,
             "objects_read": self.objects_read,
             "bytes_read": self.bytes_read,
+            "packs": self.packs,
             "seconds": round(self.seconds, 3),
             "subset": self.subset,
             "views": self.views,
@@ -109,11 +120,12 @@ def verify(
     snapshots = _check_refs(vault, report)
     _check_trees(vault, snapshots, report)
     _check_index(vault, snapshots, report)
+    chooser: SubsetFilter | None = None
+    if subset:
+        report.subset, chooser = parse_subset(subset)
     if read_data or subset:
-        chooser: SubsetFilter | None = None
-        if subset:
-            report.subset, chooser = parse_subset(subset)
-        _read_data(vault, report, chooser, on_object)
+        _read_loose(vault, report, chooser, on_object)
+    _check_packs(vault, report, bool(read_data or subset), chooser, on_object)
     if views:
         from mjvault.integrity.viewcheck import check_views
 
@@ -244,13 +256,13 @@ def _checkpoint_tree(vault: Vault) -> str | None:
     return checkpoint_tree(vault)
 
 
-def _read_data(
+def _read_loose(
     vault: Vault,
     report: VerifyReport,
     chooser: SubsetFilter | None,
     on_object: Callable[[int], None] | None,
 ) -> None:
-    ids = (oid for oid in vault.store.iter_ids() if chooser is None or chooser(oid))
+    ids = (oid for oid in vault.store.iter_loose_ids() if chooser is None or chooser(oid))
 
     def check(object_id: str) -> tuple[str, int, Exception | None]:
         try:
@@ -270,6 +282,52 @@ def _read_data(
     for object_id, error in damaged:
         jobs = _jobs_using(vault, object_id)
         report.problems.append(Problem("corrupt", str(error), object_id, jobs=jobs))
+
+
+def _check_packs(
+    vault: Vault,
+    report: VerifyReport,
+    read_data: bool,
+    chooser: SubsetFilter | None,
+    on_object: Callable[[int], None] | None,
+) -> None:
+    """Every pack's trailer; with ``read_data`` its name and entries. Packs are checked
+    concurrently, each read front to back by one thread."""
+    from mjvault.integrity.packcheck import PackCheck, check_pack
+
+    store = vault.store
+    store.packs.reconcile()  # the map knows every pack on disk: packed objects are present
+
+    def check(name: str) -> PackCheck:
+        return check_pack(store, name, read_data=read_data, chooser=chooser)
+
+    # A damaged tree node is already a problem of the structural pass: its entry is named
+    # there, not reported twice.
+    reported = {p.object_id: p for p in report.problems if p.kind == "corrupt" and p.object_id}
+    dictionaries: set[str] = set()
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        for checked in bounded_map(pool, check, store.packs.names(), window=2 * READ_THREADS):
+            report.packs += 1
+            report.objects_read += checked.objects
+            report.bytes_read += checked.bytes
+            if on_object and checked.bytes:
+                on_object(checked.bytes)
+            if checked.damaged is not None:
+                report.problems.append(Problem("corrupt", checked.damaged, pack=checked.name))
+            if checked.dictionary_problem is not None:
+                kind, dictionary, why = checked.dictionary_problem
+                if dictionary not in dictionaries and dictionary not in reported:
+                    dictionaries.add(dictionary)
+                    report.problems.append(Problem(kind, why, dictionary))
+            for object_id, why in checked.bad_entries:
+                known = reported.get(object_id)
+                if known is not None:
+                    known.pack = checked.name
+                    continue
+                jobs = _jobs_using(vault, object_id)
+                report.problems.append(
+                    Problem("corrupt", why, object_id, jobs=jobs, pack=checked.name)
+                )
 
 
 def _jobs_using(vault: Vault, object_id: str) -> list[str]:

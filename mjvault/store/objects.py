@@ -26,6 +26,7 @@ from mjvault.store.codec import (
     ENCODING_IDENTITY,
     ENCODING_ZSTD_DICT,
     MAGIC_ENCRYPTED,
+    MAGIC_FRAMED,
     Dictionary,
     can_store_raw,
     decode_payload,
@@ -212,6 +213,17 @@ class ObjectStore:
             raise CorruptObject(f"object {object_id} is not framed in its pack (damaged)")
         return data, self._dictionary(location.dictionary) if location.dictionary else None
 
+    def open_entry(self, object_id: str, data: bytes, dictionary_id: str | None) -> bytes:
+        """The plaintext of a packed entry's bytes read by the caller (a pack read in file
+        order: verify, repair), checked against its name like :meth:`read`."""
+        if data[:4] not in (MAGIC_FRAMED, MAGIC_ENCRYPTED):
+            raise CorruptObject(f"object {object_id} is not framed in its pack (damaged)")
+        dictionary = self._dictionary(dictionary_id) if dictionary_id else None
+        plaintext = self._open(object_id, data, dictionary)
+        if self.name_of(plaintext) != object_id:
+            raise CorruptObject(f"object {object_id} does not match its name (damaged)")
+        return plaintext
+
     def check(self, object_id: str) -> int:
         """Verify one object without keeping it in memory longer than needed; returns its size."""
         path = self.path(object_id)
@@ -334,14 +346,21 @@ class WriteBatch:
         return keys.open(object_id, data) if keys else unframe_plain(data)
 
     # -- writing ---------------------------------------------------------------------------
-    def put(self, plaintext: bytes, *, compress: bool = True, loose: bool = False) -> str:
+    def put(
+        self, plaintext: bytes, *, compress: bool = True, loose: bool = False, again: bool = False
+    ) -> str:
         """Store metadata (or any bytes); returns the object id. Existing objects are untouched.
 
         Small objects go into the next pack, unless ``loose`` (snapshot manifests, which refs
-        name and are read one at a time, stay files of their own).
+        name and are read one at a time, stay files of their own). ``again`` packs a new copy
+        of an object the vault already holds (a repair moving the good objects of a damaged
+        pack out of it: once mapped, the new copy is the one read).
         """
         object_id = self.store.name_of(plaintext)
-        if self.has(object_id):
+        if again:
+            if object_id in self._builder or object_id in self._pending:
+                return object_id
+        elif self.has(object_id):
             return object_id
         if loose or not PACK_SMALL_OBJECTS or len(plaintext) > MAX_PACKED_OBJECT:
             self._stage(object_id, self._encode(object_id, plaintext, compress=compress))
