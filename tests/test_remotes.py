@@ -402,9 +402,10 @@ def test_pull_repair_replaces_damaged_local_objects(encrypt: bool, tmp_path: Pat
         report = repair_objects(source, link, [lost, damaged])
     assert sorted(report.repaired) == sorted([lost, damaged]) and not report.unavailable
     assert verify(source, read_data=True).ok
-    kept = list((source.path / "quarantine").rglob(damaged))
-    bad = bytes(data[where.offset : where.offset + where.length])
-    assert len(kept) == 1 and kept[0].read_bytes() == bad  # damaged bytes kept
+    # The damaged pack goes to quarantine whole, its other objects copied out first.
+    kept = list((source.path / "quarantine").rglob(where.pack))
+    assert len(kept) == 1 and kept[0].read_bytes() == bytes(data)  # damaged bytes kept
+    assert not source.store.packs.path(where.pack).exists()
     assert source.read_object(damaged) == original and source.store.is_loose(damaged)
     source.close()
 

@@ -348,9 +348,14 @@ def repair_objects(vault: Vault, link: Link, object_ids: Iterable[str]) -> Repai
     """Replace missing or damaged local objects with the remote's checked copies.
 
     The only time an object file is replaced: the damaged file is removed and the good copy
-    staged and published through a write batch (durable before visible), under the lock.
+    staged and published through a write batch (durable before visible), under the lock. A
+    pack holding a damaged entry is retired as verify --repair retires one: its other good
+    objects copied to a new pack, then the pack moved whole to quarantine/.
     """
+    from mjvault.integrity.repair import quarantine, retire_pack
+
     report = RepairReport()
+    damaged_packs: dict[str, set[str]] = {}
     with vault.write_lock():
         batch = vault.store.batch()
         for local_id in dict.fromkeys(object_ids):
@@ -368,35 +373,16 @@ def repair_objects(vault: Vault, link: Link, object_ids: Iterable[str]) -> Repai
                 continue
             # Never delete: the damaged bytes go to quarantine/, as verify --repair does.
             if vault.store.is_loose(local_id):
-                from mjvault.integrity.repair import quarantine
-
                 quarantine(vault, local_id)
             else:
-                _quarantine_packed(vault, local_id)
-            # Loose, even for a record: the good copy shadows a damaged entry in a pack.
+                location = vault.store.packs.locate(local_id)
+                if location is not None:
+                    damaged_packs.setdefault(location.pack, set()).add(local_id)
+            # Loose, even for a record: the good copy stands beside the damaged entry until
+            # its pack is retired below, and after.
             batch.put_loose_copy(plaintext, media=media_kind(plaintext[:16]) is not None)
             report.repaired.append(local_id)
         batch.flush()
+        for pack, damaged in damaged_packs.items():
+            retire_pack(vault, pack, damaged, frozenset(damaged_packs))
     return report
-
-
-def _quarantine_packed(vault: Vault, object_id: str) -> None:
-    """Copy a packed object's (damaged) entry bytes to ``quarantine/<YYYY-MM-DD>/<id>``; the
-    pack itself is left as it is (gc rewrites packs)."""
-    from datetime import UTC, datetime
-
-    from mjvault.integrity.repair import QUARANTINE_DIR
-    from mjvault.store.fsutil import atomic_write
-
-    try:
-        found = vault.store.packs.read_entry(object_id)
-    except CorruptObject:
-        return
-    if found is None:
-        return
-    folder = vault.path / QUARANTINE_DIR / datetime.now(UTC).strftime("%Y-%m-%d")
-    folder.mkdir(parents=True, exist_ok=True)
-    target, n = folder / object_id, 1
-    while target.exists():
-        target, n = folder / f"{object_id}.{n}", n + 1
-    atomic_write(target, found[0])

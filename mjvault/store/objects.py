@@ -502,7 +502,7 @@ class WriteBatch:
 
     def put_loose_copy(self, plaintext: bytes, *, media: bool) -> str:
         """Stage ``plaintext`` as a loose file even when a pack holds the object: a good copy
-        that shadows a damaged packed entry (readers look in ``objects/`` first)."""
+        that stands in for a damaged packed entry (readers fall back to it)."""
         object_id = self.store.name_of(plaintext)
         if object_id not in self._pending and not self.store.is_loose(object_id):
             encoded = self._encode(object_id, plaintext, compress=not media, media=media)
