@@ -301,7 +301,7 @@ def sync(
         writer.source = report.source = f"midjourney:{listing.generation}:{client.settings.user_id}"
         listed_ids: set[str] = set()
         shared = _SharedFiles()
-        planned = _plan(listing, writer, options, report, retry, listed_ids, shared)
+        planned = _plan(listing, writer, options, report, retry, listed_ids, shared, on_job)
         if not options.filtered:
             planned = itertools.chain(planned, _plan_retries(vault, writer, retry, listed_ids))
         listing_failed: list[SourceError] = []
@@ -404,6 +404,7 @@ def _plan(
     retry: dict[str, list[int]] | None = None,
     listed_ids: set[str] | None = None,
     shared: _SharedFiles | None = None,
+    on_job: Callable[[str], None] | None = None,
 ) -> Iterator[_Planned]:
     """Diff each listed job against the vault: which of its media must be downloaded."""
     retry = retry or {}
@@ -412,6 +413,13 @@ def _plan(
         if listed_ids is not None and listed.id in retry:
             listed_ids.add(listed.id)  # only these: the set stays small on a 500k-job listing
         report.jobs_listed += 1
+        if _held_as_listed(listed, writer, options, retry):
+            # Nothing to fetch or store: not parsed, and never through the download pool
+            # or the writer (a `--full` of a large account is mostly such jobs).
+            report.jobs_unchanged += 1
+            if on_job:
+                on_job(listed.id)
+            continue
         try:
             job = listed.job()
         except RecordError as exc:
@@ -451,6 +459,21 @@ def _plan(
             if item.borrowed:
                 item.needed = [ref for ref in needed if ref.index not in item.borrowed]
         yield item
+
+
+def _held_as_listed(
+    listed: ListedJob, writer: ArchiveWriter, options: SyncOptions, retry: dict[str, list[int]]
+) -> bool:
+    """The vault holds this job with these exact record bytes and every one of its files, and
+    no file of it is to be asked for again: storing it again would change nothing."""
+    if options.retry_missing or listed.id in retry:
+        return False
+    existing = writer.current(listed.id)
+    return (
+        existing is not None
+        and None not in existing.images
+        and existing.record == writer.record_id(listed.raw)
+    )
 
 
 def _plan_retries(

@@ -338,8 +338,28 @@ class Vault:
             return 0
         if current is not None and not self.store.exists(current):
             current = None
+        changed = 0
         if current is None:
-            index.clear()
+            stopped = index.interrupted()
+            if stopped is not None and all(self.store.exists(tree) for tree in stopped):
+                # A writer's checkpoint stopped between two of the index's transactions: the
+                # jobs it changed are old or new, each whole. Applying its diff again (every
+                # job is replaced whole) finishes it, without a rebuild of every job.
+                changed = self._apply_diff(index, *stopped, progress)
+                current = stopped[1]
+                if current == target:
+                    return changed
+            else:
+                index.clear()
+        return changed + self._apply_diff(index, current, target, progress)
+
+    def _apply_diff(
+        self,
+        index: Index,
+        current: str | None,
+        target: str | None,
+        progress: ProgressCallback | None,
+    ) -> int:
         index.mark_dirty()
         changed = 0
         batch: list[tuple[str, JobSummary | None]] = []

@@ -168,6 +168,10 @@ class ArchiveWriter:
             return self._pending[job_id][0]
         return self.vault._open_index().entry(job_id)
 
+    def record_id(self, raw_json: bytes) -> str:
+        """The id :meth:`add_job` gives this record, without storing it."""
+        return self._batch.store.name_of(encode_record(raw_json))
+
     def put_media(self, data: bytes) -> str:
         object_id, new = self._batch.put_media(data)
         self._count_media(len(data), new)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import blake3
 import pytest
@@ -22,12 +24,13 @@ from mjvault import Vault
 from mjvault.errors import EXIT_PARTIAL, AuthError, SourceUnavailable
 from mjvault.integrity.reachability import checkpoint_tree
 from mjvault.integrity.verify import verify
-from mjvault.model import job_from_record
-from mjvault.sources.midjourney import ClientSettings, MidjourneyClient
+from mjvault.model import Job, job_from_record
+from mjvault.sources.midjourney import ClientSettings, ListedJob, MidjourneyClient
 from mjvault.sync import SyncOptions, SyncReport, sync
 from mjvault.testing.accounts import Account, GeneratedJob
 from mjvault.testing.faults import Faults
 from mjvault.testing.server import FakeMidjourney
+from mjvault.writer import ArchiveWriter
 from tests.conftest import CHEAP_KDF, PASSPHRASE, run_cli
 
 TOKEN = "sess-7f3e9a1c44d0b2e8aa51"
@@ -183,6 +186,49 @@ def test_full_sync_is_complete_and_correct_with_videos(
     assert len(distinct) < total
     assert server.stats.media_requests == len(distinct) == report.images_downloaded
     assert_complete(vault_path, account)
+
+
+def test_full_sync_with_nothing_new_parses_no_record_and_stores_nothing(
+    server: FakeMidjourney, account: Account, vault_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job held exactly as listed (same record bytes, every file) costs one index lookup
+    and a hash of its record: a 1M-job `sync --full` is bounded by the listing."""
+    run_sync(vault_path, server)
+    parsed: list[str] = []
+    stored: list[bytes] = []
+    real_job, real_add = ListedJob.job, ArchiveWriter.add_job
+
+    def counting_job(listed: ListedJob) -> Job:
+        parsed.append(listed.id)
+        return real_job(listed)
+
+    def counting_add(writer: ArchiveWriter, raw: bytes, *args: Any, **kwargs: Any) -> str:
+        stored.append(raw)
+        return real_add(writer, raw, *args, **kwargs)
+
+    monkeypatch.setattr(ListedJob, "job", counting_job)
+    monkeypatch.setattr(ArchiveWriter, "add_job", counting_add)
+    server.reset_stats()
+    report = run_sync(vault_path, server, SyncOptions(full=True))
+    assert report.jobs_listed == report.jobs_unchanged == len(account.jobs)
+    assert report.jobs_new == report.jobs_updated == 0 and report.snapshot is None
+    assert parsed == [] and stored == []
+    assert server.stats.media_requests == 0
+    # A record the server now shows differently is still found by --full, and only it.
+    changed = account.jobs[len(account.jobs) // 2]
+    with account._lock:
+        position = account._jobs.index(changed)
+        edited = replace(changed, prompt=changed.prompt + " edited")
+        account._jobs[position] = account._by_id[changed.id] = edited
+    with FakeMidjourney(account, token=TOKEN) as serving_the_edit:
+        report = run_sync(vault_path, serving_the_edit, SyncOptions(full=True))
+    assert report.jobs_updated == 1 and report.jobs_unchanged == len(account.jobs) - 1
+    assert parsed == [changed.id] and len(stored) == 1 and report.snapshot
+    vault = Vault.open(vault_path)
+    try:
+        assert b" edited" in vault.record_json(vault.entry(changed.id))
+    finally:
+        vault.close()
 
 
 def test_cli_sync_summary_show_raw_and_json(

@@ -40,6 +40,9 @@ SEP = b"\x00"
 MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
 NEW_ENV_ROOM = 256 << 10  # free bytes a new environment needs: its lock file and first pages
 RELEASE_EVERY = 16  # lookups between two releases of the map's resident pages
+# Keys one write transaction of Index.apply sets or deletes before it commits and the next
+# begins: each may dirty a 4 KiB page of its own in a large index, so about 16 MB at most.
+POSTINGS_PER_TXN = 1024
 
 
 @dataclass(frozen=True)
@@ -417,21 +420,65 @@ class Index:
 
     # -- writing ---------------------------------------------------------------------------
     def apply(self, changes: Iterable[tuple[str, JobSummary | None]], tree: str | None) -> None:
-        """Set or remove jobs and record which tree the index now reflects, in one transaction."""
-        with self.writing() as txn:
+        """Set or remove jobs and record which tree the index now reflects.
+
+        Small batches are one transaction. LMDB keeps every page a write transaction dirties
+        in memory until it commits (and keeps that memory for later ones), and a batch's
+        postings land on pages all over a large index: a checkpoint of 2,000 jobs into a
+        million-job index would dirty hundreds of MB. So a batch whose postings pass
+        POSTINGS_PER_TXN is committed in several transactions; the first records where it
+        started and where it goes (``meta/applying``) instead of ``meta/tree``, so an index
+        left between two of them is finished by :meth:`interrupted` and the vault, never
+        taken as current.
+        """
+        meta = self.db[b"meta"]
+        items = iter(changes)
+        first = True
+        while True:
             deltas: Counter[bytes] = Counter()
-            for job_id, summary in changes:
-                self._remove(txn, job_id, deltas)
-                if summary is not None:
-                    self._add(txn, summary, deltas)
-            self._apply_counts(txn, deltas)
-            meta = self.db[b"meta"]
-            txn.put(b"format", INDEX_FORMAT, db=meta)
-            if tree is None:
-                txn.delete(b"tree", db=meta)
-            else:
-                txn.put(b"tree", tree.encode("ascii"), db=meta)
-        self.pages.release()  # a checkpoint's worth of pages at most stays resident
+            finished = True
+            with self.writing() as txn:
+                written = 0
+                for job_id, summary in items:
+                    keys = self._remove(txn, job_id, deltas)
+                    if summary is not None:
+                        keys += self._add(txn, summary, deltas)
+                    # Each key's B-tree path is read through the map: as many lookups.
+                    self.pages.touched(keys)
+                    written += keys
+                    if written >= POSTINGS_PER_TXN:
+                        finished = False
+                        break
+                self._apply_counts(txn, deltas)
+                if finished:
+                    txn.put(b"format", INDEX_FORMAT, db=meta)
+                    if tree is None:
+                        txn.delete(b"tree", db=meta)
+                    else:
+                        txn.put(b"tree", tree.encode("ascii"), db=meta)
+                        txn.delete(b"applying", db=meta)
+                elif first:
+                    start = txn.get(b"tree", db=meta)
+                    current = txn.get(b"format", db=meta) == INDEX_FORMAT
+                    if tree is not None and start is not None and current:
+                        txn.put(b"applying", bytes(start) + b" " + tree.encode("ascii"), db=meta)
+                    txn.delete(b"tree", db=meta)
+            self.pages.release()  # a transaction's worth of pages at most stays resident
+            if finished:
+                return
+            first = False
+
+    def interrupted(self) -> tuple[str, str] | None:
+        """(the tree it started from, the tree it was going to) of an :meth:`apply` that was
+        stopped between two of its transactions; None if none was."""
+        with self._reading(), self.env.begin(db=self.db[b"meta"]) as txn:
+            if txn.get(b"tree") is not None or txn.get(b"format") != INDEX_FORMAT:
+                return None
+            value = txn.get(b"applying")
+        if value is None:
+            return None
+        start, _, target = bytes(value).decode("ascii").partition(" ")
+        return start, target
 
     def mark_dirty(self) -> None:
         """Forget which tree is indexed, so an interrupted rebuild is never taken as complete."""
@@ -445,26 +492,33 @@ class Index:
         except lmdb.DiskError:
             raise _disk_full(self.path) from None
 
-    def _remove(self, txn: lmdb.Transaction, job_id: str, deltas: Counter[bytes]) -> None:
+    def _remove(self, txn: lmdb.Transaction, job_id: str, deltas: Counter[bytes]) -> int:
+        """Returns the keys it wrote (deleted), as :meth:`_add` does."""
         jid = job_id.encode("utf-8")
         old = txn.get(jid, db=self.db[b"jobs"])
         if old is None:
-            return
+            return 1
+        written = 2
         for table, key in JobSummary.unpack(job_id, bytes(old)).postings():
+            written += 1
             if txn.delete(key, db=self.db[table]) and table in COUNTED:
                 deltas[_count_key(table, key)] -= 1
         txn.delete(jid, db=self.db[b"jobs"])
         txn.delete(jid, db=self.db[b"times"])
+        return written
 
-    def _add(self, txn: lmdb.Transaction, summary: JobSummary, deltas: Counter[bytes]) -> None:
+    def _add(self, txn: lmdb.Transaction, summary: JobSummary, deltas: Counter[bytes]) -> int:
         jid = summary.job_id.encode("utf-8")
         if summary.kinds is None and self.media_kinds is not None:
             summary = replace(summary, kinds=self.media_kinds(summary.images))
         txn.put(jid, summary.pack(), db=self.db[b"jobs"])
         txn.put(jid, _date_key(summary.time), db=self.db[b"times"])
+        written = 2
         for table, key in summary.postings():
+            written += 1
             if txn.put(key, b"", db=self.db[table], overwrite=False) and table in COUNTED:
                 deltas[_count_key(table, key)] += 1
+        return written
 
     def _apply_counts(self, txn: lmdb.Transaction, deltas: Counter[bytes]) -> None:
         """Add a batch's changes to the list lengths: one read and write per list touched."""
@@ -507,6 +561,7 @@ class Index:
         # summary's time and parameters cost more than the lookup.
         with self._reading(), self.env.begin(db=self.db[b"jobs"]) as txn:
             data = txn.get(job_id.encode("utf-8"))
+        self.pages.touched()
         if data is None:
             return None
         doc = msgpack.unpackb(data)

@@ -12,7 +12,6 @@ Everything here is safe to use from several threads: listing is one thread's ite
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import threading
@@ -199,6 +198,16 @@ def _not_a_job(value: Any) -> str:
     return "an object without a job id"
 
 
+def _first_then(first: Page | None, rest: Iterator[Page]) -> Iterator[Page]:
+    """``first``, then ``rest``, holding no page once it is handed on (``itertools.chain``
+    would keep the first page for the whole listing)."""
+    if first is not None:
+        page, first = first, None
+        yield page
+        del page
+    yield from rest
+
+
 class MidjourneyClient:
     """Lists a Midjourney account's jobs and downloads their media (see the module doc)."""
 
@@ -340,7 +349,7 @@ class MidjourneyClient:
         listing = Listing(generation.name)
         listing._jobs = self._walk(
             listing,
-            itertools.chain([first] if first is not None else [], pages),
+            _first_then(first, pages),
             stop,
             job_type,
             since,
@@ -406,11 +415,13 @@ class MidjourneyClient:
                     listing.stopped_early = True
                     return
                 yield listed
+            empty = not page.records
+            del page  # not held while the next page is fetched
             if reached_since:
                 listing.stopped_early = True
                 return
             oldest = page_oldest
-            stalled = 0 if progress or not page.records else stalled + 1
+            stalled = 0 if progress or empty else stalled + 1
             if stalled >= STALL_PAGES:
                 listing.stopped_early = True
                 listing.cut_short = (

@@ -137,6 +137,7 @@ class CursorGeneration(ListingGeneration):
             if not split.records:
                 return
             following = split.meta.get("cursor")
+            del split  # one page in memory at a time: not this one while the next is read
             if not isinstance(following, str) or not following:
                 return
             if following in used:
