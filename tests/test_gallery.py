@@ -364,3 +364,20 @@ def test_chunked_gallery_in_chromium(tmp_path: Path) -> None:
             assert errors == []
         finally:
             browser.close()
+
+
+def test_a_video_is_remembered_so_the_next_gallery_need_not_open_it(
+    vault: Vault, tmp_path: Path
+) -> None:
+    from mjvault.testing.images import make_mp4
+
+    with vault.writer("test") as writer:
+        clip, still = writer.put_media(make_mp4(1)), writer.put_media(make_png(1, 40, 40))
+        writer.add_job(json.dumps({"id": "v", "full_command": "a clip"}).encode(), [clip, still])
+    first = build_gallery(vault, tmp_path / "g")
+    assert (first.videos, first.images, first.thumbs_made) == (1, 1, 1)
+    with ThumbCache(vault.path) as cache:
+        assert cache.get(clip, 320) == ("", "mp4")
+    again = build_gallery(vault, tmp_path / "g")
+    assert (again.videos, again.images, again.thumbs_made, again.chunks_written) == (1, 1, 0, 0)
+    assert [image[2] for image in _data(tmp_path / "g")["jobs"][0][5]] == ["mp4", "png"]

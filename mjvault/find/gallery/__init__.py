@@ -94,6 +94,7 @@ class _Image:
     thumb: str | None = None  # thumbnail object id
     thumb_bytes: bytes | None = None  # a thumbnail made just now, to be stored
     stale: bool = False  # the cache named a thumbnail object that is gone (a gc took it)
+    known: bool = False  # the cache knew it
     plaintext: bytes | None = None  # encrypted vault: for the decrypted copy
 
 
@@ -228,7 +229,9 @@ def _prepared(
         ]
 
     for summary in summaries:
-        known = [_cached(vault, directory, cache, i, size) or i for i in summary.images if i]
+        sources = [i for i in summary.images if i]
+        found = cache.get_many(sources, size) if sources else {}
+        known = [_cached(vault, directory, s, found.get(s)) or s for s in sources]
         if all(isinstance(i, _Image) for i in known):
             pending.append((summary, work(known)))
         else:
@@ -242,16 +245,19 @@ def _prepared(
 
 
 def _cached(
-    vault: Vault, directory: Path, cache: ThumbCache, source: str, size: int
+    vault: Vault, directory: Path, source: str, cached: tuple[str, str] | None
 ) -> _Image | None:
     """The image as the cache knows it, when nothing needs reading: its thumbnail is there
-    and (encrypted vault) so is its decrypted copy. None: a worker must look."""
-    cached = cache.get(source, size)
-    if cached is None or not vault.store.exists(cached[0]):
+    (or it is a video) and, in an encrypted vault, so is its decrypted copy. None: a worker
+    must look."""
+    if cached is None:
         return None
-    if vault.encrypted and not (directory / "media" / f"{source}.{cached[1]}").exists():
+    thumb, kind = cached
+    if thumb and not vault.store.exists(thumb):
         return None
-    return _Image(source, kind=cached[1], thumb=cached[0])
+    if vault.encrypted and not (directory / "media" / f"{source}.{kind}").exists():
+        return None
+    return _Image(source, kind=kind, thumb=thumb or None, known=True)
 
 
 def _prepare(
@@ -260,10 +266,10 @@ def _prepare(
     """Worker-thread part: what the image is, and its thumbnail (cached or made now)."""
     image = _Image(source)
     cached = cache.get(source, size)
-    if cached is not None and vault.store.exists(cached[0]):
+    if cached is not None and (not cached[0] or vault.store.exists(cached[0])):
         # Known from an earlier gallery: no need to open the image at all, unless an
         # encrypted vault's decrypted copy is missing from this gallery.
-        image.thumb, image.kind = cached
+        image.thumb, image.kind, image.known = cached[0] or None, cached[1], True
         if vault.encrypted and not (directory / "media" / f"{source}.{image.kind}").exists():
             try:
                 image.plaintext = vault.read_object(source)
@@ -325,6 +331,9 @@ def _rows(
                 continue
             if image.thumb_bytes is None:
                 report.thumbs_cached += 1  # the cache named it and its object is there
+                if image.kind == "mp4" and not image.known:
+                    # Remembered too, so the next gallery need not open the video.
+                    cache.put(image.source, size, "", "mp4")
             else:
                 known = cache.get(image.source, size)
                 if known is not None and (image.source in made.stored or not image.stale):

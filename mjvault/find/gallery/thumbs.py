@@ -132,12 +132,24 @@ class ThumbCache:
             self.db.execute("BEGIN IMMEDIATE")
 
     def get(self, source: str, size: int) -> tuple[str, str] | None:
-        """(thumbnail object id, source kind) when known."""
+        """(thumbnail object id, source kind) when known; the id is "" for a video."""
         with self.lock:
             row = self.db.execute(
                 "SELECT thumb, kind FROM thumbs WHERE source = ? AND size = ?", (source, size)
             ).fetchone()
         return (row[0], row[1]) if row else None
+
+    def get_many(self, sources: list[str], size: int) -> dict[str, tuple[str, str]]:
+        """:meth:`get` of a job's images in one query."""
+        if not sources:
+            return {}
+        marks = ",".join("?" * len(sources))
+        with self.lock:
+            rows = self.db.execute(
+                f"SELECT source, thumb, kind FROM thumbs WHERE size = ? AND source IN ({marks})",
+                (size, *sources),
+            ).fetchall()
+        return {source: (thumb, kind) for source, thumb, kind in rows}
 
     def put(self, source: str, size: int, thumb: str, kind: str) -> None:
         with self.lock:
