@@ -106,6 +106,7 @@ def test_cli_reports_and_refuses_the_vault_itself(vault: Vault, tmp_path: Path) 
     done = run_cli("--vault", str(vault.path), "gallery", str(tmp_path / "g"), "ramen")
     assert done.returncode == 0, done.stderr
     assert b"1 jobs, 2 images" in done.stdout
+    assert b"1 chunk files, 1 written (0 unchanged)" in done.stdout
     inside = run_cli("--vault", str(vault.path), "gallery", str(vault.path / "g"))
     assert inside.returncode == 2 and b"outside the vault" in inside.stderr
 

@@ -64,6 +64,10 @@ def gallery_command(
             f"  {report.jobs} jobs{without}, {report.images} images, {report.videos} videos; "
             f"thumbnails {report.thumbs_made} made, {report.thumbs_cached} cached"
         )
+        click.echo(
+            f"  {report.chunks} chunk files, {report.chunks_written} written"
+            f" ({report.chunks - report.chunks_written} unchanged)"
+        )
         if report.unreadable_count:
             click.echo(
                 f"  {report.unreadable_count} images could not be read or decoded (left out)"

@@ -157,30 +157,43 @@ def build_gallery(
             raise
         finally:
             cache.close()
-    report.chunks, report.chunks_written = len(listed), chunks.written
-    head = {
+        # Under the lock still: a gallery made at the same time into the same directory
+        # must not remove the chunk files this one names.
+        report.chunks, report.chunks_written = len(listed), chunks.written
+        write_head(directory / "data.js", _head(vault, directory, report, listed, query, title))
+        chunks.remove_stale()
+    for name in STATIC_FILES:
+        data = resources.files("mjvault.find.gallery").joinpath("static", name).read_bytes()
+        _write_if_changed(directory / name, data)
+    return report
+
+
+def _head(
+    vault: Vault,
+    directory: Path,
+    report: GalleryReport,
+    listed: list[tuple[str, int, int]],
+    query: str | None,
+    title: str | None,
+) -> dict[str, Any]:
+    """What data.js holds: everything the page needs but the jobs."""
+    return {
         "title": title or f"mjvault: {vault.path.name}",
         "query": query or "",
-        "layout": "copies" if encrypted else "objects",
+        "layout": "copies" if vault.encrypted else "objects",
         # Parameter names and aliases, for the page's v:6-style filters.
         "aliases": ALIASES,
         "type_aliases": TYPE_ALIASES,  # type:video is video_diffusion too
         # Plain vault: image URLs are this prefix + id[:2]/id (relative to DIR).
-        "objects": "" if encrypted else _url(directory, vault.store.objects_dir) + "/",
+        "objects": "" if vault.encrypted else _url(directory, vault.store.objects_dir) + "/",
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         # Each job is [id, time, type, prompt, params, images], each image [thumbnail id or
         # "", image id, kind]: ids, not paths, keep a chunk of 500 jobs near half a megabyte.
         "columns": ["id", "time", "type", "prompt", "params", "images"],
         "jobs": report.jobs,
-        "images": report.images + report.videos,
+        "images": report.images + report.videos,  # tiles: videos are tiles too
         "chunks": [list(c) for c in listed],
     }
-    write_head(directory / "data.js", head)
-    chunks.remove_stale()
-    for name in STATIC_FILES:
-        data = resources.files("mjvault.find.gallery").joinpath("static", name).read_bytes()
-        _write_if_changed(directory / name, data)
-    return report
 
 
 def _write_if_changed(path: Path, data: bytes) -> None:
