@@ -22,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -44,6 +45,7 @@ STATIC_FILES = ("index.html", "gallery.css", "gallery.js")
 DEFAULT_THUMB_SIZE = 320
 FLUSH_EVERY = 500  # thumbnails staged before they are published (bounds tmp/, lost work, RAM)
 WINDOW = 16  # jobs in flight (an encrypted vault holds each one's plaintexts)
+LOOKUP_JOBS = 64  # jobs whose images are looked up in the thumbnail cache at once
 UNREADABLE_LISTED = 100  # unreadable image ids named in the report; the rest are counted
 
 
@@ -241,24 +243,27 @@ def _prepared(
             for i in images
         ]
 
-    for summary in summaries:
-        sources = [i for i in summary.images if i]
-        found = cache.get_many(sources, size) if sources else {}
-        known = [_cached(vault, directory, s, found.get(s)) or s for s in sources]
-        if all(isinstance(i, _Image) for i in known):
-            pending.append((summary, work(known)))
-        else:
-            pending.append((summary, pool.submit(work, known)))
-        while pending and (len(pending) >= WINDOW or isinstance(pending[0][1], list)):
-            first, images = pending.popleft()
-            yield first, images if isinstance(images, list) else images.result()
+    encrypted = vault.encrypted
+    jobs = iter(summaries)
+    while group := list(islice(jobs, LOOKUP_JOBS)):
+        found = cache.get_many([i for job in group for i in job.images if i], size)
+        for summary in group:
+            sources = [i for i in summary.images if i]
+            known = [_cached(vault, encrypted, directory, s, found.get(s)) or s for s in sources]
+            if all(isinstance(i, _Image) for i in known):
+                pending.append((summary, work(known)))
+            else:
+                pending.append((summary, pool.submit(work, known)))
+            while pending and (len(pending) >= WINDOW or isinstance(pending[0][1], list)):
+                first, images = pending.popleft()
+                yield first, images if isinstance(images, list) else images.result()
     while pending:
         first, images = pending.popleft()
         yield first, images if isinstance(images, list) else images.result()
 
 
 def _cached(
-    vault: Vault, directory: Path, source: str, cached: tuple[str, str] | None
+    vault: Vault, encrypted: bool, directory: Path, source: str, cached: tuple[str, str] | None
 ) -> _Image | None:
     """The image as the cache knows it, when nothing needs reading: its thumbnail is there
     (or it is a video) and, in an encrypted vault, so is its decrypted copy. None: a worker
@@ -268,7 +273,7 @@ def _cached(
     thumb, kind = cached
     if thumb and not vault.store.exists(thumb):
         return None
-    if vault.encrypted and not (directory / "media" / f"{source}.{kind}").exists():
+    if encrypted and not (directory / "media" / f"{source}.{kind}").exists():
         return None
     return _Image(source, kind=kind, thumb=thumb or None, known=True)
 
