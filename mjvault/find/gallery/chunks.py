@@ -65,7 +65,7 @@ class ChunkWriter:
         name = hashlib.blake2b(body, digest_size=12).hexdigest()
         path = self.directory / f"{name}.js"
         if not path.exists():
-            _write(path, b'%s("%s", %s);\n' % (CALL.encode(), name.encode(), body))
+            _write(path, f'{CALL}("{name}", '.encode(), body, b");\n")
             self.written += 1
         self.chunks.append((name, len(self.rows), self.images))
         self.rows = []
@@ -92,12 +92,13 @@ def write_head(path: Path, head: dict[str, Any]) -> None:
     _write(path, text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode("utf-8"))
 
 
-def _write(path: Path, data: bytes) -> None:
+def _write(path: Path, *parts: bytes) -> None:
     # Derived output, rebuilt by the next run: atomic (an open page never reads half a
-    # file), not durable.
+    # file), not durable. In parts: a chunk's body is not copied once more to be framed.
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as handle:
-        handle.write(data)
+        for part in parts:
+            handle.write(part)
     os.replace(tmp, path)
 
 
