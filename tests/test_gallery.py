@@ -382,3 +382,13 @@ def test_a_video_is_remembered_so_the_next_gallery_need_not_open_it(
     again = build_gallery(vault, tmp_path / "g")
     assert (again.videos, again.images, again.thumbs_made, again.chunks_written) == (1, 1, 0, 0)
     assert [image[2] for image in _data(tmp_path / "g")["jobs"][0][5]] == ["mp4", "png"]
+
+
+def test_a_file_where_the_chunks_go_is_a_clear_error(vault: Vault, tmp_path: Path) -> None:
+    _fill(vault)
+    out = tmp_path / "g"
+    out.mkdir()
+    (out / "chunks").write_text("not a directory")
+    done = run_cli("--vault", str(vault.path), "gallery", str(out))
+    assert done.returncode == 2 and b"chunks exists and is not a directory" in done.stderr
+    assert b"Traceback" not in done.stderr

@@ -128,6 +128,9 @@ def build_gallery(
     if directory == vault.path.resolve() or vault.path.resolve() in directory.parents:
         raise UsageError("write the gallery outside the vault")
     directory.mkdir(parents=True, exist_ok=True)
+    for inside in ("chunks", "media", "thumbs"):
+        if (directory / inside).exists() and not (directory / inside).is_dir():
+            raise UsageError(f"{directory / inside} exists and is not a directory")
     index = vault.index  # brought up to HEAD before the lock is taken
     report = GalleryReport(directory)
     encrypted = vault.encrypted
