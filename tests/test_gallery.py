@@ -392,3 +392,20 @@ def test_a_file_where_the_chunks_go_is_a_clear_error(vault: Vault, tmp_path: Pat
     done = run_cli("--vault", str(vault.path), "gallery", str(out))
     assert done.returncode == 2 and b"chunks exists and is not a directory" in done.stderr
     assert b"Traceback" not in done.stderr
+
+
+def test_a_large_thumbs_json_is_read_a_block_at_a_time(tmp_path: Path) -> None:
+    # More than one read block: entries cut by a block's end must still be read whole.
+    entries = {
+        f"{i:064x}:{320 + i % 2}": [f"{i * 7:064x}", ("png", "jpg", "webp")[i % 3]]
+        for i in range(9_000)
+    }
+    old = tmp_path / OLD_CACHE_FILE
+    old.parent.mkdir()
+    old.write_text(json.dumps({"v": 1, "thumbs": entries}, separators=(",", ":")))
+    assert old.stat().st_size > 1 << 20  # two read blocks
+    with ThumbCache(tmp_path) as cache:
+        assert sum(1 for _ in cache.object_ids()) == 9_000
+        assert cache.get(f"{4_321:064x}", 321) == (f"{4_321 * 7:064x}", "jpg")
+        assert cache.get(f"{8_999:064x}", 321) == (f"{8_999 * 7:064x}", "webp")
+    assert not old.exists()
