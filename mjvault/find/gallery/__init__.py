@@ -370,8 +370,9 @@ def _rows(
             shown.append([image.thumb or "", image.source, image.kind])
             report.images += image.kind != "mp4"
             report.videos += image.kind == "mp4"
-        if staged >= FLUSH_EVERY:
-            # Published before the cache names them; then the thumbnails held can go.
+        if staged >= FLUSH_EVERY or len(made.thumbs) >= 2 * FLUSH_EVERY:
+            # Published before the cache names them; then the thumbnails held can go (also
+            # when images that do not decode, which stage nothing, fill the list).
             batch.flush()
             cache.commit()
             made.clear()
