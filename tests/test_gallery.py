@@ -12,7 +12,8 @@ from PIL import Image
 
 from mjvault import Vault
 from mjvault.find.gallery import build_gallery, image_paths
-from mjvault.find.gallery.thumbs import ThumbCache, make_thumbnail
+from mjvault.find.gallery.chunks import gallery_rows
+from mjvault.find.gallery.thumbs import CACHE_FILE, OLD_CACHE_FILE, ThumbCache, make_thumbnail
 from mjvault.testing.images import make_png
 from tests.conftest import CHEAP_KDF, PASSPHRASE, run_cli
 
@@ -34,10 +35,12 @@ def _fill(vault: Vault) -> list[str]:
 
 
 def _data(directory: Path) -> dict[str, Any]:
+    """data.js's head, with every job of its chunk files under "jobs"."""
     text = (directory / "data.js").read_text(encoding="utf-8")
     prefix = "window.MJVAULT_GALLERY = "
     assert text.startswith(prefix) and text.rstrip().endswith(";")
-    return json.loads(text[len(prefix) :].rstrip().rstrip(";"))  # type: ignore[no-any-return]
+    head: dict[str, Any] = json.loads(text[len(prefix) :].rstrip().rstrip(";"))
+    return head | {"jobs": list(gallery_rows(directory))}
 
 
 def test_plain_gallery_points_at_objects_and_caches_thumbnails(
@@ -47,7 +50,13 @@ def test_plain_gallery_points_at_objects_and_caches_thumbnails(
     out = tmp_path / "gallery"
     report = build_gallery(vault, out)
     assert (report.jobs, report.images, report.thumbs_made) == (3, 5, 5)
-    assert {p.name for p in out.iterdir()} == {"index.html", "gallery.css", "gallery.js", "data.js"}
+    assert {p.name for p in out.iterdir()} == {
+        "index.html",
+        "gallery.css",
+        "gallery.js",
+        "data.js",
+        "chunks",
+    }
     data = _data(out)
     assert [job[0] for job in data["jobs"]] == ["job-2", "job-1", "job-0"]
     newest = data["jobs"][0]
@@ -60,9 +69,10 @@ def test_plain_gallery_points_at_objects_and_caches_thumbnails(
         assert picture.format == "WEBP" and max(picture.size) <= 320
     again = build_gallery(vault, tmp_path / "second", "fox")
     assert (again.jobs, again.thumbs_made, again.thumbs_cached) == (1, 0, 2)
-    cache = ThumbCache(vault.path)
-    assert cache.get(images[0], 320) is not None
-    assert len(cache.object_ids()) == 5 and all(vault.store.exists(t) for t in cache.object_ids())
+    with ThumbCache(vault.path) as cache:
+        assert cache.get(images[0], 320) is not None
+        thumbs = set(cache.object_ids())
+    assert len(thumbs) == 5 and all(vault.store.exists(t) for t in thumbs)
 
 
 def test_encrypted_gallery_writes_decrypted_copies(encrypted_vault: Vault, tmp_path: Path) -> None:
@@ -96,6 +106,7 @@ def test_cli_reports_and_refuses_the_vault_itself(vault: Vault, tmp_path: Path) 
     done = run_cli("--vault", str(vault.path), "gallery", str(tmp_path / "g"), "ramen")
     assert done.returncode == 0, done.stderr
     assert b"1 jobs, 2 images" in done.stdout
+    assert b"1 chunk files, 1 written (0 unchanged)" in done.stdout
     inside = run_cli("--vault", str(vault.path), "gallery", str(vault.path / "g"))
     assert inside.returncode == 2 and b"outside the vault" in inside.stderr
 
@@ -224,3 +235,177 @@ def test_gallery_type_filter_takes_the_words_search_takes(tmp_path: Path) -> Non
                 )
         finally:
             browser.close()
+
+
+# -- at scale: chunks written as they change, a cache that is never loaded whole ----------
+WORDS = ["fox", "ramen", "lighthouse", "orchid", "tram"]
+
+
+def _fill_many(vault: Vault, jobs: int, first: int = 0) -> None:
+    """``jobs`` one-image jobs, each newer than the one before; the oldest is the zebra."""
+    with vault.writer("test") as writer:
+        for i in range(first, first + jobs):
+            image = writer.put_media(make_png(i, 32, 32))
+            prompt = "a lonely zebra" if i == 0 else f"picture {i} of a {WORDS[i % 5]}"
+            record = {
+                "id": f"many-{i:04d}",
+                "full_command": f"{prompt} --ar 1:1",
+                "enqueue_time": f"2024-01-01 {i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}",
+                "type": "upscale",
+            }
+            writer.add_job(json.dumps(record).encode(), [image])
+
+
+def _chunk_files(directory: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in (directory / "chunks").iterdir()}
+
+
+def test_a_rerun_makes_no_thumbnail_and_rewrites_only_changed_chunks(
+    vault: Vault, tmp_path: Path
+) -> None:
+    _fill_many(vault, 200)
+    out = tmp_path / "g"
+    first = build_gallery(vault, out, chunk_jobs=8)
+    before = _chunk_files(out)
+    assert first.chunks_written == len(before) > 10 and first.thumbs_made == 200
+    again = build_gallery(vault, out, chunk_jobs=8)
+    assert (again.thumbs_made, again.thumbs_cached, again.chunks_written) == (0, 200, 0)
+    assert _chunk_files(out) == before  # not one file rewritten
+    # A new job (the newest) lands in the first chunk: that chunk alone is written, and the
+    # one it replaces is removed.
+    _fill_many(vault, 1, first=200)
+    third = build_gallery(vault, out, chunk_jobs=8)
+    assert (third.thumbs_made, third.thumbs_cached, third.chunks_written) == (1, 200, 1)
+    after = _chunk_files(out)
+    assert len(set(after) - set(before)) == 1 and len(after) - len(before) in (0, 1)
+    assert {f"{c[0]}.js" for c in _data(out)["chunks"]} == set(after)
+    assert [row[0] for row in gallery_rows(out)] == [f"many-{i:04d}" for i in range(200, -1, -1)]
+
+
+def test_an_old_thumbs_json_is_migrated_once(vault: Vault, tmp_path: Path) -> None:
+    images = _fill(vault)
+    build_gallery(vault, tmp_path / "g")
+    with ThumbCache(vault.path) as cache:
+        entries = {f"{s}:320": list(cache.get(s, 320) or ()) for s in images}
+    (vault.path / CACHE_FILE).unlink()
+    old = vault.path / OLD_CACHE_FILE
+    old.write_text(json.dumps({"v": 1, "thumbs": entries}, separators=(",", ":")))
+    report = build_gallery(vault, tmp_path / "g2")
+    assert (report.thumbs_made, report.thumbs_cached) == (0, 5)
+    assert not old.exists() and (vault.path / CACHE_FILE).exists()
+    # A damaged cache is a cache: it is made again, and the gallery is whole.
+    (vault.path / CACHE_FILE).write_bytes(b"not a database" * 100)
+    report = build_gallery(vault, tmp_path / "g3")
+    assert (report.jobs, report.thumbs_made) == (3, 5)
+    assert build_gallery(vault, tmp_path / "g3").thumbs_made == 0
+
+
+def test_chunked_gallery_in_chromium(tmp_path: Path) -> None:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    vault = Vault.init(tmp_path / "vault")
+    _fill_many(vault, 150)
+    out = tmp_path / "gallery"
+    report = build_gallery(vault, out, chunk_jobs=8)
+    vault.close()
+    chunks = len(_data(out)["chunks"])
+    assert report.chunks_written == chunks > 10
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 800, "height": 600})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+            def wait_until(expression: str) -> None:
+                page.wait_for_function(expression, polling=50, timeout=15_000)
+
+            def chunks_loaded() -> int:
+                return int(
+                    page.evaluate(
+                        "performance.getEntriesByType('resource')"
+                        ".filter(e => e.name.includes('/chunks/')).length"
+                    )
+                )
+
+            page.goto((out / "index.html").as_uri())
+            wait_until("document.querySelectorAll('.tile img').length > 20")
+            page.wait_for_timeout(300)
+            assert "150 images · 150 jobs" in page.inner_text("#count")
+            assert page.locator(".tile").count() < 150 and chunks_loaded() < chunks
+            page.screenshot(path=str(tmp_path / "grid.png"))
+            # Scrolling to the end loads the rest, in order.
+            wait_until(
+                "(window.scrollTo(0, document.body.scrollHeight),"
+                " document.querySelectorAll('.tile').length === 150)"
+            )
+            assert page.get_attribute(".tile >> nth=149", "title") == "a lonely zebra"
+            # A fresh page: the zebra's chunk is the last, not loaded, and search finds it.
+            page.goto("about:blank")
+            page.goto((out / "index.html").as_uri())
+            wait_until("document.querySelectorAll('.tile img').length > 20")
+            assert chunks_loaded() < chunks
+            page.fill("#search", "ZEBRA")
+            wait_until("document.querySelectorAll('.tile').length === 1")
+            wait_until("document.getElementById('count').textContent === '1 image · 1 job'")
+            page.click(".tile")
+            page.wait_for_selector("#lightbox:not([hidden])")
+            wait_until("document.getElementById('full').complete && full.naturalWidth === 32")
+            assert page.inner_text("#prompt") == "a lonely zebra"
+            assert page.inner_text("#job") == "many-0000"
+            page.click("#copy")
+            wait_until("document.getElementById('copy').textContent === 'Copied'")
+            page.screenshot(path=str(tmp_path / "zebra.png"))
+            page.keyboard.press("Escape")
+            # Words in chunks across the whole gallery: every fox, one in five.
+            page.fill("#search", "fox -zebra")
+            wait_until("document.getElementById('count').textContent === '29 images · 29 jobs'")
+            assert errors == []
+        finally:
+            browser.close()
+
+
+def test_a_video_is_remembered_so_the_next_gallery_need_not_open_it(
+    vault: Vault, tmp_path: Path
+) -> None:
+    from mjvault.testing.images import make_mp4
+
+    with vault.writer("test") as writer:
+        clip, still = writer.put_media(make_mp4(1)), writer.put_media(make_png(1, 40, 40))
+        writer.add_job(json.dumps({"id": "v", "full_command": "a clip"}).encode(), [clip, still])
+    first = build_gallery(vault, tmp_path / "g")
+    assert (first.videos, first.images, first.thumbs_made) == (1, 1, 1)
+    with ThumbCache(vault.path) as cache:
+        assert cache.get(clip, 320) == ("", "mp4")
+    again = build_gallery(vault, tmp_path / "g")
+    assert (again.videos, again.images, again.thumbs_made, again.chunks_written) == (1, 1, 0, 0)
+    assert [image[2] for image in _data(tmp_path / "g")["jobs"][0][5]] == ["mp4", "png"]
+
+
+def test_a_file_where_the_chunks_go_is_a_clear_error(vault: Vault, tmp_path: Path) -> None:
+    _fill(vault)
+    out = tmp_path / "g"
+    out.mkdir()
+    (out / "chunks").write_text("not a directory")
+    done = run_cli("--vault", str(vault.path), "gallery", str(out))
+    assert done.returncode == 2 and b"chunks exists and is not a directory" in done.stderr
+    assert b"Traceback" not in done.stderr
+
+
+def test_a_large_thumbs_json_is_read_a_block_at_a_time(tmp_path: Path) -> None:
+    # More than one read block: entries cut by a block's end must still be read whole.
+    entries = {
+        f"{i:064x}:{320 + i % 2}": [f"{i * 7:064x}", ("png", "jpg", "webp")[i % 3]]
+        for i in range(9_000)
+    }
+    old = tmp_path / OLD_CACHE_FILE
+    old.parent.mkdir()
+    old.write_text(json.dumps({"v": 1, "thumbs": entries}, separators=(",", ":")))
+    assert old.stat().st_size > 1 << 20  # two read blocks
+    with ThumbCache(tmp_path) as cache:
+        assert sum(1 for _ in cache.object_ids()) == 9_000
+        assert cache.get(f"{4_321:064x}", 321) == (f"{4_321 * 7:064x}", "jpg")
+        assert cache.get(f"{8_999:064x}", 321) == (f"{8_999 * 7:064x}", "webp")
+    assert not old.exists()

@@ -64,8 +64,14 @@ def gallery_command(
             f"  {report.jobs} jobs{without}, {report.images} images, {report.videos} videos; "
             f"thumbnails {report.thumbs_made} made, {report.thumbs_cached} cached"
         )
-        if report.unreadable:
-            click.echo(f"  {len(report.unreadable)} images could not be read or decoded (left out)")
+        click.echo(
+            f"  {report.chunks} chunk files, {report.chunks_written} written"
+            f" ({report.chunks - report.chunks_written} unchanged)"
+        )
+        if report.unreadable_count:
+            click.echo(
+                f"  {report.unreadable_count} images could not be read or decoded (left out)"
+            )
         if report.decrypted_dir is not None:
             click.echo(
                 f"  this vault is encrypted: the gallery holds DECRYPTED copies of the images it "

@@ -1,26 +1,48 @@
 """Thumbnails: WebP images made once per (source object, size) and kept as vault objects.
 
-Which object is the thumbnail of which is remembered in ``<vault>/cache/thumbs.json``
-(``{"v": 1, "thumbs": {"<source id>:<size>": ["<thumbnail id>", "<source kind>"]}}``, the
-kind being ``png``, ``jpg``, ``webp`` or ``gif`` so a later gallery need not open the source), a cache like the index:
-losing it, or the thumbnail objects (nothing in a snapshot refers to them, so a gc may remove
-them), only means they are made again.
+Which object is the thumbnail of which is remembered in ``<vault>/cache/thumbs.sqlite``, one
+row per (source id, size): the thumbnail's id and the source's kind (``png``, ``jpg``,
+``webp`` or ``gif``, so a later gallery need not open the source). A table, not a file read
+whole: a gallery of a million images looks up each one and holds none. It is a cache like the
+index: losing it, or the thumbnail objects (nothing in a snapshot refers to them, so a gc may
+remove them), only means they are made again. ``cache/thumbs.json``, where earlier versions
+kept the mapping, is read once (streamed) into the table and removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
-import json
 import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mjvault.store.fsutil import atomic_write
-
-CACHE_FILE = "cache/thumbs.json"
-CACHE_VERSION = 1
+CACHE_FILE = "cache/thumbs.sqlite"
+OLD_CACHE_FILE = "cache/thumbs.json"
+TABLE_VERSION = 1
 WEBP_QUALITY = 78
+CACHE_KIB = 4096  # SQLite's page cache: the table's top levels, not the table
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS thumbs (
+    source TEXT NOT NULL, size INTEGER NOT NULL, thumb TEXT NOT NULL, kind TEXT NOT NULL,
+    PRIMARY KEY (source, size)
+) WITHOUT ROWID;
+PRAGMA user_version = 1;
+"""
+# An entry of thumbs.json as its writer laid it out (json.dumps with compact separators).
+_OLD_ENTRY = re.compile(
+    rb'"([0-9a-f]{16,128}):(\d{1,5})":\["([0-9a-f]{16,128})","([a-z0-9]{1,8})"\]'
+)
+_OLD_HEAD = b'{"v":1,'
+_READ = 1 << 20
+_QUERY_MAX = 500  # ids in one IN (...): under any SQLite's limit on parameters
 
 
 def make_thumbnail(data: bytes, size: int) -> bytes | None:
@@ -40,51 +62,141 @@ def make_thumbnail(data: bytes, size: int) -> bytes | None:
 
 
 class ThumbCache:
-    """The source-to-thumbnail mapping of one vault."""
+    """The source-to-thumbnail mapping of one vault.
+
+    Safe to share between threads (one connection behind a lock). Changes are held in one
+    transaction until :meth:`commit`: the gallery commits right after the thumbnails named
+    are published, so the table never names an object a crash left unwritten.
+    """
 
     def __init__(self, vault_path: Path) -> None:
         self.path = vault_path / CACHE_FILE
-        self.entries: dict[str, tuple[str, str]] = {}
-        self.changed = False
+        self.lock = threading.Lock()
+        self.path.parent.mkdir(mode=0o700, exist_ok=True)
         try:
-            doc = json.loads(self.path.read_bytes())
-        except (OSError, ValueError):
-            return
-        if isinstance(doc, dict) and doc.get("v") == CACHE_VERSION:
-            thumbs = doc.get("thumbs")
-            if isinstance(thumbs, dict):
-                self.entries = {
-                    str(k): (str(v[0]), str(v[1]))
-                    for k, v in thumbs.items()
-                    if isinstance(v, list) and len(v) == 2
-                }
+            self.db = self._open()
+        except sqlite3.DatabaseError:
+            # Damaged: a cache, so start again rather than refuse the gallery.
+            for suffix in ("", "-journal"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{self.path}{suffix}")
+            self.db = self._open()
+        self._migrate(vault_path / OLD_CACHE_FILE)
 
-    @staticmethod
-    def key(source: str, size: int) -> str:
-        return f"{source}:{size}"
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(os.fspath(self.path), isolation_level=None, check_same_thread=False)
+        try:
+            db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            db.execute("PRAGMA synchronous = NORMAL")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, TABLE_VERSION):
+                raise sqlite3.DatabaseError(f"format {version} is not supported")
+            db.executescript(_SCHEMA)
+            db.execute("SELECT count(*) FROM (SELECT 1 FROM thumbs LIMIT 1)").fetchone()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        with contextlib.suppress(OSError):
+            os.chmod(self.path, 0o600)
+        return db
+
+    def _migrate(self, old: Path) -> None:
+        """Move thumbs.json's entries into the table, reading the file a block at a time."""
+        try:
+            handle = open(old, "rb")  # noqa: SIM115  (closed below, before the unlink)
+        except FileNotFoundError:
+            return
+        with handle:
+            data = handle.read(_READ)
+            if data.startswith(_OLD_HEAD):
+                while data:
+                    end = 0
+                    rows = []
+                    for match in _OLD_ENTRY.finditer(data):
+                        source, size, thumb, kind = (g.decode("ascii") for g in match.groups())
+                        rows.append((source, int(size), thumb, kind))
+                        end = match.end()
+                    with self.lock:
+                        self._begin()
+                        self.db.executemany(
+                            "INSERT OR IGNORE INTO thumbs VALUES (?, ?, ?, ?)", rows
+                        )
+                    # An entry cut by the block's end is read again with the next block.
+                    rest = data[end:] if end else data[-512:]
+                    more = handle.read(_READ)
+                    data = rest + more if more else b""
+        self.commit()
+        old.unlink(missing_ok=True)
+
+    def _begin(self) -> None:
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
 
     def get(self, source: str, size: int) -> tuple[str, str] | None:
-        """(thumbnail object id, source kind) when known."""
-        return self.entries.get(self.key(source, size))
+        """(thumbnail object id, source kind) when known; the id is "" for a video."""
+        with self.lock:
+            row = self.db.execute(
+                "SELECT thumb, kind FROM thumbs WHERE source = ? AND size = ?", (source, size)
+            ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def get_many(self, sources: list[str], size: int) -> dict[str, tuple[str, str]]:
+        """:meth:`get` of many images (a few jobs' worth) in a few queries."""
+        found: dict[str, tuple[str, str]] = {}
+        for start in range(0, len(sources), _QUERY_MAX):
+            part = sources[start : start + _QUERY_MAX]
+            marks = ",".join("?" * len(part))
+            with self.lock:
+                rows = self.db.execute(
+                    f"SELECT source, thumb, kind FROM thumbs WHERE size = ? AND source IN ({marks})",
+                    (size, *part),
+                ).fetchall()
+            found.update((source, (thumb, kind)) for source, thumb, kind in rows)
+        return found
 
     def put(self, source: str, size: int, thumb: str, kind: str) -> None:
-        self.entries[self.key(source, size)] = (thumb, kind)
-        self.changed = True
-
-    def object_ids(self) -> set[str]:
-        """Every thumbnail object the cache names: what a gc keeps if galleries are to stay
-        whole (a plain vault's gallery links to these object files)."""
-        return {thumb for thumb, _ in self.entries.values()}
+        with self.lock:
+            self._begin()
+            self.db.execute(
+                "INSERT OR REPLACE INTO thumbs VALUES (?, ?, ?, ?)", (source, size, thumb, kind)
+            )
 
     def forget(self, source: str, size: int) -> None:
-        if self.entries.pop(self.key(source, size), None) is not None:
-            self.changed = True
+        with self.lock:
+            self._begin()
+            self.db.execute("DELETE FROM thumbs WHERE source = ? AND size = ?", (source, size))
 
-    def save(self) -> None:
-        if not self.changed:
-            return
-        self.path.parent.mkdir(mode=0o700, exist_ok=True)
-        doc = {"v": CACHE_VERSION, "thumbs": {k: list(v) for k, v in self.entries.items()}}
-        atomic_write(self.path, json.dumps(doc, separators=(",", ":")).encode(), mode=0o600)
-        os.chmod(self.path, 0o600)
-        self.changed = False
+    def object_ids(self) -> Iterator[str]:
+        """Every thumbnail object the cache names: what a gc keeps if galleries are to stay
+        whole (a plain vault's gallery links to these object files)."""
+        with self.lock:
+            rows = self.db.execute("SELECT DISTINCT thumb FROM thumbs ORDER BY thumb")
+        for (thumb,) in rows:
+            yield thumb
+
+    def commit(self) -> None:
+        with self.lock:
+            if self.db.in_transaction:
+                self.db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        """Drop what is pending: the thumbnails it names were never published."""
+        with self.lock:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+
+    def close(self) -> None:
+        """Commit what is pending and let the file go."""
+        self.commit()
+        self.db.close()
+
+    def __enter__(self) -> ThumbCache:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
