@@ -43,7 +43,8 @@ A command that runs past ``--budget`` seconds is interrupted (SIGINT, then SIGKI
 reported as stopped, with its figures up to then. Resumable: results and the vaults built are
 kept in ``--workdir``/jobs-N (results.json); a rerun skips what is recorded unless named with
 ``--rerun``, and a stopped first sync or import picks up where it stopped. push, clone and pull
-run together (moto keeps its buckets in memory only).
+run together (moto keeps its buckets in memory only). ``--rerun STEP`` alone measures STEP
+again and nothing else (with ``--only``, the steps named there that are not recorded too).
 """
 
 from __future__ import annotations
@@ -510,6 +511,8 @@ def main() -> None:
     parser.add_argument("--rerun", nargs="*", default=[], choices=STEPS, metavar="STEP")
     parser.add_argument("--list", action="store_true", help="print the recorded table only")
     args = parser.parse_args()
+    if args.rerun and not args.only:
+        args.only = list(args.rerun)  # measure those again, and nothing else
     if args.images_pool is not None and args.images_pool < 1:
         parser.error("--images-pool wants a positive number of files")
     args.budgets = {}
