@@ -163,17 +163,24 @@ def sync_note(out: bytes) -> str:
 
 
 class Server:
-    """The bundled server with a scaled account, in its own process (its GIL is its own)."""
+    """The bundled server with a scaled account, in its own process (its GIL is its own).
 
-    def __init__(self, jobs: int, pool: int | None) -> None:
+    On the port it had last time (kept in ``port_file``): sync keeps its state per site
+    address, and a sync against the same account at another port would not be incremental.
+    """
+
+    def __init__(self, jobs: int, pool: int | None, port_file: Path) -> None:
         self.token = secrets.token_urlsafe(16)
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, "_serve", str(SEED), str(jobs), self.token, str(pool or 0)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        port = port_file.read_text().strip() if port_file.exists() else "0"
+        command = [sys.executable, __file__, "_serve", str(SEED), str(jobs), self.token,
+                   str(pool or 0), port]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
-        self.settings: dict[str, str] = json.loads(self.process.stdout.readline())
+        line = self.process.stdout.readline()
+        if not line:
+            sys.exit(f"the server did not start (port {port} taken? remove {port_file})")
+        self.settings: dict[str, str] = json.loads(line)
+        port_file.write_text(self.settings["MJVAULT_WEB_BASE"].rsplit(":", 1)[1])
 
     def stop(self) -> int:
         """Stop it; its peak RSS in KiB (flat whatever the account's size, or not)."""
@@ -182,14 +189,14 @@ class Server:
         return int(usage.ru_maxrss)
 
 
-def serve(seed: int, jobs: int, token: str, pool: int | None) -> None:
+def serve(seed: int, jobs: int, token: str, pool: int | None, port: int) -> None:
     sys.path.insert(0, str(ROOT))
     from mjvault.testing.devserver import connection_settings
     from mjvault.testing.scaled import ScaledAccount
     from mjvault.testing.server import FakeMidjourney
 
     account = ScaledAccount(seed, jobs, images_pool=pool)
-    server = FakeMidjourney(account, token=token, rewrite_image_urls=True)
+    server = FakeMidjourney(account, token=token, rewrite_image_urls=True, port=port)
     with server:
         print(json.dumps(connection_settings(server)), flush=True)
         with contextlib.suppress(KeyboardInterrupt):
@@ -304,7 +311,7 @@ class Bench:
         wanted = [s for s in steps if self.wanted(s)]
         if not wanted:
             return
-        self.server = Server(self.args.jobs, self.pool)
+        self.server = Server(self.args.jobs, self.pool, self.work / "server-port")
         env = self.env | self.server.settings
         sync = ["--json", "sync", "--api", "v3", "--jobs", "16", "--max-rps", "100000"]
         try:
@@ -480,8 +487,12 @@ class Bench:
 
 
 def main() -> None:
-    if len(sys.argv) == 6 and sys.argv[1] == "_serve":
-        serve(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]) or None)
+    # Started in the background by a shell without job control, this process and its
+    # children would ignore SIGINT: no clean stop at a budget, a server that never stops.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if len(sys.argv) == 7 and sys.argv[1] == "_serve":
+        serve(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]) or None,
+              int(sys.argv[6]))  # fmt: skip
         return
     if len(sys.argv) == 6 and sys.argv[1] == "_build":
         build(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))

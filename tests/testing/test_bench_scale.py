@@ -61,3 +61,7 @@ def test_a_pooled_run_builds_the_vault_and_a_sync_after_it_finds_nothing_new(
         1,
     )
     assert "sync-first" not in results  # the build stands in for it
+    # Another run, another server process, the same site address: the sync stays incremental
+    # (its state is kept per address), reading one page, not the whole listing.
+    rerun = json.loads((work / "results.json").read_text())["sync-noop"]
+    assert rerun["note"].startswith("0 new, 0 updated, 49 listed, 1 pages"), rerun
