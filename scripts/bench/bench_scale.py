@@ -261,9 +261,15 @@ class Bench:
         )
 
     def record(self, result: Result) -> None:
-        self.results[result.step] = asdict(result)
-        self.results_file.write_text(json.dumps(self.results, indent=2))
+        self.save(result.step, asdict(result))
         print(result.line(), flush=True)
+
+    def save(self, key: str, value: dict[str, object]) -> None:
+        # Read again first: another run may be measuring other steps of the same vault.
+        if self.results_file.exists():
+            self.results.update(json.loads(self.results_file.read_text()))
+        self.results[key] = value
+        self.results_file.write_text(json.dumps(self.results, indent=2))
 
     def note_pooled_skips(self) -> None:
         for step, why in POOLED_SKIPS.items():
@@ -339,8 +345,7 @@ class Bench:
             server_rss = self.server.stop()
             self.server = None
         print(f"{'':15} (the server's own peak RSS: {server_rss / 1024:.0f} MB)", flush=True)
-        self.results["server-peak-rss-kib"] = {"status": "info", "value": server_rss}
-        self.results_file.write_text(json.dumps(self.results, indent=2))
+        self.save("server-peak-rss-kib", {"status": "info", "value": server_rss})
 
     def build_step(self, env: dict[str, str]) -> None:
         if "build" in self.args.rerun:
