@@ -42,9 +42,10 @@ requests are the metadata's.
 A command that runs past ``--budget`` seconds is interrupted (SIGINT, then SIGKILL) and
 reported as stopped, with its figures up to then. Resumable: results and the vaults built are
 kept in ``--workdir``/jobs-N (results.json); a rerun skips what is recorded unless named with
-``--rerun``, and a stopped first sync or import picks up where it stopped. push, clone and pull
-run together (moto keeps its buckets in memory only). ``--rerun STEP`` alone measures STEP
-again and nothing else (with ``--only``, the steps named there that are not recorded too).
+``--rerun``, and a stopped first sync, build or import picks up where it stopped (its figures
+are then those of the last part). push, clone and pull run together (moto keeps its buckets
+in memory only). ``--rerun STEP`` alone measures STEP again and nothing else (with
+``--only``, the steps named there that are not recorded too).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ STEPS = (
     "search-ids", "export", "gallery", "verify", "verify-data", "gc", "push", "clone", "pull",
 )  # fmt: skip
 NEWLINE = b"\n"
+RESUMABLE = ("sync-first", "build", "import")  # a stopped one picks up where it stopped
 POOLED_SKIPS = {  # steps not run with --images-pool unless named with --only, and why
     "sync-first": "pooled: the build step stands for it",
     "archive": "pooled: the archive is not pooled",
@@ -257,7 +259,7 @@ class Bench:
             step in self.args.rerun
             or step not in self.results
             or self.results[step]["status"] == "not run"
-            or (self.results[step]["status"] == "stopped" and step in ("sync-first", "import"))
+            or (self.results[step]["status"] == "stopped" and step in RESUMABLE)
         )
 
     def record(self, result: Result) -> None:
