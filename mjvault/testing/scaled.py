@@ -19,6 +19,12 @@ What is derived from the index alone, cheaply:
 
 PNGs (the files sync downloads) come from a small cache of tiny pictures, each served with a
 ``tEXt`` chunk naming its job and image, so no two files are the same bytes.
+
+``images_pool=N`` serves every media path from ``N`` distinct files per file type instead (the
+path's hash picks one): a million-job vault then holds a million records and tree entries but
+only ``N`` image files. Everything a job costs in metadata is unchanged; what the pool makes
+cheaper than reality is everything counted in media files (downloads, bytes on disk, objects
+to push, thumbnails): see docs/design.md, "A million jobs".
 """
 
 from __future__ import annotations
@@ -74,11 +80,16 @@ class ScaledAccount(MediaServing):
         username: str | None = "testartist",
         start: datetime = DEFAULT_START,
         image_size: ImageSize = "small",
+        images_pool: int | None = None,
     ) -> None:
         if n_jobs < 0:
             raise ValueError("n_jobs must not be negative")
         if n_jobs > _MASK:
             raise ValueError(f"at most {_MASK} jobs")
+        if images_pool is not None and images_pool < 1:
+            raise ValueError("images_pool must be at least 1")
+        self.images_pool = images_pool
+        self._pooled: dict[tuple[str, int], bytes] = {}  # at most images_pool per file type
         self.seed = seed
         self.image_size: ImageSize = image_size
         self.user_id = user_id or _new_id(random.Random(f"user:{seed}"))
@@ -195,6 +206,35 @@ class ScaledAccount(MediaServing):
         width, height = self.image_dimensions(job)
         picture = _picture(self.content_seed(job.id, 0) % PICTURES, width, height)
         return images.with_text_chunk(picture, PNG_TAG, f"{job.id}/{index}".encode())
+
+    def media_bytes(self, cdn_relative_path: str) -> bytes | None:
+        own = super().media_bytes(cdn_relative_path)
+        if own is None or self.images_pool is None:
+            return own
+        return self.pooled_media(cdn_relative_path)
+
+    def pool_slot(self, cdn_relative_path: str) -> tuple[str, int]:
+        """``(file type, slot)``: which pooled file a media path is served from."""
+        path = cdn_relative_path.lstrip("/").split("?", 1)[0]
+        assert self.images_pool is not None
+        digest = hashlib.blake2b(path.encode(), key=self._key, digest_size=8).digest()
+        return path.rsplit(".", 1)[-1].lower(), int.from_bytes(digest, "big") % self.images_pool
+
+    def pooled_media(self, cdn_relative_path: str) -> bytes:
+        """The pooled file served at a path (with ``images_pool``), whether or not the path
+        names a job of this account: :meth:`media_bytes` is the CDN's answer."""
+        slot = self.pool_slot(cdn_relative_path)
+        data = self._pooled.get(slot)
+        if data is None:
+            ext, number = slot
+            seed = self.content_seed("pool", number, ext)
+            if ext == "png":
+                picture = _picture(number % PICTURES, 32, 32)
+                data = images.with_text_chunk(picture, PNG_TAG, f"pool/{number}".encode())
+            else:
+                data = images.media_for_extension(ext, seed, 32, 32)
+            self._pooled[slot] = data
+        return data
 
 
 class JobView:

@@ -2,7 +2,8 @@
 """Every command at 100k-1M jobs: the baseline of the million-jobs work (docs/design.md).
 
     python scripts/bench/bench_scale.py --jobs 100000 [--workdir DIR] [--budget 600]
-                                        [--only NAME ...] [--rerun NAME ...] [--list]
+                                        [--images-pool N] [--only NAME ...]
+                                        [--rerun NAME ...] [--list]
 
 Against a scaled account (``mjvault.testing.scaled``: jobs derived from (seed, index) on
 demand, about 3.2 tiny distinct images per job) served by the bundled Midjourney-compatible
@@ -28,11 +29,23 @@ command leaves, and for push and pull the requests the local S3 server (moto) re
     clone           ``clone`` of that bucket into a new vault
     pull            ``pull`` with nothing new
 
+``--images-pool N`` serves every media path from N distinct files per type
+(``ScaledAccount(images_pool=N)``) and replaces the first sync by a ``build`` step: the vault
+a first sync would leave, written without downloads (``mjvault.testing.pooled``; a test
+proves it is the same vault), so a million-job vault is built in minutes and every command
+after the first sync can be measured at that size. Work directory ``jobs-N-poolP``. What
+the pool makes cheaper than reality is left out unless named with ``--only``: the first sync
+(``sync-first``, into its own vault), checkout and gallery (file counts), the archive and
+import (not pooled). push, clone and pull then move N image files, not one per image: their
+requests are the metadata's.
+
 A command that runs past ``--budget`` seconds is interrupted (SIGINT, then SIGKILL) and
 reported as stopped, with its figures up to then. Resumable: results and the vaults built are
 kept in ``--workdir``/jobs-N (results.json); a rerun skips what is recorded unless named with
-``--rerun``, and a stopped first sync or import picks up where it stopped. push, clone and pull
-run together (moto keeps its buckets in memory only).
+``--rerun``, and a stopped first sync, build or import picks up where it stopped (its figures
+are then those of the last part). push, clone and pull run together (moto keeps its buckets
+in memory only). ``--rerun STEP`` alone measures STEP again and nothing else (with
+``--only``, the steps named there that are not recorded too).
 """
 
 from __future__ import annotations
@@ -55,10 +68,19 @@ ROOT = Path(__file__).resolve().parents[2]
 SEED = 7
 MJ = [sys.executable, "-m", "mjvault"]
 STEPS = (
-    "sync-first", "sync-noop", "sync-full-noop", "archive", "import", "reimport", "checkout",
+    "sync-first", "build", "sync-noop", "sync-full-noop", "archive", "import", "reimport", "checkout",
     "search-ids", "export", "gallery", "verify", "verify-data", "gc", "push", "clone", "pull",
 )  # fmt: skip
 NEWLINE = b"\n"
+RESUMABLE = ("sync-first", "build", "import")  # a stopped one picks up where it stopped
+POOLED_SKIPS = {  # steps not run with --images-pool unless named with --only, and why
+    "sync-first": "pooled: the build step stands for it",
+    "archive": "pooled: the archive is not pooled",
+    "import": "pooled: the archive is not pooled",
+    "reimport": "pooled: the archive is not pooled",
+    "checkout": "pooled: not measured (file counts as without a pool, blocks fewer)",
+    "gallery": "pooled: not measured (one thumbnail per pooled file)",
+}
 SEARCH_QUERY = "a"  # in about three prompts out of four
 
 
@@ -130,18 +152,37 @@ def disk_usage(*paths: Path) -> int:
     return int(out.stdout.strip().splitlines()[-1].split()[0])
 
 
-class Server:
-    """The bundled server with a scaled account, in its own process (its GIL is its own)."""
-
-    def __init__(self, jobs: int) -> None:
-        self.token = secrets.token_urlsafe(16)
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, "_serve", str(SEED), str(jobs), self.token],
-            stdout=subprocess.PIPE,
-            text=True,
+def sync_note(out: bytes) -> str:
+    """What a sync with nothing new found, from its --json report: new jobs must be 0."""
+    try:
+        report = json.loads(out)
+        return (
+            f"{report['jobs_new']} new, {report['jobs_updated']} updated, "
+            f"{report['jobs_listed']} listed, {report['listing_pages']} pages"
         )
+    except (ValueError, KeyError, TypeError):
+        return "no JSON report"
+
+
+class Server:
+    """The bundled server with a scaled account, in its own process (its GIL is its own).
+
+    On the port it had last time (kept in ``port_file``): sync keeps its state per site
+    address, and a sync against the same account at another port would not be incremental.
+    """
+
+    def __init__(self, jobs: int, pool: int | None, port_file: Path) -> None:
+        self.token = secrets.token_urlsafe(16)
+        port = port_file.read_text().strip() if port_file.exists() else "0"
+        command = [sys.executable, __file__, "_serve", str(SEED), str(jobs), self.token,
+                   str(pool or 0), port]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
-        self.settings: dict[str, str] = json.loads(self.process.stdout.readline())
+        line = self.process.stdout.readline()
+        if not line:
+            sys.exit(f"the server did not start (port {port} taken? remove {port_file})")
+        self.settings: dict[str, str] = json.loads(line)
+        port_file.write_text(self.settings["MJVAULT_WEB_BASE"].rsplit(":", 1)[1])
 
     def stop(self) -> int:
         """Stop it; its peak RSS in KiB (flat whatever the account's size, or not)."""
@@ -150,30 +191,53 @@ class Server:
         return int(usage.ru_maxrss)
 
 
-def serve(seed: int, jobs: int, token: str) -> None:
+def serve(seed: int, jobs: int, token: str, pool: int | None, port: int) -> None:
     sys.path.insert(0, str(ROOT))
     from mjvault.testing.devserver import connection_settings
     from mjvault.testing.scaled import ScaledAccount
     from mjvault.testing.server import FakeMidjourney
 
-    server = FakeMidjourney(ScaledAccount(seed, jobs), token=token, rewrite_image_urls=True)
+    account = ScaledAccount(seed, jobs, images_pool=pool)
+    server = FakeMidjourney(account, token=token, rewrite_image_urls=True, port=port)
     with server:
         print(json.dumps(connection_settings(server)), flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
 
 
+def build(vault_path: str, seed: int, jobs: int, pool: int) -> None:
+    """The ``build`` step's child: the vault a first sync leaves, from the server in the
+    environment (``mjvault.testing.pooled``)."""
+    sys.path.insert(0, str(ROOT))
+    from mjvault import Vault
+    from mjvault.sources.midjourney import ClientSettings, MidjourneyClient
+    from mjvault.testing.pooled import build_synced_vault
+    from mjvault.testing.scaled import ScaledAccount
+
+    account = ScaledAccount(seed, jobs, images_pool=pool)
+    settings = ClientSettings.from_env(api="v3", max_rps=100000.0)
+    with Vault.open(Path(vault_path)) as vault, MidjourneyClient(settings) as client:
+        try:
+            report = build_synced_vault(vault, client, account)
+        except KeyboardInterrupt:
+            sys.exit(130)  # checkpointed: a rerun resumes
+    print(json.dumps(asdict(report)), flush=True)
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.work: Path = args.workdir / f"jobs-{args.jobs}"
+        self.pool: int | None = args.images_pool
+        pooled = f"-pool{self.pool}" if self.pool else ""
+        self.work: Path = args.workdir / f"jobs-{args.jobs}{pooled}"
         self.work.mkdir(parents=True, exist_ok=True)
         self.results_file = self.work / "results.json"
         self.results: dict[str, dict[str, object]] = (
             json.loads(self.results_file.read_text()) if self.results_file.exists() else {}
         )
         self.log = self.work / "bench.log"
-        self.synced = self.work / "vault-sync"
+        self.synced = self.work / "vault-sync"  # first sync, or the build step with a pool
+        self.first_synced = self.work / "vault-first-sync" if self.pool else self.synced
         self.imported = self.work / "vault-import"
         self.archive = self.work / "archive"
         # Beside the archive, not in it: import would report it as an unknown file.
@@ -187,16 +251,32 @@ class Bench:
     def wanted(self, step: str) -> bool:
         if self.args.only and step not in self.args.only:
             return False
+        if self.pool is None and step == "build":
+            return False
+        if self.pool is not None and step in POOLED_SKIPS and step not in self.args.only:
+            return False
         return (
             step in self.args.rerun
             or step not in self.results
-            or (self.results[step]["status"] == "stopped" and step in ("sync-first", "import"))
+            or self.results[step]["status"] == "not run"
+            or (self.results[step]["status"] == "stopped" and step in RESUMABLE)
         )
 
     def record(self, result: Result) -> None:
-        self.results[result.step] = asdict(result)
-        self.results_file.write_text(json.dumps(self.results, indent=2))
+        self.save(result.step, asdict(result))
         print(result.line(), flush=True)
+
+    def save(self, key: str, value: dict[str, object]) -> None:
+        # Read again first: another run may be measuring other steps of the same vault.
+        if self.results_file.exists():
+            self.results.update(json.loads(self.results_file.read_text()))
+        self.results[key] = value
+        self.results_file.write_text(json.dumps(self.results, indent=2))
+
+    def note_pooled_skips(self) -> None:
+        for step, why in POOLED_SKIPS.items():
+            if self.pool is not None and step not in self.results and step not in self.args.only:
+                self.skip(step, why)
 
     def skip(self, step: str, why: str) -> None:
         if self.args.only and step not in self.args.only:
@@ -226,41 +306,69 @@ class Bench:
     def ok(self, step: str) -> bool:
         return self.results.get(step, {}).get("status") == "ok"
 
+    def vault_ready(self) -> bool:
+        """The synced vault the later steps use: first sync's, or with a pool the build's."""
+        return self.ok("build") if self.pool else self.ok("sync-first")
+
     def mj(self, vault: Path, *args: str) -> list[str]:
         return [*MJ, "--vault", str(vault), *args]
 
     # -- steps ---------------------------------------------------------------------------------
     def sync_steps(self) -> None:
-        wanted = [s for s in ("sync-first", "sync-noop", "sync-full-noop") if self.wanted(s)]
+        steps = ("sync-first", "build", "sync-noop", "sync-full-noop")
+        wanted = [s for s in steps if self.wanted(s)]
         if not wanted:
             return
-        self.server = Server(self.args.jobs)
+        self.server = Server(self.args.jobs, self.pool, self.work / "server-port")
         env = self.env | self.server.settings
         sync = ["--json", "sync", "--api", "v3", "--jobs", "16", "--max-rps", "100000"]
         try:
             if "sync-first" in wanted:
-                if not (self.synced / "config").exists():
-                    subprocess.run([*MJ, "init", str(self.synced)], check=True, env=self.env,
+                first = self.first_synced
+                if not (first / "config").exists():
+                    subprocess.run([*MJ, "init", str(first)], check=True, env=self.env,
                                    capture_output=True)  # fmt: skip
-                result, _ = self.run("sync-first", self.mj(self.synced, *sync), env=env,
-                                     disk=lambda: disk_usage(self.synced))  # fmt: skip
+                result, _ = self.run("sync-first", self.mj(first, *sync), env=env,
+                                     disk=lambda: disk_usage(first))  # fmt: skip
                 self.record(result)
+            if "build" in wanted:
+                self.build_step(env)
             for step, extra in (("sync-noop", []), ("sync-full-noop", ["--full"])):
                 if step not in wanted:
                     continue
-                if not self.ok("sync-first"):
-                    self.skip(step, "first sync did not finish")
+                if not self.vault_ready():
+                    self.skip(step, "no synced vault (first sync or build did not finish)")
                     continue
-                result, _ = self.run(step, self.mj(self.synced, *sync, *extra), env=env)
+                result, out = self.run(step, self.mj(self.synced, *sync, *extra), env=env)
+                if result.status == "ok":
+                    result.note = sync_note(out)
                 self.record(result)
         finally:
             server_rss = self.server.stop()
             self.server = None
         print(f"{'':15} (the server's own peak RSS: {server_rss / 1024:.0f} MB)", flush=True)
-        self.results["server-peak-rss-kib"] = {"status": "info", "value": server_rss}
-        self.results_file.write_text(json.dumps(self.results, indent=2))
+        self.save("server-peak-rss-kib", {"status": "info", "value": server_rss})
+
+    def build_step(self, env: dict[str, str]) -> None:
+        if "build" in self.args.rerun:
+            shutil.rmtree(self.synced, ignore_errors=True)
+        if not (self.synced / "config").exists():
+            subprocess.run([*MJ, "init", str(self.synced)], check=True, env=self.env,
+                           capture_output=True)  # fmt: skip
+        command = [sys.executable, __file__, "_build", str(self.synced), str(SEED),
+                   str(self.args.jobs), str(self.pool)]  # fmt: skip
+        result, out = self.run("build", command, env=env, disk=lambda: disk_usage(self.synced))
+        if result.status == "ok":
+            report = json.loads(out)
+            result.note = (
+                f"{report['jobs_new']} jobs, {report['media_stored']} pooled files, "
+                f"{report['listing_pages']} pages over HTTP"
+            )
+        self.record(result)
 
     def import_steps(self) -> None:
+        if not any(self.wanted(step) for step in ("archive", "import", "reimport")):
+            return
         if self.wanted("archive") and not self.archive_done.exists():
             shutil.rmtree(self.archive, ignore_errors=True)
             command = [sys.executable, str(ROOT / "scripts" / "make_sample_archive.py"),
@@ -312,8 +420,8 @@ class Bench:
         for step, command, disk, prepare in steps:
             if not self.wanted(step):
                 continue
-            if not self.ok("sync-first"):
-                self.skip(step, "no synced vault (first sync did not finish)")
+            if not self.vault_ready():
+                self.skip(step, "no synced vault (first sync or build did not finish)")
                 continue
             prepare()
             result, out = self.run(step, command, disk=disk)
@@ -329,9 +437,9 @@ class Bench:
     def remote_steps(self) -> None:
         if not any(self.wanted(step) for step in ("push", "clone", "pull")):
             return
-        if not self.ok("sync-first"):
+        if not self.vault_ready():
             for step in ("push", "clone", "pull"):
-                self.skip(step, "no synced vault (first sync did not finish)")
+                self.skip(step, "no synced vault (first sync or build did not finish)")
             return
         sys.path.insert(0, str(ROOT))
         from mjvault.testing.objectstore import FaultProxy, MotoServer
@@ -383,7 +491,8 @@ class Bench:
                 shutil.rmtree(clone, ignore_errors=True)
 
     def report(self) -> None:
-        print(f"\n{self.args.jobs} jobs, results in {self.results_file}")
+        pooled = f", images from a pool of {self.pool} per type" if self.pool else ""
+        print(f"\n{self.args.jobs} jobs{pooled}, results in {self.results_file}")
         print(HEADER)
         for step in STEPS:
             if step in self.results:
@@ -394,8 +503,15 @@ class Bench:
 
 
 def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "_serve":
-        serve(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    # Started in the background by a shell without job control, this process and its
+    # children would ignore SIGINT: no clean stop at a budget, a server that never stops.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if len(sys.argv) == 7 and sys.argv[1] == "_serve":
+        serve(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]) or None,
+              int(sys.argv[6]))  # fmt: skip
+        return
+    if len(sys.argv) == 6 and sys.argv[1] == "_build":
+        build(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -411,10 +527,21 @@ def main() -> None:
         help="another budget for one command (repeatable), e.g. push=300",
     )
     parser.add_argument("--archive-workers", type=int, default=2)
+    parser.add_argument(
+        "--images-pool",
+        type=int,
+        default=None,
+        metavar="N",
+        help="media from N distinct files per type; a build step instead of the first sync",
+    )
     parser.add_argument("--only", nargs="*", default=[], choices=STEPS, metavar="STEP")
     parser.add_argument("--rerun", nargs="*", default=[], choices=STEPS, metavar="STEP")
     parser.add_argument("--list", action="store_true", help="print the recorded table only")
     args = parser.parse_args()
+    if args.rerun and not args.only:
+        args.only = list(args.rerun)  # measure those again, and nothing else
+    if args.images_pool is not None and args.images_pool < 1:
+        parser.error("--images-pool wants a positive number of files")
     args.budgets = {}
     for item in args.budget_for:
         step, _, seconds = item.partition("=")
@@ -425,6 +552,7 @@ def main() -> None:
     if not args.list:
         print(f"{args.jobs} jobs in {bench.work}; budget {args.budget:.0f} s per command")
         print(HEADER, flush=True)
+        bench.note_pooled_skips()
         bench.sync_steps()
         bench.import_steps()
         bench.vault_steps()

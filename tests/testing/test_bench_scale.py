@@ -38,3 +38,30 @@ def test_a_command_past_its_budget_is_stopped_and_reported(tmp_path: Path) -> No
     assert result["status"] == "stopped"
     assert result["wall"] < 60
     assert "budget" in result["note"]
+
+
+def test_a_pooled_run_builds_the_vault_and_a_sync_after_it_finds_nothing_new(
+    tmp_path: Path,
+) -> None:
+    done = _bench(tmp_path, "--images-pool", "3", "--only", "build", "sync-noop", "sync-full-noop")
+    assert done.returncode == 0, done.stderr
+    work = tmp_path / "jobs-60-pool3"
+    results = json.loads((work / "results.json").read_text())
+    assert results["build"]["status"] == "ok"
+    assert results["build"]["note"].startswith("60 jobs, ")
+    assert results["sync-noop"]["note"].startswith("0 new, 0 updated")
+    assert results["sync-full-noop"]["note"].startswith("0 new, 0 updated, 60 listed")
+    # One step again, alone: the others are recorded and not run.
+    again = _bench(tmp_path, "--images-pool", "3", "--rerun", "sync-noop")
+    assert again.returncode == 0, again.stderr
+    log = (work / "bench.log").read_text()
+    assert (log.count("== build"), log.count("== sync-noop"), log.count("== sync-full")) == (
+        1,
+        2,
+        1,
+    )
+    assert "sync-first" not in results  # the build stands in for it
+    # Another run, another server process, the same site address: the sync stays incremental
+    # (its state is kept per address), reading one page, not the whole listing.
+    rerun = json.loads((work / "results.json").read_text())["sync-noop"]
+    assert rerun["note"].startswith("0 new, 0 updated, 49 listed, 1 pages"), rerun
