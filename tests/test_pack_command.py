@@ -292,7 +292,7 @@ else:
 
 KILL_POINTS = [
     ("mjvault.store.objects.WriteBatch._publish_pack", 1),  # a pack in tmp/, not renamed
-    ("mjvault.store.objects.WriteBatch._publish_pack", 3),
+    ("mjvault.store.objects.WriteBatch._publish_pack", 2),
     ("mjvault.index.packmap.PackMap.add", 2),  # renamed, not mapped
     ("mjvault.index.packmap.PackMap.move", 1),  # mapped, old copies still preferred
     ("mjvault.index.packmap.PackMap.remove", 1),  # an old pack about to be dropped
