@@ -528,3 +528,21 @@ def test_parse_duration_adds_its_parts(parts: list[tuple[int, str]]) -> None:
     seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     assert parse_duration(text) == sum(n * seconds[u] for n, u in parts)
     assert parse_duration(text.upper()) == parse_duration(text)
+
+
+def test_gc_keeps_the_dictionary_its_packs_were_written_with(vault: Vault) -> None:
+    """A dictionary is a loose object no snapshot names: only the packs that use it do. A gc
+    that swept it would leave every record packed against it unreadable."""
+    add_jobs(vault, range(600), images=1)  # enough records to train one
+    dictionary = vault.store.packs.map().dictionary()
+    assert dictionary is not None and vault.store.is_loose(dictionary)
+    add_jobs(vault, range(600, 603), images=1)
+    # A new map, as after `index rebuild`: nothing but the packs says which dictionary is used.
+    vault.close()
+    shutil.rmtree(vault.path / "index")
+    with Vault.open(vault.path) as again:
+        assert again.index.job_count() == 603  # rebuilt from the snapshots, as any command would
+        gc(again, grace_seconds=0)
+        assert again.store.is_loose(dictionary)
+        assert verify(again, read_data=True).ok
+        assert b"prompt 7" in again.read_object(again.entry("job-7").record)
