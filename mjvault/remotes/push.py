@@ -53,6 +53,7 @@ LEAF_KINDS = (BLOB, RECORD)
 PACK_TARGET_BYTES = 16 * 1024 * 1024
 # Planned objects read from the scratch table at a time.
 BATCH = 2048
+COMMIT_ROWS = 4096
 LOCAL_DAMAGE = (ObjectNotFound, CorruptObject, IntegrityError)
 
 
@@ -109,6 +110,7 @@ class _Plan:
         )
         self.snapshots: dict[str, str] = {}  # local id -> remote id to publish
         self.skipped = 0
+        self.rows = 0
         self.count = 0
         self.size = 0
 
@@ -135,6 +137,9 @@ class _Plan:
         )
         if planned:
             self.count += 1
+        self.rows += 1
+        if self.rows % COMMIT_ROWS == 0:
+            self.db.commit()
 
     def deps_of(self, local_id: str) -> list[str]:
         row = self.db.execute(
@@ -145,6 +150,7 @@ class _Plan:
     def batches(self, *, manifests: bool) -> Iterator[list[_Item]]:
         """The planned objects in walk order, :data:`BATCH` at a time: the manifests alone,
         or every other object."""
+        self.db.commit()
         test = "=" if manifests else "!="
         query = (
             "SELECT seq, local, remote, kind, deps, plaintext FROM plan"

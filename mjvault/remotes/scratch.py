@@ -33,7 +33,9 @@ class Scratch:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         _remove_stale(folder)
         self.path = folder / f"scratch-{secrets.token_hex(6)}.sqlite"
-        self.db = sqlite3.connect(self.path, isolation_level=None)
+        # Python's default isolation: writes open a transaction, committed by their users in
+        # batches (a statement each would be a commit each).
+        self.db = sqlite3.connect(self.path)
         for pragma in (
             "journal_mode = OFF",
             "synchronous = OFF",
@@ -44,6 +46,9 @@ class Scratch:
 
     def ids(self, table: str) -> DiskIds:
         return DiskIds(self.db, table)
+
+    def commit(self) -> None:
+        self.db.commit()
 
     def close(self) -> None:
         self.db.close()
