@@ -15,7 +15,7 @@ report says the histories diverged (both sets of snapshots are kept).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -23,7 +23,9 @@ from typing import NamedTuple
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError
 from mjvault.remotes.backend import RemoteNotFound
+from mjvault.remotes.config import state_dir
 from mjvault.remotes.crypto import rewrite_ids
+from mjvault.remotes.scratch import Scratch
 from mjvault.remotes.session import Link
 from mjvault.snapshots import Snapshot, decode_manifest
 from mjvault.store.codec import media_kind
@@ -36,6 +38,8 @@ DEFAULT_THREADS = 8
 # arrived, so flushing seldom keeps packs large (a pack also goes out whenever it is full).
 FLUSH_OBJECTS = 20000
 FLUSH_BYTES = 256 * 1024 * 1024
+# Nodes and blobs read from the scratch tables at a time.
+BATCH = 2048
 REMOTE_DAMAGE = (RemoteNotFound, CorruptObject, IntegrityError)
 
 
@@ -105,7 +109,7 @@ class _Fetcher:
         self.progress = progress
         self.batch: WriteBatch = vault.store.batch()
         self.pairs: list[tuple[str, str]] = []
-        self.local_of: dict[str, str] = {}  # remote id -> local id, this run
+        self.local_of: dict[str, str] = {}  # remote id -> local id, since the last flush
 
     # -- ids -------------------------------------------------------------------------------
     def local_id(self, remote_id: str) -> str | None:
@@ -142,6 +146,7 @@ class _Fetcher:
         if self.link.idmap is not None and self.pairs:
             self.link.idmap.add(self.pairs)
             self.pairs = []
+        self.local_of = {}  # the id map and the store answer for what was flushed
 
     def translate(self, plaintext: bytes) -> bytes:
         """A fetched node or manifest with remote ids replaced by the vault's."""
@@ -178,23 +183,25 @@ def pull(
                 manifests[remote_id] = (data, plaintext, decode_manifest(remote_id, plaintext))
             except REMOTE_DAMAGE as exc:
                 report.problems.append(f"snapshot {remote_id[:12]} not pulled: {exc}")
-        nodes, blobs = _fetch_nodes(fetcher, [m[2].tree for m in manifests.values()], report)
-        broken = _fetch_blobs(fetcher, blobs, report)
-        fetched: list[Snapshot] = []
-        keep_node = _node_keeper(fetcher, nodes, broken)
-        for remote_id, (data, plaintext, snapshot) in sorted(
-            manifests.items(), key=lambda item: item[1][2].time
-        ):
-            try:
-                if not keep_node(snapshot.tree):
-                    raise IntegrityError("part of its tree is missing or damaged on the remote")
-                if link.idmap is not None:
-                    plaintext = fetcher.translate(plaintext)
-                local = fetcher.keep(remote_id, data, plaintext, compress=True, loose=True)
-            except REMOTE_DAMAGE as exc:
-                report.problems.append(f"snapshot {remote_id[:12]} not pulled: {exc}")
-                continue
-            fetched.append(decode_manifest(local, fetcher.batch.read(local)))
+        with Scratch(state_dir(vault.path, link.spec.name)) as scratch:
+            nodes = _Nodes(scratch)
+            _fetch_nodes(fetcher, nodes, [m[2].tree for m in manifests.values()], report)
+            broken = _fetch_blobs(fetcher, nodes, report)
+            _keep_nodes(fetcher, nodes, broken)
+            fetched: list[Snapshot] = []
+            for remote_id, (data, plaintext, snapshot) in sorted(
+                manifests.items(), key=lambda item: item[1][2].time
+            ):
+                try:
+                    if not nodes.kept(snapshot.tree, fetcher):
+                        raise IntegrityError("part of its tree is missing or damaged on the remote")
+                    if link.idmap is not None:
+                        plaintext = fetcher.translate(plaintext)
+                    local = fetcher.keep(remote_id, data, plaintext, compress=True, loose=True)
+                except REMOTE_DAMAGE as exc:
+                    report.problems.append(f"snapshot {remote_id[:12]} not pulled: {exc}")
+                    continue
+                fetched.append(decode_manifest(local, fetcher.batch.read(local)))
         fetcher.flush()
         for snapshot in fetched:
             vault.refs.add_snapshot(snapshot.id)
@@ -207,55 +214,141 @@ def pull(
     return report
 
 
-def _fetch_nodes(
-    fetcher: _Fetcher, roots: list[str], report: PullReport
-) -> tuple[dict[str, tuple[bytes, bytes] | None], list[tuple[str, bool]]]:
+# Node states in the scratch table.
+WANTED, MISSING, FETCHED, KEPT, INCOMPLETE = 0, 1, 2, 3, 4
+
+
+class _Nodes:
+    """The tree nodes a pull fetches and the blobs their leaves name, in scratch tables on
+    disk: nothing is held per node or per image in memory."""
+
+    def __init__(self, scratch: Scratch) -> None:
+        self.db = scratch.db
+        self.db.execute(
+            "CREATE TABLE nodes (id BLOB PRIMARY KEY, level INTEGER NOT NULL,"
+            " state INTEGER NOT NULL, data BLOB, plaintext BLOB)"
+        )
+        self.db.execute("CREATE INDEX nodes_level ON nodes (level, id)")
+        self.db.execute(
+            "CREATE TABLE blobs (id BLOB PRIMARY KEY, record INTEGER NOT NULL) WITHOUT ROWID"
+        )
+
+    def want(self, remote_id: str, level: int) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO nodes (id, level, state) VALUES (?, ?, ?)",
+            (bytes.fromhex(remote_id), level, WANTED),
+        )
+
+    def want_blob(self, remote_id: str, record: bool) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO blobs VALUES (?, ?)", (bytes.fromhex(remote_id), int(record))
+        )
+
+    def has(self, remote_id: str) -> bool:
+        return self.state(remote_id) is not None
+
+    def state(self, remote_id: str) -> int | None:
+        row = self.db.execute(
+            "SELECT state FROM nodes WHERE id = ?", (bytes.fromhex(remote_id),)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def set(
+        self, remote_id: str, state: int, data: bytes | None = None, plain: bytes | None = None
+    ) -> None:
+        self.db.execute(
+            "UPDATE nodes SET state = ?, data = ?, plaintext = ? WHERE id = ?",
+            (state, data, plain, bytes.fromhex(remote_id)),
+        )
+
+    def fetched(self, remote_id: str) -> tuple[bytes, bytes]:
+        data, plaintext = self.db.execute(
+            "SELECT data, plaintext FROM nodes WHERE id = ?", (bytes.fromhex(remote_id),)
+        ).fetchone()
+        return data, plaintext
+
+    def deepest(self) -> int:
+        return int(self.db.execute("SELECT coalesce(max(level), -1) FROM nodes").fetchone()[0])
+
+    def at_level(self, level: int, state: int) -> Iterator[list[str]]:
+        """Ids of the nodes at ``level`` in ``state``, :data:`BATCH` at a time."""
+        self.db.commit()
+        last = b""
+        query = (
+            "SELECT id FROM nodes WHERE level = ? AND id > ? AND state = ?"
+            f" ORDER BY id LIMIT {BATCH}"
+        )
+        while True:
+            rows = self.db.execute(query, (level, last, state)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [r[0].hex() for r in rows]
+            self.db.commit()
+
+    def blobs(self) -> Iterator[tuple[str, bool]]:
+        self.db.commit()
+        last = b""
+        query = f"SELECT id, record FROM blobs WHERE id > ? ORDER BY id LIMIT {BATCH}"
+        while True:
+            rows = self.db.execute(query, (last,)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield from ((key.hex(), bool(record)) for key, record in rows)
+
+    def kept(self, remote_id: str, fetcher: _Fetcher) -> bool:
+        """Whether the node is in the vault now (kept by this pull, or there before)."""
+        state = self.state(remote_id)
+        if state is None:
+            return fetcher.local_id(remote_id) is not None
+        return state == KEPT
+
+
+def _fetch_nodes(fetcher: _Fetcher, nodes: _Nodes, roots: list[str], report: PullReport) -> None:
     """Every tree node the vault lacks, level by level; and the blob ids their leaves name,
     each with whether it is a record (else an image or video)."""
-    nodes: dict[str, tuple[bytes, bytes] | None] = {}  # None: missing or damaged on the remote
-    blobs: list[tuple[str, bool]] = []
-    seen_blobs: set[str] = set()
-    level = [r for r in dict.fromkeys(roots) if fetcher.local_id(r) is None]
-    while level:
-        next_level: list[str] = []
-
-        for remote_id, data, plaintext, error in bounded_map(
-            fetcher.pool,
-            lambda r: _safe_fetch(fetcher.link, r),
-            level,
-            window=fetcher.window,
-        ):
-            if error is not None:
-                nodes[remote_id] = None
-                report.problems.append(f"tree node {remote_id[:16]}: {error}")
-                continue
-            report.objects_received += 1
-            report.bytes_received += len(data)
-            nodes[remote_id] = (data, plaintext)
-            node = decode_node(plaintext)
-            if isinstance(node, Inner):
-                for _, child, _ in node.children:
-                    if child not in nodes and fetcher.local_id(child) is None:
-                        next_level.append(child)
-                continue
-            for entry in node.entries:
-                for blob in (entry.record, *entry.images):
-                    if blob is not None and blob not in seen_blobs:
-                        seen_blobs.add(blob)
-                        if fetcher.local_id(blob) is None:
-                            blobs.append((blob, blob == entry.record))
-        level = [n for n in dict.fromkeys(next_level) if n not in nodes]
-    return nodes, blobs
+    for root in dict.fromkeys(roots):
+        if fetcher.local_id(root) is None:
+            nodes.want(root, 0)
+    level = 0
+    while level <= nodes.deepest():
+        for batch in nodes.at_level(level, WANTED):
+            for remote_id, data, plaintext, error in bounded_map(
+                fetcher.pool,
+                lambda r: _safe_fetch(fetcher.link, r),
+                batch,
+                window=fetcher.window,
+            ):
+                if error is not None:
+                    nodes.set(remote_id, MISSING)
+                    report.problems.append(f"tree node {remote_id[:16]}: {error}")
+                    continue
+                report.objects_received += 1
+                report.bytes_received += len(data)
+                nodes.set(remote_id, FETCHED, data, plaintext)
+                node = decode_node(plaintext)
+                if isinstance(node, Inner):
+                    for _, child, _ in node.children:
+                        if not nodes.has(child) and fetcher.local_id(child) is None:
+                            nodes.want(child, level + 1)
+                    continue
+                for entry in node.entries:
+                    for blob in (entry.record, *entry.images):
+                        if blob is not None and fetcher.local_id(blob) is None:
+                            nodes.want_blob(blob, blob == entry.record)
+        level += 1
 
 
-def _fetch_blobs(fetcher: _Fetcher, blobs: list[tuple[str, bool]], report: PullReport) -> set[str]:
+def _fetch_blobs(fetcher: _Fetcher, nodes: _Nodes, report: PullReport) -> set[str]:
+    """Fetch and stage the blobs; returns those missing or damaged on the remote."""
     broken: set[str] = set()
 
     def fetch(blob: tuple[str, bool]) -> tuple[_Fetched, bool]:
         return _safe_fetch(fetcher.link, blob[0]), blob[1]
 
     for (remote_id, data, plaintext, error), is_record in bounded_map(
-        fetcher.pool, fetch, blobs, window=fetcher.window
+        fetcher.pool, fetch, nodes.blobs(), window=fetcher.window
     ):
         if error is not None:
             broken.add(remote_id)
@@ -270,42 +363,39 @@ def _fetch_blobs(fetcher: _Fetcher, blobs: list[tuple[str, bool]], report: PullR
     return broken
 
 
-def _node_keeper(
-    fetcher: _Fetcher, nodes: dict[str, tuple[bytes, bytes] | None], broken: set[str]
-) -> Callable[[str], bool]:
-    """Stage fetched nodes children-first; a node whose subtree is incomplete is not kept."""
-    done: dict[str, bool] = {}
+def _keep_nodes(fetcher: _Fetcher, nodes: _Nodes, broken: set[str]) -> None:
+    """Stage fetched nodes children-first, deepest level first; a node whose subtree is
+    incomplete is not kept."""
 
-    def keep(remote_id: str) -> bool:
-        if remote_id in done:
-            return done[remote_id]
-        if remote_id not in nodes:
-            ok = fetcher.local_id(remote_id) is not None
-            done[remote_id] = ok
-            return ok
-        fetched = nodes[remote_id]
-        ok = fetched is not None
-        if fetched is not None:
-            data, plaintext = fetched
-            node = decode_node(plaintext)
-            if isinstance(node, Inner):
-                ok = all([keep(child) for _, child, _ in node.children])
-            else:
-                ok = all(
-                    blob not in broken and fetcher.local_id(blob) is not None
-                    for entry in node.entries
-                    for blob in (entry.record, *entry.images)
-                    if blob is not None
-                )
-            if ok:
-                translated = (
-                    plaintext if fetcher.link.idmap is None else fetcher.translate(plaintext)
-                )
-                fetcher.keep(remote_id, data, translated, compress=True)
-        done[remote_id] = ok
+    def decide(remote_id: str) -> bool:
+        data, plaintext = nodes.fetched(remote_id)
+        node = decode_node(plaintext)
+        if isinstance(node, Inner):
+            ok = all([child_ok(child) for _, child, _ in node.children])
+        else:
+            ok = all(
+                blob not in broken and fetcher.local_id(blob) is not None
+                for entry in node.entries
+                for blob in (entry.record, *entry.images)
+                if blob is not None
+            )
+        if ok:
+            translated = plaintext if fetcher.link.idmap is None else fetcher.translate(plaintext)
+            fetcher.keep(remote_id, data, translated, compress=True)
+        nodes.set(remote_id, KEPT if ok else INCOMPLETE)
         return ok
 
-    return keep
+    def child_ok(child: str) -> bool:
+        state = nodes.state(child)
+        if state == FETCHED:  # met at a shallower level too: decided now
+            return decide(child)
+        return nodes.kept(child, fetcher)
+
+    for level in range(nodes.deepest(), -1, -1):
+        for batch in nodes.at_level(level, FETCHED):
+            for remote_id in batch:
+                if nodes.state(remote_id) == FETCHED:
+                    decide(remote_id)
 
 
 def _move_head(vault: Vault, fetched: list[Snapshot], report: PullReport) -> None:

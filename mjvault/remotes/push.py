@@ -2,11 +2,11 @@
 
 Order is what keeps a remote readable at every instant, even with a push killed halfway:
 
-1. media, loose (any order, concurrently);
-2. records and tree nodes in packs built for the remote (docs/FORMAT.md §11.3), filled in
-   order of height — records, leaves, their parents, … — and a pack is uploaded only once
-   every earlier pack that may hold a child of one of its objects has arrived (a pack is one
-   atomic PUT, so objects inside one pack arrive together);
+1. media, loose (concurrently);
+2. records and tree nodes in packs built for the remote (docs/FORMAT.md §11.3), filled in the
+   order of the tree walk — children before their parents — and uploaded one after another
+   (a pack is one atomic PUT, so objects inside one pack arrive together); the media a pack's
+   objects name are sent before it;
 3. snapshot manifests, loose; 4. snapshot markers.
 
 So whenever the remote holds a tree node it holds the whole subtree below it. Planning uses
@@ -14,6 +14,10 @@ that: a subtree whose root the remote already has is skipped without reading it,
 after a small change costs about what the change does. Resuming a killed push is the same
 operation: the listings (and the trailers of packs the local cache lacks) show what arrived
 and only the rest is sent.
+
+Nothing is held per object in memory: the listing of the remote's loose objects and the plan
+(what to send, in walk order) are scratch tables on disk (:mod:`.scratch`), and the plan is
+sent a batch at a time.
 
 Remote packs name no zstd dictionary: an entry is the object's file exactly as a loose one
 would be (a vault entry encoded with the vault's dictionary is re-encoded without it), so a
@@ -24,15 +28,17 @@ vault's dictionary (trained on prompts) under any name.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError, ObjectNotFound
+from mjvault.remotes.config import state_dir
 from mjvault.remotes.crypto import rewrite_ids
 from mjvault.remotes.packs import pack_key
 from mjvault.remotes.remote import Present, allow_packs, object_key, snapshot_key
+from mjvault.remotes.scratch import Scratch
 from mjvault.remotes.session import Link
 from mjvault.snapshots import decode_manifest
 from mjvault.store.packfile import encode_pack, pack_name
@@ -45,7 +51,9 @@ LEAF_KINDS = (BLOB, RECORD)
 # Bytes of objects per remote pack, and packs built or uploading at once: tens of MB of
 # memory at most, and a million records in a few dozen PUTs.
 PACK_TARGET_BYTES = 16 * 1024 * 1024
-PACKS_IN_FLIGHT = 2
+# Planned objects read from the scratch table at a time.
+BATCH = 2048
+COMMIT_ROWS = 4096
 LOCAL_DAMAGE = (ObjectNotFound, CorruptObject, IntegrityError)
 
 
@@ -84,16 +92,84 @@ class _Item:
     local_id: str
     remote_id: str
     kind: str
-    height: int
     deps: list[str]  # local ids sent in this push that must arrive first
     plaintext: bytes | None = None  # translated node or manifest, ready to seal
 
 
-@dataclass
 class _Plan:
-    items: dict[str, _Item] = field(default_factory=dict)
-    snapshots: dict[str, str] = field(default_factory=dict)  # local id -> remote id to publish
-    skipped: int = 0
+    """What to send, on disk (a scratch table), in the order of the tree walk: children
+    before their parents. Also every object walked but already on the remote (``planned``
+    0), so a subtree two snapshots share is walked once."""
+
+    def __init__(self, scratch: Scratch) -> None:
+        self.db = scratch.db
+        self.db.execute(
+            "CREATE TABLE plan (seq INTEGER PRIMARY KEY, local BLOB NOT NULL UNIQUE,"
+            " remote BLOB NOT NULL, kind TEXT NOT NULL, planned INTEGER NOT NULL,"
+            " deps BLOB NOT NULL, plaintext BLOB)"
+        )
+        self.snapshots: dict[str, str] = {}  # local id -> remote id to publish
+        self.skipped = 0
+        self.rows = 0
+        self.count = 0
+        self.size = 0
+
+    def get(self, local_id: str) -> tuple[str, bool] | None:
+        """(remote id, whether it is sent by this push) of an object already walked."""
+        row = self.db.execute(
+            "SELECT remote, planned FROM plan WHERE local = ?", (bytes.fromhex(local_id),)
+        ).fetchone()
+        return None if row is None else (row[0].hex(), bool(row[1]))
+
+    def add(self, item: _Item, *, planned: bool = True) -> None:
+        deps = b"".join(bytes.fromhex(d) for d in item.deps)
+        self.db.execute(
+            "INSERT INTO plan (local, remote, kind, planned, deps, plaintext)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                bytes.fromhex(item.local_id),
+                bytes.fromhex(item.remote_id),
+                item.kind,
+                int(planned),
+                deps,
+                item.plaintext,
+            ),
+        )
+        if planned:
+            self.count += 1
+        self.rows += 1
+        if self.rows % COMMIT_ROWS == 0:
+            self.db.commit()
+
+    def deps_of(self, local_id: str) -> list[str]:
+        row = self.db.execute(
+            "SELECT deps FROM plan WHERE local = ? AND planned = 1", (bytes.fromhex(local_id),)
+        ).fetchone()
+        return [] if row is None else _split_ids(row[0])
+
+    def batches(self, *, manifests: bool) -> Iterator[list[_Item]]:
+        """The planned objects in walk order, :data:`BATCH` at a time: the manifests alone,
+        or every other object."""
+        self.db.commit()
+        test = "=" if manifests else "!="
+        query = (
+            "SELECT seq, local, remote, kind, deps, plaintext FROM plan"
+            f" WHERE seq > ? AND planned = 1 AND kind {test} ? ORDER BY seq LIMIT {BATCH}"
+        )
+        last = 0
+        while True:
+            rows = self.db.execute(query, (last, MANIFEST)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [
+                _Item(local.hex(), remote.hex(), kind, _split_ids(deps), plaintext)
+                for _, local, remote, kind, deps, plaintext in rows
+            ]
+
+
+def _split_ids(joined: bytes) -> list[str]:
+    return [joined[i : i + 32].hex() for i in range(0, len(joined), 32)]
 
 
 ProgressFn = Callable[[int], None]
@@ -119,28 +195,29 @@ def push(
     link.backend.sweep()
     if link.remote.packs is not None:
         link.remote.packs.refresh(reread=full)
-    remote_have = link.remote.listing()
-    remote_snapshots = link.remote.snapshot_ids()
-    planner = _Planner(vault, link, remote_have, report, full=full)
-    for snapshot in _local_snapshots_oldest_first(vault, report):
-        remote_id = planner.remote_snapshot_id(snapshot)
-        if remote_id is not None and remote_id in remote_snapshots and not full:
-            report.snapshots_present += 1
-            continue
-        planner.plan_snapshot(snapshot)
-    planner.save_map()
-    plan = planner.plan
-    report.objects_skipped = plan.skipped
-    if on_plan:
-        on_plan(len(plan.items), sum(_local_size(vault, i.local_id) for i in plan.items.values()))
-    failed = _send(vault, link, plan, threads, report, progress)
-    for local_id, remote_id in plan.snapshots.items():
-        if local_id in failed:
-            continue
-        if link.backend.put(snapshot_key(remote_id), b"", create_only=True):
-            report.snapshots_sent += 1
-        else:
-            report.snapshots_present += 1
+    with Scratch(state_dir(vault.path, link.spec.name)) as scratch:
+        remote_have = link.remote.listing(into=scratch.ids("listed"))
+        remote_snapshots = link.remote.snapshot_ids()
+        planner = _Planner(vault, link, remote_have, _Plan(scratch), report, full=full)
+        for snapshot in _local_snapshots_oldest_first(vault, report):
+            remote_id = planner.remote_snapshot_id(snapshot)
+            if remote_id is not None and remote_id in remote_snapshots and not full:
+                report.snapshots_present += 1
+                continue
+            planner.plan_snapshot(snapshot)
+        planner.save_map()
+        plan = planner.plan
+        report.objects_skipped = plan.skipped
+        if on_plan:
+            on_plan(plan.count, plan.size)
+        failed = _send(vault, link, plan, threads, report, progress)
+        for local_id, remote_id in plan.snapshots.items():
+            if local_id in failed:
+                continue
+            if link.backend.put(snapshot_key(remote_id), b"", create_only=True):
+                report.snapshots_sent += 1
+            else:
+                report.snapshots_present += 1
     report.seconds = time.monotonic() - started
     return report
 
@@ -167,35 +244,40 @@ class _Planner:
     """Walks local snapshots and lists what to send, translating ids for an encrypting remote."""
 
     def __init__(
-        self, vault: Vault, link: Link, remote_have: Present, report: PushReport, *, full: bool
+        self,
+        vault: Vault,
+        link: Link,
+        remote_have: Present,
+        plan: _Plan,
+        report: PushReport,
+        *,
+        full: bool,
     ):
         self.full = full
         self.vault = vault
         self.link = link
         self.remote_have = remote_have
         self.report = report
-        self.plan = _Plan()
-        self._done: dict[str, tuple[str, int]] = {}  # local id -> (remote id, height)
-        self._new_pairs: list[tuple[str, str]] = []
+        self.plan = plan
+        self._new_pairs: dict[str, str] = {}  # local id -> remote id, not yet in the id map
 
     # -- ids -------------------------------------------------------------------------------
     def _known_remote_id(self, local_id: str) -> str | None:
         if self.link.idmap is None:
             return local_id
-        if local_id in self._done:
-            return self._done[local_id][0]
-        return self.link.idmap.remote_of(local_id)
+        found = self._new_pairs.get(local_id)
+        return found if found is not None else self.link.idmap.remote_of(local_id)
 
     def _remember(self, local_id: str, remote_id: str) -> None:
         if self.link.idmap is not None:
-            self._new_pairs.append((local_id, remote_id))
+            self._new_pairs[local_id] = remote_id
             if len(self._new_pairs) >= 2000:
                 self.save_map()
 
     def save_map(self) -> None:
         if self.link.idmap is not None and self._new_pairs:
-            self.link.idmap.add(self._new_pairs)
-            self._new_pairs = []
+            self.link.idmap.add(self._new_pairs.items())
+            self._new_pairs = {}
 
     def remote_snapshot_id(self, snapshot_id: str) -> str | None:
         return self._known_remote_id(snapshot_id)
@@ -209,10 +291,12 @@ class _Planner:
             return
         self.plan.snapshots[snapshot_id] = remote_id
 
-    def _object(self, local_id: str, kind: str) -> tuple[str, int]:
-        """(remote id, height) of ``local_id``, planning its upload and its subtree's."""
-        if local_id in self._done:
-            return self._done[local_id]
+    def _object(self, local_id: str, kind: str) -> tuple[str, bool]:
+        """(remote id, whether this push sends it) of ``local_id``, planning its upload and
+        its subtree's."""
+        walked = self.plan.get(local_id)
+        if walked is not None:
+            return walked
         known = self._known_remote_id(local_id)
         if (
             known is not None
@@ -221,16 +305,12 @@ class _Planner:
         ):
             # Present on the remote, and (by the upload order) so is all it references.
             self.plan.skipped += 1
-            self._done[local_id] = (known, -1)
-            return known, -1
+            return known, False
         if kind in LEAF_KINDS:
-            result = self._blob(local_id, known, kind)
-        else:
-            result = self._container(local_id, kind)
-        self._done[local_id] = result
-        return result
+            return self._blob(local_id, known, kind)
+        return self._container(local_id, kind)
 
-    def _blob(self, local_id: str, known: str | None, kind: str) -> tuple[str, int]:
+    def _blob(self, local_id: str, known: str | None, kind: str) -> tuple[str, bool]:
         if self.link.idmap is None:
             if not self.vault.store.exists(local_id):
                 raise ObjectNotFound(f"object {local_id} is missing locally")
@@ -242,11 +322,11 @@ class _Planner:
             self._remember(local_id, remote_id)
             if remote_id in self.remote_have:
                 self.plan.skipped += 1
-                return remote_id, -1
-        self.plan.items[local_id] = _Item(local_id, remote_id, kind, -1, [])
-        return remote_id, -1
+                return remote_id, False
+        self._add(_Item(local_id, remote_id, kind, []))
+        return remote_id, True
 
-    def _container(self, local_id: str, kind: str) -> tuple[str, int]:
+    def _container(self, local_id: str, kind: str) -> tuple[str, bool]:
         plaintext = self.vault.store.read(local_id)
         children: list[tuple[str, str]] = []  # (local id, kind)
         if kind == MANIFEST:
@@ -261,16 +341,12 @@ class _Planner:
                     children.append((entry.record, RECORD))
                     children.extend((i, BLOB) for i in entry.images if i is not None)
         mapping: dict[bytes, bytes] = {}
-        height = 0
         deps = []
         for child, child_kind in children:
-            child_remote, child_height = self._object(child, child_kind)
+            child_remote, sent = self._object(child, child_kind)
             mapping[bytes.fromhex(child)] = bytes.fromhex(child_remote)
-            height = max(height, child_height + 1)
-            if child in self.plan.items:
+            if sent:
                 deps.append(child)
-        if kind == MANIFEST:
-            height = 1 << 20  # after every node
         translated: bytes | None = None
         remote_id = local_id
         if self.link.idmap is not None:
@@ -284,10 +360,16 @@ class _Planner:
             remote_id = self.link.remote.name_of(translated)
             self._remember(local_id, remote_id)
         if remote_id in self.remote_have:
+            # Remembered as walked, so a subtree two snapshots share is walked once.
             self.plan.skipped += 1
-            return remote_id, -1
-        self.plan.items[local_id] = _Item(local_id, remote_id, kind, height, deps, translated)
-        return remote_id, height
+            self.plan.add(_Item(local_id, remote_id, kind, []), planned=False)
+            return remote_id, False
+        self._add(_Item(local_id, remote_id, kind, deps, translated))
+        return remote_id, True
+
+    def _add(self, item: _Item) -> None:
+        self.plan.add(item)
+        self.plan.size += _local_size(self.vault, item.local_id)
 
 
 def _send(
@@ -299,24 +381,28 @@ def _send(
     progress: ProgressFn | None,
 ) -> set[str]:
     """Upload in the order of the module's docstring; returns the local ids that could not be
-    sent (and the snapshots that therefore cannot be published)."""
-    items = list(plan.items.values())
-    media = [i for i in items if i.kind == BLOB]
-    small = sorted((i for i in items if i.kind in (RECORD, NODE)), key=lambda i: i.height)
-    manifests = [i for i in items if i.kind == MANIFEST]
+    sent (and the snapshots that therefore cannot be published).
+
+    The plan is read a batch at a time in walk order (children before parents): a batch's
+    media go first, then its records and nodes join the pack being filled. A pack therefore
+    goes only once the media its objects name have arrived, and packs go one after another,
+    so every child of a packed object is in an earlier pack or its own.
+    """
     sender = _Sender(vault, link, threads, report, progress)
     with ThreadPoolExecutor(threads) as pool:
-        sender.send_loose(pool, media)
-        if small:
-            link.info = allow_packs(link.backend, link.info)
-            sender.send_packs(pool, small)
-        sender.send_loose(pool, manifests)
+        packer = _Packer(sender, pool)
+        for batch in plan.batches(manifests=False):
+            sender.send_loose(pool, [i for i in batch if i.kind == BLOB])
+            small = [i for i in batch if i.kind != BLOB]
+            if small:
+                link.info = allow_packs(link.backend, link.info)
+                packer.add(small)
+        packer.finish()
+        for batch in plan.batches(manifests=True):
+            sender.send_loose(pool, batch)
     failed = sender.failed
     for snapshot_id in plan.snapshots:
-        manifest = plan.items.get(snapshot_id)
-        if snapshot_id in failed or (
-            manifest is not None and any(d in failed for d in manifest.deps)
-        ):
+        if snapshot_id in failed or any(d in failed for d in plan.deps_of(snapshot_id)):
             failed.add(snapshot_id)
     return failed
 
@@ -386,49 +472,6 @@ class _Sender:
             else:
                 self._sent(1, size)
 
-    def send_packs(self, pool: ThreadPoolExecutor, items: list[_Item]) -> None:
-        """``items`` sorted by height into packs of about :data:`PACK_TARGET_BYTES`."""
-        uploads: list[tuple[int, Future[tuple[int, int]]]] = []  # (lowest height, upload)
-        entries: list[tuple[bytes, bytes]] = []
-        in_pack: set[bytes] = set()
-        size, lowest, highest = 0, 0, 0
-
-        def upload() -> None:
-            # Any earlier pack holding an object lower than this pack's highest may hold a
-            # child of one of its objects: it must have arrived first.
-            for low, future in list(uploads):
-                if low < highest or future.done() or len(uploads) >= PACKS_IN_FLIGHT:
-                    self._pack_sent(future)
-                    uploads.remove((low, future))
-            data, trailer = encode_pack(entries, None)
-            ids = [e.object_id for e in trailer.entries]
-            uploads.append((lowest, pool.submit(self._put_pack, data, ids)))
-
-        # Local damage is found (and a parent of a damaged object dropped) in height order,
-        # here on one thread, so a parent is never packed once its child has failed.
-        for item, data, error in bounded_map(pool, self._encoded, items, window=self.window):
-            if error is None and any(dep in self.failed for dep in item.deps):
-                error = IntegrityError("it references an object that could not be sent")
-            if error is not None:
-                self._fail(item, error)
-                continue
-            remote = bytes.fromhex(item.remote_id)
-            if remote in in_pack:
-                continue
-            if not entries:
-                lowest = item.height
-            entries.append((remote, data))
-            in_pack.add(remote)
-            highest = item.height
-            size += len(data)
-            if size >= PACK_TARGET_BYTES:
-                upload()
-                entries, in_pack, size = [], set(), 0
-        if entries:
-            upload()
-        for _, future in uploads:
-            self._pack_sent(future)
-
     def _pack_sent(self, upload: Future[tuple[int, int]]) -> None:
         self._sent(*upload.result())
         self.report.packs_sent += 1
@@ -439,6 +482,57 @@ class _Sender:
         if self.link.remote.packs is not None:
             self.link.remote.packs.uploaded(name, ids)
         return len(ids), len(data)
+
+
+class _Packer:
+    """Fills remote packs of about :data:`PACK_TARGET_BYTES` from items given in walk order,
+    and uploads them one after another (the next is filled while one uploads)."""
+
+    def __init__(self, sender: _Sender, pool: ThreadPoolExecutor) -> None:
+        self.sender = sender
+        self.pool = pool
+        self.entries: list[tuple[bytes, bytes]] = []
+        self.in_pack: set[bytes] = set()
+        self.size = 0
+        self.uploading: Future[tuple[int, int]] | None = None
+
+    def add(self, items: list[_Item]) -> None:
+        sender = self.sender
+        # Local damage is found (and a parent of a damaged object dropped) in walk order,
+        # here on one thread, so a parent is never packed once its child has failed.
+        for item, data, error in bounded_map(
+            self.pool, sender._encoded, items, window=sender.window
+        ):
+            if error is None and any(dep in sender.failed for dep in item.deps):
+                error = IntegrityError("it references an object that could not be sent")
+            if error is not None:
+                sender._fail(item, error)
+                continue
+            remote = bytes.fromhex(item.remote_id)
+            if remote in self.in_pack:
+                continue
+            self.entries.append((remote, data))
+            self.in_pack.add(remote)
+            self.size += len(data)
+            if self.size >= PACK_TARGET_BYTES:
+                self._upload()
+
+    def _upload(self) -> None:
+        data, trailer = encode_pack(self.entries, None)
+        ids = [e.object_id for e in trailer.entries]
+        self.entries, self.in_pack, self.size = [], set(), 0
+        self._wait()  # the earlier pack may hold children of this one's objects
+        self.uploading = self.pool.submit(self.sender._put_pack, data, ids)
+
+    def _wait(self) -> None:
+        if self.uploading is not None:
+            self.sender._pack_sent(self.uploading)
+            self.uploading = None
+
+    def finish(self) -> None:
+        if self.entries:
+            self._upload()
+        self._wait()
 
 
 def _compressible(plaintext: bytes) -> bool:

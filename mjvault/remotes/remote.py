@@ -23,6 +23,7 @@ import blake3
 from mjvault.errors import CorruptObject, MjvaultError, UnsupportedFormat
 from mjvault.remotes.backend import Backend, RemoteNotFound
 from mjvault.remotes.packs import RemotePacks
+from mjvault.remotes.scratch import DiskIds
 from mjvault.store.codec import unframe_plain
 from mjvault.store.crypto import KdfParams, VaultKeys, unwrap_master, write_keyfile
 from mjvault.store.objects import is_object_id
@@ -209,7 +210,7 @@ def new_remote_keyfiles(
 class Present:
     """What a remote holds: its loose objects (listed) and its packs' (the local cache)."""
 
-    def __init__(self, loose: set[str], packs: RemotePacks | None) -> None:
+    def __init__(self, loose: set[str] | DiskIds, packs: RemotePacks | None) -> None:
         self.loose = loose
         self.packs = packs
 
@@ -220,7 +221,7 @@ class Present:
 
     def __iter__(self) -> Iterator[str]:
         """Loose ids in id order, then packed ones in id order (an id may come twice)."""
-        yield from sorted(self.loose)
+        yield from self.loose if isinstance(self.loose, DiskIds) else sorted(self.loose)
         if self.packs is not None:
             yield from self.packs.iter_ids()
 
@@ -260,17 +261,24 @@ class RemoteObjects:
     def packed(self, object_id: str) -> bool:
         return self.packs is not None and self.packs.has(object_id)
 
-    def listing(self) -> Present:
-        """Every object the remote holds: one listing of its loose objects, and its packs'."""
-        return Present(self.object_ids(), self.packs)
+    def listing(self, into: DiskIds | None = None) -> Present:
+        """Every object the remote holds: one listing of its loose objects, and its packs'.
+
+        ``into``: a scratch table the loose ids are streamed into instead of a set in memory.
+        """
+        if into is None:
+            return Present(self.object_ids(), self.packs)
+        into.update(self._iter_object_ids())
+        return Present(into, self.packs)
 
     def object_ids(self) -> set[str]:
-        ids = set()
+        return set(self._iter_object_ids())
+
+    def _iter_object_ids(self) -> Iterator[str]:
         for key in self.backend.list(OBJECTS_PREFIX):
             name = key.rpartition("/")[2]
             if is_object_id(name):
-                ids.add(name)
-        return ids
+                yield name
 
     def snapshot_ids(self) -> set[str]:
         ids = set()

@@ -1,0 +1,96 @@
+"""Push and pull hold nothing per object for the whole run.
+
+Each runs in a child process of its own (tests/peak_rss.py) against a folder remote, for two
+vaults five times apart in size; their peaks must stay within a small constant of each other.
+A set of the remote's ids, a plan item per object or a dict of fetched tree nodes shows as
+hundreds of bytes an object, which the 20,000 objects between the two sizes turn into
+several MB.
+
+The buffers that are bounded by design — the remote pack being filled (16 MB), the objects a
+pull stages before publishing them (20,000) — are made small in the children, so both sizes
+fill them and what is left to differ is what grows with the archive.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.peak_rss import run_measured
+from tests.test_checkout_memory import build
+
+SMALL_JOBS, LARGE_JOBS = 1000, 5000  # 5,000 and 25,000 objects (4 images, a record a job)
+# What may differ: SQLite's and LMDB's page caches fill further, allocator slack. Before the scratch
+# tables push grew by 13.4 MB and pull by 12.5 MB here; after, by about 5 and 7.
+ALLOWED_GROWTH_MB = 9
+
+PUSH = """
+import sys
+from pathlib import Path
+from mjvault import Vault
+from mjvault.remotes import push as push_module
+from mjvault.remotes.config import RemoteSpec, normalise_url
+from mjvault.remotes.session import connect
+
+push_module.PACK_TARGET_BYTES = 256 * 1024
+with Vault.open(Path(sys.argv[1])) as vault:
+    with connect(vault, RemoteSpec("r", normalise_url(sys.argv[2])), create=True) as link:
+        report = push_module.push(vault, link)
+assert report.ok, report.problems
+print(report.objects_sent)
+"""
+
+# What clone does before it builds the vault's index (the index's own memory is not the
+# remotes' to flatten: docs/design.md, flat memory).
+CLONE = """
+import sys
+from pathlib import Path
+from mjvault import Vault
+from mjvault.remotes import pull as pull_module
+from mjvault.remotes.config import RemoteSpec, normalise_url
+from mjvault.remotes.session import connect
+
+pull_module.FLUSH_OBJECTS = 2000
+with Vault.init(Path(sys.argv[2])) as vault:
+    with connect(vault, RemoteSpec("origin", normalise_url(sys.argv[1]))) as link:
+        report = pull_module.pull(vault, link, update_index=False)
+assert report.ok, report.problems
+print(report.objects_received)
+"""
+
+
+def measure(script: str, args: list[str], workdir: Path) -> tuple[float, int]:
+    workdir.mkdir()
+    root = Path(__file__).resolve().parents[1]
+    done = run_measured(
+        [sys.executable, "-c", script, *args], workdir=workdir, cwd=root, timeout=300
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    return done.peak_rss_mb, int(done.stdout)
+
+
+@pytest.mark.parametrize("command", ["push", "clone"])
+def test_push_and_clone_peak_memory_does_not_grow_with_the_vault(
+    tmp_path: Path, command: str
+) -> None:
+    peaks = {}
+    for jobs in (SMALL_JOBS, LARGE_JOBS):
+        vault = build(tmp_path / f"vault-{jobs}", jobs)
+        remote = tmp_path / f"remote-{jobs}"
+        pushed, sent = measure(PUSH, [str(vault), str(remote)], tmp_path / f"push-{jobs}")
+        assert sent > jobs * 5
+        if command == "push":
+            peaks[jobs] = pushed
+            continue
+        cloned, received = measure(
+            CLONE, [str(remote), str(tmp_path / f"clone-{jobs}")], tmp_path / f"clone-{jobs}-run"
+        )
+        assert received == sent
+        peaks[jobs] = cloned
+    grown = peaks[LARGE_JOBS] - peaks[SMALL_JOBS]
+    assert grown < ALLOWED_GROWTH_MB, (
+        f"{command}: {peaks[SMALL_JOBS]:.1f} MB at {SMALL_JOBS} jobs, "
+        f"{peaks[LARGE_JOBS]:.1f} MB at {LARGE_JOBS}: +{grown:.1f} MB"
+    )
