@@ -284,46 +284,77 @@ _OPEN_ENVS: dict[str, tuple[lmdb.Environment, dict[bytes, Any], int]] = {}
 _ENVS_LOCK = threading.Lock()
 
 
+def share_environment(
+    path: Path,
+    what: str,
+    max_dbs: int,
+    open_tables: Callable[[lmdb.Environment], dict[bytes, Any]],
+) -> tuple[str, lmdb.Environment, dict[bytes, Any]]:
+    """The process's one environment at ``path`` (opened, with ``open_tables``, by its first
+    user), and the key that :func:`unshare_environment` takes. ``what`` names it in errors
+    ("the index", "the pack map"): LMDB's failures become one line that says whether
+    deleting the cache would help."""
+    key = os.path.realpath(path)
+    with _ENVS_LOCK:
+        shared = _OPEN_ENVS.get(key)
+        if shared is None:
+            _check_room_for_new_environment(path)
+            try:
+                env = lmdb.open(
+                    str(path),
+                    map_size=MAP_SIZE,
+                    max_dbs=max_dbs,
+                    subdir=True,
+                    create=True,
+                    lock=True,
+                    readahead=False,
+                    mode=0o600,
+                )
+                shared = (env, open_tables(env), 0)
+            except _DAMAGE as exc:
+                raise IndexDamaged(f"{what} at {path} is damaged: {_reason(exc)}") from None
+            except lmdb.DiskError:
+                raise _disk_full(path) from None
+            except _ENVIRONMENT as exc:  # busy, read-only, permissions: not ours to delete
+                raise IntegrityError(f"{what} at {path} cannot be opened: {exc}") from None
+            except lmdb.Error as exc:
+                # A damaged header makes LMDB map far past the file ("Cannot allocate
+                # memory"), resize, or refuse a format; discarding it shows whether a new,
+                # empty one opens (the cause was the file) or fails alike (the machine).
+                raise IndexDamaged(
+                    f"{what} at {path} is damaged: LMDB cannot open it ({_reason(exc)})"
+                ) from None
+        env, dbs, users = shared
+        _OPEN_ENVS[key] = (env, dbs, users + 1)
+    return key, env, dbs
+
+
+def unshare_environment(key: str) -> None:
+    """One user fewer; the last one closes the environment."""
+    with _ENVS_LOCK:
+        env, dbs, users = _OPEN_ENVS[key]
+        if users <= 1:
+            del _OPEN_ENVS[key]
+            env.close()
+        else:
+            _OPEN_ENVS[key] = (env, dbs, users - 1)
+
+
+def _index_tables(env: lmdb.Environment) -> dict[bytes, Any]:
+    dbs = {name: env.open_db(name, create=True) for name in TABLES}
+    for name in OTHER_TABLES:
+        with contextlib.suppress(lmdb.NotFoundError):
+            dbs[name] = env.open_db(name, create=False)
+    return dbs
+
+
 class Index:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._key = os.path.realpath(path)
-        with _ENVS_LOCK:
-            shared = _OPEN_ENVS.get(self._key)
-            if shared is None:
-                path.mkdir(mode=0o700, exist_ok=True)
-                _check_room_for_new_environment(path)
-                try:
-                    env = lmdb.open(
-                        str(path),
-                        map_size=MAP_SIZE,
-                        max_dbs=len(TABLES) + len(OTHER_TABLES),
-                        subdir=True,
-                        create=True,
-                        lock=True,
-                        readahead=False,
-                        mode=0o600,
-                    )
-                    dbs = {name: env.open_db(name, create=True) for name in TABLES}
-                    for name in OTHER_TABLES:
-                        with contextlib.suppress(lmdb.NotFoundError):
-                            dbs[name] = env.open_db(name, create=False)
-                except _DAMAGE as exc:
-                    raise IndexDamaged(f"the index at {path} is damaged: {_reason(exc)}") from None
-                except lmdb.DiskError:
-                    raise _disk_full(path) from None
-                except _ENVIRONMENT as exc:  # busy, read-only, permissions: not ours to delete
-                    raise IntegrityError(f"the index at {path} cannot be opened: {exc}") from None
-                except lmdb.Error as exc:
-                    # A damaged header makes LMDB map far past the file ("Cannot allocate
-                    # memory"), resize, or refuse a format; discarding it shows whether a new,
-                    # empty index opens (the cause was the file) or fails alike (the machine).
-                    raise IndexDamaged(
-                        f"the index at {path} is damaged: LMDB cannot open it ({_reason(exc)})"
-                    ) from None
-                shared = (env, dbs, 0)
-            env, dbs, users = shared
-            _OPEN_ENVS[self._key] = (env, dbs, users + 1)
+        path.mkdir(mode=0o700, exist_ok=True)
+        self._key, env, dbs = share_environment(
+            path, "the index", len(TABLES) + len(OTHER_TABLES), _index_tables
+        )
         self.env = env
         self.db = dbs
         self._closed = False
@@ -336,13 +367,7 @@ class Index:
             return
         self._closed = True
         self.pages.close()
-        with _ENVS_LOCK:
-            env, dbs, users = _OPEN_ENVS[self._key]
-            if users <= 1:
-                del _OPEN_ENVS[self._key]
-                env.close()
-            else:
-                _OPEN_ENVS[self._key] = (env, dbs, users - 1)
+        unshare_environment(self._key)
 
     @contextmanager
     def _reading(self) -> Iterator[None]:

@@ -9,9 +9,7 @@ number, offset, length), and a million records about 60 MB of map, paged in only
 from __future__ import annotations
 
 import contextlib
-import os
 import struct
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,16 +17,14 @@ from typing import Any
 
 import lmdb
 
-from mjvault.errors import IntegrityError
 from mjvault.index.db import (
     _DAMAGE,
-    _ENVIRONMENT,
-    MAP_SIZE,
     IndexDamaged,
-    _check_room_for_new_environment,
     _disk_full,
     _MappedPages,
     _reason,
+    share_environment,
+    unshare_environment,
 )
 
 LOCATION = struct.Struct(">III")  # pack number, offset, length
@@ -42,8 +38,15 @@ TABLES = (b"meta", b"objects", b"packs", b"numbers")
 # lookups cost twice what they need (page faults), while 256 lookups keep a few MB resident.
 MAP_RELEASE_EVERY = 256
 
-_OPEN: dict[str, tuple[lmdb.Environment, dict[bytes, Any], int]] = {}
-_OPEN_LOCK = threading.Lock()
+
+def _map_tables(env: lmdb.Environment) -> dict[bytes, Any]:
+    dbs = {name: env.open_db(name, create=True) for name in TABLES}
+    with env.begin(write=True) as txn:
+        found = txn.get(b"format", db=dbs[b"meta"])
+        if found not in (None, MAP_FORMAT):
+            raise IndexDamaged("the pack map has an unknown format")
+        txn.put(b"format", MAP_FORMAT, db=dbs[b"meta"])
+    return dbs
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,67 +67,23 @@ class PackMap:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._key = os.path.realpath(path)
-        with _OPEN_LOCK:
-            shared = _OPEN.get(self._key)
-            if shared is None:
-                shared = (*self._open(path), 0)
-            env, dbs, users = shared
-            _OPEN[self._key] = (env, dbs, users + 1)
-        self.env = env
-        self.db = dbs
+        # The index's folder is private (prompts in plaintext): create it so, not 0755.
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)
+        self._key, self.env, self.db = share_environment(
+            path, "the pack map", len(TABLES), _map_tables
+        )
         self._closed = False
         self.pages = _MappedPages(path / "data.mdb")
         self._lookups = 0
         self._names: dict[int, tuple[str, str | None]] = {}
-
-    @staticmethod
-    def _open(path: Path) -> tuple[lmdb.Environment, dict[bytes, Any]]:
-        try:
-            # The index's folder is private (prompts in plaintext): create it so, not 0755.
-            path.parent.mkdir(mode=0o700, exist_ok=True)
-            path.mkdir(mode=0o700, exist_ok=True)
-            _check_room_for_new_environment(path)
-            env = lmdb.open(
-                str(path),
-                map_size=MAP_SIZE,
-                max_dbs=len(TABLES),
-                subdir=True,
-                create=True,
-                lock=True,
-                readahead=False,
-                mode=0o600,
-            )
-            dbs = {name: env.open_db(name, create=True) for name in TABLES}
-            with env.begin(write=True) as txn:
-                found = txn.get(b"format", db=dbs[b"meta"])
-                if found not in (None, MAP_FORMAT):
-                    raise IndexDamaged(f"the pack map at {path} has an unknown format")
-                txn.put(b"format", MAP_FORMAT, db=dbs[b"meta"])
-        except _DAMAGE as exc:
-            raise IndexDamaged(f"the pack map at {path} is damaged: {_reason(exc)}") from None
-        except lmdb.DiskError:
-            raise _disk_full(path) from None
-        except _ENVIRONMENT as exc:
-            raise IntegrityError(f"the pack map at {path} cannot be opened: {exc}") from None
-        except lmdb.Error as exc:
-            raise IndexDamaged(
-                f"the pack map at {path} is damaged: LMDB cannot open it ({_reason(exc)})"
-            ) from None
-        return env, dbs
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self.pages.close()
-        with _OPEN_LOCK:
-            env, dbs, users = _OPEN[self._key]
-            if users <= 1:
-                del _OPEN[self._key]
-                env.close()
-            else:
-                _OPEN[self._key] = (env, dbs, users - 1)
+        unshare_environment(self._key)
 
     @contextlib.contextmanager
     def _txn(self, *, write: bool = False) -> Iterator[lmdb.Transaction]:
@@ -197,24 +156,18 @@ class PackMap:
 
     def forget_number(self, pack: str) -> None:
         """Forget a pack whose file is gone, and every object the map placed in it."""
-        name = bytes.fromhex(pack)
-        with self._txn(write=True) as txn:
-            row = txn.get(name, db=self.db[b"packs"])
+        with self._txn() as txn:
+            row = txn.get(bytes.fromhex(pack), db=self.db[b"packs"])
             if row is None:
                 return
             number = PACK_ROW.unpack(row)[0]
-            objects = self.db[b"objects"]
             # A pack holds a bounded number of objects, so its keys fit in memory.
-            doomed = [
+            placed = [
                 bytes(key)
-                for key, value in txn.cursor(db=objects)
+                for key, value in txn.cursor(db=self.db[b"objects"])
                 if LOCATION.unpack(value)[0] == number
             ]
-            for key in doomed:
-                txn.delete(key, db=objects)
-            txn.delete(name, db=self.db[b"packs"])
-            txn.delete(NUMBER.pack(number), db=self.db[b"numbers"])
-        self._names.pop(number, None)
+        self.remove(pack, placed)
 
     def entries_of(self, pack: str) -> tuple[list[tuple[bytes, int, int]], str | None] | None:
         """The objects the map places in ``pack`` (id, offset, length) and its dictionary, or
