@@ -172,3 +172,35 @@ def test_a_version_1_vault_is_read_and_marked_2_before_its_first_pack(tmp_path: 
     config_path.write_text(json.dumps(config))
     with pytest.raises(UnsupportedFormat):
         Vault.open(tmp_path / "v")
+
+
+def _resident_kib(path: Path) -> int:
+    """This process's resident pages of the file mapped from ``path`` (Linux's smaps)."""
+    target, resident, inside = os.path.realpath(path), 0, False
+    with open("/proc/self/smaps", encoding="utf-8", errors="replace") as smaps:
+        for line in smaps:
+            head = line.split()
+            if head and "-" in head[0] and not head[0].endswith(":"):
+                inside = len(head) >= 6 and head[-1] == target
+            elif inside and head[0] == "Rss:":
+                resident += int(head[1])
+    return resident
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux's smaps")
+def test_adding_packs_to_the_map_leaves_its_pages_unmapped(tmp_path: Path) -> None:
+    """A pack's ids land all over the map's objects table, so adding one reads most of the
+    table through LMDB's map; a writer adds a pack at every checkpoint, and those pages must
+    not pile up in its resident set (tens of MB at 100k jobs, hundreds at a million)."""
+    from mjvault.index.packmap import PackMap
+
+    packmap = PackMap(tmp_path / "map")
+    try:
+        for _ in range(8):
+            entries = [(os.urandom(32), offset * 64, 64) for offset in range(20_000)]
+            packmap.add(os.urandom(32).hex(), entries, None)
+        size_kib = os.path.getsize(tmp_path / "map" / "data.mdb") // 1024
+        assert size_kib > 8 * 1024  # large enough for the pages to show
+        assert _resident_kib(tmp_path / "map" / "data.mdb") < 1024
+    finally:
+        packmap.close()

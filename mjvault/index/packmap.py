@@ -228,6 +228,9 @@ class PackMap:
             )
             if dictionary:
                 txn.put(b"dictionary", dictionary.encode("ascii"), db=self.db[b"meta"])
+        # The pack's ids land all over the objects table: the transaction read nearly every
+        # page of it through the map, and they would stay in our resident set.
+        self.pages.release()
 
     def move(self, pack: str, entries: Iterable[tuple[bytes, int, int]]) -> None:
         """Point ``entries`` at ``pack`` (already added), whatever pack held them before."""
@@ -239,6 +242,7 @@ class PackMap:
             number = PACK_ROW.unpack(row)[0]
             for object_id, offset, length in entries:
                 txn.put(object_id, LOCATION.pack(number, offset, length), db=self.db[b"objects"])
+        self.pages.release()
 
     def remove(self, pack: str, object_ids: Iterable[bytes]) -> None:
         """Forget a pack, and those of ``object_ids`` that the map still places in it."""
@@ -255,4 +259,5 @@ class PackMap:
                     txn.delete(object_id, db=objects)
             txn.delete(name, db=self.db[b"packs"])
             txn.delete(NUMBER.pack(number), db=self.db[b"numbers"])
+        self.pages.release()
         self._names.pop(number, None)
