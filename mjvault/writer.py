@@ -303,10 +303,12 @@ class ArchiveWriter:
                 }
             ).encode("utf-8"),
         )
-        summaries = [
+        # Made one at a time as the index takes them: a list would hold a checkpoint's worth
+        # of summaries (parameters, prompts) beside the jobs they come from, at the peak.
+        summaries = (
             (job_id, JobSummary.of(entry, job) if entry is not None and job is not None else None)
             for job_id, (entry, job) in self._pending.items()
-        ]
+        )
         self.vault._open_index().apply(summaries, new_root)
         self._root = new_root
         self._pending.clear()
