@@ -24,7 +24,8 @@ from mjvault.errors import IntegrityError
 LEAF_MAX = 128
 NODE_VERSION = 1
 MAX_DEPTH = 63  # 64 hex digits; never reached in practice
-CACHE_ENTRIES = 2048  # job entries a Tree keeps decoded (under 2 MB); see Tree._remember
+# Job entries and child links a Tree keeps decoded (under 2 MB); see Tree._remember.
+CACHE_ENTRIES = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +118,11 @@ def decode_node(data: bytes) -> Node:
     raise IntegrityError(f"unknown tree node type {kind!r}")
 
 
+def _weight(node: Node) -> int:
+    """What a cached node costs against Tree's entry bound: its entries or child links."""
+    return len(node.entries) if isinstance(node, Leaf) else len(node.children)
+
+
 class Tree:
     """Operations on trees stored through a reader/writer pair (the object store)."""
 
@@ -150,17 +156,17 @@ class Tree:
     def _remember(self, node_id: str, node: Node) -> None:
         # Bounded, oldest first out: a long import writes millions of nodes over its life. The
         # bound is in job entries too, as leaves hold up to LEAF_MAX each: 4,096 full leaves
-        # would keep half a million jobs' entries, the whole archive of most users.
+        # would keep half a million jobs' entries, the whole archive of most users. An inner
+        # node's child links weigh as entries: a checkpoint rewrites every inner node its jobs
+        # pass through, and 4,096 of them (16 links each) held ~15 MB of a large sync's heap.
         if node_id in self._cache:
             return
-        weight = len(node.entries) if isinstance(node, Leaf) else 0
+        weight = _weight(node)
         while self._cache and (
             len(self._cache) >= self._cache_size
             or self._cached_entries + weight > self._cache_entries
         ):
-            oldest = self._cache.pop(next(iter(self._cache)))
-            if isinstance(oldest, Leaf):
-                self._cached_entries -= len(oldest.entries)
+            self._cached_entries -= _weight(self._cache.pop(next(iter(self._cache))))
         self._cache[node_id] = node
         self._cached_entries += weight
 

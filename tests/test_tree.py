@@ -89,3 +89,21 @@ def test_leaf_encoding_round_trip(numbers: list[int]) -> None:
 
     leaf = Leaf(tuple(sorted((entry(n) for n in numbers), key=lambda e: e.job_id)))
     assert decode_node(encode_node(leaf)) == leaf
+
+
+def test_the_node_cache_is_bounded_in_child_links_as_in_entries() -> None:
+    """Each checkpoint rewrites every inner node its jobs pass through; 4,096 cached inner
+    nodes of 16 child links each held ~15 MB of a large sync's heap, outside the entry
+    bound that only counted leaves."""
+    from mjvault.tree import Inner, Leaf
+
+    store = MemoryStore()
+    tree = Tree(store.read, store.write, cache_entries=256)
+    root = tree.empty()
+    for start in range(0, 20_000, 1_000):
+        root = tree.apply(root, {f"job-{n}": entry(n) for n in range(start, start + 1_000)})
+    cached = tree._cache.values()
+    links = sum(len(n.children) for n in cached if isinstance(n, Inner))
+    entries = sum(len(n.entries) for n in cached if isinstance(n, Leaf))
+    assert links + entries <= 256
+    assert tree.count(root) == 20_000
