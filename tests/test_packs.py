@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -202,5 +203,17 @@ def test_adding_packs_to_the_map_leaves_its_pages_unmapped(tmp_path: Path) -> No
         size_kib = os.path.getsize(tmp_path / "map" / "data.mdb") // 1024
         assert size_kib > 8 * 1024  # large enough for the pages to show
         assert _resident_kib(tmp_path / "map" / "data.mdb") < 1024
+
+        # And while one is added: the transaction itself must not gather the table either.
+        during: list[int] = []
+
+        def sampled() -> Iterator[tuple[bytes, int, int]]:
+            for offset in range(20_000):
+                if offset % 1_000 == 999:
+                    during.append(_resident_kib(tmp_path / "map" / "data.mdb"))
+                yield os.urandom(32), offset * 64, 64
+
+        packmap.add(os.urandom(32).hex(), sampled(), None)
+        assert max(during) < 4 * 1024
     finally:
         packmap.close()
