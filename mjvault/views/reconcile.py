@@ -525,13 +525,15 @@ class _Reconciler:
         rows: list[tuple[Key, FileRecord]] = []
         failed: list[tuple[Key, str, _Want, BaseException]] = []
         copy = LinkKind.COPY
+        new_tuple = tuple.__new__  # a NamedTuple's own constructor is a Python function
         for made, items in results:
             for (key, relpath, want), result in zip(items, made, strict=True):
                 if isinstance(result, BaseException):
                     failed.append((key, relpath, want, result))
                     continue
                 plain = want.plain if want.plain != relpath else None
-                record = FileRecord(relpath, want.oid, copy, plain, result[0], result[1])
+                size, mtime_ns = result
+                record = new_tuple(FileRecord, (relpath, want.oid, copy, plain, size, mtime_ns))
                 rows.append((key, record))
         self.table.put_many(rows, new=True)
         self.report.added += len(rows)
