@@ -568,9 +568,12 @@ class Index:
         self.pages.touched()
         return JobSummary.unpack(job_id, data) if data is not None else None
 
-    def get_many(self, job_ids: Iterable[str]) -> dict[str, JobSummary]:
+    def get_many(
+        self, job_ids: Iterable[str], *, release_every: int = RELEASE_EVERY
+    ) -> dict[str, JobSummary]:
         """Summaries of many jobs in one read transaction, looked up in key order (neighbours
-        share pages), the map's pages released as :meth:`get` would."""
+        share pages), the map's pages released every ``release_every`` lookups (each release
+        costs the next lookups their page faults; each lookup between maps up to 64 KiB)."""
         found: dict[str, JobSummary] = {}
         keys = sorted({job_id.encode("utf-8") for job_id in job_ids})
         with self._reading(), self.env.begin(db=self.db[b"jobs"]) as txn:
@@ -579,9 +582,9 @@ class Index:
                 if data is not None:
                     job_id = key.decode("utf-8")
                     found[job_id] = JobSummary.unpack(job_id, data)
-                if n % RELEASE_EVERY == 0:
+                if n % release_every == 0:
                     self.pages.release()
-        self.pages.touched(len(keys) % RELEASE_EVERY)
+        self.pages.touched(len(keys) % release_every)
         return found
 
     def entry(self, job_id: str) -> JobEntry | None:

@@ -349,15 +349,21 @@ def _copy_fd(src: int, out: int) -> None:
     size = os.fstat(src).st_size
     copy_range = getattr(os, "copy_file_range", None)
     if copy_range is not None:
+        # Up to the size, counted: a small image is one call, with no second call to be
+        # told it is done and no fstat to check (objects never change).
+        copied = 0
         try:
-            while copy_range(src, out, _COPY_CHUNK):
-                pass
+            while copied < size:
+                moved = copy_range(src, out, min(_COPY_CHUNK, size - copied))
+                if not moved:
+                    break
+                copied += moved
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
                 raise
         # Some file systems (overlay, NFS, CIFS on older kernels) answer 0 before the end:
         # both offsets have moved by what was copied, so sendfile goes on from there.
-        if os.fstat(out).st_size == size:
+        if copied == size:
             return
     while os.sendfile(out, src, None, _COPY_CHUNK):  # between file systems, where
         pass  # copy_file_range may refuse

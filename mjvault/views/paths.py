@@ -42,6 +42,9 @@ _PLAIN_ASCII = re.compile(f"[{_END}](?:[{_END}\\x20\\x2e]*[{_END}])?")
 # safe_component() of directory names already seen (it is pure); bounded, cleared when full.
 _DIRECTORY_NAMES: dict[str, str] = {}
 _DIRECTORY_NAMES_MAX = 65536
+# safe_relpath()'s directory part by its raw text: (safe components joined, the components).
+_DIRECTORIES: dict[str, tuple[str, tuple[str, ...]]] = {}
+_DIRECTORIES_MAX = 16384
 
 
 def safe_component(name: str, *, limit: int = MAX_COMPONENT_BYTES) -> str:
@@ -96,14 +99,33 @@ def safe_relpath(raw: str, *, max_bytes: int = MAX_PATH_BYTES) -> str:
     ``..``, ``.`` and empty components cannot climb or vanish silently: empty ones are
     dropped (``a//b``), dot-only ones become ``_``. An absolute path becomes relative.
     """
-    components = _SEPARATOR.split(raw) if "\\" in raw else raw.split("/")
-    last = len(components) - 1
+    cut = raw.rfind("/")
+    if "\\" in raw:
+        cut = max(cut, raw.rfind("\\"))
+    # The images of a job, and most jobs of a view, share their directories: those are
+    # decided once per distinct text, and only the file name is looked at per image.
+    folder = raw[:cut] if cut > 0 else ""
+    head = _DIRECTORIES.get(folder)
+    if head is None:
+        head = _directories(folder)
+    prefix, dirs = head
+    name = raw[cut + 1 :]
+    if name:
+        last = safe_component(name)
+        joined = prefix + last
+    else:
+        joined = prefix[:-1] or REPLACEMENT
+    if len(joined) <= max_bytes and (joined.isascii() or len(joined.encode()) <= max_bytes):
+        return joined  # fits as it is: _shorten would change nothing
+    parts = [*dirs, last] if name else [*dirs]
+    return "/".join(_shorten(parts, max_bytes))
+
+
+def _directories(folder: str) -> tuple[str, tuple[str, ...]]:
+    """The safe components of a path's directory part, and them joined with a ``/`` after."""
     parts: list[str] = []
-    for position, component in enumerate(components):
+    for component in _SEPARATOR.split(folder):
         if not component:
-            continue
-        if position == last:
-            parts.append(safe_component(component))
             continue
         # Directory names repeat across a view (dates, versions …): decide each once.
         safe = _DIRECTORY_NAMES.get(component)
@@ -112,12 +134,11 @@ def safe_relpath(raw: str, *, max_bytes: int = MAX_PATH_BYTES) -> str:
                 _DIRECTORY_NAMES.clear()
             safe = _DIRECTORY_NAMES[component] = safe_component(component)
         parts.append(safe)
-    if not parts:
-        parts = [REPLACEMENT]
-    joined = "/".join(parts)
-    if len(joined) <= max_bytes and (joined.isascii() or len(joined.encode()) <= max_bytes):
-        return joined  # fits as it is: _shorten would change nothing
-    return "/".join(_shorten(parts, max_bytes))
+    head = ("".join(f"{p}/" for p in parts), tuple(parts))
+    if len(_DIRECTORIES) >= _DIRECTORIES_MAX:
+        _DIRECTORIES.clear()
+    _DIRECTORIES[folder] = head
+    return head
 
 
 def _shorten(parts: list[str], max_bytes: int) -> list[str]:

@@ -27,12 +27,11 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mjvault.errors import IntegrityError, JobNotFound, MjvaultError, UsageError
 from mjvault.model import Job, MediaRef
@@ -75,6 +74,10 @@ SNIFF_PARALLEL_MIN = 256
 Progress = Callable[[int], None]
 SAVE_SECONDS = 15.0
 BATCH_JOBS = 500
+# Index lookups between two releases of its mapped pages: each maps up to 64 KiB (the
+# kernel's fault-around), so 128 bound a checkout's share to ~8 MB; releasing every 16, as
+# other readers do, cost a checkout of 100k images ~0.1 s of page faults more.
+SUMMARIES_PER_RELEASE = 128
 # Template fields the index's job summaries do not hold: views using them read records.
 RECORD_ONLY_FIELDS = frozenset({"job_type", "width", "height"})
 MAX_LISTED = 50  # paths listed in a report; counts are always complete
@@ -108,8 +111,7 @@ class RefreshReport:
             self.notes.append(message)
 
 
-@dataclass
-class _Want:
+class _Want(NamedTuple):
     plain: str
     oid: str
     job: Job
@@ -244,12 +246,34 @@ class _Reconciler:
             out[(entry.job_id, index)] = _Want(plain, oid, job, raw)
         return out
 
+    def _name_known(
+        self, entry: JobEntry, job: Job, kinds: Kinds, desired: dict[Key, _Want]
+    ) -> bool:
+        """:meth:`wanted` for a job whose summary gives every image's kind, straight into
+        ``desired``; False (nothing added) when an image's kind is not known."""
+        images = entry.images
+        if len(kinds) != len(images) or any(
+            kind is None and oid is not None for oid, kind in zip(images, kinds, strict=True)
+        ):
+            return False
+        render = self.template.bind(job)
+        job_id = entry.job_id
+        new_want = tuple.__new__  # a NamedTuple's own constructor is a Python function
+        for index, oid in enumerate(images):
+            if oid is None:
+                self.report.skipped += 1
+                continue
+            plain = safe_relpath(render(index, kinds[index]))  # type: ignore[arg-type]
+            desired[(job_id, index)] = new_want(_Want, (plain, oid, job, True))
+        return True
+
     def _summaries(self, entries: Iterable[JobEntry | None]) -> dict[str, JobSummary] | None:
         """A batch's summaries in one go (one transaction, key order), None without an index."""
         if self.index is None:
             return None
         try:
-            return self.index.get_many(e.job_id for e in entries if e is not None)
+            ids = (e.job_id for e in entries if e is not None)
+            return self.index.get_many(ids, release_every=SUMMARIES_PER_RELEASE)
         except MjvaultError:
             self.index = None
             return None
@@ -356,6 +380,9 @@ class _Reconciler:
         oids: list[str] = []
         sniffed: dict[str, Sniffed] = {}
         summaries = self._summaries(entry for _, entry in batch)
+        # Jobs whose summary gives every image's kind are named right here (the common case,
+        # once per image of a checkout); the others go through wanted().
+        named: set[int] = set()
         for position, (_job_id, entry) in enumerate(batch):
             job = None
             if entry is not None:
@@ -364,22 +391,30 @@ class _Reconciler:
                 if job is not None and not view_filter.matches(job):
                     filtered_out.add(position)
                 elif found is not None and found[1] is not None:
-                    sniffed.update(_known(entry, found[1]))  # kept in the index: no read
+                    assert job is not None  # found is (job, kinds)
+                    if not self._name_known(entry, job, found[1], desired):
+                        sniffed.update(_known(entry, found[1]))  # kept in the index: no read
+                    else:
+                        named.add(position)
                 else:
                     oids.extend(oid for oid in entry.images if oid is not None)
             jobs.append(job)
         if oids:
             sniffed.update(self._sniff_many(oids))
+        blocked = self.view.blocked
+        others: dict[int, dict[Key, _Want]] = {}
         for position, ((job_id, entry), job) in enumerate(zip(batch, jobs, strict=True)):
-            if position in filtered_out:
-                wanted: dict[Key, _Want] | None = {}
-            else:
+            if position not in named and position not in filtered_out:
                 wanted = self.wanted(entry, job, sniffed)
-            if wanted is None:
-                continue
+                if wanted is None:
+                    continue
+                if wanted:
+                    others[position] = wanted
             touched.add(job_id)
-            desired.update(wanted)
-            self.view.blocked.pop(job_id, None)  # retried below with everything else
+            if blocked:
+                blocked.pop(job_id, None)  # retried below with everything else
+        if others:
+            desired = _in_batch_order(batch, named, desired, others)
         self.report.jobs_examined += len(batch)
 
         removals: list[tuple[Key, FileRecord]] = []
@@ -394,11 +429,14 @@ class _Reconciler:
                     removals.append((key, record))
                 elif want.oid != record.oid or self._needs_remake(record, want):
                     replacements.append((key, record, want))
-        removed_keys = {key for key, _ in removals}
-        for key, want in desired.items():
-            images = files.get(key[0])
-            if images is None or key[1] not in images or key in removed_keys:
-                placements[key] = want
+        if not files:
+            placements = desired  # none of these jobs has files yet: every image is new
+        else:
+            removed_keys = {key for key, _ in removals}
+            for key, want in desired.items():
+                images = files.get(key[0])
+                if images is None or key[1] not in images or key in removed_keys:
+                    placements[key] = want
 
         if removals or replacements:
             self._drain()  # a removal may prune a directory a pending link goes into
@@ -440,6 +478,7 @@ class _Reconciler:
         symlink = LinkKind.SYMLINK
         new_tuple = tuple.__new__
         objects = self.objects_root
+        fan_out, prefixes = self.fan_out_layout, self.link_prefixes
         for key, relpath, want in items:
             plain: str | None = want.plain
             if plain == relpath:
@@ -447,9 +486,9 @@ class _Reconciler:
             oid = want.oid
             # tuple.__new__: a NamedTuple's own constructor is a Python function.
             rows.append((key, new_tuple(FileRecord, (relpath, oid, symlink, plain, 0, 0))))
-            if self.fan_out_layout:
+            if fan_out:
                 parent = relpath.rpartition("/")[0]
-                prefix = self.link_prefixes.get(parent)
+                prefix = prefixes.get(parent)
                 if prefix is None:
                     prefix = self._link_prefix(parent)
                 tail = f"/objects/{oid[:2]}/{oid}"
@@ -486,13 +525,15 @@ class _Reconciler:
         rows: list[tuple[Key, FileRecord]] = []
         failed: list[tuple[Key, str, _Want, BaseException]] = []
         copy = LinkKind.COPY
+        new_tuple = tuple.__new__  # a NamedTuple's own constructor is a Python function
         for made, items in results:
             for (key, relpath, want), result in zip(items, made, strict=True):
                 if isinstance(result, BaseException):
                     failed.append((key, relpath, want, result))
                     continue
                 plain = want.plain if want.plain != relpath else None
-                record = FileRecord(relpath, want.oid, copy, plain, result[0], result[1])
+                size, mtime_ns = result
+                record = new_tuple(FileRecord, (relpath, want.oid, copy, plain, size, mtime_ns))
                 rows.append((key, record))
         self.table.put_many(rows, new=True)
         self.report.added += len(rows)
@@ -537,18 +578,28 @@ class _Reconciler:
         whatever order the images arrived in; an earlier image may have to give its plain
         name to one that sorts before it, and moves to its suffixed name.
         """
-        affected: dict[str, dict[Key, str]] = defaultdict(dict)
+        # The first image to want each name, and (rarely) the others that want it too.
+        first: dict[str, Key] = {}
+        shared: dict[str, dict[Key, str]] = {}
         for key, want in placements.items():
             plain = want.plain
-            affected[plain.lower() if plain.isascii() else fold(plain)][key] = plain
+            folded = plain.lower() if plain.isascii() else fold(plain)
+            holder = first.setdefault(folded, key)
+            if holder != key:
+                group = shared.get(folded)
+                if group is None:
+                    group = shared[folded] = {holder: placements[holder].plain}
+                group[key] = plain
         result: list[tuple[Key, str, _Want, bool]] = []
-        taken = self.table.taken(affected)  # one query for the batch, not one per image
-        for folded, new_members in affected.items():
-            if len(new_members) == 1 and folded not in taken:
+        append = result.append
+        taken = self.table.taken(first)  # one query for the batch, not one per image
+        for folded, key in first.items():
+            if folded not in taken and folded not in shared:
                 # Nobody holds or wants this name: the common case, decided by two lookups.
-                ((key, plain),) = new_members.items()
-                result.append((key, plain, placements[key], False))
+                want = placements[key]
+                append((key, want.plain, want, False))
                 continue
+            new_members = shared.get(folded) or {key: placements[key].plain}
             existing = {k for k in self._group(folded) if k not in new_members}
             if not existing and len(new_members) == 1 and self.table.holder(folded) is None:
                 ((key, plain),) = new_members.items()
@@ -795,6 +846,26 @@ def _usable_index(vault: Vault, definition: ViewDefinition, template: Template) 
         return None
 
 
+def _in_batch_order(
+    batch: list[tuple[str, JobEntry | None]],
+    named: set[int],
+    desired: dict[Key, _Want],
+    others: dict[int, dict[Key, _Want]],
+) -> dict[Key, _Want]:
+    """The images of jobs named in two passes, in the batch's order again (the order files
+    are placed in, and names assigned in, is the same whichever way a job was named)."""
+    ordered: dict[Key, _Want] = {}
+    for position, (job_id, entry) in enumerate(batch):
+        if position in others:
+            ordered.update(others[position])
+        elif position in named and entry is not None:
+            for index in range(len(entry.images)):
+                want = desired.get((job_id, index))
+                if want is not None:
+                    ordered[(job_id, index)] = want
+    return ordered
+
+
 def _read_heads(paths: list[str]) -> list[Sniffed]:
     out: list[Sniffed] = []
     append = out.append
@@ -862,16 +933,25 @@ def _make_symlinks(jobs: list[tuple[str, str, str]]) -> list[tuple[int, BaseExce
     system call that catches an object gone since (cheaper than the read it replaces).
     """
     failures: list[tuple[int, BaseException]] = []
-    stat = os.stat
+    stat, symlink = os.stat, os.symlink
     for position, (target, dest, source) in enumerate(jobs):
         try:
             stat(source)
         except FileNotFoundError:
             failures.append((position, _ObjectMissing(source)))
             continue
+        # place_symlink's first attempt inlined (it runs once per image); it is called only
+        # when the link's directory is missing, to make it.
         try:
-            place_symlink(target, dest)
-        except (MjvaultError, OSError) as exc:
+            symlink(target, dest)
+        except FileExistsError:
+            failures.append((position, NameTaken(f"{dest} already exists")))
+        except FileNotFoundError:
+            try:
+                place_symlink(target, dest)
+            except (MjvaultError, OSError) as exc:
+                failures.append((position, exc))
+        except OSError as exc:
             failures.append((position, exc))
     return failures
 

@@ -40,6 +40,7 @@ FILES_SUFFIX = ".files"
 # Pages SQLite may keep in memory (KiB when negative): what bounds a checkout's footprint.
 CACHE_KIB = 4096
 _IN_CHUNK = 500  # bound parameters per IN (...) query; SQLite allows at least 999
+_KEYS_KEPT = 4096  # job keys remembered (a few batches' worth), then forgotten
 _KINDS = {kind.value: kind for kind in LinkKind}
 TABLE_VERSION = 1
 # jk: job_key(job); fh / ph: path_key of the folded path / plain path (None when no plain).
@@ -211,8 +212,12 @@ class SqliteTable:
     outside one hold no lock, so an idle connection never blocks another process's writes.
     """
 
+    sealed = False  # paths stored as they are (SealedSqliteTable seals them)
+
     def __init__(self, path: Path, *, fresh: bool = False) -> None:
         self.path = path
+        self._job_keys: dict[str, int] = {}
+        self._asked: dict[str, int] = {}
         if fresh:
             remove_table(path)
         try:
@@ -263,7 +268,7 @@ class SqliteTable:
     def of_jobs(self, job_ids: Iterable[str]) -> JobFiles:
         wanted = set(job_ids)
         out: JobFiles = {}
-        for chunk in _chunks([job_key(j) for j in wanted]):
+        for chunk in _chunks([self._job_key(j) for j in wanted]):
             marks = ",".join("?" * len(chunk))
             for row in self._rows(f"SELECT {_COLUMNS} FROM files WHERE jk IN ({marks})", chunk):
                 job, idx, record = self._record(row)
@@ -284,32 +289,48 @@ class SqliteTable:
     def put_many(self, rows: list[tuple[Key, FileRecord]], *, new: bool = False) -> None:
         """Record files; ``new``: the caller knows none of these images has a row yet."""
         self._begin()
+        job_key_of = self._job_key
         if not new:
             self.db.executemany(
                 "DELETE FROM files WHERE jk = ? AND job = ? AND idx = ?",
-                [(job_key(job), job, idx) for (job, idx), _ in rows],
+                [(job_key_of(job), job, idx) for (job, idx), _ in rows],
             )
-        keys: dict[str, int] = {}
-        stored, key_of = self._stored, self._path_key
-        self.db.executemany(
-            "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    keys[job] if job in keys else keys.setdefault(job, job_key(job)),
-                    job,
-                    idx,
-                    stored(r.path, b"path", job, idx),
-                    r.oid,
-                    str.__str__(r.kind),
-                    None if r.plain is None else stored(r.plain, b"plain", job, idx),
-                    r.size,
-                    r.mtime_ns,
-                    key_of(r.path.lower() if r.path.isascii() else fold(r.path)),
-                    None if r.plain is None else key_of(fold(r.plain)),
-                )
-                for (job, idx), r in rows
-            ],
-        )
+        # One row tuple per file, built inline: this runs once per image of a checkout.
+        asked = self._asked
+        key_of = self._path_key
+        cells: list[tuple[Any, ...]] = []
+        append = cells.append
+        sealed = self.sealed
+        last_job: str | None = None
+        jk = 0
+        for (job, idx), (path, oid, kind, plain, size, mtime) in rows:
+            if job != last_job:  # rows come job by job
+                last_job, jk = job, job_key_of(job)
+            folded = path.lower() if path.isascii() else fold(path)
+            fh = asked.get(folded)
+            if fh is None:
+                fh = key_of(folded)
+            if plain is None:
+                ph = None
+            else:
+                ph = key_of(fold(plain))
+                if sealed:
+                    plain = self._stored(plain, b"plain", job, idx)
+            if sealed:
+                path = self._stored(path, b"path", job, idx)
+            link = str.__str__(kind)
+            append((jk, job, idx, path, oid, link, plain, size, mtime, fh, ph))
+        self.db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", cells)
+
+    def _job_key(self, job_id: str) -> int:
+        """:func:`job_key`, remembered for the jobs of the last few batches (a batch asks for
+        each job's key three times: seen, its files, its new rows)."""
+        known = self._job_keys.get(job_id)
+        if known is None:
+            if len(self._job_keys) >= _KEYS_KEPT:
+                self._job_keys.clear()
+            known = self._job_keys[job_id] = job_key(job_id)
+        return known
 
     def delete(self, key: Key) -> None:
         self._begin()
@@ -338,7 +359,11 @@ class SqliteTable:
     def taken(self, folded: Iterable[str]) -> set[str]:
         """Those of ``folded`` some file holds or wanted (a rare false positive is possible:
         callers confirm with :meth:`holder` and :meth:`wanting`)."""
-        by_key = {self._path_key(f): f for f in folded}
+        key_of = self._path_key
+        # Kept for the put_many that records these paths next: a checkout asks for each
+        # image's path key once.
+        self._asked = asked = {f: key_of(f) for f in folded}
+        by_key = {key: f for f, key in asked.items()}
         found: set[str] = set()
         for chunk in _chunks(list(by_key)):
             marks = ",".join("?" * len(chunk))
@@ -357,7 +382,7 @@ class SqliteTable:
         self._begin()
         self.db.execute(_SEEN)
         self.db.executemany(
-            "INSERT OR IGNORE INTO seen VALUES (?, ?)", ((job_key(j), j) for j in job_ids)
+            "INSERT OR IGNORE INTO seen VALUES (?, ?)", ((self._job_key(j), j) for j in job_ids)
         )
 
     def unseen_jobs(self, extra: Iterable[str] = ()) -> list[str]:
@@ -409,6 +434,8 @@ class SealedSqliteTable(SqliteTable):
     """An encrypted vault's list: the same rows, with ``path`` and ``plain`` sealed (AES-GCM,
     bound to their job, image and column) and ``fh``/``ph`` keyed checksums, so the file shows
     no prompt and lookups by path still use the index."""
+
+    sealed = True
 
     def __init__(self, path: Path, keys: VaultKeys, *, fresh: bool = False) -> None:
         self.keys = keys

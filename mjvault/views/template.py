@@ -30,6 +30,7 @@ names on Windows or macOS. Literal braces are written ``{{`` and ``}}``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ _FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
 _URL = re.compile(r"<?\b[a-z][a-z0-9+.-]*://\S*", re.IGNORECASE)
 # Characters that may not appear in a file name on one of Linux, macOS and Windows.
 _UNSAFE_IN_NAME = re.compile(r'[\x00-\x1f\x7f-\x9f<>:"/\\|?*]')
+# The same but '/': a date format's own separators make directories.
+_UNSAFE_IN_DATE = re.compile(r'[\x00-\x1f\x7f-\x9f<>:"\\|?*]')
 _SEPARATORS = re.compile(r"[/\\]")
 _SAMPLE_TIME = datetime(2024, 2, 29, 13, 45, 30, tzinfo=UTC)
 # strftime directives Python documents plus the C99 ones every platform has. Anything else
@@ -120,16 +123,15 @@ class Template:
         in the format string, and only ``{index}`` and ``{ext}`` remain as slots.
         """
         pieces: list[str] = []
-        for segment in self.segments:
-            if isinstance(segment, str):
-                pieces.append(segment.replace("{", "{{").replace("}", "}}"))
-            elif segment.name == "index":
-                pieces.append("{0}")
-            elif segment.name == "ext":
-                pieces.append("{1}")
-            else:
-                text = _render_field(segment, job, 0, "")
-                pieces.append(text.replace("{", "{{").replace("}", "}}"))
+        append = pieces.append
+        for literal, per_job in self._plan:
+            if per_job is None:
+                append(literal)
+                continue
+            text = _render_field(per_job, job, 0, "")
+            if "{" in text or "}" in text:
+                text = text.replace("{", "{{").replace("}", "}}")
+            append(text)
         fill = "".join(pieces).format
 
         def render_image(index: int, ext: str) -> str:
@@ -139,6 +141,23 @@ class Template:
             return fill(index, text)
 
         return render_image
+
+    @functools.cached_property
+    def _plan(self) -> tuple[tuple[str, Field | None], ...]:
+        """The segments as :meth:`bind` uses them, worked out once (it runs once per job):
+        literal text already escaped for ``str.format``, the per-image fields as its slots,
+        and the fields each job renders."""
+        plan: list[tuple[str, Field | None]] = []
+        for segment in self.segments:
+            if isinstance(segment, str):
+                plan.append((segment.replace("{", "{{").replace("}", "}}"), None))
+            elif segment.name == "index":
+                plan.append(("{0}", None))
+            elif segment.name == "ext":
+                plan.append(("{1}", None))
+            else:
+                plan.append(("", segment))
+        return tuple(plan)
 
 
 def _literal_separators(segment: Segment) -> int:
@@ -265,7 +284,7 @@ def field_text(value: str) -> str:
 
 def prompt_text(prompt: str, length: int) -> str:
     """The prompt as a file-name fragment: URLs dropped, unsafe runs to one space, cut."""
-    text = _URL.sub(" ", prompt)
+    text = _URL.sub(" ", prompt) if "://" in prompt else prompt  # no URL without one
     text = _UNSAFE_IN_NAME.sub(" ", text)
     text = " ".join(text.split())[:length].rstrip(" .")
     return text or UNTITLED
@@ -278,7 +297,7 @@ def _render_date(field: Field, job: Job, index: int, ext: str) -> str:
     moment = job.enqueue_time.astimezone(UTC)
     # The format's own '/' makes directories; anything else unsafe (a locale's month name
     # can hold anything) is neutralised like any other value.
-    return "/".join(field_text(part) for part in moment.strftime(fmt).split("/"))
+    return _UNSAFE_IN_DATE.sub("_", moment.strftime(fmt))
 
 
 def _render_job_id(field: Field, job: Job, index: int, ext: str) -> str:
