@@ -37,8 +37,6 @@ TABLES = (b"meta", b"objects", b"packs", b"numbers")
 # (RELEASE_EVERY); for the pack map, which verify asks once per record, that made the
 # lookups cost twice what they need (page faults), while 256 lookups keep a few MB resident.
 MAP_RELEASE_EVERY = 256
-# Keys looked up in batches (verify) between two releases: at most 8 MB of leaf pages.
-BATCH_RELEASE_EVERY = 2048
 
 
 def _map_tables(env: lmdb.Environment) -> dict[bytes, Any]:
@@ -78,7 +76,6 @@ class PackMap:
         self._closed = False
         self.pages = _MappedPages(path / "data.mdb")
         self._lookups = 0
-        self._batched = 0
         self._names: dict[int, tuple[str, str | None]] = {}
 
     def close(self) -> None:
@@ -126,13 +123,9 @@ class PackMap:
             return txn.get(object_id, db=self.db[b"objects"]) is not None
 
     def contains_many(self, object_ids: list[bytes]) -> list[bool]:
-        """:meth:`contains` of each, in one read transaction. Pages are released less often
-        than for single lookups (each batch would fault its pages in again): every
-        BATCH_RELEASE_EVERY keys, at most a page each."""
-        self._batched += len(object_ids)
-        if self._batched >= BATCH_RELEASE_EVERY:
-            self._batched = 0
-            self.pages.release()
+        """:meth:`contains` of each, in one read transaction."""
+        self._lookups += len(object_ids) - 1
+        self._touched()
         objects = self.db[b"objects"]
         with self._txn() as txn:
             get = txn.get

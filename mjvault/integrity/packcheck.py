@@ -117,25 +117,49 @@ def _in_windows(
     fd: int, size: int, rows: list[Row], hasher: blake3.blake3
 ) -> Iterator[tuple[bytes, bytes]]:
     """Each entry's bytes, in file order, from reads of :data:`READ_WINDOW` bytes that also
-    feed ``hasher`` every byte of the file once, to its end (gaps and trailer included)."""
-    window = b""
-    start = 0  # file offset of window[0]
-    read_to = 0  # file offset of the first byte not read yet
+    feed ``hasher`` every byte of the file once, to its end (gaps and trailer included).
+
+    The reads go into one buffer, reused from window to window: fresh ``bytes`` of a MB each
+    would be a large allocation per window for every reading thread."""
+    buffer = bytearray(2 * READ_WINDOW)
+    view = memoryview(buffer)
+    start = 0  # file offset of buffer[0]
+    filled = 0  # bytes of the buffer that hold file data
     for object_id, offset, length in rows:
         end = offset + length
-        if end > read_to:
+        if end > start + filled:
             # Keep what is read of this entry (and what follows it), read on past its end.
-            kept = window[offset - start :] if offset < read_to else b""
-            start = min(offset, read_to)
-            fresh = _read(fd, read_to, max(READ_WINDOW, end - read_to), size)
-            hasher.update(fresh)
-            read_to += len(fresh)
-            window = kept + fresh if kept else fresh
-        yield object_id, window[offset - start : end - start]
+            keep_from = min(offset, start + filled) - start
+            kept = filled - keep_from
+            view[:kept] = view[keep_from:filled]
+            start += keep_from
+            filled = kept
+            wanted = min(max(READ_WINDOW, end - start - filled), size - start - filled)
+            if filled + wanted > len(buffer):
+                view.release()
+                buffer.extend(bytes(filled + wanted - len(buffer)))
+                view = memoryview(buffer)
+            _read_into(fd, view[filled : filled + wanted], start + filled)
+            hasher.update(view[filled : filled + wanted])
+            filled += wanted
+        yield object_id, bytes(view[offset - start : end - start])
+    read_to = start + filled
     while read_to < size:
-        fresh = _read(fd, read_to, READ_WINDOW, size)
-        hasher.update(fresh)
-        read_to += len(fresh)
+        wanted = min(READ_WINDOW, size - read_to)
+        _read_into(fd, view[:wanted], read_to)
+        hasher.update(view[:wanted])
+        read_to += wanted
+    view.release()
+
+
+def _read_into(fd: int, target: memoryview, offset: int) -> None:
+    """Fill ``target`` from ``offset``: a pack is never shorter than its trailer says."""
+    done = 0
+    while done < len(target):
+        got = os.preadv(fd, [target[done:]], offset + done)
+        if not got:
+            raise PackDamaged("pack was cut short while being read")
+        done += got
 
 
 def _one_by_one(fd: int, rows: list[Row]) -> Iterator[tuple[bytes, bytes]]:
