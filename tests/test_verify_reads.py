@@ -115,3 +115,14 @@ def test_a_flipped_byte_in_any_entry_is_named_with_its_pack(
         assert record_problems[0].jobs == [records[object_id]]
     # Nothing else is blamed: the pack's name mismatch is explained by the damaged entry.
     assert all(p.object_id == object_id for p in problems), problems
+
+
+def test_a_damaged_entry_is_found_by_the_subset_part_that_holds_it(records_vault: Vault) -> None:
+    vault = records_vault
+    _, object_id = list(_file_order(vault))[JOBS // 3]
+    pack = flip_packed(vault, object_id, 7).name
+    found = []
+    for part in (1, 2, 3):
+        report = verify(vault, subset=f"{part}/3")
+        found += [(p.object_id, p.pack) for p in report.problems if p.object_id]
+    assert found == [(object_id, pack)]
