@@ -135,10 +135,10 @@ def verify(
             _check_index(vault, snapshots, report)
             if reading:
                 _read_loose(vault, report, chooser, on_object)
+            packed = packs.result()
         except BaseException:
             stop.set()  # an interrupt or a failure: the packs in flight finish, no more start
             raise
-        packed = packs.result()
     _report_packs(vault, report, packed)
     if views:
         from mjvault.integrity.viewcheck import check_views
