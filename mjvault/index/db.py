@@ -34,7 +34,8 @@ from mjvault.tree import JobEntry
 # 2: the words table also holds each word's accent-folded form (mjvault.text.fold), and the
 #    counts and times tables exist.
 # 3: each job summary holds its images' media kinds ("k"), so a checkout reads no image.
-INDEX_FORMAT = b"3"
+# 4: a job summary's object ids are 32 bytes, not 64 hex characters (~130 bytes a job).
+INDEX_FORMAT = b"4"
 MAP_SIZE = 1 << 36  # address space only: LMDB files are sparse and grow as needed
 SEP = b"\x00"
 MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
@@ -69,8 +70,8 @@ class JobSummary:
         micros = int(self.time.timestamp() * 1_000_000) if self.time else None
         return msgpack.packb(
             {
-                "r": self.record,
-                "i": list(self.images),
+                "r": bytes.fromhex(self.record),
+                "i": [bytes.fromhex(i) if i is not None else None for i in self.images],
                 "ts": micros,
                 "ty": self.type,
                 "p": self.prompt,
@@ -87,8 +88,8 @@ class JobSummary:
         moment = datetime.fromtimestamp(micros / 1_000_000, UTC) if micros is not None else None
         return cls(
             job_id=job_id,
-            record=doc["r"],
-            images=tuple(doc["i"]),
+            record=doc["r"].hex(),
+            images=_hex_ids(doc["i"]),
             time=moment,
             type=doc["ty"],
             prompt=doc["p"],
@@ -123,6 +124,10 @@ class JobSummary:
         for image in self.images:
             if image is not None:
                 yield b"images", bytes.fromhex(image) + jid
+
+
+def _hex_ids(ids: list[bytes | None]) -> tuple[str | None, ...]:
+    return tuple(i.hex() if i is not None else None for i in ids)
 
 
 def _part(text: str) -> bytes:
@@ -596,7 +601,7 @@ class Index:
         if data is None:
             return None
         doc = msgpack.unpackb(data)
-        return JobEntry(job_id, doc["r"], tuple(doc["i"]))
+        return JobEntry(job_id, doc["r"].hex(), _hex_ids(doc["i"]))
 
     def iter_summaries(self) -> Iterator[JobSummary]:
         with self._reading(), self.env.begin(db=self.db[b"jobs"]) as txn:

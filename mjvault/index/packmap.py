@@ -125,6 +125,15 @@ class PackMap:
         with self._txn() as txn:
             return txn.get(object_id, db=self.db[b"objects"]) is not None
 
+    def contains_many(self, object_ids: list[bytes]) -> list[bool]:
+        """:meth:`contains` of each, in one read transaction."""
+        self._lookups += len(object_ids) - 1
+        self._touched()
+        objects = self.db[b"objects"]
+        with self._txn() as txn:
+            get = txn.get
+            return [get(key, db=objects) is not None for key in object_ids]
+
     def _touched(self) -> None:
         self._lookups += 1
         if self._lookups >= MAP_RELEASE_EVERY:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, ObjectNotFound, UsageError
+from mjvault.integrity.packcheck import PackCheck
 from mjvault.snapshots import Snapshot, decode_manifest
 from mjvault.tree import Inner, Leaf, decode_node
 from mjvault.vault import Vault
@@ -117,15 +119,27 @@ def verify(
     """Check structure (always), object data (``read_data``/``subset``), view files (``views``)."""
     started = time.monotonic()
     report = VerifyReport()
-    snapshots = _check_refs(vault, report)
-    _check_trees(vault, snapshots, report)
-    _check_index(vault, snapshots, report)
     chooser: SubsetFilter | None = None
     if subset:
         report.subset, chooser = parse_subset(subset)
-    if read_data or subset:
-        _read_loose(vault, report, chooser, on_object)
-    _check_packs(vault, report, bool(read_data or subset), chooser, on_object)
+    reading = bool(read_data or subset)
+    vault.store.packs.reconcile()  # the map knows every pack on disk: packed objects are present
+    snapshots = _check_refs(vault, report)
+    # Packs are checked on their own threads while this one walks the trees: hashing and
+    # decompressing let go of the GIL, so the two passes overlap on a second core.
+    stop = threading.Event()
+    with ThreadPoolExecutor(1, thread_name_prefix="mjvault-verify-packs") as background:
+        packs = background.submit(_check_packs, vault, reading, chooser, on_object, stop)
+        try:
+            _check_trees(vault, snapshots, report)
+            _check_index(vault, snapshots, report)
+            if reading:
+                _read_loose(vault, report, chooser, on_object)
+            packed = packs.result()
+        except BaseException:
+            stop.set()  # an interrupt or a failure: the packs in flight finish, no more start
+            raise
+    _report_packs(vault, report, packed)
     if views:
         from mjvault.integrity.viewcheck import check_views
 
@@ -190,20 +204,33 @@ def _check_trees(vault: Vault, snapshots: list[Snapshot], report: VerifyReport) 
                 stack.extend(child for _, child, _ in node.children)
                 continue
             assert isinstance(node, Leaf)
-            for entry in node.entries:
-                report.jobs_checked += 1
-                for role, object_id in _referenced(entry.record, entry.images):
-                    report.objects_referenced += 1
-                    if not vault.store.exists(object_id):
-                        report.problems.append(
-                            Problem(
-                                "missing",
-                                f"{role} of job {entry.job_id} is missing",
-                                object_id,
-                                jobs=[entry.job_id],
-                                snapshots=[snapshot.id],
-                            )
-                        )
+            _check_leaf(vault, node, snapshot.id, report)
+
+
+def _check_leaf(vault: Vault, leaf: Leaf, snapshot_id: str, report: VerifyReport) -> None:
+    """Every object the leaf's jobs refer to exists: records asked of the pack map in one
+    batch per leaf, images looked for loose first (where they are kept)."""
+    records = [entry.record for entry in leaf.entries]
+    images = [image for entry in leaf.entries for image in entry.images if image is not None]
+    report.jobs_checked += len(records)
+    report.objects_referenced += len(records) + len(images)
+    store = vault.store
+    missing = set(store.missing(records, packed_first=True))
+    missing.update(store.missing(images, packed_first=False))
+    if not missing:
+        return
+    for entry in leaf.entries:
+        for role, object_id in _referenced(entry.record, entry.images):
+            if object_id in missing:
+                report.problems.append(
+                    Problem(
+                        "missing",
+                        f"{role} of job {entry.job_id} is missing",
+                        object_id,
+                        jobs=[entry.job_id],
+                        snapshots=[snapshot_id],
+                    )
+                )
 
 
 def _referenced(record: str, images: tuple[str | None, ...]) -> Iterator[tuple[str, str]]:
@@ -284,50 +311,69 @@ def _read_loose(
         report.problems.append(Problem("corrupt", str(error), object_id, jobs=jobs))
 
 
+@dataclass
+class _PackPass:
+    """What the pass over packs found: totals, and only the packs with damage."""
+
+    packs: int = 0
+    objects: int = 0
+    bytes: int = 0
+    damaged: list[PackCheck] = field(default_factory=list)
+
+
 def _check_packs(
     vault: Vault,
-    report: VerifyReport,
     read_data: bool,
     chooser: SubsetFilter | None,
     on_object: Callable[[int], None] | None,
-) -> None:
+    stop: threading.Event,
+) -> _PackPass:
     """Every pack's trailer; with ``read_data`` its name and entries. Packs are checked
     concurrently, each read front to back by one thread."""
-    from mjvault.integrity.packcheck import PackCheck, check_pack
+    from mjvault.integrity.packcheck import check_pack
 
     store = vault.store
-    store.packs.reconcile()  # the map knows every pack on disk: packed objects are present
 
     def check(name: str) -> PackCheck:
         return check_pack(store, name, read_data=read_data, chooser=chooser)
 
+    names = (name for name in store.packs.names() if not stop.is_set())
+    found = _PackPass()
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        for checked in bounded_map(pool, check, names, window=2 * READ_THREADS):
+            found.packs += 1
+            found.objects += checked.objects
+            found.bytes += checked.bytes
+            if on_object and checked.bytes:
+                on_object(checked.bytes)
+            if checked.damaged or checked.dictionary_problem or checked.bad_entries:
+                found.damaged.append(checked)
+    return found
+
+
+def _report_packs(vault: Vault, report: VerifyReport, found: _PackPass) -> None:
+    report.packs += found.packs
+    report.objects_read += found.objects
+    report.bytes_read += found.bytes
     # A damaged tree node is already a problem of the structural pass: its entry is named
     # there, not reported twice.
     reported = {p.object_id: p for p in report.problems if p.kind == "corrupt" and p.object_id}
     dictionaries: set[str] = set()
-    with ThreadPoolExecutor(READ_THREADS) as pool:
-        for checked in bounded_map(pool, check, store.packs.names(), window=2 * READ_THREADS):
-            report.packs += 1
-            report.objects_read += checked.objects
-            report.bytes_read += checked.bytes
-            if on_object and checked.bytes:
-                on_object(checked.bytes)
-            if checked.damaged is not None:
-                report.problems.append(Problem("corrupt", checked.damaged, pack=checked.name))
-            if checked.dictionary_problem is not None:
-                kind, dictionary, why = checked.dictionary_problem
-                if dictionary not in dictionaries and dictionary not in reported:
-                    dictionaries.add(dictionary)
-                    report.problems.append(Problem(kind, why, dictionary))
-            for object_id, why in checked.bad_entries:
-                known = reported.get(object_id)
-                if known is not None:
-                    known.pack = checked.name
-                    continue
-                jobs = _jobs_using(vault, object_id)
-                report.problems.append(
-                    Problem("corrupt", why, object_id, jobs=jobs, pack=checked.name)
-                )
+    for checked in found.damaged:
+        if checked.damaged is not None:
+            report.problems.append(Problem("corrupt", checked.damaged, pack=checked.name))
+        if checked.dictionary_problem is not None:
+            kind, dictionary, why = checked.dictionary_problem
+            if dictionary not in dictionaries and dictionary not in reported:
+                dictionaries.add(dictionary)
+                report.problems.append(Problem(kind, why, dictionary))
+        for object_id, why in checked.bad_entries:
+            known = reported.get(object_id)
+            if known is not None:
+                known.pack = checked.name
+                continue
+            jobs = _jobs_using(vault, object_id)
+            report.problems.append(Problem("corrupt", why, object_id, jobs=jobs, pack=checked.name))
 
 
 def _jobs_using(vault: Vault, object_id: str) -> list[str]:

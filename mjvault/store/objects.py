@@ -224,6 +224,43 @@ class ObjectStore:
             raise CorruptObject(f"object {object_id} does not match its name (damaged)")
         return plaintext
 
+    def check_entry(self, object_id: bytes, data: bytes, dictionary: Dictionary | None) -> None:
+        """:meth:`open_entry` for a pass over every entry of a pack (verify): the id as the
+        trailer holds it, the pack's dictionary already loaded, and no plaintext kept. Raises
+        :class:`CorruptObject` with the same messages."""
+        head = data[:4]
+        if head != MAGIC_FRAMED and head != MAGIC_ENCRYPTED:
+            raise CorruptObject(f"object {object_id.hex()} is not framed in its pack (damaged)")
+        if self.keys is not None:
+            plaintext = self.keys.open(object_id.hex(), data, dictionary)
+            hasher = self.hasher()
+        else:
+            plaintext = unframe_plain(data, dictionary)
+            hasher = blake3.blake3()
+        hasher.update(plaintext)
+        if hasher.digest() != object_id:
+            raise CorruptObject(f"object {object_id.hex()} does not match its name (damaged)")
+
+    def missing(self, object_ids: list[str], *, packed_first: bool) -> list[str]:
+        """Those of ``object_ids`` stored neither loose nor in a pack. ``packed_first``: most
+        are expected in packs (records, tree nodes), so the pack map is asked first, in one
+        batch; else loose files are looked for first (media). For a pass over every
+        reference of a tree (verify), where an existence check per object would cost a stat
+        that fails and a map transaction of its own."""
+        loose = self.objects_dir.as_posix()
+        access, exists = os.access, os.F_OK
+
+        def not_loose(ids: list[str]) -> list[str]:
+            return [oid for oid in ids if not access(f"{loose}/{oid[:2]}/{oid}", exists)]
+
+        if not packed_first:
+            object_ids = not_loose(object_ids)
+        if object_ids and self.packs.present():
+            object_ids = self.packs.not_packed(object_ids)
+        if packed_first:
+            object_ids = not_loose(object_ids)
+        return object_ids
+
     def check(self, object_id: str) -> int:
         """Verify one object without keeping it in memory longer than needed; returns its size."""
         path = self.path(object_id)

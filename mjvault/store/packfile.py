@@ -108,6 +108,22 @@ def read_trailer(fd: int, file_size: int, name: str = "pack") -> Trailer:
 def parse_trailer(pread: Pread, file_size: int, name: str = "pack") -> Trailer:
     """:func:`read_trailer` over any ``pread(length, offset)``: a pack in memory, or on a
     remote read with ranged requests."""
+    rows, dictionary_id, start = parse_trailer_rows(pread, file_size, name)
+    return Trailer([PackEntry(*row) for row in rows], dictionary_id, start)
+
+
+def read_trailer_rows(
+    fd: int, file_size: int, name: str = "pack"
+) -> tuple[list[tuple[bytes, int, int]], str | None, int]:
+    """:func:`read_trailer` as plain ``(id, offset, length)`` tuples, the dictionary id and
+    where the data ends: for a pass over every entry of many packs (verify), where building
+    an object per entry would cost more than checking it."""
+    return parse_trailer_rows(lambda length, offset: os.pread(fd, length, offset), file_size, name)
+
+
+def parse_trailer_rows(
+    pread: Pread, file_size: int, name: str = "pack"
+) -> tuple[list[tuple[bytes, int, int]], str | None, int]:
     minimum = len(HEADER) + TAIL.size
     if file_size < minimum:
         raise PackDamaged(f"{name} is too short to be a pack ({file_size} bytes)")
@@ -129,16 +145,16 @@ def parse_trailer(pread: Pread, file_size: int, name: str = "pack") -> Trailer:
     checked = raw[: size - CHECKSUM_LEN - 8]
     if blake3.blake3(checked).digest()[:CHECKSUM_LEN] != checksum:
         raise PackDamaged(f"{name} has a damaged trailer (checksum)")
-    entries = []
+    rows: list[tuple[bytes, int, int]] = list(ENTRY.iter_unpack(raw[: count * ENTRY.size]))
     previous = b""
-    for object_id, offset, length in ENTRY.iter_unpack(raw[: count * ENTRY.size]):
+    low = len(HEADER)
+    for object_id, offset, length in rows:
         if object_id <= previous:
             raise PackDamaged(f"{name} lists its objects out of order")
-        if offset < len(HEADER) or offset + length > start or length > MAX_ENTRY:
+        if offset < low or offset + length > start or length > MAX_ENTRY:
             raise PackDamaged(f"{name} lists an object outside its data")
-        entries.append(PackEntry(object_id, offset, length))
         previous = object_id
-    return Trailer(entries, None if dictionary == NO_DICTIONARY else dictionary.hex(), start)
+    return rows, None if dictionary == NO_DICTIONARY else dictionary.hex(), start
 
 
 def read_trailer_of(path: str) -> Trailer:

@@ -128,6 +128,18 @@ class PackReader:
     def contains(self, object_id: str) -> bool:
         return self.locate(object_id) is not None
 
+    def not_packed(self, object_ids: list[str]) -> list[str]:
+        """Those of ``object_ids`` no pack holds: one map transaction for all, and the packs
+        on disk looked at once (as :meth:`locate` does) when some seem missing."""
+        if not self.present():
+            return object_ids
+        found = self.map().contains_many([bytes.fromhex(oid) for oid in object_ids])
+        missing = [oid for oid, here in zip(object_ids, found, strict=True) if not here]
+        if missing and not self._reconciled:
+            self.reconcile()
+            return self.not_packed(missing)
+        return missing
+
     def reconcile(self) -> list[str]:
         """Bring the map up to the packs on disk: read the trailers of packs it lacks, forget
         packs that are gone. Returns the names of damaged packs it could not read."""
