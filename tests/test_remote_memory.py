@@ -94,3 +94,43 @@ def test_push_and_clone_peak_memory_does_not_grow_with_the_vault(
         f"{command}: {peaks[SMALL_JOBS]:.1f} MB at {SMALL_JOBS} jobs, "
         f"{peaks[LARGE_JOBS]:.1f} MB at {LARGE_JOBS}: +{grown:.1f} MB"
     )
+
+
+# A push records each remote pack it uploads in the local pack cache (remotes/<name>/packs-*)
+# and looks objects up there while planning. Packs of the default size, ids as random as
+# object ids; the cache holds the two sizes' worth of earlier pushes.
+CACHE = """
+import os, sys
+from pathlib import Path
+from mjvault.remotes.packs import RemotePackIndex
+
+packs, per_pack = int(sys.argv[2]), int(sys.argv[3])
+cache = RemotePackIndex(Path(sys.argv[1]))
+names = []
+for n in range(packs):
+    ids = sorted(os.urandom(32) for _ in range(per_pack))
+    name = os.urandom(32).hex()
+    cache.add(name, ids)
+    names.append((name, ids[:: per_pack // 1000]))
+found = sum(cache.locate(i.hex()) == name for name, ids in names for i in ids)
+cache.close()
+print(found)
+"""
+CACHE_PACK_IDS = 20000  # a 16 MB pack of 800-byte records
+
+
+def test_the_remote_pack_cache_releases_its_pages(tmp_path: Path) -> None:
+    """Each pack's ids went in one write transaction, which dirtied (in memory) a leaf page of
+    the cache for nearly every id, and lookups left the cache's map resident: ~170 bytes an
+    object of peak RSS, over 150 MB at a million jobs."""
+    peaks = {}
+    for packs in (3, 15):
+        args = [str(tmp_path / f"cache-{packs}"), str(packs), str(CACHE_PACK_IDS)]
+        peak, found = measure(CACHE, args, tmp_path / f"run-{packs}")
+        assert found >= packs * 1000
+        peaks[packs] = peak
+    grown = peaks[15] - peaks[3]
+    assert grown < ALLOWED_GROWTH_MB, (
+        f"pack cache: {peaks[3]:.1f} MB at 60,000 ids, {peaks[15]:.1f} MB at 300,000: "
+        f"+{grown:.1f} MB"
+    )

@@ -24,16 +24,19 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import lmdb
 
+from mjvault.index.db import _MappedPages, share_environment, unshare_environment
 from mjvault.remotes.backend import Backend, RemoteNotFound
 from mjvault.store.packfile import PackDamaged, Trailer, is_pack_id, parse_trailer
 
 PACKS_PREFIX = "packs/"
 # One ranged read from the end of a pack usually holds its whole trailer (44 bytes an entry).
 TAIL_READ = 256 * 1024
-MAP_SIZE = 1 << 34  # sparse; far beyond any remote
+# Ids written (or read, walking the cache) per LMDB transaction: a few MB of dirty pages.
+WRITE_SLICE = 512
 # A spool folder this old belongs to a pull that was killed.
 STALE_SPOOL_SECONDS = 24 * 3600
 # Parsed trailers of downloaded packs kept in memory (the rest are re-read from the spool).
@@ -59,22 +62,41 @@ def read_remote_trailer(backend: Backend, name: str) -> Trailer:
 
 
 class RemotePackIndex:
-    """The cache: object id → remote pack names (32-byte keys), and each pack's ids."""
+    """The cache: object id → remote pack names (32-byte keys), and each pack's ids.
+
+    Opened as the index and the pack map are (one environment per file in a process), and
+    like them it lets go of the map's pages that lookups touched (``_MappedPages``). A pack's
+    ids are written a slice at a time: ids are random, so one transaction for a 16 MB pack of
+    records would dirty, in memory, nearly every leaf of a large cache (LMDB keeps the freed
+    buffers for the next transaction), ~170 bytes an object of RSS. The ``packs`` row goes in
+    last and is removed last, so a pack the cache names has every one of its ids recorded; a
+    process killed in between leaves ids that the next refresh records again or forgets.
+    """
 
     def __init__(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=2, subdir=True, lock=True)
-        self._objects = self._env.open_db(b"objects", dupsort=True)
-        self._packs = self._env.open_db(b"packs")
+        self.path = path
+        self._key, self._env, dbs = share_environment(
+            path, "the remote pack cache", 2, _cache_tables
+        )
+        self._objects, self._packs = dbs[b"objects"], dbs[b"packs"]
+        self._pages = _MappedPages(path / "data.mdb")
+        self._closed = False
 
     def close(self) -> None:
-        self._env.close()
+        if not self._closed:
+            self._closed = True
+            self._pages.close()
+            unshare_environment(self._key)
 
     def packs(self) -> set[str]:
         with self._env.begin(db=self._packs) as txn:
-            return {bytes(k).hex() for k in txn.cursor().iternext(values=False)}
+            found = {bytes(k).hex() for k in txn.cursor().iternext(values=False)}
+        self._pages.release()
+        return found
 
     def locate(self, object_id: str) -> str | None:
+        self._pages.touched()
         with self._env.begin(db=self._objects) as txn:
             found = txn.get(bytes.fromhex(object_id))
         return bytes(found).hex() if found is not None else None
@@ -82,27 +104,57 @@ class RemotePackIndex:
     def add(self, name: str, ids: Iterable[bytes]) -> None:
         pack = bytes.fromhex(name)
         listed = b"".join(ids)
+        step = WRITE_SLICE * 32
+        for start in range(0, len(listed), step):
+            with self._env.begin(write=True, db=self._objects) as txn:
+                for i in range(start, min(start + step, len(listed)), 32):
+                    txn.put(listed[i : i + 32], pack)
+            self._pages.release()
         with self._env.begin(write=True) as txn:
-            for i in range(0, len(listed), 32):
-                txn.put(listed[i : i + 32], pack, db=self._objects)
             txn.put(pack, listed, db=self._packs)
 
     def forget(self, name: str) -> None:
         pack = bytes.fromhex(name)
+        with self._env.begin(db=self._packs) as txn:
+            found = txn.get(pack)
+            listed = bytes(found) if found is not None else None
+        if listed is None:
+            return
+        step = WRITE_SLICE * 32
+        for start in range(0, len(listed), step):
+            with self._env.begin(write=True, db=self._objects) as txn:
+                for i in range(start, min(start + step, len(listed)), 32):
+                    txn.delete(listed[i : i + 32], pack)
+            self._pages.release()
         with self._env.begin(write=True) as txn:
-            listed = txn.get(pack, db=self._packs)
-            if listed is None:
-                return
-            listed = bytes(listed)
-            for i in range(0, len(listed), 32):
-                txn.delete(listed[i : i + 32], pack, db=self._objects)
             txn.delete(pack, db=self._packs)
 
     def iter_ids(self) -> Iterator[str]:
-        """Every object id held by a known pack, once each, in id order."""
-        with self._env.begin(db=self._objects) as txn:
-            for key in txn.cursor().iternext_nodup(values=False):
-                yield bytes(key).hex()
+        """Every object id held by a known pack, once each, in id order, read in slices so
+        no snapshot is held long and the pages read are let go."""
+        after = b""
+        while True:
+            with self._env.begin(db=self._objects) as txn:
+                cursor = txn.cursor()
+                found = cursor.set_range(after) if after else cursor.first()
+                chunk: list[bytes] = []
+                while found and len(chunk) < WRITE_SLICE:
+                    key = bytes(cursor.key())
+                    if key != after:
+                        chunk.append(key)
+                    found = cursor.next_nodup()
+            self._pages.release()
+            if not chunk:
+                return
+            yield from (key.hex() for key in chunk)
+            after = chunk[-1]
+
+
+def _cache_tables(env: lmdb.Environment) -> dict[bytes, Any]:
+    return {
+        b"objects": env.open_db(b"objects", dupsort=True, create=True),
+        b"packs": env.open_db(b"packs", create=True),
+    }
 
 
 class _Spooled:
