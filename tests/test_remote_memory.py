@@ -134,3 +134,56 @@ def test_the_remote_pack_cache_releases_its_pages(tmp_path: Path) -> None:
         f"pack cache: {peaks[3]:.1f} MB at 60,000 ids, {peaks[15]:.1f} MB at 300,000: "
         f"+{grown:.1f} MB"
     )
+
+
+# A pull reads packed objects from the remote packs it downloads into its spool, from a pool
+# of threads, in id order: every pack is wanted at once.
+SPOOL = """
+import itertools
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from mjvault.concurrency import bounded_map
+from mjvault.remotes.folder import FolderBackend
+from mjvault.remotes.packs import RemotePacks
+
+packs = RemotePacks(FolderBackend(Path(sys.argv[1])), Path(sys.argv[2]))
+wanted = itertools.islice(packs.iter_ids(), 0, None, 7)
+with ThreadPoolExecutor(8) as pool:
+    found = sum(1 for data in bounded_map(pool, packs.read_entry, wanted, window=32) if data)
+packs.close()
+print(found)
+"""
+SPOOL_PACK_BYTES, SPOOL_ENTRY_BYTES = 8 * 1024 * 1024, 2048
+
+
+def write_remote_packs(root: Path, count: int) -> None:
+    import os
+
+    from mjvault.store.packfile import encode_pack, pack_name
+
+    (root / "packs").mkdir(parents=True)
+    for _ in range(count):
+        entries = [
+            (os.urandom(32), os.urandom(SPOOL_ENTRY_BYTES))
+            for _ in range(SPOOL_PACK_BYTES // SPOOL_ENTRY_BYTES)
+        ]
+        data, _ = encode_pack(entries, None)
+        (root / "packs" / pack_name(data)).write_bytes(data)
+
+
+def test_pull_reads_many_remote_packs_in_bounded_memory(tmp_path: Path) -> None:
+    """Each thread that met a pack not yet downloaded held it whole in memory (8 threads, as
+    many packs at once), and the spool kept four packs' entries as Python objects."""
+    peaks = {}
+    for count in (1, 6):
+        remote = tmp_path / f"remote-{count}"
+        write_remote_packs(remote, count)
+        args = [str(remote), str(tmp_path / f"cache-{count}")]
+        peak, found = measure(SPOOL, args, tmp_path / f"run-{count}")
+        assert found == -(-count * (SPOOL_PACK_BYTES // SPOOL_ENTRY_BYTES) // 7)
+        peaks[count] = peak
+    grown = peaks[6] - peaks[1]
+    assert grown < ALLOWED_GROWTH_MB, (
+        f"spool: {peaks[1]:.1f} MB reading 1 pack, {peaks[6]:.1f} MB reading 6: +{grown:.1f} MB"
+    )
