@@ -187,3 +187,33 @@ def test_pull_reads_many_remote_packs_in_bounded_memory(tmp_path: Path) -> None:
     assert grown < ALLOWED_GROWTH_MB, (
         f"spool: {peaks[1]:.1f} MB reading 1 pack, {peaks[6]:.1f} MB reading 6: +{grown:.1f} MB"
     )
+
+
+def test_pull_publishes_what_it_packs_before_it_passes_a_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records and tree nodes wait in the vault's pack builder as plaintext until a flush. A
+    pull flushed by count (20,000 objects), and a million-job tree has fewer nodes than
+    that (~20 KB each): the whole tree waited in memory, up to the builder's own 48 MB."""
+    from mjvault import Vault
+    from mjvault.remotes import pull as pull_module
+    from mjvault.remotes.config import RemoteSpec, normalise_url
+    from mjvault.remotes.push import push
+    from mjvault.remotes.session import connect
+    from tests.test_remote_packs import add_records
+
+    source = Vault.init(tmp_path / "source")
+    add_records(source, 200, shared_image=False)
+    remote = RemoteSpec("origin", normalise_url(str(tmp_path / "remote")))
+    with connect(source, remote, create=True) as link:
+        assert push(source, link).ok
+    monkeypatch.setattr(pull_module, "FLUSH_OBJECTS", 10**9)
+    monkeypatch.setattr(pull_module, "FLUSH_PACKED_BYTES", 16 * 1024, raising=False)
+    with Vault.init(tmp_path / "copy") as copy:
+        with connect(copy, remote) as link:
+            report = pull_module.pull(copy, link)
+        assert report.ok and copy.head() == source.head()
+        packs = list((copy.path / "packs").iterdir())
+        # 200 records and their nodes: well over 16 KiB of plaintext, so several flushes.
+        assert len(packs) >= 4, packs
+    source.close()
