@@ -13,11 +13,31 @@ import pytest
 
 from mjvault import Vault
 from mjvault.store.crypto import KdfParams
+from mjvault.testing.objectstore import MotoServer
 
 # Argon2id at its real cost takes ~0.2 s a derivation; tests use a cheap one. Production code
 # never reads this: it is passed explicitly, and the CLI always uses KdfParams().
 CHEAP_KDF = KdfParams(iterations=1, lanes=1, memory_cost_kib=8 * 1024)
 PASSPHRASE = "correct horse battery staple"
+
+# What an S3 client needs to reach the local moto server (credentials it accepts, a region)
+# and a short retry budget, so a test of a failing remote fails in seconds.
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+    "MJVAULT_REMOTE_RETRY_SECONDS": "8",
+}
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    """moto's S3 server on 127.0.0.1, one per test module, with :data:`S3_ENV` set."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in S3_ENV.items():
+            patch.setenv(key, value)
+        with MotoServer() as server:
+            yield server
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ from tests.test_checkout_memory import build
 
 SMALL_JOBS, LARGE_JOBS = 1000, 5000  # 5,000 and 25,000 objects (4 images, a record a job)
 # What may differ: SQLite's and LMDB's page caches fill further, allocator slack. Before the scratch
-# tables push grew by 13.4 MB and pull by 12.5 MB here; after, by about 5 and 7.
+# tables push grew by 13.4 MB and pull by 12.5 MB here; after, by about 5 and 7; with the pack
+# cache's pages released and remote packs streamed to the spool, by about 4 and 3.
 ALLOWED_GROWTH_MB = 9
 
 PUSH = """
@@ -94,3 +95,126 @@ def test_push_and_clone_peak_memory_does_not_grow_with_the_vault(
         f"{command}: {peaks[SMALL_JOBS]:.1f} MB at {SMALL_JOBS} jobs, "
         f"{peaks[LARGE_JOBS]:.1f} MB at {LARGE_JOBS}: +{grown:.1f} MB"
     )
+
+
+# A push records each remote pack it uploads in the local pack cache (remotes/<name>/packs-*)
+# and looks objects up there while planning. Packs of the default size, ids as random as
+# object ids; the cache holds the two sizes' worth of earlier pushes.
+CACHE = """
+import os, sys
+from pathlib import Path
+from mjvault.remotes.packs import RemotePackIndex
+
+packs, per_pack = int(sys.argv[2]), int(sys.argv[3])
+cache = RemotePackIndex(Path(sys.argv[1]))
+names = []
+for n in range(packs):
+    ids = sorted(os.urandom(32) for _ in range(per_pack))
+    name = os.urandom(32).hex()
+    cache.add(name, ids)
+    names.append((name, ids[:: per_pack // 1000]))
+found = sum(cache.locate(i.hex()) == name for name, ids in names for i in ids)
+cache.close()
+print(found)
+"""
+CACHE_PACK_IDS = 20000  # a 16 MB pack of 800-byte records
+
+
+def test_the_remote_pack_cache_releases_its_pages(tmp_path: Path) -> None:
+    """Each pack's ids went in one write transaction, which dirtied (in memory) a leaf page of
+    the cache for nearly every id, and lookups left the cache's map resident: ~170 bytes an
+    object of peak RSS, over 150 MB at a million jobs."""
+    peaks = {}
+    for packs in (3, 15):
+        args = [str(tmp_path / f"cache-{packs}"), str(packs), str(CACHE_PACK_IDS)]
+        peak, found = measure(CACHE, args, tmp_path / f"run-{packs}")
+        assert found >= packs * 1000
+        peaks[packs] = peak
+    grown = peaks[15] - peaks[3]
+    assert grown < ALLOWED_GROWTH_MB, (
+        f"pack cache: {peaks[3]:.1f} MB at 60,000 ids, {peaks[15]:.1f} MB at 300,000: "
+        f"+{grown:.1f} MB"
+    )
+
+
+# A pull reads packed objects from the remote packs it downloads into its spool, from a pool
+# of threads, in id order: every pack is wanted at once.
+SPOOL = """
+import itertools
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from mjvault.concurrency import bounded_map
+from mjvault.remotes.folder import FolderBackend
+from mjvault.remotes.packs import RemotePacks
+
+packs = RemotePacks(FolderBackend(Path(sys.argv[1])), Path(sys.argv[2]))
+wanted = itertools.islice(packs.iter_ids(), 0, None, 7)
+with ThreadPoolExecutor(8) as pool:
+    found = sum(1 for data in bounded_map(pool, packs.read_entry, wanted, window=32) if data)
+packs.close()
+print(found)
+"""
+SPOOL_PACK_BYTES, SPOOL_ENTRY_BYTES = 8 * 1024 * 1024, 2048
+
+
+def write_remote_packs(root: Path, count: int) -> None:
+    import os
+
+    from mjvault.store.packfile import encode_pack, pack_name
+
+    (root / "packs").mkdir(parents=True)
+    for _ in range(count):
+        entries = [
+            (os.urandom(32), os.urandom(SPOOL_ENTRY_BYTES))
+            for _ in range(SPOOL_PACK_BYTES // SPOOL_ENTRY_BYTES)
+        ]
+        data, _ = encode_pack(entries, None)
+        (root / "packs" / pack_name(data)).write_bytes(data)
+
+
+def test_pull_reads_many_remote_packs_in_bounded_memory(tmp_path: Path) -> None:
+    """Each thread that met a pack not yet downloaded held it whole in memory (8 threads, as
+    many packs at once), and the spool kept four packs' entries as Python objects."""
+    peaks = {}
+    for count in (1, 6):
+        remote = tmp_path / f"remote-{count}"
+        write_remote_packs(remote, count)
+        args = [str(remote), str(tmp_path / f"cache-{count}")]
+        peak, found = measure(SPOOL, args, tmp_path / f"run-{count}")
+        assert found == -(-count * (SPOOL_PACK_BYTES // SPOOL_ENTRY_BYTES) // 7)
+        peaks[count] = peak
+    grown = peaks[6] - peaks[1]
+    assert grown < ALLOWED_GROWTH_MB, (
+        f"spool: {peaks[1]:.1f} MB reading 1 pack, {peaks[6]:.1f} MB reading 6: +{grown:.1f} MB"
+    )
+
+
+def test_pull_publishes_what_it_packs_before_it_passes_a_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records and tree nodes wait in the vault's pack builder as plaintext until a flush. A
+    pull flushed by count (20,000 objects), and a million-job tree has fewer nodes than
+    that (~20 KB each): the whole tree waited in memory, up to the builder's own 48 MB."""
+    from mjvault import Vault
+    from mjvault.remotes import pull as pull_module
+    from mjvault.remotes.config import RemoteSpec, normalise_url
+    from mjvault.remotes.push import push
+    from mjvault.remotes.session import connect
+    from tests.test_remote_packs import add_records
+
+    source = Vault.init(tmp_path / "source")
+    add_records(source, 200, shared_image=False)
+    remote = RemoteSpec("origin", normalise_url(str(tmp_path / "remote")))
+    with connect(source, remote, create=True) as link:
+        assert push(source, link).ok
+    monkeypatch.setattr(pull_module, "FLUSH_OBJECTS", 10**9)
+    monkeypatch.setattr(pull_module, "FLUSH_PACKED_BYTES", 16 * 1024, raising=False)
+    with Vault.init(tmp_path / "copy") as copy:
+        with connect(copy, remote) as link:
+            report = pull_module.pull(copy, link)
+        assert report.ok and copy.head() == source.head()
+        packs = list((copy.path / "packs").iterdir())
+        # 200 records and their nodes: well over 16 KiB of plaintext, so several flushes.
+        assert len(packs) >= 4, packs
+    source.close()

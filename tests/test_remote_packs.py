@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,22 +27,9 @@ from mjvault.remotes.verify import verify_remote
 from mjvault.store.packfile import parse_trailer
 from mjvault.testing.objectstore import FaultProxy, MotoServer, moto_executable
 from tests.conftest import CHEAP_KDF, PASSPHRASE, png_bytes, record_json
-from tests.test_remotes import S3_ENV, folder_spec, s3_spec, state
+from tests.test_remotes import folder_spec, s3_spec, state
 
 pytestmark = pytest.mark.skipif(moto_executable() is None, reason="moto[server] not installed")
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    saved = {k: os.environ.get(k) for k in S3_ENV}
-    os.environ.update(S3_ENV)
-    with MotoServer() as server:
-        yield server
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 def add_records(vault: Vault, count: int, start: int = 0, *, shared_image: bool = True) -> None:

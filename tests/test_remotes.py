@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,29 +25,9 @@ from mjvault.remotes.remote import object_key
 from mjvault.remotes.session import connect
 from mjvault.remotes.verify import verify_remote
 from mjvault.testing.objectstore import FaultProxy, MotoServer, moto_executable
-from tests.conftest import CHEAP_KDF, PASSPHRASE, png_bytes, record_json, run_cli
+from tests.conftest import CHEAP_KDF, PASSPHRASE, S3_ENV, png_bytes, record_json, run_cli
 
 pytestmark = pytest.mark.skipif(moto_executable() is None, reason="moto[server] not installed")
-
-S3_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_REGION": "us-east-1",
-    "MJVAULT_REMOTE_RETRY_SECONDS": "8",
-}
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    saved = {k: os.environ.get(k) for k in S3_ENV}
-    os.environ.update(S3_ENV)
-    with MotoServer() as server:
-        yield server
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 def s3_spec(
@@ -462,3 +442,12 @@ def test_pull_of_another_vaults_history_keeps_head_and_says_so(tmp_path: Path) -
     assert {s.id for s in mine.snapshots()} == {head.id, theirs.head().id}  # type: ignore[union-attr]
     mine.close()
     theirs.close()
+
+
+def test_the_moto_fixture_has_one_owner() -> None:
+    """Every test module reaches S3 through conftest's fixture: one place decides how the
+    local server is started and what the S3 client is told."""
+    defines = re.compile(r"^def moto\(", re.MULTILINE)
+    tests = Path(__file__).parent
+    owners = [p.name for p in sorted(tests.rglob("*.py")) if defines.search(p.read_text("utf-8"))]
+    assert owners == ["conftest.py"]

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from typing import BinaryIO
 
 from mjvault.errors import MjvaultError
+
+# Bytes held at a time while a large blob is streamed to a file.
+STREAM_CHUNK = 256 * 1024
 
 
 class RemoteError(MjvaultError):
@@ -42,6 +46,13 @@ class Backend(ABC):
     @abstractmethod
     def get(self, key: str) -> bytes:
         """The blob; :class:`RemoteNotFound` when absent."""
+
+    def download(self, key: str, out: BinaryIO) -> int:
+        """Write the blob to ``out`` and return its size. Storage that can stream overrides
+        this so a large blob (a remote pack) is never whole in memory."""
+        data = self.get(key)
+        out.write(data)
+        return len(data)
 
     def get_tail(self, key: str, length: int) -> tuple[bytes, int]:
         """The last ``length`` bytes of the blob (all of it when shorter) and its full size.

@@ -15,12 +15,13 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from mjvault.remotes.backend import Backend, RemoteError, RemoteNotFound
+from mjvault.remotes.backend import STREAM_CHUNK, Backend, RemoteError, RemoteNotFound
 from mjvault.store.fsutil import fsync_dir
 
 TMP_DIR = "tmp"
@@ -66,6 +67,11 @@ class FolderBackend(Backend):
             raise RemoteNotFound(f"{key} is missing from {self.root}") from None
         except OSError as exc:
             raise RemoteError(f"cannot read {key} from {self.root}: {exc.strerror}") from None
+
+    def download(self, key: str, out: BinaryIO) -> int:
+        with self._open(key) as handle:
+            shutil.copyfileobj(handle, out, STREAM_CHUNK)
+            return handle.tell()
 
     def get_tail(self, key: str, length: int) -> tuple[bytes, int]:
         with self._open(key) as handle:

@@ -21,23 +21,24 @@ import secrets
 import shutil
 import threading
 import time
-from collections import OrderedDict
+from array import array
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import lmdb
 
+from mjvault.index.db import _MappedPages, share_environment, unshare_environment
 from mjvault.remotes.backend import Backend, RemoteNotFound
-from mjvault.store.packfile import PackDamaged, Trailer, is_pack_id, parse_trailer
+from mjvault.store.packfile import ENTRY, PackDamaged, Trailer, is_pack_id, parse_trailer
 
 PACKS_PREFIX = "packs/"
 # One ranged read from the end of a pack usually holds its whole trailer (44 bytes an entry).
 TAIL_READ = 256 * 1024
-MAP_SIZE = 1 << 34  # sparse; far beyond any remote
+# Ids written (or read, walking the cache) per LMDB transaction: a few MB of dirty pages.
+WRITE_SLICE = 512
 # A spool folder this old belongs to a pull that was killed.
 STALE_SPOOL_SECONDS = 24 * 3600
-# Parsed trailers of downloaded packs kept in memory (the rest are re-read from the spool).
-OPEN_TRAILERS = 4
 
 
 def pack_key(name: str) -> str:
@@ -59,22 +60,41 @@ def read_remote_trailer(backend: Backend, name: str) -> Trailer:
 
 
 class RemotePackIndex:
-    """The cache: object id → remote pack names (32-byte keys), and each pack's ids."""
+    """The cache: object id → remote pack names (32-byte keys), and each pack's ids.
+
+    Opened as the index and the pack map are (one environment per file in a process), and
+    like them it lets go of the map's pages that lookups touched (``_MappedPages``). A pack's
+    ids are written a slice at a time: ids are random, so one transaction for a 16 MB pack of
+    records would dirty, in memory, nearly every leaf of a large cache (LMDB keeps the freed
+    buffers for the next transaction), ~170 bytes an object of RSS. The ``packs`` row goes in
+    last and is removed last, so a pack the cache names has every one of its ids recorded; a
+    process killed in between leaves ids that the next refresh records again or forgets.
+    """
 
     def __init__(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=2, subdir=True, lock=True)
-        self._objects = self._env.open_db(b"objects", dupsort=True)
-        self._packs = self._env.open_db(b"packs")
+        self.path = path
+        self._key, self._env, dbs = share_environment(
+            path, "the remote pack cache", 2, _cache_tables
+        )
+        self._objects, self._packs = dbs[b"objects"], dbs[b"packs"]
+        self._pages = _MappedPages(path / "data.mdb")
+        self._closed = False
 
     def close(self) -> None:
-        self._env.close()
+        if not self._closed:
+            self._closed = True
+            self._pages.close()
+            unshare_environment(self._key)
 
     def packs(self) -> set[str]:
         with self._env.begin(db=self._packs) as txn:
-            return {bytes(k).hex() for k in txn.cursor().iternext(values=False)}
+            found = {bytes(k).hex() for k in txn.cursor().iternext(values=False)}
+        self._pages.release()
+        return found
 
     def locate(self, object_id: str) -> str | None:
+        self._pages.touched()
         with self._env.begin(db=self._objects) as txn:
             found = txn.get(bytes.fromhex(object_id))
         return bytes(found).hex() if found is not None else None
@@ -82,46 +102,93 @@ class RemotePackIndex:
     def add(self, name: str, ids: Iterable[bytes]) -> None:
         pack = bytes.fromhex(name)
         listed = b"".join(ids)
+        step = WRITE_SLICE * 32
+        for start in range(0, len(listed), step):
+            with self._env.begin(write=True, db=self._objects) as txn:
+                for i in range(start, min(start + step, len(listed)), 32):
+                    txn.put(listed[i : i + 32], pack)
+            self._pages.release()
         with self._env.begin(write=True) as txn:
-            for i in range(0, len(listed), 32):
-                txn.put(listed[i : i + 32], pack, db=self._objects)
             txn.put(pack, listed, db=self._packs)
 
     def forget(self, name: str) -> None:
         pack = bytes.fromhex(name)
+        with self._env.begin(db=self._packs) as txn:
+            found = txn.get(pack)
+            listed = bytes(found) if found is not None else None
+        if listed is None:
+            return
+        step = WRITE_SLICE * 32
+        for start in range(0, len(listed), step):
+            with self._env.begin(write=True, db=self._objects) as txn:
+                for i in range(start, min(start + step, len(listed)), 32):
+                    txn.delete(listed[i : i + 32], pack)
+            self._pages.release()
         with self._env.begin(write=True) as txn:
-            listed = txn.get(pack, db=self._packs)
-            if listed is None:
-                return
-            listed = bytes(listed)
-            for i in range(0, len(listed), 32):
-                txn.delete(listed[i : i + 32], pack, db=self._objects)
             txn.delete(pack, db=self._packs)
 
     def iter_ids(self) -> Iterator[str]:
-        """Every object id held by a known pack, once each, in id order."""
-        with self._env.begin(db=self._objects) as txn:
-            for key in txn.cursor().iternext_nodup(values=False):
-                yield bytes(key).hex()
+        """Every object id held by a known pack, once each, in id order, read in slices so
+        no snapshot is held long and the pages read are let go."""
+        after = b""
+        while True:
+            with self._env.begin(db=self._objects) as txn:
+                cursor = txn.cursor()
+                found = cursor.set_range(after) if after else cursor.first()
+                chunk: list[bytes] = []
+                while found and len(chunk) < WRITE_SLICE:
+                    key = bytes(cursor.key())
+                    if key != after:
+                        chunk.append(key)
+                    found = cursor.next_nodup()
+            self._pages.release()
+            if not chunk:
+                return
+            yield from (key.hex() for key in chunk)
+            after = chunk[-1]
+
+
+def _cache_tables(env: lmdb.Environment) -> dict[bytes, Any]:
+    return {
+        b"objects": env.open_db(b"objects", dupsort=True, create=True),
+        b"packs": env.open_db(b"packs", create=True),
+    }
 
 
 class _Spooled:
-    """A downloaded pack: its file in the spool, and its entries found by bisection."""
+    """A downloaded pack, its trailer checked once: an entry is found by reading the slice of
+    the trailer for its id's first byte (a fan-out of 257 offsets, ~1 KB a pack), so nothing
+    per entry is held, however many packs a pull reads from at once."""
 
     def __init__(self, path: Path, trailer: Trailer) -> None:
         self.path = path
-        self.ids = [e.object_id for e in trailer.entries]
-        self.entries = trailer.entries
+        self.index_start = trailer.data_end
+        fanout = [0] * 257
+        for entry in trailer.entries:
+            fanout[entry.object_id[0] + 1] += 1
+        for i in range(256):
+            fanout[i + 1] += fanout[i]
+        self.fanout = array("I", fanout)
 
     def read(self, object_id: bytes) -> bytes | None:
-        import bisect
-
-        i = bisect.bisect_left(self.ids, object_id)
-        if i == len(self.ids) or self.ids[i] != object_id:
+        first, last = self.fanout[object_id[0]], self.fanout[object_id[0] + 1]
+        if first == last:
             return None
-        entry = self.entries[i]
+        size = ENTRY.size
         with open(self.path, "rb") as handle:
-            return os.pread(handle.fileno(), entry.length, entry.offset)
+            fd = handle.fileno()
+            bucket = os.pread(fd, (last - first) * size, self.index_start + first * size)
+            low, high = 0, last - first
+            while low < high:
+                middle = (low + high) // 2
+                if bucket[middle * size : middle * size + 32] < object_id:
+                    low = middle + 1
+                else:
+                    high = middle
+            if low == last - first or bucket[low * size : low * size + 32] != object_id:
+                return None
+            _, offset, length = ENTRY.unpack_from(bucket, low * size)
+            return os.pread(fd, length, offset)
 
 
 class RemotePacks:
@@ -137,8 +204,9 @@ class RemotePacks:
         self._lock = threading.Lock()
         self._pack_locks: dict[str, threading.Lock] = {}
         self._spool: Path | None = None
-        self._spooled: set[str] = set()
-        self._open: OrderedDict[str, _Spooled] = OrderedDict()
+        self._parsing = threading.Lock()
+        self._open: dict[str, _Spooled] = {}
+        self._damaged_spooled: dict[str, PackDamaged] = {}
         self.bytes_downloaded = 0
 
     @property
@@ -207,29 +275,32 @@ class RemotePacks:
         with self._lock:
             found = self._open.get(name)
             if found is not None:
-                self._open.move_to_end(name)
                 return found
             lock = self._pack_locks.setdefault(name, threading.Lock())
         with lock:
+            found = self._open.get(name)
+            if found is not None:
+                return found
+            if name in self._damaged_spooled:
+                raise self._damaged_spooled[name]
             path = self._spool_dir() / name
-            if name not in self._spooled:
-                data = self.backend.get(pack_key(name))
-                # A scratch copy, not part of the vault: no sync; a crash loses only the spool.
-                path.write_bytes(data)
-                self.bytes_downloaded += len(data)
-                self._spooled.add(name)
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                trailer = parse_trailer(
-                    lambda n, offset: os.pread(fd, n, offset), os.fstat(fd).st_size, name
-                )
-            finally:
-                os.close(fd)
-            spooled = _Spooled(path, trailer)
+            # A scratch copy, not part of the vault: no sync; a crash loses only the spool.
+            # Streamed: the threads of a pull want every pack at once.
+            with open(path, "wb") as out:
+                self.bytes_downloaded += self.backend.download(pack_key(name), out)
+            # One trailer's entries as objects at a time (a 16 MB pack's are ~5 MB).
+            with self._parsing, open(path, "rb") as handle:
+                fd = handle.fileno()
+                try:
+                    trailer = parse_trailer(
+                        lambda n, offset: os.pread(fd, n, offset), os.fstat(fd).st_size, name
+                    )
+                except PackDamaged as exc:
+                    self._damaged_spooled[name] = exc  # its other objects: no new download
+                    raise
+                spooled = _Spooled(path, trailer)
         with self._lock:
             self._open[name] = spooled
-            while len(self._open) > OPEN_TRAILERS:
-                self._open.popitem(last=False)
         return spooled
 
     def _spool_dir(self) -> Path:

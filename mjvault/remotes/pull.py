@@ -38,6 +38,10 @@ DEFAULT_THREADS = 8
 # arrived, so flushing seldom keeps packs large (a pack also goes out whenever it is full).
 FLUSH_OBJECTS = 20000
 FLUSH_BYTES = 256 * 1024 * 1024
+# Records and nodes wait in the vault's pack builder as plaintext until a flush. A
+# million-job tree has fewer nodes (~20 KB each) than FLUSH_OBJECTS: without this bound the
+# whole tree would wait, up to the builder's own 48 MB.
+FLUSH_PACKED_BYTES = 16 * 1024 * 1024
 # Nodes and blobs read from the scratch tables at a time.
 BATCH = 2048
 REMOTE_DAMAGE = (RemoteNotFound, CorruptObject, IntegrityError)
@@ -110,6 +114,7 @@ class _Fetcher:
         self.batch: WriteBatch = vault.store.batch()
         self.pairs: list[tuple[str, str]] = []
         self.local_of: dict[str, str] = {}  # remote id -> local id, since the last flush
+        self.packed_bytes = 0  # plaintext of records and nodes staged since the last flush
 
     # -- ids -------------------------------------------------------------------------------
     def local_id(self, remote_id: str) -> str | None:
@@ -127,6 +132,7 @@ class _Fetcher:
         go into the vault's packs whether the remote held them loose or packed."""
         if compress:
             local = self.batch.put(plaintext, loose=loose)
+            self.packed_bytes += 0 if loose else len(plaintext)
         elif self.link.idmap is None:
             self.batch.put_checked_file(remote_id, data)
             local = remote_id
@@ -137,12 +143,17 @@ class _Fetcher:
         if self.link.idmap is not None:
             self.local_of[remote_id] = local
             self.pairs.append((local, remote_id))
-        if len(self.batch) >= FLUSH_OBJECTS or self.batch.pending_bytes >= FLUSH_BYTES:
+        if (
+            len(self.batch) >= FLUSH_OBJECTS
+            or self.batch.pending_bytes >= FLUSH_BYTES
+            or self.packed_bytes >= FLUSH_PACKED_BYTES
+        ):
             self.flush()
         return local
 
     def flush(self) -> None:
         self.batch.flush()
+        self.packed_bytes = 0
         if self.link.idmap is not None and self.pairs:
             self.link.idmap.add(self.pairs)
             self.pairs = []

@@ -518,10 +518,12 @@ class _Packer:
                 self._upload()
 
     def _upload(self) -> None:
+        # The earlier pack may hold children of this one's objects, so it must have arrived;
+        # waiting before encoding also keeps two packs, not three, in memory at once.
+        self._wait()
         data, trailer = encode_pack(self.entries, None)
         ids = [e.object_id for e in trailer.entries]
         self.entries, self.in_pack, self.size = [], set(), 0
-        self._wait()  # the earlier pack may hold children of this one's objects
         self.uploading = self.pool.submit(self.sender._put_pack, data, ids)
 
     def _wait(self) -> None:

@@ -17,9 +17,10 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 from mjvault.remotes.backend import (
+    STREAM_CHUNK,
     Backend,
     RemoteAuthError,
     RemoteError,
@@ -137,6 +138,18 @@ class S3Backend(Backend):
             return bytes(obstore.get(self._store, key).bytes())
         except Exception as exc:
             raise self._fail("read", key, exc) from None
+
+    def download(self, key: str, out: BinaryIO) -> int:
+        import obstore
+
+        size = 0
+        try:
+            for chunk in obstore.get(self._store, key).stream(min_chunk_size=STREAM_CHUNK):
+                out.write(chunk)
+                size += len(chunk)
+        except Exception as exc:
+            raise self._fail("read", key, exc) from None
+        return size
 
     def get_tail(self, key: str, length: int) -> tuple[bytes, int]:
         import obstore
