@@ -113,34 +113,47 @@ HEADER = (
 def run_child(
     step: str, command: list[str], env: dict[str, str], budget: float, log: Path
 ) -> tuple[Result, bytes]:
-    """Run ``command``; stop it at ``budget`` seconds. Its own rusage, whatever happens."""
+    """Run ``command``; stop it at ``budget`` seconds. Its own rusage, whatever happens:
+    through the launcher (``mjvault.testing.rusage``), since this process grows (the S3
+    proxy runs in it) and a direct child would inherit its high-water mark at exec."""
+    from mjvault.testing.rusage import launched, read_usage
+
     started = time.perf_counter()
     stdout = log.with_name(f"{step}.out")
+    usage_file = log.with_name(f"{step}.rusage.json")
+    usage_file.unlink(missing_ok=True)
     with open(log, "ab") as err, open(stdout, "wb") as out:
         err.write(f"\n== {step}: {' '.join(command)}\n".encode())
         err.flush()
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=err)
+        process = subprocess.Popen(
+            launched(command, usage_file), env=env, stdout=out, stderr=err,
+            start_new_session=True,  # one group: the interrupt reaches the command
+        )  # fmt: skip
         deadline = started + budget
         stopped = False
         while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
+            try:
+                process.wait(timeout=0.1)
                 break
+            except subprocess.TimeoutExpired:
+                pass
             now = time.perf_counter()
             if not stopped and now > deadline:
                 stopped = True
-                process.send_signal(signal.SIGINT)  # a clean stop: the vault stays whole
+                os.killpg(process.pid, signal.SIGINT)  # a clean stop: the vault stays whole
                 deadline = now + 60
             elif stopped and now > deadline:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
                 deadline = now + 3600
-            time.sleep(0.1)
-    process.returncode = os.waitstatus_to_exitcode(status)
     elapsed = time.perf_counter() - started
-    code = process.returncode
+    if usage_file.exists():
+        usage = read_usage(usage_file)
+        code = os.waitstatus_to_exitcode(usage.status)
+        cpu, peak_kib = usage.cpu_seconds, usage.peak_rss_kib
+    else:  # the launcher itself was killed
+        code, cpu, peak_kib = process.returncode, 0.0, 0
     state = "stopped" if stopped else "ok" if code == 0 else f"exit {code}"
-    result = Result(step, state, elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
-    return result, stdout.read_bytes()
+    return Result(step, state, elapsed, cpu, peak_kib), stdout.read_bytes()
 
 
 def disk_usage(*paths: Path) -> int:
