@@ -295,7 +295,12 @@ def sync(
         if incremental:
             stop = stop_after_known(lambda job_id: writer.current(job_id) is not None, KNOWN_RUN)
         listing = client.list_jobs(
-            stop=stop, job_type=options.job_type, since=options.since, until=options.until
+            stop=stop,
+            job_type=options.job_type,
+            since=options.since,
+            until=options.until,
+            # The whole listing will be read: overlap the service's page building with our diff.
+            read_ahead=stop is None and options.since is None,
         )
         report.generation = listing.generation
         writer.source = report.source = f"midjourney:{listing.generation}:{client.settings.user_id}"

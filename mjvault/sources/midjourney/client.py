@@ -45,6 +45,7 @@ from mjvault.sources.midjourney.generations import (
     V3Imagine,
 )
 from mjvault.sources.midjourney.rawjson import ListingShapeError
+from mjvault.sources.midjourney.readahead import ReadAhead
 from mjvault.sources.midjourney.settings import ClientSettings, Secret
 from mjvault.sources.midjourney.transport import EndpointMissing, Transport
 
@@ -324,6 +325,7 @@ class MidjourneyClient:
         since: datetime | None = None,
         until: datetime | None = None,
         page_size: int | None = None,
+        read_ahead: bool = False,
     ) -> Listing:
         """Every job of the account, newest first, each once.
 
@@ -331,6 +333,8 @@ class MidjourneyClient:
         job is not yielded). ``since`` ends the listing after the page in which a job older than
         it appears (older jobs are not yielded); ``until`` skips jobs newer than it.
         ``job_type`` filters on the server where the generation can (v1), else here.
+        ``read_ahead`` reads each next page on a thread while this one is walked: for callers
+        that will read the whole listing (a page more is asked for than a stop rule needs).
         The generation is resolved and the first page fetched (so auth errors are raised)
         here, not at the first ``next``.
         """
@@ -346,6 +350,8 @@ class MidjourneyClient:
         # The first page is fetched now, so a refused session or an unreachable service is
         # raised by this call rather than by the caller's first `next`.
         first = next(pages, None)
+        if read_ahead and first is not None:
+            pages = ReadAhead(pages)
         listing = Listing(generation.name)
         listing._jobs = self._walk(
             listing,
