@@ -30,11 +30,12 @@ import os
 import secrets
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import blake3
 
+from mjvault.errors import IntegrityError
 from mjvault.store.packfile import (
     CHECKSUM_LEN,
     ENTRY,
@@ -106,7 +107,6 @@ class MergeReport:
     nodes_kept: int = 0
     nodes_dropped: int = 0
     records_kept: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 def merge_run_packs(
@@ -219,8 +219,9 @@ class _MergedPacks:
         return len(trailer.entries)
 
     def _close(self, key: str | None) -> None:
-        out = self._open.pop(key)
-        name, trailer = out.finish()
+        out = self._open[key]
+        name, trailer = out.finish()  # if this fails, abort() still removes the file
+        del self._open[key]
         self._done.append((name, out.path, trailer))
 
     def finish(self) -> list[tuple[str, Path, Trailer]]:
@@ -262,7 +263,6 @@ class _PackFileOut:
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
         self._hasher = blake3.blake3()
         self._index: list[tuple[bytes, int, int]] = []
-        self._ids: set[bytes] = set()  # a pack lists an object once
         self._buffer = bytearray()
         self.size = 0
         self._append(HEADER)
@@ -271,14 +271,15 @@ class _PackFileOut:
         return len(self._index)
 
     def add(self, object_id: bytes, data: bytes) -> None:
-        if object_id in self._ids:
-            return
-        self._ids.add(object_id)
         self._index.append((object_id, self.size, len(data)))
         self._append(data)
 
     def finish(self) -> tuple[str, Trailer]:
         index = sorted(self._index)
+        # A run stores an object once (a batch never packs what the vault holds), so its
+        # packs never list one twice; if they did, the merge stops and changes nothing.
+        if any(a[0] == b[0] for a, b in zip(index, index[1:], strict=False)):
+            raise IntegrityError("a merged pack would hold the same object twice")
         data_end = self.size
         body = b"".join(ENTRY.pack(*row) for row in index)
         dictionary = bytes.fromhex(self.dictionary_id) if self.dictionary_id else NO_DICTIONARY
