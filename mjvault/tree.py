@@ -118,6 +118,25 @@ def decode_node(data: bytes) -> Node:
     raise IntegrityError(f"unknown tree node type {kind!r}")
 
 
+def node_links(data: bytes) -> tuple[int, tuple[tuple[int, str], ...]] | None:
+    """An inner node's depth and (digit, child id) links, or None for a leaf: what a walk of
+    the tree's nodes needs, without decoding a leaf's job entries."""
+    try:
+        doc = msgpack.unpackb(data)
+        if doc.get("v") != NODE_VERSION:
+            raise IntegrityError(f"tree node version {doc.get('v')} is not supported")
+        kind = doc["t"]
+        if kind == "leaf":
+            return None
+        if kind == "node":
+            return int(doc["d"]), tuple((int(d), bytes(c).hex()) for d, c, _ in doc["c"])
+    except IntegrityError:
+        raise
+    except Exception as exc:  # any shape error in stored bytes is an integrity problem
+        raise IntegrityError(f"malformed tree node: {exc}") from None
+    raise IntegrityError(f"unknown tree node type {kind!r}")
+
+
 def _weight(node: Node) -> int:
     """What a cached node costs against Tree's entry bound: its entries or child links."""
     return len(node.entries) if isinstance(node, Leaf) else len(node.children)

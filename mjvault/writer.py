@@ -34,6 +34,7 @@ from mjvault.errors import MjvaultError
 from mjvault.index import JobSummary
 from mjvault.model import Job, job_from_json
 from mjvault.records import encode_record
+from mjvault.runpacks import MergeReport, RunPacks, merge_run_packs
 from mjvault.snapshots import Snapshot, decode_manifest, encode_manifest
 from mjvault.store.fsutil import atomic_write
 from mjvault.store.objects import MediaSink
@@ -90,6 +91,8 @@ class ArchiveWriter:
         self._pending: dict[str, tuple[JobEntry | None, Job | None]] = {}
         self._resumed_source = ""
         self._open = False
+        self._run_packs = RunPacks()
+        self.merge_report: MergeReport | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> ArchiveWriter:
@@ -112,7 +115,8 @@ class ArchiveWriter:
         try:
             self._remove_stale_temp_files()
             self._batch = self.vault.store.batch()
-            self._tree = Tree(self._batch.read, self._batch.put)
+            self._batch.on_pack = self._run_packs.published
+            self._tree = Tree(self._batch.read, self._put_node)
             head = self.vault.head()
             self._base = head
             self._root = head.tree if head else self._tree.empty()
@@ -143,6 +147,11 @@ class ArchiveWriter:
         except BaseException:
             self._lock.release()
             raise
+
+    def _put_node(self, plaintext: bytes) -> str:
+        node_id = self._batch.put(plaintext)
+        self._run_packs.node_put(node_id)
+        return node_id
 
     def _remove_stale_temp_files(self) -> int:
         """Temp files of a writer that died: only writers make them, and we hold the lock."""
@@ -289,8 +298,12 @@ class ArchiveWriter:
         if not self._pending and not len(self._batch):
             return
         changes = {job_id: entry for job_id, (entry, _) in self._pending.items()}
+        # Records in a pack of their own: the nodes that follow are superseded by the next
+        # checkpoint's, and the run's end drops them without reading its records.
+        self._batch.end_pack()
         new_root = self._tree.apply(self._root, changes)
         self._batch.flush()
+        self._run_packs.checkpointed()
         atomic_write(
             self._checkpoint_path,
             json.dumps(
@@ -324,12 +337,25 @@ class ArchiveWriter:
                 self._base_tree is None and self._tree.count(self._root) == 0
             ):
                 self._clear_checkpoint()
+                self._merge_run_packs()
                 return None
             self.snapshot = self._write_snapshot()
             self._clear_checkpoint()
+            self._merge_run_packs()
             return self.snapshot
         finally:
             self._close()
+
+    def _merge_run_packs(self) -> None:
+        """The run's packs without the tree nodes only its checkpoints named (runpacks.py).
+        The snapshot is published already: a failure here costs disk space until gc, so it is
+        reported, not raised."""
+        try:
+            self.merge_report = merge_run_packs(
+                self.vault.store, self._run_packs.packs, self._root, self._base_tree
+            )
+        except (MjvaultError, OSError) as exc:
+            log.warning("the packs of this run were not merged (gc will): %s", exc)
 
     def abort(self) -> None:
         """Keep what is done for the next run (a checkpoint), release the lock."""

@@ -257,8 +257,14 @@ class PackMap:
             if row is None:
                 raise KeyError(pack)
             number = PACK_ROW.unpack(row)[0]
+            objects = self.db[b"objects"]
             for n, (object_id, offset, length) in enumerate(entries, 1):
-                txn.put(object_id, LOCATION.pack(number, offset, length), db=self.db[b"objects"])
+                value = LOCATION.pack(number, offset, length)
+                # Mostly there already (`add` points a new pack's objects at it): a put of the
+                # same value would still copy its page, and a move of every object would
+                # leave the map file twice its size in free pages.
+                if txn.get(object_id, db=objects) != value:
+                    txn.put(object_id, value, db=objects)
                 if n % WRITE_RELEASE_EVERY == 0:
                     self.pages.release()
         self.pages.release()

@@ -419,6 +419,21 @@ class WriteBatch:
     def pack_full(self) -> bool:
         return self._builder.full
 
+    def end_pack(self) -> None:
+        """Close the pack being gathered: small objects put after this go into another one,
+        and both are published at the next :meth:`flush`. A writer keeps its records (which
+        stay) apart from its tree nodes (which later checkpoints supersede) this way."""
+        if self._builder:
+            self._ready_packs.append(self._finish_pack())
+
+    def add_pack_file(
+        self, name: str, tmp: Path, trailer: Trailer, dictionary_id: str | None
+    ) -> None:
+        """Publish at the next :meth:`flush`, like a pack of this batch, a pack file the caller
+        wrote whole to ``tmp/`` (not synced) under the name its bytes hash to."""
+        self._ready_packs.append((name, tmp, trailer, dictionary_id))
+        self.pending_bytes += os.stat(tmp).st_size
+
     def put_media(self, data: bytes) -> tuple[str, bool]:
         """Store an image or video held in memory; returns (id, newly written)."""
         object_id = self.store.name_of(data)

@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import msgpack
 
@@ -139,6 +140,14 @@ class Repacker:
         self.counts.objects_packed += 1
         if self._batch.pack_full:
             self.flush()
+
+    def add_pack_file(
+        self, name: str, tmp: Path, trailer: Trailer, dictionary_id: str | None
+    ) -> None:
+        """Publish a pack file written whole in ``tmp/`` by the caller (entries copied from
+        other packs byte for byte) at the next :meth:`flush`, mapped like one of ours."""
+        self._batch.add_pack_file(name, tmp, trailer, dictionary_id)
+        self.counts.objects_packed += len(trailer.entries)
 
     def retire_loose(self, object_id: str) -> None:
         """Remove this loose file once what was added so far is durable in a pack."""

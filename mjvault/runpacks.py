@@ -1,0 +1,317 @@
+"""A writer's own packs, merged once its snapshot is published (docs/FORMAT.md §8, §12).
+
+Every checkpoint publishes the tree nodes on the paths it changed, and the next checkpoint
+supersedes most of them: a first sync of 100k jobs leaves ~65,000 dead 4 KB leaves in its
+packs, ten times the bytes of everything it keeps. So a writer publishes its records and
+its tree nodes as separate packs (:class:`RunPacks` tells them apart as they are published),
+and at the end of its run, with its snapshot published, ``refs/checkpoint`` gone and the lock
+still held, :func:`merge_run_packs` rewrites the run's packs into one or a few:
+
+* a node pack keeps only the nodes the new tree reaches (walked from the new root, pruned
+  where it shares a subtree with the base snapshot's tree: those nodes predate the run);
+* a record pack is kept whole (records are never superseded; a record a later job update
+  replaced in the same run is left for gc).
+
+Entries are copied byte for byte from the pack files on disk (never re-encoded, never a whole
+pack in memory), into new packs streamed to ``tmp/``, published and mapped through a
+:class:`~mjvault.store.repack.Repacker`, which removes the run's packs only after the new ones
+and the map are durable. Killed at any moment, the vault holds every object once or twice,
+never zero times; a run's nodes that no published tree reaches are then gc's to remove.
+
+Why only the run's own packs, and at once: nothing but this run's checkpoints ever named those
+nodes, ``refs/checkpoint`` (the one ref to them) is gone, and only lock holders follow a
+checkpoint; so no grace period is needed, which gc keeps for objects others may be using.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import blake3
+
+from mjvault.errors import IntegrityError
+from mjvault.store.packfile import (
+    CHECKSUM_LEN,
+    ENTRY,
+    HEADER,
+    NO_DICTIONARY,
+    PACK_MAGIC,
+    PackEntry,
+    Trailer,
+    read_trailer_of,
+)
+from mjvault.store.repack import Repacker
+from mjvault.tree import node_links
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mjvault.store.objects import ObjectStore
+
+PackKind = Literal["records", "nodes", "mixed"]
+# A merged pack is closed at this many entry bytes or entries: tens of MB like a writer's own
+# packs, and a trailer (44 bytes an entry, read whole by verify and gc) of at most ~3 MB.
+MERGED_PACK_BYTES = 64 * 1024 * 1024
+MERGED_PACK_ENTRIES = 65536
+WRITE_SIZE = 256 * 1024  # entry bytes gathered into one write
+
+
+@dataclass(frozen=True, slots=True)
+class RunPack:
+    name: str
+    kind: PackKind
+    dictionary: str | None
+
+
+class RunPacks:
+    """The packs one writer published in its run, each told records or nodes.
+
+    The writer marks every tree node it puts (:meth:`node_put`); a published pack whose
+    entries are all marked nodes is a node pack, one with none a record pack. A mix (which a
+    writer that ends its record pack before each tree update never publishes) is kept whole
+    like records: only entries known to be this run's nodes are ever dropped.
+    """
+
+    def __init__(self) -> None:
+        self.packs: list[RunPack] = []
+        self._nodes: set[bytes] = set()
+
+    def node_put(self, object_id: str) -> None:
+        self._nodes.add(bytes.fromhex(object_id))
+
+    def published(self, name: str, trailer: Trailer) -> None:
+        """A batch's ``on_pack``: the pack is durable and mapped."""
+        marked = sum(1 for entry in trailer.entries if entry.object_id in self._nodes)
+        kind: PackKind = (
+            "records" if marked == 0 else "nodes" if marked == len(trailer.entries) else "mixed"
+        )
+        self.packs.append(RunPack(name, kind, trailer.dictionary_id))
+
+    def checkpointed(self) -> None:
+        """Every node marked so far is in a published pack: forget them (bounded memory)."""
+        self._nodes.clear()
+
+
+@dataclass
+class MergeReport:
+    packs_before: int = 0
+    bytes_before: int = 0
+    packs_after: int = 0
+    bytes_after: int = 0
+    nodes_kept: int = 0
+    nodes_dropped: int = 0
+    records_kept: int = 0
+
+
+def merge_run_packs(
+    store: ObjectStore, packs: Iterable[RunPack], root: str, base_root: str | None
+) -> MergeReport:
+    """Rewrite a run's packs without the nodes ``root`` does not reach (see the module
+    docstring). Does nothing for fewer than two packs. Raises what reading or writing
+    raises; whatever it raised at, the vault keeps every object it had."""
+    run = [pack for pack in packs if store.packs.path(pack.name).exists()]
+    report = MergeReport(packs_before=len(run))
+    if len(run) < 2:
+        return report
+    sizes = {pack.name: os.stat(store.packs.path(pack.name)).st_size for pack in run}
+    report.bytes_before = sum(sizes.values())
+    node_packs = {pack.name for pack in run if pack.kind == "nodes"}
+    named = sorted({pack.dictionary for pack in run if pack.dictionary})
+    out = _MergedPacks(store, fallback=named[0] if named else None)
+    repacker = Repacker(store)
+    try:
+        for node_id, data, dictionary in _live_run_nodes(store, root, base_root, node_packs):
+            out.add(node_id, data, dictionary)
+            report.nodes_kept += 1
+        for pack in run:
+            if pack.name not in node_packs:
+                report.records_kept += out.copy_pack(store.packs.path(pack.name))
+            else:
+                report.nodes_dropped += _entry_count(store, pack.name)
+        report.nodes_dropped -= report.nodes_kept
+        written = out.finish()
+        for name, tmp, trailer in written:
+            repacker.add_pack_file(name, tmp, trailer, trailer.dictionary_id)
+        new_names = {name for name, _, _ in written}
+        for pack in run:
+            # A merged pack may come out byte for byte one of the run's (its other packs
+            # gave nothing): that name now holds the new copy, and stays.
+            if pack.name not in new_names:
+                repacker.retire_pack(pack.name)
+        repacker.flush()
+    except BaseException:
+        out.abort()
+        repacker.discard()
+        raise
+    report.packs_after = len(written)
+    report.bytes_after = sum(os.stat(store.packs.path(name)).st_size for name in new_names)
+    return report
+
+
+def _entry_count(store: ObjectStore, pack: str) -> int:
+    return len(read_trailer_of(os.fspath(store.packs.path(pack))).entries)
+
+
+def _live_run_nodes(
+    store: ObjectStore, root: str, base_root: str | None, node_packs: set[str]
+) -> Iterable[tuple[bytes, bytes, str | None]]:
+    """(id, stored entry bytes, its pack's dictionary) of every node of the tree ``root`` that
+    one of ``node_packs`` holds. A subtree the base tree has at the same place is skipped: its
+    nodes were stored before the run. Each node read is checked against its id."""
+    stack: list[tuple[str, str | None]] = [(root, base_root)]
+    while stack:
+        node_id, base_id = stack.pop()
+        if node_id == base_id:
+            continue
+        found = store.packs.read_entry(node_id, fresh=False)
+        if found is not None and found[1].pack in node_packs:
+            data, location = found
+            plaintext = store.open_entry(node_id, data, location.dictionary)
+            yield bytes.fromhex(node_id), data, location.dictionary
+        else:
+            plaintext = store.read(node_id)
+        links = node_links(plaintext)
+        if links is None:
+            continue
+        depth, children = links
+        base_links = node_links(store.read(base_id)) if base_id is not None else None
+        base_children = dict(base_links[1]) if base_links and base_links[0] == depth else {}
+        for digit, child in children:
+            stack.append((child, base_children.get(digit)))
+
+
+class _MergedPacks:
+    """The new packs: one open per dictionary (an entry encoded against a dictionary must lie
+    in a pack naming it; an entry of a pack naming none may lie in any)."""
+
+    def __init__(self, store: ObjectStore, fallback: str | None) -> None:
+        self.store = store
+        self.fallback = fallback
+        self._open: dict[str | None, _PackFileOut] = {}
+        self._done: list[tuple[str, Path, Trailer]] = []
+
+    def add(self, object_id: bytes, data: bytes, dictionary: str | None) -> None:
+        key = dictionary or self.fallback
+        out = self._open.get(key)
+        if out is None:
+            out = _PackFileOut(self.store.tmp_dir / f"merge.{secrets.token_hex(6)}.tmp", key)
+            self._open[key] = out
+        out.add(object_id, data)
+        if out.size >= MERGED_PACK_BYTES or len(out) >= MERGED_PACK_ENTRIES:
+            self._close(key)
+
+    def copy_pack(self, path: Path) -> int:
+        """Every entry of the pack at ``path``, in file order; how many."""
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            trailer = read_trailer_of(os.fspath(path))
+            entries = sorted(trailer.entries, key=lambda e: e.offset)
+            for entry, data in _entry_bytes(fd, entries):
+                self.add(entry.object_id, data, trailer.dictionary_id)
+        finally:
+            os.close(fd)
+        return len(trailer.entries)
+
+    def _close(self, key: str | None) -> None:
+        out = self._open[key]
+        name, trailer = out.finish()  # if this fails, abort() still removes the file
+        del self._open[key]
+        self._done.append((name, out.path, trailer))
+
+    def finish(self) -> list[tuple[str, Path, Trailer]]:
+        for key in list(self._open):
+            self._close(key)
+        return self._done
+
+    def abort(self) -> None:
+        for out in self._open.values():
+            out.abort()
+        self._open.clear()
+        for _, path, _ in self._done:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def _entry_bytes(fd: int, entries: list[PackEntry]) -> Iterable[tuple[PackEntry, bytes]]:
+    """Each entry's bytes, read in large sequential chunks (entries sorted by offset)."""
+    chunk, chunk_at = b"", 0
+    for entry in entries:
+        start = entry.offset - chunk_at
+        if start < 0 or start + entry.length > len(chunk):
+            chunk_at = entry.offset
+            chunk = os.pread(fd, max(WRITE_SIZE, entry.length), chunk_at)
+            start = 0
+            if len(chunk) < entry.length:
+                raise OSError(f"pack was cut short while being read (entry at {entry.offset})")
+        yield entry, chunk[start : start + entry.length]
+
+
+class _PackFileOut:
+    """One pack file streamed to ``path`` entry by entry and hashed on the way, with only its
+    index (44 bytes an entry) in memory: the bytes :func:`~mjvault.store.packfile.encode_pack`
+    makes of the same entries. Not synced: the batch that publishes it syncs it."""
+
+    def __init__(self, path: Path, dictionary_id: str | None) -> None:
+        self.path = path
+        self.dictionary_id = dictionary_id
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+        self._hasher = blake3.blake3()
+        self._index: list[tuple[bytes, int, int]] = []
+        self._buffer = bytearray()
+        self.size = 0
+        self._append(HEADER)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def add(self, object_id: bytes, data: bytes) -> None:
+        self._index.append((object_id, self.size, len(data)))
+        self._append(data)
+
+    def finish(self) -> tuple[str, Trailer]:
+        index = sorted(self._index)
+        # A run stores an object once (a batch never packs what the vault holds), so its
+        # packs never list one twice; if they did, the merge stops and changes nothing.
+        if any(a[0] == b[0] for a, b in zip(index, index[1:], strict=False)):
+            raise IntegrityError("a merged pack would hold the same object twice")
+        data_end = self.size
+        body = b"".join(ENTRY.pack(*row) for row in index)
+        dictionary = bytes.fromhex(self.dictionary_id) if self.dictionary_id else NO_DICTIONARY
+        head = body + dictionary + struct.pack(">I", len(index))
+        checksum = blake3.blake3(head).digest()[:CHECKSUM_LEN]
+        tail_size = len(head) + CHECKSUM_LEN + 8
+        self._append(head + checksum + struct.pack(">I", tail_size) + PACK_MAGIC)
+        self._write()
+        os.close(self.fd)
+        self.fd = -1
+        entries = [PackEntry(*row) for row in index]
+        return self._hasher.hexdigest(), Trailer(entries, self.dictionary_id, data_end)
+
+    def abort(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def _append(self, data: bytes) -> None:
+        self._hasher.update(data)
+        self._buffer += data
+        self.size += len(data)
+        if len(self._buffer) >= WRITE_SIZE:
+            self._write()
+
+    def _write(self) -> None:
+        view = memoryview(self._buffer)
+        try:
+            while view:
+                view = view[os.write(self.fd, view) :]
+        finally:
+            view.release()
+        self._buffer.clear()

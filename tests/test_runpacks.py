@@ -1,0 +1,253 @@
+"""A writer's own packs merged at the end of its run (mjvault/runpacks.py, FORMAT.md §8):
+exactly the objects its snapshot needs stay, earlier runs' packs are untouched, and a kill at
+any moment of the merge leaves a vault that verifies with every needed object present."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mjvault import Vault
+from mjvault.integrity.gc import gc
+from mjvault.integrity.verify import verify
+from mjvault.runpacks import _PackFileOut
+from mjvault.store.packfile import encode_pack, pack_name, read_trailer_of
+from tests.conftest import png_bytes, record_json
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def add_jobs(vault: Vault, numbers: range, *, every: int = 25, prompt: str = "a fox") -> None:
+    with vault.writer("test", checkpoint_jobs=every) as writer:
+        for n in numbers:
+            image = writer.put_media(png_bytes(n, 300))
+            writer.add_job(record_json(f"job-{n:05d}", f"{prompt} number {n}"), [image])
+
+
+def packed(vault: Vault) -> list[bytes]:
+    """Every pack entry's id, read from the trailers alone (a repeat is an object stored twice)."""
+    found: list[bytes] = []
+    for name in vault.store.packs.names():
+        found += [e.object_id for e in read_trailer_of(str(vault.store.packs.path(name))).entries]
+    return found
+
+
+def needed(vault: Vault) -> set[bytes]:
+    """Records and tree nodes of every snapshot, the obvious way."""
+    ids: set[str] = set()
+    for snapshot in vault.snapshots():
+        ids |= set(vault.tree.node_ids(snapshot.tree))
+        ids |= {entry.record for entry in vault.entries(snapshot)}
+    return {bytes.fromhex(i) for i in ids}
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_a_run_leaves_exactly_the_nodes_its_tree_reaches(
+    request: pytest.FixtureRequest, encrypted: bool
+) -> None:
+    vault: Vault = request.getfixturevalue("encrypted_vault" if encrypted else "vault")
+    # 24 checkpoints, each rewriting the paths of its jobs: hundreds of superseded nodes.
+    with vault.writer("test", checkpoint_jobs=25) as writer:
+        for n in range(600):
+            writer.add_job(record_json(f"job-{n:05d}", f"a fox number {n}"), [None])
+    report = writer.merge_report
+    assert report is not None and report.packs_before >= 48 and report.packs_after == 1
+    assert report.nodes_dropped > 200 and report.records_kept == 600
+    entries = packed(vault)
+    assert len(entries) == len(set(entries))  # each object once
+    assert set(entries) == needed(vault)  # records and the live nodes, nothing else
+    assert verify(vault, read_data=True).ok
+    assert sum(1 for _ in vault.entries()) == 600
+    assert gc(vault, grace_seconds=0).removed == 0
+
+
+def test_a_later_run_merges_only_its_own_packs(vault: Vault) -> None:
+    add_jobs(vault, range(300))
+    first = set(vault.store.packs.names())
+    add_jobs(vault, range(300, 450))
+    add_jobs(vault, range(290, 310), prompt="an owl")  # updates: two records superseded
+    names = set(vault.store.packs.names())
+    assert first <= names and len(names) == 3
+    entries = packed(vault)
+    assert len(entries) == len(set(entries))
+    # What a later snapshot superseded stays for gc (its grace period protects readers of
+    # older snapshots), but no run kept nodes that no snapshot ever named.
+    assert set(entries) == needed(vault)
+    assert verify(vault, read_data=True).ok
+    assert vault.job(vault.entry("job-00300")).prompt == "an owl number 300"
+
+
+def test_a_run_that_changes_nothing_or_writes_one_pack_leaves_its_packs(vault: Vault) -> None:
+    add_jobs(vault, range(100))
+    before = set(vault.store.packs.names())
+    add_jobs(vault, range(100))  # nothing new
+    assert set(vault.store.packs.names()) == before
+    with vault.writer("test") as writer:
+        writer.remove_job("job-00003")
+    assert writer.merge_report is not None and writer.merge_report.packs_before == 1
+    assert len(set(vault.store.packs.names()) - before) == 1
+    assert verify(vault, read_data=True).ok
+
+
+def test_a_resumed_run_leaves_the_killed_runs_packs_to_gc(vault: Vault) -> None:
+    add_jobs(vault, range(50))
+    writer = vault.writer("test", checkpoint_jobs=20)
+    writer.start()
+    for n in range(50, 150):
+        writer.add_job(record_json(f"job-{n:05d}", f"a fox number {n}"), [None])
+    writer._close()  # as if killed: its checkpoint stays, nothing merged
+    killed = set(vault.store.packs.names())
+    add_jobs(vault, range(150, 200))
+    assert killed <= set(vault.store.packs.names())
+    assert sum(1 for _ in vault.entries()) == 200
+    assert verify(vault, read_data=True).ok
+    assert needed(vault) <= set(packed(vault))
+    assert gc(vault, grace_seconds=0).removed > 0  # the killed run's superseded nodes
+
+
+def test_a_merge_that_fails_keeps_the_snapshot_and_every_pack(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import mjvault.runpacks
+
+    add_jobs(vault, range(20))
+    before = set(vault.store.packs.names())
+
+    def no_space(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mjvault.runpacks._PackFileOut, "_write", no_space)
+    add_jobs(vault, range(20, 120))
+    assert "were not merged" in caplog.text
+    assert before < set(vault.store.packs.names())
+    assert not [p for p in (vault.path / "tmp").iterdir() if p.name.startswith("merge.")]
+    assert sum(1 for _ in vault.entries()) == 120
+    assert verify(vault, read_data=True).ok
+
+
+entry_ids = st.binary(min_size=32, max_size=32)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.dictionaries(entry_ids, st.binary(min_size=1, max_size=3000), max_size=60),
+    st.one_of(st.none(), entry_ids.filter(any).map(bytes.hex)),
+)
+def test_a_streamed_pack_is_the_pack_encode_pack_makes(
+    tmp_path_factory: pytest.TempPathFactory, entries: dict[bytes, bytes], dictionary: str | None
+) -> None:
+    path = tmp_path_factory.mktemp("stream") / "pack.tmp"
+    out = _PackFileOut(path, dictionary)
+    for object_id, data in entries.items():
+        out.add(object_id, data)
+    name, trailer = out.finish()
+    expected, expected_trailer = encode_pack(list(entries.items()), dictionary)
+    assert path.read_bytes() == expected and name == pack_name(expected)
+    assert trailer == expected_trailer == read_trailer_of(str(path))
+
+
+# -- kills ---------------------------------------------------------------------------------
+
+MERGER = """
+import sys, time
+from pathlib import Path
+import mjvault.runpacks as runpacks
+from mjvault import Vault
+from mjvault.store.repack import Repacker
+
+merging = Path(sys.argv[2])
+# Pauses between the merge's steps spread it over ~1 s, so a kill at a random moment lands
+# in any of them: writing the new pack, publishing it, each removal of an old one.
+merge = runpacks.merge_run_packs
+def slow_merge(*args, **kwargs):
+    merging.write_text(" ".join(args[0].packs.names()))
+    return merge(*args, **kwargs)
+runpacks.merge_run_packs = slow_merge
+import mjvault.writer
+mjvault.writer.merge_run_packs = slow_merge
+write = runpacks._PackFileOut._write
+def slow_write(self):
+    time.sleep(0.002)
+    write(self)
+runpacks._PackFileOut._write = slow_write
+finish = runpacks._PackFileOut.finish
+def slow_finish(self):
+    time.sleep(0.05)
+    return finish(self)
+runpacks._PackFileOut.finish = slow_finish
+remove = Repacker._remove_pack
+def slow_remove(self, name):
+    time.sleep(0.02)
+    remove(self, name)
+Repacker._remove_pack = slow_remove
+
+with Vault.open(sys.argv[1]) as vault:
+    with vault.writer("test", checkpoint_jobs=20) as writer:
+        for n in range(100, 700):
+            record = ('{"id": "job-%05d", "enqueue_time": "2023-05-26 07:38:42", "type": "grid", '
+                      '"full_command": "fox %d", "prompt": "fox %d"}' % (n, n, n)).encode()
+            writer.add_job(record, [None])
+"""
+
+
+def fresh_copy(template: Path, work: Path) -> None:
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(template, work, symlinks=True)
+
+
+@pytest.mark.slow
+def test_sigkill_during_the_merge_never_loses_an_object(tmp_path: Path) -> None:
+    template, work, merging = tmp_path / "template", tmp_path / "work", tmp_path / "merging"
+    with Vault.init(template) as vault:
+        add_jobs(vault, range(100))
+    fresh_copy(template, work)
+    child = subprocess.Popen([sys.executable, "-c", MERGER, str(work), str(merging)], cwd=ROOT)
+    while not merging.exists():
+        assert child.poll() is None
+        time.sleep(0.001)
+    started = time.monotonic()
+    assert child.wait(timeout=120) == 0
+    duration = time.monotonic() - started
+    rng = random.Random(11)
+    phases: set[str] = set()
+    # Twelve kills, and more (up to 24) until they have landed before, during and after the
+    # old packs' removal: the test must prove it catches the moments that matter.
+    for trial in itertools.count():
+        if trial >= 24 or (trial >= 12 and len(phases) == 3):
+            break
+        fresh_copy(template, work)
+        merging.unlink(missing_ok=True)
+        child = subprocess.Popen([sys.executable, "-c", MERGER, str(work), str(merging)], cwd=ROOT)
+        while not merging.exists() and child.poll() is None:
+            time.sleep(0.001)
+        time.sleep(rng.uniform(0, duration * 1.1))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        run_packs = set(merging.read_text().split()) - set(os.listdir(template / "packs"))
+        with Vault.open(work) as vault:
+            on_disk = set(vault.store.packs.names())
+            left = run_packs & on_disk
+            phases.add("before" if left == run_packs else "after" if not left else "removing")
+            report = verify(vault, read_data=True)
+            assert report.ok, [p.to_json() for p in report.problems]
+            head = vault.head()
+            assert head is not None and head.stats["jobs"] == 700
+            assert needed(vault) <= set(packed(vault))
+            for entry in vault.entries():
+                vault.job(entry)
+            gc(vault, grace_seconds=0)  # removes what the merge left, if anything
+            assert set(packed(vault)) == needed(vault)
+            add_jobs(vault, range(700, 720))  # the next writer takes over the lock
+            assert verify(vault, read_data=True).ok
+    assert phases == {"before", "removing", "after"}, phases
