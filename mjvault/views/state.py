@@ -41,6 +41,9 @@ FILES_SUFFIX = ".files"
 CACHE_KIB = 4096
 _IN_CHUNK = 500  # bound parameters per IN (...) query; SQLite allows at least 999
 _KEYS_KEPT = 4096  # job keys remembered (a few batches' worth), then forgotten
+# Path keys asked for and not yet recorded: a checkout records a batch's rows while the next
+# batch's names are asked for, so two batches' worth (plus what was asked and never recorded).
+_ASKED_KEPT = 16384
 _KINDS = {kind.value: kind for kind in LinkKind}
 TABLE_VERSION = 1
 # jk: job_key(job); fh / ph: path_key of the folded path / plain path (None when no plain).
@@ -307,7 +310,7 @@ class SqliteTable:
             if job != last_job:  # rows come job by job
                 last_job, jk = job, job_key_of(job)
             folded = path.lower() if path.isascii() else fold(path)
-            fh = asked.get(folded)
+            fh = asked.pop(folded, None)
             if fh is None:
                 fh = key_of(folded)
             if plain is None:
@@ -360,10 +363,17 @@ class SqliteTable:
         """Those of ``folded`` some file holds or wanted (a rare false positive is possible:
         callers confirm with :meth:`holder` and :meth:`wanting`)."""
         key_of = self._path_key
-        # Kept for the put_many that records these paths next: a checkout asks for each
-        # image's path key once.
-        self._asked = asked = {f: key_of(f) for f in folded}
-        by_key = {key: f for f, key in asked.items()}
+        # Kept for the put_many that records these paths: a checkout asks for each image's
+        # path key once.
+        asked = self._asked
+        if len(asked) > _ASKED_KEPT:
+            asked.clear()
+        by_key: dict[int, str] = {}
+        for f in folded:
+            key = asked.get(f)
+            if key is None:
+                key = asked[f] = key_of(f)
+            by_key[key] = f
         found: set[str] = set()
         for chunk in _chunks(list(by_key)):
             marks = ",".join("?" * len(chunk))
