@@ -21,6 +21,7 @@ Copies are not fsynced: a view is derived data that ``mjvault checkout`` rebuild
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import functools
 import os
@@ -467,8 +468,6 @@ _AT_FDCWD, _AT_EMPTY_PATH = -100, 0x1000
 
 @functools.cache
 def _libc() -> Any:
-    import ctypes
-
     return ctypes.CDLL(None, use_errno=True)
 
 
@@ -479,16 +478,18 @@ def _link_fd(fd: int, dest: str) -> None:
     """Give the nameless file ``fd`` the name ``dest`` (fails if it exists)."""
     global _empty_path_works
     if _empty_path_works:
-        import ctypes
-
-        libc = _libc()
-        if libc.linkat(fd, b"", _AT_FDCWD, os.fsencode(dest), _AT_EMPTY_PATH) == 0:
+        if _libc().linkat(fd, b"", _AT_FDCWD, os.fsencode(dest), _AT_EMPTY_PATH) == 0:
             return
         code = ctypes.get_errno()
         if code not in (errno.ENOENT, errno.EPERM, errno.EINVAL, errno.ENOSYS):
             raise OSError(code, os.strerror(code), dest)
-        _empty_path_works = False  # needs a capability this process lacks: /proc instead
-    os.link(f"/proc/self/fd/{fd}", dest, follow_symlinks=True)
+        # Older kernels want a capability for an empty path: /proc from now on (learnt once
+        # per process, so a checkout's link process tries it once).
+        _empty_path_works = False
+    # linkat(AT_SYMLINK_FOLLOW) on the fd's /proc entry. CPython passes that flag only when
+    # it calls linkat(), which it does only with a dir_fd (ignored for an absolute path):
+    # the plain form calls link(), which links the /proc entry itself and fails (EXDEV).
+    os.link(f"/proc/self/fd/{fd}", dest, src_dir_fd=fd, follow_symlinks=True)
 
 
 def _copy_fd(src: int, out: int) -> None:

@@ -1049,14 +1049,24 @@ def _all_jobs(
     vault: Vault, view: View, snapshot: Snapshot | None
 ) -> Iterator[tuple[str, JobEntry | None]]:
     table = view.table
+    # A list empty at the start (a first checkout) will only ever hold jobs of this walk:
+    # nothing to remember about which jobs it saw.
+    walked_only = table.empty()
     batch: list[str] = []
     if snapshot is not None:
         for entry in vault.entries(snapshot):
-            batch.append(entry.job_id)
-            if len(batch) >= BATCH_JOBS:
-                table.mark_seen(batch)  # in the table's store: no set of every job id
-                batch = []
+            if not walked_only:
+                batch.append(entry.job_id)
+                if len(batch) >= BATCH_JOBS:
+                    table.mark_seen(batch)  # in the table's store: no set of every job id
+                    batch = []
             yield entry.job_id, entry
+    if walked_only:
+        # Blocked jobs the snapshot no longer has: their blocks go (a handful of lookups).
+        for job_id in list(view.blocked):
+            if _entry_or_none(vault, job_id, snapshot) is None:
+                yield job_id, None
+        return
     table.mark_seen(batch)
     # Jobs with files that the snapshot no longer has (their files go), then blocked ones.
     for job_id in table.unseen_jobs([*view.blocked]):

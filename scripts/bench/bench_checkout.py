@@ -69,6 +69,7 @@ CHILD = """
 import json, os, resource, sys, time
 from pathlib import Path
 from mjvault import Vault
+from mjvault.views import linkproc
 from mjvault.views.links import LinkKind
 from mjvault.views.reconcile import checkout
 from mjvault.views.registry import ViewDefinition
@@ -77,21 +78,30 @@ from mjvault.views.template import DEFAULT_TEMPLATE
 vault = Vault.open(Path(sys.argv[1]))
 vault.index  # current before timing: the index is not the checkout
 definition = ViewDefinition(sys.argv[3], Path(sys.argv[2]), DEFAULT_TEMPLATE, LinkKind(sys.argv[4]))
+def hwm_mb(pid="self"):
+    # VmHWM, not ru_maxrss: the latter keeps the forking parent's peak across exec.
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(l for l in status if l.startswith("VmHWM:")).split()[1]) / 1024
+
+helper_rss = [0.0]
+real_close = linkproc.ProcessLinker.close
+def close(self):  # the link process's own peak, read while it still runs
+    helper_rss[0] = max(helper_rss[0], hwm_mb(self.process.pid))
+    real_close(self)
+linkproc.ProcessLinker.close = close
+
 def children():
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the link process, once waited for
-    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    return usage.ru_utime + usage.ru_stime
 
-before = children()[0]
+before = children()
 wall, cpu, main = time.perf_counter(), time.process_time(), time.thread_time()
 report = checkout(vault, definition)
 wall, cpu, main = time.perf_counter() - wall, time.process_time() - cpu, time.thread_time() - main
-helper_cpu, helper_rss = children()
-# VmHWM, not ru_maxrss: the latter keeps the forking parent's peak across exec.
-hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]
+helper_cpu = children() - before
 print(json.dumps({
-    "wall": wall, "cpu": cpu + helper_cpu - before, "main_cpu": main,
-    "helper_cpu": helper_cpu - before, "rss_mb": int(hwm) / 1024, "helper_rss_mb": helper_rss,
-    "added": report.added,
+    "wall": wall, "cpu": cpu + helper_cpu, "main_cpu": main, "helper_cpu": helper_cpu,
+    "rss_mb": hwm_mb(), "helper_rss_mb": helper_rss[0], "added": report.added,
 }))
 """
 
