@@ -57,7 +57,7 @@ from mjvault.views.links import (
 )
 from mjvault.views.paths import fold, resolve_collisions, safe_relpath
 from mjvault.views.registry import FileRecord, View, ViewDefinition, ViewRegistry
-from mjvault.views.state import FileTable
+from mjvault.views.state import FileTable, NewRow
 from mjvault.views.template import Template
 
 if TYPE_CHECKING:
@@ -493,8 +493,15 @@ class _Reconciler:
         pairs: list[tuple[str, str]] = []
         if items:
             root = self.root_str if self.root_str.endswith(os.sep) else self.root_str + os.sep
-            source = self._source
-            pairs = [(source(want.oid), root + relpath) for _, relpath, want in items]
+            if self.fan_out_layout:  # _source(), inline: this runs once per image
+                objects = self.objects_root + "/objects/"
+                pairs = [
+                    (f"{objects}{oid[:2]}/{oid}", root + relpath)
+                    for _, relpath, (_, oid, _, _) in items
+                ]
+            else:
+                source = self._source
+                pairs = [(source(want.oid), root + relpath) for _, relpath, want in items]
         previous = self._outcome()
         if items:
             assert self.bulk_kind is not None
@@ -547,10 +554,11 @@ class _Reconciler:
         failed: set[int] = {at for at, _ in made.failures}
         for untried in made.untried:
             failed.update(untried)
-        rows: list[tuple[Key, FileRecord]] = []
+        rows: list[NewRow] = []
         append = rows.append
-        new_tuple = tuple.__new__  # a NamedTuple's own constructor is a Python function
-        for position, (key, relpath, want) in enumerate(items):
+        link = kind.value
+        size = mtime_ns = 0  # a symlink is recognised by its target
+        for position, ((job_id, index), relpath, want) in enumerate(items):
             if failed and position in failed:
                 continue
             plain: str | None = want.plain
@@ -558,10 +566,8 @@ class _Reconciler:
                 plain = None
             if stats:
                 size, mtime_ns = stats[2 * position], stats[2 * position + 1]
-            else:
-                size = mtime_ns = 0  # a symlink is recognised by its target
-            append((key, new_tuple(FileRecord, (relpath, want.oid, kind, plain, size, mtime_ns))))
-        self.table.put_many(rows, new=True)  # placements: images the list did not hold
+            append((job_id, index, relpath, want.oid, link, plain, size, mtime_ns))
+        self.table.put_new(rows)  # placements: images the list did not hold
         self.report.added += len(rows)
         self.ops_since_save += len(rows)
         fatal: BaseException | None = None

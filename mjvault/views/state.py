@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from mjvault.store.crypto import VaultKeys
 
 Key = tuple[str, int]
+# A file to record, as put_new takes it: job, image, path, oid, kind, plain, size, mtime_ns.
+NewRow = tuple[str, int, str, str, str, str | None, int, int]
 
 FILES_SUFFIX = ".files"
 # Pages SQLite may keep in memory (KiB when negative): what bounds a checkout's footprint.
@@ -49,6 +51,7 @@ _ASKED_KEPT = 16384
 # at 100k rows one name in 300 (a million: one in 30), and every other question is answered
 # without a query.
 _RECORDED_BITS = 1 << 25
+_BIT_MASK = _RECORDED_BITS - 1
 _KINDS = {kind.value: kind for kind in LinkKind}
 TABLE_VERSION = 1
 # jk: job_key(job); fh / ph: path_key of the folded path / plain path (None when no plain).
@@ -74,6 +77,7 @@ class FileTable(Protocol):
     def get(self, key: Key) -> FileRecord | None: ...
     def put(self, key: Key, record: FileRecord) -> None: ...
     def put_many(self, rows: list[tuple[Key, FileRecord]], *, new: bool = False) -> None: ...
+    def put_new(self, rows: list[NewRow]) -> None: ...
     def delete(self, key: Key) -> None: ...
     def holder(self, folded: str) -> Key | None: ...
     def wanting(self, folded: str) -> set[Key]: ...
@@ -139,6 +143,10 @@ class MemoryTable:
     def put_many(self, rows: list[tuple[Key, FileRecord]], *, new: bool = False) -> None:
         for key, record in rows:
             self.put(key, record)
+
+    def put_new(self, rows: list[NewRow]) -> None:
+        for job, idx, path, oid, kind, plain, size, mtime in rows:
+            self.put((job, idx), FileRecord(path, oid, _KINDS[kind], plain, size, mtime))
 
     def delete(self, key: Key) -> None:
         images = self.files.get(key[0])
@@ -303,50 +311,56 @@ class SqliteTable:
     def put_many(self, rows: list[tuple[Key, FileRecord]], *, new: bool = False) -> None:
         """Record files; ``new``: the caller knows none of these images has a row yet."""
         self._begin()
-        job_key_of = self._job_key
         if not new:
+            job_key_of = self._job_key
             self.db.executemany(
                 "DELETE FROM files WHERE jk = ? AND job = ? AND idx = ?",
                 [(job_key_of(job), job, idx) for (job, idx), _ in rows],
             )
+        self._insert([(*key, *record) for key, record in rows])
+
+    def put_new(self, rows: list[NewRow]) -> None:
+        """Record files of images the list does not hold yet (a checkout's new files, a batch
+        at a time): rows in :data:`NewRow`'s shape, no record object per file."""
+        self._begin()
+        self._insert(rows)
+
+    def _insert(self, rows: Iterable[NewRow]) -> None:
         # One row tuple per file, built inline: this runs once per image of a checkout.
+        job_key_of = self._job_key
         asked = self._asked
         key_of = self._path_key
         cells: list[tuple[Any, ...]] = []
         append = cells.append
         sealed = self.sealed
+        bits = self._recorded
+        if bits is None and self._all_recorded_here:
+            bits = self._recorded = bytearray(_RECORDED_BITS // 8)
         last_job: str | None = None
         jk = 0
-        for (job, idx), (path, oid, kind, plain, size, mtime) in rows:
+        for job, idx, path, oid, kind, plain, size, mtime in rows:
             if job != last_job:  # rows come job by job
                 last_job, jk = job, job_key_of(job)
             folded = path.lower() if path.isascii() else fold(path)
             fh = asked.pop(folded, None)
             if fh is None:
                 fh = key_of(folded)
+            if bits is not None:
+                at = (fh ^ (fh >> 29)) & _BIT_MASK  # _bit(fh), inline
+                bits[at >> 3] |= 1 << (at & 7)
             if plain is None:
                 ph = None
             else:
                 ph = key_of(fold(plain))
+                if bits is not None:
+                    at = _bit(ph)
+                    bits[at >> 3] |= 1 << (at & 7)
                 if sealed:
                     plain = self._stored(plain, b"plain", job, idx)
             if sealed:
                 path = self._stored(path, b"path", job, idx)
-            link = str.__str__(kind)
-            append((jk, job, idx, path, oid, link, plain, size, mtime, fh, ph))
+            append((jk, job, idx, path, oid, str.__str__(kind), plain, size, mtime, fh, ph))
         self.db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", cells)
-        if self._all_recorded_here:
-            self._note_recorded(cells)
-
-    def _note_recorded(self, cells: list[tuple[Any, ...]]) -> None:
-        bits = self._recorded
-        if bits is None:
-            bits = self._recorded = bytearray(_RECORDED_BITS // 8)
-        for cell in cells:
-            for key in (cell[9], cell[10]):
-                if key is not None:
-                    at = _bit(key)
-                    bits[at >> 3] |= 1 << (at & 7)
 
     def _maybe_recorded(self, key: int) -> bool:
         """False when no row holds ``key`` (exact); True when one may (ask SQLite)."""
@@ -410,8 +424,12 @@ class SqliteTable:
                 key = asked[f] = key_of(f)
             by_key[key] = f
         if self._all_recorded_here:
-            maybe = self._maybe_recorded
-            by_key = {key: f for key, f in by_key.items() if maybe(key)}
+            bits = self._recorded or b""
+            by_key = {
+                key: f
+                for key, f in by_key.items()
+                if bits and bits[(at := (key ^ (key >> 29)) & _BIT_MASK) >> 3] & (1 << (at & 7))
+            }
         found: set[str] = set()
         for chunk in _chunks(list(by_key)):
             marks = ",".join("?" * len(chunk))
@@ -512,7 +530,7 @@ class SealedSqliteTable(SqliteTable):
 def _bit(key: int) -> int:
     """A path key's bit: its high half folded onto its low (a plain key's low bits are an
     Adler-32's, which similar names share)."""
-    return (key ^ (key >> 29)) & (_RECORDED_BITS - 1)
+    return (key ^ (key >> 29)) & _BIT_MASK
 
 
 def _context(column: bytes, job: str, idx: int) -> bytes:
