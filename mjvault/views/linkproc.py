@@ -211,7 +211,10 @@ def start_linker(objects_root: str, copiers: int, images: int) -> Linker:
     """The link process for ``images`` new images from :data:`PROCESS_MIN_IMAGES` on (where
     this interpreter can be started again), else threads."""
     if images >= PROCESS_MIN_IMAGES and sys.executable and os.name == "posix":
-        return ProcessLinker(objects_root)
+        try:
+            return ProcessLinker(objects_root)
+        except OSError:  # no process to be had (a limit on processes, memory): threads do
+            pass
     return ThreadLinker(objects_root, copiers)
 
 

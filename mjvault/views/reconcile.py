@@ -503,14 +503,16 @@ class _Reconciler:
                 source = self._source
                 pairs = [(source(want.oid), root + relpath) for _, relpath, want in items]
         previous = self._outcome()
-        if items:
-            assert self.bulk_kind is not None
-            self._linker(len(items)).submit(self.bulk_kind, pairs)
-            self.in_flight = items
-            self.in_flight_names = self.assigned_names
-            self.in_flight_jobs = {key[0] for key, _, _ in items}
-        if previous is not None:
-            self._settle(*previous)
+        try:
+            if items:
+                assert self.bulk_kind is not None
+                self._linker(len(items)).submit(self.bulk_kind, pairs)
+                self.in_flight = items
+                self.in_flight_names = self.assigned_names
+                self.in_flight_jobs = {key[0] for key, _, _ in items}
+        finally:
+            if previous is not None:  # made, whatever happened to the next batch: recorded
+                self._settle(*previous)
 
     def _linker(self, count: int) -> Linker:
         """Threads for a few new files, the link process from PROCESS_MIN_IMAGES on."""

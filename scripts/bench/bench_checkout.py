@@ -69,7 +69,6 @@ CHILD = """
 import json, os, resource, sys, time
 from pathlib import Path
 from mjvault import Vault
-from mjvault.views import linkproc
 from mjvault.views.links import LinkKind
 from mjvault.views.reconcile import checkout
 from mjvault.views.registry import ViewDefinition
@@ -84,11 +83,16 @@ def hwm_mb(pid="self"):
         return int(next(l for l in status if l.startswith("VmHWM:")).split()[1]) / 1024
 
 helper_rss = [0.0]
-real_close = linkproc.ProcessLinker.close
-def close(self):  # the link process's own peak, read while it still runs
-    helper_rss[0] = max(helper_rss[0], hwm_mb(self.process.pid))
-    real_close(self)
-linkproc.ProcessLinker.close = close
+try:
+    from mjvault.views import linkproc
+except ImportError:  # a version before the link process: the same figures, all in process
+    linkproc = None
+if linkproc is not None:
+    real_close = linkproc.ProcessLinker.close
+    def close(self):  # the link process's own peak, read while it still runs
+        helper_rss[0] = max(helper_rss[0], hwm_mb(self.process.pid))
+        real_close(self)
+    linkproc.ProcessLinker.close = close
 
 def children():
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the link process, once waited for
