@@ -394,6 +394,8 @@ class _Reconciler:
     def _apply(self, batch: list[tuple[str, JobEntry | None]]) -> None:
         if not batch:
             return
+        if self.in_flight_jobs and not self.in_flight_jobs.isdisjoint(j for j, _ in batch):
+            self._drain()  # a job in two batches in a row: the first one's files first
         desired: dict[Key, _Want] = {}
         touched: set[str] = set()
         # First what the index decides alone (the filter), then the heads of every image
@@ -444,8 +446,6 @@ class _Reconciler:
         removals: list[tuple[Key, FileRecord]] = []
         replacements: list[tuple[Key, FileRecord, _Want]] = []
         placements: dict[Key, _Want] = {}
-        if not self.in_flight_jobs.isdisjoint(touched):
-            self._drain()  # a job twice in a row (a blocked one retried): its files first
         files = self.table.of_jobs(touched)
         for job_id in touched:
             for index, record in files.get(job_id, {}).items():
