@@ -406,12 +406,12 @@ _COPY_CHUNK = 1 << 30
 def copy_new(source: str, dest: str) -> os.stat_result:
     """Copy ``source`` to a new file ``dest`` (never over anything); returns its stat.
 
-    The hot path of a copy checkout, run by several worker threads at once: the data moves
-    inside the kernel (``copy_file_range``, which also shares extents where the file system
-    can), and the file is written nameless (``O_TMPFILE``) and linked into place when
-    complete: atomic and no-clobber like :func:`_create`, three system calls fewer, and a
-    killed run leaves no temp file. Where ``O_TMPFILE`` is not supported, :func:`_create`'s
-    temp name is used. Raises :class:`NameTaken` when ``dest`` exists.
+    The hot path of a copy checkout, run by the link process (or a few threads of a small
+    checkout): the data moves inside the kernel (``copy_file_range``, which also shares
+    extents where the file system can), and the file is written nameless (``O_TMPFILE``) and
+    linked into place when complete: atomic and no-clobber like :func:`_create`, three system
+    calls fewer, and a killed run leaves no temp file. Where ``O_TMPFILE`` is not supported,
+    :func:`_create`'s temp name is used. Raises :class:`NameTaken` when ``dest`` exists.
     """
     global _tmpfile_works
     folder = os.path.dirname(dest)
