@@ -2,6 +2,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,6 +148,35 @@ def test_copy_new_makes_a_whole_file_atomically_and_never_over_one(
     finally:
         if where == "shm":
             shutil.rmtree(base)
+
+
+def test_copy_new_names_a_nameless_file_through_proc_where_an_empty_path_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kernels that refuse linkat(AT_EMPTY_PATH) without a capability: the file is linked
+    through /proc/self/fd (once took link(), which cannot follow it, and every copy fell
+    back to a temp name)."""
+    if not os.path.isdir("/dev/shm") or not links._tmpfile_works:
+        pytest.skip("needs a tmpfs with O_TMPFILE")
+    monkeypatch.setattr(links, "_tmpfile_works", True)
+    monkeypatch.setattr(links, "_empty_path_works", False)
+    staged: list[Path] = []
+    real_create = links._create
+
+    def create(dest: Path, *args: Any, **kwargs: Any) -> None:
+        staged.append(dest)
+        real_create(dest, *args, **kwargs)
+
+    monkeypatch.setattr(links, "_create", create)
+    base = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        (base / "object").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+        for n in range(3):
+            links.copy_new(os.fspath(base / "object"), os.fspath(base / "view" / f"{n}.png"))
+            assert (base / "view" / f"{n}.png").read_bytes() == (base / "object").read_bytes()
+        assert staged == [] and links._tmpfile_works
+    finally:
+        shutil.rmtree(base)
 
 
 @pytest.mark.parametrize("size", [0, 1, 999, 1000, 10_001])

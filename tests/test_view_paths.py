@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mjvault.model import job_from_record
+from mjvault.views import paths
 from mjvault.views.paths import (
     MAX_COMPONENT_BYTES,
     fit_component,
@@ -199,3 +200,16 @@ def test_suffixed_names_stay_within_limits() -> None:
     for path in out.values():
         assert_valid_everywhere(path)
     assert out[("job-b", 1)].endswith("~jobb_1.png")
+
+
+@given(
+    st.text(st.sampled_from("cCoOnNmMpPrRaAuUxXlLtT1$0 .-"), max_size=12)
+    | st.sampled_from(sorted(paths._WINDOWS_DEVICES)).flatmap(
+        lambda device: st.tuples(st.text(" ", max_size=5), st.text(".a ", max_size=4)).map(
+            lambda tail: device.lower() + tail[0] + tail[1]
+        )
+    )
+)
+def test_device_names_are_told_by_the_shortcut_as_by_the_stem(name: str) -> None:
+    stem = name.split(".", 1)[0].rstrip(" ").upper()
+    assert paths._is_device_name(name) == (stem in paths._WINDOWS_DEVICES)

@@ -21,6 +21,7 @@ Copies are not fsynced: a view is derived data that ``mjvault checkout`` rebuild
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import functools
 import os
@@ -28,7 +29,8 @@ import re
 import secrets
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -248,7 +250,154 @@ def points_to(path: Path, source: Path, kind: LinkKind) -> bool:
         return False
 
 
-# -- copies in bulk ------------------------------------------------------------------------------
+# -- a checkout's new files in bulk ---------------------------------------------------------------
+#
+# The hot path of a checkout: batches of (object file, view path) pairs, each made by one of
+# the makers below, in a worker thread of the checkout (small checkouts) or in the link
+# process (mjvault.views.linkproc). Both run the very same code, so a view is the same
+# whichever made it.
+
+
+class ObjectMissing(Exception):
+    """The object a link would point at is not in the vault (no dangling link is made)."""
+
+
+def in_the_way(error: BaseException) -> bool:
+    """Does ``error`` mean something else already holds the name (or a folder on its path)?"""
+    if isinstance(error, NameTaken | FileExistsError | NotADirectoryError):
+        return True
+    return isinstance(error, OSError) and error.errno in (errno.ENOTDIR, errno.EEXIST)
+
+
+def is_fatal(error: BaseException) -> bool:
+    """Must the checkout stop (a full disk, no permission), rather than skip or set aside
+    this one image? A maker stops its batch at the first such error."""
+    return not isinstance(error, ObjectMissing) and not in_the_way(error)
+
+
+@dataclass(slots=True)
+class Made:
+    """What became of a batch of pairs.
+
+    ``stats`` holds each pair's new file's (size, mtime_ns), flat, for kinds whose record
+    needs them (copies, hard links; zeros where it failed); ``failures`` the pairs that were
+    not made, by position, with why (in order; a fatal one ends its run of pairs); pairs in
+    ``untried`` were not attempted after it.
+    """
+
+    stats: list[int] = field(default_factory=list)
+    failures: list[tuple[int, BaseException]] = field(default_factory=list)
+    untried: list[range] = field(default_factory=list)
+
+    def extend(self, other: Made, offset: int) -> None:
+        """Append ``other``, the outcome of the pairs from ``offset`` on."""
+        self.stats.extend(other.stats)
+        self.failures.extend((offset + at, error) for at, error in other.failures)
+        self.untried.extend(range(offset + r.start, offset + r.stop) for r in other.untried)
+
+
+class LinkTargets:
+    """The relative symlink text from a view file to its object: one ``relpath()`` per
+    folder of the view (it costs more than the symlink itself), then a concatenation."""
+
+    def __init__(self, objects_root: str) -> None:
+        self.root = objects_root.rstrip(os.sep)
+        self.prefixes: dict[str, str] = {}
+
+    def __call__(self, source: str, dest: str) -> str:
+        folder = dest.rpartition(os.sep)[0]
+        root = self.root
+        if not source.startswith(root) or source[len(root) : len(root) + 1] != os.sep:
+            return os.path.relpath(source, folder)
+        prefix = self.prefixes.get(folder)
+        if prefix is None:
+            prefix = self.prefixes[folder] = os.path.relpath(root, folder)
+        return prefix + source[len(root) :]
+
+
+def make_symlinks(jobs: Sequence[tuple[str, str]], targets: LinkTargets) -> Made:
+    """Make each relative symlink ``dest`` → ``source``, once the object is known to exist.
+
+    The image's kind came from the index, so that check is the one system call that catches
+    an object gone since: no dangling link is ever made. ``access(F_OK)`` rather than a stat
+    (no stat result to build: a third of a symlink's cost); a stat only to learn why not.
+    """
+    made = Made()
+    failures = made.failures
+    access, exists, stat, symlink = os.access, os.F_OK, os.stat, os.symlink
+    for position, (source, dest) in enumerate(jobs):
+        try:
+            if not access(source, exists):
+                stat(source)  # missing (skipped), or not allowed (stops the checkout)
+            # place_symlink's first attempt inlined (it runs once per image); it is called
+            # only when the link's directory is missing, to make it.
+            try:
+                symlink(targets(source, dest), dest)
+            except FileExistsError:
+                raise NameTaken(f"{dest} already exists") from None
+            except FileNotFoundError:
+                place_symlink(targets(source, dest), dest)
+        except FileNotFoundError as exc:
+            failures.append((position, ObjectMissing(source) if exc.filename == source else exc))
+        except (MjvaultError, OSError) as exc:
+            failures.append((position, exc))
+            if is_fatal(exc):
+                made.untried.append(range(position + 1, len(jobs)))
+                break
+    return made
+
+
+def make_hardlinks(jobs: Sequence[tuple[str, str]], targets: LinkTargets | None = None) -> Made:
+    """Hard-link each object at its view path; the stats are the object's own."""
+    made = Made()
+    stats, failures = made.stats, made.failures
+    lstat = os.lstat
+    for position, (source, dest) in enumerate(jobs):
+        try:
+            place_hardlink(source, dest)
+            result = lstat(dest)
+            stats += (result.st_size, result.st_mtime_ns)
+            continue
+        except FileNotFoundError as exc:
+            # The folder was made and the link tried again: it is the object that is gone.
+            failures.append((position, ObjectMissing(source) if exc.filename == source else exc))
+        except (MjvaultError, OSError) as exc:
+            failures.append((position, exc))
+            if is_fatal(exc):
+                stats += (0, 0)
+                made.untried.append(range(position + 1, len(jobs)))
+                break
+        stats += (0, 0)
+    return made
+
+
+def make_copies(jobs: Sequence[tuple[str, str]], targets: LinkTargets | None = None) -> Made:
+    """Copy each object file to its new view path (see :func:`copy_new`)."""
+    made = Made()
+    stats, failures = made.stats, made.failures
+    for position, (source, dest) in enumerate(jobs):
+        try:
+            result = copy_new(source, dest)
+            stats += (result.st_size, result.st_mtime_ns)
+            continue
+        except FileNotFoundError as exc:
+            failures.append((position, ObjectMissing(source) if exc.filename == source else exc))
+        except (MjvaultError, OSError) as exc:
+            failures.append((position, exc))
+            if is_fatal(exc):
+                stats += (0, 0)
+                made.untried.append(range(position + 1, len(jobs)))
+                break
+        stats += (0, 0)
+    return made
+
+
+MAKERS: dict[LinkKind, Callable[[Sequence[tuple[str, str]], LinkTargets], Made]] = {
+    LinkKind.SYMLINK: make_symlinks,
+    LinkKind.HARDLINK: make_hardlinks,
+    LinkKind.COPY: make_copies,
+}
+
 
 # An image larger than this is copied in several calls (copy_file_range moves at most 2 GiB).
 _COPY_CHUNK = 1 << 30
@@ -257,12 +406,12 @@ _COPY_CHUNK = 1 << 30
 def copy_new(source: str, dest: str) -> os.stat_result:
     """Copy ``source`` to a new file ``dest`` (never over anything); returns its stat.
 
-    The hot path of a copy checkout, run by several worker threads at once: the data moves
-    inside the kernel (``copy_file_range``, which also shares extents where the file system
-    can), and the file is written nameless (``O_TMPFILE``) and linked into place when
-    complete: atomic and no-clobber like :func:`_create`, three system calls fewer, and a
-    killed run leaves no temp file. Where ``O_TMPFILE`` is not supported, :func:`_create`'s
-    temp name is used. Raises :class:`NameTaken` when ``dest`` exists.
+    The hot path of a copy checkout, run by the link process (or a few threads of a small
+    checkout): the data moves inside the kernel (``copy_file_range``, which also shares
+    extents where the file system can), and the file is written nameless (``O_TMPFILE``) and
+    linked into place when complete: atomic and no-clobber like :func:`_create`, three system
+    calls fewer, and a killed run leaves no temp file. Where ``O_TMPFILE`` is not supported,
+    :func:`_create`'s temp name is used. Raises :class:`NameTaken` when ``dest`` exists.
     """
     global _tmpfile_works
     folder = os.path.dirname(dest)
@@ -321,8 +470,6 @@ _AT_FDCWD, _AT_EMPTY_PATH = -100, 0x1000
 
 @functools.cache
 def _libc() -> Any:
-    import ctypes
-
     return ctypes.CDLL(None, use_errno=True)
 
 
@@ -333,16 +480,18 @@ def _link_fd(fd: int, dest: str) -> None:
     """Give the nameless file ``fd`` the name ``dest`` (fails if it exists)."""
     global _empty_path_works
     if _empty_path_works:
-        import ctypes
-
-        libc = _libc()
-        if libc.linkat(fd, b"", _AT_FDCWD, os.fsencode(dest), _AT_EMPTY_PATH) == 0:
+        if _libc().linkat(fd, b"", _AT_FDCWD, os.fsencode(dest), _AT_EMPTY_PATH) == 0:
             return
         code = ctypes.get_errno()
         if code not in (errno.ENOENT, errno.EPERM, errno.EINVAL, errno.ENOSYS):
             raise OSError(code, os.strerror(code), dest)
-        _empty_path_works = False  # needs a capability this process lacks: /proc instead
-    os.link(f"/proc/self/fd/{fd}", dest, follow_symlinks=True)
+        # Older kernels want a capability for an empty path: /proc from now on (learnt once
+        # per process, so a checkout's link process tries it once).
+        _empty_path_works = False
+    # linkat(AT_SYMLINK_FOLLOW) on the fd's /proc entry. CPython passes that flag only when
+    # it calls linkat(), which it does only with a dir_fd (ignored for an absolute path):
+    # the plain form calls link(), which links the /proc entry itself and fails (EXDEV).
+    os.link(f"/proc/self/fd/{fd}", dest, src_dir_fd=fd, follow_symlinks=True)
 
 
 def _copy_fd(src: int, out: int) -> None:

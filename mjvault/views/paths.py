@@ -30,6 +30,7 @@ _WINDOWS_DEVICES = frozenset(
     ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
     + [f"{p}{n}" for p in ("COM", "LPT") for n in [*"0123456789", "\u00b9", "\u00b2", "\u00b3"]]
 )
+_DEVICE_MAX = max(len(name) for name in _WINDOWS_DEVICES)
 # Forbidden on Windows (and ':' on macOS); control characters; lone surrogates (cannot be
 # encoded at all); bidi overrides (they let a name display as something it is not).
 _FORBIDDEN = re.compile(
@@ -53,7 +54,7 @@ def safe_component(name: str, *, limit: int = MAX_COMPONENT_BYTES) -> str:
         limit == MAX_COMPONENT_BYTES
         and len(name) <= limit
         and _PLAIN_ASCII.fullmatch(name)
-        and name.split(".", 1)[0].rstrip(" ").upper() not in _WINDOWS_DEVICES
+        and not _is_device_name(name)
     ):
         return name  # the common case, decided by one regex: printable ASCII, nothing to fix
     text = unicodedata.normalize("NFC", _FORBIDDEN.sub(REPLACEMENT, name))
@@ -65,6 +66,19 @@ def safe_component(name: str, *, limit: int = MAX_COMPONENT_BYTES) -> str:
     if stem in _WINDOWS_DEVICES:
         text = REPLACEMENT + text
     return fit_component(text, limit)
+
+
+def _is_device_name(name: str) -> bool:
+    """Is ``name`` a Windows device (``CON``, ``com1.png``, ``nul .txt`` …)?
+
+    Decided without building the upper-cased stem when the stem is longer than any device
+    name and does not end in a space (rstrip could not shorten it): once per image.
+    """
+    dot = name.find(".")
+    stem_end = dot if dot >= 0 else len(name)
+    if stem_end > _DEVICE_MAX and name[stem_end - 1] != " ":
+        return False
+    return name.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_DEVICES
 
 
 def fit_component(name: str, limit: int = MAX_COMPONENT_BYTES) -> str:

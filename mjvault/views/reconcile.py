@@ -28,7 +28,7 @@ import errno
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -38,13 +38,16 @@ from mjvault.model import Job, MediaRef
 from mjvault.snapshots import Snapshot
 from mjvault.store.codec import MAGIC_ENCRYPTED, MAGIC_FRAMED, media_kind
 from mjvault.tree import JobEntry
-from mjvault.views import modes
+from mjvault.views import linkproc, modes
 from mjvault.views.check import is_exactly
+from mjvault.views.linkproc import Linker, ThreadLinker, start_linker
 from mjvault.views.links import (
     LinkKind,
+    Made,
     NameTaken,
-    copy_new,
+    ObjectMissing,
     copy_workers,
+    in_the_way,
     place_bytes,
     place_file,
     place_hardlink,
@@ -54,7 +57,7 @@ from mjvault.views.links import (
 )
 from mjvault.views.paths import fold, resolve_collisions, safe_relpath
 from mjvault.views.registry import FileRecord, View, ViewDefinition, ViewRegistry
-from mjvault.views.state import FileTable
+from mjvault.views.state import FileTable, NewRow
 from mjvault.views.template import Template
 
 if TYPE_CHECKING:
@@ -130,6 +133,7 @@ class _Reconciler:
         snapshot: Snapshot | None,
         embed_changed: bool = False,
         vault_moved: bool = False,
+        expected_images: int = 0,
     ) -> None:
         self.vault = vault
         self.snapshot = snapshot
@@ -157,14 +161,27 @@ class _Reconciler:
         self.ops_since_save = 0
         self.saved_at = time.monotonic()
         self.index = _usable_index(vault, view.definition, self.template)
-        self.worker: ThreadPoolExecutor | None = None
+        self.running = False
         self.reader: ThreadPoolExecutor | None = None
-        self.pending: Future[list[tuple[int, BaseException]]] | None = None
-        self.pending_items: list[tuple[Key, str, _Want]] = []
-        self.copiers: ThreadPoolExecutor | None = None
-        self.pending_copies: list[
-            tuple[Future[list[CopyResult]], list[tuple[Key, str, _Want]]]
-        ] = []
+        # New files the plain way (links, or copies of the object files) are made in bulk,
+        # by a thread or the link process (mjvault.views.linkproc), one batch at a time
+        # while this thread names the next; None: each is made here (reflinks, decoded copies).
+        self.bulk_kind: LinkKind | None = (
+            self.kind
+            if self.kind in (LinkKind.SYMLINK, LinkKind.HARDLINK)
+            or (self.kind is LinkKind.COPY and not definition.embed_metadata)
+            else None
+        )
+        self.linker: Linker | None = None
+        self.expected_images = expected_images  # how many a full pass may make: who makes them
+        self.dispatched = 0
+        # The batch being made: recorded once its outcome is in (so the list never names a
+        # file that failed). Meanwhile its names and jobs are kept, so that a batch that
+        # shares one waits for it (_assign, _apply).
+        self.in_flight: list[tuple[Key, str, _Want]] = []
+        self.in_flight_names: set[str] = set()
+        self.in_flight_jobs: set[str] = set()
+        self.assigned_names: set[str] = set()
         # The file list, looked up by image and by folded path batch by batch, never loaded
         # whole (mjvault.views.state).
         self.table: FileTable = view.table
@@ -334,7 +351,7 @@ class _Reconciler:
         if self.vault.encrypted:
             return dict.fromkeys(oids, _NO_HEAD)
         paths = [self._source(oid) for oid in oids]
-        if len(paths) < SNIFF_PARALLEL_MIN or self.worker is None:
+        if len(paths) < SNIFF_PARALLEL_MIN or not self.running:
             return dict(zip(oids, _read_heads(paths), strict=True))
         half = len(paths) // 2
         if self.reader is None:
@@ -345,10 +362,8 @@ class _Reconciler:
 
     # -- the pass --------------------------------------------------------------------------
     def run(self, changes: Iterator[tuple[str, JobEntry | None]]) -> None:
-        # New symlinks are made by one worker thread while this one reads and renders the
-        # next batch: symlink(2) releases the GIL, so on a real disk the two overlap and a
-        # checkout costs little more than the system calls alone.
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mjvault-view")
+        self.running = True
+        clean = False
         try:
             batch: list[tuple[str, JobEntry | None]] = []
             for change in changes:
@@ -357,19 +372,30 @@ class _Reconciler:
                     self._apply(batch)
                     batch = []
             self._apply(batch)
+            clean = True
         finally:
             try:
-                self._drain()
+                self._drain()  # interrupted or not: what was made is recorded
+            except BaseException:
+                clean = False
+                raise
             finally:
-                if self.copiers is not None:
-                    self.copiers.shutdown(wait=True)
-                self.worker.shutdown(wait=True)
+                self.running = False
+                if self.linker is not None:
+                    # A failing run stops the link process at once; a finished one lets it end.
+                    if clean:
+                        self.linker.close()
+                    else:
+                        self.linker.abort()
+                    self.linker = None
                 if self.reader is not None:
                     self.reader.shutdown(wait=True)
 
     def _apply(self, batch: list[tuple[str, JobEntry | None]]) -> None:
         if not batch:
             return
+        if self.in_flight_jobs and not self.in_flight_jobs.isdisjoint(j for j, _ in batch):
+            self._drain()  # a job in two batches in a row: the first one's files first
         desired: dict[Key, _Want] = {}
         touched: set[str] = set()
         # First what the index decides alone (the filter), then the heads of every image
@@ -444,131 +470,121 @@ class _Reconciler:
             self._remove(key, record)
         for key, record, want in replacements:
             self._replace(key, record, want)
-        quick: list[tuple[Key, str, _Want]] = []
-        symlinks = self.kind is LinkKind.SYMLINK  # _kind_for(want) is SYMLINK iff want.raw
-        # Plain copies of the object files: made by a pool of threads (_make_copies).
-        copies = self.kind is LinkKind.COPY and not self.view.definition.embed_metadata
-        self._drain()  # what the workers made is in the list before names are chosen
+        bulk: list[tuple[Key, str, _Want]] = []
+        made_in_bulk = self.bulk_kind is not None
         for key, path, want, is_move in self._assign(placements):
-            if (symlinks or copies) and want.raw and not is_move:
-                quick.append((key, path, want))
+            # _kind_for(want) is the bulk kind iff want.raw
+            if made_in_bulk and want.raw and not is_move:
+                bulk.append((key, path, want))
             else:
                 self._place(key, path, want, moved=is_move)
-        if copies:
-            self._dispatch_copies(quick)
-        else:
-            self._dispatch_symlinks(quick)
+        self._dispatch(bulk)
         if self.index is not None:
             self.index.release_pages()
         if self.progress:
             self.progress(len(batch))
         self._maybe_save()
 
-    # -- symlinks made by the worker thread ------------------------------------------------
+    # -- new files made in bulk, by a thread or the link process -----------------------------
 
-    def _dispatch_symlinks(self, items: list[tuple[Key, str, _Want]]) -> None:
-        """Hand new symlinks to the worker; book them now, undo the few that fail at drain."""
-        self._drain()
-        if not items:
-            return
-        jobs: list[tuple[str, str, str]] = []
-        rows: list[tuple[Key, FileRecord]] = []
-        # _set_record and _symlink_target inlined: this loop runs once per image.
-        root = self.root_str if self.root_str.endswith(os.sep) else self.root_str + os.sep
-        symlink = LinkKind.SYMLINK
-        new_tuple = tuple.__new__
-        objects = self.objects_root
-        fan_out, prefixes = self.fan_out_layout, self.link_prefixes
-        for key, relpath, want in items:
+    def _dispatch(self, items: list[tuple[Key, str, _Want]]) -> None:
+        """Hand ``items`` over to be made, once the batch before them is made; record that
+        one while these are being made."""
+        pairs: list[tuple[str, str]] = []
+        if items:
+            root = self.root_str if self.root_str.endswith(os.sep) else self.root_str + os.sep
+            if self.fan_out_layout:  # _source(), inline: this runs once per image
+                objects = self.objects_root + "/objects/"
+                pairs = [
+                    (f"{objects}{oid[:2]}/{oid}", root + relpath)
+                    for _, relpath, (_, oid, _, _) in items
+                ]
+            else:
+                source = self._source
+                pairs = [(source(want.oid), root + relpath) for _, relpath, want in items]
+        previous = self._outcome()
+        try:
+            if items:
+                assert self.bulk_kind is not None
+                self._linker(len(items)).submit(self.bulk_kind, pairs)
+                self.in_flight = items
+                self.in_flight_names = self.assigned_names
+                self.in_flight_jobs = {key[0] for key, _, _ in items}
+        finally:
+            if previous is not None:  # made, whatever happened to the next batch: recorded
+                self._settle(*previous)
+
+    def _linker(self, count: int) -> Linker:
+        """Threads for a few new files, the link process from PROCESS_MIN_IMAGES on."""
+        self.dispatched += count
+        wanted = max(self.expected_images, self.dispatched)
+        if self.linker is None or (
+            isinstance(self.linker, ThreadLinker) and wanted >= linkproc.PROCESS_MIN_IMAGES
+        ):
+            if self.linker is not None:
+                self.linker.close()  # its batch was taken: nothing is in flight
+            copiers = copy_workers(self.root) if self.bulk_kind is LinkKind.COPY else 1
+            self.linker = start_linker(self.objects_root, copiers, wanted)
+        return self.linker
+
+    def _outcome(self) -> tuple[list[tuple[Key, str, _Want]], Made] | None:
+        """Wait for the batch in flight: its items and what became of them."""
+        if not self.in_flight:
+            return None
+        items, self.in_flight = self.in_flight, []
+        self.in_flight_names, self.in_flight_jobs = set(), set()
+        assert self.linker is not None
+        try:
+            return items, self.linker.outcome()
+        except BaseException:
+            self.linker.abort()  # interrupted mid-answer: the pipe is no use any more
+            self.linker = None
+            raise
+
+    def _drain(self) -> None:
+        """Wait for the batch in flight and record it."""
+        previous = self._outcome()
+        if previous is not None:
+            self._settle(*previous)
+
+    def _settle(self, items: list[tuple[Key, str, _Want]], made: Made) -> None:
+        """Record the files of a batch that were made; set aside the rest (a name taken
+        meanwhile, an object gone); raise the first error that must stop the checkout."""
+        kind = self.bulk_kind
+        assert kind is not None
+        stats = made.stats
+        failed: set[int] = {at for at, _ in made.failures}
+        for untried in made.untried:
+            failed.update(untried)
+        rows: list[NewRow] = []
+        append = rows.append
+        link = kind.value
+        size = mtime_ns = 0  # a symlink is recognised by its target
+        for position, ((job_id, index), relpath, want) in enumerate(items):
+            if failed and position in failed:
+                continue
             plain: str | None = want.plain
             if plain == relpath:
                 plain = None
-            oid = want.oid
-            # tuple.__new__: a NamedTuple's own constructor is a Python function.
-            rows.append((key, new_tuple(FileRecord, (relpath, oid, symlink, plain, 0, 0))))
-            if fan_out:
-                parent = relpath.rpartition("/")[0]
-                prefix = prefixes.get(parent)
-                if prefix is None:
-                    prefix = self._link_prefix(parent)
-                tail = f"/objects/{oid[:2]}/{oid}"
-                target, source = prefix + tail, objects + tail
-            else:
-                target, source = self._symlink_target(relpath, oid), self._source(oid)
-            jobs.append((target, root + relpath, source))
-        self.table.put_many(rows, new=True)  # placements: images the list did not hold
-        self.report.added += len(items)
-        self.ops_since_save += len(items)
-        assert self.worker is not None
-        self.pending = self.worker.submit(_make_symlinks, jobs)
-        self.pending_items = items
-
-    def _dispatch_copies(self, items: list[tuple[Key, str, _Want]]) -> None:
-        """Hand new copies to the copy threads, a share each; booked when they are done."""
-        self._drain()
-        if not items:
-            return
-        if self.copiers is None:
-            workers = copy_workers(self.root)
-            self.copiers = ThreadPoolExecutor(workers, thread_name_prefix="mjvault-copy")
-        root = self.root_str if self.root_str.endswith(os.sep) else self.root_str + os.sep
-        jobs = [(self._source(want.oid), root + relpath) for _, relpath, want in items]
-        share = -(-len(jobs) // self.copiers._max_workers)
-        self.pending_copies = [
-            (self.copiers.submit(_make_copies, jobs[i : i + share]), items[i : i + share])
-            for i in range(0, len(jobs), share)
-        ]
-
-    def _drain_copies(self) -> None:
-        pending, self.pending_copies = self.pending_copies, []
-        results = [(future.result(), items) for future, items in pending]  # all, then settle
-        rows: list[tuple[Key, FileRecord]] = []
-        failed: list[tuple[Key, str, _Want, BaseException]] = []
-        copy = LinkKind.COPY
-        new_tuple = tuple.__new__  # a NamedTuple's own constructor is a Python function
-        for made, items in results:
-            for (key, relpath, want), result in zip(items, made, strict=True):
-                if isinstance(result, BaseException):
-                    failed.append((key, relpath, want, result))
-                    continue
-                plain = want.plain if want.plain != relpath else None
-                size, mtime_ns = result
-                record = new_tuple(FileRecord, (relpath, want.oid, copy, plain, size, mtime_ns))
-                rows.append((key, record))
-        self.table.put_many(rows, new=True)
+            if stats:
+                size, mtime_ns = stats[2 * position], stats[2 * position + 1]
+            append((job_id, index, relpath, want.oid, link, plain, size, mtime_ns))
+        self.table.put_new(rows)  # placements: images the list did not hold
         self.report.added += len(rows)
         self.ops_since_save += len(rows)
-        for key, relpath, want, error in failed:
-            if isinstance(error, _ObjectMissing):
-                self.report.skipped += 1
-                self.report.note(f"image {key[1]} of job {key[0]}: object {want.oid} is missing")
-            elif _in_the_way(error):
-                if not self._adopt(key, relpath, want):
-                    self._block(key, relpath, want)
-            else:
-                raise error
-
-    def _drain(self) -> None:
-        """Wait for the workers' batch and settle its failures (a name taken meanwhile)."""
-        if self.pending_copies:
-            self._drain_copies()
-        if self.pending is None:
-            return
-        pending, items = self.pending, self.pending_items
-        self.pending, self.pending_items = None, []
-        failures = pending.result()
-        for position, error in failures:
+        fatal: BaseException | None = None
+        for position, error in made.failures:
             key, relpath, want = items[position]
-            self._set_record(key, None)
-            self.report.added -= 1
-            if isinstance(error, _ObjectMissing):
+            if isinstance(error, ObjectMissing):
                 self.report.skipped += 1
                 self.report.note(f"image {key[1]} of job {key[0]}: object {want.oid} is missing")
-            elif isinstance(error, NameTaken | FileExistsError | NotADirectoryError):
+            elif in_the_way(error):
                 if not self._adopt(key, relpath, want):
                     self._block(key, relpath, want)
-            else:
-                raise error
+            elif fatal is None:
+                fatal = error
+        if fatal is not None:
+            raise fatal
 
     def _assign(self, placements: dict[Key, _Want]) -> list[tuple[Key, str, _Want, bool]]:
         """Paths for new images, as ``(key, path, want, is_move)``.
@@ -590,6 +606,11 @@ class _Reconciler:
                 if group is None:
                     group = shared[folded] = {holder: placements[holder].plain}
                 group[key] = plain
+        # The batch being made is not in the list yet: one of its names wanted here too
+        # (rare: a name is made of the job's own fields) waits for it to be recorded.
+        if self.in_flight_names and not self.in_flight_names.isdisjoint(first):
+            self._drain()
+        self.assigned_names = names = set(first)
         result: list[tuple[Key, str, _Want, bool]] = []
         append = result.append
         taken = self.table.taken(first)  # one query for the batch, not one per image
@@ -613,6 +634,7 @@ class _Reconciler:
                     members[key] = record.wanted_path
                     own.add(fold(record.path))
             assigned = resolve_collisions(members, taken_folded=_Without(self.table, own))
+            names.update(fold(path) for path in assigned.values())
             for key, path in sorted(assigned.items()):
                 if key in new_members:
                     result.append((key, path, placements[key], False))
@@ -887,10 +909,6 @@ def _read_heads(paths: list[str]) -> list[Sniffed]:
     return out
 
 
-class _ObjectMissing(Exception):
-    """The object a link would point at is not in the vault (no dangling link is made)."""
-
-
 def _known(entry: JobEntry, kinds: Kinds) -> dict[str, Sniffed]:
     """What :meth:`_Reconciler._sniff` would read, from the kinds the index keeps."""
     if len(kinds) != len(entry.images):
@@ -900,60 +918,6 @@ def _known(entry: JobEntry, kinds: Kinds) -> dict[str, Sniffed]:
         for oid, kind in zip(entry.images, kinds, strict=True)
         if oid is not None
     }
-
-
-def _in_the_way(error: BaseException) -> bool:
-    """Does ``error`` mean something else already holds the name (or a folder on its path)?"""
-    if isinstance(error, NameTaken | FileExistsError | NotADirectoryError):
-        return True
-    return isinstance(error, OSError) and error.errno in (errno.ENOTDIR, errno.EEXIST)
-
-
-CopyResult = tuple[int, int] | BaseException  # (size, mtime_ns) of the copy, or why not
-
-
-def _make_copies(jobs: list[tuple[str, str]]) -> list[CopyResult]:
-    """Runs in a copy thread: copy each object file to its new name (see links.copy_new)."""
-    out: list[CopyResult] = []
-    for source, dest in jobs:
-        try:
-            stat = copy_new(source, dest)
-            out.append((stat.st_size, stat.st_mtime_ns))
-        except FileNotFoundError as exc:
-            out.append(_ObjectMissing(source) if exc.filename == source else exc)
-        except (MjvaultError, OSError) as exc:
-            out.append(exc)
-    return out
-
-
-def _make_symlinks(jobs: list[tuple[str, str, str]]) -> list[tuple[int, BaseException]]:
-    """Runs in the worker thread: make each link, report the ones that failed.
-
-    A stat of the object first: the image's kind came from the index, so this is the one
-    system call that catches an object gone since (cheaper than the read it replaces).
-    """
-    failures: list[tuple[int, BaseException]] = []
-    stat, symlink = os.stat, os.symlink
-    for position, (target, dest, source) in enumerate(jobs):
-        try:
-            stat(source)
-        except FileNotFoundError:
-            failures.append((position, _ObjectMissing(source)))
-            continue
-        # place_symlink's first attempt inlined (it runs once per image); it is called only
-        # when the link's directory is missing, to make it.
-        try:
-            symlink(target, dest)
-        except FileExistsError:
-            failures.append((position, NameTaken(f"{dest} already exists")))
-        except FileNotFoundError:
-            try:
-                place_symlink(target, dest)
-            except (MjvaultError, OSError) as exc:
-                failures.append((position, exc))
-        except OSError as exc:
-            failures.append((position, exc))
-    return failures
 
 
 class _Without:
@@ -1058,6 +1022,7 @@ def refresh_view(
         snapshot=snapshot,
         embed_changed=previous is not None and previous.embed_metadata != definition.embed_metadata,
         vault_moved=vault_moved,
+        expected_images=int(snapshot.stats.get("images", 0)) if full and snapshot else 0,
     )
     changes = (
         _all_jobs(vault, view, snapshot) if full else _changed_jobs(vault, view, snapshot, new_tree)
@@ -1092,14 +1057,24 @@ def _all_jobs(
     vault: Vault, view: View, snapshot: Snapshot | None
 ) -> Iterator[tuple[str, JobEntry | None]]:
     table = view.table
+    # A list empty at the start (a first checkout) will only ever hold jobs of this walk:
+    # nothing to remember about which jobs it saw.
+    walked_only = table.empty()
     batch: list[str] = []
     if snapshot is not None:
         for entry in vault.entries(snapshot):
-            batch.append(entry.job_id)
-            if len(batch) >= BATCH_JOBS:
-                table.mark_seen(batch)  # in the table's store: no set of every job id
-                batch = []
+            if not walked_only:
+                batch.append(entry.job_id)
+                if len(batch) >= BATCH_JOBS:
+                    table.mark_seen(batch)  # in the table's store: no set of every job id
+                    batch = []
             yield entry.job_id, entry
+    if walked_only:
+        # Blocked jobs the snapshot no longer has: their blocks go (a handful of lookups).
+        for job_id in list(view.blocked):
+            if _entry_or_none(vault, job_id, snapshot) is None:
+                yield job_id, None
+        return
     table.mark_seen(batch)
     # Jobs with files that the snapshot no longer has (their files go), then blocked ones.
     for job_id in table.unseen_jobs([*view.blocked]):

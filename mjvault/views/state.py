@@ -35,12 +35,23 @@ if TYPE_CHECKING:
     from mjvault.store.crypto import VaultKeys
 
 Key = tuple[str, int]
+# A file to record, as put_new takes it: job, image, path, oid, kind, plain, size, mtime_ns.
+NewRow = tuple[str, int, str, str, str, str | None, int, int]
 
 FILES_SUFFIX = ".files"
 # Pages SQLite may keep in memory (KiB when negative): what bounds a checkout's footprint.
 CACHE_KIB = 4096
 _IN_CHUNK = 500  # bound parameters per IN (...) query; SQLite allows at least 999
 _KEYS_KEPT = 4096  # job keys remembered (a few batches' worth), then forgotten
+# Path keys asked for and not yet recorded: a checkout records a batch's rows while the next
+# batch's names are asked for, so two batches' worth (plus what was asked and never recorded).
+_ASKED_KEPT = 16384
+# A list that was empty when opened (a first checkout) keeps the path keys of the rows it
+# records as bits, 2**25 of them (4 MB), and asks SQLite only about names whose bit is set:
+# at 100k rows one name in 300 (a million: one in 30), and every other question is answered
+# without a query.
+_RECORDED_BITS = 1 << 25
+_BIT_MASK = _RECORDED_BITS - 1
 _KINDS = {kind.value: kind for kind in LinkKind}
 TABLE_VERSION = 1
 # jk: job_key(job); fh / ph: path_key of the folded path / plain path (None when no plain).
@@ -66,6 +77,7 @@ class FileTable(Protocol):
     def get(self, key: Key) -> FileRecord | None: ...
     def put(self, key: Key, record: FileRecord) -> None: ...
     def put_many(self, rows: list[tuple[Key, FileRecord]], *, new: bool = False) -> None: ...
+    def put_new(self, rows: list[NewRow]) -> None: ...
     def delete(self, key: Key) -> None: ...
     def holder(self, folded: str) -> Key | None: ...
     def wanting(self, folded: str) -> set[Key]: ...
@@ -75,6 +87,7 @@ class FileTable(Protocol):
     def unseen_jobs(self, extra: Iterable[str] = ()) -> list[str]: ...
     def iter_files(self) -> Iterator[tuple[str, int, FileRecord]]: ...
     def count(self) -> int: ...
+    def empty(self) -> bool: ...
     def commit(self) -> None: ...
     def close(self) -> None: ...
 
@@ -131,6 +144,10 @@ class MemoryTable:
         for key, record in rows:
             self.put(key, record)
 
+    def put_new(self, rows: list[NewRow]) -> None:
+        for job, idx, path, oid, kind, plain, size, mtime in rows:
+            self.put((job, idx), FileRecord(path, oid, _KINDS[kind], plain, size, mtime))
+
     def delete(self, key: Key) -> None:
         images = self.files.get(key[0])
         if images is None or key[1] not in images:
@@ -168,6 +185,9 @@ class MemoryTable:
 
     def count(self) -> int:
         return sum(len(images) for images in self.files.values())
+
+    def empty(self) -> bool:
+        return not self.files
 
     def commit(self) -> None:
         pass  # saved with the view's header
@@ -237,6 +257,8 @@ class SqliteTable:
             raise IntegrityError(f"view file list {path} is damaged: {exc}") from None
         with contextlib.suppress(OSError):
             os.chmod(path, 0o600)
+        self._recorded: bytearray | None = None  # made at the first row, when still valid
+        self._all_recorded_here = self.empty()
 
     # -- what a sealed table changes ------------------------------------------------------------
     def _path_key(self, folded: str) -> int:
@@ -289,38 +311,66 @@ class SqliteTable:
     def put_many(self, rows: list[tuple[Key, FileRecord]], *, new: bool = False) -> None:
         """Record files; ``new``: the caller knows none of these images has a row yet."""
         self._begin()
-        job_key_of = self._job_key
         if not new:
+            job_key_of = self._job_key
             self.db.executemany(
                 "DELETE FROM files WHERE jk = ? AND job = ? AND idx = ?",
                 [(job_key_of(job), job, idx) for (job, idx), _ in rows],
             )
+        self._insert([(*key, *record) for key, record in rows])
+
+    def put_new(self, rows: list[NewRow]) -> None:
+        """Record files of images the list does not hold yet (a checkout's new files, a batch
+        at a time): rows in :data:`NewRow`'s shape, no record object per file."""
+        self._begin()
+        self._insert(rows)
+
+    def _insert(self, rows: Iterable[NewRow]) -> None:
         # One row tuple per file, built inline: this runs once per image of a checkout.
+        job_key_of = self._job_key
         asked = self._asked
         key_of = self._path_key
         cells: list[tuple[Any, ...]] = []
         append = cells.append
         sealed = self.sealed
+        bits = self._recorded
+        if bits is None and self._all_recorded_here:
+            bits = self._recorded = bytearray(_RECORDED_BITS // 8)
         last_job: str | None = None
         jk = 0
-        for (job, idx), (path, oid, kind, plain, size, mtime) in rows:
+        for job, idx, path, oid, kind, plain, size, mtime in rows:
             if job != last_job:  # rows come job by job
                 last_job, jk = job, job_key_of(job)
             folded = path.lower() if path.isascii() else fold(path)
-            fh = asked.get(folded)
+            fh = asked.pop(folded, None)
             if fh is None:
                 fh = key_of(folded)
+            if bits is not None:
+                at = (fh ^ (fh >> 29)) & _BIT_MASK  # _bit(fh), inline
+                bits[at >> 3] |= 1 << (at & 7)
             if plain is None:
                 ph = None
             else:
                 ph = key_of(fold(plain))
+                if bits is not None:
+                    at = _bit(ph)
+                    bits[at >> 3] |= 1 << (at & 7)
                 if sealed:
                     plain = self._stored(plain, b"plain", job, idx)
             if sealed:
                 path = self._stored(path, b"path", job, idx)
-            link = str.__str__(kind)
-            append((jk, job, idx, path, oid, link, plain, size, mtime, fh, ph))
+            append((jk, job, idx, path, oid, str.__str__(kind), plain, size, mtime, fh, ph))
         self.db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", cells)
+
+    def _maybe_recorded(self, key: int) -> bool:
+        """False when no row holds ``key`` (exact); True when one may (ask SQLite)."""
+        if not self._all_recorded_here:
+            return True
+        bits = self._recorded
+        if bits is None:
+            return False
+        at = _bit(key)
+        return bool(bits[at >> 3] & (1 << (at & 7)))
 
     def _job_key(self, job_id: str) -> int:
         """:func:`job_key`, remembered for the jobs of the last few batches (a batch asks for
@@ -339,17 +389,19 @@ class SqliteTable:
         )
 
     def holder(self, folded: str) -> Key | None:
-        for job, idx, path in self._rows(
-            "SELECT job, idx, path FROM files WHERE fh = ?", (self._path_key(folded),)
-        ):
+        key = self._path_key(folded)
+        if not self._maybe_recorded(key):
+            return None
+        for job, idx, path in self._rows("SELECT job, idx, path FROM files WHERE fh = ?", (key,)):
             if fold(self._text(path, b"path", job, idx)) == folded:
                 return str(job), int(idx)
         return None
 
     def wanting(self, folded: str) -> set[Key]:
-        rows = self._rows(
-            "SELECT job, idx, plain FROM files WHERE ph = ?", (self._path_key(folded),)
-        )
+        key = self._path_key(folded)
+        if not self._maybe_recorded(key):
+            return set()
+        rows = self._rows("SELECT job, idx, plain FROM files WHERE ph = ?", (key,))
         return {
             (str(job), int(idx))
             for job, idx, plain in rows
@@ -360,10 +412,24 @@ class SqliteTable:
         """Those of ``folded`` some file holds or wanted (a rare false positive is possible:
         callers confirm with :meth:`holder` and :meth:`wanting`)."""
         key_of = self._path_key
-        # Kept for the put_many that records these paths next: a checkout asks for each
-        # image's path key once.
-        self._asked = asked = {f: key_of(f) for f in folded}
-        by_key = {key: f for f, key in asked.items()}
+        # Kept for the put_many that records these paths: a checkout asks for each image's
+        # path key once.
+        asked = self._asked
+        if len(asked) > _ASKED_KEPT:
+            asked.clear()
+        by_key: dict[int, str] = {}
+        for f in folded:
+            key = asked.get(f)
+            if key is None:
+                key = asked[f] = key_of(f)
+            by_key[key] = f
+        if self._all_recorded_here:
+            bits = self._recorded or b""
+            by_key = {
+                key: f
+                for key, f in by_key.items()
+                if bits and bits[(at := (key ^ (key >> 29)) & _BIT_MASK) >> 3] & (1 << (at & 7))
+            }
         found: set[str] = set()
         for chunk in _chunks(list(by_key)):
             marks = ",".join("?" * len(chunk))
@@ -416,6 +482,9 @@ class SqliteTable:
     def count(self) -> int:
         return int(self._rows("SELECT count(*) FROM files")[0][0])
 
+    def empty(self) -> bool:
+        return not self._rows("SELECT 1 FROM files LIMIT 1")
+
     def commit(self) -> None:
         try:
             if self.db.in_transaction:
@@ -456,6 +525,12 @@ class SealedSqliteTable(SqliteTable):
             raise IntegrityError(
                 f"view file list {self.path} is damaged: a path does not open"
             ) from None
+
+
+def _bit(key: int) -> int:
+    """A path key's bit: its high half folded onto its low (a plain key's low bits are an
+    Adler-32's, which similar names share)."""
+    return (key ^ (key >> 29)) & _BIT_MASK
 
 
 def _context(column: bytes, job: str, idx: int) -> bytes:
