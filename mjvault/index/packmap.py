@@ -33,10 +33,11 @@ NUMBER = struct.Struct(">I")
 NO_DICTIONARY = bytes(32)
 MAP_FORMAT = b"1"
 TABLES = (b"meta", b"objects", b"packs", b"numbers")
-# Lookups between two releases of the map's resident pages. The index releases every 16
-# (RELEASE_EVERY); for the pack map, which verify asks once per record, that made the
-# lookups cost twice what they need (page faults), while 256 lookups keep a few MB resident.
-MAP_RELEASE_EVERY = 256
+# Lookups between two releases of the map's resident pages. Each lookup faults in its path
+# and the kernel's read-around: with a map of a million objects, 256 lookups left ~23 MB
+# resident, 32 leave ~4 MB for ~4 µs more a lookup (scripts/bench/bench_packmap_release.py;
+# a writer asks ~1.4 times a job). The index releases every 16 (RELEASE_EVERY).
+MAP_RELEASE_EVERY = 32
 # Keys a write transaction sets or deletes between two releases: a release costs a walk of
 # the map's page tables (~0.4 ms at 40 MB), 64 keys map in about 1 MB.
 WRITE_RELEASE_EVERY = 64

@@ -360,7 +360,7 @@ class WriteBatch:
         self._in_flight_bytes = 0
         self._failure: BaseException | None = None
         # The pack being gathered: in memory until the vault has a dictionary (its first large
-        # pack trains one), then streamed to its temp file (:meth:`_gathering`).
+        # pack trains one), then streamed to its temp file (:meth:`_gather`).
         self._builder: PackBuilder | PackStream = PackBuilder()
         self._ready_packs: list[tuple[str, Path, Trailer, str | None]] = []
         self.written_packs = 0
