@@ -33,13 +33,23 @@ NUMBER = struct.Struct(">I")
 NO_DICTIONARY = bytes(32)
 MAP_FORMAT = b"1"
 TABLES = (b"meta", b"objects", b"packs", b"numbers")
-# Lookups between two releases of the map's resident pages. The index releases every 16
-# (RELEASE_EVERY); for the pack map, which verify asks once per record, that made the
-# lookups cost twice what they need (page faults), while 256 lookups keep a few MB resident.
-MAP_RELEASE_EVERY = 256
+# Lookups between two releases of the map's resident pages. Each lookup faults in its path
+# and the kernel's read-around: with a map of a million objects, 256 lookups left ~23 MB
+# resident, 32 leave ~4 MB for ~4 µs more a lookup (scripts/bench/bench_packmap_release.py;
+# a writer asks ~1.4 times a job). The index releases every 16 (RELEASE_EVERY).
+MAP_RELEASE_EVERY = 32
 # Keys a write transaction sets or deletes between two releases: a release costs a walk of
 # the map's page tables (~0.4 ms at 40 MB), 64 keys map in about 1 MB.
 WRITE_RELEASE_EVERY = 64
+# Keys :meth:`PackMap.add` puts in one write transaction. LMDB keeps every page a write
+# transaction dirties in the process's heap until it commits (and keeps that memory for later
+# ones), and a pack's ids land all over the objects table: one transaction for a whole pack of
+# a large vault dirtied tens of MB.
+ADD_BATCH = 512
+# ``meta`` key of a pack being added (followed by its 32-byte name; value: its number). While
+# it is there, the pack's objects may be mapped in part: whoever opens the map finishes the
+# add from the pack's trailer, or rolls it back if the pack is gone.
+ADDING = b"adding"
 
 
 def _map_tables(env: lmdb.Environment) -> dict[bytes, Any]:
@@ -219,35 +229,96 @@ class PackMap:
         dictionary: str | None,
     ) -> None:
         """Record a pack's objects. An object already mapped elsewhere now points here (both
-        copies are the same object; a repack adds its new pack, then removes the old one)."""
+        copies are the same object; a repack adds its new pack, then removes the old one).
+
+        In transactions of :data:`ADD_BATCH` keys, the first of which numbers the pack and
+        marks it being added (:data:`ADDING`) and the last lists it in ``packs``. An add
+        stopped between them is taken up again by adding the same pack: it keeps its number."""
         name = bytes.fromhex(pack)
+        marker = ADDING + name
+        meta = self.db[b"meta"]
         with self._txn(write=True) as txn:
             if txn.get(name, db=self.db[b"packs"]) is not None:
                 return
-            raw_next = txn.get(b"next", db=self.db[b"meta"])
-            number = NUMBER.unpack(raw_next)[0] if raw_next else 1
-            txn.put(b"next", NUMBER.pack(number + 1), db=self.db[b"meta"])
-            count = 0
-            objects = self.db[b"objects"]
-            for object_id, offset, length in entries:
-                txn.put(object_id, LOCATION.pack(number, offset, length), db=objects)
-                count += 1
-                # Each put reads its path of the table through the map: without releases
-                # inside the transaction, one pack gathers most of a large map (66 MB
-                # resident at a 300k-job build's peak).
-                if count % WRITE_RELEASE_EVERY == 0:
-                    self.pages.release()
-            txn.put(name, PACK_ROW.pack(number, count), db=self.db[b"packs"])
+            raw = txn.get(marker, db=meta)
+            if raw is not None:
+                number = NUMBER.unpack(raw)[0]
+            else:
+                raw_next = txn.get(b"next", db=meta)
+                number = NUMBER.unpack(raw_next)[0] if raw_next else 1
+                txn.put(b"next", NUMBER.pack(number + 1), db=meta)
+                txn.put(marker, NUMBER.pack(number), db=meta)
             txn.put(
                 NUMBER.pack(number),
                 name + (bytes.fromhex(dictionary) if dictionary else NO_DICTIONARY),
                 db=self.db[b"numbers"],
             )
             if dictionary:
-                txn.put(b"dictionary", dictionary.encode("ascii"), db=self.db[b"meta"])
-        # The pack's ids land all over the objects table: the transaction read nearly every
-        # page of it through the map, and they would stay in our resident set.
-        self.pages.release()
+                txn.put(b"dictionary", dictionary.encode("ascii"), db=meta)
+        count = 0
+        batch: list[tuple[bytes, bytes]] = []
+        for object_id, offset, length in entries:
+            batch.append((object_id, LOCATION.pack(number, offset, length)))
+            if len(batch) == ADD_BATCH:
+                count += self._put_objects(batch)
+                batch.clear()
+        count += self._put_objects(batch)
+        with self._txn(write=True) as txn:
+            txn.put(name, PACK_ROW.pack(number, count), db=self.db[b"packs"])
+            txn.delete(marker, db=meta)
+
+    def _put_objects(self, batch: list[tuple[bytes, bytes]]) -> int:
+        """Put ``(id, location)`` pairs in one transaction; how many."""
+        if batch:
+            objects = self.db[b"objects"]
+            with self._txn(write=True) as txn:
+                for n, (object_id, value) in enumerate(batch, 1):
+                    txn.put(object_id, value, db=objects)
+                    # Each put reads its path of the table through the map: without releases
+                    # inside the transaction, one pack gathers most of a large map (66 MB
+                    # resident at a 300k-job build's peak).
+                    if n % WRITE_RELEASE_EVERY == 0:
+                        self.pages.release()
+            # The ids land all over the objects table: the transaction read pages from all
+            # of it through the map, and they would stay in our resident set.
+            self.pages.release()
+        return len(batch)
+
+    def unfinished(self) -> list[str]:
+        """Packs whose add was stopped part way (:data:`ADDING`), by name."""
+        with self._txn() as txn:
+            cursor = txn.cursor(db=self.db[b"meta"])
+            found = []
+            if cursor.set_range(ADDING):
+                for key in cursor.iternext(values=False):
+                    if not bytes(key).startswith(ADDING):
+                        break
+                    found.append(bytes(key)[len(ADDING) :].hex())
+        return found
+
+    def abandon(self, pack: str) -> None:
+        """Roll back an add stopped part way whose pack is gone: unmap the objects it placed
+        there (as :meth:`forget_number` does for a pack that was mapped whole)."""
+        marker = ADDING + bytes.fromhex(pack)
+        with self._txn() as txn:
+            raw = txn.get(marker, db=self.db[b"meta"])
+            if raw is None:
+                return
+            number = NUMBER.unpack(raw)[0]
+            placed = [
+                bytes(key)
+                for key, value in txn.cursor(db=self.db[b"objects"])
+                if LOCATION.unpack(value)[0] == number
+            ]
+        for start in range(0, len(placed), ADD_BATCH):
+            with self._txn(write=True) as txn:
+                for object_id in placed[start : start + ADD_BATCH]:
+                    txn.delete(object_id, db=self.db[b"objects"])
+            self.pages.release()
+        with self._txn(write=True) as txn:
+            txn.delete(NUMBER.pack(number), db=self.db[b"numbers"])
+            txn.delete(marker, db=self.db[b"meta"])
+        self._names.pop(number, None)
 
     def move(self, pack: str, entries: Iterable[tuple[bytes, int, int]]) -> None:
         """Point ``entries`` at ``pack`` (already added), whatever pack held them before."""

@@ -36,7 +36,13 @@ from mjvault.store.codec import (
 from mjvault.store.crypto import VaultKeys
 from mjvault.store.fsutil import naming, start_writeback, sync_filesystem
 from mjvault.store.packfile import Trailer
-from mjvault.store.packs import MAX_PACKED_OBJECT, PackBuilder, PackReader, new_dictionary
+from mjvault.store.packs import (
+    MAX_PACKED_OBJECT,
+    PackBuilder,
+    PackReader,
+    PackStream,
+    new_dictionary,
+)
 
 if TYPE_CHECKING:
     from mjvault.index.packmap import Location
@@ -353,7 +359,9 @@ class WriteBatch:
         self._buffer_count = 0
         self._in_flight_bytes = 0
         self._failure: BaseException | None = None
-        self._builder = PackBuilder()
+        # The pack being gathered: in memory until the vault has a dictionary (its first large
+        # pack trains one), then streamed to its temp file (:meth:`_gather`).
+        self._builder: PackBuilder | PackStream = PackBuilder()
         self._ready_packs: list[tuple[str, Path, Trailer, str | None]] = []
         self.written_packs = 0
         # Called for each pack once it is durable and mapped (packing and gc point the map at
@@ -402,7 +410,7 @@ class WriteBatch:
         if loose or not PACK_SMALL_OBJECTS or len(plaintext) > MAX_PACKED_OBJECT:
             self._stage(object_id, self._encode(object_id, plaintext, compress=compress))
             return object_id
-        self._builder.add(object_id, plaintext, compress=compress)
+        self._gather(object_id, plaintext, compress)
         if self._builder.full:
             self.flush()
         return object_id
@@ -413,7 +421,7 @@ class WriteBatch:
         flushes when :attr:`pack_full`, and removes the old copies only after :meth:`flush`
         returned (the new pack durable and mapped)."""
         if object_id not in self._builder:
-            self._builder.add(object_id, plaintext, compress=compress)
+            self._gather(object_id, plaintext, compress)
 
     @property
     def pack_full(self) -> bool:
@@ -433,6 +441,23 @@ class WriteBatch:
         wrote whole to ``tmp/`` (not synced) under the name its bytes hash to."""
         self._ready_packs.append((name, tmp, trailer, dictionary_id))
         self.pending_bytes += os.stat(tmp).st_size
+
+    def _gather(self, object_id: str, plaintext: bytes, compress: bool) -> None:
+        """Add a small object to the pack being gathered. A new pack is streamed to its temp
+        file once the vault has a dictionary; before, it stays in memory, to train one."""
+        if isinstance(self._builder, PackBuilder) and not self._builder:
+            packmap = self.store.packs.map() if self.store.packs.present() else None
+            current = packmap.dictionary() if packmap is not None else None
+            if current is not None:
+                dictionary = self.store._dictionary(current)
+                tmp = self._tmp_path("pack")
+                with _writing(tmp):
+                    self._builder = PackStream(tmp, self.store.keys, dictionary)
+        if isinstance(self._builder, PackStream):
+            with _writing(self._builder.path):
+                self._builder.add(object_id, plaintext, compress=compress)
+        else:
+            self._builder.add(object_id, plaintext, compress=compress)
 
     def put_media(self, data: bytes) -> tuple[str, bool]:
         """Store an image or video held in memory; returns (id, newly written)."""
@@ -681,8 +706,15 @@ class WriteBatch:
 
     def _finish_pack(self) -> tuple[str, Path, Trailer, str | None]:
         """Encode the gathered small objects into a pack file in ``tmp/`` (not yet synced)."""
-        dictionary = self._pack_dictionary()
-        name, data, trailer = self._builder.finish(self.store.keys, dictionary)
+        builder = self._builder
+        if isinstance(builder, PackStream):
+            with _writing(builder.path):
+                name, trailer, size = builder.seal()
+            self._builder = PackBuilder()
+            self.pending_bytes += size
+            return name, builder.path, trailer, builder.dictionary.object_id
+        dictionary = self._pack_dictionary(builder)
+        name, data, trailer = builder.finish(self.store.keys, dictionary)
         tmp = self._tmp_path("pack-" + name)
         try:
             _write_new_file(tmp, data)
@@ -691,14 +723,14 @@ class WriteBatch:
         self.pending_bytes += len(data)
         return name, tmp, trailer, dictionary.object_id if dictionary else None
 
-    def _pack_dictionary(self) -> Dictionary | None:
+    def _pack_dictionary(self, builder: PackBuilder) -> Dictionary | None:
         """The vault's dictionary; trained now from this pack's records if it has none yet and
         this pack has enough of them (staged as a loose object, published before the pack)."""
         packmap = self.store.packs.map() if self.store.packs.present() else None
         current = packmap.dictionary() if packmap is not None else None
         if current is not None:
             return self.store._dictionary(current)
-        samples = self._builder.training_samples()
+        samples = builder.training_samples()
         if samples is None:
             return None
         content = new_dictionary(samples)
@@ -756,6 +788,8 @@ class WriteBatch:
             self._retire_oldest()
         self._stop_stager()
         self._failure = None
+        if isinstance(self._builder, PackStream):
+            self._builder.abort()
         self._builder = PackBuilder()
         for _, tmp, _, _ in self._ready_packs:
             with contextlib.suppress(FileNotFoundError):

@@ -18,6 +18,7 @@ its entries.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 import blake3
 
 from mjvault.errors import CorruptObject
+from mjvault.store.fsutil import start_writeback
 
 PACK_MAGIC = b"MJVP"
 PACK_VERSION = 1
@@ -78,11 +80,25 @@ def encode_pack(
     index: list[tuple[bytes, int, int]] = []
     offset = len(HEADER)
     for object_id, framed in entries:
-        if len(object_id) != 32 or len(framed) > MAX_ENTRY:
-            raise ValueError("a pack entry needs a 32-byte id and at most 64 MiB of bytes")
+        _check_entry(object_id, framed)
         index.append((object_id, offset, len(framed)))
         parts.append(framed)
         offset += len(framed)
+    trailer_bytes, trailer = encode_trailer(index, dictionary_id, offset)
+    parts.append(trailer_bytes)
+    return b"".join(parts), trailer
+
+
+def _check_entry(object_id: bytes, framed: bytes) -> None:
+    if len(object_id) != 32 or len(framed) > MAX_ENTRY:
+        raise ValueError("a pack entry needs a 32-byte id and at most 64 MiB of bytes")
+
+
+def encode_trailer(
+    index: list[tuple[bytes, int, int]], dictionary_id: str | None, data_end: int
+) -> tuple[bytes, Trailer]:
+    """The trailer of a pack whose entries are ``index`` (id, offset, length; sorted here in
+    place) and whose entry bytes end at ``data_end``."""
     index.sort()
     if any(a[0] == b[0] for a, b in zip(index, index[1:], strict=False)):
         raise ValueError("a pack cannot hold the same object twice")
@@ -91,9 +107,106 @@ def encode_pack(
     head = body + dictionary + struct.pack(">I", len(index))
     checksum = blake3.blake3(head).digest()[:CHECKSUM_LEN]
     size = len(head) + CHECKSUM_LEN + 4 + 4
-    parts.append(head + checksum + struct.pack(">I", size) + PACK_MAGIC)
-    trailer = Trailer([PackEntry(*item) for item in index], dictionary_id, offset)
-    return b"".join(parts), trailer
+    trailer = Trailer([PackEntry(*item) for item in index], dictionary_id, data_end)
+    return head + checksum + struct.pack(">I", size) + PACK_MAGIC, trailer
+
+
+class PackFileWriter:
+    """One pack written to a new file entry by entry, hashed on the way: the same bytes
+    :func:`encode_pack` makes, with only the entries' index (44 bytes each) in memory.
+
+    The file is created at ``path`` (which must not exist) with mode 0444, and is not synced:
+    the caller syncs, then renames it to :attr:`name`, as for any object (FORMAT.md §8).
+    A write that failed leaves the writer broken: it cannot be finished, only aborted.
+    """
+
+    # Entries are gathered into writes of about this size: one system call per entry would
+    # cost more than the entry's encoding.
+    WRITE_SIZE = 256 * 1024
+
+    def __init__(self, path: str | os.PathLike[str], dictionary_id: str | None) -> None:
+        self.path = path
+        self.dictionary_id = dictionary_id
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+        self._hasher = blake3.blake3()
+        self._index: list[tuple[bytes, int, int]] = []
+        self._buffer = bytearray()
+        self._written = 0  # bytes in the file; the buffer holds the next ones
+        self._broken = False
+        self._closed = False
+        self._append(HEADER)
+
+    @property
+    def size(self) -> int:
+        return self._written + len(self._buffer)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def add(self, object_id: bytes, framed: bytes) -> tuple[int, int]:
+        """Append one entry; its (offset, length) in the file."""
+        _check_entry(object_id, framed)
+        offset = self.size
+        self._append(framed)
+        self._index.append((object_id, offset, len(framed)))
+        return offset, len(framed)
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Bytes of an entry already added (from the file, or still in the buffer)."""
+        if offset >= self._written:
+            start = offset - self._written
+            return bytes(self._buffer[start : start + length])
+        data = os.pread(self.fd, length, offset)
+        if len(data) != length:
+            raise PackDamaged(f"pack being written at {self.path} was cut short")
+        return data
+
+    def finish(self) -> tuple[str, Trailer]:
+        """Write the trailer and close the file; the pack's name and trailer."""
+        if self._broken or self._closed:
+            raise ValueError("this pack file was not written whole")
+        trailer_bytes, trailer = encode_trailer(self._index, self.dictionary_id, self.size)
+        self._append(trailer_bytes)
+        self._write_buffer()
+        # Let the disk start on the bytes now: the batch's sync then mostly waits for writes
+        # already under way.
+        start_writeback(self.fd)
+        self._close()
+        return self._hasher.hexdigest(), trailer
+
+    def abort(self) -> None:
+        """Close and remove the file (already gone is fine)."""
+        self._close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def _append(self, data: bytes) -> None:
+        self._hasher.update(data)
+        self._buffer += data
+        if len(self._buffer) >= self.WRITE_SIZE:
+            self._write_buffer()
+
+    def _write_buffer(self) -> None:
+        if self._broken:
+            raise ValueError("this pack file was not written whole")
+        view = memoryview(self._buffer)
+        try:
+            while view:
+                done = os.write(self.fd, view)
+                view = view[done:]
+        except BaseException:
+            # Part of the buffer may be in the file: its offsets no longer hold.
+            self._broken = True
+            raise
+        finally:
+            view.release()
+        self._written += len(self._buffer)
+        self._buffer.clear()
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            os.close(self.fd)
 
 
 def pack_name(data: bytes | memoryview) -> str:

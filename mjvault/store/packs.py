@@ -2,10 +2,11 @@
 
 Records and tree nodes are a few hundred bytes each; as loose files a million of them cost a
 million inodes, 4 KiB of disk apiece and a million requests to copy offsite. A writer gathers
-them in a :class:`PackBuilder` and publishes one pack file of tens of MB at each flush, as
-durably as loose objects (written to ``tmp/``, synced, renamed). :class:`PackReader` finds an
-object through the pack map (``mjvault.index.packmap``), a cache of the packs' trailers that is
-rebuilt from them whenever it misses a pack on disk.
+them in a :class:`PackBuilder` (or, once the vault has its dictionary, a :class:`PackStream`
+that writes each to the pack's temp file as it comes) and publishes one pack file of tens of
+MB at each flush, as durably as loose objects (written to ``tmp/``, synced, renamed).
+:class:`PackReader` finds an object through the pack map (``mjvault.index.packmap``), a cache
+of the packs' trailers that is rebuilt from them whenever it misses a pack on disk.
 
 Records compress well against each other but not alone, so a pack's entries may use a zstd
 dictionary trained on the vault's first large batch of records; the dictionary is itself an
@@ -23,9 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mjvault.errors import CorruptObject
-from mjvault.store.codec import Dictionary, frame_plain, train_dictionary
+from mjvault.store.codec import Dictionary, frame_plain, train_dictionary, unframe_plain
 from mjvault.store.packfile import (
     PackDamaged,
+    PackFileWriter,
     Trailer,
     encode_pack,
     is_pack_id,
@@ -79,7 +81,19 @@ class PackReader:
             from mjvault.index.packmap import PackMap  # the index package imports the store
 
             self._map = PackMap(self.map_path)
+            self._finish_adds(self._map)
         return self._map
+
+    def _finish_adds(self, packmap: PackMap) -> None:
+        """Take up the adds to the map a process stopped part way (FORMAT.md §10): from the
+        pack's trailer, or rolled back when the pack is gone or its trailer damaged."""
+        for name in packmap.unfinished():
+            try:
+                trailer = read_trailer_of(os.fspath(self.path(name)))
+            except (FileNotFoundError, PackDamaged):
+                packmap.abandon(name)
+                continue
+            packmap.add(name, _map_entries(trailer), trailer.dictionary_id)
 
     def close(self) -> None:
         with self._open_lock:
@@ -248,15 +262,80 @@ class PackBuilder:
         """Encode every object (with ``dictionary`` where it helps) into one pack."""
         entries = []
         for object_id, (plaintext, compress) in self.objects.items():
-            if keys is not None:
-                framed = keys.seal(object_id, plaintext, compress=compress, dictionary=dictionary)
-            else:
-                framed = frame_plain(plaintext, compress=compress, dictionary=dictionary)
+            framed = frame_entry(keys, dictionary, object_id, plaintext, compress=compress)
             entries.append((bytes.fromhex(object_id), framed))
         self.objects.clear()
         self.plaintext_bytes = 0
         data, trailer = encode_pack(entries, dictionary.object_id if dictionary else None)
         return pack_name(data), data, trailer
+
+
+class PackStream:
+    """Small objects gathered for one pack, written to its temp file as they come.
+
+    Once the vault has its dictionary, nothing is left to learn from a pack's plaintext, so
+    each object is encoded when added and only its place in the file is kept: a writer's
+    memory no longer holds a checkpoint's records and tree nodes (several MB, more as the
+    tree widens) until the pack is sealed. The same bytes as :class:`PackBuilder` makes.
+    """
+
+    def __init__(self, path: Path, keys: VaultKeys | None, dictionary: Dictionary) -> None:
+        self.path = path
+        self.keys = keys
+        self.dictionary = dictionary
+        self._file = PackFileWriter(path, dictionary.object_id)
+        self._places: dict[str, tuple[int, int]] = {}  # id -> offset, length in the file
+        self.plaintext_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._places)
+
+    def __contains__(self, object_id: str) -> bool:
+        return object_id in self._places
+
+    def add(self, object_id: str, plaintext: bytes, *, compress: bool) -> None:
+        framed = frame_entry(self.keys, self.dictionary, object_id, plaintext, compress=compress)
+        offset, length = self._file.add(bytes.fromhex(object_id), framed)
+        self._places[object_id] = (offset, length)
+        self.plaintext_bytes += len(plaintext)
+
+    def read(self, object_id: str) -> bytes | None:
+        found = self._places.get(object_id)
+        if found is None:
+            return None
+        data = self._file.read(found[0], found[1])
+        if self.keys is not None:
+            return self.keys.open(object_id, data, self.dictionary)
+        return unframe_plain(data, self.dictionary)
+
+    @property
+    def full(self) -> bool:
+        return self.plaintext_bytes >= PACK_PLAINTEXT_LIMIT
+
+    def seal(self) -> tuple[str, Trailer, int]:
+        """Write the trailer and close the file (not synced): name, trailer, file size."""
+        name, trailer = self._file.finish()
+        self._places.clear()
+        return name, trailer, self._file.size
+
+    def abort(self) -> None:
+        """Remove the temp file: the objects added are dropped."""
+        self._file.abort()
+        self._places.clear()
+
+
+def frame_entry(
+    keys: VaultKeys | None,
+    dictionary: Dictionary | None,
+    object_id: str,
+    plaintext: bytes,
+    *,
+    compress: bool,
+) -> bytes:
+    """A pack entry's bytes (FORMAT.md §10): framed or sealed, against the dictionary."""
+    if keys is not None:
+        return keys.seal(object_id, plaintext, compress=compress, dictionary=dictionary)
+    return frame_plain(plaintext, compress=compress, dictionary=dictionary)
 
 
 def new_dictionary(samples: list[bytes]) -> bytes | None:
