@@ -28,30 +28,17 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import blake3
-
 from mjvault.errors import IntegrityError
-from mjvault.store.packfile import (
-    CHECKSUM_LEN,
-    ENTRY,
-    HEADER,
-    NO_DICTIONARY,
-    PACK_MAGIC,
-    PackEntry,
-    Trailer,
-    read_trailer_of,
-)
+from mjvault.store.packfile import PackEntry, PackFileWriter, Trailer, read_trailer_of
 from mjvault.store.repack import Repacker
 from mjvault.tree import node_links
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from mjvault.store.objects import ObjectStore
 
 PackKind = Literal["records", "nodes", "mixed"]
@@ -59,7 +46,7 @@ PackKind = Literal["records", "nodes", "mixed"]
 # packs, and a trailer (44 bytes an entry, read whole by verify and gc) of at most ~3 MB.
 MERGED_PACK_BYTES = 64 * 1024 * 1024
 MERGED_PACK_ENTRIES = 65536
-WRITE_SIZE = 256 * 1024  # entry bytes gathered into one write
+READ_SIZE = 256 * 1024  # a run pack's entries are read in chunks of this size
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,14 +180,14 @@ class _MergedPacks:
     def __init__(self, store: ObjectStore, fallback: str | None) -> None:
         self.store = store
         self.fallback = fallback
-        self._open: dict[str | None, _PackFileOut] = {}
+        self._open: dict[str | None, PackFileWriter] = {}
         self._done: list[tuple[str, Path, Trailer]] = []
 
     def add(self, object_id: bytes, data: bytes, dictionary: str | None) -> None:
         key = dictionary or self.fallback
         out = self._open.get(key)
         if out is None:
-            out = _PackFileOut(self.store.tmp_dir / f"merge.{secrets.token_hex(6)}.tmp", key)
+            out = PackFileWriter(self.store.tmp_dir / f"merge.{secrets.token_hex(6)}.tmp", key)
             self._open[key] = out
         out.add(object_id, data)
         if out.size >= MERGED_PACK_BYTES or len(out) >= MERGED_PACK_ENTRIES:
@@ -220,9 +207,14 @@ class _MergedPacks:
 
     def _close(self, key: str | None) -> None:
         out = self._open[key]
-        name, trailer = out.finish()  # if this fails, abort() still removes the file
+        try:
+            name, trailer = out.finish()  # if this fails, abort() still removes the file
+        except ValueError as exc:
+            # A run stores an object once (a batch never packs what the vault holds), so its
+            # packs never list one twice; if they did, the merge stops and changes nothing.
+            raise IntegrityError(f"a merged pack would not be whole: {exc}") from None
         del self._open[key]
-        self._done.append((name, out.path, trailer))
+        self._done.append((name, Path(out.path), trailer))
 
     def finish(self) -> list[tuple[str, Path, Trailer]]:
         for key in list(self._open):
@@ -245,73 +237,8 @@ def _entry_bytes(fd: int, entries: list[PackEntry]) -> Iterable[tuple[PackEntry,
         start = entry.offset - chunk_at
         if start < 0 or start + entry.length > len(chunk):
             chunk_at = entry.offset
-            chunk = os.pread(fd, max(WRITE_SIZE, entry.length), chunk_at)
+            chunk = os.pread(fd, max(READ_SIZE, entry.length), chunk_at)
             start = 0
             if len(chunk) < entry.length:
                 raise OSError(f"pack was cut short while being read (entry at {entry.offset})")
         yield entry, chunk[start : start + entry.length]
-
-
-class _PackFileOut:
-    """One pack file streamed to ``path`` entry by entry and hashed on the way, with only its
-    index (44 bytes an entry) in memory: the bytes :func:`~mjvault.store.packfile.encode_pack`
-    makes of the same entries. Not synced: the batch that publishes it syncs it."""
-
-    def __init__(self, path: Path, dictionary_id: str | None) -> None:
-        self.path = path
-        self.dictionary_id = dictionary_id
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
-        self._hasher = blake3.blake3()
-        self._index: list[tuple[bytes, int, int]] = []
-        self._buffer = bytearray()
-        self.size = 0
-        self._append(HEADER)
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def add(self, object_id: bytes, data: bytes) -> None:
-        self._index.append((object_id, self.size, len(data)))
-        self._append(data)
-
-    def finish(self) -> tuple[str, Trailer]:
-        index = sorted(self._index)
-        # A run stores an object once (a batch never packs what the vault holds), so its
-        # packs never list one twice; if they did, the merge stops and changes nothing.
-        if any(a[0] == b[0] for a, b in zip(index, index[1:], strict=False)):
-            raise IntegrityError("a merged pack would hold the same object twice")
-        data_end = self.size
-        body = b"".join(ENTRY.pack(*row) for row in index)
-        dictionary = bytes.fromhex(self.dictionary_id) if self.dictionary_id else NO_DICTIONARY
-        head = body + dictionary + struct.pack(">I", len(index))
-        checksum = blake3.blake3(head).digest()[:CHECKSUM_LEN]
-        tail_size = len(head) + CHECKSUM_LEN + 8
-        self._append(head + checksum + struct.pack(">I", tail_size) + PACK_MAGIC)
-        self._write()
-        os.close(self.fd)
-        self.fd = -1
-        entries = [PackEntry(*row) for row in index]
-        return self._hasher.hexdigest(), Trailer(entries, self.dictionary_id, data_end)
-
-    def abort(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-
-    def _append(self, data: bytes) -> None:
-        self._hasher.update(data)
-        self._buffer += data
-        self.size += len(data)
-        if len(self._buffer) >= WRITE_SIZE:
-            self._write()
-
-    def _write(self) -> None:
-        view = memoryview(self._buffer)
-        try:
-            while view:
-                view = view[os.write(self.fd, view) :]
-        finally:
-            view.release()
-        self._buffer.clear()

@@ -15,14 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from mjvault import Vault
 from mjvault.integrity.gc import gc
 from mjvault.integrity.verify import verify
-from mjvault.runpacks import _PackFileOut
-from mjvault.store.packfile import encode_pack, pack_name, read_trailer_of
+from mjvault.store.packfile import PackFileWriter, read_trailer_of
 from tests.conftest import png_bytes, record_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,37 +121,19 @@ def test_a_merge_that_fails_keeps_the_snapshot_and_every_pack(
     add_jobs(vault, range(20))
     before = set(vault.store.packs.names())
 
-    def no_space(*args: object) -> None:
-        raise OSError(28, "No space left on device")
+    class NoSpace(PackFileWriter):
+        """The merge's packs only: the writer's own keep being written."""
 
-    monkeypatch.setattr(mjvault.runpacks._PackFileOut, "_write", no_space)
+        def _write_buffer(self) -> None:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mjvault.runpacks, "PackFileWriter", NoSpace)
     add_jobs(vault, range(20, 120))
     assert "were not merged" in caplog.text
     assert before < set(vault.store.packs.names())
     assert not [p for p in (vault.path / "tmp").iterdir() if p.name.startswith("merge.")]
     assert sum(1 for _ in vault.entries()) == 120
     assert verify(vault, read_data=True).ok
-
-
-entry_ids = st.binary(min_size=32, max_size=32)
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    st.dictionaries(entry_ids, st.binary(min_size=1, max_size=3000), max_size=60),
-    st.one_of(st.none(), entry_ids.filter(any).map(bytes.hex)),
-)
-def test_a_streamed_pack_is_the_pack_encode_pack_makes(
-    tmp_path_factory: pytest.TempPathFactory, entries: dict[bytes, bytes], dictionary: str | None
-) -> None:
-    path = tmp_path_factory.mktemp("stream") / "pack.tmp"
-    out = _PackFileOut(path, dictionary)
-    for object_id, data in entries.items():
-        out.add(object_id, data)
-    name, trailer = out.finish()
-    expected, expected_trailer = encode_pack(list(entries.items()), dictionary)
-    assert path.read_bytes() == expected and name == pack_name(expected)
-    assert trailer == expected_trailer == read_trailer_of(str(path))
 
 
 # -- kills ---------------------------------------------------------------------------------
@@ -176,16 +155,14 @@ def slow_merge(*args, **kwargs):
 runpacks.merge_run_packs = slow_merge
 import mjvault.writer
 mjvault.writer.merge_run_packs = slow_merge
-write = runpacks._PackFileOut._write
-def slow_write(self):
-    time.sleep(0.002)
-    write(self)
-runpacks._PackFileOut._write = slow_write
-finish = runpacks._PackFileOut.finish
-def slow_finish(self):
-    time.sleep(0.05)
-    return finish(self)
-runpacks._PackFileOut.finish = slow_finish
+class SlowWriter(runpacks.PackFileWriter):
+    def _write_buffer(self):
+        time.sleep(0.002)
+        super()._write_buffer()
+    def finish(self):
+        time.sleep(0.05)
+        return super().finish()
+runpacks.PackFileWriter = SlowWriter
 remove = Repacker._remove_pack
 def slow_remove(self, name):
     time.sleep(0.02)
