@@ -17,6 +17,7 @@ from mjvault import Vault
 from mjvault.errors import CorruptObject, UnsupportedFormat
 from mjvault.store.codec import ENCODING_ZSTD_DICT, unframe_plain
 from mjvault.store.packfile import PackDamaged, encode_pack, pack_name, read_trailer
+from mjvault.testing.rusage import resident_kib
 from tests.conftest import PASSPHRASE, png_bytes, record_json
 
 ids = st.binary(min_size=32, max_size=32)
@@ -176,19 +177,6 @@ def test_a_version_1_vault_is_read_and_marked_2_before_its_first_pack(tmp_path: 
         Vault.open(tmp_path / "v")
 
 
-def _resident_kib(path: Path) -> int:
-    """This process's resident pages of the file mapped from ``path`` (Linux's smaps)."""
-    target, resident, inside = os.path.realpath(path), 0, False
-    with open("/proc/self/smaps", encoding="utf-8", errors="replace") as smaps:
-        for line in smaps:
-            head = line.split()
-            if head and "-" in head[0] and not head[0].endswith(":"):
-                inside = len(head) >= 6 and head[-1] == target
-            elif inside and head[0] == "Rss:":
-                resident += int(head[1])
-    return resident
-
-
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux's smaps")
 def test_adding_packs_to_the_map_leaves_its_pages_unmapped(tmp_path: Path) -> None:
     """A pack's ids land all over the map's objects table, so adding one reads most of the
@@ -203,7 +191,7 @@ def test_adding_packs_to_the_map_leaves_its_pages_unmapped(tmp_path: Path) -> No
             packmap.add(os.urandom(32).hex(), entries, None)
         size_kib = os.path.getsize(tmp_path / "map" / "data.mdb") // 1024
         assert size_kib > 8 * 1024  # large enough for the pages to show
-        assert _resident_kib(tmp_path / "map" / "data.mdb") < 1024
+        assert resident_kib(tmp_path / "map" / "data.mdb") < 1024
 
         # And while one is added: the transaction itself must not gather the table either.
         during: list[int] = []
@@ -211,7 +199,7 @@ def test_adding_packs_to_the_map_leaves_its_pages_unmapped(tmp_path: Path) -> No
         def sampled() -> Iterator[tuple[bytes, int, int]]:
             for offset in range(20_000):
                 if offset % 1_000 == 999:
-                    during.append(_resident_kib(tmp_path / "map" / "data.mdb"))
+                    during.append(resident_kib(tmp_path / "map" / "data.mdb"))
                 yield os.urandom(32), offset * 64, 64
 
         packmap.add(os.urandom(32).hex(), sampled(), None)

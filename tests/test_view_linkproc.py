@@ -9,7 +9,6 @@ the view.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -31,24 +30,10 @@ from mjvault.views.links import LinkKind, Made, NameTaken, ObjectMissing
 from mjvault.views.registry import ViewDefinition, ViewRegistry
 from tests.conftest import png_bytes, record_json, run_cli
 from tests.fullfs import SmallFs, small_fs
+from tests.test_checkout_kill import layout
 
 BIG_JOBS = 1_500  # 6,000 images: the CLI makes them through the link process
 TEMPLATE = "{date:%Y/%m}/{prompt:40}_{job_id}_{index}.{ext}"
-
-
-def layout(root: Path) -> dict[str, tuple[str, str]]:
-    """Every file under ``root``: a link by its target, a file by its content's hash."""
-    found: dict[str, tuple[str, str]] = {}
-    for folder, _dirs, names in os.walk(root):
-        for name in names:
-            path = os.path.join(folder, name)
-            relpath = os.path.relpath(path, root)
-            if os.path.islink(path):
-                found[relpath] = ("link", os.readlink(path))
-            else:
-                with open(path, "rb") as handle:
-                    found[relpath] = ("file", hashlib.sha256(handle.read()).hexdigest())
-    return found
 
 
 def records(vault: Vault, name: str) -> dict[str, tuple[str, str, str | None]]:

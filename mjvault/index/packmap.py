@@ -183,12 +183,7 @@ class PackMap:
             if row is None:
                 return
             number = PACK_ROW.unpack(row)[0]
-            # A pack holds a bounded number of objects, so its keys fit in memory.
-            placed = [
-                bytes(key)
-                for key, value in txn.cursor(db=self.db[b"objects"])
-                if LOCATION.unpack(value)[0] == number
-            ]
+            placed = self._placed_in(txn, number)
         self.remove(pack, placed)
 
     def entries_of(self, pack: str) -> tuple[list[tuple[bytes, int, int]], str | None] | None:
@@ -296,6 +291,16 @@ class PackMap:
                     found.append(bytes(key)[len(ADDING) :].hex())
         return found
 
+    def _placed_in(self, txn: lmdb.Transaction, number: int) -> list[bytes]:
+        """Every object id the map places in pack ``number`` (a scan of the whole table: only
+        for a pack gone missing). A pack holds a bounded number of objects, so they fit in
+        memory."""
+        return [
+            bytes(key)
+            for key, value in txn.cursor(db=self.db[b"objects"])
+            if LOCATION.unpack(value)[0] == number
+        ]
+
     def abandon(self, pack: str) -> None:
         """Roll back an add stopped part way whose pack is gone: unmap the objects it placed
         there (as :meth:`forget_number` does for a pack that was mapped whole)."""
@@ -305,11 +310,7 @@ class PackMap:
             if raw is None:
                 return
             number = NUMBER.unpack(raw)[0]
-            placed = [
-                bytes(key)
-                for key, value in txn.cursor(db=self.db[b"objects"])
-                if LOCATION.unpack(value)[0] == number
-            ]
+            placed = self._placed_in(txn, number)
         for start in range(0, len(placed), ADD_BATCH):
             with self._txn(write=True) as txn:
                 for object_id in placed[start : start + ADD_BATCH]:

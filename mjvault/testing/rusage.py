@@ -5,12 +5,14 @@ old address space's high-water mark into the new program's ``ru_maxrss``, so a c
 pytest process or a benchmark that has grown to a few hundred MB reports at least that,
 whatever it used itself (fork and vfork alike). The command is therefore started by a small
 launcher — a fresh interpreter that has not grown — which forks, execs the command, and
-writes the command's own ``rusage`` to a JSON file.
+writes the command's own ``rusage`` to a JSON file. :func:`resident_kib` tells, in this
+process, how much of one mapped file (an LMDB map) is resident.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,3 +57,17 @@ def launched(command: list[str], result_file: Path, data_limit: int = 0) -> list
 def read_usage(result_file: Path) -> ChildUsage:
     usage = json.loads(result_file.read_text())
     return ChildUsage(usage["status"], usage["maxrss_kib"], usage["cpu_seconds"])
+
+
+def resident_kib(path: Path) -> int:
+    """This process's resident KiB of the file mapped from ``path`` (Linux's smaps): how much
+    of an LMDB map a lookup pattern leaves in memory."""
+    target, resident, inside = os.path.realpath(path), 0, False
+    with open("/proc/self/smaps", encoding="utf-8", errors="replace") as smaps:
+        for line in smaps:
+            head = line.split()
+            if head and "-" in head[0] and not head[0].endswith(":"):
+                inside = len(head) >= 6 and head[-1] == target
+            elif inside and head[0] == "Rss:":
+                resident += int(head[1])
+    return resident

@@ -349,38 +349,31 @@ def make_symlinks(jobs: Sequence[tuple[str, str]], targets: LinkTargets) -> Made
 
 def make_hardlinks(jobs: Sequence[tuple[str, str]], targets: LinkTargets | None = None) -> Made:
     """Hard-link each object at its view path; the stats are the object's own."""
-    made = Made()
-    stats, failures = made.stats, made.failures
-    lstat = os.lstat
-    for position, (source, dest) in enumerate(jobs):
-        try:
-            place_hardlink(source, dest)
-            result = lstat(dest)
-            stats += (result.st_size, result.st_mtime_ns)
-            continue
-        except FileNotFoundError as exc:
-            # The folder was made and the link tried again: it is the object that is gone.
-            failures.append((position, ObjectMissing(source) if exc.filename == source else exc))
-        except (MjvaultError, OSError) as exc:
-            failures.append((position, exc))
-            if is_fatal(exc):
-                stats += (0, 0)
-                made.untried.append(range(position + 1, len(jobs)))
-                break
-        stats += (0, 0)
-    return made
+    return _make_each(jobs, _hardlink_and_stat)
 
 
 def make_copies(jobs: Sequence[tuple[str, str]], targets: LinkTargets | None = None) -> Made:
     """Copy each object file to its new view path (see :func:`copy_new`)."""
+    return _make_each(jobs, copy_new)
+
+
+def _hardlink_and_stat(source: str, dest: str) -> os.stat_result:
+    place_hardlink(source, dest)
+    return os.lstat(dest)
+
+
+def _make_each(jobs: Sequence[tuple[str, str]], make: Callable[[str, str], os.stat_result]) -> Made:
+    """``make(source, dest)`` for each job, in order, until a failure that dooms the rest
+    (a full disk): a file's size and mtime, or its failure, by position."""
     made = Made()
     stats, failures = made.stats, made.failures
     for position, (source, dest) in enumerate(jobs):
         try:
-            result = copy_new(source, dest)
+            result = make(source, dest)
             stats += (result.st_size, result.st_mtime_ns)
             continue
         except FileNotFoundError as exc:
+            # The folder was made and the file tried again: it is the object that is gone.
             failures.append((position, ObjectMissing(source) if exc.filename == source else exc))
         except (MjvaultError, OSError) as exc:
             failures.append((position, exc))

@@ -26,18 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from mjvault.index import packmap as packmap_module  # noqa: E402
 from mjvault.index.packmap import PackMap  # noqa: E402
-
-
-def resident_kib(path: Path) -> int:
-    target, resident, inside = os.path.realpath(path), 0, False
-    with open("/proc/self/smaps", encoding="utf-8", errors="replace") as smaps:
-        for line in smaps:
-            head = line.split()
-            if head and "-" in head[0] and not head[0].endswith(":"):
-                inside = len(head) >= 6 and head[-1] == target
-            elif inside and head[0] == "Rss:":
-                resident += int(head[1])
-    return resident
+from mjvault.testing.rusage import resident_kib  # noqa: E402
 
 
 def one_round(packmap: PackMap, data: Path, keys: list[bytes], every: int) -> tuple[float, int]:
