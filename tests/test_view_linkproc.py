@@ -350,3 +350,38 @@ def test_a_full_disk_stops_a_copy_checkout_in_one_line_and_a_rerun_finishes(
     assert_state_names_only_real_files(big_vault, directory)
     ballast.unlink()
     rerun_completes(big_vault, directory, "copy", references / "copy")
+
+
+def test_copies_by_several_threads_keep_every_pair_s_stats_when_the_disk_fills(
+    tmp_path: Path, disk: SmallFs
+) -> None:
+    """Each copier stops at the disk's end; the batch's stats still hold two numbers a pair,
+    so every copy made is recorded with its own size and time, not another file's."""
+    objects = tmp_path / "objects"
+    objects.mkdir()
+    pairs: list[tuple[str, str]] = []
+    for number in range(40):
+        source = objects / f"{number:02d}"
+        source.write_bytes(bytes([number]) * (256 * 1024 + number))
+        pairs.append((str(source), str(disk.path / f"copy-{number:02d}")))
+    # Room for about half the copies, so each share of the batch stops part way.
+    ballast = disk.path / ".ballast"
+    ballast.write_bytes(b"\0" * (disk.free_bytes() - 20 * (256 * 1024 + 4096)))
+    linker = linkproc.ThreadLinker(str(objects), copiers=3)
+    try:
+        linker.submit(LinkKind.COPY, pairs)
+        made = linker.outcome()
+    finally:
+        linker.close()
+    assert made.failures and made.untried
+    assert len(made.stats) == 2 * len(pairs)
+    not_made = {at for at, _ in made.failures} | {at for r in made.untried for at in r}
+    assert 0 < len(not_made) < len(pairs)
+    for position, (_, dest) in enumerate(pairs):
+        if position in not_made:
+            continue
+        on_disk = os.stat(dest)
+        assert made.stats[2 * position : 2 * position + 2] == [
+            on_disk.st_size,
+            on_disk.st_mtime_ns,
+        ]

@@ -364,7 +364,9 @@ def _hardlink_and_stat(source: str, dest: str) -> os.stat_result:
 
 def _make_each(jobs: Sequence[tuple[str, str]], make: Callable[[str, str], os.stat_result]) -> Made:
     """``make(source, dest)`` for each job, in order, until a failure that dooms the rest
-    (a full disk): a file's size and mtime, or its failure, by position."""
+    (a full disk): a file's size and mtime, or its failure, by position. ``stats`` always
+    holds two numbers for every job, zeros for those failed or untried: shares of one batch
+    made apart are joined by concatenation (:meth:`Made.extend`)."""
     made = Made()
     stats, failures = made.stats, made.failures
     for position, (source, dest) in enumerate(jobs):
@@ -378,7 +380,7 @@ def _make_each(jobs: Sequence[tuple[str, str]], make: Callable[[str, str], os.st
         except (MjvaultError, OSError) as exc:
             failures.append((position, exc))
             if is_fatal(exc):
-                stats += (0, 0)
+                stats.extend([0, 0] * (len(jobs) - position))
                 made.untried.append(range(position + 1, len(jobs)))
                 break
         stats += (0, 0)
