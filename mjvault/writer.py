@@ -356,6 +356,10 @@ class ArchiveWriter:
             )
         except (MjvaultError, OSError) as exc:
             log.warning("the packs of this run were not merged (gc will): %s", exc)
+        except KeyboardInterrupt:
+            # The snapshot is published: what is left of the run is the caller's bookkeeping
+            # (a sync's state, its retries), which an interrupt raised from here would skip.
+            log.warning("interrupted: the packs of this run were not merged (gc will)")
 
     def abort(self) -> None:
         """Keep what is done for the next run (a checkpoint), release the lock."""

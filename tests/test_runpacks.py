@@ -136,6 +136,33 @@ def test_a_merge_that_fails_keeps_the_snapshot_and_every_pack(
     assert verify(vault, read_data=True).ok
 
 
+def test_ctrl_c_during_the_merge_leaves_a_sync_s_bookkeeping_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The snapshot is published before the merge: an interrupt there must not skip what the
+    sync records after its writer commits (history complete, no gap), or the next sync would
+    read the whole listing again."""
+    import mjvault.writer
+    from mjvault.testing.accounts import Account
+    from mjvault.testing.server import FakeMidjourney
+    from tests.test_sync import TOKEN, run_sync
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mjvault.writer, "merge_run_packs", interrupted)
+    Vault.init(tmp_path / "vault").close()
+    with FakeMidjourney(Account.generate(71, 120), token=TOKEN) as server:
+        first = run_sync(tmp_path / "vault", server, page_size=30)
+        assert first.jobs_new >= 118 and first.history_complete
+        assert "interrupted: the packs of this run were not merged" in caplog.text
+        server.reset_stats()
+        again = run_sync(tmp_path / "vault", server, page_size=30)
+        assert again.jobs_new == 0 and again.stopped_early  # incremental: the state was kept
+    with Vault.open(tmp_path / "vault") as reopened:
+        assert verify(reopened, read_data=True).ok
+
+
 # -- kills ---------------------------------------------------------------------------------
 
 MERGER = """
