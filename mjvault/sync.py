@@ -300,7 +300,7 @@ def sync(
             since=options.since,
             until=options.until,
             # The whole listing will be read: overlap the service's page building with our diff.
-            read_ahead=stop is None and options.since is None,
+            read_ahead=stop is None and options.since is None and options.limit is None,
         )
         report.generation = listing.generation
         writer.source = report.source = f"midjourney:{listing.generation}:{client.settings.user_id}"

@@ -153,3 +153,26 @@ def test_a_page_that_fails_mid_listing_keeps_the_jobs_before_it(tmp_path: Path) 
         assert report.resumed
         with Vault.open(tmp_path / "vault") as vault:
             assert vault.index.job_count() >= PAGE * 6 - 2
+
+
+def test_a_listing_ended_by_its_stop_rule_leaves_no_thread_reading() -> None:
+    account = Account.generate(64, PAGE * 6)
+
+    def readers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "listing read-ahead"]
+
+    with (
+        FakeMidjourney(account, token=TOKEN) as server,
+        MidjourneyClient(settings_for(server, page_size=PAGE)) as client,
+    ):
+        seen: list[str] = []
+
+        def stop(job: object) -> bool:
+            return len(seen) >= PAGE + 5
+
+        listing = client.list_jobs(read_ahead=True, stop=stop)
+        for job in listing:
+            seen.append(job.id)
+        assert len(seen) == PAGE + 5 and listing.stopped_early
+        assert _wait_for(lambda: not readers())
+        assert server.stats.total_listing_requests() <= 3

@@ -428,7 +428,7 @@ class SqliteTable:
             by_key = {
                 key: f
                 for key, f in by_key.items()
-                if bits and bits[(at := (key ^ (key >> 29)) & _BIT_MASK) >> 3] & (1 << (at & 7))
+                if bits and bits[(at := _bit(key)) >> 3] & (1 << (at & 7))
             }
         found: set[str] = set()
         for chunk in _chunks(list(by_key)):

@@ -209,6 +209,15 @@ def _first_then(first: Page | None, rest: Iterator[Page]) -> Iterator[Page]:
     yield from rest
 
 
+def _closing(jobs: Iterator[ListedJob], pages: ReadAhead[Page]) -> Iterator[ListedJob]:
+    """``jobs``, then the page reader stopped: a walk that ends early (a stop rule, a
+    stalled listing) leaves no thread reading a page nobody will walk."""
+    try:
+        yield from jobs
+    finally:
+        pages.close()
+
+
 class MidjourneyClient:
     """Lists a Midjourney account's jobs and downloads their media (see the module doc)."""
 
@@ -353,7 +362,7 @@ class MidjourneyClient:
         if read_ahead and first is not None:
             pages = ReadAhead(pages)
         listing = Listing(generation.name)
-        listing._jobs = self._walk(
+        walk = self._walk(
             listing,
             _first_then(first, pages),
             stop,
@@ -362,6 +371,7 @@ class MidjourneyClient:
             until,
             filter_type=not generation.filters_job_type,
         )
+        listing._jobs = _closing(walk, pages) if isinstance(pages, ReadAhead) else walk
         return listing
 
     def _walk(
