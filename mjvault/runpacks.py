@@ -121,6 +121,7 @@ def merge_run_packs(
         repacker.flush()
 
     out = _MergedPacks(store, fallback=named[0] if named else None, publish=publish)
+    retiring = False
     try:
         for node_id, data, dictionary in _live_run_nodes(store, root, base_root, node_packs):
             out.add(node_id, data, dictionary)
@@ -133,6 +134,7 @@ def merge_run_packs(
         report.nodes_dropped -= report.nodes_kept
         new_names = set(out.finish())
         # Every new pack is durable and mapped: only now may the run's packs go (§12 Order).
+        retiring = True
         for pack in run:
             # A merged pack may come out byte for byte one of the run's (its other packs
             # gave nothing): that name now holds the new copy, and stays.
@@ -142,10 +144,32 @@ def merge_run_packs(
     except BaseException:
         out.abort()
         repacker.discard()
+        if not retiring:
+            with contextlib.suppress(Exception):  # what it raised is the failure to report
+                _unpublish(store, run, out.published, repacker)
         raise
     report.packs_after = len(new_names)
     report.bytes_after = sum(os.stat(store.packs.path(name)).st_size for name in new_names)
     return report
+
+
+def _unpublish(
+    store: ObjectStore, run: list[RunPack], names: list[str], repacker: Repacker
+) -> None:
+    """Undo a merge stopped before it retired anything, so that it leaves no object stored
+    twice: point the run's objects back at the run's packs, then remove the new packs (map
+    first, then file). Killed in between, every object is in a pack the map places it in."""
+    own = {pack.name for pack in run}
+    new = [name for name in names if name not in own]
+    if not new:
+        return
+    packmap = store.packs.map()
+    for pack in run:
+        trailer = read_trailer_of(os.fspath(store.packs.path(pack.name)))
+        packmap.move(pack.name, ((e.object_id, e.offset, e.length) for e in trailer.entries))
+    for name in new:
+        repacker.retire_pack(name)
+    repacker.flush()
 
 
 def _entry_count(store: ObjectStore, pack: str) -> int:
@@ -237,6 +261,10 @@ class _MergedPacks:
             raise
         self._done.append(name)
 
+    @property
+    def published(self) -> list[str]:
+        return self._done
+
     def finish(self) -> list[str]:
         """Close the open packs; the names of every pack published."""
         for key in list(self._open):
@@ -244,8 +272,7 @@ class _MergedPacks:
         return self._done
 
     def abort(self) -> None:
-        """Remove the packs still being written. Those published stay: each holds copies of
-        objects the run's packs hold too, which is safe (§12), and gc settles it."""
+        """Remove the packs still being written (those published are :func:`_unpublish`'s)."""
         for out in self._open.values():
             out.abort()
         self._open.clear()

@@ -191,6 +191,41 @@ def test_each_merged_pack_is_published_and_mapped_as_it_closes(
     assert sum(1 for _ in vault.entries()) == 330
 
 
+def test_a_merge_that_fails_after_publishing_some_packs_takes_them_back(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import mjvault.runpacks
+
+    add_jobs(vault, range(20))
+    closed: list[str] = []
+
+    class NoSpaceAtTheThird(PackFileWriter):
+        def _write_buffer(self) -> None:
+            if len(closed) == 2:
+                raise OSError(28, "No space left on device")
+            super()._write_buffer()
+
+        def finish(self):  # type: ignore[no-untyped-def]
+            name, trailer = super().finish()
+            closed.append(name)
+            return name, trailer
+
+    monkeypatch.setattr(mjvault.runpacks, "PackFileWriter", NoSpaceAtTheThird)
+    monkeypatch.setattr(mjvault.runpacks, "MERGED_PACK_ENTRIES", 50)
+    add_jobs(vault, range(20, 320))
+    assert "were not merged" in caplog.text and len(closed) == 2
+    names = set(vault.store.packs.names())
+    assert not names & set(closed)  # the two published were removed again
+    assert not [p for p in (vault.path / "tmp").iterdir() if p.name.startswith("merge.")]
+    entries = packed(vault)
+    assert len(entries) == len(set(entries))  # nothing left stored twice
+    assert needed(vault) <= set(entries)
+    assert verify(vault, read_data=True).ok
+    for entry in vault.entries():
+        vault.job(entry)
+    assert sum(1 for _ in vault.entries()) == 320
+
+
 # -- kills ---------------------------------------------------------------------------------
 
 MERGER = """
