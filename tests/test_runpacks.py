@@ -236,6 +236,8 @@ from mjvault import Vault
 from mjvault.store.repack import Repacker
 
 merging = Path(sys.argv[2])
+# Several merged packs, each published and mapped as it closes: kills land between them too.
+runpacks.MERGED_PACK_ENTRIES = 200
 # Pauses between the merge's steps spread it over ~1 s, so a kill at a random moment lands
 # in any of them: writing the new pack, publishing it, each removal of an old one.
 merge = runpacks.merge_run_packs
