@@ -15,9 +15,9 @@ still held, :func:`merge_run_packs` rewrites the run's packs into one or a few:
 Entries are copied byte for byte from the pack files on disk (never re-encoded, never a whole
 pack in memory), into new packs streamed to ``tmp/``, each published and mapped through a
 :class:`~mjvault.store.repack.Repacker` as soon as it closes (so only its name is kept: a
-million jobs' entries are never all held), and the run's packs are removed only after the last
-new one and the map are durable. Killed at any moment, the vault holds every object once or twice,
-never zero times; a run's nodes that no published tree reaches are then gc's to remove.
+million jobs' entries are never all held), and the run's packs are removed only after the
+last new one and the map are durable. Killed at any moment, the vault holds every object once
+or twice, never zero times; a run's nodes that no published tree reaches are then gc's to remove.
 
 Why only the run's own packs, and at once: nothing but this run's checkpoints ever named those
 nodes, ``refs/checkpoint`` (the one ref to them) is gone, and only lock holders follow a
@@ -43,8 +43,8 @@ if TYPE_CHECKING:
     from mjvault.store.objects import ObjectStore
 
 PackKind = Literal["records", "nodes", "mixed"]
-# A merged pack is closed once it reaches this many entry bytes or entries: tens of MB like a writer's own
-# packs, and a trailer (44 bytes an entry, read whole by verify and gc) of at most ~3 MB.
+# A merged pack is closed once it reaches this many entry bytes or entries: tens of MB like a
+# writer's own packs, and a trailer (44 bytes an entry, read whole by verify and gc) of ~3 MB.
 MERGED_PACK_BYTES = 64 * 1024 * 1024
 MERGED_PACK_ENTRIES = 65536
 READ_SIZE = 256 * 1024  # a run pack's entries are read in chunks of this size
