@@ -13,10 +13,11 @@ still held, :func:`merge_run_packs` rewrites the run's packs into one or a few:
   replaced in the same run is left for gc).
 
 Entries are copied byte for byte from the pack files on disk (never re-encoded, never a whole
-pack in memory), into new packs streamed to ``tmp/``, published and mapped through a
-:class:`~mjvault.store.repack.Repacker`, which removes the run's packs only after the new ones
-and the map are durable. Killed at any moment, the vault holds every object once or twice,
-never zero times; a run's nodes that no published tree reaches are then gc's to remove.
+pack in memory), into new packs streamed to ``tmp/``, each published and mapped through a
+:class:`~mjvault.store.repack.Repacker` as soon as it closes (so only its name is kept: a
+million jobs' entries are never all held), and the run's packs are removed only after the
+last new one and the map are durable. Killed at any moment, the vault holds every object once
+or twice, never zero times; a run's nodes that no published tree reaches are then gc's to remove.
 
 Why only the run's own packs, and at once: nothing but this run's checkpoints ever named those
 nodes, ``refs/checkpoint`` (the one ref to them) is gone, and only lock holders follow a
@@ -28,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -42,8 +43,8 @@ if TYPE_CHECKING:
     from mjvault.store.objects import ObjectStore
 
 PackKind = Literal["records", "nodes", "mixed"]
-# A merged pack is closed at this many entry bytes or entries: tens of MB like a writer's own
-# packs, and a trailer (44 bytes an entry, read whole by verify and gc) of at most ~3 MB.
+# A merged pack is closed once it reaches this many entry bytes or entries: tens of MB like a
+# writer's own packs, and a trailer (44 bytes an entry, read whole by verify and gc) of ~3 MB.
 MERGED_PACK_BYTES = 64 * 1024 * 1024
 MERGED_PACK_ENTRIES = 65536
 READ_SIZE = 256 * 1024  # a run pack's entries are read in chunks of this size
@@ -110,8 +111,17 @@ def merge_run_packs(
     report.bytes_before = sum(sizes.values())
     node_packs = {pack.name for pack in run if pack.kind == "nodes"}
     named = sorted({pack.dictionary for pack in run if pack.dictionary})
-    out = _MergedPacks(store, fallback=named[0] if named else None)
     repacker = Repacker(store)
+
+    def publish(name: str, tmp: Path, trailer: Trailer) -> None:
+        # Each new pack is published and mapped as it closes: only its name is kept, so the
+        # merge holds one pack's trailer at a time however many it writes. No old pack is
+        # retired yet, so this flush removes nothing.
+        repacker.add_pack_file(name, tmp, trailer, trailer.dictionary_id)
+        repacker.flush()
+
+    out = _MergedPacks(store, fallback=named[0] if named else None, publish=publish)
+    retiring = False
     try:
         for node_id, data, dictionary in _live_run_nodes(store, root, base_root, node_packs):
             out.add(node_id, data, dictionary)
@@ -122,10 +132,9 @@ def merge_run_packs(
             else:
                 report.nodes_dropped += _entry_count(store, pack.name)
         report.nodes_dropped -= report.nodes_kept
-        written = out.finish()
-        for name, tmp, trailer in written:
-            repacker.add_pack_file(name, tmp, trailer, trailer.dictionary_id)
-        new_names = {name for name, _, _ in written}
+        new_names = set(out.finish())
+        # Every new pack is durable and mapped: only now may the run's packs go (§12 Order).
+        retiring = True
         for pack in run:
             # A merged pack may come out byte for byte one of the run's (its other packs
             # gave nothing): that name now holds the new copy, and stays.
@@ -135,10 +144,32 @@ def merge_run_packs(
     except BaseException:
         out.abort()
         repacker.discard()
+        if not retiring:
+            with contextlib.suppress(Exception):  # what it raised is the failure to report
+                _unpublish(store, run, out.published, repacker)
         raise
-    report.packs_after = len(written)
+    report.packs_after = len(new_names)
     report.bytes_after = sum(os.stat(store.packs.path(name)).st_size for name in new_names)
     return report
+
+
+def _unpublish(
+    store: ObjectStore, run: list[RunPack], names: list[str], repacker: Repacker
+) -> None:
+    """Undo a merge stopped before it retired anything, so that it leaves no object stored
+    twice: point the run's objects back at the run's packs, then remove the new packs (map
+    first, then file). Killed in between, every object is in a pack the map places it in."""
+    own = {pack.name for pack in run}
+    new = [name for name in names if name not in own]
+    if not new:
+        return
+    packmap = store.packs.map()
+    for pack in run:
+        trailer = read_trailer_of(os.fspath(store.packs.path(pack.name)))
+        packmap.move(pack.name, ((e.object_id, e.offset, e.length) for e in trailer.entries))
+    for name in new:
+        repacker.retire_pack(name)
+    repacker.flush()
 
 
 def _entry_count(store: ObjectStore, pack: str) -> int:
@@ -175,13 +206,20 @@ def _live_run_nodes(
 
 class _MergedPacks:
     """The new packs: one open per dictionary (an entry encoded against a dictionary must lie
-    in a pack naming it; an entry of a pack naming none may lie in any)."""
+    in a pack naming it; an entry of a pack naming none may lie in any). Each is handed to
+    ``publish`` as it closes; only the names of those handed over are kept."""
 
-    def __init__(self, store: ObjectStore, fallback: str | None) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        fallback: str | None,
+        publish: Callable[[str, Path, Trailer], None],
+    ) -> None:
         self.store = store
         self.fallback = fallback
+        self.publish = publish
         self._open: dict[str | None, PackFileWriter] = {}
-        self._done: list[tuple[str, Path, Trailer]] = []
+        self._done: list[str] = []
 
     def add(self, object_id: bytes, data: bytes, dictionary: str | None) -> None:
         key = dictionary or self.fallback
@@ -214,20 +252,30 @@ class _MergedPacks:
             # packs never list one twice; if they did, the merge stops and changes nothing.
             raise IntegrityError(f"a merged pack would not be whole: {exc}") from None
         del self._open[key]
-        self._done.append((name, Path(out.path), trailer))
+        try:
+            self.publish(name, Path(out.path), trailer)
+        except BaseException:
+            # Not yet renamed into packs/ (or renamed: then the temp name is gone already).
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(out.path)
+            raise
+        self._done.append(name)
 
-    def finish(self) -> list[tuple[str, Path, Trailer]]:
+    @property
+    def published(self) -> list[str]:
+        return self._done
+
+    def finish(self) -> list[str]:
+        """Close the open packs; the names of every pack published."""
         for key in list(self._open):
             self._close(key)
         return self._done
 
     def abort(self) -> None:
+        """Remove the packs still being written (those published are :func:`_unpublish`'s)."""
         for out in self._open.values():
             out.abort()
         self._open.clear()
-        for _, path, _ in self._done:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
 
 
 def _entry_bytes(fd: int, entries: list[PackEntry]) -> Iterable[tuple[PackEntry, bytes]]:

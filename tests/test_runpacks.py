@@ -163,6 +163,96 @@ def test_ctrl_c_during_the_merge_leaves_a_sync_s_bookkeeping_done(
         assert verify(reopened, read_data=True).ok
 
 
+def test_each_merged_pack_is_published_and_mapped_as_it_closes(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mjvault.runpacks
+    from mjvault.store.repack import Repacker
+
+    add_jobs(vault, range(30))
+    events: list[tuple[str, str]] = []
+
+    class Logged(PackFileWriter):
+        def finish(self):  # type: ignore[no-untyped-def]
+            name, trailer = super().finish()
+            events.append(("closed", name))
+            return name, trailer
+
+    mapped, remove = Repacker._mapped, Repacker._remove_pack
+
+    def logged_mapped(self: Repacker, name: str, trailer: object) -> None:
+        mapped(self, name, trailer)  # type: ignore[arg-type]
+        # Durable and mapped: in packs/, every entry located there.
+        assert self.store.packs.path(name).exists()
+        entries = read_trailer_of(str(self.store.packs.path(name))).entries
+        assert {self.store.packs.map().locate(e.object_id).pack for e in entries} == {name}
+        events.append(("mapped", name))
+
+    def logged_remove(self: Repacker, name: str) -> None:
+        events.append(("removed", name))
+        remove(self, name)
+
+    monkeypatch.setattr(mjvault.runpacks, "PackFileWriter", Logged)
+    monkeypatch.setattr(mjvault.runpacks, "MERGED_PACK_ENTRIES", 50)
+    monkeypatch.setattr(Repacker, "_mapped", logged_mapped)
+    monkeypatch.setattr(Repacker, "_remove_pack", logged_remove)
+    with vault.writer("test", checkpoint_jobs=25) as writer:
+        for n in range(30, 330):
+            writer.add_job(record_json(f"job-{n:05d}", f"a fox number {n}"), [None])
+    report = writer.merge_report
+    assert report is not None and report.packs_after >= 6
+    closed = [name for event, name in events if event == "closed"]
+    assert len(closed) == report.packs_after
+    # Each pack is mapped right after it closes, before the next one closes; the run's old
+    # packs go only once the last new one is mapped.
+    kinds = [event for event, _ in events]
+    first_removal = kinds.index("removed")
+    assert kinds[:first_removal] == ["closed", "mapped"] * len(closed)
+    assert [name for _, name in events[:first_removal:2]] == closed
+    assert set(kinds[first_removal:]) == {"removed"}
+    assert len(kinds) - first_removal == report.packs_before
+    entries = packed(vault)
+    assert len(entries) == len(set(entries))
+    assert set(entries) == needed(vault)
+    assert verify(vault, read_data=True).ok
+    assert sum(1 for _ in vault.entries()) == 330
+
+
+def test_a_merge_that_fails_after_publishing_some_packs_takes_them_back(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import mjvault.runpacks
+
+    add_jobs(vault, range(20))
+    closed: list[str] = []
+
+    class NoSpaceAtTheThird(PackFileWriter):
+        def _write_buffer(self) -> None:
+            if len(closed) == 2:
+                raise OSError(28, "No space left on device")
+            super()._write_buffer()
+
+        def finish(self):  # type: ignore[no-untyped-def]
+            name, trailer = super().finish()
+            closed.append(name)
+            return name, trailer
+
+    monkeypatch.setattr(mjvault.runpacks, "PackFileWriter", NoSpaceAtTheThird)
+    monkeypatch.setattr(mjvault.runpacks, "MERGED_PACK_ENTRIES", 50)
+    add_jobs(vault, range(20, 320))
+    assert "were not merged" in caplog.text and len(closed) == 2
+    names = set(vault.store.packs.names())
+    assert not names & set(closed)  # the two published were removed again
+    assert not [p for p in (vault.path / "tmp").iterdir() if p.name.startswith("merge.")]
+    entries = packed(vault)
+    assert len(entries) == len(set(entries))  # nothing left stored twice
+    assert needed(vault) <= set(entries)
+    assert verify(vault, read_data=True).ok
+    for entry in vault.entries():
+        vault.job(entry)
+    assert sum(1 for _ in vault.entries()) == 320
+
+
 # -- kills ---------------------------------------------------------------------------------
 
 MERGER = """
@@ -173,6 +263,8 @@ from mjvault import Vault
 from mjvault.store.repack import Repacker
 
 merging = Path(sys.argv[2])
+# Several merged packs, each published and mapped as it closes: kills land between them too.
+runpacks.MERGED_PACK_ENTRIES = 200
 # Pauses between the merge's steps spread it over ~1 s, so a kill at a random moment lands
 # in any of them: writing the new pack, publishing it, each removal of an old one.
 merge = runpacks.merge_run_packs

@@ -123,12 +123,20 @@ class Repacker:
         self._batch.on_pack = self._mapped
         self._loose: list[str] = []
         self._packs: list[str] = []
+        self._unmapped: set[str] = set()  # packs handed in whole that the map did not list
 
     def _mapped(self, name: str, trailer: Trailer) -> None:
-        # `add` keeps an object's older location; the new pack must win before the old goes.
-        self.store.packs.map().move(
-            name, ((e.object_id, e.offset, e.length) for e in trailer.entries)
-        )
+        # The new pack must win before the old goes. `add` points every object of a pack it
+        # maps at it; a pack the map listed already (one of ours may hash to a pack on disk)
+        # is left as it was, and an object a later pack took over must be pointed back here.
+        # A pack handed in whole that was not listed is mapped by `add` alone: walking its
+        # entries again would only read every key a second time.
+        if name in self._unmapped:
+            self._unmapped.discard(name)
+        else:
+            self.store.packs.map().move(
+                name, ((e.object_id, e.offset, e.length) for e in trailer.entries)
+            )
         self.counts.packs_written += 1
         with contextlib.suppress(FileNotFoundError):
             self.counts.bytes_written += os.stat(self.store.packs.path(name)).st_size
@@ -146,6 +154,8 @@ class Repacker:
     ) -> None:
         """Publish a pack file written whole in ``tmp/`` by the caller (entries copied from
         other packs byte for byte) at the next :meth:`flush`, mapped like one of ours."""
+        if not self.store.packs.present() or name not in self.store.packs.map().packs():
+            self._unmapped.add(name)
         self._batch.add_pack_file(name, tmp, trailer, dictionary_id)
         self.counts.objects_packed += len(trailer.entries)
 
@@ -175,6 +185,7 @@ class Repacker:
     def discard(self) -> None:
         """Drop what is not yet published (temp files); nothing old is removed."""
         self._batch.discard()
+        self._unmapped.clear()
         self._packs.clear()
         self._loose.clear()
 
