@@ -224,6 +224,8 @@ class PackFileWriter:
     def _cut_back(self) -> None:
         try:
             os.ftruncate(self.fd, self._written)
+            # The next write goes where the cut is, not after a hole the size of the bytes cut.
+            os.lseek(self.fd, self._written, os.SEEK_SET)
         except OSError:
             self._broken = True
 
