@@ -362,11 +362,17 @@ class ArchiveWriter:
             log.warning("interrupted: the packs of this run were not merged (gc will)")
 
     def abort(self) -> None:
-        """Keep what is done for the next run (a checkpoint), release the lock."""
+        """Keep what is done for the next run (a checkpoint), release the lock.
+
+        If the checkpoint cannot be made (the disk is full), the previous one stays and the
+        batch's temp files are removed now: they are the room the next run needs."""
         if not self._open:
             return
         try:
             self.checkpoint()
+        except BaseException:
+            self._batch.discard()
+            raise
         finally:
             self._close()
 

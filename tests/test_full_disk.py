@@ -17,12 +17,14 @@ from pathlib import Path
 import pytest
 
 from mjvault import Vault
-from mjvault.errors import VaultLocked
+from mjvault.errors import VaultLocked, VaultWriteError
 from mjvault.lock import WriteLock
+from mjvault.store.packfile import PackFileWriter
 from mjvault.testing.accounts import Account
 from mjvault.testing.archive import write_sample_archive
 from mjvault.testing.server import FakeMidjourney
-from tests.conftest import run_cli
+from mjvault.writer import ArchiveWriter
+from tests.conftest import record_json, run_cli
 from tests.fullfs import SmallFs, small_fs
 
 TOKEN = "sess-full-disk-0123456789"
@@ -219,3 +221,67 @@ def test_the_lock_is_taken_without_a_note_on_a_full_disk(disk: SmallFs) -> None:
         disk.fill()
         with WriteLock(vault.path) as lock:
             assert b"elsewhere" not in (vault.path / "lock").read_bytes()
+
+
+def add_records(writer: ArchiveWriter, numbers: range, *, fill: SmallFs | None = None) -> None:
+    for n in numbers:
+        if fill is not None and n == numbers.start + 60:
+            fill.fill()  # the records after the run's first checkpoint meet a full disk
+        writer.add_job(record_json(f"job-{n:05d}", f"a grey owl number {n} on a branch"), [])
+
+
+@pytest.fixture
+def streaming_vault(disk: SmallFs, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A vault on the small disk with a dictionary: its packs are streamed to their temp file
+    (in writes of 1 KiB, so a few records make one)."""
+    monkeypatch.setattr(PackFileWriter, "WRITE_SIZE", 1024)
+    with Vault.init(disk.path / "v") as vault:
+        with vault.writer("test") as writer:
+            add_records(writer, range(600))  # the first large pack trains the dictionary
+        assert vault.store.packs.map().dictionary() is not None
+        return vault.path
+
+
+def test_a_streamed_pack_on_a_full_disk_is_one_line_and_keeps_the_checkpoint(
+    disk: SmallFs, streaming_vault: Path
+) -> None:
+    with Vault.open(streaming_vault) as vault:
+        writer = vault.writer("test", checkpoint_jobs=50)
+        with pytest.raises(VaultWriteError) as failure, writer:
+            add_records(writer, range(600, 900), fill=disk)
+        assert writer.stats.jobs_new < 300
+        message = str(failure.value)
+        assert "\n" not in message and "No space left on device" in message, message
+        assert str(streaming_vault) in message
+        # The stopping writer left no temp file behind: the next run has that room.
+        assert [p for p in (streaming_vault / "tmp").iterdir() if p.name.startswith("pack.")] == []
+    disk.free()
+    assert_intact(streaming_vault)
+    with Vault.open(streaming_vault) as vault:
+        with vault.writer("test") as writer:
+            assert writer.stats.resumed_from_checkpoint  # the first 50 of the run are kept
+            add_records(writer, range(600, 900))
+        assert len(list(vault.entries())) == 900
+    assert_intact(streaming_vault)
+
+
+def test_a_streamed_pack_goes_on_once_space_is_freed(disk: SmallFs, streaming_vault: Path) -> None:
+    """The record whose write failed is not in the pack; those before it and after are."""
+    with Vault.open(streaming_vault) as vault:
+        with vault.writer("test") as writer:
+            add_records(writer, range(600, 660))
+            disk.fill()
+            failed = None
+            for n in range(660, 900):
+                try:
+                    add_records(writer, range(n, n + 1))
+                except VaultWriteError as exc:
+                    assert "No space left on device" in str(exc)
+                    failed = n
+                    break
+            assert failed is not None
+            disk.free()
+            add_records(writer, range(failed, 900))
+        assert len(list(vault.entries())) == 900
+        assert vault.job(vault.entry(f"job-{failed:05d}")).prompt.startswith("a grey owl")
+    assert_intact(streaming_vault)

@@ -4,6 +4,7 @@ middle of either leaves a vault that verifies and a next run that completes."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -52,17 +53,82 @@ def test_a_streamed_pack_is_the_pack_encode_pack_makes(
     assert os.stat(path).st_mode & 0o777 == 0o444
 
 
-def test_a_pack_whose_write_failed_cannot_be_sealed(tmp_path: Path) -> None:
+def test_a_pack_that_cannot_be_cut_back_cannot_be_sealed(tmp_path: Path) -> None:
     writer = PackFileWriter(tmp_path / "pack.tmp", None)
     writer.WRITE_SIZE = 1
     os.close(writer.fd)
-    writer.fd = os.open(os.devnull, os.O_RDONLY)  # every write now fails
+    writer.fd = os.open(os.devnull, os.O_RDONLY)  # every write, and the truncate, now fail
     with pytest.raises(OSError):
         writer.add(bytes(32), b"MJVO....")
-    with pytest.raises(ValueError):
+    # An error of the file (the caller's one-line disk error), never a bare ValueError.
+    with pytest.raises(OSError, match="not written whole"):
         writer.finish()
     writer.abort()
     assert not (tmp_path / "pack.tmp").exists()
+
+
+class FillingDisk:
+    """``os.write`` on a disk that fills on demand: ``room`` bytes more, then ENOSPC."""
+
+    def __init__(self) -> None:
+        self.real = os.write
+        self.full = False
+        self.room = 0
+
+    def write(self, fd: int, data: bytes | memoryview) -> int:
+        if not self.full:
+            return self.real(fd, data)
+        if self.room == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        done = self.real(fd, memoryview(data)[: self.room])
+        self.room -= done
+        return done
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.binary(min_size=1, max_size=3000), st.booleans()), max_size=40),
+    st.integers(1, 512),
+    st.integers(0, 64),  # less than most writes: they fail part way, as on a real disk
+)
+def test_a_write_that_fails_drops_only_its_entry(
+    tmp_path_factory: pytest.TempPathFactory,
+    items: list[tuple[bytes, bool]],
+    write_size: int,
+    room: int,
+) -> None:
+    path = tmp_path_factory.mktemp("stream") / "pack.tmp"
+    disk = FillingDisk()
+    kept: dict[bytes, bytes] = {}
+    places = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "write", disk.write)
+        writer = PackFileWriter(path, None)
+        writer.WRITE_SIZE = write_size
+        for n, (framed, fails) in enumerate(items):
+            object_id = n.to_bytes(32, "big")
+            disk.full, disk.room = fails, room
+            try:
+                places[object_id] = writer.add(object_id, framed)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC and fails
+                continue
+            finally:
+                disk.full = False
+            kept[object_id] = framed
+            # The file holds what was added, whatever failed in between.
+            for earlier, (offset, length) in places.items():
+                assert writer.read(offset, length) == kept[earlier]
+        # No room for the trailer: nothing sealed, and it seals once there is room.
+        disk.full, disk.room = True, 0
+        with pytest.raises(OSError):
+            writer.finish()
+        disk.full = False
+        name, trailer = writer.finish()
+    expected, expected_trailer = encode_pack(list(kept.items()), None)
+    assert path.read_bytes() == expected
+    assert trailer == expected_trailer
+    assert name == pack_name(expected)
 
 
 def add_jobs(vault: Vault, count: int, start: int = 0, **options: object) -> None:

@@ -19,6 +19,7 @@ its entries.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -117,7 +118,12 @@ class PackFileWriter:
 
     The file is created at ``path`` (which must not exist) with mode 0444, and is not synced:
     the caller syncs, then renames it to :attr:`name`, as for any object (FORMAT.md §8).
-    A write that failed leaves the writer broken: it cannot be finished, only aborted.
+
+    A write that fails (a full disk) costs only what was being added: the file is cut back
+    to the bytes written before, the entry (or the trailer) is dropped, and the error raised;
+    the entries added before stay, and the writer goes on (or finishes once there is room).
+    The hash covers only bytes in the file, so it always names what is there. Only a file
+    that could not be cut back leaves the writer broken: it cannot be finished, only aborted.
     """
 
     # Entries are gathered into writes of about this size: one system call per entry would
@@ -163,11 +169,11 @@ class PackFileWriter:
 
     def finish(self) -> tuple[str, Trailer]:
         """Write the trailer and close the file; the pack's name and trailer."""
-        if self._broken or self._closed:
-            raise ValueError("this pack file was not written whole")
+        if self._closed:
+            raise ValueError("this pack file is finished or aborted already")
+        self._check_whole()
         trailer_bytes, trailer = encode_trailer(self._index, self.dictionary_id, self.size)
-        self._append(trailer_bytes)
-        self._write_buffer()
+        self._append(trailer_bytes, flush=True)
         # Let the disk start on the bytes now: the batch's sync then mostly waits for writes
         # already under way.
         start_writeback(self.fd)
@@ -180,28 +186,48 @@ class PackFileWriter:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 
-    def _append(self, data: bytes) -> None:
-        self._hasher.update(data)
+    def _append(self, data: bytes, *, flush: bool = False) -> None:
+        """Add ``data`` after the bytes so far; if writing them out fails, drop ``data`` again
+        (the file and the buffer as they were before) and raise."""
+        self._check_whole()
+        kept = len(self._buffer)
         self._buffer += data
-        if len(self._buffer) >= self.WRITE_SIZE:
-            self._write_buffer()
+        if flush or len(self._buffer) >= self.WRITE_SIZE:
+            try:
+                self._write_buffer()
+            except BaseException:
+                del self._buffer[kept:]
+                raise
 
     def _write_buffer(self) -> None:
-        if self._broken:
-            raise ValueError("this pack file was not written whole")
         view = memoryview(self._buffer)
         try:
             while view:
                 done = os.write(self.fd, view)
                 view = view[done:]
         except BaseException:
-            # Part of the buffer may be in the file: its offsets no longer hold.
-            self._broken = True
-            raise
-        finally:
+            # Part of the buffer may be in the file: cut it back, so the file, its hash and the
+            # offsets given out still agree.
             view.release()
+            self._cut_back()
+            raise
+        view.release()
+        self._hasher.update(self._buffer)
         self._written += len(self._buffer)
         self._buffer.clear()
+
+    def _check_whole(self) -> None:
+        if self._broken:
+            # An error of the file, as the write that failed was: the caller reports it as one.
+            raise OSError(errno.EIO, "pack file was not written whole", os.fspath(self.path))
+
+    def _cut_back(self) -> None:
+        try:
+            os.ftruncate(self.fd, self._written)
+            # The next write goes where the cut is, not after a hole the size of the bytes cut.
+            os.lseek(self.fd, self._written, os.SEEK_SET)
+        except OSError:
+            self._broken = True
 
     def _close(self) -> None:
         if not self._closed:

@@ -294,6 +294,8 @@ class PackStream:
         return object_id in self._places
 
     def add(self, object_id: str, plaintext: bytes, *, compress: bool) -> None:
+        """Encode and append one object. If its write fails (a full disk), the error is
+        raised and the object is not in the pack; the stream goes on as before it."""
         framed = frame_entry(self.keys, self.dictionary, object_id, plaintext, compress=compress)
         offset, length = self._file.add(bytes.fromhex(object_id), framed)
         self._places[object_id] = (offset, length)
