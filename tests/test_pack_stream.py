@@ -412,3 +412,21 @@ def test_a_rolled_back_add_maps_its_objects_back_to_an_older_pack(vault: Vault) 
             assert found is not None and (found.pack, found.offset) == (older, offset)
         assert again.store.packs.map().object_count() == before
         assert verify(again, read_data=True).ok
+
+
+def test_only_a_packs_writer_repoints_objects_another_listed_pack_holds(tmp_path: Path) -> None:
+    """A reader adding a pack it found on disk unmapped (one a merge may have just unmapped,
+    about to unlink it) leaves rows at listed packs; the pack's writer takes them over."""
+    listed, found, written = "aa" * 32, "bb" * 32, "cc" * 32
+    packmap = PackMap(tmp_path / "map")
+    try:
+        packmap.add(listed, _entries(10), None)
+        packmap.add(found, _entries(20), None, owner=False)
+        assert packmap.packs() == {listed, found}
+        assert [packmap.locate(n.to_bytes(32, "big")).pack for n in (3, 15)] == [listed, found]  # type: ignore[union-attr]
+        packmap.remove(found, (n.to_bytes(32, "big") for n in range(20)))
+        assert packmap.object_count() == 10  # the listed pack's objects stay mapped
+        packmap.add(written, _entries(10), None)
+        assert packmap.locate((3).to_bytes(32, "big")).pack == written  # type: ignore[union-attr]
+    finally:
+        packmap.close()
