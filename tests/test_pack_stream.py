@@ -243,9 +243,9 @@ from tests.test_pack_stream import add_jobs
 real = PackMap._put_objects
 batches = 0
 
-def put_objects(self, batch):
+def put_objects(self, batch, *args, **kwargs):
     global batches
-    done = real(self, batch)
+    done = real(self, batch, *args, **kwargs)
     batches += 1
     if batches == 2 and len(batch) == int(sys.argv[2]):
         os.kill(os.getpid(), signal.SIGKILL)  # between two transactions of one pack's add
@@ -338,3 +338,161 @@ def test_an_add_stopped_part_way_whose_pack_is_gone_is_rolled_back(vault: Vault)
         assert again.store.packs.map().object_count() == before
         assert again.store.packs.map().locate((3).to_bytes(32, "big")) is None
         assert verify(again, read_data=True).ok
+
+
+FINISH_CHILD = """
+import sys
+from mjvault.index.packmap import PackMap
+from tests.test_pack_stream import _entries
+
+real = PackMap._put_objects
+calls = []
+
+def put_objects(self, batch, *args, **kwargs):
+    done = real(self, batch, *args, **kwargs)
+    calls.append(done)
+    if len(calls) == 1:  # between the finisher's first batch and its next transaction
+        print("paused", flush=True)
+        sys.stdin.readline()
+    return done
+
+PackMap._put_objects = put_objects
+packmap = PackMap(__import__("pathlib").Path(sys.argv[1]))
+(name,) = packmap.unfinished()
+packmap.finish(name, _entries(int(sys.argv[2])), None)
+print(*calls, flush=True)
+packmap.close()
+"""
+
+
+def test_a_finisher_stops_once_the_add_it_took_up_is_done_and_merged_away(
+    tmp_path: Path,
+) -> None:
+    """The owner finishes its add while another process is taking it up; a merge then moves
+    the objects to a new pack and removes the first: the late finisher must not put the
+    rest of the objects back at the removed pack's number, nor its `packs` row."""
+    count = 2 * ADD_BATCH
+    old, merged = "aa" * 32, "bb" * 32
+    packmap = PackMap(tmp_path / "map")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            packmap.add(old, _entries(count, stop_after=ADD_BATCH + 1), None)
+        child = subprocess.Popen(
+            [sys.executable, "-c", FINISH_CHILD, str(tmp_path / "map"), str(count)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert child.stdout is not None and child.stdin is not None
+            assert child.stdout.readline() == b"paused\n"
+            packmap.add(old, _entries(count), None)  # the owner finishes
+            moved = [(n.to_bytes(32, "big"), 6 + n * 7, 7) for n in range(count)]
+            packmap.add(merged, moved, None)  # a merge: new pack, moved, old removed
+            packmap.move(merged, moved)
+            packmap.remove(old, (object_id for object_id, _, _ in moved))
+            child.stdin.write(b"go\n")
+            child.stdin.flush()
+            # It committed its first batch, and its second transaction put nothing.
+            assert child.stdout.readline() == b"True False\n"
+            assert child.wait(timeout=60) == 0
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        assert packmap.packs() == {merged}
+        assert packmap.unfinished() == []
+        for n in range(count):
+            found = packmap.locate(n.to_bytes(32, "big"))
+            assert found is not None and found.pack == merged and found.offset == 6 + n * 7
+    finally:
+        packmap.close()
+
+
+def test_a_finisher_leaves_objects_placed_in_another_listed_pack(tmp_path: Path) -> None:
+    listed, taken_up, gone = "aa" * 32, "bb" * 32, "cc" * 32
+    packmap = PackMap(tmp_path / "map")
+    try:
+        packmap.add(listed, _entries(10), None)
+        with pytest.raises(KeyboardInterrupt):
+            packmap.add(taken_up, _entries(2 * ADD_BATCH, stop_after=ADD_BATCH + 1), None)
+        packmap.add(listed, _entries(10), None)  # listed already: nothing to do
+        # Ids 0..9 are the taken-up pack's now (its owner's first batch); put them back in
+        # the listed pack as a merge that came meanwhile would.
+        packmap.move(listed, _entries(10))
+        packmap.finish(taken_up, _entries(2 * ADD_BATCH), None)
+        assert packmap.packs() == {listed, taken_up} and packmap.unfinished() == []
+        first = packmap.locate((3).to_bytes(32, "big"))
+        assert first is not None and first.pack == listed
+        rest = packmap.locate((ADD_BATCH + 3).to_bytes(32, "big"))
+        assert rest is not None and rest.pack == taken_up
+        # Taking up an add nobody marked (finished or rolled back since) does nothing.
+        packmap.finish(gone, _entries(5), None)
+        assert gone not in packmap.packs() and packmap.unfinished() == []
+    finally:
+        packmap.close()
+
+
+def test_a_stale_marker_beside_a_listed_pack_is_removed(tmp_path: Path) -> None:
+    pack = "aa" * 32
+    packmap = PackMap(tmp_path / "map")
+    try:
+        packmap.add(pack, _entries(10), None)
+        with packmap.env.begin(write=True) as txn:  # what an older finisher could leave
+            txn.put(b"adding" + bytes.fromhex(pack), (1).to_bytes(4, "big"), db=packmap.db[b"meta"])
+        assert packmap.unfinished() == [pack]
+        packmap.add(pack, _entries(10), None)
+        assert packmap.unfinished() == [] and packmap.packs() == {pack}
+        assert packmap.object_count() == 10
+    finally:
+        packmap.close()
+
+
+def test_a_rolled_back_add_maps_its_objects_back_to_an_older_pack(vault: Vault) -> None:
+    add_jobs(vault, 40)
+    packmap = vault.store.packs.map()
+    (older,) = packmap.packs()
+    trailer = read_trailer_of(os.fspath(vault.store.packs.path(older)))
+    shared = [(e.object_id, e.offset, e.length) for e in trailer.entries]
+    before = packmap.object_count()
+    filler = ((n.to_bytes(32, "big"), 6, 10) for n in range(2 * ADD_BATCH))
+
+    def entries() -> Iterator[tuple[bytes, int, int]]:
+        # The older pack's objects first: the first committed batch points them away.
+        for n, entry in enumerate([*shared, *filler]):
+            if n == ADD_BATCH + 1:
+                raise KeyboardInterrupt
+            yield entry
+
+    gone = "dd" * 32
+    with pytest.raises(KeyboardInterrupt):
+        packmap.add(gone, entries(), None)
+    assert packmap.locate(shared[0][0]).pack == gone  # type: ignore[union-attr]
+    vault.close()
+    with Vault.open(vault.path) as again:
+        again.store.packs.map()  # no file for it: the add is undone
+        packs, pending = _map_state(again)
+        assert pending == [] and packs == {older}
+        for object_id, offset, _ in shared:
+            found = again.store.packs.map().locate(object_id)
+            assert found is not None and (found.pack, found.offset) == (older, offset)
+        assert again.store.packs.map().object_count() == before
+        assert verify(again, read_data=True).ok
+
+
+def test_only_a_packs_writer_repoints_objects_another_listed_pack_holds(tmp_path: Path) -> None:
+    """A reader adding a pack it found on disk unmapped (one a merge may have just unmapped,
+    about to unlink it) leaves rows at listed packs; the pack's writer takes them over."""
+    listed, found, written = "aa" * 32, "bb" * 32, "cc" * 32
+    packmap = PackMap(tmp_path / "map")
+    try:
+        packmap.add(listed, _entries(10), None)
+        packmap.add(found, _entries(20), None, owner=False)
+        assert packmap.packs() == {listed, found}
+        assert [packmap.locate(n.to_bytes(32, "big")).pack for n in (3, 15)] == [listed, found]  # type: ignore[union-attr]
+        packmap.remove(found, (n.to_bytes(32, "big") for n in range(20)))
+        assert packmap.object_count() == 10  # the listed pack's objects stay mapped
+        packmap.add(written, _entries(10), None)
+        assert packmap.locate((3).to_bytes(32, "big")).pack == written  # type: ignore[union-attr]
+    finally:
+        packmap.close()

@@ -222,22 +222,56 @@ class PackMap:
         pack: str,
         entries: Iterable[tuple[bytes, int, int]],
         dictionary: str | None,
+        *,
+        owner: bool = True,
     ) -> None:
         """Record a pack's objects. An object already mapped elsewhere now points here (both
-        copies are the same object; a repack adds its new pack, then removes the old one).
+        copies are the same object; a repack adds its new pack, then removes the old one) —
+        unless this call only takes up an add another call began (its marker was there), see
+        :meth:`finish`, or is not by the pack's ``owner`` (its writer): a pack found on disk
+        unmapped may be one a merge is about to remove, its objects already moved on.
 
         In transactions of :data:`ADD_BATCH` keys, the first of which numbers the pack and
         marks it being added (:data:`ADDING`) and the last lists it in ``packs``. An add
         stopped between them is taken up again by adding the same pack: it keeps its number."""
+        self._add(pack, entries, dictionary, start=True, owner=owner)
+
+    def finish(
+        self,
+        pack: str,
+        entries: Iterable[tuple[bytes, int, int]],
+        dictionary: str | None,
+    ) -> None:
+        """Take up an add of ``pack`` that is marked unfinished (:meth:`unfinished`), from its
+        trailer's ``entries``; nothing if it is no longer marked (finished, or rolled back,
+        by someone else since). Leaves alone the objects the map places in another listed
+        pack: its owner, not a latecomer, decides where they point."""
+        self._add(pack, entries, dictionary, start=False, owner=False)
+
+    def _add(
+        self,
+        pack: str,
+        entries: Iterable[tuple[bytes, int, int]],
+        dictionary: str | None,
+        *,
+        start: bool,
+        owner: bool,
+    ) -> None:
         name = bytes.fromhex(pack)
         marker = ADDING + name
         meta = self.db[b"meta"]
         with self._txn(write=True) as txn:
             if txn.get(name, db=self.db[b"packs"]) is not None:
+                # Listed already. A marker left beside it (a finisher of an older release
+                # could put the row back after the add was done) would be taken up forever.
+                txn.delete(marker, db=meta)
                 return
             raw = txn.get(marker, db=meta)
             if raw is not None:
                 number = NUMBER.unpack(raw)[0]
+                owner = False  # another call began it: this one only finishes it
+            elif not start:
+                return
             else:
                 raw_next = txn.get(b"next", db=meta)
                 number = NUMBER.unpack(raw_next)[0] if raw_next else 1
@@ -250,34 +284,87 @@ class PackMap:
             )
             if dictionary:
                 txn.put(b"dictionary", dictionary.encode("ascii"), db=meta)
+        # Every later transaction first checks the marker still holds this number: once it
+        # does not, someone else finished the add (or rolled it back), and what happened to
+        # the map since (a merge moving these objects on and removing the pack) must stand.
+        guard = (marker, NUMBER.pack(number))
         count = 0
         batch: list[tuple[bytes, bytes]] = []
         for object_id, offset, length in entries:
             batch.append((object_id, LOCATION.pack(number, offset, length)))
             if len(batch) == ADD_BATCH:
-                count += self._put_objects(batch)
+                if not self._put_objects(batch, guard, keep_listed=None if owner else number):
+                    return
+                count += len(batch)
                 batch.clear()
-        count += self._put_objects(batch)
+        if batch:
+            if not self._put_objects(batch, guard, keep_listed=None if owner else number):
+                return
+            count += len(batch)
         with self._txn(write=True) as txn:
+            if txn.get(marker, db=meta) != guard[1]:
+                return
             txn.put(name, PACK_ROW.pack(number, count), db=self.db[b"packs"])
             txn.delete(marker, db=meta)
 
-    def _put_objects(self, batch: list[tuple[bytes, bytes]]) -> int:
-        """Put ``(id, location)`` pairs in one transaction; how many."""
-        if batch:
-            objects = self.db[b"objects"]
+    def _put_objects(
+        self,
+        batch: list[tuple[bytes, bytes]],
+        guard: tuple[bytes, bytes],
+        keep_listed: int | None,
+    ) -> bool:
+        """Put ``(id, location)`` pairs in one transaction, if ``meta`` still holds the
+        marker ``guard`` (key, value); whether it did. With ``keep_listed`` (the number being
+        added), an id the map places in another pack listed in ``packs`` is left there."""
+        objects = self.db[b"objects"]
+        with self._txn(write=True) as txn:
+            if txn.get(guard[0], db=self.db[b"meta"]) != guard[1]:
+                return False
+            listed: dict[int, bool] = {}
+            for n, (object_id, value) in enumerate(batch, 1):
+                if keep_listed is not None:
+                    held = txn.get(object_id, db=objects)
+                    if held is not None:
+                        at = LOCATION.unpack(held)[0]
+                        if at != keep_listed:
+                            if at not in listed:
+                                listed[at] = self._is_listed(txn, at)
+                            if listed[at]:
+                                continue
+                txn.put(object_id, value, db=objects)
+                # Each put reads its path of the table through the map: without releases
+                # inside the transaction, one pack gathers most of a large map (66 MB
+                # resident at a 300k-job build's peak).
+                if n % WRITE_RELEASE_EVERY == 0:
+                    self.pages.release()
+        # The ids land all over the objects table: the transaction read pages from all
+        # of it through the map, and they would stay in our resident set.
+        self.pages.release()
+        return True
+
+    def _is_listed(self, txn: lmdb.Transaction, number: int) -> bool:
+        """Whether pack ``number`` is one ``packs`` lists (under that number)."""
+        named = txn.get(NUMBER.pack(number), db=self.db[b"numbers"])
+        if named is None:
+            return False
+        row = txn.get(bytes(named[:32]), db=self.db[b"packs"])
+        return row is not None and PACK_ROW.unpack(row)[0] == number
+
+    def fill(self, pack: str, entries: Iterable[tuple[bytes, int, int]]) -> None:
+        """Map those of ``entries`` the map has no row for at all to ``pack`` (listed
+        already): what a rollback unmapped that an older pack still holds."""
+        objects = self.db[b"objects"]
+        batch = list(entries)
+        for start in range(0, len(batch), ADD_BATCH):
             with self._txn(write=True) as txn:
-                for n, (object_id, value) in enumerate(batch, 1):
-                    txn.put(object_id, value, db=objects)
-                    # Each put reads its path of the table through the map: without releases
-                    # inside the transaction, one pack gathers most of a large map (66 MB
-                    # resident at a 300k-job build's peak).
-                    if n % WRITE_RELEASE_EVERY == 0:
-                        self.pages.release()
-            # The ids land all over the objects table: the transaction read pages from all
-            # of it through the map, and they would stay in our resident set.
+                row = txn.get(bytes.fromhex(pack), db=self.db[b"packs"])
+                if row is None:
+                    return
+                number = PACK_ROW.unpack(row)[0]
+                for object_id, offset, length in batch[start : start + ADD_BATCH]:
+                    if txn.get(object_id, db=objects) is None:
+                        txn.put(object_id, LOCATION.pack(number, offset, length), db=objects)
             self.pages.release()
-        return len(batch)
 
     def unfinished(self) -> list[str]:
         """Packs whose add was stopped part way (:data:`ADDING`), by name."""
@@ -301,25 +388,37 @@ class PackMap:
             if LOCATION.unpack(value)[0] == number
         ]
 
-    def abandon(self, pack: str) -> None:
+    def abandon(self, pack: str) -> set[bytes]:
         """Roll back an add stopped part way whose pack is gone: unmap the objects it placed
-        there (as :meth:`forget_number` does for a pack that was mapped whole)."""
+        there (as :meth:`forget_number` does for a pack that was mapped whole). Returns the
+        ids unmapped: the add had pointed them away from any older pack that holds them too,
+        so the caller maps those back (:meth:`fill`)."""
         marker = ADDING + bytes.fromhex(pack)
+        meta = self.db[b"meta"]
         with self._txn() as txn:
-            raw = txn.get(marker, db=self.db[b"meta"])
+            raw = txn.get(marker, db=meta)
             if raw is None:
-                return
+                return set()
+            raw = bytes(raw)
             number = NUMBER.unpack(raw)[0]
             placed = self._placed_in(txn, number)
+        unmapped: set[bytes] = set()
         for start in range(0, len(placed), ADD_BATCH):
             with self._txn(write=True) as txn:
+                if txn.get(marker, db=meta) != raw:
+                    return unmapped  # taken up or rolled back by someone else meanwhile
                 for object_id in placed[start : start + ADD_BATCH]:
-                    txn.delete(object_id, db=self.db[b"objects"])
+                    value = txn.get(object_id, db=self.db[b"objects"])
+                    if value is not None and LOCATION.unpack(value)[0] == number:
+                        txn.delete(object_id, db=self.db[b"objects"])
+                        unmapped.add(object_id)
             self.pages.release()
         with self._txn(write=True) as txn:
-            txn.delete(NUMBER.pack(number), db=self.db[b"numbers"])
-            txn.delete(marker, db=self.db[b"meta"])
+            if txn.get(marker, db=meta) == raw:
+                txn.delete(NUMBER.pack(number), db=self.db[b"numbers"])
+                txn.delete(marker, db=meta)
         self._names.pop(number, None)
+        return unmapped
 
     def move(self, pack: str, entries: Iterable[tuple[bytes, int, int]]) -> None:
         """Point ``entries`` at ``pack`` (already added), whatever pack held them before."""

@@ -91,9 +91,27 @@ class PackReader:
             try:
                 trailer = read_trailer_of(os.fspath(self.path(name)))
             except (FileNotFoundError, PackDamaged):
-                packmap.abandon(name)
+                unmapped = packmap.abandon(name)
+                if unmapped:
+                    self._remap(packmap, unmapped)
                 continue
-            packmap.add(name, _map_entries(trailer), trailer.dictionary_id)
+            packmap.finish(name, _map_entries(trailer), trailer.dictionary_id)
+
+    def _remap(self, packmap: PackMap, unmapped: set[bytes]) -> None:
+        """Map ``unmapped`` back to the listed packs that hold them (a rolled-back add had
+        pointed them away from those): every listed pack's trailer read, rows only added
+        where none is. Rare (a pack lost part way through its add), so a full pass is fine."""
+        for name in sorted(packmap.packs()):
+            if not unmapped:
+                return
+            try:
+                trailer = read_trailer_of(os.fspath(self.path(name)))
+            except (FileNotFoundError, PackDamaged):
+                continue
+            found = [e for e in _map_entries(trailer) if e[0] in unmapped]
+            if found:
+                packmap.fill(name, found)
+                unmapped.difference_update(e[0] for e in found)
 
     def close(self) -> None:
         with self._open_lock:
@@ -172,7 +190,9 @@ class PackReader:
             except PackDamaged:
                 damaged.append(name)
                 continue
-            packmap.add(name, _map_entries(trailer), trailer.dictionary_id)
+            # Not as the pack's owner: it may be one a merge just unmapped (its objects moved
+            # to the merged pack) and is about to unlink.
+            packmap.add(name, _map_entries(trailer), trailer.dictionary_id, owner=False)
         for name in sorted(known - on_disk):
             packmap.forget_number(name)
         return damaged
