@@ -182,6 +182,10 @@ class PackReader:
         on_disk = set(self.names())
         known = packmap.packs()
         damaged = []
+        # Gone packs first: their objects are then unmapped, so a pack on disk that holds
+        # them too (a pack rewritten in place of one that was lost) maps them again below.
+        for name in sorted(known - on_disk):
+            packmap.forget_number(name)
         for name in sorted(on_disk - known):
             try:
                 trailer = read_trailer_of(os.fspath(self.path(name)))
@@ -193,8 +197,6 @@ class PackReader:
             # Not as the pack's owner: it may be one a merge just unmapped (its objects moved
             # to the merged pack) and is about to unlink.
             packmap.add(name, _map_entries(trailer), trailer.dictionary_id, owner=False)
-        for name in sorted(known - on_disk):
-            packmap.forget_number(name)
         return damaged
 
     def read_entry(self, object_id: str, *, fresh: bool = True) -> tuple[bytes, Location] | None:
