@@ -192,6 +192,12 @@ def format_from_date(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+# The ids of one v1 window kept to recognise its repeats in the next: more than a window holds
+# (``V1RecentJobs.window_cap``), so a real window is kept whole; a server whose windows never end
+# costs no more than this (the latest ids, those the next window starts from).
+WINDOW_IDS_KEPT = 10_000
+
+
 class V1RecentJobs(ListingGeneration):
     """2022-23: pages of a bare array; a listing window stops after 2,500 jobs.
 
@@ -237,10 +243,14 @@ class V1RecentJobs(ListingGeneration):
     def pages(self, fetch: PageFetcher, query: ListingQuery) -> Iterator[Page]:
         amount = min(self.page_size(query), self.max_page_size)
         anchor = format_from_date(query.until) if query.until else None
-        seen: set[str] = set()
+        # Whether a window brought a job the one before did not: a window starts again at the
+        # previous one's oldest job, so only that window can repeat into it. Keeping its ids
+        # (not every id of the listing) keeps a million-job walk in flat memory.
+        before: dict[str, None] = {}
         oldest: datetime | None = None
         while True:  # one listing window per round
             page_number, window_total, window_new, last_full = 1, 0, 0, False
+            window: dict[str, None] = {}  # insertion order: listing order, oldest job last
             while True:
                 params = self._params(query, amount, page_number, anchor)
                 split = self._page(fetch, params, page_number, None)
@@ -256,9 +266,11 @@ class V1RecentJobs(ListingGeneration):
                     anchor = format_from_date(first_time) if first_time else None
                 for record in jobs:
                     job_id = record.value["id"]
-                    if job_id not in seen:
-                        seen.add(job_id)
+                    if job_id not in before and job_id not in window:
                         window_new += 1
+                    window[job_id] = None
+                    if len(window) > WINDOW_IDS_KEPT:  # a window past any real cap: its tail
+                        del window[next(iter(window))]
                     moment = parse_time(record.value.get("enqueue_time"))
                     if moment is not None and (oldest is None or moment < oldest):
                         oldest = moment
@@ -272,6 +284,7 @@ class V1RecentJobs(ListingGeneration):
             capped = last_full or window_total >= self.window_cap
             if not capped or window_new == 0 or oldest is None:
                 return
+            before = window
             next_anchor = format_from_date(oldest)
             log.info(
                 "%s: listing window ended after %d jobs; continuing from %s",
