@@ -1,4 +1,4 @@
-"""Push and pull hold nothing per object for the whole run.
+"""Push, pull and a remote's verify hold nothing per object for the whole run.
 
 Each runs in a child process of its own (tests/peak_rss.py) against a folder remote, for two
 vaults five times apart in size; their peaks must stay within a small constant of each other.
@@ -25,7 +25,9 @@ SMALL_JOBS, LARGE_JOBS = 1000, 5000  # 5,000 and 25,000 objects (4 images, a rec
 # What may differ: SQLite's and LMDB's page caches fill further, allocator slack. Before the scratch
 # tables push grew by 13.4 MB and pull by 12.5 MB here; after, by about 5 and 7; with the pack
 # cache's pages released and remote packs streamed to the spool, by about 4 and 3.
-ALLOWED_GROWTH_MB = 9
+# A remote's verify: +2.5 MB; +8.7 MB when it held the remote's ids and the objects its
+# snapshots name in sets.
+ALLOWED_GROWTH_MB = {"push": 9, "clone": 9, "verify --remote": 5}
 
 PUSH = """
 import sys
@@ -62,6 +64,24 @@ print(report.objects_received)
 """
 
 
+# `verify --remote` with --read-data: the remote's listing lives in a scratch table, and each
+# object is checked as it streams past.
+VERIFY = """
+import sys
+from pathlib import Path
+from mjvault import Vault
+from mjvault.remotes.config import RemoteSpec, normalise_url
+from mjvault.remotes.session import connect
+from mjvault.remotes.verify import verify_remote
+
+with Vault.open(Path(sys.argv[1])) as vault:
+    with connect(vault, RemoteSpec("r", normalise_url(sys.argv[2]))) as link:
+        report = verify_remote(link, read_data=True, scratch_dir=Path(sys.argv[3]))
+assert report.ok, report.problems
+print(report.objects_read)
+"""
+
+
 def measure(script: str, args: list[str], workdir: Path) -> tuple[float, int]:
     workdir.mkdir()
     root = Path(__file__).resolve().parents[1]
@@ -72,8 +92,8 @@ def measure(script: str, args: list[str], workdir: Path) -> tuple[float, int]:
     return done.peak_rss_mb, int(done.stdout)
 
 
-@pytest.mark.parametrize("command", ["push", "clone"])
-def test_push_and_clone_peak_memory_does_not_grow_with_the_vault(
+@pytest.mark.parametrize("command", ["push", "clone", "verify --remote"])
+def test_push_clone_and_verify_peak_memory_does_not_grow_with_the_vault(
     tmp_path: Path, command: str
 ) -> None:
     peaks = {}
@@ -85,13 +105,22 @@ def test_push_and_clone_peak_memory_does_not_grow_with_the_vault(
         if command == "push":
             peaks[jobs] = pushed
             continue
+        if command == "verify --remote":
+            scratch = tmp_path / f"scratch-{jobs}"
+            checked, read = measure(
+                VERIFY, [str(vault), str(remote), str(scratch)], tmp_path / f"verify-{jobs}"
+            )
+            assert read >= sent
+            assert list(scratch.iterdir()) == []  # the scratch file is gone with the check
+            peaks[jobs] = checked
+            continue
         cloned, received = measure(
             CLONE, [str(remote), str(tmp_path / f"clone-{jobs}")], tmp_path / f"clone-{jobs}-run"
         )
         assert received == sent
         peaks[jobs] = cloned
     grown = peaks[LARGE_JOBS] - peaks[SMALL_JOBS]
-    assert grown < ALLOWED_GROWTH_MB, (
+    assert grown < ALLOWED_GROWTH_MB[command], (
         f"{command}: {peaks[SMALL_JOBS]:.1f} MB at {SMALL_JOBS} jobs, "
         f"{peaks[LARGE_JOBS]:.1f} MB at {LARGE_JOBS}: +{grown:.1f} MB"
     )
@@ -131,7 +160,7 @@ def test_the_remote_pack_cache_releases_its_pages(tmp_path: Path) -> None:
         assert found >= packs * 1000
         peaks[packs] = peak
     grown = peaks[15] - peaks[3]
-    assert grown < ALLOWED_GROWTH_MB, (
+    assert grown < ALLOWED_GROWTH_MB["push"], (
         f"pack cache: {peaks[3]:.1f} MB at 60,000 ids, {peaks[15]:.1f} MB at 300,000: "
         f"+{grown:.1f} MB"
     )
@@ -185,7 +214,7 @@ def test_pull_reads_many_remote_packs_in_bounded_memory(tmp_path: Path) -> None:
         assert found == -(-count * (SPOOL_PACK_BYTES // SPOOL_ENTRY_BYTES) // 7)
         peaks[count] = peak
     grown = peaks[6] - peaks[1]
-    assert grown < ALLOWED_GROWTH_MB, (
+    assert grown < ALLOWED_GROWTH_MB["clone"], (
         f"spool: {peaks[1]:.1f} MB reading 1 pack, {peaks[6]:.1f} MB reading 6: +{grown:.1f} MB"
     )
 

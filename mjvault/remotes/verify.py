@@ -10,16 +10,20 @@ encrypted remote, its AEAD tag — the same checks ``mjvault verify --read-data`
 
 from __future__ import annotations
 
+import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
 
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError
 from mjvault.integrity.verify import Problem, SubsetFilter, VerifyReport, parse_subset
 from mjvault.remotes.backend import RemoteNotFound
-from mjvault.remotes.config import load_spec
+from mjvault.remotes.config import load_spec, state_dir
 from mjvault.remotes.remote import PassphraseSource, Present
+from mjvault.remotes.scratch import Scratch
 from mjvault.remotes.session import Link, connect
 from mjvault.snapshots import Snapshot, decode_manifest
 from mjvault.tree import Inner, decode_node
@@ -35,23 +39,40 @@ def verify_remote(
     read_data: bool = False,
     subset: str | None = None,
     on_object: Callable[[int], None] | None = None,
+    scratch_dir: Path | None = None,
 ) -> VerifyReport:
+    """``scratch_dir``: where the remote's listing is kept on disk while the check runs (a
+    million-job remote lists millions of ids); a temporary directory when not given."""
     started = time.monotonic()
     report = VerifyReport()
     if link.remote.packs is not None:
         link.remote.packs.refresh(reread=True)  # what the packs hold, not what we remember
         for name in link.remote.packs.damaged:
             report.problems.append(Problem("corrupt", f"remote pack {name} is damaged", name))
-    listed = link.remote.listing()
-    snapshots = _manifests(link, listed, report)
-    _trees(link, listed, snapshots, report)
-    if read_data or subset:
-        chooser: SubsetFilter | None = None
-        if subset:
-            report.subset, chooser = parse_subset(subset)
-        _read_data(link, listed, chooser, report, on_object)
+    with _scratch(scratch_dir) as scratch:
+        listed = link.remote.listing(into=scratch.ids("listed"))
+        snapshots = _manifests(link, listed, report)
+        _trees(link, listed, snapshots, report)
+        if read_data or subset:
+            chooser: SubsetFilter | None = None
+            if subset:
+                report.subset, chooser = parse_subset(subset)
+            _read_data(link, listed, chooser, report, on_object)
     report.seconds = time.monotonic() - started
     return report
+
+
+@contextmanager
+def _scratch(folder: Path | None) -> Iterator[Scratch]:
+    if folder is not None:
+        with Scratch(folder) as scratch:
+            yield scratch
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="mjvault-verify-") as temporary,
+        Scratch(Path(temporary)) as scratch,
+    ):
+        yield scratch
 
 
 def _manifests(link: Link, listed: Present, report: VerifyReport) -> list[Snapshot]:
@@ -76,8 +97,8 @@ def _manifests(link: Link, listed: Present, report: VerifyReport) -> list[Snapsh
 
 
 def _trees(link: Link, listed: Present, snapshots: list[Snapshot], report: VerifyReport) -> None:
-    visited: set[str] = set()
-    referenced: set[str] = set()
+    visited: set[str] = set()  # tree nodes: tens of thousands at a million jobs
+    reported: set[str] = set()  # objects found missing, each reported once
     for snapshot in snapshots:
         stack = [snapshot.tree]
         while stack:
@@ -108,17 +129,18 @@ def _trees(link: Link, listed: Present, snapshots: list[Snapshot], report: Verif
                     if object_id is None:
                         continue
                     report.objects_referenced += 1
-                    if object_id not in listed and object_id not in referenced:
-                        report.problems.append(
-                            Problem(
-                                "missing",
-                                f"an object of job {entry.job_id} is missing",
-                                object_id,
-                                jobs=[entry.job_id],
-                                snapshots=[snapshot.id],
-                            )
+                    if object_id in reported or object_id in listed:
+                        continue
+                    reported.add(object_id)
+                    report.problems.append(
+                        Problem(
+                            "missing",
+                            f"an object of job {entry.job_id} is missing",
+                            object_id,
+                            jobs=[entry.job_id],
+                            snapshots=[snapshot.id],
                         )
-                    referenced.add(object_id)
+                    )
 
 
 def _read_data(
@@ -160,4 +182,10 @@ def verify_named_remote(
 ) -> VerifyReport:
     """``mjvault verify --remote NAME``: :func:`verify_remote` on one of the vault's remotes."""
     with connect(vault, load_spec(vault.path, name), passphrase=passphrase) as link:
-        return verify_remote(link, read_data=read_data, subset=subset, on_object=on_object)
+        return verify_remote(
+            link,
+            read_data=read_data,
+            subset=subset,
+            on_object=on_object,
+            scratch_dir=state_dir(vault.path, name),
+        )
