@@ -285,7 +285,7 @@ def test_views_are_remembered_and_validated(vault: Vault, tmp_path: Path) -> Non
         checkout(vault, define(tmp_path, name="d", template="{nope}"))
     views = ViewRegistry(vault).all()
     assert [v.name for v in views] == ["a"]
-    assert views[0].file_count() == 2 and len(views[0].object_ids()) == 2
+    assert views[0].file_count() == 2 and len(set(views[0].iter_object_ids())) == 2
 
 
 def test_an_unreadable_record_keeps_its_files(vault: Vault, tmp_path: Path) -> None:
@@ -385,7 +385,7 @@ def test_check_views_finds_every_kind_of_damage(vault: Vault, tmp_path: Path) ->
         ("links", "job-0001", "points elsewhere"),
         ("copies", "job-0002", "differs"),
     }
-    assert len(referenced_objects(vault)) == 3
+    assert len(set(referenced_objects(vault))) == 3
 
 
 def test_a_damaged_view_file_blocks_nothing_else(vault: Vault, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, ObjectNotFound
@@ -152,13 +152,12 @@ def checkpoint_tree(vault: Vault) -> str | None:
     return tree
 
 
-def _view_objects(vault: Vault, report: MarkReport) -> Iterable[str]:
+def _view_objects(vault: Vault, report: MarkReport) -> Iterator[str]:
     """Objects shown by checkout views: a symlink into the vault must never dangle after gc."""
     try:
         from mjvault.views.registry import ViewRegistry
     except ImportError:  # views are an optional part of the package
-        return ()
-    found: set[str] = set()
+        return
     registry = ViewRegistry(vault)
     for name in registry.names():
         try:
@@ -169,5 +168,4 @@ def _view_objects(vault: Vault, report: MarkReport) -> Iterable[str]:
                 hint="remove it with `mjvault checkout --remove` or refresh it",
             ) from None
         report.views += 1
-        found |= view.object_ids()
-    return found
+        yield from view.iter_object_ids()

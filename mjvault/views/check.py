@@ -46,12 +46,11 @@ class ViewProblem:
         return dict(self.__dict__)
 
 
-def referenced_objects(vault: Vault) -> set[str]:
-    """Every object some view shows: gc must keep these (a pinned view's snapshot may go)."""
-    found: set[str] = set()
+def referenced_objects(vault: Vault) -> Iterator[str]:
+    """The object of every file some view shows, view by view (an id may come again; gc must
+    keep these, as a pinned view's snapshot may go). Streamed: a big view shows millions."""
     for view in ViewRegistry(vault).all():
-        found |= view.object_ids()
-    return found
+        yield from view.iter_object_ids()
 
 
 def check_views(vault: Vault, *, read_data: bool = True) -> Iterator[ViewProblem]:

@@ -234,9 +234,11 @@ class View:
     def iter_files(self) -> Iterator[tuple[str, int, FileRecord]]:
         return self.table.iter_files()
 
-    def object_ids(self) -> set[str]:
-        """Every object a file of this view shows (for gc's mark phase and verify)."""
-        return {record.oid for _, _, record in self.iter_files()}
+    def iter_object_ids(self) -> Iterator[str]:
+        """The object each file of this view shows, file by file (an id may come again): a
+        view of a million jobs shows millions, so they are streamed, never gathered."""
+        for _, _, record in self.iter_files():
+            yield record.oid
 
     def summary(self) -> dict[str, Any]:
         return self.definition.to_json() | {
