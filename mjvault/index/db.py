@@ -41,6 +41,7 @@ SEP = b"\x00"
 MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
 NEW_ENV_ROOM = 256 << 10  # free bytes a new environment needs: its lock file and first pages
 RELEASE_EVERY = 16  # lookups between two releases of the map's resident pages
+WALK_RELEASE_EVERY = 1024  # keys of an in-order walk between two releases (a few MB mapped)
 # Keys one write transaction of Index.apply sets or deletes before it commits and the next
 # begins: each may dirty a 4 KiB page of its own (and its branch pages) in a large index,
 # and LMDB keeps the most pages any transaction dirtied for the rest of the run. At 1,024
@@ -679,7 +680,7 @@ class Index:
     def reader(self) -> Iterator[IndexReader]:
         """One read transaction for a whole query: a consistent view, and no per-call setup."""
         with self._reading(), self.env.begin() as txn:
-            yield IndexReader(txn, self.db)
+            yield IndexReader(txn, self.db, self.pages)
 
     def stats(self) -> dict[str, Any]:
         size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
@@ -702,10 +703,14 @@ class IndexReader:
     ``part`` before the first separator, which never contains one (``_part`` replaces it).
     """
 
-    def __init__(self, txn: lmdb.Transaction, dbs: dict[bytes, Any]) -> None:
+    def __init__(
+        self, txn: lmdb.Transaction, dbs: dict[bytes, Any], pages: _MappedPages | None = None
+    ) -> None:
         self.txn = txn
         self.dbs = dbs
         self._cursors: dict[bytes, lmdb.Cursor] = {}
+        # The pages a long walk or many lookups map in are let go as it goes (_MappedPages).
+        self._pages = pages
 
     def _cursor(self, table: bytes) -> lmdb.Cursor:
         cursor = self._cursors.get(table)
@@ -766,7 +771,9 @@ class IndexReader:
         cursor = self.txn.cursor(db=self.dbs[b"images"])
         current, count = b"", 0
         keys = cast(Iterator[bytes], cursor.iternext(keys=True, values=False))
-        for key in keys:
+        for n, key in enumerate(keys, 1):
+            if self._pages is not None and n % WALK_RELEASE_EVERY == 0:
+                self._pages.release()  # the whole table (~400 MB at 1M jobs) would stay mapped
             image = key[:32]
             if image != current:
                 if count:
@@ -777,6 +784,8 @@ class IndexReader:
             yield current.hex(), count
 
     def is_image(self, object_id: str) -> bool:
+        if self._pages is not None:
+            self._pages.touched()  # asked of every object by `stats`: pages all over the table
         cursor = self._cursor(b"images")
         raw = bytes.fromhex(object_id)
         return bool(cursor.set_range(raw)) and bytes(cursor.key()).startswith(raw)
