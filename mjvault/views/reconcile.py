@@ -55,10 +55,10 @@ from mjvault.views.links import (
     prune_empty_dirs,
     remove_temp_files,
 )
-from mjvault.views.paths import fold, resolve_collisions, safe_relpath
+from mjvault.views.paths import INDEX_DIGITS, fold, resolve_collisions, safe_relpath
 from mjvault.views.registry import FileRecord, View, ViewDefinition, ViewRegistry
 from mjvault.views.state import FileTable, NewRow
-from mjvault.views.template import Template
+from mjvault.views.template import Template, ext_text
 
 if TYPE_CHECKING:
     from mjvault.index import Index
@@ -84,6 +84,7 @@ SUMMARIES_PER_RELEASE = 128
 # Template fields the index's job summaries do not hold: views using them read records.
 RECORD_ONLY_FIELDS = frozenset({"job_type", "width", "height"})
 MAX_LISTED = 50  # paths listed in a report; counts are always complete
+_INERT_BELOW = 10**INDEX_DIGITS  # indexes Template.index_split answers for
 
 
 @dataclass
@@ -273,14 +274,27 @@ class _Reconciler:
             kind is None and oid is not None for oid, kind in zip(images, kinds, strict=True)
         ):
             return False
-        render = self.template.bind(job)
+        template = self.template
+        form = template.job_format(job)
         job_id = entry.job_id
         new_want = tuple.__new__  # a NamedTuple's own constructor is a Python function
+        # Named once per job and extension where the index cannot change what safe_relpath
+        # does (Template.index_split): then an image's name is a concatenation.
+        last_kind: str | None = None
+        ext = ""
+        split: tuple[str, str] | None = None
         for index, oid in enumerate(images):
             if oid is None:
                 self.report.skipped += 1
                 continue
-            plain = safe_relpath(render(index, kinds[index]))  # type: ignore[arg-type]
+            kind = kinds[index]
+            if kind != last_kind or not ext:
+                last_kind, ext = kind, ext_text(kind)  # type: ignore[arg-type]
+                split = template.index_split(form, ext)
+            if split is not None and index < _INERT_BELOW:
+                plain = f"{split[0]}{index}{split[1]}"
+            else:
+                plain = safe_relpath(form.format(index, ext))
             desired[(job_id, index)] = new_want(_Want, (plain, oid, job, True))
         return True
 

@@ -338,6 +338,34 @@ class SqliteTable:
             bits = self._recorded = bytearray(_RECORDED_BITS // 8)
         last_job: str | None = None
         jk = 0
+        # A symlink with the name it wanted (no plain, no size): most rows of a checkout.
+        # A batch of only those binds the six columns that differ, the rest are constants.
+        rows = rows if isinstance(rows, list) else list(rows)
+        narrow: str | None = None
+        if rows and not sealed:
+            first = str.__str__(rows[0][4])
+            if first in _KINDS and all(
+                row[4] == first and row[5] is None and not row[6] and not row[7] for row in rows
+            ):
+                narrow = first
+        if narrow is not None:
+            for job, idx, path, oid, _kind, _plain, _size, _mtime in rows:
+                if job != last_job:  # rows come job by job
+                    last_job, jk = job, job_key_of(job)
+                folded = path.lower() if path.isascii() else fold(path)
+                fh = asked.pop(folded, None)
+                if fh is None:
+                    fh = key_of(folded)
+                if bits is not None:
+                    at = (fh ^ (fh >> 29)) & _BIT_MASK  # _bit(fh), inline
+                    bits[at >> 3] |= 1 << (at & 7)
+                append((jk, job, idx, path, oid, fh))
+            # The kind is one of LinkKind's values (checked above): safe as SQL text.
+            self.db.executemany(
+                f"INSERT INTO files VALUES (?, ?, ?, ?, ?, '{narrow}', NULL, 0, 0, ?, NULL)",
+                cells,
+            )
+            return
         for job, idx, path, oid, kind, plain, size, mtime in rows:
             if job != last_job:  # rows come job by job
                 last_job, jk = job, job_key_of(job)
