@@ -127,7 +127,7 @@ class JobSummary:
 
 
 def _hex_ids(ids: list[bytes | None]) -> tuple[str | None, ...]:
-    return tuple(i.hex() if i is not None else None for i in ids)
+    return tuple([i.hex() if i is not None else None for i in ids])  # a list: no generator
 
 
 def _part(text: str) -> bytes:

@@ -162,7 +162,15 @@ def index_is_inert(head: str, tail: str) -> bool:
     stem_end = dot if dot >= 0 else len(name)
     if stem_end <= _DEVICE_MAX or name[stem_end - 1] == " ":
         return False
-    return safe_relpath(probe) == probe
+    # The name is safe as it is (above); safe_relpath's directories must be too.
+    cut = len(probe) - len(name) - 1
+    if cut < 0:
+        return True
+    folder = probe[:cut]
+    head_dirs = _DIRECTORIES.get(folder)
+    if head_dirs is None:
+        head_dirs = _directories(folder)
+    return cut > 0 and head_dirs[0] == probe[: cut + 1]
 
 
 def _directories(folder: str) -> tuple[str, tuple[str, ...]]:

@@ -270,8 +270,11 @@ class _Reconciler:
         """:meth:`wanted` for a job whose summary gives every image's kind, straight into
         ``desired``; False (nothing added) when an image's kind is not known."""
         images = entry.images
-        if len(kinds) != len(images) or any(
-            kind is None and oid is not None for oid, kind in zip(images, kinds, strict=True)
+        if len(kinds) != len(images) or (
+            None in kinds
+            and any(
+                kind is None and oid is not None for oid, kind in zip(images, kinds, strict=True)
+            )
         ):
             return False
         template = self.template
@@ -340,7 +343,7 @@ class _Reconciler:
             event_type=None,
             prompt=summary.prompt,
             full_command="",
-            params=dict(summary.params),
+            params=summary.params,  # the summary's own fresh dict, not shared beyond this job
             username=summary.username,
         )
         return job, summary.kinds
@@ -415,6 +418,7 @@ class _Reconciler:
         # First what the index decides alone (the filter), then the heads of every image
         # still wanted, read in one go, then the names.
         view_filter = self.view.definition.filter
+        selects_all = view_filter.empty  # asked once per batch, not of every job
         jobs: list[Job | None] = []
         filtered_out: set[int] = set()
         oids: list[str] = []
@@ -428,7 +432,7 @@ class _Reconciler:
             if entry is not None:
                 found = self._job_from_index(entry, summaries)
                 job = found[0] if found is not None else None
-                if job is not None and not view_filter.matches(job):
+                if job is not None and not selects_all and not view_filter.matches(job):
                     filtered_out.add(position)
                 elif found is not None and found[1] is not None:
                     assert job is not None  # found is (job, kinds)

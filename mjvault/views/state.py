@@ -446,18 +446,24 @@ class SqliteTable:
         if len(asked) > _ASKED_KEPT:
             asked.clear()
         by_key: dict[int, str] = {}
-        for f in folded:
-            key = asked.get(f)
-            if key is None:
-                key = asked[f] = key_of(f)
-            by_key[key] = f
         if self._all_recorded_here:
-            bits = self._recorded or b""
-            by_key = {
-                key: f
-                for key, f in by_key.items()
-                if bits and bits[(at := _bit(key)) >> 3] & (1 << (at & 7))
-            }
+            # Only the names whose bit is set can be held: the others need no query (nor a
+            # place in by_key).
+            bits = self._recorded
+            for f in folded:
+                key = asked.get(f)
+                if key is None:
+                    key = asked[f] = key_of(f)
+                if bits is not None:
+                    at = (key ^ (key >> 29)) & _BIT_MASK  # _bit(key), inline
+                    if bits[at >> 3] & (1 << (at & 7)):
+                        by_key[key] = f
+        else:
+            for f in folded:
+                key = asked.get(f)
+                if key is None:
+                    key = asked[f] = key_of(f)
+                by_key[key] = f
         found: set[str] = set()
         for chunk in _chunks(list(by_key)):
             marks = ",".join("?" * len(chunk))

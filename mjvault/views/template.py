@@ -324,10 +324,36 @@ def _render_date(field: Field, job: Job, index: int, ext: str) -> str:
     if job.enqueue_time is None:
         return UNKNOWN_DATE
     fmt = field.arg if field.arg is not None else DEFAULT_DATE_FORMAT
-    moment = job.enqueue_time.astimezone(UTC)
+    moment = job.enqueue_time
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # A format of the day alone (the default's year and month) renders the same text for
+    # every job of a day: worked out once per day, not once per job.
+    day: tuple[str, int] | None = (fmt, moment.toordinal()) if _day_only(fmt) else None
+    if day is not None:
+        text = _DAYS.get(day)
+        if text is not None:
+            return text
     # The format's own '/' makes directories; anything else unsafe (a locale's month name
     # can hold anything) is neutralised like any other value.
-    return _UNSAFE_IN_DATE.sub("_", moment.strftime(fmt))
+    text = _UNSAFE_IN_DATE.sub("_", moment.strftime(fmt))
+    if day is not None:
+        if len(_DAYS) >= _DAYS_MAX:
+            _DAYS.clear()
+        _DAYS[day] = text
+    return text
+
+
+# strftime directives that depend on the (UTC) day alone: no time of day, no zone, no
+# names a locale may change (%b %a), no locale forms (%c %x).
+_DAY_DIRECTIVES = frozenset("CdDeFgGjmuUVwWyY%")
+_DAYS: dict[tuple[str, int], str] = {}
+_DAYS_MAX = 4096
+
+
+@functools.cache
+def _day_only(fmt: str) -> bool:
+    return all(letter in _DAY_DIRECTIVES for _flag, letter in _DIRECTIVE.findall(fmt))
 
 
 def _render_job_id(field: Field, job: Job, index: int, ext: str) -> str:
