@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from mjvault.errors import IntegrityError, JobNotFound, MjvaultError, UsageError
 from mjvault.model import Job, MediaRef
@@ -63,6 +63,7 @@ from mjvault.views.template import Template, ext_text
 if TYPE_CHECKING:
     from mjvault.index import Index
     from mjvault.index.db import JobSummary
+    from mjvault.params import ParamValue
     from mjvault.vault import Vault
 
 Key = tuple[str, int]
@@ -343,7 +344,8 @@ class _Reconciler:
             event_type=None,
             prompt=summary.prompt,
             full_command="",
-            params=summary.params,  # the summary's own fresh dict, not shared beyond this job
+            # The summary's own fresh dict (unpacked for this lookup), not copied again.
+            params=cast("dict[str, ParamValue]", summary.params),
             username=summary.username,
         )
         return job, summary.kinds
