@@ -599,6 +599,12 @@ class _Reconciler:
         append = rows.append
         link = kind.value
         size = mtime_ns = 0  # a symlink is recognised by its target
+        if not failed and not stats:  # every symlink made: the rows in one comprehension
+            rows = [
+                (job_id, index, relpath, oid, link, plain if plain != relpath else None, 0, 0)
+                for (job_id, index), relpath, (plain, oid, _, _) in items
+            ]
+            items = []
         for position, ((job_id, index), relpath, want) in enumerate(items):
             if failed and position in failed:
                 continue

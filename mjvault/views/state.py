@@ -344,12 +344,15 @@ class SqliteTable:
         narrow: str | None = None
         if rows and not sealed:
             first = str.__str__(rows[0][4])
-            if first in _KINDS and all(
-                row[4] == first and row[5] is None and not row[6] and not row[7] for row in rows
-            ):
+            if first in _KINDS:
                 narrow = first
         if narrow is not None:
-            for job, idx, path, oid, _kind, _plain, _size, _mtime in rows:
+            for job, idx, path, oid, kind, plain, size, mtime in rows:
+                if plain is not None or size or mtime or kind != narrow:
+                    narrow = None  # a row of its own: the batch binds every column
+                    cells.clear()
+                    last_job = None
+                    break
                 if job != last_job:  # rows come job by job
                     last_job, jk = job, job_key_of(job)
                 folded = path.lower() if path.isascii() else fold(path)
@@ -360,6 +363,7 @@ class SqliteTable:
                     at = (fh ^ (fh >> 29)) & _BIT_MASK  # _bit(fh), inline
                     bits[at >> 3] |= 1 << (at & 7)
                 append((jk, job, idx, path, oid, fh))
+        if narrow is not None:
             # The kind is one of LinkKind's values (checked above): safe as SQL text.
             self.db.executemany(
                 f"INSERT INTO files VALUES (?, ?, ?, ?, ?, '{narrow}', NULL, 0, 0, ?, NULL)",
