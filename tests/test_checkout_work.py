@@ -7,6 +7,7 @@ real view (never the time it takes, which a shared machine makes meaningless).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,10 +15,13 @@ import pytest
 
 from mjvault import Vault
 from mjvault.index import db as index_db
-from mjvault.views import state
+from mjvault.views import reconcile, state
+from mjvault.views import template as template_module
 from mjvault.views.links import LinkKind
+from mjvault.views.paths import safe_relpath
 from mjvault.views.reconcile import checkout
 from mjvault.views.registry import ViewDefinition
+from mjvault.views.template import Template
 from tests.conftest import png_bytes, record_json
 
 JOBS, IMAGES = 600, 2  # two batches of jobs
@@ -95,3 +99,77 @@ def test_jobs_named_from_the_index_and_from_records_collide_as_before(
     # job-0001 sorts first and takes the plain name; job-0002's framed object is a copy.
     assert (tmp_path / "view" / "fox.png").read_bytes() == png_bytes(1, size=16)
     assert not (tmp_path / "view" / "fox~job0002_0.png").is_symlink()
+
+
+def test_a_checkout_names_each_job_once_and_its_images_by_concatenation(
+    vault: Vault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the index cannot change what safe_relpath does (a long ASCII file name), a job's
+    images are named by one split per job and a concatenation each: no safe_relpath pass
+    per image (before: one per image). The names are those safe_relpath gives."""
+    _fill(vault)
+    vault.index  # noqa: B018
+    splits = _counting(monkeypatch, Template, "index_split")
+    passes = _counting(monkeypatch, reconcile, "safe_relpath")
+    definition = _definition(tmp_path)
+    report = checkout(vault, definition)
+    assert report.added == JOBS * IMAGES
+    assert (splits[0], passes[0]) == (JOBS, 0)
+    template = Template.parse(definition.template)
+    for n in (0, JOBS - 1):
+        job = vault.job(vault.entry(f"job-{n:04d}"))
+        for index in range(IMAGES):
+            relpath = safe_relpath(template.render(job, index, "png"))
+            assert (tmp_path / "view" / relpath).is_symlink()
+
+
+def test_a_day_only_date_is_rendered_once_per_day(
+    vault: Vault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """{date:%Y/%m} changes once a month: its text is worked out once per (format, day), not
+    once per job (before: once per job). The jobs here share one day."""
+    _fill(vault)
+    vault.index  # noqa: B018
+    monkeypatch.setattr(template_module, "_DAYS", {})
+    real = template_module._UNSAFE_IN_DATE
+    calls = [0]
+
+    class Counted:
+        def sub(self, replacement: str, text: str) -> str:
+            calls[0] += 1
+            return real.sub(replacement, text)
+
+    monkeypatch.setattr(template_module, "_UNSAFE_IN_DATE", Counted())
+    report = checkout(vault, _definition(tmp_path))
+    assert report.added == JOBS * IMAGES
+    assert calls[0] == 1
+
+
+def test_a_first_checkout_reads_the_index_in_order_and_names_as_the_tree_walk_does(
+    vault: Vault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first checkout takes its jobs and their summaries from one ordered read of the index
+    (no tree walk, no lookup per job); the view is the one the walk makes, colliding names
+    across many batches included."""
+    with vault.writer("test") as writer:
+        for n in range(60):
+            oids = [writer.put_media(png_bytes(n * 10 + i, size=16)) for i in range(2)]
+            writer.add_job(record_json(f"job-{n:04d}", "fox" if n % 3 else "Fox"), oids)
+    vault.index  # noqa: B018
+    monkeypatch.setattr(reconcile, "BATCH_JOBS", 7)  # collision groups span batches
+    views: list[dict[str, str]] = []
+    for name, in_order in (("ordered", True), ("walked", False)):
+        if not in_order:
+            monkeypatch.setattr(reconcile, "_indexes", lambda index, tree: False)
+        walks = _counting(monkeypatch, Vault, "entries")
+        lookups = _counting(monkeypatch, index_db.Index, "get_many")
+        directory = tmp_path / name
+        definition = ViewDefinition(name, directory, "{prompt:3}.{ext}", LinkKind.SYMLINK)
+        report = checkout(vault, definition)
+        assert (report.added + report.updated, report.conflicts) == (120, 0)
+        assert (walks[0] == 0, lookups[0] == 0) == (in_order, in_order)
+        views.append(
+            {os.fspath(p.relative_to(directory)): os.readlink(p) for p in directory.rglob("*")}
+        )
+    assert views[0] == views[1]
+    assert len(views[0]) == 120

@@ -4,6 +4,7 @@ import tempfile
 import unicodedata
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +17,7 @@ from mjvault.views.paths import (
     safe_component,
     safe_relpath,
 )
-from mjvault.views.template import Template
+from mjvault.views.template import Template, ext_text
 
 WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL"} | {
     f"{p}{n}" for p in ("COM", "LPT") for n in "0123456789"
@@ -114,6 +115,88 @@ def test_rendered_paths_stay_inside_and_are_valid(
     assert os.path.normpath(os.path.join(root, relpath)).startswith(root + "/")
     assert safe_relpath(template.render(job, index, ext)) == relpath  # deterministic
     assert safe_relpath(relpath) == relpath  # already safe stays unchanged
+
+
+# Text near safe_component's edges: dots and spaces that end names, device names, separators.
+edgy_text = st.text(st.sampled_from(list("ab.  /\\:*COMLPTcomnul1_-~\u00e9\x00")), max_size=40)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(head=edgy_text, tail=edgy_text, index=st.integers(0, 10**paths.INDEX_DIGITS - 1))
+def test_an_inert_index_is_safe_whatever_its_digits(head: str, tail: str, index: int) -> None:
+    if paths.index_is_inert(head, tail):
+        raw = f"{head}{index}{tail}"
+        assert safe_relpath(raw) == raw
+
+
+@pytest.mark.parametrize(
+    ("head", "tail", "inert"),
+    [
+        ("2024/2024-05/fox harbour_abc_", ".png", True),
+        ("2024/2024-05/com", ".png", False),  # com1.png is a device name, com10.png is not
+        ("2024/2024-05/cat and dog_", ". .png", True),
+        ("2024/", "/x_abcdefgh.png", False),  # the index names a directory
+        ("2024/2024-05/fox and hound ", "", True),
+        ("2024/2024-05/fox and hound_", " ", False),  # a trailing space is cut
+        ("2024/caf\u00e9_long name_", ".png", False),  # not ASCII: the long way
+        ("a" * 252, ".png", False),  # no room for more digits
+    ],
+)
+def test_an_index_is_inert_only_where_no_digit_can_matter(
+    head: str, tail: str, inert: bool
+) -> None:
+    assert paths.index_is_inert(head, tail) is inert
+
+
+# Templates and jobs that mostly render safe names (so the split is often taken), with the
+# edges mixed in: short stems, dots and spaces, device names, separators, non-ASCII.
+tame_text = st.lists(
+    st.sampled_from([*"abc xyz_-.", "com", "/", "\u00e9", "  ", ".."]), max_size=12
+).map("".join)
+
+
+@st.composite
+def tame_templates(draw: st.DrawFn) -> Template:
+    fields = ["{job_id}", "{job_id:4}", "{date:%Y/%Y-%m}", "{prompt:30}", "{ar}", "{ext}"]
+    parts = draw(st.lists(st.one_of(tame_text, st.sampled_from(fields)), max_size=5))
+    at = draw(st.integers(0, len(parts)))
+    text = "".join([*parts[:at], "{index}", *parts[at:]])
+    return Template.parse(text.replace("{{", "").replace("}}", ""))
+
+
+@st.composite
+def tame_jobs(draw: st.DrawFn):
+    return job_from_record(
+        {
+            "id": draw(st.text(st.sampled_from(list("0123456789abcdef-")), min_size=1)),
+            "enqueue_time": draw(st.one_of(st.none(), st.datetimes().map(str))),
+            "type": "grid",
+            "full_command": draw(st.one_of(tame_text, nasty_text)) + " --ar 16:9",
+        }
+    )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    template=st.one_of(templates(), tame_templates()),
+    job=st.one_of(jobs(), tame_jobs()),
+    index=st.integers(0, 10**paths.INDEX_DIGITS - 1),
+    ext=st.sampled_from(["png", "webp", "mp4", "a.b/c"]),
+)
+def test_a_job_split_at_its_index_names_images_as_safe_relpath_does(
+    template: Template, job, index: int, ext: str
+) -> None:
+    form = template.job_format(job)
+    split = template.index_split(form, ext_text(ext))
+    if split is not None:
+        assert f"{split[0]}{index}{split[1]}" == safe_relpath(template.render(job, index, ext))
+
+
+def test_a_literal_mark_in_a_template_is_not_taken_for_the_index() -> None:
+    job = job_from_record({"id": "abc", "prompt": "fox", "type": "grid"})
+    for text in ("a\x00b_{job_id}_{index}.{ext}", "a\x00b_{job_id}.{ext}"):
+        template = Template.parse(text)
+        assert template.index_split(template.job_format(job), "png") is None
 
 
 @settings(max_examples=200, deadline=None)

@@ -1,6 +1,8 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mjvault.errors import UsageError
 from mjvault.model import job_from_record
@@ -114,3 +116,21 @@ def test_unknown_strftime_directives_are_refused(bad: str, says: str) -> None:
 @pytest.mark.parametrize("good", ["%Y/%m", "%Y-%m-%d %H.%M.%S", "100%% %Y", "%-d %b", "%G-W%V"])
 def test_known_strftime_directives_are_accepted(good: str) -> None:
     Template.parse(f"{{date:{good}}}/{{job_id}}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1971, 1, 2),
+        max_value=datetime(2100, 1, 1),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=-9))]),
+    ),
+    fmt=st.sampled_from(["%Y/%Y-%m", "%Y-%m-%d", "%d %b", "%Y-%m-%d %H.%M", "%j %G-W%V-%u"]),
+)
+def test_a_date_remembered_per_day_renders_as_strftime_does(moment: datetime, fmt: str) -> None:
+    """Formats of the day alone are worked out once per UTC day; the text is the same."""
+    template = Template.parse(f"{{date:{fmt}}}/{{job_id}}_{{index}}.{{ext}}")
+    job = _job(enqueue_time=moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"))
+    expected = job.enqueue_time.astimezone(UTC).strftime(fmt)
+    for _ in range(2):  # worked out, then remembered
+        assert template.render(job, 0, "png").split("/" + job.id)[0] == expected

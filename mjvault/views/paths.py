@@ -135,6 +135,44 @@ def safe_relpath(raw: str, *, max_bytes: int = MAX_PATH_BYTES) -> str:
     return "/".join(_shorten(parts, max_bytes))
 
 
+# An image's index as safe_relpath() sees it: decimal digits, and at most this many.
+INDEX_DIGITS = 4
+
+
+def index_is_inert(head: str, tail: str) -> bool:
+    """Is ``head + str(i) + tail`` already safe (:func:`safe_relpath` returns it unchanged)
+    for every index ``i`` below ``10 ** INDEX_DIGITS``?
+
+    Then the images of a job that share an extension are named by a concatenation each, not
+    a pass of :func:`safe_relpath` each. Decided from the path with index 0, when the index
+    lies in its file name and that name takes :func:`safe_component`'s quick way (printable
+    ASCII, with room for more digits): digits are of the characters that way lets through
+    anywhere, so other digits change nothing it looks at, except a Windows device name
+    (``COM1``), which cannot be when the name's stem is longer than any device name.
+    """
+    if "/" in tail or "\\" in tail:
+        return False  # the index would be in a directory's name
+    probe = f"{head}0{tail}"
+    if not probe.isascii() or len(probe) + INDEX_DIGITS - 1 > MAX_PATH_BYTES:
+        return False
+    name = probe[max(probe.rfind("/"), probe.rfind("\\")) + 1 :]
+    if len(name) + INDEX_DIGITS - 1 > MAX_COMPONENT_BYTES or not _PLAIN_ASCII.fullmatch(name):
+        return False
+    dot = name.find(".")
+    stem_end = dot if dot >= 0 else len(name)
+    if stem_end <= _DEVICE_MAX or name[stem_end - 1] == " ":
+        return False
+    # The name is safe as it is (above); safe_relpath's directories must be too.
+    cut = len(probe) - len(name) - 1
+    if cut < 0:
+        return True
+    folder = probe[:cut]
+    head_dirs = _DIRECTORIES.get(folder)
+    if head_dirs is None:
+        head_dirs = _directories(folder)
+    return cut > 0 and head_dirs[0] == probe[: cut + 1]
+
+
 def _directories(folder: str) -> tuple[str, tuple[str, ...]]:
     """The safe components of a path's directory part, and them joined with a ``/`` after."""
     parts: list[str] = []

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from mjvault.errors import IntegrityError, JobNotFound, MjvaultError, UsageError
 from mjvault.model import Job, MediaRef
@@ -55,14 +55,15 @@ from mjvault.views.links import (
     prune_empty_dirs,
     remove_temp_files,
 )
-from mjvault.views.paths import fold, resolve_collisions, safe_relpath
+from mjvault.views.paths import INDEX_DIGITS, fold, resolve_collisions, safe_relpath
 from mjvault.views.registry import FileRecord, View, ViewDefinition, ViewRegistry
 from mjvault.views.state import FileTable, NewRow
-from mjvault.views.template import Template
+from mjvault.views.template import Template, ext_text
 
 if TYPE_CHECKING:
     from mjvault.index import Index
     from mjvault.index.db import JobSummary
+    from mjvault.params import ParamValue
     from mjvault.vault import Vault
 
 Key = tuple[str, int]
@@ -81,9 +82,13 @@ BATCH_JOBS = 500
 # kernel's fault-around), so 128 bound a checkout's share to ~8 MB; releasing every 16, as
 # other readers do, cost a checkout of 100k images ~0.1 s of page faults more.
 SUMMARIES_PER_RELEASE = 128
+# The same, for a first checkout that reads every summary in the index's order: a dozen per
+# page, and the neighbours the kernel maps are the next summaries, so ~5 MB mapped at most.
+SUMMARIES_IN_ORDER_PER_RELEASE = 1024
 # Template fields the index's job summaries do not hold: views using them read records.
 RECORD_ONLY_FIELDS = frozenset({"job_type", "width", "height"})
 MAX_LISTED = 50  # paths listed in a report; counts are always complete
+_INERT_BELOW = 10**INDEX_DIGITS  # indexes Template.index_split answers for
 
 
 @dataclass
@@ -161,6 +166,9 @@ class _Reconciler:
         self.ops_since_save = 0
         self.saved_at = time.monotonic()
         self.index = _usable_index(vault, view.definition, self.template)
+        # Summaries read ahead with their jobs (a first checkout reading the index in order,
+        # _all_jobs): taken by the batch that holds their jobs, so never more than a batch.
+        self.prefetched: dict[str, JobSummary] = {}
         self.running = False
         self.reader: ThreadPoolExecutor | None = None
         # New files the plain way (links, or copies of the object files) are made in bulk,
@@ -269,18 +277,34 @@ class _Reconciler:
         """:meth:`wanted` for a job whose summary gives every image's kind, straight into
         ``desired``; False (nothing added) when an image's kind is not known."""
         images = entry.images
-        if len(kinds) != len(images) or any(
-            kind is None and oid is not None for oid, kind in zip(images, kinds, strict=True)
+        if len(kinds) != len(images) or (
+            None in kinds
+            and any(
+                kind is None and oid is not None for oid, kind in zip(images, kinds, strict=True)
+            )
         ):
             return False
-        render = self.template.bind(job)
+        template = self.template
+        form = template.job_format(job)
         job_id = entry.job_id
         new_want = tuple.__new__  # a NamedTuple's own constructor is a Python function
+        # Named once per job and extension where the index cannot change what safe_relpath
+        # does (Template.index_split): then an image's name is a concatenation.
+        last_kind: str | None = None
+        ext = ""
+        split: tuple[str, str] | None = None
         for index, oid in enumerate(images):
             if oid is None:
                 self.report.skipped += 1
                 continue
-            plain = safe_relpath(render(index, kinds[index]))  # type: ignore[arg-type]
+            kind = kinds[index]
+            if kind != last_kind or not ext:
+                last_kind, ext = kind, ext_text(kind)  # type: ignore[arg-type]
+                split = template.index_split(form, ext)
+            if split is not None and index < _INERT_BELOW:
+                plain = f"{split[0]}{index}{split[1]}"
+            else:
+                plain = safe_relpath(form.format(index, ext))
             desired[(job_id, index)] = new_want(_Want, (plain, oid, job, True))
         return True
 
@@ -288,6 +312,19 @@ class _Reconciler:
         """A batch's summaries in one go (one transaction, key order), None without an index."""
         if self.index is None:
             return None
+        if self.prefetched:
+            given = [e.job_id for e in entries if e is not None]
+            pop = self.prefetched.pop
+            found = {job_id: s for job_id in given if (s := pop(job_id, None)) is not None}
+            if len(found) == len(given):
+                return found
+            rest = [job_id for job_id in given if job_id not in found]
+            try:
+                found.update(self.index.get_many(rest, release_every=SUMMARIES_PER_RELEASE))
+            except MjvaultError:
+                self.index = None
+                return None
+            return found
         try:
             ids = (e.job_id for e in entries if e is not None)
             return self.index.get_many(ids, release_every=SUMMARIES_PER_RELEASE)
@@ -326,7 +363,8 @@ class _Reconciler:
             event_type=None,
             prompt=summary.prompt,
             full_command="",
-            params=dict(summary.params),
+            # The summary's own fresh dict (unpacked for this lookup), not copied again.
+            params=cast("dict[str, ParamValue]", summary.params),
             username=summary.username,
         )
         return job, summary.kinds
@@ -401,6 +439,7 @@ class _Reconciler:
         # First what the index decides alone (the filter), then the heads of every image
         # still wanted, read in one go, then the names.
         view_filter = self.view.definition.filter
+        selects_all = view_filter.empty  # asked once per batch, not of every job
         jobs: list[Job | None] = []
         filtered_out: set[int] = set()
         oids: list[str] = []
@@ -414,7 +453,7 @@ class _Reconciler:
             if entry is not None:
                 found = self._job_from_index(entry, summaries)
                 job = found[0] if found is not None else None
-                if job is not None and not view_filter.matches(job):
+                if job is not None and not selects_all and not view_filter.matches(job):
                     filtered_out.add(position)
                 elif found is not None and found[1] is not None:
                     assert job is not None  # found is (job, kinds)
@@ -560,6 +599,12 @@ class _Reconciler:
         append = rows.append
         link = kind.value
         size = mtime_ns = 0  # a symlink is recognised by its target
+        if not failed and not stats:  # every symlink made: the rows in one comprehension
+            rows = [
+                (job_id, index, relpath, oid, link, plain if plain != relpath else None, 0, 0)
+                for (job_id, index), relpath, (plain, oid, _, _) in items
+            ]
+            items = []
         for position, ((job_id, index), relpath, want) in enumerate(items):
             if failed and position in failed:
                 continue
@@ -1025,7 +1070,9 @@ def refresh_view(
         expected_images=int(snapshot.stats.get("images", 0)) if full and snapshot else 0,
     )
     changes = (
-        _all_jobs(vault, view, snapshot) if full else _changed_jobs(vault, view, snapshot, new_tree)
+        _all_jobs(vault, view, snapshot, reconciler.index, reconciler.prefetched)
+        if full
+        else _changed_jobs(vault, view, snapshot, new_tree)
     )
     try:
         with modes.creating(private):
@@ -1054,14 +1101,32 @@ def _plaintext_note(directory: Path, private: bool) -> str:
 
 
 def _all_jobs(
-    vault: Vault, view: View, snapshot: Snapshot | None
+    vault: Vault,
+    view: View,
+    snapshot: Snapshot | None,
+    index: Index | None = None,
+    prefetched: dict[str, JobSummary] | None = None,
 ) -> Iterator[tuple[str, JobEntry | None]]:
     table = view.table
     # A list empty at the start (a first checkout) will only ever hold jobs of this walk:
     # nothing to remember about which jobs it saw.
     walked_only = table.empty()
     batch: list[str] = []
-    if snapshot is not None:
+    if (
+        snapshot is not None
+        and walked_only
+        and index is not None
+        and prefetched is not None
+        and _indexes(index, snapshot.tree)
+    ):
+        # The index holds exactly this tree's jobs, each with its summary: read in the
+        # index's order, it gives both at a third of the cost of walking the tree and
+        # looking each summary up (whose pages are all over the index).
+        for summary in index.iter_summaries(release_every=SUMMARIES_IN_ORDER_PER_RELEASE):
+            job_id = summary.job_id
+            prefetched[job_id] = summary
+            yield job_id, JobEntry(job_id, summary.record, summary.images)
+    elif snapshot is not None:
         for entry in vault.entries(snapshot):
             if not walked_only:
                 batch.append(entry.job_id)
@@ -1079,6 +1144,14 @@ def _all_jobs(
     # Jobs with files that the snapshot no longer has (their files go), then blocked ones.
     for job_id in table.unseen_jobs([*view.blocked]):
         yield job_id, None
+
+
+def _indexes(index: Index, tree: str | None) -> bool:
+    """Is ``index`` the index of ``tree`` (every job of it, and no other)?"""
+    try:
+        return tree is not None and index.indexed_tree() == tree
+    except MjvaultError:
+        return False
 
 
 def _changed_jobs(

@@ -338,6 +338,38 @@ class SqliteTable:
             bits = self._recorded = bytearray(_RECORDED_BITS // 8)
         last_job: str | None = None
         jk = 0
+        # A symlink with the name it wanted (no plain, no size): most rows of a checkout.
+        # A batch of only those binds the six columns that differ, the rest are constants.
+        rows = rows if isinstance(rows, list) else list(rows)
+        narrow: str | None = None
+        if rows and not sealed:
+            first = str.__str__(rows[0][4])
+            if first in _KINDS:
+                narrow = first
+        if narrow is not None:
+            for job, idx, path, oid, kind, plain, size, mtime in rows:
+                if plain is not None or size or mtime or kind != narrow:
+                    narrow = None  # a row of its own: the batch binds every column
+                    cells.clear()
+                    last_job = None
+                    break
+                if job != last_job:  # rows come job by job
+                    last_job, jk = job, job_key_of(job)
+                folded = path.lower() if path.isascii() else fold(path)
+                fh = asked.pop(folded, None)
+                if fh is None:
+                    fh = key_of(folded)
+                if bits is not None:
+                    at = (fh ^ (fh >> 29)) & _BIT_MASK  # _bit(fh), inline
+                    bits[at >> 3] |= 1 << (at & 7)
+                append((jk, job, idx, path, oid, fh))
+        if narrow is not None:
+            # The kind is one of LinkKind's values (checked above): safe as SQL text.
+            self.db.executemany(
+                f"INSERT INTO files VALUES (?, ?, ?, ?, ?, '{narrow}', NULL, 0, 0, ?, NULL)",
+                cells,
+            )
+            return
         for job, idx, path, oid, kind, plain, size, mtime in rows:
             if job != last_job:  # rows come job by job
                 last_job, jk = job, job_key_of(job)
@@ -418,18 +450,24 @@ class SqliteTable:
         if len(asked) > _ASKED_KEPT:
             asked.clear()
         by_key: dict[int, str] = {}
-        for f in folded:
-            key = asked.get(f)
-            if key is None:
-                key = asked[f] = key_of(f)
-            by_key[key] = f
         if self._all_recorded_here:
-            bits = self._recorded or b""
-            by_key = {
-                key: f
-                for key, f in by_key.items()
-                if bits and bits[(at := _bit(key)) >> 3] & (1 << (at & 7))
-            }
+            # Only the names whose bit is set can be held: the others need no query (nor a
+            # place in by_key).
+            bits = self._recorded
+            for f in folded:
+                key = asked.get(f)
+                if key is None:
+                    key = asked[f] = key_of(f)
+                if bits is not None:
+                    at = (key ^ (key >> 29)) & _BIT_MASK  # _bit(key), inline
+                    if bits[at >> 3] & (1 << (at & 7)):
+                        by_key[key] = f
+        else:
+            for f in folded:
+                key = asked.get(f)
+                if key is None:
+                    key = asked[f] = key_of(f)
+                by_key[key] = f
         found: set[str] = set()
         for chunk in _chunks(list(by_key)):
             marks = ",".join("?" * len(chunk))

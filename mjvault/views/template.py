@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from mjvault.errors import UsageError
 from mjvault.model import Job
 from mjvault.params import ALIASES, param_index_value
+from mjvault.views.paths import index_is_inert
 
 DEFAULT_TEMPLATE = "{date:%Y/%Y-%m}/{prompt:60}_{job_id}_{index}.{ext}"
 DEFAULT_DATE_FORMAT = "%Y-%m-%d"
@@ -72,6 +73,7 @@ PARAMETER_FIELDS: dict[str, str] = dict(ALIASES)
 _TEXT_FIELDS = ("username", "job_type", "width", "height")
 _PLAIN_FIELDS = ("index", "ext", "type")
 _PER_IMAGE = frozenset({"index", "ext"})
+_INDEX_MARK = "\x00"  # where index_split finds the index: str.format passes it, no field has it
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,28 @@ class Template:
             raise UsageError(f"template {text!r} is {depth} directories deep (at most {MAX_DEPTH})")
         return cls(text=text, segments=segments)
 
+    @functools.cached_property
+    def index_once(self) -> bool:
+        """Does ``{index}`` appear exactly once (so a job's images differ in one place)?"""
+        return sum(1 for s in self.segments if isinstance(s, Field) and s.name == "index") == 1
+
+    def index_split(self, form: str, ext: str) -> tuple[str, str] | None:
+        """``(head, tail)`` such that image ``i``'s safe path (:func:`safe_relpath` of its
+        raw path) is ``head + str(i) + tail`` for every ``i`` below ``10 ** INDEX_DIGITS``;
+        None when the index can change more than that. ``form`` is :meth:`job_format`'s,
+        ``ext`` the images' :func:`ext_text`.
+
+        A job's images are then named by a concatenation each, not a pass each.
+        """
+        if not self.index_once:
+            return None
+        # One mark is the index's; a second would be the text's own (control characters
+        # are replaced in every field, not in literal text).
+        parts = form.format(_INDEX_MARK, ext).split(_INDEX_MARK)
+        if len(parts) == 2 and index_is_inert(parts[0], parts[1]):
+            return parts[0], parts[1]
+        return None
+
     @property
     def field_names(self) -> frozenset[str]:
         return frozenset(s.name for s in self.segments if isinstance(s, Field))
@@ -122,6 +146,20 @@ class Template:
         The result is one ``str.format`` call per image: the job's fields are already text
         in the format string, and only ``{index}`` and ``{ext}`` remain as slots.
         """
+        fill = self.job_format(job).format
+
+        def render_image(index: int, ext: str) -> str:
+            text = _EXT_TEXT.get(ext)
+            if text is None:
+                text = ext_text(ext)
+            return fill(index, text)
+
+        return render_image
+
+    def job_format(self, job: Job) -> str:
+        """The job's raw path as a ``str.format`` string: the job's own fields already text,
+        ``{0}`` where the image's index goes and ``{1}`` its extension's text
+        (:func:`ext_text`)."""
         pieces: list[str] = []
         append = pieces.append
         for literal, per_job in self._plan:
@@ -132,15 +170,7 @@ class Template:
             if "{" in text or "}" in text:
                 text = text.replace("{", "{{").replace("}", "}}")
             append(text)
-        fill = "".join(pieces).format
-
-        def render_image(index: int, ext: str) -> str:
-            text = _EXT_TEXT.get(ext)
-            if text is None:
-                text = _ext_text(ext)
-            return fill(index, text)
-
-        return render_image
+        return "".join(pieces)
 
     @functools.cached_property
     def _plan(self) -> tuple[tuple[str, Field | None], ...]:
@@ -294,10 +324,36 @@ def _render_date(field: Field, job: Job, index: int, ext: str) -> str:
     if job.enqueue_time is None:
         return UNKNOWN_DATE
     fmt = field.arg if field.arg is not None else DEFAULT_DATE_FORMAT
-    moment = job.enqueue_time.astimezone(UTC)
+    moment = job.enqueue_time
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # A format of the day alone (the default's year and month) renders the same text for
+    # every job of a day: worked out once per day, not once per job.
+    day: tuple[str, int] | None = (fmt, moment.toordinal()) if _day_only(fmt) else None
+    if day is not None:
+        text = _DAYS.get(day)
+        if text is not None:
+            return text
     # The format's own '/' makes directories; anything else unsafe (a locale's month name
     # can hold anything) is neutralised like any other value.
-    return _UNSAFE_IN_DATE.sub("_", moment.strftime(fmt))
+    text = _UNSAFE_IN_DATE.sub("_", moment.strftime(fmt))
+    if day is not None:
+        if len(_DAYS) >= _DAYS_MAX:
+            _DAYS.clear()
+        _DAYS[day] = text
+    return text
+
+
+# strftime directives that depend on the (UTC) day alone: no time of day, no zone, no
+# names a locale may change (%b %a), no locale forms (%c %x).
+_DAY_DIRECTIVES = frozenset("CdDeFgGjmuUVwWyY%")
+_DAYS: dict[tuple[str, int], str] = {}
+_DAYS_MAX = 4096
+
+
+@functools.cache
+def _day_only(fmt: str) -> bool:
+    return all(letter in _DAY_DIRECTIVES for _flag, letter in _DIRECTIVE.findall(fmt))
 
 
 def _render_job_id(field: Field, job: Job, index: int, ext: str) -> str:
@@ -319,7 +375,7 @@ _Renderer = Callable[[Field, Job, int, str], str]
 _RENDERERS: dict[str, _Renderer] = {
     "job_id": _render_job_id,
     "index": lambda f, job, index, ext: str(index),
-    "ext": lambda f, job, index, ext: _ext_text(ext),
+    "ext": lambda f, job, index, ext: ext_text(ext),
     "type": lambda f, job, index, ext: _render_text(job.type, MISSING),
     "date": _render_date,
     "prompt": _render_prompt,
@@ -334,7 +390,8 @@ _RENDERERS: dict[str, _Renderer] = {
 }
 
 
-def _ext_text(ext: str) -> str:
+def ext_text(ext: str) -> str:
+    """What ``{ext}`` renders for an image of type ``ext``."""
     text = _EXT_TEXT.get(ext)
     if text is None:
         text = field_text(ext.lower()) or "bin"
