@@ -20,6 +20,7 @@ from pathlib import Path
 import lmdb
 import msgpack
 
+from mjvault import leaves
 from mjvault.errors import IntegrityError
 
 MAP_SIZE = 1 << 34  # sparse on Linux; 64 bytes a pair, far beyond any archive
@@ -67,7 +68,11 @@ def rewrite_ids(plaintext: bytes, translate: IdFn) -> bytes:
     try:
         doc = msgpack.unpackb(plaintext)
         kind = doc.get("t")
-        if kind == "leaf":
+        if kind == "leaf" and doc.get("v") == 2:
+            doc["e"] = leaves.encode(
+                (job, _translate_ids(translate, ids)) for job, ids in leaves.decode(doc["e"])
+            )
+        elif kind == "leaf":
             doc["e"] = [
                 [
                     job,
@@ -90,6 +95,16 @@ def rewrite_ids(plaintext: bytes, translate: IdFn) -> bytes:
     except Exception as exc:
         raise IntegrityError(f"malformed tree node or manifest: {exc}") from None
     return msgpack.packb(doc)
+
+
+def _translate_ids(translate: IdFn, ids: bytes) -> bytes:
+    """A version 2 leaf entry's record id and image ids, each translated; a missing image's
+    32 zero bytes stay as they are."""
+    out = [_must(translate, ids[:32])]
+    for start in range(32, len(ids), 32):
+        image = ids[start : start + 32]
+        out.append(image if image == leaves.NO_ID else _must(translate, image))
+    return b"".join(out)
 
 
 def _must(translate: IdFn, object_id: bytes) -> bytes:
