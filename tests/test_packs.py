@@ -226,22 +226,26 @@ def test_a_pack_published_but_not_mapped_is_found(vault: Vault, tmp_path: Path) 
     assert vault.store.packs.map().locate(bytes.fromhex(record)) is not None
 
 
-def test_a_version_1_vault_is_read_and_marked_2_before_its_first_pack(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_vault_is_read_and_marked_3_before_a_new_pack(
+    tmp_path: Path, version: int
+) -> None:
     vault = Vault.init(tmp_path / "v")
     config_path = vault.path / "config"
     config = json.loads(config_path.read_bytes())
-    assert config["version"] == 2
-    config["version"] = 1
+    assert config["version"] == 3
+    config["version"] = version
     os.chmod(config_path, 0o644)
     config_path.write_text(json.dumps(config))
     vault.close()
     old = Vault.open(tmp_path / "v")
     assert not (old.path / "packs").exists()
+    assert json.loads(config_path.read_bytes())["version"] == version  # reading changes nothing
     add_jobs(old, 5)
-    assert json.loads(config_path.read_bytes())["version"] == 2
+    assert json.loads(config_path.read_bytes()) == config | {"version": 3}
     assert old.store.packs.names()
     old.close()
-    config["version"] = 3
+    config["version"] = 4
     config_path.write_text(json.dumps(config))
     with pytest.raises(UnsupportedFormat):
         Vault.open(tmp_path / "v")
