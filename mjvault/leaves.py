@@ -16,7 +16,7 @@ of image ids: 183 bytes a job of the 100k-job benchmark vault, 5 of them msgpack
 encoding and :func:`decode` then :func:`encode` gives back the same bytes (what translating a
 remote's ids relies on). A job a version 2 leaf cannot hold (an empty id or one longer than
 255 bytes, more than 255 images, an object id of 32 zero bytes) makes its leaf a version 1
-one (:func:`fits`).
+one (:func:`encode` returns None).
 """
 
 from __future__ import annotations
@@ -26,53 +26,53 @@ from collections.abc import Iterable
 
 from mjvault.errors import IntegrityError
 
-ID_SIZE = 32
-NO_ID = bytes(ID_SIZE)  # a missing image: no object has this id (a BLAKE3 preimage)
+ID_HEX = 64
+NO_ID = "0" * ID_HEX  # a missing image: no object has this id (it would be a BLAKE3 preimage)
 MAX_FIELD = 255
+_HEADS = [f"{n:02x}" for n in range(MAX_FIELD + 1)]
 _UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
-
-def uuid_bytes(job_id: str) -> bytes | None:
-    """The 16 bytes of a job id that is a UUID in its canonical text, else None."""
-    if len(job_id) == 36 and _UUID_TEXT.fullmatch(job_id):
-        return bytes.fromhex(job_id.replace("-", ""))
-    return None
+# (job id, record id, image ids with None for a missing image), ids as hex: a tree entry.
+Job = tuple[str, str, tuple[str | None, ...]]
 
 
-def uuid_text(raw: bytes) -> str:
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+def is_uuid(job_id: str) -> bool:
+    """Whether a job id is a UUID in its canonical text, kept as 16 bytes."""
+    return len(job_id) == 36 and _UUID_TEXT.fullmatch(job_id) is not None
 
 
-def fits(job_id: str, ids: bytes) -> bool:
-    """Whether a version 2 leaf can hold this job (``ids``: record id then image ids)."""
-    count = len(ids) // ID_SIZE - 1
-    if count > MAX_FIELD or not job_id:
-        return False
-    if uuid_bytes(job_id) is None and len(job_id.encode("utf-8")) > MAX_FIELD:
-        return False
-    return ids[:ID_SIZE] != NO_ID
+def encode(jobs: Iterable[Job]) -> bytes | None:
+    """The job list of ``jobs``, already sorted by job id, each once; None when one of them
+    cannot be held (the leaf is then written as version 1).
 
-
-def encode(jobs: Iterable[tuple[str, bytes]]) -> bytes:
-    """The job list of ``(job id, record id ‖ image ids)`` pairs, sorted by job id here.
-    Each job must :func:`fits`; a missing image is already 32 zero bytes in ``ids``."""
-    parts: list[bytes] = []
-    for job_id, ids in sorted(jobs):
-        count = len(ids) // ID_SIZE - 1
-        raw = uuid_bytes(job_id)
-        if raw is not None:
-            parts.append(bytes((count, 0)) + raw + ids)
+    Built as one hex string and converted once: a leaf is re-encoded at every checkpoint that
+    touches it, and per-field byte strings cost more than the ids themselves.
+    """
+    parts: list[str] = []
+    append = parts.append
+    for job_id, record, images in jobs:
+        count = len(images)
+        if count > MAX_FIELD or record == NO_ID or NO_ID in images:
+            return None
+        if None in images:
+            images = tuple(NO_ID if image is None else image for image in images)  # noqa: PLW2901
+        if len(job_id) == 36 and _UUID_TEXT.fullmatch(job_id):
+            append(_HEADS[count] + "00" + job_id.replace("-", ""))
         else:
             text = job_id.encode("utf-8")
-            parts.append(bytes((count, len(text))) + text + ids)
-    return b"".join(parts)
+            if not 0 < len(text) <= MAX_FIELD:
+                return None
+            append(_HEADS[count] + _HEADS[len(text)] + text.hex())
+        append(record)
+        append("".join(images))  # type: ignore[arg-type]
+    return bytes.fromhex("".join(parts))
 
 
-def decode(data: bytes) -> list[tuple[str, bytes]]:
-    """``(job id, record id ‖ image ids)`` of each job, checked: lengths that add up to the
-    end, job ids in strictly increasing order, each in its one encoding, a record id."""
-    jobs: list[tuple[str, bytes]] = []
+def decode(data: bytes) -> list[Job]:
+    """Each job of a job list, checked: lengths that add up to its end, job ids in strictly
+    increasing order, each in its one encoding, a record id."""
+    jobs: list[Job] = []
+    h = data.hex()
     previous: str | None = None
     at, end = 0, len(data)
     while at < end:
@@ -81,27 +81,30 @@ def decode(data: bytes) -> list[tuple[str, bytes]]:
         count, length = data[at], data[at + 1]
         at += 2
         if length == 0:
-            raw = data[at : at + 16]
+            u = h[2 * at : 2 * at + 32]
+            job_id = f"{u[:8]}-{u[8:12]}-{u[12:16]}-{u[16:20]}-{u[20:]}"
             at += 16
-            job_id = uuid_text(raw)
         else:
-            text = data[at : at + length]
-            at += length
             try:
-                job_id = text.decode("utf-8")
+                job_id = data[at : at + length].decode("utf-8")
             except UnicodeDecodeError:
                 raise IntegrityError("malformed tree leaf: a job id is not UTF-8") from None
-            if len(text) == length and uuid_bytes(job_id) is not None:
+            if is_uuid(job_id):
                 raise IntegrityError("malformed tree leaf: a UUID job id kept as text")
-        size = ID_SIZE * (count + 1)
-        ids = data[at : at + size]
-        at += size
+            at += length
+        first = 2 * at
+        at += 32 * (count + 1)
         if at > end:
             raise IntegrityError("malformed tree leaf: an entry is cut short")
-        if ids[:ID_SIZE] == NO_ID:
+        record = h[first : first + ID_HEX]
+        if record == NO_ID:
             raise IntegrityError("malformed tree leaf: a job without a record id")
+        images: tuple[str | None, ...]
+        images = tuple(h[i : i + ID_HEX] for i in range(first + ID_HEX, 2 * at, ID_HEX))
+        if NO_ID in images:
+            images = tuple(None if image == NO_ID else image for image in images)
         if previous is not None and job_id <= previous:
             raise IntegrityError("malformed tree leaf: job ids out of order")
-        jobs.append((job_id, ids))
+        jobs.append((job_id, record, images))
         previous = job_id
     return jobs

@@ -31,7 +31,6 @@ LEAF_MAX = 128
 NODE_VERSION = 1
 LEAF_VERSION = 2
 LEAF_VERSIONS = (1, 2)
-_NO_IMAGE = leaves.NO_ID.hex()
 MAX_DEPTH = 63  # 64 hex digits; never reached in practice
 # Job entries and child links a Tree keeps decoded (under 2 MB); see Tree._remember.
 CACHE_ENTRIES = 2048
@@ -66,21 +65,6 @@ class JobEntry:
             raise IntegrityError(f"malformed tree entry: {exc}") from None
 
 
-def _ids_of(entry: JobEntry) -> bytes:
-    """A job's record id then its image ids, 32 zero bytes for a missing image."""
-    return bytes.fromhex(
-        entry.record + "".join(_NO_IMAGE if i is None else i for i in entry.images)
-    )
-
-
-def _entry_of(job_id: str, ids: bytes) -> JobEntry:
-    h = ids.hex()
-    images = tuple(
-        None if (image := h[i : i + 64]) == _NO_IMAGE else image for i in range(64, len(h), 64)
-    )
-    return JobEntry(job_id, h[:64], images)
-
-
 def key_digits(job_id: str) -> str:
     return blake3.blake3(job_id.encode("utf-8")).hexdigest()
 
@@ -113,11 +97,9 @@ def encode_node(node: Node) -> bytes:
     if isinstance(node, Leaf):
         ordered = sorted(node.entries, key=lambda e: e.job_id)
         if LEAF_VERSION == 2:
-            jobs = [(e.job_id, _ids_of(e)) for e in ordered]
-            if all(leaves.fits(job_id, ids) for job_id, ids in jobs) and not any(
-                _NO_IMAGE in e.images for e in ordered
-            ):
-                return msgpack.packb({"t": "leaf", "v": 2, "e": leaves.encode(jobs)})
+            jobs = leaves.encode((e.job_id, e.record, e.images) for e in ordered)
+            if jobs is not None:
+                return msgpack.packb({"t": "leaf", "v": 2, "e": jobs})
         # Version 1: as asked, or for a job version 2 cannot hold (a long id, 256+ images).
         return msgpack.packb({"t": "leaf", "v": 1, "e": [e.to_wire() for e in ordered]})
     return msgpack.packb(
@@ -140,7 +122,7 @@ def decode_node(data: bytes) -> Node:
             if version == 2:
                 if not isinstance(doc["e"], bytes):
                     raise IntegrityError("malformed tree leaf: version 2 jobs are not bytes")
-                return Leaf(tuple(_entry_of(job, ids) for job, ids in leaves.decode(doc["e"])))
+                return Leaf(tuple(JobEntry(*job) for job in leaves.decode(doc["e"])))
             return Leaf(tuple(JobEntry.from_wire(item) for item in doc["e"]))
         if kind == "node":
             children = tuple((int(d), bytes(c).hex(), int(n)) for d, c, n in doc["c"])

@@ -69,9 +69,17 @@ def rewrite_ids(plaintext: bytes, translate: IdFn) -> bytes:
         doc = msgpack.unpackb(plaintext)
         kind = doc.get("t")
         if kind == "leaf" and doc.get("v") == 2:
-            doc["e"] = leaves.encode(
-                (job, _translate_ids(translate, ids)) for job, ids in leaves.decode(doc["e"])
+            jobs = leaves.encode(
+                (
+                    job,
+                    _must_hex(translate, record),
+                    tuple(None if i is None else _must_hex(translate, i) for i in images),
+                )
+                for job, record, images in leaves.decode(doc["e"])
             )
+            if jobs is None:  # a translated id of 32 zero bytes: no key makes one
+                raise IntegrityError("a translated tree leaf cannot be encoded")
+            doc["e"] = jobs
         elif kind == "leaf":
             doc["e"] = [
                 [
@@ -97,14 +105,8 @@ def rewrite_ids(plaintext: bytes, translate: IdFn) -> bytes:
     return msgpack.packb(doc)
 
 
-def _translate_ids(translate: IdFn, ids: bytes) -> bytes:
-    """A version 2 leaf entry's record id and image ids, each translated; a missing image's
-    32 zero bytes stay as they are."""
-    out = [_must(translate, ids[:32])]
-    for start in range(32, len(ids), 32):
-        image = ids[start : start + 32]
-        out.append(image if image == leaves.NO_ID else _must(translate, image))
-    return b"".join(out)
+def _must_hex(translate: IdFn, object_id: str) -> str:
+    return _must(translate, bytes.fromhex(object_id)).hex()
 
 
 def _must(translate: IdFn, object_id: bytes) -> bytes:
