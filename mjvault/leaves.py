@@ -30,6 +30,7 @@ ID_HEX = 64
 NO_ID = "0" * ID_HEX  # a missing image: no object has this id (it would be a BLAKE3 preimage)
 MAX_FIELD = 255
 _HEADS = [f"{n:02x}" for n in range(MAX_FIELD + 1)]
+_IDS = re.compile(f".{{{ID_HEX}}}")  # splits hex into ids, faster than slicing in a loop
 _UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 # (job id, record id, image ids with None for a missing image), ids as hex: a tree entry.
@@ -100,7 +101,7 @@ def decode(data: bytes) -> list[Job]:
         if record == NO_ID:
             raise IntegrityError("malformed tree leaf: a job without a record id")
         images: tuple[str | None, ...]
-        images = tuple(h[i : i + ID_HEX] for i in range(first + ID_HEX, 2 * at, ID_HEX))
+        images = tuple(_IDS.findall(h, first + ID_HEX, 2 * at)) if count else ()
         if NO_ID in images:
             images = tuple(None if image == NO_ID else image for image in images)
         if previous is not None and job_id <= previous:
