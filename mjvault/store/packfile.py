@@ -117,6 +117,15 @@ def encode_trailer(
     end at ``data_end``."""
     version = version or PACK_VERSION
     if version == 2:
+        # Readers place each entry where the one before it ends: a writer whose index had a
+        # gap would publish a pack whose every later object reads as damaged.
+        end = HEADER_SIZE
+        for _, offset, length in index:
+            if offset != end:
+                raise ValueError("a version 2 pack's entries must follow one another")
+            end += length
+        if end != data_end:
+            raise ValueError("a version 2 pack's entries must end where its trailer starts")
         body = b"".join(ENTRY_V2.pack(object_id, length) for object_id, _, length in index)
     index.sort()
     if any(a[0] == b[0] for a, b in zip(index, index[1:], strict=False)):
