@@ -11,7 +11,7 @@ of image ids: 183 bytes a job of the 100k-job benchmark vault, 5 of them msgpack
     record  (32 bytes) the record's object id
     images  (32 bytes each, `count` of them) image object ids; 32 zero bytes: no image
 
-151 bytes a job at ~3.2 images. The id of a UUID is its canonical text (lower case,
+~152 bytes a job at ~3.2 images. The id of a UUID is its canonical text (lower case,
 8-4-4-4-12 with hyphens), and such an id is never kept as text, so every job list has one
 encoding and :func:`decode` then :func:`encode` gives back the same bytes (what translating a
 remote's ids relies on). A job a version 2 leaf cannot hold (an empty id or one longer than

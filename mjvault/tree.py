@@ -25,9 +25,9 @@ from mjvault.errors import IntegrityError
 LEAF_MAX = 128
 # Inner nodes have one version. Leaves have two (docs/FORMAT.md §6): version 1 keeps each
 # entry as a msgpack array [job id text, record id, [image id or nil, ...]]; version 2, what
-# new leaves are written as, keeps the job list as one byte string (mjvault.leaves), 151
-# bytes a job instead of 183. Both are read. Tests set LEAF_VERSION to 1 to write vaults as
-# older mjvault did.
+# new leaves are written as, keeps the job list as one byte string (mjvault.leaves), ~152
+# bytes a job (3.2 images) instead of ~183. Both are read. Tests set LEAF_VERSION to 1 to
+# write vaults as older mjvault did.
 NODE_VERSION = 1
 LEAF_VERSION = 2
 LEAF_VERSIONS = (1, 2)

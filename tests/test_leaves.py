@@ -75,7 +75,7 @@ def test_a_job_list_has_one_encoding(items: list[JobEntry]) -> None:
     assert leaves.encode(leaves.decode(data)) == data
 
 
-def test_a_uuid_job_id_takes_16_bytes_and_the_leaf_151_at_three_images() -> None:
+def test_a_uuid_job_id_takes_16_bytes_and_a_job_of_three_images_146() -> None:
     job = str(uuid.UUID(int=12345))
     entry = JobEntry(job, "ab" * 32, ("cd" * 32, None, "ef" * 32))
     body = msgpack.unpackb(encode_node(Leaf((entry,))))["e"]
