@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 PackKind = Literal["records", "nodes", "mixed"]
 # A merged pack is closed once it reaches this many entry bytes or entries: tens of MB like a
-# writer's own packs, and a trailer (44 bytes an entry, read whole by verify and gc) of ~3 MB.
+# writer's own packs, and a trailer (36 bytes an entry, read whole by verify and gc) of ~2.4 MB.
 MERGED_PACK_BYTES = 64 * 1024 * 1024
 MERGED_PACK_ENTRIES = 65536
 READ_SIZE = 256 * 1024  # a run pack's entries are read in chunks of this size

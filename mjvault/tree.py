@@ -19,10 +19,18 @@ from typing import Any
 import blake3
 import msgpack
 
+from mjvault import leaves
 from mjvault.errors import IntegrityError
 
 LEAF_MAX = 128
+# Inner nodes have one version. Leaves have two (docs/FORMAT.md §6): version 1 keeps each
+# entry as a msgpack array [job id text, record id, [image id or nil, ...]]; version 2, what
+# new leaves are written as, keeps the job list as one byte string (mjvault.leaves), ~152
+# bytes a job (3.2 images) instead of ~183. Both are read. Tests set LEAF_VERSION to 1 to
+# write vaults as older mjvault did.
 NODE_VERSION = 1
+LEAF_VERSION = 2
+LEAF_VERSIONS = (1, 2)
 MAX_DEPTH = 63  # 64 hex digits; never reached in practice
 # Job entries and child links a Tree keeps decoded (under 2 MB); see Tree._remember.
 CACHE_ENTRIES = 2048
@@ -88,7 +96,12 @@ Node = Leaf | Inner
 def encode_node(node: Node) -> bytes:
     if isinstance(node, Leaf):
         ordered = sorted(node.entries, key=lambda e: e.job_id)
-        return msgpack.packb({"t": "leaf", "v": NODE_VERSION, "e": [e.to_wire() for e in ordered]})
+        if LEAF_VERSION == 2:
+            jobs = leaves.encode((e.job_id, e.record, e.images) for e in ordered)
+            if jobs is not None:
+                return msgpack.packb({"t": "leaf", "v": 2, "e": jobs})
+        # Version 1: as asked, or for a job version 2 cannot hold (a long id, 256+ images).
+        return msgpack.packb({"t": "leaf", "v": 1, "e": [e.to_wire() for e in ordered]})
     return msgpack.packb(
         {
             "t": "node",
@@ -104,9 +117,12 @@ def decode_node(data: bytes) -> Node:
     try:
         doc = msgpack.unpackb(data)
         kind = doc["t"]
-        if doc.get("v") != NODE_VERSION:
-            raise IntegrityError(f"tree node version {doc.get('v')} is not supported")
+        version = _version(doc)
         if kind == "leaf":
+            if version == 2:
+                if not isinstance(doc["e"], bytes):
+                    raise IntegrityError("malformed tree leaf: version 2 jobs are not bytes")
+                return Leaf(tuple(JobEntry(*job) for job in leaves.decode(doc["e"])))
             return Leaf(tuple(JobEntry.from_wire(item) for item in doc["e"]))
         if kind == "node":
             children = tuple((int(d), bytes(c).hex(), int(n)) for d, c, n in doc["c"])
@@ -123,9 +139,8 @@ def node_links(data: bytes) -> tuple[int, tuple[tuple[int, str], ...]] | None:
     the tree's nodes needs, without decoding a leaf's job entries."""
     try:
         doc = msgpack.unpackb(data)
-        if doc.get("v") != NODE_VERSION:
-            raise IntegrityError(f"tree node version {doc.get('v')} is not supported")
         kind = doc["t"]
+        _version(doc)
         if kind == "leaf":
             return None
         if kind == "node":
@@ -135,6 +150,15 @@ def node_links(data: bytes) -> tuple[int, tuple[tuple[int, str], ...]] | None:
     except Exception as exc:  # any shape error in stored bytes is an integrity problem
         raise IntegrityError(f"malformed tree node: {exc}") from None
     raise IntegrityError(f"unknown tree node type {kind!r}")
+
+
+def _version(doc: dict[str, Any]) -> int:
+    """The node's version, if this mjvault reads it for the node's type."""
+    version = doc.get("v")
+    known = LEAF_VERSIONS if doc["t"] == "leaf" else (NODE_VERSION,)
+    if type(version) is not int or version not in known:
+        raise IntegrityError(f"tree node version {version!r} is not supported")
+    return version
 
 
 def _weight(node: Node) -> int:

@@ -55,11 +55,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "mjvault"
-# 2: the vault may keep small objects in packs/ (FORMAT.md, "Packs"). A version 1 vault is
-# read as it is and marked 2 just before its first pack is written, so an older mjvault,
-# which would not find packed objects, refuses it instead of calling them missing.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# 2: the vault may keep small objects in packs/ (FORMAT.md, "Packs"); 3: those packs, and
+# the tree leaves in them, may be of version 2 (FORMAT.md §6, §10). An older vault is read
+# as it is and marked 3 just before this mjvault publishes a pack in it, so an older mjvault,
+# which would not find packed objects or read the new packs and leaves, refuses it instead
+# of calling them missing or damaged.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 CONFIG_FILE = "config"
 
 PassphraseSource = str | Callable[[], str] | None
@@ -121,7 +123,7 @@ class Vault:
         self.path = path
         self.config = config
         self._master = master
-        self.store = ObjectStore(path, keys, before_first_pack=self._allow_packs)
+        self.store = ObjectStore(path, keys, before_pack=self._allow_packs)
         self.refs = Refs(path)
         self.tree = Tree(self._read_node, self._write_node_unbuffered)
         self._index: Index | None = None
@@ -181,7 +183,9 @@ class Vault:
         self.store.close()
 
     def _allow_packs(self) -> None:
-        """Mark a version 1 vault as version 2 before its first pack file appears."""
+        """Mark an older vault as version 3 before a pack file of this mjvault appears (its
+        packs and the leaves in them are version 2): an mjvault that reads only older ones
+        then refuses the vault instead of reporting those packs and leaves damaged."""
         if self.config.get("version") == FORMAT_VERSION:
             return
         upgraded = dict(self.config, version=FORMAT_VERSION)

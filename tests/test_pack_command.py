@@ -105,7 +105,7 @@ def test_a_version_1_vault_is_packed_by_mjvault_pack(
     report = json.loads(done.out)
     assert report["loose_packed"] == report["loose_removed"] == len(small)
     assert report["packs_written"] >= 1
-    assert json.loads((path / "config").read_bytes())["version"] == 2
+    assert json.loads((path / "config").read_bytes())["version"] == 3
     with Vault.open(path, passphrase=PASSPHRASE) as packed:
         assert not loose_small(packed)
         assert contents(packed) == before
@@ -359,7 +359,7 @@ def test_sigkill_during_pack_never_loses_an_object(tmp_path: Path) -> None:
         with Vault.open(work) as vault:  # the rerun finishes the job
             pack(vault)
             assert not loose_small(vault)
-            assert json.loads((work / "config").read_bytes())["version"] == 2
+            assert json.loads((work / "config").read_bytes())["version"] == 3
         check_after_kill(work, before)
     assert killed >= len(KILL_POINTS), missed  # every chosen step was reached
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from mjvault import Vault
 from mjvault.errors import CorruptObject, UnsupportedFormat
+from mjvault.store import packfile
 from mjvault.store.codec import ENCODING_ZSTD_DICT, unframe_plain
 from mjvault.store.packfile import PackDamaged, encode_pack, pack_name, read_trailer
 from mjvault.testing.rusage import resident_kib
@@ -35,30 +36,99 @@ def _trailer_of(data: bytes, tmp_path: Path) -> object:
         path.unlink()
 
 
-@settings(max_examples=60, deadline=None)
-@given(entries, st.one_of(st.none(), ids.filter(any).map(bytes.hex)))
+versions = st.sampled_from(packfile.PACK_VERSIONS)
+
+
+@settings(max_examples=80, deadline=None)
+@given(entries, st.one_of(st.none(), ids.filter(any).map(bytes.hex)), versions)
 def test_a_pack_round_trips(
-    tmp_path_factory: pytest.TempPathFactory, objects: dict[bytes, bytes], dictionary: str | None
+    tmp_path_factory: pytest.TempPathFactory,
+    objects: dict[bytes, bytes],
+    dictionary: str | None,
+    version: int,
 ) -> None:
     tmp_path = tmp_path_factory.mktemp("pack")
-    data, built = encode_pack(list(objects.items()), dictionary)
+    data, built = encode_pack(list(objects.items()), dictionary, version)
+    assert data[4] == version
     read = _trailer_of(data, tmp_path)
     assert read == built
     assert read.dictionary_id == dictionary
+    assert [e.object_id for e in read.entries] == sorted(objects)
     assert {e.object_id: data[e.offset : e.offset + e.length] for e in read.entries} == objects
+    # Version 2's trailer: 36 bytes an entry (no offsets), version 1's 44.
+    per_entry = {1: 44, 2: 36}[version]
+    assert len(data) - read.data_end == per_entry * len(objects) + 60
 
 
-@settings(max_examples=60, deadline=None)
-@given(entries.filter(bool), st.data())
-def test_any_cut_or_flipped_trailer_byte_is_detected(
-    tmp_path_factory: pytest.TempPathFactory, objects: dict[bytes, bytes], data: st.DataObject
+@settings(max_examples=40, deadline=None)
+@given(entries.filter(bool), versions)
+def test_a_streamed_pack_is_the_same_bytes(
+    tmp_path_factory: pytest.TempPathFactory, objects: dict[bytes, bytes], version: int
 ) -> None:
     tmp_path = tmp_path_factory.mktemp("pack")
-    pack, built = encode_pack(list(objects.items()), None)
+    data, built = encode_pack(list(objects.items()), None, version)
+    writer = packfile.PackFileWriter(tmp_path / "stream", None, version)
+    for object_id, framed in objects.items():
+        writer.add(object_id, framed)
+    name, trailer = writer.finish()
+    assert (tmp_path / "stream").read_bytes() == data
+    assert name == pack_name(data) and trailer == built
+
+
+def _v2_pack(rows: list[tuple[bytes, int]], data: bytes) -> bytes:
+    """A version 2 pack of entry bytes ``data`` whose trailer lists ``rows`` (id, length),
+    with a good checksum whatever the rows say."""
+    import blake3
+
+    head = b"".join(packfile.ENTRY_V2.pack(*row) for row in rows)
+    head += bytes(32) + len(rows).to_bytes(4, "big")
+    tail = head + blake3.blake3(head).digest()[:16]
+    return packfile.header(2) + data + tail + (len(tail) + 8).to_bytes(4, "big") + b"MJVP"
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [(b"a" * 32, 10), (b"b" * 32, 9)],  # the lengths stop short of the trailer
+        [(b"a" * 32, 10), (b"b" * 32, 11)],  # or run into it
+        [(b"a" * 32, 10), (b"a" * 32, 10)],  # the same object twice
+    ],
+)
+def test_a_version_2_trailer_that_does_not_add_up_is_damage(
+    rows: list[tuple[bytes, int]], tmp_path: Path
+) -> None:
+    good = _v2_pack([(b"a" * 32, 10), (b"b" * 32, 10)], bytes(20))
+    assert [(e.object_id, e.offset) for e in _trailer_of(good, tmp_path).entries] == [
+        (b"a" * 32, 6),
+        (b"b" * 32, 16),
+    ]
+    with pytest.raises(PackDamaged):
+        _trailer_of(_v2_pack(rows, bytes(20)), tmp_path)
+
+
+@pytest.mark.parametrize("version", [0, 3])
+def test_a_pack_of_an_unknown_version_is_refused(version: int, tmp_path: Path) -> None:
+    data, _ = encode_pack([(b"a" * 32, b"MJVO\x01\x00x")], None)
+    with pytest.raises(PackDamaged, match="version"):
+        _trailer_of(data[:4] + bytes((version,)) + data[5:], tmp_path)
+
+
+@settings(max_examples=80, deadline=None)
+@given(entries.filter(bool), st.data(), versions)
+def test_any_cut_or_flipped_trailer_byte_is_detected(
+    tmp_path_factory: pytest.TempPathFactory,
+    objects: dict[bytes, bytes],
+    data: st.DataObject,
+    version: int,
+) -> None:
+    tmp_path = tmp_path_factory.mktemp("pack")
+    pack, built = encode_pack(list(objects.items()), None, version)
     cut = data.draw(st.integers(0, len(pack) - 1))
     with pytest.raises(PackDamaged):
         _trailer_of(pack[:cut], tmp_path)
-    where = data.draw(st.integers(built.data_end, len(pack) - 1))
+    # The trailer, or the magic and version of the header (entry bytes are checked by their
+    # ids when read, the whole file by its name).
+    where = data.draw(st.one_of(st.integers(0, 4), st.integers(built.data_end, len(pack) - 1)))
     bit = data.draw(st.integers(0, 7))
     flipped = bytearray(pack)
     flipped[where] ^= 1 << bit
@@ -156,22 +226,26 @@ def test_a_pack_published_but_not_mapped_is_found(vault: Vault, tmp_path: Path) 
     assert vault.store.packs.map().locate(bytes.fromhex(record)) is not None
 
 
-def test_a_version_1_vault_is_read_and_marked_2_before_its_first_pack(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_vault_is_read_and_marked_3_before_a_new_pack(
+    tmp_path: Path, version: int
+) -> None:
     vault = Vault.init(tmp_path / "v")
     config_path = vault.path / "config"
     config = json.loads(config_path.read_bytes())
-    assert config["version"] == 2
-    config["version"] = 1
+    assert config["version"] == 3
+    config["version"] = version
     os.chmod(config_path, 0o644)
     config_path.write_text(json.dumps(config))
     vault.close()
     old = Vault.open(tmp_path / "v")
     assert not (old.path / "packs").exists()
+    assert json.loads(config_path.read_bytes())["version"] == version  # reading changes nothing
     add_jobs(old, 5)
-    assert json.loads(config_path.read_bytes())["version"] == 2
+    assert json.loads(config_path.read_bytes()) == config | {"version": 3}
     assert old.store.packs.names()
     old.close()
-    config["version"] = 3
+    config["version"] = 4
     config_path.write_text(json.dumps(config))
     with pytest.raises(UnsupportedFormat):
         Vault.open(tmp_path / "v")

@@ -190,6 +190,7 @@ SPOOL_PACK_BYTES, SPOOL_ENTRY_BYTES = 8 * 1024 * 1024, 2048
 def write_remote_packs(root: Path, count: int) -> None:
     import os
 
+    from mjvault.remotes.packs import REMOTE_PACK_VERSION
     from mjvault.store.packfile import encode_pack, pack_name
 
     (root / "packs").mkdir(parents=True)
@@ -198,7 +199,7 @@ def write_remote_packs(root: Path, count: int) -> None:
             (os.urandom(32), os.urandom(SPOOL_ENTRY_BYTES))
             for _ in range(SPOOL_PACK_BYTES // SPOOL_ENTRY_BYTES)
         ]
-        data, _ = encode_pack(entries, None)
+        data, _ = encode_pack(entries, None, REMOTE_PACK_VERSION)  # as push writes them
         (root / "packs" / pack_name(data)).write_bytes(data)
 
 

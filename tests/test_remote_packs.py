@@ -108,7 +108,7 @@ def test_round_trip_through_a_packed_remote(kind: str, tmp_path: Path) -> None:
     packed = remote_pack_ids(spec)
     assert len(packed) == len(set(packed)) > 610
     root = Path(spec.url.removeprefix("file://"))
-    assert json.loads((root / "config").read_text())["version"] == 2
+    assert json.loads((root / "config").read_text())["version"] == 3
     assert push_to(source, spec).objects_sent == 0
 
     copy, pulled = clone(spec, tmp_path / "copy", passphrase=PASSPHRASE)
@@ -229,14 +229,34 @@ def test_a_version_1_remote_is_read_and_upgraded_by_the_next_push(tmp_path: Path
     report = push_to(source, spec)
     assert report.ok and report.packs_sent == 1
     after = json.loads((root / "config").read_text())
-    assert after == before | {"version": 2}  # that one field, nothing else
+    assert after == before | {"version": 3}  # that one field, nothing else
     copy, pulled = clone(spec, tmp_path / "copy2")
     with copy:
         assert pulled.ok and copy.head() == source.head()
-    (root / "config").write_text(json.dumps(after | {"version": 3}))
+    (root / "config").write_text(json.dumps(after | {"version": 4}))
     backend = open_backend(spec)
-    with pytest.raises(UnsupportedFormat, match="version 3"):
+    with pytest.raises(UnsupportedFormat, match="version 4"):
         read_info(backend)
+    source.close()
+
+
+def test_a_version_2_remote_is_read_and_marked_3_by_the_next_push(tmp_path: Path) -> None:
+    """A remote whose packs an older mjvault wrote (config version 2): read as it is; the
+    next push, whose leaves are version 2, marks it 3 first."""
+    source = Vault.init(tmp_path / "src")
+    add_records(source, 20)
+    spec = folder_spec(tmp_path)
+    push_to(source, spec)
+    root = Path(spec.url.removeprefix("file://"))
+    before = json.loads((root / "config").read_text()) | {"version": 2}
+    (root / "config").write_text(json.dumps(before))
+    copy, pulled = clone(spec, tmp_path / "copy")
+    with copy:
+        assert pulled.ok and copy.head() == source.head()
+    assert json.loads((root / "config").read_text()) == before
+    add_records(source, 5, start=20)
+    assert push_to(source, spec).ok
+    assert json.loads((root / "config").read_text()) == before | {"version": 3}
     source.close()
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import lmdb
 import msgpack
 
+from mjvault import leaves
 from mjvault.errors import IntegrityError
 
 MAP_SIZE = 1 << 34  # sparse on Linux; 64 bytes a pair, far beyond any archive
@@ -67,7 +68,19 @@ def rewrite_ids(plaintext: bytes, translate: IdFn) -> bytes:
     try:
         doc = msgpack.unpackb(plaintext)
         kind = doc.get("t")
-        if kind == "leaf":
+        if kind == "leaf" and doc.get("v") == 2:
+            jobs = leaves.encode(
+                (
+                    job,
+                    _must_hex(translate, record),
+                    tuple(None if i is None else _must_hex(translate, i) for i in images),
+                )
+                for job, record, images in leaves.decode(doc["e"])
+            )
+            if jobs is None:  # a translated id of 32 zero bytes: no key makes one
+                raise IntegrityError("a translated tree leaf cannot be encoded")
+            doc["e"] = jobs
+        elif kind == "leaf":
             doc["e"] = [
                 [
                     job,
@@ -90,6 +103,10 @@ def rewrite_ids(plaintext: bytes, translate: IdFn) -> bytes:
     except Exception as exc:
         raise IntegrityError(f"malformed tree node or manifest: {exc}") from None
     return msgpack.packb(doc)
+
+
+def _must_hex(translate: IdFn, object_id: str) -> str:
+    return _must(translate, bytes.fromhex(object_id)).hex()
 
 
 def _must(translate: IdFn, object_id: bytes) -> bytes:

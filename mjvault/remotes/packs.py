@@ -37,6 +37,9 @@ PACKS_PREFIX = "packs/"
 TAIL_READ = 256 * 1024
 # Ids written (or read, walking the cache) per LMDB transaction: a few MB of dirty pages.
 WRITE_SLICE = 512
+# A remote's packs are of version 1 (FORMAT.md §11.3), whatever a vault's are: what an older
+# mjvault reads, and sorted by id, which RemotePackIndex searches in place in the spool.
+REMOTE_PACK_VERSION = 1
 # A spool folder this old belongs to a pull that was killed.
 STALE_SPOOL_SECONDS = 24 * 3600
 
@@ -56,7 +59,7 @@ def read_remote_trailer(backend: Backend, name: str) -> Trailer:
             return tail[offset - base : offset - base + length]
         return backend.get_range(key, offset, offset + length)
 
-    return parse_trailer(pread, size, key)
+    return parse_trailer(pread, size, key, (REMOTE_PACK_VERSION,))
 
 
 class RemotePackIndex:
@@ -293,7 +296,10 @@ class RemotePacks:
                 fd = handle.fileno()
                 try:
                     trailer = parse_trailer(
-                        lambda n, offset: os.pread(fd, n, offset), os.fstat(fd).st_size, name
+                        lambda n, offset: os.pread(fd, n, offset),
+                        os.fstat(fd).st_size,
+                        name,
+                        (REMOTE_PACK_VERSION,),
                     )
                 except PackDamaged as exc:
                     self._damaged_spooled[name] = exc  # its other objects: no new download

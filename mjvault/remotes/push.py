@@ -36,7 +36,7 @@ from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError, ObjectNotFound
 from mjvault.remotes.config import state_dir
 from mjvault.remotes.crypto import rewrite_ids
-from mjvault.remotes.packs import pack_key
+from mjvault.remotes.packs import REMOTE_PACK_VERSION, pack_key
 from mjvault.remotes.remote import Present, allow_packs, object_key, snapshot_key
 from mjvault.remotes.scratch import Scratch
 from mjvault.remotes.session import Link
@@ -521,7 +521,7 @@ class _Packer:
         # The earlier pack may hold children of this one's objects, so it must have arrived;
         # waiting before encoding also keeps two packs, not three, in memory at once.
         self._wait()
-        data, trailer = encode_pack(self.entries, None)
+        data, trailer = encode_pack(self.entries, None, REMOTE_PACK_VERSION)
         ids = [e.object_id for e in trailer.entries]
         self.entries, self.in_pack, self.size = [], set(), 0
         self.uploading = self.pool.submit(self.sender._put_pack, data, ids)

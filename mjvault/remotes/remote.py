@@ -29,9 +29,10 @@ from mjvault.store.crypto import KdfParams, VaultKeys, unwrap_master, write_keyf
 from mjvault.store.objects import is_object_id
 
 REMOTE_FORMAT = "mjvault-remote"
-# Version 2 remotes may hold packs/ (§11.3); version 1 ones hold loose objects only.
-REMOTE_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# Version 3 remotes may hold version 2 tree leaves (in their packs), version 2 ones packs/
+# (§11.3); version 1 ones hold loose objects only.
+REMOTE_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 CONFIG_KEY = "config"
 KEYS_PREFIX = "keys/"
 OBJECTS_PREFIX = "objects/"
@@ -67,7 +68,7 @@ class RemoteInfo:
     encryption: dict[str, Any] | None
     #: What ``clone`` makes by default: "plain" (ids translated back) or "encrypted".
     clone_as: str
-    #: 1: loose objects only (made before packs); 2: may hold packs.
+    #: 1: loose objects only (made before packs); 2: may hold packs; 3: and version 2 leaves.
     version: int = REMOTE_VERSION
 
     @property
@@ -122,21 +123,22 @@ def read_info(backend: Backend) -> RemoteInfo | None:
 
 
 def allow_packs(backend: Backend, info: RemoteInfo) -> RemoteInfo:
-    """Mark a version 1 remote version 2 before its first pack is uploaded, so an mjvault
-    that predates packs refuses the remote instead of reporting its packed objects missing.
+    """Mark an older remote version 3 before a pack is uploaded (its tree leaves may be
+    version 2), so an mjvault that predates packs, or version 2 leaves, refuses the remote
+    instead of reporting its packed objects missing or its leaves damaged.
 
     The one rewrite of ``config`` there is: only ``version`` changes (every other key is
     kept as stored), and two machines doing it at once write the same bytes.
     """
-    if info.version >= 2:
+    if info.version >= REMOTE_VERSION:
         return info
     doc = json.loads(backend.get(CONFIG_KEY))
     if doc.get("id") != info.id:
         raise MjvaultError(f"{backend.describe()}/config changed while in use")
-    if doc.get("version") == 1:
-        doc["version"] = 2
+    if doc.get("version") in (1, 2):
+        doc["version"] = REMOTE_VERSION
         backend.put(CONFIG_KEY, json.dumps(doc, indent=2).encode("utf-8"))
-    return replace(info, version=2)
+    return replace(info, version=REMOTE_VERSION)
 
 
 def publish_info(backend: Backend, info: RemoteInfo) -> RemoteInfo:

@@ -90,8 +90,8 @@ class ObjectStore:
     """Named, immutable objects. In an encrypted vault names are keyed BLAKE3 and files are sealed.
 
     An object is a loose file under ``objects/`` or an entry of a pack under ``packs/``
-    (:mod:`mjvault.store.packs`); readers look in that order. ``before_first_pack`` is called
-    once, before the first pack file of the vault is published (the vault marks its format).
+    (:mod:`mjvault.store.packs`); readers look in that order. ``before_pack`` is called before
+    each pack file is published (the vault marks its format version first, if older).
     """
 
     def __init__(
@@ -99,14 +99,14 @@ class ObjectStore:
         root: Path,
         keys: VaultKeys | None,
         *,
-        before_first_pack: Callable[[], None] | None = None,
+        before_pack: Callable[[], None] | None = None,
     ) -> None:
         self.root = root
         self.objects_dir = root / "objects"
         self.tmp_dir = root / "tmp"
         self.keys = keys
         self.packs = PackReader(root)
-        self.before_first_pack = before_first_pack
+        self.before_pack = before_pack
 
     def close(self) -> None:
         self.packs.close()
@@ -748,9 +748,9 @@ class WriteBatch:
 
     def _publish_pack(self, name: str, tmp: Path, trailer: Trailer, _: str | None) -> None:
         packs_dir = self.store.packs.dir
+        if self.store.before_pack is not None:
+            self.store.before_pack()
         if not packs_dir.is_dir():
-            if self.store.before_first_pack is not None:
-                self.store.before_first_pack()
             packs_dir.mkdir(exist_ok=True)
         final = packs_dir / name
         if os.path.exists(final):

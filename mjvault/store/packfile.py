@@ -1,19 +1,22 @@
 """The bytes of one pack file (docs/FORMAT.md, "Packs"): many small objects and their index.
 
 A pack is ``MJVP``, a version byte, a flags byte, then the objects' framed bytes one after
-another, then a trailer that indexes them::
+another, then a trailer that indexes them. Version 2, what mjvault writes in a vault::
 
-    entries   per object, sorted by id: id (32 bytes) | offset (u64) | length (u32)
+    entries   per object, in file order: id (32 bytes) | length (u32); each object starts
+              where the one before it ends, the first right after the 6-byte header
     dict      id of the zstd dictionary entries of encoding 2 use, or 32 zero bytes
     count     number of entries (u32)
     checksum  first 16 bytes of BLAKE3 of the trailer up to here
     size      trailer length in bytes, this field and the end magic included (u32)
     ``MJVP``
 
-All integers are big-endian. The pack's name is the BLAKE3-256 of the whole file, so the file
-is checked as a whole by hashing it and each object by its own name, like a loose one. The
-trailer is read from the end alone (one ``pread``), so listing a pack's objects never reads
-its entries.
+Version 1 (still read, and what push writes to a remote) lists the entries sorted by id with
+an offset each: id (32 bytes) | offset (u64) | length (u32), 44 bytes where version 2 needs
+36. All integers are big-endian. The pack's name is the BLAKE3-256 of the whole file, so the
+file is checked as a whole by hashing it and each object by its own name, like a loose one.
+The trailer is read from the end alone (one ``pread``), so listing a pack's objects never
+reads its entries; a reader sorts version 2's rows by id.
 """
 
 from __future__ import annotations
@@ -31,9 +34,12 @@ from mjvault.errors import CorruptObject
 from mjvault.store.fsutil import start_writeback
 
 PACK_MAGIC = b"MJVP"
-PACK_VERSION = 1
-HEADER = PACK_MAGIC + bytes((PACK_VERSION, 0))
-ENTRY = struct.Struct(">32sQI")
+# What new packs are written as; tests set it to 1 to write packs as older mjvault did.
+PACK_VERSION = 2
+PACK_VERSIONS = (1, 2)
+HEADER_SIZE = 6
+ENTRY = struct.Struct(">32sQI")  # version 1: id, offset, length
+ENTRY_V2 = struct.Struct(">32sI")  # version 2: id, length (offsets follow from the lengths)
 TAIL = struct.Struct(">32sI16sI4s")  # dict, count, checksum, size, magic
 NO_DICTIONARY = bytes(32)
 CHECKSUM_LEN = 16
@@ -72,20 +78,25 @@ def is_pack_id(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
+def header(version: int) -> bytes:
+    return PACK_MAGIC + bytes((version, 0))
+
+
 def encode_pack(
-    entries: list[tuple[bytes, bytes]], dictionary_id: str | None
+    entries: list[tuple[bytes, bytes]], dictionary_id: str | None, version: int | None = None
 ) -> tuple[bytes, Trailer]:
     """A whole pack from ``(32-byte id, framed object bytes)`` pairs (any order, no repeats),
-    and its trailer."""
-    parts = [HEADER]
+    and its trailer; of ``version`` (by default :data:`PACK_VERSION`)."""
+    version = version or PACK_VERSION
+    parts = [header(version)]
     index: list[tuple[bytes, int, int]] = []
-    offset = len(HEADER)
+    offset = HEADER_SIZE
     for object_id, framed in entries:
         _check_entry(object_id, framed)
         index.append((object_id, offset, len(framed)))
         parts.append(framed)
         offset += len(framed)
-    trailer_bytes, trailer = encode_trailer(index, dictionary_id, offset)
+    trailer_bytes, trailer = encode_trailer(index, dictionary_id, offset, version)
     parts.append(trailer_bytes)
     return b"".join(parts), trailer
 
@@ -96,14 +107,31 @@ def _check_entry(object_id: bytes, framed: bytes) -> None:
 
 
 def encode_trailer(
-    index: list[tuple[bytes, int, int]], dictionary_id: str | None, data_end: int
+    index: list[tuple[bytes, int, int]],
+    dictionary_id: str | None,
+    data_end: int,
+    version: int | None = None,
 ) -> tuple[bytes, Trailer]:
-    """The trailer of a pack whose entries are ``index`` (id, offset, length; sorted here in
-    place) and whose entry bytes end at ``data_end``."""
+    """The trailer of a pack whose entries are ``index`` (id, offset, length; in file order,
+    one after another from the header on; sorted by id here in place) and whose entry bytes
+    end at ``data_end``."""
+    version = version or PACK_VERSION
+    if version == 2:
+        # Readers place each entry where the one before it ends: a writer whose index had a
+        # gap would publish a pack whose every later object reads as damaged.
+        end = HEADER_SIZE
+        for _, offset, length in index:
+            if offset != end:
+                raise ValueError("a version 2 pack's entries must follow one another")
+            end += length
+        if end != data_end:
+            raise ValueError("a version 2 pack's entries must end where its trailer starts")
+        body = b"".join(ENTRY_V2.pack(object_id, length) for object_id, _, length in index)
     index.sort()
     if any(a[0] == b[0] for a, b in zip(index, index[1:], strict=False)):
         raise ValueError("a pack cannot hold the same object twice")
-    body = b"".join(ENTRY.pack(*item) for item in index)
+    if version == 1:
+        body = b"".join(ENTRY.pack(*item) for item in index)
     dictionary = bytes.fromhex(dictionary_id) if dictionary_id else NO_DICTIONARY
     head = body + dictionary + struct.pack(">I", len(index))
     checksum = blake3.blake3(head).digest()[:CHECKSUM_LEN]
@@ -114,7 +142,7 @@ def encode_trailer(
 
 class PackFileWriter:
     """One pack written to a new file entry by entry, hashed on the way: the same bytes
-    :func:`encode_pack` makes, with only the entries' index (44 bytes each) in memory.
+    :func:`encode_pack` makes, with only the entries' index (id, offset, length) in memory.
 
     The file is created at ``path`` (which must not exist) with mode 0444, and is not synced:
     the caller syncs, then renames it to :attr:`name`, as for any object (FORMAT.md §8).
@@ -130,9 +158,12 @@ class PackFileWriter:
     # cost more than the entry's encoding.
     WRITE_SIZE = 256 * 1024
 
-    def __init__(self, path: str | os.PathLike[str], dictionary_id: str | None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], dictionary_id: str | None, version: int | None = None
+    ) -> None:
         self.path = path
         self.dictionary_id = dictionary_id
+        self.version = version or PACK_VERSION
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
         self._hasher = blake3.blake3()
         self._index: list[tuple[bytes, int, int]] = []
@@ -140,7 +171,7 @@ class PackFileWriter:
         self._written = 0  # bytes in the file; the buffer holds the next ones
         self._broken = False
         self._closed = False
-        self._append(HEADER)
+        self._append(header(self.version))
 
     @property
     def size(self) -> int:
@@ -172,7 +203,9 @@ class PackFileWriter:
         if self._closed:
             raise ValueError("this pack file is finished or aborted already")
         self._check_whole()
-        trailer_bytes, trailer = encode_trailer(self._index, self.dictionary_id, self.size)
+        trailer_bytes, trailer = encode_trailer(
+            self._index, self.dictionary_id, self.size, self.version
+        )
         self._append(trailer_bytes, flush=True)
         # Let the disk start on the bytes now: the batch's sync then mostly waits for writes
         # already under way.
@@ -244,10 +277,12 @@ def read_trailer(fd: int, file_size: int, name: str = "pack") -> Trailer:
     return parse_trailer(lambda length, offset: os.pread(fd, length, offset), file_size, name)
 
 
-def parse_trailer(pread: Pread, file_size: int, name: str = "pack") -> Trailer:
+def parse_trailer(
+    pread: Pread, file_size: int, name: str = "pack", versions: tuple[int, ...] = PACK_VERSIONS
+) -> Trailer:
     """:func:`read_trailer` over any ``pread(length, offset)``: a pack in memory, or on a
-    remote read with ranged requests."""
-    rows, dictionary_id, start = parse_trailer_rows(pread, file_size, name)
+    remote read with ranged requests (``versions=(1,)``: a remote's packs are version 1)."""
+    rows, dictionary_id, start = parse_trailer_rows(pread, file_size, name, versions)
     return Trailer([PackEntry(*row) for row in rows], dictionary_id, start)
 
 
@@ -261,39 +296,62 @@ def read_trailer_rows(
 
 
 def parse_trailer_rows(
-    pread: Pread, file_size: int, name: str = "pack"
+    pread: Pread, file_size: int, name: str = "pack", versions: tuple[int, ...] = PACK_VERSIONS
 ) -> tuple[list[tuple[bytes, int, int]], str | None, int]:
-    minimum = len(HEADER) + TAIL.size
+    """The trailer's ``(id, offset, length)`` rows sorted by id, the dictionary id and where
+    the data ends, checked; of a pack of one of ``versions``."""
+    minimum = HEADER_SIZE + TAIL.size
     if file_size < minimum:
         raise PackDamaged(f"{name} is too short to be a pack ({file_size} bytes)")
+    head = pread(HEADER_SIZE, 0)
+    if len(head) < HEADER_SIZE or head[:4] != PACK_MAGIC or head[4] not in versions:
+        raise PackDamaged(f"{name} does not start like a pack of version {versions}")
+    version = head[4]
+    entry = ENTRY if version == 1 else ENTRY_V2
     tail = pread(TAIL.size, file_size - TAIL.size)
     dictionary, count, checksum, size, magic = TAIL.unpack(tail)
     if magic != PACK_MAGIC:
         raise PackDamaged(f"{name} does not end like a pack")
-    if count > MAX_ENTRIES or size != count * ENTRY.size + TAIL.size:
+    if count > MAX_ENTRIES or size != count * entry.size + TAIL.size:
         raise PackDamaged(f"{name} has a damaged trailer (size or count)")
-    if size > file_size - len(HEADER):
+    if size > file_size - HEADER_SIZE:
         raise PackDamaged(f"{name} has a trailer longer than the file")
     start = file_size - size
     raw = pread(size, start)
     if len(raw) != size:
         raise PackDamaged(f"{name} was cut short while being read")
-    head = pread(len(HEADER), 0)
-    if head[:4] != PACK_MAGIC or head[4] != PACK_VERSION:
-        raise PackDamaged(f"{name} does not start like a version {PACK_VERSION} pack")
     checked = raw[: size - CHECKSUM_LEN - 8]
     if blake3.blake3(checked).digest()[:CHECKSUM_LEN] != checksum:
         raise PackDamaged(f"{name} has a damaged trailer (checksum)")
-    rows: list[tuple[bytes, int, int]] = list(ENTRY.iter_unpack(raw[: count * ENTRY.size]))
+    rows: list[tuple[bytes, int, int]]
+    if version == 1:
+        rows = list(ENTRY.iter_unpack(raw[: count * ENTRY.size]))
+    else:
+        rows = _placed(ENTRY_V2.iter_unpack(raw[: count * ENTRY_V2.size]), start, name)
+        rows.sort()
     previous = b""
-    low = len(HEADER)
     for object_id, offset, length in rows:
         if object_id <= previous:
-            raise PackDamaged(f"{name} lists its objects out of order")
-        if offset < low or offset + length > start or length > MAX_ENTRY:
+            raise PackDamaged(f"{name} lists its objects out of order or twice")
+        if offset < HEADER_SIZE or offset + length > start or length > MAX_ENTRY:
             raise PackDamaged(f"{name} lists an object outside its data")
         previous = object_id
     return rows, None if dictionary == NO_DICTIONARY else dictionary.hex(), start
+
+
+def _placed(
+    rows: Iterator[tuple[bytes, int]], data_end: int, name: str
+) -> list[tuple[bytes, int, int]]:
+    """Version 2's (id, length) rows in file order with each entry's offset: the entries fill
+    the file from the header to the trailer, one after another."""
+    placed = []
+    offset = HEADER_SIZE
+    for object_id, length in rows:
+        placed.append((object_id, offset, length))
+        offset += length
+    if offset != data_end:
+        raise PackDamaged(f"{name} lists entries that do not fill its data")
+    return placed
 
 
 def read_trailer_of(path: str) -> Trailer:
