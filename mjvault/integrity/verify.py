@@ -24,11 +24,14 @@ from dataclasses import dataclass, field
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, ObjectNotFound, UsageError
 from mjvault.integrity.packcheck import PackCheck
+from mjvault.integrity.sortedids import SortedIds
 from mjvault.snapshots import Snapshot, decode_manifest
 from mjvault.tree import Inner, Leaf, decode_node
 from mjvault.vault import Vault
 
 READ_THREADS = 4
+# Image ids remembered as found (see _Present): ~110 bytes each, ~7 MB at most.
+PRESENT_MAX = 1 << 16
 
 
 @dataclass
@@ -179,65 +182,119 @@ def _check_refs(vault: Vault, report: VerifyReport) -> list[Snapshot]:
 
 
 def _check_trees(vault: Vault, snapshots: list[Snapshot], report: VerifyReport) -> None:
-    visited: set[str] = set()
-    for snapshot in snapshots:
-        stack = [snapshot.tree]
-        while stack:
-            node_id = stack.pop()
-            if node_id in visited:
-                continue
-            visited.add(node_id)
-            report.tree_nodes += 1
-            try:
-                node = decode_node(vault.store.read(node_id))
-            except ObjectNotFound:
-                report.problems.append(
-                    Problem("missing", "tree node is missing", node_id, snapshots=[snapshot.id])
-                )
-                continue
-            except (CorruptObject, IntegrityError) as exc:
-                report.problems.append(
-                    Problem("corrupt", str(exc), node_id, snapshots=[snapshot.id])
-                )
-                continue
-            if isinstance(node, Inner):
-                stack.extend(child for _, child, _ in node.children)
-                continue
-            assert isinstance(node, Leaf)
-            _check_leaf(vault, node, snapshot.id, report)
-
-
-def _check_leaf(vault: Vault, leaf: Leaf, snapshot_id: str, report: VerifyReport) -> None:
-    """Every object the leaf's jobs refer to exists: records asked of the pack map in one
-    batch per leaf, images looked for loose first (where they are kept)."""
-    records = [entry.record for entry in leaf.entries]
-    images = [image for entry in leaf.entries for image in entry.images if image is not None]
-    report.jobs_checked += len(records)
-    report.objects_referenced += len(records) + len(images)
-    store = vault.store
-    missing = set(store.missing(records, packed_first=True))
-    missing.update(store.missing(images, packed_first=False))
+    """Walk every snapshot's tree: each distinct node read once, the images its leaves name
+    looked for as the walk goes, their records gathered and looked for after it, in key
+    order (:mod:`mjvault.integrity.sortedids`). Only when a record is missing are the trees
+    walked a second time, to name its jobs and snapshots."""
+    records = SortedIds()
+    present = _Present()
+    walk = _Walk(vault, snapshots, report.problems)
+    for snapshot_id, leaf in walk.leaves():
+        report.jobs_checked += len(leaf.entries)
+        report.objects_referenced += len(leaf.entries)
+        _check_images(vault, leaf, snapshot_id, report, present)
+        for entry in leaf.entries:
+            records.add(bytes.fromhex(entry.record))
+    report.tree_nodes = walk.nodes
+    missing = set(vault.store.missing_in_order(records.drain()))
     if not missing:
         return
-    for entry in leaf.entries:
-        for role, object_id in _referenced(entry.record, entry.images):
-            if object_id in missing:
+    for snapshot_id, leaf in _Walk(vault, snapshots, None).leaves():
+        for entry in leaf.entries:
+            if entry.record in missing:
                 report.problems.append(
                     Problem(
                         "missing",
-                        f"{role} of job {entry.job_id} is missing",
-                        object_id,
+                        f"record of job {entry.job_id} is missing",
+                        entry.record,
                         jobs=[entry.job_id],
                         snapshots=[snapshot_id],
                     )
                 )
 
 
-def _referenced(record: str, images: tuple[str | None, ...]) -> Iterator[tuple[str, str]]:
-    yield "record", record
-    for i, image in enumerate(images):
-        if image is not None:
-            yield f"image {i}", image
+class _Walk:
+    """The leaves of every snapshot's tree, each distinct node read once, in a fixed order
+    (so a second walk meets each leaf under the same snapshot as the first). A node that is
+    missing or damaged is a problem in ``problems`` (None: not reported again)."""
+
+    def __init__(
+        self, vault: Vault, snapshots: list[Snapshot], problems: list[Problem] | None
+    ) -> None:
+        self.vault = vault
+        self.snapshots = snapshots
+        self.problems = problems
+        self.nodes = 0
+
+    def leaves(self) -> Iterator[tuple[str, Leaf]]:
+        visited: set[str] = set()
+        read = self.vault.store.read
+        for snapshot in self.snapshots:
+            stack = [snapshot.tree]
+            while stack:
+                node_id = stack.pop()
+                if node_id in visited:
+                    continue
+                visited.add(node_id)
+                self.nodes += 1
+                try:
+                    node = decode_node(read(node_id))
+                except ObjectNotFound:
+                    self._problem("missing", "tree node is missing", node_id, snapshot.id)
+                    continue
+                except (CorruptObject, IntegrityError) as exc:
+                    self._problem("corrupt", str(exc), node_id, snapshot.id)
+                    continue
+                if isinstance(node, Inner):
+                    stack.extend(child for _, child, _ in node.children)
+                    continue
+                assert isinstance(node, Leaf)
+                yield snapshot.id, node
+
+    def _problem(self, kind: str, message: str, node_id: str, snapshot_id: str) -> None:
+        if self.problems is not None:
+            self.problems.append(Problem(kind, message, node_id, snapshots=[snapshot_id]))
+
+
+class _Present:
+    """Image ids already found loose in this run, so an image many jobs share is looked for
+    once. Bounded: emptied when full (:data:`PRESENT_MAX`)."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+
+    def add(self, object_ids: set[str]) -> None:
+        if len(self.ids) + len(object_ids) > PRESENT_MAX:
+            self.ids.clear()
+        self.ids.update(object_ids)
+
+
+def _check_images(
+    vault: Vault, leaf: Leaf, snapshot_id: str, report: VerifyReport, present: _Present
+) -> None:
+    """Every image the leaf's jobs refer to exists, looked for loose first (where they are
+    kept) unless found already in this run."""
+    referenced = [image for entry in leaf.entries for image in entry.images if image is not None]
+    report.objects_referenced += len(referenced)
+    unknown = set(referenced) - present.ids
+    if not unknown:
+        return
+    missing = set(vault.store.missing(sorted(unknown), packed_first=False))
+    present.add(unknown - missing)
+    if not missing:
+        return
+    for entry in leaf.entries:
+        for i, image in enumerate(entry.images):
+            if image is not None and image in missing:
+                report.problems.append(
+                    Problem(
+                        "missing",
+                        f"image {i} of job {entry.job_id} is missing",
+                        image,
+                        jobs=[entry.job_id],
+                        snapshots=[snapshot_id],
+                    )
+                )
 
 
 def _check_index(vault: Vault, snapshots: list[Snapshot], report: VerifyReport) -> None:
