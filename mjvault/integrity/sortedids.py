@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 ID_SIZE = 32
-# Ids held in memory before a run is sorted and written out: ~10 MB as Python bytes.
-RUN = 1 << 17
+# Ids held in memory before a run is sorted and written out: ~5 MB as Python bytes.
+RUN = 1 << 16
 # Ids read from a run at a time while merging (64 KB).
 BLOCK = 2048
 
@@ -29,8 +29,8 @@ BLOCK = 2048
 class SortedIds:
     """Collect 32-byte ids with :meth:`add`, then :meth:`drain` them once: ascending, each once."""
 
-    def __init__(self, run: int = RUN) -> None:
-        self._run = run
+    def __init__(self, run: int | None = None) -> None:
+        self._run = run or RUN
         self._pending: list[bytes] = []
         self._spill: BinaryIO | None = None
         self._runs: list[tuple[int, int]] = []  # (offset, ids) in the spill file
