@@ -26,11 +26,11 @@ from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, ObjectNo
 from mjvault.integrity.packcheck import PackCheck
 from mjvault.integrity.sortedids import SortedIds
 from mjvault.snapshots import Snapshot, decode_manifest
-from mjvault.tree import Inner, Leaf, decode_node
+from mjvault.tree import Inner, StoredEntry, decode_stored
 from mjvault.vault import Vault
 
 READ_THREADS = 4
-# Image ids remembered as found (see _Present): ~110 bytes each, ~7 MB at most.
+# Image ids remembered as found (see _Present): ~70 bytes each, ~5 MB at most.
 PRESENT_MAX = 1 << 16
 
 
@@ -189,25 +189,26 @@ def _check_trees(vault: Vault, snapshots: list[Snapshot], report: VerifyReport) 
     records = SortedIds()
     present = _Present()
     walk = _Walk(vault, snapshots, report.problems)
-    for snapshot_id, leaf in walk.leaves():
-        report.jobs_checked += len(leaf.entries)
-        report.objects_referenced += len(leaf.entries)
-        _check_images(vault, leaf, snapshot_id, report, present)
-        for entry in leaf.entries:
-            records.add(bytes.fromhex(entry.record))
+    for snapshot_id, entries in walk.leaves():
+        report.jobs_checked += len(entries)
+        report.objects_referenced += len(entries)
+        _check_images(vault, entries, snapshot_id, report, present)
+        add = records.add
+        for _, record, _ in entries:
+            add(record)
     report.tree_nodes = walk.nodes
     missing = set(vault.store.missing_in_order(records.drain()))
     if not missing:
         return
-    for snapshot_id, leaf in _Walk(vault, snapshots, None).leaves():
-        for entry in leaf.entries:
-            if entry.record in missing:
+    for snapshot_id, entries in _Walk(vault, snapshots, None).leaves():
+        for job_id, record, _ in entries:
+            if record.hex() in missing:
                 report.problems.append(
                     Problem(
                         "missing",
-                        f"record of job {entry.job_id} is missing",
-                        entry.record,
-                        jobs=[entry.job_id],
+                        f"record of job {job_id} is missing",
+                        record.hex(),
+                        jobs=[job_id],
                         snapshots=[snapshot_id],
                     )
                 )
@@ -215,8 +216,9 @@ def _check_trees(vault: Vault, snapshots: list[Snapshot], report: VerifyReport) 
 
 class _Walk:
     """The leaves of every snapshot's tree, each distinct node read once, in a fixed order
-    (so a second walk meets each leaf under the same snapshot as the first). A node that is
-    missing or damaged is a problem in ``problems`` (None: not reported again)."""
+    (so a second walk meets each leaf under the same snapshot as the first), their entries
+    as stored (:func:`decode_stored`). A node that is missing or damaged is a problem in
+    ``problems`` (None: not reported again)."""
 
     def __init__(
         self, vault: Vault, snapshots: list[Snapshot], problems: list[Problem] | None
@@ -226,7 +228,7 @@ class _Walk:
         self.problems = problems
         self.nodes = 0
 
-    def leaves(self) -> Iterator[tuple[str, Leaf]]:
+    def leaves(self) -> Iterator[tuple[str, list[StoredEntry]]]:
         visited: set[str] = set()
         read = self.vault.store.read
         for snapshot in self.snapshots:
@@ -238,7 +240,7 @@ class _Walk:
                 visited.add(node_id)
                 self.nodes += 1
                 try:
-                    node = decode_node(read(node_id))
+                    node = decode_stored(read(node_id))
                 except ObjectNotFound:
                     self._problem("missing", "tree node is missing", node_id, snapshot.id)
                     continue
@@ -248,7 +250,6 @@ class _Walk:
                 if isinstance(node, Inner):
                     stack.extend(child for _, child, _ in node.children)
                     continue
-                assert isinstance(node, Leaf)
                 yield snapshot.id, node
 
     def _problem(self, kind: str, message: str, node_id: str, snapshot_id: str) -> None:
@@ -261,37 +262,41 @@ class _Present:
     once. Bounded: emptied when full (:data:`PRESENT_MAX`)."""
 
     def __init__(self) -> None:
-        self.ids: set[str] = set()
+        self.ids: set[bytes] = set()
 
-    def add(self, object_ids: set[str]) -> None:
+    def add(self, object_ids: set[bytes]) -> None:
         if len(self.ids) + len(object_ids) > PRESENT_MAX:
             self.ids.clear()
         self.ids.update(object_ids)
 
 
 def _check_images(
-    vault: Vault, leaf: Leaf, snapshot_id: str, report: VerifyReport, present: _Present
+    vault: Vault,
+    entries: list[StoredEntry],
+    snapshot_id: str,
+    report: VerifyReport,
+    present: _Present,
 ) -> None:
     """Every image the leaf's jobs refer to exists, looked for loose first (where they are
     kept) unless found already in this run."""
-    referenced = [image for entry in leaf.entries for image in entry.images if image is not None]
+    referenced = [image for _, _, images in entries for image in images if image is not None]
     report.objects_referenced += len(referenced)
-    unknown = set(referenced) - present.ids
+    unknown = set(referenced).difference(present.ids)
     if not unknown:
         return
-    missing = set(vault.store.missing(sorted(unknown), packed_first=False))
-    present.add(unknown - missing)
+    missing = set(vault.store.missing(sorted(oid.hex() for oid in unknown), packed_first=False))
+    present.add({oid for oid in unknown if oid.hex() not in missing})
     if not missing:
         return
-    for entry in leaf.entries:
-        for i, image in enumerate(entry.images):
-            if image is not None and image in missing:
+    for job_id, _, images in entries:
+        for i, image in enumerate(images):
+            if image is not None and image.hex() in missing:
                 report.problems.append(
                     Problem(
                         "missing",
-                        f"image {i} of job {entry.job_id} is missing",
-                        image,
-                        jobs=[entry.job_id],
+                        f"image {i} of job {job_id} is missing",
+                        image.hex(),
+                        jobs=[job_id],
                         snapshots=[snapshot_id],
                     )
                 )
