@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
@@ -14,18 +16,32 @@ from hypothesis import strategies as st
 from mjvault.integrity import sortedids
 from mjvault.integrity.sortedids import SortedIds
 
-ids = st.binary(min_size=32, max_size=32)
+
+def some_ids(count: int, repeat_every: int, seed: int) -> list[bytes]:
+    """``count`` ids, every ``repeat_every``-th one a repeat of an earlier one (as records
+    shared by leaves of two snapshots), the extremes among them."""
+    rng = random.Random(seed)
+    added = [bytes(32), b"\xff" * 32][: count % 3]
+    while len(added) < count:
+        added.append(rng.choice(added) if added and len(added) % repeat_every == 0
+                     else rng.randbytes(32))  # fmt: skip
+    return added
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.one_of(ids, st.sampled_from([bytes(32), b"\xff" * 32])), max_size=300),
-       st.integers(min_value=1, max_value=40))  # fmt: skip
-def test_drain_gives_every_id_once_in_order(added: list[bytes], run: int) -> None:
-    collected = SortedIds(run)
-    for object_id in added:
-        collected.add(object_id)
-    assert collected.added == len(added)
-    assert list(collected.drain()) == sorted(set(added))
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 600), st.integers(1, 10), st.integers(0, 2**32),
+       st.integers(min_value=1, max_value=60), st.integers(min_value=1, max_value=9))  # fmt: skip
+def test_drain_gives_every_id_once_in_order(
+    count: int, repeat_every: int, seed: int, run: int, block: int
+) -> None:
+    added = some_ids(count, repeat_every, seed)
+    # Runs and blocks of a few ids: many runs, each read in many blocks, merged in batches.
+    with mock.patch.object(sortedids, "BLOCK", block):
+        collected = SortedIds(run)
+        for object_id in added:
+            collected.add(object_id)
+        assert collected.added == len(added)
+        assert list(collected.drain()) == sorted(set(added))
 
 
 def test_full_runs_go_to_a_temporary_file_that_is_gone_after_the_drain(

@@ -36,7 +36,8 @@ def run(source: Path, vault: Path) -> dict[str, float]:
     started = time.perf_counter()
     pid = os.posix_spawn(
         sys.executable,
-        [sys.executable, "-m", "mjvault", "--vault", str(vault), "verify", "--read-data"],
+        # -P: the current directory (a checkout) must not come before PYTHONPATH.
+        [sys.executable, "-P", "-m", "mjvault", "--vault", str(vault), "verify", "--read-data"],
         env,
         file_actions=[(os.POSIX_SPAWN_DUP2, out_fd, 1), (os.POSIX_SPAWN_DUP2, out_fd, 2)],
     )
@@ -73,6 +74,14 @@ def main() -> None:
         ).stdout  # fmt: skip
         subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
         sources = {f"before ({args.before})": Path(folder), "after": ROOT}
+        for label, source in sources.items():
+            found = subprocess.run(
+                [sys.executable, "-P", "-c", "import mjvault; print(mjvault.__file__)"],
+                env=dict(os.environ, PYTHONPATH=str(source)), check=True, capture_output=True,
+                text=True,
+            ).stdout.strip()  # fmt: skip
+            print(f"{label}: {found}")
+            assert found.startswith(str(source)), f"{label} imports {found}"
         results: dict[tuple[str, Path], list[dict[str, float]]] = {}
         for round_ in range(args.rounds):
             for vault in args.vaults:
