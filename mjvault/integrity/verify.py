@@ -7,8 +7,10 @@ and that every pack's trailer is sound; it takes seconds because it reads no ima
 (:mod:`mjvault.integrity.packcheck`) — all of them or a subset — decrypting and checking the
 AEAD tag in encrypted vaults.
 
-Memory: the ids of the tree nodes already walked (one string per distinct node, a
-hundredth of the jobs or less), and the problems found; objects are streamed.
+Memory: the ids of the tree nodes already walked (one string per distinct node, about one
+per 14 jobs at a million), one run of the records' external sort
+(:mod:`mjvault.integrity.sortedids`), two packs' trailers, and the problems found; objects
+are streamed.
 """
 
 from __future__ import annotations
