@@ -15,8 +15,10 @@ from mjvault import Vault
 from mjvault.index import packmap as packmap_module
 from mjvault.index.packmap import PackMap
 from mjvault.integrity import packcheck, sortedids
+from mjvault.integrity import verify as verify_module
 from mjvault.integrity.verify import verify
 from mjvault.store.packfile import read_trailer_of
+from mjvault.tree import decode_stored, node_links
 from tests.conftest import png_bytes, record_json
 from tests.packdamage import drop_packed, flip_packed
 
@@ -193,3 +195,54 @@ def test_an_image_many_jobs_share_is_reported_missing_for_each(vault: Vault) -> 
         ("missing", shared_id, (f"job-{n:03d}",)) for n in range(160)
     ]
     assert all(p.message.startswith("image 0 of job") for p in report.problems)
+
+
+def _tree_nodes(vault: Vault, root: str) -> set[str]:
+    """Every node id of the tree at ``root``."""
+    found, stack = set(), [root]
+    while stack:
+        node_id = stack.pop()
+        found.add(node_id)
+        links = node_links(vault.store.read(node_id))
+        if links is not None:
+            stack.extend(child for _, child in links[1])
+    return found
+
+
+def test_snapshots_that_share_subtrees_have_each_node_read_once(
+    records_vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vault = records_vault
+    first = vault.head()
+    assert first is not None
+    with vault.writer("test") as writer:  # a second snapshot: a few leaves change
+        for n in range(3):
+            writer.add_job(record_json(f"late-{n}", f"a late fox {n}"), [])
+    second = vault.head()
+    assert second is not None and second.id != first.id
+    trees = [_tree_nodes(vault, s.tree) for s in (first, second)]
+    assert len(trees[0] & trees[1]) > len(trees[1] - trees[0])  # mostly shared
+    decoded: list[int] = []
+    original = verify_module.decode_stored
+
+    def counted(data: bytes) -> object:
+        decoded.append(1)
+        return original(data)
+
+    monkeypatch.setattr(verify_module, "decode_stored", counted)
+    report = verify(vault)
+    assert report.ok
+    assert report.tree_nodes == len(decoded) == len(trees[0] | trees[1])
+    # A record under a leaf both snapshots share is reported once, under the older one.
+    monkeypatch.setattr(verify_module, "decode_stored", original)
+    shared_leaf = next(
+        node for node in trees[0] & trees[1] if node_links(vault.store.read(node)) is None
+    )
+    stored = decode_stored(vault.store.read(shared_leaf))
+    assert isinstance(stored, list)
+    job_id, record, _ = stored[0]
+    drop_packed(vault, record.hex())
+    problems = verify(vault).problems
+    assert [(p.kind, p.object_id, p.jobs, p.snapshots) for p in problems] == [
+        ("missing", record.hex(), [job_id], [first.id])
+    ]
