@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import msgpack
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mjvault.tree import LEAF_MAX, JobEntry, Tree, decode_node, encode_node
+from mjvault.errors import IntegrityError
+from mjvault.tree import (
+    LEAF_MAX,
+    Inner,
+    JobEntry,
+    Leaf,
+    Tree,
+    decode_node,
+    decode_stored,
+    encode_node,
+)
 
 
 class MemoryStore:
@@ -107,3 +119,50 @@ def test_the_node_cache_is_bounded_in_child_links_as_in_entries() -> None:
     entries = sum(len(n.entries) for n in cached if isinstance(n, Leaf))
     assert links + entries <= 256
     assert tree.count(root) == 20_000
+
+
+ids_hex = st.binary(min_size=32, max_size=32).map(bytes.hex)
+job_entries = st.builds(
+    JobEntry,
+    st.text(min_size=1, max_size=20),
+    ids_hex,
+    st.lists(st.one_of(st.none(), ids_hex), max_size=5).map(tuple),
+)
+
+
+@settings(max_examples=80)
+@given(st.lists(job_entries, max_size=40, unique_by=lambda e: e.job_id))
+def test_a_leaf_as_stored_holds_what_decode_node_reads(entries: list[JobEntry]) -> None:
+    data = encode_node(Leaf(tuple(entries)))
+    leaf = decode_node(data)
+    assert isinstance(leaf, Leaf)
+    stored = decode_stored(data)
+    assert isinstance(stored, list)
+    assert [
+        (job_id, record.hex(), tuple(i.hex() if i is not None else None for i in images))
+        for job_id, record, images in stored
+    ] == [(e.job_id, e.record, e.images) for e in leaf.entries]
+
+
+def test_an_inner_node_as_stored_is_the_inner_node() -> None:
+    store = MemoryStore()
+    tree = Tree(store.read, store.write)
+    root = tree.apply(tree.empty(), {f"job-{n}": entry(n) for n in range(LEAF_MAX * 3)})
+    data = store.read(root)
+    assert isinstance(decode_node(data), Inner)
+    assert decode_stored(data) == decode_node(data)
+
+
+@pytest.mark.parametrize(
+    "entry_wire",
+    [
+        ["job-1", b"\x01" * 31, []],  # a record id cut short
+        ["job-1", b"\x01" * 32, [b"\x02" * 33]],  # an image id too long
+        ["job-1", b"\x01" * 32, ["ab" * 32]],  # an image id as text
+        ["job-1", b"\x01" * 32],  # a field missing
+    ],
+)
+def test_a_malformed_stored_entry_is_an_integrity_error(entry_wire: list[object]) -> None:
+    data = msgpack.packb({"t": "leaf", "v": 1, "e": [entry_wire]})
+    with pytest.raises(IntegrityError, match="malformed tree"):
+        decode_stored(data)

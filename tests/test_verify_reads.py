@@ -12,12 +12,15 @@ from typing import Any
 import pytest
 
 from mjvault import Vault
+from mjvault.index import packmap as packmap_module
 from mjvault.index.packmap import PackMap
-from mjvault.integrity import packcheck
+from mjvault.integrity import packcheck, sortedids
+from mjvault.integrity import verify as verify_module
 from mjvault.integrity.verify import verify
 from mjvault.store.packfile import read_trailer_of
-from tests.conftest import record_json
-from tests.packdamage import flip_packed
+from mjvault.tree import decode_stored, node_links
+from tests.conftest import png_bytes, record_json
+from tests.packdamage import drop_packed, flip_packed
 
 JOBS = 600  # enough records for a trained dictionary (500 samples), in one pack
 
@@ -126,3 +129,120 @@ def test_a_damaged_entry_is_found_by_the_subset_part_that_holds_it(records_vault
         report = verify(vault, subset=f"{part}/3")
         found += [(p.object_id, p.pack) for p in report.problems if p.object_id]
     assert found == [(object_id, pack)]
+
+
+def test_the_pack_map_answers_ids_in_key_order_in_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(packmap_module, "ORDERED_CHUNK", 7)
+    released: list[int] = []
+    packmap = PackMap(tmp_path / "map")
+    try:
+        monkeypatch.setattr(packmap.pages, "release", lambda: released.append(1))
+        held = sorted(os.urandom(32) for _ in range(100))
+        packmap.add("aa" * 32, [(oid, 6 + 10 * n, 10) for n, oid in enumerate(held)], None)
+        released.clear()
+        absent = [os.urandom(32) for _ in range(30)]
+        asked = sorted(held[::3] + absent)
+        assert list(packmap.absent(asked)) == sorted(absent)
+        assert len(released) == -(-len(asked) // 7)  # pages let go after every chunk
+        # Any order is answered right; only the cost depends on it.
+        assert set(packmap.absent(list(reversed(asked)))) == set(absent)
+        assert list(packmap.absent([])) == []
+    finally:
+        packmap.close()
+
+
+def test_missing_records_are_named_with_their_jobs_when_looked_up_in_key_order(
+    records_vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vault = records_vault
+    # Runs and map chunks far smaller than the vault: the ids go through the temporary file
+    # and the merge, and the lookups span many transactions.
+    monkeypatch.setattr(sortedids, "RUN", 50)
+    monkeypatch.setattr(packmap_module, "ORDERED_CHUNK", 16)
+    records = {vault.entry(f"job-{n:04d}").record: f"job-{n:04d}" for n in range(JOBS)}
+    in_order = sorted(records)
+    lost = [in_order[0], in_order[len(in_order) // 2], in_order[-1]]
+    for record in lost:
+        drop_packed(vault, record)
+    head = vault.head()
+    assert head is not None
+    for read_data in (False, True):
+        report = verify(vault, read_data=read_data)
+        assert report.jobs_checked == JOBS
+        found = sorted((p.kind, p.object_id, tuple(p.jobs), tuple(p.snapshots), p.message)
+                       for p in report.problems)  # fmt: skip
+        assert found == sorted(
+            ("missing", r, (records[r],), (head.id,), f"record of job {records[r]} is missing")
+            for r in lost
+        )
+
+
+def test_an_image_many_jobs_share_is_reported_missing_for_each(vault: Vault) -> None:
+    with vault.writer("test") as writer:
+        for n in range(160):  # more than a leaf holds: the image is met in several leaves
+            shared = writer.put_media(png_bytes(1, 2000))
+            own = writer.put_media(png_bytes(100 + n, 2000))
+            writer.add_job(record_json(f"job-{n:03d}", f"a red fox number {n}"), [shared, own])
+    entry = vault.entry("job-000")
+    shared_id = entry.images[0]
+    assert shared_id is not None
+    assert verify(vault).ok  # found once, then remembered as found
+    vault.store.path(shared_id).unlink()
+    report = verify(vault)
+    assert sorted((p.kind, p.object_id, tuple(p.jobs)) for p in report.problems) == [
+        ("missing", shared_id, (f"job-{n:03d}",)) for n in range(160)
+    ]
+    assert all(p.message.startswith("image 0 of job") for p in report.problems)
+
+
+def _tree_nodes(vault: Vault, root: str) -> set[str]:
+    """Every node id of the tree at ``root``."""
+    found, stack = set(), [root]
+    while stack:
+        node_id = stack.pop()
+        found.add(node_id)
+        links = node_links(vault.store.read(node_id))
+        if links is not None:
+            stack.extend(child for _, child in links[1])
+    return found
+
+
+def test_snapshots_that_share_subtrees_have_each_node_read_once(
+    records_vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vault = records_vault
+    first = vault.head()
+    assert first is not None
+    with vault.writer("test") as writer:  # a second snapshot: a few leaves change
+        for n in range(3):
+            writer.add_job(record_json(f"late-{n}", f"a late fox {n}"), [])
+    second = vault.head()
+    assert second is not None and second.id != first.id
+    trees = [_tree_nodes(vault, s.tree) for s in (first, second)]
+    assert len(trees[0] & trees[1]) > len(trees[1] - trees[0])  # mostly shared
+    decoded: list[int] = []
+    original = verify_module.decode_stored
+
+    def counted(data: bytes) -> object:
+        decoded.append(1)
+        return original(data)
+
+    monkeypatch.setattr(verify_module, "decode_stored", counted)
+    report = verify(vault)
+    assert report.ok
+    assert report.tree_nodes == len(decoded) == len(trees[0] | trees[1])
+    # A record under a leaf both snapshots share is reported once, under the older one.
+    monkeypatch.setattr(verify_module, "decode_stored", original)
+    shared_leaf = next(
+        node for node in trees[0] & trees[1] if node_links(vault.store.read(node)) is None
+    )
+    stored = decode_stored(vault.store.read(shared_leaf))
+    assert isinstance(stored, list)
+    job_id, record, _ = stored[0]
+    drop_packed(vault, record.hex())
+    problems = verify(vault).problems
+    assert [(p.kind, p.object_id, p.jobs, p.snapshots) for p in problems] == [
+        ("missing", record.hex(), [job_id], [first.id])
+    ]

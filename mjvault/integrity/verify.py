@@ -7,8 +7,10 @@ and that every pack's trailer is sound; it takes seconds because it reads no ima
 (:mod:`mjvault.integrity.packcheck`) — all of them or a subset — decrypting and checking the
 AEAD tag in encrypted vaults.
 
-Memory: the ids of the tree nodes already walked (one string per distinct node, a
-hundredth of the jobs or less), and the problems found; objects are streamed.
+Memory: the walk's stack (each tree is walked beside the one before it, not against a set
+of every node walked), one run of the records' external sort
+(:mod:`mjvault.integrity.sortedids`), two packs' trailers, and the problems found; objects
+are streamed.
 """
 
 from __future__ import annotations
@@ -24,11 +26,19 @@ from dataclasses import dataclass, field
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, ObjectNotFound, UsageError
 from mjvault.integrity.packcheck import PackCheck
+from mjvault.integrity.sortedids import SortedIds
 from mjvault.snapshots import Snapshot, decode_manifest
-from mjvault.tree import Inner, Leaf, decode_node
+from mjvault.tree import Inner, StoredEntry, decode_stored, node_links
 from mjvault.vault import Vault
 
 READ_THREADS = 4
+# Packs checked at once. Each reading thread holds a pack's trailer (~20 MB of Python
+# tuples for a full pack) and its per-entry work holds the GIL, so past two (this machine's
+# cores, one of them shared with the structural pass) threads cost memory, not time: at a
+# million jobs 4 peaked at 140 MB and 2 at 100 MB, in the same wall time.
+PACK_THREADS = 2
+# Image ids remembered as found (see _Present): ~70 bytes each, ~5 MB at most.
+PRESENT_MAX = 1 << 16
 
 
 @dataclass
@@ -179,65 +189,146 @@ def _check_refs(vault: Vault, report: VerifyReport) -> list[Snapshot]:
 
 
 def _check_trees(vault: Vault, snapshots: list[Snapshot], report: VerifyReport) -> None:
-    visited: set[str] = set()
-    for snapshot in snapshots:
-        stack = [snapshot.tree]
-        while stack:
-            node_id = stack.pop()
-            if node_id in visited:
-                continue
-            visited.add(node_id)
-            report.tree_nodes += 1
-            try:
-                node = decode_node(vault.store.read(node_id))
-            except ObjectNotFound:
-                report.problems.append(
-                    Problem("missing", "tree node is missing", node_id, snapshots=[snapshot.id])
-                )
-                continue
-            except (CorruptObject, IntegrityError) as exc:
-                report.problems.append(
-                    Problem("corrupt", str(exc), node_id, snapshots=[snapshot.id])
-                )
-                continue
-            if isinstance(node, Inner):
-                stack.extend(child for _, child, _ in node.children)
-                continue
-            assert isinstance(node, Leaf)
-            _check_leaf(vault, node, snapshot.id, report)
-
-
-def _check_leaf(vault: Vault, leaf: Leaf, snapshot_id: str, report: VerifyReport) -> None:
-    """Every object the leaf's jobs refer to exists: records asked of the pack map in one
-    batch per leaf, images looked for loose first (where they are kept)."""
-    records = [entry.record for entry in leaf.entries]
-    images = [image for entry in leaf.entries for image in entry.images if image is not None]
-    report.jobs_checked += len(records)
-    report.objects_referenced += len(records) + len(images)
-    store = vault.store
-    missing = set(store.missing(records, packed_first=True))
-    missing.update(store.missing(images, packed_first=False))
+    """Walk every snapshot's tree: each distinct node read once, the images its leaves name
+    looked for as the walk goes, their records gathered and looked for after it, in key
+    order (:mod:`mjvault.integrity.sortedids`). Only when a record is missing are the trees
+    walked a second time, to name its jobs and snapshots."""
+    records = SortedIds()
+    present = _Present()
+    walk = _Walk(vault, snapshots, report.problems)
+    for snapshot_id, entries in walk.leaves():
+        report.jobs_checked += len(entries)
+        report.objects_referenced += len(entries)
+        _check_images(vault, entries, snapshot_id, report, present)
+        add = records.add
+        for _, record, _ in entries:
+            add(record)
+    report.tree_nodes = walk.nodes
+    missing = set(vault.store.missing_in_order(records.drain()))
     if not missing:
         return
-    for entry in leaf.entries:
-        for role, object_id in _referenced(entry.record, entry.images):
-            if object_id in missing:
+    for snapshot_id, entries in _Walk(vault, snapshots, None).leaves():
+        for job_id, record, _ in entries:
+            if record.hex() in missing:
                 report.problems.append(
                     Problem(
                         "missing",
-                        f"{role} of job {entry.job_id} is missing",
-                        object_id,
-                        jobs=[entry.job_id],
+                        f"record of job {job_id} is missing",
+                        record.hex(),
+                        jobs=[job_id],
                         snapshots=[snapshot_id],
                     )
                 )
 
 
-def _referenced(record: str, images: tuple[str | None, ...]) -> Iterator[tuple[str, str]]:
-    yield "record", record
-    for i, image in enumerate(images):
-        if image is not None:
-            yield f"image {i}", image
+class _Walk:
+    """The leaves of every snapshot's tree, in a fixed order (so a second walk meets each
+    leaf under the same snapshot as the first), their entries as stored
+    (:func:`decode_stored`). A node that is missing or damaged is a problem in ``problems``
+    (None: not reported again).
+
+    Snapshots go oldest first, each tree walked beside the one before it: where that tree
+    holds the same node at the same place, the subtree is skipped, since it was walked
+    there (or skipped for the same reason, down to where it was walked). Memory is the
+    walk's stack; a set of every node walked, as before, grew with the vault (~150 B a node,
+    a node per ~14 jobs: 10 MB at a million jobs)."""
+
+    def __init__(
+        self, vault: Vault, snapshots: list[Snapshot], problems: list[Problem] | None
+    ) -> None:
+        self.vault = vault
+        self.snapshots = sorted(snapshots, key=lambda s: (s.time, s.id))
+        self.problems = problems
+        self.nodes = 0
+
+    def leaves(self) -> Iterator[tuple[str, list[StoredEntry]]]:
+        read = self.vault.store.read
+        before_root: str | None = None
+        for snapshot in self.snapshots:
+            # (node, the node at the same place in the tree before, if any)
+            stack: list[tuple[str, str | None]] = [(snapshot.tree, before_root)]
+            while stack:
+                node_id, before = stack.pop()
+                if node_id == before:
+                    continue
+                self.nodes += 1
+                try:
+                    node = decode_stored(read(node_id))
+                except ObjectNotFound:
+                    self._problem("missing", "tree node is missing", node_id, snapshot.id)
+                    continue
+                except (CorruptObject, IntegrityError) as exc:
+                    self._problem("corrupt", str(exc), node_id, snapshot.id)
+                    continue
+                if isinstance(node, Inner):
+                    beside = self._children(before, node.depth)
+                    stack.extend((child, beside.get(digit)) for digit, child, _ in node.children)
+                    continue
+                yield snapshot.id, node
+            before_root = snapshot.tree
+
+    def _children(self, node_id: str | None, depth: int) -> dict[int, str]:
+        """The children of the earlier tree's inner node ``node_id`` at ``depth`` by digit;
+        none for a leaf, another depth, or a node that cannot be read (its own walk reported
+        it): then nothing below is skipped."""
+        if node_id is None:
+            return {}
+        try:
+            links = node_links(self.vault.store.read(node_id))
+        except (ObjectNotFound, CorruptObject, IntegrityError):
+            return {}
+        if links is None or links[0] != depth:
+            return {}
+        return dict(links[1])
+
+    def _problem(self, kind: str, message: str, node_id: str, snapshot_id: str) -> None:
+        if self.problems is not None:
+            self.problems.append(Problem(kind, message, node_id, snapshots=[snapshot_id]))
+
+
+class _Present:
+    """Image ids already found loose in this run, so an image many jobs share is looked for
+    once. Bounded: emptied when full (:data:`PRESENT_MAX`)."""
+
+    def __init__(self) -> None:
+        self.ids: set[bytes] = set()
+
+    def add(self, object_ids: set[bytes]) -> None:
+        if len(self.ids) + len(object_ids) > PRESENT_MAX:
+            self.ids.clear()
+        self.ids.update(object_ids)
+
+
+def _check_images(
+    vault: Vault,
+    entries: list[StoredEntry],
+    snapshot_id: str,
+    report: VerifyReport,
+    present: _Present,
+) -> None:
+    """Every image the leaf's jobs refer to exists, looked for loose first (where they are
+    kept) unless found already in this run."""
+    referenced = [image for _, _, images in entries for image in images if image is not None]
+    report.objects_referenced += len(referenced)
+    unknown = set(referenced).difference(present.ids)
+    if not unknown:
+        return
+    missing = set(vault.store.missing(sorted(oid.hex() for oid in unknown), packed_first=False))
+    present.add({oid for oid in unknown if oid.hex() not in missing})
+    if not missing:
+        return
+    for job_id, _, images in entries:
+        for i, image in enumerate(images):
+            if image is not None and image.hex() in missing:
+                report.problems.append(
+                    Problem(
+                        "missing",
+                        f"image {i} of job {job_id} is missing",
+                        image.hex(),
+                        jobs=[job_id],
+                        snapshots=[snapshot_id],
+                    )
+                )
 
 
 def _check_index(vault: Vault, snapshots: list[Snapshot], report: VerifyReport) -> None:
@@ -339,8 +430,8 @@ def _check_packs(
 
     names = (name for name in store.packs.names() if not stop.is_set())
     found = _PackPass()
-    with ThreadPoolExecutor(READ_THREADS) as pool:
-        for checked in bounded_map(pool, check, names, window=2 * READ_THREADS):
+    with ThreadPoolExecutor(PACK_THREADS) as pool:
+        for checked in bounded_map(pool, check, names, window=2 * PACK_THREADS):
             found.packs += 1
             found.objects += checked.objects
             found.bytes += checked.bytes

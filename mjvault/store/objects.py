@@ -267,6 +267,17 @@ class ObjectStore:
             object_ids = not_loose(object_ids)
         return object_ids
 
+    def missing_in_order(self, object_ids: Iterable[bytes]) -> Iterator[str]:
+        """:meth:`missing` with ``packed_first`` for many ids given in ascending order, as
+        bytes (:class:`mjvault.integrity.sortedids.SortedIds`), streamed: the pack map is
+        walked in key order (:meth:`PackMap.absent`) rather than asked at random."""
+        loose = self.objects_dir.as_posix()
+        access, exists = os.access, os.F_OK
+        for key in self.packs.not_packed_in_order(object_ids):
+            oid = key.hex()
+            if not access(f"{loose}/{oid[:2]}/{oid}", exists):
+                yield oid
+
     def check(self, object_id: str) -> int:
         """Verify one object without keeping it in memory longer than needed; returns its size."""
         path = self.path(object_id)

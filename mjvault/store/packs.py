@@ -19,7 +19,7 @@ import contextlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -171,6 +171,20 @@ class PackReader:
             self.reconcile()
             return self.not_packed(missing)
         return missing
+
+    def not_packed_in_order(self, object_ids: Iterable[bytes]) -> Iterator[bytes]:
+        """:meth:`not_packed` for ids in ascending order, as bytes, streamed
+        (:meth:`PackMap.absent`); the packs on disk are looked at once when some seem
+        missing, as there."""
+        if not self.present():
+            yield from object_ids
+            return
+        for object_id in self.map().absent(object_ids):
+            if not self._reconciled:
+                self.reconcile()
+                if self.map().contains(object_id):
+                    continue
+            yield object_id
 
     def reconcile(self) -> list[str]:
         """Bring the map up to the packs on disk: read the trailers of packs it lacks, forget
