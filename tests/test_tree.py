@@ -133,15 +133,27 @@ job_entries = st.builds(
 @settings(max_examples=80)
 @given(st.lists(job_entries, max_size=40, unique_by=lambda e: e.job_id))
 def test_a_leaf_as_stored_holds_what_decode_node_reads(entries: list[JobEntry]) -> None:
-    data = encode_node(Leaf(tuple(entries)))
-    leaf = decode_node(data)
-    assert isinstance(leaf, Leaf)
-    stored = decode_stored(data)
-    assert isinstance(stored, list)
-    assert [
-        (job_id, record.hex(), tuple(i.hex() if i is not None else None for i in images))
-        for job_id, record, images in stored
-    ] == [(e.job_id, e.record, e.images) for e in leaf.entries]
+    from mjvault import leaves
+    from mjvault import tree as tree_module
+
+    for version in tree_module.LEAF_VERSIONS:  # a tree may hold leaves of both versions
+        written = tree_module.LEAF_VERSION
+        tree_module.LEAF_VERSION = version
+        try:
+            data = encode_node(Leaf(tuple(entries)))
+        finally:
+            tree_module.LEAF_VERSION = written
+        ordered = sorted(entries, key=lambda e: e.job_id)
+        fits = leaves.encode((e.job_id, e.record, e.images) for e in ordered) is not None
+        assert msgpack.unpackb(data)["v"] == (version if fits else 1)  # e.g. a zero id
+        leaf = decode_node(data)
+        assert isinstance(leaf, Leaf)
+        stored = decode_stored(data)
+        assert isinstance(stored, list)
+        assert [
+            (job_id, record.hex(), tuple(i.hex() if i is not None else None for i in images))
+            for job_id, record, images in stored
+        ] == [(e.job_id, e.record, e.images) for e in leaf.entries]
 
 
 def test_an_inner_node_as_stored_is_the_inner_node() -> None:
