@@ -274,3 +274,43 @@ def test_the_end_of_a_remote_file_is_read_with_a_range(
         assert backend.get_range("packs/x", 5, 17) == data[5:17]
     finally:
         backend.close()
+
+
+def test_threads_that_want_one_pack_download_it_once(tmp_path: Path) -> None:
+    """A pull's threads all want a pack the first time: the one that downloads it must publish
+    it before the others may look. A thread let in between downloaded it again into the same
+    spool file, truncating it under the readers (objects read back as absent)."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mjvault.remotes.folder import FolderBackend
+    from mjvault.remotes.packs import RemotePacks
+    from tests.test_remote_memory import write_remote_packs
+
+    write_remote_packs(tmp_path / "remote", 1)
+    packs = RemotePacks(FolderBackend(tmp_path / "remote"), tmp_path / "cache")
+
+    class Unhurried:
+        """The packs' own lock, slow to take: the gap a busy machine opens."""
+
+        def __init__(self) -> None:
+            self.inner = threading.Lock()
+
+        def __enter__(self) -> None:
+            time.sleep(0.01)
+            self.inner.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            self.inner.release()
+
+    try:
+        ids = list(packs.iter_ids())[:64]
+        packs._lock = Unhurried()  # type: ignore[assignment]
+        with ThreadPoolExecutor(8) as pool:
+            found = list(pool.map(packs.read_entry, ids))
+        size = next((tmp_path / "remote" / "packs").iterdir()).stat().st_size
+        assert packs.bytes_downloaded == size
+        assert all(found)
+    finally:
+        packs.close()

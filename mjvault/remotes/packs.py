@@ -305,8 +305,11 @@ class RemotePacks:
                     self._damaged_spooled[name] = exc  # its other objects: no new download
                     raise
                 spooled = _Spooled(path, trailer)
-        with self._lock:
-            self._open[name] = spooled
+            # Published before the pack's lock is let go: a thread waiting on that lock must
+            # find it, or it downloads the pack again into the same path, cutting the file
+            # short under the threads reading from it.
+            with self._lock:
+                self._open[name] = spooled
         return spooled
 
     def _spool_dir(self) -> Path:
