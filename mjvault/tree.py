@@ -196,7 +196,10 @@ def node_links(data: bytes) -> tuple[int, tuple[tuple[int, str], ...]] | None:
         if kind == "leaf":
             return None
         if kind == "node":
-            return int(doc["d"]), tuple((int(d), bytes(c).hex()) for d, c, _ in doc["c"])
+            # Checked as decode_node checks it: a walk that pairs this node's children with
+            # another tree's (verify) must not lean on a node decode_node would refuse.
+            inner = _inner(doc)
+            return inner.depth, tuple((digit, child) for digit, child, _ in inner.children)
     except IntegrityError:
         raise
     except Exception as exc:  # any shape error in stored bytes is an integrity problem

@@ -246,3 +246,57 @@ def test_snapshots_that_share_subtrees_have_each_node_read_once(
     assert [(p.kind, p.object_id, p.jobs, p.snapshots) for p in problems] == [
         ("missing", record.hex(), [job_id], [first.id])
     ]
+
+
+def test_a_node_refused_in_one_tree_lends_no_children_to_the_next(tmp_path: Path) -> None:
+    """Each tree is walked beside the one before it, skipping the children both hold at the
+    same place. An inner node whose own walk refused it (here: no job count) was walked no
+    further, so nothing below it may count as checked for the next tree."""
+    import msgpack
+
+    from mjvault.snapshots import encode_manifest
+
+    vault = Vault.init(tmp_path / "vault")
+    with vault.writer("t") as writer:
+        for n in range(200):
+            writer.add_job(record_json(f"job-{n:04d}", f"fox {n}"), [])
+    first = vault.head()
+    assert first is not None
+    with vault.writer("t") as writer:
+        for n in range(200, 260):
+            writer.add_job(record_json(f"job-{n:04d}", f"fox {n}"), [])
+    last = vault.head()
+    assert last is not None
+    doc = msgpack.unpackb(vault.store.read(last.tree))
+    del doc["n"]  # the same children, but a node decode_node refuses
+    batch = vault.store.batch()
+    refused = batch.put(msgpack.packb(doc))
+    between = first.time + (last.time - first.time) / 2
+    manifest = encode_manifest(
+        time=between, tree=refused, parent=first.id, source="t", host="h", tool="t", stats={}
+    )
+    middle = batch.put(manifest, loose=True)
+    batch.flush()
+    vault.refs.add_snapshot(middle)
+    victim = next(e.record for e in vault.entries(last) if e.job_id == "job-0250")
+    drop_packed(vault, victim)
+    problems = verify(vault).problems
+    assert any(p.kind == "corrupt" and p.object_id == refused for p in problems)
+    assert any(p.object_id == victim and "job-0250" in p.message for p in problems), problems
+
+
+def test_a_manifest_time_without_an_offset_is_compared_as_utc(tmp_path: Path) -> None:
+    import msgpack
+
+    vault = Vault.init(tmp_path / "vault")
+    with vault.writer("test") as writer:
+        writer.add_job(record_json("job-0001", "fox"), [writer.put_media(png_bytes(1, size=16))])
+    head = vault.head()
+    assert head is not None
+    doc = msgpack.unpackb(vault.store.read(head.id))
+    doc["time"] = "2024-01-01T00:00:00"
+    batch = vault.store.batch()
+    naive = batch.put(msgpack.packb(doc), loose=True)
+    batch.flush()
+    vault.refs.add_snapshot(naive)
+    assert verify(vault).ok

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, ObjectNotFound, UsageError
@@ -237,7 +238,7 @@ class _Walk:
         self, vault: Vault, snapshots: list[Snapshot], problems: list[Problem] | None
     ) -> None:
         self.vault = vault
-        self.snapshots = sorted(snapshots, key=lambda s: (s.time, s.id))
+        self.snapshots = sorted(snapshots, key=_oldest_first)
         self.problems = problems
         self.nodes = 0
 
@@ -284,6 +285,13 @@ class _Walk:
     def _problem(self, kind: str, message: str, node_id: str, snapshot_id: str) -> None:
         if self.problems is not None:
             self.problems.append(Problem(kind, message, node_id, snapshots=[snapshot_id]))
+
+
+def _oldest_first(snapshot: Snapshot) -> tuple[datetime, str]:
+    """A manifest's time without an offset is read as UTC (naive and aware times do not
+    compare: one such manifest would stop the whole check)."""
+    moment = snapshot.time
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)), snapshot.id
 
 
 class _Present:
