@@ -160,7 +160,7 @@ def test_a_first_checkout_reads_the_index_in_order_and_names_as_the_tree_walk_do
     views: list[dict[str, str]] = []
     for name, in_order in (("ordered", True), ("walked", False)):
         if not in_order:
-            monkeypatch.setattr(reconcile, "_indexes", lambda index, tree: False)
+            monkeypatch.setattr(reconcile, "_in_index_order", lambda index, tree: None)
         walks = _counting(monkeypatch, Vault, "entries")
         lookups = _counting(monkeypatch, index_db.Index, "get_many")
         directory = tmp_path / name
@@ -173,3 +173,35 @@ def test_a_first_checkout_reads_the_index_in_order_and_names_as_the_tree_walk_do
         )
     assert views[0] == views[1]
     assert len(views[0]) == 120
+
+
+def test_a_first_checkout_reads_the_index_only_while_it_is_the_trees(
+    vault: Vault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync keeps the index current while a checkout reads it. If its next checkpoint lands
+    between the checkout's look at the index's tree and its read of the summaries, the read
+    must not give the view a job of the later tree while the view records the earlier one:
+    the tree is checked in the read's own transaction, and the checkout walks the tree."""
+    with vault.writer("test") as writer:
+        for n in range(5):
+            writer.add_job(record_json(f"job-{n:04d}", "fox"), [writer.put_media(png_bytes(n))])
+    vault.index  # noqa: B018
+    first = vault.head()
+    assert first is not None
+    real = index_db.Index.iter_summaries
+
+    def after_a_checkpoint(self: index_db.Index, **options: object) -> object:
+        if options.get("release_every") == reconcile.SUMMARIES_IN_ORDER_PER_RELEASE:
+            # The checkout's ordered read: a sync's checkpoint lands just before it.
+            with Vault.open(vault.path) as other, other.writer("sync") as writer:
+                writer.add_job(record_json("job-9999", "late"), [writer.put_media(png_bytes(99))])
+            index_db.Index.iter_summaries = real  # type: ignore[method-assign]
+        return real(self, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(index_db.Index, "iter_summaries", after_a_checkpoint)
+    definition = ViewDefinition(
+        "v", tmp_path / "v", "{job_id}_{index}.{ext}", LinkKind.SYMLINK, snapshot=first.id
+    )
+    checkout(vault, definition)
+    made = sorted(p.name.split("_")[0] for p in (tmp_path / "v").rglob("*") if p.is_symlink())
+    assert made == [f"job-{n:04d}" for n in range(5)]

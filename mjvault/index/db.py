@@ -25,7 +25,7 @@ from typing import Any, cast
 import lmdb
 import msgpack
 
-from mjvault.errors import IntegrityError
+from mjvault.errors import IntegrityError, MjvaultError
 from mjvault.model import Job
 from mjvault.params import param_index_value
 from mjvault.text import fold, tokenize
@@ -166,6 +166,10 @@ COUNTED = (b"words", b"types", b"params")
 
 
 REBUILD_HINT = "the index is only a cache of the snapshots: rebuild it with `mjvault index rebuild`"
+
+
+class IndexNotOfTree(MjvaultError):
+    """The index is not (or no longer) the index of the tree a reader asked for."""
 
 
 class IndexDamaged(IntegrityError):
@@ -442,11 +446,15 @@ class Index:
 
     # -- state -----------------------------------------------------------------------------
     def indexed_tree(self) -> str | None:
-        with self._reading(), self.env.begin(db=self.db[b"meta"]) as txn:
-            if txn.get(b"format") not in (None, INDEX_FORMAT):
-                return None
-            value = txn.get(b"tree")
-        return value.decode("ascii") if value else None
+        with self._reading(), self.env.begin() as txn:
+            return self._tree_in(txn)
+
+    def _tree_in(self, txn: lmdb.Transaction) -> str | None:
+        meta = self.db[b"meta"]
+        if txn.get(b"format", db=meta) not in (None, INDEX_FORMAT):
+            return None
+        value = txn.get(b"tree", db=meta)
+        return bytes(value).decode("ascii") if value else None
 
     def job_count(self) -> int:
         with self._reading(), self.env.begin() as txn:
@@ -604,13 +612,22 @@ class Index:
         doc = msgpack.unpackb(data)
         return JobEntry(job_id, doc["r"].hex(), _hex_ids(doc["i"]))
 
-    def iter_summaries(self, *, release_every: int | None = None) -> Iterator[JobSummary]:
+    def iter_summaries(
+        self, *, release_every: int | None = None, of_tree: str | None = None
+    ) -> Iterator[JobSummary]:
         """Every summary, in key order. The map's pages are released every RELEASE_EVERY
         summaries, or every ``release_every``: read in order, a page holds a dozen summaries
         and faults in its neighbours, so a reader of all of them can release far less often
-        for the same few MB mapped."""
+        for the same few MB mapped.
+
+        ``of_tree``: raise IndexNotOfTree, before any summary, unless the index is exactly
+        that tree's. Checked in the transaction the summaries are read in: a writer keeps
+        the index current beside its readers, and a checkpoint applied between a check and a
+        walk would give the walk another tree's jobs."""
         every = release_every or RELEASE_EVERY
         with self._reading(), self.env.begin(db=self.db[b"jobs"]) as txn:
+            if of_tree is not None and self._tree_in(txn) != of_tree:
+                raise IndexNotOfTree(of_tree)
             for n, (key, value) in enumerate(txn.cursor(), 1):
                 if release_every is None:
                     self.pages.touched()

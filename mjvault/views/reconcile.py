@@ -25,6 +25,7 @@ Safety rules, in order of importance:
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -1112,17 +1113,15 @@ def _all_jobs(
     # nothing to remember about which jobs it saw.
     walked_only = table.empty()
     batch: list[str] = []
-    if (
-        snapshot is not None
-        and walked_only
-        and index is not None
-        and prefetched is not None
-        and _indexes(index, snapshot.tree)
-    ):
+    ordered = None
+    if snapshot is not None and walked_only and index is not None and prefetched is not None:
+        ordered = _in_index_order(index, snapshot.tree)
+    if ordered is not None:
+        assert prefetched is not None
         # The index holds exactly this tree's jobs, each with its summary: read in the
         # index's order, it gives both at a third of the cost of walking the tree and
         # looking each summary up (whose pages are all over the index).
-        for summary in index.iter_summaries(release_every=SUMMARIES_IN_ORDER_PER_RELEASE):
+        for summary in ordered:
             job_id = summary.job_id
             prefetched[job_id] = summary
             yield job_id, JobEntry(job_id, summary.record, summary.images)
@@ -1146,12 +1145,19 @@ def _all_jobs(
         yield job_id, None
 
 
-def _indexes(index: Index, tree: str | None) -> bool:
-    """Is ``index`` the index of ``tree`` (every job of it, and no other)?"""
+def _in_index_order(index: Index, tree: str | None) -> Iterator[JobSummary] | None:
+    """``tree``'s summaries in the index's order, if the index is exactly that tree's (every
+    job of it, and no other) in the transaction they are read in; else None."""
+    if tree is None:
+        return None
+    summaries = index.iter_summaries(release_every=SUMMARIES_IN_ORDER_PER_RELEASE, of_tree=tree)
     try:
-        return tree is not None and index.indexed_tree() == tree
-    except MjvaultError:
-        return False
+        first = next(summaries)
+    except StopIteration:
+        return iter(())
+    except MjvaultError:  # IndexNotOfTree, or an index that cannot be read: walk the tree
+        return None
+    return itertools.chain((first,), summaries)
 
 
 def _changed_jobs(
