@@ -179,11 +179,14 @@ class PackReader:
         if not self.present():
             yield from object_ids
             return
+        reconciled_here = False
         for object_id in self.map().absent(object_ids):
             if not self._reconciled:
                 self.reconcile()
-                if self.map().contains(object_id):
-                    continue
+                reconciled_here = True
+            # The map answered a whole chunk before the packs were looked at: ask it again.
+            if reconciled_here and self.map().contains(object_id):
+                continue
             yield object_id
 
     def reconcile(self) -> list[str]:

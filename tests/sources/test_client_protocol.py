@@ -349,6 +349,35 @@ def test_v1_reanchors_past_the_window_cap(scripted: ScriptedServer, total: int) 
         assert later["fromDate"] == [jobs[0]["enqueue_time"]]
 
 
+def test_v1_windows_that_go_round_in_circles_end(scripted: ScriptedServer) -> None:
+    """Only the window before is remembered, so a server that answers every re-anchored
+    window with the other of two full windows (whatever fromDate says) is stopped by time:
+    a window that does not move the anchor back ends the listing."""
+    newer = [
+        {"id": f"a-{i}", "enqueue_time": f"2023-05-26 07:00:{50 - i:02d}.0"} for i in range(10)
+    ]
+    older = [
+        {"id": f"b-{i}", "enqueue_time": f"2023-05-26 06:00:{50 - i:02d}.0"} for i in range(10)
+    ]
+    windows = 0
+
+    def handler(seen: Seen) -> Answer:
+        nonlocal windows
+        query = {k: v[0] for k, v in parse_qs(urlsplit(seen.path).query).items()}
+        page = int(query["page"])
+        if page == 1:
+            windows += 1
+        window = newer if windows % 2 else older
+        data = window[(page - 1) * 5 : page * 5]
+        return Answer(200, json.dumps(data or [{"msg": "No jobs found."}]).encode())
+
+    scripted.route("/api/app/recent-jobs/", handler)
+    with MidjourneyClient(make_settings(scripted, api="v1", page_size=5)) as client:
+        ids = [job.id for job in client.list_jobs()]
+    assert windows <= 3
+    assert ids == [job["id"] for job in newer + older]
+
+
 def _v1_listing_peak(scripted: ScriptedServer, total: int) -> int:
     """tracemalloc's peak in bytes while a v1 listing of ``total`` jobs is walked to its end
     (windows of 2,500 jobs, as the service caps them); the server's own data is made first."""

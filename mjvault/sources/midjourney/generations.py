@@ -286,6 +286,10 @@ class V1RecentJobs(ListingGeneration):
                 return
             before = window
             next_anchor = format_from_date(oldest)
+            if next_anchor == anchor:
+                # The next window would be asked exactly as this one was: a server that
+                # answers it with jobs not seen in this window is going round in circles.
+                return
             log.info(
                 "%s: listing window ended after %d jobs; continuing from %s",
                 self.name,
