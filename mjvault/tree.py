@@ -13,6 +13,7 @@ one root id, however it was built. Consequences that the rest of mjvault relies 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,7 +115,7 @@ def encode_node(node: Node) -> bytes:
 
 
 def decode_node(data: bytes) -> Node:
-    try:
+    with _as_damage():
         doc = msgpack.unpackb(data)
         kind = doc["t"]
         version = _version(doc)
@@ -124,11 +125,18 @@ def decode_node(data: bytes) -> Node:
             return Leaf(tuple(JobEntry.from_wire(item) for item in doc["e"]))
         if kind == "node":
             return _inner(doc)
+    raise IntegrityError(f"unknown tree node type {kind!r}")
+
+
+@contextmanager
+def _as_damage() -> Iterator[None]:
+    """Any shape error in a node's stored bytes is an integrity problem."""
+    try:
+        yield
     except IntegrityError:
         raise
-    except Exception as exc:  # any shape error in stored bytes is an integrity problem
+    except Exception as exc:
         raise IntegrityError(f"malformed tree node: {exc}") from None
-    raise IntegrityError(f"unknown tree node type {kind!r}")
 
 
 def _jobs(doc: Any) -> list[leaves.Job]:
@@ -153,7 +161,7 @@ def decode_stored(data: bytes) -> Inner | list[StoredEntry]:
     entries as stored, ids as bytes, not :class:`JobEntry` objects with hex ids (whose
     conversions were ~3 µs an entry, seconds at a million jobs). The same errors, and an
     id that is not 32 bytes is a malformed entry."""
-    try:
+    with _as_damage():
         doc = msgpack.unpackb(data)
         kind = doc["t"]
         version = _version(doc)
@@ -175,10 +183,6 @@ def decode_stored(data: bytes) -> Inner | list[StoredEntry]:
             return entries
         if kind == "node":
             return _inner(doc)
-    except IntegrityError:
-        raise
-    except Exception as exc:  # any shape error in stored bytes is an integrity problem
-        raise IntegrityError(f"malformed tree node: {exc}") from None
     raise IntegrityError(f"unknown tree node type {kind!r}")
 
 
@@ -189,7 +193,7 @@ def _raw(image: str | None) -> bytes | None:
 def node_links(data: bytes) -> tuple[int, tuple[tuple[int, str], ...]] | None:
     """An inner node's depth and (digit, child id) links, or None for a leaf: what a walk of
     the tree's nodes needs, without decoding a leaf's job entries."""
-    try:
+    with _as_damage():
         doc = msgpack.unpackb(data)
         kind = doc["t"]
         _version(doc)
@@ -200,10 +204,6 @@ def node_links(data: bytes) -> tuple[int, tuple[tuple[int, str], ...]] | None:
             # another tree's (verify) must not lean on a node decode_node would refuse.
             inner = _inner(doc)
             return inner.depth, tuple((digit, child) for digit, child, _ in inner.children)
-    except IntegrityError:
-        raise
-    except Exception as exc:  # any shape error in stored bytes is an integrity problem
-        raise IntegrityError(f"malformed tree node: {exc}") from None
     raise IntegrityError(f"unknown tree node type {kind!r}")
 
 
