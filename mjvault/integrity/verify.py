@@ -211,15 +211,7 @@ def _check_trees(vault: Vault, snapshots: list[Snapshot], report: VerifyReport) 
     for snapshot_id, entries in _Walk(vault, snapshots, None).leaves():
         for job_id, record, _ in entries:
             if record.hex() in missing:
-                report.problems.append(
-                    Problem(
-                        "missing",
-                        f"record of job {job_id} is missing",
-                        record.hex(),
-                        jobs=[job_id],
-                        snapshots=[snapshot_id],
-                    )
-                )
+                _missing(report, "record", record, job_id, snapshot_id)
 
 
 class _Walk:
@@ -328,15 +320,22 @@ def _check_images(
     for job_id, _, images in entries:
         for i, image in enumerate(images):
             if image is not None and image.hex() in missing:
-                report.problems.append(
-                    Problem(
-                        "missing",
-                        f"image {i} of job {job_id} is missing",
-                        image.hex(),
-                        jobs=[job_id],
-                        snapshots=[snapshot_id],
-                    )
-                )
+                _missing(report, f"image {i}", image, job_id, snapshot_id)
+
+
+def _missing(
+    report: VerifyReport, what: str, object_id: bytes, job_id: str, snapshot_id: str
+) -> None:
+    """A job's object that neither a pack nor a loose file holds, named with its job."""
+    report.problems.append(
+        Problem(
+            "missing",
+            f"{what} of job {job_id} is missing",
+            object_id.hex(),
+            jobs=[job_id],
+            snapshots=[snapshot_id],
+        )
+    )
 
 
 def _check_index(vault: Vault, snapshots: list[Snapshot], report: VerifyReport) -> None:
