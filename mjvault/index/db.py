@@ -14,7 +14,6 @@ import os
 import struct
 import sys
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -24,8 +23,11 @@ from typing import Any, cast
 
 import lmdb
 import msgpack
+from pyroaring import BitMap
 
 from mjvault.errors import IntegrityError, MjvaultError
+from mjvault.index import bitmaps
+from mjvault.index.bitmaps import SEP
 from mjvault.model import Job
 from mjvault.params import param_index_value
 from mjvault.text import fold, tokenize
@@ -35,9 +37,11 @@ from mjvault.tree import JobEntry
 #    counts and times tables exist.
 # 3: each job summary holds its images' media kinds ("k"), so a checkout reads no image.
 # 4: a job summary's object ids are 32 bytes, not 64 hex characters (~130 bytes a job).
-INDEX_FORMAT = b"4"
+# 5: posting lists are Roaring bitmaps of document numbers (mjvault/index/bitmaps.py), one
+#    value per list shard, instead of one key per posting; users are indexed; `docs`, `days`
+#    and `live` replace `dates`, `times` and `counts`.
+INDEX_FORMAT = b"5"
 MAP_SIZE = 1 << 36  # address space only: LMDB files are sparse and grow as needed
-SEP = b"\x00"
 MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
 NEW_ENV_ROOM = 256 << 10  # free bytes a new environment needs: its lock file and first pages
 RELEASE_EVERY = 16  # lookups between two releases of the map's resident pages
@@ -48,6 +52,13 @@ WALK_RELEASE_EVERY = 1024  # keys of an in-order walk between two releases (a fe
 # that was ~12 MB of a writer's peak at 60k jobs, and growing with the index; 512 keeps it
 # under 4 MB for ~7% more CPU in the index's updates (more commits).
 POSTINGS_PER_TXN = 512
+# Jobs whose list changes Index.apply gathers before writing them: a list shard touched by
+# many of them is rewritten once. Bounded by the numbers gathered too (a few MB at most).
+GROUP_JOBS = 8192
+GROUP_NUMBERS = 400_000
+# Tables of sharded posting lists, keyed ``part 00 shard`` (bitmaps.list_key).
+LIST_TABLES = (b"words", b"types", b"params", b"users")
+_MICROS = struct.Struct(">q")
 
 
 @dataclass(frozen=True)
@@ -67,10 +78,16 @@ class JobSummary:
     # or absent. None for the whole tuple: not looked up yet (filled in by Index.apply).
     kinds: tuple[str | None, ...] | None = None
 
-    def pack(self) -> bytes:
+    @property
+    def micros(self) -> int:
+        """µs since epoch of the enqueue time; 0 when unknown."""
+        return int(self.time.timestamp() * 1_000_000) if self.time else 0
+
+    def pack(self, doc: int | None = None) -> bytes:
         micros = int(self.time.timestamp() * 1_000_000) if self.time else None
         return msgpack.packb(
             {
+                "n": doc,
                 "r": bytes.fromhex(self.record),
                 "i": [bytes.fromhex(i) if i is not None else None for i in self.images],
                 "ts": micros,
@@ -112,19 +129,23 @@ class JobSummary:
             username=job.username,
         )
 
-    def postings(self) -> Iterator[tuple[bytes, bytes]]:
-        """(table, key) pairs this job contributes to the secondary tables."""
-        jid = self.job_id.encode("utf-8")
+    def lists(self) -> Iterator[tuple[bytes, bytes]]:
+        """(table, part) of every sharded posting list this job is in (LIST_TABLES)."""
         words = set(tokenize(self.prompt))
         for word in sorted(words | {fold(w) for w in words}):
-            yield b"words", _part(word) + SEP + jid
-        yield b"dates", _date_key(self.time) + jid
-        yield b"types", _part(self.type) + SEP + jid
+            yield b"words", _part(word)
+        yield b"types", _part(self.type)
         for name, value in self.params.items():
-            yield b"params", _part(f"{name}={value}") + SEP + jid
+            yield b"params", _part(f"{name}={value}")
+        if self.username:
+            yield b"users", _part(self.username.casefold())
+
+    def image_keys(self) -> Iterator[bytes]:
+        """Keys of the ``images`` table: image id ‖ job id, one per image shown."""
+        jid = self.job_id.encode("utf-8")
         for image in self.images:
             if image is not None:
-                yield b"images", bytes.fromhex(image) + jid
+                yield bytes.fromhex(image) + jid
 
 
 def _hex_ids(ids: list[bytes | None]) -> tuple[str | None, ...]:
@@ -136,33 +157,22 @@ def _part(text: str) -> bytes:
     return raw.replace(SEP, b" ")
 
 
-def _count_key(table: bytes, posting: bytes) -> bytes:
-    """``table 00 part``: the counts table's key for the list a posting key belongs to."""
-    return table + SEP + posting[: posting.index(SEP)]
-
-
-def _date_key(moment: datetime | None) -> bytes:
-    micros = int(moment.timestamp() * 1_000_000) if moment else 0
-    return struct.pack(">q", micros)
-
-
 TABLES = (
     b"meta",
     b"jobs",
+    b"docs",
+    b"live",
+    b"days",
     b"words",
-    b"dates",
     b"types",
     b"params",
+    b"users",
     b"images",
-    b"counts",
-    b"times",
 )
 # Tables that are no cache of the tree, so clear() and the tree's format leave them alone: the
 # import stat cache and the running import's jobs (mjvault/index/statcache.py). Created by
 # their first writer, not before.
 OTHER_TABLES = (b"stat", b"import_jobs")
-# Posting tables whose lists search wants the length of before reading any of them.
-COUNTED = (b"words", b"types", b"params")
 
 
 REBUILD_HINT = "the index is only a cache of the snapshots: rebuild it with `mjvault index rebuild`"
@@ -464,51 +474,123 @@ class Index:
     def apply(self, changes: Iterable[tuple[str, JobSummary | None]], tree: str | None) -> None:
         """Set or remove jobs and record which tree the index now reflects.
 
-        Small batches are one transaction. LMDB keeps every page a write transaction dirties
-        in memory until it commits (and keeps that memory for later ones), and a batch's
-        postings land on pages all over a large index: a checkpoint of 2,000 jobs into a
-        million-job index would dirty hundreds of MB. So a batch whose postings pass
-        POSTINGS_PER_TXN is committed in several transactions; the first records where it
-        started and where it goes (``meta/applying``) instead of ``meta/tree``, so an index
-        left between two of them is finished by :meth:`interrupted` and the vault, never
-        taken as current.
+        Jobs are taken in groups (GROUP_JOBS): a group's list changes are gathered first, so a
+        shard touched by many of its jobs is rewritten once. LMDB keeps every page a write
+        transaction dirties in memory until it commits (and keeps that memory for later ones),
+        and a group's writes land all over a large index, so a group is written in several
+        transactions of at most POSTINGS_PER_TXN keys: the posting lists and images first,
+        then the jobs, their numbers and the ``live`` list. Until the jobs table changes,
+        applying the group again computes the same list changes, and applying list changes
+        twice is harmless; a list may keep a number no job has (a new job's, when stopped
+        before its entry was written), which readers never see: every answer is within
+        ``live``.
+
+        One transaction when everything fits in one; otherwise the first records where the
+        update started and where it goes (``meta/applying``) instead of ``meta/tree``, so an
+        index left between two of them is finished by :meth:`interrupted` and the vault,
+        never taken as current.
         """
         meta = self.db[b"meta"]
-        items = iter(changes)
+        items = _Lookahead(iter(changes))
         first = True
+        next_doc: int | None = None
         while True:
-            deltas: Counter[bytes] = Counter()
-            finished = True
-            with self.writing() as txn:
-                written = 0
-                for job_id, summary in items:
-                    keys = self._remove(txn, job_id, deltas)
-                    if summary is not None:
-                        keys += self._add(txn, summary, deltas)
-                    # Each key's B-tree path is read through the map: as many lookups.
-                    self.pages.touched(keys)
-                    written += keys
-                    if written >= POSTINGS_PER_TXN:
-                        finished = False
-                        break
-                self._apply_counts(txn, deltas)
-                if finished:
-                    txn.put(b"format", INDEX_FORMAT, db=meta)
-                    if tree is None:
+            with self._reading(), self.env.begin() as txn:
+                if next_doc is None:
+                    next_doc = _next_doc(txn, meta)
+                writes, next_doc = self._plan(txn, items, next_doc)
+            last_group = items.exhausted()
+            pending = iter(writes)
+            while True:
+                more = False
+                with self.writing() as txn:
+                    for written, write in enumerate(pending, 1):
+                        write(txn)
+                        if written >= POSTINGS_PER_TXN:
+                            more = True
+                            break
+                    finished = last_group and not more
+                    if finished:
+                        txn.put(b"format", INDEX_FORMAT, db=meta)
+                        if tree is None:
+                            txn.delete(b"tree", db=meta)
+                        else:
+                            txn.put(b"tree", tree.encode("ascii"), db=meta)
+                            txn.delete(b"applying", db=meta)
+                    elif first:
+                        start = txn.get(b"tree", db=meta)
+                        current = txn.get(b"format", db=meta) == INDEX_FORMAT
+                        if tree is not None and start is not None and current:
+                            txn.put(
+                                b"applying", bytes(start) + b" " + tree.encode("ascii"), db=meta
+                            )
                         txn.delete(b"tree", db=meta)
-                    else:
-                        txn.put(b"tree", tree.encode("ascii"), db=meta)
-                        txn.delete(b"applying", db=meta)
-                elif first:
-                    start = txn.get(b"tree", db=meta)
-                    current = txn.get(b"format", db=meta) == INDEX_FORMAT
-                    if tree is not None and start is not None and current:
-                        txn.put(b"applying", bytes(start) + b" " + tree.encode("ascii"), db=meta)
-                    txn.delete(b"tree", db=meta)
-            self.pages.release()  # a transaction's worth of pages at most stays resident
-            if finished:
-                return
-            first = False
+                first = False
+                # Each key's B-tree path was read through the map; a transaction's worth of
+                # pages at most stays resident.
+                self.pages.release()
+                if finished:
+                    return
+                if not more:
+                    break
+
+    def _plan(
+        self, txn: lmdb.Transaction, items: _Lookahead, next_doc: int
+    ) -> tuple[list[Callable[[lmdb.Transaction], Any]], int]:
+        """The writes of the next group of changes, in the order they must be made, and the
+        next free document number after it."""
+        db = self.db
+        lists = bitmaps.Changes()
+        live = bitmaps.Changes()
+        image_writes: list[Callable[[lmdb.Transaction], Any]] = []
+        job_writes: dict[bytes, list[Callable[[lmdb.Transaction], Any]]] = {}
+        seen: dict[bytes, tuple[int, JobSummary | None]] = {}  # a job changed twice in a group
+        first_doc = next_doc
+        for jobs, (job_id, summary) in enumerate(items, 1):
+            jid = job_id.encode("utf-8")
+            if jid in seen:
+                old_doc, old = seen[jid]
+            else:
+                old_doc, old = _stored(txn, db[b"jobs"], job_id)
+            if old is not None:
+                _list_changes(lists.remove, old, old_doc)
+                for key in old.image_keys():
+                    image_writes.append(_deleter(db[b"images"], key))
+            if summary is None:
+                seen[jid] = (old_doc, None)
+                if old is not None:
+                    live.remove(b"live", bitmaps.shard_key(old_doc), old_doc)
+                    job_writes[jid] = [
+                        _deleter(db[b"jobs"], jid),
+                        _deleter(db[b"docs"], bitmaps.doc_key(old_doc)),
+                    ]
+            else:
+                if summary.kinds is None and self.media_kinds is not None:
+                    summary = replace(summary, kinds=self.media_kinds(summary.images))
+                doc = old_doc if old is not None else next_doc
+                if old is None:
+                    next_doc += 1
+                seen[jid] = (doc, summary)
+                _list_changes(lists.add, summary, doc)
+                for key in summary.image_keys():
+                    image_writes.append(_putter(db[b"images"], key, b""))
+                live.add(b"live", bitmaps.shard_key(doc), doc)
+                job_writes[jid] = [
+                    _putter(db[b"jobs"], jid, summary.pack(doc)),
+                    _putter(db[b"docs"], bitmaps.doc_key(doc), _MICROS.pack(summary.micros) + jid),
+                ]
+            if jobs >= GROUP_JOBS or lists.numbers >= GROUP_NUMBERS:
+                break
+        writes: list[Callable[[lmdb.Transaction], Any]] = []
+        if next_doc != first_doc:
+            # Reserved before any list names them: a number is never given twice.
+            writes.append(_putter(db[b"meta"], b"next_doc", bitmaps.doc_key(next_doc)))
+        writes += [_list_writer(db[t], k, a, r) for t, k, a, r in lists.writes()]
+        writes += image_writes
+        for jid in sorted(job_writes):
+            writes += job_writes[jid]
+        writes += [_list_writer(db[t], k, a, r) for t, k, a, r in live.writes()]
+        return writes, next_doc
 
     def interrupted(self) -> tuple[str, str] | None:
         """(the tree it started from, the tree it was going to) of an :meth:`apply` that was
@@ -533,47 +615,6 @@ class Index:
                     txn.drop(self.db[name], delete=False)
         except lmdb.DiskError:
             raise _disk_full(self.path) from None
-
-    def _remove(self, txn: lmdb.Transaction, job_id: str, deltas: Counter[bytes]) -> int:
-        """Returns the keys it wrote (deleted), as :meth:`_add` does."""
-        jid = job_id.encode("utf-8")
-        old = txn.get(jid, db=self.db[b"jobs"])
-        if old is None:
-            return 1
-        written = 2
-        for table, key in JobSummary.unpack(job_id, bytes(old)).postings():
-            written += 1
-            if txn.delete(key, db=self.db[table]) and table in COUNTED:
-                deltas[_count_key(table, key)] -= 1
-        txn.delete(jid, db=self.db[b"jobs"])
-        txn.delete(jid, db=self.db[b"times"])
-        return written
-
-    def _add(self, txn: lmdb.Transaction, summary: JobSummary, deltas: Counter[bytes]) -> int:
-        jid = summary.job_id.encode("utf-8")
-        if summary.kinds is None and self.media_kinds is not None:
-            summary = replace(summary, kinds=self.media_kinds(summary.images))
-        txn.put(jid, summary.pack(), db=self.db[b"jobs"])
-        txn.put(jid, _date_key(summary.time), db=self.db[b"times"])
-        written = 2
-        for table, key in summary.postings():
-            written += 1
-            if txn.put(key, b"", db=self.db[table], overwrite=False) and table in COUNTED:
-                deltas[_count_key(table, key)] += 1
-        return written
-
-    def _apply_counts(self, txn: lmdb.Transaction, deltas: Counter[bytes]) -> None:
-        """Add a batch's changes to the list lengths: one read and write per list touched."""
-        counts = self.db[b"counts"]
-        for key, delta in deltas.items():
-            if delta == 0:
-                continue
-            old = txn.get(key, db=counts)
-            value = (struct.unpack(">Q", old)[0] if old is not None else 0) + delta
-            if value > 0:
-                txn.put(key, struct.pack(">Q", value), db=counts)
-            else:
-                txn.delete(key, db=counts)
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, job_id: str) -> JobSummary | None:
@@ -648,31 +689,24 @@ class Index:
                 found.add(key[len(prefix) :].decode("utf-8"))
         return found
 
+    def _jobs_in(self, table: bytes, part: bytes) -> set[str]:
+        with self.reader() as reader:
+            return {
+                j.decode("utf-8")
+                for j in reader.job_ids(reader.posting_list(table, part) & reader.live())
+            }
+
     def jobs_with_word(self, word: str) -> set[str]:
-        return self._prefix_ids(b"words", _part(word) + SEP)
+        return self._jobs_in(b"words", _part(word))
 
     def jobs_with_type(self, job_type: str) -> set[str]:
-        return self._prefix_ids(b"types", _part(job_type) + SEP)
+        return self._jobs_in(b"types", _part(job_type))
 
     def jobs_with_param(self, name: str, value: str) -> set[str]:
-        return self._prefix_ids(b"params", _part(f"{name}={value}") + SEP)
+        return self._jobs_in(b"params", _part(f"{name}={value}"))
 
     def jobs_with_image(self, image_id: str) -> set[str]:
         return self._prefix_ids(b"images", bytes.fromhex(image_id))
-
-    def jobs_between(self, since: datetime | None, until: datetime | None) -> Iterator[str]:
-        """Job ids by enqueue time, oldest first, within [since, until]."""
-        low = _date_key(since) if since else b""
-        high = _date_key(until) if until else None
-        with self._reading(), self.env.begin(db=self.db[b"dates"]) as txn:
-            cursor = txn.cursor()
-            if not cursor.set_range(low):
-                return
-            for key in cursor.iternext(keys=True, values=False):
-                key = bytes(key)
-                if high is not None and key[:8] > high:
-                    break
-                yield key[8:].decode("utf-8")
 
     def search(
         self,
@@ -721,12 +755,74 @@ class Index:
         return {"path": os.fspath(self.path), "bytes": size, "used_bytes": used, "entries": counts}
 
 
-class IndexReader:
-    """Raw reads inside one transaction, in job ids as bytes, for the search engine.
+class _Lookahead:
+    """An iterator that can tell whether it has anything left without losing it."""
 
-    Posting keys are ``part SEP job id`` (words, types, params): everything here works on the
-    ``part`` before the first separator, which never contains one (``_part`` replaces it).
-    """
+    def __init__(self, items: Iterator[tuple[str, JobSummary | None]]) -> None:
+        self._items = items
+        self._next: list[tuple[str, JobSummary | None]] = []
+
+    def __iter__(self) -> _Lookahead:
+        return self
+
+    def __next__(self) -> tuple[str, JobSummary | None]:
+        if self._next:
+            return self._next.pop()
+        return next(self._items)
+
+    def exhausted(self) -> bool:
+        if not self._next:
+            try:
+                self._next.append(next(self._items))
+            except StopIteration:
+                return True
+        return False
+
+
+def _next_doc(txn: lmdb.Transaction, meta: Any) -> int:
+    value = txn.get(b"next_doc", db=meta)
+    return bitmaps.doc_of(bytes(value)) if value is not None else 0
+
+
+def _stored(txn: lmdb.Transaction, jobs: Any, job_id: str) -> tuple[int, JobSummary | None]:
+    """A job's document number and summary as the index holds them; (0, None) if absent."""
+    data = txn.get(job_id.encode("utf-8"), db=jobs)
+    if data is None:
+        return 0, None
+    data = bytes(data)
+    doc = msgpack.unpackb(data).get("n")
+    if not isinstance(doc, int):
+        raise IndexDamaged(f"the index's entry of job {job_id} has no document number")
+    return doc, JobSummary.unpack(job_id, data)
+
+
+def _list_changes(
+    change: Callable[[bytes, bytes, int], None], summary: JobSummary, doc: int
+) -> None:
+    """Call ``change(table, key, doc)`` for every list shard and day the job is in."""
+    shard = bitmaps.shard_of(doc)
+    for table, part in summary.lists():
+        change(table, bitmaps.list_key(part, shard), doc)
+    change(b"days", bitmaps.day_key(bitmaps.day_of(summary.micros)), doc)
+
+
+def _putter(db: Any, key: bytes, value: bytes) -> Callable[[lmdb.Transaction], Any]:
+    return lambda txn: txn.put(key, value, db=db)
+
+
+def _deleter(db: Any, key: bytes) -> Callable[[lmdb.Transaction], Any]:
+    return lambda txn: txn.delete(key, db=db)
+
+
+def _list_writer(
+    db: Any, key: bytes, adds: BitMap, removes: BitMap
+) -> Callable[[lmdb.Transaction], Any]:
+    return lambda txn: bitmaps.write_list(txn, db, key, adds, removes)
+
+
+class IndexReader:
+    """Raw reads inside one transaction, for the search engine: posting lists as bitmaps of
+    document numbers (mjvault/index/bitmaps.py), and what a number stands for."""
 
     def __init__(
         self, txn: lmdb.Transaction, dbs: dict[bytes, Any], pages: _MappedPages | None = None
@@ -736,6 +832,7 @@ class IndexReader:
         self._cursors: dict[bytes, lmdb.Cursor] = {}
         # The pages a long walk or many lookups map in are let go as it goes (_MappedPages).
         self._pages = pages
+        self._live: BitMap | None = None
 
     def _cursor(self, table: bytes) -> lmdb.Cursor:
         cursor = self._cursors.get(table)
@@ -746,50 +843,77 @@ class IndexReader:
     def job_count(self) -> int:
         return int(self.txn.stat(self.dbs[b"jobs"])["entries"])
 
-    def postings(self, table: bytes, part: bytes) -> Iterator[bytes]:
-        """Job ids under one exact ``part`` (a word, a type, a ``name=value``)."""
-        prefix = part + SEP
-        cursor = self.txn.cursor(db=self.dbs[table])
-        if not cursor.set_range(prefix):
-            return
-        size = len(prefix)
-        keys = cast(Iterator[bytes], cursor.iternext(keys=True, values=False))
-        for key in keys:
-            if not key.startswith(prefix):
-                break
-            yield key[size:]
+    def live(self) -> BitMap:
+        """Every job's number: lists may hold numbers of no job (see Index.apply)."""
+        if self._live is None:
+            cursor = self.txn.cursor(db=self.dbs[b"live"])
+            shards = [bitmaps.load(value) for _, value in cursor] if cursor.first() else []
+            self._live = BitMap.union(*shards) if shards else BitMap()
+        return self._live
 
-    def has(self, table: bytes, part: bytes, job_id: bytes) -> bool:
-        return bool(self._cursor(table).set_key(part + SEP + job_id))
-
-    def prober(self, table: bytes) -> Callable[[bytes], bool]:
-        """``has`` for full keys, as one bound C method: search probes thousands per query."""
-        return cast(Callable[[bytes], bool], self._cursor(table).set_key)
-
-    def time_of(self, job_id: bytes) -> int:
-        """µs since epoch of a job's enqueue time; 0 when unknown or no such job."""
-        value = self.txn.get(job_id, db=self.dbs[b"times"])
-        return int(struct.unpack(">q", value)[0]) if value is not None else 0
-
-    def timer(self) -> Callable[[bytes], bytes | None]:
-        """The raw ``times`` lookup as one bound C method, for loops over many candidates."""
-        cursor = self.txn.cursor(db=self.dbs[b"times"])
-        return cast(Callable[[bytes], bytes | None], cursor.get)
+    def posting_list(self, table: bytes, part: bytes) -> BitMap:
+        """The jobs under one exact ``part`` (a word, a type, a ``name=value``, a user)."""
+        return bitmaps.read_list(self._cursor(table), part)
 
     def count(self, table: bytes, part: bytes) -> int:
-        """How many jobs a posting list holds, without reading it."""
-        value = self.txn.get(table + SEP + part, db=self.dbs[b"counts"])
-        return int(struct.unpack(">Q", value)[0]) if value is not None else 0
+        """How many jobs a posting list holds."""
+        return self.posting_list(table, part).intersection_cardinality(self.live())
 
-    def time_span(self) -> tuple[int, int] | None:
-        """The oldest and newest known enqueue times (µs), for estimating a range's size."""
-        cursor = self.txn.cursor(db=self.dbs[b"dates"])
-        if not cursor.set_range(struct.pack(">q", 1)) or not cursor.key():
+    def parts_with_prefix(self, table: bytes, prefix: bytes) -> Iterator[bytes]:
+        """Distinct parts starting with ``prefix``, jumping over each part's shards."""
+        return bitmaps.parts_with_prefix(self.txn.cursor(db=self.dbs[table]), prefix)
+
+    def days(self, *, newest_first: bool = False) -> Iterator[tuple[int, BitMap]]:
+        """(day number, its jobs) of every day list, in order (bitmaps.day_of)."""
+        cursor = self.txn.cursor(db=self.dbs[b"days"])
+        if newest_first:
+            if not cursor.last():
+                return
+            walk = cursor.iterprev()
+        else:
+            if not cursor.first():
+                return
+            walk = cursor.iternext()
+        for key, value in walk:
+            yield bitmaps.day_from_key(bytes(key)), bitmaps.load(value)
+
+    def day_count(self) -> int:
+        return int(self.txn.stat(self.dbs[b"days"])["entries"])
+
+    def day_lists(self, low: int, high: int) -> Iterator[tuple[int, BitMap]]:
+        """(day number, its jobs) of the days from ``low`` to ``high``, oldest first."""
+        cursor = self.txn.cursor(db=self.dbs[b"days"])
+        if not cursor.set_range(bitmaps.day_key(low)):
+            return
+        for key, value in cursor.iternext():
+            day = bitmaps.day_from_key(bytes(key))
+            if day > high:
+                return
+            yield day, bitmaps.load(value)
+
+    def doc(self, doc: int) -> tuple[int, bytes] | None:
+        """(µs since epoch, 0 if unknown; job id) of a document number, None if it has none."""
+        value = self._cursor(b"docs").get(bitmaps.doc_key(doc))
+        if value is None:
             return None
-        oldest = struct.unpack(">q", bytes(cursor.key())[:8])[0]
-        cursor.last()
-        newest = struct.unpack(">q", bytes(cursor.key())[:8])[0]
-        return oldest, newest
+        value = bytes(value)
+        return int(_MICROS.unpack(value[:8])[0]), value[8:]
+
+    def docs(self, docs: Iterable[int]) -> Iterator[tuple[int, int, bytes]]:
+        """(µs, document number, job id) of each number that has a job, in the order given."""
+        get = self._cursor(b"docs").get
+        pack = bitmaps.doc_key
+        unpack = _MICROS.unpack_from
+        for n, doc in enumerate(docs, 1):
+            value = get(pack(doc))
+            if value is not None:
+                yield unpack(value)[0], doc, bytes(value[8:])
+            if self._pages is not None and n % WALK_RELEASE_EVERY == 0:
+                self._pages.release()
+
+    def job_ids(self, docs: Iterable[int]) -> Iterator[bytes]:
+        for _, _, job_id in self.docs(docs):
+            yield job_id
 
     def image_references(self) -> Iterator[tuple[str, int]]:
         """(image object id, number of jobs showing it), by id: runs of the images table."""
@@ -815,38 +939,6 @@ class IndexReader:
         raw = bytes.fromhex(object_id)
         return bool(cursor.set_range(raw)) and bytes(cursor.key()).startswith(raw)
 
-    def dates_newest_first(self) -> Iterator[tuple[int, bytes]]:
-        cursor = self.txn.cursor(db=self.dbs[b"dates"])
-        if not cursor.last():
-            return
-        keys = cast(Iterator[bytes], cursor.iterprev(keys=True, values=False))
-        for key in keys:
-            yield struct.unpack(">q", key[:8])[0], key[8:]
-
-    def parts_with_prefix(self, table: bytes, prefix: bytes) -> Iterator[bytes]:
-        """Distinct parts starting with ``prefix``, jumping over each part's postings."""
-        cursor = self.txn.cursor(db=self.dbs[table])
-        position = prefix
-        while cursor.set_range(position):
-            key = bytes(cursor.key())
-            if not key.startswith(prefix):
-                return
-            part = key[: key.index(SEP)]
-            yield part
-            position = part + b"\x01"  # the first key after every "part SEP …"
-
     def summary(self, job_id: bytes) -> dict[str, Any] | None:
         data = self.txn.get(job_id, db=self.dbs[b"jobs"])
         return msgpack.unpackb(data) if data is not None else None
-
-    def dates(self, low: int | None = None, high: int | None = None) -> Iterator[tuple[int, bytes]]:
-        """(µs since epoch, job id) within [low, high], oldest first; 0 stands for unknown."""
-        cursor = self.txn.cursor(db=self.dbs[b"dates"])
-        if not cursor.set_range(struct.pack(">q", low) if low is not None else b""):
-            return
-        keys = cast(Iterator[bytes], cursor.iternext(keys=True, values=False))
-        for key in keys:
-            micros = struct.unpack(">q", key[:8])[0]
-            if high is not None and micros > high:
-                return
-            yield micros, key[8:]

@@ -1,0 +1,167 @@
+"""Posting lists as compressed bitmaps of document numbers (docs/FORMAT.md §9).
+
+Every job in the index has a *document number* (``doc``), a 32-bit integer of its own. A
+posting list — the jobs with a word, a type, a parameter value, a user, a day — is a Roaring
+bitmap of those numbers in its portable serialization (the format every Roaring library
+reads). Lists of the words, types, parameters and users tables are cut in *shards* of 65,536
+numbers (``doc >> 16``, a Roaring container's span), one LMDB value each (at most 8 KiB), so a
+change rewrites the few kilobytes it touches rather than a list of a million jobs; a reader
+unions a list's shards. Day lists are small and are one value per day.
+
+Why bitmaps (measured in docs/design.md, "Search at a million jobs"): a posting per LMDB key
+costs a Python step per job a query reads; a bitmap is read in one call and intersected in C.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import lmdb
+from pyroaring import BitMap
+
+SEP = b"\x00"
+SHARD_BITS = 16
+_SHARD = struct.Struct(">H")
+_DOC = struct.Struct(">I")
+_DAY = struct.Struct(">I")
+MICROS_PER_DAY = 86_400_000_000
+# Day numbers are offset so that every real day sorts after day 0, the jobs of unknown time.
+DAY_OFFSET = 1 << 24
+UNKNOWN_DAY = 0
+
+
+def shard_of(doc: int) -> int:
+    return doc >> SHARD_BITS
+
+
+def list_key(part: bytes, shard: int) -> bytes:
+    """``part 00 shard``: a shard of one posting list (``part`` holds no ``00``)."""
+    return part + SEP + _SHARD.pack(shard)
+
+
+def shard_key(doc: int) -> bytes:
+    """The ``live`` table's key for the shard holding ``doc``."""
+    return _SHARD.pack(shard_of(doc))
+
+
+def doc_key(doc: int) -> bytes:
+    return _DOC.pack(doc)
+
+
+def doc_of(key: bytes) -> int:
+    return int(_DOC.unpack(key)[0])
+
+
+def day_of(micros: int) -> int:
+    """The day list a job of this enqueue time (µs since epoch; 0 = unknown) is in."""
+    if micros == 0:
+        return UNKNOWN_DAY
+    return max(1, micros // MICROS_PER_DAY + DAY_OFFSET)
+
+
+def day_key(day: int) -> bytes:
+    return _DAY.pack(day)
+
+
+def day_from_key(key: bytes) -> int:
+    return int(_DAY.unpack(key[:4])[0])
+
+
+def day_bounds(day: int) -> tuple[int, int]:
+    """The first and last µs of a day list (never called for UNKNOWN_DAY)."""
+    low = (day - DAY_OFFSET) * MICROS_PER_DAY
+    return low, low + MICROS_PER_DAY - 1
+
+
+def load(value: bytes | memoryview) -> BitMap:
+    return BitMap.deserialize(bytes(value))
+
+
+def dump(bitmap: BitMap) -> bytes:
+    bitmap.run_optimize()
+    return bytes(bitmap.serialize())
+
+
+def read_list(cursor: lmdb.Cursor, part: bytes) -> BitMap:
+    """The union of one posting list's shards."""
+    prefix = part + SEP
+    shards = []
+    if cursor.set_range(prefix):
+        for key, value in cursor.iternext():
+            if not bytes(key).startswith(prefix):
+                break
+            shards.append(load(value))
+    if not shards:
+        return BitMap()
+    if len(shards) == 1:
+        return shards[0]
+    return BitMap.union(*shards)
+
+
+def parts_with_prefix(cursor: lmdb.Cursor, prefix: bytes) -> Iterator[bytes]:
+    """Distinct parts starting with ``prefix``, jumping over each part's shards."""
+    position = prefix
+    while cursor.set_range(position):
+        key = bytes(cursor.key())
+        if not key.startswith(prefix):
+            return
+        part = key[: key.index(SEP)]
+        yield part
+        position = part + b"\x01"  # the first key after every "part 00 …"
+
+
+class Changes:
+    """Numbers to add to and remove from lists, gathered over many jobs and written together:
+    a list shard is read, changed and written once per batch, not once per job.
+
+    A number both removed and added stays (a job re-indexed with the same word); one added
+    and then removed goes. Writing is idempotent: applying the same changes twice leaves the
+    same lists, which is what lets an interrupted update be applied again.
+    """
+
+    def __init__(self) -> None:
+        # (table, key) -> (numbers to add, numbers to remove)
+        self._lists: dict[tuple[bytes, bytes], tuple[BitMap, BitMap]] = {}
+        self.numbers = 0
+
+    def __len__(self) -> int:
+        return len(self._lists)
+
+    def _entry(self, table: bytes, key: bytes) -> tuple[BitMap, BitMap]:
+        entry = self._lists.get((table, key))
+        if entry is None:
+            entry = self._lists[(table, key)] = (BitMap(), BitMap())
+        return entry
+
+    def add(self, table: bytes, key: bytes, doc: int) -> None:
+        self._entry(table, key)[0].add(doc)
+        self.numbers += 1
+
+    def remove(self, table: bytes, key: bytes, doc: int) -> None:
+        adds, removes = self._entry(table, key)
+        adds.discard(doc)
+        removes.add(doc)
+        self.numbers += 1
+
+    def writes(self) -> Iterator[tuple[bytes, bytes, BitMap, BitMap]]:
+        """(table, key, adds, removes) in key order, so neighbouring writes share pages."""
+        for (table, key), (adds, removes) in sorted(self._lists.items(), key=_first):
+            yield table, key, adds, removes
+
+
+def _first(item: tuple[tuple[bytes, bytes], Any]) -> tuple[bytes, bytes]:
+    return item[0]
+
+
+def write_list(txn: lmdb.Transaction, db: Any, key: bytes, adds: BitMap, removes: BitMap) -> None:
+    """One shard: read, change, write back (or delete when it empties)."""
+    old = txn.get(key, db=db)
+    bitmap = load(old) if old is not None else BitMap()
+    bitmap -= removes
+    bitmap |= adds
+    if bitmap:
+        txn.put(key, dump(bitmap), db=db)
+    elif old is not None:
+        txn.delete(key, db=db)
