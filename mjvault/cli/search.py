@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import click
 
@@ -14,6 +14,7 @@ from mjvault.errors import UsageError
 from mjvault.find.results import find, summaries, summary_json, table_lines
 from mjvault.find.views import view_paths
 from mjvault.index.db import JobSummary
+from mjvault.index.facets import Facets, facet_counts
 from mjvault.index.query import parse_query
 from mjvault.index.search import SORT_ORDERS, SortOrder, count_matches, iter_search
 
@@ -33,6 +34,7 @@ Examples:
   mjvault search fox "misty forest" ar:16:9 v:6 since:2024
   mjvault search --ids type:upscale s>250 | xargs -n1 mjvault show
   mjvault search --paths my-view cat* -dog
+  mjvault search --facets fox since:2024     how the matches divide (type, model, ar, month)
 """
 
 
@@ -61,6 +63,11 @@ Examples:
     default=None,
     help="The files of checked-out view VIEW that show the matching jobs, one per line.",
 )
+@click.option(
+    "--facets",
+    is_flag=True,
+    help="How many matches each type, model version, aspect ratio and month has, not the jobs.",
+)
 @pass_app
 def search_command(
     app: AppContext,
@@ -70,11 +77,14 @@ def search_command(
     as_json: bool,
     as_ids: bool,
     view: str | None,
+    facets: bool,
 ) -> None:
     """Search the vault's jobs (see the query language below)."""
     as_json = as_json or app.json_output
     if sum((as_json, as_ids, view is not None)) > 1:
         raise UsageError("choose one of --json, --ids and --paths")
+    if facets and (as_ids or view is not None):
+        raise UsageError("--facets shows counts: it goes with --json, not --ids or --paths")
     table = not (as_json or as_ids or view is not None)
     vault = app.open_vault()
     paths = view_paths(vault, view) if view is not None else None
@@ -82,6 +92,14 @@ def search_command(
     parsed = parse_query(text)
     if parsed.unsearchable:
         app.info("ignored (no letters or digits to search for): " + " ".join(parsed.unsearchable))
+    if facets:
+        counted = facet_counts(vault.index, parsed)
+        if as_json:
+            click.echo(json.dumps({"query": text, **counted.as_json()}, indent=2))
+        else:
+            for line in facet_lines(counted):
+                click.echo(line)
+        return
     if not table:
         # Streamed: a search matching most of a large vault holds no list of its jobs.
         matches = iter_search(vault.index, parsed, sort=sort, limit=limit)
@@ -103,6 +121,24 @@ def search_command(
     shown = len(rows)
     more = f" (showing {shown}; --limit N for more)" if shown < result.total else ""
     app.info(f"{result.total} job{'s' if result.total != 1 else ''}{more}")
+
+
+FACET_TITLES = {"type": "type", "model": "model", "ar": "aspect", "month": "month"}
+FACET_SHOWN = 12  # values per facet in the table; --json has them all
+
+
+def facet_lines(counted: Facets) -> Iterator[str]:
+    """Each facet's values, the largest (months: the newest) first, with their counts."""
+    yield f"{counted.total:,} job{'s' if counted.total != 1 else ''}"
+    for name, values in counted.values.items():
+        if not values:
+            continue
+        shown = values[-FACET_SHOWN:][::-1] if name == "month" else values[:FACET_SHOWN]
+        more = f"  (+{len(values) - len(shown)} more)" if len(values) > len(shown) else ""
+        yield f"{FACET_TITLES[name]}:{more}"
+        width = max(len(v.value or "(none)") for v in shown)
+        for value in shown:
+            yield f"  {(value.value or '(none)').ljust(width)}  {value.count:>9,}"
 
 
 def _echo_json(query: str, total: int, rows: Iterable[JobSummary]) -> None:
