@@ -18,6 +18,9 @@ PAGE = 4096
 # two 48-byte database records, the last page number and the transaction id.
 VERSION_AT = 16 + 4
 LAST_PAGE_AT = 16 + 4 + 4 + 8 + 8 + 2 * 48
+TXNID_AT = LAST_PAGE_AT + 8
+# The main database's record is the second; its root page number is its last field.
+MAIN_ROOT_AT = 16 + 4 + 4 + 8 + 8 + 48 + 40
 
 
 def _both_metas(at: int, value: bytes) -> Callable[[bytearray], None]:
@@ -26,6 +29,13 @@ def _both_metas(at: int, value: bytes) -> Callable[[bytearray], None]:
             data[meta + at : meta + at + len(value)] = value
 
     return damage
+
+
+def _main_root(data: bytearray) -> int:
+    """The page holding the named tables' records, as the newer meta page says: a page every
+    reader reads (a fixed page number may be a free one, which nothing reads)."""
+    metas = sorted((struct.unpack_from("<Q", data, m + TXNID_AT)[0], m) for m in (0, PAGE))
+    return int(struct.unpack_from("<Q", data, metas[-1][1] + MAIN_ROOT_AT)[0])
 
 
 def _page(number: int) -> Callable[[bytearray], None]:
@@ -40,7 +50,7 @@ DAMAGE: dict[str, Callable[[bytearray], None]] = {
     "a huge last page": _both_metas(LAST_PAGE_AT, struct.pack("<Q", 1 << 40)),
     "a larger last page than the map": _both_metas(LAST_PAGE_AT, struct.pack("<Q", 1 << 62)),
     "an unknown format version": _both_metas(VERSION_AT, struct.pack("<I", 7)),
-    "a garbage page": _page(2),
+    "a garbage page": lambda data: _page(_main_root(data))(data),
     "zeroed meta pages": lambda data: data.__setitem__(slice(0, 2 * PAGE), bytes(2 * PAGE)),
 }
 
