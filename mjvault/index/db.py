@@ -46,6 +46,7 @@ MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
 NEW_ENV_ROOM = 256 << 10  # free bytes a new environment needs: its lock file and first pages
 RELEASE_EVERY = 16  # lookups between two releases of the map's resident pages
 WALK_RELEASE_EVERY = 1024  # keys of an in-order walk between two releases (a few MB mapped)
+SUMMARY_WEIGHT = 8  # a search's summary lookups: one release every 128 (8 MB mapped at most)
 # Keys one write transaction of Index.apply sets or deletes before it commits and the next
 # begins: each may dirty a 4 KiB page of its own (and its branch pages) in a large index,
 # and LMDB keeps the most pages any transaction dirtied for the rest of the run. At 1,024
@@ -833,6 +834,7 @@ class IndexReader:
         # The pages a long walk or many lookups map in are let go as it goes (_MappedPages).
         self._pages = pages
         self._live: BitMap | None = None
+        self._looked_up = 0
 
     def _cursor(self, table: bytes) -> lmdb.Cursor:
         cursor = self._cursors.get(table)
@@ -904,12 +906,23 @@ class IndexReader:
         get = self._cursor(b"docs").get
         pack = bitmaps.doc_key
         unpack = _MICROS.unpack_from
-        for n, doc in enumerate(docs, 1):
+        for doc in docs:
             value = get(pack(doc))
             if value is not None:
                 yield unpack(value)[0], doc, bytes(value[8:])
-            if self._pages is not None and n % WALK_RELEASE_EVERY == 0:
-                self._pages.release()
+            self._looked_up_one()
+
+    def _looked_up_one(self, weight: int = 1) -> None:
+        """Count a lookup over every call: a walk asks a day's jobs at a time, and the
+        pages of all of them would stay mapped (see _MappedPages). ``weight``: a summary
+        lookup lands anywhere in the largest table and maps its neighbours (64 KiB), so it
+        counts as SUMMARY_WEIGHT lookups."""
+        before = self._looked_up
+        self._looked_up += weight
+        if self._pages is not None and before // WALK_RELEASE_EVERY != (
+            self._looked_up // WALK_RELEASE_EVERY
+        ):
+            self._pages.release()
 
     def job_ids(self, docs: Iterable[int]) -> Iterator[bytes]:
         for _, _, job_id in self.docs(docs):
@@ -941,4 +954,5 @@ class IndexReader:
 
     def summary(self, job_id: bytes) -> dict[str, Any] | None:
         data = self.txn.get(job_id, db=self.dbs[b"jobs"])
+        self._looked_up_one(SUMMARY_WEIGHT)
         return msgpack.unpackb(data) if data is not None else None

@@ -16,9 +16,11 @@ jobs) and the jobs are looked up a day at a time.
 
 from __future__ import annotations
 
+import heapq
 import math
+from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -233,7 +235,7 @@ def search(
     with index.reader() as reader:
         docs = exact_matches(reader, query)
         if sort == "relevance":
-            ordered = _by_relevance(reader, query, docs)
+            ordered = _by_relevance(reader, query, docs, limit)
         elif limit is not None:
             ordered = _first_by_date(reader, docs, limit, newest=(sort == "newest"))
         else:
@@ -314,33 +316,69 @@ def _all_by_date(
                 yield job_id
 
 
-def _by_relevance(reader: IndexReader, query: Query, docs: BitMap) -> list[bytes]:
-    """Okapi BM25 over prompt words, ties newest first; the average length is the
-    matches' (close enough)."""
+def _by_relevance(
+    reader: IndexReader, query: Query, docs: BitMap, limit: int | None
+) -> list[bytes]:
+    """Okapi BM25 over prompt words, ties newest first, then by id; the average length is
+    the matches' (close enough).
+
+    Every match's prompt is read once; what scoring needs of it (its length and how often
+    each query word occurs) is kept in arrays, about 20 bytes a match, not its words."""
     words = query.positive_words()
     total = max(1, len(reader.live()))
-    idf = {}
+    idf = []
     for word in words:
         df = reader.count(b"words", _part(word))
-        idf[word] = math.log(1 + (total - df + 0.5) / (df + 0.5))
-    scored: list[tuple[float, int, bytes]] = []
-    lengths: list[int] = []
-    prompts: list[list[str]] = []
-    entries = list(reader.docs(docs))
-    for _, _, job_id in entries:
+        idf.append(math.log(1 + (total - df + 0.5) / (df + 0.5)))
+    times, numbers, lengths, frequencies = array("q"), array("I"), array("I"), array("I")
+    for micros, doc, job_id in reader.docs(docs):
         summary = reader.summary(job_id) or {}
         tokens = search_tokens(summary.get("p") or "")
-        prompts.append(tokens)
+        times.append(micros)
+        numbers.append(doc)
         lengths.append(len(tokens))
-    average = (sum(lengths) / len(lengths)) if lengths else 1.0
-    for (micros, _, job_id), tokens in zip(entries, prompts, strict=True):
         counts = Counter(tokens)
-        norm = BM25_K1 * (1 - BM25_B + BM25_B * len(tokens) / max(average, 1.0))
-        score = 0.0
-        for word in words:
-            tf = counts.get(word, 0)
+        frequencies.extend(counts.get(word, 0) for word in words)
+    if not numbers:
+        return []
+    average = max(sum(lengths) / len(lengths), 1.0)
+    width = len(words)
+
+    def score(i: int) -> tuple[float, int]:
+        norm = BM25_K1 * (1 - BM25_B + BM25_B * lengths[i] / average)
+        value = 0.0
+        for w in range(width):
+            tf = frequencies[i * width + w]
             if tf:
-                score += idf[word] * tf * (BM25_K1 + 1) / (tf + norm)
-        scored.append((score, micros, job_id))
-    scored.sort(reverse=True)
-    return [job_id for _, _, job_id in scored]
+                value += idf[w] * tf * (BM25_K1 + 1) / (tf + norm)
+        return value, times[i]
+
+    if limit is None or limit >= len(numbers):
+        ranked = sorted(range(len(numbers)), key=score, reverse=True)
+    else:
+        ranked = heapq.nlargest(limit, range(len(numbers)), key=score)
+        # Matches scored and timed as the last one kept are ordered by id: fetch them all.
+        boundary = score(ranked[-1])
+        ranked = [i for i in ranked if score(i) != boundary]
+        ranked += [i for i in range(len(numbers)) if score(i) == boundary]
+    return _ties_by_id(reader, ranked, score, numbers)[:limit]
+
+
+def _ties_by_id(
+    reader: IndexReader,
+    ranked: list[int],
+    score: Callable[[int], tuple[float, int]],
+    numbers: array[int],
+) -> list[bytes]:
+    """The job ids of ``ranked`` (best first), runs of equal score and time by id, last first."""
+    found: list[bytes] = []
+    start = 0
+    while start < len(ranked):
+        key = score(ranked[start])
+        end = start + 1
+        while end < len(ranked) and score(ranked[end]) == key:
+            end += 1
+        ids = [job_id for _, _, job_id in reader.docs(numbers[i] for i in ranked[start:end])]
+        found += sorted(ids, reverse=True) if end - start > 1 else ids
+        start = end
+    return found
