@@ -32,7 +32,7 @@ USERS = ["ann", "Bob", None]
 _clauses = st.one_of(
     st.sampled_from(WORDS),
     st.sampled_from(WORDS).map(lambda w: "-" + w),
-    st.sampled_from(["ca*", "-fo*", '"red fox"', '-"misty forest"', '"fox red"', "sci*"]),
+    st.sampled_from(["ca*", "-fo*", '"red fox"', '-"misty forest"', '"fox red"', "sci*", '"red fox snow"', '"misty fo*"', '-"fox red fo*"', '"sci-fi cat"']),
     st.sampled_from(["type:upscale", "-type:grid", "ar:16:9", "ar<1", "v:6", "-v:6.1", "niji:6", "s>100", "user:ANN", "-user:bob"]),
     st.sampled_from(["since:2024-02", "until:2024-02-10", "date:2024-02-01", "since:2024-02-03T12:00:00", "until:2024-02-05T06:30:00Z"]),
 )  # fmt: skip

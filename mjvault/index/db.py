@@ -58,7 +58,7 @@ POSTINGS_PER_TXN = 512
 GROUP_JOBS = 8192
 GROUP_NUMBERS = 400_000
 # Tables of sharded posting lists, keyed ``part 00 shard`` (bitmaps.list_key).
-LIST_TABLES = (b"words", b"types", b"params", b"users")
+LIST_TABLES = (b"words", b"pairs", b"types", b"params", b"users")
 _MICROS = struct.Struct(">q")
 
 
@@ -132,9 +132,14 @@ class JobSummary:
 
     def lists(self) -> Iterator[tuple[bytes, bytes]]:
         """(table, part) of every sharded posting list this job is in (LIST_TABLES)."""
-        words = set(tokenize(self.prompt))
-        for word in sorted(words | {fold(w) for w in words}):
+        tokens = tokenize(self.prompt)
+        folded = [fold(token) for token in tokens]
+        for word in sorted(set(tokens) | set(folded)):
             yield b"words", _part(word)
+        # Neighbours, as search compares them (mjvault.text.search_tokens): a phrase of two
+        # words is one list, a longer one the intersection of its pairs' lists.
+        for pair in sorted({f"{a} {b}" for a, b in zip(folded, folded[1:], strict=False)}):
+            yield b"pairs", _part(pair)
         yield b"types", _part(self.type)
         for name, value in self.params.items():
             yield b"params", _part(f"{name}={value}")
@@ -165,6 +170,7 @@ TABLES = (
     b"live",
     b"days",
     b"words",
+    b"pairs",
     b"types",
     b"params",
     b"users",

@@ -1,12 +1,13 @@
 """Evaluate a :class:`~mjvault.index.query.Query` against the LMDB index.
 
 Every condition is a set of document numbers (mjvault/index/bitmaps.py): a word's posting
-list; the union of the lists a prefix ``cat*`` expands to, or of the stored values a
-comparison ``s>100`` accepts; the days a date range covers. Positive conditions are
-intersected and negated ones subtracted, in C (Roaring bitmaps), so a query costs a few
-bitmap reads whatever the number of jobs it matches. What the lists cannot tell is then
-checked per job: a phrase's word order (from the job's summary), and the exact time of a job
-on the first or last day of a range that starts or ends within a day.
+list; a phrase's pairs of neighbouring words (the ``pairs`` lists); the union of the lists a
+prefix ``cat*`` expands to, or of the stored values a comparison ``s>100`` accepts; the days
+a date range covers. Positive conditions are intersected and negated ones subtracted, in C
+(Roaring bitmaps), so a query costs a few bitmap reads whatever the number of jobs it
+matches. What the lists cannot tell is then checked per job: the word order of a phrase of
+three words or more (its pairs may be apart; from the job's summary), and the exact time of
+a job on the first or last day of a range that starts or ends within a day.
 
 Ordering by date walks the day lists from the newest (or oldest) end, intersecting each with
 the matches, until the page is full; only the jobs of the days read are looked up and
@@ -29,7 +30,7 @@ from pyroaring import BitMap
 
 from mjvault.errors import UsageError
 from mjvault.index import bitmaps
-from mjvault.index.db import Index, IndexReader, _part
+from mjvault.index.db import MAX_KEY_PART, Index, IndexReader, _part
 from mjvault.index.query import VERSIONED_PARAMS, FieldFilter, Query, Term, compare, param_number
 from mjvault.jobtypes import type_matches
 from mjvault.text import search_tokens
@@ -54,18 +55,16 @@ class Matches:
     """What the index alone says matches a query, and what is left to check per job.
 
     ``docs`` are document numbers; every job that matches is in it, and every one in it
-    matches once ``phrases`` (terms whose word order the summary must show) and ``negated
-    phrases`` are checked. ``boundary`` holds the jobs of the partial first and last days of
-    a date range, already checked against their exact times.
+    matches once ``phrases`` (phrases of three words or more: their word pairs are side by
+    side, but perhaps not in one run) are checked against its prompt.
     """
 
     docs: BitMap
     phrases: tuple[Term, ...]
-    negated_phrases: tuple[Term, ...]
 
     @property
     def exact(self) -> bool:
-        return not self.phrases and not self.negated_phrases
+        return not self.phrases
 
 
 def _micros(moment: datetime | None) -> int | None:
@@ -89,6 +88,24 @@ def _term_set(reader: IndexReader, term: Term) -> BitMap:
         else:
             sets.append(reader.posting_list(b"words", _part(token)))
     return _intersection(sets)
+
+
+def _phrase_set(reader: IndexReader, term: Term) -> tuple[BitMap, bool]:
+    """Jobs whose prompt has each pair of the phrase's neighbouring words side by side, and
+    whether that is the answer itself: for a phrase of two words it is (unless the pair is
+    longer than a key holds); a longer phrase's pairs may be apart, so its order is checked."""
+    pairs = list(zip(term.tokens, term.tokens[1:], strict=False))
+    exact = len(pairs) == 1
+    sets = []
+    for position, (first, second) in enumerate(pairs):
+        text = f"{first} {second}"
+        exact = exact and len(text.encode("utf-8")) < MAX_KEY_PART
+        if term.prefix and position == len(pairs) - 1:
+            parts = list(reader.parts_with_prefix(b"pairs", _part(text)))
+            sets.append(_union(reader.posting_list(b"pairs", part) for part in parts))
+        else:
+            sets.append(reader.posting_list(b"pairs", _part(text)))
+    return _intersection(sets), exact
 
 
 def _intersection(sets: list[BitMap]) -> BitMap:
@@ -149,12 +166,21 @@ def _date_set(reader: IndexReader, low: int | None, high: int | None) -> tuple[B
 
 def matches(reader: IndexReader, query: Query) -> Matches:
     """The jobs the index shows match ``query`` (see :class:`Matches`)."""
-    phrases = tuple(t for t in query.terms if t.is_phrase and not t.negated)
-    negated_phrases = tuple(t for t in query.terms if t.is_phrase and t.negated)
     if query.empty and query.unsearchable:
-        return Matches(BitMap(), (), ())  # "🦊" alone must not list every job
+        return Matches(BitMap(), ())  # "🦊" alone must not list every job
     low, high = _micros(query.since), _micros(query.until)
-    positive = [_term_set(reader, t) for t in query.terms if not t.negated]
+    positive: list[BitMap] = []
+    phrases: list[Term] = []
+    for term in query.terms:
+        if term.negated:
+            continue
+        if term.is_phrase:
+            jobs, exact = _phrase_set(reader, term)
+            if not exact:
+                phrases.append(term)
+            positive.append(jobs)
+        else:
+            positive.append(_term_set(reader, term))
     positive += [_filter_set(reader, f) for f in query.filters if not f.negated]
     partial = BitMap()
     if low is not None or high is not None:
@@ -163,9 +189,20 @@ def matches(reader: IndexReader, query: Query) -> Matches:
     docs = _intersection([*positive, reader.live()])
     if docs is reader.live():
         docs = docs.copy()
+    negated_phrases: list[Term] = []
+    maybe = BitMap()  # jobs that may hold a negated phrase
     for term in query.terms:
-        if term.negated and not term.is_phrase and docs:
+        if not term.negated or not docs:
+            continue
+        if not term.is_phrase:
             docs -= _term_set(reader, term)
+            continue
+        jobs, exact = _phrase_set(reader, term)
+        if exact:
+            docs -= jobs
+        else:
+            negated_phrases.append(term)
+            maybe |= jobs
     for f in query.filters:
         if f.negated and docs:
             docs -= _filter_set(reader, f)
@@ -175,13 +212,11 @@ def matches(reader: IndexReader, query: Query) -> Matches:
             if not _in_range(micros, low, high):
                 docs.discard(doc)
     if negated_phrases and docs:
-        # Only jobs with every word of the phrase can contain it: the rest need no check.
-        maybe = _union(_term_set(reader, t) & docs for t in negated_phrases)
-        for _, doc, job_id in reader.docs(maybe):
+        # Only jobs with every pair of the phrase can contain it: the rest need no check.
+        for _, doc, job_id in reader.docs(maybe & docs):
             if any(_has_phrase(reader, job_id, t) for t in negated_phrases):
                 docs.discard(doc)
-        negated_phrases = ()
-    return Matches(docs, phrases, negated_phrases)
+    return Matches(docs, tuple(phrases))
 
 
 def _has_phrase(reader: IndexReader, job_id: bytes, term: Term) -> bool:
