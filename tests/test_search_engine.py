@@ -32,7 +32,7 @@ USERS = ["ann", "Bob", None]
 _clauses = st.one_of(
     st.sampled_from(WORDS),
     st.sampled_from(WORDS).map(lambda w: "-" + w),
-    st.sampled_from(["ca*", "-fo*", '"red fox"', '-"misty forest"', '"fox red"', "sci*", '"red fox snow"', '"misty fo*"', '-"fox red fo*"', '"sci-fi cat"']),
+    st.sampled_from(["ca*", "-fo*", '"red fox"', '-"misty forest"', '"fox red"', "sci*", '"red fox snow"', 'misty-fo*', '-fox-red-fo*', '"sci-fi cat"']),
     st.sampled_from(["type:upscale", "-type:grid", "ar:16:9", "ar<1", "v:6", "-v:6.1", "niji:6", "s>100", "user:ANN", "-user:bob"]),
     st.sampled_from(["since:2024-02", "until:2024-02-10", "date:2024-02-01", "since:2024-02-03T12:00:00", "until:2024-02-05T06:30:00Z"]),
 )  # fmt: skip
@@ -188,3 +188,26 @@ def test_streamed_results_hold_no_list_of_the_matches(tmp_path: Path) -> None:
     large, large_peak = _streaming_peak(tmp_path, 40_000)
     assert (small, large) == (4_000, 40_000)
     assert large_peak < small_peak + 256 * 1024, (small_peak, large_peak)
+
+
+def test_a_long_phrase_is_its_words_in_one_run_not_its_pairs_anywhere(tmp_path: Path) -> None:
+    prompts = {
+        "apart": "a red fox, then a fox snow globe",  # "red fox" and "fox snow", apart
+        "together": "the red fox snow day",
+        "prefix": "red fox snowfall",
+        "reversed": "snow fox red",
+    }
+    with Vault.init(tmp_path / "vault") as vault:
+        with vault.writer("test") as writer:
+            for job_id, prompt in prompts.items():
+                writer.add_job(json.dumps({"id": job_id, "full_command": prompt}).encode(), [])
+
+        def found(text: str) -> set[str]:
+            return set(search(vault.index, parse_query(text)).job_ids)
+
+        assert found('"red fox snow"') == {"together"}
+        assert found("red-fox-sno*") == {"together", "prefix"}
+        assert found('"fox red"') == {"reversed"}
+        assert found("fox-sno*") == {"apart", "together", "prefix"}
+        assert found('red -"red fox snow"') == {"apart", "prefix", "reversed"}
+        assert found('-"fox snow"') == {"prefix", "reversed"}
