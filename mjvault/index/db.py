@@ -513,6 +513,8 @@ class Index:
                 with self.writing() as txn:
                     for written, write in enumerate(pending, 1):
                         write(txn)
+                        # Each write reads its B-tree path (and a shard) through the map.
+                        self.pages.touched()
                         if written >= POSTINGS_PER_TXN:
                             more = True
                             break
@@ -533,8 +535,6 @@ class Index:
                             )
                         txn.delete(b"tree", db=meta)
                 first = False
-                # Each key's B-tree path was read through the map; a transaction's worth of
-                # pages at most stays resident.
                 self.pages.release()
                 if finished:
                     return
@@ -559,6 +559,9 @@ class Index:
                 old_doc, old = seen[jid]
             else:
                 old_doc, old = _stored(txn, db[b"jobs"], job_id)
+                # Jobs come in the tree's order, all over the table: without releases a
+                # group's lookups would leave up to 64 KiB mapped each.
+                self.pages.touched()
             if old is not None:
                 _list_changes(lists.remove, old, old_doc)
                 for key in old.image_keys():
