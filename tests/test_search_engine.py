@@ -5,6 +5,7 @@ its facets, and its memory at many matches."""
 from __future__ import annotations
 
 import json
+import math
 import random
 import tracemalloc
 from collections import Counter
@@ -19,9 +20,10 @@ from mjvault import Vault
 from mjvault.index.db import Index, JobSummary
 from mjvault.index.facets import facet_counts
 from mjvault.index.query import Query, parse_query
-from mjvault.index.search import count_matches, iter_search, search
+from mjvault.index.search import BM25_B, BM25_K1, count_matches, iter_search, search
 from mjvault.model import Job, job_from_record
 from mjvault.testing.accounts import Account
+from mjvault.text import search_tokens
 from tests.test_search import _oracle
 
 WORDS = ["fox", "red", "misty", "forest", "cat", "catalog", "café", "cafe", "snow", "猫", "sci-fi"]
@@ -62,6 +64,26 @@ def _sort_key(job: Job) -> tuple[int, bytes]:
     return (int(moment.timestamp() * 1_000_000) if moment else 0), job.id.encode()
 
 
+def _by_bm25(query: Query, matching: list[Job], every: list[Job]) -> list[str]:
+    """Okapi BM25 as docs/usage.md states it, from the prompts themselves."""
+    words = query.positive_words()
+    prompts = {j.id: search_tokens(j.prompt) for j in matching}
+    df = {w: sum(1 for j in every if w in search_tokens(j.prompt)) for w in words}
+    total = len(every)
+    idf = {w: math.log(1 + (total - df[w] + 0.5) / (df[w] + 0.5)) for w in words}
+    average = max(sum(len(t) for t in prompts.values()) / max(len(prompts), 1), 1.0)
+    scored = []
+    for job in matching:
+        tokens = prompts[job.id]
+        norm = BM25_K1 * (1 - BM25_B + BM25_B * len(tokens) / average)
+        score = 0.0
+        for word in words:
+            tf = tokens.count(word)
+            score += idf[word] * tf * (BM25_K1 + 1) / (tf + norm)
+        scored.append((score, *_sort_key(job)))
+    return [job_id.decode() for _, _, job_id in sorted(scored, reverse=True)]
+
+
 def _check(vault: Vault, jobs: dict[str, Job], query: Query) -> None:
     expected = sorted((j for j in jobs.values() if _oracle(j, query)), key=_sort_key)
     newest = [j.id for j in reversed(expected)]
@@ -74,7 +96,7 @@ def _check(vault: Vault, jobs: dict[str, Job], query: Query) -> None:
     assert list(iter_search(index, query, sort="oldest", limit=5)) == [j.id for j in expected[:5]]
     assert count_matches(index, query) == len(expected)
     ranked = search(index, query, sort="relevance").job_ids
-    assert sorted(ranked) == sorted(newest)
+    assert ranked == _by_bm25(query, expected, list(jobs.values()))
     # The best few, chosen without sorting every match, are the first of the full order.
     assert search(index, query, sort="relevance", limit=4).job_ids == ranked[:4]
     counted = facet_counts(index, query)

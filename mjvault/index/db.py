@@ -14,6 +14,7 @@ import os
 import struct
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -58,8 +59,12 @@ POSTINGS_PER_TXN = 512
 GROUP_JOBS = 8192
 GROUP_NUMBERS = 400_000
 # Tables of sharded posting lists, keyed ``part 00 shard`` (bitmaps.list_key).
-LIST_TABLES = (b"words", b"pairs", b"types", b"params", b"users")
+LIST_TABLES = (b"words", b"pairs", b"repeats", b"types", b"params", b"users")
 _MICROS = struct.Struct(">q")
+_LENGTH = struct.Struct(">H")
+MAX_LENGTH = 65_535  # words a prompt is counted as having, at most (docs' 2 bytes)
+_TIME_AND_LENGTH = struct.Struct(">qH")
+DOC_ID_AT = _TIME_AND_LENGTH.size
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,11 @@ class JobSummary:
     def micros(self) -> int:
         """µs since epoch of the enqueue time; 0 when unknown."""
         return int(self.time.timestamp() * 1_000_000) if self.time else 0
+
+    def doc_entry(self) -> bytes:
+        """The ``docs`` table's value: time, prompt length in words, job id."""
+        length = min(len(tokenize(self.prompt)), MAX_LENGTH)
+        return _MICROS.pack(self.micros) + _LENGTH.pack(length) + self.job_id.encode("utf-8")
 
     def pack(self, doc: int | None = None) -> bytes:
         micros = int(self.time.timestamp() * 1_000_000) if self.time else None
@@ -140,6 +150,11 @@ class JobSummary:
         # words is one list, a longer one the intersection of its pairs' lists.
         for pair in sorted({f"{a} {b}" for a, b in zip(folded, folded[1:], strict=False)}):
             yield b"pairs", _part(pair)
+        # A word's count beyond one, for relevance: the jobs with "word 2" hold it at least
+        # twice, those with "word 3" three times …
+        for word, count in sorted(Counter(folded).items()):
+            for times in range(2, count + 1):
+                yield b"repeats", _part(f"{word} {times}")
         yield b"types", _part(self.type)
         for name, value in self.params.items():
             yield b"params", _part(f"{name}={value}")
@@ -171,6 +186,7 @@ TABLES = (
     b"days",
     b"words",
     b"pairs",
+    b"repeats",
     b"types",
     b"params",
     b"users",
@@ -587,7 +603,7 @@ class Index:
                 live.add(b"live", bitmaps.shard_key(doc), doc)
                 job_writes[jid] = [
                     _putter(db[b"jobs"], jid, summary.pack(doc)),
-                    _putter(db[b"docs"], bitmaps.doc_key(doc), _MICROS.pack(summary.micros) + jid),
+                    _putter(db[b"docs"], bitmaps.doc_key(doc), summary.doc_entry()),
                 ]
             if jobs >= GROUP_JOBS or lists.numbers >= GROUP_NUMBERS:
                 break
@@ -908,7 +924,7 @@ class IndexReader:
         if value is None:
             return None
         value = bytes(value)
-        return int(_MICROS.unpack(value[:8])[0]), value[8:]
+        return int(_MICROS.unpack(value[:8])[0]), value[DOC_ID_AT:]
 
     def docs(self, docs: Iterable[int]) -> Iterator[tuple[int, int, bytes]]:
         """(µs, document number, job id) of each number that has a job, in the order given."""
@@ -918,7 +934,7 @@ class IndexReader:
         for doc in docs:
             value = get(pack(doc))
             if value is not None:
-                yield unpack(value)[0], doc, bytes(value[8:])
+                yield unpack(value)[0], doc, bytes(value[DOC_ID_AT:])
             self._looked_up_one()
 
     def _looked_up_one(self, weight: int = 1) -> None:
@@ -932,6 +948,18 @@ class IndexReader:
             self._looked_up // WALK_RELEASE_EVERY
         ):
             self._pages.release()
+
+    def lengths(self, docs: Iterable[int]) -> Iterator[tuple[int, int, int]]:
+        """(µs, document number, prompt length in words) of each number that has a job."""
+        get = self._cursor(b"docs").get
+        pack = bitmaps.doc_key
+        unpack = _TIME_AND_LENGTH.unpack_from
+        for doc in docs:
+            value = get(pack(doc))
+            if value is not None:
+                micros, length = unpack(value)
+                yield micros, doc, length
+            self._looked_up_one()
 
     def job_ids(self, docs: Iterable[int]) -> Iterator[bytes]:
         for _, _, job_id in self.docs(docs):
