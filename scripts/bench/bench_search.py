@@ -199,34 +199,38 @@ def compare_in_process(args: argparse.Namespace, vault: object, fts_path: Path) 
         other: list[float] = []
         disagreements: list[str] = []
         for text, statement in zip(queries, statements, strict=True):
-            ms, answer = timed(ours(text))
-            mine.append(ms)
-            ms, reference = timed(theirs(statement))
-            other.append(ms)
+            if args.only == "fts5":
+                answer = (0, [])
+            else:
+                ms, answer = timed(ours(text))
+                mine.append(ms)
+            if args.only == "mjvault":
+                reference = answer
+            else:
+                ms, reference = timed(theirs(statement))
+                other.append(ms)
             if number == 1:
-                matches.append(answer[0])
+                matches.append((reference if args.only == "fts5" else answer)[0])
                 if answer != reference:
                     disagreements.append(describe(text, answer, reference))
-        if number == 1:
+        if number == 1 and args.only is None:
             print(f"answers: {len(queries) - len(disagreements)} of {len(queries)} agree")
             for line in disagreements[:SHOWN_DISAGREEMENTS]:
                 print(line)
-        figures = {
-            "mjvault p50": percentile(mine, 0.5),
-            "mjvault p95": percentile(mine, 0.95),
-            "fts5 p50": percentile(other, 0.5),
-            "fts5 p95": percentile(other, 0.95),
-        }
-        figures["ratio p50"] = figures["mjvault p50"] / figures["fts5 p50"]
-        figures["ratio p95"] = figures["mjvault p95"] / figures["fts5 p95"]
+        figures: dict[str, float] = {}
+        for name, latencies in (("mjvault", mine), ("fts5", other)):
+            if latencies:
+                figures[f"{name} p50"] = percentile(latencies, 0.5)
+                figures[f"{name} p95"] = percentile(latencies, 0.95)
+        if mine and other:
+            figures["ratio p50"] = figures["mjvault p50"] / figures["fts5 p50"]
+            figures["ratio p95"] = figures["mjvault p95"] / figures["fts5 p95"]
         rounds.append(figures)
-        print(
-            f"round {number}: p50 mjvault {figures['mjvault p50']:.2f} ms, "
-            f"fts5 {figures['fts5 p50']:.2f} ms ({figures['ratio p50']:.2f}×); "
-            f"p95 mjvault {figures['mjvault p95']:.2f} ms, fts5 {figures['fts5 p95']:.2f} ms "
-            f"({figures['ratio p95']:.2f}×)",
-            flush=True,
+        shown = ", ".join(
+            f"{name} {value:.2f}" + ("×" if name.startswith("ratio") else " ms")
+            for name, value in figures.items()
         )
+        print(f"round {number}: {shown}", flush=True)
     conn.close()
     print(
         f"matches: median {statistics.median(matches):.0f}, max {max(matches)}, "
@@ -293,6 +297,9 @@ def main() -> None:
     parser.add_argument("--mix", default="words", choices=(*FORMS, "all"))
     parser.add_argument("--command-runs", type=int, default=10, help="0: skip the whole command")
     parser.add_argument("--command-words", nargs=2, default=("fox", "snow"))
+    parser.add_argument(
+        "--only", choices=("mjvault", "fts5"), help="run one engine (its own peak RSS)"
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mjvault-bench"))
     args = parser.parse_args()
     from mjvault import Vault
@@ -322,7 +329,8 @@ def main() -> None:
         f"sqlite file {fts_bytes / 2**20:.1f} MiB ({fts_bytes / jobs:.0f} B/job)"
     )
     compare_in_process(args, vault, fts_path)
-    print(f"peak RSS (both engines, this process) {peak_rss_mb():.0f} MB")
+    engines = "both engines" if args.only is None else args.only
+    print(f"peak RSS ({engines}, this process) {peak_rss_mb():.0f} MB")
     if args.command_runs > 0:
         words = frequent_words(index, args.command_words)
         vault.close()

@@ -217,8 +217,12 @@ def translate(query: Query, *, sort: str = "newest", limit: int = 50) -> Stateme
     params: list[object] = []
     if positive is not None:
         # The match drives: FTS5 lists its rowids, each row of jobs is one rowid lookup.
-        source = "fts CROSS JOIN jobs ON jobs.rowid = fts.rowid"
-        where.append("fts MATCH ?")
+        # bm25() is not allowed beside a window function: relevance scores in a subquery.
+        score = ", bm25(fts) AS score" if sort == "relevance" else ""
+        source = (
+            f"(SELECT rowid{score} FROM fts WHERE fts MATCH ?) AS m "
+            "CROSS JOIN jobs ON jobs.rowid = m.rowid"
+        )
         params.append(positive if negated is None else f"({positive}) NOT ({negated})")
     else:
         source = "jobs"
@@ -243,7 +247,7 @@ def translate(query: Query, *, sort: str = "newest", limit: int = 50) -> Stateme
     elif sort == "oldest":
         order = "jobs.time, jobs.id"
     elif positive is not None:
-        order = "bm25(fts), jobs.time DESC, jobs.id DESC"
+        order = "m.score, jobs.time DESC, jobs.id DESC"
     else:
         order = "jobs.time DESC, jobs.id DESC"  # nothing to score: mjvault's ties decide
     sql = (
