@@ -194,21 +194,28 @@ def compare_in_process(args: argparse.Namespace, vault: object, fts_path: Path) 
     )
     rounds: list[dict[str, float]] = []
     matches: list[int] = []
+    # Each query's latencies over the rounds, per engine: for the forms' figures and the slowest.
+    each: dict[str, list[list[float]]] = {
+        "mjvault": [[] for _ in queries],
+        "fts5": [[] for _ in queries],
+    }
     for number in range(1, args.rounds + 1):
         mine: list[float] = []
         other: list[float] = []
         disagreements: list[str] = []
-        for text, statement in zip(queries, statements, strict=True):
+        for position, (text, statement) in enumerate(zip(queries, statements, strict=True)):
             if args.only == "fts5":
                 answer = (0, [])
             else:
                 ms, answer = timed(ours(text))
                 mine.append(ms)
+                each["mjvault"][position].append(ms)
             if args.only == "mjvault":
                 reference = answer
             else:
                 ms, reference = timed(theirs(statement))
                 other.append(ms)
+                each["fts5"][position].append(ms)
             if number == 1:
                 matches.append((reference if args.only == "fts5" else answer)[0])
                 if answer != reference:
@@ -240,6 +247,31 @@ def compare_in_process(args: argparse.Namespace, vault: object, fts_path: Path) 
     for name in rounds[0]:
         unit = "×" if name.startswith("ratio") else "ms"
         print(summary_line(name, [r[name] for r in rounds], unit))
+    report_queries(args.mix, queries, each)
+
+
+def report_queries(mix: str, queries: list[str], each: dict[str, list[list[float]]]) -> None:
+    """Per form (``--mix all``), every round's latencies pooled; then each engine's slowest
+    query (by its median over the rounds) and what the other engine took for it."""
+    ran = [name for name, latencies in each.items() if latencies[0]]
+    if mix == "all":
+        print("per form, all rounds pooled:")
+        for number, form in enumerate(FORMS):
+            cells = []
+            for name in ran:
+                pooled = [ms for lists in each[name][number :: len(FORMS)] for ms in lists]
+                cells.append(
+                    f"{name} p50 {percentile(pooled, 0.5):.2f} p95 {percentile(pooled, 0.95):.2f} ms"
+                )
+            print(f"  {form:<11} " + ", ".join(cells))
+    medians = {name: [statistics.median(lists) for lists in each[name]] for name in ran}
+    for name in ran:
+        slowest = max(range(len(queries)), key=medians[name].__getitem__)
+        others = ", ".join(f"{o} {medians[o][slowest]:.2f} ms" for o in ran if o != name)
+        print(
+            f"slowest for {name}: {queries[slowest]!r} {medians[name][slowest]:.2f} ms"
+            + (f" ({others})" if others else "")
+        )
 
 
 def frequent_words(index: object, wanted: Sequence[str]) -> list[str]:
