@@ -34,6 +34,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -43,6 +44,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import search_sqlite  # noqa: E402  (beside this script)
+
+from mjvault.testing.rusage import launched, read_usage  # noqa: E402
 
 FILTERS = (
     "type:upscale",
@@ -203,6 +206,7 @@ def compare_in_process(args: argparse.Namespace, vault: object, fts_path: Path) 
         mine: list[float] = []
         other: list[float] = []
         disagreements: list[str] = []
+        same_totals = 0
         for position, (text, statement) in enumerate(zip(queries, statements, strict=True)):
             if args.only == "fts5":
                 answer = (0, [])
@@ -218,10 +222,14 @@ def compare_in_process(args: argparse.Namespace, vault: object, fts_path: Path) 
                 each["fts5"][position].append(ms)
             if number == 1:
                 matches.append((reference if args.only == "fts5" else answer)[0])
+                same_totals += answer[0] == reference[0]
                 if answer != reference:
                     disagreements.append(describe(text, answer, reference))
         if number == 1 and args.only is None:
-            print(f"answers: {len(queries) - len(disagreements)} of {len(queries)} agree")
+            print(
+                f"answers: totals agree on {same_totals} of {len(queries)}, totals and "
+                f"ids on {len(queries) - len(disagreements)} of {len(queries)}"
+            )
             for line in disagreements[:SHOWN_DISAGREEMENTS]:
                 print(line)
         figures: dict[str, float] = {}
@@ -312,6 +320,15 @@ def compare_commands(
             f"  {name:<15} best {min(values):.3f} s  median {statistics.median(values):.3f} s"
             f"  ({outputs[name]})"
         )
+    with tempfile.TemporaryDirectory() as scratch:
+        # One more run each under the launcher, for the command's own peak RSS (a child of
+        # this grown process would report at least this process's).
+        usage = Path(scratch) / "usage.json"
+        peaks = []
+        for name, command in (("mjvault", ours), ("sqlite3 script", theirs)):
+            subprocess.run(launched(command, usage), capture_output=True, check=True)
+            peaks.append(f"{name} {read_usage(usage).peak_rss_kib / 1024:.0f} MB")
+    print("  peak RSS        " + ", ".join(peaks))
     best = min(times["mjvault"]) / min(times["sqlite3 script"])
     median = statistics.median(times["mjvault"]) / statistics.median(times["sqlite3 script"])
     print(f"  ratio           best {best:.2f}×  median {median:.2f}×")
