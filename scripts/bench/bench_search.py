@@ -82,12 +82,15 @@ print(rows[0][4] if rows else 0, "jobs", file=sys.stderr)
 
 def build(vault_dir: Path, jobs: int) -> float:
     """The benchmark's vault, through the writer; Account.generate's jobs, drawn one at a time
-    (the vault is the same one a list of them gave: same records, same generations)."""
+    (the vault is the same one a list of them gave: same records, same generations).
+
+    A vault left short by a stopped build (hours at a million jobs) is written to again: the
+    jobs it holds are counted unchanged, its checkpoints are not lost."""
     from mjvault import Vault
     from mjvault.testing.accounts import Account
 
     started = time.perf_counter()
-    vault = Vault.init(vault_dir)
+    vault = Vault.open(vault_dir) if (vault_dir / "config").exists() else Vault.init(vault_dir)
     with vault.writer("bench", checkpoint_jobs=20_000) as writer:
         for oldest_first, job in enumerate(Account.stream(1, jobs)):
             newest_first = jobs - 1 - oldest_first  # the position the generation is chosen by
@@ -354,8 +357,12 @@ def main() -> None:
     from mjvault import Vault
 
     vault_dir = args.workdir / f"search-{args.jobs}"
-    if not (vault_dir / "config").exists():
-        print(f"building a vault of {args.jobs} jobs in {vault_dir} …", flush=True)
+    held = 0
+    if (vault_dir / "config").exists():
+        with Vault.open(vault_dir) as vault:
+            held = vault.index.job_count()
+    if held != args.jobs:
+        print(f"building a vault of {args.jobs} jobs in {vault_dir} ({held} held) …", flush=True)
         print(f"  built in {build(vault_dir, args.jobs):.1f} s", flush=True)
     vault = Vault.open(vault_dir)
     index = vault.index

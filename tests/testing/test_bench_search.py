@@ -183,3 +183,28 @@ def test_the_benchmark_runs_checks_every_answer_and_reuses_its_tables(tmp_path: 
     assert "building" not in again.stdout
     # BM25 over other statistics: the same totals, not always the same order.
     assert "answers: totals agree on 40 of 40," in again.stdout
+
+
+def test_a_vault_left_short_by_a_stopped_build_is_completed(tmp_path: Path) -> None:
+    # What a build stopped after its first checkpoint leaves: the oldest jobs, as it wrote them.
+    short = tmp_path / "search-300"
+    with Vault.init(short) as vault, vault.writer("bench") as writer:
+        for oldest_first, job in enumerate(Account.stream(1, 100 + 200)):
+            if oldest_first == 100:
+                break
+            writer.add_job(json.dumps(job.record(1 + (299 - oldest_first) % 3)).encode(), [])
+    command = [sys.executable, str(BENCH / "bench_search.py"), "--jobs", "300"]
+    done = subprocess.run(
+        [*command, "--queries", "5", "--rounds", "1", "--command-runs", "0"]
+        + ["--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "(100 held)" in done.stdout
+    bench_search.build(tmp_path / "fresh", 300)
+    with Vault.open(short) as completed, Vault.open(tmp_path / "fresh") as fresh:
+        assert completed.index.job_count() == 300
+        assert completed.index.indexed_tree() == fresh.index.indexed_tree()
