@@ -315,12 +315,14 @@ def compare_commands(
     )
     times: dict[str, list[float]] = {"mjvault": [], "sqlite3 script": []}
     outputs: dict[str, str] = {}
+    listed: dict[str, list[str]] = {}
     for _ in range(args.command_runs):
         for name, command in (("mjvault", ours), ("sqlite3 script", theirs)):
             started = time.perf_counter()
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             times[name].append(time.perf_counter() - started)
             outputs[name] = done.stderr.strip().splitlines()[-1]
+            listed[name] = [line.split()[0] for line in done.stdout.splitlines() if line]
     for name, values in times.items():
         print(
             f"  {name:<15} best {min(values):.3f} s  median {statistics.median(values):.3f} s"
@@ -335,6 +337,9 @@ def compare_commands(
             subprocess.run(launched(command, usage), capture_output=True, check=True)
             peaks.append(f"{name} {read_usage(usage).peak_rss_kib / 1024:.0f} MB")
     print("  peak RSS        " + ", ".join(peaks))
+    totals = {name: output.split()[0] for name, output in outputs.items()}
+    same = len(set(totals.values())) == 1 and listed["mjvault"] == listed["sqlite3 script"]
+    print(f"  answers         {'the same' if same else 'DIFFER'}: total and the jobs listed")
     best = min(times["mjvault"]) / min(times["sqlite3 script"])
     median = statistics.median(times["mjvault"]) / statistics.median(times["sqlite3 script"])
     print(f"  ratio           best {best:.2f}×  median {median:.2f}×")

@@ -171,6 +171,7 @@ def test_the_benchmark_runs_checks_every_answer_and_reuses_its_tables(tmp_path: 
     assert re.search(r"ratio p95 +best +[\d.]+ ×", first.stdout)
     assert re.search(r"mjvault +best [\d.]+ s .*\(\d+ jobs", first.stdout)
     assert re.search(r"sqlite3 script +best [\d.]+ s .*\(\d+ jobs", first.stdout)
+    assert "answers         the same: total and the jobs listed" in first.stdout
     assert re.search(r"peak RSS +mjvault \d+ MB, sqlite3 script \d+ MB", first.stdout)
     again = subprocess.run(
         [*command, "--sort", "relevance", "--command-runs", "0"],
