@@ -48,18 +48,13 @@ CREATE INDEX jobs_stylize ON jobs(stylize);
 """
 TEXT_PARAMS = ("ar", "version", "niji", "style")
 NUMBER_PARAMS = ("stylize",)
+COLUMNS = ("rowid", "id", "time", "type", *TEXT_PARAMS, *NUMBER_PARAMS)
+INSERT_JOB = f"INSERT INTO jobs({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 BATCH = 2000  # rows a statement batch holds: a few MB at most, whatever the vault's size
 
 
 class NotTranslated(ValueError):
     """A query form the SQLite side has no column for (``user:``, ``chaos>5`` …)."""
-
-
-@dataclass(frozen=True)
-class Built:
-    path: Path
-    jobs: int
-    seconds: float  # 0.0 when the cached file was current
 
 
 def _row(rowid: int, summary: JobSummary) -> tuple[object, ...]:
@@ -113,22 +108,21 @@ def build(path: Path, index: Index) -> int:
         conn.execute("PRAGMA journal_mode=OFF")
         conn.execute("PRAGMA synchronous=OFF")
         conn.executescript(SCHEMA)
-        tree = index.indexed_tree() or ""
+        tree = index.indexed_tree()
         jobs = 0
-        marks = ",".join("?" * (1 + 1 + 1 + 1 + len(TEXT_PARAMS) + len(NUMBER_PARAMS)))
-        for rows, docs in _batches(index.iter_summaries(release_every=1024)):
-            conn.executemany(
-                f"INSERT INTO jobs(rowid, id, time, type, {', '.join(TEXT_PARAMS + NUMBER_PARAMS)}) VALUES ({marks})",
-                rows,
-            )
+        # of_tree: the summaries of the tree noted in meta, read in one transaction.
+        summaries = index.iter_summaries(release_every=1024, of_tree=tree)
+        for rows, docs in _batches(summaries):
+            conn.executemany(INSERT_JOB, rows)
             conn.executemany("INSERT INTO fts(rowid, prompt) VALUES (?, ?)", docs)
             conn.commit()
             jobs += len(rows)
         conn.executescript(INDEXES)
-        # One b-tree per term instead of one per flush, as `optimize` leaves it for readers.
+        # Every flushed segment merged into one, as a careful user leaves a table only read.
         conn.execute("INSERT INTO fts(fts) VALUES ('optimize')")
         conn.executemany(
-            "INSERT INTO meta(key, value) VALUES (?, ?)", [("tree", tree), ("jobs", str(jobs))]
+            "INSERT INTO meta(key, value) VALUES (?, ?)",
+            [("tree", tree or ""), ("jobs", str(jobs))],
         )
         conn.commit()
         conn.execute("ANALYZE")
@@ -177,8 +171,8 @@ def _filter_sql(f: FieldFilter) -> tuple[str, list[object]]:
         number = param_number(f.field, f.value)
         if number is None:
             raise NotTranslated(f"{f.field}{f.op}{f.value}")
-        op = "=" if f.op == "=" else f.op
-        return f"jobs.{f.field} {op} ?", [number]
+        # Compared as numbers, "=" too (mjvault's s:100 compares the text: "100.0" differs).
+        return f"jobs.{f.field} {f.op} ?", [number]
     if f.field not in TEXT_PARAMS:
         raise NotTranslated(f"{f.field}{f.op}{f.value}")
     if f.op != "=":
@@ -210,7 +204,9 @@ def translate(query: Query, *, sort: str = "newest", limit: int = 50) -> Stateme
 
     The total rides on every row as a window count, so one pass over the matches gives both
     (no row: no match). Newest first is ``time DESC, id DESC`` (mjvault sorts ``(time, id)``
-    reversed); relevance is FTS5's ``bm25`` with the same ties.
+    reversed); relevance is FTS5's ``bm25`` with the same ties, which scores over other
+    statistics than mjvault's BM25 (the whole table's average length, phrases and prefixes
+    scored too): the same jobs, not always in the same order.
     """
     positive, negated = match_expression(query.terms)
     where: list[str] = []
