@@ -45,6 +45,8 @@ sys.path.insert(0, str(ROOT))
 
 import search_sqlite  # noqa: E402  (beside this script)
 
+from mjvault import Vault  # noqa: E402
+from mjvault.index.db import Index  # noqa: E402
 from mjvault.testing.rusage import launched, read_usage  # noqa: E402
 
 FILTERS = (
@@ -86,7 +88,6 @@ def build(vault_dir: Path, jobs: int) -> float:
 
     A vault left short by a stopped build (hours at a million jobs) is written to again: the
     jobs it holds are counted unchanged, its checkpoints are not lost."""
-    from mjvault import Vault
     from mjvault.testing.accounts import Account
 
     started = time.perf_counter()
@@ -108,14 +109,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def vocabulary(index: object) -> tuple[list[str], list[str]]:
+def vocabulary(index: Index) -> tuple[list[str], list[str]]:
     """Words and two-word phrases as they occur in the first 5,000 jobs, each in at least 5:
     a random query word is as common as words in prompts are."""
     from mjvault.text import search_tokens
 
     words: Counter[str] = Counter()
     pairs: Counter[str] = Counter()
-    for n, summary in enumerate(index.iter_summaries()):  # type: ignore[attr-defined]
+    for n, summary in enumerate(index.iter_summaries()):
         if n >= 5000:
             break
         tokens = search_tokens(summary.prompt)
@@ -132,7 +133,7 @@ def make_queries(count: int, mix: str, words: list[str], phrases: list[str]) -> 
     queries = []
     for i in range(count):
         form = forms[i % len(forms)]
-        if form == "words":  # the same draws as before there were forms: comparable figures
+        if form == "words":  # --mix words draws what the benchmark drew before its forms
             queries.append(f"{rng.choice(words)} {rng.choice(words)} {rng.choice(FILTERS)}")
         elif form == "phrases":
             queries.append(f'"{rng.choice(phrases)}" {rng.choice(FILTERS)}')
@@ -169,11 +170,11 @@ def summary_line(name: str, values: Sequence[float], unit: str = "ms") -> str:
     )
 
 
-def compare_in_process(args: argparse.Namespace, vault: object, fts_path: Path) -> None:
+def compare_in_process(args: argparse.Namespace, vault: Vault, fts_path: Path) -> None:
     from mjvault.index.query import parse_query
     from mjvault.index.search import search
 
-    index = vault.index  # type: ignore[attr-defined]
+    index = vault.index
     words, phrases = vocabulary(index)
     queries = make_queries(args.queries, args.mix, words, phrases)
     statements = [
@@ -214,9 +215,8 @@ def compare_in_process(args: argparse.Namespace, vault: object, fts_path: Path) 
         disagreements: list[str] = []
         same_totals = 0
         for position, (text, statement) in enumerate(zip(queries, statements, strict=True)):
-            if args.only == "fts5":
-                answer = (0, [])
-            else:
+            answer: tuple[int, list[str]] = (0, [])
+            if args.only != "fts5":
                 ms, answer = timed(ours(text))
                 mine.append(ms)
                 each["mjvault"][position].append(ms)
@@ -288,7 +288,7 @@ def report_queries(mix: str, queries: list[str], each: dict[str, list[list[float
         )
 
 
-def frequent_words(index: object, wanted: Sequence[str]) -> list[str]:
+def frequent_words(index: Index, wanted: Sequence[str]) -> list[str]:
     """``wanted`` when both are among the vault's common words, else its two most common."""
     words, _ = vocabulary(index)
     if all(w in words for w in wanted):
@@ -296,7 +296,7 @@ def frequent_words(index: object, wanted: Sequence[str]) -> list[str]:
     from mjvault.text import search_tokens
 
     counts: Counter[str] = Counter()
-    for n, summary in enumerate(index.iter_summaries()):  # type: ignore[attr-defined]
+    for n, summary in enumerate(index.iter_summaries()):
         if n >= 5000:
             break
         counts.update({t for t in search_tokens(summary.prompt) if len(t) > 3})
@@ -362,8 +362,6 @@ def main() -> None:
     )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mjvault-bench"))
     args = parser.parse_args()
-    from mjvault import Vault
-
     vault_dir = args.workdir / f"search-{args.jobs}"
     held = 0
     if (vault_dir / "config").exists():

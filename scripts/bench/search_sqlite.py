@@ -165,7 +165,7 @@ def _filter_sql(f: FieldFilter) -> tuple[str, list[object]]:
         # type_matches: the word itself, a "…_word" variant (v6_upscale), or an alias.
         aliases = TYPE_ALIASES.get(f.value, ())
         alternatives = ["jobs.type LIKE ? ESCAPE '\\'"] * 2 + ["jobs.type = ?"] * len(aliases)
-        values = [_like_escape(f.value), "%\\_" + _like_escape(f.value), *aliases]
+        values: list[object] = [_like_escape(f.value), "%\\_" + _like_escape(f.value), *aliases]
         return "(" + " OR ".join(alternatives) + ")", values
     if f.field in NUMBER_PARAMS:
         number = param_number(f.field, f.value)
