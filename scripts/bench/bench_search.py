@@ -122,8 +122,10 @@ def vocabulary(index: Index) -> tuple[list[str], list[str]]:
         tokens = search_tokens(summary.prompt)
         words.update(set(tokens))
         pairs.update({f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)})
-    keep = [w for w, c in words.items() if c >= 5 and len(w) > 1]
-    phrases = [p for p, c in pairs.items() if c >= 5 and all(len(w) > 1 for w in p.split())]
+    # Sorted: a Counter fed from sets lists them in an order that changes with the process's
+    # hash seed, and the same seeded draws must give the same queries in every run.
+    keep = sorted(w for w, c in words.items() if c >= 5 and len(w) > 1)
+    phrases = sorted(p for p, c in pairs.items() if c >= 5 and all(len(w) > 1 for w in p.split()))
     return keep, phrases
 
 
@@ -133,7 +135,7 @@ def make_queries(count: int, mix: str, words: list[str], phrases: list[str]) -> 
     queries = []
     for i in range(count):
         form = forms[i % len(forms)]
-        if form == "words":  # --mix words draws what the benchmark drew before its forms
+        if form == "words":
             queries.append(f"{rng.choice(words)} {rng.choice(words)} {rng.choice(FILTERS)}")
         elif form == "phrases":
             queries.append(f'"{rng.choice(phrases)}" {rng.choice(FILTERS)}')

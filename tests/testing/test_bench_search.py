@@ -7,6 +7,7 @@ of every form the benchmark asks run through both, on a real vault and a real SQ
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import subprocess
@@ -209,3 +210,24 @@ def test_a_vault_left_short_by_a_stopped_build_is_completed(tmp_path: Path) -> N
     with Vault.open(short) as completed, Vault.open(tmp_path / "fresh") as fresh:
         assert completed.index.job_count() == 300
         assert completed.index.indexed_tree() == fresh.index.indexed_tree()
+
+
+def test_the_same_queries_in_every_process(tmp_path: Path) -> None:
+    """Before/after figures compare the same queries: none may hang on the hash seed."""
+    bench_search.build(tmp_path / "vault", 200)
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import bench_search; "
+        "from mjvault import Vault; v = Vault.open(sys.argv[2]); "
+        "print(bench_search.make_queries(40, 'all', *bench_search.vocabulary(v.index)))"
+    )
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", script, str(BENCH), str(tmp_path / "vault")],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(runs) == 1
