@@ -13,7 +13,7 @@ import random
 import re
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypedDict
@@ -413,16 +413,25 @@ class Account(MediaServing):
         image_size: ImageSize = "small",
     ) -> Account:
         """``n_jobs`` jobs of mixed kinds spread over about three years from ``start``."""
-        if n_jobs < 0:
-            raise ValueError("n_jobs must not be negative")
-        rng = random.Random(f"account:{seed}")
-        owner = user_id or _new_id(random.Random(f"user:{seed}"))
-        if start.tzinfo is None:
-            start = start.replace(tzinfo=UTC)
-        mean_gap = ACCOUNT_SPAN / max(1, n_jobs)
-        builder = _JobBuilder(rng, owner, username, start, mean_gap)
+        builder = _account_builder(seed, n_jobs, user_id, username, start)
         jobs = [builder.next_job(index / max(1, n_jobs)) for index in range(n_jobs)]
         return cls(seed=seed, image_size=image_size, builder=builder, jobs_oldest_first=jobs)
+
+    @staticmethod
+    def stream(
+        seed: int,
+        n_jobs: int,
+        *,
+        user_id: str | None = None,
+        username: str | None = "testartist",
+        start: datetime = DEFAULT_START,
+    ) -> Iterator[GeneratedJob]:
+        """The jobs :meth:`generate` makes with the same arguments, oldest first, drawn one at
+        a time: a benchmark writing a million of them into a vault holds none (an Account
+        keeps every job, gigabytes at a million)."""
+        builder = _account_builder(seed, n_jobs, user_id, username, start)
+        for index in range(n_jobs):
+            yield builder.next_job(index / max(1, n_jobs))
 
     def add_jobs(self, count: int) -> list[GeneratedJob]:
         """Create ``count`` jobs newer than every existing one (as if made during a sync).
@@ -457,6 +466,18 @@ class Account(MediaServing):
         """Every CDN-relative full-size path the account serves (PNG and MP4)."""
         for job in self.jobs:
             yield from job.own_media_paths
+
+
+def _account_builder(
+    seed: int, n_jobs: int, user_id: str | None, username: str | None, start: datetime
+) -> _JobBuilder:
+    if n_jobs < 0:
+        raise ValueError("n_jobs must not be negative")
+    rng = random.Random(f"account:{seed}")
+    owner = user_id or _new_id(random.Random(f"user:{seed}"))
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    return _JobBuilder(rng, owner, username, start, ACCOUNT_SPAN / max(1, n_jobs))
 
 
 class _CommonFields(TypedDict):

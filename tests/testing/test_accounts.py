@@ -174,3 +174,12 @@ def test_start_and_identity_are_honoured() -> None:
     assert account.user_id == "u-1"
     assert all(job.enqueue_time > start for job in account.jobs)
     assert all(job.user_id == "u-1" for job in account.jobs)
+
+
+def test_a_streamed_account_is_the_generated_one_oldest_first() -> None:
+    generated = Account.generate(7, 300, username="someone")
+    streamed = list(Account.stream(7, 300, username="someone"))
+    assert [job.record_v3() for job in streamed] == [
+        job.record_v3() for job in reversed(generated.jobs)
+    ]
+    assert list(Account.stream(7, 0)) == []
