@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mjvault import Vault
+from mjvault.index import search as engine
 from mjvault.index.db import Index, JobSummary
 from mjvault.index.facets import facet_counts
 from mjvault.index.query import Query, parse_query
@@ -97,8 +98,15 @@ def _check(vault: Vault, jobs: dict[str, Job], query: Query) -> None:
     assert count_matches(index, query) == len(expected)
     ranked = search(index, query, sort="relevance").job_ids
     assert ranked == _by_bm25(query, expected, list(jobs.values()))
-    # The best few, chosen without sorting every match, are the first of the full order.
+    # The best few, taken without ordering every match, are the first of the full order.
     assert search(index, query, sort="relevance", limit=4).job_ids == ranked[:4]
+    # Lengths from the lists instead of the jobs' entries: the same order.
+    looked_up = engine.LOOK_UP_LENGTHS_UP_TO
+    engine.LOOK_UP_LENGTHS_UP_TO = 0
+    try:
+        assert search(index, query, sort="relevance").job_ids == ranked
+    finally:
+        engine.LOOK_UP_LENGTHS_UP_TO = looked_up
     counted = facet_counts(index, query)
     assert counted.total == len(expected)
     assert {v.value: v.count for v in counted.values["type"]} == Counter(j.type for j in expected)

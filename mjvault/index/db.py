@@ -59,7 +59,7 @@ POSTINGS_PER_TXN = 512
 GROUP_JOBS = 8192
 GROUP_NUMBERS = 400_000
 # Tables of sharded posting lists, keyed ``part 00 shard`` (bitmaps.list_key).
-LIST_TABLES = (b"words", b"pairs", b"repeats", b"types", b"params", b"users")
+LIST_TABLES = (b"words", b"pairs", b"repeats", b"lengths", b"types", b"params", b"users")
 _MICROS = struct.Struct(">q")
 _LENGTH = struct.Struct(">H")
 MAX_LENGTH = 65_535  # words a prompt is counted as having, at most (docs' 2 bytes)
@@ -155,6 +155,7 @@ class JobSummary:
         for word, count in sorted(Counter(folded).items()):
             for times in range(2, count + 1):
                 yield b"repeats", _part(f"{word} {times}")
+        yield b"lengths", str(min(len(tokens), MAX_LENGTH)).encode("ascii")
         yield b"types", _part(self.type)
         for name, value in self.params.items():
             yield b"params", _part(f"{name}={value}")
@@ -187,6 +188,7 @@ TABLES = (
     b"words",
     b"pairs",
     b"repeats",
+    b"lengths",
     b"types",
     b"params",
     b"users",

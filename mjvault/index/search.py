@@ -17,11 +17,8 @@ jobs) and the jobs are looked up a day at a time.
 
 from __future__ import annotations
 
-import bisect
-import heapq
 import math
-from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -42,6 +39,9 @@ BM25_B = 0.75
 # A day list read while walking for the newest matches costs about as much as looking up
 # this many jobs' times (a bitmap's read and intersection against one B-tree lookup each).
 DAY_COST_IN_LOOKUPS = 4
+# Matches whose prompt lengths relevance looks up one by one; past this, it reads the lengths
+# lists instead (about a hundred of them, a few ms at a million jobs).
+LOOK_UP_LENGTHS_UP_TO = 4096
 
 
 @dataclass(frozen=True)
@@ -357,64 +357,77 @@ def _by_relevance(
     """Okapi BM25 over prompt words, ties newest first, then by id; the average length is
     the matches' (close enough).
 
-    Every match holds every positive word once at least (they are conditions); the
-    ``repeats`` lists tell which hold one more often, and ``docs`` each prompt's length, so
-    no prompt is read. Kept per match: its time, number and length in arrays (16 bytes)."""
+    A match's score depends only on its prompt's length and how often it holds each query
+    word, and every match holds each positive word once at least (they are conditions). So
+    the matches are split, as bitmaps, by those counts (the ``repeats`` lists) and by length
+    (the ``lengths`` lists, or ``docs`` for a few matches); each part has one score, and the
+    parts are taken best first, each in date order, until the page is full. No prompt is
+    read and no job is looked at one by one except those returned."""
+    if not docs:
+        return []
     words = query.positive_words()
     total = max(1, len(reader.live()))
-    times, numbers, lengths = array("q"), array("I"), array("I")
-    for micros, doc, length in reader.lengths(docs):
-        times.append(micros)
-        numbers.append(doc)
-        lengths.append(length)
-    if not numbers:
-        return []
-    width = len(words)
-    frequencies = array("I", [1]) * (len(numbers) * width)
     idf = []
-    for w, word in enumerate(words):
+    for word in words:
         df = reader.count(b"words", _part(word))
         idf.append(math.log(1 + (total - df + 0.5) / (df + 0.5)))
+    classes = _by_frequencies(reader, words, docs)
+    lengths = _by_length(reader, docs)
+    average = max(sum(length * len(jobs) for length, jobs in lengths.items()) / len(docs), 1.0)
+    scored: dict[float, BitMap] = {}
+    for frequencies, members in classes.items():
+        for length, same_length in lengths.items():
+            jobs = members & same_length
+            if not jobs:
+                continue
+            norm = BM25_K1 * (1 - BM25_B + BM25_B * length / average)
+            score = 0.0
+            for weight, tf in zip(idf, frequencies, strict=True):
+                score += weight * tf * (BM25_K1 + 1) / (tf + norm)
+            scored.setdefault(score, BitMap()).update(jobs)
+    ordered: list[bytes] = []
+    for score in sorted(scored, reverse=True):
+        if limit is None:
+            ordered += _all_by_date(reader, scored[score], (), newest=True)
+            continue
+        ordered += _first_by_date(reader, scored[score], limit - len(ordered), newest=True)
+        if len(ordered) >= limit:
+            break
+    return ordered
+
+
+def _by_frequencies(
+    reader: IndexReader, words: list[str], docs: BitMap
+) -> dict[tuple[int, ...], BitMap]:
+    """``docs`` split by how often they hold each word (one at least): the repeat lists
+    "word 2", "word 3" … each add one to the count of the jobs in them."""
+    classes = {(1,) * len(words): docs}
+    for position, word in enumerate(words):
         for part in reader.parts_with_prefix(b"repeats", _part(f"{word} ")):
-            for doc in reader.posting_list(b"repeats", part) & docs:
-                row = bisect.bisect_left(numbers, doc)  # numbers ascend: a bitmap's order
-                frequencies[row * width + w] += 1
-    average = max(sum(lengths) / len(lengths), 1.0)
-
-    def score(i: int) -> tuple[float, int]:
-        norm = BM25_K1 * (1 - BM25_B + BM25_B * lengths[i] / average)
-        value = 0.0
-        for w in range(width):
-            tf = frequencies[i * width + w]
-            value += idf[w] * tf * (BM25_K1 + 1) / (tf + norm)
-        return value, times[i]
-
-    if limit is None or limit >= len(numbers):
-        ranked = sorted(range(len(numbers)), key=score, reverse=True)
-    else:
-        ranked = heapq.nlargest(limit, range(len(numbers)), key=score)
-        # Matches scored and timed as the last one kept are ordered by id: fetch them all.
-        boundary = score(ranked[-1])
-        ranked = [i for i in ranked if score(i) != boundary]
-        ranked += [i for i in range(len(numbers)) if score(i) == boundary]
-    return _ties_by_id(reader, ranked, score, numbers)[:limit]
+            repeated = reader.posting_list(b"repeats", part)
+            split: dict[tuple[int, ...], BitMap] = {}
+            for counts, members in classes.items():
+                more = members & repeated
+                if more:
+                    bumped = counts[:position] + (counts[position] + 1,) + counts[position + 1 :]
+                    split.setdefault(bumped, BitMap()).update(more)
+                    members = members - more
+                if members:
+                    split.setdefault(counts, BitMap()).update(members)
+            classes = split
+    return classes
 
 
-def _ties_by_id(
-    reader: IndexReader,
-    ranked: list[int],
-    score: Callable[[int], tuple[float, int]],
-    numbers: array[int],
-) -> list[bytes]:
-    """The job ids of ``ranked`` (best first), runs of equal score and time by id, last first."""
-    found: list[bytes] = []
-    start = 0
-    while start < len(ranked):
-        key = score(ranked[start])
-        end = start + 1
-        while end < len(ranked) and score(ranked[end]) == key:
-            end += 1
-        ids = [job_id for _, _, job_id in reader.docs(numbers[i] for i in ranked[start:end])]
-        found += sorted(ids, reverse=True) if end - start > 1 else ids
-        start = end
-    return found
+def _by_length(reader: IndexReader, docs: BitMap) -> dict[int, BitMap]:
+    """``docs`` split by prompt length: looked up one by one when few, else from the
+    lengths lists (a hundred or so lists, whatever the number of matches)."""
+    groups: dict[int, BitMap] = {}
+    if len(docs) <= LOOK_UP_LENGTHS_UP_TO:
+        for _, doc, length in reader.lengths(docs):
+            groups.setdefault(length, BitMap()).add(doc)
+        return groups
+    for part in reader.parts_with_prefix(b"lengths", b""):
+        jobs = reader.posting_list(b"lengths", part) & docs
+        if jobs:
+            groups[int(part)] = jobs
+    return groups
