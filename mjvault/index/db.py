@@ -717,22 +717,6 @@ class Index:
                 found.add(key[len(prefix) :].decode("utf-8"))
         return found
 
-    def _jobs_in(self, table: bytes, part: bytes) -> set[str]:
-        with self.reader() as reader:
-            return {
-                j.decode("utf-8")
-                for j in reader.job_ids(reader.posting_list(table, part) & reader.live())
-            }
-
-    def jobs_with_word(self, word: str) -> set[str]:
-        return self._jobs_in(b"words", _part(word))
-
-    def jobs_with_type(self, job_type: str) -> set[str]:
-        return self._jobs_in(b"types", _part(job_type))
-
-    def jobs_with_param(self, name: str, value: str) -> set[str]:
-        return self._jobs_in(b"params", _part(f"{name}={value}"))
-
     def jobs_with_image(self, image_id: str) -> set[str]:
         return self._prefix_ids(b"images", bytes.fromhex(image_id))
 
@@ -919,14 +903,6 @@ class IndexReader:
             if day > high:
                 return
             yield day, bitmaps.load(value)
-
-    def doc(self, doc: int) -> tuple[int, bytes] | None:
-        """(µs since epoch, 0 if unknown; job id) of a document number, None if it has none."""
-        value = self._cursor(b"docs").get(bitmaps.doc_key(doc))
-        if value is None:
-            return None
-        value = bytes(value)
-        return int(_MICROS.unpack(value[:8])[0]), value[DOC_ID_AT:]
 
     def docs(self, docs: Iterable[int]) -> Iterator[tuple[int, int, bytes]]:
         """(µs, document number, job id) of each number that has a job, in the order given."""
