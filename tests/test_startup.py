@@ -14,7 +14,9 @@ from pathlib import Path
 
 import click
 import pytest
+from conftest import CHEAP_KDF, PASSPHRASE, record_json
 
+from mjvault import Vault
 from mjvault.cli.root import COMMANDS, cli
 
 # Run the real entry point, then write the name of every imported module to MODULES_OUT.
@@ -29,6 +31,7 @@ finally:
 """
 
 HEAVY = ("tqdm", "httpx", "PIL", "zstandard", "msgpack", "lmdb", "blake3", "cryptography")
+JOB_ID = "0a1b2c3d-0000-4000-8000-000000000001"
 
 
 def imports_of(
@@ -59,6 +62,18 @@ def top_level(modules: set[str]) -> set[str]:
 
 def command_modules(modules: set[str]) -> set[str]:
     return {f"mjvault.cli.{entry.module}" for entry in COMMANDS.values()} & modules
+
+
+def make_vault(path: Path, *, encrypt: bool) -> Path:
+    vault = (
+        Vault.init(path, encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
+        if encrypt
+        else Vault.init(path)
+    )
+    with vault.writer("test") as writer:
+        writer.add_job(record_json(JOB_ID, "a red fox in the snow"), [])
+    vault.close()
+    return path
 
 
 def test_version_imports_neither_click_nor_any_command(tmp_path: Path) -> None:
@@ -117,3 +132,27 @@ def test_completing_command_names_imports_no_command(tmp_path: Path) -> None:
     log = cli.get_command(click.Context(cli), "log")
     assert log is not None and items == {"log": log.get_short_help_str()}  # as click offers it
     assert not command_modules(modules)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["log"], ["search", "fox", "snow"], ["show", JOB_ID[:8]], ["stats"], ["--version"]],
+    ids=lambda args: args[0],
+)
+def test_a_plain_vault_never_imports_cryptography(tmp_path: Path, args: list[str]) -> None:
+    vault = make_vault(tmp_path / "vault", encrypt=False)
+    result, modules = imports_of(tmp_path, "--vault", str(vault), *args)
+    assert result.returncode == 0, result.stderr
+    assert JOB_ID[:8] in result.stdout or args[0] in ("log", "stats", "--version")
+    assert "cryptography" not in top_level(modules)
+
+
+def test_an_encrypted_vault_loads_cryptography_and_opens(tmp_path: Path) -> None:
+    vault = make_vault(tmp_path / "vault", encrypt=True)
+    env = {"MJVAULT_PASSPHRASE": PASSPHRASE}
+    result, modules = imports_of(tmp_path, "--vault", str(vault), "search", "fox", env=env)
+    assert result.returncode == 0, result.stderr
+    assert JOB_ID[:8] in result.stdout
+    assert "cryptography" in top_level(modules)
+    wrong, _ = imports_of(tmp_path, "--vault", str(vault), "log", env={"MJVAULT_PASSPHRASE": "no"})
+    assert wrong.returncode != 0 and "wrong passphrase" in wrong.stderr
