@@ -13,6 +13,11 @@ sqlite3'`` (the smallest script a user could write instead). Commands alternate 
 time in ms, the median's ratio to ``python -c pass``, and each command's peak RSS.
 Targets (issue 12): ``--version`` <= 50 ms, ``log`` and ``search`` <= 100 ms at 100k jobs.
 
+The mjvault package the commands import (the checkout, or PYTHONPATH's) is first compiled to
+bytecode, as pip does when it installs a wheel: with PYTHONDONTWRITEBYTECODE set and no
+``__pycache__``, each command would compile every module it imports from source, which is
+not what a user's installed copy does. ``--source`` measures that case instead.
+
 ``--imports N`` then runs each mjvault command once under ``python -X importtime`` and lists
 its N costliest imports (cumulative, top-level only) and whether ``cryptography`` was loaded.
 """
@@ -20,6 +25,7 @@ its N costliest imports (cumulative, top-level only) and whether ``cryptography`
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import re
 import statistics
@@ -71,7 +77,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mjvault-bench"))
     parser.add_argument("--imports", type=int, default=0, metavar="N")
+    parser.add_argument(
+        "--source", action="store_true", help="do not compile the package to bytecode first"
+    )
     args = parser.parse_args()
+
+    import mjvault  # the copy the commands will import (PYTHONPATH may name another)
+
+    package = Path(mjvault.__file__).parent
+    if not args.source:
+        compileall.compile_dir(package, quiet=1)
 
     vault_dir = args.workdir / f"search-{args.jobs}"
     if not (vault_dir / "config").exists():
@@ -106,7 +121,8 @@ def main() -> None:
     anchor = statistics.median(times[names[0]])
     print(
         f"{args.runs} runs each, alternating; vault {vault_dir} ({args.jobs} jobs); "
-        f"load {os.getloadavg()[0]:.1f}"
+        f"load {os.getloadavg()[0]:.1f}; mjvault from {package}"
+        f"{' (source, no bytecode)' if args.source else ''}"
     )
     print(f"{'command':32} {'best ms':>8} {'median ms':>10} {'x pass':>7} {'peak RSS':>9}")
     for name in names:
