@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -185,7 +184,8 @@ def _hkdf(master: bytes, info: bytes) -> bytes:
 
 
 def new_master_secret() -> bytes:
-    return secrets.token_bytes(MASTER_SIZE)
+    # What the secrets module would read, without its import (hmac, OpenSSL) in every command.
+    return os.urandom(MASTER_SIZE)
 
 
 def _b64(data: bytes) -> str:
@@ -206,7 +206,7 @@ def write_keyfile(
     salt = os.urandom(16)
     nonce = os.urandom(NONCE_SIZE)
     wrapping_key = params.derive(passphrase, salt)
-    key_id = secrets.token_hex(8)
+    key_id = os.urandom(8).hex()
     wrapped = _aesgcm(wrapping_key).encrypt(nonce, master, KEYFILE_AD + key_id.encode("ascii"))
     document = {
         "version": KEYFILE_VERSION,
