@@ -145,6 +145,16 @@ def test_a_plain_vault_never_imports_cryptography(tmp_path: Path, args: list[str
     assert result.returncode == 0, result.stderr
     assert JOB_ID[:8] in result.stdout or args[0] in ("log", "stats", "--version")
     assert "cryptography" not in top_level(modules)
+    # What only writers (the lock, staging threads, temp names), errors (did-you-mean), a
+    # config file or a terminal's progress bar need.
+    assert not top_level(modules) & {
+        "socket",
+        "concurrent",
+        "secrets",
+        "difflib",
+        "tomllib",
+        "tqdm",
+    }
 
 
 def test_an_encrypted_vault_loads_cryptography_and_opens(tmp_path: Path) -> None:
@@ -156,3 +166,25 @@ def test_an_encrypted_vault_loads_cryptography_and_opens(tmp_path: Path) -> None
     assert "cryptography" in top_level(modules)
     wrong, _ = imports_of(tmp_path, "--vault", str(vault), "log", env={"MJVAULT_PASSPHRASE": "no"})
     assert wrong.returncode != 0 and "wrong passphrase" in wrong.stderr
+
+
+def test_a_bar_nobody_watches_does_what_a_disabled_tqdm_bar_does() -> None:
+    """Off a terminal a command gets a SilentBar, not tqdm; it takes every call commands
+    make on a bar, and keeps count and total as a disabled tqdm bar does."""
+    from tqdm import tqdm
+
+    from mjvault.cli.context import AppContext, SilentBar
+
+    with AppContext(progress_enabled=False).progress(10, "jobs") as silent:
+        assert isinstance(silent, SilentBar)
+        for bar in (silent, tqdm(total=10, disable=True)):
+            bar.unit_scale = True
+            bar.update(5)
+            bar.update()
+            assert (bar.n, bar.total) == (0, 10)
+            bar.reset(total=20)
+            bar.update(3)
+            bar.total = 30
+            bar.refresh()
+            assert (bar.n, bar.total) == (0, 30)
+            bar.close()
