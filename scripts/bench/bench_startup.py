@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Start-up benchmark: whole-command wall time of small commands (issue 12).
 
-    python scripts/bench/bench_startup.py [--jobs 100000] [--runs 15] [--workdir DIR] [--imports 12]
+    python scripts/bench/bench_startup.py [--jobs 100000] [--runs 15] [--workdir DIR]
+                                          [--against DIR] [--imports N] [--source]
 
 Runs, as a user would, the installed ``mjvault`` script next to this interpreter:
 ``mjvault --version``, ``mjvault --help``, ``mjvault log -n 20`` and ``mjvault search fox snow``
@@ -13,13 +14,15 @@ sqlite3'`` (the smallest script a user could write instead). Commands alternate 
 time in ms, the median's ratio to ``python -c pass``, and each command's peak RSS.
 Targets (issue 12): ``--version`` <= 50 ms, ``log`` and ``search`` <= 100 ms at 100k jobs.
 
-The mjvault package the commands import (the checkout, or PYTHONPATH's) is first compiled to
-bytecode, as pip does when it installs a wheel: with PYTHONDONTWRITEBYTECODE set and no
+The mjvault packages the commands import are first compiled to bytecode, as pip does when it installs a wheel: with PYTHONDONTWRITEBYTECODE set and no
 ``__pycache__``, each command would compile every module it imports from source, which is
 not what a user's installed copy does. ``--source`` measures that case instead.
 
-``--imports N`` then runs each mjvault command once under ``python -X importtime`` and lists
-its N costliest imports (cumulative, top-level only) and whether ``cryptography`` was loaded.
+``--against DIR`` runs the same commands on another copy of the package too (e.g. the
+previous release), in the same rotation, so that both see the same noisy machine.
+``--imports N`` then runs each mjvault command under ``python -X importtime`` (least of 5
+runs per module) and lists its N costliest top-level imports (cumulative), the N modules with
+the most time of their own, and whether ``cryptography`` was loaded.
 """
 
 from __future__ import annotations
@@ -38,10 +41,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "bench"))
 
 
-def run_once(argv: list[str]) -> tuple[float, int]:
+def run_once(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of one run; a failing command stops the benchmark."""
     started = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd
+    )
     assert process.stderr is not None
     err = process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)
@@ -52,21 +57,26 @@ def run_once(argv: list[str]) -> tuple[float, int]:
     return elapsed, usage.ru_maxrss
 
 
-def costliest_imports(argv: list[str], count: int) -> tuple[list[tuple[int, str]], bool]:
-    """The ``count`` top-level imports with the largest cumulative time (µs), and whether
-    ``cryptography`` was imported at all."""
-    out = subprocess.run(
-        [sys.executable, "-X", "importtime", *argv], capture_output=True, text=True, check=True
-    )
-    rows, crypto = [], False
-    for line in out.stderr.splitlines():
-        match = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\s*)(\S+)", line)
-        if not match:
-            continue
-        crypto = crypto or match.group(3).split(".")[0] == "cryptography"
-        if not match.group(2):
-            rows.append((int(match.group(1)), match.group(3)))
-    return sorted(rows, reverse=True)[:count], crypto
+def import_times(argv: list[str], env: dict[str, str], cwd: Path, runs: int) -> dict[str, tuple]:
+    """``-X importtime`` of ``python ARGV``, ``runs`` times: for each module imported, the
+    least self and cumulative µs seen and whether it was imported at the top level."""
+    best: dict[str, tuple[int, int, bool]] = {}
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-X", "importtime", *argv],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=cwd,
+            check=True,
+        )
+        for line in out.stderr.splitlines():
+            match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)", line)
+            if match:
+                own, total, top = int(match.group(1)), int(match.group(2)), not match.group(3)
+                was = best.get(match.group(4), (own, total, top))
+                best[match.group(4)] = (min(own, was[0]), min(total, was[1]), top)
+    return best
 
 
 def main() -> None:
@@ -78,15 +88,28 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mjvault-bench"))
     parser.add_argument("--imports", type=int, default=0, metavar="N")
     parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="DIR",
+        help="also run the commands on the mjvault package in DIR (e.g. `git archive main "
+        "mjvault | tar -x -C DIR`), alternating with this checkout's",
+    )
+    parser.add_argument(
         "--source", action="store_true", help="do not compile the package to bytecode first"
     )
     args = parser.parse_args()
 
-    import mjvault  # the copy the commands will import (PYTHONPATH may name another)
+    import mjvault  # this checkout's package, as the installed `mjvault` script finds it
 
-    package = Path(mjvault.__file__).parent
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    versions = {"": (Path(mjvault.__file__).parent, env)}
+    if args.against:
+        # On PYTHONPATH, the other copy comes before the editable install's finder.
+        other = args.against.resolve()
+        versions[" (against)"] = (other / "mjvault", env | {"PYTHONPATH": str(other)})
     if not args.source:
-        compileall.compile_dir(package, quiet=1)
+        for package, _ in versions.values():
+            compileall.compile_dir(package, quiet=1)
 
     vault_dir = args.workdir / f"search-{args.jobs}"
     if not (vault_dir / "config").exists():
@@ -99,46 +122,67 @@ def main() -> None:
     if not script.exists():
         sys.exit(f"no mjvault script next to {sys.executable}: pip install -e . first")
     py, mj, vault = sys.executable, str(script), str(vault_dir)
-    commands = {
-        "python -c pass": [py, "-c", "pass"],
-        "python -S -c 'import sqlite3'": [py, "-S", "-c", "import sqlite3"],
-        "mjvault --version": [mj, "--version"],
-        "mjvault --help": [mj, "--help"],
-        "mjvault log -n 20": [mj, "--vault", vault, "log", "-n", "20"],
-        "mjvault search fox snow": [mj, "--vault", vault, "search", "fox", "snow"],
+    # Every run starts in the work folder, so no checkout in the current directory is found.
+    cwd = args.workdir
+    commands: dict[str, tuple[list[str], dict[str, str]]] = {
+        "python -c pass": ([py, "-c", "pass"], env),
+        "python -S -c 'import sqlite3'": ([py, "-S", "-c", "import sqlite3"], env),
     }
+    for label, (_, version_env) in versions.items():
+        commands |= {
+            f"mjvault --version{label}": ([mj, "--version"], version_env),
+            f"mjvault --help{label}": ([mj, "--help"], version_env),
+            f"mjvault log -n 20{label}": ([mj, "--vault", vault, "log", "-n", "20"], version_env),
+            f"mjvault search fox snow{label}": (
+                [mj, "--vault", vault, "search", "fox", "snow"],
+                version_env,
+            ),
+        }
     names = list(commands)
     times: dict[str, list[float]] = {name: [] for name in names}
     rss: dict[str, int] = dict.fromkeys(names, 0)
-    for name in names:  # warm the page cache and the bytecode caches
-        run_once(commands[name])
+    for name in names:  # warm the page cache
+        run_once(*commands[name], cwd)
     for n in range(args.runs):
         for name in names[n % len(names) :] + names[: n % len(names)]:
-            elapsed, peak = run_once(commands[name])
+            elapsed, peak = run_once(*commands[name], cwd)
             times[name].append(elapsed * 1000)
             rss[name] = max(rss[name], peak)
 
     anchor = statistics.median(times[names[0]])
     print(
         f"{args.runs} runs each, alternating; vault {vault_dir} ({args.jobs} jobs); "
-        f"load {os.getloadavg()[0]:.1f}; mjvault from {package}"
-        f"{' (source, no bytecode)' if args.source else ''}"
+        f"load {os.getloadavg()[0]:.1f}{'; from source, no bytecode' if args.source else ''}"
     )
-    print(f"{'command':32} {'best ms':>8} {'median ms':>10} {'x pass':>7} {'peak RSS':>9}")
+    for label, (package, _) in versions.items():
+        print(f"  mjvault{label or ''} from {package}")
+    print(f"{'command':42} {'best ms':>8} {'median ms':>10} {'x pass':>7} {'peak RSS':>9}")
     for name in names:
         best, median = min(times[name]), statistics.median(times[name])
         print(
-            f"{name:32} {best:8.1f} {median:10.1f} {median / anchor:7.2f} "
+            f"{name:42} {best:8.1f} {median:10.1f} {median / anchor:7.2f} "
             f"{rss[name] / 1024:6.1f} MB"
         )
 
     if args.imports:
         for name in names[2:]:
-            argv = ["-m", "mjvault", *commands[name][1:]]
-            rows, crypto = costliest_imports(argv, args.imports)
-            print(f"\n{name}: costliest top-level imports (cumulative, -X importtime)")
-            print("  " + ", ".join(f"{module} {us / 1000:.1f} ms" for us, module in rows))
-            print(f"  cryptography imported: {'yes' if crypto else 'no'}")
+            argv, command_env = commands[name]
+            found = import_times(["-m", "mjvault", *argv[1:]], command_env, cwd, runs=5)
+            top = sorted(((v[1], k) for k, v in found.items() if v[2]), reverse=True)
+            own = sorted(((v[0], k) for k, v in found.items()), reverse=True)
+            print(f"\n{name}: -X importtime, least of 5 runs")
+            print(
+                f"  all imports {sum(t for t, _ in top) / 1000:.1f} ms; cryptography "
+                f"{'imported' if 'cryptography' in found else 'not imported'}"
+            )
+            print(
+                "  top level, cumulative: "
+                + ", ".join(f"{module} {us / 1000:.1f}" for us, module in top[: args.imports])
+            )
+            print(
+                "  own time: "
+                + ", ".join(f"{module} {us / 1000:.1f}" for us, module in own[: args.imports])
+            )
 
 
 if __name__ == "__main__":
