@@ -11,7 +11,8 @@ in WORKDIR/search-JOBS, the same vault bench_search.py queries), side by side wi
 anchors: ``python -c pass`` (the interpreter's own start-up) and ``python -S -c 'import
 sqlite3'`` (the smallest script a user could write instead). Commands alternate run by run
 (the order rotates), so a noisy neighbour slows them all alike. Prints best and median wall
-time in ms, the median's ratio to ``python -c pass``, and each command's peak RSS.
+time in ms, the median's ratio to ``python -c pass``, best and median CPU time (user +
+system, steadier than wall time on a loaded machine) and each command's peak RSS.
 Targets (issue 12): ``--version`` <= 50 ms, ``log`` and ``search`` <= 100 ms at 100k jobs.
 
 The mjvault packages the commands import are first compiled to bytecode, as pip does when it installs a wheel: with PYTHONDONTWRITEBYTECODE set and no
@@ -41,8 +42,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "bench"))
 
 
-def run_once(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one run; a failing command stops the benchmark."""
+def run_once(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, int]:
+    """Wall and CPU seconds and peak RSS (KiB) of one run; a failing command stops the
+    benchmark."""
     started = time.perf_counter()
     process = subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd
@@ -54,7 +56,7 @@ def run_once(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, in
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         sys.exit(f"{' '.join(argv)} failed ({process.returncode}): {err.decode(errors='replace')}")
-    return elapsed, usage.ru_maxrss
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
 def import_times(argv: list[str], env: dict[str, str], cwd: Path, runs: int) -> dict[str, tuple]:
@@ -140,13 +142,15 @@ def main() -> None:
         }
     names = list(commands)
     times: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     rss: dict[str, int] = dict.fromkeys(names, 0)
     for name in names:  # warm the page cache
         run_once(*commands[name], cwd)
     for n in range(args.runs):
         for name in names[n % len(names) :] + names[: n % len(names)]:
-            elapsed, peak = run_once(*commands[name], cwd)
+            elapsed, cpu_seconds, peak = run_once(*commands[name], cwd)
             times[name].append(elapsed * 1000)
+            cpu[name].append(cpu_seconds * 1000)
             rss[name] = max(rss[name], peak)
 
     anchor = statistics.median(times[names[0]])
@@ -156,11 +160,16 @@ def main() -> None:
     )
     for label, (package, _) in versions.items():
         print(f"  mjvault{label or ''} from {package}")
-    print(f"{'command':42} {'best ms':>8} {'median ms':>10} {'x pass':>7} {'peak RSS':>9}")
+    # CPU time (user + system) is the steadier figure when other work shares the cores.
+    print(
+        f"{'command':42} {'wall ms: best':>13} {'median':>7} {'x pass':>7} "
+        f"{'CPU ms: best':>13} {'median':>7} {'peak RSS':>9}"
+    )
     for name in names:
         best, median = min(times[name]), statistics.median(times[name])
         print(
-            f"{name:42} {best:8.1f} {median:10.1f} {median / anchor:7.2f} "
+            f"{name:42} {best:13.1f} {median:7.1f} {median / anchor:7.2f} "
+            f"{min(cpu[name]):13.1f} {statistics.median(cpu[name]):7.1f} "
             f"{rss[name] / 1024:6.1f} MB"
         )
 
