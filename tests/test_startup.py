@@ -14,10 +14,10 @@ from pathlib import Path
 
 import click
 import pytest
-from conftest import CHEAP_KDF, PASSPHRASE, record_json
 
 from mjvault import Vault
 from mjvault.cli.root import COMMANDS, cli
+from tests.conftest import CHEAP_KDF, PASSPHRASE, record_json
 
 # Run the real entry point, then write the name of every imported module to MODULES_OUT.
 PROBE = """
