@@ -2,7 +2,7 @@
 """Start-up benchmark: whole-command wall time of small commands (issue 12).
 
     python scripts/bench/bench_startup.py [--jobs 100000] [--runs 15] [--workdir DIR]
-                                          [--against DIR] [--imports N] [--source]
+                                          [--against DIR] [--imports N]
 
 Runs, as a user would, the installed ``mjvault`` script next to this interpreter:
 ``mjvault --version``, ``mjvault --help``, ``mjvault log -n 20`` and ``mjvault search fox snow``
@@ -15,9 +15,10 @@ time in ms, the median's ratio to ``python -c pass``, best and median CPU time (
 system, steadier than wall time on a loaded machine) and each command's peak RSS.
 Targets (issue 12): ``--version`` <= 50 ms, ``log`` and ``search`` <= 100 ms at 100k jobs.
 
-The mjvault packages the commands import are first compiled to bytecode, as pip does when it installs a wheel: with PYTHONDONTWRITEBYTECODE set and no
-``__pycache__``, each command would compile every module it imports from source, which is
-not what a user's installed copy does. ``--source`` measures that case instead.
+The mjvault packages the commands import are first compiled to bytecode, as pip does when
+it installs a wheel: with PYTHONDONTWRITEBYTECODE set and no ``__pycache__`` in a checkout,
+each command would compile every mjvault module it imports from source, which an installed
+copy never does.
 
 ``--against DIR`` runs the same commands on another copy of the package too (e.g. the
 previous release), in the same rotation, so that both see the same noisy machine.
@@ -96,9 +97,6 @@ def main() -> None:
         help="also run the commands on the mjvault package in DIR (e.g. `git archive main "
         "mjvault | tar -x -C DIR`), alternating with this checkout's",
     )
-    parser.add_argument(
-        "--source", action="store_true", help="do not compile the package to bytecode first"
-    )
     args = parser.parse_args()
 
     import mjvault  # this checkout's package, as the installed `mjvault` script finds it
@@ -109,9 +107,8 @@ def main() -> None:
         # On PYTHONPATH, the other copy comes before the editable install's finder.
         other = args.against.resolve()
         versions[" (against)"] = (other / "mjvault", env | {"PYTHONPATH": str(other)})
-    if not args.source:
-        for package, _ in versions.values():
-            compileall.compile_dir(package, quiet=1)
+    for package, _ in versions.values():
+        compileall.compile_dir(package, quiet=1)
 
     vault_dir = args.workdir / f"search-{args.jobs}"
     if not (vault_dir / "config").exists():
@@ -156,7 +153,7 @@ def main() -> None:
     anchor = statistics.median(times[names[0]])
     print(
         f"{args.runs} runs each, alternating; vault {vault_dir} ({args.jobs} jobs); "
-        f"load {os.getloadavg()[0]:.1f}{'; from source, no bytecode' if args.source else ''}"
+        f"load {os.getloadavg()[0]:.1f}"
     )
     for label, (package, _) in versions.items():
         print(f"  mjvault{label or ''} from {package}")
