@@ -7,7 +7,7 @@ encrypted under a key derived from one passphrase with Argon2id. Adding, removin
 passphrase rewrites a key file and never touches an object.
 
 `cryptography` is imported by the functions that use it, never with this module: every vault
-loads this module, only an encrypted one needs AES or Argon2 (its import costs ~35 ms of each
+loads this module, only an encrypted one needs AES or Argon2 (its import costs ~8 ms of each
 command's start-up, issue 12).
 """
 
