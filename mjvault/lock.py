@@ -14,7 +14,6 @@ import fcntl
 import json
 import logging
 import os
-import socket
 import sys
 import time
 from pathlib import Path
@@ -75,6 +74,13 @@ def describe_holder(holder: dict[str, object] | None) -> str:
     )
 
 
+def _hostname() -> str:
+    # socket is imported by writers only: a command that reads never takes the lock.
+    import socket
+
+    return socket.gethostname()
+
+
 class WriteLock:
     def __init__(self, vault_root: Path, command: str | None = None) -> None:
         self.path = vault_root / "lock"
@@ -101,7 +107,7 @@ class WriteLock:
             log.warning("took over a stale lock left by %s", describe_holder(previous))
         note = {
             "pid": os.getpid(),
-            "host": socket.gethostname(),
+            "host": _hostname(),
             "time": time.time(),
             "command": self.command,
         }
@@ -125,7 +131,7 @@ class WriteLock:
             log.debug("the lock note was not written (%s); the lock is held", self.note_error)
 
     def _is_ours(self, holder: dict[str, object]) -> bool:
-        return holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()
+        return holder.get("pid") == os.getpid() and holder.get("host") == _hostname()
 
     def release(self) -> None:
         if self._fd is None:

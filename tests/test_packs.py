@@ -9,6 +9,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import lmdb
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -211,6 +212,33 @@ def test_the_pack_map_is_a_cache_rebuilt_from_the_trailers(vault: Vault) -> None
     assert sorted(e.job_id for e in again.entries())[-1] == "job-00079"
     assert again.store.packs.map().packs() == set(again.store.packs.names())
     again.close()
+
+
+def test_opening_the_pack_map_to_read_commits_nothing(vault: Vault) -> None:
+    """A command that only reads writes no transaction to the map: a commit syncs its file,
+    milliseconds of every `log` or `search`. A new map is still marked with its format."""
+
+    def last_transaction() -> int:
+        env = lmdb.open(str(vault.path / "index" / "packs"), max_dbs=8, readonly=True)
+        try:
+            return int(env.info()["last_txnid"])
+        finally:
+            env.close()
+
+    add_jobs(vault, 40)
+    vault.close()
+    before = last_transaction()
+    for _ in range(2):
+        with Vault.open(vault.path) as again:
+            assert b"number 7" in again.record_json(again.entry("job-00007"))
+    assert last_transaction() == before
+    shutil.rmtree(vault.path / "index" / "packs")
+    with Vault.open(vault.path) as again:
+        assert b"number 7" in again.record_json(again.entry("job-00007"))
+    env = lmdb.open(str(vault.path / "index" / "packs"), max_dbs=8, readonly=True)
+    with env.begin() as txn:
+        assert txn.get(b"format", db=env.open_db(b"meta", txn=txn)) == b"1"
+    env.close()
 
 
 def test_a_pack_published_but_not_mapped_is_found(vault: Vault, tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -13,17 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mjvault.config import (
-    Config,
-    LoadedConfig,
-    default_vault_finder,
-    load_config,
-    register_config_secrets,
-    resolve_vault_dir,
-)
 from mjvault.errors import ConfigError, VaultNotFound
 
+# The configuration loads when a command first asks for it, not when the CLI starts:
+# `--version` and `--help` never do (issue 12, start-up).
 if TYPE_CHECKING:
+    from mjvault.config import Config, LoadedConfig
     from mjvault.vault import Vault
 
 
@@ -53,6 +47,8 @@ class AppContext:
     def loaded_config(self) -> LoadedConfig:
         """The effective configuration with the origin of every value, vault layer included."""
         if self._loaded is None:
+            from mjvault.config import register_config_secrets
+
             vault_dir = self.find_vault_dir()
             self._loaded = self._load(vault_dir) if vault_dir is not None else self.base_config
             register_config_secrets(self._loaded)
@@ -77,6 +73,8 @@ class AppContext:
             self._base = self._loaded = self._vault_dir = None
 
     def _load(self, vault_dir: Path | None) -> LoadedConfig:
+        from mjvault.config import load_config
+
         overrides = dict(self.overrides)
         if self.vault_option:
             overrides["vault.path"] = self.vault_option
@@ -86,6 +84,8 @@ class AppContext:
     def find_vault_dir(self) -> Path | None:
         """The vault this command is about, or None (see resolve_vault_dir for the order)."""
         if self._vault_dir is None:
+            from mjvault.config import default_vault_finder, resolve_vault_dir
+
             found, _why = resolve_vault_dir(self.base_config, Path.cwd(), default_vault_finder())
             self._vault_dir = (found,)
         return self._vault_dir[0]
@@ -121,6 +121,8 @@ class AppContext:
     def emit(self, data: Any, human: Callable[[], None] | None = None) -> None:
         """Print ``data`` as JSON under --json, else call ``human`` (or print data plainly)."""
         if self.json_output:
+            import json
+
             click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
             self.emitted_json = True
         elif human is not None:
@@ -152,6 +154,9 @@ class AppContext:
     def progress(self, total: int | None, desc: str, unit: str = "it") -> Iterator[Any]:
         """A tqdm bar on a terminal; a no-op object elsewhere (pipes, --json, -q, CI)."""
         enabled = self.progress_enabled and not self.json_output and self.verbosity >= 0
+        if not enabled:
+            yield SilentBar(total)
+            return
         from tqdm import tqdm
 
         bar = tqdm(
@@ -167,6 +172,28 @@ class AppContext:
             yield bar
         finally:
             bar.close()
+
+
+class SilentBar:
+    """What a disabled tqdm bar does, nothing, without importing tqdm: it loads
+    importlib.metadata and multiprocessing, ~22 ms of start-up for output nobody watches."""
+
+    def __init__(self, total: float | None) -> None:
+        self.total = total  # callers may set it, and unit_scale, as on a tqdm bar
+        self.unit_scale = False
+        self.n = 0  # a disabled tqdm bar does not count either
+
+    def update(self, n: float | None = 1) -> None:
+        pass
+
+    def reset(self, total: float | None = None) -> None:
+        self.total = total
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def color_choice(*, no_color: bool, environ: Mapping[str, str], configured: str) -> bool | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from collections.abc import Iterable, Iterator
 
 import click
@@ -143,11 +142,13 @@ def facet_lines(counted: Facets) -> Iterator[str]:
 
 def _echo_json(query: str, total: int, rows: Iterable[JobSummary]) -> None:
     """``{"query", "total", "jobs"}`` as ``json.dumps(indent=2)`` writes it, a job at a time."""
+    from textwrap import indent  # --json only: not in every search's start-up
+
     head = json.dumps({"query": query, "total": total}, indent=2, ensure_ascii=False)
     click.echo(head[: -len("\n}")] + ',\n  "jobs": [', nl=False)
     first = True
     for row in rows:
         job = json.dumps(summary_json(row), indent=2, ensure_ascii=False)
-        click.echo(("\n" if first else ",\n") + textwrap.indent(job, "    "), nl=False)
+        click.echo(("\n" if first else ",\n") + indent(job, "    "), nl=False)
         first = False
     click.echo("]\n}" if first else "\n  ]\n}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +133,8 @@ def read_toml(path: Path) -> dict[str, Any] | None:
         raise ConfigError(f"{path}: is a directory, expected a TOML file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    import tomllib  # only where a file exists: most commands find none or one
+
     try:
         return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -239,6 +240,8 @@ def check_file(path: Path, layer: Layer) -> ParsedFile:
 
 def check_text(text: str, path: Path, layer: Layer) -> ParsedFile:
     """Validate ``text`` as the future content of ``path`` (`config edit` before it writes)."""
+    import tomllib
+
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -5,6 +5,10 @@ one encrypts objects (AES-256-GCM), one keys the BLAKE3 that names them, so name
 about content. The master secret is stored only wrapped: each key file under ``keys/`` holds it
 encrypted under a key derived from one passphrase with Argon2id. Adding, removing or changing a
 passphrase rewrites a key file and never touches an object.
+
+`cryptography` is imported by the functions that use it, never with this module: every vault
+loads this module, only an encrypted one needs AES or Argon2 (its import costs ~8 ms of each
+command's start-up, issue 12).
 """
 
 from __future__ import annotations
@@ -12,17 +16,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import blake3
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from mjvault.errors import CorruptObject, MjvaultError, WrongPassphrase
 from mjvault.store.codec import (
@@ -35,6 +34,9 @@ from mjvault.store.codec import (
     encode_payload,
 )
 from mjvault.store.fsutil import atomic_write
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEYFILE_VERSION = 1
 MASTER_SIZE = 32
@@ -51,6 +53,8 @@ class KdfParams:
     memory_cost_kib: int = 64 * 1024
 
     def derive(self, passphrase: str, salt: bytes) -> bytes:
+        from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
         kdf = Argon2id(
             salt=salt,
             length=32,
@@ -73,10 +77,10 @@ class VaultKeys:
 
     def __init__(self, master: bytes) -> None:
         self.naming_key = _hkdf(master, b"mjvault v1 object naming")
-        self._aead = AESGCM(_hkdf(master, b"mjvault v1 object encryption"))
+        self._aead = _aesgcm(_hkdf(master, b"mjvault v1 object encryption"))
         # Small texts kept outside objects (a view's file paths): their own keys, so nothing
         # sealed there can be passed off as an object, or the reverse.
-        self._text_aead = AESGCM(_hkdf(master, b"mjvault v1 text encryption"))
+        self._text_aead = _aesgcm(_hkdf(master, b"mjvault v1 text encryption"))
         self._text_naming = _hkdf(master, b"mjvault v1 text naming")
 
     def __repr__(self) -> str:
@@ -96,6 +100,9 @@ class VaultKeys:
         return MAGIC_ENCRYPTED + bytes((FRAME_VERSION, CIPHER_AES_256_GCM)) + nonce + sealed
 
     def open(self, object_id: str, data: bytes, dictionary: Dictionary | None = None) -> bytes:
+        # Imported with the keys already: here a lookup in sys.modules, not a load.
+        from cryptography.exceptions import InvalidTag
+
         header = 4 + 2 + NONCE_SIZE
         if data[:4] != MAGIC_ENCRYPTED or len(data) < header + 16:
             raise CorruptObject(f"object {object_id} is not an encrypted object")
@@ -116,6 +123,8 @@ class VaultKeys:
         of it. Each copy of a large object costs page faults that make up most of a plain
         ``open``'s time; ``verify --read-data`` of an encrypted vault is ~3x faster this way.
         """
+        from cryptography.exceptions import InvalidTag
+
         header = 4 + 2 + NONCE_SIZE
         if bytes(data[:4]) != MAGIC_ENCRYPTED or len(data) < header + 16:
             raise CorruptObject(f"object {object_id} is not an encrypted object")
@@ -141,6 +150,8 @@ class VaultKeys:
         return nonce + self._text_aead.encrypt(nonce, text.encode("utf-8"), context)
 
     def open_text(self, sealed: bytes, context: bytes) -> str:
+        from cryptography.exceptions import InvalidTag
+
         try:
             plain = self._text_aead.decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], context)
             return plain.decode("utf-8")
@@ -159,12 +170,22 @@ def _object_ad(object_id: str) -> bytes:
     return OBJECT_AD_PREFIX + object_id.encode("ascii")
 
 
+def _aesgcm(key: bytes) -> AESGCM:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
+
+
 def _hkdf(master: bytes, info: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(master)
 
 
 def new_master_secret() -> bytes:
-    return secrets.token_bytes(MASTER_SIZE)
+    # What the secrets module would read, without its import (hmac, OpenSSL) in every command.
+    return os.urandom(MASTER_SIZE)
 
 
 def _b64(data: bytes) -> str:
@@ -185,8 +206,8 @@ def write_keyfile(
     salt = os.urandom(16)
     nonce = os.urandom(NONCE_SIZE)
     wrapping_key = params.derive(passphrase, salt)
-    key_id = secrets.token_hex(8)
-    wrapped = AESGCM(wrapping_key).encrypt(nonce, master, KEYFILE_AD + key_id.encode("ascii"))
+    key_id = os.urandom(8).hex()
+    wrapped = _aesgcm(wrapping_key).encrypt(nonce, master, KEYFILE_AD + key_id.encode("ascii"))
     document = {
         "version": KEYFILE_VERSION,
         "id": key_id,
@@ -237,6 +258,8 @@ def list_keyfiles(keys_dir: Path) -> list[KeyFileInfo]:
 
 def unwrap_master(keys_dir: Path, passphrase: str) -> tuple[bytes, str]:
     """Try every key file; the first that opens with ``passphrase`` gives the master secret."""
+    from cryptography.exceptions import InvalidTag
+
     tried = 0
     for info in list_keyfiles(keys_dir):
         try:
@@ -251,7 +274,7 @@ def unwrap_master(keys_dir: Path, passphrase: str) -> tuple[bytes, str]:
             )
             wrapping_key = params.derive(passphrase, _unb64(kdf_doc["salt"]))
             ad = KEYFILE_AD + str(doc["id"]).encode("ascii")
-            master = AESGCM(wrapping_key).decrypt(_unb64(doc["nonce"]), _unb64(doc["wrapped"]), ad)
+            master = _aesgcm(wrapping_key).decrypt(_unb64(doc["nonce"]), _unb64(doc["wrapped"]), ad)
         except InvalidTag:
             tried += 1
             continue

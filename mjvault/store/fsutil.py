@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
+import functools
 import os
 import re
-import secrets
 from pathlib import Path
+from typing import Any
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-_syncfs = getattr(_libc, "syncfs", None)
-_sync_file_range = getattr(_libc, "sync_file_range", None)
-if _sync_file_range is not None:
-    _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
 SYNC_FILE_RANGE_WRITE = 2
 # errno values that are always about the file being written, never the one being read.
 WRITE_SIDE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
@@ -58,15 +52,32 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+@functools.cache
+def _libc_calls() -> tuple[Any, Any]:
+    """The C library's syncfs and sync_file_range (None where it lacks one), loaded by the
+    first write: ctypes and the library search cost every command ~5 ms of start-up."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    sync_file_range = getattr(libc, "sync_file_range", None)
+    if sync_file_range is not None:
+        sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return getattr(libc, "syncfs", None), sync_file_range
+
+
 def sync_filesystem(path: Path) -> None:
     """Flush every dirty page of the file system holding ``path``: one call for a whole batch.
 
     One syncfs costs about what one fsync does, so a batch of N objects pays once, not N times.
     """
-    if _syncfs is not None:
+    syncfs, _ = _libc_calls()
+    if syncfs is not None:
+        import ctypes  # loaded with the library
+
         fd = os.open(path, os.O_RDONLY)
         try:
-            if _syncfs(fd) == 0:
+            if syncfs(fd) == 0:
                 return
             err = ctypes.get_errno()
         finally:
@@ -84,8 +95,9 @@ def start_writeback(fd: int) -> None:
     Only a head start for a later :func:`sync_filesystem`, never a durability guarantee (it
     does not flush metadata or the disk's cache), so failure or absence is ignored.
     """
-    if _sync_file_range is not None:
-        _sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
+    _, sync_file_range = _libc_calls()
+    if sync_file_range is not None:
+        sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
 
 
 _TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
@@ -98,7 +110,8 @@ def is_temp_name(name: str) -> bool:
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` so a crash leaves the old file or the new, never a mix."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    # os.urandom, as the secrets module has it, without that module's import (hmac, OpenSSL).
+    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +43,8 @@ from mjvault.store.packs import (
 )
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from mjvault.index.packmap import Location
 
 OBJECT_ID_LEN = 64
@@ -607,7 +607,7 @@ class WriteBatch:
         return frame_plain(plaintext, compress=compress)
 
     def _tmp_path(self, hint: str) -> Path:
-        return self.store.tmp_dir / f"{hint[:16]}.{secrets.token_hex(6)}.tmp"
+        return self.store.tmp_dir / f"{hint[:16]}.{os.urandom(6).hex()}.tmp"
 
     def _stage(
         self, object_id: str, data: bytes | memoryview, buffer: bytearray | None = None
@@ -621,6 +621,9 @@ class WriteBatch:
             self._retire_oldest()
         self._raise_failure()
         if self._stager is None:
+            # Imported by the first writer that stages, not by every command that reads.
+            from concurrent.futures import ThreadPoolExecutor
+
             self._stager = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mjvault-stage")
         tmp = self._tmp_path(object_id)
         future = self._stager.submit(_write_new_file, tmp, data)
