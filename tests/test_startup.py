@@ -198,3 +198,20 @@ def test_a_bar_nobody_watches_does_what_a_disabled_tqdm_bar_does() -> None:
             bar.refresh()
             assert (bar.n, bar.total) == (0, 30)
             bar.close()
+
+
+@pytest.mark.parametrize("xdg", [None, "", "   ", "/tmp/somewhere else"])
+def test_the_user_config_path_is_platformdirs_own(
+    xdg: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linux's rule is written out to spare start-up the import; it must stay platformdirs'."""
+    import platformdirs
+
+    from mjvault.config.loader import user_config_path
+
+    if xdg is None:
+        monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_CONFIG_HOME", xdg)
+    expected = Path(platformdirs.user_config_dir("mjvault", appauthor=False)) / "config.toml"
+    assert user_config_path({}) == expected

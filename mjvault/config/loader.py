@@ -11,12 +11,11 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import platformdirs
 
 from mjvault.config.schema import SECTIONS, SETTINGS, Config, Setting, build_config
 from mjvault.config.suggest import closest, did_you_mean
@@ -105,6 +104,13 @@ def user_config_path(environ: Mapping[str, str]) -> Path:
     explicit = environ.get("MJVAULT_CONFIG")
     if explicit:
         return Path(explicit).expanduser()
+    if sys.platform.startswith("linux"):
+        # platformdirs' rule on Linux (the XDG base directory spec), without its import:
+        # ~7 ms of every command's start-up, for one path. Elsewhere it knows best.
+        base = os.environ.get("XDG_CONFIG_HOME", "").strip() or os.path.expanduser("~/.config")
+        return Path(base) / "mjvault" / "config.toml"
+    import platformdirs
+
     return Path(platformdirs.user_config_dir("mjvault", appauthor=False)) / "config.toml"
 
 
