@@ -47,7 +47,9 @@ MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
 NEW_ENV_ROOM = 256 << 10  # free bytes a new environment needs: its lock file and first pages
 RELEASE_EVERY = 16  # lookups between two releases of the map's resident pages
 WALK_RELEASE_EVERY = 1024  # keys of an in-order walk between two releases (a few MB mapped)
-SUMMARY_WEIGHT = 8  # a search's summary lookups: one release every 128 (8 MB mapped at most)
+# A search's reads of summaries and lists, which land anywhere in the file: one release
+# every 128 of them (8 MB mapped at most).
+SUMMARY_WEIGHT = 8
 # Keys one write transaction of Index.apply sets or deletes before it commits and the next
 # begins: each may dirty a 4 KiB page of its own (and its branch pages) in a large index,
 # and LMDB keeps the most pages any transaction dirtied for the rest of the run. At 1,024
@@ -866,7 +868,9 @@ class IndexReader:
 
     def posting_list(self, table: bytes, part: bytes) -> BitMap:
         """The jobs under one exact ``part`` (a word, a type, a ``name=value``, a user)."""
-        return bitmaps.read_list(self._cursor(table), part)
+        jobs = bitmaps.read_list(self._cursor(table), part)
+        self._looked_up_one(SUMMARY_WEIGHT)  # facets read hundreds of lists
+        return jobs
 
     def count(self, table: bytes, part: bytes) -> int:
         """How many jobs a posting list holds."""
@@ -888,7 +892,9 @@ class IndexReader:
                 return
             walk = cursor.iternext()
         for key, value in walk:
-            yield bitmaps.day_from_key(bytes(key)), bitmaps.load(value)
+            day = bitmaps.day_from_key(bytes(key)), bitmaps.load(value)
+            self._looked_up_one(SUMMARY_WEIGHT)  # a walk of every day maps its neighbours too
+            yield day
 
     def day_count(self) -> int:
         return int(self.txn.stat(self.dbs[b"days"])["entries"])
@@ -902,7 +908,9 @@ class IndexReader:
             day = bitmaps.day_from_key(bytes(key))
             if day > high:
                 return
-            yield day, bitmaps.load(value)
+            jobs = bitmaps.load(value)
+            self._looked_up_one(SUMMARY_WEIGHT)
+            yield day, jobs
 
     def docs(self, docs: Iterable[int]) -> Iterator[tuple[int, int, bytes]]:
         """(µs, document number, job id) of each number that has a job, in the order given."""
@@ -913,7 +921,7 @@ class IndexReader:
             value = get(pack(doc))
             if value is not None:
                 yield unpack(value)[0], doc, bytes(value[DOC_ID_AT:])
-            self._looked_up_one()
+            self._looked_up_one(SUMMARY_WEIGHT)  # numbers are in no order of the file's
 
     def _looked_up_one(self, weight: int = 1) -> None:
         """Count a lookup over every call: a walk asks a day's jobs at a time, and the
@@ -937,7 +945,7 @@ class IndexReader:
             if value is not None:
                 micros, length = unpack(value)
                 yield micros, doc, length
-            self._looked_up_one()
+            self._looked_up_one(SUMMARY_WEIGHT)  # numbers are in no order of the file's
 
     def job_ids(self, docs: Iterable[int]) -> Iterator[bytes]:
         for _, _, job_id in self.docs(docs):
