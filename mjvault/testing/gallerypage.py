@@ -21,6 +21,16 @@ from mjvault.find.gallery.chunks import CALL, CHUNK_DIR, read_head
 MONITOR = """
 (() => {
   const m = window.__monitor = { longest: 0, longTasks: 0, maxGap: 0, frames: 0, last: 0 };
+  // Chunk files asked for, counted as their script elements are added (resource timing
+  // leaves out file:// URLs).
+  m.chunks = 0;
+  new MutationObserver((records) => {
+    for (const record of records) {
+      for (const node of record.addedNodes) {
+        if (node.tagName === "SCRIPT" && node.src.includes("/chunks/")) m.chunks++;
+      }
+    }
+  }).observe(document, { childList: true, subtree: true });
   m.reset = () => { m.longest = 0; m.longTasks = 0; m.maxGap = 0; m.frames = 0; m.last = 0; };
   try {
     new PerformanceObserver((list) => {
@@ -110,13 +120,15 @@ def scroll_to_end(
 
 def figures(page: Any) -> dict[str, Any]:
     """What the page holds and how long it froze: tiles and elements in the DOM, the
-    longest long task and the longest frame gap (ms) since the monitor was last reset, and
-    the JS heap in use after a garbage collection."""
+    longest long task and the longest frame gap (ms) since the monitor was last reset, the
+    chunk files loaded since the page opened, and the JS heap in use after a garbage
+    collection."""
     found: dict[str, Any] = page.evaluate(
         "({ tiles: document.querySelectorAll('.tile').length,"
         " elements: document.getElementsByTagName('*').length,"
         " longest: __monitor.longest, long_tasks: __monitor.longTasks,"
-        " max_gap: __monitor.maxGap, frames: __monitor.frames })"
+        " max_gap: __monitor.maxGap, frames: __monitor.frames,"
+        " chunks_loaded: __monitor.chunks })"
     )
     session = page.context.new_cdp_session(page)
     try:

@@ -262,6 +262,7 @@ def main() -> None:
         print("  " + summary("tiles in the DOM", [f["tiles"] for f in done], ""))
         print("  " + summary("elements in the DOM", [f["elements"] for f in done], ""))
         print("  " + summary("JS heap", [f["heap"] / mib for f in done], " MiB", 1))
+        print("  " + summary("chunk files loaded", [f["chunks_loaded"] for f in done], ""))
     search_and_lightbox(out)
 
 
