@@ -137,3 +137,51 @@ def figures(page: Any) -> dict[str, Any]:
     finally:
         session.detach()
     return found
+
+
+# The tiles on screen below the header: [k, top, bottom, left, waiting], and the screen's bounds.
+_ON_SCREEN = """
+(() => {
+  const header = document.querySelector("header").getBoundingClientRect().bottom;
+  const tiles = [...document.querySelectorAll(".tile")].map((t) => {
+    const r = t.getBoundingClientRect();
+    return [+t.dataset.k, r.top, r.bottom, r.left, t.classList.contains("waiting")];
+  }).filter((t) => t[2] > header && t[1] < innerHeight);
+  return { header, height: innerHeight, tiles };
+})()
+"""
+
+
+def screen_faults(page: Any, total: int) -> list[str]:
+    """What is wrong with the screen as a user sees it, once its chunks have loaded: tiles
+    still waiting for their chunk, tiles out of order, a hole (a missing tile, or a band of
+    the screen with no row). Empty when the screen is whole."""
+    seen = page.evaluate(_ON_SCREEN)
+    tiles = sorted(seen["tiles"], key=lambda t: (round(t[1]), t[3]))
+    if not tiles:
+        return ["no tile on screen"]
+    faults = []
+    ks = [t[0] for t in tiles]
+    if any(t[4] for t in tiles):
+        faults.append(f"{sum(t[4] for t in tiles)} tiles waiting for their chunk")
+    if ks != sorted(ks):
+        faults.append("tiles out of order")
+    if ks != list(range(ks[0], ks[0] + len(ks))):
+        faults.append(f"tiles missing between {ks[0]} and {ks[-1]}")
+    tops = sorted({round(t[1]) for t in tiles})
+    side = tiles[0][2] - tiles[0][1]
+    bands = (
+        [seen["header"], *tops, seen["height"]] if ks[-1] < total - 1 else [seen["header"], *tops]
+    )
+    if any(b - a > side + 10 for a, b in zip(bands, bands[1:], strict=False)):
+        faults.append(f"a band with no row: rows at {tops}")
+    return faults
+
+
+def faults_after_loading(page: Any, total: int, timeout: float = 30) -> list[str]:
+    """:func:`screen_faults` once they are gone, or as they still are after ``timeout``
+    seconds: a scroll is seen and its chunks load a moment after the scroll itself."""
+    deadline = time.perf_counter() + timeout
+    while (faults := screen_faults(page, total)) and time.perf_counter() < deadline:
+        page.wait_for_timeout(50)
+    return faults

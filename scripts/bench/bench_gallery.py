@@ -20,7 +20,8 @@ after a garbage collection. Screenshots of the top, the middle and the end land 
 Then one search as you type and the lightbox.
 
 ``--page-only`` copies the page's static files over the built gallery instead of building it
-again (to measure a change to the page alone).
+again (to measure a change to the page alone); ``--as-is`` opens the built gallery as it is
+(a copy whose static files are an older page's, to measure that page on the same data).
 """
 
 from __future__ import annotations
@@ -195,6 +196,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=300, help="seconds to reach the end")
     parser.add_argument("--page-only", action="store_true")
+    parser.add_argument(
+        "--as-is", action="store_true", help="open the gallery in WORKDIR as it is (an older page)"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from mjvault.testing.gallerypage import build_many
@@ -219,7 +223,9 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
         )
     out = args.workdir / f"gallery-{args.jobs}-html"
-    if args.page_only and (out / "data.js").exists():
+    if args.as_is:
+        pass
+    elif args.page_only and (out / "data.js").exists():
         for name in ("index.html", "gallery.css", "gallery.js"):
             data = resources.files("mjvault.find.gallery").joinpath("static", name).read_bytes()
             (out / name).write_bytes(data)

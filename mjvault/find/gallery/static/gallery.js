@@ -14,6 +14,10 @@
   var AHEAD = 1.5; // screens of rows made above and below the viewport
   var LOADS = 2; // chunk files loading at once for the grid
   var GAP = 6, PAD = 8; // px between tiles and around the grid (gallery.css: #grid)
+  // Browsers stop laying out near 2^24 px (Firefox ~17.9M, Chromium 33.5M): 100k jobs in two
+  // columns are taller. Past this height the grid keeps it and the scrollbar is mapped onto
+  // the rows in proportion (see contentTop). A test may lower it before the page runs.
+  var MAX_HEIGHT = window.MJVAULT_MAX_HEIGHT || 8000000;
 
   function fold(text) {
     // Case- and accent-insensitive, like `mjvault search`.
@@ -125,6 +129,8 @@
   var video = document.getElementById("video");
   var shown = new Map(); // tile number -> element, only those near the viewport
   var columns = 1, size = 0, pitch = 1; // tiles a row, a tile's side, a row's height (px)
+  var natural = 0, height = 0; // the rows' height, and the grid's (at most MAX_HEIGHT)
+  var shift = 0; // grid position minus row position, for the rows on screen (0 unless capped)
   var current = -1;
   var currentJob = null;
 
@@ -155,7 +161,26 @@
   }
   function resize() {
     var rows = Math.ceil(total / columns);
-    grid.style.height = (rows ? 2 * PAD + rows * pitch - GAP : 0) + "px";
+    natural = rows ? 2 * PAD + rows * pitch - GAP : 0;
+    height = Math.min(natural, MAX_HEIGHT);
+    grid.style.height = height + "px";
+  }
+  // How far down the rows the top of the screen is, for a scroll of s px into the grid: s
+  // itself, unless the grid is capped; then the grid's scrollable range is spread over the
+  // rows', so that the top shows the first row and the bottom the last.
+  function contentTop(s) {
+    var room = height - window.innerHeight;
+    if (natural <= height || s <= 0 || room <= 0) return s;
+    return Math.min(s, room) * (natural - window.innerHeight) / room;
+  }
+  function scrollFor(v) {
+    var room = height - window.innerHeight;
+    if (natural <= height || v <= 0 || room <= 0) return v;
+    return v * room / (natural - window.innerHeight);
+  }
+  function position(el, k) {
+    el.style.transform = "translate(" + (PAD + (k % columns) * pitch) + "px," +
+      (PAD + Math.floor(k / columns) * pitch + shift) + "px)";
   }
 
   function tile(k) {
@@ -163,8 +188,7 @@
     var el = document.createElement("button");
     el.className = "tile";
     el.dataset.k = k;
-    el.style.transform = "translate(" + (PAD + (k % columns) * pitch) + "px," +
-      (PAD + Math.floor(k / columns) * pitch) + "px)";
+    position(el, k);
     el.style.width = el.style.height = size + "px";
     if (!job) { el.classList.add("waiting"); el.chunk = at[0]; return el; }
     var image = job.images[i];
@@ -190,8 +214,12 @@
 
   // Make the rows near the viewport and drop the others; ask for the chunks their tiles need.
   function render() {
-    var top = grid.getBoundingClientRect().top, screen = window.innerHeight;
-    var y0 = -top - AHEAD * screen - PAD, y1 = -top + (1 + AHEAD) * screen - PAD;
+    var s = -grid.getBoundingClientRect().top, screen = window.innerHeight, v = contentTop(s);
+    if (s - v !== shift) {
+      shift = s - v;
+      shown.forEach(position);
+    }
+    var y0 = v - AHEAD * screen - PAD, y1 = v + (1 + AHEAD) * screen - PAD;
     var first = Math.max(0, Math.floor(y0 / pitch) * columns);
     var end = Math.min(total, Math.max(0, Math.ceil(y1 / pitch) * columns));
     shown.forEach(function (el, k) {
@@ -350,8 +378,8 @@
   function relayout() {
     // The grid's width changed (the window, or the scrollbar appearing): tiles take their
     // new size and the tile at the top of the screen stays there.
-    var top = grid.getBoundingClientRect().top;
-    var k = Math.max(0, Math.floor((-top - PAD + GAP) / pitch)) * columns; // its gap above
+    var v = contentTop(-grid.getBoundingClientRect().top);
+    var k = Math.max(0, Math.floor((v - PAD + GAP) / pitch)) * columns; // its gap above
     var was = size;
     measure();
     if (size === was) return;
@@ -359,8 +387,8 @@
     shown.forEach(function (el) { el.remove(); });
     shown.clear();
     if (k > 0) {
-      window.scrollTo(0, window.scrollY + grid.getBoundingClientRect().top + PAD +
-        Math.floor(k / columns) * pitch);
+      window.scrollTo(0, window.scrollY + grid.getBoundingClientRect().top +
+        scrollFor(PAD + Math.floor(k / columns) * pitch));
     }
     render();
   }
