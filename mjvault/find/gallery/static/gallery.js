@@ -131,6 +131,7 @@
   var columns = 1, size = 0, pitch = 1; // tiles a row, a tile's side, a row's height (px)
   var natural = 0, height = 0; // the rows' height, and the grid's (at most MAX_HEIGHT)
   var shift = 0; // grid position minus row position, for the rows on screen (0 unless capped)
+  var reach = 0; // tiles up to here would be near the viewport (made, once listed)
   var current = -1;
   var currentJob = null;
 
@@ -222,6 +223,7 @@
     var y0 = v - AHEAD * screen - PAD, y1 = v + (1 + AHEAD) * screen - PAD;
     var first = Math.max(0, Math.floor(y0 / pitch) * columns);
     var end = Math.min(total, Math.max(0, Math.ceil(y1 / pitch) * columns));
+    reach = Math.max(0, Math.ceil(y1 / pitch) * columns);
     shown.forEach(function (el, k) {
       if (k < first || k >= end) { el.remove(); shown.delete(k); }
     });
@@ -267,6 +269,7 @@
 
   // Read the next chunk for a search: its matching images join the listing. One chunk at a
   // time (the page stays responsive); each is parsed, tested and then may be dropped.
+  var grown = 0; // when the search last grew the grid
   function scanNext() {
     if (scanning || scanned >= chunks.length) return;
     scanning = true;
@@ -284,6 +287,12 @@
       if (picks.length) {
         runs.push({ c: c, first: total, n: picks.length / 2, picks: Int32Array.from(picks) });
         total += picks.length / 2;
+      }
+      // The grid grows (and shows the new rows if they are near the viewport) a few times a
+      // second, not at every chunk: each time costs the page a layout.
+      var now = Date.now();
+      if (scanned >= chunks.length || now - grown > 250 || (picks.length && total - picks.length / 2 < reach)) {
+        grown = now;
         resize();
         render();
       }
