@@ -123,6 +123,7 @@ def test_the_gallery_scrolls_to_its_last_job_in_chromium(
     )
     assert report.jobs == jobs
     k, prompt = last_tile(out)
+    browsing = time.perf_counter()
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=LAUNCH_ARGS)
         try:
@@ -140,3 +141,4 @@ def test_the_gallery_scrolls_to_its_last_job_in_chromium(
                 page.close()
         finally:
             browser.close()
+    print(f"browser {time.perf_counter() - browsing:.1f} s")
