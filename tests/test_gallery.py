@@ -426,3 +426,44 @@ def test_a_large_thumbs_json_is_read_a_block_at_a_time(tmp_path: Path) -> None:
         assert cache.get(f"{4_321:064x}", 321) == (f"{4_321 * 7:064x}", "jpg")
         assert cache.get(f"{8_999:064x}", 321) == (f"{8_999 * 7:064x}", "webp")
     assert not old.exists()
+
+
+def test_a_missing_chunk_file_shows_its_tiles_as_unreadable(tmp_path: Path) -> None:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    vault = Vault.init(tmp_path / "vault")
+    _fill_many(vault, 150)
+    out = tmp_path / "gallery"
+    build_gallery(vault, out, chunk_jobs=8)
+    vault.close()
+    chunks = _data(out)["chunks"]
+    (out / "chunks" / f"{chunks[1][0]}.js").unlink()  # a gallery made again meanwhile, say
+    lost = range(chunks[0][2], chunks[0][2] + chunks[1][2])
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 800, "height": 600})
+            page.goto((out / "index.html").as_uri())
+            page.wait_for_function(
+                "document.getElementById('count').textContent.endsWith(' · 1 part missing')",
+                polling=50,
+                timeout=15_000,
+            )
+            # Its tiles say so, and wait for nothing; the tiles around them are whole.
+            page.wait_for_function(
+                "!document.querySelector('.tile.waiting')", polling=50, timeout=15_000
+            )
+            for k in (lost[0] - 1, *lost, lost[-1] + 1):
+                text = page.inner_text(f'.tile[data-k="{k}"]')
+                assert (text == "?") == (k in lost), k
+            page.click(f'.tile[data-k="{lost[0]}"]')  # nothing to show: no lightbox
+            page.wait_for_timeout(200)
+            assert page.is_hidden("#lightbox")
+            after = lost[-1] + 1  # newest job first: tile k is job 149 - k
+            page.click(f'.tile[data-k="{after}"]')
+            page.wait_for_selector("#lightbox:not([hidden])")
+            assert page.inner_text("#job") == f"many-{149 - after:04d}"
+        finally:
+            browser.close()

@@ -14,7 +14,7 @@
   var AHEAD = 1.5; // screens of rows made above and below the viewport
   var LOADS = 2; // chunk files loading at once for the grid
   var GAP = 6, PAD = 8; // px between tiles and around the grid (gallery.css: #grid)
-  // Browsers stop laying out near 2^24 px (Firefox ~17.9M, Chromium 33.5M): 100k jobs in two
+  // Browsers stop laying out near 2^24-2^25 px (Firefox ~17.9M, Chromium 33.5M): 100k jobs in two
   // columns are taller. Past this height the grid keeps it and the scrollbar is mapped onto
   // the rows in proportion (see contentTop). A test may lower it before the page runs.
   var MAX_HEIGHT = window.MJVAULT_MAX_HEIGHT || 8000000;
@@ -70,7 +70,7 @@
       script.remove();
       var rows = arrived[c];
       delete arrived[c];
-      if (!rows) { missing++; rows = []; } // gone (the gallery made again meanwhile?)
+      if (!rows) { missing++; rows = []; setTimeout(update, 0); } // gone (made again meanwhile?)
       var jobs = rows.map(toJob);
       // Where each of the chunk's tiles comes from: job and image, two numbers a tile.
       var n = 0;
@@ -110,13 +110,15 @@
     }
     return runs[lo];
   }
-  // Tile k: [chunk, job, image], the job null while its chunk is not parsed.
+  // Tile k: [chunk, job, image], the job null while its chunk is not parsed, and undefined
+  // when the chunk is parsed without it (its file would not load).
   function place(k) {
     var run = runOf(k), o = k - run.first, jobs = parsed.get(run.c);
     if (!jobs) return [run.c, null, 0];
+    if (o >= jobs.at.length / 2 && !run.picks) return [run.c, undefined, 0];
     var j = run.picks ? run.picks[2 * o] : jobs.at[2 * o];
     var i = run.picks ? run.picks[2 * o + 1] : jobs.at[2 * o + 1];
-    return [run.c, jobs[j] || null, i];
+    return [run.c, jobs[j], i];
   }
 
   // -- the grid -----------------------------------------------------------------------------
@@ -191,7 +193,8 @@
     el.dataset.k = k;
     position(el, k);
     el.style.width = el.style.height = size + "px";
-    if (!job) { el.classList.add("waiting"); el.chunk = at[0]; return el; }
+    if (job === null) { el.classList.add("waiting"); el.chunk = at[0]; return el; }
+    if (!job) { el.classList.add("video"); el.textContent = "?"; return el; }
     var image = job.images[i];
     el.title = job.prompt;
     if (image[2] === "mp4" || !image[0]) {
@@ -408,7 +411,8 @@
   function show(k) {
     if (k < 0 || k >= total) return;
     var at = place(k);
-    if (!at[1]) {
+    if (at[1] === undefined) return; // its chunk file would not load
+    if (at[1] === null) {
       var g = generation;
       load(at[0], function () { if (g === generation) show(k); });
       return;
