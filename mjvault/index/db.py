@@ -914,13 +914,25 @@ class IndexReader:
 
     def docs(self, docs: Iterable[int]) -> Iterator[tuple[int, int, bytes]]:
         """(µs, document number, job id) of each number that has a job, in the order given."""
+        unpack = _MICROS.unpack_from
+        for doc, value in self._entries(docs):
+            yield unpack(value)[0], doc, bytes(value[DOC_ID_AT:])
+
+    def lengths(self, docs: Iterable[int]) -> Iterator[tuple[int, int, int]]:
+        """(µs, document number, prompt length in words) of each number that has a job."""
+        unpack = _TIME_AND_LENGTH.unpack_from
+        for doc, value in self._entries(docs):
+            micros, length = unpack(value)
+            yield micros, doc, length
+
+    def _entries(self, docs: Iterable[int]) -> Iterator[tuple[int, memoryview | bytes]]:
+        """(document number, its ``docs`` value) of each number that has a job."""
         get = self._cursor(b"docs").get
         pack = bitmaps.doc_key
-        unpack = _MICROS.unpack_from
         for doc in docs:
             value = get(pack(doc))
             if value is not None:
-                yield unpack(value)[0], doc, bytes(value[DOC_ID_AT:])
+                yield doc, value
             self._looked_up_one(SUMMARY_WEIGHT)  # numbers are in no order of the file's
 
     def _looked_up_one(self, weight: int = 1) -> None:
@@ -934,18 +946,6 @@ class IndexReader:
             self._looked_up // WALK_RELEASE_EVERY
         ):
             self._pages.release()
-
-    def lengths(self, docs: Iterable[int]) -> Iterator[tuple[int, int, int]]:
-        """(µs, document number, prompt length in words) of each number that has a job."""
-        get = self._cursor(b"docs").get
-        pack = bitmaps.doc_key
-        unpack = _TIME_AND_LENGTH.unpack_from
-        for doc in docs:
-            value = get(pack(doc))
-            if value is not None:
-                micros, length = unpack(value)
-                yield micros, doc, length
-            self._looked_up_one(SUMMARY_WEIGHT)  # numbers are in no order of the file's
 
     def job_ids(self, docs: Iterable[int]) -> Iterator[bytes]:
         for _, _, job_id in self.docs(docs):

@@ -21,8 +21,10 @@ from mjvault.index.query import Query
 from mjvault.index.search import exact_matches
 
 FACETS = ("type", "model", "ar", "month")
-# Parameters whose values name the model, with the query term that selects a value.
-MODEL_PARAMS = (("version", "v"), ("niji", "niji"))
+# Parameters whose values name the model: (name, the query term that selects a value, what
+# its label starts with).
+MODEL_PARAMS = (("version", "v", ""), ("niji", "niji", "niji "))
+ASPECT_PARAMS = (("ar", "ar", ""),)
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,8 @@ def facet_counts(index: Index, query: Query) -> Facets:
         docs = exact_matches(reader, query)
         values = {
             "type": _by_count(_type_counts(reader, docs)),
-            "model": _by_count(_model_counts(reader, docs)),
-            "ar": _by_count(_param_counts(reader, docs, "ar", "ar")),
+            "model": _by_count(_param_counts(reader, docs, MODEL_PARAMS)),
+            "ar": _by_count(_param_counts(reader, docs, ASPECT_PARAMS)),
             "month": list(_month_counts(reader, docs)),
         }
         return Facets(total=len(docs), values=values)
@@ -83,25 +85,16 @@ def _type_counts(reader: IndexReader, docs: BitMap) -> list[FacetValue]:
     ]
 
 
-def _param_counts(reader: IndexReader, docs: BitMap, name: str, term: str) -> list[FacetValue]:
+def _param_counts(
+    reader: IndexReader, docs: BitMap, params: tuple[tuple[str, str, str], ...]
+) -> list[FacetValue]:
+    """Counts of each value of ``params`` ((name, query term, label prefix) each), then of
+    the jobs with none of them."""
     found: list[FacetValue] = []
     covered = BitMap()
-    for value, count, jobs in _list_counts(reader, docs, b"params", f"{name}=".encode()):
-        found.append(FacetValue(value, count, f"{term}:{_quoted(value)}"))
-        covered |= jobs
-    missing = len(docs) - docs.intersection_cardinality(covered)
-    if missing:
-        found.append(FacetValue(None, missing, None))
-    return found
-
-
-def _model_counts(reader: IndexReader, docs: BitMap) -> list[FacetValue]:
-    found: list[FacetValue] = []
-    covered = BitMap()
-    for name, term in MODEL_PARAMS:
+    for name, term, label in params:
         for value, count, jobs in _list_counts(reader, docs, b"params", f"{name}=".encode()):
-            label = value if name == "version" else f"niji {value}"
-            found.append(FacetValue(label, count, f"{term}:{_quoted(value)}"))
+            found.append(FacetValue(label + value, count, f"{term}:{_quoted(value)}"))
             covered |= jobs
     missing = len(docs) - docs.intersection_cardinality(covered)
     if missing:
