@@ -112,12 +112,18 @@ def test_cli_reports_and_refuses_the_vault_itself(vault: Vault, tmp_path: Path) 
 
 
 # -- a real browser ------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", ["plain", "encrypted"])
-def test_gallery_in_chromium(kind: str, tmp_path: Path) -> None:
+def _browser() -> tuple[str, Any]:
+    """Debian's chromium and Playwright's sync API, or a skip saying which is missing."""
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    return chromium, sync_api
+
+
+@pytest.mark.parametrize("kind", ["plain", "encrypted"])
+def test_gallery_in_chromium(kind: str, tmp_path: Path) -> None:
+    chromium, sync_api = _browser()
     if kind == "plain":
         vault = Vault.init(tmp_path / "vault")
     else:
@@ -206,10 +212,7 @@ def test_the_count_names_jobs_without_images(vault: Vault, tmp_path: Path) -> No
 
 
 def test_gallery_type_filter_takes_the_words_search_takes(tmp_path: Path) -> None:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    chromium, sync_api = _browser()
     vault = Vault.init(tmp_path / "vault")
     with vault.writer("test") as writer:
         for i, (key, kind) in enumerate(
@@ -301,10 +304,7 @@ def test_an_old_thumbs_json_is_migrated_once(vault: Vault, tmp_path: Path) -> No
 
 
 def test_chunked_gallery_in_chromium(tmp_path: Path) -> None:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    chromium, sync_api = _browser()
     vault = Vault.init(tmp_path / "vault")
     _fill_many(vault, 150)
     out = tmp_path / "gallery"
@@ -429,10 +429,7 @@ def test_a_large_thumbs_json_is_read_a_block_at_a_time(tmp_path: Path) -> None:
 
 
 def test_a_missing_chunk_file_shows_its_tiles_as_unreadable(tmp_path: Path) -> None:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    chromium, sync_api = _browser()
     vault = Vault.init(tmp_path / "vault")
     _fill_many(vault, 150)
     out = tmp_path / "gallery"
