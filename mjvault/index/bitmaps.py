@@ -126,9 +126,6 @@ class Changes:
         self._lists: dict[tuple[bytes, bytes], tuple[BitMap, BitMap]] = {}
         self.numbers = 0
 
-    def __len__(self) -> int:
-        return len(self._lists)
-
     def _entry(self, table: bytes, key: bytes) -> tuple[BitMap, BitMap]:
         entry = self._lists.get((table, key))
         if entry is None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, cast
 
@@ -91,10 +92,19 @@ class JobSummary:
         """µs since epoch of the enqueue time; 0 when unknown."""
         return int(self.time.timestamp() * 1_000_000) if self.time else 0
 
+    @cached_property
+    def _tokens(self) -> list[str]:
+        # Asked by lists() and doc_entry() for every job an update writes: tokenized once.
+        return tokenize(self.prompt)
+
+    @property
+    def length(self) -> int:
+        """The prompt's length in words, as ``docs`` and the ``lengths`` lists keep it."""
+        return min(len(self._tokens), MAX_LENGTH)
+
     def doc_entry(self) -> bytes:
         """The ``docs`` table's value: time, prompt length in words, job id."""
-        length = min(len(tokenize(self.prompt)), MAX_LENGTH)
-        return _MICROS.pack(self.micros) + _LENGTH.pack(length) + self.job_id.encode("utf-8")
+        return _MICROS.pack(self.micros) + _LENGTH.pack(self.length) + self.job_id.encode("utf-8")
 
     def pack(self, doc: int | None = None) -> bytes:
         micros = int(self.time.timestamp() * 1_000_000) if self.time else None
@@ -144,7 +154,7 @@ class JobSummary:
 
     def lists(self) -> Iterator[tuple[bytes, bytes]]:
         """(table, part) of every sharded posting list this job is in (LIST_TABLES)."""
-        tokens = tokenize(self.prompt)
+        tokens = self._tokens
         folded = [fold(token) for token in tokens]
         for word in sorted(set(tokens) | set(folded)):
             yield b"words", _part(word)
@@ -157,7 +167,7 @@ class JobSummary:
         for word, count in sorted(Counter(folded).items()):
             for times in range(2, count + 1):
                 yield b"repeats", _part(f"{word} {times}")
-        yield b"lengths", str(min(len(tokens), MAX_LENGTH)).encode("ascii")
+        yield b"lengths", str(self.length).encode("ascii")
         yield b"types", _part(self.type)
         for name, value in self.params.items():
             yield b"params", _part(f"{name}={value}")
@@ -946,10 +956,6 @@ class IndexReader:
             self._looked_up // WALK_RELEASE_EVERY
         ):
             self._pages.release()
-
-    def job_ids(self, docs: Iterable[int]) -> Iterator[bytes]:
-        for _, _, job_id in self.docs(docs):
-            yield job_id
 
     def image_references(self) -> Iterator[tuple[str, int]]:
         """(image object id, number of jobs showing it), by id: runs of the images table."""
