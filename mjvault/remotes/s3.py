@@ -14,22 +14,17 @@ saved with the remote, else ``AWS_ENDPOINT_URL`` / ``AWS_REGION`` / ``AWS_DEFAUL
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any, BinaryIO, cast
+from typing import Any, cast
 
-from mjvault.remotes.backend import (
-    STREAM_CHUNK,
-    Backend,
-    RemoteAuthError,
-    RemoteError,
-    RemoteNotFound,
+from mjvault.remotes.backend import RemoteError
+from mjvault.remotes.obstore_backend import (
+    DEFAULT_RETRY_SECONDS,
+    RETRY_SECONDS_ENV,
+    ObstoreBackend,
+    client_options,
+    retry_config,
 )
-
-# How long one request may keep being retried (5xx, dropped connections) before push gives up.
-RETRY_SECONDS_ENV = "MJVAULT_REMOTE_RETRY_SECONDS"
-DEFAULT_RETRY_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -45,17 +40,10 @@ class S3Location:
         return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
 
 
-def _one_line(exc: BaseException) -> str:
-    """obstore errors carry a multi-line chain; the user gets its most telling line."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    for needle in ("<Code>", "status", "error sending request", "Connection refused"):
-        for line in lines:
-            if needle in line:
-                return line[:300]
-    return (lines[0] if lines else type(exc).__name__)[:300]
+class S3Backend(ObstoreBackend):
+    auth_words = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403")
+    auth_hint = "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
 
-
-class S3Backend(Backend):
     def __init__(self, location: S3Location, *, retry_seconds: float | None = None) -> None:
         from obstore.store import S3Store
 
@@ -77,129 +65,16 @@ class S3Backend(Backend):
             location.bucket,
             prefix=location.prefix or None,
             config=cast(Any, config),
-            client_options={
-                "allow_http": allow_http,
-                "connect_timeout": timedelta(seconds=10),
-                "timeout": timedelta(seconds=120),
-            },
-            retry_config={
-                "max_retries": 10,
-                "retry_timeout": timedelta(seconds=retry_seconds),
-                "backoff": {
-                    "init_backoff": timedelta(milliseconds=100),
-                    "max_backoff": timedelta(seconds=5),
-                    "base": 2,
-                },
-            },
+            client_options=cast(Any, client_options(allow_http=allow_http)),
+            retry_config=cast(Any, retry_config(retry_seconds)),
         )
 
     def describe(self) -> str:
         return self.location.url()
 
-    def _fail(self, action: str, key: str, exc: BaseException) -> RemoteError:
-        from obstore.exceptions import (
-            NotFoundError,
-            PermissionDeniedError,
-            UnauthenticatedError,
-        )
-
-        where = f"{self.describe()}/{key}" if key else self.describe()
-        detail = _one_line(exc)
-        if isinstance(exc, NotFoundError | FileNotFoundError):
-            if "NoSuchBucket" in str(exc):
-                return RemoteError(
-                    f"{self.describe()}: the bucket {self.location.bucket} does not exist"
-                )
-            return RemoteNotFound(f"{where} is missing")
-        auth_words = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403")
-        if isinstance(exc, PermissionDeniedError | UnauthenticatedError) or any(
-            w in str(exc) for w in auth_words
-        ):
-            return RemoteAuthError(
-                f"{self.describe()} refused the credentials ({detail})",
-                hint="check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
+    def _missing_container(self, exc: BaseException) -> RemoteError | None:
+        if "NoSuchBucket" in str(exc):
+            return RemoteError(
+                f"{self.describe()}: the bucket {self.location.bucket} does not exist"
             )
-        return RemoteError(f"cannot {action} {where}: {detail}")
-
-    def list(self, prefix: str) -> Iterator[str]:
-        import obstore
-
-        try:
-            for batch in obstore.list(self._store, prefix=prefix, chunk_size=1000):
-                for meta in batch:
-                    yield str(meta["path"])
-        except Exception as exc:
-            raise self._fail("list", prefix, exc) from None
-
-    def get(self, key: str) -> bytes:
-        import obstore
-
-        try:
-            return bytes(obstore.get(self._store, key).bytes())
-        except Exception as exc:
-            raise self._fail("read", key, exc) from None
-
-    def download(self, key: str, out: BinaryIO) -> int:
-        import obstore
-
-        size = 0
-        try:
-            for chunk in obstore.get(self._store, key).stream(min_chunk_size=STREAM_CHUNK):
-                out.write(chunk)
-                size += len(chunk)
-        except Exception as exc:
-            raise self._fail("read", key, exc) from None
-        return size
-
-    def get_tail(self, key: str, length: int) -> tuple[bytes, int]:
-        import obstore
-
-        try:
-            result = obstore.get(self._store, key, options={"range": {"suffix": length}})
-            return bytes(result.bytes()), int(result.meta["size"])
-        except Exception as exc:
-            raise self._fail("read", key, exc) from None
-
-    def get_range(self, key: str, start: int, end: int) -> bytes:
-        import obstore
-
-        if end <= start:
-            return b""
-        try:
-            return bytes(obstore.get_range(self._store, key, start=start, end=end))
-        except Exception as exc:
-            raise self._fail("read", key, exc) from None
-
-    def put(self, key: str, data: bytes, *, create_only: bool = False) -> bool:
-        import obstore
-        from obstore.exceptions import AlreadyExistsError, PreconditionError
-
-        try:
-            obstore.put(self._store, key, data, mode="create" if create_only else "overwrite")
-            return True
-        except (AlreadyExistsError, PreconditionError, FileExistsError):
-            if create_only:
-                return False
-            raise
-        except Exception as exc:
-            raise self._fail("write", key, exc) from None
-
-    def exists(self, key: str) -> bool:
-        import obstore
-        from obstore.exceptions import NotFoundError
-
-        try:
-            obstore.head(self._store, key)
-            return True
-        except (NotFoundError, FileNotFoundError):
-            return False
-        except Exception as exc:
-            raise self._fail("check", key, exc) from None
-
-    def delete(self, key: str) -> None:
-        import obstore
-
-        try:
-            obstore.delete(self._store, key)
-        except Exception as exc:
-            raise self._fail("delete", key, exc) from None
+        return None
