@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -33,9 +32,7 @@ pytestmark = pytest.mark.skipif(moto_executable() is None, reason="moto[server] 
 def s3_spec(
     moto: MotoServer, name: str = "offsite", *, endpoint: str | None = None, **kw: object
 ) -> RemoteSpec:
-    bucket = f"b-{uuid.uuid4().hex[:12]}"
-    moto.create_bucket(bucket)
-    return RemoteSpec(name, f"s3://{bucket}/mj", endpoint_url=endpoint or moto.endpoint, **kw)  # type: ignore[arg-type]
+    return moto.spec(name, endpoint_url=endpoint or moto.endpoint, **kw)
 
 
 def folder_spec(tmp_path: Path, name: str = "offsite", **kw: object) -> RemoteSpec:

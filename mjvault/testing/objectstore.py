@@ -15,10 +15,13 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+from mjvault.remotes.config import RemoteSpec
 from mjvault.testing.httpd import QuietHTTPServer
 
 
@@ -77,6 +80,14 @@ class MotoServer:
                 raise RuntimeError(f"creating bucket {name}: HTTP {response.status}")
         finally:
             conn.close()
+
+    def spec(self, name: str = "offsite", **options: object) -> RemoteSpec:
+        """A remote named ``name`` on a fresh, empty bucket of this server (prefix ``mj``).
+        ``options`` are :class:`RemoteSpec` fields (``endpoint_url`` may point at a proxy)."""
+        bucket = f"b-{uuid.uuid4().hex[:12]}"
+        self.create_bucket(bucket)
+        fields: dict[str, Any] = {"endpoint_url": self.endpoint, **options}
+        return RemoteSpec(name, f"s3://{bucket}/mj", **fields)
 
     def stop(self) -> None:
         if self._proc.poll() is None:
