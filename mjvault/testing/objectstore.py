@@ -1,9 +1,10 @@
 """A real S3-compatible server for tests and benchmarks, and a fault-injecting proxy before it.
 
 ``MotoServer`` runs moto's standalone server (``moto_server`` from ``moto[server]``) as a child
-process on a free 127.0.0.1 port. ``FaultProxy`` forwards HTTP to it unchanged and can answer
-503s, delay requests, or refuse connections altogether (a server that went away), which moto
-itself cannot do: its state lives in memory, so stopping moto would also wipe the bucket.
+process on a free 127.0.0.1 port. ``FaultProxy`` forwards HTTP to it (or to any HTTP object
+store: Ceph RGW, Azurite) unchanged and can answer 503s, delay requests, or refuse connections
+altogether (a server that went away), which the servers themselves cannot do: moto's state
+lives in memory, so stopping moto would also wipe the bucket.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from mjvault.remotes.config import RemoteSpec
 from mjvault.testing.httpd import QuietHTTPServer
@@ -105,18 +107,36 @@ class MotoServer:
         self.stop()
 
 
+# Headers about one hop that a forwarder answers itself rather than passing on.
+_HOP_HEADERS = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "expect", "te", "trailer", "upgrade"}
+)
+
+
 class FaultProxy:
-    """HTTP forwarder on 127.0.0.1 with switchable faults.
+    """HTTP forwarder on 127.0.0.1 with switchable faults, in front of any HTTP object store.
+
+    ``upstream``: the server's port on 127.0.0.1, or its endpoint URL (``http://host:port``).
+    Requests go through byte for byte, ``Host`` included, so signed requests (S3's SigV4,
+    Azure's shared key) still verify: the client signs for the proxy's address and the server
+    checks what it receives.
 
     ``fail_every``: every Nth request is answered 503 without reaching the server;
     ``delay``: seconds to wait before forwarding each request; ``stop()``/``start()``: the
-    listening socket goes away and comes back on the same port; ``dead_after``: once that many
+    listening socket goes away and comes back on the same port, and a request waiting out its
+    ``delay`` when the proxy stops is dropped unanswered; ``dead_after``: once that many
     requests were forwarded, every further one is dropped unanswered, as by a server that died
     mid-way (deterministic, unlike stopping it from another thread at the right moment).
     """
 
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
+    def __init__(self, upstream: int | str) -> None:
+        if isinstance(upstream, int):
+            self.upstream_host, self.upstream_port = "127.0.0.1", upstream
+        else:
+            parts = urlsplit(upstream)
+            if parts.scheme != "http" or parts.hostname is None:
+                raise ValueError(f"FaultProxy forwards plain http, not {upstream!r}")
+            self.upstream_host, self.upstream_port = parts.hostname, parts.port or 80
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.fail_every = 0
@@ -126,6 +146,8 @@ class FaultProxy:
         #: Requests by what they touched: "objects", "packs", "snapshots" or "other".
         self.by_area: Counter[str] = Counter()
         self.failures = 0
+        #: Requests dropped unanswered (stopped, or past ``dead_after``).
+        self.dropped = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -133,7 +155,12 @@ class FaultProxy:
 
     def _gone(self) -> bool:
         with self._lock:
-            return self.dead_after is not None and self.requests >= self.dead_after
+            gone = self._server is None or (
+                self.dead_after is not None and self.requests >= self.dead_after
+            )
+            if gone:
+                self.dropped += 1
+            return gone
 
     def _decide(self, path: str = "") -> bool:
         with self._lock:
@@ -154,15 +181,29 @@ class FaultProxy:
             def log_message(self, *args: object) -> None:
                 pass
 
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    parts = []
+                    while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                        parts.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    while self.rfile.readline().strip():  # trailers, then the blank line
+                        pass
+                    return b"".join(parts)
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
+
             def _forward(self) -> None:
-                if proxy._server is None or proxy._gone():
+                if proxy._gone():
                     # Stopped: drop kept-alive connections too, as a dead server would.
                     self.close_connection = True
                     return
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = self._body()
                 if proxy.delay:
                     time.sleep(proxy.delay)
+                    if proxy._gone():  # stopped while this request waited: it dies unanswered
+                        self.close_connection = True
+                        return
                 if proxy._decide(self.path):
                     message = b"<Error><Code>ServiceUnavailable</Code></Error>"
                     self.send_response(503)
@@ -170,9 +211,18 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(message)
                     return
-                conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
+                conn = http.client.HTTPConnection(
+                    proxy.upstream_host, proxy.upstream_port, timeout=60
+                )
                 try:
-                    headers = {k: v for k, v in self.headers.items()}
+                    headers = {
+                        k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS
+                    }
+                    if body or self.command in ("PUT", "POST", "PATCH"):
+                        headers = {
+                            k: v for k, v in headers.items() if k.lower() != "content-length"
+                        }
+                        headers["Content-Length"] = str(len(body))
                     conn.request(self.command, self.path, body=body, headers=headers)
                     response = conn.getresponse()
                     data = response.read()
@@ -180,14 +230,21 @@ class FaultProxy:
                     conn.close()
                 self.send_response(response.status)
                 for key, value in response.getheaders():
-                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    if key.lower() not in _HOP_HEADERS and key.lower() != "content-length":
                         self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
+                if self.command == "HEAD":
+                    # HEAD answers carry the length of the body they describe, not of nothing.
+                    length = response.getheader("Content-Length")
+                    if length is not None:
+                        self.send_header("Content-Length", length)
+                else:
+                    self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+            do_PATCH = do_OPTIONS = _forward
 
         ThreadingHTTPServer.allow_reuse_address = True
         self._server = QuietHTTPServer(("127.0.0.1", self.port), Handler)
@@ -197,9 +254,9 @@ class FaultProxy:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+            server, self._server = self._server, None
+            server.shutdown()
+            server.server_close()
 
     def __enter__(self) -> FaultProxy:
         return self
