@@ -56,6 +56,12 @@ def one_line(exc: BaseException) -> str:
     return (lines[0] if lines else type(exc).__name__)[:300]
 
 
+def _unsatisfiable(exc: BaseException) -> bool:
+    """Whether ``exc`` is a server refusing a byte range (416), not a failed request."""
+    text = str(exc)
+    return any(w in text for w in ("416 Range Not Satisfiable", "InvalidRange", "NotPartial"))
+
+
 class ObstoreBackend(Backend):
     """Blobs in an obstore store. Subclasses set ``_store`` and may refine :meth:`_fail`."""
 
@@ -121,11 +127,18 @@ class ObstoreBackend(Backend):
     def get_tail(self, key: str, length: int) -> tuple[bytes, int]:
         import obstore
 
+        if length <= 0:
+            return b"", self._size(key)
         try:
             result = obstore.get(self._store, key, options={"range": {"suffix": length}})
             return bytes(result.bytes()), int(result.meta["size"])
         except Exception as exc:
-            raise self._fail("read", key, exc) from None
+            if not _unsatisfiable(exc):
+                raise self._fail("read", key, exc) from None
+        # An empty blob has no last bytes to ask for: servers answer 416, or the whole (empty)
+        # body, which obstore refuses as not partial. Ask for its size, then a plain range.
+        size = self._size(key)
+        return self.get_range(key, max(0, size - length), size), size
 
     def get_range(self, key: str, start: int, end: int) -> bytes:
         import obstore
@@ -134,6 +147,19 @@ class ObstoreBackend(Backend):
             return b""
         try:
             return bytes(obstore.get_range(self._store, key, start=start, end=end))
+        except Exception as exc:
+            if not _unsatisfiable(exc):
+                raise self._fail("read", key, exc) from None
+        # A range that starts at or past the end is refused (416); as a slice it is empty.
+        if start >= self._size(key):
+            return b""
+        return self.get(key)[start:end]  # a server that ignored the range: slice it here
+
+    def _size(self, key: str) -> int:
+        import obstore
+
+        try:
+            return int(obstore.head(self._store, key)["size"])
         except Exception as exc:
             raise self._fail("read", key, exc) from None
 
