@@ -97,10 +97,15 @@ class ObstoreBackend(Backend):
     def list(self, prefix: str) -> Iterator[str]:
         import obstore
 
+        # obstore's prefix is a directory ("objects/ab" lists objects/ab/*, never objects/abc):
+        # list the directory the prefix ends in and keep the keys that start with it.
+        directory = prefix.rpartition("/")[0]
         try:
-            for batch in obstore.list(self._store, prefix=prefix, chunk_size=1000):
+            for batch in obstore.list(self._store, prefix=directory or None, chunk_size=1000):
                 for meta in batch:
-                    yield str(meta["path"])
+                    key = str(meta["path"])
+                    if key.startswith(prefix):
+                        yield key
         except Exception as exc:
             raise self._fail("list", prefix, exc) from None
 
