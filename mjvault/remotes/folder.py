@@ -63,7 +63,7 @@ class FolderBackend(Backend):
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):  # a directory is no key, as on S3
             raise RemoteNotFound(f"{key} is missing from {self.root}") from None
         except OSError as exc:
             raise RemoteError(f"cannot read {key} from {self.root}: {exc.strerror}") from None
@@ -87,7 +87,7 @@ class FolderBackend(Backend):
         try:
             with open(self._path(key), "rb") as handle:
                 yield handle
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):
             raise RemoteNotFound(f"{key} is missing from {self.root}") from None
         except OSError as exc:
             raise RemoteError(f"cannot read {key} from {self.root}: {exc.strerror}") from None
@@ -142,10 +142,11 @@ class FolderBackend(Backend):
                     os.chmod(path, mode)
 
     def exists(self, key: str) -> bool:
-        return self._path(key).exists()
+        # The directories between keys are not keys: an object store has none to find.
+        return self._path(key).is_file()
 
     def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
             os.unlink(self._path(key))
 
 
