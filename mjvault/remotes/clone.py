@@ -14,7 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from mjvault.errors import VaultExists
-from mjvault.remotes.config import RemoteSpec, load_spec, open_backend, save_spec
+from mjvault.remotes import session
+from mjvault.remotes.config import RemoteSpec, load_spec, save_spec
 from mjvault.remotes.pull import DEFAULT_THREADS, ProgressFn, PullReport, pull
 from mjvault.remotes.remote import (
     PassphraseSource,
@@ -24,7 +25,6 @@ from mjvault.remotes.remote import (
     resolve_passphrase,
     unlock_remote,
 )
-from mjvault.remotes.session import connect
 from mjvault.store.fsutil import atomic_write
 from mjvault.vault import Vault, is_vault, lay_out_vault
 
@@ -49,7 +49,7 @@ def clone(
         spec = existing  # an interrupted clone: carry on where it stopped
     elif root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise VaultExists(f"{root} exists and is not empty", hint="choose a new or empty directory")
-    backend = open_backend(spec)
+    backend = session.open_storage(spec)  # looked up each time: tests may replace it
     try:
         info = read_info(backend)
         if info is None:
@@ -70,7 +70,7 @@ def clone(
         backend.close()
     vault = Vault.open(root, passphrase=passphrase)
     try:
-        with connect(vault, spec, passphrase=passphrase) as link:
+        with session.connect(vault, spec, passphrase=passphrase) as link:
             report = pull(vault, link, threads=threads, progress=progress, update_index=False)
         report.jobs_indexed = vault.rebuild_index()
     except BaseException:

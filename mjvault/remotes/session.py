@@ -66,6 +66,13 @@ class Link:
         self.close()
 
 
+def open_storage(spec: RemoteSpec) -> Backend:
+    """The storage behind ``spec``. Every command that reaches a remote (push, pull, clone,
+    ``verify --remote``) opens it here, so a test can put a fault-injecting wrapper around
+    real storage by replacing this one function."""
+    return open_backend(spec)
+
+
 def connect(
     vault: Vault,
     spec: RemoteSpec,
@@ -75,7 +82,7 @@ def connect(
     kdf: KdfParams | None = None,
 ) -> Link:
     """Open ``spec`` for ``vault``; with ``create`` an uninitialised remote is set up first."""
-    backend = open_backend(spec)
+    backend = open_storage(spec)
     try:
         return _connect(vault, spec, backend, passphrase, create, kdf)
     except BaseException:
