@@ -308,10 +308,12 @@ def test_wrong_credentials_are_one_line_without_the_secret(
     with strict_service(place) as service:
         spec = service.spec("contract")
         real = [os.environ[v] for v in SECRET_VARIABLES if os.environ.get(v)]
-        assert real, "the service's fixture puts its secret in the environment"
-        for variable in SECRET_VARIABLES:
-            if os.environ.get(variable):
-                monkeypatch.setenv(variable, WRONG_SECRET)
+        spoiled = [v for v in SECRET_VARIABLES if os.environ.get(v)] or [
+            # An emulator's well-known key may be implied rather than set: give a wrong one.
+            "AZURE_STORAGE_ACCOUNT_KEY" if place.kind == "azure" else "AWS_SECRET_ACCESS_KEY"
+        ]
+        for variable in spoiled:
+            monkeypatch.setenv(variable, WRONG_SECRET)
         wrong = open_backend(spec)
         for attempt in (
             lambda: wrong.get("config"),
@@ -341,8 +343,10 @@ def test_a_missing_bucket_is_one_line_naming_it(
     ):
         with pytest.raises(RemoteError) as caught:
             within(DEAD_SERVER_SECONDS, attempt)
+        # Not RemoteNotFound: a missing bucket must not pass for an empty remote to set up.
+        assert not isinstance(caught.value, RemoteNotFound)
         message = str(caught.value)
-        assert "\n" not in message and re.search(rf"\b{container}\b.*does not exist", message)
+        assert "\n" not in message and re.search(rf"\b{container}\b", message)
 
 
 def test_5xx_answers_are_retried(place: Place) -> None:
@@ -363,6 +367,23 @@ def test_slow_answers_still_succeed(place: Place) -> None:
         backend.put("objects/ab/slow", b"s" * 1000)
         assert backend.get("objects/ab/slow") == b"s" * 1000
         assert list(backend.list("objects/")) == ["objects/ab/slow"]
+
+
+def test_a_transfer_broken_mid_body_is_read_again_not_cut_short(
+    place: Place, tmp_path: Path
+) -> None:
+    data = blob(STREAM_CHUNK * 4 + 17, seed=5)
+    with place.proxied() as (proxy, backend):
+        backend.put("packs/cc/pack", data)
+        proxy.cut_every = 2
+        for _ in range(2):  # the cut falls on either of two reads in a row
+            assert backend.get("packs/cc/pack") == data
+            assert backend.get_range("packs/cc/pack", 100, 200_000) == data[100:200_000]
+            assert backend.get_tail("packs/cc/pack", 70_000) == (data[-70_000:], len(data))
+            with (tmp_path / "out").open("wb") as out:
+                assert backend.download("packs/cc/pack", out) == len(data)
+            assert (tmp_path / "out").read_bytes() == data
+        assert proxy.cuts >= 4
 
 
 @pytest.mark.parametrize("how", ["dead_after", "stop"])

@@ -122,6 +122,8 @@ class FaultProxy:
     checks what it receives.
 
     ``fail_every``: every Nth request is answered 503 without reaching the server;
+    ``cut_every``: every Nth answer with a body sends its full Content-Length but only half
+    the body, then drops the connection (a transfer broken mid-way);
     ``delay``: seconds to wait before forwarding each request; ``stop()``/``start()``: the
     listening socket goes away and comes back on the same port, and a request waiting out its
     ``delay`` when the proxy stops is dropped unanswered; ``dead_after``: once that many
@@ -140,12 +142,16 @@ class FaultProxy:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.fail_every = 0
+        self.cut_every = 0
         self.delay = 0.0
         self.dead_after: int | None = None
         self.requests = 0
         #: Requests by what they touched: "objects", "packs", "snapshots" or "other".
         self.by_area: Counter[str] = Counter()
         self.failures = 0
+        #: Answers whose body was cut short.
+        self.cuts = 0
+        self._answers = 0
         #: Requests dropped unanswered (stopped, or past ``dead_after``).
         self.dropped = 0
         self._lock = threading.Lock()
@@ -171,6 +177,15 @@ class FaultProxy:
             if fail:
                 self.failures += 1
             return fail
+
+    def _cut(self, data: bytes) -> bool:
+        if not data or self.cut_every <= 0:
+            return False
+        with self._lock:
+            self._answers += 1
+            cut = self._answers % self.cut_every == 0
+            self.cuts += cut
+            return cut
 
     def start(self) -> None:
         proxy = self
@@ -240,8 +255,14 @@ class FaultProxy:
                 else:
                     self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
+                if self.command == "HEAD":
+                    return
+                if proxy._cut(data):
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(data)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
             do_PATCH = do_OPTIONS = _forward
