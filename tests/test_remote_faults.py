@@ -286,6 +286,19 @@ def test_verify_remote_with_storage_gone_is_one_line(
     source.close()
 
 
+def test_an_empty_pack_on_the_remote_is_reported_damaged_not_a_failed_read(
+    spec: RemoteSpec, tmp_path: Path
+) -> None:
+    # A pack cut to nothing (a writer killed by a provider that publishes empty bodies): its
+    # trailer is read with get_tail, which must give empty bytes, so the pack reads as damaged.
+    source = pushed(tmp_path, spec)
+    open_backend(spec).put("packs/" + "e" * 64, b"")
+    with connect(source, spec) as link:
+        report = verify_remote(link)
+    assert [p.message for p in report.problems] == [f"remote pack {'e' * 64} is damaged"]
+    source.close()
+
+
 # -- the wrapper itself ------------------------------------------------------------------------
 def test_a_planned_fault_that_never_fires_fails_the_test(folder: RemoteSpec) -> None:
     faulty = FaultyBackend(open_backend(folder))
