@@ -84,7 +84,9 @@ class Place:
         spec = self.spec()
         assert spec.endpoint_url, "a service's spec names its endpoint"
         with FaultProxy(spec.endpoint_url) as proxy:
-            backend = open_backend(replace(spec, endpoint_url=proxy.endpoint))
+            backend = open_backend(
+                replace(spec, endpoint_url=proxy.endpoint_for(spec.endpoint_url))
+            )
             try:
                 yield proxy, backend
             finally:

@@ -159,6 +159,12 @@ class FaultProxy:
         self._thread: threading.Thread | None = None
         self.start()
 
+    def endpoint_for(self, upstream: str) -> str:
+        """The endpoint URL ``upstream`` with the proxy's address in place of the server's:
+        any path is kept (Azurite's endpoint ends in its account name)."""
+        parts = urlsplit(upstream)
+        return parts._replace(netloc=f"127.0.0.1:{self.port}").geturl()
+
     def _gone(self) -> bool:
         with self._lock:
             gone = self._server is None or (
