@@ -11,6 +11,7 @@ HTTP faults (5xx, slow answers, a server that dies mid-request) come from a
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import threading
@@ -46,7 +47,10 @@ SECRET_VARIABLES = (
     "AZURE_STORAGE_ACCESS_KEY",
     "AZURE_STORAGE_MASTER_KEY",
 )
-WRONG_SECRET = "Wr0ngSecretWr0ngSecretWr0ngSecretWr0ngSecret=="
+# Well-formed for every kind (Azure keys are 64 bytes in base64), and the wrong one.
+WRONG_SECRET = base64.b64encode(
+    b"not the key, but shaped like one: sixty-four bytes long........."
+).decode()
 #: How long a request to a dead server may take to fail with a 1 s retry budget (connect and
 #: backoff included); a hang is caught by the watchdog in :func:`within`.
 DEAD_SERVER_SECONDS = 30.0
