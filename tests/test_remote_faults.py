@@ -17,7 +17,7 @@ import pytest
 from mjvault import Vault
 from mjvault.cli.root import run as run_cli_here
 from mjvault.integrity.verify import verify
-from mjvault.remotes.backend import RemoteError
+from mjvault.remotes.backend import Backend, RemoteError
 from mjvault.remotes.clone import clone
 from mjvault.remotes.config import RemoteSpec, normalise_url, open_backend, save_spec
 from mjvault.remotes.pull import pull
@@ -345,3 +345,14 @@ def test_the_seam_wraps_what_the_session_opens_and_is_put_back(folder: RemoteSpe
             backend.exists("config")
     assert session.open_storage is original
     assert not isinstance(session.open_storage(folder), FaultyBackend)
+
+
+def test_the_wrapper_answers_for_every_backend_method() -> None:
+    # A method Backend gains (with a default) would otherwise skip the faults, or the inner
+    # storage's own override, unseen: the wrapper must define each one itself.
+    methods = {
+        name
+        for name, value in vars(Backend).items()
+        if callable(value) and not name.startswith("_")
+    }
+    assert methods - set(vars(FaultyBackend)) == set()
