@@ -9,6 +9,8 @@ the GIL, retries 5xx and dropped connections with backoff, and does conditional 
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any, BinaryIO
@@ -24,6 +26,8 @@ from mjvault.remotes.backend import (
 # How long one request may keep being retried (5xx, dropped connections) before push gives up.
 RETRY_SECONDS_ENV = "MJVAULT_REMOTE_RETRY_SECONDS"
 DEFAULT_RETRY_SECONDS = 120.0
+# Listing pages in a row that may break off mid-body before the listing fails.
+BODY_RETRIES = 5
 
 
 def client_options(*, allow_http: bool) -> dict[str, Any]:
@@ -54,6 +58,34 @@ def one_line(exc: BaseException) -> str:
             if needle in line:
                 return line[:300]
     return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+def _body_cut(exc: BaseException) -> bool:
+    """Whether ``exc`` is an answer whose body broke off (the request itself went through)."""
+    return "response body" in str(exc)
+
+
+class _Backoff:
+    """Waits between attempts to go on with a listing: at most :data:`BODY_RETRIES` in a row
+    without a new key, within the remote's retry budget since the first of them."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+        self.since = 0.0
+
+    def progress(self) -> None:
+        self.tries = 0
+
+    def wait(self) -> bool:
+        now = time.monotonic()
+        if self.tries == 0:
+            self.since = now
+        budget = float(os.environ.get(RETRY_SECONDS_ENV, DEFAULT_RETRY_SECONDS))
+        if self.tries >= BODY_RETRIES or now - self.since > budget:
+            return False
+        time.sleep(min(0.1 * 2**self.tries, 2.0))
+        self.tries += 1
+        return True
 
 
 def _unsatisfiable(exc: BaseException) -> bool:
@@ -99,15 +131,29 @@ class ObstoreBackend(Backend):
 
         # obstore's prefix is a directory ("objects/ab" lists objects/ab/*, never objects/abc):
         # list the directory the prefix ends in and keep the keys that start with it.
-        directory = prefix.rpartition("/")[0]
-        try:
-            for batch in obstore.list(self._store, prefix=directory or None, chunk_size=1000):
-                for meta in batch:
-                    key = str(meta["path"])
-                    if key.startswith(prefix):
-                        yield key
-        except Exception as exc:
-            raise self._fail("list", prefix, exc) from None
+        directory = prefix.rpartition("/")[0] or None
+        last: str | None = None  # the last key received, while they come in ascending order
+        ascending = True
+        cut = _Backoff()
+        while True:
+            try:
+                for batch in obstore.list(
+                    self._store, prefix=directory, offset=last, chunk_size=1000
+                ):
+                    for meta in batch:
+                        key = str(meta["path"])
+                        ascending = ascending and (last is None or key > last)
+                        last = key
+                        cut.progress()
+                        if key.startswith(prefix):
+                            yield key
+                return
+            except Exception as exc:
+                # The client retries a failed request, but not a listing page whose body broke
+                # off mid-way. Stores list in key order: carry on after the last key received
+                # (the same ``start-after`` a next page uses), unless the order was not kept.
+                if not (_body_cut(exc) and ascending and cut.wait()):
+                    raise self._fail("list", prefix, exc) from None
 
     def get(self, key: str) -> bytes:
         import obstore
