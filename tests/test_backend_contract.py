@@ -390,6 +390,16 @@ def test_a_transfer_broken_mid_body_is_read_again_not_cut_short(
                 assert backend.download("packs/cc/pack", out) == len(data)
             assert (tmp_path / "out").read_bytes() == data
         assert proxy.cuts >= 4
+        # A listing's pages are bodies too: one cut mid-way is read again from where it broke.
+        keys = [f"objects/{n % 5:02x}/{n:06d}" for n in range(1100)]
+        proxy.cut_every = 0
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda k: backend.put(k, b""), keys))
+        proxy.cut_every = 2
+        cuts = proxy.cuts
+        for _ in range(3):
+            assert sorted(backend.list("objects/")) == sorted(keys)
+        assert proxy.cuts >= cuts + 3
 
 
 @pytest.mark.parametrize("how", ["dead_after", "stop"])

@@ -26,7 +26,7 @@ from mjvault.remotes.remote import CONFIG_KEY, RemoteInfo
 from mjvault.remotes.session import connect
 from mjvault.remotes.verify import verify_named_remote, verify_remote
 from mjvault.testing.faulty import FaultPlan, FaultyBackend, faults_on_remotes
-from mjvault.testing.objectstore import moto_executable
+from mjvault.testing.objectstore import FaultProxy, moto_executable
 from tests.conftest import png_bytes, record_json
 
 OBJECTS = "objects/"
@@ -257,6 +257,26 @@ def test_a_listing_cut_short_on_pull_takes_only_whole_snapshots(
     copy.close()
     copy, report = clone(folder, tmp_path / "copy")
     assert report.ok and copy.head() == source.head()
+    copy.close()
+    source.close()
+
+
+def test_faults_on_the_wire_are_retried_through_whole_commands(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # 5xx answers and bodies cut mid-way are the store client's to retry: push, clone and
+    # verify --read-data all finish through them, and nothing damaged is kept.
+    if moto_executable() is None:
+        pytest.skip("moto[server] not installed")
+    moto = request.getfixturevalue("moto")
+    with FaultProxy(moto.port) as proxy:
+        spec = moto.spec("offsite", endpoint_url=proxy.endpoint)
+        proxy.fail_every, proxy.cut_every = 3, 4
+        source = pushed(tmp_path, spec, jobs=20)
+        copy, report = clone(spec, tmp_path / "copy")
+        assert report.ok and copy.head() == source.head()
+        assert verify(copy, read_data=True).ok and remote_verifies(source, spec)
+        assert proxy.failures > 10 and proxy.cuts > 10
     copy.close()
     source.close()
 
