@@ -148,9 +148,16 @@ def test_the_grace_period_keeps_young_objects_and_dry_run_changes_nothing(
         young = gc_remote(link, grace_seconds=3600)
         assert young.removed == 0 and young.kept_young >= 2 and young.kept_young_bytes > 0
         assert keys(backend) == held
+        # Unmarked objects remain: the lease says so to pushes until a gc leaves none.
+        left = read_lease(backend, PRUNE_KEY)
+        assert left is not None and left.interrupted
+        assert not gc_remote(link, grace_seconds=0, dry_run=True).notes
+        left = read_lease(backend, PRUNE_KEY)
+        assert left is not None and left.interrupted  # a dry run clears nothing
         # A clock an hour ahead: the same objects are now old enough.
         later = gc_remote(link, grace_seconds=3600, now=time.time() + 7200)
         assert later.removed == planned.removed
+    assert read_lease(backend, PRUNE_KEY) is None
     assert not backend.exists(object_key(job3_image(vault)))
 
 
@@ -379,3 +386,57 @@ def test_cli_forget_and_gc_remote(tmp_path: Path) -> None:
     assert f"removed {plan['removed']} objects" in swept.stdout.decode()
     verified = run_cli(*where, "verify", "--remote", "nas", "--read-data")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+# -- memory ---------------------------------------------------------------------------------
+
+# The new packs are made small, as the memory test of push makes push's: both sizes fill
+# several, and what is left to differ is what grows with the remote.
+GC_CHILD = """
+import sys
+from pathlib import Path
+from mjvault import Vault
+from mjvault.remotes import prune
+from mjvault.remotes.config import RemoteSpec, normalise_url
+from mjvault.remotes.session import connect
+
+prune.PACK_TARGET_BYTES = 256 * 1024
+with Vault.open(Path(sys.argv[1])) as vault:
+    with connect(vault, RemoteSpec("r", normalise_url(sys.argv[2]))) as link:
+        report = prune.gc_remote(link, grace_seconds=0, scratch_dir=Path(sys.argv[3]))
+assert report.packs_written > 0, report
+print(report.removed)
+"""
+# Measured: about +2 MB between the two sizes (SQLite's and LMDB's page caches filling
+# further); a set of marked ids in memory would add ~10 MB.
+GC_GROWTH_MB = 6
+
+
+def test_gc_on_a_remote_peak_memory_does_not_grow_with_the_remote(tmp_path: Path) -> None:
+    from tests.test_remote_memory import LARGE_JOBS, PUSH, SMALL_JOBS, build, measure
+
+    peaks = {}
+    for jobs in (SMALL_JOBS, LARGE_JOBS):
+        vault_dir = build(tmp_path / f"vault-{jobs}", jobs)
+        remote = tmp_path / f"remote-{jobs}"
+        measure(PUSH, [str(vault_dir), str(remote)], tmp_path / f"push-{jobs}")
+        with Vault.open(vault_dir) as vault:
+            doomed = [e.job_id for n, e in enumerate(vault.entries()) if n % 3 == 0]
+            forget_jobs(vault, doomed)
+        measure(PUSH, [str(vault_dir), str(remote)], tmp_path / f"push-again-{jobs}")
+        spec = RemoteSpec("r", normalise_url(str(remote)))
+        with Vault.open(vault_dir) as vault, connect(vault, spec) as link:
+            assert len(forget_remote(None, link, policy=KeepPolicy(last=1)).forgotten) == 1
+        scratch = tmp_path / f"scratch-{jobs}"
+        peaks[jobs], removed = measure(
+            GC_CHILD, [str(vault_dir), str(remote), str(scratch)], tmp_path / f"gc-{jobs}"
+        )
+        assert removed >= len(doomed) * 2  # each forgotten job's record and images
+        assert list(scratch.iterdir()) == []
+        with Vault.open(vault_dir) as vault, connect(vault, spec) as link:
+            assert verify_remote(link).ok
+    grown = peaks[LARGE_JOBS] - peaks[SMALL_JOBS]
+    assert grown < GC_GROWTH_MB, (
+        f"gc --remote: {peaks[SMALL_JOBS]:.1f} MB at {SMALL_JOBS} jobs, "
+        f"{peaks[LARGE_JOBS]:.1f} MB at {LARGE_JOBS}: +{grown:.1f} MB"
+    )

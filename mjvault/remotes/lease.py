@@ -140,6 +140,9 @@ class Lease:
         self.id = secrets.token_hex(8)
         self.started = datetime.now(UTC).isoformat(timespec="seconds")
         self.lost: str | None = None
+        #: Set when this lease replaced a prune's that had expired or was marked: that
+        #: prune may have stopped mid-sweep, which this run must not forget on leaving.
+        self.inherited_cut_short = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -196,6 +199,15 @@ class Lease:
         if self.lost is None:
             self.backend.delete(self.key)
 
+    def leave(self, *, cut_short: bool, cleared: bool = False) -> None:
+        """Release, or mark when the remote may hold a cut-short sweep's leftovers: this run's,
+        or one before it that this run has not ``cleared`` (a whole sweep leaving nothing
+        unmarked clears them)."""
+        if cut_short or (self.inherited_cut_short and not cleared):
+            self.mark_interrupted()
+        else:
+            self.release()
+
     def mark_interrupted(self) -> None:
         """Leave the lease, expired at once and marked: the work stopped half-way."""
         self._stop_renewing()
@@ -216,6 +228,7 @@ def take_prune_lease(backend: Backend) -> Lease:
             raise RemoteBusy(f"{where} is being pruned by {held.who()}")
         if held is not None:
             _break(backend, held)
+            lease.inherited_cut_short = True
         if not lease.create():
             raise RemoteBusy(f"{where}: another prune is starting")
     # Our lease is written: now any push that starts can see it, and any that started

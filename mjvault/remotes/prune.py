@@ -116,7 +116,8 @@ def forget_remote(
                 lease.check()
                 link.backend.delete(snapshot_key(snapshot_id))
     finally:
-        lease.release()  # removing markers breaks no rule a push relies on
+        # Removing markers breaks no rule a push relies on; a cut-short sweep's is kept.
+        lease.leave(cut_short=False)
     return report
 
 
@@ -227,20 +228,20 @@ def gc_remote(
                 _rewrite_packs(link, marks, packs, report, lease, progress, scratch.path.parent)
                 sweeping = False
     except BaseException:
-        if sweeping:
-            lease.mark_interrupted()
-        else:
-            lease.release()
+        lease.leave(cut_short=sweeping)
         raise
-    if not dry_run and report.kept_young and (report.removed or report.packs_removed):
-        # A young unmarked tree node may name an old object just removed: pushes must not
-        # take it for a complete subtree until a later gc has removed it too.
-        lease.mark_interrupted()
-        report.notes.append(
-            "young unreferenced objects were kept: the next push checks every snapshot whole"
-        )
+    if dry_run:
+        lease.leave(cut_short=False)
     else:
-        lease.release()
+        # Only when nothing unmarked is left does every object on the remote have its whole
+        # subtree: a young unmarked tree node may name an old object removed now or by an
+        # earlier sweep, and pushes must not take it for a complete subtree meanwhile.
+        lease.leave(cut_short=report.kept_young > 0, cleared=True)
+        if report.kept_young:
+            report.notes.append(
+                "young unreferenced objects were kept: the next push checks every snapshot "
+                "whole, until a gc finds none"
+            )
     report.seconds = time.monotonic() - started
     return report
 
