@@ -440,3 +440,23 @@ def test_gc_on_a_remote_peak_memory_does_not_grow_with_the_remote(tmp_path: Path
         f"gc --remote: {peaks[SMALL_JOBS]:.1f} MB at {SMALL_JOBS} jobs, "
         f"{peaks[LARGE_JOBS]:.1f} MB at {LARGE_JOBS}: +{grown:.1f} MB"
     )
+
+
+def test_a_snapshot_rewritten_by_forget_job_counts_as_newer_than_its_original(
+    tmp_path: Path,
+) -> None:
+    """Both are on the remote with the same time: `--keep-last 1` keeps the one without
+    the job, so the job's objects can go."""
+    spec = RemoteSpec("offsite", normalise_url(str(tmp_path / "remote")))
+    vault = Vault.init(tmp_path / "src")
+    add_jobs(vault, 10)
+    assert push_to(vault, spec).ok
+    forget_jobs(vault, ["job-3"])
+    assert push_to(vault, spec).ok
+    head = vault.refs.head()
+    with connect(vault, spec) as link:
+        report = forget_remote(vault.refs.resolve, link, policy=KeepPolicy(last=1))
+        assert link.remote.snapshot_ids() == {head}
+        assert report.forgotten != [head]
+        assert gc_remote(link, grace_seconds=0).removed >= 2
+    assert not open_backend(spec).exists(object_key(job3_image(vault)))

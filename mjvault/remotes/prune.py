@@ -40,7 +40,13 @@ import blake3
 
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError, UsageError
-from mjvault.integrity.forget import Decision, ForgetSnapshotsReport, KeepPolicy, apply_policy
+from mjvault.integrity.forget import (
+    Decision,
+    ForgetSnapshotsReport,
+    KeepPolicy,
+    age_order,
+    apply_policy,
+)
 from mjvault.remotes.backend import RemoteNotFound
 from mjvault.remotes.config import load_spec, state_dir
 from mjvault.remotes.lease import Lease, take_prune_lease
@@ -87,7 +93,7 @@ def forget_remote(
         readable, unreadable = _remote_snapshots(link)
         protected = {}
         if readable:
-            newest = max(readable, key=lambda s: (s.time, s.id))
+            newest = max(readable, key=age_order)
             protected[newest.id] = "the remote's newest"
         if policy is not None:
             if unreadable:
