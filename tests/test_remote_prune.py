@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -460,3 +461,27 @@ def test_a_snapshot_rewritten_by_forget_job_counts_as_newer_than_its_original(
         assert report.forgotten != [head]
         assert gc_remote(link, grace_seconds=0).removed >= 2
     assert not open_backend(spec).exists(object_key(job3_image(vault)))
+
+
+def test_forget_job_reaches_every_remote_and_names_those_it_could_not(tmp_path: Path) -> None:
+    nas = RemoteSpec("nas", normalise_url(str(tmp_path / "nas")))
+    gone = RemoteSpec("gone", normalise_url(str(tmp_path / "gone")))
+    vault = Vault.init(tmp_path / "src")
+    add_jobs(vault, 10)
+    for spec in (nas, gone):
+        save_spec(vault.path, spec)
+        assert push_to(vault, spec).ok
+    image = job3_image(vault)
+    vault.close()
+    shutil.rmtree(tmp_path / "gone")  # the drive is not plugged in
+    done = run_cli("--vault", str(tmp_path / "src"), "--json", "forget", "--job", "job-3")
+    assert done.returncode == 4, done.stderr
+    assert b"the job is still on: gone" in done.stderr
+    remotes = {r["name"]: r for r in json.loads(done.stdout)["remotes"]}
+    assert remotes["gone"]["error"] and not remotes["gone"]["pushed"]
+    assert remotes["nas"]["pushed"] and len(remotes["nas"]["forgotten"]) == 1
+    with Vault.open(tmp_path / "src") as vault, connect(vault, nas) as link:
+        assert link.remote.snapshot_ids() == {vault.refs.head()}
+        assert gc_remote(link, grace_seconds=0).removed >= 2
+        assert verify_remote(link).ok
+    assert not open_backend(nas).exists(object_key(image))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from typing import Any
 
 import click
 
 from mjvault.cli.context import AppContext, pass_app
+from mjvault.errors import EXIT_PARTIAL
 
 MAX_IDS_SHOWN = 20
 
@@ -228,8 +230,10 @@ def forget_command(
     """Forget snapshots by a keep policy or by id, or remove jobs from every snapshot.
 
     HEAD's snapshot is never forgotten. `--job` rewrites every snapshot holding the job
-    without it and refreshes views; `--prune` then removes its objects. Copies already
-    pushed to remotes, and files in quarantine/, are not affected.
+    without it and refreshes views; `--prune` then removes its objects. With `--job`, every
+    configured remote gets the rewritten snapshots and loses the old ones (its next
+    `gc --remote` removes the job); a remote that cannot be reached is named (exit 4).
+    Files in quarantine/ are not affected. `--remote NAME` forgets a remote's snapshots.
     """
     from mjvault.errors import UsageError
     from mjvault.integrity.forget import (
@@ -270,9 +274,18 @@ def forget_command(
         )
         return
     job_report = snap_report = swept = None
+    remotes: list[Any] = []
     if job_ids:
         job_report = forget_jobs(vault, list(job_ids), dry_run=dry_run, wait=_wait_seconds(wait))
         data = job_report.to_json()
+        if not dry_run and job_report.rewritten:
+            from mjvault.cli.passphrase import passphrase_source
+            from mjvault.remotes.prune import forget_rewritten_on_remotes
+
+            remotes = forget_rewritten_on_remotes(
+                vault, job_report.rewritten, passphrase=passphrase_source(app.passphrase_file)
+            )
+            data["remotes"] = [r.to_json() for r in remotes]
     else:
         snap_report = forget_snapshots(
             vault,
@@ -307,6 +320,14 @@ def forget_command(
                 click.echo(f"  {note}")
             if job_report.views_refreshed:
                 click.echo(f"refreshed views: {', '.join(job_report.views_refreshed)}")
+            for remote in remotes:
+                if remote.error is not None:
+                    click.echo(f"remote {remote.name}: not reached: {remote.error}", err=True)
+                else:
+                    click.echo(
+                        f"remote {remote.name}: pushed, {len(remote.forgotten)} old snapshots "
+                        f"forgotten; `mjvault gc --remote {remote.name}` removes the job there"
+                    )
         if snap_report is not None:
             for decision in snap_report.decisions:
                 mark = "keep  " if decision.keep else "forget"
@@ -326,6 +347,10 @@ def forget_command(
             click.echo("run `mjvault gc` to reclaim the space")
 
     app.emit(data, human)
+    unreached = [r.name for r in remotes if r.error is not None]
+    if unreached:
+        click.echo(f"the job is still on: {', '.join(unreached)}", err=True)
+        sys.exit(EXIT_PARTIAL)
 
 
 def _print_decisions(report: Any, verb: str) -> None:

@@ -563,3 +563,59 @@ def forget_named_remote(
         return forget_remote(
             vault.refs.resolve, link, policy=policy, snapshot_ids=snapshot_ids, dry_run=dry_run
         )
+
+
+# -- forget --job, on every remote ---------------------------------------------------------
+
+
+@dataclass
+class RemoteJobForget:
+    """What ``forget --job`` did on one remote."""
+
+    name: str
+    pushed: bool = False
+    forgotten: list[str] = field(default_factory=list)  # the old snapshots' markers removed
+    error: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def forget_rewritten_on_remotes(
+    vault: Vault, rewritten: dict[str, str], *, passphrase: PassphraseSource = None
+) -> list[RemoteJobForget]:
+    """After ``forget --job``: on every configured remote, push the rewritten snapshots, then
+    remove the markers of the old ones the remote holds (their objects go at its next gc).
+
+    A remote that cannot be reached, or whose push is incomplete, keeps its old markers (its
+    only copy of those snapshots may be them) and is reported with why.
+    """
+    from mjvault.errors import MjvaultError
+    from mjvault.remotes.config import list_specs
+    from mjvault.remotes.push import push
+
+    results = []
+    for spec in list_specs(vault.path):
+        result = RemoteJobForget(spec.name)
+        results.append(result)
+        try:
+            with connect(vault, spec, passphrase=passphrase) as link:
+                pushed = push(vault, link)
+                if not pushed.ok:
+                    result.error = f"push incomplete: {pushed.problems[0]}"
+                    continue
+                result.pushed = True
+                held = link.remote.snapshot_ids()
+                old = []
+                for old_local in rewritten:
+                    remote_id = (
+                        link.idmap.remote_of(old_local) if link.idmap is not None else old_local
+                    )
+                    if remote_id is not None and remote_id in held:
+                        old.append(remote_id)
+                if old:
+                    report = forget_remote(None, link, snapshot_ids=old)
+                    result.forgotten = report.forgotten
+        except MjvaultError as exc:
+            result.error = str(exc)
+    return results
