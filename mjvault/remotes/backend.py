@@ -8,7 +8,7 @@ or mounted directory) and :mod:`.s3` (S3-compatible object stores through obstor
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import BinaryIO, NamedTuple
 
 from mjvault.errors import MjvaultError
@@ -95,6 +95,12 @@ class Backend(ABC):
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove ``key``; absent keys are not an error."""
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Remove every one of ``keys`` (absent ones are not an error). Storage with a bulk
+        delete overrides this: S3 takes 1,000 keys a request."""
+        for key in keys:
+            self.delete(key)
 
     def sweep(self) -> None:  # noqa: B027 - optional hook
         """Remove leftovers of writers killed long ago (a folder's old temp files)."""

@@ -64,6 +64,8 @@ DEFAULT_GRACE_SECONDS = 3600.0
 # Bytes of kept entries per new pack: as push fills them.
 PACK_TARGET_BYTES = 16 * 1024 * 1024
 DELETE_THREADS = 8
+# Keys a delete request names, at most (S3's DeleteObjects limit).
+DELETE_BATCH = 1000
 MAX_LISTED = 1000
 UNREADABLE = (RemoteNotFound, CorruptObject, IntegrityError, PackDamaged)
 
@@ -400,16 +402,28 @@ def _plan_packs(
 
 
 def _delete_loose(link: Link, doomed: DiskIds, lease: Lease, progress: ProgressFn | None) -> None:
-    def delete(object_id: str) -> None:
-        link.backend.delete(f"{OBJECTS_PREFIX}{object_id[:2]}/{object_id}")
+    """Deleted in batches (one request each where the store deletes in bulk), several at once."""
+
+    def delete(object_ids: list[str]) -> int:
+        link.backend.delete_many([f"{OBJECTS_PREFIX}{i[:2]}/{i}" for i in object_ids])
+        return len(object_ids)
+
+    def batches() -> Iterator[list[str]]:
+        batch: list[str] = []
+        for object_id in doomed:
+            batch.append(object_id)
+            if len(batch) >= DELETE_BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
     lease.check()
     with ThreadPoolExecutor(DELETE_THREADS) as pool:
-        for done, _ in enumerate(bounded_map(pool, delete, doomed, window=DELETE_THREADS * 4)):
+        for done in bounded_map(pool, delete, batches(), window=DELETE_THREADS * 2):
+            lease.check()
             if progress:
-                progress("removing", 1)
-            if done % 1000 == 999:
-                lease.check()
+                progress("removing", done)
 
 
 class _NewPacks:

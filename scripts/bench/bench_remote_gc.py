@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -115,6 +116,14 @@ def main() -> None:
     from mjvault.remotes.config import RemoteSpec, normalise_url
     from mjvault.testing.objectstore import FaultProxy, MotoServer
 
+    if args.s3:  # what moto accepts, for this process and its children
+        os.environ.update(
+            {
+                "AWS_ACCESS_KEY_ID": "bench",
+                "AWS_SECRET_ACCESS_KEY": "bench",
+                "AWS_REGION": "us-east-1",
+            }
+        )
     moto = MotoServer() if args.s3 else None
     proxy = FaultProxy(moto.port) if moto else None
     try:
