@@ -511,3 +511,36 @@ def test_cli_push_during_a_prune_refuses_with_one_line(tmp_path: Path) -> None:
     errors = [line for line in refused.stderr.decode().splitlines() if "error" in line]
     assert len(errors) == 1 and "is being pruned by" in errors[0], errors
     assert run_cli("--vault", str(tmp_path / "src"), "push", "nas").returncode == 0
+
+
+def test_a_damaged_pack_is_kept_whole_and_the_lease_stays_marked(tmp_path: Path) -> None:
+    from mjvault.remotes.packs import PACKS_PREFIX, read_remote_trailer
+
+    spec = RemoteSpec("offsite", normalise_url(str(tmp_path / "remote")))
+    vault = Vault.init(tmp_path / "src")
+    add_jobs(vault, 10)
+    record = next(e.record for e in vault.entries() if e.job_id == "job-3")
+    assert push_to(vault, spec).ok
+    forget_jobs(vault, ["job-3"])
+    add_jobs(vault, 2, start=10)
+    assert push_to(vault, spec).ok
+    backend = open_backend(spec)
+    for key in backend.list(PACKS_PREFIX):
+        name = key[len(PACKS_PREFIX) :]
+        found = [e for e in read_remote_trailer(backend, name).entries if e.hex_id == record]
+        if found:
+            path = tmp_path / "remote" / key
+            data = bytearray(path.read_bytes())
+            data[found[0].offset + found[0].length - 1] ^= 0xFF  # inside job-3's record
+            path.chmod(0o600)
+            path.write_bytes(bytes(data))
+            damaged = key
+    with connect(vault, spec) as link:
+        forget_remote(vault.refs.resolve, link, policy=KeepPolicy(last=1))
+        swept = gc_remote(link, grace_seconds=0)
+    assert swept.packs_kept_damaged == 1 and "kept whole" in swept.notes[0]
+    assert backend.exists(damaged)
+    assert not backend.exists(object_key(job3_image(vault)))
+    left = read_lease(backend, PRUNE_KEY)
+    assert left is not None and left.interrupted
+    assert push_to(vault, spec).notes  # trusts no subtree

@@ -180,6 +180,8 @@ class RemoteGcReport:
     pack_bytes_written: int = 0
     packs_removed: int = 0
     pack_bytes_removed: int = 0
+    #: Packs to rewrite that failed a check and were kept whole, unmarked entries and all.
+    packs_kept_damaged: int = 0
     seconds: float = 0.0
     removed_ids: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -244,11 +246,12 @@ def gc_remote(
         # Only when nothing unmarked is left does every object on the remote have its whole
         # subtree: a young unmarked tree node may name an old object removed now or by an
         # earlier sweep, and pushes must not take it for a complete subtree meanwhile.
-        lease.leave(cut_short=report.kept_young > 0, cleared=True)
-        if report.kept_young:
+        left_unmarked = report.kept_young > 0 or report.packs_kept_damaged > 0
+        lease.leave(cut_short=left_unmarked, cleared=True)
+        if left_unmarked:
             report.notes.append(
-                "young unreferenced objects were kept: the next push checks every snapshot "
-                "whole, until a gc finds none"
+                "unreferenced objects were kept (young, or in a damaged pack): the next push "
+                "checks every snapshot whole, until a gc leaves none"
             )
     report.seconds = time.monotonic() - started
     return report
@@ -535,6 +538,7 @@ def _kept_entries(
             return kept
     except (PackDamaged, CorruptObject, IntegrityError, RemoteNotFound) as exc:
         report.notes.append(f"remote pack {name[:12]} kept whole: {exc}")
+        report.packs_kept_damaged += 1
         return None
     finally:
         path.unlink(missing_ok=True)
