@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
+from typing import Any
 
 import click
 
 from mjvault.cli.context import AppContext, pass_app
+from mjvault.errors import EXIT_PARTIAL
 
 MAX_IDS_SHOWN = 20
 
@@ -22,6 +26,7 @@ Examples:
   mjvault gc --dry-run             what would go, and how many bytes
   mjvault gc                       remove unreferenced objects older than 1 hour
   mjvault gc --grace 0 --wait      everything unreferenced, after a running sync ends
+  mjvault gc --remote nas --dry-run  what would go from remote nas, and how many bytes
 """,
 )
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
@@ -33,17 +38,32 @@ Examples:
     help="Keep unreferenced objects younger than this (90s, 30m, 1h, 2d).",
 )
 @click.option("--wait", is_flag=True, help="Wait for a running sync to finish instead of failing.")
+@click.option(
+    "--remote",
+    "remote_name",
+    metavar="NAME",
+    help="Collect remote NAME's garbage instead of the vault's (its own snapshots decide).",
+)
 @pass_app
-def gc_command(app: AppContext, dry_run: bool, grace: str, wait: bool) -> None:
+def gc_command(
+    app: AppContext, dry_run: bool, grace: str, wait: bool, remote_name: str | None
+) -> None:
     """Remove objects no snapshot, unfinished sync or view refers to.
 
     Objects younger than the grace period are always kept, so the work of a sync that is
-    still running is never removed. Objects already copied to remotes are not affected.
+    still running is never removed. Objects already copied to remotes are not affected,
+    unless `--remote NAME` is given: then the remote's objects that none of the remote's
+    snapshots reach are removed instead, and the vault is not touched.
     """
     from mjvault.integrity.gc import gc, parse_duration
 
     grace_seconds = parse_duration(grace)
     vault = app.open_vault()
+    if remote_name is not None:
+        if wait:
+            raise click.UsageError("--wait is for the vault's own gc")
+        _gc_remote(app, vault, remote_name, grace_seconds, dry_run)
+        return
     with app.progress(None, "sweeping", unit="obj") as bar:
         report = gc(
             vault,
@@ -94,6 +114,73 @@ def gc_command(app: AppContext, dry_run: bool, grace: str, wait: bool) -> None:
     app.emit(report.to_json(), human)
 
 
+def _remote_progress(app: AppContext) -> Any:
+    """A bar per phase on stderr (marking, planning, removing, rewriting)."""
+    bars: dict[str, Any] = {}
+    stack = contextlib.ExitStack()
+
+    def update(phase: str, done: int) -> None:
+        if phase not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars[phase] = stack.enter_context(app.progress(None, phase, unit="obj"))
+        bars[phase].update(done)
+
+    return stack, update
+
+
+def _gc_remote(app: AppContext, vault: Any, name: str, grace_seconds: float, dry_run: bool) -> None:
+    from mjvault.cli.passphrase import passphrase_source
+    from mjvault.remotes.prune import gc_named_remote
+
+    stack, update = _remote_progress(app)
+    with stack:
+        report = gc_named_remote(
+            vault,
+            name,
+            passphrase=passphrase_source(app.passphrase_file),
+            grace_seconds=grace_seconds,
+            dry_run=dry_run,
+            progress=update,
+        )
+
+    def human() -> None:
+        verb = "would remove" if dry_run else "removed"
+        if dry_run:
+            for object_id in report.removed_ids[:MAX_IDS_SHOWN]:
+                click.echo(object_id)
+            if report.removed > MAX_IDS_SHOWN:
+                click.echo(f"… and {report.removed - MAX_IDS_SHOWN} more (--json lists 1000)")
+        click.echo(
+            f"remote {name}: {report.snapshots} snapshots, {report.objects_seen} objects, "
+            f"{report.unreferenced} unreferenced"
+        )
+        click.echo(
+            f"{verb} {report.removed} objects: {report.removed_bytes / 1e6:.1f} MB loose"
+            + (
+                f", {report.packs_rewritten} packs of "
+                f"{report.pack_bytes_removed / 1e6:.1f} MB "
+                + (
+                    "to rewrite"
+                    if dry_run
+                    else f"rewritten into {report.packs_written} of "
+                    f"{report.pack_bytes_written / 1e6:.1f} MB"
+                )
+                if report.packs_rewritten
+                else ""
+            )
+        )
+        for note in report.notes:
+            click.echo(f"note: {note}")
+        if report.kept_young:
+            click.echo(
+                f"kept {report.kept_young} unreferenced objects younger than the grace period "
+                f"({report.kept_young_bytes / 1e6:.1f} MB)"
+            )
+
+    app.emit(report.to_json() | {"remote": name}, human)
+
+
 @click.command(
     "forget",
     epilog="""\b
@@ -102,6 +189,7 @@ Examples:
   mjvault forget --keep-last 5 --prune          forget, then gc
   mjvault forget 3f2a9c01                        forget one snapshot by id
   mjvault forget --job 012e8f80-7e9b-48fe-8839-37a5b61a14aa --prune
+  mjvault forget --remote nas --keep-last 30 --prune   on remote nas, then gc there
 """,
 )
 @click.argument("snapshot_ids", nargs=-1, metavar="[SNAPSHOT]...")
@@ -116,6 +204,12 @@ Examples:
 @click.option("--prune", is_flag=True, help="Run gc afterwards to reclaim the space.")
 @click.option("--grace", default="1h", show_default=True, metavar="DURATION", help="gc grace.")
 @click.option("--wait", is_flag=True, help="Wait for a running sync to finish instead of failing.")
+@click.option(
+    "--remote",
+    "remote_name",
+    metavar="NAME",
+    help="Forget remote NAME's snapshots instead of the vault's (never its newest).",
+)
 @pass_app
 def forget_command(
     app: AppContext,
@@ -131,12 +225,15 @@ def forget_command(
     prune: bool,
     grace: str,
     wait: bool,
+    remote_name: str | None,
 ) -> None:
     """Forget snapshots by a keep policy or by id, or remove jobs from every snapshot.
 
     HEAD's snapshot is never forgotten. `--job` rewrites every snapshot holding the job
-    without it and refreshes views; `--prune` then removes its objects. Copies already
-    pushed to remotes, and files in quarantine/, are not affected.
+    without it and refreshes views; `--prune` then removes its objects. With `--job`, every
+    configured remote gets the rewritten snapshots and loses the old ones (its next
+    `gc --remote` removes the job); a remote that cannot be reached is named (exit 4).
+    Files in quarantine/ are not affected. `--remote NAME` forgets a remote's snapshots.
     """
     from mjvault.errors import UsageError
     from mjvault.integrity.forget import (
@@ -159,10 +256,36 @@ def forget_command(
         raise UsageError("give exactly one of: --keep-* options, snapshot ids, or --job JOB_ID")
     grace_seconds = parse_duration(grace)
     vault = app.open_vault()
+    if remote_name is not None:
+        if job_ids:
+            raise UsageError(
+                "--job is not for --remote",
+                hint="forget the job in the vault, push, then `mjvault forget --remote` the "
+                "old snapshots",
+            )
+        _forget_remote(
+            app,
+            vault,
+            remote_name,
+            None if snapshot_ids else policy,
+            snapshot_ids,
+            dry_run,
+            grace_seconds if prune else None,
+        )
+        return
     job_report = snap_report = swept = None
+    remotes: list[Any] = []
     if job_ids:
         job_report = forget_jobs(vault, list(job_ids), dry_run=dry_run, wait=_wait_seconds(wait))
         data = job_report.to_json()
+        if not dry_run and job_report.rewritten:
+            from mjvault.cli.passphrase import passphrase_source
+            from mjvault.remotes.prune import forget_rewritten_on_remotes
+
+            remotes = forget_rewritten_on_remotes(
+                vault, job_report.rewritten, passphrase=passphrase_source(app.passphrase_file)
+            )
+            data["remotes"] = [r.to_json() for r in remotes]
     else:
         snap_report = forget_snapshots(
             vault,
@@ -197,6 +320,14 @@ def forget_command(
                 click.echo(f"  {note}")
             if job_report.views_refreshed:
                 click.echo(f"refreshed views: {', '.join(job_report.views_refreshed)}")
+            for remote in remotes:
+                if remote.error is not None:
+                    click.echo(f"remote {remote.name}: not reached: {remote.error}", err=True)
+                else:
+                    click.echo(
+                        f"remote {remote.name}: pushed, {len(remote.forgotten)} old snapshots "
+                        f"forgotten; `mjvault gc --remote {remote.name}` removes the job there"
+                    )
         if snap_report is not None:
             for decision in snap_report.decisions:
                 mark = "keep  " if decision.keep else "forget"
@@ -214,5 +345,73 @@ def forget_command(
             click.echo(f"gc removed {swept.removed} objects, {swept.removed_bytes / 1e6:.1f} MB")
         elif not dry_run:
             click.echo("run `mjvault gc` to reclaim the space")
+
+    app.emit(data, human)
+    unreached = [r.name for r in remotes if r.error is not None]
+    if unreached:
+        click.echo(f"the job is still on: {', '.join(unreached)}", err=True)
+        sys.exit(EXIT_PARTIAL)
+
+
+def _print_decisions(report: Any, verb: str) -> None:
+    for decision in report.decisions:
+        mark = "keep  " if decision.keep else "forget"
+        click.echo(
+            f"{mark} {decision.snapshot.short_id}  "
+            f"{decision.snapshot.time.astimezone():%Y-%m-%d %H:%M}  "
+            f"{', '.join(decision.reasons)}"
+        )
+    listed = {d.snapshot.id for d in report.decisions}
+    for snapshot_id in report.forgotten:
+        if snapshot_id not in listed:
+            click.echo(f"forget {snapshot_id[:12]}  (its manifest cannot be read)")
+    click.echo(f"{verb} forget {len(report.forgotten)} snapshots")
+
+
+def _forget_remote(
+    app: AppContext,
+    vault: Any,
+    name: str,
+    policy: Any,
+    snapshot_ids: tuple[str, ...],
+    dry_run: bool,
+    prune_grace: float | None,
+) -> None:
+    from mjvault.cli.passphrase import passphrase_source
+    from mjvault.remotes.prune import forget_named_remote
+
+    report = forget_named_remote(
+        vault,
+        name,
+        passphrase=passphrase_source(app.passphrase_file),
+        policy=policy,
+        snapshot_ids=list(snapshot_ids),
+        dry_run=dry_run,
+    )
+    data = report.to_json() | {"remote": name}
+    swept = None
+    if prune_grace is not None and not dry_run:
+        from mjvault.remotes.prune import gc_named_remote
+
+        stack, update = _remote_progress(app)
+        with stack:
+            swept = gc_named_remote(
+                vault,
+                name,
+                passphrase=passphrase_source(app.passphrase_file),
+                grace_seconds=prune_grace,
+                progress=update,
+            )
+        data["gc"] = swept.to_json()
+
+    def human() -> None:
+        _print_decisions(report, "would" if dry_run else "did")
+        if swept is not None:
+            click.echo(
+                f"gc removed {swept.removed} objects from remote {name}, "
+                f"{swept.bytes_freed / 1e6:.1f} MB freed"
+            )
+        elif not dry_run:
+            click.echo(f"run `mjvault gc --remote {name}` to reclaim the space")
 
     app.emit(data, human)

@@ -99,7 +99,9 @@ def apply_policy(
     """
     if policy.empty:
         raise UsageError("no keep policy given (--keep-last, --keep-daily, …)")
-    ordered = sorted(snapshots, key=lambda s: (s.time, s.id), reverse=True)
+    # A snapshot rewritten by `forget --job` keeps its original's time; where both are
+    # still listed (a remote's), the rewrite (more jobs forgotten) counts as the newer.
+    ordered = sorted(snapshots, key=age_order, reverse=True)
     decisions = [Decision(s) for s in ordered]
     for decision in decisions:
         if protected and decision.snapshot.id in protected:
@@ -121,6 +123,11 @@ def apply_policy(
             seen.add(bucket)
             decision.reasons.append(name)
     return decisions
+
+
+def age_order(snapshot: Snapshot) -> tuple[datetime, int, str]:
+    forgotten = snapshot.stats.get("forgotten", 0)
+    return snapshot.time, forgotten if isinstance(forgotten, int) else 0, snapshot.id
 
 
 @dataclass

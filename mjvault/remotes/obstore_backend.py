@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any, BinaryIO
 
 from mjvault.remotes.backend import (
     STREAM_CHUNK,
     Backend,
+    KeyMeta,
     RemoteAuthError,
     RemoteError,
     RemoteNotFound,
@@ -127,6 +128,14 @@ class ObstoreBackend(Backend):
         return RemoteError(f"cannot {action} {where}: {detail}")
 
     def list(self, prefix: str) -> Iterator[str]:
+        for meta in self._listing(prefix):
+            yield str(meta["path"])
+
+    def list_meta(self, prefix: str) -> Iterator[KeyMeta]:
+        for meta in self._listing(prefix):
+            yield KeyMeta(str(meta["path"]), int(meta["size"]), meta["last_modified"].timestamp())
+
+    def _listing(self, prefix: str) -> Iterator[Any]:
         import obstore
 
         # obstore's prefix is a directory ("objects/ab" lists objects/ab/*, never objects/abc):
@@ -146,7 +155,7 @@ class ObstoreBackend(Backend):
                         last = key
                         cut.progress()
                         if key.startswith(prefix):
-                            yield key
+                            yield meta
                 return
             except Exception as exc:
                 # The client retries a failed request, but not a listing page whose body broke
@@ -247,3 +256,14 @@ class ObstoreBackend(Backend):
             obstore.delete(self._store, key)
         except Exception as exc:
             raise self._fail("delete", key, exc) from None
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        import obstore
+
+        if not keys:
+            return
+        try:
+            # S3's DeleteObjects (1,000 keys a request) and Azure's blob batch, where offered.
+            obstore.delete(self._store, list(keys))
+        except Exception as exc:
+            raise self._fail("delete", keys[0], exc) from None

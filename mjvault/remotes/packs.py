@@ -96,6 +96,14 @@ class RemotePackIndex:
         self._pages.release()
         return found
 
+    def pack_ids(self, name: str) -> bytes | None:
+        """The ids ``name`` holds, 32 bytes each, concatenated; None for a pack not known."""
+        with self._env.begin(db=self._packs) as txn:
+            found = txn.get(bytes.fromhex(name))
+            listed = bytes(found) if found is not None else None
+        self._pages.release()
+        return listed
+
     def locate(self, object_id: str) -> str | None:
         self._pages.touched()
         with self._env.begin(db=self._objects) as txn:

@@ -36,6 +36,7 @@ from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError, ObjectNotFound
 from mjvault.remotes.config import state_dir
 from mjvault.remotes.crypto import rewrite_ids
+from mjvault.remotes.lease import take_push_lease
 from mjvault.remotes.packs import REMOTE_PACK_VERSION, pack_key
 from mjvault.remotes.remote import Present, allow_packs, object_key, snapshot_key
 from mjvault.remotes.scratch import Scratch
@@ -67,6 +68,7 @@ class PushReport:
     snapshots_sent: int = 0
     snapshots_present: int = 0
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -83,6 +85,7 @@ class PushReport:
             "snapshots_sent": self.snapshots_sent,
             "snapshots_present": self.snapshots_present,
             "problems": self.problems,
+            "notes": self.notes,
             "seconds": round(self.seconds, 3),
         }
 
@@ -183,15 +186,46 @@ def push(
     progress: ProgressFn | None = None,
     on_plan: Callable[[int, int], None] | None = None,
     full: bool = False,
+    prune_wait: float = 0.0,
+    on_wait: Callable[[str], None] | None = None,
 ) -> PushReport:
     """Send what ``link``'s remote lacks. ``on_plan(objects, bytes)`` is told the work first.
 
     ``full`` trusts nothing the remote already has but its object listing and its packs'
     trailers (all read again): every snapshot is walked whole, so objects deleted from the
     remote behind our back are sent again.
+
+    The push holds a lease on the remote (:mod:`.lease`) from before its listing to after its
+    markers; while a prune holds the remote it waits up to ``prune_wait`` seconds
+    (``on_wait`` told why), then refuses with :class:`~.lease.RemoteBusy`.
     """
     started = time.monotonic()
     report = PushReport()
+    lease, seen = take_push_lease(link.backend, wait=prune_wait, on_wait=on_wait)
+    try:
+        if seen.prune_interrupted and not full:
+            # Its sweep may have left a tree node whose children are gone: trust no subtree.
+            report.notes.append(
+                "a prune of this remote was cut short: every snapshot was checked whole "
+                "(run `mjvault gc --remote` to finish it)"
+            )
+            full = True
+        _push(vault, link, report, threads, progress, on_plan, full)
+    finally:
+        lease.release()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _push(
+    vault: Vault,
+    link: Link,
+    report: PushReport,
+    threads: int,
+    progress: ProgressFn | None,
+    on_plan: Callable[[int, int], None] | None,
+    full: bool,
+) -> None:
     link.backend.sweep()
     if link.remote.packs is not None:
         link.remote.packs.refresh(reread=full)
@@ -218,8 +252,6 @@ def push(
                 report.snapshots_sent += 1
             else:
                 report.snapshots_present += 1
-    report.seconds = time.monotonic() - started
-    return report
 
 
 def _local_snapshots_oldest_first(vault: Vault, report: PushReport) -> list[str]:
