@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO, Literal
 
-from mjvault.remotes.backend import Backend, RemoteError
+from mjvault.remotes.backend import Backend, KeyMeta, RemoteError
 from mjvault.remotes.config import RemoteSpec
 
-Method = Literal["list", "get", "download", "get_tail", "get_range", "put", "exists", "delete"]
-METHODS: tuple[Method, ...] = (
+Method = Literal[
     "list",
+    "list_meta",
     "get",
     "download",
     "get_tail",
@@ -35,6 +35,19 @@ METHODS: tuple[Method, ...] = (
     "put",
     "exists",
     "delete",
+    "delete_many",
+]
+METHODS: tuple[Method, ...] = (
+    "list",
+    "list_meta",
+    "get",
+    "download",
+    "get_tail",
+    "get_range",
+    "put",
+    "exists",
+    "delete",
+    "delete_many",
 )
 #: What a fault does:
 #: ``error``: raise without calling the storage; ``error_after``: call it, then raise (the
@@ -218,6 +231,14 @@ class FaultyBackend(Backend):
             keys = keys[: len(keys) // 2]
         return iter(keys)
 
+    def list_meta(self, prefix: str) -> Iterator[KeyMeta]:
+        fault = self._meet("list_meta", prefix)
+        found = list(self.inner.list_meta(prefix))
+        self._finish(fault, prefix)
+        if fault is not None and fault.action == "truncate":
+            found = found[: len(found) // 2]
+        return iter(found)
+
     def get(self, key: str) -> bytes:
         fault = self._meet("get", key)
         data = self.inner.get(key)
@@ -268,6 +289,11 @@ class FaultyBackend(Backend):
         fault = self._meet("delete", key)
         self.inner.delete(key)
         self._finish(fault, key)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        fault = self._meet("delete_many", keys[0] if keys else "")
+        self.inner.delete_many(keys)
+        self._finish(fault, keys[0] if keys else "")
 
     def sweep(self) -> None:
         self.inner.sweep()
