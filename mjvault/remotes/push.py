@@ -37,6 +37,7 @@ from mjvault.errors import CorruptObject, IntegrityError, ObjectNotFound
 from mjvault.remotes.config import state_dir
 from mjvault.remotes.crypto import rewrite_ids
 from mjvault.remotes.packs import REMOTE_PACK_VERSION, pack_key
+from mjvault.remotes.record import note_push
 from mjvault.remotes.remote import Present, allow_packs, object_key, snapshot_key
 from mjvault.remotes.scratch import Scratch
 from mjvault.remotes.session import Link
@@ -72,6 +73,17 @@ class PushReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def figures(self) -> dict[str, object]:
+        """What the push record keeps of it."""
+        return {
+            "objects_sent": self.objects_sent,
+            "bytes_sent": self.bytes_sent,
+            "packs_sent": self.packs_sent,
+            "snapshots_sent": self.snapshots_sent,
+            "seconds": round(self.seconds, 3),
+            "ok": self.ok,
+        }
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -211,6 +223,7 @@ def push(
         if on_plan:
             on_plan(plan.count, plan.size)
         failed = _send(vault, link, plan, threads, report, progress)
+        published = []
         for local_id, remote_id in plan.snapshots.items():
             if local_id in failed:
                 continue
@@ -218,7 +231,10 @@ def push(
                 report.snapshots_sent += 1
             else:
                 report.snapshots_present += 1
+            published.append(local_id)
     report.seconds = time.monotonic() - started
+    # What the remote now holds, for the guard of local forget and gc (and `remote info`).
+    note_push(vault.path, link, remote_snapshots, published, report.figures())
     return report
 
 
