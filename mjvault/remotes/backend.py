@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from mjvault.errors import MjvaultError
 
@@ -29,6 +29,17 @@ class RemoteNotFound(RemoteError):
     """A key the remote should hold is absent."""
 
 
+class KeyMeta(NamedTuple):
+    """One listed key with what the listing says of it."""
+
+    key: str
+    #: Bytes stored.
+    size: int
+    #: When the blob was written, seconds since the epoch (a folder's mtime, the store's
+    #: Last-Modified): the age a grace period is measured by.
+    mtime: float
+
+
 class Backend(ABC):
     """Blobs by key. Thread-safe: push and pull call it from a pool."""
 
@@ -42,6 +53,11 @@ class Backend(ABC):
     @abstractmethod
     def list(self, prefix: str) -> Iterator[str]:
         """Every key starting with ``prefix`` (unordered)."""
+
+    def list_meta(self, prefix: str) -> Iterator[KeyMeta]:
+        """Every key starting with ``prefix`` with its size and modification time (unordered),
+        from the listing itself: no request per key. Needed by ``gc --remote`` alone."""
+        raise RemoteError(f"{self.describe()} cannot list the sizes and ages of its keys")
 
     @abstractmethod
     def get(self, key: str) -> bytes:

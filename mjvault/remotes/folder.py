@@ -21,7 +21,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from mjvault.remotes.backend import STREAM_CHUNK, Backend, RemoteError, RemoteNotFound
+from mjvault.remotes.backend import (
+    STREAM_CHUNK,
+    Backend,
+    KeyMeta,
+    RemoteError,
+    RemoteNotFound,
+)
 from mjvault.store.fsutil import fsync_dir
 
 TMP_DIR = "tmp"
@@ -59,6 +65,16 @@ class FolderBackend(Backend):
                 key = rel + name
                 if key.startswith(prefix) and not name.startswith("."):
                     yield key
+
+    def list_meta(self, prefix: str) -> Iterator[KeyMeta]:
+        for key in self.list(prefix):
+            try:
+                info = os.stat(self._path(key))
+            except FileNotFoundError:  # deleted since it was listed
+                continue
+            except OSError as exc:
+                raise RemoteError(f"cannot stat {key} in {self.root}: {exc.strerror}") from None
+            yield KeyMeta(key, info.st_size, info.st_mtime)
 
     def get(self, key: str) -> bytes:
         try:

@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 from mjvault.remotes.backend import (
     STREAM_CHUNK,
     Backend,
+    KeyMeta,
     RemoteAuthError,
     RemoteError,
     RemoteNotFound,
@@ -95,6 +96,20 @@ class ObstoreBackend(Backend):
             for batch in obstore.list(self._store, prefix=prefix, chunk_size=1000):
                 for meta in batch:
                     yield str(meta["path"])
+        except Exception as exc:
+            raise self._fail("list", prefix, exc) from None
+
+    def list_meta(self, prefix: str) -> Iterator[KeyMeta]:
+        import obstore
+
+        try:
+            for batch in obstore.list(self._store, prefix=prefix, chunk_size=1000):
+                for meta in batch:
+                    yield KeyMeta(
+                        str(meta["path"]),
+                        int(meta["size"]),
+                        meta["last_modified"].timestamp(),
+                    )
         except Exception as exc:
             raise self._fail("list", prefix, exc) from None
 
