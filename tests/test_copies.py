@@ -486,3 +486,11 @@ def test_kill_9_between_the_new_key_file_and_the_delete_leaves_both_passphrases(
     assert report.ok and copy.refs.head() == vault.refs.head()
     copy.close()
     vault.close()
+
+
+def test_an_unreadable_snapshot_is_no_copy_to_protect(three) -> None:  # type: ignore[no-untyped-def]
+    vault, _, (s1, s2, s3) = three
+    (vault.path / "objects" / s2[:2] / s2).unlink()
+    done = cli(vault, "forget", s2)
+    assert done.returncode == 0, done.stderr
+    assert set(vault.refs.snapshot_ids()) == {s1, s3}

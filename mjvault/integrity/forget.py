@@ -193,7 +193,8 @@ def forget_snapshots(
                 Decision(s, [] if s.id in named else ["not named"]) for s in readable
             ]
             doomed = sorted(named)
-        found = copies.check(vault, doomed)
+        # An unreadable manifest is no copy to protect: it is lost here whatever forget does.
+        found = copies.check(vault, (i for i in doomed if i not in unreadable))
         copies.enforce(vault, found, "forget", force=force, dry_run=dry_run)
         report.guard = found
         for snapshot_id in doomed:
