@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -17,6 +18,44 @@ MAX_IDS_SHOWN = 20
 
 def _wait_seconds(wait: bool) -> float | None:
     return math.inf if wait else None
+
+
+force_option = click.option(
+    "--force",
+    is_flag=True,
+    help="Drop snapshots even when no remote holds them (see `mjvault remote info`).",
+)
+
+
+@contextlib.contextmanager
+def _refusal_as_json(app: AppContext) -> Iterator[None]:
+    """Under --json a refusal of the copies guard is a document naming the snapshots."""
+    from mjvault.integrity.copies import NotOffsite
+
+    try:
+        yield
+    except NotOffsite as exc:
+        if app.json_output:
+            app.emit({"ok": False, "refused": str(exc), "copies": exc.check.to_json()})
+        raise
+
+
+def _echo_copies(found: dict[str, Any] | None, command: str, dry_run: bool) -> None:
+    """One line when snapshots no remote holds would be (or were, forced) dropped."""
+    if not found or found["ok"]:
+        return
+    ids = found["snapshots"]
+    shown = ", ".join(i[:12] for i in ids[:3]) + (
+        f" and {len(ids) - 3} more" if len(ids) > 3 else ""
+    )
+    if dry_run:
+        click.echo(
+            f"would refuse: no remote holds {shown}; run `mjvault push {found['push_to']}` "
+            f"first, or {command} --force",
+            err=True,
+        )
+    elif found["forced"]:
+        click.echo(f"forced: dropped {shown}, which no remote holds", err=True)
 
 
 @click.command(
@@ -44,9 +83,15 @@ Examples:
     metavar="NAME",
     help="Collect remote NAME's garbage instead of the vault's (its own snapshots decide).",
 )
+@force_option
 @pass_app
 def gc_command(
-    app: AppContext, dry_run: bool, grace: str, wait: bool, remote_name: str | None
+    app: AppContext,
+    dry_run: bool,
+    grace: str,
+    wait: bool,
+    remote_name: str | None,
+    force: bool,
 ) -> None:
     """Remove objects no snapshot, unfinished sync or view refers to.
 
@@ -60,11 +105,11 @@ def gc_command(
     grace_seconds = parse_duration(grace)
     vault = app.open_vault()
     if remote_name is not None:
-        if wait:
-            raise click.UsageError("--wait is for the vault's own gc")
+        if wait or force:
+            raise click.UsageError(f"{'--wait' if wait else '--force'} is for the vault's own gc")
         _gc_remote(app, vault, remote_name, grace_seconds, dry_run)
         return
-    with app.progress(None, "sweeping", unit="obj") as bar:
+    with app.progress(None, "sweeping", unit="obj") as bar, _refusal_as_json(app):
         report = gc(
             vault,
             grace_seconds=grace_seconds,
@@ -72,6 +117,7 @@ def gc_command(
             wait=_wait_seconds(wait),
             on_object=lambda: bar.update(1),
             auto_pack_after=app.config.pack.auto_after,
+            force=force,
         )
 
     def human() -> None:
@@ -105,6 +151,7 @@ def gc_command(
             )
         for note in report.notes:
             click.echo(f"note: {note}")
+        _echo_copies(report.copies, "gc", dry_run)
         if report.kept_young:
             click.echo(
                 f"kept {report.kept_young} unreferenced objects younger than the grace period "
@@ -210,6 +257,7 @@ Examples:
     metavar="NAME",
     help="Forget remote NAME's snapshots instead of the vault's (never its newest).",
 )
+@force_option
 @pass_app
 def forget_command(
     app: AppContext,
@@ -226,6 +274,7 @@ def forget_command(
     grace: str,
     wait: bool,
     remote_name: str | None,
+    force: bool,
 ) -> None:
     """Forget snapshots by a keep policy or by id, or remove jobs from every snapshot.
 
@@ -260,8 +309,8 @@ def forget_command(
         if job_ids:
             raise UsageError(
                 "--job is not for --remote",
-                hint="forget the job in the vault, push, then `mjvault forget --remote` the "
-                "old snapshots",
+                hint="`mjvault forget --job ID` without --remote forgets it in the vault and "
+                "on every remote",
             )
         _forget_remote(
             app,
@@ -287,21 +336,25 @@ def forget_command(
             )
             data["remotes"] = [r.to_json() for r in remotes]
     else:
-        snap_report = forget_snapshots(
-            vault,
-            policy=None if snapshot_ids else policy,
-            snapshot_ids=list(snapshot_ids),
-            dry_run=dry_run,
-            wait=_wait_seconds(wait),
-        )
+        with _refusal_as_json(app):
+            snap_report = forget_snapshots(
+                vault,
+                policy=None if snapshot_ids else policy,
+                snapshot_ids=list(snapshot_ids),
+                dry_run=dry_run,
+                wait=_wait_seconds(wait),
+                force=force,
+            )
         data = snap_report.to_json()
     if prune and not dry_run:
-        swept = gc(
-            vault,
-            grace_seconds=grace_seconds,
-            wait=_wait_seconds(wait),
-            auto_pack_after=app.config.pack.auto_after,
-        )
+        with _refusal_as_json(app):
+            swept = gc(
+                vault,
+                grace_seconds=grace_seconds,
+                wait=_wait_seconds(wait),
+                auto_pack_after=app.config.pack.auto_after,
+                force=force,
+            )
         data["gc"] = swept.to_json()
 
     def human() -> None:
@@ -341,6 +394,8 @@ def forget_command(
                 if snapshot_id not in listed:
                     click.echo(f"forget {snapshot_id[:12]}  (its manifest cannot be read)")
             click.echo(f"{verb} forget {len(snap_report.forgotten)} snapshots")
+            guard = snap_report.guard
+            _echo_copies(guard.to_json() if guard else None, "forget", dry_run)
         if swept is not None:
             click.echo(f"gc removed {swept.removed} objects, {swept.removed_bytes / 1e6:.1f} MB")
         elif not dry_run:

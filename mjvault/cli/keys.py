@@ -73,14 +73,72 @@ def key_remove_command(app: AppContext, key_id: str) -> None:
     app.emit({"removed": key_id}, lambda: click.echo(f"removed key {key_id}"))
 
 
-@key_group.command("passwd")
+@key_group.command(
+    "passwd",
+    epilog="""\b
+Examples:
+  mjvault key passwd                                  the vault's own passphrase
+  mjvault key passwd --remote cloud                   an encrypting remote's (remote add --encrypt)
+  mjvault --passphrase-file old.txt key passwd --remote cloud --new-passphrase-file new.txt
+""",
+)
 @new_passphrase_option
+@click.option(
+    "--remote",
+    "remote_name",
+    metavar="NAME",
+    help="Change the passphrase of encrypting remote NAME instead (the current one comes "
+    "from --passphrase-file, $MJVAULT_PASSPHRASE or a prompt). For an encrypted vault's "
+    "remote, run `key passwd` first: this then makes the remote's key files the vault's.",
+)
 @pass_app
-def key_passwd_command(app: AppContext, new_passphrase_file: str | None) -> None:
-    """Change the passphrase you opened the vault with."""
+def key_passwd_command(
+    app: AppContext, new_passphrase_file: str | None, remote_name: str | None
+) -> None:
+    """Change the passphrase you opened the vault (or remote NAME) with."""
     from mjvault.cli.passphrase import passphrase_source
 
+    if remote_name is not None:
+        _remote_passwd(app, remote_name, new_passphrase_file)
+        return
     vault = app.open_vault()
     old = passphrase_source(app.passphrase_file)()
     key_id = vault.change_passphrase(old, _new_passphrase(new_passphrase_file))
     app.emit({"key": key_id}, lambda: click.echo(f"passphrase changed (key {key_id})"))
+
+
+def _remote_passwd(app: AppContext, name: str, new_passphrase_file: str | None) -> None:
+    from mjvault.cli.passphrase import passphrase_source
+    from mjvault.remotes.config import load_spec, open_backend
+    from mjvault.remotes.rekey import change_remote_passphrase, mirror_vault_keys
+    from mjvault.remotes.remote import RemoteMismatch, read_info
+
+    vault = app.open_vault()
+    spec = load_spec(vault.path, name)
+    backend = open_backend(spec)
+    try:
+        info = read_info(backend)
+        if info is None:
+            raise RemoteMismatch(f"{backend.describe()} holds no mjvault remote")
+        if vault.store.keys is not None:
+            report = mirror_vault_keys(backend, info, vault.store.keys, vault.path / "keys")
+        elif info.clone_as != "plain":
+            raise RemoteMismatch(f"{backend.describe()} belongs to an encrypted vault")
+        else:
+            old = passphrase_source(app.passphrase_file)()
+            report = change_remote_passphrase(
+                backend, info, old, _new_passphrase(new_passphrase_file)
+            )
+    finally:
+        backend.close()
+
+    def human() -> None:
+        if report.mode == "passphrase":
+            click.echo(f"passphrase of remote {name} changed (key {report.added[0]})")
+        else:
+            click.echo(
+                f"remote {name} now holds the vault's key files: "
+                f"{len(report.added)} added, {len(report.removed)} removed"
+            )
+
+    app.emit({"remote": name} | report.to_json(), human)

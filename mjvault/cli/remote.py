@@ -40,6 +40,7 @@ Examples:
   mjvault remote add b2 s3://my-bucket/mj --endpoint-url https://s3.eu-central-003.backblazeb2.com
   mjvault remote add cloud s3://my-bucket/mj --encrypt     plain vault, sealed remote
   mjvault remote list
+  mjvault remote info nas                                  objects, bytes, last push
 """,
 )
 def remote_group() -> None:
@@ -121,6 +122,69 @@ def remote_list_command(app: AppContext) -> None:
                 click.echo(f"{e['name']}\t{e['url']}{'  (encrypting)' if e['encrypt'] else ''}")
 
     app.emit(entries, human)
+
+
+@remote_group.command(
+    "info",
+    epilog="""\b
+Examples:
+  mjvault remote info nas
+  mjvault --json remote info cloud
+""",
+)
+@click.argument("name")
+@pass_app
+def remote_info_command(app: AppContext, name: str) -> None:
+    """What remote NAME holds: objects, packs, snapshots and bytes, counted from one listing
+    (no object is read, no passphrase asked), and this vault's last push to it."""
+    from mjvault.remotes.config import load_spec, open_backend
+    from mjvault.remotes.survey import survey
+
+    vault = app.open_vault()
+    spec = load_spec(vault.path, name)
+    local = set(vault.refs.snapshot_ids())
+    backend = open_backend(spec)
+    try:
+        app.info(f"listing {backend.describe()}")
+        with app.progress(None, "listing", unit="keys") as bar:
+            found = survey(spec, backend, vault.path, local, progress=bar.update)
+    finally:
+        backend.close()
+
+    def human() -> None:
+        enc = found.encryption
+        if found.remote_id is None:
+            click.echo(f"{name}\t{spec.url}  (holds no mjvault remote)")
+        else:
+            how = "plain"
+            if enc is not None:
+                how = f"encrypted ({enc.get('cipher')}, " + (
+                    "encrypting remote of a plain vault)"
+                    if found.clone_as == "plain"
+                    else "an encrypted vault's keys)"
+                )
+            click.echo(f"{name}\t{spec.url}")
+            click.echo(f"  remote {found.remote_id}, format version {found.version}, {how}")
+        for kind in ("objects", "packs", "snapshots", "keys"):
+            tally = found.kinds[kind]
+            click.echo(f"  {kind + ':':<11}{tally.count:>10}  {tally.bytes / 1e6:12.1f} MB")
+        total = found.total
+        click.echo(f"  {'total:':<11}{total.count:>10}  {total.bytes / 1e6:12.1f} MB")
+        last = found.last_push
+        if last is None:
+            click.echo("  last push: none recorded by this vault")
+        else:
+            click.echo(
+                f"  last push: {last.get('time')}, {last.get('objects_sent')} objects, "
+                f"{(last.get('bytes_sent') or 0) / 1e6:.1f} MB sent"
+            )
+        if found.local_snapshots_held is not None:
+            click.echo(
+                f"  holds {found.local_snapshots_held} of this vault's "
+                f"{found.local_snapshots} snapshots (as of {found.seen})"
+            )
+
+    app.emit(found.to_json(), human)
 
 
 @remote_group.command("remove")

@@ -30,6 +30,7 @@ from mjvault.errors import (
     ObjectNotFound,
     UsageError,
 )
+from mjvault.integrity import copies
 from mjvault.integrity.gc import acquire_lock
 from mjvault.snapshots import Snapshot, decode_manifest, encode_manifest
 from mjvault.store.fsutil import atomic_write
@@ -135,12 +136,15 @@ class ForgetSnapshotsReport:
     dry_run: bool
     decisions: list[Decision] = field(default_factory=list)
     forgotten: list[str] = field(default_factory=list)
+    #: The numcopies guard's finding (None: the vault has no remote to check against).
+    guard: copies.CopiesCheck | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
             "dry_run": self.dry_run,
             "snapshots": [d.to_json() for d in self.decisions],
             "forgotten": self.forgotten,
+            "copies": self.guard.to_json() if self.guard is not None else None,
         }
 
 
@@ -165,11 +169,13 @@ def forget_snapshots(
     snapshot_ids: Sequence[str] = (),
     dry_run: bool = False,
     wait: float | None = None,
+    force: bool = False,
 ) -> ForgetSnapshotsReport:
     """Remove snapshot markers chosen by ``policy`` or named in ``snapshot_ids``.
 
     A snapshot named by id is forgotten even if its manifest is unreadable (that is how a
     snapshot that cannot be repaired is let go); a policy needs every manifest readable.
+    One that no remote holds is not forgotten unless ``force`` (:mod:`.copies`).
     """
     report = ForgetSnapshotsReport(dry_run=dry_run)
     with acquire_lock(vault, wait, "mjvault forget"):
@@ -194,6 +200,10 @@ def forget_snapshots(
                 Decision(s, [] if s.id in named else ["not named"]) for s in readable
             ]
             doomed = sorted(named)
+        # An unreadable manifest is no copy to protect: it is lost here whatever forget does.
+        found = copies.check(vault, (i for i in doomed if i not in unreadable))
+        copies.enforce(vault, found, "forget", force=force, dry_run=dry_run)
+        report.guard = found
         for snapshot_id in doomed:
             report.forgotten.append(snapshot_id)
             if not dry_run:
@@ -299,6 +309,8 @@ def forget_jobs(
             vault.refs.set_head(report.rewritten[head])
         for old, _ in new_manifests:
             vault.refs.remove_snapshot(old.id)
+        # Let go on purpose: the job is meant to go, every other job is in the rewrite.
+        copies.release(vault.path, (old.id for old, _ in new_manifests))
         if checkpoint:
             base = checkpoint.get("base")
             if isinstance(base, str) and base in report.rewritten:

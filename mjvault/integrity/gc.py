@@ -39,6 +39,7 @@ from mjvault.errors import (
     UsageError,
     VaultLocked,
 )
+from mjvault.integrity import copies
 from mjvault.integrity.reachability import Marks, mark_reachable
 from mjvault.lock import WriteLock
 from mjvault.store.packfile import read_trailer_of
@@ -92,6 +93,8 @@ class GcReport:
     seconds: float = 0.0
     removed_ids: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: The numcopies guard's finding (None: the vault has no remote to check against).
+    copies: dict[str, object] | None = None
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__) | {"seconds": round(self.seconds, 3)}
@@ -125,8 +128,13 @@ def gc(
     on_object: Callable[[], None] | None = None,
     now: float | None = None,
     auto_pack_after: int = 0,
+    force: bool = False,
 ) -> GcReport:
-    """Remove unreferenced objects older than ``grace_seconds``; see the module docstring."""
+    """Remove unreferenced objects older than ``grace_seconds``; see the module docstring.
+
+    Refuses (:class:`~mjvault.integrity.copies.NotOffsite`) to delete the manifest of a
+    forgotten snapshot that no remote holds, unless ``force``.
+    """
     if grace_seconds < 0:
         raise UsageError("the grace period cannot be negative")
     started = time.monotonic()
@@ -147,6 +155,9 @@ def gc(
         report.mark_memory_bytes = marks.memory_bytes()
         # Taken after marking: anything written after this instant is younger than the cutoff.
         cutoff = (time.time() if now is None else now) - grace_seconds
+        found = copies.check_gc(vault, marks, cutoff)
+        copies.enforce(vault, found, "gc", force=force, dry_run=dry_run)
+        report.copies = found.to_json() if found is not None else None
         plan = _plan_packs(vault, marks, cutoff, auto_pack_after, report, on_object)
         if not dry_run:
             _repack(vault, marks, plan, report)
@@ -175,6 +186,8 @@ def gc(
             report.removed_bytes += info.st_size
             if len(report.removed_ids) < MAX_LISTED:
                 report.removed_ids.append(object_id)
+        if not dry_run:
+            copies.tidy_released(vault)
     report.seconds = time.monotonic() - started
     return report
 

@@ -578,9 +578,21 @@ def forget_named_remote(
 ) -> ForgetSnapshotsReport:
     """``mjvault forget --remote NAME``: :func:`forget_remote` on one of the vault's remotes."""
     with connect(vault, load_spec(vault.path, name), passphrase=passphrase) as link:
-        return forget_remote(
+        report = forget_remote(
             vault.refs.resolve, link, policy=policy, snapshot_ids=snapshot_ids, dry_run=dry_run
         )
+        if not dry_run:
+            _unrecord(vault, link, report.forgotten)
+        return report
+
+
+def _unrecord(vault: Vault, link: Link, forgotten: Sequence[str]) -> None:
+    """The local record of what the remote holds loses the snapshots just forgotten there,
+    so local forget and gc never count on a copy that is gone."""
+    from mjvault.remotes.record import drop_markers, vault_ids_of
+
+    gone = [local for local in vault_ids_of(link, forgotten) if local is not None]
+    drop_markers(vault.path, link.spec.name, gone)
 
 
 # -- forget --job, on every remote ---------------------------------------------------------
@@ -634,6 +646,7 @@ def forget_rewritten_on_remotes(
                 if old:
                     report = forget_remote(None, link, snapshot_ids=old)
                     result.forgotten = report.forgotten
+                    _unrecord(vault, link, report.forgotten)
         except MjvaultError as exc:
             result.error = str(exc)
     return results

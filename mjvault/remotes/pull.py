@@ -25,6 +25,7 @@ from mjvault.errors import CorruptObject, IntegrityError
 from mjvault.remotes.backend import RemoteNotFound
 from mjvault.remotes.config import state_dir
 from mjvault.remotes.crypto import rewrite_ids
+from mjvault.remotes.record import note_markers, vault_ids_of
 from mjvault.remotes.scratch import Scratch
 from mjvault.remotes.session import Link
 from mjvault.snapshots import Snapshot, decode_manifest
@@ -182,9 +183,8 @@ def pull(
     with vault.write_lock(), ThreadPoolExecutor(threads) as pool:
         fetcher = _Fetcher(vault, link, pool, threads, report, progress)
         local_snapshots = set(vault.refs.snapshot_ids())
-        wanted = sorted(
-            r for r in link.remote.snapshot_ids() if fetcher.local_id(r) not in local_snapshots
-        )
+        markers = link.remote.snapshot_ids()
+        wanted = sorted(r for r in markers if fetcher.local_id(r) not in local_snapshots)
         manifests: dict[str, tuple[bytes, bytes, Snapshot]] = {}
         for remote_id in wanted:
             try:
@@ -216,6 +216,8 @@ def pull(
         fetcher.flush()
         for snapshot in fetched:
             vault.refs.add_snapshot(snapshot.id)
+        # The listing is at hand: refresh what the guard of forget and gc knows of the remote.
+        note_markers(vault.path, link.spec.name, link.info.id, vault_ids_of(link, markers))
         report.snapshots_received = len(fetched)
         _move_head(vault, fetched, report)
         if update_index and report.head is not None:

@@ -38,6 +38,7 @@ from mjvault.remotes.config import state_dir
 from mjvault.remotes.crypto import rewrite_ids
 from mjvault.remotes.lease import take_push_lease
 from mjvault.remotes.packs import REMOTE_PACK_VERSION, pack_key
+from mjvault.remotes.record import note_push
 from mjvault.remotes.remote import Present, allow_packs, object_key, snapshot_key
 from mjvault.remotes.scratch import Scratch
 from mjvault.remotes.session import Link
@@ -74,6 +75,17 @@ class PushReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def figures(self) -> dict[str, object]:
+        """What the push record keeps of it."""
+        return {
+            "objects_sent": self.objects_sent,
+            "bytes_sent": self.bytes_sent,
+            "packs_sent": self.packs_sent,
+            "snapshots_sent": self.snapshots_sent,
+            "seconds": round(self.seconds, 3),
+            "ok": self.ok,
+        }
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -210,10 +222,12 @@ def push(
                 "(run `mjvault gc --remote` to finish it)"
             )
             full = True
-        _push(vault, link, report, threads, progress, on_plan, full)
+        remote_snapshots, published = _push(vault, link, report, threads, progress, on_plan, full)
     finally:
         lease.release()
     report.seconds = time.monotonic() - started
+    # What the remote now holds, for the guard of local forget and gc (and `remote info`).
+    note_push(vault.path, link, remote_snapshots, published, report.figures())
     return report
 
 
@@ -225,7 +239,8 @@ def _push(
     progress: ProgressFn | None,
     on_plan: Callable[[int, int], None] | None,
     full: bool,
-) -> None:
+) -> tuple[set[str], list[str]]:
+    """Send the plan; the remote's snapshot ids before it, and the local ids now published."""
     link.backend.sweep()
     if link.remote.packs is not None:
         link.remote.packs.refresh(reread=full)
@@ -245,6 +260,7 @@ def _push(
         if on_plan:
             on_plan(plan.count, plan.size)
         failed = _send(vault, link, plan, threads, report, progress)
+        published = []
         for local_id, remote_id in plan.snapshots.items():
             if local_id in failed:
                 continue
@@ -252,6 +268,8 @@ def _push(
                 report.snapshots_sent += 1
             else:
                 report.snapshots_present += 1
+            published.append(local_id)
+    return remote_snapshots, published
 
 
 def _local_snapshots_oldest_first(vault: Vault, report: PushReport) -> list[str]:
