@@ -86,10 +86,11 @@ def ceph_unavailable() -> str | None:
 
 def _tail(path: Path, lines: int = 3) -> str:
     try:
-        text = path.read_text(errors="replace").strip().splitlines()
+        text = path.read_text(errors="replace").splitlines()
     except OSError:
         return f"(no log at {path})"
-    return " | ".join(line.strip()[-200:] for line in text[-lines:]) or f"({path} is empty)"
+    last = [line.strip()[-200:] for line in text if line.strip()][-lines:]
+    return " | ".join(last) or f"({path} is empty)"
 
 
 class CephCluster:
