@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -318,6 +319,19 @@ class CephCluster:
         self.create_bucket(bucket)
         fields: dict[str, Any] = {"endpoint_url": self.endpoint, **options}
         return RemoteSpec(name, f"s3://{bucket}/mj", **fields)
+
+    def gateway_requests(self) -> int:
+        """Requests the gateway has served so far (its ``rgw.req`` performance counter, read
+        through its admin socket): what a provider would bill, counted without a proxy."""
+        pid = dict(self._procs)["client.rgw"].pid
+        sock = self.folder / "run" / f"ceph-client.rgw.{pid}.asok"
+        done = subprocess.run(
+            ["ceph", "--admin-daemon", str(sock), "perf", "dump"],
+            capture_output=True,
+            timeout=30,
+            check=True,
+        )
+        return int(json.loads(done.stdout)["rgw"]["req"])
 
     def stop(self) -> None:
         """Stop every daemon (SIGTERM, then SIGKILL) and wait for each: nothing is left."""
