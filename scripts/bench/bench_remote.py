@@ -15,8 +15,10 @@ server on 127.0.0.1 and times, each as a child process with its own peak RSS:
 * ``restic copy`` of a restic repository holding the same folder to an S3 repository on
   the same server, then ``restic restore`` from it (restic always encrypts).
 
-Every round sends to fresh buckets and empties them after (Ceph's memstore OSD holds them in
-RAM); the contenders alternate which goes first. Best and median of the rounds are printed.
+Each contender of each round gets a server of its own, started afresh (Ceph's memstore OSD
+keeps what it was sent in RAM and does not give it back when objects are deleted: a cluster
+shared by the rounds grew past 9 GB); the contenders alternate which goes first. Every
+measurement is printed as it is taken, then the best and median of the rounds.
 
 Engines: ``moto`` (one Python process holding every object in memory: the bottleneck for
 every contender) and ``ceph`` (a one-node Ceph cluster, mjvault/testing/ceph.py: a memstore
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -62,9 +65,9 @@ def tree_size(path: Path) -> int:
 class Bench:
     """One engine's server, the contenders' commands, and what each measurement gave."""
 
-    def __init__(self, args: argparse.Namespace, server: Any, vault: Path, archive: Path) -> None:
+    def __init__(self, args: argparse.Namespace, vault: Path, archive: Path) -> None:
         self.args = args
-        self.server = server
+        self.server: Any = None
         self.vault = vault
         self.archive = archive
         self.work: Path = args.workdir
@@ -91,24 +94,16 @@ class Bench:
         seconds, rss, out = run_child(cmd, self.env)
         after = self.requests()
         count = after - before if after is not None and before is not None else None
-        self.rows.setdefault(label, []).append((seconds, rss, moved(out), count))
+        row = (seconds, rss, moved(out), count)
+        self.rows.setdefault(label, []).append(row)
+        print(f"  {label}: {seconds:.1f} s, {row[2] / 1e6:.0f} MB, {count} requests, "
+              f"peak RSS {rss / 1024:.0f} MB", flush=True)  # fmt: skip
         return out
 
     def bucket(self) -> str:
         name = f"bench-{uuid.uuid4().hex[:10]}"
         self.server.create_bucket(name)
         return name
-
-    def empty(self, bucket: str) -> None:
-        """Delete every object of the bucket: memstore frees it, the next round starts equal."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        from mjvault.remotes.s3 import S3Backend, S3Location
-
-        backend = S3Backend(S3Location(bucket, "", endpoint_url=self.server.endpoint))
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(backend.delete, list(backend.list(""))))
-        backend.close()
 
     def mjvault(self, encrypting: bool) -> None:
         import json
@@ -138,7 +133,6 @@ class Bench:
         )  # fmt: skip
         shutil.rmtree(target, ignore_errors=True)
         subprocess.run([*self.mj, *v, "remote", "remove", name], env=self.env, capture_output=True)
-        self.empty(bucket)
 
     def restic(self) -> None:
         local = self.work / "restic-local"
@@ -170,7 +164,6 @@ class Bench:
             lambda out: tree_size(target),
         )
         shutil.rmtree(target, ignore_errors=True)
-        self.empty(bucket)
 
     def report(self) -> None:
         print(
@@ -237,20 +230,22 @@ def main() -> None:
     size = tree_size(vault / "objects")
     print(f"vault: {size / 1e6:.0f} MB of objects; {args.threads} requests in flight")
 
-    with start_engine(args.engine, work, size) as server:
-        bench = Bench(args, server, vault, archive)
-        restic = shutil.which("restic") is not None
-        if not restic:
-            print("restic is not installed: its rows are left out")
-        for round_ in range(args.rounds):
-            contenders = [lambda: bench.mjvault(False), lambda: bench.mjvault(True)]
-            if restic:
-                contenders.append(bench.restic)
-            if round_ % 2:
-                contenders.reverse()
-            for run in contenders:
+    # Killed (SIGTERM): leave through the with-blocks, so the server's daemons stop too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    bench = Bench(args, vault, archive)
+    restic = shutil.which("restic") is not None
+    if not restic:
+        print("restic is not installed: its rows are left out")
+    for round_ in range(args.rounds):
+        contenders = [lambda: bench.mjvault(False), lambda: bench.mjvault(True)]
+        if restic:
+            contenders.append(bench.restic)
+        if round_ % 2:
+            contenders.reverse()
+        for run in contenders:
+            with start_engine(args.engine, work, size) as bench.server:
                 run()
-            print(f"round {round_ + 1} of {args.rounds} done", flush=True)
+        print(f"round {round_ + 1} of {args.rounds} done", flush=True)
     print(f"engine: {args.engine}; {args.rounds} rounds")
     bench.report()
 
@@ -261,8 +256,8 @@ def start_engine(engine: str, work: Path, vault_bytes: int) -> Any:
 
         folder = work / "ceph"
         shutil.rmtree(folder, ignore_errors=True)
-        # The OSD keeps objects in RAM: room for one contender's copy at a time, with slack.
-        return CephCluster(folder, memstore_bytes=2 * vault_bytes + (1 << 30), timeout=120)
+        # The OSD keeps objects in RAM: room for one contender's copy, with slack.
+        return CephCluster(folder, memstore_bytes=vault_bytes + (1 << 30), timeout=120)
     from mjvault.testing.objectstore import MotoServer
 
     return MotoServer()
