@@ -13,6 +13,7 @@ import pytest
 
 from mjvault import Vault
 from mjvault.store.crypto import KdfParams
+from mjvault.testing.ceph import CephCluster, ceph_unavailable
 from mjvault.testing.objectstore import MotoServer
 
 # Argon2id at its real cost takes ~0.2 s a derivation; tests use a cheap one. Production code
@@ -20,8 +21,8 @@ from mjvault.testing.objectstore import MotoServer
 CHEAP_KDF = KdfParams(iterations=1, lanes=1, memory_cost_kib=8 * 1024)
 PASSPHRASE = "correct horse battery staple"
 
-# What an S3 client needs to reach the local moto server (credentials it accepts, a region)
-# and a short retry budget, so a test of a failing remote fails in seconds.
+# What an S3 client needs to reach the local moto server or Ceph gateway (credentials both
+# accept, a region) and a short retry budget, so a test of a failing remote fails in seconds.
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -30,14 +31,52 @@ S3_ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    """moto's S3 server on 127.0.0.1, one per test module, with :data:`S3_ENV` set."""
+@pytest.fixture(scope="session")
+def s3_env() -> Iterator[None]:
+    """:data:`S3_ENV` in the environment from the first S3 test to the end of the run. One
+    session-wide owner: a module's fixture that set and then removed it would take it from
+    under the session's Ceph cluster."""
     with pytest.MonkeyPatch.context() as patch:
         for key, value in S3_ENV.items():
             patch.setenv(key, value)
-        with MotoServer() as server:
-            yield server
+        yield
+
+
+@pytest.fixture(scope="module")
+def moto(s3_env: None) -> Iterator[MotoServer]:
+    """moto's S3 server on 127.0.0.1, one per test module, with :data:`S3_ENV` set."""
+    with MotoServer() as server:
+        yield server
+
+
+# Tests of services that need installing skip when the service is absent, except under
+# .ci/run, which installs them and sets this: there a missing service fails the run.
+REQUIRE_SERVICES = os.environ.get("MJVAULT_REQUIRE_SERVICES") == "1"
+
+
+def service_missing(reason: str) -> None:
+    """Skip (or, where services are required, fail) a test whose service is unavailable."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (MJVAULT_REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def ceph_rgw(s3_env: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephCluster]:
+    """A one-node Ceph cluster's S3 gateway on 127.0.0.1 (one for the whole run, ~20 s to
+    start), its user's keys being :data:`S3_ENV`'s. Each ``spec()`` is a fresh bucket."""
+    reason = ceph_unavailable()
+    if reason:
+        service_missing(reason)
+    with CephCluster(tmp_path_factory.mktemp("ceph")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["s3", "ceph"])
+def s3_server(request: pytest.FixtureRequest) -> MotoServer | CephCluster:
+    """Each S3 engine the suite runs against: moto (``s3``) and Ceph's gateway (``ceph``)."""
+    name = "moto" if request.param == "s3" else "ceph_rgw"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Remotes hold small objects in packs: push and pull move a vault's metadata in few requests.
 
-Against real storage only: folder remotes, and moto's S3 server on 127.0.0.1 behind the
-counting proxy (``FaultProxy``), so request counts are what an S3 provider would bill.
+Against real storage only: folder remotes, and moto's S3 server or a Ceph gateway on 127.0.0.1
+behind the counting proxy (``FaultProxy``), so request counts are what an S3 provider would bill.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from mjvault.remotes.remote import object_key, read_info
 from mjvault.remotes.session import connect
 from mjvault.remotes.verify import verify_remote
 from mjvault.store.packfile import parse_trailer
+from mjvault.testing.ceph import CephCluster
 from mjvault.testing.objectstore import FaultProxy, MotoServer, moto_executable
 from tests.conftest import CHEAP_KDF, PASSPHRASE, png_bytes, record_json
 from tests.test_remotes import folder_spec, s3_spec, state
@@ -66,17 +67,19 @@ def remote_pack_ids(spec: RemoteSpec) -> list[str]:
     ]
 
 
-def test_push_of_many_records_sends_few_requests(moto: MotoServer, tmp_path: Path) -> None:
+def test_push_of_many_records_sends_few_requests(
+    s3_server: MotoServer | CephCluster, tmp_path: Path
+) -> None:
     source = Vault.init(tmp_path / "src")
     add_records(source, 1500)  # enough for the vault to train its dictionary
     assert source.store.packs.names()
-    with FaultProxy(moto.port) as proxy:
-        spec = s3_spec(moto, endpoint=proxy.endpoint)
+    with FaultProxy(s3_server.port) as proxy:
+        spec = s3_spec(s3_server, endpoint=proxy.endpoint)
         with connect(source, spec, create=True) as link:
             proxy.requests = 0
             report = push(source, link)
             requests = proxy.requests
-    spec = RemoteSpec(**{**spec.to_json(), "endpoint_url": moto.endpoint})  # type: ignore[arg-type]
+    spec = RemoteSpec(**{**spec.to_json(), "endpoint_url": s3_server.endpoint})  # type: ignore[arg-type]
     assert report.ok and report.snapshots_sent == 1
     assert report.objects_sent > 1500 and report.packs_sent >= 1
     # A few listings, one image, the pack(s), a manifest and a marker: not one per record.
@@ -260,11 +263,14 @@ def test_a_version_2_remote_is_read_and_marked_3_by_the_next_push(tmp_path: Path
     source.close()
 
 
-@pytest.mark.parametrize("where", ["folder", "s3"])
+@pytest.mark.parametrize("where", ["folder", "s3", "ceph"])
 def test_the_end_of_a_remote_file_is_read_with_a_range(
     where: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    spec = folder_spec(tmp_path) if where == "folder" else s3_spec(request.getfixturevalue("moto"))
+    if where == "folder":
+        spec = folder_spec(tmp_path)
+    else:
+        spec = s3_spec(request.getfixturevalue("moto" if where == "s3" else "ceph_rgw"))
     backend = open_backend(spec)
     try:
         data = bytes(range(256)) * 40

@@ -1,4 +1,5 @@
-"""Remotes against real storage: folders, and moto's S3 server on 127.0.0.1 (no mocks)."""
+"""Remotes against real storage: folders, moto's S3 server and a one-node Ceph cluster's
+gateway on 127.0.0.1 (no mocks)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from mjvault.remotes.push import push
 from mjvault.remotes.remote import object_key
 from mjvault.remotes.session import connect
 from mjvault.remotes.verify import verify_remote
+from mjvault.testing.ceph import CephCluster
 from mjvault.testing.objectstore import FaultProxy, MotoServer, moto_executable
 from tests.conftest import CHEAP_KDF, PASSPHRASE, S3_ENV, png_bytes, record_json, run_cli
 
@@ -30,20 +32,24 @@ pytestmark = pytest.mark.skipif(moto_executable() is None, reason="moto[server] 
 
 
 def s3_spec(
-    moto: MotoServer, name: str = "offsite", *, endpoint: str | None = None, **kw: object
+    server: MotoServer | CephCluster,
+    name: str = "offsite",
+    *,
+    endpoint: str | None = None,
+    **kw: object,
 ) -> RemoteSpec:
-    return moto.spec(name, endpoint_url=endpoint or moto.endpoint, **kw)
+    return server.spec(name, endpoint_url=endpoint or server.endpoint, **kw)
 
 
 def folder_spec(tmp_path: Path, name: str = "offsite", **kw: object) -> RemoteSpec:
     return RemoteSpec(name, normalise_url(str(tmp_path / "remote")), **kw)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["folder", "s3"])
+@pytest.fixture(params=["folder", "s3", "ceph"])
 def spec(request: pytest.FixtureRequest, tmp_path: Path) -> RemoteSpec:
     if request.param == "folder":
         return folder_spec(tmp_path)
-    return s3_spec(request.getfixturevalue("moto"))
+    return s3_spec(request.getfixturevalue("moto" if request.param == "s3" else "ceph_rgw"))
 
 
 def add_jobs(vault: Vault, count: int, start: int = 0, size: int = 256) -> None:
@@ -234,6 +240,60 @@ def test_wrong_credentials_give_one_clear_line(tmp_path: Path) -> None:
     assert "nope" not in lines[0]
 
 
+def test_a_ceph_gateways_refusals_are_one_clear_line(ceph_rgw: CephCluster, tmp_path: Path) -> None:
+    """Ceph answers a bad signature, an unknown key and a missing bucket in its own way: the
+    status, the URL, the timing and a cut-off XML body in one long error. The user gets the
+    refusal's status and code, and a missing bucket is named as such even for a listing."""
+    vault_dir = tmp_path / "vault"
+    Vault.init(vault_dir).close()
+    bucket = ceph_rgw.spec().url.removeprefix("s3://").partition("/")[0]
+    add = ("--vault", str(vault_dir), "remote", "add", "cloud")
+    where = ("--endpoint-url", ceph_rgw.endpoint)
+    for env, code in (
+        ({"AWS_SECRET_ACCESS_KEY": "hunter2"}, "SignatureDoesNotMatch"),
+        ({"AWS_ACCESS_KEY_ID": "AKIAWRONGWRONGWRONG0"}, "InvalidAccessKeyId"),
+    ):
+        result = run_cli(*add, f"s3://{bucket}/mj", *where, env=S3_ENV | env)
+        assert result.returncode == 1
+        (line,) = result.stderr.decode().strip().splitlines()
+        assert "refused the credentials (HTTP 403 Forbidden: " + code + ")" in line, line
+        assert "hunter2" not in line and "<" not in line and len(line) < 200
+    missing = run_cli(*add, "s3://no-such-bucket/mj", *where, env=S3_ENV)
+    assert missing.returncode == 1
+    assert missing.stderr.decode().strip().splitlines() == [
+        "mjvault: error: s3://no-such-bucket/mj: the bucket no-such-bucket does not exist"
+    ]
+    backend = open_backend(
+        RemoteSpec("x", "s3://no-such-bucket/mj", endpoint_url=ceph_rgw.endpoint)
+    )
+    with pytest.raises(
+        RemoteError, match="^s3://no-such-bucket/mj: the bucket no-such-bucket does not exist$"
+    ):
+        list(backend.list("objects/"))
+
+
+def test_create_only_puts_racing_on_one_key_have_one_winner(spec: RemoteSpec) -> None:
+    """Snapshots and remote configs are published with create-only writes; on every engine
+    exactly one of several writers racing for a key wins, and its bytes are what stays."""
+    backend = open_backend(spec)
+    barrier = threading.Barrier(8)
+    won: dict[int, bool] = {}
+
+    def race(n: int) -> None:
+        barrier.wait()
+        won[n] = backend.put("snapshots/raced", f"writer {n}".encode(), create_only=True)
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [n for n, ok in won.items() if ok]
+    assert len(won) == 8 and len(winners) == 1
+    assert backend.get("snapshots/raced") == f"writer {winners[0]}".encode()
+    backend.close()
+
+
 def test_wrong_passphrase_for_an_encrypted_remote(moto: MotoServer, tmp_path: Path) -> None:
     spec = s3_spec(moto, encrypt=True)
     source = Vault.init(tmp_path / "src")
@@ -263,12 +323,12 @@ def test_503s_and_slow_responses_are_retried(moto: MotoServer, tmp_path: Path) -
 
 
 def test_server_gone_mid_push_then_back_resumes(
-    moto: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3_server: MotoServer | CephCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MJVAULT_REMOTE_RETRY_SECONDS", "1")
-    with FaultProxy(moto.port) as proxy:
-        spec = s3_spec(moto, endpoint=proxy.endpoint)
-        direct = open_backend(RemoteSpec(**{**spec.to_json(), "endpoint_url": moto.endpoint}))  # type: ignore[arg-type]
+    with FaultProxy(s3_server.port) as proxy:
+        spec = s3_spec(s3_server, endpoint=proxy.endpoint)
+        direct = open_backend(RemoteSpec(**{**spec.to_json(), "endpoint_url": s3_server.endpoint}))  # type: ignore[arg-type]
         source = Vault.init(tmp_path / "src")
         add_jobs(source, 40)
         # The server answers 25 requests, then goes silent for good: a push of ~80 objects dies
@@ -287,11 +347,13 @@ def test_server_gone_mid_push_then_back_resumes(
     source.close()
 
 
-def test_kill_9_during_push_then_resume(moto: MotoServer, tmp_path: Path) -> None:
-    with FaultProxy(moto.port) as proxy:
+def test_kill_9_during_push_then_resume(
+    s3_server: MotoServer | CephCluster, tmp_path: Path
+) -> None:
+    with FaultProxy(s3_server.port) as proxy:
         proxy.delay = 0.03
-        spec = s3_spec(moto, endpoint=proxy.endpoint)
-        direct = open_backend(RemoteSpec(**{**spec.to_json(), "endpoint_url": moto.endpoint}))  # type: ignore[arg-type]
+        spec = s3_spec(s3_server, endpoint=proxy.endpoint)
+        direct = open_backend(RemoteSpec(**{**spec.to_json(), "endpoint_url": s3_server.endpoint}))  # type: ignore[arg-type]
         vault_dir = tmp_path / "vault"
         source = Vault.init(vault_dir)
         add_jobs(source, 80)

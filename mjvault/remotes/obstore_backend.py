@@ -10,6 +10,7 @@ the GIL, retries 5xx and dropped connections with backoff, and does conditional 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
@@ -51,9 +52,23 @@ def retry_config(retry_seconds: float) -> dict[str, Any]:
     }
 
 
+# A refusal's HTTP status and the provider's error code, wherever obstore's text holds them.
+_STATUS = re.compile(r"status code: (\d{3}(?: [A-Z][A-Za-z]*)*)")
+_CODE = re.compile(r"<Code>(\w+)</Code>")
+
+
 def one_line(exc: BaseException) -> str:
-    """obstore errors carry a multi-line chain; the user gets its most telling line."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    """obstore errors carry a multi-line chain; the user gets its most telling line.
+
+    A refusal says its status and the provider's code (``HTTP 403 Forbidden:
+    SignatureDoesNotMatch``) rather than the request's URL, timing and a cut-off XML body,
+    which is what Ceph's gateway answers fill the line with."""
+    text = str(exc)
+    status, code = _STATUS.search(text), _CODE.search(text)
+    if status or code:
+        parts = [f"HTTP {status.group(1)}" if status else "", code.group(1) if code else ""]
+        return ": ".join(part for part in parts if part)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     for needle in ("<Code>", "status", "error sending request", "Connection refused"):
         for line in lines:
             if needle in line:
@@ -117,8 +132,13 @@ class ObstoreBackend(Backend):
 
         where = f"{self.describe()}/{key}" if key else self.describe()
         detail = one_line(exc)
+        # Asked first: a missing bucket comes as a not-found for a read but as a generic error
+        # for a listing (Ceph's gateway, moto), and either way the key is not the problem.
+        missing = self._missing_container(exc)
+        if missing is not None:
+            return missing
         if isinstance(exc, NotFoundError | FileNotFoundError):
-            return self._missing_container(exc) or RemoteNotFound(f"{where} is missing")
+            return RemoteNotFound(f"{where} is missing")
         if isinstance(exc, PermissionDeniedError | UnauthenticatedError) or any(
             w in str(exc) for w in self.auth_words
         ):
