@@ -494,3 +494,16 @@ def test_an_unreadable_snapshot_is_no_copy_to_protect(three) -> None:  # type: i
     done = cli(vault, "forget", s2)
     assert done.returncode == 0, done.stderr
     assert set(vault.refs.snapshot_ids()) == {s1, s3}
+
+
+def test_a_prune_on_the_remote_takes_its_snapshots_out_of_the_record(three) -> None:  # type: ignore[no-untyped-def]
+    """What `forget --remote` removed there is no copy the local guard may count on."""
+    vault, spec, (s1, s2, s3) = three
+    assert push_to(vault, spec).ok
+    forgot = cli(vault, "forget", "--remote", spec.name, "--keep-last", "1")
+    assert forgot.returncode == 0, forgot.stderr
+    record = load_record(vault.path, spec.name)
+    assert record is not None and record.snapshots == {s3}
+    # So the vault's own s1 and s2 are now its last copies again.
+    refused = cli(vault, "forget", "--keep-last", "1")
+    assert refused.returncode == 1 and s1[:12].encode() in refused.stderr
