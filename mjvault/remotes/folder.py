@@ -17,11 +17,17 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from mjvault.remotes.backend import STREAM_CHUNK, Backend, RemoteError, RemoteNotFound
+from mjvault.remotes.backend import (
+    STREAM_CHUNK,
+    Backend,
+    RemoteError,
+    RemoteNotFound,
+    source_pieces,
+)
 from mjvault.store.fsutil import fsync_dir
 
 TMP_DIR = "tmp"
@@ -93,6 +99,28 @@ class FolderBackend(Backend):
             raise RemoteError(f"cannot read {key} from {self.root}: {exc.strerror}") from None
 
     def put(self, key: str, data: bytes, *, create_only: bool = False) -> bool:
+        def write(fd: int) -> None:
+            with os.fdopen(fd, "wb", closefd=False) as handle:
+                handle.write(data)
+
+        return self._publish(key, write, create_only=create_only)
+
+    def upload_file(
+        self, key: str, source: Path | BinaryIO, size: int, *, create_only: bool = False
+    ) -> bool:
+        """Streamed into the temp file, then published as :meth:`put` publishes: a source that
+        fails halfway (damage found while reading it) leaves only a temp file, removed."""
+
+        def write(fd: int) -> None:
+            for piece in source_pieces(source):
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view) :]
+
+        return self._publish(key, write, create_only=create_only)
+
+    def _publish(self, key: str, write: Callable[[int], None], *, create_only: bool) -> bool:
+        """Fill a new temp file with ``write``, fsync it, and link it into place."""
         target = self._path(key)
         tmp_dir = self.root / TMP_DIR
         try:
@@ -100,10 +128,15 @@ class FolderBackend(Backend):
             _make_dirs(tmp_dir)
             tmp = tmp_dir / f"{secrets.token_hex(8)}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+            try:
+                write(fd)
+                os.fsync(fd)
+            except BaseException:
+                os.close(fd)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            os.close(fd)
             try:
                 if create_only:
                     try:
