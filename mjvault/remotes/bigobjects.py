@@ -25,7 +25,7 @@ from mjvault.remotes.backend import PieceReader
 from mjvault.remotes.remote import RemoteObjects, object_key
 from mjvault.store.codec import ENCODING_IDENTITY, FRAME_VERSION, MAGIC_FRAMED, can_store_raw
 from mjvault.store.crypto import SEALED_HEADER, TAG_SIZE, VaultKeys
-from mjvault.store.streams import ObjectCheck, checked_file
+from mjvault.store.streams import PIECE, ObjectCheck, checked_file
 
 # Objects larger than this stream; smaller ones are read whole (most images: a few MB, and
 # one request or one read is cheaper than a stream's bookkeeping).
@@ -131,11 +131,15 @@ class Spool:
             self._memory += data
             if len(self._memory) <= BIG_OBJECT_BYTES:
                 return len(data)
-            held, self._memory = bytes(self._memory), None
+            held, self._memory = self._memory, None
             if self.folder is not None:
                 self.path = self.folder / f"download.{os.urandom(6).hex()}.tmp"
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            data = held
+            # A piece at a time: each step of the check copies what it is given.
+            for start in range(0, len(held), PIECE):
+                piece = bytes(held[start : start + PIECE])
+                self._keep(piece, self._check.feed(piece))
+            return len(data)
         self._keep(data, self._check.feed(data))
         return len(data)
 
