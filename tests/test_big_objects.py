@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from mjvault import Vault
 from mjvault.errors import CorruptObject
-from mjvault.remotes import bigobjects, obstore_backend
+from mjvault.remotes import bigobjects, folder, obstore_backend
 from mjvault.remotes.clone import clone
 from mjvault.remotes.config import RemoteSpec, normalise_url
 from mjvault.remotes.push import push
@@ -49,6 +49,7 @@ def small_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
     # moto refuses parts under 5 MiB (but the last).
     monkeypatch.setattr(obstore_backend, "MULTIPART_THRESHOLD", 6 * 1024 * 1024)
     monkeypatch.setattr(obstore_backend, "PART_SIZE", 5 * 1024 * 1024)
+    monkeypatch.setattr(folder, "RESUMABLE_BYTES", 1024 * 1024)
 
 
 def media(size: int, seed: int = 0) -> bytes:
@@ -325,7 +326,7 @@ SLOW_PUSH = """
 import sys, time
 from pathlib import Path
 from mjvault import Vault
-from mjvault.remotes import bigobjects, obstore_backend, push as push_module
+from mjvault.remotes import bigobjects, folder, obstore_backend, push as push_module
 from mjvault.remotes.config import RemoteSpec
 from mjvault.remotes.session import connect
 from mjvault.store import streams
@@ -333,6 +334,7 @@ from mjvault.store import streams
 bigobjects.BIG_OBJECT_BYTES = 256 * 1024
 obstore_backend.MULTIPART_THRESHOLD = 6 * 1024 * 1024
 obstore_backend.PART_SIZE = 5 * 1024 * 1024
+folder.RESUMABLE_BYTES = 1024 * 1024
 pieces = streams.file_pieces
 
 def slow(fd, size=streams.PIECE):
@@ -350,15 +352,8 @@ with Vault.open(Path(sys.argv[1])) as vault:
 """
 
 
-@pytest.mark.parametrize("where", ["folder", "moto"])
-def test_push_killed_mid_upload_of_a_big_object_finishes_when_run_again(
-    tmp_path: Path, request: pytest.FixtureRequest, where: str
-) -> None:
-    moto = request.getfixturevalue("moto_server") if where == "moto" else None
-    blobs = [media(MOTO_SIZE, 6)]
-    vault, ids = make_vault(tmp_path / "vault", "plain", blobs)
-    spec = spec_for(where, tmp_path, "plain", moto)
-    with connect(vault, spec, create=True) as link:
+def kill_push_halfway(vault: Vault, spec: RemoteSpec, moto: MotoServer | None) -> None:
+    with connect(vault, spec, create=True):
         pass
     root = Path(__file__).resolve().parents[1]
     child = subprocess.Popen(
@@ -374,14 +369,52 @@ def test_push_killed_mid_upload_of_a_big_object_finishes_when_run_again(
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
+
+
+def finish_push(vault: Vault, spec: RemoteSpec, tmp_path: Path, blobs: list[bytes]) -> None:
     with connect(vault, spec) as link:
-        assert not link.backend.exists(object_key(ids[0]))  # nothing half-published
         report = push(vault, link)
         assert report.ok, report.problems
         assert verify_remote(link, read_data=True).ok
     copy, pulled = clone(spec, tmp_path / "copy")
     assert pulled.ok and held_media(copy) == set(blobs)
     copy.close()
+
+
+def test_push_killed_mid_upload_to_moto_finishes_when_run_again(
+    tmp_path: Path, moto_server: MotoServer
+) -> None:
+    """obstore keeps a multipart upload's id to itself: the next push sends every part again
+    (the parts of the killed upload stay in the bucket until a lifecycle rule aborts them)."""
+    blobs = [media(MOTO_SIZE, 6)]
+    vault, ids = make_vault(tmp_path / "vault", "plain", blobs)
+    spec = spec_for("moto", tmp_path, "plain", moto_server)
+    kill_push_halfway(vault, spec, moto_server)
+    with connect(vault, spec) as link:
+        assert not link.backend.exists(object_key(ids[0]))  # nothing half-published
+    assert not no_multipart_uploads(moto_server, spec)  # what a lifecycle rule must clean up
+    finish_push(vault, spec, tmp_path, blobs)
+    vault.close()
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_push_killed_mid_upload_to_a_folder_resumes_its_partial_file(
+    tmp_path: Path, damaged: bool
+) -> None:
+    blobs = [media(MOTO_SIZE, 7)]
+    vault, ids = make_vault(tmp_path / "vault", "plain", blobs)
+    spec = spec_for("folder", tmp_path, "plain", None)
+    kill_push_halfway(vault, spec, None)
+    assert not (tmp_path / "drive" / object_key(ids[0])).exists()
+    [partial] = (tmp_path / "drive" / "tmp").glob("*.partial")
+    assert 0 < partial.stat().st_size < MOTO_SIZE
+    inode = partial.stat().st_ino
+    if damaged:  # a prefix that no longer matches the source is written again
+        damage(partial, 1000)
+    finish_push(vault, spec, tmp_path, blobs)
+    # The partial file itself was completed and linked into place.
+    assert (tmp_path / "drive" / object_key(ids[0])).stat().st_ino == inode
+    assert list((tmp_path / "drive" / "tmp").iterdir()) == []
     vault.close()
 
 
