@@ -134,6 +134,15 @@ def test_an_encrypted_vault_seals_a_stream_as_it_seals_bytes(tmp_path: Path) -> 
     vault.close()
 
 
+def test_parts_stay_under_the_s3_part_limit() -> None:
+    mib = 1024 * 1024
+    assert obstore_backend.part_size(2048 * mib) == obstore_backend.PART_SIZE
+    for size in (70 * 1024 * mib, 1024 * 1024 * mib, 5 * 1024 * 1024 * mib):
+        part = obstore_backend.part_size(size)
+        assert part % mib == 0
+        assert -(-size // part) <= 10_000
+
+
 # -- round trips --------------------------------------------------------------------------
 
 PAIRINGS = ["plain", "encrypted-vault", "encrypting-remote"]

@@ -142,8 +142,9 @@ class FolderBackend(Backend):
                 os.fsync(fd)
             except OSError as exc:
                 raise RemoteError(f"cannot write {key} to {self.root}: {exc.strerror}") from None
-            except BaseException:
-                # The source failed (damage found): its partial copy is worth nothing.
+            except Exception:
+                # The source failed (damage found): its partial copy is worth nothing. An
+                # interrupt (Ctrl-C) keeps it, for the next push to resume.
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(partial)
                 raise
