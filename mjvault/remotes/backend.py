@@ -7,8 +7,10 @@ or mounted directory) and :mod:`.s3` (S3-compatible object stores through obstor
 
 from __future__ import annotations
 
+import io
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from mjvault.errors import MjvaultError
@@ -89,6 +91,17 @@ class Backend(ABC):
         With ``create_only`` an existing key is left as it is and False is returned.
         """
 
+    def upload_file(
+        self, key: str, source: Path | BinaryIO, size: int, *, create_only: bool = False
+    ) -> bool:
+        """:meth:`put` of the ``size`` bytes of ``source`` (a path, or a file read to its end)
+        without holding them: storage that can stream overrides this (a 2 GB video). An
+        error raised while reading ``source`` (damage found on the way) leaves ``key`` as it
+        was. The fallback reads the whole file."""
+        if isinstance(source, Path):
+            return self.put(key, source.read_bytes(), create_only=create_only)
+        return self.put(key, source.read(), create_only=create_only)
+
     @abstractmethod
     def exists(self, key: str) -> bool: ...
 
@@ -107,3 +120,35 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+class PieceReader(io.RawIOBase):
+    """A readable file over an iterator of byte strings: how a stream made on the fly (an
+    object checked, or sealed, while it is read) is handed to :meth:`Backend.upload_file`."""
+
+    def __init__(self, pieces: Iterator[bytes]) -> None:
+        self._pieces = pieces
+        self._left = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._left:
+            piece = next(self._pieces, None)
+            if piece is None:
+                return 0
+            self._left = memoryview(piece)
+        n = min(len(buffer), len(self._left))
+        buffer[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n
+
+
+def source_pieces(source: Path | BinaryIO, size: int = STREAM_CHUNK) -> Iterator[bytes]:
+    """The bytes of an upload's source, ``size`` at a time."""
+    if isinstance(source, Path):
+        with open(source, "rb") as handle:
+            yield from iter(lambda: handle.read(size), b"")
+        return
+    yield from iter(lambda: source.read(size), b"")

@@ -13,11 +13,12 @@ remote's objects are as private as the archive they copy. A root folder that alr
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,6 +28,7 @@ from mjvault.remotes.backend import (
     KeyMeta,
     RemoteError,
     RemoteNotFound,
+    source_pieces,
 )
 from mjvault.store.fsutil import fsync_dir
 
@@ -37,6 +39,11 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 # A temp file this old belongs to a writer that died: no put takes a day between create and link.
 STALE_TMP_SECONDS = 24 * 3600
+# Uploads larger than this write to a temp file named after their key, which a later upload
+# of the same key resumes (FolderBackend.upload_file).
+RESUMABLE_BYTES = 64 * 1024 * 1024
+PARTIAL_SUFFIX = ".partial"
+RESUME_PIECE = 1024 * 1024
 
 
 class FolderBackend(Backend):
@@ -109,17 +116,79 @@ class FolderBackend(Backend):
             raise RemoteError(f"cannot read {key} from {self.root}: {exc.strerror}") from None
 
     def put(self, key: str, data: bytes, *, create_only: bool = False) -> bool:
-        target = self._path(key)
+        def write(fd: int) -> None:
+            with os.fdopen(fd, "wb", closefd=False) as handle:
+                handle.write(data)
+
+        return self._publish(key, write, create_only=create_only)
+
+    def upload_file(
+        self, key: str, source: Path | BinaryIO, size: int, *, create_only: bool = False
+    ) -> bool:
+        """Streamed into a temp file, then published as :meth:`put` publishes: a source that
+        fails halfway (damage found while reading it) leaves nothing under ``key``.
+
+        Above :data:`RESUMABLE_BYTES` the temp file is named after the key, so an upload killed
+        halfway is resumed by the next: the bytes already there are compared with the source
+        as it is read, and only from the first difference on is anything written.
+        """
+        if size <= RESUMABLE_BYTES:
+            return self._publish(key, lambda fd: _write_pieces(fd, source), create_only=create_only)
+        try:
+            _make_dirs(self.root / TMP_DIR)
+            partial = self.root / TMP_DIR / (key.rpartition("/")[2] + PARTIAL_SUFFIX)
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        except OSError as exc:
+            raise RemoteError(f"cannot write {key} to {self.root}: {exc.strerror}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another push is sending this object: send our own copy
+                return self._publish(
+                    key, lambda out: _write_pieces(out, source), create_only=create_only
+                )
+            os.utime(fd)  # fresh: sweep leaves alone what a writer is resuming
+            try:
+                _resume(fd, source)
+                os.fsync(fd)
+            except OSError as exc:
+                raise RemoteError(f"cannot write {key} to {self.root}: {exc.strerror}") from None
+            except Exception:
+                # The source failed (damage found): its partial copy is worth nothing. An
+                # interrupt (Ctrl-C) keeps it, for the next push to resume.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(partial)
+                raise
+            return self._link(partial, key, create_only=create_only)
+        finally:
+            os.close(fd)
+
+    def _publish(self, key: str, write: Callable[[int], None], *, create_only: bool) -> bool:
+        """Fill a new temp file with ``write``, fsync it, and link it into place."""
         tmp_dir = self.root / TMP_DIR
         try:
-            _make_dirs(target.parent)
             _make_dirs(tmp_dir)
             tmp = tmp_dir / f"{secrets.token_hex(8)}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+            try:
+                write(fd)
+                os.fsync(fd)
+            except BaseException:
+                os.close(fd)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            os.close(fd)
+        except OSError as exc:
+            raise RemoteError(f"cannot write {key} to {self.root}: {exc.strerror}") from None
+        return self._link(tmp, key, create_only=create_only)
+
+    def _link(self, tmp: Path, key: str, *, create_only: bool) -> bool:
+        """Publish the synced temp file ``tmp`` as ``key`` (create-only: link, which fails
+        when the name exists), then remove the temp name."""
+        target = self._path(key)
+        try:
+            _make_dirs(target.parent)
             try:
                 if create_only:
                     try:
@@ -164,6 +233,38 @@ class FolderBackend(Backend):
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
             os.unlink(self._path(key))
+
+
+def _write_pieces(fd: int, source: Path | BinaryIO) -> None:
+    for piece in source_pieces(source):
+        _write_at(fd, piece, None)
+
+
+def _write_at(fd: int, data: bytes, offset: int | None) -> None:
+    view = memoryview(data)
+    while view:
+        done = os.write(fd, view) if offset is None else os.pwrite(fd, view, offset)
+        view = view[done:]
+        if offset is not None:
+            offset += done
+
+
+def _resume(fd: int, source: Path | BinaryIO) -> None:
+    """Make the file ``fd`` hold exactly the bytes of ``source``, keeping (unwritten) the
+    prefix it already holds that equals the source's, byte for byte."""
+    have = os.fstat(fd).st_size
+    offset = 0
+    for piece in source_pieces(source, RESUME_PIECE):
+        if offset < have:
+            if os.pread(fd, len(piece), offset) == piece:
+                offset += len(piece)
+                continue
+            os.ftruncate(fd, offset)  # the first difference: all after it is written anew
+            have = offset
+        _write_at(fd, piece, offset)
+        offset += len(piece)
+    if offset < os.fstat(fd).st_size:
+        os.ftruncate(fd, offset)
 
 
 def _make_dirs(path: Path) -> None:

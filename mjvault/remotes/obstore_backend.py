@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from mjvault.remotes.backend import (
@@ -23,6 +24,7 @@ from mjvault.remotes.backend import (
     RemoteAuthError,
     RemoteError,
     RemoteNotFound,
+    source_pieces,
 )
 
 # How long one request may keep being retried (5xx, dropped connections) before push gives up.
@@ -30,6 +32,24 @@ RETRY_SECONDS_ENV = "MJVAULT_REMOTE_RETRY_SECONDS"
 DEFAULT_RETRY_SECONDS = 120.0
 # Listing pages in a row that may break off mid-body before the listing fails.
 BODY_RETRIES = 5
+
+
+# Uploads above this go up in parts (multipart upload); below it, one PUT.
+MULTIPART_THRESHOLD = 16 * 1024 * 1024
+# A part: large enough that a 2 GB video is ~256 requests, small enough that the parts in
+# flight (:data:`PARTS_IN_FLIGHT` of them) keep an upload's memory to a few tens of MB.
+PART_SIZE = 8 * 1024 * 1024
+PARTS_IN_FLIGHT = 4
+# S3 (and Ceph RGW, MinIO, R2) take at most 10,000 parts; a margin for rounding.
+MAX_PARTS = 9_000
+
+
+def part_size(size: int) -> int:
+    """Bytes per part for an upload of ``size``: :data:`PART_SIZE`, or more (whole MiB) when
+    the object would otherwise need more than :data:`MAX_PARTS` parts (above ~70 GB)."""
+    mib = 1024 * 1024
+    needed = -(-size // MAX_PARTS)
+    return max(PART_SIZE, -(-needed // mib) * mib)
 
 
 def client_options(*, allow_http: bool) -> dict[str, Any]:
@@ -197,12 +217,19 @@ class ObstoreBackend(Backend):
 
         size = 0
         try:
-            for chunk in obstore.get(self._store, key).stream(min_chunk_size=STREAM_CHUNK):
-                out.write(chunk)
-                size += len(chunk)
+            chunks = iter(obstore.get(self._store, key).stream(min_chunk_size=STREAM_CHUNK))
         except Exception as exc:
             raise self._fail("read", key, exc) from None
-        return size
+        while True:
+            try:
+                chunk = next(chunks, None)
+            except Exception as exc:
+                raise self._fail("read", key, exc) from None
+            if chunk is None:
+                return size
+            # Outside the try: an error of ``out`` (damage found while it checks) is its own.
+            out.write(chunk)
+            size += len(chunk)
 
     def get_tail(self, key: str, length: int) -> tuple[bytes, int]:
         import obstore
@@ -255,6 +282,50 @@ class ObstoreBackend(Backend):
                 return False
             raise
         except Exception as exc:
+            raise self._fail("write", key, exc) from None
+
+    def upload_file(
+        self, key: str, source: Path | BinaryIO, size: int, *, create_only: bool = False
+    ) -> bool:
+        """One PUT up to :data:`MULTIPART_THRESHOLD`, else a multipart upload streamed from
+        ``source`` (the store publishes the object only when its last part is in).
+
+        obstore makes a conditional (create-only) write one PUT of the whole body, so a large
+        ``create_only`` upload asks first whether the key exists: not atomic, which for
+        content-addressed objects (the same key, the same bytes) costs at most a second copy
+        sent, never a different one kept.
+        """
+        import obstore
+
+        if size <= MULTIPART_THRESHOLD:
+            return super().upload_file(key, source, size, create_only=create_only)
+        if create_only and self.exists(key):
+            return False
+        chunk = part_size(size)
+        failure: list[BaseException] = []
+
+        def pieces() -> Iterator[bytes]:
+            # An error of the source (damage found while reading) is the caller's to see,
+            # not obstore's wrapping of it.
+            try:
+                yield from source_pieces(source, chunk)
+            except BaseException as exc:
+                failure.append(exc)
+                raise
+
+        try:
+            obstore.put(
+                self._store,
+                key,
+                pieces(),
+                use_multipart=True,
+                chunk_size=chunk,
+                max_concurrency=PARTS_IN_FLIGHT,
+            )
+            return True
+        except Exception as exc:
+            if failure:
+                raise failure[0] from None
             raise self._fail("write", key, exc) from None
 
     def exists(self, key: str) -> bool:

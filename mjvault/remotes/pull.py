@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError
+from mjvault.remotes import bigobjects
 from mjvault.remotes.backend import RemoteNotFound
 from mjvault.remotes.config import state_dir
 from mjvault.remotes.crypto import rewrite_ids
@@ -86,12 +87,31 @@ class _Fetched(NamedTuple):
     data: bytes
     plaintext: bytes
     error: Exception | None
+    #: A large object, checked and written to a temp file in the vault instead of ``data``.
+    spooled: bigobjects.Spooled | None = None
 
 
 def _safe_fetch(link: Link, remote_id: str) -> _Fetched:
     try:
         data, plaintext = link.remote.fetch(remote_id)
         return _Fetched(remote_id, data, plaintext, None)
+    except REMOTE_DAMAGE as exc:
+        return _Fetched(remote_id, b"", b"", exc)
+
+
+def _fetch_media(vault: Vault, link: Link, remote_id: str) -> _Fetched:
+    """A loose image or video: whole when small, else streamed into the vault's ``tmp/`` and
+    checked on the way (never whole in memory)."""
+    if link.remote.packed(remote_id):
+        return _safe_fetch(link, remote_id)
+    try:
+        spool = bigobjects.download(
+            link.remote, remote_id, vault.store.tmp_dir, plain=link.idmap is not None
+        )
+        if not spool.spilled:
+            data = spool.held()
+            return _Fetched(remote_id, data, link.remote.open(remote_id, data), None)
+        return _Fetched(remote_id, b"", b"", None, spool.finish())
     except REMOTE_DAMAGE as exc:
         return _Fetched(remote_id, b"", b"", exc)
 
@@ -151,6 +171,15 @@ class _Fetcher:
         ):
             self.flush()
         return local
+
+    def keep_spooled(self, remote_id: str, spooled: bigobjects.Spooled) -> None:
+        """Stage a large object the download wrote to the vault's ``tmp/``, checked already."""
+        self.batch.adopt_file(spooled.local_id, spooled.path)
+        if self.link.idmap is not None:
+            self.local_of[remote_id] = spooled.local_id
+            self.pairs.append((spooled.local_id, remote_id))
+        if len(self.batch) >= FLUSH_OBJECTS or self.batch.pending_bytes >= FLUSH_BYTES:
+            self.flush()
 
     def flush(self) -> None:
         self.batch.flush()
@@ -327,7 +356,7 @@ def _fetch_nodes(fetcher: _Fetcher, nodes: _Nodes, roots: list[str], report: Pul
     level = 0
     while level <= nodes.deepest():
         for batch in nodes.at_level(level, WANTED):
-            for remote_id, data, plaintext, error in bounded_map(
+            for remote_id, data, plaintext, error, _ in bounded_map(
                 fetcher.pool,
                 lambda r: _safe_fetch(fetcher.link, r),
                 batch,
@@ -358,14 +387,24 @@ def _fetch_blobs(fetcher: _Fetcher, nodes: _Nodes, report: PullReport) -> set[st
     broken: set[str] = set()
 
     def fetch(blob: tuple[str, bool]) -> tuple[_Fetched, bool]:
-        return _safe_fetch(fetcher.link, blob[0]), blob[1]
+        remote_id, is_record = blob
+        if is_record:
+            return _safe_fetch(fetcher.link, remote_id), True
+        return _fetch_media(fetcher.vault, fetcher.link, remote_id), False
 
-    for (remote_id, data, plaintext, error), is_record in bounded_map(
+    for (remote_id, data, plaintext, error, spooled), is_record in bounded_map(
         fetcher.pool, fetch, nodes.blobs(), window=fetcher.window
     ):
         if error is not None:
             broken.add(remote_id)
             report.problems.append(f"object {remote_id[:16]}: {error}")
+            continue
+        if spooled is not None:
+            report.objects_received += 1
+            report.bytes_received += spooled.size
+            if fetcher.progress:
+                fetcher.progress(spooled.size)
+            fetcher.keep_spooled(remote_id, spooled)
             continue
         report.objects_received += 1
         report.bytes_received += len(data)

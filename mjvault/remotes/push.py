@@ -27,6 +27,7 @@ vault's dictionary (trained on prompts) under any name.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError, ObjectNotFound
+from mjvault.remotes import bigobjects
 from mjvault.remotes.config import state_dir
 from mjvault.remotes.crypto import rewrite_ids
 from mjvault.remotes.lease import take_push_lease
@@ -57,6 +59,9 @@ PACK_TARGET_BYTES = 16 * 1024 * 1024
 BATCH = 2048
 COMMIT_ROWS = 4096
 LOCAL_DAMAGE = (ObjectNotFound, CorruptObject, IntegrityError)
+# Large objects uploading at once, each streamed in parts: memory stays a few tens of MB
+# however many videos a push sends.
+BIG_AT_ONCE = 2
 
 
 @dataclass
@@ -367,6 +372,14 @@ class _Planner:
             remote_id = local_id
         elif known is not None:
             remote_id = known
+        elif bigobjects.big_local_file(self.vault.store.path(local_id)) is not None:
+            remote_id = bigobjects.remote_name_of_file(
+                self.vault.store.path(local_id), local_id, self.vault.store.keys, self.link.remote
+            )
+            self._remember(local_id, remote_id)
+            if remote_id in self.remote_have:
+                self.plan.skipped += 1
+                return remote_id, False
         else:
             remote_id = self.link.remote.name_of(self.vault.store.read(local_id))
             self._remember(local_id, remote_id)
@@ -472,6 +485,30 @@ class _Sender:
         self.report = report
         self.progress = progress
         self.failed: set[str] = set()
+        self.big_slots = threading.Semaphore(BIG_AT_ONCE)
+
+    def send_big(self, item: _Item) -> int | None:
+        """Stream a large loose object to the remote, checked on the way; returns the bytes
+        sent, or None when the object is not large (it is sent whole)."""
+        if item.kind != BLOB:
+            return None  # records, nodes and manifests are small (and may be translated)
+        path = self.vault.store.path(item.local_id)
+        size = bigobjects.big_local_file(path)
+        if size is None:
+            return None
+        with self.big_slots:
+            try:
+                return bigobjects.upload_big(
+                    path,
+                    size,
+                    item.local_id,
+                    item.remote_id,
+                    self.vault.store.keys,
+                    self.link.remote,
+                    translate=self.link.idmap is not None,
+                )
+            except FileNotFoundError:
+                raise ObjectNotFound(f"object {item.local_id} is missing locally") from None
 
     def encode(self, item: _Item) -> bytes:
         """The object's file as the remote holds it, loose or as a pack entry (no dictionary)."""
@@ -511,6 +548,14 @@ class _Sender:
 
     def send_loose(self, pool: ThreadPoolExecutor, items: list[_Item]) -> None:
         def send(item: _Item) -> tuple[_Item, int, Exception | None]:
+            if any(dep in self.failed for dep in item.deps):
+                return item, 0, IntegrityError("it references an object that could not be sent")
+            try:
+                sent = self.send_big(item)
+            except LOCAL_DAMAGE as exc:
+                return item, 0, exc
+            if sent is not None:
+                return item, sent, None
             item, data, error = self._encoded(item)
             if error is None:
                 self.link.backend.put(object_key(item.remote_id), data)

@@ -20,6 +20,7 @@ from pathlib import Path
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError
 from mjvault.integrity.verify import Problem, SubsetFilter, VerifyReport, parse_subset
+from mjvault.remotes import bigobjects
 from mjvault.remotes.backend import RemoteNotFound
 from mjvault.remotes.config import load_spec, state_dir
 from mjvault.remotes.remote import PassphraseSource, Present
@@ -152,8 +153,16 @@ def _read_data(
 ) -> None:
     def check(object_id: str) -> tuple[str, int, Exception | None]:
         try:
-            data, _ = link.remote.fetch(object_id)
-            return object_id, len(data), None
+            if link.remote.packed(object_id):
+                data, _ = link.remote.fetch(object_id)
+                return object_id, len(data), None
+            # Loose: a large object is checked as it streams and kept nowhere.
+            spool = bigobjects.download(link.remote, object_id, None, plain=False)
+            if spool.spilled:
+                spool.finish()
+            else:
+                link.remote.open(object_id, spool.held())
+            return object_id, spool.size, None
         except DAMAGE as exc:
             pack = link.remote.packs.index.locate(object_id) if link.remote.packs else None
             if pack is not None:  # the file to delete before `push --full` sends it again

@@ -26,6 +26,7 @@ import blake3
 from mjvault.errors import CorruptObject, MjvaultError, WrongPassphrase
 from mjvault.store.codec import (
     CIPHER_AES_256_GCM,
+    ENCODING_IDENTITY,
     FRAME_VERSION,
     MAGIC_ENCRYPTED,
     NONCE_SIZE,
@@ -73,11 +74,13 @@ class KdfParams:
 class VaultKeys:
     """The subkeys of an opened encrypted vault. Never printed, never logged."""
 
-    __slots__ = ("_aead", "_text_aead", "_text_naming", "naming_key")
+    __slots__ = ("_aead", "_object_key", "_text_aead", "_text_naming", "naming_key")
 
     def __init__(self, master: bytes) -> None:
         self.naming_key = _hkdf(master, b"mjvault v1 object naming")
-        self._aead = _aesgcm(_hkdf(master, b"mjvault v1 object encryption"))
+        # Kept besides its AEAD: objects too large to seal in one call are sealed in a stream.
+        self._object_key = _hkdf(master, b"mjvault v1 object encryption")
+        self._aead = _aesgcm(self._object_key)
         # Small texts kept outside objects (a view's file paths): their own keys, so nothing
         # sealed there can be passed off as an object, or the reverse.
         self._text_aead = _aesgcm(_hkdf(master, b"mjvault v1 text encryption"))
@@ -93,9 +96,12 @@ class VaultKeys:
         *,
         compress: bool,
         dictionary: Dictionary | None = None,
+        nonce: bytes | None = None,
     ) -> bytes:
+        """The ``MJVE`` file of an object. ``nonce`` is for tests comparing with
+        :meth:`sealer`: a nonce must never be used twice with one key."""
         encoding, payload = encode_payload(plaintext, compress=compress, dictionary=dictionary)
-        nonce = os.urandom(NONCE_SIZE)
+        nonce = nonce or os.urandom(NONCE_SIZE)
         sealed = self._aead.encrypt(nonce, bytes((encoding,)) + payload, _object_ad(object_id))
         return MAGIC_ENCRYPTED + bytes((FRAME_VERSION, CIPHER_AES_256_GCM)) + nonce + sealed
 
@@ -116,6 +122,16 @@ class VaultKeys:
                 f"object {object_id} failed authentication (damaged or swapped)"
             ) from None
         return decode_payload(inner[0], inner[1:], dictionary)
+
+    def sealer(self, object_id: str, *, nonce: bytes | None = None) -> StreamSealer:
+        """Seal an object's plaintext piece by piece (identity encoding): the same bytes as
+        :meth:`seal` with ``compress=False`` gives for the same nonce, never the whole in memory."""
+        return StreamSealer(self._object_key, object_id, nonce or os.urandom(NONCE_SIZE))
+
+    def opener(self, object_id: str, head: bytes) -> StreamOpener:
+        """Open an ``MJVE`` file piece by piece; ``head`` is its first :data:`SEALED_HEADER`
+        bytes. The plaintext it gives is unchecked until :meth:`StreamOpener.finish`."""
+        return StreamOpener(self._object_key, object_id, sealed_nonce(object_id, head))
 
     def open_into(self, object_id: str, data: memoryview, out: memoryview) -> memoryview:
         """:meth:`open` without copies, for checking: decrypts ``data`` into ``out`` (at least
@@ -163,6 +179,82 @@ class VaultKeys:
         learnt without the key (lookups by a sealed value)."""
         digest = blake3.blake3(text.encode("utf-8"), key=self._text_naming).digest(8)
         return int.from_bytes(digest) >> 1
+
+
+SEALED_HEADER = 4 + 2 + NONCE_SIZE
+TAG_SIZE = 16
+
+
+def sealed_nonce(object_id: str, head: bytes) -> bytes:
+    """The nonce of an ``MJVE`` file from its header, or :class:`CorruptObject`."""
+    if head[:4] != MAGIC_ENCRYPTED or len(head) < SEALED_HEADER:
+        raise CorruptObject(f"object {object_id} is not an encrypted object")
+    if head[4] != FRAME_VERSION or head[5] != CIPHER_AES_256_GCM:
+        raise CorruptObject(f"object {object_id} has an unknown frame version or cipher")
+    return bytes(head[6:SEALED_HEADER])
+
+
+class StreamSealer:
+    """AES-256-GCM over ``encoding byte || plaintext`` given in pieces (FORMAT.md §3.1).
+
+    ``header`` first, then what :meth:`update` returns for each piece, then :meth:`finish`'s
+    tag: together, byte for byte, what :meth:`VaultKeys.seal` writes for the same nonce.
+    """
+
+    def __init__(self, key: bytes, object_id: str, nonce: bytes) -> None:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        self.header = MAGIC_ENCRYPTED + bytes((FRAME_VERSION, CIPHER_AES_256_GCM)) + nonce
+        self._encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
+        self._encryptor.authenticate_additional_data(_object_ad(object_id))
+        self._first = self._encryptor.update(bytes((ENCODING_IDENTITY,)))
+
+    def update(self, plaintext: bytes | memoryview) -> bytes:
+        out = self._encryptor.update(plaintext)
+        if self._first:
+            out, self._first = self._first + out, b""
+        return out
+
+    def finish(self) -> bytes:
+        """The last ciphertext bytes (none for GCM) and the 16-byte tag."""
+        return self._first + self._encryptor.finalize() + self._encryptor.tag
+
+
+class StreamOpener:
+    """AES-256-GCM decryption of an ``MJVE`` file's body given in pieces (after its header).
+
+    The last 16 bytes of the body are the tag: each piece's final 16 bytes are held back until
+    more arrive, and :meth:`finish` checks the tag. Nothing :meth:`update` returned may be
+    trusted, or published, before :meth:`finish` returned.
+    """
+
+    def __init__(self, key: bytes, object_id: str, nonce: bytes) -> None:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        self.object_id = object_id
+        self._decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).decryptor()
+        self._decryptor.authenticate_additional_data(_object_ad(object_id))
+        self._held = b""
+
+    def update(self, body: bytes | memoryview) -> bytes:
+        data = self._held + bytes(body) if self._held else bytes(body)
+        if len(data) <= TAG_SIZE:
+            self._held = data
+            return b""
+        self._held = data[-TAG_SIZE:]
+        return self._decryptor.update(memoryview(data)[:-TAG_SIZE])
+
+    def finish(self) -> None:
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            if len(self._held) != TAG_SIZE:
+                raise InvalidTag
+            self._decryptor.finalize_with_tag(self._held)
+        except InvalidTag:
+            raise CorruptObject(
+                f"object {self.object_id} failed authentication (damaged or swapped)"
+            ) from None
 
 
 def _object_ad(object_id: str) -> bytes:

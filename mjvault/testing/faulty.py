@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO, Literal
 
 from mjvault.remotes.backend import Backend, KeyMeta, RemoteError
@@ -33,6 +34,7 @@ Method = Literal[
     "get_tail",
     "get_range",
     "put",
+    "upload_file",
     "exists",
     "delete",
     "delete_many",
@@ -45,6 +47,7 @@ METHODS: tuple[Method, ...] = (
     "get_tail",
     "get_range",
     "put",
+    "upload_file",
     "exists",
     "delete",
     "delete_many",
@@ -276,6 +279,14 @@ class FaultyBackend(Backend):
             if create_only:
                 return False
         stored = self.inner.put(key, data, create_only=create_only)
+        self._finish(fault, key)
+        return stored
+
+    def upload_file(
+        self, key: str, source: Path | BinaryIO, size: int, *, create_only: bool = False
+    ) -> bool:
+        fault = self._meet("upload_file", key)
+        stored = self.inner.upload_file(key, source, size, create_only=create_only)
         self._finish(fault, key)
         return stored
 
