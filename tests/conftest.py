@@ -49,6 +49,22 @@ def moto(s3_env: None) -> Iterator[MotoServer]:
         yield server
 
 
+# The engines that need installing (Ceph's gateway, Azurite), and the names their test cases
+# carry as parameters. Their tests are marked ``engines``: the suite leaves them out to stay
+# fast, and `.ci/run` runs them in a step of their own once it has installed the engines.
+ENGINE_FIXTURES = frozenset({"ceph_rgw", "azurite"})
+ENGINE_PARAMS = frozenset({"ceph", "azure", "azurite"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        values = callspec.params.values() if callspec is not None else ()
+        named = {value for value in values if isinstance(value, str)}
+        if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())) or ENGINE_PARAMS & named:
+            item.add_marker(pytest.mark.engines)
+
+
 # Tests of services that need installing skip when the service is absent, except under
 # .ci/run, which installs them and sets this: there a missing service fails the run.
 REQUIRE_SERVICES = os.environ.get("MJVAULT_REQUIRE_SERVICES") == "1"

@@ -13,6 +13,8 @@ import pytest
 from mjvault.testing import ceph
 from tests.conftest import service_missing
 
+pytestmark = pytest.mark.engines
+
 
 def processes_mentioning(text: str) -> list[int]:
     found = []
