@@ -13,6 +13,7 @@ import pytest
 
 from mjvault import Vault
 from mjvault.store.crypto import KdfParams
+from mjvault.testing import azurite as azurite_service
 from mjvault.testing.objectstore import MotoServer
 
 # Argon2id at its real cost takes ~0.2 s a derivation; tests use a cheap one. Production code
@@ -37,6 +38,27 @@ def moto() -> Iterator[MotoServer]:
         for key, value in S3_ENV.items():
             patch.setenv(key, value)
         with MotoServer() as server:
+            yield server
+
+
+def service_missing(reason: str) -> None:
+    """Skip a test whose service cannot run here; under MJVAULT_REQUIRE_SERVICES=1 (CI) fail."""
+    if os.environ.get("MJVAULT_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} (MJVAULT_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[azurite_service.Azurite]:
+    """Azurite's blob service on 127.0.0.1, one per run, with the well-known development
+    account's credentials (:data:`mjvault.testing.azurite.ENV`) and a short retry budget set."""
+    reason = azurite_service.missing()
+    if reason:
+        service_missing(reason)
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in {**azurite_service.ENV, "MJVAULT_REMOTE_RETRY_SECONDS": "8"}.items():
+            patch.setenv(key, value)
+        with azurite_service.Azurite() as server:
             yield server
 
 
