@@ -30,7 +30,7 @@ from mjvault.remotes.obstore_backend import (
 
 ACCOUNT_ENV = "AZURE_STORAGE_ACCOUNT_NAME"
 CREDENTIALS_HINT = (
-    "set AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY (or AZURE_STORAGE_SAS_TOKEN)"
+    "set AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY, or AZURE_STORAGE_SAS_TOKEN"
 )
 
 
@@ -85,6 +85,16 @@ class AzureBackend(ObstoreBackend):
 
     def describe(self) -> str:
         return self.location.url()
+
+    def get_tail(self, key: str, length: int) -> tuple[bytes, int]:
+        # Azure has no suffix range ("the last N bytes"): ask the size, then read a range.
+        import obstore
+
+        try:
+            size = int(obstore.head(self._store, key)["size"])
+        except Exception as exc:
+            raise self._fail("read", key, exc) from None
+        return self.get_range(key, max(0, size - length), size), size
 
     def _fail(self, action: str, key: str, exc: BaseException) -> RemoteError:
         # Azure answers a missing container on every call (a list as well as a read), so it is
