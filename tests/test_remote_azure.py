@@ -31,8 +31,10 @@ from mjvault.remotes.push import push
 from mjvault.remotes.remote import object_key
 from mjvault.remotes.session import connect
 from mjvault.remotes.verify import verify_remote
+from mjvault.testing import azurite as azurite_service
 from mjvault.testing.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
-from tests.conftest import CHEAP_KDF, PASSPHRASE, png_bytes, record_json, run_cli
+from mjvault.testing.objectstore import FaultProxy
+from tests.conftest import CHEAP_KDF, PASSPHRASE, png_bytes, record_json, run_cli, service_missing
 
 # -- URL forms ------------------------------------------------------------------------------
 GOOD = [
@@ -376,6 +378,63 @@ def test_a_stopped_azurite_is_one_line_in_seconds(azurite: Azurite, tmp_path: Pa
     assert result.returncode == 1
     assert len(result.stderr.decode().strip().splitlines()) == 1, result.stderr
     assert b"Traceback" not in result.stderr
+
+
+def test_503s_and_a_server_gone_mid_push_on_azurite(
+    azurite: Azurite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MJVAULT_REMOTE_RETRY_SECONDS", "1")
+    with FaultProxy(azurite.port) as proxy:
+        # The proxy forwards the path (account included); Shared Key does not sign the host.
+        spec = azurite.spec(endpoint_url=f"{proxy.endpoint}/{ACCOUNT}")
+        direct = open_backend(RemoteSpec(**{**spec.to_json(), "endpoint_url": azurite.endpoint}))  # type: ignore[arg-type]
+        source = Vault.init(tmp_path / "src")
+        add_jobs(source, 40)
+        # The service answers 25 requests, then goes silent: the push dies part-way.
+        proxy.dead_after = 25
+        with pytest.raises(RemoteError):
+            push_to(source, spec)
+        arrived = sum(1 for _ in direct.list("objects/"))
+        assert 5 <= arrived < 40 * 2 and not list(direct.list("snapshots/"))
+        # Back, but failing every 4th request with a 503: retried, and nothing is sent twice.
+        proxy.dead_after, proxy.requests, proxy.fail_every = None, 0, 4
+        report = push_to(source, spec)
+        assert report.ok and report.snapshots_sent == 1 and proxy.failures > 0
+        assert report.objects_skipped >= arrived - 1 and report.objects_sent < 40 * 2
+        with connect(source, spec) as link:
+            checked = verify_remote(link, read_data=True)
+            assert checked.ok, checked.problems
+    source.close()
+
+
+def test_a_missing_service_skips_or_under_require_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MJVAULT_REQUIRE_SERVICES", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no such service"):
+        service_missing("no such service")
+    monkeypatch.setenv("MJVAULT_REQUIRE_SERVICES", "1")
+    with pytest.raises(pytest.fail.Exception, match="no such service"):
+        service_missing("no such service")
+    monkeypatch.setenv("MJVAULT_AZURITE", "/nonexistent/azurite-blob")
+    assert "not installed" in (azurite_service.missing() or "")
+
+
+def test_an_azurite_that_cannot_start_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "azurite-blob"
+    broken.write_text("#!/bin/sh\necho 'port already taken' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("MJVAULT_AZURITE", str(broken))
+    if azurite_service.missing():
+        pytest.skip("needs Node.js on PATH to get as far as starting")
+    with pytest.raises(RuntimeError, match="Azurite exited at start: port already taken"):
+        Azurite(timeout=10)
+    silent = tmp_path / "silent"
+    silent.write_text("#!/bin/sh\nexec sleep 30\n")
+    silent.chmod(0o755)
+    monkeypatch.setenv("MJVAULT_AZURITE", str(silent))
+    with pytest.raises(RuntimeError, match="did not listen within 1 s"):
+        Azurite(timeout=1)
 
 
 # -- GCS ------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ def azurite_executable() -> str | None:
     """``$MJVAULT_AZURITE``, else the project's pinned copy, else one on PATH."""
     given = os.environ.get("MJVAULT_AZURITE")
     if given:
-        return given
+        return given if os.access(given, os.X_OK) else None
     pinned = SERVICES / "node_modules" / ".bin" / "azurite-blob"
     if pinned.exists():
         return str(pinned)

@@ -179,10 +179,12 @@ class FaultProxy:
                 finally:
                     conn.close()
                 self.send_response(response.status)
+                # A HEAD answer has no body, but its Content-Length is the object's size.
+                size = response.getheader("Content-Length") if self.command == "HEAD" else None
                 for key, value in response.getheaders():
                     if key.lower() not in ("transfer-encoding", "connection", "content-length"):
                         self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Length", size or str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
