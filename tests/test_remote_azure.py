@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from config_helpers import Result, isolate
 from config_helpers import run_cli as run_in_process
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mjvault import Vault
@@ -124,6 +124,25 @@ def test_valid_object_store_urls_round_trip(
     assert (parsed.scheme, parsed.bucket, parsed.path) == (stored, name, "/".join(path))
     assert parse_remote_url(str(parsed)) == parsed
     assert str(parsed) == f"{stored}://" + "/".join([name, *path])
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from(["az://", "azure://", "gs://", "AZ:/", "gs:"]),
+    st.text(st.sampled_from("abg-_.o/:@?#%\\ \x00\n"), max_size=30),
+)
+def test_no_object_store_url_that_parses_escapes(head: str, body: str) -> None:
+    try:
+        parsed = parse_remote_url(head + body)
+    except ConfigError as exc:
+        assert "\n" not in exc.message
+        return
+    assert parsed.scheme in ("az", "gs")
+    assert parse_remote_url(str(parsed)) == parsed
+    assert len(parsed.bucket) >= 3 and "@" not in str(parsed) and ":" not in parsed.bucket
+    segments = parsed.path.split("/")
+    assert not set(segments) & {".", ".."} and ("" not in segments or parsed.path == "")
+    assert not any(c in str(parsed) for c in "\x00\n\\?#")
 
 
 def test_each_scheme_takes_only_its_own_options() -> None:
