@@ -54,9 +54,9 @@ Examples:
 """,
 )
 def remote_group() -> None:
-    """Named offsite copies: folders (drives, NAS), S3-compatible object stores, Azure Blob
-    containers and Google Cloud Storage buckets.
+    """Named offsite copies: folders (drives, NAS) and S3-compatible object stores.
 
+    Azure Blob containers (az://) and Google Cloud Storage buckets (gs://) too.
     Credentials come from the environment and are never stored in the vault: S3 from
     AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), Azure from
     AZURE_STORAGE_ACCOUNT_NAME / AZURE_STORAGE_ACCOUNT_KEY (or AZURE_STORAGE_SAS_TOKEN),
