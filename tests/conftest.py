@@ -13,6 +13,7 @@ import pytest
 
 from mjvault import Vault
 from mjvault.store.crypto import KdfParams
+from mjvault.testing import azurite as azurite_service
 from mjvault.testing.ceph import CephCluster, ceph_unavailable
 from mjvault.testing.objectstore import MotoServer
 
@@ -93,6 +94,20 @@ def s3_server(request: pytest.FixtureRequest) -> MotoServer | CephCluster:
     """Each S3 engine the suite runs against: moto (``s3``) and Ceph's gateway (``ceph``)."""
     name = "moto" if request.param == "s3" else "ceph_rgw"
     return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[azurite_service.Azurite]:
+    """Azurite's blob service on 127.0.0.1, one per run, with the well-known development
+    account's credentials (:data:`mjvault.testing.azurite.ENV`) and a short retry budget set."""
+    reason = azurite_service.missing()
+    if reason:
+        service_missing(reason)
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in {**azurite_service.ENV, "MJVAULT_REMOTE_RETRY_SECONDS": "8"}.items():
+            patch.setenv(key, value)
+        with azurite_service.Azurite() as server:
+            yield server
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ BAD_URLS = [
     ("s3://bucket/m\nj", "control"),
     ("s3:bucket/mj", "s3://bucket"),
     ("S3:/bucket", "s3://bucket"),
-    ("gs://bucket/mj", "unsupported"),
+    ("ftp://bucket/mj", "unsupported"),
     ("https://example.com/mj", "unsupported"),
     ("file://", "absolute"),
     ("file://relative/dir", "absolute"),

@@ -16,18 +16,27 @@ THREADS_HELP = "Requests in flight at once."
 
 
 def s3_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Options for s3:// URLs; credentials only ever come from the AWS_* environment."""
+    """Options for object-store URLs (which go with which scheme: remotes/config.py OPTIONS);
+    credentials only ever come from the provider's environment variables."""
     fn = click.option(
         "--virtual-hosted",
         is_flag=True,
-        help="bucket.host style URLs (default: path style, as MinIO-like servers want).",
+        help="s3:// only: bucket.host style URLs (default: path style, as MinIO-like "
+        "servers want).",
     )(fn)
     fn = click.option(
-        "--allow-http", is_flag=True, help="Allow a plain-HTTP endpoint (local MinIO, moto)."
+        "--allow-http",
+        is_flag=True,
+        help="Allow a plain-HTTP endpoint (local MinIO, moto, Azurite).",
     )(fn)
-    fn = click.option("--region", metavar="REGION", help="Region (else $AWS_REGION).")(fn)
+    fn = click.option("--region", metavar="REGION", help="s3:// only: region (else $AWS_REGION).")(
+        fn
+    )
     fn = click.option(
-        "--endpoint-url", metavar="URL", help="S3-compatible endpoint (else $AWS_ENDPOINT_URL)."
+        "--endpoint-url",
+        metavar="URL",
+        help="The service's endpoint: an S3-compatible server (else $AWS_ENDPOINT_URL), an "
+        "Azure account URL or Azurite's http://host:port/account, a GCS base URL.",
     )(fn)
     return fn
 
@@ -39,6 +48,8 @@ Examples:
   mjvault remote add nas /mnt/nas/mj-vault
   mjvault remote add b2 s3://my-bucket/mj --endpoint-url https://s3.eu-central-003.backblazeb2.com
   mjvault remote add cloud s3://my-bucket/mj --encrypt     plain vault, sealed remote
+  mjvault remote add azure az://my-container/mj            $AZURE_STORAGE_ACCOUNT_NAME/_KEY
+  mjvault remote add gcs gs://my-bucket/mj                 $GOOGLE_APPLICATION_CREDENTIALS
   mjvault remote list
   mjvault remote info nas                                  objects, bytes, last push
 """,
@@ -46,12 +57,28 @@ Examples:
 def remote_group() -> None:
     """Named offsite copies: folders (drives, NAS) and S3-compatible object stores.
 
-    S3 credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and
-    AWS_SESSION_TOKEN); they are never stored in the vault.
+    Azure Blob containers (az://) and Google Cloud Storage buckets (gs://) too.
+    Credentials come from the environment and are never stored in the vault: S3 from
+    AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), Azure from
+    AZURE_STORAGE_ACCOUNT_NAME / AZURE_STORAGE_ACCOUNT_KEY (or AZURE_STORAGE_SAS_TOKEN),
+    GCS from GOOGLE_APPLICATION_CREDENTIALS (a service-account file).
     """
 
 
-@remote_group.command("add")
+@remote_group.command(
+    "add",
+    epilog="""\b
+Examples:
+  mjvault remote add nas /mnt/nas/mj-vault
+  mjvault remote add b2 s3://my-bucket/mj --endpoint-url https://s3.eu-central-003.backblazeb2.com
+  mjvault remote add azure az://my-container/mj
+      (AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY in the environment)
+  mjvault remote add local az://my-container/mj --endpoint-url http://127.0.0.1:10000/devstoreaccount1
+      (Azurite, the Azure emulator)
+  mjvault remote add gcs gs://my-bucket/mj
+      (GOOGLE_APPLICATION_CREDENTIALS names a service-account JSON file)
+""",
+)
 @click.argument("name")
 @click.argument("url")
 @click.option(
@@ -72,7 +99,8 @@ def remote_add_command(
     allow_http: bool,
     virtual_hosted: bool,
 ) -> None:
-    """Add remote NAME at URL (a folder, file://… or s3://bucket/prefix) and set it up."""
+    """Add remote NAME at URL (a folder, file://…, s3://bucket/prefix, az://container/prefix
+    or gs://bucket/prefix) and set it up."""
     from mjvault.cli.passphrase import passphrase_source
     from mjvault.remotes.config import RemoteSpec, check_spec
     from mjvault.remotes.session import add_remote

@@ -1,7 +1,8 @@
 """Named remotes of a vault: ``<vault>/remotes/<name>.json`` (mode 0600, no credentials).
 
 A remote is a URL plus the options needed to reach it. Credentials are never stored here: an
-S3 remote takes them from the ``AWS_*`` environment each time, as the AWS tools do.
+object-store remote takes them from its provider's environment variables each time
+(``AWS_*``, ``AZURE_STORAGE_*``, ``GOOGLE_*``), as the providers' own tools do.
 """
 
 from __future__ import annotations
@@ -23,23 +24,50 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # S3's own bucket rules (3-63 of a-z 0-9 . -, a letter or digit at each end); MinIO, R2, B2
 # and Wasabi keep to them as well.
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# Azure's container rules: 3-63 of a-z 0-9 -, a letter or digit at each end, no "--".
+_CONTAINER = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+# Google's bucket rules: a-z 0-9 - _ ., a letter or digit at each end; 3-63 characters, or up
+# to 222 when dotted, each dotted part at most 63; no "goog" prefix and no "google" in it.
+_GCS_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
+_IPV4 = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _REGION = re.compile(r"[A-Za-z0-9-]{1,64}")
-FORMS = "a folder's absolute path, file:///absolute/path or s3://bucket/prefix"
+FORMS = (
+    "a folder's absolute path, file:///absolute/path, s3://bucket/prefix, "
+    "az://container/prefix or gs://bucket/prefix"
+)
+
+#: Object-store schemes as typed -> as stored (``azure://`` is another spelling of ``az://``).
+STORE_SCHEMES = {"s3": "s3", "az": "az", "azure": "az", "gs": "gs"}
+#: Where each object store's credentials come from (named in errors, never read here).
+CREDENTIALS = {
+    "s3": "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
+    "az": "AZURE_STORAGE_ACCOUNT_NAME / AZURE_STORAGE_ACCOUNT_KEY",
+    "gs": "GOOGLE_APPLICATION_CREDENTIALS / GOOGLE_SERVICE_ACCOUNT",
+}
+#: The stored options each kind of remote takes, as their command-line flags.
+OPTIONS = {
+    "file": (),
+    "s3": ("--endpoint-url", "--region", "--allow-http", "--virtual-hosted"),
+    "az": ("--endpoint-url", "--allow-http"),
+    "gs": ("--endpoint-url", "--allow-http"),
+}
+_WHAT = {"s3": "bucket", "az": "container", "gs": "bucket"}
 
 
 @dataclass(frozen=True)
 class RemoteURL:
-    """A parsed remote URL. ``path``: a folder's absolute path, or an S3 prefix (may be "")."""
+    """A parsed remote URL. ``scheme``: ``file``, ``s3``, ``az`` or ``gs``; ``bucket``: the
+    bucket or container; ``path``: a folder's absolute path, or a prefix (may be "")."""
 
     scheme: str
     bucket: str
     path: str
 
     def __str__(self) -> str:
-        if self.scheme == "s3":
-            return f"s3://{self.bucket}/{self.path}".rstrip("/")
-        return "file://" + self.path
+        if self.scheme == "file":
+            return "file://" + self.path
+        return f"{self.scheme}://{self.bucket}/{self.path}".rstrip("/")
 
 
 def _bad(text: str, why: str) -> ConfigError:
@@ -55,7 +83,7 @@ def _check_characters(text: str, shown: str) -> None:
         raise _bad(shown, "it holds a control or invisible character")
 
 
-def _segments(text: str, path: str, *, folder: bool) -> list[str]:
+def _segments(text: str, path: str, *, folder: bool, scheme: str = "s3") -> list[str]:
     """The ``/``-separated parts of ``path``: never ``..``; ``.`` and ``//`` only in folders."""
     parts = path.split("/")
     if parts and parts[-1] == "":
@@ -68,18 +96,20 @@ def _segments(text: str, path: str, *, folder: bool) -> list[str]:
     if folder:
         return [p for p in parts if p not in ("", ".")]
     if "." in parts:
-        raise _bad(text, "'.' is not allowed in an s3 prefix")
+        raise _bad(text, f"'.' is not allowed in a {scheme}:// prefix")
     if "" in parts:
-        raise _bad(text, "an s3 prefix has no empty parts ('//')")
+        raise _bad(text, f"a {scheme}:// prefix has no empty parts ('//')")
     return parts
 
 
 def parse_remote_url(text: str) -> RemoteURL:
     """Parse what a user typed or a vault stored; anything doubtful is a one-line ConfigError.
 
-    Accepted: ``s3://bucket[/prefix]``, ``file:///absolute/path`` and an absolute folder path
-    (``~`` expands). Refused: relative paths (they would mean wherever the command happens to
-    run), unknown schemes, empty or malformed buckets, credentials, ``?``/``#``, and ``..``.
+    Accepted: ``s3://bucket[/prefix]``, ``az://container[/prefix]`` (or ``azure://``),
+    ``gs://bucket[/prefix]``, ``file:///absolute/path`` and an absolute folder path (``~``
+    expands). Refused: relative paths (they would mean wherever the command happens to run),
+    unknown schemes, empty or malformed buckets and containers (each provider's own naming
+    rules), credentials, ``?``/``#``, and ``..``.
     """
     if not isinstance(text, str):
         raise ConfigError(f"bad remote URL {text!r}: expected text, {FORMS}")
@@ -92,8 +122,8 @@ def parse_remote_url(text: str) -> RemoteURL:
     if scheme and text[scheme.end() :].startswith("//"):
         name = scheme.group(1).lower()
         rest = text[scheme.end() + 2 :]
-        if name == "s3":
-            return _parse_s3(text, rest)
+        if name in STORE_SCHEMES:
+            return _parse_store(text, STORE_SCHEMES[name], rest)
         if name != "file":
             raise _bad(text, f"unsupported scheme {name}://; give {FORMS}")
         if rest.startswith("localhost/"):
@@ -101,9 +131,10 @@ def parse_remote_url(text: str) -> RemoteURL:
         if not rest.startswith("/"):
             raise _bad(text, "a file:// URL needs an absolute path (file:///absolute/path)")
         return _parse_folder(text, rest)
-    if scheme and scheme.group(1).lower() in ("s3", "file"):
-        form = "s3://bucket/prefix" if scheme.group(1).lower() == "s3" else "file:///path"
-        raise _bad(text, f"write {form} (two slashes after the colon)")
+    if scheme and scheme.group(1).lower() in (*STORE_SCHEMES, "file"):
+        typed = scheme.group(1).lower()
+        form = f"{typed}://{_WHAT[STORE_SCHEMES[typed]]}/prefix" if typed != "file" else ""
+        raise _bad(text, f"write {form or 'file:///path'} (two slashes after the colon)")
     if text.startswith("~"):
         expanded = os.path.expanduser(text)
         if expanded != text:
@@ -123,32 +154,54 @@ def _parse_folder(text: str, path: str) -> RemoteURL:
     return RemoteURL("file", "", "/" + "/".join(parts))
 
 
-def _parse_s3(text: str, rest: str) -> RemoteURL:
+def _parse_store(text: str, scheme: str, rest: str) -> RemoteURL:
     bucket, _, prefix = rest.partition("/")
+    what = _WHAT[scheme]
     if "@" in bucket:
         # Never echo the URL: what precedes '@' is likely a key and secret.
         raise ConfigError(
-            "bad remote URL: s3 URLs carry no credentials; they come from "
-            "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+            f"bad remote URL: {scheme}:// URLs carry no credentials; they come from "
+            f"{CREDENTIALS[scheme]}"
         )
     if not bucket:
-        raise _bad(text, "an s3 URL needs a bucket (s3://bucket/prefix)")
-    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise _bad(text, f"a {scheme}:// URL needs a {what} ({scheme}://{what}/prefix)")
+    why = _bucket_problem(scheme, bucket)
+    if why:
         hint = " (the server goes in --endpoint-url)" if ":" in bucket else ""
-        raise _bad(
-            text,
-            f"{bucket!r} is not a bucket name: 3-63 of a-z, 0-9, '.' and '-', "
-            f"a letter or digit at each end{hint}",
-        )
+        raise _bad(text, f"{bucket!r} is not a {what} name: {why}{hint}")
     for char in "?#":
         if char in prefix:
-            raise _bad(text, f"'{char}' is not allowed: options go in --region / --endpoint-url")
+            raise _bad(text, f"'{char}' is not allowed: options go in {', '.join(OPTIONS[scheme])}")
     _check_characters(prefix, text)
-    return RemoteURL("s3", bucket, "/".join(_segments(text, prefix, folder=False)))
+    return RemoteURL(scheme, bucket, "/".join(_segments(text, prefix, folder=False, scheme=scheme)))
+
+
+def _bucket_problem(scheme: str, name: str) -> str | None:
+    """Why ``name`` breaks the provider's naming rules, or None when it keeps them."""
+    ends = "a letter or digit at each end"
+    if scheme == "s3":
+        if not _BUCKET.fullmatch(name) or ".." in name:
+            return f"3-63 of a-z, 0-9, '.' and '-', {ends}"
+    elif scheme == "az":
+        if not _CONTAINER.fullmatch(name) or "--" in name:
+            return f"3-63 of a-z, 0-9 and '-', {ends}, no '--'"
+    else:
+        parts = name.split(".")
+        rule = f"3-63 of a-z, 0-9, '-', '_' and '.' (222 when dotted), {ends}"
+        if not _GCS_BUCKET.fullmatch(name) or "" in parts or any(len(p) > 63 for p in parts):
+            return rule
+        if len(parts) == 1 and len(name) > 63:
+            return rule
+        if name.startswith("goog") or "google" in name:
+            return "Google reserves names that begin with 'goog' or hold 'google'"
+        if _IPV4.fullmatch(name):
+            return "an IP address is not a bucket name"
+    return None
 
 
 def normalise_url(url: str) -> str:
-    """The canonical, stored form of a remote URL (``file:///abs/path`` or ``s3://b/p``)."""
+    """The canonical, stored form of a remote URL (``file:///abs/path``, ``s3://b/p``,
+    ``az://c/p`` or ``gs://b/p``)."""
     return str(parse_remote_url(url))
 
 
@@ -186,21 +239,22 @@ def check_spec(spec: RemoteSpec) -> RemoteSpec:
     for flag in ("encrypt", "allow_http", "virtual_hosted"):
         if not isinstance(getattr(spec, flag), bool):
             raise ConfigError(f"remote {spec.name}: {flag} must be true or false")
-    if parsed.scheme != "s3":
-        given = [
-            option
-            for option, value in (
-                ("--endpoint-url", spec.endpoint_url),
-                ("--region", spec.region),
-                ("--allow-http", spec.allow_http),
-                ("--virtual-hosted", spec.virtual_hosted),
-            )
-            if value
-        ]
-        if given:
-            raise ConfigError(f"{', '.join(given)} go with s3:// remotes, not folders")
+    given = [
+        option
+        for option, value in (
+            ("--endpoint-url", spec.endpoint_url),
+            ("--region", spec.region),
+            ("--allow-http", spec.allow_http),
+            ("--virtual-hosted", spec.virtual_hosted),
+        )
+        if value and option not in OPTIONS[parsed.scheme]
+    ]
+    if given:
+        takers = [f"{k}://" for k, flags in OPTIONS.items() if all(g in flags for g in given)]
+        kind = "folders" if parsed.scheme == "file" else f"{parsed.scheme}:// remotes"
+        raise ConfigError(f"{', '.join(given)} go with {', '.join(takers)} remotes, not {kind}")
     if spec.endpoint_url is not None:
-        _check_endpoint(spec.endpoint_url)
+        _check_endpoint(spec.endpoint_url, parsed.scheme)
     if spec.region is not None and (
         not isinstance(spec.region, str) or not _REGION.fullmatch(spec.region)
     ):
@@ -208,7 +262,7 @@ def check_spec(spec: RemoteSpec) -> RemoteSpec:
     return replace(spec, url=str(parsed))
 
 
-def _check_endpoint(endpoint: object) -> None:
+def _check_endpoint(endpoint: object, scheme: str) -> None:
     from urllib.parse import urlsplit
 
     form = "give http(s)://host[:port]"
@@ -219,10 +273,11 @@ def _check_endpoint(endpoint: object) -> None:
         parts.port  # noqa: B018 - raises on a malformed port
     except ValueError:
         raise ConfigError(f"bad endpoint URL {endpoint!r}: {form}") from None
-    if "@" in parts.netloc:
+    if "@" in parts.netloc or parts.query:
+        # A query is where a SAS token would ride: never echo it either.
         raise ConfigError(
-            "bad endpoint URL: it carries credentials; they come from AWS_ACCESS_KEY_ID / "
-            "AWS_SECRET_ACCESS_KEY"
+            f"bad endpoint URL: it carries credentials or a query; credentials come from "
+            f"{CREDENTIALS.get(scheme, CREDENTIALS['s3'])}"
         )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"bad endpoint URL {endpoint!r}: {form}")
@@ -230,26 +285,45 @@ def _check_endpoint(endpoint: object) -> None:
 
 def open_backend(spec: RemoteSpec) -> Backend:
     url = parse_remote_url(spec.url)  # whoever made the spec, nothing malformed is opened
-    if url.scheme == "s3":
-        try:
-            from mjvault.remotes.s3 import S3Backend, S3Location
-        except ImportError:  # pragma: no cover - depends on the installed extras
-            raise MjvaultError(
-                "s3 remotes need obstore", hint="pip install 'mjvault[s3]'"
-            ) from None
-        return S3Backend(
-            S3Location(
-                url.bucket,
-                url.path,
-                endpoint_url=spec.endpoint_url,
-                region=spec.region,
-                allow_http=spec.allow_http,
-                virtual_hosted=spec.virtual_hosted,
+    if url.scheme == "file":
+        from mjvault.remotes.folder import FolderBackend
+
+        return FolderBackend(Path(url.path))
+    try:
+        import obstore  # noqa: F401 - every object store goes through it
+    except ImportError:  # pragma: no cover - depends on the installed extras
+        extra = {"s3": "s3", "az": "azure", "gs": "gcs"}[url.scheme]
+        raise MjvaultError(
+            f"{url.scheme}:// remotes need obstore", hint=f"pip install 'mjvault[{extra}]'"
+        ) from None
+    if url.scheme == "az":
+        from mjvault.remotes.azure import AzureBackend, AzureLocation
+
+        return AzureBackend(
+            AzureLocation(
+                url.bucket, url.path, endpoint_url=spec.endpoint_url, allow_http=spec.allow_http
             )
         )
-    from mjvault.remotes.folder import FolderBackend
+    if url.scheme == "gs":
+        from mjvault.remotes.gcs import GCSBackend, GCSLocation
 
-    return FolderBackend(Path(url.path))
+        return GCSBackend(
+            GCSLocation(
+                url.bucket, url.path, endpoint_url=spec.endpoint_url, allow_http=spec.allow_http
+            )
+        )
+    from mjvault.remotes.s3 import S3Backend, S3Location
+
+    return S3Backend(
+        S3Location(
+            url.bucket,
+            url.path,
+            endpoint_url=spec.endpoint_url,
+            region=spec.region,
+            allow_http=spec.allow_http,
+            virtual_hosted=spec.virtual_hosted,
+        )
+    )
 
 
 def remotes_dir(vault_path: Path) -> Path:

@@ -346,7 +346,12 @@ class ObstoreBackend(Backend):
         try:
             obstore.delete(self._store, key)
         except Exception as exc:
-            raise self._fail("delete", key, exc) from None
+            error = self._fail("delete", key, exc)
+            # Azure and GCS answer 404 for an absent key (S3 does not); absent is not an error,
+            # but a missing bucket or container still is (a RemoteError of its own).
+            if type(error) is RemoteNotFound:
+                return
+            raise error from None
 
     def delete_many(self, keys: Sequence[str]) -> None:
         import obstore

@@ -250,16 +250,12 @@ class FaultProxy:
                 finally:
                     conn.close()
                 self.send_response(response.status)
+                # A HEAD answer has no body, but its Content-Length is the object's size.
+                size = response.getheader("Content-Length") if self.command == "HEAD" else None
                 for key, value in response.getheaders():
                     if key.lower() not in _HOP_HEADERS and key.lower() != "content-length":
                         self.send_header(key, value)
-                if self.command == "HEAD":
-                    # HEAD answers carry the length of the body they describe, not of nothing.
-                    length = response.getheader("Content-Length")
-                    if length is not None:
-                        self.send_header("Content-Length", length)
-                else:
-                    self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Length", size or str(len(data)))
                 self.end_headers()
                 if self.command == "HEAD":
                     return
