@@ -544,3 +544,17 @@ def test_a_damaged_pack_is_kept_whole_and_the_lease_stays_marked(tmp_path: Path)
     left = read_lease(backend, PRUNE_KEY)
     assert left is not None and left.interrupted
     assert push_to(vault, spec).notes  # trusts no subtree
+
+
+def test_a_pack_copy_left_by_a_killed_gc_is_removed_by_the_next(tmp_path: Path) -> None:
+    spec = RemoteSpec("offsite", normalise_url(str(tmp_path / "remote")))
+    vault = forgotten_job_remote(tmp_path, spec)
+    spool = tmp_path / "scratch"
+    spool.mkdir()
+    leftover = spool / f"gc-{'ab' * 32}.pack"
+    leftover.write_bytes(b"a pack copy a killed gc was reading")
+    with connect(vault, spec) as link:
+        forget_remote(vault.refs.resolve, link, policy=KeepPolicy(last=1))
+        gc_remote(link, grace_seconds=0, scratch_dir=spool)
+    assert not leftover.exists()
+    assert not list(spool.glob("gc-*.pack"))

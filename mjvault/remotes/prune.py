@@ -484,6 +484,10 @@ def _rewrite_packs(
     progress: ProgressFn | None,
     spool: Path,
 ) -> None:
+    # Under the prune lease no other gc of this remote runs: a pack copy left in the spool is
+    # a killed run's.
+    for leftover in spool.glob("gc-*.pack"):
+        leftover.unlink(missing_ok=True)
     if not plan:
         return
     removed_bytes = report.pack_bytes_removed
