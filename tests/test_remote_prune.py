@@ -510,7 +510,14 @@ def test_cli_push_during_a_prune_refuses_with_one_line(tmp_path: Path) -> None:
     assert refused.returncode == 1
     errors = [line for line in refused.stderr.decode().splitlines() if "error" in line]
     assert len(errors) == 1 and "is being pruned by" in errors[0], errors
-    assert run_cli("--vault", str(tmp_path / "src"), "push", "nas").returncode == 0
+    # Asked to, it waits for the prune to end, says why it waits, then pushes.
+    pruning = take_prune_lease(open_backend(spec))
+    threading.Timer(1.0, pruning.release).start()
+    waited = run_cli("--vault", str(tmp_path / "src"), "push", "--wait", "1m", "nas")
+    assert waited.returncode == 0, waited.stderr
+    assert b"being pruned" in waited.stderr and b"sent" in waited.stdout
+    bad = run_cli("--vault", str(tmp_path / "src"), "push", "--wait", "soon", "nas")
+    assert bad.returncode == 2 and b"soon" in bad.stderr
 
 
 def test_a_damaged_pack_is_kept_whole_and_the_lease_stays_marked(tmp_path: Path) -> None:

@@ -233,6 +233,7 @@ Examples:
   mjvault push nas            send what the remote lacks; rerun to resume
   mjvault --json push cloud   a summary for scripts
   mjvault push --full nas     resend what `verify --remote nas` found missing
+  mjvault push --wait 30m nas wait for a prune of the remote to finish first
 """,
 )
 @click.argument("name")
@@ -244,18 +245,29 @@ Examples:
     is_flag=True,
     help="Walk every snapshot, even published ones, and resend objects missing on the remote.",
 )
+@click.option(
+    "--wait",
+    "wait_for",
+    default="0s",
+    show_default=True,
+    metavar="DURATION",
+    help="While another machine prunes the remote, wait up to this long (90s, 30m, 2h) "
+    "before giving up.",
+)
 @pass_app
-def push_command(app: AppContext, name: str, threads: int, full: bool) -> None:
+def push_command(app: AppContext, name: str, threads: int, full: bool, wait_for: str) -> None:
     """Upload to remote NAME every object and snapshot it lacks.
 
     Snapshots appear on the remote only after all they reference has arrived. An
     interrupted push resumes where it stopped when run again.
     """
     from mjvault.cli.passphrase import passphrase_source
+    from mjvault.integrity.gc import parse_duration
     from mjvault.remotes.config import load_spec
     from mjvault.remotes.push import push
     from mjvault.remotes.session import connect
 
+    prune_wait = parse_duration(wait_for)
     vault = app.open_vault()
     spec = load_spec(vault.path, name)
     with connect(vault, spec, passphrase=passphrase_source(app.passphrase_file)) as link:
@@ -267,7 +279,14 @@ def push_command(app: AppContext, name: str, threads: int, full: bool) -> None:
                 bar.refresh()
 
             report = push(
-                vault, link, threads=threads, progress=bar.update, on_plan=planned, full=full
+                vault,
+                link,
+                threads=threads,
+                progress=bar.update,
+                on_plan=planned,
+                full=full,
+                prune_wait=prune_wait,
+                on_wait=app.info,
             )
 
     def human() -> None:
