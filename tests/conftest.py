@@ -66,14 +66,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.engines)
 
 
-# Tests of services that need installing skip when the service is absent, except under
-# .ci/run, which installs them and sets this: there a missing service fails the run.
-REQUIRE_SERVICES = os.environ.get("MJVAULT_REQUIRE_SERVICES") == "1"
-
-
 def service_missing(reason: str) -> None:
-    """Skip (or, where services are required, fail) a test whose service is unavailable."""
-    if REQUIRE_SERVICES:
+    """Skip a test whose service is unavailable, except under .ci/run, which installs the
+    services and sets MJVAULT_REQUIRE_SERVICES=1: there a missing service fails the run."""
+    if os.environ.get("MJVAULT_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{reason} (MJVAULT_REQUIRE_SERVICES=1)", pytrace=False)
     pytest.skip(reason)
 
