@@ -16,6 +16,14 @@ from mjvault.errors import EXIT_PARTIAL
 MAX_IDS_SHOWN = 20
 
 
+def _show_ids(shown: list[str], count: int) -> None:
+    """What a dry run would remove: the first ids, then how many more."""
+    for object_id in shown[:MAX_IDS_SHOWN]:
+        click.echo(object_id)
+    if count > MAX_IDS_SHOWN:
+        click.echo(f"… and {count - MAX_IDS_SHOWN} more (--json lists 1000)")
+
+
 def _wait_seconds(wait: bool) -> float | None:
     return math.inf if wait else None
 
@@ -123,10 +131,7 @@ def gc_command(
     def human() -> None:
         verb = "would remove" if dry_run else "removed"
         if dry_run:
-            for object_id in report.removed_ids[:MAX_IDS_SHOWN]:
-                click.echo(object_id)
-            if report.removed > MAX_IDS_SHOWN:
-                click.echo(f"… and {report.removed - MAX_IDS_SHOWN} more (--json lists 1000)")
+            _show_ids(report.removed_ids, report.removed)
         click.echo(
             f"{report.snapshots} snapshots, {report.objects_seen} objects, "
             f"{report.unreferenced} unreferenced"
@@ -194,10 +199,7 @@ def _gc_remote(app: AppContext, vault: Any, name: str, grace_seconds: float, dry
     def human() -> None:
         verb = "would remove" if dry_run else "removed"
         if dry_run:
-            for object_id in report.removed_ids[:MAX_IDS_SHOWN]:
-                click.echo(object_id)
-            if report.removed > MAX_IDS_SHOWN:
-                click.echo(f"… and {report.removed - MAX_IDS_SHOWN} more (--json lists 1000)")
+            _show_ids(report.removed_ids, report.removed)
         click.echo(
             f"remote {name}: {report.snapshots} snapshots, {report.objects_seen} objects, "
             f"{report.unreferenced} unreferenced"

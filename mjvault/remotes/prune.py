@@ -28,11 +28,9 @@ leaves its lease marked the same way, for the same reason.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +50,7 @@ from mjvault.remotes.config import load_spec, state_dir
 from mjvault.remotes.lease import Lease, take_prune_lease
 from mjvault.remotes.packs import PACKS_PREFIX, REMOTE_PACK_VERSION, pack_key
 from mjvault.remotes.remote import OBJECTS_PREFIX, PassphraseSource, snapshot_key
-from mjvault.remotes.scratch import CHUNK, DiskIds, Scratch
+from mjvault.remotes.scratch import CHUNK, DiskIds, Scratch, scratch_in
 from mjvault.remotes.session import Link, connect
 from mjvault.snapshots import Snapshot, decode_manifest
 from mjvault.store.objects import is_object_id
@@ -225,7 +223,7 @@ def gc_remote(
     try:
         if not dry_run:
             link.backend.sweep()  # a folder remote's temp files of writers that died
-        with _scratch(scratch_dir) as scratch:
+        with scratch_in(scratch_dir, prefix="mjvault-gc-") as scratch:
             marks = scratch.ids("marked")
             _mark(link, marks, report, lease, progress)
             # Taken after marking: anything written after this is younger than the cutoff.
@@ -255,19 +253,6 @@ def gc_remote(
             )
     report.seconds = time.monotonic() - started
     return report
-
-
-@contextmanager
-def _scratch(folder: Path | None) -> Iterator[Scratch]:
-    if folder is not None:
-        with Scratch(folder) as scratch:
-            yield scratch
-        return
-    with (
-        tempfile.TemporaryDirectory(prefix="mjvault-gc-") as temporary,
-        Scratch(Path(temporary)) as scratch,
-    ):
-        yield scratch
 
 
 def _refuse(what: str, exc: BaseException) -> IntegrityError:

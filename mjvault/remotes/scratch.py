@@ -14,6 +14,7 @@ import contextlib
 import os
 import secrets
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -116,3 +117,18 @@ def _remove_stale(folder: Path) -> None:
             with contextlib.suppress(OSError):
                 if entry.stat().st_mtime < cutoff:
                     os.unlink(entry.path)
+
+
+@contextlib.contextmanager
+def scratch_in(folder: Path | None, *, prefix: str) -> Iterator[Scratch]:
+    """A :class:`Scratch` in ``folder`` (a remote's local state), or, for a caller with no
+    vault, in a temporary folder named ``prefix…`` removed with it."""
+    if folder is not None:
+        with Scratch(folder) as scratch:
+            yield scratch
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix=prefix) as temporary,
+        Scratch(Path(temporary)) as scratch,
+    ):
+        yield scratch

@@ -10,11 +10,9 @@ encrypted remote, its AEAD tag — the same checks ``mjvault verify --read-data`
 
 from __future__ import annotations
 
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 from mjvault.concurrency import bounded_map
@@ -24,7 +22,7 @@ from mjvault.remotes import bigobjects
 from mjvault.remotes.backend import RemoteNotFound
 from mjvault.remotes.config import load_spec, state_dir
 from mjvault.remotes.remote import PassphraseSource, Present
-from mjvault.remotes.scratch import Scratch
+from mjvault.remotes.scratch import scratch_in
 from mjvault.remotes.session import Link, connect
 from mjvault.snapshots import Snapshot, decode_manifest
 from mjvault.tree import Inner, decode_node
@@ -50,7 +48,7 @@ def verify_remote(
         link.remote.packs.refresh(reread=True)  # what the packs hold, not what we remember
         for name in link.remote.packs.damaged:
             report.problems.append(Problem("corrupt", f"remote pack {name} is damaged", name))
-    with _scratch(scratch_dir) as scratch:
+    with scratch_in(scratch_dir, prefix="mjvault-verify-") as scratch:
         listed = link.remote.listing(into=scratch.ids("listed"))
         snapshots = _manifests(link, listed, report)
         _trees(link, listed, snapshots, report)
@@ -61,19 +59,6 @@ def verify_remote(
             _read_data(link, listed, chooser, report, on_object)
     report.seconds = time.monotonic() - started
     return report
-
-
-@contextmanager
-def _scratch(folder: Path | None) -> Iterator[Scratch]:
-    if folder is not None:
-        with Scratch(folder) as scratch:
-            yield scratch
-        return
-    with (
-        tempfile.TemporaryDirectory(prefix="mjvault-verify-") as temporary,
-        Scratch(Path(temporary)) as scratch,
-    ):
-        yield scratch
 
 
 def _manifests(link: Link, listed: Present, report: VerifyReport) -> list[Snapshot]:
