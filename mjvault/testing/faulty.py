@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, get_args
 
 from mjvault.remotes.backend import Backend, KeyMeta, RemoteError
 from mjvault.remotes.config import RemoteSpec
@@ -39,19 +39,7 @@ Method = Literal[
     "delete",
     "delete_many",
 ]
-METHODS: tuple[Method, ...] = (
-    "list",
-    "list_meta",
-    "get",
-    "download",
-    "get_tail",
-    "get_range",
-    "put",
-    "upload_file",
-    "exists",
-    "delete",
-    "delete_many",
-)
+METHODS: tuple[Method, ...] = get_args(Method)
 #: What a fault does:
 #: ``error``: raise without calling the storage; ``error_after``: call it, then raise (the
 #: write landed but the caller hears it failed); ``truncate``: bytes read come back cut to
