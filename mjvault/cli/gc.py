@@ -384,18 +384,7 @@ def forget_command(
                         f"forgotten; `mjvault gc --remote {remote.name}` removes the job there"
                     )
         if snap_report is not None:
-            for decision in snap_report.decisions:
-                mark = "keep  " if decision.keep else "forget"
-                click.echo(
-                    f"{mark} {decision.snapshot.short_id}  "
-                    f"{decision.snapshot.time.astimezone():%Y-%m-%d %H:%M}  "
-                    f"{', '.join(decision.reasons)}"
-                )
-            listed = {d.snapshot.id for d in snap_report.decisions}
-            for snapshot_id in snap_report.forgotten:
-                if snapshot_id not in listed:
-                    click.echo(f"forget {snapshot_id[:12]}  (its manifest cannot be read)")
-            click.echo(f"{verb} forget {len(snap_report.forgotten)} snapshots")
+            _print_decisions(snap_report, verb)
             guard = snap_report.guard
             _echo_copies(guard.to_json() if guard else None, "forget", dry_run)
         if swept is not None:
