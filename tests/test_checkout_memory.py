@@ -15,6 +15,9 @@ import pytest
 
 from tests.peak_rss import run_measured
 
+# Child processes at two archive sizes: their own step (`pytest -m memory`, .ci/run).
+pytestmark = pytest.mark.memory
+
 SMALL_JOBS, LARGE_JOBS = 500, 4000  # 2,000 and 16,000 images
 # What may differ between the two: the tree walk's bounded node cache and SQLite's bounded
 # page cache fill further in the larger vault; neither is per image.

@@ -24,6 +24,9 @@ from mjvault.testing.server import FakeMidjourney
 from tests.peak_rss import run_measured
 from tests.test_sync import TOKEN, cli_env
 
+# Child processes at two archive sizes: their own step (`pytest -m memory`, .ci/run).
+pytestmark = pytest.mark.memory
+
 SMALL, LARGE = 1_000, 5_000
 PAGE_SIZE = 250
 # What a command may grow by between the two sizes: dict and allocator slack, LMDB's own

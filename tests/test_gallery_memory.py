@@ -21,6 +21,9 @@ from mjvault import Vault
 from mjvault.testing.images import make_png
 from tests.peak_rss import Measured, run_measured
 
+# Child processes at two archive sizes: their own step (`pytest -m memory`, .ci/run).
+pytestmark = pytest.mark.memory
+
 SMALL, LARGE = 600, 3_000
 SIDE = 72  # px: noisy enough that a thumbnail is a few KB, small enough to make quickly
 # What a run may grow by between the two sizes: allocator and SQLite slack. Holding each

@@ -92,6 +92,7 @@ def measure(script: str, args: list[str], workdir: Path) -> tuple[float, int]:
     return done.peak_rss_mb, int(done.stdout)
 
 
+@pytest.mark.memory
 @pytest.mark.parametrize("command", ["push", "clone", "verify --remote"])
 def test_push_clone_and_verify_peak_memory_does_not_grow_with_the_vault(
     tmp_path: Path, command: str

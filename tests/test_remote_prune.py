@@ -420,6 +420,7 @@ print(report.removed)
 GC_GROWTH_MB = 6
 
 
+@pytest.mark.memory
 def test_gc_on_a_remote_peak_memory_does_not_grow_with_the_remote(tmp_path: Path) -> None:
     from tests.test_remote_memory import LARGE_JOBS, PUSH, SMALL_JOBS, build, measure
 

@@ -221,6 +221,7 @@ def test_chart_page_in_chromium(tmp_path: Path) -> None:
     assert (tmp_path / "chart.png").stat().st_size > 1000
 
 
+@pytest.mark.memory
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux's smaps")
 def test_storage_stats_lets_go_of_the_index_pages_it_reads(tmp_path: Path) -> None:
     """Storage asks the index's images table about every object and walks it whole: without
