@@ -38,6 +38,11 @@ if TYPE_CHECKING:
     default=None,
     help="Write to FILE (default stdout; required for parquet).",
 )
+@click.option(
+    "--anonymize",
+    is_flag=True,
+    help="Without usernames, image-prompt URLs (in prompts, commands, parameters) or view paths.",
+)
 @pass_app
 def export_command(
     app: AppContext,
@@ -45,6 +50,7 @@ def export_command(
     fmt: str,
     search_text: str | None,
     output: Path | None,
+    anonymize: bool,
 ) -> None:
     """Export one row per job: id, time, type, prompt, full command, parameters, image
     object ids and view paths. QUERY selects jobs as `mjvault search` does (default: all).
@@ -64,7 +70,14 @@ def export_command(
     total = count_jobs(vault, text)
     with app.progress(total, "export", unit="job") as bar:
         if output is None:
-            rows = export(vault, sys.stdout.buffer, fmt, text, on_row=lambda: bar.update(1))
+            rows = export(
+                vault,
+                sys.stdout.buffer,
+                fmt,
+                text,
+                on_row=lambda: bar.update(1),
+                anonymize=anonymize,
+            )
             sys.stdout.buffer.flush()
         else:
             # A link is written through, not replaced by a file of its own.
@@ -73,9 +86,13 @@ def export_command(
                 # A pipe or device (/dev/stdout, a FIFO): written in place; renaming a file
                 # over it would replace the device itself.
                 with open(target, "wb") as out:
-                    rows = export(vault, out, fmt, text, on_row=lambda: bar.update(1))
+                    rows = export(
+                        vault, out, fmt, text, on_row=lambda: bar.update(1), anonymize=anonymize
+                    )
             else:
-                rows = _export_to_file(vault, target, fmt, text, on_row=lambda: bar.update(1))
+                rows = _export_to_file(
+                    vault, target, fmt, text, on_row=lambda: bar.update(1), anonymize=anonymize
+                )
     app.info(f"exported {rows} job{'s' if rows != 1 else ''}" + (f" to {output}" if output else ""))
 
 
