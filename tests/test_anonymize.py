@@ -140,3 +140,21 @@ def test_a_record_keeps_everything_but_the_person_and_the_urls() -> None:
         "tile": True,
     }
     assert anonymize_record(b"not json") == b"{}"
+
+
+def test_export_all_anonymized_names_no_one(
+    world: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MIDJOURNEY_USER_ID", UID)
+    at = ("--vault", str(world / "vault"))
+    plain = run_in_process(capsys, *at, "export", "--all", str(world / "plain"))
+    assert plain.code == 0, plain.err
+    assert UID in found(tree_bytes(world / "plain"))  # the config and the snapshots name it
+    result = run_in_process(capsys, *at, "export", "--all", str(world / "anon"), "--anonymize")
+    assert result.code == 0, result.err
+    # image_paths are the job's own CDN files, kept on purpose: every other URL goes.
+    assert found(tree_bytes(world / "anon")) - {"https://"} == set()
+    record = next(p for p in (world / "anon" / "jobs").rglob("*job-b.json"))
+    assert json.loads(record.read_bytes())["image_paths"] == [
+        "https://cdn.midjourney.com/job-b/0_0.png"
+    ]

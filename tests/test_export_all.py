@@ -9,6 +9,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -173,6 +175,38 @@ HOSTILE = [
     "~",
     ".hidden",
 ]
+
+
+@pytest.mark.slow
+def test_killed_mid_export_a_second_run_finishes_it(tmp_path: Path) -> None:
+    jobs, size = 150, 96 * 1024
+    with Vault.init(tmp_path / "vault") as vault, vault.writer("test") as writer:
+        for n in range(jobs):
+            images = [writer.put_media(b"\x89PNG\r\n\x1a\n" + os.urandom(size)) for _ in range(4)]
+            writer.add_job(record_json(f"job-{n:04d}", f"prompt {n}"), images)
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")}
+    command = [sys.executable, "-m", "mjvault", "--vault", str(tmp_path / "vault")]
+    child = subprocess.Popen(
+        [*command, "export", "--all", str(out)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while child.poll() is None and time.monotonic() < deadline:
+        if (out / "jobs").is_dir() and sum(1 for _ in (out / "jobs").rglob("*.png")) >= 60:
+            break
+        time.sleep(0.005)
+    assert child.poll() is None, "the export ended before it could be killed"
+    child.kill()  # SIGKILL: no cleanup of any kind
+    child.wait()
+    assert not (out / "manifest.jsonl").exists()
+    with Vault.open(tmp_path / "vault") as vault:
+        report = export_all(vault, out)
+    assert report.images_kept >= 60 and report.images_written + report.images_kept == 4 * jobs
+    assert not report.problems and not list(out.rglob("*.partial"))
+    assert len(manifest_checks(out)) == jobs * 5 + 2
 
 
 def test_hostile_job_ids_stay_inside_and_stay_apart(tmp_path: Path) -> None:
