@@ -246,6 +246,11 @@ def test_sync_applies_the_configured_policy_and_says_what_went(
         assert human.code == 0, human.err
         assert "retention: 1 snapshot forgotten, 2 kept" in human.out
         assert "mjvault gc" in human.out
+        # A marker whose manifest is gone: the sync is done, retention says why it did not run.
+        (tmp_path / "vault" / "refs" / "snapshots" / ("0" * 64)).touch()
+        failed = run_in_process(capsys, *at, "sync", "--limit", "3")
+        assert failed.code == 4 and "retention not applied" in failed.err
+        assert "jobs: 3 new" in failed.out
 
 
 def test_a_retention_that_cannot_run_leaves_the_sync_done(vault: Vault) -> None:

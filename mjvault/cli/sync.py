@@ -193,13 +193,13 @@ def sync_command(
 
     def human_and_packing() -> None:
         human()
-        for line in retention.lines() if retention else ():
-            click.echo(line, err=retention is not None and retention.error is not None)
+        if retention is not None:
+            for line in retention.lines():
+                click.echo(line, err=retention.error is not None)
         if packed:
             click.echo(packed)
 
     app.emit(data, human_and_packing)
-    if report.missing or report.records_malformed or report.listing_cut_short:
-        sys.exit(EXIT_PARTIAL)
-    if retention is not None and retention.error is not None:
+    retention_failed = retention is not None and retention.error is not None
+    if report.missing or report.records_malformed or report.listing_cut_short or retention_failed:
         sys.exit(EXIT_PARTIAL)

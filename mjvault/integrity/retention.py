@@ -110,6 +110,7 @@ def apply_retention(
         return None
     report = RetentionReport(policy=policy)
     with acquire_lock(vault, wait, "mjvault sync (retention)"):
+        # Read as forget reads them: a manifest that cannot be read is named, not skipped.
         readable, unreadable = _read_snapshots(vault)
         if unreadable:
             raise IntegrityError(
