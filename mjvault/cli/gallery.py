@@ -30,6 +30,11 @@ from mjvault.find.gallery import DEFAULT_THUMB_SIZE, build_gallery
     help="Long side of thumbnails, in pixels.",
 )
 @click.option("--title", default=None, help="Title shown on the page.")
+@click.option(
+    "--anonymize",
+    is_flag=True,
+    help="Leave out image-prompt URLs (from prompts and parameters) and the vault's name.",
+)
 @pass_app
 def gallery_command(
     app: AppContext,
@@ -38,6 +43,7 @@ def gallery_command(
     search_text: str | None,
     thumb_size: int,
     title: str | None,
+    anonymize: bool,
 ) -> None:
     """Write a static HTML gallery into DIRECTORY: thumbnails, search as you type, and a
     lightbox with each image's prompt, parameters and date. Open DIRECTORY/index.html in a
@@ -53,7 +59,13 @@ def gallery_command(
     total = vault.index.job_count()
     with app.progress(total if text is None else None, "gallery", unit="job") as bar:
         report = build_gallery(
-            vault, directory, text, thumb_size=thumb_size, title=title, on_job=lambda: bar.update(1)
+            vault,
+            directory,
+            text,
+            thumb_size=thumb_size,
+            title=title,
+            on_job=lambda: bar.update(1),
+            anonymize=anonymize,
         )
 
     def human() -> None:

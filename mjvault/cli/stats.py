@@ -39,9 +39,14 @@ def _size(n: int) -> str:
     help="How many top words and parameters.",
 )
 @click.option("--no-storage", is_flag=True, help="Skip the walk over object files (faster).")
+@click.option(
+    "--anonymize",
+    is_flag=True,
+    help="Count no image-prompt URL among words and parameters; snapshot sources by kind only.",
+)
 @pass_app
 def stats_command(
-    app: AppContext, as_json: bool, chart: Path | None, top: int, no_storage: bool
+    app: AppContext, as_json: bool, chart: Path | None, top: int, no_storage: bool, anonymize: bool
 ) -> None:
     """Jobs and images per month, by type and model version, top prompt words and parameters,
     storage (objects, bytes, dedup savings, metadata compression) and snapshot history."""
@@ -51,7 +56,7 @@ def stats_command(
     vault = app.open_vault()
     jobs = vault.index.job_count()
     with app.progress(jobs, "jobs", unit="job") as bar:
-        doc = vault_stats(vault, top=top, storage=False, on_job=bar.update)
+        doc = vault_stats(vault, top=top, storage=False, on_job=bar.update, anonymize=anonymize)
     if not no_storage:
         from mjvault.find.stats import storage_stats
 

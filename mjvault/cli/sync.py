@@ -184,15 +184,22 @@ def sync_command(
             click.echo(f"  {report.listing_cut_short}", err=True)
 
     from mjvault.cli.pack import pack_after_write
+    from mjvault.integrity.retention import after_sync
 
     data = report.to_json()
+    retention = None if report.dry_run else after_sync(vault, app.config.retention)
+    data["retention"] = retention.to_json() if retention else None
     packed = None if report.dry_run else pack_after_write(app, vault, data)
 
     def human_and_packing() -> None:
         human()
+        if retention is not None:
+            for line in retention.lines():
+                click.echo(line, err=retention.error is not None)
         if packed:
             click.echo(packed)
 
     app.emit(data, human_and_packing)
-    if report.missing or report.records_malformed or report.listing_cut_short:
+    retention_failed = retention is not None and retention.error is not None
+    if report.missing or report.records_malformed or report.listing_cut_short or retention_failed:
         sys.exit(EXIT_PARTIAL)

@@ -192,6 +192,42 @@ class PackSection:
 
 
 @dataclass(frozen=True)
+class RetentionSection:
+    keep_last: int | None = setting(
+        None,
+        t.Integer(1, 1_000_000),
+        "After each sync, keep the N newest snapshots (as `forget --keep-last`). Retention is "
+        "off while every `keep_*` is unset; a snapshot no rule keeps is forgotten, unless it is "
+        "HEAD, a view's, or the last copy no remote holds.",
+    )
+    keep_hourly: int | None = setting(
+        None,
+        t.Integer(1, 1_000_000),
+        "After each sync, keep the newest snapshot of each of the N most recent hours that have one.",
+    )
+    keep_daily: int | None = setting(
+        None,
+        t.Integer(1, 1_000_000),
+        "After each sync, keep the newest snapshot of each of the N most recent days that have one.",
+    )
+    keep_weekly: int | None = setting(
+        None,
+        t.Integer(1, 1_000_000),
+        "After each sync, keep the newest snapshot of each of the N most recent ISO weeks that have one.",
+    )
+    keep_monthly: int | None = setting(
+        None,
+        t.Integer(1, 1_000_000),
+        "After each sync, keep the newest snapshot of each of the N most recent months that have one.",
+    )
+    keep_yearly: int | None = setting(
+        None,
+        t.Integer(1, 1_000_000),
+        "After each sync, keep the newest snapshot of each of the N most recent years that have one.",
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The effective settings every command reads (``app.config``)."""
 
@@ -201,6 +237,7 @@ class Config:
     checkout: CheckoutSection = dataclasses.field(default_factory=CheckoutSection)
     output: OutputSection = dataclasses.field(default_factory=OutputSection)
     pack: PackSection = dataclasses.field(default_factory=PackSection)
+    retention: RetentionSection = dataclasses.field(default_factory=RetentionSection)
 
     def get(self, key: str) -> Any:
         section, name = split_key(key)

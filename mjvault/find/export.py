@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
 from mjvault.errors import MjvaultError, UsageError
+from mjvault.find.anonymize import anonymize_row
 from mjvault.find.views import ViewPaths, all_view_paths
 from mjvault.index.query import parse_query
 from mjvault.index.search import count_matches, iter_search
@@ -96,8 +97,11 @@ def export(
     query: str | None = None,
     *,
     on_row: Callable[[], None] | None = None,
+    anonymize: bool = False,
 ) -> int:
-    """Write the jobs matching ``query`` (all when None) to ``out`` as ``fmt``; returns rows."""
+    """Write the jobs matching ``query`` (all when None) to ``out`` as ``fmt``; returns rows.
+
+    ``anonymize``: without usernames, image-prompt URLs or view paths (:mod:`.anonymize`)."""
     if fmt not in EXPORT_FORMATS:
         raise UsageError(f"unknown export format {fmt!r}", hint=", ".join(EXPORT_FORMATS))
     writer = {"csv": _write_csv, "json": _write_json, "jsonl": _write_jsonl}.get(fmt)
@@ -105,6 +109,8 @@ def export(
         writer = _write_parquet
     assert writer is not None
     rows = job_rows(vault, query)
+    if anonymize:
+        rows = map(anonymize_row, rows)
     return writer(_counting(rows, on_row), out)
 
 

@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 import zstandard
 
 from mjvault.errors import MjvaultError, ObjectNotFound
+from mjvault.find.anonymize import scrub, scrub_params, source_kind
 from mjvault.store.codec import ENCODING_ZSTD, ENCODING_ZSTD_DICT, FRAME_VERSION, MAGIC_FRAMED
 from mjvault.store.packfile import PackDamaged, Trailer, iter_entry_bytes, read_trailer
 from mjvault.text import search_tokens
 
 if TYPE_CHECKING:
+    from mjvault.snapshots import Snapshot
     from mjvault.vault import Vault
 
 # Words too common to say anything about a body of work, and the parts of image-prompt URLs.
@@ -80,9 +82,14 @@ def version_label(params: dict[str, str]) -> str:
 
 
 def job_stats(
-    vault: Vault, *, top: int = 20, on_job: Callable[[int], None] | None = None
+    vault: Vault,
+    *,
+    top: int = 20,
+    on_job: Callable[[int], None] | None = None,
+    anonymize: bool = False,
 ) -> dict[str, Any]:
-    """Counts over every job in the index (HEAD)."""
+    """Counts over every job in the index (HEAD); ``anonymize`` counts no word or parameter
+    value of an image-prompt URL (:mod:`mjvault.find.anonymize`)."""
     per_month: dict[str, list[int]] = {}
     by_type: Counter[str] = Counter()
     by_version: Counter[str] = Counter()
@@ -104,8 +111,10 @@ def job_stats(
             last = summary.time if last is None or summary.time > last else last
         by_type[summary.type] += 1
         by_version[version_label(summary.params)] += 1
-        words.update(w for w in set(search_tokens(summary.prompt)) if _telling(w))
-        params.update(f"{k} {v}" if v != "true" else k for k, v in summary.params.items())
+        prompt = scrub(summary.prompt) if anonymize else summary.prompt
+        job_params = scrub_params(summary.params) if anonymize else summary.params
+        words.update(w for w in set(search_tokens(prompt)) if _telling(w))
+        params.update(f"{k} {v}" if v != "true" else k for k, v in job_params.items())
         if on_job is not None and n % PROGRESS_EVERY == 0:
             on_job(PROGRESS_EVERY)
     return {
@@ -240,16 +249,21 @@ def _framed_plain_size(head: bytes, stored: int) -> int:
     return size if size >= 0 else stored
 
 
-def history_stats(vault: Vault, *, recent: int = 10) -> dict[str, Any]:
+def history_stats(vault: Vault, *, recent: int = 10, anonymize: bool = False) -> dict[str, Any]:
     snapshots = vault.snapshots()
-    by_source: Counter[str] = Counter(s.source for s in snapshots)
+
+    def source(s: Snapshot) -> str:
+        # A sync's source names the account (midjourney:v3:<user id>), an import's a path.
+        return source_kind(s.source) if anonymize else s.source
+
+    by_source: Counter[str] = Counter(source(s) for s in snapshots)
     return {
         "snapshots": len(snapshots),
         "first": snapshots[-1].time.isoformat() if snapshots else None,
         "last": snapshots[0].time.isoformat() if snapshots else None,
         "by_source": dict(by_source.most_common()),
         "recent": [
-            {"id": s.id, "time": s.time.isoformat(), "source": s.source, "stats": dict(s.stats)}
+            {"id": s.id, "time": s.time.isoformat(), "source": source(s), "stats": dict(s.stats)}
             for s in snapshots[:recent]
         ],
     }
@@ -262,10 +276,11 @@ def vault_stats(
     storage: bool = True,
     on_job: Callable[[int], None] | None = None,
     on_object: Callable[[int], None] | None = None,
+    anonymize: bool = False,
 ) -> dict[str, Any]:
-    doc = job_stats(vault, top=top, on_job=on_job)
+    doc = job_stats(vault, top=top, on_job=on_job, anonymize=anonymize)
     doc["storage"] = storage_stats(vault, on_object=on_object) if storage else None
-    doc["history"] = history_stats(vault)
+    doc["history"] = history_stats(vault, anonymize=anonymize)
     return doc
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from mjvault.errors import CorruptObject, ObjectNotFound, UsageError
+from mjvault.find.anonymize import scrub, scrub_params
 from mjvault.find.gallery.chunks import CHUNK_JOBS, ChunkWriter, write_head
 from mjvault.find.gallery.thumbs import ThumbCache, make_thumbnail
 from mjvault.index.db import JobSummary
@@ -114,8 +115,12 @@ def build_gallery(
     workers: int | None = None,
     on_job: Callable[[], None] | None = None,
     chunk_jobs: int = CHUNK_JOBS,
+    anonymize: bool = False,
 ) -> GalleryReport:
     """Write the gallery of the jobs matching ``query`` (all when None) into ``directory``.
+
+    ``anonymize``: prompts and parameters without image-prompt URLs, and a title that does
+    not name the vault's folder (:mod:`mjvault.find.anonymize`; the page shows no username).
 
     Made again into the same directory, only the thumbnails and chunk files that are missing
     are made; chunk files the page no longer names are removed.
@@ -149,6 +154,8 @@ def build_gallery(
                 summaries = (s for s in map(index.get, job_ids) if s is not None)
                 prepared = _prepared(pool, vault, directory, cache, made, thumb_size, summaries)
                 rows = _rows(vault, directory, batch, cache, made, thumb_size, prepared, report)
+                if anonymize:
+                    rows = (_anonymized(summary, row, n) for summary, row, n in rows)
                 for summary, row, images in rows:
                     chunks.add(summary.job_id, row, images)
                     if on_job is not None:
@@ -165,6 +172,8 @@ def build_gallery(
         # Under the lock still: a gallery made at the same time into the same directory
         # must not remove the chunk files this one names.
         report.chunks, report.chunks_written = len(listed), chunks.written
+        if anonymize and title is None:
+            title = "mjvault"
         write_head(directory / "data.js", _head(vault, directory, report, listed, query, title))
         chunks.remove_stale()
     for name in STATIC_FILES:
@@ -391,6 +400,15 @@ def _rows(
             shown,
         ]
         yield summary, row, len(shown)
+
+
+def _anonymized(
+    summary: JobSummary, row: list[Any], shown: int
+) -> tuple[JobSummary, list[Any], int]:
+    row = list(row)
+    row[3] = scrub(summary.prompt)
+    row[4] = params_command(scrub_params(summary.params))
+    return summary, row, shown
 
 
 def image_paths(head: dict[str, Any], image: list[str]) -> tuple[str, str]:
