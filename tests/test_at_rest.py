@@ -12,6 +12,7 @@ import re
 import sqlite3
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from config_helpers import isolate
@@ -140,6 +141,8 @@ def test_an_encrypted_vault_keeps_nothing_readable_at_rest(
     # The views did their part (outside the vault, owner-only); the scan did read them.
     assert (vault / "views" / "view.files").stat().st_size > 0
     assert (vault / STATE_FILE).read_bytes()[:4] == sealeddoc.MAGIC
+    # index/packs is the store's pack map, not the index: it must pass already.
+    assert not _scan(vault / "index" / "packs", needles, ())
 
 
 def test_a_plain_vault_put_through_the_same_is_found_out(
@@ -240,6 +243,48 @@ def test_equal_jobs_seal_to_equal_cells_and_differ_across_vaults(
     assert keys.open_text(one, b"ctx") == "job-1"
     with Vault.init(tmp_path / "other", encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF) as v:
         assert v.store.keys is not None and v.store.keys.seal_text_fixed("job-1", b"ctx") != one
+
+
+@pytest.mark.parametrize("encrypt", [True, False])
+def test_a_pull_keeps_no_node_plaintext_in_an_encrypted_vaults_scratch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encrypt: bool
+) -> None:
+    from mjvault.remotes import pull as pulling
+    from mjvault.remotes.clone import clone
+    from mjvault.remotes.config import RemoteSpec, normalise_url
+    from mjvault.remotes.push import push
+    from mjvault.remotes.session import add_remote, connect
+
+    options: dict[str, object] = {"passphrase": PASSPHRASE, "kdf": CHEAP_KDF} if encrypt else {}
+    source = Vault.init(tmp_path / "vault", encrypt=encrypt, **options)  # type: ignore[arg-type]
+    with source.writer("test") as writer:
+        for n in range(3):
+            writer.add_job(record_json(f"job-secret-{n}"), [writer.put_media(png_bytes(n))])
+    spec = RemoteSpec("nas", normalise_url(str(tmp_path / "remote")))
+    add_remote(source, spec)
+    with connect(source, spec) as link:
+        assert push(source, link).ok
+    source.close()
+    seen: list[tuple[int, int, bool]] = []
+    keep_nodes = pulling._keep_nodes
+
+    def looking(fetcher: Any, nodes: Any, broken: set[str]) -> None:
+        nodes.db.commit()
+        count, plain = nodes.db.execute("SELECT count(*), count(plaintext) FROM nodes").fetchone()
+        (scratch,) = (tmp_path / "copy" / "remotes" / "origin").glob("scratch-*.sqlite")
+        seen.append((count, plain, b"job-secret-" in scratch.read_bytes()))
+        keep_nodes(fetcher, nodes, broken)
+
+    monkeypatch.setattr(pulling, "_keep_nodes", looking)
+    copy, report = clone(spec, tmp_path / "copy", passphrase=PASSPHRASE if encrypt else None)
+    assert report.ok and sorted(e.job_id for e in copy.entries())[0] == "job-secret-0"
+    copy.close()
+    ((nodes, with_plaintext, readable),) = seen
+    assert nodes > 0
+    if encrypt:
+        assert with_plaintext == 0 and not readable
+    else:  # a plain vault's nodes are plain anyway: kept, so not fetched twice
+        assert with_plaintext == nodes and readable
 
 
 @pytest.mark.parametrize(
