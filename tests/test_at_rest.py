@@ -160,6 +160,27 @@ def test_a_plain_vault_put_through_the_same_is_found_out(
         assert any(f": {kind}" in h for h in everything), kind
 
 
+def test_a_sync_killed_mid_run_leaves_nothing_readable(tmp_path: Path) -> None:
+    """SIGKILL after a few checkpoints: the lock note, the checkpoint, tmp/ and the sync state
+    a dead writer leaves behind are scanned as they lie."""
+    from mjvault.testing.faults import Faults
+    from tests.test_sync_kill import start_sync, wait_for_media_requests
+
+    vault = tmp_path / "vault"
+    Vault.init(vault, encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF).close()
+    account = Account.generate(33, 40, username=USERNAME)
+    with FakeMidjourney(account, Faults(latency=0.004), token=TOKEN) as server:
+        process = start_sync(vault, server, env={"MJVAULT_PASSPHRASE": PASSPHRASE})
+        wait_for_media_requests(server, process, 40)
+        process.kill()
+        process.wait()
+        user_id = server.user_id
+    assert process.returncode == -9, "the sync ended before it could be killed"
+    assert (vault / "refs" / "checkpoint").exists() and (vault / "lock").read_bytes()
+    hits = _scan(vault, _needles([account], tmp_path / "no-archive", user_id), _UNSEALED_YET)
+    assert not hits, "readable at rest:\n" + "\n".join(hits)
+
+
 # -- the files, one by one -------------------------------------------------------------------
 def test_an_old_plain_sync_state_is_read_and_sealed_by_the_next_write(
     encrypted_vault: Vault,
