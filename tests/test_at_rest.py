@@ -308,6 +308,25 @@ def test_a_pull_keeps_no_node_plaintext_in_an_encrypted_vaults_scratch(
         assert with_plaintext == nodes and readable
 
 
+@pytest.mark.parametrize("encrypt", [True, False])
+def test_an_encrypted_vaults_config_file_takes_no_user_id(
+    world: Path, capsys: pytest.CaptureFixture[str], encrypt: bool
+) -> None:
+    vault = world / "vault"
+    Vault.init(vault, encrypt=encrypt, passphrase=PASSPHRASE, kdf=CHEAP_KDF).close()
+    user_id = "0b9e7a8c-2a0e-4c43-9f1c-5d9a3c3b7e11"
+    args = ("--vault", str(vault), "config", "set", "--vault", "source.user_id", user_id)
+    result = run_in_process(capsys, *args)
+    written = (vault / "config.toml").read_text() if (vault / "config.toml").exists() else ""
+    if encrypt:
+        assert result.code == 2 and "plain text" in result.err and user_id not in written
+        assert len(result.err.strip().splitlines()) <= 2  # the message and its hint
+    else:
+        assert result.code == 0 and user_id in written
+    assert run_in_process(capsys, "--vault", str(vault), "config", "set", "--vault",
+                          "sync.jobs", "4").code == 0  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
