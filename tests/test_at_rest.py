@@ -17,10 +17,14 @@ from typing import Any
 import pytest
 from config_helpers import isolate
 from config_helpers import run_cli as run_in_process
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mjvault import Vault
+from mjvault.errors import IntegrityError
 from mjvault.lock import command_name
 from mjvault.store import sealeddoc
+from mjvault.store.crypto import VaultKeys
 from mjvault.sync import STATE_FILE, SyncState
 from mjvault.testing.accounts import Account
 from mjvault.testing.archive import write_sample_archive
@@ -254,18 +258,6 @@ def test_an_old_sealed_file_list_is_rewritten_without_job_ids(encrypted_vault: V
     assert version == 2
 
 
-def test_equal_jobs_seal_to_equal_cells_and_differ_across_vaults(
-    encrypted_vault: Vault, tmp_path: Path
-) -> None:
-    keys = encrypted_vault.store.keys
-    assert keys is not None
-    one = keys.seal_text_fixed("job-1", b"ctx")
-    assert one == keys.seal_text_fixed("job-1", b"ctx") != keys.seal_text_fixed("job-2", b"ctx")
-    assert keys.open_text(one, b"ctx") == "job-1"
-    with Vault.init(tmp_path / "other", encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF) as v:
-        assert v.store.keys is not None and v.store.keys.seal_text_fixed("job-1", b"ctx") != one
-
-
 @pytest.mark.parametrize("encrypt", [True, False])
 def test_a_pull_keeps_no_node_plaintext_in_an_encrypted_vaults_scratch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encrypt: bool
@@ -325,6 +317,59 @@ def test_an_encrypted_vaults_config_file_takes_no_user_id(
         assert result.code == 0 and user_id in written
     assert run_in_process(capsys, "--vault", str(vault), "config", "set", "--vault",
                           "sync.jobs", "4").code == 0  # fmt: skip
+
+
+_KEYS = VaultKeys(b"\x05" * 32)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(doc=st.dictionaries(st.text(min_size=1), _json, max_size=6), name=st.text(min_size=1))
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+def test_a_sealed_document_opens_as_written_and_only_under_its_name(doc: Any, name: str) -> None:
+    sealed = sealeddoc.encode(doc, _KEYS, name)
+    assert sealed[:5] == sealeddoc.MAGIC + b"\x01"
+    assert sealeddoc.decode(sealed, _KEYS, name) == doc
+    plain = sealeddoc.encode(doc, None, name)
+    assert sealeddoc.decode(plain, None, name) == doc == sealeddoc.decode(plain, _KEYS, name)
+    for key in doc:
+        if len(key) >= 8:  # shorter texts may turn up in random bytes by chance
+            assert key.encode() not in sealed
+    with pytest.raises(ValueError):
+        sealeddoc.decode(sealed, _KEYS, name + "x")
+    with pytest.raises(ValueError):
+        sealeddoc.decode(sealed, None, name)  # never taken for an empty document
+
+
+@given(text=st.text(), other=st.text(), context=st.binary(max_size=40))
+@settings(max_examples=60)
+def test_a_fixed_seal_is_equal_for_equal_texts_alone(text: str, other: str, context: bytes) -> None:
+    one = _KEYS.seal_text_fixed(text, context)
+    assert one == _KEYS.seal_text_fixed(text, context)
+    assert _KEYS.open_text(one, context) == text
+    assert (one == _KEYS.seal_text_fixed(other, context)) == (text == other)
+    assert one != _KEYS.seal_text_fixed(text, context + b"!")
+    assert one != VaultKeys(b"\x06" * 32).seal_text_fixed(text, context)
+
+
+def test_a_damaged_job_cell_is_an_integrity_error(encrypted_vault: Vault) -> None:
+    path = encrypted_vault.path / "views" / "v.files"
+    path.parent.mkdir(exist_ok=True)
+    table = SealedSqliteTable(path, encrypted_vault.store.keys)  # type: ignore[arg-type]
+    table.put_new([("job-abc", 0, "owl/one.png", "0" * 64, "copy", None, 5, 7)])
+    table.commit()
+    table.close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE files SET job = CAST(substr(job, 1, 20) || x'00' AS BLOB)")
+    db.commit()
+    db.close()
+    table = SealedSqliteTable(path, encrypted_vault.store.keys)  # type: ignore[arg-type]
+    with pytest.raises(IntegrityError, match="job id does not open"):
+        table.job_ids()
+    table.close()
 
 
 @pytest.mark.parametrize(
