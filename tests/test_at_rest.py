@@ -33,7 +33,7 @@ from mjvault.views.state import SealedSqliteTable, job_key
 from tests.conftest import CHEAP_KDF, PASSPHRASE, png_bytes, record_json
 
 # The LMDB index is sealed by its own change; until it lands its files are left out of the
-# scan. Delete this constant (and its one use) once the index is sealed.
+# scans. Delete this constant, and the scans' use of it, once the index is sealed.
 _UNSEALED_YET = ("index/",)
 
 USERNAME = "quillmothartist"

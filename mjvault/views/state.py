@@ -619,15 +619,25 @@ class SealedSqliteTable(SqliteTable):
         # Version 1 kept job ids and their unkeyed keys in the clear: seal them, then rebuild
         # the file, so no freed page keeps an old id. The paths' seals stay valid (bound to
         # the job id itself, not to its cell).
-        rows = self.db.execute("SELECT rowid, job FROM files").fetchall()
         self.db.execute("BEGIN IMMEDIATE")
+        # Asked again under the write lock: another process may have upgraded it meanwhile.
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != TABLE_VERSION:
+            self.db.execute("ROLLBACK")
+            return
+        rows = self.db.execute("SELECT rowid, job FROM files WHERE typeof(job) = 'text'")
         self.db.executemany(
             "UPDATE files SET jk = ?, job = ? WHERE rowid = ?",
-            [(self._new_job_key(str(job)), self._job_cell(str(job)), rowid) for rowid, job in rows],
+            [
+                (self._new_job_key(job), self._job_cell(job), rowid)
+                for rowid, job in rows.fetchall()
+            ],
         )
         self.db.execute(f"PRAGMA user_version = {int(self.table_version)}")
         self.db.execute("COMMIT")
-        self.db.execute("VACUUM")
+        # A reader in another process can make it busy: the ids are sealed already, and only
+        # freed pages keep old ones until the file is next rebuilt.
+        with contextlib.suppress(sqlite3.OperationalError):
+            self.db.execute("VACUUM")
 
     def _stored(self, text: str, column: bytes, job: str, idx: int) -> Any:
         return self.keys.seal_text(text, _context(column, job, idx))
