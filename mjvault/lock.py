@@ -74,6 +74,28 @@ def describe_holder(holder: dict[str, object] | None) -> str:
     )
 
 
+# The root options that take a value: the word after one is not the command.
+_VALUE_OPTIONS = frozenset({"--vault", "--profile", "--log-file", "--passphrase-file"})
+
+
+def command_name(argv: list[str]) -> str:
+    """``mjvault <command>`` for a note: the command's name and nothing else of argv.
+
+    The note outlives a killed writer, in the vault; the rest of argv may hold a job id, a
+    search query or a folder's name, which an encrypted vault must not keep in the clear.
+    """
+    words = iter(argv[1:])
+    for arg in words:
+        if arg in _VALUE_OPTIONS:
+            next(words, None)
+        elif not arg.startswith("-"):
+            # A command's name is a short lowercase word; anything else is not named.
+            if arg.isascii() and arg.replace("-", "").isalpha() and arg.islower():
+                return f"mjvault {arg[:20]}"
+            break
+    return "mjvault"
+
+
 def _hostname() -> str:
     # socket is imported by writers only: a command that reads never takes the lock.
     import socket
@@ -84,7 +106,7 @@ def _hostname() -> str:
 class WriteLock:
     def __init__(self, vault_root: Path, command: str | None = None) -> None:
         self.path = vault_root / "lock"
-        self.command = command or " ".join(os.path.basename(a) for a in sys.argv[:2])
+        self.command = command or command_name(sys.argv)
         self._fd: int | None = None
         self.stale_holder: dict[str, object] | None = None
         self.note_error: str | None = None  # why the note could not be written, if it could not

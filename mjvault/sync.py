@@ -41,7 +41,7 @@ from mjvault.sources.midjourney import (
     stop_after_known,
 )
 from mjvault.sources.midjourney.messages import MissingCredentials
-from mjvault.store.fsutil import atomic_write
+from mjvault.store import sealeddoc
 from mjvault.store.objects import MediaSink
 from mjvault.vault import Vault
 from mjvault.writer import ArchiveWriter
@@ -215,12 +215,12 @@ class SyncState:
 
     def __init__(self, vault: Vault) -> None:
         self.path = vault.path / STATE_FILE
+        self._root = vault.path
+        # An encrypted vault's state is sealed: its keys name the user (store/sealeddoc.py).
+        self._keys = vault.store.keys
 
     def load(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_bytes())
-        except (OSError, ValueError):
-            return {}
+        data = sealeddoc.read(self._root, STATE_FILE.as_posix(), self._keys)
         return data if isinstance(data, dict) else {}
 
     def account(self, key: str) -> dict[str, Any]:
@@ -233,8 +233,7 @@ class SyncState:
         entry: dict[str, Any] = current if isinstance(current, dict) else {}
         entry.update(values)
         data[key] = entry
-        self.path.parent.mkdir(exist_ok=True)
-        atomic_write(self.path, json.dumps(data, indent=2).encode("utf-8"))
+        sealeddoc.write(self._root, STATE_FILE.as_posix(), data, self._keys)
 
 
 def account_key(client: MidjourneyClient) -> str:

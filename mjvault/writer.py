@@ -16,6 +16,7 @@ for minutes). Its cost follows the work since the previous one, not the archive'
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -30,7 +31,7 @@ from types import TracebackType
 from typing import Literal
 
 from mjvault import __version__
-from mjvault.errors import MjvaultError
+from mjvault.errors import CorruptObject, MjvaultError
 from mjvault.index import JobSummary
 from mjvault.model import Job, job_from_json
 from mjvault.records import encode_record
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 JobStatus = Literal["new", "updated", "unchanged"]
 CHECKPOINT_FILE = "checkpoint"
+CHECKPOINT_SOURCE_AD = b"mjvault checkpoint source"
 
 
 @dataclass
@@ -127,7 +129,7 @@ class ArchiveWriter:
                     self._root = tree
                     self.stats.resumed_from_checkpoint = True
                     # An import resumed by a sync (or the reverse) commits both runs' jobs.
-                    self._resumed_source = str(saved.get("source") or "")
+                    self._resumed_source = self._saved_source(saved)
             self._base_tree = head.tree if head else None
             self._batch.flush()
             try:
@@ -169,6 +171,25 @@ class ArchiveWriter:
         except (OSError, ValueError):
             return None
         return doc if isinstance(doc, dict) else None
+
+    def _source_field(self) -> dict[str, str]:
+        """The checkpoint's source: an import's names a folder of the user's, so an encrypted
+        vault keeps it sealed (``source_sealed``, base64), bound to the checkpoint."""
+        keys = self.vault.store.keys
+        if keys is None:
+            return {"source": self.source}
+        sealed = keys.seal_text(self.source, CHECKPOINT_SOURCE_AD)
+        return {"source_sealed": base64.b64encode(sealed).decode("ascii")}
+
+    def _saved_source(self, saved: dict[str, object]) -> str:
+        keys = self.vault.store.keys
+        sealed = saved.get("source_sealed")
+        if keys is not None and isinstance(sealed, str):
+            try:
+                return keys.open_text(base64.b64decode(sealed), CHECKPOINT_SOURCE_AD)
+            except (CorruptObject, ValueError):
+                return ""  # only the new snapshot's description loses the earlier run's name
+        return str(saved.get("source") or "")
 
     # -- adding ----------------------------------------------------------------------------
     def current(self, job_id: str) -> JobEntry | None:
@@ -310,7 +331,7 @@ class ArchiveWriter:
                 {
                     "base": self._base.id if self._base else None,
                     "tree": new_root,
-                    "source": self.source,
+                    **self._source_field(),
                     "time": datetime.now(UTC).isoformat(),
                     "pid": os.getpid(),
                 }

@@ -135,6 +135,8 @@ def set_command(app: AppContext, key: str, value: str, target: str) -> None:
             hint=f"pass `-` and type or pipe it in: mjvault config set {key} -",
         )
     path, layer = _target_file(app, target)
+    if layer is Layer.VAULT and spec.key in CLEAR_IN_NO_ENCRYPTED_VAULT:
+        _refuse_in_encrypted_vault(path.parent, spec.key)
     parsed = parse_text(spec, value, where="value", base=Path.cwd())
     profile = _profile(app)
     set_value(path, key, parsed, layer=layer, profile=profile)
@@ -147,6 +149,25 @@ def set_command(app: AppContext, key: str, value: str, target: str) -> None:
         "profile": profile,
     }
     app.emit(data, lambda: click.echo(f"{key} = {shown}  ({where})"))
+
+
+# Settings that name the user: an encrypted vault keeps nothing of the kind readable at rest,
+# and its config.toml is plain text (docs/FORMAT.md §1.1).
+CLEAR_IN_NO_ENCRYPTED_VAULT = frozenset({"source.user_id"})
+
+
+def _refuse_in_encrypted_vault(vault_dir: Path, key: str) -> None:
+    import json
+
+    try:
+        encrypted = bool(json.loads((vault_dir / "config").read_bytes()).get("encryption"))
+    except (OSError, ValueError, AttributeError):
+        encrypted = False
+    if encrypted:
+        raise UsageError(
+            f"{key} is not kept in an encrypted vault's config.toml, which is plain text",
+            hint=f"set it in your user config instead: mjvault config set {key} VALUE",
+        )
 
 
 def _read_value(key: str, *, hide: bool) -> str:

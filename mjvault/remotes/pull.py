@@ -224,7 +224,8 @@ def pull(
             except REMOTE_DAMAGE as exc:
                 report.problems.append(f"snapshot {remote_id[:12]} not pulled: {exc}")
         with Scratch(state_dir(vault.path, link.spec.name)) as scratch:
-            nodes = _Nodes(scratch)
+            # An encrypted vault keeps no node plaintext (job ids) in its scratch file.
+            nodes = _Nodes(scratch, link.remote.open if vault.store.keys is not None else None)
             _fetch_nodes(fetcher, nodes, [m[2].tree for m in manifests.values()], report)
             broken = _fetch_blobs(fetcher, nodes, report)
             _keep_nodes(fetcher, nodes, broken)
@@ -264,8 +265,13 @@ class _Nodes:
     """The tree nodes a pull fetches and the blobs their leaves name, in scratch tables on
     disk: nothing is held per node or per image in memory."""
 
-    def __init__(self, scratch: Scratch) -> None:
+    def __init__(
+        self, scratch: Scratch, reopen: Callable[[str, bytes], bytes] | None = None
+    ) -> None:
+        """``reopen``: keep only a node's file and open it again when it is kept (the
+        scratch file lies in the vault, and a node's plaintext names jobs)."""
         self.db = scratch.db
+        self._reopen = reopen
         self.db.execute(
             "CREATE TABLE nodes (id BLOB PRIMARY KEY, level INTEGER NOT NULL,"
             " state INTEGER NOT NULL, data BLOB, plaintext BLOB)"
@@ -300,13 +306,15 @@ class _Nodes:
     ) -> None:
         self.db.execute(
             "UPDATE nodes SET state = ?, data = ?, plaintext = ? WHERE id = ?",
-            (state, data, plain, bytes.fromhex(remote_id)),
+            (state, data, plain if self._reopen is None else None, bytes.fromhex(remote_id)),
         )
 
     def fetched(self, remote_id: str) -> tuple[bytes, bytes]:
         data, plaintext = self.db.execute(
             "SELECT data, plaintext FROM nodes WHERE id = ?", (bytes.fromhex(remote_id),)
         ).fetchone()
+        if plaintext is None and self._reopen is not None:
+            plaintext = self._reopen(remote_id, data)
         return data, plaintext
 
     def deepest(self) -> int:

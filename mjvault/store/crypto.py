@@ -74,7 +74,14 @@ class KdfParams:
 class VaultKeys:
     """The subkeys of an opened encrypted vault. Never printed, never logged."""
 
-    __slots__ = ("_aead", "_object_key", "_text_aead", "_text_naming", "naming_key")
+    __slots__ = (
+        "_aead",
+        "_object_key",
+        "_text_aead",
+        "_text_naming",
+        "_text_nonce",
+        "naming_key",
+    )
 
     def __init__(self, master: bytes) -> None:
         self.naming_key = _hkdf(master, b"mjvault v1 object naming")
@@ -85,6 +92,8 @@ class VaultKeys:
         # sealed there can be passed off as an object, or the reverse.
         self._text_aead = _aesgcm(_hkdf(master, b"mjvault v1 text encryption"))
         self._text_naming = _hkdf(master, b"mjvault v1 text naming")
+        # Derives the nonce of a text sealed deterministically (seal_text_fixed).
+        self._text_nonce = _hkdf(master, b"mjvault v1 text nonce")
 
     def __repr__(self) -> str:
         return "VaultKeys(<secret>)"
@@ -173,6 +182,15 @@ class VaultKeys:
             return plain.decode("utf-8")
         except (InvalidTag, UnicodeDecodeError, ValueError):
             raise CorruptObject("a sealed text failed authentication (damaged or moved)") from None
+
+    def seal_text_fixed(self, text: str, context: bytes) -> bytes:
+        """``text`` sealed as :meth:`seal_text` does (and opened by :meth:`open_text`), with a
+        nonce derived from ``context`` and ``text`` (a synthetic IV): equal texts seal to
+        equal bytes, so a sealed column can still be matched by equality in SQL. It reveals
+        which values are equal and nothing else; the nonce repeats only with its plaintext."""
+        nonce = blake3.blake3(context + b"\0" + text.encode("utf-8"), key=self._text_nonce)
+        fixed = nonce.digest(NONCE_SIZE)
+        return fixed + self._text_aead.encrypt(fixed, text.encode("utf-8"), context)
 
     def text_key(self, text: str) -> int:
         """A 63-bit keyed checksum of ``text``: equal texts, equal keys, and nothing else

@@ -54,6 +54,7 @@ _RECORDED_BITS = 1 << 25
 _BIT_MASK = _RECORDED_BITS - 1
 _KINDS = {kind.value: kind for kind in LinkKind}
 TABLE_VERSION = 1
+SEALED_TABLE_VERSION = 2  # an encrypted vault's list: job ids sealed too
 # jk: job_key(job); fh / ph: path_key of the folded path / plain path (None when no plain).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -64,7 +65,6 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE INDEX IF NOT EXISTS files_job ON files (jk);
 CREATE INDEX IF NOT EXISTS files_path ON files (fh);
 CREATE INDEX IF NOT EXISTS files_plain ON files (ph) WHERE ph IS NOT NULL;
-PRAGMA user_version = 1;
 """
 _SEEN = "CREATE TEMP TABLE IF NOT EXISTS seen (jk INTEGER, job TEXT, PRIMARY KEY (jk, job))"
 _COLUMNS = "job, idx, path, oid, kind, plain, size, mtime"
@@ -233,6 +233,7 @@ class SqliteTable:
     """
 
     sealed = False  # paths stored as they are (SealedSqliteTable seals them)
+    table_version = TABLE_VERSION  # what this class writes (PRAGMA user_version)
 
     def __init__(self, path: Path, *, fresh: bool = False) -> None:
         self.path = path
@@ -250,9 +251,12 @@ class SqliteTable:
             self.db.execute("PRAGMA synchronous = OFF")
             self.db.execute("PRAGMA temp_store = FILE")
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, TABLE_VERSION):
+            if version not in (0, TABLE_VERSION, self.table_version):
                 raise sqlite3.DatabaseError(f"format {version} is not supported")
             self.db.executescript(_SCHEMA)
+            if version != self.table_version:
+                self._upgrade(version)
+                self.db.execute(f"PRAGMA user_version = {int(self.table_version)}")
         except sqlite3.DatabaseError as exc:
             raise IntegrityError(f"view file list {path} is damaged: {exc}") from None
         with contextlib.suppress(OSError):
@@ -261,8 +265,21 @@ class SqliteTable:
         self._all_recorded_here = self.empty()
 
     # -- what a sealed table changes ------------------------------------------------------------
+    def _upgrade(self, found: int) -> None:
+        """Bring a list of format ``found`` (0: new) to :attr:`table_version`."""
+
     def _path_key(self, folded: str) -> int:
         return path_key(folded)
+
+    def _job_cell(self, job: str) -> Any:
+        """What the ``job`` column holds for ``job`` (equal jobs, equal cells)."""
+        return job
+
+    def _job_of(self, cell: Any) -> str:
+        return str(cell)
+
+    def _new_job_key(self, job_id: str) -> int:
+        return job_key(job_id)
 
     def _stored(self, text: str, column: bytes, job: str, idx: int) -> Any:
         return text
@@ -272,6 +289,7 @@ class SqliteTable:
 
     def _record(self, row: tuple[Any, ...]) -> tuple[str, int, FileRecord]:
         job, idx, path, oid, kind, plain, size, mtime = row
+        job = self._job_of(job)
         path = self._text(path, b"path", job, idx)
         if plain is not None:
             plain = self._text(plain, b"plain", job, idx)
@@ -301,7 +319,7 @@ class SqliteTable:
     def get(self, key: Key) -> FileRecord | None:
         rows = self._rows(
             f"SELECT {_COLUMNS} FROM files WHERE jk = ? AND job = ? AND idx = ?",
-            (job_key(key[0]), *key),
+            (self._job_key(key[0]), self._job_cell(key[0]), key[1]),
         )
         return self._record(rows[0])[2] if rows else None
 
@@ -312,10 +330,10 @@ class SqliteTable:
         """Record files; ``new``: the caller knows none of these images has a row yet."""
         self._begin()
         if not new:
-            job_key_of = self._job_key
+            job_key_of, cell_of = self._job_key, self._job_cell
             self.db.executemany(
                 "DELETE FROM files WHERE jk = ? AND job = ? AND idx = ?",
-                [(job_key_of(job), job, idx) for (job, idx), _ in rows],
+                [(job_key_of(job), cell_of(job), idx) for (job, idx), _ in rows],
             )
         self._insert([(*key, *record) for key, record in rows])
 
@@ -370,9 +388,11 @@ class SqliteTable:
                 cells,
             )
             return
+        cell: Any = None
         for job, idx, path, oid, kind, plain, size, mtime in rows:
             if job != last_job:  # rows come job by job
                 last_job, jk = job, job_key_of(job)
+                cell = self._job_cell(job)
             folded = path.lower() if path.isascii() else fold(path)
             fh = asked.pop(folded, None)
             if fh is None:
@@ -391,7 +411,7 @@ class SqliteTable:
                     plain = self._stored(plain, b"plain", job, idx)
             if sealed:
                 path = self._stored(path, b"path", job, idx)
-            append((jk, job, idx, path, oid, str.__str__(kind), plain, size, mtime, fh, ph))
+            append((jk, cell, idx, path, oid, str.__str__(kind), plain, size, mtime, fh, ph))
         self.db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", cells)
 
     def _maybe_recorded(self, key: int) -> bool:
@@ -411,22 +431,24 @@ class SqliteTable:
         if known is None:
             if len(self._job_keys) >= _KEYS_KEPT:
                 self._job_keys.clear()
-            known = self._job_keys[job_id] = job_key(job_id)
+            known = self._job_keys[job_id] = self._new_job_key(job_id)
         return known
 
     def delete(self, key: Key) -> None:
         self._begin()
         self.db.execute(
-            "DELETE FROM files WHERE jk = ? AND job = ? AND idx = ?", (job_key(key[0]), *key)
+            "DELETE FROM files WHERE jk = ? AND job = ? AND idx = ?",
+            (self._job_key(key[0]), self._job_cell(key[0]), key[1]),
         )
 
     def holder(self, folded: str) -> Key | None:
         key = self._path_key(folded)
         if not self._maybe_recorded(key):
             return None
-        for job, idx, path in self._rows("SELECT job, idx, path FROM files WHERE fh = ?", (key,)):
+        for cell, idx, path in self._rows("SELECT job, idx, path FROM files WHERE fh = ?", (key,)):
+            job = self._job_of(cell)
             if fold(self._text(path, b"path", job, idx)) == folded:
-                return str(job), int(idx)
+                return job, int(idx)
         return None
 
     def wanting(self, folded: str) -> set[Key]:
@@ -434,11 +456,12 @@ class SqliteTable:
         if not self._maybe_recorded(key):
             return set()
         rows = self._rows("SELECT job, idx, plain FROM files WHERE ph = ?", (key,))
-        return {
-            (str(job), int(idx))
-            for job, idx, plain in rows
-            if fold(self._text(plain, b"plain", job, idx)) == folded
-        }
+        found = set()
+        for cell, idx, plain in rows:
+            job = self._job_of(cell)
+            if fold(self._text(plain, b"plain", job, idx)) == folded:
+                found.add((job, int(idx)))
+        return found
 
     def taken(self, folded: Iterable[str]) -> set[str]:
         """Those of ``folded`` some file holds or wanted (a rare false positive is possible:
@@ -479,14 +502,15 @@ class SqliteTable:
         return found
 
     def job_ids(self) -> list[str]:
-        return [str(row[0]) for row in self._rows("SELECT DISTINCT job FROM files")]
+        return [self._job_of(row[0]) for row in self._rows("SELECT DISTINCT job FROM files")]
 
     def mark_seen(self, job_ids: Iterable[str]) -> None:
         # A temporary table (on disk, not in memory): a full pass's jobs, for unseen_jobs.
         self._begin()
         self.db.execute(_SEEN)
         self.db.executemany(
-            "INSERT OR IGNORE INTO seen VALUES (?, ?)", ((self._job_key(j), j) for j in job_ids)
+            "INSERT OR IGNORE INTO seen VALUES (?, ?)",
+            ((self._job_key(j), self._job_cell(j)) for j in job_ids),
         )
 
     def unseen_jobs(self, extra: Iterable[str] = ()) -> list[str]:
@@ -495,10 +519,11 @@ class SqliteTable:
             "SELECT DISTINCT job FROM files f WHERE NOT EXISTS "
             "(SELECT 1 FROM seen s WHERE s.jk = f.jk AND s.job = f.job)"
         )
-        found = dict.fromkeys(str(row[0]) for row in rows)
+        found = dict.fromkeys(self._job_of(row[0]) for row in rows)
         for job_id in extra:
             if not self._rows(
-                "SELECT 1 FROM seen WHERE jk = ? AND job = ?", (job_key(job_id), job_id)
+                "SELECT 1 FROM seen WHERE jk = ? AND job = ?",
+                (self._job_key(job_id), self._job_cell(job_id)),
             ):
                 found[job_id] = None
         self.db.execute("DELETE FROM seen")
@@ -539,17 +564,80 @@ class SqliteTable:
 
 class SealedSqliteTable(SqliteTable):
     """An encrypted vault's list: the same rows, with ``path`` and ``plain`` sealed (AES-GCM,
-    bound to their job, image and column) and ``fh``/``ph`` keyed checksums, so the file shows
-    no prompt and lookups by path still use the index."""
+    bound to their job, image and column), ``job`` sealed deterministically (equal jobs, equal
+    cells, so SQL still matches a job by equality) and ``jk``/``fh``/``ph`` keyed checksums, so
+    the file shows no prompt and no job id, and lookups still use the indexes.
+
+    Version 2; a version 1 list (job ids and job keys in the clear) is rewritten when opened.
+    """
 
     sealed = True
+    table_version = SEALED_TABLE_VERSION
 
     def __init__(self, path: Path, keys: VaultKeys, *, fresh: bool = False) -> None:
         self.keys = keys
+        # A job's cell and a cell's job, for the last few batches' jobs: rows come job by
+        # job, several images each, and each seal or open is an AES-GCM call.
+        self._cells: dict[str, bytes] = {}
+        self._opened: dict[bytes, str] = {}
         super().__init__(path, fresh=fresh)
 
     def _path_key(self, folded: str) -> int:
         return self.keys.text_key(folded)
+
+    def _job_cell(self, job: str) -> Any:
+        cell = self._cells.get(job)
+        if cell is None:
+            if len(self._cells) >= _KEYS_KEPT:
+                self._cells.clear()
+            cell = self._cells[job] = self.keys.seal_text_fixed(job, _JOB_CONTEXT)
+        return cell
+
+    def _job_of(self, cell: Any) -> str:
+        job = self._opened.get(cell)
+        if job is not None:
+            return job
+        if not isinstance(cell, bytes):
+            raise IntegrityError(f"view file list {self.path} holds an unsealed job id")
+        try:
+            job = self.keys.open_text(cell, _JOB_CONTEXT)
+        except CorruptObject:
+            raise IntegrityError(
+                f"view file list {self.path} is damaged: a job id does not open"
+            ) from None
+        if len(self._opened) >= _KEYS_KEPT:
+            self._opened.clear()
+        self._opened[cell] = job
+        return job
+
+    def _new_job_key(self, job_id: str) -> int:
+        return self.keys.text_key(JOB_KEY_PREFIX + job_id)
+
+    def _upgrade(self, found: int) -> None:
+        if found != TABLE_VERSION:
+            return  # a new list
+        # Version 1 kept job ids and their unkeyed keys in the clear: seal them, then rebuild
+        # the file, so no freed page keeps an old id. The paths' seals stay valid (bound to
+        # the job id itself, not to its cell).
+        self.db.execute("BEGIN IMMEDIATE")
+        # Asked again under the write lock: another process may have upgraded it meanwhile.
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != TABLE_VERSION:
+            self.db.execute("ROLLBACK")
+            return
+        rows = self.db.execute("SELECT rowid, job FROM files WHERE typeof(job) = 'text'")
+        self.db.executemany(
+            "UPDATE files SET jk = ?, job = ? WHERE rowid = ?",
+            [
+                (self._new_job_key(job), self._job_cell(job), rowid)
+                for rowid, job in rows.fetchall()
+            ],
+        )
+        self.db.execute(f"PRAGMA user_version = {int(self.table_version)}")
+        self.db.execute("COMMIT")
+        # A reader in another process can make it busy: the ids are sealed already, and only
+        # freed pages keep old ones until the file is next rebuilt.
+        with contextlib.suppress(sqlite3.OperationalError):
+            self.db.execute("VACUUM")
 
     def _stored(self, text: str, column: bytes, job: str, idx: int) -> Any:
         return self.keys.seal_text(text, _context(column, job, idx))
@@ -569,6 +657,10 @@ def _bit(key: int) -> int:
     """A path key's bit: its high half folded onto its low (a plain key's low bits are an
     Adler-32's, which similar names share)."""
     return (key ^ (key >> 29)) & _BIT_MASK
+
+
+_JOB_CONTEXT = b"mjvault view file\0job"
+JOB_KEY_PREFIX = "job\0"  # a job's key in a sealed list: text_key of this and the job id
 
 
 def _context(column: bytes, job: str, idx: int) -> bytes:
