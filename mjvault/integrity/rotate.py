@@ -66,6 +66,11 @@ PIECE = 1024 * 1024
 BATCH_BYTES = 256 * 1024 * 1024
 BATCH_FILES = 4096
 RENAME_THREADS = 8
+# Loose files are sealed again on a few threads: creating each temp file waits on the file
+# system's journal, and the reads, AES and writes release the GIL. At most SEAL_CHUNK files
+# (each at most WHOLE_FILE_MAX in memory, larger ones streamed) are in flight.
+SEAL_THREADS = 4
+SEAL_CHUNK = 64
 
 Progress = Callable[[str, int], None]
 
@@ -179,29 +184,35 @@ def _reseal_loose(
             journal["loose_done"] = finished
             write_journal(vault.path / "keys", journal)
 
-    for fan in fans:
-        for name in sorted(os.listdir(objects_dir / fan)):
-            if not is_object_id(name):
-                continue
-            path = objects_dir / fan / name
-            try:
-                tmp, size = _reseal_file(keys, name, path, store.tmp_dir)
-            except CorruptObject:
-                report.damaged.append(name)
-                continue
-            except FileNotFoundError:
-                continue
-            if tmp is None:
-                continue
-            waiting.append((tmp, path))
-            waiting_bytes += size
-            report.loose_resealed += 1
-            report.loose_bytes += size
-            if progress:
-                progress("loose", size)
-            if waiting_bytes >= BATCH_BYTES or len(waiting) >= BATCH_FILES:
-                publish()
-        finished = fan
+    def attempt(name: str) -> tuple[Path, Path | None, int, bool]:
+        path = objects_dir / name[:2] / name
+        try:
+            tmp, size = _reseal_file(keys, name, path, store.tmp_dir)
+        except CorruptObject:
+            return path, None, 0, True
+        except FileNotFoundError:
+            return path, None, 0, False
+        return path, tmp, size, False
+
+    with ThreadPoolExecutor(SEAL_THREADS, thread_name_prefix="mjvault-rotate") as pool:
+        for fan in fans:
+            names = sorted(n for n in os.listdir(objects_dir / fan) if is_object_id(n))
+            for start in range(0, len(names), SEAL_CHUNK):
+                chunk = names[start : start + SEAL_CHUNK]
+                for path, tmp, size, damaged in pool.map(attempt, chunk):
+                    if damaged:
+                        report.damaged.append(path.name)
+                    if tmp is None:
+                        continue
+                    waiting.append((tmp, path))
+                    waiting_bytes += size
+                    report.loose_resealed += 1
+                    report.loose_bytes += size
+                    if progress:
+                        progress("loose", size)
+                if waiting_bytes >= BATCH_BYTES or len(waiting) >= BATCH_FILES:
+                    publish()
+            finished = fan
     publish()
 
 

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from mjvault.errors import MjvaultError, WrongPassphrase
-from mjvault.store.crypto import VaultKeys, split_secret, unwrap_all, unwrap_document
+from mjvault.store.crypto import (
+    VaultKeys,
+    split_secret,
+    unwrap_all,
+    unwrap_document,
+    unwrap_master,
+)
 from mjvault.store.fsutil import atomic_write
 
 JOURNAL = ".rotation"
@@ -61,14 +67,11 @@ def open_keys(keys_dir: Path, passphrase: str) -> tuple[VaultKeys, bytes]:
     from cryptography.exceptions import InvalidTag
 
     journal = read_journal(keys_dir)
-    opened, tried = unwrap_all(keys_dir, passphrase)
     if journal is None:
-        if opened:
-            secret = opened[0][0]
-            return VaultKeys(secret), secret
-        if tried == 0:
-            raise MjvaultError(f"no readable key file in {keys_dir}: the vault cannot be opened")
-        raise WrongPassphrase("wrong passphrase: no key of this vault opens with it")
+        # The first key file that opens: one Argon2 derivation per key file tried, no more.
+        secret, _ = unwrap_master(keys_dir, passphrase)
+        return VaultKeys(secret), secret
+    opened, _ = unwrap_all(keys_dir, passphrase)
     try:
         secret = unwrap_document(journal["key"], passphrase)
     except InvalidTag:
