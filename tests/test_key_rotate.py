@@ -22,9 +22,10 @@ from hypothesis import strategies as st
 from mjvault import Vault
 from mjvault.errors import CorruptObject, WrongPassphrase
 from mjvault.integrity import rotate as rotate_module
-from mjvault.integrity.rotate import rotate
+from mjvault.integrity.rotate import RotationIncomplete, rotate
 from mjvault.integrity.verify import verify
 from mjvault.store.crypto import (
+    SEALED_HEADER,
     KdfParams,
     VaultKeys,
     split_secret,
@@ -124,6 +125,28 @@ def test_a_kept_old_key_file_opens_nothing(tmp_path: Path) -> None:
         for object_id in list(vault.store.iter_ids()):
             with pytest.raises(CorruptObject):
                 vault.store.read(object_id)
+
+
+def test_damage_stops_the_rotation_before_any_key_goes(tmp_path: Path) -> None:
+    root = tmp_path / "vault"
+    make_vault(root, jobs=20)
+    with Vault.open(root, passphrase=PASSPHRASE) as vault:
+        before = contents(vault)
+        victim = vault.store.path(next(iter(vault.entries())).images[0] or "")
+    good = victim.read_bytes()
+    victim.chmod(0o644)
+    victim.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    old_keys = sorted(p.name for p in (root / "keys").iterdir())
+    with pytest.raises(RotationIncomplete):
+        rotate(root, PASSPHRASE, kdf=CHEAP_KDF)
+    assert journal_path(root / "keys").exists()
+    assert set(old_keys) <= {p.name for p in (root / "keys").iterdir()}
+    victim.write_bytes(good)  # repaired (here: the good bytes put back)
+    report = rotate(root, PASSPHRASE, kdf=CHEAP_KDF)
+    assert report.resumed and report.stragglers == 1 and report.damaged == []
+    with Vault.open(root, passphrase=PASSPHRASE) as vault:
+        assert contents(vault) == before
+        assert verify(vault, read_data=True).problems == []
 
 
 def test_wrong_passphrase_is_one_line(
@@ -267,3 +290,31 @@ def test_key_file_round_trip(secret: bytes, passphrase: str, label: str) -> None
     swapped = dict(document, version=3 - document["version"])
     with pytest.raises((InvalidTag, ValueError)):
         unwrap_document(swapped, passphrase)
+
+
+OLD_PAIR, NEW_PAIR = bytes(range(64)), bytes(range(100, 132)) + bytes(range(32, 64))
+
+
+@settings(max_examples=50, deadline=None)
+@given(plaintext=st.binary(max_size=5000), compress=st.booleans(), pieces=st.integers(1, 7))
+def test_resealing_keeps_the_plaintext_and_leaves_the_old_key_nothing(
+    plaintext: bytes, compress: bool, pieces: int
+) -> None:
+    object_id = "ab" * 32
+    old, new = VaultKeys(OLD_PAIR), VaultKeys(NEW_PAIR)
+    rotating = VaultKeys(NEW_PAIR, retired=OLD_PAIR[:32])
+    assert old.naming_key == new.naming_key  # the naming secret is the same: ids stay
+    sealed = old.seal(object_id, plaintext, compress=compress)
+    fresh = rotating.reseal(object_id, sealed)
+    assert fresh is not None and new.open(object_id, fresh) == plaintext
+    assert rotating.open(object_id, sealed) == rotating.open(object_id, fresh) == plaintext
+    with pytest.raises(CorruptObject):
+        old.open(object_id, fresh)
+    assert rotating.reseal(object_id, fresh) is None  # done already
+    # Streamed, in any pieces, to the same effect.
+    resealer = rotating.resealer(object_id, sealed[:SEALED_HEADER])
+    body, out = sealed[SEALED_HEADER:], [resealer.header]
+    step = max(1, len(body) // pieces)
+    out += [resealer.update(body[i : i + step]) for i in range(0, len(body), step)]
+    out.append(resealer.finish())
+    assert new.open(object_id, b"".join(out)) == plaintext
