@@ -149,6 +149,43 @@ def test_damage_stops_the_rotation_before_any_key_goes(tmp_path: Path) -> None:
         assert verify(vault, read_data=True).problems == []
 
 
+def test_push_streams_a_big_object_not_yet_sealed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A streamed check (push of a big object) opens it under either secret half-way."""
+    from mjvault.remotes import bigobjects
+    from mjvault.remotes.config import RemoteSpec, normalise_url
+    from mjvault.remotes.push import push
+    from mjvault.remotes.session import connect
+    from mjvault.remotes.verify import verify_remote
+
+    monkeypatch.setattr(bigobjects, "BIG_OBJECT_BYTES", 256 * 1024)
+    root = tmp_path / "vault"
+    with (
+        Vault.init(root, encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF) as vault,
+        vault.writer("test") as writer,
+    ):
+        writer.add_job(record_json("job-1"), [writer.put_media(png_bytes(1, 1024 * 1024))])
+
+    def stop(*args: object) -> None:
+        raise RuntimeError("stopped before any object")
+
+    monkeypatch.setattr(rotate_module, "_reseal_loose", stop)
+    with pytest.raises(RuntimeError):
+        rotate(root, PASSPHRASE, kdf=CHEAP_KDF)
+    spec = RemoteSpec("drive", normalise_url(str(tmp_path / "drive")))
+    with (
+        Vault.open(root, passphrase=PASSPHRASE) as vault,
+        connect(vault, spec, passphrase=PASSPHRASE, create=True, kdf=CHEAP_KDF) as link,
+    ):
+        assert vault.store.keys is not None and vault.store.keys.rotating
+        report = push(vault, link)
+        assert report.ok, report.problems
+        assert verify_remote(link, read_data=True).ok
+    monkeypatch.undo()
+    assert rotate(root, PASSPHRASE, kdf=CHEAP_KDF).resumed
+
+
 def test_wrong_passphrase_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -139,6 +139,21 @@ class VaultKeys:
         keys._retired_key = keys._retired_aead = keys._retired_text_aead = None
         return keys
 
+    def retired_only(self) -> VaultKeys | None:
+        """These keys with the retired object secret as the current one (None without one):
+        to check a streamed object under it (:class:`mjvault.store.streams.ObjectCheck`)."""
+        if (
+            self._retired_key is None
+            or self._retired_aead is None
+            or self._retired_text_aead is None
+        ):
+            return None
+        keys = self.without_retired()
+        keys._object_key = self._retired_key
+        keys._aead = self._retired_aead
+        keys._text_aead = self._retired_text_aead
+        return keys
+
     def _decrypt(self, nonce: bytes, body: bytes | memoryview, ad: bytes) -> bytes:
         from cryptography.exceptions import InvalidTag
 
