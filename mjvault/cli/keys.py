@@ -178,7 +178,10 @@ def key_rotate_command(app: AppContext) -> None:
     from mjvault.integrity.rotate import rotate
 
     root = app.vault_path()
-    report = rotate(root, passphrase_source(app.passphrase_file)())
+    passphrase = passphrase_source(app.passphrase_file)()
+    # Each object counts twice: once sealed again, once checked under the new secret.
+    with app.progress(None, "re-encrypting, then checking", unit="obj") as bar:
+        report = rotate(root, passphrase, progress=lambda _, count: bar.update(count))
 
     def human() -> None:
         verb = "finished rotation" if report.resumed else "rotated"

@@ -72,6 +72,7 @@ RENAME_THREADS = 8
 SEAL_THREADS = 4
 SEAL_CHUNK = 64
 
+# Called with a phase ("seal", "check") and a number of objects done.
 Progress = Callable[[str, int], None]
 
 
@@ -209,7 +210,7 @@ def _reseal_loose(
                     report.loose_resealed += 1
                     report.loose_bytes += size
                     if progress:
-                        progress("loose", size)
+                        progress("seal", 1)
                 if waiting_bytes >= BATCH_BYTES or len(waiting) >= BATCH_FILES:
                     publish()
             finished = fan
@@ -366,7 +367,7 @@ def _rewrite_pack(
     report.packs_rewritten += 1
     report.pack_bytes += size
     if progress:
-        progress("pack", size)
+        progress("seal", len(new_trailer.entries))
 
 
 # -- check -------------------------------------------------------------------------------------
@@ -404,7 +405,7 @@ def _check(
     report.stragglers += len(stragglers)
     retry: list[str] = []
     for name in store.packs.names() if store.packs.dir.is_dir() else []:
-        if not _pack_opens(vault, new_only, name, report):
+        if not _pack_opens(vault, new_only, name, report, progress):
             retry.append(name)
     if retry and not report.damaged:
         repacker = Repacker(store)
@@ -427,7 +428,9 @@ def _check(
         )
 
 
-def _pack_opens(vault: Vault, keys: VaultKeys, name: str, report: RotateReport) -> bool:
+def _pack_opens(
+    vault: Vault, keys: VaultKeys, name: str, report: RotateReport, progress: Progress | None
+) -> bool:
     store = vault.store
     try:
         fd = os.open(store.packs.path(name), os.O_RDONLY)
@@ -441,6 +444,8 @@ def _pack_opens(vault: Vault, keys: VaultKeys, name: str, report: RotateReport) 
             if blake3.blake3(plaintext, key=keys.naming_key).digest() != entry.object_id:
                 return False
             report.objects_checked += 1
+            if progress:
+                progress("check", 1)
     except CorruptObject:
         return False
     finally:
