@@ -202,6 +202,11 @@ def test_wrong_passphrase_is_one_line(
     assert not journal_path(root / "keys").exists()
     with pytest.raises(WrongPassphrase):
         rotate(root, "not the passphrase", kdf=CHEAP_KDF)
+    Vault.init(tmp_path / "plain").close()
+    plain = run_in_process(capsys, "--vault", str(tmp_path / "plain"), "key", "rotate")
+    assert plain.code != 0 and plain.err.strip() == (
+        f"mjvault: error: {tmp_path / 'plain'} is not an encrypted vault: it has no keys to rotate"
+    )
 
 
 def test_views_are_resealed_and_an_unfinished_rotation_needs_its_passphrase(

@@ -175,9 +175,10 @@ def key_rotate_command(app: AppContext) -> None:
     with `mjvault key add`. Remotes keep their copies under the old secret.
     """
     from mjvault.cli.passphrase import passphrase_source
-    from mjvault.integrity.rotate import rotate
+    from mjvault.integrity.rotate import ensure_encrypted, rotate
 
     root = app.vault_path()
+    ensure_encrypted(root)
     passphrase = passphrase_source(app.passphrase_file)()
     # Each object counts twice: once sealed again, once checked under the new secret.
     with app.progress(None, "re-encrypting, then checking", unit="obj") as bar:

@@ -35,7 +35,7 @@ from typing import Any
 
 import blake3
 
-from mjvault.errors import CorruptObject, IntegrityError, MjvaultError
+from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, VaultNotFound
 from mjvault.lock import WriteLock
 from mjvault.store.crypto import (
     SEALED_HEADER,
@@ -55,7 +55,7 @@ from mjvault.store.packfile import PackFileWriter, iter_entry_bytes, read_traile
 from mjvault.store.repack import Repacker
 from mjvault.store.streams import ObjectCheck, checked_file
 from mjvault.store.tempfiles import remove_stale_temp_files
-from mjvault.vault import Vault
+from mjvault.vault import Vault, is_vault
 
 # Files up to this size are sealed again from memory; larger ones stream in pieces.
 WHOLE_FILE_MAX = 4 * 1024 * 1024
@@ -112,6 +112,7 @@ def rotate(
     started = time.monotonic()
     report = RotateReport()
     keys_dir = root / "keys"
+    ensure_encrypted(root)
     with WriteLock(root, command="mjvault key rotate"):
         remove_stale_temp_files(root)
         journal = read_journal(keys_dir)
@@ -138,11 +139,18 @@ def rotate(
     return report
 
 
+def ensure_encrypted(root: Path) -> None:
+    """Refuse, before any passphrase is asked for or any lock taken, a folder that is not an
+    encrypted vault."""
+    if not is_vault(root):
+        raise VaultNotFound(f"{root} is not a vault")
+    if not (root / "keys").is_dir():
+        raise MjvaultError(f"{root} is not an encrypted vault: it has no keys to rotate")
+
+
 def _begin(root: Path, passphrase: str, kdf: KdfParams | None) -> dict[str, Any]:
     """A new object secret (the naming secret kept), wrapped into the journal before any
     object is sealed under it."""
-    if not (root / "config").exists() or not (root / "keys").is_dir():
-        raise MjvaultError(f"{root} is not an encrypted vault: it has no keys to rotate")
     old, _ = unwrap_master(root / "keys", passphrase)  # a wrong passphrase stops here
     _, naming = split_secret(old)
     secret = new_master_secret() + naming
