@@ -484,7 +484,7 @@ def _reseal_views(vault: Vault) -> int:
     """Each view's state file and file list written again under the new secret (the list into
     a new file renamed over the old one: nothing of the old ciphertext stays in it)."""
     from mjvault.views.registry import ViewRegistry
-    from mjvault.views.state import SealedSqliteTable, remove_table
+    from mjvault.views.state import SealedSqliteTable
 
     registry = ViewRegistry(vault)
     names = registry.names()
@@ -513,7 +513,10 @@ def _reseal_views(vault: Vault) -> int:
                 table.commit()
                 table.close()
                 view.release()
-                remove_table(files_path)
+                # Reading the old list rolled back any journal it had; one left beside the
+                # new list would be applied to it. Then one rename: old list or new.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(files_path.with_name(files_path.name + "-journal"))
                 os.replace(tmp, files_path)
                 view._table = None
                 view._opener = None
