@@ -46,6 +46,9 @@ from mjvault.store.crypto import (
     write_keyfile,
 )
 from mjvault.store.fsutil import atomic_write
+from mjvault.store.keyring import (
+    open_keys,
+)
 from mjvault.store.objects import ObjectStore
 from mjvault.tree import JobEntry, Tree
 
@@ -172,8 +175,7 @@ class Vault:
             )
         keys = master = None
         if config.get("encryption"):
-            master, _ = unwrap_master(root / "keys", _resolve_passphrase(passphrase))
-            keys = VaultKeys(master)
+            keys, master = open_keys(root / "keys", _resolve_passphrase(passphrase))
         return cls(root, config, keys, master)
 
     def close(self) -> None:

@@ -1,4 +1,5 @@
-"""``mjvault key``: passphrases of an encrypted vault. Objects are never re-encrypted."""
+"""``mjvault key``: passphrases of an encrypted vault, and ``key rotate``, which re-encrypts
+every object under a new secret (:mod:`mjvault.integrity.rotate`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import click
 
 from mjvault.cli.context import AppContext, pass_app
 from mjvault.cli.passphrase import read_passphrase_file
-from mjvault.errors import PassphraseRequired
+from mjvault.errors import MjvaultError, PassphraseRequired
 
 
 def _new_passphrase(new_passphrase_file: str | None) -> str:
@@ -40,6 +41,17 @@ def key_group() -> None:
     """Manage the passphrases that open an encrypted vault."""
 
 
+def _no_rotation(app: AppContext) -> None:
+    """Key files change only once a rotation is done: it removes every key but its own."""
+    from mjvault.store.keyring import journal_path
+
+    if journal_path(app.vault_path() / "keys").exists():
+        raise MjvaultError(
+            "a key rotation of this vault is unfinished",
+            hint="run `mjvault key rotate` (with the passphrase it was started with) to finish",
+        )
+
+
 @key_group.command("list")
 @pass_app
 def key_list_command(app: AppContext) -> None:
@@ -59,6 +71,7 @@ def key_list_command(app: AppContext) -> None:
 @pass_app
 def key_add_command(app: AppContext, label: str, new_passphrase_file: str | None) -> None:
     """Add another passphrase that opens this vault."""
+    _no_rotation(app)
     vault = app.open_vault()
     key_id = vault.add_key(_new_passphrase(new_passphrase_file), label=label)
     app.emit({"added": key_id}, lambda: click.echo(f"added key {key_id}"))
@@ -69,6 +82,7 @@ def key_add_command(app: AppContext, label: str, new_passphrase_file: str | None
 @pass_app
 def key_remove_command(app: AppContext, key_id: str) -> None:
     """Remove a passphrase (never the last one)."""
+    _no_rotation(app)
     app.open_vault().remove_key(key_id)
     app.emit({"removed": key_id}, lambda: click.echo(f"removed key {key_id}"))
 
@@ -101,6 +115,7 @@ def key_passwd_command(
     if remote_name is not None:
         _remote_passwd(app, remote_name, new_passphrase_file)
         return
+    _no_rotation(app)
     vault = app.open_vault()
     old = passphrase_source(app.passphrase_file)()
     key_id = vault.change_passphrase(old, _new_passphrase(new_passphrase_file))
@@ -142,3 +157,50 @@ def _remote_passwd(app: AppContext, name: str, new_passphrase_file: str | None) 
             )
 
     app.emit({"remote": name} | report.to_json(), human)
+
+
+@key_group.command(
+    "rotate",
+    epilog="""\b
+Old copies of a key file, with their passphrase, then open nothing in this vault.
+Ids, snapshots and refs stay; every object file and pack is written again.
+Killed, it continues where it stopped when run again (same passphrase).
+""",
+)
+@pass_app
+def key_rotate_command(app: AppContext) -> None:
+    """Re-encrypt every object under a new secret; keep one key, under this passphrase.
+
+    Other passphrases are removed (their key files wrap the old secret): add them again
+    with `mjvault key add`. Remotes keep their copies under the old secret.
+    """
+    from mjvault.cli.passphrase import passphrase_source
+    from mjvault.integrity.rotate import ensure_encrypted, rotate
+
+    root = app.vault_path()
+    ensure_encrypted(root)
+    passphrase = passphrase_source(app.passphrase_file)()
+    # Each object counts twice: once sealed again, once checked under the new secret.
+    with app.progress(None, "re-encrypting, then checking", unit="obj") as bar:
+        report = rotate(root, passphrase, progress=lambda _, count: bar.update(count))
+
+    def human() -> None:
+        verb = "finished rotation" if report.resumed else "rotated"
+        click.echo(
+            f"{verb}: key {report.key}; {report.loose_resealed} loose objects and "
+            f"{report.packs_rewritten} packs re-encrypted, {report.objects_checked} objects "
+            f"checked under the new secret"
+        )
+        if report.keys_removed:
+            click.echo(
+                f"removed {len(report.keys_removed)} other key(s): "
+                f"{', '.join(report.keys_removed)} (add passphrases again with `mjvault key add`)"
+            )
+        for name in report.remotes:
+            click.echo(
+                f"warning: remote {name} still holds copies under the old secret: push to a "
+                "new remote and remove this one to erase them there",
+                err=True,
+            )
+
+    app.emit(report.to_json(), human)

@@ -6,6 +6,11 @@ about content. The master secret is stored only wrapped: each key file under ``k
 encrypted under a key derived from one passphrase with Argon2id. Adding, removing or changing a
 passphrase rewrites a key file and never touches an object.
 
+A vault whose keys were rotated (``mjvault key rotate``) holds a pair instead: an *object
+secret* (object, text and index keys) and a *naming secret* (ids and tokens), 64 bytes wrapped
+in a version 2 key file. Rotation replaces the object secret alone, so ids never change; a
+version 1 key file's master secret is both.
+
 `cryptography` is imported by the functions that use it, never with this module: every vault
 loads this module, only an encrypted one needs AES or Argon2 (its import costs ~8 ms of each
 command's start-up, issue 12).
@@ -40,9 +45,12 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEYFILE_VERSION = 1
+KEYFILE_VERSION_PAIR = 2
 MASTER_SIZE = 32
+PAIR_SIZE = 2 * MASTER_SIZE
 OBJECT_AD_PREFIX = b"mjvault object v1\x00"
 KEYFILE_AD = b"mjvault keyfile v1"
+KEYFILE_AD_PAIR = b"mjvault keyfile v2"
 
 
 @dataclass(frozen=True)
@@ -71,29 +79,94 @@ class KdfParams:
         return kdf.derive(secret)
 
 
+def split_secret(secret: bytes) -> tuple[bytes, bytes]:
+    """(object secret, naming secret) of what a key file wraps: a version 1 master secret is
+    both; a version 2 pair is the object secret then the naming secret."""
+    if len(secret) == MASTER_SIZE:
+        return secret, secret
+    if len(secret) == PAIR_SIZE:
+        return secret[:MASTER_SIZE], secret[MASTER_SIZE:]
+    raise MjvaultError("a key file holds a secret of an unknown size")
+
+
 class VaultKeys:
-    """The subkeys of an opened encrypted vault. Never printed, never logged."""
+    """The subkeys of an opened encrypted vault. Never printed, never logged.
+
+    ``master`` is what a key file wraps (:func:`split_secret`). ``retired``: the object secret
+    an unfinished rotation is replacing; objects and texts sealed under it still open (the
+    AES-GCM tag tells which key sealed them), while everything is sealed under the new one.
+    """
 
     __slots__ = (
         "_aead",
         "_object_key",
+        "_retired_aead",
+        "_retired_key",
+        "_retired_text_aead",
         "_text_aead",
         "_text_naming",
         "_text_nonce",
         "naming_key",
     )
 
-    def __init__(self, master: bytes) -> None:
-        self.naming_key = _hkdf(master, b"mjvault v1 object naming")
+    def __init__(self, master: bytes, *, retired: bytes | None = None) -> None:
+        object_secret, naming_secret = split_secret(master)
+        self.naming_key = _hkdf(naming_secret, b"mjvault v1 object naming")
         # Kept besides its AEAD: objects too large to seal in one call are sealed in a stream.
-        self._object_key = _hkdf(master, b"mjvault v1 object encryption")
+        self._object_key = _hkdf(object_secret, b"mjvault v1 object encryption")
         self._aead = _aesgcm(self._object_key)
         # Small texts kept outside objects (a view's file paths): their own keys, so nothing
         # sealed there can be passed off as an object, or the reverse.
-        self._text_aead = _aesgcm(_hkdf(master, b"mjvault v1 text encryption"))
-        self._text_naming = _hkdf(master, b"mjvault v1 text naming")
-        # Derives the nonce of a text sealed deterministically (seal_text_fixed).
-        self._text_nonce = _hkdf(master, b"mjvault v1 text nonce")
+        self._text_aead = _aesgcm(_hkdf(object_secret, b"mjvault v1 text encryption"))
+        self._text_naming = _hkdf(naming_secret, b"mjvault v1 text naming")
+        # Derives the nonce of a text sealed deterministically (seal_text_fixed); it belongs
+        # with the text key, so a rotation changes both and reseals what used them.
+        self._text_nonce = _hkdf(object_secret, b"mjvault v1 text nonce")
+        self._retired_key: bytes | None = None
+        self._retired_aead: AESGCM | None = None
+        self._retired_text_aead: AESGCM | None = None
+        if retired is not None and retired != object_secret:
+            self._retired_key = _hkdf(retired, b"mjvault v1 object encryption")
+            self._retired_aead = _aesgcm(self._retired_key)
+            self._retired_text_aead = _aesgcm(_hkdf(retired, b"mjvault v1 text encryption"))
+
+    @property
+    def rotating(self) -> bool:
+        """Whether objects sealed under a retired object secret may still be met."""
+        return self._retired_aead is not None
+
+    def without_retired(self) -> VaultKeys:
+        """These keys with no retired secret: what a finished rotation leaves (its check)."""
+        keys = object.__new__(VaultKeys)
+        for name in self.__slots__:
+            setattr(keys, name, getattr(self, name))
+        keys._retired_key = keys._retired_aead = keys._retired_text_aead = None
+        return keys
+
+    def retired_only(self) -> VaultKeys | None:
+        """These keys with the retired object secret as the current one (None without one):
+        to check a streamed object under it (:class:`mjvault.store.streams.ObjectCheck`)."""
+        if (
+            self._retired_key is None
+            or self._retired_aead is None
+            or self._retired_text_aead is None
+        ):
+            return None
+        keys = self.without_retired()
+        keys._object_key = self._retired_key
+        keys._aead = self._retired_aead
+        keys._text_aead = self._retired_text_aead
+        return keys
+
+    def _decrypt(self, nonce: bytes, body: bytes | memoryview, ad: bytes) -> bytes:
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            return self._aead.decrypt(nonce, body, ad)
+        except InvalidTag:
+            if self._retired_aead is None:
+                raise
+        return self._retired_aead.decrypt(nonce, body, ad)
 
     def __repr__(self) -> str:
         return "VaultKeys(<secret>)"
@@ -125,7 +198,7 @@ class VaultKeys:
             raise CorruptObject(f"object {object_id} has an unknown frame version or cipher")
         nonce = data[6:header]
         try:
-            inner = self._aead.decrypt(nonce, data[header:], _object_ad(object_id))
+            inner = self._decrypt(nonce, data[header:], _object_ad(object_id))
         except InvalidTag:
             raise CorruptObject(
                 f"object {object_id} failed authentication (damaged or swapped)"
@@ -157,9 +230,16 @@ class VaultKeys:
             raise CorruptObject(f"object {object_id} has an unknown frame version or cipher")
         inner = out[: len(data) - header - 16]
         try:
-            self._aead.decrypt_into(
-                bytes(data[6:header]), data[header:], _object_ad(object_id), inner
-            )
+            try:
+                self._aead.decrypt_into(
+                    bytes(data[6:header]), data[header:], _object_ad(object_id), inner
+                )
+            except InvalidTag:
+                if self._retired_aead is None:
+                    raise
+                self._retired_aead.decrypt_into(
+                    bytes(data[6:header]), data[header:], _object_ad(object_id), inner
+                )
         except InvalidTag:
             raise CorruptObject(
                 f"object {object_id} failed authentication (damaged or swapped)"
@@ -178,7 +258,14 @@ class VaultKeys:
         from cryptography.exceptions import InvalidTag
 
         try:
-            plain = self._text_aead.decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], context)
+            try:
+                plain = self._text_aead.decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], context)
+            except InvalidTag:
+                if self._retired_text_aead is None:
+                    raise
+                plain = self._retired_text_aead.decrypt(
+                    sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], context
+                )
             return plain.decode("utf-8")
         except (InvalidTag, UnicodeDecodeError, ValueError):
             raise CorruptObject("a sealed text failed authentication (damaged or moved)") from None
@@ -197,6 +284,46 @@ class VaultKeys:
         learnt without the key (lookups by a sealed value)."""
         digest = blake3.blake3(text.encode("utf-8"), key=self._text_naming).digest(8)
         return int.from_bytes(digest) >> 1
+
+    # -- rotation ----------------------------------------------------------------------------
+    def reseal(self, object_id: str, data: bytes) -> bytes | None:
+        """An ``MJVE`` file sealed under the retired secret, sealed again under the current
+        one (a fresh nonce; ``encoding || payload`` unchanged, so a pack's dictionary entries
+        stay valid); None when it already opens under the current one. Raises
+        :class:`CorruptObject` when neither key opens it."""
+        from cryptography.exceptions import InvalidTag
+
+        nonce = sealed_nonce(object_id, data)
+        ad = _object_ad(object_id)
+        if len(data) < SEALED_HEADER + TAG_SIZE:
+            raise CorruptObject(f"object {object_id} is not an encrypted object")
+        if self._retired_aead is not None:
+            try:
+                inner = self._retired_aead.decrypt(nonce, data[SEALED_HEADER:], ad)
+            except InvalidTag:
+                pass
+            else:
+                fresh = os.urandom(NONCE_SIZE)
+                sealed = self._aead.encrypt(fresh, inner, ad)
+                return MAGIC_ENCRYPTED + bytes((FRAME_VERSION, CIPHER_AES_256_GCM)) + fresh + sealed
+        try:
+            self._aead.decrypt(nonce, data[SEALED_HEADER:], ad)
+        except InvalidTag:
+            raise CorruptObject(
+                f"object {object_id} failed authentication (damaged or swapped)"
+            ) from None
+        return None
+
+    def resealer(self, object_id: str, head: bytes) -> StreamResealer:
+        """:meth:`reseal` piece by piece, for objects too large to hold: ``head`` is the file's
+        first :data:`SEALED_HEADER` bytes. Needs a retired secret."""
+        if self._retired_key is None:
+            raise MjvaultError("no key rotation is under way")
+        return StreamResealer(
+            StreamOpener(self._retired_key, object_id, sealed_nonce(object_id, head)),
+            self._object_key,
+            object_id,
+        )
 
 
 SEALED_HEADER = 4 + 2 + NONCE_SIZE
@@ -275,6 +402,30 @@ class StreamOpener:
             ) from None
 
 
+class StreamResealer:
+    """An ``MJVE`` file's body decrypted under the retired object key and encrypted under the
+    current one as it streams: :attr:`header`, then what :meth:`update` returns, then
+    :meth:`finish`'s tag, make the new file. Nothing written may be published before
+    :meth:`finish` returned (it checks the old tag)."""
+
+    def __init__(self, opener: StreamOpener, key: bytes, object_id: str) -> None:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        nonce = os.urandom(NONCE_SIZE)
+        self.header = MAGIC_ENCRYPTED + bytes((FRAME_VERSION, CIPHER_AES_256_GCM)) + nonce
+        self._opener = opener
+        self._encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
+        self._encryptor.authenticate_additional_data(_object_ad(object_id))
+
+    def update(self, body: bytes | memoryview) -> bytes:
+        return self._encryptor.update(self._opener.update(body))
+
+    def finish(self) -> bytes:
+        """The last bytes and the new tag; :class:`CorruptObject` if the old tag fails."""
+        self._opener.finish()
+        return self._encryptor.finalize() + self._encryptor.tag
+
+
 def _object_ad(object_id: str) -> bytes:
     # Binding the name means a valid object copied under another name fails to open.
     return OBJECT_AD_PREFIX + object_id.encode("ascii")
@@ -306,20 +457,24 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text.encode("ascii"), validate=True)
 
 
-def write_keyfile(
-    keys_dir: Path, master: bytes, passphrase: str, *, label: str = "", kdf: KdfParams | None = None
-) -> str:
-    """Wrap ``master`` under ``passphrase`` into a new key file (mode 0600); returns its id."""
+def wrap_secret(
+    secret: bytes, passphrase: str, *, label: str = "", kdf: KdfParams | None = None
+) -> dict[str, object]:
+    """A key file's document wrapping ``secret`` under ``passphrase``: version 1 for a
+    32-byte master secret, version 2 for a 64-byte (object secret, naming secret) pair."""
     if not passphrase:
         raise MjvaultError("the passphrase must not be empty")
+    split_secret(secret)  # refuses a size no reader would take
+    pair = len(secret) == PAIR_SIZE
     params = kdf or KdfParams()
     salt = os.urandom(16)
     nonce = os.urandom(NONCE_SIZE)
     wrapping_key = params.derive(passphrase, salt)
     key_id = os.urandom(8).hex()
-    wrapped = _aesgcm(wrapping_key).encrypt(nonce, master, KEYFILE_AD + key_id.encode("ascii"))
-    document = {
-        "version": KEYFILE_VERSION,
+    ad = (KEYFILE_AD_PAIR if pair else KEYFILE_AD) + key_id.encode("ascii")
+    wrapped = _aesgcm(wrapping_key).encrypt(nonce, secret, ad)
+    return {
+        "version": KEYFILE_VERSION_PAIR if pair else KEYFILE_VERSION,
         "id": key_id,
         "label": label,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -334,9 +489,22 @@ def write_keyfile(
         "nonce": _b64(nonce),
         "wrapped": _b64(wrapped),
     }
+
+
+def store_keyfile(keys_dir: Path, document: dict[str, object]) -> str:
+    """Write a key file document under its id (mode 0600, atomically); returns the id."""
+    key_id = str(document["id"])
     keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     atomic_write(keys_dir / key_id, json.dumps(document, indent=2).encode("utf-8"), mode=0o600)
     return key_id
+
+
+def write_keyfile(
+    keys_dir: Path, master: bytes, passphrase: str, *, label: str = "", kdf: KdfParams | None = None
+) -> str:
+    """Wrap ``master`` (a master secret or a pair) under ``passphrase`` into a new key file
+    (mode 0600); returns its id."""
+    return store_keyfile(keys_dir, wrap_secret(master, passphrase, label=label, kdf=kdf))
 
 
 @dataclass(frozen=True)
@@ -366,25 +534,61 @@ def list_keyfiles(keys_dir: Path) -> list[KeyFileInfo]:
     return infos
 
 
+def unwrap_document(document: object, passphrase: str) -> bytes:
+    """The secret a key file document wraps. Raises ``InvalidTag`` for a wrong passphrase and
+    ``KeyError``/``TypeError``/``ValueError`` for a document this version cannot read."""
+    if not isinstance(document, dict):
+        raise ValueError("a key file is a JSON object")
+    kdf_doc = document["kdf"]
+    if kdf_doc["name"] != "argon2id" or document["cipher"] != "aes-256-gcm":
+        raise ValueError("unknown key derivation or cipher")
+    version = document.get("version", KEYFILE_VERSION)
+    if version not in (KEYFILE_VERSION, KEYFILE_VERSION_PAIR):
+        raise ValueError(f"key file version {version} is not supported")
+    params = KdfParams(
+        iterations=int(kdf_doc["iterations"]),
+        lanes=int(kdf_doc["lanes"]),
+        memory_cost_kib=int(kdf_doc["memory_cost_kib"]),
+    )
+    wrapping_key = params.derive(passphrase, _unb64(kdf_doc["salt"]))
+    pair = version == KEYFILE_VERSION_PAIR
+    ad = (KEYFILE_AD_PAIR if pair else KEYFILE_AD) + str(document["id"]).encode("ascii")
+    secret = _aesgcm(wrapping_key).decrypt(
+        _unb64(document["nonce"]), _unb64(document["wrapped"]), ad
+    )
+    if len(secret) != (PAIR_SIZE if pair else MASTER_SIZE):
+        raise ValueError("a key file holds a secret of the wrong size")
+    return secret
+
+
+def unwrap_all(keys_dir: Path, passphrase: str) -> tuple[list[tuple[bytes, str]], int]:
+    """Every (secret, key id) that ``passphrase`` opens, and how many key files it failed to
+    open: after a rotation stopped half-way one passphrase may open two."""
+    from cryptography.exceptions import InvalidTag
+
+    opened: list[tuple[bytes, str]] = []
+    tried = 0
+    for info in list_keyfiles(keys_dir):
+        try:
+            opened.append(
+                (unwrap_document(json.loads(info.path.read_bytes()), passphrase), info.id)
+            )
+        except InvalidTag:
+            tried += 1
+        except (KeyError, TypeError, ValueError):
+            continue
+    return opened, tried
+
+
 def unwrap_master(keys_dir: Path, passphrase: str) -> tuple[bytes, str]:
-    """Try every key file; the first that opens with ``passphrase`` gives the master secret."""
+    """Try every key file; the first that opens with ``passphrase`` gives the master secret
+    (a version 1 key file) or the pair (version 2)."""
     from cryptography.exceptions import InvalidTag
 
     tried = 0
     for info in list_keyfiles(keys_dir):
         try:
-            doc = json.loads(info.path.read_bytes())
-            kdf_doc = doc["kdf"]
-            if kdf_doc["name"] != "argon2id" or doc["cipher"] != "aes-256-gcm":
-                continue
-            params = KdfParams(
-                iterations=int(kdf_doc["iterations"]),
-                lanes=int(kdf_doc["lanes"]),
-                memory_cost_kib=int(kdf_doc["memory_cost_kib"]),
-            )
-            wrapping_key = params.derive(passphrase, _unb64(kdf_doc["salt"]))
-            ad = KEYFILE_AD + str(doc["id"]).encode("ascii")
-            master = _aesgcm(wrapping_key).decrypt(_unb64(doc["nonce"]), _unb64(doc["wrapped"]), ad)
+            master = unwrap_document(json.loads(info.path.read_bytes()), passphrase)
         except InvalidTag:
             tried += 1
             continue

@@ -39,6 +39,12 @@ class ObjectCheck:
     ``keys``: the keys the object was sealed and named with (None: a plain object, raw or
     ``MJVO``). ``also``: more hashers given the plaintext (the object's name under other
     keys, when it is renamed on the way).
+
+    While a key rotation is unfinished (``keys.rotating``) the file may be sealed under either
+    object key, and only the tag at the end tells which: a second check under the retired key
+    runs beside this one (twice the AES, only then). :attr:`retired` says it was that one; the
+    file's bytes were good, the plaintext given out along the way was not
+    (:func:`checked_pieces` refuses to pass that on).
     """
 
     def __init__(
@@ -57,12 +63,35 @@ class ObjectCheck:
         self._opener: StreamOpener | None = None
         self._encoding: int | None = None
         self._zstd: Any = None
+        retired = keys.retired_only() if keys is not None else None
+        self._shadow = ObjectCheck(object_id, retired) if retired is not None else None
+        self._failed: CorruptObject | None = None  # this lane's damage, while the shadow lives
+        self.retired = False
 
     def _damaged(self, why: str) -> CorruptObject:
         return CorruptObject(f"object {self.object_id} {why}")
 
     def feed(self, data: bytes | memoryview) -> bytes:
         """The plaintext these file bytes complete (unchecked until :meth:`finish`)."""
+        if self._shadow is None:
+            return self._feed(data)
+        try:
+            self._shadow._feed(data)
+        except CorruptObject:
+            self._shadow = None
+            if self._failed is not None:
+                raise self._failed from None
+        if self._failed is not None:
+            return b""
+        try:
+            return self._feed(data)
+        except CorruptObject as exc:
+            if self._shadow is None:
+                raise
+            self._failed = exc
+            return b""
+
+    def _feed(self, data: bytes | memoryview) -> bytes:
         self.size += len(data)
         if self._framing is None:
             self._pending += bytes(data)
@@ -134,6 +163,23 @@ class ObjectCheck:
 
     def finish(self) -> bytes:
         """Check the tag and the name; returns the last plaintext (a file under 4 bytes)."""
+        if self._shadow is None:
+            return self._finish()
+        if self._failed is None:
+            try:
+                return self._finish()
+            except CorruptObject as exc:
+                self._failed = exc
+        shadow = self._shadow
+        try:
+            last = shadow._finish()
+        except CorruptObject:
+            raise self._failed from None
+        self.retired = True
+        self.hasher, self.head, self.plain_size = shadow.hasher, shadow.head, shadow.plain_size
+        return last
+
+    def _finish(self) -> bytes:
         last = b""
         if self._framing is None:
             if self.keys is not None or self._pending[:4] == MAGIC_FRAMED:
@@ -171,6 +217,11 @@ def checked_pieces(
             yield held
         held = out if plaintext else piece
     last = check.finish()
+    if check.retired and (plaintext or check.also):
+        raise CorruptObject(
+            f"object {check.object_id} is still sealed under the retired secret of an "
+            "unfinished key rotation: run `mjvault key rotate` to finish it first"
+        )
     if plaintext:
         held = (held or b"") + last
     if held:
