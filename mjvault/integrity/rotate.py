@@ -37,6 +37,7 @@ import blake3
 
 from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, VaultNotFound
 from mjvault.lock import WriteLock
+from mjvault.store import sealeddoc
 from mjvault.store.crypto import (
     SEALED_HEADER,
     KdfParams,
@@ -91,6 +92,7 @@ class RotateReport:
     objects_checked: int = 0
     stragglers: int = 0
     views_resealed: int = 0
+    documents_resealed: int = 0
     keys_removed: list[str] = field(default_factory=list)
     remotes: list[str] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)
@@ -466,6 +468,11 @@ def _finish(vault: Vault, journal: dict[str, Any], report: RotateReport) -> None
     """Views sealed again, the index dropped, then the keys: the new key file first, then
     every other one, then the journal (until it goes, a rerun redoes these steps)."""
     report.views_resealed = _reseal_views(vault)
+    keys = vault.store.keys
+    assert keys is not None
+    # Sealed documents (sync state) open under either secret until the journal goes; after,
+    # only under the new one.
+    report.documents_resealed = sealeddoc.reseal_all(vault.path, keys)
     _rebuild_index(vault)
     keys_dir = vault.path / "keys"
     new_id = store_keyfile(keys_dir, journal["key"])

@@ -60,3 +60,27 @@ def write(root: Path, name: str, doc: Any, keys: VaultKeys | None) -> None:
     path = root / name
     path.parent.mkdir(exist_ok=True)
     atomic_write(path, encode(doc, keys, name), mode=0o600 if keys else 0o644)
+
+
+def reseal_all(root: Path, keys: VaultKeys, folder: str = "state") -> int:
+    """Every sealed document under ``root/folder`` written again under ``keys``' current text
+    key (a key rotation: ``keys`` still opens what the retired one sealed). A document that
+    opens under neither is left as it is: reading it already gives "no document"."""
+    resealed = 0
+    base = root / folder
+    if not base.is_dir():
+        return 0
+    for path in sorted(base.rglob("*")):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        name = path.relative_to(root).as_posix()
+        try:
+            data = path.read_bytes()
+            if data[:4] != MAGIC:
+                continue
+            doc = decode(data, keys, name)
+        except (OSError, ValueError):
+            continue
+        write(root, name, doc, keys)
+        resealed += 1
+    return resealed
