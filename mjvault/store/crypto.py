@@ -74,7 +74,15 @@ class KdfParams:
 class VaultKeys:
     """The subkeys of an opened encrypted vault. Never printed, never logged."""
 
-    __slots__ = ("_aead", "_object_key", "_text_aead", "_text_naming", "naming_key")
+    __slots__ = (
+        "_aead",
+        "_forgotten_check",
+        "_forgotten_naming",
+        "_object_key",
+        "_text_aead",
+        "_text_naming",
+        "naming_key",
+    )
 
     def __init__(self, master: bytes) -> None:
         self.naming_key = _hkdf(master, b"mjvault v1 object naming")
@@ -85,6 +93,10 @@ class VaultKeys:
         # sealed there can be passed off as an object, or the reverse.
         self._text_aead = _aesgcm(_hkdf(master, b"mjvault v1 text encryption"))
         self._text_naming = _hkdf(master, b"mjvault v1 text naming")
+        # The list of forgotten jobs (state/forgotten): tokens that say nothing of the ids
+        # without the key, and a check that a file of tokens was written by this vault.
+        self._forgotten_naming = _hkdf(master, b"mjvault v1 forgotten job naming")
+        self._forgotten_check = _hkdf(master, b"mjvault v1 forgotten list check")
 
     def __repr__(self) -> str:
         return "VaultKeys(<secret>)"
@@ -179,6 +191,14 @@ class VaultKeys:
         learnt without the key (lookups by a sealed value)."""
         digest = blake3.blake3(text.encode("utf-8"), key=self._text_naming).digest(8)
         return int.from_bytes(digest) >> 1
+
+    def forgotten_token(self, job_id: str) -> bytes:
+        """The 16-byte token of a forgotten job's id (FORMAT.md §12.1)."""
+        return blake3.blake3(job_id.encode("utf-8"), key=self._forgotten_naming).digest(16)
+
+    def forgotten_check(self, data: bytes) -> bytes:
+        """The 32-byte keyed check of a forgotten-jobs list's bytes."""
+        return blake3.blake3(data, key=self._forgotten_check).digest()
 
 
 SEALED_HEADER = 4 + 2 + NONCE_SIZE
