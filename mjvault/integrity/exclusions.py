@@ -106,10 +106,14 @@ def token_of(keys: VaultKeys | None, job_id: str) -> bytes:
     )
 
 
-def _check_of(keys: VaultKeys | None, data: bytes) -> bytes:
+def _checker(keys: VaultKeys | None) -> blake3.blake3:
     if keys is not None:
-        return keys.forgotten_check(data)
-    return blake3.blake3(data, derive_key_context=CHECK_CONTEXT).digest(CHECK_SIZE)
+        return keys.forgotten_checker()
+    return blake3.blake3(derive_key_context=CHECK_CONTEXT)
+
+
+def _check_of(keys: VaultKeys | None, data: bytes) -> bytes:
+    return _checker(keys).update(data).digest(CHECK_SIZE)
 
 
 @dataclass
@@ -137,13 +141,8 @@ def _parse(vault: Vault) -> _Parsed | None:
     keys = _keys(vault)
     if len(data) < _HEADER.size + 8 + CHECK_SIZE:
         raise _damaged(path, "too short")
-    magic, version, flags, count = _HEADER.unpack_from(data)
-    if magic != MAGIC:
-        raise _damaged(path, "not a list of forgotten jobs")
-    if version != VERSION:
-        raise _damaged(path, f"version {version}, this mjvault reads {VERSION}")
-    if bool(flags & SEALED) != (keys is not None):
-        raise _damaged(path, "sealed in a plain vault" if keys is None else "not sealed")
+    _check_header(path, data[: _HEADER.size], keys)
+    _, _, flags, count = _HEADER.unpack_from(data)
     if _check_of(keys, data[:-CHECK_SIZE]) != data[-CHECK_SIZE:]:
         raise _damaged(path, "its check does not match")
     at = _HEADER.size
@@ -215,9 +214,45 @@ def counted(report: Any) -> Callable[[object], None]:
 
 
 def load(vault: Vault) -> Forgotten:
-    """The tokens alone, for syncs and imports (ListDamaged if the file is damaged)."""
-    parsed = _parse(vault)
-    return Forgotten(parsed.tokens if parsed else b"", _keys(vault))
+    """The tokens alone, for syncs and imports (ListDamaged if the file is damaged): the rest
+    of the file is read a block at a time into its check, never held."""
+    path = _path(vault)
+    keys = _keys(vault)
+    try:
+        handle = open(path, "rb")  # noqa: SIM115  (closed below)
+    except FileNotFoundError:
+        return Forgotten(b"", keys)
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        head = handle.read(_HEADER.size)
+        if len(head) < _HEADER.size or size < _HEADER.size + 8 + CHECK_SIZE:
+            raise _damaged(path, "too short")
+        _check_header(path, head, keys)
+        count = _HEADER.unpack(head)[3]
+        if _HEADER.size + count * TOKEN_SIZE + 8 + CHECK_SIZE > size:
+            raise _damaged(path, "its parts do not fit")
+        tokens = handle.read(count * TOKEN_SIZE)
+        checker = _checker(keys).update(head).update(tokens)
+        left = size - len(head) - len(tokens) - CHECK_SIZE
+        while left > 0:
+            block = handle.read(min(left, SHRED_BLOCK))
+            if not block:
+                raise _damaged(path, "too short")
+            checker.update(block)
+            left -= len(block)
+        if checker.digest(CHECK_SIZE) != handle.read(CHECK_SIZE):
+            raise _damaged(path, "its check does not match")
+    return Forgotten(tokens, keys)
+
+
+def _check_header(path: Path, head: bytes, keys: VaultKeys | None) -> None:
+    magic, version, flags, _count = _HEADER.unpack_from(head)
+    if magic != MAGIC:
+        raise _damaged(path, "not a list of forgotten jobs")
+    if version != VERSION:
+        raise _damaged(path, f"version {version}, this mjvault reads {VERSION}")
+    if bool(flags & SEALED) != (keys is not None):
+        raise _damaged(path, "sealed in a plain vault" if keys is None else "not sealed")
 
 
 def read(vault: Vault) -> ForgottenList:

@@ -196,9 +196,10 @@ class VaultKeys:
         """The 16-byte token of a forgotten job's id (FORMAT.md §12.1)."""
         return blake3.blake3(job_id.encode("utf-8"), key=self._forgotten_naming).digest(16)
 
-    def forgotten_check(self, data: bytes) -> bytes:
-        """The 32-byte keyed check of a forgotten-jobs list's bytes."""
-        return blake3.blake3(data, key=self._forgotten_check).digest()
+    def forgotten_checker(self) -> blake3.blake3:
+        """The keyed BLAKE3 whose 32-byte digest checks a forgotten-jobs list's bytes (fed
+        in pieces: the list is read in flat memory)."""
+        return blake3.blake3(key=self._forgotten_check)
 
 
 SEALED_HEADER = 4 + 2 + NONCE_SIZE
