@@ -353,3 +353,70 @@ def test_bytes_left_alone_without_overwrite_or_with_another_name(
     assert done.code == 0, done.err
     assert os.pread(seen, 1000, 0) == png_bytes(101, 300)
     os.close(seen)
+
+
+def test_forgetting_reaches_a_checkout_view(tmp_path: Path, cli: Cli) -> None:
+    path = tmp_path / "vault"
+    with Vault.init(path) as vault:
+        snapshot_with(vault, ["job-0", "job-1", "job-2"])
+    view = tmp_path / "view"
+    made = cli(path, "checkout", str(view), "--link", "hardlink")
+    assert made.code == 0, made.err
+    before = sorted(p for p in view.rglob("*") if p.is_file())
+    assert len(before) == 3
+    assert cli(path, "forget", "--job", "job-1", "--prune", "--grace", "0").code == 0
+    after = sorted(p for p in view.rglob("*") if p.is_file())
+    assert len(after) == 2 and set(after) < set(before)
+    # The view's hard link went first, so the object's file had one name and was overwritten.
+    assert png_bytes(101, 300) not in {p.read_bytes() for p in after}
+
+
+def test_a_gc_killed_while_overwriting_leaves_a_valid_vault_and_the_next_finishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mjvault.integrity.forget import forget_jobs
+    from mjvault.integrity.gc import gc
+    from mjvault.integrity.verify import verify
+
+    with Vault.init(tmp_path / "vault") as vault:
+        snapshot_with(vault, ["job-0", "job-1", "job-2"])
+        image = vault.entry("job-1").images[0]
+        assert image is not None
+        seen = os.open(vault.object_path(image), os.O_RDONLY)
+        forget_jobs(vault, ["job-1"])
+        real = exclusions.overwrite
+
+        def dies(path: str | os.PathLike[str]) -> None:
+            raise KeyboardInterrupt  # where a kill -9 would land: the file is in tmp/
+
+        monkeypatch.setattr(exclusions, "overwrite", dies)
+        with pytest.raises(KeyboardInterrupt):
+            gc(vault, grace_seconds=0)
+        left = [p.name for p in vault.store.tmp_dir.iterdir()]
+        assert len(left) == 1 and left[0].startswith("shred-")
+        aside = os.open(vault.store.tmp_dir / left[0], os.O_RDONLY)
+        aside_size = os.fstat(aside).st_size
+        assert verify(vault, read_data=True).ok
+        monkeypatch.setattr(exclusions, "overwrite", real)
+        gc(vault, grace_seconds=0)
+        assert list(vault.store.tmp_dir.iterdir()) == []
+        assert os.pread(seen, 400, 0) == bytes(308)
+        assert os.pread(aside, aside_size + 1, 0) == bytes(aside_size)
+        os.close(aside)
+        assert exclusions.read(vault).shred == set()
+        assert verify(vault, read_data=True).ok
+    os.close(seen)
+
+
+@settings(max_examples=10, deadline=None)
+@given(job_id=st.text(min_size=1, max_size=60))
+def test_tokens_are_per_vault_and_stable(job_id: str) -> None:
+    from mjvault.store.crypto import VaultKeys
+
+    one, other = VaultKeys(b"\x01" * 32), VaultKeys(b"\x02" * 32)
+    assert exclusions.token_of(one, job_id) == exclusions.token_of(VaultKeys(b"\x01" * 32), job_id)
+    assert exclusions.token_of(one, job_id) != exclusions.token_of(other, job_id)
+    assert exclusions.token_of(None, job_id) not in (
+        exclusions.token_of(one, job_id),
+        exclusions.token_of(other, job_id),
+    )

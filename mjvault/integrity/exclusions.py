@@ -440,6 +440,28 @@ def overwrite(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+ASIDE_PREFIX = "shred-"
+
+
+def overwrite_leftovers(vault: Vault) -> int:
+    """Files a killed gc moved into ``tmp/`` to overwrite: overwritten and unlinked now (the
+    caller holds the writer lock, which owns ``tmp/``), before the temp sweep would unlink
+    them as they are. Returns how many."""
+    done = 0
+    try:
+        names = [n for n in os.listdir(vault.store.tmp_dir) if n.startswith(ASIDE_PREFIX)]
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        path = vault.store.tmp_dir / name
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_nlink == 1:
+                overwrite(path)
+            os.unlink(path)
+            done += 1
+    return done
+
+
 class Shredder:
     """What gc overwrites before it unlinks: the object files of forgotten jobs."""
 
@@ -478,7 +500,7 @@ class Shredder:
         ``objects/`` or ``packs/``, where it would read as damage and stop the next gc."""
         tmp = self.vault.store.tmp_dir
         tmp.mkdir(exist_ok=True)
-        aside = tmp / f"shred-{os.path.basename(path)}"
+        aside = tmp / f"{ASIDE_PREFIX}{os.path.basename(path)}"
         os.rename(path, aside)
         # Another name for the same bytes (a hard-linked copy of the vault, a view that links
         # files) keeps them on disk whatever is done here, and overwriting would damage it.

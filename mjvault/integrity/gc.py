@@ -146,6 +146,8 @@ def gc(
             report.notes.append(f"the lock note was not written ({lock.note_error}); gc went on")
         # First, and whatever their age: on a full disk they may be the space gc needs, and
         # holding the lock proves no live writer owns them.
+        if not dry_run:  # a gc killed while overwriting left the file in tmp/: finish it
+            exclusions.overwrite_leftovers(vault)
         temp = remove_stale_temp_files(vault.path, dry_run=dry_run)
         report.temp_files_removed, report.temp_bytes_removed = temp.files, temp.bytes
         marks, marked = mark_reachable(vault)
