@@ -440,6 +440,11 @@ def forget_command(
                 )
                 + "; no later sync, import or pull stores them again"
             )
+            if dry_run:
+                for job_id in job_report.jobs[:MAX_IDS_SHOWN]:
+                    click.echo(f"  {job_id}")
+                if count > MAX_IDS_SHOWN:
+                    click.echo(f"  … and {count - MAX_IDS_SHOWN} more (--json lists all)")
             click.echo(
                 f"{verb} rewrite {len(job_report.rewritten)} snapshots without {named}"
                 + (
@@ -466,6 +471,8 @@ def forget_command(
             _echo_copies(guard.to_json() if guard else None, "forget", dry_run)
         if swept is not None:
             click.echo(f"gc removed {swept.removed} objects, {swept.removed_bytes / 1e6:.1f} MB")
+            for note in swept.notes:
+                click.echo(f"note: {note}")
         elif not dry_run:
             click.echo("run `mjvault gc` to reclaim the space")
 

@@ -374,14 +374,11 @@ def remove(vault: Vault, job_ids: Iterable[str]) -> list[str]:
     return removed
 
 
-def note_replaced(vault: Vault, rewritten: dict[str, str]) -> None:
+def note_rewrite(vault: Vault, rewritten: dict[str, str], object_ids: Iterable[str]) -> None:
+    """After ``forget --job``'s rewrite: the snapshots it replaced (for remotes that still
+    hold them) and more files to overwrite (the thumbnails it let go)."""
     listed = read(vault)
     listed.replaced.update(rewritten)
-    write(vault, listed)
-
-
-def add_shred(vault: Vault, object_ids: Iterable[str]) -> None:
-    listed = read(vault)
     listed.shred |= set(object_ids)
     write(vault, listed)
 

@@ -279,9 +279,9 @@ def forget_jobs(
             return report
         report.added = exclusions.add(vault, job_ids, reason, rewrite.objects())
         rewrite.publish(report)
-        if report.rewritten:
-            exclusions.note_replaced(vault, report.rewritten)
-        forget_thumbnails(vault, rewrite.media_ids())
+        thumbs = forget_thumbnails(vault, rewrite.media_ids())
+        if report.rewritten or thumbs:
+            exclusions.note_rewrite(vault, report.rewritten, thumbs)
         new_head = vault.head()
         vault.sync_index(new_head.tree if new_head else None)
     report.views_refreshed = _refresh_views_after(vault, report)
@@ -412,12 +412,12 @@ def without_forgotten(vault: Vault, fetched: list[Snapshot], remote: str) -> lis
     ]
 
 
-def forget_thumbnails(vault: Vault, media_ids: Iterable[str]) -> None:
-    """Drop the gallery's cached thumbnails of forgotten images; their objects, now named by
-    nothing, go at the next gc, overwritten like the images (:func:`exclusions.shred`)."""
+def forget_thumbnails(vault: Vault, media_ids: Iterable[str]) -> set[str]:
+    """Drop the gallery's cached thumbnails of forgotten images; returns the thumbnails'
+    object ids, which nothing names now: the next gc removes (and overwrites) them."""
     ids = sorted(media_ids)
     if not ids or not (vault.path / "cache" / "thumbs.sqlite").exists():
-        return
+        return set()
     from mjvault.find.gallery.thumbs import ThumbCache
 
     thumbs: set[str] = set()
@@ -430,8 +430,7 @@ def forget_thumbnails(vault: Vault, media_ids: Iterable[str]) -> None:
                 if thumb:
                     thumbs.add(thumb)
         cache.commit()
-    if thumbs:
-        exclusions.add_shred(vault, thumbs)
+    return thumbs
 
 
 def _tree_get(vault: Vault, tree: Tree, root: str, job_id: str) -> JobEntry | None:
