@@ -420,3 +420,26 @@ def test_tokens_are_per_vault_and_stable(job_id: str) -> None:
         exclusions.token_of(one, job_id),
         exclusions.token_of(other, job_id),
     )
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_any_damage_to_the_file_is_found(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    with Vault.init(tmp_path_factory.mktemp("v") / "vault") as vault:
+        ids = data.draw(st.sets(st.text(min_size=1, max_size=20), min_size=1, max_size=8))
+        exclusions.add(vault, ids, "job")
+        path = vault.path / exclusions.LIST_FILE
+        good = path.read_bytes()
+        if data.draw(st.booleans()):
+            at = data.draw(st.integers(0, len(good) - 1))
+            bit = data.draw(st.integers(0, 7))
+            bad = good[:at] + bytes([good[at] ^ (1 << bit)]) + good[at + 1 :]
+        else:
+            bad = good[: data.draw(st.integers(0, len(good) - 1))]
+        path.write_bytes(bad)
+        with pytest.raises(exclusions.ListDamaged):
+            exclusions.load(vault)
+        with pytest.raises(exclusions.ListDamaged):
+            exclusions.read(vault)

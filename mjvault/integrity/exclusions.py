@@ -313,8 +313,11 @@ def write(vault: Vault, listed: ForgottenList) -> None:
 
 
 def pending_on(vault_path: Path, remote: str) -> int | None:
-    """How many forgotten jobs remote ``remote`` may still hold, read without keys; None when
-    the vault has no list. Damage is :class:`ListDamaged`."""
+    """How many forgotten jobs remote ``remote`` may still hold, read without keys (for
+    `remote info`, which asks no passphrase); None when the vault has no list. The check is
+    not verified here (in an encrypted vault it needs the key): a count only informs, while
+    every reader that decides what is stored verifies the whole file. Damage to the parts
+    read is :class:`ListDamaged`."""
     path = vault_path / LIST_FILE
     try:
         data = path.read_bytes()
