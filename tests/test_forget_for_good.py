@@ -168,9 +168,14 @@ def snapshot_with(vault: Vault, ids: list[str]) -> None:
             writer.add_job(record_json(job_id, f"prompt {n} fox"), [image])
 
 
+@pytest.mark.parametrize("search", ["walk", "lookup"])
 def test_pull_takes_a_snapshot_without_forgotten_jobs_and_gc_remote_reaches_it(
-    tmp_path: Path, cli: Cli
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch, search: str
 ) -> None:
+    # Whether the pulled snapshot is searched by walking its leaves or by looking up each
+    # forgotten job depends on their sizes: both ways are taken here.
+    ratio = 0 if search == "lookup" else 10**9
+    monkeypatch.setattr("mjvault.integrity.forget.LOOKUPS_PER_WALKED_JOB", ratio)
     spec = RemoteSpec("offsite", normalise_url(str(tmp_path / "remote")))
     with Vault.init(tmp_path / "a") as a:
         snapshot_with(a, ["job-0", "job-1", "job-2"])

@@ -390,19 +390,34 @@ class JobRewrite:
         report.head = vault.refs.head()
 
 
+# A pulled snapshot is searched for forgotten jobs by looking each one up while the list is
+# this many times smaller than the snapshot (a lookup reads a path of nodes), else by one walk
+# of its leaves asking the tokens (~4 µs a job): bounded either way.
+LOOKUPS_PER_WALKED_JOB = 8
+
+
 def without_forgotten(vault: Vault, fetched: list[Snapshot], remote: str) -> list[Snapshot]:
     """After a pull (lock held, markers added): each fetched snapshot that holds a forgotten
     job is rewritten without it as ``forget --job`` would, and ``remote`` is noted as still
     holding those jobs until its next prune. Returns the snapshots as they now are."""
-    if not fetched or not len(exclusions.load(vault)):
+    forgotten = exclusions.load(vault) if fetched else None
+    if not forgotten:
         return fetched
-    listed = exclusions.read(vault)
-    rewrite = JobRewrite(vault, listed.entries, fetched)
-    rewrite.snapshots = sorted(fetched, key=lambda s: (s.time, s.id))
+    ids: list[str] | None = None
+    tree = Tree(vault.store.read, _read_only)
+    found: set[str] = set()
+    for snapshot in fetched:
+        jobs = snapshot.stats.get("jobs")
+        if isinstance(jobs, int) and len(forgotten) * LOOKUPS_PER_WALKED_JOB <= jobs:
+            ids = ids if ids is not None else list(exclusions.read(vault).entries)
+            found |= {j for j in ids if tree.get(snapshot.tree, j) is not None}
+        else:
+            found |= {e.job_id for e in tree.walk(snapshot.tree) if e.job_id in forgotten}
+    if not found:
+        return fetched
+    rewrite = JobRewrite(vault, sorted(found), fetched)
     rewrite.checkpoint = None  # a pull never touches a writer's checkpoint
     rewrite.find()
-    if not rewrite.holding:
-        return fetched
     report = ForgetJobsReport(jobs=sorted(rewrite.found), dry_run=False)
     rewrite.publish(report)
     exclusions.note_pulled(vault, rewrite.found, remote, report.rewritten, rewrite.objects())
@@ -410,6 +425,10 @@ def without_forgotten(vault: Vault, fetched: list[Snapshot], remote: str) -> lis
         decode_manifest(new, vault.store.read(new)) if (new := report.rewritten.get(s.id)) else s
         for s in fetched
     ]
+
+
+def _read_only(_plaintext: bytes) -> str:
+    raise AssertionError("a search of pulled snapshots writes nothing")
 
 
 def forget_thumbnails(vault: Vault, media_ids: Iterable[str]) -> set[str]:
