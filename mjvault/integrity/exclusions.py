@@ -45,6 +45,7 @@ BODY_CONTEXT = b"mjvault forgotten list v1"
 NAMING_CONTEXT = "mjvault v1 forgotten job naming"
 CHECK_CONTEXT = "mjvault v1 forgotten list check"
 _HEADER = struct.Struct(">4sBBI")
+BLOCK = 1 << 20  # read into the check, and overwritten, a block at a time
 
 
 class ListDamaged(IntegrityError):
@@ -235,7 +236,7 @@ def load(vault: Vault) -> Forgotten:
         checker = _checker(keys).update(head).update(tokens)
         left = size - len(head) - len(tokens) - CHECK_SIZE
         while left > 0:
-            block = handle.read(min(left, SHRED_BLOCK))
+            block = handle.read(min(left, BLOCK))
             if not block:
                 raise _damaged(path, "too short")
             checker.update(block)
@@ -433,8 +434,6 @@ def pruned(vault: Vault, remote: str) -> int:
 
 # -- overwriting before unlinking ------------------------------------------------------------
 
-SHRED_BLOCK = 1 << 20
-
 
 def overwrite(path: str | os.PathLike[str]) -> None:
     """Write zeros over a file's bytes in place and fsync them, so that on a file system that
@@ -444,7 +443,7 @@ def overwrite(path: str | os.PathLike[str]) -> None:
     fd = os.open(path, os.O_WRONLY)
     try:
         size = os.fstat(fd).st_size
-        zeros = bytes(min(size, SHRED_BLOCK))
+        zeros = bytes(min(size, BLOCK))
         done = 0
         while done < size:
             done += os.pwrite(fd, zeros[: size - done], done)

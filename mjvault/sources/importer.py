@@ -30,7 +30,6 @@ from typing import Any
 from mjvault.errors import MjvaultError
 from mjvault.index.statcache import IMAGE, RECORD, Row, StatCache, short_key
 from mjvault.integrity import exclusions
-from mjvault.integrity.exclusions import Forgotten
 from mjvault.model import Job, RecordError, job_from_json
 from mjvault.store.codec import media_kind
 from mjvault.vault import Vault
@@ -269,7 +268,7 @@ def _import_group(
     group: _Group,
     report: ImportReport,
     rows: _Rows,
-    forgotten: Forgotten,
+    forgotten: exclusions.Forgotten,
 ) -> None:
     assert group.json_path is not None
     report.records_found += 1
