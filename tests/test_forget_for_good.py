@@ -448,3 +448,71 @@ def test_any_damage_to_the_file_is_found(
             exclusions.load(vault)
         with pytest.raises(exclusions.ListDamaged):
             exclusions.read(vault)
+
+
+OVERWRITING_GC = """
+import sys, time
+from pathlib import Path
+from mjvault import Vault
+from mjvault.integrity import exclusions
+from mjvault.integrity.gc import gc
+
+started = Path(sys.argv[2])
+real = exclusions.overwrite
+def noted(path):  # a pause per file: kills land between and inside the overwrites
+    started.touch()
+    time.sleep(0.02)
+    real(path)
+exclusions.overwrite = noted
+gc(Vault.open(sys.argv[1]), grace_seconds=0)
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_while_gc_overwrites_never_damages_the_vault(tmp_path: Path) -> None:
+    import random
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mjvault.integrity.forget import forget_jobs
+    from mjvault.integrity.gc import gc
+    from mjvault.integrity.verify import verify
+
+    template = tmp_path / "template"
+    with Vault.init(template) as vault:
+        with vault.writer("test") as writer:
+            for n in range(12):
+                image = writer.put_media(png_bytes(n, 4 << 20))  # overwriting takes a while
+                writer.add_job(record_json(f"job-{n}", f"fox {n}"), [image])
+        forget_jobs(vault, [f"job-{n}" for n in range(2, 12)])
+    rng = random.Random(14)
+    work, started = tmp_path / "work", tmp_path / "started"
+    kills = leftovers = 0
+    for _ in range(6):
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.copytree(template, work, symlinks=True)  # copies: every file has one name
+        started.unlink(missing_ok=True)
+        child = subprocess.Popen([sys.executable, "-c", OVERWRITING_GC, str(work), str(started)])
+        while not started.exists() and child.poll() is None:
+            time.sleep(0.001)
+        time.sleep(rng.uniform(0, 0.2))
+        child.send_signal(signal.SIGKILL)
+        kills += child.wait() == -signal.SIGKILL
+        aside = [p for p in (work / "tmp").glob("shred-*")] if (work / "tmp").is_dir() else []
+        seen = [(os.open(p, os.O_RDONLY), p.stat().st_size) for p in aside]
+        leftovers += len(aside)
+        with Vault.open(work) as vault:
+            assert verify(vault, read_data=True).ok
+            assert {e.job_id for e in vault.entries()} == {"job-0", "job-1"}
+            report = gc(vault, grace_seconds=0)
+            for fd, size in seen:  # what the killed gc left aside was overwritten now
+                assert os.pread(fd, size + 1, 0) == bytes(size)
+                os.close(fd)
+            assert not report.notes or "overwrote" in report.notes[0]
+            assert not vault.store.tmp_dir.exists() or not any(vault.store.tmp_dir.iterdir())
+            assert exclusions.read(vault).shred == set()
+            assert verify(vault, read_data=True).ok
+    assert kills >= 3 and leftovers  # the kills landed while gc overwrote, not after
