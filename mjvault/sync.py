@@ -266,7 +266,6 @@ def sync(
     # newest it knows: a run that was interrupted or filtered may have stored newer jobs and
     # left a gap below them, so it marks a gap that only a complete, unfiltered run closes.
     incremental = history_complete and not account.get("gap") and not options.full
-    forgotten = exclusions.load(vault)  # a damaged list stops the sync before it starts
     if options.dry_run:
         _dry_run(vault, client, options, report, incremental)
         report.seconds = time.monotonic() - started
@@ -294,6 +293,8 @@ def sync(
         state.update(key, retry=pending)
 
     try:
+        # Read under the lock: a forget that ran before this sync took it is honoured.
+        forgotten = exclusions.load(vault)
         stop = None
         if incremental:
             stop = stop_after_known(

@@ -258,7 +258,9 @@ def test_a_damaged_list_is_one_line_never_an_empty_list(
     )
     for key, value in cli_env(server).items():
         monkeypatch.setenv(key, value)
-    for args in (("sync", "--full"), ("forget", "--list"), ("forget", "--undo", gone)):
+    archive = str(write_archive(tmp_path / "archive", ["job-x"]))
+    commands = [("sync", "--full"), ("import", archive), ("forget", "--list")]
+    for args in (*commands, ("forget", "--undo", gone), ("gc", "--grace", "0")):
         out = cli(path, *args)
         lines = [line for line in out.err.splitlines() if line.strip()]
         assert out.code == 3, (args, out.err)

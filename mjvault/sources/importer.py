@@ -196,8 +196,9 @@ def import_archive(
     if not root.is_dir():
         raise MjvaultError(f"{root} is not a directory")
     report = ImportReport(source=f"import:{root.resolve()}")
-    forgotten = exclusions.load(vault)
     with vault.writer(report.source, **writer_options) as writer:
+        # Read under the lock: a forget that ran before this import took it is honoured.
+        forgotten = exclusions.load(vault)
         rows = _Rows(writer, stat_cache)
         finished = False
         try:
