@@ -32,6 +32,7 @@ from typing import Any
 
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CdnRefused, DownloadError, Interrupted, MjvaultError, SourceError
+from mjvault.integrity import exclusions
 from mjvault.model import Job, MediaRef, RecordError
 from mjvault.sources.midjourney import (
     ListedJob,
@@ -95,6 +96,7 @@ class SyncReport:
     jobs_updated: int = 0
     jobs_unchanged: int = 0
     jobs_skipped: int = 0  # records that are not usable jobs
+    jobs_forgotten: int = 0  # listed jobs on the list of forgotten jobs: never stored
     # Records the source got wrong: the skipped ones above, and jobs kept whose claims were
     # bounded (a batch_size no job can have). ``malformed`` describes the first few.
     records_malformed: int = 0
@@ -290,9 +292,13 @@ def sync(
         state.update(key, retry=pending)
 
     try:
+        # Read under the lock: a forget that ran before this sync took it is honoured.
+        forgotten = exclusions.load(vault)
         stop = None
         if incremental:
-            stop = stop_after_known(lambda job_id: writer.current(job_id) is not None, KNOWN_RUN)
+            stop = stop_after_known(
+                lambda job_id: writer.current(job_id) is not None or job_id in forgotten, KNOWN_RUN
+            )
         listing = client.list_jobs(
             stop=stop,
             job_type=options.job_type,
@@ -305,7 +311,8 @@ def sync(
         writer.source = report.source = f"midjourney:{listing.generation}:{client.settings.user_id}"
         listed_ids: set[str] = set()
         shared = _SharedFiles()
-        planned = _plan(listing, writer, options, report, retry, listed_ids, shared, on_job)
+        unforgotten = forgotten.skip(listing, exclusions.counted(report))
+        planned = _plan(unforgotten, writer, options, report, retry, listed_ids, shared, on_job)
         if not options.filtered:
             planned = itertools.chain(planned, _plan_retries(vault, writer, retry, listed_ids))
         listing_failed: list[SourceError] = []
@@ -667,7 +674,7 @@ def _dry_run(
         stop=stop, job_type=options.job_type, since=options.since, until=options.until
     )
     report.generation = listing.generation
-    for listed in listing:
+    for listed in exclusions.load(vault).skip(listing, exclusions.counted(report)):
         report.jobs_listed += 1
         if known(listed.id):
             report.jobs_unchanged += 1

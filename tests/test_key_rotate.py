@@ -127,9 +127,11 @@ def test_a_kept_old_key_file_opens_nothing(tmp_path: Path) -> None:
                 vault.store.read(object_id)
 
 
-def test_sealed_documents_are_sealed_again_and_open_after(tmp_path: Path) -> None:
-    """The sync state is sealed with the text key, which a rotation replaces: left as it was,
-    the next sync would find no state and read the whole listing again."""
+def test_sealed_documents_and_the_forgotten_list_are_sealed_again(tmp_path: Path) -> None:
+    """The sync state and the list of forgotten jobs are sealed with the text key, which a
+    rotation replaces: left as they were, the next sync would find no state and read the whole
+    listing again, and the list would be damaged."""
+    from mjvault.integrity import exclusions
     from mjvault.store import sealeddoc
 
     root = tmp_path / "vault"
@@ -137,13 +139,15 @@ def test_sealed_documents_are_sealed_again_and_open_after(tmp_path: Path) -> Non
     doc = {"http://127.0.0.1|user-id-in-the-state": {"history_complete": True}}
     with Vault.open(root, passphrase=PASSPHRASE) as vault:
         sealeddoc.write(root, "state/sync.json", doc, vault.store.keys)
+        exclusions.add(vault, ["job-00001"], reason="test")
     before = (root / "state" / "sync.json").read_bytes()
     report = rotate(root, PASSPHRASE, kdf=CHEAP_KDF)
-    assert report.documents_resealed == 1
+    assert report.documents_resealed == 2
     assert (root / "state" / "sync.json").read_bytes() != before
     with Vault.open(root, passphrase=PASSPHRASE) as vault:
         assert sealeddoc.read(root, "state/sync.json", vault.store.keys) == doc
-        assert sealeddoc.read(root, "state/sync.json", vault.store.keys.without_retired()) == doc
+        assert list(exclusions.read(vault).entries) == ["job-00001"]
+        assert "job-00001" in exclusions.load(vault)
 
 
 def test_damage_stops_the_rotation_before_any_key_goes(tmp_path: Path) -> None:

@@ -33,6 +33,15 @@ force_option = click.option(
     is_flag=True,
     help="Drop snapshots even when no remote holds them (see `mjvault remote info`).",
 )
+# On by default: only forgotten jobs' files are overwritten, a few per job, and whoever forgot
+# them asked for them to be gone. Where overwriting reaches nothing (SSDs, copy-on-write file
+# systems) it costs a write and is harmless.
+overwrite_option = click.option(
+    "--overwrite/--no-overwrite",
+    default=True,
+    show_default=True,
+    help="Overwrite forgotten jobs' files before unlinking them (see `mjvault forget`).",
+)
 
 
 @contextlib.contextmanager
@@ -92,6 +101,7 @@ Examples:
     help="Collect remote NAME's garbage instead of the vault's (its own snapshots decide).",
 )
 @force_option
+@overwrite_option
 @pass_app
 def gc_command(
     app: AppContext,
@@ -100,6 +110,7 @@ def gc_command(
     wait: bool,
     remote_name: str | None,
     force: bool,
+    overwrite: bool,
 ) -> None:
     """Remove objects no snapshot, unfinished sync or view refers to.
 
@@ -126,6 +137,7 @@ def gc_command(
             on_object=lambda: bar.update(1),
             auto_pack_after=app.config.pack.auto_after,
             force=force,
+            overwrite=overwrite,
         )
 
     def human() -> None:
@@ -238,6 +250,9 @@ Examples:
   mjvault forget --keep-last 5 --prune          forget, then gc
   mjvault forget 3f2a9c01                        forget one snapshot by id
   mjvault forget --job 012e8f80-7e9b-48fe-8839-37a5b61a14aa --prune
+  mjvault forget --search 'user:someone since:2024' --dry-run   how many would go
+  mjvault forget --list                          the forgotten jobs, kept out of every sync
+  mjvault forget --undo 012e8f80-7e9b-48fe-8839-37a5b61a14aa    let the next sync bring it back
   mjvault forget --remote nas --keep-last 30 --prune   on remote nas, then gc there
 """,
 )
@@ -248,7 +263,20 @@ Examples:
 @click.option("--keep-weekly", type=click.IntRange(min=0), help="Keep the newest of N weeks.")
 @click.option("--keep-monthly", type=click.IntRange(min=0), help="Keep the newest of N months.")
 @click.option("--keep-yearly", type=click.IntRange(min=0), help="Keep the newest of N years.")
-@click.option("--job", "job_ids", multiple=True, metavar="JOB_ID", help="Remove a job everywhere.")
+@click.option(
+    "--job", "job_ids", multiple=True, metavar="JOB_ID", help="Remove a job everywhere, for good."
+)
+@click.option(
+    "--search",
+    "search_query",
+    metavar="QUERY",
+    help="Remove, for good, every job a search (`mjvault search QUERY`) finds.",
+)
+@click.option(
+    "--undo", "undo_ids", multiple=True, metavar="JOB_ID", help="Take a job off the forgotten list."
+)
+@click.option("--list", "list_forgotten", is_flag=True, help="Show the forgotten jobs.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
 @click.option("--dry-run", is_flag=True, help="Show what would be forgotten; change nothing.")
 @click.option("--prune", is_flag=True, help="Run gc afterwards to reclaim the space.")
 @click.option("--grace", default="1h", show_default=True, metavar="DURATION", help="gc grace.")
@@ -260,6 +288,7 @@ Examples:
     help="Forget remote NAME's snapshots instead of the vault's (never its newest).",
 )
 @force_option
+@overwrite_option
 @pass_app
 def forget_command(
     app: AppContext,
@@ -271,19 +300,28 @@ def forget_command(
     keep_monthly: int | None,
     keep_yearly: int | None,
     job_ids: tuple[str, ...],
+    search_query: str | None,
+    undo_ids: tuple[str, ...],
+    list_forgotten: bool,
+    yes: bool,
     dry_run: bool,
     prune: bool,
     grace: str,
     wait: bool,
     remote_name: str | None,
     force: bool,
+    overwrite: bool,
 ) -> None:
     """Forget snapshots by a keep policy or by id, or remove jobs from every snapshot.
 
-    HEAD's snapshot is never forgotten. `--job` rewrites every snapshot holding the job
-    without it and refreshes views; `--prune` then removes its objects. With `--job`, every
+    HEAD's snapshot is never forgotten. `--job` (or `--search`) puts the jobs on the
+    vault's list of forgotten jobs, which no later sync, import or pull stores again, and
+    rewrites every snapshot holding them without them; views, the index and the gallery's
+    thumbnails follow, and `--prune` then removes (and overwrites) their files. Every
     configured remote gets the rewritten snapshots and loses the old ones (its next
-    `gc --remote` removes the job); a remote that cannot be reached is named (exit 4).
+    `gc --remote` removes the jobs); a remote that cannot be reached is named (exit 4).
+    On a terminal the jobs are counted and confirmation asked (`--yes` skips it); elsewhere
+    `--search` needs `--yes`. `--undo` takes a job off the list, `--list` shows it.
     Files in quarantine/ are not affected. `--remote NAME` forgets a remote's snapshots.
     """
     from mjvault.errors import UsageError
@@ -302,15 +340,31 @@ def forget_command(
         monthly=keep_monthly,
         yearly=keep_yearly,
     )
-    modes = sum((bool(job_ids), bool(snapshot_ids), not policy.empty))
+    modes = sum(
+        (
+            bool(job_ids),
+            bool(snapshot_ids),
+            not policy.empty,
+            search_query is not None,
+            bool(undo_ids),
+            list_forgotten,
+        )
+    )
     if modes != 1:
-        raise UsageError("give exactly one of: --keep-* options, snapshot ids, or --job JOB_ID")
+        raise UsageError(
+            "give exactly one of: --keep-* options, snapshot ids, --job, --search, --undo or --list"
+        )
     grace_seconds = parse_duration(grace)
     vault = app.open_vault()
+    if list_forgotten or undo_ids:
+        if remote_name is not None:
+            raise UsageError("--list and --undo are for the vault's own list, not --remote")
+        _forgotten_list(app, vault, undo_ids, dry_run, wait)
+        return
     if remote_name is not None:
-        if job_ids:
+        if job_ids or search_query is not None:
             raise UsageError(
-                "--job is not for --remote",
+                "--job and --search are not for --remote",
                 hint="`mjvault forget --job ID` without --remote forgets it in the vault and "
                 "on every remote",
             )
@@ -326,9 +380,21 @@ def forget_command(
         return
     job_report = snap_report = swept = None
     remotes: list[Any] = []
-    if job_ids:
-        job_report = forget_jobs(vault, list(job_ids), dry_run=dry_run, wait=_wait_seconds(wait))
-        data = job_report.to_json()
+    if search_query is not None or job_ids:
+        reason = "job" if job_ids else f"search: {search_query}"
+        chosen = list(job_ids) if job_ids else _search_ids(vault, search_query or "")
+        if not chosen:
+            app.emit(
+                {"jobs": [], "dry_run": dry_run, "matched": 0},
+                lambda: click.echo("no job matches: nothing forgotten"),
+            )
+            return
+        if not dry_run:
+            _confirm(app, chosen, yes, searched=search_query is not None)
+        job_report = forget_jobs(
+            vault, chosen, dry_run=dry_run, wait=_wait_seconds(wait), reason=reason
+        )
+        data = job_report.to_json() | {"matched": len(chosen)}
         if not dry_run and job_report.rewritten:
             from mjvault.cli.passphrase import passphrase_source
             from mjvault.remotes.prune import forget_rewritten_on_remotes
@@ -356,15 +422,31 @@ def forget_command(
                 wait=_wait_seconds(wait),
                 auto_pack_after=app.config.pack.auto_after,
                 force=force,
+                overwrite=overwrite,
             )
         data["gc"] = swept.to_json()
 
     def human() -> None:
         verb = "would" if dry_run else "did"
         if job_report is not None:
+            count = len(job_report.jobs)
+            named = ", ".join(job_report.jobs[:3]) + (f" and {count - 3} more" if count > 3 else "")
             click.echo(
-                f"{verb} rewrite {len(job_report.rewritten)} snapshots without "
-                f"{', '.join(job_ids)}"
+                f"{'would forget' if dry_run else 'forgot'} {count} jobs for good"
+                + (
+                    f" ({len(job_report.already_forgotten)} already forgotten)"
+                    if job_report.already_forgotten
+                    else ""
+                )
+                + "; no later sync, import or pull stores them again"
+            )
+            if dry_run:
+                for job_id in job_report.jobs[:MAX_IDS_SHOWN]:
+                    click.echo(f"  {job_id}")
+                if count > MAX_IDS_SHOWN:
+                    click.echo(f"  … and {count - MAX_IDS_SHOWN} more (--json lists all)")
+            click.echo(
+                f"{verb} rewrite {len(job_report.rewritten)} snapshots without {named}"
                 + (
                     " and the unfinished sync's checkpoint"
                     if job_report.checkpoint_rewritten
@@ -389,6 +471,8 @@ def forget_command(
             _echo_copies(guard.to_json() if guard else None, "forget", dry_run)
         if swept is not None:
             click.echo(f"gc removed {swept.removed} objects, {swept.removed_bytes / 1e6:.1f} MB")
+            for note in swept.notes:
+                click.echo(f"note: {note}")
         elif not dry_run:
             click.echo("run `mjvault gc` to reclaim the space")
 
@@ -397,6 +481,83 @@ def forget_command(
     if unreached:
         click.echo(f"the job is still on: {', '.join(unreached)}", err=True)
         sys.exit(EXIT_PARTIAL)
+
+
+def _search_ids(vault: Any, query: str) -> list[str]:
+    from mjvault.index.query import parse_query
+    from mjvault.index.search import iter_search
+
+    if not query.strip():
+        from mjvault.errors import UsageError
+
+        raise UsageError("--search needs a query", hint="as `mjvault search` takes it")
+    return list(iter_search(vault.index, parse_query(query)))
+
+
+def _on_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def _confirm(app: AppContext, job_ids: list[str], yes: bool, *, searched: bool) -> None:
+    """Forgetting is for good: on a terminal, say how many and ask; a search off a terminal
+    needs --yes (a script's query is not to take jobs nobody counted)."""
+    from mjvault.errors import UsageError
+
+    if yes:
+        return
+    if not _on_terminal():
+        if searched:
+            raise UsageError(
+                f"--search matched {len(job_ids)} jobs: add --yes to forget them for good",
+                hint="--dry-run lists them",
+            )
+        return
+    for job_id in job_ids[:MAX_IDS_SHOWN]:
+        click.echo(f"  {job_id}", err=True)
+    if len(job_ids) > MAX_IDS_SHOWN:
+        click.echo(f"  … and {len(job_ids) - MAX_IDS_SHOWN} more", err=True)
+    if not click.confirm(
+        f"Forget {len(job_ids)} jobs for good (no sync, import or pull brings them back)?",
+        default=False,
+        err=True,
+    ):
+        raise UsageError("nothing forgotten")
+
+
+def _forgotten_list(
+    app: AppContext, vault: Any, undo_ids: tuple[str, ...], dry_run: bool, wait: bool
+) -> None:
+    from mjvault.errors import JobNotFound
+    from mjvault.integrity import exclusions
+    from mjvault.integrity.gc import acquire_lock
+
+    if not undo_ids:
+        listed = exclusions.read(vault)
+        entries = sorted(listed.entries.values(), key=lambda e: (e.added, e.id))
+
+        def human() -> None:
+            for entry in entries:
+                pending = f"  still on: {', '.join(entry.pending)}" if entry.pending else ""
+                click.echo(f"{entry.id}  {entry.added}  {entry.reason}{pending}")
+            click.echo(f"{len(entries)} forgotten jobs")
+
+        app.emit({"count": len(entries), "jobs": [e.to_json() for e in entries]}, human)
+        return
+    with acquire_lock(vault, _wait_seconds(wait), "mjvault forget --undo"):
+        listed = exclusions.read(vault)
+        missing = [j for j in undo_ids if j not in listed.entries]
+        if missing:
+            raise JobNotFound(f"not on the list of forgotten jobs: {', '.join(missing)}")
+        removed = list(undo_ids) if dry_run else exclusions.remove(vault, undo_ids)
+
+    def said() -> None:
+        verb = "would take" if dry_run else "took"
+        click.echo(
+            f"{verb} {len(removed)} jobs off the list of forgotten jobs; the next "
+            "`mjvault sync --full` (or import, or pull) may store them again"
+        )
+
+    app.emit({"undone": removed, "dry_run": dry_run}, said)
 
 
 def _print_decisions(report: Any, verb: str) -> None:

@@ -65,6 +65,8 @@ def import_command(app: AppContext, directory: Path) -> None:
             )
         if report.records_repeated:
             click.echo(f"{report.records_repeated} records were copies of one already read")
+        if report.jobs_forgotten:
+            click.echo(f"{report.jobs_forgotten} forgotten jobs skipped")
         click.echo(
             f"snapshot {report.snapshot[:12]}"
             if report.snapshot

@@ -211,6 +211,11 @@ def remote_info_command(app: AppContext, name: str) -> None:
                 f"  holds {found.local_snapshots_held} of this vault's "
                 f"{found.local_snapshots} snapshots (as of {found.seen})"
             )
+        if found.forgotten_pending:
+            click.echo(
+                f"  may still hold {found.forgotten_pending} forgotten jobs: "
+                f"`mjvault gc --remote {name}` removes them"
+            )
 
     app.emit(found.to_json(), human)
 

@@ -135,6 +135,8 @@ def sync_command(
             f"{report.jobs_unchanged} unchanged ({report.jobs_listed} listed, "
             f"{report.listing_pages} listing pages, API {report.generation})"
         )
+        if report.jobs_forgotten:
+            click.echo(f"{report.jobs_forgotten} forgotten jobs skipped")
         videos = f" ({report.videos_downloaded} videos)" if report.videos_downloaded else ""
         click.echo(
             f"images: {report.images_downloaded} downloaded{videos}, "

@@ -30,7 +30,7 @@ from mjvault.errors import (
     ObjectNotFound,
     UsageError,
 )
-from mjvault.integrity import copies
+from mjvault.integrity import copies, exclusions
 from mjvault.integrity.gc import acquire_lock
 from mjvault.snapshots import Snapshot, decode_manifest, encode_manifest
 from mjvault.store.fsutil import atomic_write
@@ -234,6 +234,8 @@ class ForgetJobsReport:
     checkpoint_rewritten: bool = False
     views_refreshed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)  # newly on the list of forgotten jobs
+    already_forgotten: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -245,28 +247,104 @@ def forget_jobs(
     *,
     dry_run: bool = False,
     wait: float | None = None,
+    reason: str = "job",
 ) -> ForgetJobsReport:
-    """Remove ``job_ids`` from every snapshot (and checkpoint, index and views)."""
+    """Add ``job_ids`` to the list of forgotten jobs (:mod:`.exclusions`), then remove them
+    from every snapshot (and checkpoint, index and views).
+
+    The list is written first, under the lock: a forget killed after it leaves the jobs kept
+    out of every later sync, import and pull, and running it again finishes the rewrite. A
+    job no snapshot holds is an error, on the list or not.
+    """
     if not job_ids:
         raise UsageError("no job id given")
     report = ForgetJobsReport(jobs=list(job_ids), dry_run=dry_run)
     with acquire_lock(vault, wait, "mjvault forget --job"):
-        batch = vault.store.batch()
-        tree = Tree(batch.read, batch.put)
-        removal: dict[str, JobEntry | None] = dict.fromkeys(job_ids)
+        listed = exclusions.read(vault)
+        already = [j for j in job_ids if j in listed.entries]
+        rewrite = JobRewrite(vault, job_ids)
+        rewrite.find()
+        missing = [j for j in job_ids if j not in rewrite.found]
+        if missing and not rewrite.checkpoint_holds:
+            raise JobNotFound(
+                f"no snapshot holds job {', '.join(missing)}",
+                hint="already forgotten: see `mjvault forget --list`"
+                if set(missing) <= set(already)
+                else None,
+            )
+        report.already_forgotten = already
+        if dry_run:
+            report.rewritten = dict.fromkeys(rewrite.holding, "(dry run)")
+            report.checkpoint_rewritten = rewrite.checkpoint_holds
+            return report
+        report.added = exclusions.add(vault, job_ids, reason, rewrite.objects())
+        rewrite.publish(report)
+        thumbs = forget_thumbnails(vault, rewrite.media_ids())
+        if report.rewritten or thumbs:
+            exclusions.note_rewrite(vault, report.rewritten, thumbs)
+        new_head = vault.head()
+        vault.sync_index(new_head.tree if new_head else None)
+    report.views_refreshed = _refresh_views_after(vault, report)
+    return report
+
+
+class JobRewrite:
+    """Snapshots (and the checkpoint) rewritten without some jobs, lock held by the caller."""
+
+    def __init__(
+        self, vault: Vault, job_ids: Iterable[str], snapshots: Iterable[Snapshot] | None = None
+    ) -> None:
+        self.vault = vault
+        self.job_ids = list(job_ids)
+        self.batch = vault.store.batch()
+        self.tree = Tree(self.batch.read, self.batch.put)
+        self.removal: dict[str, JobEntry | None] = dict.fromkeys(self.job_ids)
         # Oldest first, so a rewritten snapshot's parent can point at its parent's rewrite.
-        snapshots = sorted(vault.snapshots(), key=lambda s: (s.time, s.id))
-        found: set[str] = set()
+        chosen = vault.snapshots() if snapshots is None else list(snapshots)
+        self.snapshots = sorted(chosen, key=lambda s: (s.time, s.id))
+        self.holding: dict[str, list[JobEntry]] = {}  # snapshot id -> entries it holds
+        self.found: set[str] = set()
+        self.checkpoint = _read_checkpoint(vault)
+        self.checkpoint_holds = False
+
+    def find(self) -> None:
+        for snapshot in self.snapshots:
+            held = [
+                e for e in (self.tree.get(snapshot.tree, j) for j in self.job_ids) if e is not None
+            ]
+            if held:
+                self.holding[snapshot.id] = held
+                self.found |= {e.job_id for e in held}
+        tree = self.checkpoint.get("tree") if self.checkpoint else None
+        if isinstance(tree, str):
+            held = [e for j in self.job_ids if (e := _tree_get(self.vault, self.tree, tree, j))]
+            self.checkpoint_holds = bool(held)
+            self._checkpoint_entries = held
+
+    def objects(self) -> set[str]:
+        """Records and media of the jobs found: gc overwrites them as it removes them."""
+        out: set[str] = set()
+        for entries in (*self.holding.values(), getattr(self, "_checkpoint_entries", [])):
+            for entry in entries:
+                out.add(entry.record)
+                out.update(i for i in entry.images if i is not None)
+        return out
+
+    def media_ids(self) -> set[str]:
+        out: set[str] = set()
+        for entries in self.holding.values():
+            for entry in entries:
+                out.update(i for i in entry.images if i is not None)
+        return out
+
+    def publish(self, report: ForgetJobsReport) -> None:
+        vault, tree, batch = self.vault, self.tree, self.batch
         new_manifests: list[tuple[Snapshot, str]] = []
-        for snapshot in snapshots:
-            held = [e for e in (tree.get(snapshot.tree, j) for j in job_ids) if e is not None]
+        for snapshot in self.snapshots:
+            held = self.holding.get(snapshot.id)
             if not held:
                 continue
-            found |= {e.job_id for e in held}
-            if dry_run:
-                report.rewritten[snapshot.id] = "(dry run)"
-                continue
-            new_root = tree.apply(snapshot.tree, removal)
+            new_root = tree.apply(snapshot.tree, self.removal)
             stats = dict(snapshot.stats)
             stats["jobs"] = stats.get("jobs", 0) - len(held)
             stats["images"] = stats.get("images", 0) - sum(
@@ -286,20 +364,11 @@ def forget_jobs(
             new_id = batch.put(manifest, loose=True)
             report.rewritten[snapshot.id] = new_id
             new_manifests.append((snapshot, new_id))
-        missing = [j for j in job_ids if j not in found]
-        checkpoint = _read_checkpoint(vault)
+        checkpoint = self.checkpoint
         checkpoint_tree = checkpoint.get("tree") if checkpoint else None
-        checkpoint_holds = isinstance(checkpoint_tree, str) and any(
-            _tree_holds(vault, tree, checkpoint_tree, j) for j in job_ids
-        )
-        if missing and not checkpoint_holds:
-            raise JobNotFound(f"no snapshot holds job {', '.join(missing)}")
-        if dry_run:
-            report.checkpoint_rewritten = checkpoint_holds
-            return report
-        if checkpoint and checkpoint_holds:
+        if checkpoint and self.checkpoint_holds:
             assert isinstance(checkpoint_tree, str)
-            checkpoint["tree"] = tree.apply(checkpoint_tree, removal)
+            checkpoint["tree"] = tree.apply(checkpoint_tree, self.removal)
         # Publish in the writer's order: objects durable, new markers, HEAD, then old markers.
         batch.flush()
         for _, new_id in new_manifests:
@@ -315,20 +384,78 @@ def forget_jobs(
             base = checkpoint.get("base")
             if isinstance(base, str) and base in report.rewritten:
                 checkpoint["base"] = report.rewritten[base]
-            if checkpoint_holds or checkpoint.get("base") != base:
+            if self.checkpoint_holds or checkpoint.get("base") != base:
                 atomic_write(vault.refs.dir / CHECKPOINT_FILE, json.dumps(checkpoint).encode())
                 report.checkpoint_rewritten = True
         report.head = vault.refs.head()
-        new_head = vault.head()
-        vault.sync_index(new_head.tree if new_head else None)
-    report.views_refreshed = _refresh_views_after(vault, report)
-    return report
 
 
-def _tree_holds(vault: Vault, tree: Tree, root: str, job_id: str) -> bool:
+# A pulled snapshot is searched for forgotten jobs by looking each one up while the list is
+# this many times smaller than the snapshot (a lookup reads a path of nodes), else by one walk
+# of its leaves asking the tokens (~4 µs a job): bounded either way.
+LOOKUPS_PER_WALKED_JOB = 8
+
+
+def without_forgotten(vault: Vault, fetched: list[Snapshot], remote: str) -> list[Snapshot]:
+    """After a pull (lock held, markers added): each fetched snapshot that holds a forgotten
+    job is rewritten without it as ``forget --job`` would, and ``remote`` is noted as still
+    holding those jobs until its next prune. Returns the snapshots as they now are."""
+    forgotten = exclusions.load(vault) if fetched else None
+    if not forgotten:
+        return fetched
+    ids: list[str] | None = None
+    tree = Tree(vault.store.read, _read_only)
+    found: set[str] = set()
+    for snapshot in fetched:
+        jobs = snapshot.stats.get("jobs")
+        if isinstance(jobs, int) and len(forgotten) * LOOKUPS_PER_WALKED_JOB <= jobs:
+            ids = ids if ids is not None else list(exclusions.read(vault).entries)
+            found |= {j for j in ids if tree.get(snapshot.tree, j) is not None}
+        else:
+            found |= {e.job_id for e in tree.walk(snapshot.tree) if e.job_id in forgotten}
+    if not found:
+        return fetched
+    rewrite = JobRewrite(vault, sorted(found), fetched)
+    rewrite.checkpoint = None  # a pull never touches a writer's checkpoint
+    rewrite.find()
+    report = ForgetJobsReport(jobs=sorted(rewrite.found), dry_run=False)
+    rewrite.publish(report)
+    exclusions.note_pulled(vault, rewrite.found, remote, report.rewritten, rewrite.objects())
+    return [
+        decode_manifest(new, vault.store.read(new)) if (new := report.rewritten.get(s.id)) else s
+        for s in fetched
+    ]
+
+
+def _read_only(_plaintext: bytes) -> str:
+    raise AssertionError("a search of pulled snapshots writes nothing")
+
+
+def forget_thumbnails(vault: Vault, media_ids: Iterable[str]) -> set[str]:
+    """Drop the gallery's cached thumbnails of forgotten images; returns the thumbnails'
+    object ids, which nothing names now: the next gc removes (and overwrites) them."""
+    ids = sorted(media_ids)
+    if not ids or not (vault.path / "cache" / "thumbs.sqlite").exists():
+        return set()
+    from mjvault.find.gallery.thumbs import ThumbCache
+
+    thumbs: set[str] = set()
+    with ThumbCache(vault.path) as cache:
+        for source in ids:
+            for size, thumb in cache.db.execute(
+                "SELECT size, thumb FROM thumbs WHERE source = ?", (source,)
+            ).fetchall():
+                cache.forget(source, size)
+                if thumb:
+                    thumbs.add(thumb)
+        cache.commit()
+    return thumbs
+
+
+def _tree_get(vault: Vault, tree: Tree, root: str, job_id: str) -> JobEntry | None:
     if not vault.store.exists(root):
-        return False
-    return tree.get(root, job_id) is not None
+        return None
+    return tree.get(root, job_id)
 
 
 def _read_checkpoint(vault: Vault) -> dict[str, Any] | None:

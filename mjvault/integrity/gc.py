@@ -39,7 +39,7 @@ from mjvault.errors import (
     UsageError,
     VaultLocked,
 )
-from mjvault.integrity import copies
+from mjvault.integrity import copies, exclusions
 from mjvault.integrity.reachability import Marks, mark_reachable
 from mjvault.lock import WriteLock
 from mjvault.store.packfile import read_trailer_of
@@ -129,11 +129,13 @@ def gc(
     now: float | None = None,
     auto_pack_after: int = 0,
     force: bool = False,
+    overwrite: bool = True,
 ) -> GcReport:
     """Remove unreferenced objects older than ``grace_seconds``; see the module docstring.
 
     Refuses (:class:`~mjvault.integrity.copies.NotOffsite`) to delete the manifest of a
-    forgotten snapshot that no remote holds, unless ``force``.
+    forgotten snapshot that no remote holds, unless ``force``. With ``overwrite``, the files
+    of forgotten jobs are overwritten before they are unlinked (:mod:`.exclusions`).
     """
     if grace_seconds < 0:
         raise UsageError("the grace period cannot be negative")
@@ -144,6 +146,8 @@ def gc(
             report.notes.append(f"the lock note was not written ({lock.note_error}); gc went on")
         # First, and whatever their age: on a full disk they may be the space gc needs, and
         # holding the lock proves no live writer owns them.
+        if not dry_run:  # a gc killed while overwriting left the file in tmp/: finish it
+            exclusions.overwrite_leftovers(vault)
         temp = remove_stale_temp_files(vault.path, dry_run=dry_run)
         report.temp_files_removed, report.temp_bytes_removed = temp.files, temp.bytes
         marks, marked = mark_reachable(vault)
@@ -159,8 +163,9 @@ def gc(
         copies.enforce(vault, found, "gc", force=force, dry_run=dry_run)
         report.copies = found.to_json() if found is not None else None
         plan = _plan_packs(vault, marks, cutoff, auto_pack_after, report, on_object)
+        shredder = exclusions.Shredder(vault, overwrite and not dry_run)
         if not dry_run:
-            _repack(vault, marks, plan, report)
+            _repack(vault, marks, plan, report, shredder)
         for object_id, path in _object_files(vault):
             report.objects_seen += 1
             if on_object:
@@ -179,7 +184,7 @@ def gc(
                 continue
             if not dry_run:
                 try:
-                    os.unlink(path)
+                    shredder.remove(object_id, path)
                 except FileNotFoundError:
                     continue
             report.removed += 1
@@ -188,6 +193,8 @@ def gc(
                 report.removed_ids.append(object_id)
         if not dry_run:
             copies.tidy_released(vault)
+            shredder.finish(vault.store.exists)
+            report.notes.extend(shredder.notes())
     report.seconds = time.monotonic() - started
     return report
 
@@ -272,12 +279,21 @@ def _plan_packs(
     return plan
 
 
-def _repack(vault: Vault, marks: Marks, plan: PackPlan, report: GcReport) -> None:
-    """Each planned pack's kept objects into new packs, then the old pack removed."""
+def _repack(
+    vault: Vault,
+    marks: Marks,
+    plan: PackPlan,
+    report: GcReport,
+    shredder: exclusions.Shredder | None = None,
+) -> None:
+    """Each planned pack's kept objects into new packs, then the old pack removed (overwritten
+    first when it holds a forgotten job's record)."""
     if not plan.rewrite:
         return
     store = vault.store
     repacker = Repacker(store)
+    if shredder is not None and shredder.ids:
+        repacker.before_unlink = shredder.pack_hook()
     try:
         for name, old in plan.rewrite:
             # Streamed into the repacker: a pack's plaintexts are never all held twice.

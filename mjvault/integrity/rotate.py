@@ -36,6 +36,7 @@ from typing import Any
 import blake3
 
 from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, VaultNotFound
+from mjvault.integrity import exclusions
 from mjvault.lock import WriteLock
 from mjvault.store import sealeddoc
 from mjvault.store.crypto import (
@@ -473,6 +474,11 @@ def _finish(vault: Vault, journal: dict[str, Any], report: RotateReport) -> None
     # Sealed documents (sync state) open under either secret until the journal goes; after,
     # only under the new one.
     report.documents_resealed = sealeddoc.reseal_all(vault.path, keys)
+    if exclusions.exists(vault):
+        # The list's tokens and check use the naming secret and stay; its body is sealed
+        # with the text key.
+        exclusions.write(vault, exclusions.read(vault))
+        report.documents_resealed += 1
     _rebuild_index(vault)
     keys_dir = vault.path / "keys"
     new_id = store_keyfile(keys_dir, journal["key"])

@@ -545,15 +545,36 @@ def gc_named_remote(
     dry_run: bool = False,
     progress: ProgressFn | None = None,
 ) -> RemoteGcReport:
-    """``mjvault gc --remote NAME``: :func:`gc_remote` on one of the vault's remotes."""
+    """``mjvault gc --remote NAME``: :func:`gc_remote` on one of the vault's remotes.
+
+    When the list of forgotten jobs says the remote may still hold some, the remote is first
+    given the vault's rewrites of the snapshots that held them and loses its markers of the
+    old ones (what ``forget --job`` does when it reaches the remote); a gc that then sweeps
+    to the end, keeping no young or damaged object, leaves none pending there.
+    """
+    from mjvault.integrity import exclusions
+
+    pending = exclusions.pending_on(vault.path, name)
     with connect(vault, load_spec(vault.path, name), passphrase=passphrase) as link:
-        return gc_remote(
+        if pending and not dry_run:
+            _forget_replaced(vault, link, exclusions.read(vault).replaced)
+        report = gc_remote(
             link,
             grace_seconds=grace_seconds,
             dry_run=dry_run,
             scratch_dir=state_dir(vault.path, name),
             progress=progress,
         )
+    if pending and not dry_run and not (report.kept_young or report.packs_kept_damaged):
+        report.notes.append(
+            f"{exclusions.pruned(vault, name)} forgotten jobs are no longer on remote {name}"
+        )
+    elif pending:
+        report.notes.append(
+            f"remote {name} may still hold {pending} forgotten jobs"
+            + ("" if dry_run else " (young or damaged objects were kept: run gc again later)")
+        )
+    return report
 
 
 def forget_named_remote(
@@ -611,7 +632,6 @@ def forget_rewritten_on_remotes(
     """
     from mjvault.errors import MjvaultError
     from mjvault.remotes.config import list_specs
-    from mjvault.remotes.push import push
 
     results = []
     for spec in list_specs(vault.path):
@@ -619,23 +639,60 @@ def forget_rewritten_on_remotes(
         results.append(result)
         try:
             with connect(vault, spec, passphrase=passphrase) as link:
-                pushed = push(vault, link)
-                if not pushed.ok:
-                    result.error = f"push incomplete: {pushed.problems[0]}"
-                    continue
-                result.pushed = True
-                held = link.remote.snapshot_ids()
-                old = []
-                for old_local in rewritten:
-                    remote_id = (
-                        link.idmap.remote_of(old_local) if link.idmap is not None else old_local
-                    )
-                    if remote_id is not None and remote_id in held:
-                        old.append(remote_id)
-                if old:
-                    report = forget_remote(None, link, snapshot_ids=old)
-                    result.forgotten = report.forgotten
-                    _unrecord(vault, link, report.forgotten)
+                _replace_forgotten(vault, link, rewritten, result)
         except MjvaultError as exc:
             result.error = str(exc)
     return results
+
+
+def _forget_replaced(vault: Vault, link: Link, replaced: dict[str, str]) -> None:
+    """Before a gc of the remote: forget its markers of snapshots the vault rewrote without
+    forgotten jobs. Pushed first only when one of them has no rewrite there yet (the remote
+    was not reached by ``forget --job``): a push otherwise would bring back snapshots a
+    ``forget --remote`` removed on purpose."""
+
+    def remote_of(local: str) -> str | None:
+        return link.idmap.remote_of(local) if link.idmap is not None else local
+
+    def latest(local: str) -> str:
+        seen = set()
+        while local in replaced and local not in seen:
+            seen.add(local)
+            local = replaced[local]
+        return local
+
+    held = link.remote.snapshot_ids()
+    olds = [old for old in replaced if remote_of(old) in held]
+    if not olds:
+        return
+    if any(remote_of(latest(old)) not in held for old in olds):
+        _replace_forgotten(vault, link, {old: replaced[old] for old in olds})
+        return
+    report = forget_remote(None, link, snapshot_ids=[r for o in olds if (r := remote_of(o))])
+    _unrecord(vault, link, report.forgotten)
+
+
+def _replace_forgotten(
+    vault: Vault, link: Link, rewritten: dict[str, str], result: RemoteJobForget | None = None
+) -> None:
+    """Push the vault's snapshots (rewrites included), then forget the remote's markers of
+    the snapshots they replaced. An incomplete push forgets nothing: the remote's only copy
+    of those snapshots may be the old markers."""
+    from mjvault.errors import MjvaultError
+    from mjvault.remotes.push import push
+
+    result = result or RemoteJobForget(link.spec.name)
+    pushed = push(vault, link)
+    if not pushed.ok:
+        raise MjvaultError(f"push incomplete: {pushed.problems[0]}")
+    result.pushed = True
+    held = link.remote.snapshot_ids()
+    old = []
+    for old_local in rewritten:
+        remote_id = link.idmap.remote_of(old_local) if link.idmap is not None else old_local
+        if remote_id is not None and remote_id in held:
+            old.append(remote_id)
+    if old:
+        report = forget_remote(None, link, snapshot_ids=old)
+        result.forgotten = report.forgotten
+        _unrecord(vault, link, report.forgotten)

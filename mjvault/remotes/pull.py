@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError
+from mjvault.integrity.forget import without_forgotten
 from mjvault.remotes import bigobjects
 from mjvault.remotes.backend import RemoteNotFound
 from mjvault.remotes.config import state_dir
@@ -248,6 +249,8 @@ def pull(
             vault.refs.add_snapshot(snapshot.id)
         # The listing is at hand: refresh what the guard of forget and gc knows of the remote.
         note_markers(vault.path, link.spec.name, link.info.id, vault_ids_of(link, markers))
+        # Taken without the jobs on the list of forgotten jobs, as `forget --job` would.
+        fetched = without_forgotten(vault, fetched, link.spec.name)
         report.snapshots_received = len(fetched)
         _move_head(vault, fetched, report)
         if update_index and report.head is not None:

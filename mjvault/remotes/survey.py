@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mjvault.integrity.exclusions import pending_on
 from mjvault.remotes.backend import Backend
 from mjvault.remotes.config import RemoteSpec
 from mjvault.remotes.packs import PACKS_PREFIX
@@ -59,6 +60,9 @@ class Survey:
     seen: str | None = None
     local_snapshots: int = 0
     local_snapshots_held: int | None = None
+    #: Jobs on the vault's list of forgotten jobs the remote may still hold (None: no list);
+    #: they go at its next ``gc --remote``.
+    forgotten_pending: int | None = None
 
     @property
     def total(self) -> Tally:
@@ -80,6 +84,7 @@ class Survey:
             "markers_seen": self.seen,
             "local_snapshots": self.local_snapshots,
             "local_snapshots_held": self.local_snapshots_held,
+            "forgotten_pending": self.forgotten_pending,
         }
 
 
@@ -115,4 +120,5 @@ def survey(
     if record is not None:
         result.last_push, result.seen = record.last_push, record.seen
         result.local_snapshots_held = len(local_snapshots & record.snapshots)
+    result.forgotten_pending = pending_on(vault_path, spec.name)
     return result

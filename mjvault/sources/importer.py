@@ -29,6 +29,7 @@ from typing import Any
 
 from mjvault.errors import MjvaultError
 from mjvault.index.statcache import IMAGE, RECORD, Row, StatCache, short_key
+from mjvault.integrity import exclusions
 from mjvault.model import Job, RecordError, job_from_json
 from mjvault.store.codec import media_kind
 from mjvault.vault import Vault
@@ -59,6 +60,7 @@ class ImportReport:
     images_unchanged: int = 0
     # Records imported as they are whose claims were bounded (a batch_size no job can have).
     jobs_malformed: int = 0
+    jobs_forgotten: int = 0  # records of jobs on the list of forgotten jobs: not imported
     problems: list[Problem] = field(default_factory=list)
     stats: WriteStats = field(default_factory=WriteStats)
     snapshot: str | None = None
@@ -76,6 +78,7 @@ class ImportReport:
             "records_unchanged": self.records_unchanged,
             "images_unchanged": self.images_unchanged,
             "jobs_malformed": self.jobs_malformed,
+            "jobs_forgotten": self.jobs_forgotten,
             **self.stats.to_json(),
             "problems": [{"path": p.path, "reason": p.reason} for p in self.problems],
         }
@@ -194,6 +197,8 @@ def import_archive(
         raise MjvaultError(f"{root} is not a directory")
     report = ImportReport(source=f"import:{root.resolve()}")
     with vault.writer(report.source, **writer_options) as writer:
+        # Read under the lock: a forget that ran before this import took it is honoured.
+        forgotten = exclusions.load(vault)
         rows = _Rows(writer, stat_cache)
         finished = False
         try:
@@ -206,7 +211,7 @@ def import_archive(
                 for stem in sorted(groups):
                     if should_stop and should_stop():
                         raise KeyboardInterrupt
-                    _import_group(writer, groups[stem], report, rows)
+                    _import_group(writer, groups[stem], report, rows, forgotten)
                     rows.job_done()
                     if on_job:
                         on_job()
@@ -264,6 +269,7 @@ def _import_group(
     group: _Group,
     report: ImportReport,
     rows: _Rows,
+    forgotten: exclusions.Forgotten,
 ) -> None:
     assert group.json_path is not None
     report.records_found += 1
@@ -283,6 +289,9 @@ def _import_group(
         raw, st, job = read
         job_id, malformed, media_count = job.id, job.malformed or "", len(job.media())
         digest = hashlib.blake2b(raw, digest_size=16).digest()
+    if job_id in forgotten:
+        report.jobs_forgotten += 1  # nor its images: nothing of it enters the vault
+        return
     first = rows.session.first(job_id)  # the first record of a job, in path order, wins
     if first is not None:
         if first[1] == digest:

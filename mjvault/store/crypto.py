@@ -99,6 +99,8 @@ class VaultKeys:
 
     __slots__ = (
         "_aead",
+        "_forgotten_check",
+        "_forgotten_naming",
         "_object_key",
         "_retired_aead",
         "_retired_key",
@@ -122,6 +124,11 @@ class VaultKeys:
         # Derives the nonce of a text sealed deterministically (seal_text_fixed); it belongs
         # with the text key, so a rotation changes both and reseals what used them.
         self._text_nonce = _hkdf(object_secret, b"mjvault v1 text nonce")
+        # The list of forgotten jobs (state/forgotten): tokens that say nothing of the ids
+        # without the key, and a check that a file of tokens was written by this vault. Both
+        # from the naming secret: a key rotation leaves the list's tokens as they are.
+        self._forgotten_naming = _hkdf(naming_secret, b"mjvault v1 forgotten job naming")
+        self._forgotten_check = _hkdf(naming_secret, b"mjvault v1 forgotten list check")
         self._retired_key: bytes | None = None
         self._retired_aead: AESGCM | None = None
         self._retired_text_aead: AESGCM | None = None
@@ -324,6 +331,15 @@ class VaultKeys:
             self._object_key,
             object_id,
         )
+
+    def forgotten_token(self, job_id: str) -> bytes:
+        """The 16-byte token of a forgotten job's id (FORMAT.md §12.1)."""
+        return blake3.blake3(job_id.encode("utf-8"), key=self._forgotten_naming).digest(16)
+
+    def forgotten_checker(self) -> blake3.blake3:
+        """The keyed BLAKE3 whose 32-byte digest checks a forgotten-jobs list's bytes (fed
+        in pieces: the list is read in flat memory)."""
+        return blake3.blake3(key=self._forgotten_check)
 
 
 SEALED_HEADER = 4 + 2 + NONCE_SIZE

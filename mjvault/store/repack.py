@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +124,9 @@ class Repacker:
         self._loose: list[str] = []
         self._packs: list[str] = []
         self._unmapped: set[str] = set()  # packs handed in whole that the map did not list
+        #: Told of each old pack (path, entry ids) after its replacement is durable and
+        #: mapped, before its file is unlinked (gc overwrites a forgotten job's pack there).
+        self.before_unlink: Callable[[str, list[str]], None] | None = None
 
     def _mapped(self, name: str, trailer: Trailer) -> None:
         # The new pack must win before the old goes. `add` points every object of a pack it
@@ -198,6 +201,9 @@ class Repacker:
             return
         # Map first: entries still placed in the old pack are those nobody kept (dead ones).
         self.store.packs.map().remove(name, (e.object_id for e in trailer.entries))
+        if self.before_unlink is not None:
+            # The new packs are durable and mapped: the old file may now be overwritten.
+            self.before_unlink(os.fspath(path), [e.hex_id for e in trailer.entries])
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         self.counts.packs_removed += 1
