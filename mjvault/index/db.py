@@ -11,6 +11,7 @@ import ctypes
 import errno
 import mmap
 import os
+import shutil
 import struct
 import sys
 import threading
@@ -30,8 +31,11 @@ from pyroaring import BitMap
 from mjvault.errors import IntegrityError, MjvaultError
 from mjvault.index import bitmaps
 from mjvault.index.bitmaps import SEP
+from mjvault.index.sealed import JOBS, SEALED_FORMAT, IndexSealer, VocabWrites
+from mjvault.index.sealed import parts_with_prefix as vocab_parts
 from mjvault.model import Job
 from mjvault.params import param_index_value
+from mjvault.store.crypto import VaultKeys
 from mjvault.text import fold, tokenize
 from mjvault.tree import JobEntry
 
@@ -106,10 +110,13 @@ class JobSummary:
         """The ``docs`` table's value: time, prompt length in words, job id."""
         return _MICROS.pack(self.micros) + _LENGTH.pack(self.length) + self.job_id.encode("utf-8")
 
-    def pack(self, doc: int | None = None) -> bytes:
+    def pack(self, doc: int | None = None, *, with_id: bool = False) -> bytes:
+        """``with_id``: the job id in the value too (``j``), for a key that does not show it."""
         micros = int(self.time.timestamp() * 1_000_000) if self.time else None
+        extra = {"j": self.job_id} if with_id else {}
         return msgpack.packb(
             {
+                **extra,
                 "n": doc,
                 "r": bytes.fromhex(self.record),
                 "i": [bytes.fromhex(i) if i is not None else None for i in self.images],
@@ -123,8 +130,11 @@ class JobSummary:
         )
 
     @classmethod
-    def unpack(cls, job_id: str, data: bytes) -> JobSummary:
+    def unpack(cls, job_id: str | None, data: bytes) -> JobSummary:
+        """``job_id`` None: the one the value holds (``j``)."""
         doc = msgpack.unpackb(data)
+        if job_id is None:
+            job_id = str(doc["j"])
         micros = doc.get("ts")
         moment = datetime.fromtimestamp(micros / 1_000_000, UTC) if micros is not None else None
         return cls(
@@ -174,12 +184,11 @@ class JobSummary:
         if self.username:
             yield b"users", _part(self.username.casefold())
 
-    def image_keys(self) -> Iterator[bytes]:
-        """Keys of the ``images`` table: image id ‖ job id, one per image shown."""
-        jid = self.job_id.encode("utf-8")
+    def image_ids(self) -> Iterator[bytes]:
+        """The binary ids of the images shown (the ``images`` table's keys start with them)."""
         for image in self.images:
             if image is not None:
-                yield bytes.fromhex(image) + jid
+                yield bytes.fromhex(image)
 
 
 def _hex_ids(ids: list[bytes | None]) -> tuple[str | None, ...]:
@@ -189,6 +198,94 @@ def _hex_ids(ids: list[bytes | None]) -> tuple[str | None, ...]:
 def _part(text: str) -> bytes:
     raw = text.encode("utf-8")[:MAX_KEY_PART]
     return raw.replace(SEP, b" ")
+
+
+class Layout:
+    """How an index stores jobs, lists and images: by the terms themselves (a plain vault,
+    byte for byte as before), or by keyed tokens with sealed values (an encrypted vault,
+    mjvault/index/sealed.py). The one place that knows which."""
+
+    def __init__(self, sealer: IndexSealer | None = None) -> None:
+        self.sealer = sealer
+        self.format = INDEX_FORMAT if sealer is None else SEALED_FORMAT
+
+    def job_key(self, job_id: str) -> bytes:
+        jid = job_id.encode("utf-8")
+        return jid if self.sealer is None else self.sealer.token(b"jobs", jid)
+
+    def job_value(self, summary: JobSummary, doc: int, key: bytes) -> bytes:
+        if self.sealer is None:
+            return summary.pack(doc)
+        return self.sealer.seal(summary.pack(doc, with_id=True), b"jobs" + SEP + key)
+
+    def open_job(self, key: bytes, data: bytes | memoryview) -> bytes:
+        """A ``jobs`` value as msgpack."""
+        if self.sealer is None:
+            return bytes(data)
+        return self.sealer.open(data, b"jobs" + SEP + key)
+
+    def summary(self, key: bytes, data: bytes | memoryview) -> JobSummary:
+        if self.sealer is None:
+            return JobSummary.unpack(key.decode("utf-8"), bytes(data))
+        return JobSummary.unpack(None, self.open_job(key, data))
+
+    def part(self, table: bytes, part: bytes) -> bytes:
+        """What a list's keys start with: its part, or the part's token. Prompt lengths are
+        numbers, kept as they are (FORMAT.md §9.2)."""
+        if self.sealer is None or table == b"lengths":
+            return part
+        return self.sealer.token(table, part)
+
+    def doc_entry(self, summary: JobSummary, doc: int) -> bytes:
+        """The ``docs`` value: time, prompt length, then the job id or its seal."""
+        if self.sealer is None:
+            return summary.doc_entry()
+        head = _MICROS.pack(summary.micros) + _LENGTH.pack(summary.length)
+        context = b"docs" + SEP + bitmaps.doc_key(doc)
+        return head + self.sealer.seal(summary.job_id.encode("utf-8"), context)
+
+    def doc_job(self, doc: int, tail: bytes | memoryview) -> bytes:
+        """The job id (UTF-8) of a ``docs`` value's tail."""
+        if self.sealer is None:
+            return bytes(tail)
+        return self.sealer.open(tail, b"docs" + SEP + bitmaps.doc_key(doc))
+
+    def image_entries(self, summary: JobSummary) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of the ``images`` table, one per image shown: image id ‖ job id and
+        nothing, or image id ‖ a token of the job id and the job id sealed."""
+        jid = summary.job_id.encode("utf-8")
+        if self.sealer is None:
+            for image in summary.image_ids():
+                yield image + jid, b""
+            return
+        token = self.sealer.token(b"images", jid)
+        for image in summary.image_ids():
+            key = image + token
+            yield key, self.sealer.seal(jid, b"images" + SEP + key)
+
+    def image_keys(self, summary: JobSummary) -> Iterator[bytes]:
+        """The keys of :meth:`image_entries`, for deleting them."""
+        jid = summary.job_id.encode("utf-8")
+        suffix = jid if self.sealer is None else self.sealer.token(b"images", jid)
+        for image in summary.image_ids():
+            yield image + suffix
+
+    def image_job(self, key: bytes, value: bytes | memoryview) -> str:
+        if self.sealer is None:
+            return key[32:].decode("utf-8")
+        return self.sealer.open(value, b"images" + SEP + key).decode("utf-8")
+
+    def list_changes(
+        self, change: Callable[[bytes, bytes, int], None], summary: JobSummary, doc: int
+    ) -> None:
+        """Call ``change(table, key, doc)`` for every list shard and day the job is in."""
+        shard = bitmaps.shard_of(doc)
+        for table, part in summary.lists():
+            change(table, bitmaps.list_key(self.part(table, part), shard), doc)
+        change(b"days", bitmaps.day_key(bitmaps.day_of(summary.micros)), doc)
+
+
+PLAIN = Layout()
 
 
 TABLES = (
@@ -210,6 +307,9 @@ TABLES = (
 # import stat cache and the running import's jobs (mjvault/index/statcache.py). Created by
 # their first writer, not before.
 OTHER_TABLES = (b"stat", b"import_jobs")
+# The sealed vocabulary of an encrypted vault's index (mjvault/index/sealed.py): a table of
+# the tree like TABLES, but only in such an index, so a plain index stays as it was.
+VOCAB = b"vocab"
 
 
 REBUILD_HINT = "the index is only a cache of the snapshots: rebuild it with `mjvault index rebuild`"
@@ -389,6 +489,11 @@ def share_environment(
     return key, env, dbs
 
 
+def _sole_user(key: str) -> bool:
+    with _ENVS_LOCK:
+        return _OPEN_ENVS[key][2] <= 1
+
+
 def unshare_environment(key: str) -> None:
     """One user fewer; the last one closes the environment."""
     with _ENVS_LOCK:
@@ -402,25 +507,63 @@ def unshare_environment(key: str) -> None:
 
 def _index_tables(env: lmdb.Environment) -> dict[bytes, Any]:
     dbs = {name: env.open_db(name, create=True) for name in TABLES}
-    for name in OTHER_TABLES:
+    for name in (*OTHER_TABLES, VOCAB):
         with contextlib.suppress(lmdb.NotFoundError):
             dbs[name] = env.open_db(name, create=False)
     return dbs
 
 
 class Index:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, keys: VaultKeys | None = None) -> None:
+        """``keys``: an encrypted vault's, whose index holds tokens and sealed values only
+        (Layout); an index found otherwise (plaintext, or under another key) is emptied
+        first, its files deleted when no one else has it open."""
         self.path = path
         path.mkdir(mode=0o700, exist_ok=True)
+        self._open()
+        self.layout = PLAIN
+        if keys is not None:
+            self.layout = Layout(IndexSealer(keys))
+            self._seal()
+        # Set by the vault: an image object's media kind (MediaKinds), filled into summaries.
+        self.media_kinds: Callable[[tuple[str | None, ...]], tuple[str | None, ...]] | None = None
+
+    def _open(self) -> None:
         self._key, env, dbs = share_environment(
-            path, "the index", len(TABLES) + len(OTHER_TABLES), _index_tables
+            self.path, "the index", len(TABLES) + len(OTHER_TABLES) + 1, _index_tables
         )
         self.env = env
         self.db = dbs
         self._closed = False
-        self.pages = _MappedPages(path / "data.mdb")
-        # Set by the vault: an image object's media kind (MediaKinds), filled into summaries.
-        self.media_kinds: Callable[[tuple[str | None, ...]], tuple[str | None, ...]] | None = None
+        self.pages = _MappedPages(self.path / "data.mdb")
+
+    def _seal(self) -> None:
+        """Make this an index of the layout's key: kept if it is one, else emptied."""
+        sealer = self.layout.sealer
+        assert sealer is not None
+        check = sealer.check()
+        with self._reading(), self.env.begin() as txn:
+            if txn.get(b"key", db=self.db[b"meta"]) == check:
+                return
+            used = any(
+                txn.stat(self.db[name])["entries"]
+                for name in (*TABLES, *OTHER_TABLES, VOCAB)
+                if name in self.db
+            )
+        if used and _sole_user(self._key):
+            # A plaintext index: its files go, free pages and all (dropping tables would
+            # leave their old pages, prompts included, in the file until reused).
+            self.close()
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path.mkdir(mode=0o700, exist_ok=True)
+            self._open()
+        with self.writing() as txn:
+            if used:
+                for name in (*TABLES, *OTHER_TABLES, VOCAB):
+                    if name in self.db:
+                        txn.drop(self.db[name], delete=False)
+            txn.put(b"key", check, db=self.db[b"meta"])
+        self.other_table(VOCAB, create=True)
 
     def close(self) -> None:
         if self._closed:
@@ -467,7 +610,7 @@ class Index:
         """Open every table and read its ends: most damage shows here, before a command
         relies on the index, so the command can discard and rebuild it instead of failing."""
         with self._reading(), self.env.begin() as txn:
-            for name in TABLES + tuple(n for n in OTHER_TABLES if n in self.db):
+            for name in TABLES + tuple(n for n in (*OTHER_TABLES, VOCAB) if n in self.db):
                 db = self.db[name]
                 txn.stat(db)
                 cursor = txn.cursor(db=db)
@@ -475,7 +618,8 @@ class Index:
                 cursor.last()
 
     def other_table(self, name: bytes, *, create: bool = False) -> Any | None:
-        """One of OTHER_TABLES; None if it does not exist yet and ``create`` is false."""
+        """One of OTHER_TABLES (or VOCAB); None if it does not exist yet and ``create`` is
+        false."""
         db = self.db.get(name)
         if db is None and create:
             with _ENVS_LOCK:
@@ -498,7 +642,7 @@ class Index:
 
     def _tree_in(self, txn: lmdb.Transaction) -> str | None:
         meta = self.db[b"meta"]
-        if txn.get(b"format", db=meta) not in (None, INDEX_FORMAT):
+        if txn.get(b"format", db=meta) not in (None, self.layout.format):
             return None
         value = txn.get(b"tree", db=meta)
         return bytes(value).decode("ascii") if value else None
@@ -550,7 +694,7 @@ class Index:
                             break
                     finished = last_group and not more
                     if finished:
-                        txn.put(b"format", INDEX_FORMAT, db=meta)
+                        txn.put(b"format", self.layout.format, db=meta)
                         if tree is None:
                             txn.delete(b"tree", db=meta)
                         else:
@@ -558,7 +702,7 @@ class Index:
                             txn.delete(b"applying", db=meta)
                     elif first:
                         start = txn.get(b"tree", db=meta)
-                        current = txn.get(b"format", db=meta) == INDEX_FORMAT
+                        current = txn.get(b"format", db=meta) == self.layout.format
                         if tree is not None and start is not None and current:
                             txn.put(
                                 b"applying", bytes(start) + b" " + tree.encode("ascii"), db=meta
@@ -583,18 +727,20 @@ class Index:
         job_writes: dict[bytes, list[Callable[[lmdb.Transaction], Any]]] = {}
         seen: dict[bytes, tuple[int, JobSummary | None]] = {}  # a job changed twice in a group
         first_doc = next_doc
+        layout = self.layout
+        vocab = VocabWrites() if layout.sealer is not None else None
         for jobs, (job_id, summary) in enumerate(items, 1):
-            jid = job_id.encode("utf-8")
+            jid = layout.job_key(job_id)
             if jid in seen:
                 old_doc, old = seen[jid]
             else:
-                old_doc, old = _stored(txn, db[b"jobs"], job_id)
+                old_doc, old = _stored(txn, db[b"jobs"], layout, job_id)
                 # Jobs come in the tree's order, all over the table: without releases a
                 # group's lookups would leave up to 64 KiB mapped each.
                 self.pages.touched()
             if old is not None:
-                _list_changes(lists.remove, old, old_doc)
-                for key in old.image_keys():
+                layout.list_changes(lists.remove, old, old_doc)
+                for key in layout.image_keys(old):
                     image_writes.append(_deleter(db[b"images"], key))
             if summary is None:
                 seen[jid] = (old_doc, None)
@@ -611,20 +757,25 @@ class Index:
                 if old is None:
                     next_doc += 1
                 seen[jid] = (doc, summary)
-                _list_changes(lists.add, summary, doc)
-                for key in summary.image_keys():
-                    image_writes.append(_putter(db[b"images"], key, b""))
+                layout.list_changes(lists.add, summary, doc)
+                for key, value in layout.image_entries(summary):
+                    image_writes.append(_putter(db[b"images"], key, value))
                 live.add(b"live", bitmaps.shard_key(doc), doc)
                 job_writes[jid] = [
-                    _putter(db[b"jobs"], jid, summary.pack(doc)),
-                    _putter(db[b"docs"], bitmaps.doc_key(doc), summary.doc_entry()),
+                    _putter(db[b"jobs"], jid, layout.job_value(summary, doc, jid)),
+                    _putter(db[b"docs"], bitmaps.doc_key(doc), layout.doc_entry(summary, doc)),
                 ]
+                if vocab is not None:
+                    vocab.add_lists(summary.lists())
+                    vocab.add(JOBS, summary.job_id.encode("utf-8"))
             if jobs >= GROUP_JOBS or lists.numbers >= GROUP_NUMBERS:
                 break
         writes: list[Callable[[lmdb.Transaction], Any]] = []
         if next_doc != first_doc:
             # Reserved before any list names them: a number is never given twice.
             writes.append(_putter(db[b"meta"], b"next_doc", bitmaps.doc_key(next_doc)))
+        if vocab is not None and layout.sealer is not None:
+            writes += _vocab_writers(db[VOCAB], layout.sealer, vocab)
         writes += [_list_writer(db[t], k, a, r) for t, k, a, r in lists.writes()]
         writes += image_writes
         for jid in sorted(job_writes):
@@ -636,7 +787,7 @@ class Index:
         """(the tree it started from, the tree it was going to) of an :meth:`apply` that was
         stopped between two of its transactions; None if none was."""
         with self._reading(), self.env.begin(db=self.db[b"meta"]) as txn:
-            if txn.get(b"tree") is not None or txn.get(b"format") != INDEX_FORMAT:
+            if txn.get(b"tree") is not None or txn.get(b"format") != self.layout.format:
                 return None
             value = txn.get(b"applying")
         if value is None:
@@ -653,15 +804,18 @@ class Index:
             with self.env.begin(write=True) as txn:
                 for name in TABLES:
                     txn.drop(self.db[name], delete=False)
+                if VOCAB in self.db:
+                    txn.drop(self.db[VOCAB], delete=False)
         except lmdb.DiskError:
             raise _disk_full(self.path) from None
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, job_id: str) -> JobSummary | None:
+        key = self.layout.job_key(job_id)
         with self._reading(), self.env.begin(db=self.db[b"jobs"]) as txn:
-            data = txn.get(job_id.encode("utf-8"))
+            data = txn.get(key)
         self.pages.touched()
-        return JobSummary.unpack(job_id, data) if data is not None else None
+        return self.layout.summary(key, data) if data is not None else None
 
     def get_many(
         self, job_ids: Iterable[str], *, release_every: int = RELEASE_EVERY
@@ -670,13 +824,13 @@ class Index:
         share pages), the map's pages released every ``release_every`` lookups (each release
         costs the next lookups their page faults; each lookup between maps up to 64 KiB)."""
         found: dict[str, JobSummary] = {}
-        keys = sorted({job_id.encode("utf-8") for job_id in job_ids})
+        keys = sorted({self.layout.job_key(job_id) for job_id in job_ids})
         with self._reading(), self.env.begin(db=self.db[b"jobs"]) as txn:
             for n, key in enumerate(keys, 1):
                 data = txn.get(key)
                 if data is not None:
-                    job_id = key.decode("utf-8")
-                    found[job_id] = JobSummary.unpack(job_id, data)
+                    summary = self.layout.summary(key, data)
+                    found[summary.job_id] = summary
                 if n % release_every == 0:
                     self.pages.release()
         self.pages.touched(len(keys) % release_every)
@@ -685,8 +839,11 @@ class Index:
     def entry(self, job_id: str) -> JobEntry | None:
         # Only the ids: writers ask per job (a re-import for every job it holds), and a whole
         # summary's time and parameters cost more than the lookup.
+        key = self.layout.job_key(job_id)
         with self._reading(), self.env.begin(db=self.db[b"jobs"]) as txn:
-            data = txn.get(job_id.encode("utf-8"))
+            data = txn.get(key)
+            if data is not None:
+                data = self.layout.open_job(key, data)
         self.pages.touched()
         if data is None:
             return None
@@ -714,23 +871,46 @@ class Index:
                     self.pages.touched()
                 elif n % every == 0:
                     self.pages.release()
-                yield JobSummary.unpack(bytes(key).decode("utf-8"), bytes(value))
+                yield self.layout.summary(bytes(key), value)
 
-    def _prefix_ids(self, table: bytes, prefix: bytes) -> set[str]:
+    def jobs_with_image(self, image_id: str) -> set[str]:
+        prefix = bytes.fromhex(image_id)
         found: set[str] = set()
-        with self._reading(), self.env.begin(db=self.db[table]) as txn:
+        with self._reading(), self.env.begin(db=self.db[b"images"]) as txn:
             cursor = txn.cursor()
             if not cursor.set_range(prefix):
                 return found
-            for key in cursor.iternext(keys=True, values=False):
+            for key, value in cursor.iternext():
                 key = bytes(key)
                 if not key.startswith(prefix):
                     break
-                found.add(key[len(prefix) :].decode("utf-8"))
+                found.add(self.layout.image_job(key, value))
         return found
 
-    def jobs_with_image(self, image_id: str) -> set[str]:
-        return self._prefix_ids(b"images", bytes.fromhex(image_id))
+    def job_ids_with_prefix(self, prefix: str) -> list[str]:
+        """The ids of the jobs starting with ``prefix``, sorted (``show 3f2a1b``). A sealed
+        index asks its vocabulary, which keeps every id that entered the index: an id whose
+        job went is dropped by looking it up."""
+        with self._reading(), self.env.begin() as txn:
+            if self.layout.sealer is None:
+                cursor = txn.cursor(db=self.db[b"jobs"])
+                raw = prefix.encode("utf-8")
+                found = []
+                if cursor.set_range(raw):
+                    for key in cursor.iternext(keys=True, values=False):
+                        if not bytes(key).startswith(raw):
+                            break
+                        found.append(bytes(key).decode("utf-8"))
+                return found
+            known = self.layout.sealer.terms(
+                txn.cursor(db=self.db[VOCAB]), JOBS, prefix.encode("utf-8")
+            )
+            jobs = self.db[b"jobs"]
+            return [
+                j.decode("utf-8")
+                for j in known
+                if txn.get(self.layout.job_key(j.decode("utf-8")), db=jobs) is not None
+            ]
 
     def search(
         self,
@@ -763,7 +943,7 @@ class Index:
     def reader(self) -> Iterator[IndexReader]:
         """One read transaction for a whole query: a consistent view, and no per-call setup."""
         with self._reading(), self.env.begin() as txn:
-            yield IndexReader(txn, self.db, self.pages)
+            yield IndexReader(txn, self.db, self.pages, self.layout)
 
     def stats(self) -> dict[str, Any]:
         size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
@@ -808,26 +988,37 @@ def _next_doc(txn: lmdb.Transaction, meta: Any) -> int:
     return bitmaps.doc_of(bytes(value)) if value is not None else 0
 
 
-def _stored(txn: lmdb.Transaction, jobs: Any, job_id: str) -> tuple[int, JobSummary | None]:
+def _stored(
+    txn: lmdb.Transaction, jobs: Any, layout: Layout, job_id: str
+) -> tuple[int, JobSummary | None]:
     """A job's document number and summary as the index holds them; (0, None) if absent."""
-    data = txn.get(job_id.encode("utf-8"), db=jobs)
+    key = layout.job_key(job_id)
+    data = txn.get(key, db=jobs)
     if data is None:
         return 0, None
-    data = bytes(data)
+    data = layout.open_job(key, data)
     doc = msgpack.unpackb(data).get("n")
     if not isinstance(doc, int):
         raise IndexDamaged(f"the index's entry of job {job_id} has no document number")
     return doc, JobSummary.unpack(job_id, data)
 
 
-def _list_changes(
-    change: Callable[[bytes, bytes, int], None], summary: JobSummary, doc: int
-) -> None:
-    """Call ``change(table, key, doc)`` for every list shard and day the job is in."""
-    shard = bitmaps.shard_of(doc)
-    for table, part in summary.lists():
-        change(table, bitmaps.list_key(part, shard), doc)
-    change(b"days", bitmaps.day_key(bitmaps.day_of(summary.micros)), doc)
+def _vocab_writers(
+    db: Any, sealer: IndexSealer, vocab: VocabWrites
+) -> list[Callable[[lmdb.Transaction], Any]]:
+    """Writes of the terms' vocabulary entries that are not there yet, in key order."""
+    entries = sorted(
+        (key, term) for kind, term in vocab.terms for key in sealer.vocab_keys(kind, term)
+    )
+
+    def writer(key: bytes, term: bytes) -> Callable[[lmdb.Transaction], Any]:
+        def write(txn: lmdb.Transaction) -> None:
+            if txn.get(key, db=db) is None:
+                txn.put(key, sealer.seal_term(key, term), db=db)
+
+        return write
+
+    return [writer(key, term) for key, term in entries]
 
 
 def _putter(db: Any, key: bytes, value: bytes) -> Callable[[lmdb.Transaction], Any]:
@@ -849,10 +1040,17 @@ class IndexReader:
     document numbers (mjvault/index/bitmaps.py), and what a number stands for."""
 
     def __init__(
-        self, txn: lmdb.Transaction, dbs: dict[bytes, Any], pages: _MappedPages | None = None
+        self,
+        txn: lmdb.Transaction,
+        dbs: dict[bytes, Any],
+        pages: _MappedPages | None = None,
+        layout: Layout = PLAIN,
     ) -> None:
         self.txn = txn
         self.dbs = dbs
+        # Callers name lists by their parts (a word, ``name=value``): the layout maps them to
+        # the keys this index holds, so search and facets read either kind of index alike.
+        self.layout = layout
         self._cursors: dict[bytes, lmdb.Cursor] = {}
         # The pages a long walk or many lookups map in are let go as it goes (_MappedPages).
         self._pages = pages
@@ -878,7 +1076,7 @@ class IndexReader:
 
     def posting_list(self, table: bytes, part: bytes) -> BitMap:
         """The jobs under one exact ``part`` (a word, a type, a ``name=value``, a user)."""
-        jobs = bitmaps.read_list(self._cursor(table), part)
+        jobs = bitmaps.read_list(self._cursor(table), self.layout.part(table, part))
         self._looked_up_one(SUMMARY_WEIGHT)  # facets read hundreds of lists
         return jobs
 
@@ -887,8 +1085,28 @@ class IndexReader:
         return self.posting_list(table, part).intersection_cardinality(self.live())
 
     def parts_with_prefix(self, table: bytes, prefix: bytes) -> Iterator[bytes]:
-        """Distinct parts starting with ``prefix``, jumping over each part's shards."""
-        return bitmaps.parts_with_prefix(self.txn.cursor(db=self.dbs[table]), prefix)
+        """Distinct parts starting with ``prefix``, jumping over each part's shards (in a
+        sealed index: from its vocabulary, or for repeats by trying the next count)."""
+        sealer = self.layout.sealer
+        if sealer is None or table == b"lengths":
+            return bitmaps.parts_with_prefix(self.txn.cursor(db=self.dbs[table]), prefix)
+        if table == b"repeats":
+            return self._repeats(prefix)
+        vocab = self._cursor(VOCAB)
+        return iter(vocab_parts(sealer, vocab, table, prefix, MAX_KEY_PART))
+
+    def _repeats(self, prefix: bytes) -> Iterator[bytes]:
+        """A word's repeat lists (``prefix`` is the word and a space): "word 2", "word 3" …
+        up to the first absent one; a job in "word n" is in every lower count's list too."""
+        cursor = self._cursor(b"repeats")
+        times = 2
+        while True:
+            part = _part(f"{prefix.decode('utf-8', 'replace')}{times}")
+            key = self.layout.part(b"repeats", part) + SEP
+            if not cursor.set_range(key) or not bytes(cursor.key()).startswith(key):
+                return
+            yield part
+            times += 1
 
     def days(self, *, newest_first: bool = False) -> Iterator[tuple[int, BitMap]]:
         """(day number, its jobs) of every day list, in order (bitmaps.day_of)."""
@@ -925,8 +1143,9 @@ class IndexReader:
     def docs(self, docs: Iterable[int]) -> Iterator[tuple[int, int, bytes]]:
         """(µs, document number, job id) of each number that has a job, in the order given."""
         unpack = _MICROS.unpack_from
+        job = self.layout.doc_job
         for doc, value in self._entries(docs):
-            yield unpack(value)[0], doc, bytes(value[DOC_ID_AT:])
+            yield unpack(value)[0], doc, job(doc, value[DOC_ID_AT:])
 
     def lengths(self, docs: Iterable[int]) -> Iterator[tuple[int, int, int]]:
         """(µs, document number, prompt length in words) of each number that has a job."""
@@ -982,6 +1201,7 @@ class IndexReader:
         return bool(cursor.set_range(raw)) and bytes(cursor.key()).startswith(raw)
 
     def summary(self, job_id: bytes) -> dict[str, Any] | None:
-        data = self.txn.get(job_id, db=self.dbs[b"jobs"])
+        key = self.layout.job_key(job_id.decode("utf-8"))
+        data = self.txn.get(key, db=self.dbs[b"jobs"])
         self._looked_up_one(SUMMARY_WEIGHT)
-        return msgpack.unpackb(data) if data is not None else None
+        return msgpack.unpackb(self.layout.open_job(key, data)) if data is not None else None

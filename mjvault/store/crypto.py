@@ -74,7 +74,15 @@ class KdfParams:
 class VaultKeys:
     """The subkeys of an opened encrypted vault. Never printed, never logged."""
 
-    __slots__ = ("_aead", "_object_key", "_text_aead", "_text_naming", "naming_key")
+    __slots__ = (
+        "_aead",
+        "_index_aead",
+        "_index_tokens",
+        "_object_key",
+        "_text_aead",
+        "_text_naming",
+        "naming_key",
+    )
 
     def __init__(self, master: bytes) -> None:
         self.naming_key = _hkdf(master, b"mjvault v1 object naming")
@@ -85,6 +93,11 @@ class VaultKeys:
         # sealed there can be passed off as an object, or the reverse.
         self._text_aead = _aesgcm(_hkdf(master, b"mjvault v1 text encryption"))
         self._text_naming = _hkdf(master, b"mjvault v1 text naming")
+        # The index of an encrypted vault (mjvault/index/sealed.py): lookup keys are keyed
+        # tokens of their terms, values are sealed. Keys of their own, so an index token is no
+        # text key and an index value opens nowhere else.
+        self._index_tokens = _hkdf(master, b"mjvault v1 index tokens")
+        self._index_aead = _aesgcm(_hkdf(master, b"mjvault v1 index sealing"))
 
     def __repr__(self) -> str:
         return "VaultKeys(<secret>)"
@@ -179,6 +192,27 @@ class VaultKeys:
         learnt without the key (lookups by a sealed value)."""
         digest = blake3.blake3(text.encode("utf-8"), key=self._text_naming).digest(8)
         return int.from_bytes(digest) >> 1
+
+    def index_token(self, data: bytes, size: int = 16) -> bytes:
+        """Keyed BLAKE3 of ``data`` (a domain and a term): equal in, equal out, and nothing
+        about ``data`` learnt without the key."""
+        return blake3.blake3(data, key=self._index_tokens).digest(size)
+
+    def seal_index(self, value: bytes, context: bytes) -> bytes:
+        """An index value sealed (nonce || AES-256-GCM output), bound to ``context`` (its
+        table and key): moved to another key, it fails to open."""
+        nonce = os.urandom(NONCE_SIZE)
+        return nonce + self._index_aead.encrypt(nonce, value, context)
+
+    def open_index(self, sealed: bytes, context: bytes) -> bytes:
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            return bytes(
+                self._index_aead.decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], context)
+            )
+        except (InvalidTag, ValueError):
+            raise CorruptObject("an index value failed authentication (damaged or moved)") from None
 
 
 SEALED_HEADER = 4 + 2 + NONCE_SIZE

@@ -1,0 +1,151 @@
+"""The index of an encrypted vault: keyed tokens for lookup keys, sealed values (FORMAT.md §9.2).
+
+A plain vault's index keys its tables by the words, ids and values themselves. An encrypted
+vault's index keys them by a *token*: keyed BLAKE3 (a subkey of the master secret) of the
+table's name and the term, so equal terms give equal tokens, one table's token says nothing
+of another's, and nothing is learnt of a term without the key. Values that hold text (job
+summaries, the job ids of ``docs`` and ``images``, the import caches' rows) are sealed with
+AES-256-GCM, bound to their table and key. Lookups of an exact term cost one token more than
+a plain index's; every list keeps its shard suffix, so shards are found as before.
+
+What tokens hide is the vocabulary that prefix queries (``cat*``), comparisons (``s>100``),
+version families (``v:6``), facets and job-id prefixes enumerate. It is kept sealed in the
+``vocab`` table, each term once in a *bucket* per length of prefix it can be asked by (its
+first 1, 2 and 3 characters; for types and parameter values also all of them, length 0): a
+query opens the one bucket its prefix names, filters the terms, and looks up their tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import lmdb
+
+from mjvault.store.crypto import VaultKeys
+
+SEP = b"\x00"
+TOKEN_SIZE = 16
+# meta/format of an index of this layout; a plain index's is "5" (mjvault/index/db.py).
+SEALED_FORMAT = b"5s"
+BUCKET_DEPTH = 3  # characters of a term's prefix that name its deepest bucket
+# Kinds of vocabulary and the shortest prefix each is asked by: words and job ids only by a
+# prefix a user typed (at least one character), types and parameter values whole (facets,
+# comparisons).
+WORDS, JOBS, TYPES = b"words", b"jobs", b"types"
+PARAMS = b"params:"
+
+
+def _shallowest(kind: bytes) -> int:
+    return 1 if kind in (WORDS, JOBS) else 0
+
+
+def _chars(part: bytes) -> str:
+    # A part cut at 200 bytes may end inside a character: the bucket goes by whole ones.
+    return part.decode("utf-8", "ignore")
+
+
+class IndexSealer:
+    """Tokens, sealing and the vocabulary of one encrypted vault's index."""
+
+    def __init__(self, keys: VaultKeys) -> None:
+        self._keys = keys
+        # Tokens of one index session: a rebuild asks the same words over and over.
+        self._tokens: dict[tuple[bytes, bytes], bytes] = {}
+
+    # -- tokens and seals ------------------------------------------------------------------
+    def token(self, domain: bytes, term: bytes) -> bytes:
+        """The 16-byte token of ``term`` in ``domain`` (a table's name). Never holds a 00
+        byte, so ``token 00 shard`` keys parse as a plain index's ``part 00 shard``."""
+        key = (domain, term)
+        found = self._tokens.get(key)
+        if found is None:
+            digest = self._keys.index_token(domain + SEP + term, TOKEN_SIZE)
+            found = digest.replace(SEP, b"\x01")
+            if len(self._tokens) >= 1 << 18:  # a few tens of MB at most
+                self._tokens.clear()
+            self._tokens[key] = found
+        return found
+
+    def check(self) -> bytes:
+        """meta/key: which key the index was built under (a rotated key rebuilds it)."""
+        return self.token(b"meta", b"key check")
+
+    def seal(self, value: bytes, context: bytes) -> bytes:
+        return self._keys.seal_index(value, context)
+
+    def open(self, sealed: bytes | memoryview, context: bytes) -> bytes:
+        return self._keys.open_index(bytes(sealed), context)
+
+    # -- vocabulary ------------------------------------------------------------------------
+    def _bucket(self, kind: bytes, depth: int, prefix: str) -> bytes:
+        return self.token(b"vocab", kind + SEP + bytes((depth,)) + prefix.encode("utf-8"))
+
+    def vocab_keys(self, kind: bytes, term: bytes) -> Iterator[bytes]:
+        """The keys of ``term``'s entries, one in each bucket it belongs to."""
+        chars = _chars(term)
+        for depth in range(_shallowest(kind), min(BUCKET_DEPTH, len(chars)) + 1):
+            # The entry's own token differs per bucket: one term's entries are not linkable.
+            entry = self.token(b"vocab entry", kind + SEP + bytes((depth,)) + term)
+            yield self._bucket(kind, depth, chars[:depth]) + entry
+
+    def seal_term(self, key: bytes, term: bytes) -> bytes:
+        return self.seal(term, b"vocab" + SEP + key)
+
+    def terms(self, cursor: lmdb.Cursor, kind: bytes, prefix: bytes) -> list[bytes]:
+        """Every term of ``kind`` in the vocabulary that starts with ``prefix``, sorted."""
+        chars = _chars(prefix)
+        if len(chars) < _shallowest(kind):
+            return []
+        bucket = self._bucket(kind, min(BUCKET_DEPTH, len(chars)), chars[:BUCKET_DEPTH])
+        found = []
+        if cursor.set_range(bucket):
+            for key, value in cursor.iternext():
+                if key[:TOKEN_SIZE] != bucket:
+                    break
+                term = self.open(value, b"vocab" + SEP + key)
+                if term.startswith(prefix):
+                    found.append(term)
+        found.sort()
+        return found
+
+
+class VocabWrites:
+    """The vocabulary a group of index changes adds: each term once, written only if absent
+    (a term's entries never change, and sealing again would only rewrite them)."""
+
+    def __init__(self) -> None:
+        self.terms: set[tuple[bytes, bytes]] = set()
+
+    def add(self, kind: bytes, term: bytes) -> None:
+        self.terms.add((kind, term))
+
+    def add_lists(self, lists: Iterable[tuple[bytes, bytes]]) -> None:
+        """The terms of a job's (table, part) lists that queries enumerate."""
+        for table, part in lists:
+            if table == b"words" or table == b"types":
+                self.add(table, part)
+            elif table == b"params":
+                name, _, value = part.partition(b"=")
+                self.add(PARAMS + name, value)
+
+
+def parts_with_prefix(
+    sealer: IndexSealer, vocab: lmdb.Cursor, table: bytes, prefix: bytes, max_part: int
+) -> list[bytes]:
+    """The parts of ``table`` starting with ``prefix`` the vocabulary knows (sorted, as a
+    plain index's walk gives them); a part whose list emptied may still be among them."""
+    if table == b"words" or table == b"types":
+        return sealer.terms(vocab, table, prefix)
+    if table == b"params":
+        name, _, value = prefix.partition(b"=")
+        head = name + b"="
+        return [head + v for v in sealer.terms(vocab, PARAMS + name, value)]
+    if table == b"pairs":
+        # The pairs with a word first and a prefix second: the words with that prefix, each
+        # after the first word (pairs that do not exist have empty lists).
+        first, space, second = prefix.partition(b" ")
+        if not space:
+            return []
+        pairs = {(first + b" " + w)[:max_part] for w in sealer.terms(vocab, WORDS, second)}
+        return sorted(p for p in pairs if p.startswith(prefix))
+    raise ValueError(f"the {table.decode()} table has no vocabulary")
