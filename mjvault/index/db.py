@@ -804,8 +804,10 @@ class Index:
             with self.env.begin(write=True) as txn:
                 for name in TABLES:
                     txn.drop(self.db[name], delete=False)
-                if VOCAB in self.db:
+                if self.layout.sealer is not None:
                     txn.drop(self.db[VOCAB], delete=False)
+                    # Still an index of this key: emptied, not to be emptied again.
+                    txn.put(b"key", self.layout.sealer.check(), db=self.db[b"meta"])
         except lmdb.DiskError:
             raise _disk_full(self.path) from None
 
