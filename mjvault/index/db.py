@@ -905,14 +905,17 @@ class Index:
                         found.append(bytes(key).decode("utf-8"))
                 return found
             known = self.layout.sealer.terms(
-                txn.cursor(db=self.db[VOCAB]), JOBS, prefix.encode("utf-8")
+                txn, txn.cursor(db=self.db[VOCAB]), JOBS, prefix.encode("utf-8")
             )
-            jobs = self.db[b"jobs"]
-            return [
-                j.decode("utf-8")
-                for j in known
-                if txn.get(self.layout.job_key(j.decode("utf-8")), db=jobs) is not None
-            ]
+            if known is not None:
+                jobs = self.db[b"jobs"]
+                return [
+                    j.decode("utf-8")
+                    for j in known
+                    if txn.get(self.layout.job_key(j.decode("utf-8")), db=jobs) is not None
+                ]
+        # Too short for a bucket: every id, opened.
+        return sorted(s.job_id for s in self.iter_summaries() if s.job_id.startswith(prefix))
 
     def search(
         self,
@@ -1095,7 +1098,7 @@ class IndexReader:
         if table == b"repeats":
             return self._repeats(prefix)
         vocab = self._cursor(VOCAB)
-        return iter(vocab_parts(sealer, vocab, table, prefix, MAX_KEY_PART))
+        return iter(vocab_parts(sealer, self.txn, vocab, table, prefix, MAX_KEY_PART))
 
     def _repeats(self, prefix: bytes) -> Iterator[bytes]:
         """A word's repeat lists (``prefix`` is the word and a space): "word 2", "word 3" …
@@ -1148,6 +1151,17 @@ class IndexReader:
         job = self.layout.doc_job
         for doc, value in self._entries(docs):
             yield unpack(value)[0], doc, job(doc, value[DOC_ID_AT:])
+
+    def times(self, docs: Iterable[int]) -> Iterator[tuple[int, int, bytes]]:
+        """(µs, document number, what :meth:`job_id` takes) of each number that has a job:
+        :meth:`docs` without opening the job ids, for the many a page does not show."""
+        unpack = _MICROS.unpack_from
+        for doc, value in self._entries(docs):
+            yield unpack(value)[0], doc, bytes(value[DOC_ID_AT:])
+
+    def job_id(self, doc: int, tail: bytes) -> bytes:
+        """The job id (UTF-8) of a :meth:`times` entry."""
+        return self.layout.doc_job(doc, tail)
 
     def lengths(self, docs: Iterable[int]) -> Iterator[tuple[int, int, int]]:
         """(µs, document number, prompt length in words) of each number that has a job."""
