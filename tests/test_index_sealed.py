@@ -78,6 +78,28 @@ def test_a_sealed_value_opens_only_where_it_was_put() -> None:
         sealer.open(flipped, b"docs\x00\x00\x00\x00\x01")
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    master=_masters,
+    names=st.lists(st.binary(min_size=1, max_size=70), max_size=20),
+    generations=st.lists(st.binary(min_size=8, max_size=8), min_size=2, max_size=2, unique=True),
+)
+def test_job_ids_decipher_together_as_they_were(
+    master: bytes, names: list[bytes], generations: list[bytes]
+) -> None:
+    sealer = IndexSealer(VaultKeys(master))
+    entries = list(enumerate(names))
+    sealed = sealer.names(generations[0], entries)
+    assert [len(s) for s in sealed] == [len(n) for n in names]
+    assert sealer.names(generations[0], list(enumerate(sealed))) == names
+    assert sealer.names(generations[0], list(enumerate(sealed))[::-1]) == names[::-1]
+    # Another generation (a rebuilt index), or another number: another keystream.
+    other = sealer.names(generations[1], entries)
+    assert all(a != b for a, b in zip(sealed, other, strict=True) if len(a) >= 4)
+    shifted = sealer.names(generations[0], [(n + 1, x) for n, x in entries])
+    assert all(a != b for a, b in zip(sealed, shifted, strict=True) if len(a) >= 4)
+
+
 # -- nothing readable at rest ------------------------------------------------------------------
 def _encrypted(path: Path) -> Vault:
     return Vault.init(path, encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import itertools
 import mmap
 import os
 import shutil
@@ -31,7 +32,7 @@ from pyroaring import BitMap
 from mjvault.errors import IntegrityError, MjvaultError
 from mjvault.index import bitmaps
 from mjvault.index.bitmaps import SEP
-from mjvault.index.sealed import JOBS, SEALED_FORMAT, IndexSealer, VocabWrites
+from mjvault.index.sealed import GENERATION_SIZE, JOBS, SEALED_FORMAT, IndexSealer, VocabWrites
 from mjvault.index.sealed import parts_with_prefix as vocab_parts
 from mjvault.model import Job
 from mjvault.params import param_index_value
@@ -72,6 +73,7 @@ _LENGTH = struct.Struct(">H")
 MAX_LENGTH = 65_535  # words a prompt is counted as having, at most (docs' 2 bytes)
 _TIME_AND_LENGTH = struct.Struct(">qH")
 DOC_ID_AT = _TIME_AND_LENGTH.size
+NAMES_AT_ONCE = 1024  # job ids IndexReader.docs opens in one call in a sealed index
 
 
 @dataclass(frozen=True)
@@ -236,19 +238,13 @@ class Layout:
             return part
         return self.sealer.token(table, part)
 
-    def doc_entry(self, summary: JobSummary, doc: int) -> bytes:
-        """The ``docs`` value: time, prompt length, then the job id or its seal."""
+    def doc_entry(self, summary: JobSummary, doc: int, generation: bytes) -> bytes:
+        """The ``docs`` value: time, prompt length, then the job id, in a sealed index
+        enciphered (IndexSealer.names) under the index's ``generation`` (meta/names)."""
         if self.sealer is None:
             return summary.doc_entry()
         head = _MICROS.pack(summary.micros) + _LENGTH.pack(summary.length)
-        context = b"docs" + SEP + bitmaps.doc_key(doc)
-        return head + self.sealer.seal(summary.job_id.encode("utf-8"), context)
-
-    def doc_job(self, doc: int, tail: bytes | memoryview) -> bytes:
-        """The job id (UTF-8) of a ``docs`` value's tail."""
-        if self.sealer is None:
-            return bytes(tail)
-        return self.sealer.open(tail, b"docs" + SEP + bitmaps.doc_key(doc))
+        return head + self.sealer.names(generation, [(doc, summary.job_id.encode("utf-8"))])[0]
 
     def image_entries(self, summary: JobSummary) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) of the ``images`` table, one per image shown: image id ‖ job id and
@@ -310,6 +306,7 @@ OTHER_TABLES = (b"stat", b"import_jobs")
 # The sealed vocabulary of an encrypted vault's index (mjvault/index/sealed.py): a table of
 # the tree like TABLES, but only in such an index, so a plain index stays as it was.
 VOCAB = b"vocab"
+SEALED_TABLES = (VOCAB,)
 
 
 REBUILD_HINT = "the index is only a cache of the snapshots: rebuild it with `mjvault index rebuild`"
@@ -507,7 +504,7 @@ def unshare_environment(key: str) -> None:
 
 def _index_tables(env: lmdb.Environment) -> dict[bytes, Any]:
     dbs = {name: env.open_db(name, create=True) for name in TABLES}
-    for name in (*OTHER_TABLES, VOCAB):
+    for name in (*OTHER_TABLES, *SEALED_TABLES):
         with contextlib.suppress(lmdb.NotFoundError):
             dbs[name] = env.open_db(name, create=False)
     return dbs
@@ -530,7 +527,10 @@ class Index:
 
     def _open(self) -> None:
         self._key, env, dbs = share_environment(
-            self.path, "the index", len(TABLES) + len(OTHER_TABLES) + 1, _index_tables
+            self.path,
+            "the index",
+            len(TABLES) + len(OTHER_TABLES) + len(SEALED_TABLES),
+            _index_tables,
         )
         self.env = env
         self.db = dbs
@@ -543,11 +543,12 @@ class Index:
         assert sealer is not None
         check = sealer.check()
         with self._reading(), self.env.begin() as txn:
-            if txn.get(b"key", db=self.db[b"meta"]) == check:
+            meta = self.db[b"meta"]
+            if txn.get(b"key", db=meta) == check and txn.get(b"names", db=meta) is not None:
                 return
             used = any(
                 txn.stat(self.db[name])["entries"]
-                for name in (*TABLES, *OTHER_TABLES, VOCAB)
+                for name in (*TABLES, *OTHER_TABLES, *SEALED_TABLES)
                 if name in self.db
             )
         if used and _sole_user(self._key):
@@ -559,11 +560,13 @@ class Index:
             self._open()
         with self.writing() as txn:
             if used:
-                for name in (*TABLES, *OTHER_TABLES, VOCAB):
+                for name in (*TABLES, *OTHER_TABLES, *SEALED_TABLES):
                     if name in self.db:
                         txn.drop(self.db[name], delete=False)
             txn.put(b"key", check, db=self.db[b"meta"])
-        self.other_table(VOCAB, create=True)
+            txn.put(b"names", os.urandom(GENERATION_SIZE), db=self.db[b"meta"])
+        for name in SEALED_TABLES:
+            self.other_table(name, create=True)
 
     def close(self) -> None:
         if self._closed:
@@ -610,7 +613,7 @@ class Index:
         """Open every table and read its ends: most damage shows here, before a command
         relies on the index, so the command can discard and rebuild it instead of failing."""
         with self._reading(), self.env.begin() as txn:
-            for name in TABLES + tuple(n for n in (*OTHER_TABLES, VOCAB) if n in self.db):
+            for name in TABLES + tuple(n for n in (*OTHER_TABLES, *SEALED_TABLES) if n in self.db):
                 db = self.db[name]
                 txn.stat(db)
                 cursor = txn.cursor(db=db)
@@ -618,7 +621,7 @@ class Index:
                 cursor.last()
 
     def other_table(self, name: bytes, *, create: bool = False) -> Any | None:
-        """One of OTHER_TABLES (or VOCAB); None if it does not exist yet and ``create`` is
+        """One of OTHER_TABLES (or SEALED_TABLES); None if it does not exist yet and ``create`` is
         false."""
         db = self.db.get(name)
         if db is None and create:
@@ -729,6 +732,7 @@ class Index:
         first_doc = next_doc
         layout = self.layout
         vocab = VocabWrites() if layout.sealer is not None else None
+        generation = _generation(txn, db[b"meta"]) if layout.sealer is not None else b""
         for jobs, (job_id, summary) in enumerate(items, 1):
             jid = layout.job_key(job_id)
             if jid in seen:
@@ -750,6 +754,7 @@ class Index:
                         _deleter(db[b"jobs"], jid),
                         _deleter(db[b"docs"], bitmaps.doc_key(old_doc)),
                     ]
+
             else:
                 if summary.kinds is None and self.media_kinds is not None:
                     summary = replace(summary, kinds=self.media_kinds(summary.images))
@@ -763,8 +768,13 @@ class Index:
                 live.add(b"live", bitmaps.shard_key(doc), doc)
                 job_writes[jid] = [
                     _putter(db[b"jobs"], jid, layout.job_value(summary, doc, jid)),
-                    _putter(db[b"docs"], bitmaps.doc_key(doc), layout.doc_entry(summary, doc)),
+                    _putter(
+                        db[b"docs"],
+                        bitmaps.doc_key(doc),
+                        layout.doc_entry(summary, doc, generation),
+                    ),
                 ]
+
                 if vocab is not None:
                     vocab.add_lists(summary.lists())
                     vocab.add(JOBS, summary.job_id.encode("utf-8"))
@@ -805,9 +815,12 @@ class Index:
                 for name in TABLES:
                     txn.drop(self.db[name], delete=False)
                 if self.layout.sealer is not None:
-                    txn.drop(self.db[VOCAB], delete=False)
+                    for name in SEALED_TABLES:
+                        txn.drop(self.db[name], delete=False)
                     # Still an index of this key: emptied, not to be emptied again.
                     txn.put(b"key", self.layout.sealer.check(), db=self.db[b"meta"])
+                    # Numbers start again from 0: a new keystream for the ids (§9.2).
+                    txn.put(b"names", os.urandom(GENERATION_SIZE), db=self.db[b"meta"])
         except lmdb.DiskError:
             raise _disk_full(self.path) from None
 
@@ -1008,6 +1021,14 @@ def _stored(
     return doc, JobSummary.unpack(job_id, data)
 
 
+def _generation(txn: lmdb.Transaction, meta: Any) -> bytes:
+    """A sealed index's ``meta/names``: what its job ids' keystream is drawn under."""
+    value = txn.get(b"names", db=meta)
+    if value is None:
+        raise IndexDamaged("the index has no meta/names")
+    return bytes(value)
+
+
 def _vocab_writers(
     db: Any, sealer: IndexSealer, vocab: VocabWrites
 ) -> list[Callable[[lmdb.Transaction], Any]]:
@@ -1060,6 +1081,7 @@ class IndexReader:
         # The pages a long walk or many lookups map in are let go as it goes (_MappedPages).
         self._pages = pages
         self._live: BitMap | None = None
+        self._generation: bytes | None = None
         self._looked_up = 0
 
     def _cursor(self, table: bytes) -> lmdb.Cursor:
@@ -1147,10 +1169,15 @@ class IndexReader:
 
     def docs(self, docs: Iterable[int]) -> Iterator[tuple[int, int, bytes]]:
         """(µs, document number, job id) of each number that has a job, in the order given."""
-        unpack = _MICROS.unpack_from
-        job = self.layout.doc_job
-        for doc, value in self._entries(docs):
-            yield unpack(value)[0], doc, job(doc, value[DOC_ID_AT:])
+        times = self.times(docs)
+        while True:
+            # A sealed index deciphers its ids many at a time (IndexSealer.names).
+            batch = list(itertools.islice(times, NAMES_AT_ONCE))
+            if not batch:
+                return
+            names = self.job_ids([(doc, tail) for _, doc, tail in batch])
+            for (micros, doc, _), name in zip(batch, names, strict=True):
+                yield micros, doc, name
 
     def times(self, docs: Iterable[int]) -> Iterator[tuple[int, int, bytes]]:
         """(µs, document number, what :meth:`job_id` takes) of each number that has a job:
@@ -1159,9 +1186,15 @@ class IndexReader:
         for doc, value in self._entries(docs):
             yield unpack(value)[0], doc, bytes(value[DOC_ID_AT:])
 
-    def job_id(self, doc: int, tail: bytes) -> bytes:
-        """The job id (UTF-8) of a :meth:`times` entry."""
-        return self.layout.doc_job(doc, tail)
+    def job_ids(self, entries: list[tuple[int, bytes]]) -> list[bytes]:
+        """The job ids (UTF-8) of :meth:`times` entries ((doc, tail) each); a sealed index's
+        deciphered together (one AES call)."""
+        sealer = self.layout.sealer
+        if sealer is None:
+            return [tail for _, tail in entries]
+        if self._generation is None:
+            self._generation = _generation(self.txn, self.dbs[b"meta"])
+        return sealer.names(self._generation, entries)
 
     def lengths(self, docs: Iterable[int]) -> Iterator[tuple[int, int, int]]:
         """(µs, document number, prompt length in words) of each number that has a job."""

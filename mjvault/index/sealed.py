@@ -17,6 +17,7 @@ query opens the one bucket its prefix names, filters the terms, and looks up the
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Iterator
 
 import lmdb
@@ -33,6 +34,16 @@ BUCKET_DEPTH = 3  # characters of a term's prefix that name its deepest bucket
 # comparisons).
 WORDS, JOBS, TYPES = b"words", b"jobs", b"types"
 PARAMS = b"params:"
+GENERATION_SIZE = 8
+_DOC = struct.Struct(">I")
+_COUNTERS = [i.to_bytes(4, "big") for i in range(64)]
+
+
+def _blocks(prefix: bytes, size: int) -> bytes:
+    """The counter blocks ``prefix ‖ i`` of a value of ``size`` bytes, in one join."""
+    count = -(-size // 16)
+    counters = _COUNTERS[:count] if count <= 64 else [i.to_bytes(4, "big") for i in range(count)]
+    return prefix + prefix.join(counters) if counters else b""
 
 
 def _shallowest(kind: bytes) -> int:
@@ -88,6 +99,23 @@ class IndexSealer:
 
     def open(self, sealed: bytes | memoryview, context: bytes) -> bytes:
         return self._keys.open_index(bytes(sealed), context)
+
+    # -- names: the job ids of ``docs`` ---------------------------------------------------------
+    def names(self, generation: bytes, entries: list[tuple[int, bytes]]) -> list[bytes]:
+        """Each (doc, text) as text XOR its AES-256-CTR keystream, blocks ``generation ‖ doc ‖
+        i``: sealing and opening alike, all entries in one AES call. A number names one job
+        for the index's generation (a rebuild draws a new one), so no keystream is reused."""
+        blocks = b"".join(_blocks(generation + _DOC.pack(doc), len(text)) for doc, text in entries)
+        stream = self._keys.index_keystream(blocks) if blocks else b""
+        out = []
+        at = 0
+        for _, text in entries:
+            size = len(text)
+            out.append(
+                (int.from_bytes(text) ^ int.from_bytes(stream[at : at + size])).to_bytes(size)
+            )
+            at += -(-size // 16) * 16
+        return out
 
     # -- vocabulary ------------------------------------------------------------------------
     def _bucket(self, kind: bytes, depth: int, prefix: str) -> bytes:

@@ -348,7 +348,8 @@ def _first_by_time(
         while end < len(found) and found[end][0] == edge:
             end += 1
         del found[end:]
-    named = [(micros, reader.job_id(doc, tail)) for micros, doc, tail in found]
+    ids = reader.job_ids([(doc, tail) for _, doc, tail in found])
+    named = [(micros, job_id) for (micros, _, _), job_id in zip(found, ids, strict=True)]
     named.sort(reverse=newest)
     return [job_id for _, job_id in named[:limit]]
 

@@ -77,6 +77,7 @@ class VaultKeys:
     __slots__ = (
         "_aead",
         "_index_aead",
+        "_index_names",
         "_index_tokens",
         "_object_key",
         "_text_aead",
@@ -98,6 +99,7 @@ class VaultKeys:
         # text key and an index value opens nowhere else.
         self._index_tokens = _hkdf(master, b"mjvault v1 index tokens")
         self._index_aead = _aesgcm(_hkdf(master, b"mjvault v1 index sealing"))
+        self._index_names = _hkdf(master, b"mjvault v1 index names")
 
     def __repr__(self) -> str:
         return "VaultKeys(<secret>)"
@@ -204,15 +206,26 @@ class VaultKeys:
         nonce = os.urandom(NONCE_SIZE)
         return nonce + self._index_aead.encrypt(nonce, value, context)
 
-    def open_index(self, sealed: bytes, context: bytes) -> bytes:
-        from cryptography.exceptions import InvalidTag
+    def index_keystream(self, counter_blocks: bytes) -> bytes:
+        """AES-256 of each 16-byte block of ``counter_blocks`` under the index names key: the
+        CTR keystream of many short values in one call (a page's job ids, FORMAT.md §9.2)."""
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+        encryptor = Cipher(algorithms.AES(self._index_names), modes.ECB()).encryptor()
+        return encryptor.update(counter_blocks) + encryptor.finalize()
+
+    def open_index(self, sealed: bytes, context: bytes) -> bytes:
+        # A search opens the ids of every job it shows: no import on this path.
         try:
-            return bytes(
-                self._index_aead.decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], context)
-            )
-        except (InvalidTag, ValueError):
-            raise CorruptObject("an index value failed authentication (damaged or moved)") from None
+            return self._index_aead.decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], context)
+        except Exception as exc:
+            from cryptography.exceptions import InvalidTag
+
+            if isinstance(exc, InvalidTag | ValueError):
+                raise CorruptObject(
+                    "an index value failed authentication (damaged or moved)"
+                ) from None
+            raise
 
 
 SEALED_HEADER = 4 + 2 + NONCE_SIZE
