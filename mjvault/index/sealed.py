@@ -4,8 +4,10 @@ A plain vault's index keys its tables by the words, ids and values themselves. A
 vault's index keys them by a *token*: keyed BLAKE3 (a subkey of the master secret) of the
 table's name and the term, so equal terms give equal tokens, one table's token says nothing
 of another's, and nothing is learnt of a term without the key. Values that hold text (job
-summaries, the job ids of ``docs`` and ``images``, the import caches' rows) are sealed with
-AES-256-GCM, bound to their table and key. Lookups of an exact term cost one token more than
+summaries, the job ids of ``images``, the import caches' rows) are sealed with AES-256-GCM,
+bound to their table and key; the job ids of ``docs``, a page of which every search reads,
+are AES-256-CTR under the index's generation and the document number (:meth:`names`), so a
+page's are deciphered in one call. Lookups of an exact term cost one token more than
 a plain index's; every list keeps its shard suffix, so shards are found as before.
 
 What tokens hide is the vocabulary that prefix queries (``cat*``), comparisons (``s>100``),
