@@ -14,8 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mjvault import Vault
-from mjvault.errors import CorruptObject
-from mjvault.index.db import Index
+from mjvault.index.db import Index, IndexDamaged
 from mjvault.index.facets import facet_counts
 from mjvault.index.query import parse_query
 from mjvault.index.sealed import SEALED_FORMAT, IndexSealer
@@ -71,10 +70,10 @@ def test_a_sealed_value_opens_only_where_it_was_put() -> None:
     sealer = IndexSealer(VaultKeys(bytes(32)))
     sealed = sealer.seal(b"job-1", b"docs\x00\x00\x00\x00\x01")
     assert sealer.open(sealed, b"docs\x00\x00\x00\x00\x01") == b"job-1"
-    with pytest.raises(CorruptObject):
+    with pytest.raises(IndexDamaged, match="docs table does not open"):
         sealer.open(sealed, b"docs\x00\x00\x00\x00\x02")  # moved to another document
     flipped = sealed[:-1] + bytes([sealed[-1] ^ 1])
-    with pytest.raises(CorruptObject):
+    with pytest.raises(IndexDamaged):
         sealer.open(flipped, b"docs\x00\x00\x00\x00\x01")
 
 
@@ -193,8 +192,9 @@ def test_a_value_moved_to_another_key_does_not_open(tmp_path: Path) -> None:
         one, two = index.layout.job_key("job-1"), index.layout.job_key("job-2")
         with index.writing(index.db[b"jobs"]) as txn:
             txn.put(one, txn.get(two))
-        with pytest.raises(CorruptObject):
+        with pytest.raises(IndexDamaged) as caught:
             index.get("job-1")
+        assert "mjvault index rebuild" in str(caught.value)
 
 
 # -- every query form, plain and encrypted ------------------------------------------------------

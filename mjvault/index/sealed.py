@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 
 import lmdb
 
+from mjvault.errors import CorruptObject
 from mjvault.store.crypto import VaultKeys
 
 SEP = b"\x00"
@@ -100,7 +101,16 @@ class IndexSealer:
         return self._keys.seal_index(value, context)
 
     def open(self, sealed: bytes | memoryview, context: bytes) -> bytes:
-        return self._keys.open_index(bytes(sealed), context)
+        try:
+            return self._keys.open_index(bytes(sealed), context)
+        except CorruptObject:
+            # Imported here: the index's module imports this one.
+            from mjvault.index.db import IndexDamaged
+
+            table = context.partition(SEP)[0].decode("ascii", "replace")
+            raise IndexDamaged(
+                f"a value of the index's {table} table does not open (damaged or moved)"
+            ) from None
 
     # -- names: the job ids of ``docs`` ---------------------------------------------------------
     def names(self, generation: bytes, entries: list[tuple[int, bytes]]) -> list[bytes]:
