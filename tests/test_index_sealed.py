@@ -28,6 +28,7 @@ from mjvault.testing.accounts import Account
 from mjvault.testing.archive import write_sample_archive
 from mjvault.testing.server import FakeMidjourney
 from tests.conftest import CHEAP_KDF, PASSPHRASE
+from tests.test_index_apply import SMALL_GROUP, SMALL_TXN, add_jobs, changes, stopping_after
 from tests.test_sync import settings_for
 
 TABLES = [b"jobs", b"words", b"pairs", b"repeats", b"types", b"params", b"users", b"images"]
@@ -295,3 +296,38 @@ def test_jobs_by_prefix_image_and_summary_alike(twins: tuple[Vault, Vault]) -> N
     with plain.index.reader() as one, sealed.index.reader() as other:
         counts = sorted(n for _, n in one.image_references())
         assert sorted(n for _, n in other.image_references()) == counts
+
+
+# -- an update stopped between its transactions ------------------------------------------------
+QUERIES = ["fox", "fo*", "snow -red", '"red fox"', "numb*", "v:6", "ar:16:9", "ar>1", "type:grid"]
+
+
+def _answers(vault: Vault) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for text in QUERIES:
+        query = parse_query(text)
+        found[text] = search(vault.index, query, sort="relevance")
+        found[text + " (facets)"] = facet_counts(vault.index, query)
+    found["ids"] = vault.index.job_ids_with_prefix("job-00")
+    return found
+
+
+def test_a_sealed_update_stopped_between_transactions_is_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("mjvault.index.db.POSTINGS_PER_TXN", SMALL_TXN)
+    monkeypatch.setattr("mjvault.index.db.GROUP_JOBS", SMALL_GROUP)
+    with _encrypted(tmp_path / "v") as vault:
+        old = add_jobs(vault, 0, 40)
+        new = add_jobs(vault, 40, 60)
+        expected = _answers(vault)
+        index = vault.index
+        assert vault.sync_index(old) == 60
+        with pytest.raises(KeyboardInterrupt):
+            index.apply(stopping_after(changes(vault, old, new), 45), new)
+        assert index.indexed_tree() is None and index.interrupted() == (old, new)
+        assert vault.sync_index(new) == 60  # finished, not rebuilt
+        assert _answers(vault) == expected
+        vault.rebuild_index()  # a new generation of ids: the same answers
+        assert _answers(vault) == expected
+        assert len(expected["ids"]) == 100  # type: ignore[arg-type]
