@@ -3,10 +3,12 @@ answered as a plain vault's index answers it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mjvault import Vault
-from mjvault.index.db import Index, IndexDamaged
+from mjvault.index.db import TABLES as INDEX_TABLES
+from mjvault.index.db import Index, IndexDamaged, JobSummary
 from mjvault.index.facets import facet_counts
 from mjvault.index.query import parse_query
 from mjvault.index.sealed import SEALED_FORMAT, IndexSealer
@@ -165,8 +168,6 @@ def test_a_plaintext_index_is_replaced_once_when_the_vault_opens(tmp_path: Path)
     # What an earlier version left: a plaintext index of the same tree.
     index = Index(path / "index")
     index.clear()
-    from mjvault.index.db import JobSummary
-
     summary = JobSummary("job-aardvark", "00" * 32, (), None, "grid", "zebra crossing")
     index.apply([("job-aardvark", summary)], tree)
     index.close()
@@ -331,3 +332,44 @@ def test_a_sealed_update_stopped_between_transactions_is_finished(
         vault.rebuild_index()  # a new generation of ids: the same answers
         assert _answers(vault) == expected
         assert len(expected["ids"]) == 100  # type: ignore[arg-type]
+
+
+# -- a plain vault's index, byte for byte -----------------------------------------------------
+# The digest of the tables below as the code before sealed indexes wrote them (format 5).
+PLAIN_DIGEST = "e380d66f8e752b506627927ee1fafa084fe41306a48225eeab371d6179b59280"
+
+
+def _fixed_summaries() -> Iterator[tuple[str, JobSummary | None]]:
+    words = ["misty", "forest", "café", "fox", "snow", "猫", "neon", "city"]
+    for n in range(300):
+        prompt = " ".join(words[(n * k) % len(words)] for k in range(1, 2 + n % 6))
+        yield (
+            f"job-{n:04}",
+            JobSummary(
+                job_id=f"job-{n:04}",
+                record=f"{n:064x}",
+                images=(f"{n + 1:064x}", None),
+                time=datetime(2024, 1 + n % 12, 1 + n % 28, tzinfo=UTC) if n % 7 else None,
+                type=["grid", "upscale", "variation"][n % 3],
+                prompt=prompt,
+                params={"version": ["6", "6.1", "5.2"][n % 3], "ar": ["16:9", "1:1"][n % 2]},
+                username=["Ann", None][n % 2],
+                kinds=("png", None),
+            ),
+        )
+
+
+def test_a_plain_index_is_what_it_was_byte_for_byte(tmp_path: Path) -> None:
+    index = Index(tmp_path / "index")
+    index.apply(_fixed_summaries(), "ab" * 32)
+    index.apply([("job-0003", None), ("job-0010", None)], "cd" * 32)
+    digest = hashlib.sha256()
+    with index.env.begin() as txn:
+        for name in INDEX_TABLES:
+            digest.update(name)
+            for key, value in txn.cursor(db=index.db[name]):
+                digest.update(len(key).to_bytes(4, "big") + key)
+                digest.update(len(value).to_bytes(4, "big") + value)
+        assert txn.get(b"vocab") is None  # no table of a sealed index
+    index.close()
+    assert digest.hexdigest() == PLAIN_DIGEST

@@ -38,6 +38,9 @@ BUCKET_DEPTH = 3  # characters of a term's prefix that name its deepest bucket
 WORDS, JOBS, TYPES = b"words", b"jobs", b"types"
 PARAMS = b"params:"
 GENERATION_SIZE = 8
+# Tokens remembered (about 170 bytes each: ~11 MB), then forgotten all at once: a rebuild's
+# common words stay cached, its pairs (mostly seen once) do not pile up.
+TOKENS_KEPT = 1 << 16
 _DOC = struct.Struct(">I")
 _COUNTERS = [i.to_bytes(4, "big") for i in range(64)]
 
@@ -84,7 +87,7 @@ class IndexSealer:
         if found is None:
             digest = self._keys.index_token(domain + SEP + term, TOKEN_SIZE)
             found = digest.replace(SEP, b"\x01")
-            if len(self._tokens) >= 1 << 18:  # a few tens of MB at most
+            if len(self._tokens) >= TOKENS_KEPT:
                 self._tokens.clear()
             self._tokens[key] = found
         return found
