@@ -272,11 +272,16 @@ class Layout:
         return self.sealer.open(value, b"images" + SEP + key).decode("utf-8")
 
     def list_changes(
-        self, change: Callable[[bytes, bytes, int], None], summary: JobSummary, doc: int
+        self,
+        change: Callable[[bytes, bytes, int], None],
+        summary: JobSummary,
+        doc: int,
+        parts: Iterable[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        """Call ``change(table, key, doc)`` for every list shard and day the job is in."""
+        """Call ``change(table, key, doc)`` for every list shard and day the job is in
+        (``parts``: its ``summary.lists()``, when the caller has them already)."""
         shard = bitmaps.shard_of(doc)
-        for table, part in summary.lists():
+        for table, part in summary.lists() if parts is None else parts:
             change(table, bitmaps.list_key(self.part(table, part), shard), doc)
         change(b"days", bitmaps.day_key(bitmaps.day_of(summary.micros)), doc)
 
@@ -762,7 +767,9 @@ class Index:
                 if old is None:
                     next_doc += 1
                 seen[jid] = (doc, summary)
-                layout.list_changes(lists.add, summary, doc)
+                # Listed once: a sealed index's vocabulary takes the same parts.
+                parts = list(summary.lists())
+                layout.list_changes(lists.add, summary, doc, parts)
                 for key, value in layout.image_entries(summary):
                     image_writes.append(_putter(db[b"images"], key, value))
                 live.add(b"live", bitmaps.shard_key(doc), doc)
@@ -776,7 +783,7 @@ class Index:
                 ]
 
                 if vocab is not None:
-                    vocab.add_lists(summary.lists())
+                    vocab.add_lists(parts)
                     vocab.add(JOBS, summary.job_id.encode("utf-8"))
             if jobs >= GROUP_JOBS or lists.numbers >= GROUP_NUMBERS:
                 break
