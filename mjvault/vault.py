@@ -290,7 +290,7 @@ class Vault:
         except JobNotFound:
             pass
         if len(prefix) >= 6:
-            matches = [s.job_id for s in self.index.iter_summaries() if s.job_id.startswith(prefix)]
+            matches = self.index.job_ids_with_prefix(prefix)
             if len(matches) == 1:
                 return self.entry(matches[0])
             if len(matches) > 1:
@@ -302,7 +302,7 @@ class Vault:
         if self._index is None:
             index: Index | None = None
             try:
-                index = Index(self.path / "index")
+                index = Index(self.path / "index", keys=self.store.keys)
                 index.probe()
             except IndexDamaged as exc:
                 # The index is only a cache: a damaged one is discarded and rebuilt from objects.
@@ -312,7 +312,7 @@ class Vault:
                     index.close()
                 shutil.rmtree(self.path / "index", ignore_errors=True)
                 try:
-                    index = Index(self.path / "index")
+                    index = Index(self.path / "index", keys=self.store.keys)
                 except IndexDamaged as again:
                     raise IntegrityError(
                         f"the index at {self.path / 'index'} cannot be created: {again.message} "

@@ -20,7 +20,7 @@ from mjvault.model import Job, job_from_record
 from mjvault.params import param_index_value
 from mjvault.testing.accounts import Account
 from mjvault.text import search_tokens
-from tests.conftest import run_cli
+from tests.conftest import CHEAP_KDF, PASSPHRASE, run_cli
 
 JOBS = [
     ("j1", "a red fox in the misty forest --ar 16:9 --v 6.1 --s 250", "2024-03-05 10:00:00", "grid", "ann"),
@@ -41,12 +41,34 @@ def _record(job_id: str, command: str, time: str | None, kind: str, user: str | 
     return json.dumps(record).encode()
 
 
-@pytest.fixture(scope="module")
-def small_vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vault]:
-    vault = Vault.init(tmp_path_factory.mktemp("small") / "vault")
+def _new_vault(path: Path, encrypted: bool) -> Vault:
+    if encrypted:  # its index holds tokens and sealed values (mjvault/index/sealed.py)
+        return Vault.init(path, encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
+    return Vault.init(path)
+
+
+def _small(path: Path, encrypted: bool) -> Vault:
+    vault = _new_vault(path, encrypted)
     with vault.writer("test") as writer:
         for row in JOBS:
             writer.add_job(_record(*row), [])
+    return vault
+
+
+# Every query form is asked of a plain vault's index and of an encrypted vault's.
+@pytest.fixture(scope="module", params=["plain", "encrypted"])
+def small_vault(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Vault]:
+    vault = _small(tmp_path_factory.mktemp("small") / "vault", request.param == "encrypted")
+    yield vault
+    vault.close()
+
+
+@pytest.fixture(scope="module")
+def plain_vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vault]:
+    """For the command in a child process, which would need the passphrase otherwise."""
+    vault = _small(tmp_path_factory.mktemp("small") / "vault", False)
     yield vault
     vault.close()
 
@@ -157,10 +179,12 @@ def _oracle(job: Job, query: Query) -> bool:
     return not (query.until and (moment is None or moment > query.until))
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Vault, list[Job]]]:
+@pytest.fixture(scope="module", params=["plain", "encrypted"])
+def generated(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[tuple[Vault, list[Job]]]:
     account = Account.generate(7, 400)
-    vault = Vault.init(tmp_path_factory.mktemp("gen") / "vault")
+    vault = _new_vault(tmp_path_factory.mktemp("gen") / "vault", request.param == "encrypted")
     jobs = []
     with vault.writer("test") as writer:
         for i, generated_job in enumerate(account.jobs):
@@ -205,8 +229,8 @@ def test_newest_first_is_by_time(generated: tuple[Vault, list[Job]]) -> None:
 
 
 # -- the command -----------------------------------------------------------------------------
-def test_cli_table_ids_json_and_errors(small_vault: Vault) -> None:
-    where = str(small_vault.path)
+def test_cli_table_ids_json_and_errors(plain_vault: Vault) -> None:
+    where = str(plain_vault.path)
     table = run_cli("--vault", where, "search", "fox", "-n", "2", env={"COLUMNS": "60"})
     assert table.returncode == 0, table.stderr
     lines = table.stdout.decode().splitlines()
@@ -233,8 +257,8 @@ def test_cli_table_ids_json_and_errors(small_vault: Vault) -> None:
 
 
 @pytest.mark.skipif(views_available(), reason="checks the message of a build without views")
-def test_cli_paths_without_views_is_a_clear_error(small_vault: Vault) -> None:
-    result = run_cli("--vault", str(small_vault.path), "search", "--paths", "mine", "fox")
+def test_cli_paths_without_views_is_a_clear_error(plain_vault: Vault) -> None:
+    result = run_cli("--vault", str(plain_vault.path), "search", "--paths", "mine", "fox")
     assert result.returncode == 2 and b"no checkout views" in result.stderr
 
 

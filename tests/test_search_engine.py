@@ -25,6 +25,7 @@ from mjvault.index.search import BM25_B, BM25_K1, count_matches, iter_search, se
 from mjvault.model import Job, job_from_record
 from mjvault.testing.accounts import Account
 from mjvault.text import search_tokens
+from tests.conftest import CHEAP_KDF, PASSPHRASE
 from tests.test_search import _oracle
 
 WORDS = ["fox", "red", "misty", "forest", "cat", "catalog", "café", "cafe", "snow", "猫", "sci-fi"]
@@ -40,6 +41,13 @@ _clauses = st.one_of(
     st.sampled_from(["since:2024-02", "until:2024-02-10", "date:2024-02-01", "since:2024-02-03T12:00:00", "until:2024-02-05T06:30:00Z"]),
 )  # fmt: skip
 _queries = st.lists(st.lists(_clauses, min_size=1, max_size=3), min_size=3, max_size=3)
+
+
+def _new_vault(path: Path, encrypted: bool) -> Vault:
+    """A plain vault, or an encrypted one: its index holds tokens and sealed values."""
+    if encrypted:
+        return Vault.init(path, encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
+    return Vault.init(path)
 
 
 def _record(job_id: str, rng: random.Random) -> bytes:
@@ -116,13 +124,17 @@ def _check(vault: Vault, jobs: dict[str, Job], query: Query) -> None:
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(seed=st.integers(0, 2**32 - 1), rounds=st.lists(_queries, min_size=3, max_size=3))
+@pytest.mark.parametrize("encrypted", [False, True])
 def test_search_agrees_with_a_scan_through_updates_and_rebuild(
-    tmp_path_factory: pytest.TempPathFactory, seed: int, rounds: list[list[list[str]]]
+    tmp_path_factory: pytest.TempPathFactory,
+    encrypted: bool,
+    seed: int,
+    rounds: list[list[list[str]]],
 ) -> None:
     rng = random.Random(seed)
     path = tmp_path_factory.mktemp("engine") / "vault"
     jobs: dict[str, Job] = {}
-    with Vault.init(path) as vault:
+    with _new_vault(path, encrypted) as vault:
         next_id = 0
         for step, queries in enumerate(rounds):
             with vault.writer("test") as writer:
@@ -147,10 +159,11 @@ def test_search_agrees_with_a_scan_through_updates_and_rebuild(
             _check(vault, jobs, parse_query(" ".join(clauses)))
 
 
-def test_facets_count_each_value_and_select_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_facets_count_each_value_and_select_it(tmp_path: Path, encrypted: bool) -> None:
     account = Account.generate(3, 300)
     jobs = []
-    with Vault.init(tmp_path / "vault") as vault:
+    with _new_vault(tmp_path / "vault", encrypted) as vault:
         with vault.writer("test") as writer:
             for i, generated in enumerate(account.jobs):
                 raw = json.dumps(generated.record(1 + i % 3)).encode()
@@ -220,14 +233,17 @@ def test_streamed_results_hold_no_list_of_the_matches(tmp_path: Path) -> None:
     assert large_peak < small_peak + 256 * 1024, (small_peak, large_peak)
 
 
-def test_a_long_phrase_is_its_words_in_one_run_not_its_pairs_anywhere(tmp_path: Path) -> None:
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_a_long_phrase_is_its_words_in_one_run_not_its_pairs_anywhere(
+    tmp_path: Path, encrypted: bool
+) -> None:
     prompts = {
         "apart": "a red fox, then a fox snow globe",  # "red fox" and "fox snow", apart
         "together": "the red fox snow day",
         "prefix": "red fox snowfall",
         "reversed": "snow fox red",
     }
-    with Vault.init(tmp_path / "vault") as vault:
+    with _new_vault(tmp_path / "vault", encrypted) as vault:
         with vault.writer("test") as writer:
             for job_id, prompt in prompts.items():
                 writer.add_job(json.dumps({"id": job_id, "full_command": prompt}).encode(), [])

@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import itertools
 import mmap
 import os
+import shutil
 import struct
 import sys
 import threading
@@ -30,8 +32,11 @@ from pyroaring import BitMap
 from mjvault.errors import IntegrityError, MjvaultError
 from mjvault.index import bitmaps
 from mjvault.index.bitmaps import SEP
+from mjvault.index.sealed import GENERATION_SIZE, JOBS, SEALED_FORMAT, IndexSealer, VocabWrites
+from mjvault.index.sealed import parts_with_prefix as vocab_parts
 from mjvault.model import Job
 from mjvault.params import param_index_value
+from mjvault.store.crypto import VaultKeys
 from mjvault.text import fold, tokenize
 from mjvault.tree import JobEntry
 
@@ -68,6 +73,7 @@ _LENGTH = struct.Struct(">H")
 MAX_LENGTH = 65_535  # words a prompt is counted as having, at most (docs' 2 bytes)
 _TIME_AND_LENGTH = struct.Struct(">qH")
 DOC_ID_AT = _TIME_AND_LENGTH.size
+NAMES_AT_ONCE = 1024  # job ids IndexReader.docs opens in one call in a sealed index
 
 
 @dataclass(frozen=True)
@@ -106,10 +112,13 @@ class JobSummary:
         """The ``docs`` table's value: time, prompt length in words, job id."""
         return _MICROS.pack(self.micros) + _LENGTH.pack(self.length) + self.job_id.encode("utf-8")
 
-    def pack(self, doc: int | None = None) -> bytes:
+    def pack(self, doc: int | None = None, *, with_id: bool = False) -> bytes:
+        """``with_id``: the job id in the value too (``j``), for a key that does not show it."""
         micros = int(self.time.timestamp() * 1_000_000) if self.time else None
+        extra = {"j": self.job_id} if with_id else {}
         return msgpack.packb(
             {
+                **extra,
                 "n": doc,
                 "r": bytes.fromhex(self.record),
                 "i": [bytes.fromhex(i) if i is not None else None for i in self.images],
@@ -123,8 +132,11 @@ class JobSummary:
         )
 
     @classmethod
-    def unpack(cls, job_id: str, data: bytes) -> JobSummary:
+    def unpack(cls, job_id: str | None, data: bytes) -> JobSummary:
+        """``job_id`` None: the one the value holds (``j``)."""
         doc = msgpack.unpackb(data)
+        if job_id is None:
+            job_id = str(doc["j"])
         micros = doc.get("ts")
         moment = datetime.fromtimestamp(micros / 1_000_000, UTC) if micros is not None else None
         return cls(
@@ -174,12 +186,11 @@ class JobSummary:
         if self.username:
             yield b"users", _part(self.username.casefold())
 
-    def image_keys(self) -> Iterator[bytes]:
-        """Keys of the ``images`` table: image id ‖ job id, one per image shown."""
-        jid = self.job_id.encode("utf-8")
+    def image_ids(self) -> Iterator[bytes]:
+        """The binary ids of the images shown (the ``images`` table's keys start with them)."""
         for image in self.images:
             if image is not None:
-                yield bytes.fromhex(image) + jid
+                yield bytes.fromhex(image)
 
 
 def _hex_ids(ids: list[bytes | None]) -> tuple[str | None, ...]:
@@ -189,6 +200,93 @@ def _hex_ids(ids: list[bytes | None]) -> tuple[str | None, ...]:
 def _part(text: str) -> bytes:
     raw = text.encode("utf-8")[:MAX_KEY_PART]
     return raw.replace(SEP, b" ")
+
+
+class Layout:
+    """How an index stores jobs, lists and images: by the terms themselves (a plain vault,
+    byte for byte as before), or by keyed tokens with sealed values (an encrypted vault,
+    mjvault/index/sealed.py). The one place that knows which."""
+
+    def __init__(self, sealer: IndexSealer | None = None) -> None:
+        self.sealer = sealer
+        self.format = INDEX_FORMAT if sealer is None else SEALED_FORMAT
+
+    def job_key(self, job_id: str) -> bytes:
+        jid = job_id.encode("utf-8")
+        return jid if self.sealer is None else self.sealer.token(b"jobs", jid)
+
+    def job_value(self, summary: JobSummary, doc: int, key: bytes) -> bytes:
+        if self.sealer is None:
+            return summary.pack(doc)
+        return self.sealer.seal(summary.pack(doc, with_id=True), b"jobs" + SEP + key)
+
+    def open_job(self, key: bytes, data: bytes | memoryview) -> bytes:
+        """A ``jobs`` value as msgpack."""
+        if self.sealer is None:
+            return bytes(data)
+        return self.sealer.open(data, b"jobs" + SEP + key)
+
+    def summary(self, key: bytes, data: bytes | memoryview) -> JobSummary:
+        if self.sealer is None:
+            return JobSummary.unpack(key.decode("utf-8"), bytes(data))
+        return JobSummary.unpack(None, self.open_job(key, data))
+
+    def part(self, table: bytes, part: bytes) -> bytes:
+        """What a list's keys start with: its part, or the part's token. Prompt lengths are
+        numbers, kept as they are (FORMAT.md §9.2)."""
+        if self.sealer is None or table == b"lengths":
+            return part
+        return self.sealer.token(table, part)
+
+    def doc_entry(self, summary: JobSummary, doc: int, generation: bytes) -> bytes:
+        """The ``docs`` value: time, prompt length, then the job id, in a sealed index
+        enciphered (IndexSealer.names) under the index's ``generation`` (meta/names)."""
+        if self.sealer is None:
+            return summary.doc_entry()
+        head = _MICROS.pack(summary.micros) + _LENGTH.pack(summary.length)
+        return head + self.sealer.names(generation, [(doc, summary.job_id.encode("utf-8"))])[0]
+
+    def image_entries(self, summary: JobSummary) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of the ``images`` table, one per image shown: image id ‖ job id and
+        nothing, or image id ‖ a token of the job id and the job id sealed."""
+        jid = summary.job_id.encode("utf-8")
+        if self.sealer is None:
+            for image in summary.image_ids():
+                yield image + jid, b""
+            return
+        token = self.sealer.token(b"images", jid)
+        for image in summary.image_ids():
+            key = image + token
+            yield key, self.sealer.seal(jid, b"images" + SEP + key)
+
+    def image_keys(self, summary: JobSummary) -> Iterator[bytes]:
+        """The keys of :meth:`image_entries`, for deleting them."""
+        jid = summary.job_id.encode("utf-8")
+        suffix = jid if self.sealer is None else self.sealer.token(b"images", jid)
+        for image in summary.image_ids():
+            yield image + suffix
+
+    def image_job(self, key: bytes, value: bytes | memoryview) -> str:
+        if self.sealer is None:
+            return key[32:].decode("utf-8")
+        return self.sealer.open(value, b"images" + SEP + key).decode("utf-8")
+
+    def list_changes(
+        self,
+        change: Callable[[bytes, bytes, int], None],
+        summary: JobSummary,
+        doc: int,
+        parts: Iterable[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """Call ``change(table, key, doc)`` for every list shard and day the job is in
+        (``parts``: its ``summary.lists()``, when the caller has them already)."""
+        shard = bitmaps.shard_of(doc)
+        for table, part in summary.lists() if parts is None else parts:
+            change(table, bitmaps.list_key(self.part(table, part), shard), doc)
+        change(b"days", bitmaps.day_key(bitmaps.day_of(summary.micros)), doc)
+
+
+PLAIN = Layout()
 
 
 TABLES = (
@@ -210,6 +308,10 @@ TABLES = (
 # import stat cache and the running import's jobs (mjvault/index/statcache.py). Created by
 # their first writer, not before.
 OTHER_TABLES = (b"stat", b"import_jobs")
+# The sealed vocabulary of an encrypted vault's index (mjvault/index/sealed.py): a table of
+# the tree like TABLES, but only in such an index, so a plain index stays as it was.
+VOCAB = b"vocab"
+SEALED_TABLES = (VOCAB,)
 
 
 REBUILD_HINT = "the index is only a cache of the snapshots: rebuild it with `mjvault index rebuild`"
@@ -389,6 +491,11 @@ def share_environment(
     return key, env, dbs
 
 
+def _sole_user(key: str) -> bool:
+    with _ENVS_LOCK:
+        return _OPEN_ENVS[key][2] <= 1
+
+
 def unshare_environment(key: str) -> None:
     """One user fewer; the last one closes the environment."""
     with _ENVS_LOCK:
@@ -402,25 +509,69 @@ def unshare_environment(key: str) -> None:
 
 def _index_tables(env: lmdb.Environment) -> dict[bytes, Any]:
     dbs = {name: env.open_db(name, create=True) for name in TABLES}
-    for name in OTHER_TABLES:
+    for name in (*OTHER_TABLES, *SEALED_TABLES):
         with contextlib.suppress(lmdb.NotFoundError):
             dbs[name] = env.open_db(name, create=False)
     return dbs
 
 
 class Index:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, keys: VaultKeys | None = None) -> None:
+        """``keys``: an encrypted vault's, whose index holds tokens and sealed values only
+        (Layout); an index found otherwise (plaintext, or under another key) is emptied
+        first, its files deleted when no one else has it open."""
         self.path = path
         path.mkdir(mode=0o700, exist_ok=True)
+        self._open()
+        self.layout = PLAIN
+        if keys is not None:
+            self.layout = Layout(IndexSealer(keys))
+            self._seal()
+        # Set by the vault: an image object's media kind (MediaKinds), filled into summaries.
+        self.media_kinds: Callable[[tuple[str | None, ...]], tuple[str | None, ...]] | None = None
+
+    def _open(self) -> None:
         self._key, env, dbs = share_environment(
-            path, "the index", len(TABLES) + len(OTHER_TABLES), _index_tables
+            self.path,
+            "the index",
+            len(TABLES) + len(OTHER_TABLES) + len(SEALED_TABLES),
+            _index_tables,
         )
         self.env = env
         self.db = dbs
         self._closed = False
-        self.pages = _MappedPages(path / "data.mdb")
-        # Set by the vault: an image object's media kind (MediaKinds), filled into summaries.
-        self.media_kinds: Callable[[tuple[str | None, ...]], tuple[str | None, ...]] | None = None
+        self.pages = _MappedPages(self.path / "data.mdb")
+
+    def _seal(self) -> None:
+        """Make this an index of the layout's key: kept if it is one, else emptied."""
+        sealer = self.layout.sealer
+        assert sealer is not None
+        check = sealer.check()
+        with self._reading(), self.env.begin() as txn:
+            meta = self.db[b"meta"]
+            if txn.get(b"key", db=meta) == check and txn.get(b"names", db=meta) is not None:
+                return
+            used = any(
+                txn.stat(self.db[name])["entries"]
+                for name in (*TABLES, *OTHER_TABLES, *SEALED_TABLES)
+                if name in self.db
+            )
+        if used and _sole_user(self._key):
+            # A plaintext index: its files go, free pages and all (dropping tables would
+            # leave their old pages, prompts included, in the file until reused).
+            self.close()
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path.mkdir(mode=0o700, exist_ok=True)
+            self._open()
+        with self.writing() as txn:
+            if used:
+                for name in (*TABLES, *OTHER_TABLES, *SEALED_TABLES):
+                    if name in self.db:
+                        txn.drop(self.db[name], delete=False)
+            txn.put(b"key", check, db=self.db[b"meta"])
+            txn.put(b"names", os.urandom(GENERATION_SIZE), db=self.db[b"meta"])
+        for name in SEALED_TABLES:
+            self.other_table(name, create=True)
 
     def close(self) -> None:
         if self._closed:
@@ -467,7 +618,7 @@ class Index:
         """Open every table and read its ends: most damage shows here, before a command
         relies on the index, so the command can discard and rebuild it instead of failing."""
         with self._reading(), self.env.begin() as txn:
-            for name in TABLES + tuple(n for n in OTHER_TABLES if n in self.db):
+            for name in TABLES + tuple(n for n in (*OTHER_TABLES, *SEALED_TABLES) if n in self.db):
                 db = self.db[name]
                 txn.stat(db)
                 cursor = txn.cursor(db=db)
@@ -475,7 +626,8 @@ class Index:
                 cursor.last()
 
     def other_table(self, name: bytes, *, create: bool = False) -> Any | None:
-        """One of OTHER_TABLES; None if it does not exist yet and ``create`` is false."""
+        """One of OTHER_TABLES (or SEALED_TABLES); None if it does not exist yet and ``create`` is
+        false."""
         db = self.db.get(name)
         if db is None and create:
             with _ENVS_LOCK:
@@ -498,7 +650,7 @@ class Index:
 
     def _tree_in(self, txn: lmdb.Transaction) -> str | None:
         meta = self.db[b"meta"]
-        if txn.get(b"format", db=meta) not in (None, INDEX_FORMAT):
+        if txn.get(b"format", db=meta) not in (None, self.layout.format):
             return None
         value = txn.get(b"tree", db=meta)
         return bytes(value).decode("ascii") if value else None
@@ -550,7 +702,7 @@ class Index:
                             break
                     finished = last_group and not more
                     if finished:
-                        txn.put(b"format", INDEX_FORMAT, db=meta)
+                        txn.put(b"format", self.layout.format, db=meta)
                         if tree is None:
                             txn.delete(b"tree", db=meta)
                         else:
@@ -558,7 +710,7 @@ class Index:
                             txn.delete(b"applying", db=meta)
                     elif first:
                         start = txn.get(b"tree", db=meta)
-                        current = txn.get(b"format", db=meta) == INDEX_FORMAT
+                        current = txn.get(b"format", db=meta) == self.layout.format
                         if tree is not None and start is not None and current:
                             txn.put(
                                 b"applying", bytes(start) + b" " + tree.encode("ascii"), db=meta
@@ -583,18 +735,21 @@ class Index:
         job_writes: dict[bytes, list[Callable[[lmdb.Transaction], Any]]] = {}
         seen: dict[bytes, tuple[int, JobSummary | None]] = {}  # a job changed twice in a group
         first_doc = next_doc
+        layout = self.layout
+        vocab = VocabWrites() if layout.sealer is not None else None
+        generation = _generation(txn, db[b"meta"]) if layout.sealer is not None else b""
         for jobs, (job_id, summary) in enumerate(items, 1):
-            jid = job_id.encode("utf-8")
+            jid = layout.job_key(job_id)
             if jid in seen:
                 old_doc, old = seen[jid]
             else:
-                old_doc, old = _stored(txn, db[b"jobs"], job_id)
+                old_doc, old = _stored(txn, db[b"jobs"], layout, job_id)
                 # Jobs come in the tree's order, all over the table: without releases a
                 # group's lookups would leave up to 64 KiB mapped each.
                 self.pages.touched()
             if old is not None:
-                _list_changes(lists.remove, old, old_doc)
-                for key in old.image_keys():
+                layout.list_changes(lists.remove, old, old_doc)
+                for key in layout.image_keys(old):
                     image_writes.append(_deleter(db[b"images"], key))
             if summary is None:
                 seen[jid] = (old_doc, None)
@@ -604,6 +759,7 @@ class Index:
                         _deleter(db[b"jobs"], jid),
                         _deleter(db[b"docs"], bitmaps.doc_key(old_doc)),
                     ]
+
             else:
                 if summary.kinds is None and self.media_kinds is not None:
                     summary = replace(summary, kinds=self.media_kinds(summary.images))
@@ -611,20 +767,32 @@ class Index:
                 if old is None:
                     next_doc += 1
                 seen[jid] = (doc, summary)
-                _list_changes(lists.add, summary, doc)
-                for key in summary.image_keys():
-                    image_writes.append(_putter(db[b"images"], key, b""))
+                # Listed once: a sealed index's vocabulary takes the same parts.
+                parts = list(summary.lists())
+                layout.list_changes(lists.add, summary, doc, parts)
+                for key, value in layout.image_entries(summary):
+                    image_writes.append(_putter(db[b"images"], key, value))
                 live.add(b"live", bitmaps.shard_key(doc), doc)
                 job_writes[jid] = [
-                    _putter(db[b"jobs"], jid, summary.pack(doc)),
-                    _putter(db[b"docs"], bitmaps.doc_key(doc), summary.doc_entry()),
+                    _putter(db[b"jobs"], jid, layout.job_value(summary, doc, jid)),
+                    _putter(
+                        db[b"docs"],
+                        bitmaps.doc_key(doc),
+                        layout.doc_entry(summary, doc, generation),
+                    ),
                 ]
+
+                if vocab is not None:
+                    vocab.add_lists(parts)
+                    vocab.add(JOBS, summary.job_id.encode("utf-8"))
             if jobs >= GROUP_JOBS or lists.numbers >= GROUP_NUMBERS:
                 break
         writes: list[Callable[[lmdb.Transaction], Any]] = []
         if next_doc != first_doc:
             # Reserved before any list names them: a number is never given twice.
             writes.append(_putter(db[b"meta"], b"next_doc", bitmaps.doc_key(next_doc)))
+        if vocab is not None and layout.sealer is not None:
+            writes += _vocab_writers(db[VOCAB], layout.sealer, vocab)
         writes += [_list_writer(db[t], k, a, r) for t, k, a, r in lists.writes()]
         writes += image_writes
         for jid in sorted(job_writes):
@@ -636,7 +804,7 @@ class Index:
         """(the tree it started from, the tree it was going to) of an :meth:`apply` that was
         stopped between two of its transactions; None if none was."""
         with self._reading(), self.env.begin(db=self.db[b"meta"]) as txn:
-            if txn.get(b"tree") is not None or txn.get(b"format") != INDEX_FORMAT:
+            if txn.get(b"tree") is not None or txn.get(b"format") != self.layout.format:
                 return None
             value = txn.get(b"applying")
         if value is None:
@@ -653,15 +821,23 @@ class Index:
             with self.env.begin(write=True) as txn:
                 for name in TABLES:
                     txn.drop(self.db[name], delete=False)
+                if self.layout.sealer is not None:
+                    for name in SEALED_TABLES:
+                        txn.drop(self.db[name], delete=False)
+                    # Still an index of this key: emptied, not to be emptied again.
+                    txn.put(b"key", self.layout.sealer.check(), db=self.db[b"meta"])
+                    # Numbers start again from 0: a new keystream for the ids (§9.2).
+                    txn.put(b"names", os.urandom(GENERATION_SIZE), db=self.db[b"meta"])
         except lmdb.DiskError:
             raise _disk_full(self.path) from None
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, job_id: str) -> JobSummary | None:
+        key = self.layout.job_key(job_id)
         with self._reading(), self.env.begin(db=self.db[b"jobs"]) as txn:
-            data = txn.get(job_id.encode("utf-8"))
+            data = txn.get(key)
         self.pages.touched()
-        return JobSummary.unpack(job_id, data) if data is not None else None
+        return self.layout.summary(key, data) if data is not None else None
 
     def get_many(
         self, job_ids: Iterable[str], *, release_every: int = RELEASE_EVERY
@@ -670,13 +846,13 @@ class Index:
         share pages), the map's pages released every ``release_every`` lookups (each release
         costs the next lookups their page faults; each lookup between maps up to 64 KiB)."""
         found: dict[str, JobSummary] = {}
-        keys = sorted({job_id.encode("utf-8") for job_id in job_ids})
+        keys = sorted({self.layout.job_key(job_id) for job_id in job_ids})
         with self._reading(), self.env.begin(db=self.db[b"jobs"]) as txn:
             for n, key in enumerate(keys, 1):
                 data = txn.get(key)
                 if data is not None:
-                    job_id = key.decode("utf-8")
-                    found[job_id] = JobSummary.unpack(job_id, data)
+                    summary = self.layout.summary(key, data)
+                    found[summary.job_id] = summary
                 if n % release_every == 0:
                     self.pages.release()
         self.pages.touched(len(keys) % release_every)
@@ -685,8 +861,11 @@ class Index:
     def entry(self, job_id: str) -> JobEntry | None:
         # Only the ids: writers ask per job (a re-import for every job it holds), and a whole
         # summary's time and parameters cost more than the lookup.
+        key = self.layout.job_key(job_id)
         with self._reading(), self.env.begin(db=self.db[b"jobs"]) as txn:
-            data = txn.get(job_id.encode("utf-8"))
+            data = txn.get(key)
+            if data is not None:
+                data = self.layout.open_job(key, data)
         self.pages.touched()
         if data is None:
             return None
@@ -714,23 +893,49 @@ class Index:
                     self.pages.touched()
                 elif n % every == 0:
                     self.pages.release()
-                yield JobSummary.unpack(bytes(key).decode("utf-8"), bytes(value))
+                yield self.layout.summary(bytes(key), value)
 
-    def _prefix_ids(self, table: bytes, prefix: bytes) -> set[str]:
+    def jobs_with_image(self, image_id: str) -> set[str]:
+        prefix = bytes.fromhex(image_id)
         found: set[str] = set()
-        with self._reading(), self.env.begin(db=self.db[table]) as txn:
+        with self._reading(), self.env.begin(db=self.db[b"images"]) as txn:
             cursor = txn.cursor()
             if not cursor.set_range(prefix):
                 return found
-            for key in cursor.iternext(keys=True, values=False):
+            for key, value in cursor.iternext():
                 key = bytes(key)
                 if not key.startswith(prefix):
                     break
-                found.add(key[len(prefix) :].decode("utf-8"))
+                found.add(self.layout.image_job(key, value))
         return found
 
-    def jobs_with_image(self, image_id: str) -> set[str]:
-        return self._prefix_ids(b"images", bytes.fromhex(image_id))
+    def job_ids_with_prefix(self, prefix: str) -> list[str]:
+        """The ids of the jobs starting with ``prefix``, sorted (``show 3f2a1b``). A sealed
+        index asks its vocabulary, which keeps every id that entered the index: an id whose
+        job went is dropped by looking it up."""
+        with self._reading(), self.env.begin() as txn:
+            if self.layout.sealer is None:
+                cursor = txn.cursor(db=self.db[b"jobs"])
+                raw = prefix.encode("utf-8")
+                found = []
+                if cursor.set_range(raw):
+                    for key in cursor.iternext(keys=True, values=False):
+                        if not bytes(key).startswith(raw):
+                            break
+                        found.append(bytes(key).decode("utf-8"))
+                return found
+            known = self.layout.sealer.terms(
+                txn, txn.cursor(db=self.db[VOCAB]), JOBS, prefix.encode("utf-8")
+            )
+            if known is not None:
+                jobs = self.db[b"jobs"]
+                return [
+                    j.decode("utf-8")
+                    for j in known
+                    if txn.get(self.layout.job_key(j.decode("utf-8")), db=jobs) is not None
+                ]
+        # Too short for a bucket: every id, opened.
+        return sorted(s.job_id for s in self.iter_summaries() if s.job_id.startswith(prefix))
 
     def search(
         self,
@@ -763,7 +968,7 @@ class Index:
     def reader(self) -> Iterator[IndexReader]:
         """One read transaction for a whole query: a consistent view, and no per-call setup."""
         with self._reading(), self.env.begin() as txn:
-            yield IndexReader(txn, self.db, self.pages)
+            yield IndexReader(txn, self.db, self.pages, self.layout)
 
     def stats(self) -> dict[str, Any]:
         size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
@@ -808,26 +1013,45 @@ def _next_doc(txn: lmdb.Transaction, meta: Any) -> int:
     return bitmaps.doc_of(bytes(value)) if value is not None else 0
 
 
-def _stored(txn: lmdb.Transaction, jobs: Any, job_id: str) -> tuple[int, JobSummary | None]:
+def _stored(
+    txn: lmdb.Transaction, jobs: Any, layout: Layout, job_id: str
+) -> tuple[int, JobSummary | None]:
     """A job's document number and summary as the index holds them; (0, None) if absent."""
-    data = txn.get(job_id.encode("utf-8"), db=jobs)
+    key = layout.job_key(job_id)
+    data = txn.get(key, db=jobs)
     if data is None:
         return 0, None
-    data = bytes(data)
+    data = layout.open_job(key, data)
     doc = msgpack.unpackb(data).get("n")
     if not isinstance(doc, int):
         raise IndexDamaged(f"the index's entry of job {job_id} has no document number")
     return doc, JobSummary.unpack(job_id, data)
 
 
-def _list_changes(
-    change: Callable[[bytes, bytes, int], None], summary: JobSummary, doc: int
-) -> None:
-    """Call ``change(table, key, doc)`` for every list shard and day the job is in."""
-    shard = bitmaps.shard_of(doc)
-    for table, part in summary.lists():
-        change(table, bitmaps.list_key(part, shard), doc)
-    change(b"days", bitmaps.day_key(bitmaps.day_of(summary.micros)), doc)
+def _generation(txn: lmdb.Transaction, meta: Any) -> bytes:
+    """A sealed index's ``meta/names``: what its job ids' keystream is drawn under."""
+    value = txn.get(b"names", db=meta)
+    if value is None:
+        raise IndexDamaged("the index has no meta/names")
+    return bytes(value)
+
+
+def _vocab_writers(
+    db: Any, sealer: IndexSealer, vocab: VocabWrites
+) -> list[Callable[[lmdb.Transaction], Any]]:
+    """Writes of the terms' vocabulary entries that are not there yet, in key order."""
+    entries = sorted(
+        (key, term) for kind, term in vocab.terms for key in sealer.vocab_keys(kind, term)
+    )
+
+    def writer(key: bytes, term: bytes) -> Callable[[lmdb.Transaction], Any]:
+        def write(txn: lmdb.Transaction) -> None:
+            if txn.get(key, db=db) is None:
+                txn.put(key, sealer.seal_term(key, term), db=db)
+
+        return write
+
+    return [writer(key, term) for key, term in entries]
 
 
 def _putter(db: Any, key: bytes, value: bytes) -> Callable[[lmdb.Transaction], Any]:
@@ -849,14 +1073,22 @@ class IndexReader:
     document numbers (mjvault/index/bitmaps.py), and what a number stands for."""
 
     def __init__(
-        self, txn: lmdb.Transaction, dbs: dict[bytes, Any], pages: _MappedPages | None = None
+        self,
+        txn: lmdb.Transaction,
+        dbs: dict[bytes, Any],
+        pages: _MappedPages | None = None,
+        layout: Layout = PLAIN,
     ) -> None:
         self.txn = txn
         self.dbs = dbs
+        # Callers name lists by their parts (a word, ``name=value``): the layout maps them to
+        # the keys this index holds, so search and facets read either kind of index alike.
+        self.layout = layout
         self._cursors: dict[bytes, lmdb.Cursor] = {}
         # The pages a long walk or many lookups map in are let go as it goes (_MappedPages).
         self._pages = pages
         self._live: BitMap | None = None
+        self._generation: bytes | None = None
         self._looked_up = 0
 
     def _cursor(self, table: bytes) -> lmdb.Cursor:
@@ -878,7 +1110,7 @@ class IndexReader:
 
     def posting_list(self, table: bytes, part: bytes) -> BitMap:
         """The jobs under one exact ``part`` (a word, a type, a ``name=value``, a user)."""
-        jobs = bitmaps.read_list(self._cursor(table), part)
+        jobs = bitmaps.read_list(self._cursor(table), self.layout.part(table, part))
         self._looked_up_one(SUMMARY_WEIGHT)  # facets read hundreds of lists
         return jobs
 
@@ -887,8 +1119,28 @@ class IndexReader:
         return self.posting_list(table, part).intersection_cardinality(self.live())
 
     def parts_with_prefix(self, table: bytes, prefix: bytes) -> Iterator[bytes]:
-        """Distinct parts starting with ``prefix``, jumping over each part's shards."""
-        return bitmaps.parts_with_prefix(self.txn.cursor(db=self.dbs[table]), prefix)
+        """Distinct parts starting with ``prefix``, jumping over each part's shards (in a
+        sealed index: from its vocabulary, or for repeats by trying the next count)."""
+        sealer = self.layout.sealer
+        if sealer is None or table == b"lengths":
+            return bitmaps.parts_with_prefix(self.txn.cursor(db=self.dbs[table]), prefix)
+        if table == b"repeats":
+            return self._repeats(prefix)
+        vocab = self._cursor(VOCAB)
+        return iter(vocab_parts(sealer, self.txn, vocab, table, prefix, MAX_KEY_PART))
+
+    def _repeats(self, prefix: bytes) -> Iterator[bytes]:
+        """A word's repeat lists (``prefix`` is the word and a space): "word 2", "word 3" …
+        up to the first absent one; a job in "word n" is in every lower count's list too."""
+        cursor = self._cursor(b"repeats")
+        times = 2
+        while True:
+            part = _part(f"{prefix.decode('utf-8', 'replace')}{times}")
+            key = self.layout.part(b"repeats", part) + SEP
+            if not cursor.set_range(key) or not bytes(cursor.key()).startswith(key):
+                return
+            yield part
+            times += 1
 
     def days(self, *, newest_first: bool = False) -> Iterator[tuple[int, BitMap]]:
         """(day number, its jobs) of every day list, in order (bitmaps.day_of)."""
@@ -924,9 +1176,32 @@ class IndexReader:
 
     def docs(self, docs: Iterable[int]) -> Iterator[tuple[int, int, bytes]]:
         """(µs, document number, job id) of each number that has a job, in the order given."""
+        times = self.times(docs)
+        while True:
+            # A sealed index deciphers its ids many at a time (IndexSealer.names).
+            batch = list(itertools.islice(times, NAMES_AT_ONCE))
+            if not batch:
+                return
+            names = self.job_ids([(doc, tail) for _, doc, tail in batch])
+            for (micros, doc, _), name in zip(batch, names, strict=True):
+                yield micros, doc, name
+
+    def times(self, docs: Iterable[int]) -> Iterator[tuple[int, int, bytes]]:
+        """(µs, document number, what :meth:`job_id` takes) of each number that has a job:
+        :meth:`docs` without opening the job ids, for the many a page does not show."""
         unpack = _MICROS.unpack_from
         for doc, value in self._entries(docs):
             yield unpack(value)[0], doc, bytes(value[DOC_ID_AT:])
+
+    def job_ids(self, entries: list[tuple[int, bytes]]) -> list[bytes]:
+        """The job ids (UTF-8) of :meth:`times` entries ((doc, tail) each); a sealed index's
+        deciphered together (one AES call)."""
+        sealer = self.layout.sealer
+        if sealer is None:
+            return [tail for _, tail in entries]
+        if self._generation is None:
+            self._generation = _generation(self.txn, self.dbs[b"meta"])
+        return sealer.names(self._generation, entries)
 
     def lengths(self, docs: Iterable[int]) -> Iterator[tuple[int, int, int]]:
         """(µs, document number, prompt length in words) of each number that has a job."""
@@ -982,6 +1257,7 @@ class IndexReader:
         return bool(cursor.set_range(raw)) and bytes(cursor.key()).startswith(raw)
 
     def summary(self, job_id: bytes) -> dict[str, Any] | None:
-        data = self.txn.get(job_id, db=self.dbs[b"jobs"])
+        key = self.layout.job_key(job_id.decode("utf-8"))
+        data = self.txn.get(key, db=self.dbs[b"jobs"])
         self._looked_up_one(SUMMARY_WEIGHT)
-        return msgpack.unpackb(data) if data is not None else None
+        return msgpack.unpackb(self.layout.open_job(key, data)) if data is not None else None

@@ -208,7 +208,7 @@ def matches(reader: IndexReader, query: Query) -> Matches:
             docs -= _filter_set(reader, f)
     if partial and docs:
         # Jobs on a day the range cuts: their exact time decides.
-        for micros, doc, _ in reader.docs(docs & partial):
+        for micros, doc, _ in reader.times(docs & partial):
             if not _in_range(micros, low, high):
                 docs.discard(doc)
     if negated_phrases and docs:
@@ -327,13 +327,35 @@ def _first_by_date(reader: IndexReader, docs: BitMap, limit: int, *, newest: boo
         for _, jobs in reader.days(newest_first=newest):
             hit = jobs & docs
             if hit:
-                found.extend(reader.docs(hit))
+                found.extend(reader.times(hit))
                 if len(found) >= limit:
                     break  # a whole day is read: nothing later in it is missed
     else:
-        found = list(reader.docs(docs))
-    found.sort(key=_sort_key, reverse=newest)
-    return [job_id for _, _, job_id in found[:limit]]
+        found = list(reader.times(docs))
+    return _first_by_time(reader, found, limit, newest=newest)
+
+
+def _first_by_time(
+    reader: IndexReader, found: list[tuple[int, int, bytes]], limit: int, *, newest: bool
+) -> list[bytes]:
+    """The job ids of the first ``limit`` of ``found`` ((µs, doc, id's entry) each) by time,
+    then id. Only the ids that can make the page are read: those up to the ``limit``-th time,
+    ties at it included (a sealed index's ids each cost a decryption)."""
+    found.sort(key=_time_of, reverse=newest)
+    if len(found) > limit:
+        edge = found[limit - 1][0]
+        end = limit
+        while end < len(found) and found[end][0] == edge:
+            end += 1
+        del found[end:]
+    ids = reader.job_ids([(doc, tail) for _, doc, tail in found])
+    named = [(micros, job_id) for (micros, _, _), job_id in zip(found, ids, strict=True)]
+    named.sort(reverse=newest)
+    return [job_id for _, job_id in named[:limit]]
+
+
+def _time_of(entry: tuple[int, int, bytes]) -> int:
+    return entry[0]
 
 
 def _all_by_date(

@@ -26,7 +26,9 @@ from typing import Any, NamedTuple, cast
 
 import lmdb
 
+from mjvault.errors import MjvaultError
 from mjvault.index.db import Index, IndexDamaged, _reason
+from mjvault.index.sealed import SEP, IndexSealer
 
 # Window beyond a file's newest timestamp within which a read of it is racy. Nanosecond file
 # systems (ext4, XFS, Btrfs, tmpfs) stamp files from the kernel's coarse clock, which lags the
@@ -156,9 +158,37 @@ def short_key(raw: bytes) -> bytes:
     return raw[:_HASHED_PREFIX] + b"\x00" + hashlib.blake2b(raw, digest_size=32).digest()
 
 
+class _Rows:
+    """How the two tables hold their rows: as they are (a plain vault), or keyed by tokens
+    with sealed values (an encrypted vault's index, FORMAT.md §9.2): paths, job ids and
+    file dates are then nowhere in the clear."""
+
+    def __init__(self, sealer: IndexSealer | None) -> None:
+        self.sealer = sealer
+
+    def key(self, table: bytes, key: bytes) -> bytes:
+        return key if self.sealer is None else self.sealer.token(table, key)
+
+    def seal(self, table: bytes, key: bytes, value: bytes) -> bytes:
+        """``key``: the stored key (the token)."""
+        if self.sealer is None:
+            return value
+        return self.sealer.seal(value, table + SEP + key)
+
+    def open(self, table: bytes, key: bytes, value: bytes | memoryview) -> bytes | None:
+        """None for a value that does not open: a cache is re-read, never trusted."""
+        if self.sealer is None:
+            return bytes(value)
+        try:
+            return self.sealer.open(value, table + SEP + key)
+        except MjvaultError:
+            return None
+
+
 class StatCache:
     def __init__(self, index: Index) -> None:
         self.index = index
+        self._rows = _Rows(index.layout.sealer)
 
     key = staticmethod(path_key)
 
@@ -176,9 +206,13 @@ class StatCache:
             return
         with self.index._reading(), self.index.env.begin(db=db) as txn:
             get = txn.get
+            rows = self._rows
 
             def lookup(key: bytes) -> Row | None:
-                data = get(key)
+                stored = rows.key(b"stat", key)
+                data = get(stored)
+                if data is not None:
+                    data = rows.open(b"stat", stored, data)
                 return Row.unpack(data) if data is not None else None
 
             yield lookup
@@ -186,8 +220,12 @@ class StatCache:
     def put_rows(self, rows: Iterable[tuple[bytes, bytes]]) -> None:
         """Write (key, packed row) pairs in one transaction."""
         db = self.index.other_table(b"stat", create=True)
+        sealed = []
+        for key, value in rows:
+            stored = self._rows.key(b"stat", key)
+            sealed.append((stored, self._rows.seal(b"stat", stored, value)))
         with self.index.writing(db) as txn:
-            for key, value in sorted(rows):
+            for key, value in sorted(sealed):
                 txn.put(key, value)
 
     def session(self, *, rows: bool = True) -> ImportSession:
@@ -222,6 +260,7 @@ class ImportSession:
     def __init__(self, index: Index, *, rows: bool = True) -> None:
         self.index = index
         self.rows_enabled = rows
+        self._rows = _Rows(index.layout.sealer)
         self._stat = index.other_table(b"stat")
         self._jobs: Any = None  # the import_jobs table, once the jobs have moved there
         self._txn: lmdb.Transaction | None = None
@@ -244,25 +283,33 @@ class ImportSession:
     def row(self, key: bytes) -> Row | None:
         if not self.rows_enabled or self._stat is None:
             return None
-        data = self._get(self._stat, key)
+        stored = self._rows.key(b"stat", key)
+        data = self._get(self._stat, stored)
+        if data is not None:
+            data = self._rows.open(b"stat", stored, data)
         return Row.unpack(data) if data is not None else None
 
     def add_row(self, key: bytes, row: Row) -> None:
         if self.rows_enabled:
-            self._new_rows.append((key, row.pack()))
+            stored = self._rows.key(b"stat", key)
+            self._new_rows.append((stored, self._rows.seal(b"stat", stored, row.pack())))
 
     def first(self, job_id: str) -> tuple[str, bytes] | None:
         """(path, digest) of the record this import kept for ``job_id``, if any yet."""
-        jid = job_id.encode("utf-8")
+        jid = self._rows.key(b"import_jobs", job_id.encode("utf-8"))
         data = self._new_jobs.get(jid)
         if data is None and self._jobs is not None:
             data = self._get(self._jobs, jid)
+            if data is not None:
+                data = self._rows.open(b"import_jobs", jid, data)
         if data is None:
             return None
         return os.fsdecode(data[16:]), data[:16]
 
     def add_first(self, job_id: str, path: str, digest: bytes) -> None:
-        self._new_jobs[job_id.encode("utf-8")] = digest + os.fsencode(path)
+        # Sealed (if at all) when moved to the table: in memory it is only this run's.
+        jid = self._rows.key(b"import_jobs", job_id.encode("utf-8"))
+        self._new_jobs[jid] = digest + os.fsencode(path)
 
     def flush(self) -> None:
         self.close()
@@ -283,7 +330,7 @@ class ImportSession:
                 txn.drop(self._jobs, delete=False)
             if move_jobs:
                 for key, value in sorted(self._new_jobs.items()):
-                    txn.put(key, value, db=self._jobs)
+                    txn.put(key, self._rows.seal(b"import_jobs", key, value), db=self._jobs)
 
         self._write(write)
         self._new_rows.clear()

@@ -101,6 +101,9 @@ class VaultKeys:
         "_aead",
         "_forgotten_check",
         "_forgotten_naming",
+        "_index_aead",
+        "_index_names",
+        "_index_tokens",
         "_object_key",
         "_retired_aead",
         "_retired_key",
@@ -129,6 +132,13 @@ class VaultKeys:
         # from the naming secret: a key rotation leaves the list's tokens as they are.
         self._forgotten_naming = _hkdf(naming_secret, b"mjvault v1 forgotten job naming")
         self._forgotten_check = _hkdf(naming_secret, b"mjvault v1 forgotten list check")
+        # The index of an encrypted vault (mjvault/index/sealed.py): lookup keys are keyed
+        # tokens of their terms, values are sealed. Keys of their own, so an index token is no
+        # text key and an index value opens nowhere else. Tokens name, so they come from the
+        # naming secret; what seals, from the object secret (a rotation rebuilds the index).
+        self._index_tokens = _hkdf(naming_secret, b"mjvault v1 index tokens")
+        self._index_aead = _aesgcm(_hkdf(object_secret, b"mjvault v1 index sealing"))
+        self._index_names = _hkdf(object_secret, b"mjvault v1 index names")
         self._retired_key: bytes | None = None
         self._retired_aead: AESGCM | None = None
         self._retired_text_aead: AESGCM | None = None
@@ -340,6 +350,38 @@ class VaultKeys:
         """The keyed BLAKE3 whose 32-byte digest checks a forgotten-jobs list's bytes (fed
         in pieces: the list is read in flat memory)."""
         return blake3.blake3(key=self._forgotten_check)
+
+    def index_token(self, data: bytes, size: int = 16) -> bytes:
+        """Keyed BLAKE3 of ``data`` (a domain and a term): equal in, equal out, and nothing
+        about ``data`` learnt without the key."""
+        return blake3.blake3(data, key=self._index_tokens).digest(size)
+
+    def seal_index(self, value: bytes, context: bytes) -> bytes:
+        """An index value sealed (nonce || AES-256-GCM output), bound to ``context`` (its
+        table and key): moved to another key, it fails to open."""
+        nonce = os.urandom(NONCE_SIZE)
+        return nonce + self._index_aead.encrypt(nonce, value, context)
+
+    def index_keystream(self, counter_blocks: bytes) -> bytes:
+        """AES-256 of each 16-byte block of ``counter_blocks`` under the index names key: the
+        CTR keystream of many short values in one call (a page's job ids, FORMAT.md §9.2)."""
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        encryptor = Cipher(algorithms.AES(self._index_names), modes.ECB()).encryptor()
+        return encryptor.update(counter_blocks) + encryptor.finalize()
+
+    def open_index(self, sealed: bytes, context: bytes) -> bytes:
+        # A search opens the ids of every job it shows: no import on this path.
+        try:
+            return self._index_aead.decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], context)
+        except Exception as exc:
+            from cryptography.exceptions import InvalidTag
+
+            if isinstance(exc, InvalidTag | ValueError):
+                raise CorruptObject(
+                    "an index value failed authentication (damaged or moved)"
+                ) from None
+            raise
 
 
 SEALED_HEADER = 4 + 2 + NONCE_SIZE
