@@ -158,3 +158,28 @@ def test_export_all_anonymized_names_no_one(
     assert json.loads(record.read_bytes())["image_paths"] == [
         "https://cdn.midjourney.com/job-b/0_0.png"
     ]
+
+
+def path_names(directory: Path) -> bytes:
+    return "\n".join(str(p.relative_to(directory)) for p in directory.rglob("*")).encode()
+
+
+def test_export_all_anonymized_names_no_one_in_its_path_names(
+    world: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    at = ("--vault", str(world / "vault"))
+    template = ("--template", "{username}/{param:sref}_{prompt}_{job_id}")
+    plain = run_in_process(capsys, *at, "export", "--all", str(world / "plain"), *template)
+    assert plain.code == 0, plain.err
+    # The scan finds what the template puts in names: a username, a parameter's URL.
+    assert found(path_names(world / "plain")) >= {"ann_the_artist", "styleRefImg77"}
+    anon = world / "anon"
+    result = run_in_process(capsys, *at, "export", "--all", str(anon), "--anonymize", *template)
+    assert result.code == 0, result.err
+    assert found(path_names(anon)) == set()
+    assert found(tree_bytes(anon)) - {"https://"} == set()  # the manifest lists the paths
+    records = sorted(str(p.relative_to(anon / "jobs")) for p in (anon / "jobs").rglob("*.json"))
+    assert records == [
+        "unknown-user/none_quiet harbour at dawn_job-b.json",
+        "unknown-user/true_a fox in deep snow_job-a.json",  # a bare --sref is left
+    ]

@@ -281,3 +281,38 @@ def test_cli_refuses_mixing_all_with_row_options(
     inside = run_in_process(capsys, *at, "export", "--all", str(tmp_path / "vault" / "x"))
     assert inside.code != 0 and "outside the vault" in inside.err
     assert os.path.exists(tmp_path / "vault" / "x") is False
+
+
+# Pairs of ids one name once made safe: ``:`` and ``|`` become ``_``. ``x:1`` sorts before
+# ``x_1`` and ``x|1`` after it, so each pair meets in both orders, with either record longer.
+COLLIDING = [("a:1", "a_1"), ("b|1", "b_1")]
+
+
+@pytest.mark.parametrize("longer", [0, 1])
+def test_jobs_whose_names_collide_never_overwrite_each_other(tmp_path: Path, longer: int) -> None:
+    out = tmp_path / "out"
+    ids = [job_id for pair in COLLIDING for job_id in pair]
+    with Vault.init(tmp_path / "vault") as vault:
+        with vault.writer("test") as writer:
+            for pair in COLLIDING:
+                for n, job_id in enumerate(pair):
+                    prompt = "a long prompt " * 40 if n == longer else "short"
+                    image = writer.put_media(make_png(len(job_id) + n, 24, 24))
+                    writer.add_job(record_json(job_id, prompt), [image])
+        want = stored(vault)
+        for run in range(2):  # and run again over the first run's files: nothing changes
+            report = export_all(vault, out, template="{job_id}")
+            assert report.jobs == 4 and not report.problems
+            assert report.records_written + report.records_kept == 4
+            assert report.records_written == (4 if run == 0 else 0)
+            lines = manifest_checks(out)
+            records = {p.name: p.read_bytes() for p in (out / "jobs").glob("*.json")}
+            assert sorted(json.loads(data)["id"] for data in records.values()) == sorted(ids)
+            assert sorted(data for data in records.values()) == sorted(want[i][0] for i in ids)
+            paths = [str(line["path"]) for line in lines]
+            assert len(paths) == len(set(paths)) == 4 * 2 + 2
+            for line in lines:
+                if line["job"]:
+                    data = (out / str(line["path"])).read_bytes()
+                    record, images = want[str(line["job"])]
+                    assert data == record or data in images, line

@@ -27,11 +27,15 @@ bounded cache of the directories it made.
 Names never leave DIR: fields cannot make directories (their separators are replaced), the
 result is made safe (:func:`mjvault.views.paths.safe_relpath`), every directory on the way is
 checked to be a directory and not a link, and files are opened without following links.
+Two jobs whose names are one once made safe (``a:b`` and ``a_b``) never share a file: the
+second takes ``<stem>~<hash of its id>`` (:func:`_claim_record`). With ``--anonymize`` the
+files are named from the anonymized record, so a template's user fields name no one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import hashlib
 import json
@@ -65,7 +69,17 @@ FORMAT_VERSION = 1
 SUFFIX_ROOM = 32
 STEM_MAX_BYTES = 700  # of the 800 a view allows: the same room for suffixes
 PROBLEMS_LISTED = 100
+# A file already at a record's name is read whole to learn whose record it is. Records are a
+# few KB; a file larger than this and than the record to write is no record of this export.
+RECORD_READ_MAX = 16 * 1024 * 1024
 DIRS_REMEMBERED = 4096
+
+
+class _Large(enum.Enum):
+    LARGE = "larger than asked for"
+
+
+LARGE = _Large.LARGE
 
 
 class ExportProblem(MjvaultError):
@@ -178,17 +192,21 @@ class _Files:
             os.path.join(self.ensure_dir(folder), name) if folder else os.path.join(self.root, name)
         )
 
-    def read_small(self, rel: str, limit: int) -> bytes | None:
-        """A file's bytes if it is a regular file of at most ``limit`` bytes, else None."""
+    def read_small(self, rel: str, limit: int) -> bytes | None | _Large:
+        """A regular file's bytes if it has at most ``limit``, :data:`LARGE` if it has more,
+        None if there is no regular file at ``rel`` (nothing, a link, a directory)."""
         try:
             fd = os.open(self.path(rel), os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:
             return None
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode) or os.fstat(fd).st_size > limit:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
                 return None
+            if info.st_size > limit:
+                return LARGE
             with os.fdopen(os.dup(fd), "rb") as f:
-                return f.read()
+                return f.read(limit + 1)
         finally:
             os.close(fd)
 
@@ -352,22 +370,30 @@ def _export_job(
     except (ObjectNotFound, CorruptObject, IntegrityError, RecordError) as exc:
         report.problem(f"job {entry.job_id}: record unreadable ({exc})")
         return
-    data = anonymize_record(raw) if anonymize else raw
-    stem = f"{JOBS_DIR}/{stem_of(stems, job)}"
+    if anonymize:
+        # Files are named from the record as written: a template's {username}, {prompt} or
+        # parameter fields then name no one and quote no image prompt's URL.
+        data = anonymize_record(raw)
+        try:
+            named = job_from_json(data)
+        except RecordError:
+            report.problem(f"job #{report.jobs}: its anonymized record has no job id left")
+            return
+    else:
+        data, named = raw, job
+    claimed = _claim_record(files, f"{JOBS_DIR}/{stem_of(stems, named)}", named.id, data)
+    if claimed is None:
+        report.problem(f"job {named.id}: every name it could take holds another job's record")
+        return
+    stem, kept = claimed
     record_rel = f"{stem}.json"
-    there = files.read_small(record_rel, len(data))
-    if there is not None and there != data and _job_id_of(there) not in (job.id, None):
-        # Another job's name once made safe (``a:b`` and ``a_b``): this one gets its own.
-        stem = f"{stem}~{hashlib.sha256(job.id.encode()).hexdigest()[:8]}"
-        record_rel = f"{stem}.json"
-        there = files.read_small(record_rel, len(data))
-    if there == data:
+    if kept:
         report.records_kept += 1
     else:
         files.write(record_rel, iter([data]))
         report.records_written += 1
         report.bytes_written += len(data)
-    manifest.add(record_rel, hashlib.sha256(data).hexdigest(), len(data), entry.record, job.id)
+    manifest.add(record_rel, hashlib.sha256(data).hexdigest(), len(data), entry.record, named.id)
     media = job.media()
     count = len(entry.images)
     for index, object_id in enumerate(entry.images):
@@ -377,10 +403,36 @@ def _export_job(
         guess = media[index].ext if index < len(media) else "png"
         try:
             _export_image(
-                vault, files, manifest, job.id, stem, index, count, object_id, guess, report
+                vault, files, manifest, named.id, stem, index, count, object_id, guess, report
             )
         except (ObjectNotFound, CorruptObject, IntegrityError) as exc:
-            report.problem(f"job {job.id} image {index}: {exc}")
+            report.problem(f"job {named.id} image {index}: {exc}")
+
+
+def _claim_record(files: _Files, stem: str, job_id: str, data: bytes) -> tuple[str, bool] | None:
+    """The stem the job's record goes under, and whether the file there already holds
+    ``data``; None if each holds another job's record.
+
+    Two jobs' stems can be one once made safe (``a:b`` and ``a_b``): whichever comes second
+    takes ``<stem>~<hash of its id>``. A file there is the job's own to replace when it is a
+    record of this job or no record at all (damage, a kill's leftover); it is another job's
+    when it names another job, or is too large to be read for its name (larger than any
+    record), whatever the sizes of the two records. The same jobs take the same names on
+    every run."""
+    digest = hashlib.sha256(job_id.encode()).hexdigest()
+    limit = max(len(data), RECORD_READ_MAX)
+    for candidate in (stem, f"{stem}~{digest[:8]}", f"{stem}~{digest}"):
+        there = files.read_small(f"{candidate}.json", limit)
+        if there is None:
+            return candidate, False
+        if there is LARGE:
+            continue
+        if there == data:
+            return candidate, True
+        owner = _job_id_of(there)
+        if owner is None or owner.strip() == job_id:
+            return candidate, False
+    return None
 
 
 def _export_image(
