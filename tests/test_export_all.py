@@ -316,3 +316,48 @@ def test_jobs_whose_names_collide_never_overwrite_each_other(tmp_path: Path, lon
                     data = (out / str(line["path"])).read_bytes()
                     record, images = want[str(line["job"])]
                     assert data == record or data in images, line
+
+
+def test_an_unfinished_key_rotation_exports_under_either_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped after its journal, a rotation has sealed nothing again: the images are under
+    the retired secret, a job added since under the new one, and each exports."""
+    from mjvault.integrity import rotate as rotate_module
+    from mjvault.integrity.rotate import rotate
+
+    root = tmp_path / "vault"
+    with Vault.init(root, encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF) as vault:
+        fill(vault, 2)
+
+    def stop(*args: object) -> None:
+        raise RuntimeError("stopped before any object")
+
+    monkeypatch.setattr(rotate_module, "_reseal_loose", stop)
+    with pytest.raises(RuntimeError):
+        rotate(root, PASSPHRASE, kdf=CHEAP_KDF)
+    monkeypatch.undo()
+    with Vault.open(root, passphrase=PASSPHRASE) as vault:
+        assert vault.store.keys is not None and vault.store.keys.rotating
+        fill(vault, 1, start=2)  # sealed under the new secret
+        want = stored(vault)
+        report = export_all(vault, tmp_path / "out")
+        assert not report.problems, report.problems
+        assert report.images_written == 3 + 1 + 3
+        # Damage is still found, under either secret, and nothing of it is written.
+        (damaged,) = vault.entry("job-0001").images
+        assert damaged is not None
+        path = vault.store.path(damaged)
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 1
+        path.chmod(0o644)
+        path.write_bytes(bytes(data))
+        again = export_all(vault, tmp_path / "again")
+    assert again.images_written == 3 + 3 and again.problem_count == 1, again.problems
+    assert "job-0001" in again.problems[0]
+    assert not list((tmp_path / "again").rglob("*job-0001.[pw]*"))
+    for line in manifest_checks(tmp_path / "out"):
+        if line["job"]:
+            data = (tmp_path / "out" / str(line["path"])).read_bytes()
+            record, images = want[str(line["job"])]
+            assert data == record or data in images, line

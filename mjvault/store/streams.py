@@ -44,7 +44,9 @@ class ObjectCheck:
     object key, and only the tag at the end tells which: a second check under the retired key
     runs beside this one (twice the AES, only then). :attr:`retired` says it was that one; the
     file's bytes were good, the plaintext given out along the way was not
-    (:func:`checked_pieces` refuses to pass that on).
+    (:attr:`misread`: :func:`checked_pieces` refuses to pass that on). A caller that can read
+    the bytes twice learns the key first and settles on it (:meth:`settle`, as
+    :func:`checked_file` does).
     """
 
     def __init__(
@@ -67,6 +69,27 @@ class ObjectCheck:
         self._shadow = ObjectCheck(object_id, retired) if retired is not None else None
         self._failed: CorruptObject | None = None  # this lane's damage, while the shadow lives
         self.retired = False
+        #: The plaintext given out was decrypted under the wrong key (the retired one won).
+        self.misread = False
+
+    @property
+    def undecided(self) -> bool:
+        """Whether only the tag at the end will tell which object key the file is under."""
+        return self._shadow is not None and self.size == 0
+
+    def settle(self, *, retired: bool) -> None:
+        """Check under one object key alone, known beforehand (a first pass over the file):
+        the retired one, or the current one. The plaintext given out is then the object's.
+        Only before the first byte is fed."""
+        assert self.undecided and self.keys is not None
+        self._shadow = None
+        if retired:
+            keys = self.keys.retired_only()
+            assert keys is not None
+            self.keys = keys
+            self.retired = True
+        else:
+            self.keys = self.keys.without_retired()
 
     def _damaged(self, why: str) -> CorruptObject:
         return CorruptObject(f"object {self.object_id} {why}")
@@ -175,7 +198,7 @@ class ObjectCheck:
             last = shadow._finish()
         except CorruptObject:
             raise self._failed from None
-        self.retired = True
+        self.retired = self.misread = True
         self.hasher, self.head, self.plain_size = shadow.hasher, shadow.head, shadow.plain_size
         return last
 
@@ -217,7 +240,7 @@ def checked_pieces(
             yield held
         held = out if plaintext else piece
     last = check.finish()
-    if check.retired and (plaintext or check.also):
+    if check.misread and (plaintext or check.also):
         raise CorruptObject(
             f"object {check.object_id} is still sealed under the retired secret of an "
             "unfinished key rotation: run `mjvault key rotate` to finish it first"
@@ -229,9 +252,21 @@ def checked_pieces(
 
 
 def checked_file(path: Path, check: ObjectCheck, *, plaintext: bool = False) -> Iterator[bytes]:
-    """:func:`checked_pieces` of a file on disk."""
+    """:func:`checked_pieces` of a file on disk.
+
+    During an unfinished key rotation a file whose plaintext is wanted (given out, or named
+    under other keys) is read twice: once checked under both object keys to learn which one
+    it is under, then under that one alone, so that what is given out is the object's. The
+    second pass reads the same open file, whatever is renamed over its name meanwhile."""
     fd = os.open(path, os.O_RDONLY)
     try:
+        if check.undecided and (plaintext or check.also):
+            probe = ObjectCheck(check.object_id, check.keys)
+            for piece in file_pieces(fd):
+                probe.feed(piece)
+            probe.finish()  # damaged under both keys: refused here, before anything is given
+            check.settle(retired=probe.retired)
+            os.lseek(fd, 0, os.SEEK_SET)
         yield from checked_pieces(file_pieces(fd), check, plaintext=plaintext)
     finally:
         os.close(fd)
