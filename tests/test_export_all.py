@@ -361,3 +361,30 @@ def test_an_unfinished_key_rotation_exports_under_either_secret(
             data = (tmp_path / "out" / str(line["path"])).read_bytes()
             record, images = want[str(line["job"])]
             assert data == record or data in images, line
+
+
+def test_a_file_at_a_records_name_is_replaced_only_when_it_is_that_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mjvault.find import export_all as module
+
+    out = tmp_path / "out"
+    with Vault.init(tmp_path / "vault") as vault:
+        fill(vault, 1)
+        export_all(vault, out, template="{job_id}")
+        record = out / "jobs" / "job-0000.json"
+        mine = record.read_bytes()
+        # The job's own record, longer (an earlier version): replaced where it is.
+        record.write_bytes(json.dumps({"id": "job-0000", "pad": "x" * 5000}).encode())
+        again = export_all(vault, out, template="{job_id}")
+        assert again.records_written == 1 and record.read_bytes() == mine
+        assert sorted(p.name for p in (out / "jobs").glob("*.json")) == ["job-0000.json"]
+        # A file too large to be read for its owner is no record of ours: never replaced.
+        monkeypatch.setattr(module, "RECORD_READ_MAX", 1000)
+        big = b"[" + b"0," * 1000 + b"0]"
+        record.write_bytes(big)
+        aside = export_all(vault, out, template="{job_id}")
+    assert aside.records_written == 1 and record.read_bytes() == big
+    (moved,) = [p for p in (out / "jobs").glob("job-0000~*.json")]
+    assert moved.read_bytes() == mine
+    assert {str(line["path"]) for line in manifest_checks(out)} >= {f"jobs/{moved.name}"}
