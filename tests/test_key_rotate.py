@@ -383,3 +383,26 @@ def test_resealing_keeps_the_plaintext_and_leaves_the_old_key_nothing(
     out += [resealer.update(body[i : i + step]) for i in range(0, len(body), step)]
     out.append(resealer.finish())
     assert new.open(object_id, b"".join(out)) == plaintext
+
+
+def test_old_key_files_are_gone_for_good_before_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The keys directory is synced once the old key files are removed and before the journal
+    goes: a crash then cannot bring an old key file back without its journal."""
+    root = tmp_path / "vault"
+    make_vault(root, jobs=2)
+    keys_dir = root / "keys"
+    synced: list[tuple[int, bool]] = []
+    real = rotate_module.sync_filesystem
+
+    def noting(path: Path) -> None:
+        if Path(path) == keys_dir:
+            key_files = [p for p in keys_dir.iterdir() if not p.name.startswith(".")]
+            synced.append((len(key_files), journal_path(keys_dir).exists()))
+        real(path)
+
+    monkeypatch.setattr(rotate_module, "sync_filesystem", noting)
+    rotate(root, PASSPHRASE, kdf=CHEAP_KDF)
+    # One key file left, the journal still there: the removals durable before it goes.
+    assert (1, True) in synced, synced

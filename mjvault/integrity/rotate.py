@@ -486,6 +486,10 @@ def _finish(vault: Vault, journal: dict[str, Any], report: RotateReport) -> None
         if info.id != new_id and info.path.name != new_id:
             info.path.unlink()
             report.keys_removed.append(info.id)
+    # The removals durable before the journal goes: a crash could otherwise keep the
+    # journal's removal and lose theirs, and an old key file would open the vault again
+    # with no journal to say it is retired.
+    sync_filesystem(keys_dir)
     journal_path(keys_dir).unlink()
     sync_filesystem(keys_dir)
     remotes = vault.path / "remotes"
