@@ -412,6 +412,7 @@ def test_views_used_during_an_unfinished_rotation_stay_matched(
         # Step 1 writes the journal, step 2 is the first after it: killed there.
         killed = _rotate_child(root, 2)
         assert killed.returncode == -signal.SIGKILL, killed.stderr
+        assert json.loads(journal_path(root / "keys").read_bytes())["views"] is False
     else:
 
         def stop(*args: object) -> None:
