@@ -250,6 +250,7 @@ def test_views_are_resealed_and_an_unfinished_rotation_needs_its_passphrase(
     monkeypatch.setattr(rotate_module, "_check", stop)
     with pytest.raises(RuntimeError):
         rotate(root, PASSPHRASE, kdf=CHEAP_KDF)
+    assert json.loads(journal_path(root / "keys").read_bytes())["views"] is True
     # Unfinished: the other passphrase still opens its key file, but not the journal.
     with pytest.raises(WrongPassphrase, match="unfinished"):
         Vault.open(root, passphrase="second")
@@ -260,7 +261,8 @@ def test_views_are_resealed_and_an_unfinished_rotation_needs_its_passphrase(
     monkeypatch.setenv("MJVAULT_PASSPHRASE", PASSPHRASE)
     done = run_in_process(capsys, "--vault", str(root), "--json", "key", "rotate")
     assert done.code == 0, done.err
-    assert done.json()["resumed"] and done.json()["views_resealed"] == 1
+    # The view was sealed again by the first run, right after its journal.
+    assert done.json()["resumed"] and done.json()["views_resealed"] == 0
     assert len(done.json()["keys_removed"]) == 2
     with pytest.raises(WrongPassphrase):
         Vault.open(root, passphrase="second")  # its key file wrapped the old secret
@@ -383,3 +385,135 @@ def test_resealing_keeps_the_plaintext_and_leaves_the_old_key_nothing(
     out += [resealer.update(body[i : i + step]) for i in range(0, len(body), step)]
     out.append(resealer.finish())
     assert new.open(object_id, b"".join(out)) == plaintext
+
+
+@pytest.mark.parametrize("stop_at", ["journal", "check"])
+def test_views_used_during_an_unfinished_rotation_stay_matched(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    stop_at: str,
+) -> None:
+    """A rotation stopped right after its journal (killed before any view is sealed again) or
+    before its check; then a job updated, one forgotten and a checkout: every list row still
+    matches its job, so the finished rotation leaves exactly one row per image shown."""
+    root = tmp_path / "vault"
+    make_vault(root, jobs=4)
+    isolate(monkeypatch, tmp_path)
+    monkeypatch.setenv("MJVAULT_PASSPHRASE", PASSPHRASE)
+    view_dir = tmp_path / "view"
+
+    def cli(*args: str) -> None:
+        done = run_in_process(capsys, "--vault", str(root), *args)
+        assert done.code == 0, done.err
+
+    cli("checkout", "--template", "{prompt}_{job_id}", str(view_dir))
+    if stop_at == "journal":
+        # Step 1 writes the journal, step 2 is the first after it: killed there.
+        killed = _rotate_child(root, 2)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        assert json.loads(journal_path(root / "keys").read_bytes())["views"] is False
+    else:
+
+        def stop(*args: object) -> None:
+            raise RuntimeError("stopped before the check")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(rotate_module, "_check", stop)
+            with pytest.raises(RuntimeError):
+                rotate(root, PASSPHRASE, kdf=CHEAP_KDF)
+    assert journal_path(root / "keys").exists()
+    with Vault.open(root, passphrase=PASSPHRASE) as vault, vault.writer("test") as writer:
+        writer.add_job(
+            record_json("job-00001", "a blue heron by the river"),
+            [writer.put_media(png_bytes(1, 300))],
+        )
+    cli("forget", "--job", "job-00002", "--yes")
+    cli("checkout", str(view_dir))
+    cli("key", "rotate")
+    assert not journal_path(root / "keys").exists()
+    cli("checkout", str(view_dir))
+    with Vault.open(root, passphrase=PASSPHRASE) as vault:
+        assert verify(vault, read_data=True, views=True).problems == []
+        from mjvault.views.registry import ViewRegistry
+
+        registry = ViewRegistry(vault)
+        (name,) = registry.names()
+        rows = sorted((job, index) for job, index, _ in registry.load(name).iter_files())
+        paths = sorted(p.name for p in view_dir.iterdir() if not p.name.startswith("."))
+    assert rows == [("job-00000", 0), ("job-00001", 0), ("job-00003", 0)]
+    assert len(paths) == 3 and "heron" in " ".join(paths), paths
+    assert not any("number 2 " in p or "number 1 " in p for p in paths), paths
+
+
+def test_old_key_files_are_gone_for_good_before_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The keys directory is synced once the old key files are removed and before the journal
+    goes: a crash then cannot bring an old key file back without its journal."""
+    root = tmp_path / "vault"
+    make_vault(root, jobs=2)
+    keys_dir = root / "keys"
+    synced: list[tuple[int, bool]] = []
+    real = rotate_module.sync_filesystem
+
+    def noting(path: Path) -> None:
+        if Path(path) == keys_dir:
+            key_files = [p for p in keys_dir.iterdir() if not p.name.startswith(".")]
+            synced.append((len(key_files), journal_path(keys_dir).exists()))
+        real(path)
+
+    monkeypatch.setattr(rotate_module, "sync_filesystem", noting)
+    rotate(root, PASSPHRASE, kdf=CHEAP_KDF)
+    # One key file left, the journal still there: the removals durable before it goes.
+    assert (1, True) in synced, synced
+
+
+def test_a_list_with_old_job_cells_is_sealed_again_when_opened_mid_rotation(
+    tmp_path: Path,
+) -> None:
+    """A list whose job ids are under the retired key (and, as earlier versions left it, a
+    second row for an image beside the one they missed): opened during the rotation, every
+    cell is sealed again under the new key and only the newest row of each image stays."""
+    import sqlite3
+
+    from mjvault.views.links import LinkKind
+    from mjvault.views.registry import FileRecord
+    from mjvault.views.state import SealedSqliteTable
+
+    naming = os.urandom(32)
+    old, new = os.urandom(32), os.urandom(32)
+    path = tmp_path / "v.files"
+    table = SealedSqliteTable(path, VaultKeys(old + naming), fresh=True)
+    first = FileRecord("a red fox_j1.png", "ab" * 32, LinkKind.SYMLINK, None, 0, 0)
+    table.put_many([(("j1", 0), first), (("j2", 0), first._replace(path="b_j2.png"))])
+    table.commit()
+    table.close()
+    # What a checkout under the new key left before lists kept their cells check: a second
+    # row for j1's image, its cell under the new key; the list's check gone.
+    rotating = VaultKeys(new + naming, retired=old)
+    later = first._replace(path="a blue heron_j1.png")
+    db = sqlite3.connect(path)
+    jk = rotating.text_key("job\0j1")  # the naming secret's: unchanged by the rotation
+    db.execute(
+        "INSERT INTO files SELECT jk, ?, idx, ?, oid, kind, plain, size, mtime, fh, ph "
+        "FROM files WHERE jk = ?",
+        (
+            rotating.seal_text_fixed("j1", b"mjvault view file\0job"),
+            rotating.seal_text(later.path, b"mjvault view file\0path\0j1\x000"),
+            jk,
+        ),
+    )
+    db.execute("DROP TABLE IF EXISTS meta")
+    db.commit()
+    db.close()
+    table = SealedSqliteTable(path, rotating)
+    assert table.count() == 2
+    assert table.get(("j1", 0)) == later
+    table.delete(("j2", 0))
+    table.commit()
+    table.close()
+    # Every cell now opens under the new key alone: the rotation can end.
+    finished = SealedSqliteTable(path, VaultKeys(new + naming))
+    assert [(job, idx) for job, idx, _ in finished.iter_files()] == [("j1", 0)]
+    finished.close()

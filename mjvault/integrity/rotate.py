@@ -5,15 +5,20 @@ that means something for an encrypted vault, whatever the disk kept of deleted f
 
 The object secret is replaced and the naming secret kept (docs/FORMAT.md §5), so every id,
 tree, snapshot, ref and pack map stays as it is; only ciphertext changes. Under the write
-lock, in four phases recorded in the journal ``keys/.rotation`` (:mod:`mjvault.store.keyring`):
+lock, in four phases recorded in the journal ``keys/.rotation`` (:mod:`mjvault.store.keyring`),
+which is written first:
 
-1. ``objects``: loose files sealed again through a temp file, synced, renamed over the old
+1. ``views``: views' sealed files sealed again, before any object (the journal's ``views``
+   flag set after). A view's file list matches rows by sealed job id: one still sealed under
+   the old secret would be missed by every checkout until the rotation ends (a list opened
+   meanwhile seals its job ids again itself, :class:`~mjvault.views.state.SealedSqliteTable`).
+2. ``objects``: loose files sealed again through a temp file, synced, renamed over the old
    file (in batches, the journal noting the last fan-out directory done); then each pack
    written again as a new pack, entry by entry, and swapped in under §12's Order rule.
-2. ``check``: every object read back under the new secret alone and checked against its name;
+3. ``check``: every object read back under the new secret alone and checked against its name;
    a straggler still under the old one (a pull meanwhile) is sealed again, damage stops here.
-3. ``finish``: views' sealed files sealed again, the index (a cache) dropped, the new key file
-   written, every other key file removed, then the journal.
+4. ``finish``: sealed documents sealed again, the index (a cache) dropped, the new key file
+   written, every other key file removed and the keys directory synced, then the journal.
 
 Killed at any moment, the vault stays readable (either secret opens an object while the
 journal exists) and the next run continues from the journal. Memory stays flat: objects are
@@ -128,6 +133,11 @@ def rotate(
             keys = vault.store.keys
             if keys is None:
                 raise MjvaultError("this vault is not encrypted: it has no keys to rotate")
+            if not journal.get("views"):
+                # Older journals lack the flag: their views are sealed again here too.
+                report.views_resealed = _reseal_views(vault)
+                journal["views"] = True
+                write_journal(keys_dir, journal)
             if journal["phase"] == "objects":
                 _reseal_loose(vault, keys, journal, report, progress)
                 _rewrite_packs(vault, keys, journal, report, progress)
@@ -162,6 +172,7 @@ def _begin(root: Path, passphrase: str, kdf: KdfParams | None) -> dict[str, Any]
         "key": wrap_secret(secret, passphrase, label="rotated", kdf=kdf),
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "phase": "objects",
+        "views": False,
         "loose_done": "",
         "rotated_packs": [],
     }
@@ -466,9 +477,9 @@ def _pack_opens(
 
 # -- finish ------------------------------------------------------------------------------------
 def _finish(vault: Vault, journal: dict[str, Any], report: RotateReport) -> None:
-    """Views sealed again, the index dropped, then the keys: the new key file first, then
-    every other one, then the journal (until it goes, a rerun redoes these steps)."""
-    report.views_resealed = _reseal_views(vault)
+    """Sealed documents sealed again, the index dropped, then the keys: the new key file
+    first, then every other one, then the journal (until it goes, a rerun redoes these
+    steps). Views were sealed again before any object (phase ``views``)."""
     keys = vault.store.keys
     assert keys is not None
     # Sealed documents (sync state) open under either secret until the journal goes; after,
@@ -486,6 +497,10 @@ def _finish(vault: Vault, journal: dict[str, Any], report: RotateReport) -> None
         if info.id != new_id and info.path.name != new_id:
             info.path.unlink()
             report.keys_removed.append(info.id)
+    # The removals durable before the journal goes: a crash could otherwise keep the
+    # journal's removal and lose theirs, and an old key file would open the vault again
+    # with no journal to say it is retired.
+    sync_filesystem(keys_dir)
     journal_path(keys_dir).unlink()
     sync_filesystem(keys_dir)
     remotes = vault.path / "remotes"

@@ -581,6 +581,7 @@ class SealedSqliteTable(SqliteTable):
         self._cells: dict[str, bytes] = {}
         self._opened: dict[bytes, str] = {}
         super().__init__(path, fresh=fresh)
+        self._match_cells()
 
     def _path_key(self, folded: str) -> int:
         return self.keys.text_key(folded)
@@ -612,6 +613,64 @@ class SealedSqliteTable(SqliteTable):
 
     def _new_job_key(self, job_id: str) -> int:
         return self.keys.text_key(JOB_KEY_PREFIX + job_id)
+
+    def _match_cells(self) -> None:
+        """Every ``job`` cell sealed under the current text key, before any lookup.
+
+        A key rotation replaces the text key, and rows are matched by cell: a cell sealed
+        under the retired key would never equal its job's new cell, so a delete or a get
+        would silently miss it (and a checkout would add a second row beside it). The list
+        keeps a check of the key its cells are under; opened during a rotation with another
+        (or none: written before the check was kept), every cell is sealed again first, in
+        one transaction, and rows that then repeat an image (left by versions that missed
+        them) are dropped but the newest. Outside a rotation a list without the check is
+        taken as it is: its cells are under the only key there is.
+        """
+        check = self.keys.seal_text_fixed("", _CELLS_CONTEXT)
+        try:
+            self.db.execute(_META)
+            if self._cells_check() == check:
+                return
+            if self._cells_check() is None and not self.keys.rotating:
+                return
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            # Busy (another process is writing it): reads open under either key; the
+            # process that writes next seals the cells again.
+            return
+        except sqlite3.DatabaseError as exc:
+            raise IntegrityError(f"view file list {self.path} is damaged: {exc}") from None
+        try:
+            if self._cells_check() != check:  # asked again under the write lock
+                self._reseal_cells()
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('job cells', ?)", (check,))
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise IntegrityError(f"view file list {self.path} is damaged: {exc}") from None
+            raise
+
+    def _cells_check(self) -> bytes | None:
+        row = self.db.execute("SELECT value FROM meta WHERE name = 'job cells'").fetchone()
+        return None if row is None else bytes(row[0])
+
+    def _reseal_cells(self) -> None:
+        last = 0
+        while rows := self.db.execute(
+            "SELECT rowid, job FROM files WHERE rowid > ? ORDER BY rowid LIMIT 4096", (last,)
+        ).fetchall():
+            last = rows[-1][0]
+            changed = []
+            for rowid, cell in rows:
+                fresh = self._job_cell(self._job_of(cell))
+                if fresh != cell:
+                    changed.append((fresh, rowid))
+            self.db.executemany("UPDATE files SET job = ? WHERE rowid = ?", changed)
+        self.db.execute(
+            "DELETE FROM files WHERE rowid NOT IN "
+            "(SELECT max(rowid) FROM files GROUP BY jk, job, idx)"
+        )
 
     def _upgrade(self, found: int) -> None:
         if found != TABLE_VERSION:
@@ -660,6 +719,10 @@ def _bit(key: int) -> int:
 
 
 _JOB_CONTEXT = b"mjvault view file\0job"
+# The check of the key a sealed list's job cells are under: the empty text sealed
+# deterministically with this context (equal keys, equal checks; nothing else learnt).
+_CELLS_CONTEXT = b"mjvault view file\0cells"
+_META = "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)"
 JOB_KEY_PREFIX = "job\0"  # a job's key in a sealed list: text_key of this and the job id
 
 
