@@ -1,0 +1,218 @@
+"""A remote of an encrypted vault after `key rotate`: the next push seals every object the
+remote holds again under the vault's new secret, a push cut short half-way leaves it readable
+and a rerun finishes, and the old key file then opens nothing there."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from config_helpers import isolate
+from config_helpers import run_cli as run_in_process
+
+from mjvault import Vault
+from mjvault.errors import CorruptObject
+from mjvault.integrity.rotate import rotate
+from mjvault.remotes import reseal
+from mjvault.remotes.clone import clone
+from mjvault.remotes.config import RemoteSpec, normalise_url, save_spec
+from mjvault.remotes.push import push
+from mjvault.remotes.session import connect
+from mjvault.remotes.verify import verify_remote
+from mjvault.store.crypto import VaultKeys, unwrap_document
+from mjvault.store.packfile import parse_trailer
+from tests.conftest import CHEAP_KDF, PASSPHRASE, png_bytes, record_json
+
+
+def add_jobs(vault: Vault, start: int, stop: int) -> None:
+    with vault.writer("test") as writer:
+        for n in range(start, stop):
+            writer.add_job(
+                record_json(f"job-{n:03d}", f"a red fox number {n}"),
+                [writer.put_media(png_bytes(n, 400))],
+            )
+
+
+def jobs_of(vault: Vault) -> dict[str, tuple[bytes, list[bytes]]]:
+    return {
+        e.job_id: (vault.record_json(e), [vault.store.read(i) for i in e.images if i])
+        for e in vault.entries()
+    }
+
+
+def push_to(root: Path, spec: RemoteSpec, *, create: bool = False) -> list[str]:
+    with (
+        Vault.open(root, passphrase=PASSPHRASE) as vault,
+        connect(vault, spec, passphrase=PASSPHRASE, create=create, kdf=CHEAP_KDF) as link,
+    ):
+        report = push(vault, link)
+        assert report.ok, report.problems
+        return report.notes
+
+
+def remote_files(drive: Path) -> list[tuple[str, bytes]]:
+    """(id, sealed bytes) of every object on a folder remote, loose or packed."""
+    found = [(p.name, p.read_bytes()) for p in (drive / "objects").glob("*/*")]
+    for pack in (drive / "packs").glob("*"):
+        data = pack.read_bytes()
+        trailer = parse_trailer(lambda n, o, data=data: data[o : o + n], len(data), pack.name, (1,))
+        found += [(e.hex_id, data[e.offset : e.offset + e.length]) for e in trailer.entries]
+    return found
+
+
+def opens(keys: VaultKeys, files: list[tuple[str, bytes]]) -> int:
+    count = 0
+    for object_id, data in files:
+        try:
+            keys.open(object_id, data)
+        except CorruptObject:
+            continue
+        count += 1
+    return count
+
+
+@pytest.fixture
+def rotated(tmp_path: Path) -> tuple[Path, RemoteSpec, bytes, dict[str, tuple[bytes, list[bytes]]]]:
+    """An encrypted vault pushed, rotated, one job added: (root, remote, old key file, jobs)."""
+    root = tmp_path / "vault"
+    spec = RemoteSpec("drive", normalise_url(str(tmp_path / "drive")))
+    with Vault.init(root, encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF) as vault:
+        add_jobs(vault, 0, 6)
+        save_spec(root, spec)
+    push_to(root, spec, create=True)
+    (old_key,) = (root / "keys").iterdir()
+    old = old_key.read_bytes()
+    rotate(root, PASSPHRASE, kdf=CHEAP_KDF)
+    with Vault.open(root, passphrase=PASSPHRASE) as vault:
+        add_jobs(vault, 6, 7)
+        expected = jobs_of(vault)
+    return root, spec, old, expected
+
+
+def test_push_after_rotate_seals_the_remote_again(
+    rotated: tuple[Path, RemoteSpec, bytes, dict[str, tuple[bytes, list[bytes]]]],
+    tmp_path: Path,
+) -> None:
+    root, spec, old_key, expected = rotated
+    drive = tmp_path / "drive"
+    notes = push_to(root, spec)
+    assert any("holds objects under a retired key: sealing them again" in n for n in notes)
+    with (
+        Vault.open(root, passphrase=PASSPHRASE) as vault,
+        connect(vault, spec, passphrase=PASSPHRASE) as link,
+    ):
+        assert not link.needs_reseal
+        assert verify_remote(link, read_data=True).ok
+    # The remote's key files are exactly the vault's; the old one opens nothing there.
+    assert sorted(p.name for p in (drive / "keys").iterdir()) == sorted(
+        p.name for p in (root / "keys").iterdir()
+    )
+    old = VaultKeys(unwrap_document(json.loads(old_key), PASSPHRASE))
+    files = remote_files(drive)
+    assert len(files) > 14 and opens(old, files) == 0
+    state = json.loads((drive / "object-key").read_bytes())
+    assert state["resealing"] is None and state["retired"] == [old.object_check()]
+    copy, report = clone(spec, tmp_path / "copy", passphrase=PASSPHRASE)
+    with copy:
+        assert report.ok and jobs_of(copy) == expected
+    # Up to date: nothing sealed again, nothing sent.
+    assert not any("retired" in n for n in push_to(root, spec))
+
+
+def test_a_push_cut_short_mid_reseal_leaves_the_remote_readable_and_a_rerun_finishes(
+    rotated: tuple[Path, RemoteSpec, bytes, dict[str, tuple[bytes, list[bytes]]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root, spec, old_key, expected = rotated
+    drive = tmp_path / "drive"
+
+    def cut(*args: object) -> int:
+        raise RuntimeError("killed")
+
+    # Loose objects are sealed again, packs not yet: the remote holds both secrets.
+    monkeypatch.setattr(reseal, "_reseal_pack", cut)
+    with pytest.raises(RuntimeError, match="killed"):
+        push_to(root, spec)
+    monkeypatch.undo()
+    old = VaultKeys(unwrap_document(json.loads(old_key), PASSPHRASE))
+    files = remote_files(drive)
+    assert 0 < opens(old, files) < len(files)
+    assert json.loads((drive / "object-key").read_bytes())["resealing"] is not None
+    with (
+        Vault.open(root, passphrase=PASSPHRASE) as vault,
+        connect(vault, spec, passphrase=PASSPHRASE) as link,
+    ):
+        assert link.needs_reseal and verify_remote(link, read_data=True).ok
+    # A clone of the half-sealed remote keeps the new key only, and every object under it.
+    copy, report = clone(spec, tmp_path / "half", passphrase=PASSPHRASE)
+    with copy:
+        assert report.ok and jobs_of(copy) != {}
+        assert [p.name for p in (tmp_path / "half" / "keys").iterdir()] != [
+            json.loads(old_key)["id"]
+        ]
+    with Vault.open(tmp_path / "half", passphrase=PASSPHRASE) as vault:
+        from mjvault.integrity.verify import verify
+
+        assert verify(vault, read_data=True).problems == []
+    push_to(root, spec)
+    files = remote_files(drive)
+    assert opens(old, files) == 0
+    assert json.loads((drive / "object-key").read_bytes())["resealing"] is None
+    copy, report = clone(spec, tmp_path / "copy", passphrase=PASSPHRASE)
+    with copy:
+        assert report.ok and jobs_of(copy) == expected
+
+
+def test_push_says_it_is_sealing_again(
+    rotated: tuple[Path, RemoteSpec, bytes, dict[str, tuple[bytes, list[bytes]]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root, spec, _, _ = rotated
+    isolate(monkeypatch, tmp_path)
+    monkeypatch.setenv("MJVAULT_PASSPHRASE", PASSPHRASE)
+    result = run_in_process(capsys, "--vault", str(root), "push", "drive")
+    assert result.code == 0, result.err
+    assert "remote drive holds objects under a retired key: sealing them again, " in result.err
+
+
+def test_an_old_copy_of_the_vault_is_refused_after_the_reseal(
+    rotated: tuple[Path, RemoteSpec, bytes, dict[str, tuple[bytes, list[bytes]]]],
+    tmp_path: Path,
+) -> None:
+    """A clone made before the rotation would seal the remote back under the old secret."""
+    root, spec, _, _ = rotated
+    stale = tmp_path / "stale"
+    copy, _ = clone(spec, stale, passphrase=PASSPHRASE)
+    copy.close()
+    push_to(root, spec)
+    from mjvault.remotes.remote import RemoteMismatch
+
+    with (
+        Vault.open(stale, passphrase=PASSPHRASE) as vault,
+        pytest.raises(RemoteMismatch, match="rotated away"),
+    ):
+        connect(vault, spec, passphrase=PASSPHRASE)
+
+
+def test_an_encrypting_remote_of_a_plain_vault_is_unaffected(tmp_path: Path) -> None:
+    root = tmp_path / "vault"
+    spec = RemoteSpec("drive", normalise_url(str(tmp_path / "drive")), encrypt=True)
+    with Vault.init(root) as vault:
+        add_jobs(vault, 0, 3)
+        with connect(vault, spec, passphrase=PASSPHRASE, create=True, kdf=CHEAP_KDF) as link:
+            assert push(vault, link).ok
+        add_jobs(vault, 3, 4)
+        with connect(vault, spec, passphrase=PASSPHRASE) as link:
+            assert not link.needs_reseal
+            report = push(vault, link)
+            assert report.ok and not report.notes
+            assert verify_remote(link, read_data=True).ok
+        expected = jobs_of(vault)
+    assert not (tmp_path / "drive" / "object-key").exists()
+    copy, report = clone(spec, tmp_path / "copy", passphrase=PASSPHRASE)
+    with copy:
+        assert report.ok and jobs_of(copy) == expected
