@@ -267,7 +267,12 @@ def _reseal(
         if link.remote.packs is not None:
             link.remote.packs.refresh()
         done = reseal_remote(
-            link.backend, link.remote, link.openers, vault.path / "keys", on_start=started
+            link.backend,
+            link.remote,
+            link.openers,
+            vault.path / "keys",
+            state_dir(vault.path, where),
+            on_start=started,
         )
     finally:
         lease.leave(cut_short=False)  # a dead prune's lease it broke stays marked

@@ -24,6 +24,8 @@ again, skipping what already opens under the new key.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ import blake3
 
 from mjvault.errors import CorruptObject, MjvaultError
 from mjvault.remotes.backend import Backend, RemoteNotFound
+from mjvault.remotes.bigobjects import BIG_OBJECT_BYTES
 from mjvault.remotes.packs import PACKS_PREFIX, REMOTE_PACK_VERSION, pack_key
 from mjvault.remotes.remote import (
     KEYS_PREFIX,
@@ -176,10 +179,12 @@ def reseal_remote(
     remote: RemoteObjects,
     found: Openers,
     keys_dir: Path,
+    scratch: Path,
     *,
     on_start: Callable[[int], None] | None = None,
 ) -> ResealReport:
-    """Steps 1-5 of the module's docstring. ``on_start(n)`` is told how many objects the
+    """Steps 1-5 of the module's docstring; large objects stream through files in
+    ``scratch`` (never whole in memory). ``on_start(n)`` is told how many objects the
     remote holds (loose, and in packs) before any is touched."""
     report = ResealReport()
     openers = found.keys
@@ -188,7 +193,9 @@ def reseal_remote(
     state.resealing = current.object_check()
     write_state(backend, state)
     loose = sorted(
-        name for key in backend.list(OBJECTS_PREFIX) if is_object_id(name := key.rpartition("/")[2])
+        (name, meta.size)
+        for meta in backend.list_meta(OBJECTS_PREFIX)
+        if is_object_id(name := meta.key.rpartition("/")[2])
     )
     packs = sorted(
         name for key in backend.list(PACKS_PREFIX) if is_pack_id(name := key.rpartition("/")[2])
@@ -196,13 +203,15 @@ def reseal_remote(
     if on_start:
         packed = remote.packs.count() if remote.packs is not None else 0
         on_start(len(loose) + packed)
-    for object_id in loose:
+    for object_id, size in loose:
         try:
+            if size > BIG_OBJECT_BYTES:
+                report.objects += _reseal_big(backend, object_id, current, openers, scratch)
+                continue
             data = backend.get(object_key(object_id))
+            fresh = _resealed(object_id, data, current, openers)
         except RemoteNotFound:
             continue
-        try:
-            fresh = _resealed(object_id, data, current, openers)
         except CorruptObject as exc:
             report.problems.append(f"object {object_id[:16]}: {exc}")
             continue
@@ -252,6 +261,36 @@ def _resealed(
             continue
         _check_name(object_id, current.open(object_id, fresh), current)
         return fresh
+    raise CorruptObject(f"object {object_id} opens under no key of this vault (damaged)")
+
+
+def _reseal_big(
+    backend: Backend, object_id: str, current: VaultKeys, openers: list[VaultKeys], scratch: Path
+) -> int:
+    """A large loose object streamed down, sealed again through a temp file and checked
+    against its name, streamed up over itself; 1 if it was under a retired key, else 0."""
+    from mjvault.integrity.rotate import _check_file, _reseal_file
+
+    scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with tempfile.TemporaryDirectory(prefix="reseal-", dir=scratch) as tmp:
+        path = Path(tmp) / object_id
+        with open(path, "wb") as out:
+            backend.download(object_key(object_id), out)
+        try:
+            _check_file(current, object_id, path)
+            return 0
+        except CorruptObject:
+            pass
+        for keys in openers:
+            try:
+                fresh, _ = _reseal_file(keys, object_id, path, Path(tmp))
+            except CorruptObject:
+                continue
+            if fresh is None:
+                continue
+            _check_file(current, object_id, fresh)
+            backend.upload_file(object_key(object_id), fresh, os.stat(fresh).st_size)
+            return 1
     raise CorruptObject(f"object {object_id} opens under no key of this vault (damaged)")
 
 

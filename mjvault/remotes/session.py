@@ -32,7 +32,13 @@ from mjvault.remotes.remote import (
     unlock_remote,
     upload_keyfiles,
 )
-from mjvault.remotes.reseal import Openers, needs_reseal, refuse_retired, remote_openers
+from mjvault.remotes.reseal import (
+    Openers,
+    needs_reseal,
+    read_state,
+    refuse_retired,
+    remote_openers,
+)
 from mjvault.store.crypto import KdfParams
 from mjvault.vault import Vault
 
@@ -133,7 +139,12 @@ def _connect(
             # passphrase unlocks from the remote's key files, until push seals them again.
             secret = resolve_passphrase(passphrase, f"the remote {where}")
             openers = remote_openers(backend, vault_keys, keys_dir, secret)
-            remote_keys = openers.keys[0]
+            if openers.retired or read_state(backend) is not None:
+                remote_keys = openers.keys[0]
+            else:
+                # A remote made before `object-key`, holding a key file the vault lacks
+                # that wraps no other secret (a passphrase removed): nothing to seal again.
+                stale, openers = False, None
         # The vault's key files travel with its objects: a clone opens with the same
         # passphrases, including ones added since the last push.
         upload_keyfiles(backend, local_keyfiles(keys_dir))
