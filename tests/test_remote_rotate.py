@@ -241,3 +241,86 @@ def test_an_encrypting_remote_of_a_plain_vault_is_unaffected(tmp_path: Path) -> 
     copy, report = clone(spec, tmp_path / "copy", passphrase=PASSPHRASE)
     with copy:
         assert report.ok and jobs_of(copy) == expected
+
+
+# The child counts what a push writes to the remote while sealing it again (each PUT, upload
+# and delete but the leases') and kills itself with SIGKILL at write N; N = 0 runs through and
+# prints the count.
+CHILD = """
+import os, signal, sys
+from pathlib import Path
+from mjvault import Vault
+from mjvault.remotes import bigobjects, reseal
+from mjvault.remotes.config import load_spec
+from mjvault.remotes.folder import FolderBackend
+from mjvault.remotes.push import push
+from mjvault.remotes.session import connect
+
+bigobjects.BIG_OBJECT_BYTES = reseal.BIG_OBJECT_BYTES = 64 * 1024
+steps, kill_at = 0, int(sys.argv[3])
+
+def counted(function):
+    def step(self, key, *args, **kwargs):
+        global steps
+        if not key.startswith("locks/"):
+            steps += 1
+            if steps == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return function(self, key, *args, **kwargs)
+    return step
+
+for name in ("put", "upload_file", "delete"):
+    setattr(FolderBackend, name, counted(getattr(FolderBackend, name)))
+root = Path(sys.argv[1])
+with Vault.open(root, passphrase=sys.argv[2]) as vault:
+    with connect(vault, load_spec(root, "drive"), passphrase=sys.argv[2]) as link:
+        assert link.needs_reseal
+        assert push(vault, link).ok
+print(steps)
+"""
+
+
+def test_a_push_killed_mid_reseal_is_finished_by_the_next(
+    rotated: tuple[Path, RemoteSpec, bytes, dict[str, tuple[bytes, list[bytes]]]],
+    tmp_path: Path,
+) -> None:
+    import random
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    root, spec, old_key, expected = rotated
+    old = VaultKeys(unwrap_document(json.loads(old_key), PASSPHRASE))
+    shutil.copytree(root, tmp_path / "template-vault")
+    shutil.copytree(tmp_path / "drive", tmp_path / "template-drive")
+
+    def child(kill_at: int) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-c", CHILD, str(root), PASSPHRASE, str(kill_at)],
+            capture_output=True,
+            timeout=120,
+        )
+
+    whole = child(0)
+    assert whole.returncode == 0, whole.stderr
+    steps = int(whole.stdout)
+    assert steps > 10
+    rng = random.Random(steps)
+    for kill_at in sorted({2, rng.randrange(3, steps // 2), rng.randrange(steps // 2, steps)}):
+        for name in ("vault", "drive"):
+            shutil.rmtree(tmp_path / name)
+            shutil.copytree(tmp_path / f"template-{name}", tmp_path / name)
+        killed = child(kill_at)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        with (
+            Vault.open(root, passphrase=PASSPHRASE) as vault,
+            connect(vault, spec, passphrase=PASSPHRASE) as link,
+        ):
+            # Every object opens under one of the two secrets and matches its name.
+            assert verify_remote(link, read_data=True).ok
+        push_to(root, spec)
+        assert opens(old, remote_files(tmp_path / "drive")) == 0
+        copy, report = clone(spec, tmp_path / f"copy-{kill_at}", passphrase=PASSPHRASE)
+        with copy:
+            assert report.ok and jobs_of(copy) == expected
