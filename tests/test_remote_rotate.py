@@ -324,3 +324,27 @@ def test_a_push_killed_mid_reseal_is_finished_by_the_next(
         copy, report = clone(spec, tmp_path / f"copy-{kill_at}", passphrase=PASSPHRASE)
         with copy:
             assert report.ok and jobs_of(copy) == expected
+
+
+def test_a_remote_from_before_object_key_is_sealed_again_only_after_a_rotation(
+    rotated: tuple[Path, RemoteSpec, bytes, dict[str, tuple[bytes, list[bytes]]]],
+    tmp_path: Path,
+) -> None:
+    """No `object-key`: a key file the vault lacks wrapping another object secret says the
+    remote predates a rotation; one wrapping the same secret (a passphrase removed) does not."""
+    root, spec, old_key, expected = rotated
+    drive = tmp_path / "drive"
+    (drive / "object-key").unlink()
+    notes = push_to(root, spec)
+    assert any("holds objects under a retired key" in n for n in notes)
+    old = VaultKeys(unwrap_document(json.loads(old_key), PASSPHRASE))
+    assert opens(old, remote_files(drive)) == 0
+    with Vault.open(root, passphrase=PASSPHRASE) as vault:
+        removed = vault.add_key("second", kdf=CHEAP_KDF)
+    push_to(root, spec)
+    with Vault.open(root, passphrase=PASSPHRASE) as vault:
+        vault.remove_key(removed)
+    (drive / "object-key").unlink()
+    assert (drive / "keys" / removed).exists()
+    assert not any("retired" in n for n in push_to(root, spec))
+    assert (drive / "keys" / removed).exists()  # a push still deletes no key file here

@@ -82,12 +82,14 @@ def write_state(backend: Backend, state: ObjectKeyState) -> None:
     backend.put(OBJECT_KEY, json.dumps(state.to_json(), indent=2).encode("utf-8"))
 
 
-def needs_reseal(backend: Backend, keys: VaultKeys, keys_dir: Path) -> bool:
-    """Whether the remote may hold objects under an object secret other than ``keys``'.
+def needs_reseal(
+    backend: Backend, keys: VaultKeys, keys_dir: Path, state: ObjectKeyState | None
+) -> bool:
+    """Whether the remote (whose ``object-key`` is ``state``) may hold objects under an object
+    secret other than ``keys``'.
 
     A remote without ``object-key`` (made before it existed) is taken as sealed under the
     vault's secret unless it holds a key file the vault lacks (what a rotation leaves)."""
-    state = read_state(backend)
     current = keys.object_check()
     if state is not None:
         return state.resealing is not None or state.check != current
@@ -95,8 +97,7 @@ def needs_reseal(backend: Backend, keys: VaultKeys, keys_dir: Path) -> bool:
     return bool(remote - set(local_keyfiles(keys_dir)))
 
 
-def refuse_retired(backend: Backend, keys: VaultKeys) -> None:
-    state = read_state(backend)
+def refuse_retired(backend: Backend, keys: VaultKeys, state: ObjectKeyState | None) -> None:
     if state is not None and keys.object_check() in state.retired:
         raise RemoteMismatch(
             f"{backend.describe()} was sealed again under a newer key of this vault: this "
@@ -136,10 +137,12 @@ class Openers:
     retired: list[str]
 
 
-def remote_openers(backend: Backend, keys: VaultKeys, keys_dir: Path, passphrase: str) -> Openers:
+def remote_openers(
+    backend: Backend, keys: VaultKeys, keys_dir: Path, passphrase: str, last: str | None
+) -> Openers:
     """Keys opening what the remote may hold: the vault's current pair with each other object
     secret ``passphrase`` unlocks from the remote's (and the vault's) key files as retired.
-    The first is the one for the secret the remote last named in ``object-key``."""
+    The first is the one for the secret ``last`` names (``object-key``'s ``check``)."""
     blobs = download_keyfiles(backend) | local_keyfiles(keys_dir)
     current = keys.object_check()
     pairs: list[bytes] = []
@@ -154,8 +157,6 @@ def remote_openers(backend: Backend, keys: VaultKeys, keys_dir: Path, passphrase
             f"no key file opening with this passphrase holds the vault's key: cannot seal "
             f"{backend.describe()} again"
         )
-    state = read_state(backend)
-    last = state.check if state is not None else None
     retired: dict[str, bytes] = {}
     for pair in pairs:
         check = VaultKeys(pair).object_check()

@@ -129,17 +129,19 @@ def _connect(
             info = publish_info(backend, RemoteInfo.new(vault_keys, "encrypted"))
         if not info.encrypted or info.encryption.get("key_check") != key_check(vault_keys):  # type: ignore[union-attr]
             raise RemoteMismatch(f"{where} belongs to another vault (its keys differ)")
-        refuse_retired(backend, vault_keys)
+        state = read_state(backend)
+        refuse_retired(backend, vault_keys, state)
         keys_dir = vault.path / "keys"
-        stale = not vault_keys.rotating and needs_reseal(backend, vault_keys, keys_dir)
+        stale = not vault_keys.rotating and needs_reseal(backend, vault_keys, keys_dir, state)
         openers = None
         remote_keys = vault_keys
         if stale and passphrase is not None:
             # Objects sealed before a rotation of the vault: opened with every secret the
             # passphrase unlocks from the remote's key files, until push seals them again.
             secret = resolve_passphrase(passphrase, f"the remote {where}")
-            openers = remote_openers(backend, vault_keys, keys_dir, secret)
-            if openers.retired or read_state(backend) is not None:
+            last = state.check if state is not None else None
+            openers = remote_openers(backend, vault_keys, keys_dir, secret, last)
+            if openers.retired or state is not None:
                 remote_keys = openers.keys[0]
             else:
                 # A remote made before `object-key`, holding a key file the vault lacks
