@@ -172,7 +172,7 @@ def key_rotate_command(app: AppContext) -> None:
     """Re-encrypt every object under a new secret; keep one key, under this passphrase.
 
     Other passphrases are removed (their key files wrap the old secret): add them again
-    with `mjvault key add`. Remotes keep their copies under the old secret.
+    with `mjvault key add`. The next push to each remote seals its copies again.
     """
     from mjvault.cli.passphrase import passphrase_source
     from mjvault.integrity.rotate import ensure_encrypted, rotate
@@ -198,8 +198,8 @@ def key_rotate_command(app: AppContext) -> None:
             )
         for name in report.remotes:
             click.echo(
-                f"warning: remote {name} still holds copies under the old secret: push to a "
-                "new remote and remove this one to erase them there",
+                f"note: remote {name} still holds copies under the old secret: the next "
+                f"`mjvault push {name}` seals them again and removes the old key files there",
                 err=True,
             )
 

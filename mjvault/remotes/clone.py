@@ -25,6 +25,7 @@ from mjvault.remotes.remote import (
     resolve_passphrase,
     unlock_remote,
 )
+from mjvault.remotes.reseal import current_keyfiles
 from mjvault.store.fsutil import atomic_write
 from mjvault.vault import Vault, is_vault, lay_out_vault
 
@@ -61,7 +62,8 @@ def clone(
             unlock_remote(backend, info, secret)
         if not is_vault(root):
             if info.encrypted and info.clone_as == "encrypted":
-                _init_vault(root, encryption=True, keyfiles=download_keyfiles(backend))
+                keyfiles = current_keyfiles(backend, download_keyfiles(backend), passphrase)
+                _init_vault(root, encryption=True, keyfiles=keyfiles)
             else:
                 _init_vault(root, encryption=False, keyfiles={})
                 spec = replace(spec, encrypt=info.encrypted)

@@ -14,6 +14,7 @@ report says the histories diverged (both sets of snapshots are kept).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -117,6 +118,17 @@ def _fetch_media(vault: Vault, link: Link, remote_id: str) -> _Fetched:
         return _Fetched(remote_id, b"", b"", exc)
 
 
+def _current(link: Link, remote_id: str, data: bytes) -> bytes:
+    """An encrypted vault's object file as the vault keeps it: sealed under its current key,
+    when the remote still held it under a retired one (a remote half sealed again after a
+    rotation, :mod:`.reseal`)."""
+    keys = link.remote.keys
+    if keys is None or not keys.rotating:
+        return data
+    fresh = keys.reseal(remote_id, data)
+    return data if fresh is None else fresh
+
+
 class _Fetcher:
     def __init__(
         self,
@@ -156,7 +168,7 @@ class _Fetcher:
             local = self.batch.put(plaintext, loose=loose)
             self.packed_bytes += 0 if loose else len(plaintext)
         elif self.link.idmap is None:
-            self.batch.put_checked_file(remote_id, data)
+            self.batch.put_checked_file(remote_id, _current(self.link, remote_id, data))
             local = remote_id
         else:
             local, _ = self.batch.put_media(plaintext)
@@ -175,6 +187,14 @@ class _Fetcher:
 
     def keep_spooled(self, remote_id: str, spooled: bigobjects.Spooled) -> None:
         """Stage a large object the download wrote to the vault's ``tmp/``, checked already."""
+        keys = self.link.remote.keys
+        if self.link.idmap is None and keys is not None and keys.rotating:
+            # Fetched from a remote not yet sealed again after a rotation (reseal.py).
+            from mjvault.integrity.rotate import _reseal_file
+
+            tmp, _ = _reseal_file(keys, remote_id, spooled.path, self.vault.store.tmp_dir)
+            if tmp is not None:
+                os.replace(tmp, spooled.path)
         self.batch.adopt_file(spooled.local_id, spooled.path)
         if self.link.idmap is not None:
             self.local_of[remote_id] = spooled.local_id

@@ -34,14 +34,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from mjvault.concurrency import bounded_map
-from mjvault.errors import CorruptObject, IntegrityError, ObjectNotFound
+from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, ObjectNotFound
 from mjvault.remotes import bigobjects
 from mjvault.remotes.config import state_dir
 from mjvault.remotes.crypto import rewrite_ids
-from mjvault.remotes.lease import take_push_lease
+from mjvault.remotes.lease import take_prune_lease, take_push_lease
 from mjvault.remotes.packs import REMOTE_PACK_VERSION, pack_key
 from mjvault.remotes.record import note_push
 from mjvault.remotes.remote import Present, allow_packs, object_key, snapshot_key
+from mjvault.remotes.reseal import mark_mixed, note_current, reseal_remote
 from mjvault.remotes.scratch import Scratch
 from mjvault.remotes.session import Link
 from mjvault.snapshots import decode_manifest
@@ -218,8 +219,11 @@ def push(
     """
     started = time.monotonic()
     report = PushReport()
+    if link.needs_reseal:
+        _reseal(vault, link, report, on_wait)
     lease, seen = take_push_lease(link.backend, wait=prune_wait, on_wait=on_wait)
     try:
+        _note_object_key(vault, link)
         if seen.prune_interrupted and not full:
             # Its sweep may have left a tree node whose children are gone: trust no subtree.
             report.notes.append(
@@ -234,6 +238,62 @@ def push(
     # What the remote now holds, for the guard of local forget and gc (and `remote info`).
     note_push(vault.path, link, remote_snapshots, published, report.figures())
     return report
+
+
+def _reseal(
+    vault: Vault, link: Link, report: PushReport, on_wait: Callable[[str], None] | None
+) -> None:
+    """The remote holds objects under a retired object secret of the vault (after ``key
+    rotate``): every one sealed again under the vault's, alone on the remote (a prune's lease:
+    no push sends objects meanwhile), before this push sends anything (:mod:`.reseal`)."""
+    where = link.spec.name
+    if link.openers is None:
+        raise MjvaultError(
+            f"remote {where} holds objects under a retired key of this vault and no "
+            "passphrase was given to seal them again",
+            hint="set MJVAULT_PASSPHRASE or pass --passphrase-file FILE, and push again",
+        )
+
+    def started(count: int) -> None:
+        message = (
+            f"remote {where} holds objects under a retired key: sealing them again, {count} objects"
+        )
+        report.notes.append(message)
+        if on_wait:
+            on_wait(message)
+
+    lease = take_prune_lease(link.backend)
+    try:
+        if link.remote.packs is not None:
+            link.remote.packs.refresh()
+        done = reseal_remote(
+            link.backend,
+            link.remote,
+            link.openers,
+            vault.path / "keys",
+            state_dir(vault.path, where),
+            on_start=started,
+        )
+    finally:
+        lease.leave(cut_short=False)  # a dead prune's lease it broke stays marked
+    report.problems.extend(f"not sealed again: {p}" for p in done.problems)
+    if not done.problems:
+        link.needs_reseal = False
+        report.notes.append(
+            f"remote {where}: {done.objects} objects sealed again ({done.packs} packs "
+            f"read), {len(done.keys_removed)} retired key files removed"
+        )
+
+
+def _note_object_key(vault: Vault, link: Link) -> None:
+    """``object-key`` (FORMAT.md §11.2) made true before anything is sent."""
+    keys = vault.store.keys
+    if keys is None or link.idmap is not None or link.needs_reseal:
+        return
+    if keys.rotating:
+        mark_mixed(link.backend, keys)
+    else:
+        note_current(link.backend, keys)
 
 
 def _push(

@@ -32,6 +32,13 @@ from mjvault.remotes.remote import (
     unlock_remote,
     upload_keyfiles,
 )
+from mjvault.remotes.reseal import (
+    Openers,
+    needs_reseal,
+    read_state,
+    refuse_retired,
+    remote_openers,
+)
 from mjvault.store.crypto import KdfParams
 from mjvault.vault import Vault
 
@@ -46,6 +53,11 @@ class Link:
     remote: RemoteObjects
     #: Set for a plain vault's encrypting remote: every id is translated through it.
     idmap: IdMap | None
+    #: An encrypted vault's remote that may hold objects under a retired object secret
+    #: (FORMAT.md §11.2, ``object-key``): push seals them again first.
+    needs_reseal: bool = False
+    #: The keys that open them (when a passphrase was given): :mod:`.reseal`.
+    openers: Openers | None = None
 
     @property
     def translating(self) -> bool:
@@ -117,11 +129,31 @@ def _connect(
             info = publish_info(backend, RemoteInfo.new(vault_keys, "encrypted"))
         if not info.encrypted or info.encryption.get("key_check") != key_check(vault_keys):  # type: ignore[union-attr]
             raise RemoteMismatch(f"{where} belongs to another vault (its keys differ)")
+        state = read_state(backend)
+        refuse_retired(backend, vault_keys, state)
+        keys_dir = vault.path / "keys"
+        stale = not vault_keys.rotating and needs_reseal(backend, vault_keys, keys_dir, state)
+        openers = None
+        remote_keys = vault_keys
+        if stale and passphrase is not None:
+            # Objects sealed before a rotation of the vault: opened with every secret the
+            # passphrase unlocks from the remote's key files, until push seals them again.
+            secret = resolve_passphrase(passphrase, f"the remote {where}")
+            last = state.check if state is not None else None
+            openers = remote_openers(backend, vault_keys, keys_dir, secret, last)
+            if openers.retired or state is not None:
+                remote_keys = openers.keys[0]
+            else:
+                # A remote made before `object-key`, holding a key file the vault lacks
+                # that wraps no other secret (a passphrase removed): nothing to seal again.
+                stale, openers = False, None
         # The vault's key files travel with its objects: a clone opens with the same
         # passphrases, including ones added since the last push.
-        upload_keyfiles(backend, local_keyfiles(vault.path / "keys"))
+        upload_keyfiles(backend, local_keyfiles(keys_dir))
         packs = _packs(vault, spec, backend, info)
-        return Link(spec, backend, info, RemoteObjects(backend, vault_keys, packs), None)
+        link = Link(spec, backend, info, RemoteObjects(backend, remote_keys, packs), None)
+        link.needs_reseal, link.openers = stale, openers
+        return link
     if not spec.encrypt:
         if info is None:
             info = publish_info(backend, RemoteInfo.new(None, "plain"))

@@ -104,6 +104,7 @@ class VaultKeys:
         "_index_aead",
         "_index_names",
         "_index_tokens",
+        "_object_check",
         "_object_key",
         "_retired_aead",
         "_retired_key",
@@ -120,6 +121,8 @@ class VaultKeys:
         # Kept besides its AEAD: objects too large to seal in one call are sealed in a stream.
         self._object_key = _hkdf(object_secret, b"mjvault v1 object encryption")
         self._aead = _aesgcm(self._object_key)
+        # Names the object secret on a remote (FORMAT.md §11.2) without revealing it.
+        self._object_check = _hkdf(object_secret, b"mjvault v1 remote object check")[:16].hex()
         # Small texts kept outside objects (a view's file paths): their own keys, so nothing
         # sealed there can be passed off as an object, or the reverse.
         self._text_aead = _aesgcm(_hkdf(object_secret, b"mjvault v1 text encryption"))
@@ -159,6 +162,11 @@ class VaultKeys:
             setattr(keys, name, getattr(self, name))
         keys._retired_key = keys._retired_aead = keys._retired_text_aead = None
         return keys
+
+    def object_check(self) -> str:
+        """32 hex digits naming the object secret (not a retired one): equal checks, equal
+        object keys (FORMAT.md §11.2, ``object-key``)."""
+        return self._object_check
 
     def retired_only(self) -> VaultKeys | None:
         """These keys with the retired object secret as the current one (None without one):
