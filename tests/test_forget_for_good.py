@@ -332,6 +332,8 @@ def test_gc_overwrites_forgotten_files_and_drops_their_thumbnails(tmp_path: Path
     assert cli(path, "forget", "--job", "job-1").code == 0
     with sqlite3.connect(thumbs) as db:
         assert [r[0] for r in db.execute("SELECT source FROM thumbs")] == [kept_image]
+    with Vault.open(path) as vault:  # the dropped thumbnail's file is to be overwritten too
+        assert {image, "ab" * 32} <= exclusions.read(vault).shred
     swept = cli(path, "gc", "--grace", "0")
     assert swept.code == 0, swept.err
     assert not image_file.exists() and "overwrote" in swept.out
@@ -340,7 +342,80 @@ def test_gc_overwrites_forgotten_files_and_drops_their_thumbnails(tmp_path: Path
     os.close(seen)
     os.close(kept)
     with Vault.open(path) as vault:
-        assert exclusions.read(vault).shred == {"ab" * 32} or not exclusions.read(vault).shred
+        # Each id was overwritten or is stored nowhere (the thumbnail's file was never made).
+        assert exclusions.read(vault).shred == set()
+
+
+UNPRIVILEGED_GC = """
+import sys
+from mjvault import Vault
+from mjvault.integrity.gc import gc
+
+with Vault.open(sys.argv[1]) as vault:
+    print("; ".join(gc(vault, grace_seconds=0).notes))
+"""
+
+
+def test_gc_overwrites_read_only_files_as_their_owner_not_root(tmp_path: Path) -> None:
+    """Object, pack and aside files are 0444: only root may open them for writing as they
+    are. The gc runs as an ordinary user who owns the vault, as vaults are run."""
+    import shutil
+    import subprocess
+    import sys
+
+    from mjvault.integrity.forget import forget_jobs
+    from mjvault.integrity.verify import verify
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is needed to run gc as an unprivileged user")
+    nobody = 65534
+    path = tmp_path / "vault"
+    with Vault.init(path) as vault:
+        snapshot_with(vault, ["job-0", "job-1", "job-2"])
+        image = vault.entry("job-1").images[0]
+        assert image is not None
+        image_file = vault.object_path(image)
+        assert image_file.stat().st_mode & 0o777 == 0o444
+        seen = os.open(image_file, os.O_RDONLY)
+        size = os.fstat(seen).st_size
+        forget_jobs(vault, ["job-1"])
+        # What a killed gc leaves aside: read-only like the object file it was.
+        vault.store.tmp_dir.mkdir(exist_ok=True)
+        leftover = vault.store.tmp_dir / f"{exclusions.ASIDE_PREFIX}{'ef' * 32}"
+        leftover.write_bytes(b"left by a killed gc")
+        leftover.chmod(0o444)
+        left = os.open(leftover, os.O_RDONLY)
+    for root, dirs, files in os.walk(tmp_path):
+        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+            os.lchown(name, nobody, nobody)
+    # The user must reach the vault through the test's temp folders (made 0700 for root).
+    opened = []
+    for folder in [tmp_path, *tmp_path.parents]:
+        if folder.stat().st_mode & 0o001 == 0:
+            opened.append((folder, folder.stat().st_mode))
+            folder.chmod(folder.stat().st_mode | 0o011)
+    try:
+        ran = subprocess.run(
+            [setpriv, f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups"]
+            + [sys.executable, "-c", UNPRIVILEGED_GC, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        for folder, mode in opened:
+            folder.chmod(mode)
+    assert ran.returncode == 0, ran.stderr
+    assert "overwrote 2 files" in ran.stdout  # the image and the record
+    assert not image_file.exists() and not leftover.exists()
+    assert os.pread(seen, size + 1, 0) == bytes(size)
+    assert os.pread(left, 100, 0) == bytes(len(b"left by a killed gc"))
+    os.close(seen)
+    os.close(left)
+    with Vault.open(path) as vault:
+        assert exclusions.read(vault).shred == set()
+        assert verify(vault, read_data=True).ok
 
 
 @pytest.mark.parametrize("how", ["--no-overwrite", "hard link"])
