@@ -207,6 +207,52 @@ def test_pull_takes_a_snapshot_without_forgotten_jobs_and_gc_remote_reaches_it(
     assert held(tmp_path / "c") == {"job-0", "job-2"}
 
 
+@pytest.mark.parametrize("sealed", [False, True])
+def test_gc_remote_reaches_remote_snapshots_the_vault_no_longer_holds(
+    tmp_path: Path, cli: Cli, sealed: bool
+) -> None:
+    # Retention leaves exactly this: the remote keeps an old snapshot the vault let go.
+    spec = RemoteSpec("nas", normalise_url(str(tmp_path / "remote")))
+    path = tmp_path / "vault"
+    (tmp_path / "pass").write_text(PASSPHRASE)
+    key = ["--passphrase-file", str(tmp_path / "pass")] if sealed else []
+    made = Vault.init(path, encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF) if sealed else None
+    with made or Vault.init(path) as vault:
+        snapshot_with(vault, ["job-A", "job-B"])
+        old = vault.refs.head()
+        with vault.writer("test") as writer:
+            writer.add_job(record_json("job-C", "a heron"), [None])
+        image = vault.entry("job-A").images[0]
+        add_remote(vault, spec)
+        with connect(vault, spec) as link:
+            assert push(vault, link).ok
+    assert old is not None and image is not None
+    assert cli(path, *key, "forget", old).code == 0
+    assert cli(path, *key, "forget", "--job", "job-A").code == 0
+    assert cli(path, *key, "--json", "remote", "info", "nas").json()["forgotten_pending"] == 1
+
+    swept = cli(path, *key, "gc", "--remote", "nas", "--grace", "0")
+    assert swept.code == 0, swept.err
+    assert "1 forgotten jobs are no longer on remote nas" in swept.out
+    assert cli(path, *key, "--json", "remote", "info", "nas").json()["forgotten_pending"] == 0
+    with Vault.open(
+        path, passphrase=PASSPHRASE if sealed else None
+    ) as vault:  # the vault still lacks the old snapshot, as it chose
+        assert old not in vault.refs.snapshot_ids() and len(vault.refs.snapshot_ids()) == 1
+    # Every snapshot the remote holds is without job-A, and its image is gone from it.
+    clone = tmp_path / "clone"
+    cloned = cli(tmp_path, "clone", *key, str(tmp_path / "remote"), str(clone))
+    assert cloned.code == 0, cloned.err
+    with Vault.open(clone, passphrase=PASSPHRASE if sealed else None) as c:
+        snapshots = c.snapshots()
+        assert len(snapshots) == 2
+        kept = [{e.job_id for e in c.tree.walk(s.tree)} for s in snapshots]
+        assert sorted(kept, key=len) == [{"job-B"}, {"job-B", "job-C"}]
+        assert not c.store.exists(image)
+        with connect(c, spec) as link:
+            assert image not in link.remote.listing()
+
+
 def test_search_dry_run_counts_and_confirmation(
     tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
