@@ -253,6 +253,26 @@ def test_gc_remote_reaches_remote_snapshots_the_vault_no_longer_holds(
             assert image not in link.remote.listing()
 
 
+def test_a_remote_rewrite_equal_to_the_vaults_own_keeps_the_vaults_marker(tmp_path: Path) -> None:
+    from mjvault.integrity.forget import forget_jobs
+    from mjvault.remotes.prune import _rewrite_remote_only
+
+    spec = RemoteSpec("nas", normalise_url(str(tmp_path / "remote")))
+    with Vault.init(tmp_path / "vault") as vault:
+        snapshot_with(vault, ["job-A", "job-B"])
+        add_remote(vault, spec)
+        with connect(vault, spec) as link:
+            assert push(vault, link).ok
+            old = vault.refs.head()
+            forget_jobs(vault, ["job-A"])  # the remote not reached: it keeps the old snapshot
+            mine = vault.refs.head()
+            assert mine != old and vault.refs.snapshot_ids() == [mine]
+            assert _rewrite_remote_only(vault, link) == 0
+            # The remote's rewrite of its old snapshot is the vault's own: pushed, kept here.
+            assert vault.refs.snapshot_ids() == [mine] and vault.refs.head() == mine
+            assert link.remote.snapshot_ids() == {mine}
+
+
 def test_search_dry_run_counts_and_confirmation(
     tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -749,7 +749,9 @@ def _rewrite_remote_only(vault: Vault, link: Link) -> int:
         except MjvaultError:
             unsure += len(holding)
         finally:
-            for new in report.rewritten.values():
+            # A rewrite equal to a snapshot the vault holds (same jobs, time and parent) is
+            # that snapshot: its marker stays.
+            for new in set(report.rewritten.values()) - held:
                 vault.refs.remove_snapshot(new)
     return unsure
 
