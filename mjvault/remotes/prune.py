@@ -723,6 +723,7 @@ def _rewrite_remote_only(vault: Vault, link: Link) -> int:
     held = set(vault.refs.snapshot_ids())
     unsure = 0
     holding: list[Snapshot] = []
+    found: set[str] = set()
     tree = Tree(read, _no_writes)
     for remote_id in sorted(link.remote.snapshot_ids()):
         local_id = local_of(remote_id)
@@ -732,14 +733,16 @@ def _rewrite_remote_only(vault: Vault, link: Link) -> int:
             if local_id is None:
                 raise ObjectNotFound(f"remote snapshot {remote_id[:12]} has no known local id")
             snapshot = decode_manifest(local_id, fetched(remote_id))
-            if forgotten_in(vault, forgotten, tree, [snapshot]):
+            jobs = forgotten_in(vault, forgotten, tree, [snapshot])
+            if jobs:
                 holding.append(snapshot)
+                found |= jobs
         except (*UNREADABLE, ObjectNotFound):
             unsure += 1
     if not holding:
         return unsure
     with vault.write_lock():
-        rewrite = JobRewrite(vault, forgotten_in(vault, forgotten, tree, holding), holding, read)
+        rewrite = JobRewrite(vault, sorted(found), holding, read)
         rewrite.checkpoint = None  # the writer's checkpoint is no remote's
         rewrite.find()
         report = ForgetJobsReport(jobs=sorted(rewrite.found), dry_run=False)
