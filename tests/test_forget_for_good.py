@@ -207,11 +207,9 @@ def test_pull_takes_a_snapshot_without_forgotten_jobs_and_gc_remote_reaches_it(
     assert held(tmp_path / "c") == {"job-0", "job-2"}
 
 
-@pytest.mark.parametrize("sealed", [False, True])
-def test_gc_remote_reaches_remote_snapshots_the_vault_no_longer_holds(
-    tmp_path: Path, cli: Cli, sealed: bool
-) -> None:
-    # Retention leaves exactly this: the remote keeps an old snapshot the vault let go.
+def retained_on_remote(tmp_path: Path, cli: Cli, sealed: bool) -> tuple[Path, list[str], str, str]:
+    """Retention leaves exactly this: the remote keeps an old snapshot the vault let go, and
+    a job of it is then forgotten. (vault, passphrase options, old snapshot, the job's image)"""
     spec = RemoteSpec("nas", normalise_url(str(tmp_path / "remote")))
     path = tmp_path / "vault"
     (tmp_path / "pass").write_text(PASSPHRASE)
@@ -230,14 +228,22 @@ def test_gc_remote_reaches_remote_snapshots_the_vault_no_longer_holds(
     assert cli(path, *key, "forget", old).code == 0
     assert cli(path, *key, "forget", "--job", "job-A").code == 0
     assert cli(path, *key, "--json", "remote", "info", "nas").json()["forgotten_pending"] == 1
+    return path, key, old, image
+
+
+@pytest.mark.parametrize("sealed", [False, True])
+def test_gc_remote_reaches_remote_snapshots_the_vault_no_longer_holds(
+    tmp_path: Path, cli: Cli, sealed: bool
+) -> None:
+    path, key, old, image = retained_on_remote(tmp_path, cli, sealed)
+    spec = RemoteSpec("nas", normalise_url(str(tmp_path / "remote")))
 
     swept = cli(path, *key, "gc", "--remote", "nas", "--grace", "0")
     assert swept.code == 0, swept.err
     assert "1 forgotten jobs are no longer on remote nas" in swept.out
     assert cli(path, *key, "--json", "remote", "info", "nas").json()["forgotten_pending"] == 0
-    with Vault.open(
-        path, passphrase=PASSPHRASE if sealed else None
-    ) as vault:  # the vault still lacks the old snapshot, as it chose
+    # The vault still lacks the old snapshot, as it chose.
+    with Vault.open(path, passphrase=PASSPHRASE if sealed else None) as vault:
         assert old not in vault.refs.snapshot_ids() and len(vault.refs.snapshot_ids()) == 1
     # Every snapshot the remote holds is without job-A, and its image is gone from it.
     clone = tmp_path / "clone"
@@ -251,6 +257,23 @@ def test_gc_remote_reaches_remote_snapshots_the_vault_no_longer_holds(
         assert not c.store.exists(image)
         with connect(c, spec) as link:
             assert image not in link.remote.listing()
+
+
+def test_a_remote_snapshot_that_cannot_be_searched_keeps_the_remote_pending(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mjvault.errors import CorruptObject
+
+    path, key, _, _ = retained_on_remote(tmp_path, cli, False)
+
+    def unreadable(*args: object) -> set[str]:
+        raise CorruptObject("a node of it does not open")
+
+    monkeypatch.setattr("mjvault.integrity.forget.forgotten_in", unreadable)
+    swept = cli(path, "gc", "--remote", "nas", "--grace", "0")
+    assert swept.code == 0, swept.err
+    assert "1 of its snapshots this vault does not hold could not be read" in swept.out
+    assert cli(path, "--json", "remote", "info", "nas").json()["forgotten_pending"] == 1
 
 
 def test_a_remote_rewrite_equal_to_the_vaults_own_keeps_the_vaults_marker(tmp_path: Path) -> None:

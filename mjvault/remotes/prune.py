@@ -576,8 +576,9 @@ def gc_named_remote(
     elif unsure:
         report.notes.append(
             f"remote {name} may still hold {pending} forgotten jobs: {unsure} of its snapshots "
-            "this vault does not hold could not be read or rewritten (see `mjvault verify "
-            "--remote`)"
+            f"this vault does not hold could not be read or rewritten (`mjvault pull {name}` "
+            "takes them without the forgotten jobs, then run this again; `mjvault verify "
+            "--remote` shows damage)"
         )
     elif pending:
         report.notes.append(
