@@ -923,8 +923,8 @@ class Index:
 
     def job_ids_with_prefix(self, prefix: str) -> list[str]:
         """The ids of the jobs starting with ``prefix``, sorted (``show 3f2a1b``). A sealed
-        index asks its vocabulary, which keeps every id that entered the index: an id whose
-        job went is dropped by looking it up."""
+        index asks its vocabulary, which loses an id with its job; one an update stopped
+        half-way left (or an index written before) is dropped by looking it up."""
         with self._reading(), self.env.begin() as txn:
             if self.layout.sealer is None:
                 cursor = txn.cursor(db=self.db[b"jobs"])
