@@ -752,7 +752,9 @@ class Index:
                 layout.list_changes(lists.remove, old, old_doc, old_parts)
                 if vocab is not None:
                     new_parts = set(summary.lists()) if summary is not None else set()
-                    vocab.leave_lists(p for p in old_parts if p not in new_parts)
+                    vocab.leave_lists(
+                        (p for p in old_parts if p not in new_parts), bitmaps.shard_of(old_doc)
+                    )
                 for key in layout.image_keys(old):
                     image_writes.append(_deleter(db[b"images"], key))
             if summary is None:
@@ -1081,12 +1083,17 @@ def _vocab_removers(
             txn.delete(key, db=table)
 
     def unless_listed(
-        kind: bytes, term: bytes, listed: tuple[bytes, bytes]
+        kind: bytes, term: bytes, listed: tuple[bytes, bytes, int]
     ) -> Callable[[lmdb.Transaction], Any]:
-        prefix = layout.part(*listed) + bitmaps.SEP
+        table, part, shard = listed
+        token = layout.part(table, part)
+        prefix = token + bitmaps.SEP
 
         def write(txn: lmdb.Transaction) -> None:
-            cursor = txn.cursor(db=db[listed[0]])
+            # The shard the job left is mostly still there (a common word): one lookup.
+            if txn.get(bitmaps.list_key(token, shard), db=db[table]) is not None:
+                return
+            cursor = txn.cursor(db=db[table])
             if cursor.set_range(prefix) and bytes(cursor.key()).startswith(prefix):
                 return  # another job is still in the list
             remove(kind, term, txn)

@@ -202,8 +202,9 @@ class VocabWrites:
 
     def __init__(self) -> None:
         self.terms: set[tuple[bytes, bytes]] = set()
-        # (kind, term) -> the (table, part) whose list must be empty for the term to go.
-        self.left: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
+        # (kind, term) -> the (table, part) whose list must be empty for the term to go, and
+        # the shard a job left (still there: the list is not empty, known by one lookup).
+        self.left: dict[tuple[bytes, bytes], tuple[bytes, bytes, int]] = {}
         self.jobs_gone: set[bytes] = set()
 
     def add(self, kind: bytes, term: bytes) -> None:
@@ -214,10 +215,11 @@ class VocabWrites:
         for term, _ in vocab_terms(lists):
             self.add(*term)
 
-    def leave_lists(self, lists: Iterable[tuple[bytes, bytes]]) -> None:
-        """Lists a job left: their terms go if the lists are empty after the change."""
-        for term, listed in vocab_terms(lists):
-            self.left[term] = listed
+    def leave_lists(self, lists: Iterable[tuple[bytes, bytes]], shard: int) -> None:
+        """Lists a job (in ``shard``) left: their terms go if the lists are empty after the
+        change."""
+        for term, (table, part) in vocab_terms(lists):
+            self.left[term] = (table, part, shard)
 
 
 def parts_with_prefix(
