@@ -207,6 +207,95 @@ def test_pull_takes_a_snapshot_without_forgotten_jobs_and_gc_remote_reaches_it(
     assert held(tmp_path / "c") == {"job-0", "job-2"}
 
 
+def retained_on_remote(tmp_path: Path, cli: Cli, sealed: bool) -> tuple[Path, list[str], str, str]:
+    """Retention leaves exactly this: the remote keeps an old snapshot the vault let go, and
+    a job of it is then forgotten. (vault, passphrase options, old snapshot, the job's image)"""
+    spec = RemoteSpec("nas", normalise_url(str(tmp_path / "remote")))
+    path = tmp_path / "vault"
+    (tmp_path / "pass").write_text(PASSPHRASE)
+    key = ["--passphrase-file", str(tmp_path / "pass")] if sealed else []
+    made = Vault.init(path, encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF) if sealed else None
+    with made or Vault.init(path) as vault:
+        snapshot_with(vault, ["job-A", "job-B"])
+        old = vault.refs.head()
+        with vault.writer("test") as writer:
+            writer.add_job(record_json("job-C", "a heron"), [None])
+        image = vault.entry("job-A").images[0]
+        add_remote(vault, spec)
+        with connect(vault, spec) as link:
+            assert push(vault, link).ok
+    assert old is not None and image is not None
+    assert cli(path, *key, "forget", old).code == 0
+    assert cli(path, *key, "forget", "--job", "job-A").code == 0
+    assert cli(path, *key, "--json", "remote", "info", "nas").json()["forgotten_pending"] == 1
+    return path, key, old, image
+
+
+@pytest.mark.parametrize("sealed", [False, True])
+def test_gc_remote_reaches_remote_snapshots_the_vault_no_longer_holds(
+    tmp_path: Path, cli: Cli, sealed: bool
+) -> None:
+    path, key, old, image = retained_on_remote(tmp_path, cli, sealed)
+    spec = RemoteSpec("nas", normalise_url(str(tmp_path / "remote")))
+
+    swept = cli(path, *key, "gc", "--remote", "nas", "--grace", "0")
+    assert swept.code == 0, swept.err
+    assert "1 forgotten jobs are no longer on remote nas" in swept.out
+    assert cli(path, *key, "--json", "remote", "info", "nas").json()["forgotten_pending"] == 0
+    # The vault still lacks the old snapshot, as it chose.
+    with Vault.open(path, passphrase=PASSPHRASE if sealed else None) as vault:
+        assert old not in vault.refs.snapshot_ids() and len(vault.refs.snapshot_ids()) == 1
+    # Every snapshot the remote holds is without job-A, and its image is gone from it.
+    clone = tmp_path / "clone"
+    cloned = cli(tmp_path, "clone", *key, str(tmp_path / "remote"), str(clone))
+    assert cloned.code == 0, cloned.err
+    with Vault.open(clone, passphrase=PASSPHRASE if sealed else None) as c:
+        snapshots = c.snapshots()
+        assert len(snapshots) == 2
+        kept = [{e.job_id for e in c.tree.walk(s.tree)} for s in snapshots]
+        assert sorted(kept, key=len) == [{"job-B"}, {"job-B", "job-C"}]
+        assert not c.store.exists(image)
+        with connect(c, spec) as link:
+            assert image not in link.remote.listing()
+
+
+def test_a_remote_snapshot_that_cannot_be_searched_keeps_the_remote_pending(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mjvault.errors import CorruptObject
+
+    path, key, _, _ = retained_on_remote(tmp_path, cli, False)
+
+    def unreadable(*args: object) -> set[str]:
+        raise CorruptObject("a node of it does not open")
+
+    monkeypatch.setattr("mjvault.integrity.forget.forgotten_in", unreadable)
+    swept = cli(path, "gc", "--remote", "nas", "--grace", "0")
+    assert swept.code == 0, swept.err
+    assert "1 of its snapshots this vault does not hold could not be read" in swept.out
+    assert cli(path, "--json", "remote", "info", "nas").json()["forgotten_pending"] == 1
+
+
+def test_a_remote_rewrite_equal_to_the_vaults_own_keeps_the_vaults_marker(tmp_path: Path) -> None:
+    from mjvault.integrity.forget import forget_jobs
+    from mjvault.remotes.prune import _rewrite_remote_only
+
+    spec = RemoteSpec("nas", normalise_url(str(tmp_path / "remote")))
+    with Vault.init(tmp_path / "vault") as vault:
+        snapshot_with(vault, ["job-A", "job-B"])
+        add_remote(vault, spec)
+        with connect(vault, spec) as link:
+            assert push(vault, link).ok
+            old = vault.refs.head()
+            forget_jobs(vault, ["job-A"])  # the remote not reached: it keeps the old snapshot
+            mine = vault.refs.head()
+            assert mine != old and vault.refs.snapshot_ids() == [mine]
+            assert _rewrite_remote_only(vault, link) == 0
+            # The remote's rewrite of its old snapshot is the vault's own: pushed, kept here.
+            assert vault.refs.snapshot_ids() == [mine] and vault.refs.head() == mine
+            assert link.remote.snapshot_ids() == {mine}
+
+
 def test_search_dry_run_counts_and_confirmation(
     tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -332,6 +421,8 @@ def test_gc_overwrites_forgotten_files_and_drops_their_thumbnails(tmp_path: Path
     assert cli(path, "forget", "--job", "job-1").code == 0
     with sqlite3.connect(thumbs) as db:
         assert [r[0] for r in db.execute("SELECT source FROM thumbs")] == [kept_image]
+    with Vault.open(path) as vault:  # the dropped thumbnail's file is to be overwritten too
+        assert {image, "ab" * 32} <= exclusions.read(vault).shred
     swept = cli(path, "gc", "--grace", "0")
     assert swept.code == 0, swept.err
     assert not image_file.exists() and "overwrote" in swept.out
@@ -340,7 +431,80 @@ def test_gc_overwrites_forgotten_files_and_drops_their_thumbnails(tmp_path: Path
     os.close(seen)
     os.close(kept)
     with Vault.open(path) as vault:
-        assert exclusions.read(vault).shred == {"ab" * 32} or not exclusions.read(vault).shred
+        # Each id was overwritten or is stored nowhere (the thumbnail's file was never made).
+        assert exclusions.read(vault).shred == set()
+
+
+UNPRIVILEGED_GC = """
+import sys
+from mjvault import Vault
+from mjvault.integrity.gc import gc
+
+with Vault.open(sys.argv[1]) as vault:
+    print("; ".join(gc(vault, grace_seconds=0).notes))
+"""
+
+
+def test_gc_overwrites_read_only_files_as_their_owner_not_root(tmp_path: Path) -> None:
+    """Object, pack and aside files are 0444: only root may open them for writing as they
+    are. The gc runs as an ordinary user who owns the vault, as vaults are run."""
+    import shutil
+    import subprocess
+    import sys
+
+    from mjvault.integrity.forget import forget_jobs
+    from mjvault.integrity.verify import verify
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is needed to run gc as an unprivileged user")
+    nobody = 65534
+    path = tmp_path / "vault"
+    with Vault.init(path) as vault:
+        snapshot_with(vault, ["job-0", "job-1", "job-2"])
+        image = vault.entry("job-1").images[0]
+        assert image is not None
+        image_file = vault.object_path(image)
+        assert image_file.stat().st_mode & 0o777 == 0o444
+        seen = os.open(image_file, os.O_RDONLY)
+        size = os.fstat(seen).st_size
+        forget_jobs(vault, ["job-1"])
+        # What a killed gc leaves aside: read-only like the object file it was.
+        vault.store.tmp_dir.mkdir(exist_ok=True)
+        leftover = vault.store.tmp_dir / f"{exclusions.ASIDE_PREFIX}{'ef' * 32}"
+        leftover.write_bytes(b"left by a killed gc")
+        leftover.chmod(0o444)
+        left = os.open(leftover, os.O_RDONLY)
+    for root, dirs, files in os.walk(tmp_path):
+        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+            os.lchown(name, nobody, nobody)
+    # The user must reach the vault through the test's temp folders (made 0700 for root).
+    opened = []
+    for folder in [tmp_path, *tmp_path.parents]:
+        if folder.stat().st_mode & 0o001 == 0:
+            opened.append((folder, folder.stat().st_mode))
+            folder.chmod(folder.stat().st_mode | 0o011)
+    try:
+        ran = subprocess.run(
+            [setpriv, f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups"]
+            + [sys.executable, "-c", UNPRIVILEGED_GC, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        for folder, mode in opened:
+            folder.chmod(mode)
+    assert ran.returncode == 0, ran.stderr
+    assert "overwrote 2 files" in ran.stdout  # the image and the record
+    assert not image_file.exists() and not leftover.exists()
+    assert os.pread(seen, size + 1, 0) == bytes(size)
+    assert os.pread(left, 100, 0) == bytes(len(b"left by a killed gc"))
+    os.close(seen)
+    os.close(left)
+    with Vault.open(path) as vault:
+        assert exclusions.read(vault).shred == set()
+        assert verify(vault, read_data=True).ok
 
 
 @pytest.mark.parametrize("how", ["--no-overwrite", "hard link"])

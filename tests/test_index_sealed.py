@@ -30,7 +30,7 @@ from mjvault.sync import SyncOptions, sync
 from mjvault.testing.accounts import Account
 from mjvault.testing.archive import write_sample_archive
 from mjvault.testing.server import FakeMidjourney
-from tests.conftest import CHEAP_KDF, PASSPHRASE
+from tests.conftest import CHEAP_KDF, PASSPHRASE, record_json
 from tests.test_index_apply import SMALL_GROUP, SMALL_TXN, add_jobs, changes, stopping_after
 from tests.test_sync import settings_for
 
@@ -373,3 +373,60 @@ def test_a_plain_index_is_what_it_was_byte_for_byte(tmp_path: Path) -> None:
         assert txn.get(b"vocab") is None  # no table of a sealed index
     index.close()
     assert digest.hexdigest() == PLAIN_DIGEST
+
+
+# -- the vocabulary follows the lists ----------------------------------------------------------
+def _vocabulary(vault: Vault) -> set[bytes]:
+    """Every term in the vocabulary's buckets, opened with the vault's keys."""
+    from mjvault.index.db import VOCAB
+
+    index = vault.index
+    sealer = index.layout.sealer
+    assert sealer is not None
+    with index.env.begin(db=index.db[VOCAB]) as txn:
+        return {sealer.open(value, b"vocab\x00" + bytes(key)) for key, value in txn.cursor()}
+
+
+VOCAB_QUERIES = ["zebracorn", "zeb*", "z*", "fox", "fo*", "r*", "chaos>50", "chaos:77", "type:grid"]
+
+
+def test_a_forgotten_job_leaves_the_vocabulary_as_a_plain_index_loses_its_keys(
+    tmp_path: Path,
+) -> None:
+    from mjvault.integrity.forget import forget_jobs
+
+    jobs = {
+        "job-0": "a red fox",
+        "job-1": "a red fox in snow",
+        "qqx-unique": "a zebracorn red --chaos 77",
+    }
+    plain, sealed = Vault.init(tmp_path / "plain"), _encrypted(tmp_path / "sealed")
+    for vault in (plain, sealed):
+        with vault.writer("test") as writer:
+            for job_id, prompt in jobs.items():
+                writer.add_job(record_json(job_id, prompt), [None])
+    before = _vocabulary(sealed)
+    unique = {b"zebracorn", b"qqx-unique", b"chaos", b"77"}  # only the forgotten job's
+    assert unique | {b"fox", b"job-0"} <= before
+    for vault in (plain, sealed):
+        forget_jobs(vault, ["qqx-unique"])
+    after = _vocabulary(sealed)
+    # The unique word, the id and the parameter value went; what other jobs have stayed.
+    assert not unique & after
+    assert {b"fox", b"red", b"snow", b"job-0", b"job-1"} <= after
+    assert after == before - unique
+    for text in VOCAB_QUERIES:
+        query = parse_query(text)
+        assert search(sealed.index, query) == search(plain.index, query), text
+        assert facet_counts(sealed.index, query) == facet_counts(plain.index, query), text
+    for prefix in ("qqx", "qqx-u", "job", "job-0"):
+        assert sealed.index.job_ids_with_prefix(prefix) == plain.index.job_ids_with_prefix(prefix)
+    # A job whose record changes leaves the lists of the words it lost, and so do they.
+    for vault in (plain, sealed):
+        with vault.writer("test") as writer:
+            writer.add_job(record_json("job-1", "a red fox"), [None])
+    assert _vocabulary(sealed) == after - {b"in", b"snow"}
+    for text in ("snow", "s*", "in", "i*", "fox"):
+        assert search(sealed.index, parse_query(text)) == search(plain.index, parse_query(text))
+    plain.close()
+    sealed.close()

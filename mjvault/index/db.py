@@ -748,12 +748,20 @@ class Index:
                 # group's lookups would leave up to 64 KiB mapped each.
                 self.pages.touched()
             if old is not None:
-                layout.list_changes(lists.remove, old, old_doc)
+                old_parts = list(old.lists())
+                layout.list_changes(lists.remove, old, old_doc, old_parts)
+                if vocab is not None:
+                    new_parts = set(summary.lists()) if summary is not None else set()
+                    vocab.leave_lists(
+                        (p for p in old_parts if p not in new_parts), bitmaps.shard_of(old_doc)
+                    )
                 for key in layout.image_keys(old):
                     image_writes.append(_deleter(db[b"images"], key))
             if summary is None:
                 seen[jid] = (old_doc, None)
                 if old is not None:
+                    if vocab is not None:
+                        vocab.jobs_gone.add(job_id.encode("utf-8"))
                     live.remove(b"live", bitmaps.shard_key(old_doc), old_doc)
                     job_writes[jid] = [
                         _deleter(db[b"jobs"], jid),
@@ -785,6 +793,7 @@ class Index:
                 if vocab is not None:
                     vocab.add_lists(parts)
                     vocab.add(JOBS, summary.job_id.encode("utf-8"))
+                    vocab.jobs_gone.discard(summary.job_id.encode("utf-8"))
             if jobs >= GROUP_JOBS or lists.numbers >= GROUP_NUMBERS:
                 break
         writes: list[Callable[[lmdb.Transaction], Any]] = []
@@ -794,6 +803,11 @@ class Index:
         if vocab is not None and layout.sealer is not None:
             writes += _vocab_writers(db[VOCAB], layout.sealer, vocab)
         writes += [_list_writer(db[t], k, a, r) for t, k, a, r in lists.writes()]
+        if vocab is not None and layout.sealer is not None:
+            # After the lists they check, before the jobs: a group applied again after a stop
+            # finds the same terms to take away (a stop after the jobs leaves, at worst, a
+            # term with an empty list, which readers skip, as every index did before).
+            writes += _vocab_removers(db, layout, vocab)
         writes += image_writes
         for jid in sorted(job_writes):
             writes += job_writes[jid]
@@ -911,8 +925,8 @@ class Index:
 
     def job_ids_with_prefix(self, prefix: str) -> list[str]:
         """The ids of the jobs starting with ``prefix``, sorted (``show 3f2a1b``). A sealed
-        index asks its vocabulary, which keeps every id that entered the index: an id whose
-        job went is dropped by looking it up."""
+        index asks its vocabulary, which loses an id with its job; one an update stopped
+        half-way left (or an index written before) is dropped by looking it up."""
         with self._reading(), self.env.begin() as txn:
             if self.layout.sealer is None:
                 cursor = txn.cursor(db=self.db[b"jobs"])
@@ -1052,6 +1066,49 @@ def _vocab_writers(
         return write
 
     return [writer(key, term) for key, term in entries]
+
+
+def _vocab_removers(
+    db: Any, layout: Layout, vocab: VocabWrites
+) -> list[Callable[[lmdb.Transaction], Any]]:
+    """Removals of the vocabulary entries of terms whose lists are empty once the group's list
+    writes are made (checked in the transaction that removes them), and of the ids of jobs
+    that left the index."""
+    sealer = layout.sealer
+    assert sealer is not None
+    table = db[VOCAB]
+
+    def remove(kind: bytes, term: bytes, txn: lmdb.Transaction) -> None:
+        for key in sealer.vocab_keys(kind, term):
+            txn.delete(key, db=table)
+
+    def unless_listed(
+        kind: bytes, term: bytes, listed: tuple[bytes, bytes, int]
+    ) -> Callable[[lmdb.Transaction], Any]:
+        table, part, shard = listed
+        token = layout.part(table, part)
+        prefix = token + bitmaps.SEP
+
+        def write(txn: lmdb.Transaction) -> None:
+            # The shard the job left is mostly still there (a common word): one lookup.
+            if txn.get(bitmaps.list_key(token, shard), db=db[table]) is not None:
+                return
+            cursor = txn.cursor(db=db[table])
+            if cursor.set_range(prefix) and bytes(cursor.key()).startswith(prefix):
+                return  # another job is still in the list
+            remove(kind, term, txn)
+
+        return write
+
+    writes: list[Callable[[lmdb.Transaction], Any]] = [
+        unless_listed(kind, term, listed) for (kind, term), listed in sorted(vocab.left.items())
+    ]
+
+    def gone(job_id: bytes) -> Callable[[lmdb.Transaction], Any]:
+        return lambda txn: remove(JOBS, job_id, txn)
+
+    writes += [gone(job_id) for job_id in sorted(vocab.jobs_gone)]
+    return writes
 
 
 def _putter(db: Any, key: bytes, value: bytes) -> Callable[[lmdb.Transaction], Any]:

@@ -181,24 +181,45 @@ class IndexSealer:
         return [term for term in terms if term.startswith(prefix)]
 
 
+def vocab_terms(
+    lists: Iterable[tuple[bytes, bytes]],
+) -> Iterator[tuple[tuple[bytes, bytes], tuple[bytes, bytes]]]:
+    """((kind, term), (table, part)) of a job's lists that queries enumerate: the vocabulary
+    entry each list's part has."""
+    for table, part in lists:
+        if table == b"words" or table == b"types":
+            yield (table, part), (table, part)
+        elif table == b"params":
+            name, _, value = part.partition(b"=")
+            yield (PARAMS + name, value), (table, part)
+
+
 class VocabWrites:
     """The vocabulary a group of index changes adds: each term once, written only if absent
-    (a term's entries never change, and sealing again would only rewrite them)."""
+    (a term's entries never change, and sealing again would only rewrite them); and the
+    terms it may take away: those whose list a job left (gone when no shard of the list is
+    left) and the ids of jobs that left the index, as a plain index's keys go with them."""
 
     def __init__(self) -> None:
         self.terms: set[tuple[bytes, bytes]] = set()
+        # (kind, term) -> the (table, part) whose list must be empty for the term to go, and
+        # the shard a job left (still there: the list is not empty, known by one lookup).
+        self.left: dict[tuple[bytes, bytes], tuple[bytes, bytes, int]] = {}
+        self.jobs_gone: set[bytes] = set()
 
     def add(self, kind: bytes, term: bytes) -> None:
         self.terms.add((kind, term))
 
     def add_lists(self, lists: Iterable[tuple[bytes, bytes]]) -> None:
         """The terms of a job's (table, part) lists that queries enumerate."""
-        for table, part in lists:
-            if table == b"words" or table == b"types":
-                self.add(table, part)
-            elif table == b"params":
-                name, _, value = part.partition(b"=")
-                self.add(PARAMS + name, value)
+        for term, _ in vocab_terms(lists):
+            self.add(*term)
+
+    def leave_lists(self, lists: Iterable[tuple[bytes, bytes]], shard: int) -> None:
+        """Lists a job (in ``shard``) left: their terms go if the lists are empty after the
+        change."""
+        for term, (table, part) in vocab_terms(lists):
+            self.left[term] = (table, part, shard)
 
 
 def parts_with_prefix(

@@ -443,7 +443,12 @@ def overwrite(path: str | os.PathLike[str]) -> None:
     """Write zeros over a file's bytes in place and fsync them, so that on a file system that
     rewrites blocks in place (ext4, XFS on a spinning disk) the bytes are gone from the disk,
     not only from the directory. On SSDs and copy-on-write file systems (btrfs, ZFS, APFS)
-    the old blocks may survive: see docs/design.md, "Forgetting for good"."""
+    the old blocks may survive: see docs/design.md, "Forgetting for good".
+
+    Object, pack and aside files are read-only (0444), which stops their owner opening them
+    for writing (root alone may): the file is made writable first. Callers pass files that
+    have no other name (a hard link shares the mode), already moved out of the store."""
+    os.chmod(path, 0o600)
     fd = os.open(path, os.O_WRONLY)
     try:
         size = os.fstat(fd).st_size

@@ -292,12 +292,17 @@ class JobRewrite:
     """Snapshots (and the checkpoint) rewritten without some jobs, lock held by the caller."""
 
     def __init__(
-        self, vault: Vault, job_ids: Iterable[str], snapshots: Iterable[Snapshot] | None = None
+        self,
+        vault: Vault,
+        job_ids: Iterable[str],
+        snapshots: Iterable[Snapshot] | None = None,
+        read: Callable[[str], bytes] | None = None,
     ) -> None:
         self.vault = vault
         self.job_ids = list(job_ids)
         self.batch = vault.store.batch()
-        self.tree = Tree(self.batch.read, self.batch.put)
+        # ``read``: where nodes the vault lacks come from (a remote's snapshot it let go).
+        self.tree = Tree(read or self.batch.read, self.batch.put)
         self.removal: dict[str, JobEntry | None] = dict.fromkeys(self.job_ids)
         # Oldest first, so a rewritten snapshot's parent can point at its parent's rewrite.
         chosen = vault.snapshots() if snapshots is None else list(snapshots)
@@ -403,16 +408,8 @@ def without_forgotten(vault: Vault, fetched: list[Snapshot], remote: str) -> lis
     forgotten = exclusions.load(vault) if fetched else None
     if not forgotten:
         return fetched
-    ids: list[str] | None = None
     tree = Tree(vault.store.read, _read_only)
-    found: set[str] = set()
-    for snapshot in fetched:
-        jobs = snapshot.stats.get("jobs")
-        if isinstance(jobs, int) and len(forgotten) * LOOKUPS_PER_WALKED_JOB <= jobs:
-            ids = ids if ids is not None else list(exclusions.read(vault).entries)
-            found |= {j for j in ids if tree.get(snapshot.tree, j) is not None}
-        else:
-            found |= {e.job_id for e in tree.walk(snapshot.tree) if e.job_id in forgotten}
+    found = forgotten_in(vault, forgotten, tree, fetched)
     if not found:
         return fetched
     rewrite = JobRewrite(vault, sorted(found), fetched)
@@ -425,6 +422,22 @@ def without_forgotten(vault: Vault, fetched: list[Snapshot], remote: str) -> lis
         decode_manifest(new, vault.store.read(new)) if (new := report.rewritten.get(s.id)) else s
         for s in fetched
     ]
+
+
+def forgotten_in(
+    vault: Vault, forgotten: exclusions.Forgotten, tree: Tree, snapshots: Iterable[Snapshot]
+) -> set[str]:
+    """The forgotten jobs ``snapshots`` hold, their nodes read through ``tree``."""
+    ids: list[str] | None = None
+    found: set[str] = set()
+    for snapshot in snapshots:
+        jobs = snapshot.stats.get("jobs")
+        if isinstance(jobs, int) and len(forgotten) * LOOKUPS_PER_WALKED_JOB <= jobs:
+            ids = ids if ids is not None else list(exclusions.read(vault).entries)
+            found |= {j for j in ids if tree.get(snapshot.tree, j) is not None}
+        else:
+            found |= {e.job_id for e in tree.walk(snapshot.tree) if e.job_id in forgotten}
+    return found
 
 
 def _read_only(_plaintext: bytes) -> str:

@@ -549,15 +549,19 @@ def gc_named_remote(
 
     When the list of forgotten jobs says the remote may still hold some, the remote is first
     given the vault's rewrites of the snapshots that held them and loses its markers of the
-    old ones (what ``forget --job`` does when it reaches the remote); a gc that then sweeps
-    to the end, keeping no young or damaged object, leaves none pending there.
+    old ones (what ``forget --job`` does when it reaches the remote), and its snapshots the
+    vault no longer holds are rewritten without them (:func:`_rewrite_remote_only`); a gc
+    that then sweeps to the end, keeping no young or damaged object, and read every such
+    snapshot, leaves none pending there.
     """
     from mjvault.integrity import exclusions
 
     pending = exclusions.pending_on(vault.path, name)
+    unsure = 0
     with connect(vault, load_spec(vault.path, name), passphrase=passphrase) as link:
         if pending and not dry_run:
             _forget_replaced(vault, link, exclusions.read(vault).replaced)
+            unsure = _rewrite_remote_only(vault, link)
         report = gc_remote(
             link,
             grace_seconds=grace_seconds,
@@ -565,9 +569,16 @@ def gc_named_remote(
             scratch_dir=state_dir(vault.path, name),
             progress=progress,
         )
-    if pending and not dry_run and not (report.kept_young or report.packs_kept_damaged):
+    if pending and not dry_run and not (report.kept_young or report.packs_kept_damaged or unsure):
         report.notes.append(
             f"{exclusions.pruned(vault, name)} forgotten jobs are no longer on remote {name}"
+        )
+    elif unsure:
+        report.notes.append(
+            f"remote {name} may still hold {pending} forgotten jobs: {unsure} of its snapshots "
+            f"this vault does not hold could not be read or rewritten (`mjvault pull {name}` "
+            "takes them without the forgotten jobs, then run this again; `mjvault verify "
+            "--remote` shows damage)"
         )
     elif pending:
         report.notes.append(
@@ -670,6 +681,87 @@ def _forget_replaced(vault: Vault, link: Link, replaced: dict[str, str]) -> None
         return
     report = forget_remote(None, link, snapshot_ids=[r for o in olds if (r := remote_of(o))])
     _unrecord(vault, link, report.forgotten)
+
+
+def _rewrite_remote_only(vault: Vault, link: Link) -> int:
+    """Before a gc of the remote: its snapshots the vault no longer holds (retention let them
+    go here, not there) that hold forgotten jobs are rewritten without them as ``forget
+    --job`` would, their nodes read from the remote; the rewrites are pushed and the old
+    markers forgotten there. The vault keeps none of the rewrites' markers: it had let those
+    snapshots go. Returns how many such snapshots could not be read or rewritten (then the
+    remote stays pending)."""
+    from mjvault.errors import MjvaultError, ObjectNotFound
+    from mjvault.integrity import exclusions
+    from mjvault.integrity.forget import ForgetJobsReport, JobRewrite, forgotten_in
+    from mjvault.remotes.crypto import rewrite_ids
+    from mjvault.tree import Tree
+
+    forgotten = exclusions.load(vault)
+    if not forgotten:
+        return 0
+    idmap = link.idmap
+
+    def local_of(remote_id: str) -> str | None:
+        return idmap.plain_of(remote_id) if idmap is not None else remote_id
+
+    def back(remote: bytes) -> bytes | None:
+        local = local_of(remote.hex())
+        return bytes.fromhex(local) if local is not None else None
+
+    def fetched(remote_id: str) -> bytes:
+        _, plaintext = link.remote.fetch(remote_id)
+        # An encrypting remote's nodes name its own ids: the vault's, as a pull makes them.
+        return rewrite_ids(plaintext, back) if idmap is not None else plaintext
+
+    def read(local_id: str) -> bytes:
+        if vault.store.exists(local_id):
+            return vault.store.read(local_id)
+        remote_id = idmap.remote_of(local_id) if idmap is not None else local_id
+        if remote_id is None:
+            raise ObjectNotFound(f"object {local_id} has no known name on the remote")
+        return fetched(remote_id)
+
+    held = set(vault.refs.snapshot_ids())
+    unsure = 0
+    holding: list[Snapshot] = []
+    found: set[str] = set()
+    tree = Tree(read, _no_writes)
+    for remote_id in sorted(link.remote.snapshot_ids()):
+        local_id = local_of(remote_id)
+        if local_id is not None and local_id in held:
+            continue
+        try:
+            if local_id is None:
+                raise ObjectNotFound(f"remote snapshot {remote_id[:12]} has no known local id")
+            snapshot = decode_manifest(local_id, fetched(remote_id))
+            jobs = forgotten_in(vault, forgotten, tree, [snapshot])
+            if jobs:
+                holding.append(snapshot)
+                found |= jobs
+        except (*UNREADABLE, ObjectNotFound):
+            unsure += 1
+    if not holding:
+        return unsure
+    with vault.write_lock():
+        rewrite = JobRewrite(vault, sorted(found), holding, read)
+        rewrite.checkpoint = None  # the writer's checkpoint is no remote's
+        rewrite.find()
+        report = ForgetJobsReport(jobs=sorted(rewrite.found), dry_run=False)
+        try:
+            rewrite.publish(report)
+            _replace_forgotten(vault, link, report.rewritten)
+        except MjvaultError:
+            unsure += len(holding)
+        finally:
+            # A rewrite equal to a snapshot the vault holds (same jobs, time and parent) is
+            # that snapshot: its marker stays.
+            for new in set(report.rewritten.values()) - held:
+                vault.refs.remove_snapshot(new)
+    return unsure
+
+
+def _no_writes(_plaintext: bytes) -> str:
+    raise AssertionError("a search of a remote's snapshots writes nothing")
 
 
 def _replace_forgotten(
