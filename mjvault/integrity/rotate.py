@@ -55,7 +55,7 @@ from mjvault.store.crypto import (
     unwrap_master,
     wrap_secret,
 )
-from mjvault.store.fsutil import sync_filesystem
+from mjvault.store.fsutil import sync_filesystem, write_all
 from mjvault.store.keyring import JOURNAL_VERSION, journal_path, read_journal, write_journal
 from mjvault.store.objects import is_object_id
 from mjvault.store.packfile import PackFileWriter, iter_entry_bytes, read_trailer
@@ -275,10 +275,10 @@ def _reseal_file(
         resealer = keys.resealer(object_id, head)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
-            _write_all(fd, resealer.header)
+            write_all(fd, resealer.header)
             while piece := src.read(PIECE):
-                _write_all(fd, resealer.update(piece))
-            _write_all(fd, resealer.finish())
+                write_all(fd, resealer.update(piece))
+            write_all(fd, resealer.finish())
         except CorruptObject:
             os.close(fd)
             os.unlink(tmp)
@@ -303,15 +303,9 @@ def _write_new(path: Path, parts: list[bytes]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
     try:
         for part in parts:
-            _write_all(fd, part)
+            write_all(fd, part)
     finally:
         os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 # -- packs -------------------------------------------------------------------------------------

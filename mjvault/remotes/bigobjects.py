@@ -25,6 +25,7 @@ from mjvault.remotes.backend import PieceReader
 from mjvault.remotes.remote import RemoteObjects, object_key
 from mjvault.store.codec import ENCODING_IDENTITY, FRAME_VERSION, MAGIC_FRAMED, can_store_raw
 from mjvault.store.crypto import SEALED_HEADER, TAG_SIZE, VaultKeys
+from mjvault.store.fsutil import write_all
 from mjvault.store.streams import PIECE, ObjectCheck, checked_file
 
 # Objects larger than this stream; smaller ones are read whole (most images: a few MB, and
@@ -147,7 +148,7 @@ class Spool:
         if self._fd is None:
             return
         if not self.plain:
-            _write_all(self._fd, data)
+            write_all(self._fd, data)
             return
         if self._framed is None:
             self._head_out += plain
@@ -155,13 +156,13 @@ class Spool:
                 return
             plain, self._head_out = self._head_out, b""
             self._choose_framing(plain[:16])
-        _write_all(self._fd, plain)
+        write_all(self._fd, plain)
 
     def _choose_framing(self, head: bytes) -> None:
         assert self._fd is not None
         self._framed = not can_store_raw(head)
         if self._framed:  # as WriteBatch.put_media frames media it cannot store raw
-            _write_all(self._fd, MAGIC_FRAMED + bytes((FRAME_VERSION, ENCODING_IDENTITY)))
+            write_all(self._fd, MAGIC_FRAMED + bytes((FRAME_VERSION, ENCODING_IDENTITY)))
 
     @property
     def spilled(self) -> bool:
@@ -180,7 +181,7 @@ class Spool:
                 if self.plain and self._framed is None:
                     plain, self._head_out = self._head_out + last, b""
                     self._choose_framing(plain[:16])
-                    _write_all(self._fd, plain)
+                    write_all(self._fd, plain)
                 os.close(self._fd)
                 self._fd = None
         except BaseException:
@@ -211,9 +212,3 @@ def download(remote: RemoteObjects, remote_id: str, folder: Path | None, *, plai
 
 def _reader(pieces: Iterator[bytes]) -> BinaryIO:
     return cast(BinaryIO, PieceReader(pieces))
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]

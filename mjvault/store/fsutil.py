@@ -38,6 +38,13 @@ def blaming_written(exc: OSError, written: str | os.PathLike[str]) -> OSError:
     return naming(exc, written)
 
 
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of ``data`` to ``fd``: ``os.write`` may write less than it is given."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename or create in ``path`` durable. Not possible on every platform: then skip."""
     try:

@@ -32,7 +32,7 @@ from mjvault.store.codec import (
     unframe_plain,
 )
 from mjvault.store.crypto import VaultKeys
-from mjvault.store.fsutil import naming, start_writeback, sync_filesystem
+from mjvault.store.fsutil import naming, start_writeback, sync_filesystem, write_all
 from mjvault.store.packfile import Trailer
 from mjvault.store.packs import (
     MAX_PACKED_OBJECT,
@@ -559,7 +559,7 @@ class WriteBatch:
                 hasher.update(chunk)
                 size += len(chunk)
                 with _writing(spool):
-                    _write_all(fd, encryptor.update(chunk))
+                    write_all(fd, encryptor.update(chunk))
             encryptor.finalize()
             object_id = hasher.hexdigest()
             if self.has(object_id):
@@ -587,18 +587,18 @@ class WriteBatch:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with _writing(tmp):
-                _write_all(fd, sealer.header)
+                write_all(fd, sealer.header)
                 while piece := os.read(spool, CHUNK):
                     plain = decryptor.update(piece)
                     check.update(plain)
-                    _write_all(fd, sealer.update(plain))
+                    write_all(fd, sealer.update(plain))
                 try:
                     decryptor.finalize()
                 except InvalidTag:
                     raise VaultWriteError(f"a spool file changed while in use: {tmp}") from None
                 if check.hexdigest() != object_id:
                     raise VaultWriteError(f"a spool file changed while in use: {tmp}")
-                _write_all(fd, sealer.finish())
+                write_all(fd, sealer.finish())
                 os.fchmod(fd, 0o444)
         except BaseException:
             os.close(fd)
@@ -624,7 +624,7 @@ class WriteBatch:
                     break
                 hasher.update(chunk)
                 with _writing(tmp):
-                    _write_all(fd, chunk)
+                    write_all(fd, chunk)
                 size += len(chunk)
         except BaseException:
             os.close(fd)
@@ -918,17 +918,10 @@ def _writing(path: Path) -> Iterator[None]:
         raise write_failure(exc, path) from None
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
 def _write_new_file(path: Path, data: bytes | memoryview) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
     try:
-        _write_all(fd, data)
+        write_all(fd, data)
         # Let the disk start on these bytes now, while the next files are read and hashed,
         # so the batch's syncfs mostly waits for writes already under way.
         start_writeback(fd)
