@@ -1,0 +1,322 @@
+"""The insights document's charts, drawn by matplotlib: inline SVG for the HTML report, one
+tall figure for ``report --format pdf|png|svg``.
+
+Only :class:`matplotlib.figure.Figure` is used, never ``pyplot``: no global figure registry,
+no GUI backend chosen at import, nothing left open between calls. Counts get whole-number
+ticks (1, 2 or 5 × 10^k: a count of 2.5 jobs says nothing); months and days sit on a date
+axis, so an empty month is a gap of the right width and the labels are dates.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+JOBS_COLOUR = "#4e79a7"
+IMAGES_COLOUR = "#f28e2b"
+# GitHub's contribution greens: level 0 (no job) to 4 (the busiest quarter of active days).
+LEVEL_COLOURS = ("#ebedf0", "#9be9a8", "#40c463", "#30a14e", "#216e39")
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1")
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+# Models beyond these many are drawn together as "other": a legend of twenty says nothing.
+MOST_MODELS = 6
+
+STYLE: Any = {
+    # Text stays text in the SVG, drawn in the reader's own sans-serif: no font is embedded
+    # or fetched, and the page stays small.
+    "svg.fonttype": "none",
+    "font.family": "sans-serif",
+    "font.size": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlesize": 11,
+    "axes.titleweight": "bold",
+    "axes.titlelocation": "left",
+}
+
+
+def month_day(month: str) -> date:
+    """``2024-05`` as the first day of that month."""
+    return date(int(month[:4]), int(month[5:7]), 1)
+
+
+def _days(days: list[date]) -> Any:
+    """Dates as matplotlib's day numbers (bar widths are then in days)."""
+    import matplotlib.dates as mdates
+
+    return mdates.date2num(days)
+
+
+def _integer_axis(ax: Axes) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(
+        MaxNLocator(nbins=5, integer=True, steps=[1, 2, 5, 10], min_n_ticks=2)
+    )
+    ax.set_ylim(bottom=0)
+    ax.grid(axis="y", color="#e3e3e3", linewidth=0.8)
+    ax.set_axisbelow(True)
+
+
+def _date_axis(ax: Axes) -> None:
+    import matplotlib.dates as mdates
+
+    ax.xaxis_date()
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=10)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
+def _empty(ax: Axes, title: str) -> None:
+    ax.set_title(title)
+    ax.text(0.5, 0.5, "no dated jobs", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def draw_activity(ax: Axes, doc: dict[str, Any]) -> None:
+    """Jobs and images a month, side by side, every month of the span."""
+    months = doc["activity"]["per_month"]
+    title = "Jobs and images per month"
+    if not months:
+        return _empty(ax, title)
+    starts = [month_day(m["month"]) for m in months]
+    # Two bars in each month, ~12 days wide, either side of the 16th.
+    for offset, key, colour in ((-6, "jobs", JOBS_COLOUR), (6, "images", IMAGES_COLOUR)):
+        ax.bar(
+            _days([s + timedelta(days=15 + offset) for s in starts]),
+            [m[key] for m in months],
+            width=12,
+            color=colour,
+            label=key,
+        )
+    ax.set_title(title)
+    ax.legend(frameon=False, loc="upper left", ncols=2)
+    _integer_axis(ax)
+    _date_axis(ax)
+
+
+def draw_heatmap(ax: Axes, doc: dict[str, Any]) -> None:
+    """GitHub's calendar: a column a week (Monday on top), a square a day, coloured by level."""
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    days = doc["activity"]["heatmap"]
+    title = "Jobs per day"
+    if not days:
+        return _empty(ax, title)
+    first = date.fromisoformat(days[0]["day"])
+    monday = first - timedelta(days=first.weekday())
+    weeks = (date.fromisoformat(days[-1]["day"]) - monday).days // 7 + 1
+    grid = [[float("nan")] * weeks for _ in range(7)]
+    for d in days:
+        column = (date.fromisoformat(d["day"]) - monday).days // 7
+        grid[d["weekday"]][column] = d["level"]
+    # Cells as vector squares (not an embedded bitmap): sharp at any zoom, with white gaps.
+    ax.pcolormesh(
+        [[float(v) for v in row] for row in grid],
+        cmap=ListedColormap(LEVEL_COLOURS).with_extremes(bad="white"),
+        norm=BoundaryNorm([-0.5, 0.5, 1.5, 2.5, 3.5, 4.5], 5),
+        edgecolors="white",
+        linewidth=1.5,
+    )
+    ax.set_aspect("equal")
+    ax.invert_yaxis()  # Monday on top, as GitHub's calendar
+    ax.set_yticks([0.5, 2.5, 4.5], [WEEKDAYS[0], WEEKDAYS[2], WEEKDAYS[4]])
+    # A label at the first week of each month; every second or third when they would crowd.
+    marks: list[tuple[int, str]] = []
+    day = date(first.year, first.month, 1)
+    while day <= date.fromisoformat(days[-1]["day"]):
+        column = (max(day, first) - monday).days // 7
+        if marks and column - marks[-1][0] < 3:
+            marks.pop()  # a month begun in the last days of the span: no room for both
+        marks.append((column, day.strftime("%b %Y" if day.month == 1 or not marks else "%b")))
+        day = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+    step = len(marks) // 12 + 1
+    ax.set_xticks([c + 0.5 for c, _ in marks[::step]], [label for _, label in marks[::step]])
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(title)
+
+
+def draw_hours(ax: Axes, doc: dict[str, Any]) -> None:
+    """Jobs by hour of day (UTC) and weekday."""
+    rows = doc["activity"]["hour_weekday"]
+    title = "Jobs by weekday and hour (UTC)"
+    if not any(any(r) for r in rows):
+        return _empty(ax, title)
+    grid = [[rows[hour][weekday] for hour in range(len(rows))] for weekday in range(7)]
+    image = ax.pcolormesh(grid, cmap="Blues", vmin=0, edgecolors="white", linewidth=0.5)
+    ax.invert_yaxis()
+    ax.set_yticks([d + 0.5 for d in range(7)], WEEKDAYS)
+    ax.set_xticks(range(0, 25, 3), [f"{h:02d}:00" for h in range(0, 25, 3)])
+    ax.tick_params(length=0)
+    colourbar = ax.figure.colorbar(image, ax=ax, fraction=0.03, pad=0.01)
+    from matplotlib.ticker import MaxNLocator
+
+    colourbar.locator = MaxNLocator(nbins=4, integer=True)
+    colourbar.update_ticks()
+    ax.set_title(title)
+
+
+def model_series(doc: dict[str, Any]) -> tuple[list[str], list[str], dict[str, list[float]]]:
+    """Months, models (the most used first, the rest as "other") and each one's share."""
+    months = [m for m in doc["evolution"]["models"]]
+    used: dict[str, float] = {}
+    for m in months:
+        for name, share in m["share"].items():
+            used[name] = used.get(name, 0.0) + share * m["jobs"]
+    ranked = sorted(used, key=lambda name: (-used[name], name))
+    kept = ranked[:MOST_MODELS] if len(ranked) <= MOST_MODELS else ranked[: MOST_MODELS - 1]
+    names = kept + (["other"] if len(ranked) > len(kept) else [])
+    series: dict[str, list[float]] = {name: [] for name in names}
+    for m in months:
+        for name in kept:
+            series[name].append(m["share"].get(name, 0.0))
+        if "other" in series:
+            series["other"].append(sum(v for k, v in m["share"].items() if k not in kept))
+    return [m["month"] for m in months], names, series
+
+
+def draw_models(ax: Axes, doc: dict[str, Any]) -> None:
+    """Each model version's share of a month's jobs, stacked to 100 %."""
+    from matplotlib.ticker import PercentFormatter
+
+    months, names, series = model_series(doc)
+    title = "Model versions, share of each month's jobs"
+    if not names:
+        return _empty(ax, title)
+    starts = _days([month_day(m) + timedelta(days=15) for m in months])
+    bottom = [0.0] * len(months)
+    for i, name in enumerate(names):
+        ax.bar(starts, series[name], width=24, bottom=bottom, label=name, color=PALETTE[i % 7])
+        bottom = [b + v for b, v in zip(bottom, series[name], strict=True)]
+    ax.set_ylim(0, 1)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=9)
+    ax.set_title(title)
+    _date_axis(ax)
+
+
+def draw_prompt_words(ax: Axes, doc: dict[str, Any]) -> None:
+    """The mean prompt length a month, over the months that had jobs."""
+    jobs = {m["month"]: m["jobs"] for m in doc["activity"]["per_month"]}
+    points = [m for m in doc["evolution"]["prompt_words"] if jobs.get(m["month"], 1)]
+    title = "Prompt length, mean words a job"
+    if not points:
+        return _empty(ax, title)
+    ax.plot(
+        _days([month_day(m["month"]) + timedelta(days=15) for m in points]),
+        [m["mean"] for m in points],
+        marker="o",
+        color=JOBS_COLOUR,
+    )
+    _integer_axis(ax)
+    _date_axis(ax)
+    ax.set_title(title)
+
+
+def draw_cost(ax: Axes, doc: dict[str, Any]) -> None:
+    """The estimated cost a month (fast minutes × price)."""
+    cost = doc["cost"]
+    months = cost["per_month"]
+    title = f"Estimated cost per month ({cost['currency']}, estimate)"
+    if not months:
+        return _empty(ax, title)
+    ax.bar(
+        _days([month_day(m["month"]) + timedelta(days=15) for m in months]),
+        [m["cost"] for m in months],
+        width=24,
+        color="#59a14f",
+    )
+    ax.set_ylim(bottom=0)
+    ax.grid(axis="y", color="#e3e3e3", linewidth=0.8)
+    ax.set_axisbelow(True)
+    _date_axis(ax)
+    ax.set_title(title)
+
+
+# name, drawer, height in inches at a width of 8: the report's charts, in its order.
+CHARTS: tuple[tuple[str, Callable[[Axes, dict[str, Any]], None], float], ...] = (
+    ("activity", draw_activity, 3.0),
+    ("heatmap", draw_heatmap, 2.2),
+    ("hours", draw_hours, 2.6),
+    ("models", draw_models, 3.0),
+    ("prompt-words", draw_prompt_words, 2.4),
+    ("cost", draw_cost, 2.6),
+)
+WIDTH = 8.0
+
+
+def _figure(height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(WIDTH, height), layout="constrained")
+
+
+def _style() -> Any:
+    import matplotlib
+
+    return matplotlib.rc_context(STYLE)
+
+
+_SVG_HEAD = re.compile(r'<svg[^>]*?\swidth="[^"]*"\s+height="[^"]*"')
+
+
+_ID = re.compile(r'(\bid="|url\(#|href="#)([^")]+)')
+
+
+def _prefix_ids(svg: str, prefix: str) -> str:
+    """Every id (and every reference to one) prefixed with the chart's name: matplotlib
+    numbers its groups from 1 in each figure, and ids must be unique across the page."""
+    return _ID.sub(lambda m: f"{m.group(1)}{prefix}-{m.group(2)}", svg)
+
+
+def chart_svgs(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """Each chart as ``(name, svg)``: an ``<svg>`` element to put inline in a page, scaling
+    to the width it is given (its own width and height are dropped; the viewBox stays)."""
+    import matplotlib
+
+    out = []
+    for name, draw, height in CHARTS:
+        # A fixed salt: the ids matplotlib hashes for clip paths are the same run after run.
+        with _style(), matplotlib.rc_context({"svg.hashsalt": f"mjvault-{name}"}):
+            figure = _figure(height)
+            draw(figure.add_subplot(), doc)
+            buffer = io.StringIO()
+            figure.savefig(buffer, format="svg", metadata={"Date": None})
+        text = buffer.getvalue()
+        svg = text[text.index("<svg") :]
+        head = _SVG_HEAD.match(svg)
+        assert head is not None, "matplotlib's SVG starts with its size"
+        svg = (
+            head.group(0).split(" width=")[0]
+            + f' class="chart" role="img" aria-label="{name}"'
+            + svg[head.end() :]
+        )
+        out.append((name, _prefix_ids(svg, name)))
+    return out
+
+
+def poster(doc: dict[str, Any], fmt: str, title: str) -> bytes:
+    """Every chart in one tall figure, as ``fmt`` (``pdf``, ``png`` or ``svg``)."""
+    import matplotlib
+
+    with _style(), matplotlib.rc_context({"svg.hashsalt": "mjvault-report"}):
+        figure = _figure(sum(h for _, _, h in CHARTS) + 0.6)
+        figure.suptitle(title, x=0.02, ha="left", fontsize=13, fontweight="bold")
+        grid = figure.add_gridspec(len(CHARTS), 1, height_ratios=[h for _, _, h in CHARTS])
+        for i, (_, draw, _) in enumerate(CHARTS):
+            draw(figure.add_subplot(grid[i]), doc)
+        buffer = io.BytesIO()
+        # No creation date in PDF or SVG: the same document gives the same file.
+        metadata = {"CreationDate": None} if fmt == "pdf" else {"Date": None}
+        figure.savefig(buffer, format=fmt, dpi=120, metadata=metadata if fmt != "png" else None)
+    return buffer.getvalue()

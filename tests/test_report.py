@@ -1,0 +1,195 @@
+"""The insights report and terminal output, rendered from a fixture document of the shape
+docs/usage.md ("The insights document") gives: the page in chromium, the chart files parsed
+back, the terminal text against a golden copy."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mjvault.insights.render.charts import CHARTS, chart_svgs
+from mjvault.insights.render.report import render, report_html
+
+HERE = Path(__file__).parent
+FIXTURE = HERE / "insights_fixture.json"
+
+
+def fixture() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    return doc
+
+
+def empty_doc() -> dict[str, Any]:
+    """The document of a vault with no job: every list empty, every count zero."""
+    doc = fixture()
+    doc["totals"] = {
+        "jobs": 0, "images": 0, "undated": 0, "first": None, "last": None, "days_active": 0
+    }  # fmt: skip
+    activity = doc["activity"]
+    for key in ("per_day", "per_week", "per_month", "heatmap"):
+        activity[key] = []
+    activity["hour_weekday"] = [[0] * 7 for _ in range(24)]
+    activity["streaks"]["longest"] = {"days": 0, "start": None, "end": None}
+    activity["sessions"] = {"count": 0, "gap_minutes": 30, "mean_jobs": 0.0, "longest_jobs": 0}
+    evolution = doc["evolution"]
+    evolution["models"] = evolution["params"] = evolution["prompt_words"] = []
+    evolution["follow_ups"] = {"grids": 0, "grids_followed": 0, "share": 0.0, "per_month": []}
+    doc["terms"]["top"] = doc["terms"]["trends"] = doc["terms"]["signature"] = []
+    doc["ratings"]["per_month"] = []
+    doc["cost"].update(gpu_minutes=0.0, total=0.0, per_month=[])
+    return doc
+
+
+def test_each_chart_is_an_inline_svg_that_parses_and_draws() -> None:
+    svgs = chart_svgs(fixture())
+    assert [name for name, _ in svgs] == [name for name, _, _ in CHARTS]
+    ids: list[str] = []
+    for name, svg in svgs:
+        root = ET.fromstring(svg)
+        assert root.tag == "{http://www.w3.org/2000/svg}svg", name
+        # Scales to its container: the viewBox stays, fixed sizes go.
+        assert root.get("viewBox") and root.get("width") is None, name
+        # Marks drawn: paths and glyph uses, or a heatmap's pixels as an inline image.
+        drawn = [e for e in root.iter() if e.tag.split("}")[1] in ("path", "use", "image")]
+        assert len(drawn) > 5, name
+        ids += [e.get("id", "") for e in root.iter() if e.get("id")]
+    # Charts share one page: an id used twice would clip one chart with another's shape.
+    assert len(ids) == len(set(ids))
+
+
+def test_month_ticks_are_dates_and_count_ticks_whole() -> None:
+    svg = dict(chart_svgs(fixture()))["activity"]
+    # Text stays text (svg.fonttype none): the tick labels can be read back.
+    labels = re.findall(r">([^<>]+)</text>", svg)
+    assert "2025" in labels and "Mar" in labels, labels
+    counts = [int(t) for t in labels if t.isdigit() and len(t) < 4]
+    assert counts[:2] == [0, 100] or counts == sorted(counts), labels
+    assert not [t for t in labels if re.fullmatch(r"\d+\.\d+", t)], labels
+
+
+def test_report_page_is_self_contained() -> None:
+    page = report_html(fixture())
+    assert page.startswith("<!doctype html>")
+    assert page.count("<svg") == len(CHARTS)
+    # Nothing fetched: no remote address, no script or style from a file.
+    links = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", page)
+    assert links and all(link.startswith(("#", "data:image/png;base64,")) for link in links)
+    assert "@import" not in page
+    assert all(u.startswith("#") for u in re.findall(r"url\(([^)]*)\)", page))
+    assert "estimate" in page and "price_per_fast_hour" not in page.split("<script")[0]
+    assert "4.00 USD" in page  # the price a fast hour, with the table it went into
+
+
+def test_the_documents_numbers_are_on_the_page() -> None:
+    doc = fixture()
+    page = report_html(doc)
+    assert f"<b>{doc['totals']['jobs']}</b>" in page
+    assert "neon" in page and "38.7" in page  # the largest rising term and its G²
+    assert "2024-11-20 to 2025-04-10" in page
+
+
+@pytest.mark.parametrize("fmt", ["pdf", "png", "svg"])
+def test_chart_files_are_what_they_say(fmt: str) -> None:
+    data = render(fixture(), fmt)
+    if fmt == "pdf":
+        assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
+        assert b"/Type /Page" in data
+    elif fmt == "png":
+        from PIL import Image
+
+        assert data.startswith(b"\x89PNG\r\n\x1a\n")
+        with Image.open(io.BytesIO(data)) as picture:
+            picture.load()
+            width, height = picture.size
+            assert width >= 800 and height > 2 * width
+            # Drawn, not blank: many colours, the bars' blue among them.
+            colours = picture.convert("RGB").getcolors(maxcolors=1 << 20) or []
+            assert len(colours) > 50
+            assert any(rgb == (0x4E, 0x79, 0xA7) for _, rgb in colours)
+    else:
+        root = ET.fromstring(data)
+        assert root.tag == "{http://www.w3.org/2000/svg}svg"
+        axes = [g for g in root.iter() if (g.get("id") or "").startswith("axes_")]
+        assert len(axes) >= len(CHARTS)
+
+
+def test_same_document_same_files() -> None:
+    doc = fixture()
+    assert render(doc, "svg") == render(doc, "svg")
+    assert render(doc, "pdf") == render(doc, "pdf")
+    assert report_html(doc) == report_html(doc)
+
+
+@pytest.mark.parametrize("fmt", ["html", "pdf", "png", "svg"])
+def test_an_empty_vault_still_renders(fmt: str) -> None:
+    data = render(empty_doc(), fmt)
+    assert len(data) > 1000
+    if fmt == "html":
+        assert b"no dated jobs" in data
+
+
+def _browser() -> tuple[str, Any]:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    return chromium, sync_api
+
+
+@pytest.mark.parametrize(
+    "viewport",
+    [{"width": 1280, "height": 900}, {"width": 390, "height": 844}],
+    ids=["desktop", "phone"],
+)
+def test_report_in_chromium(viewport: dict[str, int], tmp_path: Path) -> None:
+    chromium, sync_api = _browser()
+    page_file = tmp_path / "report.html"
+    page_file.write_bytes(render(fixture(), "html"))
+    shot = tmp_path / "report.png"
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            context = browser.new_context(viewport=viewport, device_scale_factor=1)
+            page = context.new_page()
+            errors: list[str] = []
+            requests: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(page_file.as_uri())
+            width = page.evaluate("document.documentElement.clientWidth")
+            # Nothing wider than the screen: a phone reads it without scrolling sideways.
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            boxes = page.eval_on_selector_all(
+                "svg.chart",
+                "ss => ss.map(s => { const b = s.getBoundingClientRect();"
+                " return [b.left, b.top, b.width, b.height,"
+                " s.querySelectorAll('path,use,image').length]; })",
+            )
+            assert len(boxes) == len(CHARTS)
+            for _left, _top, w, h, marks in boxes:
+                assert w >= 0.8 * min(width, 1000) - 40 and h >= 0.2 * w and marks > 5, boxes
+            page.screenshot(path=str(shot), full_page=True)
+            assert errors == [] and requests == [page_file.as_uri()], (errors, requests)
+        finally:
+            browser.close()
+    # The charts were painted: each one's part of the screenshot holds more than the page's
+    # white and grey.
+    from PIL import Image
+
+    with Image.open(shot) as picture:
+        rgb = picture.convert("RGB")
+        for left, top, w, h, _ in boxes:
+            crop = rgb.crop((int(left), int(top), int(left + w), int(top + h)))
+            colours = crop.getcolors(maxcolors=1 << 20) or []
+            assert len(colours) > 20, (left, top, len(colours))
