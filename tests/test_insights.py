@@ -12,13 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from config_helpers import isolate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mjvault import Vault
+from mjvault.config import load_config
+from mjvault.config.types import NumberTable
 from mjvault.index.db import Index, JobSummary
 from mjvault.insights import aggregates
-from mjvault.insights.compute import G2_THRESHOLD, build, g2, insights, kept
+from mjvault.insights.compute import G2_THRESHOLD, build, cost_table, g2, insights, kept
 from mjvault.store.crypto import VaultKeys
 from tests.conftest import png_bytes, record_json
 
@@ -264,3 +267,30 @@ def test_a_forget_takes_its_jobs_out_of_the_counters(vault: Vault) -> None:
     assert _kept(vault.index) == _fresh(vault.index) != before
     vault.rebuild_index()
     assert _kept(vault.index) == _fresh(vault.index)
+
+
+def test_the_cost_table_comes_from_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    world = isolate(monkeypatch, tmp_path)
+    world.user_file.parent.mkdir(parents=True, exist_ok=True)
+    world.user_file.write_text(
+        "[insights.cost]\nprice_per_fast_hour = 6\nvideo = 10\n"
+        "[insights.cost.minutes]\ngrid = 2\n[insights.cost.quality]\n'0.5' = 0.4\n"
+    )
+    configured = load_config().config.insights.cost
+    assert configured == {
+        "price_per_fast_hour": 6.0,
+        "video": 10.0,
+        "minutes.grid": 2.0,
+        "quality.0.5": 0.4,
+    }
+    table = cost_table(configured)
+    assert table["minutes.upscale"] == 1.0 and table["minutes.grid"] == 2.0
+    job = _summary(1, 3, 3, ["fox"], 0, 0)  # a grid, speed unknown
+    doc = build(_counters([job]), cost=configured)["cost"]
+    assert doc["table"] == table and doc["total"] == pytest.approx(2 * 6 / 60)
+    with pytest.raises(ValueError, match="minutes.grid"):
+        NumberTable().parse({"minutes": {"grid": -1}}, from_text=False)
+    assert NumberTable().parse("video=9; minutes.grid=2", from_text=True) == {
+        "video": 9.0,
+        "minutes.grid": 2.0,
+    }

@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from mjvault.config.schema import DEFAULT_INSIGHTS_COST as DEFAULT_COST
 from mjvault.find.results import find, summaries
 from mjvault.insights import aggregates
 from mjvault.insights.aggregates import PARAMS, UNDATED
@@ -28,28 +29,6 @@ TOP_TERMS = 20
 # Dunning's G² of one degree of freedom: 10.83 is the chi-squared critical value at p = 0.001.
 G2_THRESHOLD = 10.83
 G2_P = 0.001
-# The cost table's defaults (`[insights.cost]`): GPU minutes of a job by type, factors by
-# speed, model, quality, video and draft, and the price of a fast hour. Midjourney's own
-# figures: about a minute of fast time a grid; video ~8x an image job; turbo uses fast time at
-# twice the rate; relax time costs nothing on a subscription. An estimate, labelled as one.
-DEFAULT_COST: dict[str, float] = {
-    "price_per_fast_hour": 4.0,
-    "minutes.default": 1.0,
-    "minutes.grid": 1.0,
-    "minutes.upscale": 1.0,
-    "minutes.variation": 1.0,
-    "speed.fast": 1.0,
-    "speed.turbo": 2.0,
-    "speed.relax": 0.0,
-    "speed.unknown": 1.0,
-    "quality.0.25": 0.25,
-    "quality.0.5": 0.5,
-    "quality.1": 1.0,
-    "quality.2": 2.0,
-    "quality.4": 4.0,
-    "video": 8.0,
-    "draft": 0.5,
-}
 
 
 def cost_table(configured: Mapping[str, float] | None = None) -> dict[str, float]:
