@@ -63,6 +63,9 @@ class Job:
     username: str | None = None
     user_id: str | None = None
     image_paths: tuple[str, ...] | None = None
+    # The account holder's own marks, where the record carries them (insights count them).
+    liked: bool | None = None
+    ranking: int | None = None
 
     @property
     def is_video(self) -> bool:
@@ -153,6 +156,10 @@ def _clean(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text)
 
 
+def _bool_or_none(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
 def _str_or_none(value: Any) -> str | None:
     return _clean(value) if isinstance(value, str) and value != "" else None
 
@@ -224,6 +231,8 @@ def job_from_record(record: Any) -> Job:
         username=_str_or_none(record.get("username")),
         user_id=_str_or_none(record.get("user_id")),
         image_paths=image_paths,
+        liked=_bool_or_none(record.get("liked_by_user")),
+        ranking=_int_or_none(record.get("ranking_by_user")),
     )
 
 

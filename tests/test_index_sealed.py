@@ -335,8 +335,9 @@ def test_a_sealed_update_stopped_between_transactions_is_finished(
 
 
 # -- a plain vault's index, byte for byte -----------------------------------------------------
-# The digest of the tables below as the code before sealed indexes wrote them (format 5).
-PLAIN_DIGEST = "e380d66f8e752b506627927ee1fafa084fe41306a48225eeab371d6179b59280"
+# The digest of the tables below as the code before sealed indexes wrote them (format 5), then
+# with format 6's insights table and summary fields (parent, video, like, rank).
+PLAIN_DIGEST = "2579f5c88360d8e07474b465aea93f4b446cb7bf256369876e23ff824976b37b"
 
 
 def _fixed_summaries() -> Iterator[tuple[str, JobSummary | None]]:

@@ -26,6 +26,29 @@ DEFAULT_USER_AGENT = (
     "(KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36"
 )
 DEFAULT_TEMPLATE = "{date:%Y/%Y-%m}/{prompt:60}_{job_id}_{index}.{ext}"
+# The insights cost table's defaults (`[insights.cost]`, mjvault/insights/compute.py): GPU
+# minutes of a job by type, factors by speed, model, quality, video and draft, and the price
+# of a fast hour (Midjourney's extra fast hours, USD). Midjourney's own
+# figures: about a minute of fast time a grid; video ~8x an image job; turbo uses fast time at
+# twice the rate; relax time costs nothing on a subscription. An estimate, labelled as one.
+DEFAULT_INSIGHTS_COST: dict[str, float] = {
+    "price_per_fast_hour": 4.0,
+    "minutes.default": 1.0,
+    "minutes.grid": 1.0,
+    "minutes.upscale": 1.0,
+    "minutes.variation": 1.0,
+    "speed.fast": 1.0,
+    "speed.turbo": 2.0,
+    "speed.relax": 0.0,
+    "speed.unknown": 1.0,
+    "quality.0.25": 0.25,
+    "quality.0.5": 0.5,
+    "quality.1": 1.0,
+    "quality.2": 2.0,
+    "quality.4": 4.0,
+    "video": 8.0,
+    "draft": 0.5,
+}
 
 
 def setting(
@@ -228,6 +251,21 @@ class RetentionSection:
 
 
 @dataclass(frozen=True)
+class InsightsSection:
+    cost: dict[str, float] = setting(
+        DEFAULT_INSIGHTS_COST,
+        t.NumberTable(),
+        "The table insights estimate cost by (always labelled an estimate): GPU minutes a job "
+        "by type (`minutes.grid`, `minutes.default` for the rest), times factors by model "
+        "(`model.v 7`, as `stats` names models; 1 when absent), quality (`quality.2`), "
+        "`video` and `draft`; minutes times the speed mode's factor (`speed.fast`, "
+        "`speed.turbo`, `speed.relax`, `speed.unknown` when the command names none) are fast "
+        "minutes, priced at `price_per_fast_hour` (USD). Entries given replace the defaults "
+        "one by one; sub-tables name entries by path (`[insights.cost.minutes] grid = 1`).",
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The effective settings every command reads (``app.config``)."""
 
@@ -238,6 +276,7 @@ class Config:
     output: OutputSection = dataclasses.field(default_factory=OutputSection)
     pack: PackSection = dataclasses.field(default_factory=PackSection)
     retention: RetentionSection = dataclasses.field(default_factory=RetentionSection)
+    insights: InsightsSection = dataclasses.field(default_factory=InsightsSection)
 
     def get(self, key: str) -> Any:
         section, name = split_key(key)

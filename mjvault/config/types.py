@@ -328,3 +328,50 @@ class HostList(ValueType):
 
     def to_text(self, value: Any) -> str:
         return ", ".join(value)
+
+
+class NumberTable(ValueType):
+    """Name -> number, a TOML table whose sub-tables name their entries by dotted path
+    (``[insights.cost.minutes] grid = 1`` is ``minutes.grid``); as text ``a.b=1; c=2``."""
+
+    description = "table of name = number (0 or more); as text `name=1; other.name=2`"
+
+    def parse(self, raw: object, *, from_text: bool) -> dict[str, float]:
+        if isinstance(raw, str):
+            pairs: dict[str, object] = {}
+            for part in raw.split(";"):
+                if not part.strip():
+                    continue
+                name, sep, value = part.partition("=")
+                if not sep:
+                    raise ValueError(f"expected name=number; name2=number, got {part.strip()!r}")
+                pairs[name.strip()] = value.strip()
+            raw = pairs
+        _expect(raw, Mapping, "a table of names and numbers")
+        assert isinstance(raw, Mapping)
+        table: dict[str, float] = {}
+        self._flatten(raw, "", table)
+        return table
+
+    def _flatten(self, raw: Mapping[Any, Any], prefix: str, into: dict[str, float]) -> None:
+        for name, value in raw.items():
+            key = f"{prefix}{name}"
+            if isinstance(value, Mapping):
+                self._flatten(value, key + ".", into)
+                continue
+            if isinstance(value, str):
+                try:
+                    value = float(value)
+                except ValueError:
+                    raise ValueError(f"{key}: expected a number, got {value!r}") from None
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{key}: expected a number, got {_type_name(value)}")
+            if not 0 <= value < float("inf"):
+                raise ValueError(f"{key}: must be a number of 0 or more, not {value}")
+            into[key] = float(value)
+
+    def to_toml(self, value: Any) -> Any:
+        return dict(value)
+
+    def to_text(self, value: Any) -> str:
+        return "; ".join(f"{k}={v:g}" for k, v in value.items())

@@ -34,6 +34,7 @@ from mjvault.index import bitmaps
 from mjvault.index.bitmaps import SEP
 from mjvault.index.sealed import GENERATION_SIZE, JOBS, SEALED_FORMAT, IndexSealer, VocabWrites
 from mjvault.index.sealed import parts_with_prefix as vocab_parts
+from mjvault.insights import aggregates
 from mjvault.model import Job
 from mjvault.params import param_index_value
 from mjvault.store.crypto import VaultKeys
@@ -47,7 +48,9 @@ from mjvault.tree import JobEntry
 # 5: posting lists are Roaring bitmaps of document numbers (mjvault/index/bitmaps.py), one
 #    value per list shard, instead of one key per posting; users are indexed; `docs`, `days`
 #    and `live` replace `dates`, `times` and `counts`.
-INDEX_FORMAT = b"5"
+# 6: the insights table (mjvault/insights/aggregates.py); summaries hold a job's parent,
+#    video, like and rank.
+INDEX_FORMAT = b"6"
 MAP_SIZE = 1 << 36  # address space only: LMDB files are sparse and grow as needed
 MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
 NEW_ENV_ROOM = 256 << 10  # free bytes a new environment needs: its lock file and first pages
@@ -92,6 +95,12 @@ class JobSummary:
     # view may link to it), None when it is stored framed or sealed (only decoding shows it)
     # or absent. None for the whole tuple: not looked up yet (filled in by Index.apply).
     kinds: tuple[str | None, ...] | None = None
+    # For insights (mjvault/insights): the job this one follows (an upscale's grid), whether
+    # its record says it was video, and the account holder's like and rank, where given.
+    parent: str | None = None
+    video: bool = False
+    liked: bool | None = None
+    ranking: int | None = None
 
     @property
     def micros(self) -> int:
@@ -128,6 +137,10 @@ class JobSummary:
                 "pa": self.params,
                 "u": self.username,
                 "k": list(self.kinds) if self.kinds is not None else None,
+                "pi": self.parent,
+                "vi": self.video,
+                "lk": self.liked,
+                "rk": self.ranking,
             }
         )
 
@@ -149,6 +162,10 @@ class JobSummary:
             params=dict(doc.get("pa") or {}),
             username=doc.get("u"),
             kinds=tuple(doc["k"]) if doc.get("k") is not None else None,
+            parent=doc.get("pi"),
+            video=bool(doc.get("vi", False)),
+            liked=doc.get("lk"),
+            ranking=doc.get("rk"),
         )
 
     @classmethod
@@ -162,6 +179,10 @@ class JobSummary:
             prompt=job.prompt,
             params={k: param_index_value(v) for k, v in job.params.items()},
             username=job.username,
+            parent=job.parent_id,
+            video=job.is_video,
+            liked=job.liked,
+            ranking=job.ranking,
         )
 
     def lists(self) -> Iterator[tuple[bytes, bytes]]:
@@ -303,6 +324,7 @@ TABLES = (
     b"params",
     b"users",
     b"images",
+    aggregates.TABLE,
 )
 # Tables that are no cache of the tree, so clear() and the tree's format leave them alone: the
 # import stat cache and the running import's jobs (mjvault/index/statcache.py). Created by
@@ -527,6 +549,8 @@ class Index:
         if keys is not None:
             self.layout = Layout(IndexSealer(keys))
             self._seal()
+        # Insights' changes of the jobs the current write transaction of apply() has written.
+        self._insights: Counter[str] = Counter()
         # Set by the vault: an image object's media kind (MediaKinds), filled into summaries.
         self.media_kinds: Callable[[tuple[str | None, ...]], tuple[str | None, ...]] | None = None
 
@@ -680,6 +704,7 @@ class Index:
         never taken as current.
         """
         meta = self.db[b"meta"]
+        kept = self.db[aggregates.TABLE]
         items = _Lookahead(iter(changes))
         first = True
         next_doc: int | None = None
@@ -693,6 +718,7 @@ class Index:
             while True:
                 more = False
                 with self.writing() as txn:
+                    self._insights.clear()  # a failed transaction's, if any
                     for written, write in enumerate(pending, 1):
                         write(txn)
                         # Each write reads its B-tree path (and a shard) through the map.
@@ -700,6 +726,10 @@ class Index:
                         if written >= POSTINGS_PER_TXN:
                             more = True
                             break
+                    # The jobs this transaction wrote, their insights with them (never apart:
+                    # a stop between the two would count a job twice, or never).
+                    aggregates.write(txn, kept, self.layout, self._insights)
+                    self._insights.clear()
                     finished = last_group and not more
                     if finished:
                         txn.put(b"format", self.layout.format, db=meta)
@@ -734,6 +764,7 @@ class Index:
         image_writes: list[Callable[[lmdb.Transaction], Any]] = []
         job_writes: dict[bytes, list[Callable[[lmdb.Transaction], Any]]] = {}
         seen: dict[bytes, tuple[int, JobSummary | None]] = {}  # a job changed twice in a group
+        stored: dict[bytes, JobSummary | None] = {}  # each job as the index held it
         first_doc = next_doc
         layout = self.layout
         vocab = VocabWrites() if layout.sealer is not None else None
@@ -744,6 +775,7 @@ class Index:
                 old_doc, old = seen[jid]
             else:
                 old_doc, old = _stored(txn, db[b"jobs"], layout, job_id)
+                stored[jid] = old
                 # Jobs come in the tree's order, all over the table: without releases a
                 # group's lookups would leave up to 64 KiB mapped each.
                 self.pages.touched()
@@ -810,7 +842,8 @@ class Index:
             writes += _vocab_removers(db, layout, vocab)
         writes += image_writes
         for jid in sorted(job_writes):
-            writes += job_writes[jid]
+            delta = aggregates.difference(stored[jid], seen[jid][1])
+            writes.append(_job_writer(job_writes[jid], delta, self._insights))
         writes += [_list_writer(db[t], k, a, r) for t, k, a, r in live.writes()]
         return writes, next_doc
 
@@ -1109,6 +1142,22 @@ def _vocab_removers(
 
     writes += [gone(job_id) for job_id in sorted(vocab.jobs_gone)]
     return writes
+
+
+def _job_writer(
+    writes: list[Callable[[lmdb.Transaction], Any]],
+    delta: Counter[str],
+    insights: Counter[str],
+) -> Callable[[lmdb.Transaction], Any]:
+    """A job's writes as one, which hands its insights' change to the transaction they are in
+    (Index.apply writes it before that transaction commits)."""
+
+    def write(txn: lmdb.Transaction) -> None:
+        for each in writes:
+            each(txn)
+        insights.update(delta)
+
+    return write
 
 
 def _putter(db: Any, key: bytes, value: bytes) -> Callable[[lmdb.Transaction], Any]:
