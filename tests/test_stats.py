@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from mjvault import Vault
-from mjvault.find.stats import chart_html, vault_stats, version_label
+from mjvault.find.stats import vault_stats, version_label
 from tests.conftest import png_bytes, run_cli
 
 
@@ -109,70 +107,37 @@ def test_cli_json_and_chart(vault: Vault, tmp_path: Path) -> None:
     chart = tmp_path / "chart.html"
     done = run_cli("--vault", str(vault.path), "stats", "--json", "--chart", str(chart))
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["jobs"] == 4
+    doc = json.loads(done.stdout)
+    assert doc["totals"]["jobs"] == 4 and doc["storage"]["media"]["objects"] == 2
+    assert doc["history"]["snapshots"] == 2
     page = chart.read_text(encoding="utf-8")
-    assert page.startswith("<!doctype html>") and "2024-03: 2 jobs" in page
+    assert page.startswith("<!doctype html>") and page.count("<svg") == 6
     png = tmp_path / "chart.png"
     drawn = run_cli("--vault", str(vault.path), "stats", "--no-storage", "--chart", str(png))
     assert drawn.returncode == 0, drawn.stderr
     with Image.open(png) as picture:
-        assert picture.format == "PNG" and picture.size == (1200, 500)
+        assert picture.format == "PNG" and picture.size[1] > picture.size[0]
     human = run_cli("--vault", str(vault.path), "stats", "--no-storage")
     assert b"by model version" in human.stdout and b"storage" not in human.stdout
+    assert b"cost, an ESTIMATE" in human.stdout
 
 
-def test_chart_of_an_empty_vault() -> None:
-    empty = {"per_month": [], "jobs": 0, "images": 0, "first": None, "last": None}
-    assert "<svg" in chart_html(empty)
-
-
-def _gappy() -> dict[str, object]:
-    """Three busy months with two empty ones between them, and a record without a date."""
-    return {
-        "jobs": 7,
-        "images": 19,
-        "missing_images": 2,
-        "first": "2024-01-03T07:38:42.209596+00:00",
-        "last": "2024-05-28T21:01:09.5+00:00",
-        "per_month": [
-            {"month": "2024-01", "jobs": 3, "images": 9},
-            {"month": "2024-04", "jobs": 1, "images": 4},
-            {"month": "2024-05", "jobs": 2, "images": 6},
-            {"month": "unknown", "jobs": 1, "images": 0},
-        ],
-        "by_type": {"grid": 5, "upscale": 2},
-        "by_version": {"v 6.1": 7},
-        "top_words": [["fox", 3]],
-        "top_params": [["ar 16:9", 2]],
-    }
-
-
-def test_chart_shows_every_month_of_the_span_with_integer_ticks() -> None:
-    page = chart_html(_gappy())
-    for month, jobs in (("2024-01", 3), ("2024-02", 0), ("2024-03", 0), ("2024-04", 1)):
-        assert f"{month}: {jobs} jobs" in page
-    ticks = [int(t) for t in re.findall(r'<text class="tick"[^>]*>(\d+)</text>', page)]
-    assert ticks == sorted(set(ticks)) and ticks[0] == 0 and ticks[-1] >= 9, ticks
-    assert len(ticks) >= 3
-    steps = {b - a for a, b in zip(ticks, ticks[1:], strict=False)}
-    assert len(steps) == 1  # evenly spaced whole numbers
-    assert "2024-01-03 to 2024-05-28" in page
-    assert "T07:38" not in page and ".209596" not in page
-
-
-def test_chart_of_a_single_job_has_ticks_0_and_1() -> None:
-    one = _gappy() | {
-        "per_month": [{"month": "2024-01", "jobs": 1, "images": 1}],
-        "last": "2024-01-03T07:38:42+00:00",
-    }
-    ticks = re.findall(r'<text class="tick"[^>]*>(\d+)</text>', chart_html(one))
-    assert ticks == ["0", "1"]
+def test_cli_filters_by_dates_and_query(vault: Vault) -> None:
+    _fill(vault)
+    at = ("--vault", str(vault.path), "stats", "--json", "--no-storage")
+    march = json.loads(run_cli(*at, "--since", "2024-03-01", "--until", "2024-03-31").stdout)
+    assert march["totals"]["jobs"] == 2 and march["filter"]["until"] == "2024-03-31"
+    cats = json.loads(run_cli(*at, "cat").stdout)
+    assert cats["totals"]["jobs"] == 1 and cats["filter"]["query"] == "cat"
+    refused = run_cli(*at, "--since", "March")
+    assert refused.returncode == 2 and b"YYYY" not in refused.stdout
 
 
 def test_human_span_is_dates(vault: Vault) -> None:
     _fill(vault)
     human = run_cli("--vault", str(vault.path), "stats", "--no-storage")
     assert b"span      2024-03-01  to  2024-05-01" in human.stdout, human.stdout
+    assert b"T00:00" not in human.stdout
 
 
 def test_chart_into_a_missing_folder_is_refused(vault: Vault, tmp_path: Path) -> None:
@@ -182,43 +147,6 @@ def test_chart_into_a_missing_folder_is_refused(vault: Vault, tmp_path: Path) ->
     err = done.stderr.decode()
     assert len(err.strip().splitlines()) == 1 and f"{target.parent} does not exist" in err
     assert not (tmp_path / "no").exists() and done.stdout == b""
-
-
-def test_chart_page_in_chromium(tmp_path: Path) -> None:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    page_file = tmp_path / "chart.html"
-    page_file.write_text(chart_html(_gappy()), encoding="utf-8")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(page_file.as_uri())
-            content = page.evaluate("document.documentElement.clientWidth")
-            chart = page.evaluate("document.querySelector('svg').getBoundingClientRect()")
-            # The chart fills the page's width, and is tall enough to read, not a strip.
-            assert chart["width"] >= 0.9 * content and chart["height"] >= 250, (chart, content)
-            bars = page.eval_on_selector_all(
-                "svg rect.bar", "rs => rs.map(r => r.getBoundingClientRect().width)"
-            )
-            assert len(bars) == 2 * 5 and min(bars) >= 8  # 5 months, jobs and images each
-            # The rest of the page is used: the breakdowns sit side by side under the chart.
-            panels = page.eval_on_selector_all(
-                "section.panel", "ps => ps.map(p => p.getBoundingClientRect().top)"
-            )
-            assert len(panels) == 4 and len(set(panels)) < len(panels)
-            page.screenshot(path=str(tmp_path / "chart.png"), full_page=True)
-            assert errors == []
-        finally:
-            browser.close()
-    assert (tmp_path / "chart.png").stat().st_size > 1000
 
 
 @pytest.mark.memory

@@ -138,7 +138,12 @@ COMMANDS: dict[str, LazyCommand] = {
     "stats": LazyCommand(
         "stats",
         "stats_command",
-        "Jobs and images per month, by type and model version, top prompt words and parameters, storage (objects, bytes, dedup savings, metadata compression) and snapshot history.",
+        "Activity (per month, week, hour and weekday, streaks, sessions), model versions and parameters over time, top, rising and falling prompt terms, follow-ups, ratings and a cost estimate; storage (objects, bytes, dedup savings, metadata compression) and snapshot history.",
+    ),
+    "report": LazyCommand(
+        "report",
+        "report_command",
+        "Write the vault's insights to FILE: an HTML page that needs nothing else (charts inline, no network; it reads on a phone), or with --format pdf|png|svg the charts alone.",
     ),
     "gallery": LazyCommand(
         "gallery",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -10,115 +11,140 @@ import click
 
 from mjvault.cli.context import AppContext, pass_app
 from mjvault.cli.path_args import NonEmptyPath, check_output_file
-from mjvault.find.stats import chart_html, chart_png, date_span, month_series, vault_stats
+from mjvault.cli.query_args import QueryCommand, query_text
+
+DAY = click.DateTime(formats=["%Y-%m-%d"])
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
+def filter_options(command: Any) -> Any:
+    """``--since``, ``--until``, ``--search`` and ``--anonymize``: what `stats` and `report`
+    count, and what they leave out."""
+    for option in reversed(
+        (
+            click.argument("query", nargs=-1),
+            click.option(
+                "--since",
+                type=DAY,
+                default=None,
+                metavar="YYYY-MM-DD",
+                help="Jobs from this day on (UTC).",
+            ),
+            click.option(
+                "--until",
+                type=DAY,
+                default=None,
+                metavar="YYYY-MM-DD",
+                help="Jobs up to this day, itself included (UTC).",
+            ),
+            click.option(
+                "--search",
+                "search_text",
+                default=None,
+                metavar="QUERY",
+                help="Only jobs matching QUERY (as `mjvault search`; or give it as arguments).",
+            ),
+            click.option(
+                "--anonymize",
+                is_flag=True,
+                help="No term, word or parameter value from an image-prompt URL; snapshot sources by kind only.",
+            ),
+        )
+    ):
+        command = option(command)
+    return command
 
 
-@click.command("stats")
+def insights_document(
+    app: AppContext,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    query: tuple[str, ...],
+    search_text: str | None,
+    anonymize: bool,
+) -> dict[str, Any]:
+    """The insights document of the vault (or of the jobs the filters select), with the
+    configured cost table."""
+    from mjvault.insights.compute import insights
+
+    vault = app.open_vault()
+    doc = insights(
+        vault,
+        since.date() if since else None,
+        until.date() if until else None,
+        query_text(query, search_text) or None,
+        cost=app.config.insights.cost,
+    )
+    if anonymize:
+        from mjvault.insights.render.anonymize import anonymize_terms
+
+        doc = anonymize_terms(doc)
+    return doc
+
+
+@click.command("stats", cls=QueryCommand)
+@filter_options
 @click.option("--json", "as_json", is_flag=True, help="Everything as one JSON document.")
 @click.option(
     "--chart",
     type=NonEmptyPath(dir_okay=False, path_type=Path),
     default=None,
-    metavar="FILE.html|FILE.png",
-    help="Also write a chart of jobs and images per month: a PNG for .png, else an HTML page.",
+    metavar="FILE",
+    help="Also write the report (`mjvault report`): .png, .pdf or .svg as that, else HTML.",
 )
 @click.option(
     "--top",
     type=click.IntRange(min=1),
     default=15,
     show_default=True,
-    help="How many top words and parameters.",
+    help="How many top terms and parameters.",
 )
 @click.option("--no-storage", is_flag=True, help="Skip the walk over object files (faster).")
-@click.option(
-    "--anonymize",
-    is_flag=True,
-    help="Count no image-prompt URL among words and parameters; snapshot sources by kind only.",
-)
 @pass_app
 def stats_command(
-    app: AppContext, as_json: bool, chart: Path | None, top: int, no_storage: bool, anonymize: bool
+    app: AppContext,
+    query: tuple[str, ...],
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    search_text: str | None,
+    anonymize: bool,
+    as_json: bool,
+    chart: Path | None,
+    top: int,
+    no_storage: bool,
 ) -> None:
-    """Jobs and images per month, by type and model version, top prompt words and parameters,
-    storage (objects, bytes, dedup savings, metadata compression) and snapshot history."""
+    """Activity (per month, week, hour and weekday, streaks, sessions), model versions and
+    parameters over time, top, rising and falling prompt terms, follow-ups, ratings and a cost
+    estimate; storage (objects, bytes, dedup savings, metadata compression) and snapshot
+    history. QUERY, --since and --until count only the jobs they select.
+
+    \b
+    Examples:
+      mjvault stats
+      mjvault stats --since 2024-01-01 v:7 --json
+    """
+    from mjvault.find.stats import history_stats, storage_stats
+    from mjvault.insights.render.report import format_of, render
+    from mjvault.insights.render.terminal import history_lines, insights_lines, storage_lines
+
     if chart is not None:
         # Before the counting, which takes a while on a large vault; never made up silently.
         check_output_file(chart, "the chart")
+    doc = insights_document(app, since, until, query, search_text, anonymize)
     vault = app.open_vault()
-    jobs = vault.index.job_count()
-    with app.progress(jobs, "jobs", unit="job") as bar:
-        doc = vault_stats(vault, top=top, storage=False, on_job=bar.update, anonymize=anonymize)
     if not no_storage:
-        from mjvault.find.stats import storage_stats
-
         with app.progress(None, "objects", unit="obj") as bar:
             doc["storage"] = storage_stats(vault, on_object=bar.update)
+    else:
+        doc["storage"] = None
+    doc["history"] = history_stats(vault, anonymize=anonymize)
     if chart is not None:
-        if chart.suffix.lower() == ".png":
-            chart.write_bytes(chart_png(doc))
-        else:
-            chart.write_text(chart_html(doc), encoding="utf-8")
+        chart.write_bytes(render(doc, format_of(chart)))
         app.info(f"chart written to {chart}")
     if as_json or app.json_output:
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
-    _print_human(doc)
-
-
-def _print_human(doc: dict[str, Any]) -> None:
-    echo = click.echo
-    echo(
-        f"jobs      {doc['jobs']}   images {doc['images']}   missing images {doc['missing_images']}"
-    )
-    echo(f"span      {date_span(doc).replace(' to ', '  to  ')}")
-    echo("\nper month (jobs / images)")
-    peak = max((m["jobs"] for m in doc["per_month"]), default=1) or 1
-    undated = [m for m in doc["per_month"] if m["month"] == "unknown"]
-    for m in month_series(doc["per_month"]) + undated:
-        bar = "#" * max(1, round(m["jobs"] / peak * 40)) if m["jobs"] else ""
-        echo(f"  {m['month']:<8} {m['jobs']:>7} {m['images']:>8}  {bar}")
-    for title, key in (("by type", "by_type"), ("by model version", "by_version")):
-        echo(f"\n{title}")
-        for name, count in doc[key].items():
-            echo(f"  {name:<24} {count:>7}")
-    for title, key in (("top prompt words", "top_words"), ("top parameters", "top_params")):
-        echo(f"\n{title}")
-        echo("  " + (", ".join(f"{name} ({count})" for name, count in doc[key]) or "(none)"))
-    storage = doc.get("storage")
-    if storage:
-        echo("\nstorage")
-        echo(
-            f"  objects   {storage['objects']} ({_size(storage['bytes'])}, {_size(storage['disk_bytes'])} on disk)"
-        )
-        echo(f"  media     {storage['media']['objects']} ({_size(storage['media']['bytes'])})")
-        meta = storage["metadata"]
-        ratio = f", compression {meta['compression_ratio']}x" if meta["compression_ratio"] else ""
-        echo(
-            f"  metadata  {meta['objects']} ({_size(meta['bytes'])}, {_size(meta['plain_bytes'])} before compression{ratio})"
-        )
-        dedup = storage["dedup"]
-        echo(
-            f"  dedup     {dedup['image_references']} image references to {dedup['unique_images']} images, {_size(dedup['saved_bytes'])} saved"
-        )
-        echo(f"  index     {_size(storage['index_bytes'])}")
-    history = doc["history"]
-    echo(
-        f"\nsnapshots {history['snapshots']}"
-        + (f"  ({history['first']} to {history['last']})" if history["snapshots"] else "")
-    )
-    for name, count in history["by_source"].items():
-        echo(f"  {name:<24} {count:>7}")
-    for s in history["recent"]:
-        st = s["stats"]
-        echo(
-            f"  {s['id'][:12]}  {s['time'][:19]}  {s['source']:<12} +{st.get('added', 0)} ~{st.get('updated', 0)} -{st.get('removed', 0)}"
-        )
+    lines = insights_lines(doc, top=top)
+    if doc["storage"]:
+        lines += storage_lines(doc["storage"])
+    lines += history_lines(doc["history"])
+    click.echo("\n".join(lines))

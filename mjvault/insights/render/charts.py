@@ -270,6 +270,7 @@ def _style() -> Any:
 _SVG_HEAD = re.compile(r'<svg[^>]*?\swidth="[^"]*"\s+height="[^"]*"')
 
 
+_METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.DOTALL)
 _ID = re.compile(r'(\bid="|url\(#|href="#)([^")]+)')
 
 
@@ -301,6 +302,8 @@ def chart_svgs(doc: dict[str, Any]) -> list[tuple[str, str]]:
             + f' class="chart" role="img" aria-label="{name}"'
             + svg[head.end() :]
         )
+        # The RDF block (creator, format) says nothing to a reader of the page.
+        svg = _METADATA.sub("", svg, count=1)
         out.append((name, _prefix_ids(svg, name)))
     return out
 

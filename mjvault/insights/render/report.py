@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+from pathlib import Path
 from typing import Any
 
 from mjvault.insights.render.charts import chart_svgs, poster
@@ -268,3 +269,11 @@ def render(doc: dict[str, Any], fmt: str, *, title: str = "mjvault: insights") -
     if fmt not in FORMATS:
         raise ValueError(f"unknown report format {fmt!r}")
     return poster(doc, fmt, title)
+
+
+def format_of(path: Path, asked: str | None = None) -> str:
+    """The format asked for, else the one the file's name ends in, else HTML."""
+    if asked:
+        return asked
+    suffix = path.suffix.lower().lstrip(".")
+    return suffix if suffix in FORMATS else "html"
