@@ -268,3 +268,18 @@ def test_report_into_a_missing_folder_is_refused_before_counting(
     done = run_in_process(capsys, "--vault", str(vault.path), "report", str(target))
     assert done.code == 2 and f"{target.parent} does not exist" in done.err
     assert not (tmp_path / "no").exists()
+
+
+def test_a_long_span_shows_the_last_53_weeks_of_days() -> None:
+    from datetime import date, timedelta
+
+    doc = fixture()
+    start = date(2022, 1, 3)
+    days = [start + timedelta(days=i) for i in range(900)]
+    doc["activity"]["heatmap"] = [
+        {"day": d.isoformat(), "weekday": d.weekday(), "jobs": 1, "level": 1 + i % 4}
+        for i, d in enumerate(days)
+    ]
+    svg = dict(chart_svgs(doc))["heatmap"]
+    labels = " ".join(re.findall(r">([^<>]+)</text>", svg))
+    assert "the last 53 weeks" in labels and "2022" not in labels and "2023" in labels

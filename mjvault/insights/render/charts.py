@@ -25,6 +25,9 @@ IMAGES_COLOUR = "#f28e2b"
 LEVEL_COLOURS = ("#ebedf0", "#9be9a8", "#40c463", "#30a14e", "#216e39")
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1")
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+# The calendar shows the last this many weeks, as GitHub's does: ten years of days in one
+# row of squares would be a strip too thin to read (and ~1 MB of SVG).
+CALENDAR_WEEKS = 53
 # Models beyond these many are drawn together as "other": a legend of twenty says nothing.
 MOST_MODELS = 6
 
@@ -111,6 +114,11 @@ def draw_heatmap(ax: Axes, doc: dict[str, Any]) -> None:
     title = "Jobs per day"
     if not days:
         return _empty(ax, title)
+    last = date.fromisoformat(days[-1]["day"])
+    start = last - timedelta(days=last.weekday() + 7 * (CALENDAR_WEEKS - 1))
+    if date.fromisoformat(days[0]["day"]) < start:
+        days = [d for d in days if d["day"] >= start.isoformat()]
+        title = f"Jobs per day, the last {CALENDAR_WEEKS} weeks"
     first = date.fromisoformat(days[0]["day"])
     monday = first - timedelta(days=first.weekday())
     weeks = (date.fromisoformat(days[-1]["day"]) - monday).days // 7 + 1
@@ -246,7 +254,7 @@ def draw_cost(ax: Axes, doc: dict[str, Any]) -> None:
 # name, drawer, height in inches at a width of 8: the report's charts, in its order.
 CHARTS: tuple[tuple[str, Callable[[Axes, dict[str, Any]], None], float], ...] = (
     ("activity", draw_activity, 3.0),
-    ("heatmap", draw_heatmap, 2.2),
+    ("heatmap", draw_heatmap, 1.9),
     ("hours", draw_hours, 2.6),
     ("models", draw_models, 3.0),
     ("prompt-words", draw_prompt_words, 2.4),

@@ -9,7 +9,6 @@ written as an estimate, next to the table it was computed with.
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any
 
@@ -255,10 +254,7 @@ def report_html(doc: dict[str, Any], *, title: str = "mjvault: insights", top: i
         + chart("prompt-words")
         + chart("cost", "An estimate: see the table it was computed with below.")
         + cost_card
-        # The document itself, for whoever wants the numbers behind the charts.
-        + "<script type='application/json' id='insights'>"
-        + json.dumps(doc, ensure_ascii=False).replace("</", "<\\/")
-        + "</script></main></body></html>\n"
+        + "</main></body></html>\n"
     )
 
 
