@@ -283,3 +283,17 @@ def test_a_long_span_shows_the_last_53_weeks_of_days() -> None:
     svg = dict(chart_svgs(doc))["heatmap"]
     labels = " ".join(re.findall(r">([^<>]+)</text>", svg))
     assert "the last 53 weeks" in labels and "2022" not in labels and "2023" in labels
+
+
+def test_a_long_weekly_series_is_summed_to_fit_a_line() -> None:
+    from mjvault.insights.render.terminal import SPARK_WIDTH, buckets, insights_lines
+
+    assert buckets([1, 2, 3], 60) == (1, [1.0, 2.0, 3.0])
+    size, sums = buckets(list(range(150)), 60)
+    assert size == 3 and len(sums) == 50 and sum(sums) == sum(range(150))
+    doc = fixture()
+    doc["activity"]["per_week"] = [
+        {"week": f"W{i}", "jobs": i % 7, "images": 0} for i in range(200)
+    ]
+    line = next(x for x in insights_lines(doc) if x.startswith("per 4 weeks"))
+    assert len(line.split(" W0 ")[1].split(" W199")[0]) <= SPARK_WIDTH

@@ -20,6 +20,14 @@ from mjvault.insights.render.report import (
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 BAR = 36  # the widest month's bar, in characters
+SPARK_WIDTH = 60  # a longer series is summed in groups to fit a terminal's line
+
+
+def buckets(values: list[int], width: int) -> tuple[int, list[float]]:
+    """``values`` summed in consecutive groups of the smallest size that gives at most
+    ``width`` of them (the last group may be shorter): the size and the sums."""
+    size = max(1, -(-len(values) // width))
+    return size, [float(sum(values[i : i + size])) for i in range(0, len(values), size)]
 
 
 def sparkline(values: list[float], *, top: float | None = None) -> str:
@@ -75,9 +83,9 @@ def insights_lines(doc: dict[str, Any], *, top: int = 15) -> list[str]:
         add(f"  {m['month']:<8} {m['jobs']:>7} {m['images']:>8}  {bar}")
     weeks = activity["per_week"]
     if weeks:
-        add(
-            f"per week  {weeks[0]['week']} {sparkline([w['jobs'] for w in weeks])} {weeks[-1]['week']}"
-        )
+        size, sums = buckets([w["jobs"] for w in weeks], SPARK_WIDTH)
+        what = "per week" if size == 1 else f"per {size} weeks"
+        add(f"{what:<9} {weeks[0]['week']} {sparkline(sums)} {weeks[-1]['week']}")
     rows = activity["hour_weekday"]
     by_hour = [sum(r) for r in rows]
     if any(by_hour):
