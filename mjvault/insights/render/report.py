@@ -36,7 +36,9 @@ _STYLE = (
     ".figures div{padding:.5em .8em;font-size:.9em;color:#555}"
     ".figures b{display:block;font-size:1.4em;color:#222}"
     ".card{padding:.8em;margin-bottom:1em;overflow-x:auto}"
-    "svg.chart{display:block;width:100%;height:auto}"
+    # On a phone a chart keeps the width its labels need to be read (~10 px text) and
+    # scrolls sideways inside its card; the page itself never does.
+    "svg.chart{display:block;width:100%;min-width:540px;height:auto}"
     ".cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:0 1em}"
     "table{border-collapse:collapse;font-size:.9em;width:100%}"
     "th,td{padding:.2em .4em;text-align:left;vertical-align:top}"
