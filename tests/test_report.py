@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mjvault.insights.render.charts import CHARTS, chart_svgs
 from mjvault.insights.render.report import render, report_html
@@ -297,3 +299,35 @@ def test_a_long_weekly_series_is_summed_to_fit_a_line() -> None:
     ]
     line = next(x for x in insights_lines(doc) if x.startswith("per 4 weeks"))
     assert len(line.split(" W0 ")[1].split(" W199")[0]) <= SPARK_WIDTH
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=3_000_000), min_size=1, max_size=30))
+def test_count_ticks_are_whole_evenly_spaced_and_reach_the_peak(jobs: list[int]) -> None:
+    """Whatever the counts: the y axis reads 0, then whole numbers in equal steps, up to at
+    least the busiest month, written out (no 2.5, no 1e6)."""
+    doc = fixture()
+    months = [f"{2020 + i // 12}-{i % 12 + 1:02d}" for i in range(len(jobs))]
+    doc["activity"]["per_month"] = [
+        {"month": m, "jobs": n, "images": n} for m, n in zip(months, jobs, strict=True)
+    ]
+    svg = dict(chart_svgs(doc))["activity"]
+    root = ET.fromstring(svg)
+    axis = next(e for e in root.iter() if e.get("id") == "activity-matplotlib.axis_2")
+    labels = [t.text or "" for t in axis.iter("{http://www.w3.org/2000/svg}text")]
+    assert all(re.fullmatch(r"\d{1,3}(,\d{3})*", t) for t in labels), labels
+    ticks = [int(t.replace(",", "")) for t in labels]
+    assert ticks[0] == 0 and len(ticks) >= 2
+    steps = {b - a for a, b in zip(ticks, ticks[1:], strict=False)}
+    assert len(steps) == 1, ticks
+    # The axis ends within a step above the busiest month: the next tick would clear it.
+    assert ticks[-1] + steps.pop() > max(jobs), (ticks, max(jobs))
+
+
+def test_a_single_job_is_counted_on_ticks_0_and_1() -> None:
+    doc = fixture()
+    doc["activity"]["per_month"] = [{"month": "2024-01", "jobs": 1, "images": 1}]
+    svg = dict(chart_svgs(doc))["activity"]
+    root = ET.fromstring(svg)
+    axis = next(e for e in root.iter() if e.get("id") == "activity-matplotlib.axis_2")
+    assert [t.text for t in axis.iter("{http://www.w3.org/2000/svg}text")] == ["0", "1"]

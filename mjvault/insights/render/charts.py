@@ -58,12 +58,15 @@ def _days(days: list[date]) -> Any:
 
 
 def _integer_axis(ax: Axes) -> None:
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator, StrMethodFormatter
 
+    # Whole numbers with thousands separated, never "1e6" in a corner.
+    ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     ax.yaxis.set_major_locator(
         MaxNLocator(nbins=5, integer=True, steps=[1, 2, 5, 10], min_n_ticks=2)
     )
-    ax.set_ylim(bottom=0)
+    # Nothing but zeros: matplotlib would span ±0.06 and label 0 three times.
+    ax.set_ylim(0, max(1.0, ax.get_ylim()[1]))
     ax.grid(axis="y", color="#e3e3e3", linewidth=0.8)
     ax.set_axisbelow(True)
 
@@ -244,7 +247,8 @@ def draw_cost(ax: Axes, doc: dict[str, Any]) -> None:
         width=24,
         color="#59a14f",
     )
-    ax.set_ylim(bottom=0)
+    # All relax time (or no job): a 0-to-1 axis rather than one around ±0.06.
+    ax.set_ylim(0, ax.get_ylim()[1] if any(m["cost"] for m in months) else 1.0)
     ax.grid(axis="y", color="#e3e3e3", linewidth=0.8)
     ax.set_axisbelow(True)
     _date_axis(ax)
