@@ -294,3 +294,19 @@ def test_the_cost_table_comes_from_config(monkeypatch: pytest.MonkeyPatch, tmp_p
         "video": 9.0,
         "minutes.grid": 2.0,
     }
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+def test_an_index_of_the_format_before_counters_is_rebuilt_with_them(
+    encrypted: bool, request: pytest.FixtureRequest
+) -> None:
+    vault = request.getfixturevalue("encrypted_vault" if encrypted else "vault")
+    _fill(vault)
+    index = vault.index
+    old = b"5s" if encrypted else b"5"
+    with index.env.begin(write=True) as txn:  # as format 5 left it: no counters
+        txn.drop(index.db[aggregates.TABLE], delete=False)
+        txn.put(b"format", old, db=index.db[b"meta"])
+    assert not _kept(index)
+    assert insights(vault)["totals"]["jobs"] == 5  # vault.index brought it up to date first
+    assert _kept(vault.index) == _fresh(vault.index) and _kept(vault.index)
