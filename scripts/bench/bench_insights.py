@@ -106,6 +106,9 @@ def main() -> None:
     parser.add_argument("--kind", default="plain", choices=("plain", "sealed"))
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mjvault-bench-insights"))
     parser.add_argument(
+        "--reuse", action="store_true", help="time no builds: use the indexes of a run before"
+    )
+    parser.add_argument(
         "--measure", choices=(*WHATS, "build", "build-bare"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
