@@ -23,6 +23,7 @@ from mjvault.find.stats import job_stats
 from mjvault.index.db import Index, JobSummary
 from mjvault.insights import aggregates
 from mjvault.insights.compute import G2_THRESHOLD, build, cost_table, g2, insights, kept
+from mjvault.integrity.forget import forget_jobs
 from mjvault.sources.importer import import_archive
 from mjvault.store.crypto import VaultKeys
 from mjvault.testing.archive import write_sample_archive
@@ -261,15 +262,22 @@ def test_golden_numbers(tmp_path: Path, encrypted: bool, request: pytest.Fixture
     assert foxes["totals"]["jobs"] == 2 and foxes["evolution"]["follow_ups"]["grids_followed"] == 1
 
 
-def test_a_forget_takes_its_jobs_out_of_the_counters(vault: Vault) -> None:
+def test_a_sync_and_a_forget_move_the_counters_and_a_rebuild_keeps_them(vault: Vault) -> None:
     _fill(vault)
     before = _kept(vault.index)
     assert before == _fresh(vault.index)
     with vault.writer("sync") as writer:
-        writer.add_job(record_json("late", "a late owl"), [])
-    assert _kept(vault.index) == _fresh(vault.index) != before
-    vault.rebuild_index()
+        writer.add_job(record_json("late", "a late owl", parent_id="g2"), [])
+    after = _kept(vault.index)
+    assert after == _fresh(vault.index) != before
+    assert after["g\tg2"] == 3  # the grid g2 is followed now
+    forget_jobs(vault, ["late", "g1"])
     assert _kept(vault.index) == _fresh(vault.index)
+    assert _kept(vault.index)["g\tg1"] == 2  # its upscale is still there; the grid is not
+    assert insights(vault)["evolution"]["follow_ups"]["grids_followed"] == 0
+    kept_now = _kept(vault.index)
+    vault.rebuild_index()
+    assert _kept(vault.index) == _fresh(vault.index) == kept_now
 
 
 def test_the_cost_table_comes_from_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
