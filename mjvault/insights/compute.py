@@ -16,7 +16,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mjvault.config.schema import DEFAULT_INSIGHTS_COST as DEFAULT_COST
-from mjvault.find.results import find, summaries
+from mjvault.find.results import summaries
+from mjvault.index.query import parse_query
+from mjvault.index.search import iter_search
 from mjvault.insights import aggregates
 from mjvault.insights.aggregates import PARAMS, UNDATED
 
@@ -55,9 +57,11 @@ def insights(
             words.append(f"since:{since.isoformat()}")
         if until is not None:
             words.append(f"until:{until.isoformat()}")
-        result = find(vault, " ".join(w for w in words if w), sort="oldest")
+        # Matches streamed a day at a time (iter_search), summaries read one by one: memory
+        # holds the counters, not the matches.
+        matching = iter_search(vault.index, parse_query(" ".join(w for w in words if w)))
         counters: Iterable[tuple[str, int]] = aggregates.recompute(
-            summaries(vault, result.job_ids)
+            summaries(vault, matching)
         ).items()
     else:
         counters = kept(vault.index)
