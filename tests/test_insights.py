@@ -19,10 +19,14 @@ from hypothesis import strategies as st
 from mjvault import Vault
 from mjvault.config import load_config
 from mjvault.config.types import NumberTable
+from mjvault.find.stats import job_stats
 from mjvault.index.db import Index, JobSummary
 from mjvault.insights import aggregates
 from mjvault.insights.compute import G2_THRESHOLD, build, cost_table, g2, insights, kept
+from mjvault.integrity.forget import forget_jobs
+from mjvault.sources.importer import import_archive
 from mjvault.store.crypto import VaultKeys
+from mjvault.testing.archive import write_sample_archive
 from tests.conftest import png_bytes, record_json
 
 WORDS = ("fox", "owl", "misty", "forest", "red", "neon", "city", "a", "the")
@@ -258,15 +262,22 @@ def test_golden_numbers(tmp_path: Path, encrypted: bool, request: pytest.Fixture
     assert foxes["totals"]["jobs"] == 2 and foxes["evolution"]["follow_ups"]["grids_followed"] == 1
 
 
-def test_a_forget_takes_its_jobs_out_of_the_counters(vault: Vault) -> None:
+def test_a_sync_and_a_forget_move_the_counters_and_a_rebuild_keeps_them(vault: Vault) -> None:
     _fill(vault)
     before = _kept(vault.index)
     assert before == _fresh(vault.index)
     with vault.writer("sync") as writer:
-        writer.add_job(record_json("late", "a late owl"), [])
-    assert _kept(vault.index) == _fresh(vault.index) != before
-    vault.rebuild_index()
+        writer.add_job(record_json("late", "a late owl", parent_id="g2"), [])
+    after = _kept(vault.index)
+    assert after == _fresh(vault.index) != before
+    assert after["g\tg2"] == 3  # the grid g2 is followed now
+    forget_jobs(vault, ["late", "g1"])
     assert _kept(vault.index) == _fresh(vault.index)
+    assert _kept(vault.index)["g\tg1"] == 2  # its upscale is still there; the grid is not
+    assert insights(vault)["evolution"]["follow_ups"]["grids_followed"] == 0
+    kept_now = _kept(vault.index)
+    vault.rebuild_index()
+    assert _kept(vault.index) == _fresh(vault.index) == kept_now
 
 
 def test_the_cost_table_comes_from_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -294,3 +305,50 @@ def test_the_cost_table_comes_from_config(monkeypatch: pytest.MonkeyPatch, tmp_p
         "video": 9.0,
         "minutes.grid": 2.0,
     }
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+def test_an_index_of_the_format_before_counters_is_rebuilt_with_them(
+    encrypted: bool, request: pytest.FixtureRequest
+) -> None:
+    vault = request.getfixturevalue("encrypted_vault" if encrypted else "vault")
+    _fill(vault)
+    index = vault.index
+    old = b"5s" if encrypted else b"5"
+    with index.env.begin(write=True) as txn:  # as format 5 left it: no counters
+        txn.drop(index.db[aggregates.TABLE], delete=False)
+        txn.put(b"format", old, db=index.db[b"meta"])
+    assert not _kept(index)
+    assert insights(vault)["totals"]["jobs"] == 5  # vault.index brought it up to date first
+    assert _kept(vault.index) == _fresh(vault.index) and _kept(vault.index)
+
+
+def test_golden_numbers_of_a_generated_archive(vault: Vault, tmp_path: Path) -> None:
+    write_sample_archive(tmp_path / "archive", jobs=40, seed=16)
+    import_archive(vault, tmp_path / "archive")
+    doc = insights(vault, today=dt.date(2026, 1, 1))
+    assert doc["totals"] == {
+        "jobs": 40,
+        "images": 133,
+        "undated": 0,
+        "first": "2023-02-14",
+        "last": "2025-11-12",
+        "days_active": 39,
+    }
+    # The same months and counts as `mjvault stats`' pass over every job, and the empty
+    # months between them.
+    stats = job_stats(vault)
+    months = {row["month"]: row for row in doc["activity"]["per_month"]}
+    assert len(months) == 34
+    assert [months[row["month"]] for row in stats["per_month"]] == stats["per_month"]
+    assert sum(row["jobs"] for row in months.values()) == stats["jobs"]
+    assert doc["activity"]["sessions"]["count"] == 40
+    assert doc["activity"]["streaks"]["longest"] == {
+        "days": 2,
+        "start": "2023-09-26",
+        "end": "2023-09-27",
+    }
+    follow = doc["evolution"]["follow_ups"]
+    assert (follow["grids"], follow["grids_followed"]) == (31, 13)
+    assert (doc["cost"]["gpu_minutes"], doc["cost"]["total"]) == (39.5, 2.6333)
+    assert (doc["ratings"]["jobs_with_record_fields"], doc["ratings"]["liked"]) == (40, 0)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from array import array
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mjvault.config.schema import DEFAULT_INSIGHTS_COST as DEFAULT_COST
-from mjvault.find.results import find, summaries
+from mjvault.find.results import summaries
+from mjvault.index.query import parse_query
+from mjvault.index.search import iter_search
 from mjvault.insights import aggregates
 from mjvault.insights.aggregates import PARAMS, UNDATED
 
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     from mjvault.vault import Vault
 
 VERSION = 1
+RELEASE_EVERY = 4096  # counters read between two releases of the index's mapped pages
 SESSION_GAP_MINUTES = 30
 TOP_TERMS = 20
 # Dunning's G² of one degree of freedom: 10.83 is the chi-squared critical value at p = 0.001.
@@ -53,9 +57,11 @@ def insights(
             words.append(f"since:{since.isoformat()}")
         if until is not None:
             words.append(f"until:{until.isoformat()}")
-        result = find(vault, " ".join(w for w in words if w), sort="oldest")
+        # Matches streamed a day at a time (iter_search), summaries read one by one: memory
+        # holds the counters, not the matches.
+        matching = iter_search(vault.index, parse_query(" ".join(w for w in words if w)))
         counters: Iterable[tuple[str, int]] = aggregates.recompute(
-            summaries(vault, result.job_ids)
+            summaries(vault, matching)
         ).items()
     else:
         counters = kept(vault.index)
@@ -68,11 +74,15 @@ def insights(
     return document
 
 
-def kept(index: Index) -> list[tuple[str, int]]:
-    """The counters the index keeps, read in one transaction."""
+def kept(index: Index) -> Iterator[tuple[str, int]]:
+    """The counters the index keeps, read in one transaction as they are consumed (there is
+    one a minute with a job, so never all of them in a list)."""
     db = index.db[aggregates.TABLE]
     with index._reading(), index.env.begin() as txn:
-        return list(aggregates.read(txn, db, index.layout))
+        for n, counter in enumerate(aggregates.read(txn, db, index.layout), 1):
+            if n % RELEASE_EVERY == 0:
+                index.release_pages()  # read in order: a few MB mapped at most
+            yield counter
 
 
 def _round(value: float) -> float:
@@ -115,7 +125,8 @@ def build(
     day_jobs: dict[str, int] = {}
     day_images: Counter[str] = Counter()
     hour_weekday = [[0] * 7 for _ in range(24)]
-    minutes: list[tuple[int, int]] = []
+    # Minutes with a job and their jobs: one entry a minute, kept compact (16 bytes).
+    minutes, minute_jobs = array("q"), array("q")
     models: dict[str, Counter[str]] = defaultdict(Counter)
     params: dict[str, Counter[str]] = defaultdict(Counter)
     words: Counter[str] = Counter()
@@ -139,7 +150,8 @@ def build(
             hour, weekday = rest.split("\t")
             hour_weekday[int(hour)][int(weekday)] += count
         elif kind == "mi":
-            minutes.append((int(rest), count))
+            minutes.append(int(rest))
+            minute_jobs.append(count)
         elif kind == "mv":
             month, model = rest.split("\t", 1)
             models[month][model] += count
@@ -187,7 +199,9 @@ def build(
             "last": days[-1] if days else None,
             "days_active": len(days),
         },
-        "activity": _activity(day_jobs, day_images, hour_weekday, minutes, today),
+        "activity": _activity(
+            day_jobs, day_images, hour_weekday, _sessions(minutes, minute_jobs), today
+        ),
         "evolution": {
             "models": [
                 {
@@ -251,7 +265,7 @@ def _activity(
     day_jobs: dict[str, int],
     day_images: Counter[str],
     hour_weekday: list[list[int]],
-    minutes: list[tuple[int, int]],
+    sessions: dict[str, Any],
     today: dt.date | None,
 ) -> dict[str, Any]:
     days = sorted(day_jobs)
@@ -286,7 +300,7 @@ def _activity(
         "heatmap": heatmap,
         "streaks": _streaks(days, today or dt.datetime.now(dt.UTC).date()),
         "hour_weekday": hour_weekday,
-        "sessions": _sessions(minutes),
+        "sessions": sessions,
     }
 
 
@@ -318,20 +332,27 @@ def _streaks(days: list[str], today: dt.date) -> dict[str, Any]:
     return {"longest": longest, "current": current}
 
 
-def _sessions(minutes: list[tuple[int, int]]) -> dict[str, Any]:
-    minutes.sort()
-    sessions: list[int] = []
+def _sessions(minutes: array[int], jobs: array[int]) -> dict[str, Any]:
+    """Runs of minutes each less than the gap after the one before. A plain index gives the
+    minutes in order; a sealed one in its tokens' order, so they are sorted then."""
+    order: Iterable[int] = range(len(minutes))
+    if any(minutes[i] > minutes[i + 1] for i in range(len(minutes) - 1)):
+        order = sorted(order, key=minutes.__getitem__)
+    count = total = longest = current = 0
     previous: int | None = None
-    for minute, count in minutes:
-        if previous is None or minute - previous >= SESSION_GAP_MINUTES:
-            sessions.append(0)
-        sessions[-1] += count
-        previous = minute
+    for i in order:
+        if previous is None or minutes[i] - previous >= SESSION_GAP_MINUTES:
+            count += 1
+            current = 0
+        current += jobs[i]
+        total += jobs[i]
+        longest = max(longest, current)
+        previous = minutes[i]
     return {
-        "count": len(sessions),
+        "count": count,
         "gap_minutes": SESSION_GAP_MINUTES,
-        "mean_jobs": _round(sum(sessions) / len(sessions)) if sessions else None,
-        "longest_jobs": max(sessions, default=0),
+        "mean_jobs": _round(total / count) if count else None,
+        "longest_jobs": longest,
     }
 
 
