@@ -250,6 +250,20 @@ class Date(ValueType):
 _COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 6265 token
 
 
+def _text_pairs(text: str, form: str, *, strip: str | None) -> dict[str, object]:
+    """A table written as text, ``a=1; b=2`` (empty parts skipped), its names and values
+    trimmed of ``strip`` (None: any whitespace)."""
+    pairs: dict[str, object] = {}
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"expected {form}, got {part.strip()!r}")
+        pairs[name.strip(strip)] = value.strip(strip)
+    return pairs
+
+
 def _is_control(char: str) -> bool:
     return ord(char) < 0x20 or ord(char) == 0x7F
 
@@ -261,15 +275,8 @@ class CookieMap(ValueType):
 
     def parse(self, raw: object, *, from_text: bool) -> dict[str, str]:
         if isinstance(raw, str):
-            pairs: dict[str, object] = {}
-            for part in raw.split(";"):
-                if not part.strip():
-                    continue
-                name, sep, value = part.partition("=")
-                if not sep:
-                    raise ValueError(f"expected name=value; name2=value2, got {part.strip()!r}")
-                pairs[name.strip(" ")] = value.strip(" ")
-            raw = pairs
+            # Only spaces are trimmed: a cookie's value is kept as the header gave it.
+            raw = _text_pairs(raw, "name=value; name2=value2", strip=" ")
         _expect(raw, Mapping, "a table of cookie names and values")
         assert isinstance(raw, Mapping)
         cookies: dict[str, str] = {}
@@ -338,15 +345,7 @@ class NumberTable(ValueType):
 
     def parse(self, raw: object, *, from_text: bool) -> dict[str, float]:
         if isinstance(raw, str):
-            pairs: dict[str, object] = {}
-            for part in raw.split(";"):
-                if not part.strip():
-                    continue
-                name, sep, value = part.partition("=")
-                if not sep:
-                    raise ValueError(f"expected name=number; name2=number, got {part.strip()!r}")
-                pairs[name.strip()] = value.strip()
-            raw = pairs
+            raw = _text_pairs(raw, "name=number; name2=number", strip=None)
         _expect(raw, Mapping, "a table of names and numbers")
         assert isinstance(raw, Mapping)
         table: dict[str, float] = {}
