@@ -336,8 +336,9 @@ def test_a_sealed_update_stopped_between_transactions_is_finished(
 
 # -- a plain vault's index, byte for byte -----------------------------------------------------
 # The digest of the tables below as the code before sealed indexes wrote them (format 5), then
-# with format 6's insights table and summary fields (parent, video, like, rank).
-PLAIN_DIGEST = "2579f5c88360d8e07474b465aea93f4b446cb7bf256369876e23ff824976b37b"
+# with format 6's insights table and summary fields (parent, video, like, rank), then format 7's
+# insights counters (words without URLs, by type, jobs and images a minute).
+PLAIN_DIGEST = "68abce5fd7dfbea42ddad4001a202fff4d88d0f625bbc9f5b5ee7e4cda8e79e1"
 
 
 def _fixed_summaries() -> Iterator[tuple[str, JobSummary | None]]:

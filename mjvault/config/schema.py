@@ -263,6 +263,14 @@ class InsightsSection:
         "minutes, priced at `price_per_fast_hour` (USD). Entries given replace the defaults "
         "one by one; sub-tables name entries by path (`[insights.cost.minutes] grid = 1`).",
     )
+    timezone: str = setting(
+        "",
+        t.Text(allow_empty=True),
+        "The time zone insights tell days, weeks, hours, streaks and sessions in (an IANA "
+        "name, `Europe/Paris`); empty: the machine's (`TZ`, else /etc/localtime). Exact in "
+        "any zone, DST and half-hour offsets included; monthly evolution and cost stay in "
+        "UTC months.",
+    )
 
 
 @dataclass(frozen=True)

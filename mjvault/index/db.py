@@ -50,7 +50,9 @@ from mjvault.tree import JobEntry
 #    and `live` replace `dates`, `times` and `counts`.
 # 6: the insights table (mjvault/insights/aggregates.py); summaries hold a job's parent,
 #    video, like and rank.
-INDEX_FORMAT = b"6"
+# 7: insights counters count prompt words without image-prompt URLs, jobs and images by type,
+#    and jobs and images a minute in one counter instead of day and hour counters.
+INDEX_FORMAT = b"7"
 MAP_SIZE = 1 << 36  # address space only: LMDB files are sparse and grow as needed
 MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
 NEW_ENV_ROOM = 256 << 10  # free bytes a new environment needs: its lock file and first pages

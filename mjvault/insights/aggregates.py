@@ -10,19 +10,25 @@ jobs only, so both answers share one definition.
 Keys are text, fields separated by a tab (no term, month or job id holds one):
 
 - ``jobs``, ``images``, ``undated``: totals;
-- ``d <day>`` jobs and ``di <day>`` images a day (``YYYY-MM-DD``, UTC);
-- ``hw <hour> <weekday>``: jobs by hour of day and weekday (0 = Monday);
-- ``mi <minute>``: jobs a minute since the epoch (12 digits: keys sort by time), for sessions;
+- ``mi <minute>``: jobs and images a minute since the epoch (12 digits: keys sort by time),
+  one number, ``jobs + images * IMAGES``: days, weeks, hours and sessions in any time zone
+  come from these, exactly, read in time order with nothing held per minute (one counter
+  where two would double the largest kind of counter);
 - ``mv <month> <model>``, ``mp <month> <param>``, ``ml <month>`` (prompt words, summed),
   ``mg <month>`` (grids), ``mf <month>`` (jobs that follow another);
 - ``g <job id>``: 1 for a grid, plus 2 for each job that names it as its parent, so a grid
   was followed exactly when its counter is odd and above 1;
 - ``lk <month>``, ``rf <month>`` (jobs whose record tells like or rank), ``rk <month> <rank>``;
-- ``tm <month> <term>``: jobs whose prompt holds the term;
+- ``ty <month> <type>`` jobs and ``tyi <month> <type>`` images by job type;
+- ``tm <month> <term>``: jobs whose prompt holds the term: its words as search has them,
+  image-prompt URLs left out (``mjvault.find.anonymize.scrub``), so an anonymized document
+  may show them (a prompt holds no ``--param``: the index keeps parameters apart);
 - ``c <month> <type> <speed> <model> <quality> <video> <draft>``: jobs, priced by the cost
   table when the document is made (so a new table needs no rebuild).
 
-Undated jobs have the month ``-`` and no day, hour or minute.
+Undated jobs have the month ``-`` and no minute. In a sealed index the minute counters' keys
+are ``00`` and the minute (8 bytes big-endian) instead of a token, so they are read in time
+order too: the index's ``docs`` table keeps every job's time in the clear already.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from mjvault.find.anonymize import scrub
 from mjvault.find.stats import _telling, version_label
 from mjvault.index.bitmaps import SEP
 from mjvault.text import search_tokens
@@ -64,6 +71,11 @@ PARAMS = {
 SPEEDS = ("turbo", "fast", "relax")  # a job's mode, when its command names one
 _COUNT = struct.Struct(">q")
 MAX_KEY = 480  # LMDB keys are at most 511 bytes
+# A minute counter is jobs + images * IMAGES (both sums, so the counter is still a sum of
+# what each job adds); a minute holds fewer than 2**32 jobs.
+IMAGES = 1 << 32
+MINUTE = "mi"
+_SEALED_MINUTE = struct.Struct(">BQ")  # 00, then the minute: below every token (no 00 byte)
 
 
 def month_of(summary: JobSummary) -> str:
@@ -89,11 +101,9 @@ def contributions(summary: JobSummary) -> Counter[str]:
     if when is None:
         out["undated"] += 1
     else:
-        day = when.strftime("%Y-%m-%d")
-        out[f"d\t{day}"] += 1
-        out[f"di\t{day}"] += images
-        out[f"hw\t{when.hour}\t{when.weekday()}"] += 1
-        out[f"mi\t{int(when.timestamp()) // 60:012d}"] += 1
+        # A time before 1970 (never a Midjourney job's) counts at the epoch: keys stay sorted.
+        minute = max(0, int(when.timestamp()) // 60)
+        out[f"{MINUTE}\t{minute:012d}"] += 1 + images * IMAGES
     params = summary.params
     model = version_label(params)
     out[f"mv\t{month}\t{model}"] += 1
@@ -102,6 +112,9 @@ def contributions(summary: JobSummary) -> Counter[str]:
         if shown is not None:
             out[f"mp\t{month}\t{shown}"] += 1
     out[f"ml\t{month}"] += summary.length
+    if "\t" not in summary.type:
+        out[f"ty\t{month}\t{summary.type}"] += 1
+        out[f"tyi\t{month}\t{summary.type}"] += images
     if is_grid(summary):
         out[f"mg\t{month}"] += 1
         out[f"g\t{summary.job_id}"] += 1
@@ -114,7 +127,7 @@ def contributions(summary: JobSummary) -> Counter[str]:
         out[f"lk\t{month}"] += 1
     if summary.ranking is not None:
         out[f"rk\t{month}\t{summary.ranking}"] += 1
-    for term in set(search_tokens(summary.prompt)):
+    for term in set(search_tokens(scrub(summary.prompt))):
         if _telling(term) and "\t" not in term:
             out[f"tm\t{month}\t{term}"] += 1
     quality = params.get("quality", "1")
@@ -136,9 +149,18 @@ def difference(old: JobSummary | None, new: JobSummary | None) -> Counter[str]:
     return Counter({k: v for k, v in delta.items() if v})
 
 
+def minute_of(key: str) -> int | None:
+    """The minute a counter's name gives, if it is a minute counter."""
+    kind, _, rest = key.partition("\t")
+    return int(rest) if kind == MINUTE else None
+
+
 def _stored_key(layout: Layout, key: str) -> bytes:
     raw = key.encode("utf-8")
     if layout.sealer is not None:
+        minute = minute_of(key)
+        if minute is not None:
+            return _SEALED_MINUTE.pack(0, minute)
         return layout.sealer.token(TABLE, raw)
     if len(raw) > MAX_KEY:  # a long parent id or term: cut, as the lists cut their parts
         raw = raw[:MAX_KEY]
@@ -174,7 +196,8 @@ def _open(layout: Layout, stored: bytes, value: bytes | memoryview) -> tuple[str
 
 
 def read(txn: lmdb.Transaction, db: Any, layout: Layout) -> Iterator[tuple[str, int]]:
-    """Every kept counter: in key order in a plain index, in token order in a sealed one."""
+    """Every kept counter: the minute counters in time order (plain: by name; sealed: by their
+    clear keys, which come first), the others in key order or in their tokens' order."""
     for stored, value in txn.cursor(db=db):
         yield _open(layout, bytes(stored), value)
 

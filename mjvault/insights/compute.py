@@ -4,13 +4,20 @@ ratings and a cost estimate, built from counters (mjvault/insights/aggregates.py
 Unfiltered, the counters are the ones the index keeps: a read of one table, whatever the number
 of jobs. A date or query filter sums the same counters over the matching jobs only, one summary
 at a time (memory grows with the counters, not with the jobs).
+
+Days, weeks, activity months, hours and sessions come from the minute counters, read in time
+order and folded into per-day sums as they come: memory holds a few numbers a day with a job,
+never one a minute, in a plain or a sealed index alike. They are in the document's time zone,
+exactly (DST and half-hour zones included: a minute knows its offset); the months of the
+evolution, terms, ratings and cost are UTC months, as their counters are keyed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from array import array
+import os
+import zoneinfo
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -20,13 +27,15 @@ from mjvault.find.results import summaries
 from mjvault.index.query import parse_query
 from mjvault.index.search import iter_search
 from mjvault.insights import aggregates
-from mjvault.insights.aggregates import PARAMS, UNDATED
+from mjvault.insights.aggregates import IMAGES, PARAMS, UNDATED
 
 if TYPE_CHECKING:
     from mjvault.index.db import Index
     from mjvault.vault import Vault
 
 VERSION = 1
+EPOCH = dt.date(1970, 1, 1)
+OFFSET_STEP = 15  # minutes: every time zone's offset changes on a quarter hour (UTC)
 RELEASE_EVERY = 4096  # counters read between two releases of the index's mapped pages
 SESSION_GAP_MINUTES = 30
 TOP_TERMS = 20
@@ -48,8 +57,10 @@ def insights(
     *,
     cost: Mapping[str, float] | None = None,
     today: dt.date | None = None,
+    tz: str | None = None,
 ) -> dict[str, Any]:
-    """The insights document of ``vault``'s jobs (HEAD), or of those matching the filters."""
+    """The insights document of ``vault``'s jobs (HEAD), or of those matching the filters;
+    ``tz``: an IANA time zone name (None or "": the machine's)."""
     filtered = since is not None or until is not None or bool(query and query.strip())
     if filtered:
         words = [query or ""]
@@ -60,12 +71,13 @@ def insights(
         # Matches streamed a day at a time (iter_search), summaries read one by one: memory
         # holds the counters, not the matches.
         matching = iter_search(vault.index, parse_query(" ".join(w for w in words if w)))
-        counters: Iterable[tuple[str, int]] = aggregates.recompute(
-            summaries(vault, matching)
-        ).items()
+        # Sorted: the minute counters in time order, as the index reads them.
+        counters: Iterable[tuple[str, int]] = sorted(
+            aggregates.recompute(summaries(vault, matching)).items()
+        )
     else:
         counters = kept(vault.index)
-    document = build(counters, cost=cost_table(cost), today=today)
+    document = build(counters, cost=cost_table(cost), today=today, tz=zone(tz))
     document["filter"] = {
         "since": since.isoformat() if since else None,
         "until": until.isoformat() if until else None,
@@ -83,6 +95,83 @@ def kept(index: Index) -> Iterator[tuple[str, int]]:
             if n % RELEASE_EVERY == 0:
                 index.release_pages()  # read in order: a few MB mapped at most
             yield counter
+
+
+def zone(name: str | None) -> dt.tzinfo:
+    """The time zone named ``name`` (IANA), or the machine's when None or empty: ``TZ``, else
+    the zone /etc/localtime links to, else the machine's current offset."""
+    if name:
+        try:
+            return zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown time zone {name!r} (an IANA name: Europe/Paris)") from e
+    for candidate in (os.environ.get("TZ", "").lstrip(":"), _localtime_name()):
+        if candidate:
+            try:
+                return zoneinfo.ZoneInfo(candidate)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                pass
+    return dt.datetime.now().astimezone().tzinfo or dt.UTC
+
+
+def _localtime_name() -> str:
+    try:
+        target = os.path.realpath("/etc/localtime")
+    except OSError:
+        return ""
+    _, found, name = target.partition("/zoneinfo/")
+    return name if found else ""
+
+
+def zone_name(tz: dt.tzinfo) -> str:
+    return str(getattr(tz, "key", None) or tz.tzname(None) or tz)
+
+
+class _Clock:
+    """Minutes since the epoch (UTC) to the zone's day and minute of day; the offset is
+    looked up once a quarter hour of the minutes given (in time order, a few per day)."""
+
+    def __init__(self, tz: dt.tzinfo) -> None:
+        self.tz = tz
+        self.step = -1
+        self.offset = 0
+
+    def local(self, minute: int) -> int:
+        step = minute // OFFSET_STEP
+        if step != self.step:
+            self.step = step
+            moment = dt.datetime.fromtimestamp(step * OFFSET_STEP * 60, dt.UTC)
+            offset = moment.astimezone(self.tz).utcoffset() or dt.timedelta()
+            self.offset = int(offset.total_seconds()) // 60
+        return minute + self.offset
+
+
+class _Sessions:
+    """Runs of minutes with jobs, each less than the gap after the one before, counted as the
+    minutes come (in time order): nothing is held but the current run."""
+
+    def __init__(self) -> None:
+        self.count = self.total = self.longest = self.current = 0
+        self.previous: int | None = None
+
+    def add(self, minute: int, jobs: int) -> None:
+        if self.previous is not None and minute < self.previous:
+            raise ValueError("minute counters must come in time order")
+        if self.previous is None or minute - self.previous >= SESSION_GAP_MINUTES:
+            self.count += 1
+            self.current = 0
+        self.current += jobs
+        self.total += jobs
+        self.longest = max(self.longest, self.current)
+        self.previous = minute
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "gap_minutes": SESSION_GAP_MINUTES,
+            "mean_jobs": _round(self.total / self.count) if self.count else None,
+            "longest_jobs": self.longest,
+        }
 
 
 def _round(value: float) -> float:
@@ -118,15 +207,19 @@ def build(
     *,
     cost: Mapping[str, float] | None = None,
     today: dt.date | None = None,
+    tz: dt.tzinfo = dt.UTC,
 ) -> dict[str, Any]:
-    """The document (without ``filter``) from counters, in any order."""
+    """The document (without ``filter``) from counters: the minute counters in time order
+    among themselves (as the index reads them), the others in any order."""
     table = cost_table(cost)
     totals: Counter[str] = Counter()
-    day_jobs: dict[str, int] = {}
-    day_images: Counter[str] = Counter()
+    clock = _Clock(tz)
+    sessions = _Sessions()
+    # Days since the epoch in ``tz``: [jobs, images]. A few numbers a day with a job.
+    by_day: dict[int, list[int]] = {}
     hour_weekday = [[0] * 7 for _ in range(24)]
-    # Minutes with a job and their jobs: one entry a minute, kept compact (16 bytes).
-    minutes, minute_jobs = array("q"), array("q")
+    types: dict[str, Counter[str]] = defaultdict(Counter)
+    type_images: dict[str, Counter[str]] = defaultdict(Counter)
     models: dict[str, Counter[str]] = defaultdict(Counter)
     params: dict[str, Counter[str]] = defaultdict(Counter)
     words: Counter[str] = Counter()
@@ -142,16 +235,24 @@ def build(
         kind, _, rest = key.partition("\t")
         if kind in ("jobs", "images", "undated"):
             totals[kind] += count
-        elif kind == "d":
-            day_jobs[rest] = day_jobs.get(rest, 0) + count
-        elif kind == "di":
-            day_images[rest] += count
-        elif kind == "hw":
-            hour, weekday = rest.split("\t")
-            hour_weekday[int(hour)][int(weekday)] += count
         elif kind == "mi":
-            minutes.append(int(rest))
-            minute_jobs.append(count)
+            minute = int(rest)
+            jobs, images = count % IMAGES, count // IMAGES
+            sessions.add(minute, jobs)
+            local = clock.local(minute)
+            day = local // 1440
+            sums = by_day.get(day)
+            if sums is None:
+                sums = by_day[day] = [0, 0]
+            sums[0] += jobs
+            sums[1] += images
+            hour_weekday[local // 60 % 24][(day + 3) % 7] += jobs  # 1970-01-01: a Thursday
+        elif kind == "ty":
+            month, name = rest.split("\t", 1)
+            types[month][name] += count
+        elif kind == "tyi":
+            month, name = rest.split("\t", 1)
+            type_images[month][name] += count
         elif kind == "mv":
             month, model = rest.split("\t", 1)
             models[month][model] += count
@@ -187,8 +288,17 @@ def build(
     jobs_a_month: Counter[str] = Counter()
     for month, by_model in models.items():
         jobs_a_month[month] = sum(by_model.values())
+    day_jobs: dict[str, int] = {}
+    day_images: dict[str, int] = {}
+    for number, (jobs, images) in by_day.items():
+        name = (EPOCH + dt.timedelta(days=number)).isoformat()
+        day_jobs[name], day_images[name] = jobs, images
     days = sorted(day_jobs)
-    months = _months_between(days[0][:7], days[-1][:7]) if days else []
+    # Evolution's months are UTC months (their counters'): from the first to the last of them.
+    dated = sorted(m for m in jobs_a_month if m != UNDATED)
+    months = _months_between(dated[0], dated[-1]) if dated else []
+    if today is None:
+        today = dt.datetime.now(tz).date()
     return {
         "v": VERSION,
         "totals": {
@@ -199,9 +309,10 @@ def build(
             "last": days[-1] if days else None,
             "days_active": len(days),
         },
-        "activity": _activity(
-            day_jobs, day_images, hour_weekday, _sessions(minutes, minute_jobs), today
-        ),
+        "activity": {
+            "timezone": zone_name(tz),
+            **_activity(day_jobs, day_images, hour_weekday, sessions.document(), today),
+        },
         "evolution": {
             "models": [
                 {
@@ -236,6 +347,7 @@ def build(
                 ],
             },
         },
+        "types": _types(types, type_images, months),
         "terms": _terms(terms, months, jobs_a_month),
         "ratings": _ratings(liked, with_fields, ranks, months),
         "cost": _cost(table, priced, months),
@@ -263,10 +375,10 @@ def _minutes(
 
 def _activity(
     day_jobs: dict[str, int],
-    day_images: Counter[str],
+    day_images: dict[str, int],
     hour_weekday: list[list[int]],
     sessions: dict[str, Any],
-    today: dt.date | None,
+    today: dt.date,
 ) -> dict[str, Any]:
     days = sorted(day_jobs)
     per_day: list[dict[str, Any]] = []
@@ -298,7 +410,7 @@ def _activity(
         "per_week": [{"week": w, "jobs": c[0], "images": c[1]} for w, c in weeks.items()],
         "per_month": [{"month": m, "jobs": c[0], "images": c[1]} for m, c in months.items()],
         "heatmap": heatmap,
-        "streaks": _streaks(days, today or dt.datetime.now(dt.UTC).date()),
+        "streaks": _streaks(days, today),
         "hour_weekday": hour_weekday,
         "sessions": sessions,
     }
@@ -332,27 +444,27 @@ def _streaks(days: list[str], today: dt.date) -> dict[str, Any]:
     return {"longest": longest, "current": current}
 
 
-def _sessions(minutes: array[int], jobs: array[int]) -> dict[str, Any]:
-    """Runs of minutes each less than the gap after the one before. A plain index gives the
-    minutes in order; a sealed one in its tokens' order, so they are sorted then."""
-    order: Iterable[int] = range(len(minutes))
-    if any(minutes[i] > minutes[i + 1] for i in range(len(minutes) - 1)):
-        order = sorted(order, key=minutes.__getitem__)
-    count = total = longest = current = 0
-    previous: int | None = None
-    for i in order:
-        if previous is None or minutes[i] - previous >= SESSION_GAP_MINUTES:
-            count += 1
-            current = 0
-        current += jobs[i]
-        total += jobs[i]
-        longest = max(longest, current)
-        previous = minutes[i]
+def _types(
+    jobs: dict[str, Counter[str]], images: dict[str, Counter[str]], months: list[str]
+) -> dict[str, Any]:
+    whole: Counter[str] = Counter()
+    whole_images: Counter[str] = Counter()
+    for by_type in jobs.values():
+        whole.update(by_type)
+    for by_type in images.values():
+        whole_images.update(by_type)
+    order = sorted(whole, key=lambda name: (-whole[name], name))
     return {
-        "count": count,
-        "gap_minutes": SESSION_GAP_MINUTES,
-        "mean_jobs": _round(total / count) if count else None,
-        "longest_jobs": longest,
+        "total": [{"type": t, "jobs": whole[t], "images": whole_images[t]} for t in order],
+        "per_month": [
+            {
+                "month": m,
+                "jobs": {t: n for t in order if (n := jobs.get(m, Counter())[t])},
+                "images": {t: n for t in order if (n := images.get(m, Counter())[t])},
+            }
+            for m in months
+        ],
+        "undated": {t: n for t in order if (n := jobs.get(UNDATED, Counter())[t])},
     }
 
 
@@ -467,4 +579,4 @@ def _cost(
     }
 
 
-__all__ = ["PARAMS", "insights", "build", "kept", "cost_table", "g2"]
+__all__ = ["PARAMS", "insights", "build", "kept", "cost_table", "g2", "zone"]
