@@ -124,6 +124,8 @@ def test_an_apply_stopped_midway_and_applied_again_counts_each_job_once(
     tmp_path: Path, small_transactions: None, sealed: bool
 ) -> None:
     index = Index(tmp_path / "idx", VaultKeys(bytes(32)) if sealed else None)
+    first = _summary(99, 0, 0, ["owl"], 0, 0)
+    index.apply([(first.job_id, first)], "0" * 40)  # an index with a tree: counters go with jobs
     jobs = [_summary(n, n, n % 24, ["fox", f"w{n % 5}"], n % 4, n % 6) for n in range(40)]
     changes = [(s.job_id, s) for s in jobs]
     for stop in (3, 17, 33):
@@ -131,7 +133,34 @@ def test_an_apply_stopped_midway_and_applied_again_counts_each_job_once(
             index.apply(_stopping_after(changes, stop), "1" * 40)
         assert _kept(index) == _fresh(index)
     index.apply(changes, "1" * 40)
+    assert _kept(index) == _fresh(index) == +aggregates.recompute([first, *jobs])
+    index.close()
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
+def test_an_index_built_from_nothing_writes_its_bucket_counters_once_with_its_tree(
+    tmp_path: Path, small_transactions: None, sealed: bool
+) -> None:
+    """From nothing, month, term and cost counters wait in memory: an index stopped before
+    its tree is written is not current (the vault empties and builds it again), and one
+    finished, even after stops in the same process, holds exactly its jobs' counters."""
+    index = Index(tmp_path / "idx", VaultKeys(bytes(32)) if sealed else None)
+    jobs = [_summary(n, n, n % 24, ["fox", f"w{n % 5}"], n % 4, n % 6) for n in range(40)]
+    changes = [(s.job_id, s) for s in jobs]
+    with pytest.raises(KeyboardInterrupt):
+        index.apply(_stopping_after(changes, 17), "1" * 40)
+    assert index.indexed_tree() is None and index.interrupted() is None
+    kept_now = _kept(index)
+    assert not any(k.startswith(("tm\t", "c\t", "mv\t")) for k in kept_now)
+    assert {k: v for k, v in kept_now.items() if k.startswith(aggregates.PER_JOB)} == {
+        k: v for k, v in _fresh(index).items() if k.startswith(aggregates.PER_JOB)
+    }
+    index.apply(changes[:30], None)  # a batch of a rebuild: still no tree
+    index.apply(changes[30:], "1" * 40)
     assert _kept(index) == _fresh(index) == +aggregates.recompute(jobs)
+    index.clear()  # what a stopped build's next sync does: nothing waits any more
+    index.apply(changes[:5], "2" * 40)
+    assert _kept(index) == _fresh(index) == +aggregates.recompute(jobs[:5])
     index.close()
 
 

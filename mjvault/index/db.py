@@ -553,6 +553,9 @@ class Index:
             self._seal()
         # Insights' changes of the jobs the current write transaction of apply() has written.
         self._insights: Counter[str] = Counter()
+        # An index built from nothing: the changes of its bucket counters (months, terms,
+        # cost keys), summed in memory until the apply that names its tree writes them once.
+        self._deferred: Counter[str] = Counter()
         # Set by the vault: an image object's media kind (MediaKinds), filled into summaries.
         self.media_kinds: Callable[[tuple[str | None, ...]], tuple[str | None, ...]] | None = None
 
@@ -710,15 +713,24 @@ class Index:
         items = _Lookahead(iter(changes))
         first = True
         next_doc: int | None = None
+        defer = False
         while True:
             with self._reading(), self.env.begin() as txn:
                 if next_doc is None:
                     next_doc = _next_doc(txn, meta)
+                    # Built from nothing (no tree, no update to finish): an index stopped
+                    # before its tree is written is emptied and built again (Vault.sync_index),
+                    # so its bucket counters can wait in memory and be written once, at the
+                    # end, instead of read, changed and written by every transaction.
+                    defer = (
+                        txn.get(b"tree", db=meta) is None and txn.get(b"applying", db=meta) is None
+                    )
                 writes, next_doc = self._plan(txn, items, next_doc)
             last_group = items.exhausted()
             pending = iter(writes)
             while True:
                 more = False
+                deferred: Counter[str] | None = None
                 with self.writing() as txn:
                     self._insights.clear()  # a failed transaction's, if any
                     for written, write in enumerate(pending, 1):
@@ -728,11 +740,20 @@ class Index:
                         if written >= POSTINGS_PER_TXN:
                             more = True
                             break
-                    # The jobs this transaction wrote, their insights with them (never apart:
-                    # a stop between the two would count a job twice, or never).
-                    aggregates.write(txn, kept, self.layout, self._insights)
-                    self._insights.clear()
                     finished = last_group and not more
+                    # The jobs this transaction wrote, their insights with them (never apart:
+                    # a stop between the two would count a job twice, or never), but for the
+                    # bucket counters of an index built from nothing, written with its tree.
+                    now: Counter[str] = self._insights
+                    if defer:
+                        now, later = aggregates.split(self._insights)
+                        deferred = Counter(self._deferred)
+                        deferred.update(later)  # not +: a change may be negative
+                        if finished and tree is not None:
+                            now.update(deferred)
+                            deferred = Counter()
+                    aggregates.write(txn, kept, self.layout, now)
+                    self._insights.clear()
                     if finished:
                         txn.put(b"format", self.layout.format, db=meta)
                         if tree is None:
@@ -748,6 +769,8 @@ class Index:
                                 b"applying", bytes(start) + b" " + tree.encode("ascii"), db=meta
                             )
                         txn.delete(b"tree", db=meta)
+                if deferred is not None:
+                    self._deferred = deferred  # committed: its jobs are in the index
                 first = False
                 self.pages.release()
                 if finished:
@@ -866,6 +889,7 @@ class Index:
         self.apply((), None)
 
     def clear(self) -> None:
+        self._deferred = Counter()
         try:
             with self.env.begin(write=True) as txn:
                 for name in TABLES:

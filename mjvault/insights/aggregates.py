@@ -155,6 +155,20 @@ def minute_of(key: str) -> int | None:
     return int(rest) if kind == MINUTE else None
 
 
+# Counters a job mostly has alone (its minute, its grid's): nothing gained by summing them in
+# memory before writing. The rest are buckets (months, terms, cost keys) many jobs share.
+PER_JOB = (f"{MINUTE}\t", "g\t")
+
+
+def split(delta: Counter[str]) -> tuple[Counter[str], Counter[str]]:
+    """``delta`` as (its per-job counters, its bucket counters)."""
+    per_job: Counter[str] = Counter()
+    buckets: Counter[str] = Counter()
+    for key, change in delta.items():
+        (per_job if key.startswith(PER_JOB) else buckets)[key] = change
+    return per_job, buckets
+
+
 def _stored_key(layout: Layout, key: str) -> bytes:
     raw = key.encode("utf-8")
     if layout.sealer is not None:

@@ -2,14 +2,16 @@
 """Insights from the counters the index keeps, against `mjvault stats`' pass over every job.
 
     python scripts/bench/bench_insights.py [--jobs 100000] [--runs 5] [--update 50]
-        [--kind plain|sealed] [--workdir DIR]
+        [--kind plain|sealed] [--workdir DIR] [--only job_stats,insights]
 
 Builds an index of bench_sealed_index.py's ``--jobs`` summaries twice, timed: with the insights
 counters (what the index does) and without them (what it did before), which is the counters'
 cost to a rebuild. Then, ``--runs`` rounds, each in a fresh process (so each peak RSS is its
 own): the anchor, ``job_stats`` (one pass over every summary); ``insights`` from the kept
 counters; and an update of ``--update`` jobs (their prompts changed) applied with and without
-the counters. Best and median of each, and the peak RSS of each process.
+the counters. Best and median of each, and the peak RSS of each process. ``--only`` times
+those measurements alone (without ``update-bare`` the build without counters is skipped; with ``build-nodefer`` a
+build that writes every counter in the transaction of its jobs is timed too).
 """
 
 from __future__ import annotations
@@ -44,11 +46,19 @@ def _no_counters() -> None:
     aggregates.difference = lambda old, new: Counter()  # type: ignore[assignment]
 
 
-def build(workdir: Path, kind: str, jobs: int, counters: bool) -> float:
-    name = kind if counters else f"{kind}-bare"
+def _no_deferring() -> None:
+    # Every counter written by the transaction of its jobs, as before a build from nothing
+    # kept its bucket counters in memory.
+    aggregates.split = lambda delta: (Counter(delta), Counter())  # type: ignore[assignment]
+
+
+def build(workdir: Path, kind: str, jobs: int, counters: bool, defer: bool = True) -> float:
+    name = kind if counters and defer else f"{kind}-bare" if not counters else f"{kind}-nodefer"
     shutil.rmtree(workdir / name, ignore_errors=True)
     if not counters:
         _no_counters()
+    if not defer:
+        _no_deferring()
     index = Index(workdir / name, KEYS if kind == "sealed" else None)
     started = time.perf_counter()
     index.apply(summaries(jobs), "0" * 64)
@@ -64,8 +74,11 @@ def measure(workdir: Path, kind: str, what: str, jobs: int, update: int) -> dict
     from mjvault.insights.compute import kept
 
     keys = KEYS if kind == "sealed" else None
-    if what in ("build", "build-bare"):
-        return {"seconds": build(workdir, kind, jobs, what == "build"), "rss_mb": peak_rss_mb()}
+    if what in ("build", "build-bare", "build-nodefer"):
+        took = build(workdir, kind, jobs, what != "build-bare", what != "build-nodefer")
+        if what == "build-nodefer":
+            shutil.rmtree(workdir / f"{kind}-nodefer", ignore_errors=True)
+        return {"seconds": took, "rss_mb": peak_rss_mb()}
     if what == "job_stats":
         index = Index(workdir / kind, keys)
         started = time.perf_counter()
@@ -109,7 +122,12 @@ def main() -> None:
         "--reuse", action="store_true", help="time no builds: use the indexes of a run before"
     )
     parser.add_argument(
-        "--measure", choices=(*WHATS, "build", "build-bare"), help=argparse.SUPPRESS
+        "--only", default=",".join(WHATS), help="comma-separated measurements to time"
+    )
+    parser.add_argument(
+        "--measure",
+        choices=(*WHATS, "build", "build-bare", "build-nodefer"),
+        help=argparse.SUPPRESS,
     )
     args = parser.parse_args()
     if args.measure:
@@ -125,29 +143,37 @@ def main() -> None:
         return dict(json.loads(out))
 
     # Each build in its own process: the one without counters turns them off in it alone.
+    whats = [w for w in WHATS if w in args.only.split(",")]
     print(f"{args.jobs} jobs, {args.kind} index, {args.runs} runs")
     if not args.reuse:
-        with_counters = run("build")["seconds"]
-        bare = run("build-bare")["seconds"]
+        built = run("build")
         print(
-            f"  build with counters {with_counters:8.2f} s   without {bare:8.2f} s   "
-            f"ratio {with_counters / bare:.2f}"
+            f"  build with counters {built['seconds']:8.2f} s   peak RSS {built['rss_mb']:7.1f} MB"
         )
-    results: dict[str, list[dict[str, float]]] = {w: [] for w in WHATS}
+        if "build-nodefer" in args.only.split(","):
+            every = run("build-nodefer")
+            print(
+                f"  build, counters written every transaction {every['seconds']:8.2f} s   "
+                f"peak RSS {every['rss_mb']:7.1f} MB"
+            )
+        if "update-bare" in whats:
+            bare = run("build-bare")["seconds"]
+            print(f"  build without {bare:8.2f} s   ratio {built['seconds'] / bare:.2f}")
+    results: dict[str, list[dict[str, float]]] = {w: [] for w in whats}
     for _ in range(args.runs):
-        for what in WHATS:
+        for what in whats:
             results[what].append(run(what))
-    for what in WHATS:
+    for what in whats:
         seconds = [r["seconds"] for r in results[what]]
         rss = max(r["rss_mb"] for r in results[what])
         print(
             f"  {what:<12} best {min(seconds) * 1000:10.1f} ms  median "
             f"{statistics.median(seconds) * 1000:10.1f} ms  peak RSS {rss:7.1f} MB"
         )
-    anchor = min(r["seconds"] for r in results["job_stats"])
-    print(
-        f"  job_stats / insights (best): {anchor / min(r['seconds'] for r in results['insights']):.1f}x"
-    )
+    if "job_stats" in results and "insights" in results:
+        anchor = min(r["seconds"] for r in results["job_stats"])
+        best = min(r["seconds"] for r in results["insights"])
+        print(f"  job_stats / insights (best): {anchor / best:.1f}x")
 
 
 if __name__ == "__main__":
