@@ -730,7 +730,8 @@ class Index:
             pending = iter(writes)
             while True:
                 more = False
-                deferred: Counter[str] | None = None
+                later: Counter[str] | None = None
+                flushed = False
                 with self.writing() as txn:
                     self._insights.clear()  # a failed transaction's, if any
                     for written, write in enumerate(pending, 1):
@@ -747,11 +748,10 @@ class Index:
                     now: Counter[str] = self._insights
                     if defer:
                         now, later = aggregates.split(self._insights)
-                        deferred = Counter(self._deferred)
-                        deferred.update(later)  # not +: a change may be negative
                         if finished and tree is not None:
-                            now.update(deferred)
-                            deferred = Counter()
+                            now.update(self._deferred)  # update, not +: changes may be < 0
+                            now.update(later)
+                            flushed = True
                     aggregates.write(txn, kept, self.layout, now)
                     self._insights.clear()
                     if finished:
@@ -769,8 +769,11 @@ class Index:
                                 b"applying", bytes(start) + b" " + tree.encode("ascii"), db=meta
                             )
                         txn.delete(b"tree", db=meta)
-                if deferred is not None:
-                    self._deferred = deferred  # committed: its jobs are in the index
+                # Committed: the jobs are in the index, their bucket counters wait (or went).
+                if flushed:
+                    self._deferred = Counter()
+                elif later:
+                    self._deferred.update(later)
                 first = False
                 self.pages.release()
                 if finished:
