@@ -23,7 +23,16 @@ from mjvault.config.types import NumberTable
 from mjvault.find.stats import job_stats
 from mjvault.index.db import Index, JobSummary
 from mjvault.insights import aggregates
-from mjvault.insights.compute import G2_THRESHOLD, build, cost_table, g2, insights, kept, zone
+from mjvault.insights.compute import (
+    G2_THRESHOLD,
+    build,
+    cost_table,
+    g2,
+    insights,
+    kept,
+    zone,
+    zone_name,
+)
 from mjvault.integrity.forget import forget_jobs
 from mjvault.sources.importer import import_archive
 from mjvault.store.crypto import VaultKeys
@@ -168,20 +177,24 @@ def _counters(jobs: list[JobSummary]) -> list[tuple[str, int]]:
     return sorted(aggregates.recompute(jobs).items())  # minutes in time order, as kept
 
 
-# UTC, a half-hour zone, a zone with DST, and one with half an hour of DST.
+# UTC, a half-hour zone, a zone with DST, and one with half an hour of DST; and fixed offsets.
 ZONES = ("UTC", "Asia/Kolkata", "America/New_York", "Australia/Adelaide")
+TIMEZONES: list[dt.tzinfo] = [zoneinfo.ZoneInfo(name) for name in ZONES] + [
+    dt.UTC,
+    dt.timezone(dt.timedelta(hours=-9, minutes=-30)),
+]
 
 
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(summaries, max_size=30, unique_by=lambda s: s.job_id),
-    st.sampled_from(ZONES),
+    st.sampled_from(TIMEZONES),
 )
-def test_the_documents_sums_agree(jobs: list[JobSummary], zone_name: str) -> None:
-    tz = zoneinfo.ZoneInfo(zone_name)
+def test_the_documents_sums_agree(jobs: list[JobSummary], tz: dt.tzinfo) -> None:
     doc = build(_counters(jobs), today=dt.date(2024, 6, 1), tz=tz)
     activity, totals = doc["activity"], doc["totals"]
-    assert activity["timezone"] == zone_name
+    utc = tz in (dt.UTC, zoneinfo.ZoneInfo("UTC"))
+    assert activity["timezone"] == ("UTC" if utc else zone_name(tz))
     dated = totals["jobs"] - totals["undated"]
     assert totals["jobs"] == len(jobs)
     for period in ("per_day", "per_week", "per_month"):
@@ -203,7 +216,7 @@ def test_the_documents_sums_agree(jobs: list[JobSummary], zone_name: str) -> Non
     sessions = activity["sessions"]
     assert (sessions["count"] == 0) == (dated == 0)
     assert sessions["longest_jobs"] <= dated
-    if zone_name == "UTC":
+    if utc:
         assert [row["month"] for row in activity["per_month"]] == [
             row["month"] for row in doc["evolution"]["models"]
         ]
