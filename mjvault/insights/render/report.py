@@ -242,7 +242,7 @@ def report_html(doc: dict[str, Any], *, title: str = "mjvault: insights", top: i
                         ["jobs a session, mean", f"{sessions['mean_jobs']:g}"],
                         ["longest session", f"{sessions['longest_jobs']} jobs"],
                     ],
-                    {1},
+                    # Not a numeric column: numbers do not wrap, and a streak's dates must.
                 )
                 + "<p class='note'>A streak is a run of days with a job; a session a run of "
                 f"jobs each less than {sessions['gap_minutes']} minutes after the one "
@@ -288,7 +288,7 @@ def report_html(doc: dict[str, Any], *, title: str = "mjvault: insights", top: i
                         ["grids", follow["grids"]],
                         ["grids upscaled or varied", follow["grids_followed"]],
                         ["share", _share(follow["share"])],
-                        ["jobs whose records say", ratings["jobs_with_record_fields"]],
+                        ["jobs with a like or rank field", ratings["jobs_with_record_fields"]],
                         ["jobs liked", ratings["liked"]],
                         ["liked share", _share(ratings["liked_share"])],
                     ]
