@@ -31,19 +31,20 @@ def fixture() -> dict[str, Any]:
 def with_types(doc: dict[str, Any]) -> dict[str, Any]:
     """``doc`` with jobs a month by job type, as a document that counts them carries."""
     follow = doc["evolution"]["follow_ups"]["per_month"]
-    doc["activity"]["per_type"] = [
+    months = [
         {
             "month": m["month"],
-            "count": {
-                "grid": f["grids"],
-                "upscale": f["follow_ups"],
-                "variation": m["jobs"] - f["grids"] - f["follow_ups"],
-            }
-            if m["jobs"]
-            else {},
+            "jobs": {"grid": f["grids"], "upscale": f["follow_ups"]} if m["jobs"] else {},
+            "images": {"grid": 4 * f["grids"], "upscale": f["follow_ups"]} if m["jobs"] else {},
         }
         for m, f in zip(doc["activity"]["per_month"], follow, strict=True)
     ]
+    total = {t: sum(m["jobs"].get(t, 0) for m in months) for t in ("grid", "upscale")}
+    doc["types"] = {
+        "total": [{"type": t, "jobs": n, "images": 0} for t, n in total.items()],
+        "per_month": months,
+        "undated": {},
+    }
     return doc
 
 
@@ -366,31 +367,32 @@ def test_the_breakdown_by_type_is_drawn_when_present_and_left_out_when_absent() 
     doc = with_types(fixture())
     svg = dict(chart_svgs(doc))["types"]
     labels = re.findall(r">([^<>]+)</text>", svg)
-    assert {"grid", "upscale", "variation"} <= set(labels), labels
+    assert {"grid", "upscale"} <= set(labels), labels
     assert "Job types" in report_html(doc)
     lines = insights_lines(doc)
     at = lines.index("by job type (jobs, share, jobs a month)")
     # The months' counts add up to each type's total, and the types to the dated jobs.
-    rows = {x.split()[0]: int(x.split()[1]) for x in lines[at + 1 : at + 4]}
-    dated = sum(m["jobs"] for m in doc["activity"]["per_month"])
-    assert rows["grid"] == doc["evolution"]["follow_ups"]["grids"] and sum(rows.values()) == dated
+    rows = {x.split()[0]: int(x.split()[1]) for x in lines[at + 1 : at + 3]}
+    assert rows == {"grid": 212, "upscale": 91}
 
 
 def test_types_beyond_six_are_drawn_as_other() -> None:
     from mjvault.insights.render.charts import type_series
 
     doc = fixture()
-    doc["evolution"]["types"] = [
-        {"month": "2025-01", "jobs": {f"t{i}": 10 - i for i in range(9)}},
-        {"month": "2025-02", "jobs": {"t0": 1}},
-    ]
+    doc["types"] = {
+        "per_month": [
+            {"month": "2025-01", "jobs": {f"t{i}": 10 - i for i in range(9)}},
+            {"month": "2025-02", "jobs": {"t0": 1}},
+        ]
+    }
     found = type_series(doc)
     assert found is not None
     months, series = found
     assert months == ["2025-01", "2025-02"]
     assert list(series) == ["t0", "t1", "t2", "t3", "t4", "other"]
     assert series["other"] == [5 + 4 + 3 + 2, 0] and series["t0"] == [10, 1]
-    doc["evolution"]["types"] = [{"month": "2025-01", "weird": 3}]
+    doc["types"] = {"per_month": [{"month": "2025-01", "weird": 3}]}
     assert type_series(doc) is None  # a shape not understood: no chart rather than a wrong one
 
 
@@ -467,3 +469,13 @@ def test_an_anonymized_document_says_its_terms_are_withheld() -> None:
     assert "Anonymized: no prompt term is listed." in page and "portrait" not in page
     text = "\n".join(insights_lines(doc))
     assert "(anonymized: none listed)" in text and "portrait" not in text
+
+
+def test_hours_are_labelled_with_the_documents_time_zone() -> None:
+    from mjvault.insights.render.terminal import insights_lines
+
+    doc = fixture()
+    assert "(UTC)" in dict(chart_svgs(doc))["hours"]  # a document without one: UTC
+    doc["activity"]["timezone"] = "Europe/Berlin"
+    assert "Jobs by weekday and hour (Europe/Berlin)" in dict(chart_svgs(doc))["hours"]
+    assert any(x.endswith("23 (Europe/Berlin)") for x in insights_lines(doc))

@@ -30,13 +30,6 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 CALENDAR_WEEKS = 53
 # Weeks beyond these many are left to the monthly chart: 500 bars in a row are a texture.
 WEEKS_SHOWN = 104
-# Where a document may carry jobs a month by type, (section, key), the first found is drawn.
-TYPE_KEYS = (
-    ("activity", "per_type"),
-    ("activity", "by_type"),
-    ("evolution", "types"),
-    ("evolution", "job_types"),
-)
 # Models beyond these many are drawn together as "other": a legend of twenty says nothing.
 MOST_MODELS = 6
 
@@ -236,7 +229,7 @@ def draw_heatmap(ax: Axes, doc: dict[str, Any]) -> None:
 def draw_hours(ax: Axes, doc: dict[str, Any]) -> None:
     """Jobs by hour of day (UTC) and weekday."""
     rows = doc["activity"]["hour_weekday"]
-    title = "Jobs by weekday and hour (UTC)"
+    title = f"Jobs by weekday and hour ({doc['activity'].get('timezone') or 'UTC'})"
     if not any(any(r) for r in rows):
         return _empty(ax, title)
     grid = [[rows[hour][weekday] for hour in range(len(rows))] for weekday in range(7)]
@@ -419,32 +412,20 @@ def draw_ratings(ax: Axes, doc: dict[str, Any]) -> None:
 
 
 def type_series(doc: dict[str, Any]) -> tuple[list[str], dict[str, list[int]]] | None:
-    """Jobs a month by job type, when the document carries that breakdown (documents written
-    before it was added do not: ``None``). Each month is ``{"month": …, <counts>: {type: n}}``
-    with the counts under ``count``, ``jobs``, ``types`` or ``by_type``."""
-    entries = None
-    for section, key in TYPE_KEYS:
-        found = doc.get(section, {}).get(key)
-        if isinstance(found, list) and found:
-            entries = found
-            break
-    if entries is None:
+    """Jobs a month by job type (the most used first, beyond six as "other"), from the
+    document's ``types.per_month`` (``{"month": …, "jobs": {type: n}}``); ``None`` for a
+    document written before types were counted, or whose breakdown is not that shape."""
+    types = doc.get("types")
+    entries = types.get("per_month") if isinstance(types, dict) else None
+    if not isinstance(entries, list):
         return None
     months: list[str] = []
     rows: list[dict[str, int]] = []
     for entry in entries:
-        counts = next(
-            (
-                entry[k]
-                for k in ("count", "jobs", "types", "by_type")
-                if isinstance(entry.get(k), dict)
-            ),
-            None,
-        )
-        if counts is None or "month" not in entry:
+        if not isinstance(entry, dict) or not isinstance(entry.get("jobs"), dict):
             return None
-        months.append(entry["month"])
-        rows.append({str(k): int(v) for k, v in counts.items()})
+        months.append(str(entry.get("month")))
+        rows.append({str(k): int(v) for k, v in entry["jobs"].items()})
     used: dict[str, int] = {}
     for row in rows:
         for name, n in row.items():

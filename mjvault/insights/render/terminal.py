@@ -103,7 +103,8 @@ def insights_lines(doc: dict[str, Any], *, top: int = 15) -> list[str]:
     rows = activity["hour_weekday"]
     by_hour = [sum(r) for r in rows]
     if any(by_hour):
-        add(f"per hour  00 {sparkline([float(h) for h in by_hour])} 23 (UTC)")
+        zone = activity.get("timezone") or "UTC"
+        add(f"per hour  00 {sparkline([float(h) for h in by_hour])} 23 ({zone})")
         by_day = [sum(r[d] for r in rows) for d in range(7)]
         add(f"per day   Mon {sparkline([float(d) for d in by_day])} Sun")
 
