@@ -479,3 +479,38 @@ def test_hours_are_labelled_with_the_documents_time_zone() -> None:
     doc["activity"]["timezone"] = "Europe/Berlin"
     assert "Jobs by weekday and hour (Europe/Berlin)" in dict(chart_svgs(doc))["hours"]
     assert any(x.endswith("23 (Europe/Berlin)") for x in insights_lines(doc))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from([f"type{i}" for i in range(10)]),
+            st.integers(min_value=0, max_value=10_000),
+            max_size=10,
+        ),
+        min_size=1,
+        max_size=24,
+    )
+)
+def test_types_drawn_add_up_to_the_documents_counts(rows: list[dict[str, int]]) -> None:
+    """However many types: at most six series, and each month's series sum to its jobs."""
+    from mjvault.insights.render.charts import MOST_MODELS, type_series
+
+    doc = {"types": {"per_month": [{"month": f"2024-{i % 12 + 1:02d}", "jobs": r}
+                                   for i, r in enumerate(rows)]}}  # fmt: skip
+    found = type_series(doc)
+    assert found is not None
+    months, series = found
+    assert len(months) == len(rows) and len(series) <= MOST_MODELS
+    for i, row in enumerate(rows):
+        assert sum(values[i] for values in series.values()) == sum(row.values())
+    totals = [sum(v) for name, v in series.items() if name != "other"]
+    assert totals == sorted(totals, reverse=True)  # the most used first
+
+
+def test_follow_ups_without_any_say_so() -> None:
+    doc = fixture()
+    follow = doc["evolution"]["follow_ups"]
+    follow["per_month"] = [{**m, "grids": 0, "follow_ups": 0} for m in follow["per_month"]]
+    assert "no grid and no follow-up" in dict(chart_svgs(doc))["follow-ups"]

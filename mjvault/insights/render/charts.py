@@ -372,8 +372,8 @@ def draw_follow_ups(ax: Axes, doc: dict[str, Any]) -> None:
     follow = doc["evolution"]["follow_ups"]
     months = follow["per_month"]
     title = "Grids and follow-ups per month"
-    if not months:
-        return _empty(ax, title)
+    if not any(m["grids"] or m["follow_ups"] for m in months):
+        return _empty(ax, title, "no grid and no follow-up" if months else "no dated jobs")
     _month_bars(
         ax,
         [m["month"] for m in months],
