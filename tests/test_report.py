@@ -514,3 +514,29 @@ def test_follow_ups_without_any_say_so() -> None:
     follow = doc["evolution"]["follow_ups"]
     follow["per_month"] = [{**m, "grids": 0, "follow_ups": 0} for m in follow["per_month"]]
     assert "no grid and no follow-up" in dict(chart_svgs(doc))["follow-ups"]
+
+
+def test_a_long_span_stacks_months_as_one_shape_a_series() -> None:
+    """Ten years by type and model: a stepped area a series, not 120 bars each; the months'
+    values still make the top edge (the tallest month reaches the axis's highest tick)."""
+    doc = fixture()
+    months = [f"{2015 + i // 12}-{i % 12 + 1:02d}" for i in range(120)]
+    doc["activity"]["per_month"] = [{"month": m, "jobs": 10, "images": 40} for m in months]
+    doc["types"] = {
+        "per_month": [
+            {"month": m, "jobs": {"grid": 6 + i % 5, "upscale": 3, "video": 1}}
+            for i, m in enumerate(months)
+        ]
+    }
+    doc["evolution"]["models"] = [
+        {"month": m, "jobs": 10, "share": {"v 6": 0.5, "v 7": 0.5}} for m in months
+    ]
+    svgs = dict(chart_svgs(doc))
+    for name in ("types", "models"):
+        assert svgs[name].count("<path") < 60, (name, svgs[name].count("<path"))
+    short = with_types(fixture())  # six months: bars
+    assert dict(chart_svgs(short))["types"].count("<path") > 2 * 6
+    root = ET.fromstring(svgs["types"])
+    axis = next(e for e in root.iter() if e.get("id") == "types-matplotlib.axis_2")
+    ticks = [int(t.text or "0") for t in axis.iter("{http://www.w3.org/2000/svg}text")]
+    assert ticks[-1] <= 14 < ticks[-1] + (ticks[1] - ticks[0]), ticks
