@@ -368,12 +368,19 @@ def test_the_breakdown_by_type_is_drawn_when_present_and_left_out_when_absent() 
     svg = dict(chart_svgs(doc))["types"]
     labels = re.findall(r">([^<>]+)</text>", svg)
     assert {"grid", "upscale"} <= set(labels), labels
-    assert "Job types" in report_html(doc)
+    page = report_html(doc)
+    assert "Job types" in page and "<td>grid</td><td class=n>212</td>" in page
     lines = insights_lines(doc)
     at = lines.index("by job type (jobs, share, jobs a month)")
-    # The months' counts add up to each type's total, and the types to the dated jobs.
     rows = {x.split()[0]: int(x.split()[1]) for x in lines[at + 1 : at + 3]}
     assert rows == {"grid": 212, "upscale": 91}
+    # The totals count jobs without a date too (in no month): they come from types.total.
+    doc["types"]["total"][0]["jobs"] += 3
+    lines = insights_lines(doc)
+    assert lines[at + 1].split()[:2] == ["grid", "215"]
+    # A document with months but no totals: the months summed.
+    del doc["types"]["total"]
+    assert insights_lines(doc)[at + 1].split()[:2] == ["grid", "212"]
 
 
 def test_types_beyond_six_are_drawn_as_other() -> None:

@@ -459,6 +459,22 @@ def type_series(doc: dict[str, Any]) -> tuple[list[str], dict[str, list[int]]] |
     return months, series
 
 
+def type_totals(doc: dict[str, Any], names: list[str]) -> dict[str, int]:
+    """Each drawn type's jobs over the whole span, jobs without a date included (from
+    ``types.total`` when the document has it, else the months summed); ``other`` is every
+    type not in ``names``."""
+    rows = doc.get("types", {}).get("total")
+    if isinstance(rows, list):
+        jobs = {str(r["type"]): int(r["jobs"]) for r in rows}
+    else:
+        found = type_series(doc)
+        jobs = {k: sum(v) for k, v in found[1].items()} if found else {}
+    out = {name: jobs.get(name, 0) for name in names if name != "other"}
+    if "other" in names:
+        out["other"] = sum(n for k, n in jobs.items() if k not in out)
+    return out
+
+
 def draw_types(ax: Axes, doc: dict[str, Any]) -> None:
     """Jobs a month by type (grid, upscale, variation, video …), stacked."""
     found = type_series(doc)

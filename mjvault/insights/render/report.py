@@ -229,8 +229,16 @@ def report_html(doc: dict[str, Any], *, title: str = "mjvault: insights", top: i
         if doc["terms"].get("anonymized")
         else ""
     )
+    type_rows = [
+        [r["type"], r["jobs"], r.get("images", "")]
+        for r in (doc.get("types") or {}).get("total") or []
+        if isinstance(r, dict)
+    ]
     tables = "".join(
         (
+            card("Job types", _table(["type", "jobs", "images"], type_rows, {1, 2}))
+            if type_rows
+            else "",
             card(
                 "Streaks and sessions",
                 _table(

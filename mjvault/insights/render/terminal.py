@@ -10,7 +10,7 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from mjvault.insights.render.charts import type_series
+from mjvault.insights.render.charts import type_series, type_totals
 from mjvault.insights.render.report import (
     cost_table_rows,
     filter_text,
@@ -117,12 +117,13 @@ def insights_lines(doc: dict[str, Any], *, top: int = 15) -> list[str]:
     by_type = type_series(doc)
     if by_type:
         _, series = by_type
-        total = sum(sum(v) for v in series.values()) or 1
+        totals = type_totals(doc, list(series))
+        total = sum(totals.values()) or 1
         add("")
         add("by job type (jobs, share, jobs a month)")
         for name, values in series.items():
             line = sparkline([float(v) for v in values])
-            add(f"  {name:<16} {sum(values):>7} {_share(sum(values) / total)}  {line}")
+            add(f"  {name:<16} {totals[name]:>7} {_share(totals[name] / total)}  {line}")
     params = doc["evolution"]["params"]
     used: dict[str, int] = {}
     for m in params:
