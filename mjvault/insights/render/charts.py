@@ -91,20 +91,24 @@ def _empty(ax: Axes, title: str, why: str = "no dated jobs") -> None:
     ax.set_yticks([])
 
 
-def _legend_above(ax: Axes, entries: int) -> None:
-    """The legend over the plot's top right corner, beside the title (which is on the left):
-    inside the plot it would hide the tallest bars, at its right it would take a margin every
-    chart of the poster then shares."""
+def _legend_above(ax: Axes, entries: int, title: str) -> None:
+    """The title, and under it the legend, both left-aligned above the plot: inside the plot
+    a legend hides the tallest bars; at the right it takes a margin every chart of the poster
+    then shares, and on a phone, where a chart scrolls inside its card, it starts off
+    screen."""
+    columns = min(entries, 4)
     ax.legend(
         frameon=False,
-        loc="lower right",
-        bbox_to_anchor=(1.0, 1.0),
-        ncols=min(entries, 4),
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.0),
+        ncols=columns,
         fontsize=9,
-        borderaxespad=0.1,
+        borderaxespad=0.2,
         handlelength=1.2,
-        columnspacing=1.0,
+        columnspacing=1.2,
     )
+    rows = -(-entries // columns)
+    ax.set_title(title, pad=6 + 14 * rows)  # above the legend's rows of 9-point text
 
 
 def _month_span(ax: Axes, doc: dict[str, Any]) -> None:
@@ -146,8 +150,7 @@ def draw_activity(ax: Axes, doc: dict[str, Any]) -> None:
             ("images", [m["images"] for m in months], IMAGES_COLOUR),
         ],
     )
-    ax.set_title(title)
-    _legend_above(ax, 2)
+    _legend_above(ax, 2, title)
     _integer_axis(ax)
     _date_axis(ax)
     _month_span(ax, doc)
@@ -307,8 +310,7 @@ def draw_models(ax: Axes, doc: dict[str, Any]) -> None:
     _stacked(ax, months, {name: series[name] for name in names})
     ax.set_ylim(0, 1)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    _legend_above(ax, len(names))
-    ax.set_title(title)
+    _legend_above(ax, len(names), title)
     _date_axis(ax)
     _month_span(ax, doc)
 
@@ -382,8 +384,7 @@ def draw_params(ax: Axes, doc: dict[str, Any]) -> None:
     ax.set_ylim(0, 1)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.grid(axis="y", color="#e3e3e3", linewidth=0.8)
-    _legend_above(ax, len(names))
-    ax.set_title(title)
+    _legend_above(ax, len(names), title)
     _date_axis(ax)
     _month_span(ax, doc)
 
@@ -403,8 +404,7 @@ def draw_follow_ups(ax: Axes, doc: dict[str, Any]) -> None:
             ("follow-ups", [m["follow_ups"] for m in months], IMAGES_COLOUR),
         ],
     )
-    ax.set_title(title)
-    _legend_above(ax, 2)
+    _legend_above(ax, 2, title)
     _integer_axis(ax)
     _date_axis(ax)
     _month_span(ax, doc)
@@ -425,8 +425,7 @@ def draw_ratings(ax: Axes, doc: dict[str, Any]) -> None:
             ("ranked", [m["ranked"] for m in months], "#76b7b2"),
         ],
     )
-    ax.set_title(title)
-    _legend_above(ax, 2)
+    _legend_above(ax, 2, title)
     _integer_axis(ax)
     _date_axis(ax)
     _month_span(ax, doc)
@@ -483,8 +482,7 @@ def draw_types(ax: Axes, doc: dict[str, Any]) -> None:
         return _empty(ax, title, "no job type counted")
     months, series = found
     _stacked(ax, months, {name: [float(v) for v in values] for name, values in series.items()})
-    ax.set_title(title)
-    _legend_above(ax, len(series))
+    _legend_above(ax, len(series), title)
     _integer_axis(ax)
     _date_axis(ax)
     _month_span(ax, doc)
