@@ -60,9 +60,9 @@ def stats_command(
     top: int,
     no_storage: bool,
 ) -> None:
-    """Activity (per month, week, hour and weekday, streaks, sessions), job types, model
-    versions and parameters over time, top, rising, falling and signature prompt terms,
-    follow-ups, ratings and a cost estimate; storage (objects, bytes, dedup savings, metadata compression) and snapshot
+    """Activity (per month, week, hour and weekday, streaks, sessions), model versions and
+    parameters over time, top, rising and falling prompt terms, follow-ups, ratings and a cost
+    estimate; storage (objects, bytes, dedup savings, metadata compression) and snapshot
     history. QUERY, --since and --until count only the jobs they select.
 
     \b
