@@ -148,7 +148,10 @@ def test_chart_files_are_what_they_say(fmt: str) -> None:
 
 def test_same_document_same_files() -> None:
     doc = fixture()
-    assert render(doc, "svg") == render(doc, "svg")
+    # Several times: a clip id hashed from layout floats differed in about a third of runs.
+    first = render(doc, "svg")
+    assert all(render(doc, "svg") == first for _ in range(5))
+    assert [chart_svgs(doc) for _ in range(3)].count(chart_svgs(doc)) == 3
     assert render(doc, "pdf") == render(doc, "pdf")
     assert report_html(doc) == report_html(doc)
 

@@ -532,6 +532,18 @@ _METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.DOTALL)
 _ID = re.compile(r'(\bid="|url\(#|href="#)([^")]+)')
 
 
+_CLIP_ID = re.compile(r"\bp[0-9a-f]{10}\b")
+
+
+def _stable_clip_ids(svg: str) -> str:
+    """matplotlib names a clip path by a hash of its rectangle's floats at full precision,
+    and constrained layout can place an axes (the weekly chart's, seen) a few 1e-13 points
+    differently from one run to the next: the same drawing, another id. Numbered in order
+    of first use instead, the same document gives the same bytes."""
+    names: dict[str, str] = {}
+    return _CLIP_ID.sub(lambda m: names.setdefault(m.group(0), f"clip{len(names) + 1}"), svg)
+
+
 def _prefix_ids(svg: str, prefix: str) -> str:
     """Every id (and every reference to one) prefixed with the chart's name: matplotlib
     numbers its groups from 1 in each figure, and ids must be unique across the page."""
@@ -562,7 +574,7 @@ def chart_svgs(doc: dict[str, Any]) -> list[tuple[str, str]]:
         )
         # The RDF block (creator, format) says nothing to a reader of the page.
         svg = _METADATA.sub("", svg, count=1)
-        out.append((name, _prefix_ids(svg, name)))
+        out.append((name, _prefix_ids(_stable_clip_ids(svg), name)))
     return out
 
 
@@ -589,4 +601,6 @@ def poster(doc: dict[str, Any], fmt: str, title: str) -> bytes:
         # No creation date in PDF or SVG: the same document gives the same file.
         metadata = {"CreationDate": None} if fmt == "pdf" else {"Date": None}
         figure.savefig(buffer, format=fmt, dpi=120, metadata=metadata if fmt != "png" else None)
+    if fmt == "svg":
+        return _stable_clip_ids(buffer.getvalue().decode("utf-8")).encode("utf-8")
     return buffer.getvalue()
