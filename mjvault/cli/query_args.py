@@ -8,7 +8,11 @@ query word before parsing, and :func:`query_words` removes the mark.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import datetime as dt
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import click
 
@@ -61,3 +65,73 @@ def query_text(words: Iterable[str], extra: str | None = None) -> str:
     if extra:
         parts.append(extra)
     return " ".join(parts).strip()
+
+
+DAY = click.DateTime(formats=["%Y-%m-%d"])
+
+
+@dataclass(frozen=True)
+class InsightsFilters:
+    """What ``stats`` and ``report`` count: the jobs of these days (UTC, both included) that
+    match this query; ``anonymize`` drops every prompt term from what is shown."""
+
+    since: dt.date | None = None
+    until: dt.date | None = None
+    query: str | None = None
+    anonymize: bool = False
+
+
+_INSIGHTS_OPTIONS = (
+    click.argument("query", nargs=-1),
+    click.option(
+        "--since", type=DAY, default=None, metavar="YYYY-MM-DD", help="Jobs from this day on (UTC)."
+    ),
+    click.option(
+        "--until",
+        type=DAY,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="Jobs up to this day, itself included (UTC).",
+    ),
+    click.option(
+        "--search",
+        "search_text",
+        default=None,
+        metavar="QUERY",
+        help="Only jobs matching QUERY (as `mjvault search`; or give it as arguments).",
+    ),
+    click.option(
+        "--anonymize",
+        is_flag=True,
+        help="No prompt term; snapshot sources by kind only.",
+    ),
+)
+
+
+def insights_filters(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The filter options of ``stats`` and ``report``, written once: the command receives
+    them as one ``filters: InsightsFilters`` argument, so an option added here (and a field
+    to :class:`InsightsFilters`) reaches both commands without touching their signatures."""
+
+    @functools.wraps(command)
+    def with_filters(
+        *args: Any,
+        query: tuple[str, ...],
+        since: dt.datetime | None,
+        until: dt.datetime | None,
+        search_text: str | None,
+        anonymize: bool,
+        **kwargs: Any,
+    ) -> Any:
+        filters = InsightsFilters(
+            since=since.date() if since else None,
+            until=until.date() if until else None,
+            query=query_text(query, search_text) or None,
+            anonymize=anonymize,
+        )
+        return command(*args, filters=filters, **kwargs)
+
+    wrapped: Callable[..., Any] = with_filters
+    for option in reversed(_INSIGHTS_OPTIONS):
+        wrapped = option(wrapped)
+    return wrapped

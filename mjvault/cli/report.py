@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import click
 
 from mjvault.cli.context import AppContext, pass_app
 from mjvault.cli.path_args import NonEmptyPath, check_output_file
-from mjvault.cli.query_args import QueryCommand
-from mjvault.cli.stats import filter_options, insights_document
+from mjvault.cli.query_args import InsightsFilters, QueryCommand, insights_filters
+from mjvault.cli.stats import insights_document
 
 
 @click.command("report", cls=QueryCommand)
 @click.argument("file", type=NonEmptyPath(dir_okay=False, path_type=Path))
-@filter_options
+@insights_filters
 @click.option(
     "--format",
     "fmt",
@@ -28,11 +27,7 @@ from mjvault.cli.stats import filter_options, insights_document
 def report_command(
     app: AppContext,
     file: Path,
-    query: tuple[str, ...],
-    since: dt.datetime | None,
-    until: dt.datetime | None,
-    search_text: str | None,
-    anonymize: bool,
+    filters: InsightsFilters,
     fmt: str | None,
     title: str | None,
 ) -> None:
@@ -48,7 +43,7 @@ def report_command(
     from mjvault.insights.render.report import format_of, render
 
     check_output_file(file, "the report")  # before the counting: a typo costs nothing
-    doc = insights_document(app, since, until, query, search_text, anonymize)
+    doc = insights_document(app, filters)
     kind = format_of(file, fmt)
     data = render(doc, kind, title=title or "mjvault: insights")
     file.write_bytes(data)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -11,57 +10,10 @@ import click
 
 from mjvault.cli.context import AppContext, pass_app
 from mjvault.cli.path_args import NonEmptyPath, check_output_file
-from mjvault.cli.query_args import QueryCommand, query_text
-
-DAY = click.DateTime(formats=["%Y-%m-%d"])
+from mjvault.cli.query_args import InsightsFilters, QueryCommand, insights_filters
 
 
-def filter_options(command: Any) -> Any:
-    """``--since``, ``--until``, ``--search`` and ``--anonymize``: what `stats` and `report`
-    count, and what they leave out."""
-    for option in reversed(
-        (
-            click.argument("query", nargs=-1),
-            click.option(
-                "--since",
-                type=DAY,
-                default=None,
-                metavar="YYYY-MM-DD",
-                help="Jobs from this day on (UTC).",
-            ),
-            click.option(
-                "--until",
-                type=DAY,
-                default=None,
-                metavar="YYYY-MM-DD",
-                help="Jobs up to this day, itself included (UTC).",
-            ),
-            click.option(
-                "--search",
-                "search_text",
-                default=None,
-                metavar="QUERY",
-                help="Only jobs matching QUERY (as `mjvault search`; or give it as arguments).",
-            ),
-            click.option(
-                "--anonymize",
-                is_flag=True,
-                help="No term, word or parameter value from an image-prompt URL; snapshot sources by kind only.",
-            ),
-        )
-    ):
-        command = option(command)
-    return command
-
-
-def insights_document(
-    app: AppContext,
-    since: dt.datetime | None,
-    until: dt.datetime | None,
-    query: tuple[str, ...],
-    search_text: str | None,
-    anonymize: bool,
-) -> dict[str, Any]:
+def insights_document(app: AppContext, filters: InsightsFilters) -> dict[str, Any]:
     """The insights document of the vault (or of the jobs the filters select), with the
     configured cost table."""
     from mjvault.insights.compute import insights
@@ -69,12 +21,12 @@ def insights_document(
     vault = app.open_vault()
     doc = insights(
         vault,
-        since.date() if since else None,
-        until.date() if until else None,
-        query_text(query, search_text) or None,
+        filters.since,
+        filters.until,
+        filters.query,
         cost=app.config.insights.cost,
     )
-    if anonymize:
+    if filters.anonymize:
         from mjvault.insights.render.anonymize import anonymize_terms
 
         doc = anonymize_terms(doc)
@@ -82,7 +34,7 @@ def insights_document(
 
 
 @click.command("stats", cls=QueryCommand)
-@filter_options
+@insights_filters
 @click.option("--json", "as_json", is_flag=True, help="Everything as one JSON document.")
 @click.option(
     "--chart",
@@ -102,11 +54,7 @@ def insights_document(
 @pass_app
 def stats_command(
     app: AppContext,
-    query: tuple[str, ...],
-    since: dt.datetime | None,
-    until: dt.datetime | None,
-    search_text: str | None,
-    anonymize: bool,
+    filters: InsightsFilters,
     as_json: bool,
     chart: Path | None,
     top: int,
@@ -129,14 +77,14 @@ def stats_command(
     if chart is not None:
         # Before the counting, which takes a while on a large vault; never made up silently.
         check_output_file(chart, "the chart")
-    doc = insights_document(app, since, until, query, search_text, anonymize)
+    doc = insights_document(app, filters)
     vault = app.open_vault()
     if not no_storage:
         with app.progress(None, "objects", unit="obj") as bar:
             doc["storage"] = storage_stats(vault, on_object=bar.update)
     else:
         doc["storage"] = None
-    doc["history"] = history_stats(vault, anonymize=anonymize)
+    doc["history"] = history_stats(vault, anonymize=filters.anonymize)
     if chart is not None:
         chart.write_bytes(render(doc, format_of(chart)))
         app.info(f"chart written to {chart}")

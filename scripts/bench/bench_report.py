@@ -51,7 +51,59 @@ sys.stdout.write(str(len(out)))
 
 
 def document(years: int) -> dict[str, Any]:
-    """A document of ``years`` years, a job most days, with every section filled."""
+    """A document of ``years`` years, a job most days, with every section filled: weeks,
+    follow-ups, ratings and signature terms a month, six parameters and four job types."""
+    doc = _base_document(years)
+    weeks: dict[str, list[int]] = {}
+    for d in doc["activity"]["per_day"]:
+        year, week, _ = date.fromisoformat(d["day"]).isocalendar()
+        w = weeks.setdefault(f"{year}-W{week:02d}", [0, 0])
+        w[0] += d["jobs"]
+        w[1] += d["images"]
+    doc["activity"]["per_week"] = [
+        {"week": k, "jobs": v[0], "images": v[1]} for k, v in sorted(weeks.items())
+    ]
+    months = doc["activity"]["per_month"]
+    params = ("ar", "stylize", "chaos", "raw", "sref", "quality")
+    doc["evolution"]["params"] = [
+        {
+            "month": m["month"],
+            "jobs": m["jobs"],
+            "count": {p: m["jobs"] // (i + 1) for i, p in enumerate(params)},
+            "share": {p: round(1 / (i + 1), 4) for i, p in enumerate(params)},
+        }
+        for m in months
+    ]
+    doc["evolution"]["follow_ups"]["per_month"] = [
+        {"month": m["month"], "grids": m["jobs"] // 2, "follow_ups": m["jobs"] // 3} for m in months
+    ]
+    doc["ratings"]["per_month"] = [
+        {"month": m["month"], "liked": m["jobs"] // 20, "ranked": m["jobs"] // 10,
+         "mean_rank": 3.5}
+        for m in months
+    ]  # fmt: skip
+    doc["terms"]["signature"] = [
+        {"month": m["month"], "terms": [{"term": "fox", "count": 3, "g2": 12.0}]} for m in months
+    ]
+    doc["types"] = {
+        "per_month": [
+            {
+                "month": m["month"],
+                "jobs": {
+                    "grid": m["jobs"] // 2,
+                    "upscale": m["jobs"] // 3,
+                    "variation": m["jobs"] // 8,
+                    "video": m["jobs"] // 20,
+                },
+            }  # fmt: skip
+            for m in months
+        ]
+    }
+    return doc
+
+
+def _base_document(years: int) -> dict[str, Any]:
+    """The activity, models, terms and cost of :func:`document`."""
     first = date(2025 - years, 1, 1)
     days = []
     for i in range(365 * years):

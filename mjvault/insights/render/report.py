@@ -18,12 +18,19 @@ FORMATS = ("html", "pdf", "png", "svg")
 
 CHART_TITLES = {
     "activity": "Activity",
+    "weeks": "Week by week",
     "heatmap": "Every day",
     "hours": "When",
+    "types": "Job types",
     "models": "Models",
+    "params": "Parameters",
     "prompt-words": "Prompts",
+    "follow-ups": "Follow-ups",
+    "ratings": "Likes and ranks",
     "cost": "Cost (estimate)",
 }
+# Terms of a month shown in the table of months (the document keeps up to 20).
+MONTH_TERMS = 5
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;margin:0;background:#f4f5f7;color:#222;"
@@ -144,6 +151,42 @@ def trend_rows(doc: dict[str, Any], key: str, top: int) -> list[list[object]]:
     return rows[:top]
 
 
+def streak_text(streak: dict[str, Any]) -> str:
+    """``9 days (2024-12-02 to 2024-12-10)``, or ``0 days``."""
+    days = f"{streak['days']} day{'' if streak['days'] == 1 else 's'}"
+    return f"{days} ({streak['start']} to {streak['end']})" if streak["days"] else days
+
+
+def month_term_rows(doc: dict[str, Any], per_month: int = MONTH_TERMS) -> list[list[object]]:
+    """A row a month: its most used terms and its signature terms (those most
+    over-represented against the whole archive, with G²)."""
+    top = {m["month"]: m["terms"] for m in doc["terms"]["top"]}
+    signature = {m["month"]: m["terms"] for m in doc["terms"]["signature"]}
+    rows: list[list[object]] = []
+    for month in sorted(set(top) | set(signature)):
+        used = ", ".join(f"{t} ({n})" for t, n in top.get(month, [])[:per_month])
+        own = ", ".join(
+            f"{x['term']} ({x['g2']:.1f})" for x in signature.get(month, [])[:per_month]
+        )
+        if used or own:
+            rows.append([month, used or "–", own or "–"])
+    return rows
+
+
+def rating_rows(doc: dict[str, Any]) -> list[list[object]]:
+    """Likes, ranks and the mean rank a month, for the months with any."""
+    return [
+        [
+            m["month"],
+            m["liked"],
+            m["ranked"],
+            "–" if m["mean_rank"] is None else f"{m['mean_rank']:g}",
+        ]
+        for m in doc["ratings"]["per_month"]
+        if m["liked"] or m["ranked"]
+    ]
+
+
 def cost_table_rows(table: dict[str, Any], prefix: str = "") -> list[list[object]]:
     """The cost table flattened to (setting, value) rows, nested keys joined by dots."""
     rows: list[list[object]] = []
@@ -165,6 +208,8 @@ def report_html(doc: dict[str, Any], *, title: str = "mjvault: insights", top: i
         return f"<section class='card'><h2>{_e(heading)}</h2>{body}</section>"
 
     def chart(name: str, note: str = "") -> str:
+        if name not in svgs:
+            return ""  # a breakdown the document does not carry (the one by job type)
         extra = f"<p class='note'>{_e(note)}</p>" if note else ""
         return card(CHART_TITLES[name], svgs[name] + extra)
 
@@ -177,8 +222,40 @@ def report_html(doc: dict[str, Any], *, title: str = "mjvault: insights", top: i
     follow = doc["evolution"]["follow_ups"]
     ratings = doc["ratings"]
     threshold = doc["terms"]["threshold"]
+    activity = doc["activity"]
+    sessions = activity["sessions"]
+    hidden = (
+        "<p class='note'>Anonymized: no prompt term is listed.</p>"
+        if doc["terms"].get("anonymized")
+        else ""
+    )
+    type_rows = [
+        [r["type"], r["jobs"], r.get("images", "")]
+        for r in (doc.get("types") or {}).get("total") or []
+        if isinstance(r, dict)
+    ]
     tables = "".join(
         (
+            card("Job types", _table(["type", "jobs", "images"], type_rows, {1, 2}))
+            if type_rows
+            else "",
+            card(
+                "Streaks and sessions",
+                _table(
+                    ["", "value"],
+                    [
+                        ["longest streak", streak_text(activity["streaks"]["longest"])],
+                        ["current streak", streak_text(activity["streaks"]["current"])],
+                        ["sessions", sessions["count"]],
+                        ["jobs a session, mean", f"{sessions['mean_jobs']:g}"],
+                        ["longest session", f"{sessions['longest_jobs']} jobs"],
+                    ],
+                    # Not a numeric column: numbers do not wrap, and a streak's dates must.
+                )
+                + "<p class='note'>A streak is a run of days with a job; a session a run of "
+                f"jobs each less than {sessions['gap_minutes']} minutes after the one "
+                "before.</p>",
+            ),
             card(
                 "Model versions",
                 _table(
@@ -191,7 +268,7 @@ def report_html(doc: dict[str, Any], *, title: str = "mjvault: insights", top: i
                 "Top terms",
                 _table(["term", "jobs"], [list(t) for t in overall_terms(doc, top)], {1})
                 + "<p class='note'>Jobs a term is in, over the months it was among the "
-                "month's most used.</p>",
+                "month's most used.</p>" + hidden,
             ),
             card(
                 "Rising terms",
@@ -219,6 +296,7 @@ def report_html(doc: dict[str, Any], *, title: str = "mjvault: insights", top: i
                         ["grids", follow["grids"]],
                         ["grids upscaled or varied", follow["grids_followed"]],
                         ["share", _share(follow["share"])],
+                        ["jobs with a like or rank field", ratings["jobs_with_record_fields"]],
                         ["jobs liked", ratings["liked"]],
                         ["liked share", _share(ratings["liked_share"])],
                     ]
@@ -226,13 +304,33 @@ def report_html(doc: dict[str, Any], *, title: str = "mjvault: insights", top: i
                     {1},
                 ),
             ),
+            card(
+                "Likes and ranks per month",
+                _table(["month", "liked", "ranked", "mean rank"], rating_rows(doc), {1, 2, 3}),
+            ),
         )
+    )
+    month_terms = card(
+        "Terms a month",
+        _table(["month", "most used (jobs)", "signature (G²)"], month_term_rows(doc))
+        + "<p class='note'>Signature terms: the month's terms most over-represented against "
+        f"the whole archive, listed when G² ≥ {threshold['g2']}.</p>" + hidden,
     )
     cost_rows = [
         [m["month"], f"{m['gpu_minutes']:g}", f"{m['fast_minutes']:g}", _money(m["cost"], currency)]
         for m in cost["per_month"]
     ]
-    cost_rows.append(["total", f"{cost['gpu_minutes']:g}", "", _money(cost["total"], currency)])
+    if cost.get("undated"):
+        cost_rows.append(["no date", "", "", _money(cost["undated"], currency)])
+    fast = cost.get("fast_minutes")
+    cost_rows.append(
+        [
+            "total",
+            f"{cost['gpu_minutes']:g}",
+            "" if fast is None else f"{fast:g}",
+            _money(cost["total"], currency),
+        ]
+    )
     cost_card = card(
         "Cost estimate, per month",
         _table(["month", "GPU minutes", "fast minutes", "cost"], cost_rows, {1, 2, 3})
@@ -249,11 +347,20 @@ def report_html(doc: dict[str, Any], *, title: str = "mjvault: insights", top: i
         + "".join(f"<div>{_e(k)}<b>{_e(v)}</b></div>" for k, v in figures(doc))
         + "</div>"
         + chart("activity", undated)
+        + chart("weeks")
         + chart("heatmap")
         + chart("hours")
+        + chart("types")
         + chart("models")
-        + f"<div class='cards'>{tables}</div>"
+        + chart("params")
         + chart("prompt-words")
+        + chart(
+            "follow-ups",
+            "Grids by their own month; follow-ups (upscales, variations, pans, zooms) by theirs.",
+        )
+        + chart("ratings")
+        + f"<div class='cards'>{tables}</div>"
+        + month_terms
         + chart("cost", "An estimate: see the table it was computed with below.")
         + cost_card
         + "</main></body></html>\n"

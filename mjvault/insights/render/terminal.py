@@ -10,6 +10,7 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
+from mjvault.insights.render.charts import type_series, type_totals
 from mjvault.insights.render.report import (
     cost_table_rows,
     filter_text,
@@ -21,6 +22,9 @@ from mjvault.insights.render.report import (
 BLOCKS = "▁▂▃▄▅▆▇█"
 BAR = 36  # the widest month's bar, in characters
 SPARK_WIDTH = 60  # a longer series is summed in groups to fit a terminal's line
+RECENT_WEEKS = 12  # the weeks shown one by one, however long the span
+SIGNATURE_MONTHS = 12  # the latest months whose signature terms are listed
+SIGNATURE_TERMS = 5  # terms listed a month
 
 
 def buckets(values: list[int], width: int) -> tuple[int, list[float]]:
@@ -44,6 +48,10 @@ def sparkline(values: list[float], *, top: float | None = None) -> str:
 
 def _share(value: float | None) -> str:
     return "   –  " if value is None else f"{100 * value:5.1f}%"
+
+
+def _span(low: float, high: float) -> str:
+    return f"{low:g}" if low == high else f"{low:g} to {high:g}"
 
 
 def _number(value: float) -> str:
@@ -86,10 +94,17 @@ def insights_lines(doc: dict[str, Any], *, top: int = 15) -> list[str]:
         size, sums = buckets([w["jobs"] for w in weeks], SPARK_WIDTH)
         what = "per week" if size == 1 else f"per {size} weeks"
         add(f"{what:<9} {weeks[0]['week']} {sparkline(sums)} {weeks[-1]['week']}")
+        recent = weeks[-RECENT_WEEKS:]
+        counts = [w["jobs"] for w in recent]
+        add(
+            f"last {len(recent)} weeks {recent[0]['week']} {sparkline([float(n) for n in counts])} "
+            f"{recent[-1]['week']}  ({sum(counts)} jobs, at most {max(counts)} a week)"
+        )
     rows = activity["hour_weekday"]
     by_hour = [sum(r) for r in rows]
     if any(by_hour):
-        add(f"per hour  00 {sparkline([float(h) for h in by_hour])} 23 (UTC)")
+        zone = activity.get("timezone") or "UTC"
+        add(f"per hour  00 {sparkline([float(h) for h in by_hour])} 23 ({zone})")
         by_day = [sum(r[d] for r in rows) for d in range(7)]
         add(f"per day   Mon {sparkline([float(d) for d in by_day])} Sun")
 
@@ -99,6 +114,16 @@ def insights_lines(doc: dict[str, Any], *, top: int = 15) -> list[str]:
     for name, jobs, share in model_totals(doc):
         line = sparkline([m["share"].get(name, 0.0) for m in models], top=1.0)
         add(f"  {name:<16} {jobs:>7} {_share(share)}  {line}")
+    by_type = type_series(doc)
+    if by_type:
+        _, series = by_type
+        totals = type_totals(doc, list(series))
+        total = sum(totals.values()) or 1
+        add("")
+        add("by job type (jobs, share, jobs a month)")
+        for name, values in series.items():
+            line = sparkline([float(v) for v in values])
+            add(f"  {name:<16} {totals[name]:>7} {_share(totals[name] / total)}  {line}")
     params = doc["evolution"]["params"]
     used: dict[str, int] = {}
     for m in params:
@@ -122,6 +147,10 @@ def insights_lines(doc: dict[str, Any], *, top: int = 15) -> list[str]:
         f"follow-ups     {follow['grids_followed']} of {follow['grids']} grids upscaled, varied, "
         f"panned or zoomed ({_share(follow['share']).strip()})"
     )
+    if follow["per_month"]:
+        grids = [float(m["grids"]) for m in follow["per_month"]]
+        ups = [float(m["follow_ups"]) for m in follow["per_month"]]
+        add(f"  a month      grids {sparkline(grids)}  follow-ups {sparkline(ups)}")
     ratings = doc["ratings"]
     if ratings["jobs_with_record_fields"]:
         ranks = " ".join(f"{k}:{v}" for k, v in ratings["ranking"].items())
@@ -129,9 +158,19 @@ def insights_lines(doc: dict[str, Any], *, top: int = 15) -> list[str]:
             f"ratings        {ratings['liked']} liked ({_share(ratings['liked_share']).strip()}), "
             f"ranked {ranks}"
         )
+        months = ratings["per_month"]
+        means = [m["mean_rank"] for m in months if m["mean_rank"] is not None]
+        add(
+            f"  a month      liked {sparkline([float(m['liked']) for m in months])}  "
+            f"ranked {sparkline([float(m['ranked']) for m in months])}"
+            + (f"  mean rank {_span(min(means), max(means))}" if means else "")
+        )
 
     add("")
-    add("top terms (jobs)")
+    add(
+        "top terms (jobs)"
+        + ("  (anonymized: none listed)" if doc["terms"].get("anonymized") else "")
+    )
     terms = overall_terms(doc, top)
     add("  " + (", ".join(f"{t} ({n})" for t, n in terms) or "(none)"))
     threshold = doc["terms"]["threshold"]
@@ -142,6 +181,13 @@ def insights_lines(doc: dict[str, Any], *, top: int = 15) -> list[str]:
             add("  (none)")
         for month, term, before, then, g2 in found:
             add(f"  {month}  {term!s:<20} {before:>6} → {then:<6} G² {g2}")
+    signature = [m for m in doc["terms"]["signature"] if m["terms"]][-SIGNATURE_MONTHS:]
+    add(f"signature terms (a month against the whole archive, G² ≥ {threshold['g2']:g})")
+    if not signature:
+        add("  (none)")
+    for m in signature:
+        own = ", ".join(f"{x['term']} ({x['g2']:.1f})" for x in m["terms"][:SIGNATURE_TERMS])
+        add(f"  {m['month']}  {own}")
 
     cost = doc["cost"]
     currency = cost["currency"]
@@ -153,7 +199,11 @@ def insights_lines(doc: dict[str, Any], *, top: int = 15) -> list[str]:
             f"  {m['month']:<8} {_number(m['gpu_minutes']):>10} {_number(m['fast_minutes']):>10} "
             f"{m['cost']:>10.2f}"
         )
-    add(f"  {'total':<8} {_number(cost['gpu_minutes']):>10} {'':>10} {cost['total']:>10.2f}")
+    if cost.get("undated"):
+        add(f"  {'no date':<8} {'':>10} {'':>10} {cost['undated']:>10.2f}")
+    fast = cost.get("fast_minutes")
+    fast_text = "" if fast is None else _number(fast)
+    add(f"  {'total':<8} {_number(cost['gpu_minutes']):>10} {fast_text:>10} {cost['total']:>10.2f}")
     add("  estimated with the table:")
     table = "; ".join(f"{k} {v}" for k, v in cost_table_rows(cost["table"]))
     out.extend(textwrap.wrap(table, 96, initial_indent="    ", subsequent_indent="    "))
