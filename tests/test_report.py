@@ -272,7 +272,7 @@ def test_report_command_writes_each_format(
     done = run_in_process(capsys, *at, "report", str(page))
     assert done.code == 0 and "2 jobs" in done.out, done.err
     html = page.read_text(encoding="utf-8")
-    assert html.count("<svg") == len(NAMES) and "2024-03-01 to 2024-05-09" in html
+    assert html.count("<svg") == len(CHARTS) and "2024-03-01 to 2024-05-09" in html
     # The format asked for wins over the name's ending.
     forced = tmp_path / "charts.out"
     assert run_in_process(capsys, *at, "report", str(forced), "--format", "pdf").code == 0
@@ -472,15 +472,15 @@ def test_a_ratingless_archive_says_so_rather_than_drawing_zeros() -> None:
     assert "no like or rank in the records" in svg
 
 
-def test_an_anonymized_document_says_its_terms_are_withheld() -> None:
+def test_an_anonymized_document_keeps_its_terms_and_says_it_is_anonymized() -> None:
     from mjvault.insights.render.anonymize import anonymize_terms
     from mjvault.insights.render.terminal import insights_lines
 
     doc = anonymize_terms(fixture())
     page = report_html(doc)
-    assert "Anonymized: no prompt term is listed." in page and "portrait" not in page
+    assert "Anonymized: terms never include a prompt's URLs." in page and "portrait" in page
     text = "\n".join(insights_lines(doc))
-    assert "(anonymized: none listed)" in text and "portrait" not in text
+    assert "(anonymized: URLs never counted)" in text and "portrait" in text
 
 
 def test_hours_are_labelled_with_the_documents_time_zone() -> None:
@@ -552,3 +552,23 @@ def test_a_long_span_stacks_months_as_one_shape_a_series() -> None:
     axis = next(e for e in root.iter() if e.get("id") == "types-matplotlib.axis_2")
     ticks = [int(t.text or "0") for t in axis.iter("{http://www.w3.org/2000/svg}text")]
     assert ticks[-1] <= 14 < ticks[-1] + (ticks[1] - ticks[0]), ticks
+
+
+def test_stats_tz_moves_days_and_a_bad_zone_is_one_line(
+    vault: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from config_helpers import run_cli as run_in_process
+
+    _vault_with_jobs(vault)
+    at = ("--vault", str(vault.path), "--json")
+    utc = run_in_process(capsys, *at, "stats", "--no-storage", "--tz", "UTC")
+    tokyo = run_in_process(capsys, *at, "stats", "--no-storage", "--tz", "Asia/Tokyo")
+    assert utc.code == 0 and tokyo.code == 0, (utc.err, tokyo.err)
+    # 22:00 UTC on 9 May is 07:00 on 10 May in Tokyo.
+    assert utc.json()["activity"]["timezone"] == "UTC"
+    assert tokyo.json()["activity"]["timezone"] == "Asia/Tokyo"
+    assert "2024-05-09" in json.dumps(utc.json()["activity"])
+    assert "2024-05-10" in json.dumps(tokyo.json()["activity"])
+    bad = run_in_process(capsys, "--vault", str(vault.path), "stats", "--tz", "Mars/Olympus")
+    assert bad.code != 0 and "unknown time zone 'Mars/Olympus'" in bad.err
+    assert "Traceback" not in bad.err and len(bad.err.strip().splitlines()) == 1

@@ -79,6 +79,7 @@ class InsightsFilters:
     until: dt.date | None = None
     query: str | None = None
     anonymize: bool = False
+    tz: str | None = None  # None: the config's `[insights] timezone`
 
 
 _INSIGHTS_OPTIONS = (
@@ -103,7 +104,14 @@ _INSIGHTS_OPTIONS = (
     click.option(
         "--anonymize",
         is_flag=True,
-        help="No prompt term; snapshot sources by kind only.",
+        help="Snapshot sources by kind only (terms never hold a prompt's URLs).",
+    ),
+    click.option(
+        "--tz",
+        default=None,
+        metavar="ZONE",
+        help="Days, hours, streaks and sessions in this IANA time zone (`Europe/Paris`); "
+        "default: `[insights] timezone`, else the machine's.",
     ),
 )
 
@@ -121,6 +129,7 @@ def insights_filters(command: Callable[..., Any]) -> Callable[..., Any]:
         until: dt.datetime | None,
         search_text: str | None,
         anonymize: bool,
+        tz: str | None,
         **kwargs: Any,
     ) -> Any:
         filters = InsightsFilters(
@@ -128,6 +137,7 @@ def insights_filters(command: Callable[..., Any]) -> Callable[..., Any]:
             until=until.date() if until else None,
             query=query_text(query, search_text) or None,
             anonymize=anonymize,
+            tz=tz,
         )
         return command(*args, filters=filters, **kwargs)
 

@@ -11,13 +11,19 @@ import click
 from mjvault.cli.context import AppContext, pass_app
 from mjvault.cli.path_args import NonEmptyPath, check_output_file
 from mjvault.cli.query_args import InsightsFilters, QueryCommand, insights_filters
+from mjvault.errors import UsageError
 
 
 def insights_document(app: AppContext, filters: InsightsFilters) -> dict[str, Any]:
     """The insights document of the vault (or of the jobs the filters select), with the
     configured cost table."""
-    from mjvault.insights.compute import insights
+    from mjvault.insights.compute import insights, zone
 
+    tz = filters.tz if filters.tz is not None else app.config.insights.timezone
+    try:
+        zone(tz)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     vault = app.open_vault()
     doc = insights(
         vault,
@@ -25,6 +31,7 @@ def insights_document(app: AppContext, filters: InsightsFilters) -> dict[str, An
         filters.until,
         filters.query,
         cost=app.config.insights.cost,
+        tz=tz,
     )
     if filters.anonymize:
         from mjvault.insights.render.anonymize import anonymize_terms

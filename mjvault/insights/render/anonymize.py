@@ -1,8 +1,9 @@
-"""``--anonymize`` for the insights document: no prompt term at all.
+"""``--anonymize`` for the insights document: its terms are kept, and it says so.
 
-Terms are counted from whole prompts, image-prompt URLs included (a URL's path is a word to
-the tokenizer), and a count cannot be traced back to where its word stood: so an anonymized
-document lists none, rather than some that may name a private image.
+Terms are counted with every URL of the prompt taken out first (FORMAT §9.3: image prompts and
+``s.mj.run`` links, what :mod:`mjvault.find.anonymize` scrubs), and a prompt's other words are
+what an anonymized export keeps too: nothing in a term list names a person or a quoted image.
+Snapshot sources are reduced to their kind where the history is shown, not here.
 """
 
 from __future__ import annotations
@@ -12,14 +13,8 @@ from typing import Any
 
 
 def anonymize_terms(doc: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``doc`` whose term lists are empty (months kept, so the shape is the same)."""
+    """A copy of ``doc`` marked anonymized (``terms.anonymized``); its terms stay, since the
+    counters never held a URL's words."""
     out = copy.deepcopy(doc)
-    terms = out["terms"]
-    terms["top"] = [{"month": m["month"], "terms": []} for m in terms["top"]]
-    terms["trends"] = [
-        {"month": t["month"], "previous": t["previous"], "rising": [], "falling": []}
-        for t in terms["trends"]
-    ]
-    terms["signature"] = [{"month": m["month"], "terms": []} for m in terms["signature"]]
-    terms["anonymized"] = True
+    out["terms"]["anonymized"] = True
     return out

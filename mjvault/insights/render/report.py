@@ -225,7 +225,7 @@ def report_html(doc: dict[str, Any], *, title: str = "mjvault: insights", top: i
     activity = doc["activity"]
     sessions = activity["sessions"]
     hidden = (
-        "<p class='note'>Anonymized: no prompt term is listed.</p>"
+        "<p class='note'>Anonymized: terms never include a prompt's URLs.</p>"
         if doc["terms"].get("anonymized")
         else ""
     )

@@ -169,7 +169,7 @@ def insights_lines(doc: dict[str, Any], *, top: int = 15) -> list[str]:
     add("")
     add(
         "top terms (jobs)"
-        + ("  (anonymized: none listed)" if doc["terms"].get("anonymized") else "")
+        + ("  (anonymized: URLs never counted)" if doc["terms"].get("anonymized") else "")
     )
     terms = overall_terms(doc, top)
     add("  " + (", ".join(f"{t} ({n})" for t, n in terms) or "(none)"))
