@@ -85,9 +85,12 @@ def serve(path: Path, kind: str, port: int, framework: str) -> None:
         api = FastAPI()
         endpoint = jobs_handler(state)
 
-        @api.get("/api/jobs")
         def fastapi_jobs(request: Request) -> Any:
             return endpoint(request)
+
+        # Resolved here: this module's annotations are strings, FastAPI reads them.
+        fastapi_jobs.__annotations__ = {"request": Request, "return": Any}
+        api.get("/api/jobs")(fastapi_jobs)
 
         app: Any = api
     else:
