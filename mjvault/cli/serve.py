@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import click
 
 from mjvault.cli.context import AppContext, pass_app
@@ -69,3 +72,9 @@ def serve_command(
         server_header=False,
         timeout_graceful_shutdown=5,
     )
+    # Stopped, the app shut down (the vault closed). A request still running in a worker
+    # thread after the grace period (a handler stuck on a slow disk) would keep the
+    # interpreter waiting for it at exit: Ctrl-C must end the process.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
