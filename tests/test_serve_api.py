@@ -193,6 +193,22 @@ def test_facets_count_the_query(server: Server) -> None:
     types = facets["facets"]["type"]
     assert [t["value"] for t in types] == ["upscale"] and types[0]["term"] == "type:upscale"
     assert sum(m["count"] for m in facets["facets"]["month"]) == facets["total"]
+    index = server.state.vault.index
+    upscales = [s for s in index.iter_summaries() if s.type == "upscale"]
+    liked = {v["value"]: v["count"] for v in facets["facets"]["liked"]}
+    assert liked == {
+        value: n
+        for value, n in (
+            ("true", sum(s.liked is True for s in upscales)),
+            ("false", sum(s.liked is False for s in upscales)),
+        )
+        if n
+    }
+    assert liked  # the generated records say whether they were liked
+    ranked = {v["value"]: v["count"] for v in facets["facets"]["rating"]}
+    assert ranked == {
+        str(r): n for r in range(1, 11) if (n := sum(s.ranking == r for s in upscales))
+    }
 
 
 def test_job_detail_with_lineage(server: Server) -> None:

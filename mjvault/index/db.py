@@ -50,7 +50,7 @@ from mjvault.tree import JobEntry
 #    and `live` replace `dates`, `times` and `counts`.
 # 6: the insights table (mjvault/insights/aggregates.py); summaries hold a job's parent,
 #    video, like and rank.
-INDEX_FORMAT = b"7"  # 7: the parents lists (lineage)
+INDEX_FORMAT = b"7"  # 7: the parents lists (lineage) and marks (like, rank)
 MAP_SIZE = 1 << 36  # address space only: LMDB files are sparse and grow as needed
 MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
 NEW_ENV_ROOM = 256 << 10  # free bytes a new environment needs: its lock file and first pages
@@ -79,6 +79,7 @@ LIST_TABLES = (
     b"params",
     b"users",
     b"parents",
+    b"marks",
 )
 _MICROS = struct.Struct(">q")
 _LENGTH = struct.Struct(">H")
@@ -219,6 +220,11 @@ class JobSummary:
         # children are one list read, not a walk of every job.
         if self.parent:
             yield b"parents", _part(self.parent)
+        # The account holder's like and rank, where the record gives them (facets).
+        if self.liked is not None:
+            yield b"marks", b"liked=true" if self.liked else b"liked=false"
+        if self.ranking is not None:
+            yield b"marks", _part(f"rank={self.ranking}")
 
     def image_ids(self) -> Iterator[bytes]:
         """The binary ids of the images shown (the ``images`` table's keys start with them)."""
@@ -339,6 +345,7 @@ TABLES = (
     b"images",
     aggregates.TABLE,
     b"parents",
+    b"marks",
 )
 # Tables that are no cache of the tree, so clear() and the tree's format leave them alone: the
 # import stat cache and the running import's jobs (mjvault/index/statcache.py). Created by
