@@ -51,7 +51,8 @@ from mjvault.tree import JobEntry
 # 6: the insights table (mjvault/insights/aggregates.py); summaries hold a job's parent,
 #    video, like and rank.
 # 7: insights counters count prompt words without image-prompt URLs, jobs and images by type,
-#    and jobs and images a minute in one counter instead of day and hour counters.
+#    and jobs and images a minute in one counter instead of day and hour counters; the
+#    parents lists (lineage) and marks (like, rank).
 INDEX_FORMAT = b"7"
 MAP_SIZE = 1 << 36  # address space only: LMDB files are sparse and grow as needed
 MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
@@ -72,7 +73,17 @@ POSTINGS_PER_TXN = 512
 GROUP_JOBS = 8192
 GROUP_NUMBERS = 400_000
 # Tables of sharded posting lists, keyed ``part 00 shard`` (bitmaps.list_key).
-LIST_TABLES = (b"words", b"pairs", b"repeats", b"lengths", b"types", b"params", b"users")
+LIST_TABLES = (
+    b"words",
+    b"pairs",
+    b"repeats",
+    b"lengths",
+    b"types",
+    b"params",
+    b"users",
+    b"parents",
+    b"marks",
+)
 _MICROS = struct.Struct(">q")
 _LENGTH = struct.Struct(">H")
 MAX_LENGTH = 65_535  # words a prompt is counted as having, at most (docs' 2 bytes)
@@ -208,6 +219,15 @@ class JobSummary:
             yield b"params", _part(f"{name}={value}")
         if self.username:
             yield b"users", _part(self.username.casefold())
+        # The jobs that follow this one's parent (its upscales, variations, pans): a job's
+        # children are one list read, not a walk of every job.
+        if self.parent:
+            yield b"parents", _part(self.parent)
+        # The account holder's like and rank, where the record gives them (facets).
+        if self.liked is not None:
+            yield b"marks", b"liked=true" if self.liked else b"liked=false"
+        if self.ranking is not None:
+            yield b"marks", _part(f"rank={self.ranking}")
 
     def image_ids(self) -> Iterator[bytes]:
         """The binary ids of the images shown (the ``images`` table's keys start with them)."""
@@ -327,6 +347,8 @@ TABLES = (
     b"users",
     b"images",
     aggregates.TABLE,
+    b"parents",
+    b"marks",
 )
 # Tables that are no cache of the tree, so clear() and the tree's format leave them alone: the
 # import stat cache and the running import's jobs (mjvault/index/statcache.py). Created by
@@ -1292,6 +1314,32 @@ class IndexReader:
             day = bitmaps.day_from_key(bytes(key)), bitmaps.load(value)
             self._looked_up_one(SUMMARY_WEIGHT)  # a walk of every day maps its neighbours too
             yield day
+
+    def days_from(
+        self, day: int | None, *, newest_first: bool = False
+    ) -> Iterator[tuple[int, BitMap]]:
+        """:meth:`days` starting at ``day`` (None: at the end it walks from): the day lists
+        of a keyset page after a job, without reading the days before it."""
+        if day is None:
+            yield from self.days(newest_first=newest_first)
+            return
+        cursor = self.txn.cursor(db=self.dbs[b"days"])
+        if newest_first:
+            # The last key at or before ``day``: one past it, then back.
+            if cursor.set_range(bitmaps.day_key(day + 1)):
+                if not cursor.prev():
+                    return
+            elif not cursor.last():
+                return
+            walk = cursor.iterprev()
+        else:
+            if not cursor.set_range(bitmaps.day_key(day)):
+                return
+            walk = cursor.iternext()
+        for key, value in walk:
+            found = bitmaps.day_from_key(bytes(key)), bitmaps.load(value)
+            self._looked_up_one(SUMMARY_WEIGHT)
+            yield found
 
     def day_count(self) -> int:
         return int(self.txn.stat(self.dbs[b"days"])["entries"])

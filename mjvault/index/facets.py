@@ -20,7 +20,8 @@ from mjvault.index.db import Index, IndexReader
 from mjvault.index.query import Query
 from mjvault.index.search import exact_matches
 
-FACETS = ("type", "model", "ar", "month")
+FACETS = ("type", "model", "ar", "month", "liked", "rating")
+RANKS = range(1, 11)  # ranks a record may give, looked up exactly (a sealed index lists none)
 # Parameters whose values name the model: (name, the query term that selects a value, what
 # its label starts with).
 MODEL_PARAMS = (("version", "v", ""), ("niji", "niji", "niji "))
@@ -58,6 +59,8 @@ def facet_counts(index: Index, query: Query) -> Facets:
             "model": _by_count(_param_counts(reader, docs, MODEL_PARAMS)),
             "ar": _by_count(_param_counts(reader, docs, ASPECT_PARAMS)),
             "month": list(_month_counts(reader, docs)),
+            "liked": _mark_counts(reader, docs, [("true", "liked=true"), ("false", "liked=false")]),
+            "rating": _mark_counts(reader, docs, [(str(r), f"rank={r}") for r in RANKS]),
         }
         return Facets(total=len(docs), values=values)
 
@@ -99,6 +102,19 @@ def _param_counts(
     missing = len(docs) - docs.intersection_cardinality(covered)
     if missing:
         found.append(FacetValue(None, missing, None))
+    return found
+
+
+def _mark_counts(
+    reader: IndexReader, docs: BitMap, values: list[tuple[str, str]]
+) -> list[FacetValue]:
+    """Counts of the account holder's marks (``marks`` lists), where records carry them; no
+    query term selects them yet."""
+    found = []
+    for value, part in values:
+        count = docs.intersection_cardinality(reader.posting_list(b"marks", part.encode()))
+        if count:
+            found.append(FacetValue(value, count, None))
     return found
 
 
