@@ -436,6 +436,8 @@ class ArchiveWriter:
             host=socket.gethostname(),
             tool=f"mjvault {__version__}",
             stats=stats,
+            # Collections are kept by every later snapshot until a change or forget says not.
+            collections=self._base.collections if self._base else None,
         )
         snapshot_id = self._batch.put(manifest, loose=True)
         self._batch.flush()
