@@ -129,9 +129,10 @@ def list_collections(vault: Vault) -> list[Collection]:
     return collections_of(vault, vault.head())
 
 
-def _find(vault: Vault, name: str, snapshot: Snapshot | None = None) -> Collection:
+def get(vault: Vault, name: str) -> Collection:
+    """HEAD's collection ``name``; raises when there is none."""
     check_name(name)
-    for collection in collections_of(vault, snapshot if snapshot else vault.head()):
+    for collection in collections_of(vault, vault.head()):
         if collection.name == name:
             return collection
     raise MjvaultError(f"no collection {name!r}")
@@ -139,7 +140,7 @@ def _find(vault: Vault, name: str, snapshot: Snapshot | None = None) -> Collecti
 
 def members(vault: Vault, name: str) -> Iterator[str]:
     """The job ids of a collection of HEAD, sorted, read a chunk at a time."""
-    yield from _stream(vault, _find(vault, name).chunks)
+    yield from _stream(vault, get(vault, name).chunks)
 
 
 def _stream(vault: Vault, chunks: Iterable[str]) -> Iterator[str]:
@@ -282,6 +283,7 @@ __all__ = [
     "change",
     "check_name",
     "delete",
+    "get",
     "list_collections",
     "members",
     "object_ids",

@@ -15,7 +15,9 @@ keeping it (the next request, or a backfill, keeps it).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import queue
 import threading
 import weakref
 from collections import deque
@@ -28,6 +30,8 @@ from mjvault.find.gallery.thumbs import ThumbCache, make_thumbnail
 from mjvault.store.codec import media_kind
 from mjvault.store.objects import WriteBatch
 from mjvault.vault import Vault
+
+log = logging.getLogger(__name__)
 
 SIZES: dict[str, int] = {"s": 256, "m": 768}
 FLUSH_EVERY = 256  # thumbnails staged before they are published and the table committed
@@ -293,3 +297,54 @@ def backfill(
         _pixels(name)
     with vault.write_lock():
         return make_for(vault, head_images(vault), sizes, progress=progress, workers=workers)
+
+
+class Feed:
+    """Thumbnails of the images a writer (sync, import) stores, made beside it.
+
+    The writer hands over the ids of the images each checkpoint published (so they are read
+    from the store, never from files still being written); one thread of this feed makes
+    their thumbnails with a worker of its own and publishes them, so the writer never
+    waits for a thumbnail until its end, when :meth:`finish` lets the rest be made (still
+    under the writer's lock). A failure here is logged, never the writer's failure:
+    ``mjvault thumbs`` makes what is missing.
+    """
+
+    def __init__(self, vault: Vault, sizes: list[str] | None = None) -> None:
+        self.report = BackfillReport(sizes or list(SIZES))
+        self._vault = vault
+        self._queue: queue.SimpleQueue[list[str] | None] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="mjvault-thumbs", daemon=True)
+        self._thread.start()
+
+    def put(self, object_ids: list[str]) -> None:
+        if object_ids:
+            self._queue.put(object_ids)
+
+    def _run(self) -> None:
+        maker: Maker | None = None
+        try:
+            maker = Maker(self._vault, self.report.sizes, workers=1, report=self.report)
+            while (ids := self._queue.get()) is not None:
+                for object_id in ids:
+                    if self._stop.is_set():
+                        break
+                    maker.add(object_id)
+            maker.finish()
+        except BaseException as exc:  # noqa: BLE001  (reported by finish, on the writer's thread)
+            self._failed = exc
+            if maker is not None:
+                with contextlib.suppress(BaseException):
+                    maker.abort()
+
+    def finish(self, *, cancel: bool = False) -> BackfillReport:
+        """Wait for the thumbnails handed over (``cancel``: only those in flight)."""
+        if cancel:
+            self._stop.set()
+        self._queue.put(None)
+        self._thread.join()
+        if self._failed is not None:
+            log.warning("thumbnails not all made (`mjvault thumbs` makes them): %s", self._failed)
+        return self.report

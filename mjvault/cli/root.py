@@ -150,6 +150,16 @@ COMMANDS: dict[str, LazyCommand] = {
         "gallery_command",
         "Write a static HTML gallery into DIRECTORY: thumbnails, search as you type, and a lightbox with each image's prompt, parameters and date.",
     ),
+    "thumbs": LazyCommand(
+        "thumbs",
+        "thumbs_command",
+        "Make the missing thumbnails of HEAD's images, for `mjvault serve`.",
+    ),
+    "collection": LazyCommand(
+        "collection",
+        "collection_group",
+        "Named sets of jobs kept in the vault: list, show, add, remove, delete.",
+    ),
     "checkout": LazyCommand(
         "checkout",
         "checkout_command",
