@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from mjvault.errors import CorruptObject, ObjectNotFound, UsageError, VaultLocked
-from mjvault.find.gallery.thumbs import ThumbCache, make_thumbnail
+from mjvault.find.gallery.thumbs import ThumbCache, make_thumbnail, make_thumbnails
 from mjvault.store.codec import media_kind
 from mjvault.store.objects import WriteBatch
 from mjvault.vault import Vault
@@ -222,7 +222,7 @@ class Maker:
         kind = media_kind(data[:16])
         if kind is None or kind == "mp4":
             return kind or "none", dict.fromkeys(sizes)
-        return kind, {pixels: make_thumbnail(data, pixels) for pixels in sizes}
+        return kind, make_thumbnails(data, sizes)
 
     def _store_one(self) -> None:
         source, future = self._pending.popleft()

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mjvault import Vault
-from mjvault.find.gallery.thumbs import CACHE_FILE, make_thumbnail
+from mjvault.find.gallery.thumbs import CACHE_FILE, make_thumbnail, make_thumbnails
 from mjvault.integrity.gc import gc
 from mjvault.sources.importer import import_archive
 from mjvault.sources.midjourney import MidjourneyClient
@@ -229,3 +229,10 @@ def test_a_thumbnail_made_again_is_the_same(data: bytes, size: int) -> None:
     assert make_thumbnail(data, size) == first
     with Image.open(io.BytesIO(first)) as image:
         assert max(image.size) <= size
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_images())
+def test_both_sizes_from_one_decode_equal_each_made_alone(data: bytes) -> None:
+    sizes = sorted(SIZES.values())
+    assert make_thumbnails(data, sizes) == {size: make_thumbnail(data, size) for size in sizes}
