@@ -65,6 +65,7 @@ def test_import_makes_both_sizes_of_every_image(tmp_path: Path, archive: Path) -
     vault = Vault.init(tmp_path / "vault")
     report = import_archive(vault, archive)
     assert report.stats.media_new > 0
+    assert report.to_json()["thumbnails_made"] == 2 * len(set(head_images(vault)))
     _assert_every_image_has_both(vault)
     # A backfill afterwards finds nothing to make.
     again = backfill(vault, ["s", "m"])
@@ -103,6 +104,7 @@ def test_sync_makes_thumbnails_of_the_new_images(tmp_path: Path, account: Accoun
     images = set(head_images(vault)) - videos
     for pixels in SIZES.values():
         assert {s for s, size, t, _ in rows if size == pixels and t} == images
+    assert report.thumbnails_made == 2 * len(images)
     vault.close()
 
 
