@@ -12,7 +12,8 @@
 (c) ``mjvault thumbs`` (the backfill, sizes s and m) over the vault (a) left without
     thumbnails, plain and encrypted: thumbnails per second.
 
-Every contender is a child process: wall seconds (best and median of ``--runs``) and peak RSS
+Each (a)/(b) line ends with each run's thumbnails made/left (sync and import wait for them
+at most 5 % of their run; `mjvault thumbs` makes the rest). Every contender is a child process: wall seconds (best and median of ``--runs``) and peak RSS
 from the kernel's accounting of that child alone.
 """
 
@@ -52,6 +53,12 @@ def line(name: str, seconds: list[float], rss: list[int], extra: str = "") -> st
     )
 
 
+def _thumbs(out: str) -> str:
+    """made/left of a run's thumbnails, from its --json report."""
+    doc = json.loads(out)
+    return f"{doc.get('thumbnails_made', 0)}/{doc.get('thumbnails_left', 0)}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -77,17 +84,19 @@ def main() -> None:
     env = os.environ | {"MJVAULT_PASSPHRASE": PASSPHRASE}
     print(f"(a) import of {args.jobs} jobs (large images), {args.runs} alternating rounds")
     results: dict[str, tuple[list[float], list[int]]] = {}
+    thumbs: dict[str, list[str]] = {}
     made: dict[str, int] = {}
     for _ in range(args.runs):
         for name, flags in (("with thumbnails", []), ("--no-thumbnails", ["--no-thumbnails"])):
             vault = fresh_vault(args.workdir / "vault-import")
-            seconds, rss, _ = run_child(
+            seconds, rss, out = run_child(
                 name, mjvault("--vault", str(vault), "--json", "import", str(archive), *flags), env
             )
+            thumbs.setdefault(name, []).append(_thumbs(out))
             results.setdefault(name, ([], []))[0].append(seconds)
             results[name][1].append(rss)
     for name, (seconds, rss) in results.items():
-        print(line(f"mjvault import {name}", *(seconds, rss)))
+        print(line(f"mjvault import {name}", seconds, rss, f"  {', '.join(thumbs[name])}"))
     base = min(results["--no-thumbnails"][0])
     print(f"import overhead: {min(results['with thumbnails'][0]) / base - 1:+.1%} (best vs best)")
 
@@ -110,13 +119,15 @@ def main() -> None:
                     vault = fresh_vault(args.workdir / "vault-sync")
                     command = mjvault("--vault", str(vault), "--json", "sync", "--api", "v3",
                                       "--jobs", str(args.concurrency), *flags)  # fmt: skip
-                    seconds, rss, _ = run_child(name, command, sync_env)
+                    seconds, rss, out = run_child(name, command, sync_env)
+                    thumbs.setdefault("sync " + name, []).append(_thumbs(out))
                     results.setdefault(name, ([], []))[0].append(seconds)
                     results[name][1].append(rss)
         finally:
             server.stop()
         for name, (seconds, rss) in results.items():
-            print(line(f"mjvault sync {name}", seconds, rss))
+            extra = f"  {', '.join(thumbs['sync ' + name])}"
+            print(line(f"mjvault sync {name}", seconds, rss, extra))
         base = min(results["--no-thumbnails"][0])
         print(f"sync overhead: {min(results['with thumbnails'][0]) / base - 1:+.1%} (best vs best)")
 
