@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 import re
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -224,16 +224,22 @@ def delete(vault: Vault, name: str) -> bool:
 
 
 def rewrite_without(
-    vault: Vault, batch: WriteBatch, list_id: str | None, gone: set[str]
+    vault: Vault,
+    batch: WriteBatch,
+    list_id: str | None,
+    gone: set[str],
+    read: Callable[[str], bytes] | None = None,
 ) -> str | None:
     """The collection list ``list_id`` without the jobs in ``gone`` (forget); chunks that
-    hold none of them keep their ids. Returns the new list's id (the same when unchanged)."""
+    hold none of them keep their ids. Returns the new list's id (the same when unchanged).
+    ``read``: where objects the vault lacks come from (a remote's snapshot it let go)."""
     if list_id is None or not gone:
         return list_id
-    current = decode_list(list_id, vault.store.read(list_id))
+    read = read or vault.store.read
+    current = decode_list(list_id, read(list_id))
     rewritten = []
     for collection in current:
-        ids = _stream(vault, collection.chunks)
+        ids = (i for c in collection.chunks for i in decode_chunk(c, read(c)))
         count, chunks = write_members(batch, (i for i in ids if i not in gone))
         rewritten.append(Collection(collection.name, count, chunks))
     if rewritten == current:

@@ -19,6 +19,7 @@ from mjvault.integrity.gc import gc
 from mjvault.integrity.verify import verify
 from mjvault.remotes.clone import clone
 from mjvault.remotes.config import RemoteSpec, normalise_url
+from mjvault.remotes.prune import gc_remote
 from mjvault.remotes.push import push
 from mjvault.remotes.session import connect
 from mjvault.snapshots import decode_manifest
@@ -150,6 +151,9 @@ def test_push_then_clone_carries_collections(tmp_path: Path, kind: str) -> None:
     )
     with connect(source, spec, passphrase=PASSPHRASE, create=True, kdf=CHEAP_KDF) as link:
         assert push(source, link).ok
+    with connect(source, spec, passphrase=PASSPHRASE) as link:
+        # A remote's gc keeps what its snapshots' collections name.
+        gc_remote(link, grace_seconds=0, scratch_dir=tmp_path / "scratch")
     copy, pulled = clone(spec, tmp_path / "copy", passphrase=PASSPHRASE)
     with copy:
         assert pulled.ok

@@ -303,7 +303,8 @@ class JobRewrite:
         self.job_ids = list(job_ids)
         self.batch = vault.store.batch()
         # ``read``: where nodes the vault lacks come from (a remote's snapshot it let go).
-        self.tree = Tree(read or self.batch.read, self.batch.put)
+        self.read = read or self.batch.read
+        self.tree = Tree(self.read, self.batch.put)
         self.removal: dict[str, JobEntry | None] = dict.fromkeys(self.job_ids)
         # Oldest first, so a rewritten snapshot's parent can point at its parent's rewrite.
         chosen = vault.snapshots() if snapshots is None else list(snapshots)
@@ -371,7 +372,9 @@ class JobRewrite:
                 host=snapshot.host or socket.gethostname(),
                 tool=snapshot.tool or f"mjvault {__version__}",
                 stats=stats,
-                collections=rewrite_without(vault, batch, snapshot.collections, self.gone),
+                collections=rewrite_without(
+                    vault, batch, snapshot.collections, self.gone, self.read
+                ),
             )
             new_id = batch.put(manifest, loose=True)
             report.rewritten[snapshot.id] = new_id
