@@ -39,7 +39,7 @@ SIZES: dict[str, int] = {"s": 256, "m": 768}
 METHOD = 2
 FLUSH_EVERY = 256  # thumbnails staged before they are published and the table committed
 WINDOW = 64  # images being made at once per worker: bounds memory whatever the vault's size
-FEED_WINDOW = 4  # beside a writer: few in flight, so a stop waits for little
+FEED_WINDOW = 1  # beside a writer: one in flight, so a stop waits for one image at most
 # The share of a run's time a sync or import waits, at its end, for thumbnails not made yet;
 # what is left then is made by `mjvault thumbs` (or by the server, on a miss).
 WAIT_SHARE = 0.05

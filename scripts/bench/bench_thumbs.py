@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mjvault-bench-thumbs"))
     parser.add_argument("--skip-sync", action="store_true")
     parser.add_argument("--skip-import", action="store_true", help="skip (a) and (c)")
+    parser.add_argument("--skip-backfill", action="store_true", help="skip (c)")
     parser.add_argument(
         "--memory-jobs", type=int, nargs="*", default=[], help="(d): vault sizes, e.g. 20000 100000"
     )
@@ -161,6 +162,8 @@ def main() -> None:
         base = min(results["--no-thumbnails"][0])
         print(f"sync overhead: {min(results['with thumbnails'][0]) / base - 1:+.1%} (best vs best)")
 
+    if args.skip_backfill:
+        return
     print("(c) mjvault thumbs (sizes s, m) over a vault imported with --no-thumbnails")
     for encrypt in (False, True):
         name = "encrypted" if encrypt else "plain"
