@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from mjvault.errors import CorruptObject, ObjectNotFound, UsageError, VaultLocked
 from mjvault.find.gallery.thumbs import ThumbCache, make_thumbnail, make_thumbnails
@@ -32,6 +33,7 @@ from mjvault.store.objects import WriteBatch
 from mjvault.vault import Vault
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SIZES: dict[str, int] = {"s": 256, "m": 768}
 # libwebp's effort: 2 makes a 768 px thumbnail ~4x faster than the gallery's 4, ~3 % larger
@@ -177,8 +179,13 @@ class Maker:
         self.cache = cache_of(vault)
         self.report = report or BackfillReport(sizes)
         self.workers = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
-        self._pool = ThreadPoolExecutor(
-            self.workers, thread_name_prefix="thumbs", initializer=_lower_priority if nice else None
+        # Beside a writer (``nice``): one daemon thread at a lower priority, whose image in
+        # flight a stop abandons rather than waits for (at that priority, on a busy machine,
+        # it could take seconds); its bytes are simply never stored.
+        self._pool: ThreadPoolExecutor | _DaemonWorker = (
+            _DaemonWorker()
+            if nice
+            else ThreadPoolExecutor(self.workers, thread_name_prefix="thumbs")
         )
         self._pending: deque[tuple[str, Future[tuple[str | None, dict[int, bytes | None]]]]] = (
             deque()
@@ -276,8 +283,8 @@ class Maker:
         return self.report
 
     def stop(self) -> BackfillReport:
-        """Publish what is made, drop what is queued and not started."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Publish what is made; drop what is queued, and the image in flight."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
         while self._pending and self._pending[0][1].done() and not self._pending[0][1].cancelled():
             self._store_one()
         self._pending.clear()
@@ -355,7 +362,6 @@ class Feed:
     def _run(self) -> None:
         maker: Maker | None = None
         try:
-            _lower_priority()
             maker = self._maker = Maker(
                 self._vault,
                 self.report.sizes,
@@ -398,6 +404,47 @@ class Feed:
     def left(self) -> int:
         """Images handed over whose thumbnails were not made (a stop, a failure)."""
         return self.handed - (self._maker.finished if self._maker is not None else 0)
+
+
+class _DaemonWorker:
+    """A one-thread executor whose thread is a daemon (a ThreadPoolExecutor's threads are
+    joined at exit) running at a lower priority."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[
+            tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None
+        ] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="mjvault-thumbs-worker", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        future: Future[T] = Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def _run(self) -> None:
+        _lower_priority()
+        while (item := self._queue.get()) is not None:
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001  (handed to whoever waits on it)
+                future.set_exception(exc)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if cancel_futures:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+        self._queue.put(None)
+        if wait:
+            self._thread.join()
 
 
 def _lower_priority() -> None:
