@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, TypeVar
 
 from mjvault.errors import CorruptObject, ObjectNotFound, UsageError, VaultLocked
@@ -41,6 +42,7 @@ SIZES: dict[str, int] = {"s": 256, "m": 768}
 METHOD = 2
 FLUSH_EVERY = 256  # thumbnails staged before they are published and the table committed
 WINDOW = 64  # images being made at once per worker: bounds memory whatever the vault's size
+LOOKUP = 256  # images a backfill looks up in the table at once
 FEED_WINDOW = 1  # beside a writer: one in flight, so a stop waits for one image at most
 # The share of a run's time a sync or import waits, at its end, for thumbnails not made yet;
 # what is left then is made by `mjvault thumbs` (or by the server, on a miss).
@@ -195,14 +197,16 @@ class Maker:
         self._seen: set[str] = set()  # sources queued since the last publish
         self.finished = 0  # images added whose thumbnails are published or were there
 
-    def add(self, object_id: str) -> None:
-        """Queue an image; returns at once unless WINDOW images per worker are in flight."""
+    def add(self, object_id: str, wanted: list[int] | None = None) -> None:
+        """Queue an image (``wanted``: its missing sizes, when looked up already); returns at
+        once unless WINDOW images per worker are in flight."""
         self.report.images += len(self.sizes)
         if object_id in self._seen:  # a second job showing it, before the publish
             self.report.cached += len(self.sizes)
             self.finished += 1
             return
-        wanted = self._wanted([object_id]).get(object_id)
+        if wanted is None:
+            wanted = self._wanted([object_id]).get(object_id)
         if not wanted:
             self.report.cached += len(self.sizes)
             self.finished += 1
@@ -215,10 +219,14 @@ class Maker:
 
     def add_many(self, object_ids: Iterable[str], progress: Progress | None = None) -> None:
         done = 0
-        for object_id in object_ids:
-            self.add(object_id)
-            done += 1
-            if progress is not None and done % 64 == 0:
+        ids = iter(object_ids)
+        # Looked up LOOKUP at a time: a query per size for the group, not per image.
+        while group := list(islice(ids, LOOKUP)):
+            wanted = self._wanted([i for i in dict.fromkeys(group) if i not in self._seen])
+            for object_id in group:
+                self.add(object_id, wanted.get(object_id, []) if object_id in wanted else None)
+            done += len(group)
+            if progress is not None:
                 progress(done, None)
         if progress is not None:
             progress(done, None)

@@ -178,9 +178,11 @@ def test_backfill_resumes_after_kill_9(tmp_path: Path, archive: Path) -> None:
     # The child makes thumbnails one at a time and publishes each: killed partway, what it
     # published is kept and the rest is made by the next run, none twice.
     script = (
-        "import sys, mjvault.thumbnails as t\n"
+        "import sys, time, mjvault.thumbnails as t\n"
         "from mjvault import Vault\n"
         "t.FLUSH_EVERY = 1\n"
+        "made = t.make_thumbnails\n"
+        "t.make_thumbnails = lambda *a: (time.sleep(0.05), made(*a))[1]  # a kill finds it busy\n"
         "v = Vault.open(sys.argv[1])\n"
         "t.backfill(v, ['s', 'm'], lambda done, _: print(done, flush=True), workers=1)\n"
         "print('finished', flush=True)\n"

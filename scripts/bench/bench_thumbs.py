@@ -64,11 +64,12 @@ def memory(workdir: Path, jobs: int, env: dict[str, str], run_child: Any) -> Non
     """(d) `mjvault thumbs` over a vault of ``jobs`` jobs whose images come from 64 shared
     PNGs: every image slot is looked up (the walk and the table at full size), 128
     thumbnails made. Its peak RSS against the vault's size says whether memory is flat."""
-    from mjvault.testing.gallerypage import build_many
-
     vault = workdir / f"vault-memory-{jobs}"
     if not vault.exists():
-        build_many(vault, jobs)
+        # In a child: Linux keeps a process's peak RSS across exec, so a child forked from a
+        # bench that had built the vault itself would report the bench's peak as its own.
+        build = f"from mjvault.testing.gallerypage import build_many; build_many({str(vault)!r}, {jobs})"
+        subprocess.run([sys.executable, "-c", build], check=True)
     (vault / "cache" / "thumbs.sqlite").unlink(missing_ok=True)
     for _ in range(2):  # the second run finds every thumbnail made: the lookups alone
         seconds, rss, out = run_child(
