@@ -12,6 +12,7 @@ takes (push, pull, clone) and kept by gc and forget like the tree.
 from __future__ import annotations
 
 import heapq
+import json
 import re
 import socket
 from collections.abc import Callable, Iterable, Iterator
@@ -23,7 +24,8 @@ import msgpack
 
 from mjvault import __version__
 from mjvault.errors import IntegrityError, MjvaultError, UsageError
-from mjvault.snapshots import Snapshot, decode_manifest, encode_manifest
+from mjvault.snapshots import Snapshot, encode_manifest
+from mjvault.store.fsutil import atomic_write
 from mjvault.store.objects import WriteBatch
 from mjvault.vault import Vault
 
@@ -281,7 +283,20 @@ def _publish(
     batch.flush()
     vault.refs.add_snapshot(snapshot_id)
     vault.refs.set_head(snapshot_id)
-    decode_manifest(snapshot_id, vault.store.read(snapshot_id))
+    _rebase_checkpoint(vault, head.id, snapshot_id)
+
+
+def _rebase_checkpoint(vault: Vault, old: str, new: str) -> None:
+    """An unfinished sync's checkpoint based on the old HEAD is based on the new one: same
+    tree, so its work still applies, and the next run resumes it instead of starting over."""
+    path = vault.refs.dir / "checkpoint"
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return
+    if isinstance(doc, dict) and doc.get("base") == old:
+        doc["base"] = new
+        atomic_write(path, json.dumps(doc).encode("utf-8"))
 
 
 __all__ = [

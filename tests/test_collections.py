@@ -216,3 +216,18 @@ def test_no_head_and_unknown_names_are_errors(vault: Vault) -> None:
     with pytest.raises(MjvaultError, match="no collection"):
         list(coll.members(vault, "nope"))
     assert coll.delete(vault, "nope") is False
+
+
+def test_a_change_keeps_an_unfinished_runs_checkpoint_resumable(vault: Vault) -> None:
+    _fill(vault, ["job-a"])
+    writer = vault.writer("test", thumbnails=False)
+    writer.start()
+    writer.add_job(record_json("job-b"), [writer.put_media(png_bytes(99))])
+    writer.abort()  # as a killed or interrupted sync leaves it: a checkpoint based on HEAD
+    coll.change(vault, "faves", add=["job-a"])
+    with vault.writer("test", thumbnails=False) as resumed:
+        assert resumed.stats.resumed_from_checkpoint
+    head = vault.head()
+    assert head is not None and head.collections is not None
+    assert {e.job_id for e in vault.entries()} == {"job-a", "job-b"}
+    assert list(coll.members(vault, "faves")) == ["job-a"]
