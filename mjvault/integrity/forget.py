@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from mjvault import __version__
+from mjvault.collections import rewrite_without
 from mjvault.errors import (
     CorruptObject,
     IntegrityError,
@@ -302,7 +303,8 @@ class JobRewrite:
         self.job_ids = list(job_ids)
         self.batch = vault.store.batch()
         # ``read``: where nodes the vault lacks come from (a remote's snapshot it let go).
-        self.tree = Tree(read or self.batch.read, self.batch.put)
+        self.read = read or self.batch.read
+        self.tree = Tree(self.read, self.batch.put)
         self.removal: dict[str, JobEntry | None] = dict.fromkeys(self.job_ids)
         # Oldest first, so a rewritten snapshot's parent can point at its parent's rewrite.
         chosen = vault.snapshots() if snapshots is None else list(snapshots)
@@ -311,6 +313,11 @@ class JobRewrite:
         self.found: set[str] = set()
         self.checkpoint = _read_checkpoint(vault)
         self.checkpoint_holds = False
+
+    @property
+    def gone(self) -> set[str]:
+        """The jobs removed: also taken out of the collections of each snapshot rewritten."""
+        return set(self.job_ids)
 
     def find(self) -> None:
         for snapshot in self.snapshots:
@@ -365,6 +372,9 @@ class JobRewrite:
                 host=snapshot.host or socket.gethostname(),
                 tool=snapshot.tool or f"mjvault {__version__}",
                 stats=stats,
+                collections=rewrite_without(
+                    vault, batch, snapshot.collections, self.gone, self.read
+                ),
             )
             new_id = batch.put(manifest, loose=True)
             report.rewritten[snapshot.id] = new_id

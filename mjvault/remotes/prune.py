@@ -36,6 +36,7 @@ from pathlib import Path
 
 import blake3
 
+from mjvault.collections import decode_list
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError, UsageError
 from mjvault.integrity.forget import (
@@ -307,6 +308,13 @@ def _mark(
                 named.append(entry.record)
                 named.extend(i for i in entry.images if i is not None)
             marks.update(named)
+        if snapshot.collections is not None and snapshot.collections not in marks:
+            try:
+                _, plaintext = link.remote.fetch(snapshot.collections)
+                listed = decode_list(snapshot.collections, plaintext)
+            except UNREADABLE as exc:
+                raise _refuse(f"collection list {snapshot.collections[:12]}", exc) from None
+            marks.update([snapshot.collections, *(c for col in listed for c in col.chunks)])
 
 
 def _plan_loose(
