@@ -208,8 +208,9 @@ class TaskRunner:
     ``open_vault`` gives the task its own :class:`Vault` (opened and closed on the worker
     thread); ``client_settings`` the Midjourney client's settings (the server reads them from
     the configuration when the task starts, so a login done meanwhile counts);
-    ``connect_remote(vault, name)`` opens a remote's link. ``config``, when given, runs after
-    a sync what `mjvault sync` runs after it (retention, merging small packs).
+    ``connect_remote(vault, name)`` opens a remote's link. ``config``, when given, gives the
+    configuration by which a sync is followed by what follows `mjvault sync` (retention,
+    merging small packs).
     ``on_finished`` is told each task that ends (the server's watcher looks at HEAD then).
     """
 
@@ -221,8 +222,8 @@ class TaskRunner:
         *,
         client_settings: ClientSettingsFactory | None = None,
         connect_remote: RemoteConnector | None = None,
-        sync_options: SyncOptions | None = None,
-        config: Config | None = None,
+        sync_options: Callable[[], SyncOptions] | None = None,
+        config: Callable[[], Config] | None = None,
         on_finished: Callable[[Task], None] | None = None,
     ) -> None:
         self.vault_root = vault_root
@@ -375,7 +376,10 @@ class TaskRunner:
 
         assert self._client_settings is not None
         settings = self._client_settings()
-        options = self._sync_options or SyncOptions(concurrency=settings.concurrency)
+        if self._sync_options is not None:
+            options = self._sync_options()
+        else:
+            options = SyncOptions(concurrency=settings.concurrency)
         tell = self._progress(task)
         task.message = "reading the listing"
 
@@ -388,7 +392,7 @@ class TaskRunner:
             report = sync(vault, client, options, on_job=on_job, should_stop=self._stop.is_set)
         data = report.to_json()
         if self._config is not None and report.snapshot is not None:
-            data |= _after_sync(vault, self._config)
+            data |= _after_sync(vault, self._config())
         task.report = data
         task.total = task.done
         task.message = (
