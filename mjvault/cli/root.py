@@ -150,6 +150,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "gallery_command",
         "Write a static HTML gallery into DIRECTORY: thumbnails, search as you type, and a lightbox with each image's prompt, parameters and date.",
     ),
+    "serve": LazyCommand(
+        "serve",
+        "serve_command",
+        "Run the web app on this machine: browse, search and manage the vault in a browser.",
+    ),
     "checkout": LazyCommand(
         "checkout",
         "checkout_command",

@@ -266,6 +266,26 @@ class InsightsSection:
 
 
 @dataclass(frozen=True)
+class ServeSection:
+    host: str = setting(
+        "127.0.0.1",
+        t.Text(),
+        "The address `mjvault serve` listens on. Any address but a loopback one needs the "
+        "access token.",
+    )
+    port: int = setting(8765, t.Integer(1, 65535), "The port `mjvault serve` listens on.")
+    access_token: str | None = setting(
+        None,
+        t.Text(),
+        "The token a browser must show when `mjvault serve` listens beyond this machine "
+        "(`Authorization: Bearer …`, or `?token=` once). Unset: one is made and shown at "
+        "start. Never taken from the command line (argv is visible to every user).",
+        env=("MJVAULT_SERVE_TOKEN",),
+        secret=True,
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The effective settings every command reads (``app.config``)."""
 
@@ -277,6 +297,7 @@ class Config:
     pack: PackSection = dataclasses.field(default_factory=PackSection)
     retention: RetentionSection = dataclasses.field(default_factory=RetentionSection)
     insights: InsightsSection = dataclasses.field(default_factory=InsightsSection)
+    serve: ServeSection = dataclasses.field(default_factory=ServeSection)
 
     def get(self, key: str) -> Any:
         section, name = split_key(key)

@@ -1264,6 +1264,32 @@ class IndexReader:
             self._looked_up_one(SUMMARY_WEIGHT)  # a walk of every day maps its neighbours too
             yield day
 
+    def days_from(
+        self, day: int | None, *, newest_first: bool = False
+    ) -> Iterator[tuple[int, BitMap]]:
+        """:meth:`days` starting at ``day`` (None: at the end it walks from): the day lists
+        of a keyset page after a job, without reading the days before it."""
+        if day is None:
+            yield from self.days(newest_first=newest_first)
+            return
+        cursor = self.txn.cursor(db=self.dbs[b"days"])
+        if newest_first:
+            # The last key at or before ``day``: one past it, then back.
+            if cursor.set_range(bitmaps.day_key(day + 1)):
+                if not cursor.prev():
+                    return
+            elif not cursor.last():
+                return
+            walk = cursor.iterprev()
+        else:
+            if not cursor.set_range(bitmaps.day_key(day)):
+                return
+            walk = cursor.iternext()
+        for key, value in walk:
+            found = bitmaps.day_from_key(bytes(key)), bitmaps.load(value)
+            self._looked_up_one(SUMMARY_WEIGHT)
+            yield found
+
     def day_count(self) -> int:
         return int(self.txn.stat(self.dbs[b"days"])["entries"])
 

@@ -387,6 +387,21 @@ def _by_relevance(
     read and no job is looked at one by one except those returned."""
     if not docs:
         return []
+    ordered: list[bytes] = []
+    for _, jobs in score_classes(reader, query, docs):
+        if limit is None:
+            ordered += _all_by_date(reader, jobs, (), newest=True)
+            continue
+        ordered += _first_by_date(reader, jobs, limit - len(ordered), newest=True)
+        if len(ordered) >= limit:
+            break
+    return ordered
+
+
+def score_classes(reader: IndexReader, query: Query, docs: BitMap) -> list[tuple[float, BitMap]]:
+    """``docs`` split by BM25 score (see :func:`_by_relevance`), best first."""
+    if not docs:
+        return []
     words = query.positive_words()
     total = max(1, len(reader.live()))
     idf = []
@@ -407,15 +422,7 @@ def _by_relevance(
             for weight, tf in zip(idf, frequencies, strict=True):
                 score += weight * tf * (BM25_K1 + 1) / (tf + norm)
             scored.setdefault(score, BitMap()).update(jobs)
-    ordered: list[bytes] = []
-    for score in sorted(scored, reverse=True):
-        if limit is None:
-            ordered += _all_by_date(reader, scored[score], (), newest=True)
-            continue
-        ordered += _first_by_date(reader, scored[score], limit - len(ordered), newest=True)
-        if len(ordered) >= limit:
-            break
-    return ordered
+    return sorted(scored.items(), key=lambda item: item[0], reverse=True)
 
 
 def _by_frequencies(

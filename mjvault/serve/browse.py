@@ -1,0 +1,217 @@
+"""The read side of the JSON API: the vault, its jobs page by page, a timeline for the
+scrubber, facets, one job with its lineage, stats, snapshots, remotes and views.
+
+Handlers are plain functions (Starlette runs them in its thread pool): the index is LMDB,
+whose readers run side by side without a lock, and a page costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from mjvault import __version__
+from mjvault.errors import JobNotFound, MjvaultError
+from mjvault.index.db import Index, JobSummary
+from mjvault.index.pages import Page, PageKey, page, timeline
+from mjvault.index.query import QueryError, parse_query
+from mjvault.index.search import SORT_ORDERS, SortOrder
+from mjvault.serve.security import BadRequest
+from mjvault.serve.settings import THUMB_SIZES, ServeState
+
+DEFAULT_LIMIT = 200
+MAX_LIMIT = 1000
+SEGMENT_SIZE = 500
+PROMPT_CHARS = 300
+CHILDREN_SHOWN = 200
+TIMELINE_CACHE = 32  # (query, sort, index generation) kept
+
+
+def error(message: str, code: str, status: int = 400, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, "code": code, **extra}, status_code=status)
+
+
+def handler(fn: Callable[[ServeState, Request], Any]) -> Callable[[ServeState], Any]:
+    """A route's function with the vault's and the request's errors answered as JSON."""
+
+    def bind(state: ServeState) -> Callable[[Request], Response]:
+        def endpoint(request: Request) -> Response:
+            try:
+                result = fn(state, request)
+            except BadRequest as exc:
+                return error(exc.message, exc.code, exc.status)
+            except QueryError as exc:
+                return error(exc.message, "bad_query")
+            except JobNotFound as exc:
+                return error(exc.message, "not_found", 404)
+            except MjvaultError as exc:
+                return error(exc.message, "vault_error", 500)
+            return result if isinstance(result, Response) else JSONResponse(result)
+
+        return endpoint
+
+    return bind
+
+
+def iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
+
+
+def model_of(params: dict[str, str]) -> str | None:
+    if "niji" in params:
+        return f"niji {params['niji']}"
+    return params.get("version")
+
+
+def tile(summary: JobSummary) -> dict[str, Any]:
+    """A job as the grid shows it."""
+    kinds = summary.kinds or (None,) * len(summary.images)
+    return {
+        "id": summary.job_id,
+        "time": iso(summary.time),
+        "type": summary.type,
+        "prompt": summary.prompt[:PROMPT_CHARS],
+        "ar": summary.params.get("ar"),
+        "model": model_of(summary.params),
+        "images": [
+            {"object": image, "kind": kind}
+            for image, kind in zip(summary.images, kinds, strict=False)
+        ],
+        "parent": summary.parent,
+        "liked": summary.liked,
+        "ranking": summary.ranking,
+    }
+
+
+def tiles(index: Index, job_ids: list[str]) -> list[dict[str, Any]]:
+    found = index.get_many(job_ids)
+    return [tile(found[j]) for j in job_ids if j in found]
+
+
+# -- parameters ----------------------------------------------------------------------------
+def _query(request: Request) -> tuple[str, Any]:
+    text = request.query_params.get("q", "")
+    if len(text) > 2000:
+        raise BadRequest("query too long", "bad_query")
+    return text, parse_query(text)
+
+
+def _sort(request: Request, allowed: tuple[str, ...] = SORT_ORDERS) -> SortOrder:
+    sort = request.query_params.get("sort", "newest")
+    if sort not in allowed:
+        raise BadRequest(f"sort must be one of {', '.join(allowed)}", "bad_sort")
+    return sort  # type: ignore[return-value]
+
+
+def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query_params.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number", "bad_parameter") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be from {low} to {high}", "bad_parameter")
+    return value
+
+
+def _date(request: Request, name: str) -> dt.date | None:
+    text = request.query_params.get(name)
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(f"{name} must be a date YYYY-MM-DD", "bad_parameter") from None
+
+
+def generation(index: Index) -> str | None:
+    """What the index reflects: a new one after every sync, so caches key on it."""
+    return index.indexed_tree()
+
+
+# -- endpoints -----------------------------------------------------------------------------
+@handler
+def info(state: ServeState, request: Request) -> dict[str, Any]:
+    vault = state.vault
+    index = vault.index
+    with index.reader() as reader:
+        jobs = reader.job_count()
+    images = _image_count(index)
+    return {
+        "vault": vault.id,
+        "encrypted": vault.encrypted,
+        "read_only": state.settings.read_only,
+        "version": __version__,
+        "csrf": state.csrf_token,
+        "jobs": jobs,
+        "images": images,
+        "thumb_sizes": dict(THUMB_SIZES),
+    }
+
+
+def _image_count(index: Index) -> int:
+    """Images shown by the jobs: the insights counters' total, kept by the index."""
+    from mjvault.insights.compute import kept
+
+    for name, value in kept(index):
+        if name == "images":
+            return value
+    return 0
+
+
+@handler
+def jobs(state: ServeState, request: Request) -> dict[str, Any]:
+    _, query = _query(request)
+    sort = _sort(request)
+    limit = _int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    after_text = request.query_params.get("after")
+    after = None
+    if after_text:
+        try:
+            after = PageKey.decode(after_text, sort)
+        except ValueError as exc:
+            raise BadRequest(str(exc), "bad_cursor") from None
+    index = state.vault.index
+    found: Page = page(index, query, sort=sort, after=after, limit=limit)
+    return {
+        "jobs": tiles(index, found.job_ids),
+        "next": found.next.encode() if found.next is not None else None,
+        "total": found.total,
+    }
+
+
+@handler
+def timeline_route(state: ServeState, request: Request) -> dict[str, Any]:
+    text, query = _query(request)
+    sort = _sort(request, ("newest", "oldest"))
+    index = state.vault.index
+    key = (text, sort, generation(index))
+    cache: dict[Any, Any] = state.caches.setdefault("timeline", {})
+    answer = cache.get(key)
+    if answer is None:
+        total, segments = timeline(index, query, sort=sort, size=SEGMENT_SIZE)
+        answer = {
+            "total": total,
+            "segment_size": SEGMENT_SIZE,
+            "segments": [s.as_json() for s in segments],
+        }
+        with state.lock:
+            while len(cache) >= TIMELINE_CACHE:
+                cache.pop(next(iter(cache)))
+            cache[key] = answer
+    return answer
+
+
+def routes(state: ServeState) -> list[BaseRoute]:
+    return [
+        Route("/api/info", info(state)),
+        Route("/api/jobs", jobs(state)),
+        Route("/api/timeline", timeline_route(state)),
+    ]
