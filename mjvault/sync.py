@@ -69,6 +69,7 @@ class SyncOptions:
     refresh_views: bool = (
         True  # views defined with auto-refresh follow a sync that changed something
     )
+    thumbnails: bool = True  # the new images' thumbnails made beside the run (thumbnails.py)
 
     @property
     def filtered(self) -> bool:
@@ -276,6 +277,7 @@ def sync(
         "midjourney",
         checkpoint_jobs=options.checkpoint_jobs,
         checkpoint_seconds=options.checkpoint_seconds,
+        thumbnails=options.thumbnails,
     )
     writer.start()
     state.update(key, gap=True)

@@ -3,10 +3,11 @@
 Which object is the thumbnail of which is remembered in ``<vault>/cache/thumbs.sqlite``, one
 row per (source id, size): the thumbnail's id and the source's kind (``png``, ``jpg``,
 ``webp`` or ``gif``, so a later gallery need not open the source). A table, not a file read
-whole: a gallery of a million images looks up each one and holds none. It is a cache like the
-index: losing it, or the thumbnail objects (nothing in a snapshot refers to them, so a gc may
-remove them), only means they are made again. ``cache/thumbs.json``, where earlier versions
-kept the mapping, is read once (streamed) into the table and removed.
+whole: a gallery of a million images looks up each one and holds none. It is a cache like
+the index: losing it, or the thumbnail objects, only means they are made again. gc keeps
+the thumbnails the table names for the images it keeps (``integrity/reachability.py``).
+``cache/thumbs.json``, where earlier versions kept the mapping, is read once (streamed) into
+the table and removed.
 """
 
 from __future__ import annotations
@@ -173,6 +174,16 @@ class ThumbCache:
             rows = self.db.execute("SELECT DISTINCT thumb FROM thumbs ORDER BY thumb")
         for (thumb,) in rows:
             yield thumb
+
+    def pairs(self) -> Iterator[tuple[str, str]]:
+        """Every (source, thumbnail id) row, streamed: what gc keeps of them is the
+        thumbnails of sources it keeps. Read from a connection of its own, so a million rows
+        are never held and the shared one stays free."""
+        db = sqlite3.connect(os.fspath(self.path), check_same_thread=False)
+        try:
+            yield from db.execute("SELECT source, thumb FROM thumbs")
+        finally:
+            db.close()
 
     def commit(self) -> None:
         with self.lock:
