@@ -21,6 +21,8 @@ lock held elsewhere answers 409 ``locked`` with its holder.
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import queue
 import re
 import threading
@@ -42,6 +44,8 @@ from mjvault.serve.security import BadRequest, check_job_id
 if TYPE_CHECKING:
     from mjvault.serve.settings import ServeState
     from mjvault.vault import Vault
+
+log = logging.getLogger(__name__)
 
 MAX_SELECTION_BODY = 48 * 1024 * 1024  # a million job ids as JSON is ~40 MB
 MAX_QUERY = 2000
@@ -104,7 +108,7 @@ class _Gone(Exception):
     """The client went away: the writer stops."""
 
 
-class _Pipe:
+class _Pipe(io.RawIOBase):
     """A write-only, unseekable file for a writer thread; the response reads its chunks.
 
     Bounded: a writer more than ``PIPE_DEPTH`` chunks ahead of the client waits. zipfile sees
@@ -114,20 +118,18 @@ class _Pipe:
     _END = b""
 
     def __init__(self) -> None:
+        super().__init__()
         self._chunks: queue.Queue[bytes | BaseException] = queue.Queue(PIPE_DEPTH)
         self._buffer = bytearray()
         self.gone = threading.Event()
 
     # the writer's side (a file object as zipfile and the export writers use it)
-    def write(self, data: bytes) -> int:
+    def write(self, data: Any) -> int:
         self._buffer += data
         if len(self._buffer) >= PIPE_CHUNK:
             self._put(bytes(self._buffer))
             self._buffer.clear()
         return len(data)
-
-    def flush(self) -> None:
-        pass
 
     def writable(self) -> bool:
         return True
@@ -162,10 +164,11 @@ def _streamed(write: Callable[[IO[bytes]], None]) -> AsyncIterator[bytes]:
 
     def run() -> None:
         try:
-            write(pipe)  # type: ignore[arg-type]  # the part of IO[bytes] writers use
+            write(pipe)  # type: ignore[arg-type]  # a raw binary file: what the writers use
         except _Gone:
             return
         except BaseException as exc:
+            log.exception("an export stopped short")
             with contextlib.suppress(_Gone):
                 pipe.finish(exc)
             return
