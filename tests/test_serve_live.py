@@ -491,3 +491,51 @@ def test_read_only_refuses_every_mutation(
     answer = server.client.request(method, path, json=body, headers={"X-CSRF-Token": server.csrf})
     assert answer.status_code == 403 and answer.json()["code"] == "read_only"
     assert server.client.get("/api/tasks").json()["tasks"] == []
+
+
+# -- stopping ------------------------------------------------------------------------------------
+def test_stopping_the_server_stops_a_sync_at_a_checkpoint_and_the_next_resumes(
+    tmp_path: Path,
+) -> None:
+    from dataclasses import replace
+
+    from mjvault.serve.tasks import TaskRunner
+    from mjvault.testing.faults import Faults
+
+    root = tmp_path / "vault"
+    Vault.init(root).close()
+    account = Account.generate(SEED + 1, 30)
+    with FakeMidjourney(account, token=TOKEN) as midjourney:
+        midjourney.faults = replace(Faults(), latency=0.02, targets=frozenset({"cdn"}))
+
+        def runner() -> TaskRunner:
+            return TaskRunner(
+                root,
+                lambda: Vault.open(root),
+                EventHub(),
+                client_settings=lambda: _settings(midjourney),
+                sync_options=lambda: SyncOptions(concurrency=2, checkpoint_jobs=3),
+            )
+
+        first = runner()
+        task = first.start("sync")
+        deadline = time.monotonic() + 60
+        while task.done < 8:
+            assert time.monotonic() < deadline and task.state == "running", task
+            time.sleep(0.01)
+        first.close()
+        assert task.state == "failed" and task.code == "interrupted", task
+        assert (root / "refs" / "checkpoint").exists()  # what was fetched is kept
+        midjourney.faults = Faults()
+        again = runner().start("sync")
+        deadline = time.monotonic() + 60
+        while again.state == "running":
+            assert time.monotonic() < deadline, again
+            time.sleep(0.02)
+        assert again.state == "done", again
+        assert again.report is not None and again.report["resumed"] is True
+    vault = Vault.open(root)
+    try:
+        assert {e.job_id for e in vault.entries()} == {job.id for job in account.jobs}
+    finally:
+        vault.close()
