@@ -37,6 +37,7 @@ from mjvault.sources.midjourney import MidjourneyClient
 from mjvault.sync import SyncOptions, sync
 from mjvault.testing.accounts import Account
 from mjvault.testing.server import FakeMidjourney
+from tests.conftest import run_cli
 
 TOKEN = "sess-5e1b0c7d9a2f4e6b8c3d"
 SEED, JOBS = 71, 24
@@ -228,6 +229,34 @@ def test_a_live_sync_tells_its_progress_in_order_and_its_new_jobs_appear(
     assert listed["tasks"][0]["task"] == task_id
     assert listed["tasks"][0]["report"]["jobs_new"] == 3
     assert listed["lock"] == {"held": False, "holder": None, "ours": False}
+
+
+def test_a_push_started_from_the_app_publishes_the_snapshots(site: dict[str, Any]) -> None:
+    server: Running = site["server"]
+    _wait_idle(server)
+    remote = site["root"].parent / "remote"
+    added = run_cli("--vault", str(site["root"]), "remote", "add", "nas", str(remote))
+    assert added.returncode == 0, added.stderr
+    events = Events(server.base)
+    try:
+        answer = server.post("/api/tasks", {"kind": "push", "remote": "nas"})
+        assert answer.status_code == 202, answer.text
+        task_id = answer.json()["task"]
+        assert events.wait(
+            lambda: any(
+                d["task"] == task_id and d["state"] != "running" for d in events.named("task")
+            )
+        )
+        last = [d for d in events.named("task") if d["task"] == task_id][-1]
+        assert last["state"] == "done", last
+        assert last["total"] is not None and last["done"] == last["total"]
+    finally:
+        events.close()
+    head = server.client.get("/api/info").json()
+    report = server.client.get("/api/tasks").json()["tasks"][0]["report"]
+    assert report["snapshots_sent"] >= 1 and not report["problems"]
+    assert any(remote.rglob("*")), "nothing reached the remote"
+    assert head["read_only"] is False
 
 
 HOLDER = """

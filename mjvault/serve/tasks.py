@@ -413,15 +413,20 @@ class TaskRunner:
             task.message = f"{objects} objects to send"
             self._publish(task)
 
+        sent_bytes = [0]
+
         def sent(size: int) -> None:
             if self._stop.is_set():
                 raise Interrupted("stopped; push again to resume")
-            task.done += size
+            # Packs are sized as built, not as planned: done never passes the total shown.
+            sent_bytes[0] += size
+            task.done = min(sent_bytes[0], task.total) if task.total is not None else sent_bytes[0]
             tell()
 
         with self._connect_remote(vault, task.remote) as link:
             report = push(vault, link, progress=sent, on_plan=planned)
         task.report = report.to_json()
+        task.total = task.done = sent_bytes[0]
         task.message = (
             f"sent {report.objects_sent} objects, {report.snapshots_sent} snapshots published"
         )
