@@ -108,7 +108,7 @@ class VaultWatcher:
         self._head_stamp = _stamp(vault_root / "refs" / "HEAD")
         head = self._safe_head()
         self.head_id = head.id if head else None
-        self._head_jobs = _jobs_of(head)
+        self._head_jobs = _jobs_of(head) or 0
         self._lock_stamp = _stamp(vault_root / "lock")
         self.lock = lock_state(vault_root)
 
@@ -146,7 +146,9 @@ class VaultWatcher:
                 if head_id != self.head_id:
                     jobs = _jobs_of(head)
                     new = max(0, jobs - self._head_jobs) if jobs is not None else 0
-                    self.head_id, self._head_jobs = head_id, jobs or 0
+                    self.head_id = head_id
+                    if jobs is not None:
+                        self._head_jobs = jobs
                     self.hub.publish("jobs", {"new": new, "head": head_id})
             stamp = _stamp(self.vault_root / "lock")
             held = self.lock
@@ -159,11 +161,12 @@ class VaultWatcher:
                     self.hub.publish("lock", state)
 
 
-def _jobs_of(snapshot: Snapshot | None) -> int:
+def _jobs_of(snapshot: Snapshot | None) -> int | None:
+    """The snapshot's job count; None when its manifest does not say (then unknown)."""
     if snapshot is None:
         return 0
     jobs = snapshot.stats.get("jobs")
-    return jobs if isinstance(jobs, int) else 0
+    return jobs if isinstance(jobs, int) and not isinstance(jobs, bool) else None
 
 
 # -- wiring -----------------------------------------------------------------------------------
