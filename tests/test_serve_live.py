@@ -91,6 +91,7 @@ class Events:
         self.status: int | None = None
         self.content_type = ""
         self._changed = threading.Condition()
+        self._stop = threading.Event()  # seen at the next line: pings come twice a second
         self._client = httpx.Client(base_url=base, timeout=httpx.Timeout(30, read=60))
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -104,6 +105,8 @@ class Events:
                 self.content_type = r.headers.get("content-type", "")
                 self._changed.notify_all()
             for line in r.iter_lines():
+                if self._stop.is_set():
+                    return
                 with self._changed:
                     if line.startswith(":"):
                         self.comments.append(line)
@@ -129,8 +132,9 @@ class Events:
             return [data for n, data in self.items if n == name]
 
     def close(self) -> None:
-        self._client.close()
+        self._stop.set()
         self._thread.join(10)
+        self._client.close()
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +154,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             "MJVAULT_SYNC_MAX_RPS": "5000",
         }.items():
             env.setenv(name, value)
+        # A reader closing its stream notices at the next line: pings twice a second.
+        env.setattr(live_module, "PING_SECONDS", 0.5)
         vault = Vault.open(root)
         try:
             with MidjourneyClient(_settings(midjourney)) as client:
@@ -568,3 +574,33 @@ def test_stopping_the_server_stops_a_sync_at_a_checkpoint_and_the_next_resumes(
         assert {e.job_id for e in vault.entries()} == {job.id for job in account.jobs}
     finally:
         vault.close()
+
+
+def test_an_encrypted_vault_exports_originals_opened_in_memory_only(tmp_path: Path) -> None:
+    from tests.conftest import CHEAP_KDF, PASSPHRASE, png_bytes, record_json
+
+    root = tmp_path / "vault"
+    originals = {n: png_bytes(1000 + n, 4096) for n in range(3)}
+    with (
+        Vault.init(root, encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF) as vault,
+        vault.writer("test") as writer,
+    ):
+        for n, data in originals.items():
+            job_id = f"0000000{n}-aaaa-4bbb-8ccc-dddddddddddd"
+            writer.add_job(record_json(job_id, f"secret fox {n}"), [writer.put_media(data)])
+    server = Running(root, ServeSettings(passphrase=PASSPHRASE))
+    try:
+        answer = server.post("/api/export", {"selection": {"query": "fox"}, "format": "zip"})
+        assert answer.status_code == 200
+        archive = zipfile.ZipFile(io.BytesIO(answer.content))
+        got = {int(info.filename[7]): archive.read(info) for info in archive.infolist()}
+        assert got == originals
+        rows = server.post("/api/export", {"selection": {"query": "fox"}, "format": "json"}).json()
+        assert sorted(row["prompt"] for row in rows) == [f"secret fox {n}" for n in range(3)]
+    finally:
+        server.stop()
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"secret fox" not in data, path
+            assert not any(original[16:80] in data for original in originals.values()), path
