@@ -491,11 +491,18 @@ def test_forget_needs_the_right_count_and_then_the_jobs_leave(site: dict[str, An
     assert wrong.status_code == 409
     assert wrong.json()["code"] == "count_mismatch" and wrong.json()["count"] == 2
     assert set(ids) <= set(_job_ids(server))  # nothing forgotten
-    right = server.post("/api/forget", {"selection": {"ids": ids}, "count": 2})
-    assert right.status_code == 200, right.text
-    report = right.json()
-    assert sorted(report["added"]) == sorted(ids) and report["matched"] == 2
-    assert not set(ids) & set(_job_ids(server))
+    events = Events(server.base)
+    try:
+        right = server.post("/api/forget", {"selection": {"ids": ids}, "count": 2})
+        assert right.status_code == 200, right.text
+        report = right.json()
+        assert sorted(report["added"]) == sorted(ids) and report["matched"] == 2
+        assert not set(ids) & set(_job_ids(server))
+        # The page hears of the new HEAD: no new jobs (fewer).
+        assert events.wait(lambda: bool(events.named("jobs")))
+        assert events.named("jobs")[-1] == {"new": 0, "head": report["head"]}
+    finally:
+        events.close()
 
 
 # -- guards --------------------------------------------------------------------------------------

@@ -246,7 +246,8 @@ class _Answer(Exception):
 
 
 def _mutation(state: ServeState, work: Callable[[Vault], Any]) -> Any:
-    """Run ``work`` on a vault of its own, closed after (on a worker thread)."""
+    """Run ``work`` on a vault of its own, closed after (on a worker thread); then the
+    watcher looks at HEAD."""
     from mjvault.vault import Vault
 
     vault = Vault.open(state.vault_root, passphrase=state.settings.passphrase)
@@ -254,6 +255,10 @@ def _mutation(state: ServeState, work: Callable[[Vault], Any]) -> Any:
         return work(vault)
     finally:
         vault.close()
+        # HEAD moved (a forget, a collection): the pages open hear of it now, not in a second.
+        live = state.caches.get("live")
+        if live is not None:
+            live.watcher.check()
 
 
 async def _guarded(call: Callable[[], Any]) -> Response:
