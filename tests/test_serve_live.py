@@ -595,7 +595,13 @@ def test_an_encrypted_vault_exports_originals_opened_in_memory_only(tmp_path: Pa
         for n, data in originals.items():
             job_id = f"0000000{n}-aaaa-4bbb-8ccc-dddddddddddd"
             writer.add_job(record_json(job_id, f"secret fox {n}"), [writer.put_media(data)])
-    server = Running(root, ServeSettings(passphrase=PASSPHRASE))
+    asked: list[int] = []
+
+    def passphrase() -> str:
+        asked.append(1)  # a terminal prompt, in `mjvault serve`
+        return PASSPHRASE
+
+    server = Running(root, ServeSettings(passphrase=passphrase))
     try:
         answer = server.post("/api/export", {"selection": {"query": "fox"}, "format": "zip"})
         assert answer.status_code == 200
@@ -604,6 +610,12 @@ def test_an_encrypted_vault_exports_originals_opened_in_memory_only(tmp_path: Pa
         assert got == originals
         rows = server.post("/api/export", {"selection": {"query": "fox"}, "format": "json"}).json()
         assert sorted(row["prompt"] for row in rows) == [f"secret fox {n}" for n in range(3)]
+        # A mutation works on a handle with the keys the server opened: no passphrase asked.
+        changed = server.post(
+            "/api/collections/foxes", {"selection": {"query": "fox"}, "op": "add"}
+        )
+        assert changed.json() == {"name": "foxes", "jobs": 3}
+        assert len(asked) == 1  # when the server opened the vault, never again
     finally:
         server.stop()
     for path in root.rglob("*"):

@@ -14,7 +14,7 @@ one beyond what the request itself carried. Every id is checked against the job 
   --job` runs, then the rewritten snapshots on the remotes as the command does. ``count`` must
   equal the selection's size: it is the number the page showed and the user confirmed.
 
-Each mutation opens its own :class:`Vault` (as a command would) and takes the write lock; a
+Each mutation works on a handle of its own (:meth:`Vault.reopen`) and takes the write lock; a
 lock held elsewhere answers 409 ``locked`` with its holder.
 """
 
@@ -246,11 +246,9 @@ class _Answer(Exception):
 
 
 def _mutation(state: ServeState, work: Callable[[Vault], Any]) -> Any:
-    """Run ``work`` on a vault of its own, closed after (on a worker thread); then the
-    watcher looks at HEAD."""
-    from mjvault.vault import Vault
-
-    vault = Vault.open(state.vault_root, passphrase=state.settings.passphrase)
+    """Run ``work`` on a handle of its own on the vault (its keys, no passphrase asked
+    again), closed after, on a worker thread; then the watcher looks at HEAD."""
+    vault = state.vault.reopen()
     try:
         return work(vault)
     finally:

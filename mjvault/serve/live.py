@@ -181,12 +181,8 @@ class Live:
 
 
 def _open_task_vault(state: ServeState) -> Callable[[], Vault]:
-    def open_vault() -> Vault:
-        from mjvault.vault import Vault
-
-        return Vault.open(state.vault_root, passphrase=state.settings.passphrase)
-
-    return open_vault
+    """A handle of the task's own on the server's vault, with its keys: never a new prompt."""
+    return state.vault.reopen
 
 
 def _config(state: ServeState) -> Callable[[], Config]:
