@@ -424,6 +424,7 @@ class ArchiveWriter:
             # that stops makes only those in flight; `mjvault thumbs` makes the rest.
             feed, self._thumb_feed = self._thumb_feed, None
             self.thumbnail_report = feed.finish(cancel=self._aborting)
+            self.stats.extra["thumbnails_made"] = self.thumbnail_report.made
         self.stats.objects_written = self._batch.written_objects
         self.stats.bytes_written = self._batch.written_bytes
         self._open = False

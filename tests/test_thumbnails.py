@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mjvault import Vault
-from mjvault.find.gallery.thumbs import CACHE_FILE, make_thumbnail
+from mjvault.find.gallery.thumbs import CACHE_FILE, make_thumbnail, make_thumbnails
 from mjvault.integrity.gc import gc
 from mjvault.sources.importer import import_archive
 from mjvault.sources.midjourney import MidjourneyClient
@@ -28,7 +28,7 @@ from mjvault.testing.accounts import Account
 from mjvault.testing.archive import write_sample_archive
 from mjvault.testing.images import make_png
 from mjvault.testing.server import FakeMidjourney
-from mjvault.thumbnails import SIZES, backfill, head_images, lookup, parse_sizes, thumbnail
+from mjvault.thumbnails import METHOD, SIZES, backfill, head_images, lookup, parse_sizes, thumbnail
 from tests.conftest import CHEAP_KDF, PASSPHRASE, run_cli
 from tests.test_sync import TOKEN, settings_for
 
@@ -58,13 +58,14 @@ def _assert_every_image_has_both(vault: Vault) -> None:
         with Image.open(io.BytesIO(data)) as image:
             assert image.format == "WEBP"
             assert max(image.size) <= size
-        assert data == make_thumbnail(vault.read_object(source), size)
+        assert data == make_thumbnail(vault.read_object(source), size, METHOD)
 
 
 def test_import_makes_both_sizes_of_every_image(tmp_path: Path, archive: Path) -> None:
     vault = Vault.init(tmp_path / "vault")
     report = import_archive(vault, archive)
     assert report.stats.media_new > 0
+    assert report.to_json()["thumbnails_made"] == 2 * len(set(head_images(vault)))
     _assert_every_image_has_both(vault)
     # A backfill afterwards finds nothing to make.
     again = backfill(vault, ["s", "m"])
@@ -103,6 +104,7 @@ def test_sync_makes_thumbnails_of_the_new_images(tmp_path: Path, account: Accoun
     images = set(head_images(vault)) - videos
     for pixels in SIZES.values():
         assert {s for s, size, t, _ in rows if size == pixels and t} == images
+    assert report.thumbnails_made == 2 * len(images)
     vault.close()
 
 
@@ -112,7 +114,7 @@ def test_thumbnail_is_made_on_a_miss_and_kept(vault: Vault) -> None:
         writer.add_job(json.dumps({"id": "job-1", "full_command": "x"}).encode(), [image])
     assert lookup(vault, image, "m") is None
     made = thumbnail(vault, image, "m")
-    assert made is not None and made == make_thumbnail(vault.read_object(image), 768)
+    assert made is not None and made == make_thumbnail(vault.read_object(image), 768, METHOD)
     assert lookup(vault, image, "m") == made  # kept: the next request reads it
     assert thumbnail(vault, "0" * 64, "s") is None  # no such object
     with pytest.raises(Exception, match="size"):
@@ -224,8 +226,17 @@ def _images(draw: st.DrawFn) -> bytes:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_images(), st.sampled_from(sorted(SIZES.values())))
 def test_a_thumbnail_made_again_is_the_same(data: bytes, size: int) -> None:
-    first = make_thumbnail(data, size)
+    first = make_thumbnail(data, size, METHOD)
     assert first is not None
-    assert make_thumbnail(data, size) == first
+    assert make_thumbnail(data, size, METHOD) == first
     with Image.open(io.BytesIO(first)) as image:
         assert max(image.size) <= size
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_images())
+def test_both_sizes_from_one_decode_equal_each_made_alone(data: bytes) -> None:
+    sizes = sorted(SIZES.values())
+    assert make_thumbnails(data, sizes, METHOD) == {
+        size: make_thumbnail(data, size, METHOD) for size in sizes
+    }
