@@ -26,6 +26,8 @@ import blake3
 import httpx
 import pytest
 import uvicorn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mjvault import Vault
 from mjvault.find.export import COLUMNS
@@ -623,3 +625,63 @@ def test_an_encrypted_vault_exports_originals_opened_in_memory_only(tmp_path: Pa
             data = path.read_bytes()
             assert b"secret fox" not in data, path
             assert not any(original[16:80] in data for original in originals.values()), path
+
+
+# -- properties ----------------------------------------------------------------------------------
+EVENT_NAMES = st.sampled_from(["task", "jobs", "lock"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(EVENT_NAMES, st.sampled_from(["", "a", "b", "c"]), st.integers(0, 9)),
+        max_size=60,
+    ),
+    limit=st.integers(1, 6),
+)
+def test_a_listener_gives_each_subject_its_newest_event_in_order_of_change(
+    events: list[tuple[str, str, int]], limit: int
+) -> None:
+    hub = EventHub(limit=limit)
+    listener = hub.subscribe()
+    model: dict[tuple[str, str], dict[str, Any]] = {}
+    dropped = 0
+    for name, task, n in events:
+        data = {"task": task, "new": n} if name != "jobs" else {"new": n}
+        hub.publish(name, data)
+        key = (name, task if name != "jobs" else "")
+        earlier = model.pop(key, None)
+        if name == "jobs" and earlier is not None:
+            data = data | {"new": earlier["new"] + n}
+        model[key] = data
+        while len(model) > limit:  # the subject changed longest ago goes
+            model.pop(next(iter(model)))
+            dropped += 1
+    pending = listener.drain()
+    assert [e.data for e in pending] == list(model.values())
+    assert listener.dropped == dropped
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_a_zip_of_any_id_selection_holds_each_known_job_once_in_its_order(
+    site: dict[str, Any], data: st.DataObject
+) -> None:
+    from mjvault.serve.batch import Selection, write_zip
+
+    vault = Vault.open(site["root"])
+    try:
+        known = list(vault.index.iter_summaries())[:8]
+        ids = data.draw(
+            st.lists(st.sampled_from([s.job_id for s in known] + ["not-a-job-0000"]), max_size=12)
+        )
+        out = io.BytesIO()
+        write_zip(vault, Selection(ids=tuple(ids)).job_ids(vault), out)
+        names = [i.filename.rsplit(".", 1)[0] for i in zipfile.ZipFile(out).infolist()]
+        order = [j for j in dict.fromkeys(ids) if j != "not-a-job-0000"]
+        images = {s.job_id: s.images for s in known}
+        assert names == [
+            f"{j}_{n}" for j in order for n, oid in enumerate(images[j]) if oid is not None
+        ]
+    finally:
+        vault.close()
