@@ -685,3 +685,78 @@ def test_a_zip_of_any_id_selection_holds_each_known_job_once_in_its_order(
         ]
     finally:
         vault.close()
+
+
+def test_ctrl_c_on_mjvault_serve_mid_sync_keeps_a_checkpoint_and_frees_the_lock(
+    tmp_path: Path,
+) -> None:
+    import os
+    import signal
+    from dataclasses import replace
+
+    from mjvault.lock import read_holder
+    from mjvault.testing.faults import Faults
+
+    root = tmp_path / "vault"
+    Vault.init(root).close()
+    account = Account.generate(SEED + 2, 40)
+    with FakeMidjourney(account, token=TOKEN) as midjourney:
+        midjourney.faults = replace(Faults(), latency=0.03, targets=frozenset({"cdn"}))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")}
+        env |= {
+            "MJVAULT_CONFIG": str(tmp_path / "none.toml"),
+            "MJVAULT_SYSTEM_CONFIG": str(tmp_path / "none-system.toml"),
+            "MJVAULT_WEB_BASE": midjourney.web_base,
+            "MJVAULT_CDN_BASE": midjourney.cdn_base,
+            "MJVAULT_MIDJOURNEY_API": "v3",
+            "MIDJOURNEY_USER_ID": midjourney.user_id,
+            "MIDJOURNEY_SESSION_TOKEN": TOKEN,
+            "MJVAULT_SYNC_MAX_RPS": "5000",
+            "MJVAULT_SYNC_JOBS": "2",
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mjvault", "--vault", str(root), "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    csrf = client.get("/api/info").json()["csrf"]
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "mjvault serve did not start"
+                    time.sleep(0.1)
+            started = client.post(
+                "/api/tasks", json={"kind": "sync"}, headers={"X-CSRF-Token": csrf}
+            )
+            assert started.status_code == 202, started.text
+            while client.get("/api/tasks").json()["tasks"][0]["done"] < 6:
+                assert time.monotonic() < deadline + 30, "the sync made no progress"
+                time.sleep(0.05)
+            assert read_holder(root / "lock") is not None  # the sync holds the lock
+            client.close()
+            server.send_signal(signal.SIGINT)
+            _, stderr = server.communicate(timeout=30)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+        assert server.returncode == 0, stderr
+        assert b"Traceback" not in stderr, stderr
+        assert read_holder(root / "lock") is None  # released, its note emptied
+        assert (root / "refs" / "checkpoint").exists()
+        vault = Vault.open(root)
+        try:
+            with MidjourneyClient(_settings(midjourney)) as mj_client:
+                report = sync(vault, mj_client, SyncOptions(concurrency=4))
+            assert report.resumed
+            assert {e.job_id for e in vault.entries()} == {job.id for job in account.jobs}
+        finally:
+            vault.close()
