@@ -267,6 +267,25 @@ def test_a_push_started_from_the_app_publishes_the_snapshots(site: dict[str, Any
     assert head["read_only"] is False
 
 
+def test_a_sync_run_outside_the_server_reaches_the_page_as_new_jobs(site: dict[str, Any]) -> None:
+    server: Running = site["server"]
+    _wait_idle(server)
+    added = site["midjourney"].add_jobs(2)
+    events = Events(server.base)
+    try:
+        vault = Vault.open(site["root"])  # as `mjvault sync` in a terminal would
+        try:
+            with MidjourneyClient(_settings(site["midjourney"])) as client:
+                report = sync(vault, client, SyncOptions(concurrency=2))
+        finally:
+            vault.close()
+        assert events.wait(lambda: any(d["head"] == report.snapshot for d in events.named("jobs")))
+        assert [d for d in events.named("jobs") if d["head"] == report.snapshot][-1]["new"] == 2
+    finally:
+        events.close()
+    assert {job.id for job in added} <= set(_job_ids(server))
+
+
 HOLDER = """
 import sys
 from pathlib import Path
