@@ -779,3 +779,29 @@ def test_ctrl_c_on_mjvault_serve_mid_sync_keeps_a_checkpoint_and_frees_the_lock(
             assert {e.job_id for e in vault.entries()} == {job.id for job in account.jobs}
         finally:
             vault.close()
+
+
+def test_an_export_abandoned_mid_stream_ends_its_writer_thread(
+    site: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mjvault.serve import batch
+
+    server: Running = site["server"]
+    # Small chunks, a short queue: the writer is far ahead of nothing, and must wait.
+    monkeypatch.setattr(batch, "PIPE_CHUNK", 4096)
+    monkeypatch.setattr(batch, "PIPE_DEPTH", 2)
+
+    def writers() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "mjvault-export")
+
+    before = writers()
+    body = {"selection": {"query": ""}, "format": "zip"}
+    with httpx.Client(base_url=server.base, timeout=30) as client:
+        headers = {"X-CSRF-Token": server.csrf}
+        with client.stream("POST", "/api/export", json=body, headers=headers) as answer:
+            assert answer.status_code == 200
+            next(answer.iter_raw(1024))  # the first bytes, then the client goes away
+    deadline = time.monotonic() + 10
+    while writers() > before:
+        assert time.monotonic() < deadline, "the export's writer was kept after the client left"
+        time.sleep(0.05)
