@@ -161,7 +161,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         vault = Vault.open(root)
         try:
             with MidjourneyClient(_settings(midjourney)) as client:
-                sync(vault, client, SyncOptions(concurrency=4))
+                sync(vault, client, SyncOptions(concurrency=4, thumbnails=False))
         finally:
             vault.close()
         server = Running(root, ServeSettings())
@@ -276,7 +276,7 @@ def test_a_sync_run_outside_the_server_reaches_the_page_as_new_jobs(site: dict[s
         vault = Vault.open(site["root"])  # as `mjvault sync` in a terminal would
         try:
             with MidjourneyClient(_settings(site["midjourney"])) as client:
-                report = sync(vault, client, SyncOptions(concurrency=2))
+                report = sync(vault, client, SyncOptions(concurrency=2, thumbnails=False))
         finally:
             vault.close()
         assert events.wait(lambda: any(d["head"] == report.snapshot for d in events.named("jobs")))
@@ -577,7 +577,9 @@ def test_stopping_the_server_stops_a_sync_at_a_checkpoint_and_the_next_resumes(
                 lambda: Vault.open(root),
                 EventHub(),
                 client_settings=lambda: _settings(midjourney),
-                sync_options=lambda: SyncOptions(concurrency=2, checkpoint_jobs=3),
+                sync_options=lambda: SyncOptions(
+                    concurrency=2, checkpoint_jobs=3, thumbnails=False
+                ),
             )
 
         first = runner()
@@ -774,7 +776,7 @@ def test_ctrl_c_on_mjvault_serve_mid_sync_keeps_a_checkpoint_and_frees_the_lock(
         vault = Vault.open(root)
         try:
             with MidjourneyClient(_settings(midjourney)) as mj_client:
-                report = sync(vault, mj_client, SyncOptions(concurrency=4))
+                report = sync(vault, mj_client, SyncOptions(concurrency=4, thumbnails=False))
             assert report.resumed
             assert {e.job_id for e in vault.entries()} == {job.id for job in account.jobs}
         finally:
