@@ -41,6 +41,8 @@ class Snapshot:
     host: str
     tool: str
     stats: dict[str, int] = field(default_factory=dict)
+    # The collection list object (mjvault/collections.py); None: the snapshot has none.
+    collections: str | None = None
 
     @property
     def short_id(self) -> str:
@@ -56,6 +58,7 @@ class Snapshot:
             "host": self.host,
             "tool": self.tool,
             "stats": dict(self.stats),
+            "collections": self.collections,
         }
 
 
@@ -68,20 +71,24 @@ def encode_manifest(
     host: str,
     tool: str,
     stats: dict[str, int],
+    collections: str | None = None,
 ) -> bytes:
-    return msgpack.packb(
-        {
-            "t": "snapshot",
-            "v": MANIFEST_VERSION,
-            "time": time.astimezone(UTC).isoformat(timespec="microseconds"),
-            "tree": bytes.fromhex(tree),
-            "parent": bytes.fromhex(parent) if parent else None,
-            "source": source,
-            "host": host,
-            "tool": tool,
-            "stats": stats,
-        }
-    )
+    doc: dict[str, Any] = {
+        "t": "snapshot",
+        "v": MANIFEST_VERSION,
+        "time": time.astimezone(UTC).isoformat(timespec="microseconds"),
+        "tree": bytes.fromhex(tree),
+        "parent": bytes.fromhex(parent) if parent else None,
+        "source": source,
+        "host": host,
+        "tool": tool,
+        "stats": stats,
+    }
+    if collections is not None:
+        # Optional and last: a manifest without collections keeps the bytes (and id) it had,
+        # and a reader that predates the field ignores it.
+        doc["collections"] = bytes.fromhex(collections)
+    return msgpack.packb(doc)
 
 
 def decode_manifest(snapshot_id: str, data: bytes) -> Snapshot:
@@ -102,11 +109,20 @@ def decode_manifest(snapshot_id: str, data: bytes) -> Snapshot:
             host=str(doc.get("host", "")),
             tool=str(doc.get("tool", "")),
             stats={str(k): int(v) for k, v in dict(doc.get("stats") or {}).items()},
+            collections=_collections_field(doc.get("collections")),
         )
     except IntegrityError:
         raise
     except Exception as exc:
         raise IntegrityError(f"snapshot {snapshot_id[:12]} manifest is malformed: {exc}") from None
+
+
+def _collections_field(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise ValueError("collections is not an object id")
+    return value.hex()
 
 
 class Refs:

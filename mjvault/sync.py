@@ -69,6 +69,7 @@ class SyncOptions:
     refresh_views: bool = (
         True  # views defined with auto-refresh follow a sync that changed something
     )
+    thumbnails: bool = True  # the new images' thumbnails made beside the run (thumbnails.py)
 
     @property
     def filtered(self) -> bool:
@@ -118,6 +119,7 @@ class SyncReport:
     would_fetch: list[dict[str, Any]] = field(default_factory=list)
     missing: list[MissingMedia] = field(default_factory=list)
     views: dict[str, Any] | None = None  # what refreshing the auto-refresh views did
+    thumbnails_made: int = 0  # of the images stored (mjvault/thumbnails.py)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -276,6 +278,7 @@ def sync(
         "midjourney",
         checkpoint_jobs=options.checkpoint_jobs,
         checkpoint_seconds=options.checkpoint_seconds,
+        thumbnails=options.thumbnails,
     )
     writer.start()
     state.update(key, gap=True)
@@ -367,6 +370,8 @@ def sync(
         writer.abort()
         raise
     snapshot = writer.commit()
+    if writer.thumbnail_report is not None:
+        report.thumbnails_made = writer.thumbnail_report.made
     remember_failures()
     state.update(
         key,

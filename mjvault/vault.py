@@ -178,6 +178,12 @@ class Vault:
             keys, master = open_keys(root / "keys", _resolve_passphrase(passphrase))
         return cls(root, config, keys, master)
 
+    def reopen(self) -> Vault:
+        """Another handle on this vault with the keys this one opened: no passphrase is asked
+        again (a server that prompted for it at start writes from worker threads this way,
+        each on its own handle, while this one serves readers)."""
+        return type(self)(self.path, dict(self.config), self.store.keys, self._master)
+
     def close(self) -> None:
         if self._index is not None:
             self._index.close()

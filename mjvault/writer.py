@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from mjvault import __version__
 from mjvault.errors import CorruptObject, MjvaultError
@@ -40,6 +40,9 @@ from mjvault.snapshots import Snapshot, decode_manifest, encode_manifest
 from mjvault.store.fsutil import atomic_write
 from mjvault.store.objects import MediaSink
 from mjvault.tree import JobEntry, Tree
+
+if TYPE_CHECKING:
+    from mjvault.thumbnails import BackfillReport, Feed
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,7 @@ class ArchiveWriter:
         checkpoint_bytes: int = 256 * 1024 * 1024,
         checkpoint_seconds: float | None = None,
         merge_images: bool = True,
+        thumbnails: bool = False,
     ) -> None:
         from mjvault.vault import Vault
 
@@ -95,6 +99,13 @@ class ArchiveWriter:
         self._open = False
         self._run_packs = RunPacks()
         self.merge_report: MergeReport | None = None
+        # Thumbnails of the images stored (mjvault/thumbnails.py): ids gathered until a
+        # checkpoint publishes them, then made beside the run.
+        self.thumbnails = thumbnails
+        self._thumb_feed: Feed | None = None
+        self._new_media: list[str] = []
+        self.thumbnail_report: BackfillReport | None = None
+        self._aborting = False
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> ArchiveWriter:
@@ -145,6 +156,10 @@ class ArchiveWriter:
                 self.stats.resumed_from_checkpoint = False
                 self.vault.sync_index(self._root)
             self._last_checkpoint = time.monotonic()
+            if self.thumbnails:
+                from mjvault.thumbnails import Feed
+
+                self._thumb_feed = Feed(self.vault)
             self._open = True
         except BaseException:
             self._lock.release()
@@ -204,23 +219,23 @@ class ArchiveWriter:
 
     def put_media(self, data: bytes) -> str:
         object_id, new = self._batch.put_media(data)
-        self._count_media(len(data), new)
+        self._count_media(len(data), new, object_id)
         return object_id
 
     def put_media_file(self, path: Path) -> str:
         object_id, size, new = self._batch.put_media_file(path)
-        self._count_media(size, new)
+        self._count_media(size, new, object_id)
         return object_id
 
     def put_media_fd(self, fd: int, size: int) -> tuple[str, int]:
         """Store the rest of open file ``fd`` (``size`` from fstat); returns (id, bytes read)."""
         object_id, read, new = self._batch.put_media_fd(fd, size)
-        self._count_media(read, new)
+        self._count_media(read, new, object_id)
         return object_id, read
 
     def put_media_stream(self, chunks: Iterable[bytes]) -> str:
         object_id, size, new = self._batch.put_media_stream(chunks)
-        self._count_media(size, new)
+        self._count_media(size, new, object_id)
         return object_id
 
     def media_sink(self) -> MediaSink:
@@ -229,13 +244,15 @@ class ArchiveWriter:
 
     def adopt_media(self, sink: MediaSink) -> str:
         object_id, size, new = self._batch.adopt(sink)
-        self._count_media(size, new)
+        self._count_media(size, new, object_id)
         return object_id
 
     def has_object(self, object_id: str) -> bool:
         return self._batch.has(object_id)
 
-    def _count_media(self, size: int, new: bool) -> None:
+    def _count_media(self, size: int, new: bool, object_id: str) -> None:
+        if new and self._thumb_feed is not None:
+            self._new_media.append(object_id)
         if new:
             self.stats.media_new += 1
             self.stats.media_bytes += size
@@ -325,6 +342,9 @@ class ArchiveWriter:
         new_root = self._tree.apply(self._root, changes)
         self._batch.flush()
         self._run_packs.checkpointed()
+        if self._thumb_feed is not None:
+            self._thumb_feed.put(self._new_media)  # published: the feed may read them now
+            self._new_media = []
         atomic_write(
             self._checkpoint_path,
             json.dumps(
@@ -389,6 +409,7 @@ class ArchiveWriter:
         batch's temp files are removed now: they are the room the next run needs."""
         if not self._open:
             return
+        self._aborting = True
         try:
             self.checkpoint()
         except BaseException:
@@ -398,6 +419,12 @@ class ArchiveWriter:
             self._close()
 
     def _close(self) -> None:
+        if self._thumb_feed is not None:
+            # Under the lock still: the feed's thumbnails are objects this run writes. A run
+            # that stops makes only those in flight; `mjvault thumbs` makes the rest.
+            feed, self._thumb_feed = self._thumb_feed, None
+            self.thumbnail_report = feed.finish(cancel=self._aborting)
+            self.stats.extra["thumbnails_made"] = self.thumbnail_report.made
         self.stats.objects_written = self._batch.written_objects
         self.stats.bytes_written = self._batch.written_bytes
         self._open = False
@@ -436,6 +463,8 @@ class ArchiveWriter:
             host=socket.gethostname(),
             tool=f"mjvault {__version__}",
             stats=stats,
+            # Collections are kept by every later snapshot until a change or forget says not.
+            collections=self._base.collections if self._base else None,
         )
         snapshot_id = self._batch.put(manifest, loose=True)
         self._batch.flush()

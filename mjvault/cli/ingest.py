@@ -22,8 +22,13 @@ Examples:
 """,
 )
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--no-thumbnails",
+    is_flag=True,
+    help="Do not make the images' thumbnails now (`mjvault thumbs` makes them later).",
+)
 @pass_app
-def import_command(app: AppContext, directory: Path) -> None:
+def import_command(app: AppContext, directory: Path, no_thumbnails: bool) -> None:
     """Import an archive written by the original midjourney-archiver scripts.
 
     Reads YYYY/YYYY-MM/YYYY-MM-DD/<stamp>_<job_id>.json records with their images and
@@ -38,7 +43,9 @@ def import_command(app: AppContext, directory: Path) -> None:
     vault = app.open_vault()
     total = count_records(directory) if app.progress_enabled and not app.json_output else None
     with app.progress(total, "importing", unit="job") as bar:
-        report = import_archive(vault, directory, on_job=lambda: bar.update(1))
+        report = import_archive(
+            vault, directory, on_job=lambda: bar.update(1), thumbnails=not no_thumbnails
+        )
     if report.records_found == 0:
         # Most likely the wrong folder: succeeding quietly would hide that nothing was imported.
         raise MjvaultError(

@@ -155,6 +155,16 @@ COMMANDS: dict[str, LazyCommand] = {
         "serve_command",
         "Run the web app on this machine: browse, search and manage the vault in a browser.",
     ),
+    "thumbs": LazyCommand(
+        "thumbs",
+        "thumbs_command",
+        "Make the missing thumbnails of HEAD's images, for `mjvault serve`.",
+    ),
+    "collection": LazyCommand(
+        "collection",
+        "collection_group",
+        "Named sets of jobs kept in the vault: list, show, add, remove, delete.",
+    ),
     "checkout": LazyCommand(
         "checkout",
         "checkout_command",

@@ -67,6 +67,11 @@ Examples:
     hidden=True,  # a tuning knob for tests and very slow links, not for everyday use
     help="Make progress durable every N jobs.",
 )
+@click.option(
+    "--no-thumbnails",
+    is_flag=True,
+    help="Do not make the new images' thumbnails now (`mjvault thumbs` makes them later).",
+)
 @pass_app
 def sync_command(
     app: AppContext,
@@ -80,6 +85,7 @@ def sync_command(
     full: bool,
     retry_missing: bool,
     checkpoint_jobs: int,
+    no_thumbnails: bool,
 ) -> None:
     """Fetch every job of your Midjourney account — records, full-size images and videos.
 
@@ -104,6 +110,7 @@ def sync_command(
         retry_missing=retry_missing,
         checkpoint_jobs=checkpoint_jobs,
         checkpoint_seconds=app.config.sync.checkpoint_seconds,
+        thumbnails=not no_thumbnails,
     )
     vault = app.open_vault()
     with (

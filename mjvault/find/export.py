@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
@@ -53,8 +53,15 @@ def job_rows(
     vault: Vault, query: str | None = None, *, views: ViewPaths | None = None
 ) -> Iterator[dict[str, Any]]:
     """One dict per job, newest first when a query selects them, else in the tree's order."""
+    return rows_of(vault, _entries(vault, query), views=views)
+
+
+def rows_of(
+    vault: Vault, entries: Iterable[JobEntry], *, views: ViewPaths | None = None
+) -> Iterator[dict[str, Any]]:
+    """One dict per job of ``entries``, in their order (the web app's selections)."""
     paths = all_view_paths(vault) if views is None else views
-    for entry in _entries(vault, query):
+    for entry in entries:
         job = vault.job(entry)
         yield {
             "id": job.id,
@@ -102,15 +109,26 @@ def export(
     """Write the jobs matching ``query`` (all when None) to ``out`` as ``fmt``; returns rows.
 
     ``anonymize``: without usernames, image-prompt URLs or view paths (:mod:`.anonymize`)."""
+    rows = job_rows(vault, query)
+    if anonymize:
+        rows = map(anonymize_row, rows)
+    return write_rows(rows, out, fmt, on_row=on_row)
+
+
+def write_rows(
+    rows: Iterator[dict[str, Any]],
+    out: IO[bytes],
+    fmt: str,
+    *,
+    on_row: Callable[[], None] | None = None,
+) -> int:
+    """Write ``rows`` (of :func:`job_rows` or :func:`rows_of`) to ``out`` as ``fmt``."""
     if fmt not in EXPORT_FORMATS:
         raise UsageError(f"unknown export format {fmt!r}", hint=", ".join(EXPORT_FORMATS))
     writer = {"csv": _write_csv, "json": _write_json, "jsonl": _write_jsonl}.get(fmt)
     if fmt == "parquet":
         writer = _write_parquet
     assert writer is not None
-    rows = job_rows(vault, query)
-    if anonymize:
-        rows = map(anonymize_row, rows)
     return writer(_counting(rows, on_row), out)
 
 

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from mjvault import __version__
+from mjvault.collections import rewrite_without
 from mjvault.errors import (
     CorruptObject,
     IntegrityError,
@@ -312,6 +313,11 @@ class JobRewrite:
         self.checkpoint = _read_checkpoint(vault)
         self.checkpoint_holds = False
 
+    @property
+    def gone(self) -> set[str]:
+        """The jobs removed: also taken out of the collections of each snapshot rewritten."""
+        return set(self.job_ids)
+
     def find(self) -> None:
         for snapshot in self.snapshots:
             held = [
@@ -365,6 +371,7 @@ class JobRewrite:
                 host=snapshot.host or socket.gethostname(),
                 tool=snapshot.tool or f"mjvault {__version__}",
                 stats=stats,
+                collections=rewrite_without(vault, batch, snapshot.collections, self.gone),
             )
             new_id = batch.put(manifest, loose=True)
             report.rewritten[snapshot.id] = new_id

@@ -1,4 +1,5 @@
-"""What a vault still needs: every object reachable from its snapshots, checkpoint and views.
+"""What a vault still needs: every object reachable from its snapshots (their trees and
+collections), checkpoint and views, and the thumbnails of the images among them.
 
 Used by ``gc`` (keep these, sweep the rest) and by ``forget`` (what a rewrite leaves behind).
 
@@ -26,6 +27,7 @@ from mjvault.tree import Inner, Leaf, decode_node
 from mjvault.vault import Vault
 
 CHECKPOINT_FILE = "checkpoint"
+THUMBS_TABLE = "cache/thumbs.sqlite"
 
 
 class Marks:
@@ -56,6 +58,13 @@ class Marks:
         at = bisect_left(marks, key)
         return at < len(marks) and marks[at] == key
 
+    def update(self, other: Marks) -> None:
+        for fan, more in enumerate(other._by_fan):
+            if more:
+                self._by_fan[fan].extend(more)
+                self._sorted[fan] = False
+        self.references += other.references
+
     def memory_bytes(self) -> int:
         return sum(a.itemsize * len(a) for a in self._by_fan)
 
@@ -67,6 +76,8 @@ class MarkReport:
     jobs: int = 0
     checkpoint: str | None = None
     views: int = 0
+    collection_objects: int = 0
+    thumbnails: int = 0
     roots: list[str] = field(default_factory=list)
 
 
@@ -95,6 +106,8 @@ def mark_reachable(vault: Vault, *, include_views: bool = True) -> tuple[Marks, 
         report.snapshots += 1
         report.roots.append(snapshot.tree)
         _mark_tree(vault, snapshot.tree, marks, visited, report)
+        if snapshot.collections is not None and snapshot.collections not in visited:
+            _mark_collections(vault, snapshot.collections, marks, visited, report)
     unfinished = checkpoint_tree(vault)
     if unfinished is not None:
         report.checkpoint = unfinished
@@ -103,7 +116,43 @@ def mark_reachable(vault: Vault, *, include_views: bool = True) -> tuple[Marks, 
     if include_views:
         for object_id in _view_objects(vault, report):
             marks.add(object_id)
+    report.thumbnails = _mark_thumbnails(vault, marks)
     return marks, report
+
+
+def _mark_collections(
+    vault: Vault, list_id: str, marks: Marks, visited: set[str], report: MarkReport
+) -> None:
+    """A snapshot's collection list and its member chunks (FORMAT §7.1)."""
+    from mjvault.collections import object_ids
+
+    visited.add(list_id)
+    try:
+        for object_id in object_ids(vault, list_id):
+            marks.add(object_id)
+            report.collection_objects += 1
+    except (ObjectNotFound, CorruptObject, IntegrityError) as exc:
+        raise UnreadableGraph(
+            f"collection list {list_id[:12]} cannot be read ({exc})",
+            hint="run `mjvault verify --repair` first",
+        ) from None
+
+
+def _mark_thumbnails(vault: Vault, marks: Marks) -> int:
+    """Thumbnails (cache/thumbs.sqlite) of the images marked: made once, kept as long as
+    their image is. Streamed from the table; the matches are gathered apart and merged, so
+    the marks stay sorted for the membership tests while the table is read."""
+    if not (vault.path / THUMBS_TABLE).exists():
+        return 0
+    from mjvault.find.gallery.thumbs import ThumbCache
+
+    found = Marks()
+    with ThumbCache(vault.path) as cache:
+        for source, thumb in cache.pairs():
+            if thumb and source in marks:
+                found.add(thumb)
+    marks.update(found)
+    return found.references
 
 
 def _mark_tree(

@@ -143,6 +143,7 @@ def verify(
         packs = background.submit(_check_packs, vault, reading, chooser, on_object, stop)
         try:
             _check_trees(vault, snapshots, report)
+            _check_collections(vault, snapshots, report)
             _check_index(vault, snapshots, report)
             if reading:
                 _read_loose(vault, report, chooser, on_object)
@@ -212,6 +213,40 @@ def _check_trees(vault: Vault, snapshots: list[Snapshot], report: VerifyReport) 
         for job_id, record, _ in entries:
             if record.hex() in missing:
                 _missing(report, "record", record, job_id, snapshot_id)
+
+
+def _check_collections(vault: Vault, snapshots: list[Snapshot], report: VerifyReport) -> None:
+    """Each collection list a snapshot names, and its member chunks, can be read (each
+    distinct object once: snapshots share them)."""
+    from mjvault.collections import decode_chunk, decode_list
+
+    seen: set[str] = set()
+    for snapshot in snapshots:
+        list_id = snapshot.collections
+        if list_id is None or list_id in seen:
+            continue
+        seen.add(list_id)
+        try:
+            chunks = [
+                c for col in decode_list(list_id, vault.store.read(list_id)) for c in col.chunks
+            ]
+        except (ObjectNotFound, CorruptObject, IntegrityError) as exc:
+            kind = "missing" if isinstance(exc, ObjectNotFound) else "corrupt"
+            report.problems.append(
+                Problem(kind, f"collection list: {exc}", list_id, snapshots=[snapshot.id])
+            )
+            continue
+        for chunk in chunks:
+            if chunk in seen:
+                continue
+            seen.add(chunk)
+            try:
+                decode_chunk(chunk, vault.store.read(chunk))
+            except (ObjectNotFound, CorruptObject, IntegrityError) as exc:
+                kind = "missing" if isinstance(exc, ObjectNotFound) else "corrupt"
+                report.problems.append(
+                    Problem(kind, f"collection members: {exc}", chunk, snapshots=[snapshot.id])
+                )
 
 
 class _Walk:

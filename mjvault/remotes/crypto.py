@@ -91,8 +91,15 @@ def rewrite_ids(plaintext: bytes, translate: IdFn) -> bytes:
             ]
         elif kind == "node":
             doc["c"] = [[digit, _must(translate, child), n] for digit, child, n in doc["c"]]
+        elif kind == "collections":
+            doc["c"] = [
+                [name, jobs, [_must(translate, chunk) for chunk in chunks]]
+                for name, jobs, chunks in doc["c"]
+            ]
         elif kind == "snapshot":
             doc["tree"] = _must(translate, doc["tree"])
+            if doc.get("collections") is not None:
+                doc["collections"] = _must(translate, doc["collections"])
             if doc.get("parent") is not None:
                 # A parent that was never pushed (forgotten locally) is dropped, not invented.
                 doc["parent"] = translate(doc["parent"])

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from mjvault.collections import decode_chunk, decode_list
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError
 from mjvault.integrity.forget import without_forgotten
@@ -257,6 +258,8 @@ def pull(
                 try:
                     if not nodes.kept(snapshot.tree, fetcher):
                         raise IntegrityError("part of its tree is missing or damaged on the remote")
+                    if snapshot.collections is not None:
+                        _fetch_collections(fetcher, snapshot.collections, report)
                     if link.idmap is not None:
                         plaintext = fetcher.translate(plaintext)
                     local = fetcher.keep(remote_id, data, plaintext, compress=True, loose=True)
@@ -278,6 +281,27 @@ def pull(
             report.jobs_indexed = vault.sync_index(head.tree)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _fetch_collections(fetcher: _Fetcher, remote_list: str, report: PullReport) -> None:
+    """A fetched snapshot's collection list and member chunks, chunks first (a list present
+    means its chunks are), before its manifest is kept."""
+    if fetcher.local_id(remote_list) is not None:
+        return
+    data, plaintext = fetcher.link.remote.fetch(remote_list)
+    report.objects_received += 1
+    report.bytes_received += len(data)
+    for collection in decode_list(remote_list, plaintext):
+        for chunk in collection.chunks:
+            if fetcher.local_id(chunk) is None:
+                chunk_data, chunk_plain = fetcher.link.remote.fetch(chunk)
+                report.objects_received += 1
+                report.bytes_received += len(chunk_data)
+                decode_chunk(chunk, chunk_plain)
+                fetcher.keep(chunk, chunk_data, chunk_plain, compress=True)
+    if fetcher.link.idmap is not None:
+        plaintext = fetcher.translate(plaintext)
+    fetcher.keep(remote_list, data, plaintext, compress=True)
 
 
 # Node states in the scratch table.

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from mjvault.collections import decode_list
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, ObjectNotFound
 from mjvault.remotes import bigobjects
@@ -52,6 +53,7 @@ from mjvault.vault import Vault
 
 DEFAULT_THREADS = 8
 BLOB, RECORD, NODE, MANIFEST = "blob", "record", "node", "manifest"
+COLLECTIONS = "collections"  # a collection list: its member chunks are sent as records
 LEAF_KINDS = (BLOB, RECORD)
 # Bytes of objects per remote pack, and packs built or uploading at once: tens of MB of
 # memory at most, and a million records in a few dozen PUTs.
@@ -455,6 +457,11 @@ class _Planner:
         if kind == MANIFEST:
             snapshot = decode_manifest(local_id, plaintext)
             children.append((snapshot.tree, NODE))
+            if snapshot.collections is not None:
+                children.append((snapshot.collections, COLLECTIONS))
+        elif kind == COLLECTIONS:
+            for collection in decode_list(local_id, plaintext):
+                children.extend((chunk, RECORD) for chunk in collection.chunks)
         else:
             node = decode_node(plaintext)
             if isinstance(node, Inner):

@@ -3,10 +3,11 @@
 Which object is the thumbnail of which is remembered in ``<vault>/cache/thumbs.sqlite``, one
 row per (source id, size): the thumbnail's id and the source's kind (``png``, ``jpg``,
 ``webp`` or ``gif``, so a later gallery need not open the source). A table, not a file read
-whole: a gallery of a million images looks up each one and holds none. It is a cache like the
-index: losing it, or the thumbnail objects (nothing in a snapshot refers to them, so a gc may
-remove them), only means they are made again. ``cache/thumbs.json``, where earlier versions
-kept the mapping, is read once (streamed) into the table and removed.
+whole: a gallery of a million images looks up each one and holds none. It is a cache like
+the index: losing it, or the thumbnail objects, only means they are made again. gc keeps
+the thumbnails the table names for the images it keeps (``integrity/reachability.py``).
+``cache/thumbs.json``, where earlier versions kept the mapping, is read once (streamed) into
+the table and removed.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ CACHE_FILE = "cache/thumbs.sqlite"
 OLD_CACHE_FILE = "cache/thumbs.json"
 TABLE_VERSION = 1
 WEBP_QUALITY = 78
+WEBP_METHOD = 4  # the static gallery's; mjvault/thumbnails.py makes its sizes with 2
 CACHE_KIB = 4096  # SQLite's page cache: the table's top levels, not the table
 
 _SCHEMA = """
@@ -45,8 +47,9 @@ _READ = 1 << 20
 _QUERY_MAX = 500  # ids in one IN (...): under any SQLite's limit on parameters
 
 
-def make_thumbnail(data: bytes, size: int) -> bytes | None:
-    """A WebP of at most ``size`` px on its long side; None for what Pillow cannot decode."""
+def make_thumbnail(data: bytes, size: int, method: int = WEBP_METHOD) -> bytes | None:
+    """A WebP of at most ``size`` px on its long side; None for what Pillow cannot decode.
+    ``method``: libwebp's effort, 0 (fastest) to 6."""
     try:
         with Image.open(io.BytesIO(data)) as source:
             source.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
@@ -55,10 +58,39 @@ def make_thumbnail(data: bytes, size: int) -> bytes | None:
             if image.mode not in ("RGB", "RGBA"):
                 image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
             out = io.BytesIO()
-            image.save(out, "WEBP", quality=WEBP_QUALITY, method=4)
+            image.save(out, "WEBP", quality=WEBP_QUALITY, method=method)
             return out.getvalue()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return None
+
+
+def make_thumbnails(
+    data: bytes, sizes: list[int], method: int = WEBP_METHOD
+) -> dict[int, bytes | None]:
+    """:func:`make_thumbnail` of each size, byte for byte, decoding the image once when it is
+    not a JPEG (whose decoder is asked for a reduced scale per size instead): the decode is
+    most of the cost of a PNG's thumbnail."""
+    try:
+        with Image.open(io.BytesIO(data)) as source:
+            if source.format == "JPEG" or len(sizes) < 2:
+                return {size: make_thumbnail(data, size, method) for size in sizes}
+            full: Image.Image = ImageOps.exif_transpose(source)
+            full.load()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return dict.fromkeys(sizes)
+    out: dict[int, bytes | None] = {}
+    for size in sizes:
+        try:
+            image = full.copy()
+            image.thumbnail((size, size), reducing_gap=2.0)
+            if image.mode not in ("RGB", "RGBA"):
+                image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+            buffer = io.BytesIO()
+            image.save(buffer, "WEBP", quality=WEBP_QUALITY, method=method)
+            out[size] = buffer.getvalue()
+        except (OSError, ValueError):
+            out[size] = None
+    return out
 
 
 class ThumbCache:
@@ -173,6 +205,16 @@ class ThumbCache:
             rows = self.db.execute("SELECT DISTINCT thumb FROM thumbs ORDER BY thumb")
         for (thumb,) in rows:
             yield thumb
+
+    def pairs(self) -> Iterator[tuple[str, str]]:
+        """Every (source, thumbnail id) row, streamed: what gc keeps of them is the
+        thumbnails of sources it keeps. Read from a connection of its own, so a million rows
+        are never held and the shared one stays free."""
+        db = sqlite3.connect(os.fspath(self.path), check_same_thread=False)
+        try:
+            yield from db.execute("SELECT source, thumb FROM thumbs")
+        finally:
+            db.close()
 
     def commit(self) -> None:
         with self.lock:

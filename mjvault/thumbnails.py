@@ -1,0 +1,353 @@
+"""Thumbnails made once per image: the library the web server, sync, import and
+``mjvault thumbs`` share (docs/FORMAT.md §12.2, docs/design.md "Thumbnails made once").
+
+A thumbnail is a WebP vault object (sealed like any object in an encrypted vault); which
+object is the thumbnail of which image, at which size, is the table of
+:class:`~mjvault.find.gallery.thumbs.ThumbCache`. Two sizes: ``s`` (256 px on the long side,
+the grid) and ``m`` (768 px, the lightbox while the full image loads).
+
+Storing an object needs the vault's write lock (only its holder writes ``tmp/``). Sync and
+import make thumbnails while they hold it; :func:`thumbnail` takes it for a moment when it
+must make one, and when a writer holds it, answers the thumbnail made in memory without
+keeping it (the next request, or a backfill, keeps it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from mjvault.errors import CorruptObject, ObjectNotFound, UsageError, VaultLocked
+from mjvault.find.gallery.thumbs import ThumbCache, make_thumbnail, make_thumbnails
+from mjvault.store.codec import media_kind
+from mjvault.store.objects import WriteBatch
+from mjvault.vault import Vault
+
+log = logging.getLogger(__name__)
+
+SIZES: dict[str, int] = {"s": 256, "m": 768}
+# libwebp's effort: 2 makes a 768 px thumbnail ~4x faster than the gallery's 4, ~3 % larger
+# (docs/design.md, "Thumbnails made once").
+METHOD = 2
+FLUSH_EVERY = 256  # thumbnails staged before they are published and the table committed
+WINDOW = 64  # images being made at once per worker: bounds memory whatever the vault's size
+NOT_AN_IMAGE = ""  # the table's thumbnail id for a video or an image Pillow cannot read
+
+Progress = Callable[[int, int | None], None]
+
+_caches: weakref.WeakKeyDictionary[Vault, ThumbCache] = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()
+
+
+def parse_sizes(text: str) -> list[str]:
+    """``s,m`` → ``["s", "m"]``; refuses names other than those of :data:`SIZES`."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [n for n in names if n not in SIZES]
+    if unknown or not names:
+        known = ", ".join(f"{k} ({v} px)" for k, v in SIZES.items())
+        raise UsageError(f"thumbnail sizes are {known}; not {','.join(unknown) or text!r}")
+    return list(dict.fromkeys(names))
+
+
+def cache_of(vault: Vault) -> ThumbCache:
+    """The vault's table, one connection per open vault, shared by threads."""
+    with _caches_lock:
+        cache = _caches.get(vault)
+        if cache is None:
+            cache = _caches[vault] = ThumbCache(vault.path)
+        return cache
+
+
+def _pixels(size: str) -> int:
+    try:
+        return SIZES[size]
+    except KeyError:
+        raise UsageError(f"no thumbnail size {size!r} (sizes: {', '.join(SIZES)})") from None
+
+
+def lookup(vault: Vault, object_id: str, size: str) -> bytes | None:
+    """The stored thumbnail's bytes, or None when none is stored (nothing is made)."""
+    cached = cache_of(vault).get(object_id, _pixels(size))
+    if cached is None or cached[0] == NOT_AN_IMAGE:
+        return None
+    try:
+        return vault.read_object(cached[0])
+    except (ObjectNotFound, CorruptObject, OSError):
+        return None
+
+
+def thumbnail(vault: Vault, object_id: str, size: str) -> bytes | None:
+    """The WebP thumbnail of image ``object_id`` at ``size`` (``s`` or ``m``); None for a
+    video, an image that does not decode, or an object the vault lacks.
+
+    A cached lookup; on a miss the thumbnail is made, kept when the write lock is free, and
+    returned. Safe to call from several threads at once.
+    """
+    pixels = _pixels(size)
+    cache = cache_of(vault)
+    cached = cache.get(object_id, pixels)
+    if cached is not None:
+        if cached[0] == NOT_AN_IMAGE:
+            return None
+        with contextlib.suppress(ObjectNotFound, CorruptObject, OSError):
+            return vault.read_object(cached[0])
+    try:
+        source = vault.read_object(object_id)
+    except (ObjectNotFound, CorruptObject, OSError):
+        return None
+    kind = media_kind(source[:16])
+    made = make_thumbnail(source, pixels, METHOD) if kind not in (None, "mp4") else None
+    try:
+        with vault.write_lock():
+            batch = vault.store.batch()
+            try:
+                thumb = batch.put_media(made)[0] if made is not None else NOT_AN_IMAGE
+                batch.flush()
+            except BaseException:
+                batch.discard()
+                raise
+            cache.put(object_id, pixels, thumb, kind or "none")
+            cache.commit()
+    except VaultLocked:
+        pass  # a sync holds the vault: answer now, keep it another time
+    return made
+
+
+@dataclass
+class BackfillReport:
+    sizes: list[str]
+    images: int = 0  # image slots seen (each distinct image once per size)
+    made: int = 0
+    cached: int = 0
+    not_images: int = 0  # videos and images that do not decode
+    unreadable: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "sizes": {s: SIZES[s] for s in self.sizes},
+            "images": self.images,
+            "made": self.made,
+            "cached": self.cached,
+            "not_images": self.not_images,
+            "unreadable": self.unreadable,
+        }
+
+
+def head_images(vault: Vault) -> Iterator[str]:
+    """Every image object of HEAD's jobs, in tree order (an image two jobs share comes twice:
+    the table answers the second)."""
+    for entry in vault.entries():
+        for image in entry.images:
+            if image is not None:
+                yield image
+
+
+class Maker:
+    """Makes thumbnails of images on worker threads while the caller holds the write lock,
+    publishing them in batches: the table names a thumbnail only once its object is durable,
+    so a kill loses at most the thumbnails since the last publish."""
+
+    def __init__(
+        self,
+        vault: Vault,
+        sizes: list[str],
+        *,
+        workers: int | None = None,
+        report: BackfillReport | None = None,
+    ) -> None:
+        self.vault = vault
+        self.sizes = sizes
+        self.cache = cache_of(vault)
+        self.report = report or BackfillReport(sizes)
+        self.workers = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="thumbs")
+        self._pending: deque[tuple[str, Future[tuple[str | None, dict[int, bytes | None]]]]] = (
+            deque()
+        )
+        self._batch: WriteBatch = vault.store.batch()
+        self._staged = 0
+        self._seen: set[str] = set()  # sources queued since the last publish
+
+    def add(self, object_id: str) -> None:
+        """Queue an image; returns at once unless WINDOW images per worker are in flight."""
+        self.report.images += len(self.sizes)
+        if object_id in self._seen:  # a second job showing it, before the publish
+            self.report.cached += len(self.sizes)
+            return
+        wanted = self._wanted([object_id]).get(object_id)
+        if not wanted:
+            self.report.cached += len(self.sizes)
+            return
+        self.report.cached += len(self.sizes) - len(wanted)
+        self._seen.add(object_id)
+        self._pending.append((object_id, self._pool.submit(self._make, object_id, wanted)))
+        while len(self._pending) >= WINDOW * self.workers:
+            self._store_one()
+
+    def add_many(self, object_ids: Iterable[str], progress: Progress | None = None) -> None:
+        done = 0
+        for object_id in object_ids:
+            self.add(object_id)
+            done += 1
+            if progress is not None and done % 64 == 0:
+                progress(done, None)
+        if progress is not None:
+            progress(done, None)
+
+    def _wanted(self, sources: list[str]) -> dict[str, list[int]]:
+        """Per image, the sizes (pixels) whose thumbnail is not in the table (or is gone)."""
+        out: dict[str, list[int]] = {s: [] for s in sources}
+        for name in self.sizes:
+            pixels = SIZES[name]
+            found = self.cache.get_many(sources, pixels)
+            for source in sources:
+                known = found.get(source)
+                if known is None or (
+                    known[0] != NOT_AN_IMAGE and not self.vault.store.exists(known[0])
+                ):
+                    out[source].append(pixels)
+        return out
+
+    def _make(self, object_id: str, sizes: list[int]) -> tuple[str | None, dict[int, bytes | None]]:
+        try:
+            data = self.vault.read_object(object_id)
+        except (ObjectNotFound, CorruptObject, OSError):
+            return None, {}
+        kind = media_kind(data[:16])
+        if kind is None or kind == "mp4":
+            return kind or "none", dict.fromkeys(sizes)
+        return kind, make_thumbnails(data, sizes, METHOD)
+
+    def _store_one(self) -> None:
+        source, future = self._pending.popleft()
+        kind, made = future.result()
+        if kind is None:
+            self.report.unreadable += 1
+            return
+        for pixels, data in made.items():
+            if data is None:
+                self.cache.put(source, pixels, NOT_AN_IMAGE, kind)
+                self.report.not_images += 1
+                continue
+            thumb, _ = self._batch.put_media(data)
+            self.cache.put(source, pixels, thumb, kind)
+            self.report.made += 1
+            self._staged += 1
+        if self._staged >= FLUSH_EVERY:
+            self.publish()
+
+    def publish(self) -> None:
+        """Objects durable first, then the table that names them."""
+        self._batch.flush()
+        self.cache.commit()
+        self._staged = 0
+        self._seen.clear()
+
+    def finish(self) -> BackfillReport:
+        try:
+            while self._pending:
+                self._store_one()
+            self.publish()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        return self.report
+
+    def abort(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._batch.discard()
+        self.cache.rollback()
+
+
+def make_for(
+    vault: Vault,
+    object_ids: Iterable[str],
+    sizes: list[str] | None = None,
+    *,
+    progress: Progress | None = None,
+    workers: int | None = None,
+) -> BackfillReport:
+    """Make the missing thumbnails of these images; the caller holds the write lock."""
+    maker = Maker(vault, sizes or list(SIZES), workers=workers)
+    try:
+        maker.add_many(object_ids, progress)
+        return maker.finish()
+    except BaseException:
+        maker.abort()
+        raise
+
+
+def backfill(
+    vault: Vault,
+    sizes: list[str] | None = None,
+    progress: Progress | None = None,
+    *,
+    workers: int | None = None,
+) -> BackfillReport:
+    """Make every missing thumbnail of HEAD's images, under the write lock. Resumable: what
+    was published stays in the table, so a run after a kill starts where that one stopped
+    (each image is looked up, none made again). Memory stays flat: images stream from the
+    tree and at most WINDOW per worker are in flight."""
+    for name in sizes or []:
+        _pixels(name)
+    with vault.write_lock():
+        return make_for(vault, head_images(vault), sizes, progress=progress, workers=workers)
+
+
+class Feed:
+    """Thumbnails of the images a writer (sync, import) stores, made beside it.
+
+    The writer hands over the ids of the images each checkpoint published (so they are read
+    from the store, never from files still being written); one thread of this feed makes
+    their thumbnails with a worker of its own and publishes them, so the writer never
+    waits for a thumbnail until its end, when :meth:`finish` lets the rest be made (still
+    under the writer's lock). A failure here is logged, never the writer's failure:
+    ``mjvault thumbs`` makes what is missing.
+    """
+
+    def __init__(self, vault: Vault, sizes: list[str] | None = None) -> None:
+        self.report = BackfillReport(sizes or list(SIZES))
+        self._vault = vault
+        self._queue: queue.SimpleQueue[list[str] | None] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="mjvault-thumbs", daemon=True)
+        self._thread.start()
+
+    def put(self, object_ids: list[str]) -> None:
+        if object_ids:
+            self._queue.put(object_ids)
+
+    def _run(self) -> None:
+        maker: Maker | None = None
+        try:
+            maker = Maker(self._vault, self.report.sizes, workers=1, report=self.report)
+            while (ids := self._queue.get()) is not None:
+                for object_id in ids:
+                    if self._stop.is_set():
+                        break
+                    maker.add(object_id)
+            maker.finish()
+        except BaseException as exc:  # noqa: BLE001  (reported by finish, on the writer's thread)
+            self._failed = exc
+            if maker is not None:
+                with contextlib.suppress(BaseException):
+                    maker.abort()
+
+    def finish(self, *, cancel: bool = False) -> BackfillReport:
+        """Wait for the thumbnails handed over (``cancel``: only those in flight)."""
+        if cancel:
+            self._stop.set()
+        self._queue.put(None)
+        self._thread.join()
+        if self._failed is not None:
+            log.warning("thumbnails not all made (`mjvault thumbs` makes them): %s", self._failed)
+        return self.report

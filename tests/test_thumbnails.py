@@ -1,0 +1,242 @@
+"""Thumbnails made once per image: at import and sync, by a resumable backfill, kept by gc,
+sealed in an encrypted vault, and the same bytes whenever made again."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from mjvault import Vault
+from mjvault.find.gallery.thumbs import CACHE_FILE, make_thumbnail, make_thumbnails
+from mjvault.integrity.gc import gc
+from mjvault.sources.importer import import_archive
+from mjvault.sources.midjourney import MidjourneyClient
+from mjvault.sync import SyncOptions, sync
+from mjvault.testing.accounts import Account
+from mjvault.testing.archive import write_sample_archive
+from mjvault.testing.images import make_png
+from mjvault.testing.server import FakeMidjourney
+from mjvault.thumbnails import METHOD, SIZES, backfill, head_images, lookup, parse_sizes, thumbnail
+from tests.conftest import CHEAP_KDF, PASSPHRASE, run_cli
+from tests.test_sync import TOKEN, settings_for
+
+JOBS = 12
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("archive") / "mj"
+    write_sample_archive(root, jobs=JOBS, seed=7)
+    return root
+
+
+def _rows(vault: Vault) -> list[tuple[str, int, str, str]]:
+    with sqlite3.connect(vault.path / CACHE_FILE) as db:
+        return sorted(db.execute("SELECT source, size, thumb, kind FROM thumbs"))
+
+
+def _assert_every_image_has_both(vault: Vault) -> None:
+    images = set(head_images(vault))
+    assert images
+    rows = _rows(vault)
+    for pixels in SIZES.values():
+        assert {s for s, size, _, _ in rows if size == pixels} >= images
+    for source, size, thumb, _ in rows:
+        data = vault.read_object(thumb)
+        with Image.open(io.BytesIO(data)) as image:
+            assert image.format == "WEBP"
+            assert max(image.size) <= size
+        assert data == make_thumbnail(vault.read_object(source), size, METHOD)
+
+
+def test_import_makes_both_sizes_of_every_image(tmp_path: Path, archive: Path) -> None:
+    vault = Vault.init(tmp_path / "vault")
+    report = import_archive(vault, archive)
+    assert report.stats.media_new > 0
+    assert report.to_json()["thumbnails_made"] == 2 * len(set(head_images(vault)))
+    _assert_every_image_has_both(vault)
+    # A backfill afterwards finds nothing to make.
+    again = backfill(vault, ["s", "m"])
+    assert again.made == 0 and again.cached == again.images > 0
+    vault.close()
+
+
+def test_import_without_thumbnails_then_backfill(tmp_path: Path, archive: Path) -> None:
+    vault = Vault.init(tmp_path / "vault")
+    import_archive(vault, archive, thumbnails=False)
+    assert not (vault.path / CACHE_FILE).exists() or not _rows(vault)
+    report = backfill(vault, ["s"])
+    assert report.made == len(set(head_images(vault)))
+    assert {size for _, size, _, _ in _rows(vault)} == {SIZES["s"]}
+    vault.close()
+
+
+@pytest.fixture
+def account() -> Account:
+    return Account.generate(11, 10)
+
+
+def test_sync_makes_thumbnails_of_the_new_images(tmp_path: Path, account: Account) -> None:
+    Vault.init(tmp_path / "vault").close()
+    vault = Vault.open(tmp_path / "vault")
+    with (
+        FakeMidjourney(account, token=TOKEN) as server,
+        MidjourneyClient(settings_for(server)) as client,
+    ):
+        report = sync(vault, client, SyncOptions(concurrency=4))
+    assert report.jobs_new == len(account.jobs)
+    # Videos get a row naming no thumbnail (never opened again); every image gets both.
+    rows = _rows(vault)
+    videos = {s for s, _, thumb, kind in rows if kind == "mp4"}
+    assert all(thumb == "" for s, _, thumb, _ in rows if s in videos)
+    images = set(head_images(vault)) - videos
+    for pixels in SIZES.values():
+        assert {s for s, size, t, _ in rows if size == pixels and t} == images
+    assert report.thumbnails_made == 2 * len(images)
+    vault.close()
+
+
+def test_thumbnail_is_made_on_a_miss_and_kept(vault: Vault) -> None:
+    with vault.writer("test", thumbnails=False) as writer:
+        image = writer.put_media(make_png(3, 640, 480))
+        writer.add_job(json.dumps({"id": "job-1", "full_command": "x"}).encode(), [image])
+    assert lookup(vault, image, "m") is None
+    made = thumbnail(vault, image, "m")
+    assert made is not None and made == make_thumbnail(vault.read_object(image), 768, METHOD)
+    assert lookup(vault, image, "m") == made  # kept: the next request reads it
+    assert thumbnail(vault, "0" * 64, "s") is None  # no such object
+    with pytest.raises(Exception, match="size"):
+        thumbnail(vault, image, "xl")
+
+
+def test_gc_keeps_the_thumbnails_of_kept_images(vault: Vault) -> None:
+    with vault.writer("test", thumbnails=True) as writer:
+        image = writer.put_media(make_png(5, 300, 200))
+        writer.add_job(json.dumps({"id": "job-1", "full_command": "x"}).encode(), [image])
+    thumbs = {t for _, _, t, _ in _rows(vault)}
+    assert len(thumbs) == 2
+    report = gc(vault, grace_seconds=0)
+    assert report.snapshots == 1
+    for thumb in thumbs:
+        assert vault.store.exists(thumb)
+    # Forgotten, the job's thumbnails leave the table, and the next gc removes them.
+    from mjvault.integrity.forget import forget_jobs
+
+    forget_jobs(vault, ["job-1"])
+    assert _rows(vault) == []
+    gc(vault, grace_seconds=0)
+    assert not any(vault.store.exists(t) for t in thumbs)
+
+
+def test_encrypted_thumbnails_are_sealed_objects(tmp_path: Path, archive: Path) -> None:
+    vault = Vault.init(tmp_path / "vault", encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
+    import_archive(vault, archive)
+    _assert_every_image_has_both(vault)
+    for _, _, thumb, _ in _rows(vault):
+        with open(vault.object_path(thumb), "rb") as handle:
+            assert handle.read(4) == b"MJVE"
+    # No WebP (nor any image) lies in the clear anywhere under the vault.
+    for folder, _, files in os.walk(vault.path):
+        for name in files:
+            data = Path(folder, name).read_bytes()
+            assert b"WEBPVP8" not in data, Path(folder, name)
+    vault.close()
+
+
+def test_backfill_resumes_after_kill_9(tmp_path: Path, archive: Path) -> None:
+    vault = Vault.init(tmp_path / "vault")
+    import_archive(vault, archive, thumbnails=False)
+    total = len(set(head_images(vault))) * 2
+    vault.close()
+    # The child makes thumbnails one at a time and publishes each: killed partway, what it
+    # published is kept and the rest is made by the next run, none twice.
+    script = (
+        "import sys, mjvault.thumbnails as t\n"
+        "from mjvault import Vault\n"
+        "t.FLUSH_EVERY = 1\n"
+        "v = Vault.open(sys.argv[1])\n"
+        "t.backfill(v, ['s', 'm'], lambda done, _: print(done, flush=True), workers=1)\n"
+        "print('finished', flush=True)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "vault")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        vault = Vault.open(tmp_path / "vault")
+        done = len(_rows(vault)) if (vault.path / CACHE_FILE).exists() else 0
+        vault.close()
+        if done >= 4:
+            break
+        time.sleep(0.02)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    vault = Vault.open(tmp_path / "vault")
+    kept = len(_rows(vault))
+    assert 0 < kept < total, "the kill came too late to test a resume"
+    report = backfill(vault, ["s", "m"])
+    assert report.made == total - kept
+    _assert_every_image_has_both(vault)
+    vault.close()
+
+
+def test_cli_thumbs_json(tmp_path: Path, archive: Path) -> None:
+    vault = Vault.init(tmp_path / "vault")
+    import_archive(vault, archive, thumbnails=False)
+    vault.close()
+    done = run_cli("--vault", str(tmp_path / "vault"), "--json", "thumbs", "--size", "s")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["made"] > 0 and report["sizes"] == {"s": 256}
+    bad = run_cli("--vault", str(tmp_path / "vault"), "thumbs", "--size", "xl")
+    assert bad.returncode != 0 and len(bad.stderr.decode().strip().splitlines()) == 1
+    assert parse_sizes("m, s") == ["m", "s"]
+
+
+@st.composite
+def _images(draw: st.DrawFn) -> bytes:
+    width = draw(st.integers(1, 900))
+    height = draw(st.integers(1, 900))
+    mode = draw(st.sampled_from(["RGB", "RGBA", "L", "P"]))
+    fmt = draw(st.sampled_from(["PNG", "JPEG", "WEBP"]))
+    if fmt == "JPEG" and mode in ("RGBA", "P"):
+        mode = "RGB"
+    seed = draw(st.integers(0, 255))
+    image = Image.new(mode, (width, height), seed)
+    out = io.BytesIO()
+    image.save(out, fmt)
+    return out.getvalue()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_images(), st.sampled_from(sorted(SIZES.values())))
+def test_a_thumbnail_made_again_is_the_same(data: bytes, size: int) -> None:
+    first = make_thumbnail(data, size, METHOD)
+    assert first is not None
+    assert make_thumbnail(data, size, METHOD) == first
+    with Image.open(io.BytesIO(first)) as image:
+        assert max(image.size) <= size
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_images())
+def test_both_sizes_from_one_decode_equal_each_made_alone(data: bytes) -> None:
+    sizes = sorted(SIZES.values())
+    assert make_thumbnails(data, sizes, METHOD) == {
+        size: make_thumbnail(data, size, METHOD) for size in sizes
+    }
