@@ -28,7 +28,7 @@ function yAxis(root, max, left, top, height, width) {
     const y = top + height - f * height;
     el("line", { x1: left, x2: left + width, y1: y, y2: y, class: "axis" }, root);
     const text = el("text", { x: left - 4, y: y + 3, "text-anchor": "end" }, root);
-    text.textContent = Math.round(f * max).toLocaleString("en");
+    text.textContent = (f * max).toLocaleString("en", { maximumFractionDigits: 2 });
   }
 }
 
@@ -96,6 +96,7 @@ export function heat(hourWeekday, options = {}) {
   const cell = options.cell || 14, left = 28, top = 14;
   const width = left + 24 * cell + 2, height = top + 7 * cell + 2;
   const root = svg(width, height);
+  root.style.maxWidth = width * 1.6 + "px"; // its labels the size of the other charts'
   const max = Math.max(1, ...hourWeekday.flat());
   ["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"].forEach((day, d) => {
     el("text", { x: 0, y: top + d * cell + cell - 3 }, root).textContent = day;

@@ -47,7 +47,7 @@ export class Lightbox {
     const tile = detail.tile;
     $("prompt").textContent = tile.prompt;
     $("params").textContent = paramsText(detail.params);
-    $("date").textContent = tile.time ? tile.time.replace("T", " ").replace(/(\+00:00|Z)$/, " UTC") : "unknown";
+    $("date").textContent = tile.time ? tile.time.slice(0, 19).replace("T", " ") + " UTC" : "unknown";
     $("type").textContent = tile.type || "";
     $("job").textContent = tile.id;
     const lineage = detail.lineage || {};
