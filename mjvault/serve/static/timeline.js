@@ -209,9 +209,9 @@ export class Timeline {
   }
 
   relayout() {
-    const top = this.topIndex(), was = this.tile, view = this.win.style.height;
+    const top = this.topIndex(), was = this.tile, view = this.win.style.height, height = this.height;
     this.measure();
-    if (this.tile === was && view === this.scroller.clientHeight + "px") return;
+    if (this.tile === was && view === this.scroller.clientHeight + "px" && height === Math.max(this.scroller.clientHeight, Math.min(this.natural, this.maxHeight))) return;
     this.resize();
     this.clearTiles();
     this.marks();
