@@ -70,6 +70,9 @@ class SyncOptions:
         True  # views defined with auto-refresh follow a sync that changed something
     )
     thumbnails: bool = True  # the new images' thumbnails made beside the run (thumbnails.py)
+    # At the end, wait for the thumbnails not made yet at most this share of the run's time
+    # (None: all); `mjvault thumbs` makes the rest.
+    thumbnail_wait: float | None = 0.05
 
     @property
     def filtered(self) -> bool:
@@ -120,6 +123,7 @@ class SyncReport:
     missing: list[MissingMedia] = field(default_factory=list)
     views: dict[str, Any] | None = None  # what refreshing the auto-refresh views did
     thumbnails_made: int = 0  # of the images stored (mjvault/thumbnails.py)
+    thumbnails_left: int = 0  # images whose thumbnails are left to `mjvault thumbs`
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -279,6 +283,7 @@ def sync(
         checkpoint_jobs=options.checkpoint_jobs,
         checkpoint_seconds=options.checkpoint_seconds,
         thumbnails=options.thumbnails,
+        thumbnail_wait=options.thumbnail_wait,
     )
     writer.start()
     state.update(key, gap=True)
@@ -372,6 +377,7 @@ def sync(
     snapshot = writer.commit()
     if writer.thumbnail_report is not None:
         report.thumbnails_made = writer.thumbnail_report.made
+        report.thumbnails_left = writer.thumbnails_left
     remember_failures()
     state.update(
         key,

@@ -39,6 +39,11 @@ SIZES: dict[str, int] = {"s": 256, "m": 768}
 METHOD = 2
 FLUSH_EVERY = 256  # thumbnails staged before they are published and the table committed
 WINDOW = 64  # images being made at once per worker: bounds memory whatever the vault's size
+FEED_WINDOW = 4  # beside a writer: few in flight, so a stop waits for little
+# The share of a run's time a sync or import waits, at its end, for thumbnails not made yet;
+# what is left then is made by `mjvault thumbs` (or by the server, on a miss).
+WAIT_SHARE = 0.05
+NICE = 10  # the feed's threads yield the cores to the downloads and the writer
 NOT_AN_IMAGE = ""  # the table's thumbnail id for a video or an image Pillow cannot read
 
 Progress = Callable[[int, int | None], None]
@@ -163,34 +168,42 @@ class Maker:
         *,
         workers: int | None = None,
         report: BackfillReport | None = None,
+        window: int = WINDOW,
+        nice: bool = False,
     ) -> None:
         self.vault = vault
+        self.window = window
         self.sizes = sizes
         self.cache = cache_of(vault)
         self.report = report or BackfillReport(sizes)
         self.workers = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="thumbs")
+        self._pool = ThreadPoolExecutor(
+            self.workers, thread_name_prefix="thumbs", initializer=_lower_priority if nice else None
+        )
         self._pending: deque[tuple[str, Future[tuple[str | None, dict[int, bytes | None]]]]] = (
             deque()
         )
         self._batch: WriteBatch = vault.store.batch()
         self._staged = 0
         self._seen: set[str] = set()  # sources queued since the last publish
+        self.finished = 0  # images added whose thumbnails are published or were there
 
     def add(self, object_id: str) -> None:
         """Queue an image; returns at once unless WINDOW images per worker are in flight."""
         self.report.images += len(self.sizes)
         if object_id in self._seen:  # a second job showing it, before the publish
             self.report.cached += len(self.sizes)
+            self.finished += 1
             return
         wanted = self._wanted([object_id]).get(object_id)
         if not wanted:
             self.report.cached += len(self.sizes)
+            self.finished += 1
             return
         self.report.cached += len(self.sizes) - len(wanted)
         self._seen.add(object_id)
         self._pending.append((object_id, self._pool.submit(self._make, object_id, wanted)))
-        while len(self._pending) >= WINDOW * self.workers:
+        while len(self._pending) >= self.window * self.workers:
             self._store_one()
 
     def add_many(self, object_ids: Iterable[str], progress: Progress | None = None) -> None:
@@ -230,6 +243,7 @@ class Maker:
     def _store_one(self) -> None:
         source, future = self._pending.popleft()
         kind, made = future.result()
+        self.finished += 1
         if kind is None:
             self.report.unreadable += 1
             return
@@ -259,6 +273,15 @@ class Maker:
             self.publish()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        return self.report
+
+    def stop(self) -> BackfillReport:
+        """Publish what is made, drop what is queued and not started."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        while self._pending and self._pending[0][1].done() and not self._pending[0][1].cancelled():
+            self._store_one()
+        self._pending.clear()
+        self.publish()
         return self.report
 
     def abort(self) -> None:
@@ -319,35 +342,65 @@ class Feed:
         self._queue: queue.SimpleQueue[list[str] | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._failed: BaseException | None = None
+        self.handed = 0  # images handed over
+        self._maker: Maker | None = None
         self._thread = threading.Thread(target=self._run, name="mjvault-thumbs", daemon=True)
         self._thread.start()
 
     def put(self, object_ids: list[str]) -> None:
         if object_ids:
+            self.handed += len(object_ids)
             self._queue.put(object_ids)
 
     def _run(self) -> None:
         maker: Maker | None = None
         try:
-            maker = Maker(self._vault, self.report.sizes, workers=1, report=self.report)
+            _lower_priority()
+            maker = self._maker = Maker(
+                self._vault,
+                self.report.sizes,
+                workers=1,
+                report=self.report,
+                window=FEED_WINDOW,
+                nice=True,
+            )
             while (ids := self._queue.get()) is not None:
                 for object_id in ids:
                     if self._stop.is_set():
                         break
                     maker.add(object_id)
-            maker.finish()
+            if self._stop.is_set():
+                maker.stop()
+            else:
+                maker.finish()
         except BaseException as exc:  # noqa: BLE001  (reported by finish, on the writer's thread)
             self._failed = exc
             if maker is not None:
                 with contextlib.suppress(BaseException):
                     maker.abort()
 
-    def finish(self, *, cancel: bool = False) -> BackfillReport:
-        """Wait for the thumbnails handed over (``cancel``: only those in flight)."""
+    def finish(self, *, wait: float | None = None, cancel: bool = False) -> BackfillReport:
+        """Let the thumbnails handed over be made: all of them (``wait`` None), or those made
+        within ``wait`` seconds, or (``cancel``) only those in flight; the rest are left to
+        ``mjvault thumbs`` (counted in :attr:`left`)."""
         if cancel:
             self._stop.set()
         self._queue.put(None)
-        self._thread.join()
+        self._thread.join(wait)
+        if self._thread.is_alive():
+            self._stop.set()
+            self._thread.join()
         if self._failed is not None:
             log.warning("thumbnails not all made (`mjvault thumbs` makes them): %s", self._failed)
         return self.report
+
+    @property
+    def left(self) -> int:
+        """Images handed over whose thumbnails were not made (a stop, a failure)."""
+        return self.handed - (self._maker.finished if self._maker is not None else 0)
+
+
+def _lower_priority() -> None:
+    """This thread at a lower scheduling priority (Linux: per thread), where the OS allows."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)

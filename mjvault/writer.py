@@ -80,6 +80,7 @@ class ArchiveWriter:
         checkpoint_seconds: float | None = None,
         merge_images: bool = True,
         thumbnails: bool = False,
+        thumbnail_wait: float | None = None,
     ) -> None:
         from mjvault.vault import Vault
 
@@ -102,10 +103,15 @@ class ArchiveWriter:
         # Thumbnails of the images stored (mjvault/thumbnails.py): ids gathered until a
         # checkpoint publishes them, then made beside the run.
         self.thumbnails = thumbnails
+        # At the end, wait for thumbnails not made yet for at most this share of the run's
+        # time (None: for all); the rest is left to `mjvault thumbs`.
+        self.thumbnail_wait = thumbnail_wait
+        self._started = time.monotonic()
         self._thumb_feed: Feed | None = None
         self._new_media: list[str] = []
         self.thumbnail_report: BackfillReport | None = None
         self._aborting = False
+        self.thumbnails_left = 0
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> ArchiveWriter:
@@ -125,6 +131,7 @@ class ArchiveWriter:
 
     def start(self) -> None:
         self._lock.acquire()
+        self._started = time.monotonic()
         try:
             self._remove_stale_temp_files()
             self._batch = self.vault.store.batch()
@@ -423,8 +430,11 @@ class ArchiveWriter:
             # Under the lock still: the feed's thumbnails are objects this run writes. A run
             # that stops makes only those in flight; `mjvault thumbs` makes the rest.
             feed, self._thumb_feed = self._thumb_feed, None
-            self.thumbnail_report = feed.finish(cancel=self._aborting)
+            wait = self.thumbnail_wait
+            seconds = None if wait is None else wait * (time.monotonic() - self._started)
+            self.thumbnail_report = feed.finish(wait=seconds, cancel=self._aborting)
             self.stats.extra["thumbnails_made"] = self.thumbnail_report.made
+            self.stats.extra["thumbnails_left"] = self.thumbnails_left = feed.left
         self.stats.objects_written = self._batch.written_objects
         self.stats.bytes_written = self._batch.written_bytes
         self._open = False

@@ -26,6 +26,8 @@ import blake3
 import httpx
 import pytest
 import uvicorn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mjvault import Vault
 from mjvault.find.export import COLUMNS
@@ -159,7 +161,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         vault = Vault.open(root)
         try:
             with MidjourneyClient(_settings(midjourney)) as client:
-                sync(vault, client, SyncOptions(concurrency=4))
+                sync(vault, client, SyncOptions(concurrency=4, thumbnails=False))
         finally:
             vault.close()
         server = Running(root, ServeSettings())
@@ -263,6 +265,25 @@ def test_a_push_started_from_the_app_publishes_the_snapshots(site: dict[str, Any
     assert report["snapshots_sent"] >= 1 and not report["problems"]
     assert any(remote.rglob("*")), "nothing reached the remote"
     assert head["read_only"] is False
+
+
+def test_a_sync_run_outside_the_server_reaches_the_page_as_new_jobs(site: dict[str, Any]) -> None:
+    server: Running = site["server"]
+    _wait_idle(server)
+    added = site["midjourney"].add_jobs(2)
+    events = Events(server.base)
+    try:
+        vault = Vault.open(site["root"])  # as `mjvault sync` in a terminal would
+        try:
+            with MidjourneyClient(_settings(site["midjourney"])) as client:
+                report = sync(vault, client, SyncOptions(concurrency=2, thumbnails=False))
+        finally:
+            vault.close()
+        assert events.wait(lambda: any(d["head"] == report.snapshot for d in events.named("jobs")))
+        assert [d for d in events.named("jobs") if d["head"] == report.snapshot][-1]["new"] == 2
+    finally:
+        events.close()
+    assert {job.id for job in added} <= set(_job_ids(server))
 
 
 HOLDER = """
@@ -556,7 +577,9 @@ def test_stopping_the_server_stops_a_sync_at_a_checkpoint_and_the_next_resumes(
                 lambda: Vault.open(root),
                 EventHub(),
                 client_settings=lambda: _settings(midjourney),
-                sync_options=lambda: SyncOptions(concurrency=2, checkpoint_jobs=3),
+                sync_options=lambda: SyncOptions(
+                    concurrency=2, checkpoint_jobs=3, thumbnails=False
+                ),
             )
 
         first = runner()
@@ -623,3 +646,164 @@ def test_an_encrypted_vault_exports_originals_opened_in_memory_only(tmp_path: Pa
             data = path.read_bytes()
             assert b"secret fox" not in data, path
             assert not any(original[16:80] in data for original in originals.values()), path
+
+
+# -- properties ----------------------------------------------------------------------------------
+EVENT_NAMES = st.sampled_from(["task", "jobs", "lock"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(EVENT_NAMES, st.sampled_from(["", "a", "b", "c"]), st.integers(0, 9)),
+        max_size=60,
+    ),
+    limit=st.integers(1, 6),
+)
+def test_a_listener_gives_each_subject_its_newest_event_in_order_of_change(
+    events: list[tuple[str, str, int]], limit: int
+) -> None:
+    hub = EventHub(limit=limit)
+    listener = hub.subscribe()
+    model: dict[tuple[str, str], dict[str, Any]] = {}
+    dropped = 0
+    for name, task, n in events:
+        data = {"task": task, "new": n} if name != "jobs" else {"new": n}
+        hub.publish(name, data)
+        key = (name, task if name != "jobs" else "")
+        earlier = model.pop(key, None)
+        if name == "jobs" and earlier is not None:
+            data = data | {"new": earlier["new"] + n}
+        model[key] = data
+        while len(model) > limit:  # the subject changed longest ago goes
+            model.pop(next(iter(model)))
+            dropped += 1
+    pending = listener.drain()
+    assert [e.data for e in pending] == list(model.values())
+    assert listener.dropped == dropped
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_a_zip_of_any_id_selection_holds_each_known_job_once_in_its_order(
+    site: dict[str, Any], data: st.DataObject
+) -> None:
+    from mjvault.serve.batch import Selection, write_zip
+
+    vault = Vault.open(site["root"])
+    try:
+        known = list(vault.index.iter_summaries())[:8]
+        ids = data.draw(
+            st.lists(st.sampled_from([s.job_id for s in known] + ["not-a-job-0000"]), max_size=12)
+        )
+        out = io.BytesIO()
+        write_zip(vault, Selection(ids=tuple(ids)).job_ids(vault), out)
+        names = [i.filename.rsplit(".", 1)[0] for i in zipfile.ZipFile(out).infolist()]
+        order = [j for j in dict.fromkeys(ids) if j != "not-a-job-0000"]
+        images = {s.job_id: s.images for s in known}
+        assert names == [
+            f"{j}_{n}" for j in order for n, oid in enumerate(images[j]) if oid is not None
+        ]
+    finally:
+        vault.close()
+
+
+def test_ctrl_c_on_mjvault_serve_mid_sync_keeps_a_checkpoint_and_frees_the_lock(
+    tmp_path: Path,
+) -> None:
+    import os
+    import signal
+    from dataclasses import replace
+
+    from mjvault.lock import read_holder
+    from mjvault.testing.faults import Faults
+
+    root = tmp_path / "vault"
+    Vault.init(root).close()
+    account = Account.generate(SEED + 2, 40)
+    with FakeMidjourney(account, token=TOKEN) as midjourney:
+        midjourney.faults = replace(Faults(), latency=0.03, targets=frozenset({"cdn"}))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")}
+        env |= {
+            "MJVAULT_CONFIG": str(tmp_path / "none.toml"),
+            "MJVAULT_SYSTEM_CONFIG": str(tmp_path / "none-system.toml"),
+            "MJVAULT_WEB_BASE": midjourney.web_base,
+            "MJVAULT_CDN_BASE": midjourney.cdn_base,
+            "MJVAULT_MIDJOURNEY_API": "v3",
+            "MIDJOURNEY_USER_ID": midjourney.user_id,
+            "MIDJOURNEY_SESSION_TOKEN": TOKEN,
+            "MJVAULT_SYNC_MAX_RPS": "5000",
+            "MJVAULT_SYNC_JOBS": "2",
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mjvault", "--vault", str(root), "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    csrf = client.get("/api/info").json()["csrf"]
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "mjvault serve did not start"
+                    time.sleep(0.1)
+            started = client.post(
+                "/api/tasks", json={"kind": "sync"}, headers={"X-CSRF-Token": csrf}
+            )
+            assert started.status_code == 202, started.text
+            while client.get("/api/tasks").json()["tasks"][0]["done"] < 6:
+                assert time.monotonic() < deadline + 30, "the sync made no progress"
+                time.sleep(0.05)
+            assert read_holder(root / "lock") is not None  # the sync holds the lock
+            client.close()
+            server.send_signal(signal.SIGINT)
+            _, stderr = server.communicate(timeout=30)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+        assert server.returncode == 0, stderr
+        assert b"Traceback" not in stderr, stderr
+        assert read_holder(root / "lock") is None  # released, its note emptied
+        assert (root / "refs" / "checkpoint").exists()
+        vault = Vault.open(root)
+        try:
+            with MidjourneyClient(_settings(midjourney)) as mj_client:
+                report = sync(vault, mj_client, SyncOptions(concurrency=4, thumbnails=False))
+            assert report.resumed
+            assert {e.job_id for e in vault.entries()} == {job.id for job in account.jobs}
+        finally:
+            vault.close()
+
+
+def test_an_export_abandoned_mid_stream_ends_its_writer_thread(
+    site: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mjvault.serve import batch
+
+    server: Running = site["server"]
+    # Small chunks, a short queue: the writer is far ahead of nothing, and must wait.
+    monkeypatch.setattr(batch, "PIPE_CHUNK", 4096)
+    monkeypatch.setattr(batch, "PIPE_DEPTH", 2)
+
+    def writers() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "mjvault-export")
+
+    before = writers()
+    body = {"selection": {"query": ""}, "format": "zip"}
+    with httpx.Client(base_url=server.base, timeout=30) as client:
+        headers = {"X-CSRF-Token": server.csrf}
+        with client.stream("POST", "/api/export", json=body, headers=headers) as answer:
+            assert answer.status_code == 200
+            next(answer.iter_raw(1024))  # the first bytes, then the client goes away
+    deadline = time.monotonic() + 10
+    while writers() > before:
+        assert time.monotonic() < deadline, "the export's writer was kept after the client left"
+        time.sleep(0.05)

@@ -63,13 +63,28 @@ def _assert_every_image_has_both(vault: Vault) -> None:
 
 def test_import_makes_both_sizes_of_every_image(tmp_path: Path, archive: Path) -> None:
     vault = Vault.init(tmp_path / "vault")
-    report = import_archive(vault, archive)
+    report = import_archive(vault, archive, thumbnail_wait=None)
     assert report.stats.media_new > 0
     assert report.to_json()["thumbnails_made"] == 2 * len(set(head_images(vault)))
     _assert_every_image_has_both(vault)
     # A backfill afterwards finds nothing to make.
     again = backfill(vault, ["s", "m"])
     assert again.made == 0 and again.cached == again.images > 0
+    vault.close()
+
+
+def test_a_run_waits_little_and_the_backfill_makes_what_it_left(
+    tmp_path: Path, archive: Path
+) -> None:
+    vault = Vault.init(tmp_path / "vault")
+    report = import_archive(vault, archive, thumbnail_wait=0.0)  # no wait at the end
+    images = set(head_images(vault))
+    made, left = report.to_json()["thumbnails_made"], report.to_json()["thumbnails_left"]
+    assert isinstance(made, int) and isinstance(left, int)
+    assert made == 2 * (len(images) - left)
+    rest = backfill(vault, ["s", "m"])
+    assert rest.made == 2 * left
+    _assert_every_image_has_both(vault)
     vault.close()
 
 
@@ -95,7 +110,7 @@ def test_sync_makes_thumbnails_of_the_new_images(tmp_path: Path, account: Accoun
         FakeMidjourney(account, token=TOKEN) as server,
         MidjourneyClient(settings_for(server)) as client,
     ):
-        report = sync(vault, client, SyncOptions(concurrency=4))
+        report = sync(vault, client, SyncOptions(concurrency=4, thumbnail_wait=None))
     assert report.jobs_new == len(account.jobs)
     # Videos get a row naming no thumbnail (never opened again); every image gets both.
     rows = _rows(vault)
@@ -142,7 +157,7 @@ def test_gc_keeps_the_thumbnails_of_kept_images(vault: Vault) -> None:
 
 def test_encrypted_thumbnails_are_sealed_objects(tmp_path: Path, archive: Path) -> None:
     vault = Vault.init(tmp_path / "vault", encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
-    import_archive(vault, archive)
+    import_archive(vault, archive, thumbnail_wait=None)
     _assert_every_image_has_both(vault)
     for _, _, thumb, _ in _rows(vault):
         with open(vault.object_path(thumb), "rb") as handle:

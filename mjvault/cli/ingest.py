@@ -74,6 +74,9 @@ def import_command(app: AppContext, directory: Path, no_thumbnails: bool) -> Non
             click.echo(f"{report.records_repeated} records were copies of one already read")
         if report.jobs_forgotten:
             click.echo(f"{report.jobs_forgotten} forgotten jobs skipped")
+        left = report.stats.extra.get("thumbnails_left", 0)
+        if left:
+            click.echo(f"{left} images' thumbnails left for later: `mjvault thumbs` makes them")
         click.echo(
             f"snapshot {report.snapshot[:12]}"
             if report.snapshot

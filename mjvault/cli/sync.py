@@ -151,6 +151,13 @@ def sync_command(
             f"parent jobs, {report.images_missing} missing"
         )
         click.echo(f"bytes: {_megabytes(report.bytes_downloaded)} MB in {report.seconds:.1f} s")
+        if report.thumbnails_made or report.thumbnails_left:
+            later = (
+                f"; {report.thumbnails_left} images left for `mjvault thumbs`"
+                if report.thumbnails_left
+                else ""
+            )
+            click.echo(f"thumbnails: {report.thumbnails_made} made{later}")
         click.echo(
             f"snapshot {report.snapshot[:12]}" if report.snapshot else "vault already up to date"
         )

@@ -50,7 +50,7 @@ from mjvault.tree import JobEntry
 #    and `live` replace `dates`, `times` and `counts`.
 # 6: the insights table (mjvault/insights/aggregates.py); summaries hold a job's parent,
 #    video, like and rank.
-INDEX_FORMAT = b"6"
+INDEX_FORMAT = b"7"  # 7: the parents lists (lineage)
 MAP_SIZE = 1 << 36  # address space only: LMDB files are sparse and grow as needed
 MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
 NEW_ENV_ROOM = 256 << 10  # free bytes a new environment needs: its lock file and first pages
@@ -70,7 +70,16 @@ POSTINGS_PER_TXN = 512
 GROUP_JOBS = 8192
 GROUP_NUMBERS = 400_000
 # Tables of sharded posting lists, keyed ``part 00 shard`` (bitmaps.list_key).
-LIST_TABLES = (b"words", b"pairs", b"repeats", b"lengths", b"types", b"params", b"users")
+LIST_TABLES = (
+    b"words",
+    b"pairs",
+    b"repeats",
+    b"lengths",
+    b"types",
+    b"params",
+    b"users",
+    b"parents",
+)
 _MICROS = struct.Struct(">q")
 _LENGTH = struct.Struct(">H")
 MAX_LENGTH = 65_535  # words a prompt is counted as having, at most (docs' 2 bytes)
@@ -206,6 +215,10 @@ class JobSummary:
             yield b"params", _part(f"{name}={value}")
         if self.username:
             yield b"users", _part(self.username.casefold())
+        # The jobs that follow this one's parent (its upscales, variations, pans): a job's
+        # children are one list read, not a walk of every job.
+        if self.parent:
+            yield b"parents", _part(self.parent)
 
     def image_ids(self) -> Iterator[bytes]:
         """The binary ids of the images shown (the ``images`` table's keys start with them)."""
@@ -325,6 +338,7 @@ TABLES = (
     b"users",
     b"images",
     aggregates.TABLE,
+    b"parents",
 )
 # Tables that are no cache of the tree, so clear() and the tree's format leave them alone: the
 # import stat cache and the running import's jobs (mjvault/index/statcache.py). Created by

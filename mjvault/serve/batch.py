@@ -155,7 +155,14 @@ class _Pipe(io.RawIOBase):
 
     # the response's side
     def take(self) -> bytes | BaseException:
-        return self._chunks.get()
+        """The next chunk; ``b""`` at the end, or once the response has gone away (so the
+        worker thread waiting here is never kept by an abandoned download)."""
+        while True:
+            try:
+                return self._chunks.get(timeout=0.5)
+            except queue.Empty:
+                if self.gone.is_set():
+                    return self._END
 
 
 def _streamed(write: Callable[[IO[bytes]], None]) -> AsyncIterator[bytes]:

@@ -7,9 +7,12 @@ whose readers run side by side without a lock, and a page costs milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,10 +21,11 @@ from starlette.routing import BaseRoute, Route
 from mjvault import __version__
 from mjvault.errors import JobNotFound, MjvaultError
 from mjvault.index.db import Index, JobSummary
-from mjvault.index.pages import Page, PageKey, page, timeline
+from mjvault.index.facets import facet_counts
+from mjvault.index.pages import Page, PageKey, children, page, timeline
 from mjvault.index.query import QueryError, parse_query
 from mjvault.index.search import SORT_ORDERS, SortOrder
-from mjvault.serve.security import BadRequest
+from mjvault.serve.security import BadRequest, check_job_id, check_object_id
 from mjvault.serve.settings import THUMB_SIZES, ServeState
 
 DEFAULT_LIMIT = 200
@@ -209,9 +213,155 @@ def timeline_route(state: ServeState, request: Request) -> dict[str, Any]:
     return answer
 
 
+@handler
+def facets(state: ServeState, request: Request) -> dict[str, Any]:
+    _, query = _query(request)
+    return facet_counts(state.vault.index, query).as_json()
+
+
+@handler
+def job(state: ServeState, request: Request) -> dict[str, Any]:
+    job_id = check_job_id(request.path_params["job_id"])
+    vault = state.vault
+    index = vault.index
+    summary = index.get(job_id)
+    if summary is None:
+        raise JobNotFound(f"no job {job_id} in the vault")
+    entry = vault.entry(job_id)
+    raw = vault.record_json(entry)
+    record = json.loads(raw)
+    parsed = vault.job(entry)
+    images = []
+    kinds = summary.kinds or (None,) * len(summary.images)
+    for image, kind in zip(summary.images, kinds, strict=False):
+        size = None
+        if image is not None:
+            with contextlib.suppress(MjvaultError, OSError):
+                size = vault.store.stored_size(image)
+        images.append({"object": image, "kind": kind, "bytes": size})
+    parent = index.get(summary.parent) if summary.parent else None
+    kids = children(index, job_id, CHILDREN_SHOWN)
+    return {
+        "tile": tile(summary),
+        "record": record,
+        "params": json.loads(json.dumps(parsed.params, default=str)),
+        "images": images,
+        "lineage": {
+            "parent": tile(parent) if parent is not None else None,
+            "parent_id": summary.parent,
+            "children": tiles(index, kids),
+        },
+    }
+
+
+@handler
+def stats(state: ServeState, request: Request) -> dict[str, Any]:
+    from mjvault.insights.compute import insights
+
+    text = request.query_params.get("q", "")
+    if text:
+        parse_query(text)  # a bad query is the caller's error, said before any work
+    since, until = _date(request, "since"), _date(request, "until")
+    vault = state.vault
+    key = (text, since, until, generation(vault.index))
+    cache: dict[Any, Any] = state.caches.setdefault("stats", {})
+    answer = cache.get(key)
+    if answer is None:
+        answer = insights(vault, since, until, text or None)
+        with state.lock:
+            while len(cache) >= TIMELINE_CACHE:
+                cache.pop(next(iter(cache)))
+            cache[key] = answer
+    return answer
+
+
+@handler
+def snapshots(state: ServeState, request: Request) -> dict[str, Any]:
+    limit = _int(request, "limit", 100, 1, 1000)
+    before = request.query_params.get("before")
+    if before is not None:
+        check_object_id(before)
+    vault = state.vault
+    found = vault.snapshots()  # newest first; a vault has hundreds, not millions
+    if before is not None:
+        ids = [s.id for s in found]
+        found = found[ids.index(before) + 1 :] if before in ids else []
+    head = vault.refs.head()
+    shown = found[:limit]
+    return {
+        "snapshots": [s.to_json() for s in shown],
+        "head": head,
+        "next": shown[-1].id if len(found) > limit else None,
+    }
+
+
+def _public_url(url: str) -> str:
+    """A remote's address without user, password or query (where credentials hide)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+@handler
+def remotes(state: ServeState, request: Request) -> dict[str, Any]:
+    from mjvault.remotes.config import list_specs
+    from mjvault.remotes.record import load_record
+
+    root = state.vault.path
+    found = []
+    for spec in list_specs(root):
+        record = load_record(root, spec.name)
+        last = record.last_push if record is not None else None
+        found.append(
+            {
+                "name": spec.name,
+                "url": _public_url(spec.url),
+                "encrypt": spec.encrypt,
+                "last_push": (last or {}).get("time"),
+                "auto_push": False,
+            }
+        )
+    return {"remotes": found}
+
+
+@handler
+def views(state: ServeState, request: Request) -> dict[str, Any]:
+    from mjvault.views.registry import ViewRegistry
+
+    registry = ViewRegistry(state.vault)
+    found: list[dict[str, Any]] = []
+    for name in registry.names():
+        try:
+            view = registry.load(name)
+        except MjvaultError:
+            found.append({"name": name, "jobs": None, "error": "unreadable"})
+            continue
+        definition = view.definition
+        found.append(
+            {
+                "name": name,
+                "jobs": None,
+                "files": view.file_count(),
+                "directory": str(definition.directory),
+                "template": definition.template,
+                "refreshed": view.refreshed,
+                "snapshot": definition.snapshot,
+            }
+        )
+    return {"views": found}
+
+
 def routes(state: ServeState) -> list[BaseRoute]:
     return [
         Route("/api/info", info(state)),
         Route("/api/jobs", jobs(state)),
         Route("/api/timeline", timeline_route(state)),
+        Route("/api/facets", facets(state)),
+        Route("/api/job/{job_id:path}", job(state)),
+        Route("/api/stats", stats(state)),
+        Route("/api/snapshots", snapshots(state)),
+        Route("/api/remotes", remotes(state)),
+        Route("/api/views", views(state)),
     ]

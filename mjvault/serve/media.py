@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from mjvault.errors import MjvaultError
+from mjvault.find.gallery.thumbs import CACHE_FILE as THUMB_CACHE_FILE
 from mjvault.find.gallery.thumbs import ThumbCache, make_thumbnail
 from mjvault.serve.browse import error
 from mjvault.serve.security import BadRequest, check_object_id
@@ -125,14 +126,14 @@ def thumb(state: ServeState) -> Callable[[Request], Response]:
 def _thumbnail(state: ServeState, object_id: str, size: int) -> bytes | None:
     """The gallery's kept thumbnail, or one made in memory (kept by the sync's own maker)."""
     cache = state.caches.get("thumbs")
-    if cache is None:
+    if cache is None and (state.vault.path / THUMB_CACHE_FILE).is_file():
+        # Opened only when the vault has one: serving writes no file of its own.
         with state.lock:
             cache = state.caches.get("thumbs")
             if cache is None:
                 cache = state.caches["thumbs"] = ThumbCache(state.vault.path)
                 state.on_close.append(cache.close)
-    with cache.lock:
-        known = cache.get(object_id, size)
+    known = cache.get(object_id, size) if cache is not None else None  # its own lock
     if known is not None:
         try:
             return state.vault.read_object(known[0])

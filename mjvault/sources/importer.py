@@ -191,13 +191,16 @@ def import_archive(
     should_stop: Callable[[], bool] | None = None,
     stat_cache: bool = True,
     thumbnails: bool = True,
+    thumbnail_wait: float | None = 0.05,
     **writer_options: Any,
 ) -> ImportReport:
     root = Path(root)
     if not root.is_dir():
         raise MjvaultError(f"{root} is not a directory")
     report = ImportReport(source=f"import:{root.resolve()}")
-    with vault.writer(report.source, thumbnails=thumbnails, **writer_options) as writer:
+    with vault.writer(
+        report.source, thumbnails=thumbnails, thumbnail_wait=thumbnail_wait, **writer_options
+    ) as writer:
         # Read under the lock: a forget that ran before this import took it is honoured.
         forgotten = exclusions.load(vault)
         rows = _Rows(writer, stat_cache)

@@ -12,7 +12,8 @@
 (c) ``mjvault thumbs`` (the backfill, sizes s and m) over the vault (a) left without
     thumbnails, plain and encrypted: thumbnails per second.
 
-Every contender is a child process: wall seconds (best and median of ``--runs``) and peak RSS
+Each (a)/(b) line ends with each run's thumbnails made/left (sync and import wait for them
+at most 5 % of their run; `mjvault thumbs` makes the rest). Every contender is a child process: wall seconds (best and median of ``--runs``) and peak RSS
 from the kernel's accounting of that child alone.
 """
 
@@ -26,6 +27,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -52,6 +54,33 @@ def line(name: str, seconds: list[float], rss: list[int], extra: str = "") -> st
     )
 
 
+def _thumbs(out: str) -> str:
+    """made/left of a run's thumbnails, from its --json report."""
+    doc = json.loads(out)
+    return f"{doc.get('thumbnails_made', 0)}/{doc.get('thumbnails_left', 0)}"
+
+
+def memory(workdir: Path, jobs: int, env: dict[str, str], run_child: Any) -> None:
+    """(d) `mjvault thumbs` over a vault of ``jobs`` jobs whose images come from 64 shared
+    PNGs: every image slot is looked up (the walk and the table at full size), 128
+    thumbnails made. Its peak RSS against the vault's size says whether memory is flat."""
+    from mjvault.testing.gallerypage import build_many
+
+    vault = workdir / f"vault-memory-{jobs}"
+    if not vault.exists():
+        build_many(vault, jobs)
+    (vault / "cache" / "thumbs.sqlite").unlink(missing_ok=True)
+    for _ in range(2):  # the second run finds every thumbnail made: the lookups alone
+        seconds, rss, out = run_child(
+            "thumbs", mjvault("--vault", str(vault), "--json", "thumbs"), env
+        )
+        doc = json.loads(out)
+        print(
+            f"(d) mjvault thumbs, {jobs} jobs ({doc['images']} image slots x sizes): "
+            f"{seconds:6.2f} s, {doc['made']} made, peak RSS {rss / 1024:6.1f} MB"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -63,6 +92,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mjvault-bench-thumbs"))
     parser.add_argument("--skip-sync", action="store_true")
+    parser.add_argument("--skip-import", action="store_true", help="skip (a) and (c)")
+    parser.add_argument(
+        "--memory-jobs", type=int, nargs="*", default=[], help="(d): vault sizes, e.g. 20000 100000"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(HERE))
@@ -75,19 +108,25 @@ def main() -> None:
     if not archive.exists():
         write_sample_archive(archive, jobs=args.jobs, seed=SEED, large=True)
     env = os.environ | {"MJVAULT_PASSPHRASE": PASSPHRASE}
+    for jobs in args.memory_jobs:
+        memory(args.workdir, jobs, env, run_child)
+    if args.skip_import:
+        return
     print(f"(a) import of {args.jobs} jobs (large images), {args.runs} alternating rounds")
     results: dict[str, tuple[list[float], list[int]]] = {}
+    thumbs: dict[str, list[str]] = {}
     made: dict[str, int] = {}
     for _ in range(args.runs):
         for name, flags in (("with thumbnails", []), ("--no-thumbnails", ["--no-thumbnails"])):
             vault = fresh_vault(args.workdir / "vault-import")
-            seconds, rss, _ = run_child(
+            seconds, rss, out = run_child(
                 name, mjvault("--vault", str(vault), "--json", "import", str(archive), *flags), env
             )
+            thumbs.setdefault(name, []).append(_thumbs(out))
             results.setdefault(name, ([], []))[0].append(seconds)
             results[name][1].append(rss)
     for name, (seconds, rss) in results.items():
-        print(line(f"mjvault import {name}", *(seconds, rss)))
+        print(line(f"mjvault import {name}", seconds, rss, f"  {', '.join(thumbs[name])}"))
     base = min(results["--no-thumbnails"][0])
     print(f"import overhead: {min(results['with thumbnails'][0]) / base - 1:+.1%} (best vs best)")
 
@@ -110,13 +149,15 @@ def main() -> None:
                     vault = fresh_vault(args.workdir / "vault-sync")
                     command = mjvault("--vault", str(vault), "--json", "sync", "--api", "v3",
                                       "--jobs", str(args.concurrency), *flags)  # fmt: skip
-                    seconds, rss, _ = run_child(name, command, sync_env)
+                    seconds, rss, out = run_child(name, command, sync_env)
+                    thumbs.setdefault("sync " + name, []).append(_thumbs(out))
                     results.setdefault(name, ([], []))[0].append(seconds)
                     results[name][1].append(rss)
         finally:
             server.stop()
         for name, (seconds, rss) in results.items():
-            print(line(f"mjvault sync {name}", seconds, rss))
+            extra = f"  {', '.join(thumbs['sync ' + name])}"
+            print(line(f"mjvault sync {name}", seconds, rss, extra))
         base = min(results["--no-thumbnails"][0])
         print(f"sync overhead: {min(results['with thumbnails'][0]) / base - 1:+.1%} (best vs best)")
 
