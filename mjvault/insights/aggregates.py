@@ -185,3 +185,10 @@ def recompute(summaries: Iterable[JobSummary]) -> Counter[str]:
     for summary in summaries:
         total.update(contributions(summary))
     return total
+
+
+def count(txn: lmdb.Transaction, db: Any, layout: Layout, key: str) -> int:
+    """One kept counter (``jobs``, ``images`` …), 0 when absent: a lookup, not a walk."""
+    stored = _stored_key(layout, key)
+    value = txn.get(stored, db=db)
+    return _open(layout, stored, value)[1] if value is not None else 0

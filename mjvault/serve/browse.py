@@ -161,13 +161,11 @@ def info(state: ServeState, request: Request) -> dict[str, Any]:
 
 
 def _image_count(index: Index) -> int:
-    """Images shown by the jobs: the insights counters' total, kept by the index."""
-    from mjvault.insights.compute import kept
+    """Images shown by the jobs: the insights counter the index keeps, looked up."""
+    from mjvault.insights import aggregates
 
-    for name, value in kept(index):
-        if name == "images":
-            return value
-    return 0
+    with index.reader() as reader:
+        return aggregates.count(reader.txn, index.db[aggregates.TABLE], index.layout, "images")
 
 
 @handler
