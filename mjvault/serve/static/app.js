@@ -169,14 +169,6 @@ $("add-collection").addEventListener("click", async () => {
     note("Added to " + name);
   } catch (error) { failed(error); }
 });
-$("make-view").addEventListener("click", async () => {
-  const name = await ask("Make a view of " + plural(selectedCount(), "job") + " named:", true);
-  if (!name) return;
-  try {
-    await postJSON("/api/views", { name, selection: payload() });
-    note("View " + name + " made");
-  } catch (error) { failed(error); }
-});
 $("forget").addEventListener("click", async () => {
   const count = selectedCount();
   const sure = await ask("Forget " + plural(count, "job") + "? They leave the vault's current snapshot (older snapshots keep them).", false);
