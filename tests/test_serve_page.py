@@ -37,7 +37,7 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, vault: Path) -> None:
+    def __init__(self, vault: Path, env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
@@ -52,6 +52,7 @@ class Server:
                 str(self.port),
             ],
             cwd=vault.parent,
+            env=None if env is None else os.environ | env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -319,6 +320,88 @@ def test_select_all_sends_the_query_not_the_ids(tab: Page, server: Server) -> No
     assert page.inner_text("#selected") == f"{JOBS - 1} jobs selected"
     selection = page.evaluate("({...mjvault.selection, exclude: [...mjvault.selection.exclude]})")
     assert selection["all"] is True and len(selection["exclude"]) == 1
+
+
+# -- live: a sync from the page, a collection, a forget ------------------------------------
+TOKEN = "sess-5e1b0c7d9a2f4e6b8c3d"
+
+
+def test_a_sync_from_the_page_shows_progress_then_new_tiles_and_a_forget_asks_the_count(
+    browser: Any, tmp_path: Path
+) -> None:
+    from mjvault import Vault
+    from mjvault.sources.midjourney import ClientSettings, MidjourneyClient
+    from mjvault.sync import SyncOptions, sync
+    from mjvault.testing.accounts import Account
+    from mjvault.testing.server import FakeMidjourney
+
+    root = tmp_path / "vault"
+    Vault.init(root).close()
+    with FakeMidjourney(Account.generate(5, 12), token=TOKEN) as midjourney:
+        env = {
+            "MJVAULT_CONFIG": str(tmp_path / "no-user-config.toml"),
+            "MJVAULT_SYSTEM_CONFIG": str(tmp_path / "no-system-config.toml"),
+            "MJVAULT_WEB_BASE": midjourney.web_base,
+            "MJVAULT_CDN_BASE": midjourney.cdn_base,
+            "MJVAULT_MIDJOURNEY_API": "v3",
+            "MIDJOURNEY_USER_ID": midjourney.user_id,
+            "MIDJOURNEY_SESSION_TOKEN": TOKEN,
+            "MJVAULT_SYNC_MAX_RPS": "5000",
+        }
+        settings = ClientSettings(
+            web_base=midjourney.web_base,
+            cdn_base=midjourney.cdn_base,
+            api="v3",
+            user_id=midjourney.user_id,
+            token=TOKEN,
+            max_rps=5000.0,
+            burst=100,
+            concurrency=4,
+        )
+        vault = Vault.open(root)
+        try:
+            with MidjourneyClient(settings) as client:
+                sync(vault, client, SyncOptions(concurrency=4, thumbnails=False))
+        finally:
+            vault.close()
+        server = Server(root, env)
+        tab = Page(browser, server)
+        try:
+            page = tab.open()
+            tab.until("document.getElementById('count').textContent === '12 jobs'")
+            added = midjourney.add_jobs(3)
+            page.click("#sync")
+            # Progress, then done; the new jobs arrive at the top without a reload.
+            tab.until("document.getElementById('task').textContent.startsWith('sync done')")
+            tab.until("document.getElementById('count').textContent === '15 jobs'")
+            newest = server.get("/api/jobs", limit=3)["jobs"]
+            assert {job["id"] for job in newest} == {job.id for job in added}
+            tab.tile_is(0, newest[0]["id"])
+            assert page.evaluate("document.body.dataset.ready") == "1"  # the same page
+            # A collection of two jobs, made from a selection.
+            page.click(".tile[data-k='0']", modifiers=["Control"])
+            page.click(".tile[data-k='1']")
+            page.click("#add-collection")
+            page.fill("#ask-input", "picks")
+            page.click("#ask-ok")
+            tab.until("document.getElementById('task').textContent === 'Added to picks'")
+            picks = server.get("/api/collections")
+            assert any(c["name"] == "picks" and c["jobs"] == 2 for c in picks["collections"])
+            # Forget them: the confirmation names the count; cancelled first, then confirmed.
+            page.click("#forget")
+            assert page.inner_text("#ask-text").startswith("Forget 2 jobs?")
+            page.click("#ask menu button[value='cancel']")
+            assert page.inner_text("#count") == "15 jobs"
+            page.click("#forget")
+            page.click("#ask-ok")
+            tab.until("document.getElementById('count').textContent === '13 jobs'")
+            assert page.is_hidden("#selection")
+            left = {job["id"] for job in server.get("/api/jobs", limit=100)["jobs"]}
+            assert newest[0]["id"] not in left and newest[1]["id"] not in left
+        finally:
+            tab.close()
+            server.stop()
+    assert tab.errors == []
 
 
 # -- the other pages, and photographs of each ----------------------------------------------
