@@ -372,7 +372,13 @@ def test_a_sync_from_the_page_shows_progress_then_new_tiles_and_a_forget_asks_th
             added = midjourney.add_jobs(3)
             page.click("#sync")
             # Progress, then done; the new jobs arrive at the top without a reload.
-            tab.until("document.getElementById('task').textContent.startsWith('sync done')")
+            try:
+                tab.until(
+                    "document.getElementById('task').textContent.startsWith('sync done')",
+                    timeout=60_000,
+                )
+            except Exception:
+                raise AssertionError(page.inner_text("#task") + " " + str(tab.errors)) from None
             tab.until("document.getElementById('count').textContent === '15 jobs'")
             newest = server.get("/api/jobs", limit=3)["jobs"]
             assert {job["id"] for job in newest} == {job.id for job in added}

@@ -313,9 +313,22 @@ function taskShown(task) {
     $("sync").disabled = $("push").disabled = !$("banner").hidden;
   }
 }
+// Resolves once the stream is open (or after 3 s without it), so whatever happens after the
+// page says it is ready reaches it. At each (re)connection the latest task is read once: a
+// task that ended while the stream was down still shows how it ended.
 function listen() {
-  if (!window.EventSource) return;
+  if (!window.EventSource) return Promise.resolve();
   const events = new EventSource("/api/events");
+  const opened = new Promise((resolve) => {
+    events.addEventListener("open", resolve);
+    setTimeout(resolve, 3000);
+  });
+  events.addEventListener("open", () => {
+    getJSON("/api/tasks").then((answer) => {
+      const latest = (answer.tasks || [])[0];
+      if (latest && $("task").textContent === "") taskShown(latest);
+    }, () => {});
+  });
   events.addEventListener("task", (event) => taskShown(JSON.parse(event.data)));
   events.addEventListener("lock", (event) => { const d = JSON.parse(event.data); lockShown(d.held, d.holder); });
   events.addEventListener("jobs", () => {
@@ -324,6 +337,7 @@ function listen() {
     facets(timeline.q);
     loaded = { [currentPage()]: true };
   });
+  return opened;
 }
 
 // -- theme, keys ----------------------------------------------------------------------------
@@ -366,7 +380,7 @@ async function start() {
   if (q) $("search").value = q;
   route();
   await search();
-  listen();
+  await listen();
   document.body.dataset.ready = "1";
 }
 start();
