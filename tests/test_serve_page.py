@@ -241,6 +241,14 @@ def test_search_and_facets_narrow_the_timeline(tab: Page, server: Server) -> Non
     # Clicked again, it comes out.
     page.locator(f"#facets .chip[data-term='{term}']").click()
     assert page.input_value("#search") == word
+    # By relevance: the server's order, segments learnt one after the other.
+    ranked = _ids(server, q=word, sort="relevance")
+    page.select_option("#sort", "relevance")
+    tab.until("t => document.getElementById('count').textContent === t", f"{len(ranked)} jobs")
+    tab.tile_is(0, ranked[0])
+    if len(ranked) < 30:  # the last one on the same screen
+        tab.tile_is(len(ranked) - 1, ranked[-1])
+    page.select_option("#sort", "newest")
     page.fill("#search", "")
     tab.until("t => document.getElementById('count').textContent === t", f"{JOBS} jobs")
 

@@ -65,12 +65,11 @@ export class Timeline {
     const top = keepTop ? this.topIndex() : 0;
     const before = this.total;
     let info;
-    try {
+    if (sort !== "relevance") {
       info = await getJSON("/api/timeline" + query({ q, sort }));
-    } catch (error) {
-      if (sort !== "relevance") throw error;
-      // No segments for relevance: the first page gives the total; later cursors are read
-      // from each segment's `next` as the segments are loaded in order.
+    } else {
+      // No timeline in relevance order: the first page gives the total; later cursors are
+      // read from each segment's `next` as the segments are loaded in order.
       const first = await getJSON("/api/jobs" + query({ q, sort, limit: 500 }));
       info = { total: first.total, segment_size: 500, segments: [] };
       for (let n = 0; n * 500 < first.total; n++) {
