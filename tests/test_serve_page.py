@@ -424,6 +424,14 @@ def _pages(tab: Page) -> Iterator[tuple[str, Any]]:
     tab.until("document.querySelectorAll('.tile img').length > 0")
     tab.until("[...document.querySelectorAll('.tile img')].every(i => i.complete)")
     yield "timeline", page
+    page.click(".tile[data-k='1']", modifiers=["Control"])
+    page.click(".tile[data-k='3']", modifiers=["Shift"])
+    page.wait_for_selector("#selection:not([hidden])")
+    yield "selection", page
+    page.keyboard.press("Escape")
+    page.keyboard.press("?")
+    yield "keys", page
+    page.keyboard.press("Escape")
     page.click(".tile[data-k='0']")
     tab.until("document.getElementById('full').complete && full.naturalWidth > 0")
     yield "lightbox", page

@@ -388,6 +388,15 @@ export class Timeline {
       lastMonth = month;
       lastYear = year;
     });
+    // The end's date at the bottom (a timeline of one segment has no other mark).
+    const end = this.segments[this.segments.length - 1];
+    if (end && end.last && end.last.slice(0, 4) !== labelYear && height - lastLabel > 16) {
+      const mark = document.createElement("span");
+      mark.className = "mark";
+      mark.style.top = height - 8 + "px";
+      mark.textContent = end.last.slice(0, 4);
+      fragment.appendChild(mark);
+    }
     const thumb = document.createElement("span");
     thumb.className = "thumb";
     fragment.appendChild(thumb);
