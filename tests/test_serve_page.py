@@ -251,6 +251,28 @@ def test_search_and_facets_narrow_the_timeline(tab: Page, server: Server) -> Non
     page.select_option("#sort", "newest")
     page.fill("#search", "")
     tab.until("t => document.getElementById('count').textContent === t", f"{JOBS} jobs")
+    # Grouped by parent: a run of jobs of one grid (the grid or its children, one after the
+    # other) is drawn as one: its first tile counts them, the others are marked as its own;
+    # the order and the count are unchanged.
+    jobs = server.get("/api/jobs", limit=JOBS)["jobs"]
+    key = [job["parent"] or job["id"] for job in jobs]
+    k = next(i for i in range(1, JOBS) if key[i] == key[i - 1] and key[i - 2] != key[i - 1]) - 1
+    n = next(i for i in range(k, JOBS) if key[i] != key[k]) - k
+    page.select_option("#group", "parent")
+    page.evaluate("k => mjvault.timeline.scrollToIndex(k)", k)
+    tab.until(
+        "([k, n]) => document.querySelector(`.tile[data-k='${k}'] .group`)?.textContent === `${n} jobs`",
+        [k, n],
+    )
+    same = page.evaluate(
+        "([k, n]) => [...Array(n + 1).keys()].map(i =>"
+        " document.querySelector(`.tile[data-k='${k + i}']`).classList.contains('same'))",
+        [k, n],
+    )
+    assert same == [False] + [True] * (n - 1) + [False]
+    assert page.inner_text("#count") == f"{JOBS} jobs"
+    page.select_option("#group", "")
+    tab.until("!document.querySelector('.tile.same')")
 
 
 def test_the_lightbox_shows_a_job_its_lineage_and_answers_keys(tab: Page, server: Server) -> None:
