@@ -111,7 +111,7 @@ def thumb(state: ServeState) -> Callable[[Request], Response]:
         size = THUMB_SIZES[size_name]
         try:
             if library is not None:
-                data = library(state.vault, object_id, size)
+                data = library(state.vault, object_id, size_name)
             else:
                 data = _thumbnail(state, object_id, size)
         except MjvaultError as exc:
