@@ -427,3 +427,18 @@ def test_a_server_gone_mid_request_is_an_error_in_bounded_time(
             with pytest.raises(RemoteError):
                 within(DEAD_SERVER_SECONDS, attempt)
         assert proxy.dropped > 0
+
+
+def test_a_dead_server_is_not_a_credentials_error_whatever_the_key_holds(
+    place: Place, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A request that never got an answer names its URL, and an object's hex name may hold
+    # "403": that is no refusal of the credentials.
+    monkeypatch.setenv("MJVAULT_REMOTE_RETRY_SECONDS", "1")
+    key = "objects/40/403f403a"
+    with place.proxied() as (proxy, backend):
+        backend.put(key, b"payload")
+        proxy.dead_after = proxy.requests
+        with pytest.raises(RemoteError) as caught:
+            within(DEAD_SERVER_SECONDS, lambda: backend.get(key))
+        assert not isinstance(caught.value, RemoteAuthError | RemoteNotFound), caught.value

@@ -159,13 +159,22 @@ class ObstoreBackend(Backend):
             return missing
         if isinstance(exc, NotFoundError | FileNotFoundError):
             return RemoteNotFound(f"{where} is missing")
-        if isinstance(exc, PermissionDeniedError | UnauthenticatedError) or any(
-            w in str(exc) for w in self.auth_words
+        if isinstance(exc, PermissionDeniedError | UnauthenticatedError) or self._names_auth(
+            str(exc).replace(key, "") if key else str(exc)
         ):
             return RemoteAuthError(
                 f"{self.describe()} refused the credentials ({detail})", hint=self.auth_hint
             )
         return RemoteError(f"cannot {action} {where}: {detail}")
+
+    def _names_auth(self, message: str) -> bool:
+        """Whether ``message`` carries one of :attr:`auth_words` as a word of its own: a bare
+        ``403`` inside an object's hex name (in the URL of a request that never got an
+        answer) is not a refusal."""
+        return any(
+            re.search(rf"(?<![0-9A-Za-z]){re.escape(word)}(?![0-9A-Za-z])", message)
+            for word in self.auth_words
+        )
 
     def list(self, prefix: str) -> Iterator[str]:
         for meta in self._listing(prefix):
