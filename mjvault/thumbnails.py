@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import queue
+import sqlite3
 import threading
 import weakref
 from collections import deque
@@ -102,7 +103,11 @@ def thumbnail(vault: Vault, object_id: str, size: str) -> bytes | None:
     """
     pixels = _pixels(size)
     cache = cache_of(vault)
-    cached = cache.get(object_id, pixels)
+    try:
+        cached = cache.get(object_id, pixels)
+    except sqlite3.DatabaseError:
+        cached = None  # a table damaged under an open connection: made, not kept
+        cache = None
     if cached is not None:
         if cached[0] == NOT_AN_IMAGE:
             return None
@@ -114,6 +119,8 @@ def thumbnail(vault: Vault, object_id: str, size: str) -> bytes | None:
         return None
     kind = media_kind(source[:16])
     made = make_thumbnail(source, pixels, METHOD) if kind not in (None, "mp4") else None
+    if cache is None:
+        return made
     try:
         with vault.write_lock():
             batch = vault.store.batch()

@@ -155,6 +155,21 @@ def test_gc_keeps_the_thumbnails_of_kept_images(vault: Vault) -> None:
     assert not any(vault.store.exists(t) for t in thumbs)
 
 
+def test_gc_over_a_damaged_table_drops_the_thumbnails_and_they_are_made_again(
+    vault: Vault,
+) -> None:
+    with vault.writer("test", thumbnails=True) as writer:
+        image = writer.put_media(make_png(6, 300, 200))
+        writer.add_job(json.dumps({"id": "job-1", "full_command": "x"}).encode(), [image])
+    thumbs = {t for _, _, t, _ in _rows(vault)}
+    table = vault.path / "cache" / "thumbs.sqlite"
+    table.write_bytes(b"not a table" * 100)
+    gc(vault, grace_seconds=0)  # no traceback: a lost cache
+    assert not any(vault.store.exists(t) for t in thumbs)
+    assert vault.store.exists(image)
+    assert thumbnail(vault, image, "s") is not None
+
+
 def test_encrypted_thumbnails_are_sealed_objects(tmp_path: Path, archive: Path) -> None:
     vault = Vault.init(tmp_path / "vault", encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
     import_archive(vault, archive, thumbnail_wait=None)

@@ -16,6 +16,7 @@ is skipped by its id, so marking many snapshots costs about as much as their dif
 from __future__ import annotations
 
 import json
+import sqlite3
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
@@ -144,13 +145,17 @@ def _mark_thumbnails(vault: Vault, marks: Marks) -> int:
     the marks stay sorted for the membership tests while the table is read."""
     if not (vault.path / THUMBS_TABLE).exists():
         return 0
-    from mjvault.find.gallery.thumbs import ThumbCache
+    from mjvault.find.gallery.thumbs import table_pairs
 
     found = Marks()
-    with ThumbCache(vault.path) as cache:
-        for source, thumb in cache.pairs():
+    try:
+        for source, thumb in table_pairs(vault.path / THUMBS_TABLE):
             if thumb and source in marks:
                 found.add(thumb)
+    except sqlite3.DatabaseError:
+        # A damaged table is a lost cache: its thumbnails go with it and are made again
+        # (a row naming a swept thumbnail is made again as a miss).
+        return 0
     marks.update(found)
     return found.references
 

@@ -206,16 +206,6 @@ class ThumbCache:
         for (thumb,) in rows:
             yield thumb
 
-    def pairs(self) -> Iterator[tuple[str, str]]:
-        """Every (source, thumbnail id) row, streamed: what gc keeps of them is the
-        thumbnails of sources it keeps. Read from a connection of its own, so a million rows
-        are never held and the shared one stays free."""
-        db = sqlite3.connect(os.fspath(self.path), check_same_thread=False)
-        try:
-            yield from db.execute("SELECT source, thumb FROM thumbs")
-        finally:
-            db.close()
-
     def commit(self) -> None:
         with self.lock:
             if self.db.in_transaction:
@@ -242,3 +232,15 @@ class ThumbCache:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def table_pairs(path: Path) -> Iterator[tuple[str, str]]:
+    """Every (source, thumbnail id) row of the table at ``path``, streamed (a million rows are
+    never held) from a read-only connection of its own: gc keeps the thumbnails of the sources
+    it keeps, on a full disk too, where opening the table to write (its schema, its journal)
+    would fail."""
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        yield from db.execute("SELECT source, thumb FROM thumbs")
+    finally:
+        db.close()
