@@ -102,9 +102,10 @@ def thumbnail(vault: Vault, object_id: str, size: str) -> bytes | None:
     returned. Safe to call from several threads at once.
     """
     pixels = _pixels(size)
-    cache = cache_of(vault)
+    shared = cache_of(vault)
+    cache: ThumbCache | None = shared
     try:
-        cached = cache.get(object_id, pixels)
+        cached = shared.get(object_id, pixels)
     except sqlite3.DatabaseError:
         cached = None  # a table damaged under an open connection: made, not kept
         cache = None
