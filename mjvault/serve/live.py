@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from mjvault.errors import MjvaultError
-from mjvault.lock import describe_holder, read_holder
+from mjvault.lock import describe_holder, is_brief, read_holder
 from mjvault.serve.security import BadRequest, check_name
 from mjvault.serve.tasks import KINDS, EventHub, Task, TaskRefused, TaskRunner
 
@@ -79,7 +79,9 @@ def lock_state(vault_root: Path) -> dict[str, Any]:
     import socket
 
     holder = read_holder(vault_root / "lock")
-    if not holder:
+    if not holder or is_brief(holder):
+        # A brief holder (this server keeping a thumbnail) is gone in milliseconds, and a
+        # writer starting meanwhile waits for it: nothing for the page to show.
         return {"held": False, "holder": None, "ours": False}
     pid = holder.get("pid")
     here = holder.get("host") == socket.gethostname()
