@@ -807,3 +807,54 @@ def test_an_export_abandoned_mid_stream_ends_its_writer_thread(
     while writers() > before:
         assert time.monotonic() < deadline, "the export's writer was kept after the client left"
         time.sleep(0.05)
+
+
+def test_ctrl_c_with_an_event_stream_open_exits_at_once(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    root = tmp_path / "vault"
+    Vault.init(root).close()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")}
+    env |= {
+        "MJVAULT_CONFIG": str(tmp_path / "none.toml"),
+        "MJVAULT_SYSTEM_CONFIG": str(tmp_path / "none-system.toml"),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mjvault", "--vault", str(root), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    events: Events | None = None
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/api/info", timeout=5).raise_for_status()
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "mjvault serve did not start"
+                time.sleep(0.1)
+        stream = events = Events(base)  # a page open: its stream lasts until the page goes
+        assert stream.wait(lambda: bool(stream.named("lock")))
+        started = time.monotonic()
+        server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        if events is not None:
+            events._thread.join(5)
+            ended = not events._thread.is_alive()  # the server ended the stream
+            events.close()
+    assert server.returncode == 0, stderr
+    assert b"Traceback" not in stderr, stderr
+    assert took < 2.0, f"stopping took {took:.2f} s with a stream open"
+    assert ended
