@@ -63,3 +63,42 @@ def test_only_a_collection_view_is_written_as_version_4(tmp_path: Path) -> None:
     # An unbound collection filter never selects by accident.
     with pytest.raises(RuntimeError):
         ViewFilter(collection="picks").matches(None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_a_view_of_a_selection_shows_its_collection_and_follows_it(
+    tmp_path: Path, encrypted: bool
+) -> None:
+    from mjvault.serve.batch import Selection, make_selection_view
+    from mjvault.views import refresh_views
+    from tests.conftest import CHEAP_KDF, PASSPHRASE, png_bytes, record_json
+
+    options = {"encrypt": True, "passphrase": PASSPHRASE, "kdf": CHEAP_KDF} if encrypted else {}
+    vault = Vault.init(tmp_path / "vault", **options)  # type: ignore[arg-type]
+    try:
+        with vault.writer("test", thumbnails=False) as writer:
+            for n in range(6):
+                writer.add_job(record_json(f"job-{n}"), [writer.put_media(png_bytes(n))])
+        folder = tmp_path / "views"
+        made = make_selection_view(vault, "picks", Selection(ids=("job-1", "job-4")), folder)
+        directory = folder / "picks"
+        assert made["directory"] == str(directory.resolve())
+
+        def shown() -> set[str]:
+            return {p.name.split("_")[-2] for p in directory.rglob("*") if p.is_file()}
+
+        assert shown() == {"job-1", "job-4"}
+        if encrypted:  # copies (a view of an encrypted vault), its definition sealed
+            assert all(not p.is_symlink() for p in directory.rglob("*"))
+            for path in (vault.path / "views").iterdir():
+                assert b"picks" not in path.read_bytes() and b"job-1" not in path.read_bytes()
+        collections.change(vault, "picks", add=["job-2"], remove=["job-1"])
+        report = refresh_views(vault)
+        assert not report.errors and report.views[0].mode == "incremental"
+        assert (report.views[0].added, report.views[0].removed) == (1, 1)
+        assert shown() == {"job-2", "job-4"}
+        collections.delete(vault, "picks")  # gone from the snapshot: the view shows nothing
+        assert refresh_views(vault).views[0].removed == 2
+        assert shown() == set()
+    finally:
+        vault.close()
