@@ -25,6 +25,13 @@ log = logging.getLogger(__name__)
 
 
 MAX_NOTE_BYTES = 4096  # a note is about 120 bytes; anything longer was not written by a lock
+# How long a writer waits for a holder whose note says ``"brief": true`` (the server keeping a
+# thumbnail it made: milliseconds, two syncfs at worst) before it says "locked".
+BRIEF_WAIT = 5.0
+# How long a held lock with no note yet is given to show one: a holder writes its note just
+# after it takes the flock, so a writer arriving in between sees none for a moment.
+NOTE_GRACE = 0.05
+_RETRY = 0.005
 _FIELD_CHARS = 80  # of a host or command shown in a message
 
 
@@ -103,10 +110,28 @@ def _hostname() -> str:
     return socket.gethostname()
 
 
+def is_brief(holder: dict[str, object] | None) -> bool:
+    """Does the note say its holder keeps the lock for a moment only (FORMAT §8)?"""
+    return holder is not None and holder.get("brief") is True
+
+
 class WriteLock:
-    def __init__(self, vault_root: Path, command: str | None = None) -> None:
+    """The vault's write lock. ``brief``: this holder keeps it for milliseconds (its note says
+    so), and a writer that finds it held waits up to ``wait`` seconds for such a holder
+    instead of refusing at once."""
+
+    def __init__(
+        self,
+        vault_root: Path,
+        command: str | None = None,
+        *,
+        brief: bool = False,
+        wait: float = BRIEF_WAIT,
+    ) -> None:
         self.path = vault_root / "lock"
         self.command = command or command_name(sys.argv)
+        self.brief = brief
+        self.wait = wait
         self._fd: int | None = None
         self.stale_holder: dict[str, object] | None = None
         self.note_error: str | None = None  # why the note could not be written, if it could not
@@ -114,14 +139,10 @@ class WriteLock:
     def acquire(self) -> WriteLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            self._take(fd)
+        except VaultLocked:
             os.close(fd)
-            holder = read_holder(self.path)
-            raise VaultLocked(
-                f"the vault is locked by {describe_holder(holder)}",
-                hint="wait for it to finish; if that process is gone for good, run `mjvault unlock`",
-            ) from None
+            raise
         previous = read_holder(self.path)
         if previous and not self._is_ours(previous):
             # We hold the flock, so the note's process no longer does: it died mid-write.
@@ -133,9 +154,36 @@ class WriteLock:
             "time": time.time(),
             "command": self.command,
         }
+        if self.brief:
+            note["brief"] = True
         self._fd = fd
         self._write_note(fd, note)
         return self
+
+    def _take(self, fd: int) -> None:
+        """The flock, at once; or, while the holder is a brief one (or has not written its
+        note yet), after waiting for it a bounded moment."""
+        start = time.monotonic()
+        brief = False  # a brief holder was seen: its note empties an instant before it lets go
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                holder = read_holder(self.path)
+                brief = brief or is_brief(holder)
+                waited = time.monotonic() - start
+                if holder is None:
+                    limit = self.wait if brief else NOTE_GRACE
+                else:
+                    limit = self.wait if is_brief(holder) else 0.0
+                if waited >= limit:
+                    raise VaultLocked(
+                        f"the vault is locked by {describe_holder(holder)}",
+                        hint="wait for it to finish; if that process is gone for good, "
+                        "run `mjvault unlock`",
+                    ) from None
+                time.sleep(_RETRY)
 
     def _write_note(self, fd: int, note: dict[str, object]) -> None:
         """Leave a note for error messages; without one the lock holds all the same.

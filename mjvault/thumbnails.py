@@ -8,8 +8,9 @@ the grid) and ``m`` (768 px, the lightbox while the full image loads).
 
 Storing an object needs the vault's write lock (only its holder writes ``tmp/``). Sync and
 import make thumbnails while they hold it; :func:`thumbnail` takes it for a moment when it
-must make one, and when a writer holds it, answers the thumbnail made in memory without
-keeping it (the next request, or a backfill, keeps it).
+must make one, as a *brief* holder (a writer starting then waits for it rather than refusing),
+and when a writer holds it, answers the thumbnail made in memory without keeping it (the next
+request, or a backfill, keeps it).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any, TypeVar
 
 from mjvault.errors import CorruptObject, ObjectNotFound, UsageError, VaultLocked
 from mjvault.find.gallery.thumbs import ThumbCache, make_thumbnail, make_thumbnails
+from mjvault.lock import WriteLock
 from mjvault.store.codec import media_kind
 from mjvault.store.objects import WriteBatch
 from mjvault.vault import Vault
@@ -49,6 +51,9 @@ FEED_WINDOW = 1  # beside a writer: one in flight, so a stop waits for one image
 # what is left then is made by `mjvault thumbs` (or by the server, on a miss).
 WAIT_SHARE = 0.05
 NICE = 10  # the feed's threads yield the cores to the downloads and the writer
+# Ids a feed holds waiting (~100 bytes each: ~6 MB). A sync that outruns its thumbnails by
+# more leaves the rest to `mjvault thumbs` (counted as left) rather than holding them all.
+FEED_BOUND = 65536
 NOT_AN_IMAGE = ""  # the table's thumbnail id for a video or an image Pillow cannot read
 
 Progress = Callable[[int, int | None], None]
@@ -123,7 +128,8 @@ def thumbnail(vault: Vault, object_id: str, size: str) -> bytes | None:
     if cache is None:
         return made
     try:
-        with vault.write_lock():
+        # A brief holder: a writer starting now waits these milliseconds out (lock.py).
+        with WriteLock(vault.path, brief=True):
             batch = vault.store.batch()
             try:
                 thumb = batch.put_media(made)[0] if made is not None else NOT_AN_IMAGE
@@ -359,21 +365,36 @@ class Feed:
     ``mjvault thumbs`` makes what is missing.
     """
 
-    def __init__(self, vault: Vault, sizes: list[str] | None = None) -> None:
+    def __init__(
+        self, vault: Vault, sizes: list[str] | None = None, *, bound: int | None = None
+    ) -> None:
         self.report = BackfillReport(sizes or list(SIZES))
         self._vault = vault
         self._queue: queue.SimpleQueue[list[str] | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._failed: BaseException | None = None
         self.handed = 0  # images handed over
+        self.bound = FEED_BOUND if bound is None else bound
+        self.dropped = 0  # handed over while the queue was full: left to `mjvault thumbs`
+        self._queued = 0  # ids in the queue
+        self._count_lock = threading.Lock()
         self._maker: Maker | None = None
         self._thread = threading.Thread(target=self._run, name="mjvault-thumbs", daemon=True)
         self._thread.start()
 
     def put(self, object_ids: list[str]) -> None:
-        if object_ids:
+        """Hand over ids; never blocks. Beyond :attr:`bound` ids waiting, they are dropped
+        and counted in :attr:`left`: a backlog is the backfill's, not the writer's memory."""
+        if not object_ids:
+            return
+        with self._count_lock:
             self.handed += len(object_ids)
-            self._queue.put(object_ids)
+            room = max(0, self.bound - self._queued)
+            kept = object_ids[:room] if len(object_ids) > room else object_ids
+            self.dropped += len(object_ids) - len(kept)
+            self._queued += len(kept)
+        if kept:
+            self._queue.put(kept)
 
     def _run(self) -> None:
         maker: Maker | None = None
@@ -387,6 +408,8 @@ class Feed:
                 nice=True,
             )
             while (ids := self._queue.get()) is not None:
+                with self._count_lock:
+                    self._queued -= len(ids)
                 for object_id in ids:
                     if self._stop.is_set():
                         break
@@ -417,8 +440,15 @@ class Feed:
         return self.report
 
     @property
+    def queued(self) -> int:
+        """Ids waiting in the queue (at most :attr:`bound`)."""
+        with self._count_lock:
+            return self._queued
+
+    @property
     def left(self) -> int:
-        """Images handed over whose thumbnails were not made (a stop, a failure)."""
+        """Images handed over whose thumbnails were not made (a stop, a failure, a full
+        queue)."""
         return self.handed - (self._maker.finished if self._maker is not None else 0)
 
 

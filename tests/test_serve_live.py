@@ -12,6 +12,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -533,6 +534,7 @@ MUTATIONS = (
     ("POST", "/api/collections/keepers", {"selection": {"ids": []}, "op": "add"}),
     ("DELETE", "/api/collections/keepers", None),
     ("POST", "/api/forget", {"selection": {"ids": []}, "count": 1}),
+    ("POST", "/api/views", {"name": "picked", "selection": {"ids": []}}),
 )
 
 
@@ -807,3 +809,166 @@ def test_an_export_abandoned_mid_stream_ends_its_writer_thread(
     while writers() > before:
         assert time.monotonic() < deadline, "the export's writer was kept after the client left"
         time.sleep(0.05)
+
+
+def test_ctrl_c_with_an_event_stream_open_exits_at_once(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    root = tmp_path / "vault"
+    Vault.init(root).close()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")}
+    env |= {
+        "MJVAULT_CONFIG": str(tmp_path / "none.toml"),
+        "MJVAULT_SYSTEM_CONFIG": str(tmp_path / "none-system.toml"),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mjvault", "--vault", str(root), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    events: Events | None = None
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/api/info", timeout=5).raise_for_status()
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "mjvault serve did not start"
+                time.sleep(0.1)
+        stream = events = Events(base)  # a page open: its stream lasts until the page goes
+        assert stream.wait(lambda: bool(stream.named("lock")))
+        started = time.monotonic()
+        server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        if events is not None:
+            events._thread.join(5)
+            ended = not events._thread.is_alive()  # the server ended the stream
+            events.close()
+    assert server.returncode == 0, stderr
+    assert b"Traceback" not in stderr, stderr
+    assert took < 2.0, f"stopping took {took:.2f} s with a stream open"
+    assert ended
+
+
+# -- views of a selection ------------------------------------------------------------------------
+def _view_files(directory: Path) -> dict[str, str]:
+    """file (relative) -> the object its symlink shows."""
+    return {
+        str(p.relative_to(directory)): Path(os.readlink(p)).name
+        for p in directory.rglob("*")
+        if p.is_symlink()
+    }
+
+
+def _objects_of(site: dict[str, Any], job_ids: list[str]) -> set[str]:
+    return set(_images_of(site, job_ids).values())
+
+
+def test_make_a_view_of_a_selection_then_replace_it_and_follow_its_collection(
+    site: dict[str, Any],
+) -> None:
+    from mjvault import collections
+    from mjvault.views import refresh_views
+    from mjvault.views.registry import ViewRegistry
+
+    server: Running = site["server"]
+    root: Path = site["root"]
+    ids = _job_ids(server)
+    first, second = ids[:3], ids[3:7]
+    made = server.post("/api/views", {"name": "picked", "selection": {"ids": first}})
+    assert made.status_code == 200, made.text
+    body = made.json()
+    directory = root.resolve().parent / "vault-views" / "picked"  # no [serve] views_dir: beside
+    assert body["directory"] == str(directory)
+    assert body["collection"] == {"name": "picked", "jobs": 3}
+    files = _view_files(directory)
+    assert set(files.values()) == _objects_of(site, first) and body["files"] == len(files)
+
+    # Both exist now: the page must ask before they are replaced.
+    again = server.post("/api/views", {"name": "picked", "selection": {"ids": second}})
+    assert again.status_code == 409 and again.json()["code"] == "exists"
+    assert again.json()["replaceable"] is True
+    replaced = server.post(
+        "/api/views", {"name": "picked", "selection": {"ids": second}, "replace": True}
+    )
+    assert replaced.status_code == 200, replaced.text
+    assert set(_view_files(directory).values()) == _objects_of(site, second)
+    members = server.client.get("/api/collections/picked").json()
+    assert members["ids"] == sorted(second)
+
+    # A change of the collection from the page refreshes the view that follows it.
+    added = server.post("/api/collections/picked", {"selection": {"ids": first[:1]}, "op": "add"})
+    assert added.status_code == 200 and added.json()["views"]["picked"]["added"] >= 1
+    assert set(_view_files(directory).values()) == _objects_of(site, [*second, first[0]])
+
+    # A change made elsewhere (same tree, a new snapshot) is seen by the next refresh.
+    vault = Vault.open(root)
+    try:
+        collections.change(vault, "picked", remove=second[:2])
+        report = refresh_views(vault)
+        assert not report.errors
+        (view_report,) = [r for r in report.views if r.view == "picked"]
+        assert view_report.mode == "incremental" and view_report.removed >= 2
+        assert set(_view_files(directory).values()) == _objects_of(site, [*second[2:], first[0]])
+        assert refresh_views(vault).views[0].mode == "up-to-date"
+        view = ViewRegistry(vault).load("picked")
+        assert view.definition.filter.collection == "picked"
+    finally:
+        vault.close()
+
+
+def test_a_collection_view_is_refused_by_a_version_without_that_filter(
+    site: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import msgpack
+    import zstandard
+
+    from mjvault.errors import IntegrityError
+    from mjvault.views import registry as registry_module
+    from mjvault.views.filters import ViewFilter
+
+    server: Running = site["server"]
+    root: Path = site["root"]
+    made = server.post("/api/views", {"name": "older", "selection": {"ids": _job_ids(server)[:2]}})
+    assert made.status_code == 200, made.text
+    data = (root / "views" / "older.view").read_bytes()
+    assert data[:5] == b"MJVWZ"
+    doc = msgpack.unpackb(zstandard.ZstdDecompressor().decompress(data[5:]))
+    assert doc["v"] == 4 and doc["definition"]["filter"]["collection"] == "older"
+    # A reader of versions 1-3 (every earlier mjvault) refuses it as an unknown version.
+    monkeypatch.setattr(registry_module, "READABLE_VERSIONS", (1, 2, 3))
+    vault = Vault.open(root)
+    try:
+        with pytest.raises(IntegrityError, match="version 4"):
+            registry_module.ViewRegistry(vault).load("older")
+    finally:
+        vault.close()
+    # A filter without a collection is written as before: no key, so no view's fingerprint
+    # (a hash of it) changes and nothing is rendered again.
+    assert "collection" not in ViewFilter.build(search="cat").to_json()
+
+
+def test_bad_view_requests_are_refused(site: dict[str, Any]) -> None:
+    server: Running = site["server"]
+    ids = _job_ids(server)[:1]
+    for body, code in (
+        ({"name": "../up", "selection": {"ids": ids}}, "bad_name"),
+        ({"name": "a b", "selection": {"ids": ids}}, "bad_name"),
+        ({"selection": {"ids": ids}}, "bad_name"),
+        ({"name": "nothing", "selection": {"ids": []}}, "empty_selection"),
+        ({"name": "nothing", "selection": {"query": "zzqqxx-no-such-word"}}, "empty_selection"),
+    ):
+        answer = server.post("/api/views", body)
+        assert answer.status_code == 400 and answer.json()["code"] == code, (body, answer.text)

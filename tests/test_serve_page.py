@@ -352,6 +352,42 @@ def test_select_all_sends_the_query_not_the_ids(tab: Page, server: Server) -> No
     assert selection["all"] is True and len(selection["exclude"]) == 1
 
 
+def test_make_a_view_of_the_selection_and_replace_it_when_asked(tab: Page, server: Server) -> None:
+    ids = _ids(server)
+    page = tab.open()
+    tab.tile_is(3, ids[3])
+    page.click(".tile[data-k='0']", modifiers=["Control"])
+    page.click(".tile[data-k='2']", modifiers=["Control"])
+    assert page.inner_text("#selected") == "2 jobs selected"
+    page.click("#make-view")
+    page.fill("#ask-input", "page-picks")
+    page.click("#ask-ok")
+    tab.until("document.getElementById('task').textContent.startsWith('View page-picks: ')")
+    (view,) = [v for v in server.get("/api/views")["views"] if v["name"] == "page-picks"]
+    directory = Path(view["directory"])
+    assert directory.name == "page-picks" and directory.parent.name == "vault-views"
+    shown = {p.name.split("_")[-2] for p in directory.rglob("*") if p.is_symlink()}
+    assert shown == {ids[0], ids[2]}
+    assert server.get("/api/collections/page-picks")["ids"] == sorted([ids[0], ids[2]])
+
+    # The same name again: the page asks, and only then replaces.
+    page.click(".tile[data-k='3']")
+    assert page.inner_text("#selected") == "3 jobs selected"
+    page.click("#make-view")
+    page.fill("#ask-input", "page-picks")
+    page.click("#ask-ok")
+    tab.until(
+        "document.getElementById('ask').open && !document.getElementById('ask-input').offsetParent"
+    )
+    assert "replace" in page.inner_text("#ask-text")
+    page.click("#ask-ok")
+    tab.until("document.getElementById('task').textContent.startsWith('View page-picks: ')")
+    shown = {p.name.split("_")[-2] for p in directory.rglob("*") if p.is_symlink()}
+    assert shown == {ids[0], ids[2], ids[3]}
+    # The refused first try is the only failed request (and the console's note of it).
+    tab.errors[:] = [e for e in tab.errors if "409" not in e and "/api/views" not in e]
+
+
 # -- live: a sync from the page, a collection, a forget ------------------------------------
 TOKEN = "sess-5e1b0c7d9a2f4e6b8c3d"
 

@@ -272,3 +272,127 @@ def test_both_sizes_from_one_decode_equal_each_made_alone(data: bytes) -> None:
     assert make_thumbnails(data, sizes, METHOD) == {
         size: make_thumbnail(data, size, METHOD) for size in sizes
     }
+
+
+def test_a_full_feed_never_blocks_the_writer_and_counts_what_it_drops(
+    tmp_path: Path, archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from mjvault import thumbnails
+
+    vault = Vault.init(tmp_path / "vault")
+    import_archive(vault, archive, thumbnails=False)
+    images = list(dict.fromkeys(head_images(vault)))
+    assert len(images) > 8
+    # The feed's maker held on its first image: every id handed over after it waits.
+    release = threading.Event()
+    real_add = thumbnails.Maker.add
+
+    def held_add(self: thumbnails.Maker, object_id: str, wanted: list[int] | None = None) -> None:
+        release.wait(30)
+        real_add(self, object_id, wanted)
+
+    monkeypatch.setattr(thumbnails.Maker, "add", held_add)
+    with vault.write_lock():
+        feed = thumbnails.Feed(vault, bound=5)
+        feed.put(images[:1])
+        deadline = time.monotonic() + 10
+        while feed.queued:  # the thread took the first list and waits in add
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        started = time.monotonic()
+        for image in images[1:]:
+            feed.put([image])
+        assert time.monotonic() - started < 1.0  # never waited for the maker
+        assert feed.queued == 5  # the bound
+        assert feed.dropped == len(images) - 1 - 5
+        release.set()
+        feed.finish()
+    made = feed.report.made
+    assert made == 2 * 6  # the first image and the five the queue held
+    assert feed.left == len(images) - 6  # the dropped ones: `mjvault thumbs` makes them
+    rest = backfill(vault, ["s", "m"])
+    assert rest.made == 2 * feed.left
+    _assert_every_image_has_both(vault)
+    vault.close()
+
+
+def test_a_writer_waits_for_a_brief_holder_and_refuses_any_other(vault: Vault) -> None:
+    import threading
+
+    from mjvault.errors import VaultLocked
+    from mjvault.lock import WriteLock, read_holder
+
+    taken = threading.Event()
+
+    def hold(seconds: float, brief: bool) -> None:
+        with WriteLock(vault.path, brief=brief):
+            taken.set()
+            time.sleep(seconds)
+
+    holder = threading.Thread(target=hold, args=(0.4, True))
+    holder.start()
+    assert taken.wait(10)
+    assert read_holder(vault.path / "lock") is not None
+    started = time.monotonic()
+    with vault.writer("test", thumbnails=False) as writer:  # waits rather than refusing
+        writer.add_job(json.dumps({"id": "job-1", "full_command": "x"}).encode(), [])
+    assert time.monotonic() - started >= 0.2
+    holder.join()
+    # Any other holder is refused at once, as before; a brief one only for a bounded moment.
+    for brief, wait in ((False, 5.0), (True, 0.2)):
+        taken.clear()
+        holder = threading.Thread(target=hold, args=(1.5, brief))
+        holder.start()
+        assert taken.wait(10)
+        started = time.monotonic()
+        with pytest.raises(VaultLocked):
+            WriteLock(vault.path, wait=wait).acquire()
+        assert time.monotonic() - started < (0.1 if not brief else 1.0)
+        holder.join()
+
+
+def test_a_sync_started_while_the_server_keeps_thumbnails_succeeds(
+    tmp_path: Path, archive: Path, account: Account
+) -> None:
+    import threading
+
+    root = tmp_path / "vault"
+    first = Vault.init(root)
+    import_archive(first, archive, thumbnails=False)
+    first.close()
+    server_vault = Vault.open(root)  # the web server's shared handle
+    images = list(dict.fromkeys(head_images(server_vault)))
+    stop = threading.Event()
+    kept = []
+
+    def serve_thumbnails() -> None:
+        # Every request a miss (the rows dropped each round): each one takes the lock.
+        while not stop.is_set():
+            for image in images:
+                if stop.is_set():
+                    break
+                if thumbnail(server_vault, image, "s") is not None:
+                    kept.append(image)
+            with sqlite3.connect(root / CACHE_FILE) as db:
+                db.execute("DELETE FROM thumbs")
+
+    thread = threading.Thread(target=serve_thumbnails)
+    thread.start()
+    try:
+        with (
+            FakeMidjourney(account, token=TOKEN) as server,
+            MidjourneyClient(settings_for(server)) as client,
+        ):
+            for _ in range(6):
+                vault = Vault.open(root)
+                try:
+                    sync(vault, client, SyncOptions(concurrency=2, thumbnails=False))
+                finally:
+                    vault.close()
+    finally:
+        stop.set()
+        thread.join(30)
+        server_vault.close()
+    assert kept  # thumbnails were being made and kept all along

@@ -20,10 +20,9 @@ def serve_command(
     app: AppContext, host: str | None, port: int | None, open_browser: bool, read_only: bool
 ) -> None:
     """Run the web app on this machine: browse, search and manage the vault in a browser."""
-    import uvicorn
-
     from mjvault.cli.passphrase import passphrase_source
     from mjvault.serve.app import create_app
+    from mjvault.serve.app import run as run_server
     from mjvault.serve.security import new_token
     from mjvault.serve.settings import ServeSettings, is_loopback
 
@@ -62,8 +61,9 @@ def serve_command(
 
         threading.Timer(0.5, webbrowser.open, (url,)).start()
     # uvicorn's own signal handling: Ctrl-C (SIGINT) or SIGTERM finish the requests in
-    # flight, run the app's shutdown (the vault closed) and return.
-    uvicorn.run(
+    # flight, run the app's shutdown (the vault closed) and return; run_server tells the app
+    # at once, so its event streams end rather than hold the grace period.
+    run_server(
         asgi,
         host=config.host,
         port=config.port,

@@ -291,6 +291,12 @@ class ServeSection:
         env=("MJVAULT_SERVE_TOKEN",),
         secret=True,
     )
+    views_dir: Path | None = setting(
+        None,
+        t.FilePath(),
+        'Where the page\'s "Make a view" puts a view of a selection (one folder per view, '
+        "named after it). Unset: `<vault's folder>-views` beside the vault.",
+    )
 
 
 @dataclass(frozen=True)

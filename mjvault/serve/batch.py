@@ -9,7 +9,11 @@ one beyond what the request itself carried. Every id is checked against the job 
   compressed already) or the records as CSV/JSON through :mod:`mjvault.find.export`. Written by
   a thread into a small bounded pipe that the response reads: memory is a few chunks, the
   first bytes leave at once, and a client that goes away stops the writer at its next chunk.
-- ``GET/POST/DELETE /api/collections``: :mod:`mjvault.collections`.
+- ``GET/POST/DELETE /api/collections``: :mod:`mjvault.collections`; the views that follow a
+  changed collection are refreshed after it.
+- ``POST /api/views``: a collection of the selection, named after the view, and a checkout
+  view over it (a filter naming the collection) in ``[serve] views_dir``; an existing one is
+  replaced only when the request says ``replace`` (the page asks first).
 - ``POST /api/forget``: :func:`mjvault.integrity.forget.forget_jobs`, the code `mjvault forget
   --job` runs, then the rewritten snapshots on the remotes as the command does. ``count`` must
   equal the selection's size: it is the number the page showed and the user confirmed.
@@ -30,6 +34,7 @@ import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -384,7 +389,7 @@ def routes(state: ServeState) -> list[BaseRoute]:
                 collection = change(vault, name, add=ids)
             else:
                 collection = change(vault, name, remove=ids)
-            return collection.to_json()
+            return collection.to_json() | refresh_following(vault, name)
 
         return await _guarded(lambda: _mutation(state, work))
 
@@ -399,7 +404,31 @@ def routes(state: ServeState) -> list[BaseRoute]:
         def work(vault: Vault) -> dict[str, Any]:
             if not delete(vault, name):
                 raise _Answer(_error(f"no collection {name!r}", "not_found", 404))
-            return {"deleted": name}
+            return {"deleted": name} | refresh_following(vault, name)
+
+        return await _guarded(lambda: _mutation(state, work))
+
+    async def make_view(request: Request) -> Response:
+        from mjvault.collections import check_name as check_collection
+        from mjvault.views.registry import check_name as check_view
+
+        try:
+            doc = await read_json(request, MAX_SELECTION_BODY)
+            name = doc.get("name")
+            if not isinstance(name, str):
+                raise BadRequest("a view needs a name", "bad_name")
+            try:
+                check_view(name)
+                check_collection(name)
+            except UsageError as exc:
+                raise BadRequest(exc.message, "bad_name") from None
+            selection = parse_selection(doc.get("selection"))
+            replace = doc.get("replace") is True
+        except BadRequest as exc:
+            return _error(exc.message, exc.code, exc.status)
+
+        def work(vault: Vault) -> dict[str, Any]:
+            return make_selection_view(vault, name, selection, views_dir(state), replace=replace)
 
         return await _guarded(lambda: _mutation(state, work))
 
@@ -446,8 +475,126 @@ def routes(state: ServeState) -> list[BaseRoute]:
         Route("/api/collections/{name}", collection_members, methods=["GET"]),
         Route("/api/collections/{name}", change_collection, methods=["POST"]),
         Route("/api/collections/{name}", delete_collection, methods=["DELETE"]),
+        Route("/api/views", make_view, methods=["POST"]),
         Route("/api/forget", forget, methods=["POST"]),
     ]
 
 
-__all__ = ["Selection", "parse_selection", "routes", "write_records", "write_zip"]
+# -- views of a selection ---------------------------------------------------------------------
+def views_dir(state: ServeState) -> Path:
+    """Where the page's views go: ``[serve] views_dir``, else ``<vault>-views`` beside the
+    vault (a view's folder may be neither in the vault nor around it)."""
+    from mjvault.config import load_config
+
+    configured = load_config(vault_dir=state.vault_root).config.serve.views_dir
+    if configured is not None:
+        return Path(configured)
+    root = state.vault_root.resolve()
+    return root.parent / f"{root.name}-views"
+
+
+def make_selection_view(
+    vault: Vault, name: str, selection: Selection, folder: Path, *, replace: bool = False
+) -> dict[str, Any]:
+    """The collection ``name`` set to the selection's jobs, then the view ``name`` over it in
+    ``folder/name``, rendered. Either one existing already is a 409 ``exists`` unless
+    ``replace``; a view of that name that is not such a view is never replaced."""
+    from mjvault.collections import change, list_collections, members
+    from mjvault.views.filters import ViewFilter
+    from mjvault.views.links import LinkKind
+    from mjvault.views.reconcile import checkout
+    from mjvault.views.registry import ViewDefinition, ViewRegistry
+    from mjvault.views.template import DEFAULT_TEMPLATE
+
+    directory = (folder / name).expanduser().resolve()
+    registry = ViewRegistry(vault)
+    view_exists = registry.exists(name)
+    collection_exists = any(c.name == name for c in list_collections(vault))
+    if view_exists:
+        existing = registry.load(name).definition
+        if existing.filter.collection != name or existing.directory != directory:
+            raise _Answer(
+                _error(
+                    f"a view named {name!r} already shows {existing.directory}",
+                    "exists",
+                    409,
+                    view=True,
+                    collection=collection_exists,
+                    replaceable=False,
+                )
+            )
+    if (view_exists or collection_exists) and not replace:
+        what = (
+            "a view and a collection"
+            if view_exists and collection_exists
+            else ("a view" if view_exists else "a collection")
+        )
+        raise _Answer(
+            _error(
+                f"{what} named {name!r} exist already: replace it with this selection?",
+                "exists",
+                409,
+                view=view_exists,
+                collection=collection_exists,
+                replaceable=True,
+            )
+        )
+    chosen = sorted(set(selection.job_ids(vault)))
+    if not chosen:
+        raise BadRequest("the selection holds no job of the vault", "empty_selection")
+    if collection_exists:
+        wanted = set(chosen)
+        gone = [job_id for job_id in members(vault, name) if job_id not in wanted]
+        collection = change(vault, name, add=chosen, remove=gone)
+    else:
+        collection = change(vault, name, add=chosen)
+    definition = ViewDefinition(
+        name=name,
+        directory=directory,
+        template=DEFAULT_TEMPLATE,
+        link=LinkKind.COPY if vault.encrypted else LinkKind.SYMLINK,
+        filter=ViewFilter(collection=name),
+    )
+    report = checkout(vault, definition)
+    return {
+        "name": name,
+        "collection": collection.to_json(),
+        "directory": str(directory),
+        "files": report.added + report.unchanged + report.updated + report.adopted,
+        "report": report.to_json(),
+    }
+
+
+def refresh_following(vault: Vault, collection: str) -> dict[str, Any]:
+    """Refresh the views that follow ``collection`` (and refresh with syncs): what a
+    collection changed from the page shows at once, not at the next sync."""
+    from mjvault.views.reconcile import refresh_view
+    from mjvault.views.registry import ViewRegistry
+
+    registry = ViewRegistry(vault)
+    refreshed: dict[str, Any] = {}
+    if not registry.names():
+        return {}
+    with registry.lock():
+        for view_name in registry.names():
+            try:
+                view = registry.load(view_name)
+                definition = view.definition
+                if definition.filter.collection != collection or not definition.auto_refresh:
+                    continue
+                refreshed[view_name] = refresh_view(vault, view, registry=registry).to_json()
+            except (MjvaultError, OSError) as exc:
+                refreshed[view_name] = {"error": str(exc)}
+    return {"views": refreshed} if refreshed else {}
+
+
+__all__ = [
+    "Selection",
+    "make_selection_view",
+    "parse_selection",
+    "refresh_following",
+    "routes",
+    "views_dir",
+    "write_records",
+    "write_zip",
+]

@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from mjvault.errors import MjvaultError
-from mjvault.lock import describe_holder, read_holder
+from mjvault.lock import describe_holder, is_brief, read_holder
 from mjvault.serve.security import BadRequest, check_name
 from mjvault.serve.tasks import KINDS, EventHub, Task, TaskRefused, TaskRunner
 
@@ -79,7 +79,9 @@ def lock_state(vault_root: Path) -> dict[str, Any]:
     import socket
 
     holder = read_holder(vault_root / "lock")
-    if not holder:
+    if not holder or is_brief(holder):
+        # A brief holder (this server keeping a thumbnail) is gone in milliseconds, and a
+        # writer starting meanwhile waits for it: nothing for the page to show.
         return {"held": False, "holder": None, "ours": False}
     pid = holder.get("pid")
     here = holder.get("host") == socket.gethostname()
@@ -178,6 +180,23 @@ class Live:
         self.hub = runner.hub
         self.runner = runner
         self.watcher = watcher
+        self._wakers: set[Callable[[], None]] = set()
+        self._wakers_lock = threading.Lock()
+
+    def add_waker(self, wake: Callable[[], None]) -> None:
+        with self._wakers_lock:
+            self._wakers.add(wake)
+
+    def remove_waker(self, wake: Callable[[], None]) -> None:
+        with self._wakers_lock:
+            self._wakers.discard(wake)
+
+    def end_streams(self) -> None:
+        """Wake every open event stream: ``state.stopping`` is set, so each one ends."""
+        with self._wakers_lock:
+            wakers = list(self._wakers)
+        for wake in wakers:
+            wake()
 
 
 def _open_task_vault(state: ServeState) -> Callable[[], Vault]:
@@ -257,6 +276,7 @@ def live_of(state: ServeState) -> Live:
         watcher.start()
         state.on_close.append(runner.close)
         state.on_close.append(watcher.stop)
+        state.on_stopping.append(live.end_streams)
         return live
 
 
@@ -343,8 +363,12 @@ async def _stream(live: Live) -> AsyncIterator[bytes]:
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(wake.set)
 
+    stopping = live.state.stopping
     listener = live.hub.subscribe(notify)
+    live.add_waker(notify)
     try:
+        if stopping.is_set():
+            return
         # Where things stand now, so a page opened mid-sync shows it at once.
         yield b"retry: 3000\n\n"
         yield _frame("lock", live.watcher.lock)
@@ -357,14 +381,21 @@ async def _stream(live: Live) -> AsyncIterator[bytes]:
             try:
                 await asyncio.wait_for(wake.wait(), PING_SECONDS)
             except TimeoutError:
+                if stopping.is_set():
+                    return
                 # A peer that is gone makes this write fail; Starlette also cancels the
                 # stream when the client disconnects: either way `finally` unsubscribes.
                 yield b": ping\n\n"
                 continue
             wake.clear()
+            if stopping.is_set():
+                # The server is stopping: end now rather than when the page goes, so
+                # uvicorn does not wait its grace period for this response.
+                return
             for event in listener.drain():
                 yield _frame(event.name, event.data)
     finally:
+        live.remove_waker(notify)
         listener.close()
 
 

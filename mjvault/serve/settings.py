@@ -55,3 +55,8 @@ class ServeState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Called when the app shuts down (route modules add their own: a task runner's stop).
     on_close: list[Callable[[], None]] = field(default_factory=list)
+    # Set the moment the server is asked to stop (app.py: uvicorn's should_exit, or the
+    # lifespan's end), before it waits for open responses: event streams end on it at once.
+    stopping: threading.Event = field(default_factory=threading.Event)
+    # Called (once, from the thread that stops the server) when ``stopping`` is set.
+    on_stopping: list[Callable[[], None]] = field(default_factory=list)

@@ -1,11 +1,14 @@
-"""Which jobs a view holds: type, date range, prompt words and parameter values. Pure.
+"""Which jobs a view holds: type, date range, prompt words, parameter values, and the
+members of a collection. Pure.
 
 A filter is stored with its view as plain data (:meth:`ViewFilter.to_json`) so a refresh
-years later selects by the same rules.
+years later selects by the same rules. A collection is named, not listed: the refresh reads
+its members from the snapshot it renders and binds them (:meth:`ViewFilter.bound`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -25,7 +28,10 @@ class ViewFilter:
     until: datetime | None = None  # exclusive
     search: str | None = None
     params: tuple[tuple[str, str], ...] = ()
+    collection: str | None = None  # the name of a collection of the rendered snapshot
     _phrases: tuple[tuple[str, ...], ...] = field(default=(), compare=False, repr=False)
+    # The collection's job ids, bound by the refresh that renders the view.
+    members: frozenset[str] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Each query word must appear as a run of prompt tokens: a Latin word is one token,
@@ -35,9 +41,25 @@ class ViewFilter:
 
     @property
     def empty(self) -> bool:
-        return not (self.types or self.since or self.until or self._phrases or self.params)
+        return not (
+            self.types
+            or self.since
+            or self.until
+            or self._phrases
+            or self.params
+            or self.collection is not None
+        )
+
+    def bound(self, members: frozenset[str]) -> ViewFilter:
+        """This filter with its collection's members (the refresh's, for one snapshot)."""
+        return dataclasses.replace(self, members=members)
 
     def matches(self, job: Job) -> bool:
+        if self.collection is not None:
+            if self.members is None:
+                raise RuntimeError("a collection filter is matched only once bound")
+            if job.id not in self.members:
+                return False
         if self.types and not _type_matches(job, self.types):
             return False
         if self.since is not None or self.until is not None:
@@ -59,7 +81,9 @@ class ViewFilter:
             "until": self.until.isoformat() if self.until else None,
             "search": self.search,
             "params": [list(p) for p in self.params],
-        }
+        } | ({"collection": self.collection} if self.collection is not None else {})
+        # (absent rather than null without one: a view's fingerprint, a hash of this, stays
+        # what it was before collections, so no view is rendered again for it)
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> ViewFilter:
@@ -69,6 +93,7 @@ class ViewFilter:
             until=datetime.fromisoformat(doc["until"]) if doc.get("until") else None,
             search=doc.get("search"),
             params=tuple((str(n), str(v)) for n, v in doc.get("params") or ()),
+            collection=str(doc["collection"]) if doc.get("collection") is not None else None,
         )
 
     @classmethod

@@ -1029,6 +1029,12 @@ def refresh_view(
     vault_moved = view.vault_path is not None and view.vault_path != vault_path
     old_tree_gone = view.tree is not None and not vault.store.exists(view.tree)
     full = view.fingerprint != fingerprint or vault_moved or old_tree_gone
+    # A collection view: the members of the collection in the snapshot rendered. A change
+    # of the collection writes a snapshot with the same tree, so it is told by its chunks.
+    chunks = _collection_chunks(vault, definition, snapshot, report)
+    members_changed = chunks is not None and view.collection_chunks != chunks
+    if members_changed and not full and not _chunks_present(vault, view.collection_chunks):
+        full = True  # what the view showed cannot be read back: render it whole
     private = definition.is_private(vault.encrypted)
     if vault.encrypted:
         report.note(_plaintext_note(definition.directory, private))
@@ -1041,7 +1047,13 @@ def refresh_view(
             definition.directory, ((r.path, r.kind) for _, _, r in view.iter_files()), private
         )
         view.private_files = private
-    if not full and view.tree == new_tree and not view.blocked and not view.unfinished:
+    if (
+        not full
+        and view.tree == new_tree
+        and not members_changed
+        and not view.blocked
+        and not view.unfinished
+    ):
         if modes_changed:
             registry.save(view)
         report.mode = "up-to-date"
@@ -1073,7 +1085,13 @@ def refresh_view(
     changes = (
         _all_jobs(vault, view, snapshot, reconciler.index, reconciler.prefetched)
         if full
-        else _changed_jobs(vault, view, snapshot, new_tree)
+        else _changed_jobs(
+            vault,
+            view,
+            snapshot,
+            new_tree,
+            _member_changes(vault, view.collection_chunks, chunks) if members_changed else (),
+        )
     )
     try:
         with modes.creating(private):
@@ -1084,6 +1102,7 @@ def refresh_view(
     view.unfinished = False
     view.fingerprint = fingerprint
     view.tree = new_tree
+    view.collection_chunks = chunks
     view.snapshot_id = snapshot.id if snapshot else None
     view.vault_path = vault_path
     registry.save(view)
@@ -1161,15 +1180,77 @@ def _in_index_order(index: Index, tree: str | None) -> Iterator[JobSummary] | No
 
 
 def _changed_jobs(
-    vault: Vault, view: View, snapshot: Snapshot | None, new_tree: str | None
+    vault: Vault,
+    view: View,
+    snapshot: Snapshot | None,
+    new_tree: str | None,
+    members: Iterable[str] = (),
 ) -> Iterator[tuple[str, JobEntry | None]]:
     seen: set[str] = set()
     for job_id, _old, new in vault.diff(view.tree, new_tree):
         seen.add(job_id)
         yield job_id, new
+    for job_id in members:  # jobs that joined or left the view's collection
+        if job_id not in seen:
+            seen.add(job_id)
+            yield job_id, _entry_or_none(vault, job_id, snapshot)
     for job_id in list(view.blocked):  # a user file was in the way last time: try again
         if job_id not in seen:
             yield job_id, _entry_or_none(vault, job_id, snapshot)
+
+
+def _collection_chunks(
+    vault: Vault, definition: ViewDefinition, snapshot: Snapshot | None, report: RefreshReport
+) -> list[str] | None:
+    """A collection view's member chunks in ``snapshot`` (binding the filter to its members);
+    None for a view without a collection. A collection the snapshot lacks has no member."""
+    name = definition.filter.collection
+    if name is None:
+        return None
+    from mjvault.collections import collections_of
+
+    found = next((c for c in collections_of(vault, snapshot) if c.name == name), None)
+    if found is None:
+        report.note(f"no collection {name!r} in the snapshot: the view shows no job")
+    chunks = list(found.chunks) if found is not None else []
+    definition.filter = definition.filter.bound(frozenset(_stream_chunks(vault, chunks)))
+    return chunks
+
+
+def _chunks_present(vault: Vault, chunks: list[str] | None) -> bool:
+    return chunks is not None and all(vault.store.exists(c) for c in chunks)
+
+
+def _member_changes(vault: Vault, old: list[str] | None, new: list[str] | None) -> Iterator[str]:
+    """The job ids in one of the two collections and not the other, in id order: a merge of
+    the two sorted streams (FORMAT §7.1). A chunk both lists name holds the same ids on
+    both sides and none of the others' (a collection names each id once): skipped unread."""
+    shared = set(old or ()) & set(new or ())
+    before = _stream_chunks(vault, [c for c in old or () if c not in shared])
+    after = _stream_chunks(vault, [c for c in new or () if c not in shared])
+    a, b = next(before, None), next(after, None)
+    while a is not None and b is not None:
+        if a < b:
+            yield a
+            a = next(before, None)
+        elif b < a:
+            yield b
+            b = next(after, None)
+        else:
+            a, b = next(before, None), next(after, None)
+    if a is not None:
+        yield a
+        yield from before
+    if b is not None:
+        yield b
+        yield from after
+
+
+def _stream_chunks(vault: Vault, chunks: list[str]) -> Iterator[str]:
+    from mjvault.collections import decode_chunk
+
+    for chunk in chunks:
+        yield from decode_chunk(chunk, vault.store.read(chunk))
 
 
 def _entry_or_none(vault: Vault, job_id: str, snapshot: Snapshot | None) -> JobEntry | None:

@@ -44,7 +44,11 @@ STATE_VERSION = 3
 # Version 1 kept the file list as one row per file, 2 as columns in the view file (how an
 # encrypted vault's views kept it until 3 covered them); 3 keeps it in <name>.files (sealed paths
 # in an encrypted vault). All are read; a view is rewritten as 3 on save.
-READABLE_VERSIONS = (1, 2, 3)
+# 4 is 3 with a filter naming a collection: written only for such a view, so that a version
+# that does not know that filter refuses the view (an unsupported version) instead of
+# ignoring the filter and showing every job.
+COLLECTION_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 SEALED_VERSION = 2
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _MAGIC = b"MJVW"
@@ -158,6 +162,9 @@ class View:
     # (and temp files). Saved before the first file is touched, cleared by the last save.
     unfinished: bool = False
     private_files: bool = False  # the files were made owner-only (see ViewDefinition.private)
+    # A collection view: the collection's member chunks when last rendered (None: not yet),
+    # so a refresh sees the collection change even when the tree did not.
+    collection_chunks: list[str] | None = None
     # The file list is decoded on first use: `checkout --list` and an up-to-date refresh of
     # a 100k-file view need only the header.
     _files: JobFiles | None = field(default=None, repr=False)
@@ -255,8 +262,12 @@ class View:
         """
         if inline is None:
             inline = self._opener is None
+        if self.definition.filter.collection is not None:
+            version = COLLECTION_VERSION  # inline or not: older versions must refuse it
+        else:
+            version = SEALED_VERSION if inline else STATE_VERSION
         return {
-            "v": SEALED_VERSION if inline else STATE_VERSION,
+            "v": version,
             "definition": self.definition.to_json(),
             "fingerprint": self.fingerprint,
             "tree": self.tree,
@@ -268,7 +279,11 @@ class View:
             "refreshed": self.refreshed,
             "unfinished": self.unfinished,
             "private_files": self.private_files,
-        }
+        } | (
+            {"collection_chunks": self.collection_chunks}
+            if self.collection_chunks is not None
+            else {}
+        )
 
     def _packed_files(self) -> bytes:
         # Not decoded yet: the stored bytes are the list (saving the "unfinished" mark at the
@@ -293,13 +308,16 @@ class View:
             unfinished=bool(doc.get("unfinished", False)),
             private_files=bool(doc.get("private_files", False)),
         )
+        chunks = doc.get("collection_chunks")
+        if chunks is not None:
+            view.collection_chunks = [str(c) for c in chunks]
         files = doc.get("files")
-        if doc["v"] == STATE_VERSION:
+        if doc["v"] == STATE_VERSION or (doc["v"] == COLLECTION_VERSION and files is None):
             files = None  # in <name>.files
         if files is not None and not isinstance(files, bytes):
             raise IntegrityError("view state has a malformed file list")
         view._files_blob = files
-        view._files_version = int(doc["v"])
+        view._files_version = SEALED_VERSION if doc["v"] == COLLECTION_VERSION else int(doc["v"])
         view._file_count = int(doc.get("file_count") or 0)
         for row in doc.get("blocked") or []:
             job_id, index, record = FileRecord.unpack(row)

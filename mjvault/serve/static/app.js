@@ -169,6 +169,33 @@ $("add-collection").addEventListener("click", async () => {
     note("Added to " + name);
   } catch (error) { failed(error); }
 });
+// "Make a view": the selection kept as a collection of that name and a checkout view over it
+// (a folder of the images beside the vault, following the collection). The button is made
+// here, beside "Add to collection…", so the bar's markup stays as it was.
+const makeView = document.createElement("button");
+makeView.id = "make-view";
+makeView.className = "mutate";
+makeView.textContent = "Make a view…";
+makeView.title = "Keep the selection as a collection and a folder of its images";
+$("add-collection").after(makeView);
+makeView.addEventListener("click", async () => {
+  const name = await ask("Make a view of " + plural(selectedCount(), "job") + " named (letters, digits, . _ -):", true);
+  if (!name) return;
+  const body = { name, selection: payload() };
+  note("Making the view " + name + "…");
+  try {
+    let made;
+    try {
+      made = await postJSON("/api/views", body);
+    } catch (error) {
+      if (!(error instanceof ApiError && error.code === "exists" && error.body.replaceable)) throw error;
+      const sure = await ask(error.message, false);  // "… exist already: replace it …?"
+      if (!sure) { note(""); return; }
+      made = await postJSON("/api/views", { ...body, replace: true });
+    }
+    note("View " + made.name + ": " + plural(made.files, "file") + " in " + made.directory);
+  } catch (error) { failed(error); }
+});
 $("forget").addEventListener("click", async () => {
   const count = selectedCount();
   const sure = await ask("Forget " + plural(count, "job") + "? They leave the vault's current snapshot (older snapshots keep them).", false);
