@@ -315,6 +315,12 @@ def test_foreign_host_header_is_refused(server: Server) -> None:
     # A page of another site whose name resolves to 127.0.0.1 (DNS rebinding).
     answer = server.get("/api/info", headers={"Host": "evil.example:80"})
     assert answer.status_code == 403 and answer.json()["code"] == "bad_host"
+    # Names that look like loopback addresses but are names a DNS resolves (rebinding).
+    for host in ("127.attacker.example", "127.0.0.1.nip.io:80", "localhost.evil"):
+        refused = server.get("/api/info", headers={"Host": host})
+        assert refused.status_code == 403, host
+    for host in ("LOCALHOST:1", "127.0.0.2", "[::1]:8765"):
+        assert server.get("/api/info", headers={"Host": host}).status_code == 200, host
     assert server.get("/api/info", headers={"Host": "localhost:1"}).status_code == 200
 
 

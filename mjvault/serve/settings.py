@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import threading
 from collections.abc import Callable
@@ -19,7 +20,16 @@ THUMB_SIZES = {"s": 256, "m": 768}
 
 
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+    """Whether ``host`` names this machine's loopback: ``localhost`` or a loopback address
+    written as one. A name that merely starts with ``127.`` (``127.0.0.1.example``) is a
+    name some DNS resolves, and a page of that site would pass as ours (DNS rebinding)."""
+    name = host.strip().lower().rstrip(".")
+    if name in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
