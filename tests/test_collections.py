@@ -231,3 +231,15 @@ def test_a_change_keeps_an_unfinished_runs_checkpoint_resumable(vault: Vault) ->
     assert head is not None and head.collections is not None
     assert {e.job_id for e in vault.entries()} == {"job-a", "job-b"}
     assert list(coll.members(vault, "faves")) == ["job-a"]
+
+
+def test_a_members_chunk_read_through_an_encrypting_remote_comes_back_as_it_is() -> None:
+    # A forget that reads a remote-only snapshot's collection fetches its chunks through the
+    # id translation of an encrypting remote: chunks name jobs, so nothing is translated (and
+    # nothing may refuse them, or the remote stays pending with the forgotten job for good).
+    from mjvault.collections import decode_chunk, encode_chunk
+    from mjvault.remotes.crypto import rewrite_ids
+
+    chunk = encode_chunk(["job-a", "job-b"])
+    assert rewrite_ids(chunk, lambda _: None) == chunk
+    assert decode_chunk("0" * 64, rewrite_ids(chunk, lambda _: None)) == ["job-a", "job-b"]

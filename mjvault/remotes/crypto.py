@@ -60,7 +60,8 @@ class IdMap:
 
 
 def rewrite_ids(plaintext: bytes, translate: IdFn) -> bytes:
-    """The same node or manifest with every object id passed through ``translate``.
+    """The same node, manifest or collection object with every object id passed through
+    ``translate`` (a collection's members chunk holds none: returned as it is).
 
     Works on the msgpack document itself, so the other fields — and hence, for a round trip
     through a remote, the bytes and the id — come back exactly as they were.
@@ -96,6 +97,10 @@ def rewrite_ids(plaintext: bytes, translate: IdFn) -> bytes:
                 [name, jobs, [_must(translate, chunk) for chunk in chunks]]
                 for name, jobs, chunks in doc["c"]
             ]
+        elif kind == "members":
+            # A collection's chunk names jobs, not objects: the same bytes on either side,
+            # so a forget that reads a remote-only collection through here gets it as it is.
+            return plaintext
         elif kind == "snapshot":
             doc["tree"] = _must(translate, doc["tree"])
             if doc.get("collections") is not None:
