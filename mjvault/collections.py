@@ -185,9 +185,16 @@ def change(
     """Add and remove jobs (a new collection when ``name`` is new); writes a new snapshot
     when anything changed. Returns the collection as it now is."""
     check_name(name)
+    from mjvault.integrity import exclusions
+
     added = sorted(set(add))
     removed = set(remove)
     with vault.write_lock():
+        # The ids were chosen before the lock (a search, a page's selection): a job forgotten
+        # since then stays out, or a collection would name a job no tree holds any more.
+        forgotten = exclusions.load(vault)
+        if forgotten:
+            added = [job_id for job_id in added if job_id not in forgotten]
         head = _require_head(vault)
         current = collections_of(vault, head)
         old = next((c for c in current if c.name == name), None)

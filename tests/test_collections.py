@@ -135,6 +135,15 @@ def test_gc_keeps_collection_objects_and_forget_cuts_the_job(vault: Vault) -> No
     assert verify(vault).ok
 
 
+def test_a_job_forgotten_after_it_was_selected_is_not_added(vault: Vault) -> None:
+    # A page selects ids, a forget runs, then the add takes the lock: the forgotten job must
+    # not come back in a collection no later forget can find it in.
+    _fill(vault)
+    forget_jobs(vault, ["job-003"])
+    added = coll.change(vault, "faves", add=["job-003", "job-004"])
+    assert added.jobs == 1 and list(coll.members(vault, "faves")) == ["job-004"]
+
+
 @pytest.mark.parametrize("kind", ["plain", "encrypted", "encrypting-remote"])
 def test_push_then_clone_carries_collections(tmp_path: Path, kind: str) -> None:
     if kind == "encrypted":

@@ -503,6 +503,11 @@ def test_collections_add_remove_list_delete(site: dict[str, Any]) -> None:
     assert again.status_code == 404 and again.json()["code"] == "not_found"
     bad = server.post("/api/collections/.hidden", {"selection": {"ids": ids}, "op": "add"})
     assert bad.status_code == 400 and bad.json()["code"] == "bad_name"
+    # Removing from a collection that does not exist makes none.
+    none = server.post("/api/collections/never", {"selection": {"ids": ids}, "op": "remove"})
+    assert none.status_code == 404 and none.json()["code"] == "not_found"
+    listed = server.client.get("/api/collections").json()["collections"]
+    assert all(c["name"] != "never" for c in listed)
 
 
 def test_forget_needs_the_right_count_and_then_the_jobs_leave(site: dict[str, Any]) -> None:

@@ -371,7 +371,7 @@ def routes(state: ServeState) -> list[BaseRoute]:
         return await _guarded(answer)
 
     async def change_collection(request: Request) -> Response:
-        from mjvault.collections import change
+        from mjvault.collections import change, collections_of
 
         try:
             doc = await read_json(request, MAX_SELECTION_BODY)
@@ -388,6 +388,9 @@ def routes(state: ServeState) -> list[BaseRoute]:
             if op == "add":
                 collection = change(vault, name, add=ids)
             else:
+                if name not in {c.name for c in collections_of(vault, vault.head())}:
+                    # Removing from no collection makes none: 404, as the CLI's `remove`.
+                    raise _Answer(_error(f"no collection {name!r}", "not_found", 404))
                 collection = change(vault, name, remove=ids)
             return collection.to_json() | refresh_following(vault, name)
 
