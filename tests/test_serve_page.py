@@ -200,6 +200,24 @@ def test_the_timeline_scrolls_to_its_end_and_back_through_a_clamped_height(
     tab.tile_is(JOBS - 1, ids[-1])
 
 
+def test_the_first_screen_does_not_wait_for_the_timeline(browser: Any, server: Server) -> None:
+    # The timeline's first ask takes seconds at a million jobs: held here until the first
+    # screen shows, then let through, its dates marked on the scrubber when it comes.
+    tab = Page(browser, server)
+    held: list[Any] = []
+    tab.page.route("**/api/timeline*", lambda route: held.append(route))
+    try:
+        page = tab.open()
+        tab.tile_is(0, _ids(server)[0])
+        assert len(held) == 1
+        assert page.evaluate("document.querySelectorAll('#scrubber .mark').length") == 0
+        held.pop().continue_()
+        tab.until("document.querySelectorAll('#scrubber .mark').length > 0")
+    finally:
+        tab.close()
+    assert tab.errors == []
+
+
 def test_the_scrubber_jumps_to_a_date(tab: Page, server: Server) -> None:
     ids = _ids(server)
     page = tab.open()
