@@ -7,7 +7,8 @@
 Builds (once, cached in WORKDIR) a vault of ``--jobs`` generated jobs whose images are drawn
 from 64 small shared PNGs (``mjvault.testing.gallerypage.build_many``), starts ``mjvault
 serve`` on it in a child process, then ``--runs`` times in a fresh headless chromium: the
-first contentful paint and the time until the first screen of tiles shows decoded images;
+first contentful paint, the time until the first screen of tiles shows decoded images and
+until the scrubber's dates show (the timeline, asked alongside, filled in when it comes);
 a scroll from top to bottom as a dragged scrollbar does (100 jumps a frame apart, then until
 the last job's tile shows); ten scrubber jumps to random dates; and, for each phase, the
 longest long task, the longest gap between frames, the tiles in the DOM, and the requests
@@ -77,6 +78,14 @@ def run(url: str, chromium: str, sync_api: Any, max_height: int | None) -> dict[
             page.goto(url + "/")
             page.wait_for_function(shown(0, newest), polling=10, timeout=60_000)
             out["first_tiles_ms"] = (time.perf_counter() - started) * 1000
+            # The timeline (cursors and dates) arrives after the first screen: the scrubber's
+            # marks show when it has.
+            page.wait_for_function(
+                "document.querySelectorAll('#scrubber .mark').length > 0",
+                polling=10,
+                timeout=60_000,
+            )
+            out["scrubber_marked_ms"] = (time.perf_counter() - started) * 1000
             out["fcp_ms"] = page.evaluate(
                 "performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? -1"
             )
