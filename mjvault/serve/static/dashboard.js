@@ -66,15 +66,13 @@ function archive(box, doc) {
     numbers([["jobs", count(t.jobs)], ["images", count(t.images)], ["days active", count(t.days_active)]]),
     note(t.first ? `From ${t.first} to ${t.last}` + (t.undated ? `; ${count(t.undated)} without a date` : "") : "No dated job."),
   ]);
+  const days = (n) => count(n) + (n === 1 ? " day" : " days");
+  const jobs = (n) => { const t = n.toLocaleString("en", { maximumFractionDigits: 1 }); return t + (t === "1" ? " job" : " jobs"); };
   card(box, "Streaks and sessions", () => [
-    numbers([
-      ["longest streak (days)", count(streaks.longest?.days)],
-      ["current streak (days)", count(streaks.current?.days)],
-      ["sessions", count(sessions.count)],
-    ]),
+    numbers([["longest streak", days(streaks.longest?.days ?? 0)], ["current streak", days(streaks.current?.days ?? 0)], ["sessions", count(sessions.count)]]),
     note((streaks.longest?.days ? `Longest run: ${streaks.longest.start} to ${streaks.longest.end}. ` : "")
       + `A session: jobs less than ${sessions.gap_minutes ?? 30} minutes apart; `
-      + `${(sessions.mean_jobs ?? 0).toLocaleString("en", { maximumFractionDigits: 1 })} jobs in the mean one, ${count(sessions.longest_jobs)} in the longest.`),
+      + `the mean one holds ${jobs(sessions.mean_jobs ?? 0)}, the longest ${jobs(sessions.longest_jobs ?? 0)}.`),
   ]);
 }
 
