@@ -40,6 +40,7 @@ class Server:
     def __init__(self, vault: Path, env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.vault = vault
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -584,6 +585,21 @@ def test_stats_take_a_time_zone_and_refuse_an_unknown_one(server: Server) -> Non
     answer = httpx.get(server.url + "/api/stats", params={"tz": "Mars/Olympus"})
     assert answer.status_code == 400
     assert answer.json()["code"] == "bad_parameter"
+    # Without tz, the configured zone (read at each ask, as `mjvault stats` reads it).
+    from mjvault.config.loader import vault_config_path
+
+    config = vault_config_path(server.vault)
+    before = config.read_text() if config.exists() else None
+    config.write_text((before or "") + '\n[insights]\ntimezone = "Asia/Kolkata"\n')
+    try:
+        configured = server.get("/api/stats")
+    finally:
+        if before is None:
+            config.unlink()
+        else:
+            config.write_text(before)
+    assert configured["activity"]["timezone"] == "Asia/Kolkata"
+    assert configured["activity"]["hour_weekday"] == kolkata["activity"]["hour_weekday"]
 
 
 # -- the other pages, and photographs of each ----------------------------------------------
