@@ -14,7 +14,8 @@ the last job's tile shows); ten scrubber jumps to random dates; and, for each ph
 longest long task, the longest gap between frames, the tiles in the DOM, and the requests
 and bytes the page asked for per screen of tiles. ``--max-height`` clamps the scroll height
 lower than the page's 15M px (to measure the scaled scroll a million jobs would take at the
-size of a smaller vault). Prints best and median of the runs; the server's peak RSS at exit.
+size of a smaller vault). Prints best and median of the runs, and each run (the first asks a
+fresh server, whose timeline is not cached yet); the server's peak RSS at exit.
 """
 
 from __future__ import annotations
@@ -176,7 +177,8 @@ def main() -> None:
     for key in runs[0]:
         values = [r[key] for r in runs]
         best = max(values) if key.startswith("tiles") else min(values)
-        print(f"  {key:28} {best:10.1f} {statistics.median(values):10.1f}")
+        each = "  ".join(f"{v:.1f}" for v in values)  # the first run asked a cold server
+        print(f"  {key:28} {best:10.1f} {statistics.median(values):10.1f}   runs: {each}")
     usage = read_usage(usage_file)
     print(f"  server peak RSS {usage.peak_rss_kib / 1024:.0f} MiB")
 
