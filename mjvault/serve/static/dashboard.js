@@ -148,8 +148,8 @@ function terms(box, doc) {
     const row = (x) => [x.term, count(x.previous), count(x.count)];
     return [
       note(`${monthName(trend.month)} against ${monthName(trend.previous)} (G² ≥ ${g2}, p < ${t.threshold.p}).`),
-      table(["rising", "before", "then"], trend.rising.slice(0, TREND_TERMS).map(row), [false, true, true]),
-      table(["falling", "before", "then"], trend.falling.slice(0, TREND_TERMS).map(row), [false, true, true]),
+      trend.rising.length ? table(["rising", "before", "then"], trend.rising.slice(0, TREND_TERMS).map(row), [false, true, true]) : null,
+      trend.falling.length ? table(["falling", "before", "then"], trend.falling.slice(0, TREND_TERMS).map(row), [false, true, true]) : null,
     ];
   });
   const signature = (t.signature || []).filter((m) => m.terms.length).slice(-SIGNATURE_MONTHS).reverse();
