@@ -40,6 +40,7 @@ class Server:
     def __init__(self, vault: Path, env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.vault = vault
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -198,6 +199,24 @@ def test_the_timeline_scrolls_to_its_end_and_back_through_a_clamped_height(
     tab.tile_is(0, ids[0])
     page.keyboard.press("End")
     tab.tile_is(JOBS - 1, ids[-1])
+
+
+def test_the_first_screen_does_not_wait_for_the_timeline(browser: Any, server: Server) -> None:
+    # The timeline's first ask takes seconds at a million jobs: held here until the first
+    # screen shows, then let through, its dates marked on the scrubber when it comes.
+    tab = Page(browser, server)
+    held: list[Any] = []
+    tab.page.route("**/api/timeline*", lambda route: held.append(route))
+    try:
+        page = tab.open()
+        tab.tile_is(0, _ids(server)[0])
+        assert len(held) == 1
+        assert page.evaluate("document.querySelectorAll('#scrubber .mark').length") == 0
+        held.pop().continue_()
+        tab.until("document.querySelectorAll('#scrubber .mark').length > 0")
+    finally:
+        tab.close()
+    assert tab.errors == []
 
 
 def test_the_scrubber_jumps_to_a_date(tab: Page, server: Server) -> None:
@@ -474,6 +493,149 @@ def test_a_sync_from_the_page_shows_progress_then_new_tiles_and_a_forget_asks_th
             tab.close()
             server.stop()
     assert tab.errors == []
+
+
+# -- the dashboard -------------------------------------------------------------------------
+SECTIONS = [
+    "The archive",
+    "Streaks and sessions",
+    "Jobs a month",
+    "Jobs a week",
+    "Days",
+    "Hour and weekday",
+    "Model versions",
+    "Job types",
+    "Parameters",
+    "Prompt length",
+    "Grids and follow-ups",
+    "Top terms",
+    "Rising and falling terms",
+    "Signature terms",
+    "Cost (an estimate)",
+]
+MONTHS = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
+AXIS_TEXT = """title => [...document.querySelectorAll('#dashboard .card')]
+  .find(c => c.querySelector('h3').textContent.startsWith(title))
+  .querySelectorAll('svg text')"""
+
+
+def _axis(page: Any, title: str, anchor: str) -> list[str]:
+    return list(
+        page.evaluate(
+            f"title => [...({AXIS_TEXT})(title)]"
+            f".filter(t => (t.getAttribute('text-anchor') || 'start') === '{anchor}')"
+            ".map(t => t.textContent)",
+            title,
+        )
+    )
+
+
+def test_the_dashboard_shows_every_section_of_the_insights_document(
+    tab: Page, server: Server
+) -> None:
+    doc = server.get("/api/stats")
+    page = tab.open("#/dashboard")
+    tab.until("document.querySelectorAll('#dashboard .card svg').length >= 8")
+    titles = page.eval_on_selector_all("#dashboard .card h3", "hs => hs.map(h => h.textContent)")
+    for section in SECTIONS:
+        assert any(t.startswith(section) for t in titles), (section, titles)
+    if doc["ratings"]["jobs_with_record_fields"]:
+        assert any(t.startswith("Likes and ranks") for t in titles)
+    # The zone the activity is told in is named with it.
+    zone = doc["activity"]["timezone"]
+    assert f"Jobs a month ({zone})" in titles
+    assert page.text_content("#dashboard .totals b") == f"{doc['totals']['jobs']:,}"
+    # A bar a month, a square a day of the calendar, a cell an hour and weekday.
+    bars = "t => [...({})(t)].length".format(AXIS_TEXT.replace("svg text", "svg rect.bar"))
+    assert page.evaluate(bars, "Jobs a month") == len(doc["activity"]["per_month"])
+    assert page.evaluate("document.querySelectorAll('#dashboard rect.day').length") == len(
+        doc["activity"]["heatmap"]
+    )
+    # Counts are marked in whole numbers, time in month names and years.
+    for title in ("Jobs a month", "Jobs a week", "Job types"):
+        ticks = _axis(page, title, "end")
+        assert ticks and all(t.replace(",", "").isdigit() for t in ticks), (title, ticks)
+        dates = [t for t in _axis(page, title, "start") if t]
+        assert dates and all(t in MONTHS or (t.isdigit() and len(t) == 4) for t in dates), dates
+    # The cost is an estimate, in its currency, with the table it used.
+    cost = page.text_content("#dashboard .card:has(details)")
+    assert "estimate" in cost and doc["cost"]["currency"] in cost
+    for entry in doc["cost"]["table"]:
+        assert entry in cost
+    # The top term of the archive is listed first.
+    top = page.evaluate(
+        "[...document.querySelectorAll('#dashboard .card')]"
+        ".find(c => c.querySelector('h3').textContent.startsWith('Top terms'))"
+        ".querySelector('tbody td').textContent"
+    )
+    assert top in {t for m in doc["terms"]["top"] for t, _ in m["terms"]}
+
+
+def test_the_dashboard_filters_by_the_search_query_dates_and_time_zone(
+    tab: Page, server: Server
+) -> None:
+    word = server.get("/api/stats")["terms"]["top"][-1]["terms"][0][0]
+    narrowed = server.get("/api/stats", q=word)["totals"]["jobs"]
+    everything = server.get("/api/stats")["totals"]["jobs"]
+    assert 0 < narrowed < everything
+    page = tab.open()
+    page.fill("#search", word)
+    page.click("#pages a[data-page='dashboard']")
+    tab.until(
+        "n => document.getElementById('dash-status').textContent === n",
+        f"{narrowed:,} matching jobs",
+    )
+    assert page.input_value("#dash-q") == word
+    assert page.text_content("#dashboard .totals b") == f"{narrowed:,}"
+    # A time zone: the hours move with it (a half-hour zone, to be sure).
+    page.fill("#dash-tz", "Asia/Kolkata")
+    page.dispatch_event("#dash-tz", "change")
+    tab.until(
+        "[...document.querySelectorAll('#dashboard h3')]"
+        ".some(h => h.textContent === 'Hour and weekday (Asia/Kolkata)')"
+    )
+    # Dates: a day range the API counts the same.
+    first = server.get("/api/stats", q=word)["totals"]["first"]
+    page.fill("#dash-since", first)
+    page.fill("#dash-until", first)
+    page.click("#dash-filters button[type=submit]")
+    on_day = server.get("/api/stats", q=word, since=first, until=first, tz="Asia/Kolkata")
+    tab.until(
+        "n => document.getElementById('dash-status').textContent === n",
+        f"{on_day['totals']['jobs']:,} matching jobs",
+    )
+
+
+def test_stats_take_a_time_zone_and_refuse_an_unknown_one(server: Server) -> None:
+    utc = server.get("/api/stats", tz="UTC")
+    kolkata = server.get("/api/stats", tz="Asia/Kolkata")
+    assert utc["activity"]["timezone"] == "UTC"
+    assert kolkata["activity"]["timezone"] == "Asia/Kolkata"
+    assert utc["totals"]["jobs"] == kolkata["totals"]["jobs"]
+    # Hours shifted by 5:30: the same jobs, other cells (months of evolution stay UTC's).
+    assert utc["activity"]["hour_weekday"] != kolkata["activity"]["hour_weekday"]
+    assert sum(map(sum, utc["activity"]["hour_weekday"])) == sum(
+        map(sum, kolkata["activity"]["hour_weekday"])
+    )
+    assert utc["evolution"] == kolkata["evolution"]
+    answer = httpx.get(server.url + "/api/stats", params={"tz": "Mars/Olympus"})
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "bad_parameter"
+    # Without tz, the configured zone (read at each ask, as `mjvault stats` reads it).
+    from mjvault.config.loader import vault_config_path
+
+    config = vault_config_path(server.vault)
+    before = config.read_text() if config.exists() else None
+    config.write_text((before or "") + '\n[insights]\ntimezone = "Asia/Kolkata"\n')
+    try:
+        configured = server.get("/api/stats")
+    finally:
+        if before is None:
+            config.unlink()
+        else:
+            config.write_text(before)
+    assert configured["activity"]["timezone"] == "Asia/Kolkata"
+    assert configured["activity"]["hour_weekday"] == kolkata["activity"]["hour_weekday"]
 
 
 # -- the other pages, and photographs of each ----------------------------------------------

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pyroaring import BitMap
 
 from mjvault.index import bitmaps
-from mjvault.index.db import Index, IndexReader, _part
+from mjvault.index.db import _MICROS, DOC_ID_AT, SUMMARY_WEIGHT, Index, IndexReader, _part
 from mjvault.index.query import Query
 from mjvault.index.search import SortOrder, _check_sort, exact_matches, score_classes
 
@@ -268,17 +268,36 @@ def _keys_at(
         if seen + count <= wanted:
             seen += count
             continue
-        entries = list(reader.times(jobs & docs))
-        entries.sort(key=lambda e: e[0], reverse=newest)
+        found = _day(reader, jobs & docs)
+        times = [micros for micros, _, _ in found]
+        ranked = sorted(times, reverse=newest)
         inside = []
         while wanted is not None and wanted < seen + count:
             inside.append(wanted)
             wanted = next(pending, None)
         for position in inside:
-            micros = entries[position - seen][0]
-            # The job at a position among others of the same µs is decided by id.
-            tied = [e for e in entries if e[0] == micros]
-            ids = sorted(reader.job_ids([(doc, tail) for _, doc, tail in tied]), reverse=newest)
-            first_tied = next(i for i, e in enumerate(entries) if e[0] == micros)
+            micros = ranked[position - seen]
+            # The job at a position among others of the same µs is decided by id: only the
+            # tied are named (a sealed index's names each cost a decryption).
+            tied = [(doc, bytes(value[DOC_ID_AT:])) for m, doc, value in found if m == micros]
+            ids = sorted(reader.job_ids(tied), reverse=newest)
+            first_tied = ranked.index(micros)
             yield position, (micros, ids[position - seen - first_tied])
         seen += count
+
+
+def _day(reader: IndexReader, docs: BitMap) -> list[tuple[int, int, bytes | memoryview]]:
+    """(µs, document number, ``docs`` value) of ``docs`` (one day's), asked of LMDB
+    in one call: at a million jobs nearly every day holds a segment boundary, so this is a
+    lookup a job, and one call for the day's jobs costs less than one call each; the id's
+    bytes are cut from the value only for the tied few."""
+    numbers = list(docs)
+    found = reader._cursor(b"docs").getmulti([bitmaps.doc_key(doc) for doc in numbers])
+    # Counted as the lookups they are, so a walk's mapped pages are released as for times().
+    reader._looked_up_one(SUMMARY_WEIGHT * len(numbers))
+    unpack = _MICROS.unpack_from
+    if len(found) == len(numbers):  # every number has a job: keys come back in their order
+        return [
+            (unpack(value)[0], doc, value) for doc, (_, value) in zip(numbers, found, strict=True)
+        ]
+    return [(unpack(value)[0], bitmaps.doc_of(bytes(key)), value) for key, value in found]

@@ -252,20 +252,40 @@ def job(state: ServeState, request: Request) -> dict[str, Any]:
     }
 
 
+def _insights_config(state: ServeState) -> tuple[dict[str, float] | None, str]:
+    """The ``[insights]`` cost table and time zone, as `mjvault stats` reads them (config is
+    read per request: a file edited while the server runs counts at the next ask)."""
+    from mjvault.config import load_config
+
+    try:
+        section = load_config(vault_dir=state.vault_root).config.insights
+    except MjvaultError:
+        return None, ""  # a broken config file is `mjvault config`'s to report
+    return dict(section.cost), section.timezone
+
+
 @handler
 def stats(state: ServeState, request: Request) -> dict[str, Any]:
-    from mjvault.insights.compute import insights
+    from mjvault.insights.compute import insights, zone
 
     text = request.query_params.get("q", "")
     if text:
         parse_query(text)  # a bad query is the caller's error, said before any work
     since, until = _date(request, "since"), _date(request, "until")
+    cost, default_tz = _insights_config(state)
+    tz = request.query_params.get("tz")
+    tz = default_tz if tz is None else tz  # "" asks for the machine's zone, as in config
+    try:
+        zone(tz)
+    except ValueError as exc:
+        raise BadRequest(str(exc), "bad_parameter") from None
     vault = state.vault
-    key = (text, since, until, generation(vault.index))
+    table = tuple(sorted(cost.items())) if cost else None
+    key = (text, since, until, tz, table, generation(vault.index))
     cache: dict[Any, Any] = state.caches.setdefault("stats", {})
     answer = cache.get(key)
     if answer is None:
-        answer = insights(vault, since, until, text or None)
+        answer = insights(vault, since, until, text or None, cost=cost, tz=tz)
         with state.lock:
             while len(cache) >= TIMELINE_CACHE:
                 cache.pop(next(iter(cache)))

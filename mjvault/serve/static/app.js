@@ -3,7 +3,7 @@
 import { ApiError, download, getJSON, postJSON, query, send, setCsrf } from "./api.js";
 import { Timeline } from "./timeline.js";
 import { Lightbox } from "./lightbox.js";
-import { bars, heat, stacked } from "./charts.js";
+import { dashboard } from "./dashboard.js";
 
 const $ = (id) => document.getElementById(id);
 const plural = (n, word) => n.toLocaleString("en") + " " + word + (n === 1 ? "" : "s");
@@ -226,52 +226,6 @@ function route() {
   }
 }
 window.addEventListener("hashchange", route);
-
-function card(title, ...content) {
-  const box = document.createElement("div");
-  box.className = "card";
-  const h = document.createElement("h3");
-  h.textContent = title;
-  box.append(h, ...content);
-  return box;
-}
-async function dashboard() {
-  const stats = await getJSON("/api/stats");
-  const box = $("dashboard");
-  box.replaceChildren();
-  const totals = stats.totals || {};
-  const numbers = document.createElement("div");
-  numbers.className = "totals";
-  for (const [label, value] of [["jobs", totals.jobs], ["images", totals.images], ["days active", totals.days_active]]) {
-    const item = document.createElement("span");
-    const b = document.createElement("b");
-    b.textContent = (value ?? 0).toLocaleString("en");
-    item.append(b, label);
-    numbers.appendChild(item);
-  }
-  const span = document.createElement("p");
-  span.textContent = totals.first ? `From ${totals.first} to ${totals.last}` : "No dated job yet";
-  box.appendChild(card("The archive", numbers, span));
-  const activity = stats.activity || {};
-  if (activity.per_month?.length) {
-    box.appendChild(card("Jobs a month", bars(activity.per_month.map((m) => ({ label: m.month, value: m.jobs })))));
-  }
-  const models = stats.evolution?.models || [];
-  if (models.length) {
-    box.appendChild(card("Model versions", stacked(models.map((m) => ({ label: m.month, share: m.share })))));
-  }
-  if (activity.hour_weekday) box.appendChild(card("Hour and weekday (UTC)", heat(activity.hour_weekday)));
-  const cost = stats.cost;
-  if (cost?.per_month?.length) {
-    box.appendChild(card(`Estimated cost: ${cost.currency} ${cost.total}`, bars(cost.per_month.map((m) => ({ label: m.month, value: m.cost })))));
-  }
-  const ratings = stats.ratings;
-  if (ratings && typeof ratings === "object" && ratings.liked !== undefined) {
-    const p = document.createElement("p");
-    p.textContent = typeof ratings.liked === "number" ? plural(ratings.liked, "liked job") : JSON.stringify(ratings.liked);
-    box.appendChild(card("Ratings", p));
-  }
-}
 
 let snapshotsBefore = null;
 async function snapshots(more) {

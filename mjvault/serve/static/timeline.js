@@ -17,6 +17,7 @@ const AHEAD = 1; // screens of rows made above and below the viewport
 const KEEP = 48; // segments kept, least recently used dropped first
 const LOADS = 3; // segments loading at once
 const PER_FRAME = 120; // tiles made per animation frame
+const SEGMENT = 500; // jobs a segment (the server's timeline cuts the same)
 
 export class Timeline {
   constructor(elements, hooks) {
@@ -33,6 +34,7 @@ export class Timeline {
     this.total = 0;
     this.size = 500;
     this.segments = [];
+    this.awaiting = null; // the timeline asked by the last reset, until it arrives
     this.cache = new Map(); // segment -> {jobs, next}
     this.pending = new Map(); // segment -> Promise
     this.wanted = [];
@@ -64,27 +66,34 @@ export class Timeline {
     const g = ++this.generation;
     const top = keepTop ? this.topIndex() : 0;
     const before = this.total;
-    let info;
+    // The first screen comes from the first page alone: the timeline (the segments' cursors
+    // and dates, a second or two on its first ask at a million jobs) is asked at the same
+    // time and filled in when it comes; a segment wanted before then waits for its cursor.
+    let timeline = null, arrived = null;
     if (sort !== "relevance") {
-      info = await getJSON("/api/timeline" + query({ q, sort }));
-    } else {
-      // No timeline in relevance order: the first page gives the total; later cursors are
-      // read from each segment's `next` as the segments are loaded in order.
-      const first = await getJSON("/api/jobs" + query({ q, sort, limit: 500 }));
-      info = { total: first.total, segment_size: 500, segments: [] };
-      for (let n = 0; n * 500 < first.total; n++) {
-        info.segments.push({ cursor: n ? undefined : null, count: Math.min(500, first.total - n * 500), first: null, last: null });
+      timeline = getJSON("/api/timeline" + query({ q, sort }));
+      timeline.then((t) => { arrived = t; }, () => {});
+    }
+    const first = await getJSON("/api/jobs" + query({ q, sort, limit: SEGMENT }));
+    if (g !== this.generation) return;
+    // Relevance order has no timeline: later cursors are read from each segment's `next`
+    // as the segments are loaded in order.
+    const info = arrived || { total: first.total, segment_size: SEGMENT, segments: [] };
+    if (!arrived) {
+      for (let n = 0; n * SEGMENT < first.total; n++) {
+        info.segments.push({ cursor: n ? undefined : null, count: Math.min(SEGMENT, first.total - n * SEGMENT), first: null, last: null });
       }
     }
-    if (g !== this.generation) return;
     this.q = q;
     this.sort = sort;
     this.total = info.total;
-    this.size = info.segment_size || 500;
+    this.size = info.segment_size || SEGMENT;
     this.segments = info.segments || [];
     this.cache.clear();
     this.pending.clear();
     this.wanted = [];
+    if (this.size === SEGMENT) this.cache.set(0, { jobs: first.jobs, next: first.next });
+    this.awaiting = arrived || !timeline ? null : timeline.then((t) => this.timelineArrived(g, t), () => {});
     this.clearTiles();
     this.measure();
     this.resize();
@@ -99,6 +108,18 @@ export class Timeline {
     else this.scroller.scrollTop = 0;
     this.hooks.counted(this.total);
     this.schedule();
+  }
+
+  // The timeline of a reset arrived after its first screen: the segments' cursors and dates.
+  timelineArrived(g, info) {
+    if (g !== this.generation) return;
+    this.awaiting = null;
+    if ((info.segment_size || SEGMENT) !== this.size || info.total !== this.total) {
+      this.reset(this.q, this.sort, true).catch(() => {}); // the index changed meanwhile
+      return;
+    }
+    this.segments = info.segments || [];
+    this.marks();
   }
 
   segmentOf(k) { return Math.floor(k / this.size); }
@@ -133,6 +154,11 @@ export class Timeline {
     const g = this.generation;
     const promise = (async () => {
       let cursor = this.segments[s] ? this.segments[s].cursor : null;
+      if (cursor === undefined && this.awaiting) {
+        await this.awaiting; // the timeline on its way has every segment's cursor
+        if (g !== this.generation) throw new Error("stale");
+        cursor = this.segments[s] ? this.segments[s].cursor : null;
+      }
       if (cursor === undefined) {
         // Relevance order: the cursor is the previous segment's `next`.
         const previous = await this.load(s - 1);
