@@ -405,6 +405,34 @@ def test_a_listener_keeps_the_newest_event_per_subject_within_its_bound() -> Non
     assert hub.listener_count == 0
 
 
+def test_a_task_that_fails_at_once_is_never_left_running_on_the_page(tmp_path: Path) -> None:
+    """The starter's "running" event, held up between being read and being handed over,
+    must not land after the worker's "failed" one."""
+    from mjvault.errors import MjvaultError
+    from mjvault.serve.tasks import TaskRunner
+
+    class SlowStarterHub(EventHub):
+        def publish(self, name: str, data: dict[str, Any]) -> None:
+            if threading.current_thread() is threading.main_thread():
+                time.sleep(0.3)  # the worker fails meanwhile
+            super().publish(name, data)
+
+    def broken() -> Vault:
+        time.sleep(0.1)  # after the starter has read the task's state
+        raise MjvaultError("no vault here")
+
+    hub = SlowStarterHub()
+    delivered: list[str] = []
+    listener = hub.subscribe()
+    runner = TaskRunner(tmp_path, broken, hub, client_settings=lambda: None)  # type: ignore[arg-type,return-value]
+    task = runner.start("sync")
+    runner.close()
+    for event in listener.drain():
+        delivered.append(event.data["state"])
+    assert task.state == "failed"
+    assert delivered[-1] == "failed"
+
+
 # -- batch ---------------------------------------------------------------------------------------
 def _images_of(site: dict[str, Any], job_ids: list[str]) -> dict[str, str]:
     """file name in the zip -> object id, as the vault holds them."""

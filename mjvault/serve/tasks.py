@@ -236,6 +236,10 @@ class TaskRunner:
         self._on_finished = on_finished
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        # Held from reading a task's state to handing the event to the hub, so events of one
+        # task reach listeners in the order its states changed: a task that fails at once
+        # must never have its "running" event delivered after its "failed" one.
+        self._publishing = threading.Lock()
         self._current: Task | None = None
         self._thread: threading.Thread | None = None
         self._recent: deque[Task] = deque(maxlen=RECENT_TASKS)
@@ -354,9 +358,10 @@ class TaskRunner:
         task.holder = holder
 
     def _publish(self, task: Task) -> None:
-        data = task.to_json()
-        data.pop("report")  # large; /api/tasks has it
-        self.hub.publish("task", data)
+        with self._publishing:
+            data = task.to_json()
+            data.pop("report")  # large; /api/tasks has it
+            self.hub.publish("task", data)
 
     def _progress(self, task: Task) -> Callable[[], None]:
         """A throttled publisher: a 10 000-job sync is not 10 000 events per listener."""
