@@ -341,6 +341,36 @@ def test_read_only_refuses_mutations(plain_root: Path) -> None:
         ro.stop()
 
 
+def test_a_read_only_server_serves_thumbnails_without_writing(tmp_path: Path) -> None:
+    root = tmp_path / "vault"
+    vault = Vault.init(root)
+    with vault.writer("test", thumbnails=False) as writer:
+        images = [writer.put_media(make_png(i, 64, 64)) for i in range(3)]
+        for n, job in enumerate(Account.generate(9, 3).jobs):
+            writer.add_job(json.dumps(job.record(1)).encode(), [images[n]])
+    vault.index  # noqa: B018  (built now, not by the first request)
+    vault.close()
+
+    def files() -> dict[str, tuple[int, int]]:
+        return {
+            str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*")
+            if p.is_file() and p.name != "lock.mdb"
+        }
+
+    before = files()
+    ro = _serve(root, read_only=True)
+    try:
+        for object_id in images:
+            for size in ("s", "m"):
+                thumb = ro.get(f"/thumb/{object_id}", params={"size": size})
+                assert thumb.status_code == 200 and thumb.content[8:12] == b"WEBP"
+    finally:
+        ro.stop()
+        ro.state.vault.close()
+    assert files() == before
+
+
 def test_beyond_loopback_every_request_needs_the_token(plain_root: Path) -> None:
     # Settings of a server listening on every address; the test's socket stays on loopback.
     far = _serve(plain_root, host="0.0.0.0", access_token="s3cret-token-value")
