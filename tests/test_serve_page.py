@@ -340,6 +340,23 @@ def test_a_range_selected_and_exported_as_a_zip(tab: Page, server: Server) -> No
     assert page.is_hidden("#selection")
 
 
+def test_a_range_over_more_segments_than_are_kept_has_every_job(tab: Page, server: Server) -> None:
+    """Shift-click's range: 30 segments of 10 jobs with 2 kept, each read as it arrives."""
+    ids = _ids(server)
+    page = tab.open()
+    got = page.evaluate(
+        """async () => {
+          const { Timeline } = await import("/timeline.js");
+          const t = Object.create(Timeline.prototype);
+          Object.assign(t, { q: "", sort: "newest", size: 10, total: 300, keep: 2,
+            generation: 0, cache: new Map(), pending: new Map(),
+            segments: Array.from({ length: 30 }, (_, n) => ({ cursor: n ? undefined : null })) });
+          return (await t.jobs(3, 296)).map((job) => job.id);
+        }"""
+    )
+    assert got == ids[3:297]
+
+
 def test_select_all_sends_the_query_not_the_ids(tab: Page, server: Server) -> None:
     page = tab.open()
     tab.until("document.querySelectorAll('.tile[data-id]').length > 3")
