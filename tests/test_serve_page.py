@@ -10,6 +10,7 @@ dark, phone); otherwise the tree is left as it was. The 100k-job scroll is marke
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import socket
@@ -355,6 +356,27 @@ def test_a_range_over_more_segments_than_are_kept_has_every_job(tab: Page, serve
         }"""
     )
     assert got == ids[3:297]
+
+
+@pytest.mark.parametrize("ours", [True, False])
+def test_the_lock_banner_shows_only_holders_elsewhere(
+    tab: Page, server: Server, ours: bool
+) -> None:
+    """A lock event naming this server's own hold (a push it runs) shows no banner."""
+    held = json.dumps({"held": True, "holder": "mjvault push (pid 1)", "ours": ours})
+    tab.page.route(
+        "**/api/events",
+        lambda route: route.fulfill(
+            status=200,
+            headers={"Content-Type": "text/event-stream"},
+            body=f"retry: 60000\n\nevent: lock\ndata: {held}\n\n",
+        ),
+    )
+    page = tab.open()
+    tab.until("document.body.dataset.ready === '1'")
+    page.wait_for_timeout(300)
+    assert page.is_hidden("#banner") is ours
+    assert page.is_disabled("#push") is not ours
 
 
 def test_select_all_sends_the_query_not_the_ids(tab: Page, server: Server) -> None:
