@@ -466,6 +466,28 @@ def test_export_zip_holds_the_originals_of_the_selection(site: dict[str, Any]) -
         assert blake3.blake3(data).hexdigest() == wanted[stem]  # the object's own bytes
 
 
+def test_export_by_a_one_time_link_is_the_same_zip_and_needs_the_token(
+    site: dict[str, Any],
+) -> None:
+    server: Running = site["server"]
+    ids = _job_ids(server)[:3]
+    body = {"selection": {"ids": ids}, "format": "zip", "link": True}
+    refused = server.client.post("/api/export", json=body)  # no CSRF token: no link
+    assert refused.status_code == 403 and refused.json()["code"] == "csrf"
+    url = server.post("/api/export", body).json()["url"]
+    assert url.startswith("/api/export/")
+    answer = server.client.get(url)
+    assert answer.status_code == 200 and "attachment" in answer.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(answer.content)) as archive:
+        got = {
+            info.filename.rsplit(".", 1)[0]: blake3.blake3(archive.read(info)).hexdigest()
+            for info in archive.infolist()
+        }
+    assert got == _images_of(site, ids)
+    assert server.client.get(url).status_code == 404  # used once
+    assert server.client.get("/api/export/" + "x" * 32).status_code == 404
+
+
 def test_export_of_a_query_minus_exclusions(site: dict[str, Any]) -> None:
     server: Running = site["server"]
     everything = _job_ids(server)

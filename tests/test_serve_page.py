@@ -326,6 +326,7 @@ def test_a_range_selected_and_exported_as_a_zip(tab: Page, server: Server) -> No
     assert page.inner_text("#selected") == "3 jobs selected"
     with page.expect_download() as caught:
         page.click("#export-zip")
+    assert "/api/export/" in caught.value.url  # saved by the browser, not held in the tab
     data = Path(caught.value.path()).read_bytes()
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         names = archive.namelist()

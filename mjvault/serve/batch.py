@@ -29,7 +29,9 @@ import io
 import logging
 import queue
 import re
+import secrets
 import threading
+import time
 import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -57,6 +59,7 @@ MAX_QUERY = 2000
 PIPE_CHUNK = 256 * 1024  # bytes gathered before the response gets them
 PIPE_DEPTH = 8  # chunks the writer may run ahead of the client
 EXPORT_FORMATS = ("zip", "csv", "json")
+EXPORT_LINK_SECONDS = 60.0  # a one-time export address is used at once by the page
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -296,6 +299,40 @@ def _holder_of(exc: VaultLocked) -> str:
     return text[len(prefix) :] if text.startswith(prefix) else text
 
 
+def _export_links(state: ServeState) -> dict[str, tuple[float, Any, str]]:
+    """Issued one-time export addresses (token -> deadline, selection, format); the caller
+    holds ``state.lock``. Expired ones are dropped here, so the table stays small."""
+    links: dict[str, tuple[float, Any, str]] = state.caches.setdefault("export_links", {})
+    now = time.monotonic()
+    for token in [t for t, (deadline, _, _) in links.items() if deadline < now]:
+        del links[token]
+    return links
+
+
+def _export_response(state: ServeState, selection: Any, fmt: str) -> Response:
+    vault = state.vault
+
+    def write(out: IO[bytes]) -> None:
+        if fmt == "zip":
+            write_zip(vault, selection.job_ids(vault), out)
+        else:
+            write_records(vault, selection.job_ids(vault), out, fmt)
+
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    media_type = {"zip": "application/zip", "csv": "text/csv; charset=utf-8"}.get(
+        fmt, "application/json"
+    )
+    return StreamingResponse(
+        _streamed(write),
+        media_type=media_type,
+        headers={
+            "content-disposition": f'attachment; filename="mjvault-{stamp}.{fmt}"',
+            "cache-control": "no-store",
+            "x-content-type-options": "nosniff",
+        },
+    )
+
+
 def routes(state: ServeState) -> list[BaseRoute]:
     async def export(request: Request) -> Response:
         try:
@@ -312,27 +349,26 @@ def routes(state: ServeState) -> list[BaseRoute]:
             return _error(exc.message, exc.code, exc.status)
         except UsageError as exc:
             return _error(exc.message, "bad_query")
-        vault = state.vault
+        if doc.get("link") is True:
+            # The page asks for a one-time address and lets the browser save its answer to
+            # disk as it arrives: a big zip is never held whole in the tab.
+            token = secrets.token_urlsafe(24)
+            with state.lock:
+                links = _export_links(state)
+                links[token] = (time.monotonic() + EXPORT_LINK_SECONDS, selection, fmt)
+            return JSONResponse({"url": f"/api/export/{token}"})
+        return _export_response(state, selection, fmt)
 
-        def write(out: IO[bytes]) -> None:
-            if fmt == "zip":
-                write_zip(vault, selection.job_ids(vault), out)
-            else:
-                write_records(vault, selection.job_ids(vault), out, fmt)
-
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        media_type = {"zip": "application/zip", "csv": "text/csv; charset=utf-8"}.get(
-            fmt, "application/json"
-        )
-        return StreamingResponse(
-            _streamed(write),
-            media_type=media_type,
-            headers={
-                "content-disposition": f'attachment; filename="mjvault-{stamp}.{fmt}"',
-                "cache-control": "no-store",
-                "x-content-type-options": "nosniff",
-            },
-        )
+    async def export_link(request: Request) -> Response:
+        token = request.path_params["token"]
+        with state.lock:
+            found = _export_links(state).pop(token, None)  # single use
+        if found is None or found[0] < time.monotonic():
+            return _error(
+                "no such export link (each is used once, within a minute)", "not_found", 404
+            )
+        _, selection, fmt = found
+        return _export_response(state, selection, fmt)
 
     async def list_collections(request: Request) -> Response:
         from mjvault.collections import list_collections as listed
@@ -471,6 +507,7 @@ def routes(state: ServeState) -> list[BaseRoute]:
 
     return [
         Route("/api/export", export, methods=["POST"]),
+        Route("/api/export/{token}", export_link, methods=["GET"]),
         Route("/api/collections", list_collections, methods=["GET"]),
         Route("/api/collections/{name}", collection_members, methods=["GET"]),
         Route("/api/collections/{name}", change_collection, methods=["POST"]),
