@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, TypeVar
 
-from mjvault.errors import CorruptObject, ObjectNotFound, UsageError, VaultLocked
+from mjvault.errors import CorruptObject, KeysChanged, ObjectNotFound, UsageError, VaultLocked
 from mjvault.find.gallery.thumbs import CACHE_FILE, ThumbCache, make_thumbnail, make_thumbnails
 from mjvault.lock import WriteLock
 from mjvault.store.codec import media_kind
@@ -130,6 +130,7 @@ def thumbnail(vault: Vault, object_id: str, size: str) -> bytes | None:
     try:
         # A brief holder: a writer starting now waits these milliseconds out (lock.py).
         with WriteLock(vault.path, brief=True):
+            vault.check_keys()  # rotated since the server opened it: answer, keep nothing
             batch = vault.store.batch()
             try:
                 thumb = batch.put_media(made)[0] if made is not None else NOT_AN_IMAGE
@@ -141,6 +142,8 @@ def thumbnail(vault: Vault, object_id: str, size: str) -> bytes | None:
             cache.commit()
     except VaultLocked:
         pass  # a sync holds the vault: answer now, keep it another time
+    except KeysChanged:
+        pass  # sealed under a retired secret it would be unreadable: made, not kept
     return made
 
 

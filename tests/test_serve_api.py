@@ -486,6 +486,58 @@ def test_encrypted_vault_served_from_memory(tmp_path: Path) -> None:
         enc.stop()
 
 
+def test_a_key_rotation_while_serving_refuses_writes_under_the_retired_secret(
+    tmp_path: Path,
+) -> None:
+    from mjvault import collections as coll
+    from mjvault.errors import KeysChanged
+    from mjvault.integrity.verify import verify
+
+    root = tmp_path / "vault"
+    vault = Vault.init(root, encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
+    try:
+        _fill(vault, 6)
+        vault.index  # noqa: B018
+    finally:
+        vault.close()
+    enc = _serve(root, passphrase=PASSPHRASE)
+    try:
+        job_id = enc.json("/api/jobs", params={"limit": "1"})["jobs"][0]["id"]
+        token = enc.json("/api/info")["csrf"]
+        # Another process, as `mjvault key rotate` is (in this one it would share the
+        # server's LMDB environment of the index it rebuilds).
+        rotated = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from pathlib import Path; from mjvault.integrity.rotate import rotate;"
+                " from tests.conftest import CHEAP_KDF, PASSPHRASE;"
+                " rotate(Path(sys.argv[1]), PASSPHRASE, kdf=CHEAP_KDF)",
+                str(root),
+            ],
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            timeout=120,
+        )
+        assert rotated.returncode == 0, rotated.stderr
+        answer = enc.client.post(
+            "/api/collections/faves",
+            json={"selection": {"ids": [job_id]}, "op": "add"},
+            headers={"X-CSRF-Token": token},
+        )
+        assert answer.status_code == 409 and answer.json()["code"] == "keys_changed"
+        with pytest.raises(KeysChanged), enc.state.vault.reopen().write_lock():
+            pass
+    finally:
+        enc.stop()
+        enc.state.vault.close()
+    with Vault.open(root, passphrase=PASSPHRASE) as reopened:  # after a restart
+        assert verify(reopened).ok
+        assert coll.list_collections(reopened) == []
+        coll.change(reopened, "faves", add=[job_id])  # a fresh handle writes again
+        assert verify(reopened).ok
+
+
 # -- keyset pages of the index: a property -------------------------------------------------
 WORDS = ["fox", "red", "snow", "cat", "the"]
 BASE = datetime(2024, 1, 1, tzinfo=UTC)

@@ -44,7 +44,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from mjvault.errors import JobNotFound, MjvaultError, UsageError, VaultLocked
+from mjvault.errors import JobNotFound, KeysChanged, MjvaultError, UsageError, VaultLocked
 from mjvault.serve.live import read_json
 from mjvault.serve.security import BadRequest, check_job_id
 
@@ -265,6 +265,9 @@ def _mutation(state: ServeState, work: Callable[[Vault], Any]) -> Any:
     again), closed after, on a worker thread; then the watcher looks at HEAD."""
     vault = state.vault.reopen()
     try:
+        # Refused at once after a key rotation (reads under the retired secret fail too);
+        # the write lock checks again, when no rotation can be running.
+        vault.check_keys()
         return work(vault)
     finally:
         vault.close()
@@ -284,6 +287,8 @@ async def _guarded(call: Callable[[], Any]) -> Response:
         return _error(exc.message, exc.code, exc.status)
     except VaultLocked as exc:
         return _error(exc.message, "locked", 409, holder=_holder_of(exc))
+    except KeysChanged as exc:  # a key rotation since the server started: restart it
+        return _error(exc.message, "keys_changed", 409)
     except JobNotFound as exc:
         return _error(exc.message, "not_found", 404)
     except UsageError as exc:

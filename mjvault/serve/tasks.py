@@ -454,8 +454,10 @@ def _after_sync(vault: Vault, config: Config) -> dict[str, Any]:
 
 
 def _error_code(exc: MjvaultError) -> str:
-    from mjvault.errors import SourceError
+    from mjvault.errors import KeysChanged, SourceError
 
+    if isinstance(exc, KeysChanged):
+        return "keys_changed"  # the server must be restarted to write again
     return "source" if isinstance(exc, SourceError) else "error"
 
 
