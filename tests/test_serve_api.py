@@ -526,6 +526,7 @@ def test_a_key_rotation_while_serving_refuses_writes_under_the_retired_secret(
             headers={"X-CSRF-Token": token},
         )
         assert answer.status_code == 409 and answer.json()["code"] == "keys_changed"
+        assert "restart mjvault serve" in answer.json()["error"]  # what the page shows
         with pytest.raises(KeysChanged), enc.state.vault.reopen().write_lock():
             pass
     finally:

@@ -288,7 +288,7 @@ async def _guarded(call: Callable[[], Any]) -> Response:
     except VaultLocked as exc:
         return _error(exc.message, "locked", 409, holder=_holder_of(exc))
     except KeysChanged as exc:  # a key rotation since the server started: restart it
-        return _error(exc.message, "keys_changed", 409)
+        return _error(f"{exc.message}: restart mjvault serve", "keys_changed", 409)
     except JobNotFound as exc:
         return _error(exc.message, "not_found", 404)
     except UsageError as exc:

@@ -333,7 +333,9 @@ class TaskRunner:
         except Interrupted as exc:
             self._failed(task, "interrupted", exc.message)
         except MjvaultError as exc:
-            self._failed(task, _error_code(exc), exc.message)
+            code = _error_code(exc)
+            restart = ": restart mjvault serve" if code == "keys_changed" else ""
+            self._failed(task, code, exc.message + restart)
         except Exception as exc:  # a task's failure is reported, never kills the server
             log.exception("the %s task failed", task.kind)
             self._failed(task, "error", f"{type(exc).__name__}: {exc}")
