@@ -48,6 +48,11 @@ class VaultLocked(MjvaultError):
     """Another writer holds the vault's lock."""
 
 
+class KeysChanged(MjvaultError):
+    """The vault's keys were rotated since this handle opened it: what it would write would
+    be sealed under a retired secret, so it writes nothing (open the vault again)."""
+
+
 class PassphraseRequired(MjvaultError):
     """An encrypted vault was opened without a way to get its passphrase."""
 

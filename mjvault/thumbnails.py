@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, TypeVar
 
-from mjvault.errors import CorruptObject, ObjectNotFound, UsageError, VaultLocked
-from mjvault.find.gallery.thumbs import ThumbCache, make_thumbnail, make_thumbnails
+from mjvault.errors import CorruptObject, KeysChanged, ObjectNotFound, UsageError, VaultLocked
+from mjvault.find.gallery.thumbs import CACHE_FILE, ThumbCache, make_thumbnail, make_thumbnails
 from mjvault.lock import WriteLock
 from mjvault.store.codec import media_kind
 from mjvault.store.objects import WriteBatch
@@ -130,6 +130,7 @@ def thumbnail(vault: Vault, object_id: str, size: str) -> bytes | None:
     try:
         # A brief holder: a writer starting now waits these milliseconds out (lock.py).
         with WriteLock(vault.path, brief=True):
+            vault.check_keys()  # rotated since the server opened it: answer, keep nothing
             batch = vault.store.batch()
             try:
                 thumb = batch.put_media(made)[0] if made is not None else NOT_AN_IMAGE
@@ -141,7 +142,47 @@ def thumbnail(vault: Vault, object_id: str, size: str) -> bytes | None:
             cache.commit()
     except VaultLocked:
         pass  # a sync holds the vault: answer now, keep it another time
+    except KeysChanged:
+        pass  # sealed under a retired secret it would be unreadable: made, not kept
     return made
+
+
+def made_in_memory(vault: Vault, object_id: str, size: str) -> bytes | None:
+    """:func:`thumbnail` for a server that must not write: a kept thumbnail when the table
+    names one (the table opened read-only, never created), else one made in memory and
+    dropped. No object, row, lock or table file is written."""
+    pixels = _pixels(size)
+    kept = _kept_read_only(vault, object_id, pixels)
+    if kept is not None:
+        if kept == NOT_AN_IMAGE:
+            return None
+        with contextlib.suppress(ObjectNotFound, CorruptObject, OSError):
+            return vault.read_object(kept)
+    try:
+        source = vault.read_object(object_id)
+    except (ObjectNotFound, CorruptObject, OSError):
+        return None
+    kind = media_kind(source[:16])
+    return make_thumbnail(source, pixels, METHOD) if kind not in (None, "mp4") else None
+
+
+def _kept_read_only(vault: Vault, object_id: str, pixels: int) -> str | None:
+    path = vault.path / CACHE_FILE
+    if not path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    except sqlite3.Error:
+        return None
+    try:
+        row = db.execute(
+            "SELECT thumb FROM thumbs WHERE source = ? AND size = ?", (object_id, pixels)
+        ).fetchone()
+    except sqlite3.Error:
+        return None  # a damaged or older table: a cache, so make the thumbnail instead
+    finally:
+        db.close()
+    return str(row[0]) if row else None
 
 
 @dataclass

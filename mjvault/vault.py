@@ -22,6 +22,7 @@ from mjvault.errors import (
     CorruptObject,
     IntegrityError,
     JobNotFound,
+    KeysChanged,
     MjvaultError,
     ObjectNotFound,
     PassphraseRequired,
@@ -47,6 +48,7 @@ from mjvault.store.crypto import (
 )
 from mjvault.store.fsutil import atomic_write
 from mjvault.store.keyring import (
+    keys_stamp,
     open_keys,
 )
 from mjvault.store.objects import ObjectStore
@@ -121,11 +123,19 @@ def _resolve_passphrase(passphrase: PassphraseSource) -> str:
 
 class Vault:
     def __init__(
-        self, path: Path, config: dict[str, Any], keys: VaultKeys | None, master: bytes | None
+        self,
+        path: Path,
+        config: dict[str, Any],
+        keys: VaultKeys | None,
+        master: bytes | None,
+        stamp: tuple[Any, ...] | None = None,
     ):
         self.path = path
         self.config = config
         self._master = master
+        # The key files as they were when these keys were read (taken before reading them):
+        # a writer compares it once it holds the lock (check_keys).
+        self._keys_stamp = stamp if stamp is not None else keys_stamp(path / "keys")
         self.store = ObjectStore(path, keys, before_pack=self._allow_packs)
         self.refs = Refs(path)
         self.tree = Tree(self._read_node, self._write_node_unbuffered)
@@ -174,15 +184,31 @@ class Vault:
                 hint="upgrade mjvault",
             )
         keys = master = None
+        stamp = keys_stamp(root / "keys")
         if config.get("encryption"):
             keys, master = open_keys(root / "keys", _resolve_passphrase(passphrase))
-        return cls(root, config, keys, master)
+        return cls(root, config, keys, master, stamp)
 
     def reopen(self) -> Vault:
         """Another handle on this vault with the keys this one opened: no passphrase is asked
         again (a server that prompted for it at start writes from worker threads this way,
         each on its own handle, while this one serves readers)."""
-        return type(self)(self.path, dict(self.config), self.store.keys, self._master)
+        return type(self)(
+            self.path, dict(self.config), self.store.keys, self._master, self._keys_stamp
+        )
+
+    def check_keys(self) -> None:
+        """Refuse (:class:`KeysChanged`) when an encrypted vault's keys were rotated since these
+        were read: a long-lived handle (a server's) would seal what it writes under the
+        retired secret, which no key opens once the rotation has removed it. Called by a
+        writer once it holds the write lock, when no rotation can be half done."""
+        if self.store.keys is None:
+            return
+        if keys_stamp(self.path / "keys") != self._keys_stamp:
+            raise KeysChanged(
+                "the vault's keys were rotated since it was opened: nothing was written",
+                hint="open the vault again (restart `mjvault serve`)",
+            )
 
     def close(self) -> None:
         if self._index is not None:
@@ -404,7 +430,7 @@ class Vault:
 
     # -- writing ---------------------------------------------------------------------------
     def write_lock(self) -> WriteLock:
-        return WriteLock(self.path)
+        return _KeyCheckedLock(self)
 
     def writer(self, source: str, **options: Any) -> ArchiveWriter:
         from mjvault.writer import ArchiveWriter
@@ -449,3 +475,20 @@ class Vault:
         new_id = write_keyfile(self.path / "keys", master, new_passphrase, label="changed", kdf=kdf)
         (self.path / "keys" / key_id).unlink()
         return new_id
+
+
+class _KeyCheckedLock(WriteLock):
+    """The write lock of a handle whose keys must still be the vault's once it is held."""
+
+    def __init__(self, vault: Vault) -> None:
+        super().__init__(vault.path)
+        self._vault = vault
+
+    def acquire(self) -> WriteLock:
+        super().acquire()
+        try:
+            self._vault.check_keys()
+        except BaseException:
+            self.release()
+            raise
+        return self

@@ -252,3 +252,27 @@ def test_a_members_chunk_read_through_an_encrypting_remote_comes_back_as_it_is()
     chunk = encode_chunk(["job-a", "job-b"])
     assert rewrite_ids(chunk, lambda _: None) == chunk
     assert decode_chunk("0" * 64, rewrite_ids(chunk, lambda _: None)) == ["job-a", "job-b"]
+
+
+def test_verify_remote_reports_missing_collection_objects(tmp_path: Path) -> None:
+    from mjvault.remotes.verify import verify_remote
+
+    source = Vault.init(tmp_path / "src")
+    _fill(source, JOBS[:6])
+    coll.change(source, "faves", add=JOBS[:3])
+    spec = RemoteSpec("offsite", normalise_url(str(tmp_path / "remote")))
+    with connect(source, spec, create=True) as link:
+        assert push(source, link).ok
+        assert verify_remote(link).ok
+    head = source.head()
+    assert head is not None and head.collections is not None
+    chunks = coll.get(source, "faves").chunks
+    # The remote loses its packs (where the list and its member chunks travel): verify
+    # must name collection objects among what is missing, not only tree-reached ones.
+    for pack in (tmp_path / "remote" / "packs").iterdir():
+        pack.unlink()
+    with connect(source, spec) as link:
+        report = verify_remote(link)
+    missing = {problem.object_id for problem in report.problems if problem.kind == "missing"}
+    assert {head.collections, *chunks} & missing
+    source.close()

@@ -347,6 +347,36 @@ def test_read_only_refuses_mutations(plain_root: Path) -> None:
         ro.stop()
 
 
+def test_a_read_only_server_serves_thumbnails_without_writing(tmp_path: Path) -> None:
+    root = tmp_path / "vault"
+    vault = Vault.init(root)
+    with vault.writer("test", thumbnails=False) as writer:
+        images = [writer.put_media(make_png(i, 64, 64)) for i in range(3)]
+        for n, job in enumerate(Account.generate(9, 3).jobs):
+            writer.add_job(json.dumps(job.record(1)).encode(), [images[n]])
+    vault.index  # noqa: B018  (built now, not by the first request)
+    vault.close()
+
+    def files() -> dict[str, tuple[int, int]]:
+        return {
+            str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*")
+            if p.is_file() and p.name != "lock.mdb"
+        }
+
+    before = files()
+    ro = _serve(root, read_only=True)
+    try:
+        for object_id in images:
+            for size in ("s", "m"):
+                thumb = ro.get(f"/thumb/{object_id}", params={"size": size})
+                assert thumb.status_code == 200 and thumb.content[8:12] == b"WEBP"
+    finally:
+        ro.stop()
+        ro.state.vault.close()
+    assert files() == before
+
+
 def test_beyond_loopback_every_request_needs_the_token(plain_root: Path) -> None:
     # Settings of a server listening on every address; the test's socket stays on loopback.
     far = _serve(plain_root, host="0.0.0.0", access_token="s3cret-token-value")
@@ -460,6 +490,59 @@ def test_encrypted_vault_served_from_memory(tmp_path: Path) -> None:
             assert media.content[:64] not in data and thumb.content[:64] not in data, name
     finally:
         enc.stop()
+
+
+def test_a_key_rotation_while_serving_refuses_writes_under_the_retired_secret(
+    tmp_path: Path,
+) -> None:
+    from mjvault import collections as coll
+    from mjvault.errors import KeysChanged
+    from mjvault.integrity.verify import verify
+
+    root = tmp_path / "vault"
+    vault = Vault.init(root, encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
+    try:
+        _fill(vault, 6)
+        vault.index  # noqa: B018
+    finally:
+        vault.close()
+    enc = _serve(root, passphrase=PASSPHRASE)
+    try:
+        job_id = enc.json("/api/jobs", params={"limit": "1"})["jobs"][0]["id"]
+        token = enc.json("/api/info")["csrf"]
+        # Another process, as `mjvault key rotate` is (in this one it would share the
+        # server's LMDB environment of the index it rebuilds).
+        rotated = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from pathlib import Path; from mjvault.integrity.rotate import rotate;"
+                " from tests.conftest import CHEAP_KDF, PASSPHRASE;"
+                " rotate(Path(sys.argv[1]), PASSPHRASE, kdf=CHEAP_KDF)",
+                str(root),
+            ],
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            timeout=120,
+        )
+        assert rotated.returncode == 0, rotated.stderr
+        answer = enc.client.post(
+            "/api/collections/faves",
+            json={"selection": {"ids": [job_id]}, "op": "add"},
+            headers={"X-CSRF-Token": token},
+        )
+        assert answer.status_code == 409 and answer.json()["code"] == "keys_changed"
+        assert "restart mjvault serve" in answer.json()["error"]  # what the page shows
+        with pytest.raises(KeysChanged), enc.state.vault.reopen().write_lock():
+            pass
+    finally:
+        enc.stop()
+        enc.state.vault.close()
+    with Vault.open(root, passphrase=PASSPHRASE) as reopened:  # after a restart
+        assert verify(reopened).ok
+        assert coll.list_collections(reopened) == []
+        coll.change(reopened, "faves", add=[job_id])  # a fresh handle writes again
+        assert verify(reopened).ok
 
 
 # -- keyset pages of the index: a property -------------------------------------------------

@@ -405,6 +405,34 @@ def test_a_listener_keeps_the_newest_event_per_subject_within_its_bound() -> Non
     assert hub.listener_count == 0
 
 
+def test_a_task_that_fails_at_once_is_never_left_running_on_the_page(tmp_path: Path) -> None:
+    """The starter's "running" event, held up between being read and being handed over,
+    must not land after the worker's "failed" one."""
+    from mjvault.errors import MjvaultError
+    from mjvault.serve.tasks import TaskRunner
+
+    class SlowStarterHub(EventHub):
+        def publish(self, name: str, data: dict[str, Any]) -> None:
+            if threading.current_thread() is threading.main_thread():
+                time.sleep(0.3)  # the worker fails meanwhile
+            super().publish(name, data)
+
+    def broken() -> Vault:
+        time.sleep(0.1)  # after the starter has read the task's state
+        raise MjvaultError("no vault here")
+
+    hub = SlowStarterHub()
+    delivered: list[str] = []
+    listener = hub.subscribe()
+    runner = TaskRunner(tmp_path, broken, hub, client_settings=lambda: None)  # type: ignore[arg-type,return-value]
+    task = runner.start("sync")
+    runner.close()
+    for event in listener.drain():
+        delivered.append(event.data["state"])
+    assert task.state == "failed"
+    assert delivered[-1] == "failed"
+
+
 # -- batch ---------------------------------------------------------------------------------------
 def _images_of(site: dict[str, Any], job_ids: list[str]) -> dict[str, str]:
     """file name in the zip -> object id, as the vault holds them."""
@@ -436,6 +464,28 @@ def test_export_zip_holds_the_originals_of_the_selection(site: dict[str, Any]) -
         assert info.compress_type == zipfile.ZIP_STORED
         data = archive.read(info)
         assert blake3.blake3(data).hexdigest() == wanted[stem]  # the object's own bytes
+
+
+def test_export_by_a_one_time_link_is_the_same_zip_and_needs_the_token(
+    site: dict[str, Any],
+) -> None:
+    server: Running = site["server"]
+    ids = _job_ids(server)[:3]
+    body = {"selection": {"ids": ids}, "format": "zip", "link": True}
+    refused = server.client.post("/api/export", json=body)  # no CSRF token: no link
+    assert refused.status_code == 403 and refused.json()["code"] == "csrf"
+    url = server.post("/api/export", body).json()["url"]
+    assert url.startswith("/api/export/")
+    answer = server.client.get(url)
+    assert answer.status_code == 200 and "attachment" in answer.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(answer.content)) as archive:
+        got = {
+            info.filename.rsplit(".", 1)[0]: blake3.blake3(archive.read(info)).hexdigest()
+            for info in archive.infolist()
+        }
+    assert got == _images_of(site, ids)
+    assert server.client.get(url).status_code == 404  # used once
+    assert server.client.get("/api/export/" + "x" * 32).status_code == 404
 
 
 def test_export_of_a_query_minus_exclusions(site: dict[str, Any]) -> None:

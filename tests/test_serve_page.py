@@ -10,6 +10,7 @@ dark, phone); otherwise the tree is left as it was. The 100k-job scroll is marke
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import socket
@@ -344,6 +345,7 @@ def test_a_range_selected_and_exported_as_a_zip(tab: Page, server: Server) -> No
     assert page.inner_text("#selected") == "3 jobs selected"
     with page.expect_download() as caught:
         page.click("#export-zip")
+    assert "/api/export/" in caught.value.url  # saved by the browser, not held in the tab
     data = Path(caught.value.path()).read_bytes()
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         names = archive.namelist()
@@ -357,6 +359,44 @@ def test_a_range_selected_and_exported_as_a_zip(tab: Page, server: Server) -> No
     assert not any(job in text for job in set(ids) - chosen)
     page.keyboard.press("Escape")
     assert page.is_hidden("#selection")
+
+
+def test_a_range_over_more_segments_than_are_kept_has_every_job(tab: Page, server: Server) -> None:
+    """Shift-click's range: 30 segments of 10 jobs with 2 kept, each read as it arrives."""
+    ids = _ids(server)
+    page = tab.open()
+    got = page.evaluate(
+        """async () => {
+          const { Timeline } = await import("/timeline.js");
+          const t = Object.create(Timeline.prototype);
+          Object.assign(t, { q: "", sort: "newest", size: 10, total: 300, keep: 2,
+            generation: 0, cache: new Map(), pending: new Map(),
+            segments: Array.from({ length: 30 }, (_, n) => ({ cursor: n ? undefined : null })) });
+          return (await t.jobs(3, 296)).map((job) => job.id);
+        }"""
+    )
+    assert got == ids[3:297]
+
+
+@pytest.mark.parametrize("ours", [True, False])
+def test_the_lock_banner_shows_only_holders_elsewhere(
+    tab: Page, server: Server, ours: bool
+) -> None:
+    """A lock event naming this server's own hold (a push it runs) shows no banner."""
+    held = json.dumps({"held": True, "holder": "mjvault push (pid 1)", "ours": ours})
+    tab.page.route(
+        "**/api/events",
+        lambda route: route.fulfill(
+            status=200,
+            headers={"Content-Type": "text/event-stream"},
+            body=f"retry: 60000\n\nevent: lock\ndata: {held}\n\n",
+        ),
+    )
+    page = tab.open()
+    tab.until("document.body.dataset.ready === '1'")
+    page.wait_for_timeout(300)
+    assert page.is_hidden("#banner") is ours
+    assert page.is_disabled("#push") is not ours
 
 
 def test_select_all_sends_the_query_not_the_ids(tab: Page, server: Server) -> None:

@@ -3,7 +3,7 @@
 Structure first: list the remote's objects once (loose ones, and packed ones from every
 pack's trailer, read again rather than taken from the local cache), read each snapshot's
 manifest and tree nodes from the remote (each distinct node once) and check that every object
-they name is listed.
+they name is listed, and so are each snapshot's collection list and its member chunks.
 ``read_data`` / ``subset`` then downloads objects and checks each against its name and, on an
 encrypted remote, its AEAD tag — the same checks ``mjvault verify --read-data`` makes locally.
 """
@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from mjvault.collections import decode_list
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError
 from mjvault.integrity.verify import Problem, SubsetFilter, VerifyReport, parse_subset
@@ -52,6 +53,7 @@ def verify_remote(
         listed = link.remote.listing(into=scratch.ids("listed"))
         snapshots = _manifests(link, listed, report)
         _trees(link, listed, snapshots, report)
+        _collections(link, listed, snapshots, report)
         if read_data or subset:
             chooser: SubsetFilter | None = None
             if subset:
@@ -127,6 +129,46 @@ def _trees(link: Link, listed: Present, snapshots: list[Snapshot], report: Verif
                             snapshots=[snapshot.id],
                         )
                     )
+
+
+def _collections(
+    link: Link, listed: Present, snapshots: list[Snapshot], report: VerifyReport
+) -> None:
+    """Each snapshot's collection list and its member chunks are on the remote (a pull or a
+    restore of that snapshot needs them as much as its tree)."""
+    seen: set[str] = set()
+    for snapshot in snapshots:
+        list_id = snapshot.collections
+        if list_id is None or list_id in seen:
+            continue
+        seen.add(list_id)
+        if list_id not in listed:
+            report.problems.append(
+                Problem("missing", "collection list is missing", list_id, snapshots=[snapshot.id])
+            )
+            continue
+        try:
+            _, plaintext = link.remote.fetch(list_id)
+            collections = decode_list(list_id, plaintext)
+        except DAMAGE as exc:
+            report.problems.append(
+                Problem("corrupt", f"collection list: {exc}", list_id, snapshots=[snapshot.id])
+            )
+            continue
+        for collection in collections:
+            for chunk in collection.chunks:
+                report.objects_referenced += 1
+                if chunk in seen or chunk in listed:
+                    continue
+                seen.add(chunk)
+                report.problems.append(
+                    Problem(
+                        "missing",
+                        f"member chunk of collection {collection.name!r} is missing",
+                        chunk,
+                        snapshots=[snapshot.id],
+                    )
+                )
 
 
 def _read_data(

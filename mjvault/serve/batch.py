@@ -29,7 +29,9 @@ import io
 import logging
 import queue
 import re
+import secrets
 import threading
+import time
 import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,7 +44,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from mjvault.errors import JobNotFound, MjvaultError, UsageError, VaultLocked
+from mjvault.errors import JobNotFound, KeysChanged, MjvaultError, UsageError, VaultLocked
 from mjvault.serve.live import read_json
 from mjvault.serve.security import BadRequest, check_job_id
 
@@ -57,6 +59,7 @@ MAX_QUERY = 2000
 PIPE_CHUNK = 256 * 1024  # bytes gathered before the response gets them
 PIPE_DEPTH = 8  # chunks the writer may run ahead of the client
 EXPORT_FORMATS = ("zip", "csv", "json")
+EXPORT_LINK_SECONDS = 60.0  # a one-time export address is used at once by the page
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -262,6 +265,9 @@ def _mutation(state: ServeState, work: Callable[[Vault], Any]) -> Any:
     again), closed after, on a worker thread; then the watcher looks at HEAD."""
     vault = state.vault.reopen()
     try:
+        # Refused at once after a key rotation (reads under the retired secret fail too);
+        # the write lock checks again, when no rotation can be running.
+        vault.check_keys()
         return work(vault)
     finally:
         vault.close()
@@ -281,6 +287,8 @@ async def _guarded(call: Callable[[], Any]) -> Response:
         return _error(exc.message, exc.code, exc.status)
     except VaultLocked as exc:
         return _error(exc.message, "locked", 409, holder=_holder_of(exc))
+    except KeysChanged as exc:  # a key rotation since the server started: restart it
+        return _error(f"{exc.message}: restart mjvault serve", "keys_changed", 409)
     except JobNotFound as exc:
         return _error(exc.message, "not_found", 404)
     except UsageError as exc:
@@ -294,6 +302,40 @@ def _holder_of(exc: VaultLocked) -> str:
     text = exc.message
     prefix = "the vault is locked by "
     return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+def _export_links(state: ServeState) -> dict[str, tuple[float, Any, str]]:
+    """Issued one-time export addresses (token -> deadline, selection, format); the caller
+    holds ``state.lock``. Expired ones are dropped here, so the table stays small."""
+    links: dict[str, tuple[float, Any, str]] = state.caches.setdefault("export_links", {})
+    now = time.monotonic()
+    for token in [t for t, (deadline, _, _) in links.items() if deadline < now]:
+        del links[token]
+    return links
+
+
+def _export_response(state: ServeState, selection: Any, fmt: str) -> Response:
+    vault = state.vault
+
+    def write(out: IO[bytes]) -> None:
+        if fmt == "zip":
+            write_zip(vault, selection.job_ids(vault), out)
+        else:
+            write_records(vault, selection.job_ids(vault), out, fmt)
+
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    media_type = {"zip": "application/zip", "csv": "text/csv; charset=utf-8"}.get(
+        fmt, "application/json"
+    )
+    return StreamingResponse(
+        _streamed(write),
+        media_type=media_type,
+        headers={
+            "content-disposition": f'attachment; filename="mjvault-{stamp}.{fmt}"',
+            "cache-control": "no-store",
+            "x-content-type-options": "nosniff",
+        },
+    )
 
 
 def routes(state: ServeState) -> list[BaseRoute]:
@@ -312,27 +354,26 @@ def routes(state: ServeState) -> list[BaseRoute]:
             return _error(exc.message, exc.code, exc.status)
         except UsageError as exc:
             return _error(exc.message, "bad_query")
-        vault = state.vault
+        if doc.get("link") is True:
+            # The page asks for a one-time address and lets the browser save its answer to
+            # disk as it arrives: a big zip is never held whole in the tab.
+            token = secrets.token_urlsafe(24)
+            with state.lock:
+                links = _export_links(state)
+                links[token] = (time.monotonic() + EXPORT_LINK_SECONDS, selection, fmt)
+            return JSONResponse({"url": f"/api/export/{token}"})
+        return _export_response(state, selection, fmt)
 
-        def write(out: IO[bytes]) -> None:
-            if fmt == "zip":
-                write_zip(vault, selection.job_ids(vault), out)
-            else:
-                write_records(vault, selection.job_ids(vault), out, fmt)
-
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        media_type = {"zip": "application/zip", "csv": "text/csv; charset=utf-8"}.get(
-            fmt, "application/json"
-        )
-        return StreamingResponse(
-            _streamed(write),
-            media_type=media_type,
-            headers={
-                "content-disposition": f'attachment; filename="mjvault-{stamp}.{fmt}"',
-                "cache-control": "no-store",
-                "x-content-type-options": "nosniff",
-            },
-        )
+    async def export_link(request: Request) -> Response:
+        token = request.path_params["token"]
+        with state.lock:
+            found = _export_links(state).pop(token, None)  # single use
+        if found is None or found[0] < time.monotonic():
+            return _error(
+                "no such export link (each is used once, within a minute)", "not_found", 404
+            )
+        _, selection, fmt = found
+        return _export_response(state, selection, fmt)
 
     async def list_collections(request: Request) -> Response:
         from mjvault.collections import list_collections as listed
@@ -474,6 +515,7 @@ def routes(state: ServeState) -> list[BaseRoute]:
 
     return [
         Route("/api/export", export, methods=["POST"]),
+        Route("/api/export/{token}", export_link, methods=["GET"]),
         Route("/api/collections", list_collections, methods=["GET"]),
         Route("/api/collections/{name}", collection_members, methods=["GET"]),
         Route("/api/collections/{name}", change_collection, methods=["POST"]),

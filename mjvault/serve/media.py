@@ -110,7 +110,12 @@ def thumb(state: ServeState) -> Callable[[Request], Response]:
             return error("no such image", "not_found", 404)
         size = THUMB_SIZES[size_name]
         try:
-            if library is not None:
+            if state.settings.read_only:
+                # Read-only means no write at all: made in memory, never kept.
+                from mjvault.thumbnails import made_in_memory
+
+                data = made_in_memory(state.vault, object_id, size_name)
+            elif library is not None:
                 data = library(state.vault, object_id, size_name)
             else:
                 data = _thumbnail(state, object_id, size)

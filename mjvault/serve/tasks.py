@@ -236,6 +236,10 @@ class TaskRunner:
         self._on_finished = on_finished
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        # Held from reading a task's state to handing the event to the hub, so events of one
+        # task reach listeners in the order its states changed: a task that fails at once
+        # must never have its "running" event delivered after its "failed" one.
+        self._publishing = threading.Lock()
         self._current: Task | None = None
         self._thread: threading.Thread | None = None
         self._recent: deque[Task] = deque(maxlen=RECENT_TASKS)
@@ -329,7 +333,9 @@ class TaskRunner:
         except Interrupted as exc:
             self._failed(task, "interrupted", exc.message)
         except MjvaultError as exc:
-            self._failed(task, _error_code(exc), exc.message)
+            code = _error_code(exc)
+            restart = ": restart mjvault serve" if code == "keys_changed" else ""
+            self._failed(task, code, exc.message + restart)
         except Exception as exc:  # a task's failure is reported, never kills the server
             log.exception("the %s task failed", task.kind)
             self._failed(task, "error", f"{type(exc).__name__}: {exc}")
@@ -354,9 +360,10 @@ class TaskRunner:
         task.holder = holder
 
     def _publish(self, task: Task) -> None:
-        data = task.to_json()
-        data.pop("report")  # large; /api/tasks has it
-        self.hub.publish("task", data)
+        with self._publishing:
+            data = task.to_json()
+            data.pop("report")  # large; /api/tasks has it
+            self.hub.publish("task", data)
 
     def _progress(self, task: Task) -> Callable[[], None]:
         """A throttled publisher: a 10 000-job sync is not 10 000 events per listener."""
@@ -449,8 +456,10 @@ def _after_sync(vault: Vault, config: Config) -> dict[str, Any]:
 
 
 def _error_code(exc: MjvaultError) -> str:
-    from mjvault.errors import SourceError
+    from mjvault.errors import KeysChanged, SourceError
 
+    if isinstance(exc, KeysChanged):
+        return "keys_changed"  # the server must be restarted to write again
     return "source" if isinstance(exc, SourceError) else "error"
 
 

@@ -11,6 +11,7 @@ next ``key rotate`` continues. The journal's name begins with a dot: readers of 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,21 @@ def open_keys(keys_dir: Path, passphrase: str) -> tuple[VaultKeys, bytes]:
         (split_secret(old)[0] for old, _ in opened if split_secret(old)[0] != current), None
     )
     return VaultKeys(secret, retired=retired), secret
+
+
+def keys_stamp(keys_dir: Path) -> tuple[tuple[str, int, int, int], ...]:
+    """What the key files are now (name, inode, size, modification time of each, the rotation
+    journal included): a rotation adds, replaces and removes files here, so a stamp taken when
+    the keys were read differs from one taken after it."""
+    found = []
+    try:
+        entries = list(os.scandir(keys_dir))
+    except FileNotFoundError:
+        return ()
+    for entry in entries:
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        found.append((entry.name, info.st_ino, info.st_size, info.st_mtime_ns))
+    return tuple(sorted(found))

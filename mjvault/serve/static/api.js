@@ -38,22 +38,18 @@ export async function postJSON(path, body) {
   return (await send("POST", path, body)).json();
 }
 
-// A POST whose answer is a file: saved under the name the server gives.
+// A POST whose answer is a file. The server issues a one-time address for it and the browser
+// saves what that address sends as it arrives (a big zip held whole in the tab crashes it);
+// the file's name is the one the server gives.
 export async function download(path, body, fallbackName) {
-  const response = await send("POST", path, body);
-  const disposition = response.headers.get("Content-Disposition") || "";
-  const match = disposition.match(/filename\*?=(?:UTF-8'')?"?([^";]+)"?/i);
-  const name = match ? decodeURIComponent(match[1]) : fallbackName;
-  const blob = await response.blob();
-  const url = URL.createObjectURL(blob);
+  const { url } = await postJSON(path, { ...body, link: true });
   const a = document.createElement("a");
   a.href = url;
-  a.download = name;
+  a.download = fallbackName;
   document.body.appendChild(a);
   a.click();
   a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 60_000);
-  return name;
+  return fallbackName;
 }
 
 export function query(params) {

@@ -311,7 +311,8 @@ function listen() {
     }, () => {});
   });
   events.addEventListener("task", (event) => taskShown(JSON.parse(event.data)));
-  events.addEventListener("lock", (event) => { const d = JSON.parse(event.data); lockShown(d.held, d.holder); });
+  // The server's own holds (a push or a change from this page) are not "elsewhere".
+  events.addEventListener("lock", (event) => { const d = JSON.parse(event.data); lockShown(d.held && !d.ours, d.holder); });
   events.addEventListener("jobs", () => {
     // New jobs: they are the newest, prepended without a reload; the tiles on screen stay.
     timeline.reset(timeline.q, timeline.sort, true).catch(failed);

@@ -28,6 +28,7 @@ export class Timeline {
     this.scrubLabel = elements.scrubLabel;
     this.hooks = hooks; // {open(k), click(k, job, event), selected(id), counted(total)}
     this.maxHeight = window.MJVAULT_MAX_HEIGHT || MAX_HEIGHT; // a test may lower it
+    this.keep = KEEP;
     this.q = "";
     this.sort = "newest";
     this.group = "";
@@ -141,10 +142,19 @@ export class Timeline {
     return this.jobAt(k);
   }
 
+  // Each segment's jobs are taken as it arrives: over more than KEEP segments, reading them
+  // after all had loaded found the first ones already dropped.
   async jobs(from, to) {
     const out = [];
-    for (let s = this.segmentOf(from); s <= this.segmentOf(to); s++) await this.load(s);
-    for (let k = from; k <= to; k++) { const job = this.jobAt(k); if (job) out.push(job); }
+    for (let s = this.segmentOf(from); s <= this.segmentOf(to); s++) {
+      const entry = await this.load(s);
+      const base = s * this.size;
+      const end = Math.min(to, base + this.size - 1);
+      for (let k = Math.max(from, base); k <= end; k++) {
+        const job = entry.jobs[k - base];
+        if (job) out.push(job);
+      }
+    }
     return out;
   }
 
@@ -168,7 +178,7 @@ export class Timeline {
       if (g !== this.generation) throw new Error("stale");
       const entry = { jobs: page.jobs, next: page.next };
       this.cache.set(s, entry);
-      while (this.cache.size > KEEP) this.cache.delete(this.cache.keys().next().value);
+      while (this.cache.size > this.keep) this.cache.delete(this.cache.keys().next().value);
       return entry;
     })();
     this.pending.set(s, promise);
