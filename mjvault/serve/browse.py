@@ -204,11 +204,16 @@ def timeline_route(state: ServeState, request: Request) -> dict[str, Any]:
             "segment_size": SEGMENT_SIZE,
             "segments": [s.as_json() for s in segments],
         }
-        with state.lock:
-            while len(cache) >= TIMELINE_CACHE:
-                cache.pop(next(iter(cache)))
-            cache[key] = answer
+        _remember(state, cache, key, answer)
     return answer
+
+
+def _remember(state: ServeState, cache: dict[Any, Any], key: Any, answer: Any) -> None:
+    """Keep ``answer`` under ``key``, the oldest answers dropped past TIMELINE_CACHE."""
+    with state.lock:
+        while len(cache) >= TIMELINE_CACHE:
+            cache.pop(next(iter(cache)))
+        cache[key] = answer
 
 
 @handler
@@ -286,10 +291,7 @@ def stats(state: ServeState, request: Request) -> dict[str, Any]:
     answer = cache.get(key)
     if answer is None:
         answer = insights(vault, since, until, text or None, cost=cost, tz=tz)
-        with state.lock:
-            while len(cache) >= TIMELINE_CACHE:
-                cache.pop(next(iter(cache)))
-            cache[key] = answer
+        _remember(state, cache, key, answer)
     return answer
 
 
