@@ -99,12 +99,20 @@ def lookup(vault: Vault, object_id: str, size: str) -> bytes | None:
         return None
 
 
-def thumbnail(vault: Vault, object_id: str, size: str) -> bytes | None:
+def thumbnail(
+    vault: Vault,
+    object_id: str,
+    size: str,
+    *,
+    still_named: Callable[[], bool] | None = None,
+) -> bytes | None:
     """The WebP thumbnail of image ``object_id`` at ``size`` (``s`` or ``m``); None for a
     video, an image that does not decode, or an object the vault lacks.
 
     A cached lookup; on a miss the thumbnail is made, kept when the write lock is free, and
-    returned. Safe to call from several threads at once.
+    returned. Safe to call from several threads at once. ``still_named``, asked once the lock
+    is held, says whether a job still names the image: a forget that ran while it was being
+    made has dropped the image's thumbnails (FORMAT §12), and one kept now would outlive it.
     """
     pixels = _pixels(size)
     shared = cache_of(vault)
@@ -131,6 +139,8 @@ def thumbnail(vault: Vault, object_id: str, size: str) -> bytes | None:
         # A brief holder: a writer starting now waits these milliseconds out (lock.py).
         with WriteLock(vault.path, brief=True):
             vault.check_keys()  # rotated since the server opened it: answer, keep nothing
+            if still_named is not None and not still_named():
+                return made  # forgotten meanwhile: answered, never kept
             batch = vault.store.batch()
             try:
                 thumb = batch.put_media(made)[0] if made is not None else NOT_AN_IMAGE

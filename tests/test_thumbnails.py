@@ -396,3 +396,33 @@ def test_a_sync_started_while_the_server_keeps_thumbnails_succeeds(
         thread.join(30)
         server_vault.close()
     assert kept  # thumbnails were being made and kept all along
+
+
+def test_a_thumbnail_made_while_its_job_is_forgotten_is_not_kept(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mjvault.thumbnails as thumbnails
+    from mjvault.integrity.forget import forget_jobs
+
+    with vault.writer("test", thumbnails=False) as writer:
+        image = writer.put_media(make_png(7, 300, 200))
+        writer.add_job(json.dumps({"id": "job-1", "full_command": "x"}).encode(), [image])
+        other = writer.put_media(make_png(8, 300, 200))
+        writer.add_job(json.dumps({"id": "job-2", "full_command": "y"}).encode(), [other])
+    real = thumbnails.make_thumbnail
+
+    def forgotten_while_made(data: bytes, pixels: int, method: int) -> bytes | None:
+        forget_jobs(vault, ["job-1"])  # another request's forget, between lookup and keeping
+        return real(data, pixels, method)
+
+    def named(object_id: str) -> bool:
+        with vault.index.reader() as reader:
+            return bool(reader.is_image(object_id))
+
+    monkeypatch.setattr(thumbnails, "make_thumbnail", forgotten_while_made)
+    made = thumbnail(vault, image, "s", still_named=lambda: named(image))
+    assert made is not None  # the request is answered
+    assert lookup(vault, image, "s") is None and _rows(vault) == []  # but nothing is kept
+    monkeypatch.setattr(thumbnails, "make_thumbnail", real)
+    assert thumbnail(vault, other, "s", still_named=lambda: named(other)) is not None
+    assert lookup(vault, other, "s") is not None  # a job still names it: kept

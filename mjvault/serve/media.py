@@ -9,20 +9,17 @@ revalidation is a 304 without reading the object.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from mjvault.errors import MjvaultError
-from mjvault.find.gallery.thumbs import CACHE_FILE as THUMB_CACHE_FILE
-from mjvault.find.gallery.thumbs import ThumbCache, make_thumbnail
 from mjvault.serve.browse import error
 from mjvault.serve.security import BadRequest, check_object_id
 from mjvault.serve.settings import THUMB_SIZES, ServeState
+from mjvault.thumbnails import made_in_memory, thumbnail
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 # Magic numbers of what Midjourney makes: images and videos.
@@ -83,18 +80,7 @@ def media(state: ServeState) -> Callable[[Request], Response]:
     return endpoint
 
 
-def _library_thumbnail() -> Callable[..., bytes | None] | None:
-    """The vault's thumbnail library call, once it exists (mjvault/thumbnails.py)."""
-    try:
-        module: Any = importlib.import_module("mjvault.thumbnails")
-    except ImportError:
-        return None
-    return getattr(module, "thumbnail", None)
-
-
 def thumb(state: ServeState) -> Callable[[Request], Response]:
-    library = _library_thumbnail()
-
     def endpoint(request: Request) -> Response:
         try:
             object_id = check_object_id(request.path_params["object_id"])
@@ -108,17 +94,19 @@ def thumb(state: ServeState) -> Callable[[Request], Response]:
             return Response(status_code=304, headers={"ETag": etag, "Cache-Control": IMMUTABLE})
         if not _is_image(state, object_id):
             return error("no such image", "not_found", 404)
-        size = THUMB_SIZES[size_name]
         try:
             if state.settings.read_only:
                 # Read-only means no write at all: made in memory, never kept.
-                from mjvault.thumbnails import made_in_memory
-
                 data = made_in_memory(state.vault, object_id, size_name)
-            elif library is not None:
-                data = library(state.vault, object_id, size_name)
             else:
-                data = _thumbnail(state, object_id, size)
+                # Kept only if the image is still a job's when the lock is held: a forget
+                # between this check and the keeping must not leave its thumbnail behind.
+                data = thumbnail(
+                    state.vault,
+                    object_id,
+                    size_name,
+                    still_named=lambda: _is_image(state, object_id),
+                )
         except MjvaultError as exc:
             return error(exc.message, "unreadable", 500)
         if data is None:
@@ -126,25 +114,6 @@ def thumb(state: ServeState) -> Callable[[Request], Response]:
         return _cached(data, "image/webp", etag)
 
     return endpoint
-
-
-def _thumbnail(state: ServeState, object_id: str, size: int) -> bytes | None:
-    """The gallery's kept thumbnail, or one made in memory (kept by the sync's own maker)."""
-    cache = state.caches.get("thumbs")
-    if cache is None and (state.vault.path / THUMB_CACHE_FILE).is_file():
-        # Opened only when the vault has one: serving writes no file of its own.
-        with state.lock:
-            cache = state.caches.get("thumbs")
-            if cache is None:
-                cache = state.caches["thumbs"] = ThumbCache(state.vault.path)
-                state.on_close.append(cache.close)
-    known = cache.get(object_id, size) if cache is not None else None  # its own lock
-    if known is not None:
-        try:
-            return state.vault.read_object(known[0])
-        except MjvaultError:
-            pass  # a cache: its object may have been collected
-    return make_thumbnail(state.vault.read_object(object_id), size)
 
 
 def routes(state: ServeState) -> list[BaseRoute]:
