@@ -339,3 +339,19 @@ def test_an_interrupted_run_leaves_whole_files_and_the_next_one_finishes(tmp_pat
         report = export_images(vault, out, settings, template=TEMPLATE)
     assert report.images_written + report.images_kept == 5 and report.images_kept >= 1
     assert len([p for p in out.iterdir() if p.name != STATE_FILE]) == 5
+
+
+def test_a_pillow_without_avif_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    isolate(monkeypatch, tmp_path)
+    Vault.init(tmp_path / "vault").close()
+    monkeypatch.setattr(features, "check", lambda name: name != "avif")
+    result = run_in_process(
+        capsys,
+        *("--vault", str(tmp_path / "vault"), "export"),
+        *("--images", str(tmp_path / "out"), "--format", "avif"),
+    )
+    assert result.code == 2
+    assert len(result.err.strip().splitlines()) == 1 and "AVIF" in result.err, result.err
+    assert not (tmp_path / "out").exists()

@@ -116,8 +116,8 @@ def check_settings(fmt: str, quality: int, max_size: int | None) -> None:
         raise UsageError(f"--max-size {max_size}: give pixels from 1 to {MAX_SIZE_LIMIT}")
     if fmt == "avif" and not _has_avif():
         raise UsageError(
-            "this Pillow has no AVIF support: install Pillow >= 11.2 with its AVIF plugin, "
-            "or choose --format webp"
+            "this Pillow cannot write AVIF (no AVIF plugin): upgrade Pillow "
+            "(`pip install -U pillow`) or choose --format webp"
         )
 
 
