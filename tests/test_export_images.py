@@ -355,3 +355,21 @@ def test_a_pillow_without_avif_is_one_line(
     assert result.code == 2
     assert len(result.err.strip().splitlines()) == 1 and "AVIF" in result.err, result.err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_damaged_state_is_started_again_and_a_linked_one_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with Vault.init(tmp_path / "vault") as vault:
+        fill(vault)
+        export_images(vault, out, ImageSettings(), template=TEMPLATE)
+        (out / STATE_FILE).write_bytes(b"this is not a database" * 100)
+        report = export_images(vault, out, ImageSettings(), template=TEMPLATE)
+        assert (report.images_written, report.images_kept) == (5, 0)
+        again = export_images(vault, out, ImageSettings(), template=TEMPLATE)
+        assert (again.images_written, again.images_kept) == (0, 5)
+        elsewhere = tmp_path / "elsewhere.sqlite"
+        (out / STATE_FILE).unlink()
+        os.symlink(elsewhere, out / STATE_FILE)
+        with pytest.raises(UsageError, match="not a regular file"):
+            export_images(vault, out, ImageSettings(), template=TEMPLATE)
+    assert not elsewhere.exists()

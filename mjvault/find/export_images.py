@@ -32,7 +32,6 @@ changed or removed by hand).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import re
@@ -302,17 +301,37 @@ class _State:
     """DIR's record of what it holds: path -> (key, size, mtime_ns) of each file written."""
 
     def __init__(self, path: str, mode: int) -> None:
-        fresh = not os.path.exists(path)
-        self.db = sqlite3.connect(path)
-        if fresh:
-            with contextlib.suppress(OSError):
-                os.chmod(path, mode)
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, key TEXT NOT NULL,"
-            " size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, run INTEGER NOT NULL)"
-        )
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            info = None
+        if info is not None and not stat.S_ISREG(info.st_mode):
+            # SQLite would follow a link planted there and write wherever it points.
+            raise ExportProblem(f"{path} is not a regular file: the export does not use it")
+        try:
+            self.db = self._open(path, mode)
+        except sqlite3.DatabaseError:
+            # Damaged: it only saves work, so it starts again (every image is made anew).
+            os.unlink(path)
+            self.db = self._open(path, mode)
         self.run = time.time_ns()
         self.pending = 0
+
+    @staticmethod
+    def _open(path: str, mode: int) -> sqlite3.Connection:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, mode)
+        os.close(fd)
+        db = sqlite3.connect(path)
+        try:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, key TEXT NOT NULL,"
+                " size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, run INTEGER NOT NULL)"
+            )
+            db.execute("SELECT key, size, mtime_ns, run FROM files LIMIT 1").fetchall()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
 
     def get(self, rel: str) -> tuple[str, int, int, int] | None:
         row = self.db.execute(
@@ -390,7 +409,10 @@ def export_images(
     directory.mkdir(parents=True, exist_ok=True, mode=0o700 if vault.encrypted else 0o777)
     files = _Files(directory, mode)
     report = ExportImagesReport(directory=directory, settings=settings, template=template)
-    state = _State(os.path.join(directory, STATE_FILE), mode)
+    try:
+        state = _State(os.path.join(directory, STATE_FILE), mode)
+    except ExportProblem as exc:
+        raise UsageError(str(exc)) from None
     count = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
     pool = ThreadPoolExecutor(count, thread_name_prefix="export-images")
     pending: deque[_Task] = deque()
