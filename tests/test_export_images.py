@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import tracemalloc
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -373,3 +374,31 @@ def test_a_damaged_state_is_started_again_and_a_linked_one_refused(tmp_path: Pat
         with pytest.raises(UsageError, match="not a regular file"):
             export_images(vault, out, ImageSettings(), template=TEMPLATE)
     assert not elsewhere.exists()
+
+
+def _peak(vault: Vault, out: Path) -> int:
+    tracemalloc.start()
+    try:
+        report = export_images(vault, out, ImageSettings(fmt="jpeg"), template=TEMPLATE)
+        assert report.images_written == vault.index.job_count()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_does_not_grow_with_the_selection(tmp_path: Path) -> None:
+    def add(start: int, count: int) -> None:
+        with vault.writer("test") as writer:
+            shared = [writer.put_media(make_png(i, 24, 24)) for i in range(4)]
+            for n in range(start, start + count):
+                writer.add_job(record_json(f"job-{n:04d}", f"fox {n}"), [shared[n % 4]])
+
+    with Vault.init(tmp_path / "vault") as vault:
+        add(0, 60)
+        _peak(vault, tmp_path / "warm")  # first imports and caches, not the selection's
+        small = _peak(vault, tmp_path / "small")
+        add(60, 180)
+        large = _peak(vault, tmp_path / "large")
+    # Four times the images: the run holds a window of them, counters and a table on disk;
+    # 180 more images kept at even a path's 330 bytes each would show.
+    assert large < small + 60_000, (small, large)

@@ -413,7 +413,9 @@ def export_images(
         state = _State(os.path.join(directory, STATE_FILE), mode)
     except ExportProblem as exc:
         raise UsageError(str(exc)) from None
-    count = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
+    # As many as the cores (Pillow lets go of the GIL to decode, resize and encode); the
+    # calling thread only names, looks up and writes, so none is kept back for it.
+    count = workers or max(1, min(4, os.cpu_count() or 2))
     pool = ThreadPoolExecutor(count, thread_name_prefix="export-images")
     pending: deque[_Task] = deque()
     try:

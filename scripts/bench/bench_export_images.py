@@ -84,7 +84,7 @@ vault_path, out, fmt, size, quality, workers = sys.argv[1:7]
 with Vault.open(Path(vault_path)) as vault:
     report = export_images(vault, Path(out), ImageSettings(fmt=fmt, quality=int(quality),
                            max_size=int(size), embed=True), workers=int(workers),
-                           template="{{job_id}}_{{index}}.{{ext}}")
+                           template="{{job_id}}_{{index}}.{{ext}}", query=None)
 print(json.dumps(report.to_json()))
 """
 
@@ -185,6 +185,19 @@ def main() -> None:
         print(f"  export 1w / anchor {min(results['export 1w'][0]) / anchor:.2f}x, "
               f"2w / 1w {min(results['export 2w'][0]) / min(results['export 1w'][0]):.2f}x "
               "(best vs best)")  # fmt: skip
+    # The fixed cost: start-up, the vault opened, a query that selects nothing.
+    startup: list[float] = []
+    for _ in range(args.runs):
+        shutil.rmtree(out, ignore_errors=True)
+        nothing = [sys.executable, "-c", EXPORT.replace("query=None", "query='zzqx'").format(),
+                   str(vault), str(out), fmt, str(args.max_size), str(args.quality), "1"]  # fmt: skip
+        s, r, text = measured(nothing)
+        startup.append(s)
+    print(
+        f"start-up (no image selected): best {min(startup):.2f} s, CPU {min(CPU[-args.runs :]):.2f} s"
+    )
+    measured([sys.executable, "-c", EXPORT.format(), str(vault), str(out), fmt,
+              str(args.max_size), str(args.quality), "2"])  # fmt: skip
     # A second run over the last DIR: every file found with the same settings.
     rerun = [sys.executable, "-c", EXPORT.format(), str(vault), str(out), fmt,
              str(args.max_size), str(args.quality), "2"]  # fmt: skip
