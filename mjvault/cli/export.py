@@ -70,7 +70,8 @@ if TYPE_CHECKING:
     default=None,
     metavar="DIR",
     help="Converted copies of the matching jobs' images into DIR (the vault is only read). "
-    "Run again, it skips files already written with the same settings.",
+    "Run again, it skips files already written with the same settings (DIR/"
+    ".mjvault-images.sqlite remembers each file's image, settings, size and time).",
 )
 @click.option(
     "--quality",
