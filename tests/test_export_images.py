@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from config_helpers import isolate
 from config_helpers import run_cli as run_in_process
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageCms, features
 
 from mjvault import Vault
@@ -103,12 +105,12 @@ def test_every_format_round_trips_with_the_prompt_inside(tmp_path: Path, fmt: st
     with Vault.init(tmp_path / "vault") as vault:
         sizes = fill(vault)
         before = objects_hashed(tmp_path / "vault")
-        settings = ImageSettings(fmt=fmt, quality=70, max_size=100, embed=True)
-        report = export_images(vault, tmp_path / "out", settings, template=TEMPLATE)
+        chosen = ImageSettings(fmt=fmt, quality=70, max_size=100, embed=True)
+        report = export_images(vault, tmp_path / "out", chosen, template=TEMPLATE)
     assert objects_hashed(tmp_path / "vault") == before  # the vault is only read
     assert (report.images_written, report.images_missing, report.not_images) == (5, 1, 1)
     assert not report.problems
-    ext = settings.ext
+    ext = chosen.ext
     written = sorted(p.name for p in (tmp_path / "out").iterdir() if p.name != STATE_FILE)
     assert written == sorted(
         [f"grid-1_{i}.{ext}" for i in (0, 1, 3)] + [f"upscale-2_0.{ext}", f"webp-3_0.{ext}"]
@@ -329,15 +331,15 @@ def test_an_interrupted_run_leaves_whole_files_and_the_next_one_finishes(tmp_pat
 
     with Vault.init(tmp_path / "vault") as vault:
         fill(vault)
-        settings = ImageSettings(fmt="png")
+        chosen = ImageSettings(fmt="png")
         with pytest.raises(KeyboardInterrupt):
-            export_images(vault, out, settings, template=TEMPLATE, on_image=stop_after_two)
+            export_images(vault, out, chosen, template=TEMPLATE, on_image=stop_after_two)
         first = [p for p in out.iterdir() if p.name != STATE_FILE]
         for path in first:
             assert not path.name.endswith(".partial"), path
             with Image.open(path) as image:
                 image.verify()
-        report = export_images(vault, out, settings, template=TEMPLATE)
+        report = export_images(vault, out, chosen, template=TEMPLATE)
     assert report.images_written + report.images_kept == 5 and report.images_kept >= 1
     assert len([p for p in out.iterdir() if p.name != STATE_FILE]) == 5
 
@@ -402,3 +404,57 @@ def test_memory_does_not_grow_with_the_selection(tmp_path: Path) -> None:
     # Four times the images: the run holds a window of them, counters and a table on disk;
     # 180 more images kept at even a path's 330 bytes each would show.
     assert large < small + 60_000, (small, large)
+
+
+def test_a_damaged_object_is_named_and_the_rest_exported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    isolate(monkeypatch, tmp_path)
+    with Vault.init(tmp_path / "vault") as vault:
+        fill(vault)
+        (damaged,) = vault.entry("webp-3").images
+        assert damaged is not None
+        path = vault.store.path(damaged)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.chmod(0o644)
+    path.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    result = run_in_process(
+        capsys,
+        *("--vault", str(tmp_path / "vault"), "--json", "export"),
+        *("--images", str(out), "--template", TEMPLATE),
+    )
+    assert result.code == 4, result.err
+    summary = result.json()
+    assert summary["images_written"] == 4 and summary["problem_count"] == 1
+    assert "webp-3" in summary["problems"][0]
+    assert not list(out.glob("webp-3*"))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    width=st.integers(1, 300),
+    height=st.integers(1, 300),
+    max_size=st.integers(1, 400),
+    fmt=st.sampled_from(["webp", "jpeg", "png"]),
+    orientation=st.sampled_from([1, 3, 6, 8]),
+)
+def test_the_long_side_fits_never_grows_and_the_shape_holds(
+    width: int, height: int, max_size: int, fmt: str, orientation: int
+) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    source = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 200, 90)).save(source, "PNG", exif=exif)
+    made = convert(source.getvalue(), ImageSettings(fmt=fmt, max_size=max_size))
+    assert made is not None
+    upright = (height, width) if orientation in (6, 8) else (width, height)
+    with Image.open(io.BytesIO(made)) as image:
+        w, h = image.size
+    assert max(w, h) <= max(max_size, 1) and w <= upright[0] and h <= upright[1]
+    if max(upright) <= max_size:
+        assert (w, h) == upright  # never enlarged, never changed when it fits
+    else:
+        scale = max_size / max(upright)
+        assert abs(w - upright[0] * scale) <= 1 and abs(h - upright[1] * scale) <= 1
