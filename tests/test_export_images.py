@@ -219,6 +219,13 @@ def test_a_query_selects_the_jobs(
     assert result.code == 0, result.err
     assert "1 written" in result.out
     assert sorted(p.name for p in out.iterdir() if p.name != STATE_FILE) == ["upscale-2_0.png"]
+    # --json after the command's own words too; the same run again keeps the file.
+    again = run_in_process(
+        capsys,
+        *("--vault", str(tmp_path / "vault"), "export", "heron"),
+        *("--images", str(out), "--format", "png", "--template", TEMPLATE, "--json"),
+    )
+    assert (again.json()["images_kept"], again.json()["jobs"]) == (1, 1)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.context import AppContext, json_option, pass_app
 from mjvault.cli.path_args import NonEmptyPath, check_output_file
 from mjvault.cli.query_args import QueryCommand, query_text
 from mjvault.errors import EXIT_PARTIAL, UsageError
@@ -104,6 +104,7 @@ if TYPE_CHECKING:
     f"the archiver's layout: {ARCHIVER_STEM!r}). With --images: each image's name, a view "
     f"template holding {{job_id}} and {{index}} (default {DEFAULT_TEMPLATE!r}).",
 )
+@json_option
 @pass_app
 def export_command(
     app: AppContext,
