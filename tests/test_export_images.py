@@ -465,3 +465,18 @@ def test_the_long_side_fits_never_grows_and_the_shape_holds(
     else:
         scale = max_size / max(upright)
         assert abs(w - upright[0] * scale) <= 1 and abs(h - upright[1] * scale) <= 1
+
+
+def test_a_cmyk_jpeg_drops_its_cmyk_profile_when_converted(tmp_path: Path) -> None:
+    source = io.BytesIO()
+    Image.new("CMYK", (40, 30), (0, 255, 255, 0)).save(source, "JPEG", icc_profile=b"fake cmyk")
+    made = convert(source.getvalue(), ImageSettings(fmt="webp"))
+    assert made is not None
+    with Image.open(io.BytesIO(made)) as image:
+        assert image.mode == "RGB" and "icc_profile" not in image.info
+        red = image.getpixel((20, 15))
+        assert isinstance(red, tuple) and red[0] > 200 > max(red[1], red[2]) + 100
+    kept = convert(source.getvalue(), ImageSettings(fmt="jpeg"))
+    assert kept is not None
+    with Image.open(io.BytesIO(kept)) as image:
+        assert image.mode == "CMYK" and image.info.get("icc_profile") == b"fake cmyk"

@@ -226,7 +226,10 @@ def convert(data: bytes, settings: ImageSettings, job: Job | None = None) -> byt
                 image.thumbnail(
                     (settings.max_size, settings.max_size), Image.Resampling.LANCZOS, 3.0
                 )
+            was_cmyk = image.mode == "CMYK"
             image = _mode_for(image, settings.fmt)
+            if was_cmyk and image.mode != "CMYK":
+                icc = None  # a CMYK profile would misname the converted RGB pixels
             out = io.BytesIO()
             image.save(out, PIL_FORMATS[settings.fmt], **_save_args(settings, job, icc, exif))
             return out.getvalue()
