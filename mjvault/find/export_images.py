@@ -23,9 +23,9 @@ field values can never make directories and every rendered path goes through
 :func:`mjvault.views.paths.safe_relpath`.
 
 **Run again, nothing is redone.** ``DIR/.mjvault-images.sqlite`` holds a row per written file:
-its path, a key (source image id, the record's id when metadata is embedded, and the settings
-: format, quality, size, optimisation, metadata version) and the file's size and mtime as
-written. An image is skipped when its path's row has the same key and the file there still
+its path, a key (source image id, the record's id when metadata is embedded, and the
+settings: format, quality, size, optimisation, metadata version) and the file's size and
+mtime as written. An image is skipped when its path's row has the same key and the file there still
 has that size and mtime; otherwise it is made again (another setting, a new record, a file
 changed or removed by hand).
 """
@@ -65,7 +65,7 @@ EXTENSIONS = {"webp": "webp", "avif": "avif", "jpeg": "jpg", "png": "png"}
 PIL_FORMATS = {"webp": "WEBP", "avif": "AVIF", "jpeg": "JPEG", "png": "PNG"}
 DEFAULT_IMAGE_TEMPLATE = DEFAULT_TEMPLATE
 DEFAULT_QUALITY = 85
-MAX_SIZE_LIMIT = 65535  # WebP's and JPEG's largest side
+MAX_SIZE_LIMIT = 65535  # JPEG's largest side: a larger --max-size would shrink nothing more
 STATE_FILE = ".mjvault-images.sqlite"
 # Bumped when the bytes written for the same settings change (new fields, another encoder
 # effort): files of an older version are then made again.
