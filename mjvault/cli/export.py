@@ -1,4 +1,5 @@
-"""``mjvault export``: every job (or a search's) as CSV, JSON, JSON Lines or Parquet."""
+"""``mjvault export``: every job (or a search's) as CSV, JSON, JSON Lines or Parquet; with
+``--images DIR``, converted copies of their images."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.context import AppContext, json_option, pass_app
 from mjvault.cli.path_args import NonEmptyPath, check_output_file
 from mjvault.cli.query_args import QueryCommand, query_text
 from mjvault.errors import EXIT_PARTIAL, UsageError
 from mjvault.find.export import EXPORT_FORMATS, count_jobs, export
 from mjvault.find.export_all import ARCHIVER_STEM, DEFAULT_STEM
+from mjvault.find.export_images import DEFAULT_QUALITY, IMAGE_FORMATS
+from mjvault.views.template import DEFAULT_TEMPLATE
 
 if TYPE_CHECKING:
     from mjvault.vault import Vault
@@ -24,7 +27,13 @@ if TYPE_CHECKING:
 @click.command("export", cls=QueryCommand)
 @click.argument("query", nargs=-1)
 @click.option(
-    "-f", "--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="jsonl", show_default=True
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(EXPORT_FORMATS + IMAGE_FORMATS),
+    default=None,
+    help="The records' format (csv, json, jsonl, parquet; default jsonl) or, with --images, "
+    "the images' (webp, avif, jpeg, png; default webp).",
 )
 @click.option(
     "--search",
@@ -55,12 +64,47 @@ if TYPE_CHECKING:
     "settings and a manifest with checksums. Run again, it writes only what is missing.",
 )
 @click.option(
+    "--images",
+    "images_dir",
+    type=NonEmptyPath(file_okay=False, path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Converted copies of the matching jobs' images into DIR (the vault is only read). "
+    "Run again, it skips files already written with the same settings (DIR/"
+    ".mjvault-images.sqlite remembers each file's image, settings, size and time).",
+)
+@click.option(
+    "--quality",
+    default=None,
+    metavar="Q",
+    help=f"With --images: encoder quality, 1-100 (default {DEFAULT_QUALITY}; PNG is lossless).",
+)
+@click.option(
+    "--max-size",
+    default=None,
+    metavar="PX",
+    help="With --images: at most PX pixels on the long side (never enlarged).",
+)
+@click.option(
+    "--embed-metadata",
+    is_flag=True,
+    help="With --images: prompt and parameters inside each file (PNG text, XMP, EXIF).",
+)
+@click.option(
+    "--optimize",
+    is_flag=True,
+    help="With --images: smaller files for more time (JPEG optimize+progressive, WebP "
+    "method 6, AVIF speed 4, PNG level 9).",
+)
+@click.option(
     "--template",
     default=None,
     metavar="TEMPLATE",
     help=f"With --all: where a job's files go under DIR/jobs (default {DEFAULT_STEM!r}; "
-    f"the archiver's layout: {ARCHIVER_STEM!r}).",
+    f"the archiver's layout: {ARCHIVER_STEM!r}). With --images: each image's name, a view "
+    f"template holding {{job_id}} and {{index}} (default {DEFAULT_TEMPLATE!r}).",
 )
+@json_option
 @pass_app
 def export_command(
     app: AppContext,
@@ -70,10 +114,16 @@ def export_command(
     output: Path | None,
     anonymize: bool,
     all_dir: Path | None,
+    images_dir: Path | None,
+    quality: str | None,
+    max_size: str | None,
+    embed_metadata: bool,
+    optimize: bool,
     template: str | None,
 ) -> None:
     """Export one row per job: id, time, type, prompt, full command, parameters, image
     object ids and view paths. QUERY selects jobs as `mjvault search` does (default: all).
+    With --images DIR: a converted, resized copy of each of their images instead.
 
     \b
     Examples:
@@ -81,15 +131,31 @@ def export_command(
       mjvault export --format parquet -o foxes.parquet fox v:6
       mjvault export type:upscale | jq -r .prompt
       mjvault export --all ~/mj-takeout
+      mjvault export --images ~/mj-webp --format webp --max-size 2048 --embed-metadata
+      mjvault export --images ~/mj-jpeg fox v:6 --format jpeg --quality 90 \\
+          --template '{date:%Y-%m}/{job_id}_{index}.{ext}'
     """
     text = query_text(query, search_text) or None
+    image_options = quality is not None or max_size is not None or embed_metadata or optimize
+    if images_dir is not None:
+        if all_dir is not None or output is not None or anonymize:
+            raise UsageError("--images writes image files: no --all, -o or --anonymize")
+        _export_images(
+            app, images_dir, text, fmt, quality, max_size, embed_metadata, optimize, template
+        )
+        return
+    if image_options:
+        raise UsageError("--quality, --max-size, --embed-metadata and --optimize go with --images")
+    if fmt in IMAGE_FORMATS:
+        raise UsageError(f"--format {fmt} is an image format: give --images DIR")
+    fmt = fmt or "jsonl"
     if all_dir is not None:
         if text or output is not None or fmt != "jsonl":
             raise UsageError("--all exports everything: no QUERY, --search, -o or --format")
         _export_all(app, all_dir, template or DEFAULT_STEM, anonymize)
         return
     if template is not None:
-        raise UsageError("--template goes with --all")
+        raise UsageError("--template goes with --all or --images")
     if fmt == "parquet" and output is None:
         raise UsageError("Parquet is a binary file format: give -o FILE")
     if output is not None:
@@ -167,6 +233,79 @@ def _export_all(app: AppContext, directory: Path, template: str, anonymize: bool
         if vault.encrypted:
             click.echo(
                 "  this vault is encrypted: the export is plaintext (files readable by you alone)"
+            )
+        for problem in report.problems:
+            click.echo(f"  {problem}", err=True)
+
+    app.emit(report.to_json(), human)
+    if report.problem_count:
+        sys.exit(EXIT_PARTIAL)
+
+
+def _whole_number(option: str, text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: give a whole number") from None
+
+
+def _export_images(
+    app: AppContext,
+    directory: Path,
+    text: str | None,
+    fmt: str | None,
+    quality_text: str | None,
+    max_size_text: str | None,
+    embed: bool,
+    optimize: bool,
+    template: str | None,
+) -> None:
+    from mjvault.find.export_images import (
+        DEFAULT_IMAGE_TEMPLATE,
+        ImageSettings,
+        export_images,
+        image_template,
+    )
+
+    if fmt is not None and fmt not in IMAGE_FORMATS:
+        raise UsageError(
+            f"--format {fmt} is a records' format; with --images: {', '.join(IMAGE_FORMATS)}"
+        )
+    quality = _whole_number("--quality", quality_text)
+    settings = ImageSettings(
+        fmt=fmt or "webp",
+        quality=DEFAULT_QUALITY if quality is None else quality,
+        max_size=_whole_number("--max-size", max_size_text),
+        embed=embed,
+        optimize=optimize,
+    )
+    template = template or DEFAULT_IMAGE_TEMPLATE
+    image_template(template)  # a bad template is one line before the vault is opened
+    vault = app.open_vault()
+    with app.progress(None, "export", unit="image") as bar:
+        report = export_images(
+            vault,
+            directory,
+            settings,
+            query=text,
+            template=template,
+            on_image=lambda: bar.update(1),
+        )
+
+    def human() -> None:
+        click.echo(
+            f"exported the images of {report.jobs} jobs to {report.directory} "
+            f"({settings.fmt}, {report.bytes_written / 1e6:.1f} MB written)"
+        )
+        click.echo(
+            f"  images: {report.images_written} written, {report.images_kept} already there, "
+            f"{report.images_missing} missing in the vault, {report.not_images} not images"
+        )
+        if vault.encrypted:
+            click.echo(
+                "  this vault is encrypted: the copies are plaintext (files readable by you alone)"
             )
         for problem in report.problems:
             click.echo(f"  {problem}", err=True)
