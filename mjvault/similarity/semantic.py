@@ -11,7 +11,6 @@ only the hits' ids are decoded and looked up in the index (docs/design.md, "Embe
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,6 @@ from mjvault.config.schema import EmbedSection
 from mjvault.errors import CorruptObject, JobNotFound, UsageError
 from mjvault.similarity.embeddings import Block, EmbeddingStore, digest_of
 from mjvault.vault import Vault
-
-THREADS = 2  # blocks scored at once: numpy lets the GIL go in the widening and the product
 
 
 @dataclass(frozen=True)
@@ -56,7 +53,9 @@ def _image_model_path(settings: EmbedSection) -> Path:
 
 
 def _score_block(block: Block, query: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    scores = block.vectors.astype(np.float32) @ query
+    # einsum's own loop widens float16 as it goes: ~10x a BLAS product here, which needs a
+    # float32 copy first and, on a busy machine, waits on its threads (docs/design.md).
+    scores = np.einsum("ij,j->i", block.vectors, query, dtype=np.float32)
     if len(scores) > limit:
         best = np.argpartition(-scores, limit - 1)[:limit]
         return scores[best], best
@@ -64,41 +63,30 @@ def _score_block(block: Block, query: np.ndarray, limit: int) -> tuple[np.ndarra
 
 
 def top_rows(blocks: Iterator[Block], query: np.ndarray, limit: int) -> list[tuple[float, str]]:
-    """The ``limit`` best (score, object id) over ``blocks``, best first (ties by id)."""
+    """The ``limit`` best (score, object id) over ``blocks``, best first (ties by id).
+
+    One thread: a block is ~0.7 ms of arithmetic, and two threads were slower here, not
+    faster (docs/design.md)."""
     best_scores = np.empty(0, np.float32)
     best_ids: list[str] = []
     query = query.astype(np.float32)
-    with ThreadPoolExecutor(THREADS, thread_name_prefix="semantic") as pool:
-        window: list[tuple[Block, Any]] = []
-
-        def merge(block: Block, result: tuple[np.ndarray, np.ndarray]) -> None:
-            nonlocal best_scores, best_ids
-            scores, rows = result
-            if len(best_ids) >= limit:
-                floor = best_scores.min()
-                keep = scores >= floor
-                scores, rows = scores[keep], rows[keep]
-                if not len(rows):
-                    return
-            best_scores = np.concatenate([best_scores, scores])
-            best_ids = best_ids + [block.image(int(r)) for r in rows]
-            if len(best_ids) > limit:
-                order = np.argsort(-best_scores, kind="stable")[:limit]
-                best_scores = best_scores[order]
-                best_ids = [best_ids[i] for i in order]
-
-        for block in blocks:
-            if block.vectors.shape[1] != len(query):
-                raise UsageError(
-                    f"the query has {len(query)} dims, the stored vectors "
-                    f"{block.vectors.shape[1]}: the text model is not the image model's pair"
-                )
-            window.append((block, pool.submit(_score_block, block, query, limit)))
-            if len(window) > THREADS:
-                done, future = window.pop(0)
-                merge(done, future.result())
-        for done, future in window:
-            merge(done, future.result())
+    for block in blocks:
+        if block.vectors.shape[1] != len(query):
+            raise UsageError(
+                f"the query has {len(query)} dims, the stored vectors "
+                f"{block.vectors.shape[1]}: the text model is not the image model's pair"
+            )
+        scores, rows = _score_block(block, query, limit)
+        if len(best_ids) >= limit:
+            keep = scores >= best_scores[-1]
+            scores, rows = scores[keep], rows[keep]
+            if not len(rows):
+                continue
+        best_scores = np.concatenate([best_scores, scores])
+        best_ids = best_ids + [block.image(int(r)) for r in rows]
+        order = np.argsort(-best_scores, kind="stable")[:limit]
+        best_scores = best_scores[order]
+        best_ids = [best_ids[i] for i in order]
     pairs = sorted(zip(best_scores.tolist(), best_ids, strict=True), key=lambda p: (-p[0], p[1]))
     return pairs[:limit]
 
