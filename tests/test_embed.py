@@ -397,4 +397,6 @@ def test_vectors_stream_a_block_at_a_time(vault: Vault, models: Path) -> None:
         embeddings.BLOCK = original
     with EmbeddingStore.open(vault) as store:
         sizes = [len(block) for block in store.blocks(model.digest)]
-    assert max(sizes) <= 3 and sum(sizes) == JOBS * 2
+    # Full blocks but the last: a search reads few rows however the run was cut.
+    assert sizes[:-1] == [3] * (len(sizes) - 1) and 0 < sizes[-1] <= 3
+    assert sum(sizes) == JOBS * 2

@@ -457,7 +457,7 @@ class _Run:
             while self.pending:
                 self._take_one()
             self._run_batch()
-            self._store()
+            self._store(final=True)
         finally:
             self.pool.shutdown(wait=True, cancel_futures=True)
         return self.report
@@ -472,6 +472,8 @@ class _Run:
             else:
                 self.report.not_images += 1
                 self.none.append(image)
+                if len(self.none) >= BLOCK:  # a vault of videos holds no list of them
+                    self._store_none()
             return
         self.batch_ids.append(image)
         self.batch_pixels.append(result)
@@ -505,12 +507,16 @@ class _Run:
             stat.st_mtime_ns,
         )
 
-    def _store(self) -> None:
+    def _store_none(self) -> None:
         if self.none:
             self.store.add_block(self.model.digest, self.none, None)
             self.queued.difference_update(self.none)
             self.none = []
-        while self.ready_ids:
+
+    def _store(self, *, final: bool = False) -> None:
+        """Full blocks only, until the end: the last block alone may be short."""
+        self._store_none()
+        while len(self.ready_ids) >= BLOCK or (final and self.ready_ids):
             ids, self.ready_ids = self.ready_ids[:BLOCK], self.ready_ids[BLOCK:]
             vectors, self.ready = self.ready[:BLOCK], self.ready[BLOCK:]
             self.store.add_block(self.model.digest, ids, np.stack(vectors))
