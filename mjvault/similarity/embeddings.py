@@ -535,7 +535,9 @@ def embed_images(
     """Compute the vectors HEAD's images lack under ``model``, under the write lock (a
     forget cannot drop an image while its vector is being stored). Resumable: what was stored
     stays, so a run after a kill looks each image up and goes on."""
-    workers = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
+    # A worker per core: the decode (~50 ms for a 1024 px PNG) is as costly as the model,
+    # and with one worker fewer it set the pace (docs/design.md, "Embeddings (optional)").
+    workers = workers or max(1, min(4, os.cpu_count() or 2))
     with vault.write_lock(), EmbeddingStore.open(vault, writable=True) as store:
         dims = store.dims(model.digest)
         if dims:  # known already: remember where the file is now (noted on the first batch else)
