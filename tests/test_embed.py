@@ -11,11 +11,14 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from mjvault import Vault
@@ -146,7 +149,7 @@ def fill(vault: Vault) -> None:
         writer.add_job(json.dumps(record).encode(), [junk])
 
 
-def settings(models: Path) -> EmbedSection:
+def embed_settings(models: Path) -> EmbedSection:
     return EmbedSection(
         model=models / "image.onnx",
         text_model=models / "text.onnx",
@@ -289,7 +292,7 @@ def test_forget_removes_the_vectors(vault: Vault, models: Path) -> None:
     assert kept == {i for i in head_images(vault) if i != entry.images[0]} - {
         vault.entry(job_id(99)).images[0]
     }
-    hits = semantic_search(vault, "red", 3, settings=settings(models))
+    hits = semantic_search(vault, "red", 3, settings=embed_settings(models))
     assert job_id(PLANTED) not in {h.job_id for h in hits}
 
 
@@ -299,7 +302,7 @@ def test_an_encrypted_vaults_vectors_are_sealed(tmp_path: Path, models: Path) ->
     model = ImageModel.load(models / "image.onnx")
     report = embed_images(vault, model, workers=1)
     assert report.embedded == JOBS * 2
-    hits = semantic_search(vault, "red", 2, settings=settings(models))
+    hits = semantic_search(vault, "red", 2, settings=embed_settings(models))
     assert hits[0].job_id == job_id(PLANTED)
     vectors = []
     with EmbeddingStore.open(vault) as store:
@@ -400,3 +403,48 @@ def test_vectors_stream_a_block_at_a_time(vault: Vault, models: Path) -> None:
     # Full blocks but the last: a search reads few rows however the run was cut.
     assert sizes[:-1] == [3] * (len(sizes) - 1) and 0 < sizes[-1] <= 3
     assert sum(sizes) == JOBS * 2
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.integers(1, 40),
+    dims=st.integers(1, 24),
+    block=st.integers(1, 9),
+    gone=st.sets(st.integers(0, 39), max_size=12),
+    encrypt=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_store_reads_back_what_it_wrote_and_forgets_exactly(
+    rows: int, dims: int, block: int, gone: set[int], encrypt: bool, seed: int
+) -> None:
+    """Whatever the vectors, dims and block size: each image's vector reads back as its
+    float16 rounding, every image once, and a removal drops exactly the images named."""
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((rows, dims)).astype(np.float32)
+    ids = [rng.bytes(32).hex() for _ in range(rows)]
+    with tempfile.TemporaryDirectory(prefix="pt-embed-") as root:
+        vault = (
+            Vault.init(Path(root, "v"), encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
+            if encrypt
+            else Vault.init(Path(root, "v"))
+        )
+        model = "a" * 64
+        with EmbeddingStore.open(vault, writable=True) as store:
+            store.note_model(model, dims, "/m.onnx", 1, 1)
+            for start in range(0, rows, block):
+                store.add_block(model, ids[start : start + block], vectors[start : start + block])
+            store.remove(ids[i] for i in gone if i < rows)
+        kept = [i for i in range(rows) if i not in gone]
+        with EmbeddingStore.open(vault) as store:
+            read = {
+                i: v
+                for b in store.blocks(model)
+                for i, v in zip(b.images(), b.vectors, strict=True)
+            }
+            assert sorted(read) == sorted(ids[i] for i in kept)
+            assert store.count(model) == len(kept)
+            for i in kept:
+                expected = vectors[i].astype("<f2")
+                assert np.array_equal(read[ids[i]], expected)
+                assert np.array_equal(store.vector_of(model, ids[i]), expected.astype(np.float32))
+        vault.close()
