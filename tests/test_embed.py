@@ -448,3 +448,27 @@ def test_the_store_reads_back_what_it_wrote_and_forgets_exactly(
                 assert np.array_equal(read[ids[i]], expected)
                 assert np.array_equal(store.vector_of(model, ids[i]), expected.astype(np.float32))
         vault.close()
+
+
+def test_a_job_forgotten_mid_run_keeps_no_vector(vault: Vault, models: Path) -> None:
+    """The run holds the write lock only to store a block: a forget can run meanwhile (as a
+    sync can), and the images it forgot are left out of the next block."""
+    fill(vault)
+    model = ImageModel.load(models / "image.onnx")
+    planted = vault.entry(job_id(PLANTED)).images
+    run = model.embed
+    forgot: list[list[str]] = []
+
+    def forgetting(pixels: list[np.ndarray]) -> np.ndarray:
+        if not forgot:  # the first batch's images are read; the forget takes the lock
+            forgot.append(forget_jobs(vault, [job_id(PLANTED)], reason="test").added)
+        return run(pixels)
+
+    model.embed = forgetting  # type: ignore[method-assign]
+    report = embed_images(vault, model, workers=1)
+    assert forgot == [[job_id(PLANTED)]]
+    assert report.embedded == (JOBS - 1) * 2
+    with EmbeddingStore.open(vault) as store:
+        assert store.count(model.digest) == (JOBS - 1) * 2
+        for image in planted:
+            assert image is not None and store.vector_of(model.digest, image) is None

@@ -18,6 +18,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from mjvault.errors import CorruptObject, ObjectNotFound, UsageError
+from mjvault.errors import CorruptObject, ObjectNotFound, UsageError, VaultLocked
+from mjvault.lock import WriteLock
 from mjvault.similarity.onnx_models import ImageModel
 from mjvault.store.codec import media_kind
 from mjvault.vault import Vault
@@ -42,6 +44,7 @@ WINDOW = 16  # images being read and prepared per worker: bounds memory at any v
 CACHE_KIB = 8192
 NOT_AN_IMAGE = -1  # the block of an image that has no vector (a video, undecodable)
 CHECK_CONTEXT = b"mjvault embeddings\0check"
+PAUSE = 1.0  # seconds between tries for the lock while a writer (a sync) holds the vault
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
@@ -423,6 +426,7 @@ class _Run:
         self.ready_ids: list[str] = []
         self.ready: list[np.ndarray] = []
         self.none: list[str] = []
+        self.noted = False
 
     def _prepare(self, image: str) -> np.ndarray | str:
         try:
@@ -489,8 +493,7 @@ class _Run:
                 f"the model gives {vectors.shape[1]} dims, its stored vectors {self.report.dims}"
             )
         if not self.report.dims:
-            self.report.dims = int(vectors.shape[1])
-            self._note_model()
+            self.report.dims = int(vectors.shape[1])  # the model's row is noted with a block
         self.ready_ids.extend(self.batch_ids)
         self.ready.extend(vectors)
         self.batch_ids, self.batch_pixels = [], []
@@ -509,7 +512,7 @@ class _Run:
 
     def _store_none(self) -> None:
         if self.none:
-            self.store.add_block(self.model.digest, self.none, None)
+            self._commit(self.none, None)
             self.queued.difference_update(self.none)
             self.none = []
 
@@ -519,9 +522,37 @@ class _Run:
         while len(self.ready_ids) >= BLOCK or (final and self.ready_ids):
             ids, self.ready_ids = self.ready_ids[:BLOCK], self.ready_ids[BLOCK:]
             vectors, self.ready = self.ready[:BLOCK], self.ready[BLOCK:]
-            self.store.add_block(self.model.digest, ids, np.stack(vectors))
-            self.report.embedded += len(ids)
+            self.report.embedded += self._commit(ids, np.stack(vectors))
             self.queued.difference_update(ids)
+
+    def _commit(self, images: list[str], vectors: np.ndarray | None) -> int:
+        """Store a block under the write lock, held for the commit alone (a *brief* holder: a
+        sync starting now waits these milliseconds out; one running pauses this run until it
+        ends). Images no job of HEAD names any more (a forget since they were read) are left
+        out: their vectors would outlive them. Returns the vectors stored."""
+        while True:
+            try:
+                lock = WriteLock(self.vault.path, brief=True).acquire()
+                break
+            except VaultLocked:
+                time.sleep(PAUSE)
+        try:
+            self.vault.check_keys()  # rotated meanwhile: sealed under retired keys, refuse
+            index = self.vault.index
+            named = [i for i, image in enumerate(images) if index.jobs_with_image(image)]
+            if not named:
+                return 0
+            kept = [images[i] for i in named]
+            if vectors is None:
+                self.store.add_block(self.model.digest, kept, None)
+                return 0
+            if not self.noted:  # the model's dims and where its file is, with its first block
+                self._note_model()
+                self.noted = True
+            self.store.add_block(self.model.digest, kept, vectors[named])
+            return len(kept)
+        finally:
+            lock.release()
 
 
 def embed_images(
@@ -532,19 +563,14 @@ def embed_images(
     workers: int | None = None,
     images: Iterable[str] | None = None,
 ) -> EmbedReport:
-    """Compute the vectors HEAD's images lack under ``model``, under the write lock (a
-    forget cannot drop an image while its vector is being stored). Resumable: what was stored
-    stays, so a run after a kill looks each image up and goes on."""
+    """Compute the vectors HEAD's images lack under ``model``. The write lock is held only to
+    store each block (a run takes hours on a large vault, and a scheduled sync must not be
+    refused for it). Resumable: what was stored stays, so a run after a kill looks each image
+    up and goes on."""
     # A worker per core: the decode (~50 ms for a 1024 px PNG) is as costly as the model,
     # and with one worker fewer it set the pace (docs/design.md, "Embeddings (optional)").
     workers = workers or max(1, min(4, os.cpu_count() or 2))
-    with vault.write_lock(), EmbeddingStore.open(vault, writable=True) as store:
-        dims = store.dims(model.digest)
-        if dims:  # known already: remember where the file is now (noted on the first batch else)
-            stat = model.path.stat()
-            resolved = os.fspath(model.path.resolve())
-            store.note_model(model.digest, dims, resolved, stat.st_size, stat.st_mtime_ns)
-            store.commit()
+    with EmbeddingStore.open(vault, writable=True) as store:
         return _Run(vault, store, model, workers).run(
             head_images(vault) if images is None else images, progress
         )
