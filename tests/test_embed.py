@@ -472,3 +472,30 @@ def test_a_job_forgotten_mid_run_keeps_no_vector(vault: Vault, models: Path) -> 
         assert store.count(model.digest) == (JOBS - 1) * 2
         for image in planted:
             assert image is not None and store.vector_of(model.digest, image) is None
+
+
+def test_a_key_rotation_seals_the_vectors_again(tmp_path: Path, models: Path) -> None:
+    from mjvault.integrity.rotate import rotate
+
+    root = tmp_path / "vault"
+    vault = Vault.init(root, encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
+    fill(vault)
+    model = ImageModel.load(models / "image.onnx")
+    embed_images(vault, model, workers=1)
+    vault.close()
+    with sqlite3.connect(root / CACHE_FILE) as db:
+        before = dict(db.execute("SELECT block, vectors FROM blocks"))
+    rotate(root, PASSPHRASE, kdf=CHEAP_KDF)
+    with sqlite3.connect(root / CACHE_FILE) as db:
+        after = dict(db.execute("SELECT block, vectors FROM blocks"))
+    # Every block sealed again (new nonces), none dropped, and they open under the new keys.
+    assert sorted(after) == sorted(before) and all(after[b] != before[b] for b in before)
+    vault = Vault.open(root, passphrase=PASSPHRASE)
+    with EmbeddingStore.open(vault) as store:
+        assert store.count(model.digest) == JOBS * 2
+    assert semantic_search(vault, "red", 1, settings=embed_settings(models))[0].job_id == (
+        job_id(PLANTED)
+    )
+    report = embed_images(vault, model, workers=1)
+    assert report.embedded == 0 and report.cached == JOBS * 2 + 1
+    vault.close()

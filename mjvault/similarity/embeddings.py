@@ -162,7 +162,9 @@ class EmbeddingStore:
         try:
             self.keys.open_index(bytes(row[0]), CHECK_CONTEXT)
         except CorruptObject:
-            return False
+            # During a key rotation, sealed under the retired secret: still ours (the
+            # rotation's end seals it again, reseal_embeddings).
+            return self.keys.open_index_retired(bytes(row[0]), CHECK_CONTEXT) is not None
         return True
 
     def _check_keys(self) -> None:
@@ -243,9 +245,20 @@ class EmbeddingStore:
         return None
 
     # -- blocks -----------------------------------------------------------------------------
+    def _unseal(self, model: str, number: int, ids: bytes, data: bytes) -> bytes:
+        assert self.keys is not None
+        context = _vectors_context(model, number, ids)
+        try:
+            return self.keys.open_index(data, context)
+        except CorruptObject:
+            retired = self.keys.open_index_retired(data, context)
+            if retired is None:
+                raise
+            return retired
+
     def _decode(self, model: str, number: int, ids: bytes, data: bytes) -> Block:
         if self.keys is not None:
-            data = self.keys.open_index(data, _vectors_context(model, number, ids))
+            data = self._unseal(model, number, ids, data)
         rows = len(ids) // ID_BYTES
         vectors = np.frombuffer(data, dtype="<f2")
         if rows == 0 or vectors.size % rows:
@@ -364,6 +377,52 @@ class EmbeddingStore:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def reseal(self) -> int:
+        """Every block and the check sealed again under the current keys (the end of a key
+        rotation, which holds the write lock); blocks that open under neither key are
+        dropped. Returns the blocks sealed again."""
+        if self.keys is None:
+            return 0
+        done = 0
+        with self.lock:
+            self._begin()
+            rows = self.db.execute("SELECT model, block FROM blocks ORDER BY model, block")
+            for model, number in rows.fetchall():
+                row = self.db.execute(
+                    "SELECT ids, vectors FROM blocks WHERE model = ? AND block = ?",
+                    (model, number),
+                ).fetchone()
+                ids, data = bytes(row[0]), bytes(row[1])
+                try:
+                    plain = self._unseal(model, number, ids, data)
+                except CorruptObject:
+                    self.db.execute(
+                        "DELETE FROM blocks WHERE model = ? AND block = ?", (model, number)
+                    )
+                    self.db.execute(
+                        "DELETE FROM images WHERE model = ? AND block = ?", (model, number)
+                    )
+                    continue
+                sealed = self.keys.seal_index(plain, _vectors_context(model, number, ids))
+                self.db.execute(
+                    "UPDATE blocks SET vectors = ? WHERE model = ? AND block = ?",
+                    (sealed, model, number),
+                )
+                done += 1
+            check = self.keys.seal_index(b"", CHECK_CONTEXT)
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('check', ?)", (check,))
+            self.db.execute("COMMIT")
+        self.db.execute("VACUUM")  # no freed page keeps a block sealed under the old secret
+        return done
+
+
+def reseal_embeddings(vault: Vault) -> int:
+    """:meth:`EmbeddingStore.reseal` of the vault's store, when it has one."""
+    if vault.store.keys is None or not (vault.path / CACHE_FILE).exists():
+        return 0
+    with EmbeddingStore.open(vault, writable=True) as store:
+        return store.reseal()
 
 
 def forget_embeddings(vault: Vault, images: Iterable[str]) -> int:
