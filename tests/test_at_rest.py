@@ -6,6 +6,7 @@ state, the checkpoint, the views' file lists (and their migration), the lock not
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -119,6 +120,11 @@ def _lived_in(world: Path, capsys: pytest.CaptureFixture[str], *, encrypt: bool)
     # A collection names jobs and thumbnails show prompts: both kept sealed.
     cli("collection", "add", "faves", first.id, synced.image_jobs()[1].id)
     cli("thumbs")
+    # Vectors say what images show (FORMAT §7.3): sealed; forget below rewrites their blocks.
+    if importlib.util.find_spec("onnx") and importlib.util.find_spec("onnxruntime"):
+        from tests.test_embed import image_model
+
+        cli("embed", "--model", str(image_model(world / "image.onnx")))
     cli("remote", "add", "nas", str(world / "remote"))
     cli("push", "nas")
     cli("forget", "--job", synced.image_jobs()[1].id)

@@ -160,6 +160,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "thumbs_command",
         "Make the missing thumbnails of HEAD's images, for `mjvault serve`.",
     ),
+    "embed": LazyCommand(
+        "embed",
+        "embed_command",
+        "Compute image embeddings with an ONNX model you supply, for `search --semantic`.",
+    ),
     "collection": LazyCommand(
         "collection",
         "collection_group",

@@ -34,6 +34,7 @@ Examples:
   mjvault search --ids type:upscale s>250 | xargs -n1 mjvault show
   mjvault search --paths my-view cat* -dog
   mjvault search --facets fox since:2024     how the matches divide (type, model, ar, month)
+  mjvault search --semantic "a lighthouse in a storm"   by meaning (needs `mjvault embed`)
 """
 
 
@@ -67,6 +68,13 @@ Examples:
     is_flag=True,
     help="How many matches each type, model version, aspect ratio and month has, not the jobs.",
 )
+@click.option(
+    "--semantic",
+    metavar="TEXT",
+    default=None,
+    help="Jobs whose images are nearest TEXT in meaning, best first (needs `mjvault embed` "
+    "with a text model).",
+)
 @pass_app
 def search_command(
     app: AppContext,
@@ -77,11 +85,17 @@ def search_command(
     as_ids: bool,
     view: str | None,
     facets: bool,
+    semantic: str | None,
 ) -> None:
     """Search the vault's jobs (see the query language below)."""
     as_json = as_json or app.json_output
     if sum((as_json, as_ids, view is not None)) > 1:
         raise UsageError("choose one of --json, --ids and --paths")
+    if semantic is not None:
+        if query or facets or sort != "newest":
+            raise UsageError("--semantic ranks by meaning: it takes no query, --sort or --facets")
+        _semantic(app, semantic, limit, as_json=as_json, as_ids=as_ids, view=view)
+        return
     if facets and (as_ids or view is not None):
         raise UsageError("--facets shows counts: it goes with --json, not --ids or --paths")
     table = not (as_json or as_ids or view is not None)
@@ -120,6 +134,47 @@ def search_command(
     shown = len(rows)
     more = f" (showing {shown}; --limit N for more)" if shown < result.total else ""
     app.info(f"{result.total} job{'s' if result.total != 1 else ''}{more}")
+
+
+def _semantic(
+    app: AppContext, text: str, limit: int | None, *, as_json: bool, as_ids: bool, view: str | None
+) -> None:
+    """``search --semantic``: the jobs of the nearest images, each once, best first, in the
+    table, --ids, --paths or --json of any search (with each job's score and image)."""
+    from mjvault.similarity.semantic import semantic_search
+
+    vault = app.open_vault()
+    paths = view_paths(vault, view) if view is not None else None
+    wanted = limit or TABLE_LIMIT
+    best: dict[str, tuple[float, int]] = {}
+    # A job shows up to four images: enough image hits for ``wanted`` distinct jobs.
+    for hit in semantic_search(vault, text, limit=wanted * 4, settings=app.config.embed):
+        if hit.job_id not in best and len(best) < wanted:
+            best[hit.job_id] = (hit.score, hit.index)
+    rows = list(summaries(vault, best))
+    if as_ids:
+        for row in rows:
+            click.echo(row.job_id)
+    elif paths is not None:
+        for row in rows:
+            for path in paths.get(row.job_id, ()):
+                click.echo(path)
+    elif as_json:
+        jobs = [
+            {**summary_json(r), "score": round(best[r.job_id][0], 4), "image": best[r.job_id][1]}
+            for r in rows
+        ]
+        click.echo(
+            json.dumps(
+                {"query": text, "semantic": True, "total": len(jobs), "jobs": jobs},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+    else:
+        for line in table_lines(rows):
+            click.echo(line)
+        app.info(f"{len(rows)} job{'s' if len(rows) != 1 else ''} nearest in meaning")
 
 
 FACET_TITLES = {"type": "type", "model": "model", "ar": "aspect", "month": "month"}

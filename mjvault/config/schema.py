@@ -300,6 +300,28 @@ class ServeSection:
 
 
 @dataclass(frozen=True)
+class EmbedSection:
+    # Remembered by `mjvault embed` in the vault's config.toml, so `search --semantic` need
+    # not repeat them (docs/design.md, "Embeddings (optional)").
+    model: Path | None = setting(
+        None,
+        t.FilePath(),
+        "The image model (ONNX) `mjvault embed` computes vectors with; set by `embed --model`.",
+    )
+    text_model: Path | None = setting(
+        None,
+        t.FilePath(),
+        "The text model (ONNX) that turns `search --semantic` queries into vectors of the "
+        "image model's space; set by `embed --text-model`.",
+    )
+    tokenizer: Path | None = setting(
+        None,
+        t.FilePath(),
+        "The text model's `tokenizer.json`; unset: the one beside the text model.",
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The effective settings every command reads (``app.config``)."""
 
@@ -312,6 +334,7 @@ class Config:
     retention: RetentionSection = dataclasses.field(default_factory=RetentionSection)
     insights: InsightsSection = dataclasses.field(default_factory=InsightsSection)
     serve: ServeSection = dataclasses.field(default_factory=ServeSection)
+    embed: EmbedSection = dataclasses.field(default_factory=EmbedSection)
 
     def get(self, key: str) -> Any:
         section, name = split_key(key)

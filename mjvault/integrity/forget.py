@@ -281,6 +281,7 @@ def forget_jobs(
         report.added = exclusions.add(vault, job_ids, reason, rewrite.objects())
         rewrite.publish(report)
         thumbs = forget_thumbnails(vault, rewrite.media_ids())
+        forget_vectors(vault, rewrite.media_ids())
         if report.rewritten or thumbs:
             exclusions.note_rewrite(vault, report.rewritten, thumbs)
         new_head = vault.head()
@@ -473,6 +474,14 @@ def forget_thumbnails(vault: Vault, media_ids: Iterable[str]) -> set[str]:
                     thumbs.add(thumb)
         cache.commit()
     return thumbs
+
+
+def forget_vectors(vault: Vault, media_ids: Iterable[str]) -> None:
+    """Drop forgotten images' embeddings (`mjvault embed`): a vector says what an image
+    shows, so it goes with the image."""
+    from mjvault.similarity.embeddings import forget_embeddings
+
+    forget_embeddings(vault, media_ids)
 
 
 def _tree_get(vault: Vault, tree: Tree, root: str, job_id: str) -> JobEntry | None:

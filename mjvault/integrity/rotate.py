@@ -485,6 +485,11 @@ def _finish(vault: Vault, journal: dict[str, Any], report: RotateReport) -> None
         exclusions.write(vault, exclusions.read(vault))
         report.documents_resealed += 1
     _rebuild_index(vault)
+    # Image vectors (`mjvault embed`) are a cache too, but hours of a model's work: sealed
+    # again rather than dropped.
+    from mjvault.similarity.embeddings import reseal_embeddings
+
+    report.documents_resealed += reseal_embeddings(vault)
     keys_dir = vault.path / "keys"
     new_id = store_keyfile(keys_dir, journal["key"])
     for info in list_keyfiles(keys_dir):

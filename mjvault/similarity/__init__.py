@@ -1,0 +1,1 @@
+"""Similar images, near-duplicates, prompt families and optional embeddings (issue 17)."""
