@@ -1,0 +1,6 @@
+"""Similar and duplicate images, prompt families and embeddings (docs/design.md, "Similar
+images"): a library; the commands are thin faces over it.
+
+:mod:`~mjvault.similarity.hashing` computes perceptual hashes, :mod:`~mjvault.similarity.store`
+keeps them (``cache/hashes.sqlite``).
+"""

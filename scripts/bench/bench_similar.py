@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Which perceptual hash finds near-duplicates: recall and precision per distance, and cost.
+
+    python scripts/bench/bench_similar.py [--sources 200] [--side 512] [--timing 40] [--runs 3]
+
+On the generated set of ``mjvault/testing/imageset.py`` (each source with its resizes,
+re-encodings, crops, brightness changes and grid quadrant; distinct sources as negatives),
+for imagehash's pHash and dHash (64 bits), PDQ (``pdqhash``, 256 bits, when installed) and
+mjvault's own pHash (``mjvault/similarity/hashing.py``: imagehash's bits without SciPy, on
+a box-reduced image): a table of recall and precision at each distance, the smallest
+distance reaching recall >= 0.95 with precision >= 0.99, and the time to hash one image
+(``--timing`` PNGs of 1024 px, from bytes: decode included) beside a bare decode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from mjvault.similarity import hashing  # noqa: E402
+from mjvault.testing.imageset import quality, source_image, variants  # noqa: E402
+
+Hasher = Callable[[Image.Image], bytes]
+
+
+def _imagehash(kind: str) -> Hasher | None:
+    try:
+        import imagehash
+    except ImportError:
+        return None
+    fn = imagehash.phash if kind == "phash" else imagehash.dhash
+    return lambda image: np.packbits(fn(image).hash.ravel()).tobytes()
+
+
+def _pdq() -> Hasher | None:
+    try:
+        import pdqhash
+    except ImportError:
+        return None
+
+    def pdq(image: Image.Image) -> bytes:
+        bits, _quality = pdqhash.compute(np.asarray(image.convert("RGB")))
+        return np.packbits(bits.astype(np.uint8)).tobytes()
+
+    return pdq
+
+
+def _ours(image: Image.Image) -> bytes:
+    return hashing.hashes_of_image(image, grid=False)[0]
+
+
+def hashers() -> dict[str, Hasher]:
+    found: dict[str, Hasher | None] = {
+        "phash64 (imagehash)": _imagehash("phash"),
+        "dhash64 (imagehash)": _imagehash("dhash"),
+        "pdq256 (pdqhash)": _pdq(),
+        "phash64 (mjvault)": _ours,
+    }
+    for name, fn in found.items():
+        if fn is None:
+            print(f"{name}: not installed, left out")
+    return {name: fn for name, fn in found.items() if fn is not None}
+
+
+def _by_transform(
+    names: list[str], sources: list[int], originals: list[bool], words: np.ndarray
+) -> dict[str, list[int]]:
+    first = {
+        s: i for i, (s, o) in reversed(list(enumerate(zip(sources, originals, strict=True)))) if o
+    }
+    out: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        if not originals[i]:
+            d = np.bitwise_count(np.bitwise_xor(words[i], words[first[sources[i]]])).sum()
+            out.setdefault(name, []).append(int(d))
+    return out
+
+
+def measure_quality(
+    count: int, side: int, algos: dict[str, Hasher], family: int | None = None
+) -> None:
+    sources: list[int] = []
+    originals: list[bool] = []
+    names: list[str] = []
+    hashes: dict[str, list[bytes]] = {name: [] for name in algos}
+    for variant in variants(count, side, family=family):
+        image = variant.image
+        if variant.grid_part:
+            image = hashing.quadrants(image)[variant.grid_part - 1]
+        sources.append(variant.source)
+        originals.append(variant.name == "original")
+        names.append(variant.name)
+        for name, fn in algos.items():
+            hashes[name].append(fn(image))
+    kind = "bare gradients" if family == 5 else "mixed families"
+    print(f"\n{count} sources ({kind}) at {side} px, {len(sources)} images")
+    for name, values in hashes.items():
+        words = np.frombuffer(b"".join(values), dtype=">u8").astype(np.uint64)
+        words = words.reshape(len(values), -1)
+        q = quality(sources, originals, words)
+        bits = words.shape[1] * 64
+        print(f"\n{name}: {q.total_positives} positive pairs, {q.total_negatives} negative")
+        print(f"  {'dist':>4}  {'recall':>7}  {'precision':>9}  {'false pairs':>11}")
+        step = 1 if bits == 64 else 4
+        chosen = None
+        for d in range(0, bits // 2 + 1, step):
+            recall, precision = q.recall(d), q.precision(d)
+            if recall >= 0.95 and precision >= 0.99 and chosen is None:
+                chosen = d
+            if d <= (24 if bits == 64 else 96):
+                print(f"  {d:>4}  {recall:>7.4f}  {precision:>9.4f}  {int(q.negatives[d]):>11}")
+        ok = [d for d in range(bits + 1) if q.recall(d) >= 0.95 and q.precision(d) >= 0.99]
+        by_name = _by_transform(names, sources, originals, words)
+        print("  distance to the source, per transformation: median / max")
+        print("   " + ", ".join(f"{k} {int(np.median(v))}/{max(v)}" for k, v in by_name.items()))
+        span = f"{ok[0]}..{ok[-1]}" if ok else "none"
+        print(f"  distances with recall >= 0.95 and precision >= 0.99: {span}")
+
+
+def measure_time(count: int, runs: int, algos: dict[str, Hasher]) -> None:
+    blobs = []
+    for n in range(count):
+        out = io.BytesIO()
+        source_image(10_000 + n, 256).resize((1024, 1024), Image.Resampling.BICUBIC).save(
+            out, "PNG"
+        )
+        blobs.append(out.getvalue())
+
+    def decode(data: bytes) -> Image.Image:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return image
+
+    def timed(fn: Callable[[bytes], object]) -> list[float]:
+        results = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            for blob in blobs:
+                fn(blob)
+            results.append((time.perf_counter() - start) / len(blobs) * 1000)
+        return results
+
+    print(f"\nms per 1024 px PNG, from bytes ({count} images, {runs} runs): best / median")
+    rows: dict[str, list[float]] = {"decode only": timed(decode)}
+    for name, fn in algos.items():
+        rows[name] = timed(lambda data, fn=fn: fn(decode(data)))  # type: ignore[misc]
+    rows["phash64 (mjvault) hashes_of_bytes"] = timed(hashing.hashes_of_bytes)
+    rows["  same, as a grid (5 hashes)"] = timed(
+        lambda data: hashing.hashes_of_bytes(data, grid=True)
+    )
+    for name, values in rows.items():
+        print(f"  {name:<36} {min(values):7.2f} / {statistics.median(values):7.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sources", type=int, default=200)
+    parser.add_argument("--side", type=int, default=512)
+    parser.add_argument("--timing", type=int, default=40)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--gradients", type=int, default=0, help="also this many bare gradients, apart"
+    )
+    args = parser.parse_args()
+    algos = hashers()
+    measure_quality(args.sources, args.side, algos)
+    if args.gradients:
+        measure_quality(args.gradients, args.side, algos, family=5)
+    measure_time(args.timing, args.runs, algos)
+
+
+if __name__ == "__main__":
+    main()
