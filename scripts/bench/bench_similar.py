@@ -180,13 +180,23 @@ def measure_time(count: int, runs: int, algos: dict[str, Hasher]) -> None:
         print(f"  {name:<36} {min(values):7.2f} / {statistics.median(values):7.2f}")
 
 
+def _high_water_kib() -> int:
+    """This process's peak RSS (VmHWM: reset at exec, unlike ru_maxrss, which a child
+    inherits from the bench that forked it)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _stream(path: str, sealed_key: str, runs: int) -> None:
     """The child: every hash streamed ``runs`` times."""
     from mjvault.similarity.store import HashStore
     from mjvault.store.crypto import VaultKeys
 
     keys = VaultKeys(bytes.fromhex(sealed_key)) if sealed_key else None
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _high_water_kib()
     times = []
     with HashStore(path, keys, False) as store:
         for _ in range(runs):
@@ -195,7 +205,7 @@ def _stream(path: str, sealed_key: str, runs: int) -> None:
             for block in store.blocks():
                 count += len(block.parts)
             times.append(time.perf_counter() - started)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _high_water_kib()
     print(f"{count} {min(times)} {statistics.median(times)} {before} {peak}")
 
 
