@@ -181,11 +181,11 @@ _ops = st.lists(
         st.integers(0, 40),
         st.lists(_hash, min_size=1, max_size=5),
     ),
-    max_size=60,
+    max_size=30,
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_ops, st.booleans(), st.integers(1, 7))
 def test_put_remove_and_blocks_round_trip(
     tmp_path_factory: pytest.TempPathFactory, ops: list, sealed: bool, rows: int
