@@ -66,6 +66,7 @@ NICE = 10  # the feed's threads yield the cores to the downloads and the writer
 # Ids a feed holds waiting (~100 bytes each: ~6 MB). A sync that outruns its thumbnails by
 # more leaves the rest to `mjvault thumbs` (counted as left) rather than holding them all.
 FEED_BOUND = 65536
+WALK_RELEASE = 256  # summaries a backfill walks between two releases of the index's pages
 NOT_AN_IMAGE = ""  # the table's thumbnail id for a video or an image Pillow cannot read
 
 Progress = Callable[[int, int | None], None]
@@ -253,7 +254,9 @@ def head_images_typed(vault: Vault) -> Iterator[tuple[str, bool]]:
     says so, and the tree alone does not hold it."""
     from mjvault.similarity.hashing import is_grid
 
-    for summary in vault.index.iter_summaries(release_every=4096):
+    # Pages released every WALK_RELEASE summaries: a backfill's peak RSS stays flat with the
+    # vault's size (docs/design.md, "Similar images: the hash"), where 4096 let it grow.
+    for summary in vault.index.iter_summaries(release_every=WALK_RELEASE):
         images = [i for i in summary.images if i is not None]
         grid = is_grid([summary.type], len(summary.images))
         for image in images:
