@@ -36,8 +36,9 @@ Examples:
 )
 @pass_app
 def thumbs_command(app: AppContext, sizes: str, hashes_only: bool, no_hashes: bool) -> None:
-    """Make the missing thumbnails and perceptual hashes of HEAD's images, for `mjvault
-    serve`, `similar` and `dupes`.
+    """Make the missing thumbnails and perceptual hashes of HEAD's images.
+
+    Thumbnails serve `mjvault serve`; the hashes, `similar` and `dupes`.
 
     Sync and import make them as they store images; this makes those of images stored
     before, or by a run told not to. Each is made once and kept in the vault (sealed in an
