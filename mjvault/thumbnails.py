@@ -291,7 +291,12 @@ class Maker:
         if hashes:
             from mjvault.similarity.store import HashStore
 
-            self.hash_store = HashStore.open(vault, writable=True)
+            try:
+                self.hash_store = HashStore.open(vault, writable=True)
+            except (OSError, sqlite3.Error) as exc:
+                # A cache (a full disk, say): the thumbnails go on, `mjvault thumbs` hashes.
+                log.warning("perceptual hashes not made: %s", exc)
+                self.report.hashes = False
         self.workers = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
         # Beside a writer (``nice``): one daemon thread at a lower priority, whose image in
         # flight a stop abandons rather than waits for (at that priority, on a busy machine,
