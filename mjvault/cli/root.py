@@ -158,7 +158,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "thumbs": LazyCommand(
         "thumbs",
         "thumbs_command",
-        "Make the missing thumbnails of HEAD's images, for `mjvault serve`.",
+        "Make the missing thumbnails and perceptual hashes of HEAD's images.",
     ),
     "embed": LazyCommand(
         "embed",

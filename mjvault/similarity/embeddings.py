@@ -1,6 +1,6 @@
 """Image embeddings kept in the vault's cache, and the run that computes them.
 
-``cache/embeddings.sqlite`` (docs/FORMAT.md §7.3) holds, per model (the BLAKE3 of its file),
+``cache/embeddings.sqlite`` (docs/FORMAT.md §7.4) holds, per model (the BLAKE3 of its file),
 the unit vectors of HEAD's images as float16 in *blocks* of up to :data:`BLOCK` rows, each a
 row of the table: the images' ids side by side and their vectors side by side, so a search
 reads a million vectors as a thousand rows and never a row per image. Table ``images`` says

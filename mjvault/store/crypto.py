@@ -301,6 +301,28 @@ class VaultKeys:
         except (InvalidTag, UnicodeDecodeError, ValueError):
             raise CorruptObject("a sealed text failed authentication (damaged or moved)") from None
 
+    def seal_bytes(self, value: bytes, context: bytes) -> bytes:
+        """:meth:`seal_text` of bytes (the text key: a rotation opens them under either secret
+        and seals them again, as it does texts): the perceptual hashes' blocks."""
+        nonce = os.urandom(NONCE_SIZE)
+        return nonce + self._text_aead.encrypt(nonce, value, context)
+
+    def open_bytes(self, sealed: bytes, context: bytes) -> bytes:
+        """:meth:`seal_bytes` undone, under the current or the retired secret."""
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            try:
+                return self._text_aead.decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], context)
+            except InvalidTag:
+                if self._retired_text_aead is None:
+                    raise
+                return self._retired_text_aead.decrypt(
+                    sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], context
+                )
+        except (InvalidTag, ValueError):
+            raise CorruptObject("sealed bytes failed authentication (damaged or moved)") from None
+
     def seal_text_fixed(self, text: str, context: bytes) -> bytes:
         """``text`` sealed as :meth:`seal_text` does (and opened by :meth:`open_text`), with a
         nonce derived from ``context`` and ``text`` (a synthetic IV): equal texts seal to
