@@ -160,6 +160,16 @@ COMMANDS: dict[str, LazyCommand] = {
         "thumbs_command",
         "Make the missing thumbnails of HEAD's images, for `mjvault serve`.",
     ),
+    "similar": LazyCommand(
+        "similar",
+        "similar_command",
+        "The images nearest to a job's image or to an image file, by perceptual hash.",
+    ),
+    "dupes": LazyCommand(
+        "similar",
+        "dupes_command",
+        "Groups of near-duplicate images, the best original of each marked (nothing deleted).",
+    ),
     "collection": LazyCommand(
         "collection",
         "collection_group",
