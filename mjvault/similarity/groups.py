@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
 
 MAX_BLOCK_BITS = 22  # a block's dense table: 2**22 + 1 int32 starts (16 MB)
-CHUNK_CANDIDATES = 1 << 21  # candidate pairs expanded at once (bounds the temporaries)
+CHUNK_CANDIDATES = 1 << 20  # candidate pairs expanded at once (bounds the temporaries)
 # Best original: the most pixels, then an upscale over a grid's tile, then this order.
 KIND_RANK = {"png": 0, "webp": 1, "jpg": 2, "jpeg": 2}
 
@@ -141,7 +141,8 @@ def near_pairs(
     total = plan.masks
     done = 0
     for word, shift, bits in plan.blocks:
-        keys = ((words[:, word] >> np.uint64(shift)) & np.uint64((1 << bits) - 1)).astype(np.int64)
+        # int32: a block is at most MAX_BLOCK_BITS wide (half the memory of int64 at 3M rows)
+        keys = ((words[:, word] >> np.uint64(shift)) & np.uint64((1 << bits) - 1)).astype(np.int32)
         order = np.argsort(keys, kind="stable").astype(np.int32)
         starts = np.zeros((1 << bits) + 1, dtype=np.int32)
         starts[1:] = np.cumsum(np.bincount(keys, minlength=1 << bits))
@@ -167,7 +168,7 @@ def _candidates(
     keys: np.ndarray, starts: np.ndarray, order: np.ndarray, first: int, end: int, mask: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Rows ``first…end`` paired with every row whose block is theirs XOR ``mask`` (i < j)."""
-    looked = keys[first:end] ^ mask
+    looked = keys[first:end] ^ np.int32(mask)
     low = starts[looked]
     counts = starts[looked + 1] - low
     total = int(counts.sum())
@@ -323,9 +324,9 @@ def _load(store: Any, allowed: set[str] | None) -> tuple[np.ndarray, np.ndarray,
                 continue
         words.append(block.words[keep])
         parts.append(block.parts[keep])
-        rows.append(keep.astype(np.int64) + block.start)
+        rows.append((keep + block.start).astype(np.int32))
     if not words:
-        return np.empty((0, 1), np.uint64), np.empty(0, np.uint8), np.empty(0, np.int64)
+        return np.empty((0, 1), np.uint64), np.empty(0, np.uint8), np.empty(0, np.int32)
     return np.concatenate(words), np.concatenate(parts), np.concatenate(rows)
 
 
