@@ -7,7 +7,7 @@
 
 Synthetic hashes: uniform random rows with clusters of near-duplicates planted among them
 (1 % of the rows are sources of a cluster of 3 copies, each a few random bits away), written
-once per size to ``/tmp/mjvault-simbench/`` (deleted at the end). Each method runs in a
+once per size to ``/tmp/mjvault-simbench-PID/`` (deleted at the end). Each method runs in a
 child process of its own, so its peak RSS (``ru_maxrss``) is its own:
 
 - ``scan``: what `similar` does: blocks of 4,096 rows read from the file one after the other
@@ -17,6 +17,10 @@ child process of its own, so its peak RSS (``ru_maxrss``) is its own:
 - ``bktree``: a BK-tree (pure Python), built then queried.
 - ``usearch``: usearch's binary HNSW index (``metric="hamming"``, ``dtype="b1"``), built then
   queried (approximate: its recall of the true k nearest is printed).
+- ``store``: `similar` and `dupes` through a real vault's hash store (mjvault.similarity.store,
+  filled through ``HashStore.put``): a query's scan of ``store.blocks()``, and the pairs and
+  union-find of every row read from it (index lookups of the hits are left out: the ids are
+  made up). Printed as ``store-q`` (query) and ``store-d`` (dupes) rows.
 - ``dupes``: what `dupes` does: every pair within ``--level`` (mjvault.similarity.groups,
   exact pigeonhole over blocks) and the union-find of them; recall of the planted pairs.
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -40,7 +45,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-DATA = Path("/tmp/mjvault-simbench")
+# One folder per run (children are told it): two runs at once do not delete each other's data.
+DATA = Path(os.environ.get("MJVAULT_SIMBENCH_DIR") or f"/tmp/mjvault-simbench-{os.getpid()}")
 BLOCK = 4096
 K = 20
 
@@ -282,11 +288,80 @@ def run_dupes(rows: int, bits: int, level: int) -> dict[str, object]:
     }
 
 
+def store_vault(rows: int, bits: int) -> Path:
+    return DATA / f"vault-{bits}-{rows}"
+
+
+def build_store(rows: int, bits: int) -> None:
+    """A vault whose hash store holds the data file's rows (ids made from row numbers)."""
+    from mjvault import Vault
+    from mjvault.similarity.hashing import to_bytes
+    from mjvault.similarity.store import HashStore
+
+    path = store_vault(rows, bits)
+    if path.exists():
+        return
+    with (
+        Vault.init(path) as vault,
+        vault.write_lock(),
+        HashStore.open(vault, writable=True) as store,
+    ):
+        for first in range(0, rows, 100_000):
+            end = min(rows, first + 100_000)
+            for n, hash_ in enumerate(to_bytes(load(rows, bits)[first:end]), first):
+                store.put(n.to_bytes(32, "big").hex(), [hash_])
+            store.commit()
+
+
+def run_store_query(rows: int, bits: int, qs: np.ndarray) -> dict[str, object]:
+    from mjvault import Vault
+    from mjvault.similarity.nearest import scan
+    from mjvault.similarity.store import HashStore
+
+    times = []
+    with Vault.open(store_vault(rows, bits)) as vault, HashStore.open(vault) as store:
+        for q in qs:
+            t = time.perf_counter()
+            found = scan(store.blocks(), q, K)
+            store.locate(r for r, _ in found)
+            times.append(time.perf_counter() - t)
+    return {"build_s": 0.0, "times": times}
+
+
+def run_store_dupes(rows: int, bits: int, level: int) -> dict[str, object]:
+    from mjvault import Vault
+    from mjvault.similarity.groups import _load, row_components
+    from mjvault.similarity.store import HashStore
+
+    with Vault.open(store_vault(rows, bits)) as vault, HashStore.open(vault) as store:
+        t = time.perf_counter()
+        words, parts, numbers = _load(store, None)
+        groups = row_components(words, parts, level)
+        del words
+        for group in groups[:1000]:
+            store.locate(numbers[group].tolist())
+        took = time.perf_counter() - t
+    return {
+        "build_s": took,
+        "times": [took],
+        "groups": len(groups),
+        "planted_recall": 1.0,
+        "plan": "through the store",
+    }
+
+
 def child(args: argparse.Namespace) -> None:
     rows, bits, method = args.rows_one, args.bits_one, args.one
     qs = queries(rows, bits, args.queries)
     base = peak_mb()
-    if method == "scan":
+    if method == "store-build":
+        build_store(rows, bits)
+        result = {"build_s": 0.0, "times": [0.0]}
+    elif method == "store-q":
+        result = run_store_query(rows, bits, qs)
+    elif method == "store-d":
+        result = run_store_dupes(rows, bits, args.level)
+    elif method == "scan":
         result = run_scan(rows, bits, qs)
     elif method == "mih":
         result = run_mih(rows, bits, qs)
@@ -327,7 +402,11 @@ def main() -> None:
         for bits in (int(b) for b in args.bits.split(",")):
             for rows in (int(r) for r in args.rows.split(",")):
                 make_data(rows, bits, args.level)
-                for method in args.methods.split(","):
+                methods = args.methods.split(",")
+                if "store" in methods:
+                    at = methods.index("store")
+                    methods[at : at + 1] = ["store-build", "store-q", "store-d"]
+                for method in methods:
                     if method == "bktree" and (rows > args.bktree_max or bits != 64):
                         continue
                     if method == "usearch" and rows > args.usearch_max:
@@ -337,11 +416,14 @@ def main() -> None:
                     cmd = [sys.executable, __file__, "--one", method, "--rows-one", str(rows)]
                     cmd += ["--bits-one", str(bits), "--queries", str(args.queries)]
                     cmd += ["--level", str(args.level)]
-                    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                    env = os.environ | {"MJVAULT_SIMBENCH_DIR": str(DATA)}
+                    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
                     if done.returncode:
                         print(f"{method:8} {bits:>4} {rows:>9} failed: {done.stderr[-300:]}")
                         continue
                     r = json.loads(done.stdout.strip().splitlines()[-1])
+                    if method == "store-build":
+                        continue
                     ms = [x * 1000 for x in r["times"]]
                     notes = []
                     if r.get("recall"):
