@@ -274,6 +274,19 @@ def test_dupes_groups_near_copies_and_a_grid_quadrant(
     ranks = [(-m.pixels, not m.upscaled) for m in group.members]
     assert ranks == sorted(ranks)
     assert group.distance == max(m.distance for m in group.members) <= 8
+    # A query keeps the images of the jobs it matches, and only those.
+    with Vault.open(path) as vault:
+        for word in sorted({w for m in group.members for w in _prompt_words(vault, m.job_id)}):
+            matching = set(vault.index.search(words=[word]))
+            shown = {
+                i for j in matching for i in (vault.index.get(j).images or ()) if i is not None
+            }
+            wanted = {a, b, c} & shown
+            got = [
+                sorted(m.object_id for m in g.members)
+                for g in find_groups(vault, level=8, query=word)
+            ]
+            assert got == ([sorted(wanted)] if len(wanted) > 1 else []), word
 
     code, out, err = cli(path, "dupes", "--json")
     assert code == 0, err
@@ -298,6 +311,12 @@ def test_dupes_groups_near_copies_and_a_grid_quadrant(
     # Nothing was deleted: every image is still there.
     with Vault.open(path) as vault:
         assert set(head_images(vault)) == set(images)
+
+
+def _prompt_words(vault: Vault, job_id: str) -> list[str]:
+    summary = vault.index.get(job_id)
+    assert summary is not None
+    return [w for w in summary.prompt.lower().split() if w.isalpha()][:3]
 
 
 def test_no_hashes_yet_says_how_to_make_them(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]

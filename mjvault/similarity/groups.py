@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mjvault.similarity.hashing import WORDS
 from mjvault.similarity.nearest import BACKFILL_HINT, NoHashes, job_of_image
 
 if TYPE_CHECKING:
@@ -288,20 +289,26 @@ def find_groups(
     yield from found
 
 
-def _images_of_query(vault: Vault, query: str) -> set[str]:
+def _images_of_query(vault: Vault, query: str) -> np.ndarray:
+    """The images of the jobs ``query`` matches, as the sorted first 8 bytes of their ids:
+    8 bytes an image however many match (a set of ids as text held ~100), and a false match
+    needs two ids of the vault to share 64 bits."""
     from mjvault.index.query import parse_query
     from mjvault.index.search import iter_search
 
-    images: set[str] = set()
-    matched = iter_search(vault.index, parse_query(query))
+    found: list[np.ndarray] = []
     batch: list[str] = []
-    for job_id in matched:
+    for job_id in iter_search(vault.index, parse_query(query)):
         batch.append(job_id)
-        if len(batch) >= 1024:
-            images.update(_images_of_jobs(vault, batch))
+        if len(batch) >= 4096:
+            found.append(_prefixes(_images_of_jobs(vault, batch)))
             batch = []
-    images.update(_images_of_jobs(vault, batch))
-    return images
+    found.append(_prefixes(_images_of_jobs(vault, batch)))
+    return np.unique(np.concatenate(found))
+
+
+def _prefixes(object_ids: Iterable[str]) -> np.ndarray:
+    return np.array([int(i[:16], 16) for i in object_ids], dtype=np.uint64)
 
 
 def _images_of_jobs(vault: Vault, job_ids: list[str]) -> Iterator[str]:
@@ -309,25 +316,31 @@ def _images_of_jobs(vault: Vault, job_ids: list[str]) -> Iterator[str]:
         yield from (i for i in summary.images if i is not None)
 
 
-def _load(store: Any, allowed: set[str] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _load(store: Any, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every row's words and part (those of ``allowed`` images only, when given), and the
-    row numbers they came from."""
-    words, parts, rows = [], [], []
+    row numbers they came from: filled into arrays of the store's size, not gathered in a
+    list and joined (which held every row twice)."""
+    size = len(store)
+    words = np.empty((size, WORDS), np.uint64)
+    parts = np.empty(size, np.uint8)
+    rows = np.empty(size, np.int32)
+    filled = 0
     for block in store.blocks():
         if allowed is None:
             keep = np.arange(len(block.parts))
         else:
-            keep = np.array(
-                [n for n, image in enumerate(block.images()) if image in allowed], dtype=np.int64
-            )
-            if not len(keep):
-                continue
-        words.append(block.words[keep])
-        parts.append(block.parts[keep])
-        rows.append((keep + block.start).astype(np.int32))
-    if not words:
-        return np.empty((0, 1), np.uint64), np.empty(0, np.uint8), np.empty(0, np.int32)
-    return np.concatenate(words), np.concatenate(parts), np.concatenate(rows)
+            prefixes = _prefixes(block.images())
+            at = np.minimum(np.searchsorted(allowed, prefixes), max(0, len(allowed) - 1))
+            keep = np.flatnonzero(allowed[at] == prefixes) if len(allowed) else at[:0]
+        count = min(len(keep), size - filled)  # (a store written meanwhile: its first rows)
+        if not count:
+            continue
+        keep = keep[:count]
+        words[filled : filled + count] = block.words[keep]
+        parts[filled : filled + count] = block.parts[keep]
+        rows[filled : filled + count] = keep + block.start
+        filled += count
+    return words[:filled], parts[:filled], rows[:filled]
 
 
 def _group(vault: Vault, store: Any, objects: list[str]) -> Group | None:
