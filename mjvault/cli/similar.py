@@ -78,8 +78,9 @@ def _hit_lines(vault: Vault, hits: list[Hit]) -> list[str]:
 
 
 DUPES_EPILOG = """\b
-Levels (the most bits two hashes of one group may differ in): {levels};
-or a number. Default: {default}.
+Levels: the most bits two hashes of a group's images may differ in.
+  {levels}
+  or a number of bits. Default: {default}.
 \b
 The best original of each group is marked *: the most pixels, then an upscale
 over a grid's tile, then PNG over WebP over JPEG. Nothing is deleted: make a
