@@ -16,6 +16,7 @@ request, or a backfill, keeps it).
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import queue
@@ -23,21 +24,32 @@ import sqlite3
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mjvault.errors import CorruptObject, KeysChanged, ObjectNotFound, UsageError, VaultLocked
-from mjvault.find.gallery.thumbs import CACHE_FILE, ThumbCache, make_thumbnail, make_thumbnails
+from mjvault.find.gallery.thumbs import (
+    CACHE_FILE,
+    WEBP_QUALITY,
+    ThumbCache,
+    make_thumbnail,
+    make_thumbnails,
+)
 from mjvault.lock import WriteLock
 from mjvault.store.codec import media_kind
 from mjvault.store.objects import WriteBatch
 from mjvault.vault import Vault
 
+if TYPE_CHECKING:
+    from mjvault.similarity.store import HashStore
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# What a worker makes of an image: its kind (None: unreadable), thumbnails by size, hashes.
+Made = tuple[str | None, dict[int, bytes | None], list[bytes] | None]
 
 SIZES: dict[str, int] = {"s": 256, "m": 768}
 # libwebp's effort: 2 makes a 768 px thumbnail ~4x faster than the gallery's 4, ~3 % larger
@@ -57,6 +69,8 @@ FEED_BOUND = 65536
 NOT_AN_IMAGE = ""  # the table's thumbnail id for a video or an image Pillow cannot read
 
 Progress = Callable[[int, int | None], None]
+# An image to make: its id, or (its id, whether it is a 2x2 grid: its quadrants are hashed).
+Wanted = str | tuple[str, bool]
 
 _caches: weakref.WeakKeyDictionary[Vault, ThumbCache] = weakref.WeakKeyDictionary()
 _caches_lock = threading.Lock()
@@ -204,9 +218,14 @@ class BackfillReport:
     not_images: int = 0  # videos and images that do not decode
     unreadable: int = 0
     errors: list[str] = field(default_factory=list)
+    # Perceptual hashes (mjvault/similarity), made in the same decode: images hashed now,
+    # and images whose hashes were there already.
+    hashes: bool = False
+    hashed: int = 0
+    hashes_cached: int = 0
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "sizes": {s: SIZES[s] for s in self.sizes},
             "images": self.images,
             "made": self.made,
@@ -214,6 +233,9 @@ class BackfillReport:
             "not_images": self.not_images,
             "unreadable": self.unreadable,
         }
+        if self.hashes:
+            out["hashes"] = {"made": self.hashed, "cached": self.hashes_cached}
+        return out
 
 
 def head_images(vault: Vault) -> Iterator[str]:
@@ -223,6 +245,19 @@ def head_images(vault: Vault) -> Iterator[str]:
         for image in entry.images:
             if image is not None:
                 yield image
+
+
+def head_images_typed(vault: Vault) -> Iterator[tuple[str, bool]]:
+    """:func:`head_images` from the index's summaries (in the index's order), each with
+    whether it is a 2x2 grid (:func:`mjvault.similarity.hashing.is_grid`): the job's type
+    says so, and the tree alone does not hold it."""
+    from mjvault.similarity.hashing import is_grid
+
+    for summary in vault.index.iter_summaries(release_every=4096):
+        images = [i for i in summary.images if i is not None]
+        grid = is_grid([summary.type], len(summary.images))
+        for image in images:
+            yield image, grid
 
 
 class Maker:
@@ -239,12 +274,21 @@ class Maker:
         report: BackfillReport | None = None,
         window: int = WINDOW,
         nice: bool = False,
+        hashes: bool = False,
     ) -> None:
         self.vault = vault
         self.window = window
         self.sizes = sizes
         self.cache = cache_of(vault)
         self.report = report or BackfillReport(sizes)
+        self.report.hashes = hashes
+        # The perceptual hashes, made in the decode that makes the thumbnails (the caller
+        # holds the write lock: this is the store's one writer).
+        self.hash_store: HashStore | None = None
+        if hashes:
+            from mjvault.similarity.store import HashStore
+
+            self.hash_store = HashStore.open(vault, writable=True)
         self.workers = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
         # Beside a writer (``nice``): one daemon thread at a lower priority, whose image in
         # flight a stop abandons rather than waits for (at that priority, on a busy machine,
@@ -254,17 +298,17 @@ class Maker:
             if nice
             else ThreadPoolExecutor(self.workers, thread_name_prefix="thumbs")
         )
-        self._pending: deque[tuple[str, Future[tuple[str | None, dict[int, bytes | None]]]]] = (
-            deque()
-        )
+        self._pending: deque[tuple[str, Future[Made]]] = deque()
         self._batch: WriteBatch = vault.store.batch()
         self._staged = 0
         self._seen: set[str] = set()  # sources queued since the last publish
         self.finished = 0  # images added whose thumbnails are published or were there
+        self._unhashed: set[str] = set()  # of the group looked up last: images to hash
 
-    def add(self, object_id: str, wanted: list[int] | None = None) -> None:
+    def add(self, image: Wanted, wanted: list[int] | None = None) -> None:
         """Queue an image (``wanted``: its missing sizes, when looked up already); returns at
         once unless WINDOW images per worker are in flight."""
+        object_id, grid = (image, False) if isinstance(image, str) else image
         self.report.images += len(self.sizes)
         if object_id in self._seen:  # a second job showing it, before the publish
             self.report.cached += len(self.sizes)
@@ -272,24 +316,32 @@ class Maker:
             return
         if wanted is None:
             wanted = self._wanted([object_id]).get(object_id)
-        if not wanted:
+        wanted = wanted or []
+        hash_it = self.hash_store is not None and object_id in self._unhashed
+        if self.hash_store is not None and not hash_it:
+            self.report.hashes_cached += 1
+        if not wanted and not hash_it:
             self.report.cached += len(self.sizes)
             self.finished += 1
             return
         self.report.cached += len(self.sizes) - len(wanted)
         self._seen.add(object_id)
-        self._pending.append((object_id, self._pool.submit(self._make, object_id, wanted)))
+        self._unhashed.discard(object_id)
+        self._pending.append(
+            (object_id, self._pool.submit(self._make, object_id, wanted, grid, hash_it))
+        )
         while len(self._pending) >= self.window * self.workers:
             self._store_one()
 
-    def add_many(self, object_ids: Iterable[str], progress: Progress | None = None) -> None:
+    def add_many(self, images: Iterable[Wanted], progress: Progress | None = None) -> None:
         done = 0
-        ids = iter(object_ids)
+        items = iter(images)
         # Looked up LOOKUP at a time: a query per size for the group, not per image.
-        while group := list(islice(ids, LOOKUP)):
-            wanted = self._wanted([i for i in dict.fromkeys(group) if i not in self._seen])
-            for object_id in group:
-                self.add(object_id, wanted.get(object_id, []) if object_id in wanted else None)
+        while group := list(islice(items, LOOKUP)):
+            ids = [i if isinstance(i, str) else i[0] for i in group]
+            wanted = self._wanted([i for i in dict.fromkeys(ids) if i not in self._seen])
+            for image, object_id in zip(group, ids, strict=True):
+                self.add(image, wanted.get(object_id, []) if object_id in wanted else None)
             done += len(group)
             if progress is not None:
                 progress(done, None)
@@ -297,36 +349,52 @@ class Maker:
             progress(done, None)
 
     def _wanted(self, sources: list[str]) -> dict[str, list[int]]:
-        """Per image, the sizes (pixels) whose thumbnail is not in the table (or is gone)."""
+        """Per image, the sizes (pixels) whose thumbnail is not in the table (or is gone);
+        and, in :attr:`_unhashed`, the images without hashes that may be images (a video's
+        or a damaged file's thumbnail row says it is none: it is not read again)."""
         out: dict[str, list[int]] = {s: [] for s in sources}
-        for name in self.sizes:
+        not_images: set[str] = set()
+        for name in self.sizes or (["s"] if self.hash_store is not None else []):
             pixels = SIZES[name]
             found = self.cache.get_many(sources, pixels)
             for source in sources:
                 known = found.get(source)
+                if known is not None and known[0] == NOT_AN_IMAGE:
+                    not_images.add(source)
+                if name not in self.sizes:
+                    continue
                 if known is None or (
                     known[0] != NOT_AN_IMAGE and not self.vault.store.exists(known[0])
                 ):
                     out[source].append(pixels)
+        if self.hash_store is not None:
+            hashed = self.hash_store.has_many(sources)
+            self._unhashed = {s for s in sources if s not in hashed and s not in not_images}
         return out
 
-    def _make(self, object_id: str, sizes: list[int]) -> tuple[str | None, dict[int, bytes | None]]:
+    def _make(self, object_id: str, sizes: list[int], grid: bool, hash_it: bool) -> Made:
         try:
             data = self.vault.read_object(object_id)
         except (ObjectNotFound, CorruptObject, OSError):
-            return None, {}
+            return None, {}, None
         kind = media_kind(data[:16])
         if kind is None or kind == "mp4":
-            return kind or "none", dict.fromkeys(sizes)
-        return kind, make_thumbnails(data, sizes, METHOD)
+            return kind or "none", dict.fromkeys(sizes), None
+        if not hash_it:
+            return kind, make_thumbnails(data, sizes, METHOD), None
+        thumbs, hashes = thumbnails_and_hashes(data, sizes, grid=grid)
+        return kind, thumbs, hashes
 
     def _store_one(self) -> None:
         source, future = self._pending.popleft()
-        kind, made = future.result()
+        kind, made, hashes = future.result()
         self.finished += 1
         if kind is None:
             self.report.unreadable += 1
             return
+        if hashes is not None and self.hash_store is not None:
+            self.hash_store.put(source, hashes)
+            self.report.hashed += 1
         for pixels, data in made.items():
             if data is None:
                 self.cache.put(source, pixels, NOT_AN_IMAGE, kind)
@@ -336,13 +404,18 @@ class Maker:
             self.cache.put(source, pixels, thumb, kind)
             self.report.made += 1
             self._staged += 1
-        if self._staged >= FLUSH_EVERY:
+        if self._staged >= FLUSH_EVERY or (
+            self.hash_store is not None and self.hash_store.pending >= FLUSH_EVERY
+        ):
             self.publish()
 
     def publish(self) -> None:
-        """Objects durable first, then the table that names them."""
+        """Objects durable first, then the table that names them (and the hashes, which
+        name none)."""
         self._batch.flush()
         self.cache.commit()
+        if self.hash_store is not None:
+            self.hash_store.commit()
         self._staged = 0
         self._seen.clear()
 
@@ -353,7 +426,14 @@ class Maker:
             self.publish()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+            self._close_hashes()
         return self.report
+
+    def _close_hashes(self) -> None:
+        if self.hash_store is not None:
+            self.hash_store.rollback()  # what was published is committed; the rest is not
+            self.hash_store.close()
+            self.hash_store = None
 
     def stop(self) -> BackfillReport:
         """Publish what is made; drop what is queued, and the image in flight."""
@@ -362,24 +442,28 @@ class Maker:
             self._store_one()
         self._pending.clear()
         self.publish()
+        self._close_hashes()
         return self.report
 
     def abort(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._batch.discard()
         self.cache.rollback()
+        self._close_hashes()
 
 
 def make_for(
     vault: Vault,
-    object_ids: Iterable[str],
+    object_ids: Iterable[Wanted],
     sizes: list[str] | None = None,
     *,
     progress: Progress | None = None,
     workers: int | None = None,
+    hashes: bool = True,
 ) -> BackfillReport:
-    """Make the missing thumbnails of these images; the caller holds the write lock."""
-    maker = Maker(vault, sizes or list(SIZES), workers=workers)
+    """Make the missing thumbnails (of ``sizes``: all when None, none when empty) and, with
+    ``hashes``, perceptual hashes of these images; the caller holds the write lock."""
+    maker = Maker(vault, list(SIZES) if sizes is None else sizes, workers=workers, hashes=hashes)
     try:
         maker.add_many(object_ids, progress)
         return maker.finish()
@@ -394,15 +478,57 @@ def backfill(
     progress: Progress | None = None,
     *,
     workers: int | None = None,
+    hashes: bool = True,
 ) -> BackfillReport:
-    """Make every missing thumbnail of HEAD's images, under the write lock. Resumable: what
-    was published stays in the table, so a run after a kill starts where that one stopped
-    (each image is looked up, none made again). Memory stays flat: images stream from the
-    tree and at most WINDOW per worker are in flight."""
+    """Make every missing thumbnail (and, with ``hashes``, perceptual hash) of HEAD's images,
+    under the write lock. Resumable: what was published stays in the tables, so a run after
+    a kill starts where that one stopped (each image is looked up, none made again). Memory
+    stays flat: images stream from the tree (the index, for hashes: it knows which images
+    are grids) and at most WINDOW per worker are in flight."""
     for name in sizes or []:
         _pixels(name)
+    images: Iterable[Wanted]
+    if hashes:
+        _ = vault.index  # brought up to HEAD before the lock is taken (it takes it itself)
     with vault.write_lock():
-        return make_for(vault, head_images(vault), sizes, progress=progress, workers=workers)
+        images = head_images_typed(vault) if hashes else head_images(vault)
+        return make_for(vault, images, sizes, progress=progress, workers=workers, hashes=hashes)
+
+
+def thumbnails_and_hashes(
+    data: bytes, sizes: list[int], *, grid: bool
+) -> tuple[dict[int, bytes | None], list[bytes] | None]:
+    """The thumbnails of :func:`make_thumbnails` and the perceptual hashes of
+    :func:`mjvault.similarity.hashing.hashes_of_image`, from one decode (but a JPEG's: each
+    is a decode at a reduced scale, a fraction of a full one)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    from mjvault.similarity.hashing import hashes_of_bytes, hashes_of_image
+
+    try:
+        with Image.open(io.BytesIO(data)) as source:
+            if source.format == "JPEG":
+                # A JPEG is decoded at a reduced scale per size (make_thumbnails): cheap, and
+                # its thumbnails stay the bytes they always were; the hash has its own.
+                return make_thumbnails(data, sizes, METHOD), hashes_of_bytes(data, grid=grid)
+            full: Image.Image = ImageOps.exif_transpose(source)
+            full.load()
+        hashes = hashes_of_image(full, grid=grid)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return dict.fromkeys(sizes), None
+    out: dict[int, bytes | None] = {}
+    for size in sizes:
+        try:
+            image = full.copy()
+            image.thumbnail((size, size), reducing_gap=2.0)
+            if image.mode not in ("RGB", "RGBA"):
+                image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+            buffer = io.BytesIO()
+            image.save(buffer, "WEBP", quality=WEBP_QUALITY, method=METHOD)
+            out[size] = buffer.getvalue()
+        except (OSError, ValueError):
+            out[size] = None
+    return out, hashes
 
 
 class Feed:
@@ -417,11 +543,17 @@ class Feed:
     """
 
     def __init__(
-        self, vault: Vault, sizes: list[str] | None = None, *, bound: int | None = None
+        self,
+        vault: Vault,
+        sizes: list[str] | None = None,
+        *,
+        bound: int | None = None,
+        hashes: bool = True,
     ) -> None:
         self.report = BackfillReport(sizes or list(SIZES))
+        self._hashes = hashes
         self._vault = vault
-        self._queue: queue.SimpleQueue[list[str] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[Wanted] | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._failed: BaseException | None = None
         self.handed = 0  # images handed over
@@ -433,7 +565,7 @@ class Feed:
         self._thread = threading.Thread(target=self._run, name="mjvault-thumbs", daemon=True)
         self._thread.start()
 
-    def put(self, object_ids: list[str]) -> None:
+    def put(self, object_ids: Sequence[Wanted]) -> None:
         """Hand over ids; never blocks. Beyond :attr:`bound` ids waiting, they are dropped
         and counted in :attr:`left`: a backlog is the backfill's, not the writer's memory."""
         if not object_ids:
@@ -441,7 +573,7 @@ class Feed:
         with self._count_lock:
             self.handed += len(object_ids)
             room = max(0, self.bound - self._queued)
-            kept = object_ids[:room] if len(object_ids) > room else object_ids
+            kept = list(object_ids[:room] if len(object_ids) > room else object_ids)
             self.dropped += len(object_ids) - len(kept)
             self._queued += len(kept)
         if kept:
@@ -457,6 +589,7 @@ class Feed:
                 report=self.report,
                 window=FEED_WINDOW,
                 nice=True,
+                hashes=self._hashes,
             )
             while (ids := self._queue.get()) is not None:
                 with self._count_lock:

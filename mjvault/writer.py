@@ -109,6 +109,9 @@ class ArchiveWriter:
         self._started = time.monotonic()
         self._thumb_feed: Feed | None = None
         self._new_media: list[str] = []
+        # Of those, the images that are a 2x2 grid (a grid job's one image): their quadrants
+        # are hashed too (mjvault/similarity/hashing.py).
+        self._grid_media: set[str] = set()
         self.thumbnail_report: BackfillReport | None = None
         self._aborting = False
         self.thumbnails_left = 0
@@ -278,6 +281,11 @@ class ArchiveWriter:
             self.stats.jobs_unchanged += 1
             return "unchanged"
         self._pending[job.id] = (entry, job)
+        if self._thumb_feed is not None and len(images) == 1 and images[0] is not None:
+            from mjvault.similarity.hashing import is_grid
+
+            if is_grid([job.type, job.job_type], 1):
+                self._grid_media.add(images[0])
         status: JobStatus = "new" if existing is None else "updated"
         if status == "new":
             self.stats.jobs_new += 1
@@ -350,8 +358,11 @@ class ArchiveWriter:
         self._batch.flush()
         self._run_packs.checkpointed()
         if self._thumb_feed is not None:
-            self._thumb_feed.put(self._new_media)  # published: the feed may read them now
+            # Published: the feed may read them now.
+            grids = self._grid_media
+            self._thumb_feed.put([(i, i in grids) for i in self._new_media])
             self._new_media = []
+            self._grid_media = set()
         atomic_write(
             self._checkpoint_path,
             json.dumps(

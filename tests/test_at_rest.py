@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from mjvault import Vault
 from mjvault.errors import IntegrityError
 from mjvault.lock import command_name
+from mjvault.similarity.hashing import hashes_of_bytes
 from mjvault.store import sealeddoc
 from mjvault.store.crypto import VaultKeys
 from mjvault.sync import STATE_FILE, SyncState
@@ -123,6 +124,13 @@ def _lived_in(world: Path, capsys: pytest.CaptureFixture[str], *, encrypt: bool)
     cli("push", "nas")
     cli("forget", "--job", synced.image_jobs()[1].id)
     needles = _needles([archived, synced], archive, user_id)
+    # What each kept image looks like, as its perceptual hashes (cache/hashes.sqlite).
+    with Vault.open(vault, passphrase=PASSPHRASE if encrypt else None) as opened:
+        for entry in opened.entries():
+            for image in entry.images:
+                hashes = hashes_of_bytes(opened.read_object(image)) if image else None
+                for part, value in enumerate(hashes or []):
+                    needles[f"perceptual hash {part} of {image}"] = value
     (world / "needles.json").write_text(json.dumps({k: v.hex() for k, v in needles.items()}))
     return vault
 
@@ -159,6 +167,7 @@ def test_a_plain_vault_put_through_the_same_is_found_out(
     for kind in ("user id", "username", "source path", "job id", "prompt word"):
         assert any(f": {kind}" in h for h in hits), kind
     assert any(h.startswith("index/data.mdb: prompt") for h in hits), hits
+    assert any(h.startswith("cache/hashes.sqlite: perceptual hash") for h in hits), hits
 
 
 def test_a_sync_killed_mid_run_leaves_nothing_readable(tmp_path: Path) -> None:

@@ -281,6 +281,7 @@ def forget_jobs(
         report.added = exclusions.add(vault, job_ids, reason, rewrite.objects())
         rewrite.publish(report)
         thumbs = forget_thumbnails(vault, rewrite.media_ids())
+        forget_hashes(vault, rewrite.media_ids())
         if report.rewritten or thumbs:
             exclusions.note_rewrite(vault, report.rewritten, thumbs)
         new_head = vault.head()
@@ -473,6 +474,19 @@ def forget_thumbnails(vault: Vault, media_ids: Iterable[str]) -> set[str]:
                     thumbs.add(thumb)
         cache.commit()
     return thumbs
+
+
+def forget_hashes(vault: Vault, media_ids: Iterable[str]) -> int:
+    """Drop the perceptual hashes of forgotten images (cache/hashes.sqlite, FORMAT §7.3): a
+    hash says what a picture looks like, so it goes with the picture. Returns the images
+    whose rows went."""
+    ids = sorted(media_ids)
+    from mjvault.similarity.store import FILE, HashStore
+
+    if not ids or not (vault.path / FILE).exists():
+        return 0
+    with HashStore.open(vault, writable=True) as store:
+        return store.remove(ids)
 
 
 def _tree_get(vault: Vault, tree: Tree, root: str, job_id: str) -> JobEntry | None:

@@ -479,6 +479,9 @@ def _finish(vault: Vault, journal: dict[str, Any], report: RotateReport) -> None
     # Sealed documents (sync state) open under either secret until the journal goes; after,
     # only under the new one.
     report.documents_resealed = sealeddoc.reseal_all(vault.path, keys)
+    # The perceptual hashes: each block opened under either secret and sealed again (a few
+    # ms per 4096 rows); dropping them would cost a decode of every image to make again.
+    report.documents_resealed += _reseal_hashes(vault)
     if exclusions.exists(vault):
         # The list's tokens and check use the naming secret and stay; its body is sealed
         # with the text key.
@@ -500,6 +503,15 @@ def _finish(vault: Vault, journal: dict[str, Any], report: RotateReport) -> None
     remotes = vault.path / "remotes"
     if remotes.is_dir():
         report.remotes = sorted(p.stem for p in remotes.glob("*.json"))
+
+
+def _reseal_hashes(vault: Vault) -> int:
+    from mjvault.similarity.store import FILE, HashStore
+
+    if not (vault.path / FILE).exists():
+        return 0
+    with HashStore.open(vault, writable=True) as store:
+        return 1 if store.reseal() else 0
 
 
 def _reseal_views(vault: Vault) -> int:

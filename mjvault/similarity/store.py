@@ -27,7 +27,7 @@ import blake3
 import numpy as np
 
 from mjvault.errors import CorruptObject, MjvaultError
-from mjvault.similarity.hashing import ALGORITHM, HASH_BYTES, to_words
+from mjvault.similarity.hashing import ALGORITHM, HASH_BYTES, WORDS
 
 if TYPE_CHECKING:
     from mjvault.store.crypto import VaultKeys
@@ -49,7 +49,6 @@ CREATE TABLE IF NOT EXISTS blocks (
 );
 CREATE TABLE IF NOT EXISTS block_ids (block INTEGER PRIMARY KEY, ids BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS images (id BLOB PRIMARY KEY, block INTEGER NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS images_block ON images (block);
 PRAGMA user_version = 1;
 """
 
@@ -295,9 +294,8 @@ class HashStore:
         start = 0
         for block, count, digest, body in self._stored_blocks():
             hashes, parts = self._body(block, count, digest, body)
-            words = to_words(
-                [hashes[i : i + HASH_BYTES] for i in range(0, len(hashes), HASH_BYTES)]
-            )
+            # Big-endian words straight from the bytes (to_words' layout, without a list).
+            words = np.frombuffer(hashes, dtype=">u8").astype(np.uint64).reshape(count, WORDS)
             part_array = np.frombuffer(parts, dtype=np.uint8)
             for offset in range(0, count, max(1, rows)):
                 end = min(count, offset + rows)
@@ -413,7 +411,10 @@ class HashStore:
     def _rewrite(self, db: sqlite3.Connection, block: int, gone: set[bytes]) -> None:
         ids, hashes, parts = self._read_block(block)
         kept = [i for i in range(len(parts)) if ids[i * ID_BYTES : (i + 1) * ID_BYTES] not in gone]
-        db.execute("DELETE FROM images WHERE block = ?", (block,))
+        db.executemany(
+            "DELETE FROM images WHERE id = ? AND block = ?",
+            [(ids[i * ID_BYTES : (i + 1) * ID_BYTES], block) for i in range(len(parts))],
+        )
         if not kept:
             db.execute("DELETE FROM blocks WHERE block = ?", (block,))
             db.execute("DELETE FROM block_ids WHERE block = ?", (block,))
@@ -440,7 +441,6 @@ class HashStore:
             "INSERT OR REPLACE INTO blocks VALUES (?, ?, ?, ?)", (block, len(rows), digest, body)
         )
         db.execute("INSERT OR REPLACE INTO block_ids VALUES (?, ?)", (block, ids))
-        db.execute("DELETE FROM images WHERE block = ?", (block,))
         db.executemany(
             "INSERT OR REPLACE INTO images VALUES (?, ?)",
             [(key, block) for key in dict.fromkeys(r[0] for r in rows)],

@@ -2,6 +2,7 @@
 """Which perceptual hash finds near-duplicates: recall and precision per distance, and cost.
 
     python scripts/bench/bench_similar.py [--sources 200] [--side 512] [--timing 40] [--runs 3]
+                                          [--gradients 50] [--store 3000000]
 
 On the generated set of ``mjvault/testing/imageset.py`` (each source with its resizes,
 re-encodings, crops, brightness changes and grid quadrant; distinct sources as negatives),
@@ -10,14 +11,24 @@ mjvault's own pHash (``mjvault/similarity/hashing.py``: imagehash's bits without
 a box-reduced image): a table of recall and precision at each distance, the smallest
 distance reaching recall >= 0.95 with precision >= 0.99, and the time to hash one image
 (``--timing`` PNGs of 1024 px, from bytes: decode included) beside a bare decode.
+
+``--store N``: a HashStore (``cache/hashes.sqlite``) of N rows, plain and sealed, built in a
+temp folder (removed after); a child process streams every hash (``blocks()``, words and
+parts) five times: seconds per pass, best and median, and the child's peak RSS beside its
+RSS before the first pass.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
+import resource
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -163,6 +174,65 @@ def measure_time(count: int, runs: int, algos: dict[str, Hasher]) -> None:
         print(f"  {name:<36} {min(values):7.2f} / {statistics.median(values):7.2f}")
 
 
+def _stream(path: str, sealed_key: str, runs: int) -> None:
+    """The child: every hash streamed ``runs`` times."""
+    from mjvault.similarity.store import HashStore
+    from mjvault.store.crypto import VaultKeys
+
+    keys = VaultKeys(bytes.fromhex(sealed_key)) if sealed_key else None
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    with HashStore(path, keys, False) as store:
+        for _ in range(runs):
+            started = time.perf_counter()
+            count = 0
+            for block in store.blocks():
+                count += len(block.parts)
+            times.append(time.perf_counter() - started)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"{count} {min(times)} {statistics.median(times)} {before} {peak}")
+
+
+def measure_store(rows: int, runs: int) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="mjvault-bench-hashes-"))
+    try:
+        print(f"\nHashStore of {rows} rows: one pass over every hash (blocks())")
+        for sealed in (False, True):
+            key = os.urandom(64)
+            path = folder / f"hashes-{sealed}.sqlite"
+            from mjvault.similarity.store import HashStore
+            from mjvault.store.crypto import VaultKeys
+
+            started = time.perf_counter()
+            keys = VaultKeys(key) if sealed else None
+            rng = np.random.default_rng(1)
+            with HashStore(path, keys, True) as store:
+                done = 0
+                while done < rows:
+                    n = min(100_000, rows - done)
+                    values = rng.integers(0, 2**63, n, dtype=np.int64).astype(">u8").tobytes()
+                    for i in range(n):
+                        store.put(f"{done + i:064x}", [values[i * 8 : i * 8 + 8]])
+                    store.commit()
+                    done += n
+            built = time.perf_counter() - started
+            size = path.stat().st_size
+            child = subprocess.run(
+                [sys.executable, __file__, "--stream", str(path), "--key",
+                 key.hex() if sealed else "", "--runs", str(max(runs, 5))],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            count, best, median, before, peak = child.stdout.split()
+            name = "sealed" if sealed else "plain"
+            print(
+                f"  {name:<7} {int(count)} rows: best {float(best) * 1000:6.1f} ms, median "
+                f"{float(median) * 1000:6.1f} ms; RSS {int(before) / 1024:.0f} MB before, peak "
+                f"{int(peak) / 1024:.0f} MB; file {size / 2**20:.0f} MB, built in {built:.0f} s"
+            )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sources", type=int, default=200)
@@ -172,12 +242,22 @@ def main() -> None:
     parser.add_argument(
         "--gradients", type=int, default=0, help="also this many bare gradients, apart"
     )
+    parser.add_argument("--store", type=int, default=0, help="also a store of this many rows")
+    parser.add_argument("--stream", help=argparse.SUPPRESS)
+    parser.add_argument("--key", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.stream:
+        _stream(args.stream, args.key, args.runs)
+        return
     algos = hashers()
-    measure_quality(args.sources, args.side, algos)
+    if args.sources:
+        measure_quality(args.sources, args.side, algos)
     if args.gradients:
         measure_quality(args.gradients, args.side, algos, family=5)
-    measure_time(args.timing, args.runs, algos)
+    if args.timing:
+        measure_time(args.timing, args.runs, algos)
+    if args.store:
+        measure_store(args.store, args.runs)
 
 
 if __name__ == "__main__":
