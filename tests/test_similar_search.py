@@ -371,3 +371,15 @@ def test_similar_and_dupes_stay_small_at_a_million_rows(tmp_path: Path) -> None:
         )
         assert measured.returncode == 0, measured.stderr.decode()[-500:]
         assert measured.peak_rss_mb < 200, (what, measured.peak_rss_mb)
+
+
+def test_an_import_hashes_what_similar_searches(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """No store filled by hand: the hashes an import makes beside its thumbnails."""
+    write_sample_archive(tmp_path / "mj", jobs=3, seed=13)
+    with Vault.init(tmp_path / "vault") as vault:
+        import_archive(vault, tmp_path / "mj", thumbnail_wait=None)
+        entry = next(iter(vault.entries()))
+    code, out, err = cli(tmp_path / "vault", "similar", f"{entry.job_id}:1", "--json")
+    assert code == 0, err
+    first = json.loads(out)["images"][0]
+    assert (first["job_id"], first["index"], first["distance"]) == (entry.job_id, 1, 0)
