@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
 
 MAX_BLOCK_BITS = 22  # a block's dense table: 2**22 + 1 int32 starts (16 MB)
-CHUNK_CANDIDATES = 1 << 20  # candidate pairs expanded at once (bounds the temporaries)
+SLICE = 1 << 20  # rows (or table entries) a block table is built from at once
+CHUNK_CANDIDATES = 1 << 18  # candidate pairs expanded at once (bounds the temporaries)
 # Best original: the most pixels, then an upscale over a grid's tile, then this order.
 KIND_RANK = {"png": 0, "webp": 1, "jpg": 2, "jpeg": 2}
 
@@ -143,15 +144,19 @@ def near_pairs(
     done = 0
     for word, shift, bits in plan.blocks:
         # int32: a block is at most MAX_BLOCK_BITS wide (half the memory of int64 at 3M rows)
-        keys = ((words[:, word] >> np.uint64(shift)) & np.uint64((1 << bits) - 1)).astype(np.int32)
-        order = np.argsort(keys, kind="stable").astype(np.int32)
-        starts = np.zeros((1 << bits) + 1, dtype=np.int32)
-        starts[1:] = np.cumsum(np.bincount(keys, minlength=1 << bits))
+        column = words[:, word]
+        order, starts = _block_table(column, shift, bits)
         mean = max(1.0, rows / (1 << bits))
         step = max(1024, int(CHUNK_CANDIDATES / mean))
         for mask in flip_masks(bits, plan.radius):
             for first in range(0, rows, step):
-                found = _candidates(keys, starts, order, first, min(rows, first + step), mask)
+                found = _candidates(
+                    _block_values(column[first : first + step], shift, bits),
+                    starts,
+                    order,
+                    first,
+                    mask,
+                )
                 if found is None:
                     continue
                 i, j = found
@@ -162,14 +167,46 @@ def near_pairs(
             done += 1
             if progress is not None:
                 progress(done, total)
-        del keys, order, starts
+        del order, starts
+
+
+def _block_values(column: np.ndarray, shift: int, bits: int) -> np.ndarray:
+    """The block's value in each row of ``column`` (one word of each hash), as int64."""
+    return ((column >> np.uint64(shift)) & np.uint64((1 << bits) - 1)).astype(np.int64)
+
+
+def _block_table(column: np.ndarray, shift: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows sorted by their block value (int32), and where each value's run starts in
+    that order (``2**bits + 1`` int32). Built a slice at a time: value and row number packed
+    in one int64 and sorted in place, so no argsort index, bincount or int64 copy of a whole
+    column lives beside it (at 3M rows those were ~60 MB over the hashes)."""
+    rows = len(column)
+    both = np.empty(rows, np.int64)
+    for first in range(0, rows, SLICE):
+        end = min(rows, first + SLICE)
+        both[first:end] = _block_values(column[first:end], shift, bits) << 32
+        both[first:end] |= np.arange(first, end, dtype=np.int64)
+    both.sort()
+    order = np.empty(rows, np.int32)
+    values = np.empty(rows, np.int32)
+    for first in range(0, rows, SLICE):
+        order[first : first + SLICE] = both[first : first + SLICE] & 0xFFFFFFFF
+        values[first : first + SLICE] = both[first : first + SLICE] >> 32
+    del both
+    starts = np.empty((1 << bits) + 1, np.int32)
+    for first in range(0, len(starts), SLICE):
+        end = min(len(starts), first + SLICE)
+        starts[first:end] = np.searchsorted(values, np.arange(first, end, dtype=np.int32))
+    return order, starts
 
 
 def _candidates(
-    keys: np.ndarray, starts: np.ndarray, order: np.ndarray, first: int, end: int, mask: int
+    values: np.ndarray, starts: np.ndarray, order: np.ndarray, first: int, mask: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Rows ``first…end`` paired with every row whose block is theirs XOR ``mask`` (i < j)."""
-    looked = keys[first:end] ^ np.int32(mask)
+    """The rows from ``first`` whose block ``values`` are given, each paired with every row
+    whose block is its own XOR ``mask`` (i < j)."""
+    end = first + len(values)
+    looked = values ^ mask
     low = starts[looked]
     counts = starts[looked + 1] - low
     total = int(counts.sum())
