@@ -181,11 +181,11 @@ _ops = st.lists(
         st.integers(0, 40),
         st.lists(_hash, min_size=1, max_size=5),
     ),
-    max_size=60,
+    max_size=30,
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_ops, st.booleans(), st.integers(1, 7))
 def test_put_remove_and_blocks_round_trip(
     tmp_path_factory: pytest.TempPathFactory, ops: list, sealed: bool, rows: int
@@ -430,3 +430,23 @@ def test_one_decode_makes_the_thumbnails_and_hashes_each_would_alone(
     thumbs, hashes = thumbnails_and_hashes(data, sizes, grid=grid)
     assert thumbs == make_thumbnails(data, sizes, METHOD)
     assert hashes == hashes_of_bytes(data, grid=grid)
+
+
+def test_gc_drops_the_hashes_of_the_images_it_removes(tmp_path: Path, archive: Path) -> None:
+    from mjvault.integrity.gc import gc
+
+    vault = Vault.init(tmp_path / "vault")
+    import_archive(vault, archive, thumbnail_wait=None)
+    kept = sorted(_decodable(vault))
+    stray = io.BytesIO()
+    source_image(99, 96).save(stray, "PNG")
+    with vault.writer("test", thumbnails=False) as writer:
+        orphan = writer.put_media(stray.getvalue())  # stored, named by no job
+    with HashStore.open(vault, writable=True) as store:
+        store.put(orphan, hashes_of_bytes(stray.getvalue()) or [])
+    report = gc(vault, grace_seconds=0)
+    assert orphan in report.removed_ids
+    with HashStore.open(vault) as store:
+        assert store.hashes_of(orphan) is None
+        assert all(store.hashes_of(i) for i in kept)
+    vault.close()

@@ -25,7 +25,7 @@ Examples:
 @click.option(
     "--no-thumbnails",
     is_flag=True,
-    help="Do not make the images' thumbnails now (`mjvault thumbs` makes them later).",
+    help="Do not make the images' thumbnails and perceptual hashes now (`mjvault thumbs` makes them later).",
 )
 @pass_app
 def import_command(app: AppContext, directory: Path, no_thumbnails: bool) -> None:

@@ -70,7 +70,7 @@ Examples:
 @click.option(
     "--no-thumbnails",
     is_flag=True,
-    help="Do not make the new images' thumbnails now (`mjvault thumbs` makes them later).",
+    help="Do not make the new images' thumbnails and perceptual hashes now (`mjvault thumbs` makes them later).",
 )
 @pass_app
 def sync_command(

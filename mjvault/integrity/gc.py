@@ -28,9 +28,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mjvault.errors import (
     CorruptObject,
@@ -46,6 +48,9 @@ from mjvault.store.packfile import read_trailer_of
 from mjvault.store.repack import SMALL_PACK_BYTES, Repacker, pack_files
 from mjvault.store.tempfiles import remove_stale_temp_files
 from mjvault.vault import Vault
+
+if TYPE_CHECKING:
+    from mjvault.similarity.store import HashStore
 
 DEFAULT_GRACE_SECONDS = 3600.0
 LOCK_POLL_SECONDS = 0.25
@@ -166,6 +171,7 @@ def gc(
         shredder = exclusions.Shredder(vault, overwrite and not dry_run)
         if not dry_run:
             _repack(vault, marks, plan, report, shredder)
+        hashes = _hash_rows(vault) if not dry_run else None
         for object_id, path in _object_files(vault):
             report.objects_seen += 1
             if on_object:
@@ -191,6 +197,14 @@ def gc(
             report.removed_bytes += info.st_size
             if len(report.removed_ids) < MAX_LISTED:
                 report.removed_ids.append(object_id)
+            if hashes is not None:
+                # An image removed takes its perceptual hashes along (FORMAT §7.3): one
+                # lookup by id, committed in batches so memory stays flat.
+                hashes.remove([object_id])
+                if hashes.pending >= HASH_BATCH:
+                    hashes.commit()
+        if hashes is not None:
+            hashes.close()
         if not dry_run:
             copies.tidy_released(vault)
             shredder.finish(vault.store.exists)
@@ -277,6 +291,22 @@ def _plan_packs(
             if len(report.removed_ids) < MAX_LISTED:
                 report.removed_ids.append(entry.hex_id)
     return plan
+
+
+HASH_BATCH = 4096  # removed images' hash rows dropped per commit
+
+
+def _hash_rows(vault: Vault) -> HashStore | None:
+    """The perceptual hashes' store, when the vault has one (images are loose objects: a
+    pack holds records and nodes, never hashed)."""
+    from mjvault.similarity import store
+
+    if not (vault.path / store.FILE).exists():
+        return None
+    try:
+        return store.HashStore.open(vault, writable=True)
+    except (OSError, sqlite3.Error):
+        return None  # a cache: a full disk or a damaged file must not stop a gc
 
 
 def _repack(

@@ -3,6 +3,7 @@
 
     python scripts/bench/bench_similar.py [--sources 200] [--side 512] [--timing 40] [--runs 3]
                                           [--gradients 50] [--store 3000000]
+                                          [--backfill 50]
 
 On the generated set of ``mjvault/testing/imageset.py`` (each source with its resizes,
 re-encodings, crops, brightness changes and grid quadrant; distinct sources as negatives),
@@ -16,6 +17,11 @@ distance reaching recall >= 0.95 with precision >= 0.99, and the time to hash on
 temp folder (removed after); a child process streams every hash (``blocks()``, words and
 parts) five times: seconds per pass, best and median, and the child's peak RSS beside its
 RSS before the first pass.
+
+``--backfill JOBS``: a generated archive of JOBS jobs (large images) imported without
+thumbnails, then ``mjvault thumbs`` three ways in alternating rounds, each from empty tables
+(``--no-hashes``: the thumbnails alone, as before hashes; the default: thumbnails and hashes
+from one decode; ``--hashes-only``): wall seconds best and median, peak RSS (each a child).
 """
 
 from __future__ import annotations
@@ -174,13 +180,23 @@ def measure_time(count: int, runs: int, algos: dict[str, Hasher]) -> None:
         print(f"  {name:<36} {min(values):7.2f} / {statistics.median(values):7.2f}")
 
 
+def _high_water_kib() -> int:
+    """This process's peak RSS (VmHWM: reset at exec, unlike ru_maxrss, which a child
+    inherits from the bench that forked it)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _stream(path: str, sealed_key: str, runs: int) -> None:
     """The child: every hash streamed ``runs`` times."""
     from mjvault.similarity.store import HashStore
     from mjvault.store.crypto import VaultKeys
 
     keys = VaultKeys(bytes.fromhex(sealed_key)) if sealed_key else None
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _high_water_kib()
     times = []
     with HashStore(path, keys, False) as store:
         for _ in range(runs):
@@ -189,7 +205,7 @@ def _stream(path: str, sealed_key: str, runs: int) -> None:
             for block in store.blocks():
                 count += len(block.parts)
             times.append(time.perf_counter() - started)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _high_water_kib()
     print(f"{count} {min(times)} {statistics.median(times)} {before} {peak}")
 
 
@@ -233,6 +249,51 @@ def measure_store(rows: int, runs: int) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def measure_backfill(jobs: int, runs: int) -> None:
+    from mjvault.testing.archive import write_sample_archive
+
+    folder = Path(tempfile.mkdtemp(prefix="mjvault-bench-backfill-"))
+    try:
+        archive, vault = folder / "archive", folder / "vault"
+        write_sample_archive(archive, jobs=jobs, seed=7, large=True)
+        cli = [sys.executable, "-m", "mjvault"]
+        subprocess.run([*cli, "init", str(vault)], check=True, capture_output=True)
+        subprocess.run(
+            [*cli, "--vault", str(vault), "import", "--no-thumbnails", str(archive)],
+            check=True,
+            capture_output=True,
+        )
+        ways = {"--no-hashes": ["--no-hashes"], "(default)": [], "--hashes-only": ["--hashes-only"]}
+        seconds: dict[str, list[float]] = {k: [] for k in ways}
+        rss: dict[str, list[int]] = {k: [] for k in ways}
+        out: dict[str, str] = {}
+        for _ in range(runs):
+            for name, extra in ways.items():
+                for table in ("thumbs.sqlite", "hashes.sqlite"):
+                    for suffix in ("", "-wal", "-shm"):
+                        (vault / "cache" / f"{table}{suffix}").unlink(missing_ok=True)
+                started = time.perf_counter()
+                # Through /usr/bin/time: a child forked from this bench would inherit its
+                # peak RSS (Linux keeps ru_maxrss across exec); time's own is tiny.
+                child = subprocess.run(
+                    ["/usr/bin/time", "-f", "%M", *cli, "--vault", str(vault), "--json",
+                     "thumbs", *extra],
+                    check=True, capture_output=True, text=True,
+                )  # fmt: skip
+                seconds[name].append(time.perf_counter() - started)
+                out[name] = child.stdout
+                rss[name].append(int(child.stderr.strip().splitlines()[-1]))
+        print(f"\nmjvault thumbs over {jobs} jobs' images ({runs} alternating rounds)")
+        for name in ways:
+            print(
+                f"  {name:<14} best {min(seconds[name]):6.2f} s  median "
+                f"{statistics.median(seconds[name]):6.2f} s  peak RSS "
+                f"{max(rss[name]) / 1024:6.1f} MB  {out[name].strip()[:160]}"
+            )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sources", type=int, default=200)
@@ -243,6 +304,7 @@ def main() -> None:
         "--gradients", type=int, default=0, help="also this many bare gradients, apart"
     )
     parser.add_argument("--store", type=int, default=0, help="also a store of this many rows")
+    parser.add_argument("--backfill", type=int, default=0, help="also `thumbs` over N jobs")
     parser.add_argument("--stream", help=argparse.SUPPRESS)
     parser.add_argument("--key", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -258,6 +320,8 @@ def main() -> None:
         measure_time(args.timing, args.runs, algos)
     if args.store:
         measure_store(args.store, args.runs)
+    if args.backfill:
+        measure_backfill(args.backfill, args.runs)
 
 
 if __name__ == "__main__":
