@@ -134,40 +134,46 @@ def near_pairs(
     parts: np.ndarray,
     level: int,
     progress: Progress | None = None,
+    *,
+    reorder: bool = False,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Row pairs (i < j) whose hashes are within ``level`` bits, in batches; a pair may come
     more than once (from several blocks). Pairs of two quadrants (both parts > 0) are left
-    out."""
+    out. ``reorder``: sort ``words`` and ``parts`` in place (no copy of them is made; their
+    order is then lost to the caller).
+
+    For each block the rows are sorted by its value, so a lookup's run of candidates is a
+    contiguous range of rows and a chunk's lookups land near each other: the table, the
+    rows and their words are read almost in order, not at random (at 3M rows a random
+    read each was most of a mask's time)."""
     rows = len(words)
     plan = plan_for(words.shape[1], level, rows)
+    if not reorder:
+        words, parts = words.copy(), parts.copy()
+    ids = np.arange(rows, dtype=np.int32)  # the caller's row number at each place
     total = plan.masks
     done = 0
     for word, shift, bits in plan.blocks:
-        # int32: a block is at most MAX_BLOCK_BITS wide (half the memory of int64 at 3M rows)
-        column = words[:, word]
-        order, starts = _block_table(column, shift, bits)
+        _sort_by_block(words, parts, ids, word, shift, bits)
+        starts = _run_starts(words[:, word], shift, bits)
         mean = max(1.0, rows / (1 << bits))
         step = max(1024, int(CHUNK_CANDIDATES / mean))
         for mask in flip_masks(bits, plan.radius):
             for first in range(0, rows, step):
-                found = _candidates(
-                    _block_values(column[first : first + step], shift, bits),
-                    starts,
-                    order,
-                    first,
-                    mask,
-                )
+                values = _block_values(words[first : first + step, word], shift, bits)
+                found = _candidates(values, starts, first, mask)
                 if found is None:
                     continue
                 i, j = found
                 close = _distances(words, i, j) <= level
                 close &= (parts[i] == 0) | (parts[j] == 0)
                 if close.any():
-                    yield i[close], j[close]
+                    a, b = ids[i[close]], ids[j[close]]
+                    yield np.minimum(a, b), np.maximum(a, b)
             done += 1
             if progress is not None:
                 progress(done, total)
-        del order, starts
+        del starts
 
 
 def _block_values(column: np.ndarray, shift: int, bits: int) -> np.ndarray:
@@ -175,36 +181,45 @@ def _block_values(column: np.ndarray, shift: int, bits: int) -> np.ndarray:
     return ((column >> np.uint64(shift)) & np.uint64((1 << bits) - 1)).astype(np.int64)
 
 
-def _block_table(column: np.ndarray, shift: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """The rows sorted by their block value (int32), and where each value's run starts in
-    that order (``2**bits + 1`` int32). Built a slice at a time: value and row number packed
-    in one int64 and sorted in place, so no argsort index, bincount or int64 copy of a whole
-    column lives beside it (at 3M rows those were ~60 MB over the hashes)."""
-    rows = len(column)
+def _sort_by_block(
+    words: np.ndarray, parts: np.ndarray, ids: np.ndarray, word: int, shift: int, bits: int
+) -> None:
+    """Reorder the rows (in place) by the block's value. Value and place are packed in one
+    int64 and sorted in place, a slice at a time around it: no argsort index and workspace,
+    no whole-column int64 copy (at 3M rows those were ~60 MB over the hashes)."""
+    rows = len(words)
     both = np.empty(rows, np.int64)
     for first in range(0, rows, SLICE):
         end = min(rows, first + SLICE)
-        both[first:end] = _block_values(column[first:end], shift, bits) << 32
+        both[first:end] = _block_values(words[first:end, word], shift, bits) << 32
         both[first:end] |= np.arange(first, end, dtype=np.int64)
     both.sort()
     order = np.empty(rows, np.int32)
-    values = np.empty(rows, np.int32)
     for first in range(0, rows, SLICE):
         order[first : first + SLICE] = both[first : first + SLICE] & 0xFFFFFFFF
-        values[first : first + SLICE] = both[first : first + SLICE] >> 32
     del both
+    words[:] = words[order]
+    parts[:] = parts[order]
+    ids[:] = ids[order]
+
+
+def _run_starts(column: np.ndarray, shift: int, bits: int) -> np.ndarray:
+    """Where each block value's run starts among rows sorted by it (``2**bits + 1`` int32)."""
+    values = np.empty(len(column), np.int32)
+    for first in range(0, len(column), SLICE):
+        values[first : first + SLICE] = _block_values(column[first : first + SLICE], shift, bits)
     starts = np.empty((1 << bits) + 1, np.int32)
     for first in range(0, len(starts), SLICE):
         end = min(len(starts), first + SLICE)
         starts[first:end] = np.searchsorted(values, np.arange(first, end, dtype=np.int32))
-    return order, starts
+    return starts
 
 
 def _candidates(
-    values: np.ndarray, starts: np.ndarray, order: np.ndarray, first: int, mask: int
+    values: np.ndarray, starts: np.ndarray, first: int, mask: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """The rows from ``first`` whose block ``values`` are given, each paired with every row
-    whose block is its own XOR ``mask`` (i < j)."""
+    """Places ``first…`` (whose block ``values`` are given), each paired with every place
+    whose block is its own XOR ``mask`` (i < j): a contiguous run in the sorted rows."""
     end = first + len(values)
     looked = values ^ mask
     low = starts[looked]
@@ -214,8 +229,7 @@ def _candidates(
         return None
     i = np.repeat(np.arange(first, end, dtype=np.int32), counts)
     ends = np.cumsum(counts)
-    offsets = np.arange(total, dtype=np.int64) - np.repeat(ends - counts - low, counts)
-    j = order[offsets]
+    j = (np.arange(total, dtype=np.int64) - np.repeat(ends - counts - low, counts)).astype(np.int32)
     later = i < j
     return i[later], j[later]
 
@@ -259,11 +273,17 @@ class RowForest:
 
 
 def row_components(
-    words: np.ndarray, parts: np.ndarray, level: int, progress: Progress | None = None
+    words: np.ndarray,
+    parts: np.ndarray,
+    level: int,
+    progress: Progress | None = None,
+    *,
+    reorder: bool = False,
 ) -> list[np.ndarray]:
-    """The rows joined by pairs within ``level``, as arrays of row numbers (each >= 2 rows)."""
+    """The rows joined by pairs within ``level``, as arrays of row numbers (each >= 2 rows).
+    ``reorder``: as :func:`near_pairs` (``words`` and ``parts`` are sorted in place)."""
     forest = RowForest(len(words))
-    for i, j in near_pairs(words, parts, level, progress):
+    for i, j in near_pairs(words, parts, level, progress, reorder=reorder):
         forest.union(i, j)
     roots = forest.flatten()
     sizes = np.bincount(roots, minlength=len(roots))
@@ -313,7 +333,7 @@ def find_groups(
             raise NoHashes(f"the vault has no image hashes yet: {BACKFILL_HINT}")
         allowed = _images_of_query(vault, query) if query else None
         words, parts, rows = _load(store, allowed)
-        components = row_components(words, parts, level, progress)
+        components = row_components(words, parts, level, progress, reorder=True)
         del words
         located = [
             sorted({object_id for object_id, _ in store.locate(rows[c].tolist())})
