@@ -336,6 +336,7 @@ CHILD = """
 import sys, numpy as np
 from mjvault import Vault
 from mjvault.similarity.groups import find_groups
+from mjvault.similarity.hashing import DEFAULT_LEVEL, parse_level
 from mjvault.similarity.nearest import nearest
 from mjvault.similarity.store import HashStore
 path, what = sys.argv[1], sys.argv[2]
@@ -345,7 +346,7 @@ with Vault.open(path) as vault:
             one = next(store.blocks()).words[0]
         print(len(nearest(vault, one, 20)))
     else:
-        print(sum(1 for _ in find_groups(vault, level=8)))
+        print(sum(1 for _ in find_groups(vault, level=parse_level(DEFAULT_LEVEL))))
 """
 
 
