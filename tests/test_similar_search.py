@@ -291,9 +291,9 @@ def test_dupes_groups_near_copies_and_a_grid_quadrant(
     code, out, err = cli(path, "dupes", "--json")
     assert code == 0, err
     doc = json.loads(out)
-    assert doc["groups"] == 1 and doc["list"][0]["best"] == group.best.object_id
+    assert doc["total"] == 1 and doc["groups"][0]["best"] == group.best.object_id
     code, out, err = cli(path, "dupes", "--level", "exact", "--json")
-    assert json.loads(out)["groups"] == 0
+    assert json.loads(out)["total"] == 0
     code, out, err = cli(path, "dupes", "--level", "nonsense")
     assert code != 0 and len(err.strip().splitlines()) == 1
 

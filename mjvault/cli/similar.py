@@ -143,11 +143,12 @@ def dupes_command(
         groups = list(find_groups(vault, level=distance, query=text, progress=progress))
     made = _make_view(app, vault, view, groups, replace=replace) if view else None
     if as_json or app.json_output:
-        doc: dict[str, Any] = {"level": distance, "query": text, "groups": len(groups)}
+        # The shape of GET /api/dupes (docs/api.md), every group included.
+        doc: dict[str, Any] = {"level": distance, "query": text, "total": len(groups)}
         doc["images"] = sum(len(g.members) for g in groups)
         if made is not None:
             doc["view"] = made
-        doc["list"] = [g.to_json() for g in groups]
+        doc["groups"] = [g.to_json() for g in groups]
         click.echo(json.dumps(doc, indent=2))
         return
     for n, group in enumerate(groups, 1):
