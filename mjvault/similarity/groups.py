@@ -4,10 +4,11 @@ Every pair of hashes within the level is found without comparing all pairs (docs
 "Similar images: search and groups"): the hash is cut into ``m`` blocks of at most
 :data:`MAX_BLOCK_BITS` bits, and two hashes within distance ``d`` differ in at most
 ``r = ceil((d + 1) / m) - 1`` bits of at least one block (pigeonhole: were every block
-``r + 1`` apart, the whole would be ``m (r + 1) > d``). For each block the rows are counted
-into a dense table of its values; each row looks up its own value XOR every mask of at most
-``r`` bits, and each candidate found is verified on the whole hash. Exact: no pair within the
-level is missed. ``m`` and ``r`` are chosen by the expected number of candidates.
+``r + 1`` apart, the whole would be ``m (r + 1) > d``). For each block the rows are sorted
+by its value and a dense table says where each value's run starts; each row looks up its own
+value XOR every mask of at most ``r`` bits, and each candidate found is verified on the whole
+hash. Exact: no pair within the level is missed. ``m`` and ``r`` are chosen by the expected
+lookups and candidates.
 
 Pairs are joined by a union-find over rows (numpy, in place), then over images: a grid's
 quadrant within the level of another image's whole (part 0) joins the grid to it; two
