@@ -165,6 +165,16 @@ COMMANDS: dict[str, LazyCommand] = {
         "embed_command",
         "Compute image embeddings with an ONNX model you supply, for `search --semantic`.",
     ),
+    "similar": LazyCommand(
+        "similar",
+        "similar_command",
+        "The images nearest to a job's image or to an image file, by perceptual hash.",
+    ),
+    "dupes": LazyCommand(
+        "similar",
+        "dupes_command",
+        "Groups of near-duplicate images, the best original of each marked (nothing deleted).",
+    ),
     "collection": LazyCommand(
         "collection",
         "collection_group",

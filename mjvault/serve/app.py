@@ -41,6 +41,7 @@ ROUTE_MODULES = (
     "mjvault.serve.media",
     "mjvault.serve.live",
     "mjvault.serve.batch",
+    "mjvault.serve.dupes",
 )
 
 

@@ -529,12 +529,17 @@ def routes(state: ServeState) -> list[BaseRoute]:
 def views_dir(state: ServeState) -> Path:
     """Where the page's views go: ``[serve] views_dir``, else ``<vault>-views`` beside the
     vault (a view's folder may be neither in the vault nor around it)."""
+    return views_folder(state.vault_root)
+
+
+def views_folder(vault_root: Path) -> Path:
+    """:func:`views_dir` for a vault's folder (`mjvault dupes --view` makes its view there)."""
     from mjvault.config import load_config
 
-    configured = load_config(vault_dir=state.vault_root).config.serve.views_dir
+    configured = load_config(vault_dir=vault_root).config.serve.views_dir
     if configured is not None:
         return Path(configured)
-    root = state.vault_root.resolve()
+    root = vault_root.resolve()
     return root.parent / f"{root.name}-views"
 
 
@@ -640,6 +645,7 @@ __all__ = [
     "refresh_following",
     "routes",
     "views_dir",
+    "views_folder",
     "write_records",
     "write_zip",
 ]

@@ -4,6 +4,7 @@ import { ApiError, download, getJSON, postJSON, query, send, setCsrf } from "./a
 import { Timeline } from "./timeline.js";
 import { Lightbox } from "./lightbox.js";
 import { dashboard } from "./dashboard.js";
+import { dupesPage } from "./dupes.js";
 
 const $ = (id) => document.getElementById(id);
 const plural = (n, word) => n.toLocaleString("en") + " " + word + (n === 1 ? "" : "s");
@@ -212,7 +213,7 @@ $("forget").addEventListener("click", async () => {
 // -- pages ----------------------------------------------------------------------------------
 function currentPage() {
   const name = (location.hash.match(/^#\/(\w+)/) || [])[1];
-  return ["dashboard", "snapshots", "remotes"].includes(name) ? name : "timeline";
+  return ["dashboard", "dupes", "snapshots", "remotes"].includes(name) ? name : "timeline";
 }
 let loaded = {};
 function route() {
@@ -222,10 +223,20 @@ function route() {
   if (page === "timeline") timeline.relayout();
   if (!loaded[page]) {
     loaded[page] = true;
-    ({ dashboard, snapshots, remotes })[page]?.().catch((error) => { loaded[page] = false; failed(error); });
+    ({ dashboard, dupes, snapshots, remotes })[page]?.().catch((error) => { loaded[page] = false; failed(error); });
   }
 }
 window.addEventListener("hashchange", route);
+
+const dupes = dupesPage({
+  open: (id) => lightbox.openId(id),
+  select(ids) {
+    ids.forEach((id) => setSelected(id, true));
+    selectionChanged();
+    note(plural(selectedCount(), "job") + " selected: act on them from the Timeline");
+  },
+  failed,
+});
 
 let snapshotsBefore = null;
 async function snapshots(more) {

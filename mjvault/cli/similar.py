@@ -1,0 +1,192 @@
+"""``mjvault similar`` and ``mjvault dupes``: nearest images and near-duplicate groups."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.query_args import QueryCommand, query_text
+from mjvault.errors import UsageError
+
+if TYPE_CHECKING:
+    from mjvault.similarity.groups import Group
+    from mjvault.similarity.nearest import Hit
+    from mjvault.vault import Vault
+
+SIMILAR_EPILOG = """\b
+The distance is the number of bits two images' perceptual hashes differ in
+(0: the same picture; see `mjvault dupes --help` for the named levels).
+\b
+Examples:
+  mjvault similar 3f2a1b9c              the images nearest to that job's first image
+  mjvault similar 3f2a1b9c:2 -n 5       nearest to its third image, five of them
+  mjvault similar ~/Downloads/pic.webp  nearest to a file (it need not be in the vault)
+  mjvault similar 3f2a1b9c --json
+"""
+
+
+@click.command("similar", epilog=SIMILAR_EPILOG)
+@click.argument("target", metavar="JOB_ID[:INDEX] | IMAGE_FILE")
+@click.option(
+    "-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="At most N."
+)
+@click.option("--json", "as_json", is_flag=True, help="The images as JSON.")
+@pass_app
+def similar_command(app: AppContext, target: str, limit: int, as_json: bool) -> None:
+    """The images nearest to a job's image or to an image file, by perceptual hash."""
+    from mjvault.similarity.nearest import similar_to
+
+    vault = app.open_vault()
+    hits = similar_to(vault, target, limit)
+    if as_json or app.json_output:
+        click.echo(
+            json.dumps({"target": target, "images": [_hit_json(vault, h) for h in hits]}, indent=2)
+        )
+        return
+    for line in _hit_lines(vault, hits):
+        click.echo(line)
+    if not hits:
+        app.info("no images with hashes in the vault")
+
+
+def _hit_json(vault: Vault, hit: Hit) -> dict[str, Any]:
+    summary = vault.index.get(hit.job_id)
+    extra: dict[str, Any] = {}
+    if summary is not None:
+        extra = {"time": summary.time.isoformat() if summary.time else None}
+        extra["prompt"] = summary.prompt
+    return hit.to_json() | extra
+
+
+def _hit_lines(vault: Vault, hits: list[Hit]) -> list[str]:
+    """distance, job id, index, date and the prompt cut to the terminal's width."""
+    width = shutil.get_terminal_size((100, 24)).columns
+    summaries = vault.index.get_many(h.job_id for h in hits)
+    lines = []
+    for hit in hits:
+        summary = summaries.get(hit.job_id)
+        date = summary.time.strftime("%Y-%m-%d") if summary and summary.time else "-" * 10
+        head = f"{hit.distance:>3}  {hit.job_id}  {hit.index}  {date}  "
+        prompt = " ".join((summary.prompt if summary else "").split())
+        room = max(10, width - len(head))
+        lines.append(head + (prompt if len(prompt) <= room else prompt[: room - 1] + "…"))
+    return lines
+
+
+DUPES_EPILOG = """\b
+Levels: the most bits two hashes of a group's images may differ in.
+  {levels}
+  or a number of bits. Default: {default}.
+\b
+The best original of each group is marked *: the most pixels, then an upscale
+over a grid's tile, then PNG over WebP over JPEG. Nothing is deleted: make a
+view of the groups (--view) and decide there.
+\b
+Examples:
+  mjvault dupes                          every group at the default level
+  mjvault dupes --level very-high        only the closest copies
+  mjvault dupes since:2024 --json        groups among this year's jobs
+  mjvault dupes --view dupes             a collection and a checked-out view of them
+"""
+
+
+class _DupesCommand(QueryCommand):
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from mjvault.similarity.hashing import DEFAULT_LEVEL, LEVELS
+
+        levels = ", ".join(f"{name} ({value})" for name, value in LEVELS.items())
+        self.epilog = DUPES_EPILOG.format(levels=levels, default=DEFAULT_LEVEL)
+        super().format_epilog(ctx, formatter)
+
+
+@click.command("dupes", cls=_DupesCommand)
+@click.argument("query", nargs=-1)
+@click.option("--level", default=None, metavar="NAME|N", help="How near: a level name or bits.")
+@click.option("--json", "as_json", is_flag=True, help="The groups as JSON.")
+@click.option(
+    "--view",
+    "view",
+    metavar="NAME",
+    default=None,
+    help="Make collection NAME of the groups' jobs and a checked-out view NAME of it.",
+)
+@click.option("--replace", is_flag=True, help="With --view: replace a view of that name.")
+@pass_app
+def dupes_command(
+    app: AppContext,
+    query: tuple[str, ...],
+    level: str | None,
+    as_json: bool,
+    view: str | None,
+    replace: bool,
+) -> None:
+    """Groups of near-duplicate images, the best original of each marked (nothing deleted)."""
+    from mjvault.similarity.groups import find_groups
+    from mjvault.similarity.hashing import DEFAULT_LEVEL, parse_level
+
+    distance = parse_level(level if level is not None else DEFAULT_LEVEL)
+    text = query_text(query) or None
+    vault = app.open_vault()
+    with app.progress(None, "comparing hashes", unit="step") as bar:
+        seen = 0
+
+        def progress(done: int, total: int) -> None:
+            nonlocal seen
+            bar.total = total
+            bar.update(done - seen)
+            seen = done
+
+        groups = list(find_groups(vault, level=distance, query=text, progress=progress))
+    made = _make_view(app, vault, view, groups, replace=replace) if view else None
+    if as_json or app.json_output:
+        # The shape of GET /api/dupes (docs/api.md), every group included.
+        doc: dict[str, Any] = {"level": distance, "query": text, "total": len(groups)}
+        doc["images"] = sum(len(g.members) for g in groups)
+        if made is not None:
+            doc["view"] = made
+        doc["groups"] = [g.to_json() for g in groups]
+        click.echo(json.dumps(doc, indent=2))
+        return
+    for n, group in enumerate(groups, 1):
+        click.echo(f"group {n}: {len(group.members)} images, within {group.distance} bits")
+        for member in group.members:
+            mark = "*" if member is group.best else " "
+            size = f"{member.pixels / 1e6:.1f} MP" if member.pixels else "? MP"
+            click.echo(
+                f"  {mark} {member.job_id}:{member.index}  {member.kind or '?':4}  {size:>8}  "
+                f"{'upscale' if member.upscaled else 'grid/tile':9}  d={member.distance}"
+            )
+    images = sum(len(g.members) for g in groups)
+    app.info(
+        f"{len(groups)} group{'s' if len(groups) != 1 else ''} of near-duplicates "
+        f"({images} images, level {distance})"
+        + (f"; view {made['name']} in {made['directory']}" if made else "")
+    )
+
+
+def _make_view(
+    app: AppContext, vault: Vault, name: str, groups: list[Group], *, replace: bool
+) -> dict[str, Any]:
+    """A collection of the groups' jobs and a view over it: the web app's "view of a
+    selection" (mjvault.serve.batch.make_selection_view), its refusals as one line."""
+    from mjvault.collections import check_name as check_collection
+    from mjvault.serve.batch import Selection, _Answer, make_selection_view, views_folder
+    from mjvault.views.registry import check_name as check_view
+
+    check_view(name)
+    check_collection(name)
+    if not groups:
+        raise UsageError("no near-duplicates found: no view made")
+    job_ids = tuple(dict.fromkeys(m.job_id for g in groups for m in g.members))
+    try:
+        return make_selection_view(
+            vault, name, Selection(ids=job_ids), views_folder(vault.path), replace=replace
+        )
+    except _Answer as refused:
+        message = json.loads(bytes(refused.response.body)).get("error", "refused")
+        hint = " (--replace to replace it)" if "replace it" in message else ""
+        raise UsageError(message.split(":")[0] + hint) from None

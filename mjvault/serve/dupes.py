@@ -1,0 +1,89 @@
+"""``GET /api/dupes?level=&q=&limit=``: the near-duplicate groups for the "Duplicates" page.
+
+The groups of :func:`mjvault.similarity.groups.find_groups` (largest first), each member with
+its job's date and prompt for the page; the answer is kept per (level, query, index
+generation, hash rows) so the page's reloads do not repeat a pass over every hash.
+Nothing is changed: the page selects a group's others into the timeline's selection, and
+the batch routes (mjvault/serve/batch.py) do what the user then asks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Route
+
+from mjvault.errors import UsageError
+from mjvault.serve.browse import generation, handler, iso
+from mjvault.serve.security import BadRequest
+from mjvault.serve.settings import ServeState
+
+DEFAULT_GROUPS = 200
+MAX_GROUPS = 5000
+CACHED = 8  # answers kept
+
+
+@handler
+def dupes(state: ServeState, request: Request) -> dict[str, Any]:
+    from mjvault.similarity.groups import find_groups
+    from mjvault.similarity.hashing import DEFAULT_LEVEL, LEVELS, parse_level
+    from mjvault.similarity.nearest import NoHashes
+    from mjvault.similarity.store import HashStore
+
+    params = request.query_params
+    try:
+        level = parse_level(params.get("level") or DEFAULT_LEVEL)
+    except UsageError as exc:
+        raise BadRequest(exc.message, "bad_level") from None
+    text = params.get("q", "")
+    if len(text) > 2000:
+        raise BadRequest("query too long", "bad_query")
+    limit = _limit(params.get("limit"))
+    vault = state.vault
+    with HashStore.open(vault) as store:
+        rows = len(store)
+    key = (level, text, generation(vault.index), rows)
+    cache: dict[Any, list[dict[str, Any]]] = state.caches.setdefault("dupes", {})
+    found = cache.get(key)
+    if found is None:
+        try:
+            groups = find_groups(vault, level=level, query=text or None)
+            found = [_group_json(vault, g.to_json()) for g in groups]
+        except NoHashes:
+            found = []
+        with state.lock:
+            while len(cache) >= CACHED:
+                cache.pop(next(iter(cache)))
+            cache[key] = found
+    return {
+        "level": level,
+        "levels": LEVELS,
+        "default_level": DEFAULT_LEVEL,
+        "query": text,
+        "hashed": rows,
+        "total": len(found),
+        "images": sum(g["size"] for g in found),
+        "groups": found[:limit],
+    }
+
+
+def _limit(text: str | None) -> int:
+    if not text:
+        return DEFAULT_GROUPS
+    if not text.isdigit() or not 1 <= int(text) <= MAX_GROUPS:
+        raise BadRequest(f"limit must be from 1 to {MAX_GROUPS}", "bad_parameter")
+    return int(text)
+
+
+def _group_json(vault: Any, group: dict[str, Any]) -> dict[str, Any]:
+    summaries = vault.index.get_many(m["job_id"] for m in group["members"])
+    for member in group["members"]:
+        summary = summaries.get(member["job_id"])
+        member["time"] = iso(summary.time) if summary else None
+        member["prompt"] = summary.prompt if summary else ""
+    return group
+
+
+def routes(state: ServeState) -> list[BaseRoute]:
+    return [Route("/api/dupes", dupes(state))]

@@ -1,0 +1,485 @@
+"""`mjvault dupes`: groups of near-duplicate images, each with its best original marked.
+
+Every pair of hashes within the level is found without comparing all pairs (docs/design.md,
+"Similar images: search and groups"): the hash is cut into ``m`` blocks of at most
+:data:`MAX_BLOCK_BITS` bits, and two hashes within distance ``d`` differ in at most
+``r = ceil((d + 1) / m) - 1`` bits of at least one block (pigeonhole: were every block
+``r + 1`` apart, the whole would be ``m (r + 1) > d``). For each block the rows are sorted
+by its value and a dense table says where each value's run starts; each row looks up its own
+value XOR every mask of at most ``r`` bits, and each candidate found is verified on the whole
+hash. Exact: no pair within the level is missed. ``m`` and ``r`` are chosen by the expected
+lookups and candidates.
+
+Pairs are joined by a union-find over rows (numpy, in place), then over images: a grid's
+quadrant within the level of another image's whole (part 0) joins the grid to it; two
+quadrants alone join nothing (sibling variations share a look, they are not copies).
+
+Nothing is deleted or changed: this only reads the hash store and the index.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import combinations
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mjvault.similarity.hashing import WORDS
+from mjvault.similarity.nearest import BACKFILL_HINT, NoHashes, job_of_image
+
+if TYPE_CHECKING:
+    from mjvault.vault import Vault
+
+Progress = Callable[[int, int], None]  # (steps done, steps in all)
+
+MAX_BLOCK_BITS = 22  # a block's dense table: 2**22 + 1 int32 starts (16 MB)
+SLICE = 1 << 20  # rows (or table entries) a block table is built from at once
+CHUNK_CANDIDATES = 1 << 18  # candidate pairs expanded at once (bounds the temporaries)
+# Best original: the most pixels, then an upscale over a grid's tile, then this order.
+KIND_RANK = {"png": 0, "webp": 1, "jpg": 2, "jpeg": 2}
+
+
+@dataclass(frozen=True)
+class Member:
+    object_id: str
+    job_id: str
+    index: int
+    kind: str | None  # png, webp, jpg (None: not an image Pillow names)
+    pixels: int  # width * height, 0 when unreadable
+    upscaled: bool
+    distance: int  # to the group's best
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "object_id": self.object_id,
+            "job_id": self.job_id,
+            "index": self.index,
+            "kind": self.kind,
+            "pixels": self.pixels,
+            "upscaled": self.upscaled,
+            "distance": self.distance,
+        }
+
+
+@dataclass(frozen=True)
+class Group:
+    members: list[Member]  # best first
+    best: Member
+    distance: int  # the largest distance of a member to the best
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "size": len(self.members),
+            "distance": self.distance,
+            "best": self.best.object_id,
+            "members": [m.to_json() for m in self.members],
+        }
+
+
+# -- pairs within a distance ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Plan:
+    """How the pairs are looked for: each hash word cut into ``cuts`` blocks, each block
+    searched within ``radius`` bits."""
+
+    cuts: int
+    radius: int
+    words: int
+
+    @property
+    def blocks(self) -> list[tuple[int, int, int]]:
+        """(word, shift, bits) of each block; blocks never straddle two words."""
+        sizes = [64 // self.cuts + (1 if k < 64 % self.cuts else 0) for k in range(self.cuts)]
+        found = []
+        for word in range(self.words):
+            shift = 64
+            for bits in sizes:
+                shift -= bits
+                found.append((word, shift, bits))
+        return found
+
+    @property
+    def masks(self) -> int:
+        return sum(len(flip_masks(bits, self.radius)) for _, _, bits in self.blocks)
+
+
+def flip_masks(bits: int, radius: int) -> np.ndarray:
+    """Every value of ``bits`` bits with at most ``radius`` bits set, 0 first."""
+    masks = [0]
+    for count in range(1, radius + 1):
+        masks += [sum(1 << b for b in chosen) for chosen in combinations(range(bits), count)]
+    return np.array(masks, dtype=np.int64)
+
+
+def plan_for(words: int, level: int, rows: int) -> Plan:
+    """The cut with the fewest expected lookups plus candidates (uniform hashes)."""
+    best: tuple[float, Plan] | None = None
+    for cuts in range(math.ceil(64 / MAX_BLOCK_BITS), 65):
+        blocks = words * cuts
+        radius = max(0, math.ceil((level + 1) / blocks) - 1)
+        small = 64 // cuts
+        lookups = blocks * sum(math.comb(64 // cuts + 1, k) for k in range(radius + 1))
+        cost = lookups * rows * (1 + rows / 2**small)
+        if best is None or cost < best[0]:
+            best = (cost, Plan(cuts, radius, words))
+    assert best is not None
+    return best[1]
+
+
+def near_pairs(
+    words: np.ndarray,
+    parts: np.ndarray,
+    level: int,
+    progress: Progress | None = None,
+    *,
+    reorder: bool = False,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Row pairs (i < j) whose hashes are within ``level`` bits, in batches; a pair may come
+    more than once (from several blocks). Pairs of two quadrants (both parts > 0) are left
+    out. ``reorder``: sort ``words`` and ``parts`` in place (no copy of them is made; their
+    order is then lost to the caller).
+
+    For each block the rows are sorted by its value, so a lookup's run of candidates is a
+    contiguous range of rows and a chunk's lookups land near each other: the table, the
+    rows and their words are read almost in order, not at random (at 3M rows a random
+    read each was most of a mask's time)."""
+    rows = len(words)
+    plan = plan_for(words.shape[1], level, rows)
+    if not reorder:
+        words, parts = words.copy(), parts.copy()
+    ids = np.arange(rows, dtype=np.int32)  # the caller's row number at each place
+    total = plan.masks
+    done = 0
+    for word, shift, bits in plan.blocks:
+        _sort_by_block(words, parts, ids, word, shift, bits)
+        starts = _run_starts(words[:, word], shift, bits)
+        mean = max(1.0, rows / (1 << bits))
+        step = max(1024, int(CHUNK_CANDIDATES / mean))
+        for mask in flip_masks(bits, plan.radius):
+            for first in range(0, rows, step):
+                values = _block_values(words[first : first + step, word], shift, bits)
+                found = _candidates(values, starts, first, mask)
+                if found is None:
+                    continue
+                i, j = found
+                close = _distances(words, i, j) <= level
+                close &= (parts[i] == 0) | (parts[j] == 0)
+                if close.any():
+                    a, b = ids[i[close]], ids[j[close]]
+                    yield np.minimum(a, b), np.maximum(a, b)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        del starts
+
+
+def _block_values(column: np.ndarray, shift: int, bits: int) -> np.ndarray:
+    """The block's value in each row of ``column`` (one word of each hash), as int64."""
+    return ((column >> np.uint64(shift)) & np.uint64((1 << bits) - 1)).astype(np.int64)
+
+
+def _sort_by_block(
+    words: np.ndarray, parts: np.ndarray, ids: np.ndarray, word: int, shift: int, bits: int
+) -> None:
+    """Reorder the rows (in place) by the block's value. Value and place are packed in one
+    int64 and sorted in place, a slice at a time around it: no argsort index and workspace,
+    no whole-column int64 copy (at 3M rows those were ~60 MB over the hashes)."""
+    rows = len(words)
+    both = np.empty(rows, np.int64)
+    for first in range(0, rows, SLICE):
+        end = min(rows, first + SLICE)
+        both[first:end] = _block_values(words[first:end, word], shift, bits) << 32
+        both[first:end] |= np.arange(first, end, dtype=np.int64)
+    both.sort()
+    order = np.empty(rows, np.int32)
+    for first in range(0, rows, SLICE):
+        order[first : first + SLICE] = both[first : first + SLICE] & 0xFFFFFFFF
+    del both
+    words[:] = words[order]
+    parts[:] = parts[order]
+    ids[:] = ids[order]
+
+
+def _run_starts(column: np.ndarray, shift: int, bits: int) -> np.ndarray:
+    """Where each block value's run starts among rows sorted by it (``2**bits + 1`` int32)."""
+    values = np.empty(len(column), np.int32)
+    for first in range(0, len(column), SLICE):
+        values[first : first + SLICE] = _block_values(column[first : first + SLICE], shift, bits)
+    starts = np.empty((1 << bits) + 1, np.int32)
+    for first in range(0, len(starts), SLICE):
+        end = min(len(starts), first + SLICE)
+        starts[first:end] = np.searchsorted(values, np.arange(first, end, dtype=np.int32))
+    return starts
+
+
+def _candidates(
+    values: np.ndarray, starts: np.ndarray, first: int, mask: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Places ``first…`` (whose block ``values`` are given), each paired with every place
+    whose block is its own XOR ``mask`` (i < j): a contiguous run in the sorted rows."""
+    end = first + len(values)
+    looked = values ^ mask
+    low = starts[looked]
+    counts = starts[looked + 1] - low
+    total = int(counts.sum())
+    if not total:
+        return None
+    i = np.repeat(np.arange(first, end, dtype=np.int32), counts)
+    ends = np.cumsum(counts)
+    j = (np.arange(total, dtype=np.int64) - np.repeat(ends - counts - low, counts)).astype(np.int32)
+    later = i < j
+    return i[later], j[later]
+
+
+def _distances(words: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    counts = np.bitwise_count(words[i] ^ words[j])
+    return counts.sum(axis=1, dtype=np.int32)
+
+
+class RowForest:
+    """Union-find over row numbers, on numpy arrays: batches of pairs hook root to root
+    (the larger onto the smaller) until every pair shares a root."""
+
+    def __init__(self, rows: int) -> None:
+        self.parent = np.arange(rows, dtype=np.int32)
+
+    def _roots(self, rows: np.ndarray) -> np.ndarray:
+        found = self.parent[rows]
+        while True:
+            up = self.parent[found]
+            if np.array_equal(up, found):
+                return found
+            found = up
+
+    def union(self, i: np.ndarray, j: np.ndarray) -> None:
+        while len(i):
+            ri, rj = self._roots(i), self._roots(j)
+            apart = ri != rj
+            if not apart.any():
+                break
+            i, j, ri, rj = i[apart], j[apart], ri[apart], rj[apart]
+            np.minimum.at(self.parent, np.maximum(ri, rj), np.minimum(ri, rj))
+        self.flatten()
+
+    def flatten(self) -> np.ndarray:
+        while True:
+            up = self.parent[self.parent]
+            if np.array_equal(up, self.parent):
+                return self.parent
+            self.parent = up
+
+
+def row_components(
+    words: np.ndarray,
+    parts: np.ndarray,
+    level: int,
+    progress: Progress | None = None,
+    *,
+    reorder: bool = False,
+) -> list[np.ndarray]:
+    """The rows joined by pairs within ``level``, as arrays of row numbers (each >= 2 rows).
+    ``reorder``: as :func:`near_pairs` (``words`` and ``parts`` are sorted in place)."""
+    forest = RowForest(len(words))
+    for i, j in near_pairs(words, parts, level, progress, reorder=reorder):
+        forest.union(i, j)
+    roots = forest.flatten()
+    sizes = np.bincount(roots, minlength=len(roots))
+    joined = np.flatnonzero(sizes[roots] > 1)
+    if not len(joined):
+        return []
+    by_root = joined[np.argsort(roots[joined], kind="stable")]
+    cuts = np.flatnonzero(np.diff(roots[by_root])) + 1
+    return list(np.split(by_root, cuts))
+
+
+def object_components(located: list[list[str]]) -> list[list[str]]:
+    """Row components given as their images' ids, joined where they share an image (a
+    grid's whole in one, its quadrant in another), each image once, images >= 2."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for objects in located:
+        for object_id in objects:
+            parent.setdefault(object_id, object_id)
+        first = root(objects[0])
+        for object_id in objects[1:]:
+            other = root(object_id)
+            if other != first:
+                parent[other] = first
+    joined: dict[str, list[str]] = {}
+    for object_id in parent:
+        joined.setdefault(root(object_id), []).append(object_id)
+    return [sorted(g) for g in joined.values() if len(g) > 1]
+
+
+# -- groups of a vault ---------------------------------------------------------------------
+def find_groups(
+    vault: Vault, *, level: int, query: str | None = None, progress: Progress | None = None
+) -> Iterator[Group]:
+    """Near-duplicate groups among the vault's hashed images (those of jobs matching
+    ``query`` when given), largest first, then by their best's job time."""
+    from mjvault.similarity.store import HashStore
+
+    with HashStore.open(vault) as store:
+        if not len(store):
+            raise NoHashes(f"the vault has no image hashes yet: {BACKFILL_HINT}")
+        allowed = _images_of_query(vault, query) if query else None
+        words, parts, rows = _load(store, allowed)
+        components = row_components(words, parts, level, progress, reorder=True)
+        del words
+        located = [
+            sorted({object_id for object_id, _ in store.locate(rows[c].tolist())})
+            for c in components
+        ]
+        joined = object_components([objs for objs in located if objs])
+        groups = [_group(vault, store, objects) for objects in joined]
+    found = [g for g in groups if g is not None]
+    found.sort(key=lambda g: (-len(g.members), g.best.job_id))
+    yield from found
+
+
+def _images_of_query(vault: Vault, query: str) -> np.ndarray:
+    """The images of the jobs ``query`` matches, as the sorted first 8 bytes of their ids:
+    8 bytes an image however many match (a set of ids as text held ~100), and a false match
+    needs two ids of the vault to share 64 bits."""
+    from mjvault.index.query import parse_query
+    from mjvault.index.search import iter_search
+
+    found: list[np.ndarray] = []
+    batch: list[str] = []
+    for job_id in iter_search(vault.index, parse_query(query)):
+        batch.append(job_id)
+        if len(batch) >= 4096:
+            found.append(_prefixes(_images_of_jobs(vault, batch)))
+            batch = []
+    found.append(_prefixes(_images_of_jobs(vault, batch)))
+    return np.unique(np.concatenate(found))
+
+
+def _prefixes(object_ids: Iterable[str]) -> np.ndarray:
+    return np.array([int(i[:16], 16) for i in object_ids], dtype=np.uint64)
+
+
+def _images_of_jobs(vault: Vault, job_ids: list[str]) -> Iterator[str]:
+    for summary in vault.index.get_many(job_ids).values():
+        yield from (i for i in summary.images if i is not None)
+
+
+def _load(store: Any, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every row's words and part (those of ``allowed`` images only, when given), and the
+    row numbers they came from: filled into arrays of the store's size, not gathered in a
+    list and joined (which held every row twice)."""
+    size = len(store)
+    words = np.empty((size, WORDS), np.uint64)
+    parts = np.empty(size, np.uint8)
+    rows = np.empty(size, np.int32)
+    filled = 0
+    for block in store.blocks():
+        if allowed is None:
+            keep = np.arange(len(block.parts))
+        else:
+            prefixes = _prefixes(block.images())
+            at = np.minimum(np.searchsorted(allowed, prefixes), max(0, len(allowed) - 1))
+            keep = np.flatnonzero(allowed[at] == prefixes) if len(allowed) else at[:0]
+        count = min(len(keep), size - filled)  # (a store written meanwhile: its first rows)
+        if not count:
+            continue
+        keep = keep[:count]
+        words[filled : filled + count] = block.words[keep]
+        parts[filled : filled + count] = block.parts[keep]
+        rows[filled : filled + count] = keep + block.start
+        filled += count
+    return words[:filled], parts[:filled], rows[:filled]
+
+
+def _group(vault: Vault, store: Any, objects: list[str]) -> Group | None:
+    """The group of ``objects`` shown by jobs of HEAD (None when fewer than two are)."""
+    from mjvault.similarity.hashing import to_words
+
+    described: list[tuple[Member, np.ndarray]] = []
+    for object_id in objects:
+        place = job_of_image(vault, object_id)
+        hashes = store.hashes_of(object_id)
+        if place is None or not hashes:
+            continue
+        summary, index = place
+        kind, pixels = _kind_and_pixels(vault, summary.kinds, index, object_id)
+        member = Member(object_id, summary.job_id, index, kind, pixels, _upscaled(summary.type), 0)
+        described.append((member, to_words(hashes)))
+    if len(described) < 2:
+        return None
+    described.sort(key=lambda d: _rank(d[0]))
+    best_words = described[0][1]
+    members = [
+        Member(**{**m.__dict__, "distance": _part_distance(w, best_words)}) for m, w in described
+    ]
+    return Group(members, members[0], max(m.distance for m in members))
+
+
+def _rank(member: Member) -> tuple[int, int, int, str, int]:
+    """Best original first: most pixels, upscaled, PNG over WebP over JPEG, then by job."""
+    kind = KIND_RANK.get(member.kind or "", len(KIND_RANK))
+    return (-member.pixels, 0 if member.upscaled else 1, kind, member.job_id, member.index)
+
+
+def _part_distance(a: np.ndarray, b: np.ndarray) -> int:
+    """The least distance between two images' hashes, a quadrant only against a whole."""
+    best: int | None = None
+    for x, row_a in enumerate(a):
+        for y, row_b in enumerate(b):
+            if x and y:
+                continue
+            d = int(np.bitwise_count(row_a ^ row_b).sum())
+            best = d if best is None else min(best, d)
+    return best or 0
+
+
+def _upscaled(job_type: str) -> bool:
+    return "upscale" in job_type or "upsample" in job_type
+
+
+def _kind_and_pixels(
+    vault: Vault, kinds: tuple[str | None, ...] | None, index: int, object_id: str
+) -> tuple[str | None, int]:
+    """The image's type and size from its header: the file itself when the object is the
+    raw image, else the object read whole (framed or sealed)."""
+    from PIL import Image, UnidentifiedImageError
+
+    store = vault.store
+    raw = kinds is not None and index < len(kinds) and kinds[index] is not None
+    try:
+        if raw and store.is_loose(object_id):
+            with Image.open(store.path(object_id)) as image:
+                return _kind(image.format), image.width * image.height
+        with Image.open(io.BytesIO(store.read(object_id))) as image:
+            return _kind(image.format), image.width * image.height
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None, 0
+
+
+def _kind(pillow_format: str | None) -> str | None:
+    names = {"PNG": "png", "WEBP": "webp", "JPEG": "jpg"}
+    return names.get(pillow_format or "", (pillow_format or "").lower() or None)
+
+
+__all__ = [
+    "Group",
+    "Member",
+    "Plan",
+    "RowForest",
+    "find_groups",
+    "flip_masks",
+    "near_pairs",
+    "object_components",
+    "plan_for",
+    "row_components",
+]
