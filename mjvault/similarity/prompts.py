@@ -1,0 +1,207 @@
+"""Prompt families: jobs whose prompts say nearly the same thing (docs/FORMAT.md §9.4).
+
+The index keeps each prompt's MinHash bands as posting lists (``bands``, kept up to date with
+every other list, so this module only reads). Jobs that share a band are *candidates*; a
+query re-ranks its candidates with rapidfuzz's ``token_set_ratio`` over the normalised
+prompts, which scores word order and repeats as a person would (the same idea, reworded).
+
+A *family* is a connected group of jobs linked by shared bands: one walk of the ``bands``
+table, a union-find over document numbers (4 bytes a job, whatever the number of bands), no
+prompt read but the few a family shows.
+"""
+
+from __future__ import annotations
+
+import heapq
+from array import array
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from mjvault.index import bitmaps
+from mjvault.index.db import IndexReader
+from mjvault.similarity.minhash import bands, normalized
+
+if TYPE_CHECKING:
+    from mjvault.vault import Vault
+
+# Candidates a query re-ranks at most, those sharing the most bands first: a prompt shared by
+# a hundred thousand jobs would otherwise read them all.
+MAX_CANDIDATES = 2_000
+FAMILY_IDS = 5  # job ids a family lists (its first)
+RELEASE_KEYS = 4_096  # keys of the bands walk between two releases of the mapped pages
+BANDS = b"bands"
+
+
+@dataclass(frozen=True)
+class PromptHit:
+    job_id: str
+    score: float  # 0-100: rapidfuzz's token_set_ratio of the normalised prompts
+    prompt: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "score": round(self.score, 2), "prompt": self.prompt}
+
+
+@dataclass(frozen=True)
+class Family:
+    size: int
+    example: str  # the prompt of the family's first job
+    job_ids: tuple[str, ...]  # its first FAMILY_IDS jobs, oldest first
+    first: datetime | None
+    last: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "example": self.example,
+            "job_ids": list(self.job_ids),
+            "first": self.first.isoformat() if self.first else None,
+            "last": self.last.isoformat() if self.last else None,
+        }
+
+
+def similar_prompts(vault: Vault, text: str, limit: int = 20) -> list[PromptHit]:
+    """The jobs whose prompts are nearest ``text``, best first."""
+    return _ranked(vault, text, limit, exclude=None)
+
+
+def like_job(vault: Vault, job_id: str, limit: int = 20) -> list[PromptHit]:
+    """The jobs whose prompts are nearest job ``job_id``'s (an id or a unique prefix), best
+    first, the job itself left out."""
+    entry = vault.find_job(job_id)
+    summary = vault.index.get(entry.job_id)
+    if summary is None:
+        return []
+    return _ranked(vault, summary.prompt, limit, exclude=entry.job_id)
+
+
+def _ranked(vault: Vault, text: str, limit: int, *, exclude: str | None) -> list[PromptHit]:
+    from rapidfuzz import fuzz
+
+    parts = bands(text)
+    if not parts:
+        return []
+    query = normalized(text)
+    hits: list[tuple[float, float, int, str, str]] = []
+    with vault.index.reader() as reader:
+        docs = _candidates(reader, parts)
+        for micros, _doc, raw_id in reader.docs(docs):
+            job_id = raw_id.decode("utf-8")
+            if job_id == exclude:
+                continue
+            summary = reader.summary(raw_id)
+            if summary is None:
+                continue
+            prompt = str(summary.get("p") or "")
+            other = normalized(prompt)
+            # token_set_ratio says "the same words"; the plain ratio, among equals, prefers
+            # the prompt worded the same way.
+            score = fuzz.token_set_ratio(query, other)
+            hits.append((-score, -fuzz.ratio(query, other), -micros, job_id, prompt))
+    best = heapq.nsmallest(limit, hits)
+    return [PromptHit(job_id=j, score=-s, prompt=p) for s, _, _, j, p in best]
+
+
+def _candidates(reader: IndexReader, parts: Iterable[bytes]) -> list[int]:
+    """Document numbers of the jobs sharing a band with ``parts``, those sharing most first,
+    at most MAX_CANDIDATES."""
+    live = reader.live()
+    shared: Counter[int] = Counter()
+    for part in parts:
+        shared.update(reader.posting_list(BANDS, part) & live)
+    if len(shared) <= MAX_CANDIDATES:
+        return sorted(shared)
+    return sorted(doc for doc, _ in shared.most_common(MAX_CANDIDATES))
+
+
+def largest_families(vault: Vault, limit: int = 10) -> list[Family]:
+    """The ``limit`` largest families of two jobs or more, largest first (ties: the older
+    first)."""
+    import numpy as np
+
+    index = vault.index
+    with index.reader() as reader:
+        live = reader.live()
+        if not live:
+            return []
+        parent = _linked(reader, live, index.release_pages)
+        roots = np.frombuffer(parent, dtype=np.uint32)
+        while True:  # every number to its root, a level at a time, in C
+            up = roots[roots]
+            if np.array_equal(up, roots):
+                break
+            roots = up
+        members = np.frombuffer(array("I", live), dtype=np.uint32)  # roaring: in order
+        of_member = roots[members]
+        sizes = np.bincount(of_member, minlength=len(roots))
+        count = int(np.count_nonzero(sizes >= 2))
+        if not count:
+            return []
+        # Largest first; equal sizes by root, the lowest number: the family entered first.
+        order = np.lexsort((np.arange(len(sizes)), -sizes))[: min(limit, count)]
+        families = []
+        for root in order:
+            docs = members[of_member == root].tolist()
+            families.append(_family(reader, docs))
+    families.sort(key=lambda f: (-f.size, f.first or datetime.max.replace(tzinfo=UTC)))
+    return families
+
+
+def _linked(reader: IndexReader, live: Any, release: Any) -> array[int]:
+    """A union-find forest over document numbers: jobs that share a band in one tree."""
+    size = live.max() + 1
+    parent = array("I", range(size))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]  # path halving: trees stay shallow
+            x = parent[x]
+        return x
+
+    cursor = reader.txn.cursor(db=reader.dbs[BANDS])
+    current = b""
+    anchor = -1
+    for n, (key, value) in enumerate(cursor.iternext(), 1):
+        if n % RELEASE_KEYS == 0:
+            release()
+        part = bytes(key[: -(len(bitmaps.SEP) + 2)])  # part 00 shard
+        if part != current:
+            current, anchor = part, -1
+        jobs = bitmaps.load(value)
+        if len(jobs) > 1 or anchor != -1:
+            jobs &= live  # a stopped update's numbers must link no one
+        elif jobs.min() not in live:
+            continue
+        for doc in jobs:
+            if anchor == -1:
+                anchor = find(doc)
+                continue
+            root = find(doc)
+            if root != anchor:
+                # The lower number is the root: a family's root is its first job.
+                low, high = (root, anchor) if root < anchor else (anchor, root)
+                parent[high] = low
+                anchor = low
+    return parent
+
+
+def _family(reader: IndexReader, docs: list[int]) -> Family:
+    entries = sorted(reader.times(docs))  # (µs, doc, id): oldest first
+    first_ids = reader.job_ids([(doc, tail) for _, doc, tail in entries[:FAMILY_IDS]])
+    job_ids = tuple(raw.decode("utf-8") for raw in first_ids)
+    summary = reader.summary(first_ids[0]) if first_ids else None
+    known = [micros for micros, _, _ in entries if micros]
+    return Family(
+        size=len(entries),
+        example=str(summary.get("p") or "") if summary else "",
+        job_ids=job_ids,
+        first=_moment(min(known)) if known else None,
+        last=_moment(max(known)) if known else None,
+    )
+
+
+def _moment(micros: int) -> datetime:
+    return datetime.fromtimestamp(micros / 1_000_000, UTC)
