@@ -34,6 +34,7 @@ Examples:
   mjvault search --ids type:upscale s>250 | xargs -n1 mjvault show
   mjvault search --paths my-view cat* -dog
   mjvault search --facets fox since:2024     how the matches divide (type, model, ar, month)
+  mjvault search --like 3f2a1b               jobs whose prompts are nearest this job's
 """
 
 
@@ -67,6 +68,13 @@ Examples:
     is_flag=True,
     help="How many matches each type, model version, aspect ratio and month has, not the jobs.",
 )
+@click.option(
+    "--like",
+    "like",
+    metavar="JOB_ID",
+    default=None,
+    help="Jobs whose prompts are nearest job JOB_ID's (an id or a unique prefix), best first.",
+)
 @pass_app
 def search_command(
     app: AppContext,
@@ -77,11 +85,17 @@ def search_command(
     as_ids: bool,
     view: str | None,
     facets: bool,
+    like: str | None,
 ) -> None:
     """Search the vault's jobs (see the query language below)."""
     as_json = as_json or app.json_output
     if sum((as_json, as_ids, view is not None)) > 1:
         raise UsageError("choose one of --json, --ids and --paths")
+    if like is not None:
+        if query or facets or sort != "newest":
+            raise UsageError("--like ranks by prompt similarity: no QUERY, --sort or --facets")
+        _like(app, like, limit, as_json=as_json, as_ids=as_ids, view=view)
+        return
     if facets and (as_ids or view is not None):
         raise UsageError("--facets shows counts: it goes with --json, not --ids or --paths")
     table = not (as_json or as_ids or view is not None)
@@ -120,6 +134,45 @@ def search_command(
     shown = len(rows)
     more = f" (showing {shown}; --limit N for more)" if shown < result.total else ""
     app.info(f"{result.total} job{'s' if result.total != 1 else ''}{more}")
+
+
+def _like(
+    app: AppContext,
+    job_id: str,
+    limit: int | None,
+    *,
+    as_json: bool,
+    as_ids: bool,
+    view: str | None,
+) -> None:
+    """``--like``: the jobs of the nearest prompts, shown as a search shows its matches."""
+    from mjvault.similarity.prompts import like_job
+
+    vault = app.open_vault()
+    paths = view_paths(vault, view) if view is not None else None
+    hits = like_job(vault, job_id, limit or TABLE_LIMIT)
+    if as_ids:
+        for hit in hits:
+            click.echo(hit.job_id)
+        return
+    if paths is not None:
+        for hit in hits:
+            for path in paths.get(hit.job_id, ()):
+                click.echo(path)
+        return
+    rows = {row.job_id: row for row in summaries(vault, [hit.job_id for hit in hits])}
+    if as_json:
+        jobs = [
+            summary_json(rows[hit.job_id]) | {"score": round(hit.score, 2)}
+            for hit in hits
+            if hit.job_id in rows
+        ]
+        document = {"like": job_id, "total": len(jobs), "jobs": jobs}
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+        return
+    for line in table_lines([rows[hit.job_id] for hit in hits if hit.job_id in rows]):
+        click.echo(line)
+    app.info(f"{len(hits)} job{'s' if len(hits) != 1 else ''} with a similar prompt")
 
 
 FACET_TITLES = {"type": "type", "model": "model", "ar": "aspect", "month": "month"}

@@ -33,6 +33,11 @@ MAX_CANDIDATES = 2_000
 FAMILY_IDS = 5  # job ids a family lists (its first)
 RELEASE_KEYS = 4_096  # keys of the bands walk between two releases of the mapped pages
 BANDS = b"bands"
+# Two prompts of one band are in one family when rapidfuzz's token_set_ratio of their
+# normalised words is at least this (docs/design.md, "Prompt families": 70 let boilerplate
+# chain unrelated prompts, 80 lost variants; the precision and recall of each are there).
+FAMILY_SCORE = 78.0
+PROMPTS_KEPT = 65_536
 
 
 @dataclass(frozen=True)
@@ -124,36 +129,67 @@ def largest_families(vault: Vault, limit: int = 10) -> list[Family]:
 
     index = vault.index
     with index.reader() as reader:
-        live = reader.live()
-        if not live:
+        members, of_member = _roots(reader, index.release_pages)
+        if not len(members):
             return []
-        parent = _linked(reader, live, index.release_pages)
-        roots = np.frombuffer(parent, dtype=np.uint32)
-        while True:  # every number to its root, a level at a time, in C
-            up = roots[roots]
-            if np.array_equal(up, roots):
-                break
-            roots = up
-        members = np.frombuffer(array("I", live), dtype=np.uint32)  # roaring: in order
-        of_member = roots[members]
-        sizes = np.bincount(of_member, minlength=len(roots))
+        sizes = np.bincount(of_member)
         count = int(np.count_nonzero(sizes >= 2))
         if not count:
             return []
         # Largest first; equal sizes by root, the lowest number: the family entered first.
         order = np.lexsort((np.arange(len(sizes)), -sizes))[: min(limit, count)]
-        families = []
-        for root in order:
-            docs = members[of_member == root].tolist()
-            families.append(_family(reader, docs))
+        families = [_family(reader, members[of_member == root].tolist()) for root in order]
     families.sort(key=lambda f: (-f.size, f.first or datetime.max.replace(tzinfo=UTC)))
     return families
 
 
+def families_by_job(vault: Vault) -> dict[str, int]:
+    """Every job in a family of two or more, and its family's number (its first job's
+    document number): for measuring families against a known truth, not for a large vault."""
+    import numpy as np
+
+    index = vault.index
+    with index.reader() as reader:
+        members, of_member = _roots(reader, index.release_pages)
+        if not len(members):
+            return {}
+        sizes = np.bincount(of_member)
+        kept = sizes[of_member] >= 2
+        pairs = zip(members[kept].tolist(), of_member[kept].tolist(), strict=True)
+        family = dict(pairs)
+        return {raw.decode("utf-8"): family[doc] for _, doc, raw in reader.docs(sorted(family))}
+
+
+def _roots(reader: IndexReader, release: Any) -> tuple[Any, Any]:
+    """(every job's number, its family's root number), numpy arrays in number order."""
+    import numpy as np
+
+    live = reader.live()
+    if not live:
+        empty = np.zeros(0, dtype=np.uint32)
+        return empty, empty
+    parent = _linked(reader, live, release)
+    roots = np.frombuffer(parent, dtype=np.uint32)
+    while True:  # every number to its root, a level at a time, in C
+        up = roots[roots]
+        if np.array_equal(up, roots):
+            break
+        roots = up
+    members = np.frombuffer(array("I", live), dtype=np.uint32)  # roaring: in order
+    return members, roots[members]
+
+
 def _linked(reader: IndexReader, live: Any, release: Any) -> array[int]:
-    """A union-find forest over document numbers: jobs that share a band in one tree."""
+    """A union-find forest over document numbers: jobs that share a band and whose prompts
+    are near (FAMILY_SCORE) in one tree.
+
+    A band says two prompts may be near; boilerplate ("highly detailed, cinematic lighting")
+    puts unrelated short prompts in one band now and then, and one such link would chain two
+    families into one. Each member of a band is therefore compared with the band's first
+    member before it joins it (a band's members near each other are near its first too)."""
     size = live.max() + 1
     parent = array("I", range(size))
+    prompts = _Prompts(reader)
 
     def find(x: int) -> int:
         while parent[x] != x:
@@ -171,21 +207,50 @@ def _linked(reader: IndexReader, live: Any, release: Any) -> array[int]:
         if part != current:
             current, anchor = part, -1
         jobs = bitmaps.load(value)
-        if len(jobs) > 1 or anchor != -1:
-            jobs &= live  # a stopped update's numbers must link no one
-        elif jobs.min() not in live:
+        if len(jobs) == 1 and anchor == -1:
+            # Most bands hold one job: the next shard of the same band may still name it.
+            only = jobs.min()
+            if only in live:
+                anchor = only
             continue
+        jobs &= live  # a stopped update's numbers must link no one
         for doc in jobs:
             if anchor == -1:
-                anchor = find(doc)
+                anchor = doc
                 continue
-            root = find(doc)
-            if root != anchor:
-                # The lower number is the root: a family's root is its first job.
-                low, high = (root, anchor) if root < anchor else (anchor, root)
-                parent[high] = low
-                anchor = low
+            a, b = find(anchor), find(doc)
+            if a == b or _family_score(prompts[anchor], prompts[doc]) < FAMILY_SCORE:
+                continue
+            # The lower number is the root: a family's root is its first job.
+            parent[max(a, b)] = min(a, b)
     return parent
+
+
+class _Prompts:
+    """Normalised prompts by document number, the last PROMPTS_KEPT of them remembered: a band
+    walk asks the same few again and again (a family's first member), and memory stays flat."""
+
+    def __init__(self, reader: IndexReader) -> None:
+        self._reader = reader
+        self._kept: dict[int, str] = {}
+
+    def __getitem__(self, doc: int) -> str:
+        found = self._kept.get(doc)
+        if found is None:
+            if len(self._kept) >= PROMPTS_KEPT:
+                self._kept.clear()
+            found = ""
+            for _, _, raw in self._reader.docs([doc]):
+                summary = self._reader.summary(raw)
+                found = normalized(str(summary.get("p") or "")) if summary else ""
+            self._kept[doc] = found
+        return found
+
+
+def _family_score(a: str, b: str) -> float:
+    from rapidfuzz import fuzz
+
+    return float(fuzz.token_set_ratio(a, b))
 
 
 def _family(reader: IndexReader, docs: list[int]) -> Family:
