@@ -13,6 +13,7 @@ prompt read but the few a family shows.
 from __future__ import annotations
 
 import heapq
+import itertools
 from array import array
 from collections import Counter
 from collections.abc import Iterable
@@ -20,9 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from pyroaring import BitMap
+
 from mjvault.index import bitmaps
 from mjvault.index.db import IndexReader
-from mjvault.similarity.minhash import bands, normalized
+from mjvault.similarity.minhash import bands, normalized, normalized_words
 
 if TYPE_CHECKING:
     from mjvault.vault import Vault
@@ -69,8 +72,10 @@ class Family:
 
 
 def similar_prompts(vault: Vault, text: str, limit: int = 20) -> list[PromptHit]:
-    """The jobs whose prompts are nearest ``text``, best first."""
-    return _ranked(vault, text, limit, exclude=None)
+    """The jobs whose prompts are nearest ``text``, best first. A few typed words share no
+    band with the long prompts that hold them (their shingle sets are too unequal), so the
+    jobs whose prompts hold every word are candidates too."""
+    return _ranked(vault, text, limit, exclude=None, with_words=True)
 
 
 def like_job(vault: Vault, job_id: str, limit: int = 20) -> list[PromptHit]:
@@ -83,7 +88,9 @@ def like_job(vault: Vault, job_id: str, limit: int = 20) -> list[PromptHit]:
     return _ranked(vault, summary.prompt, limit, exclude=entry.job_id)
 
 
-def _ranked(vault: Vault, text: str, limit: int, *, exclude: str | None) -> list[PromptHit]:
+def _ranked(
+    vault: Vault, text: str, limit: int, *, exclude: str | None, with_words: bool = False
+) -> list[PromptHit]:
     from rapidfuzz import fuzz
 
     parts = bands(text)
@@ -92,7 +99,7 @@ def _ranked(vault: Vault, text: str, limit: int, *, exclude: str | None) -> list
     query = normalized(text)
     hits: list[tuple[float, float, int, str, str]] = []
     with vault.index.reader() as reader:
-        docs = _candidates(reader, parts)
+        docs = _candidates(reader, parts, normalized_words(text) if with_words else [])
         for micros, _doc, raw_id in reader.docs(docs):
             job_id = raw_id.decode("utf-8")
             if job_id == exclude:
@@ -110,16 +117,23 @@ def _ranked(vault: Vault, text: str, limit: int, *, exclude: str | None) -> list
     return [PromptHit(job_id=j, score=-s, prompt=p) for s, _, _, j, p in best]
 
 
-def _candidates(reader: IndexReader, parts: Iterable[bytes]) -> list[int]:
+def _candidates(reader: IndexReader, parts: Iterable[bytes], words: list[str]) -> list[int]:
     """Document numbers of the jobs sharing a band with ``parts``, those sharing most first,
-    at most MAX_CANDIDATES."""
+    then of those whose prompts hold every one of ``words``: at most MAX_CANDIDATES."""
     live = reader.live()
     shared: Counter[int] = Counter()
     for part in parts:
         shared.update(reader.posting_list(BANDS, part) & live)
-    if len(shared) <= MAX_CANDIDATES:
-        return sorted(shared)
-    return sorted(doc for doc, _ in shared.most_common(MAX_CANDIDATES))
+    chosen = [doc for doc, _ in shared.most_common(MAX_CANDIDATES)]
+    if words and len(chosen) < MAX_CANDIDATES:
+        holding = live.copy()
+        for word in sorted(set(words)):
+            holding &= reader.posting_list(b"words", word.encode("utf-8"))
+            if not holding:
+                break
+        holding -= BitMap(chosen)
+        chosen += list(itertools.islice(holding, MAX_CANDIDATES - len(chosen)))
+    return sorted(chosen)
 
 
 def largest_families(vault: Vault, limit: int = 10) -> list[Family]:
