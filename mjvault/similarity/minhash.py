@@ -28,7 +28,7 @@ SCHEME = f"minhash datasketch-affine32 seed={SEED} perm={NUM_PERM} bands={BANDS}
 
 # Midjourney's parameters follow the prompt ("… --ar 16:9 --v 6"): everything from the first
 # "--name" on is the command's, not the idea's.
-_PARAMS = re.compile(r"(?:^|\s)--?[a-z]\S*.*$", re.IGNORECASE | re.DOTALL)
+_PARAMS = re.compile(r"(?:^|\s)--[a-z].*$", re.IGNORECASE | re.DOTALL)
 
 
 def normalized_words(prompt: str) -> list[str]:
