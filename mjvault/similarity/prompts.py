@@ -220,13 +220,16 @@ def _linked(reader: IndexReader, live: Any, release: Any) -> array[int]:
         part = bytes(key[: -(len(bitmaps.SEP) + 2)])  # part 00 shard
         if part != current:
             current, anchor = part, -1
-        jobs = bitmaps.load(value)
-        if len(jobs) == 1 and anchor == -1:
-            # Most bands hold one job: the next shard of the same band may still name it.
-            only = jobs.min()
+        if anchor == -1 and len(value) == _ONE_SIZE and value[:8] == _ONE_HEAD:
+            # Most bands hold one job: read it from the bytes (a third of the walk's time
+            # went to making bitmaps of one). The next shard of the band may still name it.
+            only = int.from_bytes(value[8:10], "little") << 16 | int.from_bytes(
+                value[16:], "little"
+            )
             if only in live:
                 anchor = only
             continue
+        jobs = bitmaps.load(value)
         jobs &= live  # a stopped update's numbers must link no one
         for doc in jobs:
             if anchor == -1:
@@ -259,6 +262,12 @@ class _Prompts:
                 found = normalized(str(summary.get("p") or "")) if summary else ""
             self._kept[doc] = found
         return found
+
+
+# A one-number list in Roaring's portable format: cookie 12346 (no runs), one container, its
+# key (2 bytes) and cardinality - 1 (0), its offset, then the number's low 16 bits.
+_ONE_HEAD = bytes.fromhex("3a30000001000000")
+_ONE_SIZE = 18
 
 
 def _family_score(a: str, b: str) -> float:
