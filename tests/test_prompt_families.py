@@ -9,6 +9,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from config_helpers import isolate
@@ -185,6 +186,24 @@ def test_any_adds_and_removes_leave_the_bands_a_rebuild_writes(
     finally:
         index.close()
         shutil.rmtree(path, ignore_errors=True)
+
+
+def test_families_of_numbers_past_the_first_shard(tmp_path: Path) -> None:
+    # A band of one job is read from its bytes (prompts._ONE_HEAD), its shard from them: the
+    # first fox is number 131,071, alone in shard 1 of its bands, the others in shard 2.
+    index = Index(tmp_path / "index")
+    try:
+        with index.writing() as txn:
+            txn.put(b"next_doc", bitmaps.doc_key(131_071), db=index.db[b"meta"])
+        prompts = [*FOX, *OWL, *ALONE]
+        jobs = [_summary(n, p.split()) for n, p in enumerate(prompts)]
+        index.apply([(job.job_id, job) for job in jobs], "a" * 40)
+        vault = SimpleNamespace(index=index)
+        assert [f.size for f in largest_families(vault)] == [3, 2]  # type: ignore[arg-type]
+        found = families_by_job(vault)  # type: ignore[arg-type]
+        assert found["job-003"] == found["job-004"] != found["job-000"] == found["job-002"]
+    finally:
+        index.close()
 
 
 def test_forget_takes_a_job_out_of_its_family(vault: Vault) -> None:
