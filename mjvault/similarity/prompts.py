@@ -5,9 +5,9 @@ every other list, so this module only reads). Jobs that share a band are *candid
 query re-ranks its candidates with rapidfuzz's ``token_set_ratio`` over the normalised
 prompts, which scores word order and repeats as a person would (the same idea, reworded).
 
-A *family* is a connected group of jobs linked by shared bands: one walk of the ``bands``
-table, a union-find over document numbers (4 bytes a job, whatever the number of bands), no
-prompt read but the few a family shows.
+A *family* is a connected group of jobs linked by shared bands whose prompts are near
+(FAMILY_SCORE): one walk of the ``bands`` table, a union-find over document numbers (4 bytes a
+job, whatever the number of bands); prompts are read only for bands of two jobs or more.
 """
 
 from __future__ import annotations
