@@ -235,6 +235,8 @@ def test_an_encrypted_vault_keeps_no_prompt_word_or_band_in_its_index(tmp_path: 
         _small_vault(vault)
         assert [f.size for f in largest_families(vault)] == [3, 2]
         assert [h.job_id for h in like_job(vault, "owl-0")] == ["owl-1"]
+        # The words' candidates of a typed query, by their tokens.
+        assert {h.job_id for h in similar_prompts(vault, "steampunk goggles")} == {"owl-0", "owl-1"}
         index_dir = vault.index.path
         vault.index.close()
     finally:
