@@ -81,9 +81,16 @@ def _vault(index: Index) -> Any:
 def measure(workdir: Path, kind: str, what: str, jobs: int, queries: int) -> dict[str, Any]:
     from mjvault.similarity import prompts as families
 
-    if what in ("build", "build-bare"):
-        name = kind if what == "build" else f"{kind}-bare"
+    if what in ("build", "build-bare", "build-walk"):
+        name = kind if what != "build-bare" else f"{kind}-bare"
         shutil.rmtree(workdir / name, ignore_errors=True)
+        if what == "build-walk":
+            import mjvault.index.db as db
+            from mjvault.similarity.minhash import bands
+
+            db.JobSummary.lists = lambda self: (  # type: ignore[method-assign]
+                (b"bands", band) for band in bands(self.prompt)
+            )
         if what == "build-bare":
             import mjvault.index.db as db
 
@@ -150,6 +157,12 @@ def main() -> None:
     parser.add_argument("--kind", default="plain", choices=("plain", "sealed"))
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mjvault-bench-prompts"))
     parser.add_argument("--reuse", action="store_true", help="no builds: the indexes of a run")
+    parser.add_argument(
+        "--walk-only",
+        action="store_true",
+        help="an index of the bands alone (no other lists: quick to build at a million jobs), "
+        "then largest_families only",
+    )
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -165,7 +178,13 @@ def main() -> None:
         return dict(json.loads(out))
 
     print(f"{args.jobs} jobs, {args.kind} index, {args.runs} runs, {args.queries} queries")
-    if not args.reuse:
+    if args.walk_only:
+        if not args.reuse:
+            built = run("build-walk")
+            print(
+                f"  build, bands only {built['seconds']:8.1f} s  index {built['size_mb']:8.1f} MB"
+            )
+    elif not args.reuse:
         built, bare = run("build"), run("build-bare")
         for name, r in (("with bands", built), ("without", bare)):
             print(
@@ -174,9 +193,11 @@ def main() -> None:
             )
         print(f"  build ratio {built['seconds'] / bare['seconds']:.2f}")
         shutil.rmtree(args.workdir / f"{args.kind}-bare", ignore_errors=True)
-    quality = run("quality")
-    print(f"  families: precision {quality['precision']:.3f}  recall {quality['recall']:.3f}")
-    for what in ("similar", "like", "anchor"):
+    whats: tuple[str, ...] = () if args.walk_only else ("similar", "like", "anchor")
+    if not args.walk_only:
+        quality = run("quality")
+        print(f"  families: precision {quality['precision']:.3f}  recall {quality['recall']:.3f}")
+    for what in whats:
         per_query: list[float] = []
         rss, recall = 0.0, []
         for _ in range(args.runs):
