@@ -35,6 +35,7 @@ Examples:
   mjvault search --paths my-view cat* -dog
   mjvault search --facets fox since:2024     how the matches divide (type, model, ar, month)
   mjvault search --semantic "a lighthouse in a storm"   by meaning (needs `mjvault embed`)
+  mjvault search --like 3f2a1b               jobs whose prompts are nearest this job's
 """
 
 
@@ -75,6 +76,13 @@ Examples:
     help="Jobs whose images are nearest TEXT in meaning, best first (needs `mjvault embed` "
     "with a text model).",
 )
+@click.option(
+    "--like",
+    "like",
+    metavar="JOB_ID",
+    default=None,
+    help="Jobs whose prompts are nearest job JOB_ID's (an id or a unique prefix), best first.",
+)
 @pass_app
 def search_command(
     app: AppContext,
@@ -86,15 +94,23 @@ def search_command(
     view: str | None,
     facets: bool,
     semantic: str | None,
+    like: str | None,
 ) -> None:
     """Search the vault's jobs (see the query language below)."""
     as_json = as_json or app.json_output
     if sum((as_json, as_ids, view is not None)) > 1:
         raise UsageError("choose one of --json, --ids and --paths")
+    if semantic is not None and like is not None:
+        raise UsageError("choose one of --semantic and --like")
     if semantic is not None:
         if query or facets or sort != "newest":
             raise UsageError("--semantic ranks by meaning: it takes no query, --sort or --facets")
         _semantic(app, semantic, limit, as_json=as_json, as_ids=as_ids, view=view)
+        return
+    if like is not None:
+        if query or facets or sort != "newest":
+            raise UsageError("--like ranks by prompt similarity: no QUERY, --sort or --facets")
+        _like(app, like, limit, as_json=as_json, as_ids=as_ids, view=view)
         return
     if facets and (as_ids or view is not None):
         raise UsageError("--facets shows counts: it goes with --json, not --ids or --paths")
@@ -175,6 +191,45 @@ def _semantic(
         for line in table_lines(rows):
             click.echo(line)
         app.info(f"{len(rows)} job{'s' if len(rows) != 1 else ''} nearest in meaning")
+
+
+def _like(
+    app: AppContext,
+    job_id: str,
+    limit: int | None,
+    *,
+    as_json: bool,
+    as_ids: bool,
+    view: str | None,
+) -> None:
+    """``--like``: the jobs of the nearest prompts, shown as a search shows its matches."""
+    from mjvault.similarity.prompts import like_job
+
+    vault = app.open_vault()
+    paths = view_paths(vault, view) if view is not None else None
+    hits = like_job(vault, job_id, limit or TABLE_LIMIT)
+    if as_ids:
+        for hit in hits:
+            click.echo(hit.job_id)
+        return
+    if paths is not None:
+        for hit in hits:
+            for path in paths.get(hit.job_id, ()):
+                click.echo(path)
+        return
+    rows = {row.job_id: row for row in summaries(vault, [hit.job_id for hit in hits])}
+    if as_json:
+        jobs = [
+            summary_json(rows[hit.job_id]) | {"score": round(hit.score, 2)}
+            for hit in hits
+            if hit.job_id in rows
+        ]
+        document = {"like": job_id, "total": len(jobs), "jobs": jobs}
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+        return
+    for line in table_lines([rows[hit.job_id] for hit in hits if hit.job_id in rows]):
+        click.echo(line)
+    app.info(f"{len(hits)} job{'s' if len(hits) != 1 else ''} with a similar prompt")
 
 
 FACET_TITLES = {"type": "type", "model": "model", "ar": "aspect", "month": "month"}

@@ -58,6 +58,20 @@ def insights_document(app: AppContext, filters: InsightsFilters) -> dict[str, An
     help="How many top terms and parameters.",
 )
 @click.option("--no-storage", is_flag=True, help="Skip the walk over object files (faster).")
+@click.option(
+    "--families",
+    is_flag=True,
+    help="Only the largest prompt families: the ideas iterated on most (-n how many).",
+)
+@click.option(
+    "-n",
+    "families_limit",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    metavar="N",
+    help="How many prompt families --families lists.",
+)
 @pass_app
 def stats_command(
     app: AppContext,
@@ -66,6 +80,8 @@ def stats_command(
     chart: Path | None,
     top: int,
     no_storage: bool,
+    families: bool,
+    families_limit: int,
 ) -> None:
     """Activity (per month, week, hour and weekday, streaks, sessions), model versions and
     parameters over time, top, rising and falling prompt terms, follow-ups, ratings and a cost
@@ -76,11 +92,19 @@ def stats_command(
     Examples:
       mjvault stats
       mjvault stats --since 2024-01-01 v:7 --json
+      mjvault stats --families -n 20
     """
     from mjvault.find.stats import history_stats, storage_stats
     from mjvault.insights.render.report import format_of, render
     from mjvault.insights.render.terminal import history_lines, insights_lines, storage_lines
 
+    if families:
+        if chart is not None or filters.query or filters.since or filters.until:
+            raise UsageError("--families counts the whole vault: no QUERY, dates or --chart")
+        if filters.anonymize:
+            raise UsageError("--families shows prompts: it does not go with --anonymize")
+        _families(app, families_limit, as_json=as_json or app.json_output)
+        return
     if chart is not None:
         # Before the counting, which takes a while on a large vault; never made up silently.
         check_output_file(chart, "the chart")
@@ -103,3 +127,23 @@ def stats_command(
         lines += storage_lines(doc["storage"])
     lines += history_lines(doc["history"])
     click.echo("\n".join(lines))
+
+
+def _families(app: AppContext, limit: int, *, as_json: bool) -> None:
+    """``--families``: the largest groups of jobs with near prompts, each with its span."""
+    from mjvault.find.results import cut
+    from mjvault.similarity.prompts import largest_families
+
+    found = largest_families(app.open_vault(), limit)
+    if as_json:
+        click.echo(json.dumps({"families": [f.to_json() for f in found]}, indent=2))
+        return
+    if not found:
+        click.echo("No prompt families: no two prompts are near enough.")
+        return
+    click.echo("Prompt families (the ideas iterated on most):")
+    for family in found:
+        first = family.first.strftime("%Y-%m-%d") if family.first else "????-??-??"
+        last = family.last.strftime("%Y-%m-%d") if family.last else "????-??-??"
+        span = first if first == last else f"{first} → {last}"
+        click.echo(f"  {family.size:>6,}×  {span:<23}  {cut(family.example, 70)}")

@@ -53,7 +53,9 @@ from mjvault.tree import JobEntry
 # 7: insights counters count prompt words without image-prompt URLs, jobs and images by type,
 #    and jobs and images a minute in one counter instead of day and hour counters; the
 #    parents lists (lineage) and marks (like, rank).
-INDEX_FORMAT = b"7"
+# 8: the bands lists: each prompt's MinHash bands, for prompt families and "more like this"
+#    (mjvault/similarity/minhash.py).
+INDEX_FORMAT = b"8"
 MAP_SIZE = 1 << 36  # address space only: LMDB files are sparse and grow as needed
 MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
 NEW_ENV_ROOM = 256 << 10  # free bytes a new environment needs: its lock file and first pages
@@ -83,6 +85,7 @@ LIST_TABLES = (
     b"users",
     b"parents",
     b"marks",
+    b"bands",
 )
 _MICROS = struct.Struct(">q")
 _LENGTH = struct.Struct(">H")
@@ -228,12 +231,24 @@ class JobSummary:
             yield b"marks", b"liked=true" if self.liked else b"liked=false"
         if self.ranking is not None:
             yield b"marks", _part(f"rank={self.ranking}")
+        # Prompt families (mjvault/similarity/prompts.py): jobs whose prompts share a band are
+        # candidates to be near, kept up to date as every other list is.
+        for band in _prompt_bands(self.prompt):
+            yield b"bands", band
 
     def image_ids(self) -> Iterator[bytes]:
         """The binary ids of the images shown (the ``images`` table's keys start with them)."""
         for image in self.images:
             if image is not None:
                 yield bytes.fromhex(image)
+
+
+def _prompt_bands(prompt: str) -> list[bytes]:
+    # Imported when the first job is listed: datasketch (and numpy) cost a command that never
+    # writes the index their start-up time.
+    from mjvault.similarity.minhash import bands
+
+    return bands(prompt)
 
 
 def _hex_ids(ids: list[bytes | None]) -> tuple[str | None, ...]:
@@ -349,6 +364,7 @@ TABLES = (
     aggregates.TABLE,
     b"parents",
     b"marks",
+    b"bands",
 )
 # Tables that are no cache of the tree, so clear() and the tree's format leave them alone: the
 # import stat cache and the running import's jobs (mjvault/index/statcache.py). Created by

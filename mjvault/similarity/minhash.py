@@ -1,0 +1,88 @@
+"""A prompt's MinHash bands: the keys of the index's ``bands`` lists (docs/FORMAT.md §9.4).
+
+Two prompts whose shingle sets have Jaccard similarity ``s`` share at least one band with
+probability ``1 - (1 - s**ROWS)**BANDS``: with 16 bands of 3 rows that is one half at
+s = 0.40, 0.97 at s = 0.6 (a short prompt with one word changed) and 0.05 at s = 0.15
+(unrelated prompts on one subject), so variants of an idea meet in a band and unrelated
+prompts seldom do; the re-ranking (rapidfuzz) sorts out the rest.
+The figures that chose these are in docs/design.md, "Prompt families".
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from hashlib import blake2b
+from typing import Any
+
+from mjvault.find.anonymize import scrub
+from mjvault.text import search_tokens
+
+NUM_PERM = 48
+BANDS = 16
+ROWS = NUM_PERM // BANDS
+SEED = 1
+# Recorded with the bands (FORMAT §9.4): a change of any of these gives other band keys, so it
+# is an index format of its own.
+SCHEME = f"minhash datasketch-affine32 seed={SEED} perm={NUM_PERM} bands={BANDS}x{ROWS}"
+
+# Midjourney's parameters follow the prompt ("… --ar 16:9 --v 6"): everything from the first
+# "--name" on is the command's, not the idea's.
+_PARAMS = re.compile(r"(?:^|\s)--[a-z].*$", re.IGNORECASE | re.DOTALL)
+
+
+def normalized_words(prompt: str) -> list[str]:
+    """The prompt's words as search compares them (accent-folded, case-folded), without its
+    parameters and URLs (image prompts say nothing of the idea)."""
+    return search_tokens(scrub(_PARAMS.sub("", prompt)))
+
+
+def normalized(prompt: str) -> str:
+    """The prompt as the re-ranking compares it: its normalised words, one space apart."""
+    return " ".join(normalized_words(prompt))
+
+
+def shingles(prompt: str) -> set[bytes]:
+    """Each word and each pair of neighbouring words (UTF-8): words alone say what the prompt
+    is about, pairs how they are put together; a changed word changes one word and two pairs."""
+    words = normalized_words(prompt)
+    found = {w.encode("utf-8") for w in words}
+    found.update(f"{a} {b}".encode() for a, b in zip(words, words[1:], strict=False))
+    return found
+
+
+@cache
+def _permutations() -> tuple[Any, Any]:
+    from datasketch import MinHash
+
+    first = MinHash(num_perm=NUM_PERM, seed=SEED)
+    return first.permutations, first.scheme
+
+
+def signature(prompt: str) -> Any | None:
+    """The prompt's MinHash values (numpy uint32, NUM_PERM of them); None for a prompt with
+    no words (it is like no other)."""
+    found = shingles(prompt)
+    if not found:
+        return None
+    from datasketch import MinHash
+
+    permutations, scheme = _permutations()
+    sketch = MinHash(num_perm=NUM_PERM, permutations=permutations, scheme=scheme)
+    sketch.update_batch(sorted(found))
+    return sketch.hashvalues
+
+
+def bands(prompt: str) -> list[bytes]:
+    """The ``bands`` parts of a prompt: ``b:hex``, ``b`` the band's number and ``hex`` the first
+    8 bytes of BLAKE2b over its ROWS values (4-byte little-endian each), so no part holds a
+    ``00`` byte and a band's key says nothing of its words."""
+    values = signature(prompt)
+    if values is None:
+        return []
+    raw = values.astype("<u4").tobytes()
+    step = ROWS * 4
+    return [
+        f"{b}:{blake2b(raw[b * step : (b + 1) * step], digest_size=8).hexdigest()}".encode()
+        for b in range(BANDS)
+    ]

@@ -1,0 +1,295 @@
+"""Prompt families: jobs whose prompts say nearly the same thing (docs/FORMAT.md §9.4).
+
+The index keeps each prompt's MinHash bands as posting lists (``bands``, kept up to date with
+every other list, so this module only reads). Jobs that share a band are *candidates*; a
+query re-ranks its candidates with rapidfuzz's ``token_set_ratio`` over the normalised
+prompts, which scores word order and repeats as a person would (the same idea, reworded).
+
+A *family* is a connected group of jobs linked by shared bands whose prompts are near
+(FAMILY_SCORE): one walk of the ``bands`` table, a union-find over document numbers (4 bytes a
+job, whatever the number of bands); prompts are read only for bands of two jobs or more.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from array import array
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pyroaring import BitMap
+
+from mjvault.index import bitmaps
+from mjvault.index.db import IndexReader
+from mjvault.similarity.minhash import bands, normalized, normalized_words
+
+if TYPE_CHECKING:
+    from mjvault.vault import Vault
+
+# Candidates a query re-ranks at most, those sharing the most bands first: a prompt shared by
+# a hundred thousand jobs would otherwise read them all.
+MAX_CANDIDATES = 2_000
+FAMILY_IDS = 5  # job ids a family lists (its first)
+RELEASE_KEYS = 4_096  # keys of the bands walk between two releases of the mapped pages
+BANDS = b"bands"
+# Two prompts of one band are in one family when rapidfuzz's token_set_ratio of their
+# normalised words is at least this (docs/design.md, "Prompt families": 70 let boilerplate
+# chain unrelated prompts, 80 lost variants; the precision and recall of each are there).
+FAMILY_SCORE = 78.0
+PROMPTS_KEPT = 65_536
+
+
+@dataclass(frozen=True)
+class PromptHit:
+    job_id: str
+    score: float  # 0-100: rapidfuzz's token_set_ratio of the normalised prompts
+    prompt: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "score": round(self.score, 2), "prompt": self.prompt}
+
+
+@dataclass(frozen=True)
+class Family:
+    size: int
+    example: str  # the prompt of the family's first job
+    job_ids: tuple[str, ...]  # its first FAMILY_IDS jobs, oldest first
+    first: datetime | None
+    last: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "example": self.example,
+            "job_ids": list(self.job_ids),
+            "first": self.first.isoformat() if self.first else None,
+            "last": self.last.isoformat() if self.last else None,
+        }
+
+
+def similar_prompts(vault: Vault, text: str, limit: int = 20) -> list[PromptHit]:
+    """The jobs whose prompts are nearest ``text``, best first. A few typed words share no
+    band with the long prompts that hold them (their shingle sets are too unequal), so the
+    jobs whose prompts hold every word are candidates too."""
+    return _ranked(vault, text, limit, exclude=None, with_words=True)
+
+
+def like_job(vault: Vault, job_id: str, limit: int = 20) -> list[PromptHit]:
+    """The jobs whose prompts are nearest job ``job_id``'s (an id or a unique prefix), best
+    first, the job itself left out."""
+    entry = vault.find_job(job_id)
+    summary = vault.index.get(entry.job_id)
+    if summary is None:
+        return []
+    return _ranked(vault, summary.prompt, limit, exclude=entry.job_id)
+
+
+def _ranked(
+    vault: Vault, text: str, limit: int, *, exclude: str | None, with_words: bool = False
+) -> list[PromptHit]:
+    from rapidfuzz import fuzz
+
+    parts = bands(text)
+    if not parts:
+        return []
+    query = normalized(text)
+    hits: list[tuple[float, float, int, str, str]] = []
+    with vault.index.reader() as reader:
+        docs = _candidates(reader, parts, normalized_words(text) if with_words else [])
+        for micros, _doc, raw_id in reader.docs(docs):
+            job_id = raw_id.decode("utf-8")
+            if job_id == exclude:
+                continue
+            summary = reader.summary(raw_id)
+            if summary is None:
+                continue
+            prompt = str(summary.get("p") or "")
+            other = normalized(prompt)
+            # token_set_ratio says "the same words"; the plain ratio, among equals, prefers
+            # the prompt worded the same way.
+            score = fuzz.token_set_ratio(query, other)
+            hits.append((-score, -fuzz.ratio(query, other), -micros, job_id, prompt))
+    best = heapq.nsmallest(limit, hits)
+    return [PromptHit(job_id=j, score=-s, prompt=p) for s, _, _, j, p in best]
+
+
+def _candidates(reader: IndexReader, parts: Iterable[bytes], words: list[str]) -> list[int]:
+    """Document numbers of the jobs sharing a band with ``parts``, those sharing most first,
+    then of those whose prompts hold every one of ``words``: at most MAX_CANDIDATES."""
+    live = reader.live()
+    shared: Counter[int] = Counter()
+    for part in parts:
+        shared.update(reader.posting_list(BANDS, part) & live)
+    chosen = [doc for doc, _ in shared.most_common(MAX_CANDIDATES)]
+    if words and len(chosen) < MAX_CANDIDATES:
+        holding = live.copy()
+        for word in sorted(set(words)):
+            holding &= reader.posting_list(b"words", word.encode("utf-8"))
+            if not holding:
+                break
+        holding -= BitMap(chosen)
+        chosen += list(itertools.islice(holding, MAX_CANDIDATES - len(chosen)))
+    return sorted(chosen)
+
+
+def largest_families(vault: Vault, limit: int = 10) -> list[Family]:
+    """The ``limit`` largest families of two jobs or more, largest first (ties: the older
+    first)."""
+    import numpy as np
+
+    index = vault.index
+    with index.reader() as reader:
+        members, of_member = _roots(reader, index.release_pages)
+        if not len(members):
+            return []
+        sizes = np.bincount(of_member)
+        count = int(np.count_nonzero(sizes >= 2))
+        if not count:
+            return []
+        # Largest first; equal sizes by root, the lowest number: the family entered first.
+        order = np.lexsort((np.arange(len(sizes)), -sizes))[: min(limit, count)]
+        families = [_family(reader, members[of_member == root].tolist()) for root in order]
+    families.sort(key=lambda f: (-f.size, f.first or datetime.max.replace(tzinfo=UTC)))
+    return families
+
+
+def families_by_job(vault: Vault) -> dict[str, int]:
+    """Every job in a family of two or more, and its family's number (its first job's
+    document number): for measuring families against a known truth, not for a large vault."""
+    import numpy as np
+
+    index = vault.index
+    with index.reader() as reader:
+        members, of_member = _roots(reader, index.release_pages)
+        if not len(members):
+            return {}
+        sizes = np.bincount(of_member)
+        kept = sizes[of_member] >= 2
+        pairs = zip(members[kept].tolist(), of_member[kept].tolist(), strict=True)
+        family = dict(pairs)
+        return {raw.decode("utf-8"): family[doc] for _, doc, raw in reader.docs(sorted(family))}
+
+
+def _roots(reader: IndexReader, release: Any) -> tuple[Any, Any]:
+    """(every job's number, its family's root number), numpy arrays in number order."""
+    import numpy as np
+
+    live = reader.live()
+    if not live:
+        empty = np.zeros(0, dtype=np.uint32)
+        return empty, empty
+    parent = _linked(reader, live, release)
+    roots = np.frombuffer(parent, dtype=np.uint32)
+    while True:  # every number to its root, a level at a time, in C
+        up = roots[roots]
+        if np.array_equal(up, roots):
+            break
+        roots = up
+    members = np.frombuffer(array("I", live), dtype=np.uint32)  # roaring: in order
+    return members, roots[members]
+
+
+def _linked(reader: IndexReader, live: Any, release: Any) -> array[int]:
+    """A union-find forest over document numbers: jobs that share a band and whose prompts
+    are near (FAMILY_SCORE) in one tree.
+
+    A band says two prompts may be near; boilerplate ("highly detailed, cinematic lighting")
+    puts unrelated short prompts in one band now and then, and one such link would chain two
+    families into one. Each member of a band is therefore compared with the band's first
+    member before it joins it (a band's members near each other are near its first too)."""
+    size = live.max() + 1
+    parent = array("I", range(size))
+    prompts = _Prompts(reader)
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]  # path halving: trees stay shallow
+            x = parent[x]
+        return x
+
+    cursor = reader.txn.cursor(db=reader.dbs[BANDS])
+    current = b""
+    anchor = -1
+    for n, (key, value) in enumerate(cursor.iternext(), 1):
+        if n % RELEASE_KEYS == 0:
+            release()
+        part = bytes(key[: -(len(bitmaps.SEP) + 2)])  # part 00 shard
+        if part != current:
+            current, anchor = part, -1
+        if anchor == -1 and len(value) == _ONE_SIZE and value[:8] == _ONE_HEAD:
+            # Most bands hold one job: read it from the bytes (a third of the walk's time
+            # went to making bitmaps of one). The next shard of the band may still name it.
+            only = int.from_bytes(value[8:10], "little") << 16 | int.from_bytes(
+                value[16:], "little"
+            )
+            if only in live:
+                anchor = only
+            continue
+        jobs = bitmaps.load(value)
+        jobs &= live  # a stopped update's numbers must link no one
+        for doc in jobs:
+            if anchor == -1:
+                anchor = doc
+                continue
+            a, b = find(anchor), find(doc)
+            if a == b or _family_score(prompts[anchor], prompts[doc]) < FAMILY_SCORE:
+                continue
+            # The lower number is the root: a family's root is its first job.
+            parent[max(a, b)] = min(a, b)
+    return parent
+
+
+class _Prompts:
+    """Normalised prompts by document number, the last PROMPTS_KEPT of them remembered: a band
+    walk asks the same few again and again (a family's first member), and memory stays flat."""
+
+    def __init__(self, reader: IndexReader) -> None:
+        self._reader = reader
+        self._kept: dict[int, str] = {}
+
+    def __getitem__(self, doc: int) -> str:
+        found = self._kept.get(doc)
+        if found is None:
+            if len(self._kept) >= PROMPTS_KEPT:
+                self._kept.clear()
+            found = ""
+            for _, _, raw in self._reader.docs([doc]):
+                summary = self._reader.summary(raw)
+                found = normalized(str(summary.get("p") or "")) if summary else ""
+            self._kept[doc] = found
+        return found
+
+
+# A one-number list in Roaring's portable format: cookie 12346 (no runs), one container, its
+# key (2 bytes) and cardinality - 1 (0), its offset, then the number's low 16 bits.
+_ONE_HEAD = bytes.fromhex("3a30000001000000")
+_ONE_SIZE = 18
+
+
+def _family_score(a: str, b: str) -> float:
+    from rapidfuzz import fuzz
+
+    return float(fuzz.token_set_ratio(a, b))
+
+
+def _family(reader: IndexReader, docs: list[int]) -> Family:
+    entries = sorted(reader.times(docs))  # (µs, doc, id): oldest first
+    first_ids = reader.job_ids([(doc, tail) for _, doc, tail in entries[:FAMILY_IDS]])
+    job_ids = tuple(raw.decode("utf-8") for raw in first_ids)
+    summary = reader.summary(first_ids[0]) if first_ids else None
+    known = [micros for micros, _, _ in entries if micros]
+    return Family(
+        size=len(entries),
+        example=str(summary.get("p") or "") if summary else "",
+        job_ids=job_ids,
+        first=_moment(min(known)) if known else None,
+        last=_moment(max(known)) if known else None,
+    )
+
+
+def _moment(micros: int) -> datetime:
+    return datetime.fromtimestamp(micros / 1_000_000, UTC)

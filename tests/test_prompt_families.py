@@ -1,0 +1,299 @@
+"""Prompt families (mjvault/similarity/prompts.py, FORMAT.md §9.4): planted families found,
+the bands kept by every update exactly as a rebuild writes them, a forgotten job gone from its
+family, nothing readable in an encrypted vault's bands, and the commands in process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from config_helpers import isolate
+from config_helpers import run_cli as run_in_process
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mjvault import Vault
+from mjvault.index import bitmaps
+from mjvault.index.db import Index, JobSummary
+from mjvault.integrity.forget import forget_jobs
+from mjvault.similarity.minhash import BANDS, bands, normalized
+from mjvault.similarity.prompts import (
+    families_by_job,
+    largest_families,
+    like_job,
+    similar_prompts,
+)
+from mjvault.store.crypto import VaultKeys
+from mjvault.testing.families import pair_scores, planted_prompts
+from tests.conftest import CHEAP_KDF, PASSPHRASE, record_json
+
+FOX = [
+    "a red fox sleeping in the snow, golden hour",
+    "a red fox sleeping in deep snow, golden hour",
+    "red fox sleeping in the snow at golden hour, 8k",
+]
+OWL = ["a steampunk owl with brass goggles", "a steampunk owl with copper goggles"]
+ALONE = ["a bowl of ramen on a wooden table", "portrait of an old fisherman, highly detailed"]
+
+
+def _add(vault: Vault, prompts: dict[str, str], *, day: int = 0) -> None:
+    with vault.writer("sync") as writer:
+        for n, (job_id, prompt) in enumerate(prompts.items()):
+            moment = dt.datetime(2024, 3, 1, 12) + dt.timedelta(days=day + n)
+            writer.add_job(record_json(job_id, prompt, enqueue_time=str(moment)), [])
+
+
+def _small_vault(vault: Vault) -> None:
+    jobs = {f"fox-{n}": p for n, p in enumerate(FOX)}
+    jobs |= {f"owl-{n}": p for n, p in enumerate(OWL)}
+    jobs |= {f"one-{n}": p for n, p in enumerate(ALONE)}
+    _add(vault, jobs)
+
+
+# -- the prompt's words and bands ------------------------------------------------------------
+def test_a_prompt_is_compared_without_its_parameters_urls_case_or_accents() -> None:
+    assert normalized("Café https://s.mj.run/aB3x  FOX --ar 16:9 --v 6") == "cafe fox"
+    assert bands("A red fox --v 6") == bands("a RED fox --ar 3:2")
+    assert bands("--v 6") == [] and bands("") == []
+    assert len(bands("a red fox")) == BANDS
+    assert all(b"\x00" not in part for part in bands("猫 the fox"))
+
+
+# -- quality on planted families -------------------------------------------------------------
+def test_planted_families_are_found(vault: Vault) -> None:
+    planted = planted_prompts(3, families=12, size=6, singles=150)
+    _add(vault, {f"job-{n:04}": p.prompt for n, p in enumerate(planted)})
+    family = families_by_job(vault)
+    found = [family.get(f"job-{n:04}", -1) for n in range(len(planted))]
+    precision, recall = pair_scores([p.family for p in planted], found)
+    assert precision >= 0.98 and recall >= 0.85, (precision, recall)
+    # A planted member's nearest prompts are its family's.
+    member = next(n for n, p in enumerate(planted) if p.family == 0)
+    hits = like_job(vault, f"job-{member:04}", limit=3)
+    assert hits and all(planted[int(h.job_id[4:])].family == 0 for h in hits)
+
+
+def test_the_score_metric_can_fail() -> None:
+    truth = [0, 0, 0, 1, 1, -1]
+    assert pair_scores(truth, truth) == (1.0, 1.0)
+    assert pair_scores(truth, [5, 5, 5, 5, 5, -1]) == (4 / 10, 1.0)
+    assert pair_scores(truth, [-1] * 6) == (1.0, 0.0)
+
+
+def test_families_like_and_similar_on_a_small_vault(vault: Vault) -> None:
+    _small_vault(vault)
+    families = largest_families(vault)
+    assert [f.size for f in families] == [3, 2]
+    fox = families[0]
+    assert fox.job_ids == ("fox-0", "fox-1", "fox-2") and fox.example == FOX[0]
+    assert fox.first == dt.datetime(2024, 3, 1, 12, tzinfo=dt.UTC)
+    assert fox.last == dt.datetime(2024, 3, 3, 12, tzinfo=dt.UTC)
+    assert fox.to_json()["size"] == 3
+    assert largest_families(vault, limit=1) == families[:1]
+    like = like_job(vault, "fox-0")
+    # Not itself, not the owls; fox-2 holds every word of fox-0 but "a": the nearer one.
+    assert [h.job_id for h in like] == ["fox-2", "fox-1"]
+    assert like[0].score > like[1].score > 80 and like[1].to_json()["prompt"] == FOX[1]
+    hits = similar_prompts(vault, "steampunk owl goggles")
+    assert {h.job_id for h in hits} == {"owl-0", "owl-1"}
+    assert similar_prompts(vault, "--v 6") == []
+
+
+def test_a_vault_without_families(vault: Vault) -> None:
+    assert largest_families(vault) == []
+    _add(vault, {f"one-{n}": p for n, p in enumerate(ALONE)})
+    assert largest_families(vault) == [] and families_by_job(vault) == {}
+
+
+# -- incremental as the index is ------------------------------------------------------------
+WORDS = ("red", "fox", "snow", "owl", "brass", "misty", "forest", "a", "the", "golden")
+
+
+def _summary(n: int, words: list[str]) -> JobSummary:
+    return JobSummary(
+        job_id=f"job-{n:03}",
+        record=f"{n:064x}",
+        images=(),
+        time=dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(hours=n),
+        type="grid",
+        prompt=" ".join(words),
+    )
+
+
+summaries = st.builds(_summary, st.integers(0, 29), st.lists(st.sampled_from(WORDS), max_size=7))
+steps = st.one_of(
+    st.tuples(st.just("set"), st.lists(summaries, min_size=1, max_size=10)),
+    st.tuples(st.just("forget"), st.lists(st.integers(0, 29), min_size=1, max_size=6)),
+)
+
+
+def _bands_by_job(index: Index) -> set[tuple[bytes, str]]:
+    """(band key without its shard, job id) of every live job in every band."""
+    out = set()
+    with index.reader() as reader:
+        live = reader.live()
+        for key, value in reader.txn.cursor(db=reader.dbs[b"bands"]):
+            docs = sorted(bitmaps.load(value) & live)
+            for _, _, raw in reader.docs(docs):
+                out.add((bytes(key[:-3]), raw.decode("utf-8")))
+    return out
+
+
+@pytest.fixture
+def small_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("mjvault.index.db.POSTINGS_PER_TXN", 7)
+    monkeypatch.setattr("mjvault.index.db.GROUP_JOBS", 5)
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(plan=st.lists(steps, min_size=1, max_size=6))
+def test_any_adds_and_removes_leave_the_bands_a_rebuild_writes(
+    tmp_path: Path, small_transactions: None, sealed: bool, plan: list
+) -> None:
+    keys = VaultKeys(bytes(range(32))) if sealed else None
+    path, fresh_path = tmp_path / f"idx-{os.urandom(4).hex()}", tmp_path / "fresh"
+    index = Index(path, keys)
+    try:
+        for n, (step, arg) in enumerate(plan):
+            if step == "set":
+                index.apply([(s.job_id, s) for s in arg], f"{n:040x}")
+            else:
+                index.apply([(f"job-{j:03}", None) for j in arg], f"{n:040x}")
+        jobs = list(index.iter_summaries())
+        fresh = Index(fresh_path, keys)
+        try:
+            fresh.apply([(s.job_id, s) for s in jobs], "f" * 40)
+            kept = _bands_by_job(index)
+            assert kept == _bands_by_job(fresh)
+            # ... and those are each prompt's bands (in a sealed index, their tokens).
+            expected = {
+                (index.layout.part(b"bands", band), s.job_id)
+                for s in jobs
+                for band in bands(s.prompt)
+            }
+            assert kept == expected
+        finally:
+            fresh.close()
+            shutil.rmtree(fresh_path, ignore_errors=True)
+    finally:
+        index.close()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_families_of_numbers_past_the_first_shard(tmp_path: Path) -> None:
+    # A band of one job is read from its bytes (prompts._ONE_HEAD), its shard from them: the
+    # first fox is number 131,071, alone in shard 1 of its bands, the others in shard 2.
+    index = Index(tmp_path / "index")
+    try:
+        with index.writing() as txn:
+            txn.put(b"next_doc", bitmaps.doc_key(131_071), db=index.db[b"meta"])
+        prompts = [*FOX, *OWL, *ALONE]
+        jobs = [_summary(n, p.split()) for n, p in enumerate(prompts)]
+        index.apply([(job.job_id, job) for job in jobs], "a" * 40)
+        vault = SimpleNamespace(index=index)
+        assert [f.size for f in largest_families(vault)] == [3, 2]  # type: ignore[arg-type]
+        found = families_by_job(vault)  # type: ignore[arg-type]
+        assert found["job-003"] == found["job-004"] != found["job-000"] == found["job-002"]
+    finally:
+        index.close()
+
+
+def test_forget_takes_a_job_out_of_its_family(vault: Vault) -> None:
+    _small_vault(vault)
+    forget_jobs(vault, ["fox-0"])
+    families = largest_families(vault)
+    assert [(f.size, f.job_ids) for f in families] == [
+        (2, ("fox-1", "fox-2")),
+        (2, ("owl-0", "owl-1")),
+    ]
+    assert "fox-0" not in {h.job_id for h in like_job(vault, "fox-1")}
+    forget_jobs(vault, ["owl-1"])
+    assert [f.job_ids for f in largest_families(vault)] == [("fox-1", "fox-2")]
+
+
+def test_an_index_of_format_7_is_rebuilt_with_the_bands(vault: Vault) -> None:
+    _small_vault(vault)
+    index = vault.index
+    with index.env.begin(write=True) as txn:
+        txn.drop(index.db[b"bands"], delete=False)
+        txn.put(b"format", b"7", db=index.db[b"meta"])
+    assert [f.size for f in largest_families(vault)] == [3, 2]  # vault.index rebuilt it
+
+
+# -- an encrypted vault ----------------------------------------------------------------------
+def test_an_encrypted_vault_keeps_no_prompt_word_or_band_in_its_index(tmp_path: Path) -> None:
+    vault = Vault.init(tmp_path / "vault", encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
+    try:
+        _small_vault(vault)
+        assert [f.size for f in largest_families(vault)] == [3, 2]
+        assert [h.job_id for h in like_job(vault, "owl-0")] == ["owl-1"]
+        # The words' candidates of a typed query, by their tokens.
+        assert {h.job_id for h in similar_prompts(vault, "steampunk goggles")} == {"owl-0", "owl-1"}
+        index_dir = vault.index.path
+        vault.index.close()
+    finally:
+        vault.close()
+    needles = {
+        w.encode() for p in FOX + OWL + ALONE for w in p.replace(",", "").split() if len(w) > 4
+    }
+    needles |= {band for p in FOX + OWL for band in bands(p)}
+    data = b"".join(f.read_bytes() for f in index_dir.iterdir() if f.is_file()).lower()
+    assert not [n for n in needles if n.lower() in data]
+    # The control: a plain vault's index holds both.
+    plain = Vault.init(tmp_path / "plain")
+    try:
+        _small_vault(plain)
+        largest_families(plain)
+        plain_dir = plain.index.path
+    finally:
+        plain.close()
+    data = b"".join(f.read_bytes() for f in plain_dir.iterdir() if f.is_file()).lower()
+    assert b"steampunk" in data and bands(OWL[0])[0] in data
+
+
+# -- the commands ----------------------------------------------------------------------------
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
+    isolate(monkeypatch, tmp_path)
+    vault = Vault.init(tmp_path / "vault")
+    _small_vault(vault)
+    vault.close()
+    yield ("--vault", str(tmp_path / "vault"))
+
+
+def test_search_like(world: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    table = run_in_process(capsys, *world, "search", "--like", "fox-0")
+    assert table.code == 0, table.err
+    lines = table.out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("fox-2") and "deep snow" in lines[1]
+    assert "2 jobs" in table.err
+    ids = run_in_process(capsys, *world, "search", "--like", "fox-0", "--ids", "-n", "1")
+    assert ids.out.split() == ["fox-2"]
+    doc = run_in_process(capsys, *world, "search", "--like", "fox-0", "--json").json()
+    assert [j["id"] for j in doc["jobs"]] == ["fox-2", "fox-1"] and doc["total"] == 2
+    assert doc["jobs"][1]["prompt"] == FOX[1] and 0 < doc["jobs"][1]["score"] < 100
+    wrong = run_in_process(capsys, *world, "search", "--like", "fox-0", "snow")
+    assert wrong.code != 0 and "--like" in wrong.err
+    missing = run_in_process(capsys, *world, "search", "--like", "nosuchjob")
+    assert missing.code != 0 and "nosuchjob" in missing.err
+
+
+def test_stats_families(world: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    table = run_in_process(capsys, *world, "stats", "--families")
+    assert table.code == 0, table.err
+    lines = table.out.splitlines()
+    assert lines[0].startswith("Prompt families") and len(lines) == 3
+    assert "3×" in lines[1] and "2024-03-01 → 2024-03-03" in lines[1] and "red fox" in lines[1]
+    doc = run_in_process(capsys, *world, "stats", "--families", "-n", "1", "--json").json()
+    assert [f["size"] for f in doc["families"]] == [3]
+    assert doc["families"][0]["job_ids"] == ["fox-0", "fox-1", "fox-2"]
+    wrong = run_in_process(capsys, *world, "stats", "--families", "fox")
+    assert wrong.code != 0 and "--families" in wrong.err
