@@ -212,6 +212,12 @@ def test_embed_and_search_by_meaning(
     assert ids.out.split() == [job_id(PLANTED)]
     mixed = run_cli(capsys, *at, "search", "--semantic", "red", "fox")
     assert mixed.code != 0 and len(mixed.err.strip().splitlines()) == 1
+    near = run_cli(capsys, *at, "similar", f"{job_id(PLANTED)}:1", "--semantic", "--json")
+    assert near.code == 0, near.err
+    first = near.json()["images"][0]
+    assert (first["job_id"], first["index"]) == (job_id(PLANTED), 1) and first["score"] > 0.999
+    lines = run_cli(capsys, *at, "similar", job_id(PLANTED), "--semantic", "-n", "2").out
+    assert len(lines.splitlines()) == 2 and lines.split()[1] == job_id(PLANTED)
 
     vault = Vault.open(tmp_path / "vault")
     # Every image is its own nearest, by its stored vector.

@@ -297,3 +297,16 @@ def test_stats_families(world: tuple[str, str], capsys: pytest.CaptureFixture[st
     assert doc["families"][0]["job_ids"] == ["fox-0", "fox-1", "fox-2"]
     wrong = run_in_process(capsys, *world, "stats", "--families", "fox")
     assert wrong.code != 0 and "--families" in wrong.err
+
+
+def test_similar_prompt(world: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    table = run_in_process(capsys, *world, "similar", "--prompt", "a red fox in deep snow")
+    assert table.code == 0, table.err
+    lines = table.out.splitlines()
+    assert lines and all(line.split()[1].startswith("fox-") for line in lines), lines
+    doc = run_in_process(capsys, *world, "similar", "--prompt", "red fox", "--json").json()
+    assert {j["job_id"] for j in doc["jobs"]} <= {"fox-0", "fox-1", "fox-2"} and doc["jobs"]
+    assert all(0 < j["score"] <= 100 for j in doc["jobs"]) and doc["prompt"] == "red fox"
+    for wrong in (("--prompt", "fox", "fox-0"), ("--prompt", "  "), ()):
+        refused = run_in_process(capsys, *world, "similar", *wrong)
+        assert refused.code != 0 and len(refused.err.strip().splitlines()) == 1, wrong

@@ -15,29 +15,66 @@ from mjvault.errors import UsageError
 if TYPE_CHECKING:
     from mjvault.similarity.groups import Group
     from mjvault.similarity.nearest import Hit
+    from mjvault.similarity.prompts import PromptHit
+    from mjvault.similarity.semantic import SemanticHit
     from mjvault.vault import Vault
 
 SIMILAR_EPILOG = """\b
 The distance is the number of bits two images' perceptual hashes differ in
 (0: the same picture; see `mjvault dupes --help` for the named levels).
+With --semantic the score is the cosine of two images' vectors from the model
+`mjvault embed` ran (1: the same); with --prompt, how near two prompts read
+(0-100, after their parameters are set aside).
 \b
 Examples:
   mjvault similar 3f2a1b9c              the images nearest to that job's first image
   mjvault similar 3f2a1b9c:2 -n 5       nearest to its third image, five of them
   mjvault similar ~/Downloads/pic.webp  nearest to a file (it need not be in the vault)
+  mjvault similar 3f2a1b9c --semantic   nearest by meaning (needs `mjvault embed`)
+  mjvault similar --prompt "a lighthouse in a storm, oil painting"
   mjvault similar 3f2a1b9c --json
 """
 
 
 @click.command("similar", epilog=SIMILAR_EPILOG)
-@click.argument("target", metavar="JOB_ID[:INDEX] | IMAGE_FILE")
+@click.argument("target", metavar="JOB_ID[:INDEX] | IMAGE_FILE", required=False)
 @click.option(
     "-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="At most N."
 )
-@click.option("--json", "as_json", is_flag=True, help="The images as JSON.")
+@click.option(
+    "--semantic",
+    is_flag=True,
+    help="By the vectors of `mjvault embed`'s model instead of the perceptual hash.",
+)
+@click.option(
+    "--prompt",
+    "prompt",
+    default=None,
+    metavar="TEXT",
+    help="The jobs whose prompts read nearest to TEXT (prompt families), instead of images.",
+)
+@click.option("--json", "as_json", is_flag=True, help="The images (or jobs) as JSON.")
 @pass_app
-def similar_command(app: AppContext, target: str, limit: int, as_json: bool) -> None:
-    """The images nearest to a job's image or to an image file, by perceptual hash."""
+def similar_command(
+    app: AppContext,
+    target: str | None,
+    limit: int,
+    semantic: bool,
+    prompt: str | None,
+    as_json: bool,
+) -> None:
+    """The images nearest to a job's image or to an image file, by perceptual hash (or by
+    meaning, --semantic); or the jobs whose prompts are nearest to a text (--prompt)."""
+    if prompt is not None:
+        if target is not None or semantic:
+            raise UsageError("--prompt compares prompts: it takes no image and no --semantic")
+        _similar_prompts(app, prompt, limit, as_json=as_json or app.json_output)
+        return
+    if target is None:
+        raise UsageError("similar needs JOB_ID[:INDEX] or an image file (or --prompt TEXT)")
+    if semantic:
+        _similar_semantic(app, target, limit, as_json=as_json or app.json_output)
+        return
     from mjvault.similarity.nearest import similar_to
 
     vault = app.open_vault()
@@ -47,13 +84,45 @@ def similar_command(app: AppContext, target: str, limit: int, as_json: bool) -> 
             json.dumps({"target": target, "images": [_hit_json(vault, h) for h in hits]}, indent=2)
         )
         return
-    for line in _hit_lines(vault, hits):
+    for line in _hit_lines(vault, [(f"{h.distance:>3}", h.job_id, h.index) for h in hits]):
         click.echo(line)
     if not hits:
         app.info("no images with hashes in the vault")
 
 
-def _hit_json(vault: Vault, hit: Hit) -> dict[str, Any]:
+def _similar_semantic(app: AppContext, target: str, limit: int, *, as_json: bool) -> None:
+    from mjvault.similarity.semantic import semantic_similar
+
+    vault = app.open_vault()
+    hits = semantic_similar(vault, target, limit, settings=app.config.embed)
+    if as_json:
+        images = [_hit_json(vault, h) for h in hits]
+        click.echo(json.dumps({"target": target, "semantic": True, "images": images}, indent=2))
+        return
+    for line in _hit_lines(vault, [(f"{h.score:.3f}", h.job_id, h.index) for h in hits]):
+        click.echo(line)
+    if not hits:
+        app.info("no image vectors in the vault: run `mjvault embed --model PATH.onnx` first")
+
+
+def _similar_prompts(app: AppContext, text: str, limit: int, *, as_json: bool) -> None:
+    from mjvault.similarity.prompts import similar_prompts
+
+    if not text.strip():
+        raise UsageError("--prompt needs words to compare")
+    vault = app.open_vault()
+    hits = similar_prompts(vault, text, limit)
+    if as_json:
+        jobs = [_hit_json(vault, h) for h in hits]
+        click.echo(json.dumps({"prompt": text, "jobs": jobs}, indent=2, ensure_ascii=False))
+        return
+    for line in _hit_lines(vault, [(f"{h.score:>5.1f}", h.job_id, None) for h in hits]):
+        click.echo(line)
+    if not hits:
+        app.info("no prompt near that one")
+
+
+def _hit_json(vault: Vault, hit: Hit | SemanticHit | PromptHit) -> dict[str, Any]:
     summary = vault.index.get(hit.job_id)
     extra: dict[str, Any] = {}
     if summary is not None:
@@ -62,15 +131,17 @@ def _hit_json(vault: Vault, hit: Hit) -> dict[str, Any]:
     return hit.to_json() | extra
 
 
-def _hit_lines(vault: Vault, hits: list[Hit]) -> list[str]:
-    """distance, job id, index, date and the prompt cut to the terminal's width."""
+def _hit_lines(vault: Vault, hits: list[tuple[str, str, int | None]]) -> list[str]:
+    """(measure, job id, image index) as lines: the measure, job id, index, date and the
+    prompt cut to the terminal's width."""
     width = shutil.get_terminal_size((100, 24)).columns
-    summaries = vault.index.get_many(h.job_id for h in hits)
+    summaries = vault.index.get_many(job_id for _, job_id, _ in hits)
     lines = []
-    for hit in hits:
-        summary = summaries.get(hit.job_id)
+    for measure, job_id, index in hits:
+        summary = summaries.get(job_id)
         date = summary.time.strftime("%Y-%m-%d") if summary and summary.time else "-" * 10
-        head = f"{hit.distance:>3}  {hit.job_id}  {hit.index}  {date}  "
+        at = "" if index is None else f"  {index}"
+        head = f"{measure}  {job_id}{at}  {date}  "
         prompt = " ".join((summary.prompt if summary else "").split())
         room = max(10, width - len(head))
         lines.append(head + (prompt if len(prompt) <= room else prompt[: room - 1] + "…"))
