@@ -168,7 +168,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "similar": LazyCommand(
         "similar",
         "similar_command",
-        "The images nearest to a job's image or to an image file, by perceptual hash.",
+        "The images nearest to an image (by perceptual hash or meaning), or the jobs nearest a "
+        "prompt.",
     ),
     "dupes": LazyCommand(
         "similar",

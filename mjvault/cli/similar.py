@@ -63,8 +63,7 @@ def similar_command(
     prompt: str | None,
     as_json: bool,
 ) -> None:
-    """The images nearest to a job's image or to an image file, by perceptual hash (or by
-    meaning, --semantic); or the jobs whose prompts are nearest to a text (--prompt)."""
+    """The images nearest to an image (by perceptual hash or meaning), or the jobs nearest a prompt."""
     if prompt is not None:
         if target is not None or semantic:
             raise UsageError("--prompt compares prompts: it takes no image and no --semantic")
