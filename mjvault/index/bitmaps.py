@@ -122,34 +122,58 @@ class Changes:
     """
 
     def __init__(self) -> None:
-        # (table, key) -> (numbers to add, numbers to remove)
-        self._lists: dict[tuple[bytes, bytes], tuple[BitMap, BitMap]] = {}
+        # (table, key) -> the one number to add, or (numbers to add, numbers to remove). Most
+        # lists a batch touches get one number (nearly every prompt band, rare words): a
+        # plain int is a tenth of two bitmaps, which kept a batch of 8,192 jobs' bands at
+        # ~200 MB (docs/design.md, "Prompt families").
+        self._lists: dict[tuple[bytes, bytes], int | tuple[BitMap, BitMap]] = {}
         self.numbers = 0
 
-    def _entry(self, table: bytes, key: bytes) -> tuple[BitMap, BitMap]:
+    def _pair(self, table: bytes, key: bytes) -> tuple[BitMap, BitMap]:
         entry = self._lists.get((table, key))
-        if entry is None:
-            entry = self._lists[(table, key)] = (BitMap(), BitMap())
-        return entry
+        if isinstance(entry, tuple):
+            return entry
+        pair = (BitMap() if entry is None else BitMap([entry]), BitMap())
+        self._lists[(table, key)] = pair
+        return pair
 
     def add(self, table: bytes, key: bytes, doc: int) -> None:
-        self._entry(table, key)[0].add(doc)
+        entry = self._lists.get((table, key))
+        if entry is None:
+            self._lists[(table, key)] = doc
+        elif isinstance(entry, tuple):
+            entry[0].add(doc)
+        elif entry != doc:
+            self._lists[(table, key)] = (BitMap([entry, doc]), BitMap())
         self.numbers += 1
 
     def remove(self, table: bytes, key: bytes, doc: int) -> None:
-        adds, removes = self._entry(table, key)
+        adds, removes = self._pair(table, key)
         adds.discard(doc)
         removes.add(doc)
         self.numbers += 1
 
-    def writes(self) -> Iterator[tuple[bytes, bytes, BitMap, BitMap]]:
-        """(table, key, adds, removes) in key order, so neighbouring writes share pages."""
-        for (table, key), (adds, removes) in sorted(self._lists.items(), key=_first):
-            yield table, key, adds, removes
+    def writes(self) -> Iterator[tuple[bytes, bytes, Change]]:
+        """(table, key, change) in key order, so neighbouring writes share pages; a change is
+        written by :func:`write_change`."""
+        for (table, key), entry in sorted(self._lists.items(), key=_first):
+            yield table, key, entry
+
+
+# A list's change: the one number to add, or (numbers to add, numbers to remove).
+Change = int | tuple[BitMap, BitMap]
 
 
 def _first(item: tuple[tuple[bytes, bytes], Any]) -> tuple[bytes, bytes]:
     return item[0]
+
+
+def write_change(txn: lmdb.Transaction, db: Any, key: bytes, change: Change) -> None:
+    """One shard changed as :meth:`Changes.writes` gave it."""
+    if isinstance(change, int):
+        write_list(txn, db, key, BitMap([change]), BitMap())
+    else:
+        write_list(txn, db, key, *change)
 
 
 def write_list(txn: lmdb.Transaction, db: Any, key: bytes, adds: BitMap, removes: BitMap) -> None:

@@ -244,8 +244,8 @@ class JobSummary:
 
 
 def _prompt_bands(prompt: str) -> list[bytes]:
-    # Imported when the first job is listed: datasketch (and numpy) cost a command that never
-    # writes the index their start-up time.
+    # Imported when the first job is listed: numpy costs a command that never
+    # writes the index its start-up time.
     from mjvault.similarity.minhash import bands
 
     return bands(prompt)
@@ -821,7 +821,7 @@ class Index:
 
     def _plan(
         self, txn: lmdb.Transaction, items: _Lookahead, next_doc: int
-    ) -> tuple[list[Callable[[lmdb.Transaction], Any]], int]:
+    ) -> tuple[Iterator[Callable[[lmdb.Transaction], Any]], int]:
         """The writes of the next group of changes, in the order they must be made, and the
         next free document number after it."""
         db = self.db
@@ -894,24 +894,28 @@ class Index:
                     vocab.jobs_gone.discard(summary.job_id.encode("utf-8"))
             if jobs >= GROUP_JOBS or lists.numbers >= GROUP_NUMBERS:
                 break
-        writes: list[Callable[[lmdb.Transaction], Any]] = []
+        head: list[Callable[[lmdb.Transaction], Any]] = []
         if next_doc != first_doc:
             # Reserved before any list names them: a number is never given twice.
-            writes.append(_putter(db[b"meta"], b"next_doc", bitmaps.doc_key(next_doc)))
+            head.append(_putter(db[b"meta"], b"next_doc", bitmaps.doc_key(next_doc)))
         if vocab is not None and layout.sealer is not None:
-            writes += _vocab_writers(db[VOCAB], layout.sealer, vocab)
-        writes += [_list_writer(db[t], k, a, r) for t, k, a, r in lists.writes()]
+            head += _vocab_writers(db[VOCAB], layout.sealer, vocab)
+        # The lists' writes are made as they are taken, not all held first: a group touches
+        # some 150,000 list shards (16 prompt bands a job, nearly all of one job), whose
+        # writes held at once were tens of MB of a build's peak.
+        list_writes = (_list_writer(db[t], k, change) for t, k, change in lists.writes())
+        tail: list[Callable[[lmdb.Transaction], Any]] = []
         if vocab is not None and layout.sealer is not None:
             # After the lists they check, before the jobs: a group applied again after a stop
             # finds the same terms to take away (a stop after the jobs leaves, at worst, a
             # term with an empty list, which readers skip, as every index did before).
-            writes += _vocab_removers(db, layout, vocab)
-        writes += image_writes
+            tail += _vocab_removers(db, layout, vocab)
+        tail += image_writes
         for jid in sorted(job_writes):
             delta = aggregates.difference(stored[jid], seen[jid][1])
-            writes.append(_job_writer(job_writes[jid], delta, self._insights))
-        writes += [_list_writer(db[t], k, a, r) for t, k, a, r in live.writes()]
-        return writes, next_doc
+            tail.append(_job_writer(job_writes[jid], delta, self._insights))
+        live_writes = (_list_writer(db[t], k, change) for t, k, change in live.writes())
+        return itertools.chain(head, list_writes, tail, live_writes), next_doc
 
     def interrupted(self) -> tuple[str, str] | None:
         """(the tree it started from, the tree it was going to) of an :meth:`apply` that was
@@ -1235,10 +1239,8 @@ def _deleter(db: Any, key: bytes) -> Callable[[lmdb.Transaction], Any]:
     return lambda txn: txn.delete(key, db=db)
 
 
-def _list_writer(
-    db: Any, key: bytes, adds: BitMap, removes: BitMap
-) -> Callable[[lmdb.Transaction], Any]:
-    return lambda txn: bitmaps.write_list(txn, db, key, adds, removes)
+def _list_writer(db: Any, key: bytes, change: bitmaps.Change) -> Callable[[lmdb.Transaction], Any]:
+    return lambda txn: bitmaps.write_change(txn, db, key, change)
 
 
 class IndexReader:
