@@ -21,6 +21,7 @@ from mjvault import Vault
 from mjvault.index import bitmaps
 from mjvault.index.db import Index, JobSummary
 from mjvault.integrity.forget import forget_jobs
+from mjvault.similarity import minhash
 from mjvault.similarity.minhash import BANDS, bands, normalized
 from mjvault.similarity.prompts import (
     families_by_job,
@@ -310,3 +311,21 @@ def test_similar_prompt(world: tuple[str, str], capsys: pytest.CaptureFixture[st
     for wrong in (("--prompt", "fox", "fox-0"), ("--prompt", "  "), ()):
         refused = run_in_process(capsys, *world, "similar", *wrong)
         assert refused.code != 0 and len(refused.err.strip().splitlines()) == 1, wrong
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(min_size=0, max_size=12), min_size=0, max_size=30))
+def test_the_signature_is_datasketchs_minhash_bit_for_bit(words: list[str]) -> None:
+    """FORMAT §9.4 step 3 names datasketch's values: the numpy arithmetic must give them."""
+    from datasketch import MinHash
+
+    prompt = " ".join(words)
+    found = minhash.shingles(prompt)
+    mine = minhash.signature(prompt)
+    if not found:
+        assert mine is None
+        return
+    theirs = MinHash(num_perm=minhash.NUM_PERM, seed=minhash.SEED)
+    theirs.update_batch(sorted(found))
+    assert mine is not None and mine.dtype == theirs.hashvalues.dtype
+    assert mine.tolist() == theirs.hashvalues.tolist()

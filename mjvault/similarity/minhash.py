@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from hashlib import blake2b
+from hashlib import blake2b, sha1
 from typing import Any
 
 from mjvault.find.anonymize import scrub
@@ -24,7 +24,7 @@ ROWS = NUM_PERM // BANDS
 SEED = 1
 # Recorded with the bands (FORMAT §9.4): a change of any of these gives other band keys, so it
 # is an index format of its own.
-SCHEME = f"minhash datasketch-affine32 seed={SEED} perm={NUM_PERM} bands={BANDS}x{ROWS}"
+SCHEME = f"minhash affine32 seed={SEED} perm={NUM_PERM} bands={BANDS}x{ROWS}"
 
 # Midjourney's parameters follow the prompt ("… --ar 16:9 --v 6"): everything from the first
 # "--name" on is the command's, not the idea's.
@@ -53,24 +53,46 @@ def shingles(prompt: str) -> set[bytes]:
 
 @cache
 def _permutations() -> tuple[Any, Any]:
-    from datasketch import MinHash
+    """datasketch 2.0's ``affine32`` permutations for ``seed``: odd multipliers ``a`` and
+    offsets ``b``, drawn in that order from numpy's ``RandomState(seed)``."""
+    import numpy as np
 
-    first = MinHash(num_perm=NUM_PERM, seed=SEED)
-    return first.permutations, first.scheme
+    draw = np.random.RandomState(SEED)
+    a = draw.randint(0, 1 << 31, NUM_PERM, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = draw.randint(0, 1 << 32, NUM_PERM, dtype=np.uint32)
+    return a, b
+
+
+def _fmix32(values: Any) -> Any:
+    """MurmurHash3's 32-bit finalizer (wrapping arithmetic), as datasketch mixes a value
+    before its permutations."""
+    import numpy as np
+
+    values = values ^ (values >> np.uint32(16))
+    values = values * np.uint32(0x85EBCA6B)
+    values = values ^ (values >> np.uint32(13))
+    values = values * np.uint32(0xC2B2AE35)
+    return values ^ (values >> np.uint32(16))
 
 
 def signature(prompt: str) -> Any | None:
     """The prompt's MinHash values (numpy uint32, NUM_PERM of them); None for a prompt with
-    no words (it is like no other)."""
+    no words (it is like no other).
+
+    The values of datasketch 2.0's ``MinHash(num_perm=NUM_PERM, seed=SEED)`` given the
+    shingles (``tests/test_prompt_families.py`` checks them bit for bit), computed here in a
+    few numpy operations: importing datasketch brings scipy, 60 MB and 0.3 s that every
+    sync and import would pay when it writes the index."""
     found = shingles(prompt)
     if not found:
         return None
-    from datasketch import MinHash
+    import numpy as np
 
-    permutations, scheme = _permutations()
-    sketch = MinHash(num_perm=NUM_PERM, permutations=permutations, scheme=scheme)
-    sketch.update_batch(sorted(found))
-    return sketch.hashvalues
+    a, b = _permutations()
+    first4 = (sha1(shingle).digest()[:4] for shingle in sorted(found))
+    hashed = np.frombuffer(b"".join(first4), dtype="<u4").astype(np.uint32).reshape(-1, 1)
+    with np.errstate(over="ignore"):
+        return (_fmix32(hashed) * a + b).min(axis=0)
 
 
 def bands(prompt: str) -> list[bytes]:
