@@ -313,6 +313,29 @@ def test_dupes_groups_near_copies_and_a_grid_quadrant(
         assert set(head_images(vault)) == set(images)
 
 
+def test_upscales_of_two_tiles_are_two_groups_not_one(
+    tmp_path: Path, hashed: tuple[Path, list[str]]
+) -> None:
+    """A grid and the upscales of two of its tiles: each upscale meets the grid's quadrant it
+    came from, and the two pictures stay apart (a grid is in one group per matched tile)."""
+    source, images = hashed
+    path = tmp_path / "vault"
+    shutil.copytree(source, path, symlinks=True)
+    grid, first, second = images[:3]
+    rng = np.random.default_rng(17)
+    parts = [rng.bytes(HASH_BYTES) for _ in range(5)]
+    with Vault.open(path) as vault:
+        with vault.write_lock(), HashStore.open(vault, writable=True) as store:
+            store.remove(images[3:])  # only the three images in play
+            store.put(grid, parts)
+            store.put(first, [parts[1]])
+            store.put(second, [parts[2]])
+        groups = list(find_groups(vault, level=10))
+    found = sorted(sorted(m.object_id for m in g.members) for g in groups)
+    assert found == sorted([sorted([grid, first]), sorted([grid, second])])
+    assert all(g.distance == 0 for g in groups)
+
+
 def _prompt_words(vault: Vault, job_id: str) -> list[str]:
     summary = vault.index.get(job_id)
     assert summary is not None

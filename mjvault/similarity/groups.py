@@ -10,9 +10,13 @@ value XOR every mask of at most ``r`` bits, and each candidate found is verified
 hash. Exact: no pair within the level is missed. ``m`` and ``r`` are chosen by the expected
 lookups and candidates.
 
-Pairs are joined by a union-find over rows (numpy, in place), then over images: a grid's
-quadrant within the level of another image's whole (part 0) joins the grid to it; two
-quadrants alone join nothing (sibling variations share a look, they are not copies).
+Pairs are joined by a union-find over rows (numpy, in place): a row is one (image, part)
+node, and a group is one component's images. A grid's quadrant within the level of another
+image's whole (part 0) puts the grid in that image's group (an upscale and its tile); two
+quadrants alone join nothing (sibling variations share a look, they are not copies). Rows
+are never joined through the image they share: a grid's whole and each matched quadrant
+stay apart, so a grid is in one group per picture it shows (joining them would put the
+upscales of two different tiles in one group, and "keep the best" would drop a picture).
 
 Nothing is deleted or changed: this only reads the hash store and the index.
 """
@@ -297,28 +301,17 @@ def row_components(
 
 
 def object_components(located: list[list[str]]) -> list[list[str]]:
-    """Row components given as their images' ids, joined where they share an image (a
-    grid's whole in one, its quadrant in another), each image once, images >= 2."""
-    parent: dict[str, str] = {}
-
-    def root(x: str) -> str:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    """Row components given as their images' ids, each of >= 2 images, sorted, once each.
+    Components are not joined through an image they share: a grid's whole (part 0) and its
+    quadrants are different pictures, so a grid may be in several groups (one per matched
+    quadrant, one for its whole); components of the same images (a grid and its copy meet
+    whole to whole and quadrant to quadrant) are one group."""
+    found: dict[tuple[str, ...], None] = {}
     for objects in located:
-        for object_id in objects:
-            parent.setdefault(object_id, object_id)
-        first = root(objects[0])
-        for object_id in objects[1:]:
-            other = root(object_id)
-            if other != first:
-                parent[other] = first
-    joined: dict[str, list[str]] = {}
-    for object_id in parent:
-        joined.setdefault(root(object_id), []).append(object_id)
-    return [sorted(g) for g in joined.values() if len(g) > 1]
+        unique = tuple(sorted(set(objects)))
+        if len(unique) > 1:
+            found[unique] = None
+    return [list(g) for g in found]
 
 
 # -- groups of a vault ---------------------------------------------------------------------
