@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 
 from mjvault import Vault
 from mjvault.cli.root import run
+from mjvault.errors import MjvaultError
 from mjvault.similarity.groups import find_groups, near_pairs, plan_for, row_components
-from mjvault.similarity.hashing import HASH_BYTES, hashes_of_bytes, to_bytes
+from mjvault.similarity.hashing import HASH_BYTES, hashes_of_bytes, to_bytes, to_words
 from mjvault.similarity.nearest import TIE_ROOM, scan, similar_to
 from mjvault.similarity.store import HashStore
 from mjvault.sources.importer import import_archive
@@ -334,6 +335,64 @@ def test_upscales_of_two_tiles_are_two_groups_not_one(
     found = sorted(sorted(m.object_id for m in g.members) for g in groups)
     assert found == sorted([sorted([grid, first]), sorted([grid, second])])
     assert all(g.distance == 0 for g in groups)
+
+
+def test_a_writer_committing_during_a_search_moves_no_hit(
+    tmp_path: Path, hashed: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forget (rows removed, the rest renumbered) committed between the scan and the
+    lookup of its rows: every hit is still the image whose hash is at that distance."""
+    import mjvault.similarity.nearest as nearest_module
+
+    source, images = hashed
+    path = tmp_path / "vault"
+    shutil.copytree(source, path, symlinks=True)
+    real_scan = nearest_module.scan
+
+    def scan_then_write(*args, **kwargs):  # type: ignore[no-untyped-def]
+        found = real_scan(*args, **kwargs)
+        with vault.write_lock(), HashStore.open(vault, writable=True) as writer:
+            writer.remove(images[:2])  # the first rows: every later row moves
+        return found
+
+    with Vault.open(path) as vault:
+        with HashStore.open(vault) as store:
+            before = {i: store.hashes_of(i) for i in images}
+        target = before[images[-1]]
+        assert target
+        monkeypatch.setattr(nearest_module, "scan", scan_then_write)
+        hits = nearest_module.nearest(vault, to_words(target[:1])[0], limit=len(images))
+    assert {h.object_id for h in hits} == set(images)
+    for hit in hits:
+        stored = before[hit.object_id]
+        assert stored
+        assert hit.distance == int(brute_distances(to_words(stored), to_words(target)[0]).min())
+
+
+def test_rows_a_write_removed_are_an_error_not_a_crash(
+    tmp_path: Path, hashed: tuple[Path, list[str]]
+) -> None:
+    source, images = hashed
+    path = tmp_path / "vault"
+    shutil.copytree(source, path, symlinks=True)
+    with Vault.open(path) as vault, HashStore.open(vault) as store:
+        with store.snapshot():
+            blocks = list(store.blocks(rows=3))
+            rows = [b.start + i for b in blocks for i in range(len(b.parts))]
+            with vault.write_lock(), HashStore.open(vault, writable=True) as writer:
+                writer.remove(images[:1] + images[-1:])
+            located = [object_id for object_id, _ in store.locate(rows)]
+            assert located == [i for b in blocks for i in b.images()]
+            assert set(located) == set(images)
+        with pytest.raises(MjvaultError, match="search again"):
+            store.locate(rows[-1:])  # out of the snapshot: that row is gone
+        stream = store.blocks()
+        first = next(stream)
+        stream.close()
+        with vault.write_lock(), HashStore.open(vault, writable=True) as writer:
+            writer.remove(images[1:2])
+        with pytest.raises(MjvaultError, match="search again"):
+            first.images()  # its block was rewritten since it was streamed
 
 
 def _prompt_words(vault: Vault, job_id: str) -> list[str]:

@@ -322,7 +322,9 @@ def find_groups(
     ``query`` when given), largest first, then by their best's job time."""
     from mjvault.similarity.store import HashStore
 
-    with HashStore.open(vault) as store:
+    # One snapshot for the scan, the lookups of its rows and the members' hashes: a writer
+    # committing meanwhile would move the row numbers the pairs name.
+    with HashStore.open(vault) as store, store.snapshot():
         if not len(store):
             raise NoHashes(f"the vault has no image hashes yet: {BACKFILL_HINT}")
         allowed = _images_of_query(vault, query) if query else None

@@ -106,7 +106,9 @@ def nearest(
     One hit per image: its best-matching part (a grid hit by its quadrant says which)."""
     from mjvault.similarity.store import HashStore
 
-    with HashStore.open(vault) as store:
+    # One snapshot for the scan and the lookup of its rows: a writer committing meanwhile
+    # would move the row numbers the scan found.
+    with HashStore.open(vault) as store, store.snapshot():
         if not len(store):
             raise NoHashes(f"the vault has no image hashes yet: {BACKFILL_HINT}")
         # Rows of one image (its parts) may fill several places: keep room for them.
