@@ -21,7 +21,7 @@ from mjvault.cli.root import run
 from mjvault.errors import MjvaultError
 from mjvault.similarity.groups import find_groups, near_pairs, plan_for, row_components
 from mjvault.similarity.hashing import HASH_BYTES, hashes_of_bytes, to_bytes, to_words
-from mjvault.similarity.nearest import TIE_ROOM, scan, similar_to
+from mjvault.similarity.nearest import TIE_ROOM, job_of_image, scan, similar_to
 from mjvault.similarity.store import HashStore
 from mjvault.sources.importer import import_archive
 from mjvault.testing.archive import write_sample_archive
@@ -393,6 +393,27 @@ def test_rows_a_write_removed_are_an_error_not_a_crash(
             writer.remove(images[1:2])
         with pytest.raises(MjvaultError, match="search again"):
             first.images()  # its block was rewritten since it was streamed
+
+
+def test_similar_of_a_grid_finds_the_upscales_of_its_tiles(
+    tmp_path: Path, hashed: tuple[Path, list[str]]
+) -> None:
+    source, images = hashed
+    path = tmp_path / "vault"
+    shutil.copytree(source, path, symlinks=True)
+    grid, tile, other = images[:3]
+    rng = np.random.default_rng(3)
+    parts = [rng.bytes(HASH_BYTES) for _ in range(5)]
+    with Vault.open(path) as vault:
+        with vault.write_lock(), HashStore.open(vault, writable=True) as store:
+            store.put(grid, parts)
+            store.put(tile, [flipped(parts[3], 2)])  # an upscale of the grid's third tile
+            store.put(other, [parts[0], *parts[1:]])  # a copy of the grid, quadrants too
+        place = job_of_image(vault, grid)
+        assert place is not None
+        hits = similar_to(vault, f"{place[0].job_id}:{place[1]}", limit=3)
+    assert [h.object_id for h in hits[:3]] == [grid, other, tile]
+    assert [h.distance for h in hits[:3]] == [0, 0, 2]
 
 
 def _prompt_words(vault: Vault, job_id: str) -> list[str]:

@@ -71,16 +71,33 @@ def popcount_distances(words: np.ndarray, one: np.ndarray) -> np.ndarray:
     return counts.sum(axis=1, dtype=np.int32)
 
 
+def block_distances(block: HashBlock, targets: np.ndarray) -> np.ndarray:
+    """Each row's distance to the target: ``targets`` is one hash ``(WORDS,)``, or an
+    image's hashes by part ``(k, WORDS)`` (a grid's whole, then its quadrants). The whole is
+    compared with every row; a quadrant only with wholes (part 0), as dupes pairs them (two
+    quadrants are sibling variations, not copies); a row keeps its least distance."""
+    if targets.ndim == 1 or len(targets) == 1:
+        return popcount_distances(block.words, targets.reshape(-1, targets.shape[-1])[0])
+    found = popcount_distances(block.words, targets[0])
+    wholes = np.flatnonzero(block.parts == 0)
+    if len(wholes):
+        words = block.words[wholes]
+        for quadrant in targets[1:]:
+            found[wholes] = np.minimum(found[wholes], popcount_distances(words, quadrant))
+    return found
+
+
 def scan(
     blocks: Iterable[HashBlock], one: np.ndarray, keep: int, *, max_distance: int | None = None
 ) -> list[tuple[int, int]]:
     """(row, distance) of the ``keep`` nearest rows, and of every row tied with the last of
-    them (up to TIE_ROOM more), nearest first, rows in store order among equals."""
+    them (up to TIE_ROOM more), nearest first, rows in store order among equals. ``one``:
+    a hash, or an image's hashes by part (:func:`block_distances`), still one pass."""
     rows = np.empty(0, dtype=np.int64)
     dists = np.empty(0, dtype=np.int32)
     cut = max_distance if max_distance is not None else None
     for block in blocks:
-        found = popcount_distances(block.words, one)
+        found = block_distances(block, one)
         chosen = np.flatnonzero(found <= cut) if cut is not None else np.arange(len(found))
         if not len(chosen):
             continue
@@ -102,8 +119,10 @@ def scan(
 def nearest(
     vault: Vault, words: np.ndarray, limit: int = 20, *, max_distance: int | None = None
 ) -> list[Hit]:
-    """The images nearest to ``words`` (one hash), best first, ties by (job time, job id).
-    One hit per image: its best-matching part (a grid hit by its quadrant says which)."""
+    """The images nearest to ``words`` (one hash ``(WORDS,)``, or an image's hashes by part
+    ``(k, WORDS)``: a grid's quadrants then meet the upscales of its tiles), best first, ties
+    by (job time, job id). One hit per image: its best-matching part (a grid hit by its
+    quadrant says which)."""
     from mjvault.similarity.store import HashStore
 
     # One snapshot for the scan and the lookup of its rows: a writer committing meanwhile
@@ -190,9 +209,10 @@ def similar_to(vault: Vault, target: str, limit: int = 20) -> list[Hit]:
         if not stored:
             what = "the vault has no image hashes yet" if empty else "that image has no hash yet"
             raise NoHashes(f"{what}: {BACKFILL_HINT}")
-        hashes = stored[:1]
-    one = to_words(hashes[:1])[0]
-    hits = nearest(vault, one, limit + 1)
+        hashes = stored
+    # Every hash of a grid of the vault: its whole finds copies of the grid, its quadrants
+    # the upscales of its tiles (in the same pass).
+    hits = nearest(vault, to_words(hashes), limit + 1)
     if object_id is not None:
         others = [h for h in hits if h.object_id != object_id]
         place = job_of_image(vault, object_id)
