@@ -288,8 +288,27 @@ def test_sync_hashes_the_new_images_and_a_grid_gets_its_quadrants(tmp_path: Path
     with vault.writer("test", thumbnails=True, thumbnail_wait=None) as writer:
         image = writer.put_media(out.getvalue())
         writer.add_job(b'{"id": "grid-1", "type": "grid", "full_command": "x"}', [image])
+    # A variation whose job_type names a diffusion: its type says it is not a grid (FORMAT
+    # §7.3, and the index the backfill reads keeps the type alone).
+    other = grid_of([source_image(n, 128) for n in range(4, 8)])
+    out = io.BytesIO()
+    other.save(out, "PNG")
+    with vault.writer("test", thumbnails=True, thumbnail_wait=None) as writer:
+        varied = writer.put_media(out.getvalue())
+        writer.add_job(
+            b'{"id": "var-1", "type": "variation", "job_type": "v6_diffusion", "full_command": "x"}',
+            [varied],
+        )
     with HashStore.open(vault) as store:
         assert store.hashes_of(image) == hashes_of_image(grid, grid=True)
+        synced = {i: store.hashes_of(i) for i in _decodable(vault)}
+    assert len(synced[varied] or []) == 1
+    # The backfill of the same vault makes the same hashes, grid or not.
+    for suffix in ("", "-wal", "-shm"):
+        (vault.path / f"{FILE}{suffix}").unlink(missing_ok=True)
+    backfill(vault, [])
+    with HashStore.open(vault) as store:
+        assert {i: store.hashes_of(i) for i in synced} == synced
     vault.close()
 
 

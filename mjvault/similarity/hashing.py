@@ -153,7 +153,9 @@ def is_grid(types: Sequence[str | None], images: int) -> bool:
     """Whether a job's one image is a 2x2 grid: a grid job (``grid``, or ``diffusion`` and
     its ``v6_diffusion``-like variants in later records, videos aside: mjvault/jobtypes.py)
     whose archive holds one image, the grid itself (a job with four images holds its
-    pictures apart)."""
+    pictures apart). ``types``: the job's ``type`` (FORMAT §7.3), the one the index keeps:
+    sync and the backfill must agree, or the same vault's hashes would differ by how they
+    were made (a ``variation`` whose ``job_type`` is ``v6_diffusion`` is not a grid here)."""
     from mjvault.jobtypes import type_matches
 
     def grid_word(value: str) -> bool:
