@@ -243,6 +243,11 @@ def test_similar_on_the_command_line(hashed: tuple[Path, list[str]], cli) -> Non
     code, out, _ = cli(path, "similar", entry.job_id, "-n", "2", "--json")
     doc = json.loads(out)
     assert doc["images"][0]["object_id"] == entry.images[0] and len(doc["images"]) == 2
+    for index in ("²", "x"):
+        code, out, err = cli(path, "similar", f"{entry.job_id}:{index}")
+        assert code != 0 and len(err.strip().splitlines()) == 1 and "INDEX" in err
+    code, out, err = cli(path, "dupes", "--level", "²")
+    assert code != 0 and len(err.strip().splitlines()) == 1
     code, out, err = cli(path, "similar", "zzzzzzzz")
     assert code != 0 and len(err.strip().splitlines()) == 1 and "zzzzzzzz" in err
     code, out, err = cli(path, "similar", str(path / "config.toml"))

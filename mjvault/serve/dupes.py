@@ -71,7 +71,8 @@ def dupes(state: ServeState, request: Request) -> dict[str, Any]:
 def _limit(text: str | None) -> int:
     if not text:
         return DEFAULT_GROUPS
-    if not text.isdigit() or not 1 <= int(text) <= MAX_GROUPS:
+    # ASCII digits only: isdigit() takes "²", which int() refuses.
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_GROUPS:
         raise BadRequest(f"limit must be from 1 to {MAX_GROUPS}", "bad_parameter")
     return int(text)
 

@@ -51,7 +51,8 @@ def parse_level(text: str) -> int:
     value = text.strip().lower()
     if value in LEVELS:
         return LEVELS[value]
-    if value.isdigit() and int(value) <= HASH_BITS:
+    # isdigit() alone takes "²" (a digit to Unicode, not to int()): ASCII digits only.
+    if value.isascii() and value.isdigit() and int(value) <= HASH_BITS:
         return int(value)
     names = ", ".join(f"{k} ({v})" for k, v in LEVELS.items())
     raise UsageError(f"similarity level {text!r}: one of {names}, or a distance 0-{HASH_BITS}")

@@ -167,7 +167,7 @@ def job_of_image(vault: Vault, object_id: str) -> tuple[JobSummary, int] | None:
 def target_image(vault: Vault, target: str) -> str:
     """The object id ``JOB_ID[:INDEX]`` names (a job id or a unique prefix, as `show`)."""
     job_part, _, index_part = target.partition(":")
-    if index_part and not index_part.isdigit():
+    if index_part and not (index_part.isascii() and index_part.isdigit()):  # not "²"
         raise UsageError(f"{target}: INDEX after ':' must be a number (0 for the first image)")
     entry = vault.find_job(job_part)
     position = int(index_part or 0)
