@@ -106,7 +106,8 @@ def test_the_hash_is_imagehashs_phash_bit_for_bit() -> None:
 def test_levels_parse_and_refuse_in_one_line() -> None:
     assert parse_level("high") == LEVELS["high"] and parse_level(" Exact ") == 0
     assert parse_level("12") == 12
-    for bad in ("loose", "-1", "65", "", "²", "1²", "٣"):
+    assert parse_level(str(hashing.MAX_LEVEL)) == hashing.MAX_LEVEL
+    for bad in ("loose", "-1", "65", "", "²", "1²", "٣", "64", str(hashing.MAX_LEVEL + 1)):
         with pytest.raises(UsageError) as caught:
             parse_level(bad)
         assert "\n" not in str(caught.value)

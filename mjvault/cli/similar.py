@@ -150,7 +150,7 @@ def _hit_lines(vault: Vault, hits: list[tuple[str, str, int | None]]) -> list[st
 DUPES_EPILOG = """\b
 Levels: the most bits two hashes of a group's images may differ in.
   {levels}
-  or a number of bits. Default: {default}.
+  or a number of bits, 0-{most}. Default: {default}.
 \b
 The best original of each group is marked *: the most pixels, then an upscale
 over a grid's tile, then PNG over WebP over JPEG. Nothing is deleted: make a
@@ -166,10 +166,10 @@ Examples:
 
 class _DupesCommand(QueryCommand):
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        from mjvault.similarity.hashing import DEFAULT_LEVEL, LEVELS
+        from mjvault.similarity.hashing import DEFAULT_LEVEL, LEVELS, MAX_LEVEL
 
         levels = ", ".join(f"{name} ({value})" for name, value in LEVELS.items())
-        self.epilog = DUPES_EPILOG.format(levels=levels, default=DEFAULT_LEVEL)
+        self.epilog = DUPES_EPILOG.format(levels=levels, default=DEFAULT_LEVEL, most=MAX_LEVEL)
         super().format_epilog(ctx, formatter)
 
 

@@ -320,8 +320,12 @@ def find_groups(
 ) -> Iterator[Group]:
     """Near-duplicate groups among the vault's hashed images (those of jobs matching
     ``query`` when given), largest first, then by their best's job time."""
+    from mjvault.errors import UsageError
+    from mjvault.similarity.hashing import MAX_LEVEL
     from mjvault.similarity.store import HashStore
 
+    if not 0 <= level <= MAX_LEVEL:  # (parse_level refuses it first; this is for callers)
+        raise UsageError(f"similarity level {level}: a distance 0-{MAX_LEVEL}")
     # One snapshot for the scan, the lookups of its rows and the members' hashes: a writer
     # committing meanwhile would move the row numbers the pairs name.
     with HashStore.open(vault) as store, store.snapshot():
