@@ -210,7 +210,11 @@ def test_a_file_finds_its_copy_in_the_vault(hashed: tuple[Path, list[str]], tmp_
         picture = tmp_path / "copy.png"
         picture.write_bytes(vault.read_object(images[2]))
         hits = similar_to(vault, str(picture), limit=3)
-    assert hits[0].object_id == images[2] and hits[0].distance == 0
+        assert hits[0].object_id == images[2] and hits[0].distance == 0
+        named = tmp_path / "shot 12:30.png"  # a ':' in a file's name is not JOB:INDEX
+        named.write_bytes(vault.read_object(images[3]))
+        hits = similar_to(vault, str(named), limit=3)
+    assert hits[0].object_id == images[3] and hits[0].distance == 0
 
 
 @pytest.fixture

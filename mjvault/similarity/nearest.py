@@ -188,7 +188,8 @@ def similar_to(vault: Vault, target: str, limit: int = 20) -> list[Hit]:
 
     path = Path(target)
     object_id: str | None = None
-    if ":" not in target and path.is_file():
+    # A file first: its name may hold a ':' ("shot 12:30.png"), which no job id does.
+    if path.is_file():
         try:
             data = path.read_bytes()
         except OSError as exc:
