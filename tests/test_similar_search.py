@@ -21,7 +21,7 @@ from mjvault.cli.root import run
 from mjvault.errors import MjvaultError
 from mjvault.similarity.groups import find_groups, near_pairs, plan_for, row_components
 from mjvault.similarity.hashing import HASH_BYTES, hashes_of_bytes, to_bytes, to_words
-from mjvault.similarity.nearest import TIE_ROOM, job_of_image, scan, similar_to
+from mjvault.similarity.nearest import TIE_ROOM, job_of_image, nearest, scan, similar_to
 from mjvault.similarity.store import HashStore
 from mjvault.sources.importer import import_archive
 from mjvault.testing.archive import write_sample_archive
@@ -423,6 +423,26 @@ def test_similar_of_a_grid_finds_the_upscales_of_its_tiles(
         hits = similar_to(vault, f"{place[0].job_id}:{place[1]}", limit=3)
     assert [h.object_id for h in hits[:3]] == [grid, other, tile]
     assert [h.distance for h in hits[:3]] == [0, 0, 2]
+
+
+def test_n_hits_even_behind_many_hashes_of_forgotten_images(
+    tmp_path: Path, hashed: tuple[Path, list[str]]
+) -> None:
+    """Hashes no job of HEAD shows (forgotten images not yet pruned), more of them than the
+    scan keeps at first, all nearer than any shown image: still ``-n`` hits."""
+    source, images = hashed
+    path = tmp_path / "vault"
+    shutil.copytree(source, path, symlinks=True)
+    rng = np.random.default_rng(10)
+    with Vault.open(path) as vault:
+        with vault.write_lock(), HashStore.open(vault, writable=True) as store:
+            target = store.hashes_of(images[0])
+            assert target
+            for _ in range(TIE_ROOM + 50):
+                store.put(rng.bytes(32).hex(), [target[0]])
+        hits = nearest(vault, to_words(target[:1])[0], limit=4)
+    assert len(hits) == 4 and hits[0].object_id == images[0]
+    assert {h.object_id for h in hits} <= set(images)
 
 
 def _prompt_words(vault: Vault, job_id: str) -> list[str]:

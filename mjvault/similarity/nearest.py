@@ -130,14 +130,22 @@ def nearest(
     with HashStore.open(vault) as store, store.snapshot():
         if not len(store):
             raise NoHashes(f"the vault has no image hashes yet: {BACKFILL_HINT}")
-        # Rows of one image (its parts) may fill several places: keep room for them.
-        found = scan(store.blocks(), words, limit * 5, max_distance=max_distance)
-        located = store.locate(row for row, _ in found)
-    best: dict[str, tuple[int, int]] = {}  # object id -> (distance, part)
-    for (object_id, part), (_, distance) in zip(located, found, strict=True):
-        if object_id not in best or distance < best[object_id][0]:
-            best[object_id] = (distance, part)
-    return _hits(vault, best, limit)
+        # Rows of one image (its parts) may fill several places: keep room for them. Rows
+        # of images no job of HEAD shows (a forgotten image's hash lingers until pruned)
+        # are dropped after the scan: while they leave fewer than ``limit``, and rows were
+        # left out, scan again keeping more.
+        keep = limit * 5
+        while True:
+            found = scan(store.blocks(), words, keep, max_distance=max_distance)
+            located = store.locate(row for row, _ in found)
+            best: dict[str, tuple[int, int]] = {}  # object id -> (distance, part)
+            for (object_id, part), (_, distance) in zip(located, found, strict=True):
+                if object_id not in best or distance < best[object_id][0]:
+                    best[object_id] = (distance, part)
+            hits = _hits(vault, best, limit)
+            if len(hits) >= limit or len(found) < keep or keep >= len(store):
+                return hits
+            keep *= 4
 
 
 def _hits(vault: Vault, best: dict[str, tuple[int, int]], limit: int) -> list[Hit]:
