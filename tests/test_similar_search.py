@@ -302,6 +302,10 @@ def test_dupes_groups_near_copies_and_a_grid_quadrant(
     assert code == 0, err
     doc = json.loads(out)
     assert doc["total"] == 1 and doc["groups"][0]["best"] == group.best.object_id
+    # The shape of GET /api/dupes: its keys, and each member's job date and prompt.
+    assert {"levels", "default_level", "hashed", "query", "images"} <= set(doc)
+    assert doc["hashed"] > 0 and doc["query"] == ""
+    assert all("time" in m and "prompt" in m for m in doc["groups"][0]["members"])
     code, out, err = cli(path, "dupes", "--level", "exact", "--json")
     assert json.loads(out)["total"] == 0
     code, out, err = cli(path, "dupes", "--level", "nonsense")
@@ -443,6 +447,22 @@ def test_n_hits_even_behind_many_hashes_of_forgotten_images(
         hits = nearest(vault, to_words(target[:1])[0], limit=4)
     assert len(hits) == 4 and hits[0].object_id == images[0]
     assert {h.object_id for h in hits} <= set(images)
+
+
+def test_similar_of_a_video_says_it_has_no_hash_not_to_run_thumbs(
+    tmp_path: Path,
+    hashed: tuple[Path, list[str]],
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    source, _ = hashed
+    path = tmp_path / "vault"
+    shutil.copytree(source, path, symlinks=True)
+    with Vault.open(path) as vault, vault.writer("test", thumbnails=False) as writer:
+        clip = writer.put_media(b"\x00\x00\x00\x18ftypmp42 not a picture")
+        writer.add_job(b'{"id": "clip-1", "type": "video", "full_command": "x"}', [clip])
+    code, out, err = cli(path, "similar", "clip-1")
+    assert code != 0 and len(err.strip().splitlines()) == 1
+    assert "not an image" in err and "thumbs" not in err
 
 
 def _prompt_words(vault: Vault, job_id: str) -> list[str]:

@@ -195,8 +195,9 @@ def dupes_command(
     replace: bool,
 ) -> None:
     """Groups of near-duplicate images, the best original of each marked (nothing deleted)."""
-    from mjvault.similarity.groups import find_groups
-    from mjvault.similarity.hashing import DEFAULT_LEVEL, parse_level
+    from mjvault.similarity.groups import find_groups, group_json_with_jobs
+    from mjvault.similarity.hashing import DEFAULT_LEVEL, LEVELS, parse_level
+    from mjvault.similarity.store import HashStore
 
     distance = parse_level(level if level is not None else DEFAULT_LEVEL)
     text = query_text(query) or None
@@ -214,11 +215,20 @@ def dupes_command(
     made = _make_view(app, vault, view, groups, replace=replace) if view else None
     if as_json or app.json_output:
         # The shape of GET /api/dupes (docs/api.md), every group included.
-        doc: dict[str, Any] = {"level": distance, "query": text, "total": len(groups)}
-        doc["images"] = sum(len(g.members) for g in groups)
+        with HashStore.open(vault) as store:
+            hashed = len(store)
+        doc: dict[str, Any] = {
+            "level": distance,
+            "levels": LEVELS,
+            "default_level": DEFAULT_LEVEL,
+            "query": text or "",
+            "hashed": hashed,
+            "total": len(groups),
+            "images": sum(len(g.members) for g in groups),
+        }
         if made is not None:
             doc["view"] = made
-        doc["groups"] = [g.to_json() for g in groups]
+        doc["groups"] = [group_json_with_jobs(vault, g) for g in groups]
         click.echo(json.dumps(doc, indent=2))
         return
     for n, group in enumerate(groups, 1):

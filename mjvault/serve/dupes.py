@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 
 from mjvault.errors import UsageError
-from mjvault.serve.browse import generation, handler, iso
+from mjvault.serve.browse import generation, handler
 from mjvault.serve.security import BadRequest
 from mjvault.serve.settings import ServeState
 
@@ -84,7 +84,7 @@ def _cached(
 def _answer(vault: Any, level: int, text: str, limit: int) -> dict[str, Any]:
     """The counts of every group, and the first ``limit`` groups with their jobs' dates and
     prompts (the rest are counted, never turned into JSON nor kept)."""
-    from mjvault.similarity.groups import find_groups
+    from mjvault.similarity.groups import find_groups, group_json_with_jobs
     from mjvault.similarity.nearest import NoHashes
 
     total = images = 0
@@ -94,7 +94,7 @@ def _answer(vault: Any, level: int, text: str, limit: int) -> dict[str, Any]:
             total += 1
             images += len(group.members)
             if len(shown) < limit:
-                shown.append(_group_json(vault, group.to_json()))
+                shown.append(group_json_with_jobs(vault, group))
     except NoHashes:
         pass
     return {"total": total, "images": images, "groups": shown}
@@ -107,15 +107,6 @@ def _limit(text: str | None) -> int:
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_GROUPS:
         raise BadRequest(f"limit must be from 1 to {MAX_GROUPS}", "bad_parameter")
     return int(text)
-
-
-def _group_json(vault: Any, group: dict[str, Any]) -> dict[str, Any]:
-    summaries = vault.index.get_many(m["job_id"] for m in group["members"])
-    for member in group["members"]:
-        summary = summaries.get(member["job_id"])
-        member["time"] = iso(summary.time) if summary else None
-        member["prompt"] = summary.prompt if summary else ""
-    return group
 
 
 def routes(state: ServeState) -> list[BaseRoute]:

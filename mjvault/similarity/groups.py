@@ -319,7 +319,7 @@ def find_groups(
     vault: Vault, *, level: int, query: str | None = None, progress: Progress | None = None
 ) -> Iterator[Group]:
     """Near-duplicate groups among the vault's hashed images (those of jobs matching
-    ``query`` when given), largest first, then by their best's job time."""
+    ``query`` when given), largest first, then by their best's job id."""
     from mjvault.errors import UsageError
     from mjvault.similarity.hashing import MAX_LEVEL
     from mjvault.similarity.store import HashStore
@@ -344,6 +344,19 @@ def find_groups(
     found = [g for g in groups if g is not None]
     found.sort(key=lambda g: (-len(g.members), g.best.job_id))
     yield from found
+
+
+def group_json_with_jobs(vault: Vault, group: Group) -> dict[str, Any]:
+    """``group.to_json()`` with each member's job date (ISO 8601, UTC as ``Z``) and prompt:
+    a group as ``GET /api/dupes`` and ``dupes --json`` give it."""
+    doc = group.to_json()
+    summaries = vault.index.get_many([m["job_id"] for m in doc["members"]])
+    for member in doc["members"]:
+        summary = summaries.get(member["job_id"])
+        moment = summary.time if summary else None
+        member["time"] = moment.isoformat().replace("+00:00", "Z") if moment else None
+        member["prompt"] = summary.prompt if summary else ""
+    return doc
 
 
 def _images_of_query(vault: Vault, query: str) -> np.ndarray:
@@ -477,6 +490,7 @@ __all__ = [
     "RowForest",
     "find_groups",
     "flip_masks",
+    "group_json_with_jobs",
     "near_pairs",
     "object_components",
     "plan_for",

@@ -216,6 +216,12 @@ def similar_to(vault: Vault, target: str, limit: int = 20) -> list[Hit]:
             stored = store.hashes_of(object_id)
             empty = not len(store)
         if not stored:
+            if not empty and hashes_of_bytes(vault.read_object(object_id)) is None:
+                # A video or a damaged file: `thumbs` would never hash it either.
+                raise NoHashes(
+                    f"{target} is not an image this program can read (a video or a damaged "
+                    "file): it has no perceptual hash"
+                )
             what = "the vault has no image hashes yet" if empty else "that image has no hash yet"
             raise NoHashes(f"{what}: {BACKFILL_HINT}")
         hashes = stored
