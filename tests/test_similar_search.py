@@ -465,6 +465,44 @@ def test_similar_of_a_video_says_it_has_no_hash_not_to_run_thumbs(
     assert "not an image" in err and "thumbs" not in err
 
 
+def test_groups_read_each_hash_block_once_for_their_rows_and_members(
+    tmp_path: Path, hashed: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three groups of two: their rows located and their members' hashes read in one pass
+    over the blocks (a block read per group and per member made 20k groups 20 times the
+    pair search), and the same groups as a member-by-member reading gives."""
+    source, images = hashed
+    path = tmp_path / "vault"
+    shutil.copytree(source, path, symlinks=True)
+    rng = np.random.default_rng(5)
+    with Vault.open(path) as vault:
+        with vault.write_lock(), HashStore.open(vault, writable=True) as store:
+            for k in range(3):
+                value = rng.bytes(HASH_BYTES)
+                store.put(images[2 * k], [value])
+                store.put(images[2 * k + 1], [flipped(value, 2)])
+            store.remove(images[6:])
+        reads: list[int] = []
+        real = HashStore._read_block
+
+        def counted(self: HashStore, block: int) -> tuple[bytes, bytes, bytes]:
+            reads.append(block)
+            return real(self, block)
+
+        monkeypatch.setattr(HashStore, "_read_block", counted)
+        groups = list(find_groups(vault, level=4))
+        read = len(reads)
+        with HashStore.open(vault) as store:
+            blocks = len(list(store.blocks()))
+            assert store.hashes_of_many(images) == {
+                i: store.hashes_of(i) for i in images if store.hashes_of(i)
+            }
+    assert sorted(sorted(m.object_id for m in g.members) for g in groups) == [
+        sorted(images[2 * k : 2 * k + 2]) for k in range(3)
+    ]
+    assert read <= 2 * blocks
+
+
 def _prompt_words(vault: Vault, job_id: str) -> list[str]:
     summary = vault.index.get(job_id)
     assert summary is not None
