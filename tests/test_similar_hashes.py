@@ -332,6 +332,35 @@ def test_hashes_only_backfill_after_an_import_without_them(tmp_path: Path, archi
     vault.close()
 
 
+def test_hashes_only_reads_a_video_once_not_every_run(
+    tmp_path: Path, archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without thumbnail rows, a video (or an image Pillow cannot read) gets the "not an
+    image" mark from the first hashes-only backfill: the next one does not read it again."""
+    from mjvault.thumbnails import Maker
+
+    vault = Vault.init(tmp_path / "vault")
+    import_archive(vault, archive, thumbnails=False)
+    with vault.writer("test", thumbnails=False) as writer:
+        clip = writer.put_media(b"\x00\x00\x00\x18ftypmp42 not a picture")
+        writer.add_job(b'{"id": "clip-1", "type": "video", "full_command": "x"}', [clip])
+    made: list[str] = []
+    real = Maker._make
+
+    def counted(self: Maker, object_id: str, *args: object) -> object:
+        made.append(object_id)
+        return real(self, object_id, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Maker, "_make", counted)
+    first = backfill(vault, [])
+    assert clip in made
+    made.clear()
+    again = backfill(vault, [])
+    assert made == [] and again.hashed == 0
+    assert first.not_images >= 1
+    vault.close()
+
+
 def _hashed(path: Path) -> int:
     if not (path / FILE).exists():
         return 0
