@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 # What a worker makes of an image: its kind (None: unreadable), thumbnails by size, hashes.
+# (kind, thumbnails by size, hashes): hashes None when none were asked, [] when asked of
+# what is not an image.
 Made = tuple[str | None, dict[int, bytes | None], list[bytes] | None]
 
 SIZES: dict[str, int] = {"s": 256, "m": 768}
@@ -387,11 +389,11 @@ class Maker:
             return None, {}, None
         kind = media_kind(data[:16])
         if kind is None or kind == "mp4":
-            return kind or "none", dict.fromkeys(sizes), None
+            return kind or "none", dict.fromkeys(sizes), [] if hash_it else None
         if not hash_it:
             return kind, make_thumbnails(data, sizes, METHOD), None
         thumbs, hashes = thumbnails_and_hashes(data, sizes, grid=grid)
-        return kind, thumbs, hashes
+        return kind, thumbs, hashes if hashes is not None else []
 
     def _store_one(self) -> None:
         source, future = self._pending.popleft()
@@ -400,9 +402,15 @@ class Maker:
         if kind is None:
             self.report.unreadable += 1
             return
-        if hashes is not None and self.hash_store is not None:
+        if hashes and self.hash_store is not None:
             self.hash_store.put(source, hashes)
             self.report.hashed += 1
+        elif hashes == [] and SIZES["s"] not in made:
+            # Asked for a hash, not an image (a video, a damaged file), and no thumbnail row
+            # says so (--hashes-only): the "s" row is the mark _wanted reads, or every run
+            # would read the object again. (No "s" thumbnail can be made of it either.)
+            self.cache.put(source, SIZES["s"], NOT_AN_IMAGE, kind)
+            self.report.not_images += 1
         for pixels, data in made.items():
             if data is None:
                 self.cache.put(source, pixels, NOT_AN_IMAGE, kind)

@@ -284,7 +284,8 @@ class ArchiveWriter:
         if self._thumb_feed is not None and len(images) == 1 and images[0] is not None:
             from mjvault.similarity.hashing import is_grid
 
-            if is_grid([job.type, job.job_type], 1):
+            # By ``type`` alone, as the backfill (the index keeps no other) and FORMAT §7.3.
+            if is_grid([job.type], 1):
                 self._grid_media.add(images[0])
         status: JobStatus = "new" if existing is None else "updated"
         if status == "new":

@@ -66,6 +66,12 @@ def test_the_api_answers_the_groups(server: Server, planted: tuple[Path, list[st
     assert server.get("/api/dupes", level="exact")["total"] == 0
     bad = httpx.get(server.url + "/api/dupes", params={"level": "nonsense"}, timeout=10)
     assert bad.status_code == 400 and bad.json()["code"] == "bad_level"
+    # A distance whose pair search could never finish is refused, not started.
+    bad = httpx.get(server.url + "/api/dupes", params={"level": "64"}, timeout=10)
+    assert bad.status_code == 400 and bad.json()["code"] == "bad_level"
+    for name in ("level", "limit"):  # a Unicode digit int() refuses: a 400, never a 500
+        bad = httpx.get(server.url + "/api/dupes", params={name: "²"}, timeout=10)
+        assert bad.status_code == 400, (name, bad.text)
     # A query no job matches has no group.
     assert server.get("/api/dupes", q="zzzqqqxxx")["total"] == 0
 

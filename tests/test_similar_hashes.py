@@ -106,7 +106,8 @@ def test_the_hash_is_imagehashs_phash_bit_for_bit() -> None:
 def test_levels_parse_and_refuse_in_one_line() -> None:
     assert parse_level("high") == LEVELS["high"] and parse_level(" Exact ") == 0
     assert parse_level("12") == 12
-    for bad in ("loose", "-1", "65", ""):
+    assert parse_level(str(hashing.MAX_LEVEL)) == hashing.MAX_LEVEL
+    for bad in ("loose", "-1", "65", "", "²", "1²", "٣", "64", str(hashing.MAX_LEVEL + 1)):
         with pytest.raises(UsageError) as caught:
             parse_level(bad)
         assert "\n" not in str(caught.value)
@@ -288,8 +289,27 @@ def test_sync_hashes_the_new_images_and_a_grid_gets_its_quadrants(tmp_path: Path
     with vault.writer("test", thumbnails=True, thumbnail_wait=None) as writer:
         image = writer.put_media(out.getvalue())
         writer.add_job(b'{"id": "grid-1", "type": "grid", "full_command": "x"}', [image])
+    # A variation whose job_type names a diffusion: its type says it is not a grid (FORMAT
+    # §7.3, and the index the backfill reads keeps the type alone).
+    other = grid_of([source_image(n, 128) for n in range(4, 8)])
+    out = io.BytesIO()
+    other.save(out, "PNG")
+    with vault.writer("test", thumbnails=True, thumbnail_wait=None) as writer:
+        varied = writer.put_media(out.getvalue())
+        writer.add_job(
+            b'{"id": "var-1", "type": "variation", "job_type": "v6_diffusion", "full_command": "x"}',
+            [varied],
+        )
     with HashStore.open(vault) as store:
         assert store.hashes_of(image) == hashes_of_image(grid, grid=True)
+        synced = {i: store.hashes_of(i) for i in _decodable(vault)}
+    assert len(synced[varied] or []) == 1
+    # The backfill of the same vault makes the same hashes, grid or not.
+    for suffix in ("", "-wal", "-shm"):
+        (vault.path / f"{FILE}{suffix}").unlink(missing_ok=True)
+    backfill(vault, [])
+    with HashStore.open(vault) as store:
+        assert {i: store.hashes_of(i) for i in synced} == synced
     vault.close()
 
 
@@ -309,6 +329,35 @@ def test_hashes_only_backfill_after_an_import_without_them(tmp_path: Path, archi
     )
     with HashStore.open(vault) as store:
         assert {i for i in _decodable(vault) if store.hashes_of(i)} == _decodable(vault)
+    vault.close()
+
+
+def test_hashes_only_reads_a_video_once_not_every_run(
+    tmp_path: Path, archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without thumbnail rows, a video (or an image Pillow cannot read) gets the "not an
+    image" mark from the first hashes-only backfill: the next one does not read it again."""
+    from mjvault.thumbnails import Maker
+
+    vault = Vault.init(tmp_path / "vault")
+    import_archive(vault, archive, thumbnails=False)
+    with vault.writer("test", thumbnails=False) as writer:
+        clip = writer.put_media(b"\x00\x00\x00\x18ftypmp42 not a picture")
+        writer.add_job(b'{"id": "clip-1", "type": "video", "full_command": "x"}', [clip])
+    made: list[str] = []
+    real = Maker._make
+
+    def counted(self: Maker, object_id: str, *args: object) -> object:
+        made.append(object_id)
+        return real(self, object_id, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Maker, "_make", counted)
+    first = backfill(vault, [])
+    assert clip in made
+    made.clear()
+    again = backfill(vault, [])
+    assert made == [] and again.hashed == 0
+    assert first.not_images >= 1
     vault.close()
 
 
@@ -378,19 +427,25 @@ def test_an_encrypted_vault_keeps_no_hash_readable(tmp_path: Path, archive: Path
 def test_forget_drops_the_images_hashes(tmp_path: Path, archive: Path) -> None:
     vault = Vault.init(tmp_path / "vault")
     import_archive(vault, archive, thumbnail_wait=None)
+    # A job whose hashed images no other job shows: forgetting it must drop their hashes.
     entry = next(
-        e for e in vault.entries() if any(i and _decodable_one(vault, i) for i in e.images)
+        e
+        for e in vault.entries()
+        if any(i and _decodable_one(vault, i) for i in e.images)
+        and all(i is None or len(vault.index.jobs_with_image(i)) == 1 for i in e.images)
     )
-    gone = [i for i in entry.images if i is not None]
+    gone = [i for i in entry.images if i is not None and _decodable_one(vault, i)]
+    with HashStore.open(vault) as store:
+        assert all(store.hashes_of(i) for i in gone)
     vault.close()
     done = run_cli("--vault", str(tmp_path / "vault"), "forget", "--job", entry.job_id)
     assert done.returncode == 0, done.stderr
     vault = Vault.open(tmp_path / "vault")
     still = set(head_images(vault))
+    assert gone and not set(gone) & still
     with HashStore.open(vault) as store:
         for image in gone:
-            if image not in still:
-                assert store.hashes_of(image) is None
+            assert store.hashes_of(image) is None
         assert all(store.hashes_of(i) for i in _decodable(vault) - set(gone))
     vault.close()
 

@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 
 from mjvault import Vault
 from mjvault.cli.root import run
+from mjvault.errors import MjvaultError
 from mjvault.similarity.groups import find_groups, near_pairs, plan_for, row_components
-from mjvault.similarity.hashing import HASH_BYTES, hashes_of_bytes, to_bytes
-from mjvault.similarity.nearest import TIE_ROOM, scan, similar_to
+from mjvault.similarity.hashing import HASH_BYTES, hashes_of_bytes, to_bytes, to_words
+from mjvault.similarity.nearest import TIE_ROOM, job_of_image, nearest, scan, similar_to
 from mjvault.similarity.store import HashStore
 from mjvault.sources.importer import import_archive
 from mjvault.testing.archive import write_sample_archive
@@ -209,7 +210,11 @@ def test_a_file_finds_its_copy_in_the_vault(hashed: tuple[Path, list[str]], tmp_
         picture = tmp_path / "copy.png"
         picture.write_bytes(vault.read_object(images[2]))
         hits = similar_to(vault, str(picture), limit=3)
-    assert hits[0].object_id == images[2] and hits[0].distance == 0
+        assert hits[0].object_id == images[2] and hits[0].distance == 0
+        named = tmp_path / "shot 12:30.png"  # a ':' in a file's name is not JOB:INDEX
+        named.write_bytes(vault.read_object(images[3]))
+        hits = similar_to(vault, str(named), limit=3)
+    assert hits[0].object_id == images[3] and hits[0].distance == 0
 
 
 @pytest.fixture
@@ -242,6 +247,11 @@ def test_similar_on_the_command_line(hashed: tuple[Path, list[str]], cli) -> Non
     code, out, _ = cli(path, "similar", entry.job_id, "-n", "2", "--json")
     doc = json.loads(out)
     assert doc["images"][0]["object_id"] == entry.images[0] and len(doc["images"]) == 2
+    for index in ("²", "x"):
+        code, out, err = cli(path, "similar", f"{entry.job_id}:{index}")
+        assert code != 0 and len(err.strip().splitlines()) == 1 and "INDEX" in err
+    code, out, err = cli(path, "dupes", "--level", "²")
+    assert code != 0 and len(err.strip().splitlines()) == 1
     code, out, err = cli(path, "similar", "zzzzzzzz")
     assert code != 0 and len(err.strip().splitlines()) == 1 and "zzzzzzzz" in err
     code, out, err = cli(path, "similar", str(path / "config.toml"))
@@ -292,6 +302,10 @@ def test_dupes_groups_near_copies_and_a_grid_quadrant(
     assert code == 0, err
     doc = json.loads(out)
     assert doc["total"] == 1 and doc["groups"][0]["best"] == group.best.object_id
+    # The shape of GET /api/dupes: its keys, and each member's job date and prompt.
+    assert {"levels", "default_level", "hashed", "query", "images"} <= set(doc)
+    assert doc["hashed"] > 0 and doc["query"] == ""
+    assert all("time" in m and "prompt" in m for m in doc["groups"][0]["members"])
     code, out, err = cli(path, "dupes", "--level", "exact", "--json")
     assert json.loads(out)["total"] == 0
     code, out, err = cli(path, "dupes", "--level", "nonsense")
@@ -311,6 +325,182 @@ def test_dupes_groups_near_copies_and_a_grid_quadrant(
     # Nothing was deleted: every image is still there.
     with Vault.open(path) as vault:
         assert set(head_images(vault)) == set(images)
+
+
+def test_upscales_of_two_tiles_are_two_groups_not_one(
+    tmp_path: Path, hashed: tuple[Path, list[str]]
+) -> None:
+    """A grid and the upscales of two of its tiles: each upscale meets the grid's quadrant it
+    came from, and the two pictures stay apart (a grid is in one group per matched tile)."""
+    source, images = hashed
+    path = tmp_path / "vault"
+    shutil.copytree(source, path, symlinks=True)
+    grid, first, second = images[:3]
+    rng = np.random.default_rng(17)
+    parts = [rng.bytes(HASH_BYTES) for _ in range(5)]
+    with Vault.open(path) as vault:
+        with vault.write_lock(), HashStore.open(vault, writable=True) as store:
+            store.remove(images[3:])  # only the three images in play
+            store.put(grid, parts)
+            store.put(first, [parts[1]])
+            store.put(second, [parts[2]])
+        groups = list(find_groups(vault, level=10))
+    found = sorted(sorted(m.object_id for m in g.members) for g in groups)
+    assert found == sorted([sorted([grid, first]), sorted([grid, second])])
+    assert all(g.distance == 0 for g in groups)
+
+
+def test_a_writer_committing_during_a_search_moves_no_hit(
+    tmp_path: Path, hashed: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forget (rows removed, the rest renumbered) committed between the scan and the
+    lookup of its rows: every hit is still the image whose hash is at that distance."""
+    import mjvault.similarity.nearest as nearest_module
+
+    source, images = hashed
+    path = tmp_path / "vault"
+    shutil.copytree(source, path, symlinks=True)
+    real_scan = nearest_module.scan
+
+    def scan_then_write(*args, **kwargs):  # type: ignore[no-untyped-def]
+        found = real_scan(*args, **kwargs)
+        with vault.write_lock(), HashStore.open(vault, writable=True) as writer:
+            writer.remove(images[:2])  # the first rows: every later row moves
+        return found
+
+    with Vault.open(path) as vault:
+        with HashStore.open(vault) as store:
+            before = {i: store.hashes_of(i) for i in images}
+        target = before[images[-1]]
+        assert target
+        monkeypatch.setattr(nearest_module, "scan", scan_then_write)
+        hits = nearest_module.nearest(vault, to_words(target[:1])[0], limit=len(images))
+    assert {h.object_id for h in hits} == set(images)
+    for hit in hits:
+        stored = before[hit.object_id]
+        assert stored
+        assert hit.distance == int(brute_distances(to_words(stored), to_words(target)[0]).min())
+
+
+def test_rows_a_write_removed_are_an_error_not_a_crash(
+    tmp_path: Path, hashed: tuple[Path, list[str]]
+) -> None:
+    source, images = hashed
+    path = tmp_path / "vault"
+    shutil.copytree(source, path, symlinks=True)
+    with Vault.open(path) as vault, HashStore.open(vault) as store:
+        with store.snapshot():
+            blocks = list(store.blocks(rows=3))
+            rows = [b.start + i for b in blocks for i in range(len(b.parts))]
+            with vault.write_lock(), HashStore.open(vault, writable=True) as writer:
+                writer.remove(images[:1] + images[-1:])
+            located = [object_id for object_id, _ in store.locate(rows)]
+            assert located == [i for b in blocks for i in b.images()]
+            assert set(located) == set(images)
+        with pytest.raises(MjvaultError, match="search again"):
+            store.locate(rows[-1:])  # out of the snapshot: that row is gone
+        stream = store.blocks()
+        first = next(stream)
+        stream.close()
+        with vault.write_lock(), HashStore.open(vault, writable=True) as writer:
+            writer.remove(images[1:2])
+        with pytest.raises(MjvaultError, match="search again"):
+            first.images()  # its block was rewritten since it was streamed
+
+
+def test_similar_of_a_grid_finds_the_upscales_of_its_tiles(
+    tmp_path: Path, hashed: tuple[Path, list[str]]
+) -> None:
+    source, images = hashed
+    path = tmp_path / "vault"
+    shutil.copytree(source, path, symlinks=True)
+    grid, tile, other = images[:3]
+    rng = np.random.default_rng(3)
+    parts = [rng.bytes(HASH_BYTES) for _ in range(5)]
+    with Vault.open(path) as vault:
+        with vault.write_lock(), HashStore.open(vault, writable=True) as store:
+            store.put(grid, parts)
+            store.put(tile, [flipped(parts[3], 2)])  # an upscale of the grid's third tile
+            store.put(other, [parts[0], *parts[1:]])  # a copy of the grid, quadrants too
+        place = job_of_image(vault, grid)
+        assert place is not None
+        hits = similar_to(vault, f"{place[0].job_id}:{place[1]}", limit=3)
+    assert [h.object_id for h in hits[:3]] == [grid, other, tile]
+    assert [h.distance for h in hits[:3]] == [0, 0, 2]
+
+
+def test_n_hits_even_behind_many_hashes_of_forgotten_images(
+    tmp_path: Path, hashed: tuple[Path, list[str]]
+) -> None:
+    """Hashes no job of HEAD shows (forgotten images not yet pruned), more of them than the
+    scan keeps at first, all nearer than any shown image: still ``-n`` hits."""
+    source, images = hashed
+    path = tmp_path / "vault"
+    shutil.copytree(source, path, symlinks=True)
+    rng = np.random.default_rng(10)
+    with Vault.open(path) as vault:
+        with vault.write_lock(), HashStore.open(vault, writable=True) as store:
+            target = store.hashes_of(images[0])
+            assert target
+            for _ in range(TIE_ROOM + 50):
+                store.put(rng.bytes(32).hex(), [target[0]])
+        hits = nearest(vault, to_words(target[:1])[0], limit=4)
+    assert len(hits) == 4 and hits[0].object_id == images[0]
+    assert {h.object_id for h in hits} <= set(images)
+
+
+def test_similar_of_a_video_says_it_has_no_hash_not_to_run_thumbs(
+    tmp_path: Path,
+    hashed: tuple[Path, list[str]],
+    cli,  # type: ignore[no-untyped-def]
+) -> None:
+    source, _ = hashed
+    path = tmp_path / "vault"
+    shutil.copytree(source, path, symlinks=True)
+    with Vault.open(path) as vault, vault.writer("test", thumbnails=False) as writer:
+        clip = writer.put_media(b"\x00\x00\x00\x18ftypmp42 not a picture")
+        writer.add_job(b'{"id": "clip-1", "type": "video", "full_command": "x"}', [clip])
+    code, out, err = cli(path, "similar", "clip-1")
+    assert code != 0 and len(err.strip().splitlines()) == 1
+    assert "not an image" in err and "thumbs" not in err
+
+
+def test_groups_read_each_hash_block_once_for_their_rows_and_members(
+    tmp_path: Path, hashed: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three groups of two: their rows located and their members' hashes read in one pass
+    over the blocks (a block read per group and per member made 20k groups 20 times the
+    pair search), and the same groups as a member-by-member reading gives."""
+    source, images = hashed
+    path = tmp_path / "vault"
+    shutil.copytree(source, path, symlinks=True)
+    rng = np.random.default_rng(5)
+    with Vault.open(path) as vault:
+        with vault.write_lock(), HashStore.open(vault, writable=True) as store:
+            for k in range(3):
+                value = rng.bytes(HASH_BYTES)
+                store.put(images[2 * k], [value])
+                store.put(images[2 * k + 1], [flipped(value, 2)])
+            store.remove(images[6:])
+        reads: list[int] = []
+        real = HashStore._read_block
+
+        def counted(self: HashStore, block: int) -> tuple[bytes, bytes, bytes]:
+            reads.append(block)
+            return real(self, block)
+
+        monkeypatch.setattr(HashStore, "_read_block", counted)
+        groups = list(find_groups(vault, level=4))
+        read = len(reads)
+        with HashStore.open(vault) as store:
+            blocks = len(list(store.blocks()))
+            assert store.hashes_of_many(images) == {
+                i: store.hashes_of(i) for i in images if store.hashes_of(i)
+            }
+    assert sorted(sorted(m.object_id for m in g.members) for g in groups) == [
+        sorted(images[2 * k : 2 * k + 2]) for k in range(3)
+    ]
+    assert read <= 2 * blocks
 
 
 def _prompt_words(vault: Vault, job_id: str) -> list[str]:

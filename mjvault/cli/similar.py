@@ -150,7 +150,7 @@ def _hit_lines(vault: Vault, hits: list[tuple[str, str, int | None]]) -> list[st
 DUPES_EPILOG = """\b
 Levels: the most bits two hashes of a group's images may differ in.
   {levels}
-  or a number of bits. Default: {default}.
+  or a number of bits, 0-{most}. Default: {default}.
 \b
 The best original of each group is marked *: the most pixels, then an upscale
 over a grid's tile, then PNG over WebP over JPEG. Nothing is deleted: make a
@@ -166,10 +166,10 @@ Examples:
 
 class _DupesCommand(QueryCommand):
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        from mjvault.similarity.hashing import DEFAULT_LEVEL, LEVELS
+        from mjvault.similarity.hashing import DEFAULT_LEVEL, LEVELS, MAX_LEVEL
 
         levels = ", ".join(f"{name} ({value})" for name, value in LEVELS.items())
-        self.epilog = DUPES_EPILOG.format(levels=levels, default=DEFAULT_LEVEL)
+        self.epilog = DUPES_EPILOG.format(levels=levels, default=DEFAULT_LEVEL, most=MAX_LEVEL)
         super().format_epilog(ctx, formatter)
 
 
@@ -195,8 +195,9 @@ def dupes_command(
     replace: bool,
 ) -> None:
     """Groups of near-duplicate images, the best original of each marked (nothing deleted)."""
-    from mjvault.similarity.groups import find_groups
-    from mjvault.similarity.hashing import DEFAULT_LEVEL, parse_level
+    from mjvault.similarity.groups import find_groups, group_json_with_jobs
+    from mjvault.similarity.hashing import DEFAULT_LEVEL, LEVELS, parse_level
+    from mjvault.similarity.store import HashStore
 
     distance = parse_level(level if level is not None else DEFAULT_LEVEL)
     text = query_text(query) or None
@@ -214,11 +215,20 @@ def dupes_command(
     made = _make_view(app, vault, view, groups, replace=replace) if view else None
     if as_json or app.json_output:
         # The shape of GET /api/dupes (docs/api.md), every group included.
-        doc: dict[str, Any] = {"level": distance, "query": text, "total": len(groups)}
-        doc["images"] = sum(len(g.members) for g in groups)
+        with HashStore.open(vault) as store:
+            hashed = len(store)
+        doc: dict[str, Any] = {
+            "level": distance,
+            "levels": LEVELS,
+            "default_level": DEFAULT_LEVEL,
+            "query": text or "",
+            "hashed": hashed,
+            "total": len(groups),
+            "images": sum(len(g.members) for g in groups),
+        }
         if made is not None:
             doc["view"] = made
-        doc["groups"] = [g.to_json() for g in groups]
+        doc["groups"] = [group_json_with_jobs(vault, g) for g in groups]
         click.echo(json.dumps(doc, indent=2))
         return
     for n, group in enumerate(groups, 1):

@@ -10,9 +10,13 @@ value XOR every mask of at most ``r`` bits, and each candidate found is verified
 hash. Exact: no pair within the level is missed. ``m`` and ``r`` are chosen by the expected
 lookups and candidates.
 
-Pairs are joined by a union-find over rows (numpy, in place), then over images: a grid's
-quadrant within the level of another image's whole (part 0) joins the grid to it; two
-quadrants alone join nothing (sibling variations share a look, they are not copies).
+Pairs are joined by a union-find over rows (numpy, in place): a row is one (image, part)
+node, and a group is one component's images. A grid's quadrant within the level of another
+image's whole (part 0) puts the grid in that image's group (an upscale and its tile); two
+quadrants alone join nothing (sibling variations share a look, they are not copies). Rows
+are never joined through the image they share: a grid's whole and each matched quadrant
+stay apart, so a grid is in one group per picture it shows (joining them would put the
+upscales of two different tiles in one group, and "keep the best" would drop a picture).
 
 Nothing is deleted or changed: this only reads the hash store and the index.
 """
@@ -297,28 +301,17 @@ def row_components(
 
 
 def object_components(located: list[list[str]]) -> list[list[str]]:
-    """Row components given as their images' ids, joined where they share an image (a
-    grid's whole in one, its quadrant in another), each image once, images >= 2."""
-    parent: dict[str, str] = {}
-
-    def root(x: str) -> str:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    """Row components given as their images' ids, each of >= 2 images, sorted, once each.
+    Components are not joined through an image they share: a grid's whole (part 0) and its
+    quadrants are different pictures, so a grid may be in several groups (one per matched
+    quadrant, one for its whole); components of the same images (a grid and its copy meet
+    whole to whole and quadrant to quadrant) are one group."""
+    found: dict[tuple[str, ...], None] = {}
     for objects in located:
-        for object_id in objects:
-            parent.setdefault(object_id, object_id)
-        first = root(objects[0])
-        for object_id in objects[1:]:
-            other = root(object_id)
-            if other != first:
-                parent[other] = first
-    joined: dict[str, list[str]] = {}
-    for object_id in parent:
-        joined.setdefault(root(object_id), []).append(object_id)
-    return [sorted(g) for g in joined.values() if len(g) > 1]
+        unique = tuple(sorted(set(objects)))
+        if len(unique) > 1:
+            found[unique] = None
+    return [list(g) for g in found]
 
 
 # -- groups of a vault ---------------------------------------------------------------------
@@ -326,25 +319,42 @@ def find_groups(
     vault: Vault, *, level: int, query: str | None = None, progress: Progress | None = None
 ) -> Iterator[Group]:
     """Near-duplicate groups among the vault's hashed images (those of jobs matching
-    ``query`` when given), largest first, then by their best's job time."""
+    ``query`` when given), largest first, then by their best's job id."""
+    from mjvault.errors import UsageError
+    from mjvault.similarity.hashing import MAX_LEVEL
     from mjvault.similarity.store import HashStore
 
-    with HashStore.open(vault) as store:
+    if not 0 <= level <= MAX_LEVEL:  # (parse_level refuses it first; this is for callers)
+        raise UsageError(f"similarity level {level}: a distance 0-{MAX_LEVEL}")
+    # One snapshot for the scan, the lookups of its rows and the members' hashes: a writer
+    # committing meanwhile would move the row numbers the pairs name.
+    with HashStore.open(vault) as store, store.snapshot():
         if not len(store):
             raise NoHashes(f"the vault has no image hashes yet: {BACKFILL_HINT}")
         allowed = _images_of_query(vault, query) if query else None
         words, parts, rows = _load(store, allowed)
         components = row_components(words, parts, level, progress, reorder=True)
         del words
-        located = [
-            sorted({object_id for object_id, _ in store.locate(rows[c].tolist())})
-            for c in components
-        ]
-        joined = object_components([objs for objs in located if objs])
-        groups = [_group(vault, store, objects) for objects in joined]
+        joined = object_components(_located(store, rows, components))
+        # Every member's hashes at once, each block read once (not a block per member).
+        hashes = store.hashes_of_many(o for objects in joined for o in objects)
+        groups = [_group(vault, hashes, objects) for objects in joined]
     found = [g for g in groups if g is not None]
     found.sort(key=lambda g: (-len(g.members), g.best.job_id))
     yield from found
+
+
+def group_json_with_jobs(vault: Vault, group: Group) -> dict[str, Any]:
+    """``group.to_json()`` with each member's job date (ISO 8601, UTC as ``Z``) and prompt:
+    a group as ``GET /api/dupes`` and ``dupes --json`` give it."""
+    doc = group.to_json()
+    summaries = vault.index.get_many([m["job_id"] for m in doc["members"]])
+    for member in doc["members"]:
+        summary = summaries.get(member["job_id"])
+        moment = summary.time if summary else None
+        member["time"] = moment.isoformat().replace("+00:00", "Z") if moment else None
+        member["prompt"] = summary.prompt if summary else ""
+    return doc
 
 
 def _images_of_query(vault: Vault, query: str) -> np.ndarray:
@@ -401,14 +411,35 @@ def _load(store: Any, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarra
     return words[:filled], parts[:filled], rows[:filled]
 
 
-def _group(vault: Vault, store: Any, objects: list[str]) -> Group | None:
+def _located(store: Any, rows: np.ndarray, components: list[np.ndarray]) -> list[list[str]]:
+    """Each component's images: one :meth:`locate` of all their rows in store order (each
+    block read once), not one per component (which reread a block each: 20k groups took
+    ~20 times the pair search)."""
+    if not components:
+        return []
+    every = rows[np.concatenate(components)]
+    order = np.argsort(every, kind="stable")
+    ids: list[str] = [""] * len(every)
+    for place, (object_id, _) in zip(
+        order.tolist(), store.locate(every[order].tolist()), strict=True
+    ):
+        ids[place] = object_id
+    out: list[list[str]] = []
+    first = 0
+    for component in components:
+        out.append(ids[first : first + len(component)])
+        first += len(component)
+    return out
+
+
+def _group(vault: Vault, hashes_of: dict[str, list[bytes]], objects: list[str]) -> Group | None:
     """The group of ``objects`` shown by jobs of HEAD (None when fewer than two are)."""
     from mjvault.similarity.hashing import to_words
 
     described: list[tuple[Member, np.ndarray]] = []
     for object_id in objects:
         place = job_of_image(vault, object_id)
-        hashes = store.hashes_of(object_id)
+        hashes = hashes_of.get(object_id)
         if place is None or not hashes:
             continue
         summary, index = place
@@ -478,6 +509,7 @@ __all__ = [
     "RowForest",
     "find_groups",
     "flip_masks",
+    "group_json_with_jobs",
     "near_pairs",
     "object_components",
     "plan_for",

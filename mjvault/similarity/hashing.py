@@ -38,6 +38,11 @@ LEVELS: dict[str, int] = {
     "low": 18,
 }
 DEFAULT_LEVEL = "high"
+# The largest distance a search takes. Beyond ~20 bits the pair search of dupes is near
+# quadratic (20k rows: 0.1 s at 10, 21 s at 32, 35 s at 64, so days at 3M), and past 16 the
+# pairs are mostly strangers anyway (false pairs grow a hundredfold a step): 24 keeps room
+# above "low" and refuses what could never finish.
+MAX_LEVEL = 24
 
 # pHash reads the 32x32 grey image; a large image is first reduced (Image.reduce is a box
 # filter in C, far cheaper than a Lanczos resize of every pixel) to at most this side.
@@ -47,14 +52,15 @@ _LOW = 8  # the low-frequency corner kept: 8x8 = 64 bits
 
 
 def parse_level(text: str) -> int:
-    """A level name (:data:`LEVELS`) or a plain distance 0..HASH_BITS, as a distance."""
+    """A level name (:data:`LEVELS`) or a plain distance 0..:data:`MAX_LEVEL`, as a distance."""
     value = text.strip().lower()
     if value in LEVELS:
         return LEVELS[value]
-    if value.isdigit() and int(value) <= HASH_BITS:
+    # isdigit() alone takes "²" (a digit to Unicode, not to int()): ASCII digits only.
+    if value.isascii() and value.isdigit() and int(value) <= MAX_LEVEL:
         return int(value)
     names = ", ".join(f"{k} ({v})" for k, v in LEVELS.items())
-    raise UsageError(f"similarity level {text!r}: one of {names}, or a distance 0-{HASH_BITS}")
+    raise UsageError(f"similarity level {text!r}: one of {names}, or a distance 0-{MAX_LEVEL}")
 
 
 def _grey(image: Image.Image) -> Image.Image:
@@ -153,7 +159,9 @@ def is_grid(types: Sequence[str | None], images: int) -> bool:
     """Whether a job's one image is a 2x2 grid: a grid job (``grid``, or ``diffusion`` and
     its ``v6_diffusion``-like variants in later records, videos aside: mjvault/jobtypes.py)
     whose archive holds one image, the grid itself (a job with four images holds its
-    pictures apart)."""
+    pictures apart). ``types``: the job's ``type`` (FORMAT §7.3), the one the index keeps:
+    sync and the backfill must agree, or the same vault's hashes would differ by how they
+    were made (a ``variation`` whose ``job_type`` is ``v6_diffusion`` is not a grid here)."""
     from mjvault.jobtypes import type_matches
 
     def grid_word(value: str) -> bool:

@@ -71,16 +71,33 @@ def popcount_distances(words: np.ndarray, one: np.ndarray) -> np.ndarray:
     return counts.sum(axis=1, dtype=np.int32)
 
 
+def block_distances(block: HashBlock, targets: np.ndarray) -> np.ndarray:
+    """Each row's distance to the target: ``targets`` is one hash ``(WORDS,)``, or an
+    image's hashes by part ``(k, WORDS)`` (a grid's whole, then its quadrants). The whole is
+    compared with every row; a quadrant only with wholes (part 0), as dupes pairs them (two
+    quadrants are sibling variations, not copies); a row keeps its least distance."""
+    if targets.ndim == 1 or len(targets) == 1:
+        return popcount_distances(block.words, targets.reshape(-1, targets.shape[-1])[0])
+    found = popcount_distances(block.words, targets[0])
+    wholes = np.flatnonzero(block.parts == 0)
+    if len(wholes):
+        words = block.words[wholes]
+        for quadrant in targets[1:]:
+            found[wholes] = np.minimum(found[wholes], popcount_distances(words, quadrant))
+    return found
+
+
 def scan(
     blocks: Iterable[HashBlock], one: np.ndarray, keep: int, *, max_distance: int | None = None
 ) -> list[tuple[int, int]]:
     """(row, distance) of the ``keep`` nearest rows, and of every row tied with the last of
-    them (up to TIE_ROOM more), nearest first, rows in store order among equals."""
+    them (up to TIE_ROOM more), nearest first, rows in store order among equals. ``one``:
+    a hash, or an image's hashes by part (:func:`block_distances`), still one pass."""
     rows = np.empty(0, dtype=np.int64)
     dists = np.empty(0, dtype=np.int32)
     cut = max_distance if max_distance is not None else None
     for block in blocks:
-        found = popcount_distances(block.words, one)
+        found = block_distances(block, one)
         chosen = np.flatnonzero(found <= cut) if cut is not None else np.arange(len(found))
         if not len(chosen):
             continue
@@ -102,21 +119,33 @@ def scan(
 def nearest(
     vault: Vault, words: np.ndarray, limit: int = 20, *, max_distance: int | None = None
 ) -> list[Hit]:
-    """The images nearest to ``words`` (one hash), best first, ties by (job time, job id).
-    One hit per image: its best-matching part (a grid hit by its quadrant says which)."""
+    """The images nearest to ``words`` (one hash ``(WORDS,)``, or an image's hashes by part
+    ``(k, WORDS)``: a grid's quadrants then meet the upscales of its tiles), best first, ties
+    by (job time, job id). One hit per image: its best-matching part (a grid hit by its
+    quadrant says which)."""
     from mjvault.similarity.store import HashStore
 
-    with HashStore.open(vault) as store:
+    # One snapshot for the scan and the lookup of its rows: a writer committing meanwhile
+    # would move the row numbers the scan found.
+    with HashStore.open(vault) as store, store.snapshot():
         if not len(store):
             raise NoHashes(f"the vault has no image hashes yet: {BACKFILL_HINT}")
-        # Rows of one image (its parts) may fill several places: keep room for them.
-        found = scan(store.blocks(), words, limit * 5, max_distance=max_distance)
-        located = store.locate(row for row, _ in found)
-    best: dict[str, tuple[int, int]] = {}  # object id -> (distance, part)
-    for (object_id, part), (_, distance) in zip(located, found, strict=True):
-        if object_id not in best or distance < best[object_id][0]:
-            best[object_id] = (distance, part)
-    return _hits(vault, best, limit)
+        # Rows of one image (its parts) may fill several places: keep room for them. Rows
+        # of images no job of HEAD shows (a forgotten image's hash lingers until pruned)
+        # are dropped after the scan: while they leave fewer than ``limit``, and rows were
+        # left out, scan again keeping more.
+        keep = limit * 5
+        while True:
+            found = scan(store.blocks(), words, keep, max_distance=max_distance)
+            located = store.locate(row for row, _ in found)
+            best: dict[str, tuple[int, int]] = {}  # object id -> (distance, part)
+            for (object_id, part), (_, distance) in zip(located, found, strict=True):
+                if object_id not in best or distance < best[object_id][0]:
+                    best[object_id] = (distance, part)
+            hits = _hits(vault, best, limit)
+            if len(hits) >= limit or len(found) < keep or keep >= len(store):
+                return hits
+            keep *= 4
 
 
 def _hits(vault: Vault, best: dict[str, tuple[int, int]], limit: int) -> list[Hit]:
@@ -146,7 +175,7 @@ def job_of_image(vault: Vault, object_id: str) -> tuple[JobSummary, int] | None:
 def target_image(vault: Vault, target: str) -> str:
     """The object id ``JOB_ID[:INDEX]`` names (a job id or a unique prefix, as `show`)."""
     job_part, _, index_part = target.partition(":")
-    if index_part and not index_part.isdigit():
+    if index_part and not (index_part.isascii() and index_part.isdigit()):  # not "²"
         raise UsageError(f"{target}: INDEX after ':' must be a number (0 for the first image)")
     entry = vault.find_job(job_part)
     position = int(index_part or 0)
@@ -167,7 +196,8 @@ def similar_to(vault: Vault, target: str, limit: int = 20) -> list[Hit]:
 
     path = Path(target)
     object_id: str | None = None
-    if ":" not in target and path.is_file():
+    # A file first: its name may hold a ':' ("shot 12:30.png"), which no job id does.
+    if path.is_file():
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -186,11 +216,18 @@ def similar_to(vault: Vault, target: str, limit: int = 20) -> list[Hit]:
             stored = store.hashes_of(object_id)
             empty = not len(store)
         if not stored:
+            if not empty and hashes_of_bytes(vault.read_object(object_id)) is None:
+                # A video or a damaged file: `thumbs` would never hash it either.
+                raise NoHashes(
+                    f"{target} is not an image this program can read (a video or a damaged "
+                    "file): it has no perceptual hash"
+                )
             what = "the vault has no image hashes yet" if empty else "that image has no hash yet"
             raise NoHashes(f"{what}: {BACKFILL_HINT}")
-        hashes = stored[:1]
-    one = to_words(hashes[:1])[0]
-    hits = nearest(vault, one, limit + 1)
+        hashes = stored
+    # Every hash of a grid of the vault: its whole finds copies of the grid, its quadrants
+    # the upscales of its tiles (in the same pass).
+    hits = nearest(vault, to_words(hashes), limit + 1)
     if object_id is not None:
         others = [h for h in hits if h.object_id != object_id]
         place = job_of_image(vault, object_id)

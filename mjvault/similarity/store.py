@@ -72,12 +72,15 @@ class Block:
     _store: HashStore | None = field(repr=False, compare=False, default=None)
     _block: int = field(repr=False, compare=False, default=-1)
     _offset: int = field(repr=False, compare=False, default=0)
+    _digest: bytes = field(repr=False, compare=False, default=b"")
 
     def images(self) -> list[str]:
-        """The object id of each row (read from the store on the first call)."""
+        """The object id of each row (read from the store on the first call). Read outside
+        a :meth:`HashStore.snapshot`, a block a writer changed since it was streamed is an
+        error, never another block's ids."""
         raw = self._ids
         if not raw and self._store is not None and len(self.parts):
-            raw = self._store._ids_of(self._block)
+            raw = self._store._ids_of(self._block, self._digest or None)
             object.__setattr__(self, "_ids", raw)
         assert isinstance(raw, bytes)
         n = len(self.parts)
@@ -98,6 +101,8 @@ class HashStore:
         self._removes: set[bytes] = set()
         self._stale = False  # hashes of another algorithm or key: none are shown
         self.db: sqlite3.Connection | None = None
+        # A read transaction of this thread's (see snapshot): reads go through it meanwhile.
+        self._local = threading.local()
         self._open()
 
     @classmethod
@@ -193,9 +198,8 @@ class HashStore:
     def __len__(self) -> int:
         if not self._readable:
             return 0
-        assert self.db is not None
         with self.lock:
-            row = self.db.execute("SELECT coalesce(sum(count), 0) FROM blocks").fetchone()
+            row = self._reader().execute("SELECT coalesce(sum(count), 0) FROM blocks").fetchone()
         return int(row[0]) + sum(len(h) for h in self._puts.values())
 
     def _body(self, block: int, count: int, digest: bytes, body: bytes) -> tuple[bytes, bytes]:
@@ -206,15 +210,45 @@ class HashStore:
             raise CorruptObject(f"hash block {block} has {len(body)} bytes for {count} rows")
         return body[: count * HASH_BYTES], body[count * HASH_BYTES :]
 
-    def _ids_of(self, block: int) -> bytes:
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads of this thread (:meth:`blocks`, :meth:`locate`, ``Block.images``) all see one
+        committed state meanwhile: a writer committing during a search (a sync, forget or gc
+        moving rows) cannot make the row numbers a scan found name other images."""
+        if not self._readable or getattr(self._local, "db", None) is not None:
+            yield
+            return
+        uri = f"file:{self.path}?mode=ro"
+        db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            db.execute("BEGIN")
+            db.execute("SELECT count(*) FROM meta").fetchone()  # the snapshot starts here
+            self._local.db = db
+            yield
+        finally:
+            self._local.db = None
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("COMMIT")
+            db.close()
+
+    def _reader(self) -> sqlite3.Connection:
+        """The connection reads go through: the thread's snapshot, else the shared one."""
+        snap = getattr(self._local, "db", None)
+        if snap is not None:
+            return snap
         assert self.db is not None
+        return self.db
+
+    def _ids_of(self, block: int, expected: bytes | None = None) -> bytes:
+        """A block's ids, checked against their digest (and against ``expected``, the digest
+        the block had when it was streamed)."""
+        db = self._reader()
         with self.lock:
-            ids = self.db.execute("SELECT ids FROM block_ids WHERE block = ?", (block,)).fetchone()
-            digest = self.db.execute(
-                "SELECT digest FROM blocks WHERE block = ?", (block,)
-            ).fetchone()
-        if ids is None or digest is None:
-            raise MjvaultError("the hash store changed while it was read: search again")
+            ids = db.execute("SELECT ids FROM block_ids WHERE block = ?", (block,)).fetchone()
+            digest = db.execute("SELECT digest FROM blocks WHERE block = ?", (block,)).fetchone()
+        if ids is None or digest is None or (expected is not None and bytes(digest[0]) != expected):
+            raise MjvaultError("the hashes changed while they were searched: search again")
         raw = bytes(ids[0])
         if blake3.blake3(raw).digest(DIGEST_BYTES) != bytes(digest[0]):
             raise CorruptObject(f"hash block {block}: its ids do not match their digest")
@@ -222,9 +256,9 @@ class HashStore:
 
     def _read_block(self, block: int) -> tuple[bytes, bytes, bytes]:
         """(ids, hashes, parts) of a stored block."""
-        assert self.db is not None
+        db = self._reader()
         with self.lock:
-            row = self.db.execute(
+            row = db.execute(
                 "SELECT count, digest, body FROM blocks WHERE block = ?", (block,)
             ).fetchone()
         if row is None:
@@ -240,9 +274,8 @@ class HashStore:
             return list(self._puts[key])
         if not self._readable or key in self._removes:
             return None
-        assert self.db is not None
         with self.lock:
-            row = self.db.execute("SELECT block FROM images WHERE id = ?", (key,)).fetchone()
+            row = self._reader().execute("SELECT block FROM images WHERE id = ?", (key,)).fetchone()
         if row is None:
             return None
         ids, hashes, parts = self._read_block(int(row[0]))
@@ -251,6 +284,43 @@ class HashStore:
             if ids[i * ID_BYTES : (i + 1) * ID_BYTES] == key:
                 found.append((parts[i], hashes[i * HASH_BYTES : (i + 1) * HASH_BYTES]))
         return [h for _, h in sorted(found)] or None
+
+    def hashes_of_many(self, object_ids: Iterable[str]) -> dict[str, list[bytes]]:
+        """:meth:`hashes_of` of many images, each block read (and opened) once: the hashed
+        ones only, by id."""
+        keys = list(dict.fromkeys(bytes.fromhex(i) for i in object_ids))
+        out: dict[str, list[bytes]] = {}
+        wanted: list[bytes] = []
+        for key in keys:
+            if key in self._puts:
+                out[key.hex()] = list(self._puts[key])
+            elif key not in self._removes:
+                wanted.append(key)
+        if not self._readable or not wanted:
+            return out
+        by_block: dict[int, set[bytes]] = {}
+        for start in range(0, len(wanted), _QUERY_MAX):
+            part = wanted[start : start + _QUERY_MAX]
+            marks = ",".join("?" * len(part))
+            with self.lock:
+                rows = (
+                    self._reader()
+                    .execute(f"SELECT id, block FROM images WHERE id IN ({marks})", part)
+                    .fetchall()
+                )
+            for key, block in rows:
+                by_block.setdefault(int(block), set()).add(bytes(key))
+        for block in sorted(by_block):
+            ids, hashes, parts = self._read_block(block)
+            found: dict[bytes, list[tuple[int, bytes]]] = {}
+            for i in range(len(parts)):
+                key = ids[i * ID_BYTES : (i + 1) * ID_BYTES]
+                if key in by_block[block]:
+                    value = hashes[i * HASH_BYTES : (i + 1) * HASH_BYTES]
+                    found.setdefault(key, []).append((parts[i], value))
+            for key, values in found.items():
+                out[key.hex()] = [h for _, h in sorted(values)]
+        return out
 
     def has_many(self, object_ids: list[str]) -> set[str]:
         """Which of these images are hashed (a backfill's lookup, a few queries per group)."""
@@ -273,6 +343,12 @@ class HashStore:
         """(block, count, digest, body) of every stored block, in one read transaction (a
         writer committing meanwhile does not tear the stream)."""
         if not self._readable:
+            return
+        snap = getattr(self._local, "db", None)
+        if snap is not None:  # inside snapshot(): its transaction already holds the state
+            cursor = snap.execute("SELECT block, count, digest, body FROM blocks ORDER BY block")
+            for block, count, digest, body in cursor:
+                yield int(block), int(count), bytes(digest), bytes(body)
             return
         # A connection of its own: the read transaction lasts as long as the caller
         # iterates, and must not hold the shared connection (or its lock) meanwhile.
@@ -306,20 +382,22 @@ class HashStore:
                     _store=self,
                     _block=block,
                     _offset=offset,
+                    _digest=digest,
                 )
             start += count
 
     def locate(self, rows: Iterable[int]) -> list[tuple[str, int]]:
-        """(object id, part) of each row number of :meth:`blocks` (valid until the next
-        write)."""
+        """(object id, part) of each row number of :meth:`blocks`: read in the same
+        :meth:`snapshot` as the scan that found them (outside one, valid until the next
+        write; a row a write removed is an error, not a crash)."""
         wanted = list(rows)
-        if not wanted or not self._readable:
-            if wanted:
-                raise IndexError(f"no row {wanted[0]} in an empty hash store")
+        if not wanted:
             return []
-        assert self.db is not None
+        if not self._readable:
+            raise MjvaultError("the hashes changed while they were searched: search again")
+        db = self._reader()
         with self.lock:
-            counts = self.db.execute("SELECT block, count FROM blocks ORDER BY block").fetchall()
+            counts = db.execute("SELECT block, count FROM blocks ORDER BY block").fetchall()
         blocks = np.array([b for b, _ in counts], dtype=np.int64)
         ends = np.cumsum([c for _, c in counts])
         out: list[tuple[str, int]] = []
@@ -327,7 +405,7 @@ class HashStore:
         for row in wanted:
             at = int(np.searchsorted(ends, row, side="right"))
             if row < 0 or at >= len(blocks):
-                raise IndexError(f"no row {row} in the hash store")
+                raise MjvaultError("the hashes changed while they were searched: search again")
             block = int(blocks[at])
             first = int(ends[at - 1]) if at else 0
             if block not in cache:
