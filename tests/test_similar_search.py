@@ -348,6 +348,12 @@ def test_upscales_of_two_tiles_are_two_groups_not_one(
     found = sorted(sorted(m.object_id for m in g.members) for g in groups)
     assert found == sorted([sorted([grid, first]), sorted([grid, second])])
     assert all(g.distance == 0 for g in groups)
+    # The grid is in each group by one tile: marked so, ranked by the tile's pixels (so the
+    # upscale is the best original), and never among the copies to clear out.
+    for group in groups:
+        (in_grid,) = [m for m in group.members if m.object_id == grid]
+        assert in_grid.tile == (1 if first in {m.object_id for m in group.members} else 2)
+        assert group.best.object_id != grid and group.to_json()["members"][1]["tile"] > 0
 
 
 def test_a_writer_committing_during_a_search_moves_no_hit(

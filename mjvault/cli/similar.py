@@ -236,9 +236,11 @@ def dupes_command(
         for member in group.members:
             mark = "*" if member is group.best else " "
             size = f"{member.pixels / 1e6:.1f} MP" if member.pixels else "? MP"
+            what = f"tile {member.tile} of a grid" if member.tile else ""
+            what = what or ("upscale" if member.upscaled else "grid/tile")
             click.echo(
                 f"  {mark} {member.job_id}:{member.index}  {member.kind or '?':4}  {size:>8}  "
-                f"{'upscale' if member.upscaled else 'grid/tile':9}  d={member.distance}"
+                f"{what:9}  d={member.distance}"
             )
     images = sum(len(g.members) for g in groups)
     app.info(

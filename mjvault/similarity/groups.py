@@ -26,7 +26,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +56,9 @@ class Member:
     pixels: int  # width * height, 0 when unreadable
     upscaled: bool
     distance: int  # to the group's best
+    # 0: the image itself is the near copy; 1-4: a grid, of which only that tile is (the
+    # other three are other pictures: never a duplicate to clear out with the rest).
+    tile: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +69,7 @@ class Member:
             "pixels": self.pixels,
             "upscaled": self.upscaled,
             "distance": self.distance,
+            "tile": self.tile,
         }
 
 
@@ -448,12 +452,32 @@ def _group(vault: Vault, hashes_of: dict[str, list[bytes]], objects: list[str]) 
         described.append((member, to_words(hashes)))
     if len(described) < 2:
         return None
+    described = _tiles_marked(described)
     described.sort(key=lambda d: _rank(d[0]))
     best_words = described[0][1]
     members = [
         Member(**{**m.__dict__, "distance": _part_distance(w, best_words)}) for m, w in described
     ]
     return Group(members, members[0], max(m.distance for m in members))
+
+
+def _tiles_marked(described: list[tuple[Member, np.ndarray]]) -> list[tuple[Member, np.ndarray]]:
+    """Each grid that is in the group by one of its quadrants, not as a whole, marked with
+    that tile: it shows three other pictures too, so it is never offered as a copy to clear
+    out, and it is ranked by the tile's pixels (a quarter of the grid's), so an upscale of
+    the tile is the better original."""
+    wholes = [w[0] for m, w in described if len(w) == 1]
+    marked = []
+    for member, words in described:
+        if len(words) > 1 and wholes:
+            nearest = [
+                min(int(np.bitwise_count(row ^ whole).sum()) for whole in wholes) for row in words
+            ]
+            tile = min(range(len(nearest)), key=nearest.__getitem__)
+            if tile:
+                member = replace(member, tile=tile, pixels=member.pixels // 4)
+        marked.append((member, words))
+    return marked
 
 
 def _rank(member: Member) -> tuple[int, int, int, str, int]:

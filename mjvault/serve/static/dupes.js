@@ -48,11 +48,12 @@ export function dupesPage(hooks) {
     const head = document.createElement("div");
     head.className = "dupe-head";
     head.textContent = "Group " + (n + 1) + ": " + plural(group.size, "image") + ", within " + plural(group.distance, "bit") + " of the best";
-    const others = [...new Set(group.members.slice(1).map((m) => m.job_id))]
+    // A grid in the group by one tile shows three other pictures: never offered for clearing.
+    const others = [...new Set(group.members.slice(1).filter((m) => !m.tile).map((m) => m.job_id))]
       .filter((id) => id !== group.members[0].job_id);
     const pick = document.createElement("button");
     pick.textContent = "Select the others";
-    pick.title = "Add the jobs of every image but the best to the selection (Timeline page)";
+    pick.title = "Add the jobs of every image but the best to the selection (Timeline page); a grid matched by one tile is left out";
     pick.disabled = others.length === 0;
     pick.addEventListener("click", () => hooks.select(others));
     head.appendChild(pick);
@@ -71,7 +72,8 @@ export function dupesPage(hooks) {
       img.src = "/thumb/" + member.object_id + "?size=s";
       const label = document.createElement("span");
       label.textContent = (member.object_id === group.best ? "★ best · " : "d " + member.distance + " · ")
-        + (member.kind || "?") + " · " + pixels(member.pixels) + (member.upscaled ? " · upscale" : "");
+        + (member.kind || "?") + " · " + pixels(member.pixels) + (member.upscaled ? " · upscale" : "")
+        + (member.tile ? " · tile " + member.tile + " of a grid" : "");
       cell.append(img, label);
       cell.addEventListener("click", (event) => { event.preventDefault(); hooks.open(member.job_id); });
       strip.appendChild(cell);
