@@ -26,7 +26,7 @@ from mjvault.config.schema import EmbedSection
 from mjvault.integrity.forget import forget_jobs
 from mjvault.similarity import embeddings
 from mjvault.similarity.embeddings import CACHE_FILE, EmbeddingStore, embed_images, head_images
-from mjvault.similarity.onnx_models import ImageModel, TextModel
+from mjvault.similarity.onnx_models import ImageModel, Preprocessing, TextModel
 from mjvault.similarity.semantic import semantic_search, semantic_similar
 from tests.config_helpers import isolate, run_cli
 from tests.conftest import CHEAP_KDF, PASSPHRASE
@@ -90,6 +90,29 @@ def text_model(path: Path) -> Path:
         [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["N", 6])],
         [helper.make_tensor_value_info("text_embeds", TensorProto.FLOAT, ["N", DIMS])],
         [numpy_helper.from_array(table, "table")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def open_model(path: Path) -> Path:
+    """As image_model, but the graph leaves H and W open and carries no metadata: the input
+    size, mean and std come from the options alone."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.eye(3, DIMS, dtype=np.float32)
+    weight[:, 3] = 0.05
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["pixels"], ["mean"], axes=[2, 3], keepdims=0),
+            helper.make_node("MatMul", ["mean", "w"], ["image_embeds"]),
+        ],
+        "tiny-open",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("image_embeds", TensorProto.FLOAT, ["N", DIMS])],
+        [numpy_helper.from_array(weight, "w")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
@@ -436,7 +459,7 @@ def test_the_store_reads_back_what_it_wrote_and_forgets_exactly(
         )
         model = "a" * 64
         with EmbeddingStore.open(vault, writable=True) as store:
-            store.note_model(model, dims, "/m.onnx", 1, 1)
+            store.note_model(model, dims, "/m.onnx", 1, 1, Preprocessing(8, (0, 0, 0), (1, 1, 1)))
             for start in range(0, rows, block):
                 store.add_block(model, ids[start : start + block], vectors[start : start + block])
             store.remove(ids[i] for i in gone if i < rows)
@@ -505,3 +528,55 @@ def test_a_key_rotation_seals_the_vectors_again(tmp_path: Path, models: Path) ->
     report = embed_images(vault, model, workers=1)
     assert report.embedded == 0 and report.cached == JOBS * 2 + 1
     vault.close()
+
+
+def add_job(vault: Vault, n: int, colour: tuple[int, int, int]) -> str:
+    with vault.writer("test") as writer:
+        image = writer.put_media(png(colour))
+        record = {"id": job_id(n), "prompt": f"job {n}", "type": "grid"}
+        record["enqueue_time"] = f"2024-03-{n % 28 + 1:02d} 10:00:00.000000"
+        writer.add_job(json.dumps(record).encode(), [image])
+    return image
+
+
+def test_the_preprocessing_is_kept_with_the_vectors(
+    tmp_path: Path,
+    models: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--image-size, --mean and --std hold for the model's later runs and queries, and a run
+    with other values is refused: vectors of two preprocessings are never mixed."""
+    isolate(monkeypatch, tmp_path)
+    model = open_model(tmp_path / "open.onnx")
+    vault = Vault.init(tmp_path / "vault")
+    fill(vault)
+    vault.close()
+    at = ("--vault", str(tmp_path / "vault"))
+    options = ("--image-size", "16", "--mean", "0.1,0.2,0.3", "--std", "0.5,0.25,2")
+    first = run_cli(capsys, *at, "embed", "--model", str(model), *options)
+    assert first.code == 0, first.err
+    vault = Vault.open(tmp_path / "vault")
+    green = add_job(vault, 60, (10, 240, 30))
+    vault.close()
+    later = run_cli(capsys, *at, "--json", "embed")  # after a sync: no options given
+    assert later.code == 0, later.err
+    assert later.json()["embedded"] == 1
+    vault = Vault.open(tmp_path / "vault")
+    kept = ImageModel.load(model, image_size=16, mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 2))
+    pixels = kept.pixels(png((10, 240, 30)))
+    assert pixels is not None
+    with EmbeddingStore.open(vault) as store:
+        assert store.preprocessing(kept.digest) == kept.preprocessing
+        stored = store.vector_of(kept.digest, green)
+    assert stored is not None
+    assert float(stored @ kept.embed([pixels])[0]) > 0.9999
+    # A file is prepared as the stored vectors were: the planted red image is its nearest.
+    red = tmp_path / "red.png"
+    red.write_bytes(png((250, 5, 5), noise=8))
+    hit = semantic_similar(vault, str(red), 1, settings=EmbedSection(model=model))[0]
+    assert hit.job_id == job_id(PLANTED) and hit.score > 0.999
+    vault.close()
+    other = run_cli(capsys, *at, "embed", "--mean", "0.5,0.5,0.5")
+    assert other.code != 0 and len(other.err.strip().splitlines()) == 1
+    assert "--mean" in other.err

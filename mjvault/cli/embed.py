@@ -41,10 +41,15 @@ Examples:
     "--image-size",
     type=click.IntRange(min=8, max=4096),
     default=None,
-    help="Input size in pixels when the graph leaves it open (default 224, CLIP's).",
+    help="Input size in pixels when the graph leaves it open (default 224, CLIP's). "
+    "Kept with the vectors: later runs and queries use it.",
 )
-@click.option("--mean", default=None, help="R,G,B mean when the model does not say (CLIP's).")
-@click.option("--std", default=None, help="R,G,B std when the model does not say (CLIP's).")
+@click.option(
+    "--mean", default=None, help="R,G,B mean when the model does not say (CLIP's). Kept too."
+)
+@click.option(
+    "--std", default=None, help="R,G,B std when the model does not say (CLIP's). Kept too."
+)
 @json_option
 @pass_app
 def embed_command(
@@ -67,22 +72,27 @@ def embed_command(
     from mjvault.config.loader import vault_config_path
     from mjvault.config.writer import set_value
     from mjvault.errors import UsageError
-    from mjvault.similarity.embeddings import embed_images
-    from mjvault.similarity.onnx_models import ImageModel, TextModel, parse_triple
+    from mjvault.similarity.embeddings import embed_images, stored_preprocessing
+    from mjvault.similarity.onnx_models import ImageModel, TextModel, model_digest, parse_triple
 
     settings = app.config.embed
     chosen = model_path or settings.model
     if chosen is None:
         raise UsageError("which model? --model PATH.onnx (an image model you supply)")
+    vault = app.open_vault()
+    # What the options leave out comes from the model's stored vectors (FORMAT §7.4), so a
+    # later run prepares images as the first did; options that differ are refused.
+    digest = model_digest(Path(chosen))
+    stored = stored_preprocessing(vault, digest)
     model = ImageModel.load(
         Path(chosen),
-        image_size=image_size,
-        mean=parse_triple(mean, "--mean") if mean else None,
-        std=parse_triple(std, "--std") if std else None,
+        image_size=image_size or (stored.size if stored else None),
+        mean=parse_triple(mean, "--mean") if mean else (stored.mean if stored else None),
+        std=parse_triple(std, "--std") if std else (stored.std if stored else None),
+        digest=digest,
     )
     if text_model is not None:
         TextModel.load(text_model, tokenizer)  # refused now, not at the first search
-    vault = app.open_vault()
     config = vault_config_path(vault.path)
     # Absolute paths: config.toml reads a relative one from its own folder.
     if model_path is not None:

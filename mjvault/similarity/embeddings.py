@@ -31,7 +31,7 @@ import numpy as np
 
 from mjvault.errors import CorruptObject, ObjectNotFound, UsageError, VaultLocked
 from mjvault.lock import WriteLock
-from mjvault.similarity.onnx_models import ImageModel
+from mjvault.similarity.onnx_models import ImageModel, Preprocessing
 from mjvault.store.codec import media_kind
 from mjvault.vault import Vault
 
@@ -50,7 +50,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS models (
     model TEXT PRIMARY KEY, dims INTEGER NOT NULL,
-    path TEXT NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL
+    path TEXT NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL,
+    image_size INTEGER, mean TEXT, std TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blocks (
     model TEXT NOT NULL, block INTEGER NOT NULL, ids BLOB NOT NULL, vectors BLOB NOT NULL,
@@ -65,6 +66,15 @@ PRAGMA user_version = 1;
 """
 
 Progress = Callable[[int, int | None], None]
+
+
+def _text(values: tuple[float, float, float]) -> str:
+    return ",".join(repr(float(v)) for v in values)  # repr: read back to the same float
+
+
+def _triple(text: str) -> tuple[float, float, float]:
+    a, b, c = (float(v) for v in str(text).split(","))
+    return (a, b, c)
 
 
 def _vectors_context(model: str, block: int, ids: bytes) -> bytes:
@@ -141,6 +151,11 @@ class EmbeddingStore:
             if version not in (0, TABLE_VERSION):
                 raise sqlite3.DatabaseError(f"format {version} is not supported")
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(models)")}
+            # A store written before the preprocessing was remembered: its rows read NULL.
+            for column, kind in (("image_size", "INTEGER"), ("mean", "TEXT"), ("std", "TEXT")):
+                if column not in columns:
+                    db.execute(f"ALTER TABLE models ADD COLUMN {column} {kind}")
             db.execute("SELECT count(*) FROM (SELECT 1 FROM blocks LIMIT 1)").fetchone()
         except sqlite3.DatabaseError:
             db.close()
@@ -198,12 +213,29 @@ class EmbeddingStore:
         row = self.db.execute("SELECT dims FROM models WHERE model = ?", (model,)).fetchone()
         return int(row[0]) if row else None
 
-    def note_model(self, model: str, dims: int, path: str, size: int, mtime: int) -> None:
+    def preprocessing(self, model: str) -> Preprocessing | None:
+        """The input size, mean and std ``model``'s vectors were computed with; None when it
+        has no vectors yet (or they were stored before these were noted)."""
+        try:
+            row = self.db.execute(
+                "SELECT image_size, mean, std FROM models WHERE model = ?", (model,)
+            ).fetchone()
+        except sqlite3.OperationalError:  # an older store opened read-only: no such columns
+            return None
+        if row is None or None in row:
+            return None
+        return Preprocessing(int(row[0]), _triple(row[1]), _triple(row[2]))
+
+    def note_model(
+        self, model: str, dims: int, path: str, size: int, mtime: int, prep: Preprocessing
+    ) -> None:
         with self.lock:
             self._begin()
             self.db.execute(
-                "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?)",
-                (model, dims, path, size, mtime),
+                "INSERT OR REPLACE INTO models "
+                "(model, dims, path, size, mtime, image_size, mean, std) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (model, dims, path, size, mtime, prep.size, _text(prep.mean), _text(prep.std)),
             )
 
     # -- images -----------------------------------------------------------------------------
@@ -567,6 +599,7 @@ class _Run:
             os.fspath(self.model.path.resolve()),
             stat.st_size,
             stat.st_mtime_ns,
+            self.model.preprocessing,
         )
 
     def _store_none(self) -> None:
@@ -630,9 +663,32 @@ def embed_images(
     # and with one worker fewer it set the pace (docs/design.md, "Embeddings (optional)").
     workers = workers or max(1, min(4, os.cpu_count() or 2))
     with EmbeddingStore.open(vault, writable=True) as store:
+        check_preprocessing(store, model)
         return _Run(vault, store, model, workers).run(
             head_images(vault) if images is None else images, progress
         )
+
+
+def check_preprocessing(store: EmbeddingStore, model: ImageModel) -> None:
+    """Refuse a run whose input size, mean or std differ from those the model's stored
+    vectors were computed with: the two kinds of vector would be compared as one."""
+    stored = store.preprocessing(model.digest)
+    if stored is not None and stored != model.preprocessing:
+        raise UsageError(
+            f"{model.path.name}'s vectors were computed with {stored.describe()}, "
+            f"not {model.preprocessing.describe()}: drop the options to go on with those"
+        )
+
+
+def stored_preprocessing(vault: Vault, digest: str) -> Preprocessing | None:
+    """The preprocessing the model ``digest``'s stored vectors were computed with, if any."""
+    if not (vault.path / CACHE_FILE).exists():
+        return None
+    try:
+        with EmbeddingStore.open(vault) as store:
+            return store.preprocessing(digest)
+    except UsageError:  # damaged or sealed under retired keys: the run starts it again
+        return None
 
 
 def digest_of(store: EmbeddingStore, path: os.PathLike[str] | str) -> str:

@@ -115,6 +115,22 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms == 0, 1, norms)
 
 
+@dataclass(frozen=True)
+class Preprocessing:
+    """What an image's pixels go through before the model: kept with the model's vectors
+    (FORMAT §7.4), so every later run and query prepares images the same way."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def describe(self) -> str:
+        def triple(values: tuple[float, float, float]) -> str:
+            return ",".join(f"{v:g}" for v in values)
+
+        return f"--image-size {self.size} --mean {triple(self.mean)} --std {triple(self.std)}"
+
+
 @dataclass
 class ImageModel:
     """An image tower: pixels (``N×3×size×size``, normalised) in, one vector per image out."""
@@ -128,6 +144,10 @@ class ImageModel:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     batch: int  # images per run: 1 when the graph fixes it
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.size, self.mean, self.std)
 
     @classmethod
     def load(

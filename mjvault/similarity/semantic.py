@@ -154,7 +154,16 @@ def semantic_similar(
     path = _image_model_path(settings)
     file = Path(target)
     if file.is_file():
-        model = ImageModel.load(path)
+        with EmbeddingStore.open(vault) as store:
+            digest = digest_of(store, path)
+            prep = store.preprocessing(digest)  # as the stored vectors were computed
+        model = ImageModel.load(
+            path,
+            image_size=prep.size if prep else None,
+            mean=prep.mean if prep else None,
+            std=prep.std if prep else None,
+            digest=digest,
+        )
         pixels = model.pixels(file.read_bytes())
         if pixels is None:
             raise UsageError(f"{target} is not an image Pillow can read")
