@@ -580,3 +580,32 @@ def test_the_preprocessing_is_kept_with_the_vectors(
     other = run_cli(capsys, *at, "embed", "--mean", "0.5,0.5,0.5")
     assert other.code != 0 and len(other.err.strip().splitlines()) == 1
     assert "--mean" in other.err
+
+
+def test_two_runs_at_once_store_each_image_once(vault: Vault, models: Path) -> None:
+    """A second run that stores everything while the first is computing its first batch:
+    the first, under the lock, stores only what the second did not, so each image keeps one
+    vector, a search finds no duplicate, and a forget leaves no vector behind."""
+    fill(vault)
+    first = ImageModel.load(models / "image.onnx")
+    second = ImageModel.load(models / "image.onnx")
+    run = first.embed
+    other: list[embeddings.EmbedReport] = []
+
+    def racing(pixels: list[np.ndarray]) -> np.ndarray:
+        if not other:
+            other.append(embed_images(vault, second, workers=1))
+        return run(pixels)
+
+    first.embed = racing  # type: ignore[method-assign]
+    report = embed_images(vault, first, workers=1)
+    assert other[0].embedded == JOBS * 2 and report.embedded == 0
+    with EmbeddingStore.open(vault) as store:
+        rows = [i for block in store.blocks(first.digest) for i in block.images()]
+    assert len(rows) == len(set(rows)) == JOBS * 2
+    hits = semantic_similar(vault, f"{job_id(PLANTED)}:1", 3, settings=embed_settings(models))
+    assert len({(h.job_id, h.index) for h in hits}) == 3 and hits[0].score < 1.0001
+    forget_jobs(vault, [job_id(PLANTED)], reason="test")
+    with EmbeddingStore.open(vault) as store:
+        left = [i for block in store.blocks(first.digest) for i in block.images()]
+        assert len(left) == store.count(first.digest) == (JOBS - 1) * 2

@@ -621,7 +621,8 @@ class _Run:
         """Store a block under the write lock, held for the commit alone (a *brief* holder: a
         sync starting now waits these milliseconds out; one running pauses this run until it
         ends). Images no job of HEAD names any more (a forget since they were read) are left
-        out: their vectors would outlive them. Returns the vectors stored."""
+        out: their vectors would outlive them; so are images another run stored meanwhile.
+        Returns the vectors stored."""
         while True:
             try:
                 lock = WriteLock(self.vault.path, brief=True).acquire()
@@ -631,7 +632,15 @@ class _Run:
         try:
             self.vault.check_keys()  # rotated meanwhile: sealed under retired keys, refuse
             index = self.vault.index
-            named = [i for i, image in enumerate(images) if index.jobs_with_image(image)]
+            # Another run may have stored some of these since they were looked up: under the
+            # lock, look again, so an image keeps one row and one vector (FORMAT §7.4).
+            stored = self.store.known(self.model.digest, images)
+            self.report.cached += sum(1 for image in images if image in stored)
+            named = [
+                i
+                for i, image in enumerate(images)
+                if image not in stored and index.jobs_with_image(image)
+            ]
             if not named:
                 return 0
             kept = [images[i] for i in named]
