@@ -23,6 +23,7 @@ from PIL import Image
 
 from mjvault import Vault
 from mjvault.config.schema import EmbedSection
+from mjvault.errors import UsageError
 from mjvault.integrity.forget import forget_jobs
 from mjvault.similarity import embeddings
 from mjvault.similarity.embeddings import CACHE_FILE, EmbeddingStore, embed_images, head_images
@@ -609,3 +610,104 @@ def test_two_runs_at_once_store_each_image_once(vault: Vault, models: Path) -> N
     with EmbeddingStore.open(vault) as store:
         left = [i for block in store.blocks(first.digest) for i in block.images()]
         assert len(left) == store.count(first.digest) == (JOBS - 1) * 2
+
+
+def fixed_batch_model(path: Path, batch: int) -> Path:
+    """As image_model, but the graph fixes the batch: it takes exactly ``batch`` images."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.eye(3, DIMS, dtype=np.float32)
+    weight[:, 3] = 0.05
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["pixels"], ["mean"], axes=[2, 3], keepdims=0),
+            helper.make_node("MatMul", ["mean", "w"], ["image_embeds"]),
+        ],
+        "tiny-fixed",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [batch, 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("image_embeds", TensorProto.FLOAT, [batch, DIMS])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    helper.set_model_props(model, {"mean": "0,0,0", "std": "1,1,1"})
+    onnx.save(model, path)
+    return path
+
+
+def test_a_graph_with_a_fixed_batch_is_fed_that_batch(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    isolate(monkeypatch, tmp_path)
+    model = fixed_batch_model(tmp_path / "two.onnx", 2)
+    vault = Vault.init(tmp_path / "vault")
+    fill(vault)
+    add_job(vault, 61, (20, 20, 240))  # 21 images: the last batch is short and padded
+    vault.close()
+    done = run_cli(
+        capsys, "--vault", str(tmp_path / "vault"), "--json", "embed", "--model", str(model)
+    )
+    assert done.code == 0, done.err
+    assert done.json()["embedded"] == JOBS * 2 + 1
+    vault = Vault.open(tmp_path / "vault")
+    settings = EmbedSection(model=model)
+    for n, i in ((0, 0), (PLANTED, 1), (61, 0)):
+        hit = semantic_similar(vault, f"{job_id(n)}:{i}", 1, settings=settings)[0]
+        assert (hit.job_id, hit.index) == (job_id(n), i) and hit.score > 0.999
+    vault.close()
+
+
+def test_a_tokenizer_not_the_text_models_is_one_line(
+    tmp_path: Path,
+    models: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    isolate(monkeypatch, tmp_path)
+    words = WORDS + [f"w{n}" for n in range(20)] + ["zebra"]
+    big = Tokenizer(WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    big.pre_tokenizer = Whitespace()  # type: ignore[assignment]
+    big.save(str(tmp_path / "big.json"))
+    vault = Vault.init(tmp_path / "vault")
+    fill(vault)
+    vault.close()
+    at = ("--vault", str(tmp_path / "vault"))
+    image = str(models / "image.onnx")
+    config = tmp_path / "vault" / "config.toml"
+    done = run_cli(
+        capsys, *at, "embed", "--model", image, "--text-model", str(models / "text.onnx")
+    )
+    assert done.code == 0, done.err
+    # A tokenizer alone is checked against the remembered text model, and not remembered.
+    alone = run_cli(capsys, *at, "embed", "--tokenizer", str(tmp_path / "big.json"))
+    assert alone.code != 0 and len(alone.err.strip().splitlines()) == 1, alone.err
+    assert "tokenizer" in alone.err and "Traceback" not in alone.err
+    assert "big.json" not in config.read_text()
+    # A new text model without a tokenizer forgets the old model's.
+    other = tmp_path / "other"
+    other.mkdir()
+    text_model(other / "text.onnx")
+    tokenizer(other / "tokenizer.json")
+    named = run_cli(capsys, *at, "embed", "--tokenizer", str(models / "tokenizer.json"))
+    assert named.code == 0, named.err
+    assert "tokenizer =" in config.read_text()
+    moved = run_cli(capsys, *at, "embed", "--text-model", str(other / "text.onnx"))
+    assert moved.code == 0, moved.err
+    assert "tokenizer =" not in config.read_text()
+    # A mismatched pair that reached a search anyway fails there in one line.
+    vault = Vault.open(tmp_path / "vault")
+    settings = EmbedSection(
+        model=models / "image.onnx",
+        text_model=models / "text.onnx",
+        tokenizer=tmp_path / "big.json",
+    )
+    with pytest.raises(UsageError) as raised:
+        semantic_search(vault, "zebra", 3, settings=settings)
+    assert "\n" not in str(raised.value) and "text.onnx" in str(raised.value)
+    vault.close()

@@ -35,7 +35,8 @@ Examples:
     "--tokenizer",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="The text model's tokenizer.json (default: the one beside it).",
+    help="The text model's tokenizer.json (default: the one beside it). Checked against "
+    "the text model; a new --text-model without it forgets the old one.",
 )
 @click.option(
     "--image-size",
@@ -70,7 +71,7 @@ def embed_command(
     """
     from mjvault.config import Layer
     from mjvault.config.loader import vault_config_path
-    from mjvault.config.writer import set_value
+    from mjvault.config.writer import set_value, unset_value
     from mjvault.errors import UsageError
     from mjvault.similarity.embeddings import embed_images, stored_preprocessing
     from mjvault.similarity.onnx_models import ImageModel, TextModel, model_digest, parse_triple
@@ -91,14 +92,24 @@ def embed_command(
         std=parse_triple(std, "--std") if std else (stored.std if stored else None),
         digest=digest,
     )
-    if text_model is not None:
-        TextModel.load(text_model, tokenizer)  # refused now, not at the first search
+    if tokenizer is not None and text_model is None and settings.text_model is None:
+        raise UsageError("--tokenizer goes with a text model: --text-model PATH.onnx")
+    if text_model is not None or tokenizer is not None:
+        # Refused now, not at the first search: a tokenizer alone is checked against the
+        # remembered text model; a new text model without one takes the one beside it.
+        pair = TextModel.load(
+            text_model or Path(settings.text_model),  # type: ignore[arg-type]
+            tokenizer,
+        )
+        pair.check()
     config = vault_config_path(vault.path)
     # Absolute paths: config.toml reads a relative one from its own folder.
     if model_path is not None:
         set_value(config, "embed.model", model_path.resolve(), layer=Layer.VAULT)
     if text_model is not None:
         set_value(config, "embed.text_model", text_model.resolve(), layer=Layer.VAULT)
+        if tokenizer is None:  # the old model's tokenizer is not the new one's
+            unset_value(config, "embed.tokenizer", layer=Layer.VAULT)
     if tokenizer is not None:
         set_value(config, "embed.tokenizer", tokenizer.resolve(), layer=Layer.VAULT)
     head = vault.head()
