@@ -711,3 +711,52 @@ def test_a_tokenizer_not_the_text_models_is_one_line(
         semantic_search(vault, "zebra", 3, settings=settings)
     assert "\n" not in str(raised.value) and "text.onnx" in str(raised.value)
     vault.close()
+
+
+def test_no_nan_is_stored_or_scored(
+    tmp_path: Path,
+    models: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    isolate(monkeypatch, tmp_path)
+    vault = Vault.init(tmp_path / "vault")
+    fill(vault)
+    vault.close()
+    at = ("--vault", str(tmp_path / "vault"))
+    model = open_model(tmp_path / "open.onnx")
+    for option in (("--std", "0,0,0"), ("--std", "1,-1,1"), ("--mean", "nan,0,0")):
+        refused = run_cli(capsys, *at, "embed", "--model", str(model), *option)
+        assert refused.code != 0 and len(refused.err.strip().splitlines()) == 1, refused.err
+        assert option[0] in refused.err
+    assert not (tmp_path / "vault" / CACHE_FILE).exists()
+    # A model whose output is NaN for some images (0/0 on a black image): refused, not stored.
+    vault = Vault.open(tmp_path / "vault")
+    add_job(vault, 62, (0, 0, 0))
+    loaded = ImageModel.load(model, image_size=16, mean=(0, 0, 0), std=(1, 1, 1))
+    run = loaded.embed
+
+    def dividing(pixels: list[np.ndarray]) -> np.ndarray:
+        out = run(pixels)
+        out[[float(p.max()) == 0 for p in pixels]] = np.nan
+        return out
+
+    loaded.embed = dividing  # type: ignore[method-assign]
+    with pytest.raises(UsageError, match="NaN"):
+        embed_images(vault, loaded, workers=1)
+    # A NaN stored by an earlier version ranks nowhere and never reaches the JSON.
+    good = ImageModel.load(models / "image.onnx")
+    embed_images(vault, good, workers=1)
+    victim = vault.entry(job_id(3)).images[0]
+    assert victim is not None
+    with EmbeddingStore.open(vault, writable=True) as store:
+        store.remove([victim])
+        store.add_block(good.digest, [victim], np.full((1, DIMS), np.nan, np.float32))
+    vault.close()
+    (tmp_path / "vault" / "config.toml").write_text(f'[embed]\nmodel = "{models / "image.onnx"}"\n')
+    near = run_cli(
+        capsys, *at, "--json", "similar", f"{job_id(PLANTED)}:1", "--semantic", "-n", "30"
+    )
+    assert near.code == 0, near.err
+    assert "NaN" not in near.out and "Infinity" not in near.out
+    assert victim not in near.out and len(near.json()["images"]) == JOBS * 2

@@ -89,7 +89,7 @@ def embed_command(
         Path(chosen),
         image_size=image_size or (stored.size if stored else None),
         mean=parse_triple(mean, "--mean") if mean else (stored.mean if stored else None),
-        std=parse_triple(std, "--std") if std else (stored.std if stored else None),
+        std=parse_triple(std, "--std", positive=True) if std else (stored.std if stored else None),
         digest=digest,
     )
     if tokenizer is not None and text_model is None and settings.text_model is None:

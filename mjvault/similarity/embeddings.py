@@ -579,6 +579,12 @@ class _Run:
         if not self.batch_pixels:
             return
         vectors = self.model.embed(self.batch_pixels)
+        finite = np.isfinite(vectors).all(axis=1)
+        if not finite.all():  # stored, a NaN would score NaN against every query
+            raise UsageError(
+                f"{self.model.path.name} gave {int((~finite).sum())} of "
+                f"{len(finite)} vectors with NaN or infinite numbers: check its preprocessing"
+            )
         if self.report.dims and vectors.shape[1] != self.report.dims:
             raise UsageError(
                 f"the model gives {vectors.shape[1]} dims, its stored vectors {self.report.dims}"

@@ -15,6 +15,7 @@ fails with one line naming the extra.
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -83,14 +84,18 @@ def _numbers(text: str | None, count: int) -> tuple[float, ...] | None:
         values = tuple(float(v) for v in text.replace(" ", "").strip("[]()").split(","))
     except ValueError:
         return None
+    if not all(math.isfinite(v) for v in values):  # nan, inf: every vector would be NaN
+        return None
     return values if len(values) == count else None
 
 
-def parse_triple(text: str, what: str) -> tuple[float, float, float]:
-    """``--mean 0.5,0.5,0.5`` → three floats; one line otherwise."""
+def parse_triple(text: str, what: str, *, positive: bool = False) -> tuple[float, float, float]:
+    """``--mean 0.5,0.5,0.5`` → three finite floats (all > 0 with ``positive``, as a std
+    must be: pixels are divided by it); one line otherwise."""
     values = _numbers(text, 3)
-    if values is None:
-        raise UsageError(f"{what} takes three comma-separated numbers (R,G,B), not {text!r}")
+    if values is None or (positive and min(values) <= 0):
+        kind = "positive numbers" if positive else "numbers"
+        raise UsageError(f"{what} takes three comma-separated {kind} (R,G,B), not {text!r}")
     return (values[0], values[1], values[2])
 
 
@@ -186,6 +191,8 @@ class ImageModel:
         size = height or (int(found[0]) if found else None) or image_size or CLIP_SIZE
         got_mean = _numbers(meta.get("mean"), 3)
         got_std = _numbers(meta.get("std"), 3)
+        if got_std is not None and min(got_std) <= 0:
+            raise UsageError(f"{path}'s metadata gives std {meta.get('std')}: not all positive")
         return cls(
             path=path,
             digest=digest or model_digest(path),
