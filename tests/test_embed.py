@@ -760,3 +760,28 @@ def test_no_nan_is_stored_or_scored(
     assert near.code == 0, near.err
     assert "NaN" not in near.out and "Infinity" not in near.out
     assert victim not in near.out and len(near.json()["images"]) == JOBS * 2
+
+
+def test_gc_drops_the_vectors_of_the_images_it_removes(vault: Vault, models: Path) -> None:
+    """A job a sync dropped from HEAD, its snapshots forgotten: gc removes its images, and
+    their vectors with them (no vector outlives its image)."""
+    from mjvault.integrity.forget import KeepPolicy, forget_snapshots
+    from mjvault.integrity.gc import gc
+
+    fill(vault)
+    model = ImageModel.load(models / "image.onnx")
+    embed_images(vault, model, workers=1)
+    planted = [i for i in vault.entry(job_id(PLANTED)).images if i is not None]
+    with vault.writer("test") as writer:
+        writer.remove_job(job_id(PLANTED))
+    forget_snapshots(vault, policy=KeepPolicy(last=1))
+    dry = gc(vault, grace_seconds=0, dry_run=True)
+    with EmbeddingStore.open(vault) as store:
+        assert store.count(model.digest) == JOBS * 2  # a dry run removes nothing
+    swept = gc(vault, grace_seconds=0)
+    assert set(planted) <= set(swept.removed_ids) and dry.removed == swept.removed
+    with EmbeddingStore.open(vault) as store:
+        assert store.count(model.digest) == (JOBS - 1) * 2
+        assert all(store.vector_of(model.digest, i) is None for i in planted)
+        kept = [i for block in store.blocks(model.digest) for i in block.images()]
+    assert not set(planted) & set(kept)

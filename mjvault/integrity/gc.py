@@ -44,6 +44,7 @@ from mjvault.errors import (
 from mjvault.integrity import copies, exclusions
 from mjvault.integrity.reachability import Marks, mark_reachable
 from mjvault.lock import WriteLock
+from mjvault.similarity.embeddings import forget_embeddings
 from mjvault.store.packfile import read_trailer_of
 from mjvault.store.repack import SMALL_PACK_BYTES, Repacker, pack_files
 from mjvault.store.tempfiles import remove_stale_temp_files
@@ -172,6 +173,7 @@ def gc(
         if not dry_run:
             _repack(vault, marks, plan, report, shredder)
         hashes = _hash_rows(vault) if not dry_run else None
+        vectors: list[str] = []  # removed objects whose embeddings go too (FORMAT §7.4)
         for object_id, path in _object_files(vault):
             report.objects_seen += 1
             if on_object:
@@ -203,8 +205,15 @@ def gc(
                 hashes.remove([object_id])
                 if hashes.pending >= HASH_BATCH:
                     hashes.commit()
+            if not dry_run:
+                vectors.append(object_id)
+                if len(vectors) >= HASH_BATCH:
+                    forget_embeddings(vault, vectors)
+                    vectors.clear()
         if hashes is not None:
             hashes.close()
+        if vectors:
+            forget_embeddings(vault, vectors)
         if not dry_run:
             copies.tidy_released(vault)
             shredder.finish(vault.store.exists)
