@@ -785,3 +785,60 @@ def test_gc_drops_the_vectors_of_the_images_it_removes(vault: Vault, models: Pat
         assert all(store.vector_of(model.digest, i) is None for i in planted)
         kept = [i for block in store.blocks(model.digest) for i in block.images()]
     assert not set(planted) & set(kept)
+
+
+def test_a_later_run_fills_the_last_short_block(vault: Vault, models: Path) -> None:
+    fill(vault)
+    model = ImageModel.load(models / "image.onnx")
+    original = embeddings.BLOCK
+    try:
+        embeddings.BLOCK = 3
+        embed_images(vault, model, workers=1)  # 20 vectors: six blocks of 3 and one of 2
+        for n in (70, 71):
+            add_job(vault, n, (10 * n % 256, 90, 40))
+        embed_images(vault, model, workers=1)
+    finally:
+        embeddings.BLOCK = original
+    with EmbeddingStore.open(vault) as store:
+        sizes = [len(block) for block in store.blocks(model.digest)]
+        rows = [i for block in store.blocks(model.digest) for i in block.images()]
+    assert sizes == [3] * 7 + [1] and len(set(rows)) == JOBS * 2 + 2
+
+
+def test_emptying_a_foreign_store_waits_for_the_lock(
+    tmp_path: Path, models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store sealed under other keys is emptied by the next run: a write, so only once the
+    run holds the write lock."""
+    import threading
+
+    from mjvault.lock import WriteLock
+
+    monkeypatch.setattr(embeddings, "PAUSE", 0.02)
+    model = ImageModel.load(models / "image.onnx")
+    first = Vault.init(tmp_path / "a", encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
+    fill(first)
+    embed_images(first, model, workers=1)
+    first.close()
+    other = Vault.init(tmp_path / "b", encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
+    add_job(other, 80, (200, 30, 30))
+    (tmp_path / "b" / "cache").mkdir(exist_ok=True)
+    (tmp_path / "b" / CACHE_FILE).write_bytes((tmp_path / "a" / CACHE_FILE).read_bytes())
+
+    def rows() -> int:
+        with sqlite3.connect(f"{(tmp_path / 'b' / CACHE_FILE).as_uri()}?mode=ro", uri=True) as db:
+            return int(db.execute("SELECT count(*) FROM images").fetchone()[0])
+
+    before = rows()
+    held = WriteLock(tmp_path / "b").acquire()
+    done: list[embeddings.EmbedReport] = []
+    runner = threading.Thread(target=lambda: done.append(embed_images(other, model, workers=1)))
+    runner.start()
+    try:
+        time.sleep(0.3)
+        assert rows() == before and not done  # waiting: nothing emptied under the holder
+    finally:
+        held.release()
+    runner.join(30)
+    assert done and done[0].embedded == 1 and rows() == 1
+    other.close()

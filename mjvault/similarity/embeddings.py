@@ -321,8 +321,10 @@ class EmbeddingStore:
             yield self._decode(model, last, bytes(row[1]), bytes(row[2]))
 
     def add_block(self, model: str, images: list[str], vectors: np.ndarray | None) -> None:
-        """Store ``vectors`` (unit rows, in ``images``' order) as a new block, or with None
-        note ``images`` as having no vector, and commit."""
+        """Store ``vectors`` (unit rows, in ``images``' order), first filling the model's
+        last block up to :data:`BLOCK` rows (a run's last block is short, and without this
+        every run would leave one more short block to read), the rest as new blocks; or
+        with None note ``images`` as having no vector. Committed."""
         with self.lock:
             self._begin()
             if vectors is None or not images:
@@ -335,7 +337,24 @@ class EmbeddingStore:
                     "SELECT max(block) FROM blocks WHERE model = ?", (model,)
                 ).fetchone()
                 number = 0 if row[0] is None else int(row[0]) + 1
-                self._write_block(model, number, images, vectors)
+                start = 0
+                if row[0] is not None:
+                    try:
+                        last = self._block(model, number - 1)
+                    except CorruptObject:
+                        last = None  # left as it is; the new rows take a block of their own
+                    if last is not None and len(last) < BLOCK:
+                        start = BLOCK - len(last)
+                        self._write_block(
+                            model,
+                            last.number,
+                            last.images() + images[:start],
+                            np.concatenate([last.vectors.astype(np.float32), vectors[:start]]),
+                        )
+                for offset in range(start, len(images), BLOCK):
+                    end = offset + BLOCK
+                    self._write_block(model, number, images[offset:end], vectors[offset:end])
+                    number += 1
             self.db.execute("COMMIT")
 
     def _write_block(self, model: str, number: int, images: list[str], vectors: np.ndarray) -> None:
@@ -629,12 +648,7 @@ class _Run:
         ends). Images no job of HEAD names any more (a forget since they were read) are left
         out: their vectors would outlive them; so are images another run stored meanwhile.
         Returns the vectors stored."""
-        while True:
-            try:
-                lock = WriteLock(self.vault.path, brief=True).acquire()
-                break
-            except VaultLocked:
-                time.sleep(PAUSE)
+        lock = _brief_lock(self.vault)
         try:
             self.vault.check_keys()  # rotated meanwhile: sealed under retired keys, refuse
             index = self.vault.index
@@ -662,6 +676,15 @@ class _Run:
             lock.release()
 
 
+def _brief_lock(vault: Vault) -> WriteLock:
+    """The write lock as a *brief* holder, waited for while a writer (a sync) holds it."""
+    while True:
+        try:
+            return WriteLock(vault.path, brief=True).acquire()
+        except VaultLocked:
+            time.sleep(PAUSE)
+
+
 def embed_images(
     vault: Vault,
     model: ImageModel,
@@ -677,7 +700,15 @@ def embed_images(
     # A worker per core: the decode (~50 ms for a 1024 px PNG) is as costly as the model,
     # and with one worker fewer it set the pace (docs/design.md, "Embeddings (optional)").
     workers = workers or max(1, min(4, os.cpu_count() or 2))
-    with EmbeddingStore.open(vault, writable=True) as store:
+    # Opening for writing may empty a store sealed under retired keys (or delete a damaged
+    # one): a write like any other, so under the lock (FORMAT §7.4). Forget, gc and a key
+    # rotation open it holding the lock already.
+    lock = _brief_lock(vault)
+    try:
+        opened = EmbeddingStore.open(vault, writable=True)
+    finally:
+        lock.release()
+    with opened as store:
         check_preprocessing(store, model)
         return _Run(vault, store, model, workers).run(
             head_images(vault) if images is None else images, progress
