@@ -842,3 +842,51 @@ def test_emptying_a_foreign_store_waits_for_the_lock(
     runner.join(30)
     assert done and done[0].embedded == 1 and rows() == 1
     other.close()
+
+
+def test_vectors_are_sealed_with_the_text_key_and_older_stores_still_read(
+    tmp_path: Path, models: Path
+) -> None:
+    """One owner for sealing: blocks and check under seal_bytes (the text key, as the
+    perceptual hashes'), and the check row says so; a store an earlier version sealed under
+    the index key is still read, and sealed again under the text key by the next writer."""
+    from mjvault.similarity.embeddings import CHECK_CONTEXT, _vectors_context
+
+    vault = Vault.init(tmp_path / "vault", encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
+    fill(vault)
+    model = ImageModel.load(models / "image.onnx")
+    embed_images(vault, model, workers=1)
+    keys = vault.store.keys
+    assert keys is not None
+    cache = tmp_path / "vault" / CACHE_FILE
+    with sqlite3.connect(cache) as db:
+        meta = dict(db.execute("SELECT name, value FROM meta"))
+        assert bytes(meta["key"]) == b"text"
+        assert keys.open_bytes(bytes(meta["check"]), CHECK_CONTEXT) == b""
+        blocks = db.execute("SELECT model, block, ids, vectors FROM blocks").fetchall()
+        plain = {}
+        for digest, number, ids, data in blocks:
+            context = _vectors_context(digest, number, bytes(ids))
+            plain[number] = keys.open_bytes(bytes(data), context)
+            # As an earlier version wrote it: the index key, and no "key" row.
+            legacy = keys.seal_index(plain[number], context)
+            db.execute("UPDATE blocks SET vectors = ? WHERE block = ?", (legacy, number))
+        db.execute("DELETE FROM meta WHERE name = 'key'")
+        db.execute(
+            "UPDATE meta SET value = ? WHERE name = 'check'",
+            (keys.seal_index(b"", CHECK_CONTEXT),),
+        )
+    hits = semantic_search(vault, "red", 1, settings=embed_settings(models))
+    assert hits[0].job_id == job_id(PLANTED)  # read as it is
+    report = embed_images(vault, model, workers=1)  # a writer: sealed again, nothing lost
+    assert report.embedded == 0 and report.cached == JOBS * 2 + 1
+    with sqlite3.connect(cache) as db:
+        assert bytes(db.execute("SELECT value FROM meta WHERE name = 'key'").fetchone()[0]) == (
+            b"text"
+        )
+        for digest, number, ids, data in db.execute(
+            "SELECT model, block, ids, vectors FROM blocks"
+        ):
+            context = _vectors_context(digest, number, bytes(ids))
+            assert keys.open_bytes(bytes(data), context) == plain[number]
+    vault.close()

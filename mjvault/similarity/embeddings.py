@@ -5,8 +5,9 @@ the unit vectors of HEAD's images as float16 in *blocks* of up to :data:`BLOCK` 
 row of the table: the images' ids side by side and their vectors side by side, so a search
 reads a million vectors as a thousand rows and never a row per image. Table ``images`` says
 which block holds each image (``-1``: a video or an image that does not decode), for the
-run's resume and for forget. In an encrypted vault a block's vectors are sealed (the index's
-sealing key, bound to the model, the block and its ids): a vector says what an image shows.
+run's resume and for forget. In an encrypted vault a block's vectors are sealed (the text key,
+``VaultKeys.seal_bytes`` as the perceptual hashes', bound to the model, the block and its
+ids): a vector says what an image shows.
 
 A cache like the thumbnails' table: kept across index rebuilds (a vector costs a model run),
 dropped whole when it does not open, and losing it only means computing the vectors again.
@@ -44,6 +45,10 @@ WINDOW = 16  # images being read and prepared per worker: bounds memory at any v
 CACHE_KIB = 8192
 NOT_AN_IMAGE = -1  # the block of an image that has no vector (a video, undecodable)
 CHECK_CONTEXT = b"mjvault embeddings\0check"
+# meta row "key": which key sealed the store. "text" (seal_bytes, the text key, which a key
+# rotation opens under either secret); absent, the index sealing key of an earlier version,
+# sealed again under the text key by the next writer (FORMAT §7.4).
+SEALING = b"text"
 PAUSE = 1.0  # seconds between tries for the lock while a writer (a sync) holds the vault
 
 _SCHEMA = """
@@ -108,6 +113,7 @@ class EmbeddingStore:
         self.path = vault.path / CACHE_FILE
         self.keys = vault.store.keys
         self.writable = writable
+        self.legacy = False  # sealed under the index key by an earlier version
         self.lock = threading.Lock()
         if writable:
             self.path.parent.mkdir(mode=0o700, exist_ok=True)
@@ -169,22 +175,28 @@ class EmbeddingStore:
         if self.keys is None:
             return True
         try:
-            row = self.db.execute("SELECT value FROM meta WHERE name = 'check'").fetchone()
+            meta = dict(self.db.execute("SELECT name, value FROM meta").fetchall())
         except sqlite3.DatabaseError:
             return False
-        if row is None:
+        check = meta.get("check")
+        if check is None:
             return not self.db.execute("SELECT 1 FROM blocks LIMIT 1").fetchone()
+        self.legacy = meta.get("key") is None
         try:
-            self.keys.open_index(bytes(row[0]), CHECK_CONTEXT)
+            if self.legacy:
+                self.keys.open_index(bytes(check), CHECK_CONTEXT)
+            else:
+                # During a key rotation it opens under the retired secret too (open_bytes):
+                # the rotation's end seals it again (reseal_embeddings).
+                self.keys.open_bytes(bytes(check), CHECK_CONTEXT)
         except CorruptObject:
-            # During a key rotation, sealed under the retired secret: still ours (the
-            # rotation's end seals it again, reseal_embeddings).
-            return self.keys.open_index_retired(bytes(row[0]), CHECK_CONTEXT) is not None
+            return False
         return True
 
     def _check_keys(self) -> None:
-        """Vectors sealed under keys a rotation retired open under none: drop them all (a
-        cache) and note the current keys' check."""
+        """Vectors sealed under keys this vault does not hold open under none: drop them all
+        (a cache) and note the current keys' check. A store an earlier version sealed under
+        the index key is sealed again under the text key. The caller holds the write lock."""
         if self.keys is None:
             return
         if not self._keys_match():
@@ -192,12 +204,20 @@ class EmbeddingStore:
                 self.db.execute("BEGIN IMMEDIATE")
                 self.db.execute("DELETE FROM blocks")
                 self.db.execute("DELETE FROM images")
-                self.db.execute("DELETE FROM meta WHERE name = 'check'")
+                self.db.execute("DELETE FROM meta WHERE name IN ('check', 'key')")
                 self.db.execute("COMMIT")
                 self.db.execute("VACUUM")
-        if self.db.execute("SELECT 1 FROM meta WHERE name = 'check'").fetchone() is None:
-            sealed = self.keys.seal_index(b"", CHECK_CONTEXT)
-            self.db.execute("INSERT INTO meta VALUES ('check', ?)", (sealed,))
+            self.legacy = False
+        if self.legacy:
+            self.reseal()
+        elif self.db.execute("SELECT 1 FROM meta WHERE name = 'check'").fetchone() is None:
+            self._write_check()
+
+    def _write_check(self) -> None:
+        assert self.keys is not None
+        check = self.keys.seal_bytes(b"", CHECK_CONTEXT)
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('check', ?)", (check,))
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('key', ?)", (SEALING,))
 
     # -- models -----------------------------------------------------------------------------
     def known_digest(self, path: str, size: int, mtime: int) -> str | None:
@@ -280,13 +300,9 @@ class EmbeddingStore:
     def _unseal(self, model: str, number: int, ids: bytes, data: bytes) -> bytes:
         assert self.keys is not None
         context = _vectors_context(model, number, ids)
-        try:
+        if self.legacy:
             return self.keys.open_index(data, context)
-        except CorruptObject:
-            retired = self.keys.open_index_retired(data, context)
-            if retired is None:
-                raise
-            return retired
+        return self.keys.open_bytes(data, context)  # the retired secret's too, in a rotation
 
     def _decode(self, model: str, number: int, ids: bytes, data: bytes) -> Block:
         if self.keys is not None:
@@ -363,7 +379,7 @@ class EmbeddingStore:
             raise ValueError("object ids of 32 bytes expected")
         data = np.ascontiguousarray(vectors, dtype="<f2").tobytes()
         if self.keys is not None:
-            data = self.keys.seal_index(data, _vectors_context(model, number, ids))
+            data = self.keys.seal_bytes(data, _vectors_context(model, number, ids))
         self.db.execute(
             "INSERT OR REPLACE INTO blocks VALUES (?, ?, ?, ?)", (model, number, ids, data)
         )
@@ -430,9 +446,10 @@ class EmbeddingStore:
         self.close()
 
     def reseal(self) -> int:
-        """Every block and the check sealed again under the current keys (the end of a key
-        rotation, which holds the write lock); blocks that open under neither key are
-        dropped. Returns the blocks sealed again."""
+        """Every block and the check sealed again under the current text key (the end of a
+        key rotation, or a store an earlier version sealed under the index key; the caller
+        holds the write lock); blocks that open under no key are dropped. Returns the blocks
+        sealed again."""
         if self.keys is None:
             return 0
         done = 0
@@ -455,15 +472,15 @@ class EmbeddingStore:
                         "DELETE FROM images WHERE model = ? AND block = ?", (model, number)
                     )
                     continue
-                sealed = self.keys.seal_index(plain, _vectors_context(model, number, ids))
+                sealed = self.keys.seal_bytes(plain, _vectors_context(model, number, ids))
                 self.db.execute(
                     "UPDATE blocks SET vectors = ? WHERE model = ? AND block = ?",
                     (sealed, model, number),
                 )
                 done += 1
-            check = self.keys.seal_index(b"", CHECK_CONTEXT)
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('check', ?)", (check,))
+            self._write_check()
             self.db.execute("COMMIT")
+            self.legacy = False
         self.db.execute("VACUUM")  # no freed page keeps a block sealed under the old secret
         return done
 
