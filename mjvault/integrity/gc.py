@@ -44,7 +44,6 @@ from mjvault.errors import (
 from mjvault.integrity import copies, exclusions
 from mjvault.integrity.reachability import Marks, mark_reachable
 from mjvault.lock import WriteLock
-from mjvault.similarity.embeddings import forget_embeddings
 from mjvault.store.packfile import read_trailer_of
 from mjvault.store.repack import SMALL_PACK_BYTES, Repacker, pack_files
 from mjvault.store.tempfiles import remove_stale_temp_files
@@ -174,6 +173,10 @@ def gc(
             _repack(vault, marks, plan, report, shredder)
         hashes = _hash_rows(vault) if not dry_run else None
         vectors: list[str] = []  # removed objects whose embeddings go too (FORMAT §7.4)
+        # Imported here: numpy and Pillow come with it, which a gc of a vault without
+        # embeddings should not pay for at start-up.
+        from mjvault.similarity.embeddings import forget_embeddings
+
         for object_id, path in _object_files(vault):
             report.objects_seen += 1
             if on_object:
