@@ -23,10 +23,11 @@ from PIL import Image
 
 from mjvault import Vault
 from mjvault.config.schema import EmbedSection
+from mjvault.errors import UsageError
 from mjvault.integrity.forget import forget_jobs
 from mjvault.similarity import embeddings
 from mjvault.similarity.embeddings import CACHE_FILE, EmbeddingStore, embed_images, head_images
-from mjvault.similarity.onnx_models import ImageModel, TextModel
+from mjvault.similarity.onnx_models import ImageModel, Preprocessing, TextModel
 from mjvault.similarity.semantic import semantic_search, semantic_similar
 from tests.config_helpers import isolate, run_cli
 from tests.conftest import CHEAP_KDF, PASSPHRASE
@@ -90,6 +91,29 @@ def text_model(path: Path) -> Path:
         [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["N", 6])],
         [helper.make_tensor_value_info("text_embeds", TensorProto.FLOAT, ["N", DIMS])],
         [numpy_helper.from_array(table, "table")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def open_model(path: Path) -> Path:
+    """As image_model, but the graph leaves H and W open and carries no metadata: the input
+    size, mean and std come from the options alone."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.eye(3, DIMS, dtype=np.float32)
+    weight[:, 3] = 0.05
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["pixels"], ["mean"], axes=[2, 3], keepdims=0),
+            helper.make_node("MatMul", ["mean", "w"], ["image_embeds"]),
+        ],
+        "tiny-open",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("image_embeds", TensorProto.FLOAT, ["N", DIMS])],
+        [numpy_helper.from_array(weight, "w")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
@@ -436,7 +460,7 @@ def test_the_store_reads_back_what_it_wrote_and_forgets_exactly(
         )
         model = "a" * 64
         with EmbeddingStore.open(vault, writable=True) as store:
-            store.note_model(model, dims, "/m.onnx", 1, 1)
+            store.note_model(model, dims, "/m.onnx", 1, 1, Preprocessing(8, (0, 0, 0), (1, 1, 1)))
             for start in range(0, rows, block):
                 store.add_block(model, ids[start : start + block], vectors[start : start + block])
             store.remove(ids[i] for i in gone if i < rows)
@@ -504,4 +528,365 @@ def test_a_key_rotation_seals_the_vectors_again(tmp_path: Path, models: Path) ->
     )
     report = embed_images(vault, model, workers=1)
     assert report.embedded == 0 and report.cached == JOBS * 2 + 1
+    vault.close()
+
+
+def add_job(vault: Vault, n: int, colour: tuple[int, int, int]) -> str:
+    with vault.writer("test") as writer:
+        image = writer.put_media(png(colour))
+        record = {"id": job_id(n), "prompt": f"job {n}", "type": "grid"}
+        record["enqueue_time"] = f"2024-03-{n % 28 + 1:02d} 10:00:00.000000"
+        writer.add_job(json.dumps(record).encode(), [image])
+    return image
+
+
+def test_the_preprocessing_is_kept_with_the_vectors(
+    tmp_path: Path,
+    models: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--image-size, --mean and --std hold for the model's later runs and queries, and a run
+    with other values is refused: vectors of two preprocessings are never mixed."""
+    isolate(monkeypatch, tmp_path)
+    model = open_model(tmp_path / "open.onnx")
+    vault = Vault.init(tmp_path / "vault")
+    fill(vault)
+    vault.close()
+    at = ("--vault", str(tmp_path / "vault"))
+    options = ("--image-size", "16", "--mean", "0.1,0.2,0.3", "--std", "0.5,0.25,2")
+    first = run_cli(capsys, *at, "embed", "--model", str(model), *options)
+    assert first.code == 0, first.err
+    vault = Vault.open(tmp_path / "vault")
+    green = add_job(vault, 60, (10, 240, 30))
+    vault.close()
+    later = run_cli(capsys, *at, "--json", "embed")  # after a sync: no options given
+    assert later.code == 0, later.err
+    assert later.json()["embedded"] == 1
+    vault = Vault.open(tmp_path / "vault")
+    kept = ImageModel.load(model, image_size=16, mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 2))
+    pixels = kept.pixels(png((10, 240, 30)))
+    assert pixels is not None
+    with EmbeddingStore.open(vault) as store:
+        assert store.preprocessing(kept.digest) == kept.preprocessing
+        stored = store.vector_of(kept.digest, green)
+    assert stored is not None
+    assert float(stored @ kept.embed([pixels])[0]) > 0.9999
+    # A file is prepared as the stored vectors were: the planted red image is its nearest.
+    red = tmp_path / "red.png"
+    red.write_bytes(png((250, 5, 5), noise=8))
+    hit = semantic_similar(vault, str(red), 1, settings=EmbedSection(model=model))[0]
+    assert hit.job_id == job_id(PLANTED) and hit.score > 0.999
+    vault.close()
+    other = run_cli(capsys, *at, "embed", "--mean", "0.5,0.5,0.5")
+    assert other.code != 0 and len(other.err.strip().splitlines()) == 1
+    assert "--mean" in other.err
+
+
+def test_two_runs_at_once_store_each_image_once(vault: Vault, models: Path) -> None:
+    """A second run that stores everything while the first is computing its first batch:
+    the first, under the lock, stores only what the second did not, so each image keeps one
+    vector, a search finds no duplicate, and a forget leaves no vector behind."""
+    fill(vault)
+    first = ImageModel.load(models / "image.onnx")
+    second = ImageModel.load(models / "image.onnx")
+    run = first.embed
+    other: list[embeddings.EmbedReport] = []
+
+    def racing(pixels: list[np.ndarray]) -> np.ndarray:
+        if not other:
+            other.append(embed_images(vault, second, workers=1))
+        return run(pixels)
+
+    first.embed = racing  # type: ignore[method-assign]
+    report = embed_images(vault, first, workers=1)
+    assert other[0].embedded == JOBS * 2 and report.embedded == 0
+    with EmbeddingStore.open(vault) as store:
+        rows = [i for block in store.blocks(first.digest) for i in block.images()]
+    assert len(rows) == len(set(rows)) == JOBS * 2
+    hits = semantic_similar(vault, f"{job_id(PLANTED)}:1", 3, settings=embed_settings(models))
+    assert len({(h.job_id, h.index) for h in hits}) == 3 and hits[0].score < 1.0001
+    forget_jobs(vault, [job_id(PLANTED)], reason="test")
+    with EmbeddingStore.open(vault) as store:
+        left = [i for block in store.blocks(first.digest) for i in block.images()]
+        assert len(left) == store.count(first.digest) == (JOBS - 1) * 2
+
+
+def fixed_batch_model(path: Path, batch: int) -> Path:
+    """As image_model, but the graph fixes the batch: it takes exactly ``batch`` images."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.eye(3, DIMS, dtype=np.float32)
+    weight[:, 3] = 0.05
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["pixels"], ["mean"], axes=[2, 3], keepdims=0),
+            helper.make_node("MatMul", ["mean", "w"], ["image_embeds"]),
+        ],
+        "tiny-fixed",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [batch, 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("image_embeds", TensorProto.FLOAT, [batch, DIMS])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    helper.set_model_props(model, {"mean": "0,0,0", "std": "1,1,1"})
+    onnx.save(model, path)
+    return path
+
+
+def test_a_graph_with_a_fixed_batch_is_fed_that_batch(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    isolate(monkeypatch, tmp_path)
+    model = fixed_batch_model(tmp_path / "two.onnx", 2)
+    vault = Vault.init(tmp_path / "vault")
+    fill(vault)
+    add_job(vault, 61, (20, 20, 240))  # 21 images: the last batch is short and padded
+    vault.close()
+    done = run_cli(
+        capsys, "--vault", str(tmp_path / "vault"), "--json", "embed", "--model", str(model)
+    )
+    assert done.code == 0, done.err
+    assert done.json()["embedded"] == JOBS * 2 + 1
+    vault = Vault.open(tmp_path / "vault")
+    settings = EmbedSection(model=model)
+    for n, i in ((0, 0), (PLANTED, 1), (61, 0)):
+        hit = semantic_similar(vault, f"{job_id(n)}:{i}", 1, settings=settings)[0]
+        assert (hit.job_id, hit.index) == (job_id(n), i) and hit.score > 0.999
+    vault.close()
+
+
+def test_a_tokenizer_not_the_text_models_is_one_line(
+    tmp_path: Path,
+    models: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    isolate(monkeypatch, tmp_path)
+    words = WORDS + [f"w{n}" for n in range(20)] + ["zebra"]
+    big = Tokenizer(WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    big.pre_tokenizer = Whitespace()  # type: ignore[assignment]
+    big.save(str(tmp_path / "big.json"))
+    vault = Vault.init(tmp_path / "vault")
+    fill(vault)
+    vault.close()
+    at = ("--vault", str(tmp_path / "vault"))
+    image = str(models / "image.onnx")
+    config = tmp_path / "vault" / "config.toml"
+    done = run_cli(
+        capsys, *at, "embed", "--model", image, "--text-model", str(models / "text.onnx")
+    )
+    assert done.code == 0, done.err
+    # A tokenizer alone is checked against the remembered text model, and not remembered.
+    alone = run_cli(capsys, *at, "embed", "--tokenizer", str(tmp_path / "big.json"))
+    assert alone.code != 0 and len(alone.err.strip().splitlines()) == 1, alone.err
+    assert "tokenizer" in alone.err and "Traceback" not in alone.err
+    assert "big.json" not in config.read_text()
+    # A new text model without a tokenizer forgets the old model's.
+    other = tmp_path / "other"
+    other.mkdir()
+    text_model(other / "text.onnx")
+    tokenizer(other / "tokenizer.json")
+    named = run_cli(capsys, *at, "embed", "--tokenizer", str(models / "tokenizer.json"))
+    assert named.code == 0, named.err
+    assert "tokenizer =" in config.read_text()
+    moved = run_cli(capsys, *at, "embed", "--text-model", str(other / "text.onnx"))
+    assert moved.code == 0, moved.err
+    assert "tokenizer =" not in config.read_text()
+    # A mismatched pair that reached a search anyway fails there in one line.
+    vault = Vault.open(tmp_path / "vault")
+    settings = EmbedSection(
+        model=models / "image.onnx",
+        text_model=models / "text.onnx",
+        tokenizer=tmp_path / "big.json",
+    )
+    with pytest.raises(UsageError) as raised:
+        semantic_search(vault, "zebra", 3, settings=settings)
+    assert "\n" not in str(raised.value) and "text.onnx" in str(raised.value)
+    vault.close()
+
+
+def test_no_nan_is_stored_or_scored(
+    tmp_path: Path,
+    models: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    isolate(monkeypatch, tmp_path)
+    vault = Vault.init(tmp_path / "vault")
+    fill(vault)
+    vault.close()
+    at = ("--vault", str(tmp_path / "vault"))
+    model = open_model(tmp_path / "open.onnx")
+    for option in (("--std", "0,0,0"), ("--std", "1,-1,1"), ("--mean", "nan,0,0")):
+        refused = run_cli(capsys, *at, "embed", "--model", str(model), *option)
+        assert refused.code != 0 and len(refused.err.strip().splitlines()) == 1, refused.err
+        assert option[0] in refused.err
+    assert not (tmp_path / "vault" / CACHE_FILE).exists()
+    # A model whose output is NaN for some images (0/0 on a black image): refused, not stored.
+    vault = Vault.open(tmp_path / "vault")
+    add_job(vault, 62, (0, 0, 0))
+    loaded = ImageModel.load(model, image_size=16, mean=(0, 0, 0), std=(1, 1, 1))
+    run = loaded.embed
+
+    def dividing(pixels: list[np.ndarray]) -> np.ndarray:
+        out = run(pixels)
+        out[[float(p.max()) == 0 for p in pixels]] = np.nan
+        return out
+
+    loaded.embed = dividing  # type: ignore[method-assign]
+    with pytest.raises(UsageError, match="NaN"):
+        embed_images(vault, loaded, workers=1)
+    # A NaN stored by an earlier version ranks nowhere and never reaches the JSON.
+    good = ImageModel.load(models / "image.onnx")
+    embed_images(vault, good, workers=1)
+    victim = vault.entry(job_id(3)).images[0]
+    assert victim is not None
+    with EmbeddingStore.open(vault, writable=True) as store:
+        store.remove([victim])
+        store.add_block(good.digest, [victim], np.full((1, DIMS), np.nan, np.float32))
+    vault.close()
+    (tmp_path / "vault" / "config.toml").write_text(f'[embed]\nmodel = "{models / "image.onnx"}"\n')
+    near = run_cli(
+        capsys, *at, "--json", "similar", f"{job_id(PLANTED)}:1", "--semantic", "-n", "30"
+    )
+    assert near.code == 0, near.err
+    assert "NaN" not in near.out and "Infinity" not in near.out
+    assert victim not in near.out and len(near.json()["images"]) == JOBS * 2
+
+
+def test_gc_drops_the_vectors_of_the_images_it_removes(vault: Vault, models: Path) -> None:
+    """A job a sync dropped from HEAD, its snapshots forgotten: gc removes its images, and
+    their vectors with them (no vector outlives its image)."""
+    from mjvault.integrity.forget import KeepPolicy, forget_snapshots
+    from mjvault.integrity.gc import gc
+
+    fill(vault)
+    model = ImageModel.load(models / "image.onnx")
+    embed_images(vault, model, workers=1)
+    planted = [i for i in vault.entry(job_id(PLANTED)).images if i is not None]
+    with vault.writer("test") as writer:
+        writer.remove_job(job_id(PLANTED))
+    forget_snapshots(vault, policy=KeepPolicy(last=1))
+    dry = gc(vault, grace_seconds=0, dry_run=True)
+    with EmbeddingStore.open(vault) as store:
+        assert store.count(model.digest) == JOBS * 2  # a dry run removes nothing
+    swept = gc(vault, grace_seconds=0)
+    assert set(planted) <= set(swept.removed_ids) and dry.removed == swept.removed
+    with EmbeddingStore.open(vault) as store:
+        assert store.count(model.digest) == (JOBS - 1) * 2
+        assert all(store.vector_of(model.digest, i) is None for i in planted)
+        kept = [i for block in store.blocks(model.digest) for i in block.images()]
+    assert not set(planted) & set(kept)
+
+
+def test_a_later_run_fills_the_last_short_block(vault: Vault, models: Path) -> None:
+    fill(vault)
+    model = ImageModel.load(models / "image.onnx")
+    original = embeddings.BLOCK
+    try:
+        embeddings.BLOCK = 3
+        embed_images(vault, model, workers=1)  # 20 vectors: six blocks of 3 and one of 2
+        for n in (70, 71):
+            add_job(vault, n, (10 * n % 256, 90, 40))
+        embed_images(vault, model, workers=1)
+    finally:
+        embeddings.BLOCK = original
+    with EmbeddingStore.open(vault) as store:
+        sizes = [len(block) for block in store.blocks(model.digest)]
+        rows = [i for block in store.blocks(model.digest) for i in block.images()]
+    assert sizes == [3] * 7 + [1] and len(set(rows)) == JOBS * 2 + 2
+
+
+def test_emptying_a_foreign_store_waits_for_the_lock(
+    tmp_path: Path, models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store sealed under other keys is emptied by the next run: a write, so only once the
+    run holds the write lock."""
+    import threading
+
+    from mjvault.lock import WriteLock
+
+    monkeypatch.setattr(embeddings, "PAUSE", 0.02)
+    model = ImageModel.load(models / "image.onnx")
+    first = Vault.init(tmp_path / "a", encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
+    fill(first)
+    embed_images(first, model, workers=1)
+    first.close()
+    other = Vault.init(tmp_path / "b", encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
+    add_job(other, 80, (200, 30, 30))
+    (tmp_path / "b" / "cache").mkdir(exist_ok=True)
+    (tmp_path / "b" / CACHE_FILE).write_bytes((tmp_path / "a" / CACHE_FILE).read_bytes())
+
+    def rows() -> int:
+        with sqlite3.connect(f"{(tmp_path / 'b' / CACHE_FILE).as_uri()}?mode=ro", uri=True) as db:
+            return int(db.execute("SELECT count(*) FROM images").fetchone()[0])
+
+    before = rows()
+    held = WriteLock(tmp_path / "b").acquire()
+    done: list[embeddings.EmbedReport] = []
+    runner = threading.Thread(target=lambda: done.append(embed_images(other, model, workers=1)))
+    runner.start()
+    try:
+        time.sleep(0.3)
+        assert rows() == before and not done  # waiting: nothing emptied under the holder
+    finally:
+        held.release()
+    runner.join(30)
+    assert done and done[0].embedded == 1 and rows() == 1
+    other.close()
+
+
+def test_vectors_are_sealed_with_the_text_key_and_older_stores_still_read(
+    tmp_path: Path, models: Path
+) -> None:
+    """One owner for sealing: blocks and check under seal_bytes (the text key, as the
+    perceptual hashes'), and the check row says so; a store an earlier version sealed under
+    the index key is still read, and sealed again under the text key by the next writer."""
+    from mjvault.similarity.embeddings import CHECK_CONTEXT, _vectors_context
+
+    vault = Vault.init(tmp_path / "vault", encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
+    fill(vault)
+    model = ImageModel.load(models / "image.onnx")
+    embed_images(vault, model, workers=1)
+    keys = vault.store.keys
+    assert keys is not None
+    cache = tmp_path / "vault" / CACHE_FILE
+    with sqlite3.connect(cache) as db:
+        meta = dict(db.execute("SELECT name, value FROM meta"))
+        assert bytes(meta["key"]) == b"text"
+        assert keys.open_bytes(bytes(meta["check"]), CHECK_CONTEXT) == b""
+        blocks = db.execute("SELECT model, block, ids, vectors FROM blocks").fetchall()
+        plain = {}
+        for digest, number, ids, data in blocks:
+            context = _vectors_context(digest, number, bytes(ids))
+            plain[number] = keys.open_bytes(bytes(data), context)
+            # As an earlier version wrote it: the index key, and no "key" row.
+            legacy = keys.seal_index(plain[number], context)
+            db.execute("UPDATE blocks SET vectors = ? WHERE block = ?", (legacy, number))
+        db.execute("DELETE FROM meta WHERE name = 'key'")
+        db.execute(
+            "UPDATE meta SET value = ? WHERE name = 'check'",
+            (keys.seal_index(b"", CHECK_CONTEXT),),
+        )
+    hits = semantic_search(vault, "red", 1, settings=embed_settings(models))
+    assert hits[0].job_id == job_id(PLANTED)  # read as it is
+    report = embed_images(vault, model, workers=1)  # a writer: sealed again, nothing lost
+    assert report.embedded == 0 and report.cached == JOBS * 2 + 1
+    with sqlite3.connect(cache) as db:
+        assert bytes(db.execute("SELECT value FROM meta WHERE name = 'key'").fetchone()[0]) == (
+            b"text"
+        )
+        for digest, number, ids, data in db.execute(
+            "SELECT model, block, ids, vectors FROM blocks"
+        ):
+            context = _vectors_context(digest, number, bytes(ids))
+            assert keys.open_bytes(bytes(data), context) == plain[number]
     vault.close()

@@ -22,6 +22,7 @@ from mjvault.errors import UsageError
 from mjvault.find.export_images import (
     IMAGE_FORMATS,
     STATE_FILE,
+    EncodeFailed,
     ImageSettings,
     convert,
     export_images,
@@ -480,3 +481,70 @@ def test_a_cmyk_jpeg_drops_its_cmyk_profile_when_converted(tmp_path: Path) -> No
     assert kept is not None
     with Image.open(io.BytesIO(kept)) as image:
         assert image.mode == "CMYK" and image.info.get("icc_profile") == b"fake cmyk"
+
+
+def wide_png(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (30, 120, 200)).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "width"), [("webp", 17000), ("jpeg", 65600), ("avif", 70000)], ids=str
+)
+def test_an_image_the_format_cannot_hold_is_a_problem_not_a_non_image(fmt: str, width: int) -> None:
+    if fmt not in formats():
+        pytest.skip("this Pillow has no AVIF")
+    with pytest.raises(EncodeFailed, match=fmt):
+        convert(wide_png(width, 2), ImageSettings(fmt=fmt))
+    assert convert(b"no image at all", ImageSettings(fmt=fmt)) is None  # that one is None
+
+
+def test_an_encoder_failure_is_named_and_exits_4(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    isolate(monkeypatch, tmp_path)
+    with Vault.init(tmp_path / "vault") as vault:
+        fill(vault)
+        with vault.writer("wide") as writer:
+            writer.add_job(
+                record_json("wide-5", "a long banner"), [writer.put_media(wide_png(17000, 4))]
+            )
+    out = tmp_path / "out"
+    result = run_in_process(
+        capsys,
+        *("--vault", str(tmp_path / "vault"), "--json", "export"),
+        *("--images", str(out), "--format", "webp", "--template", TEMPLATE),
+    )
+    assert result.code == 4, result.err
+    summary = result.json()
+    assert summary["problem_count"] == 1 and "wide-5" in summary["problems"][0]
+    assert "webp" in summary["problems"][0] and summary["not_images"] == 1  # the video alone
+    assert summary["images_written"] == 5 and not list(out.glob("wide-5*"))
+
+
+@pytest.mark.parametrize("fmt", ["webp", "jpeg", "avif", "png"])
+def test_sixteen_bit_grey_keeps_its_tones(fmt: str) -> None:
+    """A 16-bit grey PNG (Pillow's I;16) is scaled to 8 bits, not clipped to white."""
+    if fmt not in formats():
+        pytest.skip("this Pillow has no AVIF")
+    import numpy as np
+
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (32, 1))
+    # I;16 as a PNG opens; 32-bit "I" holding 16-bit values (as older Pillows open a PNG)
+    # as a TIFF, the one format Pillow writes it in.
+    for source, kind in (
+        (Image.fromarray(ramp), "PNG"),
+        (Image.fromarray(ramp.astype(np.int32)), "TIFF"),
+    ):
+        data = io.BytesIO()
+        source.save(data, kind)
+        made = convert(data.getvalue(), ImageSettings(fmt=fmt, quality=95))
+        assert made is not None
+        with Image.open(io.BytesIO(made)) as image:
+            grey = np.asarray(image.convert("I")).astype(np.int64)
+        if image.mode.startswith("I"):  # PNG keeps 16 bits
+            grey = grey // 257
+        assert grey[:, :4].mean() < 20, fmt  # black stays black
+        assert 100 < grey[:, 30:34].mean() < 156, fmt  # the middle stays grey
+        assert grey[:, -4:].mean() > 235, fmt

@@ -123,7 +123,8 @@ def export_command(
 ) -> None:
     """Export one row per job: id, time, type, prompt, full command, parameters, image
     object ids and view paths. QUERY selects jobs as `mjvault search` does (default: all).
-    With --images DIR: a converted, resized copy of each of their images instead.
+    With --images DIR: a converted, resized copy of each of their images instead (an image
+    the format cannot hold, such as a WebP over 16383 px, is named and the exit code is 4).
 
     \b
     Examples:

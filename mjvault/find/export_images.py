@@ -209,9 +209,16 @@ class ExportImagesReport:
 # -- one image --------------------------------------------------------------------------------
 
 
+class EncodeFailed(MjvaultError):
+    """The image was read but the chosen format cannot hold it (a WebP side over 16383 px,
+    a JPEG over 65500, an AVIF the encoder refuses): a problem of the export, not a
+    file that is no image."""
+
+
 def convert(data: bytes, settings: ImageSettings, job: Job | None = None) -> bytes | None:
     """``data`` (an image file) converted as ``settings`` say; None when Pillow cannot
-    read it. ``job``: whose prompt and parameters go inside when ``settings.embed``."""
+    read it; :class:`EncodeFailed` when it reads but cannot be written in the chosen
+    format. ``job``: whose prompt and parameters go inside when ``settings.embed``."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -220,6 +227,7 @@ def convert(data: bytes, settings: ImageSettings, job: Job | None = None) -> byt
             if settings.max_size is not None:
                 # JPEG: decoded at a reduced scale (still at least max_size), much faster.
                 source.draft("RGB", (settings.max_size, settings.max_size))
+            source.load()  # decoded here, so a failure below is the encoder's
             image = ImageOps.exif_transpose(source)  # upright; drops the orientation tag
             exif = image.getexif()
             if settings.max_size is not None and max(image.size) > settings.max_size:
@@ -230,14 +238,37 @@ def convert(data: bytes, settings: ImageSettings, job: Job | None = None) -> byt
             image = _mode_for(image, settings.fmt)
             if was_cmyk and image.mode != "CMYK":
                 icc = None  # a CMYK profile would misname the converted RGB pixels
-            out = io.BytesIO()
-            image.save(out, PIL_FORMATS[settings.fmt], **_save_args(settings, job, icc, exif))
-            return out.getvalue()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return None
+    out = io.BytesIO()
+    try:
+        image.save(out, PIL_FORMATS[settings.fmt], **_save_args(settings, job, icc, exif))
+    except Exception as exc:  # encoders raise OSError, ValueError, RuntimeError, ...
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        width, height = image.size
+        raise EncodeFailed(
+            f"cannot be written as {settings.fmt} ({width}×{height} px): {text[:200]}"
+        ) from None
+    return out.getvalue()
+
+
+_DEEP_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit grey (a 32-bit "I" holds it too)
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit grey scaled to 8 bits ("L"): Pillow's convert clips every value over 255 to
+    white, so a 16-bit PNG came out a white page."""
+    import numpy as np
+    from PIL import Image
+
+    values = np.asarray(image).astype(np.int64)
+    scaled = (np.clip(values, 0, 65535) * 255 + 32767) // 65535
+    return Image.fromarray(scaled.astype(np.uint8), "L")
 
 
 def _mode_for(image: Image.Image, fmt: str) -> Image.Image:
+    if image.mode in _DEEP_GREY and not (fmt == "png" and image.mode == "I;16"):
+        image = _eight_bit(image)  # PNG keeps 16-bit grey as it is
     alpha = "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info)
     if fmt == "jpeg":
         if image.mode in ("RGB", "L", "CMYK"):
@@ -526,7 +557,7 @@ def _write_one(
 ) -> None:
     try:
         made, read = task.future.result()
-    except _Unreadable as exc:
+    except (_Unreadable, EncodeFailed) as exc:
         report.problem(f"job {task.job_id} image {task.index}: {exc}")
         _tick(on_image)
         return

@@ -172,6 +172,11 @@ def gc(
         if not dry_run:
             _repack(vault, marks, plan, report, shredder)
         hashes = _hash_rows(vault) if not dry_run else None
+        vectors: list[str] = []  # removed objects whose embeddings go too (FORMAT §7.4)
+        # Imported here: numpy and Pillow come with it, which a gc of a vault without
+        # embeddings should not pay for at start-up.
+        from mjvault.similarity.embeddings import forget_embeddings
+
         for object_id, path in _object_files(vault):
             report.objects_seen += 1
             if on_object:
@@ -203,8 +208,15 @@ def gc(
                 hashes.remove([object_id])
                 if hashes.pending >= HASH_BATCH:
                     hashes.commit()
+            if not dry_run:
+                vectors.append(object_id)
+                if len(vectors) >= HASH_BATCH:
+                    forget_embeddings(vault, vectors)
+                    vectors.clear()
         if hashes is not None:
             hashes.close()
+        if vectors:
+            forget_embeddings(vault, vectors)
         if not dry_run:
             copies.tidy_released(vault)
             shredder.finish(vault.store.exists)

@@ -5,8 +5,9 @@ the unit vectors of HEAD's images as float16 in *blocks* of up to :data:`BLOCK` 
 row of the table: the images' ids side by side and their vectors side by side, so a search
 reads a million vectors as a thousand rows and never a row per image. Table ``images`` says
 which block holds each image (``-1``: a video or an image that does not decode), for the
-run's resume and for forget. In an encrypted vault a block's vectors are sealed (the index's
-sealing key, bound to the model, the block and its ids): a vector says what an image shows.
+run's resume and for forget. In an encrypted vault a block's vectors are sealed (the text key,
+``VaultKeys.seal_bytes`` as the perceptual hashes', bound to the model, the block and its
+ids): a vector says what an image shows.
 
 A cache like the thumbnails' table: kept across index rebuilds (a vector costs a model run),
 dropped whole when it does not open, and losing it only means computing the vectors again.
@@ -31,7 +32,7 @@ import numpy as np
 
 from mjvault.errors import CorruptObject, ObjectNotFound, UsageError, VaultLocked
 from mjvault.lock import WriteLock
-from mjvault.similarity.onnx_models import ImageModel
+from mjvault.similarity.onnx_models import ImageModel, Preprocessing
 from mjvault.store.codec import media_kind
 from mjvault.vault import Vault
 
@@ -44,13 +45,18 @@ WINDOW = 16  # images being read and prepared per worker: bounds memory at any v
 CACHE_KIB = 8192
 NOT_AN_IMAGE = -1  # the block of an image that has no vector (a video, undecodable)
 CHECK_CONTEXT = b"mjvault embeddings\0check"
+# meta row "key": which key sealed the store. "text" (seal_bytes, the text key, which a key
+# rotation opens under either secret); absent, the index sealing key of an earlier version,
+# sealed again under the text key by the next writer (FORMAT §7.4).
+SEALING = b"text"
 PAUSE = 1.0  # seconds between tries for the lock while a writer (a sync) holds the vault
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS models (
     model TEXT PRIMARY KEY, dims INTEGER NOT NULL,
-    path TEXT NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL
+    path TEXT NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL,
+    image_size INTEGER, mean TEXT, std TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blocks (
     model TEXT NOT NULL, block INTEGER NOT NULL, ids BLOB NOT NULL, vectors BLOB NOT NULL,
@@ -65,6 +71,15 @@ PRAGMA user_version = 1;
 """
 
 Progress = Callable[[int, int | None], None]
+
+
+def _text(values: tuple[float, float, float]) -> str:
+    return ",".join(repr(float(v)) for v in values)  # repr: read back to the same float
+
+
+def _triple(text: str) -> tuple[float, float, float]:
+    a, b, c = (float(v) for v in str(text).split(","))
+    return (a, b, c)
 
 
 def _vectors_context(model: str, block: int, ids: bytes) -> bytes:
@@ -98,6 +113,7 @@ class EmbeddingStore:
         self.path = vault.path / CACHE_FILE
         self.keys = vault.store.keys
         self.writable = writable
+        self.legacy = False  # sealed under the index key by an earlier version
         self.lock = threading.Lock()
         if writable:
             self.path.parent.mkdir(mode=0o700, exist_ok=True)
@@ -141,6 +157,11 @@ class EmbeddingStore:
             if version not in (0, TABLE_VERSION):
                 raise sqlite3.DatabaseError(f"format {version} is not supported")
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(models)")}
+            # A store written before the preprocessing was remembered: its rows read NULL.
+            for column, kind in (("image_size", "INTEGER"), ("mean", "TEXT"), ("std", "TEXT")):
+                if column not in columns:
+                    db.execute(f"ALTER TABLE models ADD COLUMN {column} {kind}")
             db.execute("SELECT count(*) FROM (SELECT 1 FROM blocks LIMIT 1)").fetchone()
         except sqlite3.DatabaseError:
             db.close()
@@ -154,22 +175,28 @@ class EmbeddingStore:
         if self.keys is None:
             return True
         try:
-            row = self.db.execute("SELECT value FROM meta WHERE name = 'check'").fetchone()
+            meta = dict(self.db.execute("SELECT name, value FROM meta").fetchall())
         except sqlite3.DatabaseError:
             return False
-        if row is None:
+        check = meta.get("check")
+        if check is None:
             return not self.db.execute("SELECT 1 FROM blocks LIMIT 1").fetchone()
+        self.legacy = meta.get("key") is None
         try:
-            self.keys.open_index(bytes(row[0]), CHECK_CONTEXT)
+            if self.legacy:
+                self.keys.open_index(bytes(check), CHECK_CONTEXT)
+            else:
+                # During a key rotation it opens under the retired secret too (open_bytes):
+                # the rotation's end seals it again (reseal_embeddings).
+                self.keys.open_bytes(bytes(check), CHECK_CONTEXT)
         except CorruptObject:
-            # During a key rotation, sealed under the retired secret: still ours (the
-            # rotation's end seals it again, reseal_embeddings).
-            return self.keys.open_index_retired(bytes(row[0]), CHECK_CONTEXT) is not None
+            return False
         return True
 
     def _check_keys(self) -> None:
-        """Vectors sealed under keys a rotation retired open under none: drop them all (a
-        cache) and note the current keys' check."""
+        """Vectors sealed under keys this vault does not hold open under none: drop them all
+        (a cache) and note the current keys' check. A store an earlier version sealed under
+        the index key is sealed again under the text key. The caller holds the write lock."""
         if self.keys is None:
             return
         if not self._keys_match():
@@ -177,12 +204,20 @@ class EmbeddingStore:
                 self.db.execute("BEGIN IMMEDIATE")
                 self.db.execute("DELETE FROM blocks")
                 self.db.execute("DELETE FROM images")
-                self.db.execute("DELETE FROM meta WHERE name = 'check'")
+                self.db.execute("DELETE FROM meta WHERE name IN ('check', 'key')")
                 self.db.execute("COMMIT")
                 self.db.execute("VACUUM")
-        if self.db.execute("SELECT 1 FROM meta WHERE name = 'check'").fetchone() is None:
-            sealed = self.keys.seal_index(b"", CHECK_CONTEXT)
-            self.db.execute("INSERT INTO meta VALUES ('check', ?)", (sealed,))
+            self.legacy = False
+        if self.legacy:
+            self.reseal()
+        elif self.db.execute("SELECT 1 FROM meta WHERE name = 'check'").fetchone() is None:
+            self._write_check()
+
+    def _write_check(self) -> None:
+        assert self.keys is not None
+        check = self.keys.seal_bytes(b"", CHECK_CONTEXT)
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('check', ?)", (check,))
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('key', ?)", (SEALING,))
 
     # -- models -----------------------------------------------------------------------------
     def known_digest(self, path: str, size: int, mtime: int) -> str | None:
@@ -198,12 +233,29 @@ class EmbeddingStore:
         row = self.db.execute("SELECT dims FROM models WHERE model = ?", (model,)).fetchone()
         return int(row[0]) if row else None
 
-    def note_model(self, model: str, dims: int, path: str, size: int, mtime: int) -> None:
+    def preprocessing(self, model: str) -> Preprocessing | None:
+        """The input size, mean and std ``model``'s vectors were computed with; None when it
+        has no vectors yet (or they were stored before these were noted)."""
+        try:
+            row = self.db.execute(
+                "SELECT image_size, mean, std FROM models WHERE model = ?", (model,)
+            ).fetchone()
+        except sqlite3.OperationalError:  # an older store opened read-only: no such columns
+            return None
+        if row is None or None in row:
+            return None
+        return Preprocessing(int(row[0]), _triple(row[1]), _triple(row[2]))
+
+    def note_model(
+        self, model: str, dims: int, path: str, size: int, mtime: int, prep: Preprocessing
+    ) -> None:
         with self.lock:
             self._begin()
             self.db.execute(
-                "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?)",
-                (model, dims, path, size, mtime),
+                "INSERT OR REPLACE INTO models "
+                "(model, dims, path, size, mtime, image_size, mean, std) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (model, dims, path, size, mtime, prep.size, _text(prep.mean), _text(prep.std)),
             )
 
     # -- images -----------------------------------------------------------------------------
@@ -248,13 +300,9 @@ class EmbeddingStore:
     def _unseal(self, model: str, number: int, ids: bytes, data: bytes) -> bytes:
         assert self.keys is not None
         context = _vectors_context(model, number, ids)
-        try:
+        if self.legacy:
             return self.keys.open_index(data, context)
-        except CorruptObject:
-            retired = self.keys.open_index_retired(data, context)
-            if retired is None:
-                raise
-            return retired
+        return self.keys.open_bytes(data, context)  # the retired secret's too, in a rotation
 
     def _decode(self, model: str, number: int, ids: bytes, data: bytes) -> Block:
         if self.keys is not None:
@@ -289,8 +337,10 @@ class EmbeddingStore:
             yield self._decode(model, last, bytes(row[1]), bytes(row[2]))
 
     def add_block(self, model: str, images: list[str], vectors: np.ndarray | None) -> None:
-        """Store ``vectors`` (unit rows, in ``images``' order) as a new block, or with None
-        note ``images`` as having no vector, and commit."""
+        """Store ``vectors`` (unit rows, in ``images``' order), first filling the model's
+        last block up to :data:`BLOCK` rows (a run's last block is short, and without this
+        every run would leave one more short block to read), the rest as new blocks; or
+        with None note ``images`` as having no vector. Committed."""
         with self.lock:
             self._begin()
             if vectors is None or not images:
@@ -303,7 +353,24 @@ class EmbeddingStore:
                     "SELECT max(block) FROM blocks WHERE model = ?", (model,)
                 ).fetchone()
                 number = 0 if row[0] is None else int(row[0]) + 1
-                self._write_block(model, number, images, vectors)
+                start = 0
+                if row[0] is not None:
+                    try:
+                        last = self._block(model, number - 1)
+                    except CorruptObject:
+                        last = None  # left as it is; the new rows take a block of their own
+                    if last is not None and len(last) < BLOCK:
+                        start = BLOCK - len(last)
+                        self._write_block(
+                            model,
+                            last.number,
+                            last.images() + images[:start],
+                            np.concatenate([last.vectors.astype(np.float32), vectors[:start]]),
+                        )
+                for offset in range(start, len(images), BLOCK):
+                    end = offset + BLOCK
+                    self._write_block(model, number, images[offset:end], vectors[offset:end])
+                    number += 1
             self.db.execute("COMMIT")
 
     def _write_block(self, model: str, number: int, images: list[str], vectors: np.ndarray) -> None:
@@ -312,7 +379,7 @@ class EmbeddingStore:
             raise ValueError("object ids of 32 bytes expected")
         data = np.ascontiguousarray(vectors, dtype="<f2").tobytes()
         if self.keys is not None:
-            data = self.keys.seal_index(data, _vectors_context(model, number, ids))
+            data = self.keys.seal_bytes(data, _vectors_context(model, number, ids))
         self.db.execute(
             "INSERT OR REPLACE INTO blocks VALUES (?, ?, ?, ?)", (model, number, ids, data)
         )
@@ -379,9 +446,10 @@ class EmbeddingStore:
         self.close()
 
     def reseal(self) -> int:
-        """Every block and the check sealed again under the current keys (the end of a key
-        rotation, which holds the write lock); blocks that open under neither key are
-        dropped. Returns the blocks sealed again."""
+        """Every block and the check sealed again under the current text key (the end of a
+        key rotation, or a store an earlier version sealed under the index key; the caller
+        holds the write lock); blocks that open under no key are dropped. Returns the blocks
+        sealed again."""
         if self.keys is None:
             return 0
         done = 0
@@ -404,15 +472,15 @@ class EmbeddingStore:
                         "DELETE FROM images WHERE model = ? AND block = ?", (model, number)
                     )
                     continue
-                sealed = self.keys.seal_index(plain, _vectors_context(model, number, ids))
+                sealed = self.keys.seal_bytes(plain, _vectors_context(model, number, ids))
                 self.db.execute(
                     "UPDATE blocks SET vectors = ? WHERE model = ? AND block = ?",
                     (sealed, model, number),
                 )
                 done += 1
-            check = self.keys.seal_index(b"", CHECK_CONTEXT)
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('check', ?)", (check,))
+            self._write_check()
             self.db.execute("COMMIT")
+            self.legacy = False
         self.db.execute("VACUUM")  # no freed page keeps a block sealed under the old secret
         return done
 
@@ -547,6 +615,12 @@ class _Run:
         if not self.batch_pixels:
             return
         vectors = self.model.embed(self.batch_pixels)
+        finite = np.isfinite(vectors).all(axis=1)
+        if not finite.all():  # stored, a NaN would score NaN against every query
+            raise UsageError(
+                f"{self.model.path.name} gave {int((~finite).sum())} of "
+                f"{len(finite)} vectors with NaN or infinite numbers: check its preprocessing"
+            )
         if self.report.dims and vectors.shape[1] != self.report.dims:
             raise UsageError(
                 f"the model gives {vectors.shape[1]} dims, its stored vectors {self.report.dims}"
@@ -567,6 +641,7 @@ class _Run:
             os.fspath(self.model.path.resolve()),
             stat.st_size,
             stat.st_mtime_ns,
+            self.model.preprocessing,
         )
 
     def _store_none(self) -> None:
@@ -588,17 +663,21 @@ class _Run:
         """Store a block under the write lock, held for the commit alone (a *brief* holder: a
         sync starting now waits these milliseconds out; one running pauses this run until it
         ends). Images no job of HEAD names any more (a forget since they were read) are left
-        out: their vectors would outlive them. Returns the vectors stored."""
-        while True:
-            try:
-                lock = WriteLock(self.vault.path, brief=True).acquire()
-                break
-            except VaultLocked:
-                time.sleep(PAUSE)
+        out: their vectors would outlive them; so are images another run stored meanwhile.
+        Returns the vectors stored."""
+        lock = _brief_lock(self.vault)
         try:
             self.vault.check_keys()  # rotated meanwhile: sealed under retired keys, refuse
             index = self.vault.index
-            named = [i for i, image in enumerate(images) if index.jobs_with_image(image)]
+            # Another run may have stored some of these since they were looked up: under the
+            # lock, look again, so an image keeps one row and one vector (FORMAT §7.4).
+            stored = self.store.known(self.model.digest, images)
+            self.report.cached += sum(1 for image in images if image in stored)
+            named = [
+                i
+                for i, image in enumerate(images)
+                if image not in stored and index.jobs_with_image(image)
+            ]
             if not named:
                 return 0
             kept = [images[i] for i in named]
@@ -612,6 +691,15 @@ class _Run:
             return len(kept)
         finally:
             lock.release()
+
+
+def _brief_lock(vault: Vault) -> WriteLock:
+    """The write lock as a *brief* holder, waited for while a writer (a sync) holds it."""
+    while True:
+        try:
+            return WriteLock(vault.path, brief=True).acquire()
+        except VaultLocked:
+            time.sleep(PAUSE)
 
 
 def embed_images(
@@ -629,10 +717,41 @@ def embed_images(
     # A worker per core: the decode (~50 ms for a 1024 px PNG) is as costly as the model,
     # and with one worker fewer it set the pace (docs/design.md, "Embeddings (optional)").
     workers = workers or max(1, min(4, os.cpu_count() or 2))
-    with EmbeddingStore.open(vault, writable=True) as store:
+    # Opening for writing may empty a store sealed under retired keys (or delete a damaged
+    # one): a write like any other, so under the lock (FORMAT §7.4). Forget, gc and a key
+    # rotation open it holding the lock already.
+    lock = _brief_lock(vault)
+    try:
+        opened = EmbeddingStore.open(vault, writable=True)
+    finally:
+        lock.release()
+    with opened as store:
+        check_preprocessing(store, model)
         return _Run(vault, store, model, workers).run(
             head_images(vault) if images is None else images, progress
         )
+
+
+def check_preprocessing(store: EmbeddingStore, model: ImageModel) -> None:
+    """Refuse a run whose input size, mean or std differ from those the model's stored
+    vectors were computed with: the two kinds of vector would be compared as one."""
+    stored = store.preprocessing(model.digest)
+    if stored is not None and stored != model.preprocessing:
+        raise UsageError(
+            f"{model.path.name}'s vectors were computed with {stored.describe()}, "
+            f"not {model.preprocessing.describe()}: drop the options to go on with those"
+        )
+
+
+def stored_preprocessing(vault: Vault, digest: str) -> Preprocessing | None:
+    """The preprocessing the model ``digest``'s stored vectors were computed with, if any."""
+    if not (vault.path / CACHE_FILE).exists():
+        return None
+    try:
+        with EmbeddingStore.open(vault) as store:
+            return store.preprocessing(digest)
+    except UsageError:  # damaged or sealed under retired keys: the run starts it again
+        return None
 
 
 def digest_of(store: EmbeddingStore, path: os.PathLike[str] | str) -> str:

@@ -15,6 +15,7 @@ fails with one line naming the extra.
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,7 +41,9 @@ def _runtime() -> Any:
         import onnxruntime
     except ImportError:
         raise UsageError(f"embeddings need onnxruntime: {EXTRA}") from None
-    onnxruntime.set_default_logger_severity(3)  # its warnings are not the user's business
+    # Fatal only: its warnings are not the user's business, and a failed run is reported as
+    # one line of ours (_run), not its log line beside it.
+    onnxruntime.set_default_logger_severity(4)
     return onnxruntime
 
 
@@ -62,7 +65,7 @@ def _session(path: Path) -> Any:
     if not path.is_file():
         raise UsageError(f"no model file {path}")
     options = runtime.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4
     try:
         return runtime.InferenceSession(
             os.fspath(path), sess_options=options, providers=["CPUExecutionProvider"]
@@ -81,15 +84,30 @@ def _numbers(text: str | None, count: int) -> tuple[float, ...] | None:
         values = tuple(float(v) for v in text.replace(" ", "").strip("[]()").split(","))
     except ValueError:
         return None
+    if not all(math.isfinite(v) for v in values):  # nan, inf: every vector would be NaN
+        return None
     return values if len(values) == count else None
 
 
-def parse_triple(text: str, what: str) -> tuple[float, float, float]:
-    """``--mean 0.5,0.5,0.5`` → three floats; one line otherwise."""
+def parse_triple(text: str, what: str, *, positive: bool = False) -> tuple[float, float, float]:
+    """``--mean 0.5,0.5,0.5`` → three finite floats (all > 0 with ``positive``, as a std
+    must be: pixels are divided by it); one line otherwise."""
     values = _numbers(text, 3)
-    if values is None:
-        raise UsageError(f"{what} takes three comma-separated numbers (R,G,B), not {text!r}")
+    if values is None or (positive and min(values) <= 0):
+        kind = "positive numbers" if positive else "numbers"
+        raise UsageError(f"{what} takes three comma-separated {kind} (R,G,B), not {text!r}")
     return (values[0], values[1], values[2])
+
+
+def _run(session: Any, feed: dict[str, np.ndarray], path: Path) -> list[Any]:
+    """One run of a model; a failure of the graph (a shape it refuses, an id beyond its
+    vocabulary) is one line naming the model, not onnxruntime's traceback."""
+    try:
+        return list(session.run(None, feed))
+    except Exception as exc:  # onnxruntime's own exception types vary by version
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise UsageError(f"{path.name} failed on its input: {first[:300]}") from None
 
 
 def _static(value: object) -> int | None:
@@ -115,6 +133,22 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms == 0, 1, norms)
 
 
+@dataclass(frozen=True)
+class Preprocessing:
+    """What an image's pixels go through before the model: kept with the model's vectors
+    (FORMAT §7.4), so every later run and query prepares images the same way."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def describe(self) -> str:
+        def triple(values: tuple[float, float, float]) -> str:
+            return ",".join(f"{v:g}" for v in values)
+
+        return f"--image-size {self.size} --mean {triple(self.mean)} --std {triple(self.std)}"
+
+
 @dataclass
 class ImageModel:
     """An image tower: pixels (``N×3×size×size``, normalised) in, one vector per image out."""
@@ -127,7 +161,12 @@ class ImageModel:
     size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    batch: int  # images per run: 1 when the graph fixes it
+    batch: int  # images per run: the graph's, when it fixes one
+    fixed: bool  # the graph fixes the batch: a short last batch is padded to it
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.size, self.mean, self.std)
 
     @classmethod
     def load(
@@ -152,6 +191,8 @@ class ImageModel:
         size = height or (int(found[0]) if found else None) or image_size or CLIP_SIZE
         got_mean = _numbers(meta.get("mean"), 3)
         got_std = _numbers(meta.get("std"), 3)
+        if got_std is not None and min(got_std) <= 0:
+            raise UsageError(f"{path}'s metadata gives std {meta.get('std')}: not all positive")
         return cls(
             path=path,
             digest=digest or model_digest(path),
@@ -161,7 +202,8 @@ class ImageModel:
             size=size,
             mean=(got_mean or mean or CLIP_MEAN),  # type: ignore[arg-type]
             std=(got_std or std or CLIP_STD),  # type: ignore[arg-type]
-            batch=1 if _static(spec.shape[0]) == 1 else BATCH,
+            batch=_static(spec.shape[0]) or BATCH,
+            fixed=_static(spec.shape[0]) is not None,
         )
 
     def pixels(self, data: bytes) -> np.ndarray | None:
@@ -193,8 +235,13 @@ class ImageModel:
         """Unit vectors (float32, ``len(pixels)×dims``) of preprocessed images."""
         out = []
         for start in range(0, len(pixels), self.batch):
-            feed = np.stack(pixels[start : start + self.batch]).astype(self.input_type)
-            out.append(_output(self.session.run(None, {self.input_name: feed})))
+            part = pixels[start : start + self.batch]
+            feed = np.stack(part).astype(self.input_type)
+            if self.fixed and len(part) < self.batch:  # the graph takes its batch or nothing
+                padding = np.zeros((self.batch - len(part), *feed.shape[1:]), feed.dtype)
+                feed = np.concatenate([feed, padding])
+            result = _output(_run(self.session, {self.input_name: feed}, self.path))
+            out.append(result[: len(part)])
         return normalise(np.concatenate(out))
 
 
@@ -261,4 +308,23 @@ class TextModel:
             mask = np.zeros((1, self.length), dtype=self.ids_type)
             mask[0, : len(tokens)] = 1
             feed[self.mask_name] = mask
-        return normalise(_output(self.session.run(None, feed)))[0]
+        return normalise(_output(_run(self.session, feed, self.path)))[0]
+
+    def check(self) -> None:
+        """Refuse a tokenizer whose ids go beyond the model's vocabulary (a text model and
+        another model's tokenizer): the model is run once on the tokenizer's largest id."""
+        largest = int(self.tokenizer.get_vocab_size(with_added_tokens=True)) - 1
+        ids = np.full((1, self.length), self.pad, dtype=self.ids_type)
+        ids[0, 0] = largest
+        feed = {self.ids_name: ids}
+        if self.mask_name is not None:
+            mask = np.zeros((1, self.length), dtype=self.ids_type)
+            mask[0, 0] = 1
+            feed[self.mask_name] = mask
+        try:
+            self.session.run(None, feed)
+        except Exception:  # onnxruntime's own exception types vary by version
+            raise UsageError(
+                f"{self.path.name} fails on the tokenizer's token ids (up to {largest}): "
+                "the tokenizer is not this text model's"
+            ) from None

@@ -56,6 +56,9 @@ def _score_block(block: Block, query: np.ndarray, limit: int) -> tuple[np.ndarra
     # einsum's own loop widens float16 as it goes: ~10x a BLAS product here, which needs a
     # float32 copy first and, on a busy machine, waits on its threads (docs/design.md).
     scores = np.einsum("ij,j->i", block.vectors, query, dtype=np.float32)
+    # A NaN (a vector stored before they were refused) would win every comparison's tie and
+    # print as invalid JSON: it ranks last, and top_rows drops it.
+    scores[~np.isfinite(scores)] = -np.inf
     if len(scores) > limit:
         best = np.argpartition(-scores, limit - 1)[:limit]
         return scores[best], best
@@ -70,6 +73,8 @@ def top_rows(blocks: Iterator[Block], query: np.ndarray, limit: int) -> list[tup
     best_scores = np.empty(0, np.float32)
     best_ids: list[str] = []
     query = query.astype(np.float32)
+    if not np.isfinite(query).all():
+        raise UsageError("the model gave the query a vector with NaN or infinite numbers")
     for block in blocks:
         if block.vectors.shape[1] != len(query):
             raise UsageError(
@@ -87,7 +92,10 @@ def top_rows(blocks: Iterator[Block], query: np.ndarray, limit: int) -> list[tup
         order = np.argsort(-best_scores, kind="stable")[:limit]
         best_scores = best_scores[order]
         best_ids = [best_ids[i] for i in order]
-    pairs = sorted(zip(best_scores.tolist(), best_ids, strict=True), key=lambda p: (-p[0], p[1]))
+    pairs = sorted(
+        ((s, i) for s, i in zip(best_scores.tolist(), best_ids, strict=True) if s > -np.inf),
+        key=lambda p: (-p[0], p[1]),
+    )
     return pairs[:limit]
 
 
@@ -154,7 +162,16 @@ def semantic_similar(
     path = _image_model_path(settings)
     file = Path(target)
     if file.is_file():
-        model = ImageModel.load(path)
+        with EmbeddingStore.open(vault) as store:
+            digest = digest_of(store, path)
+            prep = store.preprocessing(digest)  # as the stored vectors were computed
+        model = ImageModel.load(
+            path,
+            image_size=prep.size if prep else None,
+            mean=prep.mean if prep else None,
+            std=prep.std if prep else None,
+            digest=digest,
+        )
         pixels = model.pixels(file.read_bytes())
         if pixels is None:
             raise UsageError(f"{target} is not an image Pillow can read")

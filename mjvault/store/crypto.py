@@ -107,7 +107,6 @@ class VaultKeys:
         "_object_check",
         "_object_key",
         "_retired_aead",
-        "_retired_index_aead",
         "_retired_key",
         "_retired_text_aead",
         "_text_aead",
@@ -146,14 +145,10 @@ class VaultKeys:
         self._retired_key: bytes | None = None
         self._retired_aead: AESGCM | None = None
         self._retired_text_aead: AESGCM | None = None
-        # Index values sealed under a retired secret: the index itself is rebuilt by a
-        # rotation, but the vectors of `mjvault embed` (hours to compute) are sealed again.
-        self._retired_index_aead: AESGCM | None = None
         if retired is not None and retired != object_secret:
             self._retired_key = _hkdf(retired, b"mjvault v1 object encryption")
             self._retired_aead = _aesgcm(self._retired_key)
             self._retired_text_aead = _aesgcm(_hkdf(retired, b"mjvault v1 text encryption"))
-            self._retired_index_aead = _aesgcm(_hkdf(retired, b"mjvault v1 index sealing"))
 
     @property
     def rotating(self) -> bool:
@@ -166,7 +161,6 @@ class VaultKeys:
         for name in self.__slots__:
             setattr(keys, name, getattr(self, name))
         keys._retired_key = keys._retired_aead = keys._retired_text_aead = None
-        keys._retired_index_aead = None
         return keys
 
     def object_check(self) -> str:
@@ -397,20 +391,6 @@ class VaultKeys:
         table and key): moved to another key, it fails to open."""
         nonce = os.urandom(NONCE_SIZE)
         return nonce + self._index_aead.encrypt(nonce, value, context)
-
-    def open_index_retired(self, sealed: bytes, context: bytes) -> bytes | None:
-        """:meth:`open_index` under the retired secret's index key, during a rotation; None
-        when there is none or the value does not open under it."""
-        if self._retired_index_aead is None:
-            return None
-        from cryptography.exceptions import InvalidTag
-
-        try:
-            return self._retired_index_aead.decrypt(
-                sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], context
-            )
-        except (InvalidTag, ValueError):
-            return None
 
     def index_keystream(self, counter_blocks: bytes) -> bytes:
         """AES-256 of each 16-byte block of ``counter_blocks`` under the index names key: the
