@@ -116,6 +116,11 @@ def scan(
     return [(int(rows[i]), int(dists[i])) for i in order]
 
 
+# The most rows a search keeps from its scan when hashes of forgotten images crowd out the
+# live ones (see nearest): a few MB, whatever the store's size.
+MAX_KEEP = 32_768
+
+
 def nearest(
     vault: Vault, words: np.ndarray, limit: int = 20, *, max_distance: int | None = None
 ) -> list[Hit]:
@@ -133,7 +138,9 @@ def nearest(
         # Rows of one image (its parts) may fill several places: keep room for them. Rows
         # of images no job of HEAD shows (a forgotten image's hash lingers until pruned)
         # are dropped after the scan: while they leave fewer than ``limit``, and rows were
-        # left out, scan again keeping more.
+        # left out, scan again keeping more, up to MAX_KEEP rows (beyond, a store that is
+        # mostly forgotten images answers fewer hits rather than hold every row: its rows,
+        # their ids and their jobs' lookups were ~500 MB at a million).
         keep = limit * 5
         while True:
             found = scan(store.blocks(), words, keep, max_distance=max_distance)
@@ -143,9 +150,9 @@ def nearest(
                 if object_id not in best or distance < best[object_id][0]:
                     best[object_id] = (distance, part)
             hits = _hits(vault, best, limit)
-            if len(hits) >= limit or len(found) < keep or keep >= len(store):
+            if len(hits) >= limit or len(found) < keep or keep >= min(len(store), MAX_KEEP):
                 return hits
-            keep *= 4
+            keep = min(keep * 4, MAX_KEEP)
 
 
 def _hits(vault: Vault, best: dict[str, tuple[int, int]], limit: int) -> list[Hit]:
