@@ -473,3 +473,41 @@ def test_a_stopped_feed_abandons_the_image_in_flight(
     assert backfill(vault, ["s", "m"]).made == 2 * len(images)
     _assert_every_image_has_both(vault)
     vault.close()
+
+
+FEED_IMPORTS = """
+import sys, threading
+from pathlib import Path
+
+loaded = []
+
+
+class Spy:  # asked only for modules not imported yet
+    def find_spec(self, name, path=None, target=None):
+        loaded.append((threading.current_thread().name, name))
+
+
+sys.meta_path.insert(0, Spy())
+from mjvault import Vault
+from mjvault.sources.importer import import_archive
+
+vault = Vault.init(Path(sys.argv[1]))
+import_archive(vault, Path(sys.argv[2]), thumbnails=True)
+vault.close()
+print(sorted({name for thread, name in loaded if thread == "mjvault-thumbs"}))
+"""
+
+
+def test_the_feeds_thread_imports_nothing(tmp_path: Path, archive: Path) -> None:
+    """The writer imports what its feed needs before starting it: a Ctrl-C in an import the
+    two threads share can leave the module's import lock held, and the writer's stop joins
+    the feed's thread (a fresh interpreter: here, everything is imported already)."""
+    done = subprocess.run(
+        [sys.executable, "-c", FEED_IMPORTS, str(tmp_path / "vault"), str(archive)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
