@@ -26,6 +26,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -60,7 +61,10 @@ METHOD = 2
 FLUSH_EVERY = 256  # thumbnails staged before they are published and the table committed
 WINDOW = 64  # images being made at once per worker: bounds memory whatever the vault's size
 LOOKUP = 256  # images a backfill looks up in the table at once
-FEED_WINDOW = 1  # beside a writer: one in flight, so a stop waits for one image at most
+FEED_WINDOW = 1  # beside a writer: one in flight, which a stop abandons (never waits for)
+# How often a maker waiting for the image in flight looks whether it was stopped: a stop
+# (Ctrl-C) waits this long, not for an image made at a lower priority on a busy machine.
+STOP_POLL = 0.05
 # The share of a run's time a sync or import waits, at its end, for thumbnails not made yet;
 # what is left then is made by `mjvault thumbs` (or by the server, on a miss).
 WAIT_SHARE = 0.05
@@ -280,8 +284,12 @@ class Maker:
         window: int = WINDOW,
         nice: bool = False,
         hashes: bool = False,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.vault = vault
+        # Set by whoever stops this maker from another thread (a feed's writer): a wait for
+        # the image in flight gives up then, and :meth:`stop` abandons it.
+        self._stopping = stopping
         self.window = window
         self.sizes = sizes
         self.cache = cache_of(vault)
@@ -302,7 +310,10 @@ class Maker:
         self.workers = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
         # Beside a writer (``nice``): one daemon thread at a lower priority, whose image in
         # flight a stop abandons rather than waits for (at that priority, on a busy machine,
-        # it could take seconds); its bytes are simply never stored.
+        # it could take seconds, a minute when the first image also imports numpy); its
+        # bytes are simply never stored. Nothing here waits for that thread: it only reads
+        # the vault and hands back bytes, never touching the batch or the tables.
+        self._wait_for_workers = not nice
         self._pool: ThreadPoolExecutor | _DaemonWorker = (
             _DaemonWorker()
             if nice
@@ -341,7 +352,8 @@ class Maker:
             (object_id, self._pool.submit(self._make, object_id, wanted, grid, hash_it))
         )
         while len(self._pending) >= self.window * self.workers:
-            self._store_one()
+            if not self._store_one():
+                break  # stopped: the caller sees the stop and calls stop()
 
     def add_many(self, images: Iterable[Wanted], progress: Progress | None = None) -> None:
         done = 0
@@ -395,13 +407,27 @@ class Maker:
         thumbs, hashes = thumbnails_and_hashes(data, sizes, grid=grid)
         return kind, thumbs, hashes if hashes is not None else []
 
-    def _store_one(self) -> None:
-        source, future = self._pending.popleft()
-        kind, made, hashes = future.result()
+    def _result(self, future: Future[Made]) -> Made | None:
+        """The image's making; None when this maker was stopped before it was done."""
+        if self._stopping is None:
+            return future.result()
+        # Waits in slices: the stop is another thread's event, which no future wait wakes on.
+        while not future.done() and not self._stopping.is_set():
+            wait_for([future], timeout=STOP_POLL)
+        return future.result() if future.done() else None
+
+    def _store_one(self) -> bool:
+        """Store the oldest image in flight; False (and it stays in flight) when a stop
+        came before it was made."""
+        result = self._result(self._pending[0][1])
+        if result is None:
+            return False
+        source, _ = self._pending.popleft()
+        kind, made, hashes = result
         self.finished += 1
         if kind is None:
             self.report.unreadable += 1
-            return
+            return True
         if hashes and self.hash_store is not None:
             self.hash_store.put(source, hashes)
             self.report.hashed += 1
@@ -424,6 +450,7 @@ class Maker:
             self.hash_store is not None and self.hash_store.pending >= FLUSH_EVERY
         ):
             self.publish()
+        return True
 
     def publish(self) -> None:
         """Objects durable first, then the table that names them (and the hashes, which
@@ -438,10 +465,11 @@ class Maker:
     def finish(self) -> BackfillReport:
         try:
             while self._pending:
-                self._store_one()
+                if not self._store_one():
+                    return self.stop()  # stopped meanwhile: what is made is published
             self.publish()
         finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=self._wait_for_workers, cancel_futures=True)
             self._close_hashes()
         return self.report
 
@@ -462,7 +490,7 @@ class Maker:
         return self.report
 
     def abort(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=self._wait_for_workers, cancel_futures=True)
         self._batch.discard()
         self.cache.rollback()
         self._close_hashes()
@@ -606,6 +634,7 @@ class Feed:
                 window=FEED_WINDOW,
                 nice=True,
                 hashes=self._hashes,
+                stopping=self._stop,
             )
             while (ids := self._queue.get()) is not None:
                 with self._count_lock:

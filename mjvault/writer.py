@@ -167,6 +167,14 @@ class ArchiveWriter:
                 self.vault.sync_index(self._root)
             self._last_checkpoint = time.monotonic()
             if self.thumbnails:
+                # Imported here, on this thread, before the feed's thread starts: both need
+                # them (add_job asks is_grid, the feed opens the hash store), and a Ctrl-C
+                # landing in an import this thread shares with the feed's thread can leave
+                # that module's import lock held (CPython checks signals inside importlib's
+                # lock code), so the feed's thread would wait on it forever and the writer's
+                # stop, which joins that thread, with it.
+                import mjvault.similarity.hashing
+                import mjvault.similarity.store  # noqa: F401
                 from mjvault.thumbnails import Feed
 
                 self._thumb_feed = Feed(self.vault)

@@ -426,3 +426,88 @@ def test_a_thumbnail_made_while_its_job_is_forgotten_is_not_kept(
     monkeypatch.setattr(thumbnails, "make_thumbnail", real)
     assert thumbnail(vault, other, "s", still_named=lambda: named(other)) is not None
     assert lookup(vault, other, "s") is not None  # a job still names it: kept
+
+
+@pytest.mark.parametrize("how", ["cancel", "wait"])
+def test_a_stopped_feed_abandons_the_image_in_flight(
+    tmp_path: Path, archive: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """A Ctrl-C (cancel) or the end of a run's wait share never waits for the image the feed's
+    low-priority worker is making: on a busy machine that took over a minute."""
+    import threading
+
+    from mjvault import thumbnails
+
+    vault = Vault.init(tmp_path / "vault")
+    import_archive(vault, archive, thumbnails=False)
+    images = list(dict.fromkeys(head_images(vault)))
+    making = threading.Event()
+    release = threading.Event()
+    real_make = thumbnails.Maker._make
+
+    def held_make(
+        self: thumbnails.Maker, object_id: str, sizes: list[int], grid: bool, hash_it: bool
+    ) -> thumbnails.Made:
+        making.set()
+        release.wait(60)  # an image that takes "forever" at the worker's priority
+        return real_make(self, object_id, sizes, grid, hash_it)
+
+    monkeypatch.setattr(thumbnails.Maker, "_make", held_make)
+    try:
+        with vault.write_lock():
+            feed = thumbnails.Feed(vault)
+            feed.put(images[:3])
+            assert making.wait(10)
+            kwargs = {"cancel": True} if how == "cancel" else {"wait": 0.1}
+            finisher = threading.Thread(target=feed.finish, kwargs=kwargs)
+            finisher.start()
+            finisher.join(20)
+            # Returned while the image is still being made: it was abandoned.
+            assert not finisher.is_alive(), "the stop waited for the image in flight"
+            assert not release.is_set()
+        assert feed.report.made == 0
+        assert feed.left == 3  # left to `mjvault thumbs`
+        assert _rows(vault) == []
+    finally:
+        release.set()
+    assert backfill(vault, ["s", "m"]).made == 2 * len(images)
+    _assert_every_image_has_both(vault)
+    vault.close()
+
+
+FEED_IMPORTS = """
+import sys, threading
+from pathlib import Path
+
+loaded = []
+
+
+class Spy:  # asked only for modules not imported yet
+    def find_spec(self, name, path=None, target=None):
+        loaded.append((threading.current_thread().name, name))
+
+
+sys.meta_path.insert(0, Spy())
+from mjvault import Vault
+from mjvault.sources.importer import import_archive
+
+vault = Vault.init(Path(sys.argv[1]))
+import_archive(vault, Path(sys.argv[2]), thumbnails=True)
+vault.close()
+print(sorted({name for thread, name in loaded if thread == "mjvault-thumbs"}))
+"""
+
+
+def test_the_feeds_thread_imports_nothing(tmp_path: Path, archive: Path) -> None:
+    """The writer imports what its feed needs before starting it: a Ctrl-C in an import the
+    two threads share can leave the module's import lock held, and the writer's stop joins
+    the feed's thread (a fresh interpreter: here, everything is imported already)."""
+    done = subprocess.run(
+        [sys.executable, "-c", FEED_IMPORTS, str(tmp_path / "vault"), str(archive)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
