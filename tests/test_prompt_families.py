@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -205,6 +206,41 @@ def test_families_of_numbers_past_the_first_shard(tmp_path: Path) -> None:
         assert found["job-003"] == found["job-004"] != found["job-000"] == found["job-002"]
     finally:
         index.close()
+
+
+# A~B and B~C score at least FAMILY_SCORE, A~C does not: one family of three whatever the order.
+CHAIN = [
+    "red fox sleeping snow night hour forest misty",
+    "red fox sleeping snow golden hour forest misty",
+    "red fox river snow golden hour forest brass",
+]
+
+
+@settings(max_examples=12, deadline=None)
+@given(order=st.permutations([*CHAIN, *OWL, *ALONE]), batches=st.integers(1, 3))
+def test_families_do_not_depend_on_the_order_jobs_were_numbered(
+    order: list[str], batches: int
+) -> None:
+    # An incremental index numbers jobs as they come, a rebuild as it reads them: the
+    # families must be the same (any pair sharing a band and near enough is linked).
+    with tempfile.TemporaryDirectory(prefix="families-") as where:
+        index = Index(Path(where) / "index")
+        try:
+            ids = {p: n for n, p in enumerate([*CHAIN, *OWL, *ALONE])}
+            jobs = [_summary(ids[p], p.split()) for p in order]
+            for n in range(batches):  # as several syncs would add them
+                part = jobs[n::batches]
+                index.apply([(job.job_id, job) for job in part], f"{n:040}")
+            found = families_by_job(SimpleNamespace(index=index))  # type: ignore[arg-type]
+        finally:
+            index.close()
+    groups: dict[int, set[str]] = {}
+    for job_id, family in found.items():
+        groups.setdefault(family, set()).add(job_id)
+    assert sorted(map(sorted, groups.values())) == [
+        ["job-000", "job-001", "job-002"],
+        ["job-003", "job-004"],
+    ]
 
 
 def test_forget_takes_a_job_out_of_its_family(vault: Vault) -> None:

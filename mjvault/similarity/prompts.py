@@ -41,6 +41,10 @@ BANDS = b"bands"
 # chain unrelated prompts, 80 lost variants; the precision and recall of each are there).
 FAMILY_SCORE = 78.0
 PROMPTS_KEPT = 65_536
+# A band member is compared with every earlier one, a band of n jobs n²/2 scores at worst (a
+# prompt repeated ten thousand times): past this many, later members are compared with the
+# band's first BAND_COMPARED only, and only in such a band can the numbering order matter.
+BAND_COMPARED = 256
 
 
 @dataclass(frozen=True)
@@ -199,8 +203,10 @@ def _linked(reader: IndexReader, live: Any, release: Any) -> array[int]:
 
     A band says two prompts may be near; boilerplate ("highly detailed, cinematic lighting")
     puts unrelated short prompts in one band now and then, and one such link would chain two
-    families into one. Each member of a band is therefore compared with the band's first
-    member before it joins it (a band's members near each other are near its first too)."""
+    families into one. Each member of a band is therefore compared with every earlier member
+    not yet in its tree (the first BAND_COMPARED of a larger band), so which jobs are linked
+    depends only on which pairs are near, not on the order they were numbered in: an
+    incremental index and a rebuild give the same families."""
     size = live.max() + 1
     parent = array("I", range(size))
     prompts = _Prompts(reader)
@@ -213,33 +219,33 @@ def _linked(reader: IndexReader, live: Any, release: Any) -> array[int]:
 
     cursor = reader.txn.cursor(db=reader.dbs[BANDS])
     current = b""
-    anchor = -1
+    earlier: list[int] = []  # the band's members so far (its shards come one after another)
     for n, (key, value) in enumerate(cursor.iternext(), 1):
         if n % RELEASE_KEYS == 0:
             release()
         part = bytes(key[: -(len(bitmaps.SEP) + 2)])  # part 00 shard
         if part != current:
-            current, anchor = part, -1
-        if anchor == -1 and len(value) == _ONE_SIZE and value[:8] == _ONE_HEAD:
+            current, earlier = part, []
+        if not earlier and len(value) == _ONE_SIZE and value[:8] == _ONE_HEAD:
             # Most bands hold one job: read it from the bytes (a third of the walk's time
             # went to making bitmaps of one). The next shard of the band may still name it.
             only = int.from_bytes(value[8:10], "little") << 16 | int.from_bytes(
                 value[16:], "little"
             )
             if only in live:
-                anchor = only
+                earlier.append(only)
             continue
         jobs = bitmaps.load(value)
         jobs &= live  # a stopped update's numbers must link no one
         for doc in jobs:
-            if anchor == -1:
-                anchor = doc
-                continue
-            a, b = find(anchor), find(doc)
-            if a == b or _family_score(prompts[anchor], prompts[doc]) < FAMILY_SCORE:
-                continue
-            # The lower number is the root: a family's root is its first job.
-            parent[max(a, b)] = min(a, b)
+            for other in earlier:
+                a, b = find(other), find(doc)
+                if a == b or _family_score(prompts[other], prompts[doc]) < FAMILY_SCORE:
+                    continue
+                # The lower number is the root: a family's root is its first job.
+                parent[max(a, b)] = min(a, b)
+            if len(earlier) < BAND_COMPARED:
+                earlier.append(doc)
     return parent
 
 
