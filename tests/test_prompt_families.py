@@ -22,6 +22,7 @@ from mjvault import Vault
 from mjvault.index import bitmaps
 from mjvault.index.db import Index, JobSummary
 from mjvault.integrity.forget import forget_jobs
+from mjvault.params import parse_full_command
 from mjvault.similarity import minhash
 from mjvault.similarity.minhash import BANDS, bands, normalized
 from mjvault.similarity.prompts import (
@@ -62,6 +63,11 @@ def test_a_prompt_is_compared_without_its_parameters_urls_case_or_accents() -> N
     assert normalized("Café https://s.mj.run/aB3x  FOX --ar 16:9 --v 6") == "cafe fox"
     assert bands("A red fox --v 6") == bands("a RED fox --ar 3:2")
     assert bands("--v 6") == [] and bands("") == []
+    # Parameters start where the params module says, an em or en dash for "--" included.
+    for command in ("a red fox \u2014ar 16:9 \u2014v 6", "a red fox \u2013v 6", "a red fox --v 6"):
+        assert normalized(command) == normalized(parse_full_command(command).prompt)
+        assert normalized(command) == "a red fox"
+    assert normalized("sci--fi city") == "sci fi city"
     assert len(bands("a red fox")) == BANDS
     assert all(b"\x00" not in part for part in bands("猫 the fox"))
 
