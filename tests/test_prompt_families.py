@@ -23,7 +23,7 @@ from mjvault.index import bitmaps
 from mjvault.index.db import Index, JobSummary
 from mjvault.integrity.forget import forget_jobs
 from mjvault.params import parse_full_command
-from mjvault.similarity import minhash
+from mjvault.similarity import minhash, prompts
 from mjvault.similarity.minhash import BANDS, bands, normalized
 from mjvault.similarity.prompts import (
     families_by_job,
@@ -110,6 +110,20 @@ def test_families_like_and_similar_on_a_small_vault(vault: Vault) -> None:
     hits = similar_prompts(vault, "steampunk owl goggles")
     assert {h.job_id for h in hits} == {"owl-0", "owl-1"}
     assert similar_prompts(vault, "--v 6") == []
+
+
+def test_more_equal_candidates_than_are_ranked_give_the_newest(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A grid and its upscales share one prompt: past MAX_CANDIDATES the newest must be kept.
+    monkeypatch.setattr(prompts, "MAX_CANDIDATES", 5)
+    _add(vault, {f"same-{n}": "a zebra grazing on a hill at dawn" for n in range(30)})
+    newest = ["same-29", "same-28", "same-27"]
+    assert [h.job_id for h in like_job(vault, "same-0", 3)] == newest
+    assert [h.job_id for h in similar_prompts(vault, "a zebra grazing on a hill", 3)] == newest
+    # One typed word shares no band with the prompts: the jobs holding it are the candidates.
+    assert set(bands("zebra")).isdisjoint(bands("a zebra grazing on a hill at dawn"))
+    assert [h.job_id for h in similar_prompts(vault, "zebra", 3)] == newest
 
 
 def test_a_vault_without_families(vault: Vault) -> None:

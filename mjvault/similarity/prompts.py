@@ -13,7 +13,6 @@ job, whatever the number of bands); prompts are read only for bands of two jobs 
 from __future__ import annotations
 
 import heapq
-import itertools
 from array import array
 from collections import Counter
 from collections.abc import Iterable
@@ -123,12 +122,17 @@ def _ranked(
 
 def _candidates(reader: IndexReader, parts: Iterable[bytes], words: list[str]) -> list[int]:
     """Document numbers of the jobs sharing a band with ``parts``, those sharing most first,
-    then of those whose prompts hold every one of ``words``: at most MAX_CANDIDATES."""
+    then of those whose prompts hold every one of ``words``: at most MAX_CANDIDATES.
+
+    Among equals the highest numbers, the jobs added last, are kept: the ranking prefers the
+    newest among equal scores, and a prompt shared by more jobs than MAX_CANDIDATES (a grid
+    and its upscales, re-rolled) must give its newest, not the newest of its oldest."""
     live = reader.live()
     shared: Counter[int] = Counter()
     for part in parts:
         shared.update(reader.posting_list(BANDS, part) & live)
-    chosen = [doc for doc, _ in shared.most_common(MAX_CANDIDATES)]
+    best = heapq.nsmallest(MAX_CANDIDATES, shared.items(), key=lambda kv: (-kv[1], -kv[0]))
+    chosen = [doc for doc, _ in best]
     if words and len(chosen) < MAX_CANDIDATES:
         holding = live.copy()
         for word in sorted(set(words)):
@@ -136,7 +140,8 @@ def _candidates(reader: IndexReader, parts: Iterable[bytes], words: list[str]) -
             if not holding:
                 break
         holding -= BitMap(chosen)
-        chosen += list(itertools.islice(holding, MAX_CANDIDATES - len(chosen)))
+        if holding:
+            chosen += list(holding[-(MAX_CANDIDATES - len(chosen)) :])
     return sorted(chosen)
 
 
