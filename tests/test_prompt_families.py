@@ -126,6 +126,15 @@ def test_more_equal_candidates_than_are_ranked_give_the_newest(
     assert [h.job_id for h in similar_prompts(vault, "zebra", 3)] == newest
 
 
+def test_the_first_families_of_a_longer_list_are_the_shorter_list(vault: Vault) -> None:
+    # The owls are numbered first, the foxes are older: equal sizes go by the first time.
+    _add(vault, {f"owl-{n}": p for n, p in enumerate(OWL)}, day=10)
+    _add(vault, {f"fox-{n}": p for n, p in enumerate(FOX[:2])})
+    two = largest_families(vault, limit=2)
+    assert [f.job_ids[0] for f in two] == ["fox-0", "owl-0"]
+    assert largest_families(vault, limit=1) == two[:1]
+
+
 def test_a_vault_without_families(vault: Vault) -> None:
     assert largest_families(vault) == []
     _add(vault, {f"one-{n}": p for n, p in enumerate(ALONE)})

@@ -146,8 +146,9 @@ def _candidates(reader: IndexReader, parts: Iterable[bytes], words: list[str]) -
 
 
 def largest_families(vault: Vault, limit: int = 10) -> list[Family]:
-    """The ``limit`` largest families of two jobs or more, largest first (ties: the older
-    first)."""
+    """The ``limit`` largest families of two jobs or more, largest first (ties: the one whose
+    first job is older first, then the one numbered first). Chosen with the key they are
+    sorted by, so the first ``n`` of a longer list are the list of ``n``."""
     import numpy as np
 
     index = vault.index
@@ -156,14 +157,38 @@ def largest_families(vault: Vault, limit: int = 10) -> list[Family]:
         if not len(members):
             return []
         sizes = np.bincount(of_member)
-        count = int(np.count_nonzero(sizes >= 2))
-        if not count:
+        roots = np.flatnonzero(sizes >= 2)
+        if not len(roots):
             return []
-        # Largest first; equal sizes by root, the lowest number: the family entered first.
-        order = np.lexsort((np.arange(len(sizes)), -sizes))[: min(limit, count)]
-        families = [_family(reader, members[of_member == root].tolist()) for root in order]
-    families.sort(key=lambda f: (-f.size, f.first or datetime.max.replace(tzinfo=UTC)))
-    return families
+        wanted = min(limit, len(roots))
+        cut = np.sort(sizes[roots])[::-1][wanted - 1]  # the size of the last one shown
+        # Larger than the cut: all shown; of the cut's size only some, by their first time,
+        # which is read for those alone.
+        chosen = roots[sizes[roots] > cut].tolist()
+        tied = roots[sizes[roots] == cut]
+        if len(chosen) + len(tied) > wanted:
+            first = _first_times(reader, members, of_member, tied)
+            tied = sorted(tied.tolist(), key=lambda root: (first[root], root))
+        chosen += list(tied)[: wanted - len(chosen)]
+        found = [(_family(reader, members[of_member == root].tolist()), root) for root in chosen]
+    never = datetime.max.replace(tzinfo=UTC)
+    found.sort(key=lambda fr: (-fr[0].size, fr[0].first or never, fr[1]))
+    return [family for family, _ in found]
+
+
+def _first_times(reader: IndexReader, members: Any, of_member: Any, roots: Any) -> dict[int, int]:
+    """The time (µs) of each family's oldest job with a known time, by root; a family with
+    none comes after every other (as an unknown ``first`` does)."""
+    import numpy as np
+
+    inside = np.isin(of_member, roots)
+    root_of = dict(zip(members[inside].tolist(), of_member[inside].tolist(), strict=True))
+    never = 1 << 63
+    first = dict.fromkeys(root_of.values(), never)
+    for micros, doc, _ in reader.times(sorted(root_of)):
+        if micros and micros < first[root_of[doc]]:
+            first[root_of[doc]] = micros
+    return first
 
 
 def families_by_job(vault: Vault) -> dict[str, int]:
