@@ -365,6 +365,17 @@ def test_stats_families(world: tuple[str, str], capsys: pytest.CaptureFixture[st
     assert wrong.code != 0 and "--families" in wrong.err
 
 
+def test_stats_refuses_what_its_mode_would_ignore(
+    world: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    alone = run_in_process(capsys, *world, "stats", "-n", "5")
+    assert alone.code != 0 and "--families" in alone.err and "Traceback" not in alone.err
+    for extra in (["--top", "3"], ["--no-storage"], ["--tz", "UTC"]):
+        refused = run_in_process(capsys, *world, "stats", "--families", *extra)
+        assert refused.code != 0 and extra[0] in refused.err, extra
+    assert run_in_process(capsys, *world, "stats", "--families", "-n", "1").code == 0
+
+
 def test_similar_prompt(world: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     table = run_in_process(capsys, *world, "similar", "--prompt", "a red fox in deep snow")
     assert table.code == 0, table.err
