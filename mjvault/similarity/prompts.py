@@ -36,9 +36,10 @@ FAMILY_IDS = 5  # job ids a family lists (its first)
 RELEASE_KEYS = 4_096  # keys of the bands walk between two releases of the mapped pages
 BANDS = b"bands"
 # Two prompts of one band are in one family when rapidfuzz's token_set_ratio of their
-# normalised words is at least this (docs/design.md, "Prompt families": 70 let boilerplate
-# chain unrelated prompts, 80 lost variants; the precision and recall of each are there).
-FAMILY_SCORE = 78.0
+# normalised words is at least this (docs/design.md, "Prompt families": with every near pair
+# of a band linked, 78 let boilerplate chain unrelated prompts, 86 lost variants; the
+# precision and recall of each are there).
+FAMILY_SCORE = 82.0
 PROMPTS_KEPT = 65_536
 # A band member is compared with every earlier one, a band of n jobs n²/2 scores at worst (a
 # prompt repeated ten thousand times): past this many, later members are compared with the
