@@ -73,7 +73,8 @@ INTEGER_PARAMS = frozenset(
 FLOAT_PARAMS = frozenset({"quality", "iw"})
 
 # A parameter starts after whitespace (or at the start) with "--" or an em/en dash and a letter.
-_PARAM_START = re.compile(r"(?:(?<=\s)|^)(?:--|\u2014|\u2013)(?=[A-Za-z])")
+# Public: the prompt's bands (similarity/minhash.py) cut the prompt by this same rule.
+PARAM_START = re.compile(r"(?:(?<=\s)|^)(?:--|\u2014|\u2013)(?=[A-Za-z])")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 ParamValue = str | int | float | bool
 
@@ -114,7 +115,7 @@ def parse_full_command(full_command: str | None) -> ParsedCommand:
     its last value, as Midjourney does.
     """
     text = full_command or ""
-    starts = [m.start() for m in _PARAM_START.finditer(text)]
+    starts = [m.start() for m in PARAM_START.finditer(text)]
     if not starts:
         return ParsedCommand(prompt=" ".join(text.split()), params={})
     prompt = " ".join(text[: starts[0]].split())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,7 +22,8 @@ from mjvault import Vault
 from mjvault.index import bitmaps
 from mjvault.index.db import Index, JobSummary
 from mjvault.integrity.forget import forget_jobs
-from mjvault.similarity import minhash
+from mjvault.params import parse_full_command
+from mjvault.similarity import minhash, prompts
 from mjvault.similarity.minhash import BANDS, bands, normalized
 from mjvault.similarity.prompts import (
     families_by_job,
@@ -61,6 +63,11 @@ def test_a_prompt_is_compared_without_its_parameters_urls_case_or_accents() -> N
     assert normalized("Café https://s.mj.run/aB3x  FOX --ar 16:9 --v 6") == "cafe fox"
     assert bands("A red fox --v 6") == bands("a RED fox --ar 3:2")
     assert bands("--v 6") == [] and bands("") == []
+    # Parameters start where the params module says, an em or en dash for "--" included.
+    for command in ("a red fox \u2014ar 16:9 \u2014v 6", "a red fox \u2013v 6", "a red fox --v 6"):
+        assert normalized(command) == normalized(parse_full_command(command).prompt)
+        assert normalized(command) == "a red fox"
+    assert normalized("sci--fi city") == "sci fi city"
     assert len(bands("a red fox")) == BANDS
     assert all(b"\x00" not in part for part in bands("猫 the fox"))
 
@@ -103,6 +110,29 @@ def test_families_like_and_similar_on_a_small_vault(vault: Vault) -> None:
     hits = similar_prompts(vault, "steampunk owl goggles")
     assert {h.job_id for h in hits} == {"owl-0", "owl-1"}
     assert similar_prompts(vault, "--v 6") == []
+
+
+def test_more_equal_candidates_than_are_ranked_give_the_newest(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A grid and its upscales share one prompt: past MAX_CANDIDATES the newest must be kept.
+    monkeypatch.setattr(prompts, "MAX_CANDIDATES", 5)
+    _add(vault, {f"same-{n}": "a zebra grazing on a hill at dawn" for n in range(30)})
+    newest = ["same-29", "same-28", "same-27"]
+    assert [h.job_id for h in like_job(vault, "same-0", 3)] == newest
+    assert [h.job_id for h in similar_prompts(vault, "a zebra grazing on a hill", 3)] == newest
+    # One typed word shares no band with the prompts: the jobs holding it are the candidates.
+    assert set(bands("zebra")).isdisjoint(bands("a zebra grazing on a hill at dawn"))
+    assert [h.job_id for h in similar_prompts(vault, "zebra", 3)] == newest
+
+
+def test_the_first_families_of_a_longer_list_are_the_shorter_list(vault: Vault) -> None:
+    # The owls are numbered first, the foxes are older: equal sizes go by the first time.
+    _add(vault, {f"owl-{n}": p for n, p in enumerate(OWL)}, day=10)
+    _add(vault, {f"fox-{n}": p for n, p in enumerate(FOX[:2])})
+    two = largest_families(vault, limit=2)
+    assert [f.job_ids[0] for f in two] == ["fox-0", "owl-0"]
+    assert largest_families(vault, limit=1) == two[:1]
 
 
 def test_a_vault_without_families(vault: Vault) -> None:
@@ -207,6 +237,41 @@ def test_families_of_numbers_past_the_first_shard(tmp_path: Path) -> None:
         index.close()
 
 
+# A~B and B~C score at least FAMILY_SCORE, A~C does not: one family of three whatever the order.
+CHAIN = [
+    "red fox sleeping snow night hour forest misty",
+    "red fox sleeping snow golden hour forest misty",
+    "red fox river snow golden hour forest brass",
+]
+
+
+@settings(max_examples=12, deadline=None)
+@given(order=st.permutations([*CHAIN, *OWL, *ALONE]), batches=st.integers(1, 3))
+def test_families_do_not_depend_on_the_order_jobs_were_numbered(
+    order: list[str], batches: int
+) -> None:
+    # An incremental index numbers jobs as they come, a rebuild as it reads them: the
+    # families must be the same (any pair sharing a band and near enough is linked).
+    with tempfile.TemporaryDirectory(prefix="families-") as where:
+        index = Index(Path(where) / "index")
+        try:
+            ids = {p: n for n, p in enumerate([*CHAIN, *OWL, *ALONE])}
+            jobs = [_summary(ids[p], p.split()) for p in order]
+            for n in range(batches):  # as several syncs would add them
+                part = jobs[n::batches]
+                index.apply([(job.job_id, job) for job in part], f"{n:040}")
+            found = families_by_job(SimpleNamespace(index=index))  # type: ignore[arg-type]
+        finally:
+            index.close()
+    groups: dict[int, set[str]] = {}
+    for job_id, family in found.items():
+        groups.setdefault(family, set()).add(job_id)
+    assert sorted(map(sorted, groups.values())) == [
+        ["job-000", "job-001", "job-002"],
+        ["job-003", "job-004"],
+    ]
+
+
 def test_forget_takes_a_job_out_of_its_family(vault: Vault) -> None:
     _small_vault(vault)
     forget_jobs(vault, ["fox-0"])
@@ -298,6 +363,17 @@ def test_stats_families(world: tuple[str, str], capsys: pytest.CaptureFixture[st
     assert doc["families"][0]["job_ids"] == ["fox-0", "fox-1", "fox-2"]
     wrong = run_in_process(capsys, *world, "stats", "--families", "fox")
     assert wrong.code != 0 and "--families" in wrong.err
+
+
+def test_stats_refuses_what_its_mode_would_ignore(
+    world: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    alone = run_in_process(capsys, *world, "stats", "-n", "5")
+    assert alone.code != 0 and "--families" in alone.err and "Traceback" not in alone.err
+    for extra in (["--top", "3"], ["--no-storage"], ["--tz", "UTC"]):
+        refused = run_in_process(capsys, *world, "stats", "--families", *extra)
+        assert refused.code != 0 and extra[0] in refused.err, extra
+    assert run_in_process(capsys, *world, "stats", "--families", "-n", "1").code == 0
 
 
 def test_similar_prompt(world: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:

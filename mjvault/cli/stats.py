@@ -55,13 +55,14 @@ def insights_document(app: AppContext, filters: InsightsFilters) -> dict[str, An
     type=click.IntRange(min=1),
     default=15,
     show_default=True,
-    help="How many top terms and parameters.",
+    help="How many top terms and parameters (not with --families).",
 )
 @click.option("--no-storage", is_flag=True, help="Skip the walk over object files (faster).")
 @click.option(
     "--families",
     is_flag=True,
-    help="Only the largest prompt families: the ideas iterated on most (-n how many).",
+    help="Only the largest prompt families: the ideas iterated on most (-n how many); no"
+    " QUERY, dates, --chart, --top, --no-storage, --tz or --anonymize.",
 )
 @click.option(
     "-n",
@@ -70,7 +71,7 @@ def insights_document(app: AppContext, filters: InsightsFilters) -> dict[str, An
     default=10,
     show_default=True,
     metavar="N",
-    help="How many prompt families --families lists.",
+    help="How many prompt families --families lists (only with --families).",
 )
 @pass_app
 def stats_command(
@@ -98,13 +99,18 @@ def stats_command(
     from mjvault.insights.render.report import format_of, render
     from mjvault.insights.render.terminal import history_lines, insights_lines, storage_lines
 
+    given = _given(("top", "families_limit"))
     if families:
+        if given["top"] or no_storage or filters.tz is not None:
+            raise UsageError("--families lists families only: no --top, --no-storage or --tz")
         if chart is not None or filters.query or filters.since or filters.until:
             raise UsageError("--families counts the whole vault: no QUERY, dates or --chart")
         if filters.anonymize:
             raise UsageError("--families shows prompts: it does not go with --anonymize")
         _families(app, families_limit, as_json=as_json or app.json_output)
         return
+    if given["families_limit"]:
+        raise UsageError("-n is how many families --families lists: give --families too")
     if chart is not None:
         # Before the counting, which takes a while on a large vault; never made up silently.
         check_output_file(chart, "the chart")
@@ -127,6 +133,16 @@ def stats_command(
         lines += storage_lines(doc["storage"])
     lines += history_lines(doc["history"])
     click.echo("\n".join(lines))
+
+
+def _given(names: tuple[str, ...]) -> dict[str, bool]:
+    """Whether each option was given on the command line (not left at its default), for the
+    options a mode has no use for: refused, never silently ignored."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    typed = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    return {name: ctx.get_parameter_source(name) in typed for name in names}
 
 
 def _families(app: AppContext, limit: int, *, as_json: bool) -> None:

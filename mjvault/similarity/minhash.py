@@ -10,12 +10,12 @@ The figures that chose these are in docs/design.md, "Prompt families".
 
 from __future__ import annotations
 
-import re
 from functools import cache
 from hashlib import blake2b, sha1
 from typing import Any
 
 from mjvault.find.anonymize import scrub
+from mjvault.params import PARAM_START
 from mjvault.text import search_tokens
 
 NUM_PERM = 48
@@ -26,15 +26,18 @@ SEED = 1
 # is an index format of its own.
 SCHEME = f"minhash affine32 seed={SEED} perm={NUM_PERM} bands={BANDS}x{ROWS}"
 
-# Midjourney's parameters follow the prompt ("… --ar 16:9 --v 6"): everything from the first
-# "--name" on is the command's, not the idea's.
-_PARAMS = re.compile(r"(?:^|\s)--[a-z].*$", re.IGNORECASE | re.DOTALL)
-
 
 def normalized_words(prompt: str) -> list[str]:
     """The prompt's words as search compares them (accent-folded, case-folded), without its
     parameters and URLs (image prompts say nothing of the idea)."""
-    return search_tokens(scrub(_PARAMS.sub("", prompt)))
+    return search_tokens(scrub(_without_params(prompt)))
+
+
+def _without_params(prompt: str) -> str:
+    """The prompt up to its first parameter ("… --ar 16:9 --v 6", or an em dash for "--"),
+    where the params module says the command's part starts: the idea is what comes before."""
+    start = PARAM_START.search(prompt)
+    return prompt if start is None else prompt[: start.start()]
 
 
 def normalized(prompt: str) -> str:

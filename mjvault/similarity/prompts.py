@@ -13,7 +13,6 @@ job, whatever the number of bands); prompts are read only for bands of two jobs 
 from __future__ import annotations
 
 import heapq
-import itertools
 from array import array
 from collections import Counter
 from collections.abc import Iterable
@@ -37,10 +36,15 @@ FAMILY_IDS = 5  # job ids a family lists (its first)
 RELEASE_KEYS = 4_096  # keys of the bands walk between two releases of the mapped pages
 BANDS = b"bands"
 # Two prompts of one band are in one family when rapidfuzz's token_set_ratio of their
-# normalised words is at least this (docs/design.md, "Prompt families": 70 let boilerplate
-# chain unrelated prompts, 80 lost variants; the precision and recall of each are there).
-FAMILY_SCORE = 78.0
+# normalised words is at least this (docs/design.md, "Prompt families": with every near pair
+# of a band linked, 78 let boilerplate chain unrelated prompts, 86 lost variants; the
+# precision and recall of each are there).
+FAMILY_SCORE = 82.0
 PROMPTS_KEPT = 65_536
+# A band member is compared with every earlier one, a band of n jobs n²/2 scores at worst (a
+# prompt repeated ten thousand times): past this many, later members are compared with the
+# band's first BAND_COMPARED only, and only in such a band can the numbering order matter.
+BAND_COMPARED = 256
 
 
 @dataclass(frozen=True)
@@ -119,12 +123,17 @@ def _ranked(
 
 def _candidates(reader: IndexReader, parts: Iterable[bytes], words: list[str]) -> list[int]:
     """Document numbers of the jobs sharing a band with ``parts``, those sharing most first,
-    then of those whose prompts hold every one of ``words``: at most MAX_CANDIDATES."""
+    then of those whose prompts hold every one of ``words``: at most MAX_CANDIDATES.
+
+    Among equals the highest numbers, the jobs added last, are kept: the ranking prefers the
+    newest among equal scores, and a prompt shared by more jobs than MAX_CANDIDATES (a grid
+    and its upscales, re-rolled) must give its newest, not the newest of its oldest."""
     live = reader.live()
     shared: Counter[int] = Counter()
     for part in parts:
         shared.update(reader.posting_list(BANDS, part) & live)
-    chosen = [doc for doc, _ in shared.most_common(MAX_CANDIDATES)]
+    best = heapq.nsmallest(MAX_CANDIDATES, shared.items(), key=lambda kv: (-kv[1], -kv[0]))
+    chosen = [doc for doc, _ in best]
     if words and len(chosen) < MAX_CANDIDATES:
         holding = live.copy()
         for word in sorted(set(words)):
@@ -132,13 +141,15 @@ def _candidates(reader: IndexReader, parts: Iterable[bytes], words: list[str]) -
             if not holding:
                 break
         holding -= BitMap(chosen)
-        chosen += list(itertools.islice(holding, MAX_CANDIDATES - len(chosen)))
+        if holding:
+            chosen += list(holding[-(MAX_CANDIDATES - len(chosen)) :])
     return sorted(chosen)
 
 
 def largest_families(vault: Vault, limit: int = 10) -> list[Family]:
-    """The ``limit`` largest families of two jobs or more, largest first (ties: the older
-    first)."""
+    """The ``limit`` largest families of two jobs or more, largest first (ties: the one whose
+    first job is older first, then the one numbered first). Chosen with the key they are
+    sorted by, so the first ``n`` of a longer list are the list of ``n``."""
     import numpy as np
 
     index = vault.index
@@ -147,14 +158,46 @@ def largest_families(vault: Vault, limit: int = 10) -> list[Family]:
         if not len(members):
             return []
         sizes = np.bincount(of_member)
-        count = int(np.count_nonzero(sizes >= 2))
-        if not count:
+        roots = np.flatnonzero(sizes >= 2)
+        if not len(roots):
             return []
-        # Largest first; equal sizes by root, the lowest number: the family entered first.
-        order = np.lexsort((np.arange(len(sizes)), -sizes))[: min(limit, count)]
-        families = [_family(reader, members[of_member == root].tolist()) for root in order]
-    families.sort(key=lambda f: (-f.size, f.first or datetime.max.replace(tzinfo=UTC)))
-    return families
+        wanted = min(limit, len(roots))
+        cut = np.sort(sizes[roots])[::-1][wanted - 1]  # the size of the last one shown
+        # Larger than the cut: all shown; of the cut's size only some, by their first time,
+        # which is read for those alone.
+        chosen = roots[sizes[roots] > cut].tolist()
+        tied = roots[sizes[roots] == cut]
+        if len(chosen) + len(tied) > wanted:
+            first = _first_times(reader, members, of_member, tied)
+            tied = sorted(tied.tolist(), key=lambda root: (first[root], root))
+        chosen += list(tied)[: wanted - len(chosen)]
+        # Members grouped by family with one sort (stable: each family's in number order),
+        # not one pass over every job per family shown.
+        order = np.argsort(of_member, kind="stable")
+        grouped = of_member[order]
+        found = []
+        for root in chosen:
+            start, end = np.searchsorted(grouped, [root, root + 1])
+            docs = members[order[start:end]].tolist()
+            found.append((_family(reader, docs), root))
+    never = datetime.max.replace(tzinfo=UTC)
+    found.sort(key=lambda fr: (-fr[0].size, fr[0].first or never, fr[1]))
+    return [family for family, _ in found]
+
+
+def _first_times(reader: IndexReader, members: Any, of_member: Any, roots: Any) -> dict[int, int]:
+    """The time (µs) of each family's oldest job with a known time, by root; a family with
+    none comes after every other (as an unknown ``first`` does)."""
+    import numpy as np
+
+    inside = np.isin(of_member, roots)
+    root_of = dict(zip(members[inside].tolist(), of_member[inside].tolist(), strict=True))
+    never = 1 << 63
+    first = dict.fromkeys(root_of.values(), never)
+    for micros, doc, _ in reader.times(sorted(root_of)):
+        if micros and micros < first[root_of[doc]]:
+            first[root_of[doc]] = micros
+    return first
 
 
 def families_by_job(vault: Vault) -> dict[str, int]:
@@ -199,8 +242,10 @@ def _linked(reader: IndexReader, live: Any, release: Any) -> array[int]:
 
     A band says two prompts may be near; boilerplate ("highly detailed, cinematic lighting")
     puts unrelated short prompts in one band now and then, and one such link would chain two
-    families into one. Each member of a band is therefore compared with the band's first
-    member before it joins it (a band's members near each other are near its first too)."""
+    families into one. Each member of a band is therefore compared with every earlier member
+    not yet in its tree (the first BAND_COMPARED of a larger band), so which jobs are linked
+    depends only on which pairs are near, not on the order they were numbered in: an
+    incremental index and a rebuild give the same families."""
     size = live.max() + 1
     parent = array("I", range(size))
     prompts = _Prompts(reader)
@@ -213,33 +258,33 @@ def _linked(reader: IndexReader, live: Any, release: Any) -> array[int]:
 
     cursor = reader.txn.cursor(db=reader.dbs[BANDS])
     current = b""
-    anchor = -1
+    earlier: list[int] = []  # the band's members so far (its shards come one after another)
     for n, (key, value) in enumerate(cursor.iternext(), 1):
         if n % RELEASE_KEYS == 0:
             release()
         part = bytes(key[: -(len(bitmaps.SEP) + 2)])  # part 00 shard
         if part != current:
-            current, anchor = part, -1
-        if anchor == -1 and len(value) == _ONE_SIZE and value[:8] == _ONE_HEAD:
+            current, earlier = part, []
+        if not earlier and len(value) == _ONE_SIZE and value[:8] == _ONE_HEAD:
             # Most bands hold one job: read it from the bytes (a third of the walk's time
             # went to making bitmaps of one). The next shard of the band may still name it.
             only = int.from_bytes(value[8:10], "little") << 16 | int.from_bytes(
                 value[16:], "little"
             )
             if only in live:
-                anchor = only
+                earlier.append(only)
             continue
         jobs = bitmaps.load(value)
         jobs &= live  # a stopped update's numbers must link no one
         for doc in jobs:
-            if anchor == -1:
-                anchor = doc
-                continue
-            a, b = find(anchor), find(doc)
-            if a == b or _family_score(prompts[anchor], prompts[doc]) < FAMILY_SCORE:
-                continue
-            # The lower number is the root: a family's root is its first job.
-            parent[max(a, b)] = min(a, b)
+            for other in earlier:
+                a, b = find(other), find(doc)
+                if a == b or _family_score(prompts[other], prompts[doc]) < FAMILY_SCORE:
+                    continue
+                # The lower number is the root: a family's root is its first job.
+                parent[max(a, b)] = min(a, b)
+            if len(earlier) < BAND_COMPARED:
+                earlier.append(doc)
     return parent
 
 
