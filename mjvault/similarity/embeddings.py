@@ -15,7 +15,6 @@ dropped whole when it does not open, and losing it only means computing the vect
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import threading
@@ -33,6 +32,7 @@ import numpy as np
 from mjvault.errors import CorruptObject, ObjectNotFound, UsageError, VaultLocked
 from mjvault.lock import WriteLock
 from mjvault.similarity.onnx_models import ImageModel, Preprocessing
+from mjvault.store import cachefile
 from mjvault.store.codec import media_kind
 from mjvault.vault import Vault
 
@@ -105,6 +105,15 @@ class Block:
         return [self.image(r) for r in range(len(self))]
 
 
+def _upgrade(db: sqlite3.Connection) -> None:
+    columns = {row[1] for row in db.execute("PRAGMA table_info(models)")}
+    # A store written before the preprocessing was remembered: its rows read NULL.
+    for column, kind in (("image_size", "INTEGER"), ("mean", "TEXT"), ("std", "TEXT")):
+        if column not in columns:
+            db.execute(f"ALTER TABLE models ADD COLUMN {column} {kind}")
+    db.execute("SELECT count(*) FROM (SELECT 1 FROM blocks LIMIT 1)").fetchone()
+
+
 class EmbeddingStore:
     """The vault's vectors. One connection; writes held in one transaction until
     :meth:`commit` (each :meth:`add_block` commits: a block is the unit a kill loses)."""
@@ -117,14 +126,8 @@ class EmbeddingStore:
         self.lock = threading.Lock()
         if writable:
             self.path.parent.mkdir(mode=0o700, exist_ok=True)
-            try:
-                self.db = self._open()
-            except sqlite3.DatabaseError:
-                # Damaged: a cache, so start again rather than refuse.
-                for suffix in ("", "-journal", "-wal", "-shm"):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(f"{self.path}{suffix}")
-                self.db = self._open()
+            # Damaged: a cache, so start again rather than refuse.
+            self.db = cachefile.open_or_start_again(self.path, self._open)
             self._check_keys()
         else:
             if not self.path.is_file():
@@ -149,26 +152,9 @@ class EmbeddingStore:
         return cls(vault, writable=writable)
 
     def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(os.fspath(self.path), isolation_level=None, check_same_thread=False)
-        try:
-            db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-            db.execute("PRAGMA synchronous = NORMAL")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, TABLE_VERSION):
-                raise sqlite3.DatabaseError(f"format {version} is not supported")
-            db.executescript(_SCHEMA)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(models)")}
-            # A store written before the preprocessing was remembered: its rows read NULL.
-            for column, kind in (("image_size", "INTEGER"), ("mean", "TEXT"), ("std", "TEXT")):
-                if column not in columns:
-                    db.execute(f"ALTER TABLE models ADD COLUMN {column} {kind}")
-            db.execute("SELECT count(*) FROM (SELECT 1 FROM blocks LIMIT 1)").fetchone()
-        except sqlite3.DatabaseError:
-            db.close()
-            raise
-        with contextlib.suppress(OSError):
-            os.chmod(self.path, 0o600)
-        return db
+        return cachefile.connect(
+            self.path, _SCHEMA, TABLE_VERSION, cache_kib=CACHE_KIB, prepare=_upgrade
+        )
 
     # -- keys -------------------------------------------------------------------------------
     def _keys_match(self) -> bool:

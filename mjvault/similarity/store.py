@@ -28,6 +28,7 @@ import numpy as np
 
 from mjvault.errors import CorruptObject, MjvaultError
 from mjvault.similarity.hashing import ALGORITHM, HASH_BYTES, WORDS
+from mjvault.store import cachefile
 
 if TYPE_CHECKING:
     from mjvault.store.crypto import VaultKeys
@@ -124,35 +125,21 @@ class HashStore:
                 self.db = None  # damaged or of a later format: nothing to show, nothing made
             return
         os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-        try:
-            self._connect()
-        except sqlite3.DatabaseError:
-            # Damaged: a cache, so start again (the backfill makes the hashes again).
-            for suffix in ("", "-journal", "-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(f"{self.path}{suffix}")
-            self._connect()
+        # Damaged: a cache, so start again (the backfill makes the hashes again).
+        cachefile.open_or_start_again(self.path, self._connect)
         assert self.db is not None
         if self._stale or not self.db.execute("SELECT 1 FROM meta LIMIT 1").fetchone():
             self._clear()  # another algorithm or key: made again; or new: its meta first
 
     def _connect(self) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db = cachefile.connect(self.path, _SCHEMA, TABLE_VERSION, cache_kib=CACHE_KIB, wal=True)
+        self.db = db
         try:
-            db.execute("PRAGMA journal_mode = WAL")  # readers (a server) beside the writer
-            db.execute("PRAGMA synchronous = NORMAL")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, TABLE_VERSION):
-                raise sqlite3.DatabaseError(f"format {version} is not supported")
-            db.executescript(_SCHEMA)
-            self.db = db
             self._check()
         except sqlite3.DatabaseError:
             db.close()
             self.db = None
             raise
-        with contextlib.suppress(OSError):
-            os.chmod(self.path, 0o600)
 
     def _check(self) -> None:
         """Stale when the hashes are of another algorithm, or sealed under another key (a

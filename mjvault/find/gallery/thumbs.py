@@ -12,9 +12,7 @@ the table and removed.
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import re
 import sqlite3
 import threading
@@ -23,6 +21,8 @@ from pathlib import Path
 from types import TracebackType
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mjvault.store import cachefile
 
 CACHE_FILE = "cache/thumbs.sqlite"
 OLD_CACHE_FILE = "cache/thumbs.json"
@@ -93,6 +93,10 @@ def make_thumbnails(
     return out
 
 
+def _probe_thumbs(db: sqlite3.Connection) -> None:
+    db.execute("SELECT count(*) FROM (SELECT 1 FROM thumbs LIMIT 1)").fetchone()
+
+
 class ThumbCache:
     """The source-to-thumbnail mapping of one vault.
 
@@ -105,32 +109,14 @@ class ThumbCache:
         self.path = vault_path / CACHE_FILE
         self.lock = threading.Lock()
         self.path.parent.mkdir(mode=0o700, exist_ok=True)
-        try:
-            self.db = self._open()
-        except sqlite3.DatabaseError:
-            # Damaged: a cache, so start again rather than refuse the gallery.
-            for suffix in ("", "-journal"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(f"{self.path}{suffix}")
-            self.db = self._open()
+        # Damaged: a cache, so start again rather than refuse the gallery.
+        self.db = cachefile.open_or_start_again(self.path, self._open)
         self._migrate(vault_path / OLD_CACHE_FILE)
 
     def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(os.fspath(self.path), isolation_level=None, check_same_thread=False)
-        try:
-            db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-            db.execute("PRAGMA synchronous = NORMAL")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, TABLE_VERSION):
-                raise sqlite3.DatabaseError(f"format {version} is not supported")
-            db.executescript(_SCHEMA)
-            db.execute("SELECT count(*) FROM (SELECT 1 FROM thumbs LIMIT 1)").fetchone()
-        except sqlite3.DatabaseError:
-            db.close()
-            raise
-        with contextlib.suppress(OSError):
-            os.chmod(self.path, 0o600)
-        return db
+        return cachefile.connect(
+            self.path, _SCHEMA, TABLE_VERSION, cache_kib=CACHE_KIB, prepare=_probe_thumbs
+        )
 
     def _migrate(self, old: Path) -> None:
         """Move thumbs.json's entries into the table, reading the file a block at a time."""
