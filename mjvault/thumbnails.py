@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from mjvault.errors import CorruptObject, KeysChanged, ObjectNotFound, UsageError, VaultLocked
 from mjvault.find.gallery.thumbs import (
     CACHE_FILE,
-    WEBP_QUALITY,
     ThumbCache,
     make_thumbnail,
     make_thumbnails,
+    thumbnails_of_image,
 )
 from mjvault.lock import WriteLock
 from mjvault.store.codec import media_kind
@@ -560,19 +560,7 @@ def thumbnails_and_hashes(
         hashes = hashes_of_image(full, grid=grid)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return dict.fromkeys(sizes), None
-    out: dict[int, bytes | None] = {}
-    for size in sizes:
-        try:
-            image = full.copy()
-            image.thumbnail((size, size), reducing_gap=2.0)
-            if image.mode not in ("RGB", "RGBA"):
-                image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-            buffer = io.BytesIO()
-            image.save(buffer, "WEBP", quality=WEBP_QUALITY, method=METHOD)
-            out[size] = buffer.getvalue()
-        except (OSError, ValueError):
-            out[size] = None
-    return out, hashes
+    return thumbnails_of_image(full, sizes, METHOD), hashes
 
 
 class Feed:

@@ -78,6 +78,13 @@ def make_thumbnails(
             full.load()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return dict.fromkeys(sizes)
+    return thumbnails_of_image(full, sizes, method)
+
+
+def thumbnails_of_image(
+    full: Image.Image, sizes: list[int], method: int = WEBP_METHOD
+) -> dict[int, bytes | None]:
+    """WebPs of a decoded, upright image at each of ``sizes`` (None where encoding fails)."""
     out: dict[int, bytes | None] = {}
     for size in sizes:
         try:
