@@ -75,3 +75,49 @@ def test_staged_bytes_waiting_in_memory_are_bounded(
         assert batch._in_flight_bytes <= 10_000 or len(batch._in_flight) == 1
     batch.flush()
     assert len(list(vault.store.iter_ids())) == 20
+
+
+@pytest.mark.parametrize("stop_in", ["write", "writeback"])
+def test_a_ctrl_c_while_a_checkpoint_seals_its_pack_loses_no_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_in: str
+) -> None:
+    """A Ctrl-C landing while a checkpoint writes its records' pack (most likely while the
+    disk takes the file): the abort's checkpoint names only records that are kept."""
+    from mjvault.integrity.reachability import checkpoint_tree
+    from tests.conftest import record_json
+
+    vault = Vault.init(tmp_path / "vault")
+    writer = vault.writer("sync")
+    writer.start()
+    for n in range(6):
+        writer.add_job(record_json(f"job-{n}", f"a red fox number {n}"), [])
+    real_write = objects._write_new_file
+    real_writeback = objects.start_writeback
+    stopped = []
+
+    def write_then_stop(path: Path, data: bytes | memoryview) -> None:
+        real_write(path, data)
+        if os.path.basename(path).startswith("pack-") and not stopped and stop_in == "write":
+            stopped.append(path)
+            raise KeyboardInterrupt
+
+    def writeback_then_stop(fd: int) -> None:
+        real_writeback(fd)
+        if not stopped and stop_in == "writeback":
+            stopped.append(fd)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(objects, "_write_new_file", write_then_stop)
+    monkeypatch.setattr(objects, "start_writeback", writeback_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        writer.checkpoint()
+    assert stopped
+    writer.abort()
+    vault.close()
+    with Vault.open(tmp_path / "vault") as vault:
+        tree = checkpoint_tree(vault)
+        assert tree is not None
+        entries = list(vault.tree.walk(tree))
+        assert len(entries) == 6
+        for entry in entries:
+            assert vault.store.read(entry.record)  # every record the checkpoint names is kept

@@ -443,7 +443,7 @@ class WriteBatch:
         and both are published at the next :meth:`flush`. A writer keeps its records (which
         stay) apart from its tree nodes (which later checkpoints supersede) this way."""
         if self._builder:
-            self._ready_packs.append(self._finish_pack())
+            self._seal_pack()
 
     def add_pack_file(
         self, name: str, tmp: Path, trailer: Trailer, dictionary_id: str | None
@@ -775,7 +775,7 @@ class WriteBatch:
         self._stop_stager()
         if self._builder:
             # Kept until published: a flush interrupted past this point publishes it next time.
-            self._ready_packs.append(self._finish_pack())
+            self._seal_pack()
         if not self._pending and not self._ready_packs:
             return
         sync_filesystem(self.store.tmp_dir)
@@ -797,23 +797,36 @@ class WriteBatch:
         self._pending.clear()
         self.pending_bytes = 0
 
+    def _seal_pack(self) -> None:
+        """The pack being gathered encoded and listed for publishing, and only then a new one
+        begun: a Ctrl-C on the way (most likely while the disk takes the file) leaves its
+        objects in the builder, so the abort's checkpoint seals them again rather than naming
+        records that are in no pack (a resumed sync then committed them missing)."""
+        ready = self._finish_pack()
+        if all(listed[0] != ready[0] for listed in self._ready_packs):
+            self._ready_packs.append(ready)
+            self.pending_bytes += os.stat(ready[1]).st_size
+        self._builder = PackBuilder()
+
     def _finish_pack(self) -> tuple[str, Path, Trailer, str | None]:
-        """Encode the gathered small objects into a pack file in ``tmp/`` (not yet synced)."""
+        """Encode the gathered small objects into a pack file in ``tmp/`` (not yet synced);
+        called again after an interruption, the same pack (sealed once) or one of the same
+        objects."""
         builder = self._builder
         if isinstance(builder, PackStream):
             with _writing(builder.path):
-                name, trailer, size = builder.seal()
-            self._builder = PackBuilder()
-            self.pending_bytes += size
+                name, trailer, _ = builder.seal()
             return name, builder.path, trailer, builder.dictionary.object_id
         dictionary = self._pack_dictionary(builder)
         name, data, trailer = builder.finish(self.store.keys, dictionary)
         tmp = self._tmp_path("pack-" + name)
+        # A first try stopped while writing it (the same bytes, unencrypted: the same name).
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         try:
             _write_new_file(tmp, data)
         except OSError as exc:
             raise write_failure(exc, tmp) from None
-        self.pending_bytes += len(data)
         return name, tmp, trailer, dictionary.object_id if dictionary else None
 
     def _pack_dictionary(self, builder: PackBuilder) -> Dictionary | None:

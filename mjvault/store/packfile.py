@@ -171,6 +171,8 @@ class PackFileWriter:
         self._written = 0  # bytes in the file; the buffer holds the next ones
         self._broken = False
         self._closed = False
+        self._trailer: Trailer | None = None  # written
+        self._finished: tuple[str, Trailer] | None = None
         self._append(header(self.version))
 
     @property
@@ -200,18 +202,24 @@ class PackFileWriter:
 
     def finish(self) -> tuple[str, Trailer]:
         """Write the trailer and close the file; the pack's name and trailer."""
-        if self._closed:
-            raise ValueError("this pack file is finished or aborted already")
-        self._check_whole()
-        trailer_bytes, trailer = encode_trailer(
-            self._index, self.dictionary_id, self.size, self.version
-        )
-        self._append(trailer_bytes, flush=True)
-        # Let the disk start on the bytes now: the batch's sync then mostly waits for writes
-        # already under way.
-        start_writeback(self.fd)
-        self._close()
-        return self._hasher.hexdigest(), trailer
+        if self._finished is not None:
+            return self._finished  # finished before, or stopped after its trailer was written
+        if self._closed and self._trailer is None:
+            raise ValueError("this pack file is aborted already")
+        if self._trailer is None:
+            self._check_whole()
+            trailer_bytes, trailer = encode_trailer(
+                self._index, self.dictionary_id, self.size, self.version
+            )
+            self._append(trailer_bytes, flush=True)
+            self._trailer = trailer
+        if not self._closed:
+            # Let the disk start on the bytes now: the batch's sync then mostly waits for
+            # writes already under way.
+            start_writeback(self.fd)
+            self._close()
+        self._finished = (self._hasher.hexdigest(), self._trailer)
+        return self._finished
 
     def abort(self) -> None:
         """Close and remove the file (already gone is fine)."""

@@ -303,8 +303,8 @@ class PackBuilder:
         for object_id, (plaintext, compress) in self.objects.items():
             framed = frame_entry(keys, dictionary, object_id, plaintext, compress=compress)
             entries.append((bytes.fromhex(object_id), framed))
-        self.objects.clear()
-        self.plaintext_bytes = 0
+        # The objects stay until the caller has listed the pack and begun a new builder: an
+        # interruption before then encodes them again.
         data, trailer = encode_pack(entries, dictionary.object_id if dictionary else None)
         return pack_name(data), data, trailer
 
@@ -325,6 +325,7 @@ class PackStream:
         self._file = PackFileWriter(path, dictionary.object_id)
         self._places: dict[str, tuple[int, int]] = {}  # id -> offset, length in the file
         self.plaintext_bytes = 0
+        self._sealed: tuple[str, Trailer, int] | None = None
 
     def __len__(self) -> int:
         return len(self._places)
@@ -354,10 +355,12 @@ class PackStream:
         return self.plaintext_bytes >= PACK_PLAINTEXT_LIMIT
 
     def seal(self) -> tuple[str, Trailer, int]:
-        """Write the trailer and close the file (not synced): name, trailer, file size."""
-        name, trailer = self._file.finish()
-        self._places.clear()
-        return name, trailer, self._file.size
+        """Write the trailer and close the file (not synced): name, trailer, file size. Called
+        again (after an interruption), the same answer; the objects stay readable."""
+        if self._sealed is None:
+            name, trailer = self._file.finish()
+            self._sealed = (name, trailer, self._file.size)
+        return self._sealed
 
     def abort(self) -> None:
         """Remove the temp file: the objects added are dropped."""
