@@ -298,6 +298,7 @@ class Maker:
         # The perceptual hashes, made in the decode that makes the thumbnails (the caller
         # holds the write lock: this is the store's one writer).
         self.hash_store: HashStore | None = None
+        self.hash_problem: str | None = None
         if hashes:
             from mjvault.similarity.store import HashStore
 
@@ -305,7 +306,10 @@ class Maker:
                 self.hash_store = HashStore.open(vault, writable=True)
             except (OSError, sqlite3.Error) as exc:
                 # A cache (a full disk, say): the thumbnails go on, `mjvault thumbs` hashes.
-                log.warning("perceptual hashes not made: %s", exc)
+                # Beside a writer the feed reports it at its end, with its own failures.
+                self.hash_problem = f"perceptual hashes not made: {exc}"
+                if not nice:
+                    log.warning("%s", self.hash_problem)
                 self.report.hashes = False
         self.workers = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
         # Beside a writer (``nice``): one daemon thread at a lower priority, whose image in
@@ -652,8 +656,14 @@ class Feed:
         if self._thread.is_alive():
             self._stop.set()
             self._thread.join()
+        # A writer that stops (its own error, an interrupt) says why in its one line: what
+        # the feed could not do then is a consequence (a full disk, most often), logged for
+        # --verbose only; `mjvault thumbs` makes what is missing either way.
+        note = log.debug if cancel else log.warning
+        if self._maker is not None and self._maker.hash_problem is not None:
+            note("%s", self._maker.hash_problem)
         if self._failed is not None:
-            log.warning("thumbnails not all made (`mjvault thumbs` makes them): %s", self._failed)
+            note("thumbnails not all made (`mjvault thumbs` makes them): %s", self._failed)
         return self.report
 
     @property

@@ -511,3 +511,30 @@ def test_the_feeds_thread_imports_nothing(tmp_path: Path, archive: Path) -> None
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("cancel", [False, True])
+def test_a_feed_that_cannot_hash_says_so_once_and_not_over_a_stopping_writer(
+    tmp_path: Path, archive: Path, caplog: pytest.LogCaptureFixture, cancel: bool
+) -> None:
+    """A writer that stops (a full disk, say) prints its own one line; the feed's note that
+    it could not hash is then for --verbose only, or the error would be two lines."""
+    import logging
+
+    from mjvault import thumbnails
+    from mjvault.similarity.store import FILE as HASHES_FILE
+
+    init_path = tmp_path / "v"
+    run_cli("init", str(init_path))
+    vault = Vault.open(init_path)
+    import_archive(vault, archive, thumbnails=False)
+    (init_path / HASHES_FILE).mkdir(parents=True)  # the store cannot be opened
+    caplog.set_level(logging.DEBUG, logger="mjvault")
+    with vault.write_lock():
+        feed = thumbnails.Feed(vault)
+        feed.put(list(dict.fromkeys(head_images(vault)))[:2])
+        feed.finish(cancel=cancel)
+    vault.close()
+    notes = [r for r in caplog.records if "perceptual hashes not made" in r.getMessage()]
+    assert len(notes) == 1, notes
+    assert notes[0].levelno == (logging.DEBUG if cancel else logging.WARNING)
