@@ -20,9 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mjvault import Vault
+from mjvault.durations import parse_duration
 from mjvault.errors import JobNotFound, UsageError, VaultLocked
 from mjvault.integrity.forget import KeepPolicy, apply_policy, forget_jobs, forget_snapshots
-from mjvault.integrity.gc import gc, parse_duration
+from mjvault.integrity.gc import gc
 from mjvault.integrity.verify import verify
 from mjvault.snapshots import Snapshot
 from tests.conftest import png_bytes, record_json, run_cli

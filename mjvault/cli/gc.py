@@ -119,7 +119,8 @@ def gc_command(
     unless `--remote NAME` is given: then the remote's objects that none of the remote's
     snapshots reach are removed instead, and the vault is not touched.
     """
-    from mjvault.integrity.gc import gc, parse_duration
+    from mjvault.durations import parse_duration
+    from mjvault.integrity.gc import gc
 
     grace_seconds = parse_duration(grace)
     vault = app.open_vault()
@@ -324,13 +325,14 @@ def forget_command(
     `--search` needs `--yes`. `--undo` takes a job off the list, `--list` shows it.
     Files in quarantine/ are not affected. `--remote NAME` forgets a remote's snapshots.
     """
+    from mjvault.durations import parse_duration
     from mjvault.errors import UsageError
     from mjvault.integrity.forget import (
         KeepPolicy,
         forget_jobs,
         forget_snapshots,
     )
-    from mjvault.integrity.gc import gc, parse_duration
+    from mjvault.integrity.gc import gc
 
     policy = KeepPolicy(
         last=keep_last,

@@ -267,7 +267,7 @@ def push_command(app: AppContext, name: str, threads: int, full: bool, wait_for:
     interrupted push resumes where it stopped when run again.
     """
     from mjvault.cli.passphrase import passphrase_source
-    from mjvault.integrity.gc import parse_duration
+    from mjvault.durations import parse_duration
     from mjvault.remotes.config import load_spec
     from mjvault.remotes.push import push
     from mjvault.remotes.session import connect

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -55,19 +54,6 @@ if TYPE_CHECKING:
 DEFAULT_GRACE_SECONDS = 3600.0
 LOCK_POLL_SECONDS = 0.25
 MAX_LISTED = 1000  # ids listed in a report; counts and bytes are always complete
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_duration(text: str) -> float:
-    """``90s``, ``30m``, ``1h``, ``2d``, ``1w``, ``1h30m`` or a bare number of seconds."""
-    spec = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", spec):
-        return float(spec)
-    parts = re.findall(r"(\d+(?:\.\d+)?)([smhdw])", spec)
-    if not parts or "".join(n + u for n, u in parts) != spec:
-        raise UsageError(f"cannot read the duration {text!r} (examples: 90s, 30m, 1h, 2d)")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
 
 
 @dataclass
