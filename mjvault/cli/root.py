@@ -181,6 +181,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "collection_group",
         "Named sets of jobs kept in the vault: list, show, add, remove, delete.",
     ),
+    "schedule": LazyCommand(
+        "schedule",
+        "schedule_group",
+        "Run `mjvault sync` of this vault on a schedule: systemd, cron, launchd or Windows.",
+    ),
     "checkout": LazyCommand(
         "checkout",
         "checkout_command",
