@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,7 +79,9 @@ def install_command(
     request = manage.Request(
         vault=app.vault_path(),
         every=every,
-        profile=app.profile,
+        # The profile of this shell (--profile or MJVAULT_PROFILE) is the job's: a scheduler
+        # starts it with none of this shell's environment.
+        profile=app.profile or os.environ.get("MJVAULT_PROFILE") or None,
         verify_subset=verify_subset,
         push=push,
         passphrase_file=Path(app.passphrase_file) if app.passphrase_file else None,
