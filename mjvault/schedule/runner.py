@@ -55,6 +55,7 @@ class Runner:
                 input=input,
                 capture_output=True,
                 text=True,
+                errors="replace",  # a localised message in another encoding is still shown
                 timeout=self.timeout,
                 check=False,
             )
