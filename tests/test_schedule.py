@@ -324,11 +324,31 @@ def test_launchd_plist(
         "--vault", str(vault_dir), "--profile", "work", "--log-file", str(logs / f"{name}.log"),
         "-q", "sync", "--if-idle", "--push", "nas",
     ]  # fmt: skip
+    # 90m is no calendar slot: an interval (a firing due during sleep is skipped).
     assert agent["StartInterval"] == 5400 and agent["RunAtLoad"] is False
+    assert "StartCalendarInterval" not in agent
     assert agent["StandardOutPath"] == str(logs / f"{name}.stdout.log")
     assert agent["StandardErrorPath"] == str(logs / f"{name}.stderr.log")
     assert agent["ProcessType"] == "Background"
     assert not (home / "Library").exists()  # printed, neither written nor loaded
+
+
+def test_launchd_calendar_for_even_intervals(
+    capsys: pytest.CaptureFixture[str], world: World, vault_dir: Path
+) -> None:
+    # A calendar interval missed while the Mac slept runs at wake: Persistent= of a timer.
+    minute, hour = cron.slot(schedule_name(vault_dir))
+    expected = {
+        "15m": [{"Minute": m} for m in (0, 15, 30, 45)],
+        "6h": [{"Hour": h, "Minute": minute} for h in range(hour % 6, 24, 6)],
+        "1d": [{"Hour": hour, "Minute": minute}],
+        "1w": [{"Weekday": 1, "Hour": hour, "Minute": minute}],
+    }
+    for every, slots in expected.items():
+        answer = printed(capsys, vault_dir, "launchd", "--every", every)
+        [text] = answer["files"].values()  # type: ignore[attr-defined]
+        agent = plistlib.loads(text.encode("utf-8"))
+        assert agent["StartCalendarInterval"] == slots and "StartInterval" not in agent
 
 
 def test_launchd_and_windows_do_not_install_on_linux(

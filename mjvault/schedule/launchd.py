@@ -7,6 +7,7 @@ import plistlib
 from pathlib import Path
 
 from mjvault.schedule.base import Status, last_log_line, log_line_time, write_file
+from mjvault.schedule.cron import slot
 from mjvault.schedule.plan import Plan
 from mjvault.schedule.runner import Runner, SchedulerError
 
@@ -26,13 +27,40 @@ def label(name: str) -> str:
     return LABEL_PREFIX + name
 
 
+def calendar(seconds: float, name: str) -> list[dict[str, int]] | None:
+    """StartCalendarInterval entries for an interval that divides an hour or a day (or is a
+    day or a week), at the minute and hour cron would use; None for any other interval."""
+    minute, hour = slot(name)
+    if seconds % 60:
+        return None
+    minutes = int(seconds // 60)
+    if minutes < 60 and 60 % minutes == 0:
+        return [{"Minute": m} for m in range(0, 60, minutes)]
+    hours, rest = divmod(minutes, 60)
+    if rest:
+        return None
+    if hours < 24 and 24 % hours == 0:
+        return [{"Hour": h, "Minute": minute} for h in range(hour % hours, 24, hours)]
+    if hours == 24:
+        return [{"Hour": hour, "Minute": minute}]
+    if hours == 24 * 7:
+        return [{"Weekday": 1, "Hour": hour, "Minute": minute}]
+    return None
+
+
 def render_plist(plan: Plan) -> bytes:
     logs = plan.log_file.parent
+    # A calendar interval missed while the Mac slept runs at wake (Persistent= of a systemd
+    # timer); a StartInterval firing due during sleep is skipped (launchd.plist(5)). So the
+    # calendar wherever it can spell the interval, StartInterval for the rest (7h, 90m).
+    slots = calendar(plan.every, plan.name)
+    timing: dict[str, object] = (
+        {"StartCalendarInterval": slots} if slots else {"StartInterval": int(plan.every)}
+    )
     agent = {
         "Label": label(plan.name),
         "ProgramArguments": plan.command(),
-        # launchd runs a job missed while the Mac slept once it wakes: Persistent= of a timer.
-        "StartInterval": int(plan.every),
+        **timing,
         "RunAtLoad": False,
         # What escapes the log (a crash before logging starts) lands beside it.
         "StandardOutPath": str(logs / f"{plan.name}.stdout.log"),
@@ -82,7 +110,12 @@ class Launchd:
         if path.exists():
             status.files = [str(path)]
             with path.open("rb") as handle:
-                status.schedule = f"every {plistlib.load(handle).get('StartInterval')} s"
+                agent = plistlib.load(handle)
+            status.schedule = (
+                f"every {agent['StartInterval']} s"
+                if "StartInterval" in agent
+                else f"at {agent.get('StartCalendarInterval')}"
+            )
             try:
                 self.runner.run(["launchctl", "print", f"{self.domain()}/{label(name)}"])
                 status.enabled = True
