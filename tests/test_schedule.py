@@ -42,10 +42,14 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> World:
 
 
 @pytest.fixture
-def vault_dir(world: World) -> Path:
+def vault_dir(world: World, capsys: pytest.CaptureFixture[str]) -> Path:
     # A space and a percent sign: both mean something to systemd, cron and the shell.
     path = world.root / "my 100% vault"
     Vault.init(path).close()
+    for remote in ("nas", "offsite"):  # what --push names must exist
+        added = run_cli(capsys, "--vault", str(path), "remote", "add", remote,
+                        str(world.root / "remotes" / remote))  # fmt: skip
+        assert added.code == 0, added.err
     return path
 
 
@@ -108,7 +112,7 @@ def test_systemd_units_pass_systemd_analyze(
     capsys: pytest.CaptureFixture[str], world: World, vault_dir: Path, every: str, trigger: str
 ) -> None:
     answer = printed(capsys, vault_dir, "systemd", "--every", every, "--verify-subset", "2%",
-                     "--push", "nas", "--push", "off site")  # fmt: skip
+                     "--push", "nas", "--push", "offsite")  # fmt: skip
     files = {Path(p): text for p, text in answer["files"].items()}  # type: ignore[attr-defined]
     unit_dir = world.root / "xdg-config" / "systemd" / "user"
     name = schedule_name(vault_dir)
@@ -137,10 +141,10 @@ def test_systemd_units_pass_systemd_analyze(
         *command[:3],  # type: ignore[index]
         "--vault", str(vault_dir),
         "--log-file", str(world.root / "xdg-state" / "mjvault" / "log" / f"{name}.log"),
-        "-q", "sync", "--if-idle", "--verify-subset", "2%", "--push", "nas", "--push", "off site",
+        "-q", "sync", "--if-idle", "--verify-subset", "2%", "--push", "nas", "--push", "offsite",
     ]  # fmt: skip
     assert f'"{str(vault_dir).replace("%", "%%")}"' in service_text
-    assert '--verify-subset 2%% --push nas --push "off site"' in service_text
+    assert "--verify-subset 2%% --push nas --push offsite" in service_text
 
 
 def test_systemd_install_without_a_user_manager_is_one_line(
@@ -407,6 +411,8 @@ def test_iso_durations(seconds: int, iso: str) -> None:
         (["--every", "often"], "cannot read the duration"),
         (["--verify-subset", "200%"], "percentage must be in (0, 100]"),
         (["--verify-subset", "lots"], "takes a percentage"),
+        (["--push", "nope"], "no remote named nope"),
+        (["--push", "../x"], "bad remote name"),
     ],
 )
 def test_bad_options_are_one_line(
@@ -476,3 +482,27 @@ def test_runner_failures_are_one_line(tmp_path: Path) -> None:
         runner.run(["sleep", "5"])
     assert runner.run(["sh", "-c", "exit 2"], check=False).returncode == 2
     assert runner.answers(["true"]) and not runner.answers(["no-such-scheduler"])
+
+
+def test_exec_start_words_are_escaped_for_systemd() -> None:
+    from mjvault.schedule.systemd import exec_word
+
+    assert exec_word("/usr/bin/python3") == "/usr/bin/python3"
+    assert exec_word("2%") == "2%%"  # a specifier otherwise
+    assert exec_word("/home/a b") == '"/home/a b"'
+    assert exec_word("$HOME") == '"$$HOME"'  # a variable otherwise
+    assert exec_word('say "hi" \\ bye') == '"say \\"hi\\" \\\\ bye"'
+
+
+def test_the_program_is_absolute_and_frozen_executables_run_themselves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from mjvault.schedule.plan import program_argv
+
+    program = program_argv()
+    assert Path(program[0]).is_absolute() and program[1:] == ("-m", "mjvault")
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", "/opt/mjvault/mjvault")
+    assert program_argv() == ("/opt/mjvault/mjvault",)

@@ -96,6 +96,10 @@ def make_plan(request: Request, kind: str) -> Plan:
         raise VaultNotFound(
             f"{vault} is not a vault", hint="create it with `mjvault init` or `mjvault setup`"
         )
+    from mjvault.remotes.config import load_spec
+
+    for remote in request.push:
+        load_spec(vault, remote)  # a misspelt name fails now, not at every run
     name = schedule_name(vault)
     return Plan(
         name=name,
