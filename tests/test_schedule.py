@@ -506,3 +506,22 @@ def test_the_program_is_absolute_and_frozen_executables_run_themselves(
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     monkeypatch.setattr(sys, "executable", "/opt/mjvault/mjvault")
     assert program_argv() == ("/opt/mjvault/mjvault",)
+
+
+def test_one_schedule_per_vault_when_the_scheduler_changes(
+    capsys: pytest.CaptureFixture[str], world: World, vault_dir: Path, crontab: str
+) -> None:
+    if shutil.which("systemctl") is None:
+        service_missing("systemctl is not installed (Debian package systemd)")
+    # Units written where no user manager answered, then the same vault scheduled by cron:
+    # the units go, so that a manager that comes back does not run a second schedule.
+    assert cli(capsys, vault_dir, "schedule", "install", "--scheduler", "systemd").code == 1
+    unit_dir = world.root / "xdg-config" / "systemd" / "user"
+    assert len(list(unit_dir.iterdir())) == 2
+    moved = cli(capsys, vault_dir, "schedule", "install", "--scheduler", "cron")
+    assert moved.code == 0, moved.err
+    assert not list(unit_dir.iterdir())
+    [shown] = cli(capsys, vault_dir, "schedule", "status", "--json").json()
+    assert shown["scheduler"] == "cron" and shown["installed"]
+    assert cli(capsys, vault_dir, "schedule", "remove").code == 0
+    assert cron.MARKER not in crontab_list()
