@@ -431,8 +431,11 @@ def test_not_a_vault(capsys: pytest.CaptureFixture[str], world: World) -> None:
 
 
 def test_passphrase_file_is_passed_by_name_and_must_be_private(
-    capsys: pytest.CaptureFixture[str], world: World, vault_dir: Path
-) -> None:
+    capsys: pytest.CaptureFixture[str], world: World, vault_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # A session in this shell's environment stays out of the files too.
+    monkeypatch.setenv("MIDJOURNEY_SESSION_TOKEN", "session-secret-4711")
     secret = world.root / "passphrase"
     secret.write_text("correct horse battery staple\n")
     secret.chmod(0o644)
@@ -446,7 +449,9 @@ def test_passphrase_file_is_passed_by_name_and_must_be_private(
     assert answer.code == 0, answer.err
     data = answer.json()
     assert ["--passphrase-file", str(secret)] == data["command"][5:7]
-    assert all("battery" not in text for text in data["files"].values())
+    assert all(
+        "battery" not in text and "session-secret" not in text for text in data["files"].values()
+    )
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
 
 
@@ -525,3 +530,29 @@ def test_one_schedule_per_vault_when_the_scheduler_changes(
     assert shown["scheduler"] == "cron" and shown["installed"]
     assert cli(capsys, vault_dir, "schedule", "remove").code == 0
     assert cron.MARKER not in crontab_list()
+
+
+def test_the_crontab_entry_runs_the_planned_argv_through_sh(
+    capsys: pytest.CaptureFixture[str], world: World, vault_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    import json
+    import sys
+
+    from mjvault.schedule import manage
+
+    # The program replaced by one that records the words it was given; the rest is the
+    # entry as installed, run as cron runs it: `%` unescaped, then `sh -c`.
+    record, recorder = world.root / "argv.json", world.root / "record argv"
+    recorder.write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(record)!r}, 'w').write(json.dumps(sys.argv[1:]))\n"
+    )
+    recorder.chmod(0o755)
+    monkeypatch.setattr(manage, "program_argv", lambda: (str(recorder),))
+    answer = printed(capsys, vault_dir, "cron", "--every", "1h", "--verify-subset", "2%",
+                     "--push", "nas")  # fmt: skip
+    [entry] = answer["files"].values()  # type: ignore[attr-defined]
+    command = entry.splitlines()[1].split(" ", 5)[5]
+    subprocess.run(["/bin/sh", "-c", command.replace("\\%", "%")], check=True, timeout=30)
+    assert json.loads(record.read_text()) == answer["command"][1:]  # type: ignore[index]
