@@ -8,7 +8,13 @@ CLI reads that profile (`--cookies-from-browser chromium:DIR`) or drives the sig
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -63,8 +69,23 @@ def server() -> Iterator[FakeMidjourney]:
         yield running
 
 
-def sign_in(profile: Path, server: FakeMidjourney, *, click: bool = True) -> None:
-    """Open the profile in chromium, sign in on the server's page (or only visit), close."""
+@pytest.fixture(scope="module")
+def signed_in_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A profile signed in with FIRST. Cookies are bound to the host, not the port, so a copy
+    of it is signed in to every test's server whose token is FIRST: one browser run for all."""
+    profile = tmp_path_factory.mktemp("signed-in") / "profile"
+    with FakeMidjourney(Account.generate(5, 1), token=FIRST) as other:
+        sign_in(profile, other)
+    return profile
+
+
+@pytest.fixture
+def signed_in(signed_in_once: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(signed_in_once, tmp_path / "chromium-profile", symlinks=True))
+
+
+def sign_in(profile: Path, server: FakeMidjourney) -> None:
+    """Open the profile in chromium, sign in on the server's page, close."""
     chromium, sync_api = _chromium()
     with sync_api.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
@@ -73,9 +94,8 @@ def sign_in(profile: Path, server: FakeMidjourney, *, click: bool = True) -> Non
         try:
             page = context.new_page()
             page.goto(server.web_base + "/api/auth/signin")
-            if click:
-                page.click("button")
-                page.wait_for_url("**/imagine")
+            page.click("button")
+            page.wait_for_url("**/imagine")
         finally:
             context.close()  # writes the cookie store to disk
 
@@ -106,10 +126,13 @@ def one_error(result: Result) -> str:
 
 
 def test_sync_reads_the_cookie_the_browser_holds_at_each_run(
-    world: World, tmp_path: Path, server: FakeMidjourney, capsys: pytest.CaptureFixture[str]
+    world: World,
+    tmp_path: Path,
+    server: FakeMidjourney,
+    signed_in: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    profile = tmp_path / "chromium-profile"
-    sign_in(profile, server)
+    profile = signed_in
     vault = tmp_path / "vault"
     Vault.init(vault).close()
     spec = f"chromium:{profile}"
@@ -138,10 +161,9 @@ def test_sync_reads_the_cookie_the_browser_holds_at_each_run(
 
 
 def test_the_config_key_names_the_browser_profile(
-    world: World, tmp_path: Path, server: FakeMidjourney, capsys: pytest.CaptureFixture[str]
+    world: World, server: FakeMidjourney, signed_in: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    profile = tmp_path / "profile"
-    sign_in(profile, server)
+    profile = signed_in
     world.user_file.parent.mkdir(parents=True, exist_ok=True)
     world.user_file.write_text(
         f"[source]\nweb_base = '{server.web_base}'\ncdn_base = '{server.cdn_base}'\n"
@@ -153,10 +175,11 @@ def test_the_config_key_names_the_browser_profile(
 
 
 def test_a_profile_without_the_cookie_is_one_line(
-    world: World, tmp_path: Path, server: FakeMidjourney, capsys: pytest.CaptureFixture[str]
+    world: World, server: FakeMidjourney, signed_in: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    profile = tmp_path / "signed-out"
-    sign_in(profile, server, click=False)  # visited, never signed in
+    profile = signed_in
+    with sqlite3.connect(next(profile.rglob("Cookies"))) as db:  # as after signing out
+        db.execute("DELETE FROM cookies WHERE name LIKE '%session-token' OR name LIKE '%_i'")
     result = run_cli(
         capsys, "auth", "status", "--cookies-from-browser", f"chromium:{profile}", *source(server)
     )
@@ -179,6 +202,26 @@ def test_a_missing_profile_and_a_wrong_browser_are_one_line_each(
     for spec, expected in cases.items():
         result = run_cli(capsys, "auth", "status", "--cookies-from-browser", spec, *source(server))
         assert expected in one_error(result), spec
+
+
+def test_cookies_that_cannot_be_decrypted_point_at_the_keyring(
+    world: World, server: FakeMidjourney, signed_in: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    profile = signed_in
+    # What a desktop Chromium writes: v11 values, whose key is in a keyring that is not there.
+    database = next(profile.rglob("Cookies"))
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE cookies SET encrypted_value = X'763131' || substr(encrypted_value, 4)")
+    result = run_cli(
+        capsys,
+        "auth",
+        "status",
+        "--cookies-from-browser",
+        f"chromium+basictext:{profile}",
+        *source(server),
+    )
+    line = one_error(result)
+    assert "chromium cookies could not be decrypted: unlock the desktop keyring" in line
 
 
 @pytest.fixture
@@ -259,11 +302,11 @@ def test_auth_login_browser_gives_up_after_its_timeout(
         chromium,
         "--headless",
         "--timeout",
-        "2",
+        "1",
         "--web-base",
         server.web_base,
     )
-    assert "no Midjourney session cookie after 2 s" in one_error(result)
+    assert "no Midjourney session cookie after 1 s" in one_error(result)
     assert memory_keyring == {}
     missing = run_cli(capsys, "auth", "login", "--browser", "--browser-path", "/nonexistent/chrome")
     assert "no browser at /nonexistent/chrome" in one_error(missing)
@@ -296,3 +339,26 @@ def test_browser_specs() -> None:
     assert parse_spec("firefox:/tmp/x.default").is_path
     with pytest.raises(ConfigError, match="drop the \\+KEYRING"):
         parse_spec("firefox+kwallet")
+
+
+def test_ctrl_c_during_browser_sign_in_stops_and_removes_the_profile(
+    tmp_path: Path, server: FakeMidjourney
+) -> None:
+    chromium, _ = _chromium()
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MJVAULT_", "MIDJOURNEY_"))}
+    env.update(TMPDIR=str(scratch), PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    command = [sys.executable, "-m", "mjvault", "auth", "login", "--browser", "--headless"]
+    command += ["--browser-path", chromium, "--web-base", server.web_base]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not list(scratch.glob("mjvault-signin-*/Default")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(scratch.glob("mjvault-signin-*")), "the browser never started"
+    time.sleep(0.5)  # the sign-in page is open and the command is waiting for the cookie
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert b"Traceback" not in err and b"mjvault: interrupted" in err
+    assert list(scratch.iterdir()) == []  # the temporary profile is gone
