@@ -362,3 +362,48 @@ def test_ctrl_c_during_browser_sign_in_stops_and_removes_the_profile(
     assert process.returncode == 130, err
     assert b"Traceback" not in err and b"mjvault: interrupted" in err
     assert list(scratch.iterdir()) == []  # the temporary profile is gone
+
+
+def test_the_sign_in_page_sets_the_session_cookies(server: FakeMidjourney) -> None:
+    import httpx
+
+    with httpx.Client(base_url=server.web_base) as client:
+        page = client.get("/api/auth/signin", params={"autosubmit": "250"})
+        assert page.status_code == 200 and "setTimeout" in page.text and "250" in page.text
+        assert "setTimeout" not in client.get("/login").text
+        signed = client.post("/api/auth/signin", data={})
+        assert signed.status_code == 303 and signed.headers["location"] == "/imagine"
+        set_cookies = signed.headers.get_list("set-cookie")
+        assert {c.split("=", 1)[0] for c in set_cookies} == {
+            V3,
+            "__Secure-next-auth.session-token",
+        }
+        assert all(f"={FIRST};" in c and "Secure" in c and "HttpOnly" in c for c in set_cookies)
+        signed_out = client.get("/imagine")
+        assert '"initialAuthUser": null' in signed_out.text
+        signed_in = client.get("/imagine", headers={"Cookie": f"{V3}={FIRST}"})
+        assert f'"midjourney_id": "{server.user_id}"' in signed_in.text
+
+
+def test_browser_cookies_beat_the_token_and_merge_with_extra_cookies(
+    world: World, server: FakeMidjourney, signed_in: Path
+) -> None:
+    from mjvault.config import client_settings, load_config
+
+    loaded = load_config(
+        environ={
+            "MJVAULT_COOKIES_FROM_BROWSER": f"chromium:{signed_in}",
+            "MJVAULT_WEB_BASE": server.web_base,
+            "MIDJOURNEY_SESSION_TOKEN": "token-from-env",
+            "MJVAULT_CF_CLEARANCE": "cf-env",
+        }
+    )
+    settings = client_settings(loaded)
+    assert settings.token is None  # the browser's own cookies are sent as they are
+    cookies = {k: v.reveal() for k, v in settings.extra_cookies.items()}
+    assert cookies == {
+        V3: FIRST,
+        "__Secure-next-auth.session-token": FIRST,
+        "cf_clearance": "cf-env",
+    }
+    assert FIRST not in repr(settings)
