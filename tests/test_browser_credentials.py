@@ -22,13 +22,13 @@ from typing import Any
 
 import pytest
 from config_helpers import Result, World, isolate, run_cli
-from conftest import service_missing
 
 from mjvault import Vault
 from mjvault.errors import ConfigError
 from mjvault.sources.midjourney.browser_cookies import parse_spec, select_cookies
 from mjvault.testing.accounts import Account
 from mjvault.testing.server import FakeMidjourney
+from tests.conftest import service_missing
 
 FIRST = "browser-session-first-5c1d"
 RENEWED = "browser-session-renewed-9e2f"
