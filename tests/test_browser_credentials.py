@@ -308,6 +308,19 @@ def test_auth_login_browser_gives_up_after_its_timeout(
     )
     assert "no Midjourney session cookie after 1 s" in one_error(result)
     assert memory_keyring == {}
+    server.stop()
+    down = run_cli(
+        capsys,
+        "auth",
+        "login",
+        "--browser",
+        "--browser-path",
+        chromium,
+        "--headless",
+        "--web-base",
+        "http://127.0.0.1:9/",
+    )
+    assert "could not open the sign-in page http://127.0.0.1:9/api/auth/signin" in one_error(down)
     missing = run_cli(capsys, "auth", "login", "--browser", "--browser-path", "/nonexistent/chrome")
     assert "no browser at /nonexistent/chrome" in one_error(missing)
 

@@ -108,7 +108,9 @@ def _sign_in_with_browser(
 ) -> tuple[str, str | None]:
     from mjvault.sources.midjourney.browser_login import find_browser, login_in_browser
 
-    web_base = source.settings_for(app).web_base
+    # Only the web base: reading credentials here could fail on the ones being replaced.
+    app.override(source.config_overrides())
+    web_base = app.loaded_config.config.source.web_base
     executable = find_browser(browser_path)
     if app.verbosity >= 0 and not app.json_output:
         click.echo(f"sign in to Midjourney in the browser window ({executable})...", err=True)

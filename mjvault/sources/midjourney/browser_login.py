@@ -172,7 +172,12 @@ def _wait_for_session(context: Any, url: str, web_base: str, timeout: float) -> 
     closed: list[bool] = []
     context.on("close", lambda _context: closed.append(True))
     page = context.pages[0] if context.pages else context.new_page()
-    page.goto(url)
+    try:
+        # "commit": the page is the user's from here on; a slow sign-in page is no error.
+        page.goto(url, wait_until="commit")
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SourceError(f"could not open the sign-in page {url}: {first}") from None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if closed:
@@ -184,16 +189,20 @@ def _wait_for_session(context: Any, url: str, web_base: str, timeout: float) -> 
         if found is not None:
             name, value = found
             return BrowserSession(Secret(value), name, _user_id_from_pages(context))
-        # Playwright's own wait keeps its event loop turning (close events, navigation).
-        page_or_context = context.pages[0] if context.pages else None
-        if page_or_context is not None:
-            try:
-                page_or_context.wait_for_timeout(POLL_SECONDS * 1000)
-                continue
-            except Exception:
-                log.debug("page went away while waiting")
-        time.sleep(POLL_SECONDS)
+        _pause(context)
     raise SourceError(
         f"no Midjourney session cookie after {timeout:.0f} s; sign in within the time, "
         "or raise it with --timeout"
     )
+
+
+def _pause(context: Any) -> None:
+    """Wait one poll interval; through Playwright when a page is open, so that its events
+    (navigation, the window closing) are handled meanwhile."""
+    if context.pages:
+        try:
+            context.pages[0].wait_for_timeout(POLL_SECONDS * 1000)
+            return
+        except Exception:  # the page went away during the wait
+            log.debug("page closed while waiting for the sign-in")
+    time.sleep(POLL_SECONDS)
