@@ -420,3 +420,36 @@ def test_browser_cookies_beat_the_token_and_merge_with_extra_cookies(
         "cf_clearance": "cf-env",
     }
     assert FIRST not in repr(settings)
+
+
+def test_a_firefox_profile_is_read_too(
+    world: World, tmp_path: Path, server: FakeMidjourney, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Firefox's store as Firefox 142 and later write it (schema 17, expiry in milliseconds,
+    values unencrypted): Debian's firefox-esr is not needed to make one."""
+    pytest.importorskip("yt_dlp", reason="yt-dlp is not installed (mjvault[browser])")
+    profile = tmp_path / "firefox" / "abcd1234.default-release"
+    profile.mkdir(parents=True)
+    later = int((time.time() + 3600) * 1000)
+    with sqlite3.connect(profile / "cookies.sqlite") as db:
+        db.execute(
+            "CREATE TABLE moz_cookies (id INTEGER PRIMARY KEY, originAttributes TEXT NOT NULL "
+            "DEFAULT '', name TEXT, value TEXT, host TEXT, path TEXT, expiry INTEGER, "
+            "isSecure INTEGER)"
+        )
+        rows = [
+            ("", V3, FIRST, "127.0.0.1", "/", later, 1),
+            ("", "cf_clearance", "cf-firefox", "127.0.0.1", "/", later, 1),
+            ("", V3, "other-site", "example.org", "/", later, 1),
+        ]
+        db.executemany(
+            "INSERT INTO moz_cookies (originAttributes, name, value, host, path, expiry, "
+            "isSecure) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        db.execute("PRAGMA user_version = 17")
+    result = run_cli(
+        capsys, "auth", "status", "--cookies-from-browser", f"firefox:{profile}", *source(server)
+    )
+    assert result.code == 0, result.err
+    assert result.out.startswith(f"ok: signed in as user {server.user_id}")
