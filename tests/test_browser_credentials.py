@@ -150,6 +150,8 @@ def test_sync_reads_the_cookie_the_browser_holds_at_each_run(
         capsys, "--vault", str(vault), "sync", "--cookies-from-browser", spec, *source(server)
     )
     assert stale.code != 0 and held(vault) == 8
+    # What to do names the browser that renews the cookie, not a cookie to copy by hand.
+    assert "refused or has expired: open Midjourney in chromium" in one_error(stale)
     sign_in(profile, server)  # the browser receives the renewed cookie
     renewed = run_cli(
         capsys, "--vault", str(vault), "sync", "--cookies-from-browser", spec, *source(server)

@@ -92,8 +92,9 @@ def client_settings(loaded: LoadedConfig, **overrides: Any) -> ClientSettings:
         file_cookies = read_cookies_file(source.cookies_file, [host] if host else [])
         if any(name in file_cookies for name in SESSION_COOKIES):
             token = None  # the browser's own session cookie is sent as it is
+    renewal = None
     if source.cookies_from_browser:
-        from mjvault.sources.midjourney.browser_cookies import read_browser_cookies
+        from mjvault.sources.midjourney.browser_cookies import read_browser_cookies, renewal_hint
 
         # Read now, not once at setup: the browser renews the short-lived session cookie.
         host = urlsplit(source.web_base).hostname or ""
@@ -102,6 +103,7 @@ def client_settings(loaded: LoadedConfig, **overrides: Any) -> ClientSettings:
             register_secret(value.reveal())
         file_cookies = {**file_cookies, **browser_cookies}
         token = None  # read_browser_cookies found a session cookie, or raised
+        renewal = renewal_hint(source.cookies_from_browser)
     user_id = source.user_id
     if user_id is None and loaded.profile is None:
         stored = keyring_load()
@@ -115,6 +117,7 @@ def client_settings(loaded: LoadedConfig, **overrides: Any) -> ClientSettings:
         "token": token,
         "extra_cookies": {**file_cookies, **source.extra_cookies},
         "user_agent": source.user_agent,
+        "session_renewal": renewal,
         "max_rps": loaded.config.sync.max_rps,
         "limit_rate": loaded.config.sync.limit_rate,
         "concurrency": loaded.config.sync.jobs,

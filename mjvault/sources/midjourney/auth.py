@@ -172,14 +172,21 @@ class Credentials:
     user_id: str | None = None
     cookies: Mapping[str, Secret] = field(default_factory=dict)
     source: str = "none"  # where the session came from: env, keyring, cookies file, none
+    browser: str | None = None  # the --cookies-from-browser spec the cookies were read from
 
     def apply(self, settings: ClientSettings) -> ClientSettings:
         """``settings`` with these credentials filled in where the settings have none."""
         cookies = {**self.cookies, **settings.extra_cookies}
+        renewal = settings.session_renewal
+        if self.browser and renewal is None:
+            from mjvault.sources.midjourney.browser_cookies import renewal_hint
+
+            renewal = renewal_hint(self.browser)
         return settings.with_changes(
             token=settings.token or self.token,
             user_id=settings.user_id or self.user_id,
             extra_cookies=cookies,
+            session_renewal=renewal,
         )
 
 
@@ -212,7 +219,8 @@ def resolve_credentials(
         from mjvault.sources.midjourney.browser_cookies import read_browser_cookies
 
         browser = read_browser_cookies(cookies_from_browser, web_host)
-        return Credentials(None, user_id, {**cookies, **browser}, f"browser {cookies_from_browser}")
+        source = f"browser {cookies_from_browser}"
+        return Credentials(None, user_id, {**cookies, **browser}, source, cookies_from_browser)
     if any(name in cookies for name in SESSION_COOKIES):
         return Credentials(None, user_id, cookies, f"cookies file {cookies_file}")
     if env.token is not None:

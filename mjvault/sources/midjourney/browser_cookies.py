@@ -145,6 +145,15 @@ def select_cookies(
     return selected
 
 
+def renewal_hint(spec_text: str) -> str:
+    """What to do when the cookie read from this browser is refused."""
+    spec = parse_spec(spec_text)
+    return (
+        f"open Midjourney in {spec.browser} (the profile of --cookies-from-browser {spec}) "
+        "while signed in, so that it renews the cookie, then rerun; or sign in there again"
+    )
+
+
 def read_browser_cookies(spec_text: str, web_host: str) -> dict[str, Secret]:
     """The browser's cookies for ``web_host`` (e.g. www.midjourney.com); at least a session one."""
     spec = parse_spec(spec_text)
