@@ -55,6 +55,7 @@ class SourceOptions:
     cdn_base: str | None = None
     api: str | None = None
     cookies_file: str | None = None
+    cookies_from_browser: str | None = None
     user_agent: str | None = None
     user_id: str | None = None
     max_rps: float | None = None
@@ -71,6 +72,10 @@ class SourceOptions:
             cookies_file=self.cookies_file,
             extra_hosts=[host] if host else [],
             use_keyring=use_keyring,
+            cookies_from_browser=self.cookies_from_browser
+            or env.get("MJVAULT_COOKIES_FROM_BROWSER")
+            or None,
+            web_host=host or "www.midjourney.com",
         )
 
     def config_overrides(self) -> dict[str, Any]:
@@ -80,6 +85,7 @@ class SourceOptions:
             "source.cdn_base": self.cdn_base,
             "source.api": self.api,
             "source.cookies_file": self.cookies_file,
+            "source.cookies_from_browser": self.cookies_from_browser,
             "source.user_agent": self.user_agent,
             "source.user_id": self.user_id,
             "sync.max_rps": self.max_rps,
@@ -148,6 +154,13 @@ def midjourney_options(func: F) -> F:
             metavar="FILE",
             type=click.Path(dir_okay=False),
             help="Netscape cookies.txt exported from a signed-in browser (session, cf_clearance).",
+        ),
+        click.option(
+            "--cookies-from-browser",
+            "cookies_from_browser",
+            metavar="BROWSER[:PROFILE]",
+            help="Read the Midjourney cookies from this browser's profile at each run: chrome, "
+            "chromium, edge, brave or firefox; PROFILE a profile name or directory.",
         ),
         click.option(
             "--user-agent",

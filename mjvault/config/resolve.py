@@ -76,8 +76,9 @@ def register_config_secrets(loaded: LoadedConfig) -> None:
 def client_settings(loaded: LoadedConfig, **overrides: Any) -> ClientSettings:
     """``ClientSettings`` for the Midjourney client from the effective configuration.
 
-    Credentials follow the client's own precedence: a session cookie in ``source.cookies_file``
-    beats the token (environment, private config file, keyring); the user ID falls back to the
+    Credentials follow the client's own precedence: the browser's cookie store
+    (``source.cookies_from_browser``), then a session cookie in ``source.cookies_file``, beat
+    the token (environment, private config file, keyring); the user ID falls back to the
     one `mjvault auth login` keeps in the keyring. ``overrides`` (client fields) win over all.
     """
     from mjvault.sources.midjourney.auth import SESSION_COOKIES, keyring_load, read_cookies_file
@@ -91,6 +92,18 @@ def client_settings(loaded: LoadedConfig, **overrides: Any) -> ClientSettings:
         file_cookies = read_cookies_file(source.cookies_file, [host] if host else [])
         if any(name in file_cookies for name in SESSION_COOKIES):
             token = None  # the browser's own session cookie is sent as it is
+    renewal = None
+    if source.cookies_from_browser:
+        from mjvault.sources.midjourney.browser_cookies import read_browser_cookies, renewal_hint
+
+        # Read now, not once at setup: the browser renews the short-lived session cookie.
+        host = urlsplit(source.web_base).hostname or ""
+        browser_cookies = read_browser_cookies(source.cookies_from_browser, host)
+        for value in browser_cookies.values():
+            register_secret(value.reveal())
+        file_cookies = {**file_cookies, **browser_cookies}
+        token = None  # read_browser_cookies found a session cookie, or raised
+        renewal = renewal_hint(source.cookies_from_browser)
     user_id = source.user_id
     if user_id is None and loaded.profile is None:
         stored = keyring_load()
@@ -104,6 +117,7 @@ def client_settings(loaded: LoadedConfig, **overrides: Any) -> ClientSettings:
         "token": token,
         "extra_cookies": {**file_cookies, **source.extra_cookies},
         "user_agent": source.user_agent,
+        "session_renewal": renewal,
         "max_rps": loaded.config.sync.max_rps,
         "limit_rate": loaded.config.sync.limit_rate,
         "concurrency": loaded.config.sync.jobs,

@@ -132,6 +132,14 @@ class SourceSection:
         t.FilePath(),
         "A Netscape `cookies.txt` export of your browser's midjourney.com cookies.",
     )
+    cookies_from_browser: str | None = setting(
+        None,
+        t.Text(),
+        "Read the midjourney.com cookies from a local browser profile at every run: "
+        "`BROWSER[+KEYRING][:PROFILE]` with BROWSER one of chrome, chromium, edge, brave, "
+        "firefox and PROFILE a profile name or directory (needs `mjvault[browser]`).",
+        env=("MJVAULT_COOKIES_FROM_BROWSER",),
+    )
     extra_cookies: Mapping[str, str] = setting(
         {},
         t.CookieMap(),

@@ -51,6 +51,23 @@ LOGIN_PAGE = b"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 Continue with Google</a></main></div></body></html>
 """
 
+# The sign-in page: its form (a click, as after Discord or Google sign-in) sets the session
+# cookies for this host and redirects to /imagine. `?autosubmit=MS` submits it by itself after
+# MS milliseconds, so a test can sign in a browser it does not drive.
+SIGNIN_PATHS = ("/api/auth/signin", "/login")
+SIGNIN_PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<title>Sign in - Midjourney</title></head><body><div id="__next"><main><h1>Sign in</h1>
+<form id="signin" method="post" action="/api/auth/signin">
+<button type="submit">Continue with Discord</button></form>{script}</main></div></body></html>
+"""
+AUTOSUBMIT_SCRIPT = (
+    "<script>setTimeout(() => document.getElementById('signin').submit(), {delay});</script>"
+)
+IMAGINE_PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<title>Midjourney</title></head><body><div id="__next"><main>Imagine</main></div>
+<script id="__NEXT_DATA__" type="application/json">{data}</script></body></html>
+"""
+
 CHALLENGE_PAGE = b"""<!DOCTYPE html><html lang="en-US"><head><title>Just a moment...</title>
 <meta http-equiv="Content-Type" content="text/html; charset=UTF-8"></head><body>
 <div class="main-wrapper" role="main"><div class="main-content"><h1>www.midjourney.com</h1>
@@ -428,6 +445,32 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._serve(head=False)
 
+    def do_POST(self) -> None:
+        """The sign-in form: set the session cookies, as the real site does, then /imagine."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        app = self.app
+        app.count(requests=1)
+        if urlsplit(self.path).path not in SIGNIN_PATHS:
+            self._send(
+                _json_answer(404, {"error": "Not found"}),
+                head=False,
+                fault_mode=None,
+                bandwidth=None,
+            )
+            return
+        self.send_response(303)
+        self.send_header("Location", "/imagine")
+        self.send_header("Content-Length", "0")
+        # Secure and __Host-/__Secure- names as on the real site: browsers accept them from
+        # 127.0.0.1 (a potentially trustworthy origin) over plain HTTP.
+        for name in (V3_SESSION_COOKIE, V1_SESSION_COOKIE):
+            self.send_header(
+                "Set-Cookie", f"{name}={app.token}; Path=/; Secure; HttpOnly; SameSite=Lax"
+            )
+        self.end_headers()
+
     # -- dispatch ----------------------------------------------------------------------------
     def _serve(self, *, head: bool) -> None:
         app = self.app
@@ -561,8 +604,13 @@ class _Handler(BaseHTTPRequestHandler):
     # -- API ---------------------------------------------------------------------------------
     def _api(self, path: str, query: dict[str, list[str]], faults: Faults) -> _Answer:
         app = self.app
-        if path == "/api/auth/signin" or path == "/login":
-            return _Answer(200, LOGIN_PAGE, "text/html; charset=utf-8")
+        if path in SIGNIN_PATHS:
+            delay = _int_param(query, "autosubmit", -1, minimum=-1)
+            script = AUTOSUBMIT_SCRIPT.format(delay=delay) if delay >= 0 else ""
+            page = SIGNIN_PAGE.format(script=script).encode()
+            return _Answer(200, page, "text/html; charset=utf-8")
+        if path == "/imagine":
+            return self._imagine_page()
         routes = {
             "/api/app/recent-jobs": (1, "v1"),
             "/api/app/recent-jobs/": (1, "v1"),
@@ -598,6 +646,17 @@ class _Handler(BaseHTTPRequestHandler):
         if endpoint == "v3-update":
             return self._imagine_update(query)
         return self._cursor_listing(generation, query, faults)
+
+    def _imagine_page(self) -> _Answer:
+        """The app's page; signed in, its ``__NEXT_DATA__`` names the user, as the real one does."""
+        cookies = self._cookies()
+        signed_in = self.app.token in (
+            cookies.get(V3_SESSION_COOKIE),
+            cookies.get(V1_SESSION_COOKIE),
+        )
+        user = {"midjourney_id": self.app.user_id} if signed_in else None
+        data = json.dumps({"props": {"initialAuthUser": user}, "page": "/imagine"})
+        return _Answer(200, IMAGINE_PAGE.format(data=data).encode(), "text/html; charset=utf-8")
 
     def _check_auth(
         self, generation: int, cookies: dict[str, str], number: int, faults: Faults

@@ -25,14 +25,21 @@ class MissingCredentials(AuthError):
     """No token or no user id was given at all."""
 
 
-def refused(cookie_name: str) -> AuthError:
+def refused(cookie_name: str, renewal: str | None = None) -> AuthError:
+    if renewal:
+        return SessionRefused(f"the session cookie was refused or has expired: {renewal}")
     return SessionRefused(
         f"the session cookie was refused or has expired: copy a fresh `{cookie_name}` from your "
         f"browser ({BROWSER_COOKIES}) and set {ENV_TOKEN}"
     )
 
 
-def login_page(cookie_name: str) -> AuthError:
+def login_page(cookie_name: str, renewal: str | None = None) -> AuthError:
+    if renewal:
+        return LoginPage(
+            "Midjourney answered with its login page instead of JSON, so it did not accept "
+            f"the session: {renewal}"
+        )
     return LoginPage(
         "Midjourney answered with its login page instead of JSON, so it did not accept the "
         f"session: copy a fresh `{cookie_name}` from your browser ({BROWSER_COOKIES}) "

@@ -126,6 +126,9 @@ class ClientSettings:
     # Cookies sent with every API request as they are: `cf_clearance`, a refresh cookie, or a
     # generation's own session cookie read from a cookies.txt file.
     extra_cookies: Mapping[str, Secret] = field(default_factory=dict)
+    # What a refused session tells the user to do, when the cookie has a known source that
+    # renews it (a browser profile); None: copy a fresh cookie by hand.
+    session_renewal: str | None = None
     user_agent: str = DEFAULT_USER_AGENT
     max_rps: float = 2.0  # requests per second over all threads (token bucket)
     burst: int = 4  # requests allowed back to back before max_rps applies

@@ -335,7 +335,7 @@ class Transport:
                 # same request is the login page of a session that is no longer accepted.
                 html_answers += 1
                 if html_answers > 1:
-                    raise messages.login_page(cookie_name) from None
+                    raise messages.login_page(cookie_name, self.settings.session_renewal) from None
                 raise
 
         return self.with_retries(attempt, what=f"listing {path}")
@@ -374,10 +374,10 @@ class Transport:
                 f"HTTP {status}", retry_after=parse_retry_after(response.headers.get("retry-after"))
             )
         if status in (401, 403):
-            raise messages.refused(cookie_name)
+            raise messages.refused(cookie_name, self.settings.session_renewal)
         if 300 <= status < 400:
             # The API redirects a request without a valid session to the sign-in page.
-            raise messages.login_page(cookie_name)
+            raise messages.login_page(cookie_name, self.settings.session_renewal)
         if status == 404:
             raise EndpointMissing(f"HTTP 404 from {path}")
         if status != 200:
