@@ -181,6 +181,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "collection_group",
         "Named sets of jobs kept in the vault: list, show, add, remove, delete.",
     ),
+    "notify": LazyCommand(
+        "notify",
+        "notify_group",
+        "Notifications after a sync, on failures, on verify problems and failed pushes.",
+    ),
     "checkout": LazyCommand(
         "checkout",
         "checkout_command",
