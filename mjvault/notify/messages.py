@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 RENEW_SESSION = (
     "The Midjourney session has expired or was refused. Run `mjvault auth login` or update "
     "MIDJOURNEY_SESSION_TOKEN; with --cookies-from-browser, sign in to midjourney.com in "
-    "that browser. What the sync fetched before is kept; the next sync continues from there."
+    "that browser."
 )
 
 
