@@ -8,8 +8,10 @@ library, where the clock and the timeout can be given.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -539,3 +541,46 @@ def test_failure_text_is_masked(receiver: Receiver) -> None:
     )
     [sent] = receiver.received
     assert TOKEN not in sent["message"] and "boom" in sent["message"]
+
+
+def test_urls_set_from_stdin_are_kept_private_and_masked(
+    world: World,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    down = f"json://127.0.0.1:{closed_port()}/hook/{HOOK_SECRET}"
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{receiver.url} {down}\n"))
+    done = run_cli(capsys, "config", "set", "notify.urls", "-")
+    assert done.code == 0, done.err
+    assert world.user_file.stat().st_mode & 0o077 == 0
+    assert HOOK_SECRET in world.user_file.read_text()  # kept, in a file only its owner reads
+    shown = run_cli(capsys, "config", "show", "--json")
+    no_secret(done.out, done.err, shown.out)
+    tested = run_cli(capsys, "notify", "test", "--json")
+    assert [r["url"] for r in tested.json()["results"]] == [
+        redact_url(receiver.url),
+        redact_url(down),
+    ]
+
+
+def test_without_apprise_one_line_and_the_sync_still_succeeds(
+    world: World,
+    server: FakeMidjourney,
+    receiver: Receiver,
+    vault_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # An install without the `notify` extra: importing apprise fails as it would there.
+    monkeypatch.setitem(sys.modules, "apprise", None)
+    use_server(monkeypatch, server, MJVAULT_NOTIFY_URLS=receiver.url)
+    tested = run_cli(capsys, "notify", "test")
+    assert tested.code == 1
+    assert tested.err.strip() == (
+        "mjvault: error: notifications need Apprise: pip install 'mjvault[notify]'"
+    )
+    done = run_cli(capsys, "--vault", str(vault_path), "sync")
+    assert done.code == 0, done.err
+    assert "notifications need Apprise" in done.err
+    assert receiver.received == []
