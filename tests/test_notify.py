@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from mjvault import Vault
-from mjvault.errors import AuthError
+from mjvault.errors import EXIT_PARTIAL, AuthError
 from mjvault.notify import Notifier, QuietHours, redact_url
 from mjvault.sync import SyncReport
 from mjvault.testing.accounts import Account
@@ -175,6 +175,25 @@ def test_sync_with_new_jobs_posts_one_message_with_the_count(
     again = run_cli(capsys, "--vault", str(vault_path), "sync")
     assert again.code == 0, again.err
     assert len(receiver.received) == 1
+
+
+def test_images_missing_from_the_cdn_make_the_news_a_warning(
+    world: World,
+    server: FakeMidjourney,
+    receiver: Receiver,
+    vault_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    gone = server.account.jobs[0].media_paths[0]
+    server.faults = Faults(missing_images=frozenset({gone.rsplit(".", 1)[0]}))
+    use_server(monkeypatch, server, MJVAULT_NOTIFY_URLS=receiver.url)
+    done = run_cli(capsys, "--vault", str(vault_path), "sync")
+    assert done.code == EXIT_PARTIAL, done.err
+    [sent] = receiver.received
+    assert sent["type"] == "warning"
+    assert sent["title"] == f"mjvault: {JOBS} new jobs, 1 image missing"
+    assert "--retry-missing" in sent["message"]
 
 
 def test_expired_cookie_posts_a_failure_saying_what_to_do(
