@@ -603,3 +603,22 @@ def test_without_apprise_one_line_and_the_sync_still_succeeds(
     assert done.code == 0, done.err
     assert "notifications need Apprise" in done.err
     assert receiver.received == []
+
+
+def test_a_urls_credentials_are_masked_in_any_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    from mjvault.redact import redact
+
+    Notifier(
+        [
+            f"mailto://archiver:{SMTP_PASSWORD}@smtp.example.com",
+            f"json://hooks.example.com/hook/{HOOK_SECRET}",
+            "tgram://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/-1001234",
+        ]
+    )
+    line = redact(
+        f"login archiver/{SMTP_PASSWORD} POST /hook/{HOOK_SECRET} "
+        "bot 123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw (midjourney-archiver)"
+    )
+    no_secret(line)
+    assert "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw" not in line
+    assert "(midjourney-archiver)" in line  # a short user name is no secret

@@ -62,14 +62,19 @@ def redact_url(url: str) -> str:
 
 def url_secrets(url: str) -> list[str]:
     """The parts of ``url`` that may be credentials, for the log masker: the URL itself, its
-    user and password, a host that is no network host, and long path parts and query values."""
+    password, a host that is no network host, and long user names, path parts and query
+    values."""
     found = [url]
     scheme, sep, rest = url.partition("://")
     netloc = rest.partition("/")[0].partition("?")[0]
     userinfo, at, host = netloc.rpartition("@")
     if at:
+        # A password always; a user name only when it is long enough to be a key (Pushover's
+        # `user_key@token`): a mail login such as `archiver` is no secret, and masking it
+        # would mangle every log line that says "midjourney-archiver".
         user, _, password = userinfo.partition(":")
-        found += [unquote(user), unquote(password), user, password]
+        found += [unquote(password), password]
+        found += [name for name in (unquote(user), user) if len(name) >= _MIN_TOKEN]
     if host and redact_url(url).endswith("://…"):
         found.append(host)
     try:
