@@ -84,7 +84,8 @@ class Notifier:
         Raises MjvaultError when Apprise is not installed (the one call that may)."""
         if not self.enabled:
             return []
-        return self._send(messages.check_message(vault))
+        # The command prints each URL's result: no warning lines to repeat them.
+        return self._send(messages.check_message(vault), failures_level=logging.INFO)
 
     # -- sending -------------------------------------------------------------------------------
     def _guarded(self, build: Callable[[], Message | None]) -> None:
@@ -102,14 +103,15 @@ class Notifier:
         except Exception as exc:  # never into the caller: a sync outranks its notification
             log.warning("notification not sent: %s", redact(str(exc)) or type(exc).__name__)
 
-    def _send(self, message: Message) -> list[NotifyResult]:
+    def _send(self, message: Message, failures_level: int = logging.WARNING) -> list[NotifyResult]:
         started = time.monotonic()
         results = send(self.urls, message, timeout=self.timeout)
         for result in results:
             if result.ok:
                 log.info("notification sent", extra={"url": result.url, "title": message.title})
             else:
-                log.warning(
+                log.log(
+                    failures_level,
                     "notification to %s not sent: %s",
                     result.url,
                     result.error,

@@ -48,9 +48,11 @@ def load_apprise() -> Any:
     except ImportError:
         raise MjvaultError(MISSING_APPRISE) from None
     # Apprise logs each failure its own way, at WARNING; mjvault writes one line a URL
-    # instead. Its detail stays available under -vv, through the masking handlers.
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)
+    # instead (with Apprise's reason, which it keeps on its result). Its own lines reach
+    # mjvault's (masking) handlers under -vv only.
+    logging.getLogger("apprise").propagate = logging.getLogger().getEffectiveLevel() <= (
+        logging.DEBUG
+    )
     return apprise
 
 
@@ -67,7 +69,22 @@ def _send_one(apprise: Any, url: str, message: Message, socket_timeout: float) -
     delivered = target.notify(
         body=message.body, title=message.title, notify_type=message.kind.value
     )
-    return None if delivered else "the service did not accept it or could not be reached"
+    if delivered:
+        return None
+    return _apprise_reason(delivered) or "the service did not accept it or could not be reached"
+
+
+def _apprise_reason(result: Any) -> str | None:
+    """The last warning Apprise logged for this send, when it keeps them on its result (2.x
+    does; 1.x answers a plain bool). Masked: such a line may name a host or quote a token."""
+    lines = [
+        entry.message
+        for service in (result if hasattr(result, "__iter__") else ())
+        for attempt in getattr(service, "attempts", ())
+        for entry in getattr(attempt, "logs", ())
+        if getattr(entry, "level", "") in ("WARNING", "ERROR") and getattr(entry, "message", None)
+    ]
+    return redact(str(lines[-1])) if lines else None
 
 
 def send(urls: Sequence[str], message: Message, *, timeout: float) -> list[NotifyResult]:
