@@ -622,3 +622,21 @@ def test_a_urls_credentials_are_masked_in_any_log_line(caplog: pytest.LogCapture
     no_secret(line)
     assert "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw" not in line
     assert "(midjourney-archiver)" in line  # a short user name is no secret
+
+
+def test_the_sync_helpers_notify_failures_not_stops(receiver: Receiver) -> None:
+    from mjvault.errors import Interrupted
+    from mjvault.notify import failures_notified, notify_sync_outcome
+
+    notifier = Notifier([receiver.url])
+    with pytest.raises(Interrupted), failures_notified(notifier, vault="/v"):
+        raise Interrupted("interrupted; rerun `mjvault sync` to resume")
+    assert receiver.received == []
+    with pytest.raises(AuthError), failures_notified(notifier, vault="/v"):
+        raise AuthError("the session cookie was refused or has expired")
+    notify_sync_outcome(notifier, report(new=0), vault="/v")  # nothing new: nothing said
+    notify_sync_outcome(notifier, report(new=2), vault="/v")
+    assert [(m["type"], m["title"]) for m in receiver.received] == [
+        ("failure", "mjvault: sync failed"),
+        ("success", "mjvault: 2 new jobs"),
+    ]

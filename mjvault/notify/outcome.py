@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from mjvault.errors import MjvaultError
+from mjvault.errors import Interrupted, MjvaultError
 
 if TYPE_CHECKING:
     from mjvault.notify.notifier import Notifier
@@ -16,7 +16,10 @@ if TYPE_CHECKING:
 def notify_sync_outcome(
     notifier: Notifier, outcome: SyncReport | BaseException, *, vault: str
 ) -> None:
-    """A finished sync's news (new jobs, missing images), or its failure with what to do."""
+    """A finished sync's news (new jobs, missing images), or its failure with what to do.
+    A sync stopped on purpose (:class:`Interrupted`) is neither."""
+    if isinstance(outcome, Interrupted):
+        return
     if isinstance(outcome, BaseException):
         notifier.failed("sync", outcome, vault=vault)
     else:
@@ -26,7 +29,7 @@ def notify_sync_outcome(
 @contextmanager
 def failures_notified(notifier: Notifier, *, vault: str) -> Iterator[None]:
     """Around a sync: a failure it raises (an expired cookie, a challenge page, a full disk)
-    is notified, then goes on to the caller as it was. Ctrl-C is not a failure."""
+    is notified, then goes on to the caller as it was. A sync stopped on purpose is not."""
     try:
         yield
     except MjvaultError as err:
@@ -48,6 +51,8 @@ def push_failures_notified(notifier: Notifier, remote: str, *, vault: str) -> It
     """Around a push to ``remote``: a failure it raises is notified, then re-raised."""
     try:
         yield
+    except Interrupted:
+        raise  # stopped on purpose (Ctrl-C, SIGTERM): nothing went wrong
     except MjvaultError as err:
         notifier.push_failed(remote, err, vault=vault)
         raise
