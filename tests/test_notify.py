@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
 import socket
 import sys
 import threading
@@ -312,12 +313,17 @@ def test_verify_problems_notify(
     with Vault.open(vault_path) as vault:
         image = next(i for entry in vault.entries() for i in entry.images if i)
         assert vault.store.is_loose(image)
-        vault.store.path(image).unlink()
-    checked = run_cli(capsys, "--vault", str(vault_path), "verify")
+        damaged = vault.store.path(image)
+    os.chmod(damaged, 0o644)
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    damaged.write_bytes(bytes(data))
+    checked = run_cli(capsys, "--vault", str(vault_path), "verify", "--read-data")
     assert checked.code == 3
     [sent] = receiver.received
     assert sent["type"] == "failure"
-    assert sent["title"].startswith("mjvault: verify found 1 problem")
+    assert sent["title"] == "mjvault: verify found 1 problem"
+    assert sent["message"].startswith(f"problems: 1 corrupt\nfirst: corrupt: object {image} ")
     assert "mjvault verify --repair" in sent["message"]
 
 

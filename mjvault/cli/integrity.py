@@ -149,9 +149,9 @@ def _notify_problems(
     kinds: dict[str, int] = {}
     for problem in report.problems:
         kinds[problem.kind] = kinds.get(problem.kind, 0) + 1
-    summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+    summary = "problems: " + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
     if where:
-        summary = f"in the copy on {where}: {summary}"
+        summary = f"in the copy on {where}, {summary}"
     first = report.problems[0]
     summary += f"\nfirst: {first.kind}: {first.message}"
     Notifier.from_config(app.config).verify_finished(
