@@ -112,6 +112,7 @@ def verify_command(
         _print_report(report)
 
     app.emit(report.to_json(), human)
+    _notify_problems(app, vault, report)
     if not report.ok:
         sys.exit(EXIT_INTEGRITY)
 
@@ -132,8 +133,30 @@ def _verify_remote(
             on_object=lambda size: bar.update(size),
         )
     app.emit(report.to_json(), lambda: _print_report(report))
+    _notify_problems(app, vault, report, where=f"remote {name}")
     if not report.ok:
         sys.exit(EXIT_INTEGRITY)
+
+
+def _notify_problems(
+    app: AppContext, vault: Vault, report: VerifyReport, *, where: str | None = None
+) -> None:
+    """A notification when verify found problems (notify.urls; nothing when it found none)."""
+    if report.ok:
+        return
+    from mjvault.notify import Notifier
+
+    kinds: dict[str, int] = {}
+    for problem in report.problems:
+        kinds[problem.kind] = kinds.get(problem.kind, 0) + 1
+    summary = "problems: " + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+    if where:
+        summary = f"in the copy on {where}, {summary}"
+    first = report.problems[0]
+    summary += f"\nfirst: {first.kind}: {first.message}"
+    Notifier.from_config(app.config).verify_finished(
+        len(report.problems), summary, vault=str(vault.path)
+    )
 
 
 def _print_report(report: VerifyReport) -> None:

@@ -268,6 +268,7 @@ def push_command(app: AppContext, name: str, threads: int, full: bool, wait_for:
     """
     from mjvault.cli.passphrase import passphrase_source
     from mjvault.durations import parse_duration
+    from mjvault.notify import Notifier, PushIncomplete, push_failures_notified
     from mjvault.remotes.config import load_spec
     from mjvault.remotes.push import push
     from mjvault.remotes.session import connect
@@ -275,7 +276,11 @@ def push_command(app: AppContext, name: str, threads: int, full: bool, wait_for:
     prune_wait = parse_duration(wait_for)
     vault = app.open_vault()
     spec = load_spec(vault.path, name)
-    with connect(vault, spec, passphrase=passphrase_source(app.passphrase_file)) as link:
+    notifier = Notifier.from_config(app.config)
+    with (
+        push_failures_notified(notifier, name, vault=str(vault.path)),
+        connect(vault, spec, passphrase=passphrase_source(app.passphrase_file)) as link,
+    ):
         app.info(f"pushing to {link.backend.describe()}")
         with app.progress(None, "uploading", unit="B") as bar:
 
@@ -309,6 +314,7 @@ def push_command(app: AppContext, name: str, threads: int, full: bool, wait_for:
 
     app.emit(report.to_json(), human)
     if not report.ok:
+        notifier.push_failed(name, PushIncomplete(report.problems), vault=str(vault.path))
         sys.exit(EXIT_PARTIAL)
 
 

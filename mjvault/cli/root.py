@@ -186,6 +186,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "schedule_group",
         "Run `mjvault sync` of this vault on a schedule: systemd, cron, launchd or Windows.",
     ),
+    "notify": LazyCommand(
+        "notify",
+        "notify_group",
+        "Notifications after a sync, on failures, on verify problems and failed pushes.",
+    ),
     "checkout": LazyCommand(
         "checkout",
         "checkout_command",

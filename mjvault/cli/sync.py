@@ -93,6 +93,7 @@ def sync_command(
     next run continues from there. Credentials come from MIDJOURNEY_SESSION_TOKEN and
     MIDJOURNEY_USER_ID, --cookies FILE, or `mjvault auth login`.
     """
+    from mjvault.notify import Notifier, failures_notified, notify_sync_outcome
     from mjvault.sources.midjourney import MidjourneyClient
     from mjvault.sync import SyncOptions, sync
 
@@ -113,7 +114,9 @@ def sync_command(
         thumbnails=not no_thumbnails,
     )
     vault = app.open_vault()
+    notifier = Notifier.from_config(app.config)
     with (
+        failures_notified(notifier, vault=str(vault.path)),
         MidjourneyClient(settings) as client,
         app.progress(None, "jobs", unit="job") as jobs_bar,
         app.progress(None, "download", unit="B") as bytes_bar,
@@ -126,6 +129,7 @@ def sync_command(
             on_job=lambda _job_id: jobs_bar.update(1),
             on_bytes=bytes_bar.update,
         )
+    notify_sync_outcome(notifier, report, vault=str(vault.path))
 
     def human() -> None:
         if report.dry_run:

@@ -71,6 +71,10 @@ def register_config_secrets(loaded: LoadedConfig) -> None:
     register_secret(loaded.config.source.session_token)
     for value in loaded.config.source.extra_cookies.values():
         register_secret(value)
+    if loaded.config.notify.urls:
+        from mjvault.notify.redaction import register_url_secrets
+
+        register_url_secrets(loaded.config.notify.urls)
 
 
 def client_settings(loaded: LoadedConfig, **overrides: Any) -> ClientSettings:

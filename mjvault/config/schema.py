@@ -330,6 +330,32 @@ class EmbedSection:
 
 
 @dataclass(frozen=True)
+class NotifySection:
+    urls: tuple[str, ...] = setting(
+        (),
+        t.UrlList(),
+        "Where notifications go: Apprise URLs (`json://host/path`, `mailto://…`, "
+        '`discord://…`, `ntfy://…`; docs/usage.md, "Notifications"), sent after a sync, on '
+        "a failure, on `verify` problems and on a failed push. Secret (URLs carry tokens): "
+        "masked in output; allowed only in files no other user can read. Needs "
+        "`pip install 'mjvault[notify]'`.",
+        secret=True,
+    )
+    only_on_failure: bool = setting(
+        False,
+        t.Boolean(),
+        "Send only problems (a failure, images missing, `verify` problems, a failed push), "
+        "never the news of a sync that went well.",
+    )
+    quiet_hours: str | None = setting(
+        None,
+        t.ClockRange(),
+        "Local hours (`22:00-07:00`) in which only failures are sent; the news of a sync and "
+        "warnings such as missing images are not sent then. Unset: no quiet hours.",
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The effective settings every command reads (``app.config``)."""
 
@@ -343,6 +369,7 @@ class Config:
     insights: InsightsSection = dataclasses.field(default_factory=InsightsSection)
     serve: ServeSection = dataclasses.field(default_factory=ServeSection)
     embed: EmbedSection = dataclasses.field(default_factory=EmbedSection)
+    notify: NotifySection = dataclasses.field(default_factory=NotifySection)
 
     def get(self, key: str) -> Any:
         section, name = split_key(key)

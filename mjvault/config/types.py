@@ -374,3 +374,85 @@ class NumberTable(ValueType):
 
     def to_text(self, value: Any) -> str:
         return "; ".join(f"{k}={v:g}" for k, v in value.items())
+
+
+class Boolean(ValueType):
+    """``true``/``false`` in TOML; as text also ``yes``/``no``, ``on``/``off``, ``1``/``0``."""
+
+    description = "boolean (`true` or `false`)"
+    _TEXT = {"true": True, "yes": True, "on": True, "1": True}
+    _TEXT |= {"false": False, "no": False, "off": False, "0": False}
+
+    def parse(self, raw: object, *, from_text: bool) -> bool:
+        if from_text and isinstance(raw, str):
+            value = self._TEXT.get(raw.strip().lower())
+            if value is None:
+                raise ValueError(f"expected true or false, got {raw!r}")
+            return value
+        _expect(raw, bool, "true or false")
+        assert isinstance(raw, bool)
+        return raw
+
+    def to_text(self, value: Any) -> str:
+        return "true" if value else "false"
+
+
+# A URL's scheme, as it starts an entry of a list of URLs written as text.
+_URL_START = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
+class UrlList(ValueType):
+    """URLs of any scheme (``json://…``, ``mailto://…``); as text, separated by spaces or
+    newlines, or by commas that come right before the next ``scheme://``. A comma inside a
+    URL (``mailto://…?to=a@x,b@y``) stays part of it."""
+
+    description = "list of URLs (as text: separated by spaces)"
+
+    def parse(self, raw: object, *, from_text: bool) -> tuple[str, ...]:
+        if isinstance(raw, str):
+            raw = [p for p in re.split(r"\s+|,\s*(?=[a-z][a-z0-9+.-]*://)", raw, flags=re.I) if p]
+        _expect(raw, (list, tuple), "an array of URLs")
+        assert isinstance(raw, list | tuple)
+        urls: list[str] = []
+        for entry in raw:
+            if not isinstance(entry, str):
+                raise ValueError(f"expected URLs as strings, got {_type_name(entry)}")
+            text = entry.strip()
+            if not _URL_START.match(text) or any(c.isspace() for c in text):
+                # Never the entry itself: it may carry a token.
+                raise ValueError(f"entry {len(urls) + 1} is not a URL of the form scheme://…")
+            urls.append(text)
+        return tuple(urls)
+
+    def to_toml(self, value: Any) -> Any:
+        return list(value)
+
+    def to_text(self, value: Any) -> str:
+        return " ".join(value)
+
+
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def parse_clock_range(text: str) -> tuple[dt.time, dt.time]:
+    """``22:00-07:00`` as two times of day; ValueError for anything else or an empty range."""
+    start_text, sep, end_text = text.strip().partition("-")
+    ends = [_CLOCK.match(part.strip()) for part in (start_text, end_text)]
+    if not sep or not ends[0] or not ends[1]:
+        raise ValueError(f"expected a range of times such as 22:00-07:00, got {text!r}")
+    start, end = (dt.time(int(m.group(1)), int(m.group(2))) for m in ends if m)
+    if start == end:
+        raise ValueError(f"the range {text!r} starts where it ends")
+    return start, end
+
+
+class ClockRange(ValueType):
+    """A daily range of local times, ``HH:MM-HH:MM``; it may pass midnight (``22:00-07:00``)."""
+
+    description = "range of times of day `HH:MM-HH:MM` (may pass midnight)"
+
+    def parse(self, raw: object, *, from_text: bool) -> str:
+        _expect(raw, str, "a string such as 22:00-07:00")
+        assert isinstance(raw, str)
+        start, end = parse_clock_range(raw)
+        return f"{start:%H:%M}-{end:%H:%M}"
