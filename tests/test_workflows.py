@@ -111,6 +111,27 @@ def test_zizmor_finds_nothing() -> None:
     assert json.loads(result.stdout) == []
 
 
+def test_zizmor_reports_problems(tmp_path: Path) -> None:
+    """The audit above is live: a tag-pinned checkout that keeps its credentials and an
+    untrusted value pasted into a script are each reported."""
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: issues\npermissions: {}\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - uses: actions/checkout@v4\n"
+        "      - run: echo ${{ github.event.issue.title }}\n",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [zizmor(), "--offline", "--format=json", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    found = {finding["ident"] for finding in json.loads(result.stdout)}
+    assert {"unpinned-uses", "artipacked", "template-injection"} <= found
+
+
 def readme_test_command() -> str:
     """README's pytest invocation, without the virtual environment's path."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
