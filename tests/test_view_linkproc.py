@@ -385,3 +385,15 @@ def test_copies_by_several_threads_keep_every_pair_s_stats_when_the_disk_fills(
             on_disk.st_size,
             on_disk.st_mtime_ns,
         ]
+
+
+def test_a_frozen_build_keeps_the_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The standalone executable's sys.executable is mjvault itself, which cannot run this
+    module as a script: a big checkout there makes its files with threads."""
+    monkeypatch.setattr(linkproc, "PROCESS_MIN_IMAGES", 0)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    linker = linkproc.start_linker(str(tmp_path), 2, 10)
+    try:
+        assert isinstance(linker, linkproc.ThreadLinker)
+    finally:
+        linker.close()

@@ -210,7 +210,10 @@ class ProcessLinker:
 def start_linker(objects_root: str, copiers: int, images: int) -> Linker:
     """The link process for ``images`` new images from :data:`PROCESS_MIN_IMAGES` on (where
     this interpreter can be started again), else threads."""
-    if images >= PROCESS_MIN_IMAGES and sys.executable and os.name == "posix":
+    # A frozen build (the standalone executable) has no interpreter to run this module with:
+    # its sys.executable is mjvault itself.
+    frozen = getattr(sys, "frozen", False)
+    if images >= PROCESS_MIN_IMAGES and sys.executable and os.name == "posix" and not frozen:
         try:
             return ProcessLinker(objects_root)
         except OSError:  # no process to be had (a limit on processes, memory): threads do
