@@ -19,12 +19,15 @@ RUN if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then \
         && rm -rf /var/lib/apt/lists/*; \
     fi
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# Optional parts, comma-separated as pip writes them: --build-arg EXTRAS=s3,http2
+ARG EXTRAS=""
 WORKDIR /src
 COPY pyproject.toml README.md MANIFEST.in ./
 COPY mjvault ./mjvault
 RUN python3 -m venv /opt/mjvault \
     && /opt/mjvault/bin/pip wheel --no-deps --wheel-dir /wheels . \
-    && /opt/mjvault/bin/pip install /wheels/mjvault-*.whl \
+    && wheel="$(ls /wheels/mjvault-*.whl)" \
+    && /opt/mjvault/bin/pip install "${wheel}${EXTRAS:+[$EXTRAS]}" \
     && /opt/mjvault/bin/mjvault --version
 
 # -- runtime: the interpreter and the venv, nothing to build with -----------------------------

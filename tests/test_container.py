@@ -116,6 +116,8 @@ def ulimits() -> list[str]:
     processes) need CAP_SYS_RESOURCE to set, which a sandboxed root may not have; the open
     files this process may have and a few thousand processes need nothing."""
     files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if files == resource.RLIM_INFINITY:
+        files = 65536
     return ["--ulimit", f"nofile={files}:{files}", "--ulimit", "nproc=4096:4096"]
 
 

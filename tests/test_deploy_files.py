@@ -111,6 +111,29 @@ def test_dockerfile_entrypoint_healthcheck_and_command_are_real_command_lines() 
     check_mjvault_args(yaml.safe_load(words["CMD"]), "sync")
 
 
+def test_healthcheck_passes_on_an_empty_vault_and_beside_a_sync(tmp_path: Path) -> None:
+    """The image's healthcheck, run by the real CLI on a real vault: healthy from `init` on,
+    and while a sync holds the write lock (a check that waited for the lock would mark a
+    long sync unhealthy)."""
+    from click.testing import CliRunner
+
+    from mjvault.lock import WriteLock
+
+    words = dict(dockerfile_instructions())
+    health = words["HEALTHCHECK"]
+    argv = yaml.safe_load(health[health.index("CMD") + 3 :])[1:]
+    vault = tmp_path / "vault"
+    argv = [str(vault) if arg == "/vault" else arg for arg in argv]
+    runner = CliRunner()
+    missing = runner.invoke(cli, argv)
+    assert missing.exit_code != 0  # no vault yet: unhealthy
+    assert runner.invoke(cli, ["init", str(vault)]).exit_code == 0
+    assert runner.invoke(cli, argv).exit_code == 0
+    with WriteLock(vault, "sync"):
+        held = runner.invoke(cli, argv)
+    assert held.exit_code == 0, held.output
+
+
 def test_dockerignore_sends_only_the_package() -> None:
     lines = [
         line
