@@ -206,8 +206,22 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
         yield tool
     finally:
         for each in tried:
-            each("system", "reset", "--force", check=False, timeout=300)
+            remove_storage(each)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def remove_storage(podman: Podman) -> None:
+    """Empty and remove the run's storage, and only it: `podman system reset` would also take
+    the machine's podman networks, which live outside ``--root``."""
+    for args in (("rm", "--all", "--force"), ("volume", "rm", "--all", "--force")):
+        podman(*args, check=False, timeout=300)
+    podman("rmi", "--all", "--force", check=False, timeout=300)
+    # What the storage driver left mounted under the run's folder (deepest first).
+    home = str(podman.home) + "/"
+    mounted = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    for point in sorted((m for m in mounted if m.startswith(home)), reverse=True):
+        subprocess.run(["umount", point], capture_output=True, check=False)
+    shutil.rmtree(podman.home, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

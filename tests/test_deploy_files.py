@@ -162,7 +162,7 @@ def test_compose_runs_sync_and_serve_on_one_volume(compose: dict[str, Any]) -> N
     for service in services.values():
         assert service["volumes"] == ["vault:/vault"]
         assert service["restart"] == "unless-stopped"
-    assert services["sync"]["build"] == "."
+    assert services["sync"]["build"] == services["serve"]["build"] == "."
     assert services["serve"]["image"] == services["sync"]["image"]
 
 
