@@ -627,7 +627,7 @@ started = Path(sys.argv[2])
 real = exclusions.overwrite
 def noted(path):  # a pause per file: kills land between and inside the overwrites
     started.touch()
-    time.sleep(0.02)
+    time.sleep(0.1)  # long enough that a parent slowed by a busy machine still lands inside
     real(path)
 exclusions.overwrite = noted
 gc(Vault.open(sys.argv[1]), grace_seconds=0)
