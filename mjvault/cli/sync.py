@@ -155,6 +155,11 @@ def sync_command(
         )
     if every is not None and not watch:
         raise UsageError("--every goes with --watch")
+    if push_to:
+        from mjvault.remotes.config import load_spec
+
+        for name in push_to:  # a mistyped name is refused now, not after the sync
+            load_spec(app.vault_path(), name)
     app.override({"sync.jobs": concurrency, "sync.every": every})
     options = _sync_options(
         app,
