@@ -5,6 +5,7 @@ verify subset, --if-idle against a real lock, and the interval and backoff rules
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -387,16 +388,19 @@ def test_the_loop_stops_from_another_thread_and_its_memory_stays_flat(
         notifier=Notifier.from_config(build_config({})),
         stop=stop,
     )
-    watch(cycle, every=0.001, max_cycles=15)  # warm: caches, imports, the first full sync
+    watch(cycle, every=0.001, max_cycles=5)  # warm: caches, imports, the first full sync
     tracemalloc.start()
     try:
+        gc.collect()  # each vault open makes a few ctypes classes: cycles, freed by the collector
         before = tracemalloc.get_traced_memory()[0]
-        summary = watch(cycle, every=0.001, max_cycles=60)
+        summary = watch(cycle, every=0.001, max_cycles=30)
+        gc.collect()
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert summary.cycles == 60 and summary.failed_cycles == 0
-    assert grown < 512 * 1024, f"{grown} bytes kept over 60 cycles"
+    assert summary.cycles == 30 and summary.failed_cycles == 0
+    # Measured: about 12 KB per 30 cycles, server threads included (docs/design.md).
+    assert grown < 150 * 1024, f"{grown} bytes kept over 30 cycles"
 
     timer = threading.Timer(0.3, stop.set)
     timer.start()
