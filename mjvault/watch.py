@@ -170,7 +170,8 @@ class SyncCycle:
                     notify_sync_outcome(self.notifier, exc, vault=label)
                     return result
                 self._follow_up(vault, result)
-                notify_sync_outcome(self.notifier, result.report, vault=label)
+                if result.new_jobs or result.missing_images:  # an idle cycle says nothing
+                    notify_sync_outcome(self.notifier, result.report, vault=label)
         except (Interrupted, KeyboardInterrupt):
             raise
         except MjvaultError as exc:  # the vault would not open, a follow-up's own failure

@@ -409,6 +409,50 @@ def test_the_loop_stops_from_another_thread_and_its_memory_stays_flat(
     assert ended.stopped and time.monotonic() - started < 2, "the wait woke on the stop"
 
 
+class Recorded(Notifier):
+    """The notifier interface, recording what each cycle asked it to say."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def sync_finished(self, report: Any, *, vault: str) -> None:
+        self.calls.append(("sync_finished", str(report.jobs_new)))
+
+    def failed(self, what: str, error: BaseException, *, vault: str) -> None:
+        self.calls.append(("failed", f"{what}: {type(error).__name__}"))
+
+    def push_failed(self, remote: str, error: BaseException, *, vault: str) -> None:
+        self.calls.append(("push_failed", remote))
+
+    def verify_finished(self, problems: int, summary: str, *, vault: str) -> None:
+        self.calls.append(("verify_finished", str(problems)))
+
+
+def test_each_cycle_notifies_new_jobs_failures_and_failed_pushes(
+    server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli
+) -> None:
+    assert cli(vault_path, "remote", "add", "gone", str(tmp_path / "gone"), "--auto-push").code == 0
+    (tmp_path / "gone" / "config").unlink()  # no longer a remote: every push to it fails
+    notifier = Recorded()
+    cycle = SyncCycle(
+        open_vault=lambda: _opened(vault_path),
+        open_client=lambda: MidjourneyClient(settings_for(server)),
+        options=SyncOptions(concurrency=4, thumbnails=False),
+        notifier=notifier,
+        stop=threading.Event(),
+        verify_subset="100%",
+    )
+    first = cycle()
+    assert first.new_jobs == JOBS and first.push_failed and first.verify is not None
+    assert notifier.calls == [("push_failed", "gone"), ("sync_finished", str(JOBS))]
+    notifier.calls.clear()
+    assert cycle().error is None and notifier.calls == []  # idle: nothing to say
+    server.faults = Faults(expired=True)
+    failed = cycle()
+    assert isinstance(failed.error, AuthError)
+    assert notifier.calls == [("failed", f"sync: {type(failed.error).__name__}")]
+
+
 # -- rules ---------------------------------------------------------------------------------------
 
 
