@@ -254,6 +254,9 @@ def watch(
             if stop.is_set():
                 break
             result = cycle()
+            if number == 1 and _never_configured(result.error):
+                assert result.error is not None
+                raise result.error  # no credentials at all: retrying would wait forever
             summary.cycles = number
             summary.new_jobs += result.new_jobs
             if result.error is not None:
@@ -277,6 +280,12 @@ def watch(
     summary.stopped = True
     log.info("watch stopped", extra={"cycles": summary.cycles})
     return summary
+
+
+def _never_configured(error: BaseException | None) -> bool:
+    from mjvault.sources.midjourney.messages import MissingCredentials
+
+    return isinstance(error, MissingCredentials)
 
 
 def _counter(limit: int | None) -> Iterator[int]:

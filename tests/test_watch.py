@@ -365,6 +365,24 @@ def test_bad_intervals_and_combinations_are_one_line_errors(vault_path: Path, cl
         assert len(ran.err.strip().splitlines()) == 1 and "Traceback" not in ran.err
 
 
+def test_a_watch_without_any_credentials_stops_at_once(
+    vault_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MIDJOURNEY_SESSION_TOKEN")
+    ran = cli(vault_path, "sync", "--watch", "--every", "1h")
+    assert ran.code == 1, ran.err
+    lines = ran.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mjvault: error: no Midjourney session")
+
+
+def test_the_configured_interval_is_checked(
+    vault_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MJVAULT_SYNC_EVERY", "soon")
+    ran = cli(vault_path, "sync", "--watch")
+    assert ran.code == 2 and "sync.every" in ran.err and "Traceback" not in ran.err
+
+
 # -- the loop in process: stop event, flat memory -----------------------------------------------
 
 
