@@ -94,11 +94,16 @@ def cli(
 
 
 def start_watch(
-    vault_path: Path, server: FakeMidjourney, log: Path, *extra: str, every: str = "1s"
+    vault_path: Path,
+    server: FakeMidjourney,
+    log: Path,
+    *extra: str,
+    every: str = "1s",
+    root: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")}
     environ.update(cli_env(server))
-    command = [sys.executable, "-m", "mjvault", "--vault", str(vault_path), "--log-file"]
+    command = [sys.executable, "-m", "mjvault", *root, "--vault", str(vault_path), "--log-file"]
     command += [str(log), "sync", *FAST, "--watch", "--every", every, *extra]
     return subprocess.Popen(command, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -132,13 +137,18 @@ def wait_until(
 
 
 def stop(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM) -> tuple[int, str]:
+    code, _out, err = stopped(process, signum)
+    return code, err
+
+
+def stopped(process: subprocess.Popen[bytes], signum: int) -> tuple[int, str, str]:
     process.send_signal(signum)
     try:
-        _out, err = process.communicate(timeout=20)
+        out, err = process.communicate(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
         pytest.fail("the watch did not stop within 20 s of the signal")
-    return process.returncode, err.decode()
+    return process.returncode, out.decode(), err.decode()
 
 
 def assert_unlocked(vault_path: Path) -> None:
@@ -155,7 +165,7 @@ def test_watch_archives_new_jobs_within_an_interval_pushes_and_stops_on_sigterm(
     added = cli(vault_path, "remote", "add", "nas", str(tmp_path / "nas"), "--auto-push")
     assert added.code == 0, added.err
     log = tmp_path / "watch.log"
-    process = start_watch(vault_path, server, log)
+    process = start_watch(vault_path, server, log, root=("--json",))
     wait_until(lambda: len(cycles(log)) >= 1, process, 30, "first cycle")
     assert cycles(log)[0]["new_jobs"] == str(JOBS)
 
@@ -172,9 +182,13 @@ def test_watch_archives_new_jobs_within_an_interval_pushes_and_stops_on_sigterm(
     assert line["missing_images"] == "0" and line["pushes_failed"] == "0"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", line["next_run"])
 
-    code, err = stop(process)
+    code, out, err = stopped(process, signal.SIGTERM)
     assert code == 0, err
     assert "Traceback" not in err
+    # --json: one object per cycle, one per line.
+    shown = [json.loads(line) for line in out.splitlines()]
+    assert shown[0]["new_jobs"] == JOBS and shown[0]["ok"] and shown[0]["snapshot"]
+    assert any(c["new_jobs"] == 3 and c["pushes"][0]["ok"] for c in shown)
     assert_unlocked(vault_path)
     assert_verifies(vault_path)
     assert_complete(vault_path, server.account)
