@@ -10,7 +10,7 @@ import click
 
 from mjvault.cli.context import AppContext, pass_app
 from mjvault.cli.path_args import NonEmptyPath
-from mjvault.errors import EXIT_PARTIAL
+from mjvault.errors import EXIT_PARTIAL, UsageError
 
 THREADS_HELP = "Requests in flight at once."
 
@@ -87,6 +87,11 @@ Examples:
     help="Plain vault only: seal and rename every object with the remote's own key "
     "(asks for a new passphrase).",
 )
+@click.option(
+    "--auto-push",
+    is_flag=True,
+    help="Push to this remote after every sync that stored something (`remote set` changes it).",
+)
 @s3_options
 @pass_app
 def remote_add_command(
@@ -94,6 +99,7 @@ def remote_add_command(
     name: str,
     url: str,
     encrypt: bool,
+    auto_push: bool,
     endpoint_url: str | None,
     region: str | None,
     allow_http: bool,
@@ -114,6 +120,7 @@ def remote_add_command(
             region=region,
             allow_http=allow_http,
             virtual_hosted=virtual_hosted,
+            auto_push=auto_push,
         )
     )
     vault = app.open_vault()
@@ -147,7 +154,10 @@ def remote_list_command(app: AppContext) -> None:
             if "invalid" in e:
                 click.echo(f"{e['name']}\t(invalid: {e['invalid']})")
             else:
-                click.echo(f"{e['name']}\t{e['url']}{'  (encrypting)' if e['encrypt'] else ''}")
+                marks = ("  (encrypting)" if e["encrypt"] else "") + (
+                    "  (auto-push)" if e["auto_push"] else ""
+                )
+                click.echo(f"{e['name']}\t{e['url']}{marks}")
 
     app.emit(entries, human)
 
@@ -218,6 +228,39 @@ def remote_info_command(app: AppContext, name: str) -> None:
             )
 
     app.emit(found.to_json(), human)
+
+
+@remote_group.command(
+    "set",
+    epilog="""\b
+Examples:
+  mjvault remote set nas --auto-push       push to nas after every sync that stored something
+  mjvault remote set nas --no-auto-push
+""",
+)
+@click.argument("name")
+@click.option(
+    "--auto-push/--no-auto-push",
+    "auto_push",
+    default=None,
+    help="Push to this remote after every sync that stored something (one-shot or --watch).",
+)
+@pass_app
+def remote_set_command(app: AppContext, name: str, auto_push: bool | None) -> None:
+    """Change a stored option of remote NAME."""
+    from dataclasses import replace
+
+    from mjvault.remotes.config import load_spec, save_spec
+
+    if auto_push is None:
+        raise UsageError("nothing to change", hint="give --auto-push or --no-auto-push")
+    vault_path = app.vault_path()
+    spec = replace(load_spec(vault_path, name), auto_push=auto_push)
+    save_spec(vault_path, spec)
+    app.emit(
+        spec.to_json(),
+        lambda: click.echo(f"remote {name}: auto-push {'on' if auto_push else 'off'}"),
+    )
 
 
 @remote_group.command("remove")

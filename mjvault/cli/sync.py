@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from mjvault.cli.context import AppContext, pass_app
 from mjvault.cli.source_options import SourceOptions, midjourney_options
-from mjvault.errors import EXIT_PARTIAL, UsageError
+from mjvault.errors import EXIT_INTEGRITY, EXIT_PARTIAL, UsageError, VaultLocked
+
+if TYPE_CHECKING:
+    from mjvault.followups import PushOutcome
+    from mjvault.integrity.verify import VerifyReport
+    from mjvault.sync import SyncOptions
+
+log = logging.getLogger(__name__)
 
 MAX_MISSING_SHOWN = 10
 
@@ -41,6 +50,9 @@ Examples:
   mjvault sync --since 2024-01-01 --type upscale
   mjvault sync --cookies cookies.txt --jobs 4 --max-rps 2
   mjvault --json sync > summary.json
+  mjvault sync --watch --every 10m   stay running; sync every 10 minutes
+  mjvault sync --push nas --verify-subset 2%
+  mjvault -q sync --if-idle          from a timer: skip if a sync still runs
 """,
 )
 @midjourney_options
@@ -72,6 +84,34 @@ Examples:
     is_flag=True,
     help="Do not make the new images' thumbnails and perceptual hashes now (`mjvault thumbs` makes them later).",
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Stay running: sync every --every, push, then sleep. SIGTERM or Ctrl-C stops it cleanly.",
+)
+@click.option(
+    "--every",
+    metavar="DURATION",
+    help="With --watch: how often (30s, 10m, 6h, 1d; default: sync.every, 10m).",
+)
+@click.option(
+    "--push",
+    "push_to",
+    metavar="NAME",
+    multiple=True,
+    help="After a sync that stored something, push to remote NAME (repeatable; remotes "
+    "marked auto-push are pushed to as well).",
+)
+@click.option(
+    "--verify-subset",
+    metavar="SPEC",
+    help="After the sync, verify a subset of the data: 5% or n/m (as verify --read-data-subset).",
+)
+@click.option(
+    "--if-idle",
+    is_flag=True,
+    help="If another process is writing to the vault, say so in one line and exit 0.",
+)
 @pass_app
 def sync_command(
     app: AppContext,
@@ -86,49 +126,83 @@ def sync_command(
     retry_missing: bool,
     checkpoint_jobs: int,
     no_thumbnails: bool,
+    watch: bool,
+    every: str | None,
+    push_to: tuple[str, ...],
+    verify_subset: str | None,
+    if_idle: bool,
 ) -> None:
     """Fetch every job of your Midjourney account — records, full-size images and videos.
 
     Incremental and resumable: an interrupted or failed sync keeps what it fetched and the
     next run continues from there. Credentials come from MIDJOURNEY_SESSION_TOKEN and
     MIDJOURNEY_USER_ID, --cookies FILE, or `mjvault auth login`.
+
+    Exit codes: 4 when images are missing or a push failed (the synced jobs are kept), 3
+    when --verify-subset found problems. --watch exits 0 on SIGTERM, 130 on Ctrl-C.
     """
+    from mjvault.followups import push_after_sync, push_targets, verify_after_sync
+    from mjvault.integrity.verify import parse_subset
     from mjvault.notify import Notifier, failures_notified, notify_sync_outcome
     from mjvault.sources.midjourney import MidjourneyClient
-    from mjvault.sync import SyncOptions, sync
+    from mjvault.sync import sync
 
-    app.override({"sync.jobs": concurrency})
-    settings = source.settings_for(app, concurrency=app.config.sync.jobs)
-    configured_since = app.config.sync.since
-    options = SyncOptions(
-        concurrency=app.config.sync.jobs,
+    if verify_subset is not None:
+        parse_subset(verify_subset)  # a bad spec is refused before any work
+    if dry_run and (watch or push_to or verify_subset):
+        raise UsageError(
+            "--dry-run changes nothing: it goes without --watch, --push and --verify-subset"
+        )
+    if every is not None and not watch:
+        raise UsageError("--every goes with --watch")
+    if push_to:
+        from mjvault.remotes.config import load_spec
+
+        for name in push_to:  # a mistyped name is refused now, not after the sync
+            load_spec(app.vault_path(), name)
+    app.override({"sync.jobs": concurrency, "sync.every": every})
+    options = _sync_options(
+        app,
         job_type=job_type,
-        since=parse_day(since or (configured_since.isoformat() if configured_since else None)),
-        until=parse_day(until, end=True),
+        since=since,
+        until=until,
         limit=limit,
         dry_run=dry_run,
         full=full,
         retry_missing=retry_missing,
         checkpoint_jobs=checkpoint_jobs,
-        checkpoint_seconds=app.config.sync.checkpoint_seconds,
-        thumbnails=not no_thumbnails,
+        no_thumbnails=no_thumbnails,
     )
+    if watch:
+        from mjvault.cli.watch import run_watch
+
+        run_watch(app, source, options, push=push_to, verify_subset=verify_subset, if_idle=if_idle)
+        return
+    settings = source.settings_for(app, concurrency=app.config.sync.jobs)
     vault = app.open_vault()
+    if if_idle and _busy(app, vault):
+        return
     notifier = Notifier.from_config(app.config)
-    with (
-        failures_notified(notifier, vault=str(vault.path)),
-        MidjourneyClient(settings) as client,
-        app.progress(None, "jobs", unit="job") as jobs_bar,
-        app.progress(None, "download", unit="B") as bytes_bar,
-    ):
-        bytes_bar.unit_scale = True
-        report = sync(
-            vault,
-            client,
-            options,
-            on_job=lambda _job_id: jobs_bar.update(1),
-            on_bytes=bytes_bar.update,
-        )
+    try:
+        with (
+            failures_notified(notifier, vault=str(vault.path)),
+            MidjourneyClient(settings) as client,
+            app.progress(None, "jobs", unit="job") as jobs_bar,
+            app.progress(None, "download", unit="B") as bytes_bar,
+        ):
+            bytes_bar.unit_scale = True
+            report = sync(
+                vault,
+                client,
+                options,
+                on_job=lambda _job_id: jobs_bar.update(1),
+                on_bytes=bytes_bar.update,
+            )
+    except VaultLocked as exc:
+        if not if_idle:
+            raise
+        _say_busy(app, exc.message)  # taken between the look and the sync
+        return
     notify_sync_outcome(notifier, report, vault=str(vault.path))
 
     def human() -> None:
@@ -204,12 +278,26 @@ def sync_command(
             click.echo(f"  {report.listing_cut_short}", err=True)
 
     from mjvault.cli.pack import pack_after_write
+    from mjvault.cli.passphrase import passphrase_source
     from mjvault.integrity.retention import after_sync
 
     data = report.to_json()
     retention = None if report.dry_run else after_sync(vault, app.config.retention)
     data["retention"] = retention.to_json() if retention else None
     packed = None if report.dry_run else pack_after_write(app, vault, data)
+    pushes: list[PushOutcome] = []
+    if report.snapshot is not None:
+        pushes = push_after_sync(
+            vault,
+            push_targets(vault, push_to),
+            passphrase=passphrase_source(app.passphrase_file),
+            notifier=notifier,
+        )
+        data["pushes"] = [p.to_json() for p in pushes]
+    checked = None
+    if verify_subset is not None:
+        checked = verify_after_sync(vault, verify_subset, notifier=notifier)
+        data["verify"] = checked.to_json()
 
     def human_and_packing() -> None:
         human()
@@ -218,8 +306,90 @@ def sync_command(
                 click.echo(line, err=retention.error is not None)
         if packed:
             click.echo(packed)
+        _print_followups(pushes, checked)
 
     app.emit(data, human_and_packing)
+    if checked is not None and not checked.ok:
+        sys.exit(EXIT_INTEGRITY)
     retention_failed = retention is not None and retention.error is not None
-    if report.missing or report.records_malformed or report.listing_cut_short or retention_failed:
+    push_failed = any(not p.ok for p in pushes)
+    if (
+        report.missing
+        or report.records_malformed
+        or report.listing_cut_short
+        or retention_failed
+        or push_failed
+    ):
         sys.exit(EXIT_PARTIAL)
+
+
+def _sync_options(
+    app: AppContext,
+    *,
+    job_type: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int | None,
+    dry_run: bool,
+    full: bool,
+    retry_missing: bool,
+    checkpoint_jobs: int,
+    no_thumbnails: bool,
+) -> SyncOptions:
+    from mjvault.sync import SyncOptions
+
+    configured_since = app.config.sync.since
+    return SyncOptions(
+        concurrency=app.config.sync.jobs,
+        job_type=job_type,
+        since=parse_day(since or (configured_since.isoformat() if configured_since else None)),
+        until=parse_day(until, end=True),
+        limit=limit,
+        dry_run=dry_run,
+        full=full,
+        retry_missing=retry_missing,
+        checkpoint_jobs=checkpoint_jobs,
+        checkpoint_seconds=app.config.sync.checkpoint_seconds,
+        thumbnails=not no_thumbnails,
+    )
+
+
+def _busy(app: AppContext, vault: Any) -> bool:
+    """--if-idle: is another process writing to the vault? Says so when it is."""
+    from mjvault.followups import lock_holder
+
+    holder = lock_holder(vault)
+    if holder is not None:
+        _say_busy(app, holder)
+    return holder is not None
+
+
+def _say_busy(app: AppContext, holder: str) -> None:
+    # A warning: the one line reaches stderr and --log-file, and -q keeps stderr quiet.
+    log.warning("sync skipped (--if-idle): %s", holder)
+    if app.json_output:
+        app.emit({"skipped": True, "reason": holder})
+
+
+def _print_followups(pushes: list[PushOutcome], checked: VerifyReport | None) -> None:
+    for outcome in pushes:
+        if outcome.ok and outcome.report is not None:
+            click.echo(
+                f"pushed to {outcome.remote}: {outcome.report.objects_sent} objects, "
+                f"{outcome.report.snapshots_sent} snapshots published"
+            )
+        else:
+            click.echo(
+                f"  push to {outcome.remote} failed: {outcome.error} (the synced jobs are kept; "
+                f"`mjvault push {outcome.remote}` tries again)",
+                err=True,
+            )
+    if checked is not None:
+        if checked.ok:
+            click.echo(f"verified a {checked.subset} subset: no problems")
+        else:
+            click.echo(
+                f"  verify of a {checked.subset} subset found {len(checked.problems)} problems: "
+                "run `mjvault verify --read-data`",
+                err=True,
+            )

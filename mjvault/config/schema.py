@@ -181,6 +181,12 @@ class SyncSection:
         "Seconds of downloading between two checkpoints: a killed sync loses at most about "
         "this much work. A checkpoint also falls due after 2,000 jobs or 256 MB of new files.",
     )
+    every: str = setting(
+        "10m",
+        t.Duration(),
+        "How often `sync --watch` looks for new jobs (30s, 10m, 6h, 1d). Each look reads the "
+        "newest listing page; under a minute, mind the service's rate limits.",
+    )
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,26 @@ class PositiveNumber(ValueType):
         return f"{value:g}"
 
 
+class Duration(ValueType):
+    """A length of time as people write it (``30s``, ``10m``, ``6h``, ``1d``), kept as typed."""
+
+    description = "duration: `30s`, `10m`, `6h`, `1d`"
+
+    def parse(self, raw: object, *, from_text: bool) -> str:
+        from mjvault.durations import parse_duration
+        from mjvault.errors import UsageError
+
+        _expect(raw, str, "a duration such as 10m")
+        assert isinstance(raw, str)
+        try:
+            seconds = parse_duration(raw)
+        except UsageError as exc:
+            raise ValueError(exc.message) from None
+        if not seconds > 0:
+            raise ValueError(f"must be longer than 0 seconds, not {raw!r}")
+        return raw.strip()
+
+
 class Choice(ValueType):
     def __init__(self, *options: str) -> None:
         self.options = options

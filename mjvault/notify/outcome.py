@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from mjvault.errors import Interrupted, MjvaultError
+from mjvault.errors import Interrupted, MjvaultError, VaultLocked
 
 if TYPE_CHECKING:
     from mjvault.notify.notifier import Notifier
@@ -32,6 +32,8 @@ def failures_notified(notifier: Notifier, *, vault: str) -> Iterator[None]:
     is notified, then goes on to the caller as it was. A sync stopped on purpose is not."""
     try:
         yield
+    except VaultLocked:
+        raise  # another run is writing (a schedule's overlap): nothing went wrong
     except MjvaultError as err:
         notify_sync_outcome(notifier, err, vault=vault)
         raise

@@ -8,6 +8,7 @@ object-store remote takes them from its provider's environment variables each ti
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import asdict, dataclass, replace
@@ -16,6 +17,8 @@ from pathlib import Path
 from mjvault.errors import ConfigError, MjvaultError
 from mjvault.remotes.backend import Backend
 from mjvault.store.fsutil import atomic_write
+
+log = logging.getLogger(__name__)
 
 REMOTES_DIR = "remotes"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -215,6 +218,8 @@ class RemoteSpec:
     region: str | None = None
     allow_http: bool = False
     virtual_hosted: bool = False
+    #: Pushed to after every sync that stored something (one-shot or ``sync --watch``).
+    auto_push: bool = False
 
     @property
     def is_s3(self) -> bool:
@@ -236,7 +241,7 @@ def check_spec(spec: RemoteSpec) -> RemoteSpec:
     """``spec`` with its URL in canonical form, or a one-line ConfigError saying what is wrong."""
     check_name(spec.name)
     parsed = parse_remote_url(spec.url)
-    for flag in ("encrypt", "allow_http", "virtual_hosted"):
+    for flag in ("encrypt", "allow_http", "virtual_hosted", "auto_push"):
         if not isinstance(getattr(spec, flag), bool):
             raise ConfigError(f"remote {spec.name}: {flag} must be true or false")
     given = [
@@ -383,6 +388,19 @@ def remote_names(vault_path: Path) -> list[str]:
 
 def list_specs(vault_path: Path) -> list[RemoteSpec]:
     return [load_spec(vault_path, name) for name in remote_names(vault_path)]
+
+
+def auto_push_names(vault_path: Path) -> list[str]:
+    """The remotes marked ``auto_push``. One that no longer loads is skipped with a warning:
+    a sync must not fail over a remote file someone broke by hand."""
+    names = []
+    for name in remote_names(vault_path):
+        try:
+            if load_spec(vault_path, name).auto_push:
+                names.append(name)
+        except ConfigError as exc:
+            log.warning("remote %s skipped for auto-push: %s", name, exc.message)
+    return names
 
 
 def delete_spec(vault_path: Path, name: str) -> None:

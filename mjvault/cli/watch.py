@@ -1,0 +1,173 @@
+"""``mjvault sync --watch``: the command-line face of :mod:`mjvault.watch`.
+
+Signals: SIGTERM (a service manager stopping it) and Ctrl-C stop the loop at once, whether it
+sleeps or syncs; a sync in progress checkpoints first, as an interrupted sync always does.
+Exit 0 after SIGTERM (a requested stop is a success to systemd), 130 after Ctrl-C (the
+project's code for "interrupted"). Only the first signal interrupts; more while the
+checkpoint is written are ignored, so a second Ctrl-C cannot cut it short.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import click
+
+from mjvault.cli.context import AppContext
+from mjvault.cli.source_options import SourceOptions
+from mjvault.errors import EXIT_INTERRUPTED
+
+if TYPE_CHECKING:
+    from mjvault.sources.midjourney import MidjourneyClient
+    from mjvault.sync import SyncOptions, SyncReport
+    from mjvault.vault import Vault
+    from mjvault.watch import CycleResult
+
+
+class _Signals:
+    """Turn the first SIGTERM or SIGINT into a KeyboardInterrupt; remember which it was."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.received is not None:
+            return  # already stopping: let the checkpoint finish
+        self.received = signum
+        # Raised, not flagged: it wakes the interval's wait and stops a sync mid-listing the
+        # way Ctrl-C always has (the writer's abort path). Setting an Event from a handler
+        # could deadlock on the lock the interrupted wait holds.
+        raise KeyboardInterrupt
+
+    @contextmanager
+    def installed(self) -> Iterator[_Signals]:
+        for signum in (int(signal.SIGTERM), int(signal.SIGINT)):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        try:
+            yield self
+        finally:
+            for signum, previous in self._previous.items():
+                signal.signal(signum, previous)  # type: ignore[arg-type]
+
+
+def run_watch(
+    app: AppContext,
+    source: SourceOptions,
+    options: SyncOptions,
+    *,
+    push: tuple[str, ...],
+    verify_subset: str | None,
+    if_idle: bool,
+) -> None:
+    from mjvault.cli.pack import pack_after_write
+    from mjvault.cli.passphrase import passphrase_source
+    from mjvault.followups import lock_holder, push_targets
+    from mjvault.integrity.retention import after_sync
+    from mjvault.notify import Notifier
+    from mjvault.sources.midjourney import MidjourneyClient
+    from mjvault.vault import Vault
+    from mjvault.watch import SyncCycle, parse_interval, watch
+
+    every = parse_interval(app.config.sync.every)
+    vault_path = app.vault_path()
+    ask = passphrase_source(app.passphrase_file)
+    remembered: list[str] = []
+
+    def passphrase() -> str:
+        # Asked once, not every cycle: each cycle opens the vault afresh.
+        if not remembered:
+            remembered.append(ask())
+        return remembered[0]
+
+    # Checked once before the loop: a bad vault, remote name or passphrase is the user's to
+    # fix now, not a failure to back off from for hours.
+    first = Vault.open(vault_path, passphrase=passphrase)
+    try:
+        push_targets(first, push)
+        holder = lock_holder(first) if if_idle else None
+    finally:
+        first.close()
+    if holder is not None:
+        from mjvault.cli.sync import _say_busy
+
+        _say_busy(app, holder)
+        return
+
+    @contextmanager
+    def open_vault() -> Iterator[Vault]:
+        vault = Vault.open(vault_path, passphrase=passphrase)
+        try:
+            yield vault
+        finally:
+            vault.close()
+
+    @contextmanager
+    def open_client() -> Iterator[MidjourneyClient]:
+        # Settings read per cycle: credentials renewed on disk since the last one are used.
+        settings = source.settings_for(app, concurrency=app.config.sync.jobs)
+        with MidjourneyClient(settings) as client:
+            yield client
+
+    def follow_sync(vault: Vault, report: SyncReport) -> None:
+        retention = after_sync(vault, app.config.retention)
+        if retention is not None and retention.error is not None:
+            import logging
+
+            logging.getLogger("mjvault.watch").warning(retention.lines()[0])
+        pack_after_write(app, vault, {})
+
+    stop = threading.Event()
+    cycle = SyncCycle(
+        open_vault=open_vault,
+        open_client=open_client,
+        options=options,
+        notifier=Notifier.from_config(app.config),
+        stop=stop,
+        push=push,
+        verify_subset=verify_subset,
+        passphrase=passphrase,
+        after_sync=follow_sync,
+    )
+    signals = _Signals()
+    with signals.installed():
+        watch(cycle, every=every, stop=stop, on_cycle=lambda r, w: _show(app, r, w))
+    if signals.received == signal.SIGINT:
+        click.echo("mjvault: interrupted; the vault is consistent", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _show(app: AppContext, result: CycleResult, wait: float) -> None:
+    """A line per cycle on stdout (a JSON object per line under --json); -q shows none."""
+    next_run = datetime.now(UTC) + timedelta(seconds=wait)
+    if app.json_output:
+        data = {
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "ok": result.error is None,
+            "skipped": result.busy,
+            "error": str(result.error) if result.error else None,
+            "new_jobs": result.new_jobs,
+            "missing_images": result.missing_images,
+            "snapshot": result.report.snapshot if result.report else None,
+            "pushes": [p.to_json() for p in result.pushes],
+            "verify_problems": len(result.verify.problems) if result.verify else None,
+            "seconds": round(result.seconds, 3),
+            "next_run": next_run.isoformat(timespec="seconds"),
+        }
+        click.echo(json.dumps(data, ensure_ascii=False))
+        return
+    if app.verbosity < 0 or result.error is not None or result.busy:
+        return  # failures and skips are warnings in the log already
+    when = next_run.astimezone().strftime("%H:%M:%S")
+    click.echo(
+        f"{datetime.now().strftime('%H:%M:%S')}  {result.new_jobs} new jobs, "
+        f"{result.missing_images} missing images ({result.seconds:.1f} s); next at {when}"
+    )

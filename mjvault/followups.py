@@ -1,0 +1,127 @@
+"""What follows a sync that stored something: pushes to remotes and a verify of a subset.
+
+Shared by a one-shot ``mjvault sync`` and each cycle of ``sync --watch``. Neither ever undoes
+the sync: a push that fails or a verify that finds problems is logged, notified and reported
+(the caller turns it into exit code 4 or 3); the jobs stay in the vault.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mjvault.errors import MjvaultError, VaultLocked
+
+if TYPE_CHECKING:
+    from mjvault.integrity.verify import VerifyReport
+    from mjvault.notify import Notifier
+    from mjvault.remotes.push import PushReport
+    from mjvault.vault import Vault
+
+log = logging.getLogger(__name__)
+
+PassphraseGetter = Callable[[], str]
+
+
+class PushFailed(MjvaultError):
+    """A push after a sync did not finish; what the sync stored is kept all the same."""
+
+
+@dataclass
+class PushOutcome:
+    remote: str
+    report: PushReport | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "remote": self.remote,
+            "ok": self.ok,
+            "error": self.error,
+            "report": self.report.to_json() if self.report else None,
+        }
+
+
+def push_targets(vault: Vault, named: Iterable[str]) -> list[str]:
+    """``--push`` names, then the remotes marked ``auto_push``, each once, in that order."""
+    from mjvault.remotes.config import auto_push_names, check_name
+
+    targets: list[str] = []
+    for name in [*(check_name(n) for n in named), *auto_push_names(vault.path)]:
+        if name not in targets:
+            targets.append(name)
+    return targets
+
+
+def push_after_sync(
+    vault: Vault,
+    remotes: Iterable[str],
+    *,
+    passphrase: PassphraseGetter | None,
+    notifier: Notifier,
+) -> list[PushOutcome]:
+    """Push the vault to each remote in turn; one failing never stops the others."""
+    outcomes = []
+    for name in remotes:
+        outcome = _push_one(vault, name, passphrase)
+        outcomes.append(outcome)
+        if outcome.ok:
+            sent = outcome.report.snapshots_sent if outcome.report else 0
+            log.info("pushed to %s", name, extra={"remote": name, "snapshots_sent": sent})
+        else:
+            log.warning("push to %s failed: %s", name, outcome.error, extra={"remote": name})
+            notifier.push_failed(name, PushFailed(outcome.error or "failed"), vault=str(vault.path))
+    return outcomes
+
+
+def _push_one(vault: Vault, name: str, passphrase: PassphraseGetter | None) -> PushOutcome:
+    from mjvault.remotes.config import load_spec
+    from mjvault.remotes.push import push
+    from mjvault.remotes.session import connect
+
+    try:
+        spec = load_spec(vault.path, name)
+        with connect(vault, spec, passphrase=passphrase) as link:
+            report = push(vault, link)
+    except VaultLocked:
+        raise  # not the remote's fault: the caller decides (another writer is at work)
+    except (MjvaultError, OSError) as exc:
+        return PushOutcome(name, error=str(exc))
+    if not report.ok:
+        return PushOutcome(name, report, error="; ".join(report.problems[:3]))
+    return PushOutcome(name, report)
+
+
+def verify_after_sync(vault: Vault, subset: str, *, notifier: Notifier) -> VerifyReport:
+    """``verify --read-data-subset SUBSET``; problems are logged and notified."""
+    from mjvault.integrity.verify import verify
+
+    report = verify(vault, subset=subset)
+    if report.ok:
+        log.info(
+            "verified a subset: no problems",
+            extra={"subset": subset, "objects_read": report.objects_read},
+        )
+    else:
+        kinds = sorted({p.kind for p in report.problems})
+        summary = f"{len(report.problems)} problems ({', '.join(kinds)}) in a {subset} subset"
+        log.warning("verify found %s", summary, extra={"subset": subset})
+        notifier.verify_finished(len(report.problems), summary, vault=str(vault.path))
+    return report
+
+
+def lock_holder(vault: Vault) -> str | None:
+    """Who holds the vault's write lock right now (a message), or None when nobody does."""
+    lock = vault.write_lock()
+    try:
+        lock.acquire()
+    except VaultLocked as exc:
+        return exc.message
+    lock.release()
+    return None

@@ -1,0 +1,295 @@
+"""``mjvault sync --watch``: sync, follow up, sleep, again, until told to stop.
+
+Each cycle is one incremental sync (an up-to-date vault costs one listing page), then what
+follows a sync that stored something (pushes, a verify subset: :mod:`mjvault.followups`).
+The vault and the client are opened for the cycle and closed after it, so a process that
+runs for months holds nothing between cycles and picks up a renewed cookie or rotated keys.
+
+Failures back off: the wait doubles per failed cycle in a row, up to a cap (eight intervals,
+at most an hour, never less than one interval), and returns to the interval after a success.
+A refused cookie or a Cloudflare challenge waits the cap at once: only the user can fix it,
+and asking again every few seconds would only look like an attack.
+
+Stopping: the loop ends when ``stop`` is set (from another thread) or a KeyboardInterrupt
+arrives (Ctrl-C, or the CLI's SIGTERM handler). A cycle in progress is stopped the way Ctrl-C
+stops a sync: the writer checkpoints and releases the lock; nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from mjvault.durations import parse_duration
+from mjvault.errors import (
+    AuthError,
+    ChallengeError,
+    Interrupted,
+    MjvaultError,
+    UsageError,
+    VaultLocked,
+)
+from mjvault.followups import (
+    PassphraseGetter,
+    PushOutcome,
+    push_after_sync,
+    push_targets,
+    verify_after_sync,
+)
+
+if TYPE_CHECKING:
+    from mjvault.integrity.verify import VerifyReport
+    from mjvault.notify import Notifier
+    from mjvault.sources.midjourney import MidjourneyClient
+    from mjvault.sync import SyncOptions, SyncReport
+    from mjvault.vault import Vault
+
+log = logging.getLogger(__name__)
+
+MIN_ADVISED = 60.0  # shorter intervals work (tests use 1 s) but mind the service's limits
+CAP_INTERVALS = 8
+CAP_SECONDS = 3600.0
+
+
+def parse_interval(text: str) -> float:
+    """``--every``: ``30s``, ``10m``, ``6h``, ``1d`` (or seconds); longer than zero."""
+    seconds = parse_duration(text)
+    if not seconds > 0:
+        raise UsageError(f"--every must be longer than 0 seconds, not {text!r}")
+    return seconds
+
+
+def backoff_cap(every: float) -> float:
+    """The longest wait after failures: 8 intervals, at most an hour, at least one interval."""
+    return max(every, min(CAP_INTERVALS * every, CAP_SECONDS))
+
+
+def needs_the_user(error: BaseException) -> bool:
+    """Failures a retry cannot fix: an expired or refused cookie, a browser challenge."""
+    return isinstance(error, (AuthError, ChallengeError))
+
+
+@dataclass
+class Backoff:
+    """The wait before the next cycle, from the outcomes so far."""
+
+    every: float
+    cap: float = 0.0
+    failures: int = 0  # failed cycles in a row
+
+    def __post_init__(self) -> None:
+        if not self.cap:
+            self.cap = backoff_cap(self.every)
+
+    def succeeded(self) -> float:
+        self.failures = 0
+        return self.every
+
+    def failed(self, error: BaseException | None = None) -> float:
+        self.failures += 1
+        if error is not None and needs_the_user(error):
+            return self.cap
+        # Capped before the power grows huge: a loop failing for a year must not overflow.
+        return min(self.cap, self.every * 2 ** min(self.failures, 64))
+
+
+@dataclass
+class CycleResult:
+    """What one cycle did. ``error``: the sync failed (after checkpointing) or never began."""
+
+    report: SyncReport | None = None
+    error: MjvaultError | None = None
+    busy: str | None = None  # another writer held the vault: the cycle was skipped
+    pushes: list[PushOutcome] = field(default_factory=list)
+    verify: VerifyReport | None = None
+    seconds: float = 0.0
+
+    @property
+    def new_jobs(self) -> int:
+        return self.report.jobs_new if self.report else 0
+
+    @property
+    def missing_images(self) -> int:
+        return self.report.images_missing if self.report else 0
+
+    @property
+    def push_failed(self) -> bool:
+        return any(not p.ok for p in self.pushes)
+
+
+@dataclass
+class WatchSummary:
+    cycles: int = 0
+    failed_cycles: int = 0
+    new_jobs: int = 0
+    stopped: bool = False  # ended by ``stop`` or an interrupt (the only ways it ends)
+
+
+@dataclass
+class SyncCycle:
+    """One cycle against a real vault and service; the CLI fills in how to open each."""
+
+    open_vault: Callable[[], AbstractContextManager[Vault]]
+    open_client: Callable[[], AbstractContextManager[MidjourneyClient]]
+    options: SyncOptions
+    notifier: Notifier
+    stop: threading.Event
+    push: tuple[str, ...] = ()
+    verify_subset: str | None = None
+    passphrase: PassphraseGetter | None = None
+    # What a one-shot sync does after storing (retention, merging packs); errors are its own.
+    after_sync: Callable[[Vault, SyncReport], None] | None = None
+
+    def __call__(self) -> CycleResult:
+        from mjvault.notify import notify_sync_outcome
+        from mjvault.sync import sync
+
+        started = time.monotonic()
+        result = CycleResult()
+        try:
+            with self.open_vault() as vault:
+                label = str(vault.path)
+                try:
+                    with self.open_client() as client:
+                        result.report = sync(
+                            vault, client, self.options, should_stop=self.stop.is_set
+                        )
+                except VaultLocked as exc:
+                    result.busy = exc.message
+                    return result
+                except Interrupted:
+                    raise
+                except MjvaultError as exc:
+                    result.error = exc
+                    notify_sync_outcome(self.notifier, exc, vault=label)
+                    return result
+                self._follow_up(vault, result)
+                if result.new_jobs or result.missing_images:  # an idle cycle says nothing
+                    notify_sync_outcome(self.notifier, result.report, vault=label)
+        except (Interrupted, KeyboardInterrupt):
+            raise
+        except MjvaultError as exc:  # the vault would not open, a follow-up's own failure
+            result.error = exc
+        finally:
+            result.seconds = time.monotonic() - started
+        return result
+
+    def _follow_up(self, vault: Vault, result: CycleResult) -> None:
+        report = result.report
+        assert report is not None
+        if self.after_sync is not None:
+            self.after_sync(vault, report)
+        if report.snapshot is not None:
+            targets = push_targets(vault, self.push)
+            result.pushes = push_after_sync(
+                vault, targets, passphrase=self.passphrase, notifier=self.notifier
+            )
+        if self.verify_subset:
+            result.verify = verify_after_sync(vault, self.verify_subset, notifier=self.notifier)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def log_cycle(result: CycleResult, wait: float, backoff: Backoff) -> None:
+    """The one line per cycle (logfmt fields; see docs/usage.md, Watching)."""
+    next_run = _stamp(datetime.now(UTC) + timedelta(seconds=wait))
+    common = {"seconds": round(result.seconds, 3), "next_run": next_run}
+    if result.busy:
+        log.info("watch cycle skipped: %s", result.busy, extra=common)
+    elif result.error is not None:
+        log.warning(
+            "watch cycle failed: %s",
+            result.error,
+            extra={
+                "error": type(result.error).__name__,
+                "failures": backoff.failures,
+                "retry_in": round(wait, 3),
+            }
+            | common,
+        )
+    else:
+        extra: dict[str, object] = {
+            "new_jobs": result.new_jobs,
+            "missing_images": result.missing_images,
+        }
+        if result.pushes:
+            extra["pushes_failed"] = sum(1 for p in result.pushes if not p.ok)
+        if result.verify is not None:
+            extra["verify_problems"] = len(result.verify.problems)
+        log.info("watch cycle", extra=extra | common)
+
+
+def watch(
+    cycle: Callable[[], CycleResult],
+    *,
+    every: float,
+    stop: threading.Event | None = None,
+    on_cycle: Callable[[CycleResult, float], None] | None = None,
+    max_cycles: int | None = None,
+) -> WatchSummary:
+    """Run ``cycle`` every ``every`` seconds (backing off on failures) until stopped.
+
+    ``on_cycle(result, wait)`` sees each cycle and the wait before the next. Returns when
+    ``stop`` is set, on KeyboardInterrupt (the sync having checkpointed), or after
+    ``max_cycles``.
+    """
+    stop = stop or threading.Event()
+    backoff = Backoff(every)
+    summary = WatchSummary()
+    if every < MIN_ADVISED:
+        log.warning(
+            "watching every %g s: mind the service's rate limits (a minute or more is advised)",
+            every,
+        )
+    try:
+        for number in _counter(max_cycles):
+            if stop.is_set():
+                break
+            result = cycle()
+            if number == 1 and _never_configured(result.error):
+                assert result.error is not None
+                raise result.error  # no credentials at all: retrying would wait forever
+            summary.cycles = number
+            summary.new_jobs += result.new_jobs
+            if result.error is not None:
+                summary.failed_cycles += 1
+                wait = backoff.failed(result.error)
+            elif result.busy:
+                wait = every  # another writer's turn: not a failure of ours
+            else:
+                wait = backoff.succeeded()
+            log_cycle(result, wait, backoff)
+            if on_cycle is not None:
+                on_cycle(result, wait)
+            if max_cycles is not None and number >= max_cycles:
+                return summary
+            if stop.wait(wait):
+                break
+    except (Interrupted, KeyboardInterrupt):
+        log.info("watch stopped: the vault is consistent", extra={"cycles": summary.cycles})
+        summary.stopped = True
+        return summary
+    summary.stopped = True
+    log.info("watch stopped", extra={"cycles": summary.cycles})
+    return summary
+
+
+def _never_configured(error: BaseException | None) -> bool:
+    from mjvault.sources.midjourney.messages import MissingCredentials
+
+    return isinstance(error, MissingCredentials)
+
+
+def _counter(limit: int | None) -> Iterator[int]:
+    number = 0
+    while limit is None or number < limit:
+        number += 1
+        yield number
