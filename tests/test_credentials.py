@@ -7,6 +7,7 @@ each: the default profile's and the `work` profile's.
 from __future__ import annotations
 
 import io
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from mjvault.config import client_settings, load_config
 from mjvault.errors import ConfigError
 from mjvault.testing.accounts import Account
 from mjvault.testing.server import FakeMidjourney
+from tests.conftest import service_missing
 
 HOME_TOKEN = "home-session-token-5c1e07"
 WORK_TOKEN = "work-session-token-9ab4f2"
@@ -213,3 +215,40 @@ def test_without_a_keyring_reading_finds_nothing_and_writing_says_why(
     with pytest.raises(ConfigError) as missing:
         credentials.store(None, "a-token-4242")
     assert str(missing.value) == credentials.KEYRING_MISSING
+
+
+def test_login_in_the_browser_stores_for_the_profile(
+    world: World,
+    work: FakeMidjourney,
+    backend: PlaintextKeyring,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        service_missing("chromium is not installed (apt-get install chromium)")
+    pytest.importorskip("playwright", reason="playwright is not installed (mjvault[browser])")
+    assert chromium is not None
+    # The work server comes from the profile's web_base; its sign-in page submits itself.
+    signed_in = run_cli(
+        capsys,
+        "--profile",
+        "work",
+        "auth",
+        "login",
+        "--browser",
+        "--browser-path",
+        chromium,
+        "--headless",
+        "--signin-query",
+        "autosubmit=300",
+        "--timeout",
+        "60",
+    )
+    assert signed_in.code == 0, signed_in.err
+    assert signed_in.out == (
+        f"stored the Midjourney session of user {work.user_id} in the keyring (profile work)\n"
+    )
+    assert backend.get_password(SERVICE, "midjourney-session-token:work") == WORK_TOKEN
+    assert backend.get_password(SERVICE, "midjourney-user-id:work") == work.user_id
+    assert backend.get_password(SERVICE, "midjourney-session-token") is None
+    assert backend.get_password(SERVICE, "midjourney-user-id") is None
