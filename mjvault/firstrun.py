@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mjvault import credentials
 from mjvault.config import (
     Layer,
     LoadedConfig,
     client_settings,
-    keyring_store,
     load_config,
     user_config_path,
 )
@@ -102,14 +102,14 @@ def create_vault(path: Path, *, encrypt: bool, passphrase: str | None) -> Vault:
 
 
 def keyring_available() -> bool:
-    return keyring_store.available()
+    return credentials.available()
 
 
 def store_token(token: str, storage: TokenStorage, *, profile: str | None) -> None:
     """Keep the token where the person chose; for ENV nothing is written anywhere."""
     register_secret(token)
     if storage is TokenStorage.KEYRING:
-        keyring_store.set_token(profile, token)
+        credentials.store(profile, token)
     elif storage is TokenStorage.CONFIG:
         set_value(
             user_config_path(os.environ),

@@ -6,10 +6,10 @@ import sys
 
 import click
 
+from mjvault import credentials
 from mjvault.cli.context import AppContext, pass_app
 from mjvault.cli.source_options import TOKEN_HELP, SourceOptions, midjourney_options
 from mjvault.errors import SourceError, UsageError
-from mjvault.sources.midjourney.auth import keyring_delete, keyring_store
 from mjvault.sources.midjourney.client import AuthStatus, MidjourneyClient
 from mjvault.sources.midjourney.settings import Secret
 
@@ -127,20 +127,31 @@ def _sign_in_with_browser(
     return session.token.reveal(), user_id
 
 
+def _of_profile(profile: str | None) -> str:
+    return f" (profile {profile})" if profile else ""
+
+
 def _check_and_store(
     app: AppContext, source: SourceOptions, token: Secret, user_id: str, *, check: bool
 ) -> None:
-    """Check the session with one listing request (unless told not to), then keep it."""
+    """Check the session with one listing request (unless told not to), then keep it.
+
+    Both ways of signing in (a pasted token, `--browser`) end here, so both store for the
+    profile chosen.
+    """
     if check:
         settings = source.settings_for(app, token=token, user_id=user_id)
         with MidjourneyClient(settings) as client:
             status = client.check_auth()
         if not status.ok:
             _report(app, status)
-    keyring_store(token, user_id)
+    profile = app.profile_name()
+    credentials.store(profile, token.reveal(), user_id)
     app.emit(
         {"stored": True, "user_id": user_id},
-        lambda: click.echo(f"stored the Midjourney session of user {user_id} in the keyring"),
+        lambda: click.echo(
+            f"stored the Midjourney session of user {user_id} in the keyring" + _of_profile(profile)
+        ),
     )
 
 
@@ -160,11 +171,13 @@ def status_command(app: AppContext, source: SourceOptions, json_flag: bool) -> N
 @auth_group.command("logout")
 @pass_app
 def logout_command(app: AppContext) -> None:
-    """Forget the session stored in the keyring."""
-    removed = keyring_delete()
+    """Forget the session stored in the keyring (the profile's, with --profile)."""
+    profile = app.profile_name()
+    removed = credentials.delete(profile)
     app.emit(
         {"removed": removed},
         lambda: click.echo(
-            "removed the stored Midjourney session" if removed else "no stored session to remove"
+            ("removed the stored Midjourney session" if removed else "no stored session to remove")
+            + _of_profile(profile)
         ),
     )

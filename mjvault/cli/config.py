@@ -48,7 +48,7 @@ def _target_option(command: Any) -> Any:
 def _profile(app: AppContext) -> str | None:
     # Not app.loaded_config.profile: writing must work while the file is broken, and must be
     # able to create a profile that does not exist yet.
-    return app.profile or os.environ.get("MJVAULT_PROFILE") or None
+    return app.profile_name()
 
 
 def _target_file(app: AppContext, target: str) -> tuple[Path, Layer]:

@@ -80,6 +80,14 @@ class AppContext:
             overrides["vault.path"] = self.vault_option
         return load_config(profile=self.profile, vault_dir=vault_dir, overrides=overrides)
 
+    def profile_name(self) -> str | None:
+        """The profile chosen: ``--profile``, else ``MJVAULT_PROFILE`` (as load_config reads it).
+
+        Without loading the configuration, for commands that must work while a file is broken
+        or before the profile has a section (setup, config set, auth logout).
+        """
+        return self.profile or os.environ.get("MJVAULT_PROFILE") or None
+
     # -- vault discovery -------------------------------------------------------------------
     def find_vault_dir(self) -> Path | None:
         """The vault this command is about, or None (see resolve_vault_dir for the order)."""

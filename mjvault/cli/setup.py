@@ -266,7 +266,7 @@ def setup(
         Template.parse(template)  # a bad template fails before anything is created
     interactive = not yes and sys.stdin.isatty() and not app.json_output
     wizard = Wizard(app, interactive)
-    profile = app.profile or os.environ.get("MJVAULT_PROFILE") or None
+    profile = app.profile_name()
     current = firstrun.current_settings(profile)
 
     wizard.say("mjvault setup" + (f" for profile {profile}" if profile else ""))

@@ -62,7 +62,11 @@ class SourceOptions:
     limit_rate: str | None = None
 
     def credentials(
-        self, environ: Mapping[str, str] | None = None, *, use_keyring: bool = True
+        self,
+        environ: Mapping[str, str] | None = None,
+        *,
+        use_keyring: bool = True,
+        profile: str | None = None,
     ) -> Credentials:
         env = os.environ if environ is None else environ
         web_base = self.web_base or env.get("MJVAULT_WEB_BASE") or ""
@@ -76,6 +80,7 @@ class SourceOptions:
             or env.get("MJVAULT_COOKIES_FROM_BROWSER")
             or None,
             web_host=host or "www.midjourney.com",
+            profile=profile,
         )
 
     def config_overrides(self) -> dict[str, Any]:
@@ -106,9 +111,11 @@ class SourceOptions:
         environ: Mapping[str, str] | None = None,
         *,
         use_keyring: bool = True,
+        profile: str | None = None,
         **overrides: Any,
     ) -> ClientSettings:
-        """ClientSettings from: these options, then the environment, then the keyring."""
+        """ClientSettings from: these options, then the environment, then ``profile``'s keyring
+        entries."""
         env = os.environ if environ is None else environ
         values = settings_values_from_env(env)
         # Credentials are resolved as a whole (a cookies file beats the environment's token).
@@ -126,7 +133,7 @@ class SourceOptions:
         values.update({k: v for k, v in given.items() if v is not None})
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = ClientSettings(**values)
-        return self.credentials(env, use_keyring=use_keyring).apply(settings)
+        return self.credentials(env, use_keyring=use_keyring, profile=profile).apply(settings)
 
 
 def midjourney_options(func: F) -> F:

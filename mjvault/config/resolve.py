@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from mjvault.config import keyring_store
+from mjvault import credentials
 from mjvault.config.loader import COOKIE_ENV, Layer, LoadedConfig, Origin
 from mjvault.config.schema import SETTINGS
 from mjvault.redact import register_secret
@@ -52,10 +52,9 @@ def session_token(loaded: LoadedConfig) -> tuple[str | None, Origin | None]:
     if token:
         register_secret(token)
         return token, loaded.origin("source.session_token")
-    token = keyring_store.get_token(loaded.profile)
-    if token:
-        register_secret(token)
-        return token, Origin(Layer.USER, "keyring", loaded.profile)
+    stored = credentials.load(loaded.profile)
+    if stored is not None and stored.token:
+        return stored.token, Origin(Layer.USER, "keyring", loaded.profile)
     return None, None
 
 
@@ -83,9 +82,10 @@ def client_settings(loaded: LoadedConfig, **overrides: Any) -> ClientSettings:
     Credentials follow the client's own precedence: the browser's cookie store
     (``source.cookies_from_browser``), then a session cookie in ``source.cookies_file``, beat
     the token (environment, private config file, keyring); the user ID falls back to the
-    one `mjvault auth login` keeps in the keyring. ``overrides`` (client fields) win over all.
+    one `mjvault auth login` keeps in the keyring for this profile. ``overrides`` (client
+    fields) win over all.
     """
-    from mjvault.sources.midjourney.auth import SESSION_COOKIES, keyring_load, read_cookies_file
+    from mjvault.sources.midjourney.auth import SESSION_COOKIES, read_cookies_file
     from mjvault.sources.midjourney.settings import ClientSettings
 
     source = loaded.config.source
@@ -109,8 +109,8 @@ def client_settings(loaded: LoadedConfig, **overrides: Any) -> ClientSettings:
         token = None  # read_browser_cookies found a session cookie, or raised
         renewal = renewal_hint(source.cookies_from_browser)
     user_id = source.user_id
-    if user_id is None and loaded.profile is None:
-        stored = keyring_load()
+    if user_id is None:
+        stored = credentials.load(loaded.profile)
         user_id = stored.user_id if stored else None
     values: dict[str, Any] = {
         "web_base": source.web_base,

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from keyring_helpers import file_keyring as keyring_file
+from keyrings.alt.file import PlaintextKeyring
 
 from mjvault.cli.main import main
 from mjvault.testing.accounts import Account
@@ -41,32 +43,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def memory_keyring() -> Iterator[dict[tuple[str, str], str]]:
-    keyring = pytest.importorskip("keyring")
-    from keyring.backend import KeyringBackend
-    from keyring.errors import PasswordDeleteError
-
-    store: dict[tuple[str, str], str] = {}
-
-    class MemoryKeyring(KeyringBackend):
-        priority = 1  # type: ignore[assignment]
-
-        def get_password(self, service: str, username: str) -> str | None:
-            return store.get((service, username))
-
-        def set_password(self, service: str, username: str, password: str) -> None:
-            store[(service, username)] = password
-
-        def delete_password(self, service: str, username: str) -> None:
-            if store.pop((service, username), None) is None:
-                raise PasswordDeleteError(username)
-
-    previous = keyring.get_keyring()
-    keyring.set_keyring(MemoryKeyring())
-    try:
-        yield store
-    finally:
-        keyring.set_keyring(previous)
+def file_keyring(tmp_path: Path) -> Iterator[PlaintextKeyring]:
+    with keyring_file(tmp_path / "keyring.cfg") as backend:
+        yield backend
 
 
 def run(
@@ -141,24 +120,30 @@ def test_login_status_logout_with_the_keyring(
     server: FakeMidjourney,
     capsys: Any,
     monkeypatch: pytest.MonkeyPatch,
-    memory_keyring: dict[tuple[str, str], str],
+    file_keyring: PlaintextKeyring,
 ) -> None:
+    stored = ("midjourney-session-token", "midjourney-user-id")
     code, out, err = run(
         ["auth", "login", *fast(server)],
         capsys,
         monkeypatch,
         stdin=f"wrong-token\n{server.user_id}\n",
     )
-    assert code == 1 and "refused or has expired" in err and memory_keyring == {}
+    assert code == 1 and "refused or has expired" in err
+    assert [file_keyring.get_password("mjvault", name) for name in stored] == [None, None]
     code, out, err = run(
         ["auth", "login", *fast(server)], capsys, monkeypatch, stdin=f"{TOKEN}\n{server.user_id}\n"
     )
     assert code == 0 and "stored" in out and TOKEN not in out + err
-    assert memory_keyring[("mjvault", "midjourney-session-token")] == TOKEN
+    assert [file_keyring.get_password("mjvault", name) for name in stored] == [
+        TOKEN,
+        server.user_id,
+    ]
     code, out, err = run(["auth", "status", *fast(server)], capsys, monkeypatch)
     assert code == 0 and server.user_id in out
     code, out, err = run(["auth", "logout"], capsys, monkeypatch)
-    assert code == 0 and "removed" in out and memory_keyring == {}
+    assert code == 0 and "removed" in out
+    assert [file_keyring.get_password("mjvault", name) for name in stored] == [None, None]
     code, out, err = run(["auth", "status", *fast(server)], capsys, monkeypatch)
     assert code == 1 and "no Midjourney session token" in err
 

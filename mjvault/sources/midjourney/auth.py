@@ -2,8 +2,9 @@
 
 Order of precedence (most explicit first): the browser's own cookie store
 (``--cookies-from-browser``, read at every run); a cookies.txt file given with ``--cookies``
-that holds a session cookie; else ``MIDJOURNEY_SESSION_TOKEN``; else the system keyring (``mjvault auth
-login``). The user id comes from ``MIDJOURNEY_USER_ID`` or the keyring.
+that holds a session cookie; else ``MIDJOURNEY_SESSION_TOKEN``; else the system keyring
+(``mjvault auth login``, :mod:`mjvault.credentials`). The user id comes from
+``MIDJOURNEY_USER_ID`` or the keyring.
 """
 
 from __future__ import annotations
@@ -13,17 +14,11 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
+from mjvault import credentials
 from mjvault.errors import ConfigError
-from mjvault.sources.midjourney.generations import (
-    NEXT_AUTH_COOKIE,
-    V3_ID_COOKIE,
-    V3_REFRESH_COOKIE,
-)
+from mjvault.sources.midjourney.generations import NEXT_AUTH_COOKIE, V3_ID_COOKIE
 from mjvault.sources.midjourney.settings import (
-    CF_CLEARANCE_COOKIE,
     ENV_TOKEN,
     ENV_USER_ID,
     ClientSettings,
@@ -33,16 +28,7 @@ from mjvault.sources.midjourney.settings import (
 log = logging.getLogger("mjvault.sources.midjourney")
 
 SESSION_COOKIES = (V3_ID_COOKIE, NEXT_AUTH_COOKIE)
-KNOWN_COOKIES = (*SESSION_COOKIES, V3_REFRESH_COOKIE, CF_CLEARANCE_COOKIE)
 MIDJOURNEY_DOMAIN = "midjourney.com"
-
-KEYRING_SERVICE = "mjvault"
-KEYRING_TOKEN = "midjourney-session-token"
-KEYRING_USER_ID = "midjourney-user-id"
-KEYRING_MISSING = (
-    "the system keyring needs the optional `keyring` package: pip install 'mjvault[keyring]' "
-    f"(or set {ENV_TOKEN} and {ENV_USER_ID} instead)"
-)
 
 
 # -- cookies.txt -----------------------------------------------------------------------------
@@ -209,11 +195,13 @@ def resolve_credentials(
     use_keyring: bool = True,
     cookies_from_browser: str | None = None,
     web_host: str = "www." + MIDJOURNEY_DOMAIN,
+    profile: str | None = None,
 ) -> Credentials:
-    """The session to use, by the precedence in the module doc."""
+    """The session to use, by the precedence in the module doc; ``profile``'s keyring entries."""
     env = credentials_from_env(environ)
     cookies = read_cookies_file(cookies_file, extra_hosts) if cookies_file else {}
-    stored = keyring_load() if use_keyring and (env.token is None or env.user_id is None) else None
+    wanted = use_keyring and (env.token is None or env.user_id is None)
+    stored = credentials.load(profile) if wanted else None
     user_id = env.user_id or (stored.user_id if stored else None)
     if cookies_from_browser:
         from mjvault.sources.midjourney.browser_cookies import read_browser_cookies
@@ -226,69 +214,5 @@ def resolve_credentials(
     if env.token is not None:
         return Credentials(env.token, user_id, cookies, "env")
     if stored is not None and stored.token is not None:
-        return Credentials(stored.token, user_id, cookies, "keyring")
+        return Credentials(Secret(stored.token), user_id, cookies, "keyring")
     return Credentials(None, user_id, cookies, "none")
-
-
-# -- keyring ---------------------------------------------------------------------------------
-def _keyring_module() -> ModuleType:
-    try:
-        import keyring
-    except ImportError:
-        raise ConfigError(KEYRING_MISSING) from None
-    return keyring
-
-
-def _keyring_failure(exc: Exception) -> ConfigError:
-    return ConfigError(
-        f"the system keyring did not work ({type(exc).__name__}); "
-        f"set {ENV_TOKEN} and {ENV_USER_ID} instead"
-    )
-
-
-def keyring_store(token: Secret, user_id: str) -> None:
-    keyring = _keyring_module()
-    try:
-        keyring.set_password(KEYRING_SERVICE, KEYRING_TOKEN, token.reveal())
-        keyring.set_password(KEYRING_SERVICE, KEYRING_USER_ID, user_id)
-    except Exception as exc:  # keyring backends raise their own types
-        raise _keyring_failure(exc) from None
-
-
-def keyring_load(*, required: bool = False) -> Credentials | None:
-    """Stored credentials, or None (no keyring package, no backend, nothing stored)."""
-    try:
-        keyring = _keyring_module()
-    except ConfigError:
-        if required:
-            raise
-        return None
-    try:
-        token: Any = keyring.get_password(KEYRING_SERVICE, KEYRING_TOKEN)
-        user_id: Any = keyring.get_password(KEYRING_SERVICE, KEYRING_USER_ID)
-    except Exception as exc:
-        if required:
-            raise _keyring_failure(exc) from None
-        log.debug("keyring not usable: %s", type(exc).__name__)
-        return None
-    if not token and not user_id:
-        return None
-    return Credentials(
-        Secret(token) if isinstance(token, str) and token else None,
-        user_id if isinstance(user_id, str) and user_id else None,
-        source="keyring",
-    )
-
-
-def keyring_delete() -> bool:
-    """Remove stored credentials; whether anything was stored."""
-    keyring = _keyring_module()
-    removed = False
-    for key in (KEYRING_TOKEN, KEYRING_USER_ID):
-        try:
-            keyring.delete_password(KEYRING_SERVICE, key)
-            removed = True
-        except Exception as exc:
-            if type(exc).__name__ != "PasswordDeleteError":
-                raise _keyring_failure(exc) from None
-    return removed
