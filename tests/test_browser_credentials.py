@@ -187,6 +187,8 @@ def test_a_profile_without_the_cookie_is_one_line(
     )
     line = one_error(result)
     assert "holds no session cookie for 127.0.0.1" in line and "sign in" in line
+    # A session to renew, like a refused cookie (exit 1), not a setting to fix (exit 2).
+    assert result.code == 1
 
 
 def test_a_missing_profile_and_a_wrong_browser_are_one_line_each(

@@ -222,6 +222,31 @@ def test_expired_cookie_posts_a_failure_saying_what_to_do(
     assert "sess-expired-0000000000" not in sent["message"]
 
 
+def test_a_browser_profile_that_cannot_be_read_notifies_the_one_shot_sync(
+    world: World,
+    server: FakeMidjourney,
+    receiver: Receiver,
+    vault_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("yt_dlp", reason="yt-dlp is not installed (mjvault[browser])")
+    use_server(monkeypatch, server, MJVAULT_NOTIFY_URLS=receiver.url)
+    nowhere = world.root / "no-such-profile"
+    failed = run_cli(
+        capsys,
+        "--vault",
+        str(vault_path),
+        "sync",
+        "--cookies-from-browser",
+        f"chromium:{nowhere}",
+    )
+    assert failed.code == 2 and "Traceback" not in failed.err
+    [sent] = receiver.received
+    assert sent["type"] == "failure" and sent["title"] == "mjvault: sync failed"
+    assert f"no chromium profile at {nowhere}" in sent["message"]
+
+
 def test_cloudflare_challenge_posts_the_clients_message(
     world: World,
     server: FakeMidjourney,
