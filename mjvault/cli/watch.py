@@ -130,12 +130,14 @@ def run_watch(
         open_vault=open_vault,
         open_client=open_client,
         options=options,
-        notifier=Notifier.from_config(app.config),
+        # Changes only: a problem that persists is not sent again every cycle.
+        notifier=Notifier.from_config(app.config, changes_only=True),
         stop=stop,
         push=push,
         verify_subset=verify_subset,
         passphrase=passphrase,
         after_sync=follow_sync,
+        where=str(vault_path),
     )
     signals = _Signals()
     with signals.installed():
