@@ -358,8 +358,11 @@ def test_browser_specs() -> None:
         parse_spec("firefox+kwallet")
 
 
-def test_ctrl_c_during_browser_sign_in_stops_and_removes_the_profile(
-    tmp_path: Path, server: FakeMidjourney
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["INT", "TERM", "HUP"]
+)
+def test_a_signal_during_browser_sign_in_stops_and_removes_the_profile(
+    tmp_path: Path, server: FakeMidjourney, signum: int
 ) -> None:
     chromium, _ = _chromium()
     scratch = tmp_path / "tmp"
@@ -374,7 +377,7 @@ def test_ctrl_c_during_browser_sign_in_stops_and_removes_the_profile(
         time.sleep(0.1)
     assert list(scratch.glob("mjvault-signin-*")), "the browser never started"
     time.sleep(0.5)  # the sign-in page is open and the command is waiting for the cookie
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)  # Ctrl-C, a service manager, a closed terminal
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130, err
     assert b"Traceback" not in err and b"mjvault: interrupted" in err

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mjvault.errors import ConfigError, SourceError
+from mjvault.interrupts import signals_interrupt
 from mjvault.sources.midjourney.auth import SESSION_COOKIES
 from mjvault.sources.midjourney.settings import Secret
 
@@ -142,14 +143,16 @@ def login_in_browser(
 ) -> BrowserSession:
     """Open the sign-in page, wait for the session cookie of ``web_base``, return it.
 
-    Raises SourceError on timeout or when the user closes the browser first; Ctrl-C goes
-    through. The temporary profile is removed in every case.
+    Raises SourceError on timeout or when the user closes the browser first; Ctrl-C, SIGTERM
+    and SIGHUP raise KeyboardInterrupt. The temporary profile is removed in every case.
     """
     sync_playwright = _sync_playwright()
     url = web_base.rstrip("/") + SIGNIN_PATH + (f"?{signin_query}" if signin_query else "")
     profile = tempfile.mkdtemp(prefix="mjvault-signin-")
+    # SIGTERM and SIGHUP (a closed terminal) stop it like Ctrl-C: the profile, whose cookie
+    # store holds the new session, is removed by the ``finally`` below instead of left behind.
     try:
-        with sync_playwright() as playwright:
+        with signals_interrupt(), sync_playwright() as playwright:
             try:
                 context = playwright.chromium.launch_persistent_context(
                     profile, executable_path=executable, headless=headless, args=LAUNCH_ARGS
