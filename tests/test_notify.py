@@ -655,6 +655,67 @@ def test_a_urls_credentials_are_masked_in_any_log_line(caplog: pytest.LogCapture
     assert "(midjourney-archiver)" in line  # a short user name is no secret
 
 
+class Refusing:
+    """An HTTP server on 127.0.0.1 that answers every POST with 403, as a service does to a
+    topic or hook it does not know."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(403)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_port
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+SHORT_TOPIC = "mjv-alert9"  # an ntfy topic is the whole credential, however short
+SHORT_HOOK = "tok-8c21e6"
+
+
+def test_a_short_url_secret_in_the_services_reason_is_masked() -> None:
+    refusing = Refusing()
+    try:
+        url = f"ntfy://127.0.0.1:{refusing.port}/{SHORT_TOPIC}"
+        [result] = Notifier([url]).send_test()
+    finally:
+        refusing.close()
+    assert not result.ok and result.error
+    assert SHORT_TOPIC not in result.error
+    assert "403" in result.error or "***" in result.error
+
+
+def test_short_url_secrets_are_masked_in_debug_lines(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    refusing = Refusing()
+    try:
+        hook = f"json://127.0.0.1:{refusing.port}/hook/{SHORT_HOOK}"
+        topic = f"ntfy://127.0.0.1:{refusing.port}/{SHORT_TOPIC}"
+        monkeypatch.setenv("MJVAULT_NOTIFY_URLS", f"{hook} {topic}")
+        log = world.root / "debug.log"
+        tested = run_cli(capsys, "-vv", "--log-file", str(log), "notify", "test")
+    finally:
+        refusing.close()
+    assert tested.code == 1
+    text = log.read_text()
+    assert "POST /hook/***" in text  # urllib3's request line, masked
+    for secret in (SHORT_TOPIC, SHORT_HOOK):
+        assert secret not in text and secret not in tested.out + tested.err
+
+
 def test_the_sync_helpers_notify_failures_not_stops(receiver: Receiver) -> None:
     from mjvault.errors import Interrupted
     from mjvault.notify import failures_notified, notify_sync_outcome
