@@ -390,6 +390,25 @@ def test_a_watch_without_any_credentials_stops_at_once(
     assert len(lines) == 1 and lines[0].startswith("mjvault: error: no Midjourney session")
 
 
+def test_a_watch_with_a_bad_browser_option_stops_at_once(
+    vault_path: Path, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("yt_dlp", reason="yt-dlp is not installed (mjvault[browser])")
+    nowhere = tmp_path / "no-such-profile"
+    cases = {
+        f"chromium:{nowhere}": f"no chromium profile at {nowhere}",
+        "netscape": "unknown browser 'netscape'",
+    }
+    for spec, said in cases.items():
+        ran = cli(vault_path, "sync", "--watch", "--every", "1h", "--cookies-from-browser", spec)
+        assert ran.code == 2, ran.err
+        lines = ran.err.strip().splitlines()
+        assert len(lines) == 1 and said in lines[0], ran.err
+    monkeypatch.setitem(sys.modules, "yt_dlp.cookies", None)  # an install without the extra
+    ran = cli(vault_path, "sync", "--watch", "--every", "1h", "--cookies-from-browser", "chromium")
+    assert ran.code == 2 and "needs the optional yt-dlp package" in ran.err, ran.err
+
+
 def test_the_configured_interval_is_checked(
     vault_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -96,6 +96,12 @@ def run_watch(
         holder = lock_holder(first) if if_idle else None
     finally:
         first.close()
+    app.override(source.config_overrides())
+    browser = app.config.source.cookies_from_browser
+    if browser:  # a typo'd profile path or a missing yt-dlp stops now, not retried for ever
+        from mjvault.sources.midjourney.browser_cookies import check_spec
+
+        check_spec(browser)
     if holder is not None:
         from mjvault.cli.sync import _say_busy
 

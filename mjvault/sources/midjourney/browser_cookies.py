@@ -154,6 +154,15 @@ def select_cookies(
     return selected
 
 
+def check_spec(spec_text: str) -> BrowserSpec:
+    """What can be checked without reading cookies: the spec, the extractor, a profile path.
+    A long-running caller (the watch) checks once: these the user must fix, no retry will."""
+    spec = parse_spec(spec_text)
+    _extractor()
+    _check_profile(spec)
+    return spec
+
+
 def renewal_hint(spec_text: str) -> str:
     """What to do when the cookie read from this browser is refused."""
     spec = parse_spec(spec_text)
