@@ -352,6 +352,47 @@ def test_verify_problems_notify(
     assert "mjvault verify --repair" in sent["message"]
 
 
+def test_verify_repair_notifies_what_it_left_and_a_remote_it_cannot_read(
+    world: World,
+    server: FakeMidjourney,
+    receiver: Receiver,
+    vault_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_server(monkeypatch, server)
+    assert run_cli(capsys, "--vault", str(vault_path), "sync").code == 0
+    remote = world.root / "nas"
+    added = run_cli(capsys, "--vault", str(vault_path), "remote", "add", "nas", str(remote))
+    assert added.code == 0, added.err
+    with Vault.open(vault_path) as vault:
+        image = next(i for entry in vault.entries() for i in entry.images if i)
+        assert vault.store.is_loose(image)
+        damaged = vault.store.path(image)
+    os.chmod(damaged, 0o644)
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    damaged.write_bytes(bytes(data))
+    monkeypatch.setenv("MJVAULT_NOTIFY_URLS", receiver.url)
+
+    repaired = run_cli(capsys, "--vault", str(vault_path), "verify", "--repair")
+    assert repaired.code == 3, repaired.err  # no source to refetch from: the problem is left
+    [sent] = receiver.received
+    assert sent["type"] == "failure" and sent["title"] == "mjvault: verify found 1 problem"
+    assert sent["message"].startswith("left after --repair, problems: 1 ")
+
+    receiver.received.clear()
+    if remote.is_dir():  # the drive is gone and a file stands in its place
+        import shutil
+
+        shutil.rmtree(remote)
+    remote.write_text("not a folder")
+    checked = run_cli(capsys, "--vault", str(vault_path), "verify", "--remote", "nas")
+    assert checked.code != 0 and "Traceback" not in checked.err
+    [sent] = receiver.received
+    assert sent["type"] == "failure" and sent["title"] == "mjvault: verify failed"
+
+
 def test_a_push_to_a_broken_remote_notifies(
     world: World,
     server: FakeMidjourney,
