@@ -176,6 +176,37 @@ def test_the_config_key_names_the_browser_profile(
     assert result.out.startswith(f"ok: signed in as user {server.user_id}")
 
 
+def test_verify_repair_from_midjourney_reads_the_configured_browser_profile(
+    world: World,
+    tmp_path: Path,
+    server: FakeMidjourney,
+    signed_in: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    world.user_file.parent.mkdir(parents=True, exist_ok=True)
+    world.user_file.write_text(
+        f"[source]\nweb_base = '{server.web_base}'\ncdn_base = '{server.cdn_base}'\n"
+        f"user_id = '{server.user_id}'\ncookies_from_browser = 'chromium:{signed_in}'\n"
+        "[sync]\nmax_rps = 500\n"
+    )
+    vault = tmp_path / "vault"
+    Vault.init(vault).close()
+    assert run_cli(capsys, "--vault", str(vault), "sync").code == 0
+    with Vault.open(vault) as opened:
+        image = next(i for entry in opened.entries() for i in entry.images if i)
+        assert opened.store.is_loose(image)
+        damaged = opened.store.path(image)
+    os.chmod(damaged, 0o644)
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    damaged.write_bytes(bytes(data))
+    # The same credentials as the sync: the browser profile the configuration names.
+    repaired = run_cli(capsys, "--vault", str(vault), "verify", "--repair", "--from-midjourney")
+    assert repaired.code == 0, repaired.err
+    assert "refetch is off" not in repaired.err
+    assert FIRST not in repaired.out + repaired.err
+
+
 def test_a_profile_without_the_cookie_is_one_line(
     world: World, server: FakeMidjourney, signed_in: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

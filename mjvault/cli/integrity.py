@@ -214,7 +214,7 @@ def _repair(
 ) -> None:
     from mjvault.integrity.repair import remote_source, repair
 
-    client = _midjourney_client() if from_midjourney else None
+    client = _midjourney_client(app) if from_midjourney else None
     with contextlib.ExitStack() as stack:
         if client is not None:
             stack.callback(client.close)
@@ -292,13 +292,14 @@ def _connect_remote(app: AppContext, vault: Vault, name: str) -> Any:
     )
 
 
-def _midjourney_client() -> MidjourneyClient | None:
-    """A client from the saved login and environment, or None (with a note) if none works."""
+def _midjourney_client(app: AppContext) -> MidjourneyClient | None:
+    """A client from the configuration as a sync builds it (config files, environment,
+    ``source.cookies_from_browser``, the saved login), or None (with a note) if none works."""
     from mjvault.cli.source_options import SourceOptions
     from mjvault.sources.midjourney import MidjourneyClient
 
     try:
-        return MidjourneyClient(SourceOptions().settings())
+        return MidjourneyClient(SourceOptions().settings_for(app))
     except MjvaultError as exc:
         click.echo(f"mjvault: Midjourney refetch is off: {exc}", err=True)
         return None

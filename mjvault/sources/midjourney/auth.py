@@ -207,20 +207,13 @@ def resolve_credentials(
     cookies_file: str | Path | None = None,
     extra_hosts: Iterable[str] = (),
     use_keyring: bool = True,
-    cookies_from_browser: str | None = None,
-    web_host: str = "www." + MIDJOURNEY_DOMAIN,
 ) -> Credentials:
-    """The session to use, by the precedence in the module doc."""
+    """The session to use, by the precedence in the module doc. The browser's cookie store is
+    read by the configuration's ``client_settings`` alone (mjvault.config.resolve)."""
     env = credentials_from_env(environ)
     cookies = read_cookies_file(cookies_file, extra_hosts) if cookies_file else {}
     stored = keyring_load() if use_keyring and (env.token is None or env.user_id is None) else None
     user_id = env.user_id or (stored.user_id if stored else None)
-    if cookies_from_browser:
-        from mjvault.sources.midjourney.browser_cookies import read_browser_cookies
-
-        browser = read_browser_cookies(cookies_from_browser, web_host)
-        source = f"browser {cookies_from_browser}"
-        return Credentials(None, user_id, {**cookies, **browser}, source, cookies_from_browser)
     if any(name in cookies for name in SESSION_COOKIES):
         return Credentials(None, user_id, cookies, f"cookies file {cookies_file}")
     if env.token is not None:
