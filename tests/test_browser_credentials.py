@@ -402,19 +402,46 @@ def test_a_signal_during_browser_sign_in_stops_and_removes_the_profile(
     env.update(TMPDIR=str(scratch), PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
     command = [sys.executable, "-m", "mjvault", "auth", "login", "--browser", "--headless"]
     command += ["--browser-path", chromium, "--web-base", server.web_base]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # A session of its own, as a terminal's foreground job: Ctrl-C reaches the whole group
+    # (the Playwright driver and the browser too), a service manager's SIGTERM the process.
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 30
     while not list(scratch.glob("mjvault-signin-*/Default")) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert list(scratch.glob("mjvault-signin-*")), "the browser never started"
     time.sleep(0.5)  # the sign-in page is open and the command is waiting for the cookie
-    process.send_signal(signum)  # Ctrl-C, a service manager, a closed terminal
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130, err
-    assert b"Traceback" not in err and b"mjvault: interrupted" in err
+    assert b"Traceback" not in err and b"Future exception" not in err, err
+    # Said as a sign-in stopped, not as a sync to resume.
+    assert err.strip().splitlines()[-1] == (
+        b"mjvault: error: interrupted: the sign-in was stopped; nothing was stored"
+    ), err
     # The temporary profile is gone. (Chromium, killed by the same Ctrl-C, may leave a
     # scratch folder of its own, org.chromium.*, which is not ours to remove.)
     assert list(scratch.glob("mjvault-signin-*")) == []
+
+
+def test_auth_login_browser_without_playwright_says_so_before_anything_else(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "playwright.sync_api", None)  # the extra not installed
+    result = run_cli(capsys, "auth", "login", "--browser", "--browser-path", sys.executable)
+    assert result.code == 2
+    assert result.err.strip() == (
+        "mjvault: error: --browser needs the optional playwright package: "
+        "pip install 'mjvault[browser]'"
+    )
 
 
 def test_the_sign_in_page_sets_the_session_cookies(server: FakeMidjourney) -> None:
