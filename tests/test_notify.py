@@ -582,21 +582,47 @@ def test_only_on_failure_keeps_warnings(receiver: Receiver) -> None:
     ]
 
 
+class Trickling(Silent):
+    """Answers one byte every 0.3 s, for ever: no socket timeout ever fires (each byte is
+    news), so only the notifier's own deadline can end the wait."""
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _trickle(conn: socket.socket) -> None:
+        try:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while True:
+                conn.sendall(b"a")
+                time.sleep(0.3)
+        except OSError:
+            return
+
+
 def test_a_hanging_receiver_costs_the_deadline_and_no_more(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    silent = Silent()
-    url = silent.url
+    trickling = Trickling()
+    url = trickling.url
     try:
         notifier = Notifier([url], timeout=1.0)
         started = time.monotonic()
         notifier.failed("sync", AuthError("refused"), vault="/v")
         took = time.monotonic() - started
     finally:
-        silent.close()
-    assert took < 2.0, took  # Apprise's socket timeouts are held within the deadline too
+        trickling.close()
+    assert took < 2.0, took  # the deadline ends the wait; no socket timeout could
     [warning] = [r for r in caplog.records if r.name.startswith("mjvault.")]
     assert redact_url(url) in warning.getMessage()
+    assert "no answer within 1 s" in warning.getMessage()
     assert HOOK_SECRET not in warning.getMessage()
 
 
