@@ -409,6 +409,24 @@ def test_a_watch_with_a_bad_browser_option_stops_at_once(
     assert ran.code == 2 and "needs the optional yt-dlp package" in ran.err, ran.err
 
 
+def test_a_json_cycle_line_masks_secrets_in_its_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from types import SimpleNamespace
+
+    from mjvault.cli.watch import _show
+    from mjvault.redact import register_secret
+    from mjvault.watch import CycleResult
+
+    secret = "sess-cycle-json-4f1e9a"
+    register_secret(secret)
+    app = SimpleNamespace(json_output=True, verbosity=0)
+    failed = CycleResult(error=SourceError(f"refused with cookie {secret}"))
+    _show(app, failed, 60.0)  # type: ignore[arg-type]
+    line = json.loads(capsys.readouterr().out)
+    assert secret not in line["error"] and line["error"].startswith("refused with cookie ")
+
+
 def test_the_configured_interval_is_checked(
     vault_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:

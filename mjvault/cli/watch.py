@@ -155,13 +155,15 @@ def run_watch(
 
 def _show(app: AppContext, result: CycleResult, wait: float) -> None:
     """A line per cycle on stdout (a JSON object per line under --json); -q shows none."""
+    from mjvault.redact import redact
+
     next_run = datetime.now(UTC) + timedelta(seconds=wait)
     if app.json_output:
         data = {
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
             "ok": result.error is None,
             "skipped": result.busy,
-            "error": str(result.error) if result.error else None,
+            "error": redact(str(result.error)) if result.error else None,
             "new_jobs": result.new_jobs,
             "missing_images": result.missing_images,
             "snapshot": result.report.snapshot if result.report else None,
