@@ -145,6 +145,7 @@ class SyncCycle:
     passphrase: PassphraseGetter | None = None
     # What a one-shot sync does after storing (retention, merging packs); errors are its own.
     after_sync: Callable[[Vault, SyncReport], None] | None = None
+    where: str = ""  # the vault's path, for a failure before the vault is open
 
     def __call__(self) -> CycleResult:
         from mjvault.notify import notify_sync_outcome
@@ -152,6 +153,7 @@ class SyncCycle:
 
         started = time.monotonic()
         result = CycleResult()
+        label = self.where
         try:
             with self.open_vault() as vault:
                 label = str(vault.path)
@@ -169,16 +171,31 @@ class SyncCycle:
                     result.error = exc
                     notify_sync_outcome(self.notifier, exc, vault=label)
                     return result
-                self._follow_up(vault, result)
+                self.notifier.recovered("sync", vault=label)
+                # The news before the follow-ups (as the one-shot sends it): a push or a
+                # verify that raises must not swallow the jobs this sync stored.
                 if result.new_jobs or result.missing_images:  # an idle cycle says nothing
                     notify_sync_outcome(self.notifier, result.report, vault=label)
+                self._follow_up(vault, result)
+                self.notifier.recovered(*self._went_well(result), vault=label)
         except (Interrupted, KeyboardInterrupt):
             raise
         except MjvaultError as exc:  # the vault would not open, a follow-up's own failure
             result.error = exc
+            what = "sync" if result.report is None else "sync follow-up"
+            self.notifier.failed(what, exc, vault=label)
         finally:
             result.seconds = time.monotonic() - started
         return result
+
+    @staticmethod
+    def _went_well(result: CycleResult) -> list[str]:
+        """What a cycle whose follow-ups all ran did well (to clear a problem notified)."""
+        names = ["sync follow-up"]
+        if result.verify is not None and result.verify.ok:
+            names.append("verify")
+        names += [f"push to {p.remote}" for p in result.pushes if p.ok]
+        return names
 
     def _follow_up(self, vault: Vault, result: CycleResult) -> None:
         report = result.report

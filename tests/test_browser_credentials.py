@@ -176,6 +176,37 @@ def test_the_config_key_names_the_browser_profile(
     assert result.out.startswith(f"ok: signed in as user {server.user_id}")
 
 
+def test_verify_repair_from_midjourney_reads_the_configured_browser_profile(
+    world: World,
+    tmp_path: Path,
+    server: FakeMidjourney,
+    signed_in: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    world.user_file.parent.mkdir(parents=True, exist_ok=True)
+    world.user_file.write_text(
+        f"[source]\nweb_base = '{server.web_base}'\ncdn_base = '{server.cdn_base}'\n"
+        f"user_id = '{server.user_id}'\ncookies_from_browser = 'chromium:{signed_in}'\n"
+        "[sync]\nmax_rps = 500\n"
+    )
+    vault = tmp_path / "vault"
+    Vault.init(vault).close()
+    assert run_cli(capsys, "--vault", str(vault), "sync").code == 0
+    with Vault.open(vault) as opened:
+        image = next(i for entry in opened.entries() for i in entry.images if i)
+        assert opened.store.is_loose(image)
+        damaged = opened.store.path(image)
+    os.chmod(damaged, 0o644)
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    damaged.write_bytes(bytes(data))
+    # The same credentials as the sync: the browser profile the configuration names.
+    repaired = run_cli(capsys, "--vault", str(vault), "verify", "--repair", "--from-midjourney")
+    assert repaired.code == 0, repaired.err
+    assert "refetch is off" not in repaired.err
+    assert FIRST not in repaired.out + repaired.err
+
+
 def test_a_profile_without_the_cookie_is_one_line(
     world: World, server: FakeMidjourney, signed_in: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -187,6 +218,8 @@ def test_a_profile_without_the_cookie_is_one_line(
     )
     line = one_error(result)
     assert "holds no session cookie for 127.0.0.1" in line and "sign in" in line
+    # A session to renew, like a refused cookie (exit 1), not a setting to fix (exit 2).
+    assert result.code == 1
 
 
 def test_a_missing_profile_and_a_wrong_browser_are_one_line_each(
@@ -356,8 +389,11 @@ def test_browser_specs() -> None:
         parse_spec("firefox+kwallet")
 
 
-def test_ctrl_c_during_browser_sign_in_stops_and_removes_the_profile(
-    tmp_path: Path, server: FakeMidjourney
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["INT", "TERM", "HUP"]
+)
+def test_a_signal_during_browser_sign_in_stops_and_removes_the_profile(
+    tmp_path: Path, server: FakeMidjourney, signum: int
 ) -> None:
     chromium, _ = _chromium()
     scratch = tmp_path / "tmp"
@@ -366,19 +402,46 @@ def test_ctrl_c_during_browser_sign_in_stops_and_removes_the_profile(
     env.update(TMPDIR=str(scratch), PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
     command = [sys.executable, "-m", "mjvault", "auth", "login", "--browser", "--headless"]
     command += ["--browser-path", chromium, "--web-base", server.web_base]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # A session of its own, as a terminal's foreground job: Ctrl-C reaches the whole group
+    # (the Playwright driver and the browser too), a service manager's SIGTERM the process.
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 30
     while not list(scratch.glob("mjvault-signin-*/Default")) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert list(scratch.glob("mjvault-signin-*")), "the browser never started"
     time.sleep(0.5)  # the sign-in page is open and the command is waiting for the cookie
-    process.send_signal(signal.SIGINT)
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130, err
-    assert b"Traceback" not in err and b"mjvault: interrupted" in err
+    assert b"Traceback" not in err and b"Future exception" not in err, err
+    # Said as a sign-in stopped, not as a sync to resume.
+    assert err.strip().splitlines()[-1] == (
+        b"mjvault: error: interrupted: the sign-in was stopped; nothing was stored"
+    ), err
     # The temporary profile is gone. (Chromium, killed by the same Ctrl-C, may leave a
     # scratch folder of its own, org.chromium.*, which is not ours to remove.)
     assert list(scratch.glob("mjvault-signin-*")) == []
+
+
+def test_auth_login_browser_without_playwright_says_so_before_anything_else(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "playwright.sync_api", None)  # the extra not installed
+    result = run_cli(capsys, "auth", "login", "--browser", "--browser-path", sys.executable)
+    assert result.code == 2
+    assert result.err.strip() == (
+        "mjvault: error: --browser needs the optional playwright package: "
+        "pip install 'mjvault[browser]'"
+    )
 
 
 def test_the_sign_in_page_sets_the_session_cookies(server: FakeMidjourney) -> None:

@@ -222,6 +222,31 @@ def test_expired_cookie_posts_a_failure_saying_what_to_do(
     assert "sess-expired-0000000000" not in sent["message"]
 
 
+def test_a_browser_profile_that_cannot_be_read_notifies_the_one_shot_sync(
+    world: World,
+    server: FakeMidjourney,
+    receiver: Receiver,
+    vault_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("yt_dlp", reason="yt-dlp is not installed (mjvault[browser])")
+    use_server(monkeypatch, server, MJVAULT_NOTIFY_URLS=receiver.url)
+    nowhere = world.root / "no-such-profile"
+    failed = run_cli(
+        capsys,
+        "--vault",
+        str(vault_path),
+        "sync",
+        "--cookies-from-browser",
+        f"chromium:{nowhere}",
+    )
+    assert failed.code == 2 and "Traceback" not in failed.err
+    [sent] = receiver.received
+    assert sent["type"] == "failure" and sent["title"] == "mjvault: sync failed"
+    assert f"no chromium profile at {nowhere}" in sent["message"]
+
+
 def test_cloudflare_challenge_posts_the_clients_message(
     world: World,
     server: FakeMidjourney,
@@ -325,6 +350,47 @@ def test_verify_problems_notify(
     assert sent["title"] == "mjvault: verify found 1 problem"
     assert sent["message"].startswith(f"problems: 1 corrupt\nfirst: corrupt: object {image} ")
     assert "mjvault verify --repair" in sent["message"]
+
+
+def test_verify_repair_notifies_what_it_left_and_a_remote_it_cannot_read(
+    world: World,
+    server: FakeMidjourney,
+    receiver: Receiver,
+    vault_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_server(monkeypatch, server)
+    assert run_cli(capsys, "--vault", str(vault_path), "sync").code == 0
+    remote = world.root / "nas"
+    added = run_cli(capsys, "--vault", str(vault_path), "remote", "add", "nas", str(remote))
+    assert added.code == 0, added.err
+    with Vault.open(vault_path) as vault:
+        image = next(i for entry in vault.entries() for i in entry.images if i)
+        assert vault.store.is_loose(image)
+        damaged = vault.store.path(image)
+    os.chmod(damaged, 0o644)
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    damaged.write_bytes(bytes(data))
+    monkeypatch.setenv("MJVAULT_NOTIFY_URLS", receiver.url)
+
+    repaired = run_cli(capsys, "--vault", str(vault_path), "verify", "--repair")
+    assert repaired.code == 3, repaired.err  # no source to refetch from: the problem is left
+    [sent] = receiver.received
+    assert sent["type"] == "failure" and sent["title"] == "mjvault: verify found 1 problem"
+    assert sent["message"].startswith("left after --repair, problems: 1 ")
+
+    receiver.received.clear()
+    if remote.is_dir():  # the drive is gone and a file stands in its place
+        import shutil
+
+        shutil.rmtree(remote)
+    remote.write_text("not a folder")
+    checked = run_cli(capsys, "--vault", str(vault_path), "verify", "--remote", "nas")
+    assert checked.code != 0 and "Traceback" not in checked.err
+    [sent] = receiver.received
+    assert sent["type"] == "failure" and sent["title"] == "mjvault: verify failed"
 
 
 def test_a_push_to_a_broken_remote_notifies(
@@ -516,21 +582,47 @@ def test_only_on_failure_keeps_warnings(receiver: Receiver) -> None:
     ]
 
 
+class Trickling(Silent):
+    """Answers one byte every 0.3 s, for ever: no socket timeout ever fires (each byte is
+    news), so only the notifier's own deadline can end the wait."""
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _trickle(conn: socket.socket) -> None:
+        try:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while True:
+                conn.sendall(b"a")
+                time.sleep(0.3)
+        except OSError:
+            return
+
+
 def test_a_hanging_receiver_costs_the_deadline_and_no_more(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    silent = Silent()
-    url = silent.url
+    trickling = Trickling()
+    url = trickling.url
     try:
         notifier = Notifier([url], timeout=1.0)
         started = time.monotonic()
         notifier.failed("sync", AuthError("refused"), vault="/v")
         took = time.monotonic() - started
     finally:
-        silent.close()
-    assert took < 2.0, took  # Apprise's socket timeouts are held within the deadline too
+        trickling.close()
+    assert took < 2.0, took  # the deadline ends the wait; no socket timeout could
     [warning] = [r for r in caplog.records if r.name.startswith("mjvault.")]
     assert redact_url(url) in warning.getMessage()
+    assert "no answer within 1 s" in warning.getMessage()
     assert HOOK_SECRET not in warning.getMessage()
 
 
@@ -628,6 +720,67 @@ def test_a_urls_credentials_are_masked_in_any_log_line(caplog: pytest.LogCapture
     no_secret(line)
     assert "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw" not in line
     assert "(midjourney-archiver)" in line  # a short user name is no secret
+
+
+class Refusing:
+    """An HTTP server on 127.0.0.1 that answers every POST with 403, as a service does to a
+    topic or hook it does not know."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(403)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_port
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+SHORT_TOPIC = "mjv-alert9"  # an ntfy topic is the whole credential, however short
+SHORT_HOOK = "tok-8c21e6"
+
+
+def test_a_short_url_secret_in_the_services_reason_is_masked() -> None:
+    refusing = Refusing()
+    try:
+        url = f"ntfy://127.0.0.1:{refusing.port}/{SHORT_TOPIC}"
+        [result] = Notifier([url]).send_test()
+    finally:
+        refusing.close()
+    assert not result.ok and result.error
+    assert SHORT_TOPIC not in result.error
+    assert "403" in result.error or "***" in result.error
+
+
+def test_short_url_secrets_are_masked_in_debug_lines(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    refusing = Refusing()
+    try:
+        hook = f"json://127.0.0.1:{refusing.port}/hook/{SHORT_HOOK}"
+        topic = f"ntfy://127.0.0.1:{refusing.port}/{SHORT_TOPIC}"
+        monkeypatch.setenv("MJVAULT_NOTIFY_URLS", f"{hook} {topic}")
+        log = world.root / "debug.log"
+        tested = run_cli(capsys, "-vv", "--log-file", str(log), "notify", "test")
+    finally:
+        refusing.close()
+    assert tested.code == 1
+    text = log.read_text()
+    assert "POST /hook/***" in text  # urllib3's request line, masked
+    for secret in (SHORT_TOPIC, SHORT_HOOK):
+        assert secret not in text and secret not in tested.out + tested.err
 
 
 def test_the_sync_helpers_notify_failures_not_stops(receiver: Receiver) -> None:

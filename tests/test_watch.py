@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from mjvault import Vault
 from mjvault.cli.root import run
 from mjvault.config.schema import build_config
-from mjvault.errors import AuthError, ChallengeError, SourceError, UsageError
+from mjvault.errors import AuthError, ChallengeError, SourceError, UsageError, VaultLocked
 from mjvault.integrity.reachability import checkpoint_tree
 from mjvault.lock import WriteLock, read_holder
 from mjvault.notify import Notifier
@@ -38,6 +38,7 @@ from mjvault.testing.accounts import Account
 from mjvault.testing.faults import Faults
 from mjvault.testing.server import FakeMidjourney
 from mjvault.watch import Backoff, SyncCycle, backoff_cap, parse_interval, watch
+from tests.test_notify import Receiver
 from tests.test_sync import TOKEN, assert_complete, cli_env, settings_for
 from tests.test_sync_kill import assert_verifies, wait_for_media_requests
 
@@ -389,6 +390,43 @@ def test_a_watch_without_any_credentials_stops_at_once(
     assert len(lines) == 1 and lines[0].startswith("mjvault: error: no Midjourney session")
 
 
+def test_a_watch_with_a_bad_browser_option_stops_at_once(
+    vault_path: Path, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("yt_dlp", reason="yt-dlp is not installed (mjvault[browser])")
+    nowhere = tmp_path / "no-such-profile"
+    cases = {
+        f"chromium:{nowhere}": f"no chromium profile at {nowhere}",
+        "netscape": "unknown browser 'netscape'",
+    }
+    for spec, said in cases.items():
+        ran = cli(vault_path, "sync", "--watch", "--every", "1h", "--cookies-from-browser", spec)
+        assert ran.code == 2, ran.err
+        lines = ran.err.strip().splitlines()
+        assert len(lines) == 1 and said in lines[0], ran.err
+    monkeypatch.setitem(sys.modules, "yt_dlp.cookies", None)  # an install without the extra
+    ran = cli(vault_path, "sync", "--watch", "--every", "1h", "--cookies-from-browser", "chromium")
+    assert ran.code == 2 and "needs the optional yt-dlp package" in ran.err, ran.err
+
+
+def test_a_json_cycle_line_masks_secrets_in_its_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from types import SimpleNamespace
+
+    from mjvault.cli.watch import _show
+    from mjvault.redact import register_secret
+    from mjvault.watch import CycleResult
+
+    secret = "sess-cycle-json-4f1e9a"
+    register_secret(secret)
+    app = SimpleNamespace(json_output=True, verbosity=0)
+    failed = CycleResult(error=SourceError(f"refused with cookie {secret}"))
+    _show(app, failed, 60.0)  # type: ignore[arg-type]
+    line = json.loads(capsys.readouterr().out)
+    assert secret not in line["error"] and line["error"].startswith("refused with cookie ")
+
+
 def test_the_configured_interval_is_checked(
     vault_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -445,6 +483,7 @@ class Recorded(Notifier):
     """The notifier interface, recording what each cycle asked it to say."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list[tuple[str, str]] = []
 
     def sync_finished(self, report: Any, *, vault: str) -> None:
@@ -476,13 +515,94 @@ def test_each_cycle_notifies_new_jobs_failures_and_failed_pushes(
     )
     first = cycle()
     assert first.new_jobs == JOBS and first.push_failed and first.verify is not None
-    assert notifier.calls == [("push_failed", "gone"), ("sync_finished", str(JOBS))]
+    # The news first: a follow-up that fails cannot swallow it.
+    assert notifier.calls == [("sync_finished", str(JOBS)), ("push_failed", "gone")]
     notifier.calls.clear()
     assert cycle().error is None and notifier.calls == []  # idle: nothing to say
     server.faults = Faults(expired=True)
     failed = cycle()
     assert isinstance(failed.error, AuthError)
     assert notifier.calls == [("failed", f"sync: {type(failed.error).__name__}")]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    running = Receiver()
+    yield running
+    running.close()
+
+
+def test_a_persisting_problem_is_notified_once_then_its_recovery(
+    server: FakeMidjourney, vault_path: Path, receiver: Receiver
+) -> None:
+    cycle = SyncCycle(
+        open_vault=lambda: _opened(vault_path),
+        open_client=lambda: MidjourneyClient(settings_for(server)),
+        options=SyncOptions(concurrency=4, thumbnails=False),
+        notifier=Notifier([receiver.url], changes_only=True),
+        stop=threading.Event(),
+    )
+    assert cycle().error is None
+    assert [m["title"] for m in receiver.received] == [f"mjvault: {JOBS} new jobs"]
+    receiver.received.clear()
+    server.faults = Faults(expired=True)  # the cookie expired: the user is asleep
+    for _ in range(3):
+        assert isinstance(cycle().error, AuthError)
+    assert [m["title"] for m in receiver.received] == ["mjvault: sync failed"]
+    server.faults = Faults()
+    assert cycle().error is None and cycle().error is None
+    assert [m["title"] for m in receiver.received] == [
+        "mjvault: sync failed",
+        "mjvault: sync recovered",
+    ]
+    server.faults = Faults(expired=True)  # the same problem again, after a recovery: news
+    assert isinstance(cycle().error, AuthError)
+    assert len(receiver.received) == 3
+
+
+def test_a_verify_problem_that_persists_is_notified_once(
+    server: FakeMidjourney, vault_path: Path, receiver: Receiver
+) -> None:
+    cycle = SyncCycle(
+        open_vault=lambda: _opened(vault_path),
+        open_client=lambda: MidjourneyClient(settings_for(server)),
+        options=SyncOptions(concurrency=4, thumbnails=False),
+        notifier=Notifier([receiver.url], changes_only=True),
+        stop=threading.Event(),
+        verify_subset="100%",
+    )
+    assert cycle().verify is not None
+    receiver.received.clear()
+    with Vault.open(vault_path) as vault:  # one stored image damaged behind its back
+        image = next(i for entry in vault.entries() for i in entry.images if i)
+        target = vault.object_path(image)
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    for _ in range(3):
+        result = cycle()
+        assert result.verify is not None and not result.verify.ok
+    assert [m["title"][:25] for m in receiver.received] == ["mjvault: verify found 1 p"]
+
+
+def test_a_follow_up_that_raises_still_sends_the_news_and_its_failure(
+    server: FakeMidjourney, vault_path: Path, receiver: Receiver
+) -> None:
+    def held_elsewhere(_vault: Vault, _report: Any) -> None:
+        raise VaultLocked("the vault is locked by another writer")
+
+    cycle = SyncCycle(
+        open_vault=lambda: _opened(vault_path),
+        open_client=lambda: MidjourneyClient(settings_for(server)),
+        options=SyncOptions(concurrency=4, thumbnails=False),
+        notifier=Notifier([receiver.url], changes_only=True),
+        stop=threading.Event(),
+        after_sync=held_elsewhere,
+    )
+    result = cycle()
+    assert isinstance(result.error, VaultLocked) and result.new_jobs == JOBS
+    titles = [m["title"] for m in receiver.received]
+    assert titles == [f"mjvault: {JOBS} new jobs", "mjvault: sync follow-up failed"]
 
 
 # -- rules ---------------------------------------------------------------------------------------

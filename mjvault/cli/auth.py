@@ -9,7 +9,7 @@ import click
 from mjvault import credentials
 from mjvault.cli.context import AppContext, pass_app
 from mjvault.cli.source_options import TOKEN_HELP, SourceOptions, midjourney_options
-from mjvault.errors import SourceError, UsageError
+from mjvault.errors import Interrupted, SourceError, UsageError
 from mjvault.sources.midjourney.client import AuthStatus, MidjourneyClient
 from mjvault.sources.midjourney.settings import Secret
 
@@ -106,21 +106,31 @@ def _sign_in_with_browser(
     headless: bool,
     signin_query: str,
 ) -> tuple[str, str | None]:
-    from mjvault.sources.midjourney.browser_login import find_browser, login_in_browser
+    from mjvault.sources.midjourney.browser_login import (
+        check_installed,
+        find_browser,
+        login_in_browser,
+    )
 
     # Only the web base: reading credentials here could fail on the ones being replaced.
     app.override(source.config_overrides())
     web_base = app.loaded_config.config.source.web_base
+    check_installed()  # before asking the user to sign in in a window that would not open
     executable = find_browser(browser_path)
     if app.verbosity >= 0 and not app.json_output:
         click.echo(f"sign in to Midjourney in the browser window ({executable})...", err=True)
-    session = login_in_browser(
-        web_base,
-        executable=executable,
-        timeout=timeout,
-        headless=headless,
-        signin_query=signin_query,
-    )
+    try:
+        session = login_in_browser(
+            web_base,
+            executable=executable,
+            timeout=timeout,
+            headless=headless,
+            signin_query=signin_query,
+        )
+    except KeyboardInterrupt:
+        # Ctrl-C, SIGTERM, SIGHUP: no vault was written, so the usual "rerun to resume"
+        # would not fit.
+        raise Interrupted("interrupted: the sign-in was stopped; nothing was stored") from None
     user_id = source.user_id or session.user_id
     if not user_id:
         user_id = _read_secret_line("Midjourney user id")

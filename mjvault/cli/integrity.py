@@ -92,12 +92,23 @@ def verify_command(
             "--remote checks the remote's copy alone",
             hint="to repair the vault from a remote, use `mjvault pull --repair`",
         )
+    from mjvault.notify import Notifier, failures_notified
+
     vault = app.open_vault()
+    # A remote that cannot be read or a repair that cannot run is notified ("verify failed"):
+    # a scheduled check that fails must not do so in silence.
+    notified = failures_notified(
+        Notifier.from_config(app.config), vault=str(vault.path), what="verify"
+    )
     if remote_name is not None:  # `--remote ''` is a bad name, not "check the vault"
-        _verify_remote(app, vault, remote_name, read_data, read_data_subset)
+        with notified:
+            _verify_remote(app, vault, remote_name, read_data, read_data_subset)
         return
     if repair:
-        _repair(app, vault, read_data_subset, check_views, sources, remotes, from_midjourney, wait)
+        with notified:
+            _repair(
+                app, vault, read_data_subset, check_views, sources, remotes, from_midjourney, wait
+            )
         return
     with app.progress(None, "reading objects", unit="B") as bar:
         report = verify(
@@ -112,7 +123,7 @@ def verify_command(
         _print_report(report)
 
     app.emit(report.to_json(), human)
-    _notify_problems(app, vault, report)
+    _notify_problems(app, vault, report.problems)
     if not report.ok:
         sys.exit(EXIT_INTEGRITY)
 
@@ -133,30 +144,28 @@ def _verify_remote(
             on_object=lambda size: bar.update(size),
         )
     app.emit(report.to_json(), lambda: _print_report(report))
-    _notify_problems(app, vault, report, where=f"remote {name}")
+    _notify_problems(app, vault, report.problems, where=f"in the copy on remote {name}")
     if not report.ok:
         sys.exit(EXIT_INTEGRITY)
 
 
 def _notify_problems(
-    app: AppContext, vault: Vault, report: VerifyReport, *, where: str | None = None
+    app: AppContext, vault: Vault, problems: list[Problem], *, where: str | None = None
 ) -> None:
-    """A notification when verify found problems (notify.urls; nothing when it found none)."""
-    if report.ok:
+    """A notification when verify found (or repair left) problems; nothing when none."""
+    if not problems:
         return
     from mjvault.notify import Notifier
 
     kinds: dict[str, int] = {}
-    for problem in report.problems:
+    for problem in problems:
         kinds[problem.kind] = kinds.get(problem.kind, 0) + 1
     summary = "problems: " + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
     if where:
-        summary = f"in the copy on {where}, {summary}"
-    first = report.problems[0]
+        summary = f"{where}, {summary}"
+    first = problems[0]
     summary += f"\nfirst: {first.kind}: {first.message}"
-    Notifier.from_config(app.config).verify_finished(
-        len(report.problems), summary, vault=str(vault.path)
-    )
+    Notifier.from_config(app.config).verify_finished(len(problems), summary, vault=str(vault.path))
 
 
 def _print_report(report: VerifyReport) -> None:
@@ -267,6 +276,8 @@ def _repair(
             _print_problems(views_report.problems)
 
     app.emit(data, human)
+    left = list(report.remaining) + (views_report.problems if views_report is not None else [])
+    _notify_problems(app, vault, left, where="left after --repair")
     if not report.ok or (views_report is not None and views_report.problems):
         sys.exit(EXIT_INTEGRITY)
 
@@ -282,12 +293,13 @@ def _connect_remote(app: AppContext, vault: Vault, name: str) -> Any:
 
 
 def _midjourney_client(app: AppContext) -> MidjourneyClient | None:
-    """A client from the saved login and environment, or None (with a note) if none works."""
+    """A client from the configuration as a sync builds it (config files, environment,
+    ``source.cookies_from_browser``, the saved login), or None (with a note) if none works."""
     from mjvault.cli.source_options import SourceOptions
     from mjvault.sources.midjourney import MidjourneyClient
 
     try:
-        return MidjourneyClient(SourceOptions().settings(profile=app.profile_name()))
+        return MidjourneyClient(SourceOptions().settings_for(app))
     except MjvaultError as exc:
         click.echo(f"mjvault: Midjourney refetch is off: {exc}", err=True)
         return None

@@ -76,10 +76,6 @@ class SourceOptions:
             cookies_file=self.cookies_file,
             extra_hosts=[host] if host else [],
             use_keyring=use_keyring,
-            cookies_from_browser=self.cookies_from_browser
-            or env.get("MJVAULT_COOKIES_FROM_BROWSER")
-            or None,
-            web_host=host or "www.midjourney.com",
             profile=profile,
         )
 

@@ -178,11 +178,14 @@ def sync_command(
 
         run_watch(app, source, options, push=push_to, verify_subset=verify_subset, if_idle=if_idle)
         return
-    settings = source.settings_for(app, concurrency=app.config.sync.jobs)
+    # The notifier first: reading the credentials (a browser profile) is the sync's first
+    # step that can fail, and that failure is notified like any other.
+    notifier = Notifier.from_config(app.config)
+    with failures_notified(notifier, vault=str(app.vault_path())):
+        settings = source.settings_for(app, concurrency=app.config.sync.jobs)
     vault = app.open_vault()
     if if_idle and _busy(app, vault):
         return
-    notifier = Notifier.from_config(app.config)
     try:
         with (
             failures_notified(notifier, vault=str(vault.path)),

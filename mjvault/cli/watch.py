@@ -96,6 +96,12 @@ def run_watch(
         holder = lock_holder(first) if if_idle else None
     finally:
         first.close()
+    app.override(source.config_overrides())
+    browser = app.config.source.cookies_from_browser
+    if browser:  # a typo'd profile path or a missing yt-dlp stops now, not retried for ever
+        from mjvault.sources.midjourney.browser_cookies import check_spec
+
+        check_spec(browser)
     if holder is not None:
         from mjvault.cli.sync import _say_busy
 
@@ -130,12 +136,14 @@ def run_watch(
         open_vault=open_vault,
         open_client=open_client,
         options=options,
-        notifier=Notifier.from_config(app.config),
+        # Changes only: a problem that persists is not sent again every cycle.
+        notifier=Notifier.from_config(app.config, changes_only=True),
         stop=stop,
         push=push,
         verify_subset=verify_subset,
         passphrase=passphrase,
         after_sync=follow_sync,
+        where=str(vault_path),
     )
     signals = _Signals()
     with signals.installed():
@@ -147,13 +155,15 @@ def run_watch(
 
 def _show(app: AppContext, result: CycleResult, wait: float) -> None:
     """A line per cycle on stdout (a JSON object per line under --json); -q shows none."""
+    from mjvault.redact import redact
+
     next_run = datetime.now(UTC) + timedelta(seconds=wait)
     if app.json_output:
         data = {
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
             "ok": result.error is None,
             "skipped": result.busy,
-            "error": str(result.error) if result.error else None,
+            "error": redact(str(result.error)) if result.error else None,
             "new_jobs": result.new_jobs,
             "missing_images": result.missing_images,
             "snapshot": result.report.snapshot if result.report else None,

@@ -89,6 +89,16 @@ def push_message(remote: str, error: BaseException, vault: str) -> Message:
     return Message(Kind.FAILURE, f"mjvault: push to {remote} failed", body)
 
 
+def recovered_message(whats: list[str], vault: str) -> Message:
+    """What failed before (and was notified) works again."""
+    names = ", ".join(whats)
+    return Message(
+        Kind.SUCCESS,
+        f"mjvault: {names} recovered",
+        f"{names} worked again after the problem notified before.\nvault: {vault}",
+    )
+
+
 def check_message(vault: str | None) -> Message:
     where = f"\nvault: {vault}" if vault else ""
     return Message(

@@ -40,10 +40,16 @@ class Notifier:
         quiet_hours: QuietHours | None = None,
         clock: Callable[[], dt.datetime] = local_now,
         timeout: float = DEFAULT_TIMEOUT,
+        changes_only: bool = False,
     ) -> None:
         self.urls = tuple(urls)
         self.policy = Policy(only_on_failure, quiet_hours, clock)
         self.timeout = timeout
+        # A loop's notifier (``changes_only``) sends a problem when it first appears or
+        # changes, not again every cycle it persists: an expired cookie would otherwise be
+        # notified hourly all night (failures ignore quiet hours). What was last sent, by
+        # what failed ("sync", "verify", "push to NAME"); cleared by ``recovered``.
+        self._notified: dict[str, str] | None = {} if changes_only else None
         register_url_secrets(self.urls)
 
     @classmethod
@@ -70,14 +76,39 @@ class Notifier:
 
     def failed(self, what: str, error: BaseException, *, vault: str) -> None:
         """``what`` ("sync", "push to NAME", "verify") failed with ``error``."""
+        if self._repeated(what, f"{type(error).__name__}: {error}"):
+            return
         self._guarded(lambda: messages.failure_message(what, error, vault))
 
     def verify_finished(self, problems: int, summary: str, *, vault: str) -> None:
         """Sent only when ``problems`` is above 0."""
+        if problems > 0 and self._repeated("verify", summary):
+            return
         self._guarded(lambda: messages.verify_message(problems, summary, vault))
 
     def push_failed(self, remote: str, error: BaseException, *, vault: str) -> None:
+        if self._repeated(f"push to {remote}", f"{type(error).__name__}: {error}"):
+            return
         self._guarded(lambda: messages.push_message(remote, error, vault))
+
+    def recovered(self, *whats: str, vault: str) -> None:
+        """``whats`` went well this time: one "recovered" message for those of them whose
+        problem was notified before (a loop's notifier only; otherwise nothing)."""
+        if self._notified is None:
+            return
+        cleared = [what for what in whats if self._notified.pop(what, None) is not None]
+        if cleared:
+            self._guarded(lambda: messages.recovered_message(cleared, vault))
+
+    def _repeated(self, what: str, key: str) -> bool:
+        """True when ``what``'s problem is the one already notified (a loop's notifier)."""
+        if self._notified is None:
+            return False
+        if self._notified.get(what) == key:
+            log.info("notification not sent again: the same %s problem as before", what)
+            return True
+        self._notified[what] = key
+        return False
 
     def send_test(self, *, vault: str | None = None) -> list[NotifyResult]:
         """A test message to every URL, whatever the quiet hours; each URL's result.

@@ -27,15 +27,16 @@ def notify_sync_outcome(
 
 
 @contextmanager
-def failures_notified(notifier: Notifier, *, vault: str) -> Iterator[None]:
-    """Around a sync: a failure it raises (an expired cookie, a challenge page, a full disk)
-    is notified, then goes on to the caller as it was. A sync stopped on purpose is not."""
+def failures_notified(notifier: Notifier, *, vault: str, what: str = "sync") -> Iterator[None]:
+    """Around a sync (or ``what`` else: "verify"): a failure it raises (an expired cookie, a
+    challenge page, a full disk, a remote that cannot be read) is notified, then goes on to
+    the caller as it was. One stopped on purpose is not."""
     try:
         yield
-    except VaultLocked:
-        raise  # another run is writing (a schedule's overlap): nothing went wrong
+    except (VaultLocked, Interrupted):
+        raise  # another run is writing (a schedule's overlap), or a stop: nothing went wrong
     except MjvaultError as err:
-        notify_sync_outcome(notifier, err, vault=vault)
+        notifier.failed(what, err, vault=vault)
         raise
 
 

@@ -13,12 +13,15 @@ import ipaddress
 import re
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from mjvault.redact import register_secret
+from mjvault.redact import MASK, register_secret
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
-# Parts shorter than this are left out of the masker: masking "path" or "notify" everywhere
-# would mangle log lines, and credentials are longer.
+# Parts at least this long go to the log masker whatever they look like. Shorter ones (down to
+# the masker's own minimum) only when they are not a plain word: an ntfy topic `mjv-alert9`
+# or a hook token `tok-8c21e6` is the whole credential, but masking `notify`, `webhook` or a
+# mail login `archiver` everywhere would mangle log lines.
 _MIN_TOKEN = 12
+_PLAIN_WORD = re.compile(r"^[a-z]+$")
 
 
 def _network_host(host: str) -> bool:
@@ -60,21 +63,16 @@ def redact_url(url: str) -> str:
     return f"{scheme}://…"
 
 
-def url_secrets(url: str) -> list[str]:
-    """The parts of ``url`` that may be credentials, for the log masker: the URL itself, its
-    password, a host that is no network host, and long user names, path parts and query
-    values."""
-    found = [url]
-    scheme, sep, rest = url.partition("://")
+def url_parts(url: str) -> list[str]:
+    """Every part of ``url`` that may be a credential, whatever its length: user, password,
+    a host that is no network host, each path segment and each query value."""
+    found: list[str] = []
+    _scheme, _sep, rest = url.partition("://")
     netloc = rest.partition("/")[0].partition("?")[0]
     userinfo, at, host = netloc.rpartition("@")
     if at:
-        # A password always; a user name only when it is long enough to be a key (Pushover's
-        # `user_key@token`): a mail login such as `archiver` is no secret, and masking it
-        # would mangle every log line that says "midjourney-archiver".
         user, _, password = userinfo.partition(":")
-        found += [unquote(password), password]
-        found += [name for name in (unquote(user), user) if len(name) >= _MIN_TOKEN]
+        found += [unquote(password), password, unquote(user), user]
     if host and redact_url(url).endswith("://…"):
         found.append(host)
     try:
@@ -82,13 +80,39 @@ def url_secrets(url: str) -> list[str]:
         path, query = parts.path, parts.query
     except ValueError:
         path, query = "", ""
-    found += [unquote(p) for p in path.split("/") if len(p) >= _MIN_TOKEN]
-    found += [v for _k, v in parse_qsl(query) if len(v) >= _MIN_TOKEN]
+    found += [p for s in path.split("/") for p in (s, unquote(s))]
+    found += [v for _k, v in parse_qsl(query)]
+    return list(dict.fromkeys(part for part in found if part))
+
+
+def mask_url_parts(text: str, url: str) -> str:
+    """``text`` (a service's reason for refusing ``url``) with each of the URL's parts masked,
+    however short: such a reason quotes the ntfy topic or the hook path, the whole credential.
+    A part is masked where it stands alone, not inside a longer word."""
+    for part in sorted(url_parts(url), key=len, reverse=True):
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(part)}(?![A-Za-z0-9])", MASK, text)
+    return text
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of ``url`` for the log masker: the URL itself, its password, and the other
+    parts of :func:`url_parts` that are long or not a plain word (see ``_MIN_TOKEN``)."""
+    found = [url]
+    netloc = url.partition("://")[2].partition("/")[0].partition("?")[0]
+    userinfo, at, _host = netloc.rpartition("@")
+    password = userinfo.partition(":")[2] if at else ""
+    found += [password, unquote(password)]
+    found += [
+        part
+        for part in url_parts(url)
+        if len(part) >= _MIN_TOKEN or not _PLAIN_WORD.match(part.lower())
+    ]
     return [part for part in found if part]
 
 
 def register_url_secrets(urls: list[str] | tuple[str, ...]) -> None:
-    """Tell the log masker (:mod:`mjvault.redact`) the credential parts of every URL."""
+    """Tell the log masker (:mod:`mjvault.redact`) the credential parts of every URL; it
+    keeps those of at least its own minimum length."""
     for url in urls:
         for part in url_secrets(url):
             register_secret(part)

@@ -18,7 +18,7 @@ from typing import Any
 
 from mjvault.errors import MjvaultError
 from mjvault.notify.messages import Message
-from mjvault.notify.redaction import redact_url
+from mjvault.notify.redaction import mask_url_parts, redact_url
 from mjvault.redact import redact
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,12 @@ def _send_one(apprise: Any, url: str, message: Message, socket_timeout: float) -
     )
     if delivered:
         return None
-    return _apprise_reason(delivered) or "the service did not accept it or could not be reached"
+    reason = _apprise_reason(delivered)
+    # The reason may quote the URL's topic or token, however short: masked part by part.
+    return mask_url_parts(reason, url) if reason else _NOT_ACCEPTED
+
+
+_NOT_ACCEPTED = "the service did not accept it or could not be reached"
 
 
 def _apprise_reason(result: Any) -> str | None:
@@ -97,7 +102,7 @@ def send(urls: Sequence[str], message: Message, *, timeout: float) -> list[Notif
         try:
             answers[index] = _send_one(apprise, url, message, max(0.5, timeout / 2))
         except Exception as exc:  # a plugin's bug must not reach the sync that called us
-            answers[index] = redact(f"{type(exc).__name__}: {exc}")
+            answers[index] = mask_url_parts(redact(f"{type(exc).__name__}: {exc}"), url)
 
     threads = [
         threading.Thread(target=run, args=(i, url), name="mjvault-notify", daemon=True)

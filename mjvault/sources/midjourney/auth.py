@@ -1,10 +1,12 @@
 """Where the Midjourney session comes from: the environment, a cookies.txt file, the keyring.
 
-Order of precedence (most explicit first): the browser's own cookie store
-(``--cookies-from-browser``, read at every run); a cookies.txt file given with ``--cookies``
+Order of precedence (most explicit first): a cookies.txt file given with ``--cookies``
 that holds a session cookie; else ``MIDJOURNEY_SESSION_TOKEN``; else the system keyring
 (``mjvault auth login``, :mod:`mjvault.credentials`). The user id comes from
-``MIDJOURNEY_USER_ID`` or the keyring.
+``MIDJOURNEY_USER_ID`` or the keyring. The browser's own cookie store
+(``--cookies-from-browser``, read at every run) comes before all of these; the configuration
+reads it (:func:`mjvault.config.resolve.client_settings`), which is the one place that knows
+the setting.
 """
 
 from __future__ import annotations
@@ -158,21 +160,14 @@ class Credentials:
     user_id: str | None = None
     cookies: Mapping[str, Secret] = field(default_factory=dict)
     source: str = "none"  # where the session came from: env, keyring, cookies file, none
-    browser: str | None = None  # the --cookies-from-browser spec the cookies were read from
 
     def apply(self, settings: ClientSettings) -> ClientSettings:
         """``settings`` with these credentials filled in where the settings have none."""
         cookies = {**self.cookies, **settings.extra_cookies}
-        renewal = settings.session_renewal
-        if self.browser and renewal is None:
-            from mjvault.sources.midjourney.browser_cookies import renewal_hint
-
-            renewal = renewal_hint(self.browser)
         return settings.with_changes(
             token=settings.token or self.token,
             user_id=settings.user_id or self.user_id,
             extra_cookies=cookies,
-            session_renewal=renewal,
         )
 
 
@@ -193,22 +188,16 @@ def resolve_credentials(
     cookies_file: str | Path | None = None,
     extra_hosts: Iterable[str] = (),
     use_keyring: bool = True,
-    cookies_from_browser: str | None = None,
-    web_host: str = "www." + MIDJOURNEY_DOMAIN,
     profile: str | None = None,
 ) -> Credentials:
-    """The session to use, by the precedence in the module doc; ``profile``'s keyring entries."""
+    """The session to use, by the precedence in the module doc; ``profile``'s keyring entries.
+    The browser's cookie store is read by the configuration's ``client_settings`` alone
+    (mjvault.config.resolve)."""
     env = credentials_from_env(environ)
     cookies = read_cookies_file(cookies_file, extra_hosts) if cookies_file else {}
     wanted = use_keyring and (env.token is None or env.user_id is None)
     stored = credentials.load(profile) if wanted else None
     user_id = env.user_id or (stored.user_id if stored else None)
-    if cookies_from_browser:
-        from mjvault.sources.midjourney.browser_cookies import read_browser_cookies
-
-        browser = read_browser_cookies(cookies_from_browser, web_host)
-        source = f"browser {cookies_from_browser}"
-        return Credentials(None, user_id, {**cookies, **browser}, source, cookies_from_browser)
     if any(name in cookies for name in SESSION_COOKIES):
         return Credentials(None, user_id, cookies, f"cookies file {cookies_file}")
     if env.token is not None:

@@ -8,8 +8,9 @@ Firefox's plain store) is yt-dlp's cookie module: docs/design.md, "Credentials t
 A spec is ``BROWSER[+KEYRING][:PROFILE]``: ``chromium``, ``chrome:Profile 1``,
 ``firefox:/home/me/.mozilla/firefox/abcd.default``, ``chrome+gnomekeyring``. PROFILE is a
 profile name, or a path (anything with a path separator) to a user-data dir or a profile dir.
-Every failure is a :class:`ConfigError` of one line that says what to do; no cookie value is
-ever logged.
+Every failure is one line that says what to do: a :class:`ConfigError` for a spec, profile or
+extractor the user must fix, a :class:`BrowserSignedOut` (an :class:`AuthError`) for a profile
+that holds no session any more. No cookie value is ever logged.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mjvault.errors import ConfigError
+from mjvault.errors import AuthError, ConfigError
 from mjvault.sources.midjourney.auth import MIDJOURNEY_DOMAIN, SESSION_COOKIES, domain_matches
 from mjvault.sources.midjourney.settings import Secret
 
@@ -34,6 +35,14 @@ KEYRINGS = ("basictext", "gnomekeyring", "kwallet", "kwallet5", "kwallet6")
 MISSING = "--cookies-from-browser needs the optional yt-dlp package: pip install 'mjvault[browser]'"
 # Chromium stores expiry as microseconds since 1601-01-01, Firefox as Unix seconds.
 _CHROME_EPOCH_OFFSET = 11_644_473_600
+
+
+class BrowserSignedOut(AuthError):
+    """The profile was read but holds no Midjourney session (signed out, or it expired).
+
+    A refused session like any other (exit 1, the watch's long wait): the profile itself is
+    right, only a sign-in there renews it.
+    """
 
 
 @dataclass(frozen=True)
@@ -145,6 +154,15 @@ def select_cookies(
     return selected
 
 
+def check_spec(spec_text: str) -> BrowserSpec:
+    """What can be checked without reading cookies: the spec, the extractor, a profile path.
+    A long-running caller (the watch) checks once: these the user must fix, no retry will."""
+    spec = parse_spec(spec_text)
+    _extractor()
+    _check_profile(spec)
+    return spec
+
+
 def renewal_hint(spec_text: str) -> str:
     """What to do when the cookie read from this browser is refused."""
     spec = parse_spec(spec_text)
@@ -192,7 +210,7 @@ def read_browser_cookies(spec_text: str, web_host: str) -> dict[str, Secret]:
             "unlock the desktop keyring (sign in to the desktop session) or name it, e.g. "
             f"--cookies-from-browser {spec.browser}+gnomekeyring or +kwallet5"
         )
-    raise ConfigError(
+    raise BrowserSignedOut(
         f"{spec} holds no session cookie for {web_host}; sign in to Midjourney in that "
         "browser profile (or run `mjvault auth login --browser`)"
     )

@@ -8,6 +8,7 @@ cookie to appear. The user id comes from the page's ``__NEXT_DATA__`` when it ha
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -15,11 +16,14 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mjvault.errors import ConfigError, SourceError
+from mjvault.interrupts import signals_interrupt
 from mjvault.sources.midjourney.auth import SESSION_COOKIES
 from mjvault.sources.midjourney.settings import Secret
 
@@ -90,6 +94,35 @@ def find_browser(explicit: str | None = None) -> str:
     )
 
 
+def check_installed() -> None:
+    """Raise the one-line ConfigError when Playwright is missing (before telling the user
+    to sign in in a window that will never open)."""
+    _sync_playwright()
+
+
+class _DriverGone(logging.Filter):
+    """Drops asyncio's "Future exception was never retrieved" about the Playwright driver:
+    Ctrl-C in a terminal reaches the driver too, and a future it left is reported when
+    collected. The sign-in was stopped on purpose; that line would only alarm."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        text = f"{record.getMessage()} {error or ''}"
+        return "Connection closed while reading from the driver" not in text
+
+
+@contextmanager
+def _driver_exit_quiet() -> Iterator[None]:
+    asyncio_log = logging.getLogger("asyncio")
+    quiet = _DriverGone()
+    asyncio_log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        gc.collect()  # the dead driver's futures are reported now, while the filter holds
+        asyncio_log.removeFilter(quiet)
+
+
 def _sync_playwright() -> Any:
     try:
         from playwright.sync_api import sync_playwright
@@ -142,14 +175,16 @@ def login_in_browser(
 ) -> BrowserSession:
     """Open the sign-in page, wait for the session cookie of ``web_base``, return it.
 
-    Raises SourceError on timeout or when the user closes the browser first; Ctrl-C goes
-    through. The temporary profile is removed in every case.
+    Raises SourceError on timeout or when the user closes the browser first; Ctrl-C, SIGTERM
+    and SIGHUP raise KeyboardInterrupt. The temporary profile is removed in every case.
     """
     sync_playwright = _sync_playwright()
     url = web_base.rstrip("/") + SIGNIN_PATH + (f"?{signin_query}" if signin_query else "")
     profile = tempfile.mkdtemp(prefix="mjvault-signin-")
+    # SIGTERM and SIGHUP (a closed terminal) stop it like Ctrl-C: the profile, whose cookie
+    # store holds the new session, is removed by the ``finally`` below instead of left behind.
     try:
-        with sync_playwright() as playwright:
+        with _driver_exit_quiet(), signals_interrupt(), sync_playwright() as playwright:
             try:
                 context = playwright.chromium.launch_persistent_context(
                     profile, executable_path=executable, headless=headless, args=LAUNCH_ARGS
