@@ -16,12 +16,12 @@ from xml.etree import ElementTree as ET
 
 import pytest
 from config_helpers import Result, World, isolate, run_cli
-from conftest import service_missing
 
 from mjvault import Vault
 from mjvault.schedule import cron, windows
 from mjvault.schedule.plan import describe_seconds, schedule_name
 from mjvault.schedule.runner import Runner, SchedulerError
+from tests.conftest import service_missing
 
 TASK_NS = {"t": windows.NS}
 

@@ -111,7 +111,9 @@ def test_ctrl_c_keeps_what_was_fetched_and_says_how_to_resume(
 ) -> None:
     vault_path = tmp_path / "vault"
     Vault.init(vault_path).close()
-    server.faults = Faults(latency=0.02)
+    # Slow enough that the sync is still going after the longest delay, even when a busy
+    # machine wakes this process late.
+    server.faults = Faults(latency=0.05)
     process = start_sync(vault_path, server)
     wait_for_media_requests(server, process, 1)
     time.sleep(delay)

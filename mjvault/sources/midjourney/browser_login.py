@@ -113,14 +113,15 @@ class _DriverGone(logging.Filter):
 
 @contextmanager
 def _driver_exit_quiet() -> Iterator[None]:
+    # The filter stays for the rest of the process: a dead driver's future may be collected
+    # only at interpreter exit, after any block this could wrap has ended.
     asyncio_log = logging.getLogger("asyncio")
-    quiet = _DriverGone()
-    asyncio_log.addFilter(quiet)
+    if not any(isinstance(f, _DriverGone) for f in asyncio_log.filters):
+        asyncio_log.addFilter(_DriverGone())
     try:
         yield
     finally:
-        gc.collect()  # the dead driver's futures are reported now, while the filter holds
-        asyncio_log.removeFilter(quiet)
+        gc.collect()  # report the dead driver's futures now, where it is certain to be quiet
 
 
 def _sync_playwright() -> Any:
