@@ -147,6 +147,9 @@ def test_matrix_and_test_command() -> None:
     assert set(matrix["os"]) == {"ubuntu-latest", "macos-latest", "windows-latest"}
     assert set(matrix["python-version"]) == {"3.11", "3.12", "3.13"}
     assert test["strategy"]["fail-fast"] is False
+    # mjvault does not run on Windows yet: its legs may fail, and they are the only ones.
+    assert test["continue-on-error"] == "${{ matrix.os == 'windows-latest' }}"
+    assert "include" not in matrix and "experimental" not in json.dumps(test)
     runs = [step["run"].strip() for step in test["steps"] if "run" in step]
     assert readme_test_command() in runs
     # The services' tests skip on GitHub's runners rather than fail.
@@ -187,10 +190,12 @@ def test_trusted_publishing_only_where_it_publishes() -> None:
     publish = [s for s in pypi["steps"] if s.get("uses", "").startswith("pypa/gh-action-pypi-")]
     # No password or API token handed to the action: the OIDC token is the credential.
     assert len(publish) == 1 and "password" not in publish[0].get("with", {})
-    # The executables are built on the three systems and attached to the release.
+    # The executables are built on Linux and macOS (not Windows, where mjvault does not run
+    # yet) and attached to the release; no job may fail quietly.
     assert set(flow["jobs"]["executable"]["strategy"]["matrix"]["os"]) == {
         "ubuntu-latest",
         "macos-latest",
-        "windows-latest",
     }
+    assert not any("continue-on-error" in job for job in flow["jobs"].values())
+    assert "windows" not in json.dumps(flow).lower()
     assert {"pypi"} <= set(flow["jobs"]["github-release"]["needs"])
