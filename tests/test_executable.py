@@ -223,11 +223,10 @@ def served(executable: Path, tmp_path: Path) -> Iterator[str]:
     vault = tmp_path / "vault"
     assert run(executable, "init", str(vault), cwd=tmp_path).returncode == 0
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MJVAULT_", "PYTHON"))}
     process = subprocess.Popen(
         [str(executable), "--vault", str(vault), "serve", "--port", str(port), "--read-only"],
         cwd=tmp_path,
-        env=env,
+        env=clean_env(tmp_path),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
