@@ -199,3 +199,12 @@ def test_trusted_publishing_only_where_it_publishes() -> None:
     assert not any("continue-on-error" in job for job in flow["jobs"].values())
     assert "windows" not in json.dumps(flow).lower()
     assert {"pypi"} <= set(flow["jobs"]["github-release"]["needs"])
+
+
+def test_release_executable_carries_the_documented_extras() -> None:
+    """docs/installation.md says the executable has the s3, keyring and notify extras."""
+    steps = workflow("release.yml")["jobs"]["executable"]["steps"]
+    installs = [s["run"] for s in steps if s.get("name") == "Install"]
+    assert len(installs) == 1 and "'.[s3,keyring,notify]'" in installs[0]
+    docs = (ROOT / "docs" / "installation.md").read_text(encoding="utf-8")
+    assert "`mjvault[s3,keyring,notify]`" in docs
