@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import sysconfig
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from mjvault import __version__
 from tests.conftest import service_missing
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,3 +210,32 @@ def test_release_executable_carries_the_documented_extras() -> None:
     assert len(installs) == 1 and "'.[s3,keyring,notify]'" in installs[0]
     docs = (ROOT / "docs" / "installation.md").read_text(encoding="utf-8")
     assert "`mjvault[s3,keyring,notify]`" in docs
+
+
+def test_release_checks_the_tag_against_the_version(tmp_path: Path) -> None:
+    """The dist job's first step after setting up Python refuses a tag that is not the
+    package's version; its script is run here as the runner runs it (bash, TAG in env)."""
+    steps = workflow("release.yml")["jobs"]["dist"]["steps"]
+    runs = [s for s in steps if "run" in s]
+    check = runs[0]
+    assert check["name"] == "Check the tag against the version"
+    assert check["env"] == {"TAG": "${{ github.ref_name }}"}
+    assert "${TAG#v}" in check["run"]
+
+    def run_check(tag: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-e", "-c", check["run"]],
+            cwd=ROOT,
+            env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "TAG": tag},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    good = run_check(f"v{__version__}")
+    assert (good.returncode, good.stderr) == (0, "")
+    bad = run_check("v99.0.0")
+    assert bad.returncode == 1
+    assert bad.stderr == (
+        f"tag v99.0.0 but pyproject.toml says {__version__} and mjvault.__version__ {__version__}\n"
+    )
