@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +240,14 @@ def test_release_checks_the_tag_against_the_version(tmp_path: Path) -> None:
     assert bad.stderr == (
         f"tag v99.0.0 but pyproject.toml says {__version__} and mjvault.__version__ {__version__}\n"
     )
+
+
+def test_zizmor_is_pinned() -> None:
+    """A new zizmor's new audits arrive with a change here, never on their own."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    pins = [r for r in project["project"]["optional-dependencies"]["test"] if "zizmor" in r]
+    assert len(pins) == 1 and re.fullmatch(r"zizmor==\d+\.\d+\.\d+", pins[0]), pins
+    version = subprocess.run(
+        [zizmor(), "--version"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    assert version.split() == ["zizmor", pins[0].split("==")[1]]
