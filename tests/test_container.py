@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import subprocess
 import time
@@ -115,6 +114,10 @@ def ulimits() -> list[str]:
     """Explicit limits for the container. podman's defaults (a million open files, as many
     processes) need CAP_SYS_RESOURCE to set, which a sandboxed root may not have; the open
     files this process may have and a few thousand processes need nothing."""
+    # Imported here: `resource` is POSIX only, and the module must still be collected (and
+    # skip) where it is missing.
+    import resource
+
     files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if files == resource.RLIM_INFINITY:
         files = 65536

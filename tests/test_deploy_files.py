@@ -4,13 +4,18 @@ the real CLI), without building or running anything: tests/test_container.py doe
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 import pytest
 import yaml
+from config_helpers import run_cli as run_in_process
 
 from mjvault.cli.root import cli
 
@@ -188,7 +193,7 @@ def test_compose_keeps_secrets_in_an_env_file(compose: dict[str, Any]) -> None:
         assert not [n for n in names if SECRET_NAMES.search(n)], name
     # The check reads the token from the environment the env file filled, not from itself.
     check = " ".join(compose["services"]["serve"]["healthcheck"]["test"])
-    assert 'os.environ["MJVAULT_SERVE_TOKEN"]' in check
+    assert 'os.environ.get("MJVAULT_SERVE_TOKEN")' in check
     compile(compose["services"]["serve"]["healthcheck"]["test"][3], "healthcheck", "exec")
 
 
@@ -250,3 +255,38 @@ def test_cronjob_is_non_root_read_only_and_bounded(
     # XDG_CACHE_HOME and MPLCONFIGDIR expect.
     assert "/tmp" in {m["mountPath"] for m in container["volumeMounts"]}
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+
+
+def test_compose_healthcheck_without_the_token_is_one_line(compose: dict[str, Any]) -> None:
+    """Run by the real Python with no MJVAULT_SERVE_TOKEN: a line saying so, exit 1."""
+    check = compose["services"]["serve"]["healthcheck"]["test"]
+    env = {k: v for k, v in os.environ.items() if k != "MJVAULT_SERVE_TOKEN"}
+    result = subprocess.run(
+        [sys.executable, *check[2:]], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert result.returncode == 1
+    assert result.stderr == "MJVAULT_SERVE_TOKEN is not set: put it in mjvault.env\n"
+
+
+def test_serve_beyond_loopback_without_a_token_and_terminal_refuses(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """compose.yaml's serve with no MJVAULT_SERVE_TOKEN: stderr is `docker logs`, not a
+    terminal, so serve makes no token to print there and stops with one line."""
+    monkeypatch.delenv("MJVAULT_SERVE_TOKEN", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ".config"))
+    vault = tmp_path / "vault"
+    assert run_in_process(capsys, "init", str(vault)).code == 0
+    # The port is taken: were serve to go on and start, it would fail to bind, not hang.
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run_in_process(
+            capsys, "--vault", str(vault), "serve", "--host", "0.0.0.0", "--port", port
+        )
+    assert result.code == 2
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and "set MJVAULT_SERVE_TOKEN" in lines[0]
+    assert "shown once" not in result.err and "token=" not in result.err

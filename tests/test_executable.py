@@ -14,10 +14,13 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,9 +55,9 @@ def executable(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return program
 
 
-def run(program: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """The executable with nothing of the build's Python around it: no MJVAULT_ settings,
-    no PYTHONPATH, run from a folder outside the source tree."""
+def clean_env(cwd: Path) -> dict[str, str]:
+    """The environment with nothing of the build's Python or the machine's user in it: no
+    MJVAULT_ settings, no PYTHONPATH, HOME and the config folder under `cwd`."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -62,8 +65,20 @@ def run(program: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str
     }
     env["HOME"] = str(cwd)  # no user configuration of the machine's
     env["XDG_CONFIG_HOME"] = str(cwd / ".config")
+    return env
+
+
+def run(
+    program: Path, *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The executable run from a folder outside the source tree, in `clean_env` plus `env`."""
     return subprocess.run(
-        [str(program), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
+        [str(program), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**clean_env(cwd), **(env or {})},
+        timeout=120,
     )
 
 
@@ -98,6 +113,91 @@ def test_init_import_verify_search(executable: Path, tmp_path: Path) -> None:
     assert summary.root == sample
 
 
+@pytest.fixture
+def imported(executable: Path, tmp_path: Path) -> Path:
+    """A vault the executable made and imported a sample archive into."""
+    sample = tmp_path / "sample"
+    write_sample_archive(sample, jobs=JOBS, seed=7)
+    vault = tmp_path / "vault"
+    assert run(executable, "init", str(vault), cwd=tmp_path).returncode == 0
+    result = run(executable, "--vault", str(vault), "import", str(sample), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return vault
+
+
+# What each chart file starts with: matplotlib loads the backend that writes it by name.
+MAGIC = {"svg": b"<svg", "pdf": b"%PDF-", "png": b"\x89PNG\r\n\x1a\n"}
+
+
+@pytest.mark.parametrize("fmt", ["html", "svg", "pdf"])
+def test_report_each_format(executable: Path, imported: Path, tmp_path: Path, fmt: str) -> None:
+    target = tmp_path / f"r.{fmt}"
+    result = run(executable, "--vault", str(imported), "report", str(target), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    written = target.read_bytes()
+    if fmt == "html":
+        assert b"<html" in written.lower() and b"<svg" in written
+    else:
+        assert MAGIC[fmt] in written[:200]
+
+
+@pytest.mark.parametrize("fmt", ["png", "svg"])
+def test_stats_chart(executable: Path, imported: Path, tmp_path: Path, fmt: str) -> None:
+    chart = tmp_path / f"stats.{fmt}"
+    result = run(executable, "--vault", str(imported), "stats", "--chart", str(chart), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert MAGIC[fmt] in chart.read_bytes()[:200]
+
+
+class Receiver:
+    """A JSON receiver on 127.0.0.1 (Apprise's json://) that keeps every body POSTed to it."""
+
+    def __init__(self) -> None:
+        received: list[dict[str, Any]] = []
+        self.received = received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.server.server_port}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_notify_test_reaches_a_receiver(executable: Path, tmp_path: Path) -> None:
+    """Apprise lists its plugins/ folder on disk to find its services: the build carries it."""
+    receiver = Receiver()
+    try:
+        result = run(
+            executable,
+            "notify",
+            "test",
+            cwd=tmp_path,
+            env={"MJVAULT_NOTIFY_URLS": receiver.url},
+        )
+    finally:
+        receiver.close()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(receiver.received) == 1
+    assert "mjvault" in json.dumps(receiver.received[0]).lower()
+
+
 def test_bad_input_is_one_line(executable: Path, tmp_path: Path) -> None:
     result = run(executable, "--vault", str(tmp_path / "none"), "log", cwd=tmp_path)
     assert result.returncode != 0
@@ -123,11 +223,10 @@ def served(executable: Path, tmp_path: Path) -> Iterator[str]:
     vault = tmp_path / "vault"
     assert run(executable, "init", str(vault), cwd=tmp_path).returncode == 0
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MJVAULT_", "PYTHON"))}
     process = subprocess.Popen(
         [str(executable), "--vault", str(vault), "serve", "--port", str(port), "--read-only"],
         cwd=tmp_path,
-        env=env,
+        env=clean_env(tmp_path),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

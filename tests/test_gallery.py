@@ -15,7 +15,7 @@ from mjvault.find.gallery import build_gallery, image_paths
 from mjvault.find.gallery.chunks import gallery_rows
 from mjvault.find.gallery.thumbs import CACHE_FILE, OLD_CACHE_FILE, ThumbCache, make_thumbnail
 from mjvault.testing.images import make_png
-from tests.conftest import CHEAP_KDF, PASSPHRASE, run_cli
+from tests.conftest import CHEAP_KDF, PASSPHRASE, run_cli, service_missing
 
 PROMPTS = ["a red fox in the misty forest", "a bowl of ramen", "café at night, neon"]
 
@@ -115,9 +115,13 @@ def test_cli_reports_and_refuses_the_vault_itself(vault: Vault, tmp_path: Path) 
 def _browser() -> tuple[str, Any]:
     """Debian's chromium and Playwright's sync API, or a skip saying which is missing."""
     chromium = shutil.which("chromium")
+    # Under .ci/run (MJVAULT_REQUIRE_SERVICES=1), which installs both, a missing one fails.
     if chromium is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+        service_missing("chromium is not installed (apt-get install chromium)")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        service_missing("playwright is not installed")
     return chromium, sync_api
 
 

@@ -458,7 +458,7 @@ def test_passphrase_file_is_passed_by_name_and_must_be_private(
 def test_an_encrypted_vault_without_a_passphrase_file_is_warned_about(
     capsys: pytest.CaptureFixture[str], world: World
 ) -> None:
-    from conftest import CHEAP_KDF, PASSPHRASE
+    from tests.conftest import CHEAP_KDF, PASSPHRASE
 
     path = world.root / "sealed"
     Vault.init(path, encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF).close()

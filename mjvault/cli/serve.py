@@ -8,6 +8,7 @@ import sys
 import click
 
 from mjvault.cli.context import AppContext, pass_app
+from mjvault.errors import UsageError
 
 
 @click.command("serve")
@@ -33,6 +34,13 @@ def serve_command(
     shown = None
     if not is_loopback(config.host):
         if not token:
+            if not sys.stderr.isatty():
+                # A token made here would be shown on stderr, which is a log file, a journal
+                # or `docker logs` when it is not a terminal: a secret kept where others read.
+                raise UsageError(
+                    f"serve on {config.host} needs an access token and stderr is not a "
+                    "terminal to show one on: set MJVAULT_SERVE_TOKEN (or serve.access_token)"
+                )
             token = shown = new_token()
         click.echo(
             f"warning: listening on {config.host}, beyond this machine: every request needs "
