@@ -352,11 +352,6 @@ class ArchiveWriter:
             and time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds
         )
 
-    def flush_objects_if_large(self) -> None:
-        """Publish staged media early when a long run holds many bytes but few finished jobs."""
-        if self._batch.pending_bytes >= self.checkpoint_bytes:
-            self.checkpoint()
-
     # -- durability ------------------------------------------------------------------------
     def checkpoint(self) -> None:
         """Make everything so far durable and resumable."""
