@@ -357,7 +357,12 @@ class ArchiveWriter:
         """Make everything so far durable and resumable."""
         if not self._pending and not len(self._batch):
             return
-        changes = {job_id: entry for job_id, (entry, _) in self._pending.items()}
+        changes = {
+            job_id: entry
+            for job_id, (entry, _) in self._pending.items()
+            # Without a tree, a removal (of a job this run added) has nothing to remove.
+            if entry is not None or self._root is not None
+        }
         # Records in a pack of their own: the nodes that follow are superseded by the next
         # checkpoint's, and the run's end drops them without reading its records.
         self._batch.end_pack()
