@@ -85,10 +85,6 @@ class VaultWriteError(MjvaultError):
     """Writing an object into the vault failed (disk full, I/O error): nothing is published."""
 
 
-class ImportProblem(MjvaultError):
-    exit_code = EXIT_PARTIAL
-
-
 class ConfigError(MjvaultError):
     exit_code = EXIT_USAGE
 

@@ -98,7 +98,7 @@ class MergeReport:
 
 
 def merge_run_packs(
-    store: ObjectStore, packs: Iterable[RunPack], root: str, base_root: str | None
+    store: ObjectStore, packs: Iterable[RunPack], root: str | None, base_root: str | None
 ) -> MergeReport:
     """Rewrite a run's packs without the nodes ``root`` does not reach (see the module
     docstring). Does nothing for fewer than two packs. Raises what reading or writing
@@ -177,12 +177,13 @@ def _entry_count(store: ObjectStore, pack: str) -> int:
 
 
 def _live_run_nodes(
-    store: ObjectStore, root: str, base_root: str | None, node_packs: set[str]
+    store: ObjectStore, root: str | None, base_root: str | None, node_packs: set[str]
 ) -> Iterable[tuple[bytes, bytes, str | None]]:
     """(id, stored entry bytes, its pack's dictionary) of every node of the tree ``root`` that
-    one of ``node_packs`` holds. A subtree the base tree has at the same place is skipped: its
-    nodes were stored before the run. Each node read is checked against its id."""
-    stack: list[tuple[str, str | None]] = [(root, base_root)]
+    one of ``node_packs`` holds (none without a tree). A subtree the base tree has at the same
+    place is skipped: its nodes were stored before the run. Each node read is checked against
+    its id."""
+    stack: list[tuple[str, str | None]] = [] if root is None else [(root, base_root)]
     while stack:
         node_id, base_id = stack.pop()
         if node_id == base_id:

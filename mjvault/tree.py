@@ -305,9 +305,10 @@ class Tree:
                 yield from self.node_ids(child)
 
     # -- writing ---------------------------------------------------------------------------
-    def apply(self, root: str, changes: Mapping[str, JobEntry | None]) -> str:
-        """A new root with ``changes`` applied (an entry sets a job, None removes it)."""
-        if not changes:
+    def apply(self, root: str | None, changes: Mapping[str, JobEntry | None]) -> str:
+        """A new root with ``changes`` applied (an entry sets a job, None removes it) to the
+        tree ``root`` (None: the empty tree, stored only now)."""
+        if not changes and root is not None:
             return root
         keyed = {job_id: (key_digits(job_id), entry) for job_id, entry in changes.items()}
         return self._apply(root, 0, keyed)

@@ -96,6 +96,9 @@ class ArchiveWriter:
         self.snapshot: Snapshot | None = None
         self._lock = vault.write_lock()
         self._pending: dict[str, tuple[JobEntry | None, Job | None]] = {}
+        # The tree so far; None while a fresh vault has none (its first checkpoint makes one:
+        # an empty tree stored up front would be left unreferenced by a run that adds nothing).
+        self._root: str | None = None
         self._resumed_source = ""
         self._open = False
         self._run_packs = RunPacks()
@@ -142,7 +145,7 @@ class ArchiveWriter:
             self._tree = Tree(self._batch.read, self._put_node)
             head = self.vault.head()
             self._base = head
-            self._root = head.tree if head else self._tree.empty()
+            self._root = head.tree if head else None
             saved = self._read_checkpoint()
             if saved and saved.get("base") == (head.id if head else None):
                 tree = saved.get("tree")
@@ -162,7 +165,7 @@ class ArchiveWriter:
                 # start from HEAD instead (its objects stay, a rerun re-adds the jobs).
                 log.warning("dropping an unusable checkpoint: %s", exc)
                 self._clear_checkpoint()
-                self._root = head.tree if head else self._tree.empty()
+                self._root = head.tree if head else None
                 self.stats.resumed_from_checkpoint = False
                 self.vault.sync_index(self._root)
             self._last_checkpoint = time.monotonic()
@@ -349,21 +352,21 @@ class ArchiveWriter:
             and time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds
         )
 
-    def flush_objects_if_large(self) -> None:
-        """Publish staged media early when a long run holds many bytes but few finished jobs."""
-        if self._batch.pending_bytes >= self.checkpoint_bytes:
-            self.checkpoint()
-
     # -- durability ------------------------------------------------------------------------
     def checkpoint(self) -> None:
         """Make everything so far durable and resumable."""
         if not self._pending and not len(self._batch):
             return
-        changes = {job_id: entry for job_id, (entry, _) in self._pending.items()}
+        changes = {
+            job_id: entry
+            for job_id, (entry, _) in self._pending.items()
+            # Without a tree, a removal (of a job this run added) has nothing to remove.
+            if entry is not None or self._root is not None
+        }
         # Records in a pack of their own: the nodes that follow are superseded by the next
         # checkpoint's, and the run's end drops them without reading its records.
         self._batch.end_pack()
-        new_root = self._tree.apply(self._root, changes)
+        new_root = self._tree.apply(self._root, changes) if changes else self._root
         self._batch.flush()
         self._run_packs.checkpointed()
         if self._thumb_feed is not None:
@@ -372,25 +375,30 @@ class ArchiveWriter:
             self._thumb_feed.put([(i, i in grids) for i in self._new_media])
             self._new_media = []
             self._grid_media = set()
-        atomic_write(
-            self._checkpoint_path,
-            json.dumps(
-                {
-                    "base": self._base.id if self._base else None,
-                    "tree": new_root,
-                    **self._source_field(),
-                    "time": datetime.now(UTC).isoformat(),
-                    "pid": os.getpid(),
-                }
-            ).encode("utf-8"),
-        )
-        # Made one at a time as the index takes them: a list would hold a checkpoint's worth
-        # of summaries (parameters, prompts) beside the jobs they come from, at the peak.
-        summaries = (
-            (job_id, JobSummary.of(entry, job) if entry is not None and job is not None else None)
-            for job_id, (entry, job) in self._pending.items()
-        )
-        self.vault._open_index().apply(summaries, new_root)
+        # A fresh vault's run with no job yet has no tree to resume from or index.
+        if new_root is not None:
+            atomic_write(
+                self._checkpoint_path,
+                json.dumps(
+                    {
+                        "base": self._base.id if self._base else None,
+                        "tree": new_root,
+                        **self._source_field(),
+                        "time": datetime.now(UTC).isoformat(),
+                        "pid": os.getpid(),
+                    }
+                ).encode("utf-8"),
+            )
+            # Made one at a time as the index takes them: a list would hold a checkpoint's worth
+            # of summaries (parameters, prompts) beside the jobs they come from, at the peak.
+            summaries = (
+                (
+                    job_id,
+                    JobSummary.of(entry, job) if entry is not None and job is not None else None,
+                )
+                for job_id, (entry, job) in self._pending.items()
+            )
+            self.vault._open_index().apply(summaries, new_root)
         self._root = new_root
         self._pending.clear()
         self._last_checkpoint = time.monotonic()
@@ -401,13 +409,15 @@ class ArchiveWriter:
             return None
         try:
             self.checkpoint()
-            if self._root == self._base_tree or (
-                self._base_tree is None and self._tree.count(self._root) == 0
+            if (
+                self._root is None
+                or self._root == self._base_tree
+                or (self._base_tree is None and self._tree.count(self._root) == 0)
             ):
                 self._clear_checkpoint()
                 self._merge_run_packs()
                 return None
-            self.snapshot = self._write_snapshot()
+            self.snapshot = self._write_snapshot(self._root)
             self._clear_checkpoint()
             self._merge_run_packs()
             return self.snapshot
@@ -467,9 +477,9 @@ class ArchiveWriter:
     def _snapshot_source(self) -> str:
         return _joined_sources(self._resumed_source, self.source)
 
-    def _write_snapshot(self) -> Snapshot:
+    def _write_snapshot(self, root: str) -> Snapshot:
         added = updated = removed = images_delta = 0
-        for _, old, new in self._tree.diff(self._base_tree, self._root):
+        for _, old, new in self._tree.diff(self._base_tree, root):
             if old is None:
                 added += 1
             elif new is None:
@@ -479,7 +489,7 @@ class ArchiveWriter:
             images_delta += _image_count(new) - _image_count(old)
         base_images = self._base.stats.get("images", 0) if self._base else 0
         stats = {
-            "jobs": self._tree.count(self._root),
+            "jobs": self._tree.count(root),
             "images": base_images + images_delta,
             "added": added,
             "updated": updated,
@@ -487,7 +497,7 @@ class ArchiveWriter:
         }
         manifest = encode_manifest(
             time=datetime.now(UTC),
-            tree=self._root,
+            tree=root,
             parent=self._base.id if self._base else None,
             source=self._snapshot_source(),
             host=socket.gethostname(),

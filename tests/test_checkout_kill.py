@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from mjvault import Vault
-from mjvault.integrity.viewcheck import check_views
+from mjvault.integrity.viewcheck import verify_views
 from mjvault.testing.accounts import Account
 from mjvault.views.links import TEMP_PREFIX
 from mjvault.views.registry import ViewNotFound, ViewRegistry
@@ -94,7 +94,7 @@ def recorded(vault_path: Path, name: str) -> dict[str, str] | None:
 
 def view_problems(vault_path: Path) -> list[str]:
     with Vault.open(vault_path) as vault:
-        return [problem.message for problem in check_views(vault).problems]
+        return [problem.message for problem in verify_views(vault).problems]
 
 
 def forget(vault_path: Path, name: str) -> None:

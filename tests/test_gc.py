@@ -584,3 +584,28 @@ def test_marking_streams_what_views_show(tmp_path: Path) -> None:
     small = _marking_peak(tmp_path, 1200)
     large = _marking_peak(tmp_path, 4000)
     assert large - small < 400_000, (small, large)
+
+
+@pytest.mark.parametrize(
+    "run", ["adds nothing", "is interrupted", "adds and removes a job", "adds jobs"]
+)
+def test_the_first_run_on_a_fresh_vault_leaves_nothing_unreferenced(vault: Vault, run: str) -> None:
+    """A fresh vault has no tree: its first writer must not store an empty one to start from,
+    which nothing would reference once the run ends (with no snapshot, or with its own)."""
+    writer = vault.writer("test")
+    writer.start()
+    dropped: set[str] = set()  # what the run stored for a job it removed again
+    if run in ("adds jobs", "adds and removes a job"):
+        image = writer.put_media(png_bytes(1))
+        writer.add_job(record_json("job-1"), [image])
+    if run == "adds and removes a job":
+        writer.remove_job("job-1")
+        dropped = {image, writer.record_id(record_json("job-1"))}
+    if run == "is interrupted":
+        writer.abort()
+    else:
+        writer.commit()
+    assert (vault.head() is None) == (run != "adds jobs")
+    dry = gc(vault, grace_seconds=0, dry_run=True)
+    assert (dry.unreferenced, set(dry.removed_ids)) == (len(dropped), dropped)
+    assert verify(vault, read_data=True).ok

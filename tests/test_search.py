@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from mjvault import Vault
 from mjvault.find.results import find, table_lines
-from mjvault.find.views import views_available
 from mjvault.index import bitmaps
 from mjvault.index.query import Query, compare, param_number, parse_query
 from mjvault.jobtypes import type_matches
@@ -256,19 +255,12 @@ def test_cli_table_ids_json_and_errors(plain_vault: Vault) -> None:
     assert bad.returncode == 2 and b"not a date" in bad.stderr and b"Traceback" not in bad.stderr
 
 
-@pytest.mark.skipif(views_available(), reason="checks the message of a build without views")
-def test_cli_paths_without_views_is_a_clear_error(plain_vault: Vault) -> None:
-    result = run_cli("--vault", str(plain_vault.path), "search", "--paths", "mine", "fox")
-    assert result.returncode == 2 and b"no checkout views" in result.stderr
-
-
 def test_search_in_an_encrypted_vault(encrypted_vault: Vault, tmp_path: Path) -> None:
     with encrypted_vault.writer("test") as writer:
         writer.add_job(_record(*JOBS[0]), [])
     assert ids(encrypted_vault, "misty") == ["j1"]
 
 
-@pytest.mark.skipif(not views_available(), reason="checkout views are not in this build")
 def test_cli_paths_lists_the_files_of_a_view(tmp_path: Path) -> None:
     from mjvault.testing.images import make_png
 
@@ -285,6 +277,9 @@ def test_cli_paths_lists_the_files_of_a_view(tmp_path: Path) -> None:
     paths = listed.stdout.decode().splitlines()
     assert len(paths) == 2 and all(Path(p).is_file() for p in paths)
     assert all(str(tmp_path / "view") in p for p in paths)
+    unknown = run_cli("--vault", where, "search", "--paths", "theirs", "misty")
+    assert unknown.returncode == 2 and b"no view named 'theirs'" in unknown.stderr
+    assert b"Traceback" not in unknown.stderr
 
 
 def test_list_lengths_and_times_follow_changes(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from mjvault import Vault
 from mjvault.errors import (
     CorruptObject,
+    JobNotFound,
     ObjectNotFound,
     VaultExists,
     VaultLocked,
@@ -19,7 +20,7 @@ from mjvault.errors import (
     WrongPassphrase,
 )
 from mjvault.integrity.verify import verify
-from tests.conftest import CHEAP_KDF, PASSPHRASE, png_bytes, record_json
+from tests.conftest import CHEAP_KDF, PASSPHRASE, png_bytes, record_json, run_cli
 from tests.packdamage import spoil_packed
 
 
@@ -228,3 +229,32 @@ def test_one_writer_at_a_time_and_readers_never_block(vault: Vault) -> None:
         reader.close()
     finally:
         first.commit()
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_find_job_by_a_unique_prefix_from_the_index(tmp_path: Path, encrypted: bool) -> None:
+    """A prefix is looked up in the index (a range of its job keys, or one bucket of a sealed
+    index's vocabulary): one job is found, two are ambiguous, none or a too short one is not
+    found; each with a message naming the prefix."""
+    vault = (
+        Vault.init(tmp_path / "v", encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
+        if encrypted
+        else Vault.init(tmp_path / "v")
+    )
+    ids = ["3f2a1b9c-one", "3f2a1b77-two", "3f2a1c00-three", "a0000000-four"]
+    with vault.writer("test") as writer:
+        for n, job_id in enumerate(ids):
+            writer.add_job(record_json(job_id), [writer.put_media(png_bytes(n))])
+    assert vault.find_job("3f2a1b9c-one").job_id == "3f2a1b9c-one"  # a whole id
+    assert vault.find_job("3f2a1b9").job_id == "3f2a1b9c-one"
+    assert vault.find_job("3f2a1c").job_id == "3f2a1c00-three"
+    with pytest.raises(JobNotFound, match=r"job prefix 3f2a1b is ambiguous \(2 jobs\)"):
+        vault.find_job("3f2a1b")
+    for missing in ("3f2a1d", "b00000", "3f2a1"):  # none; none; too short to look up
+        with pytest.raises(JobNotFound, match=f"no job {missing} in the vault"):
+            vault.find_job(missing)
+    vault.close()
+    if not encrypted:  # the command says it in one line, and exits non-zero
+        shown = run_cli("--vault", str(tmp_path / "v"), "show", "3f2a1b")
+        assert shown.returncode != 0 and b"Traceback" not in shown.stderr
+        assert b"job prefix 3f2a1b is ambiguous (2 jobs)" in shown.stderr

@@ -178,10 +178,7 @@ def _print_report(report: VerifyReport) -> None:
         rate = mb / report.seconds if report.seconds else 0.0
         click.echo(f"read {report.objects_read} objects, {mb:.1f} MB ({rate:.0f} MB/s)")
     if report.views is not None:
-        if report.views.get("available"):
-            click.echo(f"{report.views['views']} views, {report.views['files']} view files")
-        else:
-            click.echo("views are not part of this mjvault: nothing checked")
+        click.echo(f"{report.views['views']} views, {report.views['files']} view files")
     if report.ok:
         click.echo("no problems found")
         return
@@ -232,9 +229,9 @@ def _repair(
             )
     views_report = None
     if check_views:
-        from mjvault.integrity.viewcheck import check_views as run_view_check
+        from mjvault.integrity.viewcheck import verify_views
 
-        views_report = run_view_check(vault)
+        views_report = verify_views(vault)
     data = report.to_json()
     if views_report is not None:
         data["views"] = views_report.to_json() | {

@@ -1,14 +1,11 @@
-"""The files checked-out views show for a job, when views exist in this build and vault.
-
-Views (``mjvault.views``) are optional here: without them every function answers "none".
-"""
+"""The files checked-out views show for a job: ``search --paths`` and the exports' column."""
 
 from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING
 
-from mjvault.errors import UsageError
+from mjvault.views.registry import View, ViewRegistry
 
 if TYPE_CHECKING:
     from mjvault.vault import Vault
@@ -16,30 +13,13 @@ if TYPE_CHECKING:
 ViewPaths = dict[str, list[str]]  # job id -> absolute file paths, by image index
 
 
-def views_available() -> bool:
-    try:
-        import mjvault.views.registry  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def view_paths(vault: Vault, name: str) -> ViewPaths:
     """The files of the view ``name``, per job; a clear error when there is no such view."""
-    if not views_available():
-        raise UsageError("this mjvault has no checkout views, so --paths cannot be used")
-    from mjvault.views.registry import ViewRegistry
-
-    view = ViewRegistry(vault).load(name)
-    return _paths_of(view)
+    return _paths_of(ViewRegistry(vault).load(name))
 
 
 def all_view_paths(vault: Vault) -> ViewPaths:
-    """The files of every view, per job (empty when views are absent or none exist)."""
-    if not views_available():
-        return {}
-    from mjvault.views.registry import ViewRegistry
-
+    """The files of every view, per job (empty when none exist)."""
     merged: ViewPaths = {}
     for view in ViewRegistry(vault).all():
         for job_id, paths in _paths_of(view).items():
@@ -47,9 +27,9 @@ def all_view_paths(vault: Vault) -> ViewPaths:
     return merged
 
 
-def _paths_of(view: object) -> ViewPaths:
-    directory = os.fspath(view.definition.directory)  # type: ignore[attr-defined]
-    found: ViewPaths = {}
-    for job_id, images in view.files.items():  # type: ignore[attr-defined]
-        found[job_id] = [os.path.join(directory, images[index].path) for index in sorted(images)]
-    return found
+def _paths_of(view: View) -> ViewPaths:
+    directory = os.fspath(view.definition.directory)
+    by_job: dict[str, list[tuple[int, str]]] = {}
+    for job_id, index, record in view.iter_files():
+        by_job.setdefault(job_id, []).append((index, os.path.join(directory, record.path)))
+    return {job_id: [path for _, path in sorted(files)] for job_id, files in by_job.items()}

@@ -31,7 +31,6 @@ class QueryError(UsageError):
     """A search query that cannot be understood (a bad date, a non-number in a comparison)."""
 
 
-COMPARISONS = ("<=", ">=", "<", ">", "=")
 DATE_FIELDS = ("since", "until", "date")
 PLAIN_FIELDS = ("type", "user")
 # Parameters whose values are versions: "6" also means "6.1", "6.0".
@@ -60,10 +59,6 @@ class FieldFilter:
     op: str
     value: str
     negated: bool = False
-
-    @property
-    def is_param(self) -> bool:
-        return self.field not in PLAIN_FIELDS
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ from mjvault.snapshots import Snapshot, decode_manifest, encode_manifest
 from mjvault.store.fsutil import atomic_write
 from mjvault.tree import JobEntry, Tree
 from mjvault.vault import Vault
+from mjvault.views import refresh_views
+from mjvault.views.registry import View, ViewRegistry
 
 CHECKPOINT_FILE = "checkpoint"
 
@@ -156,7 +158,7 @@ def protected_snapshots(vault: Vault) -> dict[str, str]:
     if head:
         protected[head] = "HEAD"
     for view in _views(vault):
-        pinned = getattr(view.definition, "snapshot", None)
+        pinned = view.definition.snapshot
         if pinned:
             with contextlib.suppress(MjvaultError):
                 protected.setdefault(vault.refs.resolve(pinned), f"view {view.name}")
@@ -512,11 +514,7 @@ def _read_checkpoint(vault: Vault) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _views(vault: Vault) -> list[Any]:
-    try:
-        from mjvault.views.registry import ViewRegistry
-    except ImportError:  # views are an optional part of the package
-        return []
+def _views(vault: Vault) -> list[View]:
     registry = ViewRegistry(vault)
     views = []
     for name in registry.names():
@@ -527,11 +525,6 @@ def _views(vault: Vault) -> list[Any]:
 
 def _refresh_views_after(vault: Vault, report: ForgetJobsReport) -> list[str]:
     """Re-pin views pinned to a rewritten snapshot, then refresh every view."""
-    try:
-        from mjvault.views import refresh_views
-        from mjvault.views.registry import ViewRegistry
-    except ImportError:
-        return []
     registry = ViewRegistry(vault)
     if not registry.names():
         return []

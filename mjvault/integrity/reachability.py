@@ -26,6 +26,7 @@ from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, ObjectNo
 from mjvault.snapshots import decode_manifest
 from mjvault.tree import Inner, Leaf, decode_node
 from mjvault.vault import Vault
+from mjvault.views.check import referenced_objects
 
 CHECKPOINT_FILE = "checkpoint"
 THUMBS_TABLE = "cache/thumbs.sqlite"
@@ -208,18 +209,17 @@ def checkpoint_tree(vault: Vault) -> str | None:
 
 def _view_objects(vault: Vault, report: MarkReport) -> Iterator[str]:
     """Objects shown by checkout views: a symlink into the vault must never dangle after gc."""
-    try:
-        from mjvault.views.registry import ViewRegistry
-    except ImportError:  # views are an optional part of the package
-        return
-    registry = ViewRegistry(vault)
-    for name in registry.names():
-        try:
-            view = registry.load(name)
-        except MjvaultError as exc:
-            raise UnreadableGraph(
-                f"view {name} cannot be read ({exc})",
-                hint="remove it with `mjvault checkout --remove` or refresh it",
-            ) from None
+    reading = ""
+
+    def counted(name: str) -> None:
+        nonlocal reading
+        reading = name
         report.views += 1
-        yield from view.iter_object_ids()
+
+    try:
+        yield from referenced_objects(vault, on_view=counted)
+    except MjvaultError as exc:
+        raise UnreadableGraph(
+            f"view {reading} cannot be read ({exc})",
+            hint="remove it with `mjvault checkout --remove` or refresh it",
+        ) from None

@@ -153,9 +153,9 @@ def verify(
             raise
     _report_packs(vault, report, packed)
     if views:
-        from mjvault.integrity.viewcheck import check_views
+        from mjvault.integrity.viewcheck import verify_views
 
-        checked = check_views(vault)
+        checked = verify_views(vault)
         report.views = checked.to_json()
         report.problems.extend(checked.problems)
     report.seconds = time.monotonic() - started

@@ -7,9 +7,6 @@ carries embedded metadata; and the view's state must agree with its directory, w
 checkout killed midway can leave otherwise). This module runs them view by view — a view file that cannot be
 read is one problem, not the end of the check — and reports what they find as verify
 problems of kind ``view``.
-
-Without the views package there is nothing to check, and :func:`check_views` says so
-(``available`` is False).
 """
 
 from __future__ import annotations
@@ -21,6 +18,8 @@ from typing import Any
 from mjvault.errors import MjvaultError
 from mjvault.integrity.verify import Problem
 from mjvault.vault import Vault
+from mjvault.views.check import check_view
+from mjvault.views.registry import ViewRegistry
 
 # What each problem the views report means, in a sentence a user can act on.
 EXPLAINED = {
@@ -41,24 +40,19 @@ EXPLAINED = {
 
 @dataclass
 class ViewCheckReport:
-    available: bool = True
     views: int = 0
     files: int = 0
     problems: list[Problem] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"available": self.available, "views": self.views, "files": self.files}
+        # "available" is kept for scripts that read it: views are always part of mjvault.
+        return {"available": True, "views": self.views, "files": self.files}
 
 
-def check_views(
+def verify_views(
     vault: Vault, *, read_data: bool = True, on_view: Callable[[str], None] | None = None
 ) -> ViewCheckReport:
     """Check every file of every view; ``read_data=False`` skips hashing copies."""
-    try:
-        from mjvault.views.check import check_view
-        from mjvault.views.registry import ViewRegistry
-    except ImportError:  # views are an optional part of the package
-        return ViewCheckReport(available=False)
     report = ViewCheckReport()
     registry = ViewRegistry(vault)
     for name in registry.names():

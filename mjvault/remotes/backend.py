@@ -45,9 +45,6 @@ class KeyMeta(NamedTuple):
 class Backend(ABC):
     """Blobs by key. Thread-safe: push and pull call it from a pool."""
 
-    #: Whether :meth:`put` with ``create_only`` is enforced by the storage (not check-then-put).
-    atomic_create: bool = True
-
     @abstractmethod
     def describe(self) -> str:
         """A human name for messages: a path or ``s3://bucket/prefix`` (never a credential)."""

@@ -186,10 +186,6 @@ def _packs(vault: Vault, spec: RemoteSpec, backend: Backend, info: RemoteInfo) -
     return RemotePacks(backend, state_dir(vault.path, spec.name) / f"packs-{info.id}")
 
 
-def vault_state_path(vault: Vault, name: str) -> Path:
-    return state_dir(vault.path, name)
-
-
 def add_remote(
     vault: Vault,
     spec: RemoteSpec,

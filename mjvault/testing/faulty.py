@@ -175,7 +175,6 @@ class FaultyBackend(Backend):
     def __init__(self, inner: Backend, plan: FaultPlan | None = None) -> None:
         self.inner = inner
         self.faults = plan or FaultPlan()
-        self.atomic_create = inner.atomic_create
 
     def plan(self, method: Method, action: Action, **options: object) -> Fault:
         """Plan a fault (see :meth:`FaultPlan.plan`)."""

@@ -46,11 +46,18 @@ class ViewProblem:
         return dict(self.__dict__)
 
 
-def referenced_objects(vault: Vault) -> Iterator[str]:
-    """The object of every file some view shows, view by view (an id may come again; gc must
-    keep these, as a pinned view's snapshot may go). Streamed: a big view shows millions."""
-    for view in ViewRegistry(vault).all():
-        yield from view.iter_object_ids()
+def referenced_objects(
+    vault: Vault, *, on_view: Callable[[str], None] | None = None
+) -> Iterator[str]:
+    """The object of every file some view shows, view by view (an id may come again): what
+    gc keeps for the views, as a pinned view's snapshot may go. Streamed: a big view shows
+    millions. ``on_view`` is told each view's name before its file is read; a view file that
+    cannot be read raises (:class:`MjvaultError`), since what it shows is then unknown."""
+    registry = ViewRegistry(vault)
+    for name in registry.names():
+        if on_view is not None:
+            on_view(name)
+        yield from registry.load(name).iter_object_ids()
 
 
 def check_views(vault: Vault, *, read_data: bool = True) -> Iterator[ViewProblem]:

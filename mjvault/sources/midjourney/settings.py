@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from mjvault.config.types import parse_host
@@ -202,6 +202,3 @@ def settings_values_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     if environ.get(ENV_CF_CLEARANCE, "").strip():
         values["extra_cookies"] = {CF_CLEARANCE_COOKIE: Secret(environ[ENV_CF_CLEARANCE].strip())}
     return values
-
-
-SETTING_NAMES = frozenset(f.name for f in fields(ClientSettings))
