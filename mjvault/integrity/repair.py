@@ -62,7 +62,7 @@ from mjvault.store.fsutil import atomic_write, fsync_dir
 from mjvault.store.objects import ObjectStore, WriteBatch
 from mjvault.store.packfile import PackDamaged, is_pack_id, read_trailer, read_trailer_of
 from mjvault.store.packs import PACKS_DIR, PackBuilder
-from mjvault.tree import Inner, Leaf, decode_node
+from mjvault.tree import Inner, walk_nodes
 from mjvault.vault import Vault
 
 if TYPE_CHECKING:
@@ -634,26 +634,23 @@ def _files(root: Path) -> Iterator[Path]:
 
 
 def _image_slots(vault: Vault, wanted: set[str]) -> Iterator[tuple[str, str, int, str]]:
-    """(object id, job id, image index, record id) for each wanted image, from every snapshot."""
+    """(object id, job id, image index, record id) for each wanted image, from every snapshot
+    (parts that cannot be read are passed over: they name nothing to fetch)."""
     visited: set[str] = set()
     for snapshot_id in vault.refs.snapshot_ids():
         try:
-            stack = [decode_manifest(snapshot_id, vault.store.read(snapshot_id)).tree]
+            root = decode_manifest(snapshot_id, vault.store.read(snapshot_id)).tree
         except (MjvaultError, IntegrityError):
             continue
-        while stack:
-            node_id = stack.pop()
-            if node_id in visited:
-                continue
-            visited.add(node_id)
-            try:
-                node = decode_node(vault.store.read(node_id))
-            except MjvaultError:
-                continue
+        for _, node in walk_nodes(
+            vault.store.read,
+            root,
+            seen=visited,
+            on_error=lambda _id, _exc: None,
+            damage=(MjvaultError,),
+        ):
             if isinstance(node, Inner):
-                stack.extend(child for _, child, _ in node.children)
                 continue
-            assert isinstance(node, Leaf)
             for entry in node.entries:
                 for index, image in enumerate(entry.images):
                     if image is not None and image in wanted:
