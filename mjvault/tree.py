@@ -12,16 +12,16 @@ one root id, however it was built. Consequences that the rest of mjvault relies 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import blake3
 import msgpack
 
 from mjvault import leaves
-from mjvault.errors import IntegrityError
+from mjvault.errors import CorruptObject, IntegrityError, ObjectNotFound
 
 LEAF_MAX = 128
 # Inner nodes have one version. Leaves have two (docs/FORMAT.md §6): version 1 keeps each
@@ -207,6 +207,110 @@ def node_links(data: bytes) -> tuple[int, tuple[tuple[int, str], ...]] | None:
     raise IntegrityError(f"unknown tree node type {kind!r}")
 
 
+# What reading a node raises when the node is missing or damaged (a remote's reader adds its
+# own kinds through ``damage``).
+NODE_DAMAGE: tuple[type[Exception], ...] = (ObjectNotFound, CorruptObject, IntegrityError)
+# What a walk yields for a leaf: a Leaf (decode_node) or its entries as stored (decode_stored).
+L = TypeVar("L")
+OnError = Callable[[str, Exception], None]
+
+
+@overload
+def walk_nodes(
+    read: Reader,
+    root: str,
+    *,
+    seen: set[str] | None = None,
+    known: Container[str] = (),
+    beside: str | None = None,
+    on_error: OnError | None = None,
+    damage: tuple[type[Exception], ...] = NODE_DAMAGE,
+) -> Iterator[tuple[str, Node]]: ...
+
+
+@overload
+def walk_nodes(
+    read: Reader,
+    root: str,
+    *,
+    decode: Callable[[bytes], Inner | L],
+    seen: set[str] | None = None,
+    known: Container[str] = (),
+    beside: str | None = None,
+    on_error: OnError | None = None,
+    damage: tuple[type[Exception], ...] = NODE_DAMAGE,
+) -> Iterator[tuple[str, Inner | L]]: ...
+
+
+def walk_nodes(
+    read: Reader,
+    root: str,
+    *,
+    decode: Callable[[bytes], Any] = decode_node,
+    seen: set[str] | None = None,
+    known: Container[str] = (),
+    beside: str | None = None,
+    on_error: OnError | None = None,
+    damage: tuple[type[Exception], ...] = NODE_DAMAGE,
+) -> Iterator[tuple[str, Any]]:
+    """(node id, node) for every node of the tree at ``root``, each parent before its
+    children: the one walk over a tree's nodes (verify, gc's marking, repair, a remote's
+    verify, :meth:`Tree.node_ids`).
+
+    Depth first on an explicit stack (a path is at most 64 nodes, but the stack holds the
+    siblings met on the way), in a fixed order, so two walks of one tree meet its nodes
+    alike. ``read`` gives a node's plaintext and ``decode`` parses it (:func:`decode_node`,
+    or :func:`decode_stored` for a pass over every reference).
+
+    * ``seen``: node ids walked already (by an earlier walk of another tree sharing it);
+      those are skipped, and every node met is added. Memory grows with the vault.
+    * ``known``: node ids to skip, left as they are (marks the caller keeps itself).
+    * ``beside``: the root of an earlier tree walked already; a subtree it holds at the
+      same place is skipped. Memory is the stack alone.
+    * ``on_error``: called with the node id and the exception when a node cannot be read
+      or decoded (``damage``), and the walk goes on without what lies below it; without
+      it, the exception goes to the caller.
+    """
+    stack: list[tuple[str, str | None]] = [(root, beside)]
+    while stack:
+        node_id, before = stack.pop()
+        if node_id == before or node_id in known:
+            continue
+        if seen is not None:
+            if node_id in seen:
+                continue
+            seen.add(node_id)
+        try:
+            node = decode(read(node_id))
+        except damage as exc:
+            if on_error is None:
+                raise
+            on_error(node_id, exc)
+            continue
+        yield node_id, node
+        if isinstance(node, Inner):
+            if before is None:
+                stack.extend((child, None) for _, child, _ in node.children)
+            else:
+                earlier = _children_of(read, before, node.depth, damage)
+                stack.extend((child, earlier.get(digit)) for digit, child, _ in node.children)
+
+
+def _children_of(
+    read: Reader, node_id: str, depth: int, damage: tuple[type[Exception], ...]
+) -> dict[int, str]:
+    """The children by digit of an earlier tree's inner node at ``depth``; none for a leaf,
+    another depth, or a node that cannot be read (its own walk reported it): then nothing
+    below is skipped."""
+    try:
+        links = node_links(read(node_id))
+    except damage:
+        return {}
+    if links is None or links[0] != depth:
+        return {}
+    return dict(links[1])
+
+
 def _version(doc: dict[str, Any]) -> int:
     """The node's version, if this mjvault reads it for the node's type."""
     version = doc.get("v")
@@ -297,12 +401,9 @@ class Tree:
             yield from self.walk(child)
 
     def node_ids(self, root: str) -> Iterator[str]:
-        """Every node id of the tree (for gc marking and structural verification)."""
-        yield root
-        node = self.load(root)
-        if isinstance(node, Inner):
-            for _, child, _ in node.children:
-                yield from self.node_ids(child)
+        """Every node id of the tree."""
+        for node_id, _ in walk_nodes(self._read, root):
+            yield node_id
 
     # -- writing ---------------------------------------------------------------------------
     def apply(self, root: str | None, changes: Mapping[str, JobEntry | None]) -> str:

@@ -413,42 +413,6 @@ def test_cli_encrypting_remote_round_trip(tmp_path: Path) -> None:
     assert wrong.returncode == 1 and wrong.stderr.count(b"\n") == 1
 
 
-@pytest.mark.parametrize("encrypt", [False, True])
-def test_pull_repair_replaces_damaged_local_objects(encrypt: bool, tmp_path: Path) -> None:
-    from mjvault.integrity.verify import verify
-    from mjvault.remotes.pull import repair_objects
-
-    source = Vault.init(tmp_path / "src")
-    add_jobs(source, 8)
-    spec = folder_spec(tmp_path, encrypt=encrypt)
-    push_to(source, spec)
-    entries = list(source.entries())
-    lost, damaged = entries[0].images[0], entries[1].record
-    assert lost and damaged
-    original = source.read_object(damaged)
-    source.object_path(lost).unlink()
-    # The record is packed: damage its last byte inside the pack file.
-    where = source.store.packs.locate(damaged)
-    assert where is not None and not source.store.is_loose(damaged)
-    path = source.store.packs.path(where.pack)
-    path.chmod(0o644)
-    data = bytearray(path.read_bytes())
-    data[where.offset + where.length - 1] ^= 0xFF
-    path.write_bytes(bytes(data))
-    problems = verify(source, read_data=True).problems
-    assert {p.object_id for p in problems} == {lost, damaged}
-    with connect(source, spec, passphrase=PASSPHRASE) as link:
-        report = repair_objects(source, link, [lost, damaged])
-    assert sorted(report.repaired) == sorted([lost, damaged]) and not report.unavailable
-    assert verify(source, read_data=True).ok
-    # The damaged pack goes to quarantine whole, its other objects copied out first.
-    kept = list((source.path / "quarantine").rglob(where.pack))
-    assert len(kept) == 1 and kept[0].read_bytes() == bytes(data)  # damaged bytes kept
-    assert not source.store.packs.path(where.pack).exists()
-    assert source.read_object(damaged) == original and source.store.is_loose(damaged)
-    source.close()
-
-
 def test_a_remote_refuses_a_vault_it_does_not_suit(tmp_path: Path) -> None:
     from mjvault.remotes.remote import RemoteMismatch
 

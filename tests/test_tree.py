@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mjvault.errors import IntegrityError
+from mjvault.errors import IntegrityError, ObjectNotFound
 from mjvault.tree import (
     LEAF_MAX,
     Inner,
@@ -17,6 +17,7 @@ from mjvault.tree import (
     decode_node,
     decode_stored,
     encode_node,
+    walk_nodes,
 )
 
 
@@ -178,3 +179,43 @@ def test_a_malformed_stored_entry_is_an_integrity_error(entry_wire: list[object]
     data = msgpack.packb({"t": "leaf", "v": 1, "e": [entry_wire]})
     with pytest.raises(IntegrityError, match="malformed tree"):
         decode_stored(data)
+
+
+def test_walk_nodes_skips_what_was_walked_and_hands_damage_to_the_caller() -> None:
+    store = MemoryStore()
+    tree = Tree(store.read, store.write)
+    first = tree.apply(tree.empty(), {f"job-{n}": entry(n) for n in range(600)})
+    second = tree.apply(first, {"job-1": entry(1, 1)})  # one leaf and its ancestors differ
+
+    def read(oid: str) -> bytes:
+        if oid not in store.objects:
+            raise ObjectNotFound(f"object {oid} is missing")
+        return store.objects[oid]
+
+    every = [node_id for node_id, _ in walk_nodes(read, first)]
+    assert len(every) == len(set(every)) > 1 and every[0] == first
+    assert set(every) == set(tree.node_ids(first))
+    assert sum(len(n.entries) for _, n in walk_nodes(read, first) if isinstance(n, Leaf)) == 600
+    # Beside the earlier tree: only the path to the changed leaf is walked.
+    changed = [node_id for node_id, _ in walk_nodes(read, second, beside=first)]
+    assert changed[0] == second and len(changed) < len(every)
+    assert set(changed) == set(tree.node_ids(second)) - set(every)
+    # A seen set shared by two walks: the second meets only what the first did not.
+    seen: set[str] = set()
+    assert [i for i, _ in walk_nodes(read, first, seen=seen)] == every
+    assert set(i for i, _ in walk_nodes(read, second, seen=seen)) == set(changed)
+    # Known ids are skipped and left alone.
+    known = set(every[1:])
+    assert [i for i, _ in walk_nodes(read, first, known=known)] == [first]
+    # Damage: to on_error (and nothing below it), or raised without one.
+    lost = every[-1]
+    del store.objects[lost]
+    errors: list[tuple[str, Exception]] = []
+    rest = [i for i, _ in walk_nodes(read, first, on_error=lambda i, e: errors.append((i, e)))]
+    assert lost not in rest and len(rest) == len(every) - 1
+    assert [(i, type(e)) for i, e in errors] == [(lost, ObjectNotFound)]
+    with pytest.raises(ObjectNotFound):
+        list(walk_nodes(read, first))
+    store.objects[first] = b"not a node"
+    with pytest.raises(IntegrityError):
+        list(walk_nodes(read, first, decode=decode_stored))

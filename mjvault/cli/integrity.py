@@ -209,7 +209,8 @@ def _repair(
     from_midjourney: bool,
     wait: bool,
 ) -> None:
-    from mjvault.integrity.repair import remote_source, repair
+    from mjvault.integrity.repair import repair
+    from mjvault.remotes.repair import remote_source
 
     client = _midjourney_client(app) if from_midjourney else None
     with contextlib.ExitStack() as stack:

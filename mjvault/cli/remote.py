@@ -458,28 +458,47 @@ def clone_command(
 
 def _repair(app: AppContext, name: str) -> None:
     from mjvault.cli.passphrase import passphrase_source
-    from mjvault.integrity.verify import verify
     from mjvault.remotes.config import load_spec
-    from mjvault.remotes.pull import repair_objects
+    from mjvault.remotes.repair import repair_from_remote
     from mjvault.remotes.session import connect
 
     vault = app.open_vault()
-    with app.progress(None, "checking local objects", unit="B") as bar:
-        checked = verify(vault, read_data=True, on_object=bar.update)
-    damaged = [
-        p.object_id for p in checked.problems if p.kind in ("missing", "corrupt") and p.object_id
-    ]
     spec = load_spec(vault.path, name)
-    with connect(vault, spec, passphrase=passphrase_source(app.passphrase_file)) as link:
-        report = repair_objects(vault, link, damaged)
+    with (
+        connect(vault, spec, passphrase=passphrase_source(app.passphrase_file)) as link,
+        app.progress(None, "checking local objects", unit="B") as bar,
+    ):
+        report = repair_from_remote(vault, link, on_object=bar.update)
+    unavailable = [a.object_id for a in report.unrepaired]
 
     def human() -> None:
-        click.echo(f"{len(damaged)} damaged or missing objects, {len(report.repaired)} repaired")
-        for object_id in report.unavailable:
+        click.echo(
+            f"{len(report.actions)} damaged or missing objects, {len(report.repaired)} repaired"
+        )
+        for object_id in unavailable:
             click.echo(f"  not on the remote either: {object_id}", err=True)
+        if report.index_rebuilt:
+            click.echo("index rebuilt")
+        for note in report.notes:
+            click.echo(f"  note: {note}", err=True)
+        for problem in report.remaining:
+            click.echo(f"  still a problem: {problem.kind}: {problem.message}", err=True)
 
-    app.emit(report.to_json() | {"found": len(damaged)}, human)
-    if report.unavailable:
+    full = report.to_json()
+    app.emit(
+        {
+            "ok": report.ok,
+            "repaired": [a.object_id for a in report.repaired],
+            "unavailable": unavailable,
+            "found": len(report.actions),
+            "index_rebuilt": report.index_rebuilt,
+            "remaining_problems": full["remaining_problems"],
+            "notes": report.notes,
+            "packs_quarantined": full["packs_quarantined"],
+        },
+        human,
+    )
+    if not report.ok:
         sys.exit(EXIT_PARTIAL)
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, ObjectNotFound
 from mjvault.snapshots import decode_manifest
-from mjvault.tree import Inner, Leaf, decode_node
+from mjvault.tree import Inner, walk_nodes
 from mjvault.vault import Vault
 from mjvault.views.check import referenced_objects
 
@@ -164,25 +164,17 @@ def _mark_thumbnails(vault: Vault, marks: Marks) -> int:
 def _mark_tree(
     vault: Vault, root: str, marks: Marks, visited: set[str], report: MarkReport
 ) -> None:
-    stack = [root]
-    while stack:
-        node_id = stack.pop()
-        if node_id in visited:
-            continue
-        visited.add(node_id)
-        try:
-            node = decode_node(vault.store.read(node_id))
-        except (ObjectNotFound, CorruptObject, IntegrityError) as exc:
-            raise UnreadableGraph(
-                f"tree node {node_id[:12]} cannot be read ({exc})",
-                hint="run `mjvault verify --repair` first",
-            ) from None
+    def unreadable(node_id: str, exc: Exception) -> None:
+        raise UnreadableGraph(
+            f"tree node {node_id[:12]} cannot be read ({exc})",
+            hint="run `mjvault verify --repair` first",
+        ) from None
+
+    for node_id, node in walk_nodes(vault.store.read, root, seen=visited, on_error=unreadable):
         marks.add(node_id)
         report.tree_nodes += 1
         if isinstance(node, Inner):
-            stack.extend(child for _, child, _ in node.children)
             continue
-        assert isinstance(node, Leaf)
         for entry in node.entries:
             report.jobs += 1
             marks.add(entry.record)

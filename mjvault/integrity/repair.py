@@ -1,4 +1,5 @@
-"""``mjvault verify --repair``: put damaged objects aside, fetch good copies, rebuild the index.
+"""``mjvault verify --repair`` and ``pull --repair``: put damaged objects aside, fetch good
+copies, verify again, rebuild the index.
 
 Nothing is ever deleted. A damaged object file is moved to ``<vault>/quarantine/<date>/``
 (named by its id), where it stays until the user removes it. A damaged packed object has no
@@ -13,6 +14,8 @@ quarantined object is looked for, by id, in:
 * plain folders given with ``--from DIR``, such as the archive a vault was imported from:
   every file is rehashed (images as media objects, ``.json`` files as job records) until
   all wanted ids are found;
+* a configured remote (``--from-remote NAME``, or ``mjvault pull --repair NAME``), through
+  :mod:`mjvault.remotes.repair`;
 * Midjourney, when a client is given: an image is downloaded again from its job's CDN path
   and accepted only if its hash is the object's name (Midjourney serves the same bytes, but
   an imported archive may hold converted images, which cannot be had again this way).
@@ -59,7 +62,7 @@ from mjvault.store.fsutil import atomic_write, fsync_dir
 from mjvault.store.objects import ObjectStore, WriteBatch
 from mjvault.store.packfile import PackDamaged, is_pack_id, read_trailer, read_trailer_of
 from mjvault.store.packs import PACKS_DIR, PackBuilder
-from mjvault.tree import Inner, Leaf, decode_node
+from mjvault.tree import Inner, walk_nodes
 from mjvault.vault import Vault
 
 if TYPE_CHECKING:
@@ -154,12 +157,17 @@ def repair(
     subset: str | None = None,
     wait: float | None = None,
     on_object: Callable[[int], None] | None = None,
+    command: str = "mjvault verify --repair",
 ) -> RepairReport:
-    """Verify, quarantine what is damaged, refetch what can be, rebuild the index."""
+    """Verify, quarantine what is damaged, refetch what can be, verify again, rebuild the
+    index: the one repair path (``verify --repair`` and ``pull --repair`` alike).
+
+    ``command`` names the command holding the write lock, for another command that meets it.
+    """
     for source in sources:
         if not source.is_dir():
             raise MjvaultError(f"--from {source}: not a directory")
-    with acquire_lock(vault, wait, "mjvault verify --repair"):
+    with acquire_lock(vault, wait, command):
         before = verify(vault, read_data=read_data, subset=subset, on_object=on_object)
         report = RepairReport(before=before)
         fetcher = Refetcher(vault, sources, midjourney, report.notes, fetchers)
@@ -626,51 +634,24 @@ def _files(root: Path) -> Iterator[Path]:
 
 
 def _image_slots(vault: Vault, wanted: set[str]) -> Iterator[tuple[str, str, int, str]]:
-    """(object id, job id, image index, record id) for each wanted image, from every snapshot."""
+    """(object id, job id, image index, record id) for each wanted image, from every snapshot
+    (parts that cannot be read are passed over: they name nothing to fetch)."""
     visited: set[str] = set()
     for snapshot_id in vault.refs.snapshot_ids():
         try:
-            stack = [decode_manifest(snapshot_id, vault.store.read(snapshot_id)).tree]
+            root = decode_manifest(snapshot_id, vault.store.read(snapshot_id)).tree
         except (MjvaultError, IntegrityError):
             continue
-        while stack:
-            node_id = stack.pop()
-            if node_id in visited:
-                continue
-            visited.add(node_id)
-            try:
-                node = decode_node(vault.store.read(node_id))
-            except MjvaultError:
-                continue
+        for _, node in walk_nodes(
+            vault.store.read,
+            root,
+            seen=visited,
+            on_error=lambda _id, _exc: None,
+            damage=(MjvaultError,),
+        ):
             if isinstance(node, Inner):
-                stack.extend(child for _, child, _ in node.children)
                 continue
-            assert isinstance(node, Leaf)
             for entry in node.entries:
                 for index, image in enumerate(entry.images):
                     if image is not None and image in wanted:
                         yield image, entry.job_id, index, entry.record
-
-
-def remote_source(link: Any) -> ObjectSource:
-    """An :data:`ObjectSource` reading from a connected remote (``mjvault.remotes``).
-
-    Ids are translated through the remote's id map when it renames objects (a plain vault's
-    encrypting remote); a copy the remote cannot produce intact is simply not yielded.
-    """
-    from mjvault.remotes.pull import REMOTE_DAMAGE
-
-    where = f"remote {link.spec.name}"
-
-    def fetch(wanted: set[str]) -> Iterator[tuple[str, bytes, str]]:
-        for local_id in sorted(wanted):
-            remote_id = local_id if link.idmap is None else link.idmap.remote_of(local_id)
-            if remote_id is None:
-                continue
-            try:
-                _data, plaintext = link.remote.fetch(remote_id)
-            except REMOTE_DAMAGE:
-                continue
-            yield local_id, plaintext, where
-
-    return fetch

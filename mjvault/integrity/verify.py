@@ -29,7 +29,7 @@ from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, ObjectNo
 from mjvault.integrity.packcheck import PackCheck
 from mjvault.integrity.sortedids import SortedIds
 from mjvault.snapshots import Snapshot, decode_manifest
-from mjvault.tree import Inner, StoredEntry, decode_stored, node_links
+from mjvault.tree import Inner, StoredEntry, decode_stored, walk_nodes
 from mjvault.vault import Vault
 
 READ_THREADS = 4
@@ -270,44 +270,27 @@ class _Walk:
         self.nodes = 0
 
     def leaves(self) -> Iterator[tuple[str, list[StoredEntry]]]:
-        read = self.vault.store.read
         before_root: str | None = None
         for snapshot in self.snapshots:
-            # (node, the node at the same place in the tree before, if any)
-            stack: list[tuple[str, str | None]] = [(snapshot.tree, before_root)]
-            while stack:
-                node_id, before = stack.pop()
-                if node_id == before:
-                    continue
-                self.nodes += 1
-                try:
-                    node = decode_stored(read(node_id))
-                except ObjectNotFound:
-                    self._problem("missing", "tree node is missing", node_id, snapshot.id)
-                    continue
-                except (CorruptObject, IntegrityError) as exc:
-                    self._problem("corrupt", str(exc), node_id, snapshot.id)
-                    continue
-                if isinstance(node, Inner):
-                    beside = self._children(before, node.depth)
-                    stack.extend((child, beside.get(digit)) for digit, child, _ in node.children)
-                    continue
-                yield snapshot.id, node
-            before_root = snapshot.tree
 
-    def _children(self, node_id: str | None, depth: int) -> dict[int, str]:
-        """The children of the earlier tree's inner node ``node_id`` at ``depth`` by digit;
-        none for a leaf, another depth, or a node that cannot be read (its own walk reported
-        it): then nothing below is skipped."""
-        if node_id is None:
-            return {}
-        try:
-            links = node_links(self.vault.store.read(node_id))
-        except (ObjectNotFound, CorruptObject, IntegrityError):
-            return {}
-        if links is None or links[0] != depth:
-            return {}
-        return dict(links[1])
+            def damaged(node_id: str, exc: Exception, snapshot_id: str = snapshot.id) -> None:
+                self.nodes += 1
+                if isinstance(exc, ObjectNotFound):
+                    self._problem("missing", "tree node is missing", node_id, snapshot_id)
+                else:
+                    self._problem("corrupt", str(exc), node_id, snapshot_id)
+
+            for _, node in walk_nodes(
+                self.vault.store.read,
+                snapshot.tree,
+                decode=decode_stored,
+                beside=before_root,
+                on_error=damaged,
+            ):
+                self.nodes += 1
+                if not isinstance(node, Inner):
+                    yield snapshot.id, node
+            before_root = snapshot.tree
 
     def _problem(self, kind: str, message: str, node_id: str, snapshot_id: str) -> None:
         if self.problems is not None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from mjvault.errors import MjvaultError
+from mjvault.errors import CorruptObject, IntegrityError, MjvaultError
 
 # Bytes held at a time while a large blob is streamed to a file.
 STREAM_CHUNK = 256 * 1024
@@ -29,6 +29,11 @@ class RemoteAuthError(RemoteError):
 
 class RemoteNotFound(RemoteError):
     """A key the remote should hold is absent."""
+
+
+# What a fetch raises when the remote's copy is absent or damaged, as opposed to a remote
+# that cannot be reached: the caller notes the object and goes on with the others.
+REMOTE_DAMAGE = (RemoteNotFound, CorruptObject, IntegrityError)
 
 
 class KeyMeta(NamedTuple):

@@ -56,7 +56,7 @@ from mjvault.remotes.session import Link, connect
 from mjvault.snapshots import Snapshot, decode_manifest
 from mjvault.store.objects import is_object_id
 from mjvault.store.packfile import PackDamaged, encode_pack, is_pack_id, pack_name, parse_trailer
-from mjvault.tree import Inner, decode_node
+from mjvault.tree import Inner, walk_nodes
 from mjvault.vault import Vault
 
 DEFAULT_GRACE_SECONDS = 3600.0
@@ -285,22 +285,22 @@ def _mark(
             raise _refuse(f"snapshot manifest {snapshot_id[:12]}", exc) from None
         report.snapshots += 1
         marks.update([snapshot_id])
-        stack = [snapshot.tree]
-        while stack:
-            node_id = stack.pop()
-            if node_id in marks:
-                continue  # a subtree shared with a snapshot marked before
-            try:
-                _, plaintext = link.remote.fetch(node_id)
-                node = decode_node(plaintext)
-            except UNREADABLE as exc:
-                raise _refuse(f"tree node {node_id[:12]}", exc) from None
+
+        def read(node_id: str) -> bytes:
+            return link.remote.fetch(node_id)[1]
+
+        def unreadable(node_id: str, exc: Exception) -> None:
+            raise _refuse(f"tree node {node_id[:12]}", exc) from None
+
+        # A subtree shared with a snapshot marked before is skipped (``known``).
+        for node_id, node in walk_nodes(
+            read, snapshot.tree, known=marks, on_error=unreadable, damage=UNREADABLE
+        ):
             marks.update([node_id])
             report.tree_nodes += 1
             if progress:
                 progress("marking", 1)
             if isinstance(node, Inner):
-                stack.extend(child for _, child, _ in node.children)
                 continue
             named = []
             for entry in node.entries:

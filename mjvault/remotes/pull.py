@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -26,14 +26,13 @@ from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError
 from mjvault.integrity.forget import without_forgotten
 from mjvault.remotes import bigobjects
-from mjvault.remotes.backend import RemoteNotFound
+from mjvault.remotes.backend import REMOTE_DAMAGE
 from mjvault.remotes.config import state_dir
 from mjvault.remotes.crypto import rewrite_ids
 from mjvault.remotes.record import note_markers, vault_ids_of
 from mjvault.remotes.scratch import Scratch
 from mjvault.remotes.session import Link
 from mjvault.snapshots import Snapshot, decode_manifest
-from mjvault.store.codec import media_kind
 from mjvault.store.objects import WriteBatch
 from mjvault.tree import Inner, decode_node
 from mjvault.vault import Vault
@@ -49,7 +48,6 @@ FLUSH_BYTES = 256 * 1024 * 1024
 FLUSH_PACKED_BYTES = 16 * 1024 * 1024
 # Nodes and blobs read from the scratch tables at a time.
 BATCH = 2048
-REMOTE_DAMAGE = (RemoteNotFound, CorruptObject, IntegrityError)
 
 
 @dataclass
@@ -530,56 +528,3 @@ def _descends_from(vault: Vault, snapshot: Snapshot, ancestor: str) -> bool:
             return False
         current = decode_manifest(current.parent, vault.store.read(current.parent))
     return False
-
-
-@dataclass
-class RepairReport:
-    repaired: list[str] = field(default_factory=list)
-    unavailable: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, object]:
-        return {"repaired": self.repaired, "unavailable": self.unavailable}
-
-
-def repair_objects(vault: Vault, link: Link, object_ids: Iterable[str]) -> RepairReport:
-    """Replace missing or damaged local objects with the remote's checked copies.
-
-    The only time an object file is replaced: the damaged file is removed and the good copy
-    staged and published through a write batch (durable before visible), under the lock. A
-    pack holding a damaged entry is retired as verify --repair retires one: its other good
-    objects copied to a new pack, then the pack moved whole to quarantine/.
-    """
-    from mjvault.integrity.repair import quarantine, retire_pack
-
-    report = RepairReport()
-    damaged_packs: dict[str, set[str]] = {}
-    with vault.write_lock():
-        batch = vault.store.batch()
-        for local_id in dict.fromkeys(object_ids):
-            remote_id = local_id if link.idmap is None else link.idmap.remote_of(local_id)
-            if remote_id is None:
-                report.unavailable.append(local_id)
-                continue
-            try:
-                data, plaintext = link.remote.fetch(remote_id)
-            except REMOTE_DAMAGE:
-                report.unavailable.append(local_id)
-                continue
-            if vault.store.name_of(plaintext) != local_id:
-                report.unavailable.append(local_id)
-                continue
-            # Never delete: the damaged bytes go to quarantine/, as verify --repair does.
-            if vault.store.is_loose(local_id):
-                quarantine(vault, local_id)
-            else:
-                location = vault.store.packs.locate(local_id)
-                if location is not None:
-                    damaged_packs.setdefault(location.pack, set()).add(local_id)
-            # Loose, even for a record: the good copy stands beside the damaged entry until
-            # its pack is retired below, and after.
-            batch.put_loose_copy(plaintext, media=media_kind(plaintext[:16]) is not None)
-            report.repaired.append(local_id)
-        batch.flush()
-        for pack, damaged in damaged_packs.items():
-            retire_pack(vault, pack, damaged, frozenset(damaged_packs))
-    return report

@@ -17,20 +17,20 @@ from pathlib import Path
 
 from mjvault.collections import decode_list
 from mjvault.concurrency import bounded_map
-from mjvault.errors import CorruptObject, IntegrityError
+from mjvault.errors import CorruptObject
 from mjvault.integrity.verify import Problem, SubsetFilter, VerifyReport, parse_subset
 from mjvault.remotes import bigobjects
-from mjvault.remotes.backend import RemoteNotFound
+from mjvault.remotes.backend import REMOTE_DAMAGE, RemoteNotFound
 from mjvault.remotes.config import load_spec, state_dir
 from mjvault.remotes.remote import PassphraseSource, Present
 from mjvault.remotes.scratch import scratch_in
 from mjvault.remotes.session import Link, connect
 from mjvault.snapshots import Snapshot, decode_manifest
-from mjvault.tree import Inner, decode_node
+from mjvault.tree import Inner, walk_nodes
 from mjvault.vault import Vault
 
 READ_THREADS = 8
-DAMAGE = (RemoteNotFound, CorruptObject, IntegrityError)
+DAMAGE = REMOTE_DAMAGE
 
 
 def verify_remote(
@@ -87,29 +87,29 @@ def _manifests(link: Link, listed: Present, report: VerifyReport) -> list[Snapsh
 def _trees(link: Link, listed: Present, snapshots: list[Snapshot], report: VerifyReport) -> None:
     visited: set[str] = set()  # tree nodes: tens of thousands at a million jobs
     reported: set[str] = set()  # objects found missing, each reported once
+
+    def read(node_id: str) -> bytes:
+        if node_id not in listed:
+            raise RemoteNotFound(f"tree node {node_id} is not listed")
+        return link.remote.fetch(node_id)[1]
+
     for snapshot in snapshots:
-        stack = [snapshot.tree]
-        while stack:
-            node_id = stack.pop()
-            if node_id in visited:
-                continue
-            visited.add(node_id)
+
+        def damaged(node_id: str, exc: Exception, snapshot_id: str = snapshot.id) -> None:
             report.tree_nodes += 1
             if node_id not in listed:
-                report.problems.append(
-                    Problem("missing", "tree node is missing", node_id, snapshots=[snapshot.id])
+                problem = Problem(
+                    "missing", "tree node is missing", node_id, snapshots=[snapshot_id]
                 )
-                continue
-            try:
-                _, plaintext = link.remote.fetch(node_id)
-                node = decode_node(plaintext)
-            except DAMAGE as exc:
-                report.problems.append(
-                    Problem("corrupt", str(exc), node_id, snapshots=[snapshot.id])
-                )
-                continue
+            else:
+                problem = Problem("corrupt", str(exc), node_id, snapshots=[snapshot_id])
+            report.problems.append(problem)
+
+        for _, node in walk_nodes(
+            read, snapshot.tree, seen=visited, on_error=damaged, damage=DAMAGE
+        ):
+            report.tree_nodes += 1
             if isinstance(node, Inner):
-                stack.extend(child for _, child, _ in node.children)
                 continue
             for entry in node.entries:
                 report.jobs_checked += 1
