@@ -169,6 +169,11 @@ class SyncCycle:
                     result.error = exc
                     notify_sync_outcome(self.notifier, exc, vault=label)
                     return result
+                except Exception as exc:  # the sync's own OSError or sqlite3.Error
+                    result.error = cycle_failure(exc)
+                    log.debug("watch cycle failed", exc_info=True)
+                    notify_sync_outcome(self.notifier, result.error, vault=label)
+                    return result
                 self._follow_up(vault, result)
                 if result.new_jobs or result.missing_images:  # an idle cycle says nothing
                     notify_sync_outcome(self.notifier, result.report, vault=label)
@@ -176,6 +181,9 @@ class SyncCycle:
             raise
         except MjvaultError as exc:  # the vault would not open, a follow-up's own failure
             result.error = exc
+        except Exception as exc:  # a full disk, a broken cache: one failed cycle
+            result.error = cycle_failure(exc)
+            log.debug("watch cycle failed", exc_info=True)  # the trace, for -v
         finally:
             result.seconds = time.monotonic() - started
         return result
@@ -192,6 +200,19 @@ class SyncCycle:
             )
         if self.verify_subset:
             result.verify = verify_after_sync(vault, self.verify_subset, notifier=self.notifier)
+
+
+def cycle_failure(exc: Exception) -> MjvaultError:
+    """An unexpected error of one cycle as the one-line failure the loop backs off from.
+
+    A months-long watch must outlive a full disk or a cache file gone bad: the next cycle
+    may find them fixed. OSError names the path, as every other write failure does.
+    """
+    if isinstance(exc, OSError):
+        from mjvault.store.objects import write_failure
+
+        return write_failure(exc)
+    return MjvaultError(f"{type(exc).__name__}: {exc}")
 
 
 def _stamp(moment: datetime) -> str:

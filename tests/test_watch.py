@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from mjvault import Vault
 from mjvault.cli.root import run
 from mjvault.config.schema import build_config
-from mjvault.errors import AuthError, ChallengeError, SourceError, UsageError
+from mjvault.errors import AuthError, ChallengeError, SourceError, UsageError, VaultWriteError
 from mjvault.integrity.reachability import checkpoint_tree
 from mjvault.lock import WriteLock, read_holder
 from mjvault.notify import Notifier
@@ -37,7 +37,15 @@ from mjvault.sync import SyncOptions
 from mjvault.testing.accounts import Account
 from mjvault.testing.faults import Faults
 from mjvault.testing.server import FakeMidjourney
-from mjvault.watch import Backoff, SyncCycle, backoff_cap, parse_interval, watch
+from mjvault.watch import (
+    Backoff,
+    CycleResult,
+    SyncCycle,
+    backoff_cap,
+    cycle_failure,
+    parse_interval,
+    watch,
+)
 from tests.test_sync import TOKEN, assert_complete, cli_env, settings_for
 from tests.test_sync_kill import assert_verifies, wait_for_media_requests
 
@@ -534,3 +542,53 @@ def test_backoff_never_exceeds_the_cap_and_resets_on_success(
         elif previous is not None:
             assert wait == min(backoff.cap, previous * 2) or previous == backoff.cap
         previous = wait
+
+
+# -- a cycle's unexpected failures ---------------------------------------------------------------
+
+
+def test_a_full_disk_in_a_follow_up_fails_the_cycle_not_the_watch(
+    server: FakeMidjourney, tmp_path: Path
+) -> None:
+    from tests.fullfs import small_fs
+
+    with small_fs(tmp_path / "small", size="16m") as disk:
+        vault_path = disk.path / "vault"
+        Vault.init(vault_path).close()
+
+        def fill_then_write(vault: Vault, _report: Any) -> None:
+            # After the sync stored its jobs the disk fills up; the follow-up's write gets the
+            # bare OSError (ENOSPC) that a retention or pack merge would meet.
+            if not disk.is_full():
+                disk.fill()
+            (vault.path / "note").write_bytes(b"x" * 65536)
+
+        notifier = Recorded()
+        cycle = SyncCycle(
+            open_vault=lambda: _opened(vault_path),
+            open_client=lambda: MidjourneyClient(settings_for(server)),
+            options=SyncOptions(concurrency=4, thumbnails=False),
+            notifier=notifier,
+            stop=threading.Event(),
+            after_sync=fill_then_write,
+        )
+        seen: list[CycleResult] = []
+        try:
+            summary = watch(cycle, every=0.01, max_cycles=2, on_cycle=lambda r, _w: seen.append(r))
+        finally:
+            disk.free()
+        assert summary.cycles == 2 and summary.failed_cycles == 2  # the loop went on
+        first = seen[0]
+        assert first.report is not None and first.report.jobs_new == JOBS  # stored, then failed
+        assert isinstance(first.error, VaultWriteError)
+        assert "No space left on device" in str(first.error)
+        cycle.after_sync = None
+        assert cycle().error is None  # space again: the next cycle succeeds
+        assert_complete(vault_path, server.account)
+
+
+def test_an_oserror_becomes_a_one_line_failure_naming_the_path() -> None:
+    error = cycle_failure(OSError(28, "No space left on device", "/v/cache/thumbs.sqlite"))
+    assert isinstance(error, VaultWriteError)
+    assert "No space left on device" in str(error) and "/v/cache/thumbs.sqlite" in str(error)
+    assert "OperationalError" in str(cycle_failure(__import__("sqlite3").OperationalError("x")))
