@@ -239,6 +239,39 @@ def test_sigterm_mid_sync_checkpoints_and_the_next_run_completes(
         assert_complete(vault_path, account)
 
 
+def test_sigterm_stops_a_one_shot_sync_with_a_checkpoint_and_exit_130(
+    vault_path: Path, tmp_path: Path
+) -> None:
+    account = Account.generate(53, 100)
+    with FakeMidjourney(account, Faults(latency=0.004), token=TOKEN) as slow:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")}
+        environ |= cli_env(slow)
+        command = [sys.executable, "-m", "mjvault", "--vault", str(vault_path), "sync", *FAST]
+        process = subprocess.Popen(
+            [*command, "--checkpoint-jobs", "6"],
+            env=environ,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        wait_for_media_requests(slow, process, 60)
+        assert process.poll() is None, "the sync ended before the signal"
+        code, err = stop(process)
+        assert code == 130, err  # interrupted: rerun to resume (docs/usage.md)
+        assert err.count("\n") == 1 and "interrupted" in err and "rerun" in err, err
+        assert_unlocked(vault_path)
+        assert_verifies(vault_path)
+        with Vault.open(vault_path) as vault:
+            partial = checkpoint_tree(vault)
+            kept = sum(1 for _ in vault.tree.walk(partial)) if partial else 0
+        assert 0 < kept < len(account.jobs), "the checkpoint keeps part of the run"
+        media_before = slow.stats.media_requests
+        finish = subprocess.run(command, env=environ, capture_output=True, timeout=120)
+        assert finish.returncode == 0, finish.stderr
+        assert_complete(vault_path, account)
+        # Resumed: what the checkpoint kept was not downloaded again.
+        assert slow.stats.media_requests - media_before < len(account.jobs) * 4
+
+
 def test_faults_back_off_and_the_watch_recovers_once_they_clear(
     server: FakeMidjourney, vault_path: Path, tmp_path: Path
 ) -> None:

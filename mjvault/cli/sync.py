@@ -139,13 +139,10 @@ def sync_command(
     MIDJOURNEY_USER_ID, --cookies FILE, or `mjvault auth login`.
 
     Exit codes: 4 when images are missing or a push failed (the synced jobs are kept), 3
-    when --verify-subset found problems. --watch exits 0 on SIGTERM, 130 on Ctrl-C.
+    when --verify-subset found problems. A sync stopped by Ctrl-C or SIGTERM keeps what it
+    fetched and exits 130; --watch exits 0 on SIGTERM, 130 on Ctrl-C.
     """
-    from mjvault.followups import push_after_sync, push_targets, verify_after_sync
     from mjvault.integrity.verify import parse_subset
-    from mjvault.notify import Notifier, failures_notified, notify_sync_outcome
-    from mjvault.sources.midjourney import MidjourneyClient
-    from mjvault.sync import sync
 
     if verify_subset is not None:
         parse_subset(verify_subset)  # a bad spec is refused before any work
@@ -178,6 +175,30 @@ def sync_command(
 
         run_watch(app, source, options, push=push_to, verify_subset=verify_subset, if_idle=if_idle)
         return
+    from mjvault.cli.signals import StopSignals
+
+    # A service manager's SIGTERM (systemctl stop, shutdown, docker stop) stops a one-shot sync
+    # the way Ctrl-C does: it checkpoints, releases the lock and exits 130 (interrupted).
+    with StopSignals().installed():
+        _sync_once(
+            app, source, options, push_to=push_to, verify_subset=verify_subset, if_idle=if_idle
+        )
+
+
+def _sync_once(
+    app: AppContext,
+    source: SourceOptions,
+    options: SyncOptions,
+    *,
+    push_to: tuple[str, ...],
+    verify_subset: str | None,
+    if_idle: bool,
+) -> None:
+    from mjvault.followups import push_after_sync, push_targets, verify_after_sync
+    from mjvault.notify import Notifier, failures_notified, notify_sync_outcome
+    from mjvault.sources.midjourney import MidjourneyClient
+    from mjvault.sync import sync
+
     settings = source.settings_for(app, concurrency=app.config.sync.jobs)
     vault = app.open_vault()
     if if_idle and _busy(app, vault):

@@ -16,12 +16,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from types import FrameType
 from typing import TYPE_CHECKING
 
 import click
 
 from mjvault.cli.context import AppContext
+from mjvault.cli.signals import StopSignals
 from mjvault.cli.source_options import SourceOptions
 from mjvault.errors import EXIT_INTERRUPTED
 
@@ -30,33 +30,6 @@ if TYPE_CHECKING:
     from mjvault.sync import SyncOptions, SyncReport
     from mjvault.vault import Vault
     from mjvault.watch import CycleResult
-
-
-class _Signals:
-    """Turn the first SIGTERM or SIGINT into a KeyboardInterrupt; remember which it was."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, object] = {}
-
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self.received is not None:
-            return  # already stopping: let the checkpoint finish
-        self.received = signum
-        # Raised, not flagged: it wakes the interval's wait and stops a sync mid-listing the
-        # way Ctrl-C always has (the writer's abort path). Setting an Event from a handler
-        # could deadlock on the lock the interrupted wait holds.
-        raise KeyboardInterrupt
-
-    @contextmanager
-    def installed(self) -> Iterator[_Signals]:
-        for signum in (int(signal.SIGTERM), int(signal.SIGINT)):
-            self._previous[signum] = signal.signal(signum, self._handle)
-        try:
-            yield self
-        finally:
-            for signum, previous in self._previous.items():
-                signal.signal(signum, previous)  # type: ignore[arg-type]
 
 
 def run_watch(
@@ -137,7 +110,7 @@ def run_watch(
         passphrase=passphrase,
         after_sync=follow_sync,
     )
-    signals = _Signals()
+    signals = StopSignals()
     with signals.installed():
         watch(cycle, every=every, stop=stop, on_cycle=lambda r, w: _show(app, r, w))
     if signals.received == signal.SIGINT:
