@@ -26,13 +26,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from mjvault.durations import parse_duration
+from mjvault.durations import parse_bounded
 from mjvault.errors import (
     AuthError,
     ChallengeError,
     Interrupted,
     MjvaultError,
-    UsageError,
     VaultLocked,
 )
 from mjvault.followups import (
@@ -55,14 +54,28 @@ log = logging.getLogger(__name__)
 MIN_ADVISED = 60.0  # shorter intervals work (tests use 1 s) but mind the service's limits
 CAP_INTERVALS = 8
 CAP_SECONDS = 3600.0
+MIN_INTERVAL = 1.0  # shorter is a busy loop against the service, not a watch
+MAX_INTERVAL = 31 * 86400.0  # as a schedule's (mjvault.schedule.plan); longer overflows waits
+# The shortest wait after a failed cycle (the CLI's): a failing service is not asked again
+# within a minute, unless the user chose a shorter interval (then one interval).
+MIN_FAILURE_WAIT = 60.0
 
 
 def parse_interval(text: str) -> float:
-    """``--every``: ``30s``, ``10m``, ``6h``, ``1d`` (or seconds); longer than zero."""
-    seconds = parse_duration(text)
-    if not seconds > 0:
-        raise UsageError(f"--every must be longer than 0 seconds, not {text!r}")
-    return seconds
+    """``--every`` or ``sync.every``: ``30s``, ``10m``, ``6h``, ``1d`` (or seconds), between
+    a second and 31 days."""
+    return parse_bounded(
+        text,
+        minimum=MIN_INTERVAL,
+        maximum=MAX_INTERVAL,
+        refusal=f"--every {text} (or sync.every): a watch syncs between every second and "
+        "every 31 days",
+    )
+
+
+def failure_floor(every: float) -> float:
+    """The CLI's shortest wait after a failure: a minute, or the interval if shorter."""
+    return min(MIN_FAILURE_WAIT, every)
 
 
 def backoff_cap(every: float) -> float:
@@ -82,10 +95,12 @@ class Backoff:
     every: float
     cap: float = 0.0
     failures: int = 0  # failed cycles in a row
+    floor: float = 0.0  # no wait after a failure is shorter (the cap rises to it if need be)
 
     def __post_init__(self) -> None:
         if not self.cap:
             self.cap = backoff_cap(self.every)
+        self.cap = max(self.cap, self.floor)
 
     def succeeded(self) -> float:
         self.failures = 0
@@ -96,7 +111,7 @@ class Backoff:
         if error is not None and needs_the_user(error):
             return self.cap
         # Capped before the power grows huge: a loop failing for a year must not overflow.
-        return min(self.cap, self.every * 2 ** min(self.failures, 64))
+        return max(self.floor, min(self.cap, self.every * 2 ** min(self.failures, 64)))
 
 
 @dataclass
@@ -255,15 +270,16 @@ def watch(
     stop: threading.Event | None = None,
     on_cycle: Callable[[CycleResult, float], None] | None = None,
     max_cycles: int | None = None,
+    min_failure_wait: float = 0.0,
 ) -> WatchSummary:
     """Run ``cycle`` every ``every`` seconds (backing off on failures) until stopped.
 
     ``on_cycle(result, wait)`` sees each cycle and the wait before the next. Returns when
     ``stop`` is set, on KeyboardInterrupt (the sync having checkpointed), or after
-    ``max_cycles``.
+    ``max_cycles``. No wait after a failed cycle is shorter than ``min_failure_wait``.
     """
     stop = stop or threading.Event()
-    backoff = Backoff(every)
+    backoff = Backoff(every, floor=min_failure_wait)
     summary = WatchSummary()
     if every < MIN_ADVISED:
         log.warning(

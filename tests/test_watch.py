@@ -277,11 +277,11 @@ def test_faults_back_off_and_the_watch_recovers_once_they_clear(
 ) -> None:
     log = tmp_path / "watch.log"
     server.faults = Faults(non_object_page=1)  # every listing's first page is unusable
-    process = start_watch(vault_path, server, log, every="0.5s")
+    process = start_watch(vault_path, server, log, every="1s")
     failed = lambda: [c for c in cycles(log) if "failures" in c]  # noqa: E731
     wait_until(lambda: len(failed()) >= 2, process, 20, "two failed cycles")
-    # The wait doubles per failure in a row: 1 s, then 2 s (interval 0.5 s, cap 4 s).
-    assert [float(c["retry_in"]) for c in failed()[:2]] == [1.0, 2.0]
+    # The wait doubles per failure in a row: 2 s, then 4 s (interval 1 s, cap 8 s).
+    assert [float(c["retry_in"]) for c in failed()[:2]] == [2.0, 4.0]
     assert failed()[0]["error"] == "BadListingPage"
 
     # A refused cookie is the user's to fix: the next retry waits the whole cap at once.
@@ -290,7 +290,7 @@ def test_faults_back_off_and_the_watch_recovers_once_they_clear(
         lambda: any(c["error"] == "SessionRefused" for c in failed()), process, 20, "auth fail"
     )
     refused = next(c for c in failed() if c["error"] == "SessionRefused")
-    assert float(refused["retry_in"]) == backoff_cap(0.5) == 4.0
+    assert float(refused["retry_in"]) == backoff_cap(1) == 8.0
 
     server.faults = Faults()
     wait_until(
@@ -411,6 +411,8 @@ def test_bad_intervals_and_combinations_are_one_line_errors(vault_path: Path, cl
     for args in (
         ("--watch", "--every", "soon"),
         ("--watch", "--every", "0s"),
+        ("--watch", "--every", "110000d"),  # overflowed the wait: a traceback
+        ("--watch", "--every", "0.001s"),  # a busy loop against the service
         ("--every", "10m"),
         ("--dry-run", "--watch"),
         ("--push", "../x"),
@@ -530,16 +532,36 @@ def test_each_cycle_notifies_new_jobs_failures_and_failed_pushes(
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("30s", 30), ("10m", 600), ("6h", 21600), ("1d", 86400), ("1.5", 1.5)]
+    ("text", "seconds"),
+    [
+        ("30s", 30),
+        ("10m", 600),
+        ("6h", 21600),
+        ("1d", 86400),
+        ("1.5", 1.5),
+        ("1", 1),
+        ("31d", 31 * 86400),
+    ],
 )
 def test_intervals(text: str, seconds: float) -> None:
     assert parse_interval(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "0s", "0", "soon", "-1m", "10 m x"])
+@pytest.mark.parametrize(
+    "text", ["", "0s", "0", "soon", "-1m", "10 m x", "0.5", "0.001s", "32d", "110000d"]
+)
 def test_bad_intervals(text: str) -> None:
     with pytest.raises(UsageError):
         parse_interval(text)
+
+
+def test_a_failure_never_waits_less_than_the_floor() -> None:
+    from mjvault.watch import failure_floor
+
+    assert failure_floor(600) == 60 and failure_floor(1) == 1
+    backoff = Backoff(1, floor=failure_floor(90))
+    assert backoff.failed() == 60 and backoff.cap == 60  # not 2 s: a minute at least
+    assert backoff.succeeded() == 1
 
 
 def test_cap() -> None:

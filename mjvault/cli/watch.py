@@ -48,7 +48,7 @@ def run_watch(
     from mjvault.notify import Notifier
     from mjvault.sources.midjourney import MidjourneyClient
     from mjvault.vault import Vault
-    from mjvault.watch import SyncCycle, parse_interval, watch
+    from mjvault.watch import SyncCycle, failure_floor, parse_interval, watch
 
     every = parse_interval(app.config.sync.every)
     vault_path = app.vault_path()
@@ -112,7 +112,13 @@ def run_watch(
     )
     signals = StopSignals()
     with signals.installed():
-        watch(cycle, every=every, stop=stop, on_cycle=lambda r, w: _show(app, r, w))
+        watch(
+            cycle,
+            every=every,
+            stop=stop,
+            on_cycle=lambda r, w: _show(app, r, w),
+            min_failure_wait=failure_floor(every),
+        )
     if signals.received == signal.SIGINT:
         click.echo("mjvault: interrupted; the vault is consistent", err=True)
         sys.exit(EXIT_INTERRUPTED)
