@@ -5,6 +5,7 @@ verify subset, --if-idle against a real lock, and the interval and backoff rules
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import json
@@ -482,6 +483,39 @@ def test_the_loop_stops_from_another_thread_and_its_memory_stays_flat(
     started = time.monotonic()
     ended = watch(cycle, every=3600, stop=stop)
     assert ended.stopped and time.monotonic() - started < 2, "the wait woke on the stop"
+
+
+def _open_handles(name: str) -> int:
+    """Descriptors of this process open on a file called ``name``."""
+    found = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{fd}").endswith(name):
+                found += 1
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")
+def test_cycles_with_thumbnails_leave_no_connection_open(
+    server: FakeMidjourney, vault_path: Path
+) -> None:
+    cycle = SyncCycle(
+        open_vault=lambda: _opened(vault_path),
+        open_client=lambda: MidjourneyClient(settings_for(server)),
+        options=SyncOptions(concurrency=4, thumbnails=True),
+        notifier=Notifier.from_config(build_config({})),
+        stop=threading.Event(),
+    )
+    gc.disable()  # the collector used to be what closed them: it must not be needed
+    try:
+        for _ in range(6):
+            server.add_jobs(1)
+            result = cycle()
+            assert result.error is None, result.error
+            assert result.report is not None and result.report.thumbnails_made
+            assert _open_handles("thumbs.sqlite") == 0
+    finally:
+        gc.enable()
 
 
 class Recorded(Notifier):
