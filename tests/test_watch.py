@@ -338,6 +338,20 @@ def test_if_idle_exits_0_with_one_line_while_another_writer_holds_the_lock(
     assert_complete(vault_path, server.account)
 
 
+def test_quiet_sync_prints_nothing_and_logs_its_summary(
+    server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli
+) -> None:
+    log = tmp_path / "sync.log"
+    ran = cli(vault_path, "-q", "--log-file", str(log), "sync", *FAST)
+    assert ran.code == 0, ran.err
+    assert ran.out == "" and ran.err == ""  # -q: only errors (what a timer's mail carries)
+    lines = [line for line in log.read_text().splitlines() if 'msg="sync finished"' in line]
+    assert len(lines) == 1, log.read_text()
+    assert f"jobs_new={JOBS}" in lines[0] and "images_missing=0" in lines[0]
+    shown = cli(vault_path, "sync", *FAST)  # without -q the summary is still shown
+    assert "vault already up to date" in shown.out and 'msg="sync finished"' not in shown.err
+
+
 def test_a_failed_push_exits_4_and_keeps_the_synced_jobs(
     server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from mjvault.errors import EXIT_INTEGRITY, EXIT_PARTIAL, UsageError, VaultLocked
 if TYPE_CHECKING:
     from mjvault.followups import PushOutcome
     from mjvault.integrity.verify import VerifyReport
-    from mjvault.sync import SyncOptions
+    from mjvault.sync import SyncOptions, SyncReport
 
 log = logging.getLogger(__name__)
 
@@ -225,70 +226,73 @@ def _sync_once(
         _say_busy(app, exc.message)  # taken between the look and the sync
         return
     notify_sync_outcome(notifier, report, vault=str(vault.path))
+    if not report.dry_run:
+        log_summary(report)
+
+    def say(line: str, err: bool = False) -> None:
+        # -q: only errors (a timer's mail); the summary is in the log file regardless.
+        if err or app.verbosity >= 0:
+            click.echo(line, err=err)
 
     def human() -> None:
         if report.dry_run:
-            click.echo(
-                f"{len(report.would_fetch)} jobs would be fetched ({report.jobs_listed} listed):"
-            )
+            say(f"{len(report.would_fetch)} jobs would be fetched ({report.jobs_listed} listed):")
             for job in report.would_fetch[:50]:
-                click.echo(
+                say(
                     f"  {job['id']}  {job['time'] or '?'}  {len(job['media'])} files  {job['prompt'][:60]}"
                 )
             return
-        click.echo(
+        say(
             f"jobs: {report.jobs_new} new, {report.jobs_updated} updated, "
             f"{report.jobs_unchanged} unchanged ({report.jobs_listed} listed, "
             f"{report.listing_pages} listing pages, API {report.generation})"
         )
         if report.jobs_forgotten:
-            click.echo(f"{report.jobs_forgotten} forgotten jobs skipped")
+            say(f"{report.jobs_forgotten} forgotten jobs skipped")
         videos = f" ({report.videos_downloaded} videos)" if report.videos_downloaded else ""
-        click.echo(
+        say(
             f"images: {report.images_downloaded} downloaded{videos}, "
             f"{report.images_deduplicated} deduplicated, {report.images_reused} reused from "
             f"parent jobs, {report.images_missing} missing"
         )
-        click.echo(f"bytes: {_megabytes(report.bytes_downloaded)} MB in {report.seconds:.1f} s")
+        say(f"bytes: {_megabytes(report.bytes_downloaded)} MB in {report.seconds:.1f} s")
         if report.thumbnails_made or report.thumbnails_left:
             later = (
                 f"; {report.thumbnails_left} images left for `mjvault thumbs`"
                 if report.thumbnails_left
                 else ""
             )
-            click.echo(f"thumbnails: {report.thumbnails_made} made{later}")
-        click.echo(
-            f"snapshot {report.snapshot[:12]}" if report.snapshot else "vault already up to date"
-        )
+            say(f"thumbnails: {report.thumbnails_made} made{later}")
+        say(f"snapshot {report.snapshot[:12]}" if report.snapshot else "vault already up to date")
         if report.views and report.views["views"]:
             totals = report.views["totals"]
-            click.echo(
+            say(
                 f"views: {len(report.views['views'])} refreshed, {totals['added']} files added, "
                 f"{totals['removed']} removed"
             )
         for name, problem in (report.views or {}).get("errors", {}).items():
-            click.echo(f"  view {name} not refreshed: {problem}", err=True)
+            say(f"  view {name} not refreshed: {problem}", err=True)
         for gone in report.missing[:MAX_MISSING_SHOWN]:
-            click.echo(f"  missing: job {gone.job_id} image {gone.index}: {gone.reason}", err=True)
+            say(f"  missing: job {gone.job_id} image {gone.index}: {gone.reason}", err=True)
         if len(report.missing) > MAX_MISSING_SHOWN:
-            click.echo(
+            say(
                 f"  … and {len(report.missing) - MAX_MISSING_SHOWN} more (--json lists all)",
                 err=True,
             )
         if any(gone.gone for gone in report.missing):
-            click.echo(
+            say(
                 "  files gone from the CDN (404) or damaged there: their jobs are kept without "
                 "them; `mjvault sync --retry-missing --full` asks for them again",
                 err=True,
             )
         if any(not gone.gone for gone in report.missing):
-            click.echo(
+            say(
                 "  files that could not be fetched this time: the next `mjvault sync` tries "
                 "them again",
                 err=True,
             )
         if report.records_malformed:
-            click.echo(
+            say(
                 f"  {report.records_malformed} malformed records from the listing: "
                 f"{report.jobs_skipped} skipped (not job records), "
                 f"{report.records_malformed - report.jobs_skipped} kept with their claims "
@@ -296,7 +300,7 @@ def _sync_once(
                 err=True,
             )
         if report.listing_cut_short:
-            click.echo(f"  {report.listing_cut_short}", err=True)
+            say(f"  {report.listing_cut_short}", err=True)
 
     from mjvault.cli.pack import pack_after_write
     from mjvault.cli.passphrase import passphrase_source
@@ -324,10 +328,10 @@ def _sync_once(
         human()
         if retention is not None:
             for line in retention.lines():
-                click.echo(line, err=retention.error is not None)
+                say(line, err=retention.error is not None)
         if packed:
-            click.echo(packed)
-        _print_followups(pushes, checked)
+            say(packed)
+        _print_followups(pushes, checked, say)
 
     app.emit(data, human_and_packing)
     if checked is not None and not checked.ok:
@@ -392,24 +396,43 @@ def _say_busy(app: AppContext, holder: str) -> None:
         app.emit({"skipped": True, "reason": holder})
 
 
-def _print_followups(pushes: list[PushOutcome], checked: VerifyReport | None) -> None:
+def log_summary(report: SyncReport) -> None:
+    """The sync's outcome as one INFO line: what --log-file keeps of a scheduled run."""
+    log.info(
+        "sync finished",
+        extra={
+            "jobs_new": report.jobs_new,
+            "jobs_updated": report.jobs_updated,
+            "jobs_listed": report.jobs_listed,
+            "images_downloaded": report.images_downloaded,
+            "images_missing": report.images_missing,
+            "bytes_downloaded": report.bytes_downloaded,
+            "seconds": round(report.seconds, 3),
+            "snapshot": report.snapshot[:12] if report.snapshot else None,
+        },
+    )
+
+
+def _print_followups(
+    pushes: list[PushOutcome], checked: VerifyReport | None, say: Callable[..., None]
+) -> None:
     for outcome in pushes:
         if outcome.ok and outcome.report is not None:
-            click.echo(
+            say(
                 f"pushed to {outcome.remote}: {outcome.report.objects_sent} objects, "
                 f"{outcome.report.snapshots_sent} snapshots published"
             )
         else:
-            click.echo(
+            say(
                 f"  push to {outcome.remote} failed: {outcome.error} (the synced jobs are kept; "
                 f"`mjvault push {outcome.remote}` tries again)",
                 err=True,
             )
     if checked is not None:
         if checked.ok:
-            click.echo(f"verified a {checked.subset} subset: no problems")
+            say(f"verified a {checked.subset} subset: no problems")
         else:
-            click.echo(
+            say(
                 f"  verify of a {checked.subset} subset found {len(checked.problems)} problems: "
                 "run `mjvault verify --read-data`",
                 err=True,
