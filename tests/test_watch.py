@@ -352,6 +352,20 @@ def test_quiet_sync_prints_nothing_and_logs_its_summary(
     assert "vault already up to date" in shown.out and 'msg="sync finished"' not in shown.err
 
 
+def test_a_failed_sync_writes_its_error_to_the_log_file_and_once_on_stderr(
+    server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli
+) -> None:
+    log = tmp_path / "sync.log"
+    server.faults = Faults(expired=True)
+    ran = cli(vault_path, "-q", "--log-file", str(log), "sync", *FAST)
+    assert ran.code == 1
+    assert len(ran.err.strip().splitlines()) == 1 and ran.err.startswith("mjvault: error:")
+    errors = [line for line in log.read_text().splitlines() if "level=error" in line]
+    assert len(errors) == 1, log.read_text()
+    assert "error=SessionRefused" in errors[0] and "exit=1" in errors[0]
+    assert TOKEN not in log.read_text()
+
+
 def test_a_failed_push_exits_4_and_keeps_the_synced_jobs(
     server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli
 ) -> None:
