@@ -114,14 +114,3 @@ def verify_after_sync(vault: Vault, subset: str, *, notifier: Notifier) -> Verif
         log.warning("verify found %s", summary, extra={"subset": subset})
         notifier.verify_finished(len(report.problems), summary, vault=str(vault.path))
     return report
-
-
-def lock_holder(vault: Vault) -> str | None:
-    """Who holds the vault's write lock right now (a message), or None when nobody does."""
-    lock = vault.write_lock()
-    try:
-        lock.acquire()
-    except VaultLocked as exc:
-        return exc.message
-    lock.release()
-    return None

@@ -338,6 +338,25 @@ def test_if_idle_exits_0_with_one_line_while_another_writer_holds_the_lock(
     assert_complete(vault_path, server.account)
 
 
+def test_if_idle_takes_the_lock_once_without_a_look_first(
+    server: FakeMidjourney, vault_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A look that takes the lock and lets it go holds it for an instant: a writer starting
+    # then would fail. --if-idle takes it once, as the sync, and skips on VaultLocked.
+    taken: list[str] = []
+    acquire = WriteLock.acquire
+
+    def counted(self: WriteLock) -> WriteLock:
+        taken.append(type(self).__name__)
+        return acquire(self)
+
+    monkeypatch.setattr(WriteLock, "acquire", counted)
+    ran = cli(vault_path, "sync", *FAST, "--if-idle")
+    assert ran.code == 0, ran.err
+    assert len(taken) == 1, taken
+    assert_complete(vault_path, server.account)
+
+
 def test_quiet_sync_prints_nothing_and_logs_its_summary(
     server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli
 ) -> None:

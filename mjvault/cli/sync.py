@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -202,8 +202,6 @@ def _sync_once(
 
     settings = source.settings_for(app, concurrency=app.config.sync.jobs)
     vault = app.open_vault()
-    if if_idle and _busy(app, vault):
-        return
     notifier = Notifier.from_config(app.config)
     try:
         with (
@@ -223,7 +221,9 @@ def _sync_once(
     except VaultLocked as exc:
         if not if_idle:
             raise
-        _say_busy(app, exc.message)  # taken between the look and the sync
+        # --if-idle takes the lock as any sync does and skips on finding it held: a look
+        # first would hold the lock an instant itself and fail a writer starting then.
+        _say_busy(app, exc.message)
         return
     notify_sync_outcome(notifier, report, vault=str(vault.path))
     if not report.dry_run:
@@ -377,16 +377,6 @@ def _sync_options(
         checkpoint_seconds=app.config.sync.checkpoint_seconds,
         thumbnails=not no_thumbnails,
     )
-
-
-def _busy(app: AppContext, vault: Any) -> bool:
-    """--if-idle: is another process writing to the vault? Says so when it is."""
-    from mjvault.followups import lock_holder
-
-    holder = lock_holder(vault)
-    if holder is not None:
-        _say_busy(app, holder)
-    return holder is not None
 
 
 def _say_busy(app: AppContext, holder: str) -> None:

@@ -43,7 +43,7 @@ def run_watch(
 ) -> None:
     from mjvault.cli.pack import pack_after_write
     from mjvault.cli.passphrase import passphrase_source
-    from mjvault.followups import lock_holder, push_targets
+    from mjvault.followups import push_targets
     from mjvault.integrity.retention import after_sync
     from mjvault.notify import Notifier
     from mjvault.sources.midjourney import MidjourneyClient
@@ -66,14 +66,8 @@ def run_watch(
     first = Vault.open(vault_path, passphrase=passphrase)
     try:
         push_targets(first, push)
-        holder = lock_holder(first) if if_idle else None
     finally:
         first.close()
-    if holder is not None:
-        from mjvault.cli.sync import _say_busy
-
-        _say_busy(app, holder)
-        return
 
     @contextmanager
     def open_vault() -> Iterator[Vault]:
@@ -110,13 +104,27 @@ def run_watch(
         passphrase=passphrase,
         after_sync=follow_sync,
     )
+    cycles_seen: list[bool] = []
+
+    def on_cycle(result: CycleResult, wait: float) -> None:
+        # --if-idle: a first cycle that finds another writer at work ends the watch, with the
+        # one line a one-shot sync gives (the lock is taken as any sync takes it, no look).
+        if if_idle and not cycles_seen and result.busy:
+            from mjvault.cli.sync import _say_busy
+
+            _say_busy(app, result.busy)
+            stop.set()
+            return
+        cycles_seen.append(True)
+        _show(app, result, wait)
+
     signals = StopSignals()
     with signals.installed():
         watch(
             cycle,
             every=every,
             stop=stop,
-            on_cycle=lambda r, w: _show(app, r, w),
+            on_cycle=on_cycle,
             min_failure_wait=failure_floor(every),
         )
     if signals.received == signal.SIGINT:
