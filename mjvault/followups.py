@@ -59,6 +59,20 @@ def push_targets(vault: Vault, named: Iterable[str]) -> list[str]:
     return targets
 
 
+def lacks_head(vault: Vault, name: str) -> bool:
+    """Whether remote ``name`` may lack the vault's HEAD snapshot, from the local record of
+    what it holds (no remote I/O): a push that failed (a NAS not mounted) is caught up by the
+    next run, new data or not. An unreadable record counts as lacking: a push of nothing
+    new costs a listing, a remote left behind costs the backup."""
+    from mjvault.remotes.record import load_record
+
+    head = vault.refs.head()
+    if head is None:
+        return False
+    record = load_record(vault.path, name)
+    return record is None or head not in record.snapshots
+
+
 def push_after_sync(
     vault: Vault,
     remotes: Iterable[str],

@@ -37,6 +37,7 @@ from mjvault.errors import (
 from mjvault.followups import (
     PassphraseGetter,
     PushOutcome,
+    lacks_head,
     push_after_sync,
     push_targets,
     verify_after_sync,
@@ -208,8 +209,10 @@ class SyncCycle:
         assert report is not None
         if self.after_sync is not None:
             self.after_sync(vault, report)
-        if report.snapshot is not None:
-            targets = push_targets(vault, self.push)
+        # Every remote behind HEAD, not only after a new snapshot: one a push missed is
+        # caught up by a later (idle) cycle.
+        targets = [t for t in push_targets(vault, self.push) if lacks_head(vault, t)]
+        if targets:
             result.pushes = push_after_sync(
                 vault, targets, passphrase=self.passphrase, notifier=self.notifier
             )

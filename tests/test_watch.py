@@ -602,7 +602,9 @@ def test_each_cycle_notifies_new_jobs_failures_and_failed_pushes(
     assert first.new_jobs == JOBS and first.push_failed and first.verify is not None
     assert notifier.calls == [("push_failed", "gone"), ("sync_finished", str(JOBS))]
     notifier.calls.clear()
-    assert cycle().error is None and notifier.calls == []  # idle: nothing to say
+    # Idle: no news; the remote still behind is tried again (it may be back).
+    assert cycle().error is None and notifier.calls == [("push_failed", "gone")]
+    notifier.calls.clear()
     server.faults = Faults(expired=True)
     failed = cycle()
     assert isinstance(failed.error, AuthError)
@@ -728,3 +730,35 @@ def test_an_oserror_becomes_a_one_line_failure_naming_the_path() -> None:
     assert isinstance(error, VaultWriteError)
     assert "No space left on device" in str(error) and "/v/cache/thumbs.sqlite" in str(error)
     assert "OperationalError" in str(cycle_failure(__import__("sqlite3").OperationalError("x")))
+
+
+def test_a_remote_a_push_missed_is_caught_up_by_an_idle_cycle(
+    server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli
+) -> None:
+    assert cli(vault_path, "remote", "add", "nas", str(tmp_path / "nas"), "--auto-push").code == 0
+    config = tmp_path / "nas" / "config"
+    saved = config.read_bytes()
+    config.unlink()  # the NAS is not mounted: the push after the sync fails
+    cycle = SyncCycle(
+        open_vault=lambda: _opened(vault_path),
+        open_client=lambda: MidjourneyClient(settings_for(server)),
+        options=SyncOptions(concurrency=4, thumbnails=False),
+        notifier=Recorded(),
+        stop=threading.Event(),
+    )
+    first = cycle()
+    assert first.new_jobs == JOBS and first.push_failed
+    config.write_bytes(saved)  # mounted again
+    idle = cycle()
+    assert idle.new_jobs == 0 and idle.report is not None and idle.report.snapshot is None
+    assert [p.remote for p in idle.pushes] == ["nas"] and not idle.push_failed
+    assert idle.pushes[0].report is not None and idle.pushes[0].report.snapshots_sent >= 1
+    assert cycle().pushes == []  # caught up: an idle cycle pushes nothing
+    # A one-shot sync catches up the same way.
+    config.unlink()
+    server.add_jobs(1)
+    assert cli(vault_path, "sync", *FAST).code == 4
+    config.write_bytes(saved)
+    again = cli(vault_path, "--json", "sync", *FAST)
+    assert again.code == 0, again.err
+    assert [p["remote"] for p in again.json()["pushes"]] == ["nas"]

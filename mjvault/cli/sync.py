@@ -100,7 +100,7 @@ Examples:
     "push_to",
     metavar="NAME",
     multiple=True,
-    help="After a sync that stored something, push to remote NAME (repeatable; remotes "
+    help="After the sync, push to remote NAME if it lacks the newest snapshot (repeatable; remotes "
     "marked auto-push are pushed to as well).",
 )
 @click.option(
@@ -195,7 +195,12 @@ def _sync_once(
     verify_subset: str | None,
     if_idle: bool,
 ) -> None:
-    from mjvault.followups import push_after_sync, push_targets, verify_after_sync
+    from mjvault.followups import (
+        lacks_head,
+        push_after_sync,
+        push_targets,
+        verify_after_sync,
+    )
     from mjvault.notify import Notifier, failures_notified, notify_sync_outcome
     from mjvault.sources.midjourney import MidjourneyClient
     from mjvault.sync import sync
@@ -311,10 +316,13 @@ def _sync_once(
     data["retention"] = retention.to_json() if retention else None
     packed = None if report.dry_run else pack_after_write(app, vault, data)
     pushes: list[PushOutcome] = []
-    if report.snapshot is not None:
+    behind = (
+        [] if report.dry_run else [t for t in push_targets(vault, push_to) if lacks_head(vault, t)]
+    )
+    if behind:
         pushes = push_after_sync(
             vault,
-            push_targets(vault, push_to),
+            behind,
             passphrase=passphrase_source(app.passphrase_file),
             notifier=notifier,
         )
