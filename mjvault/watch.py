@@ -139,12 +139,21 @@ class CycleResult:
         return any(not p.ok for p in self.pushes)
 
 
+class CycleInterrupted(Interrupted):
+    """A cycle stopped by a signal or Ctrl-C; ``result`` is what it did before the stop."""
+
+    def __init__(self, result: CycleResult) -> None:
+        super().__init__("interrupted; the vault is consistent")
+        self.result = result
+
+
 @dataclass
 class WatchSummary:
     cycles: int = 0
     failed_cycles: int = 0
     new_jobs: int = 0
     stopped: bool = False  # ended by ``stop`` or an interrupt (the only ways it ends)
+    interrupted: CycleResult | None = None  # the cycle a signal cut short, what it stored
 
 
 @dataclass
@@ -180,7 +189,7 @@ class SyncCycle:
                     result.busy = exc.message
                     return result
                 except Interrupted:
-                    raise
+                    raise  # to the handler below, with what was stored
                 except MjvaultError as exc:
                     result.error = exc
                     notify_sync_outcome(self.notifier, exc, vault=label)
@@ -193,8 +202,13 @@ class SyncCycle:
                 self._follow_up(vault, result)
                 if result.new_jobs or result.missing_images:  # an idle cycle says nothing
                     notify_sync_outcome(self.notifier, result.report, vault=label)
-        except (Interrupted, KeyboardInterrupt):
-            raise
+        except (Interrupted, KeyboardInterrupt) as exc:
+            # What the cycle stored before the stop (the sync's jobs, the pushes so far) goes
+            # with the interruption, for the loop to log.
+            if result.report is None and isinstance(exc, Interrupted):
+                result.report = exc.report  # type: ignore[assignment]
+            result.seconds = time.monotonic() - started
+            raise CycleInterrupted(result) from exc
         except MjvaultError as exc:  # the vault would not open, a follow-up's own failure
             result.error = exc
         except Exception as exc:  # a full disk, a broken cache: one failed cycle
@@ -212,9 +226,9 @@ class SyncCycle:
         # Every remote behind HEAD, not only after a new snapshot: one a push missed is
         # caught up by a later (idle) cycle.
         targets = [t for t in push_targets(vault, self.push) if lacks_head(vault, t)]
-        if targets:
-            result.pushes = push_after_sync(
-                vault, targets, passphrase=self.passphrase, notifier=self.notifier
+        for target in targets:  # one at a time: an interruption keeps the outcomes so far
+            result.pushes += push_after_sync(
+                vault, [target], passphrase=self.passphrase, notifier=self.notifier
             )
         if self.verify_subset:
             result.verify = verify_after_sync(vault, self.verify_subset, notifier=self.notifier)
@@ -266,6 +280,19 @@ def log_cycle(result: CycleResult, wait: float, backoff: Backoff) -> None:
         log.info("watch cycle", extra=extra | common)
 
 
+def log_interrupted(result: CycleResult) -> None:
+    """The line of a cycle cut short: what it stored and pushed before the stop (kept)."""
+    extra: dict[str, object] = {
+        "new_jobs": result.new_jobs,
+        "missing_images": result.missing_images,
+        "seconds": round(result.seconds, 3),
+    }
+    if result.pushes:
+        extra["pushed"] = ",".join(p.remote for p in result.pushes if p.ok) or "none"
+        extra["pushes_failed"] = sum(1 for p in result.pushes if not p.ok)
+    log.info("watch cycle interrupted", extra=extra)
+
+
 def watch(
     cycle: Callable[[], CycleResult],
     *,
@@ -313,7 +340,11 @@ def watch(
                 return summary
             if stop.wait(wait):
                 break
-    except (Interrupted, KeyboardInterrupt):
+    except (Interrupted, KeyboardInterrupt) as exc:
+        if isinstance(exc, CycleInterrupted):
+            summary.interrupted = exc.result
+            summary.new_jobs += exc.result.new_jobs
+            log_interrupted(exc.result)
         log.info("watch stopped: the vault is consistent", extra={"cycles": summary.cycles})
         summary.stopped = True
         return summary

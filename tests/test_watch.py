@@ -229,6 +229,9 @@ def test_sigterm_mid_sync_checkpoints_and_the_next_run_completes(
             partial = checkpoint_tree(vault)
             kept = sum(1 for _ in vault.tree.walk(partial)) if partial else 0
         assert 0 < kept < len(account.jobs), "the checkpoint keeps part of the run"
+        # The cut-short cycle says what it stored before the stop.
+        cut = [c for c in cycles(tmp_path / "log") if c["msg"] == "watch cycle interrupted"]
+        assert len(cut) == 1 and int(cut[0]["new_jobs"]) > 0, cycles(tmp_path / "log")
         environ = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")}
         finish = subprocess.run(
             [sys.executable, "-m", "mjvault", "--vault", str(vault_path), "sync", *FAST],
