@@ -34,14 +34,7 @@ from mjvault.errors import (
     MjvaultError,
     VaultLocked,
 )
-from mjvault.followups import (
-    PassphraseGetter,
-    PushOutcome,
-    lacks_head,
-    push_after_sync,
-    push_targets,
-    verify_after_sync,
-)
+from mjvault.followups import FollowupReport, FollowupSettings, PushOutcome, run_followups
 
 if TYPE_CHECKING:
     from mjvault.integrity.verify import VerifyReport
@@ -122,9 +115,16 @@ class CycleResult:
     report: SyncReport | None = None
     error: MjvaultError | None = None
     busy: str | None = None  # another writer held the vault: the cycle was skipped
-    pushes: list[PushOutcome] = field(default_factory=list)
-    verify: VerifyReport | None = None
+    followups: FollowupReport = field(default_factory=FollowupReport)
     seconds: float = 0.0
+
+    @property
+    def pushes(self) -> list[PushOutcome]:
+        return self.followups.pushes
+
+    @property
+    def verify(self) -> VerifyReport | None:
+        return self.followups.verify
 
     @property
     def new_jobs(self) -> int:
@@ -165,10 +165,9 @@ class SyncCycle:
     options: SyncOptions
     notifier: Notifier
     stop: threading.Event
-    push: tuple[str, ...] = ()
-    verify_subset: str | None = None
-    passphrase: PassphraseGetter | None = None
-    # What a one-shot sync does after storing (retention, merging packs); errors are its own.
+    followups: FollowupSettings = field(default_factory=FollowupSettings)
+    # An embedding caller's own step after each sync, before the follow-ups; its errors fail
+    # the cycle as any other would.
     after_sync: Callable[[Vault, SyncReport], None] | None = None
 
     def __call__(self) -> CycleResult:
@@ -223,15 +222,12 @@ class SyncCycle:
         assert report is not None
         if self.after_sync is not None:
             self.after_sync(vault, report)
-        # Every remote behind HEAD, not only after a new snapshot: one a push missed is
-        # caught up by a later (idle) cycle.
-        targets = [t for t in push_targets(vault, self.push) if lacks_head(vault, t)]
-        for target in targets:  # one at a time: an interruption keeps the outcomes so far
-            result.pushes += push_after_sync(
-                vault, [target], passphrase=self.passphrase, notifier=self.notifier
-            )
-        if self.verify_subset:
-            result.verify = verify_after_sync(vault, self.verify_subset, notifier=self.notifier)
+        done = run_followups(
+            vault, report, self.followups, notifier=self.notifier, into=result.followups
+        )
+        if done.retention_failed:
+            assert done.retention is not None
+            log.warning(done.retention.lines()[0])
 
 
 def cycle_failure(exc: Exception) -> MjvaultError:
@@ -277,6 +273,10 @@ def log_cycle(result: CycleResult, wait: float, backoff: Backoff) -> None:
             extra["pushes_failed"] = sum(1 for p in result.pushes if not p.ok)
         if result.verify is not None:
             extra["verify_problems"] = len(result.verify.problems)
+        if result.followups.retention_failed:
+            extra["retention_failed"] = True
+        if result.followups.packing is not None:
+            extra["packs_merged"] = result.followups.packing.packs_merged
         log.info("watch cycle", extra=extra | common)
 
 

@@ -30,6 +30,7 @@ from mjvault import Vault
 from mjvault.cli.root import run
 from mjvault.config.schema import build_config
 from mjvault.errors import AuthError, ChallengeError, SourceError, UsageError, VaultWriteError
+from mjvault.followups import FollowupSettings
 from mjvault.integrity.reachability import checkpoint_tree
 from mjvault.lock import WriteLock, read_holder
 from mjvault.notify import Notifier
@@ -599,7 +600,7 @@ def test_each_cycle_notifies_new_jobs_failures_and_failed_pushes(
         options=SyncOptions(concurrency=4, thumbnails=False),
         notifier=notifier,
         stop=threading.Event(),
-        verify_subset="100%",
+        followups=FollowupSettings(verify_subset="100%"),
     )
     first = cycle()
     assert first.new_jobs == JOBS and first.push_failed and first.verify is not None
@@ -765,3 +766,19 @@ def test_a_remote_a_push_missed_is_caught_up_by_an_idle_cycle(
     again = cli(vault_path, "--json", "sync", *FAST)
     assert again.code == 0, again.err
     assert [p["remote"] for p in again.json()["pushes"]] == ["nas"]
+
+
+def test_one_owner_of_follow_ups_and_the_watch_reports_retention_and_packing(
+    server: FakeMidjourney, vault_path: Path, tmp_path: Path
+) -> None:
+    import mjvault.cli.watch as cli_watch
+
+    source = Path(cli_watch.__file__).read_text()
+    assert "cli.sync import _" not in source  # no private names of the one-shot command
+    log = tmp_path / "watch.log"
+    process = start_watch(vault_path, server, log, root=("--json",))
+    wait_until(lambda: len(cycles(log)) >= 1, process, 30, "a first cycle")
+    code, out, err = stopped(process, signal.SIGTERM)
+    assert code == 0, err
+    first = json.loads(out.splitlines()[0])
+    assert first["new_jobs"] == JOBS and "retention" in first and "packing" in first

@@ -195,12 +195,8 @@ def _sync_once(
     verify_subset: str | None,
     if_idle: bool,
 ) -> None:
-    from mjvault.followups import (
-        lacks_head,
-        push_after_sync,
-        push_targets,
-        verify_after_sync,
-    )
+    from mjvault.cli.if_idle import say_busy
+    from mjvault.followups import FollowupSettings, run_followups
     from mjvault.notify import Notifier, failures_notified, notify_sync_outcome
     from mjvault.sources.midjourney import MidjourneyClient
     from mjvault.sync import sync
@@ -228,7 +224,7 @@ def _sync_once(
             raise
         # --if-idle takes the lock as any sync does and skips on finding it held: a look
         # first would hold the lock an instant itself and fail a writer starting then.
-        _say_busy(app, exc.message)
+        say_busy(app, exc.message)
         return
     notify_sync_outcome(notifier, report, vault=str(vault.path))
     if not report.dry_run:
@@ -307,51 +303,42 @@ def _sync_once(
         if report.listing_cut_short:
             say(f"  {report.listing_cut_short}", err=True)
 
-    from mjvault.cli.pack import pack_after_write
     from mjvault.cli.passphrase import passphrase_source
-    from mjvault.integrity.retention import after_sync
 
     data = report.to_json()
-    retention = None if report.dry_run else after_sync(vault, app.config.retention)
-    data["retention"] = retention.to_json() if retention else None
-    packed = None if report.dry_run else pack_after_write(app, vault, data)
-    pushes: list[PushOutcome] = []
-    behind = (
-        [] if report.dry_run else [t for t in push_targets(vault, push_to) if lacks_head(vault, t)]
-    )
-    if behind:
-        pushes = push_after_sync(
-            vault,
-            behind,
+    done = run_followups(
+        vault,
+        report,
+        FollowupSettings(
+            retention=app.config.retention,
+            pack_after=app.config.pack.auto_after,
+            push=push_to,
+            verify_subset=verify_subset,
             passphrase=passphrase_source(app.passphrase_file),
-            notifier=notifier,
-        )
-        data["pushes"] = [p.to_json() for p in pushes]
-    checked = None
-    if verify_subset is not None:
-        checked = verify_after_sync(vault, verify_subset, notifier=notifier)
-        data["verify"] = checked.to_json()
+        ),
+        notifier=notifier,
+    )
+    data |= done.to_json()
 
-    def human_and_packing() -> None:
+    def human_and_followups() -> None:
         human()
-        if retention is not None:
-            for line in retention.lines():
-                say(line, err=retention.error is not None)
+        if done.retention is not None:
+            for line in done.retention.lines():
+                say(line, err=done.retention_failed)
+        packed = done.pack_line()
         if packed:
             say(packed)
-        _print_followups(pushes, checked, say)
+        _print_followups(done.pushes, done.verify, say)
 
-    app.emit(data, human_and_packing)
-    if checked is not None and not checked.ok:
+    app.emit(data, human_and_followups)
+    if done.verify is not None and not done.verify.ok:
         sys.exit(EXIT_INTEGRITY)
-    retention_failed = retention is not None and retention.error is not None
-    push_failed = any(not p.ok for p in pushes)
     if (
         report.missing
         or report.records_malformed
         or report.listing_cut_short
-        or retention_failed
-        or push_failed
+        or done.retention_failed
+        or done.push_failed
     ):
         sys.exit(EXIT_PARTIAL)
 
@@ -385,13 +372,6 @@ def _sync_options(
         checkpoint_seconds=app.config.sync.checkpoint_seconds,
         thumbnails=not no_thumbnails,
     )
-
-
-def _say_busy(app: AppContext, holder: str) -> None:
-    # A warning: the one line reaches stderr and --log-file, and -q keeps stderr quiet.
-    log.warning("sync skipped (--if-idle): %s", holder)
-    if app.json_output:
-        app.emit({"skipped": True, "reason": holder})
 
 
 def log_summary(report: SyncReport) -> None:

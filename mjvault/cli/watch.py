@@ -27,7 +27,7 @@ from mjvault.errors import EXIT_INTERRUPTED
 
 if TYPE_CHECKING:
     from mjvault.sources.midjourney import MidjourneyClient
-    from mjvault.sync import SyncOptions, SyncReport
+    from mjvault.sync import SyncOptions
     from mjvault.vault import Vault
     from mjvault.watch import CycleResult
 
@@ -41,10 +41,9 @@ def run_watch(
     verify_subset: str | None,
     if_idle: bool,
 ) -> None:
-    from mjvault.cli.pack import pack_after_write
+    from mjvault.cli.if_idle import say_busy
     from mjvault.cli.passphrase import passphrase_source
-    from mjvault.followups import push_targets
-    from mjvault.integrity.retention import after_sync
+    from mjvault.followups import FollowupSettings, push_targets
     from mjvault.notify import Notifier
     from mjvault.sources.midjourney import MidjourneyClient
     from mjvault.vault import Vault
@@ -84,14 +83,6 @@ def run_watch(
         with MidjourneyClient(settings) as client:
             yield client
 
-    def follow_sync(vault: Vault, report: SyncReport) -> None:
-        retention = after_sync(vault, app.config.retention)
-        if retention is not None and retention.error is not None:
-            import logging
-
-            logging.getLogger("mjvault.watch").warning(retention.lines()[0])
-        pack_after_write(app, vault, {})
-
     stop = threading.Event()
     cycle = SyncCycle(
         open_vault=open_vault,
@@ -99,10 +90,13 @@ def run_watch(
         options=options,
         notifier=Notifier.from_config(app.config),
         stop=stop,
-        push=push,
-        verify_subset=verify_subset,
-        passphrase=passphrase,
-        after_sync=follow_sync,
+        followups=FollowupSettings(
+            retention=app.config.retention,
+            pack_after=app.config.pack.auto_after,
+            push=push,
+            verify_subset=verify_subset,
+            passphrase=passphrase,
+        ),
     )
     cycles_seen: list[bool] = []
 
@@ -110,9 +104,7 @@ def run_watch(
         # --if-idle: a first cycle that finds another writer at work ends the watch, with the
         # one line a one-shot sync gives (the lock is taken as any sync takes it, no look).
         if if_idle and not cycles_seen and result.busy:
-            from mjvault.cli.sync import _say_busy
-
-            _say_busy(app, result.busy)
+            say_busy(app, result.busy)
             stop.set()
             return
         cycles_seen.append(True)
@@ -145,6 +137,10 @@ def _show(app: AppContext, result: CycleResult, wait: float) -> None:
             "missing_images": result.missing_images,
             "snapshot": result.report.snapshot if result.report else None,
             "pushes": [p.to_json() for p in result.pushes],
+            "retention": (
+                result.followups.retention.to_json() if result.followups.retention else None
+            ),
+            "packing": (result.followups.packing.to_json() if result.followups.packing else None),
             "verify_problems": len(result.verify.problems) if result.verify else None,
             "seconds": round(result.seconds, 3),
             "next_run": next_run.isoformat(timespec="seconds"),
@@ -154,6 +150,13 @@ def _show(app: AppContext, result: CycleResult, wait: float) -> None:
     if app.verbosity < 0 or result.error is not None or result.busy:
         return  # failures and skips are warnings in the log already
     when = next_run.astimezone().strftime("%H:%M:%S")
+    retention = result.followups.retention
+    if retention is not None and retention.error is None and retention.forgotten:
+        for line in retention.lines():  # a failure is a warning in the log already
+            click.echo(line)
+    packed = result.followups.pack_line()
+    if packed:
+        click.echo(packed)
     click.echo(
         f"{datetime.now().strftime('%H:%M:%S')}  {result.new_jobs} new jobs, "
         f"{result.missing_images} missing images ({result.seconds:.1f} s); next at {when}"
