@@ -1,12 +1,15 @@
 """``mjvault sync --watch``: sync, follow up, sleep, again, until told to stop.
 
 Each cycle is one incremental sync (an up-to-date vault costs one listing page), then what
-follows a sync that stored something (pushes, a verify subset: :mod:`mjvault.followups`).
+follows a sync (retention, pack merging, pushes to remotes behind HEAD, a verify subset:
+:func:`mjvault.followups.run_followups`).
 The vault and the client are opened for the cycle and closed after it, so a process that
 runs for months holds nothing between cycles and picks up a renewed cookie or rotated keys.
 
 Failures back off: the wait doubles per failed cycle in a row, up to a cap (eight intervals,
 at most an hour, never less than one interval), and returns to the interval after a success.
+Any error of a cycle (a full disk, a broken cache file) is a failed cycle, never the end of
+the watch; the caller may floor the wait after a failure (the CLI: a minute).
 A refused cookie or a Cloudflare challenge waits the cap at once: only the user can fix it,
 and asking again every few seconds would only look like an attack.
 
