@@ -20,3 +20,13 @@ def parse_duration(text: str) -> float:
     if not parts or "".join(n + u for n, u in parts) != spec:
         raise UsageError(f"cannot read the duration {text!r} (examples: 90s, 30m, 1h, 2d)")
     return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def parse_bounded(text: str, *, minimum: float, maximum: float, refusal: str) -> float:
+    """A duration between ``minimum`` and ``maximum`` seconds; ``refusal`` is the one line
+    otherwise. Intervals need both bounds: a wait of 110000 days overflows the platform's
+    timeout, and a wait of a millisecond turns a loop into a busy spin."""
+    seconds = parse_duration(text)
+    if not minimum <= seconds <= maximum:
+        raise UsageError(refusal)
+    return seconds

@@ -115,3 +115,5 @@ class CdnRefused(DownloadError):
 
 class Interrupted(MjvaultError):
     exit_code = EXIT_INTERRUPTED
+    #: What the stopped run had stored when it knows (a sync's SyncReport), else None.
+    report: object = None

@@ -1,23 +1,28 @@
-"""What follows a sync that stored something: pushes to remotes and a verify of a subset.
+"""What follows a sync: retention, merging small packs, pushes to remotes, a verify subset.
 
-Shared by a one-shot ``mjvault sync`` and each cycle of ``sync --watch``. Neither ever undoes
-the sync: a push that fails or a verify that finds problems is logged, notified and reported
-(the caller turns it into exit code 4 or 3); the jobs stay in the vault.
+:func:`run_followups` is the one owner of that order, for a one-shot ``mjvault sync`` and for
+each cycle of ``sync --watch``. Nothing here ever undoes the sync: a retention that fails, a
+push that fails or a verify that finds problems is logged, notified and reported (the caller
+turns it into exit code 4 or 3); the jobs stay in the vault.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mjvault.errors import MjvaultError, VaultLocked
 
 if TYPE_CHECKING:
+    from mjvault.config.schema import RetentionSection
+    from mjvault.integrity.pack import PackReport
+    from mjvault.integrity.retention import RetentionReport
     from mjvault.integrity.verify import VerifyReport
     from mjvault.notify import Notifier
     from mjvault.remotes.push import PushReport
+    from mjvault.sync import SyncReport
     from mjvault.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,20 @@ def push_targets(vault: Vault, named: Iterable[str]) -> list[str]:
         if name not in targets:
             targets.append(name)
     return targets
+
+
+def lacks_head(vault: Vault, name: str) -> bool:
+    """Whether remote ``name`` may lack the vault's HEAD snapshot, from the local record of
+    what it holds (no remote I/O): a push that failed (a NAS not mounted) is caught up by the
+    next run, new data or not. An unreadable record counts as lacking: a push of nothing
+    new costs a listing, a remote left behind costs the backup."""
+    from mjvault.remotes.record import load_record
+
+    head = vault.refs.head()
+    if head is None:
+        return False
+    record = load_record(vault.path, name)
+    return record is None or head not in record.snapshots
 
 
 def push_after_sync(
@@ -116,12 +135,77 @@ def verify_after_sync(vault: Vault, subset: str, *, notifier: Notifier) -> Verif
     return report
 
 
-def lock_holder(vault: Vault) -> str | None:
-    """Who holds the vault's write lock right now (a message), or None when nobody does."""
-    lock = vault.write_lock()
-    try:
-        lock.acquire()
-    except VaultLocked as exc:
-        return exc.message
-    lock.release()
-    return None
+@dataclass
+class FollowupSettings:
+    """What to do after each sync (from the configuration and the command line)."""
+
+    retention: RetentionSection | None = None  # None: no retention step
+    pack_after: int = 0  # merge small packs once more than this pile up (0: never)
+    push: tuple[str, ...] = ()  # --push names; auto-push remotes are added
+    verify_subset: str | None = None
+    passphrase: PassphraseGetter | None = None
+
+
+@dataclass
+class FollowupReport:
+    retention: RetentionReport | None = None
+    packing: PackReport | None = None
+    pushes: list[PushOutcome] = field(default_factory=list)
+    verify: VerifyReport | None = None
+
+    @property
+    def retention_failed(self) -> bool:
+        return self.retention is not None and self.retention.error is not None
+
+    @property
+    def push_failed(self) -> bool:
+        return any(not p.ok for p in self.pushes)
+
+    def pack_line(self) -> str | None:
+        if self.packing is None:
+            return None
+        return f"merged {self.packing.packs_merged} small packs into {self.packing.packs_written}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The keys a sync's JSON summary carries: ``retention`` always, the others when
+        their step ran."""
+        data: dict[str, Any] = {"retention": self.retention.to_json() if self.retention else None}
+        if self.packing is not None:
+            data["packing"] = self.packing.to_json()
+        if self.pushes:
+            data["pushes"] = [p.to_json() for p in self.pushes]
+        if self.verify is not None:
+            data["verify"] = self.verify.to_json()
+        return data
+
+
+def run_followups(
+    vault: Vault,
+    report: SyncReport,
+    settings: FollowupSettings,
+    *,
+    notifier: Notifier,
+    into: FollowupReport | None = None,
+) -> FollowupReport:
+    """Retention, pack merging, pushes to each remote behind HEAD, a verify subset: in that
+    order, each reported in ``into`` (made if not given) as soon as it is done, so a caller
+    holding it still sees the steps finished before an interruption. A dry run does none."""
+    from mjvault.integrity.pack import pack_after_write
+    from mjvault.integrity.retention import after_sync
+
+    done = into if into is not None else FollowupReport()
+    if report.dry_run:
+        return done
+    if settings.retention is not None:
+        done.retention = after_sync(vault, settings.retention)
+    done.packing = pack_after_write(vault, settings.pack_after)
+    # Every remote behind HEAD, not only after a new snapshot: one a push missed (a NAS not
+    # mounted) is caught up by the next run, new jobs or not.
+    behind = [t for t in push_targets(vault, settings.push) if lacks_head(vault, t)]
+    for target in behind:  # one at a time: an interruption keeps the outcomes so far
+        done.pushes += push_after_sync(
+            vault, [target], passphrase=settings.passphrase, notifier=notifier
+        )
+    if settings.verify_subset:
+        done.verify = verify_after_sync(vault, settings.verify_subset, notifier=notifier)
+    return done

@@ -363,10 +363,14 @@ def sync(
         report.seconds = time.monotonic() - started
         log.info("sync stopped after %d new jobs: checkpoint kept", report.jobs_new)
         if isinstance(exc, KeyboardInterrupt):
-            raise Interrupted(
+            stopped = Interrupted(
                 f"interrupted after {report.jobs_new} new jobs; they are kept: "
                 "rerun `mjvault sync` to resume"
-            ) from None
+            )
+            stopped.report = report  # a watch logs what the cut-short cycle stored
+            raise stopped from None
+        if isinstance(exc, Interrupted):
+            exc.report = report
         if isinstance(exc, SourceError) and not isinstance(exc, MissingCredentials):
             # Missing credentials stop the sync before its first request: nothing to keep.
             exc.message = f"{exc.message} — {report.jobs_new} new jobs fetched before that are kept; rerun `mjvault sync` to resume"

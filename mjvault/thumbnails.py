@@ -22,7 +22,6 @@ import os
 import queue
 import sqlite3
 import threading
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -79,9 +78,6 @@ Progress = Callable[[int, int | None], None]
 # An image to make: its id, or (its id, whether it is a 2x2 grid: its quadrants are hashed).
 Wanted = str | tuple[str, bool]
 
-_caches: weakref.WeakKeyDictionary[Vault, ThumbCache] = weakref.WeakKeyDictionary()
-_caches_lock = threading.Lock()
-
 
 def parse_sizes(text: str) -> list[str]:
     """``s,m`` → ``["s", "m"]``; refuses names other than those of :data:`SIZES`."""
@@ -94,12 +90,9 @@ def parse_sizes(text: str) -> list[str]:
 
 
 def cache_of(vault: Vault) -> ThumbCache:
-    """The vault's table, one connection per open vault, shared by threads."""
-    with _caches_lock:
-        cache = _caches.get(vault)
-        if cache is None:
-            cache = _caches[vault] = ThumbCache(vault.path)
-        return cache
+    """The vault's table, one connection per open vault, shared by threads; closed when the
+    vault is (not left to the collector: a watch opens a vault every cycle)."""
+    return vault.attached("thumbs", lambda: ThumbCache(vault.path))
 
 
 def _pixels(size: str) -> int:

@@ -12,11 +12,12 @@ import json
 import logging
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from mjvault.errors import (
     CorruptObject,
@@ -121,6 +122,13 @@ def _resolve_passphrase(passphrase: PassphraseSource) -> str:
     return passphrase() if callable(passphrase) else passphrase
 
 
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_C = TypeVar("_C", bound=_Closable)
+
+
 class Vault:
     def __init__(
         self,
@@ -140,6 +148,19 @@ class Vault:
         self.refs = Refs(path)
         self.tree = Tree(self._read_node, self._write_node_unbuffered)
         self._index: Index | None = None
+        # Per-vault resources of other modules (the thumbnail table's connection), closed by
+        # close(): one owner, so a process that opens a vault per cycle holds none of them.
+        self._attached: dict[str, _Closable] = {}
+        self._attached_lock = threading.Lock()
+
+    def attached(self, key: str, make: Callable[[], _C]) -> _C:
+        """The resource ``key`` of this open vault, made by ``make`` on first use, closed
+        with the vault."""
+        with self._attached_lock:
+            found = self._attached.get(key)
+            if found is None:
+                found = self._attached[key] = make()
+            return found  # type: ignore[return-value]
 
     # -- creating and opening --------------------------------------------------------------
     @classmethod
@@ -211,10 +232,16 @@ class Vault:
             )
 
     def close(self) -> None:
-        if self._index is not None:
-            self._index.close()
-            self._index = None
-        self.store.close()
+        with self._attached_lock:
+            attached, self._attached = list(self._attached.values()), {}
+        try:
+            for resource in attached:
+                resource.close()
+        finally:
+            if self._index is not None:
+                self._index.close()
+                self._index = None
+            self.store.close()
 
     def _allow_packs(self) -> None:
         """Mark an older vault as version 3 before a pack file of this mjvault appears (its

@@ -1,12 +1,15 @@
 """``mjvault sync --watch``: sync, follow up, sleep, again, until told to stop.
 
 Each cycle is one incremental sync (an up-to-date vault costs one listing page), then what
-follows a sync that stored something (pushes, a verify subset: :mod:`mjvault.followups`).
+follows a sync (retention, pack merging, pushes to remotes behind HEAD, a verify subset:
+:func:`mjvault.followups.run_followups`).
 The vault and the client are opened for the cycle and closed after it, so a process that
 runs for months holds nothing between cycles and picks up a renewed cookie or rotated keys.
 
 Failures back off: the wait doubles per failed cycle in a row, up to a cap (eight intervals,
 at most an hour, never less than one interval), and returns to the interval after a success.
+Any error of a cycle (a full disk, a broken cache file) is a failed cycle, never the end of
+the watch; the caller may floor the wait after a failure (the CLI: a minute).
 A refused cookie or a Cloudflare challenge waits the cap at once: only the user can fix it,
 and asking again every few seconds would only look like an attack.
 
@@ -26,22 +29,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from mjvault.durations import parse_duration
+from mjvault.durations import parse_bounded
 from mjvault.errors import (
     AuthError,
     ChallengeError,
     Interrupted,
     MjvaultError,
-    UsageError,
     VaultLocked,
 )
-from mjvault.followups import (
-    PassphraseGetter,
-    PushOutcome,
-    push_after_sync,
-    push_targets,
-    verify_after_sync,
-)
+from mjvault.followups import FollowupReport, FollowupSettings, PushOutcome, run_followups
 
 if TYPE_CHECKING:
     from mjvault.integrity.verify import VerifyReport
@@ -55,14 +51,28 @@ log = logging.getLogger(__name__)
 MIN_ADVISED = 60.0  # shorter intervals work (tests use 1 s) but mind the service's limits
 CAP_INTERVALS = 8
 CAP_SECONDS = 3600.0
+MIN_INTERVAL = 1.0  # shorter is a busy loop against the service, not a watch
+MAX_INTERVAL = 31 * 86400.0  # as a schedule's (mjvault.schedule.plan); longer overflows waits
+# The shortest wait after a failed cycle (the CLI's): a failing service is not asked again
+# within a minute, unless the user chose a shorter interval (then one interval).
+MIN_FAILURE_WAIT = 60.0
 
 
 def parse_interval(text: str) -> float:
-    """``--every``: ``30s``, ``10m``, ``6h``, ``1d`` (or seconds); longer than zero."""
-    seconds = parse_duration(text)
-    if not seconds > 0:
-        raise UsageError(f"--every must be longer than 0 seconds, not {text!r}")
-    return seconds
+    """``--every`` or ``sync.every``: ``30s``, ``10m``, ``6h``, ``1d`` (or seconds), between
+    a second and 31 days."""
+    return parse_bounded(
+        text,
+        minimum=MIN_INTERVAL,
+        maximum=MAX_INTERVAL,
+        refusal=f"--every {text} (or sync.every): a watch syncs between every second and "
+        "every 31 days",
+    )
+
+
+def failure_floor(every: float) -> float:
+    """The CLI's shortest wait after a failure: a minute, or the interval if shorter."""
+    return min(MIN_FAILURE_WAIT, every)
 
 
 def backoff_cap(every: float) -> float:
@@ -82,10 +92,12 @@ class Backoff:
     every: float
     cap: float = 0.0
     failures: int = 0  # failed cycles in a row
+    floor: float = 0.0  # no wait after a failure is shorter (the cap rises to it if need be)
 
     def __post_init__(self) -> None:
         if not self.cap:
             self.cap = backoff_cap(self.every)
+        self.cap = max(self.cap, self.floor)
 
     def succeeded(self) -> float:
         self.failures = 0
@@ -96,7 +108,7 @@ class Backoff:
         if error is not None and needs_the_user(error):
             return self.cap
         # Capped before the power grows huge: a loop failing for a year must not overflow.
-        return min(self.cap, self.every * 2 ** min(self.failures, 64))
+        return max(self.floor, min(self.cap, self.every * 2 ** min(self.failures, 64)))
 
 
 @dataclass
@@ -106,9 +118,16 @@ class CycleResult:
     report: SyncReport | None = None
     error: MjvaultError | None = None
     busy: str | None = None  # another writer held the vault: the cycle was skipped
-    pushes: list[PushOutcome] = field(default_factory=list)
-    verify: VerifyReport | None = None
+    followups: FollowupReport = field(default_factory=FollowupReport)
     seconds: float = 0.0
+
+    @property
+    def pushes(self) -> list[PushOutcome]:
+        return self.followups.pushes
+
+    @property
+    def verify(self) -> VerifyReport | None:
+        return self.followups.verify
 
     @property
     def new_jobs(self) -> int:
@@ -123,12 +142,21 @@ class CycleResult:
         return any(not p.ok for p in self.pushes)
 
 
+class CycleInterrupted(Interrupted):
+    """A cycle stopped by a signal or Ctrl-C; ``result`` is what it did before the stop."""
+
+    def __init__(self, result: CycleResult) -> None:
+        super().__init__("interrupted; the vault is consistent")
+        self.result = result
+
+
 @dataclass
 class WatchSummary:
     cycles: int = 0
     failed_cycles: int = 0
     new_jobs: int = 0
     stopped: bool = False  # ended by ``stop`` or an interrupt (the only ways it ends)
+    interrupted: CycleResult | None = None  # the cycle a signal cut short, what it stored
 
 
 @dataclass
@@ -140,10 +168,9 @@ class SyncCycle:
     options: SyncOptions
     notifier: Notifier
     stop: threading.Event
-    push: tuple[str, ...] = ()
-    verify_subset: str | None = None
-    passphrase: PassphraseGetter | None = None
-    # What a one-shot sync does after storing (retention, merging packs); errors are its own.
+    followups: FollowupSettings = field(default_factory=FollowupSettings)
+    # An embedding caller's own step after each sync, before the follow-ups; its errors fail
+    # the cycle as any other would.
     after_sync: Callable[[Vault, SyncReport], None] | None = None
     where: str = ""  # the vault's path, for a failure before the vault is open
 
@@ -166,10 +193,15 @@ class SyncCycle:
                     result.busy = exc.message
                     return result
                 except Interrupted:
-                    raise
+                    raise  # to the handler below, with what was stored
                 except MjvaultError as exc:
                     result.error = exc
                     notify_sync_outcome(self.notifier, exc, vault=label)
+                    return result
+                except Exception as exc:  # the sync's own OSError or sqlite3.Error
+                    result.error = cycle_failure(exc)
+                    log.debug("watch cycle failed", exc_info=True)
+                    notify_sync_outcome(self.notifier, result.error, vault=label)
                     return result
                 self.notifier.recovered("sync", vault=label)
                 # The news before the follow-ups (as the one-shot sends it): a push or a
@@ -178,12 +210,22 @@ class SyncCycle:
                     notify_sync_outcome(self.notifier, result.report, vault=label)
                 self._follow_up(vault, result)
                 self.notifier.recovered(*self._went_well(result), vault=label)
-        except (Interrupted, KeyboardInterrupt):
-            raise
-        except MjvaultError as exc:  # the vault would not open, a follow-up's own failure
-            result.error = exc
+        except (Interrupted, KeyboardInterrupt) as exc:
+            # What the cycle stored before the stop (the sync's jobs, the pushes so far) goes
+            # with the interruption, for the loop to log.
+            if result.report is None and isinstance(exc, Interrupted):
+                result.report = exc.report  # type: ignore[assignment]
+            result.seconds = time.monotonic() - started
+            raise CycleInterrupted(result) from exc
+        except Exception as exc:  # the vault would not open, a follow-up's own failure, a
+            # full disk, a broken cache: one failed cycle
+            if isinstance(exc, MjvaultError):
+                result.error = exc
+            else:
+                result.error = cycle_failure(exc)
+                log.debug("watch cycle failed", exc_info=True)  # the trace, for -v
             what = "sync" if result.report is None else "sync follow-up"
-            self.notifier.failed(what, exc, vault=label)
+            self.notifier.failed(what, result.error, vault=label)
         finally:
             result.seconds = time.monotonic() - started
         return result
@@ -202,13 +244,25 @@ class SyncCycle:
         assert report is not None
         if self.after_sync is not None:
             self.after_sync(vault, report)
-        if report.snapshot is not None:
-            targets = push_targets(vault, self.push)
-            result.pushes = push_after_sync(
-                vault, targets, passphrase=self.passphrase, notifier=self.notifier
-            )
-        if self.verify_subset:
-            result.verify = verify_after_sync(vault, self.verify_subset, notifier=self.notifier)
+        done = run_followups(
+            vault, report, self.followups, notifier=self.notifier, into=result.followups
+        )
+        if done.retention_failed:
+            assert done.retention is not None
+            log.warning(done.retention.lines()[0])
+
+
+def cycle_failure(exc: Exception) -> MjvaultError:
+    """An unexpected error of one cycle as the one-line failure the loop backs off from.
+
+    A months-long watch must outlive a full disk or a cache file gone bad: the next cycle
+    may find them fixed. OSError names the path, as every other write failure does.
+    """
+    if isinstance(exc, OSError):
+        from mjvault.store.objects import write_failure
+
+        return write_failure(exc)
+    return MjvaultError(f"{type(exc).__name__}: {exc}")
 
 
 def _stamp(moment: datetime) -> str:
@@ -241,7 +295,24 @@ def log_cycle(result: CycleResult, wait: float, backoff: Backoff) -> None:
             extra["pushes_failed"] = sum(1 for p in result.pushes if not p.ok)
         if result.verify is not None:
             extra["verify_problems"] = len(result.verify.problems)
+        if result.followups.retention_failed:
+            extra["retention_failed"] = True
+        if result.followups.packing is not None:
+            extra["packs_merged"] = result.followups.packing.packs_merged
         log.info("watch cycle", extra=extra | common)
+
+
+def log_interrupted(result: CycleResult) -> None:
+    """The line of a cycle cut short: what it stored and pushed before the stop (kept)."""
+    extra: dict[str, object] = {
+        "new_jobs": result.new_jobs,
+        "missing_images": result.missing_images,
+        "seconds": round(result.seconds, 3),
+    }
+    if result.pushes:
+        extra["pushed"] = ",".join(p.remote for p in result.pushes if p.ok) or "none"
+        extra["pushes_failed"] = sum(1 for p in result.pushes if not p.ok)
+    log.info("watch cycle interrupted", extra=extra)
 
 
 def watch(
@@ -251,15 +322,16 @@ def watch(
     stop: threading.Event | None = None,
     on_cycle: Callable[[CycleResult, float], None] | None = None,
     max_cycles: int | None = None,
+    min_failure_wait: float = 0.0,
 ) -> WatchSummary:
     """Run ``cycle`` every ``every`` seconds (backing off on failures) until stopped.
 
     ``on_cycle(result, wait)`` sees each cycle and the wait before the next. Returns when
     ``stop`` is set, on KeyboardInterrupt (the sync having checkpointed), or after
-    ``max_cycles``.
+    ``max_cycles``. No wait after a failed cycle is shorter than ``min_failure_wait``.
     """
     stop = stop or threading.Event()
-    backoff = Backoff(every)
+    backoff = Backoff(every, floor=min_failure_wait)
     summary = WatchSummary()
     if every < MIN_ADVISED:
         log.warning(
@@ -290,7 +362,11 @@ def watch(
                 return summary
             if stop.wait(wait):
                 break
-    except (Interrupted, KeyboardInterrupt):
+    except (Interrupted, KeyboardInterrupt) as exc:
+        if isinstance(exc, CycleInterrupted):
+            summary.interrupted = exc.result
+            summary.new_jobs += exc.result.new_jobs
+            log_interrupted(exc.result)
         log.info("watch stopped: the vault is consistent", extra={"cycles": summary.cycles})
         summary.stopped = True
         return summary

@@ -5,6 +5,7 @@ verify subset, --if-idle against a real lock, and the interval and backoff rules
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import json
@@ -28,7 +29,15 @@ from hypothesis import strategies as st
 from mjvault import Vault
 from mjvault.cli.root import run
 from mjvault.config.schema import build_config
-from mjvault.errors import AuthError, ChallengeError, SourceError, UsageError, VaultLocked
+from mjvault.errors import (
+    AuthError,
+    ChallengeError,
+    SourceError,
+    UsageError,
+    VaultLocked,
+    VaultWriteError,
+)
+from mjvault.followups import FollowupSettings
 from mjvault.integrity.reachability import checkpoint_tree
 from mjvault.lock import WriteLock, read_holder
 from mjvault.notify import Notifier
@@ -37,7 +46,15 @@ from mjvault.sync import SyncOptions
 from mjvault.testing.accounts import Account
 from mjvault.testing.faults import Faults
 from mjvault.testing.server import FakeMidjourney
-from mjvault.watch import Backoff, SyncCycle, backoff_cap, parse_interval, watch
+from mjvault.watch import (
+    Backoff,
+    CycleResult,
+    SyncCycle,
+    backoff_cap,
+    cycle_failure,
+    parse_interval,
+    watch,
+)
 from tests.test_notify import Receiver
 from tests.test_sync import TOKEN, assert_complete, cli_env, settings_for
 from tests.test_sync_kill import assert_verifies, wait_for_media_requests
@@ -221,6 +238,9 @@ def test_sigterm_mid_sync_checkpoints_and_the_next_run_completes(
             partial = checkpoint_tree(vault)
             kept = sum(1 for _ in vault.tree.walk(partial)) if partial else 0
         assert 0 < kept < len(account.jobs), "the checkpoint keeps part of the run"
+        # The cut-short cycle says what it stored before the stop.
+        cut = [c for c in cycles(tmp_path / "log") if c["msg"] == "watch cycle interrupted"]
+        assert len(cut) == 1 and int(cut[0]["new_jobs"]) > 0, cycles(tmp_path / "log")
         environ = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")}
         finish = subprocess.run(
             [sys.executable, "-m", "mjvault", "--vault", str(vault_path), "sync", *FAST],
@@ -232,16 +252,49 @@ def test_sigterm_mid_sync_checkpoints_and_the_next_run_completes(
         assert_complete(vault_path, account)
 
 
+def test_sigterm_stops_a_one_shot_sync_with_a_checkpoint_and_exit_130(
+    vault_path: Path, tmp_path: Path
+) -> None:
+    account = Account.generate(53, 100)
+    with FakeMidjourney(account, Faults(latency=0.004), token=TOKEN) as slow:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")}
+        environ |= cli_env(slow)
+        command = [sys.executable, "-m", "mjvault", "--vault", str(vault_path), "sync", *FAST]
+        process = subprocess.Popen(
+            [*command, "--checkpoint-jobs", "6"],
+            env=environ,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        wait_for_media_requests(slow, process, 60)
+        assert process.poll() is None, "the sync ended before the signal"
+        code, err = stop(process)
+        assert code == 130, err  # interrupted: rerun to resume (docs/usage.md)
+        assert err.count("\n") == 1 and "interrupted" in err and "rerun" in err, err
+        assert_unlocked(vault_path)
+        assert_verifies(vault_path)
+        with Vault.open(vault_path) as vault:
+            partial = checkpoint_tree(vault)
+            kept = sum(1 for _ in vault.tree.walk(partial)) if partial else 0
+        assert 0 < kept < len(account.jobs), "the checkpoint keeps part of the run"
+        media_before = slow.stats.media_requests
+        finish = subprocess.run(command, env=environ, capture_output=True, timeout=120)
+        assert finish.returncode == 0, finish.stderr
+        assert_complete(vault_path, account)
+        # Resumed: what the checkpoint kept was not downloaded again.
+        assert slow.stats.media_requests - media_before < len(account.jobs) * 4
+
+
 def test_faults_back_off_and_the_watch_recovers_once_they_clear(
     server: FakeMidjourney, vault_path: Path, tmp_path: Path
 ) -> None:
     log = tmp_path / "watch.log"
     server.faults = Faults(non_object_page=1)  # every listing's first page is unusable
-    process = start_watch(vault_path, server, log, every="0.5s")
+    process = start_watch(vault_path, server, log, every="1s")
     failed = lambda: [c for c in cycles(log) if "failures" in c]  # noqa: E731
     wait_until(lambda: len(failed()) >= 2, process, 20, "two failed cycles")
-    # The wait doubles per failure in a row: 1 s, then 2 s (interval 0.5 s, cap 4 s).
-    assert [float(c["retry_in"]) for c in failed()[:2]] == [1.0, 2.0]
+    # The wait doubles per failure in a row: 2 s, then 4 s (interval 1 s, cap 8 s).
+    assert [float(c["retry_in"]) for c in failed()[:2]] == [2.0, 4.0]
     assert failed()[0]["error"] == "BadListingPage"
 
     # A refused cookie is the user's to fix: the next retry waits the whole cap at once.
@@ -250,7 +303,7 @@ def test_faults_back_off_and_the_watch_recovers_once_they_clear(
         lambda: any(c["error"] == "SessionRefused" for c in failed()), process, 20, "auth fail"
     )
     refused = next(c for c in failed() if c["error"] == "SessionRefused")
-    assert float(refused["retry_in"]) == backoff_cap(0.5) == 4.0
+    assert float(refused["retry_in"]) == backoff_cap(1) == 8.0
 
     server.faults = Faults()
     wait_until(
@@ -295,6 +348,53 @@ def test_if_idle_exits_0_with_one_line_while_another_writer_holds_the_lock(
     ran = cli(vault_path, "sync", *FAST, "--if-idle")
     assert ran.code == 0, ran.err
     assert_complete(vault_path, server.account)
+
+
+def test_if_idle_takes_the_lock_once_without_a_look_first(
+    server: FakeMidjourney, vault_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A look that takes the lock and lets it go holds it for an instant: a writer starting
+    # then would fail. --if-idle takes it once, as the sync, and skips on VaultLocked.
+    taken: list[str] = []
+    acquire = WriteLock.acquire
+
+    def counted(self: WriteLock) -> WriteLock:
+        taken.append(type(self).__name__)
+        return acquire(self)
+
+    monkeypatch.setattr(WriteLock, "acquire", counted)
+    ran = cli(vault_path, "sync", *FAST, "--if-idle")
+    assert ran.code == 0, ran.err
+    assert len(taken) == 1, taken
+    assert_complete(vault_path, server.account)
+
+
+def test_quiet_sync_prints_nothing_and_logs_its_summary(
+    server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli
+) -> None:
+    log = tmp_path / "sync.log"
+    ran = cli(vault_path, "-q", "--log-file", str(log), "sync", *FAST)
+    assert ran.code == 0, ran.err
+    assert ran.out == "" and ran.err == ""  # -q: only errors (what a timer's mail carries)
+    lines = [line for line in log.read_text().splitlines() if 'msg="sync finished"' in line]
+    assert len(lines) == 1, log.read_text()
+    assert f"jobs_new={JOBS}" in lines[0] and "images_missing=0" in lines[0]
+    shown = cli(vault_path, "sync", *FAST)  # without -q the summary is still shown
+    assert "vault already up to date" in shown.out and 'msg="sync finished"' not in shown.err
+
+
+def test_a_failed_sync_writes_its_error_to_the_log_file_and_once_on_stderr(
+    server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli
+) -> None:
+    log = tmp_path / "sync.log"
+    server.faults = Faults(expired=True)
+    ran = cli(vault_path, "-q", "--log-file", str(log), "sync", *FAST)
+    assert ran.code == 1
+    assert len(ran.err.strip().splitlines()) == 1 and ran.err.startswith("mjvault: error:")
+    errors = [line for line in log.read_text().splitlines() if "level=error" in line]
+    assert len(errors) == 1, log.read_text()
+    assert "error=SessionRefused" in errors[0] and "exit=1" in errors[0]
+    assert TOKEN not in log.read_text()
 
 
 def test_a_failed_push_exits_4_and_keeps_the_synced_jobs(
@@ -371,6 +471,8 @@ def test_bad_intervals_and_combinations_are_one_line_errors(vault_path: Path, cl
     for args in (
         ("--watch", "--every", "soon"),
         ("--watch", "--every", "0s"),
+        ("--watch", "--every", "110000d"),  # overflowed the wait: a traceback
+        ("--watch", "--every", "0.001s"),  # a busy loop against the service
         ("--every", "10m"),
         ("--dry-run", "--watch"),
         ("--push", "../x"),
@@ -479,6 +581,39 @@ def test_the_loop_stops_from_another_thread_and_its_memory_stays_flat(
     assert ended.stopped and time.monotonic() - started < 2, "the wait woke on the stop"
 
 
+def _open_handles(name: str) -> int:
+    """Descriptors of this process open on a file called ``name``."""
+    found = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{fd}").endswith(name):
+                found += 1
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")
+def test_cycles_with_thumbnails_leave_no_connection_open(
+    server: FakeMidjourney, vault_path: Path
+) -> None:
+    cycle = SyncCycle(
+        open_vault=lambda: _opened(vault_path),
+        open_client=lambda: MidjourneyClient(settings_for(server)),
+        options=SyncOptions(concurrency=4, thumbnails=True),
+        notifier=Notifier.from_config(build_config({})),
+        stop=threading.Event(),
+    )
+    gc.disable()  # the collector used to be what closed them: it must not be needed
+    try:
+        for _ in range(6):
+            server.add_jobs(1)
+            result = cycle()
+            assert result.error is None, result.error
+            assert result.report is not None and result.report.thumbnails_made
+            assert _open_handles("thumbs.sqlite") == 0
+    finally:
+        gc.enable()
+
+
 class Recorded(Notifier):
     """The notifier interface, recording what each cycle asked it to say."""
 
@@ -511,14 +646,16 @@ def test_each_cycle_notifies_new_jobs_failures_and_failed_pushes(
         options=SyncOptions(concurrency=4, thumbnails=False),
         notifier=notifier,
         stop=threading.Event(),
-        verify_subset="100%",
+        followups=FollowupSettings(verify_subset="100%"),
     )
     first = cycle()
     assert first.new_jobs == JOBS and first.push_failed and first.verify is not None
     # The news first: a follow-up that fails cannot swallow it.
     assert notifier.calls == [("sync_finished", str(JOBS)), ("push_failed", "gone")]
     notifier.calls.clear()
-    assert cycle().error is None and notifier.calls == []  # idle: nothing to say
+    # Idle: no news; the remote still behind is tried again (it may be back).
+    assert cycle().error is None and notifier.calls == [("push_failed", "gone")]
+    notifier.calls.clear()
     server.faults = Faults(expired=True)
     failed = cycle()
     assert isinstance(failed.error, AuthError)
@@ -609,16 +746,36 @@ def test_a_follow_up_that_raises_still_sends_the_news_and_its_failure(
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("30s", 30), ("10m", 600), ("6h", 21600), ("1d", 86400), ("1.5", 1.5)]
+    ("text", "seconds"),
+    [
+        ("30s", 30),
+        ("10m", 600),
+        ("6h", 21600),
+        ("1d", 86400),
+        ("1.5", 1.5),
+        ("1", 1),
+        ("31d", 31 * 86400),
+    ],
 )
 def test_intervals(text: str, seconds: float) -> None:
     assert parse_interval(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "0s", "0", "soon", "-1m", "10 m x"])
+@pytest.mark.parametrize(
+    "text", ["", "0s", "0", "soon", "-1m", "10 m x", "0.5", "0.001s", "32d", "110000d"]
+)
 def test_bad_intervals(text: str) -> None:
     with pytest.raises(UsageError):
         parse_interval(text)
+
+
+def test_a_failure_never_waits_less_than_the_floor() -> None:
+    from mjvault.watch import failure_floor
+
+    assert failure_floor(600) == 60 and failure_floor(1) == 1
+    backoff = Backoff(1, floor=failure_floor(90))
+    assert backoff.failed() == 60 and backoff.cap == 60  # not 2 s: a minute at least
+    assert backoff.succeeded() == 1
 
 
 def test_cap() -> None:
@@ -654,3 +811,101 @@ def test_backoff_never_exceeds_the_cap_and_resets_on_success(
         elif previous is not None:
             assert wait == min(backoff.cap, previous * 2) or previous == backoff.cap
         previous = wait
+
+
+# -- a cycle's unexpected failures ---------------------------------------------------------------
+
+
+def test_a_full_disk_in_a_follow_up_fails_the_cycle_not_the_watch(
+    server: FakeMidjourney, tmp_path: Path
+) -> None:
+    from tests.fullfs import small_fs
+
+    with small_fs(tmp_path / "small", size="16m") as disk:
+        vault_path = disk.path / "vault"
+        Vault.init(vault_path).close()
+
+        def fill_then_write(vault: Vault, _report: Any) -> None:
+            # After the sync stored its jobs the disk fills up; the follow-up's write gets the
+            # bare OSError (ENOSPC) that a retention or pack merge would meet.
+            if not disk.is_full():
+                disk.fill()
+            (vault.path / "note").write_bytes(b"x" * 65536)
+
+        notifier = Recorded()
+        cycle = SyncCycle(
+            open_vault=lambda: _opened(vault_path),
+            open_client=lambda: MidjourneyClient(settings_for(server)),
+            options=SyncOptions(concurrency=4, thumbnails=False),
+            notifier=notifier,
+            stop=threading.Event(),
+            after_sync=fill_then_write,
+        )
+        seen: list[CycleResult] = []
+        try:
+            summary = watch(cycle, every=0.01, max_cycles=2, on_cycle=lambda r, _w: seen.append(r))
+        finally:
+            disk.free()
+        assert summary.cycles == 2 and summary.failed_cycles == 2  # the loop went on
+        first = seen[0]
+        assert first.report is not None and first.report.jobs_new == JOBS  # stored, then failed
+        assert isinstance(first.error, VaultWriteError)
+        assert "No space left on device" in str(first.error)
+        cycle.after_sync = None
+        assert cycle().error is None  # space again: the next cycle succeeds
+        assert_complete(vault_path, server.account)
+
+
+def test_an_oserror_becomes_a_one_line_failure_naming_the_path() -> None:
+    error = cycle_failure(OSError(28, "No space left on device", "/v/cache/thumbs.sqlite"))
+    assert isinstance(error, VaultWriteError)
+    assert "No space left on device" in str(error) and "/v/cache/thumbs.sqlite" in str(error)
+    assert "OperationalError" in str(cycle_failure(__import__("sqlite3").OperationalError("x")))
+
+
+def test_a_remote_a_push_missed_is_caught_up_by_an_idle_cycle(
+    server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli
+) -> None:
+    assert cli(vault_path, "remote", "add", "nas", str(tmp_path / "nas"), "--auto-push").code == 0
+    config = tmp_path / "nas" / "config"
+    saved = config.read_bytes()
+    config.unlink()  # the NAS is not mounted: the push after the sync fails
+    cycle = SyncCycle(
+        open_vault=lambda: _opened(vault_path),
+        open_client=lambda: MidjourneyClient(settings_for(server)),
+        options=SyncOptions(concurrency=4, thumbnails=False),
+        notifier=Recorded(),
+        stop=threading.Event(),
+    )
+    first = cycle()
+    assert first.new_jobs == JOBS and first.push_failed
+    config.write_bytes(saved)  # mounted again
+    idle = cycle()
+    assert idle.new_jobs == 0 and idle.report is not None and idle.report.snapshot is None
+    assert [p.remote for p in idle.pushes] == ["nas"] and not idle.push_failed
+    assert idle.pushes[0].report is not None and idle.pushes[0].report.snapshots_sent >= 1
+    assert cycle().pushes == []  # caught up: an idle cycle pushes nothing
+    # A one-shot sync catches up the same way.
+    config.unlink()
+    server.add_jobs(1)
+    assert cli(vault_path, "sync", *FAST).code == 4
+    config.write_bytes(saved)
+    again = cli(vault_path, "--json", "sync", *FAST)
+    assert again.code == 0, again.err
+    assert [p["remote"] for p in again.json()["pushes"]] == ["nas"]
+
+
+def test_one_owner_of_follow_ups_and_the_watch_reports_retention_and_packing(
+    server: FakeMidjourney, vault_path: Path, tmp_path: Path
+) -> None:
+    import mjvault.cli.watch as cli_watch
+
+    source = Path(cli_watch.__file__).read_text()
+    assert "cli.sync import _" not in source  # no private names of the one-shot command
+    log = tmp_path / "watch.log"
+    process = start_watch(vault_path, server, log, root=("--json",))
+    wait_until(lambda: len(cycles(log)) >= 1, process, 30, "a first cycle")
+    code, out, err = stopped(process, signal.SIGTERM)
+    assert code == 0, err
+    first = json.loads(out.splitlines()[0])
+    assert first["new_jobs"] == JOBS and "retention" in first and "packing" in first

@@ -17,8 +17,29 @@ from pathlib import Path
 from mjvault.errors import UsageError
 from mjvault.redact import redact
 
+# A record whose words the terminal already shows (the command's one error line): it goes to
+# --log-file only. Set as ``extra={ON_TERMINAL: True}``; never written as a field.
+ON_TERMINAL = "on_terminal"
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is a field.
-_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    ON_TERMINAL,
+}
+
+
+def _not_shown_yet(record: logging.LogRecord) -> bool:
+    return not getattr(record, ON_TERMINAL, False)
+
+
+def log_shown_line(level: int, message: str, **fields: object) -> None:
+    """Log a line the terminal already shows, so that --log-file has it too (a scheduled
+    run's error), without writing it twice on stderr."""
+    root = logging.getLogger()
+    if not root.handlers:
+        return  # logging never set up (a usage error): Python's last resort would print it
+    logging.getLogger("mjvault").log(level, message, extra={ON_TERMINAL: True, **fields})
 
 
 def _quote(value: object) -> str:
@@ -96,6 +117,7 @@ def setup_logging(verbosity: int, log_file: str | None = None) -> None:
     formatter = KeyValueFormatter()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     handlers[0].setLevel(level)
+    handlers[0].addFilter(_not_shown_yet)
     if log_file is not None:  # an empty name is refused, not taken for "no log file"
         file_handler = _private_file_handler(log_file)
         file_handler.setLevel(min(level, logging.INFO))

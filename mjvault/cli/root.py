@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -376,10 +377,12 @@ def _echo_traceback(app: AppContext, argv: Sequence[str]) -> None:
 
 
 def _fail(app: AppContext, err: MjvaultError, argv: Sequence[str]) -> None:
+    from mjvault.cli.logs import log_shown_line
     from mjvault.redact import redact
 
     _echo_traceback(app, argv)
     click.echo(f"mjvault: error: {redact(str(err))}", err=True)
+    log_shown_line(logging.ERROR, str(err), error=type(err).__name__, exit=err.exit_code)
     _json_error(app, type(err).__name__, err.message, err.hint, err.exit_code)
     sys.exit(err.exit_code)
 
@@ -396,6 +399,9 @@ def run(args: list[str]) -> None:
         # click turns Ctrl-C into Abort. Writers checkpoint on the way out, so say so.
         _echo_traceback(app, args)
         click.echo("mjvault: interrupted; the vault is consistent, rerun to resume", err=True)
+        from mjvault.cli.logs import log_shown_line
+
+        log_shown_line(logging.WARNING, "interrupted", exit=EXIT_INTERRUPTED)
         _json_error(app, "Interrupted", "interrupted", "rerun to resume", EXIT_INTERRUPTED)
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:

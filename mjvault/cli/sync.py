@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,7 +17,7 @@ from mjvault.errors import EXIT_INTEGRITY, EXIT_PARTIAL, UsageError, VaultLocked
 if TYPE_CHECKING:
     from mjvault.followups import PushOutcome
     from mjvault.integrity.verify import VerifyReport
-    from mjvault.sync import SyncOptions
+    from mjvault.sync import SyncOptions, SyncReport
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ Examples:
     "push_to",
     metavar="NAME",
     multiple=True,
-    help="After a sync that stored something, push to remote NAME (repeatable; remotes "
+    help="After the sync, push to remote NAME if it lacks the newest snapshot (repeatable; remotes "
     "marked auto-push are pushed to as well).",
 )
 @click.option(
@@ -139,13 +140,10 @@ def sync_command(
     MIDJOURNEY_USER_ID, --cookies FILE, or `mjvault auth login`.
 
     Exit codes: 4 when images are missing or a push failed (the synced jobs are kept), 3
-    when --verify-subset found problems. --watch exits 0 on SIGTERM, 130 on Ctrl-C.
+    when --verify-subset found problems. A sync stopped by Ctrl-C or SIGTERM keeps what it
+    fetched and exits 130; --watch exits 0 on SIGTERM, 130 on Ctrl-C.
     """
-    from mjvault.followups import push_after_sync, push_targets, verify_after_sync
     from mjvault.integrity.verify import parse_subset
-    from mjvault.notify import Notifier, failures_notified, notify_sync_outcome
-    from mjvault.sources.midjourney import MidjourneyClient
-    from mjvault.sync import sync
 
     if verify_subset is not None:
         parse_subset(verify_subset)  # a bad spec is refused before any work
@@ -178,14 +176,37 @@ def sync_command(
 
         run_watch(app, source, options, push=push_to, verify_subset=verify_subset, if_idle=if_idle)
         return
+    from mjvault.cli.signals import StopSignals
+
+    # A service manager's SIGTERM (systemctl stop, shutdown, docker stop) stops a one-shot sync
+    # the way Ctrl-C does: it checkpoints, releases the lock and exits 130 (interrupted).
+    with StopSignals().installed():
+        _sync_once(
+            app, source, options, push_to=push_to, verify_subset=verify_subset, if_idle=if_idle
+        )
+
+
+def _sync_once(
+    app: AppContext,
+    source: SourceOptions,
+    options: SyncOptions,
+    *,
+    push_to: tuple[str, ...],
+    verify_subset: str | None,
+    if_idle: bool,
+) -> None:
+    from mjvault.cli.if_idle import say_busy
+    from mjvault.followups import FollowupSettings, run_followups
+    from mjvault.notify import Notifier, failures_notified, notify_sync_outcome
+    from mjvault.sources.midjourney import MidjourneyClient
+    from mjvault.sync import sync
+
     # The notifier first: reading the credentials (a browser profile) is the sync's first
     # step that can fail, and that failure is notified like any other.
     notifier = Notifier.from_config(app.config)
     with failures_notified(notifier, vault=str(app.vault_path())):
         settings = source.settings_for(app, concurrency=app.config.sync.jobs)
     vault = app.open_vault()
-    if if_idle and _busy(app, vault):
-        return
     try:
         with (
             failures_notified(notifier, vault=str(vault.path)),
@@ -204,73 +225,78 @@ def sync_command(
     except VaultLocked as exc:
         if not if_idle:
             raise
-        _say_busy(app, exc.message)  # taken between the look and the sync
+        # --if-idle takes the lock as any sync does and skips on finding it held: a look
+        # first would hold the lock an instant itself and fail a writer starting then.
+        say_busy(app, exc.message)
         return
     notify_sync_outcome(notifier, report, vault=str(vault.path))
+    if not report.dry_run:
+        log_summary(report)
+
+    def say(line: str, err: bool = False) -> None:
+        # -q: only errors (a timer's mail); the summary is in the log file regardless.
+        if err or app.verbosity >= 0:
+            click.echo(line, err=err)
 
     def human() -> None:
         if report.dry_run:
-            click.echo(
-                f"{len(report.would_fetch)} jobs would be fetched ({report.jobs_listed} listed):"
-            )
+            say(f"{len(report.would_fetch)} jobs would be fetched ({report.jobs_listed} listed):")
             for job in report.would_fetch[:50]:
-                click.echo(
+                say(
                     f"  {job['id']}  {job['time'] or '?'}  {len(job['media'])} files  {job['prompt'][:60]}"
                 )
             return
-        click.echo(
+        say(
             f"jobs: {report.jobs_new} new, {report.jobs_updated} updated, "
             f"{report.jobs_unchanged} unchanged ({report.jobs_listed} listed, "
             f"{report.listing_pages} listing pages, API {report.generation})"
         )
         if report.jobs_forgotten:
-            click.echo(f"{report.jobs_forgotten} forgotten jobs skipped")
+            say(f"{report.jobs_forgotten} forgotten jobs skipped")
         videos = f" ({report.videos_downloaded} videos)" if report.videos_downloaded else ""
-        click.echo(
+        say(
             f"images: {report.images_downloaded} downloaded{videos}, "
             f"{report.images_deduplicated} deduplicated, {report.images_reused} reused from "
             f"parent jobs, {report.images_missing} missing"
         )
-        click.echo(f"bytes: {_megabytes(report.bytes_downloaded)} MB in {report.seconds:.1f} s")
+        say(f"bytes: {_megabytes(report.bytes_downloaded)} MB in {report.seconds:.1f} s")
         if report.thumbnails_made or report.thumbnails_left:
             later = (
                 f"; {report.thumbnails_left} images left for `mjvault thumbs`"
                 if report.thumbnails_left
                 else ""
             )
-            click.echo(f"thumbnails: {report.thumbnails_made} made{later}")
-        click.echo(
-            f"snapshot {report.snapshot[:12]}" if report.snapshot else "vault already up to date"
-        )
+            say(f"thumbnails: {report.thumbnails_made} made{later}")
+        say(f"snapshot {report.snapshot[:12]}" if report.snapshot else "vault already up to date")
         if report.views and report.views["views"]:
             totals = report.views["totals"]
-            click.echo(
+            say(
                 f"views: {len(report.views['views'])} refreshed, {totals['added']} files added, "
                 f"{totals['removed']} removed"
             )
         for name, problem in (report.views or {}).get("errors", {}).items():
-            click.echo(f"  view {name} not refreshed: {problem}", err=True)
+            say(f"  view {name} not refreshed: {problem}", err=True)
         for gone in report.missing[:MAX_MISSING_SHOWN]:
-            click.echo(f"  missing: job {gone.job_id} image {gone.index}: {gone.reason}", err=True)
+            say(f"  missing: job {gone.job_id} image {gone.index}: {gone.reason}", err=True)
         if len(report.missing) > MAX_MISSING_SHOWN:
-            click.echo(
+            say(
                 f"  … and {len(report.missing) - MAX_MISSING_SHOWN} more (--json lists all)",
                 err=True,
             )
         if any(gone.gone for gone in report.missing):
-            click.echo(
+            say(
                 "  files gone from the CDN (404) or damaged there: their jobs are kept without "
                 "them; `mjvault sync --retry-missing --full` asks for them again",
                 err=True,
             )
         if any(not gone.gone for gone in report.missing):
-            click.echo(
+            say(
                 "  files that could not be fetched this time: the next `mjvault sync` tries "
                 "them again",
                 err=True,
             )
         if report.records_malformed:
-            click.echo(
+            say(
                 f"  {report.records_malformed} malformed records from the listing: "
                 f"{report.jobs_skipped} skipped (not job records), "
                 f"{report.records_malformed - report.jobs_skipped} kept with their claims "
@@ -278,50 +304,44 @@ def sync_command(
                 err=True,
             )
         if report.listing_cut_short:
-            click.echo(f"  {report.listing_cut_short}", err=True)
+            say(f"  {report.listing_cut_short}", err=True)
 
-    from mjvault.cli.pack import pack_after_write
     from mjvault.cli.passphrase import passphrase_source
-    from mjvault.integrity.retention import after_sync
 
     data = report.to_json()
-    retention = None if report.dry_run else after_sync(vault, app.config.retention)
-    data["retention"] = retention.to_json() if retention else None
-    packed = None if report.dry_run else pack_after_write(app, vault, data)
-    pushes: list[PushOutcome] = []
-    if report.snapshot is not None:
-        pushes = push_after_sync(
-            vault,
-            push_targets(vault, push_to),
+    done = run_followups(
+        vault,
+        report,
+        FollowupSettings(
+            retention=app.config.retention,
+            pack_after=app.config.pack.auto_after,
+            push=push_to,
+            verify_subset=verify_subset,
             passphrase=passphrase_source(app.passphrase_file),
-            notifier=notifier,
-        )
-        data["pushes"] = [p.to_json() for p in pushes]
-    checked = None
-    if verify_subset is not None:
-        checked = verify_after_sync(vault, verify_subset, notifier=notifier)
-        data["verify"] = checked.to_json()
+        ),
+        notifier=notifier,
+    )
+    data |= done.to_json()
 
-    def human_and_packing() -> None:
+    def human_and_followups() -> None:
         human()
-        if retention is not None:
-            for line in retention.lines():
-                click.echo(line, err=retention.error is not None)
+        if done.retention is not None:
+            for line in done.retention.lines():
+                say(line, err=done.retention_failed)
+        packed = done.pack_line()
         if packed:
-            click.echo(packed)
-        _print_followups(pushes, checked)
+            say(packed)
+        _print_followups(done.pushes, done.verify, say)
 
-    app.emit(data, human_and_packing)
-    if checked is not None and not checked.ok:
+    app.emit(data, human_and_followups)
+    if done.verify is not None and not done.verify.ok:
         sys.exit(EXIT_INTEGRITY)
-    retention_failed = retention is not None and retention.error is not None
-    push_failed = any(not p.ok for p in pushes)
     if (
         report.missing
         or report.records_malformed
         or report.listing_cut_short
-        or retention_failed
-        or push_failed
+        or done.retention_failed
+        or done.push_failed
     ):
         sys.exit(EXIT_PARTIAL)
 
@@ -357,41 +377,43 @@ def _sync_options(
     )
 
 
-def _busy(app: AppContext, vault: Any) -> bool:
-    """--if-idle: is another process writing to the vault? Says so when it is."""
-    from mjvault.followups import lock_holder
+def log_summary(report: SyncReport) -> None:
+    """The sync's outcome as one INFO line: what --log-file keeps of a scheduled run."""
+    log.info(
+        "sync finished",
+        extra={
+            "jobs_new": report.jobs_new,
+            "jobs_updated": report.jobs_updated,
+            "jobs_listed": report.jobs_listed,
+            "images_downloaded": report.images_downloaded,
+            "images_missing": report.images_missing,
+            "bytes_downloaded": report.bytes_downloaded,
+            "seconds": round(report.seconds, 3),
+            "snapshot": report.snapshot[:12] if report.snapshot else None,
+        },
+    )
 
-    holder = lock_holder(vault)
-    if holder is not None:
-        _say_busy(app, holder)
-    return holder is not None
 
-
-def _say_busy(app: AppContext, holder: str) -> None:
-    # A warning: the one line reaches stderr and --log-file, and -q keeps stderr quiet.
-    log.warning("sync skipped (--if-idle): %s", holder)
-    if app.json_output:
-        app.emit({"skipped": True, "reason": holder})
-
-
-def _print_followups(pushes: list[PushOutcome], checked: VerifyReport | None) -> None:
+def _print_followups(
+    pushes: list[PushOutcome], checked: VerifyReport | None, say: Callable[..., None]
+) -> None:
     for outcome in pushes:
         if outcome.ok and outcome.report is not None:
-            click.echo(
+            say(
                 f"pushed to {outcome.remote}: {outcome.report.objects_sent} objects, "
                 f"{outcome.report.snapshots_sent} snapshots published"
             )
         else:
-            click.echo(
+            say(
                 f"  push to {outcome.remote} failed: {outcome.error} (the synced jobs are kept; "
                 f"`mjvault push {outcome.remote}` tries again)",
                 err=True,
             )
     if checked is not None:
         if checked.ok:
-            click.echo(f"verified a {checked.subset} subset: no problems")
+            say(f"verified a {checked.subset} subset: no problems")
         else:
-            click.echo(
+            say(
                 f"  verify of a {checked.subset} subset found {len(checked.problems)} problems: "
                 "run `mjvault verify --read-data`",
                 err=True,

@@ -16,47 +16,20 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from types import FrameType
 from typing import TYPE_CHECKING
 
 import click
 
 from mjvault.cli.context import AppContext
+from mjvault.cli.signals import StopSignals
 from mjvault.cli.source_options import SourceOptions
 from mjvault.errors import EXIT_INTERRUPTED
 
 if TYPE_CHECKING:
     from mjvault.sources.midjourney import MidjourneyClient
-    from mjvault.sync import SyncOptions, SyncReport
+    from mjvault.sync import SyncOptions
     from mjvault.vault import Vault
     from mjvault.watch import CycleResult
-
-
-class _Signals:
-    """Turn the first SIGTERM or SIGINT into a KeyboardInterrupt; remember which it was."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, object] = {}
-
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self.received is not None:
-            return  # already stopping: let the checkpoint finish
-        self.received = signum
-        # Raised, not flagged: it wakes the interval's wait and stops a sync mid-listing the
-        # way Ctrl-C always has (the writer's abort path). Setting an Event from a handler
-        # could deadlock on the lock the interrupted wait holds.
-        raise KeyboardInterrupt
-
-    @contextmanager
-    def installed(self) -> Iterator[_Signals]:
-        for signum in (int(signal.SIGTERM), int(signal.SIGINT)):
-            self._previous[signum] = signal.signal(signum, self._handle)
-        try:
-            yield self
-        finally:
-            for signum, previous in self._previous.items():
-                signal.signal(signum, previous)  # type: ignore[arg-type]
 
 
 def run_watch(
@@ -68,14 +41,13 @@ def run_watch(
     verify_subset: str | None,
     if_idle: bool,
 ) -> None:
-    from mjvault.cli.pack import pack_after_write
+    from mjvault.cli.if_idle import say_busy
     from mjvault.cli.passphrase import passphrase_source
-    from mjvault.followups import lock_holder, push_targets
-    from mjvault.integrity.retention import after_sync
+    from mjvault.followups import FollowupSettings, push_targets
     from mjvault.notify import Notifier
     from mjvault.sources.midjourney import MidjourneyClient
     from mjvault.vault import Vault
-    from mjvault.watch import SyncCycle, parse_interval, watch
+    from mjvault.watch import SyncCycle, failure_floor, parse_interval, watch
 
     every = parse_interval(app.config.sync.every)
     vault_path = app.vault_path()
@@ -93,7 +65,6 @@ def run_watch(
     first = Vault.open(vault_path, passphrase=passphrase)
     try:
         push_targets(first, push)
-        holder = lock_holder(first) if if_idle else None
     finally:
         first.close()
     app.override(source.config_overrides())
@@ -102,11 +73,6 @@ def run_watch(
         from mjvault.sources.midjourney.browser_cookies import check_spec
 
         check_spec(browser)
-    if holder is not None:
-        from mjvault.cli.sync import _say_busy
-
-        _say_busy(app, holder)
-        return
 
     @contextmanager
     def open_vault() -> Iterator[Vault]:
@@ -123,14 +89,6 @@ def run_watch(
         with MidjourneyClient(settings) as client:
             yield client
 
-    def follow_sync(vault: Vault, report: SyncReport) -> None:
-        retention = after_sync(vault, app.config.retention)
-        if retention is not None and retention.error is not None:
-            import logging
-
-            logging.getLogger("mjvault.watch").warning(retention.lines()[0])
-        pack_after_write(app, vault, {})
-
     stop = threading.Event()
     cycle = SyncCycle(
         open_vault=open_vault,
@@ -139,15 +97,36 @@ def run_watch(
         # Changes only: a problem that persists is not sent again every cycle.
         notifier=Notifier.from_config(app.config, changes_only=True),
         stop=stop,
-        push=push,
-        verify_subset=verify_subset,
-        passphrase=passphrase,
-        after_sync=follow_sync,
+        followups=FollowupSettings(
+            retention=app.config.retention,
+            pack_after=app.config.pack.auto_after,
+            push=push,
+            verify_subset=verify_subset,
+            passphrase=passphrase,
+        ),
         where=str(vault_path),
     )
-    signals = _Signals()
+    cycles_seen: list[bool] = []
+
+    def on_cycle(result: CycleResult, wait: float) -> None:
+        # --if-idle: a first cycle that finds another writer at work ends the watch, with the
+        # one line a one-shot sync gives (the lock is taken as any sync takes it, no look).
+        if if_idle and not cycles_seen and result.busy:
+            say_busy(app, result.busy)
+            stop.set()
+            return
+        cycles_seen.append(True)
+        _show(app, result, wait)
+
+    signals = StopSignals()
     with signals.installed():
-        watch(cycle, every=every, stop=stop, on_cycle=lambda r, w: _show(app, r, w))
+        watch(
+            cycle,
+            every=every,
+            stop=stop,
+            on_cycle=on_cycle,
+            min_failure_wait=failure_floor(every),
+        )
     if signals.received == signal.SIGINT:
         click.echo("mjvault: interrupted; the vault is consistent", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -168,6 +147,10 @@ def _show(app: AppContext, result: CycleResult, wait: float) -> None:
             "missing_images": result.missing_images,
             "snapshot": result.report.snapshot if result.report else None,
             "pushes": [p.to_json() for p in result.pushes],
+            "retention": (
+                result.followups.retention.to_json() if result.followups.retention else None
+            ),
+            "packing": (result.followups.packing.to_json() if result.followups.packing else None),
             "verify_problems": len(result.verify.problems) if result.verify else None,
             "seconds": round(result.seconds, 3),
             "next_run": next_run.isoformat(timespec="seconds"),
@@ -177,6 +160,13 @@ def _show(app: AppContext, result: CycleResult, wait: float) -> None:
     if app.verbosity < 0 or result.error is not None or result.busy:
         return  # failures and skips are warnings in the log already
     when = next_run.astimezone().strftime("%H:%M:%S")
+    retention = result.followups.retention
+    if retention is not None and retention.error is None and retention.forgotten:
+        for line in retention.lines():  # a failure is a warning in the log already
+            click.echo(line)
+    packed = result.followups.pack_line()
+    if packed:
+        click.echo(packed)
     click.echo(
         f"{datetime.now().strftime('%H:%M:%S')}  {result.new_jobs} new jobs, "
         f"{result.missing_images} missing images ({result.seconds:.1f} s); next at {when}"

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from mjvault.durations import parse_duration
+from mjvault.durations import parse_bounded
 from mjvault.errors import UsageError
 
 # Every scheduler here counts in whole minutes at best (cron's finest step is a minute), and
@@ -84,10 +84,12 @@ def program_argv() -> tuple[str, ...]:
 
 
 def parse_every(text: str) -> float:
-    seconds = parse_duration(text)
-    if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
-        raise UsageError(f"--every {text}: a schedule runs between every minute and every 31 days")
-    return seconds
+    return parse_bounded(
+        text,
+        minimum=MIN_INTERVAL,
+        maximum=MAX_INTERVAL,
+        refusal=f"--every {text}: a schedule runs between every minute and every 31 days",
+    )
 
 
 def check_subset(spec: str) -> str:
