@@ -706,7 +706,7 @@ def test_a_verify_problem_that_persists_is_notified_once(
         options=SyncOptions(concurrency=4, thumbnails=False),
         notifier=Notifier([receiver.url], changes_only=True),
         stop=threading.Event(),
-        verify_subset="100%",
+        followups=FollowupSettings(verify_subset="100%"),
     )
     assert cycle().verify is not None
     receiver.received.clear()
