@@ -5,21 +5,26 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from mjvault.views.registry import View, ViewRegistry
-
 if TYPE_CHECKING:
     from mjvault.vault import Vault
+    from mjvault.views.registry import View
 
 ViewPaths = dict[str, list[str]]  # job id -> absolute file paths, by image index
 
 
 def view_paths(vault: Vault, name: str) -> ViewPaths:
     """The files of the view ``name``, per job; a clear error when there is no such view."""
+    # Imported here, not above: every search imports this module, and the views' writers
+    # bring what a reader never needs (tests/test_startup.py keeps it so).
+    from mjvault.views.registry import ViewRegistry
+
     return _paths_of(ViewRegistry(vault).load(name))
 
 
 def all_view_paths(vault: Vault) -> ViewPaths:
     """The files of every view, per job (empty when none exist)."""
+    from mjvault.views.registry import ViewRegistry
+
     merged: ViewPaths = {}
     for view in ViewRegistry(vault).all():
         for job_id, paths in _paths_of(view).items():
