@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,6 +74,20 @@ def service_missing(reason: str) -> None:
     if os.environ.get("MJVAULT_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{reason} (MJVAULT_REQUIRE_SERVICES=1)", pytrace=False)
     pytest.skip(reason)
+
+
+def system_chromium() -> tuple[str, Any]:
+    """Debian's chromium and Playwright's sync API (never a downloaded browser), or a skip
+    saying which is missing; under .ci/run, which installs both, a missing one fails."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        service_missing("chromium is not installed (apt-get install chromium)")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        service_missing("playwright is not installed")
+    assert chromium is not None
+    return chromium, sync_api
 
 
 @pytest.fixture(scope="session")

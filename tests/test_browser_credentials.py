@@ -28,7 +28,7 @@ from mjvault.errors import ConfigError
 from mjvault.sources.midjourney.browser_cookies import parse_spec, select_cookies
 from mjvault.testing.accounts import Account
 from mjvault.testing.server import FakeMidjourney
-from tests.conftest import service_missing
+from tests.conftest import system_chromium
 
 FIRST = "browser-session-first-5c1d"
 RENEWED = "browser-session-renewed-9e2f"
@@ -45,16 +45,8 @@ LAUNCH_ARGS = [
 
 
 def _chromium() -> tuple[str, Any]:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        service_missing("chromium is not installed (apt-get install chromium)")
-    try:
-        from playwright import sync_api
-    except ImportError:
-        service_missing("playwright is not installed")
     pytest.importorskip("yt_dlp", reason="yt-dlp is not installed (mjvault[browser])")
-    assert chromium is not None
-    return chromium, sync_api
+    return system_chromium()
 
 
 @pytest.fixture

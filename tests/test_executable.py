@@ -14,18 +14,16 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from mjvault import __version__
 from mjvault.testing.archive import write_sample_archive
+from tests.test_notify import Receiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.executable]
 
@@ -147,37 +145,6 @@ def test_stats_chart(executable: Path, imported: Path, tmp_path: Path, fmt: str)
     result = run(executable, "--vault", str(imported), "stats", "--chart", str(chart), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert MAGIC[fmt] in chart.read_bytes()[:200]
-
-
-class Receiver:
-    """A JSON receiver on 127.0.0.1 (Apprise's json://) that keeps every body POSTed to it."""
-
-    def __init__(self) -> None:
-        received: list[dict[str, Any]] = []
-        self.received = received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"json://127.0.0.1:{self.server.server_port}/hook"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_notify_test_reaches_a_receiver(executable: Path, tmp_path: Path) -> None:

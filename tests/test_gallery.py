@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from mjvault.find.gallery import build_gallery, image_paths
 from mjvault.find.gallery.chunks import gallery_rows
 from mjvault.find.gallery.thumbs import CACHE_FILE, OLD_CACHE_FILE, ThumbCache, make_thumbnail
 from mjvault.testing.images import make_png
-from tests.conftest import CHEAP_KDF, PASSPHRASE, run_cli, service_missing
+from tests.conftest import CHEAP_KDF, PASSPHRASE, run_cli, system_chromium
 
 PROMPTS = ["a red fox in the misty forest", "a bowl of ramen", "café at night, neon"]
 
@@ -114,15 +113,7 @@ def test_cli_reports_and_refuses_the_vault_itself(vault: Vault, tmp_path: Path) 
 # -- a real browser ------------------------------------------------------------------------
 def _browser() -> tuple[str, Any]:
     """Debian's chromium and Playwright's sync API, or a skip saying which is missing."""
-    chromium = shutil.which("chromium")
-    # Under .ci/run (MJVAULT_REQUIRE_SERVICES=1), which installs both, a missing one fails.
-    if chromium is None:
-        service_missing("chromium is not installed (apt-get install chromium)")
-    try:
-        from playwright import sync_api
-    except ImportError:
-        service_missing("playwright is not installed")
-    return chromium, sync_api
+    return system_chromium()
 
 
 @pytest.mark.parametrize("kind", ["plain", "encrypted"])

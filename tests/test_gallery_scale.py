@@ -28,7 +28,7 @@ from mjvault.testing.gallerypage import (
     screen_faults,
     scroll_to_end,
 )
-from tests.conftest import service_missing
+from tests.conftest import system_chromium
 
 # What "bounded" and "does not freeze" mean here, generous for a loaded CI machine: the page
 # keeps the rows near the viewport (about 150 tiles at 1400x900), not the 3,200 (1k jobs) or
@@ -105,14 +105,7 @@ def _scroll(page: Any, out: Path, shots: Path, tiles: int, k: int, prompt: str) 
 def test_the_gallery_scrolls_to_its_last_job_in_chromium(
     jobs: int, work: Path, tmp_path: Path
 ) -> None:
-    chromium = shutil.which("chromium")
-    # Under .ci/run (MJVAULT_REQUIRE_SERVICES=1), which installs both, a missing one fails.
-    if chromium is None:
-        service_missing("chromium is not installed (apt-get install chromium)")
-    try:
-        from playwright import sync_api
-    except ImportError:
-        service_missing("playwright is not installed")
+    chromium, sync_api = system_chromium()
     started = time.perf_counter()
     build_many(work / "vault", jobs)  # records through the writer, 64 shared images
     built = time.perf_counter()

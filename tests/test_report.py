@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from hypothesis import strategies as st
 
 from mjvault.insights.render.charts import CHARTS, chart_svgs, charts_for
 from mjvault.insights.render.report import render, report_html
-from tests.conftest import service_missing
+from tests.conftest import system_chromium
 
 HERE = Path(__file__).parent
 FIXTURE = HERE / "insights_fixture.json"
@@ -166,15 +165,7 @@ def test_an_empty_vault_still_renders(fmt: str) -> None:
 
 
 def _browser() -> tuple[str, Any]:
-    chromium = shutil.which("chromium")
-    # Under .ci/run (MJVAULT_REQUIRE_SERVICES=1), which installs both, a missing one fails.
-    if chromium is None:
-        service_missing("chromium is not installed (apt-get install chromium)")
-    try:
-        from playwright import sync_api
-    except ImportError:
-        service_missing("playwright is not installed")
-    return chromium, sync_api
+    return system_chromium()
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import httpx
 import pytest
 
 from mjvault.testing.gallerypage import LAUNCH_ARGS, MONITOR, build_many
-from tests.conftest import service_missing
+from tests.conftest import system_chromium
 
 JOBS = 300
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -85,15 +84,7 @@ class Server:
 
 
 def _chromium() -> tuple[str, Any]:
-    chromium = shutil.which("chromium")
-    # Under .ci/run (MJVAULT_REQUIRE_SERVICES=1), which installs both, a missing one fails.
-    if chromium is None:
-        service_missing("chromium is not installed (apt-get install chromium)")
-    try:
-        from playwright import sync_api
-    except ImportError:
-        service_missing("playwright is not installed")
-    return chromium, sync_api
+    return system_chromium()
 
 
 @pytest.fixture(scope="module")
