@@ -173,6 +173,13 @@ class SyncCycle:
     # the cycle as any other would.
     after_sync: Callable[[Vault, SyncReport], None] | None = None
     where: str = ""  # the vault's path, for a failure before the vault is open
+    # A stop requested other than through ``stop`` (the CLI: a signal received). A signal's
+    # KeyboardInterrupt can be swallowed on the way (the writer's pack merge, after the
+    # snapshot, reports it and goes on), so what decides the stop is this, not the exception.
+    stop_requested: Callable[[], bool] | None = None
+
+    def stopping(self) -> bool:
+        return self.stop.is_set() or (self.stop_requested is not None and self.stop_requested())
 
     def __call__(self) -> CycleResult:
         from mjvault.notify import notify_sync_outcome
@@ -186,9 +193,7 @@ class SyncCycle:
                 label = str(vault.path)
                 try:
                     with self.open_client() as client:
-                        result.report = sync(
-                            vault, client, self.options, should_stop=self.stop.is_set
-                        )
+                        result.report = sync(vault, client, self.options, should_stop=self.stopping)
                 except VaultLocked as exc:
                     result.busy = exc.message
                     return result
@@ -203,6 +208,8 @@ class SyncCycle:
                     log.debug("watch cycle failed", exc_info=True)
                     notify_sync_outcome(self.notifier, result.error, vault=label)
                     return result
+                if self.stopping():  # a stop whose interrupt the sync's last step swallowed
+                    raise Interrupted("interrupted; the vault is consistent")
                 self.notifier.recovered("sync", vault=label)
                 # The news before the follow-ups (as the one-shot sends it): a push or a
                 # verify that raises must not swallow the jobs this sync stored.

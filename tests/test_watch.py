@@ -285,6 +285,75 @@ def test_sigterm_stops_a_one_shot_sync_with_a_checkpoint_and_exit_130(
         assert slow.stats.media_requests - media_before < len(account.jobs) * 4
 
 
+def mjvault_json(vault_path: Path, *args: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, "-m", "mjvault", "--vault", str(vault_path), *args], capture_output=True
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout) if "--json" in args else None
+
+
+def add_remote(vault_path: Path, where: Path, *flags: str) -> None:
+    mjvault_json(vault_path, "remote", "add", "nas", str(where), *flags)
+
+
+def snapshots_pushed(vault_path: Path) -> int:
+    held: int = mjvault_json(vault_path, "--json", "remote", "info", "nas")["snapshots"]["count"]
+    return held
+
+
+def run_with_a_stop_at_merge(
+    vault_path: Path, server: FakeMidjourney, log: Path, signum: str, *args: str
+) -> subprocess.Popen[bytes]:
+    """``mjvault ARGS`` whose first sync is sent ``signum`` while it merges its run's packs,
+    the step after the snapshot that swallows the interrupt (tests/signal_at_merge.py)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")}
+    environ |= cli_env(server) | {"SIGNAL_AT_MERGE": signum}
+    driver = Path(__file__).with_name("signal_at_merge.py")
+    command = [sys.executable, str(driver), "--vault", str(vault_path), "--log-file", str(log)]
+    return subprocess.Popen(
+        [*command, *args], env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+@pytest.mark.parametrize(("signum", "code"), [("SIGTERM", 0), ("SIGINT", 130)])
+def test_a_stop_signal_during_the_pack_merge_still_stops_the_watch(
+    server: FakeMidjourney, vault_path: Path, tmp_path: Path, signum: str, code: int
+) -> None:
+    add_remote(vault_path, tmp_path / "nas", "--auto-push")
+    log = tmp_path / "watch.log"
+    process = run_with_a_stop_at_merge(
+        vault_path, server, log, signum, "sync", *FAST, "--watch", "--every", "1s"
+    )
+    try:
+        out, err = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"the watch ran on after {signum}: {cycles(log)}")
+    assert process.returncode == code, err
+    assert "Traceback" not in err.decode()
+    assert snapshots_pushed(vault_path) == 0  # the stop came before the follow-ups
+    assert_unlocked(vault_path)
+    assert_verifies(vault_path)
+    assert_complete(vault_path, server.account)  # the snapshot was published before the stop
+
+
+def test_a_stop_signal_during_the_pack_merge_stops_a_one_shot_sync_with_130(
+    server: FakeMidjourney, vault_path: Path, tmp_path: Path
+) -> None:
+    add_remote(vault_path, tmp_path / "nas")
+    process = run_with_a_stop_at_merge(
+        vault_path, server, tmp_path / "sync.log", "SIGTERM", "sync", *FAST, "--push", "nas"
+    )
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err.decode().splitlines()[-1].startswith("mjvault: error: interrupted"), err
+    assert snapshots_pushed(vault_path) == 0
+    assert_unlocked(vault_path)
+    assert_verifies(vault_path)
+    assert_complete(vault_path, server.account)
+
+
 def test_faults_back_off_and_the_watch_recovers_once_they_clear(
     server: FakeMidjourney, vault_path: Path, tmp_path: Path
 ) -> None:

@@ -12,9 +12,10 @@ import click
 
 from mjvault.cli.context import AppContext, pass_app
 from mjvault.cli.source_options import SourceOptions, midjourney_options
-from mjvault.errors import EXIT_INTEGRITY, EXIT_PARTIAL, UsageError, VaultLocked
+from mjvault.errors import EXIT_INTEGRITY, EXIT_PARTIAL, Interrupted, UsageError, VaultLocked
 
 if TYPE_CHECKING:
+    from mjvault.cli.signals import StopSignals
     from mjvault.followups import PushOutcome
     from mjvault.integrity.verify import VerifyReport
     from mjvault.sync import SyncOptions, SyncReport
@@ -180,9 +181,15 @@ def sync_command(
 
     # A service manager's SIGTERM (systemctl stop, shutdown, docker stop) stops a one-shot sync
     # the way Ctrl-C does: it checkpoints, releases the lock and exits 130 (interrupted).
-    with StopSignals().installed():
+    with StopSignals().installed() as signals:
         _sync_once(
-            app, source, options, push_to=push_to, verify_subset=verify_subset, if_idle=if_idle
+            app,
+            source,
+            options,
+            push_to=push_to,
+            verify_subset=verify_subset,
+            if_idle=if_idle,
+            signals=signals,
         )
 
 
@@ -194,6 +201,7 @@ def _sync_once(
     push_to: tuple[str, ...],
     verify_subset: str | None,
     if_idle: bool,
+    signals: StopSignals,
 ) -> None:
     from mjvault.cli.if_idle import say_busy
     from mjvault.followups import FollowupSettings, run_followups
@@ -229,6 +237,12 @@ def _sync_once(
         # first would hold the lock an instant itself and fail a writer starting then.
         say_busy(app, exc.message)
         return
+    if signals.received is not None:
+        # The signal's interrupt was swallowed by the sync's last step (the pack merge, after
+        # the snapshot): the stop still holds, before the pushes and verify that follow.
+        stopped = Interrupted("interrupted after the snapshot; the vault is consistent")
+        stopped.report = report
+        raise stopped
     notify_sync_outcome(notifier, report, vault=str(vault.path))
     if not report.dry_run:
         log_summary(report)
