@@ -244,6 +244,7 @@ class SyncCycle:
         if result.verify is not None and result.verify.ok:
             names.append("verify")
         names += [f"push to {p.remote}" for p in result.pushes if p.ok]
+        names += [f"push to {remote}" for remote in result.followups.caught_up]
         return names
 
     def _follow_up(self, vault: Vault, result: CycleResult) -> None:

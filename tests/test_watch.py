@@ -964,6 +964,33 @@ def test_a_remote_a_push_missed_is_caught_up_by_an_idle_cycle(
     assert [p["remote"] for p in again.json()["pushes"]] == ["nas"]
 
 
+def test_a_push_failure_that_comes_back_after_a_push_by_hand_is_notified_again(
+    server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli, receiver: Receiver
+) -> None:
+    assert cli(vault_path, "remote", "add", "nas", str(tmp_path / "nas"), "--auto-push").code == 0
+    config = tmp_path / "nas" / "config"
+    saved = config.read_bytes()
+    cycle = SyncCycle(
+        open_vault=lambda: _opened(vault_path),
+        open_client=lambda: MidjourneyClient(settings_for(server)),
+        options=SyncOptions(concurrency=4, thumbnails=False),
+        notifier=Notifier([receiver.url], changes_only=True),
+        stop=threading.Event(),
+    )
+    config.unlink()  # the NAS is not mounted
+    assert cycle().push_failed
+    config.write_bytes(saved)
+    assert cli(vault_path, "push", "nas").code == 0  # the user catches it up by hand
+    idle = cycle()
+    assert idle.pushes == [] and idle.followups.caught_up == ["nas"]
+    config.unlink()  # unmounted again, weeks later
+    server.add_jobs(2)
+    assert cycle().push_failed
+    titles = [m["title"] for m in receiver.received]
+    assert sum("push" in t.lower() and "recovered" not in t.lower() for t in titles) == 2, titles
+    assert sum("recovered" in t.lower() for t in titles) == 1, titles  # the push by hand
+
+
 def test_one_owner_of_follow_ups_and_the_watch_reports_retention_and_packing(
     server: FakeMidjourney, vault_path: Path, tmp_path: Path
 ) -> None:
