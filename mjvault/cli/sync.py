@@ -12,11 +12,18 @@ import click
 
 from mjvault.cli.context import AppContext, pass_app
 from mjvault.cli.source_options import SourceOptions, midjourney_options
-from mjvault.errors import EXIT_INTEGRITY, EXIT_PARTIAL, Interrupted, UsageError, VaultLocked
+from mjvault.errors import (
+    EXIT_INTEGRITY,
+    EXIT_PARTIAL,
+    Interrupted,
+    MjvaultError,
+    UsageError,
+    VaultLocked,
+)
 
 if TYPE_CHECKING:
     from mjvault.cli.signals import StopSignals
-    from mjvault.followups import PushOutcome
+    from mjvault.followups import FollowupReport, PushOutcome
     from mjvault.integrity.verify import VerifyReport
     from mjvault.sync import SyncOptions, SyncReport
 
@@ -323,18 +330,27 @@ def _sync_once(
     from mjvault.cli.passphrase import passphrase_source
 
     data = report.to_json()
-    done = run_followups(
-        vault,
-        report,
-        FollowupSettings(
-            retention=app.config.retention,
-            pack_after=app.config.pack.auto_after,
-            push=push_to,
-            verify_subset=verify_subset,
-            passphrase=passphrase_source(app.passphrase_file),
-        ),
-        notifier=notifier,
-    )
+    try:
+        # A follow-up's own failure (a full disk in a pack merge, a broken remote record) is
+        # notified as a sync's is; the jobs the sync stored are still shown before it.
+        with failures_notified(notifier, vault=str(vault.path), what="sync follow-up"):
+            done = _followups_failing_as_one_line(
+                lambda: run_followups(
+                    vault,
+                    report,
+                    FollowupSettings(
+                        retention=app.config.retention,
+                        pack_after=app.config.pack.auto_after,
+                        push=push_to,
+                        verify_subset=verify_subset,
+                        passphrase=passphrase_source(app.passphrase_file),
+                    ),
+                    notifier=notifier,
+                )
+            )
+    except MjvaultError:
+        app.emit(data, human)
+        raise
     data |= done.to_json()
 
     def human_and_followups() -> None:
@@ -358,6 +374,20 @@ def _sync_once(
         or done.push_failed
     ):
         sys.exit(EXIT_PARTIAL)
+
+
+def _followups_failing_as_one_line(run: Callable[[], FollowupReport]) -> FollowupReport:
+    """``run()``, its unexpected errors (an OSError, a sqlite3 error) as the one-line
+    MjvaultError a watch cycle makes of them, so they are notified like any failure."""
+    from mjvault.watch import cycle_failure
+
+    try:
+        return run()
+    except MjvaultError:
+        raise
+    except Exception as exc:
+        log.debug("sync follow-up failed", exc_info=True)
+        raise cycle_failure(exc) from exc
 
 
 def _sync_options(
