@@ -272,6 +272,22 @@ def test_a_follow_up_that_fails_is_notified_and_the_syncs_summary_still_shown(
     assert "No space left on device" in receiver.received[-1]["message"]
 
 
+def test_a_vault_that_cannot_be_opened_notifies_the_one_shot_sync(
+    world: World,
+    server: FakeMidjourney,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_server(monkeypatch, server, MJVAULT_NOTIFY_URLS=receiver.url)
+    unmounted = world.root / "unmounted" / "vault"
+    failed = run_cli(capsys, "--vault", str(unmounted), "-q", "sync")
+    assert failed.code != 0 and "Traceback" not in failed.err
+    [sent] = receiver.received
+    assert sent["type"] == "failure" and sent["title"] == "mjvault: sync failed"
+    assert str(unmounted) in sent["message"]
+
+
 def test_cloudflare_challenge_posts_the_clients_message(
     world: World,
     server: FakeMidjourney,

@@ -216,12 +216,12 @@ def _sync_once(
     from mjvault.sources.midjourney import MidjourneyClient
     from mjvault.sync import sync
 
-    # The notifier first: reading the credentials (a browser profile) is the sync's first
-    # step that can fail, and that failure is notified like any other.
+    # The notifier first: reading the credentials (a browser profile) and opening the vault
+    # (a disk not mounted) are the sync's first steps that can fail, notified like any other.
     notifier = Notifier.from_config(app.config)
     with failures_notified(notifier, vault=str(app.vault_path())):
         settings = source.settings_for(app, concurrency=app.config.sync.jobs)
-    vault = app.open_vault()
+        vault = app.open_vault()
     try:
         with (
             failures_notified(notifier, vault=str(vault.path)),
