@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -417,6 +418,46 @@ def test_if_idle_exits_0_with_one_line_while_another_writer_holds_the_lock(
     ran = cli(vault_path, "sync", *FAST, "--if-idle")
     assert ran.code == 0, ran.err
     assert_complete(vault_path, server.account)
+
+
+def test_if_idle_skips_while_another_writer_holds_the_lock_even_if_credentials_fail(
+    server: FakeMidjourney,
+    vault_path: Path,
+    tmp_path: Path,
+    cli: Cli,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("yt_dlp", reason="yt-dlp is not installed (mjvault[browser])")
+    monkeypatch.setenv("MJVAULT_NOTIFY_URLS", receiver.url)
+    profile = tmp_path / "firefox-profile"
+    profile.mkdir()  # no cookie database: the credentials cannot be read
+    browser = ("--cookies-from-browser", f"firefox:{profile}")
+    lock = WriteLock(vault_path, "mjvault import").acquire()
+    try:
+        ran = cli(vault_path, "sync", *FAST, "--if-idle", *browser)
+    finally:
+        lock.release()
+    assert ran.code == 0, ran.err
+    lines = ran.err.strip().splitlines()
+    assert len(lines) == 1 and "skipped (--if-idle)" in lines[0], ran.err
+    assert "mjvault import" in lines[0]
+    assert not receiver.received
+    # A note left by a writer that died names nobody at work: the failure is the run's own.
+    (vault_path / "lock").write_text(
+        json.dumps({"pid": dead_pid(), "host": socket.gethostname(), "time": 0})
+    )
+    failed = cli(vault_path, "sync", *FAST, "--if-idle", *browser)
+    assert failed.code == 2, failed.err
+    assert [m["title"] for m in receiver.received] == ["mjvault: sync failed"]
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+    )
+    return int(ended.stdout)
 
 
 def test_if_idle_takes_the_lock_once_without_a_look_first(

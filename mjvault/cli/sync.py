@@ -210,7 +210,7 @@ def _sync_once(
     if_idle: bool,
     signals: StopSignals,
 ) -> None:
-    from mjvault.cli.if_idle import say_busy
+    from mjvault.cli.if_idle import running_holder, say_busy
     from mjvault.followups import FollowupSettings, run_followups
     from mjvault.notify import Notifier, failures_notified, notify_sync_outcome
     from mjvault.sources.midjourney import MidjourneyClient
@@ -220,7 +220,17 @@ def _sync_once(
     # (a disk not mounted) are the sync's first steps that can fail, notified like any other.
     notifier = Notifier.from_config(app.config)
     with failures_notified(notifier, vault=str(app.vault_path())):
-        settings = source.settings_for(app, concurrency=app.config.sync.jobs)
+        try:
+            settings = source.settings_for(app, concurrency=app.config.sync.jobs)
+        except MjvaultError:
+            # --if-idle skips while another writer is at work: credentials read before the
+            # sync takes the lock must not turn that skip into a failure. The next run, with
+            # the vault idle, reports them if they still cannot be read.
+            busy = running_holder(app.vault_path()) if if_idle else None
+            if busy is None:
+                raise
+            say_busy(app, busy)
+            return
         vault = app.open_vault()
     try:
         with (
