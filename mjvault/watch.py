@@ -210,13 +210,13 @@ class SyncCycle:
                     return result
                 if self.stopping():  # a stop whose interrupt the sync's last step swallowed
                     raise Interrupted("interrupted; the vault is consistent")
-                self.notifier.recovered("sync", vault=label)
                 # The news before the follow-ups (as the one-shot sends it): a push or a
                 # verify that raises must not swallow the jobs this sync stored.
                 if result.new_jobs or result.missing_images:  # an idle cycle says nothing
                     notify_sync_outcome(self.notifier, result.report, vault=label)
                 self._follow_up(vault, result)
-                self.notifier.recovered(*self._went_well(result), vault=label)
+                # One "recovered" message for all that went well: the sync and the follow-ups.
+                self.notifier.recovered("sync", *self._went_well(result), vault=label)
         except (Interrupted, KeyboardInterrupt) as exc:
             # What the cycle stored before the stop (the sync's jobs, the pushes so far) goes
             # with the interruption, for the loop to log.
@@ -232,6 +232,8 @@ class SyncCycle:
                 result.error = cycle_failure(exc)
                 log.debug("watch cycle failed", exc_info=True)  # the trace, for -v
             what = "sync" if result.report is None else "sync follow-up"
+            if result.report is not None:
+                self.notifier.recovered("sync", vault=label)  # the sync itself went well
             self.notifier.failed(what, result.error, vault=label)
         finally:
             result.seconds = time.monotonic() - started

@@ -33,6 +33,7 @@ from mjvault.config.schema import build_config
 from mjvault.errors import (
     AuthError,
     ChallengeError,
+    MjvaultError,
     SourceError,
     UsageError,
     VaultLocked,
@@ -1003,6 +1004,59 @@ def test_a_remote_a_push_missed_is_caught_up_by_an_idle_cycle(
     again = cli(vault_path, "--json", "sync", *FAST)
     assert again.code == 0, again.err
     assert [p["remote"] for p in again.json()["pushes"]] == ["nas"]
+
+
+def test_a_cycle_that_ends_two_problems_sends_one_recovered_message(
+    server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli, receiver: Receiver
+) -> None:
+    assert cli(vault_path, "remote", "add", "nas", str(tmp_path / "nas"), "--auto-push").code == 0
+    config = tmp_path / "nas" / "config"
+    saved = config.read_bytes()
+    cycle = SyncCycle(
+        open_vault=lambda: _opened(vault_path),
+        open_client=lambda: MidjourneyClient(settings_for(server)),
+        options=SyncOptions(concurrency=4, thumbnails=False),
+        notifier=Notifier([receiver.url], changes_only=True),
+        stop=threading.Event(),
+    )
+    config.unlink()  # the NAS is not mounted
+    assert cycle().push_failed
+    server.faults = Faults(expired=True)
+    assert cycle().error is not None
+    server.faults = Faults()
+    config.write_bytes(saved)
+    receiver.received.clear()
+    assert cycle().error is None
+    [recovered] = receiver.received
+    assert "recovered" in recovered["title"].lower(), recovered
+    assert "sync" in recovered["message"] and "push to nas" in recovered["message"], recovered
+
+
+def test_a_follow_up_that_fails_still_clears_a_sync_failure(
+    server: FakeMidjourney, vault_path: Path, receiver: Receiver
+) -> None:
+    def broken(_vault: Vault, _report: Any) -> None:
+        raise MjvaultError("the follow-up failed")
+
+    cycle = SyncCycle(
+        open_vault=lambda: _opened(vault_path),
+        open_client=lambda: MidjourneyClient(settings_for(server)),
+        options=SyncOptions(concurrency=4, thumbnails=False),
+        notifier=Notifier([receiver.url], changes_only=True),
+        stop=threading.Event(),
+    )
+    server.faults = Faults(expired=True)
+    assert cycle().error is not None
+    server.faults = Faults()
+    cycle.after_sync = broken
+    receiver.received.clear()
+    assert str(cycle().error) == "the follow-up failed"
+    titles = [m["title"] for m in receiver.received]
+    assert titles == [
+        f"mjvault: {JOBS} new jobs",
+        "mjvault: sync recovered",
+        "mjvault: sync follow-up failed",
+    ], titles
 
 
 def test_a_push_failure_that_comes_back_after_a_push_by_hand_is_notified_again(
