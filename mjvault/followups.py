@@ -151,6 +151,9 @@ class FollowupReport:
     retention: RetentionReport | None = None
     packing: PackReport | None = None
     pushes: list[PushOutcome] = field(default_factory=list)
+    # Remotes to push to that held HEAD already (caught up otherwise: a push by hand), so
+    # none was tried: a push failure notified before is over all the same.
+    caught_up: list[str] = field(default_factory=list)
     verify: VerifyReport | None = None
 
     @property
@@ -201,7 +204,9 @@ def run_followups(
     done.packing = pack_after_write(vault, settings.pack_after)
     # Every remote behind HEAD, not only after a new snapshot: one a push missed (a NAS not
     # mounted) is caught up by the next run, new jobs or not.
-    behind = [t for t in push_targets(vault, settings.push) if lacks_head(vault, t)]
+    behind: list[str] = []
+    for target in push_targets(vault, settings.push):
+        (behind if lacks_head(vault, target) else done.caught_up).append(target)
     for target in behind:  # one at a time: an interruption keeps the outcomes so far
         done.pushes += push_after_sync(
             vault, [target], passphrase=settings.passphrase, notifier=notifier

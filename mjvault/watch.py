@@ -173,6 +173,13 @@ class SyncCycle:
     # the cycle as any other would.
     after_sync: Callable[[Vault, SyncReport], None] | None = None
     where: str = ""  # the vault's path, for a failure before the vault is open
+    # A stop requested other than through ``stop`` (the CLI: a signal received). A signal's
+    # KeyboardInterrupt can be swallowed on the way (the writer's pack merge, after the
+    # snapshot, reports it and goes on), so what decides the stop is this, not the exception.
+    stop_requested: Callable[[], bool] | None = None
+
+    def stopping(self) -> bool:
+        return self.stop.is_set() or (self.stop_requested is not None and self.stop_requested())
 
     def __call__(self) -> CycleResult:
         from mjvault.notify import notify_sync_outcome
@@ -186,9 +193,7 @@ class SyncCycle:
                 label = str(vault.path)
                 try:
                     with self.open_client() as client:
-                        result.report = sync(
-                            vault, client, self.options, should_stop=self.stop.is_set
-                        )
+                        result.report = sync(vault, client, self.options, should_stop=self.stopping)
                 except VaultLocked as exc:
                     result.busy = exc.message
                     return result
@@ -203,13 +208,15 @@ class SyncCycle:
                     log.debug("watch cycle failed", exc_info=True)
                     notify_sync_outcome(self.notifier, result.error, vault=label)
                     return result
-                self.notifier.recovered("sync", vault=label)
+                if self.stopping():  # a stop whose interrupt the sync's last step swallowed
+                    raise Interrupted("interrupted; the vault is consistent")
                 # The news before the follow-ups (as the one-shot sends it): a push or a
                 # verify that raises must not swallow the jobs this sync stored.
                 if result.new_jobs or result.missing_images:  # an idle cycle says nothing
                     notify_sync_outcome(self.notifier, result.report, vault=label)
                 self._follow_up(vault, result)
-                self.notifier.recovered(*self._went_well(result), vault=label)
+                # One "recovered" message for all that went well: the sync and the follow-ups.
+                self.notifier.recovered("sync", *self._went_well(result), vault=label)
         except (Interrupted, KeyboardInterrupt) as exc:
             # What the cycle stored before the stop (the sync's jobs, the pushes so far) goes
             # with the interruption, for the loop to log.
@@ -225,6 +232,8 @@ class SyncCycle:
                 result.error = cycle_failure(exc)
                 log.debug("watch cycle failed", exc_info=True)  # the trace, for -v
             what = "sync" if result.report is None else "sync follow-up"
+            if result.report is not None:
+                self.notifier.recovered("sync", vault=label)  # the sync itself went well
             self.notifier.failed(what, result.error, vault=label)
         finally:
             result.seconds = time.monotonic() - started
@@ -237,6 +246,7 @@ class SyncCycle:
         if result.verify is not None and result.verify.ok:
             names.append("verify")
         names += [f"push to {p.remote}" for p in result.pushes if p.ok]
+        names += [f"push to {remote}" for remote in result.followups.caught_up]
         return names
 
     def _follow_up(self, vault: Vault, result: CycleResult) -> None:

@@ -247,6 +247,47 @@ def test_a_browser_profile_that_cannot_be_read_notifies_the_one_shot_sync(
     assert f"no chromium profile at {nowhere}" in sent["message"]
 
 
+def test_a_follow_up_that_fails_is_notified_and_the_syncs_summary_still_shown(
+    world: World,
+    server: FakeMidjourney,
+    receiver: Receiver,
+    vault_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import mjvault.integrity.pack as pack
+
+    def disk_full(_vault: object, _after: object) -> None:
+        # The disk filling up just as the pack merge writes: no file system here fills on cue.
+        raise OSError(28, "No space left on device", str(vault_path / "packs" / "merge.tmp"))
+
+    monkeypatch.setattr(pack, "pack_after_write", disk_full)
+    use_server(monkeypatch, server, MJVAULT_NOTIFY_URLS=receiver.url)
+    failed = run_cli(capsys, "--vault", str(vault_path), "sync")
+    assert failed.code == 1 and "Traceback" not in failed.err, failed.err
+    assert failed.err.strip().endswith(f"No space left on device: {vault_path}/packs/merge.tmp")
+    assert f"jobs: {JOBS} new" in failed.out  # what the sync stored is still said
+    titles = [m["title"] for m in receiver.received]
+    assert titles[-1] == "mjvault: sync follow-up failed", titles
+    assert "No space left on device" in receiver.received[-1]["message"]
+
+
+def test_a_vault_that_cannot_be_opened_notifies_the_one_shot_sync(
+    world: World,
+    server: FakeMidjourney,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_server(monkeypatch, server, MJVAULT_NOTIFY_URLS=receiver.url)
+    unmounted = world.root / "unmounted" / "vault"
+    failed = run_cli(capsys, "--vault", str(unmounted), "-q", "sync")
+    assert failed.code != 0 and "Traceback" not in failed.err
+    [sent] = receiver.received
+    assert sent["type"] == "failure" and sent["title"] == "mjvault: sync failed"
+    assert str(unmounted) in sent["message"]
+
+
 def test_cloudflare_challenge_posts_the_clients_message(
     world: World,
     server: FakeMidjourney,

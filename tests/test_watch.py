@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +33,7 @@ from mjvault.config.schema import build_config
 from mjvault.errors import (
     AuthError,
     ChallengeError,
+    MjvaultError,
     SourceError,
     UsageError,
     VaultLocked,
@@ -285,6 +287,75 @@ def test_sigterm_stops_a_one_shot_sync_with_a_checkpoint_and_exit_130(
         assert slow.stats.media_requests - media_before < len(account.jobs) * 4
 
 
+def mjvault_json(vault_path: Path, *args: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, "-m", "mjvault", "--vault", str(vault_path), *args], capture_output=True
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout) if "--json" in args else None
+
+
+def add_remote(vault_path: Path, where: Path, *flags: str) -> None:
+    mjvault_json(vault_path, "remote", "add", "nas", str(where), *flags)
+
+
+def snapshots_pushed(vault_path: Path) -> int:
+    held: int = mjvault_json(vault_path, "--json", "remote", "info", "nas")["snapshots"]["count"]
+    return held
+
+
+def run_with_a_stop_at_merge(
+    vault_path: Path, server: FakeMidjourney, log: Path, signum: str, *args: str
+) -> subprocess.Popen[bytes]:
+    """``mjvault ARGS`` whose first sync is sent ``signum`` while it merges its run's packs,
+    the step after the snapshot that swallows the interrupt (tests/signal_at_merge.py)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")}
+    environ |= cli_env(server) | {"SIGNAL_AT_MERGE": signum}
+    driver = Path(__file__).with_name("signal_at_merge.py")
+    command = [sys.executable, str(driver), "--vault", str(vault_path), "--log-file", str(log)]
+    return subprocess.Popen(
+        [*command, *args], env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+@pytest.mark.parametrize(("signum", "code"), [("SIGTERM", 0), ("SIGINT", 130)])
+def test_a_stop_signal_during_the_pack_merge_still_stops_the_watch(
+    server: FakeMidjourney, vault_path: Path, tmp_path: Path, signum: str, code: int
+) -> None:
+    add_remote(vault_path, tmp_path / "nas", "--auto-push")
+    log = tmp_path / "watch.log"
+    process = run_with_a_stop_at_merge(
+        vault_path, server, log, signum, "sync", *FAST, "--watch", "--every", "1s"
+    )
+    try:
+        out, err = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"the watch ran on after {signum}: {cycles(log)}")
+    assert process.returncode == code, err
+    assert "Traceback" not in err.decode()
+    assert snapshots_pushed(vault_path) == 0  # the stop came before the follow-ups
+    assert_unlocked(vault_path)
+    assert_verifies(vault_path)
+    assert_complete(vault_path, server.account)  # the snapshot was published before the stop
+
+
+def test_a_stop_signal_during_the_pack_merge_stops_a_one_shot_sync_with_130(
+    server: FakeMidjourney, vault_path: Path, tmp_path: Path
+) -> None:
+    add_remote(vault_path, tmp_path / "nas")
+    process = run_with_a_stop_at_merge(
+        vault_path, server, tmp_path / "sync.log", "SIGTERM", "sync", *FAST, "--push", "nas"
+    )
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err.decode().splitlines()[-1].startswith("mjvault: error: interrupted"), err
+    assert snapshots_pushed(vault_path) == 0
+    assert_unlocked(vault_path)
+    assert_verifies(vault_path)
+    assert_complete(vault_path, server.account)
+
+
 def test_faults_back_off_and_the_watch_recovers_once_they_clear(
     server: FakeMidjourney, vault_path: Path, tmp_path: Path
 ) -> None:
@@ -348,6 +419,46 @@ def test_if_idle_exits_0_with_one_line_while_another_writer_holds_the_lock(
     ran = cli(vault_path, "sync", *FAST, "--if-idle")
     assert ran.code == 0, ran.err
     assert_complete(vault_path, server.account)
+
+
+def test_if_idle_skips_while_another_writer_holds_the_lock_even_if_credentials_fail(
+    server: FakeMidjourney,
+    vault_path: Path,
+    tmp_path: Path,
+    cli: Cli,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("yt_dlp", reason="yt-dlp is not installed (mjvault[browser])")
+    monkeypatch.setenv("MJVAULT_NOTIFY_URLS", receiver.url)
+    profile = tmp_path / "firefox-profile"
+    profile.mkdir()  # no cookie database: the credentials cannot be read
+    browser = ("--cookies-from-browser", f"firefox:{profile}")
+    lock = WriteLock(vault_path, "mjvault import").acquire()
+    try:
+        ran = cli(vault_path, "sync", *FAST, "--if-idle", *browser)
+    finally:
+        lock.release()
+    assert ran.code == 0, ran.err
+    lines = ran.err.strip().splitlines()
+    assert len(lines) == 1 and "skipped (--if-idle)" in lines[0], ran.err
+    assert "mjvault import" in lines[0]
+    assert not receiver.received
+    # A note left by a writer that died names nobody at work: the failure is the run's own.
+    (vault_path / "lock").write_text(
+        json.dumps({"pid": dead_pid(), "host": socket.gethostname(), "time": 0})
+    )
+    failed = cli(vault_path, "sync", *FAST, "--if-idle", *browser)
+    assert failed.code == 2, failed.err
+    assert [m["title"] for m in receiver.received] == ["mjvault: sync failed"]
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+    )
+    return int(ended.stdout)
 
 
 def test_if_idle_takes_the_lock_once_without_a_look_first(
@@ -893,6 +1004,86 @@ def test_a_remote_a_push_missed_is_caught_up_by_an_idle_cycle(
     again = cli(vault_path, "--json", "sync", *FAST)
     assert again.code == 0, again.err
     assert [p["remote"] for p in again.json()["pushes"]] == ["nas"]
+
+
+def test_a_cycle_that_ends_two_problems_sends_one_recovered_message(
+    server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli, receiver: Receiver
+) -> None:
+    assert cli(vault_path, "remote", "add", "nas", str(tmp_path / "nas"), "--auto-push").code == 0
+    config = tmp_path / "nas" / "config"
+    saved = config.read_bytes()
+    cycle = SyncCycle(
+        open_vault=lambda: _opened(vault_path),
+        open_client=lambda: MidjourneyClient(settings_for(server)),
+        options=SyncOptions(concurrency=4, thumbnails=False),
+        notifier=Notifier([receiver.url], changes_only=True),
+        stop=threading.Event(),
+    )
+    config.unlink()  # the NAS is not mounted
+    assert cycle().push_failed
+    server.faults = Faults(expired=True)
+    assert cycle().error is not None
+    server.faults = Faults()
+    config.write_bytes(saved)
+    receiver.received.clear()
+    assert cycle().error is None
+    [recovered] = receiver.received
+    assert "recovered" in recovered["title"].lower(), recovered
+    assert "sync" in recovered["message"] and "push to nas" in recovered["message"], recovered
+
+
+def test_a_follow_up_that_fails_still_clears_a_sync_failure(
+    server: FakeMidjourney, vault_path: Path, receiver: Receiver
+) -> None:
+    def broken(_vault: Vault, _report: Any) -> None:
+        raise MjvaultError("the follow-up failed")
+
+    cycle = SyncCycle(
+        open_vault=lambda: _opened(vault_path),
+        open_client=lambda: MidjourneyClient(settings_for(server)),
+        options=SyncOptions(concurrency=4, thumbnails=False),
+        notifier=Notifier([receiver.url], changes_only=True),
+        stop=threading.Event(),
+    )
+    server.faults = Faults(expired=True)
+    assert cycle().error is not None
+    server.faults = Faults()
+    cycle.after_sync = broken
+    receiver.received.clear()
+    assert str(cycle().error) == "the follow-up failed"
+    titles = [m["title"] for m in receiver.received]
+    assert titles == [
+        f"mjvault: {JOBS} new jobs",
+        "mjvault: sync recovered",
+        "mjvault: sync follow-up failed",
+    ], titles
+
+
+def test_a_push_failure_that_comes_back_after_a_push_by_hand_is_notified_again(
+    server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli, receiver: Receiver
+) -> None:
+    assert cli(vault_path, "remote", "add", "nas", str(tmp_path / "nas"), "--auto-push").code == 0
+    config = tmp_path / "nas" / "config"
+    saved = config.read_bytes()
+    cycle = SyncCycle(
+        open_vault=lambda: _opened(vault_path),
+        open_client=lambda: MidjourneyClient(settings_for(server)),
+        options=SyncOptions(concurrency=4, thumbnails=False),
+        notifier=Notifier([receiver.url], changes_only=True),
+        stop=threading.Event(),
+    )
+    config.unlink()  # the NAS is not mounted
+    assert cycle().push_failed
+    config.write_bytes(saved)
+    assert cli(vault_path, "push", "nas").code == 0  # the user catches it up by hand
+    idle = cycle()
+    assert idle.pushes == [] and idle.followups.caught_up == ["nas"]
+    config.unlink()  # unmounted again, weeks later
+    server.add_jobs(2)
+    assert cycle().push_failed
+    titles = [m["title"] for m in receiver.received]
+    assert sum("push" in t.lower() and "recovered" not in t.lower() for t in titles) == 2, titles
+    assert sum("recovered" in t.lower() for t in titles) == 1, titles  # the push by hand
 
 
 def test_one_owner_of_follow_ups_and_the_watch_reports_retention_and_packing(

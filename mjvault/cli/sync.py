@@ -12,10 +12,18 @@ import click
 
 from mjvault.cli.context import AppContext, pass_app
 from mjvault.cli.source_options import SourceOptions, midjourney_options
-from mjvault.errors import EXIT_INTEGRITY, EXIT_PARTIAL, UsageError, VaultLocked
+from mjvault.errors import (
+    EXIT_INTEGRITY,
+    EXIT_PARTIAL,
+    Interrupted,
+    MjvaultError,
+    UsageError,
+    VaultLocked,
+)
 
 if TYPE_CHECKING:
-    from mjvault.followups import PushOutcome
+    from mjvault.cli.signals import StopSignals
+    from mjvault.followups import FollowupReport, PushOutcome
     from mjvault.integrity.verify import VerifyReport
     from mjvault.sync import SyncOptions, SyncReport
 
@@ -180,9 +188,15 @@ def sync_command(
 
     # A service manager's SIGTERM (systemctl stop, shutdown, docker stop) stops a one-shot sync
     # the way Ctrl-C does: it checkpoints, releases the lock and exits 130 (interrupted).
-    with StopSignals().installed():
+    with StopSignals().installed() as signals:
         _sync_once(
-            app, source, options, push_to=push_to, verify_subset=verify_subset, if_idle=if_idle
+            app,
+            source,
+            options,
+            push_to=push_to,
+            verify_subset=verify_subset,
+            if_idle=if_idle,
+            signals=signals,
         )
 
 
@@ -194,19 +208,30 @@ def _sync_once(
     push_to: tuple[str, ...],
     verify_subset: str | None,
     if_idle: bool,
+    signals: StopSignals,
 ) -> None:
-    from mjvault.cli.if_idle import say_busy
+    from mjvault.cli.if_idle import running_holder, say_busy
     from mjvault.followups import FollowupSettings, run_followups
     from mjvault.notify import Notifier, failures_notified, notify_sync_outcome
     from mjvault.sources.midjourney import MidjourneyClient
     from mjvault.sync import sync
 
-    # The notifier first: reading the credentials (a browser profile) is the sync's first
-    # step that can fail, and that failure is notified like any other.
+    # The notifier first: reading the credentials (a browser profile) and opening the vault
+    # (a disk not mounted) are the sync's first steps that can fail, notified like any other.
     notifier = Notifier.from_config(app.config)
     with failures_notified(notifier, vault=str(app.vault_path())):
-        settings = source.settings_for(app, concurrency=app.config.sync.jobs)
-    vault = app.open_vault()
+        try:
+            settings = source.settings_for(app, concurrency=app.config.sync.jobs)
+        except MjvaultError:
+            # --if-idle skips while another writer is at work: credentials read before the
+            # sync takes the lock must not turn that skip into a failure. The next run, with
+            # the vault idle, reports them if they still cannot be read.
+            busy = running_holder(app.vault_path()) if if_idle else None
+            if busy is None:
+                raise
+            say_busy(app, busy)
+            return
+        vault = app.open_vault()
     try:
         with (
             failures_notified(notifier, vault=str(vault.path)),
@@ -229,6 +254,12 @@ def _sync_once(
         # first would hold the lock an instant itself and fail a writer starting then.
         say_busy(app, exc.message)
         return
+    if signals.received is not None:
+        # The signal's interrupt was swallowed by the sync's last step (the pack merge, after
+        # the snapshot): the stop still holds, before the pushes and verify that follow.
+        stopped = Interrupted("interrupted after the snapshot; the vault is consistent")
+        stopped.report = report
+        raise stopped
     notify_sync_outcome(notifier, report, vault=str(vault.path))
     if not report.dry_run:
         log_summary(report)
@@ -309,18 +340,27 @@ def _sync_once(
     from mjvault.cli.passphrase import passphrase_source
 
     data = report.to_json()
-    done = run_followups(
-        vault,
-        report,
-        FollowupSettings(
-            retention=app.config.retention,
-            pack_after=app.config.pack.auto_after,
-            push=push_to,
-            verify_subset=verify_subset,
-            passphrase=passphrase_source(app.passphrase_file),
-        ),
-        notifier=notifier,
-    )
+    try:
+        # A follow-up's own failure (a full disk in a pack merge, a broken remote record) is
+        # notified as a sync's is; the jobs the sync stored are still shown before it.
+        with failures_notified(notifier, vault=str(vault.path), what="sync follow-up"):
+            done = _followups_failing_as_one_line(
+                lambda: run_followups(
+                    vault,
+                    report,
+                    FollowupSettings(
+                        retention=app.config.retention,
+                        pack_after=app.config.pack.auto_after,
+                        push=push_to,
+                        verify_subset=verify_subset,
+                        passphrase=passphrase_source(app.passphrase_file),
+                    ),
+                    notifier=notifier,
+                )
+            )
+    except MjvaultError:
+        app.emit(data, human)
+        raise
     data |= done.to_json()
 
     def human_and_followups() -> None:
@@ -344,6 +384,20 @@ def _sync_once(
         or done.push_failed
     ):
         sys.exit(EXIT_PARTIAL)
+
+
+def _followups_failing_as_one_line(run: Callable[[], FollowupReport]) -> FollowupReport:
+    """``run()``, its unexpected errors (an OSError, a sqlite3 error) as the one-line
+    MjvaultError a watch cycle makes of them, so they are notified like any failure."""
+    from mjvault.watch import cycle_failure
+
+    try:
+        return run()
+    except MjvaultError:
+        raise
+    except Exception as exc:
+        log.debug("sync follow-up failed", exc_info=True)
+        raise cycle_failure(exc) from exc
 
 
 def _sync_options(

@@ -90,6 +90,7 @@ def run_watch(
             yield client
 
     stop = threading.Event()
+    signals = StopSignals()
     cycle = SyncCycle(
         open_vault=open_vault,
         open_client=open_client,
@@ -105,10 +106,15 @@ def run_watch(
             passphrase=passphrase,
         ),
         where=str(vault_path),
+        # The signal received decides the stop, not its KeyboardInterrupt (which a step may
+        # swallow); the handler cannot set ``stop`` itself (an Event's lock, see signals.py).
+        stop_requested=lambda: signals.received is not None,
     )
     cycles_seen: list[bool] = []
 
     def on_cycle(result: CycleResult, wait: float) -> None:
+        if signals.received is not None:
+            stop.set()  # a signal whose interrupt a follow-up swallowed: no wait, no next cycle
         # --if-idle: a first cycle that finds another writer at work ends the watch, with the
         # one line a one-shot sync gives (the lock is taken as any sync takes it, no look).
         if if_idle and not cycles_seen and result.busy:
@@ -118,7 +124,6 @@ def run_watch(
         cycles_seen.append(True)
         _show(app, result, wait)
 
-    signals = StopSignals()
     with signals.installed():
         watch(
             cycle,
