@@ -7,7 +7,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mjvault.errors import CorruptObject
-from mjvault.store.codec import can_store_raw, frame_plain, media_kind, unframe_plain
+from mjvault.store.codec import (
+    HEAD_SIZE,
+    can_store_raw,
+    frame_plain,
+    is_framed,
+    media_kind,
+    open_unsealed,
+    plain_size_of,
+    stored_media_kind,
+    unframe_plain,
+)
 from mjvault.store.crypto import VaultKeys
 
 KEYS = VaultKeys(b"k" * 32)
@@ -54,3 +64,36 @@ def test_media_is_stored_raw_but_a_frame_lookalike_is_not() -> None:
     assert can_store_raw(b"\xff\xd8\xff\xe0")
     assert not can_store_raw(b"MJVO\x01\x00")
     assert not can_store_raw(b"plain text")
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
+
+
+def test_heads_answer_framing_and_linkable_kind() -> None:
+    """A raw image's file is the image (linkable, of its kind); a framed or sealed one is not."""
+    sealed = KEYS.seal("ab" * 32, PNG, compress=False)
+    framed = frame_plain(b"{}" * 100, compress=True)
+    assert (is_framed(PNG), stored_media_kind(PNG[:16])) == (False, "png")
+    assert is_framed(framed) and stored_media_kind(framed[:16]) is None
+    assert is_framed(sealed) and stored_media_kind(sealed[:16]) is None
+    assert stored_media_kind(b"plain text") is None
+
+
+@given(st.binary(max_size=4096), st.booleans())
+def test_plain_size_from_the_head(data: bytes, compress: bool) -> None:
+    framed = frame_plain(data, compress=compress)
+    assert plain_size_of(framed[:HEAD_SIZE], len(framed)) == len(data)
+
+
+def test_plain_size_of_what_the_head_cannot_tell_is_the_stored_size() -> None:
+    assert plain_size_of(PNG[:HEAD_SIZE], len(PNG)) == len(PNG)  # raw: the file is the plaintext
+    damaged = b"MJVO\x01\x01" + b"not a zstd frame"
+    assert plain_size_of(damaged, 999) == 999
+    sealed = KEYS.seal("ab" * 32, b"{}" * 100, compress=True)
+    assert plain_size_of(sealed[:HEAD_SIZE], len(sealed)) == len(sealed)
+
+
+def test_open_unsealed() -> None:
+    assert open_unsealed(PNG) == PNG
+    assert open_unsealed(frame_plain(b"{}" * 100, compress=True)) == b"{}" * 100
+    assert open_unsealed(KEYS.seal("ab" * 32, b"{}", compress=False)) is None

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from mjvault import Vault
-from mjvault.find.stats import vault_stats, version_label
+from mjvault.find.stats import storage_stats, vault_stats, version_label
 from tests.conftest import png_bytes, run_cli
 
 
@@ -177,3 +177,22 @@ def test_storage_stats_lets_go_of_the_index_pages_it_reads(tmp_path: Path) -> No
         resident.append(resident_kib(data))
         assert doc["dedup"]["image_references"] == 48_000 and len(resident) > 40
         assert max(resident) < 4096  # measured 1.7 MB; 7.2 MB, all it read, before
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_a_damaged_metadata_object_is_counted_at_its_stored_size(
+    request: pytest.FixtureRequest, encrypted: bool
+) -> None:
+    """A loose metadata object whose header is damaged (a frame claiming zstd over bytes that
+    are not) is counted as stored, for `mjvault verify` to report, not a traceback."""
+    target: Vault = request.getfixturevalue("encrypted_vault" if encrypted else "vault")
+    _fill(target)
+    store = target.store
+    with target.index.reader() as reader:
+        loose = [oid for oid in store.iter_loose_ids() if not reader.is_image(oid)]
+    damaged = store.path(loose[0])
+    before = storage_stats(target)["metadata"]
+    damaged.chmod(0o644)
+    damaged.write_bytes(b"MJVO\x01\x01" + b"not a zstd frame" * 4)
+    meta = storage_stats(target)["metadata"]
+    assert meta["objects"] == before["objects"] and meta["plain_bytes"] > 0

@@ -17,11 +17,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import zstandard
-
 from mjvault.errors import MjvaultError, ObjectNotFound
 from mjvault.find.anonymize import scrub, scrub_params, source_kind
-from mjvault.store.codec import ENCODING_ZSTD, ENCODING_ZSTD_DICT, FRAME_VERSION, MAGIC_FRAMED
+from mjvault.store.codec import HEAD_SIZE, plain_size_of
 from mjvault.store.packfile import PackDamaged, Trailer, iter_entry_bytes, read_trailer
 from mjvault.text import search_tokens
 
@@ -226,27 +224,21 @@ def _plain_size(vault: Vault, oid: str, path: os.PathLike[str] | str, stored: in
     """The plaintext size of a metadata object, from its header (zstd frames carry it)."""
     if vault.store.keys is None:
         with open(path, "rb") as handle:
-            return _framed_plain_size(handle.read(32), stored)
+            return plain_size_of(handle.read(HEAD_SIZE), stored)
     # Encrypted: the size is inside the AEAD, so decrypt (metadata objects are small).
-    return len(vault.store.read(oid))
+    try:
+        return len(vault.store.read(oid))
+    except MjvaultError:
+        return stored  # damaged: `mjvault verify` says so; counted as stored
 
 
 def _entry_plain_size(vault: Vault, oid: str, data: bytes, trailer: Trailer) -> int:
     if vault.store.keys is None:
-        return _framed_plain_size(data[:32], len(data))
+        return plain_size_of(data[:HEAD_SIZE], len(data))
     try:
         return len(vault.store.open_entry(oid, data, trailer.dictionary_id))
     except MjvaultError:
         return len(data)  # damaged: `mjvault verify` says so; counted as stored
-
-
-def _framed_plain_size(head: bytes, stored: int) -> int:
-    if head[:4] != MAGIC_FRAMED or len(head) < 6 or head[4] != FRAME_VERSION:
-        return stored
-    if head[5] not in (ENCODING_ZSTD, ENCODING_ZSTD_DICT):
-        return stored - 6
-    size = zstandard.frame_content_size(head[6:])
-    return size if size >= 0 else stored
 
 
 def history_stats(vault: Vault, *, recent: int = 10, anonymize: bool = False) -> dict[str, Any]:

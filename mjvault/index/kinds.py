@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from mjvault.store.codec import MAGIC_ENCRYPTED, MAGIC_FRAMED, media_kind
+from mjvault.store.codec import stored_media_kind
 from mjvault.store.objects import ObjectStore
 
 HEAD_BYTES = 16
-_FRAMED = (MAGIC_FRAMED, MAGIC_ENCRYPTED)
 Kinds = tuple[str | None, ...]
 
 
@@ -30,9 +29,7 @@ def raw_kind(path: str) -> str | None:
         head = os.read(fd, HEAD_BYTES)
     finally:
         os.close(fd)
-    if head[:4] in _FRAMED:
-        return None
-    return media_kind(head)
+    return stored_media_kind(head)
 
 
 def kind_reader(store: ObjectStore) -> Callable[[Kinds], Kinds]:

@@ -51,13 +51,7 @@ from mjvault.integrity.verify import Problem, VerifyReport, verify
 from mjvault.model import job_from_json
 from mjvault.records import decode_record, encode_record
 from mjvault.snapshots import HeadDamaged, Snapshot, decode_manifest
-from mjvault.store.codec import (
-    MAGIC_ENCRYPTED,
-    MAGIC_FRAMED,
-    Dictionary,
-    media_kind,
-    unframe_plain,
-)
+from mjvault.store.codec import Dictionary, media_kind, open_unsealed
 from mjvault.store.fsutil import atomic_write, fsync_dir
 from mjvault.store.objects import ObjectStore, WriteBatch
 from mjvault.store.packfile import PackDamaged, is_pack_id, read_trailer, read_trailer_of
@@ -574,11 +568,7 @@ class Refetcher:
         keys = self.vault.store.keys
         if keys is not None:
             return keys.open(oid, data, dictionary)
-        if data[:4] == MAGIC_ENCRYPTED:
-            return None  # another vault's sealed object: not readable with our keys
-        if data[:4] == MAGIC_FRAMED:
-            return unframe_plain(data, dictionary)
-        return data
+        return open_unsealed(data, dictionary)  # None: another vault's sealed object
 
     def _from_folder(self, batch: WriteBatch, root: Path, wanted: set[str]) -> dict[str, str]:
         found: dict[str, str] = {}

@@ -68,6 +68,42 @@ def can_store_raw(head: bytes) -> bool:
     return media_kind(head) is not None and head[:4] not in (MAGIC_FRAMED, MAGIC_ENCRYPTED)
 
 
+# The first bytes of an object file answer three questions without reading the rest: its framing,
+# whether the file is the image itself (and of what kind), and, for a plain frame, the size of
+# its plaintext. 6 bytes of frame header and a zstd frame header (at most 18 bytes) fit.
+HEAD_SIZE = 32
+
+
+def is_framed(head: bytes) -> bool:
+    """Whether the object file starting with ``head`` is framed (``MJVO`` or ``MJVE``), so
+    its bytes are not its plaintext."""
+    return head[:4] in (MAGIC_FRAMED, MAGIC_ENCRYPTED)
+
+
+def stored_media_kind(head: bytes) -> str | None:
+    """The media kind of the object file starting with ``head`` when that file is the image
+    itself (stored raw), so a link to it shows the image; None when it is framed or not media."""
+    if is_framed(head):
+        return None
+    return media_kind(head)
+
+
+def plain_size_of(head: bytes, stored: int) -> int:
+    """The plaintext size of a plain-vault object file of ``stored`` bytes starting with
+    ``head`` (its first :data:`HEAD_SIZE` bytes): a zstd frame carries its content size, an
+    identity frame is its payload. ``stored`` for a raw file, and for one whose header cannot
+    tell (damaged, sealed, or a zstd frame without a size): `mjvault verify` judges those."""
+    if head[:4] != MAGIC_FRAMED or len(head) < 6 or head[4] != FRAME_VERSION:
+        return stored
+    if head[5] not in (ENCODING_ZSTD, ENCODING_ZSTD_DICT):
+        return stored - 6
+    try:
+        size = zstandard.frame_content_size(head[6:])
+    except zstandard.ZstdError:
+        return stored
+    return size if size >= 0 else stored
+
+
 # zstandard's (de)compressor objects are not safe to share between threads (verify and sync
 # use pools), and building one per call costs more than the small records they handle.
 _local = threading.local()
@@ -185,3 +221,11 @@ def unframe_plain(data: bytes, dictionary: Dictionary | None = None) -> bytes:
     if data[:4] == MAGIC_ENCRYPTED:
         raise CorruptObject("encrypted object in a plain vault")
     return data
+
+
+def open_unsealed(data: bytes, dictionary: Dictionary | None = None) -> bytes | None:
+    """Plaintext of an object file read without keys: raw or ``MJVO``; None when it is sealed
+    (``MJVE``: another vault's keys). Unchecked: the caller compares the name."""
+    if data[:4] == MAGIC_ENCRYPTED:
+        return None
+    return unframe_plain(data, dictionary)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from mjvault.errors import IntegrityError, JobNotFound, MjvaultError, UsageError
 from mjvault.model import Job, MediaRef
 from mjvault.snapshots import Snapshot
-from mjvault.store.codec import MAGIC_ENCRYPTED, MAGIC_FRAMED, media_kind
+from mjvault.store.codec import stored_media_kind
 from mjvault.tree import JobEntry
 from mjvault.views import linkproc, modes
 from mjvault.views.check import is_exactly
@@ -73,7 +73,6 @@ Kinds = tuple[str | None, ...]
 Sniffed = tuple[str | None, bool]
 _NO_HEAD: Sniffed = (None, False)
 _MISSING: Sniffed = ("missing", False)
-_FRAMED_MAGICS = (MAGIC_FRAMED, MAGIC_ENCRYPTED)
 # Below this many objects a second reading thread costs more than it saves.
 SNIFF_PARALLEL_MIN = 256
 Progress = Callable[[int], None]
@@ -947,10 +946,7 @@ def _read_heads(paths: list[str]) -> list[Sniffed]:
             head = os.read(fd, 16)
         finally:
             os.close(fd)
-        if head[:4] in _FRAMED_MAGICS:
-            append(_NO_HEAD)
-            continue
-        kind = media_kind(head)
+        kind = stored_media_kind(head)
         append((kind, kind is not None))
     return out
 
