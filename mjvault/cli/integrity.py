@@ -14,7 +14,8 @@ from mjvault.cli.context import AppContext, pass_app
 from mjvault.errors import EXIT_INTEGRITY, MjvaultError, UsageError
 
 if TYPE_CHECKING:
-    from mjvault.integrity.verify import Problem, VerifyReport
+    from mjvault.integrity.problems import Problem
+    from mjvault.integrity.verify import VerifyReport
     from mjvault.sources.midjourney import MidjourneyClient
     from mjvault.vault import Vault
 

@@ -32,8 +32,11 @@ from pyroaring import BitMap
 from mjvault.errors import IntegrityError, MjvaultError
 from mjvault.index import bitmaps
 from mjvault.index.bitmaps import SEP
+from mjvault.index.keys import MAX_KEY_PART, key_part
+from mjvault.index.query import parse_query
 from mjvault.index.sealed import GENERATION_SIZE, JOBS, SEALED_FORMAT, IndexSealer, VocabWrites
 from mjvault.index.sealed import parts_with_prefix as vocab_parts
+from mjvault.index.search import search
 from mjvault.insights import aggregates
 from mjvault.model import Job
 from mjvault.params import param_index_value
@@ -57,7 +60,6 @@ from mjvault.tree import JobEntry
 #    (mjvault/similarity/minhash.py).
 INDEX_FORMAT = b"8"
 MAP_SIZE = 1 << 36  # address space only: LMDB files are sparse and grow as needed
-MAX_KEY_PART = 200  # LMDB keys are at most 511 bytes
 NEW_ENV_ROOM = 256 << 10  # free bytes a new environment needs: its lock file and first pages
 RELEASE_EVERY = 16  # lookups between two releases of the map's resident pages
 WALK_RELEASE_EVERY = 1024  # keys of an in-order walk between two releases (a few MB mapped)
@@ -206,31 +208,31 @@ class JobSummary:
         tokens = self._tokens
         folded = [fold(token) for token in tokens]
         for word in sorted(set(tokens) | set(folded)):
-            yield b"words", _part(word)
+            yield b"words", key_part(word)
         # Neighbours, as search compares them (mjvault.text.search_tokens): a phrase of two
         # words is one list, a longer one the intersection of its pairs' lists.
         for pair in sorted({f"{a} {b}" for a, b in zip(folded, folded[1:], strict=False)}):
-            yield b"pairs", _part(pair)
+            yield b"pairs", key_part(pair)
         # A word's count beyond one, for relevance: the jobs with "word 2" hold it at least
         # twice, those with "word 3" three times …
         for word, count in sorted(Counter(folded).items()):
             for times in range(2, count + 1):
-                yield b"repeats", _part(f"{word} {times}")
+                yield b"repeats", key_part(f"{word} {times}")
         yield b"lengths", str(self.length).encode("ascii")
-        yield b"types", _part(self.type)
+        yield b"types", key_part(self.type)
         for name, value in self.params.items():
-            yield b"params", _part(f"{name}={value}")
+            yield b"params", key_part(f"{name}={value}")
         if self.username:
-            yield b"users", _part(self.username.casefold())
+            yield b"users", key_part(self.username.casefold())
         # The jobs that follow this one's parent (its upscales, variations, pans): a job's
         # children are one list read, not a walk of every job.
         if self.parent:
-            yield b"parents", _part(self.parent)
+            yield b"parents", key_part(self.parent)
         # The account holder's like and rank, where the record gives them (facets).
         if self.liked is not None:
             yield b"marks", b"liked=true" if self.liked else b"liked=false"
         if self.ranking is not None:
-            yield b"marks", _part(f"rank={self.ranking}")
+            yield b"marks", key_part(f"rank={self.ranking}")
         # Prompt families (mjvault/similarity/prompts.py): jobs whose prompts share a band are
         # candidates to be near, kept up to date as every other list is.
         for band in _prompt_bands(self.prompt):
@@ -253,11 +255,6 @@ def _prompt_bands(prompt: str) -> list[bytes]:
 
 def _hex_ids(ids: list[bytes | None]) -> tuple[str | None, ...]:
     return tuple([i.hex() if i is not None else None for i in ids])  # a list: no generator
-
-
-def _part(text: str) -> bytes:
-    raw = text.encode("utf-8")[:MAX_KEY_PART]
-    return raw.replace(SEP, b" ")
 
 
 class Layout:
@@ -1069,9 +1066,6 @@ class Index:
         A keyword face over the query engine (:mod:`mjvault.index.search`), for library callers
         that have values rather than query text; there is one evaluator, not two.
         """
-        from mjvault.index.query import parse_query
-        from mjvault.index.search import search
-
         parts = [w for q in words for w in tokenize(q)]
         if job_type:
             parts.append(f"type:{job_type}")
@@ -1310,7 +1304,7 @@ class IndexReader:
         cursor = self._cursor(b"repeats")
         times = 2
         while True:
-            part = _part(f"{prefix.decode('utf-8', 'replace')}{times}")
+            part = key_part(f"{prefix.decode('utf-8', 'replace')}{times}")
             key = self.layout.part(b"repeats", part) + SEP
             if not cursor.set_range(key) or not bytes(cursor.key()).startswith(key):
                 return

@@ -26,7 +26,8 @@ from datetime import UTC, datetime
 from pyroaring import BitMap
 
 from mjvault.index import bitmaps
-from mjvault.index.db import _MICROS, DOC_ID_AT, SUMMARY_WEIGHT, Index, IndexReader, _part
+from mjvault.index.db import _MICROS, DOC_ID_AT, SUMMARY_WEIGHT, Index, IndexReader
+from mjvault.index.keys import key_part
 from mjvault.index.query import Query
 from mjvault.index.search import SortOrder, _check_sort, exact_matches, score_classes
 
@@ -188,7 +189,7 @@ def children(index: Index, job_id: str, limit: int) -> list[str]:
     """The jobs whose parent is ``job_id`` (its upscales, variations, pans …), oldest
     first: one list of the index (``parents``), whatever the number of jobs."""
     with index.reader() as reader:
-        docs = reader.posting_list(b"parents", _part(job_id)) & reader.live()
+        docs = reader.posting_list(b"parents", key_part(job_id)) & reader.live()
         return [j.decode("utf-8") for _, j in _date_page(reader, docs, None, limit, False)]
 
 

@@ -21,16 +21,20 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pyroaring import BitMap
 
 from mjvault.errors import UsageError
 from mjvault.index import bitmaps
-from mjvault.index.db import MAX_KEY_PART, Index, IndexReader, _part
+from mjvault.index.keys import MAX_KEY_PART, key_part
 from mjvault.index.query import VERSIONED_PARAMS, FieldFilter, Query, Term, compare, param_number
 from mjvault.jobtypes import type_matches
 from mjvault.text import search_tokens
+
+if TYPE_CHECKING:
+    # Only for annotations: the index calls into this module (Index.search), not the reverse.
+    from mjvault.index.db import Index, IndexReader
 
 SortOrder = Literal["newest", "oldest", "relevance"]
 SORT_ORDERS: tuple[SortOrder, ...] = ("newest", "oldest", "relevance")
@@ -83,10 +87,10 @@ def _term_set(reader: IndexReader, term: Term) -> BitMap:
     sets = []
     for position, token in enumerate(term.tokens):
         if term.prefix and position == len(term.tokens) - 1:
-            parts = list(reader.parts_with_prefix(b"words", _part(token)))
+            parts = list(reader.parts_with_prefix(b"words", key_part(token)))
             sets.append(_union(reader.posting_list(b"words", part) for part in parts))
         else:
-            sets.append(reader.posting_list(b"words", _part(token)))
+            sets.append(reader.posting_list(b"words", key_part(token)))
     return _intersection(sets)
 
 
@@ -101,10 +105,10 @@ def _phrase_set(reader: IndexReader, term: Term) -> tuple[BitMap, bool]:
         text = f"{first} {second}"
         exact = exact and len(text.encode("utf-8")) < MAX_KEY_PART
         if term.prefix and position == len(pairs) - 1:
-            parts = list(reader.parts_with_prefix(b"pairs", _part(text)))
+            parts = list(reader.parts_with_prefix(b"pairs", key_part(text)))
             sets.append(_union(reader.posting_list(b"pairs", part) for part in parts))
         else:
-            sets.append(reader.posting_list(b"pairs", _part(text)))
+            sets.append(reader.posting_list(b"pairs", key_part(text)))
     return _intersection(sets), exact
 
 
@@ -123,7 +127,7 @@ def _intersection(sets: list[BitMap]) -> BitMap:
 def _filter_set(reader: IndexReader, f: FieldFilter) -> BitMap:
     """The jobs a type, user or parameter filter accepts."""
     if f.field == "user":
-        return reader.posting_list(b"users", _part(f.value.casefold()))
+        return reader.posting_list(b"users", key_part(f.value.casefold()))
     if f.field == "type":
         # The same words as `sync --type`: type:video is video_diffusion and video_start_end.
         types = reader.parts_with_prefix(b"types", b"")  # a few dozen distinct types at most
@@ -133,8 +137,8 @@ def _filter_set(reader: IndexReader, f: FieldFilter) -> BitMap:
             if type_matches(t.decode("utf-8", "replace"), f.value)
         )
     if f.op == "=" and f.field not in VERSIONED_PARAMS:
-        return reader.posting_list(b"params", _part(f"{f.field}={f.value}"))
-    head = _part(f"{f.field}=")
+        return reader.posting_list(b"params", key_part(f"{f.field}={f.value}"))
+    head = key_part(f"{f.field}=")
     wanted = param_number(f.field, f.value)
     parts = []
     for part in reader.parts_with_prefix(b"params", head):
@@ -406,7 +410,7 @@ def score_classes(reader: IndexReader, query: Query, docs: BitMap) -> list[tuple
     total = max(1, len(reader.live()))
     idf = []
     for word in words:
-        df = reader.count(b"words", _part(word))
+        df = reader.count(b"words", key_part(word))
         idf.append(math.log(1 + (total - df + 0.5) / (df + 0.5)))
     classes = _by_frequencies(reader, words, docs)
     lengths = _by_length(reader, docs)
@@ -432,7 +436,7 @@ def _by_frequencies(
     "word 2", "word 3" … each add one to the count of the jobs in them."""
     classes = {(1,) * len(words): docs}
     for position, word in enumerate(words):
-        for part in reader.parts_with_prefix(b"repeats", _part(f"{word} ")):
+        for part in reader.parts_with_prefix(b"repeats", key_part(f"{word} ")):
             repeated = reader.posting_list(b"repeats", part)
             split: dict[tuple[int, ...], BitMap] = {}
             for counts, members in classes.items():

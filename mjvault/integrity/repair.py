@@ -47,7 +47,8 @@ from mjvault.errors import (
     SourceError,
 )
 from mjvault.integrity.gc import acquire_lock
-from mjvault.integrity.verify import Problem, VerifyReport, verify
+from mjvault.integrity.problems import Problem
+from mjvault.integrity.verify import VerifyReport, verify
 from mjvault.model import job_from_json
 from mjvault.records import decode_record, encode_record
 from mjvault.snapshots import HeadDamaged, Snapshot, decode_manifest

@@ -27,7 +27,9 @@ from datetime import UTC, datetime
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, ObjectNotFound, UsageError
 from mjvault.integrity.packcheck import PackCheck
+from mjvault.integrity.problems import Problem
 from mjvault.integrity.sortedids import SortedIds
+from mjvault.integrity.viewcheck import verify_views
 from mjvault.snapshots import Snapshot, decode_manifest
 from mjvault.tree import Inner, StoredEntry, decode_stored, walk_nodes
 from mjvault.vault import Vault
@@ -40,28 +42,6 @@ READ_THREADS = 4
 PACK_THREADS = 2
 # Image ids remembered as found (see _Present): ~70 bytes each, ~5 MB at most.
 PRESENT_MAX = 1 << 16
-
-
-@dataclass
-class Problem:
-    kind: str  # missing | corrupt | malformed | ref | index | view
-    message: str
-    object_id: str | None = None
-    jobs: list[str] = field(default_factory=list)
-    snapshots: list[str] = field(default_factory=list)
-    # The pack whose bytes are damaged: with no object_id, the pack as a whole (its trailer
-    # or its name); with one, that object's entry in it.
-    pack: str | None = None
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "kind": self.kind,
-            "message": self.message,
-            "object": self.object_id,
-            "jobs": self.jobs,
-            "snapshots": self.snapshots,
-            "pack": self.pack,
-        }
 
 
 @dataclass
@@ -153,8 +133,6 @@ def verify(
             raise
     _report_packs(vault, report, packed)
     if views:
-        from mjvault.integrity.viewcheck import verify_views
-
         checked = verify_views(vault)
         report.views = checked.to_json()
         report.problems.extend(checked.problems)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mjvault.errors import MjvaultError
-from mjvault.integrity.verify import Problem
+from mjvault.integrity.problems import Problem
 from mjvault.vault import Vault
 from mjvault.views.check import check_view
 from mjvault.views.registry import ViewRegistry

@@ -18,7 +18,8 @@ from pathlib import Path
 from mjvault.collections import decode_list
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject
-from mjvault.integrity.verify import Problem, SubsetFilter, VerifyReport, parse_subset
+from mjvault.integrity.problems import Problem
+from mjvault.integrity.verify import SubsetFilter, VerifyReport, parse_subset
 from mjvault.remotes import bigobjects
 from mjvault.remotes.backend import REMOTE_DAMAGE, RemoteNotFound
 from mjvault.remotes.config import load_spec, state_dir
