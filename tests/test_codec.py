@@ -10,6 +10,7 @@ from mjvault.errors import CorruptObject
 from mjvault.store.codec import (
     HEAD_SIZE,
     can_store_raw,
+    frame_head,
     frame_plain,
     is_framed,
     media_kind,
@@ -97,3 +98,9 @@ def test_open_unsealed() -> None:
     assert open_unsealed(PNG) == PNG
     assert open_unsealed(frame_plain(b"{}" * 100, compress=True)) == b"{}" * 100
     assert open_unsealed(KEYS.seal("ab" * 32, b"{}", compress=False)) is None
+
+
+def test_a_streamed_frame_is_its_head_then_the_payload() -> None:
+    data = b"x" * 100
+    assert unframe_plain(frame_head() + data) == data
+    assert frame_plain(data, compress=False) == frame_head() + data

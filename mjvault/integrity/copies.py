@@ -28,13 +28,13 @@ from mjvault.integrity.reachability import Marks
 from mjvault.remotes.config import remote_names, remotes_dir
 from mjvault.remotes.record import load_record
 from mjvault.snapshots import decode_manifest
+from mjvault.store.codec import is_framed
 from mjvault.store.objects import is_object_id
 from mjvault.vault import Vault
 
 RELEASED_FILE = "_released"  # "_" cannot begin a remote's name, so no remote's state clashes
 # A manifest is a few hundred bytes; larger unreferenced objects are media and never read.
 MANIFEST_MAX_BYTES = 64 * 1024
-FRAMED = (b"MJVO", b"MJVE")
 SHOWN = 3  # snapshot ids named in the one-line message
 
 
@@ -143,7 +143,7 @@ def forgotten_manifests(vault: Vault, marks: Marks, cutoff: float) -> Iterator[s
             if info.st_mtime > cutoff or info.st_size > MANIFEST_MAX_BYTES:
                 continue
             with open(path, "rb") as f:
-                if f.read(4) not in FRAMED:
+                if not is_framed(f.read(4)):
                     continue
             decode_manifest(object_id, vault.store.read(object_id))
         except (OSError, ObjectNotFound, CorruptObject, IntegrityError):

@@ -23,7 +23,7 @@ import blake3
 from mjvault.errors import CorruptObject
 from mjvault.remotes.backend import PieceReader
 from mjvault.remotes.remote import RemoteObjects, object_key
-from mjvault.store.codec import ENCODING_IDENTITY, FRAME_VERSION, MAGIC_FRAMED, can_store_raw
+from mjvault.store.codec import can_store_raw, frame_head
 from mjvault.store.crypto import SEALED_HEADER, TAG_SIZE, VaultKeys
 from mjvault.store.fsutil import write_all
 from mjvault.store.streams import PIECE, ObjectCheck, checked_file
@@ -162,7 +162,7 @@ class Spool:
         assert self._fd is not None
         self._framed = not can_store_raw(head)
         if self._framed:  # as WriteBatch.put_media frames media it cannot store raw
-            write_all(self._fd, MAGIC_FRAMED + bytes((FRAME_VERSION, ENCODING_IDENTITY)))
+            write_all(self._fd, frame_head())
 
     @property
     def spilled(self) -> bool:

@@ -207,9 +207,15 @@ def decode_payload(encoding: int, payload: bytes, dictionary: Dictionary | None 
     raise CorruptObject(f"unknown encoding {encoding}")
 
 
+def frame_head(encoding: int = ENCODING_IDENTITY) -> bytes:
+    """The header of a plain frame whose payload has ``encoding`` (a streamed write puts it
+    before the payload it has not read yet)."""
+    return MAGIC_FRAMED + bytes((FRAME_VERSION, encoding))
+
+
 def frame_plain(plaintext: bytes, *, compress: bool, dictionary: Dictionary | None = None) -> bytes:
     encoding, payload = encode_payload(plaintext, compress=compress, dictionary=dictionary)
-    return MAGIC_FRAMED + bytes((FRAME_VERSION, encoding)) + payload
+    return frame_head(encoding) + payload
 
 
 def unframe_plain(data: bytes, dictionary: Dictionary | None = None) -> bytes:
