@@ -33,10 +33,8 @@ from mjvault.errors import IntegrityError, MjvaultError
 from mjvault.index import bitmaps
 from mjvault.index.bitmaps import SEP
 from mjvault.index.keys import MAX_KEY_PART, key_part
-from mjvault.index.query import parse_query
 from mjvault.index.sealed import GENERATION_SIZE, JOBS, SEALED_FORMAT, IndexSealer, VocabWrites
 from mjvault.index.sealed import parts_with_prefix as vocab_parts
-from mjvault.index.search import search
 from mjvault.insights import aggregates
 from mjvault.model import Job
 from mjvault.params import param_index_value
@@ -1066,6 +1064,12 @@ class Index:
         A keyword face over the query engine (:mod:`mjvault.index.search`), for library callers
         that have values rather than query text; there is one evaluator, not two.
         """
+        # Loaded here, not with this module: the query engine (~10 ms: its regexes and tables)
+        # is no part of what `log`, `show` or `stats` need from the index (docs/design.md,
+        # "Start-up (issue 12)"). There is no cycle to hide: search imports nothing of this module.
+        from mjvault.index.query import parse_query
+        from mjvault.index.search import search
+
         parts = [w for q in words for w in tokenize(q)]
         if job_type:
             parts.append(f"type:{job_type}")
