@@ -103,3 +103,16 @@ def test_root_help_lists_the_codes(capsys: pytest.CaptureFixture[str], world: Wo
     assert shown.code == 0
     text = " ".join(shown.out.split())
     assert "10 no vault, 11 vault locked, 12 wrong passphrase" in text
+
+
+def test_every_code_is_documented_where_users_look() -> None:
+    from mjvault import errors
+    from mjvault.cli.root import EPILOG
+
+    codes = {v for k, v in vars(errors).items() if k.startswith("EXIT_") and isinstance(v, int)}
+    usage = (Path(__file__).parents[1] / "docs" / "usage.md").read_text(encoding="utf-8")
+    section = usage.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    cells = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("|")]
+    table = {int(cell) for cell in cells if cell.isdigit()}
+    assert table == codes
+    assert all(f"{code} " in " ".join(EPILOG.split()) for code in codes)
