@@ -11,7 +11,21 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTEGRITY = 3
 EXIT_PARTIAL = 4
+# The vault could not be opened at all, each for its own reason, so a script can tell
+# them apart without reading the message (restic's 10, 11 and 12 mean the same).
+EXIT_NO_VAULT = 10
+EXIT_LOCKED = 11
+EXIT_WRONG_PASSPHRASE = 12
 EXIT_INTERRUPTED = 130
+
+
+class ExitStatus(Exception):
+    """A command that has said all it has to say and ends with ``code`` (a partial success,
+    integrity problems found): the root command exits with it and prints nothing more."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 class MjvaultError(Exception):
@@ -35,6 +49,8 @@ class UsageError(MjvaultError):
 class VaultNotFound(MjvaultError):
     """No vault at the given or discovered location."""
 
+    exit_code = EXIT_NO_VAULT
+
 
 class VaultExists(MjvaultError):
     """``init`` into a directory that already holds something."""
@@ -46,6 +62,8 @@ class UnsupportedFormat(MjvaultError):
 
 class VaultLocked(MjvaultError):
     """Another writer holds the vault's lock."""
+
+    exit_code = EXIT_LOCKED
 
 
 class KeysChanged(MjvaultError):
@@ -59,6 +77,8 @@ class PassphraseRequired(MjvaultError):
 
 class WrongPassphrase(MjvaultError):
     """No key file of the vault opens with the given passphrase."""
+
+    exit_code = EXIT_WRONG_PASSPHRASE
 
 
 class ObjectNotFound(MjvaultError):

@@ -18,7 +18,7 @@ def one_line_error(result, code: int) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_not_a_vault(tmp_path: Path) -> None:
-    line = one_line_error(run_cli("log", cwd=tmp_path), 1)
+    line = one_line_error(run_cli("log", cwd=tmp_path), 10)
     assert "no vault here" in line and "mjvault init" in line
 
 
@@ -30,7 +30,7 @@ def test_wrong_passphrase_and_missing_passphrase(tmp_path: Path) -> None:
     assert created.returncode == 0, created.stderr
     assert run_cli("--vault", str(vault), "--passphrase-file", str(secret), "log").returncode == 0
     line = one_line_error(
-        run_cli("--vault", str(vault), "log", env={"MJVAULT_PASSPHRASE": "wrong"}), 1
+        run_cli("--vault", str(vault), "log", env={"MJVAULT_PASSPHRASE": "wrong"}), 12
     )
     assert line == "mjvault: error: wrong passphrase: no key of this vault opens with it"
     line = one_line_error(run_cli("--vault", str(vault), "log"), 1)

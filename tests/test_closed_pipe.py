@@ -70,4 +70,4 @@ def test_a_reader_that_leaves_is_success(vault_dir: Path, args: list[str], read_
 
 def test_a_failure_keeps_its_exit_code_when_the_reader_leaves(tmp_path: Path) -> None:
     result = _run_into_closed_pipe(["--vault", str(tmp_path / "none"), "log"], 0)
-    assert result.returncode == 1 and b"mjvault: error:" in result.stderr
+    assert result.returncode == 10 and b"mjvault: error:" in result.stderr

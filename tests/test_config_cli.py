@@ -107,7 +107,7 @@ def test_vault_target_and_discovery(
     world: World, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     missing = cli("config", "set", "--vault", "checkout.link", "copy")
-    assert missing.code == 1 and "no vault here" in missing.err
+    assert missing.code == 10 and "no vault here" in missing.err
 
     Vault.init(tmp_path / "v").close()
     (tmp_path / "v" / "sub").mkdir()

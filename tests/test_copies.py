@@ -327,7 +327,7 @@ def test_key_passwd_remote_then_clone_opens_with_the_new_passphrase_only(
         vault, "key", "passwd", "--remote", spec.name, "--new-passphrase-file", str(old),
         passphrase=old,
     )  # fmt: skip
-    assert wrong.returncode == 1 and wrong.stderr.count(b"\n") == 1
+    assert wrong.returncode == 12 and wrong.stderr.count(b"\n") == 1
     vault.close()
 
 

@@ -93,7 +93,7 @@ def test_a_live_holder_with_an_odd_note_is_still_refused(vault: Vault, tmp_path:
         for args in (("unlock",), ("gc",)):
             result = run_cli("--vault", str(vault.path), *args)
             err = result.stderr.decode()
-            assert result.returncode == 1 and "Traceback" not in err, err
+            assert result.returncode == 11 and "Traceback" not in err, err
             assert len(err.strip().splitlines()) == 1, err
     finally:
         holder.kill()

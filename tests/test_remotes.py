@@ -410,7 +410,7 @@ def test_cli_encrypting_remote_round_trip(tmp_path: Path) -> None:
     again = run_cli("--json", *args)  # the same clone again finishes (here: nothing to do)
     assert again.returncode == 0 and json.loads(again.stdout)["objects_received"] == 0
     wrong = run_cli("clone", str(remote_dir), str(tmp_path / "x"), env={"MJVAULT_PASSPHRASE": "no"})
-    assert wrong.returncode == 1 and wrong.stderr.count(b"\n") == 1
+    assert wrong.returncode == 12 and wrong.stderr.count(b"\n") == 1
 
 
 def test_a_remote_refuses_a_vault_it_does_not_suit(tmp_path: Path) -> None:

@@ -427,7 +427,7 @@ def test_bad_options_are_one_line(
 
 def test_not_a_vault(capsys: pytest.CaptureFixture[str], world: World) -> None:
     result = cli(capsys, world.root, "schedule", "install", "--print")
-    assert result.code == 1 and "is not a vault" in one_error_line(result)
+    assert result.code == 10 and "is not a vault" in one_error_line(result)
 
 
 def test_passphrase_file_is_passed_by_name_and_must_be_private(

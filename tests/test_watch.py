@@ -413,7 +413,7 @@ def test_if_idle_exits_0_with_one_line_while_another_writer_holds_the_lock(
         assert "skipped (--if-idle)" in watched.err
         # Without --if-idle a locked vault is an error, as before.
         refused = cli(vault_path, "sync", *FAST)
-        assert refused.code == 1 and "locked" in refused.err
+        assert refused.code == 11 and "locked" in refused.err
     finally:
         lock.release()
     ran = cli(vault_path, "sync", *FAST, "--if-idle")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +10,7 @@ import click
 
 from mjvault.cli.context import AppContext, pass_app
 from mjvault.cli.path_args import NonEmptyPath
-from mjvault.errors import EXIT_PARTIAL, UsageError
+from mjvault.errors import EXIT_PARTIAL, ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from mjvault.views.reconcile import RefreshReport, ViewsReport
@@ -151,7 +150,7 @@ def checkout_command(
             )
             app.emit(result.to_json(), lambda: _print_all(result))
             if result.errors:
-                sys.exit(EXIT_PARTIAL)
+                raise ExitStatus(EXIT_PARTIAL)
             return
         registry = ViewRegistry(vault)
         definition = _definition(

@@ -15,7 +15,7 @@ from mjvault.config import SETTINGS, Layer, parse_text, user_config_path, vault_
 from mjvault.config.loader import check_text, config_files
 from mjvault.config.report import MASK, setting_row, setting_rows
 from mjvault.config.writer import NEW_FILE_HEADER, lookup, set_value, unset_value, write_private
-from mjvault.errors import ConfigError, UsageError, VaultNotFound
+from mjvault.errors import EXIT_ERROR, ConfigError, ExitStatus, UsageError, VaultNotFound
 
 EPILOG = """\b
 Examples:
@@ -111,7 +111,7 @@ def get(app: AppContext, key: str) -> None:
         value = app.config.get(key)
         click.echo(MASK if spec.secret else spec.type.to_text(value))
     if row.value is None:
-        raise SystemExit(1)
+        raise ExitStatus(EXIT_ERROR)
 
 
 @config.command(name="set")

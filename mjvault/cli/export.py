@@ -14,7 +14,7 @@ import click
 from mjvault.cli.context import AppContext, json_option, pass_app
 from mjvault.cli.path_args import NonEmptyPath, check_output_file
 from mjvault.cli.query_args import QueryCommand, query_text
-from mjvault.errors import EXIT_PARTIAL, UsageError
+from mjvault.errors import EXIT_PARTIAL, ExitStatus, UsageError
 from mjvault.find.export import EXPORT_FORMATS, count_jobs, export
 from mjvault.find.export_all import ARCHIVER_STEM, DEFAULT_STEM
 from mjvault.find.export_images import DEFAULT_QUALITY, IMAGE_FORMATS
@@ -240,7 +240,7 @@ def _export_all(app: AppContext, directory: Path, template: str, anonymize: bool
 
     app.emit(report.to_json(), human)
     if report.problem_count:
-        sys.exit(EXIT_PARTIAL)
+        raise ExitStatus(EXIT_PARTIAL)
 
 
 def _whole_number(option: str, text: str | None) -> int | None:
@@ -313,4 +313,4 @@ def _export_images(
 
     app.emit(report.to_json(), human)
     if report.problem_count:
-        sys.exit(EXIT_PARTIAL)
+        raise ExitStatus(EXIT_PARTIAL)

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from mjvault.cli.context import AppContext, pass_app
-from mjvault.errors import EXIT_PARTIAL
+from mjvault.errors import EXIT_PARTIAL, ExitStatus
 
 MAX_IDS_SHOWN = 20
 
@@ -482,7 +482,7 @@ def forget_command(
     unreached = [r.name for r in remotes if r.error is not None]
     if unreached:
         click.echo(f"the job is still on: {', '.join(unreached)}", err=True)
-        sys.exit(EXIT_PARTIAL)
+        raise ExitStatus(EXIT_PARTIAL)
 
 
 def _search_ids(vault: Any, query: str) -> list[str]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from mjvault.cli.context import AppContext, pass_app
-from mjvault.errors import EXIT_PARTIAL, MjvaultError
+from mjvault.errors import EXIT_PARTIAL, ExitStatus, MjvaultError
 
 MAX_PROBLEMS_SHOWN = 20
 
@@ -110,4 +109,4 @@ def import_command(app: AppContext, directory: Path, no_thumbnails: bool) -> Non
 
     app.emit(data, human_and_packing)
     if report.problems or report.jobs_malformed:
-        sys.exit(EXIT_PARTIAL)
+        raise ExitStatus(EXIT_PARTIAL)

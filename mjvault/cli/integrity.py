@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from mjvault.cli.context import AppContext, pass_app
-from mjvault.errors import EXIT_INTEGRITY, MjvaultError, UsageError
+from mjvault.errors import EXIT_INTEGRITY, ExitStatus, MjvaultError, UsageError
 
 if TYPE_CHECKING:
     from mjvault.integrity.problems import Problem
@@ -126,7 +125,7 @@ def verify_command(
     app.emit(report.to_json(), human)
     _notify_problems(app, vault, report.problems)
     if not report.ok:
-        sys.exit(EXIT_INTEGRITY)
+        raise ExitStatus(EXIT_INTEGRITY)
 
 
 def _verify_remote(
@@ -147,7 +146,7 @@ def _verify_remote(
     app.emit(report.to_json(), lambda: _print_report(report))
     _notify_problems(app, vault, report.problems, where=f"in the copy on remote {name}")
     if not report.ok:
-        sys.exit(EXIT_INTEGRITY)
+        raise ExitStatus(EXIT_INTEGRITY)
 
 
 def _notify_problems(
@@ -278,7 +277,7 @@ def _repair(
     left = list(report.remaining) + (views_report.problems if views_report is not None else [])
     _notify_problems(app, vault, left, where="left after --repair")
     if not report.ok or (views_report is not None and views_report.problems):
-        sys.exit(EXIT_INTEGRITY)
+        raise ExitStatus(EXIT_INTEGRITY)
 
 
 def _connect_remote(app: AppContext, vault: Vault, name: str) -> Any:

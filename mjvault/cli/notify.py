@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from mjvault.cli.context import AppContext, json_option, pass_app
-from mjvault.errors import EXIT_ERROR, UsageError
+from mjvault.errors import EXIT_ERROR, ExitStatus, UsageError
 
 
 @click.group(
@@ -54,4 +52,4 @@ def notify_test_command(app: AppContext) -> None:
 
     app.emit({"results": [r.to_json() for r in results], "ok": not failed}, human)
     if failed:
-        sys.exit(EXIT_ERROR)
+        raise ExitStatus(EXIT_ERROR)

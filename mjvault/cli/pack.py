@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-import sys
 
 import click
 
 from mjvault.cli.context import AppContext, pass_app
-from mjvault.errors import EXIT_INTEGRITY
+from mjvault.errors import EXIT_INTEGRITY, ExitStatus
 from mjvault.vault import Vault
 
 
@@ -85,4 +84,4 @@ def pack_command(app: AppContext, dry_run: bool, wait: bool) -> None:
 
     app.emit(report.to_json(), human)
     if report.damaged:
-        sys.exit(EXIT_INTEGRITY)
+        raise ExitStatus(EXIT_INTEGRITY)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +9,7 @@ import click
 
 from mjvault.cli.context import AppContext, pass_app
 from mjvault.cli.path_args import NonEmptyPath
-from mjvault.errors import EXIT_PARTIAL, UsageError
+from mjvault.errors import EXIT_PARTIAL, ExitStatus, UsageError
 
 THREADS_HELP = "Requests in flight at once."
 
@@ -358,7 +357,7 @@ def push_command(app: AppContext, name: str, threads: int, full: bool, wait_for:
     app.emit(report.to_json(), human)
     if not report.ok:
         notifier.push_failed(name, PushIncomplete(report.problems), vault=str(vault.path))
-        sys.exit(EXIT_PARTIAL)
+        raise ExitStatus(EXIT_PARTIAL)
 
 
 @click.command("pull")
@@ -499,7 +498,7 @@ def _repair(app: AppContext, name: str) -> None:
         human,
     )
     if not report.ok:
-        sys.exit(EXIT_PARTIAL)
+        raise ExitStatus(EXIT_PARTIAL)
 
 
 def _report_pull(app: AppContext, report: Any, cloned: str | None = None) -> None:
@@ -526,4 +525,4 @@ def _report_pull(app: AppContext, report: Any, cloned: str | None = None) -> Non
 
     app.emit(data, human)
     if not report.ok:
-        sys.exit(EXIT_PARTIAL)
+        raise ExitStatus(EXIT_PARTIAL)

@@ -14,7 +14,7 @@ import click
 from mjvault import __version__
 from mjvault.cli.context import AppContext
 from mjvault.cli.main import detach_stdout
-from mjvault.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, MjvaultError
+from mjvault.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ExitStatus, MjvaultError
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
@@ -283,7 +283,8 @@ Examples:
 
 \b
 Exit codes: 0 ok, 1 error, 2 usage or configuration, 3 integrity problem,
-4 partial success, 130 interrupted (docs/usage.md).
+4 partial success, 10 no vault, 11 vault locked, 12 wrong passphrase,
+130 interrupted (docs/usage.md).
 """
 
 
@@ -393,6 +394,9 @@ def run(args: list[str]) -> None:
     app = AppContext()
     try:
         result = cli.main(args=args, prog_name="mjvault", standalone_mode=False, obj=app)
+    except ExitStatus as status:
+        # The command has printed its report; only the code is left to give.
+        sys.exit(status.code)
     except MjvaultError as err:
         _fail(app, err, args)
     except (click.exceptions.Abort, KeyboardInterrupt):

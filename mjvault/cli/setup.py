@@ -19,7 +19,7 @@ from mjvault import firstrun
 from mjvault.cli.context import AppContext, json_option, pass_app
 from mjvault.cli.passphrase import passphrase_source
 from mjvault.config.schema import SETTINGS
-from mjvault.errors import EXIT_PARTIAL, ConfigError, MjvaultError, UsageError
+from mjvault.errors import EXIT_PARTIAL, ConfigError, ExitStatus, MjvaultError, UsageError
 from mjvault.firstrun import DEFAULT_VIEW_DIR, TokenStorage, VaultState
 
 if TYPE_CHECKING:
@@ -420,7 +420,7 @@ def setup(
             hint="settings were saved; refresh the cookie and rerun `mjvault setup`",
         )
     if sync_report is not None and sync_report.missing:
-        sys.exit(EXIT_PARTIAL)
+        raise ExitStatus(EXIT_PARTIAL)
 
 
 _LINK_WORDS = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -15,6 +14,7 @@ from mjvault.cli.source_options import SourceOptions, midjourney_options
 from mjvault.errors import (
     EXIT_INTEGRITY,
     EXIT_PARTIAL,
+    ExitStatus,
     Interrupted,
     MjvaultError,
     UsageError,
@@ -375,7 +375,7 @@ def _sync_once(
 
     app.emit(data, human_and_followups)
     if done.verify is not None and not done.verify.ok:
-        sys.exit(EXIT_INTEGRITY)
+        raise ExitStatus(EXIT_INTEGRITY)
     if (
         report.missing
         or report.records_malformed
@@ -383,7 +383,7 @@ def _sync_once(
         or done.retention_failed
         or done.push_failed
     ):
-        sys.exit(EXIT_PARTIAL)
+        raise ExitStatus(EXIT_PARTIAL)
 
 
 def _followups_failing_as_one_line(run: Callable[[], FollowupReport]) -> FollowupReport:

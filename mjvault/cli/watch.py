@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ import click
 from mjvault.cli.context import AppContext
 from mjvault.cli.signals import StopSignals
 from mjvault.cli.source_options import SourceOptions
-from mjvault.errors import EXIT_INTERRUPTED
+from mjvault.errors import EXIT_INTERRUPTED, ExitStatus
 
 if TYPE_CHECKING:
     from mjvault.sources.midjourney import MidjourneyClient
@@ -134,7 +133,7 @@ def run_watch(
         )
     if signals.received == signal.SIGINT:
         click.echo("mjvault: interrupted; the vault is consistent", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        raise ExitStatus(EXIT_INTERRUPTED)
 
 
 def _show(app: AppContext, result: CycleResult, wait: float) -> None:
