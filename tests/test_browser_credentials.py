@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -385,11 +386,14 @@ def test_browser_specs() -> None:
     "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["INT", "TERM", "HUP"]
 )
 def test_a_signal_during_browser_sign_in_stops_and_removes_the_profile(
-    tmp_path: Path, server: FakeMidjourney, signum: int
+    request: pytest.FixtureRequest, server: FakeMidjourney, signum: int
 ) -> None:
     chromium, _ = _chromium()
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
+    # A short TMPDIR: Chromium puts its singleton socket there, and a Unix socket's path has
+    # at most 107 bytes, which pytest's own temporary folders can exceed (the browser then
+    # fails to start; a user's TMPDIR is short).
+    scratch = Path(tempfile.mkdtemp(prefix="mjv-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MJVAULT_", "MIDJOURNEY_"))}
     env.update(TMPDIR=str(scratch), PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
     command = [sys.executable, "-m", "mjvault", "auth", "login", "--browser", "--headless"]
