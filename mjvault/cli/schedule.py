@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,7 +80,7 @@ def install_command(
         every=every,
         # The profile of this shell (--profile or MJVAULT_PROFILE) is the job's: a scheduler
         # starts it with none of this shell's environment.
-        profile=app.profile or os.environ.get("MJVAULT_PROFILE") or None,
+        profile=app.profile_name(),
         verify_subset=verify_subset,
         push=push,
         passphrase_file=Path(app.passphrase_file) if app.passphrase_file else None,
