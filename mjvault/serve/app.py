@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-import sys
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
@@ -29,6 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
+from mjvault.errors import MjvaultError
 from mjvault.serve.security import Guard
 from mjvault.serve.settings import ServeSettings, ServeState
 from mjvault.vault import Vault
@@ -135,15 +135,57 @@ class Server(uvicorn.Server):
             begin_shutdown(self._serve_state)
 
 
+class ServerNotStarted(MjvaultError):
+    """The web server could not start: its address is in use or not this machine's, or the
+    app's start-up failed. Exit 1, an error like any other (docs/usage.md, "Exit codes")."""
+
+
+class _StartFailures(logging.Filter):
+    """Holds back what uvicorn logs as an error before the server has started, so that the
+    reason (``[Errno 98] … address already in use``) is said once, in the error's own line,
+    rather than as a log line followed by that error."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__()
+        self.server = server
+        self.messages: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.server.started or record.levelno < logging.ERROR:
+            return True
+        self.messages.append(record.getMessage())
+        return False
+
+
 def run(asgi: Starlette, **options: Any) -> None:
-    """``uvicorn.run(asgi, **options)`` with :class:`Server`."""
-    server = Server(uvicorn.Config(asgi, **options), asgi.state.serve)
-    # uvicorn raises the signal it stopped on again once it has stopped: the Ctrl-C that
-    # asked for the stop, answered (as uvicorn.run does).
-    with contextlib.suppress(KeyboardInterrupt):
+    """``uvicorn.run(asgi, **options)`` with :class:`Server`; :class:`ServerNotStarted` when
+    it cannot start (uvicorn itself would exit 3, which is mjvault's integrity code)."""
+    config = uvicorn.Config(asgi, **options)  # configures uvicorn's loggers: filter after
+    server = Server(config, asgi.state.serve)
+    failures = _StartFailures(server)
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(failures)
+    interrupted = False
+    try:
         server.run()
-    if not server.started:
-        sys.exit(3)  # as uvicorn.run: the server could not start (a port in use, say)
+    except KeyboardInterrupt:
+        # uvicorn raises the signal it stopped on again once it has stopped: the Ctrl-C
+        # that asked for the stop, answered (as uvicorn.run does).
+        interrupted = True
+    except SystemExit:
+        # uvicorn's start-up exits (3) when it cannot listen or the lifespan fails.
+        if server.started:
+            raise
+    finally:
+        uvicorn_log.removeFilter(failures)
+    if server.started:
+        return
+    if interrupted:
+        raise KeyboardInterrupt  # stopped before it listened: an interrupt, exit 130
+    host, port = config.host, config.port
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    reason = "; ".join(failures.messages) or "its start-up failed"
+    raise ServerNotStarted(f"the web app could not start on {where}: {reason}")
 
 
 def create_app(vault_root: Path, settings: ServeSettings) -> Starlette:
