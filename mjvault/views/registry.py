@@ -420,8 +420,23 @@ class ViewRegistry:
             data = path.read_bytes()
         except FileNotFoundError:
             raise ViewNotFound(f"no view named {name!r}") from None
-        view = View.from_doc(self._decode(name, data))
+        doc = self._decode(name, data)
+        try:
+            view = View.from_doc(doc)
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            # It decoded, but its fields are not a view's (FORMAT.md §1.2): damage, said in
+            # one line, never a traceback out of gc or a checkout.
+            what = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise IntegrityError(f"view file {name}{VIEW_SUFFIX} is damaged: {what}") from None
         self.bind(view, fresh=False)
+        files = self._files_path(name)
+        if view._files_blob is None and view._file_count and not files.exists():
+            # Opened, SQLite would make an empty list: the view would seem to show nothing,
+            # and gc would delete the objects its links point at.
+            raise IntegrityError(
+                f"view {name}: its file list {files.name} is missing "
+                f"({view._file_count} files recorded)"
+            )
         return view
 
     def bind(self, view: View, *, fresh: bool = True) -> None:
