@@ -32,6 +32,9 @@ BRIEF_WAIT = 5.0
 # after it takes the flock, so a writer arriving in between sees none for a moment.
 NOTE_GRACE = 0.05
 _RETRY = 0.005
+# The lock file is truncated on acquire, release and unlock: a ``lock`` that is a symlink
+# (planted, or copied in with a vault) must fail with ELOOP, not truncate the file it names.
+_OPEN_FLAGS = os.O_RDWR | os.O_NOFOLLOW
 _FIELD_CHARS = 80  # of a host or command shown in a message
 
 
@@ -137,7 +140,7 @@ class WriteLock:
         self.note_error: str | None = None  # why the note could not be written, if it could not
 
     def acquire(self) -> WriteLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, _OPEN_FLAGS | os.O_CREAT, 0o644)
         try:
             self._take(fd)
         except VaultLocked:
@@ -237,7 +240,7 @@ def break_lock(vault_root: Path) -> dict[str, object] | None:
     """
     path = vault_root / "lock"
     try:
-        fd = os.open(path, os.O_RDWR)
+        fd = os.open(path, _OPEN_FLAGS)
     except FileNotFoundError:
         return None
     try:

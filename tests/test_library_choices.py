@@ -5,14 +5,17 @@ a later swap cannot change them unnoticed."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from mjvault import Vault
+from mjvault.cli.root import run
 from mjvault.errors import SourceError, SourceUnavailable, VaultLocked
-from mjvault.lock import WriteLock, read_holder
+from mjvault.lock import WriteLock, break_lock, read_holder
 from mjvault.sources.midjourney.auth import parse_cookies_txt
 from mjvault.sources.midjourney.settings import ClientSettings
 from mjvault.sources.midjourney.transport import Retryable, Transport
@@ -155,3 +158,44 @@ def test_a_refused_writer_leaves_the_holders_note(tmp_path: Path) -> None:
         assert holder is not None and holder["pid"] == os.getpid()
     # Released: the file stays (a waiter keeps the same inode) and names nobody.
     assert (tmp_path / "lock").exists() and read_holder(tmp_path / "lock") is None
+
+
+# filelock opens its lock file with O_NOFOLLOW (CVE-2025-68146): so does the write lock now.
+@pytest.mark.parametrize("step", ["acquire", "unlock"])
+def test_a_lock_that_is_a_symlink_leaves_its_target_alone(tmp_path: Path, step: str) -> None:
+    vault_root = tmp_path / "vault"
+    vault_root.mkdir()
+    victim = tmp_path / "elsewhere.txt"
+    victim.write_text("not the vault's to truncate\n")
+    (vault_root / "lock").symlink_to(victim)
+    with pytest.raises(OSError) as caught:
+        if step == "acquire":
+            WriteLock(vault_root, "mjvault sync").acquire()
+        else:
+            break_lock(vault_root)
+    assert caught.value.errno == errno.ELOOP
+    assert victim.read_text() == "not the vault's to truncate\n"
+
+
+@pytest.mark.parametrize("command", ["unlock", "gc"])
+def test_the_cli_refuses_a_symlinked_lock_in_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    for key in list(os.environ):
+        if key.startswith("MJVAULT_"):
+            monkeypatch.delenv(key)
+    Vault.init(tmp_path / "vault").close()
+    victim = tmp_path / "elsewhere.txt"
+    victim.write_text('{"pid": 1}')
+    lock = tmp_path / "vault" / "lock"
+    lock.unlink(missing_ok=True)
+    lock.symlink_to(victim)
+    with pytest.raises(SystemExit) as exited:
+        run(["--vault", str(tmp_path / "vault"), command])
+    assert exited.value.code not in (0, None)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "symbolic links" in err and "Traceback" not in err
+    assert victim.read_text() == '{"pid": 1}'
