@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -199,3 +200,25 @@ def test_the_cli_refuses_a_symlinked_lock_in_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "symbolic links" in err and "Traceback" not in err
     assert victim.read_text() == '{"pid": 1}'
+
+
+def test_a_held_lock_reported_as_eacces_is_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Python's fcntl documentation: a flock that finds the lock held fails with EACCES or
+    # EAGAIN depending on the system (filelock counts both as held too). No file system here
+    # answers EACCES, so a real held lock's EAGAIN is given as EACCES.
+    real_flock = fcntl.flock
+
+    def flock_as_eacces(fd: int, operation: int) -> None:
+        try:
+            real_flock(fd, operation)
+        except BlockingIOError:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES)) from None
+
+    with WriteLock(tmp_path, "mjvault sync"):
+        monkeypatch.setattr(fcntl, "flock", flock_as_eacces)
+        with pytest.raises(VaultLocked, match="mjvault sync"):
+            WriteLock(tmp_path, "mjvault gc", wait=0.0).acquire()
+        with pytest.raises(VaultLocked, match="held by a running process"):
+            break_lock(tmp_path)
