@@ -160,7 +160,7 @@ class WriteLock:
         fd = os.open(self.path, _OPEN_FLAGS | os.O_CREAT, 0o644)
         try:
             self._take(fd)
-        except VaultLocked:
+        except BaseException:  # locked, or flock itself failed: the descriptor is not kept
             os.close(fd)
             raise
         previous = read_holder(self.path)
@@ -200,7 +200,7 @@ class WriteLock:
                     f"the vault is locked by {describe_holder(holder)}",
                     hint="wait for it to finish; if that process is gone for good, "
                     "run `mjvault unlock`",
-                ) from None
+                )
             time.sleep(_RETRY)
 
     def _write_note(self, fd: int, note: dict[str, object]) -> None:
@@ -263,7 +263,7 @@ def break_lock(vault_root: Path) -> dict[str, object] | None:
             raise VaultLocked(
                 f"the lock is held by a running process: {describe_holder(read_holder(path))}",
                 hint="stop that process first",
-            ) from None
+            )
         data = os.pread(fd, MAX_NOTE_BYTES + 1, 0)
         if not data:
             return None
