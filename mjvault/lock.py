@@ -10,6 +10,7 @@ process is provably gone (same host, pid not running).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -32,6 +33,9 @@ BRIEF_WAIT = 5.0
 # after it takes the flock, so a writer arriving in between sees none for a moment.
 NOTE_GRACE = 0.05
 _RETRY = 0.005
+# The lock file is truncated on acquire, release and unlock: a ``lock`` that is a symlink
+# (planted, or copied in with a vault) must fail with ELOOP, not truncate the file it names.
+_OPEN_FLAGS = os.O_RDWR | os.O_NOFOLLOW
 _FIELD_CHARS = 80  # of a host or command shown in a message
 
 
@@ -110,6 +114,22 @@ def _hostname() -> str:
     return socket.gethostname()
 
 
+# What a non-blocking flock that finds the lock held raises: EAGAIN (EWOULDBLOCK) here, EACCES
+# on some systems and file systems (Python's fcntl documentation says to check for both).
+_HELD = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES})
+
+
+def try_flock(fd: int) -> bool:
+    """Take the exclusive flock on ``fd`` if it is free; False when another holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in _HELD:
+            return False
+        raise
+    return True
+
+
 def is_brief(holder: dict[str, object] | None) -> bool:
     """Does the note say its holder keeps the lock for a moment only (FORMAT §8)?"""
     return holder is not None and holder.get("brief") is True
@@ -137,10 +157,10 @@ class WriteLock:
         self.note_error: str | None = None  # why the note could not be written, if it could not
 
     def acquire(self) -> WriteLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, _OPEN_FLAGS | os.O_CREAT, 0o644)
         try:
             self._take(fd)
-        except VaultLocked:
+        except BaseException:  # locked, or flock itself failed: the descriptor is not kept
             os.close(fd)
             raise
         previous = read_holder(self.path)
@@ -166,24 +186,22 @@ class WriteLock:
         start = time.monotonic()
         brief = False  # a brief holder was seen: its note empties an instant before it lets go
         while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if try_flock(fd):
                 return
-            except BlockingIOError:
-                holder = read_holder(self.path)
-                brief = brief or is_brief(holder)
-                waited = time.monotonic() - start
-                if holder is None:
-                    limit = self.wait if brief else NOTE_GRACE
-                else:
-                    limit = self.wait if is_brief(holder) else 0.0
-                if waited >= limit:
-                    raise VaultLocked(
-                        f"the vault is locked by {describe_holder(holder)}",
-                        hint="wait for it to finish; if that process is gone for good, "
-                        "run `mjvault unlock`",
-                    ) from None
-                time.sleep(_RETRY)
+            holder = read_holder(self.path)
+            brief = brief or is_brief(holder)
+            waited = time.monotonic() - start
+            if holder is None:
+                limit = self.wait if brief else NOTE_GRACE
+            else:
+                limit = self.wait if is_brief(holder) else 0.0
+            if waited >= limit:
+                raise VaultLocked(
+                    f"the vault is locked by {describe_holder(holder)}",
+                    hint="wait for it to finish; if that process is gone for good, "
+                    "run `mjvault unlock`",
+                )
+            time.sleep(_RETRY)
 
     def _write_note(self, fd: int, note: dict[str, object]) -> None:
         """Leave a note for error messages; without one the lock holds all the same.
@@ -237,17 +255,15 @@ def break_lock(vault_root: Path) -> dict[str, object] | None:
     """
     path = vault_root / "lock"
     try:
-        fd = os.open(path, os.O_RDWR)
+        fd = os.open(path, _OPEN_FLAGS)
     except FileNotFoundError:
         return None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not try_flock(fd):
             raise VaultLocked(
                 f"the lock is held by a running process: {describe_holder(read_holder(path))}",
                 hint="stop that process first",
-            ) from None
+            )
         data = os.pread(fd, MAX_NOTE_BYTES + 1, 0)
         if not data:
             return None
