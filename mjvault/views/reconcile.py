@@ -48,7 +48,7 @@ from mjvault.views.apply import (
 )
 from mjvault.views.links import LinkKind, remove_temp_files
 from mjvault.views.members import chunks_present, collection_chunks
-from mjvault.views.members import member_changes as _member_changes
+from mjvault.views.members import member_changes as _member_changes  # its old name
 from mjvault.views.paths import INDEX_DIGITS, safe_relpath
 from mjvault.views.plan import Key, Want, in_batch_order, plan_jobs
 from mjvault.views.registry import View, ViewDefinition, ViewRegistry
