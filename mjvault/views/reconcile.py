@@ -20,45 +20,39 @@ Safety rules, in order of importance:
   killed refresh resumes and finds the work already done as unchanged; it is marked
   unfinished before the first file is touched, so a rerun (and ``verify --views``) knows to
   look for unrecorded files and temp files.
+
+The work is split three ways: this module names what the view should show (template,
+filter, the index's summaries) and feeds the jobs to look at batch by batch;
+mjvault.views.plan, pure, says what must change; mjvault.views.apply does it on disk, with
+its worker threads and the state's bookkeeping.
 """
 
 from __future__ import annotations
 
-import errno
 import itertools
-import os
-import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, cast
 
 from mjvault.errors import IntegrityError, JobNotFound, MjvaultError, UsageError
 from mjvault.model import Job, MediaRef
 from mjvault.snapshots import Snapshot
-from mjvault.store.codec import stored_media_kind
 from mjvault.tree import JobEntry
-from mjvault.views import linkproc, modes
-from mjvault.views.check import is_exactly
-from mjvault.views.linkproc import Linker, ThreadLinker, start_linker
-from mjvault.views.links import (
-    LinkKind,
-    Made,
-    NameTaken,
-    ObjectMissing,
-    copy_workers,
-    in_the_way,
-    place_bytes,
-    place_file,
-    place_hardlink,
-    place_symlink,
-    prune_empty_dirs,
-    remove_temp_files,
+from mjvault.views import modes
+from mjvault.views.apply import (
+    NO_HEAD,
+    SAVE_SECONDS,
+    SNIFF_PARALLEL_MIN,
+    Applier,
+    Sniffed,
 )
-from mjvault.views.paths import INDEX_DIGITS, fold, resolve_collisions, safe_relpath
-from mjvault.views.registry import FileRecord, View, ViewDefinition, ViewRegistry
-from mjvault.views.state import FileTable, NewRow
+from mjvault.views.links import LinkKind, remove_temp_files
+from mjvault.views.members import chunks_present, collection_chunks
+from mjvault.views.members import member_changes as _member_changes  # its old name
+from mjvault.views.paths import INDEX_DIGITS, safe_relpath
+from mjvault.views.plan import Key, Want, in_batch_order, plan_jobs
+from mjvault.views.registry import View, ViewDefinition, ViewRegistry
+from mjvault.views.report import MAX_LISTED, RefreshReport, ViewsReport
 from mjvault.views.template import Template, ext_text
 
 if TYPE_CHECKING:
@@ -67,16 +61,24 @@ if TYPE_CHECKING:
     from mjvault.params import ParamValue
     from mjvault.vault import Vault
 
-Key = tuple[str, int]
+# Where callers and tests have always found them.
+__all__ = [
+    "MAX_LISTED",
+    "SAVE_SECONDS",
+    "SNIFF_PARALLEL_MIN",
+    "RefreshReport",
+    "ViewsReport",
+    "check_view_directory",
+    "checkout",
+    "list_views",
+    "refresh_view",
+    "refresh_views",
+    "remove_view",
+    "target_snapshot",
+]
+
 Kinds = tuple[str | None, ...]
-# An object's type from its head, and whether its file is the image itself (linkable).
-Sniffed = tuple[str | None, bool]
-_NO_HEAD: Sniffed = (None, False)
-_MISSING: Sniffed = ("missing", False)
-# Below this many objects a second reading thread costs more than it saves.
-SNIFF_PARALLEL_MIN = 256
 Progress = Callable[[int], None]
-SAVE_SECONDS = 15.0
 BATCH_JOBS = 500
 # Index lookups between two releases of its mapped pages: each maps up to 64 KiB (the
 # kernel's fault-around), so 128 bound a checkout's share to ~8 MB; releasing every 16, as
@@ -87,46 +89,12 @@ SUMMARIES_PER_RELEASE = 128
 SUMMARIES_IN_ORDER_PER_RELEASE = 1024
 # Template fields the index's job summaries do not hold: views using them read records.
 RECORD_ONLY_FIELDS = frozenset({"job_type", "width", "height"})
-MAX_LISTED = 50  # paths listed in a report; counts are always complete
 _INERT_BELOW = 10**INDEX_DIGITS  # indexes Template.index_split answers for
 
 
-@dataclass
-class RefreshReport:
-    view: str
-    directory: str
-    snapshot: str | None
-    mode: str = "incremental"  # "incremental" | "full" | "up-to-date" | "removed"
-    link: str = ""
-    jobs_examined: int = 0
-    added: int = 0
-    removed: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    skipped: int = 0
-    conflicts: int = 0
-    kept: int = 0
-    adopted: int = 0  # files an interrupted run made and could not record, taken as the view's
-    conflict_paths: list[str] = field(default_factory=list)
-    kept_paths: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    def note(self, message: str) -> None:
-        if message not in self.notes and len(self.notes) < MAX_LISTED:
-            self.notes.append(message)
-
-
-class _Want(NamedTuple):
-    plain: str
-    oid: str
-    job: Job
-    raw: bool = True  # the object's file is the image itself (links can point at it)
-
-
 class _Reconciler:
+    """Names what a batch of jobs should show, plans the difference, has it applied."""
+
     def __init__(
         self,
         vault: Vault,
@@ -141,78 +109,24 @@ class _Reconciler:
         expected_images: int = 0,
     ) -> None:
         self.vault = vault
-        self.snapshot = snapshot
-        self.embed_changed = embed_changed
-        self.vault_moved = vault_moved
-        self.registry = registry
         self.view = view
         self.report = report
         self.progress = progress
-        definition = view.definition
-        self.template = Template.parse(definition.template)
-        self.root = definition.directory
-        self.kind = LinkKind.COPY if vault.encrypted else definition.link
-        self.private = definition.is_private(vault.encrypted)
-        self.root_str = os.fspath(self.root)
-        self.objects_root = os.fspath(vault.path.resolve())
-        self.vault_prefix = os.fspath(vault.path) + os.sep
-        self.link_prefixes: dict[str, str] = {}
-        # Building a Path per object costs more than the symlink itself; use the store's
-        # layout directly when it is the one we know (checked, not assumed).
-        probe = "ab" * 32
-        self.fan_out_layout = os.sep == "/" and os.fspath(vault.object_path(probe)) == (
-            f"{vault.path}/objects/ab/{probe}"
-        )
-        self.ops_since_save = 0
-        self.saved_at = time.monotonic()
+        self.template = Template.parse(view.definition.template)
         self.index = _usable_index(vault, view.definition, self.template)
         # Summaries read ahead with their jobs (a first checkout reading the index in order,
         # _all_jobs): taken by the batch that holds their jobs, so never more than a batch.
         self.prefetched: dict[str, JobSummary] = {}
-        self.running = False
-        self.reader: ThreadPoolExecutor | None = None
-        # New files the plain way (links, or copies of the object files) are made in bulk,
-        # by a thread or the link process (mjvault.views.linkproc), one batch at a time
-        # while this thread names the next; None: each is made here (reflinks, decoded copies).
-        self.bulk_kind: LinkKind | None = (
-            self.kind
-            if self.kind in (LinkKind.SYMLINK, LinkKind.HARDLINK)
-            or (self.kind is LinkKind.COPY and not definition.embed_metadata)
-            else None
+        self.applier = Applier(
+            vault,
+            registry,
+            view,
+            report,
+            snapshot=snapshot,
+            embed_changed=embed_changed,
+            vault_moved=vault_moved,
+            expected_images=expected_images,
         )
-        self.linker: Linker | None = None
-        self.expected_images = expected_images  # how many a full pass may make: who makes them
-        self.dispatched = 0
-        # The batch being made: recorded once its outcome is in (so the list never names a
-        # file that failed). Meanwhile its names and jobs are kept, so that a batch that
-        # shares one waits for it (_assign, _apply).
-        self.in_flight: list[tuple[Key, str, _Want]] = []
-        self.in_flight_names: set[str] = set()
-        self.in_flight_jobs: set[str] = set()
-        self.assigned_names: set[str] = set()
-        # The file list, looked up by image and by folded path batch by batch, never loaded
-        # whole (mjvault.views.state).
-        self.table: FileTable = view.table
-
-    # -- bookkeeping -----------------------------------------------------------------------
-    def _group(self, folded: str) -> set[Key]:
-        """The images whose template path folds to ``folded`` (a collision group)."""
-        members = self.table.wanting(folded)
-        holder = self.table.holder(folded)
-        if holder is not None:
-            record = self._record(holder)
-            if record is not None and record.plain is None:
-                members.add(holder)
-        return members
-
-    def _record(self, key: Key) -> FileRecord | None:
-        return self.table.get(key)
-
-    def _set_record(self, key: Key, record: FileRecord | None) -> None:
-        if record is None:
-            self.table.delete(key)
-        else:
-            self.table.put(key, record)
 
     # -- what should be there --------------------------------------------------------------
     def wanted(
@@ -220,7 +134,7 @@ class _Reconciler:
         entry: JobEntry | None,
         job: Job | None = None,
         sniffed: dict[str, Sniffed] | None = None,
-    ) -> dict[Key, _Want] | None:
+    ) -> dict[Key, Want] | None:
         """The files ``entry`` should have; None when its record cannot be read.
 
         ``job`` is the entry's job from the index when the caller already looked it up (and
@@ -237,8 +151,8 @@ class _Reconciler:
             if found is not None and found[1] is not None and sniffed is None:
                 sniffed = _known(entry, found[1])
         if sniffed is None:
-            sniffed = self._sniff_many([oid for oid in entry.images if oid is not None])
-        heads = [sniffed[oid] if oid is not None else _NO_HEAD for oid in entry.images]
+            sniffed = self.applier.sniff_many([oid for oid in entry.images if oid is not None])
+        heads = [sniffed[oid] if oid is not None else NO_HEAD for oid in entry.images]
         if job is None or any(
             oid is not None and kind is None
             for oid, (kind, _) in zip(entry.images, heads, strict=True)
@@ -255,7 +169,7 @@ class _Reconciler:
                 return {}
         media: list[MediaRef] | None = None
         render = self.template.bind(job)
-        out: dict[Key, _Want] = {}
+        out: dict[Key, Want] = {}
         for index, (oid, (kind, raw)) in enumerate(zip(entry.images, heads, strict=True)):
             if oid is None:
                 self.report.skipped += 1
@@ -268,11 +182,11 @@ class _Reconciler:
                 media = media if media is not None else job.media()
                 kind = media[index].ext if index < len(media) else "png"
             plain = safe_relpath(render(index, kind))
-            out[(entry.job_id, index)] = _Want(plain, oid, job, raw)
+            out[(entry.job_id, index)] = Want(plain, oid, job, raw)
         return out
 
     def _name_known(
-        self, entry: JobEntry, job: Job, kinds: Kinds, desired: dict[Key, _Want]
+        self, entry: JobEntry, job: Job, kinds: Kinds, desired: dict[Key, Want]
     ) -> bool:
         """:meth:`wanted` for a job whose summary gives every image's kind, straight into
         ``desired``; False (nothing added) when an image's kind is not known."""
@@ -305,7 +219,7 @@ class _Reconciler:
                 plain = f"{split[0]}{index}{split[1]}"
             else:
                 plain = safe_relpath(form.format(index, ext))
-            desired[(job_id, index)] = new_want(_Want, (plain, oid, job, True))
+            desired[(job_id, index)] = new_want(Want, (plain, oid, job, True))
         return True
 
     def _summaries(self, entries: Iterable[JobEntry | None]) -> dict[str, JobSummary] | None:
@@ -369,38 +283,10 @@ class _Reconciler:
         )
         return job, summary.kinds
 
-    def _sniff(self, oid: str) -> Sniffed:
-        """The image's real type from its first bytes, and whether a link can show it.
-
-        Midjourney records say ``png`` for images that may be WebP or JPEG, and a plain
-        vault stores an object raw (the file is the image) only when it is recognisable
-        media; anything else is framed and must be decoded into a copy. 16 bytes of one
-        read answer both, and catch a missing object before a dangling link is made.
-        """
-        return self._sniff_many([oid])[oid]
-
-    def _sniff_many(self, oids: list[str]) -> dict[str, Sniffed]:
-        """:meth:`_sniff` for many objects; a big batch is read by two threads at once.
-
-        Reading a head is three system calls that release the GIL, so two threads read
-        nearly twice as fast as one while this thread waits (it has nothing else to do
-        before it knows the extensions).
-        """
-        if self.vault.encrypted:
-            return dict.fromkeys(oids, _NO_HEAD)
-        paths = [self._source(oid) for oid in oids]
-        if len(paths) < SNIFF_PARALLEL_MIN or not self.running:
-            return dict(zip(oids, _read_heads(paths), strict=True))
-        half = len(paths) // 2
-        if self.reader is None:
-            self.reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mjvault-heads")
-        second = self.reader.submit(_read_heads, paths[half:])
-        heads = _read_heads(paths[:half]) + second.result()
-        return dict(zip(oids, heads, strict=True))
-
     # -- the pass --------------------------------------------------------------------------
     def run(self, changes: Iterator[tuple[str, JobEntry | None]]) -> None:
-        self.running = True
+        applier = self.applier
+        applier.start()
         clean = False
         try:
             batch: list[tuple[str, JobEntry | None]] = []
@@ -412,29 +298,14 @@ class _Reconciler:
             self._apply(batch)
             clean = True
         finally:
-            try:
-                self._drain()  # interrupted or not: what was made is recorded
-            except BaseException:
-                clean = False
-                raise
-            finally:
-                self.running = False
-                if self.linker is not None:
-                    # A failing run stops the link process at once; a finished one lets it end.
-                    if clean:
-                        self.linker.close()
-                    else:
-                        self.linker.abort()
-                    self.linker = None
-                if self.reader is not None:
-                    self.reader.shutdown(wait=True)
+            applier.finish(clean)  # interrupted or not: what was made is recorded
 
     def _apply(self, batch: list[tuple[str, JobEntry | None]]) -> None:
         if not batch:
             return
-        if self.in_flight_jobs and not self.in_flight_jobs.isdisjoint(j for j, _ in batch):
-            self._drain()  # a job in two batches in a row: the first one's files first
-        desired: dict[Key, _Want] = {}
+        applier = self.applier
+        applier.busy_with(j for j, _ in batch)
+        desired: dict[Key, Want] = {}
         touched: set[str] = set()
         # First what the index decides alone (the filter), then the heads of every image
         # still wanted, read in one go, then the names.
@@ -465,9 +336,9 @@ class _Reconciler:
                     oids.extend(oid for oid in entry.images if oid is not None)
             jobs.append(job)
         if oids:
-            sniffed.update(self._sniff_many(oids))
+            sniffed.update(applier.sniff_many(oids))
         blocked = self.view.blocked
-        others: dict[int, dict[Key, _Want]] = {}
+        others: dict[int, dict[Key, Want]] = {}
         for position, ((job_id, entry), job) in enumerate(zip(batch, jobs, strict=True)):
             if position not in named and position not in filtered_out:
                 wanted = self.wanted(entry, job, sniffed)
@@ -479,423 +350,15 @@ class _Reconciler:
             if blocked:
                 blocked.pop(job_id, None)  # retried below with everything else
         if others:
-            desired = _in_batch_order(batch, named, desired, others)
+            desired = in_batch_order(batch, named, desired, others)
         self.report.jobs_examined += len(batch)
-
-        removals: list[tuple[Key, FileRecord]] = []
-        replacements: list[tuple[Key, FileRecord, _Want]] = []
-        placements: dict[Key, _Want] = {}
-        files = self.table.of_jobs(touched)
-        for job_id in touched:
-            for index, record in files.get(job_id, {}).items():
-                key = (job_id, index)
-                want = desired.get(key)
-                if want is None or want.plain != record.wanted_path:
-                    removals.append((key, record))
-                elif want.oid != record.oid or self._needs_remake(record, want):
-                    replacements.append((key, record, want))
-        if not files:
-            placements = desired  # none of these jobs has files yet: every image is new
-        else:
-            removed_keys = {key for key, _ in removals}
-            for key, want in desired.items():
-                images = files.get(key[0])
-                if images is None or key[1] not in images or key in removed_keys:
-                    placements[key] = want
-
-        if removals or replacements:
-            self._drain()  # a removal may prune a directory a pending link goes into
-        for key, record in removals:
-            self._remove(key, record)
-        for key, record, want in replacements:
-            self._replace(key, record, want)
-        bulk: list[tuple[Key, str, _Want]] = []
-        made_in_bulk = self.bulk_kind is not None
-        for key, path, want, is_move in self._assign(placements):
-            # _kind_for(want) is the bulk kind iff want.raw
-            if made_in_bulk and want.raw and not is_move:
-                bulk.append((key, path, want))
-            else:
-                self._place(key, path, want, moved=is_move)
-        self._dispatch(bulk)
+        files = applier.table.of_jobs(touched)
+        applier.execute(plan_jobs(touched, desired, files, applier.making))
         if self.index is not None:
             self.index.release_pages()
         if self.progress:
             self.progress(len(batch))
-        self._maybe_save()
-
-    # -- new files made in bulk, by a thread or the link process -----------------------------
-
-    def _dispatch(self, items: list[tuple[Key, str, _Want]]) -> None:
-        """Hand ``items`` over to be made, once the batch before them is made; record that
-        one while these are being made."""
-        pairs: list[tuple[str, str]] = []
-        if items:
-            root = self.root_str if self.root_str.endswith(os.sep) else self.root_str + os.sep
-            if self.fan_out_layout:  # _source(), inline: this runs once per image
-                objects = self.objects_root + "/objects/"
-                pairs = [
-                    (f"{objects}{oid[:2]}/{oid}", root + relpath)
-                    for _, relpath, (_, oid, _, _) in items
-                ]
-            else:
-                source = self._source
-                pairs = [(source(want.oid), root + relpath) for _, relpath, want in items]
-        previous = self._outcome()
-        try:
-            if items:
-                assert self.bulk_kind is not None
-                self._linker(len(items)).submit(self.bulk_kind, pairs)
-                self.in_flight = items
-                self.in_flight_names = self.assigned_names
-                self.in_flight_jobs = {key[0] for key, _, _ in items}
-        finally:
-            if previous is not None:  # made, whatever happened to the next batch: recorded
-                self._settle(*previous)
-
-    def _linker(self, count: int) -> Linker:
-        """Threads for a few new files, the link process from PROCESS_MIN_IMAGES on."""
-        self.dispatched += count
-        wanted = max(self.expected_images, self.dispatched)
-        if self.linker is None or (
-            isinstance(self.linker, ThreadLinker) and wanted >= linkproc.PROCESS_MIN_IMAGES
-        ):
-            if self.linker is not None:
-                self.linker.close()  # its batch was taken: nothing is in flight
-            copiers = copy_workers(self.root) if self.bulk_kind is LinkKind.COPY else 1
-            self.linker = start_linker(self.objects_root, copiers, wanted)
-        return self.linker
-
-    def _outcome(self) -> tuple[list[tuple[Key, str, _Want]], Made] | None:
-        """Wait for the batch in flight: its items and what became of them."""
-        if not self.in_flight:
-            return None
-        items, self.in_flight = self.in_flight, []
-        self.in_flight_names, self.in_flight_jobs = set(), set()
-        assert self.linker is not None
-        try:
-            return items, self.linker.outcome()
-        except BaseException:
-            self.linker.abort()  # interrupted mid-answer: the pipe is no use any more
-            self.linker = None
-            raise
-
-    def _drain(self) -> None:
-        """Wait for the batch in flight and record it."""
-        previous = self._outcome()
-        if previous is not None:
-            self._settle(*previous)
-
-    def _settle(self, items: list[tuple[Key, str, _Want]], made: Made) -> None:
-        """Record the files of a batch that were made; set aside the rest (a name taken
-        meanwhile, an object gone); raise the first error that must stop the checkout."""
-        kind = self.bulk_kind
-        assert kind is not None
-        stats = made.stats
-        failed: set[int] = {at for at, _ in made.failures}
-        for untried in made.untried:
-            failed.update(untried)
-        rows: list[NewRow] = []
-        append = rows.append
-        link = kind.value
-        size = mtime_ns = 0  # a symlink is recognised by its target
-        if not failed and not stats:  # every symlink made: the rows in one comprehension
-            rows = [
-                (job_id, index, relpath, oid, link, plain if plain != relpath else None, 0, 0)
-                for (job_id, index), relpath, (plain, oid, _, _) in items
-            ]
-            items = []
-        for position, ((job_id, index), relpath, want) in enumerate(items):
-            if failed and position in failed:
-                continue
-            plain: str | None = want.plain
-            if plain == relpath:
-                plain = None
-            if stats:
-                size, mtime_ns = stats[2 * position], stats[2 * position + 1]
-            append((job_id, index, relpath, want.oid, link, plain, size, mtime_ns))
-        self.table.put_new(rows)  # placements: images the list did not hold
-        self.report.added += len(rows)
-        self.ops_since_save += len(rows)
-        fatal: BaseException | None = None
-        for position, error in made.failures:
-            key, relpath, want = items[position]
-            if isinstance(error, ObjectMissing):
-                self.report.skipped += 1
-                self.report.note(f"image {key[1]} of job {key[0]}: object {want.oid} is missing")
-            elif in_the_way(error):
-                if not self._adopt(key, relpath, want):
-                    self._block(key, relpath, want)
-            elif fatal is None:
-                fatal = error
-        if fatal is not None:
-            raise fatal
-
-    def _assign(self, placements: dict[Key, _Want]) -> list[tuple[Key, str, _Want, bool]]:
-        """Paths for new images, as ``(key, path, want, is_move)``.
-
-        A name nobody else wants is taken as it is (the common case, no extra work). When
-        names collide, the whole collision group is re-resolved, so the result is the same
-        whatever order the images arrived in; an earlier image may have to give its plain
-        name to one that sorts before it, and moves to its suffixed name.
-        """
-        # The first image to want each name, and (rarely) the others that want it too.
-        first: dict[str, Key] = {}
-        shared: dict[str, dict[Key, str]] = {}
-        for key, want in placements.items():
-            plain = want.plain
-            folded = plain.lower() if plain.isascii() else fold(plain)
-            holder = first.setdefault(folded, key)
-            if holder != key:
-                group = shared.get(folded)
-                if group is None:
-                    group = shared[folded] = {holder: placements[holder].plain}
-                group[key] = plain
-        # The batch being made is not in the list yet: one of its names wanted here too
-        # (rare: a name is made of the job's own fields) waits for it to be recorded.
-        if self.in_flight_names and not self.in_flight_names.isdisjoint(first):
-            self._drain()
-        self.assigned_names = names = set(first)
-        result: list[tuple[Key, str, _Want, bool]] = []
-        append = result.append
-        taken = self.table.taken(first)  # one query for the batch, not one per image
-        for folded, key in first.items():
-            if folded not in taken and folded not in shared:
-                # Nobody holds or wants this name: the common case, decided by two lookups.
-                want = placements[key]
-                append((key, want.plain, want, False))
-                continue
-            new_members = shared.get(folded) or {key: placements[key].plain}
-            existing = {k for k in self._group(folded) if k not in new_members}
-            if not existing and len(new_members) == 1 and self.table.holder(folded) is None:
-                ((key, plain),) = new_members.items()
-                result.append((key, plain, placements[key], False))
-                continue
-            members = dict(new_members)
-            own: set[str] = set()
-            for key in existing:
-                record = self._record(key)
-                if record is not None:
-                    members[key] = record.wanted_path
-                    own.add(fold(record.path))
-            assigned = resolve_collisions(members, taken_folded=_Without(self.table, own))
-            names.update(fold(path) for path in assigned.values())
-            for key, path in sorted(assigned.items()):
-                if key in new_members:
-                    result.append((key, path, placements[key], False))
-                    continue
-                record = self._record(key)
-                if record is not None and record.path != path:
-                    kind, raw = self._sniff(record.oid)
-                    want = _Want(record.wanted_path, record.oid, self._job_of(key), raw)
-                    # Removed now, so the freed name exists before anything is placed on it.
-                    self._drain()
-                    self._remove(key, record, counted=False)
-                    result.append((key, path, want, True))
-        return result
-
-    def _job_of(self, key: Key) -> Job:
-        return self.vault.job(self.vault.entry(key[0], self.snapshot))
-
-    def _kind_for(self, want: _Want) -> LinkKind:
-        return self.kind if want.raw else LinkKind.COPY
-
-    def _needs_remake(self, record: FileRecord, want: _Want) -> bool:
-        """Must an unchanged image's file be made again (link type changed, vault moved)?"""
-        expected = self._kind_for(want)
-        if record.kind is not expected and not (
-            expected is LinkKind.REFLINK and record.kind is LinkKind.COPY
-        ):
-            return True
-        if self.embed_changed and record.kind in (LinkKind.COPY, LinkKind.REFLINK):
-            return True
-        return self.vault_moved and record.kind is LinkKind.SYMLINK
-
-    # -- file operations -------------------------------------------------------------------
-    def _source(self, oid: str) -> str:
-        """The object's file, under the vault's resolved path (symlinks need a real path)."""
-        if self.fan_out_layout:
-            return f"{self.objects_root}/objects/{oid[:2]}/{oid}"
-        path = os.fspath(self.vault.object_path(oid))
-        if path.startswith(self.vault_prefix):
-            return self.objects_root + path[len(self.vault_prefix) - 1 :]
-        return os.path.realpath(path)
-
-    def _symlink_target(self, relpath: str, oid: str) -> str:
-        # One relpath() per directory, not per file: it is the costliest step of a checkout.
-        parent = os.path.dirname(relpath)
-        prefix = self.link_prefixes.get(parent)
-        if prefix is None:
-            prefix = self._link_prefix(parent)
-        return prefix + self._source(oid)[len(self.objects_root) :]
-
-    def _link_prefix(self, parent: str) -> str:
-        prefix = os.path.relpath(self.objects_root, os.path.join(self.root_str, parent))
-        self.link_prefixes[parent] = prefix
-        return prefix
-
-    def _make(self, relpath: str, want: _Want, replace: bool) -> FileRecord:
-        dest = os.path.join(self.root_str, relpath)
-        kind = self._kind_for(want)
-        if kind is LinkKind.SYMLINK:
-            place_symlink(self._symlink_target(relpath, want.oid), dest, replace=replace)
-            # A symlink is recognised by its target, so no stat is needed (or spent).
-            return FileRecord(relpath, want.oid, LinkKind.SYMLINK)
-        if kind is LinkKind.HARDLINK:
-            place_hardlink(self._source(want.oid), dest, replace=replace)
-            used = LinkKind.HARDLINK
-        elif self._decoded(want):
-            used = place_bytes(self._copy_bytes(want), Path(dest), replace=replace)
-        else:
-            used = place_file(Path(self._source(want.oid)), Path(dest), self.kind, replace=replace)
-        if used is not self.kind and not self.vault.encrypted:
-            self.report.note(
-                f"{self.kind.value} is not possible on this file system: made copies instead"
-                if want.raw
-                else "some objects are not stored as plain images: they are decoded copies"
-            )
-        stat = os.lstat(dest)
-        return FileRecord(relpath, want.oid, used, None, stat.st_size, stat.st_mtime_ns)
-
-    def _decoded(self, want: _Want) -> bool:
-        """Is the view's file made of bytes other than the object file's own?"""
-        return self.view.definition.embed_metadata or not want.raw
-
-    def _copy_bytes(self, want: _Want) -> bytes:
-        """What a copy holds when it is not the object file's bytes: decoded, maybe embedded."""
-        data = self.vault.read_object(want.oid)
-        if self.view.definition.embed_metadata:
-            from mjvault.views.embed import embed_metadata
-
-            data = embed_metadata(data, want.job)
-        return data
-
-    def _adopt(self, key: Key, relpath: str, want: _Want) -> bool:
-        """Take the file in the way at ``relpath`` as the view's own, if it is exactly that.
-
-        A run killed after making a file and before saving its state leaves such files; they
-        are what this run would make, so recording them is safe, and anything else (a file of
-        the user's, an image that differs by one byte) is still left alone and reported.
-        """
-        dest = os.path.join(self.root_str, relpath)
-        kind = self._kind_for(want)
-        expected: Callable[[], bytes] | None = None
-        if kind in (LinkKind.COPY, LinkKind.REFLINK) and self._decoded(want):
-            expected = lambda: self._copy_bytes(want)  # noqa: E731 - made only when needed
-        if not is_exactly(self.vault, dest, kind, self._source(want.oid), want.oid, expected):
-            return False
-        if kind is LinkKind.SYMLINK:
-            record = FileRecord(relpath, want.oid, kind)
-        else:
-            if self.private and kind is not LinkKind.HARDLINK:
-                modes.protect_file(Path(dest))  # made by an older version, before modes
-            stat = os.lstat(dest)
-            made = LinkKind.COPY if kind is LinkKind.REFLINK else kind  # shared extents or not
-            record = FileRecord(relpath, want.oid, made, None, stat.st_size, stat.st_mtime_ns)
-        record = _with_plain(record, relpath, want.plain)
-        self._set_record(key, record)
-        self.report.adopted += 1
-        self.ops_since_save += 1
-        return True
-
-    def _place(self, key: Key, relpath: str, want: _Want, *, moved: bool = False) -> None:
-        try:
-            record = self._make(relpath, want, replace=False)
-        except (NameTaken, FileExistsError, NotADirectoryError):
-            if not self._adopt(key, relpath, want):
-                self._block(key, relpath, want)
-            return
-        except OSError as exc:
-            if exc.errno in (errno.ENOTDIR, errno.EEXIST):
-                if not self._adopt(key, relpath, want):
-                    self._block(key, relpath, want)
-                return
-            raise
-        except MjvaultError as exc:
-            if isinstance(exc, UsageError):
-                raise
-            self.report.skipped += 1
-            self.report.note(f"image {key[1]} of job {key[0]} skipped: {exc}")
-            return
-        record = _with_plain(record, relpath, want.plain)
-        self._set_record(key, record)
-        if moved:
-            self.report.updated += 1
-        else:
-            self.report.added += 1
-        self.ops_since_save += 1
-
-    def _replace(self, key: Key, record: FileRecord, want: _Want) -> None:
-        path = self.root / record.path
-        if os.path.lexists(path) and not self._is_ours(path, record):
-            if self._adopt(key, record.path, want):
-                return  # a killed run replaced it already
-            self._forget(key, record, kept=path)
-            self._place(key, record.path, want)
-            return
-        try:
-            new = self._make(record.path, want, replace=True)
-        except MjvaultError as exc:
-            if isinstance(exc, UsageError):
-                raise
-            self.report.skipped += 1
-            self.report.note(f"image {key[1]} of job {key[0]} skipped: {exc}")
-            return
-        new = _with_plain(new, record.path, want.plain)
-        self._set_record(key, new)
-        self.report.updated += 1
-        self.ops_since_save += 1
-
-    def _remove(self, key: Key, record: FileRecord, *, counted: bool = True) -> None:
-        path = self.root / record.path
-        if os.path.lexists(path):
-            if not self._is_ours(path, record):
-                self._forget(key, record, kept=path)
-                return
-            os.unlink(path)
-            prune_empty_dirs(path.parent, self.root)
-        self._forget(key, record)
-        if counted:
-            self.report.removed += 1
-        self.ops_since_save += 1
-
-    def _forget(self, key: Key, record: FileRecord, *, kept: Path | None = None) -> None:
-        self._set_record(key, None)
-        if kept is not None:
-            self.report.kept += 1
-            if len(self.report.kept_paths) < MAX_LISTED:
-                self.report.kept_paths.append(str(kept))
-
-    def _block(self, key: Key, relpath: str, want: _Want) -> None:
-        plain = want.plain if want.plain != relpath else None
-        record = FileRecord(relpath, want.oid, self.kind, plain)
-        self.view.blocked.setdefault(key[0], {})[key[1]] = record
-        self.report.conflicts += 1
-        if len(self.report.conflict_paths) < MAX_LISTED:
-            self.report.conflict_paths.append(str(self.root / relpath))
-
-    def _is_ours(self, path: Path, record: FileRecord) -> bool:
-        """Is the file at ``path`` still exactly what this view made there?"""
-        try:
-            if record.kind is LinkKind.SYMLINK:
-                return os.path.basename(os.readlink(path)) == record.oid
-            stat = os.lstat(path)
-        except OSError:
-            return False
-        return (
-            not os.path.islink(path)
-            and stat.st_size == record.size
-            and stat.st_mtime_ns == record.mtime_ns
-        )
-
-    def _maybe_save(self) -> None:
-        # By time, not by count: saving a 100k-file state every few thousand files would
-        # make a checkout quadratic; every SAVE_SECONDS bounds what an interruption redoes.
-        if self.ops_since_save and time.monotonic() - self.saved_at >= SAVE_SECONDS:
-            self._drain()  # the saved state names only files that exist
-            self.registry.save(self.view)
-            self.ops_since_save = 0
-            self.saved_at = time.monotonic()
+        applier.maybe_save()
 
 
 def _usable_index(vault: Vault, definition: ViewDefinition, template: Template) -> Index | None:
@@ -913,79 +376,15 @@ def _usable_index(vault: Vault, definition: ViewDefinition, template: Template) 
         return None
 
 
-def _in_batch_order(
-    batch: list[tuple[str, JobEntry | None]],
-    named: set[int],
-    desired: dict[Key, _Want],
-    others: dict[int, dict[Key, _Want]],
-) -> dict[Key, _Want]:
-    """The images of jobs named in two passes, in the batch's order again (the order files
-    are placed in, and names assigned in, is the same whichever way a job was named)."""
-    ordered: dict[Key, _Want] = {}
-    for position, (job_id, entry) in enumerate(batch):
-        if position in others:
-            ordered.update(others[position])
-        elif position in named and entry is not None:
-            for index in range(len(entry.images)):
-                want = desired.get((job_id, index))
-                if want is not None:
-                    ordered[(job_id, index)] = want
-    return ordered
-
-
-def _read_heads(paths: list[str]) -> list[Sniffed]:
-    out: list[Sniffed] = []
-    append = out.append
-    for path in paths:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            append(_MISSING)
-            continue
-        try:
-            head = os.read(fd, 16)
-        finally:
-            os.close(fd)
-        kind = stored_media_kind(head)
-        append((kind, kind is not None))
-    return out
-
-
 def _known(entry: JobEntry, kinds: Kinds) -> dict[str, Sniffed]:
-    """What :meth:`_Reconciler._sniff` would read, from the kinds the index keeps."""
+    """What :meth:`Applier.sniff` would read, from the kinds the index keeps."""
     if len(kinds) != len(entry.images):
-        return {oid: _NO_HEAD for oid in entry.images if oid is not None}
+        return {oid: NO_HEAD for oid in entry.images if oid is not None}
     return {
-        oid: (kind, True) if kind is not None else _NO_HEAD
+        oid: (kind, True) if kind is not None else NO_HEAD
         for oid, kind in zip(entry.images, kinds, strict=True)
         if oid is not None
     }
-
-
-class _Without:
-    """The paths the view's files hold, minus a few (a collision group's own current paths)."""
-
-    def __init__(self, table: FileTable, without: set[str]) -> None:
-        self.table = table
-        self.without = without
-
-    def __contains__(self, folded: object) -> bool:
-        return (
-            isinstance(folded, str)
-            and folded not in self.without
-            and self.table.holder(folded) is not None
-        )
-
-
-def _with_plain(record: FileRecord, relpath: str, plain: str) -> FileRecord:
-    return FileRecord(
-        path=relpath,
-        oid=record.oid,
-        kind=record.kind,
-        plain=plain if plain != relpath else None,
-        size=record.size,
-        mtime_ns=record.mtime_ns,
-    )
 
 
 # -- the library API -----------------------------------------------------------------------
@@ -1027,9 +426,9 @@ def refresh_view(
     full = view.fingerprint != fingerprint or vault_moved or old_tree_gone
     # A collection view: the members of the collection in the snapshot rendered. A change
     # of the collection writes a snapshot with the same tree, so it is told by its chunks.
-    chunks = _collection_chunks(vault, definition, snapshot, report)
+    chunks = collection_chunks(vault, definition, snapshot, report)
     members_changed = chunks is not None and view.collection_chunks != chunks
-    if members_changed and not full and not _chunks_present(vault, view.collection_chunks):
+    if members_changed and not full and not chunks_present(vault, view.collection_chunks):
         full = True  # what the view showed cannot be read back: render it whole
     private = definition.is_private(vault.encrypted)
     if vault.encrypted:
@@ -1195,60 +594,6 @@ def _changed_jobs(
             yield job_id, _entry_or_none(vault, job_id, snapshot)
 
 
-def _collection_chunks(
-    vault: Vault, definition: ViewDefinition, snapshot: Snapshot | None, report: RefreshReport
-) -> list[str] | None:
-    """A collection view's member chunks in ``snapshot`` (binding the filter to its members);
-    None for a view without a collection. A collection the snapshot lacks has no member."""
-    name = definition.filter.collection
-    if name is None:
-        return None
-    from mjvault.collections import collections_of
-
-    found = next((c for c in collections_of(vault, snapshot) if c.name == name), None)
-    if found is None:
-        report.note(f"no collection {name!r} in the snapshot: the view shows no job")
-    chunks = list(found.chunks) if found is not None else []
-    definition.filter = definition.filter.bound(frozenset(_stream_chunks(vault, chunks)))
-    return chunks
-
-
-def _chunks_present(vault: Vault, chunks: list[str] | None) -> bool:
-    return chunks is not None and all(vault.store.exists(c) for c in chunks)
-
-
-def _member_changes(vault: Vault, old: list[str] | None, new: list[str] | None) -> Iterator[str]:
-    """The job ids in one of the two collections and not the other, in id order: a merge of
-    the two sorted streams (FORMAT §7.1). A chunk both lists name holds the same ids on
-    both sides and none of the others' (a collection names each id once): skipped unread."""
-    shared = set(old or ()) & set(new or ())
-    before = _stream_chunks(vault, [c for c in old or () if c not in shared])
-    after = _stream_chunks(vault, [c for c in new or () if c not in shared])
-    a, b = next(before, None), next(after, None)
-    while a is not None and b is not None:
-        if a < b:
-            yield a
-            a = next(before, None)
-        elif b < a:
-            yield b
-            b = next(after, None)
-        else:
-            a, b = next(before, None), next(after, None)
-    if a is not None:
-        yield a
-        yield from before
-    if b is not None:
-        yield b
-        yield from after
-
-
-def _stream_chunks(vault: Vault, chunks: list[str]) -> Iterator[str]:
-    from mjvault.collections import decode_chunk
-
-    for chunk in chunks:
-        yield from decode_chunk(chunk, vault.store.read(chunk))
-
-
 def _entry_or_none(vault: Vault, job_id: str, snapshot: Snapshot | None) -> JobEntry | None:
     if snapshot is None:
         return None
@@ -1310,27 +655,6 @@ def checkout(
         return refresh_view(
             vault, view, registry=registry, progress=progress, previous=previous, on_total=on_total
         )
-
-
-@dataclass
-class ViewsReport:
-    """The outcome of refreshing several views (``mjvault checkout`` with no arguments)."""
-
-    views: list[RefreshReport] = field(default_factory=list)
-    errors: dict[str, str] = field(default_factory=dict)
-
-    def totals(self) -> dict[str, int]:
-        names = (
-            "added", "removed", "updated", "unchanged", "skipped", "conflicts", "kept", "adopted"
-        )  # fmt: skip
-        return {n: sum(getattr(r, n) for r in self.views) for n in names}
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "views": [r.to_json() for r in self.views],
-            "errors": self.errors,
-            "totals": self.totals(),
-        }
 
 
 def refresh_views(
