@@ -7,7 +7,7 @@ import sys
 import click
 
 from mjvault import credentials
-from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.context import AppContext, json_option, pass_app
 from mjvault.cli.source_options import TOKEN_HELP, SourceOptions, midjourney_options
 from mjvault.errors import Interrupted, SourceError, UsageError
 from mjvault.sources.midjourney.client import AuthStatus, MidjourneyClient
@@ -167,12 +167,10 @@ def _check_and_store(
 
 @auth_group.command("status")
 @midjourney_options
-@click.option("--json", "json_flag", is_flag=True, help="Machine-readable JSON on stdout.")
+@json_option
 @pass_app
-def status_command(app: AppContext, source: SourceOptions, json_flag: bool) -> None:
+def status_command(app: AppContext, source: SourceOptions) -> None:
     """Check the session with one listing request. Exit status 1 when it does not work."""
-    if json_flag:
-        app.json_output = True
     with MidjourneyClient(source.settings_for(app)) as client:
         status = client.check_auth()
     _report(app, status)
