@@ -27,6 +27,8 @@ from mjvault.find.export_all import ExportAllReport
 from mjvault.find.export_images import ExportImagesReport, ImageSettings
 from mjvault.find.gallery import GalleryReport
 from mjvault.followups import FollowupReport, PushOutcome
+from mjvault.index.facets import Facets, FacetValue
+from mjvault.index.pages import PageKey, Segment
 from mjvault.integrity.copies import CopiesCheck
 from mjvault.integrity.exclusions import Entry
 from mjvault.integrity.forget import Decision, ForgetJobsReport, ForgetSnapshotsReport, KeepPolicy
@@ -60,6 +62,7 @@ from mjvault.similarity.semantic import SemanticHit
 from mjvault.snapshots import Snapshot
 from mjvault.sources.importer import ImportReport
 from mjvault.sources.importer import Problem as ImportProblem
+from mjvault.sources.midjourney.client import AuthStatus
 from mjvault.sync import MissingMedia, SyncReport
 from mjvault.thumbnails import BackfillReport
 from mjvault.views.check import ViewProblem
@@ -544,6 +547,17 @@ CASES: dict[str, Callable[[], Any]] = {
         chunks_written=1,
     ),
     "GalleryReport.plain": lambda: GalleryReport(directory=Path("/g")),
+    "AuthStatus": lambda: AuthStatus(True, "v3", "u-1", None, "signed in", "__Host-session"),
+    "FacetValue": lambda: FacetValue("16:9", 4, "ar:16:9"),
+    "Facets": lambda: Facets(
+        total=5,
+        values={
+            "type": [FacetValue("upscale", 3, "type:upscale"), FacetValue(None, 2, None)],
+            "ar": [],
+        },
+    ),
+    "Segment": lambda: Segment(PageKey("newest", 1_700_000_000_123_456, b"job-1"), 3, T1, T2),
+    "Segment.first": lambda: Segment(None, 0, None, None),
 }
 
 

@@ -31,12 +31,12 @@ def _report(app: AppContext, status: AuthStatus) -> None:
     """Print the status; a failed one also ends the command with its one-line error."""
     if status.ok:
         app.emit(
-            status.to_dict(),
+            status.to_json(),
             lambda: click.echo(f"ok: signed in as user {status.user_id} ({status.message})"),
         )
         return
     if app.json_output:
-        app.emit(status.to_dict())
+        app.emit(status.to_json())
     raise SourceError(status.message)
 
 

@@ -123,7 +123,7 @@ def search_command(
     if facets:
         counted = facet_counts(vault.index, parsed)
         if as_json:
-            click.echo(json.dumps({"query": text, **counted.as_json()}, indent=2))
+            click.echo(json.dumps({"query": text, **counted.to_json()}, indent=2))
         else:
             for line in facet_lines(counted):
                 click.echo(line)
