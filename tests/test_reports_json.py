@@ -8,9 +8,10 @@ text in tests/golden/reports.json, captured from the hand-written ``to_json`` me
 
 from __future__ import annotations
 
+import ast
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import mjvault
 from mjvault.collections import Collection
 from mjvault.config.loader import Layer, Origin
 from mjvault.config.report import SettingRow
@@ -653,6 +655,54 @@ def test_the_convention() -> None:
 def test_a_nested_report_gives_its_own_json() -> None:
     assert to_json_value([Sample(hidden="y")])[0]["first"] is True
     assert to_json_value(os.sep) == os.sep
+
+
+# Classes with a to_json of their own that are not reports: stored documents whose bytes are
+# a format (mjvault/reports.py), and the views' reconcile reports, which move with that module.
+NOT_REPORTS = {
+    "mjvault/views/filters.py": {"ViewFilter"},
+    "mjvault/remotes/record.py": {"PushRecord"},
+    "mjvault/remotes/remote.py": {"RemoteInfo"},
+}
+# The views' reconcile reports move with that module's split (wherever under views/ they go).
+RECONCILE = {"RefreshReport", "ViewsReport"}
+SAYS_WHY = ("# Its own shape", "# Not a report")
+
+
+def _json_classes() -> Iterator[tuple[str, ast.ClassDef, ast.FunctionDef, list[str]]]:
+    root = Path(mjvault.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        source = path.read_text()
+        if "def to_json(self)" not in source:
+            continue
+        lines = source.splitlines()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ClassDef):
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef) and item.name == "to_json":
+                        rel = path.relative_to(root.parent).as_posix()
+                        body = lines[item.lineno - 1 : item.end_lineno]
+                        yield rel, node, item, body
+
+
+def test_every_json_class_is_a_report_or_says_why_not() -> None:
+    """A new report mixes in Report; one that writes its own to_json says why, in a comment."""
+    seen = 0
+    for path, cls, method, body in _json_classes():
+        if len(method.args.args) != 1:  # config/types.py: a value's JSON, not the object's
+            continue
+        seen += 1
+        bases = {ast.unparse(b) for b in cls.bases}
+        if path.startswith("mjvault/views/") and cls.name in RECONCILE:
+            continue
+        if cls.name in NOT_REPORTS.get(path, set()):
+            assert any(why in line for line in body for why in SAYS_WHY), (path, cls.name)
+            continue
+        if path == "mjvault/reports.py":
+            continue
+        assert "Report" in bases, f"{path}: {cls.name} has a to_json but is not a Report"
+        assert any(why in line for line in body for why in SAYS_WHY), (path, cls.name)
+    assert seen >= 20
 
 
 if __name__ == "__main__":  # pragma: no cover - writes the golden file from today's code
