@@ -51,9 +51,8 @@ BAND_COMPARED = 256
 @dataclass(frozen=True)
 class PromptHit(Report):
     job_id: str
-    score: float = field(
-        metadata=json_meta(digits=2)
-    )  # 0-100: rapidfuzz's token_set_ratio of the normalised prompts
+    # 0-100: rapidfuzz's token_set_ratio of the normalised prompts
+    score: float = field(metadata=json_meta(digits=2))
     prompt: str
 
 
