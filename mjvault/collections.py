@@ -16,7 +16,7 @@ import json
 import re
 import socket
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import blake3
@@ -24,6 +24,7 @@ import msgpack
 
 from mjvault import __version__
 from mjvault.errors import IntegrityError, MjvaultError, UsageError
+from mjvault.reports import Report, json_meta
 from mjvault.snapshots import Snapshot, encode_manifest
 from mjvault.store.fsutil import atomic_write
 from mjvault.store.objects import WriteBatch
@@ -41,13 +42,10 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._+-]*")
 
 
 @dataclass(frozen=True)
-class Collection:
+class Collection(Report):
     name: str
     jobs: int
-    chunks: tuple[str, ...]
-
-    def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "jobs": self.jobs}
+    chunks: tuple[str, ...] = field(metadata=json_meta(omit=True))
 
 
 def check_name(name: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mjvault.errors import VaultExists
+from mjvault.reports import Report
 from mjvault.sources.midjourney import ClientSettings, MidjourneyClient
 from mjvault.sources.midjourney.settings import Secret
 from mjvault.sync import SyncOptions, SyncReport, sync
@@ -38,7 +39,7 @@ class DemoJob:
 
 
 @dataclass
-class DemoResult:
+class DemoResult(Report):
     vault: Path
     created: bool
     report: SyncReport
@@ -46,6 +47,7 @@ class DemoResult:
     samples: list[DemoJob] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        # Its own shape: the sync report is given as "sync", after jobs_in_vault.
         return {
             "vault": str(self.vault),
             "created": self.created,

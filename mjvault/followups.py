@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mjvault.errors import MjvaultError, VaultLocked
+from mjvault.reports import Report
 
 if TYPE_CHECKING:
     from mjvault.config.schema import RetentionSection
@@ -35,7 +36,7 @@ class PushFailed(MjvaultError):
 
 
 @dataclass
-class PushOutcome:
+class PushOutcome(Report):
     remote: str
     report: PushReport | None = None
     error: str | None = None
@@ -45,6 +46,7 @@ class PushOutcome:
         return self.error is None
 
     def to_json(self) -> dict[str, Any]:
+        # Its own shape: ok (derived) before the error, the report last.
         return {
             "remote": self.remote,
             "ok": self.ok,
@@ -147,7 +149,7 @@ class FollowupSettings:
 
 
 @dataclass
-class FollowupReport:
+class FollowupReport(Report):
     retention: RetentionReport | None = None
     packing: PackReport | None = None
     pushes: list[PushOutcome] = field(default_factory=list)
@@ -172,6 +174,7 @@ class FollowupReport:
     def to_json(self) -> dict[str, Any]:
         """The keys a sync's JSON summary carries: ``retention`` always, the others when
         their step ran."""
+        # Its own shape: a step's key only when that step ran (retention always).
         data: dict[str, Any] = {"retention": self.retention.to_json() if self.retention else None}
         if self.packing is not None:
             data["packing"] = self.packing.to_json()

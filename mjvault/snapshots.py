@@ -16,6 +16,7 @@ from typing import Any
 import msgpack
 
 from mjvault.errors import IntegrityError, MjvaultError
+from mjvault.reports import Report
 from mjvault.store.fsutil import atomic_write, fsync_dir
 from mjvault.store.objects import is_object_id
 
@@ -32,7 +33,7 @@ class HeadDamaged(IntegrityError):
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class Snapshot(Report):
     id: str
     time: datetime
     tree: str
@@ -47,19 +48,6 @@ class Snapshot:
     @property
     def short_id(self) -> str:
         return self.id[:12]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "time": self.time.isoformat(),
-            "tree": self.tree,
-            "parent": self.parent,
-            "source": self.source,
-            "host": self.host,
-            "tool": self.tool,
-            "stats": dict(self.stats),
-            "collections": self.collections,
-        }
 
 
 def encode_manifest(

@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from mjvault.concurrency import bounded_map
 from mjvault.errors import CdnRefused, DownloadError, Interrupted, MjvaultError, SourceError
 from mjvault.integrity import exclusions
 from mjvault.model import Job, MediaRef, RecordError
+from mjvault.reports import Report
 from mjvault.sources.midjourney import (
     ListedJob,
     Listing,
@@ -92,7 +93,7 @@ class MissingMedia:
 
 
 @dataclass
-class SyncReport:
+class SyncReport(Report):
     source: str = ""
     generation: str | None = None
     jobs_listed: int = 0
@@ -124,11 +125,6 @@ class SyncReport:
     views: dict[str, Any] | None = None  # what refreshing the auto-refresh views did
     thumbnails_made: int = 0  # of the images stored (mjvault/thumbnails.py)
     thumbnails_left: int = 0  # images whose thumbnails are left to `mjvault thumbs`
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["seconds"] = round(self.seconds, 3)
-        return data
 
     def note_malformed(self, note: str, count: int = 1) -> None:
         """Count malformed records; the first is warned about, the rest only counted."""

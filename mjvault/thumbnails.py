@@ -39,6 +39,7 @@ from mjvault.find.gallery.thumbs import (
     thumbnails_of_image,
 )
 from mjvault.lock import WriteLock
+from mjvault.reports import Report
 from mjvault.store.codec import media_kind
 from mjvault.store.objects import WriteBatch
 from mjvault.vault import Vault
@@ -210,7 +211,7 @@ def _kept_read_only(vault: Vault, object_id: str, pixels: int) -> str | None:
 
 
 @dataclass
-class BackfillReport:
+class BackfillReport(Report):
     sizes: list[str]
     images: int = 0  # image slots seen (each distinct image once per size)
     made: int = 0
@@ -225,6 +226,7 @@ class BackfillReport:
     hashes_cached: int = 0
 
     def to_json(self) -> dict[str, object]:
+        # Its own shape: sizes with their pixels, the hash figures only when hashes were made.
         out: dict[str, object] = {
             "sizes": {s: SIZES[s] for s in self.sizes},
             "images": self.images,

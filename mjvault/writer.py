@@ -35,6 +35,7 @@ from mjvault.errors import CorruptObject, MjvaultError
 from mjvault.index import JobSummary
 from mjvault.model import Job, job_from_json
 from mjvault.records import encode_record
+from mjvault.reports import Report
 from mjvault.runpacks import MergeReport, RunPacks, merge_run_packs
 from mjvault.snapshots import Snapshot, decode_manifest, encode_manifest
 from mjvault.store.fsutil import atomic_write
@@ -52,7 +53,7 @@ CHECKPOINT_SOURCE_AD = b"mjvault checkpoint source"
 
 
 @dataclass
-class WriteStats:
+class WriteStats(Report):
     jobs_new: int = 0
     jobs_updated: int = 0
     jobs_unchanged: int = 0
@@ -66,6 +67,7 @@ class WriteStats:
     extra: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
+        # Its own shape: the extra figures are flattened in beside the others.
         return {k: v for k, v in self.__dict__.items() if k != "extra"} | self.extra
 
 

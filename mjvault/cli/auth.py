@@ -7,7 +7,7 @@ import sys
 import click
 
 from mjvault import credentials
-from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.context import AppContext, json_option, pass_app
 from mjvault.cli.source_options import TOKEN_HELP, SourceOptions, midjourney_options
 from mjvault.errors import Interrupted, SourceError, UsageError
 from mjvault.sources.midjourney.client import AuthStatus, MidjourneyClient
@@ -31,12 +31,12 @@ def _report(app: AppContext, status: AuthStatus) -> None:
     """Print the status; a failed one also ends the command with its one-line error."""
     if status.ok:
         app.emit(
-            status.to_dict(),
+            status.to_json(),
             lambda: click.echo(f"ok: signed in as user {status.user_id} ({status.message})"),
         )
         return
     if app.json_output:
-        app.emit(status.to_dict())
+        app.emit(status.to_json())
     raise SourceError(status.message)
 
 
@@ -167,12 +167,10 @@ def _check_and_store(
 
 @auth_group.command("status")
 @midjourney_options
-@click.option("--json", "json_flag", is_flag=True, help="Machine-readable JSON on stdout.")
+@json_option
 @pass_app
-def status_command(app: AppContext, source: SourceOptions, json_flag: bool) -> None:
+def status_command(app: AppContext, source: SourceOptions) -> None:
     """Check the session with one listing request. Exit status 1 when it does not work."""
-    if json_flag:
-        app.json_output = True
     with MidjourneyClient(source.settings_for(app)) as client:
         status = client.check_auth()
     _report(app, status)

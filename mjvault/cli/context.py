@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import click
 
@@ -214,18 +214,44 @@ def color_choice(*, no_color: bool, environ: Mapping[str, str], configured: str)
 pass_app = click.make_pass_decorator(AppContext)
 
 
+JSON_HELP = "Machine-readable JSON on stdout."
+
+
 def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if value:
         ctx.ensure_object(AppContext).json_output = True
 
 
-def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--json`` after the command name too (``mjvault config show --json``), same effect."""
-    return click.option(
-        "--json",
-        is_flag=True,
-        expose_value=False,
-        is_eager=True,
-        callback=_set_json,
-        help="Machine-readable JSON on stdout.",
-    )(command)
+CommandT = TypeVar("CommandT", bound=Callable[..., Any])
+
+
+@overload
+def json_option(command: CommandT, /) -> CommandT: ...
+
+
+@overload
+def json_option(*, help: str = JSON_HELP) -> Callable[[CommandT], CommandT]: ...
+
+
+def json_option(
+    command: CommandT | None = None, /, *, help: str = JSON_HELP
+) -> CommandT | Callable[[CommandT], CommandT]:
+    """The one way a command takes ``--json``: before the command name (the root's) or after
+    it (``mjvault config show --json``), with the same effect. It sets
+    :attr:`AppContext.json_output`, so the answer goes through :meth:`AppContext.emit` and a
+    failure is one ``{"error": ...}`` object on stdout (cli/root.py); ``help`` says what the
+    document holds where the generic text says too little.
+    """
+
+    def add(cmd: CommandT) -> CommandT:
+        option = click.option(
+            "--json",
+            is_flag=True,
+            expose_value=False,
+            is_eager=True,
+            callback=_set_json,
+            help=help,
+        )
+        return option(cmd)
+
+    return add(command) if command is not None else add

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import click
 
 from mjvault import __version__
-from mjvault.cli.context import AppContext
+from mjvault.cli.context import AppContext, json_option
 from mjvault.cli.main import detach_stdout
 from mjvault.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ExitStatus, MjvaultError
 
@@ -301,7 +301,7 @@ Exit codes: 0 ok, 1 error, 2 usage or configuration, 3 integrity problem,
     metavar="NAME",
     help="Use the [profile.NAME] sections of the config files (default: $MJVAULT_PROFILE).",
 )
-@click.option("--json", "json_output", is_flag=True, help="Machine-readable JSON on stdout.")
+@json_option
 @click.option("-v", "--verbose", count=True, help="More detail; -v shows tracebacks.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
 @click.option("--no-color", is_flag=True, help="No colours (also: NO_COLOR=1).")
@@ -317,7 +317,6 @@ def cli(
     ctx: click.Context,
     vault_option: str | None,
     profile: str | None,
-    json_output: bool,
     verbose: int,
     quiet: bool,
     no_color: bool,
@@ -329,7 +328,6 @@ def cli(
     app = ctx.ensure_object(AppContext)
     app.vault_option = vault_option
     app.profile = profile
-    app.json_output = json_output
     app.verbosity = -1 if quiet else verbose
     app.passphrase_file = passphrase_file
     ctx.call_on_close(app.close)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 
 import click
 
-from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.context import AppContext, json_option, pass_app
 from mjvault.cli.query_args import QueryCommand, query_text
 from mjvault.errors import UsageError
 from mjvault.find.results import find, summaries, summary_json, table_lines
@@ -55,7 +55,7 @@ Examples:
     default=None,
     help=f"At most N jobs (default {TABLE_LIMIT} in the table, all with --ids/--paths/--json).",
 )
-@click.option("--json", "as_json", is_flag=True, help="The matching jobs as JSON.")
+@json_option(help="The matching jobs as JSON.")
 @click.option("--ids", "as_ids", is_flag=True, help="Only job ids, one per line (for pipes).")
 @click.option(
     "--paths",
@@ -89,7 +89,6 @@ def search_command(
     query: tuple[str, ...],
     sort: SortOrder,
     limit: int | None,
-    as_json: bool,
     as_ids: bool,
     view: str | None,
     facets: bool,
@@ -97,7 +96,7 @@ def search_command(
     like: str | None,
 ) -> None:
     """Search the vault's jobs (see the query language below)."""
-    as_json = as_json or app.json_output
+    as_json = app.json_output
     if sum((as_json, as_ids, view is not None)) > 1:
         raise UsageError("choose one of --json, --ids and --paths")
     if semantic is not None and like is not None:
@@ -124,7 +123,7 @@ def search_command(
     if facets:
         counted = facet_counts(vault.index, parsed)
         if as_json:
-            click.echo(json.dumps({"query": text, **counted.as_json()}, indent=2))
+            click.echo(json.dumps({"query": text, **counted.to_json()}, indent=2))
         else:
             for line in facet_lines(counted):
                 click.echo(line)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.context import AppContext, json_option, pass_app
 from mjvault.cli.query_args import QueryCommand, query_text
 from mjvault.errors import UsageError
 
@@ -53,7 +53,7 @@ Examples:
     metavar="TEXT",
     help="The jobs whose prompts read nearest to TEXT (prompt families), instead of images.",
 )
-@click.option("--json", "as_json", is_flag=True, help="The images (or jobs) as JSON.")
+@json_option(help="The images (or jobs) as JSON.")
 @pass_app
 def similar_command(
     app: AppContext,
@@ -61,24 +61,23 @@ def similar_command(
     limit: int,
     semantic: bool,
     prompt: str | None,
-    as_json: bool,
 ) -> None:
     """The images nearest to an image (by perceptual hash or meaning), or the jobs nearest a prompt."""
     if prompt is not None:
         if target is not None or semantic:
             raise UsageError("--prompt compares prompts: it takes no image and no --semantic")
-        _similar_prompts(app, prompt, limit, as_json=as_json or app.json_output)
+        _similar_prompts(app, prompt, limit, as_json=app.json_output)
         return
     if target is None:
         raise UsageError("similar needs JOB_ID[:INDEX] or an image file (or --prompt TEXT)")
     if semantic:
-        _similar_semantic(app, target, limit, as_json=as_json or app.json_output)
+        _similar_semantic(app, target, limit, as_json=app.json_output)
         return
     from mjvault.similarity.nearest import similar_to
 
     vault = app.open_vault()
     hits = similar_to(vault, target, limit)
-    if as_json or app.json_output:
+    if app.json_output:
         click.echo(
             json.dumps({"target": target, "images": [_hit_json(vault, h) for h in hits]}, indent=2)
         )
@@ -176,7 +175,7 @@ class _DupesCommand(QueryCommand):
 @click.command("dupes", cls=_DupesCommand)
 @click.argument("query", nargs=-1)
 @click.option("--level", default=None, metavar="NAME|N", help="How near: a level name or bits.")
-@click.option("--json", "as_json", is_flag=True, help="The groups as JSON.")
+@json_option(help="The groups as JSON.")
 @click.option(
     "--view",
     "view",
@@ -190,7 +189,6 @@ def dupes_command(
     app: AppContext,
     query: tuple[str, ...],
     level: str | None,
-    as_json: bool,
     view: str | None,
     replace: bool,
 ) -> None:
@@ -213,7 +211,7 @@ def dupes_command(
 
         groups = list(find_groups(vault, level=distance, query=text, progress=progress))
     made = _make_view(app, vault, view, groups, replace=replace) if view else None
-    if as_json or app.json_output:
+    if app.json_output:
         # The shape of GET /api/dupes (docs/api.md), every group included.
         with HashStore.open(vault) as store:
             hashed = len(store)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from mjvault.cli.context import AppContext, pass_app
+from mjvault.cli.context import AppContext, json_option, pass_app
 from mjvault.cli.path_args import NonEmptyPath, check_output_file
 from mjvault.cli.query_args import InsightsFilters, QueryCommand, insights_filters
 from mjvault.errors import UsageError
@@ -42,7 +42,7 @@ def insights_document(app: AppContext, filters: InsightsFilters) -> dict[str, An
 
 @click.command("stats", cls=QueryCommand)
 @insights_filters
-@click.option("--json", "as_json", is_flag=True, help="Everything as one JSON document.")
+@json_option(help="Everything as one JSON document.")
 @click.option(
     "--chart",
     type=NonEmptyPath(dir_okay=False, path_type=Path),
@@ -77,7 +77,6 @@ def insights_document(app: AppContext, filters: InsightsFilters) -> dict[str, An
 def stats_command(
     app: AppContext,
     filters: InsightsFilters,
-    as_json: bool,
     chart: Path | None,
     top: int,
     no_storage: bool,
@@ -107,7 +106,7 @@ def stats_command(
             raise UsageError("--families counts the whole vault: no QUERY, dates or --chart")
         if filters.anonymize:
             raise UsageError("--families shows prompts: it does not go with --anonymize")
-        _families(app, families_limit, as_json=as_json or app.json_output)
+        _families(app, families_limit, as_json=app.json_output)
         return
     if given["families_limit"]:
         raise UsageError("-n is how many families --families lists: give --families too")
@@ -125,7 +124,7 @@ def stats_command(
     if chart is not None:
         chart.write_bytes(render(doc, format_of(chart)))
         app.info(f"chart written to {chart}")
-    if as_json or app.json_output:
+    if app.json_output:
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
     lines = insights_lines(doc, top=top)

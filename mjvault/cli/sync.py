@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -122,25 +123,7 @@ Examples:
     help="If another process is writing to the vault, say so in one line and exit 0.",
 )
 @pass_app
-def sync_command(
-    app: AppContext,
-    source: SourceOptions,
-    concurrency: int | None,
-    job_type: str | None,
-    since: str | None,
-    until: str | None,
-    limit: int | None,
-    dry_run: bool,
-    full: bool,
-    retry_missing: bool,
-    checkpoint_jobs: int,
-    no_thumbnails: bool,
-    watch: bool,
-    every: str | None,
-    push_to: tuple[str, ...],
-    verify_subset: str | None,
-    if_idle: bool,
-) -> None:
+def sync_command(app: AppContext, source: SourceOptions, **given: Any) -> None:
     """Fetch every job of your Midjourney account — records, full-size images and videos.
 
     Incremental and resumable: an interrupted or failed sync keeps what it fetched and the
@@ -151,38 +134,21 @@ def sync_command(
     when --verify-subset found problems. A sync stopped by Ctrl-C or SIGTERM keeps what it
     fetched and exits 130; --watch exits 0 on SIGTERM, 130 on Ctrl-C.
     """
-    from mjvault.integrity.verify import parse_subset
-
-    if verify_subset is not None:
-        parse_subset(verify_subset)  # a bad spec is refused before any work
-    if dry_run and (watch or push_to or verify_subset):
-        raise UsageError(
-            "--dry-run changes nothing: it goes without --watch, --push and --verify-subset"
-        )
-    if every is not None and not watch:
-        raise UsageError("--every goes with --watch")
-    if push_to:
-        from mjvault.remotes.config import load_spec
-
-        for name in push_to:  # a mistyped name is refused now, not after the sync
-            load_spec(app.vault_path(), name)
-    app.override({"sync.jobs": concurrency, "sync.every": every})
-    options = _sync_options(
-        app,
-        job_type=job_type,
-        since=since,
-        until=until,
-        limit=limit,
-        dry_run=dry_run,
-        full=full,
-        retry_missing=retry_missing,
-        checkpoint_jobs=checkpoint_jobs,
-        no_thumbnails=no_thumbnails,
-    )
-    if watch:
+    args = SyncArgs(**given)
+    args.check(app)
+    app.override({"sync.jobs": args.concurrency, "sync.every": args.every})
+    options = args.options(app)
+    if args.watch:
         from mjvault.cli.watch import run_watch
 
-        run_watch(app, source, options, push=push_to, verify_subset=verify_subset, if_idle=if_idle)
+        run_watch(
+            app,
+            source,
+            options,
+            push=args.push_to,
+            verify_subset=args.verify_subset,
+            if_idle=args.if_idle,
+        )
         return
     from mjvault.cli.signals import StopSignals
 
@@ -193,10 +159,70 @@ def sync_command(
             app,
             source,
             options,
-            push_to=push_to,
-            verify_subset=verify_subset,
-            if_idle=if_idle,
+            push_to=args.push_to,
+            verify_subset=args.verify_subset,
+            if_idle=args.if_idle,
             signals=signals,
+        )
+
+
+@dataclass(frozen=True)
+class SyncArgs:
+    """The sync command's own options as given, by click's parameter names: built once from
+    what click parsed, so that the options are listed only here and in the decorators."""
+
+    concurrency: int | None = None
+    job_type: str | None = None
+    since: str | None = None
+    until: str | None = None
+    limit: int | None = None
+    dry_run: bool = False
+    full: bool = False
+    retry_missing: bool = False
+    checkpoint_jobs: int = 2000
+    no_thumbnails: bool = False
+    watch: bool = False
+    every: str | None = None
+    push_to: tuple[str, ...] = ()
+    verify_subset: str | None = None
+    if_idle: bool = False
+
+    def check(self, app: AppContext) -> None:
+        """Refuse bad combinations and names before any work."""
+        from mjvault.integrity.verify import parse_subset
+
+        if self.verify_subset is not None:
+            parse_subset(self.verify_subset)  # a bad spec is refused before any work
+        if self.dry_run and (self.watch or self.push_to or self.verify_subset):
+            raise UsageError(
+                "--dry-run changes nothing: it goes without --watch, --push and --verify-subset"
+            )
+        if self.every is not None and not self.watch:
+            raise UsageError("--every goes with --watch")
+        if self.push_to:
+            from mjvault.remotes.config import load_spec
+
+            for name in self.push_to:  # a mistyped name is refused now, not after the sync
+                load_spec(app.vault_path(), name)
+
+    def options(self, app: AppContext) -> SyncOptions:
+        """What the library's sync is given: these options over the configuration."""
+        from mjvault.sync import SyncOptions
+
+        configured_since = app.config.sync.since
+        since = self.since or (configured_since.isoformat() if configured_since else None)
+        return SyncOptions(
+            concurrency=app.config.sync.jobs,
+            job_type=self.job_type,
+            since=parse_day(since),
+            until=parse_day(self.until, end=True),
+            limit=self.limit,
+            dry_run=self.dry_run,
+            full=self.full,
+            retry_missing=self.retry_missing,
+            checkpoint_jobs=self.checkpoint_jobs,
+            checkpoint_seconds=app.config.sync.checkpoint_seconds,
+            thumbnails=not self.no_thumbnails,
         )
 
 
@@ -398,37 +424,6 @@ def _followups_failing_as_one_line(run: Callable[[], FollowupReport]) -> Followu
     except Exception as exc:
         log.debug("sync follow-up failed", exc_info=True)
         raise cycle_failure(exc) from exc
-
-
-def _sync_options(
-    app: AppContext,
-    *,
-    job_type: str | None,
-    since: str | None,
-    until: str | None,
-    limit: int | None,
-    dry_run: bool,
-    full: bool,
-    retry_missing: bool,
-    checkpoint_jobs: int,
-    no_thumbnails: bool,
-) -> SyncOptions:
-    from mjvault.sync import SyncOptions
-
-    configured_since = app.config.sync.since
-    return SyncOptions(
-        concurrency=app.config.sync.jobs,
-        job_type=job_type,
-        since=parse_day(since or (configured_since.isoformat() if configured_since else None)),
-        until=parse_day(until, end=True),
-        limit=limit,
-        dry_run=dry_run,
-        full=full,
-        retry_missing=retry_missing,
-        checkpoint_jobs=checkpoint_jobs,
-        checkpoint_seconds=app.config.sync.checkpoint_seconds,
-        thumbnails=not no_thumbnails,
-    )
 
 
 def log_summary(report: SyncReport) -> None:

@@ -21,6 +21,7 @@ from mjvault.config.schema import SECTIONS, SETTINGS, Config, Setting, build_con
 from mjvault.config.suggest import closest, did_you_mean
 from mjvault.config.types import FilePath
 from mjvault.errors import ConfigError
+from mjvault.reports import Report
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ FILE_LAYERS = (Layer.SYSTEM, Layer.USER, Layer.VAULT)
 
 
 @dataclass(frozen=True)
-class Origin:
+class Origin(Report):
     """Where an effective value came from: a layer and, within it, a file, variable or option."""
 
     layer: Layer
@@ -63,9 +64,6 @@ class Origin:
         if self.profile:
             where = f"{where} [profile.{self.profile}]".strip()
         return f"{self.layer.value} {where}".strip()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"layer": self.layer.value, "source": self.source, "profile": self.profile}
 
 
 @dataclass(frozen=True)

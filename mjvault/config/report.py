@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import tomlkit
@@ -10,24 +10,18 @@ import tomlkit
 from mjvault.config.loader import LoadedConfig, Origin
 from mjvault.config.resolve import session_token
 from mjvault.config.schema import SETTINGS
+from mjvault.reports import Report, json_meta
 
 MASK = "********"
 
 
 @dataclass(frozen=True)
-class SettingRow:
-    key: str
+class SettingRow(Report):
+    key: str = field(metadata=json_meta(omit=True))
     value: Any  # JSON-ready; MASK for a secret that is set, None when unset
-    text: str  # as a TOML value, or MASK, or "" when unset
+    text: str = field(metadata=json_meta(omit=True))  # as a TOML value, or MASK, or "" when unset
     origin: Origin
     secret: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "value": self.value,
-            "origin": self.origin.to_json(),
-            "secret": self.secret,
-        }
 
 
 def _masked(value: Any) -> tuple[Any, str]:

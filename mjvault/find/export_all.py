@@ -51,6 +51,7 @@ from mjvault import __version__
 from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, ObjectNotFound, UsageError
 from mjvault.find.anonymize import anonymize_record, source_kind
 from mjvault.model import Job, RecordError, job_from_json
+from mjvault.reports import Report
 from mjvault.store.codec import media_kind
 from mjvault.store.streams import PIECE, ObjectCheck, checked_file
 from mjvault.views.paths import MAX_COMPONENT_BYTES, fit_component, safe_relpath
@@ -87,7 +88,7 @@ class ExportProblem(MjvaultError):
 
 
 @dataclass
-class ExportAllReport:
+class ExportAllReport(Report):
     directory: Path
     snapshot: str | None = None
     template: str = DEFAULT_STEM
@@ -105,22 +106,6 @@ class ExportAllReport:
         self.problem_count += 1
         if len(self.problems) < PROBLEMS_LISTED:
             self.problems.append(text)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "directory": os.fspath(self.directory),
-            "snapshot": self.snapshot,
-            "template": self.template,
-            "jobs": self.jobs,
-            "records_written": self.records_written,
-            "records_kept": self.records_kept,
-            "images_written": self.images_written,
-            "images_kept": self.images_kept,
-            "images_missing": self.images_missing,
-            "bytes_written": self.bytes_written,
-            "problems": self.problems,
-            "problem_count": self.problem_count,
-        }
 
 
 def stem_template(text: str) -> Template:

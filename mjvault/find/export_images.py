@@ -50,6 +50,7 @@ from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, ObjectNo
 from mjvault.find.export import _entries as selected_entries
 from mjvault.find.export_all import ExportProblem, _Files
 from mjvault.model import Job
+from mjvault.reports import Report
 from mjvault.store.codec import media_kind
 from mjvault.views.embed import metadata_fields, xmp_packet
 from mjvault.views.paths import disambiguation_suffix, safe_relpath, with_suffix_before_ext
@@ -165,7 +166,7 @@ _SAMPLE_JOB = Job(
 
 
 @dataclass
-class ExportImagesReport:
+class ExportImagesReport(Report):
     directory: Path
     settings: ImageSettings
     template: str
@@ -185,6 +186,7 @@ class ExportImagesReport:
             self.problems.append(text)
 
     def to_json(self) -> dict[str, Any]:
+        # Its own shape: the image settings are flattened in under their option names.
         s = self.settings
         return {
             "directory": os.fspath(self.directory),

@@ -10,7 +10,7 @@ so a caller can narrow the search by appending it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pyroaring import BitMap
@@ -19,6 +19,7 @@ from mjvault.index import bitmaps
 from mjvault.index.db import Index, IndexReader
 from mjvault.index.query import Query
 from mjvault.index.search import exact_matches
+from mjvault.reports import Report, json_meta
 
 FACETS = ("type", "model", "ar", "month", "liked", "rating")
 RANKS = range(1, 11)  # ranks a record may give, looked up exactly (a sealed index lists none)
@@ -29,25 +30,16 @@ ASPECT_PARAMS = (("ar", "ar", ""),)
 
 
 @dataclass(frozen=True)
-class FacetValue:
+class FacetValue(Report):
     value: str | None  # None: the jobs without one (no parameter, an unknown time)
     count: int
     term: str | None  # what to add to the query to keep only these jobs (None: no such term)
 
-    def as_json(self) -> dict[str, object]:
-        return {"value": self.value, "count": self.count, "term": self.term}
-
 
 @dataclass(frozen=True)
-class Facets:
+class Facets(Report):
     total: int
-    values: dict[str, list[FacetValue]]
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "total": self.total,
-            "facets": {name: [v.as_json() for v in values] for name, values in self.values.items()},
-        }
+    values: dict[str, list[FacetValue]] = field(metadata=json_meta(name="facets"))
 
 
 def facet_counts(index: Index, query: Query) -> Facets:

@@ -30,6 +30,7 @@ from mjvault.index.db import _MICROS, DOC_ID_AT, SUMMARY_WEIGHT, Index, IndexRea
 from mjvault.index.keys import key_part
 from mjvault.index.query import Query
 from mjvault.index.search import SortOrder, _check_sort, exact_matches, score_classes
+from mjvault.reports import Report
 
 # Matches looked up at once rather than by walking the day lists (a lookup each).
 LOOK_UP_ALL_UP_TO = 2048
@@ -195,13 +196,14 @@ def children(index: Index, job_id: str, limit: int) -> list[str]:
 
 # -- timeline ------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Segment:
+class Segment(Report):
     cursor: PageKey | None  # the key of the last job before the segment (None: the first)
     count: int
     first: datetime | None  # the time of its first and last jobs (None: unknown)
     last: datetime | None
 
-    def as_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, object]:
+        # Its own shape: the cursor encoded for clients, times with a Z (the web page's).
         return {
             "cursor": self.cursor.encode() if self.cursor is not None else None,
             "count": self.count,

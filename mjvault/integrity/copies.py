@@ -21,12 +21,12 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, ObjectNotFound
 from mjvault.integrity.reachability import Marks
 from mjvault.remotes.config import remote_names, remotes_dir
 from mjvault.remotes.record import load_record
+from mjvault.reports import Report, json_meta
 from mjvault.snapshots import decode_manifest
 from mjvault.store.codec import is_framed
 from mjvault.store.objects import is_object_id
@@ -47,13 +47,15 @@ class NotOffsite(MjvaultError):
 
 
 @dataclass
-class CopiesCheck:
+class CopiesCheck(Report):
     """The snapshots a command would drop that no remote holds, and where to push them."""
 
+    json_before = ("ok",)
+
     #: Vault ids, sorted.
-    unsafe: list[str] = field(default_factory=list)
+    unsafe: list[str] = field(default_factory=list, metadata=json_meta(name="snapshots"))
     #: The remote a push should go to: the one that holds the most of the vault's snapshots.
-    remote: str | None = None
+    remote: str | None = field(default=None, metadata=json_meta(name="push_to"))
     remotes: list[str] = field(default_factory=list)
     #: Whether ``--force`` let the drop go ahead anyway.
     forced: bool = False
@@ -76,15 +78,6 @@ class CopiesCheck:
                 "(a push refreshes what this vault knows of the remote), or gc --force"
             )
         return f"run `mjvault push {self.remote}` first, or {command} --force"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "snapshots": self.unsafe,
-            "push_to": self.remote,
-            "remotes": self.remotes,
-            "forced": self.forced,
-        }
 
 
 def offsite(vault_path: Path) -> tuple[set[str], list[str], str | None]:

@@ -31,6 +31,7 @@ from typing import Any, Protocol, TypeVar
 import blake3
 
 from mjvault.errors import CorruptObject, IntegrityError
+from mjvault.reports import Report
 from mjvault.store.crypto import VaultKeys
 from mjvault.store.fsutil import atomic_write
 from mjvault.vault import Vault
@@ -53,14 +54,11 @@ class ListDamaged(IntegrityError):
 
 
 @dataclass
-class Entry:
+class Entry(Report):
     id: str
     added: str
     reason: str  # "job" or "search: <query>"
     pending: list[str] = field(default_factory=list)  # remotes that may still hold it
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "added": self.added, "reason": self.reason, "pending": self.pending}
 
 
 @dataclass

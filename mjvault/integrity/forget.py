@@ -33,6 +33,7 @@ from mjvault.errors import (
 )
 from mjvault.integrity import copies, exclusions
 from mjvault.integrity.gc import acquire_lock
+from mjvault.reports import Report, json_meta
 from mjvault.snapshots import Snapshot, decode_manifest, encode_manifest
 from mjvault.store.fsutil import atomic_write
 from mjvault.tree import JobEntry, Tree
@@ -69,7 +70,7 @@ _BUCKETS: list[tuple[str, Callable[[datetime], tuple[int, ...]]]] = [
 
 
 @dataclass
-class Decision:
+class Decision(Report):
     snapshot: Snapshot
     reasons: list[str] = field(default_factory=list)
 
@@ -78,6 +79,7 @@ class Decision:
         return bool(self.reasons)
 
     def to_json(self) -> dict[str, Any]:
+        # Its own shape: the snapshot's fields are flattened into the decision.
         return {
             "id": self.snapshot.id,
             "time": self.snapshot.time.isoformat(),
@@ -135,20 +137,12 @@ def age_order(snapshot: Snapshot) -> tuple[datetime, int, str]:
 
 
 @dataclass
-class ForgetSnapshotsReport:
+class ForgetSnapshotsReport(Report):
     dry_run: bool
-    decisions: list[Decision] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list, metadata=json_meta(name="snapshots"))
     forgotten: list[str] = field(default_factory=list)
     #: The numcopies guard's finding (None: the vault has no remote to check against).
-    guard: copies.CopiesCheck | None = None
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "dry_run": self.dry_run,
-            "snapshots": [d.to_json() for d in self.decisions],
-            "forgotten": self.forgotten,
-            "copies": self.guard.to_json() if self.guard is not None else None,
-        }
+    guard: copies.CopiesCheck | None = field(default=None, metadata=json_meta(name="copies"))
 
 
 def protected_snapshots(vault: Vault) -> dict[str, str]:
@@ -229,7 +223,7 @@ def _read_snapshots(vault: Vault) -> tuple[list[Snapshot], list[str]]:
 
 
 @dataclass
-class ForgetJobsReport:
+class ForgetJobsReport(Report):
     jobs: list[str]
     dry_run: bool
     rewritten: dict[str, str] = field(default_factory=dict)  # old snapshot id -> new id
@@ -239,9 +233,6 @@ class ForgetJobsReport:
     notes: list[str] = field(default_factory=list)
     added: list[str] = field(default_factory=list)  # newly on the list of forgotten jobs
     already_forgotten: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, object]:
-        return dict(self.__dict__)
 
 
 def forget_jobs(

@@ -43,6 +43,7 @@ from mjvault.errors import (
 from mjvault.integrity import copies, exclusions
 from mjvault.integrity.reachability import Marks, mark_reachable
 from mjvault.lock import WriteLock
+from mjvault.reports import Report
 from mjvault.store.packfile import read_trailer_of
 from mjvault.store.repack import SMALL_PACK_BYTES, Repacker, pack_files
 from mjvault.store.tempfiles import remove_stale_temp_files
@@ -57,7 +58,7 @@ MAX_LISTED = 1000  # ids listed in a report; counts and bytes are always complet
 
 
 @dataclass
-class GcReport:
+class GcReport(Report):
     dry_run: bool
     grace_seconds: float
     snapshots: int = 0
@@ -86,9 +87,6 @@ class GcReport:
     notes: list[str] = field(default_factory=list)
     #: The numcopies guard's finding (None: the vault has no remote to check against).
     copies: dict[str, object] | None = None
-
-    def to_json(self) -> dict[str, object]:
-        return dict(self.__dict__) | {"seconds": round(self.seconds, 3)}
 
 
 @contextlib.contextmanager

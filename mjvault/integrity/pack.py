@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from mjvault.errors import CorruptObject, ObjectNotFound, VaultLocked
 from mjvault.integrity.gc import acquire_lock
+from mjvault.reports import Report
 from mjvault.store.repack import (
     PackFile,
     Repacker,
@@ -40,7 +41,7 @@ MAX_NOTES = 20
 
 
 @dataclass
-class PackReport:
+class PackReport(Report):
     dry_run: bool
     small_packs: int = 0
     small_pack_bytes: int = 0
@@ -60,9 +61,6 @@ class PackReport:
     temp_files_removed: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, object]:
-        return dict(self.__dict__) | {"seconds": round(self.seconds, 3)}
 
 
 def pack(

@@ -9,24 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mjvault.reports import Report, json_meta
+
 
 @dataclass
-class Problem:
+class Problem(Report):
     kind: str  # missing | corrupt | malformed | ref | index | view
     message: str
-    object_id: str | None = None
+    object_id: str | None = field(default=None, metadata=json_meta(name="object"))
     jobs: list[str] = field(default_factory=list)
     snapshots: list[str] = field(default_factory=list)
     # The pack whose bytes are damaged: with no object_id, the pack as a whole (its trailer
     # or its name); with one, that object's entry in it.
     pack: str | None = None
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "kind": self.kind,
-            "message": self.message,
-            "object": self.object_id,
-            "jobs": self.jobs,
-            "snapshots": self.snapshots,
-            "pack": self.pack,
-        }

@@ -51,6 +51,7 @@ from mjvault.integrity.problems import Problem
 from mjvault.integrity.verify import VerifyReport, verify
 from mjvault.model import job_from_json
 from mjvault.records import decode_record, encode_record
+from mjvault.reports import Report
 from mjvault.snapshots import HeadDamaged, Snapshot, decode_manifest
 from mjvault.store.codec import Dictionary, media_kind, open_unsealed
 from mjvault.store.fsutil import atomic_write, fsync_dir
@@ -74,7 +75,9 @@ MEDIA_SUFFIXES = frozenset({".png", ".webp", ".jpg", ".jpeg", ".gif", ".mp4"})
 
 
 @dataclass
-class RepairAction:
+class RepairAction(Report):
+    json_after = ("repaired",)
+
     object_id: str
     problem: str  # "corrupt" | "missing"
     jobs: list[str] = field(default_factory=list)
@@ -87,12 +90,9 @@ class RepairAction:
     def repaired(self) -> bool:
         return self.source is not None
 
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__) | {"repaired": self.repaired}
-
 
 @dataclass
-class RepairReport:
+class RepairReport(Report):
     before: VerifyReport
     after: VerifyReport | None = None
     actions: list[RepairAction] = field(default_factory=list)
@@ -117,6 +117,8 @@ class RepairReport:
         return not self.remaining and not self.unrepaired
 
     def to_json(self) -> dict[str, Any]:
+        # Its own shape: the actions are split into repaired and unrepaired, and the problems
+        # left are the after-check's or, without one, the before-check's.
         return {
             "ok": self.ok,
             "before": self.before.to_json(),
@@ -130,16 +132,13 @@ class RepairReport:
 
 
 @dataclass
-class PackRetired:
+class PackRetired(Report):
     """A damaged pack moved to quarantine once its good objects were stored anew."""
 
     pack: str
     quarantined: str
     restored: int  # good objects copied into a new pack
     damaged: int  # objects it held that could not be read back
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def repair(

@@ -27,6 +27,7 @@ from mjvault.integrity.forget import (
     protected_snapshots,
 )
 from mjvault.integrity.gc import acquire_lock
+from mjvault.reports import Report
 from mjvault.snapshots import Snapshot
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def policy_from_config(section: RetentionSection) -> KeepPolicy:
 
 
 @dataclass
-class RetentionReport:
+class RetentionReport(Report):
     policy: KeepPolicy
     #: Snapshots forgotten, newest first.
     forgotten: list[Snapshot] = field(default_factory=list)
@@ -62,6 +63,7 @@ class RetentionReport:
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        # Its own shape: the policy without its unset counts, the snapshots without their trees.
         return {
             "policy": {k: v for k, v in self.policy.__dict__.items() if v is not None},
             "forgotten": [

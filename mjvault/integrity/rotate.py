@@ -43,6 +43,7 @@ import blake3
 from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, VaultNotFound
 from mjvault.integrity import exclusions
 from mjvault.lock import WriteLock
+from mjvault.reports import Report
 from mjvault.store import sealeddoc
 from mjvault.store.crypto import (
     SEALED_HEADER,
@@ -88,7 +89,7 @@ class RotationIncomplete(IntegrityError):
 
 
 @dataclass
-class RotateReport:
+class RotateReport(Report):
     key: str = ""
     resumed: bool = False
     loose_resealed: int = 0
@@ -103,9 +104,6 @@ class RotateReport:
     remotes: list[str] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__) | {"seconds": round(self.seconds, 3)}
 
 
 def rotate(

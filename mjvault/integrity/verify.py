@@ -30,6 +30,7 @@ from mjvault.integrity.packcheck import PackCheck
 from mjvault.integrity.problems import Problem
 from mjvault.integrity.sortedids import SortedIds
 from mjvault.integrity.viewcheck import verify_views
+from mjvault.reports import Report
 from mjvault.snapshots import Snapshot, decode_manifest
 from mjvault.tree import Inner, StoredEntry, decode_stored, walk_nodes
 from mjvault.vault import Vault
@@ -45,7 +46,9 @@ PRESENT_MAX = 1 << 16
 
 
 @dataclass
-class VerifyReport:
+class VerifyReport(Report):
+    json_before = ("ok",)
+
     snapshots: int = 0
     tree_nodes: int = 0
     jobs_checked: int = 0
@@ -61,22 +64,6 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "ok": self.ok,
-            "snapshots": self.snapshots,
-            "tree_nodes": self.tree_nodes,
-            "jobs_checked": self.jobs_checked,
-            "objects_referenced": self.objects_referenced,
-            "objects_read": self.objects_read,
-            "bytes_read": self.bytes_read,
-            "packs": self.packs,
-            "seconds": round(self.seconds, 3),
-            "subset": self.subset,
-            "views": self.views,
-            "problems": [p.to_json() for p in self.problems],
-        }
 
 
 SubsetFilter = Callable[[str], bool]

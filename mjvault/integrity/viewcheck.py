@@ -17,6 +17,7 @@ from typing import Any
 
 from mjvault.errors import MjvaultError
 from mjvault.integrity.problems import Problem
+from mjvault.reports import Report
 from mjvault.vault import Vault
 from mjvault.views.check import check_view
 from mjvault.views.registry import ViewRegistry
@@ -39,12 +40,13 @@ EXPLAINED = {
 
 
 @dataclass
-class ViewCheckReport:
+class ViewCheckReport(Report):
     views: int = 0
     files: int = 0
     problems: list[Problem] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        # Its own shape: the problems go into the verify report's list, not here; and
         # "available" is kept for scripts that read it: views are always part of mjvault.
         return {"available": True, "views": self.views, "files": self.files}
 

@@ -20,6 +20,7 @@ from mjvault.errors import MjvaultError
 from mjvault.notify.messages import Message
 from mjvault.notify.redaction import mask_url_parts, redact_url
 from mjvault.redact import redact
+from mjvault.reports import Report
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +31,12 @@ MISSING_APPRISE = "notifications need Apprise: pip install 'mjvault[notify]'"
 
 
 @dataclass(frozen=True)
-class NotifyResult:
+class NotifyResult(Report):
     """How sending to one URL went; ``url`` is redacted, ``error`` None when delivered."""
 
     url: str
     ok: bool
     error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"url": self.url, "ok": self.ok, "error": self.error}
 
 
 def load_apprise() -> Any:

@@ -11,11 +11,12 @@ import json
 import logging
 import os
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mjvault.errors import ConfigError, MjvaultError
 from mjvault.remotes.backend import Backend
+from mjvault.reports import Report
 from mjvault.store.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
@@ -209,7 +210,7 @@ def normalise_url(url: str) -> str:
 
 
 @dataclass(frozen=True)
-class RemoteSpec:
+class RemoteSpec(Report):
     name: str
     url: str
     #: A plain vault's remote that seals and renames every object with the remote's own key.
@@ -224,9 +225,6 @@ class RemoteSpec:
     @property
     def is_s3(self) -> bool:
         return self.url.startswith("s3://")
-
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def check_name(name: str) -> str:

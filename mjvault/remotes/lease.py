@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mjvault.remotes.backend import Backend, RemoteError, RemoteNotFound
+from mjvault.reports import Report
 
 LOCKS_PREFIX = "locks/"
 PRUNE_KEY = LOCKS_PREFIX + "prune"
@@ -56,7 +57,7 @@ class RemoteBusy(RemoteError):
 
 
 @dataclass(frozen=True)
-class LeaseInfo:
+class LeaseInfo(Report):
     key: str
     host: str
     pid: int
@@ -77,6 +78,7 @@ class LeaseInfo:
         return f"{self.host} (pid {self.pid}, since {self.started})"
 
     def to_json(self) -> dict[str, object]:
+        # Its own shape: the expiry as ISO 8601 to the second, the lease's key left out.
         return {
             "host": self.host,
             "pid": self.pid,

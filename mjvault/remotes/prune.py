@@ -53,6 +53,7 @@ from mjvault.remotes.packs import PACKS_PREFIX, REMOTE_PACK_VERSION, pack_key
 from mjvault.remotes.remote import OBJECTS_PREFIX, PassphraseSource, snapshot_key
 from mjvault.remotes.scratch import CHUNK, DiskIds, Scratch, scratch_in
 from mjvault.remotes.session import Link, connect
+from mjvault.reports import Report
 from mjvault.snapshots import Snapshot, decode_manifest
 from mjvault.store.objects import is_object_id
 from mjvault.store.packfile import PackDamaged, encode_pack, is_pack_id, pack_name, parse_trailer
@@ -160,7 +161,9 @@ def _resolve(
 
 
 @dataclass
-class RemoteGcReport:
+class RemoteGcReport(Report):
+    json_after = ("bytes_freed",)
+
     dry_run: bool
     grace_seconds: float
     snapshots: int = 0
@@ -189,12 +192,6 @@ class RemoteGcReport:
     def bytes_freed(self) -> int:
         """Loose bytes removed, and pack bytes removed less those written in their place."""
         return self.removed_bytes + self.pack_bytes_removed - self.pack_bytes_written
-
-    def to_json(self) -> dict[str, object]:
-        return dict(self.__dict__) | {
-            "seconds": round(self.seconds, 3),
-            "bytes_freed": self.bytes_freed,
-        }
 
 
 @dataclass
@@ -628,16 +625,13 @@ def _unrecord(vault: Vault, link: Link, forgotten: Sequence[str]) -> None:
 
 
 @dataclass
-class RemoteJobForget:
+class RemoteJobForget(Report):
     """What ``forget --job`` did on one remote."""
 
     name: str
     pushed: bool = False
     forgotten: list[str] = field(default_factory=list)  # the old snapshots' markers removed
     error: str | None = None
-
-    def to_json(self) -> dict[str, object]:
-        return dict(self.__dict__)
 
 
 def forget_rewritten_on_remotes(

@@ -32,6 +32,7 @@ from mjvault.remotes.crypto import rewrite_ids
 from mjvault.remotes.record import note_markers, vault_ids_of
 from mjvault.remotes.scratch import Scratch
 from mjvault.remotes.session import Link
+from mjvault.reports import Report, json_meta
 from mjvault.snapshots import Snapshot, decode_manifest
 from mjvault.store.objects import WriteBatch
 from mjvault.tree import Inner, decode_node
@@ -51,33 +52,22 @@ BATCH = 2048
 
 
 @dataclass
-class PullReport:
+class PullReport(Report):
+    json_before = ("ok",)
+
     objects_received: int = 0
     bytes_received: int = 0
     snapshots_received: int = 0
     head: str | None = None
     head_moved: bool = False
     diverged: bool = False
-    jobs_indexed: int = 0
+    jobs_indexed: int = field(default=0, metadata=json_meta(omit=True))
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         return not self.problems
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "ok": self.ok,
-            "objects_received": self.objects_received,
-            "bytes_received": self.bytes_received,
-            "snapshots_received": self.snapshots_received,
-            "head": self.head,
-            "head_moved": self.head_moved,
-            "diverged": self.diverged,
-            "problems": self.problems,
-            "seconds": round(self.seconds, 3),
-        }
 
 
 ProgressFn = Callable[[int], None]

@@ -46,6 +46,7 @@ from mjvault.remotes.remote import Present, allow_packs, object_key, snapshot_ke
 from mjvault.remotes.reseal import mark_mixed, note_current, reseal_remote
 from mjvault.remotes.scratch import Scratch
 from mjvault.remotes.session import Link
+from mjvault.reports import Report
 from mjvault.snapshots import decode_manifest
 from mjvault.store.packfile import encode_pack, pack_name
 from mjvault.tree import Inner, decode_node
@@ -68,7 +69,9 @@ BIG_AT_ONCE = 2
 
 
 @dataclass
-class PushReport:
+class PushReport(Report):
+    json_before = ("ok",)
+
     objects_sent: int = 0
     bytes_sent: int = 0
     #: Packs uploaded (their objects count in ``objects_sent``).
@@ -93,20 +96,6 @@ class PushReport:
             "snapshots_sent": self.snapshots_sent,
             "seconds": round(self.seconds, 3),
             "ok": self.ok,
-        }
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "ok": self.ok,
-            "objects_sent": self.objects_sent,
-            "bytes_sent": self.bytes_sent,
-            "packs_sent": self.packs_sent,
-            "objects_skipped": self.objects_skipped,
-            "snapshots_sent": self.snapshots_sent,
-            "snapshots_present": self.snapshots_present,
-            "problems": self.problems,
-            "notes": self.notes,
-            "seconds": round(self.seconds, 3),
         }
 
 

@@ -47,6 +47,7 @@ class PushRecord:
     last_push: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
+        # Not a report but a stored document: its version first, the snapshots sorted.
         return {
             "version": RECORD_VERSION,
             "remote_id": self.remote_id,

@@ -32,18 +32,16 @@ from mjvault.remotes.remote import (
     local_keyfiles,
     upload_keyfiles,
 )
+from mjvault.reports import Report
 from mjvault.store.crypto import KdfParams, VaultKeys, unwrap_master, write_keyfile
 
 
 @dataclass
-class RekeyReport:
+class RekeyReport(Report):
     #: "passphrase" (an encrypting remote) or "mirrored" (an encrypted vault's remote).
     mode: str
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, object]:
-        return {"mode": self.mode, "added": self.added, "removed": self.removed}
 
 
 def change_remote_passphrase(

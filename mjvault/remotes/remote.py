@@ -76,6 +76,7 @@ class RemoteInfo:
         return self.encryption is not None
 
     def to_json(self) -> dict[str, Any]:
+        # Not a report but the remote's stored config: its format and version first.
         return {
             "format": REMOTE_FORMAT,
             "version": self.version,

@@ -46,6 +46,7 @@ from mjvault.remotes.remote import (
     object_key,
     upload_keyfiles,
 )
+from mjvault.reports import Report
 from mjvault.store.crypto import VaultKeys, split_secret, unwrap_document
 from mjvault.store.objects import is_object_id
 from mjvault.store.packfile import encode_pack, is_pack_id, pack_name, parse_trailer
@@ -54,7 +55,7 @@ OBJECT_KEY = "object-key"
 
 
 @dataclass
-class ObjectKeyState:
+class ObjectKeyState(Report):
     """The remote's ``object-key`` document (None fields: not known)."""
 
     #: The object secret every object on the remote opens under (once ``resealing`` is null).
@@ -63,9 +64,6 @@ class ObjectKeyState:
     resealing: str | None = None
     #: Checks of secrets the remote was sealed away from: a vault still under one refuses.
     retired: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, object]:
-        return {"check": self.check, "resealing": self.resealing, "retired": self.retired}
 
 
 def read_state(backend: Backend) -> ObjectKeyState | None:

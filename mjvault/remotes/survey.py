@@ -23,6 +23,7 @@ from mjvault.remotes.remote import (
     SNAPSHOTS_PREFIX,
     read_info,
 )
+from mjvault.reports import Report
 
 # Keys listed between two calls of the progress callback.
 PROGRESS_EVERY = 1000
@@ -35,16 +36,13 @@ KINDS = {
 
 
 @dataclass
-class Tally:
+class Tally(Report):
     count: int = 0
     bytes: int = 0
 
-    def to_json(self) -> dict[str, int]:
-        return {"count": self.count, "bytes": self.bytes}
-
 
 @dataclass
-class Survey:
+class Survey(Report):
     name: str
     url: str
     remote_id: str | None = None
@@ -71,6 +69,7 @@ class Survey:
         )
 
     def to_json(self) -> dict[str, Any]:
+        # Its own shape: one key per kind of key on the remote, and their total.
         return {
             "name": self.name,
             "url": self.url,

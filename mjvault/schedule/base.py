@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from mjvault.reports import Report
 from mjvault.schedule.plan import Plan
 
 # The log's tail is read backwards in blocks: a log of years of runs is never read whole.
@@ -15,7 +16,7 @@ _TAIL_BLOCK = 8192
 
 
 @dataclass
-class Status:
+class Status(Report):
     """What `mjvault schedule status` shows for one scheduler."""
 
     scheduler: str
@@ -29,9 +30,6 @@ class Status:
     log_file: str | None = None
     last_log_line: str | None = None
     notes: list[str] = field(default_factory=list)  # why a field is unknown
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Scheduler(Protocol):

@@ -202,7 +202,7 @@ def timeline_route(state: ServeState, request: Request) -> dict[str, Any]:
         answer = {
             "total": total,
             "segment_size": SEGMENT_SIZE,
-            "segments": [s.as_json() for s in segments],
+            "segments": [s.to_json() for s in segments],
         }
         _remember(state, cache, key, answer)
     return answer
@@ -219,7 +219,7 @@ def _remember(state: ServeState, cache: dict[Any, Any], key: Any, answer: Any) -
 @handler
 def facets(state: ServeState, request: Request) -> dict[str, Any]:
     _, query = _query(request)
-    return facet_counts(state.vault.index, query).as_json()
+    return facet_counts(state.vault.index, query).to_json()
 
 
 @handler

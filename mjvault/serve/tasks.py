@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from mjvault.errors import Interrupted, MjvaultError, VaultLocked
 from mjvault.lock import WriteLock, describe_holder, read_holder
+from mjvault.reports import Report
 
 if TYPE_CHECKING:
     from mjvault.config import Config
@@ -147,7 +148,7 @@ class TaskRefused(MjvaultError):
 
 
 @dataclass
-class Task:
+class Task(Report):
     id: str
     kind: str
     remote: str | None = None
@@ -162,6 +163,8 @@ class Task:
     report: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
+        # Its own shape: the id is given as "task" and times to the second with a Z (the web
+        # page's format), not the convention's isoformat().
         return {
             "task": self.id,
             "kind": self.kind,

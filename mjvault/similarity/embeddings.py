@@ -31,6 +31,7 @@ import numpy as np
 
 from mjvault.errors import CorruptObject, ObjectNotFound, UsageError, VaultLocked
 from mjvault.lock import WriteLock
+from mjvault.reports import Report
 from mjvault.similarity.onnx_models import ImageModel, Preprocessing
 from mjvault.store import cachefile
 from mjvault.store.codec import media_kind
@@ -490,7 +491,7 @@ def forget_embeddings(vault: Vault, images: Iterable[str]) -> int:
 
 # -- the run --------------------------------------------------------------------------------
 @dataclass
-class EmbedReport:
+class EmbedReport(Report):
     model: str
     dims: int = 0
     images: int = 0  # distinct images seen
@@ -498,17 +499,6 @@ class EmbedReport:
     cached: int = 0
     not_images: int = 0  # videos and images that do not decode
     unreadable: int = 0
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "model": self.model,
-            "dims": self.dims,
-            "images": self.images,
-            "embedded": self.embedded,
-            "cached": self.cached,
-            "not_images": self.not_images,
-            "unreadable": self.unreadable,
-        }
 
 
 def head_images(vault: Vault) -> Iterator[str]:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mjvault.reports import Report
 from mjvault.similarity.hashing import WORDS
 from mjvault.similarity.nearest import BACKFILL_HINT, NoHashes, job_of_image
 
@@ -48,7 +49,7 @@ KIND_RANK = {"png": 0, "webp": 1, "jpg": 2, "jpeg": 2}
 
 
 @dataclass(frozen=True)
-class Member:
+class Member(Report):
     object_id: str
     job_id: str
     index: int
@@ -60,26 +61,15 @@ class Member:
     # other three are other pictures: never a duplicate to clear out with the rest).
     tile: int = 0
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "object_id": self.object_id,
-            "job_id": self.job_id,
-            "index": self.index,
-            "kind": self.kind,
-            "pixels": self.pixels,
-            "upscaled": self.upscaled,
-            "distance": self.distance,
-            "tile": self.tile,
-        }
-
 
 @dataclass(frozen=True)
-class Group:
+class Group(Report):
     members: list[Member]  # best first
     best: Member
     distance: int  # the largest distance of a member to the best
 
     def to_json(self) -> dict[str, Any]:
+        # Its own shape: the size is counted, the best member given by its object id.
         return {
             "size": len(self.members),
             "distance": self.distance,

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from mjvault.errors import JobNotFound, MjvaultError, UsageError
+from mjvault.reports import Report
 
 if TYPE_CHECKING:
     from mjvault.index.db import JobSummary
@@ -45,21 +46,12 @@ class HashBlock(Protocol):
 
 
 @dataclass(frozen=True)
-class Hit:
+class Hit(Report):
     object_id: str
     part: int  # which hash of the image matched: 0 the whole, 1-4 a grid's quadrant
     distance: int
     job_id: str
     index: int  # the image's position in its job
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "object_id": self.object_id,
-            "part": self.part,
-            "distance": self.distance,
-            "job_id": self.job_id,
-            "index": self.index,
-        }
 
 
 def popcount_distances(words: np.ndarray, one: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ import heapq
 from array import array
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from pyroaring import BitMap
 
 from mjvault.index import bitmaps
 from mjvault.index.db import IndexReader
+from mjvault.reports import Report, json_meta
 from mjvault.similarity.minhash import bands, normalized, normalized_words
 
 if TYPE_CHECKING:
@@ -48,31 +49,20 @@ BAND_COMPARED = 256
 
 
 @dataclass(frozen=True)
-class PromptHit:
+class PromptHit(Report):
     job_id: str
-    score: float  # 0-100: rapidfuzz's token_set_ratio of the normalised prompts
+    # 0-100: rapidfuzz's token_set_ratio of the normalised prompts
+    score: float = field(metadata=json_meta(digits=2))
     prompt: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "score": round(self.score, 2), "prompt": self.prompt}
 
 
 @dataclass(frozen=True)
-class Family:
+class Family(Report):
     size: int
     example: str  # the prompt of the family's first job
     job_ids: tuple[str, ...]  # its first FAMILY_IDS jobs, oldest first
     first: datetime | None
     last: datetime | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "size": self.size,
-            "example": self.example,
-            "job_ids": list(self.job_ids),
-            "first": self.first.isoformat() if self.first else None,
-            "last": self.last.isoformat() if self.last else None,
-        }
 
 
 def similar_prompts(vault: Vault, text: str, limit: int = 20) -> list[PromptHit]:

@@ -11,32 +11,24 @@ only the hits' ids are decoded and looked up in the index (docs/design.md, "Embe
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from mjvault.config.schema import EmbedSection
 from mjvault.errors import CorruptObject, JobNotFound, UsageError
+from mjvault.reports import Report, json_meta
 from mjvault.similarity.embeddings import Block, EmbeddingStore, digest_of
 from mjvault.vault import Vault
 
 
 @dataclass(frozen=True)
-class SemanticHit:
+class SemanticHit(Report):
     object_id: str
     job_id: str
     index: int  # the image's position in its job
-    score: float  # cosine similarity, -1 to 1
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "object_id": self.object_id,
-            "job_id": self.job_id,
-            "index": self.index,
-            "score": round(self.score, 4),
-        }
+    score: float = field(metadata=json_meta(digits=4))  # cosine similarity, -1 to 1
 
 
 def settings_of(vault: Vault) -> EmbedSection:

@@ -31,6 +31,7 @@ from mjvault.errors import MjvaultError
 from mjvault.index.statcache import IMAGE, RECORD, Row, StatCache, short_key
 from mjvault.integrity import exclusions
 from mjvault.model import Job, RecordError, job_from_json
+from mjvault.reports import Report
 from mjvault.store.codec import media_kind
 from mjvault.vault import Vault
 from mjvault.writer import ArchiveWriter, WriteStats
@@ -48,7 +49,7 @@ class Problem:
 
 
 @dataclass
-class ImportReport:
+class ImportReport(Report):
     source: str
     records_found: int = 0  # .json files, readable or not
     jobs_seen: int = 0  # distinct jobs read from them
@@ -66,6 +67,7 @@ class ImportReport:
     snapshot: str | None = None
 
     def to_json(self) -> dict[str, object]:
+        # Its own shape: the writer's figures are flattened in, the snapshot comes second.
         return {
             "source": self.source,
             "snapshot": self.snapshot,

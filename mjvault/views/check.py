@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mjvault.errors import MjvaultError
+from mjvault.reports import Report
 from mjvault.views.links import LinkKind, temp_files
 from mjvault.views.registry import FileRecord, View, ViewRegistry
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class ViewProblem:
+class ViewProblem(Report):
     view: str
     path: str  # absolute
     job_id: str
@@ -41,9 +42,6 @@ class ViewProblem:
     # view; "unfinished" | "temp file" | "unrecorded" | "not blocked" where state and files
     # disagree ("unfinished" is about the whole view: index -1, no object).
     problem: str
-
-    def to_json(self) -> dict[str, object]:
-        return dict(self.__dict__)
 
 
 def referenced_objects(

@@ -75,6 +75,8 @@ class ViewFilter:
         return all(_param_matches(job, name, wanted) for name, wanted in self.params)
 
     def to_json(self) -> dict[str, Any]:
+        # Not a report but the view's stored definition, hashed for its fingerprint: no
+        # collection key at all without one, so older views keep their fingerprints.
         return {
             "types": list(self.types),
             "since": self.since.isoformat() if self.since else None,

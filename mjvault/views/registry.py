@@ -30,6 +30,7 @@ import zstandard
 
 from mjvault.errors import IntegrityError, UsageError
 from mjvault.lock import WriteLock
+from mjvault.reports import Report
 from mjvault.store.fsutil import atomic_write
 from mjvault.views.filters import ViewFilter
 from mjvault.views.links import LinkKind
@@ -98,7 +99,7 @@ JobFiles = dict[str, dict[int, FileRecord]]
 
 
 @dataclass
-class ViewDefinition:
+class ViewDefinition(Report):
     name: str
     directory: Path
     template: str
@@ -115,19 +116,6 @@ class ViewDefinition:
         doc = self.to_json() | {"auto_refresh": None, "name": None}
         del doc["private"]  # modes change in place; and views made before it keep their hash
         return hashlib.blake2b(json.dumps(doc, sort_keys=True).encode(), digest_size=16).hexdigest()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "directory": str(self.directory),
-            "template": self.template,
-            "link": self.link.value,
-            "filter": self.filter.to_json(),
-            "snapshot": self.snapshot,
-            "auto_refresh": self.auto_refresh,
-            "embed_metadata": self.embed_metadata,
-            "private": self.private,
-        }
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> ViewDefinition:

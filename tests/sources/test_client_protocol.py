@@ -260,7 +260,7 @@ def test_token_never_leaks_into_logs_errors_or_reprs(
                 except Exception as exc:
                     texts += [str(exc), repr(exc), repr(exc.args), name]
             status = client.check_auth()
-            texts += [repr(status), json.dumps(status.to_dict())]
+            texts += [repr(status), json.dumps(status.to_json())]
     scripted.routes.clear()
     scripted.route("/api/imagine", Answer(500))
     with MidjourneyClient(settings) as client:

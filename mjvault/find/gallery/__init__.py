@@ -36,6 +36,7 @@ from mjvault.index.query import parse_query
 from mjvault.index.search import iter_search
 from mjvault.jobtypes import TYPE_ALIASES
 from mjvault.params import ALIASES
+from mjvault.reports import Report
 from mjvault.store.codec import media_kind
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ UNREADABLE_LISTED = 100  # unreadable image ids named in the report; the rest ar
 
 
 @dataclass
-class GalleryReport:
+class GalleryReport(Report):
     directory: Path
     jobs: int = 0  # jobs shown (with at least one image)
     jobs_without_images: int = 0  # matched but not shown: nothing to show
@@ -72,6 +73,7 @@ class GalleryReport:
             self.unreadable.append(object_id)
 
     def to_json(self) -> dict[str, Any]:
+        # Its own shape: the page's path is derived, the decrypted copies come last.
         return {
             "directory": os.fspath(self.directory),
             "index": os.fspath(self.directory / "index.html"),

@@ -17,7 +17,7 @@ import logging
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -25,6 +25,7 @@ from typing import Any
 from mjvault.errors import AuthError, ChallengeError, SourceError, SourceUnavailable
 from mjvault.jobtypes import type_matches
 from mjvault.model import Job, MediaRef, job_from_record, parse_time
+from mjvault.reports import Report
 from mjvault.sources.midjourney import messages
 from mjvault.sources.midjourney.download import (
     ByteSink,
@@ -161,7 +162,7 @@ class Listing(Iterator[ListedJob]):
 
 
 @dataclass(frozen=True)
-class AuthStatus:
+class AuthStatus(Report):
     """The answer of :meth:`MidjourneyClient.check_auth`. Never holds the token."""
 
     ok: bool
@@ -172,9 +173,6 @@ class AuthStatus:
     reason: str | None
     message: str
     cookie_name: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _reason(err: SourceError) -> str:
