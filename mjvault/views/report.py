@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+
+from mjvault.reports import Report
 
 MAX_LISTED = 50  # paths listed in a report; counts are always complete
 
 
 @dataclass
-class RefreshReport:
+class RefreshReport(Report):
     view: str
     directory: str
     snapshot: str | None
@@ -28,30 +29,23 @@ class RefreshReport:
     kept_paths: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
     def note(self, message: str) -> None:
         if message not in self.notes and len(self.notes) < MAX_LISTED:
             self.notes.append(message)
 
 
 @dataclass
-class ViewsReport:
+class ViewsReport(Report):
     """The outcome of refreshing several views (``mjvault checkout`` with no arguments)."""
+
+    json_after = ("totals",)
 
     views: list[RefreshReport] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
 
+    @property
     def totals(self) -> dict[str, int]:
         names = (
             "added", "removed", "updated", "unchanged", "skipped", "conflicts", "kept", "adopted"
         )  # fmt: skip
         return {n: sum(getattr(r, n) for r in self.views) for n in names}
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "views": [r.to_json() for r in self.views],
-            "errors": self.errors,
-            "totals": self.totals(),
-        }
