@@ -232,7 +232,7 @@ class ArchiveWriter:
         """The job as the vault will hold it once this writer commits (None if absent)."""
         if job_id in self._pending:
             return self._pending[job_id][0]
-        return self.vault._open_index().entry(job_id)
+        return self.vault.open_index().entry(job_id)
 
     def record_id(self, raw_json: bytes) -> str:
         """The id :meth:`add_job` gives this record, without storing it."""
@@ -398,7 +398,7 @@ class ArchiveWriter:
                 )
                 for job_id, (entry, job) in self._pending.items()
             )
-            self.vault._open_index().apply(summaries, new_root)
+            self.vault.open_index().apply(summaries, new_root)
         self._root = new_root
         self._pending.clear()
         self._last_checkpoint = time.monotonic()

@@ -192,7 +192,7 @@ def test_pull_takes_a_snapshot_without_forgotten_jobs_and_gc_remote_reaches_it(
     with Vault.open(path) as b:
         head = b.head()
         assert head is not None and head.stats["forgotten"] == 1
-        assert b.index.get("job-1") is None
+        assert b.current_index().get("job-1") is None
     info = cli(path, "--json", "remote", "info", "offsite")
     assert info.json()["forgotten_pending"] == 1
     assert "may still hold 1 forgotten jobs" in cli(path, "remote", "info", "offsite").out

@@ -344,7 +344,7 @@ def _check_index(vault: Vault, snapshots: list[Snapshot], report: VerifyReport) 
     if head is None:
         return
     try:
-        index = vault._open_index()
+        index = vault.open_index()
         indexed = index.indexed_tree()
         count = index.job_count()
     except MjvaultError as exc:
@@ -473,7 +473,7 @@ def _report_packs(vault: Vault, report: VerifyReport, found: _PackPass) -> None:
 def _jobs_using(vault: Vault, object_id: str) -> list[str]:
     """Which jobs (of HEAD, via the index) refer to ``object_id``; used only for damaged objects."""
     try:
-        index = vault._open_index()
+        index = vault.open_index()
         jobs = set(index.jobs_with_image(object_id))
         if not jobs:
             jobs = {s.job_id for s in index.iter_summaries() if s.record == object_id}

@@ -702,7 +702,7 @@ def _rewrite_remote_only(vault: Vault, link: Link) -> int:
     from mjvault.integrity import exclusions
     from mjvault.integrity.forget import ForgetJobsReport, JobRewrite, forgotten_in
     from mjvault.remotes.crypto import rewrite_ids
-    from mjvault.tree import Tree
+    from mjvault.tree import TreeReader
 
     forgotten = exclusions.load(vault)
     if not forgotten:
@@ -733,7 +733,7 @@ def _rewrite_remote_only(vault: Vault, link: Link) -> int:
     unsure = 0
     holding: list[Snapshot] = []
     found: set[str] = set()
-    tree = Tree(read, _no_writes)
+    tree = TreeReader(read)
     for remote_id in sorted(link.remote.snapshot_ids()):
         local_id = local_of(remote_id)
         if local_id is not None and local_id in held:
@@ -766,10 +766,6 @@ def _rewrite_remote_only(vault: Vault, link: Link) -> int:
             for new in set(report.rewritten.values()) - held:
                 vault.refs.remove_snapshot(new)
     return unsure
-
-
-def _no_writes(_plaintext: bytes) -> str:
-    raise AssertionError("a search of a remote's snapshots writes nothing")
 
 
 def _replace_forgotten(

@@ -144,7 +144,7 @@ def generation(index: Index) -> str | None:
 @handler
 def info(state: ServeState, request: Request) -> dict[str, Any]:
     vault = state.vault
-    index = vault.index
+    index = vault.current_index()
     with index.reader() as reader:
         jobs = reader.job_count()
     images = _image_count(index)
@@ -180,7 +180,7 @@ def jobs(state: ServeState, request: Request) -> dict[str, Any]:
             after = PageKey.decode(after_text, sort)
         except ValueError as exc:
             raise BadRequest(str(exc), "bad_cursor") from None
-    index = state.vault.index
+    index = state.vault.current_index()
     found: Page = page(index, query, sort=sort, after=after, limit=limit)
     return {
         "jobs": tiles(index, found.job_ids),
@@ -193,7 +193,7 @@ def jobs(state: ServeState, request: Request) -> dict[str, Any]:
 def timeline_route(state: ServeState, request: Request) -> dict[str, Any]:
     text, query = _query(request)
     sort = _sort(request, ("newest", "oldest"))
-    index = state.vault.index
+    index = state.vault.current_index()
     key = (text, sort, generation(index))
     cache: dict[Any, Any] = state.caches.setdefault("timeline", {})
     answer = cache.get(key)
@@ -219,14 +219,14 @@ def _remember(state: ServeState, cache: dict[Any, Any], key: Any, answer: Any) -
 @handler
 def facets(state: ServeState, request: Request) -> dict[str, Any]:
     _, query = _query(request)
-    return facet_counts(state.vault.index, query).as_json()
+    return facet_counts(state.vault.current_index(), query).as_json()
 
 
 @handler
 def job(state: ServeState, request: Request) -> dict[str, Any]:
     job_id = check_job_id(request.path_params["job_id"])
     vault = state.vault
-    index = vault.index
+    index = vault.current_index()
     summary = index.get(job_id)
     if summary is None:
         raise JobNotFound(f"no job {job_id} in the vault")
@@ -286,7 +286,7 @@ def stats(state: ServeState, request: Request) -> dict[str, Any]:
         raise BadRequest(str(exc), "bad_parameter") from None
     vault = state.vault
     table = tuple(sorted(cost.items())) if cost else None
-    key = (text, since, until, tz, table, generation(vault.index))
+    key = (text, since, until, tz, table, generation(vault.current_index()))
     cache: dict[Any, Any] = state.caches.setdefault("stats", {})
     answer = cache.get(key)
     if answer is None:

@@ -654,7 +654,7 @@ class _Run:
         lock = _brief_lock(self.vault)
         try:
             self.vault.check_keys()  # rotated meanwhile: sealed under retired keys, refuse
-            index = self.vault.index
+            index = self.vault.current_index()
             # Another run may have stored some of these since they were looked up: under the
             # lock, look again, so an image keeps one row and one vector (FORMAT §7.4).
             stored = self.store.known(self.model.digest, images)

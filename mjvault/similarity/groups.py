@@ -352,7 +352,7 @@ def group_json_with_jobs(vault: Vault, group: Group) -> dict[str, Any]:
     """``group.to_json()`` with each member's job date (ISO 8601, UTC as ``Z``) and prompt:
     a group as ``GET /api/dupes`` and ``dupes --json`` give it."""
     doc = group.to_json()
-    summaries = vault.index.get_many([m["job_id"] for m in doc["members"]])
+    summaries = vault.current_index().get_many([m["job_id"] for m in doc["members"]])
     for member in doc["members"]:
         summary = summaries.get(member["job_id"])
         moment = summary.time if summary else None
@@ -370,7 +370,7 @@ def _images_of_query(vault: Vault, query: str) -> np.ndarray:
 
     found: list[np.ndarray] = []
     batch: list[str] = []
-    for job_id in iter_search(vault.index, parse_query(query)):
+    for job_id in iter_search(vault.current_index(), parse_query(query)):
         batch.append(job_id)
         if len(batch) >= 4096:
             found.append(_prefixes(_images_of_jobs(vault, batch)))
@@ -384,7 +384,8 @@ def _prefixes(object_ids: Iterable[str]) -> np.ndarray:
 
 
 def _images_of_jobs(vault: Vault, job_ids: list[str]) -> Iterator[str]:
-    for summary in vault.index.get_many(job_ids).values():
+    # Brought current by the search that found these jobs (_images_of_query).
+    for summary in vault.open_index().get_many(job_ids).values():
         yield from (i for i in summary.images if i is not None)
 
 

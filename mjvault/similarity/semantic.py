@@ -103,10 +103,11 @@ def _hits(vault: Vault, pairs: list[tuple[float, str]]) -> list[SemanticHit]:
     """Each hit's job and position: the index's image lookup (the first job by id when several
     show the image); an image no job of HEAD shows any more is left out."""
     out = []
+    index = vault.current_index()
     for score, image in pairs:
-        jobs = sorted(vault.index.jobs_with_image(image))
+        jobs = sorted(index.jobs_with_image(image))
         for job_id in jobs:
-            entry = vault.index.entry(job_id)
+            entry = index.entry(job_id)
             if entry is not None and image in entry.images:
                 out.append(SemanticHit(image, job_id, entry.images.index(image), float(score)))
                 break
