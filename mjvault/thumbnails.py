@@ -41,10 +41,10 @@ from mjvault.find.gallery.thumbs import (
 from mjvault.lock import WriteLock
 from mjvault.store.codec import media_kind
 from mjvault.store.objects import WriteBatch
-from mjvault.vault import Vault
 
 if TYPE_CHECKING:
     from mjvault.similarity.store import HashStore
+    from mjvault.vault import Vault
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

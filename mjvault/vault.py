@@ -462,6 +462,8 @@ class Vault:
         return _KeyCheckedLock(self)
 
     def writer(self, source: str, **options: Any) -> ArchiveWriter:
+        # Lazy for start-up: a command that only reads (log, show, search) never loads the
+        # writer's modules (sockets, threads, progress bars; tests/test_startup.py).
         from mjvault.writer import ArchiveWriter
 
         return ArchiveWriter(self, source, **options)

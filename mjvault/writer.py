@@ -43,6 +43,7 @@ from mjvault.tree import JobEntry, Tree
 
 if TYPE_CHECKING:
     from mjvault.thumbnails import BackfillReport, Feed
+    from mjvault.vault import Vault
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class WriteStats:
 class ArchiveWriter:
     def __init__(
         self,
-        vault: object,
+        vault: Vault,
         source: str,
         *,
         checkpoint_jobs: int = 2000,
@@ -82,9 +83,6 @@ class ArchiveWriter:
         thumbnails: bool = False,
         thumbnail_wait: float | None = None,
     ) -> None:
-        from mjvault.vault import Vault
-
-        assert isinstance(vault, Vault)
         self.vault = vault
         self.source = source
         self.checkpoint_jobs = checkpoint_jobs
