@@ -202,3 +202,29 @@ def test_the_shared_pieces_live_below_the_modules_that_once_imported_each_other(
     assert "mjvault.views.files" in graph["mjvault.views.state"]
     assert not _reaches(graph, "mjvault.views.state", "mjvault.views.registry")
     assert not _reaches(graph, "mjvault.writer", "mjvault.vault")
+
+
+def _with_packages(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Loading ``a.b.c`` loads ``a`` and ``a.b`` first."""
+    out = {name: set(imports) for name, imports in graph.items()}
+    for name, imports in out.items():
+        parts = name.split(".")
+        imports |= {".".join(parts[:n]) for n in range(1, len(parts))} & graph.keys()
+    return out
+
+
+def test_no_module_imports_inside_a_function_what_it_loads_anyway() -> None:
+    """Such an import defers nothing: the module is loaded with its importer already. (The
+    package's own names are left out: ``mjvault.Vault`` is loaded on first use.)"""
+    graph = _with_packages(_graph())
+    needless = []
+    for name, deferred in _deferred_graph().items():
+        loaded = {name}
+        todo = [name]
+        while todo:
+            for nxt in graph.get(todo.pop(), ()):
+                if nxt not in loaded:
+                    loaded.add(nxt)
+                    todo.append(nxt)
+        needless += [f"{name} -> {target}" for target in deferred - {"mjvault"} if target in loaded]
+    assert sorted(needless) == []

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, ObjectNotFound, UsageError
-from mjvault.integrity.packcheck import PackCheck
+from mjvault.integrity.packcheck import PackCheck, check_pack
 from mjvault.integrity.problems import Problem
 from mjvault.integrity.sortedids import SortedIds
 from mjvault.integrity.viewcheck import verify_views
@@ -424,8 +424,6 @@ def _check_packs(
 ) -> _PackPass:
     """Every pack's trailer; with ``read_data`` its name and entries. Packs are checked
     concurrently, each read front to back by one thread."""
-    from mjvault.integrity.packcheck import check_pack
-
     store = vault.store
 
     def check(name: str) -> PackCheck:

@@ -25,6 +25,7 @@ from mjvault.index.facets import facet_counts
 from mjvault.index.pages import Page, PageKey, children, page, timeline
 from mjvault.index.query import QueryError, parse_query
 from mjvault.index.search import SORT_ORDERS, SortOrder
+from mjvault.insights import aggregates
 from mjvault.serve.security import BadRequest, check_job_id, check_object_id
 from mjvault.serve.settings import THUMB_SIZES, ServeState
 
@@ -162,8 +163,6 @@ def info(state: ServeState, request: Request) -> dict[str, Any]:
 
 def _image_count(index: Index) -> int:
     """Images shown by the jobs: the insights counter the index keeps, looked up."""
-    from mjvault.insights import aggregates
-
     with index.reader() as reader:
         return aggregates.count(reader.txn, index.db[aggregates.TABLE], index.layout, "images")
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from mjvault.errors import CorruptObject, ObjectNotFound, UsageError, VaultLocked
 from mjvault.lock import WriteLock
-from mjvault.similarity.onnx_models import ImageModel, Preprocessing
+from mjvault.similarity.onnx_models import ImageModel, Preprocessing, model_digest
 from mjvault.store import cachefile
 from mjvault.store.codec import media_kind
 from mjvault.vault import Vault
@@ -743,8 +743,6 @@ def stored_preprocessing(vault: Vault, digest: str) -> Preprocessing | None:
 def digest_of(store: EmbeddingStore, path: os.PathLike[str] | str) -> str:
     """A model file's digest, from the store when the file is as it was last seen."""
     from pathlib import Path
-
-    from mjvault.similarity.onnx_models import model_digest
 
     file = Path(path)
     try:

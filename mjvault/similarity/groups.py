@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mjvault.similarity.hashing import WORDS
+from mjvault.errors import UsageError
+from mjvault.similarity.hashing import MAX_LEVEL, WORDS, to_words
 from mjvault.similarity.nearest import BACKFILL_HINT, NoHashes, job_of_image
 
 if TYPE_CHECKING:
@@ -324,8 +325,6 @@ def find_groups(
 ) -> Iterator[Group]:
     """Near-duplicate groups among the vault's hashed images (those of jobs matching
     ``query`` when given), largest first, then by their best's job id."""
-    from mjvault.errors import UsageError
-    from mjvault.similarity.hashing import MAX_LEVEL
     from mjvault.similarity.store import HashStore
 
     if not 0 <= level <= MAX_LEVEL:  # (parse_level refuses it first; this is for callers)
@@ -439,8 +438,6 @@ def _located(store: Any, rows: np.ndarray, components: list[np.ndarray]) -> list
 
 def _group(vault: Vault, hashes_of: dict[str, list[bytes]], objects: list[str]) -> Group | None:
     """The group of ``objects`` shown by jobs of HEAD (None when fewer than two are)."""
-    from mjvault.similarity.hashing import to_words
-
     described: list[tuple[Member, np.ndarray]] = []
     for object_id in objects:
         place = job_of_image(vault, object_id)

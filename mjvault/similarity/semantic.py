@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from mjvault.config import load_config
 from mjvault.config.schema import EmbedSection
 from mjvault.errors import CorruptObject, JobNotFound, UsageError
 from mjvault.similarity.embeddings import Block, EmbeddingStore, digest_of
+from mjvault.similarity.onnx_models import ImageModel, TextModel
 from mjvault.vault import Vault
 
 
@@ -41,8 +43,6 @@ class SemanticHit:
 
 def settings_of(vault: Vault) -> EmbedSection:
     """The ``[embed]`` settings in effect for this vault (its config.toml over the user's)."""
-    from mjvault.config import load_config
-
     return load_config(vault_dir=vault.path).config.embed
 
 
@@ -138,8 +138,6 @@ def semantic_search(
     vault: Vault, text: str, limit: int = 20, *, settings: EmbedSection | None = None
 ) -> list[SemanticHit]:
     """The images nearest a text, by the text model remembered with ``mjvault embed``."""
-    from mjvault.similarity.onnx_models import TextModel
-
     settings = settings or settings_of(vault)
     if settings.text_model is None:
         raise UsageError(
@@ -157,8 +155,6 @@ def semantic_similar(
 ) -> list[SemanticHit]:
     """The images nearest an image: ``JOB_ID[:INDEX]`` of the vault (its stored vector) or an
     image file (the image model's vector of it). The image itself comes first when stored."""
-    from mjvault.similarity.onnx_models import ImageModel
-
     settings = settings or settings_of(vault)
     path = _image_model_path(settings)
     file = Path(target)
