@@ -356,8 +356,9 @@ class Vault:
     # -- index -----------------------------------------------------------------------------
     def open_index(self) -> Index:
         """The index as it is, opened once per handle: it may lag HEAD (a commit of another
-        process, a writer's checkpoint not yet applied). Nothing is written, except that a
-        damaged index, only a cache, is discarded and created empty."""
+        process, a writer's checkpoint not yet applied). It takes no lock and applies no
+        change; a missing index is created empty, and a damaged one (only a cache) is
+        discarded and created empty."""
         if self._index is None:
             index: Index | None = None
             try:
