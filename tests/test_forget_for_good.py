@@ -269,7 +269,7 @@ def test_a_remote_snapshot_that_cannot_be_searched_keeps_the_remote_pending(
     def unreadable(*args: object) -> set[str]:
         raise CorruptObject("a node of it does not open")
 
-    monkeypatch.setattr("mjvault.integrity.forget.forgotten_in", unreadable)
+    monkeypatch.setattr("mjvault.remotes.prune.forgotten_in", unreadable)  # where gc looks
     swept = cli(path, "gc", "--remote", "nas", "--grace", "0")
     assert swept.code == 0, swept.err
     assert "1 of its snapshots this vault does not hold could not be read" in swept.out
