@@ -19,10 +19,11 @@ from mjvault.config import (
     LoadedConfig,
     client_settings,
     load_config,
+    session_token,
     user_config_path,
 )
 from mjvault.config.writer import set_value
-from mjvault.errors import MjvaultError
+from mjvault.errors import IntegrityError, MjvaultError, UsageError
 from mjvault.redact import redact, register_secret
 
 if TYPE_CHECKING:
@@ -71,8 +72,6 @@ class Current:
 
 
 def current_settings(profile: str | None, environ: Mapping[str, str] | None = None) -> Current:
-    from mjvault.config import session_token
-
     loaded = load_config(profile=profile, environ=environ, strict_profile=False)
     token, origin = session_token(loaded)
     return Current(
@@ -179,7 +178,6 @@ def has_synced(vault_path: Path) -> bool:
 
 def existing_views(vault: Vault) -> list[View]:
     """The views the vault has now, damaged view files left out (verify reports those)."""
-    from mjvault.errors import IntegrityError
     from mjvault.views.registry import ViewRegistry
 
     registry = ViewRegistry(vault)
@@ -197,7 +195,6 @@ def view_directory_problem(vault_path: Path, directory: Path) -> str | None:
 
     Needs only the vault's path, so a script's ``--view`` is refused before a vault is created.
     """
-    from mjvault.errors import UsageError
     from mjvault.views.reconcile import check_view_directory
 
     try:

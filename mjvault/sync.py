@@ -675,7 +675,7 @@ def _dry_run(
     incremental: bool,
 ) -> None:
     """List what a sync would fetch, touching nothing."""
-    index = vault.index
+    index = vault.current_index()
 
     def known(job_id: str) -> bool:
         return index.get(job_id) is not None

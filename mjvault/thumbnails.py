@@ -42,10 +42,10 @@ from mjvault.lock import WriteLock
 from mjvault.reports import Report
 from mjvault.store.codec import media_kind
 from mjvault.store.objects import WriteBatch
-from mjvault.vault import Vault
 
 if TYPE_CHECKING:
     from mjvault.similarity.store import HashStore
+    from mjvault.vault import Vault
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -252,12 +252,13 @@ def head_images(vault: Vault) -> Iterator[str]:
 def head_images_typed(vault: Vault) -> Iterator[tuple[str, bool]]:
     """:func:`head_images` from the index's summaries (in the index's order), each with
     whether it is a 2x2 grid (:func:`mjvault.similarity.hashing.is_grid`): the job's type
-    says so, and the tree alone does not hold it."""
+    says so, and the tree alone does not hold it. The caller brings the index current
+    before it takes the write lock this runs under."""
     from mjvault.similarity.hashing import is_grid
 
     # Pages released every WALK_RELEASE summaries: a backfill's peak RSS stays flat with the
     # vault's size (docs/design.md, "Similar images: the hash"), where 4096 let it grow.
-    for summary in vault.index.iter_summaries(release_every=WALK_RELEASE):
+    for summary in vault.open_index().iter_summaries(release_every=WALK_RELEASE):
         images = [i for i in summary.images if i is not None]
         grid = is_grid([summary.type], len(summary.images))
         for image in images:
@@ -532,7 +533,7 @@ def backfill(
         _pixels(name)
     images: Iterable[Wanted]
     if hashes:
-        _ = vault.index  # brought up to HEAD before the lock is taken (it takes it itself)
+        vault.current_index()  # before the lock is taken: bringing it current takes it
     with vault.write_lock():
         images = head_images_typed(vault) if hashes else head_images(vault)
         return make_for(vault, images, sizes, progress=progress, workers=workers, hashes=hashes)

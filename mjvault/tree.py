@@ -325,19 +325,19 @@ def _weight(node: Node) -> int:
     return len(node.entries) if isinstance(node, Leaf) else len(node.children)
 
 
-class Tree:
-    """Operations on trees stored through a reader/writer pair (the object store)."""
+class TreeReader:
+    """Reading trees through the object store's reader: what an open vault offers. Writing
+    is :class:`Tree`'s, built by a writer over its own batch, so a write through a reader
+    is a type error, not a failure at run time."""
 
     def __init__(
         self,
         read: Reader,
-        write: Writer,
         *,
         cache_size: int = 4096,
         cache_entries: int = CACHE_ENTRIES,
     ) -> None:
         self._read = read
-        self._write = write
         self._cache: dict[str, Node] = {}
         self._cache_size = cache_size
         self._cache_entries = cache_entries
@@ -349,11 +349,6 @@ class Tree:
             node = decode_node(self._read(node_id))
             self._remember(node_id, node)
         return node
-
-    def store(self, node: Node) -> str:
-        node_id = self._write(encode_node(node))
-        self._remember(node_id, node)
-        return node_id
 
     def _remember(self, node_id: str, node: Node) -> None:
         # Bounded, oldest first out: a long import writes millions of nodes over its life. The
@@ -371,9 +366,6 @@ class Tree:
             self._cached_entries -= _weight(self._cache.pop(next(iter(self._cache))))
         self._cache[node_id] = node
         self._cached_entries += weight
-
-    def empty(self) -> str:
-        return self.store(Leaf(()))
 
     # -- reading ---------------------------------------------------------------------------
     def count(self, root: str) -> int:
@@ -404,6 +396,66 @@ class Tree:
         """Every node id of the tree."""
         for node_id, _ in walk_nodes(self._read, root):
             yield node_id
+
+    # -- comparing -------------------------------------------------------------------------
+    def diff(
+        self, old: str | None, new: str | None
+    ) -> Iterator[tuple[str, JobEntry | None, JobEntry | None]]:
+        """(job id, old entry, new entry) for every job that differs; shared subtrees are skipped."""
+        if old == new:
+            return
+        old_node = self.load(old) if old else Leaf(())
+        new_node = self.load(new) if new else Leaf(())
+        if (
+            isinstance(old_node, Inner)
+            and isinstance(new_node, Inner)
+            and old_node.depth == new_node.depth
+        ):
+            old_children = {d: c for d, c, _ in old_node.children}
+            new_children = {d: c for d, c, _ in new_node.children}
+            for digit in sorted(old_children.keys() | new_children.keys()):
+                yield from self.diff(old_children.get(digit), new_children.get(digit))
+            return
+        # At least one side is a leaf (at most LEAF_MAX jobs): hold it, stream the other.
+        if isinstance(old_node, Leaf):
+            held = {e.job_id: e for e in old_node.entries}
+            for entry in self.walk(new) if new else ():
+                before = held.pop(entry.job_id, None)
+                if before != entry:
+                    yield entry.job_id, before, entry
+            for job_id in sorted(held):
+                yield job_id, held[job_id], None
+        else:
+            held = {e.job_id: e for e in new_node.entries}  # type: ignore[union-attr]
+            for entry in self.walk(old) if old else ():
+                after = held.pop(entry.job_id, None)
+                if after != entry:
+                    yield entry.job_id, entry, after
+            for job_id in sorted(held):
+                yield job_id, None, held[job_id]
+
+
+class Tree(TreeReader):
+    """Reading and writing trees through a reader/writer pair (a writer's batch)."""
+
+    def __init__(
+        self,
+        read: Reader,
+        write: Writer,
+        *,
+        cache_size: int = 4096,
+        cache_entries: int = CACHE_ENTRIES,
+    ) -> None:
+        super().__init__(read, cache_size=cache_size, cache_entries=cache_entries)
+        self._write = write
+
+    def store(self, node: Node) -> str:
+        node_id = self._write(encode_node(node))
+        self._remember(node_id, node)
+        return node_id
+
+    def empty(self) -> str:
+        return self.store(Leaf(()))
 
     # -- writing ---------------------------------------------------------------------------
     def apply(self, root: str | None, changes: Mapping[str, JobEntry | None]) -> str:
@@ -458,40 +510,3 @@ class Tree:
             child_entries = groups[digit]
             children.append((digit, self._build(child_entries, depth + 1), len(child_entries)))
         return self.store(Inner(depth, len(entries), tuple(children)))
-
-    # -- comparing -------------------------------------------------------------------------
-    def diff(
-        self, old: str | None, new: str | None
-    ) -> Iterator[tuple[str, JobEntry | None, JobEntry | None]]:
-        """(job id, old entry, new entry) for every job that differs; shared subtrees are skipped."""
-        if old == new:
-            return
-        old_node = self.load(old) if old else Leaf(())
-        new_node = self.load(new) if new else Leaf(())
-        if (
-            isinstance(old_node, Inner)
-            and isinstance(new_node, Inner)
-            and old_node.depth == new_node.depth
-        ):
-            old_children = {d: c for d, c, _ in old_node.children}
-            new_children = {d: c for d, c, _ in new_node.children}
-            for digit in sorted(old_children.keys() | new_children.keys()):
-                yield from self.diff(old_children.get(digit), new_children.get(digit))
-            return
-        # At least one side is a leaf (at most LEAF_MAX jobs): hold it, stream the other.
-        if isinstance(old_node, Leaf):
-            held = {e.job_id: e for e in old_node.entries}
-            for entry in self.walk(new) if new else ():
-                before = held.pop(entry.job_id, None)
-                if before != entry:
-                    yield entry.job_id, before, entry
-            for job_id in sorted(held):
-                yield job_id, held[job_id], None
-        else:
-            held = {e.job_id: e for e in new_node.entries}  # type: ignore[union-attr]
-            for entry in self.walk(old) if old else ():
-                after = held.pop(entry.job_id, None)
-                if after != entry:
-                    yield entry.job_id, entry, after
-            for job_id in sorted(held):
-                yield job_id, None, held[job_id]

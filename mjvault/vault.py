@@ -53,7 +53,7 @@ from mjvault.store.keyring import (
     open_keys,
 )
 from mjvault.store.objects import ObjectStore
-from mjvault.tree import JobEntry, Tree
+from mjvault.tree import JobEntry, TreeReader
 
 if TYPE_CHECKING:
     from mjvault.writer import ArchiveWriter
@@ -146,7 +146,7 @@ class Vault:
         self._keys_stamp = stamp if stamp is not None else keys_stamp(path / "keys")
         self.store = ObjectStore(path, keys, before_pack=self._allow_packs)
         self.refs = Refs(path)
-        self.tree = Tree(self._read_node, self._write_node_unbuffered)
+        self.tree = TreeReader(self._read_node)
         self._index: Index | None = None
         # Per-vault resources of other modules (the thumbnail table's connection), closed by
         # close(): one owner, so a process that opens a vault per cycle holds none of them.
@@ -278,9 +278,6 @@ class Vault:
     def _read_node(self, object_id: str) -> bytes:
         return self.store.read(object_id)
 
-    def _write_node_unbuffered(self, plaintext: bytes) -> str:
-        raise MjvaultError("tree writes need an open writer (vault.writer())")
-
     # -- snapshots -------------------------------------------------------------------------
     def head(self) -> Snapshot | None:
         head = self.refs.head()
@@ -349,7 +346,7 @@ class Vault:
         except JobNotFound:
             pass
         if len(prefix) >= 6:
-            matches = self.index.job_ids_with_prefix(prefix)
+            matches = self.current_index().job_ids_with_prefix(prefix)
             if len(matches) == 1:
                 return self.entry(matches[0])
             if len(matches) > 1:
@@ -357,7 +354,11 @@ class Vault:
         raise JobNotFound(f"no job {prefix} in the vault")
 
     # -- index -----------------------------------------------------------------------------
-    def _open_index(self) -> Index:
+    def open_index(self) -> Index:
+        """The index as it is, opened once per handle: it may lag HEAD (a commit of another
+        process, a writer's checkpoint not yet applied). It takes no lock and applies no
+        change; a missing index is created empty, and a damaged one (only a cache) is
+        discarded and created empty."""
         if self._index is None:
             index: Index | None = None
             try:
@@ -381,10 +382,12 @@ class Vault:
             self._index = index
         return self._index
 
-    @property
-    def index(self) -> Index:
-        """The index, brought up to HEAD first when no writer is busy (it is only a cache)."""
-        index = self._open_index()
+    def current_index(self) -> Index:
+        """The index brought up to HEAD first. That writes: it takes the write lock, and
+        when a writer holds it leaves the index as it is (the writer keeps it current
+        itself). Callers that answer from the index call this once; code that has done so,
+        or holds the lock and syncs itself, uses :meth:`open_index`."""
+        index = self.open_index()
         head = self.head()
         if index.indexed_tree() != (head.tree if head else None):
             try:
@@ -397,7 +400,7 @@ class Vault:
 
     def sync_index(self, target: str | None, progress: ProgressCallback | None = None) -> int:
         """Bring the index to ``target`` by diffing trees; returns the number of jobs changed."""
-        index = self._open_index()
+        index = self.open_index()
         current = index.indexed_tree()
         if current == target:
             return 0
@@ -460,6 +463,8 @@ class Vault:
         return _KeyCheckedLock(self)
 
     def writer(self, source: str, **options: Any) -> ArchiveWriter:
+        # Lazy for start-up: a command that only reads (log, show, search) never loads the
+        # writer's modules (sockets, threads, progress bars; tests/test_startup.py).
         from mjvault.writer import ArchiveWriter
 
         return ArchiveWriter(self, source, **options)

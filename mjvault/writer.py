@@ -44,6 +44,7 @@ from mjvault.tree import JobEntry, Tree
 
 if TYPE_CHECKING:
     from mjvault.thumbnails import BackfillReport, Feed
+    from mjvault.vault import Vault
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class WriteStats(Report):
 class ArchiveWriter:
     def __init__(
         self,
-        vault: object,
+        vault: Vault,
         source: str,
         *,
         checkpoint_jobs: int = 2000,
@@ -84,9 +85,6 @@ class ArchiveWriter:
         thumbnails: bool = False,
         thumbnail_wait: float | None = None,
     ) -> None:
-        from mjvault.vault import Vault
-
-        assert isinstance(vault, Vault)
         self.vault = vault
         self.source = source
         self.checkpoint_jobs = checkpoint_jobs
@@ -234,7 +232,7 @@ class ArchiveWriter:
         """The job as the vault will hold it once this writer commits (None if absent)."""
         if job_id in self._pending:
             return self._pending[job_id][0]
-        return self.vault._open_index().entry(job_id)
+        return self.vault.open_index().entry(job_id)
 
     def record_id(self, raw_json: bytes) -> str:
         """The id :meth:`add_job` gives this record, without storing it."""
@@ -400,7 +398,7 @@ class ArchiveWriter:
                 )
                 for job_id, (entry, job) in self._pending.items()
             )
-            self.vault._open_index().apply(summaries, new_root)
+            self.vault.open_index().apply(summaries, new_root)
         self._root = new_root
         self._pending.clear()
         self._last_checkpoint = time.monotonic()

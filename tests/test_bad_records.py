@@ -103,6 +103,6 @@ def test_lone_surrogates_in_text_are_replaced_and_in_ids_refused(vault: Vault) -
     with vault.writer("t") as writer:
         writer.add_job(raw, [], job)
     assert vault.record_json(vault.entry("s1")) == raw  # the source bytes are kept verbatim
-    assert vault.index.get("s1") is not None
+    assert vault.current_index().get("s1") is not None
     with pytest.raises(RecordError):
         job_from_json(b'{"id": "\\ud800"}')

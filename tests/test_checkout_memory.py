@@ -32,7 +32,7 @@ from mjvault.views.reconcile import checkout
 from mjvault.views.registry import ViewDefinition
 
 with Vault.open(Path(sys.argv[1]), passphrase="correct horse battery staple") as vault:
-    vault.index  # brought up to date before measuring: the index is not the checkout
+    vault.current_index()  # brought up to date before measuring: the index is not the checkout
     report = checkout(
         vault, ViewDefinition("all", Path(sys.argv[2]), "{job_id}_{index}.{ext}", LinkKind.SYMLINK)
     )

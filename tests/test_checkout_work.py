@@ -61,7 +61,7 @@ def test_a_checkout_works_out_each_key_once(
     """Each image's path key once (asked of the list, then recorded), each job's key once
     (seen, its files, its rows): before, twice and three times."""
     _fill(vault)
-    vault.index  # noqa: B018 - up to date before counting: the index is not the checkout
+    vault.current_index()  # up to date before counting: the index is not the checkout
     path_keys = _counting(monkeypatch, state, "path_key")
     job_keys = _counting(monkeypatch, state, "job_key")
     report = checkout(vault, _definition(tmp_path))
@@ -76,7 +76,7 @@ def test_a_checkout_lets_go_of_index_pages_less_often(
     """Each release costs the next lookups their page faults: a checkout releases after a
     hundred-odd summaries (a few MB mapped), not after every 16."""
     _fill(vault)
-    vault.index  # noqa: B018
+    vault.current_index()
     releases = _counting(monkeypatch, index_db._MappedPages, "release")
     checkout(vault, _definition(tmp_path))
     assert 0 < releases[0] <= JOBS // 32
@@ -108,7 +108,7 @@ def test_a_checkout_names_each_job_once_and_its_images_by_concatenation(
     images are named by one split per job and a concatenation each: no safe_relpath pass
     per image (before: one per image). The names are those safe_relpath gives."""
     _fill(vault)
-    vault.index  # noqa: B018
+    vault.current_index()
     splits = _counting(monkeypatch, Template, "index_split")
     passes = _counting(monkeypatch, reconcile, "safe_relpath")
     definition = _definition(tmp_path)
@@ -129,7 +129,7 @@ def test_a_day_only_date_is_rendered_once_per_day(
     """{date:%Y/%m} changes once a month: its text is worked out once per (format, day), not
     once per job (before: once per job). The jobs here share one day."""
     _fill(vault)
-    vault.index  # noqa: B018
+    vault.current_index()
     monkeypatch.setattr(template_module, "_DAYS", {})
     real = template_module._UNSAFE_IN_DATE
     calls = [0]
@@ -155,7 +155,7 @@ def test_a_first_checkout_reads_the_index_in_order_and_names_as_the_tree_walk_do
         for n in range(60):
             oids = [writer.put_media(png_bytes(n * 10 + i, size=16)) for i in range(2)]
             writer.add_job(record_json(f"job-{n:04d}", "fox" if n % 3 else "Fox"), oids)
-    vault.index  # noqa: B018
+    vault.current_index()
     monkeypatch.setattr(reconcile, "BATCH_JOBS", 7)  # collision groups span batches
     views: list[dict[str, str]] = []
     for name, in_order in (("ordered", True), ("walked", False)):
@@ -185,7 +185,7 @@ def test_a_first_checkout_reads_the_index_only_while_it_is_the_trees(
     with vault.writer("test") as writer:
         for n in range(5):
             writer.add_job(record_json(f"job-{n:04d}", "fox"), [writer.put_media(png_bytes(n))])
-    vault.index  # noqa: B018
+    vault.current_index()
     first = vault.head()
     assert first is not None
     real = index_db.Index.iter_summaries

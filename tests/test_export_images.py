@@ -390,7 +390,7 @@ def _peak(vault: Vault, out: Path) -> int:
     tracemalloc.start()
     try:
         report = export_images(vault, out, ImageSettings(fmt="jpeg"), template=TEMPLATE)
-        assert report.images_written == vault.index.job_count()
+        assert report.images_written == vault.current_index().job_count()
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -192,7 +192,7 @@ def test_pull_takes_a_snapshot_without_forgotten_jobs_and_gc_remote_reaches_it(
     with Vault.open(path) as b:
         head = b.head()
         assert head is not None and head.stats["forgotten"] == 1
-        assert b.index.get("job-1") is None
+        assert b.current_index().get("job-1") is None
     info = cli(path, "--json", "remote", "info", "offsite")
     assert info.json()["forgotten_pending"] == 1
     assert "may still hold 1 forgotten jobs" in cli(path, "remote", "info", "offsite").out
@@ -269,7 +269,7 @@ def test_a_remote_snapshot_that_cannot_be_searched_keeps_the_remote_pending(
     def unreadable(*args: object) -> set[str]:
         raise CorruptObject("a node of it does not open")
 
-    monkeypatch.setattr("mjvault.integrity.forget.forgotten_in", unreadable)
+    monkeypatch.setattr("mjvault.remotes.prune.forgotten_in", unreadable)  # where gc looks
     swept = cli(path, "gc", "--remote", "nas", "--grace", "0")
     assert swept.code == 0, swept.err
     assert "1 of its snapshots this vault does not hold could not be read" in swept.out

@@ -239,7 +239,7 @@ def test_gc_beside_a_running_sync_removes_nothing_the_sync_needs(
         # It removed the old garbage and the sync's superseded checkpoint nodes, nothing else.
         assert set(report.removed_ids) >= garbage  # type: ignore[attr-defined]
         assert not unreachable(after)
-        assert after.index.get("sync-39") is not None
+        assert after.current_index().get("sync-39") is not None
 
 
 def test_unfinished_sync_checkpoint_survives_gc_and_resumes(vault: Vault, tmp_path: Path) -> None:
@@ -452,8 +452,11 @@ def test_forget_job_removes_it_from_every_snapshot_and_gc_reclaims_it(vault: Vau
     assert head.stats["images"] == old_head.stats["images"] - 2
     # Parents follow the rewrite: the history is still a chain.
     assert head.parent == snapshots[1].id and snapshots[1].parent == snapshots[2].id
-    assert vault.index.get("job-1") is None and vault.index.get("job-2") is not None
-    assert not vault.index.search(words=["prompt", "1"])
+    assert (
+        vault.current_index().get("job-1") is None
+        and vault.current_index().get("job-2") is not None
+    )
+    assert not vault.current_index().search(words=["prompt", "1"])
     swept = gc(vault, grace_seconds=0)
     assert victim_objects <= set(swept.removed_ids)
     assert not any(vault.store.exists(o) for o in victim_objects)
@@ -544,7 +547,9 @@ def test_gc_keeps_the_dictionary_its_packs_were_written_with(vault: Vault) -> No
     vault.close()
     shutil.rmtree(vault.path / "index")
     with Vault.open(vault.path) as again:
-        assert again.index.job_count() == 603  # rebuilt from the snapshots, as any command would
+        assert (
+            again.current_index().job_count() == 603
+        )  # rebuilt from the snapshots, as any command would
         gc(again, grace_seconds=0)
         assert again.store.is_loose(dictionary)
         assert verify(again, read_data=True).ok

@@ -72,7 +72,7 @@ def _pretend_same_tick(vault: Vault, path: Path, *, seen_ns: int | None = None) 
     """Make the cached row match the file's present stat except its content, as a file system
     with coarse timestamps would show a second change within one tick. The row claims its file
     was read at ``seen_ns``, by default long after the file's timestamps (not racy)."""
-    cache = StatCache(vault._open_index())
+    cache = StatCache(vault.open_index())
     row = cache.get(path)
     assert row is not None
     st = path.stat()
@@ -311,7 +311,7 @@ def test_a_job_found_again_batches_later_is_still_a_copy_or_a_conflict(
 
 
 def statcache_jobs(vault: Vault) -> int:
-    index = vault._open_index()
+    index = vault.open_index()
     db = index.other_table(b"import_jobs")
     with index.env.begin() as txn:
         return int(txn.stat(db)["entries"]) if db is not None else 0

@@ -89,11 +89,14 @@ def test_a_split_apply_gives_the_same_index_as_one_transaction(
     with Vault.init(tmp_path / "v") as vault:
         first = add_jobs(vault, 0, 40)
         second = add_jobs(vault, 40, 60)  # one checkpoint: many transactions
-        split = dump(vault.index)
-        assert vault.index.indexed_tree() == second and vault.index.interrupted() is None
+        split = dump(vault.current_index())
+        assert (
+            vault.current_index().indexed_tree() == second
+            and vault.current_index().interrupted() is None
+        )
         vault.rebuild_index()
-        assert dump(vault.index) == split
-        assert len(vault.index.search(words=["fox"])) == 100
+        assert dump(vault.current_index()) == split
+        assert len(vault.current_index().search(words=["fox"])) == 100
         assert first != second
 
 
@@ -103,8 +106,8 @@ def test_an_apply_stopped_between_transactions_is_finished_not_rebuilt(
     with Vault.init(tmp_path / "v") as vault:
         old = add_jobs(vault, 0, 40)
         new = add_jobs(vault, 40, 60)
-        expected = dump(vault.index)
-        index = vault.index
+        expected = dump(vault.current_index())
+        index = vault.current_index()
         assert vault.sync_index(old) == 60  # back to the first tree, as before the checkpoint
         diff = changes(vault, old, new)
         with pytest.raises(KeyboardInterrupt):
@@ -125,9 +128,9 @@ def test_a_stopped_apply_is_finished_then_brought_to_another_tree(
     index is finished to the stopped apply's tree, then diffed back from there."""
     with Vault.init(tmp_path / "v") as vault:
         old = add_jobs(vault, 0, 40)
-        expected_old = dump(vault.index)
+        expected_old = dump(vault.current_index())
         new = add_jobs(vault, 40, 60)
-        index = vault.index
+        index = vault.current_index()
         vault.sync_index(old)
         with pytest.raises(KeyboardInterrupt):
             index.apply(stopping_after(changes(vault, old, new), 30), new)

@@ -61,7 +61,7 @@ def indexed_vault(path: Path) -> Path:
             for n in range(30):
                 image = writer.put_media(png_bytes(n))
                 writer.add_job(record_json(f"job-{n:02}", f"a red fox {n}"), [image])
-        assert len(vault.index.search(words=["fox"])) == 30
+        assert len(vault.current_index().search(words=["fox"])) == 30
     return path
 
 

@@ -145,11 +145,11 @@ def test_the_index_of_an_encrypted_vault_holds_no_prompt_id_name_or_path(tmp_pat
             MidjourneyClient(settings_for(server)) as client,
         ):
             assert sync(vault, client, SyncOptions(concurrency=4)).jobs_new > 0
-        assert search(vault.index, parse_query("-nothing"), sort="relevance").total > 12
-        assert vault.index.stats()["entries"]["jobs"] > 12
-        with vault.index.reader() as reader:  # ids of every job and every row: all sealed
-            assert reader.job_count() == vault.index.stats()["entries"]["jobs"]
-        assert len(StatCache(vault.index)) > 0
+        assert search(vault.current_index(), parse_query("-nothing"), sort="relevance").total > 12
+        assert vault.current_index().stats()["entries"]["jobs"] > 12
+        with vault.current_index().reader() as reader:  # ids of every job and every row: all sealed
+            assert reader.job_count() == vault.current_index().stats()["entries"]["jobs"]
+        assert len(StatCache(vault.current_index())) > 0
     records = [json.loads(p.read_bytes()) for p in archive.rglob("*.json")]
     records += [job.record(1) for job in account.jobs]
     files = [p for p in archive.rglob("*") if p.is_file()]
@@ -164,7 +164,7 @@ def test_a_plaintext_index_is_replaced_once_when_the_vault_opens(tmp_path: Path)
     with _encrypted(path) as vault:
         with vault.writer("test") as writer:
             writer.add_job(json.dumps({"id": "job-aardvark", "full_command": "zebra"}).encode(), [])
-        tree = vault.index.indexed_tree()
+        tree = vault.current_index().indexed_tree()
     # What an earlier version left: a plaintext index of the same tree.
     index = Index(path / "index")
     index.clear()
@@ -173,14 +173,14 @@ def test_a_plaintext_index_is_replaced_once_when_the_vault_opens(tmp_path: Path)
     index.close()
     assert b"crossing" in _index_bytes(path)
     with Vault.open(path, passphrase=PASSPHRASE) as vault:
-        assert search(vault.index, parse_query("zebra")).job_ids == ["job-aardvark"]
-        assert search(vault.index, parse_query("crossing")).job_ids == []
+        assert search(vault.current_index(), parse_query("zebra")).job_ids == ["job-aardvark"]
+        assert search(vault.current_index(), parse_query("crossing")).job_ids == []
         first = (path / "index" / "data.mdb").stat().st_ino
     data = _index_bytes(path)
     assert b"crossing" not in data and b"aardvark" not in data and b"zebra" not in data
     with Vault.open(path, passphrase=PASSPHRASE) as vault:  # kept from now on
-        assert search(vault.index, parse_query("zeb*")).job_ids == ["job-aardvark"]
-        with vault.index.reader() as reader:
+        assert search(vault.current_index(), parse_query("zeb*")).job_ids == ["job-aardvark"]
+        with vault.current_index().reader() as reader:
             assert reader.txn.get(b"format", db=reader.dbs[b"meta"]) == SEALED_FORMAT
     assert (path / "index" / "data.mdb").stat().st_ino == first
 
@@ -190,7 +190,7 @@ def test_a_value_moved_to_another_key_does_not_open(tmp_path: Path) -> None:
         with vault.writer("test") as writer:
             for n in (1, 2):
                 writer.add_job(json.dumps({"id": f"job-{n}", "full_command": "owl"}).encode(), [])
-        index = vault.index
+        index = vault.current_index()
         one, two = index.layout.job_key("job-1"), index.layout.job_key("job-2")
         with index.writing(index.db[b"jobs"]) as txn:
             txn.put(one, txn.get(two))
@@ -217,7 +217,7 @@ def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Vault, Vau
 def _queries(vault: Vault) -> list[str]:
     """Every form of the language, over words the archive holds."""
     words: list[str] = []
-    for summary in vault.index.iter_summaries():
+    for summary in vault.current_index().iter_summaries():
         words += [w for w in re.findall(r"[a-z]{3,}", summary.prompt.lower()) if w not in words]
     first = [words[i] for i in range(0, min(len(words), 40), 5)]
     forms = [
@@ -257,44 +257,56 @@ def _queries(vault: Vault) -> list[str]:
 
 def test_every_query_form_answers_alike_plain_and_encrypted(twins: tuple[Vault, Vault]) -> None:
     plain, sealed = twins
-    assert plain.index.job_count() == sealed.index.job_count() == 60
+    assert plain.current_index().job_count() == sealed.current_index().job_count() == 60
     asked = 0
     for text in _queries(plain):
         query = parse_query(text)
         for sort in ("newest", "oldest", "relevance"):
             for limit in (None, 3):
-                expected = search(plain.index, query, sort=sort, limit=limit)
-                assert search(sealed.index, query, sort=sort, limit=limit) == expected, text
+                expected = search(plain.current_index(), query, sort=sort, limit=limit)
+                assert search(sealed.current_index(), query, sort=sort, limit=limit) == expected, (
+                    text
+                )
                 asked += expected.total
-        assert list(iter_search(sealed.index, query)) == list(iter_search(plain.index, query))
-        assert count_matches(sealed.index, query) == count_matches(plain.index, query)
-        assert facet_counts(sealed.index, query) == facet_counts(plain.index, query), text
+        assert list(iter_search(sealed.current_index(), query)) == list(
+            iter_search(plain.current_index(), query)
+        )
+        assert count_matches(sealed.current_index(), query) == count_matches(
+            plain.current_index(), query
+        )
+        assert facet_counts(sealed.current_index(), query) == facet_counts(
+            plain.current_index(), query
+        ), text
     assert asked > 1000  # the queries match something
 
 
 def test_jobs_by_prefix_image_and_summary_alike(twins: tuple[Vault, Vault]) -> None:
     plain, sealed = twins
-    summaries = list(plain.index.iter_summaries())
-    assert sorted(s.job_id for s in sealed.index.iter_summaries()) == [s.job_id for s in summaries]
+    summaries = list(plain.current_index().iter_summaries())
+    assert sorted(s.job_id for s in sealed.current_index().iter_summaries()) == [
+        s.job_id for s in summaries
+    ]
     for summary in summaries[:10]:
         job_id = summary.job_id
-        twin = sealed.index.get(job_id)
+        twin = sealed.current_index().get(job_id)
         assert twin is not None
         # Object ids differ (an encrypted vault's names are keyed); the rest is the same.
         same = ("time", "type", "prompt", "params", "username")
         assert [getattr(twin, a) for a in same] == [getattr(summary, a) for a in same]
-        entry = sealed.index.entry(job_id)
+        entry = sealed.current_index().entry(job_id)
         assert entry is not None and (entry.record, entry.images) == (twin.record, twin.images)
         for length in (1, 3, 6, len(job_id)):
             prefix = job_id[:length]
-            assert sealed.index.job_ids_with_prefix(prefix) == plain.index.job_ids_with_prefix(
+            assert sealed.current_index().job_ids_with_prefix(
                 prefix
-            )
+            ) == plain.current_index().job_ids_with_prefix(prefix)
         assert sealed.find_job(job_id[:8]).job_id == job_id
         for mine, theirs in zip(summary.images, twin.images, strict=True):
             assert mine is not None and theirs is not None
-            assert sealed.index.jobs_with_image(theirs) == plain.index.jobs_with_image(mine)
-    with plain.index.reader() as one, sealed.index.reader() as other:
+            assert sealed.current_index().jobs_with_image(
+                theirs
+            ) == plain.current_index().jobs_with_image(mine)
+    with plain.current_index().reader() as one, sealed.current_index().reader() as other:
         counts = sorted(n for _, n in one.image_references())
         assert sorted(n for _, n in other.image_references()) == counts
 
@@ -307,9 +319,9 @@ def _answers(vault: Vault) -> dict[str, object]:
     found: dict[str, object] = {}
     for text in QUERIES:
         query = parse_query(text)
-        found[text] = search(vault.index, query, sort="relevance")
-        found[text + " (facets)"] = facet_counts(vault.index, query)
-    found["ids"] = vault.index.job_ids_with_prefix("job-00")
+        found[text] = search(vault.current_index(), query, sort="relevance")
+        found[text + " (facets)"] = facet_counts(vault.current_index(), query)
+    found["ids"] = vault.current_index().job_ids_with_prefix("job-00")
     return found
 
 
@@ -322,7 +334,7 @@ def test_a_sealed_update_stopped_between_transactions_is_finished(
         old = add_jobs(vault, 0, 40)
         new = add_jobs(vault, 40, 60)
         expected = _answers(vault)
-        index = vault.index
+        index = vault.current_index()
         assert vault.sync_index(old) == 60
         with pytest.raises(KeyboardInterrupt):
             index.apply(stopping_after(changes(vault, old, new), 45), new)
@@ -384,7 +396,7 @@ def _vocabulary(vault: Vault) -> set[bytes]:
     """Every term in the vocabulary's buckets, opened with the vault's keys."""
     from mjvault.index.db import VOCAB
 
-    index = vault.index
+    index = vault.current_index()
     sealer = index.layout.sealer
     assert sealer is not None
     with index.env.begin(db=index.db[VOCAB]) as txn:
@@ -421,16 +433,22 @@ def test_a_forgotten_job_leaves_the_vocabulary_as_a_plain_index_loses_its_keys(
     assert after == before - unique
     for text in VOCAB_QUERIES:
         query = parse_query(text)
-        assert search(sealed.index, query) == search(plain.index, query), text
-        assert facet_counts(sealed.index, query) == facet_counts(plain.index, query), text
+        assert search(sealed.current_index(), query) == search(plain.current_index(), query), text
+        assert facet_counts(sealed.current_index(), query) == facet_counts(
+            plain.current_index(), query
+        ), text
     for prefix in ("qqx", "qqx-u", "job", "job-0"):
-        assert sealed.index.job_ids_with_prefix(prefix) == plain.index.job_ids_with_prefix(prefix)
+        assert sealed.current_index().job_ids_with_prefix(
+            prefix
+        ) == plain.current_index().job_ids_with_prefix(prefix)
     # A job whose record changes leaves the lists of the words it lost, and so do they.
     for vault in (plain, sealed):
         with vault.writer("test") as writer:
             writer.add_job(record_json("job-1", "a red fox"), [None])
     assert _vocabulary(sealed) == after - {b"in", b"snow"}
     for text in ("snow", "s*", "in", "i*", "fox"):
-        assert search(sealed.index, parse_query(text)) == search(plain.index, parse_query(text))
+        assert search(sealed.current_index(), parse_query(text)) == search(
+            plain.current_index(), parse_query(text)
+        )
     plain.close()
     sealed.close()

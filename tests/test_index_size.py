@@ -38,7 +38,7 @@ def test_the_index_reads_back_ids_from_its_summaries(tmp_path: Path) -> None:
             images = [writer.put_media(png_bytes(n, 300)) for n in range(2)]
             writer.add_job(record_json("job-1"), [images[0], None, images[1]])
         entry = vault.entry("job-1")
-        index = vault._open_index()
+        index = vault.open_index()
         assert index.entry("job-1") == entry
         found = index.get("job-1")
         assert found is not None and (found.record, found.images) == (entry.record, entry.images)

@@ -343,20 +343,20 @@ def test_golden_numbers(tmp_path: Path, encrypted: bool, request: pytest.Fixture
 
 def test_a_sync_and_a_forget_move_the_counters_and_a_rebuild_keeps_them(vault: Vault) -> None:
     _fill(vault)
-    before = _kept(vault.index)
-    assert before == _fresh(vault.index)
+    before = _kept(vault.current_index())
+    assert before == _fresh(vault.current_index())
     with vault.writer("sync") as writer:
         writer.add_job(record_json("late", "a late owl", parent_id="g2"), [])
-    after = _kept(vault.index)
-    assert after == _fresh(vault.index) != before
+    after = _kept(vault.current_index())
+    assert after == _fresh(vault.current_index()) != before
     assert after["g\tg2"] == 3  # the grid g2 is followed now
     forget_jobs(vault, ["late", "g1"])
-    assert _kept(vault.index) == _fresh(vault.index)
-    assert _kept(vault.index)["g\tg1"] == 2  # its upscale is still there; the grid is not
+    assert _kept(vault.current_index()) == _fresh(vault.current_index())
+    assert _kept(vault.current_index())["g\tg1"] == 2  # its upscale is still there; the grid is not
     assert insights(vault)["evolution"]["follow_ups"]["grids_followed"] == 0
-    kept_now = _kept(vault.index)
+    kept_now = _kept(vault.current_index())
     vault.rebuild_index()
-    assert _kept(vault.index) == _fresh(vault.index) == kept_now
+    assert _kept(vault.current_index()) == _fresh(vault.current_index()) == kept_now
 
 
 def test_the_cost_table_comes_from_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -392,25 +392,31 @@ def test_an_index_of_the_format_before_counters_is_rebuilt_with_them(
 ) -> None:
     vault = request.getfixturevalue("encrypted_vault" if encrypted else "vault")
     _fill(vault)
-    index = vault.index
+    index = vault.current_index()
     old = b"5s" if encrypted else b"5"
     with index.env.begin(write=True) as txn:  # as format 5 left it: no counters
         txn.drop(index.db[aggregates.TABLE], delete=False)
         txn.put(b"format", old, db=index.db[b"meta"])
     assert not _kept(index)
-    assert insights(vault)["totals"]["jobs"] == 5  # vault.index brought it up to date first
-    assert _kept(vault.index) == _fresh(vault.index) and _kept(vault.index)
+    assert (
+        insights(vault)["totals"]["jobs"] == 5
+    )  # vault.current_index() brought it up to date first
+    assert _kept(vault.current_index()) == _fresh(vault.current_index()) and _kept(
+        vault.current_index()
+    )
 
 
 def test_an_index_of_format_6_is_rebuilt_with_the_counters_of_7(vault: Vault) -> None:
     _fill(vault)
-    index = vault.index
+    index = vault.current_index()
     with index.env.begin(write=True) as txn:  # format 6 kept hours and days apart
         txn.put(b"hw\t10\t4", (2).to_bytes(8, "big"), db=index.db[aggregates.TABLE])
         txn.put(b"format", b"6", db=index.db[b"meta"])
     assert _kept(index)["hw\t10\t4"] == 2
     assert insights(vault, tz="UTC")["activity"]["hour_weekday"][10][4] == 2
-    assert _kept(vault.index) == _fresh(vault.index) and "hw\t10\t4" not in _kept(vault.index)
+    assert _kept(vault.current_index()) == _fresh(
+        vault.current_index()
+    ) and "hw\t10\t4" not in _kept(vault.current_index())
 
 
 def test_golden_numbers_of_a_generated_archive(vault: Vault, tmp_path: Path) -> None:

@@ -143,7 +143,7 @@ def test_an_old_vault_is_read_verified_gcd_and_written_to(tmp_path: Path, encryp
         assert verify(vault, read_data=True).ok
         vault.rebuild_index()
         assert {e.job_id for e in vault.entries()} == {job_id(n) for n in range(JOBS + 20)}
-        assert len(vault.index.search(words=["fox"])) == JOBS + 20
+        assert len(vault.current_index().search(words=["fox"])) == JOBS + 20
 
 
 @pytest.mark.parametrize("kind", ["plain", "encrypted-vault", "encrypting-remote"])

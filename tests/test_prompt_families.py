@@ -229,7 +229,7 @@ def test_families_of_numbers_past_the_first_shard(tmp_path: Path) -> None:
         prompts = [*FOX, *OWL, *ALONE]
         jobs = [_summary(n, p.split()) for n, p in enumerate(prompts)]
         index.apply([(job.job_id, job) for job in jobs], "a" * 40)
-        vault = SimpleNamespace(index=index)
+        vault = SimpleNamespace(current_index=lambda: index)
         assert [f.size for f in largest_families(vault)] == [3, 2]  # type: ignore[arg-type]
         found = families_by_job(vault)  # type: ignore[arg-type]
         assert found["job-003"] == found["job-004"] != found["job-000"] == found["job-002"]
@@ -260,7 +260,7 @@ def test_families_do_not_depend_on_the_order_jobs_were_numbered(
             for n in range(batches):  # as several syncs would add them
                 part = jobs[n::batches]
                 index.apply([(job.job_id, job) for job in part], f"{n:040}")
-            found = families_by_job(SimpleNamespace(index=index))  # type: ignore[arg-type]
+            found = families_by_job(SimpleNamespace(current_index=lambda: index))  # type: ignore[arg-type]
         finally:
             index.close()
     groups: dict[int, set[str]] = {}
@@ -287,11 +287,11 @@ def test_forget_takes_a_job_out_of_its_family(vault: Vault) -> None:
 
 def test_an_index_of_format_7_is_rebuilt_with_the_bands(vault: Vault) -> None:
     _small_vault(vault)
-    index = vault.index
+    index = vault.current_index()
     with index.env.begin(write=True) as txn:
         txn.drop(index.db[b"bands"], delete=False)
         txn.put(b"format", b"7", db=index.db[b"meta"])
-    assert [f.size for f in largest_families(vault)] == [3, 2]  # vault.index rebuilt it
+    assert [f.size for f in largest_families(vault)] == [3, 2]  # vault.current_index() rebuilt it
 
 
 # -- an encrypted vault ----------------------------------------------------------------------
@@ -303,8 +303,8 @@ def test_an_encrypted_vault_keeps_no_prompt_word_or_band_in_its_index(tmp_path: 
         assert [h.job_id for h in like_job(vault, "owl-0")] == ["owl-1"]
         # The words' candidates of a typed query, by their tokens.
         assert {h.job_id for h in similar_prompts(vault, "steampunk goggles")} == {"owl-0", "owl-1"}
-        index_dir = vault.index.path
-        vault.index.close()
+        index_dir = vault.current_index().path
+        vault.current_index().close()
     finally:
         vault.close()
     needles = {
@@ -318,7 +318,7 @@ def test_an_encrypted_vault_keeps_no_prompt_word_or_band_in_its_index(tmp_path: 
     try:
         _small_vault(plain)
         largest_families(plain)
-        plain_dir = plain.index.path
+        plain_dir = plain.current_index().path
     finally:
         plain.close()
     data = b"".join(f.read_bytes() for f in plain_dir.iterdir() if f.is_file()).lower()

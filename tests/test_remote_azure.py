@@ -314,7 +314,7 @@ def test_push_clone_pull_and_verify_on_azurite(kind: str, azurite: Azurite, tmp_
             moved = pull(copy, link)
         assert moved.head_moved and moved.snapshots_received == 1
         assert copy.head() == source.head() and state(copy) == state(source)
-        assert len(copy.index.search(words=["fox"])) == 135
+        assert len(copy.current_index().search(words=["fox"])) == 135
 
     with connect(source, spec, passphrase=PASSPHRASE) as link:
         assert verify_remote(link, read_data=True).ok

@@ -97,7 +97,7 @@ def test_push_then_clone_gives_the_same_vault(kind: str, spec: RemoteSpec, tmp_p
         assert head is not None and original is not None
         assert head.tree == original.tree and head.id == original.id
         assert state(copy) == state(source)
-        assert len(copy.index.search(words=["fox"])) == 140
+        assert len(copy.current_index().search(words=["fox"])) == 140
     if kind == "encrypting-remote":
         backend = open_backend(spec)
         names = {k.rpartition("/")[2] for k in backend.list("objects/")}
@@ -120,7 +120,7 @@ def test_pull_brings_new_snapshots_and_fast_forwards(spec: RemoteSpec, tmp_path:
     assert report.head_moved and report.snapshots_received == 1
     assert report.objects_received == 5 * 2 + 1 + 1  # 5 images, 5 records, a leaf, manifest
     assert copy.head().tree == source.head().tree  # type: ignore[union-attr]
-    assert len(copy.index.search(words=["fox"])) == 35
+    assert len(copy.current_index().search(words=["fox"])) == 35
     copy.close()
     source.close()
 

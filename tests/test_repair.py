@@ -69,7 +69,7 @@ def test_verify_detects_damaged_record_and_missing_manifest(vault: Vault) -> Non
 
 def test_verify_detects_damaged_and_stale_index(vault: Vault) -> None:
     add_jobs(vault, range(5))
-    vault.index.search(words=["prompt"])
+    vault.current_index().search(words=["prompt"])
     path = vault.path
     vault.close()
     with open(path / "index" / "data.mdb", "r+b") as handle:
@@ -82,7 +82,7 @@ def test_verify_detects_damaged_and_stale_index(vault: Vault) -> None:
         assert verify(damaged).ok
     # An index that reflects an older tree than HEAD (and no unfinished writer) is reported.
     with Vault.open(path) as vault2:
-        index = vault2._open_index()
+        index = vault2.open_index()
         index.apply([], "ab" * 32)
         assert [p.kind for p in verify(vault2).problems] == ["index"]
 
@@ -165,7 +165,7 @@ def test_repair_refetches_from_another_vault(tmp_path: Path) -> None:
         assert packed_before | {below[0].record} <= set(a.store.packs.iter_ids())
         assert report.index_rebuilt
         assert verify(a, read_data=True).ok
-        assert a.index.get("job-5") is not None
+        assert a.current_index().get("job-5") is not None
 
 
 def test_repair_rehashes_the_original_archive_folder(tmp_path: Path) -> None:
@@ -271,7 +271,7 @@ def test_repair_waits_or_fails_on_the_lock(vault: Vault) -> None:
 
 def test_repair_rebuilds_a_damaged_index_and_relists_head(vault: Vault) -> None:
     add_jobs(vault, range(3))
-    vault.index.search(words=["prompt"])
+    vault.current_index().search(words=["prompt"])
     head = vault.refs.head()
     assert head is not None
     vault.refs.remove_snapshot(head)
@@ -284,7 +284,7 @@ def test_repair_rebuilds_a_damaged_index_and_relists_head(vault: Vault) -> None:
         report = repair(damaged)
         assert report.ok, report.to_json()
         assert report.index_rebuilt and damaged.refs.snapshot_ids() == [head]
-        assert damaged.index.search(words=["prompt", "2"]) == ["job-2"]
+        assert damaged.current_index().search(words=["prompt", "2"]) == ["job-2"]
 
 
 def test_an_unrepairable_snapshot_can_be_forgotten_by_id(vault: Vault) -> None:

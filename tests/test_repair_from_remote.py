@@ -77,8 +77,8 @@ def test_pull_repair_finds_what_a_lost_node_hid_and_rebuilds_the_index(
         dropped = leaf.entries[-1].job_id
         head = vault.head()
         assert head is not None
-        vault.index.apply([(dropped, None)], head.tree)
-        assert vault.index.get(dropped) is None
+        vault.current_index().apply([(dropped, None)], head.tree)
+        assert vault.current_index().get(dropped) is None
     problems = verify_of(pushed).problems
     assert {(p.kind, p.object_id) for p in problems} == {("corrupt", leaf_id), ("index", None)}
 
@@ -90,8 +90,8 @@ def test_pull_repair_finds_what_a_lost_node_hid_and_rebuilds_the_index(
     assert report["index_rebuilt"] is True and report["ok"] is True
     assert verify_of(pushed, read_data=True).ok
     with Vault.open(pushed / "vault") as vault:
-        assert vault.index.get(dropped) is not None
-        assert vault.index.job_count() == JOBS
+        assert vault.current_index().get(dropped) is not None
+        assert vault.current_index().job_count() == JOBS
 
 
 def verify_of(root: Path, *, read_data: bool = False):  # type: ignore[no-untyped-def]

@@ -130,7 +130,7 @@ def test_sort_orders_limit_and_total(small_vault: Vault) -> None:
 
 
 def test_table_lines_fit_the_width(small_vault: Vault) -> None:
-    rows = [small_vault.index.get(j) for j in ids(small_vault, "")]
+    rows = [small_vault.current_index().get(j) for j in ids(small_vault, "")]
     lines = table_lines([r for r in rows if r], width=70)
     assert all(len(line) <= 70 for line in lines)
     assert lines[2].startswith("j1  2024-03-05  grid")
@@ -292,7 +292,7 @@ def test_list_lengths_and_times_follow_changes(tmp_path: Path) -> None:
         writer.remove_job("j2")
         writer.add_job(_record("j1", "a blue fox --v 7", "2025-01-01 00:00:00", "grid", None), [])
         writer.add_job(_record("j7", "fox again --v 7", "2025-02-01 00:00:00", "pan", None), [])
-    index = vault.index
+    index = vault.current_index()
     with index.reader() as reader:
         live = reader.live()
         assert len(live) == reader.job_count() == 6
@@ -345,7 +345,7 @@ def test_the_table_shows_the_text_prompt_not_image_urls(tmp_path: Path) -> None:
             json.dumps({"id": "only-url", "full_command": "https://s.mj.run/Zz9 --v 6"}).encode(),
             [],
         )
-    rows = [s for s in (vault.index.get(i) for i in ("img-prompt", "only-url")) if s]
+    rows = [s for s in (vault.current_index().get(i) for i in ("img-prompt", "only-url")) if s]
     first, second = table_lines(rows, width=120)
     assert first.endswith("a red fox in the snow [+2 image URLs]"), first
     assert "https" not in first and "s.mj.run" not in first

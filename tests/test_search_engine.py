@@ -96,7 +96,7 @@ def _by_bm25(query: Query, matching: list[Job], every: list[Job]) -> list[str]:
 def _check(vault: Vault, jobs: dict[str, Job], query: Query) -> None:
     expected = sorted((j for j in jobs.values() if _oracle(j, query)), key=_sort_key)
     newest = [j.id for j in reversed(expected)]
-    index = vault.index
+    index = vault.current_index()
     result = search(index, query, limit=7)
     assert result.total == len(expected), query.text
     assert result.job_ids == newest[:7], query.text
@@ -170,7 +170,7 @@ def test_facets_count_each_value_and_select_it(tmp_path: Path, encrypted: bool) 
                 writer.add_job(raw, [])
                 jobs.append(job_from_record(json.loads(raw)))
         query = parse_query("-type:grid")
-        counted = facet_counts(vault.index, query)
+        counted = facet_counts(vault.current_index(), query)
         matching = [j for j in jobs if _oracle(j, query)]
         assert counted.total == len(matching) > 0
         for name in ("type", "model", "ar", "month"):
@@ -249,7 +249,7 @@ def test_a_long_phrase_is_its_words_in_one_run_not_its_pairs_anywhere(
                 writer.add_job(json.dumps({"id": job_id, "full_command": prompt}).encode(), [])
 
         def found(text: str) -> set[str]:
-            return set(search(vault.index, parse_query(text)).job_ids)
+            return set(search(vault.current_index(), parse_query(text)).job_ids)
 
         assert found('"red fox snow"') == {"together"}
         assert found("red-fox-sno*") == {"together", "prefix"}

@@ -95,7 +95,7 @@ def plain_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     vault = Vault.init(root)
     try:
         _fill(vault, JOBS)
-        vault.index  # noqa: B018  (built now, not by the first request)
+        vault.current_index()  # built now, not by the first request
     finally:
         vault.close()
     return root
@@ -135,7 +135,7 @@ def test_info(server: Server) -> None:
 @pytest.mark.parametrize("sort", ["newest", "oldest", "relevance"])
 @pytest.mark.parametrize("q", ["", "fox", "type:upscale", "-the"])
 def test_walking_cursors_yields_the_search_in_order(server: Server, q: str, sort: str) -> None:
-    expected = search(server.state.vault.index, parse_query(q), sort=sort).job_ids  # type: ignore[arg-type]
+    expected = search(server.state.vault.current_index(), parse_query(q), sort=sort).job_ids  # type: ignore[arg-type]
     assert expected or q == "fox"
     assert _walk(server, q, sort, 97) == expected
 
@@ -175,7 +175,7 @@ def test_timeline_segments_lead_to_their_jobs(server: Server, sort: str) -> None
     assert line["total"] == JOBS and line["segment_size"] == 500
     assert [s["count"] for s in line["segments"]] == [500, 500, 100]
     assert line["segments"][0]["cursor"] is None
-    index = server.state.vault.index
+    index = server.state.vault.current_index()
     for k, segment in enumerate(line["segments"]):
         params = {"sort": sort, "limit": str(segment["count"])}
         if segment["cursor"]:
@@ -194,7 +194,7 @@ def test_facets_count_the_query(server: Server) -> None:
     types = facets["facets"]["type"]
     assert [t["value"] for t in types] == ["upscale"] and types[0]["term"] == "type:upscale"
     assert sum(m["count"] for m in facets["facets"]["month"]) == facets["total"]
-    index = server.state.vault.index
+    index = server.state.vault.current_index()
     upscales = [s for s in index.iter_summaries() if s.type == "upscale"]
     liked = {v["value"]: v["count"] for v in facets["facets"]["liked"]}
     assert liked == {
@@ -213,7 +213,7 @@ def test_facets_count_the_query(server: Server) -> None:
 
 
 def test_job_detail_with_lineage(server: Server) -> None:
-    index = server.state.vault.index
+    index = server.state.vault.current_index()
     child = next(s for s in index.iter_summaries() if s.parent and index.get(s.parent))
     detail = server.json(f"/api/job/{child.job_id}")
     assert detail["tile"]["id"] == child.job_id
@@ -276,7 +276,7 @@ def test_media_and_thumbnails_by_id_with_immutable_caching(server: Server) -> No
         assert cached.status_code == 304
     assert server.get(f"/thumb/{object_id}", params={"size": "xl"}).status_code == 400
     # A record is an object too, but no image: not served.
-    job = server.state.vault.index.get(tile["id"])
+    job = server.state.vault.current_index().get(tile["id"])
     assert job is not None
     assert server.get(f"/media/{job.record}").status_code == 404
 
@@ -354,7 +354,7 @@ def test_a_read_only_server_serves_thumbnails_without_writing(tmp_path: Path) ->
         images = [writer.put_media(make_png(i, 64, 64)) for i in range(3)]
         for n, job in enumerate(Account.generate(9, 3).jobs):
             writer.add_job(json.dumps(job.record(1)).encode(), [images[n]])
-    vault.index  # noqa: B018  (built now, not by the first request)
+    vault.current_index()  # built now, not by the first request
     vault.close()
 
     def files() -> dict[str, tuple[int, int]]:
@@ -463,7 +463,7 @@ def test_encrypted_vault_served_from_memory(tmp_path: Path) -> None:
     vault = Vault.init(root, encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
     try:
         _fill(vault, 40)
-        vault.index  # noqa: B018
+        vault.current_index()
     finally:
         vault.close()
     before = _files(root)
@@ -503,7 +503,7 @@ def test_a_key_rotation_while_serving_refuses_writes_under_the_retired_secret(
     vault = Vault.init(root, encrypt=True, passphrase=PASSPHRASE, kdf=CHEAP_KDF)
     try:
         _fill(vault, 6)
-        vault.index  # noqa: B018
+        vault.current_index()
     finally:
         vault.close()
     enc = _serve(root, passphrase=PASSPHRASE)
@@ -630,11 +630,11 @@ def test_an_index_of_format_6_is_rebuilt_with_its_parents_lists(tmp_path: Path) 
     vault = Vault.init(tmp_path / "vault")
     try:
         _fill(vault, 30)
-        index = vault.index
+        index = vault.current_index()
         with index.env.begin(write=True) as txn:  # as format 6 left it: no parents lists
             txn.drop(index.db[b"parents"], delete=False)
             txn.put(b"format", b"6", db=index.db[b"meta"])
         child = next(s for s in index.iter_summaries() if s.parent)
-        assert child.job_id in children(vault.index, child.parent or "", 100)
+        assert child.job_id in children(vault.current_index(), child.parent or "", 100)
     finally:
         vault.close()

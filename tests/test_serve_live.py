@@ -445,7 +445,7 @@ def _images_of(site: dict[str, Any], job_ids: list[str]) -> dict[str, str]:
     try:
         wanted = {}
         for job_id in job_ids:
-            for n, object_id in enumerate(vault.index.get(job_id).images):  # type: ignore[union-attr]
+            for n, object_id in enumerate(vault.current_index().get(job_id).images):  # type: ignore[union-attr]
                 if object_id is not None:
                     wanted[f"{job_id}_{n}"] = object_id
         return wanted
@@ -754,7 +754,7 @@ def test_a_zip_of_any_id_selection_holds_each_known_job_once_in_its_order(
 
     vault = Vault.open(site["root"])
     try:
-        known = list(vault.index.iter_summaries())[:8]
+        known = list(vault.current_index().iter_summaries())[:8]
         ids = data.draw(
             st.lists(st.sampled_from([s.job_id for s in known] + ["not-a-job-0000"]), max_size=12)
         )

@@ -432,7 +432,7 @@ def test_forget_drops_the_images_hashes(tmp_path: Path, archive: Path) -> None:
         e
         for e in vault.entries()
         if any(i and _decodable_one(vault, i) for i in e.images)
-        and all(i is None or len(vault.index.jobs_with_image(i)) == 1 for i in e.images)
+        and all(i is None or len(vault.current_index().jobs_with_image(i)) == 1 for i in e.images)
     )
     gone = [i for i in entry.images if i is not None and _decodable_one(vault, i)]
     with HashStore.open(vault) as store:

@@ -287,9 +287,12 @@ def test_dupes_groups_near_copies_and_a_grid_quadrant(
     # A query keeps the images of the jobs it matches, and only those.
     with Vault.open(path) as vault:
         for word in sorted({w for m in group.members for w in _prompt_words(vault, m.job_id)}):
-            matching = set(vault.index.search(words=[word]))
+            matching = set(vault.current_index().search(words=[word]))
             shown = {
-                i for j in matching for i in (vault.index.get(j).images or ()) if i is not None
+                i
+                for j in matching
+                for i in (vault.current_index().get(j).images or ())
+                if i is not None
             }
             wanted = {a, b, c} & shown
             got = [
@@ -510,7 +513,7 @@ def test_groups_read_each_hash_block_once_for_their_rows_and_members(
 
 
 def _prompt_words(vault: Vault, job_id: str) -> list[str]:
-    summary = vault.index.get(job_id)
+    summary = vault.current_index().get(job_id)
     assert summary is not None
     return [w for w in summary.prompt.lower().split() if w.isalpha()][:3]
 

@@ -59,7 +59,7 @@ def _check(vault: Vault) -> None:
 
 
 def _shared(vault: Vault) -> str:
-    summary = vault.index.get("b")
+    summary = vault.current_index().get("b")
     assert summary is not None and summary.images[0] is not None
     return summary.images[0]
 
@@ -84,7 +84,7 @@ def test_packed_objects_are_counted_with_their_packs(vault: Vault) -> None:
     loose = list(store.iter_loose_ids())
     assert storage["objects"] == len(packed) + len(loose)
     # Every packed object is metadata here (media stay loose), at its entry's size.
-    with vault.index.reader() as reader:
+    with vault.current_index().reader() as reader:
         manifests_and_dictionaries = [oid for oid in loose if not reader.is_image(oid)]
     assert storage["metadata"]["objects"] == len(packed) + len(manifests_and_dictionaries)
     assert storage["metadata"]["bytes"] == sum(store.stored_size(oid) for oid in packed) + sum(
@@ -164,7 +164,7 @@ def test_storage_stats_lets_go_of_the_index_pages_it_reads(tmp_path: Path) -> No
     from tests.test_checkout_memory import build
 
     with Vault.open(build(tmp_path / "vault", 12_000)) as vault:
-        data = vault.index.path / "data.mdb"
+        data = vault.current_index().path / "data.mdb"
         resident: list[int] = []
         original = stats.PROGRESS_EVERY
         stats.PROGRESS_EVERY = 1000
@@ -190,7 +190,7 @@ def test_a_damaged_metadata_object_is_counted_at_its_stored_size(
     store = target.store
     head = target.head()
     assert head is not None
-    with target.index.reader() as reader:
+    with target.current_index().reader() as reader:
         loose = [oid for oid in store.iter_loose_ids() if not reader.is_image(oid)]
     # Not HEAD's manifest: opening the index reads that one.
     damaged = store.path(next(oid for oid in loose if oid != head.id))

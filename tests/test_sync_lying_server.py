@@ -151,7 +151,7 @@ def test_sync_of_lying_grids_keeps_them_bounded(
     vault = Vault.open(vault_path)
     try:
         for job in grids:
-            entry = vault.index.get(job.id)
+            entry = vault.current_index().get(job.id)
             assert entry is not None and len(entry.images) == 4
             assert all(entry.images)  # the four real images were fetched
             assert json.loads(vault.record_json(entry))["batch_size"] == LIE  # raw kept
@@ -181,7 +181,7 @@ def test_import_of_a_lying_record_is_bounded(tmp_path: Path) -> None:
     assert run.err.count("batch_size") == 1
     vault = Vault.open(tmp_path / "vault")
     try:
-        entry = vault.index.get("liar")
+        entry = vault.current_index().get("liar")
         assert entry is not None and vault.record_json(entry) == raw
         assert len(entry.images) == 4
         report = import_archive(vault, tmp_path / "in")  # the library counts it too

@@ -152,7 +152,7 @@ def test_a_page_that_fails_mid_listing_keeps_the_jobs_before_it(tmp_path: Path) 
         report = run_sync(tmp_path / "vault", server, SyncOptions(full=True), page_size=PAGE)
         assert report.resumed
         with Vault.open(tmp_path / "vault") as vault:
-            assert vault.index.job_count() >= PAGE * 6 - 2
+            assert vault.current_index().job_count() >= PAGE * 6 - 2
 
 
 def test_a_listing_ended_by_its_stop_rule_leaves_no_thread_reading() -> None:

@@ -416,7 +416,7 @@ def test_a_thumbnail_made_while_its_job_is_forgotten_is_not_kept(
         return real(data, pixels, method)
 
     def named(object_id: str) -> bool:
-        with vault.index.reader() as reader:
+        with vault.current_index().reader() as reader:
             return bool(reader.is_image(object_id))
 
     monkeypatch.setattr(thumbnails, "make_thumbnail", forgotten_while_made)

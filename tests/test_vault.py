@@ -59,9 +59,9 @@ def test_snapshots_log_and_index(vault: Vault) -> None:
     assert [s.stats["jobs"] for s in snapshots] == [310, 300]
     assert snapshots[0].stats["added"] == 10 and snapshots[0].parent == snapshots[1].id
     assert snapshots[0].stats["images"] == 310
-    assert len(vault.index.search(words=["fox"])) == 310
-    assert vault.index.search(words=["number", "305"]) == ["job-305"]
-    assert len(vault.index.search(params={"ar": "16:9", "version": "6"})) == 310
+    assert len(vault.current_index().search(words=["fox"])) == 310
+    assert vault.current_index().search(words=["number", "305"]) == ["job-305"]
+    assert len(vault.current_index().search(params={"ar": "16:9", "version": "6"})) == 310
     assert sum(1 for _ in vault.entries(snapshots[1])) == 300
 
 
@@ -92,14 +92,14 @@ def test_index_is_a_cache_deleted_or_damaged_it_is_rebuilt(vault: Vault) -> None
     vault.close()
     shutil.rmtree(path / "index")
     reopened = Vault.open(path)
-    assert len(reopened.index.search(words=["fox"])) == 50
+    assert len(reopened.current_index().search(words=["fox"])) == 50
     reopened.close()
     with open(path / "index" / "data.mdb", "r+b") as handle:
         handle.seek(0)
         handle.write(b"\xff" * 4096)
     damaged = Vault.open(path)
     assert damaged.rebuild_index() == 50
-    assert len(damaged.index.search(words=["fox"])) == 50
+    assert len(damaged.current_index().search(words=["fox"])) == 50
     assert verify(damaged).ok
     damaged.close()
 
@@ -225,7 +225,7 @@ def test_one_writer_at_a_time_and_readers_never_block(vault: Vault) -> None:
             Vault.open(vault.path).writer("two").start()
         reader = Vault.open(vault.path)
         assert reader.entry("job-1").job_id == "job-1"
-        assert len(reader.index.search(words=["fox"])) == 3
+        assert len(reader.current_index().search(words=["fox"])) == 3
         reader.close()
     finally:
         first.commit()

@@ -206,7 +206,7 @@ def big_vault(tmp_path_factory: pytest.TempPathFactory) -> Path:
             oids = [writer.put_media(png_bytes(n * 4 + i, size=32)) for i in range(4)]
             writer.add_job(record_json(f"job-{n:05d}", f"study {n % 97}"), oids)
     with Vault.open(path) as vault:
-        vault.index  # noqa: B018 - built once, not by every checkout
+        vault.current_index()  # built once, not by every checkout
     return path
 
 

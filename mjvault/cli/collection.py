@@ -108,7 +108,7 @@ def _found(vault: object, query: str | None) -> Iterator[str]:
     from mjvault.vault import Vault
 
     assert isinstance(vault, Vault)
-    return iter_search(vault.index, parse_query(query))
+    return iter_search(vault.current_index(), parse_query(query))
 
 
 def _chain(first: list[str], rest: Iterator[str]) -> Iterator[str]:

@@ -209,7 +209,7 @@ def _export_all(app: AppContext, directory: Path, template: str, anonymize: bool
 
     stem_template(template)  # a bad template is one line before the vault is opened
     vault = app.open_vault()
-    with app.progress(vault.index.job_count(), "export", unit="job") as bar:
+    with app.progress(vault.current_index().job_count(), "export", unit="job") as bar:
         report = export_all(
             vault,
             directory,

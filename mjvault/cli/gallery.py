@@ -56,7 +56,7 @@ def gallery_command(
     """
     text = query_text(query, search_text) or None
     vault = app.open_vault()
-    total = vault.index.job_count()
+    total = vault.current_index().job_count()
     with app.progress(total if text is None else None, "gallery", unit="job") as bar:
         report = build_gallery(
             vault,

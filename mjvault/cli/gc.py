@@ -493,7 +493,7 @@ def _search_ids(vault: Any, query: str) -> list[str]:
         from mjvault.errors import UsageError
 
         raise UsageError("--search needs a query", hint="as `mjvault search` takes it")
-    return list(iter_search(vault.index, parse_query(query)))
+    return list(iter_search(vault.current_index(), parse_query(query)))
 
 
 def _on_terminal() -> bool:

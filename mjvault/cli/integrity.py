@@ -325,7 +325,7 @@ def index_rebuild_command(app: AppContext) -> None:
 def index_status_command(app: AppContext) -> None:
     """Which snapshot tree the index reflects, its size and table counts."""
     vault = app.open_vault()
-    index = vault.index
+    index = vault.current_index()
     head = vault.head()
     data = index.stats() | {
         "tree": index.indexed_tree(),

@@ -121,7 +121,7 @@ def search_command(
     if parsed.unsearchable:
         app.info("ignored (no letters or digits to search for): " + " ".join(parsed.unsearchable))
     if facets:
-        counted = facet_counts(vault.index, parsed)
+        counted = facet_counts(vault.current_index(), parsed)
         if as_json:
             click.echo(json.dumps({"query": text, **counted.to_json()}, indent=2))
         else:
@@ -130,7 +130,8 @@ def search_command(
         return
     if not table:
         # Streamed: a search matching most of a large vault holds no list of its jobs.
-        matches = iter_search(vault.index, parsed, sort=sort, limit=limit)
+        index = vault.current_index()
+        matches = iter_search(index, parsed, sort=sort, limit=limit)
         if as_ids:
             for job_id in matches:
                 click.echo(job_id)
@@ -139,7 +140,7 @@ def search_command(
                 for path in paths.get(job_id, ()):
                     click.echo(path)
         else:
-            total = count_matches(vault.index, parsed)
+            total = count_matches(index, parsed)
             _echo_json(text, total, summaries(vault, matches))
         return
     result = find(vault, parsed, sort=sort, limit=limit or TABLE_LIMIT)

@@ -121,7 +121,7 @@ def _similar_prompts(app: AppContext, text: str, limit: int, *, as_json: bool) -
 
 
 def _hit_json(vault: Vault, hit: Hit | SemanticHit | PromptHit) -> dict[str, Any]:
-    summary = vault.index.get(hit.job_id)
+    summary = vault.current_index().get(hit.job_id)
     extra: dict[str, Any] = {}
     if summary is not None:
         extra = {"time": summary.time.isoformat() if summary.time else None}
@@ -133,7 +133,7 @@ def _hit_lines(vault: Vault, hits: list[tuple[str, str, int | None]]) -> list[st
     """(measure, job id, image index) as lines: the measure, job id, index, date and the
     prompt cut to the terminal's width."""
     width = shutil.get_terminal_size((100, 24)).columns
-    summaries = vault.index.get_many(job_id for _, job_id, _ in hits)
+    summaries = vault.current_index().get_many(job_id for _, job_id, _ in hits)
     lines = []
     for measure, job_id, index in hits:
         summary = summaries.get(job_id)

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mjvault.config.suggest import did_you_mean
+from mjvault.errors import UsageError
 
 
 class ValueType:
@@ -118,7 +119,6 @@ class Duration(ValueType):
 
     def parse(self, raw: object, *, from_text: bool) -> str:
         from mjvault.durations import parse_duration
-        from mjvault.errors import UsageError
 
         _expect(raw, str, "a duration such as 10m")
         assert isinstance(raw, str)

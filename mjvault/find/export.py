@@ -81,16 +81,17 @@ def rows_of(
 
 
 def count_jobs(vault: Vault, query: str | None = None) -> int:
+    index = vault.current_index()
     if not query or not query.strip():
-        return vault.index.job_count()
-    return count_matches(vault.index, parse_query(query))
+        return index.job_count()
+    return count_matches(index, parse_query(query))
 
 
 def _entries(vault: Vault, query: str | None) -> Iterator[JobEntry]:
     if not query or not query.strip():
         yield from vault.entries()
         return
-    index = vault.index
+    index = vault.current_index()
     for job_id in iter_search(index, parse_query(query)):
         entry = index.entry(job_id)
         if entry is not None:

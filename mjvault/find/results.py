@@ -30,11 +30,11 @@ def find(
         parsed = query
     else:
         parsed = parse_query(query if isinstance(query, str) else " ".join(query))
-    return search(vault.index, parsed, sort=sort, limit=limit)
+    return search(vault.current_index(), parsed, sort=sort, limit=limit)
 
 
 def summaries(vault: Vault, job_ids: Iterable[str]) -> Iterator[JobSummary]:
-    index = vault.index
+    index = vault.current_index()
     for job_id in job_ids:
         summary = index.get(job_id)
         if summary is not None:

@@ -95,7 +95,7 @@ def job_stats(
     params: Counter[str] = Counter()
     jobs = images = missing = 0
     first = last = None
-    for n, summary in enumerate(vault.index.iter_summaries(), 1):
+    for n, summary in enumerate(vault.current_index().iter_summaries(), 1):
         jobs += 1
         held = sum(1 for image in summary.images if image is not None)
         images += held
@@ -165,7 +165,8 @@ def storage_stats(
         return kind is meta
 
     store = vault.store
-    with vault.index.reader() as reader:
+    index = vault.current_index()
+    with index.reader() as reader:
         for oid in store.iter_loose_ids():
             path = store.path(oid)
             try:
@@ -216,7 +217,7 @@ def storage_stats(
         },
         "dedup": {"image_references": refs, "unique_images": unique, "saved_bytes": saved},
         "packs": packs,
-        "index_bytes": vault.index.stats()["bytes"],
+        "index_bytes": index.stats()["bytes"],
     }
 
 

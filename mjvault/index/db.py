@@ -32,6 +32,7 @@ from pyroaring import BitMap
 from mjvault.errors import IntegrityError, MjvaultError
 from mjvault.index import bitmaps
 from mjvault.index.bitmaps import SEP
+from mjvault.index.damage import IndexDamaged
 from mjvault.index.keys import MAX_KEY_PART, key_part
 from mjvault.index.sealed import GENERATION_SIZE, JOBS, SEALED_FORMAT, IndexSealer, VocabWrites
 from mjvault.index.sealed import parts_with_prefix as vocab_parts
@@ -371,18 +372,8 @@ VOCAB = b"vocab"
 SEALED_TABLES = (VOCAB,)
 
 
-REBUILD_HINT = "the index is only a cache of the snapshots: rebuild it with `mjvault index rebuild`"
-
-
 class IndexNotOfTree(MjvaultError):
     """The index is not (or no longer) the index of the tree a reader asked for."""
-
-
-class IndexDamaged(IntegrityError):
-    """The LMDB files are not a valid environment: safe to discard, it is only a cache."""
-
-    def __init__(self, message: str, *, hint: str | None = REBUILD_HINT) -> None:
-        super().__init__(message, hint=hint)
 
 
 _DAMAGE = (

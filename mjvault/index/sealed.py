@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 import lmdb
 
 from mjvault.errors import CorruptObject
+from mjvault.index.damage import IndexDamaged
 from mjvault.store.crypto import VaultKeys
 
 SEP = b"\x00"
@@ -114,9 +115,6 @@ class IndexSealer:
         try:
             return self._keys.open_index(bytes(sealed), context)
         except CorruptObject:
-            # Imported here: the index's module imports this one.
-            from mjvault.index.db import IndexDamaged
-
             table = context.partition(SEP)[0].decode("ascii", "replace")
             raise IndexDamaged(
                 f"a value of the index's {table} table does not open (damaged or moved)"

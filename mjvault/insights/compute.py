@@ -72,13 +72,13 @@ def insights(
             words.append(f"until:{until.isoformat()}")
         # Matches streamed a day at a time (iter_search), summaries read one by one: memory
         # holds the counters, not the matches.
-        matching = iter_search(vault.index, parse_query(" ".join(w for w in words if w)))
+        matching = iter_search(vault.current_index(), parse_query(" ".join(w for w in words if w)))
         # Sorted: the minute counters in time order, as the index reads them.
         counters: Iterable[tuple[str, int]] = sorted(
             aggregates.recompute(summaries(vault, matching)).items()
         )
     else:
-        counters = kept(vault.index)
+        counters = kept(vault.current_index())
     document = build(counters, cost=cost_table(cost), today=today, tz=zone(tz))
     document["filter"] = {
         "since": since.isoformat() if since else None,

@@ -29,6 +29,7 @@ from mjvault.remotes.record import load_record
 from mjvault.reports import Report, json_meta
 from mjvault.snapshots import decode_manifest
 from mjvault.store.codec import is_framed
+from mjvault.store.fsutil import atomic_write
 from mjvault.store.objects import is_object_id
 from mjvault.vault import Vault
 
@@ -181,8 +182,6 @@ def release(vault_path: Path, snapshot_ids: Iterable[str]) -> None:
 
 def tidy_released(vault: Vault) -> None:
     """After a gc: keep only ids whose manifest is still in the vault."""
-    from mjvault.store.fsutil import atomic_write
-
     ids = read_released(vault.path)
     if not ids:
         return

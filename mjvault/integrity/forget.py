@@ -36,7 +36,7 @@ from mjvault.integrity.gc import acquire_lock
 from mjvault.reports import Report, json_meta
 from mjvault.snapshots import Snapshot, decode_manifest, encode_manifest
 from mjvault.store.fsutil import atomic_write
-from mjvault.tree import JobEntry, Tree
+from mjvault.tree import JobEntry, Tree, TreeReader
 from mjvault.vault import Vault
 from mjvault.views import refresh_views
 from mjvault.views.registry import View, ViewRegistry
@@ -413,7 +413,7 @@ def without_forgotten(vault: Vault, fetched: list[Snapshot], remote: str) -> lis
     forgotten = exclusions.load(vault) if fetched else None
     if not forgotten:
         return fetched
-    tree = Tree(vault.store.read, _read_only)
+    tree = TreeReader(vault.store.read)
     found = forgotten_in(vault, forgotten, tree, fetched)
     if not found:
         return fetched
@@ -430,7 +430,7 @@ def without_forgotten(vault: Vault, fetched: list[Snapshot], remote: str) -> lis
 
 
 def forgotten_in(
-    vault: Vault, forgotten: exclusions.Forgotten, tree: Tree, snapshots: Iterable[Snapshot]
+    vault: Vault, forgotten: exclusions.Forgotten, tree: TreeReader, snapshots: Iterable[Snapshot]
 ) -> set[str]:
     """The forgotten jobs ``snapshots`` hold, their nodes read through ``tree``."""
     ids: list[str] | None = None
@@ -443,10 +443,6 @@ def forgotten_in(
         else:
             found |= {e.job_id for e in tree.walk(snapshot.tree) if e.job_id in forgotten}
     return found
-
-
-def _read_only(_plaintext: bytes) -> str:
-    raise AssertionError("a search of pulled snapshots writes nothing")
 
 
 def forget_thumbnails(vault: Vault, media_ids: Iterable[str]) -> set[str]:
@@ -491,7 +487,7 @@ def forget_hashes(vault: Vault, media_ids: Iterable[str]) -> int:
         return store.remove(ids)
 
 
-def _tree_get(vault: Vault, tree: Tree, root: str, job_id: str) -> JobEntry | None:
+def _tree_get(vault: Vault, tree: TreeReader, root: str, job_id: str) -> JobEntry | None:
     if not vault.store.exists(root):
         return None
     return tree.get(root, job_id)

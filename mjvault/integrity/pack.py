@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from mjvault.errors import CorruptObject, ObjectNotFound, VaultLocked
 from mjvault.integrity.gc import acquire_lock
 from mjvault.reports import Report
+from mjvault.store.packfile import read_trailer_of
 from mjvault.store.repack import (
     PackFile,
     Repacker,
@@ -141,8 +142,6 @@ def _merge(
     report: PackReport,
     on_object: Callable[[], None] | None,
 ) -> None:
-    from mjvault.store.packfile import read_trailer_of
-
     try:
         trailer = read_trailer_of(str(vault.store.packs.path(candidate.name)))
     except FileNotFoundError:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 
 from mjvault.concurrency import bounded_map
 from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, ObjectNotFound, UsageError
-from mjvault.integrity.packcheck import PackCheck
+from mjvault.integrity.packcheck import PackCheck, check_pack
 from mjvault.integrity.problems import Problem
 from mjvault.integrity.sortedids import SortedIds
 from mjvault.integrity.viewcheck import verify_views
@@ -331,7 +331,7 @@ def _check_index(vault: Vault, snapshots: list[Snapshot], report: VerifyReport) 
     if head is None:
         return
     try:
-        index = vault._open_index()
+        index = vault.open_index()
         indexed = index.indexed_tree()
         count = index.job_count()
     except MjvaultError as exc:
@@ -411,8 +411,6 @@ def _check_packs(
 ) -> _PackPass:
     """Every pack's trailer; with ``read_data`` its name and entries. Packs are checked
     concurrently, each read front to back by one thread."""
-    from mjvault.integrity.packcheck import check_pack
-
     store = vault.store
 
     def check(name: str) -> PackCheck:
@@ -460,7 +458,7 @@ def _report_packs(vault: Vault, report: VerifyReport, found: _PackPass) -> None:
 def _jobs_using(vault: Vault, object_id: str) -> list[str]:
     """Which jobs (of HEAD, via the index) refer to ``object_id``; used only for damaged objects."""
     try:
-        index = vault._open_index()
+        index = vault.open_index()
         jobs = set(index.jobs_with_image(object_id))
         if not jobs:
             jobs = {s.job_id for s in index.iter_summaries() if s.record == object_id}

@@ -38,18 +38,24 @@ import blake3
 
 from mjvault.collections import decode_list
 from mjvault.concurrency import bounded_map
-from mjvault.errors import CorruptObject, IntegrityError, UsageError
+from mjvault.errors import CorruptObject, IntegrityError, MjvaultError, ObjectNotFound, UsageError
+from mjvault.integrity import exclusions
 from mjvault.integrity.forget import (
     Decision,
+    ForgetJobsReport,
     ForgetSnapshotsReport,
+    JobRewrite,
     KeepPolicy,
     age_order,
     apply_policy,
+    forgotten_in,
 )
 from mjvault.remotes.backend import RemoteNotFound
-from mjvault.remotes.config import load_spec, state_dir
+from mjvault.remotes.config import list_specs, load_spec, state_dir
+from mjvault.remotes.crypto import rewrite_ids
 from mjvault.remotes.lease import Lease, take_prune_lease
 from mjvault.remotes.packs import PACKS_PREFIX, REMOTE_PACK_VERSION, pack_key
+from mjvault.remotes.record import drop_markers, vault_ids_of
 from mjvault.remotes.remote import OBJECTS_PREFIX, PassphraseSource, snapshot_key
 from mjvault.remotes.scratch import CHUNK, DiskIds, Scratch, scratch_in
 from mjvault.remotes.session import Link, connect
@@ -57,7 +63,7 @@ from mjvault.reports import Report
 from mjvault.snapshots import Snapshot, decode_manifest
 from mjvault.store.objects import is_object_id
 from mjvault.store.packfile import PackDamaged, encode_pack, is_pack_id, pack_name, parse_trailer
-from mjvault.tree import Inner, walk_nodes
+from mjvault.tree import Inner, TreeReader, walk_nodes
 from mjvault.vault import Vault
 
 DEFAULT_GRACE_SECONDS = 3600.0
@@ -559,8 +565,6 @@ def gc_named_remote(
     that then sweeps to the end, keeping no young or damaged object, and read every such
     snapshot, leaves none pending there.
     """
-    from mjvault.integrity import exclusions
-
     pending = exclusions.pending_on(vault.path, name)
     unsure = 0
     with connect(vault, load_spec(vault.path, name), passphrase=passphrase) as link:
@@ -615,8 +619,6 @@ def forget_named_remote(
 def _unrecord(vault: Vault, link: Link, forgotten: Sequence[str]) -> None:
     """The local record of what the remote holds loses the snapshots just forgotten there,
     so local forget and gc never count on a copy that is gone."""
-    from mjvault.remotes.record import drop_markers, vault_ids_of
-
     gone = [local for local in vault_ids_of(link, forgotten) if local is not None]
     drop_markers(vault.path, link.spec.name, gone)
 
@@ -643,9 +645,6 @@ def forget_rewritten_on_remotes(
     A remote that cannot be reached, or whose push is incomplete, keeps its old markers (its
     only copy of those snapshots may be them) and is reported with why.
     """
-    from mjvault.errors import MjvaultError
-    from mjvault.remotes.config import list_specs
-
     results = []
     for spec in list_specs(vault.path):
         result = RemoteJobForget(spec.name)
@@ -692,12 +691,6 @@ def _rewrite_remote_only(vault: Vault, link: Link) -> int:
     markers forgotten there. The vault keeps none of the rewrites' markers: it had let those
     snapshots go. Returns how many such snapshots could not be read or rewritten (then the
     remote stays pending)."""
-    from mjvault.errors import MjvaultError, ObjectNotFound
-    from mjvault.integrity import exclusions
-    from mjvault.integrity.forget import ForgetJobsReport, JobRewrite, forgotten_in
-    from mjvault.remotes.crypto import rewrite_ids
-    from mjvault.tree import Tree
-
     forgotten = exclusions.load(vault)
     if not forgotten:
         return 0
@@ -727,7 +720,7 @@ def _rewrite_remote_only(vault: Vault, link: Link) -> int:
     unsure = 0
     holding: list[Snapshot] = []
     found: set[str] = set()
-    tree = Tree(read, _no_writes)
+    tree = TreeReader(read)
     for remote_id in sorted(link.remote.snapshot_ids()):
         local_id = local_of(remote_id)
         if local_id is not None and local_id in held:
@@ -762,17 +755,12 @@ def _rewrite_remote_only(vault: Vault, link: Link) -> int:
     return unsure
 
 
-def _no_writes(_plaintext: bytes) -> str:
-    raise AssertionError("a search of a remote's snapshots writes nothing")
-
-
 def _replace_forgotten(
     vault: Vault, link: Link, rewritten: dict[str, str], result: RemoteJobForget | None = None
 ) -> None:
     """Push the vault's snapshots (rewrites included), then forget the remote's markers of
     the snapshots they replaced. An incomplete push forgets nothing: the remote's only copy
     of those snapshots may be the old markers."""
-    from mjvault.errors import MjvaultError
     from mjvault.remotes.push import push
 
     result = result or RemoteJobForget(link.spec.name)

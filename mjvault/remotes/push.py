@@ -48,6 +48,7 @@ from mjvault.remotes.scratch import Scratch
 from mjvault.remotes.session import Link
 from mjvault.reports import Report
 from mjvault.snapshots import decode_manifest
+from mjvault.store.codec import media_kind
 from mjvault.store.packfile import encode_pack, pack_name
 from mjvault.tree import Inner, decode_node
 from mjvault.vault import Vault
@@ -689,6 +690,4 @@ class _Packer:
 
 
 def _compressible(plaintext: bytes) -> bool:
-    from mjvault.store.codec import media_kind
-
     return media_kind(plaintext[:16]) is None

@@ -20,7 +20,7 @@ from typing import Any
 
 import blake3
 
-from mjvault.errors import CorruptObject, MjvaultError, UnsupportedFormat
+from mjvault.errors import CorruptObject, MjvaultError, PassphraseRequired, UnsupportedFormat
 from mjvault.remotes.backend import Backend, RemoteNotFound
 from mjvault.remotes.packs import RemotePacks
 from mjvault.remotes.scratch import DiskIds
@@ -173,8 +173,6 @@ def local_keyfiles(keys_dir: Path) -> dict[str, bytes]:
 
 
 def resolve_passphrase(passphrase: PassphraseSource, what: str) -> str:
-    from mjvault.errors import PassphraseRequired
-
     if passphrase is None:
         raise PassphraseRequired(
             f"{what} is encrypted and no passphrase was given",

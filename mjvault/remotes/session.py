@@ -14,8 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mjvault.errors import ConfigError
 from mjvault.remotes.backend import Backend
-from mjvault.remotes.config import RemoteSpec, open_backend, state_dir
+from mjvault.remotes.config import (
+    RemoteSpec,
+    check_spec,
+    open_backend,
+    parse_remote_url,
+    save_spec,
+    spec_path,
+    state_dir,
+)
 from mjvault.remotes.crypto import IdMap
 from mjvault.remotes.packs import RemotePacks
 from mjvault.remotes.remote import (
@@ -194,9 +203,6 @@ def add_remote(
     kdf: KdfParams | None = None,
 ) -> RemoteInfo:
     """Reach the remote, set it up when new (or check it suits this vault), then save it."""
-    from mjvault.errors import ConfigError
-    from mjvault.remotes.config import check_spec, parse_remote_url, save_spec, spec_path
-
     spec = check_spec(spec)
     if spec_path(vault.path, spec.name).exists():
         raise ConfigError(f"a remote named {spec.name} exists", hint="remove it first")

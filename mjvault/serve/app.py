@@ -193,5 +193,5 @@ def create_app(vault_root: Path, settings: ServeSettings) -> Starlette:
     vault = Vault.open(vault_root, passphrase=settings.passphrase)
     # Opened (and brought up to HEAD) here, once: the worker threads then share one index
     # rather than racing to open it on the first requests.
-    vault.index  # noqa: B018
+    vault.current_index()
     return build(ServeState(vault_root=vault_root, settings=settings, vault=vault))

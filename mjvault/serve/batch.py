@@ -73,7 +73,7 @@ class Selection:
     def job_ids(self, vault: Vault) -> Iterator[str]:
         """The selected jobs the index holds, each once: the given ids in their order, or the
         query's matches newest first, streamed."""
-        index = vault.index
+        index = vault.current_index()
         if self.ids is not None:
             seen: set[str] = set()
             for job_id in self.ids:
@@ -215,7 +215,7 @@ def write_zip(vault: Vault, job_ids: Iterator[str], out: IO[bytes]) -> int:
     from mjvault.serve.media import sniff
 
     written = 0
-    index = vault.index
+    index = vault.current_index()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
         for job_id in job_ids:
             summary = index.get(job_id)
@@ -245,7 +245,7 @@ def write_records(vault: Vault, job_ids: Iterator[str], out: IO[bytes], fmt: str
     """The records of ``job_ids`` as ``mjvault export`` writes them (CSV or JSON)."""
     from mjvault.find.export import rows_of, write_rows
 
-    index = vault.index
+    index = vault.current_index()
     entries = (e for e in (index.entry(j) for j in job_ids) if e is not None)
     return write_rows(rows_of(vault, entries), out, fmt)
 

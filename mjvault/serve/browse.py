@@ -25,6 +25,7 @@ from mjvault.index.facets import facet_counts
 from mjvault.index.pages import Page, PageKey, children, page, timeline
 from mjvault.index.query import QueryError, parse_query
 from mjvault.index.search import SORT_ORDERS, SortOrder
+from mjvault.insights import aggregates
 from mjvault.serve.security import BadRequest, check_job_id, check_object_id
 from mjvault.serve.settings import THUMB_SIZES, ServeState
 
@@ -144,7 +145,7 @@ def generation(index: Index) -> str | None:
 @handler
 def info(state: ServeState, request: Request) -> dict[str, Any]:
     vault = state.vault
-    index = vault.index
+    index = vault.current_index()
     with index.reader() as reader:
         jobs = reader.job_count()
     images = _image_count(index)
@@ -162,8 +163,6 @@ def info(state: ServeState, request: Request) -> dict[str, Any]:
 
 def _image_count(index: Index) -> int:
     """Images shown by the jobs: the insights counter the index keeps, looked up."""
-    from mjvault.insights import aggregates
-
     with index.reader() as reader:
         return aggregates.count(reader.txn, index.db[aggregates.TABLE], index.layout, "images")
 
@@ -180,7 +179,7 @@ def jobs(state: ServeState, request: Request) -> dict[str, Any]:
             after = PageKey.decode(after_text, sort)
         except ValueError as exc:
             raise BadRequest(str(exc), "bad_cursor") from None
-    index = state.vault.index
+    index = state.vault.current_index()
     found: Page = page(index, query, sort=sort, after=after, limit=limit)
     return {
         "jobs": tiles(index, found.job_ids),
@@ -193,7 +192,7 @@ def jobs(state: ServeState, request: Request) -> dict[str, Any]:
 def timeline_route(state: ServeState, request: Request) -> dict[str, Any]:
     text, query = _query(request)
     sort = _sort(request, ("newest", "oldest"))
-    index = state.vault.index
+    index = state.vault.current_index()
     key = (text, sort, generation(index))
     cache: dict[Any, Any] = state.caches.setdefault("timeline", {})
     answer = cache.get(key)
@@ -219,14 +218,14 @@ def _remember(state: ServeState, cache: dict[Any, Any], key: Any, answer: Any) -
 @handler
 def facets(state: ServeState, request: Request) -> dict[str, Any]:
     _, query = _query(request)
-    return facet_counts(state.vault.index, query).to_json()
+    return facet_counts(state.vault.current_index(), query).to_json()
 
 
 @handler
 def job(state: ServeState, request: Request) -> dict[str, Any]:
     job_id = check_job_id(request.path_params["job_id"])
     vault = state.vault
-    index = vault.index
+    index = vault.current_index()
     summary = index.get(job_id)
     if summary is None:
         raise JobNotFound(f"no job {job_id} in the vault")
@@ -286,7 +285,7 @@ def stats(state: ServeState, request: Request) -> dict[str, Any]:
         raise BadRequest(str(exc), "bad_parameter") from None
     vault = state.vault
     table = tuple(sorted(cost.items())) if cost else None
-    key = (text, since, until, tz, table, generation(vault.index))
+    key = (text, since, until, tz, table, generation(vault.current_index()))
     cache: dict[Any, Any] = state.caches.setdefault("stats", {})
     answer = cache.get(key)
     if answer is None:

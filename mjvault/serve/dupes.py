@@ -46,7 +46,7 @@ def dupes(state: ServeState, request: Request) -> dict[str, Any]:
     vault = state.vault
     with HashStore.open(vault) as store:
         rows = len(store)
-    key = (level, text, generation(vault.index), rows)
+    key = (level, text, generation(vault.current_index()), rows)
     cache: dict[Any, dict[str, Any]] = state.caches.setdefault("dupes", {})
     found = _cached(state, cache, key, limit)
     if found is None:

@@ -51,7 +51,7 @@ def _cached(body: bytes, mime: str, etag: str, extra: dict[str, str] | None = No
 
 
 def _is_image(state: ServeState, object_id: str) -> bool:
-    with state.vault.index.reader() as reader:
+    with state.vault.current_index().reader() as reader:
         return reader.is_image(object_id)
 
 

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mjvault.errors import Interrupted, MjvaultError, VaultLocked
+from mjvault.errors import Interrupted, KeysChanged, MjvaultError, SourceError, VaultLocked
 from mjvault.lock import WriteLock, describe_holder, read_holder
 from mjvault.reports import Report
 
@@ -459,8 +459,6 @@ def _after_sync(vault: Vault, config: Config) -> dict[str, Any]:
 
 
 def _error_code(exc: MjvaultError) -> str:
-    from mjvault.errors import KeysChanged, SourceError
-
     if isinstance(exc, KeysChanged):
         return "keys_changed"  # the server must be restarted to write again
     return "source" if isinstance(exc, SourceError) else "error"

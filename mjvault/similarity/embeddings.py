@@ -32,7 +32,7 @@ import numpy as np
 from mjvault.errors import CorruptObject, ObjectNotFound, UsageError, VaultLocked
 from mjvault.lock import WriteLock
 from mjvault.reports import Report
-from mjvault.similarity.onnx_models import ImageModel, Preprocessing
+from mjvault.similarity.onnx_models import ImageModel, Preprocessing, model_digest
 from mjvault.store import cachefile
 from mjvault.store.codec import media_kind
 from mjvault.vault import Vault
@@ -644,7 +644,7 @@ class _Run:
         lock = _brief_lock(self.vault)
         try:
             self.vault.check_keys()  # rotated meanwhile: sealed under retired keys, refuse
-            index = self.vault.index
+            index = self.vault.current_index()
             # Another run may have stored some of these since they were looked up: under the
             # lock, look again, so an image keeps one row and one vector (FORMAT §7.4).
             stored = self.store.known(self.model.digest, images)
@@ -733,8 +733,6 @@ def stored_preprocessing(vault: Vault, digest: str) -> Preprocessing | None:
 def digest_of(store: EmbeddingStore, path: os.PathLike[str] | str) -> str:
     """A model file's digest, from the store when the file is as it was last seen."""
     from pathlib import Path
-
-    from mjvault.similarity.onnx_models import model_digest
 
     file = Path(path)
     try:

@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mjvault.errors import UsageError
 from mjvault.reports import Report
-from mjvault.similarity.hashing import WORDS
+from mjvault.similarity.hashing import MAX_LEVEL, WORDS, to_words
 from mjvault.similarity.nearest import BACKFILL_HINT, NoHashes, job_of_image
 
 if TYPE_CHECKING:
@@ -314,8 +315,6 @@ def find_groups(
 ) -> Iterator[Group]:
     """Near-duplicate groups among the vault's hashed images (those of jobs matching
     ``query`` when given), largest first, then by their best's job id."""
-    from mjvault.errors import UsageError
-    from mjvault.similarity.hashing import MAX_LEVEL
     from mjvault.similarity.store import HashStore
 
     if not 0 <= level <= MAX_LEVEL:  # (parse_level refuses it first; this is for callers)
@@ -342,7 +341,7 @@ def group_json_with_jobs(vault: Vault, group: Group) -> dict[str, Any]:
     """``group.to_json()`` with each member's job date (ISO 8601, UTC as ``Z``) and prompt:
     a group as ``GET /api/dupes`` and ``dupes --json`` give it."""
     doc = group.to_json()
-    summaries = vault.index.get_many([m["job_id"] for m in doc["members"]])
+    summaries = vault.current_index().get_many([m["job_id"] for m in doc["members"]])
     for member in doc["members"]:
         summary = summaries.get(member["job_id"])
         moment = summary.time if summary else None
@@ -360,7 +359,7 @@ def _images_of_query(vault: Vault, query: str) -> np.ndarray:
 
     found: list[np.ndarray] = []
     batch: list[str] = []
-    for job_id in iter_search(vault.index, parse_query(query)):
+    for job_id in iter_search(vault.current_index(), parse_query(query)):
         batch.append(job_id)
         if len(batch) >= 4096:
             found.append(_prefixes(_images_of_jobs(vault, batch)))
@@ -374,7 +373,8 @@ def _prefixes(object_ids: Iterable[str]) -> np.ndarray:
 
 
 def _images_of_jobs(vault: Vault, job_ids: list[str]) -> Iterator[str]:
-    for summary in vault.index.get_many(job_ids).values():
+    # Brought current by the search that found these jobs (_images_of_query).
+    for summary in vault.open_index().get_many(job_ids).values():
         yield from (i for i in summary.images if i is not None)
 
 
@@ -428,8 +428,6 @@ def _located(store: Any, rows: np.ndarray, components: list[np.ndarray]) -> list
 
 def _group(vault: Vault, hashes_of: dict[str, list[bytes]], objects: list[str]) -> Group | None:
     """The group of ``objects`` shown by jobs of HEAD (None when fewer than two are)."""
-    from mjvault.similarity.hashing import to_words
-
     described: list[tuple[Member, np.ndarray]] = []
     for object_id in objects:
         place = job_of_image(vault, object_id)

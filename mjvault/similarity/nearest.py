@@ -164,7 +164,8 @@ def _hits(vault: Vault, best: dict[str, tuple[int, int]], limit: int) -> list[Hi
 
 def job_of_image(vault: Vault, object_id: str) -> tuple[JobSummary, int] | None:
     """The earliest job (by time, then id) showing the image, and the image's place in it."""
-    jobs = vault.index.get_many(vault.index.jobs_with_image(object_id))
+    index = vault.current_index()
+    jobs = index.get_many(index.jobs_with_image(object_id))
     if not jobs:
         return None
     summary = min(jobs.values(), key=lambda s: (s.micros, s.job_id))

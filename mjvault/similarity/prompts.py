@@ -76,7 +76,7 @@ def like_job(vault: Vault, job_id: str, limit: int = 20) -> list[PromptHit]:
     """The jobs whose prompts are nearest job ``job_id``'s (an id or a unique prefix), best
     first, the job itself left out."""
     entry = vault.find_job(job_id)
-    summary = vault.index.get(entry.job_id)
+    summary = vault.current_index().get(entry.job_id)
     if summary is None:
         return []
     return _ranked(vault, summary.prompt, limit, exclude=entry.job_id)
@@ -92,7 +92,7 @@ def _ranked(
         return []
     query = normalized(text)
     hits: list[tuple[float, float, int, str, str]] = []
-    with vault.index.reader() as reader:
+    with vault.current_index().reader() as reader:
         docs = _candidates(reader, parts, normalized_words(text) if with_words else [])
         for micros, _doc, raw_id in reader.docs(docs):
             job_id = raw_id.decode("utf-8")
@@ -142,7 +142,7 @@ def largest_families(vault: Vault, limit: int = 10) -> list[Family]:
     sorted by, so the first ``n`` of a longer list are the list of ``n``."""
     import numpy as np
 
-    index = vault.index
+    index = vault.current_index()
     with index.reader() as reader:
         members, of_member = _roots(reader, index.release_pages)
         if not len(members):
@@ -195,7 +195,7 @@ def families_by_job(vault: Vault) -> dict[str, int]:
     document number): for measuring families against a known truth, not for a large vault."""
     import numpy as np
 
-    index = vault.index
+    index = vault.current_index()
     with index.reader() as reader:
         members, of_member = _roots(reader, index.release_pages)
         if not len(members):

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from mjvault.config import load_config
 from mjvault.config.schema import EmbedSection
 from mjvault.errors import CorruptObject, JobNotFound, UsageError
 from mjvault.reports import Report, json_meta
 from mjvault.similarity.embeddings import Block, EmbeddingStore, digest_of
+from mjvault.similarity.onnx_models import ImageModel, TextModel
 from mjvault.vault import Vault
 
 
@@ -33,8 +35,6 @@ class SemanticHit(Report):
 
 def settings_of(vault: Vault) -> EmbedSection:
     """The ``[embed]`` settings in effect for this vault (its config.toml over the user's)."""
-    from mjvault.config import load_config
-
     return load_config(vault_dir=vault.path).config.embed
 
 
@@ -95,10 +95,11 @@ def _hits(vault: Vault, pairs: list[tuple[float, str]]) -> list[SemanticHit]:
     """Each hit's job and position: the index's image lookup (the first job by id when several
     show the image); an image no job of HEAD shows any more is left out."""
     out = []
+    index = vault.current_index()
     for score, image in pairs:
-        jobs = sorted(vault.index.jobs_with_image(image))
+        jobs = sorted(index.jobs_with_image(image))
         for job_id in jobs:
-            entry = vault.index.entry(job_id)
+            entry = index.entry(job_id)
             if entry is not None and image in entry.images:
                 out.append(SemanticHit(image, job_id, entry.images.index(image), float(score)))
                 break
@@ -129,8 +130,6 @@ def semantic_search(
     vault: Vault, text: str, limit: int = 20, *, settings: EmbedSection | None = None
 ) -> list[SemanticHit]:
     """The images nearest a text, by the text model remembered with ``mjvault embed``."""
-    from mjvault.similarity.onnx_models import TextModel
-
     settings = settings or settings_of(vault)
     if settings.text_model is None:
         raise UsageError(
@@ -148,8 +147,6 @@ def semantic_similar(
 ) -> list[SemanticHit]:
     """The images nearest an image: ``JOB_ID[:INDEX]`` of the vault (its stored vector) or an
     image file (the image model's vector of it). The image itself comes first when stored."""
-    from mjvault.similarity.onnx_models import ImageModel
-
     settings = settings or settings_of(vault)
     path = _image_model_path(settings)
     file = Path(target)

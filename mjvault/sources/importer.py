@@ -144,7 +144,7 @@ class _Rows:
     written in batches of the writer's checkpoint size (flat memory at any size)."""
 
     def __init__(self, writer: ArchiveWriter, enabled: bool) -> None:
-        self.session = StatCache(writer.vault._open_index()).session(rows=enabled)
+        self.session = StatCache(writer.vault.open_index()).session(rows=enabled)
         self.has_object = writer.has_object
         self.batch_jobs = writer.checkpoint_jobs
         self.jobs = 0

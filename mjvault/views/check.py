@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING
 
 from mjvault.errors import MjvaultError
 from mjvault.reports import Report
+from mjvault.views.files import FileRecord
 from mjvault.views.links import LinkKind, temp_files
-from mjvault.views.registry import FileRecord, View, ViewRegistry
+from mjvault.views.registry import View, ViewRegistry
 
 if TYPE_CHECKING:
     from mjvault.vault import Vault

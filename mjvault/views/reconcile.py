@@ -371,7 +371,7 @@ def _usable_index(vault: Vault, definition: ViewDefinition, template: Template) 
     ):
         return None
     try:
-        return vault.index
+        return vault.current_index()
     except MjvaultError:
         return None
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import repeat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import zstandard
@@ -32,12 +32,21 @@ from mjvault.errors import IntegrityError, UsageError
 from mjvault.lock import WriteLock
 from mjvault.reports import Report
 from mjvault.store.fsutil import atomic_write
+from mjvault.views.files import FileRecord, JobFiles
 from mjvault.views.filters import ViewFilter
 from mjvault.views.links import LinkKind
+from mjvault.views.state import (
+    FILES_SUFFIX,
+    FileTable,
+    MemoryTable,
+    SealedSqliteTable,
+    SqliteTable,
+    remove_table,
+)
 
 if TYPE_CHECKING:
     from mjvault.vault import Vault
-    from mjvault.views.state import FileTable
+
 
 VIEWS_DIR = "views"
 VIEW_SUFFIX = ".view"
@@ -58,44 +67,6 @@ _KINDS = {kind.value: kind for kind in LinkKind}
 
 class ViewNotFound(UsageError):
     """No view of that name in this vault."""
-
-
-class FileRecord(NamedTuple):
-    """One file a view created: where, showing which object, made how.
-
-    ``plain`` is the path the template gave before collisions were resolved (None when it is
-    ``path`` itself); ``size``/``mtime_ns`` fingerprint a copy, so a copy the user has since
-    edited is recognised as theirs and never removed. A named tuple: a view holds 100k of
-    them, and a frozen dataclass is several times slower to build.
-    """
-
-    path: str
-    oid: str
-    kind: LinkKind
-    plain: str | None = None
-    size: int = 0
-    mtime_ns: int = 0
-
-    @property
-    def wanted_path(self) -> str:
-        return self.plain if self.plain is not None else self.path
-
-    def pack(self, job_id: str, index: int) -> list[Any]:
-        # str(kind), not kind.value: an Enum property costs more than the rest of the row.
-        kind = str.__str__(self.kind)
-        return [job_id, index, self.path, self.oid, kind, self.plain, self.size, self.mtime_ns]
-
-    @staticmethod
-    def unpack(row: list[Any]) -> tuple[str, int, FileRecord]:
-        job_id, index, path, oid, kind, plain, size, mtime_ns = row
-        try:
-            link = _KINDS[kind]  # a dict lookup: LinkKind(kind) is slow for 100k rows
-        except KeyError:
-            raise ValueError(f"unknown link kind {kind!r}") from None
-        return job_id, index, FileRecord(path, oid, link, plain, size, mtime_ns)
-
-
-JobFiles = dict[str, dict[int, FileRecord]]
 
 
 @dataclass
@@ -170,8 +141,6 @@ class View:
     @property
     def table(self) -> FileTable:
         if self._table is None:
-            from mjvault.views.state import MemoryTable
-
             if self._opener is not None and self._files_blob is None:
                 self._table = self._opener()
             else:  # an encrypted vault's list, or one an older version kept in the view file
@@ -185,8 +154,6 @@ class View:
         Changing it changes the view only where the list is kept in memory (a list an older
         version kept inline, until the view is saved).
         """
-        from mjvault.views.state import MemoryTable
-
         table = self.table
         if isinstance(table, MemoryTable):
             return table.files
@@ -197,8 +164,6 @@ class View:
 
     def release(self) -> None:
         """Close the file list's store (it reopens on next use); what was saved stays."""
-        from mjvault.views.state import MemoryTable
-
         if self._table is not None and not isinstance(self._table, MemoryTable):
             self._table.close()
             self._table = None
@@ -438,16 +403,12 @@ class ViewRegistry:
         view._opener = lambda: self._open_table(path, fresh=fresh)
 
     def _open_table(self, path: Path, *, fresh: bool) -> FileTable:
-        from mjvault.views.state import SealedSqliteTable, SqliteTable
-
         keys = self.vault.store.keys
         if keys is not None:
             return SealedSqliteTable(path, keys, fresh=fresh)
         return SqliteTable(path, fresh=fresh)
 
     def _files_path(self, name: str) -> Path:
-        from mjvault.views.state import FILES_SUFFIX
-
         return self.dir / f"{check_name(name)}{FILES_SUFFIX}"
 
     def all(self) -> list[View]:
@@ -491,8 +452,6 @@ class ViewRegistry:
         atomic_write(self._path(view.name), self._encode(view.name, doc), mode=0o600)
 
     def delete(self, name: str) -> None:
-        from mjvault.views.state import remove_table
-
         try:
             self._path(name).unlink()
         except FileNotFoundError:

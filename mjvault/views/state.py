@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import blake3
 
 from mjvault.errors import CorruptObject, IntegrityError
+from mjvault.views.files import FileRecord, JobFiles
 from mjvault.views.links import LinkKind
 from mjvault.views.paths import fold
-from mjvault.views.registry import FileRecord, JobFiles
 
 if TYPE_CHECKING:
     from mjvault.store.crypto import VaultKeys

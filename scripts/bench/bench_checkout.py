@@ -75,7 +75,7 @@ from mjvault.views.registry import ViewDefinition
 from mjvault.views.template import DEFAULT_TEMPLATE
 
 vault = Vault.open(Path(sys.argv[1]))
-vault.index  # current before timing: the index is not the checkout
+vault.current_index()  # current before timing: the index is not the checkout
 definition = ViewDefinition(sys.argv[3], Path(sys.argv[2]), DEFAULT_TEMPLATE, LinkKind(sys.argv[4]))
 def hwm_mb(pid="self"):
     # VmHWM, not ru_maxrss: the latter keeps the forking parent's peak across exec.
@@ -165,7 +165,7 @@ def main() -> None:
             add_jobs(vault, 0, args.jobs)
         print(f"  built in {time.perf_counter() - started:.1f} s", flush=True)
     vault = Vault.open(vault_dir)
-    vault.index  # noqa: B018 - brought up to date (and rebuilt if its format is old) once
+    vault.current_index()  # brought up to date (and rebuilt if its format is old) once
     registry = ViewRegistry(vault)
     for name in registry.names():
         registry.delete(name)

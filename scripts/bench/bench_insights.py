@@ -82,7 +82,7 @@ def measure(workdir: Path, kind: str, what: str, jobs: int, update: int) -> dict
     if what == "job_stats":
         index = Index(workdir / kind, keys)
         started = time.perf_counter()
-        job_stats(SimpleNamespace(index=index))  # type: ignore[arg-type]
+        job_stats(SimpleNamespace(current_index=lambda: index))  # type: ignore[arg-type]
     elif what == "insights":
         index = Index(workdir / kind, keys)
         started = time.perf_counter()

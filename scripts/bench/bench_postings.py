@@ -55,7 +55,7 @@ def build_tantivy(tantivy: Any, vault: Vault, where: Path) -> tuple[Any, float]:
     started = time.perf_counter()
     index = tantivy.Index(schema, path=str(where))
     writer = index.writer(heap_size=100_000_000)
-    for summary in vault.index.iter_summaries(release_every=1024):
+    for summary in vault.current_index().iter_summaries(release_every=1024):
         micros = int(summary.time.timestamp() * 1_000_000) if summary.time else 0
         writer.add_document(
             tantivy.Document(
@@ -92,7 +92,7 @@ def main() -> None:
         print(f"building a vault of {args.jobs} jobs in {vault_dir} …", flush=True)
         bench_search.build(vault_dir, args.jobs)
     vault = Vault.open(vault_dir)
-    ours = vault.index
+    ours = vault.current_index()
     index, built = build_tantivy(tantivy, vault, args.workdir / f"tantivy-{args.jobs}")
     if built:
         print(f"tantivy index built in {built:.1f} s")

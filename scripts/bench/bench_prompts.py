@@ -75,7 +75,9 @@ def _open(workdir: Path, kind: str, name: str | None = None) -> Index:
 
 
 def _vault(index: Index) -> Any:
-    return SimpleNamespace(index=index, find_job=lambda job_id: SimpleNamespace(job_id=job_id))
+    return SimpleNamespace(
+        current_index=lambda: index, find_job=lambda job_id: SimpleNamespace(job_id=job_id)
+    )
 
 
 def measure(workdir: Path, kind: str, what: str, jobs: int, queries: int) -> dict[str, Any]:

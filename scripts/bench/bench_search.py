@@ -176,7 +176,7 @@ def compare_in_process(args: argparse.Namespace, vault: Vault, fts_path: Path) -
     from mjvault.index.query import parse_query
     from mjvault.index.search import search
 
-    index = vault.index
+    index = vault.current_index()
     words, phrases = vocabulary(index)
     queries = make_queries(args.queries, args.mix, words, phrases)
     statements = [
@@ -368,12 +368,12 @@ def main() -> None:
     held = 0
     if (vault_dir / "config").exists():
         with Vault.open(vault_dir) as vault:
-            held = vault.index.job_count()
+            held = vault.current_index().job_count()
     if held != args.jobs:
         print(f"building a vault of {args.jobs} jobs in {vault_dir} ({held} held) …", flush=True)
         print(f"  built in {build(vault_dir, args.jobs):.1f} s", flush=True)
     vault = Vault.open(vault_dir)
-    index = vault.index
+    index = vault.current_index()
     fts_path = args.workdir / f"fts-{args.jobs}.sqlite"
     if not search_sqlite.current(fts_path, index):
         print(f"building the FTS5 tables in {fts_path} …", flush=True)

@@ -217,7 +217,7 @@ def thumbnails(workdir: Path, requests: int, runs: int) -> None:
         vault = Vault.open(root)
         try:
             build_gallery(vault, workdir / "thumbs-gallery", thumb_size=256)
-            ids = sorted({i for s in vault.index.iter_summaries() for i in s.images if i})
+            ids = sorted({i for s in vault.current_index().iter_summaries() for i in s.images if i})
         finally:
             vault.close()
         (root / "built").write_text("\n".join(ids))

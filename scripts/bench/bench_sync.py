@@ -218,7 +218,7 @@ parts = {"tree": [], "flush": [], "ref": [], "index": [], "total": [], "nodes": 
 with Vault.open(vault_path) as vault:
     writer = vault.writer("bench-checkpoint", checkpoint_jobs=10**9, checkpoint_bytes=2**62)
     writer.start()
-    tree, batch, index = writer._tree, writer._batch, vault._open_index()
+    tree, batch, index = writer._tree, writer._batch, vault.open_index()
     archive_jobs = vault.tree.count(writer._root)
 
     def timed(name, fn):

@@ -56,7 +56,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Vault, sql
     work = tmp_path_factory.mktemp("bench-search")
     bench_search.build(work / "vault", JOBS)
     vault = Vault.open(work / "vault")
-    search_sqlite.build(work / "fts.sqlite", vault.index)
+    search_sqlite.build(work / "fts.sqlite", vault.current_index())
     conn = search_sqlite.open_readonly(work / "fts.sqlite")
     yield vault, conn
     conn.close()
@@ -70,7 +70,7 @@ def vocabulary(built: tuple[Vault, sqlite3.Connection]) -> tuple[list[str], list
     test is about the translation."""
     words: set[str] = set()
     pairs: set[str] = set()
-    for summary in built[0].index.iter_summaries():
+    for summary in built[0].current_index().iter_summaries():
         tokens = search_tokens(summary.prompt)
         words.update(t for t in tokens if PLAIN_WORD.match(t))
         pairs.update(
@@ -112,7 +112,7 @@ def test_the_sql_answers_what_mjvault_answers(
     sort = data.draw(st.sampled_from(("newest", "oldest", "relevance")), label="sort")
     limit = data.draw(st.sampled_from((5, 50)), label="limit")
     query = parse_query(text)
-    ours = search(vault.index, query, sort=sort, limit=limit)
+    ours = search(vault.current_index(), query, sort=sort, limit=limit)
     total, ids = search_sqlite.run(conn, search_sqlite.translate(query, sort=sort, limit=limit))
     assert total == ours.total
     if sort == "relevance":
@@ -133,19 +133,19 @@ def test_the_tables_are_a_cache_of_exactly_the_index_s_tree(tmp_path: Path) -> N
     bench_search.build(tmp_path / "vault", 30)
     path = tmp_path / "fts.sqlite"
     with Vault.open(tmp_path / "vault") as vault:
-        assert not search_sqlite.current(path, vault.index)
+        assert not search_sqlite.current(path, vault.current_index())
         path.with_name(path.name + ".partial").write_bytes(b"a build killed half way")
-        assert not search_sqlite.current(path, vault.index)
-        assert search_sqlite.build(path, vault.index) == 30
+        assert not search_sqlite.current(path, vault.current_index())
+        assert search_sqlite.build(path, vault.current_index()) == 30
         assert not path.with_name(path.name + ".partial").exists()
-        assert search_sqlite.current(path, vault.index)
+        assert search_sqlite.current(path, vault.current_index())
         with vault.writer("more") as writer:
             record = Account.generate(2, 1).jobs[0].record(3)  # another seed: another id
             writer.add_job(json.dumps(record).encode(), [])
-        assert not search_sqlite.current(path, vault.index)
+        assert not search_sqlite.current(path, vault.current_index())
     path.write_bytes(b"not a database")
     with Vault.open(tmp_path / "vault") as vault:
-        assert not search_sqlite.current(path, vault.index)
+        assert not search_sqlite.current(path, vault.current_index())
 
 
 def test_the_benchmark_runs_checks_every_answer_and_reuses_its_tables(tmp_path: Path) -> None:
@@ -208,8 +208,8 @@ def test_a_vault_left_short_by_a_stopped_build_is_completed(tmp_path: Path) -> N
     assert "(100 held)" in done.stdout
     bench_search.build(tmp_path / "fresh", 300)
     with Vault.open(short) as completed, Vault.open(tmp_path / "fresh") as fresh:
-        assert completed.index.job_count() == 300
-        assert completed.index.indexed_tree() == fresh.index.indexed_tree()
+        assert completed.current_index().job_count() == 300
+        assert completed.current_index().indexed_tree() == fresh.current_index().indexed_tree()
 
 
 def test_the_same_queries_in_every_process(tmp_path: Path) -> None:
@@ -218,7 +218,7 @@ def test_the_same_queries_in_every_process(tmp_path: Path) -> None:
     script = (
         "import sys; sys.path.insert(0, sys.argv[1]); import bench_search; "
         "from mjvault import Vault; v = Vault.open(sys.argv[2]); "
-        "print(bench_search.make_queries(40, 'all', *bench_search.vocabulary(v.index)))"
+        "print(bench_search.make_queries(40, 'all', *bench_search.vocabulary(v.current_index())))"
     )
     runs = {
         subprocess.run(

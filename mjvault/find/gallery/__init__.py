@@ -138,7 +138,7 @@ def build_gallery(
     for inside in ("chunks", "media", "thumbs"):
         if (directory / inside).exists() and not (directory / inside).is_dir():
             raise UsageError(f"{directory / inside} exists and is not a directory")
-    index = vault.index  # brought up to HEAD before the lock is taken
+    index = vault.current_index()  # brought up to HEAD before the lock is taken
     report = GalleryReport(directory)
     encrypted = vault.encrypted
     if encrypted:
