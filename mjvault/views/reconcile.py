@@ -695,11 +695,7 @@ def remove_view(vault: Vault, name: str) -> RefreshReport:
         try:
             view = registry.load(name)
         except IntegrityError as exc:
-            # Without its file list the view cannot tell its files from yours: keep them all.
-            registry.delete(name)
-            report = RefreshReport(view=name, directory="?", snapshot=None, mode="removed")
-            report.note(f"{exc}; the view is forgotten and its files were left in place")
-            return report
+            return _forget_damaged(registry, name, exc)
         report = RefreshReport(
             view=name,
             directory=str(view.definition.directory),
@@ -707,9 +703,13 @@ def remove_view(vault: Vault, name: str) -> RefreshReport:
             mode="removed",
             link=view.definition.link.value,
         )
-        reconciler = _Reconciler(vault, registry, view, report, None, snapshot=None)
         try:
             gone = dict.fromkeys([*view.table.job_ids(), *view.blocked])
+        except IntegrityError as exc:  # the list is damaged past what loading it checks
+            view.release()
+            return _forget_damaged(registry, name, exc)
+        reconciler = _Reconciler(vault, registry, view, report, None, snapshot=None)
+        try:
             reconciler.run((job_id, None) for job_id in gone)
         except BaseException:
             registry.save(view)
@@ -717,6 +717,15 @@ def remove_view(vault: Vault, name: str) -> RefreshReport:
         view.release()
         registry.delete(name)
         return report
+
+
+def _forget_damaged(registry: ViewRegistry, name: str, exc: IntegrityError) -> RefreshReport:
+    """Delete a view whose state cannot be read (both its files), and nothing of its
+    directory: without its file list the view cannot tell its files from yours."""
+    registry.delete(name)
+    report = RefreshReport(view=name, directory="?", snapshot=None, mode="removed")
+    report.note(f"{exc}; the view is forgotten and its files were left in place")
+    return report
 
 
 def list_views(vault: Vault) -> list[View]:

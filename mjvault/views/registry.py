@@ -416,16 +416,37 @@ class ViewRegistry:
             # one line, never a traceback out of gc or a checkout.
             what = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
             raise IntegrityError(f"view file {name}{VIEW_SUFFIX} is damaged: {what}") from None
-        self.bind(view, fresh=False)
         files = self._files_path(name)
-        if view._files_blob is None and view._file_count and not files.exists():
-            # Opened, SQLite would make an empty list: the view would seem to show nothing,
-            # and gc would delete the objects its links point at.
-            raise IntegrityError(
-                f"view {name}: its file list {files.name} is missing "
-                f"({view._file_count} files recorded)"
-            )
+        if view._files_blob is not None:  # an older version's list, inline
+            self.bind(view, fresh=False)
+        elif not files.exists():
+            if view._file_count:
+                # Taken as empty, the view would seem to show nothing, and gc would delete
+                # the objects its links point at.
+                raise IntegrityError(
+                    f"view {name}: its file list {files.name} is missing "
+                    f"({view._file_count} files recorded)"
+                )
+            self.bind(view)  # none recorded: an empty list, made when first used
+        else:
+            self.bind(view, fresh=False)
+            self._probe(view, files)
         return view
+
+    def _probe(self, view: View, files: Path) -> None:
+        """Open a loaded view's list once, so a damaged one is found when the view is loaded
+        (``checkout --list`` shows it, a refresh and gc refuse it), not midway through a use.
+
+        Closed again: listing views reads only their headers.
+        """
+        try:
+            if view._file_count and view.table.empty():
+                raise IntegrityError(
+                    f"view {view.name}: its file list {files.name} is empty "
+                    f"({view._file_count} files recorded)"
+                )
+        finally:
+            view.release()
 
     def bind(self, view: View, *, fresh: bool = True) -> None:
         """Give a plain vault's view its file-list store; ``fresh`` empties one left over.
@@ -435,15 +456,16 @@ class ViewRegistry:
         if view._opener is not None:
             return
         path = self._files_path(view.name)
-        view._opener = lambda: self._open_table(path, fresh=fresh)
+        # A loaded view's list is opened as it is, never created (state.SqliteTable).
+        view._opener = lambda: self._open_table(path, fresh=fresh, create=fresh)
 
-    def _open_table(self, path: Path, *, fresh: bool) -> FileTable:
+    def _open_table(self, path: Path, *, fresh: bool, create: bool = True) -> FileTable:
         from mjvault.views.state import SealedSqliteTable, SqliteTable
 
         keys = self.vault.store.keys
         if keys is not None:
-            return SealedSqliteTable(path, keys, fresh=fresh)
-        return SqliteTable(path, fresh=fresh)
+            return SealedSqliteTable(path, keys, fresh=fresh, create=create)
+        return SqliteTable(path, fresh=fresh, create=create)
 
     def _files_path(self, name: str) -> Path:
         from mjvault.views.state import FILES_SUFFIX
