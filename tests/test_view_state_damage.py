@@ -1,6 +1,6 @@
 """A view's saved state read as it was written, or refused as damaged: an empty or foreign
-``.files``, a damaged list that `checkout --remove` must still be able to forget. Real
-vaults, real SQLite files, the CLI run in process."""
+``.files``, a header field of the wrong type, a damaged list that `checkout --remove` must
+still be able to forget. Real vaults, real SQLite files, the CLI run in process."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import msgpack
 import pytest
+import zstandard
 
 from mjvault import Vault
 from mjvault.cli.root import run
@@ -149,6 +151,56 @@ def test_verify_views_reports_every_view_when_one_list_is_damaged(
     code, out, err = cli(vault, "verify", "--views")
     assert code != 0 and "Traceback" not in err
     assert "view s:" in out + err and "damaged" in out + err
+
+
+def rewrite_header(vault: Vault, name: str, **fields: object) -> None:
+    path = vault.path / "views" / f"{name}.view"
+    data = path.read_bytes()
+    doc = msgpack.unpackb(zstandard.ZstdDecompressor().decompress(data[5:]), raw=False)
+    doc.update(fields)
+    packed = msgpack.packb(doc, use_bin_type=True)
+    path.write_bytes(data[:5] + zstandard.ZstdCompressor().compress(packed))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"file_count": float("inf")},
+        {"file_count": 2.5},
+        {"file_count": True},
+        {"file_count": -1},
+        {"file_count": "6"},
+        {"unfinished": "no"},
+        {"private_files": 1},
+        {"collection_chunks": [1, 2]},
+        {"tree": 5},
+        {"blocked": "x"},
+        {"v": True},
+    ],
+)
+def test_a_header_field_of_the_wrong_type_is_damage(
+    vault: Vault, tmp_path: Path, cli: Cli, fields: dict[str, object]
+) -> None:
+    directory = tmp_path / "s"
+    shown_only_by_the_view(vault, directory)
+    rewrite_header(vault, "s", **fields)
+    code, out, err = cli(vault, "gc", "--grace", "0")
+    assert code == 3 and "Traceback" not in err, err
+    assert "s.view" in err or "not supported" in err, err
+    code, out, err = cli(vault, "checkout", "--list")
+    assert code == 0 and ("damaged" in out or "not supported" in out), out + err
+    assert links_dangle(directory) == []
+
+
+def test_a_definition_field_of_the_wrong_type_is_damage(
+    vault: Vault, tmp_path: Path, cli: Cli
+) -> None:
+    shown_only_by_the_view(vault, tmp_path / "s")
+    path = vault.path / "views" / "s.view"
+    doc = msgpack.unpackb(zstandard.ZstdDecompressor().decompress(path.read_bytes()[5:]))
+    rewrite_header(vault, "s", definition=doc["definition"] | {"auto_refresh": float("inf")})
+    code, out, err = cli(vault, "checkout", "--list")
+    assert code == 0 and "auto_refresh" in out, out + err
 
 
 def test_a_view_without_files_and_no_list_still_loads(vault: Vault, tmp_path: Path) -> None:

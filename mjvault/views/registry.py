@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import repeat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import msgpack
 import zstandard
@@ -54,6 +54,7 @@ SEALED_VERSION = 2
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _MAGIC = b"MJVW"
 _KINDS = {kind.value: kind for kind in LinkKind}
+T = TypeVar("T")
 
 
 class ViewNotFound(UsageError):
@@ -119,16 +120,18 @@ class ViewDefinition(Report):
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> ViewDefinition:
+        if not isinstance(doc, dict):
+            raise ValueError("definition is not a map")
         return cls(
-            name=doc["name"],
-            directory=Path(doc["directory"]),
-            template=doc["template"],
-            link=LinkKind(doc["link"]),
-            filter=ViewFilter.from_json(doc.get("filter") or {}),
-            snapshot=doc.get("snapshot"),
-            auto_refresh=bool(doc.get("auto_refresh", True)),
-            embed_metadata=bool(doc.get("embed_metadata", False)),
-            private=None if doc.get("private") is None else bool(doc["private"]),
+            name=_typed(doc, "name", str),
+            directory=Path(_typed(doc, "directory", str)),
+            template=_typed(doc, "template", str),
+            link=LinkKind(_typed(doc, "link", str)),
+            filter=ViewFilter.from_json(_typed(doc, "filter", dict, {})),
+            snapshot=_typed(doc, "snapshot", str, None),
+            auto_refresh=_typed(doc, "auto_refresh", bool, True),
+            embed_metadata=_typed(doc, "embed_metadata", bool, False),
+            private=_typed(doc, "private", bool, None),
         )
 
     def is_private(self, encrypted: bool) -> bool:
@@ -284,21 +287,24 @@ class View:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> View:
-        if doc.get("v") not in READABLE_VERSIONS:
-            raise IntegrityError(f"view state version {doc.get('v')} is not supported")
+        version = doc.get("v")
+        if isinstance(version, bool) or version not in READABLE_VERSIONS:
+            raise IntegrityError(f"view state version {version!r:.40} is not supported")
         view = cls(
-            definition=ViewDefinition.from_json(doc["definition"]),
-            fingerprint=doc.get("fingerprint"),
-            tree=doc.get("tree"),
-            snapshot_id=doc.get("snapshot_id"),
-            vault_path=doc.get("vault_path"),
-            refreshed=doc.get("refreshed"),
-            unfinished=bool(doc.get("unfinished", False)),
-            private_files=bool(doc.get("private_files", False)),
+            definition=ViewDefinition.from_json(_typed(doc, "definition", dict)),
+            fingerprint=_typed(doc, "fingerprint", str, None),
+            tree=_typed(doc, "tree", str, None),
+            snapshot_id=_typed(doc, "snapshot_id", str, None),
+            vault_path=_typed(doc, "vault_path", str, None),
+            refreshed=_typed(doc, "refreshed", str, None),
+            unfinished=_typed(doc, "unfinished", bool, False),
+            private_files=_typed(doc, "private_files", bool, False),
         )
-        chunks = doc.get("collection_chunks")
+        chunks = _typed(doc, "collection_chunks", list, None)
         if chunks is not None:
-            view.collection_chunks = [str(c) for c in chunks]
+            if not all(isinstance(c, str) for c in chunks):
+                raise ValueError("collection_chunks holds a value that is not text")
+            view.collection_chunks = list(chunks)
         files = doc.get("files")
         if doc["v"] == STATE_VERSION or (doc["v"] == COLLECTION_VERSION and files is None):
             files = None  # in <name>.files
@@ -306,11 +312,27 @@ class View:
             raise IntegrityError("view state has a malformed file list")
         view._files_blob = files
         view._files_version = SEALED_VERSION if doc["v"] == COLLECTION_VERSION else int(doc["v"])
-        view._file_count = int(doc.get("file_count") or 0)
-        for row in doc.get("blocked") or []:
+        view._file_count = _typed(doc, "file_count", int, 0)
+        if view._file_count < 0:
+            raise ValueError(f"file_count is {view._file_count}")
+        for row in _typed(doc, "blocked", list, []):
             job_id, index, record = FileRecord.unpack(row)
             view.blocked.setdefault(job_id, {})[index] = record
         return view
+
+
+def _typed(doc: dict[str, Any], key: str, kind: type[T], *default: T | None) -> T:
+    """``doc[key]`` if it is a ``kind`` (a bool is no int here); its default when absent or
+    nil, if it has one. Any other value is damage (ValueError), never converted: ``int()`` of
+    an infinite float raises OverflowError, and ``bool()`` of a string is True."""
+    value = doc.get(key)
+    if value is None and default:
+        return default[0]  # type: ignore[return-value]
+    if value is None and key not in doc and not default:
+        raise KeyError(key)
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    raise ValueError(f"{key} is a {type(value).__name__}, not a {kind.__name__}")
 
 
 def _files_to_columns(files: JobFiles) -> list[Any]:
@@ -411,7 +433,7 @@ class ViewRegistry:
         doc = self._decode(name, data)
         try:
             view = View.from_doc(doc)
-        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
             # It decoded, but its fields are not a view's (FORMAT.md §1.2): damage, said in
             # one line, never a traceback out of gc or a checkout.
             what = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
