@@ -39,13 +39,7 @@ from mjvault.model import Job, MediaRef
 from mjvault.snapshots import Snapshot
 from mjvault.tree import JobEntry
 from mjvault.views import modes
-from mjvault.views.apply import (
-    NO_HEAD,
-    SAVE_SECONDS,
-    SNIFF_PARALLEL_MIN,
-    Applier,
-    Sniffed,
-)
+from mjvault.views.apply import NO_HEAD, Applier, Sniffed
 from mjvault.views.links import LinkKind, remove_temp_files
 from mjvault.views.members import chunks_present, collection_chunks
 from mjvault.views.members import member_changes as _member_changes  # its old name
@@ -64,8 +58,6 @@ if TYPE_CHECKING:
 # Where callers and tests have always found them.
 __all__ = [
     "MAX_LISTED",
-    "SAVE_SECONDS",
-    "SNIFF_PARALLEL_MIN",
     "RefreshReport",
     "ViewsReport",
     "check_view_directory",
