@@ -1,6 +1,7 @@
 """A view's saved state read as it was written, or refused as damaged: an empty or foreign
 ``.files``, a header field of the wrong type, a damaged list that `checkout --remove` must
-still be able to forget. Real vaults, real SQLite files, the CLI run in process."""
+still be able to forget; and a vault lock file that is a symlink. Real vaults, real SQLite
+files, the CLI run in process."""
 
 from __future__ import annotations
 
@@ -211,3 +212,22 @@ def test_a_view_without_files_and_no_list_still_loads(vault: Vault, tmp_path: Pa
     (vault.path / "views" / "e.files").unlink()
     view = ViewRegistry(vault).load("e")
     assert view.file_count() == 0 and list(view.iter_files()) == []
+
+
+def test_unlock_names_a_symlinked_lock_file_and_leaves_its_target(
+    vault: Vault, tmp_path: Path, cli: Cli
+) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("keep me")
+    lock = vault.path / "lock"
+    lock.unlink(missing_ok=True)
+    lock.symlink_to(target)
+    for args in (["unlock"], ["gc", "--grace", "0"]):
+        code, _, err = cli(vault, *args)
+        assert code != 0 and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1, err
+        assert f"{lock} is a symbolic link" in err and "delete" in err
+    assert target.read_text() == "keep me"
+    lock.unlink()
+    code, _, err = cli(vault, "unlock")
+    assert code == 0, err
