@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from mjvault.errors import VaultLocked
+from mjvault.errors import MjvaultError, VaultLocked
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,20 @@ _RETRY = 0.005
 # (planted, or copied in with a vault) must fail with ELOOP, not truncate the file it names.
 _OPEN_FLAGS = os.O_RDWR | os.O_NOFOLLOW
 _FIELD_CHARS = 80  # of a host or command shown in a message
+
+
+def _open_lock(path: Path, flags: int) -> int:
+    """Open the lock file; a ``lock`` that is a symlink is refused in one line that says
+    what to do (the file it names is left alone), never an OSError naming ELOOP."""
+    try:
+        return os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise MjvaultError(
+            f"the vault's lock file {path} is a symbolic link, which mjvault never makes",
+            hint="delete the link; what it points at is not touched",
+        ) from None
 
 
 def read_holder(path: Path) -> dict[str, object] | None:
@@ -157,7 +171,7 @@ class WriteLock:
         self.note_error: str | None = None  # why the note could not be written, if it could not
 
     def acquire(self) -> WriteLock:
-        fd = os.open(self.path, _OPEN_FLAGS | os.O_CREAT, 0o644)
+        fd = _open_lock(self.path, _OPEN_FLAGS | os.O_CREAT)
         try:
             self._take(fd)
         except BaseException:  # locked, or flock itself failed: the descriptor is not kept
@@ -255,7 +269,7 @@ def break_lock(vault_root: Path) -> dict[str, object] | None:
     """
     path = vault_root / "lock"
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        fd = _open_lock(path, _OPEN_FLAGS)
     except FileNotFoundError:
         return None
     try:

@@ -72,6 +72,11 @@ def verify_views(
         except OSError as exc:  # an unmounted disk, a directory without permission
             report.problems.append(Problem("view", f"view {name}: cannot be read: {exc}"))
             continue
+        except MjvaultError as exc:  # its file list turned out damaged while it was read
+            report.problems.append(Problem("view", f"view {name}: {exc}"))
+            continue
+        finally:
+            view.release()
         for item in found:
             image = f" (image {item.index})" if item.index >= 0 else ""
             report.problems.append(

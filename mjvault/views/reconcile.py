@@ -39,13 +39,7 @@ from mjvault.model import Job, MediaRef
 from mjvault.snapshots import Snapshot
 from mjvault.tree import JobEntry
 from mjvault.views import modes
-from mjvault.views.apply import (
-    NO_HEAD,
-    SAVE_SECONDS,
-    SNIFF_PARALLEL_MIN,
-    Applier,
-    Sniffed,
-)
+from mjvault.views.apply import NO_HEAD, Applier, Sniffed
 from mjvault.views.links import LinkKind, remove_temp_files
 from mjvault.views.members import chunks_present, collection_chunks
 from mjvault.views.members import member_changes as _member_changes  # its old name
@@ -64,8 +58,6 @@ if TYPE_CHECKING:
 # Where callers and tests have always found them.
 __all__ = [
     "MAX_LISTED",
-    "SAVE_SECONDS",
-    "SNIFF_PARALLEL_MIN",
     "RefreshReport",
     "ViewsReport",
     "check_view_directory",
@@ -695,11 +687,7 @@ def remove_view(vault: Vault, name: str) -> RefreshReport:
         try:
             view = registry.load(name)
         except IntegrityError as exc:
-            # Without its file list the view cannot tell its files from yours: keep them all.
-            registry.delete(name)
-            report = RefreshReport(view=name, directory="?", snapshot=None, mode="removed")
-            report.note(f"{exc}; the view is forgotten and its files were left in place")
-            return report
+            return _forget_damaged(registry, name, exc)
         report = RefreshReport(
             view=name,
             directory=str(view.definition.directory),
@@ -707,9 +695,13 @@ def remove_view(vault: Vault, name: str) -> RefreshReport:
             mode="removed",
             link=view.definition.link.value,
         )
-        reconciler = _Reconciler(vault, registry, view, report, None, snapshot=None)
         try:
             gone = dict.fromkeys([*view.table.job_ids(), *view.blocked])
+        except IntegrityError as exc:  # the list is damaged past what loading it checks
+            view.release()
+            return _forget_damaged(registry, name, exc)
+        reconciler = _Reconciler(vault, registry, view, report, None, snapshot=None)
+        try:
             reconciler.run((job_id, None) for job_id in gone)
         except BaseException:
             registry.save(view)
@@ -717,6 +709,15 @@ def remove_view(vault: Vault, name: str) -> RefreshReport:
         view.release()
         registry.delete(name)
         return report
+
+
+def _forget_damaged(registry: ViewRegistry, name: str, exc: IntegrityError) -> RefreshReport:
+    """Delete a view whose state cannot be read (both its files), and nothing of its
+    directory: without its file list the view cannot tell its files from yours."""
+    registry.delete(name)
+    report = RefreshReport(view=name, directory="?", snapshot=None, mode="removed")
+    report.note(f"{exc}; the view is forgotten and its files were left in place")
+    return report
 
 
 def list_views(vault: Vault) -> list[View]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import repeat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgpack
 import zstandard
@@ -63,6 +63,7 @@ SEALED_VERSION = 2
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _MAGIC = b"MJVW"
 _KINDS = {kind.value: kind for kind in LinkKind}
+T = TypeVar("T")
 
 
 class ViewNotFound(UsageError):
@@ -90,16 +91,18 @@ class ViewDefinition(Report):
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> ViewDefinition:
+        if not isinstance(doc, dict):
+            raise ValueError("definition is not a map")
         return cls(
-            name=doc["name"],
-            directory=Path(doc["directory"]),
-            template=doc["template"],
-            link=LinkKind(doc["link"]),
-            filter=ViewFilter.from_json(doc.get("filter") or {}),
-            snapshot=doc.get("snapshot"),
-            auto_refresh=bool(doc.get("auto_refresh", True)),
-            embed_metadata=bool(doc.get("embed_metadata", False)),
-            private=None if doc.get("private") is None else bool(doc["private"]),
+            name=_typed(doc, "name", str),
+            directory=Path(_typed(doc, "directory", str)),
+            template=_typed(doc, "template", str),
+            link=LinkKind(_typed(doc, "link", str)),
+            filter=ViewFilter.from_json(_typed(doc, "filter", dict, {})),
+            snapshot=_typed(doc, "snapshot", str, None),
+            auto_refresh=_typed(doc, "auto_refresh", bool, True),
+            embed_metadata=_typed(doc, "embed_metadata", bool, False),
+            private=_typed(doc, "private", bool, None),
         )
 
     def is_private(self, encrypted: bool) -> bool:
@@ -249,21 +252,24 @@ class View:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> View:
-        if doc.get("v") not in READABLE_VERSIONS:
-            raise IntegrityError(f"view state version {doc.get('v')} is not supported")
+        version = doc.get("v")
+        if isinstance(version, bool) or version not in READABLE_VERSIONS:
+            raise IntegrityError(f"view state version {version!r:.40} is not supported")
         view = cls(
-            definition=ViewDefinition.from_json(doc["definition"]),
-            fingerprint=doc.get("fingerprint"),
-            tree=doc.get("tree"),
-            snapshot_id=doc.get("snapshot_id"),
-            vault_path=doc.get("vault_path"),
-            refreshed=doc.get("refreshed"),
-            unfinished=bool(doc.get("unfinished", False)),
-            private_files=bool(doc.get("private_files", False)),
+            definition=ViewDefinition.from_json(_typed(doc, "definition", dict)),
+            fingerprint=_typed(doc, "fingerprint", str, None),
+            tree=_typed(doc, "tree", str, None),
+            snapshot_id=_typed(doc, "snapshot_id", str, None),
+            vault_path=_typed(doc, "vault_path", str, None),
+            refreshed=_typed(doc, "refreshed", str, None),
+            unfinished=_typed(doc, "unfinished", bool, False),
+            private_files=_typed(doc, "private_files", bool, False),
         )
-        chunks = doc.get("collection_chunks")
+        chunks = _typed(doc, "collection_chunks", list, None)
         if chunks is not None:
-            view.collection_chunks = [str(c) for c in chunks]
+            if not all(isinstance(c, str) for c in chunks):
+                raise ValueError("collection_chunks holds a value that is not text")
+            view.collection_chunks = list(chunks)
         files = doc.get("files")
         if doc["v"] == STATE_VERSION or (doc["v"] == COLLECTION_VERSION and files is None):
             files = None  # in <name>.files
@@ -271,11 +277,27 @@ class View:
             raise IntegrityError("view state has a malformed file list")
         view._files_blob = files
         view._files_version = SEALED_VERSION if doc["v"] == COLLECTION_VERSION else int(doc["v"])
-        view._file_count = int(doc.get("file_count") or 0)
-        for row in doc.get("blocked") or []:
+        view._file_count = _typed(doc, "file_count", int, 0)
+        if view._file_count < 0:
+            raise ValueError(f"file_count is {view._file_count}")
+        for row in _typed(doc, "blocked", list, []):
             job_id, index, record = FileRecord.unpack(row)
             view.blocked.setdefault(job_id, {})[index] = record
         return view
+
+
+def _typed(doc: dict[str, Any], key: str, kind: type[T], *default: T | None) -> T:
+    """``doc[key]`` if it is a ``kind`` (a bool is no int here); its default when absent or
+    nil, if it has one. Any other value is damage (ValueError), never converted: ``int()`` of
+    an infinite float raises OverflowError, and ``bool()`` of a string is True."""
+    value = doc.get(key)
+    if value is None and default:
+        return default[0]  # type: ignore[return-value]
+    if value is None and key not in doc and not default:
+        raise KeyError(key)
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    raise ValueError(f"{key} is a {type(value).__name__}, not a {kind.__name__}")
 
 
 def _files_to_columns(files: JobFiles) -> list[Any]:
@@ -376,21 +398,42 @@ class ViewRegistry:
         doc = self._decode(name, data)
         try:
             view = View.from_doc(doc)
-        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
             # It decoded, but its fields are not a view's (FORMAT.md §1.2): damage, said in
             # one line, never a traceback out of gc or a checkout.
             what = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
             raise IntegrityError(f"view file {name}{VIEW_SUFFIX} is damaged: {what}") from None
-        self.bind(view, fresh=False)
         files = self._files_path(name)
-        if view._files_blob is None and view._file_count and not files.exists():
-            # Opened, SQLite would make an empty list: the view would seem to show nothing,
-            # and gc would delete the objects its links point at.
-            raise IntegrityError(
-                f"view {name}: its file list {files.name} is missing "
-                f"({view._file_count} files recorded)"
-            )
+        if view._files_blob is not None:  # an older version's list, inline
+            self.bind(view, fresh=False)
+        elif not files.exists():
+            if view._file_count:
+                # Taken as empty, the view would seem to show nothing, and gc would delete
+                # the objects its links point at.
+                raise IntegrityError(
+                    f"view {name}: its file list {files.name} is missing "
+                    f"({view._file_count} files recorded)"
+                )
+            self.bind(view)  # none recorded: an empty list, made when first used
+        else:
+            self.bind(view, fresh=False)
+            self._probe(view, files)
         return view
+
+    def _probe(self, view: View, files: Path) -> None:
+        """Open a loaded view's list once, so a damaged one is found when the view is loaded
+        (``checkout --list`` shows it, a refresh and gc refuse it), not midway through a use.
+
+        Closed again: listing views reads only their headers.
+        """
+        try:
+            if view._file_count and view.table.empty():
+                raise IntegrityError(
+                    f"view {view.name}: its file list {files.name} is empty "
+                    f"({view._file_count} files recorded)"
+                )
+        finally:
+            view.release()
 
     def bind(self, view: View, *, fresh: bool = True) -> None:
         """Give a plain vault's view its file-list store; ``fresh`` empties one left over.
@@ -400,13 +443,14 @@ class ViewRegistry:
         if view._opener is not None:
             return
         path = self._files_path(view.name)
-        view._opener = lambda: self._open_table(path, fresh=fresh)
+        # A loaded view's list is opened as it is, never created (state.SqliteTable).
+        view._opener = lambda: self._open_table(path, fresh=fresh, create=fresh)
 
-    def _open_table(self, path: Path, *, fresh: bool) -> FileTable:
+    def _open_table(self, path: Path, *, fresh: bool, create: bool = True) -> FileTable:
         keys = self.vault.store.keys
         if keys is not None:
-            return SealedSqliteTable(path, keys, fresh=fresh)
-        return SqliteTable(path, fresh=fresh)
+            return SealedSqliteTable(path, keys, fresh=fresh, create=create)
+        return SqliteTable(path, fresh=fresh, create=create)
 
     def _files_path(self, name: str) -> Path:
         return self.dir / f"{check_name(name)}{FILES_SUFFIX}"

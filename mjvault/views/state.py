@@ -235,16 +235,31 @@ class SqliteTable:
     sealed = False  # paths stored as they are (SealedSqliteTable seals them)
     table_version = TABLE_VERSION  # what this class writes (PRAGMA user_version)
 
-    def __init__(self, path: Path, *, fresh: bool = False) -> None:
+    def __init__(self, path: Path, *, fresh: bool = False, create: bool = True) -> None:
+        """``create=False``: the list of a saved view, which must be there as it was written.
+
+        SQLite takes a missing or empty file for a new database; a loaded view's list read
+        that way would seem to show nothing, and gc would delete the objects its links point
+        at. So it is opened without creating, and a file of no known format is damage, left
+        exactly as it was found.
+        """
         self.path = path
         self._job_keys: dict[str, int] = {}
         self._asked: dict[str, int] = {}
         if fresh:
             remove_table(path)
         try:
-            self.db = sqlite3.connect(
-                os.fspath(path), isolation_level=None, check_same_thread=False
-            )
+            if create:
+                self.db = sqlite3.connect(
+                    os.fspath(path), isolation_level=None, check_same_thread=False
+                )
+            else:
+                self.db = sqlite3.connect(
+                    f"{path.absolute().as_uri()}?mode=rw",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
             self.db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             # A view is derived data a checkout rebuilds: a rollback journal survives a killed
             # process whatever this says; only a power cut could cost the list (then rebuilt).
@@ -253,11 +268,20 @@ class SqliteTable:
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, TABLE_VERSION, self.table_version):
                 raise sqlite3.DatabaseError(f"format {version} is not supported")
+            if not create:
+                if version == 0:
+                    raise sqlite3.DatabaseError("it is empty or was never written whole")
+                if not self.db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'files'"
+                ).fetchone():
+                    raise sqlite3.DatabaseError("it has no table of files")
             self.db.executescript(_SCHEMA)
             if version != self.table_version:
                 self._upgrade(version)
                 self.db.execute(f"PRAGMA user_version = {int(self.table_version)}")
         except sqlite3.DatabaseError as exc:
+            with contextlib.suppress(AttributeError):
+                self.db.close()
             raise IntegrityError(f"view file list {path} is damaged: {exc}") from None
         with contextlib.suppress(OSError):
             os.chmod(path, 0o600)
@@ -574,13 +598,15 @@ class SealedSqliteTable(SqliteTable):
     sealed = True
     table_version = SEALED_TABLE_VERSION
 
-    def __init__(self, path: Path, keys: VaultKeys, *, fresh: bool = False) -> None:
+    def __init__(
+        self, path: Path, keys: VaultKeys, *, fresh: bool = False, create: bool = True
+    ) -> None:
         self.keys = keys
         # A job's cell and a cell's job, for the last few batches' jobs: rows come job by
         # job, several images each, and each seal or open is an AES-GCM call.
         self._cells: dict[str, bytes] = {}
         self._opened: dict[bytes, str] = {}
-        super().__init__(path, fresh=fresh)
+        super().__init__(path, fresh=fresh, create=create)
         self._match_cells()
 
     def _path_key(self, folded: str) -> int:
