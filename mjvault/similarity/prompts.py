@@ -151,15 +151,18 @@ def _candidates(reader: IndexReader, parts: Iterable[bytes], words: list[str]) -
     return sorted(chosen)
 
 
-def largest_families(vault: Vault, limit: int = 10) -> list[Family]:
+def largest_families(
+    vault: Vault, limit: int = 10, bands_of: BandWalk | None = None
+) -> list[Family]:
     """The ``limit`` largest families of two jobs or more, largest first (ties: the one whose
     first job is older first, then the one numbered first). Chosen with the key they are
-    sorted by, so the first ``n`` of a longer list are the list of ``n``."""
+    sorted by, so the first ``n`` of a longer list are the list of ``n``. ``bands_of``: the
+    bands walked (``every_band`` measures the walk the shared ones replaced)."""
     import numpy as np
 
     index = vault.index
     with index.reader() as reader:
-        members, of_member = _roots(reader, index.release_pages)
+        members, of_member = _roots(reader, index.release_pages, bands_of)
         if not len(members):
             return []
         sizes = np.bincount(of_member)
@@ -302,9 +305,13 @@ def _linked(
             release()
         earlier: list[int] = []  # the band's members so far (its shards come in order)
         for value in shards:
+            # A shard of one number is read from its bytes, not made a bitmap (in a walk of
+            # every band that was a third of the time).
             only = bitmaps.only_number(value)
-            jobs = BitMap([only]) if only is not None else bitmaps.load(value)
-            jobs &= live  # a stopped update's numbers must link no one
+            if only is not None:
+                jobs: Iterable[int] = (only,) if only in live else ()
+            else:
+                jobs = bitmaps.load(value) & live  # a stopped update's numbers link no one
             for doc in jobs:
                 for other in earlier:
                     a, b = find(other), find(doc)
