@@ -326,6 +326,22 @@ def test_families_walked_through_shared_bands_are_every_bands_after_adds_and_for
     assert 0 < shared < walked / 4  # most bands hold one job: the walk skips them
 
 
+def test_a_band_scored_in_one_call_links_what_pair_by_pair_scoring_links(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Large bands are scored against their earlier members in one rapidfuzz call: the same
+    # links as one score at a time, the cap on members compared included.
+    planted = planted_prompts(9, families=8, size=6, singles=100)
+    _add(vault, {f"job-{n:04}": p.prompt for n, p in enumerate(planted)})
+    found = {}
+    for batch, compared in ((1, 256), (10**9, 256), (1, 6), (10**9, 6)):
+        monkeypatch.setattr(prompts, "BATCH", batch)
+        monkeypatch.setattr(prompts, "BAND_COMPARED", compared)
+        found[batch, compared] = families_by_job(vault)
+    assert found[1, 256] == found[10**9, 256] and len(found[1, 256]) >= 40
+    assert found[1, 6] == found[10**9, 6]
+
+
 def test_a_stopped_updates_number_in_a_shared_band_links_no_one(tmp_path: Path) -> None:
     # A number left in the bands by a stopped update (never in live) makes a band of one
     # job a band of two: listed in shared_bands, but the walk still links live jobs only.

@@ -46,6 +46,10 @@ PROMPTS_KEPT = 65_536
 # prompt repeated ten thousand times): past this many, later members are compared with the
 # band's first BAND_COMPARED only, and only in such a band can the numbering order matter.
 BAND_COMPARED = 256
+# Earlier members from which a band member is scored against them in one rapidfuzz call (C's
+# loop, not Python's): ten bands of more than 256 jobs were two thirds of the pairs scored at
+# 100,000 jobs; a call costs more than a few single scores.
+BATCH = 16
 
 
 # What a family walk reads: (band part, its shards' values in order) of the bands it links by.
@@ -290,9 +294,15 @@ def _linked(
     not yet in its tree (the first BAND_COMPARED of a larger band), so which jobs are linked
     depends only on which pairs are near, not on the order they were numbered in: an
     incremental index and a rebuild give the same families."""
+    import numpy as np
+    from rapidfuzz import fuzz, process
+
     size = live.max() + 1
     parent = array("I", range(size))
     prompts = _Prompts(reader)
+    # With a cutoff rapidfuzz stops early and gives 0 below it: most pairs a band offers are
+    # far (boilerplate), and this loop was nearly all the walk's time.
+    near = fuzz.token_set_ratio
 
     def find(x: int) -> int:
         while parent[x] != x:
@@ -304,6 +314,7 @@ def _linked(
         if n % RELEASE_KEYS == 0:
             release()
         earlier: list[int] = []  # the band's members so far (its shards come in order)
+        said: list[str] = []  # their prompts
         for value in shards:
             # A shard of one number is read from its bytes, not made a bitmap (in a walk of
             # every band that was a third of the time).
@@ -313,42 +324,46 @@ def _linked(
             else:
                 jobs = bitmaps.load(value) & live  # a stopped update's numbers link no one
             for doc in jobs:
-                for other in earlier:
-                    a, b = find(other), find(doc)
-                    if a == b or _family_score(prompts[other], prompts[doc]) < FAMILY_SCORE:
-                        continue
-                    # The lower number is the root: a family's root is its first job.
-                    parent[max(a, b)] = min(a, b)
+                mine, root = prompts[doc], find(doc)
+                if len(earlier) >= BATCH:
+                    # A large band (boilerplate): its scores in one call, then the near ones
+                    # linked in the band's order, as the loop below would.
+                    scores = process.cdist([mine], said, scorer=near, score_cutoff=FAMILY_SCORE)
+                    for i in np.flatnonzero(scores[0]).tolist():
+                        a = find(earlier[i])
+                        if a != root:
+                            parent[max(a, root)] = root = min(a, root)
+                else:
+                    for other in earlier:
+                        a = find(other)
+                        if a == root or not near(prompts[other], mine, score_cutoff=FAMILY_SCORE):
+                            continue
+                        # The lower number is the root: a family's root is its first job.
+                        parent[max(a, root)] = root = min(a, root)
                 if len(earlier) < BAND_COMPARED:
                     earlier.append(doc)
+                    said.append(mine)
     return parent
 
 
-class _Prompts:
+class _Prompts(dict[int, str]):
     """Normalised prompts by document number, the last PROMPTS_KEPT of them remembered: a band
-    walk asks the same few again and again (a family's first member), and memory stays flat."""
+    walk asks the same few again and again (a family's first member), and memory stays flat.
+    A dict whose misses read the index: a hit is a lookup in C."""
 
     def __init__(self, reader: IndexReader) -> None:
+        super().__init__()
         self._reader = reader
-        self._kept: dict[int, str] = {}
 
-    def __getitem__(self, doc: int) -> str:
-        found = self._kept.get(doc)
-        if found is None:
-            if len(self._kept) >= PROMPTS_KEPT:
-                self._kept.clear()
-            found = ""
-            for _, _, raw in self._reader.docs([doc]):
-                summary = self._reader.summary(raw)
-                found = normalized(str(summary.get("p") or "")) if summary else ""
-            self._kept[doc] = found
+    def __missing__(self, doc: int) -> str:
+        if len(self) >= PROMPTS_KEPT:
+            self.clear()
+        found = ""
+        for _, _, raw in self._reader.docs([doc]):
+            summary = self._reader.summary(raw)
+            found = normalized(str(summary.get("p") or "")) if summary else ""
+        self[doc] = found
         return found
-
-
-def _family_score(a: str, b: str) -> float:
-    from rapidfuzz import fuzz
-
-    return float(fuzz.token_set_ratio(a, b))
 
 
 def _family(reader: IndexReader, docs: list[int]) -> Family:

@@ -218,9 +218,10 @@ def main() -> None:
     # Each walk on the same index, alternating: every band (the walk before shared_bands)
     # and the bands of two jobs or more.
     runs: dict[str, list[dict[str, Any]]] = {"families-every": [], "families": []}
-    for _ in range(args.runs):
+    for n in range(args.runs):
         for what in runs:
             runs[what].append(run(what))
+            print(f"    run {n + 1} {what}: {runs[what][-1]['seconds']:.2f} s", flush=True)
     for what, done in runs.items():
         seconds = [r["seconds"] for r in done]
         name = "every band" if what == "families-every" else "shared bands"
