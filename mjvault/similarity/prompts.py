@@ -314,7 +314,7 @@ def _linked(
         if n % RELEASE_KEYS == 0:
             release()
         earlier: list[int] = []  # the band's members so far (its shards come in order)
-        said: list[str] = []  # their prompts
+        said: list[str] = []  # their prompts, once the band is scored in one call (BATCH)
         for value in shards:
             # A shard of one number is read from its bytes, not made a bitmap (in a walk of
             # every band that was a third of the time).
@@ -324,8 +324,11 @@ def _linked(
             else:
                 jobs = bitmaps.load(value) & live  # a stopped update's numbers link no one
             for doc in jobs:
-                mine, root = prompts[doc], find(doc)
+                if earlier:  # the first member of a band is read only if a second comes
+                    mine, root = prompts[doc], find(doc)
                 if len(earlier) >= BATCH:
+                    if not said:
+                        said = [prompts[other] for other in earlier]
                     # A large band (boilerplate): its scores in one call, then the near ones
                     # linked in the band's order, as the loop below would.
                     scores = process.cdist([mine], said, scorer=near, score_cutoff=FAMILY_SCORE)
@@ -341,8 +344,9 @@ def _linked(
                         # The lower number is the root: a family's root is its first job.
                         parent[max(a, root)] = root = min(a, root)
                 if len(earlier) < BAND_COMPARED:
+                    if said:
+                        said.append(mine)
                     earlier.append(doc)
-                    said.append(mine)
     return parent
 
 
