@@ -20,12 +20,13 @@ from hypothesis import strategies as st
 
 from mjvault import Vault
 from mjvault.index import bitmaps
-from mjvault.index.db import Index, JobSummary
+from mjvault.index.db import SHARED_BANDS, Index, JobSummary, _band_writer
 from mjvault.integrity.forget import forget_jobs
 from mjvault.params import parse_full_command
 from mjvault.similarity import minhash, prompts
 from mjvault.similarity.minhash import BANDS, bands, normalized
 from mjvault.similarity.prompts import (
+    every_band,
     families_by_job,
     largest_families,
     like_job,
@@ -175,6 +176,19 @@ def _bands_by_job(index: Index) -> set[tuple[bytes, str]]:
     return out
 
 
+def _shared(index: Index) -> set[bytes]:
+    with index.reader() as reader:
+        cursor = reader.txn.cursor(db=reader.dbs[SHARED_BANDS])
+        return {bytes(key) for key in cursor.iternext(values=False)}
+
+
+def _bands_of_two(kept: set[tuple[bytes, str]]) -> set[bytes]:
+    jobs: dict[bytes, int] = {}
+    for part, _ in kept:
+        jobs[part] = jobs.get(part, 0) + 1
+    return {part for part, count in jobs.items() if count >= 2}
+
+
 @pytest.fixture
 def small_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("mjvault.index.db.POSTINGS_PER_TXN", 7)
@@ -211,6 +225,11 @@ def test_any_adds_and_removes_leave_the_bands_a_rebuild_writes(
                 for band in bands(s.prompt)
             }
             assert kept == expected
+            # shared_bands names exactly the bands of two jobs or more, as a rebuild's does,
+            # and the families walked through it are those of a walk of every band.
+            assert _shared(index) == _shared(fresh) == _bands_of_two(kept)
+            vault = SimpleNamespace(index=index)
+            assert families_by_job(vault) == families_by_job(vault, every_band)  # type: ignore[arg-type]
         finally:
             fresh.close()
             shutil.rmtree(fresh_path, ignore_errors=True)
@@ -283,6 +302,71 @@ def test_forget_takes_a_job_out_of_its_family(vault: Vault) -> None:
     assert "fox-0" not in {h.job_id for h in like_job(vault, "fox-1")}
     forget_jobs(vault, ["owl-1"])
     assert [f.job_ids for f in largest_families(vault)] == [("fox-1", "fox-2")]
+
+
+def test_families_walked_through_shared_bands_are_every_bands_after_adds_and_forgets(
+    vault: Vault,
+) -> None:
+    # The planted set, added in three syncs and then partly forgotten: at each step the walk
+    # of the bands of two jobs or more finds what the walk of every band finds.
+    planted = planted_prompts(5, families=10, size=6, singles=120)
+    jobs = {f"job-{n:04}": p.prompt for n, p in enumerate(planted)}
+    names = list(jobs)
+    for n in range(3):
+        _add(vault, {name: jobs[name] for name in names[n::3]}, day=n * 200)
+        assert families_by_job(vault) == families_by_job(vault, every_band)
+    every = families_by_job(vault)
+    assert len(set(every.values())) >= 8  # the planted families are there to compare
+    forget_jobs(vault, [name for n, name in enumerate(names) if n % 4 == 1])
+    after = families_by_job(vault)
+    assert after == families_by_job(vault, every_band) and len(after) < len(every)
+    with vault.index.reader() as reader:
+        shared = sum(1 for _ in reader.txn.cursor(db=reader.dbs[SHARED_BANDS]))
+        walked = sum(1 for _ in every_band(reader))
+    assert 0 < shared < walked / 4  # most bands hold one job: the walk skips them
+
+
+def test_a_band_scored_in_one_call_links_what_pair_by_pair_scoring_links(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Large bands are scored against their earlier members in one rapidfuzz call: the same
+    # links as one score at a time, the cap on members compared included.
+    planted = planted_prompts(9, families=8, size=6, singles=100)
+    _add(vault, {f"job-{n:04}": p.prompt for n, p in enumerate(planted)})
+    found = {}
+    for batch, compared in ((1, 256), (10**9, 256), (1, 6), (10**9, 6)):
+        monkeypatch.setattr(prompts, "BATCH", batch)
+        monkeypatch.setattr(prompts, "BAND_COMPARED", compared)
+        found[batch, compared] = families_by_job(vault)
+    assert found[1, 256] == found[10**9, 256] and len(found[1, 256]) >= 40
+    assert found[1, 6] == found[10**9, 6]
+
+
+def test_a_stopped_updates_number_in_a_shared_band_links_no_one(tmp_path: Path) -> None:
+    # A number left in the bands by a stopped update (never in live) makes a band of one
+    # job a band of two: listed in shared_bands, but the walk still links live jobs only.
+    index = Index(tmp_path / "index")
+    try:
+        jobs = [_summary(n, p.split()) for n, p in enumerate([FOX[0], *ALONE])]
+        index.apply([(job.job_id, job) for job in jobs], "a" * 40)
+        with index.writing() as txn:
+            for band in bands(FOX[0]):
+                key = bitmaps.list_key(band, 0)
+                _band_writer(index.db[b"bands"], index.db[SHARED_BANDS], key, 40)(txn)
+        assert _shared(index) == set(bands(FOX[0]))
+        vault = SimpleNamespace(index=index)
+        assert families_by_job(vault) == {} and largest_families(vault) == []  # type: ignore[arg-type]
+    finally:
+        index.close()
+
+
+def test_an_index_of_format_8_is_rebuilt_with_the_shared_bands(vault: Vault) -> None:
+    _small_vault(vault)
+    index = vault.index
+    with index.env.begin(write=True) as txn:
+        txn.drop(index.db[SHARED_BANDS], delete=False)
+        txn.put(b"format", b"8", db=index.db[b"meta"])
+    assert [f.size for f in largest_families(vault)] == [3, 2]  # vault.index rebuilt it
 
 
 def test_an_index_of_format_7_is_rebuilt_with_the_bands(vault: Vault) -> None:

@@ -24,6 +24,7 @@ from pyroaring import BitMap
 SEP = b"\x00"
 SHARD_BITS = 16
 _SHARD = struct.Struct(">H")
+SHARD_SIZE = _SHARD.size  # bytes of a list key's shard number
 _DOC = struct.Struct(">I")
 _DAY = struct.Struct(">I")
 MICROS_PER_DAY = 86_400_000_000
@@ -77,6 +78,34 @@ def day_bounds(day: int) -> tuple[int, int]:
 
 def load(value: bytes | memoryview) -> BitMap:
     return BitMap.deserialize(bytes(value))
+
+
+# A one-number list in Roaring's portable format: cookie 12346 (no runs), one container, its
+# key (2 bytes) and cardinality - 1 (0), its offset, then the number's low 16 bits.
+_ONE_HEAD = bytes.fromhex("3a30000001000000")
+_ONE_SIZE = 18
+
+
+def only_number(value: bytes | memoryview) -> int | None:
+    """The number of a list value holding exactly one, read from its bytes (no bitmap made:
+    most prompt bands hold one job); None for any other value."""
+    if len(value) != _ONE_SIZE or value[:8] != _ONE_HEAD:
+        return None
+    return int.from_bytes(value[8:10], "little") << 16 | int.from_bytes(value[16:], "little")
+
+
+def holds_two(cursor: lmdb.Cursor, part: bytes) -> bool:
+    """Whether one posting list's shards hold two numbers or more between them."""
+    prefix = part + SEP
+    held = 0
+    if cursor.set_range(prefix):
+        for key, value in cursor.iternext():
+            if not bytes(key).startswith(prefix):
+                break
+            held += 1 if only_number(value) is not None else len(load(value))
+            if held >= 2:
+                return True
+    return False
 
 
 def dump(bitmap: BitMap) -> bytes:
@@ -168,16 +197,16 @@ def _first(item: tuple[tuple[bytes, bytes], Any]) -> tuple[bytes, bytes]:
     return item[0]
 
 
-def write_change(txn: lmdb.Transaction, db: Any, key: bytes, change: Change) -> None:
-    """One shard changed as :meth:`Changes.writes` gave it."""
+def write_change(txn: lmdb.Transaction, db: Any, key: bytes, change: Change) -> int:
+    """One shard changed as :meth:`Changes.writes` gave it; the numbers it now holds."""
     if isinstance(change, int):
-        write_list(txn, db, key, BitMap([change]), BitMap())
-    else:
-        write_list(txn, db, key, *change)
+        return write_list(txn, db, key, BitMap([change]), BitMap())
+    return write_list(txn, db, key, *change)
 
 
-def write_list(txn: lmdb.Transaction, db: Any, key: bytes, adds: BitMap, removes: BitMap) -> None:
-    """One shard: read, change, write back (or delete when it empties)."""
+def write_list(txn: lmdb.Transaction, db: Any, key: bytes, adds: BitMap, removes: BitMap) -> int:
+    """One shard: read, change, write back (or delete when it empties); the numbers it now
+    holds."""
     old = txn.get(key, db=db)
     bitmap = load(old) if old is not None else BitMap()
     bitmap -= removes
@@ -186,3 +215,4 @@ def write_list(txn: lmdb.Transaction, db: Any, key: bytes, adds: BitMap, removes
         txn.put(key, dump(bitmap), db=db)
     elif old is not None:
         txn.delete(key, db=db)
+    return len(bitmap)

@@ -57,7 +57,8 @@ from mjvault.tree import JobEntry
 #    parents lists (lineage) and marks (like, rank).
 # 8: the bands lists: each prompt's MinHash bands, for prompt families and "more like this"
 #    (mjvault/similarity/minhash.py).
-INDEX_FORMAT = b"8"
+# 9: the shared_bands table: the bands holding two jobs or more, so families walk those alone.
+INDEX_FORMAT = b"9"
 MAP_SIZE = 1 << 36  # address space only: LMDB files are sparse and grow as needed
 NEW_ENV_ROOM = 256 << 10  # free bytes a new environment needs: its lock file and first pages
 RELEASE_EVERY = 16  # lookups between two releases of the map's resident pages
@@ -88,6 +89,10 @@ LIST_TABLES = (
     b"marks",
     b"bands",
 )
+# The bands whose lists hold two numbers or more (keys: the band's part, values empty), kept
+# by every write of a ``bands`` shard: prompt families walk these alone, not the band of one
+# job that nearly every band is (mjvault/similarity/prompts.py; FORMAT.md §9.4).
+SHARED_BANDS = b"shared_bands"
 _MICROS = struct.Struct(">q")
 _LENGTH = struct.Struct(">H")
 MAX_LENGTH = 65_535  # words a prompt is counted as having, at most (docs' 2 bytes)
@@ -361,6 +366,7 @@ TABLES = (
     b"parents",
     b"marks",
     b"bands",
+    SHARED_BANDS,
 )
 # Tables that are no cache of the tree, so clear() and the tree's format leave them alone: the
 # import stat cache and the running import's jobs (mjvault/index/statcache.py). Created by
@@ -889,7 +895,12 @@ class Index:
         # The lists' writes are made as they are taken, not all held first: a group touches
         # some 150,000 list shards (16 prompt bands a job, nearly all of one job), whose
         # writes held at once were tens of MB of a build's peak.
-        list_writes = (_list_writer(db[t], k, change) for t, k, change in lists.writes())
+        list_writes = (
+            _band_writer(db[t], db[SHARED_BANDS], k, change)
+            if t == b"bands"
+            else _list_writer(db[t], k, change)
+            for t, k, change in lists.writes()
+        )
         tail: list[Callable[[lmdb.Transaction], Any]] = []
         if vocab is not None and layout.sealer is not None:
             # After the lists they check, before the jobs: a group applied again after a stop
@@ -1230,6 +1241,27 @@ def _deleter(db: Any, key: bytes) -> Callable[[lmdb.Transaction], Any]:
 
 def _list_writer(db: Any, key: bytes, change: bitmaps.Change) -> Callable[[lmdb.Transaction], Any]:
     return lambda txn: bitmaps.write_change(txn, db, key, change)
+
+
+def _band_writer(
+    db: Any, shared: Any, key: bytes, change: bitmaps.Change
+) -> Callable[[lmdb.Transaction], Any]:
+    """A ``bands`` shard's write, and in the same transaction its band's entry in
+    SHARED_BANDS: there when the band's shards hold two numbers or more between them, gone
+    otherwise. Written from what the band holds after the change, so writing it twice (an
+    update applied again after a stop) leaves the same table."""
+    part = key[: -(len(bitmaps.SEP) + bitmaps.SHARD_SIZE)]
+
+    def write(txn: lmdb.Transaction) -> None:
+        held = bitmaps.write_change(txn, db, key, change)
+        # A shard of two is enough; one of one or none needs the band's other shards (a
+        # band of one job, nearly every band, has no other: one seek that finds nothing).
+        if held >= 2 or bitmaps.holds_two(txn.cursor(db=db), part):
+            txn.put(part, b"", db=shared, overwrite=False)
+        else:
+            txn.delete(part, db=shared)
+
+    return write
 
 
 class IndexReader:

@@ -30,8 +30,8 @@ from mjvault.store.crypto import VaultKeys
 
 SEP = b"\x00"
 TOKEN_SIZE = 16
-# meta/format of an index of this layout; a plain index's is "7" (mjvault/index/db.py).
-SEALED_FORMAT = b"8s"
+# meta/format of an index of this layout; a plain index's is "9" (mjvault/index/db.py).
+SEALED_FORMAT = b"9s"
 BUCKET_DEPTH = 3  # characters of a term's prefix that name its deepest bucket
 # Kinds of vocabulary and the shortest prefix each is asked by: words and job ids only by a
 # prefix a user typed (at least one character), types and parameter values whole (facets,

@@ -6,8 +6,9 @@ query re-ranks its candidates with rapidfuzz's ``token_set_ratio`` over the norm
 prompts, which scores word order and repeats as a person would (the same idea, reworded).
 
 A *family* is a connected group of jobs linked by shared bands whose prompts are near
-(FAMILY_SCORE): one walk of the ``bands`` table, a union-find over document numbers (4 bytes a
-job, whatever the number of bands); prompts are read only for bands of two jobs or more.
+(FAMILY_SCORE): one walk of the bands of two jobs or more (the ``shared_bands`` table names
+them, kept by the index's writes as ``bands`` is), a union-find over document numbers (4 bytes
+a job, whatever the number of bands).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import heapq
 from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pyroaring import BitMap
 
 from mjvault.index import bitmaps
-from mjvault.index.db import IndexReader
+from mjvault.index.db import SHARED_BANDS, IndexReader
 from mjvault.reports import Report, json_meta
 from mjvault.similarity.minhash import bands, normalized, normalized_words
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 # a hundred thousand jobs would otherwise read them all.
 MAX_CANDIDATES = 2_000
 FAMILY_IDS = 5  # job ids a family lists (its first)
-RELEASE_KEYS = 4_096  # keys of the bands walk between two releases of the mapped pages
+RELEASE_KEYS = 4_096  # bands walked between two releases of the mapped pages
 BANDS = b"bands"
 # Two prompts of one band are in one family when rapidfuzz's token_set_ratio of their
 # normalised words is at least this (docs/design.md, "Prompt families": with every near pair
@@ -46,6 +47,14 @@ PROMPTS_KEPT = 65_536
 # prompt repeated ten thousand times): past this many, later members are compared with the
 # band's first BAND_COMPARED only, and only in such a band can the numbering order matter.
 BAND_COMPARED = 256
+# Earlier members from which a band member is scored against them in one rapidfuzz call (C's
+# loop, not Python's): ten bands of more than 256 jobs were two thirds of the pairs scored at
+# 100,000 jobs; a call costs more than a few single scores.
+BATCH = 16
+
+
+# What a family walk reads: (band part, its shards' values in order) of the bands it links by.
+BandWalk = Callable[[IndexReader], Iterable[tuple[bytes, list[bytes]]]]
 
 
 @dataclass(frozen=True)
@@ -136,15 +145,18 @@ def _candidates(reader: IndexReader, parts: Iterable[bytes], words: list[str]) -
     return sorted(chosen)
 
 
-def largest_families(vault: Vault, limit: int = 10) -> list[Family]:
+def largest_families(
+    vault: Vault, limit: int = 10, bands_of: BandWalk | None = None
+) -> list[Family]:
     """The ``limit`` largest families of two jobs or more, largest first (ties: the one whose
     first job is older first, then the one numbered first). Chosen with the key they are
-    sorted by, so the first ``n`` of a longer list are the list of ``n``."""
+    sorted by, so the first ``n`` of a longer list are the list of ``n``. ``bands_of``: the
+    bands walked (``every_band`` measures the walk the shared ones replaced)."""
     import numpy as np
 
     index = vault.current_index()
     with index.reader() as reader:
-        members, of_member = _roots(reader, index.release_pages)
+        members, of_member = _roots(reader, index.release_pages, bands_of)
         if not len(members):
             return []
         sizes = np.bincount(of_member)
@@ -190,14 +202,15 @@ def _first_times(reader: IndexReader, members: Any, of_member: Any, roots: Any) 
     return first
 
 
-def families_by_job(vault: Vault) -> dict[str, int]:
+def families_by_job(vault: Vault, bands_of: BandWalk | None = None) -> dict[str, int]:
     """Every job in a family of two or more, and its family's number (its first job's
-    document number): for measuring families against a known truth, not for a large vault."""
+    document number): for measuring families against a known truth, not for a large vault.
+    ``bands_of``: the bands walked (``every_band`` to check the shared ones give the same)."""
     import numpy as np
 
     index = vault.current_index()
     with index.reader() as reader:
-        members, of_member = _roots(reader, index.release_pages)
+        members, of_member = _roots(reader, index.release_pages, bands_of or shared_bands)
         if not len(members):
             return {}
         sizes = np.bincount(of_member)
@@ -207,7 +220,7 @@ def families_by_job(vault: Vault) -> dict[str, int]:
         return {raw.decode("utf-8"): family[doc] for _, doc, raw in reader.docs(sorted(family))}
 
 
-def _roots(reader: IndexReader, release: Any) -> tuple[Any, Any]:
+def _roots(reader: IndexReader, release: Any, bands_of: BandWalk | None = None) -> tuple[Any, Any]:
     """(every job's number, its family's root number), numpy arrays in number order."""
     import numpy as np
 
@@ -215,7 +228,7 @@ def _roots(reader: IndexReader, release: Any) -> tuple[Any, Any]:
     if not live:
         empty = np.zeros(0, dtype=np.uint32)
         return empty, empty
-    parent = _linked(reader, live, release)
+    parent = _linked(reader, live, release, bands_of or shared_bands)
     roots = np.frombuffer(parent, dtype=np.uint32)
     while True:  # every number to its root, a level at a time, in C
         up = roots[roots]
@@ -226,7 +239,42 @@ def _roots(reader: IndexReader, release: Any) -> tuple[Any, Any]:
     return members, roots[members]
 
 
-def _linked(reader: IndexReader, live: Any, release: Any) -> array[int]:
+def shared_bands(reader: IndexReader) -> Iterator[tuple[bytes, list[bytes]]]:
+    """(part, its shards' values in order) of every band holding two jobs or more, in key
+    order: the SHARED_BANDS table names them, so the bands of one job (nearly all of them,
+    1.45 million keys at 100,000 jobs) are never read."""
+    bands_db = reader.dbs[BANDS]
+    cursor = reader.txn.cursor(db=bands_db)
+    for part in reader.txn.cursor(db=reader.dbs[SHARED_BANDS]).iternext(values=False):
+        prefix = bytes(part) + bitmaps.SEP
+        shards: list[bytes] = []
+        if cursor.set_range(prefix):
+            for key, value in cursor.iternext():
+                if not bytes(key).startswith(prefix):
+                    break
+                shards.append(bytes(value))
+        yield bytes(part), shards
+
+
+def every_band(reader: IndexReader) -> Iterator[tuple[bytes, list[bytes]]]:
+    """(part, its shards' values) of every band, in key order: the walk before SHARED_BANDS,
+    which families must equal (the tests compare them)."""
+    cursor = reader.txn.cursor(db=reader.dbs[BANDS])
+    current, shards = b"", list[bytes]()
+    for key, value in cursor.iternext():
+        part = bytes(key[: -(len(bitmaps.SEP) + bitmaps.SHARD_SIZE)])
+        if part != current:
+            if shards:
+                yield current, shards
+            current, shards = part, []
+        shards.append(bytes(value))
+    if shards:
+        yield current, shards
+
+
+def _linked(
+    reader: IndexReader, live: Any, release: Any, bands_of: BandWalk = shared_bands
+) -> array[int]:
     """A union-find forest over document numbers: jobs that share a band and whose prompts
     are near (FAMILY_SCORE) in one tree.
 
@@ -236,9 +284,15 @@ def _linked(reader: IndexReader, live: Any, release: Any) -> array[int]:
     not yet in its tree (the first BAND_COMPARED of a larger band), so which jobs are linked
     depends only on which pairs are near, not on the order they were numbered in: an
     incremental index and a rebuild give the same families."""
+    import numpy as np
+    from rapidfuzz import fuzz, process
+
     size = live.max() + 1
     parent = array("I", range(size))
     prompts = _Prompts(reader)
+    # With a cutoff rapidfuzz stops early and gives 0 below it: most pairs a band offers are
+    # far (boilerplate), and this loop was nearly all the walk's time.
+    near = fuzz.token_set_ratio
 
     def find(x: int) -> int:
         while parent[x] != x:
@@ -246,69 +300,64 @@ def _linked(reader: IndexReader, live: Any, release: Any) -> array[int]:
             x = parent[x]
         return x
 
-    cursor = reader.txn.cursor(db=reader.dbs[BANDS])
-    current = b""
-    earlier: list[int] = []  # the band's members so far (its shards come one after another)
-    for n, (key, value) in enumerate(cursor.iternext(), 1):
+    for n, (_part, shards) in enumerate(bands_of(reader), 1):
         if n % RELEASE_KEYS == 0:
             release()
-        part = bytes(key[: -(len(bitmaps.SEP) + 2)])  # part 00 shard
-        if part != current:
-            current, earlier = part, []
-        if not earlier and len(value) == _ONE_SIZE and value[:8] == _ONE_HEAD:
-            # Most bands hold one job: read it from the bytes (a third of the walk's time
-            # went to making bitmaps of one). The next shard of the band may still name it.
-            only = int.from_bytes(value[8:10], "little") << 16 | int.from_bytes(
-                value[16:], "little"
-            )
-            if only in live:
-                earlier.append(only)
-            continue
-        jobs = bitmaps.load(value)
-        jobs &= live  # a stopped update's numbers must link no one
-        for doc in jobs:
-            for other in earlier:
-                a, b = find(other), find(doc)
-                if a == b or _family_score(prompts[other], prompts[doc]) < FAMILY_SCORE:
-                    continue
-                # The lower number is the root: a family's root is its first job.
-                parent[max(a, b)] = min(a, b)
-            if len(earlier) < BAND_COMPARED:
-                earlier.append(doc)
+        earlier: list[int] = []  # the band's members so far (its shards come in order)
+        said: list[str] = []  # their prompts, once the band is scored in one call (BATCH)
+        for value in shards:
+            # A shard of one number is read from its bytes, not made a bitmap (in a walk of
+            # every band that was a third of the time).
+            only = bitmaps.only_number(value)
+            if only is not None:
+                jobs: Iterable[int] = (only,) if only in live else ()
+            else:
+                jobs = bitmaps.load(value) & live  # a stopped update's numbers link no one
+            for doc in jobs:
+                if earlier:  # the first member of a band is read only if a second comes
+                    mine, root = prompts[doc], find(doc)
+                if len(earlier) >= BATCH:
+                    if not said:
+                        said = [prompts[other] for other in earlier]
+                    # A large band (boilerplate): its scores in one call, then the near ones
+                    # linked in the band's order, as the loop below would.
+                    scores = process.cdist([mine], said, scorer=near, score_cutoff=FAMILY_SCORE)
+                    for i in np.flatnonzero(scores[0]).tolist():
+                        a = find(earlier[i])
+                        if a != root:
+                            parent[max(a, root)] = root = min(a, root)
+                else:
+                    for other in earlier:
+                        a = find(other)
+                        if a == root or not near(prompts[other], mine, score_cutoff=FAMILY_SCORE):
+                            continue
+                        # The lower number is the root: a family's root is its first job.
+                        parent[max(a, root)] = root = min(a, root)
+                if len(earlier) < BAND_COMPARED:
+                    if said:
+                        said.append(mine)
+                    earlier.append(doc)
     return parent
 
 
-class _Prompts:
+class _Prompts(dict[int, str]):
     """Normalised prompts by document number, the last PROMPTS_KEPT of them remembered: a band
-    walk asks the same few again and again (a family's first member), and memory stays flat."""
+    walk asks the same few again and again (a family's first member), and memory stays flat.
+    A dict whose misses read the index: a hit is a lookup in C."""
 
     def __init__(self, reader: IndexReader) -> None:
+        super().__init__()
         self._reader = reader
-        self._kept: dict[int, str] = {}
 
-    def __getitem__(self, doc: int) -> str:
-        found = self._kept.get(doc)
-        if found is None:
-            if len(self._kept) >= PROMPTS_KEPT:
-                self._kept.clear()
-            found = ""
-            for _, _, raw in self._reader.docs([doc]):
-                summary = self._reader.summary(raw)
-                found = normalized(str(summary.get("p") or "")) if summary else ""
-            self._kept[doc] = found
+    def __missing__(self, doc: int) -> str:
+        if len(self) >= PROMPTS_KEPT:
+            self.clear()
+        found = ""
+        for _, _, raw in self._reader.docs([doc]):
+            summary = self._reader.summary(raw)
+            found = normalized(str(summary.get("p") or "")) if summary else ""
+        self[doc] = found
         return found
-
-
-# A one-number list in Roaring's portable format: cookie 12346 (no runs), one container, its
-# key (2 bytes) and cardinality - 1 (0), its offset, then the number's low 16 bits.
-_ONE_HEAD = bytes.fromhex("3a30000001000000")
-_ONE_SIZE = 18
-
-
-def _family_score(a: str, b: str) -> float:
-    from rapidfuzz import fuzz
-
-    return float(fuzz.token_set_ratio(a, b))
 
 
 def _family(reader: IndexReader, docs: list[int]) -> Family:

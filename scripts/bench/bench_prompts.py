@@ -15,7 +15,9 @@ fresh process (its peak RSS is its own):
   (a family member): best and median per query, against the anchor, rapidfuzz's
   ``process.extract`` over every prompt held in memory (the loop the index saves; its
   loading of the prompts is not counted);
-* ``largest_families``: time and peak RSS;
+* ``largest_families``: time and peak RSS, walking the bands of two jobs or more
+  (``shared_bands``, what the index does) and, on the same index, every band (the walk
+  before that table), each run alternating;
 * the families' pair precision and recall against the planted truth.
 """
 
@@ -137,10 +139,13 @@ def measure(workdir: Path, kind: str, what: str, jobs: int, queries: int) -> dic
             mine = {ids[m] for m, p in enumerate(truth) if p.family == truth[n].family} - {ids[n]}
             found += len(mine & {h.job_id for h in hits}) / len(mine)
         result = {"times": times, "recall_at_20": found / len(picks)}
-    elif what == "families":
+    elif what in ("families", "families-every"):
+        walk = families.every_band if what == "families-every" else None
         started = time.perf_counter()
-        largest = families.largest_families(vault, 10)
+        largest = families.largest_families(vault, 10, walk)
         result = {"seconds": time.perf_counter() - started, "largest": largest[0].size}
+        stats = index.stats()["entries"]
+        result |= {"bands": stats["bands"], "shared_bands": stats["shared_bands"]}
     else:  # quality
         by_job = families.families_by_job(vault)
         precision, recall = pair_scores(
@@ -212,12 +217,23 @@ def main() -> None:
             f"  {what:<8} best {min(per_query) * 1000:9.2f} ms  median "
             f"{statistics.median(per_query) * 1000:9.2f} ms  peak RSS {rss:7.1f} MB{tail}"
         )
-    runs = [run("families") for _ in range(args.runs)]
-    seconds = [r["seconds"] for r in runs]
-    print(
-        f"  largest_families best {min(seconds):.2f} s  median {statistics.median(seconds):.2f} s"
-        f"  peak RSS {max(r['rss_mb'] for r in runs):7.1f} MB  largest {runs[0]['largest']}"
-    )
+    # Each walk on the same index, alternating: every band (the walk before shared_bands)
+    # and the bands of two jobs or more.
+    runs: dict[str, list[dict[str, Any]]] = {"families-every": [], "families": []}
+    for n in range(args.runs):
+        for what in runs:
+            runs[what].append(run(what))
+            print(f"    run {n + 1} {what}: {runs[what][-1]['seconds']:.2f} s", flush=True)
+    for what, done in runs.items():
+        seconds = [r["seconds"] for r in done]
+        name = "every band" if what == "families-every" else "shared bands"
+        print(
+            f"  largest_families, {name:<12} best {min(seconds):.2f} s  median "
+            f"{statistics.median(seconds):.2f} s  peak RSS {max(r['rss_mb'] for r in done):7.1f}"
+            f" MB  largest {done[0]['largest']}"
+        )
+    last = runs["families"][0]
+    print(f"  band keys {last['bands']}  shared bands {last['shared_bands']}")
 
 
 if __name__ == "__main__":
