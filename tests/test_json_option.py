@@ -34,9 +34,11 @@ def test_every_json_flag_is_the_one_option() -> None:
     """Each ``--json`` sets the context's json_output (so a failure is a JSON error too)
     rather than being a flag of its own that only its command reads."""
     ctx = click.Context(cli)
-    with_json = [c for c in _commands(cli, ctx) if _json_options(c)]
-    assert len(with_json) > 10
-    for command in [cli, *with_json]:
+    commands = list(_commands(cli, ctx))
+    assert len(commands) > 50
+    # every command takes it after its name, not only those whose module declared it
+    assert [c.name for c in commands if not _json_options(c)] == []
+    for command in [cli, *commands]:
         (option,) = _json_options(command)
         assert option.callback is _set_json, command.name
         assert not option.expose_value, command.name
@@ -85,6 +87,32 @@ def test_a_command_json_flag_fails_as_json(
     assert json.loads(out)["error"]["type"] == "VaultNotFound"
     root_code, root_out, _ = _run(["--json", *args[:-1]], capsys)
     assert (root_code, root_out) == (code, out)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["verify", "--json"],
+        ["thumbs", "--size", "s", "--json"],
+        ["remote", "list", "--json"],
+    ],
+)
+def test_json_after_any_command_name_is_the_roots(
+    args: list[str], no_vault: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run(args, capsys)
+    assert code == 10 and json.loads(out)["error"]["type"] == "VaultNotFound"
+
+
+@pytest.mark.parametrize(
+    "args", [["config", "show", "--bogus", "--json"], ["collection", "list", "--json", "--bogus"]]
+)
+def test_a_usage_error_before_a_late_json_is_json_too(
+    args: list[str], no_vault: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _run(args, capsys)
+    assert code == 2 and "--bogus" in err
+    assert json.loads(out)["error"]["type"] == "UsageError"
 
 
 def test_sync_args_are_the_sync_options() -> None:

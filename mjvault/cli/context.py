@@ -255,3 +255,14 @@ def json_option(
         return option(cmd)
 
     return add(command) if command is not None else add
+
+
+def give_every_command_json(command: click.Command) -> None:
+    """Give ``command`` (and, for a group, every command under it) the one ``--json`` where it
+    declares none, so that ``mjvault verify --json`` is ``mjvault --json verify`` for every
+    command, not only those whose module asked for it."""
+    if not any("--json" in param.opts for param in command.params):
+        json_option(command)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            give_every_command_json(sub)

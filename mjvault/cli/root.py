@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import click
 
 from mjvault import __version__
-from mjvault.cli.context import AppContext, json_option
+from mjvault.cli.context import AppContext, give_every_command_json, json_option
 from mjvault.cli.main import detach_stdout
 from mjvault.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ExitStatus, MjvaultError
 
@@ -224,7 +224,10 @@ class LazyGroup(click.Group):
             module, attribute, _summary = COMMANDS[cmd_name]
             command = getattr(import_module(f"mjvault.cli.{module}"), attribute)
             self.add_command(command, cmd_name)
-        return super().get_command(ctx, cmd_name)
+        found = super().get_command(ctx, cmd_name)
+        if found is not None:
+            give_every_command_json(found)
+        return found
 
     def command_summary(self, ctx: click.Context, cmd_name: str, limit: int) -> str | None:
         """A command's one-line help, shortened to ``limit`` as click shortens it; None for a
@@ -410,6 +413,9 @@ def run(args: list[str]) -> None:
         # Usage errors (bad option, missing argument, no command) are click's and exit 2.
         exc.show()
         code = exc.exit_code or EXIT_USAGE
+        # `--json` after a command name is parsed with that command's options, which click
+        # may have refused before it read the flag: asked for anywhere, the error is JSON.
+        app.json_output = app.json_output or "--json" in args
         _json_error(app, "UsageError", exc.format_message(), None, code)
         sys.exit(code)
     except click.exceptions.Exit as exc:

@@ -67,7 +67,7 @@ def main() -> None:
 
     def segments(module: Any) -> tuple[int, list[dict[str, object]]]:
         total, found = module.timeline(index, everything, sort="newest", size=args.size)
-        return total, [s.as_json() for s in found]
+        return total, [(s.to_json() if hasattr(s, "to_json") else s.as_json()) for s in found]
 
     expected = segments(pages)
     times: dict[str, list[float]] = {name: [] for name in variants}
