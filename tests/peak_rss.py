@@ -34,6 +34,13 @@ def run_measured(
 ) -> Measured:
     """``command``'s exit code, output and peak RSS in MB; ``data_limit`` caps its heap
     (RLIMIT_DATA) so a runaway child dies early instead of eating the machine's memory."""
+    # A measured child runs without coverage's tracer (COVERAGE_PROCESS_CONFIG, under
+    # `--cov`): the memory and time it costs are not the command's.
+    env = {
+        k: v
+        for k, v in (os.environ if env is None else env).items()
+        if not k.startswith("COVERAGE_")
+    }
     result = workdir / "rusage.json"
     result.unlink(missing_ok=True)
     out, err = workdir / "stdout", workdir / "stderr"

@@ -39,7 +39,13 @@ def imports_of(
 ) -> tuple[subprocess.CompletedProcess[str], set[str]]:
     """Run `mjvault ARGS` in a fresh interpreter; its result and the modules it imported."""
     out = tmp_path / "modules.txt"
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MJVAULT_", "_MJVAULT"))}
+    # Without coverage's measurement (COVERAGE_PROCESS_CONFIG, under `--cov`): what coverage
+    # imports itself (socket, tomllib…) is no command's doing.
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MJVAULT_", "_MJVAULT", "COVERAGE_"))
+    }
     # No user or system configuration file from the machine running the tests.
     full_env |= {
         "MJVAULT_CONFIG": str(tmp_path / "user.toml"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -80,6 +81,22 @@ def definitions_dir() -> Path:
     return Path(user_config_dir("mjvault", appauthor=False)) / "schedule"
 
 
+# `schtasks /FO LIST` pads each key to one column: "Next Run Time:       09:00:00". A key may
+# hold ": " itself ("Repeat: Every:"), so it ends at the first colon the padding follows.
+_LIST_LINE = re.compile(r"(.*?):\s{2,}(.*)")
+
+
+def list_fields(text: str) -> dict[str, str]:
+    """The ``key: value`` lines of ``schtasks /Query /FO LIST`` (empty values left out)."""
+    fields = {}
+    for line in text.splitlines():
+        padded = _LIST_LINE.fullmatch(line.strip())
+        key, value = padded.groups() if padded else line.partition(":")[::2]
+        if value.strip():
+            fields[key.strip()] = value.strip()
+    return fields
+
+
 class Windows:
     kind = "windows"
 
@@ -123,11 +140,7 @@ class Windows:
             status.notes.append(err.message)
             return status
         status.installed = True
-        fields = dict(
-            (key.strip(), value.strip())
-            for key, _, value in (line.partition(":") for line in listed.stdout.splitlines())
-            if value
-        )
+        fields = list_fields(listed.stdout)
         status.enabled = fields.get("Scheduled Task State", "Enabled") == "Enabled"
         status.next_run = fields.get("Next Run Time")
         status.last_run = fields.get("Last Run Time") or status.last_run
