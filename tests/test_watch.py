@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import io
 import json
 import os
 import re
@@ -28,7 +27,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mjvault import Vault
-from mjvault.cli.root import run
 from mjvault.config.schema import build_config
 from mjvault.errors import (
     AuthError,
@@ -57,6 +55,7 @@ from mjvault.watch import (
     parse_interval,
     watch,
 )
+from tests.conftest import Result, invoke_cli
 from tests.test_notify import Receiver
 from tests.test_sync import TOKEN, assert_complete, cli_env, settings_for
 from tests.test_sync_kill import assert_verifies, wait_for_media_requests
@@ -77,38 +76,20 @@ def vault_path(tmp_path: Path) -> Path:
     return tmp_path / "vault"
 
 
-class Ran:
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.code, self.out, self.err = code, out, err
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-Cli = Callable[..., Ran]
+Cli = Callable[..., Result]
 
 
 @pytest.fixture
-def cli(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, server: FakeMidjourney
-) -> Cli:
+def cli(monkeypatch: pytest.MonkeyPatch, server: FakeMidjourney) -> Cli:
     """`mjvault --vault V ...` in this process, pointed at the bundled server."""
     for key in list(os.environ):
         if key.startswith("MJVAULT_"):
             monkeypatch.delenv(key)
     for key, value in cli_env(server).items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr("sys.stdin", io.StringIO(""))
 
-    def invoke(vault: Path, *args: str) -> Ran:
-        capsys.readouterr()
-        code = 0
-        try:
-            run(["--vault", str(vault), *args])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return Ran(code, captured.out, captured.err)
+    def invoke(vault: Path, *args: str) -> Result:
+        return Result.of(invoke_cli(["--vault", str(vault), *args]))
 
     return invoke
 
