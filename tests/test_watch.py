@@ -55,7 +55,7 @@ from mjvault.watch import (
     parse_interval,
     watch,
 )
-from tests.conftest import Result, invoke_cli
+from tests.conftest import Result, invoke_cli, run_cli
 from tests.test_notify import Receiver
 from tests.test_sync import TOKEN, assert_complete, cli_env, settings_for
 from tests.test_sync_kill import assert_verifies, wait_for_media_requests
@@ -224,13 +224,7 @@ def test_sigterm_mid_sync_checkpoints_and_the_next_run_completes(
         # The cut-short cycle says what it stored before the stop.
         cut = [c for c in cycles(tmp_path / "log") if c["msg"] == "watch cycle interrupted"]
         assert len(cut) == 1 and int(cut[0]["new_jobs"]) > 0, cycles(tmp_path / "log")
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")}
-        finish = subprocess.run(
-            [sys.executable, "-m", "mjvault", "--vault", str(vault_path), "sync", *FAST],
-            env=environ | cli_env(slow),
-            capture_output=True,
-            timeout=120,
-        )
+        finish = run_cli("--vault", str(vault_path), "sync", *FAST, env=cli_env(slow))
         assert finish.returncode == 0, finish.stderr
         assert_complete(vault_path, account)
 
@@ -261,7 +255,7 @@ def test_sigterm_stops_a_one_shot_sync_with_a_checkpoint_and_exit_130(
             kept = sum(1 for _ in vault.tree.walk(partial)) if partial else 0
         assert 0 < kept < len(account.jobs), "the checkpoint keeps part of the run"
         media_before = slow.stats.media_requests
-        finish = subprocess.run(command, env=environ, capture_output=True, timeout=120)
+        finish = run_cli(*command[3:], env=cli_env(slow))
         assert finish.returncode == 0, finish.stderr
         assert_complete(vault_path, account)
         # Resumed: what the checkpoint kept was not downloaded again.
@@ -269,9 +263,7 @@ def test_sigterm_stops_a_one_shot_sync_with_a_checkpoint_and_exit_130(
 
 
 def mjvault_json(vault_path: Path, *args: str) -> Any:
-    done = subprocess.run(
-        [sys.executable, "-m", "mjvault", "--vault", str(vault_path), *args], capture_output=True
-    )
+    done = invoke_cli(["--vault", str(vault_path), *args])
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout) if "--json" in args else None
 
