@@ -15,7 +15,8 @@ from typing import Any
 import pexpect
 import pytest
 from config_helpers import World, isolate, run_cli
-from keyring_helpers import memory_keyring
+from keyring.backends import fail
+from keyring_helpers import installed, memory_keyring
 
 from mjvault.config import load_config
 from mjvault.testing.accounts import Account
@@ -53,12 +54,15 @@ def refusing_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, refusing_server: str) -> World:
+def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, refusing_server: str) -> Iterator[World]:
     world = isolate(monkeypatch, tmp_path)
     # Whatever client is installed, its connection test only ever reaches 127.0.0.1.
     monkeypatch.setenv("MJVAULT_WEB_BASE", refusing_server)
     monkeypatch.setenv("MJVAULT_CDN_BASE", refusing_server)
-    return world
+    # No keyring in this process either, whatever an earlier test left installed: a test
+    # that wants one installs it.
+    with installed(fail.Keyring()):
+        yield world
 
 
 def spawn(*args: str) -> pexpect.spawn:
