@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import keyring
+import keyring.core
 from keyring.backend import KeyringBackend
 from keyring.errors import PasswordDeleteError
 from keyrings.alt.file import PlaintextKeyring
@@ -59,9 +60,12 @@ def memory_keyring() -> Iterator[MemoryKeyring]:
 
 @contextmanager
 def installed(backend: KeyringBackendT) -> Iterator[KeyringBackendT]:
-    previous = keyring.get_keyring()
+    """``backend`` is the process's keyring while the block runs. What was there before is
+    put back as it was, none included: asking `keyring` for it would detect one on its own
+    (a desktop's, or keyrings.alt's file in the home folder) and leave it for later tests."""
+    previous = keyring.core._keyring_backend  # type: ignore[attr-defined]
     keyring.set_keyring(backend)
     try:
         yield backend
     finally:
-        keyring.set_keyring(previous)
+        keyring.core._keyring_backend = previous  # type: ignore[attr-defined]
