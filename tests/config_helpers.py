@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import json
+import io
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from mjvault.cli.main import main
 from mjvault.config import loader
+from tests.conftest import Result, invoke_cli
+
+__all__ = ["Result", "World", "isolate", "run_cli"]
 
 SETTING_ENV_PREFIXES = ("MJVAULT_", "MIDJOURNEY_")
 
@@ -42,23 +44,10 @@ def isolate(monkeypatch: pytest.MonkeyPatch, root: Path) -> World:
     return world
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> Result:
-    """Run the real entry point in-process, exit code included."""
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    else:  # main() always exits
-        code = -1
-    captured = capsys.readouterr()
-    return Result(code, captured.out, captured.err)
+    """Run the real entry point in this process, in the world's environment as it stands
+    (MJVAULT_* included), with the keyring backend the test installed, and ``sys.stdin``'s
+    unread text (a test sets it to a StringIO) as stdin."""
+    capsys.readouterr()  # what the test printed before is not the command's
+    stdin = sys.stdin.read().encode() if isinstance(sys.stdin, io.StringIO) else None
+    return Result.of(invoke_cli(list(args), input=stdin))

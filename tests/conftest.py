@@ -1,13 +1,19 @@
-"""Shared fixtures: real vaults on real files, and a real CLI in a subprocess."""
+"""Shared fixtures: real vaults on real files, and the real CLI, in this process or a child."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import traceback
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -154,20 +160,176 @@ def png_bytes(seed: int, size: int = 256) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + body[:size]
 
 
+class CliResult(subprocess.CompletedProcess[bytes]):
+    """What a parent sees of one `mjvault` run: ``args``, ``returncode``, and ``stdout`` and
+    ``stderr`` as bytes, whether the run was in this process or a child's."""
+
+
+@dataclass
+class Result:
+    """A run's exit code and its output as text."""
+
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    @classmethod
+    def of(cls, ran: subprocess.CompletedProcess[bytes]) -> Result:
+        return cls(
+            ran.returncode,
+            ran.stdout.decode("utf-8"),
+            ran.stderr.decode("utf-8", errors="backslashreplace"),
+        )
+
+
+def _clean_env(env: dict[str, str] | None) -> dict[str, str]:
+    # A developer's own MJVAULT_* settings must not reach a test's run.
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")}
+    full_env.update(env or {})
+    return full_env
+
+
+def run_cli_process(
+    *args: str,
+    env: dict[str, str] | None = None,
+    input: bytes | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """The real `mjvault` command in a child process, for tests where the process is the
+    point: signals, kills, terminals, closed pipes, start-up, `python -m mjvault` itself."""
+    return subprocess.run(
+        [sys.executable, "-m", "mjvault", *args],
+        capture_output=True,
+        env=_clean_env(env),
+        input=input,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
 def run_cli(
     *args: str,
     env: dict[str, str] | None = None,
     input: bytes | None = None,
     cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """The real `mjvault` command in a child process, as a user or a script runs it."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "mjvault", *args],
-        capture_output=True,
-        env=full_env,
-        input=input,
-        cwd=cwd,
-        timeout=120,
-    )
+    """The `mjvault` command run in this process as a child would run it: the same
+    environment rules as :func:`run_cli_process` (inherited MJVAULT_* removed, ``env`` on
+    top), ``input`` as stdin, and output and exit code as a parent sees them. In process, so
+    the suite does not pay a Python start-up per run and coverage counts the command."""
+    return invoke_cli(list(args), env=_clean_env(env), input=input, cwd=cwd, keyring_from_env=True)
+
+
+# Signals a command may take over; each run gives them back as it found them.
+_SIGNALS = tuple(
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGPIPE", "SIGUSR1", "SIGUSR2")
+    if hasattr(signal, name)
+)
+
+
+def invoke_cli(
+    args: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    input: bytes | None = None,
+    cwd: Path | None = None,
+    keyring_from_env: bool = False,
+) -> CliResult:
+    """Run `mjvault args` in this process and give back what a parent would see.
+
+    ``env`` replaces the whole environment for the run (None keeps it). A process lives once,
+    this one runs many commands: everything a command may change for the rest of a process
+    (environment, working folder, umask, signal handlers, logging handlers, the keyring
+    backend, masked secrets, warnings given once) is put back as it was after the run.
+    ``keyring_from_env``: pick the keyring backend from PYTHON_KEYRING_BACKEND as a new
+    process does (by default the backend a test has installed in this process is kept).
+    """
+    from mjvault import redact
+    from mjvault.cli.main import main
+
+    saved_environ = dict(os.environ)
+    saved_cwd = os.getcwd()
+    saved_umask = os.umask(0o022)
+    os.umask(saved_umask)
+    saved_signals = {signum: signal.getsignal(signum) for signum in _SIGNALS}
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    httpx_level = logging.getLogger("httpx").level
+    saved_secrets = set(redact._known)
+    saved_streams = sys.stdin, sys.stdout, sys.stderr
+    keyring_core = sys.modules.get("keyring.core")
+    saved_keyring = getattr(keyring_core, "_keyring_backend", None)
+    out, err = io.BytesIO(), io.BytesIO()
+    # As Python sets them up for pipes: UTF-8, stderr never failing on an odd character.
+    stdout = io.TextIOWrapper(out, encoding="utf-8")
+    stderr = io.TextIOWrapper(err, encoding="utf-8", errors="backslashreplace")
+    stdin = io.TextIOWrapper(io.BytesIO(input or b""), encoding="utf-8")
+    code: int = 0
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        if cwd is not None:
+            os.chdir(cwd)
+        _fresh_process_state(keyring_from_env)
+        sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            if exc.code is None:
+                code = 0
+            elif isinstance(exc.code, int):
+                code = exc.code
+            else:  # sys.exit("message"): Python prints it and exits 1
+                print(exc.code, file=sys.stderr)
+                code = 1
+        except KeyboardInterrupt:
+            traceback.print_exc()
+            code = -signal.SIGINT
+        except Exception:  # noqa: BLE001 - a child would print the traceback and exit 1
+            traceback.print_exc()
+            code = 1
+    finally:
+        for stream in (stdout, stderr):
+            with contextlib.suppress(ValueError, OSError):
+                stream.flush()
+        sys.stdin, sys.stdout, sys.stderr = saved_streams
+        os.environ.clear()
+        os.environ.update(saved_environ)
+        os.chdir(saved_cwd)
+        os.umask(saved_umask)
+        for signum, handler in saved_signals.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+        for handler in root.handlers[:]:
+            if handler not in saved_handlers:
+                root.removeHandler(handler)
+                handler.close()
+        for handler in saved_handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(saved_level)
+        logging.getLogger("httpx").setLevel(httpx_level)
+        redact.forget_secrets()
+        for value in saved_secrets:
+            redact.register_secret(value)
+        keyring_core = sys.modules.get("keyring.core")
+        if keyring_core is not None and keyring_from_env:
+            keyring_core._keyring_backend = saved_keyring  # type: ignore[attr-defined]
+    return CliResult(["mjvault", *args], code, out.getvalue(), err.getvalue())
+
+
+def _fresh_process_state(keyring_from_env: bool) -> None:
+    """What a new process starts with and a run in this one may have changed."""
+    loader = sys.modules.get("mjvault.config.loader")
+    if loader is not None:
+        loader._warned.clear()  # type: ignore[attr-defined]  # warned once per process
+    if keyring_from_env and os.environ.get("PYTHON_KEYRING_BACKEND"):
+        import keyring.core
+
+        # The backend is chosen once per process, from this variable when it is set.
+        keyring.core.set_keyring(keyring.core.load_env())  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import keyring_helpers
 import pytest
 from config_helpers import Result, World, isolate, run_cli
 
@@ -254,31 +255,8 @@ def test_cookies_that_cannot_be_decrypted_point_at_the_keyring(
 
 @pytest.fixture
 def memory_keyring() -> Iterator[dict[tuple[str, str], str]]:
-    keyring = pytest.importorskip("keyring")
-    from keyring.backend import KeyringBackend
-    from keyring.errors import PasswordDeleteError
-
-    store: dict[tuple[str, str], str] = {}
-
-    class MemoryKeyring(KeyringBackend):
-        priority = 1  # type: ignore[assignment]
-
-        def get_password(self, service: str, username: str) -> str | None:
-            return store.get((service, username))
-
-        def set_password(self, service: str, username: str, password: str) -> None:
-            store[(service, username)] = password
-
-        def delete_password(self, service: str, username: str) -> None:
-            if store.pop((service, username), None) is None:
-                raise PasswordDeleteError(username)
-
-    previous = keyring.get_keyring()
-    keyring.set_keyring(MemoryKeyring())
-    try:
-        yield store
-    finally:
-        keyring.set_keyring(previous)
+    with keyring_helpers.memory_keyring() as backend:
+        yield backend.entries
 
 
 def test_auth_login_browser_stores_the_cookie_the_sign_in_set(

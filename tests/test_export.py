@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,15 +102,18 @@ def test_cli_writes_a_file_and_explains_missing_pyarrow(filled: Vault, tmp_path:
         commands = [row["full_command"] for row in csv.DictReader(handle)]
     assert len(commands) == 5 and all(c.startswith(NASTY) for c in commands)
     # The same command where pyarrow cannot be imported: one line, no traceback.
-    code = (
-        "import sys; sys.modules['pyarrow'] = None; sys.modules['pyarrow.parquet'] = None\n"
-        "from mjvault.cli.main import main; main(sys.argv[1:])"
-    )
-    blocked = subprocess.run(
-        [sys.executable, "-c", code, "--vault", str(filled.path), "export", "-f", "parquet",
-         "-o", str(tmp_path / "x.parquet")],
-        capture_output=True,
-    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "pyarrow", None)  # type: ignore[arg-type]
+        patch.setitem(sys.modules, "pyarrow.parquet", None)  # type: ignore[arg-type]
+        blocked = run_cli(
+            "--vault",
+            str(filled.path),
+            "export",
+            "-f",
+            "parquet",
+            "-o",
+            str(tmp_path / "x.parquet"),
+        )
     assert blocked.returncode == 1
     assert blocked.stderr.decode().strip().splitlines() == [
         "mjvault: error: Parquet export needs pyarrow, which is not installed "

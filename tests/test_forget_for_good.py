@@ -5,20 +5,16 @@ folder remotes, the CLI run in process."""
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mjvault import Vault
-from mjvault.cli.root import run
 from mjvault.integrity import exclusions
 from mjvault.remotes.config import RemoteSpec, normalise_url
 from mjvault.remotes.push import push
@@ -28,7 +24,7 @@ from mjvault.sources.midjourney import MidjourneyClient
 from mjvault.sync import SyncOptions, SyncReport, sync
 from mjvault.testing.accounts import Account
 from mjvault.testing.server import FakeMidjourney
-from tests.conftest import CHEAP_KDF, PASSPHRASE, png_bytes, record_json
+from tests.conftest import CHEAP_KDF, PASSPHRASE, Result, invoke_cli, png_bytes, record_json
 from tests.test_sync import TOKEN, cli_env, settings_for
 
 JOBS = 12
@@ -45,34 +41,20 @@ def server(account: Account) -> Iterator[FakeMidjourney]:
         yield running
 
 
-class Ran:
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.code, self.out, self.err = code, out, err
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-Cli = Callable[..., Ran]
+Cli = Callable[..., Result]
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """The `mjvault` command in this process: (vault, *args) -> exit code, stdout, stderr."""
+def cli(monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """The `mjvault` command in this process: (vault, *args) -> exit code, stdout, stderr; in
+    the environment as the test leaves it, without the MJVAULT_* settings it started with."""
     for key in list(os.environ):
         if key.startswith("MJVAULT_"):
             monkeypatch.delenv(key)
 
-    def invoke(vault: Path, *args: str, stdin: str | None = None) -> Ran:
-        capsys.readouterr()
-        if stdin is not None:
-            monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-        try:
-            run(["--vault", str(vault), *args])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return Ran(code, captured.out, captured.err)
+    def invoke(vault: Path, *args: str, stdin: str | None = None) -> Result:
+        data = None if stdin is None else stdin.encode()
+        return Result.of(invoke_cli(["--vault", str(vault), *args], input=data))
 
     return invoke
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from hypothesis import strategies as st
 
 from mjvault.cli.logs import setup_logging
 from mjvault.redact import MASK, forget_secrets, redact, register_secret
+from tests.conftest import invoke_cli
 
 TOKEN = (
     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
@@ -151,10 +150,8 @@ def test_completion_completes_commands_and_keys(world: World) -> None:
             COMP_WORDS=words,
             COMP_CWORD=str(len(words.split()) - (0 if words.endswith(" ") else 1)),
         )
-        out = subprocess.run(
-            [sys.executable, "-m", "mjvault"], env=env, capture_output=True, text=True, timeout=30
-        )
-        return [line.split(",", 1)[1] for line in out.stdout.splitlines()]
+        out = invoke_cli([], env=env).stdout.decode()
+        return [line.split(",", 1)[1] for line in out.splitlines()]
 
     assert "config" in complete("mjvault con")
     assert complete("mjvault config get sync.j") == ["sync.jobs"]

@@ -15,7 +15,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,7 +30,7 @@ from mjvault.sync import SyncReport
 from mjvault.testing.accounts import Account
 from mjvault.testing.faults import Faults
 from mjvault.testing.server import FakeMidjourney
-from tests.config_helpers import World, isolate, run_cli
+from tests.config_helpers import Result, World, isolate, run_cli
 
 TOKEN = "sess-5b9d2e7a10c4f3e8bb62"
 HOOK_SECRET = "hk-3f9a1c77e2d84b05a6c1"  # the receiver's path: the URL's secret
@@ -129,6 +129,15 @@ def vault_path(tmp_path: Path) -> Path:
     return tmp_path / "vault"
 
 
+Cli = Callable[..., Result]
+
+
+@pytest.fixture
+def mjvault(vault_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """`mjvault --vault VAULT ARGS` in this process, in the test's world."""
+    return lambda *args: run_cli(capsys, "--vault", str(vault_path), *args)
+
+
 def use_server(monkeypatch: pytest.MonkeyPatch, server: FakeMidjourney, **env: str) -> None:
     values = {
         "MJVAULT_WEB_BASE": server.web_base,
@@ -156,11 +165,11 @@ def test_sync_with_new_jobs_posts_one_message_with_the_count(
     receiver: Receiver,
     vault_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    mjvault: Cli,
 ) -> None:
     use_server(monkeypatch, server, MJVAULT_NOTIFY_URLS=receiver.url)
     log = world.root / "sync.log"
-    done = run_cli(capsys, "--vault", str(vault_path), "--log-file", str(log), "--json", "sync")
+    done = mjvault("--log-file", str(log), "--json", "sync")
     assert done.code == 0, done.err
     assert len(receiver.received) == 1
     sent = receiver.received[0]
@@ -173,7 +182,7 @@ def test_sync_with_new_jobs_posts_one_message_with_the_count(
     no_secret(done.out, done.err, log.read_text())
 
     # Nothing new: no message (a scheduled sync would say the same thing every hour).
-    again = run_cli(capsys, "--vault", str(vault_path), "sync")
+    again = mjvault("sync")
     assert again.code == 0, again.err
     assert len(receiver.received) == 1
 
@@ -184,12 +193,12 @@ def test_images_missing_from_the_cdn_make_the_news_a_warning(
     receiver: Receiver,
     vault_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    mjvault: Cli,
 ) -> None:
     gone = server.account.jobs[0].media_paths[0]
     server.faults = Faults(missing_images=frozenset({gone.rsplit(".", 1)[0]}))
     use_server(monkeypatch, server, MJVAULT_NOTIFY_URLS=receiver.url)
-    done = run_cli(capsys, "--vault", str(vault_path), "sync")
+    done = mjvault("sync")
     assert done.code == EXIT_PARTIAL, done.err
     [sent] = receiver.received
     assert sent["type"] == "warning"
@@ -203,7 +212,7 @@ def test_expired_cookie_posts_a_failure_saying_what_to_do(
     receiver: Receiver,
     vault_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    mjvault: Cli,
 ) -> None:
     use_server(
         monkeypatch,
@@ -211,7 +220,7 @@ def test_expired_cookie_posts_a_failure_saying_what_to_do(
         MJVAULT_NOTIFY_URLS=receiver.url,
         MIDJOURNEY_SESSION_TOKEN="sess-expired-0000000000",
     )
-    failed = run_cli(capsys, "--vault", str(vault_path), "sync")
+    failed = mjvault("sync")
     assert failed.code == 1
     assert failed.err.count("mjvault: error:") == 1 and "Traceback" not in failed.err
     [sent] = receiver.received
@@ -253,7 +262,7 @@ def test_a_follow_up_that_fails_is_notified_and_the_syncs_summary_still_shown(
     receiver: Receiver,
     vault_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    mjvault: Cli,
 ) -> None:
     import mjvault.integrity.pack as pack
 
@@ -263,7 +272,7 @@ def test_a_follow_up_that_fails_is_notified_and_the_syncs_summary_still_shown(
 
     monkeypatch.setattr(pack, "pack_after_write", disk_full)
     use_server(monkeypatch, server, MJVAULT_NOTIFY_URLS=receiver.url)
-    failed = run_cli(capsys, "--vault", str(vault_path), "sync")
+    failed = mjvault("sync")
     assert failed.code == 1 and "Traceback" not in failed.err, failed.err
     assert failed.err.strip().endswith(f"No space left on device: {vault_path}/packs/merge.tmp")
     assert f"jobs: {JOBS} new" in failed.out  # what the sync stored is still said
@@ -294,11 +303,11 @@ def test_cloudflare_challenge_posts_the_clients_message(
     receiver: Receiver,
     vault_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    mjvault: Cli,
 ) -> None:
     server.faults = Faults(cf_clearance="clearance-we-do-not-have")
     use_server(monkeypatch, server, MJVAULT_NOTIFY_URLS=receiver.url)
-    failed = run_cli(capsys, "--vault", str(vault_path), "sync")
+    failed = mjvault("sync")
     assert failed.code == 1, failed.err
     [sent] = receiver.received
     assert sent["type"] == "failure"
@@ -312,7 +321,7 @@ def test_only_on_failure_sends_no_news_of_a_good_sync(
     receiver: Receiver,
     vault_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    mjvault: Cli,
 ) -> None:
     use_server(
         monkeypatch,
@@ -320,11 +329,11 @@ def test_only_on_failure_sends_no_news_of_a_good_sync(
         MJVAULT_NOTIFY_URLS=receiver.url,
         MJVAULT_NOTIFY_ONLY_ON_FAILURE="true",
     )
-    done = run_cli(capsys, "--vault", str(vault_path), "sync")
+    done = mjvault("sync")
     assert done.code == 0, done.err
     assert receiver.received == []
     monkeypatch.setenv("MIDJOURNEY_SESSION_TOKEN", "sess-expired-1111111111")
-    failed = run_cli(capsys, "--vault", str(vault_path), "sync", "--full")
+    failed = mjvault("sync", "--full")
     assert failed.code == 1
     assert [sent["type"] for sent in receiver.received] == ["failure"]
 
@@ -335,7 +344,7 @@ def test_a_receiver_down_or_hanging_neither_fails_nor_holds_the_sync(
     server: FakeMidjourney,
     vault_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    mjvault: Cli,
     kind: str,
 ) -> None:
     silent = Silent() if kind == "hanging" else None
@@ -344,7 +353,7 @@ def test_a_receiver_down_or_hanging_neither_fails_nor_holds_the_sync(
     log = world.root / "sync.log"
     try:
         started = time.monotonic()
-        done = run_cli(capsys, "--vault", str(vault_path), "--log-file", str(log), "sync")
+        done = mjvault("--log-file", str(log), "sync")
         took = time.monotonic() - started
     finally:
         if silent:
@@ -368,12 +377,12 @@ def test_verify_problems_notify(
     receiver: Receiver,
     vault_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    mjvault: Cli,
 ) -> None:
     use_server(monkeypatch, server)
-    assert run_cli(capsys, "--vault", str(vault_path), "sync").code == 0
+    assert mjvault("sync").code == 0
     monkeypatch.setenv("MJVAULT_NOTIFY_URLS", receiver.url)
-    clean = run_cli(capsys, "--vault", str(vault_path), "verify")
+    clean = mjvault("verify")
     assert clean.code == 0, clean.err
     assert receiver.received == []  # nothing found: nothing said
     with Vault.open(vault_path) as vault:
@@ -384,7 +393,7 @@ def test_verify_problems_notify(
     data = bytearray(damaged.read_bytes())
     data[len(data) // 2] ^= 0x40
     damaged.write_bytes(bytes(data))
-    checked = run_cli(capsys, "--vault", str(vault_path), "verify", "--read-data")
+    checked = mjvault("verify", "--read-data")
     assert checked.code == 3
     [sent] = receiver.received
     assert sent["type"] == "failure"
@@ -399,12 +408,12 @@ def test_verify_repair_notifies_what_it_left_and_a_remote_it_cannot_read(
     receiver: Receiver,
     vault_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    mjvault: Cli,
 ) -> None:
     use_server(monkeypatch, server)
-    assert run_cli(capsys, "--vault", str(vault_path), "sync").code == 0
+    assert mjvault("sync").code == 0
     remote = world.root / "nas"
-    added = run_cli(capsys, "--vault", str(vault_path), "remote", "add", "nas", str(remote))
+    added = mjvault("remote", "add", "nas", str(remote))
     assert added.code == 0, added.err
     with Vault.open(vault_path) as vault:
         image = next(i for entry in vault.entries() for i in entry.images if i)
@@ -416,7 +425,7 @@ def test_verify_repair_notifies_what_it_left_and_a_remote_it_cannot_read(
     damaged.write_bytes(bytes(data))
     monkeypatch.setenv("MJVAULT_NOTIFY_URLS", receiver.url)
 
-    repaired = run_cli(capsys, "--vault", str(vault_path), "verify", "--repair")
+    repaired = mjvault("verify", "--repair")
     assert repaired.code == 3, repaired.err  # no source to refetch from: the problem is left
     [sent] = receiver.received
     assert sent["type"] == "failure" and sent["title"] == "mjvault: verify found 1 problem"
@@ -428,7 +437,7 @@ def test_verify_repair_notifies_what_it_left_and_a_remote_it_cannot_read(
 
         shutil.rmtree(remote)
     remote.write_text("not a folder")
-    checked = run_cli(capsys, "--vault", str(vault_path), "verify", "--remote", "nas")
+    checked = mjvault("verify", "--remote", "nas")
     assert checked.code != 0 and "Traceback" not in checked.err
     [sent] = receiver.received
     assert sent["type"] == "failure" and sent["title"] == "mjvault: verify failed"
@@ -440,12 +449,12 @@ def test_a_push_to_a_broken_remote_notifies(
     receiver: Receiver,
     vault_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    mjvault: Cli,
 ) -> None:
     use_server(monkeypatch, server)
-    assert run_cli(capsys, "--vault", str(vault_path), "sync").code == 0
+    assert mjvault("sync").code == 0
     remote = world.root / "nas"
-    added = run_cli(capsys, "--vault", str(vault_path), "remote", "add", "nas", str(remote))
+    added = mjvault("remote", "add", "nas", str(remote))
     assert added.code == 0, added.err
     # The drive's folder is gone and a file stands in its place: nothing can be written.
     if remote.is_dir():
@@ -454,7 +463,7 @@ def test_a_push_to_a_broken_remote_notifies(
         shutil.rmtree(remote)
     remote.write_text("not a folder")
     monkeypatch.setenv("MJVAULT_NOTIFY_URLS", receiver.url)
-    pushed = run_cli(capsys, "--vault", str(vault_path), "push", "nas")
+    pushed = mjvault("push", "nas")
     assert pushed.code != 0
     assert "Traceback" not in pushed.err
     [sent] = receiver.received
@@ -729,6 +738,7 @@ def test_without_apprise_one_line_and_the_sync_still_succeeds(
     vault_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    mjvault: Cli,
 ) -> None:
     # An install without the `notify` extra: importing apprise fails as it would there.
     monkeypatch.setitem(sys.modules, "apprise", None)
@@ -738,7 +748,7 @@ def test_without_apprise_one_line_and_the_sync_still_succeeds(
     assert tested.err.strip() == (
         "mjvault: error: notifications need Apprise: pip install 'mjvault[notify]'"
     )
-    done = run_cli(capsys, "--vault", str(vault_path), "sync")
+    done = mjvault("sync")
     assert done.code == 0, done.err
     assert "notifications need Apprise" in done.err
     assert receiver.received == []

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from mjvault import Vault
-from mjvault.cli.root import run as run_cli_here
 from mjvault.integrity.verify import verify
 from mjvault.remotes.backend import Backend, RemoteError
 from mjvault.remotes.clone import clone
@@ -27,7 +26,7 @@ from mjvault.remotes.session import connect
 from mjvault.remotes.verify import verify_named_remote, verify_remote
 from mjvault.testing.faulty import FaultPlan, FaultyBackend, faults_on_remotes
 from mjvault.testing.objectstore import FaultProxy, moto_executable
-from tests.conftest import png_bytes, record_json
+from tests.conftest import invoke_cli, png_bytes, record_json
 
 OBJECTS = "objects/"
 
@@ -226,7 +225,7 @@ def test_a_damaged_pack_read_on_clone_is_caught_and_a_rerun_finishes(
 
 
 def test_a_failing_listing_stops_pull_in_one_line_and_changes_nothing_local(
-    folder: RemoteSpec, tmp_path: Path, faults: FaultPlan, capsys: pytest.CaptureFixture[str]
+    folder: RemoteSpec, tmp_path: Path, faults: FaultPlan
 ) -> None:
     pushed(tmp_path, folder).close()
     target = make_vault(tmp_path / "dst", 2)
@@ -234,10 +233,9 @@ def test_a_failing_listing_stops_pull_in_one_line_and_changes_nothing_local(
     before = local_files(target), target.head()
     target.close()
     faults.plan("list", "error", key="snapshots/")
-    with pytest.raises(SystemExit) as exited:
-        run_cli_here(["--vault", str(tmp_path / "dst"), "pull", "offsite"])
-    assert exited.value.code != 0
-    err = capsys.readouterr().err.strip()
+    pulled = invoke_cli(["--vault", str(tmp_path / "dst"), "pull", "offsite"])
+    assert pulled.returncode != 0
+    err = pulled.stderr.decode().strip()
     assert err.count("\n") == 0 and "planned fault" in err, err
     target = Vault.open(tmp_path / "dst")
     assert (local_files(target), target.head()) == before

@@ -12,12 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import keyring
 import pexpect
 import pytest
 from config_helpers import World, isolate, run_cli
-from keyring.backend import KeyringBackend
 from keyring.backends import fail
+from keyring_helpers import installed, memory_keyring
 
 from mjvault.config import load_config
 from mjvault.testing.accounts import Account
@@ -55,12 +54,15 @@ def refusing_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, refusing_server: str) -> World:
+def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, refusing_server: str) -> Iterator[World]:
     world = isolate(monkeypatch, tmp_path)
     # Whatever client is installed, its connection test only ever reaches 127.0.0.1.
     monkeypatch.setenv("MJVAULT_WEB_BASE", refusing_server)
     monkeypatch.setenv("MJVAULT_CDN_BASE", refusing_server)
-    return world
+    # No keyring in this process either, whatever an earlier test left installed: a test
+    # that wants one installs it.
+    with installed(fail.Keyring()):
+        yield world
 
 
 def spawn(*args: str) -> pexpect.spawn:
@@ -257,32 +259,13 @@ def test_occupied_directory_is_refused(
     assert result.code == 2 and "is not a vault" in result.err
 
 
-class _MemoryKeyring(KeyringBackend):
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.entries.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.entries[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        del self.entries[(service, username)]
-
-
 def test_token_in_the_keyring_per_profile(
     world: World,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    backend = _MemoryKeyring()
-    keyring.set_keyring(backend)
-    try:
+    with memory_keyring() as backend:
         monkeypatch.setattr(sys, "stdin", io.StringIO(TOKEN + "\n"))
         result = run_cli(
             capsys,
@@ -305,8 +288,6 @@ def test_token_in_the_keyring_per_profile(
             "origin": {"layer": "user", "source": "keyring", "profile": "home"},
             "secret": True,
         }
-    finally:
-        keyring.set_keyring(fail.Keyring())
 
 
 def test_view_is_filled_by_the_next_sync_or_by_a_first_sync(

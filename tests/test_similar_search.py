@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mjvault import Vault
-from mjvault.cli.root import run
 from mjvault.errors import MjvaultError
 from mjvault.similarity.groups import find_groups, near_pairs, plan_for, row_components
 from mjvault.similarity.hashing import HASH_BYTES, hashes_of_bytes, to_bytes, to_words
@@ -26,6 +25,7 @@ from mjvault.similarity.store import HashStore
 from mjvault.sources.importer import import_archive
 from mjvault.testing.archive import write_sample_archive
 from mjvault.thumbnails import head_images
+from tests.conftest import Result, invoke_cli
 
 # -- on arrays: against brute force --------------------------------------------------------
 
@@ -218,20 +218,14 @@ def test_a_file_finds_its_copy_in_the_vault(hashed: tuple[Path, list[str]], tmp_
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def cli(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     for key in list(os.environ):
         if key.startswith("MJVAULT_"):
             monkeypatch.delenv(key)
 
     def invoke(vault: Path, *args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = 0
-        try:
-            run(["--vault", str(vault), *args])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
+        ran = Result.of(invoke_cli(["--vault", str(vault), *args]))
+        return ran.code, ran.out, ran.err
 
     return invoke
 

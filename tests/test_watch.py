@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import io
 import json
 import os
 import re
@@ -28,7 +27,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mjvault import Vault
-from mjvault.cli.root import run
 from mjvault.config.schema import build_config
 from mjvault.errors import (
     AuthError,
@@ -57,6 +55,7 @@ from mjvault.watch import (
     parse_interval,
     watch,
 )
+from tests.conftest import Result, invoke_cli, run_cli
 from tests.test_notify import Receiver
 from tests.test_sync import TOKEN, assert_complete, cli_env, settings_for
 from tests.test_sync_kill import assert_verifies, wait_for_media_requests
@@ -77,40 +76,18 @@ def vault_path(tmp_path: Path) -> Path:
     return tmp_path / "vault"
 
 
-class Ran:
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.code, self.out, self.err = code, out, err
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-Cli = Callable[..., Ran]
+Cli = Callable[..., Result]
 
 
 @pytest.fixture
-def cli(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, server: FakeMidjourney
-) -> Cli:
-    """`mjvault --vault V ...` in this process, pointed at the bundled server."""
+def cli(monkeypatch: pytest.MonkeyPatch, server: FakeMidjourney, vault_path: Path) -> Cli:
+    """`mjvault --vault VAULT ARGS` in this process, pointed at the bundled server."""
     for key in list(os.environ):
         if key.startswith("MJVAULT_"):
             monkeypatch.delenv(key)
     for key, value in cli_env(server).items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr("sys.stdin", io.StringIO(""))
-
-    def invoke(vault: Path, *args: str) -> Ran:
-        capsys.readouterr()
-        code = 0
-        try:
-            run(["--vault", str(vault), *args])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return Ran(code, captured.out, captured.err)
-
-    return invoke
+    return lambda *args: Result.of(invoke_cli(["--vault", str(vault_path), *args]))
 
 
 def start_watch(
@@ -182,7 +159,7 @@ def assert_unlocked(vault_path: Path) -> None:
 def test_watch_archives_new_jobs_within_an_interval_pushes_and_stops_on_sigterm(
     server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli
 ) -> None:
-    added = cli(vault_path, "remote", "add", "nas", str(tmp_path / "nas"), "--auto-push")
+    added = cli("remote", "add", "nas", str(tmp_path / "nas"), "--auto-push")
     assert added.code == 0, added.err
     log = tmp_path / "watch.log"
     process = start_watch(vault_path, server, log, root=("--json",))
@@ -215,7 +192,7 @@ def test_watch_archives_new_jobs_within_an_interval_pushes_and_stops_on_sigterm(
     with Vault.open(vault_path) as vault:
         assert any(entry.job_id == new[0].id for entry in vault.entries())
     # The auto-push remote holds every snapshot of the vault, the newest included.
-    info = cli(vault_path, "--json", "remote", "info", "nas")
+    info = cli("--json", "remote", "info", "nas")
     assert info.code == 0, info.err
     held = info.json()
     assert held["local_snapshots_held"] == held["local_snapshots"] >= 2
@@ -243,13 +220,7 @@ def test_sigterm_mid_sync_checkpoints_and_the_next_run_completes(
         # The cut-short cycle says what it stored before the stop.
         cut = [c for c in cycles(tmp_path / "log") if c["msg"] == "watch cycle interrupted"]
         assert len(cut) == 1 and int(cut[0]["new_jobs"]) > 0, cycles(tmp_path / "log")
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("MJVAULT_")}
-        finish = subprocess.run(
-            [sys.executable, "-m", "mjvault", "--vault", str(vault_path), "sync", *FAST],
-            env=environ | cli_env(slow),
-            capture_output=True,
-            timeout=120,
-        )
+        finish = run_cli("--vault", str(vault_path), "sync", *FAST, env=cli_env(slow))
         assert finish.returncode == 0, finish.stderr
         assert_complete(vault_path, account)
 
@@ -280,7 +251,7 @@ def test_sigterm_stops_a_one_shot_sync_with_a_checkpoint_and_exit_130(
             kept = sum(1 for _ in vault.tree.walk(partial)) if partial else 0
         assert 0 < kept < len(account.jobs), "the checkpoint keeps part of the run"
         media_before = slow.stats.media_requests
-        finish = subprocess.run(command, env=environ, capture_output=True, timeout=120)
+        finish = run_cli(*command[3:], env=cli_env(slow))
         assert finish.returncode == 0, finish.stderr
         assert_complete(vault_path, account)
         # Resumed: what the checkpoint kept was not downloaded again.
@@ -288,9 +259,7 @@ def test_sigterm_stops_a_one_shot_sync_with_a_checkpoint_and_exit_130(
 
 
 def mjvault_json(vault_path: Path, *args: str) -> Any:
-    done = subprocess.run(
-        [sys.executable, "-m", "mjvault", "--vault", str(vault_path), *args], capture_output=True
-    )
+    done = invoke_cli(["--vault", str(vault_path), *args])
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout) if "--json" in args else None
 
@@ -401,22 +370,22 @@ def test_if_idle_exits_0_with_one_line_while_another_writer_holds_the_lock(
 ) -> None:
     lock = WriteLock(vault_path, "mjvault import").acquire()
     try:
-        ran = cli(vault_path, "sync", *FAST, "--if-idle")
+        ran = cli("sync", *FAST, "--if-idle")
         assert ran.code == 0, ran.err
         lines = ran.err.strip().splitlines()
         assert len(lines) == 1 and "skipped (--if-idle)" in lines[0], ran.err
         assert "mjvault import" in lines[0]
         assert server.stats.total_listing_requests() == 0
         # The same in watch mode: it never starts.
-        watched = cli(vault_path, "sync", *FAST, "--watch", "--every", "1m", "--if-idle")
+        watched = cli("sync", *FAST, "--watch", "--every", "1m", "--if-idle")
         assert watched.code == 0, watched.err
         assert "skipped (--if-idle)" in watched.err
         # Without --if-idle a locked vault is an error, as before.
-        refused = cli(vault_path, "sync", *FAST)
+        refused = cli("sync", *FAST)
         assert refused.code == 11 and "locked" in refused.err
     finally:
         lock.release()
-    ran = cli(vault_path, "sync", *FAST, "--if-idle")
+    ran = cli("sync", *FAST, "--if-idle")
     assert ran.code == 0, ran.err
     assert_complete(vault_path, server.account)
 
@@ -436,7 +405,7 @@ def test_if_idle_skips_while_another_writer_holds_the_lock_even_if_credentials_f
     browser = ("--cookies-from-browser", f"firefox:{profile}")
     lock = WriteLock(vault_path, "mjvault import").acquire()
     try:
-        ran = cli(vault_path, "sync", *FAST, "--if-idle", *browser)
+        ran = cli("sync", *FAST, "--if-idle", *browser)
     finally:
         lock.release()
     assert ran.code == 0, ran.err
@@ -448,7 +417,7 @@ def test_if_idle_skips_while_another_writer_holds_the_lock_even_if_credentials_f
     (vault_path / "lock").write_text(
         json.dumps({"pid": dead_pid(), "host": socket.gethostname(), "time": 0})
     )
-    failed = cli(vault_path, "sync", *FAST, "--if-idle", *browser)
+    failed = cli("sync", *FAST, "--if-idle", *browser)
     assert failed.code == 2, failed.err
     assert [m["title"] for m in receiver.received] == ["mjvault: sync failed"]
 
@@ -474,7 +443,7 @@ def test_if_idle_takes_the_lock_once_without_a_look_first(
         return acquire(self)
 
     monkeypatch.setattr(WriteLock, "acquire", counted)
-    ran = cli(vault_path, "sync", *FAST, "--if-idle")
+    ran = cli("sync", *FAST, "--if-idle")
     assert ran.code == 0, ran.err
     assert len(taken) == 1, taken
     assert_complete(vault_path, server.account)
@@ -484,13 +453,13 @@ def test_quiet_sync_prints_nothing_and_logs_its_summary(
     server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli
 ) -> None:
     log = tmp_path / "sync.log"
-    ran = cli(vault_path, "-q", "--log-file", str(log), "sync", *FAST)
+    ran = cli("-q", "--log-file", str(log), "sync", *FAST)
     assert ran.code == 0, ran.err
     assert ran.out == "" and ran.err == ""  # -q: only errors (what a timer's mail carries)
     lines = [line for line in log.read_text().splitlines() if 'msg="sync finished"' in line]
     assert len(lines) == 1, log.read_text()
     assert f"jobs_new={JOBS}" in lines[0] and "images_missing=0" in lines[0]
-    shown = cli(vault_path, "sync", *FAST)  # without -q the summary is still shown
+    shown = cli("sync", *FAST)  # without -q the summary is still shown
     assert "vault already up to date" in shown.out and 'msg="sync finished"' not in shown.err
 
 
@@ -499,7 +468,7 @@ def test_a_failed_sync_writes_its_error_to_the_log_file_and_once_on_stderr(
 ) -> None:
     log = tmp_path / "sync.log"
     server.faults = Faults(expired=True)
-    ran = cli(vault_path, "-q", "--log-file", str(log), "sync", *FAST)
+    ran = cli("-q", "--log-file", str(log), "sync", *FAST)
     assert ran.code == 1
     assert len(ran.err.strip().splitlines()) == 1 and ran.err.startswith("mjvault: error:")
     errors = [line for line in log.read_text().splitlines() if "level=error" in line]
@@ -512,14 +481,14 @@ def test_a_failed_push_exits_4_and_keeps_the_synced_jobs(
     server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli
 ) -> None:
     good, broken = tmp_path / "good", tmp_path / "broken"
-    assert cli(vault_path, "remote", "add", "good", str(good)).code == 0
-    assert cli(vault_path, "remote", "add", "broken", str(broken)).code == 0
+    assert cli("remote", "add", "good", str(good)).code == 0
+    assert cli("remote", "add", "broken", str(broken)).code == 0
     # The remote's folder is gone and a plain file stands in its place (an unmounted disk).
     import shutil
 
     shutil.rmtree(broken)
     broken.write_text("not a remote")
-    ran = cli(vault_path, "--json", "sync", *FAST, "--push", "broken", "--push", "good")
+    ran = cli("--json", "sync", *FAST, "--push", "broken", "--push", "good")
     assert ran.code == 4, ran.err
     assert "push to broken failed" in ran.err and "Traceback" not in ran.err
     pushes = {p["remote"]: p for p in ran.json()["pushes"]}
@@ -530,18 +499,18 @@ def test_a_failed_push_exits_4_and_keeps_the_synced_jobs(
 
 
 def test_verify_subset_after_sync(server: FakeMidjourney, vault_path: Path, cli: Cli) -> None:
-    ran = cli(vault_path, "sync", *FAST, "--verify-subset", "100%")
+    ran = cli("sync", *FAST, "--verify-subset", "100%")
     assert ran.code == 0, ran.err
     assert "verified a 100% subset: no problems" in ran.out
-    checked = cli(vault_path, "--json", "sync", *FAST, "--verify-subset", "1/2")
+    checked = cli("--json", "sync", *FAST, "--verify-subset", "1/2")
     assert checked.code == 0, checked.err
     assert checked.json()["verify"]["ok"] and checked.json()["verify"]["subset"] == "1/2"
-    bad = cli(vault_path, "sync", "--verify-subset", "150%")
+    bad = cli("sync", "--verify-subset", "150%")
     assert bad.code == 2 and len(bad.err.strip().splitlines()) == 1
 
 
 def test_verify_subset_problems_exit_3(server: FakeMidjourney, vault_path: Path, cli: Cli) -> None:
-    assert cli(vault_path, "sync", *FAST).code == 0
+    assert cli("sync", *FAST).code == 0
     # Damage one stored object behind the vault's back: the next verify must say so.
     with Vault.open(vault_path) as vault:
         image = next(i for entry in vault.entries() for i in entry.images if i)
@@ -552,30 +521,30 @@ def test_verify_subset_problems_exit_3(server: FakeMidjourney, vault_path: Path,
     data[len(data) // 2] ^= 0xFF
     target.write_bytes(bytes(data))
     server.add_jobs(1)
-    ran = cli(vault_path, "sync", *FAST, "--verify-subset", "100%")
+    ran = cli("sync", *FAST, "--verify-subset", "100%")
     assert ran.code == 3, ran.err
     assert "found" in ran.err and "problems" in ran.err
 
 
 def test_remote_auto_push_on_and_off(vault_path: Path, tmp_path: Path, cli: Cli) -> None:
-    assert cli(vault_path, "remote", "add", "nas", str(tmp_path / "nas")).code == 0
-    listed = cli(vault_path, "--json", "remote", "list")
+    assert cli("remote", "add", "nas", str(tmp_path / "nas")).code == 0
+    listed = cli("--json", "remote", "list")
     assert listed.json()[0]["auto_push"] is False
-    on = cli(vault_path, "remote", "set", "nas", "--auto-push")
+    on = cli("remote", "set", "nas", "--auto-push")
     assert on.code == 0 and "auto-push on" in on.out
-    assert "(auto-push)" in cli(vault_path, "remote", "list").out
-    off = cli(vault_path, "remote", "set", "nas", "--no-auto-push")
-    assert off.code == 0 and "(auto-push)" not in cli(vault_path, "remote", "list").out
-    nothing = cli(vault_path, "remote", "set", "nas")
+    assert "(auto-push)" in cli("remote", "list").out
+    off = cli("remote", "set", "nas", "--no-auto-push")
+    assert off.code == 0 and "(auto-push)" not in cli("remote", "list").out
+    nothing = cli("remote", "set", "nas")
     assert nothing.code == 2 and len(nothing.err.strip().splitlines()) == 1
-    missing = cli(vault_path, "remote", "set", "nope", "--auto-push")
+    missing = cli("remote", "set", "nope", "--auto-push")
     assert missing.code != 0 and "no remote named nope" in missing.err
     # Files written before the field existed load with auto-push off.
     spec = vault_path / "remotes" / "nas.json"
     doc = json.loads(spec.read_text())
     del doc["auto_push"]
     spec.write_text(json.dumps(doc))
-    assert cli(vault_path, "--json", "remote", "list").json()[0]["auto_push"] is False
+    assert cli("--json", "remote", "list").json()[0]["auto_push"] is False
 
 
 def test_bad_intervals_and_combinations_are_one_line_errors(vault_path: Path, cli: Cli) -> None:
@@ -588,7 +557,7 @@ def test_bad_intervals_and_combinations_are_one_line_errors(vault_path: Path, cl
         ("--dry-run", "--watch"),
         ("--push", "../x"),
     ):
-        ran = cli(vault_path, "sync", *args)
+        ran = cli("sync", *args)
         assert ran.code == 2, (args, ran.err)
         assert len(ran.err.strip().splitlines()) == 1 and "Traceback" not in ran.err
 
@@ -597,7 +566,7 @@ def test_a_watch_without_any_credentials_stops_at_once(
     vault_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("MIDJOURNEY_SESSION_TOKEN")
-    ran = cli(vault_path, "sync", "--watch", "--every", "1h")
+    ran = cli("sync", "--watch", "--every", "1h")
     assert ran.code == 1, ran.err
     lines = ran.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mjvault: error: no Midjourney session")
@@ -613,12 +582,12 @@ def test_a_watch_with_a_bad_browser_option_stops_at_once(
         "netscape": "unknown browser 'netscape'",
     }
     for spec, said in cases.items():
-        ran = cli(vault_path, "sync", "--watch", "--every", "1h", "--cookies-from-browser", spec)
+        ran = cli("sync", "--watch", "--every", "1h", "--cookies-from-browser", spec)
         assert ran.code == 2, ran.err
         lines = ran.err.strip().splitlines()
         assert len(lines) == 1 and said in lines[0], ran.err
     monkeypatch.setitem(sys.modules, "yt_dlp.cookies", None)  # an install without the extra
-    ran = cli(vault_path, "sync", "--watch", "--every", "1h", "--cookies-from-browser", "chromium")
+    ran = cli("sync", "--watch", "--every", "1h", "--cookies-from-browser", "chromium")
     assert ran.code == 2 and "needs the optional yt-dlp package" in ran.err, ran.err
 
 
@@ -644,7 +613,7 @@ def test_the_configured_interval_is_checked(
     vault_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MJVAULT_SYNC_EVERY", "soon")
-    ran = cli(vault_path, "sync", "--watch")
+    ran = cli("sync", "--watch")
     assert ran.code == 2 and "sync.every" in ran.err and "Traceback" not in ran.err
 
 
@@ -748,7 +717,7 @@ class Recorded(Notifier):
 def test_each_cycle_notifies_new_jobs_failures_and_failed_pushes(
     server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli
 ) -> None:
-    assert cli(vault_path, "remote", "add", "gone", str(tmp_path / "gone"), "--auto-push").code == 0
+    assert cli("remote", "add", "gone", str(tmp_path / "gone"), "--auto-push").code == 0
     (tmp_path / "gone" / "config").unlink()  # no longer a remote: every push to it fails
     notifier = Recorded()
     cycle = SyncCycle(
@@ -977,7 +946,7 @@ def test_an_oserror_becomes_a_one_line_failure_naming_the_path() -> None:
 def test_a_remote_a_push_missed_is_caught_up_by_an_idle_cycle(
     server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli
 ) -> None:
-    assert cli(vault_path, "remote", "add", "nas", str(tmp_path / "nas"), "--auto-push").code == 0
+    assert cli("remote", "add", "nas", str(tmp_path / "nas"), "--auto-push").code == 0
     config = tmp_path / "nas" / "config"
     saved = config.read_bytes()
     config.unlink()  # the NAS is not mounted: the push after the sync fails
@@ -999,9 +968,9 @@ def test_a_remote_a_push_missed_is_caught_up_by_an_idle_cycle(
     # A one-shot sync catches up the same way.
     config.unlink()
     server.add_jobs(1)
-    assert cli(vault_path, "sync", *FAST).code == 4
+    assert cli("sync", *FAST).code == 4
     config.write_bytes(saved)
-    again = cli(vault_path, "--json", "sync", *FAST)
+    again = cli("--json", "sync", *FAST)
     assert again.code == 0, again.err
     assert [p["remote"] for p in again.json()["pushes"]] == ["nas"]
 
@@ -1009,7 +978,7 @@ def test_a_remote_a_push_missed_is_caught_up_by_an_idle_cycle(
 def test_a_cycle_that_ends_two_problems_sends_one_recovered_message(
     server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli, receiver: Receiver
 ) -> None:
-    assert cli(vault_path, "remote", "add", "nas", str(tmp_path / "nas"), "--auto-push").code == 0
+    assert cli("remote", "add", "nas", str(tmp_path / "nas"), "--auto-push").code == 0
     config = tmp_path / "nas" / "config"
     saved = config.read_bytes()
     cycle = SyncCycle(
@@ -1062,7 +1031,7 @@ def test_a_follow_up_that_fails_still_clears_a_sync_failure(
 def test_a_push_failure_that_comes_back_after_a_push_by_hand_is_notified_again(
     server: FakeMidjourney, vault_path: Path, tmp_path: Path, cli: Cli, receiver: Receiver
 ) -> None:
-    assert cli(vault_path, "remote", "add", "nas", str(tmp_path / "nas"), "--auto-push").code == 0
+    assert cli("remote", "add", "nas", str(tmp_path / "nas"), "--auto-push").code == 0
     config = tmp_path / "nas" / "config"
     saved = config.read_bytes()
     cycle = SyncCycle(
@@ -1075,7 +1044,7 @@ def test_a_push_failure_that_comes_back_after_a_push_by_hand_is_notified_again(
     config.unlink()  # the NAS is not mounted
     assert cycle().push_failed
     config.write_bytes(saved)
-    assert cli(vault_path, "push", "nas").code == 0  # the user catches it up by hand
+    assert cli("push", "nas").code == 0  # the user catches it up by hand
     idle = cycle()
     assert idle.pushes == [] and idle.followups.caught_up == ["nas"]
     config.unlink()  # unmounted again, weeks later

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 from collections.abc import Iterator
@@ -13,10 +12,10 @@ import pytest
 from keyring_helpers import file_keyring as keyring_file
 from keyrings.alt.file import PlaintextKeyring
 
-from mjvault.cli.main import main
 from mjvault.testing.accounts import Account
 from mjvault.testing.faults import Faults
 from mjvault.testing.server import FakeMidjourney
+from tests.conftest import Result, invoke_cli
 
 TOKEN = "cli-session-token-77aa31"
 ENV_NAMES = (
@@ -54,12 +53,8 @@ def run(
     monkeypatch: pytest.MonkeyPatch,
     stdin: str = "",
 ) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    with pytest.raises(SystemExit) as exited:
-        main(args)
-    out, err = capsys.readouterr()
-    code = exited.value.code
-    return (code if isinstance(code, int) else 1), out, err
+    ran = Result.of(invoke_cli(args, input=stdin.encode()))
+    return ran.code, ran.out, ran.err
 
 
 def fast(server: FakeMidjourney) -> list[str]:
