@@ -95,7 +95,7 @@ def test_a_damaged_encrypted_metadata_object_is_counted_as_stored(tmp_path: Path
         before = storage_stats(vault)
         head = vault.head()
         assert head is not None
-        with vault.index.reader() as reader:
+        with vault.current_index().reader() as reader:
             # any metadata object but HEAD's manifest, which opening the index reads
             meta = [
                 oid

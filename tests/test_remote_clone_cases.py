@@ -49,7 +49,7 @@ def test_a_clone_registers_its_remote_as_origin(spec: RemoteSpec, tmp_path: Path
     with copy:
         assert report.ok and report.jobs_indexed == 3
         assert load_spec(copy.path, ORIGIN) == RemoteSpec(ORIGIN, spec.url)
-        assert len(copy.index.search(words=["fox"])) == 3
+        assert len(copy.current_index().search(words=["fox"])) == 3
 
 
 def test_a_clone_into_an_empty_folder_that_exists(spec: RemoteSpec, tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_an_encrypting_remote_gives_back_a_plain_vault(tmp_path: Path) -> None:
         assert report.ok and not copy.encrypted
         # origin keeps sealing what is pushed to it
         assert load_spec(copy.path, ORIGIN).encrypt
-        assert len(copy.index.search(words=["fox"])) == 3
+        assert len(copy.current_index().search(words=["fox"])) == 3
 
 
 def test_an_encrypted_vaults_remote_gives_back_an_encrypted_vault(tmp_path: Path) -> None:
