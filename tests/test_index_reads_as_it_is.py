@@ -1,0 +1,53 @@
+"""What a reader gets from an index that lags HEAD or is of an older format: `index status`
+says so, `verify` does not call it damage, a writer's catch-up, and lmdb's refusals of the
+surroundings (a read-only disk, permissions) reported as such."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from mjvault import Vault
+from tests.conftest import png_bytes, record_json, run_cli
+
+
+def _add_jobs(vault: Vault, count: int) -> None:
+    with vault.writer("test") as writer:
+        for n in range(count):
+            image = writer.put_media(png_bytes(n))
+            writer.add_job(record_json(f"job-{n}", f"prompt number {n} fox"), [image])
+
+
+def _older_format(vault: Vault) -> Path:
+    """The vault with 3 jobs and an index of format 8 (a vault upgraded from it), closed."""
+    _add_jobs(vault, 3)
+    index = vault.current_index()
+    with index.env.begin(write=True) as txn:
+        txn.put(b"format", b"8", db=index.db[b"meta"])
+    vault.close()
+    return vault.path
+
+
+def _lagging(vault: Vault) -> Path:
+    """The vault with 3 jobs and its index thrown away, closed."""
+    _add_jobs(vault, 3)
+    vault.close()
+    shutil.rmtree(vault.path / "index")
+    return vault.path
+
+
+def test_index_status_reports_an_index_behind_head_as_it_is(vault: Vault) -> None:
+    path = _lagging(vault)
+    result = run_cli("--vault", str(path), "--json", "index", "status")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["current"] is False and data["tree"] is None
+    text = run_cli("--vault", str(path), "index", "status")
+    assert "behind HEAD" in text.stdout.decode()
+
+
+def test_index_status_reports_an_older_format_as_behind(vault: Vault) -> None:
+    path = _older_format(vault)
+    data = json.loads(run_cli("--vault", str(path), "--json", "index", "status").stdout)
+    assert data["current"] is False
