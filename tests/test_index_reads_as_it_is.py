@@ -51,3 +51,22 @@ def test_index_status_reports_an_older_format_as_behind(vault: Vault) -> None:
     path = _older_format(vault)
     data = json.loads(run_cli("--vault", str(path), "--json", "index", "status").stdout)
     assert data["current"] is False
+
+
+def test_verify_brings_an_index_of_an_older_format_current(vault: Vault) -> None:
+    path = _older_format(vault)
+    result = run_cli("--vault", str(path), "verify")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert b"index" not in result.stdout + result.stderr
+    reopened = Vault.open(path)
+    try:
+        head = reopened.head()
+        assert head is not None and reopened.open_index().indexed_tree() == head.tree
+    finally:
+        reopened.close()
+
+
+def test_verify_does_not_call_an_index_behind_head_damage(vault: Vault) -> None:
+    path = _lagging(vault)
+    result = run_cli("--vault", str(path), "verify")
+    assert result.returncode == 0, result.stdout + result.stderr
