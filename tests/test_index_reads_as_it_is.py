@@ -70,3 +70,19 @@ def test_verify_does_not_call_an_index_behind_head_damage(vault: Vault) -> None:
     path = _lagging(vault)
     result = run_cli("--vault", str(path), "verify")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_families_on_an_older_format_beside_a_writer_say_to_come_back(vault: Vault) -> None:
+    """A writer holds the lock, so the format-8 index (no shared_bands) is not rebuilt yet:
+    walked as it is it would show no family, so the command says why it cannot answer."""
+    path = _older_format(vault)
+    writer = Vault.open(path)
+    try:
+        with writer.write_lock():
+            result = run_cli("--vault", str(path), "stats", "--families")
+    finally:
+        writer.close()
+    assert result.returncode != 0
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "being brought up to date by pid" in lines[0], lines
+    assert b"No prompt families" not in result.stdout

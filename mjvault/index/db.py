@@ -714,6 +714,12 @@ class Index:
         value = txn.get(b"tree", db=meta)
         return bytes(value).decode("ascii") if value else None
 
+    def of_older_format(self) -> bool:
+        """Whether the index was written by an older format (it lacks tables or holds them
+        in an older shape) and waits for the rebuild that brings it current."""
+        with self._reading(), self.env.begin() as txn:
+            return txn.get(b"format", db=self.db[b"meta"]) not in (None, self.layout.format)
+
     def job_count(self) -> int:
         with self._reading(), self.env.begin() as txn:
             return int(txn.stat(self.db[b"jobs"])["entries"])
