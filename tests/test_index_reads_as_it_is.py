@@ -4,9 +4,16 @@ surroundings (a read-only disk, permissions) reported as such."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+
+import lmdb
+import pytest
 
 from mjvault import Vault
 from tests.conftest import png_bytes, record_json, run_cli
@@ -86,3 +93,48 @@ def test_families_on_an_older_format_beside_a_writer_say_to_come_back(vault: Vau
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "being brought up to date by pid" in lines[0], lines
     assert b"No prompt families" not in result.stdout
+
+
+def _mount(*args: str) -> bool:
+    try:
+        return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+    except OSError:  # no mount command here
+        return False
+
+
+@pytest.fixture
+def read_only_index(vault: Vault, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The vault (3 jobs, closed) with its index on a read-only file system: a read-only bind
+    mount of the index folder where this machine allows one (root ignores chmod), else
+    LMDB's own EROFS error raised where it opens the environment."""
+    _add_jobs(vault, 3)
+    vault.close()
+    index = vault.path / "index"
+    mounted = _mount("--bind", str(index), str(index))
+    if mounted and not _mount("-o", "remount,bind,ro", str(index)):
+        subprocess.run(["umount", str(index)], check=True)
+        mounted = False
+    if not mounted:
+        real_open = lmdb.open
+
+        def refusing(path: str, **options: object) -> lmdb.Environment:
+            if Path(path) == index:
+                raise lmdb.Error(f"{path}: {os.strerror(errno.EROFS)}")
+            return real_open(path, **options)
+
+        monkeypatch.setattr(lmdb, "open", refusing)
+    try:
+        yield vault.path
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(index)], check=True)
+
+
+def test_a_read_only_index_is_the_machines_refusal_not_damage(read_only_index: Path) -> None:
+    files = sorted(p.name for p in (read_only_index / "index").iterdir())
+    result = run_cli("--vault", str(read_only_index), "search", "fox")
+    assert result.returncode == 1
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "Read-only file system" in lines[0], lines
+    assert "damaged" not in lines[0] and "discarding" not in lines[0]
+    assert sorted(p.name for p in (read_only_index / "index").iterdir()) == files
