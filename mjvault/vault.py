@@ -389,9 +389,16 @@ class Vault:
         or holds the lock and syncs itself, uses :meth:`open_index`."""
         index = self.open_index()
         head = self.head()
-        if index.indexed_tree() != (head.tree if head else None):
+        indexed = index.indexed_tree()
+        if indexed != (head.tree if head else None):
+            # Catching up a diff takes a brief hold: a sync starting meanwhile waits for it
+            # (BRIEF_WAIT) instead of being refused. A rebuild from the objects (no tree: an
+            # older format, a discarded index) can take minutes, past any writer's wait: the
+            # full lock, so a writer is told at once (docs/design.md, "Reading the vault
+            # writes nothing behind the caller's back").
+            brief = indexed is not None and self.store.exists(indexed)
             try:
-                with self.write_lock():
+                with _KeyCheckedLock(self, brief=brief):
                     head = self.head()  # a writer may have committed before we got the lock
                     self.sync_index(head.tree if head else None)
             except VaultLocked:
@@ -512,8 +519,8 @@ class Vault:
 class _KeyCheckedLock(WriteLock):
     """The write lock of a handle whose keys must still be the vault's once it is held."""
 
-    def __init__(self, vault: Vault) -> None:
-        super().__init__(vault.path)
+    def __init__(self, vault: Vault, *, brief: bool = False) -> None:
+        super().__init__(vault.path, brief=brief)
         self._vault = vault
 
     def acquire(self) -> WriteLock:

@@ -16,12 +16,13 @@ import lmdb
 import pytest
 
 from mjvault import Vault
+from mjvault.lock import is_brief, read_holder
 from tests.conftest import png_bytes, record_json, run_cli
 
 
-def _add_jobs(vault: Vault, count: int) -> None:
+def _add_jobs(vault: Vault, count: int, start: int = 0) -> None:
     with vault.writer("test") as writer:
-        for n in range(count):
+        for n in range(start, start + count):
             image = writer.put_media(png_bytes(n))
             writer.add_job(record_json(f"job-{n}", f"prompt number {n} fox"), [image])
 
@@ -138,3 +139,35 @@ def test_a_read_only_index_is_the_machines_refusal_not_damage(read_only_index: P
     assert len(lines) == 1 and "Read-only file system" in lines[0], lines
     assert "damaged" not in lines[0] and "discarding" not in lines[0]
     assert sorted(p.name for p in (read_only_index / "index").iterdir()) == files
+
+
+def test_a_reader_catches_up_as_a_brief_holder_and_rebuilds_under_the_full_lock(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catch-up by diff lets a sync starting meanwhile wait for it; a rebuild from the
+    objects (an older format) keeps the full lock."""
+    _add_jobs(vault, 2)
+    before = vault.head()
+    assert before is not None
+    _add_jobs(vault, 2, start=2)
+    reader = Vault.open(vault.path)
+    try:
+        index = reader.open_index()
+        with index.env.begin(write=True) as txn:  # one diff behind HEAD
+            txn.put(b"tree", before.tree.encode(), db=index.db[b"meta"])
+        notes: list[dict[str, object] | None] = []
+        real = reader.sync_index
+
+        def noting(target: str | None, progress: object = None) -> int:
+            notes.append(read_holder(vault.path / "lock"))
+            return real(target)
+
+        monkeypatch.setattr(reader, "sync_index", noting)
+        head = reader.head()
+        assert head is not None and reader.current_index().indexed_tree() == head.tree
+        with index.env.begin(write=True) as txn:
+            txn.put(b"format", b"8", db=index.db[b"meta"])
+        assert reader.current_index().indexed_tree() == head.tree
+    finally:
+        reader.close()
+    assert [is_brief(note) for note in notes] == [True, False]
