@@ -148,6 +148,8 @@ class Vault:
         self.refs = Refs(path)
         self.tree = TreeReader(self._read_node)
         self._index: Index | None = None
+        # Whether open_index() found the index damaged and discarded it: verify reports it.
+        self.index_discarded = False
         # Per-vault resources of other modules (the thumbnail table's connection), closed by
         # close(): one owner, so a process that opens a vault per cycle holds none of them.
         self._attached: dict[str, _Closable] = {}
@@ -368,6 +370,7 @@ class Vault:
                 # The index is only a cache: a damaged one is discarded and rebuilt from objects.
                 # Other failures (a busy reader table, a read-only disk) are reported instead.
                 log.warning("%s; discarding it, it will be rebuilt", exc.message)
+                self.index_discarded = True
                 if index is not None:
                     index.close()
                 shutil.rmtree(self.path / "index", ignore_errors=True)
