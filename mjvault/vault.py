@@ -148,6 +148,8 @@ class Vault:
         self.refs = Refs(path)
         self.tree = TreeReader(self._read_node)
         self._index: Index | None = None
+        # Whether open_index() found the index damaged and discarded it: verify reports it.
+        self.index_discarded = False
         # Per-vault resources of other modules (the thumbnail table's connection), closed by
         # close(): one owner, so a process that opens a vault per cycle holds none of them.
         self._attached: dict[str, _Closable] = {}
@@ -368,6 +370,7 @@ class Vault:
                 # The index is only a cache: a damaged one is discarded and rebuilt from objects.
                 # Other failures (a busy reader table, a read-only disk) are reported instead.
                 log.warning("%s; discarding it, it will be rebuilt", exc.message)
+                self.index_discarded = True
                 if index is not None:
                     index.close()
                 shutil.rmtree(self.path / "index", ignore_errors=True)
@@ -389,9 +392,16 @@ class Vault:
         or holds the lock and syncs itself, uses :meth:`open_index`."""
         index = self.open_index()
         head = self.head()
-        if index.indexed_tree() != (head.tree if head else None):
+        indexed = index.indexed_tree()
+        if indexed != (head.tree if head else None):
+            # Catching up a diff takes a brief hold: a sync starting meanwhile waits for it
+            # (BRIEF_WAIT) instead of being refused. A rebuild from the objects (no tree: an
+            # older format, a discarded index) can take minutes, past any writer's wait: the
+            # full lock, so a writer is told at once (docs/design.md, "Reading the vault
+            # writes nothing behind the caller's back").
+            brief = indexed is not None and self.store.exists(indexed)
             try:
-                with self.write_lock():
+                with _KeyCheckedLock(self, brief=brief):
                     head = self.head()  # a writer may have committed before we got the lock
                     self.sync_index(head.tree if head else None)
             except VaultLocked:
@@ -512,8 +522,8 @@ class Vault:
 class _KeyCheckedLock(WriteLock):
     """The write lock of a handle whose keys must still be the vault's once it is held."""
 
-    def __init__(self, vault: Vault) -> None:
-        super().__init__(vault.path)
+    def __init__(self, vault: Vault, *, brief: bool = False) -> None:
+        super().__init__(vault.path, brief=brief)
         self._vault = vault
 
     def acquire(self) -> WriteLock:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -890,3 +891,22 @@ def test_vectors_are_sealed_with_the_text_key_and_older_stores_still_read(
             context = _vectors_context(digest, number, bytes(ids))
             assert keys.open_bytes(bytes(data), context) == plain[number]
     vault.close()
+
+
+def test_an_index_behind_head_is_brought_current_and_every_vector_stored(
+    vault: Vault, models: Path
+) -> None:
+    """Each block is stored under a lock the run holds: the index it reads then must have
+    been brought to HEAD before, or it names none of the images and none is stored."""
+    fill(vault)
+    vault.close()
+    shutil.rmtree(vault.path / "index")  # behind HEAD, as after an upgrade from format 8
+    reopened = Vault.open(vault.path)
+    try:
+        model = ImageModel.load(models / "image.onnx")
+        report = embed_images(reopened, model, workers=1)
+        with EmbeddingStore.open(reopened) as store:
+            assert store.count(model.digest) == JOBS * 2
+        assert report.embedded == JOBS * 2
+    finally:
+        reopened.close()

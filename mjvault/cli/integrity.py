@@ -325,7 +325,9 @@ def index_rebuild_command(app: AppContext) -> None:
 def index_status_command(app: AppContext) -> None:
     """Which snapshot tree the index reflects, its size and table counts."""
     vault = app.open_vault()
-    index = vault.current_index()
+    # As it is: current_index() would catch it up first and the answer would always be
+    # "current". An index of an older format has no tree (it is rebuilt when next read).
+    index = vault.open_index()
     head = vault.head()
     data = index.stats() | {
         "tree": index.indexed_tree(),

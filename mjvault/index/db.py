@@ -403,6 +403,18 @@ def _reason(exc: lmdb.Error) -> str:
     return str(exc).rsplit(": ", 1)[-1].strip() or type(exc).__name__
 
 
+# LMDB passes the system's errors on as its own, the errno's words only ("x: Read-only file
+# system"): these say the machine refuses (a read-only mount, permissions), not that the file
+# is damaged, so deleting the cache would not help and may not be ours to do.
+_REFUSALS = {os.strerror(code): code for code in (errno.EROFS, errno.EACCES, errno.EPERM)}
+
+
+def _refused(exc: lmdb.Error, path: Path) -> OSError | None:
+    """The OSError an LMDB error stands for when the system refused access, else None."""
+    code = _REFUSALS.get(_reason(exc))
+    return None if code is None else OSError(code, os.strerror(code), os.fspath(path))
+
+
 def _disk_full(path: Path) -> OSError:
     """LMDB's ENOSPC names no file; the CLI shows an OSError as "<reason>: <path>"."""
     return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
@@ -534,6 +546,8 @@ def share_environment(
             except _ENVIRONMENT as exc:  # busy, read-only, permissions: not ours to delete
                 raise IntegrityError(f"{what} at {path} cannot be opened: {exc}") from None
             except lmdb.Error as exc:
+                if refused := _refused(exc, path):
+                    raise refused from None
                 # A damaged header makes LMDB map far past the file ("Cannot allocate
                 # memory"), resize, or refuse a format; discarding it shows whether a new,
                 # empty one opens (the cause was the file) or fails alike (the machine).
@@ -649,6 +663,8 @@ class Index:
         except _ENVIRONMENT:
             raise
         except lmdb.Error as exc:
+            if refused := _refused(exc, self.path):
+                raise refused from None
             raise IndexDamaged(f"the index at {self.path} is damaged: {_reason(exc)}") from None
 
     @contextmanager
@@ -663,6 +679,8 @@ class Index:
         except _ENVIRONMENT as exc:
             raise IntegrityError(f"the index at {self.path} refused an update: {exc}") from None
         except lmdb.Error as exc:
+            if refused := _refused(exc, self.path):
+                raise refused from None
             raise IndexDamaged(
                 f"the index at {self.path} refused an update: {_reason(exc)}"
             ) from None
@@ -713,6 +731,12 @@ class Index:
             return None
         value = txn.get(b"tree", db=meta)
         return bytes(value).decode("ascii") if value else None
+
+    def of_older_format(self) -> bool:
+        """Whether the index was written by an older format (it lacks tables or holds them
+        in an older shape) and waits for the rebuild that brings it current."""
+        with self._reading(), self.env.begin() as txn:
+            return txn.get(b"format", db=self.db[b"meta"]) not in (None, self.layout.format)
 
     def job_count(self) -> int:
         with self._reading(), self.env.begin() as txn:

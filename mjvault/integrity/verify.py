@@ -321,6 +321,12 @@ def _missing(
     )
 
 
+def _merely_behind(vault: Vault, indexed: str | None) -> bool:
+    """An index with no damage that lags: of an older format or empty (no tree), or at a tree
+    of the vault. One found damaged (and discarded) or naming a tree the vault lacks is not."""
+    return not vault.index_discarded and (indexed is None or vault.store.exists(indexed))
+
+
 def _check_index(vault: Vault, snapshots: list[Snapshot], report: VerifyReport) -> None:
     head_id = None
     try:
@@ -332,6 +338,12 @@ def _check_index(vault: Vault, snapshots: list[Snapshot], report: VerifyReport) 
         return
     try:
         index = vault.open_index()
+        indexed = index.indexed_tree()
+        if indexed != head.tree and _merely_behind(vault, indexed):
+            # Behind HEAD, or of an older format (FORMAT §9: rebuilt when the vault opens it):
+            # a cache to catch up, not damage. Caught up here under the write lock; a writer
+            # holding it keeps the index current itself and it is left as it is.
+            index = vault.current_index()
         indexed = index.indexed_tree()
         count = index.job_count()
     except MjvaultError as exc:
@@ -345,6 +357,8 @@ def _check_index(vault: Vault, snapshots: list[Snapshot], report: VerifyReport) 
     expected = head.stats.get("jobs")
     if indexed is not None and indexed != head.tree and indexed == _checkpoint_tree(vault):
         return  # an unfinished writer's checkpoint: the index follows it, as documented
+    if indexed != head.tree and _merely_behind(vault, indexed):
+        return  # still behind: a writer is at work and brings it to HEAD itself
     if indexed != head.tree:
         report.problems.append(
             Problem("index", "the index does not match HEAD (run `mjvault index rebuild`)")

@@ -644,7 +644,10 @@ class _Run:
         lock = _brief_lock(self.vault)
         try:
             self.vault.check_keys()  # rotated meanwhile: sealed under retired keys, refuse
-            index = self.vault.current_index()
+            # Not current_index(): it would wait for the lock this run holds, give up and
+            # answer from a lagging index. embed_images() brought it current before the
+            # run; a writer since then kept it current itself.
+            index = self.vault.open_index()
             # Another run may have stored some of these since they were looked up: under the
             # lock, look again, so an image keeps one row and one vector (FORMAT §7.4).
             stored = self.store.known(self.model.digest, images)
@@ -693,6 +696,9 @@ def embed_images(
     # A worker per core: the decode (~50 ms for a 1024 px PNG) is as costly as the model,
     # and with one worker fewer it set the pace (docs/design.md, "Embeddings (optional)").
     workers = workers or max(1, min(4, os.cpu_count() or 2))
+    # Brought to HEAD (or rebuilt from an older format) now, before any lock of this run is
+    # held: each block's commit reads it under a lock current_index() would wait for.
+    vault.current_index()
     # Opening for writing may empty a store sealed under retired keys (or delete a damaged
     # one): a write like any other, so under the lock (FORMAT §7.4). Forget, gc and a key
     # rotation open it holding the lock already.

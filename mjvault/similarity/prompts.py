@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from pyroaring import BitMap
 
+from mjvault.errors import VaultLocked
 from mjvault.index import bitmaps
-from mjvault.index.db import SHARED_BANDS, IndexReader
+from mjvault.index.db import SHARED_BANDS, Index, IndexReader
+from mjvault.lock import describe_holder, read_holder
 from mjvault.reports import Report, json_meta
 from mjvault.similarity.minhash import bands, normalized, normalized_words
 
@@ -154,7 +156,7 @@ def largest_families(
     bands walked (``every_band`` measures the walk the shared ones replaced)."""
     import numpy as np
 
-    index = vault.current_index()
+    index = _current_format(vault)
     with index.reader() as reader:
         members, of_member = _roots(reader, index.release_pages, bands_of)
         if not len(members):
@@ -187,6 +189,19 @@ def largest_families(
     return [family for family, _ in found]
 
 
+def _current_format(vault: Vault) -> Index:
+    """The index brought current. One of an older format that a writer holding the lock has
+    not rebuilt yet lacks the bands' tables (``shared_bands`` came with format 9): walked as it
+    is, it would show no family at all, so the caller is told to come back instead."""
+    index = vault.current_index()
+    if index.of_older_format():
+        holder = describe_holder(read_holder(vault.path / "lock"))
+        raise VaultLocked(
+            f"the index is being brought up to date by {holder}: try again when it is done"
+        )
+    return index
+
+
 def _first_times(reader: IndexReader, members: Any, of_member: Any, roots: Any) -> dict[int, int]:
     """The time (µs) of each family's oldest job with a known time, by root; a family with
     none comes after every other (as an unknown ``first`` does)."""
@@ -208,7 +223,7 @@ def families_by_job(vault: Vault, bands_of: BandWalk | None = None) -> dict[str,
     ``bands_of``: the bands walked (``every_band`` to check the shared ones give the same)."""
     import numpy as np
 
-    index = vault.current_index()
+    index = _current_format(vault)
     with index.reader() as reader:
         members, of_member = _roots(reader, index.release_pages, bands_of or shared_bands)
         if not len(members):
