@@ -286,8 +286,8 @@ def invoke_cli(
         _fresh_process_state(keyring_from_env)
         # Detached for the run: the command's logging set-up closes the handlers it finds,
         # and pytest's own (--log-file, capture) must outlive it.
-        for handler in saved_handlers:
-            root.removeHandler(handler)
+        for found in saved_handlers:
+            root.removeHandler(found)
         sys.argv = [str(Path(mjvault.__file__).with_name("__main__.py")), *args]
         sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
         try:
@@ -357,7 +357,7 @@ def _fresh_process_state(keyring_from_env: bool) -> None:
         if os.environ.get("PYTHON_KEYRING_BACKEND"):
             keyring.core.set_keyring(keyring.core.load_env())  # type: ignore[arg-type]
         else:
-            keyring.core._keyring_backend = None  # type: ignore[attr-defined]
+            keyring.core._keyring_backend = None
 
 
 # Python's filters when no -W option or PYTHONWARNINGS is given (a release build): the

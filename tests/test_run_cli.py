@@ -119,7 +119,7 @@ def test_a_run_leaves_no_keyring_backend_behind(
     run_cli("log", env={"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
     invoke_cli(["log"])
     assert [type(backend) for backend in found] == [fail.Keyring] * 2
-    assert keyring.core._keyring_backend is None  # type: ignore[attr-defined]
+    assert keyring.core._keyring_backend is None
 
 
 def test_a_run_without_the_variable_detects_a_backend_as_a_child_does(
@@ -133,11 +133,11 @@ def test_a_run_without_the_variable_detects_a_backend_as_a_child_does(
     seen: list[object] = []
     monkeypatch.setattr(
         "mjvault.cli.main.main",
-        lambda args: seen.append(keyring.core._keyring_backend),  # type: ignore[attr-defined]
+        lambda args: seen.append(keyring.core._keyring_backend),
     )
     run_cli("log", env={"PYTHON_KEYRING_BACKEND": ""})
     assert seen == [None]  # not the one this process had: a child would detect its own
-    assert keyring.core._keyring_backend is installed  # type: ignore[attr-defined]
+    assert keyring.core._keyring_backend is installed
 
 
 def test_the_command_cannot_close_the_handlers_it_finds(tmp_path: Path) -> None:
