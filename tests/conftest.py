@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import traceback
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,13 +244,18 @@ def invoke_cli(
 
     ``env`` replaces the whole environment for the run (None keeps it). A process lives once,
     this one runs many commands: everything a command may change for the rest of a process
-    (environment, working folder, umask, signal handlers, logging handlers, the keyring
-    backend, masked secrets, warnings given once) is put back as it was after the run.
-    ``keyring_from_env``: pick the keyring backend from PYTHON_KEYRING_BACKEND as a new
-    process does (by default the backend a test has installed in this process is kept).
+    (environment, working folder, umask, ``sys.argv``, signal handlers, logging handlers,
+    the keyring backend, masked secrets, warnings given once, what the file system was found
+    to support) is put back as it was after the run. The command sees the ``sys.argv`` of
+    ``python -m mjvault``, and Python warnings go to its stderr with Python's default filters.
+    ``keyring_from_env``: pick the keyring backend as a new process does, from
+    PYTHON_KEYRING_BACKEND or by detection (by default the backend a test has installed in
+    this process is kept for the run); either way the one found is back after the run.
     """
+    import mjvault
     from mjvault import redact
     from mjvault.cli.main import main
+    from mjvault.views import links
 
     saved_environ = dict(os.environ)
     saved_cwd = os.getcwd()
@@ -258,6 +264,8 @@ def invoke_cli(
     saved_signals = {signum: signal.getsignal(signum) for signum in _SIGNALS}
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
+    saved_argv = sys.argv[:]
+    saved_link_flags = links._tmpfile_works, links._empty_path_works
     httpx_level = logging.getLogger("httpx").level
     saved_secrets = set(redact._known)
     saved_streams = sys.stdin, sys.stdout, sys.stderr
@@ -276,9 +284,20 @@ def invoke_cli(
         if cwd is not None:
             os.chdir(cwd)
         _fresh_process_state(keyring_from_env)
+        # Detached for the run: the command's logging set-up closes the handlers it finds,
+        # and pytest's own (--log-file, capture) must outlive it.
+        for found in saved_handlers:
+            root.removeHandler(found)
+        sys.argv = [str(Path(mjvault.__file__).with_name("__main__.py")), *args]
         sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
         try:
-            main(list(args))
+            with warnings.catch_warnings():
+                # A child starts with Python's default filters and prints warnings on stderr.
+                warnings.resetwarnings()
+                for action, category, module in _DEFAULT_WARNING_FILTERS:
+                    warnings.filterwarnings(action, category=category, module=module)  # type: ignore[arg-type]
+                warnings.showwarning = _show_warning_on_stderr
+                main(list(args))
         except SystemExit as exc:
             if exc.code is None:
                 code = 0
@@ -298,6 +317,8 @@ def invoke_cli(
             with contextlib.suppress(ValueError, OSError):
                 stream.flush()
         sys.stdin, sys.stdout, sys.stderr = saved_streams
+        sys.argv = saved_argv
+        links._tmpfile_works, links._empty_path_works = saved_link_flags
         os.environ.clear()
         os.environ.update(saved_environ)
         os.chdir(saved_cwd)
@@ -318,7 +339,7 @@ def invoke_cli(
         for value in saved_secrets:
             redact.register_secret(value)
         keyring_core = sys.modules.get("keyring.core")
-        if keyring_core is not None and keyring_from_env:
+        if keyring_core is not None:
             keyring_core._keyring_backend = saved_keyring  # type: ignore[attr-defined]
     return CliResult(["mjvault", *args], code, out.getvalue(), err.getvalue())
 
@@ -328,8 +349,35 @@ def _fresh_process_state(keyring_from_env: bool) -> None:
     loader = sys.modules.get("mjvault.config.loader")
     if loader is not None:
         loader._warned.clear()  # type: ignore[attr-defined]  # warned once per process
-    if keyring_from_env and os.environ.get("PYTHON_KEYRING_BACKEND"):
+    if keyring_from_env:
         import keyring.core
 
-        # The backend is chosen once per process, from this variable when it is set.
-        keyring.core.set_keyring(keyring.core.load_env())  # type: ignore[arg-type]
+        # The backend is chosen once per process: from this variable when it is set, else
+        # detected on first use (None makes keyring detect it again).
+        if os.environ.get("PYTHON_KEYRING_BACKEND"):
+            keyring.core.set_keyring(keyring.core.load_env())  # type: ignore[arg-type]
+        else:
+            keyring.core._keyring_backend = None
+
+
+# Python's filters when no -W option or PYTHONWARNINGS is given (a release build): the
+# innermost added last, so these go in the reverse of `warnings.filters`' order.
+_DEFAULT_WARNING_FILTERS: tuple[tuple[str, type[Warning], str], ...] = (
+    ("ignore", ResourceWarning, ""),
+    ("ignore", ImportWarning, ""),
+    ("ignore", PendingDeprecationWarning, ""),
+    ("ignore", DeprecationWarning, ""),
+    ("default", DeprecationWarning, "__main__"),
+)
+
+
+def _show_warning_on_stderr(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Print a warning as Python does, on the stderr the run substituted."""
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))

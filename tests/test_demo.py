@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,9 @@ def test_demo_creates_syncs_and_reuses(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr.decode()
     out = first.stdout.decode()
     assert f"Synced: {DEMO_JOBS} new jobs" in out
-    assert "Try next:" in out and "mjvault --vault ./mjvault-demo log" in out
+    # The hint names the program as it was run: here as `python -m mjvault` is.
+    program = f"{shlex.quote(sys.executable)} -m mjvault"
+    assert "Try next:" in out and f"{program} --vault ./mjvault-demo log" in out
     assert "(8 videos)" in out
     # The newest jobs are shown by their words, as search shows them: an image prompt's URL
     # says nothing (the generated account's newest video job is prompted by an image alone).

@@ -80,9 +80,24 @@ def test_write_all_to_a_file(tmp_path: Path) -> None:
     assert path.read_bytes() == b"abc" * 100_000
 
 
-def test_fsync_dir_of_a_missing_folder_is_skipped(tmp_path: Path) -> None:
-    fsync_dir(tmp_path / "missing")  # nothing to make durable: no error
+def test_fsync_dir_syncs_the_folder_itself_and_skips_a_missing_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What reaches the disk cannot be seen short of a crash; which descriptor is synced can.
+    synced: list[tuple[int, int]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        meta = os.fstat(fd)
+        synced.append((meta.st_dev, meta.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    fsync_dir(tmp_path / "missing")  # nothing to make durable: no error, nothing synced
+    assert synced == []
     fsync_dir(tmp_path)
+    folder = tmp_path.stat()
+    assert synced == [(folder.st_dev, folder.st_ino)]
 
 
 def test_atomic_write_replaces_and_sets_the_mode(tmp_path: Path) -> None:
@@ -131,17 +146,43 @@ def test_is_temp_name_knows_atomic_writes_temp_files() -> None:
     assert not is_temp_name("..0123456789ab.tmp")
 
 
-def test_sync_filesystem_and_writeback_on_a_real_file(tmp_path: Path) -> None:
+def test_sync_filesystem_syncs_the_file_system_of_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_syncfs, sync_file_range = fsutil._libc_calls()
+    if real_syncfs is None:
+        pytest.skip("no syncfs in this C library: sync(2) takes no path")
+    synced: list[int] = []
+
+    def syncfs(fd: int) -> int:
+        synced.append(os.fstat(fd).st_dev)
+        return int(real_syncfs(fd))
+
+    monkeypatch.setattr(fsutil, "_libc_calls", lambda: (syncfs, sync_file_range))
     path = tmp_path / "data"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        write_all(fd, b"x" * 100_000)
-        start_writeback(fd)  # a head start only: nothing to check but that it returns
-    finally:
-        os.close(fd)
+    path.write_bytes(b"x" * 100_000)
     sync_filesystem(tmp_path)
     sync_filesystem(path)
+    assert synced == [tmp_path.stat().st_dev] * 2
     assert path.read_bytes() == b"x" * 100_000
+
+
+def test_writeback_is_asked_of_the_kernel_and_its_failure_ignored(tmp_path: Path) -> None:
+    _, sync_file_range = fsutil._libc_calls()
+    if sync_file_range is None:
+        pytest.skip("no sync_file_range in this C library")
+    fd = os.open(tmp_path / "data", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        write_all(fd, b"x" * 100_000)
+        # The call start_writeback makes, as it makes it, is accepted on a real file...
+        assert sync_file_range(fd, 0, 0, fsutil.SYNC_FILE_RANGE_WRITE) == 0
+        start_writeback(fd)
+    finally:
+        os.close(fd)
+    # ...and refused on a closed descriptor, which start_writeback does not raise for: a head
+    # start only, never a reason to fail a write.
+    assert sync_file_range(fd, 0, 0, fsutil.SYNC_FILE_RANGE_WRITE) == -1
+    start_writeback(fd)
 
 
 def test_sync_filesystem_of_a_missing_path_fails_naming_it(tmp_path: Path) -> None:
