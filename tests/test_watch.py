@@ -749,16 +749,24 @@ def receiver() -> Iterator[Receiver]:
     running.close()
 
 
-def test_a_persisting_problem_is_notified_once_then_its_recovery(
-    server: FakeMidjourney, vault_path: Path, receiver: Receiver
-) -> None:
-    cycle = SyncCycle(
+def _notified_cycle(
+    server: FakeMidjourney, vault_path: Path, receiver: Receiver, **extra: Any
+) -> SyncCycle:
+    """One watch cycle over the vault that tells the receiver of changes only, as a watch does."""
+    return SyncCycle(
         open_vault=lambda: _opened(vault_path),
         open_client=lambda: MidjourneyClient(settings_for(server)),
         options=SyncOptions(concurrency=4, thumbnails=False),
         notifier=Notifier([receiver.url], changes_only=True),
         stop=threading.Event(),
+        **extra,
     )
+
+
+def test_a_persisting_problem_is_notified_once_then_its_recovery(
+    server: FakeMidjourney, vault_path: Path, receiver: Receiver
+) -> None:
+    cycle = _notified_cycle(server, vault_path, receiver)
     assert cycle().error is None
     assert [m["title"] for m in receiver.received] == [f"mjvault: {JOBS} new jobs"]
     receiver.received.clear()
@@ -780,13 +788,8 @@ def test_a_persisting_problem_is_notified_once_then_its_recovery(
 def test_a_verify_problem_that_persists_is_notified_once(
     server: FakeMidjourney, vault_path: Path, receiver: Receiver
 ) -> None:
-    cycle = SyncCycle(
-        open_vault=lambda: _opened(vault_path),
-        open_client=lambda: MidjourneyClient(settings_for(server)),
-        options=SyncOptions(concurrency=4, thumbnails=False),
-        notifier=Notifier([receiver.url], changes_only=True),
-        stop=threading.Event(),
-        followups=FollowupSettings(verify_subset="100%"),
+    cycle = _notified_cycle(
+        server, vault_path, receiver, followups=FollowupSettings(verify_subset="100%")
     )
     assert cycle().verify is not None
     receiver.received.clear()
@@ -808,14 +811,7 @@ def test_a_follow_up_that_raises_still_sends_the_news_and_its_failure(
     def held_elsewhere(_vault: Vault, _report: Any) -> None:
         raise VaultLocked("the vault is locked by another writer")
 
-    cycle = SyncCycle(
-        open_vault=lambda: _opened(vault_path),
-        open_client=lambda: MidjourneyClient(settings_for(server)),
-        options=SyncOptions(concurrency=4, thumbnails=False),
-        notifier=Notifier([receiver.url], changes_only=True),
-        stop=threading.Event(),
-        after_sync=held_elsewhere,
-    )
+    cycle = _notified_cycle(server, vault_path, receiver, after_sync=held_elsewhere)
     result = cycle()
     assert isinstance(result.error, VaultLocked) and result.new_jobs == JOBS
     titles = [m["title"] for m in receiver.received]
@@ -981,13 +977,7 @@ def test_a_cycle_that_ends_two_problems_sends_one_recovered_message(
     assert cli("remote", "add", "nas", str(tmp_path / "nas"), "--auto-push").code == 0
     config = tmp_path / "nas" / "config"
     saved = config.read_bytes()
-    cycle = SyncCycle(
-        open_vault=lambda: _opened(vault_path),
-        open_client=lambda: MidjourneyClient(settings_for(server)),
-        options=SyncOptions(concurrency=4, thumbnails=False),
-        notifier=Notifier([receiver.url], changes_only=True),
-        stop=threading.Event(),
-    )
+    cycle = _notified_cycle(server, vault_path, receiver)
     config.unlink()  # the NAS is not mounted
     assert cycle().push_failed
     server.faults = Faults(expired=True)
@@ -1007,13 +997,7 @@ def test_a_follow_up_that_fails_still_clears_a_sync_failure(
     def broken(_vault: Vault, _report: Any) -> None:
         raise MjvaultError("the follow-up failed")
 
-    cycle = SyncCycle(
-        open_vault=lambda: _opened(vault_path),
-        open_client=lambda: MidjourneyClient(settings_for(server)),
-        options=SyncOptions(concurrency=4, thumbnails=False),
-        notifier=Notifier([receiver.url], changes_only=True),
-        stop=threading.Event(),
-    )
+    cycle = _notified_cycle(server, vault_path, receiver)
     server.faults = Faults(expired=True)
     assert cycle().error is not None
     server.faults = Faults()
@@ -1034,13 +1018,7 @@ def test_a_push_failure_that_comes_back_after_a_push_by_hand_is_notified_again(
     assert cli("remote", "add", "nas", str(tmp_path / "nas"), "--auto-push").code == 0
     config = tmp_path / "nas" / "config"
     saved = config.read_bytes()
-    cycle = SyncCycle(
-        open_vault=lambda: _opened(vault_path),
-        open_client=lambda: MidjourneyClient(settings_for(server)),
-        options=SyncOptions(concurrency=4, thumbnails=False),
-        notifier=Notifier([receiver.url], changes_only=True),
-        stop=threading.Event(),
-    )
+    cycle = _notified_cycle(server, vault_path, receiver)
     config.unlink()  # the NAS is not mounted
     assert cycle().push_failed
     config.write_bytes(saved)
